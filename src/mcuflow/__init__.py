@@ -1,0 +1,3 @@
+"""mcuflow: deploy deep neural networks on microcontrollers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Boards, memory tiers and the cost model."""

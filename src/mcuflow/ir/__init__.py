@@ -1,0 +1,1 @@
+"""Intermediate representation: graphs, tensors, operators and their attributes."""

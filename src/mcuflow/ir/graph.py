@@ -1,0 +1,112 @@
+"""The graph IR: tensors (by unique name), operators in topological order, graph inputs/outputs."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from mcuflow.ir.ops import OpAttrs, OpKind
+from mcuflow.ir.quantization import QuantParams
+
+
+class DType(Enum):
+    """Element types a tensor can hold."""
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+    INT16 = "int16"
+    INT32 = "int32"
+    INT64 = "int64"
+    FLOAT32 = "float32"
+    BOOL = "bool"
+
+    @property
+    def numpy(self) -> np.dtype:
+        """The matching numpy dtype."""
+        return np.dtype(self.value)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return self.numpy.itemsize
+
+
+@dataclass
+class Tensor:
+    """A named tensor; `data` is set for constants (weights, biases)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: DType
+    quant: QuantParams | None = None
+    data: np.ndarray | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        """True for tensors whose value is stored in the model (weights, biases)."""
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the tensor occupies."""
+        return self.size * self.dtype.itemsize
+
+
+@dataclass
+class Operator:
+    """One operation; `inputs` and `outputs` are tensor names. Optional inputs are omitted."""
+
+    kind: OpKind
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: OpAttrs
+    name: str = ""
+
+
+@dataclass
+class Graph:
+    """A dataflow graph whose operators are stored in a valid topological order."""
+
+    name: str
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    operators: list[Operator] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def tensor(self, name: str) -> Tensor:
+        """The tensor called `name`."""
+        return self.tensors[name]
+
+    def producer(self, name: str) -> int | None:
+        """Index of the operator producing tensor `name`, or None for inputs and constants."""
+        for index, op in enumerate(self.operators):
+            if name in op.outputs:
+                return index
+        return None
+
+    def consumers(self, name: str) -> list[int]:
+        """Indices of the operators reading tensor `name`."""
+        return [index for index, op in enumerate(self.operators) if name in op.inputs]
+
+    def activations(self) -> list[str]:
+        """Names of the non-constant tensors (graph inputs and op outputs)."""
+        return [name for name, t in self.tensors.items() if not t.is_constant]
+
+    def add_tensor(self, tensor: Tensor) -> Tensor:
+        """Add a tensor; its name must be new."""
+        if tensor.name in self.tensors:
+            raise ValueError(f"duplicate tensor name {tensor.name!r}")
+        self.tensors[tensor.name] = tensor
+        return tensor
+
+    def copy(self) -> Graph:
+        """A deep copy (passes rewrite copies, never the caller's graph)."""
+        return copy.deepcopy(self)

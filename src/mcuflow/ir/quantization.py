@@ -1,0 +1,52 @@
+"""Affine quantisation parameters of a tensor, per tensor or per channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """real = scale * (q - zero_point); one entry per channel along `axis` when per-channel.
+
+    Scales are stored as Python floats holding the exact float32 value from the model file.
+    """
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.scale) != len(self.zero_point) or not self.scale:
+            raise ValueError("scale and zero_point must be non-empty and of equal length")
+
+    @classmethod
+    def per_tensor(cls, scale: float, zero_point: int) -> QuantParams:
+        """One scale and zero point for the whole tensor."""
+        return cls((float(np.float32(scale)),), (int(zero_point),))
+
+    @classmethod
+    def per_channel(cls, scales: np.ndarray, zero_points: np.ndarray, axis: int) -> QuantParams:
+        """One scale and zero point per slice along `axis`."""
+        return cls(
+            tuple(float(s) for s in np.asarray(scales, dtype=np.float32)),
+            tuple(int(z) for z in np.asarray(zero_points)),
+            axis,
+        )
+
+    @property
+    def is_per_channel(self) -> bool:
+        """True when there is more than one (scale, zero point) pair."""
+        return len(self.scale) > 1
+
+    @property
+    def scale0(self) -> float:
+        """The per-tensor scale (the first one for per-channel)."""
+        return self.scale[0]
+
+    @property
+    def zero_point0(self) -> int:
+        """The per-tensor zero point (the first one for per-channel)."""
+        return self.zero_point[0]

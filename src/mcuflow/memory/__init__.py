@@ -1,0 +1,1 @@
+"""Memory planning: liveness, operator order, in-place execution, arena placement."""

@@ -1,0 +1,1 @@
+"""Architecture search under memory limits."""

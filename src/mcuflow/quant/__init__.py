@@ -1,0 +1,1 @@
+"""Quantisation: fixed-point arithmetic, calibration and weight schemes."""

@@ -1,0 +1,1 @@
+"""Bit-exact numpy reference kernels and interpreter."""

@@ -1,0 +1,1 @@
+"""Host and Arm toolchains, QEMU."""
