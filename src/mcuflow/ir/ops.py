@@ -7,7 +7,7 @@ from enum import Enum
 
 
 class OpKind(Enum):
-    """Every operator mcuflow knows. Each one has a hook in every registry (shapes, ref, cost, C)."""
+    """Every operator mcuflow knows; each has a hook in every registry (shapes, ref, cost, C)."""
 
     CONV_2D = "CONV_2D"
     DEPTHWISE_CONV_2D = "DEPTHWISE_CONV_2D"

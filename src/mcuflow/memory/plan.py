@@ -1,4 +1,4 @@
-"""The Plan: execution order, in-place decisions and one static arena with a byte offset per buffer."""
+"""The Plan: execution order, in-place decisions, one static arena with an offset per buffer."""
 
 from __future__ import annotations
 

@@ -1,0 +1,277 @@
+"""GraphBuilder: quantised int8 graphs with random weights for tests, benchmarks, the demo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
+from mcuflow.ir.ops import (
+    Activation,
+    ConcatenationAttrs,
+    Conv2DAttrs,
+    DepthwiseConv2DAttrs,
+    ElementwiseAttrs,
+    FullyConnectedAttrs,
+    LeakyReluAttrs,
+    MeanAttrs,
+    NoAttrs,
+    OpAttrs,
+    OpKind,
+    PadAttrs,
+    Padding,
+    Pool2DAttrs,
+    ReshapeAttrs,
+    SoftmaxAttrs,
+    SqueezeAttrs,
+)
+from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.shapes import infer_output_shapes
+
+# Uniform int8 values have a standard deviation of about 73; three of them span the int8 range.
+_INT8_STD = 73.0
+
+
+class GraphBuilder:
+    """Fluent construction of int8 graphs; every method returns the new output tensor's name."""
+
+    def __init__(self, name: str = "model", seed: int = 0) -> None:
+        self.graph = Graph(name)
+        self.rng = np.random.default_rng(seed)
+        self._counter = 0
+
+    def _fresh(self, stem: str) -> str:
+        self._counter += 1
+        return f"{stem}_{self._counter}"
+
+    def quant(self, name: str) -> QuantParams:
+        """Quantisation parameters of tensor `name`."""
+        quant = self.graph.tensors[name].quant
+        assert quant is not None, f"tensor {name} is not quantised"
+        return quant
+
+    def input(
+        self, shape: tuple[int, ...], scale: float = 0.05, zero_point: int = 0,
+        dtype: DType = DType.INT8,
+    ) -> str:
+        """A graph input (float inputs get no quantisation parameters)."""
+        quant = None if dtype is DType.FLOAT32 else QuantParams.per_tensor(scale, zero_point)
+        name = self._fresh("input")
+        self.graph.add_tensor(Tensor(name, tuple(shape), dtype, quant))
+        self.graph.inputs.append(name)
+        return name
+
+    def output(self, *names: str) -> GraphBuilder:
+        """Mark tensors as graph outputs."""
+        self.graph.outputs.extend(names)
+        return self
+
+    def build(self) -> Graph:
+        """The finished graph."""
+        return self.graph
+
+    def constant(self, stem: str, data: np.ndarray, quant: QuantParams | None) -> str:
+        """A constant tensor holding `data`."""
+        name = self._fresh(stem)
+        dtype = DType(np.dtype(data.dtype).name)
+        self.graph.add_tensor(Tensor(name, tuple(data.shape), dtype, quant, data))
+        return name
+
+    def op(
+        self, kind: OpKind, inputs: list[str], attrs: OpAttrs, quant: QuantParams | None,
+        dtype: DType = DType.INT8,
+    ) -> str:
+        """Append an operator of any kind; its output shape comes from shape inference."""
+        name = self._fresh(kind.value.lower())
+        operator = Operator(kind, tuple(inputs), (name,), attrs, name)
+        shape = infer_output_shapes(self.graph, operator)[0]
+        self.graph.add_tensor(Tensor(name, shape, dtype, quant))
+        self.graph.operators.append(operator)
+        return name
+
+    def _weights(
+        self, shape: tuple[int, ...], axis: int, per_channel: bool
+    ) -> tuple[str, QuantParams]:
+        channels = shape[axis]
+        data = self.rng.integers(-127, 128, size=shape, dtype=np.int8)
+        if per_channel:
+            scales = self.rng.uniform(0.002, 0.02, size=channels).astype(np.float32)
+            quant = QuantParams.per_channel(scales, np.zeros(channels, dtype=np.int64), axis)
+        else:
+            quant = QuantParams.per_tensor(float(self.rng.uniform(0.002, 0.02)), 0)
+        return self.constant("weights", data, quant), quant
+
+    def _bias(self, channels: int, input_scale: float, weights: QuantParams, depth: int) -> str:
+        scales = np.asarray(weights.scale, dtype=np.float64) * input_scale
+        if not weights.is_per_channel:
+            scales = np.full(channels, scales[0])
+        spread = _INT8_STD * _INT8_STD * math.sqrt(depth)
+        data = self.rng.integers(-int(spread), int(spread) + 1, size=channels).astype(np.int32)
+        quant = QuantParams.per_channel(scales, np.zeros(channels, dtype=np.int64), 0)
+        return self.constant("bias", data, quant)
+
+    def _accumulator_quant(self, x: str, weights: QuantParams, depth: int) -> QuantParams:
+        """Output scale so that a typical accumulator spans about +-3 sigma of int8."""
+        in_scale = self.quant(x).scale0
+        w_scale = float(np.mean(weights.scale))
+        sigma = _INT8_STD * _INT8_STD * math.sqrt(depth) * in_scale * w_scale
+        zero_point = int(self.rng.integers(-20, 21))
+        return QuantParams.per_tensor(3.0 * sigma / 128.0, zero_point)
+
+    def conv2d(
+        self, x: str, out_channels: int, kernel: tuple[int, int] = (3, 3), stride: int = 1,
+        dilation: int = 1, padding: Padding = Padding.SAME,
+        activation: Activation = Activation.NONE, per_channel: bool = True, bias: bool = True,
+    ) -> str:
+        """CONV_2D with random int8 weights and int32 bias."""
+        in_c = self.graph.tensors[x].shape[3]
+        w, wq = self._weights((out_channels, *kernel, in_c), 0, per_channel)
+        depth = kernel[0] * kernel[1] * in_c
+        inputs = [x, w] + ([self._bias(out_channels, self.quant(x).scale0, wq, depth)]
+                           if bias else [])
+        attrs = Conv2DAttrs(stride, stride, dilation, dilation, padding, activation)
+        return self.op(OpKind.CONV_2D, inputs, attrs, self._accumulator_quant(x, wq, depth))
+
+    def depthwise_conv2d(
+        self, x: str, kernel: tuple[int, int] = (3, 3), stride: int = 1, dilation: int = 1,
+        depth_multiplier: int = 1, padding: Padding = Padding.SAME,
+        activation: Activation = Activation.NONE, per_channel: bool = True, bias: bool = True,
+    ) -> str:
+        """DEPTHWISE_CONV_2D with random int8 weights and int32 bias."""
+        out_c = self.graph.tensors[x].shape[3] * depth_multiplier
+        w, wq = self._weights((1, *kernel, out_c), 3, per_channel)
+        depth = kernel[0] * kernel[1]
+        inputs = [x, w] + ([self._bias(out_c, self.quant(x).scale0, wq, depth)] if bias else [])
+        attrs = DepthwiseConv2DAttrs(
+            stride, stride, dilation, dilation, depth_multiplier, padding, activation
+        )
+        return self.op(OpKind.DEPTHWISE_CONV_2D, inputs, attrs,
+                       self._accumulator_quant(x, wq, depth))
+
+    def fully_connected(
+        self, x: str, units: int, activation: Activation = Activation.NONE,
+        per_channel: bool = False, bias: bool = True, keep_num_dims: bool = False,
+    ) -> str:
+        """FULLY_CONNECTED with random int8 weights and int32 bias."""
+        depth = self.graph.tensors[x].shape[-1]
+        w, wq = self._weights((units, depth), 0, per_channel)
+        inputs = [x, w] + ([self._bias(units, self.quant(x).scale0, wq, depth)] if bias else [])
+        attrs = FullyConnectedAttrs(activation, keep_num_dims)
+        return self.op(OpKind.FULLY_CONNECTED, inputs, attrs,
+                       self._accumulator_quant(x, wq, depth))
+
+    def _elementwise(self, kind: OpKind, a: str, b: str, activation: Activation,
+                     quant: QuantParams | None) -> str:
+        if quant is None:
+            sa, sb = self.quant(a).scale0, self.quant(b).scale0
+            scale = sa * sb * _INT8_STD * 3.0 if kind is OpKind.MUL else 2.0 * max(sa, sb)
+            quant = QuantParams.per_tensor(scale, int(self.rng.integers(-10, 11)))
+        return self.op(kind, [a, b], ElementwiseAttrs(activation), quant)
+
+    def add(self, a: str, b: str, activation: Activation = Activation.NONE,
+            quant: QuantParams | None = None) -> str:
+        """ADD with broadcasting."""
+        return self._elementwise(OpKind.ADD, a, b, activation, quant)
+
+    def sub(self, a: str, b: str, activation: Activation = Activation.NONE,
+            quant: QuantParams | None = None) -> str:
+        """SUB with broadcasting."""
+        return self._elementwise(OpKind.SUB, a, b, activation, quant)
+
+    def mul(self, a: str, b: str, activation: Activation = Activation.NONE,
+            quant: QuantParams | None = None) -> str:
+        """MUL with broadcasting."""
+        return self._elementwise(OpKind.MUL, a, b, activation, quant)
+
+    def constant_int8(
+        self, shape: tuple[int, ...], scale: float = 0.05, zero_point: int = 0
+    ) -> str:
+        """A random int8 constant tensor (e.g. the second operand of ADD)."""
+        data = self.rng.integers(-128, 128, size=shape, dtype=np.int8)
+        return self.constant("const", data, QuantParams.per_tensor(scale, zero_point))
+
+    def _pool(self, kind: OpKind, x: str, size: int, stride: int, padding: Padding,
+              activation: Activation) -> str:
+        attrs = Pool2DAttrs(size, size, stride, stride, padding, activation)
+        return self.op(kind, [x], attrs, self.quant(x))
+
+    def average_pool2d(self, x: str, size: int = 2, stride: int = 2,
+                       padding: Padding = Padding.VALID,
+                       activation: Activation = Activation.NONE) -> str:
+        """AVERAGE_POOL_2D (input and output share quantisation, as TFLite requires)."""
+        return self._pool(OpKind.AVERAGE_POOL_2D, x, size, stride, padding, activation)
+
+    def max_pool2d(self, x: str, size: int = 2, stride: int = 2,
+                   padding: Padding = Padding.VALID,
+                   activation: Activation = Activation.NONE) -> str:
+        """MAX_POOL_2D (input and output share quantisation)."""
+        return self._pool(OpKind.MAX_POOL_2D, x, size, stride, padding, activation)
+
+    def mean(self, x: str, axes: tuple[int, ...] = (1, 2), keep_dims: bool = False,
+             quant: QuantParams | None = None) -> str:
+        """MEAN over `axes`."""
+        return self.op(OpKind.MEAN, [x], MeanAttrs(axes, keep_dims), quant or self.quant(x))
+
+    def reshape(self, x: str, new_shape: tuple[int, ...]) -> str:
+        """RESHAPE (a -1 entry is resolved here)."""
+        size = self.graph.tensors[x].size
+        known = int(np.prod([d for d in new_shape if d != -1], dtype=np.int64))
+        resolved = tuple(size // known if d == -1 else d for d in new_shape)
+        return self.op(OpKind.RESHAPE, [x], ReshapeAttrs(resolved), self.quant(x))
+
+    def squeeze(self, x: str, axes: tuple[int, ...] = ()) -> str:
+        """SQUEEZE."""
+        return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x))
+
+    def softmax(self, x: str, beta: float = 1.0) -> str:
+        """SOFTMAX with TFLite's int8 output quantisation (1/256, -128)."""
+        return self.op(OpKind.SOFTMAX, [x], SoftmaxAttrs(beta),
+                       QuantParams.per_tensor(1.0 / 256.0, -128))
+
+    def pad(self, x: str, paddings: tuple[tuple[int, int], ...]) -> str:
+        """PAD with the input's zero point."""
+        return self.op(OpKind.PAD, [x], PadAttrs(paddings), self.quant(x))
+
+    def concatenation(self, inputs: list[str], axis: int = 3,
+                      activation: Activation = Activation.NONE) -> str:
+        """CONCATENATION; the output takes the first input's quantisation."""
+        rank = len(self.graph.tensors[inputs[0]].shape)
+        attrs = ConcatenationAttrs(axis % rank, activation)
+        return self.op(OpKind.CONCATENATION, inputs, attrs, self.quant(inputs[0]))
+
+    def logistic(self, x: str) -> str:
+        """LOGISTIC with TFLite's int8 output quantisation (1/256, -128)."""
+        return self.op(OpKind.LOGISTIC, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 256.0, -128))
+
+    def tanh(self, x: str) -> str:
+        """TANH with TFLite's int8 output quantisation (1/128, 0)."""
+        return self.op(OpKind.TANH, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 128.0, 0))
+
+    def _unary(self, kind: OpKind, x: str, quant: QuantParams | None,
+               attrs: OpAttrs | None = None) -> str:
+        return self.op(kind, [x], attrs or NoAttrs(), quant or self.quant(x))
+
+    def hard_swish(self, x: str, quant: QuantParams | None = None) -> str:
+        """HARD_SWISH."""
+        return self._unary(OpKind.HARD_SWISH, x, quant)
+
+    def relu(self, x: str, quant: QuantParams | None = None) -> str:
+        """RELU."""
+        return self._unary(OpKind.RELU, x, quant)
+
+    def relu6(self, x: str, quant: QuantParams | None = None) -> str:
+        """RELU6."""
+        return self._unary(OpKind.RELU6, x, quant)
+
+    def leaky_relu(self, x: str, alpha: float = 0.2, quant: QuantParams | None = None) -> str:
+        """LEAKY_RELU."""
+        return self._unary(OpKind.LEAKY_RELU, x, quant, LeakyReluAttrs(alpha))
+
+    def quantize(self, x: str, scale: float, zero_point: int) -> str:
+        """QUANTIZE: float to int8, or int8 to int8 requantisation."""
+        return self.op(OpKind.QUANTIZE, [x], NoAttrs(), QuantParams.per_tensor(scale, zero_point))
+
+    def dequantize(self, x: str) -> str:
+        """DEQUANTIZE: int8 to float32."""
+        return self.op(OpKind.DEQUANTIZE, [x], NoAttrs(), None, DType.FLOAT32)

@@ -1,0 +1,6 @@
+"""Pytest configuration: make `tests.support` importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

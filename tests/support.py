@@ -1,0 +1,51 @@
+"""Test helpers: the LiteRT oracle, random inputs and the shared model paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
+INT8_MODELS = [
+    "kws_ref_model.tflite",
+    "vww_96_int8.tflite",
+    "pretrainedResnet_quant.tflite",
+    "ad01_int8.tflite",
+    "str_ww_ref_model.tflite",
+]
+FLOAT_MODELS = [
+    "kws_ref_model_float32.tflite",
+    "vww_96_float.tflite",
+    "pretrainedResnet.tflite",
+    "ad01_fp32.tflite",
+]
+
+
+def litert_interpreter(model: bytes | Path) -> Interpreter:
+    """A LiteRT interpreter with the reference op resolver (the bit-exact oracle)."""
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    interpreter = Interpreter(
+        **source, experimental_op_resolver_type=OpResolverType.BUILTIN_REF, num_threads=1
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def litert_invoke(model: bytes | Path | Interpreter, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run LiteRT (reference kernels) on `inputs`; returns the outputs in graph order."""
+    interpreter = model if isinstance(model, Interpreter) else litert_interpreter(model)
+    for detail, value in zip(interpreter.get_input_details(), inputs, strict=True):
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+
+def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    """Uniform random values over the whole range of an integer dtype, or N(0,1) floats."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape, dtype=dtype)
