@@ -1,0 +1,5 @@
+"""`python -m mcuflow` runs the command line."""
+
+from mcuflow.cli import main
+
+main()

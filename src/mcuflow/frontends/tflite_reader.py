@@ -1,0 +1,741 @@
+"""Read a .tflite flatbuffer into an IR Graph, validating every index and size on the way.
+
+Python flatbuffers has no verifier, so every count is checked against the file size before it is
+used, every index against the table it points into, and every read that falls outside the file
+is turned into a ModelFormatError. Nothing is allocated before its size has been checked.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import tflite
+
+from mcuflow.errors import ModelFormatError, UnsupportedModelError
+from mcuflow.frontends.shape_folding import fold_shape_ops
+from mcuflow.frontends.tflite_schema import (
+    ACTIVATION_OF_FUSED,
+    DTYPE_OF_TENSOR_TYPE,
+    FILE_IDENTIFIER,
+    KIND_OF_BUILTIN,
+    PADDING_OF_TFLITE,
+    SCHEMA_VERSION,
+    RawOp,
+    RawSubgraph,
+    RawTensor,
+    builtin_name,
+    tensor_type_name,
+)
+from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.ops import (
+    Activation,
+    ConcatenationAttrs,
+    Conv2DAttrs,
+    DepthwiseConv2DAttrs,
+    ElementwiseAttrs,
+    FullyConnectedAttrs,
+    LeakyReluAttrs,
+    MeanAttrs,
+    NoAttrs,
+    OpAttrs,
+    OpKind,
+    PadAttrs,
+    Padding,
+    Pool2DAttrs,
+    ReshapeAttrs,
+    SoftmaxAttrs,
+    SqueezeAttrs,
+)
+from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.verify import GraphInvariantError, verify_graph
+
+MAX_RANK = 8
+MAX_TENSOR_BYTES = 1 << 31
+_HINT = "re-export the model with the TFLite converter, or check that the file was copied whole"
+_UNSUPPORTED_HINT = "run `mcuflow ops` to list the operators and types mcuflow supports"
+
+_TT = tflite.TensorType
+# Byte sizes of the TensorTypes mcuflow cannot hold, to check their buffers all the same;
+# None for types without a fixed size (their data is not checked).
+_OTHER_ITEMSIZES: dict[int, int | None] = {
+    _TT.FLOAT16: 2,
+    _TT.BFLOAT16: 2,
+    _TT.UINT16: 2,
+    _TT.UINT32: 4,
+    _TT.UINT64: 8,
+    _TT.FLOAT64: 8,
+    _TT.COMPLEX64: 8,
+    _TT.COMPLEX128: 16,
+    _TT.STRING: None,
+    _TT.RESOURCE: None,
+    _TT.VARIANT: None,
+    _TT.INT4: None,
+}
+
+_OPTIONS_CLASS_NAMES = {
+    value: name for name, value in vars(tflite.BuiltinOptions).items() if not name.startswith("_")
+}
+
+Converter = Callable[[RawOp, RawSubgraph], tuple[OpAttrs, list[int]]]
+
+
+def read_tflite(source: str | Path | bytes) -> Graph:
+    """Read subgraph 0 of a TFLite model (a path or the file's bytes) into a verified Graph.
+
+    Shape-only subgraphs are folded into constants; attribute inputs (RESHAPE shape, PAD
+    paddings, MEAN axes) become attributes; tensors no remaining op uses are dropped. Raises
+    ModelFormatError for a malformed file and one UnsupportedModelError listing every
+    unsupported operator and tensor type.
+    """
+    data, label, path = _load(source)
+    _check_header(data, label, path)
+    with _corrupt_guard(label, len(data)):
+        subgraph = _decode(data, label)
+        fold_shape_ops(subgraph)
+        _reject_unsupported(subgraph, label)
+        graph = _to_graph(subgraph, (path.stem if path else "") or subgraph.name or "model")
+    try:
+        verify_graph(graph)
+    except GraphInvariantError as error:
+        raise ModelFormatError(f"{label} is inconsistent: {error.message}", _HINT) from None
+    return graph
+
+
+def _load(source: str | Path | bytes) -> tuple[bytes, str, Path | None]:
+    """The model's bytes, a label for messages, and the path (None for bytes)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(source), "the model", None
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ModelFormatError(
+            f"cannot read model file '{path}': {error.strerror or error}",
+            "check the path and the file's permissions",
+        ) from None
+    return data, f"'{path}'", path
+
+
+_MAGIC_NAMES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"PK\x03\x04": "a ZIP archive (a Keras .keras file?)",
+    b"\x89HDF": "an HDF5 file (a Keras .h5 model?)",
+    b"\x7fELF": "an ELF binary",
+    b"\x1f\x8b": "a gzip archive",
+    b"%PDF": "a PDF document",
+}
+_ONNX_SECOND_FIELDS = (0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A, 0x42)
+
+
+def _guess_format(data: bytes, path: Path | None) -> str:
+    """A phrase naming what a non-TFLite file looks like, or ''."""
+    for magic, name in _MAGIC_NAMES.items():
+        if data.startswith(magic):
+            return f" (it looks like {name})"
+    onnx_suffix = path is not None and path.suffix.lower() == ".onnx"
+    if onnx_suffix or (data[0] == 0x08 and data[2] in _ONNX_SECOND_FIELDS):
+        return " (it looks like an ONNX model: read it with the ONNX frontend)"
+    return ""
+
+
+def _check_header(data: bytes, label: str, path: Path | None) -> None:
+    """Reject empty, tiny and foreign files before touching the flatbuffer."""
+    if not data:
+        raise ModelFormatError(f"{label} is empty (0 bytes)", _HINT)
+    if len(data) < 8:
+        raise ModelFormatError(
+            f"{label} is truncated: {len(data)} bytes cannot hold a TFLite header", _HINT
+        )
+    identifier = data[4:8]
+    if identifier != FILE_IDENTIFIER:
+        raise ModelFormatError(
+            f"{label} is not a TFLite model: its file identifier is {identifier!r}, not "
+            f"b'TFL3'{_guess_format(data, path)}",
+            "pass a .tflite file produced by the TFLite converter",
+        )
+    root = struct.unpack_from("<I", data, 0)[0]
+    if root + 4 > len(data):
+        raise ModelFormatError(
+            f"{label} is truncated or corrupt: its root table offset {root} lies beyond the "
+            f"{len(data)}-byte file",
+            _HINT,
+        )
+
+
+@contextmanager
+def _corrupt_guard(label: str, size: int) -> Iterator[None]:
+    """Turn out-of-bounds flatbuffer reads into a ModelFormatError."""
+    try:
+        yield
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError) as error:
+        raise ModelFormatError(
+            f"{label} is truncated or corrupt: a flatbuffer read fell outside the {size}-byte "
+            f"file ({error})",
+            _HINT,
+        ) from None
+
+
+def _table_count(count: int, data: bytes, label: str, what: str) -> int:
+    """A vector length checked against the file size (each table offset takes 4 bytes)."""
+    if count * 4 > len(data):
+        raise ModelFormatError(
+            f"{label} is truncated or corrupt: it claims {count} {what}, more than its "
+            f"{len(data)} bytes can hold",
+            _HINT,
+        )
+    return count
+
+
+def _ints(vector: object) -> list[int]:
+    """A flatbuffer int vector (the generated accessors return 0 when the field is absent)."""
+    return [int(v) for v in vector] if isinstance(vector, np.ndarray) else []
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", errors="replace") if raw else ""
+
+
+def _decode(data: bytes, label: str) -> RawSubgraph:
+    """Decode and validate subgraph 0 with its tensors, constants and operators."""
+    model = tflite.Model.GetRootAs(data, 0)
+    version = model.Version()
+    if version != SCHEMA_VERSION:
+        raise ModelFormatError(
+            f"{label} has TFLite schema version {version}; mcuflow reads version "
+            f"{SCHEMA_VERSION}",
+            "convert the model with a current TFLite converter",
+        )
+    if _table_count(model.SubgraphsLength(), data, label, "subgraphs") == 0:
+        raise ModelFormatError(f"{label} has no subgraph", _HINT)
+    n_buffers = _table_count(model.BuffersLength(), data, label, "buffers")
+    opcodes = [
+        _opcode(model.OperatorCodes(i))
+        for i in range(_table_count(model.OperatorCodesLength(), data, label, "operator codes"))
+    ]
+    fb_subgraph = model.Subgraphs(0)
+    n_tensors = _table_count(fb_subgraph.TensorsLength(), data, label, "tensors")
+    tensors = [
+        _tensor(model, fb_subgraph.Tensors(i), i, n_buffers, data, label)
+        for i in range(n_tensors)
+    ]
+    _dedupe_names(tensors)
+    n_ops = _table_count(fb_subgraph.OperatorsLength(), data, label, "operators")
+    ops = [_operator(fb_subgraph.Operators(i), i, opcodes, tensors, label) for i in range(n_ops)]
+    inputs = _graph_ends(_ints(fb_subgraph.InputsAsNumpy()), tensors, label, "input")
+    outputs = _graph_ends(_ints(fb_subgraph.OutputsAsNumpy()), tensors, label, "output")
+    return RawSubgraph(_text(fb_subgraph.Name()), tensors, ops, inputs, outputs)
+
+
+def _opcode(code: tflite.OperatorCode) -> tuple[int, str]:
+    """(builtin code, display name); custom ops are named after their custom code.
+
+    The version is read, though unused, so that a file cut inside it counts as truncated.
+    """
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    code.Version()
+    if builtin == tflite.BuiltinOperator.CUSTOM:
+        return builtin, f"CUSTOM '{_text(code.CustomCode())}'"
+    return builtin, builtin_name(builtin)
+
+
+def _graph_ends(indices: list[int], tensors: list[RawTensor], label: str, what: str) -> list[int]:
+    for index in indices:
+        if not 0 <= index < len(tensors):
+            raise ModelFormatError(
+                f"{label}: graph {what} refers to tensor {index} but the subgraph has "
+                f"{len(tensors)}",
+                _HINT,
+            )
+    return indices
+
+
+def _dedupe_names(tensors: list[RawTensor]) -> None:
+    """Give every tensor a unique name: `t<index>` for empty names, `_1`, `_2`... for repeats."""
+    seen: set[str] = set()
+    last_suffix: dict[str, int] = {}
+    for tensor in tensors:
+        base = tensor.name or f"t{tensor.index}"
+        name, n = base, last_suffix.get(base, 0)
+        while name in seen:
+            n += 1
+            name = f"{base}_{n}"
+        seen.add(name)
+        last_suffix[base] = n
+        tensor.name = name
+
+
+def _tensor(
+    model: tflite.Model,
+    fb: tflite.Tensor,
+    index: int,
+    n_buffers: int,
+    data: bytes,
+    label: str,
+) -> RawTensor:
+    """Decode one tensor, its quantisation and (after size checks) its constant data."""
+    name = _text(fb.Name())
+    shown = name or f"t{index}"
+    if fb.ShapeLength() > MAX_RANK:
+        raise ModelFormatError(
+            f"{label}: tensor '{shown}' has rank {fb.ShapeLength()}; at most {MAX_RANK} is "
+            "supported",
+            _HINT,
+        )
+    shape = tuple(_ints(fb.ShapeAsNumpy()))
+    type_code = fb.Type()
+    itemsize = _itemsize(type_code, shown, label)
+    _check_shape(shape, itemsize or 1, shown, label)
+    if fb.Sparsity() is not None:
+        raise UnsupportedModelError(
+            f"{label}: tensor '{shown}' is sparse; mcuflow needs dense tensors",
+            "convert the model without sparsity (no tf.lite.Optimize.EXPERIMENTAL_SPARSITY)",
+        )
+    tensor = RawTensor(index, name, shape, type_code)
+    tensor.quant = _quantization(fb.Quantization(), shape, shown, label)
+    buffer = fb.Buffer()
+    if buffer >= n_buffers:
+        raise ModelFormatError(
+            f"{label}: tensor '{shown}' refers to buffer {buffer} but the model has {n_buffers}",
+            _HINT,
+        )
+    raw = _buffer_bytes(model, buffer, data, label)
+    if raw.size and itemsize is not None:
+        tensor.data = _constant(raw, tensor, itemsize, shown, label)
+    return tensor
+
+
+def _itemsize(type_code: int, name: str, label: str) -> int | None:
+    """Bytes per element of a TensorType (None when elements have no fixed size)."""
+    if type_code in DTYPE_OF_TENSOR_TYPE:
+        return DTYPE_OF_TENSOR_TYPE[type_code].itemsize
+    if type_code not in _OTHER_ITEMSIZES:
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' has unknown type code {type_code}", _HINT
+        )
+    return _OTHER_ITEMSIZES[type_code]
+
+
+def _check_shape(shape: tuple[int, ...], itemsize: int, name: str, label: str) -> None:
+    """Reject negative dimensions and tensors too big for any device."""
+    if any(d < 0 for d in shape):
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' has a negative dimension in its shape {shape}", _HINT
+        )
+    nbytes = itemsize * math.prod(shape)
+    if nbytes > MAX_TENSOR_BYTES:
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' of shape {shape} would take {nbytes} bytes, an absurd "
+            f"size (the limit is {MAX_TENSOR_BYTES})",
+            _HINT,
+        )
+
+
+def _buffer_bytes(model: tflite.Model, index: int, data: bytes, label: str) -> np.ndarray:
+    """A uint8 view of buffer `index`: inline data, or the offset/size region of large models."""
+    buffer = model.Buffers(index)
+    offset, size = buffer.Offset(), buffer.Size()
+    if offset > 1:
+        if offset + size > len(data):
+            raise ModelFormatError(
+                f"{label} is truncated: buffer {index} spans bytes {offset}..{offset + size} "
+                f"of a {len(data)}-byte file",
+                _HINT,
+            )
+        return np.frombuffer(data, dtype=np.uint8, count=size, offset=offset)
+    raw = buffer.DataAsNumpy()
+    return raw if isinstance(raw, np.ndarray) else np.empty(0, dtype=np.uint8)
+
+
+def _constant(
+    raw: np.ndarray, tensor: RawTensor, itemsize: int, name: str, label: str
+) -> np.ndarray | None:
+    """The tensor's data as a numpy array, after checking its byte length against its shape."""
+    expected = itemsize * math.prod(tensor.shape)
+    if raw.size != expected:
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' has {raw.size} bytes of data, but its shape "
+            f"{tensor.shape} of {tensor_type_name(tensor.type_code)} needs {expected}",
+            _HINT,
+        )
+    if tensor.dtype is None:
+        return None
+    little = np.frombuffer(raw.tobytes(), dtype=tensor.dtype.numpy.newbyteorder("<"))
+    return little.astype(tensor.dtype.numpy).reshape(tensor.shape)
+
+
+def _quantization(
+    fb: tflite.QuantizationParameters | None, shape: tuple[int, ...], name: str, label: str
+) -> QuantParams | None:
+    """Per-tensor or per-channel parameters, or None when the tensor has no scales."""
+    if fb is None:
+        return None
+    scales = fb.ScaleAsNumpy()
+    if not isinstance(scales, np.ndarray) or scales.size == 0:
+        return None
+    zero_points = _ints(fb.ZeroPointAsNumpy()) or [0] * scales.size
+    if len(zero_points) != scales.size:
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' has {scales.size} quantisation scales but "
+            f"{len(zero_points)} zero points",
+            _HINT,
+        )
+    if not np.all(np.isfinite(scales)):
+        raise ModelFormatError(f"{label}: tensor '{name}' has a non-finite scale", _HINT)
+    axis = fb.QuantizedDimension()
+    if scales.size > 1 and not (0 <= axis < len(shape) and shape[axis] == scales.size):
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' of shape {shape} has {scales.size} per-channel scales "
+            f"along dimension {axis}",
+            _HINT,
+        )
+    axis = axis if 0 <= axis < max(len(shape), 1) else 0
+    return QuantParams(tuple(float(s) for s in scales), tuple(zero_points), axis)
+
+
+def _operator(
+    fb: tflite.Operator,
+    index: int,
+    opcodes: list[tuple[int, str]],
+    tensors: list[RawTensor],
+    label: str,
+) -> RawOp:
+    """Decode one operator; check its operator code and tensor indices."""
+    opcode_index = fb.OpcodeIndex()
+    if opcode_index >= len(opcodes):
+        raise ModelFormatError(
+            f"{label}: op {index} refers to operator code {opcode_index} but the model has "
+            f"{len(opcodes)}",
+            _HINT,
+        )
+    code, name = opcodes[opcode_index]
+    inputs = _ints(fb.InputsAsNumpy())
+    outputs = _ints(fb.OutputsAsNumpy())
+    for tensor in [t for t in inputs if t != -1] + outputs:
+        if not 0 <= tensor < len(tensors):
+            raise ModelFormatError(
+                f"{label}: op {index} ({name}) refers to tensor {tensor} but the subgraph has "
+                f"{len(tensors)}",
+                _HINT,
+            )
+    return RawOp(index, code, name, inputs, outputs, _options(fb))
+
+
+def _options(fb: tflite.Operator) -> object | None:
+    """The op's builtin options as the `tflite` package's typed table, or None."""
+    class_name = _OPTIONS_CLASS_NAMES.get(fb.BuiltinOptionsType())
+    table = fb.BuiltinOptions()
+    options_class = getattr(tflite, class_name, None) if class_name else None
+    if table is None or not isinstance(options_class, type):
+        return None
+    options = options_class()
+    options.Init(table.Bytes, table.Pos)
+    return options
+
+
+def _reject_unsupported(subgraph: RawSubgraph, label: str) -> None:
+    """One UnsupportedModelError naming every unsupported op and tensor type still present."""
+    ops = Counter(op.name for op in subgraph.ops if op.code not in KIND_OF_BUILTIN)
+    used = _used_tensors(subgraph)
+    types = Counter(
+        tensor_type_name(t.type_code)
+        for t in subgraph.tensors
+        if t.index in used and t.dtype is None
+    )
+    if not ops and not types:
+        return
+    parts = []
+    if ops:
+        listed = ", ".join(f"{name} (x{count})" for name, count in sorted(ops.items()))
+        parts.append(f"{sum(ops.values())} unsupported operator(s): {listed}")
+    if types:
+        listed = ", ".join(f"{name} (x{count})" for name, count in sorted(types.items()))
+        parts.append(f"tensors of unsupported type(s): {listed}")
+    raise UnsupportedModelError(f"{label} uses " + "; and ".join(parts), _UNSUPPORTED_HINT)
+
+
+def _used_tensors(subgraph: RawSubgraph) -> set[int]:
+    used = set(subgraph.inputs) | set(subgraph.outputs)
+    for op in subgraph.ops:
+        used.update(i for i in op.inputs if i >= 0)
+        used.update(op.outputs)
+    return used
+
+
+def _to_graph(subgraph: RawSubgraph, name: str) -> Graph:
+    """The IR graph: converted operators and only the tensors they (or the graph ends) use."""
+    converted = [_convert(op, subgraph) for op in subgraph.ops]
+    used = set(subgraph.inputs) | set(subgraph.outputs)
+    for (_, _, inputs), op in zip(converted, subgraph.ops, strict=True):
+        used.update(inputs)
+        used.update(op.outputs)
+    graph = Graph(name)
+    for tensor in subgraph.tensors:
+        if tensor.index in used:
+            graph.add_tensor(
+                Tensor(tensor.name, tensor.shape, tensor.dtype, tensor.quant, tensor.data)
+            )
+    names = [t.name for t in subgraph.tensors]
+    for (kind, attrs, inputs), op in zip(converted, subgraph.ops, strict=True):
+        outputs = tuple(names[i] for i in op.outputs)
+        graph.operators.append(
+            Operator(kind, tuple(names[i] for i in inputs), outputs, attrs, outputs[0])
+        )
+    graph.inputs = [names[i] for i in subgraph.inputs]
+    graph.outputs = [names[i] for i in subgraph.outputs]
+    return graph
+
+
+def _convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpKind, OpAttrs, list[int]]:
+    """(kind, typed attributes, IR input tensor indices) of a supported operator."""
+    kind = KIND_OF_BUILTIN[op.code]
+    low, high = _ARITY.get(kind, (1, 1))
+    required = 2 if kind in _OPTIONAL_BIAS else len(op.inputs)
+    if not low <= len(op.inputs) <= high or any(i < 0 for i in op.inputs[:required]):
+        raise _op_error(op, f"has inputs {op.inputs}; expected {low} to {high} tensors")
+    if len(op.outputs) != 1:
+        raise _op_error(op, f"has {len(op.outputs)} outputs; expected 1")
+    attrs, inputs = _CONVERTERS.get(kind, _no_attrs)(op, subgraph)
+    return kind, attrs, inputs
+
+
+def _op_error(op: RawOp, message: str) -> ModelFormatError:
+    return ModelFormatError(f"op {op.index} ({op.name}) {message}", _HINT)
+
+
+def _unsupported(op: RawOp, message: str) -> UnsupportedModelError:
+    return UnsupportedModelError(f"op {op.index} ({op.name}) {message}", _UNSUPPORTED_HINT)
+
+
+def _typed_options(op: RawOp, options_class: type, required: bool = False) -> object | None:
+    """The op's options, checked to be of `options_class`."""
+    if op.options is None:
+        if required:
+            raise _op_error(op, f"has no {options_class.__name__}")
+        return None
+    if not isinstance(op.options, options_class):
+        raise _op_error(
+            op, f"carries {type(op.options).__name__} instead of {options_class.__name__}"
+        )
+    return op.options
+
+
+def _positive(op: RawOp, what: str, value: int) -> int:
+    if value < 1:
+        raise _op_error(op, f"has {what} {value}; it must be at least 1")
+    return int(value)
+
+
+def _activation(op: RawOp, code: int) -> Activation:
+    if code not in ACTIVATION_OF_FUSED:
+        raise _unsupported(op, f"uses the fused activation code {code}")
+    return ACTIVATION_OF_FUSED[code]
+
+
+def _padding(op: RawOp, code: int) -> Padding:
+    if code not in PADDING_OF_TFLITE:
+        raise _op_error(op, f"has unknown padding code {code}")
+    return PADDING_OF_TFLITE[code]
+
+
+def _present(indices: list[int]) -> list[int]:
+    return [i for i in indices if i >= 0]
+
+
+def _constant_input(op: RawOp, subgraph: RawSubgraph, position: int, what: str) -> np.ndarray:
+    """The data of an attribute input (axes, paddings, shape) that must be constant."""
+    if position >= len(op.inputs) or op.inputs[position] < 0:
+        raise _op_error(op, f"lacks its {what} input")
+    data = subgraph.tensors[op.inputs[position]].data
+    if data is None:
+        raise _unsupported(op, f"takes its {what} from a tensor computed at run time")
+    return data
+
+
+def _axis(op: RawOp, axis: int, rank: int) -> int:
+    """`axis` in [-rank, rank), made non-negative."""
+    if not -rank <= axis < max(rank, 1):
+        raise _op_error(op, f"has axis {axis}, out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def _conv2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.Conv2DOptions, required=True)
+    attrs = Conv2DAttrs(
+        stride_h=_positive(op, "stride_h", o.StrideH()),
+        stride_w=_positive(op, "stride_w", o.StrideW()),
+        dilation_h=_positive(op, "dilation_h", o.DilationHFactor()),
+        dilation_w=_positive(op, "dilation_w", o.DilationWFactor()),
+        padding=_padding(op, o.Padding()),
+        activation=_activation(op, o.FusedActivationFunction()),
+    )
+    return attrs, _present(op.inputs)
+
+
+def _depth_multiplier(op: RawOp, subgraph: RawSubgraph, declared: int) -> int:
+    """TFLite derives the multiplier from the shapes (filter channels / input channels)."""
+    x, weights = (subgraph.tensors[i].shape for i in op.inputs[:2])
+    if len(x) == 4 and len(weights) == 4 and x[3] > 0 and weights[3] % x[3] == 0:
+        return weights[3] // x[3]
+    return declared
+
+
+def _depthwise_conv2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.DepthwiseConv2DOptions, required=True)
+    attrs = DepthwiseConv2DAttrs(
+        stride_h=_positive(op, "stride_h", o.StrideH()),
+        stride_w=_positive(op, "stride_w", o.StrideW()),
+        dilation_h=_positive(op, "dilation_h", o.DilationHFactor()),
+        dilation_w=_positive(op, "dilation_w", o.DilationWFactor()),
+        depth_multiplier=_depth_multiplier(op, subgraph, o.DepthMultiplier()),
+        padding=_padding(op, o.Padding()),
+        activation=_activation(op, o.FusedActivationFunction()),
+    )
+    return attrs, _present(op.inputs)
+
+
+def _fully_connected(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.FullyConnectedOptions)
+    if o is None:
+        return FullyConnectedAttrs(), _present(op.inputs)
+    if o.WeightsFormat() != tflite.FullyConnectedOptionsWeightsFormat.DEFAULT:
+        raise _unsupported(op, "uses shuffled weights (weights_format is not DEFAULT)")
+    attrs = FullyConnectedAttrs(
+        activation=_activation(op, o.FusedActivationFunction()),
+        keep_num_dims=bool(o.KeepNumDims()),
+    )
+    return attrs, _present(op.inputs)
+
+
+def _elementwise(options_class: type) -> Converter:
+    def convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+        o = _typed_options(op, options_class)
+        activation = _activation(op, o.FusedActivationFunction()) if o else Activation.NONE
+        return ElementwiseAttrs(activation), list(op.inputs)
+
+    return convert
+
+
+def _pool2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.Pool2DOptions, required=True)
+    attrs = Pool2DAttrs(
+        filter_h=_positive(op, "filter_height", o.FilterHeight()),
+        filter_w=_positive(op, "filter_width", o.FilterWidth()),
+        stride_h=_positive(op, "stride_h", o.StrideH()),
+        stride_w=_positive(op, "stride_w", o.StrideW()),
+        padding=_padding(op, o.Padding()),
+        activation=_activation(op, o.FusedActivationFunction()),
+    )
+    return attrs, list(op.inputs)
+
+
+def _mean(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.ReducerOptions)
+    rank = len(subgraph.tensors[op.inputs[0]].shape)
+    axes = _constant_input(op, subgraph, 1, "axes").reshape(-1)
+    normalised = sorted({_axis(op, int(a), rank) for a in axes})
+    keep_dims = bool(o.KeepDims()) if o else False
+    return MeanAttrs(tuple(normalised), keep_dims), [op.inputs[0]]
+
+
+def _reshape_target(op: RawOp, subgraph: RawSubgraph) -> list[int]:
+    """RESHAPE's target: the shape input, else ReshapeOptions.new_shape, else the output shape."""
+    if len(op.inputs) > 1 and op.inputs[1] >= 0:
+        return [int(d) for d in _constant_input(op, subgraph, 1, "shape").reshape(-1)]
+    o = _typed_options(op, tflite.ReshapeOptions)
+    if o is not None and not o.NewShapeIsNone():
+        return _ints(o.NewShapeAsNumpy())
+    return list(subgraph.tensors[op.outputs[0]].shape)
+
+
+def _reshape(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    target = _reshape_target(op, subgraph)
+    size = int(np.prod(subgraph.tensors[op.inputs[0]].shape, dtype=np.int64))
+    unknown = [i for i, d in enumerate(target) if d == -1]
+    known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
+    if len(unknown) > 1 or any(d < -1 for d in target):
+        raise _op_error(op, f"has an invalid target shape {tuple(target)}")
+    if unknown:
+        if known == 0 or size % known:
+            raise _op_error(op, f"cannot reshape {size} elements to {tuple(target)}")
+        target[unknown[0]] = size // known
+    return ReshapeAttrs(tuple(target)), [op.inputs[0]]
+
+
+def _squeeze(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.SqueezeOptions)
+    rank = len(subgraph.tensors[op.inputs[0]].shape)
+    dims = _ints(o.SqueezeDimsAsNumpy()) if o else []
+    return SqueezeAttrs(tuple(sorted({_axis(op, d, rank) for d in dims}))), list(op.inputs)
+
+
+def _softmax(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.SoftmaxOptions, required=True)
+    return SoftmaxAttrs(float(o.Beta())), list(op.inputs)
+
+
+def _pad(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    paddings = _constant_input(op, subgraph, 1, "paddings")
+    if paddings.ndim != 2 or paddings.shape[1] != 2 or np.any(paddings < 0):
+        raise _op_error(op, f"has paddings {paddings.tolist()}; expected non-negative [rank, 2]")
+    pairs = tuple((int(before), int(after)) for before, after in paddings)
+    return PadAttrs(pairs), [op.inputs[0]]
+
+
+def _concatenation(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.ConcatenationOptions)
+    rank = len(subgraph.tensors[op.outputs[0]].shape)
+    axis = _axis(op, o.Axis(), rank) if o else 0
+    activation = _activation(op, o.FusedActivationFunction()) if o else Activation.NONE
+    return ConcatenationAttrs(axis, activation), list(op.inputs)
+
+
+def _leaky_relu(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = _typed_options(op, tflite.LeakyReluOptions)
+    return LeakyReluAttrs(float(o.Alpha()) if o else 0.0), list(op.inputs)
+
+
+def _no_attrs(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    return NoAttrs(), list(op.inputs)
+
+
+_OPTIONAL_BIAS = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+
+_ARITY: dict[OpKind, tuple[int, int]] = {
+    OpKind.CONV_2D: (2, 3),
+    OpKind.DEPTHWISE_CONV_2D: (2, 3),
+    OpKind.FULLY_CONNECTED: (2, 3),
+    OpKind.ADD: (2, 2),
+    OpKind.SUB: (2, 2),
+    OpKind.MUL: (2, 2),
+    OpKind.MEAN: (2, 2),
+    OpKind.RESHAPE: (1, 2),
+    OpKind.PAD: (2, 2),
+    OpKind.CONCATENATION: (1, 1 << 16),
+}
+"""(min, max) operand count per kind, counting -1 placeholders; (1, 1) when absent."""
+
+_CONVERTERS: dict[OpKind, Converter] = {
+    OpKind.CONV_2D: _conv2d,
+    OpKind.DEPTHWISE_CONV_2D: _depthwise_conv2d,
+    OpKind.FULLY_CONNECTED: _fully_connected,
+    OpKind.ADD: _elementwise(tflite.AddOptions),
+    OpKind.SUB: _elementwise(tflite.SubOptions),
+    OpKind.MUL: _elementwise(tflite.MulOptions),
+    OpKind.AVERAGE_POOL_2D: _pool2d,
+    OpKind.MAX_POOL_2D: _pool2d,
+    OpKind.MEAN: _mean,
+    OpKind.RESHAPE: _reshape,
+    OpKind.SQUEEZE: _squeeze,
+    OpKind.SOFTMAX: _softmax,
+    OpKind.PAD: _pad,
+    OpKind.CONCATENATION: _concatenation,
+    OpKind.LEAKY_RELU: _leaky_relu,
+}
+"""Attribute conversion per kind; the other kinds take NoAttrs and all their inputs."""

@@ -1,0 +1,149 @@
+"""The command line: outputs, JSON fields, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuflow.cli import main
+from mcuflow.examples import DEMO_MODEL, build_demo_graph
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.constraints import supported_ops_markdown
+from mcuflow.ir.graph import DType
+from mcuflow.ir.ops import NoAttrs, OpKind
+from tests.support import SHARED_MODELS, litert_invoke
+
+ROOT = Path(__file__).resolve().parents[2]
+KWS = SHARED_MODELS / "kws_ref_model.tflite"
+
+
+def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    sys.argv = ["mcuflow", *map(str, args)]
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = int(done.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_user_error(result: tuple[int, str, str], phrase: str) -> None:
+    code, _, err = result
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mcuflow: error: ")
+    assert phrase in lines[0]
+    assert "Traceback" not in err
+
+
+def test_analyze_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = invoke(capsys, "analyze", KWS, "--board", "nucleo-f767zi", "--json")
+    assert code == 0
+    report = json.loads(out)
+    for key in ("model", "board", "macs", "flash_bytes", "peak_ram_bytes", "fits",
+                "latency_ms_estimate", "energy_mj_estimate", "layers"):
+        assert key in report
+    assert report["board"] == "nucleo-f767zi"
+    # DS-CNN KWS of MLPerf Tiny: 2.66 M MACs (published figure for this model).
+    assert 2_600_000 < report["macs"] < 2_800_000
+    layer = report["layers"][0]
+    for key in ("name", "op", "output_shape", "macs", "weight_bytes", "working_set_bytes"):
+        assert key in layer
+    assert report["fits"] is True
+
+
+def test_analyze_table_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    plot = tmp_path / "ws.png"
+    code, out, _ = invoke(capsys, "analyze", KWS, "--board", "nucleo-f091rc", "--plot", plot)
+    assert code == 0
+    assert "DEPTHWISE_CONV_2D" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_matches_litert(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, size=(1, 49, 10, 1), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    dump = tmp_path / "dump"
+    code, _, _ = invoke(capsys, "run", KWS, "--input", tmp_path / "x.npy",
+                        "--output", tmp_path / "y.npy", "--dump-intermediates", dump)
+    assert code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), litert_invoke(KWS, [x])[0])
+    assert len(list(dump.glob("*.npy"))) > 10
+
+
+def test_boards_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = invoke(capsys, "boards", "--json")
+    assert code == 0
+    ids = {board["id"] for board in json.loads(out)}
+    assert {"nucleo-f767zi", "nucleo-f746zg", "nucleo-f429zi", "nucleo-f207zg",
+            "nucleo-f091rc", "nucleo-l4r5zi", "rp2040", "nrf52840"} <= ids
+
+
+def test_supported_ops_md_is_generated() -> None:
+    assert (ROOT / "SUPPORTED_OPS.md").read_text() == supported_ops_markdown()
+
+
+def test_demo_fixture_is_reproducible() -> None:
+    assert DEMO_MODEL.read_bytes() == write_tflite(build_demo_graph())
+
+
+def test_entry_point_prints_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "empty.tflite"
+    bad.write_bytes(b"")
+    done = subprocess.run([sys.executable, "-m", "mcuflow", "analyze", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("mcuflow: error: ")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        (b"", "empty"),
+        (KWS.read_bytes()[:1000], "truncated"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(200), "not a TFLite"),
+        (KWS.read_bytes()[:4] + b"XXXX" + KWS.read_bytes()[8:], "not a TFLite"),
+    ],
+    ids=["empty", "truncated", "png", "bad-identifier"],
+)
+def test_broken_files(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                      content: bytes, phrase: str) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(content)
+    assert_user_error(invoke(capsys, "analyze", path), phrase)
+
+
+def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert_user_error(invoke(capsys, "analyze", tmp_path / "nope.tflite"), "no such model")
+
+
+def test_float_model_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    result = invoke(capsys, "analyze", SHARED_MODELS / "kws_ref_model_float32.tflite")
+    assert_user_error(result, "int8")
+
+
+def test_unknown_board(capsys: pytest.CaptureFixture[str]) -> None:
+    assert_user_error(invoke(capsys, "analyze", KWS, "--board", "nucleo-f767"), "unknown board")
+
+
+def test_every_unsupported_op_listed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    b = GraphBuilder("mixed", seed=1)
+    x = b.dequantize(b.conv2d(b.input((1, 8, 8, 4)), 4))
+    x = b.op(OpKind.RELU, [x], NoAttrs(), None, DType.FLOAT32)
+    x = b.op(OpKind.LOGISTIC, [x], NoAttrs(), None, DType.FLOAT32)
+    path = tmp_path / "mixed.tflite"
+    path.write_bytes(write_tflite(b.output(x).build()))
+    code, _, err = invoke(capsys, "analyze", path)
+    assert_user_error((code, "", err), "2 unsupported operator(s)")
+    assert "op 2" in err and "RELU" in err and "op 3" in err and "LOGISTIC" in err

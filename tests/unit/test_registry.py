@@ -1,0 +1,26 @@
+"""Every OpKind has a hook in every registry: shapes, reference kernel, cost, C emitter, attrs."""
+
+from __future__ import annotations
+
+import pytest
+
+import mcuflow.ref.kernels  # noqa: F401  (fills the kernel registry)
+from mcuflow.hw.costmodel import COST_RULES
+from mcuflow.ir.ops import ATTRS_OF, OpKind
+from mcuflow.ir.shapes import SHAPE_RULES
+from mcuflow.ref.registry import KERNELS
+
+
+@pytest.mark.parametrize("kind", list(OpKind), ids=lambda k: k.value)
+def test_every_op_has_every_hook(kind: OpKind) -> None:
+    missing = [
+        name
+        for name, table in (
+            ("attrs", ATTRS_OF),
+            ("shape rule", SHAPE_RULES),
+            ("reference kernel", KERNELS),
+            ("cost rule", COST_RULES),
+        )
+        if kind not in table
+    ]
+    assert not missing, f"{kind.value} lacks: {', '.join(missing)}"
