@@ -7,12 +7,30 @@ arrays and compute in int64 so the reference kernels can run whole tensors at on
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.ir.ops import Activation
+from mcuflow.errors import UnsupportedModelError
+from mcuflow.ir.graph import Tensor
+from mcuflow.ir.ops import (
+    Activation,
+    Conv2DAttrs,
+    DepthwiseConv2DAttrs,
+    ElementwiseAttrs,
+    FullyConnectedAttrs,
+    LeakyReluAttrs,
+    MeanAttrs,
+    Pool2DAttrs,
+    SoftmaxAttrs,
+)
+from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.shapes import conv_padding
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -42,8 +60,6 @@ def quantize_multiplier(real_multiplier: float) -> QuantizedMultiplier:
         shift += 1
     if shift < -31:
         return QuantizedMultiplier(0, 0)
-    if shift > 30:
-        return QuantizedMultiplier(INT32_MAX, 30)
     return QuantizedMultiplier(int(q_fixed), int(shift))
 
 
@@ -170,3 +186,555 @@ def per_channel_multipliers(
     return ChannelMultipliers(
         tuple(q.multiplier for q in quantized), tuple(q.shift for q in quantized)
     )
+
+
+# --- Prepare step of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, the pools and MEAN ------------
+# Each function mirrors the Prepare() of the LiteRT kernel and returns plain numbers that the
+# reference kernels use and the C emitter freezes into constants.
+
+
+def _quant_of(tensor: Tensor) -> QuantParams:
+    if tensor.quant is None:
+        raise UnsupportedModelError(f"tensor '{tensor.name}' has no quantisation parameters",
+                                    "int8 kernels need a scale and zero point on every tensor")
+    return tensor.quant
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """Constants of CONV_2D and DEPTHWISE_CONV_2D (TFLite ConvParams + per-channel arrays).
+
+    `pad_h` and `pad_w` are the implicit zero rows and columns before the first input element
+    (TFLite ComputePaddingHeightWidth; the extra odd padding goes after the last element).
+    """
+
+    input_offset: int
+    output_offset: int
+    multipliers: tuple[int, ...]
+    shifts: tuple[int, ...]
+    act_min: int
+    act_max: int
+    pad_h: int
+    pad_w: int
+
+
+def prepare_conv(
+    x: Tensor, weights: Tensor, out: Tensor, attrs: Conv2DAttrs | DepthwiseConv2DAttrs
+) -> ConvParams:
+    """conv.cc / depthwise_conv.cc Prepare: per-channel multipliers, activation range, padding."""
+    in_q, w_q, out_q = _quant_of(x), _quant_of(weights), _quant_of(out)
+    channels = out.shape[3]
+    if w_q.is_per_channel and len(w_q.scale) != channels:
+        raise UnsupportedModelError(
+            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {channels} output channels"
+        )
+    scaled = per_channel_multipliers(in_q.scale0, w_q.scale, out_q.scale0, channels)
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    (_, height, width, _), (kernel_h, kernel_w) = x.shape, weights.shape[1:3]
+    return ConvParams(
+        input_offset=-in_q.zero_point0,
+        output_offset=out_q.zero_point0,
+        multipliers=scaled.multipliers,
+        shifts=scaled.shifts,
+        act_min=clamp.min,
+        act_max=clamp.max,
+        pad_h=conv_padding(height, kernel_h, attrs.stride_h, attrs.dilation_h, out.shape[1],
+                           attrs.padding),
+        pad_w=conv_padding(width, kernel_w, attrs.stride_w, attrs.dilation_w, out.shape[2],
+                           attrs.padding),
+    )
+
+
+@dataclass(frozen=True)
+class FullyConnectedParams:
+    """Constants of FULLY_CONNECTED.
+
+    LiteRT's reference kernel (since April 2025) requantises in double precision:
+    `out = round(double(acc) * scales[c])`, `scales[c] = double(in) * double(w[c]) / double(out)`,
+    so `scales` holds those doubles, one per output channel (a per-tensor scale is repeated).
+    """
+
+    input_offset: int
+    weights_offset: int
+    output_offset: int
+    scales: tuple[float, ...]
+    act_min: int
+    act_max: int
+
+
+def prepare_fully_connected(
+    x: Tensor, weights: Tensor, out: Tensor, attrs: FullyConnectedAttrs
+) -> FullyConnectedParams:
+    """fully_connected.cc Prepare plus the reference kernel's double-precision scales."""
+    in_q, w_q, out_q = _quant_of(x), _quant_of(weights), _quant_of(out)
+    units = weights.shape[0]
+    if w_q.is_per_channel and len(w_q.scale) != units:
+        raise UnsupportedModelError(
+            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {units} output units"
+        )
+    weight_scales = w_q.scale if w_q.is_per_channel else w_q.scale[:1] * units
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return FullyConnectedParams(
+        input_offset=-in_q.zero_point0,
+        weights_offset=0 if w_q.is_per_channel else -w_q.zero_point0,
+        output_offset=out_q.zero_point0,
+        scales=tuple(in_q.scale0 * scale / out_q.scale0 for scale in weight_scales),
+        act_min=clamp.min,
+        act_max=clamp.max,
+    )
+
+
+def scale_and_round_array(acc: np.ndarray, scales: np.ndarray | float) -> np.ndarray:
+    """C's `static_cast<int32_t>(round(double(acc) * scale))`, round() halving away from zero.
+
+    numpy's float64 product is the same IEEE operation as C's, and `product - trunc(product)` is
+    exact, so the result equals LiteRT's to the bit (as int64).
+    """
+    product = np.asarray(acc, dtype=np.float64) * np.asarray(scales, dtype=np.float64)
+    whole = np.trunc(product)
+    away = np.abs(product - whole) >= 0.5
+    return (whole + np.copysign(away, product)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """Constants of AVERAGE_POOL_2D and MAX_POOL_2D (padding before the first element, clamp)."""
+
+    pad_h: int
+    pad_w: int
+    act_min: int
+    act_max: int
+
+
+def prepare_pool(x: Tensor, out: Tensor, attrs: Pool2DAttrs) -> PoolParams:
+    """pooling.cc Prepare: ComputePaddingHeightWidth (no dilation) and the activation range."""
+    out_q = _quant_of(out)
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return PoolParams(
+        pad_h=conv_padding(x.shape[1], attrs.filter_h, attrs.stride_h, 1, out.shape[1],
+                           attrs.padding),
+        pad_w=conv_padding(x.shape[2], attrs.filter_w, attrs.stride_w, 1, out.shape[2],
+                           attrs.padding),
+        act_min=clamp.min,
+        act_max=clamp.max,
+    )
+
+
+@dataclass(frozen=True)
+class MeanParams:
+    """Constants of int8 MEAN: the scale ratio with 1/count folded in, as QuantizedMeanOrSum does.
+
+    out = clamp(MultiplyByQuantizedMultiplier(sum - input_zero_point * count, multiplier, shift)
+    + output_zero_point, -128, 127), where `multiplier` need not be normalised.
+    """
+
+    input_zero_point: int
+    output_zero_point: int
+    multiplier: int
+    shift: int
+    count: int
+
+
+def prepare_mean(x: Tensor, out: Tensor, attrs: MeanAttrs) -> MeanParams:
+    """reduce.cc PrepareMeanOrSum plus the count folding of reference_ops::QuantizedMeanOrSum."""
+    in_q, out_q = _quant_of(x), _quant_of(out)
+    axes = {axis % len(x.shape) for axis in attrs.axes}
+    count = math.prod(x.shape[axis] for axis in axes)
+    ratio = quantize_multiplier(in_q.scale0 / out_q.scale0)
+    folded = fold_count(ratio, count)
+    return MeanParams(in_q.zero_point0, out_q.zero_point0, folded.multiplier, folded.shift, count)
+
+
+def fold_count(ratio: QuantizedMultiplier, count: int) -> QuantizedMultiplier:
+    """Fold 1/count into a multiplier exactly as reference_ops::QuantizedMeanOrSum does."""
+    shift = min(count.bit_length() - 1, 32, 31 + ratio.shift)
+    return QuantizedMultiplier((ratio.multiplier << shift) // count, ratio.shift - shift)
+
+
+# --- Element-wise ops, activations, softmax and requantisation ----------------------------------
+# Prepare steps of ADD, SUB, MUL, RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, SOFTMAX and
+# int8 QUANTIZE (LiteRT's kReference kernels), plus the gemmlowp fixed-point primitives they use.
+
+INT16_MIN = -(1 << 15)
+INT16_MAX = (1 << 15) - 1
+ADD_LEFT_SHIFT = 20
+SOFTMAX_DIFF_INTEGER_BITS = 5
+SOFTMAX_ACCUMULATION_INTEGER_BITS = 12
+
+
+def _multiplier_below_one(real_multiplier: float, what: str) -> QuantizedMultiplier:
+    """TFLite QuantizeMultiplierSmallerThanOneExp, rejecting what LiteRT rejects (or misuses)."""
+    quantized = quantize_multiplier(real_multiplier)
+    if not 0.0 < real_multiplier < 1.0 or quantized.shift > 0:
+        raise UnsupportedModelError(
+            f"{what}: requantisation multiplier {real_multiplier:.6g} is outside (0, 1)",
+            "the output scale is too small for the input scales",
+        )
+    return quantized
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """Constants of int8 ADD and SUB (add.cc / sub.cc Prepare; all shifts are <= 0).
+
+    out = clamp(MBQM(MBQM((x1 + input1_offset) << left_shift, m1, s1) +- MBQM(..., m2, s2),
+    output_multiplier, output_shift) + output_offset, act_min, act_max).
+    """
+
+    left_shift: int
+    input1_offset: int
+    input1_multiplier: int
+    input1_shift: int
+    input2_offset: int
+    input2_multiplier: int
+    input2_shift: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+def prepare_add(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> AddParams:
+    """add.cc / sub.cc Prepare for int8: scales relative to twice the larger input scale."""
+    q1, q2, out_q = _quant_of(x1), _quant_of(x2), _quant_of(out)
+    twice_max_input_scale = 2.0 * max(q1.scale0, q2.scale0)
+    output_real = twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * out_q.scale0)
+    m1 = _multiplier_below_one(q1.scale0 / twice_max_input_scale, "ADD/SUB input 1")
+    m2 = _multiplier_below_one(q2.scale0 / twice_max_input_scale, "ADD/SUB input 2")
+    mo = _multiplier_below_one(output_real, "ADD/SUB output")
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return AddParams(
+        ADD_LEFT_SHIFT, -q1.zero_point0, m1.multiplier, m1.shift, -q2.zero_point0,
+        m2.multiplier, m2.shift, out_q.zero_point0, mo.multiplier, mo.shift, clamp.min, clamp.max,
+    )
+
+
+@dataclass(frozen=True)
+class MulParams:
+    """Constants of int8 MUL: out = clamp(MBQM((x1 + o1) * (x2 + o2)) + output_offset)."""
+
+    input1_offset: int
+    input2_offset: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+def prepare_mul(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> MulParams:
+    """mul.cc Prepare: the multiplier in1 * in2 / out is computed in float32, as in C."""
+    q1, q2, out_q = _quant_of(x1), _quant_of(x2), _quant_of(out)
+    real = np.float32(q1.scale0) * np.float32(q2.scale0) / np.float32(out_q.scale0)
+    scaled = quantize_multiplier(float(real))
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return MulParams(-q1.zero_point0, -q2.zero_point0, out_q.zero_point0, scaled.multiplier,
+                     scaled.shift, clamp.min, clamp.max)
+
+
+@dataclass(frozen=True)
+class RequantizeParams:
+    """out = clamp(MBQM(x - input_zero_point, multiplier, shift) + output_zero_point, min, max).
+
+    Used by RELU, RELU6 (clamped to the activation range) and int8 -> int8 QUANTIZE.
+    """
+
+    input_zero_point: int
+    output_zero_point: int
+    multiplier: int
+    shift: int
+    act_min: int
+    act_max: int
+
+
+def prepare_relu(x: Tensor, out: Tensor, activation: Activation) -> RequantizeParams:
+    """activations.cc ReluPrepare + QuantizedReluX: float32 scale ratio, activation clamp."""
+    in_q, out_q = _quant_of(x), _quant_of(out)
+    scaled = quantize_multiplier(float(np.float32(in_q.scale0) / np.float32(out_q.scale0)))
+    clamp = activation_range(activation, out_q.scale0, out_q.zero_point0)
+    return RequantizeParams(in_q.zero_point0, out_q.zero_point0, scaled.multiplier, scaled.shift,
+                            clamp.min, clamp.max)
+
+
+def prepare_requantize(x: Tensor, out: Tensor) -> RequantizeParams:
+    """quantize.cc Prepare for int8 -> int8: double(in) / double(out), no clamp but int8's."""
+    in_q, out_q = _quant_of(x), _quant_of(out)
+    scaled = quantize_multiplier(in_q.scale0 / out_q.scale0)
+    return RequantizeParams(in_q.zero_point0, out_q.zero_point0, scaled.multiplier, scaled.shift,
+                            -128, 127)
+
+
+def requantize_array(x: np.ndarray, params: RequantizeParams) -> np.ndarray:
+    """reference_ops::ReluX / Requantize over a whole tensor (int64 result)."""
+    shifted = np.asarray(x, dtype=np.int64) - params.input_zero_point
+    scaled = multiply_by_quantized_multiplier_array(shifted, params.multiplier, params.shift)
+    return np.clip(scaled + params.output_zero_point, params.act_min, params.act_max)
+
+
+@dataclass(frozen=True)
+class LeakyReluParams:
+    """Constants of int8 LEAKY_RELU: one multiplier for x >= 0, one (maybe negative) for x < 0."""
+
+    input_zero_point: int
+    output_zero_point: int
+    identity_multiplier: int
+    identity_shift: int
+    alpha_multiplier: int
+    alpha_shift: int
+
+
+def prepare_leaky_relu(x: Tensor, out: Tensor, attrs: LeakyReluAttrs) -> LeakyReluParams:
+    """activations.cc LeakyReluPrepare: in * alpha / out and in / out, both in float32."""
+    in_q, out_q = _quant_of(x), _quant_of(out)
+    in_scale, out_scale = np.float32(in_q.scale0), np.float32(out_q.scale0)
+    alpha = quantize_multiplier(float(in_scale * np.float32(attrs.alpha) / out_scale))
+    identity = quantize_multiplier(float(in_scale / out_scale))
+    return LeakyReluParams(in_q.zero_point0, out_q.zero_point0, identity.multiplier,
+                           identity.shift, alpha.multiplier, alpha.shift)
+
+
+@dataclass(frozen=True)
+class HardSwishParams:
+    """Constants of int8 HARD_SWISH: int16 fixed-point multipliers and their exponents."""
+
+    input_zero_point: int
+    output_zero_point: int
+    output_multiplier: int
+    output_shift: int
+    reluish_multiplier: int
+    reluish_shift: int
+
+
+def downscale_multiplier_to_int16(multiplier: int) -> int:
+    """activations.cc DownScaleInt32ToInt16Multiplier: round a Q31 multiplier to Q15."""
+    if multiplier >= INT32_MAX - (1 << 15):
+        return INT16_MAX
+    return (multiplier + (1 << 15)) >> 16
+
+
+def prepare_hard_swish(x: Tensor, out: Tensor) -> HardSwishParams:
+    """activations.cc HardSwishPrepare: float32 ratios on the 'hires' input scale (in / 128)."""
+    in_q, out_q = _quant_of(x), _quant_of(out)
+    hires_input_scale = np.float32(1.0 / 128.0) * np.float32(in_q.scale0)
+    reluish_scale = np.float32(3.0) / np.float32(32768.0)
+    output = quantize_multiplier(float(hires_input_scale / np.float32(out_q.scale0)))
+    if output.shift > 0:
+        raise UnsupportedModelError(
+            f"HARD_SWISH output '{out.name}': scale {out_q.scale0:.6g} is below input scale / 128",
+            "LiteRT requires output scale >= input scale / 128",
+        )
+    reluish = quantize_multiplier(float(hires_input_scale / reluish_scale))
+    return HardSwishParams(
+        in_q.zero_point0, out_q.zero_point0, downscale_multiplier_to_int16(output.multiplier),
+        output.shift, downscale_multiplier_to_int16(reluish.multiplier), reluish.shift,
+    )
+
+
+def wrap_int16_array(x: np.ndarray) -> np.ndarray:
+    """Integers reduced to int16 the way C converts them (two's complement wrap-around)."""
+    return ((np.asarray(x, dtype=np.int64) + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def saturating_rounding_doubling_high_mul_int16_array(
+    a: np.ndarray, b: np.ndarray | int
+) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul for int16 (division truncates toward zero)."""
+    a64, b64 = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    product = a64 * b64
+    total = product + np.where(product >= 0, 1 << 14, 1 - (1 << 14))
+    high = np.sign(total) * (np.abs(total) >> 15)
+    return np.where((a64 == INT16_MIN) & (b64 == INT16_MIN), INT16_MAX, high)
+
+
+def saturating_doubling_high_mul_int16_array(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """hard_swish.h SaturatingDoublingHighMul: a * b / 2**15 truncated, -1 * -1 saturated."""
+    a64, b64 = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    product = a64 * b64
+    high = np.sign(product) * (np.abs(product) >> 15)
+    return np.where((a64 == INT16_MIN) & (b64 == INT16_MIN), INT16_MAX, high)
+
+
+def saturating_left_shift_int16_array(x: np.ndarray, amount: int) -> np.ndarray:
+    """hard_swish.h SaturatingLeftShift: x * 2**amount clamped to int16."""
+    return np.clip(np.asarray(x, dtype=np.int64) << amount, INT16_MIN, INT16_MAX)
+
+
+def rounding_divide_by_pot_int16_array(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT on int16 values; the mask wraps to int16 as in C++."""
+    x64 = np.asarray(x, dtype=np.int64)
+    mask = int(wrap_int16_array((1 << exponent) - 1))
+    threshold = (mask >> 1) + (x64 < 0).astype(np.int64)
+    return (x64 >> exponent) + ((x64 & mask) > threshold).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LookupTable:
+    """An int8 -> int8 table: `values[q + 128]` is the output for input q."""
+
+    values: tuple[int, ...]
+
+
+@functools.cache
+def _c_float_function(name: str) -> Callable[[float], float] | None:
+    """The C library's float function `name` (expf, tanhf): what LiteRT's kernels call."""
+    library = ctypes.util.find_library("m")
+    try:
+        function = getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_float
+    function.argtypes = [ctypes.c_float]
+    return function
+
+
+def _float32_map(name: str, fallback: np.ufunc, x: np.ndarray) -> np.ndarray:
+    """Apply C's float function `name` elementwise; without a C library, float64 then rounded."""
+    function = _c_float_function(name)
+    if function is None:
+        return fallback(x.astype(np.float64)).astype(np.float32)
+    return np.array([function(float(value)) for value in x], dtype=np.float32)
+
+
+def round_half_away_array(x: np.ndarray) -> np.ndarray:
+    """std::round over float32 values (halves away from zero), exact in float64."""
+    x64 = np.asarray(x, dtype=np.float64)
+    return np.copysign(np.floor(np.abs(x64) + 0.5), x64)
+
+
+def _lookup_table(x: Tensor, out: Tensor, transform: Callable[[np.ndarray], np.ndarray]
+                  ) -> LookupTable:
+    """common.h LUTPopulateInt8: dequantise in float32, transform, requantise with roundf."""
+    in_q, out_q = _quant_of(x), _quant_of(out)
+    inputs = np.arange(-128, 128, dtype=np.float32) - np.float32(in_q.zero_point0)
+    dequantized = np.float32(in_q.scale0) * inputs
+    inverse_scale = np.float32(1.0) / np.float32(out_q.scale0)
+    rescaled = round_half_away_array(transform(dequantized) * inverse_scale).astype(np.float32)
+    quantized = np.clip(rescaled + np.float32(out_q.zero_point0), -128, 127).astype(np.int64)
+    return LookupTable(tuple(int(value) for value in quantized))
+
+
+def _logistic_float32(x: np.ndarray) -> np.ndarray:
+    return np.float32(1.0) / (np.float32(1.0) + _float32_map("expf", np.exp, -x))
+
+
+def prepare_logistic(x: Tensor, out: Tensor) -> LookupTable:
+    """activations.cc SigmoidPrepare (kReference, int8): table of 1 / (1 + expf(-x))."""
+    return _lookup_table(x, out, _logistic_float32)
+
+
+def prepare_tanh(x: Tensor, out: Tensor) -> LookupTable:
+    """activations.cc TanhPrepare (kReference, int8): table of tanhf(x)."""
+    return _lookup_table(x, out, lambda values: _float32_map("tanhf", np.tanh, values))
+
+
+def saturating_rounding_multiply_by_pot_array(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int32 values."""
+    x64 = np.asarray(x, dtype=np.int64)
+    if exponent <= 0:
+        return rounding_divide_by_pot_array(x64, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    shifted = np.where(x64 > threshold, INT32_MAX, x64 << exponent)
+    return np.where(x64 < -threshold, INT32_MIN, shifted)
+
+
+def rounding_half_sum_array(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp RoundingHalfSum for int32: (a + b + sign) / 2, the division truncating."""
+    total = np.asarray(a, dtype=np.int64) + np.asarray(b, dtype=np.int64)
+    nudged = total + np.where(total >= 0, 1, -1)
+    return np.sign(nudged) * (np.abs(nudged) >> 1)
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: np.ndarray) -> np.ndarray:
+    """gemmlowp: exp(a) in Q0.31 for Q0.31 values a in [-1/4, 0), Taylor series around -1/8."""
+    constant_term = 1895147668  # exp(-1/8)
+    one_third = 715827883
+    x = a + (1 << 28)
+    x2 = saturating_rounding_doubling_high_mul_array(x, x)
+    x3 = saturating_rounding_doubling_high_mul_array(x2, x)
+    x4 = saturating_rounding_doubling_high_mul_array(x2, x2)
+    x4_over_4 = rounding_divide_by_pot_array(x4, 2)
+    series = rounding_divide_by_pot_array(
+        saturating_rounding_doubling_high_mul_array(x4_over_4 + x3, one_third) + x2, 1
+    )
+    return constant_term + saturating_rounding_doubling_high_mul_array(constant_term, x + series)
+
+
+# exp(-2**k) in Q0.31 for the barrel shifter of exp_on_negative_values, k = -2 .. 4.
+_EXP_BARREL_SHIFTER = (
+    (-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
+    (3, 720401), (4, 242),
+)
+
+
+def exp_on_negative_values_array(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    """gemmlowp exp_on_negative_values: exp(a) in Q0.31 for raw Q(integer_bits) values a <= 0."""
+    a64 = np.asarray(a, dtype=np.int64)
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    a_mod_quarter_minus_one_quarter = (a64 & (one_quarter - 1)) - one_quarter
+    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_multiply_by_pot_array(a_mod_quarter_minus_one_quarter, integer_bits)
+    )
+    remainder = a_mod_quarter_minus_one_quarter - a64
+    for exponent, multiplier in _EXP_BARREL_SHIFTER:
+        if integer_bits > exponent:
+            bit_set = (remainder & (1 << (fractional_bits + exponent))) != 0
+            result = np.where(
+                bit_set, saturating_rounding_doubling_high_mul_array(result, multiplier), result
+            )
+    if integer_bits > 5:
+        result = np.where(a64 < -(1 << (36 - integer_bits)), 0, result)
+    return np.where(a64 == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1_array(a: np.ndarray) -> np.ndarray:
+    """gemmlowp one_over_one_plus_x_for_x_in_0_1: Newton-Raphson 1 / (1 + a), Q0.31 in/out."""
+    half_denominator = rounding_half_sum_array(a, INT32_MAX)
+    x = 1515870810 + saturating_rounding_doubling_high_mul_array(half_denominator, -1010580540)
+    for _ in range(3):
+        product = saturating_rounding_doubling_high_mul_array(half_denominator, x)
+        correction = saturating_rounding_doubling_high_mul_array(x, (1 << 29) - product)
+        x = x + saturating_rounding_multiply_by_pot_array(correction, 2)
+    return saturating_rounding_multiply_by_pot_array(x, 1)
+
+
+def get_reciprocal_array(x: np.ndarray, integer_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetReciprocal for positive Q(integer_bits) x: (Q0.31 scale, num_bits_over_unit)."""
+    x64 = np.asarray(x, dtype=np.int64)
+    _, bit_length = np.frexp(x64.astype(np.float64))
+    headroom_plus_one = 32 - bit_length.astype(np.int64)
+    shifted_sum_minus_one = (x64 << headroom_plus_one) - (1 << 31)
+    scale = one_over_one_plus_x_for_x_in_0_1_array(shifted_sum_minus_one)
+    return scale, integer_bits - headroom_plus_one
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    """Constants of int8 SOFTMAX (kReference): beta * input scale as a Q5.26 rescaling."""
+
+    input_multiplier: int
+    input_left_shift: int
+    diff_min: int
+
+
+def calculate_input_radius(integer_bits: int, left_shift: int, total_signed_bits: int = 31) -> int:
+    """TFLite CalculateInputRadius: the largest input difference that does not saturate."""
+    rescaled = (float((1 << integer_bits) - 1) * float(1 << (total_signed_bits - integer_bits))
+                / float(1 << left_shift))
+    return math.floor(rescaled)
+
+
+def prepare_softmax(x: Tensor, attrs: SoftmaxAttrs) -> SoftmaxParams:
+    """activations.cc SoftmaxPrepare (kReference): PreprocessSoftmaxScaling, diff_min."""
+    beta = float(np.float32(attrs.beta))
+    real = min(beta * _quant_of(x).scale0 * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)),
+               float(INT32_MAX))
+    if real <= 1.0:
+        raise UnsupportedModelError(
+            f"SOFTMAX input '{x.name}': beta * scale = {real / (1 << 26):.3g} is too small",
+            "LiteRT requires beta * input scale > 2**-26",
+        )
+    scaled = quantize_multiplier(real)
+    radius = calculate_input_radius(SOFTMAX_DIFF_INTEGER_BITS, scaled.shift)
+    return SoftmaxParams(scaled.multiplier, scaled.shift, -radius)

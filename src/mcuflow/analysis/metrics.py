@@ -1,0 +1,252 @@
+"""Per-layer analysis on a board: MACs, bytes, working set, fit verdict, latency and energy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mcuflow.hw.board import Board, MemoryTier, TierKind
+from mcuflow.hw.costmodel import Placement, estimate, op_cost
+from mcuflow.ir.graph import Graph
+
+SCHEMA = "mcuflow.report/1"
+
+NO_WEIGHTS = "none"
+OVERFLOW = "overflow"
+
+REPORT_JSON_FIELDS = """\
+`mcuflow analyze --json` prints one object (schema "mcuflow.report/1"):
+
+| field | meaning |
+| --- | --- |
+| schema | "mcuflow.report/1"; bumped when a field changes meaning |
+| model | graph name |
+| board, board_name | board id (what --board takes) and its full name |
+| macs | multiply-accumulates of one inference |
+| flash_bytes | bytes of every constant tensor (weights, biases), each counted once; code excluded |
+| flash_capacity | bytes of the tier that stores the constants (on-chip flash, or XIP flash) |
+| flash_margin_bytes | flash_capacity - flash_bytes (negative: does not fit) |
+| fits_flash | flash_bytes <= flash_capacity |
+| weights_tier | tier the kernels read constants from: "onchip_flash", "qspi_flash", "sram"... |
+| weights_not_fitting | names of the layers whose constants overflow flash_capacity |
+| peak_ram_bytes | activation arena: the memory planner's, else the largest working set |
+| peak_from_planner | true when peak_ram_bytes came from the memory planner |
+| peak_layer | index of the layer with the largest working set (null for an empty graph) |
+| sram_bytes | usable contiguous SRAM of the board |
+| sram_margin_bytes | sram_bytes - peak_ram_bytes (- flash_bytes when weights_tier is "sram") |
+| fits_sram | sram_margin_bytes >= 0 |
+| fits | fits_sram and fits_flash |
+| latency_ms_estimate, energy_mj_estimate | sums of the per-layer estimates (cost model) |
+| layers[] | one object per operator, in execution order: |
+| layers[].index | operator index in the graph |
+| layers[].name, layers[].op | operator name and kind (e.g. "CONV_2D") |
+| layers[].output_shape | shape of the first output |
+| layers[].macs, layers[].ops | MACs and non-MAC element operations |
+| layers[].weight_bytes | bytes of the operator's constant inputs (weights + bias) |
+| layers[].input_bytes, layers[].output_bytes | activation bytes read and written |
+| layers[].scratch_bytes | kernel scratch (im2col and similar buffers) |
+| layers[].working_set_bytes | every activation live while it runs + its scratch |
+| layers[].weights_location | tier of its constants, "none" without constants, "overflow" |
+| layers[].latency_ms, layers[].energy_mj | cost-model estimates |
+"""
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One operator's costs on the board (sizes in bytes)."""
+
+    index: int
+    name: str
+    op: str
+    output_shape: tuple[int, ...]
+    macs: int
+    ops: int
+    weight_bytes: int
+    input_bytes: int
+    output_bytes: int
+    scratch_bytes: int
+    working_set_bytes: int
+    weights_location: str
+    latency_ms: float
+    energy_mj: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """A graph analysed on a board: per-layer figures, totals and the fit verdict."""
+
+    model: str
+    board: str
+    board_name: str
+    layers: tuple[LayerReport, ...]
+    macs: int
+    flash_bytes: int
+    flash_capacity: int
+    flash_margin_bytes: int
+    fits_flash: bool
+    weights_tier: str
+    weights_not_fitting: tuple[str, ...]
+    peak_ram_bytes: int
+    peak_from_planner: bool
+    peak_layer: int | None
+    sram_bytes: int
+    sram_margin_bytes: int
+    fits_sram: bool
+    fits: bool
+    latency_ms_estimate: float
+    energy_mj_estimate: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON types, fields as documented in REPORT_JSON_FIELDS."""
+        data = {"schema": SCHEMA, **asdict(self)}
+        data["weights_not_fitting"] = list(self.weights_not_fitting)
+        data["layers"] = [
+            {**asdict(layer), "output_shape": list(layer.output_shape)} for layer in self.layers
+        ]
+        return data
+
+    def to_json_text(self) -> str:
+        """to_json() serialised with two-space indentation."""
+        return json.dumps(self.to_json(), indent=2)
+
+
+def _check_order(graph: Graph, order: list[int]) -> None:
+    if sorted(order) != list(range(len(graph.operators))):
+        raise ValueError("order must list every operator index exactly once")
+    produced = set(graph.inputs) | {n for n, t in graph.tensors.items() if t.is_constant}
+    for index in order:
+        op = graph.operators[index]
+        missing = [name for name in op.inputs if name not in produced]
+        if missing:
+            raise ValueError(f"order runs operator {index} before {missing[0]} is produced")
+        produced.update(op.outputs)
+
+
+def lifetimes(graph: Graph, order: list[int]) -> dict[str, tuple[int, int]]:
+    """(first, last) step of every activation tensor when operators run in `order`.
+
+    Graph inputs are live from step 0, graph outputs until the last step; a tensor nobody
+    reads lives only at the step that produces it.
+    """
+    last_step = max(len(order) - 1, 0)
+    first: dict[str, int] = {name: 0 for name in graph.inputs}
+    last: dict[str, int] = {}
+    for step, index in enumerate(order):
+        op = graph.operators[index]
+        for name in op.inputs:
+            if not graph.tensor(name).is_constant:
+                last[name] = step
+        for name in op.outputs:
+            first[name] = step
+    for name in graph.outputs:
+        last[name] = last_step
+    return {name: (start, max(last.get(name, start), start)) for name, start in first.items()}
+
+
+def working_sets(graph: Graph, order: list[int], scratch: list[int]) -> list[int]:
+    """Bytes live at each step: every activation alive at that step plus that step's scratch."""
+    spans = lifetimes(graph, order)
+    return [
+        scratch[step] + sum(graph.tensor(name).nbytes
+                            for name, (first, last) in spans.items() if first <= step <= last)
+        for step in range(len(order))
+    ]
+
+
+@dataclass(frozen=True)
+class _WeightsPlan:
+    tier: MemoryTier
+    capacity: int
+    locations: dict[int, str]
+    not_fitting: tuple[str, ...]
+    total_bytes: int
+
+
+def _layer_name(graph: Graph, index: int) -> str:
+    op = graph.operators[index]
+    return op.name or op.outputs[0]
+
+
+def _plan_weights(graph: Graph, board: Board, order: list[int],
+                  weights_tier: TierKind | None) -> _WeightsPlan:
+    """Place constants in their storage tier in execution order; flag those that overflow."""
+    tier = board.tier(weights_tier) if weights_tier is not None else board.weights_tier
+    storage = board.weights_tier if tier.kind.volatile else tier
+    capacity = storage.size_bytes
+    if tier.kind.volatile and tier.kind is not TierKind.SRAM:
+        capacity = min(capacity, tier.size_bytes)
+    seen: set[str] = set()
+    used = 0
+    locations: dict[int, str] = {}
+    not_fitting: list[str] = []
+    for index in order:
+        constants = [n for n in graph.operators[index].inputs if graph.tensor(n).is_constant]
+        fresh = [n for n in constants if n not in seen]
+        seen.update(fresh)
+        used += sum(graph.tensor(n).nbytes for n in fresh)
+        location = tier.kind.value if constants else NO_WEIGHTS
+        if constants and used > capacity:
+            location = OVERFLOW
+            not_fitting.append(_layer_name(graph, index))
+        locations[index] = location
+    total = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
+    return _WeightsPlan(tier, capacity, locations, tuple(not_fitting), total)
+
+
+def analyze(
+    graph: Graph,
+    board: Board,
+    order: list[int] | None = None,
+    peak_ram_bytes: int | None = None,
+    weights_tier: TierKind | None = None,
+) -> Report:
+    """Analyse `graph` on `board`, running operators in `order` (graph order by default).
+
+    `peak_ram_bytes` is the memory planner's arena size when known; otherwise the peak is the
+    largest working set. `weights_tier` forces where kernels read constants from (default:
+    the board's on-chip flash, or its execute-in-place flash); raises BoardError when the
+    board has no such tier.
+    """
+    order = list(range(len(graph.operators))) if order is None else list(order)
+    _check_order(graph, order)
+    weights = _plan_weights(graph, board, order, weights_tier)
+    placement = Placement(weights=weights.tier.kind)
+    costs = [op_cost(graph, graph.operators[index]) for index in order]
+    sets = working_sets(graph, order, [cost.scratch_bytes for cost in costs])
+    layers = []
+    for index, cost, working_set in zip(order, costs, sets, strict=True):
+        op = graph.operators[index]
+        est = estimate(cost, board, placement)
+        layers.append(LayerReport(
+            index=index, name=_layer_name(graph, index), op=op.kind.value,
+            output_shape=tuple(graph.tensor(op.outputs[0]).shape), macs=cost.macs, ops=cost.ops,
+            weight_bytes=cost.weight_bytes, input_bytes=cost.input_bytes,
+            output_bytes=cost.output_bytes, scratch_bytes=cost.scratch_bytes,
+            working_set_bytes=working_set, weights_location=weights.locations[index],
+            latency_ms=est.latency_ms, energy_mj=est.energy_mj,
+        ))
+    return _report(graph, board, tuple(layers), weights, peak_ram_bytes)
+
+
+def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights: _WeightsPlan,
+            planner_peak: int | None) -> Report:
+    peak_layer = max(layers, key=lambda layer: layer.working_set_bytes, default=None)
+    peak = planner_peak if planner_peak is not None else (
+        peak_layer.working_set_bytes if peak_layer else 0)
+    sram_weights = weights.total_bytes if weights.tier.kind is TierKind.SRAM else 0
+    sram_margin = board.sram_bytes - peak - sram_weights
+    flash_margin = weights.capacity - weights.total_bytes
+    return Report(
+        model=graph.name, board=board.id, board_name=board.name, layers=layers,
+        macs=sum(layer.macs for layer in layers), flash_bytes=weights.total_bytes,
+        flash_capacity=weights.capacity, flash_margin_bytes=flash_margin,
+        fits_flash=flash_margin >= 0, weights_tier=weights.tier.kind.value,
+        weights_not_fitting=weights.not_fitting, peak_ram_bytes=peak,
+        peak_from_planner=planner_peak is not None,
+        peak_layer=peak_layer.index if peak_layer else None, sram_bytes=board.sram_bytes,
+        sram_margin_bytes=sram_margin, fits_sram=sram_margin >= 0,
+        fits=sram_margin >= 0 and flash_margin >= 0,
+        latency_ms_estimate=sum(layer.latency_ms for layer in layers),
+        energy_mj_estimate=sum(layer.energy_mj for layer in layers),
+    )

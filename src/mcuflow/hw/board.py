@@ -1,0 +1,412 @@
+"""Boards and their memory tiers, loaded and validated from boards.toml or a user board file."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mcuflow.errors import BoardError
+
+SCHEMA_HINT = "see the packaged boards.toml (src/mcuflow/hw/boards.toml) for the schema"
+
+
+class Core(StrEnum):
+    """CPU cores the cost model has coefficients for."""
+
+    CORTEX_M0 = "cortex-m0"
+    CORTEX_M0PLUS = "cortex-m0plus"
+    CORTEX_M3 = "cortex-m3"
+    CORTEX_M4 = "cortex-m4"
+    CORTEX_M7 = "cortex-m7"
+    CORTEX_M33 = "cortex-m33"
+    XTENSA_LX7 = "xtensa-lx7"
+
+
+class Fpu(StrEnum):
+    """Floating-point unit: none, single precision, double precision."""
+
+    NONE = "none"
+    SP = "sp"
+    DP = "dp"
+
+
+class TierKind(StrEnum):
+    """A level of a board's memory hierarchy."""
+
+    SRAM = "sram"
+    ONCHIP_FLASH = "onchip_flash"
+    QSPI_FLASH = "qspi_flash"
+    SD_CARD = "sd_card"
+    PSRAM = "psram"
+    SDRAM = "sdram"
+
+    @property
+    def volatile(self) -> bool:
+        """True for RAM tiers, whose content is lost when power is removed."""
+        return self in (TierKind.SRAM, TierKind.PSRAM, TierKind.SDRAM)
+
+
+@dataclass(frozen=True)
+class MemoryTier:
+    """One memory of a board: size, bandwidths (bytes/s), energies (nJ/B), write constraints."""
+
+    kind: TierKind
+    size_bytes: int
+    read_bandwidth: float
+    write_bandwidth: float
+    read_energy_nj_per_byte: float
+    write_energy_nj_per_byte: float
+    writable: bool
+    needs_erase: bool
+    memory_mapped: bool
+    source: str
+    erase_block_bytes: int = 0
+    erase_time_s: float = 0.0
+    endurance_cycles: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The tier as plain JSON types."""
+        return {**asdict(self), "kind": self.kind.value}
+
+
+@dataclass(frozen=True)
+class CoreModel:
+    """Cost-model coefficients of a core (estimates, calibrated later against QEMU)."""
+
+    core: Core
+    cycles_per_mac: float
+    cycles_per_mac_dsp: float
+    cycles_per_elem: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Board:
+    """A development board: its MCU, core, clock, memories and power figures."""
+
+    id: str
+    name: str
+    mcu: str
+    core: Core
+    fpu: Fpu
+    dsp: bool
+    clock_hz: int
+    sram_bytes: int
+    sram_total_bytes: int
+    flash_bytes: int
+    flash_wait_states: int
+    tiers: tuple[MemoryTier, ...]
+    supply_voltage_v: float
+    active_power_mw: float
+    sleep_power_mw: float
+    sleep_mode: str
+    core_model: CoreModel
+    aliases: tuple[str, ...]
+    source: str
+    sram_source: str
+    wait_states_source: str
+    power_source: str
+
+    def has_tier(self, kind: TierKind) -> bool:
+        """True when the board has a memory of this kind."""
+        return any(tier.kind is kind for tier in self.tiers)
+
+    def tier(self, kind: TierKind) -> MemoryTier:
+        """The board's memory of this kind; BoardError when it has none."""
+        for tier in self.tiers:
+            if tier.kind is kind:
+                return tier
+        have = ", ".join(t.kind.value for t in self.tiers)
+        raise BoardError(f"board '{self.id}' has no {kind.value} memory",
+                         hint=f"its memory tiers are: {have}")
+
+    @property
+    def weights_tier(self) -> MemoryTier:
+        """Where constants live by default: on-chip flash, else an execute-in-place flash."""
+        return _storage_tier(self.tiers)
+
+    @property
+    def cycles_per_mac(self) -> float:
+        """Cycles per int8 MAC on this core, with the DSP/SIMD path when the board has it."""
+        model = self.core_model
+        return model.cycles_per_mac_dsp if self.dsp else model.cycles_per_mac
+
+    @property
+    def cycles_per_elem(self) -> float:
+        """Cycles per non-MAC element operation."""
+        return self.core_model.cycles_per_elem
+
+    def to_json(self) -> dict[str, Any]:
+        """The board as plain JSON types (what `mcuflow boards --json` prints)."""
+        data = asdict(self)
+        data.update(
+            core=self.core.value, fpu=self.fpu.value, aliases=list(self.aliases),
+            tiers=[tier.to_json() for tier in self.tiers],
+            core_model={**asdict(self.core_model), "core": self.core.value},
+        )
+        return data
+
+
+def _storage_tier(tiers: tuple[MemoryTier, ...]) -> MemoryTier:
+    nonvolatile = [t for t in tiers if not t.kind.volatile]
+    ranked = sorted(nonvolatile, key=lambda t: (t.kind is not TierKind.ONCHIP_FLASH,
+                                                not t.memory_mapped))
+    if not ranked:
+        raise BoardError("a board needs a non-volatile memory tier", hint=SCHEMA_HINT)
+    return ranked[0]
+
+
+# --- schema -------------------------------------------------------------------------------
+
+NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class _Field:
+    types: type | tuple[type, ...]
+    required: bool = True
+    positive: bool = False
+
+
+_BOARD_FIELDS: dict[str, _Field] = {
+    "name": _Field(str), "mcu": _Field(str), "core": _Field(str), "fpu": _Field(str),
+    "dsp": _Field(bool), "clock_hz": _Field(int, positive=True),
+    "sram_bytes": _Field(int, positive=True), "sram_total_bytes": _Field(int, positive=True),
+    "flash_bytes": _Field(int), "flash_wait_states": _Field(int),
+    "supply_voltage_v": _Field(NUMBER, positive=True),
+    "active_current_ma": _Field(NUMBER, required=False, positive=True),
+    "active_current_ua_per_mhz": _Field(NUMBER, required=False, positive=True),
+    "sleep_current_ua": _Field(NUMBER), "sleep_mode": _Field(str),
+    "aliases": _Field(list, required=False), "tiers": _Field(list),
+    "source": _Field(str), "sram_source": _Field(str), "wait_states_source": _Field(str),
+    "power_source": _Field(str),
+}
+
+_TIER_FIELDS: dict[str, _Field] = {
+    "kind": _Field(str), "size_bytes": _Field(int, positive=True),
+    "read_bandwidth": _Field(NUMBER, positive=True),
+    "write_bandwidth": _Field(NUMBER, positive=True),
+    "read_energy_nj_per_byte": _Field(NUMBER), "write_energy_nj_per_byte": _Field(NUMBER),
+    "writable": _Field(bool), "needs_erase": _Field(bool), "memory_mapped": _Field(bool),
+    "erase_block_bytes": _Field(int, required=False),
+    "erase_time_s": _Field(NUMBER, required=False),
+    "endurance_cycles": _Field(int, required=False), "source": _Field(str),
+}
+
+_CORE_FIELDS: dict[str, _Field] = {
+    "cycles_per_mac": _Field(NUMBER, positive=True),
+    "cycles_per_mac_dsp": _Field(NUMBER, positive=True),
+    "cycles_per_elem": _Field(NUMBER, positive=True), "source": _Field(str),
+}
+
+_BOARD_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _type_name(types: type | tuple[type, ...]) -> str:
+    if types == NUMBER:
+        return "a number"
+    return {int: "an integer", bool: "true or false", str: "a string", list: "a list"}[types]
+
+
+def _check_value(name: str, value: Any, field: _Field, where: str) -> None:
+    # bool is an int subclass in Python; TOML keeps them apart, so must we.
+    wrong_bool = isinstance(value, bool) and field.types is not bool
+    if wrong_bool or not isinstance(value, field.types):
+        raise BoardError(f"{where}: field '{name}' must be {_type_name(field.types)}, "
+                         f"got {value!r}", hint=SCHEMA_HINT)
+    if isinstance(value, NUMBER) and not isinstance(value, bool):
+        if value < 0:
+            raise BoardError(f"{where}: field '{name}' must not be negative, got {value}",
+                             hint=SCHEMA_HINT)
+        if field.positive and value == 0:
+            raise BoardError(f"{where}: field '{name}' must be positive, got 0", hint=SCHEMA_HINT)
+    if isinstance(value, str) and not value.strip():
+        raise BoardError(f"{where}: field '{name}' must not be empty", hint=SCHEMA_HINT)
+
+
+def _check_table(table: Any, fields: dict[str, _Field], where: str) -> None:
+    """Every required field present, no unknown field, every value of the right type and sign."""
+    if not isinstance(table, dict):
+        raise BoardError(f"{where} must be a table", hint=SCHEMA_HINT)
+    for name in table:
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else SCHEMA_HINT
+            raise BoardError(f"{where}: unknown field '{name}'", hint=hint)
+    for name, field in fields.items():
+        if name in table:
+            _check_value(name, table[name], field, where)
+        elif field.required:
+            raise BoardError(f"{where}: missing field '{name}'", hint=SCHEMA_HINT)
+
+
+def _enum(cls: type[StrEnum], value: str, what: str, where: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        known = ", ".join(member.value for member in cls)
+        raise BoardError(f"{where}: unknown {what} '{value}'",
+                         hint=f"known {what}s: {known}") from None
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _parse_core(name: str, table: Any, where: str) -> CoreModel:
+    where = f"{where}, core '{name}'"
+    core = _enum(Core, name, "core", where)
+    _check_table(table, _CORE_FIELDS, where)
+    return CoreModel(core, float(table["cycles_per_mac"]), float(table["cycles_per_mac_dsp"]),
+                     float(table["cycles_per_elem"]), table["source"])
+
+
+def _parse_tier(index: int, table: Any, where: str) -> MemoryTier:
+    where = f"{where}, tier {index}"
+    _check_table(table, _TIER_FIELDS, where)
+    kind = _enum(TierKind, table["kind"], "tier kind", where)
+    numbers = {k: float(v) for k, v in table.items() if k in
+               ("read_bandwidth", "write_bandwidth", "read_energy_nj_per_byte",
+                "write_energy_nj_per_byte", "erase_time_s")}
+    return MemoryTier(**{**table, **numbers, "kind": kind})
+
+
+def _active_power_mw(table: dict[str, Any], clock_hz: int, where: str) -> float:
+    volts = float(table["supply_voltage_v"])
+    given = [k for k in ("active_current_ma", "active_current_ua_per_mhz") if k in table]
+    if len(given) != 1:
+        raise BoardError(f"{where}: give exactly one of 'active_current_ma' and "
+                         f"'active_current_ua_per_mhz'", hint=SCHEMA_HINT)
+    if given[0] == "active_current_ma":
+        return float(table["active_current_ma"]) * volts
+    return float(table["active_current_ua_per_mhz"]) * clock_hz / 1e6 / 1000.0 * volts
+
+
+def _check_memories(board_id: str, tiers: tuple[MemoryTier, ...], table: dict[str, Any],
+                    where: str) -> None:
+    kinds = [t.kind for t in tiers]
+    duplicates = sorted({k.value for k in kinds if kinds.count(k) > 1})
+    if duplicates:
+        raise BoardError(f"{where}: more than one '{duplicates[0]}' tier", hint=SCHEMA_HINT)
+    if TierKind.SRAM not in kinds:
+        raise BoardError(f"{where}: no 'sram' tier", hint=SCHEMA_HINT)
+    if table["sram_bytes"] > table["sram_total_bytes"]:
+        raise BoardError(f"{where}: sram_bytes ({table['sram_bytes']}) exceeds "
+                         f"sram_total_bytes ({table['sram_total_bytes']})", hint=SCHEMA_HINT)
+    sizes = {t.kind: t.size_bytes for t in tiers}
+    if sizes[TierKind.SRAM] != table["sram_bytes"]:
+        raise BoardError(f"{where}: the sram tier size ({sizes[TierKind.SRAM]}) differs from "
+                         f"sram_bytes ({table['sram_bytes']})", hint=SCHEMA_HINT)
+    if sizes.get(TierKind.ONCHIP_FLASH, 0) != table["flash_bytes"]:
+        raise BoardError(f"{where}: flash_bytes ({table['flash_bytes']}) differs from the "
+                         f"onchip_flash tier size ({sizes.get(TierKind.ONCHIP_FLASH, 0)})",
+                         hint="boards without on-chip flash give flash_bytes = 0")
+    if all(k.volatile for k in kinds):
+        raise BoardError(f"{where}: board '{board_id}' has no non-volatile tier to hold the "
+                         f"model", hint="add an onchip_flash or qspi_flash tier")
+
+
+def _parse_board(board_id: str, table: Any, cores: dict[Core, CoreModel], where: str) -> Board:
+    where = f"{where}, board '{board_id}'"
+    if not _BOARD_ID.match(board_id):
+        raise BoardError(f"{where}: invalid board id",
+                         hint="use lower-case letters, digits, '-', '_' and '.'")
+    _check_table(table, _BOARD_FIELDS, where)
+    core = _enum(Core, table["core"], "core", where)
+    fpu = _enum(Fpu, table["fpu"], "fpu", where)
+    tiers = tuple(_parse_tier(i, t, where) for i, t in enumerate(table["tiers"]))
+    _check_memories(board_id, tiers, table, where)
+    aliases = table.get("aliases", [])
+    if not all(isinstance(a, str) and a for a in aliases):
+        raise BoardError(f"{where}: 'aliases' must be a list of strings", hint=SCHEMA_HINT)
+    volts = float(table["supply_voltage_v"])
+    return Board(
+        id=board_id, name=table["name"], mcu=table["mcu"], core=core, fpu=fpu,
+        dsp=table["dsp"], clock_hz=table["clock_hz"], sram_bytes=table["sram_bytes"],
+        sram_total_bytes=table["sram_total_bytes"], flash_bytes=table["flash_bytes"],
+        flash_wait_states=table["flash_wait_states"], tiers=tiers, supply_voltage_v=volts,
+        active_power_mw=_active_power_mw(table, table["clock_hz"], where),
+        sleep_power_mw=float(table["sleep_current_ua"]) / 1000.0 * volts,
+        sleep_mode=table["sleep_mode"], core_model=cores[core], aliases=tuple(aliases),
+        source=table["source"], sram_source=table["sram_source"],
+        wait_states_source=table["wait_states_source"], power_source=table["power_source"],
+    )
+
+
+def _read_toml(path: Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        text = resources.files("mcuflow.hw").joinpath("boards.toml").read_text("utf-8")
+        where = "packaged boards.toml"
+    else:
+        where = f"board file {path}"
+        try:
+            text = Path(path).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise BoardError(f"cannot read {where}: {reason}", hint="check the path") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise BoardError(f"{where} is not valid TOML: {error}", hint=SCHEMA_HINT) from None
+    unknown = sorted(set(data) - {"boards", "cores"})
+    if unknown:
+        raise BoardError(f"{where}: unknown top-level table '{unknown[0]}'",
+                         hint="a board file holds [boards.<id>] and optional [cores.<core>]")
+    return data, where
+
+
+def _parse_file(
+    path: Path | None, cores: dict[Core, CoreModel]
+) -> tuple[dict[Core, CoreModel], dict[str, Board]]:
+    data, where = _read_toml(path)
+    cores = cores | {model.core: model for model in
+                     (_parse_core(n, t, where) for n, t in data.get("cores", {}).items())}
+    missing = [core.value for core in Core if core not in cores]
+    if missing:
+        raise BoardError(f"{where}: no cost coefficients for core '{missing[0]}'",
+                         hint="add a [cores.<core>] table")
+    boards = data.get("boards")
+    if not isinstance(boards, dict) or not boards:
+        raise BoardError(f"{where} defines no boards", hint="add a [boards.<id>] table")
+    return cores, {board_id: _parse_board(board_id, table, cores, where)
+                   for board_id, table in boards.items()}
+
+
+@lru_cache(maxsize=1)
+def _packaged() -> tuple[dict[Core, CoreModel], dict[str, Board]]:
+    return _parse_file(None, {})
+
+
+def load_boards(path: Path | None = None) -> dict[str, Board]:
+    """Boards by id: the packaged database, or the boards of the TOML file at `path`.
+
+    A user file has the same schema as the packaged boards.toml; its [cores] tables are
+    optional and override the packaged coefficients. Raises BoardError on any schema problem.
+    """
+    cores, packaged = _packaged()
+    if path is None:
+        return dict(packaged)
+    return _parse_file(path, cores)[1]
+
+
+def get_board(board_id: str, board_file: Path | None = None) -> Board:
+    """The board called `board_id` (an id or an alias); user boards override packaged ones."""
+    boards = load_boards()
+    if board_file is not None:
+        boards |= load_boards(board_file)
+    if board_id in boards:
+        return boards[board_id]
+    for board in boards.values():
+        if board_id in board.aliases:
+            return board
+    names = list(boards) + [alias for board in boards.values() for alias in board.aliases]
+    close = difflib.get_close_matches(board_id, names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise BoardError(f"unknown board '{board_id}'",
+                     hint=f"{hint}`mcuflow boards` lists the known boards")
