@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mcuflow.analysis.metrics import Report, analyze
+from mcuflow.codegen import GeneratedProject, generate_project
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.hw.board import Board, get_board
@@ -17,6 +18,7 @@ from mcuflow.ir.verify import verify_graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import RunResult, run
+from mcuflow.toolchain.host import VerifyResult, verify_host
 
 DEFAULT_BOARD = "nucleo-f767zi"
 
@@ -71,3 +73,55 @@ def dump_tensors(tensors: dict[str, np.ndarray], directory: Path) -> None:
     for name, value in tensors.items():
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120]
         np.save(directory / f"{safe}.npy", value)
+
+
+def plan_to_json(plan: Plan) -> dict[str, object]:
+    """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime."""
+    operators = plan.graph.operators
+    return {
+        "model": plan.graph.name,
+        "arena_bytes": plan.arena_bytes,
+        "lower_bound_bytes": plan.lower_bound_bytes,
+        "alignment": plan.alignment,
+        "steps": [
+            {"step": index, "op_index": step.op_index, "op": operators[step.op_index].kind.value,
+             "name": operators[step.op_index].name, "inplace": step.inplace.value,
+             "scratch": step.scratch}
+            for index, step in enumerate(plan.steps)
+        ],
+        "buffers": [
+            {"name": b.name, "offset": b.offset, "size": b.size, "first_step": b.first_step,
+             "last_step": b.last_step, "scratch": b.is_scratch}
+            for b in sorted(plan.buffers.values(), key=lambda b: (b.offset, b.name))
+        ],
+    }
+
+
+def compile_model(
+    model: Path | str, out_dir: Path, board_id: str = DEFAULT_BOARD,
+    board_file: Path | None = None, target: str = "host",
+) -> GeneratedProject:
+    """Plan and generate the C project for `model` into `out_dir` (written atomically)."""
+    return compile_analysis(analyze_model(model, board_id, board_file), out_dir, target)
+
+
+def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host") -> GeneratedProject:
+    """Generate the C project of an analysed (planned) model."""
+    return generate_project(analysis.graph, analysis.plan, out_dir, target=target)
+
+
+def verify_model(
+    model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
+    runs: int = 20, seed: int = 0, sanitize: bool = True,
+) -> VerifyResult:
+    """Build the generated C on the host and compare `runs` random inferences to the bit."""
+    return verify_analysis(analyze_model(model, board_id, board_file), runs, seed, sanitize)
+
+
+def verify_analysis(
+    analysis: Analysis, runs: int = 20, seed: int = 0, sanitize: bool = True
+) -> VerifyResult:
+    """Build the C of an analysed model on the host; compare `runs` random inferences."""
+    if runs < 1:
+        raise McuflowError(f"--runs must be at least 1, not {runs}", hint="e.g. --runs 20")
+    return verify_host(analysis.graph, analysis.plan, runs, seed, sanitize=sanitize)

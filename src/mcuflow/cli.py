@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +23,8 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import load_boards
 from mcuflow.ir.constraints import constraints_for, supported_ops_markdown
 from mcuflow.ir.ops import OpKind
+from mcuflow.memory.plot import plot_arena
+from mcuflow.toolchain.host import VerifyResult
 
 app = typer.Typer(
     help="mcuflow: will your network fit a microcontroller, how to make it fit, exact C for it.",
@@ -62,6 +66,91 @@ def analyze_command(
         _print_json(analysis.report.to_json())
     else:
         render_report(analysis.report, console)
+
+
+@app.command("plan")
+def plan_command(
+    model: ModelArgument,
+    board: BoardOption = api.DEFAULT_BOARD,
+    board_file: BoardFileOption = None,
+    as_json: JsonOption = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write the arena over time as a PNG.")
+    ] = None,
+) -> None:
+    """The memory plan: order, in-place steps, every buffer's offset, size and lifetime."""
+    analysis = api.analyze_model(model, board, board_file)
+    if plot is not None:
+        plot_arena(analysis.plan, plot)
+    plan = api.plan_to_json(analysis.plan)
+    if as_json:
+        _print_json(plan)
+        return
+    table = Table(title=f"Memory plan of {analysis.graph.name}")
+    for column in ("buffer", "offset", "size", "steps"):
+        table.add_column(column, justify="left" if column == "buffer" else "right")
+    for buffer in plan["buffers"]:
+        table.add_row(_ascii(buffer["name"]), f"{buffer['offset']:,}", f"{buffer['size']:,}",
+                      f"{buffer['first_step']}-{buffer['last_step']}")
+    console.print(table)
+    console.print(f"arena: {plan['arena_bytes']:,} B   lower bound for this order: "
+                  f"{plan['lower_bound_bytes']:,} B   board SRAM: {analysis.board.sram_bytes:,} B")
+
+
+def _ascii(name: str) -> str:
+    return name.encode("ascii", "backslashreplace").decode("ascii")[:60]
+
+
+@app.command("compile")
+def compile_command(
+    model: ModelArgument,
+    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Project directory to write.")],
+    board: BoardOption = api.DEFAULT_BOARD,
+    board_file: BoardFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a self-contained C99 project (no malloc, no interpreter) for the model."""
+    project = api.compile_model(model, out_dir, board, board_file)
+    summary = {"path": str(project.path), "files": list(project.files),
+               "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
+    if as_json:
+        _print_json(summary)
+        return
+    console.print(f"wrote {len(project.files)} files to {project.path}: arena "
+                  f"{project.arena_bytes:,} B, weights {project.weight_bytes:,} B")
+
+
+@app.command("verify")
+def verify_command(
+    model: ModelArgument,
+    board: BoardOption = api.DEFAULT_BOARD,
+    board_file: BoardFileOption = None,
+    target: Annotated[str, typer.Option("--target", help="Where to run: host.")] = "host",
+    runs: Annotated[int, typer.Option("--runs", help="Random inputs to compare.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the generated C, run random inputs, compare with the reference to the bit."""
+    if target != "host":
+        raise McuflowError(f"unknown target '{target}'", hint="use --target host")
+    with console.status("building and running the generated C"):
+        result = api.verify_model(model, board, board_file, runs, seed)
+    if as_json:
+        _print_json(dataclasses.asdict(result))
+    else:
+        _print_verify(result)
+    if not result.bit_exact:
+        raise typer.Exit(1)
+
+
+def _print_verify(result: VerifyResult) -> None:
+    verdict = "[green]bit-exact" if result.bit_exact else "[red]MISMATCH"
+    litert = ("not available" if result.litert_mismatches is None
+              else f"{result.litert_mismatches} mismatching runs")
+    console.print(f"{verdict}[/]: {result.runs} runs, {result.mismatches} mismatching runs "
+                  f"against the reference interpreter, LiteRT: {litert}")
+    console.print(f"arena {result.arena_bytes:,} B, code {result.code_bytes:,} B, "
+                  f"weights {result.weight_bytes:,} B ({result.compiler})")
 
 
 @app.command("run")
@@ -143,6 +232,24 @@ def demo_command(
     console.rule(f"[bold]mcuflow demo: {model.name} on {board}")
     analysis = api.analyze_model(model, board)
     render_report(analysis.report, console)
+    with tempfile.TemporaryDirectory(prefix="mcuflow-demo-") as scratch:
+        project = api.compile_analysis(analysis, Path(scratch) / "demo_kws")
+        console.print(f"compiled to C: {len(project.files)} files, arena "
+                      f"{project.arena_bytes:,} B, weights {project.weight_bytes:,} B")
+    with console.status("verifying the generated C on the host"):
+        result = api.verify_analysis(analysis, runs=20)
+    _print_verify(result)
+    if not result.bit_exact:
+        raise typer.Exit(1)
+
+
+def error_line(text: str) -> str:
+    """`mcuflow: error: text` on one printable line (control characters shown escaped).
+
+    Names from a model file reach messages and may hold newlines or terminal escapes.
+    """
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return f"mcuflow: error: {shown}"
 
 
 def main() -> None:
@@ -153,7 +260,7 @@ def main() -> None:
         if os.environ.get("MCUFLOW_DEBUG"):
             traceback.print_exc()
         hint = f" (hint: {error.hint})" if error.hint else ""
-        sys.stderr.write(f"mcuflow: error: {error.message}{hint}\n")
+        sys.stderr.write(error_line(f"{error.message}{hint}") + "\n")
         sys.exit(2)
     except typer.Exit as done:
         sys.exit(done.exit_code)

@@ -44,7 +44,7 @@ def fold_shape_ops(subgraph: RawSubgraph) -> None:
             continue
         for index, value in zip(op.outputs, values, strict=True):
             tensor = subgraph.tensors[index]
-            data = np.ascontiguousarray(value, dtype=tensor.dtype.numpy)
+            data = np.array(value, dtype=tensor.dtype.numpy, order="C")
             tensor.data, tensor.shape = data, tuple(int(d) for d in data.shape)
     subgraph.ops = kept
 

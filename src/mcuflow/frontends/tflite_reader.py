@@ -57,6 +57,10 @@ from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_RANK = 8
 MAX_TENSOR_BYTES = 1 << 31
+MAX_ACTIVATION_BYTES = 64 << 20
+"""No board has more RAM than this: a larger tensor computed at run time is an error."""
+MIN_SCALE, MAX_SCALE = 2.0**-64, 2.0**31
+"""Scales outside this range are corrupt; within it, requantisation ratios stay finite."""
 _HINT = "re-export the model with the TFLite converter, or check that the file was copied whole"
 _UNSUPPORTED_HINT = "run `mcuflow ops` to list the operators and types mcuflow supports"
 
@@ -227,6 +231,8 @@ def _decode(data: bytes, label: str) -> RawSubgraph:
     ]
     _dedupe_names(tensors)
     n_ops = _table_count(fb_subgraph.OperatorsLength(), data, label, "operators")
+    if n_ops == 0:
+        raise ModelFormatError(f"{label} has no operators: there is nothing to compute", _HINT)
     ops = [_operator(fb_subgraph.Operators(i), i, opcodes, tensors, label) for i in range(n_ops)]
     inputs = _graph_ends(_ints(fb_subgraph.InputsAsNumpy()), tensors, label, "input")
     outputs = _graph_ends(_ints(fb_subgraph.OutputsAsNumpy()), tensors, label, "output")
@@ -299,6 +305,7 @@ def _tensor(
         )
     tensor = RawTensor(index, name, shape, type_code)
     tensor.quant = _quantization(fb.Quantization(), shape, shown, label)
+    _check_zero_points(tensor, shown, label)
     buffer = fb.Buffer()
     if buffer >= n_buffers:
         raise ModelFormatError(
@@ -308,6 +315,13 @@ def _tensor(
     raw = _buffer_bytes(model, buffer, data, label)
     if raw.size and itemsize is not None:
         tensor.data = _constant(raw, tensor, itemsize, shown, label)
+    elif (itemsize or 1) * math.prod(shape) > MAX_ACTIVATION_BYTES:
+        raise ModelFormatError(
+            f"{label}: tensor '{shown}' of shape {shape} would take "
+            f"{(itemsize or 1) * math.prod(shape)} bytes of RAM, more than any board has "
+            f"(the limit is {MAX_ACTIVATION_BYTES})",
+            _HINT,
+        )
     return tensor
 
 
@@ -388,6 +402,13 @@ def _quantization(
         )
     if not np.all(np.isfinite(scales)):
         raise ModelFormatError(f"{label}: tensor '{name}' has a non-finite scale", _HINT)
+    out_of_range = scales[(scales < MIN_SCALE) | (scales > MAX_SCALE)]
+    if out_of_range.size:
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' has quantisation scale {float(out_of_range[0]):g}; scales "
+            f"must lie between {MIN_SCALE:.3g} and {MAX_SCALE:.3g}",
+            _HINT,
+        )
     axis = fb.QuantizedDimension()
     if scales.size > 1 and not (0 <= axis < len(shape) and shape[axis] == scales.size):
         raise ModelFormatError(
@@ -397,6 +418,23 @@ def _quantization(
         )
     axis = axis if 0 <= axis < max(len(shape), 1) else 0
     return QuantParams(tuple(float(s) for s in scales), tuple(zero_points), axis)
+
+
+def _check_zero_points(tensor: RawTensor, name: str, label: str) -> None:
+    """Zero points must be values of the tensor's type (of int32 for 32-bit and other types)."""
+    if tensor.quant is None:
+        return
+    dtype = tensor.dtype.numpy if tensor.dtype is not None else np.dtype(np.int32)
+    if dtype.kind not in "iu" or dtype.itemsize > 2:
+        dtype = np.dtype(np.int32)
+    info = np.iinfo(dtype)
+    for zero_point in tensor.quant.zero_point:
+        if not info.min <= zero_point <= info.max:
+            raise ModelFormatError(
+                f"{label}: tensor '{name}' has zero point {zero_point}, outside the {dtype} "
+                f"range [{info.min}, {info.max}]",
+                _HINT,
+            )
 
 
 def _operator(
@@ -677,7 +715,10 @@ def _squeeze(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
 
 def _softmax(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     o = _typed_options(op, tflite.SoftmaxOptions, required=True)
-    return SoftmaxAttrs(float(o.Beta())), list(op.inputs)
+    beta = float(o.Beta())
+    if not 0.0 < beta < math.inf:
+        raise _op_error(op, f"has beta {beta}; it must be a positive finite number")
+    return SoftmaxAttrs(beta), list(op.inputs)
 
 
 def _pad(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
@@ -698,7 +739,10 @@ def _concatenation(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]
 
 def _leaky_relu(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     o = _typed_options(op, tflite.LeakyReluOptions)
-    return LeakyReluAttrs(float(o.Alpha()) if o else 0.0), list(op.inputs)
+    alpha = float(o.Alpha()) if o else 0.0
+    if not math.isfinite(alpha):
+        raise _op_error(op, f"has alpha {alpha}; it must be a finite number")
+    return LeakyReluAttrs(alpha), list(op.inputs)
 
 
 def _no_attrs(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:

@@ -70,12 +70,17 @@ def find_violations(graph: Graph) -> list[Violation]:
 
 
 def check_supported(graph: Graph) -> None:
-    """Raise one UnsupportedModelError listing every violation at once."""
-    violations = find_violations(graph)
-    if violations:
-        listed = "; ".join(v.describe() for v in violations)
+    """Raise one UnsupportedModelError listing every unsupported op, with all its failures."""
+    by_op: dict[int, list[Violation]] = {}
+    for violation in find_violations(graph):
+        by_op.setdefault(violation.op_index, []).append(violation)
+    if by_op:
+        listed = "; ".join(
+            " ".join([found[0].describe(), *(v.constraint.message for v in found[1:])])
+            for found in by_op.values()
+        )
         raise UnsupportedModelError(
-            f"model '{graph.name}' has {len(violations)} unsupported operator(s): {listed}",
+            f"model '{graph.name}' has {len(by_op)} unsupported operator(s): {listed}",
             hint="run `mcuflow ops` for the supported operators and their constraints",
         )
 

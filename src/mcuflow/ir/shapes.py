@@ -81,8 +81,11 @@ def _require_rank(graph: Graph, op: Operator, index: int, rank: int) -> Shape:
 @shape_rule(OpKind.CONV_2D)
 def _conv2d(graph: Graph, op: Operator) -> list[Shape]:
     attrs: Conv2DAttrs = op.attrs
-    n, h, w, _ = _require_rank(graph, op, 0, 4)
-    out_c, kh, kw, _ = _require_rank(graph, op, 1, 4)
+    n, h, w, in_c = _require_rank(graph, op, 0, 4)
+    out_c, kh, kw, depth = _require_rank(graph, op, 1, 4)
+    if depth != in_c:
+        raise ShapeError(f"CONV_2D '{op.name}': the filter's depth {depth} differs from the "
+                         f"input's {in_c} channels")
     oh = conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, attrs.padding)
     ow = conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, attrs.padding)
     return [(n, oh, ow, out_c)]
@@ -91,8 +94,12 @@ def _conv2d(graph: Graph, op: Operator) -> list[Shape]:
 @shape_rule(OpKind.DEPTHWISE_CONV_2D)
 def _depthwise(graph: Graph, op: Operator) -> list[Shape]:
     attrs: DepthwiseConv2DAttrs = op.attrs
-    n, h, w, _ = _require_rank(graph, op, 0, 4)
-    _, kh, kw, out_c = _require_rank(graph, op, 1, 4)
+    n, h, w, in_c = _require_rank(graph, op, 0, 4)
+    one, kh, kw, out_c = _require_rank(graph, op, 1, 4)
+    if one != 1 or out_c != in_c * attrs.depth_multiplier:
+        raise ShapeError(f"DEPTHWISE_CONV_2D '{op.name}': filter {(one, kh, kw, out_c)} does not "
+                         f"fit {in_c} input channels and depth multiplier "
+                         f"{attrs.depth_multiplier}")
     oh = conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, attrs.padding)
     ow = conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, attrs.padding)
     return [(n, oh, ow, out_c)]
@@ -104,6 +111,9 @@ def _fully_connected(graph: Graph, op: Operator) -> list[Shape]:
     x = _input_shape(graph, op, 0)
     out_c, depth = _require_rank(graph, op, 1, 2)
     if attrs.keep_num_dims:
+        if not x or x[-1] != depth:
+            raise ShapeError(f"FULLY_CONNECTED '{op.name}': input {x} does not end in the "
+                             f"weights' depth {depth}")
         return [(*x[:-1], out_c)]
     size = int(np.prod(x, dtype=np.int64))
     if depth <= 0 or size % depth:
@@ -156,6 +166,8 @@ def _squeeze(graph: Graph, op: Operator) -> list[Shape]:
     axes = {a % len(x) for a in attrs.axes} if attrs.axes else {
         i for i, d in enumerate(x) if d == 1
     }
+    if any(x[axis] != 1 for axis in axes):
+        raise ShapeError(f"SQUEEZE '{op.name}': cannot squeeze axes {sorted(axes)} of {x}")
     return [tuple(d for i, d in enumerate(x) if i not in axes)]
 
 

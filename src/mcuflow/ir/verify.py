@@ -35,6 +35,8 @@ def verify_graph(graph: Graph) -> None:
     for name in graph.outputs:
         if name not in available:
             raise GraphInvariantError(f"graph output {name!r} is neither produced nor an input")
+        if graph.tensors[name].is_constant:
+            raise GraphInvariantError(f"graph output {name!r} is a constant, not computed")
 
 
 def _check_tensor_table(graph: Graph) -> None:

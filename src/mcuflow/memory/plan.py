@@ -5,17 +5,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from mcuflow.errors import McuflowError
 from mcuflow.ir.graph import Graph
 
 
+class PlanError(McuflowError):
+    """A memory plan that is inconsistent: overlapping live buffers, a buffer outside the arena."""
+
+
 class InPlace(Enum):
-    """How a step's output shares memory with its input."""
+    """How a step's output shares memory with one of its inputs (`Step.shares`).
+
+    Kernel contract for the kinds that run code over their own input:
+    - ELEMENTWISE: element i of the output is written after element i of every input is read;
+      the output starts at the same offset as the shared input.
+    - OVERLAP: the op computes output pixels in raster order (N, H, W), writing all channels of
+      pixel p before starting pixel p+1, and reads only the receptive fields of pixels >= p while
+      writing pixel p. The output starts `Plan.delta(step)` bytes *below* the shared input, which
+      is enough for those writes never to reach an input byte that is still to be read.
+    - DEPTHWISE: depth multiplier 1; for each channel c the kernel computes the whole output
+      channel into the step's scratch buffer (OH*OW elements), then copies it to output channel c.
+      Input and output have the same channel count and start a whole number of pixels apart
+      (`Plan.delta(step)` is a multiple of C * itemsize, possibly 0 or negative), so output
+      channel c only lands on input channel c, which is no longer needed, or outside the input.
+    - ALIAS: no code runs; the output is the input's bytes (RESHAPE, SQUEEZE).
+    - CONCAT_SLICE: no code runs; the inputs were written straight into their (contiguous)
+      slices of the output by their producers.
+    """
 
     NONE = "none"
-    ALIAS = "alias"  # RESHAPE / SQUEEZE: output is the input's bytes, no code runs
-    ELEMENTWISE = "elementwise"  # output written over an input whose last use this is
-    DEPTHWISE = "depthwise"  # TinyEngine: channel-by-channel through a one-channel temporary
-    CONCAT_SLICE = "concat_slice"  # producer writes straight into its slice of a concat output
+    ALIAS = "alias"
+    ELEMENTWISE = "elementwise"
+    DEPTHWISE = "depthwise"
+    CONCAT_SLICE = "concat_slice"
+    OVERLAP = "overlap"
+
+
+RUNS_NO_CODE = frozenset({InPlace.ALIAS, InPlace.CONCAT_SLICE})
 
 
 class Tier(Enum):
@@ -29,7 +55,9 @@ class Buffer:
     """One region of the arena: an activation tensor or an op's scratch buffer.
 
     `first_step` and `last_step` index `Plan.steps` (inclusive); a graph input is live from step 0
-    and a graph output until the last step.
+    and a graph output until the last step. Buffers with the same `storage` share memory by
+    construction (RESHAPE aliases, slices of a concatenated tensor); `storage` is the name of the
+    buffer that owns the memory (the buffer's own name when it owns it).
     """
 
     name: str
@@ -39,11 +67,17 @@ class Buffer:
     last_step: int
     is_scratch: bool = False
     tier: Tier = Tier.SRAM
+    storage: str = ""
 
     @property
     def end(self) -> int:
         """One past the last byte."""
         return self.offset + self.size
+
+    @property
+    def owner(self) -> str:
+        """Name of the storage this buffer belongs to."""
+        return self.storage or self.name
 
     def overlaps_in_time(self, other: Buffer) -> bool:
         """True when both buffers are live at some common step."""
@@ -56,11 +90,16 @@ class Buffer:
 
 @dataclass(frozen=True)
 class Step:
-    """One operator execution: which op, how it shares memory, and its scratch buffer if any."""
+    """One operator execution: which op, how it shares memory, and its scratch buffer if any.
+
+    `shares` names the input tensor whose memory the output reuses (ELEMENTWISE, OVERLAP,
+    DEPTHWISE, ALIAS); it is None otherwise.
+    """
 
     op_index: int
     inplace: InPlace = InPlace.NONE
     scratch: str | None = None
+    shares: str | None = None
 
 
 @dataclass
@@ -73,6 +112,9 @@ class Plan:
     arena_bytes: int = 0
     lower_bound_bytes: int = 0
     alignment: int = 16
+    step_bytes: list[int] = field(default_factory=list)
+    """Bytes live during each step (tensors, scratch, in-place sharing counted once); their
+    maximum is `lower_bound_bytes`."""
 
     @property
     def order(self) -> list[int]:
@@ -82,3 +124,17 @@ class Plan:
     def offset_of(self, tensor_name: str) -> int:
         """Arena offset of an activation tensor."""
         return self.buffers[tensor_name].offset
+
+    def delta(self, step: Step) -> int:
+        """Input offset minus output offset of an in-place step (0 when nothing is shared)."""
+        if step.shares is None:
+            return 0
+        output = self.graph.operators[step.op_index].outputs[0]
+        return self.buffers[step.shares].offset - self.buffers[output].offset
+
+    @property
+    def peak_step(self) -> int | None:
+        """Index of the first step that needs `lower_bound_bytes` (the layer setting the peak)."""
+        if not self.step_bytes:
+            return None
+        return self.step_bytes.index(max(self.step_bytes))

@@ -284,16 +284,19 @@ def prepare_fully_connected(
     )
 
 
-def scale_and_round_array(acc: np.ndarray, scales: np.ndarray | float) -> np.ndarray:
-    """C's `static_cast<int32_t>(round(double(acc) * scale))`, round() halving away from zero.
+_BELOW_HALF = float(np.nextafter(0.5, 0.0))
 
-    numpy's float64 product is the same IEEE operation as C's, and `product - trunc(product)` is
-    exact, so the result equals LiteRT's to the bit (as int64).
+
+def scale_and_round_array(acc: np.ndarray, scales: np.ndarray | float) -> np.ndarray:
+    """C's `round(double(acc) * scale)` (halves away from zero), as integral float64 values.
+
+    numpy's float64 product is the same IEEE operation as C's. Rounding adds 0.49999999999999994
+    (not 0.5, which would round 0.49999999999999994 up to 1) with the sign of the value and
+    truncates, which equals C's round() for every double.
     """
-    product = np.asarray(acc, dtype=np.float64) * np.asarray(scales, dtype=np.float64)
-    whole = np.trunc(product)
-    away = np.abs(product - whole) >= 0.5
-    return (whole + np.copysign(away, product)).astype(np.int64)
+    product = np.multiply(acc, scales, dtype=np.float64)
+    product += np.copysign(_BELOW_HALF, product)
+    return np.trunc(product, out=product)
 
 
 @dataclass(frozen=True)

@@ -25,3 +25,32 @@ def kernel(*kinds: OpKind) -> Callable[[KernelFn], KernelFn]:
         return function
 
     return register
+
+
+PreparedFn = Callable[[list[np.ndarray]], list[np.ndarray]]
+"""An op's per-inference function: input arrays in, output arrays out (constants captured)."""
+
+PrepareFn = Callable[[Graph, Operator], PreparedFn]
+"""TFLite's Prepare step: computes an op's constants once and returns its per-inference function."""
+
+PREPARERS: dict[OpKind, PrepareFn] = {}
+
+
+def prepared_kernel(*kinds: OpKind) -> Callable[[PrepareFn], PrepareFn]:
+    """Register a prepare function; it also becomes the op's plain kernel (prepare, then run)."""
+
+    def register(preparer: PrepareFn) -> PrepareFn:
+        for kind in kinds:
+            PREPARERS[kind] = preparer
+            KERNELS[kind] = lambda graph, op, inputs: preparer(graph, op)(inputs)
+        return preparer
+
+    return register
+
+
+def prepare(graph: Graph, op: Operator) -> PreparedFn:
+    """The per-inference function of `op`: its prepared kernel, else a call of its plain kernel."""
+    if op.kind in PREPARERS:
+        return PREPARERS[op.kind](graph, op)
+    plain = KERNELS[op.kind]
+    return lambda inputs: plain(graph, op, inputs)

@@ -1,0 +1,477 @@
+"""C emitters: one per OpKind, turning a planned step into a kernel call with frozen constants."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.codegen.context import (
+    CodegenError,
+    EmitContext,
+    LayerCode,
+    c_float,
+    c_int,
+    c_struct,
+)
+from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
+from mcuflow.errors import UnsupportedModelError
+from mcuflow.ir.graph import DType, Tensor
+from mcuflow.ir.ops import (
+    ConcatenationAttrs,
+    Conv2DAttrs,
+    DepthwiseConv2DAttrs,
+    MeanAttrs,
+    OpKind,
+    PadAttrs,
+    Pool2DAttrs,
+    SoftmaxAttrs,
+)
+from mcuflow.memory.plan import RUNS_NO_CODE, InPlace
+from mcuflow.memory.scratch import scratch_bytes
+from mcuflow.quant.fixedpoint import (
+    ConvParams,
+    prepare_add,
+    prepare_conv,
+    prepare_fully_connected,
+    prepare_mean,
+    prepare_mul,
+    prepare_pool,
+    prepare_softmax,
+)
+
+EmitFn = Callable[[EmitContext], LayerCode]
+MAX_RANK = 5
+
+
+@dataclass(frozen=True)
+class Emitter:
+    """An op kind's C emitter and the in-place kinds its kernel honours (NONE always)."""
+
+    function: EmitFn
+    inplace: frozenset[InPlace]
+
+
+EMITTERS: dict[OpKind, Emitter] = {}
+
+
+def emitter(*kinds: OpKind, inplace: tuple[InPlace, ...] = ()) -> Callable[[EmitFn], EmitFn]:
+    """Register the C emitter of one or more op kinds, with the in-place kinds it supports."""
+
+    def register(function: EmitFn) -> EmitFn:
+        for kind in kinds:
+            EMITTERS[kind] = Emitter(function, frozenset({InPlace.NONE, *inplace}))
+        return function
+
+    return register
+
+
+def emit_step(ctx: EmitContext) -> LayerCode:
+    """The C of one planned step, refusing an in-place kind its kernel cannot honour."""
+    entry = EMITTERS.get(ctx.op.kind)
+    if entry is None:
+        raise CodegenError(f"no C emitter for {ctx.op.kind.value}")
+    if ctx.inplace not in entry.inplace:
+        raise CodegenError(
+            f"{ctx.op.kind.value} '{ctx.op.name}' cannot run in place as {ctx.inplace.value}"
+        )
+    code = entry.function(ctx)
+    if ctx.inplace in RUNS_NO_CODE and code.statements:
+        raise CodegenError(f"{ctx.inplace.value} step {ctx.layer} must not run code")
+    return code
+
+
+# --- shared pieces ------------------------------------------------------------------------------
+
+
+def _weighted_bias(ctx: EmitContext, weights: np.ndarray, input_offset: int, fold: bool) -> str:
+    """The int32 bias array of a conv / FC layer.
+
+    With `fold`, input_offset * sum(weights[o]) is folded in (the kernel then multiplies raw
+    int8 inputs).
+    """
+    units = weights.shape[0]
+    bias = np.zeros(units, np.int64)
+    if len(ctx.op.inputs) > 2:
+        bias += ctx.input(2).data.astype(np.int64).reshape(-1)
+    if fold:
+        bias += input_offset * weights.reshape(units, -1).astype(np.int64).sum(axis=1)
+    if np.abs(bias).max(initial=0) >= 1 << 31:
+        raise UnsupportedModelError(f"{ctx.op.kind.value} '{ctx.op.name}': bias plus input "
+                                    "offset times weight sum exceeds int32",
+                                    "requantise the layer with a larger input scale")
+    what = "bias + input offset * weight sums" if fold else "bias"
+    return ctx.constant("bias", "int32_t", bias.astype(np.int32), f"{ctx.op.name}: {what}")
+
+
+def _requant_fields(bias: str, multiplier: str, shift: str, scale: str, output_offset: int,
+                    act_min: int, act_max: int) -> dict[str, int | str]:
+    return {"bias": bias, "multiplier": multiplier, "shift": shift, "scale": scale,
+            "output_offset": output_offset, "act_min": act_min, "act_max": act_max}
+
+
+def _conv_requant(ctx: EmitContext, params: ConvParams, bias: str) -> str:
+    """Define the mcuflow_requant_t of a conv layer; returns its symbol."""
+    multiplier = ctx.constant("multiplier", "int32_t", np.array(params.multipliers, np.int32),
+                              f"{ctx.op.name}: Q31 multipliers")
+    shift = ctx.constant("shift", "int32_t", np.array(params.shifts, np.int32),
+                         f"{ctx.op.name}: shifts")
+    fields = _requant_fields(bias, multiplier, shift, "NULL", params.output_offset,
+                             params.act_min, params.act_max)
+    return _define(ctx, "mcuflow_requant_t", "requant", fields)
+
+
+def _define(ctx: EmitContext, ctype: str, stem: str, fields: dict[str, int | str]) -> str:
+    symbol = ctx.symbol(stem)
+    ctx.definitions.append(c_struct(ctype, symbol, fields))
+    return symbol
+
+
+def _window(ctx: EmitContext, kernel: tuple[int, int], strides: tuple[int, int],
+            dilations: tuple[int, int], pads: tuple[int, int], input_offset: int) -> str:
+    """Define the mcuflow_window_t of a window op with a dense NHWC output; returns its symbol."""
+    n, in_h, in_w, in_c = ctx.input(0).shape
+    _, out_h, out_w, out_c = ctx.output().shape
+    fields = {
+        "batches": n, "in_h": in_h, "in_w": in_w, "in_c": in_c,
+        "out_h": out_h, "out_w": out_w, "out_c": out_c, "k_h": kernel[0], "k_w": kernel[1],
+        "stride_h": strides[0], "stride_w": strides[1],
+        "dilation_h": dilations[0], "dilation_w": dilations[1],
+        "pad_top": pads[0], "pad_left": pads[1], "input_offset": input_offset,
+        "out_pixel_step": out_c, "out_row_step": out_w * out_c,
+        "out_batch_step": out_h * out_w * out_c,
+    }
+    return _define(ctx, "mcuflow_window_t", "window", fields)
+
+
+def _code(ctx: EmitContext, call: str, kernels: tuple[str, ...]) -> LayerCode:
+    return LayerCode([call], ctx.definitions, frozenset(kernels))
+
+
+def _call(function: str, *args: str) -> str:
+    return f"{function}({', '.join(args)});"
+
+
+def _input_pointer(ctx: EmitContext, index: int) -> str:
+    return ctx.pointer(ctx.op.inputs[index])
+
+
+def _output_pointer(ctx: EmitContext) -> str:
+    return ctx.pointer(ctx.op.outputs[0])
+
+
+# --- convolutions and fully connected ----------------------------------------------------------
+
+
+@emitter(OpKind.CONV_2D, inplace=(InPlace.OVERLAP,))
+def _conv2d(ctx: EmitContext) -> LayerCode:
+    attrs: Conv2DAttrs = ctx.op.attrs
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    params = prepare_conv(x, weights, out, attrs)
+    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=True)
+    requant = _conv_requant(ctx, params, bias)
+    kernel = weights.shape[1:3]
+    window = _window(ctx, kernel, (attrs.stride_h, attrs.stride_w),
+                     (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w),
+                     params.input_offset)
+    filter_symbol = ctx.pool.tensor(ctx.graph, ctx.op.inputs[1])
+    needed = scratch_bytes(ctx.graph, ctx.op, ctx.inplace)
+    if needed == 0:
+        if kernel != (1, 1):
+            raise CodegenError(f"CONV_2D '{ctx.op.name}' has no scratch for its im2col")
+        call = _call("mcuflow_conv2d_1x1_s8", f"&{window}", f"&{requant}",
+                     _input_pointer(ctx, 0), filter_symbol, _output_pointer(ctx))
+    else:
+        _require_scratch(ctx, needed)
+        call = _call("mcuflow_conv2d_s8", f"&{window}", f"&{requant}", _input_pointer(ctx, 0),
+                     filter_symbol, _output_pointer(ctx), ctx.scratch())
+    return _code(ctx, call, ("mcuflow_conv",))
+
+
+def _require_scratch(ctx: EmitContext, needed: int) -> None:
+    if ctx.step.scratch is None or ctx.plan.buffers[ctx.step.scratch].size < needed:
+        raise CodegenError(f"'{ctx.op.name}' needs {needed} bytes of planned scratch")
+
+
+@emitter(OpKind.DEPTHWISE_CONV_2D, inplace=(InPlace.OVERLAP, InPlace.DEPTHWISE))
+def _depthwise(ctx: EmitContext) -> LayerCode:
+    attrs: DepthwiseConv2DAttrs = ctx.op.attrs
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    params = prepare_conv(x, weights, out, attrs)
+    per_channel = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
+    bias = _weighted_bias(ctx, per_channel, params.input_offset, fold=False)
+    requant = _conv_requant(ctx, params, bias)
+    kernel = weights.shape[1:3]
+    window = _window(ctx, kernel, (attrs.stride_h, attrs.stride_w),
+                     (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w),
+                     params.input_offset)
+    filter_symbol = ctx.pool.tensor(ctx.graph, ctx.op.inputs[1])
+    common = (f"&{window}", f"&{requant}")
+    if ctx.inplace is InPlace.DEPTHWISE:
+        if attrs.depth_multiplier != 1 or x.shape[0] != 1:
+            raise CodegenError(f"in-place depthwise '{ctx.op.name}' needs one image, multiplier 1")
+        _require_scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace))
+        call = _call("mcuflow_dwconv_inplace_s8", *common, _input_pointer(ctx, 0), filter_symbol,
+                     _output_pointer(ctx), ctx.scratch())
+    elif kernel == (3, 3) and attrs.depth_multiplier == 1:
+        call = _call("mcuflow_dwconv_3x3_s8", *common, _input_pointer(ctx, 0), filter_symbol,
+                     _output_pointer(ctx))
+    else:
+        call = _call("mcuflow_dwconv_s8", f"&{window}", str(attrs.depth_multiplier),
+                     f"&{requant}", _input_pointer(ctx, 0), filter_symbol, _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_dwconv",))
+
+
+@emitter(OpKind.FULLY_CONNECTED)
+def _fully_connected(ctx: EmitContext) -> LayerCode:
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    params = prepare_fully_connected(x, weights, out, ctx.op.attrs)
+    if params.weights_offset != 0:
+        raise CodegenError(f"FULLY_CONNECTED '{ctx.op.name}' has a weights zero point")
+    units, depth = weights.shape
+    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=True)
+    scale = ctx.constant("scale", "double", np.array(params.scales, np.float64),
+                         f"{ctx.op.name}: double-precision output scales")
+    fields = _requant_fields(bias, "NULL", "NULL", scale, params.output_offset,
+                             params.act_min, params.act_max)
+    requant = _define(ctx, "mcuflow_requant_t", "requant", fields)
+    call = _call("mcuflow_fully_connected_s8", str(x.size // depth), str(depth), str(units),
+                 f"&{requant}", _input_pointer(ctx, 0),
+                 ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_conv",))
+
+
+# --- pooling and reductions ---------------------------------------------------------------------
+
+
+@emitter(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, inplace=(InPlace.OVERLAP,))
+def _pool(ctx: EmitContext) -> LayerCode:
+    attrs: Pool2DAttrs = ctx.op.attrs
+    params = prepare_pool(ctx.input(0), ctx.output(), attrs)
+    window = _window(ctx, (attrs.filter_h, attrs.filter_w), (attrs.stride_h, attrs.stride_w),
+                     (1, 1), (params.pad_h, params.pad_w), 0)
+    args = (f"&{window}", c_int(params.act_min), c_int(params.act_max),
+            _input_pointer(ctx, 0), _output_pointer(ctx))
+    if ctx.op.kind is OpKind.MAX_POOL_2D:
+        return _code(ctx, _call("mcuflow_max_pool_s8", *args), ("mcuflow_pool",))
+    call = (f"if (mcuflow_avg_pool_s8({', '.join(args)}) != 0) {{\n"
+            "    return MCUFLOW_ERROR_KERNEL;\n}")
+    return _code(ctx, call, ("mcuflow_pool",))
+
+
+def _merge_dims(shape: tuple[int, ...], flags: list[bool]) -> tuple[list[int], list[bool]]:
+    """Merge neighbouring dims with the same flag (size-1 dims dropped); at least one dim."""
+    dims: list[int] = []
+    merged: list[bool] = []
+    for size, flag in zip(shape, flags, strict=True):
+        if size == 1:
+            continue
+        if merged and merged[-1] == flag:
+            dims[-1] *= size
+        else:
+            dims.append(size)
+            merged.append(flag)
+    return (dims, merged) if dims else ([1], [False])
+
+
+def _padded(values: list[int], fill: int = 0) -> str:
+    return "{" + ", ".join(c_int(v) for v in values + [fill] * (MAX_RANK - len(values))) + "}"
+
+
+@emitter(OpKind.MEAN)
+def _mean(ctx: EmitContext) -> LayerCode:
+    attrs: MeanAttrs = ctx.op.attrs
+    x = ctx.input(0)
+    params = prepare_mean(x, ctx.output(), attrs)
+    axes = {axis % len(x.shape) for axis in attrs.axes}
+    dims, reduced = _merge_dims(x.shape, [d in axes for d in range(len(x.shape))])
+    _require_rank(ctx, len(dims))
+    fields = {
+        "rank": len(dims), "dims": _padded(dims), "reduced": _padded([int(r) for r in reduced]),
+        "input_zero_point": params.input_zero_point,
+        "output_zero_point": params.output_zero_point,
+        "multiplier": params.multiplier, "shift": params.shift, "count": params.count,
+    }
+    symbol = _define(ctx, "mcuflow_mean_t", "mean", fields)
+    call = _call("mcuflow_mean_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_mean",))
+
+
+def _require_rank(ctx: EmitContext, rank: int) -> None:
+    if rank > MAX_RANK:
+        raise UnsupportedModelError(
+            f"{ctx.op.kind.value} '{ctx.op.name}' needs {rank} dims, the C kernels handle "
+            f"{MAX_RANK}", "reshape the tensors to at most 5 dims")
+
+
+# --- element-wise -------------------------------------------------------------------------------
+
+_BINARY_OP = {OpKind.ADD: "MCUFLOW_ADD", OpKind.SUB: "MCUFLOW_SUB", OpKind.MUL: "MCUFLOW_MUL"}
+
+
+def broadcast_layout(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]
+                     ) -> tuple[list[int], list[int], list[int]]:
+    """Iteration dims and the element strides of both inputs (0 where broadcast).
+
+    Neighbouring dims of the same broadcast pattern are merged.
+    """
+    rank = len(out)
+    a_full = (1,) * (rank - len(a)) + tuple(a)
+    b_full = (1,) * (rank - len(b)) + tuple(b)
+    dims: list[int] = []
+    patterns: list[tuple[bool, bool]] = []
+    for size, da, db in zip(out, a_full, b_full, strict=True):
+        if size == 1:
+            continue
+        pattern = (da == size, db == size)
+        if patterns and patterns[-1] == pattern:
+            dims[-1] *= size
+        else:
+            dims.append(size)
+            patterns.append(pattern)
+    if not dims:
+        return [1], [1], [1]
+    return dims, _strides(dims, [p[0] for p in patterns]), _strides(dims, [p[1] for p in patterns])
+
+
+def _strides(dims: list[int], present: list[bool]) -> list[int]:
+    strides = [0] * len(dims)
+    step = 1
+    for i in reversed(range(len(dims))):
+        if present[i]:
+            strides[i] = step
+            step *= dims[i]
+    return strides
+
+
+@emitter(OpKind.ADD, OpKind.SUB, OpKind.MUL, inplace=(InPlace.ELEMENTWISE,))
+def _binary(ctx: EmitContext) -> LayerCode:
+    x1, x2, out = ctx.input(0), ctx.input(1), ctx.output()
+    fields: dict[str, int | str] = {"op": _BINARY_OP[ctx.op.kind]}
+    if ctx.op.kind is OpKind.MUL:
+        m = prepare_mul(x1, x2, out, ctx.op.attrs)
+        fields |= {"input1_offset": m.input1_offset, "input2_offset": m.input2_offset,
+                   "output_offset": m.output_offset, "output_multiplier": m.output_multiplier,
+                   "output_shift": m.output_shift, "act_min": m.act_min, "act_max": m.act_max}
+    else:
+        a = prepare_add(x1, x2, out, ctx.op.attrs)
+        fields |= {"input1_offset": a.input1_offset, "input2_offset": a.input2_offset,
+                   "output_offset": a.output_offset, "left_shift": a.left_shift,
+                   "input1_multiplier": a.input1_multiplier, "input1_shift": a.input1_shift,
+                   "input2_multiplier": a.input2_multiplier, "input2_shift": a.input2_shift,
+                   "output_multiplier": a.output_multiplier, "output_shift": a.output_shift,
+                   "act_min": a.act_min, "act_max": a.act_max}
+    params = _define(ctx, "mcuflow_binary_t", "params", fields)
+    dims, stride1, stride2 = broadcast_layout(x1.shape, x2.shape, out.shape)
+    _require_rank(ctx, len(dims))
+    layout = _define(ctx, "mcuflow_broadcast_t", "broadcast", {
+        "rank": len(dims), "dims": _padded(dims), "stride1": _padded(stride1),
+        "stride2": _padded(stride2)})
+    call = _call("mcuflow_binary_s8", f"&{params}", f"&{layout}", _input_pointer(ctx, 0),
+                 _input_pointer(ctx, 1), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_elementwise",))
+
+
+@emitter(OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
+         OpKind.TANH, inplace=(InPlace.ELEMENTWISE,))
+def _unary(ctx: EmitContext) -> LayerCode:
+    table = ctx.constant("table", "int8_t", lookup_table_s8(ctx.graph, ctx.op),
+                         f"{ctx.op.name}: {ctx.op.kind.value} of every int8 input")
+    call = _call("mcuflow_lookup_s8", table, _input_pointer(ctx, 0), _output_pointer(ctx),
+                 str(ctx.output().size))
+    return _code(ctx, call, ("mcuflow_lookup",))
+
+
+@emitter(OpKind.QUANTIZE, inplace=(InPlace.ELEMENTWISE,))
+def _quantize(ctx: EmitContext) -> LayerCode:
+    x, out = ctx.input(0), ctx.output()
+    if x.dtype is DType.INT8:
+        return _unary(ctx)
+    quant = ctx.quant(out.name)
+    call = _call("mcuflow_quantize_f32", c_float(quant.scale0), c_int(quant.zero_point0),
+                 ctx.pointer(x.name, "U8"), _output_pointer(ctx), str(out.size))
+    return _code(ctx, call, ("mcuflow_lookup",))
+
+
+@emitter(OpKind.DEQUANTIZE)
+def _dequantize(ctx: EmitContext) -> LayerCode:
+    table = ctx.constant("table", "float", lookup_table_f32(ctx.graph, ctx.op),
+                         f"{ctx.op.name}: float value of every int8 input")
+    call = _call("mcuflow_lookup_f32", table, _input_pointer(ctx, 0),
+                 ctx.pointer(ctx.op.outputs[0], "U8"), str(ctx.output().size))
+    return _code(ctx, call, ("mcuflow_lookup",))
+
+
+@emitter(OpKind.SOFTMAX)
+def _softmax(ctx: EmitContext) -> LayerCode:
+    attrs: SoftmaxAttrs = ctx.op.attrs
+    x = ctx.input(0)
+    params = prepare_softmax(x, attrs)
+    table = ctx.constant("exp", "int32_t", softmax_exp_table(params),
+                         f"{ctx.op.name}: exp of every scaled difference from the row maximum")
+    depth = x.shape[-1]
+    symbol = _define(ctx, "mcuflow_softmax_t", "softmax", {
+        "rows": x.size // depth, "depth": depth, "diff_min": params.diff_min,
+        "exp_table": table})
+    call = _call("mcuflow_softmax_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_softmax",))
+
+
+# --- data movement ------------------------------------------------------------------------------
+
+
+def _same_offset(ctx: EmitContext, shared: str, name: str) -> None:
+    if ctx.offset(shared) != ctx.offset(name):
+        raise CodegenError(f"step {ctx.layer}: '{name}' is planned in place but not at the "
+                           f"offset of '{shared}'")
+
+
+@emitter(OpKind.RESHAPE, OpKind.SQUEEZE, inplace=(InPlace.ALIAS,))
+def _reshape(ctx: EmitContext) -> LayerCode:
+    source, target = ctx.op.inputs[0], ctx.op.outputs[0]
+    if ctx.inplace is InPlace.ALIAS or ctx.offset(source) == ctx.offset(target):
+        _same_offset(ctx, source, target)
+        return LayerCode([])
+    nbytes = ctx.output().nbytes
+    call = _call("mcuflow_copy_rows", ctx.pointer(source, "U8"), "0", ctx.pointer(target, "U8"),
+                 "0", "1", str(nbytes))
+    return _code(ctx, call, ("mcuflow_data",))
+
+
+@emitter(OpKind.CONCATENATION, inplace=(InPlace.CONCAT_SLICE,))
+def _concatenation(ctx: EmitContext) -> LayerCode:
+    attrs: ConcatenationAttrs = ctx.op.attrs
+    out = ctx.output()
+    outer = math.prod(out.shape[:attrs.axis])
+    out_row = math.prod(out.shape[attrs.axis:])
+    calls = []
+    offset = 0
+    for name in ctx.op.inputs:
+        tensor: Tensor = ctx.tensor(name)
+        row = math.prod(tensor.shape[attrs.axis:])
+        if ctx.inplace is InPlace.CONCAT_SLICE:
+            if outer != 1 or ctx.offset(name) != ctx.offset(out.name) + offset:
+                raise CodegenError(f"concat slice '{name}' is not at its planned place")
+        else:
+            calls.append(_call(
+                "mcuflow_copy_rows", ctx.pointer(name, "U8"), str(row),
+                f"MCUFLOW_U8({ctx.offset(out.name) + offset})", str(out_row), str(outer),
+                str(row)))
+        offset += row
+    return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_data"} if calls else ()))
+
+
+@emitter(OpKind.PAD)
+def _pad(ctx: EmitContext) -> LayerCode:
+    attrs: PadAttrs = ctx.op.attrs
+    x, out = ctx.input(0), ctx.output()
+    _require_rank(ctx, len(x.shape))
+    befores = [before for before, _ in attrs.paddings]
+    symbol = _define(ctx, "mcuflow_pad_t", "pad", {
+        "rank": len(x.shape), "in_dims": _padded(list(x.shape)), "before": _padded(befores),
+        "out_dims": _padded(list(out.shape))})
+    call = _call("mcuflow_pad_s8", f"&{symbol}", c_int(ctx.quant(out.name).zero_point0),
+                 _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_data",))

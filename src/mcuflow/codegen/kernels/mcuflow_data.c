@@ -1,0 +1,44 @@
+/* Data movement kernels: strided row copies (RESHAPE, CONCATENATION) and PAD. */
+#include <string.h>
+
+#include "mcuflow_kernels.h"
+
+void mcuflow_copy_rows(const uint8_t *input, int32_t in_step, uint8_t *output, int32_t out_step,
+                       int32_t rows, int32_t row_bytes)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        memmove(output + (size_t)r * (size_t)out_step, input + (size_t)r * (size_t)in_step,
+                (size_t)row_bytes);
+    }
+}
+
+void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, int8_t *output)
+{
+    const int32_t last = p->rank - 1;
+    size_t out_stride[5];
+    size_t total = 1;
+    for (int32_t d = last; d >= 0; --d) {
+        out_stride[d] = total;
+        total *= (size_t)p->out_dims[d];
+    }
+    memset(output, value, total);
+    int32_t index[5] = {0, 0, 0, 0, 0};
+    int32_t rows = 1;
+    for (int32_t d = 0; d < last; ++d) {
+        rows *= p->in_dims[d];
+    }
+    const int32_t n = p->in_dims[last];
+    for (int32_t r = 0; r < rows; ++r) {
+        size_t o = (size_t)p->before[last];
+        for (int32_t d = 0; d < last; ++d) {
+            o += (size_t)(index[d] + p->before[d]) * out_stride[d];
+        }
+        memcpy(output + o, input + (size_t)r * (size_t)n, (size_t)n);
+        for (int32_t d = last - 1; d >= 0; --d) {
+            if (++index[d] < p->in_dims[d]) {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}

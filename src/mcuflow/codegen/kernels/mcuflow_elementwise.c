@@ -1,0 +1,64 @@
+/* ADD, SUB and MUL int8 kernels with broadcasting (TFLite reference semantics, bit-exact). */
+#include "mcuflow_kernels.h"
+
+static inline int8_t mcuflow_add_one(const mcuflow_binary_t *p, int32_t a, int32_t b, int32_t sign)
+{
+    const int32_t x1 = (a + p->input1_offset) * ((int32_t)1 << p->left_shift);
+    const int32_t x2 = (b + p->input2_offset) * ((int32_t)1 << p->left_shift);
+    const int32_t s1 = mcuflow_requantize(x1, p->input1_multiplier, p->input1_shift);
+    const int32_t s2 = mcuflow_requantize(x2, p->input2_multiplier, p->input2_shift);
+    const int32_t raw = mcuflow_requantize(s1 + sign * s2, p->output_multiplier, p->output_shift);
+    return (int8_t)mcuflow_clamp(raw + p->output_offset, p->act_min, p->act_max);
+}
+
+static inline int8_t mcuflow_mul_one(const mcuflow_binary_t *p, int32_t a, int32_t b)
+{
+    const int32_t product = (a + p->input1_offset) * (b + p->input2_offset);
+    const int32_t raw = mcuflow_requantize(product, p->output_multiplier, p->output_shift);
+    return (int8_t)mcuflow_clamp(raw + p->output_offset, p->act_min, p->act_max);
+}
+
+/* One innermost row; each input steps by 0 (broadcast) or 1. The output may alias an input
+ * that steps by 1: every element is read before it is written. */
+static void mcuflow_binary_row(const mcuflow_binary_t *p, const int8_t *a, int32_t step_a,
+                               const int8_t *b, int32_t step_b, int8_t *out, int32_t n)
+{
+    size_t ia = 0, ib = 0;
+    if (p->op == MCUFLOW_MUL) {
+        for (int32_t i = 0; i < n; ++i, ia += (size_t)step_a, ib += (size_t)step_b) {
+            out[i] = mcuflow_mul_one(p, a[ia], b[ib]);
+        }
+    } else {
+        const int32_t sign = p->op == MCUFLOW_SUB ? -1 : 1;
+        for (int32_t i = 0; i < n; ++i, ia += (size_t)step_a, ib += (size_t)step_b) {
+            out[i] = mcuflow_add_one(p, a[ia], b[ib], sign);
+        }
+    }
+}
+
+void mcuflow_binary_s8(const mcuflow_binary_t *p, const mcuflow_broadcast_t *b,
+                       const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    const int32_t last = b->rank - 1;
+    const int32_t n = b->dims[last];
+    int32_t index[5] = {0, 0, 0, 0, 0};
+    int32_t rows = 1;
+    for (int32_t d = 0; d < last; ++d) {
+        rows *= b->dims[d];
+    }
+    for (int32_t r = 0; r < rows; ++r) {
+        size_t o1 = 0, o2 = 0;
+        for (int32_t d = 0; d < last; ++d) {
+            o1 += (size_t)index[d] * (size_t)b->stride1[d];
+            o2 += (size_t)index[d] * (size_t)b->stride2[d];
+        }
+        mcuflow_binary_row(p, input1 + o1, b->stride1[last], input2 + o2, b->stride2[last],
+                           output + (size_t)r * (size_t)n, n);
+        for (int32_t d = last - 1; d >= 0; --d) {
+            if (++index[d] < b->dims[d]) {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}

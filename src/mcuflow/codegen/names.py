@@ -1,0 +1,57 @@
+"""Sanitising names from model files before they reach generated C (comments, identifiers)."""
+
+from __future__ import annotations
+
+import re
+
+MAX_COMMENT_CHARS = 60
+MAX_IDENTIFIER_CHARS = 32
+
+_C_KEYWORDS = frozenset({
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "_Bool", "_Complex", "_Imaginary",
+})
+
+
+def _printable_ascii(text: str) -> str:
+    """Non-ASCII and control characters become '?' (so nothing invisible reaches the C file)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def c_comment(text: str, limit: int = MAX_COMMENT_CHARS) -> str:
+    """`text` made safe inside a /* ... */ comment.
+
+    One line, printable ASCII, no comment delimiters, no trigraphs, no line splice, at most
+    `limit` characters.
+    """
+    safe = _printable_ascii(text)
+    safe = safe.replace("\\", "/")
+    safe = re.sub(r"\*+/", lambda m: "*" * (len(m.group()) - 1) + " /", safe)
+    safe = safe.replace("/*", "/ *").replace("//", "/ /")
+    safe = re.sub(r"\?{2,}", lambda m: "? " * len(m.group()), safe).strip()
+    return _shorten(safe, limit).replace("*/", "* /")
+
+
+def c_identifier(text: str, prefix: str, limit: int = MAX_IDENTIFIER_CHARS) -> str:
+    """An identifier `prefix_<readable part of text>`.
+
+    [a-z0-9_] only after the prefix, no double underscores, at most `limit` characters. Callers
+    make it unique by putting a number in `prefix`, which must itself be a valid identifier.
+    """
+    stem = re.sub(r"[^a-z0-9]+", "_", _printable_ascii(text).lower()).strip("_")
+    name = f"{prefix}_{stem}" if stem else prefix
+    name = re.sub(r"_+", "_", name[:limit]).rstrip("_")
+    return f"{name}_" if name in _C_KEYWORDS else name
+
+
+def c_string(text: str, limit: int = MAX_COMMENT_CHARS) -> str:
+    """A C string literal (quotes included) holding a printable-ASCII rendering of `text`."""
+    safe = _shorten(_printable_ascii(text), limit)
+    escaped = safe.replace("\\", "\\\\").replace('"', '\\"').replace("?", "\\?")
+    return f'"{escaped}"'

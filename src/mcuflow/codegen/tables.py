@@ -1,0 +1,54 @@
+"""Look-up tables frozen into the C: computed by the reference kernels and fixed-point helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mcuflow.ref.interpreter  # noqa: F401  (registers every reference kernel)
+from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.quant.fixedpoint import (
+    SOFTMAX_DIFF_INTEGER_BITS,
+    SoftmaxParams,
+    exp_on_negative_values_array,
+    saturating_rounding_doubling_high_mul_array,
+)
+from mcuflow.ref.registry import prepare
+
+INT8_VALUES = np.arange(-128, 128, dtype=np.int8)
+
+
+def _run_on_every_int8(graph: Graph, op: Operator) -> np.ndarray:
+    """The reference kernel of the one-input op `op` applied to each of the 256 int8 values."""
+    x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    probe = Graph(f"{graph.name}-table")
+    probe.add_tensor(Tensor(x.name, (256,), x.dtype, x.quant))
+    probe.add_tensor(Tensor(out.name, (256,), out.dtype, out.quant))
+    probe_op = Operator(op.kind, (x.name,), (out.name,), op.attrs, op.name)
+    probe.operators.append(probe_op)
+    probe.inputs.append(x.name)
+    probe.outputs.append(out.name)
+    return np.asarray(prepare(probe, probe_op)([INT8_VALUES])[0]).reshape(256)
+
+
+def lookup_table_s8(graph: Graph, op: Operator) -> np.ndarray:
+    """Output for every int8 input (index x + 128) of an element-wise int8 -> int8 op."""
+    return _run_on_every_int8(graph, op).astype(np.int8)
+
+
+def lookup_table_f32(graph: Graph, op: Operator) -> np.ndarray:
+    """Output for every int8 input (index x + 128) of DEQUANTIZE."""
+    return _run_on_every_int8(graph, op).astype(np.float32)
+
+
+def softmax_exp_table(params: SoftmaxParams) -> np.ndarray:
+    """exp_on_negative_values of the rescaled difference -d, for d = 0..255.
+
+    TFLite's int8 reference softmax; differences below `diff_min` never read the table and
+    hold 0.
+    """
+    diffs = -np.arange(256, dtype=np.int64)
+    rescaled = saturating_rounding_doubling_high_mul_array(
+        diffs * (1 << params.input_left_shift), params.input_multiplier
+    )
+    values = exp_on_negative_values_array(rescaled, SOFTMAX_DIFF_INTEGER_BITS)
+    return np.where(diffs >= params.diff_min, values, 0).astype(np.int32)

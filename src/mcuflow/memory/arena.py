@@ -1,0 +1,170 @@
+"""Arena placement: byte offsets for blocks with lifetimes (greedy by size, and CP-SAT optimal)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Block:
+    """A rectangle to place: `size` bytes, live from time slot `first` to `last` inclusive."""
+
+    name: str
+    size: int
+    first: int
+    last: int
+
+    def meets(self, other: Block) -> bool:
+        """True when both blocks are live in a common slot."""
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An in-place step: its output `lower` and the input `upper` it overwrites.
+
+    They may share bytes when `lower` starts at least `delta` bytes below `upper` or, with a
+    `modulus`, a whole number of `modulus` bytes away; otherwise they must lie wholly apart.
+    The two blocks meet in no time slot, so the no-overlap constraint does not see them.
+    """
+
+    upper: Block
+    lower: Block
+    delta: int = 0
+    modulus: int = 0
+
+    def allows(self, upper: int, lower: int) -> bool:
+        """True when offsets `upper` and `lower` respect the pair."""
+        if lower + self.lower.size <= upper or lower >= upper + self.upper.size:
+            return True
+        gap = upper - lower
+        return gap % self.modulus == 0 if self.modulus else gap >= self.delta
+
+
+Placement = dict[str, int]
+
+
+def align_up(value: int, alignment: int) -> int:
+    """The smallest multiple of `alignment` that is >= `value`."""
+    return -(-value // alignment) * alignment
+
+
+def arena_size(blocks: list[Block], placement: Placement) -> int:
+    """Bytes of arena a placement needs (end of the highest block)."""
+    return max((placement[b.name] + b.size for b in blocks), default=0)
+
+
+def _candidates(block: Block, placed: list[tuple[Block, int]], pairs: list[Pair],
+                placement: Placement) -> set[int]:
+    """Offsets worth trying: 0, the end of every block met, and the pair positions."""
+    found = {0}
+    found.update(offset + other.size for other, offset in placed if other.meets(block))
+    for pair in pairs:
+        if pair.lower is block and pair.upper.name in placement:
+            at = placement[pair.upper.name]
+            found.update({at - pair.delta, at + pair.upper.size})
+        elif pair.upper is block and pair.lower.name in placement:
+            at = placement[pair.lower.name]
+            found.update({at + pair.delta, at + pair.lower.size})
+    return found
+
+
+def _fits(block: Block, offset: int, placed: list[tuple[Block, int]], pairs: list[Pair],
+          placement: Placement) -> bool:
+    for other, at in placed:
+        if other.meets(block) and at < offset + block.size and offset < at + other.size:
+            return False
+    for pair in pairs:
+        if pair.lower is block and pair.upper.name in placement:
+            allowed = pair.allows(placement[pair.upper.name], offset)
+        elif pair.upper is block and pair.lower.name in placement:
+            allowed = pair.allows(offset, placement[pair.lower.name])
+        else:
+            allowed = True
+        if not allowed:
+            return False
+    return True
+
+
+def first_fit(blocks: list[Block], pairs: list[Pair], alignment: int) -> Placement:
+    """Place blocks in the given order, each at the lowest aligned offset that fits."""
+    placed: list[tuple[Block, int]] = []
+    placement: Placement = {}
+    touching = {b.name: [p for p in pairs if b in (p.upper, p.lower)] for b in blocks}
+    for block in blocks:
+        mine = touching[block.name]
+        options = sorted(align_up(c, alignment)
+                         for c in _candidates(block, placed, mine, placement) if c >= 0)
+        offset = next(c for c in options if _fits(block, c, placed, mine, placement))
+        placed.append((block, offset))
+        placement[block.name] = offset
+    return placement
+
+
+_GREEDY_KEYS = (
+    lambda b: (-b.size, b.first),
+    lambda b: (-b.size * (b.last - b.first + 1), b.first),
+    lambda b: (-(b.last - b.first), -b.size),
+    lambda b: (b.first, -b.size),
+)
+
+
+def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int) -> Placement:
+    """TFLM-style greedy by size (plus a few other orders); the smallest arena wins."""
+    best: Placement = {}
+    for key in _GREEDY_KEYS:
+        placement = first_fit(sorted(blocks, key=key), pairs, alignment)
+        if not best or arena_size(blocks, placement) < arena_size(blocks, best):
+            best = placement
+    return best
+
+
+def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_limit_s: float,
+                  hint: Placement, lower_bound: int = 0) -> Placement | None:
+    """CP-SAT placement (no-overlap 2D over time slots x bytes) minimising the arena.
+
+    `hint` is a feasible placement (e.g. the greedy one); its arena size bounds the search.
+    Returns None when the solver finds nothing within `time_limit_s`.
+    """
+    from ortools.sat.python import cp_model
+
+    upper = arena_size(blocks, hint)
+    model = cp_model.CpModel()
+    arena = model.new_int_var(min(lower_bound, upper), upper, "arena")
+    offsets, xs, ys = {}, [], []
+    for block in blocks:
+        slot = model.new_int_var(0, max(upper - block.size, 0) // alignment, block.name)
+        model.add_hint(slot, hint[block.name] // alignment)
+        offset = slot * alignment
+        offsets[block.name] = offset
+        model.add(arena >= offset + block.size)
+        if block.size:
+            xs.append(model.new_fixed_size_interval_var(
+                block.first, block.last - block.first + 1, f"t_{block.name}"))
+            ys.append(model.new_fixed_size_interval_var(offset, block.size, f"m_{block.name}"))
+    model.add_no_overlap_2d(xs, ys)
+    for pair in pairs:
+        _add_pair(model, pair, offsets[pair.upper.name], offsets[pair.lower.name])
+    model.minimize(arena)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_deterministic_time = time_limit_s  # reproducible plans
+    solver.parameters.max_time_in_seconds = 2 * time_limit_s
+    solver.parameters.num_workers = 8
+    solver.parameters.interleave_search = True
+    if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return {block.name: int(solver.value(offsets[block.name])) for block in blocks}
+
+
+def _add_pair(model: object, pair: Pair, upper: object, lower: object) -> None:
+    """lower wholly below or above upper, or sharing bytes as the pair's rule allows."""
+    below, above, shared = (model.new_bool_var(name) for name in ("below", "above", "shared"))
+    model.add(lower + pair.lower.size <= upper).only_enforce_if(below)
+    model.add(lower >= upper + pair.upper.size).only_enforce_if(above)
+    if pair.modulus:
+        reach = (pair.upper.size + pair.lower.size) // pair.modulus + 1
+        steps = model.new_int_var(-reach, reach, "steps")
+        model.add(upper - lower == steps * pair.modulus).only_enforce_if(shared)
+    else:
+        model.add(upper - lower >= pair.delta).only_enforce_if(shared)
+    model.add_bool_or([below, above, shared])

@@ -1,0 +1,221 @@
+"""Which ops may run in place, and how far below its input an output must start to be safe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import Activation, ConcatenationAttrs, OpKind, Padding
+from mcuflow.ir.shapes import conv_padding
+from mcuflow.memory.plan import InPlace
+from mcuflow.memory.scratch import scratch_bytes
+
+ALIAS_KINDS = frozenset({OpKind.RESHAPE, OpKind.SQUEEZE})
+ELEMENTWISE_KINDS = frozenset({
+    OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH,
+    OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.QUANTIZE,
+})
+STREAMING_KINDS = frozenset({
+    OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D,
+})
+ALL_KINDS = frozenset(InPlace) - {InPlace.NONE}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where an in-place output may start relative to the input it overwrites.
+
+    When they share bytes the output starts at least `delta` bytes below the input or, with a
+    `modulus`, a whole number of `modulus` bytes away in either direction.
+    """
+
+    delta: int = 0
+    modulus: int = 0
+
+    def allows(self, gap: int) -> bool:
+        """True for `gap` = input offset - output offset."""
+        return gap % self.modulus == 0 if self.modulus else gap >= self.delta
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to run an op with its output sharing the memory of input `shares`.
+
+    `footprint` is the bytes input and output occupy together during the step at the closest
+    placement the rule allows, `scratch` the kernel's scratch bytes when run this way.
+    """
+
+    kind: InPlace
+    shares: str
+    rule: Rule
+    footprint: int
+    scratch: int
+
+
+def _is_activation(graph: Graph, name: str) -> bool:
+    return not graph.tensors[name].is_constant
+
+
+def _contiguous_slices(graph: Graph, op: Operator) -> bool:
+    """True when every input of a CONCATENATION is one contiguous block of the output."""
+    attrs: ConcatenationAttrs = op.attrs
+    shape = graph.tensors[op.outputs[0]].shape
+    return int(np.prod(shape[: attrs.axis], dtype=np.int64)) == 1
+
+
+def _sliceable(graph: Graph, op: Operator, name: str, producer_kinds: dict[str, OpKind]) -> bool:
+    """A concatenation input its producer can write straight into the output."""
+    kind = producer_kinds.get(name)
+    return (kind is not None and kind not in ALIAS_KINDS and kind is not OpKind.CONCATENATION
+            and op.inputs.count(name) == 1 and graph.consumers(name) == [graph.operators.index(op)]
+            and name not in graph.outputs
+            and graph.tensors[name].dtype == graph.tensors[op.outputs[0]].dtype)
+
+
+def shared_parents(graph: Graph,
+                   kinds: frozenset[InPlace] = ALL_KINDS) -> dict[str, tuple[str, int]]:
+    """Tensors that live inside another one by construction: tensor -> (container, byte offset).
+
+    RESHAPE/SQUEEZE outputs live in their input (ALIAS); the inputs of a CONCATENATION whose slices
+    are contiguous live in its output (CONCAT_SLICE) when their producers can write there.
+    """
+    parent: dict[str, tuple[str, int]] = {}
+    producer_kinds = {out: op.kind for op in graph.operators for out in op.outputs}
+    for op in graph.operators:
+        alias = op.kind in ALIAS_KINDS and _is_activation(graph, op.inputs[0])
+        if InPlace.ALIAS in kinds and alias:
+            parent[op.outputs[0]] = (op.inputs[0], 0)
+        elif InPlace.CONCAT_SLICE in kinds and concat_is_sliced(graph, op, producer_kinds):
+            offset = 0
+            for name in op.inputs:
+                parent[name] = (op.outputs[0], offset)
+                offset += graph.tensors[name].nbytes
+    return parent
+
+
+def concat_is_sliced(graph: Graph, op: Operator, producer_kinds: dict[str, OpKind]) -> bool:
+    """True when a CONCATENATION can run as CONCAT_SLICE (no code, producers write the slices)."""
+    return (op.kind is OpKind.CONCATENATION and _contiguous_slices(graph, op)
+            and op.attrs.activation is Activation.NONE
+            and all(_sliceable(graph, op, name, producer_kinds) for name in op.inputs)
+            and _same_quantisation(graph, op))
+
+
+def _same_quantisation(graph: Graph, op: Operator) -> bool:
+    out = graph.tensors[op.outputs[0]].quant
+    return all(graph.tensors[name].quant == out for name in op.inputs)
+
+
+def static_kind(graph: Graph, op: Operator, parent: dict[str, tuple[str, int]]) -> InPlace:
+    """ALIAS or CONCAT_SLICE when the op runs no code under `parent`, else NONE."""
+    if op.outputs[0] in parent and op.kind in ALIAS_KINDS:
+        return InPlace.ALIAS
+    container = parent.get(op.inputs[0]) if op.inputs else None
+    if op.kind is OpKind.CONCATENATION and container and container[0] == op.outputs[0]:
+        return InPlace.CONCAT_SLICE
+    return InPlace.NONE
+
+
+def _elementwise_delta(graph: Graph, op: Operator, shares: str) -> int | None:
+    x, y = graph.tensors[shares], graph.tensors[op.outputs[0]]
+    if x.shape != y.shape or y.dtype.itemsize > x.dtype.itemsize:
+        return None
+    return 0
+
+
+def _window(size: int, kernel: int, stride: int, dilation: int, out: int,
+            padding: Padding) -> tuple[np.ndarray, np.ndarray]:
+    """First and last input index each output position reads (clipped to the input)."""
+    pad = conv_padding(size, kernel, stride, dilation, out, padding)
+    first = np.arange(out) * stride - pad
+    last = first + (kernel - 1) * dilation
+    return np.clip(first, 0, size - 1), np.clip(last, 0, size - 1)
+
+
+def _geometry(graph: Graph, op: Operator) -> tuple[int, int, int, int]:
+    """(kernel_h, kernel_w, dilation_h, dilation_w) of a streaming op."""
+    attrs = op.attrs
+    if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
+        return attrs.filter_h, attrs.filter_w, 1, 1
+    kh, kw = graph.tensors[op.inputs[1]].shape[1:3]
+    return kh, kw, attrs.dilation_h, attrs.dilation_w
+
+
+def receptive_spans(graph: Graph, op: Operator) -> tuple[np.ndarray, np.ndarray]:
+    """Byte range [start, end) of the input each output pixel reads, pixels in raster order.
+
+    The range runs from the receptive field's first byte to its last, so it also covers the
+    bytes of other columns in between (a conservative span).
+    """
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    n, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    kh, kw, dh, dw = _geometry(graph, op)
+    top, bottom = _window(h, kh, op.attrs.stride_h, dh, oh, op.attrs.padding)
+    left, right = _window(w, kw, op.attrs.stride_w, dw, ow, op.attrs.padding)
+    batch = np.arange(n)[:, None, None] * h
+    first = ((batch + top[None, :, None]) * w + left[None, None, :]).reshape(-1)
+    last = ((batch + bottom[None, :, None]) * w + right[None, None, :]).reshape(-1)
+    pixel = c * x.dtype.itemsize
+    return first * pixel, (last + 1) * pixel
+
+
+def _streaming_delta(graph: Graph, op: Operator, shares: str) -> int | None:
+    """Smallest delta so that no write up to pixel q reaches the first byte pixel q reads.
+
+    Output bytes are written in increasing order, so when pixel q is computed the writes end at
+    (q + 1) * pixel_bytes above the output's start.
+    """
+    if shares != op.inputs[0]:
+        return None
+    y = graph.tensors[op.outputs[0]]
+    starts, _ = receptive_spans(graph, op)
+    written = (np.arange(len(starts)) + 1) * (y.shape[-1] * y.dtype.itemsize)
+    return max(0, int(np.max(written - starts)))
+
+
+def _depthwise_fits(graph: Graph, op: Operator, shares: str) -> bool:
+    x, y = graph.tensors[shares], graph.tensors[op.outputs[0]]
+    return (op.kind is OpKind.DEPTHWISE_CONV_2D and shares == op.inputs[0] and x.shape[0] == 1
+            and op.attrs.depth_multiplier == 1 and x.shape[3] == y.shape[3]
+            and y.shape[1] * y.shape[2] <= x.shape[1] * x.shape[2] and x.dtype == y.dtype)
+
+
+def in_place_rule(graph: Graph, op: Operator, kind: InPlace, shares: str) -> Rule | None:
+    """The placement rule under which `op` may run as `kind` over input `shares`, else None."""
+    if kind is InPlace.ELEMENTWISE and op.kind in ELEMENTWISE_KINDS:
+        delta = _elementwise_delta(graph, op, shares)
+    elif kind is InPlace.OVERLAP and op.kind in STREAMING_KINDS:
+        delta = _streaming_delta(graph, op, shares)
+    elif kind is InPlace.DEPTHWISE and _depthwise_fits(graph, op, shares):
+        channel = graph.tensors[shares]
+        return Rule(modulus=channel.shape[3] * channel.dtype.itemsize)
+    else:
+        return None
+    return None if delta is None else Rule(delta)
+
+
+def options(graph: Graph, op: Operator, alignment: int, kinds: frozenset[InPlace],
+            sizes: dict[str, int]) -> list[Option]:
+    """The in-place options of `op` that save memory.
+
+    `sizes` gives the storage size of each input that may be shared. Whether that input dies at
+    this op depends on the order and is checked by the scheduler.
+    """
+    y_size = graph.tensors[op.outputs[0]].nbytes
+    plain_scratch = scratch_bytes(graph, op, InPlace.NONE)
+    found = []
+    for kind in (InPlace.ELEMENTWISE, InPlace.OVERLAP, InPlace.DEPTHWISE):
+        for shares in dict.fromkeys(op.inputs):
+            allowed = kind in kinds and shares in sizes
+            rule = in_place_rule(graph, op, kind, shares) if allowed else None
+            if rule is None:
+                continue
+            rule = Rule(-(-rule.delta // alignment) * alignment, rule.modulus)
+            footprint = max(rule.delta + sizes[shares], y_size)
+            scratch = scratch_bytes(graph, op, kind)
+            if footprint + scratch < sizes[shares] + y_size + plain_scratch:
+                found.append(Option(kind, shares, rule, footprint, scratch))
+    return found

@@ -1,0 +1,90 @@
+"""Liveness: storages (tensors that share memory by construction) and their lifetimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcuflow.ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A region owned by one tensor and shared by its aliases and concatenation slices.
+
+    `members` maps each tensor stored here to its byte offset inside the region; `producers` and
+    `consumers` are bit masks over operator indices.
+    """
+
+    name: str
+    size: int
+    members: tuple[tuple[str, int], ...]
+    producers: int
+    consumers: int
+    is_input: bool
+    is_output: bool
+
+
+def _root(parent: dict[str, tuple[str, int]], name: str) -> tuple[str, int]:
+    offset = 0
+    while name in parent:
+        name, inner = parent[name]
+        offset += inner
+    return name, offset
+
+
+def build_storages(graph: Graph, parent: dict[str, tuple[str, int]]) -> list[Storage]:
+    """Group the activation tensors into storages.
+
+    `parent` maps a tensor to (tensor it lives in, byte offset inside it), e.g. a RESHAPE output
+    to its input at offset 0 or a concatenation input to the concatenated tensor.
+    """
+    groups: dict[str, list[tuple[str, int]]] = {}
+    for name in graph.activations():
+        root, offset = _root(parent, name)
+        groups.setdefault(root, []).append((name, offset))
+    producer_of = {out: i for i, op in enumerate(graph.operators) for out in op.outputs}
+    consumers_of: dict[str, int] = {}
+    for i, op in enumerate(graph.operators):
+        for name in op.inputs:
+            consumers_of[name] = consumers_of.get(name, 0) | (1 << i)
+    storages = []
+    for root, members in groups.items():
+        names = {name for name, _ in members}
+        producers = sum(1 << producer_of[n] for n in names if n in producer_of)
+        consumers = 0
+        for name in names:
+            consumers |= consumers_of.get(name, 0)
+        size = max(off + graph.tensors[name].nbytes for name, off in members)
+        storages.append(Storage(
+            root, size, tuple(members), producers, consumers,
+            any(n in graph.inputs for n in names), any(n in graph.outputs for n in names),
+        ))
+    return storages
+
+
+def _steps_of(mask: int, step_of: list[int]) -> list[int]:
+    steps = []
+    while mask:
+        low = mask & -mask
+        steps.append(step_of[low.bit_length() - 1])
+        mask ^= low
+    return steps
+
+
+def storage_lifetime(storage: Storage, step_of: list[int], n_steps: int) -> tuple[int, int]:
+    """(first, last) step of a storage, given `step_of[op_index]` in the chosen order."""
+    produced = _steps_of(storage.producers, step_of)
+    first = 0 if storage.is_input or not produced else min(produced)
+    if storage.is_output:
+        return first, n_steps - 1
+    return first, max([first, *produced, *_steps_of(storage.consumers, step_of)])
+
+
+def tensor_lifetime(graph: Graph, name: str, step_of: list[int], n_steps: int) -> tuple[int, int]:
+    """(first, last) step during which tensor `name` holds its value."""
+    producer = graph.producer(name)
+    first = 0 if producer is None else step_of[producer]
+    if name in graph.outputs:
+        return first, n_steps - 1
+    uses = [step_of[i] for i in graph.consumers(name)]
+    return first, max([first, *uses])

@@ -1,0 +1,136 @@
+"""plan_memory: order, in-place decisions and arena offsets for an int8 graph."""
+
+from __future__ import annotations
+
+import time
+
+from mcuflow.ir.graph import Graph
+from mcuflow.memory.arena import (
+    Block,
+    Pair,
+    Placement,
+    arena_size,
+    place_greedy,
+    place_optimal,
+)
+from mcuflow.memory.inplace import ALL_KINDS
+from mcuflow.memory.liveness import storage_lifetime, tensor_lifetime
+from mcuflow.memory.plan import Buffer, InPlace, Plan, Step
+from mcuflow.memory.schedule import Decision, Problem, best_order, build_problem, evaluate
+
+
+def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
+                kinds: frozenset[InPlace] = ALL_KINDS) -> Plan:
+    """The plan with the smallest arena found within about `time_limit_s` seconds.
+
+    `kinds` restricts the in-place kinds the plan may use (e.g. for a back end lacking a kernel).
+    """
+    start = time.monotonic()
+    problem = build_problem(graph, alignment, kinds)
+    searched = best_order(problem, time_limit_s * 0.4)
+    orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(len(graph.operators)))])]
+    best = plan_for_order(problem, orders[0], (time_limit_s - (time.monotonic() - start)) / 2)
+    for order in orders[1:]:
+        if evaluate(problem, order)[0] < best.arena_bytes:
+            remaining = max(time_limit_s - (time.monotonic() - start), 0.05)
+            plan = plan_for_order(problem, order, remaining)
+            best = plan if plan.arena_bytes < best.arena_bytes else best
+    return best
+
+
+def plan_for_order(problem: Problem, order: list[int], time_limit_s: float = 0.0) -> Plan:
+    """The plan for one fixed order: in-place decisions, lower bound and placement.
+
+    With `time_limit_s` > 0, CP-SAT tries to improve the greedy placement for that long.
+    """
+    lower_bound, needs, decisions = evaluate(problem, order)
+    blocks, pairs, scratch = _blocks(problem, order, decisions)
+    placement = place_greedy(blocks, pairs, problem.alignment)
+    if time_limit_s > 0 and arena_size(blocks, placement) > lower_bound:
+        better = place_optimal(blocks, pairs, problem.alignment, time_limit_s, placement,
+                               lower_bound)
+        if better is not None and arena_size(blocks, better) < arena_size(blocks, placement):
+            placement = better
+    plan = _build_plan(problem, order, decisions, scratch, placement, lower_bound)
+    plan.step_bytes = needs
+    return plan
+
+
+def _blocks(problem: Problem, order: list[int], decisions: list[Decision],
+            ) -> tuple[list[Block], list[Pair], dict[int, Block]]:
+    """Storage and scratch blocks in half-step slots, the in-place pairs, scratch by step.
+
+    Step t reads in slot 2t and writes in slot 2t+1, so an in-place output and the input it
+    overwrites never share a slot while every other buffer live at step t covers both.
+    """
+    step_of = [0] * len(order)
+    for t, v in enumerate(order):
+        step_of[v] = t
+    slots = []
+    for storage in problem.storages:
+        first, last = storage_lifetime(storage, step_of, len(order))
+        slots.append([2 * first, 2 * last + 1])
+    for t, (v, decision) in enumerate(zip(order, decisions, strict=True)):
+        if decision.option is not None:
+            slots[problem.storage_of[problem.graph.operators[v].outputs[0]]][0] = 2 * t + 1
+            slots[problem.storage_of[decision.option.shares]][1] = 2 * t
+    blocks = [Block(s.name, s.size, *slot) for s, slot in zip(problem.storages, slots,
+                                                              strict=True)]
+    pairs = []
+    for v, decision in zip(order, decisions, strict=True):
+        option = decision.option
+        if option is not None:
+            lower = blocks[problem.storage_of[problem.graph.operators[v].outputs[0]]]
+            upper = blocks[problem.storage_of[option.shares]]
+            pairs.append(Pair(upper, lower, option.rule.delta, option.rule.modulus))
+    scratch = {t: Block(_scratch_name(problem.graph, t), d.scratch, 2 * t, 2 * t + 1)
+               for t, d in enumerate(decisions) if d.scratch}
+    return blocks + list(scratch.values()), pairs, scratch
+
+
+def _scratch_name(graph: Graph, step_index: int) -> str:
+    name = f"scratch_{step_index}"
+    while name in graph.tensors:
+        name += "_"
+    return name
+
+
+_APART_IS_PLAIN = frozenset({InPlace.ELEMENTWISE, InPlace.OVERLAP})
+"""In-place kinds whose kernel is the ordinary one: placed apart, the step is plain NONE."""
+
+
+def _shared(problem: Problem, placement: Placement, v: int, shares: str | None) -> bool:
+    """True when op `v`'s output storage shares bytes with the storage of input `shares`."""
+    output = problem.storages[problem.storage_of[problem.graph.operators[v].outputs[0]]]
+    source = problem.storages[problem.storage_of[shares]]
+    low, high = sorted([(placement[output.name], output.size),
+                        (placement[source.name], source.size)])
+    return low[0] + low[1] > high[0]
+
+
+def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
+                scratch: dict[int, Block], placement: Placement, lower_bound: int) -> Plan:
+    graph = problem.graph
+    step_of = [0] * len(order)
+    for t, v in enumerate(order):
+        step_of[v] = t
+    steps = []
+    for t, (v, decision) in enumerate(zip(order, decisions, strict=True)):
+        kind, shares = decision.kind, decision.option.shares if decision.option else None
+        if kind is InPlace.ALIAS:
+            shares = graph.operators[v].inputs[0]
+        elif kind in _APART_IS_PLAIN and not _shared(problem, placement, v, shares):
+            kind, shares = InPlace.NONE, None
+        block = scratch.get(t)
+        steps.append(Step(v, kind, block.name if block else None, shares))
+    buffers: dict[str, Buffer] = {}
+    for storage in problem.storages:
+        for name, inner in storage.members:
+            first, last = tensor_lifetime(graph, name, step_of, len(order))
+            buffers[name] = Buffer(name, placement[storage.name] + inner,
+                                   graph.tensors[name].nbytes, first, last, storage=storage.name)
+    for t, block in scratch.items():
+        buffers[block.name] = Buffer(block.name, placement[block.name], block.size, t, t,
+                                     is_scratch=True)
+    arena = max((b.end for b in buffers.values()), default=0)
+    return Plan(graph, steps, buffers, arena, lower_bound, problem.alignment)

@@ -1,0 +1,42 @@
+"""Picture of a plan: one rectangle per buffer, steps across, arena bytes up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from mcuflow.memory.plan import Plan  # noqa: E402
+
+
+def plot_arena(plan: Plan, path: str | Path) -> Path:
+    """Draw the arena over time to `path` (PNG): a rectangle per buffer, scratch hatched."""
+    figure, axes = plt.subplots(figsize=(10, 5))
+    colours = plt.get_cmap("tab20")
+    for index, buffer in enumerate(sorted(plan.buffers.values(), key=lambda b: b.name)):
+        width = buffer.last_step - buffer.first_step + 1
+        axes.add_patch(Rectangle(
+            (buffer.first_step - 0.5, buffer.offset), width, buffer.size,
+            facecolor="none" if buffer.is_scratch else colours(index % 20),
+            edgecolor="black", linewidth=0.4, hatch="///" if buffer.is_scratch else None,
+            alpha=0.8))
+    steps = max(len(plan.steps), 1)
+    axes.axhline(plan.arena_bytes, color="red", linewidth=1,
+                 label=f"arena {plan.arena_bytes:,} B")
+    axes.axhline(plan.lower_bound_bytes, color="grey", linestyle="--", linewidth=1,
+                 label=f"lower bound {plan.lower_bound_bytes:,} B")
+    axes.set_xlim(-0.5, steps - 0.5)
+    axes.set_ylim(0, max(plan.arena_bytes, 1) * 1.05)
+    axes.set_xlabel("step")
+    axes.set_ylabel("arena offset (bytes)")
+    axes.set_title(f"{plan.graph.name}: memory plan")
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

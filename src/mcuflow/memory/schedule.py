@@ -1,0 +1,176 @@
+"""Operator order: exact dynamic programming over sets of executed ops, beam search beyond.
+
+The memory model counts, at every step, the storages that are live (produced and still needed),
+the output of the step, its scratch, minus what an in-place option saves (Liberis & Lane, "Neural
+networks on microcontrollers: saving memory at inference via operator reordering", extended with
+in-place execution). `evaluate` applies the same model to one order, so the peak the search
+minimises is exactly the plan's lower bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mcuflow.ir.graph import Graph
+from mcuflow.memory.inplace import ALL_KINDS, Option, options, shared_parents, static_kind
+from mcuflow.memory.liveness import Storage, build_storages
+from mcuflow.memory.plan import InPlace
+from mcuflow.memory.scratch import scratch_bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How one step runs: its in-place kind, the option used (if any) and its scratch bytes."""
+
+    kind: InPlace
+    option: Option | None
+    scratch: int
+
+
+@dataclass
+class Problem:
+    """Everything the order search needs, precomputed once per graph."""
+
+    graph: Graph
+    alignment: int
+    storages: list[Storage]
+    storage_of: dict[str, int]
+    preds: list[int]
+    produces: list[list[int]]
+    consumes: list[list[int]]
+    static: list[InPlace]
+    options: list[list[Option]]
+    plain_scratch: list[int]
+
+
+def build_problem(graph: Graph, alignment: int = 16,
+                  kinds: frozenset[InPlace] = ALL_KINDS) -> Problem:
+    """Storages, dependencies and in-place options of `graph`."""
+    parent = shared_parents(graph, kinds)
+    storages = build_storages(graph, parent)
+    storage_of = {name: i for i, s in enumerate(storages) for name, _ in s.members}
+    root_sizes = {name: s.size for s in storages for name, off in s.members if off == 0}
+    producer = {out: i for i, op in enumerate(graph.operators) for out in op.outputs}
+    n = len(graph.operators)
+    problem = Problem(graph, alignment, storages, storage_of, [0] * n, [], [], [], [], [])
+    for v, op in enumerate(graph.operators):
+        for name in op.inputs:
+            if name in producer:
+                problem.preds[v] |= 1 << producer[name]
+        problem.produces.append(sorted({storage_of[o] for o in op.outputs if o in storage_of}))
+        problem.consumes.append(sorted({storage_of[i] for i in op.inputs if i in storage_of}))
+        static = static_kind(graph, op, parent)
+        problem.static.append(static)
+        output = storage_of.get(op.outputs[0])
+        plain = (static is InPlace.NONE and output is not None
+                 and storages[output].name == op.outputs[0])
+        problem.options.append(options(graph, op, alignment, kinds, root_sizes) if plain else [])
+        problem.plain_scratch.append(
+            scratch_bytes(graph, op, InPlace.NONE) if static is InPlace.NONE else 0)
+    return problem
+
+
+def _produced(storage: Storage, done: int) -> bool:
+    return storage.is_input or bool(storage.producers & done)
+
+
+def _alive_after(storage: Storage, done: int) -> bool:
+    return _produced(storage, done) and (storage.is_output or bool(storage.consumers & ~done))
+
+
+def initial_memory(problem: Problem) -> int:
+    """Bytes live before the first step (the graph inputs that are used)."""
+    return sum(s.size for s in problem.storages if _alive_after(s, 0))
+
+
+def step(problem: Problem, done: int, v: int, memory: int) -> tuple[int, int, Decision]:
+    """Run op `v` after the ops in bit mask `done` with `memory` bytes live.
+
+    Returns (bytes needed during the step, bytes live after it, the decision taken).
+    """
+    storages = problem.storages
+    after = done | (1 << v)
+    new = sum(storages[s].size for s in problem.produces[v] if not _produced(storages[s], done))
+    dying = {s for s in problem.consumes[v] if not _alive_after(storages[s], after)}
+    freed = sum(storages[s].size for s in dying)
+    freed += sum(storages[s].size for s in problem.produces[v]
+                 if not _produced(storages[s], done) and not _alive_after(storages[s], after))
+    decision = Decision(problem.static[v], None, problem.plain_scratch[v])
+    best_saving = 0
+    for option in problem.options[v]:
+        shared = problem.storage_of[option.shares]
+        if shared not in dying:
+            continue
+        output = storages[problem.storage_of[problem.graph.operators[v].outputs[0]]]
+        saving = (storages[shared].size + output.size - option.footprint
+                  - option.scratch + problem.plain_scratch[v])
+        if saving > best_saving:
+            best_saving = saving
+            decision = Decision(option.kind, option, option.scratch)
+    peak = memory + new + problem.plain_scratch[v] - best_saving
+    return peak, memory + new - freed, decision
+
+
+def evaluate(problem: Problem, order: list[int]) -> tuple[int, list[int], list[Decision]]:
+    """(peak bytes, bytes needed at each step, decisions) of executing `order`."""
+    done, memory = 0, initial_memory(problem)
+    needs, decisions = [], []
+    for v in order:
+        need, memory, decision = step(problem, done, v, memory)
+        needs.append(need)
+        decisions.append(decision)
+        done |= 1 << v
+    return max(needs, default=memory), needs, decisions
+
+
+_AFTER_DEADLINE = 64
+"""Sets of executed ops kept per layer once the time limit has passed (beam search)."""
+
+
+@dataclass
+class _State:
+    peak: int
+    total: int
+    memory: int
+    parent: int
+    op: int
+
+
+def best_order(problem: Problem, time_limit_s: float = 0.5, max_states: int = 20000) -> list[int]:
+    """An order minimising the peak (then the sum of step needs).
+
+    Exact while every layer of the search (sets of k executed ops) holds at most `max_states`
+    sets and time remains; beyond that only the most promising sets of each layer are kept.
+    """
+    n = len(problem.graph.operators)
+    deadline = time.monotonic() + time_limit_s
+    layers: list[dict[int, _State]] = [{0: _State(0, 0, initial_memory(problem), -1, -1)}]
+    for _ in range(n):
+        layer: dict[int, _State] = {}
+        for index, (done, state) in enumerate(layers[-1].items()):
+            if index >= _AFTER_DEADLINE and time.monotonic() > deadline:
+                break
+            for v in range(n):
+                if done >> v & 1 or problem.preds[v] & ~done:
+                    continue
+                need, memory, _ = step(problem, done, v, state.memory)
+                key = (max(state.peak, need), state.total + need)
+                after = done | (1 << v)
+                known = layer.get(after)
+                if known is None or key < (known.peak, known.total):
+                    layer[after] = _State(key[0], key[1], memory, done, v)
+        width = max_states if time.monotonic() < deadline else _AFTER_DEADLINE
+        kept = sorted(layer.items(), key=lambda kv: (kv[1].peak, kv[1].memory, kv[1].total))
+        layers.append(dict(kept[:width]))
+    return _backtrack(layers)
+
+
+def _backtrack(layers: list[dict[int, _State]]) -> list[int]:
+    final = min(layers[-1].values(), key=lambda s: (s.peak, s.total))
+    order = []
+    state = final
+    for depth in range(len(layers) - 1, 0, -1):
+        order.append(state.op)
+        state = layers[depth - 1][state.parent]
+    return order[::-1]

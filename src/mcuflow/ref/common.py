@@ -1,0 +1,267 @@
+"""Shared machinery of the reference kernels: exact table requantisation and padded windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.errors import UnsupportedModelError
+from mcuflow.ir.graph import DType, Operator, Tensor
+from mcuflow.quant.fixedpoint import (
+    ConvParams,
+    multiply_by_quantized_multiplier_array,
+)
+
+INT32_LIMIT = 1 << 31
+_FLOAT32_EXACT = 1 << 24
+_FLOAT64_EXACT = 1 << 53
+
+Requantize = Callable[[np.ndarray], np.ndarray]
+"""Exact requantisation of true accumulators laid out [channel, k] to unclamped int64 outputs."""
+
+
+def require_int8(op: Operator, *tensors: Tensor) -> None:
+    """Reject an op whose activations or weights are not int8 (the only type these kernels run)."""
+    for tensor in tensors:
+        if tensor.dtype is not DType.INT8:
+            raise UnsupportedModelError(
+                f"{op.kind.value} '{op.name}': tensor '{tensor.name}' is {tensor.dtype.value}, "
+                "the reference kernel supports int8 only", "quantise the model to int8")
+
+
+def require_constant(op: Operator, tensor: Tensor) -> np.ndarray:
+    """The data of a weight or bias tensor, which must be a constant."""
+    if tensor.data is None:
+        raise UnsupportedModelError(
+            f"{op.kind.value} '{op.name}': tensor '{tensor.name}' must be a constant")
+    return tensor.data
+
+
+def exact_float_dtype(max_abs_sum: int) -> np.dtype:
+    """float32 when every partial sum of the integer products stays below 2**24, else float64.
+
+    Below that bound float arithmetic on integers is exact whatever order BLAS sums in, so a
+    float matrix product gives the int32 accumulator to the bit.
+    """
+    if max_abs_sum < _FLOAT32_EXACT:
+        return np.dtype(np.float32)
+    assert max_abs_sum < _FLOAT64_EXACT, "accumulator beyond exact float64 range"
+    return np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class Accumulators:
+    """Per-channel facts about `acc = sum(w * (x + input_offset)) + bias` for int8 x.
+
+    Kernels compute the raw sum `sum(w * x)`; `offsets` turns it into the true accumulator
+    (true = raw + offsets), `bounds` bounds |true| and `reach` bounds |raw|.
+    """
+
+    offsets: np.ndarray
+    bounds: np.ndarray
+    reach: np.ndarray
+
+    @classmethod
+    def of(cls, weights: np.ndarray, bias: np.ndarray | None, input_offset: int) -> Accumulators:
+        """Facts for int64 weights [channels, depth] and an optional bias [channels]."""
+        bias64 = np.zeros(len(weights), np.int64) if bias is None else bias.astype(np.int64)
+        magnitude = np.abs(weights).sum(axis=1)
+        largest_input = max(abs(127 + input_offset), abs(-128 + input_offset))
+        return cls(
+            offsets=bias64 + input_offset * weights.sum(axis=1),
+            bounds=magnitude * largest_input + np.abs(bias64),
+            reach=magnitude * 128,
+        )
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float type in which the raw sums are exact."""
+        return exact_float_dtype(int(self.reach.max(initial=0)))
+
+
+class Requantizer:
+    """Exact accumulator -> int8 requantisation through per-channel bucket tables.
+
+    Every TFLite requantisation used here is monotone non-decreasing in the accumulator, so a
+    channel's outputs are fixed by its thresholds: the smallest reachable accumulator reaching each
+    output level, found once by bisection over the exact fixed-point function. Accumulators between
+    the first and the last threshold are cut into buckets of 2**b values, 2**b being at most the
+    gap between distinct thresholds, so a bucket holds at most one step. At run time an output is
+    a bucket look-up plus one comparison, equal to the exact function on every reachable
+    accumulator, and far cheaper than a dozen int64 passes.
+    """
+
+    def __init__(
+        self, requantize: Requantize, facts: Accumulators, act_min: int, act_max: int,
+        shape: tuple[int, ...], guess: np.ndarray,
+    ) -> None:
+        true = _bisect(requantize, facts.bounds, np.arange(act_min + 1, act_max + 1), guess)
+        raw = np.clip(true - facts.offsets[:, None], -facts.reach[:, None] - 1,
+                      facts.reach[:, None] + 1)
+        channels = [_buckets(row, act_min) for row in raw]
+        sizes = [len(c.steps) for c in channels]
+        self._steps = np.concatenate([c.steps for c in channels]).astype(np.int32)
+        self._values = np.concatenate([c.values for c in channels])
+        # Per-channel constants tiled to the full shape: numpy broadcasting a short channel axis
+        # runs inner loops of a few elements and is several times slower.
+        self._low, self._high, self._bits, self._base = (
+            np.broadcast_to(np.asarray(column, np.int32), shape).copy()
+            for column in ([c.low for c in channels], [c.high for c in channels],
+                           [c.bits for c in channels], np.cumsum([0, *sizes[:-1]]))
+        )
+        self._acc, self._index, self._step = (np.empty(shape, np.int32) for _ in range(3))
+        self._above = np.empty(shape, np.bool_)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """int8 outputs of raw accumulators (exact integers, any dtype) of the prepared shape."""
+        acc, index, step, above = self._acc, self._index, self._step, self._above
+        np.copyto(acc, raw, casting="unsafe")
+        np.maximum(acc, self._low, out=acc)
+        np.minimum(acc, self._high, out=acc)
+        np.subtract(acc, self._low, out=index)
+        index >>= self._bits
+        index += self._base
+        self._steps.take(index, out=step)
+        np.greater_equal(acc, step, out=above)
+        index <<= 1
+        index += above
+        return self._values.take(index)
+
+
+@dataclass(frozen=True)
+class _ChannelBuckets:
+    low: int
+    high: int
+    bits: int
+    steps: np.ndarray
+    values: np.ndarray
+
+
+def _buckets(thresholds: np.ndarray, act_min: int) -> _ChannelBuckets:
+    """Bucket table of one channel: output = act_min + #{thresholds <= acc}."""
+    if not len(thresholds):
+        return _ChannelBuckets(0, 0, 0, np.zeros(1, np.int64), np.full(2, act_min, np.int8))
+    low, high = int(thresholds[0]) - 1, int(thresholds[-1])
+    distinct = np.unique(thresholds)
+    gap = int(np.diff(distinct).min()) if len(distinct) > 1 else high - low + 1
+    bits = gap.bit_length() - 1
+    starts = low + (np.arange(((high - low) >> bits) + 1, dtype=np.int64) << bits)
+    ends = np.minimum(starts + (1 << bits) - 1, high)
+    first = np.searchsorted(thresholds, starts, side="right")
+    last = np.searchsorted(thresholds, ends, side="right")
+    steps = np.where(last > first, thresholds[np.maximum(last - 1, 0)], starts)
+    values = (act_min + np.stack([first, last], axis=1).ravel()).astype(np.int8)
+    return _ChannelBuckets(low, high, bits, steps, values)
+
+
+def _bisect(
+    requantize: Requantize, bounds: np.ndarray, levels: np.ndarray, guess: np.ndarray
+) -> np.ndarray:
+    """Smallest accumulator in [-bound, bound] reaching each level (bound + 1 when none does).
+
+    The search starts in a few units around `guess` [channel, level] and falls back to the whole
+    range wherever that bracket does not hold the answer.
+    """
+    floor, ceiling = -bounds[:, None], bounds[:, None] + 1
+    estimate = np.clip(np.nan_to_num(guess), floor - 8, ceiling + 8).astype(np.int64)
+    low = np.clip(estimate - 4, floor, ceiling)
+    high = np.clip(estimate + 4, floor, ceiling)
+    below = (low == floor) | (requantize(np.maximum(low - 1, floor)) < levels)
+    above = (high == ceiling) | (requantize(np.minimum(high, ceiling - 1)) >= levels)
+    low = np.where(below & above, low, floor)
+    high = np.where(below & above, high, ceiling)
+    while True:
+        open_ = low < high
+        if not open_.any():
+            return low
+        middle = (low + high) >> 1
+        reached = requantize(middle) >= levels
+        high = np.where(open_ & reached, middle, high)
+        low = np.where(open_ & ~reached, middle + 1, low)
+
+
+def check_accumulator_bounds(op_name: str, bounds: np.ndarray, shifts: np.ndarray) -> None:
+    """The int32 accumulator (and its left-shifted copy) must not overflow, as LiteRT assumes."""
+    shifted = bounds << np.maximum(shifts, 0)
+    if bounds.size and int(shifted.max()) >= INT32_LIMIT:
+        raise UnsupportedModelError(
+            f"'{op_name}': the int32 accumulator can overflow (bound {int(bounds.max())})",
+            "reduce the layer depth or the bias magnitude")
+
+
+def conv_requantizer(
+    op_name: str, params: ConvParams, facts: Accumulators, shape: tuple[int, ...]
+) -> Requantizer:
+    """Requantizer of CONV_2D / DEPTHWISE_CONV_2D: MultiplyByQuantizedMultiplier per channel."""
+    multipliers = np.asarray(params.multipliers, dtype=np.int64)[:, None]
+    shifts = np.asarray(params.shifts, dtype=np.int64)
+    check_accumulator_bounds(op_name, facts.bounds, shifts)
+
+    def requantize(acc: np.ndarray) -> np.ndarray:
+        scaled = multiply_by_quantized_multiplier_array(acc, multipliers, shifts[:, None])
+        return scaled + params.output_offset
+
+    scales = multipliers * np.exp2(shifts[:, None] - 31.0)
+    levels = np.arange(params.act_min + 1, params.act_max + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        guess = np.ceil((levels - 0.5 - params.output_offset) / scales)
+    return Requantizer(requantize, facts, params.act_min, params.act_max, shape, guess)
+
+
+Pair = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Spatial geometry of a windowed op over an NHWC input (conv, depthwise conv, pool)."""
+
+    in_hw: Pair
+    out_hw: Pair
+    kernel_hw: Pair
+    strides: Pair
+    dilations: Pair
+    before: Pair  # implicit padding before the first row and column
+
+    def pads(self) -> tuple[Pair, Pair]:
+        """(before, after) padding of height and width so that every output window fits."""
+        pads = []
+        for axis in range(2):
+            needed = ((self.out_hw[axis] - 1) * self.strides[axis]
+                      + (self.kernel_hw[axis] - 1) * self.dilations[axis] + 1)
+            after = max(0, needed - self.before[axis] - self.in_hw[axis])
+            pads.append((self.before[axis], after))
+        return pads[0], pads[1]
+
+
+class WindowedInput:
+    """A reused NHWC buffer with a constant border (TFLite's skipped taps) and its window view.
+
+    `channel_repeat` repeats every input channel that many times (depthwise multipliers).
+    The buffer is overwritten by each `load`, so prepared kernels are not re-entrant.
+    """
+
+    def __init__(
+        self, shape: tuple[int, ...], geometry: Geometry, fill: int, dtype: np.dtype,
+        channel_repeat: int = 1,
+    ) -> None:
+        n, h, w, c = shape
+        (top, bottom), (left, right) = geometry.pads()
+        channels = c * channel_repeat
+        self.buffer = np.full((n, h + top + bottom, w + left + right, channels), fill, dtype)
+        interior = self.buffer[:, top:top + h, left:left + w, :]
+        self._interior = interior.reshape(n, h, w, c, channel_repeat)
+        assert np.shares_memory(self._interior, self.buffer), "interior must be a view"
+        sn, sh, sw, sc = self.buffer.strides
+        (stride_h, stride_w), (dilation_h, dilation_w) = geometry.strides, geometry.dilations
+        self.windows = np.lib.stride_tricks.as_strided(
+            self.buffer, (n, *geometry.out_hw, *geometry.kernel_hw, channels),
+            (sn, sh * stride_h, sw * stride_w, sh * dilation_h, sw * dilation_w, sc),
+            writeable=False,
+        )
+
+    def load(self, x: np.ndarray) -> np.ndarray:
+        """Copy `x` into the buffer and return the window view [N, OH, OW, KH, KW, C]."""
+        np.copyto(self._interior, x[..., None])
+        return self.windows

@@ -1,0 +1,109 @@
+"""The reference interpreter: runs a Graph op by op through the bit-exact numpy kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
+from mcuflow.errors import McuflowError, UnsupportedModelError
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ref.registry import KERNELS, PreparedFn, prepare
+
+Inputs = Sequence[np.ndarray] | Mapping[str, np.ndarray]
+
+
+@dataclass
+class RunResult:
+    """Outputs in graph output order, and every tensor by name when intermediates were kept."""
+
+    outputs: list[np.ndarray]
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Interpreter:
+    """A graph prepared once (TFLite's Prepare step) and then run on any number of inputs.
+
+    `order` lists operator indices in execution order (the memory planner's schedule); it must be
+    a permutation of the operators in which every tensor is produced before it is read.
+    Not thread-safe: prepared kernels reuse scratch buffers.
+    """
+
+    def __init__(self, graph: Graph, order: Sequence[int] | None = None) -> None:
+        self.graph = graph
+        self.order = _checked_order(graph, order)
+        self._constants = {name: t.data for name, t in graph.tensors.items() if t.is_constant}
+        self._steps = [_prepared(graph, graph.operators[index]) for index in self.order]
+
+    def run(self, inputs: Inputs, keep_intermediates: bool = False) -> RunResult:
+        """Execute the graph on `inputs` (a list in graph input order, or a dict by name)."""
+        values = dict(self._constants)
+        values.update(self._bind(inputs))
+        for names, outputs, step in self._steps:
+            values.update(zip(outputs, step([values[name] for name in names]), strict=True))
+        outputs = [values[name] for name in self.graph.outputs]
+        return RunResult(outputs, values if keep_intermediates else {})
+
+    def _bind(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        names = self.graph.inputs
+        if isinstance(inputs, Mapping):
+            if set(inputs) != set(names):
+                raise McuflowError(
+                    f"inputs {sorted(inputs)} do not match the graph inputs {names}",
+                    "pass one array per graph input, keyed by tensor name")
+            bound = {name: inputs[name] for name in names}
+        else:
+            if len(inputs) != len(names):
+                raise McuflowError(f"{len(inputs)} inputs given, the graph has {len(names)}",
+                                   f"pass arrays for {names} in this order")
+            bound = dict(zip(names, inputs, strict=True))
+        for name, value in bound.items():
+            self._check_input(name, value)
+        return bound
+
+    def _check_input(self, name: str, value: object) -> None:
+        tensor = self.graph.tensor(name)
+        expected = (tuple(tensor.shape), tensor.dtype.numpy)
+        if not isinstance(value, np.ndarray) or (value.shape, value.dtype) != expected:
+            got = (f"shape {value.shape} {value.dtype}" if isinstance(value, np.ndarray)
+                   else type(value).__name__)
+            raise McuflowError(
+                f"input '{name}' is {got}, expected shape {expected[0]} {expected[1]}",
+                "convert the input to the model's shape and dtype")
+
+
+def run(
+    graph: Graph, inputs: Inputs, keep_intermediates: bool = False,
+    order: Sequence[int] | None = None,
+) -> RunResult:
+    """Run `graph` once on `inputs`; see Interpreter for `order`."""
+    return Interpreter(graph, order).run(inputs, keep_intermediates)
+
+
+def _prepared(graph: Graph, op: Operator) -> tuple[tuple[str, ...], tuple[str, ...], PreparedFn]:
+    if op.kind not in KERNELS:
+        raise UnsupportedModelError(f"no reference kernel for {op.kind.value} '{op.name}'")
+    return op.inputs, op.outputs, prepare(graph, op)
+
+
+def _checked_order(graph: Graph, order: Sequence[int] | None) -> list[int]:
+    """The execution order, verified to be a dependency-respecting permutation of the ops."""
+    count = len(graph.operators)
+    steps = list(range(count)) if order is None else [int(index) for index in order]
+    if sorted(steps) != list(range(count)):
+        raise McuflowError(f"order {steps} is not a permutation of the {count} operators")
+    ready = set(graph.inputs) | {name for name, t in graph.tensors.items() if t.is_constant}
+    for index in steps:
+        op = graph.operators[index]
+        missing = [name for name in op.inputs if name not in ready]
+        if missing:
+            raise McuflowError(
+                f"operator {index} '{op.name}' reads {missing} before they are produced",
+                "reorder the operators so that producers run first")
+        ready.update(op.outputs)
+    absent = [name for name in graph.outputs if name not in ready]
+    if absent:
+        raise McuflowError(f"graph outputs {absent} are never produced")
+    return steps

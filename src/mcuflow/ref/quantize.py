@@ -1,0 +1,60 @@
+"""Reference kernels of QUANTIZE (float32 or int8 to int8) and DEQUANTIZE (int8 to float32)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcuflow.ir.graph import DType, Graph, Operator
+from mcuflow.ir.ops import OpKind
+from mcuflow.quant.fixedpoint import (
+    INT32_MAX,
+    INT32_MIN,
+    RequantizeParams,
+    prepare_requantize,
+    requantize_array,
+    round_half_away_array,
+)
+from mcuflow.ref.common import require_int8
+from mcuflow.ref.registry import PreparedFn, prepared_kernel
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """reference_ops::AffineQuantize: roundf(x / scale) + zero point in float32, clamped to int8.
+
+    Values whose quotient leaves the int32 range (C's undefined conversion) saturate, and NaN
+    maps to the zero point.
+    """
+    quotient = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    rounded = np.nan_to_num(round_half_away_array(quotient), nan=0.0)
+    whole = np.clip(rounded, INT32_MIN, INT32_MAX).astype(np.int64)
+    return np.clip(whole + zero_point, -128, 127).astype(np.int8)
+
+
+def requantize(x: np.ndarray, params: RequantizeParams) -> np.ndarray:
+    """reference_ops::Requantize for int8 -> int8 (a change of scale and zero point)."""
+    return requantize_array(x, params).astype(np.int8)
+
+
+def dequantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """reference_integer_ops::Dequantize: float(double(scale) * (x - zero_point))."""
+    return (scale * (np.asarray(x, dtype=np.float64) - zero_point)).astype(np.float32)
+
+
+@prepared_kernel(OpKind.QUANTIZE)
+def _prepare_quantize(graph: Graph, op: Operator) -> PreparedFn:
+    x, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    require_int8(op, out)
+    if x.dtype is DType.FLOAT32:
+        scale, zero_point = out.quant.scale0, out.quant.zero_point0
+        return lambda inputs: [quantize(inputs[0], scale, zero_point)]
+    require_int8(op, x)
+    params = prepare_requantize(x, out)
+    return lambda inputs: [requantize(inputs[0], params)]
+
+
+@prepared_kernel(OpKind.DEQUANTIZE)
+def _prepare_dequantize(graph: Graph, op: Operator) -> PreparedFn:
+    x = graph.tensor(op.inputs[0])
+    require_int8(op, x)
+    scale, zero_point = x.quant.scale0, x.quant.zero_point0
+    return lambda inputs: [dequantize(inputs[0], scale, zero_point)]

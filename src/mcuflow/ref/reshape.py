@@ -1,0 +1,21 @@
+"""RESHAPE and SQUEEZE reference kernels: the same bytes under a new shape."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import OpKind
+from mcuflow.ref.registry import PreparedFn, prepared_kernel
+
+
+def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`x` in row-major order under `shape` (a view; tensors are never written after creation)."""
+    return x.reshape(shape)
+
+
+@prepared_kernel(OpKind.RESHAPE, OpKind.SQUEEZE)
+def prepare_reshape(graph: Graph, op: Operator) -> PreparedFn:
+    """Prepare a graph's RESHAPE or SQUEEZE: the output shape comes from shape inference."""
+    shape = graph.tensor(op.outputs[0]).shape
+    return lambda inputs: [reshape(inputs[0], shape)]

@@ -1,0 +1,236 @@
+"""Host toolchain: build a generated project with gcc or clang, run it, verify it bit-exact."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
+from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.render import TensorSpec
+from mcuflow.errors import ToolchainError
+from mcuflow.ir.graph import Graph
+from mcuflow.memory.plan import Plan
+from mcuflow.ref.interpreter import Interpreter
+
+DEBIAN_PACKAGE = {"gcc": "gcc", "cc": "gcc", "clang": "clang"}
+WARNING_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+SANITIZER_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                   "-fno-omit-frame-pointer")
+DRIVER = "main.c"
+RUN_TIMEOUT_S = 600
+_SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
+                  "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+
+
+def find_compiler(compiler: str) -> str:
+    """Absolute path of `compiler`, or a ToolchainError naming the Debian package to install."""
+    path = shutil.which(compiler)
+    if path is None:
+        package = DEBIAN_PACKAGE.get(Path(compiler).name, "gcc")
+        raise ToolchainError(f"C compiler '{compiler}' not found",
+                             f"install it: sudo apt-get install {package}")
+    return path
+
+
+def _run(command: list[str], cwd: Path, what: str, timeout: float = RUN_TIMEOUT_S,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                                timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"{what} took longer than {timeout:.0f} s") from None
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip()[-3000:]
+        raise ToolchainError(f"{what} failed (exit {result.returncode}): {tail}")
+    return result
+
+
+def model_sources(project_dir: Path) -> list[str]:
+    """The model's C files of a project (everything but the target's driver)."""
+    return sorted(p.name for p in Path(project_dir).glob("*.c") if p.name != DRIVER)
+
+
+def build_host(project_dir: Path, sanitize: bool = False, compiler: str = "gcc", *,
+               opt_level: str = "-O2", output: Path | None = None) -> Path:
+    """Compile the project's driver and model; returns the binary.
+
+    Flags: `-std=c99 -Wall -Wextra -Werror -pedantic`, plus AddressSanitizer and
+    UndefinedBehaviorSanitizer when `sanitize`.
+    """
+    project_dir = Path(project_dir).absolute()
+    cc = find_compiler(compiler)
+    if output is None:
+        suffix = "-san" if sanitize else ""
+        output = project_dir / "build" / f"model-{Path(compiler).name}{opt_level}{suffix}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    flags = [*WARNING_FLAGS, opt_level, *(SANITIZER_FLAGS if sanitize else ())]
+    sources = [DRIVER, *model_sources(project_dir)]
+    _run([cc, *flags, "-o", str(output), *sources, "-lm"], project_dir,
+         f"{compiler} build of {project_dir.name}")
+    return output
+
+
+def code_bytes(project_dir: Path, compiler: str = "gcc", opt_level: str = "-O2") -> int:
+    """Bytes of executable code of the model (kernels and layer calls, weights excluded).
+
+    The sum of the executable sections of each model object file compiled at `opt_level`.
+    """
+    project_dir = Path(project_dir).absolute()
+    cc = find_compiler(compiler)
+    with tempfile.TemporaryDirectory(prefix="mcuflow-size-") as scratch:
+        total = 0
+        for source in model_sources(project_dir):
+            obj = Path(scratch) / f"{source}.o"
+            _run([cc, *WARNING_FLAGS, opt_level, "-c", source, "-o", str(obj)], project_dir,
+                 f"{compiler} compile of {source}")
+            with obj.open("rb") as handle:
+                total += sum(s["sh_size"] for s in ELFFile(handle).iter_sections()
+                             if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR)
+        return total
+
+
+def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[TensorSpec],
+             ) -> list[np.ndarray]:
+    """Run a host binary on many inferences at once.
+
+    `inputs[i]` holds graph input i of every run stacked on a leading axis (runs, *shape), in
+    the input's dtype; the result holds each output the same way.
+    """
+    runs = len(inputs[0])
+    if any(len(x) != runs for x in inputs):
+        raise ValueError("every input needs the same number of runs")
+    records = b"".join(b"".join(np.ascontiguousarray(x[r]).tobytes() for x in inputs)
+                       for r in range(runs))
+    env = {**os.environ, **_SANITIZER_ENV}
+    with tempfile.TemporaryDirectory(prefix="mcuflow-run-") as scratch:
+        in_path, out_path = Path(scratch) / "input.bin", Path(scratch) / "output.bin"
+        in_path.write_bytes(records)
+        _run([str(binary), str(in_path), str(out_path)], Path(scratch),
+             f"running {Path(binary).name}", env=env)
+        data = out_path.read_bytes()
+    record = sum(spec.nbytes for spec in output_specs)
+    if len(data) != runs * record:
+        raise ToolchainError(f"{Path(binary).name} wrote {len(data)} bytes, "
+                             f"expected {runs} records of {record}")
+    rows = np.frombuffer(data, np.uint8).reshape(runs, record)
+    outputs, start = [], 0
+    for spec in output_specs:
+        chunk = np.ascontiguousarray(rows[:, start:start + spec.nbytes])
+        outputs.append(chunk.view(np.dtype(spec.dtype)).reshape(runs, *spec.shape))
+        start += spec.nbytes
+    return outputs
+
+
+def bench_host(binary: Path, inputs: Sequence[np.ndarray], iterations: int) -> float:
+    """Seconds per inference of a (non-sanitised) host binary.
+
+    Timed inside the C with clock_gettime over `iterations` inferences of one input record.
+    """
+    record = b"".join(np.ascontiguousarray(x).tobytes() for x in inputs)
+    with tempfile.TemporaryDirectory(prefix="mcuflow-bench-") as scratch:
+        in_path = Path(scratch) / "input.bin"
+        in_path.write_bytes(record)
+        result = _run([str(binary), "--bench", str(iterations), str(in_path)], Path(scratch),
+                      f"benchmarking {Path(binary).name}")
+    return float(result.stdout.split()[-1]) * 1e-9
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of `verify_host`: generated C against the reference interpreter (and LiteRT)."""
+
+    bit_exact: bool
+    runs: int
+    mismatches: int  # runs whose outputs differ from the reference interpreter in any byte
+    litert_mismatches: int | None  # the same against LiteRT; None when LiteRT is unavailable
+    arena_bytes: int
+    code_bytes: int
+    weight_bytes: int
+    compiler: str
+
+
+def random_inputs(graph: Graph, runs: int, seed: int) -> list[np.ndarray]:
+    """Per graph input, `runs` random values stacked: uniform over int8, N(0, 1) for float."""
+    rng = np.random.default_rng(seed)
+    stacked = []
+    for name in graph.inputs:
+        tensor = graph.tensors[name]
+        shape = (runs, *tensor.shape)
+        if tensor.dtype.numpy.kind == "f":
+            stacked.append(rng.standard_normal(shape).astype(tensor.dtype.numpy))
+        else:
+            info = np.iinfo(tensor.dtype.numpy)
+            stacked.append(rng.integers(info.min, info.max + 1, shape, tensor.dtype.numpy))
+    return stacked
+
+
+def _count_mismatches(expected: list[list[np.ndarray]], actual: list[np.ndarray]) -> int:
+    """Runs in which any output differs (bytewise, so float NaNs compare by bit pattern)."""
+    return sum(
+        any(np.ascontiguousarray(e).tobytes() != np.ascontiguousarray(a[r]).tobytes()
+            for e, a in zip(run, actual, strict=True))
+        for r, run in enumerate(expected)
+    )
+
+
+def _litert_outputs(graph: Graph, inputs: list[np.ndarray], runs: int
+                    ) -> list[list[np.ndarray]] | None:
+    """LiteRT (reference kernels) outputs per run, or None when LiteRT is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter as LiteRT
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        return None
+    from mcuflow.frontends.tflite_writer import write_tflite
+
+    try:
+        interpreter = LiteRT(model_content=write_tflite(graph), num_threads=1,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        interpreter.allocate_tensors()
+        results = []
+        for r in range(runs):
+            for detail, x in zip(interpreter.get_input_details(), inputs, strict=True):
+                interpreter.set_tensor(detail["index"], x[r])
+            interpreter.invoke()
+            results.append([interpreter.get_tensor(d["index"]).copy()
+                            for d in interpreter.get_output_details()])
+    except (RuntimeError, ValueError) as error:
+        raise ToolchainError(f"LiteRT could not run the model: {error}",
+                             "verify against the reference interpreter only") from None
+    return results
+
+
+def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
+                sanitize: bool = True, compiler: str = "gcc", litert: bool = True
+                ) -> VerifyResult:
+    """Generate, build and run the C of `plan` on `runs` random inputs; compare the outputs.
+
+    Every output is compared with the reference interpreter, and with LiteRT when it is
+    installed and `litert` is true.
+    """
+    inputs = random_inputs(graph, runs, seed)
+    interpreter = Interpreter(graph, plan.order)
+    expected = [interpreter.run([x[r] for x in inputs]).outputs for r in range(runs)]
+    with tempfile.TemporaryDirectory(prefix="mcuflow-verify-") as scratch:
+        project = generate_project(graph, plan, Path(scratch) / "project")
+        binary = build_host(project.path, sanitize=sanitize, compiler=compiler,
+                            opt_level="-O1" if sanitize else "-O2")
+        actual = run_host(binary, inputs, project.outputs)
+        code = code_bytes(project.path, compiler)
+    mismatches = _count_mismatches(expected, actual)
+    oracle = _litert_outputs(graph, inputs, runs) if litert else None
+    litert_mismatches = None if oracle is None else _count_mismatches(oracle, actual)
+    return VerifyResult(
+        bit_exact=mismatches == 0 and not litert_mismatches, runs=runs, mismatches=mismatches,
+        litert_mismatches=litert_mismatches, arena_bytes=plan.arena_bytes, code_bytes=code,
+        weight_bytes=project.weight_bytes, compiler=compiler,
+    )

@@ -1,0 +1,193 @@
+"""Graphs the code-generation tests compile: every OpKind, in a few multi-output families.
+
+One family costs one compiler run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import Activation, Padding
+from mcuflow.ir.quantization import QuantParams
+
+Family = Callable[[], Graph]
+FAMILIES: dict[str, Family] = {}
+
+
+def family(function: Family) -> Family:
+    FAMILIES[function.__name__] = function
+    return function
+
+
+@family
+def convolutions() -> Graph:
+    b = GraphBuilder("convolutions", seed=11)
+    x = b.input((1, 11, 9, 5), 0.04, 7)
+    b.output(
+        b.conv2d(x, 8, (3, 3), activation=Activation.RELU),
+        b.conv2d(x, 6, (3, 3), stride=2, padding=Padding.VALID, per_channel=False),
+        b.conv2d(x, 4, (5, 5), dilation=2, activation=Activation.RELU6, bias=False),
+        b.conv2d(x, 7, (1, 3), activation=Activation.RELU_N1_TO_1),
+        b.conv2d(x, 9, (1, 1)),
+        b.conv2d(x, 5, (1, 1), stride=2, per_channel=False),
+    )
+    return b.build()
+
+
+@family
+def depthwise() -> Graph:
+    b = GraphBuilder("depthwise", seed=12)
+    x = b.input((1, 10, 12, 6), 0.03, -9)
+    b.output(
+        b.depthwise_conv2d(x, (3, 3), activation=Activation.RELU6),
+        b.depthwise_conv2d(x, (3, 3), stride=2, padding=Padding.VALID, per_channel=False),
+        b.depthwise_conv2d(x, (3, 3), dilation=2, bias=False),
+        b.depthwise_conv2d(x, (5, 5), stride=2),
+        b.depthwise_conv2d(x, (3, 3), depth_multiplier=2),
+        b.depthwise_conv2d(x, (2, 4), depth_multiplier=3, activation=Activation.RELU),
+    )
+    return b.build()
+
+
+@family
+def mobilenet_block() -> Graph:
+    """A chain the planner runs in place: overlapped convs, in-place depthwise, an alias."""
+    b = GraphBuilder("mobilenet_block", seed=13)
+    x = b.input((1, 16, 16, 3), 0.05, 3)
+    y = b.conv2d(x, 8, (3, 3), stride=2, activation=Activation.RELU6)
+    y = b.depthwise_conv2d(y, (3, 3), activation=Activation.RELU6)
+    y = b.conv2d(y, 16, (1, 1))
+    z = b.depthwise_conv2d(y, (3, 3), stride=2)
+    z = b.conv2d(z, 16, (1, 1), activation=Activation.RELU)
+    z = b.average_pool2d(z, 4, 4)
+    z = b.reshape(z, (1, -1))
+    z = b.fully_connected(z, 10)
+    b.output(b.softmax(z))
+    return b.build()
+
+
+@family
+def fully_connected() -> Graph:
+    b = GraphBuilder("fully_connected", seed=14)
+    x = b.input((3, 24), 0.02, 4)
+    b.output(
+        b.fully_connected(x, 7),
+        b.fully_connected(x, 5, per_channel=True, activation=Activation.RELU),
+        b.fully_connected(x, 4, bias=False, keep_num_dims=True),
+        b.fully_connected(b.reshape(x, (1, 72)), 6, activation=Activation.RELU6),
+    )
+    return b.build()
+
+
+@family
+def pools_and_means() -> Graph:
+    b = GraphBuilder("pools_and_means", seed=15)
+    x = b.input((1, 9, 10, 4), 0.06, -5)
+    b.output(
+        b.average_pool2d(x, 2, 2),
+        b.average_pool2d(x, 3, 1, Padding.SAME, activation=Activation.RELU),
+        b.max_pool2d(x, 3, 2, Padding.SAME),
+        b.max_pool2d(x, 2, 1, activation=Activation.RELU6),
+        b.mean(x, (1, 2), keep_dims=True),
+        b.mean(x, (3,), quant=QuantParams.per_tensor(0.03, 2)),
+        b.mean(x, (0, 2), keep_dims=False),
+    )
+    return b.build()
+
+
+@family
+def elementwise() -> Graph:
+    b = GraphBuilder("elementwise", seed=16)
+    x = b.input((1, 5, 6, 4), 0.05, 2)
+    y = b.input((1, 5, 6, 4), 0.03, -6)
+    channel = b.constant_int8((1, 1, 1, 4), 0.02, 1)
+    column = b.constant_int8((1, 5, 1, 1), 0.04, -3)
+    scalar = b.constant_int8((1,), 0.1, 0)
+    pooled = b.mean(x, (1, 2), keep_dims=True)
+    b.output(
+        b.add(x, y),
+        b.add(x, channel, Activation.RELU),
+        b.sub(column, x),
+        b.sub(x, y, Activation.RELU6),
+        b.mul(x, y),
+        b.mul(x, scalar),
+        b.mul(pooled, column, Activation.RELU_N1_TO_1),
+    )
+    return b.build()
+
+
+@family
+def activations() -> Graph:
+    b = GraphBuilder("activations", seed=17)
+    x = b.input((2, 3, 40), 0.08, -3)
+    b.output(
+        b.relu(x),
+        b.relu6(x, QuantParams.per_tensor(0.03, -100)),
+        b.leaky_relu(x, 0.1),
+        b.hard_swish(x),
+        b.logistic(x),
+        b.tanh(x),
+        b.quantize(x, 0.05, 10),
+        b.softmax(x),
+        b.softmax(x, beta=0.5),
+    )
+    return b.build()
+
+
+def _requantized_like(b: GraphBuilder, x: str, like: str) -> str:
+    """`x` requantised to the scale and zero point of `like` (concatenation needs one)."""
+    quant = b.quant(like)
+    return b.quantize(x, quant.scale0, quant.zero_point0)
+
+
+@family
+def data_movement() -> Graph:
+    b = GraphBuilder("data_movement", seed=18)
+    x = b.input((1, 4, 6, 3), 0.05, -1)
+    c1 = b.conv2d(x, 5, (1, 1))
+    c2 = _requantized_like(b, b.conv2d(x, 2, (3, 3)), c1)
+    b.output(
+        b.pad(x, ((0, 0), (1, 2), (0, 3), (0, 0))),
+        b.squeeze(b.reshape(x, (1, 72, 1))),
+        b.concatenation([c1, c2], axis=3),
+        b.concatenation([x, b.relu(x)], axis=1),
+    )
+    return b.build()
+
+
+@family
+def residual_and_concat() -> Graph:
+    """Branches the planner runs in place.
+
+    An element-wise add over a dead input and a concatenation whose producers write straight
+    into its slices.
+    """
+    b = GraphBuilder("residual_and_concat", seed=19)
+    x = b.input((1, 8, 8, 4), 0.05, 0)
+    y = b.conv2d(x, 4, (3, 3), activation=Activation.RELU)
+    y = b.add(b.conv2d(y, 4, (3, 3)), y, Activation.RELU)
+    left = b.conv2d(y, 4, (1, 1))
+    right = _requantized_like(b, b.depthwise_conv2d(y, (3, 3)), left)
+    b.output(b.relu(b.concatenation([left, right], axis=1)))
+    return b.build()
+
+
+@family
+def float_edges() -> Graph:
+    b = GraphBuilder("float_edges", seed=20)
+    x = b.input((1, 6, 6, 2), dtype=DType.FLOAT32)
+    q = b.quantize(x, 0.03, -4)
+    y = b.conv2d(q, 3, (3, 3), activation=Activation.RELU)
+    b.output(b.dequantize(y), b.dequantize(b.logistic(q)))
+    return b.build()
+
+
+def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
+    """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
+    values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],
+                      dtype=np.float32)
+    return np.resize(values, shape).astype(np.float32)
