@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.analysis.metrics import Report, analyze
+from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen import GeneratedProject, generate_project
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import read_tflite
@@ -51,8 +51,15 @@ def analyze_model(
     graph = load_graph(model)
     board = get_board(board_id, board_file)
     plan = plan_memory(graph)
-    report = analyze(graph, board, order=plan.order, peak_ram_bytes=plan.arena_bytes)
+    report = analyze(graph, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
+                     planned=planned_steps(plan))
     return Analysis(graph, board, plan, report)
+
+
+def planned_steps(plan: Plan) -> PlannedSteps:
+    """The planner's per-step live bytes and scratch sizes, for the analysis."""
+    scratch = tuple(plan.buffers[s.scratch].size if s.scratch else 0 for s in plan.steps)
+    return PlannedSteps(tuple(plan.step_bytes), scratch)
 
 
 def run_model(model: Path | str, inputs: list[np.ndarray]) -> RunResult:

@@ -59,6 +59,9 @@ def test_analyze_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
     for key in ("name", "op", "output_shape", "macs", "weight_bytes", "working_set_bytes"):
         assert key in layer
     assert report["fits"] is True
+    # The working sets are the planner's live bytes: the arena holds every one of them.
+    largest = max(layer["working_set_bytes"] for layer in report["layers"])
+    assert largest <= report["peak_ram_bytes"] <= 1.05 * largest
 
 
 def test_analyze_table_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mcuflow.hw.board import Board, MemoryTier, TierKind
@@ -194,26 +194,42 @@ def _plan_weights(graph: Graph, board: Board, order: list[int],
     return _WeightsPlan(tier, capacity, locations, tuple(not_fitting), total)
 
 
+@dataclass(frozen=True)
+class PlannedSteps:
+    """What the memory planner knows per step: bytes live (scratch included) and scratch."""
+
+    live_bytes: tuple[int, ...]
+    scratch_bytes: tuple[int, ...]
+
+
 def analyze(
     graph: Graph,
     board: Board,
     order: list[int] | None = None,
     peak_ram_bytes: int | None = None,
     weights_tier: TierKind | None = None,
+    planned: PlannedSteps | None = None,
 ) -> Report:
     """Analyse `graph` on `board`, running operators in `order` (graph order by default).
 
     `peak_ram_bytes` is the memory planner's arena size when known; otherwise the peak is the
-    largest working set. `weights_tier` forces where kernels read constants from (default:
-    the board's on-chip flash, or its execute-in-place flash); raises BoardError when the
-    board has no such tier.
+    largest working set. `planned` gives the planner's bytes live and scratch per step (in-place
+    sharing counted once); without it every live tensor counts in full and scratch is the
+    out-of-place estimate of the cost model. `weights_tier` forces where kernels read constants
+    from (default: the board's on-chip flash, or its execute-in-place flash); raises BoardError
+    when the board has no such tier.
     """
     order = list(range(len(graph.operators))) if order is None else list(order)
     _check_order(graph, order)
     weights = _plan_weights(graph, board, order, weights_tier)
     placement = Placement(weights=weights.tier.kind)
     costs = [op_cost(graph, graph.operators[index]) for index in order]
-    sets = working_sets(graph, order, [cost.scratch_bytes for cost in costs])
+    if planned is not None:
+        costs = [replace(cost, scratch_bytes=scratch)
+                 for cost, scratch in zip(costs, planned.scratch_bytes, strict=True)]
+        sets = list(planned.live_bytes)
+    else:
+        sets = working_sets(graph, order, [cost.scratch_bytes for cost in costs])
     layers = []
     for index, cost, working_set in zip(order, costs, sets, strict=True):
         op = graph.operators[index]
