@@ -741,3 +741,105 @@ def prepare_softmax(x: Tensor, attrs: SoftmaxAttrs) -> SoftmaxParams:
     scaled = quantize_multiplier(real)
     radius = calculate_input_radius(SOFTMAX_DIFF_INTEGER_BITS, scaled.shift)
     return SoftmaxParams(scaled.multiplier, scaled.shift, -radius)
+
+
+# --- Exact shortcuts for the reference kernels' run step ----------------------------------------
+# Tables and scalar or specialised forms of the arithmetic above, computed at prepare time or used
+# where numpy's per-call cost dominates; each equals the general form on every input it can get.
+
+
+def softmax_exps_by_difference(params: SoftmaxParams) -> np.ndarray:
+    """exp_on_negative_values of every int8 difference d = x - max(row), indexed by d + 255.
+
+    Differences below `diff_min` take no part in the softmax and hold 0: their share of the sum
+    is then 0 and their output -128, exactly as the reference kernel's masks give.
+    """
+    diffs = np.arange(-255, 1, dtype=np.int64)
+    used = diffs >= params.diff_min
+    rescaled = saturating_rounding_doubling_high_mul_array(
+        np.where(used, diffs, 0) << params.input_left_shift, params.input_multiplier
+    )
+    exps = exp_on_negative_values_array(rescaled, SOFTMAX_DIFF_INTEGER_BITS)
+    return np.where(used, exps, 0)
+
+
+def rounding_half_sum(a: int, b: int) -> int:
+    """Scalar rounding_half_sum_array."""
+    total = a + b
+    nudged = total + (1 if total >= 0 else -1)
+    return nudged >> 1 if nudged >= 0 else -((-nudged) >> 1)
+
+
+def saturating_rounding_multiply_by_pot(x: int, exponent: int) -> int:
+    """Scalar saturating_rounding_multiply_by_pot_array."""
+    if exponent <= 0:
+        return rounding_divide_by_pot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    if x < -threshold:
+        return INT32_MIN
+    return INT32_MAX if x > threshold else x << exponent
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """Scalar one_over_one_plus_x_for_x_in_0_1_array."""
+    half_denominator = rounding_half_sum(a, INT32_MAX)
+    x = 1515870810 + saturating_rounding_doubling_high_mul(half_denominator, -1010580540)
+    for _ in range(3):
+        product = saturating_rounding_doubling_high_mul(half_denominator, x)
+        correction = saturating_rounding_doubling_high_mul(x, (1 << 29) - product)
+        x = x + saturating_rounding_multiply_by_pot(correction, 2)
+    return saturating_rounding_multiply_by_pot(x, 1)
+
+
+def get_reciprocal(x: int, integer_bits: int) -> tuple[int, int]:
+    """Scalar get_reciprocal_array for one positive x (a few microseconds instead of ~80)."""
+    headroom_plus_one = 32 - x.bit_length()
+    scale = one_over_one_plus_x_for_x_in_0_1((x << headroom_plus_one) - (1 << 31))
+    return scale, integer_bits - headroom_plus_one
+
+
+def scaled_nonnegative_array(
+    x: np.ndarray, multiplier: np.ndarray | int, exponent: np.ndarray | int
+) -> np.ndarray:
+    """RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(multiplier, x), exponent).
+
+    Valid for int32 x >= 0, 0 <= multiplier <= INT32_MAX and exponent >= 1 (softmax's last
+    step): the product is then non-negative and every rounding is a plain add and shift.
+    """
+    high = np.multiply(x, multiplier, dtype=np.int64)
+    high += 1 << 30
+    high >>= 31
+    high += 1 << (exponent - 1)
+    high >>= exponent
+    return high
+
+
+def scale_and_round_thresholds(output_offset: int, act_min: int, act_max: int) -> np.ndarray:
+    """Sorted doubles t with clamp(round(p) + output_offset) = act_min + #{t <= p} for every p.
+
+    `round` is C's (halves away from zero): round(p) >= n exactly when p >= n - 0.5 for n > 0
+    and p > n - 0.5 for n <= 0, so one searchsorted replaces scale_and_round_array's rounding,
+    offset and clamp passes.
+    """
+    levels = np.arange(act_min + 1, act_max + 1, dtype=np.float64) - output_offset
+    halves = levels - 0.5
+    return np.where(levels > 0, halves, np.nextafter(halves, np.inf))
+
+
+def accumulator_thresholds(thresholds: np.ndarray, scale: float, reach: int) -> np.ndarray:
+    """For each double t, the smallest integer acc in [-reach, reach + 1] with acc * scale >= t.
+
+    The double product is non-decreasing in acc (scale > 0), so for every |acc| <= reach,
+    #{t <= double(acc) * scale} = #{a <= acc}: the scaling pass folds into the thresholds.
+    """
+    def reaches(acc: np.ndarray) -> np.ndarray:
+        return np.multiply(acc, scale, dtype=np.float64) >= thresholds
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        guess = np.nan_to_num(np.ceil(thresholds / scale), nan=0.0)
+    acc = np.clip(guess, -reach, reach + 1).astype(np.int64)
+    while (lower := (acc > -reach) & reaches(acc - 1)).any():
+        acc -= lower
+    while (higher := (acc <= reach) & ~reaches(acc)).any():
+        acc += higher
+    return acc

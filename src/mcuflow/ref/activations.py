@@ -1,4 +1,4 @@
-"""Reference kernels of int8 RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH and HARD_SWISH."""
+"""Reference kernels of int8 RELU, RELU6, LEAKY_RELU, LOGISTIC, TANH and HARD_SWISH (tables)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from mcuflow.quant.fixedpoint import (
     saturating_rounding_doubling_high_mul_int16_array,
     wrap_int16_array,
 )
-from mcuflow.ref.common import require_int8
+from mcuflow.ref.common import byte_kernel, require_int8
 from mcuflow.ref.registry import PreparedFn, prepared_kernel
 
 
@@ -83,34 +83,34 @@ def _int8_in_out(graph: Graph, op: Operator) -> tuple[Tensor, Tensor]:
 @prepared_kernel(OpKind.RELU)
 def _prepare_relu(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_relu(*_int8_in_out(graph, op), Activation.RELU)
-    return lambda inputs: [relu(inputs[0], params)]
+    return byte_kernel(lambda x: relu(x, params))
 
 
 @prepared_kernel(OpKind.RELU6)
 def _prepare_relu6(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_relu(*_int8_in_out(graph, op), Activation.RELU6)
-    return lambda inputs: [relu(inputs[0], params)]
+    return byte_kernel(lambda x: relu(x, params))
 
 
 @prepared_kernel(OpKind.LEAKY_RELU)
 def _prepare_leaky_relu(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_leaky_relu(*_int8_in_out(graph, op), op.attrs)
-    return lambda inputs: [leaky_relu(inputs[0], params)]
+    return byte_kernel(lambda x: leaky_relu(x, params))
 
 
 @prepared_kernel(OpKind.LOGISTIC)
 def _prepare_logistic(graph: Graph, op: Operator) -> PreparedFn:
     table = prepare_logistic(*_int8_in_out(graph, op))
-    return lambda inputs: [lookup(inputs[0], table)]
+    return byte_kernel(lambda x: lookup(x, table))
 
 
 @prepared_kernel(OpKind.TANH)
 def _prepare_tanh(graph: Graph, op: Operator) -> PreparedFn:
     table = prepare_tanh(*_int8_in_out(graph, op))
-    return lambda inputs: [lookup(inputs[0], table)]
+    return byte_kernel(lambda x: lookup(x, table))
 
 
 @prepared_kernel(OpKind.HARD_SWISH)
 def _prepare_hard_swish(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_hard_swish(*_int8_in_out(graph, op))
-    return lambda inputs: [hard_swish(inputs[0], params)]
+    return byte_kernel(lambda x: hard_swish(x, params))

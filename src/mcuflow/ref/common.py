@@ -1,4 +1,4 @@
-"""Shared machinery of the reference kernels: exact table requantisation and padded windows."""
+"""Shared machinery of the reference kernels: exact look-up tables and padded windows."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mcuflow.quant.fixedpoint import (
     ConvParams,
     multiply_by_quantized_multiplier_array,
 )
+from mcuflow.ref.registry import PreparedFn
 
 INT32_LIMIT = 1 << 31
 _FLOAT32_EXACT = 1 << 24
@@ -20,6 +21,54 @@ _FLOAT64_EXACT = 1 << 53
 
 Requantize = Callable[[np.ndarray], np.ndarray]
 """Exact requantisation of true accumulators laid out [channel, k] to unclamped int64 outputs."""
+
+
+INT8_VALUES = np.arange(-128, 128, dtype=np.int8)
+
+
+class ByteTable:
+    """An op of one int8 input prepared as a table of its output for each of the 256 inputs.
+
+    The table is the exact kernel applied once to every int8 value at prepare time, stored in
+    the order of the input's byte (x & 0xFF), so a run is one look-up.
+    """
+
+    def __init__(self, function: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._table = np.roll(function(INT8_VALUES), 128)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The op's output on int8 `x`."""
+        return self._table.take(x.view(np.uint8))
+
+
+class PairTable:
+    """An op of two int8 inputs prepared as a table of its output for each of the 65536 pairs.
+
+    As ByteTable: the exact kernel on every pair, indexed by the two bytes, so a run is one
+    index computation and one look-up per element (numpy broadcasting) instead of a dozen int64
+    passes.
+    """
+
+    def __init__(self, function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        first, second = np.meshgrid(INT8_VALUES, INT8_VALUES, indexing="ij")
+        self._table = np.roll(function(first, second), (128, 128), axis=(0, 1)).ravel()
+
+    def __call__(self, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+        """The op's output on int8 x1 and x2."""
+        high = np.left_shift(x1.view(np.uint8), 8, dtype=np.uint16)
+        return self._table.take(np.bitwise_or(high, x2.view(np.uint8)))
+
+
+def byte_kernel(function: Callable[[np.ndarray], np.ndarray]) -> PreparedFn:
+    """The prepared run function of a one-input int8 op, through its ByteTable."""
+    table = ByteTable(function)
+    return lambda inputs: [table(inputs[0])]
+
+
+def pair_kernel(function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> PreparedFn:
+    """The prepared run function of a two-input int8 op, through its PairTable."""
+    table = PairTable(function)
+    return lambda inputs: [table(inputs[0], inputs[1])]
 
 
 def require_int8(op: Operator, *tensors: Tensor) -> None:

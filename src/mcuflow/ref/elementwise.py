@@ -1,4 +1,4 @@
-"""Reference kernels of int8 ADD, SUB and MUL: numpy broadcasting, fused activation clamp."""
+"""Reference kernels of int8 ADD, SUB and MUL (broadcasting, fused clamp), run as pair tables."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mcuflow.quant.fixedpoint import (
     prepare_add,
     prepare_mul,
 )
-from mcuflow.ref.common import require_int8
+from mcuflow.ref.common import pair_kernel, require_int8
 from mcuflow.ref.registry import PreparedFn, prepared_kernel
 
 
@@ -59,16 +59,16 @@ def _int8_tensors(graph: Graph, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
 @prepared_kernel(OpKind.ADD)
 def _prepare_add(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_add(*_int8_tensors(graph, op), op.attrs)
-    return lambda inputs: [add(inputs[0], inputs[1], params)]
+    return pair_kernel(lambda x1, x2: add(x1, x2, params))
 
 
 @prepared_kernel(OpKind.SUB)
 def _prepare_sub(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_add(*_int8_tensors(graph, op), op.attrs)
-    return lambda inputs: [sub(inputs[0], inputs[1], params)]
+    return pair_kernel(lambda x1, x2: sub(x1, x2, params))
 
 
 @prepared_kernel(OpKind.MUL)
 def _prepare_mul(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_mul(*_int8_tensors(graph, op), op.attrs)
-    return lambda inputs: [mul(inputs[0], inputs[1], params)]
+    return pair_kernel(lambda x1, x2: mul(x1, x2, params))

@@ -14,7 +14,7 @@ from mcuflow.quant.fixedpoint import (
     requantize_array,
     round_half_away_array,
 )
-from mcuflow.ref.common import require_int8
+from mcuflow.ref.common import byte_kernel, require_int8
 from mcuflow.ref.registry import PreparedFn, prepared_kernel
 
 
@@ -49,7 +49,7 @@ def _prepare_quantize(graph: Graph, op: Operator) -> PreparedFn:
         return lambda inputs: [quantize(inputs[0], scale, zero_point)]
     require_int8(op, x)
     params = prepare_requantize(x, out)
-    return lambda inputs: [requantize(inputs[0], params)]
+    return byte_kernel(lambda x: requantize(x, params))
 
 
 @prepared_kernel(OpKind.DEQUANTIZE)
@@ -57,4 +57,4 @@ def _prepare_dequantize(graph: Graph, op: Operator) -> PreparedFn:
     x = graph.tensor(op.inputs[0])
     require_int8(op, x)
     scale, zero_point = x.quant.scale0, x.quant.zero_point0
-    return lambda inputs: [dequantize(inputs[0], scale, zero_point)]
+    return byte_kernel(lambda x: dequantize(x, scale, zero_point))
