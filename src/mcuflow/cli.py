@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from numpy.lib import format as npy_format
 from rich.console import Console
 from rich.table import Table
 
@@ -24,6 +26,7 @@ from mcuflow.hw.board import load_boards
 from mcuflow.ir.constraints import constraints_for, supported_ops_markdown
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plot import plot_arena
+from mcuflow.quant.report import QuantReport
 from mcuflow.toolchain.host import VerifyResult
 
 app = typer.Typer(
@@ -41,7 +44,14 @@ BoardFileOption = Annotated[
     Path | None, typer.Option("--board-file", help="A TOML board database to use instead.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-ModelArgument = Annotated[Path, typer.Argument(help="A .tflite model file.")]
+ModelArgument = Annotated[
+    Path, typer.Argument(help="An int8 .tflite model, or a float .tflite/.onnx with --calibration.")
+]
+CalibrationOption = Annotated[
+    Path | None,
+    typer.Option("--calibration", help="Float samples (.npy, .npz or a folder of them): "
+                 "quantise a float model to int8 (affine, per-channel) on the fly."),
+]
 
 
 def _print_json(data: object) -> None:
@@ -57,9 +67,10 @@ def analyze_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the per-layer working set as a PNG.")
     ] = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy."""
-    analysis = api.analyze_model(model, board, board_file)
+    analysis = api.analyze_model(model, board, board_file, calibration)
     if plot is not None:
         plot_working_set(analysis.report, plot)
     if as_json:
@@ -77,9 +88,10 @@ def plan_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the arena over time as a PNG.")
     ] = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime."""
-    analysis = api.analyze_model(model, board, board_file)
+    analysis = api.analyze_model(model, board, board_file, calibration)
     if plot is not None:
         plot_arena(analysis.plan, plot)
     plan = api.plan_to_json(analysis.plan)
@@ -108,9 +120,10 @@ def compile_command(
     board: BoardOption = api.DEFAULT_BOARD,
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model."""
-    project = api.compile_model(model, out_dir, board, board_file)
+    project = api.compile_model(model, out_dir, board, board_file, calibration=calibration)
     summary = {"path": str(project.path), "files": list(project.files),
                "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
     if as_json:
@@ -129,12 +142,14 @@ def verify_command(
     runs: Annotated[int, typer.Option("--runs", help="Random inputs to compare.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
     as_json: JsonOption = False,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Build the generated C, run random inputs, compare with the reference to the bit."""
     if target != "host":
         raise McuflowError(f"unknown target '{target}'", hint="use --target host")
     with console.status("building and running the generated C"):
-        result = api.verify_model(model, board, board_file, runs, seed)
+        result = api.verify_model(model, board, board_file, runs, seed,
+                                  calibration=calibration)
     if as_json:
         _print_json(dataclasses.asdict(result))
     else:
@@ -164,9 +179,10 @@ def run_command(
         Path | None,
         typer.Option("--dump-intermediates", help="Write every tensor as DIR/<tensor>.npy."),
     ] = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Run the bit-exact reference interpreter on one input."""
-    result = api.run_model(model, [_load_npy(input_file)])
+    result = api.run_model(model, [_load_npy(input_file)], calibration)
     if dump_dir is not None:
         api.dump_tensors(result.tensors, dump_dir)
     if output_file is not None:
@@ -176,10 +192,77 @@ def run_command(
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    """An array from a .npy file, whose declared size is checked against the file first."""
+    hint = "save the input array with numpy.save"
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise McuflowError(f"cannot read input {path}: {error}", hint="pass a .npy file") from None
+        with path.open("rb") as file:
+            if file.read(6) != b"\x93NUMPY":
+                raise McuflowError(f"input {path} is not a .npy file", hint)
+            file.seek(0)
+            old_header = npy_format.read_magic(file) == (1, 0)
+            read_header = (npy_format.read_array_header_1_0 if old_header
+                           else npy_format.read_array_header_2_0)
+            shape, _, dtype = read_header(file)
+            declared = math.prod(shape) * dtype.itemsize
+            held = path.stat().st_size - file.tell()
+            if declared > held:
+                raise McuflowError(f"input {path} declares an array of shape {shape} "
+                                   f"({declared} bytes) but holds {held} bytes", hint)
+            file.seek(0)
+            return np.load(file, allow_pickle=False)
+    except OSError as error:
+        raise McuflowError(f"cannot read input {path}: {error.strerror or error}", hint) from None
+    except ValueError as error:
+        raise McuflowError(f"cannot read input {path}: {error}", hint) from None
+
+
+@app.command("quantize")
+def quantize_command(
+    model: Annotated[Path, typer.Argument(help="A float .tflite or .onnx model.")],
+    calibration: Annotated[
+        Path, typer.Option("--calibration", help="Float samples: .npy, .npz or a folder.")
+    ],
+    out_file: Annotated[Path, typer.Option("--output", "-o", help="The int8 .tflite to write.")],
+    scheme: Annotated[
+        str, typer.Option("--scheme", help="affine (TFLite int8) or qformat (power-of-two).")
+    ] = "affine",
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per channel.")
+    ] = True,
+    method: Annotated[
+        str, typer.Option("--method", help="Range choice: minmax, percentile or mse.")
+    ] = "minmax",
+    report: Annotated[
+        bool, typer.Option("--report", help="Per-layer SQNR and weight bytes.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Post-training quantisation of a float model to int8 with calibration data."""
+    with console.status("calibrating and quantising"):
+        result = api.quantize_model(model, calibration, scheme, per_channel, method)
+    api.write_model(result.tflite(), out_file)
+    if as_json:
+        _print_json({"output": str(out_file), **result.report.to_json()})
+        return
+    console.print(f"wrote {out_file} ({scheme}, {result.report.samples} calibration samples)")
+    if report:
+        _print_quant_report(result.report)
+
+
+def _print_quant_report(report: QuantReport) -> None:
+    table = Table(title=f"Quantisation error ({report.scheme})")
+    for column in ("layer", "op", "SQNR dB"):
+        table.add_column(column, justify="right" if column == "SQNR dB" else "left")
+    for layer in report.layers:
+        table.add_row(_ascii(layer.tensor), layer.op, f"{layer.sqnr_db:.1f}")
+    console.print(table)
+    outputs = ", ".join(f"{_ascii(n)}: {v:.1f} dB" for n, v in report.output_sqnr_db.items())
+    console.print(f"output SQNR: {outputs}")
+    if report.top1_agreement is not None:
+        console.print(f"top-1 agreement with the float model: {report.top1_agreement:.1%}")
+    console.print(f"weights: {report.stored_weight_bytes:,} B stored, "
+                  f"{report.unpacked_weight_bytes:,} B unpacked, "
+                  f"{report.float_weight_bytes:,} B as float32")
 
 
 @app.command("boards")

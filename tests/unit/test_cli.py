@@ -150,3 +150,27 @@ def test_every_unsupported_op_listed(capsys: pytest.CaptureFixture[str], tmp_pat
     code, _, err = invoke(capsys, "analyze", path)
     assert_user_error((code, "", err), "2 unsupported operator(s)")
     assert "op 2" in err and "RELU" in err and "op 3" in err and "LOGISTIC" in err
+
+
+def test_quantize_then_run_matches_litert(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "cal.npy", rng.standard_normal((8, 640)).astype(np.float32))
+    out = tmp_path / "ad01_int8_ours.tflite"
+    code, stdout, _ = invoke(capsys, "quantize", SHARED_MODELS / "ad01_fp32.tflite",
+                             "--calibration", tmp_path / "cal.npy", "-o", out, "--json")
+    assert code == 0
+    assert json.loads(stdout)["samples"] == 8
+    x = rng.integers(-128, 128, size=(1, 640), dtype=np.int8)
+    np.save(tmp_path / "x.npy", x)
+    code, _, _ = invoke(capsys, "run", out, "--input", tmp_path / "x.npy",
+                        "--output", tmp_path / "y.npy")
+    assert code == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), litert_invoke(out, [x])[0])
+
+
+def test_float_onnx_needs_calibration(capsys: pytest.CaptureFixture[str],
+                                      tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x07")
+    assert_user_error(invoke(capsys, "analyze", path), "--calibration")

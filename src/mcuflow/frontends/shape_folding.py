@@ -69,6 +69,8 @@ def _fold(subgraph: RawSubgraph, op: RawOp) -> list[np.ndarray] | None:
             f"cannot evaluate shape computation {builtin_name(op.code)} (op {op.index}): {error}",
             "the model's shape-computing ops are inconsistent; re-export the model",
         ) from None
+    if any(np.asarray(result).dtype.kind not in "iub" for result in results):
+        return None
     if len(results) != len(op.outputs):
         raise ModelFormatError(
             f"{builtin_name(op.code)} (op {op.index}) declares {len(op.outputs)} outputs but "

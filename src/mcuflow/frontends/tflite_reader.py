@@ -12,6 +12,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,10 @@ MAX_RANK = 8
 MAX_TENSOR_BYTES = 1 << 31
 MAX_ACTIVATION_BYTES = 64 << 20
 """No board has more RAM than this: a larger tensor computed at run time is an error."""
+MAX_TENSORS, MAX_OPERATORS, MAX_OPERANDS = 1 << 14, 1 << 13, 1 << 16
+"""Far more than any microcontroller model has; they bound the reader's work on forged counts."""
+MAX_CHANNELS = 1 << 16
+"""At most this many per-channel quantisation parameters per tensor."""
 MIN_SCALE, MAX_SCALE = 2.0**-64, 2.0**31
 """Scales outside this range are corrupt; within it, requantisation ratios stay finite."""
 _HINT = "re-export the model with the TFLite converter, or check that the file was copied whole"
@@ -103,7 +108,7 @@ def read_tflite(source: str | Path | bytes) -> Graph:
         subgraph = _decode(data, label)
         fold_shape_ops(subgraph)
         _reject_unsupported(subgraph, label)
-        graph = _to_graph(subgraph, (path.stem if path else "") or subgraph.name or "model")
+        graph = _to_graph(subgraph, (path.stem if path else "") or subgraph.name or "model", label)
     try:
         verify_graph(graph)
     except GraphInvariantError as error:
@@ -186,6 +191,10 @@ def _corrupt_guard(label: str, size: int) -> Iterator[None]:
         ) from None
 
 
+_MAX_TABLES = {"tensors": MAX_TENSORS, "operators": MAX_OPERATORS,
+               "operator codes": MAX_OPERATORS}
+
+
 def _table_count(count: int, data: bytes, label: str, what: str) -> int:
     """A vector length checked against the file size (each table offset takes 4 bytes)."""
     if count * 4 > len(data):
@@ -194,7 +203,54 @@ def _table_count(count: int, data: bytes, label: str, what: str) -> int:
             f"{len(data)} bytes can hold",
             _HINT,
         )
+    limit = _MAX_TABLES.get(what, count)
+    if count > limit:
+        raise ModelFormatError(
+            f"{label} has {count} {what}; mcuflow reads at most {limit}",
+            "no microcontroller model comes close: check that the file is the model you meant",
+        )
     return count
+
+
+@dataclass
+class _Budget:
+    """The work a file of `size` bytes may cause, unless its tables share bytes (none does).
+
+    Every shape, quantisation and operand value takes at least 4 bytes of the file, and every
+    constant at most its buffer's bytes (buffers may be shared, so twice the file is allowed):
+    forged files that point many tables at the same bytes are stopped before they cost more.
+    """
+
+    size: int
+    label: str
+    values: int = 0
+    constant_bytes: int = 0
+
+    def spend_values(self, count: int) -> None:
+        """Account `count` vector values about to be decoded."""
+        self.values += count
+        if self.values > self.size // 4:
+            raise ModelFormatError(
+                f"{self.label} is corrupt: its shapes, quantisation parameters and operands "
+                f"hold more values than its {self.size} bytes can store",
+                _HINT,
+            )
+
+    def spend_constant(self, nbytes: int) -> None:
+        """Account `nbytes` of constant data about to be decoded."""
+        self.constant_bytes += nbytes
+        if self.constant_bytes > 2 * self.size:
+            raise ModelFormatError(
+                f"{self.label} is corrupt: its constant tensors add up to more than twice its "
+                f"{self.size} bytes",
+                _HINT,
+            )
+
+
+def _tensor_values(fb: tflite.Tensor) -> int:
+    """The number of shape and quantisation values of a tensor table."""
+    quant = fb.Quantization()
+    return fb.ShapeLength() + (quant.ScaleLength() + quant.ZeroPointLength() if quant else 0)
 
 
 def _ints(vector: object) -> list[int]:
@@ -224,19 +280,50 @@ def _decode(data: bytes, label: str) -> RawSubgraph:
         for i in range(_table_count(model.OperatorCodesLength(), data, label, "operator codes"))
     ]
     fb_subgraph = model.Subgraphs(0)
-    n_tensors = _table_count(fb_subgraph.TensorsLength(), data, label, "tensors")
-    tensors = [
-        _tensor(model, fb_subgraph.Tensors(i), i, n_buffers, data, label)
-        for i in range(n_tensors)
-    ]
+    budget = _Budget(len(data), label)
+    tensors = _decode_tensors(model, fb_subgraph, n_buffers, data, budget)
     _dedupe_names(tensors)
-    n_ops = _table_count(fb_subgraph.OperatorsLength(), data, label, "operators")
-    if n_ops == 0:
-        raise ModelFormatError(f"{label} has no operators: there is nothing to compute", _HINT)
-    ops = [_operator(fb_subgraph.Operators(i), i, opcodes, tensors, label) for i in range(n_ops)]
+    ops = _decode_operators(fb_subgraph, opcodes, tensors, data, budget)
+    budget.spend_values(fb_subgraph.InputsLength() + fb_subgraph.OutputsLength())
     inputs = _graph_ends(_ints(fb_subgraph.InputsAsNumpy()), tensors, label, "input")
     outputs = _graph_ends(_ints(fb_subgraph.OutputsAsNumpy()), tensors, label, "output")
     return RawSubgraph(_text(fb_subgraph.Name()), tensors, ops, inputs, outputs)
+
+
+def _decode_tensors(
+    model: tflite.Model, fb_subgraph: tflite.SubGraph, n_buffers: int, data: bytes,
+    budget: _Budget,
+) -> list[RawTensor]:
+    """Every tensor of the subgraph, its values and constant bytes paid from `budget`."""
+    tensors = []
+    for i in range(_table_count(fb_subgraph.TensorsLength(), data, budget.label, "tensors")):
+        fb_tensor = fb_subgraph.Tensors(i)
+        budget.spend_values(_tensor_values(fb_tensor))
+        tensors.append(_tensor(model, fb_tensor, i, n_buffers, data, budget.label, budget))
+    return tensors
+
+
+def _decode_operators(
+    fb_subgraph: tflite.SubGraph, opcodes: list[tuple[int, str]], tensors: list[RawTensor],
+    data: bytes, budget: _Budget,
+) -> list[RawOp]:
+    """Every operator of the subgraph (at least one), its operands paid from `budget`."""
+    label = budget.label
+    n_ops = _table_count(fb_subgraph.OperatorsLength(), data, label, "operators")
+    if n_ops == 0:
+        raise ModelFormatError(f"{label} has no operators: there is nothing to compute", _HINT)
+    ops = []
+    for i in range(n_ops):
+        fb_op = fb_subgraph.Operators(i)
+        operands = fb_op.InputsLength() + fb_op.OutputsLength()
+        if operands > MAX_OPERANDS:
+            raise ModelFormatError(
+                f"{label}: op {i} has {operands} operands; mcuflow reads at most {MAX_OPERANDS}",
+                _HINT,
+            )
+        budget.spend_values(operands)
+        ops.append(_operator(fb_op, i, opcodes, tensors, label))
+    return ops
 
 
 def _opcode(code: tflite.OperatorCode) -> tuple[int, str]:
@@ -284,6 +371,7 @@ def _tensor(
     n_buffers: int,
     data: bytes,
     label: str,
+    budget: _Budget,
 ) -> RawTensor:
     """Decode one tensor, its quantisation and (after size checks) its constant data."""
     name = _text(fb.Name())
@@ -314,6 +402,7 @@ def _tensor(
         )
     raw = _buffer_bytes(model, buffer, data, label)
     if raw.size and itemsize is not None:
+        budget.spend_constant(raw.size)
         tensor.data = _constant(raw, tensor, itemsize, shown, label)
     elif (itemsize or 1) * math.prod(shape) > MAX_ACTIVATION_BYTES:
         raise ModelFormatError(
@@ -380,8 +469,8 @@ def _constant(
         )
     if tensor.dtype is None:
         return None
-    little = np.frombuffer(raw.tobytes(), dtype=tensor.dtype.numpy.newbyteorder("<"))
-    return little.astype(tensor.dtype.numpy).reshape(tensor.shape)
+    little = raw.copy().view(tensor.dtype.numpy.newbyteorder("<"))
+    return little.astype(tensor.dtype.numpy, copy=False).reshape(tensor.shape)
 
 
 def _quantization(
@@ -393,6 +482,12 @@ def _quantization(
     scales = fb.ScaleAsNumpy()
     if not isinstance(scales, np.ndarray) or scales.size == 0:
         return None
+    if scales.size > MAX_CHANNELS:
+        raise ModelFormatError(
+            f"{label}: tensor '{name}' has {scales.size} quantisation scales; mcuflow reads at "
+            f"most {MAX_CHANNELS} channels",
+            _HINT,
+        )
     zero_points = _ints(fb.ZeroPointAsNumpy()) or [0] * scales.size
     if len(zero_points) != scales.size:
         raise ModelFormatError(
@@ -506,9 +601,12 @@ def _used_tensors(subgraph: RawSubgraph) -> set[int]:
     return used
 
 
-def _to_graph(subgraph: RawSubgraph, name: str) -> Graph:
+def _to_graph(subgraph: RawSubgraph, name: str, label: str) -> Graph:
     """The IR graph: converted operators and only the tensors they (or the graph ends) use."""
-    converted = [_convert(op, subgraph) for op in subgraph.ops]
+    try:
+        converted = [_convert(op, subgraph) for op in subgraph.ops]
+    except (ModelFormatError, UnsupportedModelError) as error:
+        raise type(error)(f"{label}: {error.message}", error.hint) from None
     used = set(subgraph.inputs) | set(subgraph.outputs)
     for (_, _, inputs), op in zip(converted, subgraph.ops, strict=True):
         used.update(inputs)
@@ -613,7 +711,29 @@ def _conv2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
         padding=_padding(op, o.Padding()),
         activation=_activation(op, o.FusedActivationFunction()),
     )
+    _check_window(op, subgraph, _filter_size(op, subgraph), (attrs.dilation_h, attrs.dilation_w))
     return attrs, _present(op.inputs)
+
+
+def _filter_size(op: RawOp, subgraph: RawSubgraph) -> tuple[int, int]:
+    """(KH, KW) of a convolution's filter [O or 1, KH, KW, C]; (1, 1) when it is malformed."""
+    weights = subgraph.tensors[op.inputs[1]].shape
+    return (weights[1], weights[2]) if len(weights) == 4 else (1, 1)
+
+
+def _check_window(
+    op: RawOp, subgraph: RawSubgraph, size: tuple[int, int], dilations: tuple[int, int]
+) -> None:
+    """The input padded for the (dilated) window must fit in RAM: it grows with the window."""
+    x = subgraph.tensors[op.inputs[0]].shape
+    if len(x) != 4:
+        return
+    extents = [(k - 1) * d + 1 for k, d in zip(size, dilations, strict=True)]
+    padded = x[0] * (x[1] + extents[0]) * (x[2] + extents[1]) * x[3]
+    if padded > MAX_ACTIVATION_BYTES:
+        raise _op_error(
+            op, f"has a {size[0]}x{size[1]} window spanning {extents[0]}x{extents[1]} input "
+            f"positions: its padded input of {padded} values exceeds the RAM of any board")
 
 
 def _depth_multiplier(op: RawOp, subgraph: RawSubgraph, declared: int) -> int:
@@ -635,6 +755,7 @@ def _depthwise_conv2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[i
         padding=_padding(op, o.Padding()),
         activation=_activation(op, o.FusedActivationFunction()),
     )
+    _check_window(op, subgraph, _filter_size(op, subgraph), (attrs.dilation_h, attrs.dilation_w))
     return attrs, _present(op.inputs)
 
 
@@ -670,6 +791,7 @@ def _pool2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
         padding=_padding(op, o.Padding()),
         activation=_activation(op, o.FusedActivationFunction()),
     )
+    _check_window(op, subgraph, (attrs.filter_h, attrs.filter_w), (1, 1))
     return attrs, list(op.inputs)
 
 

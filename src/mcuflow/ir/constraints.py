@@ -141,7 +141,7 @@ def int32_bias(graph: Graph, op: Operator) -> bool:
         return True
     bias = graph.tensors[op.inputs[2]]
     out_channels = graph.tensors[op.outputs[0]].shape[-1]
-    return bias.is_constant and bias.dtype is DType.INT32 and bias.size == out_channels
+    return bias.is_constant and bias.dtype is DType.INT32 and bias.shape == (out_channels,)
 
 
 @constraint(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,

@@ -1,0 +1,249 @@
+"""TFLite's int8 scheme: per-channel symmetric weights, asymmetric activations, int32 bias.
+
+`quantize_graph` turns a float graph and calibrated ranges into the int8 graph that LiteRT
+runs; `ParamRules` says how a scheme picks scales and zero points, so Q-format (power-of-two
+scales) and later schemes reuse the same graph rewrite. The model's inputs and outputs become
+int8 too: feed `round(x / scale) + zero_point` with the graph input's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.errors import McuflowError, UnsupportedModelError
+from mcuflow.ir.constraints import check_supported
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
+from mcuflow.ir.ops import OpKind
+from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.verify import verify_graph
+from mcuflow.quant.calibrate import Range
+from mcuflow.quant.fixedpoint import round_half_away_array, tflite_round
+
+QMIN, QMAX = -128, 127
+WEIGHT_MAX = 127
+"""Symmetric weights use [-127, 127], as TFLite's quantiser does."""
+INT32_MAX = (1 << 31) - 1
+BIAS_HEADROOM = 0.5
+"""A bias may use at most this fraction of the int32 range before its weights' scale grows."""
+
+WEIGHT_AXIS = {OpKind.CONV_2D: 0, OpKind.DEPTHWISE_CONV_2D: 3, OpKind.FULLY_CONNECTED: 0}
+"""The output-channel axis of each weighted op's weights (its per-channel axis)."""
+
+SHARED_QUANT = (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,
+                OpKind.PAD, OpKind.CONCATENATION)
+"""Ops whose int8 inputs and output must share one scale and zero point (TFLite's rule)."""
+
+FIXED_OUTPUT = {
+    OpKind.SOFTMAX: QuantParams.per_tensor(1.0 / 256.0, -128),
+    OpKind.LOGISTIC: QuantParams.per_tensor(1.0 / 256.0, -128),
+    OpKind.TANH: QuantParams.per_tensor(1.0 / 128.0, 0),
+}
+"""Output parameters TFLite's int8 kernels require."""
+
+
+@dataclass(frozen=True)
+class ParamRules:
+    """How a scheme picks parameters: activations from a range, weight scales from |w|max."""
+
+    name: str
+    activation: Callable[[Range], QuantParams]
+    weight_scales: Callable[[np.ndarray], np.ndarray]
+
+
+def affine_activation(value_range: Range) -> QuantParams:
+    """TFLite GetAsymmetricQuantizationParams for int8, in float32 as TFLite computes it.
+
+    scale = (max - min) / 255 with the range widened to contain 0; the zero point is
+    qmin - min / scale, clamped to [-128, 127] and rounded half away from zero.
+    """
+    low = np.float32(min(value_range.low, 0.0))
+    high = np.float32(max(value_range.high, 0.0))
+    scale = (high - low) / np.float32(QMAX - QMIN)
+    if scale == 0.0:
+        return QuantParams.per_tensor(1.0, 0)
+    from_min = np.float32(QMIN) - low / scale
+    zero_point = QMIN if from_min < QMIN else QMAX if from_min > QMAX else tflite_round(
+        float(from_min))
+    return QuantParams.per_tensor(float(scale), zero_point)
+
+
+def symmetric_scales(max_abs: np.ndarray) -> np.ndarray:
+    """TFLite's symmetric weight scales max|w| / 127 (1.0 for an all-zero channel)."""
+    scales = np.asarray(max_abs, np.float32) / np.float32(WEIGHT_MAX)
+    return np.where(scales > 0.0, scales, np.float32(1.0)).astype(np.float32)
+
+
+AFFINE = ParamRules("affine", affine_activation, symmetric_scales)
+
+
+def quantize_affine(graph: Graph, ranges: Mapping[str, Range], per_channel: bool = True) -> Graph:
+    """The TFLite int8 graph of a float graph (`ranges` from calibration)."""
+    return quantize_graph(graph, ranges, AFFINE, per_channel)
+
+
+def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
+                   per_channel: bool = True) -> Graph:
+    """Quantise every tensor of float `graph` to int8 (bias int32) following `rules`.
+
+    Activations take parameters from their calibrated range, except that tensors tied by
+    SHARED_QUANT ops share one (their ranges joined) and FIXED_OUTPUT ops impose theirs.
+    Weights are symmetric, per output channel when `per_channel`; biases are int32 with scale
+    input_scale * weight_scale. The result is verified and checked against the int8
+    constraints.
+    """
+    activations = _activation_params(graph, ranges, rules)
+    result = Graph(graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs))
+    for name in graph.activations():
+        tensor = graph.tensors[name]
+        result.add_tensor(Tensor(name, tensor.shape, DType.INT8, activations[name]))
+    for op in graph.operators:
+        inputs: list[str] = []
+        for _ in op.inputs:
+            inputs.append(_input(graph, result, op, inputs, activations, rules, per_channel))
+        result.operators.append(Operator(op.kind, tuple(inputs), op.outputs, op.attrs, op.name))
+    verify_graph(result)
+    check_supported(result)
+    return result
+
+
+def _activation_params(graph: Graph, ranges: Mapping[str, Range],
+                       rules: ParamRules) -> dict[str, QuantParams]:
+    """Parameters of every activation tensor, shared across SHARED_QUANT groups."""
+    missing = [name for name in graph.activations() if name not in ranges]
+    if missing:
+        raise McuflowError(f"no calibration range for tensors {missing[:5]}",
+                           "calibrate on the same float graph that is being quantised")
+    groups = _Groups(graph.activations())
+    fixed: dict[str, QuantParams] = {}
+    for op in graph.operators:
+        if op.kind in SHARED_QUANT:
+            for name in op.inputs[: None if op.kind is OpKind.CONCATENATION else 1]:
+                if not graph.tensors[name].is_constant:
+                    groups.union(name, op.outputs[0])
+        if op.kind in FIXED_OUTPUT:
+            fixed[op.outputs[0]] = FIXED_OUTPUT[op.kind]
+    params: dict[str, QuantParams] = {}
+    for members in groups.members().values():
+        imposed = {fixed[name] for name in members if name in fixed}
+        if len(imposed) > 1:
+            raise UnsupportedModelError(
+                f"tensors {sorted(members)} must share quantisation but two ops fix different "
+                "output parameters for them", "insert an op between them in the float model")
+        joined = Range(min(ranges[n].low for n in members), max(ranges[n].high for n in members))
+        chosen = imposed.pop() if imposed else rules.activation(joined)
+        params.update(dict.fromkeys(members, chosen))
+    return params
+
+
+class _Groups:
+    """Union-find over tensor names."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._parent = {name: name for name in names}
+
+    def find(self, name: str) -> str:
+        while self._parent[name] != name:
+            self._parent[name] = self._parent[self._parent[name]]
+            name = self._parent[name]
+        return name
+
+    def union(self, a: str, b: str) -> None:
+        self._parent[self.find(a)] = self.find(b)
+
+    def members(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for name in self._parent:
+            groups.setdefault(self.find(name), []).append(name)
+        return groups
+
+
+def _input(source: Graph, result: Graph, op: Operator, done: list[str],
+           activations: Mapping[str, QuantParams], rules: ParamRules, per_channel: bool) -> str:
+    """The name in `result` of the op's next input (the one after `done`).
+
+    Activations keep theirs; constants are quantised for their role: weights, bias, or an
+    operand quantised like an activation.
+    """
+    index = len(done)
+    name = op.inputs[index]
+    tensor = source.tensors[name]
+    if not tensor.is_constant:
+        return name
+    if tensor.dtype is not DType.FLOAT32:
+        raise UnsupportedModelError(f"constant '{name}' of {op.kind.value} '{op.name}' is "
+                                    f"{tensor.dtype.value}, not float32",
+                                    "quantise a float model (hybrid weights are dequantised by "
+                                    "the passes pipeline)")
+    if op.kind in WEIGHT_AXIS and index == 1:
+        data, quant = quantize_weights(tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules,
+                                       _bias_floor(source, op, activations))
+    elif op.kind in WEIGHT_AXIS and index == 2:
+        data, quant = quantize_bias(tensor.data, activations[op.inputs[0]],
+                                    result.tensors[done[1]].quant)
+    else:
+        quant = activations.get(op.outputs[0]) if op.kind in SHARED_QUANT else None
+        quant = quant or rules.activation(Range.including_zero(tensor.data.min(),
+                                                               tensor.data.max()))
+        data = quantize_values(tensor.data, quant)
+    return _add_constant(result, name, data, quant)
+
+
+def _bias_floor(graph: Graph, op: Operator, activations: Mapping[str, QuantParams]
+                ) -> np.ndarray | None:
+    """Per channel, the least weight scale that keeps the int32 bias in range.
+
+    That is |bias| / (input scale * BIAS_HEADROOM * INT32_MAX), as TFLite's
+    AdjustWeightsForBiasScale does.
+    """
+    if len(op.inputs) < 3:
+        return None
+    bias = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
+    return bias / (activations[op.inputs[0]].scale0 * BIAS_HEADROOM * INT32_MAX)
+
+
+def quantize_weights(weights: np.ndarray, axis: int, per_channel: bool, rules: ParamRules,
+                     scale_floor: np.ndarray | None = None) -> tuple[np.ndarray, QuantParams]:
+    """Symmetric int8 weights in [-127, 127]: one scale per slice along `axis`, or one in all."""
+    moved = np.moveaxis(weights.astype(np.float64), axis, 0).reshape(weights.shape[axis], -1)
+    max_abs = np.abs(moved).max(axis=1)
+    if scale_floor is not None:
+        max_abs = np.maximum(max_abs, scale_floor * WEIGHT_MAX)
+    scales = rules.weight_scales(max_abs if per_channel else max_abs.max(keepdims=True))
+    shape = [1] * weights.ndim
+    shape[axis] = -1
+    broadcast = scales.reshape(shape) if per_channel else scales[0]
+    codes = round_half_away_array(weights / broadcast)
+    codes = np.clip(codes, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+    if per_channel:
+        return codes, QuantParams.per_channel(scales, np.zeros(len(scales), np.int64), axis)
+    return codes, QuantParams.per_tensor(float(scales[0]), 0)
+
+
+def quantize_bias(bias: np.ndarray, input_quant: QuantParams, weight_quant: QuantParams
+                  ) -> tuple[np.ndarray, QuantParams]:
+    """int32 bias with per-channel scale input_scale * weight_scale[c] (float32 products)."""
+    channels = bias.shape[0]
+    weight_scales = np.broadcast_to(np.asarray(weight_quant.scale, np.float32), (channels,))
+    scales = np.float32(input_quant.scale0) * weight_scales
+    codes = np.clip(round_half_away_array(bias.astype(np.float64) / scales.astype(np.float64)),
+                    -INT32_MAX - 1, INT32_MAX).astype(np.int32)
+    return codes, QuantParams.per_channel(scales, np.zeros(channels, np.int64), 0)
+
+
+def quantize_values(values: np.ndarray, quant: QuantParams) -> np.ndarray:
+    """Per-tensor int8 codes of float values: round(x / scale) + zero point, saturated."""
+    codes = round_half_away_array(values.astype(np.float64) / quant.scale0) + quant.zero_point0
+    return np.clip(codes, QMIN, QMAX).astype(np.int8)
+
+
+def _add_constant(graph: Graph, name: str, data: np.ndarray, quant: QuantParams) -> str:
+    """Add a quantised constant (a second role of a shared float constant gets a new name)."""
+    unique, n = name, 0
+    while unique in graph.tensors:
+        n += 1
+        unique = f"{name}_{n}"
+    graph.add_tensor(Tensor(unique, tuple(data.shape), DType(data.dtype.name), quant, data))
+    return unique
