@@ -50,8 +50,15 @@ ModelArgument = Annotated[
 CalibrationOption = Annotated[
     Path | None,
     typer.Option("--calibration", help="Float samples (.npy, .npz or a folder of them): "
-                 "quantise a float model to int8 (affine, per-channel) on the fly."),
+                 "quantise a float model to int8 on the fly."),
 ]
+SchemeOption = Annotated[
+    str, typer.Option("--scheme", help="With --calibration: affine, qformat or codebook.")
+]
+
+
+def _quantize_options(calibration: Path | None, scheme: str) -> api.QuantizeOptions | None:
+    return None if calibration is None else api.QuantizeOptions(calibration, scheme)
 
 
 def _print_json(data: object) -> None:
@@ -68,9 +75,11 @@ def analyze_command(
         Path | None, typer.Option("--plot", help="Write the per-layer working set as a PNG.")
     ] = None,
     calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy."""
-    analysis = api.analyze_model(model, board, board_file, calibration)
+    analysis = api.analyze_model(model, board, board_file,
+                                _quantize_options(calibration, scheme))
     if plot is not None:
         plot_working_set(analysis.report, plot)
     if as_json:
@@ -89,9 +98,11 @@ def plan_command(
         Path | None, typer.Option("--plot", help="Write the arena over time as a PNG.")
     ] = None,
     calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime."""
-    analysis = api.analyze_model(model, board, board_file, calibration)
+    analysis = api.analyze_model(model, board, board_file,
+                                _quantize_options(calibration, scheme))
     if plot is not None:
         plot_arena(analysis.plan, plot)
     plan = api.plan_to_json(analysis.plan)
@@ -121,9 +132,11 @@ def compile_command(
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model."""
-    project = api.compile_model(model, out_dir, board, board_file, calibration=calibration)
+    project = api.compile_model(model, out_dir, board, board_file,
+                                quantize=_quantize_options(calibration, scheme))
     summary = {"path": str(project.path), "files": list(project.files),
                "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
     if as_json:
@@ -143,13 +156,14 @@ def verify_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
 ) -> None:
     """Build the generated C, run random inputs, compare with the reference to the bit."""
     if target != "host":
         raise McuflowError(f"unknown target '{target}'", hint="use --target host")
     with console.status("building and running the generated C"):
         result = api.verify_model(model, board, board_file, runs, seed,
-                                  calibration=calibration)
+                                  quantize=_quantize_options(calibration, scheme))
     if as_json:
         _print_json(dataclasses.asdict(result))
     else:
@@ -180,9 +194,11 @@ def run_command(
         typer.Option("--dump-intermediates", help="Write every tensor as DIR/<tensor>.npy."),
     ] = None,
     calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
 ) -> None:
     """Run the bit-exact reference interpreter on one input."""
-    result = api.run_model(model, [_load_npy(input_file)], calibration)
+    result = api.run_model(model, [_load_npy(input_file)],
+                           _quantize_options(calibration, scheme))
     if dump_dir is not None:
         api.dump_tensors(result.tensors, dump_dir)
     if output_file is not None:
@@ -224,7 +240,8 @@ def quantize_command(
     ],
     out_file: Annotated[Path, typer.Option("--output", "-o", help="The int8 .tflite to write.")],
     scheme: Annotated[
-        str, typer.Option("--scheme", help="affine (TFLite int8) or qformat (power-of-two).")
+        str, typer.Option("--scheme", help="affine (TFLite int8), qformat (power-of-two) or "
+                          "codebook (k-means + Huffman; the .tflite holds the decoded weights).")
     ] = "affine",
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per channel.")
@@ -235,11 +252,15 @@ def quantize_command(
     report: Annotated[
         bool, typer.Option("--report", help="Per-layer SQNR and weight bytes.")
     ] = False,
+    codebook_size: Annotated[
+        int, typer.Option("--codebook-size", help="Centroids per layer of codebook (16 or 256).")
+    ] = api.DEFAULT_CODEBOOK_SIZE,
     as_json: JsonOption = False,
 ) -> None:
     """Post-training quantisation of a float model to int8 with calibration data."""
     with console.status("calibrating and quantising"):
-        result = api.quantize_model(model, calibration, scheme, per_channel, method)
+        result = api.quantize_model(model, calibration, scheme, per_channel, method,
+                                    codebook_size=codebook_size)
     api.write_model(result.tflite(), out_file)
     if as_json:
         _print_json({"output": str(out_file), **result.report.to_json()})

@@ -130,7 +130,7 @@ class LayerCode:
 
 @dataclass
 class EmitContext:
-    """One planned step seen by its emitter."""
+    """One planned step seen by its emitter; `dsp` when the core has the Arm DSP extension."""
 
     graph: Graph
     plan: Plan
@@ -138,6 +138,7 @@ class EmitContext:
     layer: int
     pool: ConstantPool
     definitions: list[str] = field(default_factory=list)
+    dsp: bool = False
 
     @property
     def op(self) -> Operator:

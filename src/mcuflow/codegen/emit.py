@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.codegen import emit_dsp
+from mcuflow.codegen.codebook import emit_with_codebooks
 from mcuflow.codegen.context import (
     CodegenError,
     EmitContext,
@@ -77,7 +79,7 @@ def emit_step(ctx: EmitContext) -> LayerCode:
         raise CodegenError(
             f"{ctx.op.kind.value} '{ctx.op.name}' cannot run in place as {ctx.inplace.value}"
         )
-    code = entry.function(ctx)
+    code = emit_with_codebooks(ctx, entry.function)
     if ctx.inplace in RUNS_NO_CODE and code.statements:
         raise CodegenError(f"{ctx.inplace.value} step {ctx.layer} must not run code")
     return code
@@ -170,12 +172,14 @@ def _conv2d(ctx: EmitContext) -> LayerCode:
     attrs: Conv2DAttrs = ctx.op.attrs
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_conv(x, weights, out, attrs)
-    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=True)
-    requant = _conv_requant(ctx, params, bias)
     kernel = weights.shape[1:3]
     window = _window(ctx, kernel, (attrs.stride_h, attrs.stride_w),
                      (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w),
                      params.input_offset)
+    if ctx.dsp and (code := emit_dsp.conv2d(ctx, window)) is not None:
+        return code
+    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=True)
+    requant = _conv_requant(ctx, params, bias)
     filter_symbol = ctx.pool.tensor(ctx.graph, ctx.op.inputs[1])
     needed = scratch_bytes(ctx.graph, ctx.op, ctx.inplace)
     if needed == 0:
@@ -197,16 +201,20 @@ def _require_scratch(ctx: EmitContext, needed: int) -> None:
 
 @emitter(OpKind.DEPTHWISE_CONV_2D, inplace=(InPlace.OVERLAP, InPlace.DEPTHWISE))
 def _depthwise(ctx: EmitContext) -> LayerCode:
+    if ctx.dsp and (code := emit_dsp.depthwise(ctx)) is not None:
+        return code
     attrs: DepthwiseConv2DAttrs = ctx.op.attrs
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_conv(x, weights, out, attrs)
-    per_channel = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
-    bias = _weighted_bias(ctx, per_channel, params.input_offset, fold=False)
-    requant = _conv_requant(ctx, params, bias)
     kernel = weights.shape[1:3]
     window = _window(ctx, kernel, (attrs.stride_h, attrs.stride_w),
                      (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w),
                      params.input_offset)
+    if ctx.dsp and (code := emit_dsp.depthwise_pixels(ctx, window)) is not None:
+        return code
+    per_channel = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
+    bias = _weighted_bias(ctx, per_channel, params.input_offset, fold=False)
+    requant = _conv_requant(ctx, params, bias)
     filter_symbol = ctx.pool.tensor(ctx.graph, ctx.op.inputs[1])
     common = (f"&{window}", f"&{requant}")
     if ctx.inplace is InPlace.DEPTHWISE:
@@ -226,6 +234,8 @@ def _depthwise(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.FULLY_CONNECTED)
 def _fully_connected(ctx: EmitContext) -> LayerCode:
+    if ctx.dsp and (code := emit_dsp.fully_connected(ctx)) is not None:
+        return code
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_fully_connected(x, weights, out, ctx.op.attrs)
     if params.weights_offset != 0:
@@ -349,6 +359,13 @@ def _strides(dims: list[int], present: list[bool]) -> list[int]:
 @emitter(OpKind.ADD, OpKind.SUB, OpKind.MUL, inplace=(InPlace.ELEMENTWISE,))
 def _binary(ctx: EmitContext) -> LayerCode:
     x1, x2, out = ctx.input(0), ctx.input(1), ctx.output()
+    dims, stride1, stride2 = broadcast_layout(x1.shape, x2.shape, out.shape)
+    _require_rank(ctx, len(dims))
+    layout = _define(ctx, "mcuflow_broadcast_t", "broadcast", {
+        "rank": len(dims), "dims": _padded(dims), "stride1": _padded(stride1),
+        "stride2": _padded(stride2)})
+    if ctx.dsp and (code := emit_dsp.add(ctx, layout)) is not None:
+        return code
     fields: dict[str, int | str] = {"op": _BINARY_OP[ctx.op.kind]}
     if ctx.op.kind is OpKind.MUL:
         m = prepare_mul(x1, x2, out, ctx.op.attrs)
@@ -364,11 +381,6 @@ def _binary(ctx: EmitContext) -> LayerCode:
                    "output_multiplier": a.output_multiplier, "output_shift": a.output_shift,
                    "act_min": a.act_min, "act_max": a.act_max}
     params = _define(ctx, "mcuflow_binary_t", "params", fields)
-    dims, stride1, stride2 = broadcast_layout(x1.shape, x2.shape, out.shape)
-    _require_rank(ctx, len(dims))
-    layout = _define(ctx, "mcuflow_broadcast_t", "broadcast", {
-        "rank": len(dims), "dims": _padded(dims), "stride1": _padded(stride1),
-        "stride2": _padded(stride2)})
     call = _call("mcuflow_binary_s8", f"&{params}", f"&{layout}", _input_pointer(ctx, 0),
                  _input_pointer(ctx, 1), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_elementwise",))

@@ -10,9 +10,11 @@ from importlib import resources
 from pathlib import Path
 
 from mcuflow.codegen.context import CodegenError
+from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.render import TensorSpec, render_model, render_readme
 from mcuflow.codegen.targets import ModelSummary, get_target
 from mcuflow.errors import McuflowError
+from mcuflow.hw.board import Board
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
@@ -39,20 +41,27 @@ def kernel_source(stem: str) -> str:
     return resources.files("mcuflow.codegen").joinpath("kernels", stem).read_text("ascii")
 
 
-def render_project(graph: Graph, plan: Plan, target: str = "host") -> tuple[dict[str, str],
-                                                                            GeneratedProject]:
-    """Every file of the project (name -> text) and its description (path left empty)."""
+def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board | None = None,
+                   dsp: bool | None = None) -> tuple[dict[str, str], GeneratedProject]:
+    """Every file of the project (name -> text) and its description (path left empty).
+
+    `board` sizes the memories of targets that have a linker script (the Cortex-M targets).
+    `dsp` chooses the Arm DSP kernels (default: when the target's core has the extension; on
+    other machines they run on exact C emulations of the instructions).
+    """
     if plan.graph is not graph and len(plan.graph.operators) != len(graph.operators):
         raise CodegenError("the plan was made for another graph")
     check_supported(graph)
     chosen = get_target(target)
-    model = render_model(graph, plan)
+    model = render_model(graph, plan, chosen.dsp if dsp is None else dsp)
     files = dict(model.files)
     files[COMMON_HEADER] = kernel_source(COMMON_HEADER)
+    if uses_dsp(set(model.kernels)):
+        files[DSP_HEADER] = kernel_source(DSP_HEADER)
     for stem in model.kernels:
         files[f"{stem}.c"] = kernel_source(f"{stem}.c")
     sources = tuple(sorted(n for n in files if n.endswith(".c")))
-    summary = ModelSummary(graph.name, sources, plan.arena_bytes, model.weight_bytes)
+    summary = ModelSummary(graph.name, sources, plan.arena_bytes, model.weight_bytes, board)
     files.update(chosen.files(summary))
     files["README.md"] = render_readme(graph, chosen, model, plan.arena_bytes,
                                        sorted([*files, "README.md"]))
@@ -62,15 +71,15 @@ def render_project(graph: Graph, plan: Plan, target: str = "host") -> tuple[dict
     return files, project
 
 
-def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "host"
-                     ) -> GeneratedProject:
+def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "host",
+                     board: Board | None = None, dsp: bool | None = None) -> GeneratedProject:
     """Write the C project of `plan` to `out_dir`, atomically.
 
     The files are written to a temporary sibling directory which is renamed at the end, so an
     error never leaves a half-written `out_dir`. An existing `out_dir` is replaced only when it
     is empty or an earlier mcuflow project.
     """
-    files, project = render_project(graph, plan, target)
+    files, project = render_project(graph, plan, target, board, dsp)
     out_dir = Path(out_dir).absolute()
     write_atomically(files, out_dir)
     return GeneratedProject(out_dir, project.files, project.arena_bytes, project.weight_bytes,

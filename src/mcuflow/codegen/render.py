@@ -14,6 +14,7 @@ from mcuflow.codegen.context import (
     c_float,
 )
 from mcuflow.codegen.emit import emit_step
+from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.names import c_comment, c_string
 from mcuflow.codegen.targets import Target
 from mcuflow.ir.graph import DType, Graph
@@ -66,10 +67,13 @@ def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]
     return specs
 
 
-def render_model(graph: Graph, plan: Plan) -> ModelSources:
-    """mcuflow_model.h/.c and mcuflow_weights.h/.c for `plan`; kernels lists the kernel stems."""
+def render_model(graph: Graph, plan: Plan, dsp: bool = False) -> ModelSources:
+    """mcuflow_model.h/.c and mcuflow_weights.h/.c for `plan`; kernels lists the kernel stems.
+
+    `dsp` lets the emitters choose the Arm DSP kernels.
+    """
     pool = ConstantPool()
-    layers = [emit_step(EmitContext(graph, plan, step, i, pool))
+    layers = [emit_step(EmitContext(graph, plan, step, i, pool, dsp=dsp))
               for i, step in enumerate(plan.steps)]
     inputs = tensor_specs(graph, plan, graph.inputs)
     outputs = tensor_specs(graph, plan, graph.outputs)
@@ -141,6 +145,13 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
         f"#define MCUFLOW_INPUT_TOTAL_BYTES {sum(s.nbytes for s in inputs)}",
         f"#define MCUFLOW_OUTPUT_TOTAL_BYTES {sum(s.nbytes for s in outputs)}",
         "",
+        "/* Built with -DMCUFLOW_PROFILE, the model calls mcuflow_profile_mark(i), which the",
+        " * driver defines, before layer i and with MCUFLOW_LAYER_COUNT after the last layer. */",
+        f"#define MCUFLOW_LAYER_COUNT {len(plan.steps)}",
+        "#ifdef MCUFLOW_PROFILE",
+        "void mcuflow_profile_mark(int32_t index);",
+        "#endif",
+        "",
     ]
     for i, spec in enumerate(inputs):
         lines += _spec_macros(f"MCUFLOW_INPUT_{i}", spec)
@@ -188,6 +199,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode],
         "#include <string.h>",
         "",
         '#include "mcuflow_kernels.h"',
+        *([f'#include "{DSP_HEADER}"'] if uses_dsp(set().union(*(c.kernels for c in layers)))
+          else []),
         '#include "mcuflow_model.h"',
         '#include "mcuflow_weights.h"',
         "",
@@ -199,14 +212,21 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode],
         "/* Every planned buffer lies inside the arena. */",
         f"MCUFLOW_STATIC_ASSERT({max(ends, default=0)} <= MCUFLOW_ARENA_BYTES, buffers_fit);",
         "",
+        "#ifdef MCUFLOW_PROFILE",
+        "#define MCUFLOW_MARK(layer) mcuflow_profile_mark(layer)",
+        "#else",
+        "#define MCUFLOW_MARK(layer) ((void)0)",
+        "#endif",
+        "",
     ]
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
     lines += ["static int mcuflow_model_run(void)", "{"]
     for index, layer in enumerate(layers):
         lines.append(f"    {_layer_comment(graph, plan, index)}")
+        lines.append(f"    MCUFLOW_MARK({index});")
         lines += [_indent(statement) for statement in layer.statements]
-    lines += ["    return MCUFLOW_OK;", "}", ""]
+    lines += [f"    MCUFLOW_MARK({len(layers)});", "    return MCUFLOW_OK;", "}", ""]
     lines += _invoke_functions(inputs, outputs)
     return "\n".join(lines)
 

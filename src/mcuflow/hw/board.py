@@ -78,13 +78,17 @@ class MemoryTier:
 
 @dataclass(frozen=True)
 class CoreModel:
-    """Cost-model coefficients of a core (estimates, calibrated later against QEMU)."""
+    """Cost-model coefficients of a core (calibrated against QEMU instruction counts).
+
+    `cycles_per_instruction` converts executed instructions (what QEMU counts) into cycles.
+    """
 
     core: Core
     cycles_per_mac: float
     cycles_per_mac_dsp: float
     cycles_per_elem: float
     source: str
+    cycles_per_instruction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,7 @@ _CORE_FIELDS: dict[str, _Field] = {
     "cycles_per_mac": _Field(NUMBER, positive=True),
     "cycles_per_mac_dsp": _Field(NUMBER, positive=True),
     "cycles_per_elem": _Field(NUMBER, positive=True), "source": _Field(str),
+    "cycles_per_instruction": _Field(NUMBER, required=False, positive=True),
 }
 
 _BOARD_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -264,7 +269,8 @@ def _parse_core(name: str, table: Any, where: str) -> CoreModel:
     core = _enum(Core, name, "core", where)
     _check_table(table, _CORE_FIELDS, where)
     return CoreModel(core, float(table["cycles_per_mac"]), float(table["cycles_per_mac_dsp"]),
-                     float(table["cycles_per_elem"]), table["source"])
+                     float(table["cycles_per_elem"]), table["source"],
+                     float(table.get("cycles_per_instruction", 1.0)))
 
 
 def _parse_tier(index: int, table: Any, where: str) -> MemoryTier:
@@ -381,6 +387,11 @@ def _parse_file(
 @lru_cache(maxsize=1)
 def _packaged() -> tuple[dict[Core, CoreModel], dict[str, Board]]:
     return _parse_file(None, {})
+
+
+def get_core_model(core: str) -> CoreModel:
+    """The packaged cost coefficients of `core` (e.g. 'cortex-m4')."""
+    return _packaged()[0][_enum(Core, core, "core", "packaged boards.toml")]
 
 
 def load_boards(path: Path | None = None) -> dict[str, Board]:

@@ -8,6 +8,7 @@ from enum import Enum
 
 import numpy as np
 
+from mcuflow.ir.codebook import Codebook
 from mcuflow.ir.ops import OpAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 
@@ -36,13 +37,17 @@ class DType(Enum):
 
 @dataclass
 class Tensor:
-    """A named tensor; `data` is set for constants (weights, biases)."""
+    """A named tensor; `data` is set for constants (weights, biases).
+
+    `codebook`, when set, is how a constant is stored compressed; `data` holds its decoded values.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: DType
     quant: QuantParams | None = None
     data: np.ndarray | None = None
+    codebook: Codebook | None = None
 
     @property
     def is_constant(self) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import accumulate
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,32 @@ def arena_size(blocks: list[Block], placement: Placement) -> int:
     return max((placement[b.name] + b.size for b in blocks), default=0)
 
 
-def _candidates(block: Block, placed: list[tuple[Block, int]], pairs: list[Pair],
-                placement: Placement) -> set[int]:
-    """Offsets worth trying: 0, the end of every block met, and the pair positions."""
-    found = {0}
-    found.update(offset + other.size for other, offset in placed if other.meets(block))
+@dataclass
+class _Occupied:
+    """Byte ranges of placed blocks that meet one block in time, for O(log n) overlap tests."""
+
+    starts: list[int]
+    max_end: list[int]
+
+    @classmethod
+    def of(cls, block: Block, placed: list[tuple[Block, int]]) -> _Occupied:
+        ranges = sorted((at, at + other.size) for other, at in placed if other.meets(block))
+        return cls([start for start, _ in ranges], list(accumulate((end for _, end in ranges),
+                                                                   max)))
+
+    def ends(self) -> list[int]:
+        """Ends of the occupied ranges (candidate offsets for the next block)."""
+        return self.max_end
+
+    def overlaps(self, offset: int, size: int) -> bool:
+        """True when [offset, offset + size) intersects an occupied range."""
+        below = bisect_left(self.starts, offset + size)
+        return below > 0 and self.max_end[below - 1] > offset
+
+
+def _pair_offsets(block: Block, pairs: list[Pair], placement: Placement) -> set[int]:
+    """Offsets next to, or at the allowed distance from, an already placed pair partner."""
+    found: set[int] = set()
     for pair in pairs:
         if pair.lower is block and pair.upper.name in placement:
             at = placement[pair.upper.name]
@@ -69,19 +92,13 @@ def _candidates(block: Block, placed: list[tuple[Block, int]], pairs: list[Pair]
     return found
 
 
-def _fits(block: Block, offset: int, placed: list[tuple[Block, int]], pairs: list[Pair],
-          placement: Placement) -> bool:
-    for other, at in placed:
-        if other.meets(block) and at < offset + block.size and offset < at + other.size:
-            return False
+def _pairs_allow(block: Block, offset: int, pairs: list[Pair], placement: Placement) -> bool:
     for pair in pairs:
         if pair.lower is block and pair.upper.name in placement:
-            allowed = pair.allows(placement[pair.upper.name], offset)
-        elif pair.upper is block and pair.lower.name in placement:
-            allowed = pair.allows(offset, placement[pair.lower.name])
-        else:
-            allowed = True
-        if not allowed:
+            if not pair.allows(placement[pair.upper.name], offset):
+                return False
+        elif (pair.upper is block and pair.lower.name in placement
+              and not pair.allows(offset, placement[pair.lower.name])):
             return False
     return True
 
@@ -90,12 +107,17 @@ def first_fit(blocks: list[Block], pairs: list[Pair], alignment: int) -> Placeme
     """Place blocks in the given order, each at the lowest aligned offset that fits."""
     placed: list[tuple[Block, int]] = []
     placement: Placement = {}
-    touching = {b.name: [p for p in pairs if b in (p.upper, p.lower)] for b in blocks}
+    touching: dict[str, list[Pair]] = {b.name: [] for b in blocks}
+    for pair in pairs:
+        touching[pair.upper.name].append(pair)
+        touching[pair.lower.name].append(pair)
     for block in blocks:
         mine = touching[block.name]
-        options = sorted(align_up(c, alignment)
-                         for c in _candidates(block, placed, mine, placement) if c >= 0)
-        offset = next(c for c in options if _fits(block, c, placed, mine, placement))
+        occupied = _Occupied.of(block, placed)
+        candidates = {0, *occupied.ends(), *_pair_offsets(block, mine, placement)}
+        offset = next(c for c in sorted({align_up(c, alignment) for c in candidates if c >= 0})
+                      if not occupied.overlaps(c, block.size)
+                      and _pairs_allow(block, c, mine, placement))
         placed.append((block, offset))
         placement[block.name] = offset
     return placement
@@ -109,10 +131,14 @@ _GREEDY_KEYS = (
 )
 
 
+_MANY_BLOCKS = 1000
+"""Beyond this many blocks only the first greedy order is tried (first fit is quadratic)."""
+
+
 def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int) -> Placement:
     """TFLM-style greedy by size (plus a few other orders); the smallest arena wins."""
     best: Placement = {}
-    for key in _GREEDY_KEYS:
+    for key in _GREEDY_KEYS[:1] if len(blocks) > _MANY_BLOCKS else _GREEDY_KEYS:
         placement = first_fit(sorted(blocks, key=key), pairs, alignment)
         if not best or arena_size(blocks, placement) < arena_size(blocks, best):
             best = placement
@@ -149,8 +175,9 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = time_limit_s  # reproducible plans
     solver.parameters.max_time_in_seconds = 2 * time_limit_s
-    solver.parameters.num_workers = 8
-    solver.parameters.interleave_search = True
+    # One worker: reproducible plans, and OR-Tools 9.15 can abort the process in its
+    # multi-worker interleaved search (google/or-tools#5048).
+    solver.parameters.num_workers = 1
     if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return {block.name: int(solver.value(offsets[block.name])) for block in blocks}

@@ -172,7 +172,8 @@ def _depthwise_in_place(arena: np.ndarray, plan: Plan, op: Operator, scratch: st
     kernel = prepare(plan.graph, op)
     source = _view(arena, plan, op.inputs[0])
     out_view = _view(arena, plan, op.outputs[0])
-    temp = _scratch(arena, plan.buffers[scratch]).view(out_view.dtype)
+    channel_bytes = out_view[..., 0].nbytes  # the scratch's head; decoded weights may follow
+    temp = _scratch(arena, plan.buffers[scratch])[:channel_bytes].view(out_view.dtype)
     seen = source.copy()
     result = kernel(_arguments(arena, plan, op))[0]
     for channel in range(out_view.shape[-1]):

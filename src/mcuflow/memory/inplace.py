@@ -198,14 +198,14 @@ def in_place_rule(graph: Graph, op: Operator, kind: InPlace, shares: str) -> Rul
 
 
 def options(graph: Graph, op: Operator, alignment: int, kinds: frozenset[InPlace],
-            sizes: dict[str, int]) -> list[Option]:
-    """The in-place options of `op` that save memory.
+            sizes: dict[str, int], dsp: bool = False) -> list[Option]:
+    """The in-place options of `op` that save memory (scratch sized for DSP kernels: `dsp`).
 
     `sizes` gives the storage size of each input that may be shared. Whether that input dies at
     this op depends on the order and is checked by the scheduler.
     """
     y_size = graph.tensors[op.outputs[0]].nbytes
-    plain_scratch = scratch_bytes(graph, op, InPlace.NONE)
+    plain_scratch = scratch_bytes(graph, op, InPlace.NONE, dsp)
     found = []
     for kind in (InPlace.ELEMENTWISE, InPlace.OVERLAP, InPlace.DEPTHWISE):
         for shares in dict.fromkeys(op.inputs):
@@ -215,7 +215,7 @@ def options(graph: Graph, op: Operator, alignment: int, kinds: frozenset[InPlace
                 continue
             rule = Rule(-(-rule.delta // alignment) * alignment, rule.modulus)
             footprint = max(rule.delta + sizes[shares], y_size)
-            scratch = scratch_bytes(graph, op, kind)
+            scratch = scratch_bytes(graph, op, kind, dsp)
             if footprint + scratch < sizes[shares] + y_size + plain_scratch:
                 found.append(Option(kind, shares, rule, footprint, scratch))
     return found

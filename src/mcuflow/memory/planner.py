@@ -20,13 +20,14 @@ from mcuflow.memory.schedule import Decision, Problem, best_order, build_problem
 
 
 def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
-                kinds: frozenset[InPlace] = ALL_KINDS) -> Plan:
+                kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False) -> Plan:
     """The plan with the smallest arena found within about `time_limit_s` seconds.
 
-    `kinds` restricts the in-place kinds the plan may use (e.g. for a back end lacking a kernel).
+    `kinds` restricts the in-place kinds the plan may use (e.g. for a back end lacking a kernel);
+    `dsp` sizes the scratch buffers for the Arm DSP kernels (cores with the DSP extension).
     """
     start = time.monotonic()
-    problem = build_problem(graph, alignment, kinds)
+    problem = build_problem(graph, alignment, kinds, dsp)
     searched = best_order(problem, time_limit_s * 0.4)
     orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(len(graph.operators)))])]
     best = plan_for_order(problem, orders[0], (time_limit_s - (time.monotonic() - start)) / 2)

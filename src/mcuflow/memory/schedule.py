@@ -45,8 +45,8 @@ class Problem:
 
 
 def build_problem(graph: Graph, alignment: int = 16,
-                  kinds: frozenset[InPlace] = ALL_KINDS) -> Problem:
-    """Storages, dependencies and in-place options of `graph`."""
+                  kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False) -> Problem:
+    """Storages, dependencies and in-place options of `graph` (scratch for DSP kernels: `dsp`)."""
     parent = shared_parents(graph, kinds)
     storages = build_storages(graph, parent)
     storage_of = {name: i for i, s in enumerate(storages) for name, _ in s.members}
@@ -65,9 +65,10 @@ def build_problem(graph: Graph, alignment: int = 16,
         output = storage_of.get(op.outputs[0])
         plain = (static is InPlace.NONE and output is not None
                  and storages[output].name == op.outputs[0])
-        problem.options.append(options(graph, op, alignment, kinds, root_sizes) if plain else [])
+        problem.options.append(
+            options(graph, op, alignment, kinds, root_sizes, dsp) if plain else [])
         problem.plain_scratch.append(
-            scratch_bytes(graph, op, InPlace.NONE) if static is InPlace.NONE else 0)
+            scratch_bytes(graph, op, InPlace.NONE, dsp) if static is InPlace.NONE else 0)
     return problem
 
 
@@ -142,13 +143,17 @@ def best_order(problem: Problem, time_limit_s: float = 0.5, max_states: int = 20
 
     Exact while every layer of the search (sets of k executed ops) holds at most `max_states`
     sets and time remains; beyond that only the most promising sets of each layer are kept.
+    When the search cannot finish by twice the time limit it returns the graph's own order.
     """
     n = len(problem.graph.operators)
-    deadline = time.monotonic() + time_limit_s
+    start = time.monotonic()
+    deadline, give_up = start + time_limit_s, start + 2 * time_limit_s
     layers: list[dict[int, _State]] = [{0: _State(0, 0, initial_memory(problem), -1, -1)}]
     for _ in range(n):
         layer: dict[int, _State] = {}
         for index, (done, state) in enumerate(layers[-1].items()):
+            if time.monotonic() > give_up:
+                return list(range(n))
             if index >= _AFTER_DEADLINE and time.monotonic() > deadline:
                 break
             for v in range(n):

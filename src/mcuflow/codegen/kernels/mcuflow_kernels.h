@@ -203,4 +203,21 @@ typedef struct {
 
 void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, int8_t *output);
 
+/* ---- codebook weights ---------------------------------------------------------------------- */
+
+/* Weights stored as int8 centroids addressed by canonical Huffman codes (k-means + Huffman),
+ * decoded into RAM right before the layer that reads them (mcuflow.quant.codebook). */
+typedef struct {
+    const uint8_t *stream;     /* the code of every element, first bit in bit 7 of byte 0 */
+    int32_t stream_bytes;
+    int32_t size;              /* elements to decode */
+    int32_t lookup_bits;       /* the lookup table has 2^lookup_bits entries */
+    const int16_t *lookup;     /* prefix -> (length << 8) | (value + 128); 0: a longer code */
+    int32_t max_bits;          /* the longest code */
+    const int32_t *long_codes; /* lengths lookup_bits+1..max_bits: (limit, base); or NULL */
+    const int8_t *values;      /* centroids in canonical code order (long codes), or NULL */
+} mcuflow_codebook_t;
+
+void mcuflow_codebook_decode_s8(const mcuflow_codebook_t *cb, int8_t *output);
+
 #endif /* MCUFLOW_KERNELS_H */

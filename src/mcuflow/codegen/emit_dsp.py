@@ -1,0 +1,311 @@
+"""C emitters of the Arm DSP kernels; each returns None where its kernel does not apply.
+
+The portable emitters (emit.py) call these first on cores with the DSP extension and fall back
+to the portable kernel when they decline: a plan without DSP-sized scratch, weights the packing
+cannot hold, or requantisation constants that cannot be proven exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcuflow.codegen import dsp
+from mcuflow.codegen.context import EmitContext, LayerCode, c_struct
+from mcuflow.ir.graph import Tensor
+from mcuflow.ir.ops import OpKind
+from mcuflow.memory.plan import InPlace
+from mcuflow.memory.scratch import (
+    DwPlane,
+    dsp_depthwise_plane,
+    dsp_groups,
+    dsp_padded_channels,
+    scratch_bytes,
+)
+from mcuflow.quant.fixedpoint import (
+    ConvParams,
+    multiply_by_quantized_multiplier_array,
+    prepare_add,
+    prepare_conv,
+    prepare_fully_connected,
+)
+
+DSP_HEADER = "mcuflow_dsp.h"
+DSP_SUFFIX = "_dsp"
+SCRATCH_ALIGNMENT = 8  # LDRD
+DOUBLED_LIMIT = 1 << 30  # |acc| below this keeps 2 * acc inside int32
+DW_WORDS = 12  # MCUFLOW_DSP_DW_WORDS
+GATHER_VALUES, GATHER_WORDS, GATHER_PADDED = 0, 1, 2  # MCUFLOW_DSP_GATHER_*
+
+
+def uses_dsp(kernels: frozenset[str] | set[str]) -> bool:
+    """True when a kernel stem is a DSP kernel (the model then includes DSP_HEADER)."""
+    return any(stem.endswith(DSP_SUFFIX) for stem in kernels)
+
+
+def _scratch(ctx: EmitContext, needed: int, kind: str) -> str | None:
+    """A `kind` * pointer to the step's planned scratch when it holds `needed` aligned bytes."""
+    if ctx.step.scratch is None:
+        return None
+    buffer = ctx.plan.buffers[ctx.step.scratch]
+    if buffer.size < needed or buffer.offset % SCRATCH_ALIGNMENT:
+        return None
+    return f"({kind} *){ctx.scratch()}"
+
+
+def _bias(ctx: EmitContext, units: int) -> np.ndarray:
+    if len(ctx.op.inputs) > 2:
+        return ctx.input(2).data.astype(np.int64).reshape(-1)
+    return np.zeros(units, np.int64)
+
+
+def _folded(ctx: EmitContext, matrix: np.ndarray, input_offset: int) -> np.ndarray:
+    """bias + input_offset * sum(weights[o]) per output channel (int64)."""
+    return _bias(ctx, len(matrix)) + input_offset * matrix.astype(np.int64).sum(axis=1)
+
+
+def _int32(span: dsp.Domain, limit: int = 1 << 31) -> bool:
+    live = ~span.constant
+    return bool((span.low[live] >= -limit).all() and (span.high[live] < limit).all())
+
+
+def _padded(values: np.ndarray, length: int) -> np.ndarray:
+    out = np.zeros(length, np.int64)
+    out[:len(values)] = values
+    return out
+
+
+def _define(ctx: EmitContext, ctype: str, stem: str, fields: dict[str, int | str]) -> str:
+    symbol = ctx.symbol(stem)
+    ctx.definitions.append(c_struct(ctype, symbol, fields))
+    return symbol
+
+
+def _requant(ctx: EmitContext, requant: dsp.FastRequant, bias: np.ndarray, length: int,
+             act: tuple[int, int], doubled: bool = False) -> str:
+    """Define the mcuflow_dsp_requant_t (bias padded to `length`); returns its symbol."""
+    name = ctx.op.name
+    what = "doubled bias + input offset * weight sums" if doubled else (
+        "bias + input offset * weight sums")
+    bias_symbol = ctx.constant("bias", "int32_t", _padded(bias, length).astype(np.int32),
+                               f"{name}: {what} (0 for all-zero channels)")
+    words = ctx.constant("rq", "int32_t", requant.words(doubled),
+                         f"{name}: multiplier, shift, addend low, addend high per channel")
+    return _define(ctx, "mcuflow_dsp_requant_t", "dsprq", {
+        "bias": bias_symbol, "rq": words, "negative": requant.negative,
+        "act_min": act[0], "act_max": act[1]})
+
+
+def _conv_requant(params: ConvParams, span: dsp.Domain, negative: int | None = None
+                  ) -> dsp.FastRequant | None:
+    return dsp.fast_requant(
+        dsp.conv_function(params.multipliers, params.shifts, params.output_offset), span,
+        dsp.conv_natural(params.multipliers, params.shifts), params.act_min, params.act_max,
+        negative)
+
+
+def _doubled_requant(params: ConvParams, span: dsp.Domain) -> dsp.FastRequant | None:
+    """Constants for the depthwise kernels' doubled accumulators.
+
+    Their sign correction can only subtract 2^31 (or nothing, preferred).
+    """
+    if not _int32(span, DOUBLED_LIMIT):
+        return None
+    requant = _conv_requant(params, span)
+    if requant is not None and requant.negative == 0:
+        return requant
+    return _conv_requant(params, span, dsp.INT32_MIN)
+
+
+def _matrix(ctx: EmitContext, packed: np.ndarray, rows: int, depth: int, chunk: int,
+            gather: int, layout: str) -> str:
+    weights = ctx.constant("weights", "int32_t", packed.view(np.int32),
+                           f"{ctx.op.name}: int8 weights packed {layout}")
+    return _define(ctx, "mcuflow_dsp_matrix_t", "matrix", {
+        "weights": f"(const uint32_t *){weights}", "rows": rows, "depth": depth,
+        "groups": dsp_groups(depth), "chunk_groups": chunk, "gather": gather})
+
+
+def _code(ctx: EmitContext, call: str, stem: str) -> LayerCode:
+    return LayerCode([call], ctx.definitions, frozenset({stem}))
+
+
+def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
+    """CONV_2D as a 2 x 2 blocked matrix product over int16 im2col columns."""
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                       "mcuflow_word_t")
+    in_c = x.shape[3]
+    gather = GATHER_PADDED if dsp_padded_channels(in_c) > in_c else (
+        GATHER_WORDS if in_c % 4 == 0 else GATHER_VALUES)
+    matrix = weights.data.reshape(weights.shape[0], -1)
+    padding = ((0, 0),) * 3 + ((0, dsp_padded_channels(in_c) - in_c),)
+    columns_matrix = np.pad(weights.data, padding).reshape(weights.shape[0], -1)
+    lanes = dsp.NATURAL_LANES if gather == GATHER_VALUES else dsp.GATHER_WORDS_LANES
+    packed = dsp.pack_pairs(columns_matrix, lanes)
+    if columns is None or packed is None:
+        return None
+    params = prepare_conv(x, weights, out, ctx.op.attrs)
+    bias = _folded(ctx, matrix, params.input_offset)
+    span = dsp.domain(matrix, bias)
+    requant = _conv_requant(params, span) if _int32(span) else None
+    if requant is None:
+        return None
+    rows = len(matrix)
+    q = _requant(ctx, requant, np.where(span.constant, 0, bias), rows + rows % 2,
+                 (params.act_min, params.act_max))
+    m = _matrix(ctx, packed, rows, columns_matrix.shape[1], dsp.chunk_groups(columns_matrix),
+                gather, "in channel pairs")
+    call = (f"mcuflow_conv2d_dsp_s8(&{window}, &{m}, &{q}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.pointer(ctx.op.outputs[0])}, {columns});")
+    return _code(ctx, call, "mcuflow_conv_dsp")
+
+
+def fully_connected(ctx: EmitContext) -> LayerCode | None:
+    """FULLY_CONNECTED as a matrix-vector product, four output channels per input row pass."""
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    params = prepare_fully_connected(x, weights, out, ctx.op.attrs)
+    units, depth = weights.shape
+    row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                   "mcuflow_word_t")
+    packed = dsp.pack_quads(weights.data)
+    if row is None or packed is None or params.weights_offset != 0:
+        return None
+    bias = _folded(ctx, weights.data, params.input_offset)
+    span = dsp.domain(weights.data, bias)
+    requant = dsp.fast_requant(
+        dsp.scale_function(params.scales, params.output_offset), span,
+        dsp.scale_natural(params.scales), params.act_min, params.act_max) if _int32(span) else None
+    if requant is None:
+        return None
+    quads = -(-units // 4) * 4
+    q = _requant(ctx, requant, np.where(span.constant, 0, bias), quads,
+                 (params.act_min, params.act_max))
+    m = _matrix(ctx, packed, units, depth, dsp.chunk_groups(_padded_rows(weights, quads)),
+                GATHER_WORDS, "in groups of two channel pairs")
+    call = (f"mcuflow_fully_connected_dsp_s8({x.size // depth}, &{m}, &{q}, "
+            f"{ctx.pointer(ctx.op.inputs[0])}, {ctx.pointer(ctx.op.outputs[0])}, {row});")
+    return _code(ctx, call, "mcuflow_conv_dsp")
+
+
+def _padded_rows(weights: Tensor, rows: int) -> np.ndarray:
+    padded = np.zeros((rows, weights.shape[1]), np.int64)
+    padded[:weights.shape[0]] = weights.data
+    return padded
+
+
+def depthwise(ctx: EmitContext) -> LayerCode | None:
+    """3x3 DEPTHWISE_CONV_2D channel by channel over an int16 plane (doubled weights)."""
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    plane = dsp_depthwise_plane(ctx.graph, ctx.op, ctx.inplace)
+    if plane is None or (ctx.inplace is InPlace.DEPTHWISE and x.shape[0] != 1):
+        return None
+    scratch = _scratch(ctx, plane.nbytes, "mcuflow_half_t")
+    if scratch is None:
+        return None
+    params = prepare_conv(x, weights, out, ctx.op.attrs)
+    taps = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
+    bias = _folded(ctx, taps, params.input_offset)
+    span = dsp.domain(taps, bias)
+    requant = _doubled_requant(params, span)
+    if requant is None:
+        return None
+    kernel = weights.data.transpose(0, 2, 1, 3) if plane.transposed else weights.data
+    channels = np.zeros((len(taps), DW_WORDS), np.int64)
+    channels[:, :6] = dsp.dw_taps(kernel).view(np.int32)
+    channels[:, 6:10] = requant.words(doubled=True)
+    channels[:, 10] = channels[:, 11] = 2 * np.where(span.constant, 0, bias)
+    symbol = ctx.constant("channels", "int32_t", channels.astype(np.int32),
+                          f"{ctx.op.name}: per channel doubled 3x3 taps as int16 pairs, "
+                          "multiplier, shift, addend low, addend high, doubled bias")
+    fields = {"channels": symbol, **_dw_geometry(ctx, params, plane),
+              "plane_rows": plane.rows, "plane_columns": plane.columns,
+              "pad_value": -params.input_offset, "act_min": params.act_min,
+              "act_max": params.act_max, "ties": int(requant.negative != 0)}
+    d = _define(ctx, "mcuflow_dsp_dw_t", "dw", fields)
+    call = (f"mcuflow_dwconv_3x3_dsp_s8(&{d}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.pointer(ctx.op.outputs[0])}, {scratch});")
+    return _code(ctx, call, "mcuflow_dwconv_dsp")
+
+
+def _dw_geometry(ctx: EmitContext, params: ConvParams, plane: DwPlane) -> dict[str, int | str]:
+    """Input and output extents, steps, pads and strides across and along the kernel's lines."""
+    attrs = ctx.op.attrs
+    batches, in_h, in_w, depth = ctx.input(0).shape
+    _, out_h, out_w, _ = ctx.output().shape
+    rows = {"in": (in_h, in_w * depth), "out": (out_h, out_w * depth),
+            "pad": params.pad_h, "stride": attrs.stride_h}
+    columns = {"in": (in_w, depth), "out": (out_w, depth), "pad": params.pad_w,
+               "stride": attrs.stride_w}
+    across, along = (columns, rows) if plane.transposed else (rows, columns)
+    return {
+        "batches": batches, "depth": depth,
+        "in_across": across["in"][0], "in_along": along["in"][0],
+        "in_across_step": across["in"][1], "in_along_step": along["in"][1],
+        "in_batch_step": in_h * in_w * depth,
+        "pad_across": across["pad"], "pad_along": along["pad"],
+        "stride_across": across["stride"], "stride_along": along["stride"],
+        "out_across": across["out"][0], "out_along": along["out"][0],
+        "out_across_step": across["out"][1], "out_along_step": along["out"][1],
+        "out_batch_step": out_h * out_w * depth,
+    }
+
+
+def add(ctx: EmitContext, layout: str) -> LayerCode | None:
+    """ADD / SUB: each input's rescaling tabulated, the sum requantised by one multiply."""
+    if ctx.op.kind not in (OpKind.ADD, OpKind.SUB):
+        return None
+    params = prepare_add(ctx.input(0), ctx.input(1), ctx.output(), ctx.op.attrs)
+    values = np.arange(-128, 128, dtype=np.int64)
+    tables = [multiply_by_quantized_multiplier_array(
+        (values + offset) << params.left_shift, multiplier, shift)
+        for offset, multiplier, shift in (
+            (params.input1_offset, params.input1_multiplier, params.input1_shift),
+            (params.input2_offset, params.input2_multiplier, params.input2_shift))]
+    if ctx.op.kind is OpKind.SUB:
+        tables[1] = -tables[1]
+    span = dsp.Domain(np.array([tables[0].min() + tables[1].min()]),
+                      np.array([tables[0].max() + tables[1].max()]))
+    multiplier, shift = [params.output_multiplier], [params.output_shift]
+    requant = dsp.fast_requant(dsp.conv_function(multiplier, shift, params.output_offset), span,
+                               dsp.conv_natural(multiplier, shift), params.act_min,
+                               params.act_max) if _int32(span) else None
+    if requant is None:
+        return None
+    symbols = [ctx.constant(f"table{i + 1}", "int32_t", table.astype(np.int32),
+                            f"{ctx.op.name}: input {i + 1} rescaled, for every int8 value")
+               for i, table in enumerate(tables)]
+    words = ", ".join(str(int(w)) for w in requant.words()[0])
+    symbol = _define(ctx, "mcuflow_dsp_add_t", "add", {
+        "table1": symbols[0], "table2": symbols[1], "rq": f"{{{words}}}",
+        "negative": requant.negative, "act_min": params.act_min, "act_max": params.act_max})
+    call = (f"mcuflow_add_dsp_s8(&{symbol}, &{layout}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.pointer(ctx.op.inputs[1])}, {ctx.pointer(ctx.op.outputs[0])});")
+    return _code(ctx, call, "mcuflow_elementwise_dsp")
+
+
+def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
+    """DEPTHWISE_CONV_2D pixel by pixel, four channels per step, no scratch (OVERLAP too)."""
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    if ctx.op.attrs.depth_multiplier != 1 or ctx.inplace is InPlace.DEPTHWISE:
+        return None
+    params = prepare_conv(x, weights, out, ctx.op.attrs)
+    taps = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
+    bias = _bias(ctx, len(taps))
+    span = dsp.skipping_domain(taps, bias, params.input_offset)
+    requant = _doubled_requant(params, span)
+    if requant is None:
+        return None
+    tap_words = ctx.constant("taps", "int32_t", dsp.dw_pixel_taps(weights.data).view(np.int32),
+                             f"{ctx.op.name}: doubled taps as int16 pairs per group of 4 "
+                             "channels")
+    bias2 = ctx.constant("bias", "int32_t", (2 * np.where(span.constant, 0, bias)).astype(
+        np.int32), f"{ctx.op.name}: doubled bias (0 for all-zero channels)")
+    words = ctx.constant("rq", "int32_t", requant.words(doubled=True),
+                         f"{ctx.op.name}: multiplier, shift, addend low, addend high per channel")
+    d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
+        "taps": f"(const uint32_t *){tap_words}", "bias": bias2, "rq": words,
+        "act_min": params.act_min, "act_max": params.act_max,
+        "ties": int(requant.negative != 0)})
+    call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.pointer(ctx.op.outputs[0])});")
+    return _code(ctx, call, "mcuflow_dwconv_dsp")

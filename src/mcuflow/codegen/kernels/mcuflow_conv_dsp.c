@@ -1,0 +1,911 @@
+/* CONV_2D and FULLY_CONNECTED int8 kernels for the Arm DSP extension (TFLite bit-exact).
+ *
+ * Both are matrix products over int16 columns gathered once per output pixel (or input row)
+ * and int8 weights packed by the generator in channel pairs (see mcuflow_dsp_matrix_t): per
+ * group of 4 columns a pair needs one weight load, one SXTB16 per word and two SMLADs per pixel
+ * for its eight MACs, and a CONV_2D computes two pixels at once (2 x 2 blocking).
+ */
+#include "mcuflow_dsp.h"
+
+/* True when the fused activation is narrower than int8 (requantisation saturates to int8). */
+static inline int mcuflow_dsp_narrow(const mcuflow_dsp_requant_t *q)
+{
+    return q->act_min != -128 || q->act_max != 127;
+}
+
+/* Clamp `n` outputs to the fused activation. */
+static void mcuflow_dsp_clamp(const mcuflow_dsp_requant_t *q, int8_t *out, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        out[i] = (int8_t)mcuflow_clamp(out[i], q->act_min, q->act_max);
+    }
+}
+
+/* ---- CONV_2D ---------------------------------------------------------------------------- */
+
+/* One group of 4 columns of a pair over both pixels. The columns of the two pixels alternate
+ * word by word (see mcuflow_conv2d_dsp_s8); `acc` holds a0, a1, c0, c1 (c: A + 256 B since the
+ * last extraction). */
+MCUFLOW_INLINE void mcuflow_dsp_group2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t *acc)
+{
+    uint32_t w0, w1, x0, x1, y0, y1;
+    mcuflow_load2(w, &w0, &w1);
+    mcuflow_load2(x, &x0, &y0);
+    mcuflow_load2(x, &x1, &y1);
+    uint32_t s = mcuflow_sxtb16(w0);
+    acc[0] = mcuflow_smlad(x0, s, acc[0]);
+    acc[1] = mcuflow_smlad(y0, s, acc[1]);
+    acc[2] = mcuflow_smlad(x0, w0, acc[2]);
+    acc[3] = mcuflow_smlad(y0, w0, acc[3]);
+    s = mcuflow_sxtb16(w1);
+    acc[0] = mcuflow_smlad(x1, s, acc[0]);
+    acc[1] = mcuflow_smlad(y1, s, acc[1]);
+    acc[2] = mcuflow_smlad(x1, w1, acc[2]);
+    acc[3] = mcuflow_smlad(y1, w1, acc[3]);
+}
+
+#if MCUFLOW_DSP_ASM
+/* One group of mcuflow_dsp_group2 in assembly: LDM of the four column words (r8-r11), LDRD
+ * of the pair's two weight words (r12, lr). */
+#define MCUFLOW_DSP_GROUP2_ASM                                                                  \
+    "ldmia %[x]!, {r8, r9, r10, r11}\n\t"                                                       \
+    "ldrd r12, lr, [%[w]], #8\n\t"                                                             \
+    "smlad %[c0], r8, r12, %[c0]\n\t"                                                          \
+    "smlad %[c1], r9, r12, %[c1]\n\t"                                                          \
+    "sxtb16 r12, r12\n\t"                                                                      \
+    "smlad %[a0], r8, r12, %[a0]\n\t"                                                          \
+    "smlad %[a1], r9, r12, %[a1]\n\t"                                                          \
+    "smlad %[c0], r10, lr, %[c0]\n\t"                                                          \
+    "smlad %[c1], r11, lr, %[c1]\n\t"                                                          \
+    "sxtb16 lr, lr\n\t"                                                                        \
+    "smlad %[a0], r10, lr, %[a0]\n\t"                                                          \
+    "smlad %[a1], r11, lr, %[a1]\n\t"
+
+/* `fours` times four groups of a pair over both pixels (`fours` > 0). */
+MCUFLOW_INLINE void mcuflow_dsp_fours2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t fours, int32_t *acc)
+{
+    const mcuflow_word_t *wp = *w, *xp = *x;
+    int32_t a0 = acc[0], a1 = acc[1], c0 = acc[2], c1 = acc[3];
+    __asm__ volatile("1:\n\t" MCUFLOW_DSP_GROUP2_ASM MCUFLOW_DSP_GROUP2_ASM
+                     MCUFLOW_DSP_GROUP2_ASM MCUFLOW_DSP_GROUP2_ASM
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [c0] "+r"(c0), [c1] "+r"(c1),
+                       [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(fours)
+                     :
+                     : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = c0;
+    acc[3] = c1;
+    *w = wp;
+    *x = xp;
+}
+#else
+MCUFLOW_INLINE void mcuflow_dsp_fours2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t fours, int32_t *acc)
+{
+    for (; fours > 0; --fours) {
+        mcuflow_dsp_group2(w, x, acc);
+        mcuflow_dsp_group2(w, x, acc);
+        mcuflow_dsp_group2(w, x, acc);
+        mcuflow_dsp_group2(w, x, acc);
+    }
+}
+#endif
+
+/* `n` groups of a pair over both pixels. */
+MCUFLOW_INLINE void mcuflow_dsp_groups2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                        int32_t n, int32_t *acc)
+{
+    if (n >> 2) {
+        mcuflow_dsp_fours2(w, x, n >> 2, acc);
+    }
+    for (int32_t left = n & 3; left > 0; --left) {
+        mcuflow_dsp_group2(w, x, acc);
+    }
+}
+
+/* Requantise and store one channel of both pixels (pixel 1 first, see mcuflow_dsp_channels);
+ * `signed_ties` is false when the layer's negative term is 0 (then skipped). */
+#if MCUFLOW_DSP_ASM
+/* mcuflow_dsp_requant of `acc` into `out`, the channel's multiplier and shift already loaded;
+ * the _D form adds the negative term. */
+#define MCUFLOW_DSP_OUT_ASM(acc, out, D)                                                        \
+    "ldrd %[lo], %[hi], [%[rq], #8]\n\t"                                                        \
+    "smlal %[lo], %[hi], %[" acc "], %[m]\n\t" D                                                \
+    "asr %[hi], %[hi], %[sh]\n\t"                                                                \
+    "ssat %[hi], #8, %[hi]\n\t"                                                                  \
+    "strb %[hi], [%[" out "]]\n\t"
+#define MCUFLOW_DSP_NEGATIVE_ASM(acc)                                                           \
+    "lsr %[n], %[" acc "], #31\n\t"                                                              \
+    "smlal %[lo], %[hi], %[n], %[neg]\n\t"
+
+MCUFLOW_INLINE void mcuflow_dsp_store2(int32_t acc0, int32_t acc1, const int32_t *rq,
+                                       int32_t negative, int8_t *out0, int8_t *out1,
+                                       int signed_ties)
+{
+    uint32_t m, sh, lo, hi, n;
+    if (signed_ties) {
+        __asm__ volatile("ldrd %[m], %[sh], [%[rq]]\n\t"
+                         MCUFLOW_DSP_OUT_ASM("a1", "o1", MCUFLOW_DSP_NEGATIVE_ASM("a1"))
+                             MCUFLOW_DSP_OUT_ASM("a0", "o0", MCUFLOW_DSP_NEGATIVE_ASM("a0"))
+                         : [m] "=&r"(m), [sh] "=&r"(sh), [lo] "=&r"(lo), [hi] "=&r"(hi),
+                           [n] "=&r"(n)
+                         : [a0] "r"(acc0), [a1] "r"(acc1), [rq] "r"(rq), [neg] "r"(negative),
+                           [o0] "r"(out0), [o1] "r"(out1)
+                         : "memory");
+    } else {
+        __asm__ volatile("ldrd %[m], %[sh], [%[rq]]\n\t" MCUFLOW_DSP_OUT_ASM("a1", "o1", "")
+                             MCUFLOW_DSP_OUT_ASM("a0", "o0", "")
+                         : [m] "=&r"(m), [sh] "=&r"(sh), [lo] "=&r"(lo), [hi] "=&r"(hi)
+                         : [a0] "r"(acc0), [a1] "r"(acc1), [rq] "r"(rq), [o0] "r"(out0),
+                           [o1] "r"(out1)
+                         : "memory");
+    }
+}
+#else
+MCUFLOW_INLINE void mcuflow_dsp_store2(int32_t acc0, int32_t acc1, const int32_t *rq,
+                                       int32_t negative, int8_t *out0, int8_t *out1,
+                                       int signed_ties)
+{
+    const int32_t multiplier = rq[0], shift = rq[1];
+    const int32_t d = signed_ties ? negative : 0;
+    *out1 = (int8_t)mcuflow_dsp_requant(acc1, multiplier, rq + 2, shift, d);
+    *out0 = (int8_t)mcuflow_dsp_requant(acc0, multiplier, rq + 2, shift, d);
+}
+#endif
+
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_rows2 in assembly, pushed on the stack: the field order is that of
+ * the registers it is loaded into (r1-r6, r8-r11). */
+typedef struct {
+    const int32_t *bias;
+    const int32_t *rq;
+    int8_t *out0;
+    int8_t *out1;
+    int32_t pairs;
+    const mcuflow_word_t *x;
+    int32_t fours, rest;
+    int32_t negative;
+    int32_t spare; /* the bias of the pair's second channel */
+} mcuflow_dsp_rows_state_t;
+
+/* One group of a pair over both pixels: a0 r1, a1 r2, c0 r3, c1 r4, weights r5, columns r6. */
+#define MCUFLOW_DSP_GROUP_R_ASM                                                                 \
+    "ldmia r6!, {r8, r9, r10, r11}\n\t"                                                         \
+    "ldrd r12, lr, [r5], #8\n\t"                                                               \
+    "smlad r3, r8, r12, r3\n\t"                                                                \
+    "smlad r4, r9, r12, r4\n\t"                                                                \
+    "sxtb16 r12, r12\n\t"                                                                      \
+    "smlad r1, r8, r12, r1\n\t"                                                                \
+    "smlad r2, r9, r12, r2\n\t"                                                                \
+    "smlad r3, r10, lr, r3\n\t"                                                                \
+    "smlad r4, r11, lr, r4\n\t"                                                                \
+    "sxtb16 lr, lr\n\t"                                                                        \
+    "smlad r1, r10, lr, r1\n\t"                                                                \
+    "smlad r2, r11, lr, r2\n\t"
+
+/* Requantise `ACC` with the words at r0 + OFF (multiplier r8, shift r9, negative r10 when
+ * TIES) into byte O of the pixel at `OUT`. */
+#define MCUFLOW_DSP_STORE_R_ASM(ACC, OUT, OFF, O, TIES)                                         \
+    "ldrd r12, lr, [r0, #" #OFF "]\n\t"                                                        \
+    "smlal r12, lr, " ACC ", r8\n\t" TIES                                                      \
+    "asr lr, lr, r9\n\t"                                                                       \
+    "ssat lr, #8, lr\n\t"                                                                      \
+    "strb lr, [" OUT ", #" #O "]\n\t"
+#define MCUFLOW_DSP_TIES_R_ASM(ACC) "lsr " ACC ", " ACC ", #31\n\tsmlal r12, lr, " ACC ", r10\n\t"
+
+/* The whole loop over channel pairs; TIES is empty or loads the negative term. */
+#define MCUFLOW_DSP_ROWS_ASM(LOAD_NEGATIVE, T1, T0, T3, T2)                                     \
+    "ldmia r0, {r1, r2, r3, r4, r5, r6, r8, r9, r10, r11}\n\t"                                  \
+    "push {r1, r2, r3, r4, r5, r6, r8, r9, r10, r11}\n\t"                                       \
+    "mov r5, r12\n\t"                                                                          \
+    "1:\n\t"                                                                                   \
+    "ldr r0, [sp, #0]\n\t"                                                                     \
+    "ldrd r1, r12, [r0], #8\n\t"                                                               \
+    "str r0, [sp, #0]\n\t"                                                                     \
+    "str r12, [sp, #36]\n\t"                                                                   \
+    "mov r2, r1\n\t"                                                                           \
+    "mov r3, r1\n\t"                                                                           \
+    "mov r4, r1\n\t"                                                                           \
+    "ldr r6, [sp, #20]\n\t"                                                                    \
+    "ldr r0, [sp, #24]\n\t"                                                                    \
+    "cmp r0, #0\n\t"                                                                           \
+    "beq 3f\n\t"                                                                               \
+    "2:\n\t" MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM             \
+        MCUFLOW_DSP_GROUP_R_ASM                                                                 \
+    "subs r0, r0, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "3:\n\t"                                                                                   \
+    "ldr r0, [sp, #28]\n\t"                                                                    \
+    "cmp r0, #0\n\t"                                                                           \
+    "beq 5f\n\t"                                                                               \
+    "4:\n\t" MCUFLOW_DSP_GROUP_R_ASM                                                            \
+    "subs r0, r0, #1\n\t"                                                                      \
+    "bne 4b\n\t"                                                                               \
+    "5:\n\t"                                                                                   \
+    "ldr r12, [sp, #36]\n\t"                                                                   \
+    "sub r3, r3, r1\n\t"                                                                       \
+    "add r3, r12, r3, asr #8\n\t"                                                              \
+    "sub r4, r4, r2\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t"                                                              \
+    "ldr r0, [sp, #4]\n\t"                                                                     \
+    "ldrd r11, r6, [sp, #8]\n\t" LOAD_NEGATIVE                                                  \
+    "ldrd r8, r9, [r0]\n\t"                                                                    \
+    MCUFLOW_DSP_STORE_R_ASM("r2", "r6", 8, 0, T1)                                               \
+    MCUFLOW_DSP_STORE_R_ASM("r1", "r11", 8, 0, T0)                                              \
+    "ldrd r8, r9, [r0, #16]\n\t"                                                               \
+    MCUFLOW_DSP_STORE_R_ASM("r4", "r6", 24, 1, T3)                                              \
+    MCUFLOW_DSP_STORE_R_ASM("r3", "r11", 24, 1, T2)                                             \
+    "add r0, r0, #32\n\t"                                                                      \
+    "str r0, [sp, #4]\n\t"                                                                     \
+    "add r11, r11, #2\n\t"                                                                     \
+    "add r6, r6, #2\n\t"                                                                       \
+    "strd r11, r6, [sp, #8]\n\t"                                                               \
+    "ldr r0, [sp, #16]\n\t"                                                                    \
+    "subs r0, r0, #1\n\t"                                                                      \
+    "str r0, [sp, #16]\n\t"                                                                    \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #40\n\t"
+
+static void mcuflow_dsp_rows2(const mcuflow_word_t *w, const mcuflow_word_t *columns,
+                              const int32_t *bias, const int32_t *rq, int8_t *out0,
+                              int8_t *out1, int32_t pairs, int32_t groups, int32_t negative)
+{
+    mcuflow_dsp_rows_state_t state = {bias, rq, out0, out1, pairs, columns,
+                                      groups >> 2, groups & 3, negative, 0};
+    register mcuflow_dsp_rows_state_t *r0 __asm__("r0") = &state;
+    register const mcuflow_word_t *r12 __asm__("r12") = w;
+    if (pairs <= 0) {
+        return;
+    }
+    if (negative != 0) {
+        __asm__ volatile(MCUFLOW_DSP_ROWS_ASM("ldr r10, [sp, #32]\n\t",
+                                              MCUFLOW_DSP_TIES_R_ASM("r2"),
+                                              MCUFLOW_DSP_TIES_R_ASM("r1"),
+                                              MCUFLOW_DSP_TIES_R_ASM("r4"),
+                                              MCUFLOW_DSP_TIES_R_ASM("r3"))
+                         : "+r"(r0), "+r"(r12)
+                         :
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "lr",
+                           "cc", "memory");
+    } else {
+        __asm__ volatile(MCUFLOW_DSP_ROWS_ASM("", "", "", "", "")
+                         : "+r"(r0), "+r"(r12)
+                         :
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "lr",
+                           "cc", "memory");
+    }
+}
+#else
+/* `pairs` channel pairs of both pixels when B never needs extracting before the end. */
+MCUFLOW_INLINE void mcuflow_dsp_rows2_body(const mcuflow_word_t *w,
+                                           const mcuflow_word_t *columns, const int32_t *bias,
+                                           const int32_t *rq, int8_t *out0, int8_t *out1,
+                                           int32_t pairs, int32_t groups, int32_t negative,
+                                           int signed_ties)
+{
+    for (; pairs > 0; --pairs, bias += 2, rq += 2 * MCUFLOW_DSP_RQ_WORDS, out0 += 2, out1 += 2) {
+        int32_t acc[4] = {bias[0], bias[0], bias[0], bias[0]};
+        const mcuflow_word_t *x = columns;
+        mcuflow_dsp_groups2(&w, &x, groups, acc);
+        const int32_t b0 = bias[1] + mcuflow_wrapped_diff_8(acc[2], acc[0]);
+        const int32_t b1 = bias[1] + mcuflow_wrapped_diff_8(acc[3], acc[1]);
+        mcuflow_dsp_store2(acc[0], acc[1], rq, negative, out0, out1, signed_ties);
+        mcuflow_dsp_store2(b0, b1, rq + MCUFLOW_DSP_RQ_WORDS, negative, out0 + 1, out1 + 1,
+                           signed_ties);
+    }
+}
+
+static void mcuflow_dsp_rows2(const mcuflow_word_t *w, const mcuflow_word_t *columns,
+                              const int32_t *bias, const int32_t *rq, int8_t *out0,
+                              int8_t *out1, int32_t pairs, int32_t groups, int32_t negative)
+{
+    if (negative != 0) {
+        mcuflow_dsp_rows2_body(w, columns, bias, rq, out0, out1, pairs, groups, negative, 1);
+    } else {
+        mcuflow_dsp_rows2_body(w, columns, bias, rq, out0, out1, pairs, groups, 0, 0);
+    }
+}
+#endif
+
+/* Sums of one channel pair over both pixels, B extracted every chunk: `out` gets a0, a1, b0,
+ * b1 (bias included). */
+static void mcuflow_dsp_pair2_chunked(const mcuflow_dsp_matrix_t *m, const mcuflow_word_t *w,
+                                      const mcuflow_word_t *columns, const int32_t *bias,
+                                      int32_t *out)
+{
+    int32_t acc[4] = {bias[0], bias[0], bias[0], bias[0]};
+    int32_t b0 = bias[1], b1 = bias[1];
+    const mcuflow_word_t *x = columns;
+    for (int32_t left = m->groups; left > 0; left -= m->chunk_groups) {
+        mcuflow_dsp_groups2(&w, &x, left < m->chunk_groups ? left : m->chunk_groups, acc);
+        b0 += mcuflow_wrapped_diff_8(acc[2], acc[0]);
+        b1 += mcuflow_wrapped_diff_8(acc[3], acc[1]);
+        acc[2] = acc[0];
+        acc[3] = acc[1];
+    }
+    out[0] = acc[0];
+    out[1] = acc[1];
+    out[2] = b0;
+    out[3] = b1;
+}
+
+/* Columns [k, k + n) of one pixel's slot in natural order: int8 values from `src`, or `pad`
+ * everywhere when `src` is NULL. Column k is halfword k % 2 of word 2 * (k / 2) of the slot. */
+MCUFLOW_INLINE void mcuflow_dsp_run(mcuflow_half_t *slot, int32_t k, const int8_t *src,
+                                    int32_t pad, int32_t n)
+{
+    mcuflow_half_t *half = slot + 4 * (k >> 1) + (k & 1);
+    int32_t i = 0;
+    if (k & 1) {
+        half[0] = (uint16_t)(int16_t)(src != NULL ? src[0] : pad);
+        half += 3;
+        i = 1;
+    }
+    if (src == NULL) {
+        const uint32_t both = mcuflow_pair16(pad);
+        for (; i + 1 < n; i += 2, half += 4) {
+            *(mcuflow_word_t *)half = both;
+        }
+    } else {
+        for (; i + 1 < n; i += 2, half += 4) {
+            *(mcuflow_word_t *)half = (uint32_t)(uint16_t)(int16_t)src[i] |
+                                      ((uint32_t)(uint16_t)(int16_t)src[i + 1] << 16);
+        }
+    }
+    if (i < n) {
+        half[0] = (uint16_t)(int16_t)(src != NULL ? src[i] : pad);
+    }
+}
+
+/* Receptive field of one pixel in natural column order (any in_c): one run per kernel row
+ * inside the image, one per tap at its edges. */
+static void mcuflow_dsp_gather_values(const mcuflow_window_t *g, const int8_t *image, int32_t y0,
+                                      int32_t x0, mcuflow_half_t *slot)
+{
+    const int32_t pad = -g->input_offset;
+    const int32_t in_c = g->in_c, in_w = g->in_w, in_h = g->in_h;
+    const int32_t k_h = g->k_h, k_w = g->k_w, dh = g->dilation_h, dw = g->dilation_w;
+    const int whole_rows = dw == 1 && x0 >= 0 && x0 + k_w - 1 < in_w;
+    const size_t line = (size_t)in_w * (size_t)in_c;
+    int32_t k = 0;
+    for (int32_t ky = 0, y = y0; ky < k_h; ++ky, y += dh) {
+        const int row_inside = y >= 0 && y < in_h;
+        const int8_t *row = row_inside ? image + (size_t)y * line : image;
+        if (row_inside && whole_rows) {
+            mcuflow_dsp_run(slot, k, row + (size_t)x0 * (size_t)in_c, pad, k_w * in_c);
+            k += k_w * in_c;
+            continue;
+        }
+        for (int32_t kx = 0, x = x0; kx < k_w; ++kx, x += dw, k += in_c) {
+            const int inside = row_inside && x >= 0 && x < in_w;
+            mcuflow_dsp_run(slot, k, inside ? row + (size_t)x * (size_t)in_c : NULL, pad, in_c);
+        }
+    }
+}
+
+/* `words` words of int8 values converted to int16 pairs into every other slot word pair. */
+MCUFLOW_INLINE mcuflow_word_t *mcuflow_dsp_copy_words(const int8_t *src, int32_t words,
+                                                      mcuflow_word_t *slot)
+{
+    if (words == 1) {
+        const uint32_t v = mcuflow_read_u32(src);
+        slot[0] = mcuflow_sxtb16(v);
+        slot[2] = mcuflow_sxtb16_ror8(v);
+        return slot + 4;
+    }
+    for (; words > 0; --words, src += 4, slot += 4) {
+        const uint32_t v = mcuflow_read_u32(src);
+        slot[0] = mcuflow_sxtb16(v);
+        slot[2] = mcuflow_sxtb16_ror8(v);
+    }
+    return slot;
+}
+
+MCUFLOW_INLINE mcuflow_word_t *mcuflow_dsp_fill_words(uint32_t pad, int32_t words,
+                                                      mcuflow_word_t *slot)
+{
+    for (; words > 0; --words, slot += 4) {
+        slot[0] = pad;
+        slot[2] = pad;
+    }
+    return slot;
+}
+
+/* Receptive field of one pixel, four channels per load in SXTB16 order (in_c % 4 == 0). */
+static void mcuflow_dsp_gather_words(const mcuflow_window_t *g, const int8_t *image, int32_t y0,
+                                     int32_t x0, mcuflow_word_t *slot)
+{
+    const uint32_t pad = mcuflow_pair16(-g->input_offset);
+    const int32_t in_c = g->in_c, in_w = g->in_w, in_h = g->in_h;
+    const int32_t k_h = g->k_h, k_w = g->k_w, dh = g->dilation_h, dw = g->dilation_w;
+    const int32_t words = in_c / 4;
+    const int whole_rows = dw == 1 && x0 >= 0 && x0 + k_w - 1 < in_w;
+    const size_t line = (size_t)in_w * (size_t)in_c;
+    for (int32_t ky = 0, y = y0; ky < k_h; ++ky, y += dh) {
+        if (y < 0 || y >= in_h) {
+            slot = mcuflow_dsp_fill_words(pad, words * k_w, slot);
+            continue;
+        }
+        const int8_t *row = image + (size_t)y * line;
+        if (whole_rows) {
+            slot = mcuflow_dsp_copy_words(row + (size_t)x0 * (size_t)in_c, words * k_w, slot);
+            continue;
+        }
+        for (int32_t kx = 0, x = x0; kx < k_w; ++kx, x += dw) {
+            slot = x >= 0 && x < in_w
+                       ? mcuflow_dsp_copy_words(row + (size_t)x * (size_t)in_c, words, slot)
+                       : mcuflow_dsp_fill_words(pad, words, slot);
+        }
+    }
+}
+
+/* An output pixel: its image, row and column. */
+typedef struct {
+    int32_t b, oy, ox;
+} mcuflow_dsp_pixel_t;
+
+/* Receptive field of one pixel, in_c + 1 channels per tap in SXTB16 order (in_c % 4 == 3); a
+ * tap whose last word would read past `end` (the input's end) assembles that word bytewise. */
+static void mcuflow_dsp_gather_padded(const mcuflow_window_t *g, const int8_t *image,
+                                      int32_t y0, int32_t x0, mcuflow_word_t *slot,
+                                      const int8_t *end)
+{
+    const uint32_t pad = mcuflow_pair16(-g->input_offset);
+    const int32_t in_c = g->in_c, in_w = g->in_w, in_h = g->in_h;
+    const int32_t k_h = g->k_h, k_w = g->k_w, dh = g->dilation_h, dw = g->dilation_w;
+    const int32_t words = (in_c + 1) / 4;
+    const size_t line = (size_t)in_w * (size_t)in_c;
+    for (int32_t ky = 0, y = y0; ky < k_h; ++ky, y += dh) {
+        if (y < 0 || y >= in_h) {
+            slot = mcuflow_dsp_fill_words(pad, words * k_w, slot);
+            continue;
+        }
+        const int8_t *row = image + (size_t)y * line;
+        const int32_t x_last = x0 + (k_w - 1) * dw;
+        if (x0 >= 0 && x_last < in_w && end - (row + (size_t)x_last * (size_t)in_c) > 4 * words) {
+            const size_t step = (size_t)dw * (size_t)in_c;
+            const int8_t *src = row + (size_t)x0 * (size_t)in_c;
+            for (int32_t kx = 0; kx < k_w; ++kx, src += step) {
+                slot = mcuflow_dsp_copy_words(src, words, slot);
+            }
+            continue;
+        }
+        for (int32_t kx = 0, x = x0; kx < k_w; ++kx, x += dw) {
+            if (x < 0 || x >= in_w) {
+                slot = mcuflow_dsp_fill_words(pad, words, slot);
+                continue;
+            }
+            const int8_t *src = row + (size_t)x * (size_t)in_c;
+            if (end - src > 4 * words) {
+                slot = mcuflow_dsp_copy_words(src, words, slot);
+                continue;
+            }
+            slot = mcuflow_dsp_copy_words(src, words - 1, slot);
+            src += 4 * (words - 1);
+            const uint32_t v = (uint32_t)(uint8_t)src[0] | ((uint32_t)(uint8_t)src[1] << 8) |
+                               ((uint32_t)(uint8_t)src[2] << 16);
+            slot[0] = mcuflow_sxtb16(v);
+            slot[2] = mcuflow_sxtb16_ror8(v);
+            slot += 4;
+        }
+    }
+}
+
+/* What gathering a pixel's receptive field needs, computed once per layer. */
+typedef struct {
+    const mcuflow_window_t *g;
+    int32_t mode;        /* MCUFLOW_DSP_GATHER_* */
+    const int8_t *input; /* the input tensor and its end */
+    const int8_t *end;
+    size_t image_bytes;  /* bytes of one input image */
+    size_t line;         /* bytes of one input row */
+    size_t row_step;     /* bytes between the rows of a window */
+    size_t tap_step;     /* bytes between the taps of a window row */
+    int32_t span_h, span_w; /* extent of a window minus one */
+    int32_t words;       /* words gathered per tap */
+} mcuflow_dsp_gather_t;
+
+static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
+                                     const int8_t *input, mcuflow_dsp_gather_t *s)
+{
+    s->g = g;
+    s->mode = mode;
+    s->input = input;
+    s->image_bytes = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
+    s->end = input + (size_t)g->batches * s->image_bytes;
+    s->line = (size_t)g->in_w * (size_t)g->in_c;
+    s->row_step = (size_t)g->dilation_h * s->line;
+    s->tap_step = (size_t)g->dilation_w * (size_t)g->in_c;
+    s->span_h = (g->k_h - 1) * g->dilation_h;
+    s->span_w = (g->k_w - 1) * g->dilation_w;
+    s->words = mode == MCUFLOW_DSP_GATHER_PADDED ? (g->in_c + 1) / 4 : g->in_c / 4;
+}
+
+/* A window inside the input, whole words per tap from `first` (its first tap). */
+static void mcuflow_dsp_gather_inside(const mcuflow_dsp_gather_t *s, const int8_t *first,
+                                      mcuflow_word_t *slot)
+{
+    const int32_t k_h = s->g->k_h, k_w = s->g->k_w, words = s->words;
+    if (s->tap_step == 4 * (size_t)words) { /* the taps of a row are contiguous */
+        for (int32_t ky = 0; ky < k_h; ++ky, first += s->row_step) {
+            slot = mcuflow_dsp_copy_words(first, words * k_w, slot);
+        }
+        return;
+    }
+    if (words == 1) { /* three or four channels: one load per tap */
+        for (int32_t ky = 0; ky < k_h; ++ky, first += s->row_step) {
+            const int8_t *src = first;
+            for (int32_t kx = 0; kx < k_w; ++kx, src += s->tap_step, slot += 4) {
+                const uint32_t v = mcuflow_read_u32(src);
+                slot[0] = mcuflow_sxtb16(v);
+                slot[2] = mcuflow_sxtb16_ror8(v);
+            }
+        }
+        return;
+    }
+    for (int32_t ky = 0; ky < k_h; ++ky, first += s->row_step) {
+        const int8_t *src = first;
+        for (int32_t kx = 0; kx < k_w; ++kx, src += s->tap_step) {
+            slot = mcuflow_dsp_copy_words(src, words, slot);
+        }
+    }
+}
+
+/* Gather output pixel `at` into slot 0 or 1. */
+static void mcuflow_dsp_gather(const mcuflow_dsp_gather_t *s, const mcuflow_dsp_pixel_t *at,
+                               mcuflow_word_t *columns, int32_t slot)
+{
+    const mcuflow_window_t *g = s->g;
+    const int8_t *image = s->input + (size_t)at->b * s->image_bytes;
+    const int32_t y0 = at->oy * g->stride_h - g->pad_top;
+    const int32_t x0 = at->ox * g->stride_w - g->pad_left;
+    if (s->mode != MCUFLOW_DSP_GATHER_VALUES && y0 >= 0 && x0 >= 0 &&
+        y0 + s->span_h < g->in_h && x0 + s->span_w < g->in_w) {
+        const int8_t *first = image + (size_t)y0 * s->line + (size_t)x0 * (size_t)g->in_c;
+        const int8_t *last = first + (size_t)s->span_h * s->line + (size_t)s->span_w *
+                                                                     (size_t)g->in_c;
+        if (s->mode == MCUFLOW_DSP_GATHER_WORDS || s->end - last > 4 * s->words) {
+            mcuflow_dsp_gather_inside(s, first, columns + slot);
+            return;
+        }
+    }
+    if (s->mode == MCUFLOW_DSP_GATHER_PADDED) {
+        mcuflow_dsp_gather_padded(g, image, y0, x0, columns + slot, s->end);
+    } else if (g->k_h == 1 && g->k_w == 1) { /* never padded: one contiguous pixel */
+        const int8_t *src = image + (size_t)y0 * s->line + (size_t)x0 * (size_t)g->in_c;
+        mcuflow_dsp_run((mcuflow_half_t *)(columns + slot), 0, src, 0, g->in_c);
+    } else if (s->mode == MCUFLOW_DSP_GATHER_WORDS) {
+        mcuflow_dsp_gather_words(g, image, y0, x0, columns + slot);
+    } else {
+        mcuflow_dsp_gather_values(g, image, y0, x0, (mcuflow_half_t *)(columns + slot));
+    }
+}
+
+/* The next output pixel in raster order. */
+static void mcuflow_dsp_next(const mcuflow_window_t *g, mcuflow_dsp_pixel_t *at)
+{
+    if (++at->ox == g->out_w) {
+        at->ox = 0;
+        if (++at->oy == g->out_h) {
+            at->oy = 0;
+            ++at->b;
+        }
+    }
+}
+
+static inline int8_t *mcuflow_dsp_out_pixel(const mcuflow_window_t *g, int8_t *output,
+                                            const mcuflow_dsp_pixel_t *at)
+{
+    return output + (size_t)at->b * (size_t)g->out_batch_step +
+           (size_t)at->oy * (size_t)g->out_row_step + (size_t)at->ox * (size_t)g->out_pixel_step;
+}
+
+/* Every channel of the gathered pixels. Pixel 1 is written first, so that a lone last pixel
+ * (out1 == out0) ends with its own values. */
+static void mcuflow_dsp_channels(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_requant_t *q,
+                                 const mcuflow_word_t *columns, int8_t *out0, int8_t *out1)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    const size_t pair_words = 2 * (size_t)m->groups;
+    const int32_t pairs = m->rows >> 1;
+    int32_t o = 0;
+    if (m->chunk_groups >= m->groups) {
+        mcuflow_dsp_rows2(w, columns, q->bias, q->rq, out0, out1, pairs, m->groups, q->negative);
+        o = 2 * pairs;
+        w += (size_t)pairs * pair_words;
+    }
+    for (; o < m->rows; o += 2, w += pair_words) {
+        int32_t acc[4];
+        const int32_t *rq = q->rq + (size_t)o * MCUFLOW_DSP_RQ_WORDS;
+        mcuflow_dsp_pair2_chunked(m, w, columns, q->bias + o, acc);
+        mcuflow_dsp_store2(acc[0], acc[1], rq, q->negative, out0 + o, out1 + o, 1);
+        if (o + 1 < m->rows) {
+            mcuflow_dsp_store2(acc[2], acc[3], rq + MCUFLOW_DSP_RQ_WORDS, q->negative,
+                               out0 + o + 1, out1 + o + 1, 1);
+        }
+    }
+}
+
+/* A 1x1 convolution with stride 1 and a dense output: pixel p reads input p and writes output
+ * p, so both move by a constant step. */
+static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
+                                  const mcuflow_dsp_requant_t *q, const int8_t *input,
+                                  int8_t *output, mcuflow_word_t *columns, int32_t pixels)
+{
+    const int32_t words = g->in_c / 4, rows = m->rows;
+    const int narrow = mcuflow_dsp_narrow(q);
+    const size_t in_step = (size_t)g->in_c, out_step = (size_t)rows;
+    for (int32_t p = 0; p < pixels; p += 2, input += 2 * in_step, output += 2 * out_step) {
+        const size_t second = p + 1 < pixels ? 1 : 0;
+        mcuflow_dsp_copy_words(input, words, columns);
+        mcuflow_dsp_copy_words(input + second * in_step, words, columns + 1);
+        int8_t *out1 = output + second * out_step;
+        mcuflow_dsp_channels(m, q, columns, output, out1);
+        if (narrow) {
+            mcuflow_dsp_clamp(q, out1, rows);
+            mcuflow_dsp_clamp(q, output, rows);
+        }
+    }
+}
+
+void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
+                           const mcuflow_dsp_requant_t *q, const int8_t *input, int8_t *output,
+                           mcuflow_word_t *columns)
+{
+    const int32_t pixels = g->batches * g->out_h * g->out_w;
+    if (m->gather == MCUFLOW_DSP_GATHER_WORDS && g->k_h == 1 && g->k_w == 1 &&
+        g->stride_h == 1 && g->stride_w == 1 && g->out_pixel_step == g->out_c) {
+        mcuflow_dsp_pointwise(g, m, q, input, output, columns, pixels);
+        return;
+    }
+    const int narrow = mcuflow_dsp_narrow(q);
+    mcuflow_dsp_gather_t gather;
+    mcuflow_dsp_gather_setup(g, m->gather, input, &gather);
+    mcuflow_dsp_pixel_t first = {0, 0, 0};
+    for (int32_t p = 0; p < pixels; p += 2) {
+        mcuflow_dsp_pixel_t second = first;
+        if (p + 1 < pixels) {
+            mcuflow_dsp_next(g, &second);
+        }
+        mcuflow_dsp_gather(&gather, &first, columns, 0);
+        mcuflow_dsp_gather(&gather, &second, columns, 1);
+        int8_t *out0 = mcuflow_dsp_out_pixel(g, output, &first);
+        int8_t *out1 = mcuflow_dsp_out_pixel(g, output, &second);
+        mcuflow_dsp_channels(m, q, columns, out0, out1);
+        if (narrow) {
+            mcuflow_dsp_clamp(q, out1, m->rows);
+            mcuflow_dsp_clamp(q, out0, m->rows);
+        }
+        first = second;
+        mcuflow_dsp_next(g, &first);
+    }
+}
+
+/* ---- FULLY_CONNECTED -------------------------------------------------------------------- */
+
+/* One input row as int16 in SXTB16 order; the last partial group value by value. */
+static void mcuflow_dsp_gather_row(const int8_t *x, int32_t depth, mcuflow_word_t *row)
+{
+    int32_t k = 0;
+    for (; k + 4 <= depth; k += 4, row += 2) {
+        const uint32_t v = mcuflow_read_u32(x + k);
+        row[0] = mcuflow_sxtb16(v);
+        row[1] = mcuflow_sxtb16_ror8(v);
+    }
+    if (k < depth) {
+        /* Columns c0..c3 of the group sit at halfwords 0, 2, 1, 3; missing ones read as 0. */
+        static const uint8_t lane[4] = {0, 2, 1, 3};
+        mcuflow_half_t *half = (mcuflow_half_t *)row;
+        for (int32_t j = 0; j < 4; ++j) {
+            half[lane[j]] = (uint16_t)(int16_t)(k + j < depth ? x[k + j] : 0);
+        }
+    }
+}
+
+/* One group of 4 columns of two channel pairs over one gathered row; `acc` holds a, c, a', c'. */
+static inline void mcuflow_dsp_group4(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                      int32_t *acc)
+{
+    uint32_t x0, x1, w0, w1;
+    mcuflow_load2(x, &x0, &x1);
+    mcuflow_load2(w, &w0, &w1);
+    uint32_t s = mcuflow_sxtb16(w0);
+    acc[0] = mcuflow_smlad(x0, s, acc[0]);
+    acc[1] = mcuflow_smlad(x0, w0, acc[1]);
+    s = mcuflow_sxtb16(w1);
+    acc[0] = mcuflow_smlad(x1, s, acc[0]);
+    acc[1] = mcuflow_smlad(x1, w1, acc[1]);
+    mcuflow_load2(w, &w0, &w1);
+    s = mcuflow_sxtb16(w0);
+    acc[2] = mcuflow_smlad(x0, s, acc[2]);
+    acc[3] = mcuflow_smlad(x0, w0, acc[3]);
+    s = mcuflow_sxtb16(w1);
+    acc[2] = mcuflow_smlad(x1, s, acc[2]);
+    acc[3] = mcuflow_smlad(x1, w1, acc[3]);
+}
+
+#if MCUFLOW_DSP_ASM
+/* One group of mcuflow_dsp_group4 in assembly: LDRD of the row's two words (r12, lr), LDM of
+ * the two pairs' four weight words (r8-r11). */
+#define MCUFLOW_DSP_GROUP4_ASM                                                                  \
+    "ldrd r12, lr, [%[x]], #8\n\t"                                                             \
+    "ldmia %[w]!, {r8, r9, r10, r11}\n\t"                                                       \
+    "smlad %[c], r12, r8, %[c]\n\t"                                                            \
+    "sxtb16 r8, r8\n\t"                                                                        \
+    "smlad %[a], r12, r8, %[a]\n\t"                                                            \
+    "smlad %[c], lr, r9, %[c]\n\t"                                                             \
+    "sxtb16 r9, r9\n\t"                                                                        \
+    "smlad %[a], lr, r9, %[a]\n\t"                                                             \
+    "smlad %[c2], r12, r10, %[c2]\n\t"                                                         \
+    "sxtb16 r10, r10\n\t"                                                                      \
+    "smlad %[a2], r12, r10, %[a2]\n\t"                                                         \
+    "smlad %[c2], lr, r11, %[c2]\n\t"                                                          \
+    "sxtb16 r11, r11\n\t"                                                                      \
+    "smlad %[a2], lr, r11, %[a2]\n\t"
+
+/* `fours` times four groups of two channel pairs over one row (`fours` > 0). */
+MCUFLOW_INLINE void mcuflow_dsp_fours4(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t fours, int32_t *acc)
+{
+    const mcuflow_word_t *wp = *w, *xp = *x;
+    int32_t a = acc[0], c = acc[1], a2 = acc[2], c2 = acc[3];
+    __asm__ volatile("1:\n\t" MCUFLOW_DSP_GROUP4_ASM MCUFLOW_DSP_GROUP4_ASM
+                     MCUFLOW_DSP_GROUP4_ASM MCUFLOW_DSP_GROUP4_ASM
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [a] "+r"(a), [c] "+r"(c), [a2] "+r"(a2), [c2] "+r"(c2),
+                       [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(fours)
+                     :
+                     : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+    acc[0] = a;
+    acc[1] = c;
+    acc[2] = a2;
+    acc[3] = c2;
+    *w = wp;
+    *x = xp;
+}
+#else
+MCUFLOW_INLINE void mcuflow_dsp_fours4(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t fours, int32_t *acc)
+{
+    for (; fours > 0; --fours) {
+        mcuflow_dsp_group4(w, x, acc);
+        mcuflow_dsp_group4(w, x, acc);
+        mcuflow_dsp_group4(w, x, acc);
+        mcuflow_dsp_group4(w, x, acc);
+    }
+}
+#endif
+
+/* Two channel pairs (a, b), (a', b') over one gathered row, B extracted every `chunk` groups;
+ * `acc` holds the biases of a, b, a', b' and gets their sums. */
+MCUFLOW_INLINE void mcuflow_dsp_quad(const mcuflow_word_t **w, const mcuflow_word_t *row,
+                                     int32_t groups, int32_t chunk, int32_t *acc)
+{
+    int32_t sums[4] = {acc[0], acc[0], acc[2], acc[2]};
+    const mcuflow_word_t *x = row;
+    for (int32_t left = groups; left > 0; left -= chunk) {
+        const int32_t n = left < chunk ? left : chunk;
+        if (n >> 2) {
+            mcuflow_dsp_fours4(w, &x, n >> 2, sums);
+        }
+        for (int32_t rest = n & 3; rest > 0; --rest) {
+            mcuflow_dsp_group4(w, &x, sums);
+        }
+        acc[1] += mcuflow_wrapped_diff_8(sums[1], sums[0]);
+        acc[3] += mcuflow_wrapped_diff_8(sums[3], sums[2]);
+        sums[1] = sums[0];
+        sums[3] = sums[2];
+    }
+    acc[0] = sums[0];
+    acc[2] = sums[2];
+}
+
+/* Requantise and store `count` (1 to 4) outputs of a quad. */
+MCUFLOW_INLINE void mcuflow_dsp_store4(const int32_t *acc, const int32_t *rq, int32_t negative,
+                                       int8_t *out, int32_t count)
+{
+    for (int32_t j = 0; j < count; ++j, rq += MCUFLOW_DSP_RQ_WORDS) {
+        out[j] = (int8_t)mcuflow_dsp_requant(acc[j], rq[0], rq + 2, rq[1], negative);
+    }
+}
+
+/* All four outputs of a quad; `ties`: the layer's negative term is not 0. */
+#if MCUFLOW_DSP_ASM
+#define MCUFLOW_DSP_QUAD_OUT_ASM(ACC, R, O, TIES)                                               \
+    "ldrd %[lo], %[hi], [%[rq], #" #R " + 8]\n\t"                                              \
+    "ldrd %[m], %[sh], [%[rq], #" #R "]\n\t"                                                    \
+    "smlal %[lo], %[hi], %[" ACC "], %[m]\n\t" TIES                                             \
+    "asr %[hi], %[hi], %[sh]\n\t"                                                               \
+    "ssat %[hi], #8, %[hi]\n\t"                                                                 \
+    "strb %[hi], [%[out], #" #O "]\n\t"
+#define MCUFLOW_DSP_QUAD_TIES_ASM(ACC)                                                          \
+    "lsr %[" ACC "], %[" ACC "], #31\n\tsmlal %[lo], %[hi], %[" ACC "], %[neg]\n\t"
+
+MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, int32_t negative,
+                                           int8_t *out, int ties)
+{
+    uint32_t lo, hi, m, sh;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    if (ties) {
+        __asm__ volatile(
+            MCUFLOW_DSP_QUAD_OUT_ASM("a0", 0, 0, MCUFLOW_DSP_QUAD_TIES_ASM("a0"))
+                MCUFLOW_DSP_QUAD_OUT_ASM("a1", 16, 1, MCUFLOW_DSP_QUAD_TIES_ASM("a1"))
+                    MCUFLOW_DSP_QUAD_OUT_ASM("a2", 32, 2, MCUFLOW_DSP_QUAD_TIES_ASM("a2"))
+                        MCUFLOW_DSP_QUAD_OUT_ASM("a3", 48, 3, MCUFLOW_DSP_QUAD_TIES_ASM("a3"))
+            : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh), [a0] "+r"(a0),
+              [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+            : [rq] "r"(rq), [out] "r"(out), [neg] "r"(negative)
+            : "memory");
+    } else {
+        __asm__ volatile(MCUFLOW_DSP_QUAD_OUT_ASM("a0", 0, 0, "")
+                             MCUFLOW_DSP_QUAD_OUT_ASM("a1", 16, 1, "")
+                                 MCUFLOW_DSP_QUAD_OUT_ASM("a2", 32, 2, "")
+                                     MCUFLOW_DSP_QUAD_OUT_ASM("a3", 48, 3, "")
+                         : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh)
+                         : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3),
+                           [rq] "r"(rq), [out] "r"(out)
+                         : "memory");
+    }
+}
+#else
+MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, int32_t negative,
+                                           int8_t *out, int ties)
+{
+    mcuflow_dsp_store4(acc, rq, ties ? negative : 0, out, 4);
+}
+#endif
+
+/* The full quads of one gathered input row. */
+MCUFLOW_INLINE void mcuflow_dsp_quads(const mcuflow_word_t **w, const mcuflow_word_t *row,
+                                      const int32_t *bias, const int32_t *rq, int8_t *out,
+                                      int32_t quads, int32_t groups, int32_t chunk,
+                                      int32_t negative, int ties)
+{
+    for (; quads > 0; --quads, bias += 4, out += 4, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
+        int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
+        mcuflow_dsp_quad(w, row, groups, chunk, acc);
+        mcuflow_dsp_store_quad(acc, rq, negative, out, ties);
+    }
+}
+
+/* Every output channel of one gathered input row. */
+static void mcuflow_dsp_fc_row(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_requant_t *q,
+                               const mcuflow_word_t *row, int8_t *out)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    const int32_t groups = m->groups, chunk = m->chunk_groups, negative = q->negative;
+    const int32_t quads = m->rows >> 2;
+    const int32_t *bias = q->bias + 4 * quads;
+    const int32_t *rq = q->rq + (size_t)quads * 4 * MCUFLOW_DSP_RQ_WORDS;
+    if (negative != 0) {
+        mcuflow_dsp_quads(&w, row, q->bias, q->rq, out, quads, groups, chunk, negative, 1);
+    } else {
+        mcuflow_dsp_quads(&w, row, q->bias, q->rq, out, quads, groups, chunk, 0, 0);
+    }
+    out += 4 * quads;
+    if (m->rows & 3) {
+        int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
+        mcuflow_dsp_quad(&w, row, groups, chunk, acc);
+        mcuflow_dsp_store4(acc, rq, negative, out, m->rows & 3);
+    }
+}
+
+void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t *m,
+                                    const mcuflow_dsp_requant_t *q, const int8_t *input,
+                                    int8_t *output, mcuflow_word_t *row)
+{
+    for (int32_t r = 0; r < batches; ++r) {
+        int8_t *out = output + (size_t)r * (size_t)m->rows;
+        mcuflow_dsp_gather_row(input + (size_t)r * (size_t)m->depth, m->depth, row);
+        mcuflow_dsp_fc_row(m, q, row, out);
+        if (mcuflow_dsp_narrow(q)) {
+            mcuflow_dsp_clamp(q, out, m->rows);
+        }
+    }
+}

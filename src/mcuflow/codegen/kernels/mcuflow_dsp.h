@@ -1,0 +1,410 @@
+/* mcuflow Arm DSP-extension kernels (Cortex-M4/M7/M33): parameter structs and the intrinsics.
+ *
+ * With __ARM_FEATURE_DSP the intrinsics are ACLE's (<arm_acle.h>); elsewhere they are exact C
+ * emulations, so the same kernels run bit-exact on any host (used to test them under the
+ * sanitizers). The generator packs the weights, folds the input offset into the bias and
+ * computes every requantisation constant; the kernels only evaluate.
+ *
+ * Requantisation. Every int8 output is y = ssat8((t >> 32) >> shift) (then clamped to
+ * [act_min, act_max] when that is narrower), where t is the 64-bit value
+ * acc * multiplier + addend (+ negative when acc < 0). The generator proves, on every reachable
+ * accumulator, that this equals TFLite's requantisation plus output offset (see
+ * mcuflow/codegen/dsp.py): one multiply-accumulate instead of TFLite's double rounding.
+ */
+#ifndef MCUFLOW_DSP_H
+#define MCUFLOW_DSP_H
+
+#include <string.h>
+
+#include "mcuflow_kernels.h"
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
+/* The hottest loops have GNU assembly versions for Thumb-2 cores with the DSP extension (the
+ * compilers schedule their loads poorly); elsewhere the C code computes the same thing. */
+#if defined(__ARM_FEATURE_DSP) && defined(__thumb2__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define MCUFLOW_DSP_ASM 1
+#else
+#define MCUFLOW_DSP_ASM 0
+#endif
+
+/* Functions of the inner loops, inlined even where the compiler judges them large. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MCUFLOW_INLINE static inline __attribute__((always_inline))
+#else
+#define MCUFLOW_INLINE static inline
+#endif
+
+/* Scratch words may also be written as halfwords: accesses through these types alias. */
+#if defined(__GNUC__) || defined(__clang__)
+typedef uint32_t mcuflow_word_t __attribute__((may_alias));
+typedef uint16_t mcuflow_half_t __attribute__((may_alias));
+#else
+typedef uint32_t mcuflow_word_t;
+typedef uint16_t mcuflow_half_t;
+#endif
+
+/* ---- the DSP instructions used (int16x2 lanes: bits 0-15 low, 16-31 high) ----------------- */
+
+#if defined(__ARM_FEATURE_DSP)
+
+/* Sign-extend bytes 0 and 2 into the two halfwords. */
+static inline uint32_t mcuflow_sxtb16(uint32_t x)
+{
+    return (uint32_t)__sxtb16((int32_t)x);
+}
+
+/* Sign-extend bytes 1 and 3 (SXTB16 with its built-in rotation). */
+static inline uint32_t mcuflow_sxtb16_ror8(uint32_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return (uint32_t)__sxtb16((int32_t)__ror(x, 8));
+#endif
+}
+
+/* acc + lo(a) * lo(b) + hi(a) * hi(b), wrapping. */
+static inline int32_t mcuflow_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad((int32_t)a, (int32_t)b, acc);
+}
+
+/* acc + lo(a) * lo(b). */
+static inline int32_t mcuflow_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+
+/* Sign-extend bytes 0 and 2 of x and add them to the halfwords of a. */
+static inline uint32_t mcuflow_sxtab16(uint32_t a, uint32_t x)
+{
+    return (uint32_t)__sxtab16((int32_t)a, (int32_t)x);
+}
+
+/* Bytes 1 and 3 of x, sign-extended, added to the halfwords of a. */
+static inline uint32_t mcuflow_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+#else
+    return (uint32_t)__sxtab16((int32_t)a, (int32_t)__ror(x, 8));
+#endif
+}
+
+/* acc + hi(a) * hi(b). */
+static inline int32_t mcuflow_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatt((int32_t)a, (int32_t)b, acc);
+}
+
+/* acc + lo(a) * hi(b). */
+static inline int32_t mcuflow_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlabt((int32_t)a, (int32_t)b, acc);
+}
+
+/* acc + hi(a) * lo(b). */
+static inline int32_t mcuflow_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlatb((int32_t)a, (int32_t)b, acc);
+}
+
+/* x saturated to [-128, 127]. */
+static inline int32_t mcuflow_ssat8(int32_t x)
+{
+    return __ssat(x, 8);
+}
+
+#else /* exact emulations */
+
+static inline int32_t mcuflow_lo16(uint32_t x)
+{
+    return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu);
+}
+
+static inline int32_t mcuflow_hi16(uint32_t x)
+{
+    return (int32_t)(int16_t)(uint16_t)(x >> 16);
+}
+
+/* Two's-complement wrap of a 64-bit sum to 32 bits, as the hardware does. */
+static inline int32_t mcuflow_wrap32(int64_t x)
+{
+    const uint32_t bits = (uint32_t)((uint64_t)x & 0xFFFFFFFFu);
+    return bits <= 0x7FFFFFFFu ? (int32_t)bits : (int32_t)(bits - 0x80000000u) - 0x7FFFFFFF - 1;
+}
+
+static inline uint32_t mcuflow_sxtb16(uint32_t x)
+{
+    const uint32_t lo = (uint32_t)(uint16_t)(int16_t)(int8_t)(uint8_t)(x & 0xFFu);
+    const uint32_t hi = (uint32_t)(uint16_t)(int16_t)(int8_t)(uint8_t)((x >> 16) & 0xFFu);
+    return lo | (hi << 16);
+}
+
+static inline uint32_t mcuflow_sxtb16_ror8(uint32_t x)
+{
+    return mcuflow_sxtb16((x >> 8) | (x << 24));
+}
+
+static inline int32_t mcuflow_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return mcuflow_wrap32((int64_t)acc + (int64_t)(mcuflow_lo16(a) * mcuflow_lo16(b)) +
+                          (int64_t)(mcuflow_hi16(a) * mcuflow_hi16(b)));
+}
+
+static inline int32_t mcuflow_smlabb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return mcuflow_wrap32((int64_t)acc + (int64_t)(mcuflow_lo16(a) * mcuflow_lo16(b)));
+}
+
+static inline uint32_t mcuflow_sxtab16(uint32_t a, uint32_t x)
+{
+    const uint32_t e = mcuflow_sxtb16(x);
+    const uint32_t lo = (a + e) & 0xFFFFu;
+    const uint32_t hi = ((a >> 16) + (e >> 16)) & 0xFFFFu;
+    return lo | (hi << 16);
+}
+
+static inline uint32_t mcuflow_sxtab16_ror8(uint32_t a, uint32_t x)
+{
+    return mcuflow_sxtab16(a, (x >> 8) | (x << 24));
+}
+
+static inline int32_t mcuflow_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return mcuflow_wrap32((int64_t)acc + (int64_t)(mcuflow_hi16(a) * mcuflow_hi16(b)));
+}
+
+static inline int32_t mcuflow_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    return mcuflow_wrap32((int64_t)acc + (int64_t)(mcuflow_lo16(a) * mcuflow_hi16(b)));
+}
+
+static inline int32_t mcuflow_smlatb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return mcuflow_wrap32((int64_t)acc + (int64_t)(mcuflow_hi16(a) * mcuflow_lo16(b)));
+}
+
+static inline int32_t mcuflow_ssat8(int32_t x)
+{
+    return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+
+#endif /* __ARM_FEATURE_DSP */
+
+/* Two consecutive words of 8-byte aligned data, advancing the pointer by `STEP` bytes (one
+ * LDRD with post-increment; STEP is 8 or 4). */
+#if defined(__ARM_FEATURE_DSP) && (defined(__GNUC__) || defined(__clang__))
+#define MCUFLOW_LOAD2_STEP(p, a, b, STEP)                                                       \
+    __asm__ volatile("ldrd %0, %1, [%2], #" #STEP : "=r"(a), "=r"(b), "+r"(p) : : "memory")
+#else
+#define MCUFLOW_LOAD2_STEP(p, a, b, STEP)                                                       \
+    do {                                                                                        \
+        (a) = (p)[0];                                                                           \
+        (b) = (p)[1];                                                                           \
+        (p) += (STEP) / 4;                                                                      \
+    } while (0)
+#endif
+
+/* Two consecutive words at byte offset `OFFSET` (a multiple of 4 below 1024) of 8-byte aligned
+ * data (one LDRD). */
+#if defined(__ARM_FEATURE_DSP) && (defined(__GNUC__) || defined(__clang__))
+#define MCUFLOW_LOAD2_AT(p, a, b, OFFSET)                                                       \
+    __asm__("ldrd %0, %1, [%2, #" #OFFSET "]" : "=r"(a), "=r"(b) : "r"(p), "m"(*(p)))
+#else
+#define MCUFLOW_LOAD2_AT(p, a, b, OFFSET)                                                       \
+    do {                                                                                        \
+        (a) = (uint32_t)(p)[(OFFSET) / 4];                                                      \
+        (b) = (uint32_t)(p)[(OFFSET) / 4 + 1];                                                  \
+    } while (0)
+#endif
+
+static inline void mcuflow_load2(const mcuflow_word_t **p, uint32_t *a, uint32_t *b)
+{
+    const mcuflow_word_t *q = *p;
+    uint32_t x, y;
+    MCUFLOW_LOAD2_STEP(q, x, y, 8);
+    *a = x;
+    *b = y;
+    *p = q;
+}
+
+/* Four bytes from any address (an unaligned LDR on Cortex-M4/M7/M33). */
+static inline uint32_t mcuflow_read_u32(const int8_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+/* int16 `value` in both halfwords. */
+static inline uint32_t mcuflow_pair16(int32_t value)
+{
+    const uint32_t half = (uint32_t)(uint16_t)(int16_t)value;
+    return half | (half << 16);
+}
+
+/* (b - a) >> 8 of two accumulators that wrapped in 32 bits: exact while |b - a| < 2^31. */
+static inline int32_t mcuflow_wrapped_diff_8(int32_t b, int32_t a)
+{
+    const uint32_t bits = (uint32_t)b - (uint32_t)a;
+    const int32_t diff =
+        bits <= 0x7FFFFFFFu ? (int32_t)bits : (int32_t)(bits - 0x80000000u) - 0x7FFFFFFF - 1;
+    return diff >> 8;
+}
+
+/* ---- requantisation -------------------------------------------------------------------- */
+
+/* Per output channel, four words: multiplier, shift (>= 0), addend low word, addend high word. */
+#define MCUFLOW_DSP_RQ_WORDS 4
+
+/* `x`, with its value range hidden from the optimiser (GCC then keeps a 32 x 32 -> 64 multiply
+ * of it a single SMLAL). */
+static inline int32_t mcuflow_opaque(int32_t x)
+{
+#if defined(__ARM_FEATURE_DSP) && (defined(__GNUC__) || defined(__clang__))
+    __asm__("" : "+r"(x));
+#endif
+    return x;
+}
+
+/* The int8 output of accumulator `acc`: `multiplier`, `shift` and the addend words `low` and
+ * `high` of its channel, the layer's `negative` (before the clamp). */
+static inline int32_t mcuflow_dsp_requant_words(int32_t acc, int32_t multiplier, uint32_t low,
+                                                uint32_t high, int32_t shift, int32_t negative)
+{
+    uint64_t t = ((uint64_t)high << 32) | low;
+    t += (uint64_t)((int64_t)acc * multiplier);
+    t += (uint64_t)((int64_t)mcuflow_opaque((int32_t)((uint32_t)acc >> 31)) * negative);
+    return mcuflow_ssat8((int32_t)(uint32_t)(t >> 32) >> shift);
+}
+
+/* mcuflow_dsp_requant_words with the addend words at `addend` ([0] low, [1] high). */
+static inline int32_t mcuflow_dsp_requant(int32_t acc, int32_t multiplier, const int32_t *addend,
+                                          int32_t shift, int32_t negative)
+{
+    return mcuflow_dsp_requant_words(acc, multiplier, (uint32_t)addend[0], (uint32_t)addend[1],
+                                     shift, negative);
+}
+
+/* Requantisation of a layer: constants per output channel and the common terms. */
+typedef struct {
+    const int32_t *bias; /* int32 per output channel, input offset times weight sum folded in */
+    const int32_t *rq;   /* MCUFLOW_DSP_RQ_WORDS int32 per output channel */
+    int32_t negative;    /* added to t when the accumulator is negative */
+    int32_t act_min;     /* clamp of a fused activation narrower than int8 ... */
+    int32_t act_max;     /* ... (act_min = -128 and act_max = 127 when none) */
+} mcuflow_dsp_requant_t;
+
+/* ---- convolutions and fully connected -------------------------------------------------- */
+
+/* Weights of a matrix product, output channels taken in pairs (a, b). For every 4 columns a pair
+ * has two words whose int16 lanes hold a + 256 * b for two columns (b's bytes stored minus the
+ * borrow of a negative a): SMLAD with them accumulates A + 256 B, SMLAD with their sign-extended
+ * low bytes A alone, so one load and one SXTB16 feed four MACs. B is extracted every
+ * `chunk_groups` groups, before 256 B can wrap. Column lanes follow the gathered inputs:
+ * (c0, c2), (c1, c3) in SXTB16 order, (c0, c1), (c2, c3) in natural order. */
+typedef struct {
+    const uint32_t *weights; /* CONV_2D: pair after pair; FULLY_CONNECTED: two pairs per group */
+    int32_t rows;            /* output channels */
+    int32_t depth;           /* columns K (kernel_h * kernel_w * in_c for CONV_2D) */
+    int32_t groups;          /* ceil(K / 4) */
+    int32_t chunk_groups;    /* groups between extractions of B */
+    int32_t gather;          /* CONV_2D columns: one of MCUFLOW_DSP_GATHER_* */
+} mcuflow_dsp_matrix_t;
+
+#define MCUFLOW_DSP_GATHER_VALUES 0 /* natural column order, value by value */
+#define MCUFLOW_DSP_GATHER_WORDS 1  /* SXTB16 order, four channels per load (in_c % 4 == 0) */
+#define MCUFLOW_DSP_GATHER_PADDED 2 /* SXTB16 order, in_c + 1 per tap (in_c % 4 == 3): the
+                                       extra channel's weights are zero */
+
+/* CONV_2D (any kernel, stride, dilation, padding; batches). `columns` is 8-byte aligned scratch
+ * of 4 * groups words: the int16 im2col of two output pixels, word 2 j + s holding columns 2 j
+ * and 2 j + 1 of pixel s. Output pixels are finished two at a time in raster order after both
+ * receptive fields were gathered, so the output may overlap the input as for the portable
+ * kernel. */
+void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
+                           const mcuflow_dsp_requant_t *q, const int8_t *input, int8_t *output,
+                           mcuflow_word_t *columns);
+
+/* FULLY_CONNECTED of `batches` rows. `row` is 8-byte aligned scratch of 2 * groups words (one
+ * input row as int16). Weights: groups of two pairs, rows padded to a multiple of 4. */
+void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t *m,
+                                    const mcuflow_dsp_requant_t *q, const int8_t *input,
+                                    int8_t *output, mcuflow_word_t *row);
+
+/* ---- depthwise -------------------------------------------------------------------------- */
+
+/* 3x3 DEPTHWISE_CONV_2D, depth multiplier 1, dilation 1, stride 1 or 2 along the lines.
+ * Channel by channel: the padded input plane of channel c is gathered as int16 into `plane`
+ * (8-byte aligned scratch, plane_rows * plane_columns halfwords), then output channel c is
+ * computed from it line by line and written, so the output may start at the input (TinyEngine's
+ * in-place depthwise). Lines are the output's rows, or its columns (all fields "across" and
+ * "along" swapped, the taps transposed) when that is cheaper. `channels` holds
+ * MCUFLOW_DSP_DW_WORDS int32 per channel: for each kernel row the int16 pairs (2 w0, 2 w1) and
+ * (2 w1, 2 w2) (doubled weights), then the requantisation words of the doubled accumulator
+ * (multiplier, shift, addend low, addend high), then the doubled bias twice. */
+#define MCUFLOW_DSP_DW_WORDS 12
+
+typedef struct {
+    const int32_t *channels;
+    int32_t batches, depth;                /* images, channels */
+    int32_t in_across, in_along;           /* input lines, values per line */
+    int32_t in_across_step, in_along_step; /* int8 elements between lines, between values */
+    int32_t in_batch_step;
+    int32_t pad_across, pad_along;         /* implicit padding before the first line / value */
+    int32_t stride_across, stride_along;   /* stride_along is 1 or 2 */
+    int32_t out_across, out_along;
+    int32_t out_across_step, out_along_step, out_batch_step;
+    int32_t plane_rows, plane_columns; /* plane_columns even, >= pad_along + in_along and
+                                          >= stride_along * (out_along rounded up to even) + 2 */
+    int32_t pad_value;                 /* the input zero point */
+    int32_t act_min, act_max;          /* clamp of a fused activation narrower than int8 */
+    int32_t ties;                      /* nonzero: the requantisation's sign correction */
+} mcuflow_dsp_dw_t;
+
+void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, int8_t *output,
+                               mcuflow_half_t *plane);
+
+/* DEPTHWISE_CONV_2D (any kernel, stride, dilation and padding; depth multiplier 1) pixel after
+ * pixel in raster order, all channels of a pixel before the next (so it runs in place with
+ * OVERLAP), without scratch. Four channels at a time: one input load, two SXTAB16 (adding the
+ * input offset) and four 16-bit MACs per tap. `taps` holds, per group of 4 channels (padded
+ * with zeros) and tap (row-major), the int16 pairs (2 w_c0, 2 w_c2) and (2 w_c1, 2 w_c3). `bias`
+ * is the doubled bias (input offset not folded: taps in the padding are skipped), `rq` the
+ * requantisation words of the doubled accumulator, 4 per channel. */
+typedef struct {
+    const uint32_t *taps;
+    const int32_t *bias;
+    const int32_t *rq;
+    int32_t act_min, act_max;
+    int32_t ties; /* nonzero: the requantisation's sign correction (negative term -2^31) */
+} mcuflow_dsp_dw_pixels_t;
+
+void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                           const int8_t *input, int8_t *output);
+
+/* ---- element-wise ----------------------------------------------------------------------- */
+
+/* ADD and SUB: TFLite rescales each input, x -> MBQM((x + offset) << 20, m, s), an exact
+ * function of the int8 value the generator tabulates (256 int32 per input, SUB's second table
+ * negated); the sum is then requantised with the one-multiply formula. */
+typedef struct {
+    const int32_t *table1, *table2; /* indexed by x + 128 */
+    int32_t rq[MCUFLOW_DSP_RQ_WORDS]; /* multiplier, shift, addend low, addend high */
+    int32_t negative;
+    int32_t act_min, act_max;
+} mcuflow_dsp_add_t;
+
+void mcuflow_add_dsp_s8(const mcuflow_dsp_add_t *p, const mcuflow_broadcast_t *b,
+                        const int8_t *input1, const int8_t *input2, int8_t *output);
+
+#endif /* MCUFLOW_DSP_H */

@@ -1,0 +1,526 @@
+/* 3x3 DEPTHWISE_CONV_2D int8 kernel for the Arm DSP extension (TFLite bit-exact).
+ *
+ * Channel by channel (TinyEngine's order): the padded input plane of one channel is gathered as
+ * int16, then two neighbouring outputs of a row take, per kernel row, one or two plane loads,
+ * one SMLAD and one SMLABT / SMLATB each, with the kernel row's doubled taps as int16 pairs
+ * (w0, w1) and (w1, w2). Doubling makes the requantisation's sign correction one add.
+ */
+#include "mcuflow_dsp.h"
+
+/* int8 output of the doubled accumulator `acc2` with multiplier `m`, shift `sh` and the addend
+ * words at k[8], k[9]: with `ties`, adding acc2 >> 31 to the high word subtracts 2^32 from t
+ * exactly when the accumulator is negative (the layers whose negative term is not 0). */
+MCUFLOW_INLINE int8_t mcuflow_dw_out(int32_t acc2, const int32_t *k, int32_t m, int32_t sh,
+                                     int ties)
+{
+    uint32_t low, high;
+    MCUFLOW_LOAD2_AT(k, low, high, 32);
+    const uint64_t t = (((uint64_t)high << 32) | low) + (uint64_t)((int64_t)acc2 * m);
+    const int32_t top = (int32_t)(uint32_t)(t >> 32) + (ties ? (acc2 >> 31) : 0);
+    return (int8_t)mcuflow_ssat8(top >> sh);
+}
+
+/* Requantise and store the pair (p, q); q only when `both`. */
+MCUFLOW_INLINE void mcuflow_dw_store(int32_t p, int32_t q, const int32_t *k, int8_t *out,
+                                     size_t step, int both, int ties)
+{
+    uint32_t m, sh;
+    MCUFLOW_LOAD2_AT(k, m, sh, 24);
+    out[0] = mcuflow_dw_out(p, k, (int32_t)m, (int32_t)sh, ties);
+    if (both) {
+        out[step] = mcuflow_dw_out(q, k, (int32_t)m, (int32_t)sh, ties);
+    }
+}
+
+/* The padded plane of channel `c` of one image, as int16, one input line per row (rows are
+ * word-aligned: plane_columns is even). */
+static void mcuflow_dw_plane(const mcuflow_dsp_dw_t *d, const int8_t *image, int32_t c,
+                             mcuflow_half_t *plane)
+{
+    const uint16_t pad = (uint16_t)(int16_t)d->pad_value;
+    const uint32_t pads = mcuflow_pair16(d->pad_value);
+    const size_t step = (size_t)d->in_along_step;
+    const int32_t lines = d->in_across, values = d->in_along, pad_along = d->pad_along;
+    const int32_t columns = d->plane_columns;
+    for (int32_t r = 0; r < d->plane_rows; ++r, plane += columns) {
+        const int32_t y = r - d->pad_across;
+        if (y < 0 || y >= lines) {
+            mcuflow_word_t *word = (mcuflow_word_t *)plane;
+            for (int32_t col = 0; col < columns; col += 2) {
+                *word++ = pads;
+            }
+            continue;
+        }
+        for (int32_t col = 0; col < pad_along; ++col) {
+            plane[col] = pad;
+        }
+        const int8_t *src = image + (size_t)y * (size_t)d->in_across_step + (size_t)c;
+        mcuflow_half_t *dst = plane + pad_along;
+        int32_t x = 0;
+        for (; x + 1 < values; x += 2, src += 2 * step, dst += 2) {
+            dst[0] = (uint16_t)(int16_t)src[0];
+            dst[1] = (uint16_t)(int16_t)src[step];
+        }
+        if (x < values) {
+            *dst = (uint16_t)(int16_t)*src;
+        }
+        for (int32_t col = pad_along + values; col < columns; ++col) {
+            plane[col] = pad;
+        }
+    }
+}
+
+/* Kernel row `OFFSET` / 8 of an output pair, column stride 1: plane words (x0, x1), (x2, x3). */
+#define MCUFLOW_DW_ROW_S1(r, OFFSET)                                                            \
+    do {                                                                                        \
+        uint32_t a, b, t0, t1;                                                                  \
+        MCUFLOW_LOAD2_STEP(r, a, b, 4);                                                         \
+        MCUFLOW_LOAD2_AT(k, t0, t1, OFFSET);                                                    \
+        p = mcuflow_smlad(a, t0, p);                                                            \
+        p = mcuflow_smlabt(b, t1, p);                                                           \
+        q = mcuflow_smlatb(a, t0, q);                                                           \
+        q = mcuflow_smlad(b, t1, q);                                                            \
+    } while (0)
+
+/* Kernel row `OFFSET` / 8 of an output pair, column stride 2: (x0, x1), (x2, x3), (x4, x5). */
+#define MCUFLOW_DW_ROW_S2(r, OFFSET)                                                            \
+    do {                                                                                        \
+        uint32_t a, b, t0, t1;                                                                  \
+        MCUFLOW_LOAD2_STEP(r, a, b, 8);                                                         \
+        MCUFLOW_LOAD2_AT(k, t0, t1, OFFSET);                                                    \
+        p = mcuflow_smlad(a, t0, p);                                                            \
+        p = mcuflow_smlabt(b, t1, p);                                                           \
+        q = mcuflow_smlad(b, t0, q);                                                            \
+        q = mcuflow_smlabt((r)[0], t1, q);                                                      \
+    } while (0)
+
+/* One output row, column stride 1: the pair at columns (ox, ox + 1) reads plane words
+ * ox / 2 and ox / 2 + 1 of each kernel row. */
+MCUFLOW_INLINE void mcuflow_dw_row_s1(const mcuflow_word_t *r0, size_t row_words,
+                                      const int32_t *k, int8_t *out, size_t step, int32_t out_w,
+                                      int ties)
+{
+    const mcuflow_word_t *r1 = r0 + row_words;
+    const mcuflow_word_t *r2 = r1 + row_words;
+    for (int32_t ox = 0; ox < out_w; ox += 2, out += 2 * step) {
+        uint32_t p_bias, q_bias;
+        MCUFLOW_LOAD2_AT(k, p_bias, q_bias, 40);
+        int32_t p = (int32_t)p_bias, q = (int32_t)q_bias;
+        MCUFLOW_DW_ROW_S1(r0, 0);
+        MCUFLOW_DW_ROW_S1(r1, 8);
+        MCUFLOW_DW_ROW_S1(r2, 16);
+        mcuflow_dw_store(p, q, k, out, step, ox + 1 < out_w, ties);
+    }
+}
+
+/* One output row, column stride 2: the pair reads plane words ox, ox + 1 and ox + 2. */
+MCUFLOW_INLINE void mcuflow_dw_row_s2(const mcuflow_word_t *r0, size_t row_words,
+                                      const int32_t *k, int8_t *out, size_t step, int32_t out_w,
+                                      int ties)
+{
+    const mcuflow_word_t *r1 = r0 + row_words;
+    const mcuflow_word_t *r2 = r1 + row_words;
+    for (int32_t ox = 0; ox < out_w; ox += 2, out += 2 * step) {
+        uint32_t p_bias, q_bias;
+        MCUFLOW_LOAD2_AT(k, p_bias, q_bias, 40);
+        int32_t p = (int32_t)p_bias, q = (int32_t)q_bias;
+        MCUFLOW_DW_ROW_S2(r0, 0);
+        MCUFLOW_DW_ROW_S2(r1, 8);
+        MCUFLOW_DW_ROW_S2(r2, 16);
+        mcuflow_dw_store(p, q, k, out, step, ox + 1 < out_w, ties);
+    }
+}
+
+/* Output channel `c` of one image (written to `out`, strided) from its gathered plane. */
+MCUFLOW_INLINE void mcuflow_dw_lines(const mcuflow_dsp_dw_t *d, const mcuflow_word_t *plane,
+                                     const int32_t *k, int8_t *out, int ties)
+{
+    const size_t row_words = (size_t)d->plane_columns / 2;
+    const size_t rows_step = (size_t)d->stride_across * row_words;
+    const size_t step = (size_t)d->out_along_step;
+    const size_t out_line = (size_t)d->out_across_step;
+    const int32_t lines = d->out_across, along = d->out_along;
+    if (d->stride_along == 1) {
+        for (int32_t oy = 0; oy < lines; ++oy, plane += rows_step, out += out_line) {
+            mcuflow_dw_row_s1(plane, row_words, k, out, step, along, ties);
+        }
+    } else {
+        for (int32_t oy = 0; oy < lines; ++oy, plane += rows_step, out += out_line) {
+            mcuflow_dw_row_s2(plane, row_words, k, out, step, along, ties);
+        }
+    }
+}
+
+static void mcuflow_dw_channel(const mcuflow_dsp_dw_t *d, const mcuflow_word_t *plane,
+                               const int32_t *k, int8_t *out)
+{
+    if (d->ties) {
+        mcuflow_dw_lines(d, plane, k, out, 1);
+    } else {
+        mcuflow_dw_lines(d, plane, k, out, 0);
+    }
+}
+
+/* Clamp every output of one image to a fused activation narrower than int8. */
+static void mcuflow_dw_clamp(const mcuflow_dsp_dw_t *d, int8_t *out)
+{
+    for (int32_t line = 0; line < d->out_across; ++line) {
+        for (int32_t i = 0; i < d->out_along; ++i) {
+            int8_t *pixel = out + (size_t)line * (size_t)d->out_across_step +
+                            (size_t)i * (size_t)d->out_along_step;
+            for (int32_t c = 0; c < d->depth; ++c) {
+                pixel[c] = (int8_t)mcuflow_clamp(pixel[c], d->act_min, d->act_max);
+            }
+        }
+    }
+}
+
+void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, int8_t *output,
+                               mcuflow_half_t *plane)
+{
+    const int narrow = d->act_min != -128 || d->act_max != 127;
+    for (int32_t b = 0; b < d->batches; ++b) {
+        const int8_t *image = input + (size_t)b * (size_t)d->in_batch_step;
+        int8_t *out = output + (size_t)b * (size_t)d->out_batch_step;
+        for (int32_t c = 0; c < d->depth; ++c) {
+            mcuflow_dw_plane(d, image, c, plane);
+            mcuflow_dw_channel(d, (const mcuflow_word_t *)plane,
+                               d->channels + (size_t)c * MCUFLOW_DSP_DW_WORDS, out + c);
+        }
+        if (narrow) {
+            mcuflow_dw_clamp(d, out);
+        }
+    }
+}
+
+/* ---- pixel by pixel (runs with OVERLAP, needs no scratch) ------------------------------- */
+
+/* int8 output of the doubled accumulator `acc2` with the channel's words `rq` (`ties`: see
+ * mcuflow_dw_out). */
+MCUFLOW_INLINE int8_t mcuflow_dwp_out(int32_t acc2, const int32_t *rq, int ties)
+{
+    const uint64_t t = (((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]) +
+                       (uint64_t)((int64_t)acc2 * rq[0]);
+    const int32_t top = (int32_t)(uint32_t)(t >> 32) + (ties ? (acc2 >> 31) : 0);
+    return (int8_t)mcuflow_ssat8(top >> rq[1]);
+}
+
+/* The outputs of four channels (doubled accumulators, consecutive requantisation words). */
+#if MCUFLOW_DSP_ASM
+#define MCUFLOW_DWP_OUT_ASM(ACC, R, O, TIES)                                                    \
+    "ldrd %[lo], %[hi], [%[rq], #" #R " + 8]\n\t"                                              \
+    "ldrd %[m], %[sh], [%[rq], #" #R "]\n\t"                                                    \
+    "smlal %[lo], %[hi], %[" ACC "], %[m]\n\t" TIES                                             \
+    "asr %[hi], %[hi], %[sh]\n\t"                                                               \
+    "ssat %[hi], #8, %[hi]\n\t"                                                                 \
+    "strb %[hi], [%[out], #" #O "]\n\t"
+#define MCUFLOW_DWP_TIES_ASM(ACC) "add %[hi], %[hi], %[" ACC "], asr #31\n\t"
+
+MCUFLOW_INLINE void mcuflow_dwp_out4(const int32_t *acc, const int32_t *rq, int8_t *out,
+                                     int ties)
+{
+    uint32_t lo, hi, m, sh;
+    if (ties) {
+        __asm__ volatile(
+            MCUFLOW_DWP_OUT_ASM("a0", 0, 0, MCUFLOW_DWP_TIES_ASM("a0"))
+                MCUFLOW_DWP_OUT_ASM("a1", 16, 1, MCUFLOW_DWP_TIES_ASM("a1"))
+                    MCUFLOW_DWP_OUT_ASM("a2", 32, 2, MCUFLOW_DWP_TIES_ASM("a2"))
+                        MCUFLOW_DWP_OUT_ASM("a3", 48, 3, MCUFLOW_DWP_TIES_ASM("a3"))
+            : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh)
+            : [a0] "r"(acc[0]), [a1] "r"(acc[1]), [a2] "r"(acc[2]), [a3] "r"(acc[3]),
+              [rq] "r"(rq), [out] "r"(out)
+            : "memory");
+    } else {
+        __asm__ volatile(MCUFLOW_DWP_OUT_ASM("a0", 0, 0, "") MCUFLOW_DWP_OUT_ASM("a1", 16, 1, "")
+                             MCUFLOW_DWP_OUT_ASM("a2", 32, 2, "")
+                                 MCUFLOW_DWP_OUT_ASM("a3", 48, 3, "")
+                         : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh)
+                         : [a0] "r"(acc[0]), [a1] "r"(acc[1]), [a2] "r"(acc[2]),
+                           [a3] "r"(acc[3]), [rq] "r"(rq), [out] "r"(out)
+                         : "memory");
+    }
+}
+#else
+MCUFLOW_INLINE void mcuflow_dwp_out4(const int32_t *acc, const int32_t *rq, int8_t *out,
+                                     int ties)
+{
+    for (int32_t j = 0; j < 4; ++j) {
+        out[j] = mcuflow_dwp_out(acc[j], rq + (size_t)j * MCUFLOW_DSP_RQ_WORDS, ties);
+    }
+}
+#endif
+
+/* Taps [lo, hi) of a window starting at `start` (stride `dilation`) inside [0, size). */
+static void mcuflow_dwp_valid(int32_t start, int32_t dilation, int32_t kernel, int32_t size,
+                              int32_t *lo, int32_t *hi)
+{
+    const int32_t first = start < 0 ? (-start + dilation - 1) / dilation : 0;
+    const int32_t room = size - start;
+    const int32_t last = room > 0 ? (room + dilation - 1) / dilation : 0;
+    *lo = first;
+    *hi = last < kernel ? last : kernel;
+}
+
+/* The window of one output pixel: its first input element and valid tap ranges. */
+typedef struct {
+    const int8_t *first; /* input pixel of tap (ky_lo, kx_lo), channel 0 */
+    int32_t ky_lo, ky_hi, kx_lo, kx_hi;
+} mcuflow_dwp_window_t;
+
+/* One tap of channels c .. c + 3: input word at `src`, then the tap's weight pairs from `w`
+ * (advanced). */
+#define MCUFLOW_DWP_TAP(src, w)                                                                 \
+    do {                                                                                        \
+        const uint32_t x_ = mcuflow_read_u32(src);                                              \
+        uint32_t w0_, w1_;                                                                      \
+        MCUFLOW_LOAD2_STEP(w, w0_, w1_, 8);                                                     \
+        const uint32_t even_ = mcuflow_sxtab16(offset, x_);                                     \
+        const uint32_t odd_ = mcuflow_sxtab16_ror8(offset, x_);                                 \
+        a0 = mcuflow_smlabb(even_, w0_, a0);                                                    \
+        a2 = mcuflow_smlatt(even_, w0_, a2);                                                    \
+        a1 = mcuflow_smlabb(odd_, w1_, a1);                                                     \
+        a3 = mcuflow_smlatt(odd_, w1_, a3);                                                     \
+    } while (0)
+
+#if MCUFLOW_DSP_ASM
+/* Tap T (1 to 8) of a whole 3x3 window in assembly: offset load, unaligned input load, weight
+ * pairs, two SXTAB16 and four 16-bit MACs. */
+#define MCUFLOW_DWP_TAP_ASM(T)                                                                  \
+    "ldr %[x], [%[offsets], #" #T " * 4]\n\t"                                                   \
+    "ldr %[x], [%[base], %[x]]\n\t" MCUFLOW_DWP_MACS_ASM
+
+#define MCUFLOW_DWP_MACS_ASM                                                                    \
+    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                        \
+    "sxtab16 %[odd], %[offset], %[x], ror #8\n\t"                                               \
+    "sxtab16 %[x], %[offset], %[x]\n\t"                                                         \
+    "smlabb %[a0], %[x], %[w0], %[a0]\n\t"                                                      \
+    "smlatt %[a2], %[x], %[w0], %[a2]\n\t"                                                      \
+    "smlabb %[a1], %[odd], %[w1], %[a1]\n\t"                                                    \
+    "smlatt %[a3], %[odd], %[w1], %[a3]\n\t"
+
+/* The nine taps of a whole 3x3 window of channels c .. c + 3. */
+MCUFLOW_INLINE void mcuflow_dwp_nine(const int8_t *base, const int32_t *offsets,
+                                     const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    uint32_t x, odd, w0, w1;
+    __asm__("ldr %[x], [%[base]]\n\t" MCUFLOW_DWP_MACS_ASM MCUFLOW_DWP_TAP_ASM(1)
+                MCUFLOW_DWP_TAP_ASM(2) MCUFLOW_DWP_TAP_ASM(3) MCUFLOW_DWP_TAP_ASM(4)
+                    MCUFLOW_DWP_TAP_ASM(5) MCUFLOW_DWP_TAP_ASM(6) MCUFLOW_DWP_TAP_ASM(7)
+                        MCUFLOW_DWP_TAP_ASM(8)
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w),
+              [x] "=&r"(x), [odd] "=&r"(odd), [w0] "=&r"(w0), [w1] "=&r"(w1)
+            : [base] "r"(base), [offsets] "r"(offsets), [offset] "r"(offset)
+            : "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+#endif
+
+/* Channels c .. c + 3 of one output pixel whose window lies inside the input: `base` is its
+ * first tap at channel c, `offsets` the byte offset of every tap, `w` the group's taps. */
+MCUFLOW_INLINE void mcuflow_dwp_inside(const int8_t *base, const int32_t *offsets, int32_t taps,
+                                       const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
+{
+#if MCUFLOW_DSP_ASM
+    if (taps == 9) {
+        mcuflow_dwp_nine(base, offsets, w, offset, acc);
+        return;
+    }
+#endif
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    if (taps == 9) {
+        MCUFLOW_DWP_TAP(base, w);
+        MCUFLOW_DWP_TAP(base + offsets[1], w);
+        MCUFLOW_DWP_TAP(base + offsets[2], w);
+        MCUFLOW_DWP_TAP(base + offsets[3], w);
+        MCUFLOW_DWP_TAP(base + offsets[4], w);
+        MCUFLOW_DWP_TAP(base + offsets[5], w);
+        MCUFLOW_DWP_TAP(base + offsets[6], w);
+        MCUFLOW_DWP_TAP(base + offsets[7], w);
+        MCUFLOW_DWP_TAP(base + offsets[8], w);
+    } else {
+        for (int32_t t = 0; t < taps; ++t) {
+            MCUFLOW_DWP_TAP(base + offsets[t], w);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Channels c .. c + 3 of one output pixel at the input's edge: the valid taps only. */
+static void mcuflow_dwp_edge(const mcuflow_window_t *g, const mcuflow_dwp_window_t *v,
+                             const mcuflow_word_t *group, uint32_t offset, int32_t c,
+                             int32_t *acc)
+{
+    const size_t row = (size_t)g->dilation_h * (size_t)g->in_w * (size_t)g->in_c;
+    const size_t column = (size_t)g->dilation_w * (size_t)g->in_c;
+    const int8_t *line = v->first + c;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t ky = v->ky_lo; ky < v->ky_hi; ++ky, line += row) {
+        const int8_t *src = line;
+        const mcuflow_word_t *w = group + 2 * (size_t)(ky * g->k_w + v->kx_lo);
+        for (int32_t kx = v->kx_lo; kx < v->kx_hi; ++kx, src += column) {
+            MCUFLOW_DWP_TAP(src, w);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* One of the last in_c % 4 channels of one output pixel (doubled accumulator). */
+static int32_t mcuflow_dwp_tail(const mcuflow_window_t *g, const mcuflow_dwp_window_t *v,
+                                const uint32_t *group, int32_t c, int32_t acc)
+{
+    const size_t row = (size_t)g->dilation_h * (size_t)g->in_w * (size_t)g->in_c;
+    const size_t column = (size_t)g->dilation_w * (size_t)g->in_c;
+    const int32_t high = (c & 2) != 0;
+    const int8_t *line = v->first + c;
+    for (int32_t ky = v->ky_lo; ky < v->ky_hi; ++ky, line += row) {
+        const int8_t *src = line;
+        for (int32_t kx = v->kx_lo; kx < v->kx_hi; ++kx, src += column) {
+            const uint32_t pair = group[2 * (size_t)(ky * g->k_w + kx) + (size_t)(c & 1)];
+            const int32_t w = (int32_t)(int16_t)(uint16_t)(high ? pair >> 16 : pair & 0xFFFFu);
+            acc += w * (*src + g->input_offset);
+        }
+    }
+    return acc;
+}
+
+/* Clamp the channels of one output pixel to a fused activation narrower than int8. */
+static void mcuflow_dwp_clamp(const mcuflow_dsp_dw_pixels_t *d, int8_t *out, int32_t n)
+{
+    for (int32_t c = 0; c < n; ++c) {
+        out[c] = (int8_t)mcuflow_clamp(out[c], d->act_min, d->act_max);
+    }
+}
+
+/* Byte offsets of the taps of a window inside the input, row-major, from its first tap. */
+#define MCUFLOW_DWP_MAX_TAPS 25
+
+/* Every channel of one output pixel at the input's edge: the valid taps only. */
+static void mcuflow_dwp_pixel(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                              const mcuflow_dwp_window_t *v, int8_t *out)
+{
+    const int32_t in_c = g->in_c, taps = g->k_h * g->k_w;
+    const uint32_t offset = mcuflow_pair16(g->input_offset);
+    const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
+    const int32_t *rq = d->rq;
+    int32_t c = 0;
+    for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)taps, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
+        int32_t acc[4] = {d->bias[c], d->bias[c + 1], d->bias[c + 2], d->bias[c + 3]};
+        mcuflow_dwp_edge(g, v, group, offset, c, acc);
+        mcuflow_dwp_out4(acc, rq, out + c, d->ties);
+    }
+    for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
+        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, v, group, c, d->bias[c]), rq, d->ties);
+    }
+}
+
+/* Every channel of the output pixels [ox_lo, ox_hi) of a row whose windows lie inside the
+ * input: `base` is the first tap of pixel ox_lo, `step` the bytes between neighbours' taps. */
+static void mcuflow_dwp_inner_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                  const int32_t *offsets, const int8_t *base, size_t step,
+                                  int8_t *out, int32_t count)
+{
+    const int32_t in_c = g->in_c, taps = g->k_h * g->k_w;
+    const uint32_t offset = mcuflow_pair16(g->input_offset);
+    const size_t out_step = (size_t)g->out_pixel_step;
+    for (; count > 0; --count, base += step, out += out_step) {
+        const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
+        const int32_t *bias = d->bias;
+        const int32_t *rq = d->rq;
+        int32_t c = 0;
+        for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)taps, bias += 4,
+                              rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
+            int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
+            mcuflow_dwp_inside(base + c, offsets, taps, group, offset, acc);
+            mcuflow_dwp_out4(acc, rq, out + c, d->ties);
+        }
+        if (c < in_c) {
+            const mcuflow_dwp_window_t v = {base, 0, g->k_h, 0, g->k_w};
+            for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
+                out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, &v, group, c, d->bias[c]), rq,
+                                         d->ties);
+            }
+        }
+    }
+}
+
+/* The window of output pixel `ox` of a row starting at input row `y0`. */
+static void mcuflow_dwp_locate(const mcuflow_window_t *g, const int8_t *image, int32_t y0,
+                               int32_t ox, mcuflow_dwp_window_t *v)
+{
+    const int32_t x0 = ox * g->stride_w - g->pad_left;
+    mcuflow_dwp_valid(y0, g->dilation_h, g->k_h, g->in_h, &v->ky_lo, &v->ky_hi);
+    mcuflow_dwp_valid(x0, g->dilation_w, g->k_w, g->in_w, &v->kx_lo, &v->kx_hi);
+    const int32_t y = v->ky_hi > v->ky_lo ? y0 + v->ky_lo * g->dilation_h : 0;
+    const int32_t x = v->kx_hi > v->kx_lo ? x0 + v->kx_lo * g->dilation_w : 0;
+    v->first = image + ((size_t)y * (size_t)g->in_w + (size_t)x) * (size_t)g->in_c;
+}
+
+/* Clamp one image's outputs to a fused activation narrower than int8. */
+static void mcuflow_dwp_clamp_image(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                    int8_t *out)
+{
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        for (int32_t ox = 0; ox < g->out_w; ++ox) {
+            mcuflow_dwp_clamp(d, out + (size_t)oy * (size_t)g->out_row_step +
+                                     (size_t)ox * (size_t)g->out_pixel_step, g->in_c);
+        }
+    }
+}
+
+void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                           const int8_t *input, int8_t *output)
+{
+    int32_t offsets[MCUFLOW_DWP_MAX_TAPS];
+    const int32_t taps = g->k_h * g->k_w;
+    const int fast = taps <= MCUFLOW_DWP_MAX_TAPS;
+    for (int32_t t = 0; fast && t < taps; ++t) {
+        offsets[t] = ((t / g->k_w) * g->dilation_h * g->in_w + (t % g->k_w) * g->dilation_w) *
+                     g->in_c;
+    }
+    /* Output columns whose windows lie inside the input's columns: [inner_lo, inner_hi). */
+    const int32_t span_w = (g->k_w - 1) * g->dilation_w;
+    const int32_t inner_lo = (g->pad_left + g->stride_w - 1) / g->stride_w;
+    const int32_t room = g->in_w - span_w + g->pad_left;
+    const int32_t inner_hi = room > 0 ? (room - 1) / g->stride_w + 1 : 0;
+    const int32_t lo = inner_lo < g->out_w ? inner_lo : g->out_w;
+    const int32_t hi = inner_hi < lo ? lo : (inner_hi > g->out_w ? g->out_w : inner_hi);
+    const size_t step = (size_t)g->stride_w * (size_t)g->in_c;
+    for (int32_t b = 0; b < g->batches; ++b) {
+        const int8_t *image =
+            input + (size_t)b * (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
+        int8_t *plane = output + (size_t)b * (size_t)g->out_batch_step;
+        for (int32_t oy = 0; oy < g->out_h; ++oy) {
+            const int32_t y0 = oy * g->stride_h - g->pad_top;
+            const int row_inside = y0 >= 0 && y0 + (g->k_h - 1) * g->dilation_h < g->in_h;
+            int8_t *row = plane + (size_t)oy * (size_t)g->out_row_step;
+            for (int32_t ox = 0; ox < g->out_w; ++ox) {
+                if (fast && row_inside && ox == lo && hi > lo) {
+                    const int8_t *base = image + ((size_t)y0 * (size_t)g->in_w +
+                                                  (size_t)(lo * g->stride_w - g->pad_left)) *
+                                                     (size_t)g->in_c;
+                    mcuflow_dwp_inner_run(g, d, offsets, base, step,
+                                          row + (size_t)lo * (size_t)g->out_pixel_step,
+                                          hi - lo);
+                    ox = hi - 1;
+                    continue;
+                }
+                mcuflow_dwp_window_t v;
+                mcuflow_dwp_locate(g, image, y0, ox, &v);
+                mcuflow_dwp_pixel(g, d, &v, row + (size_t)ox * (size_t)g->out_pixel_step);
+            }
+        }
+        if (d->act_min != -128 || d->act_max != 127) {
+            mcuflow_dwp_clamp_image(g, d, plane);
+        }
+    }
+}

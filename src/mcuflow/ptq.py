@@ -1,0 +1,233 @@
+"""Post-training quantisation flow: float model + calibration data -> int8 graph and report."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.errors import McuflowError
+from mcuflow.frontends.onnx_reader import import_onnx
+from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir.graph import DType, Graph
+from mcuflow.passes.pipeline import run_passes
+from mcuflow.quant.affine import quantize_affine, quantize_values
+from mcuflow.quant.calibrate import CalibrationError, Calibrator, Method, Range
+from mcuflow.quant.codebook import DEFAULT_SIZE as DEFAULT_CODEBOOK_SIZE
+from mcuflow.quant.codebook import quantize_codebook, stored_weight_bytes
+from mcuflow.quant.qformat import quantize_qformat
+from mcuflow.quant.report import ErrorAccumulator, QuantReport, is_classifier
+from mcuflow.ref.float_kernels import run_float
+from mcuflow.ref.interpreter import Interpreter
+
+QuantizeFn = Callable[[Graph, Mapping[str, Range], bool], Graph]
+QUANT_SCHEMES: dict[str, QuantizeFn] = {
+    "affine": quantize_affine,
+    "qformat": quantize_qformat,
+    "codebook": quantize_codebook,
+}
+"""`--scheme` name -> (float graph, calibrated ranges, per_channel) -> int8 graph."""
+
+_CALIBRATION_HINT = "pass an .npy or .npz file, or a folder of them, holding float samples"
+
+
+@dataclass(frozen=True)
+class FloatModel:
+    """A float model after the pass pipeline, and how its I/O layout maps to the IR's.
+
+    `input_perms[name]`: IR array = model-layout array.transpose(perm) (identity for TFLite;
+    NCHW -> NHWC for 4-D ONNX inputs). `output_perms` likewise for outputs.
+    """
+
+    graph: Graph
+    input_perms: dict[str, tuple[int, ...]]
+    output_perms: dict[str, tuple[int, ...]]
+
+    def model_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of input `name` in the model file's own layout."""
+        ir_shape, perm = self.graph.tensor(name).shape, self.input_perms[name]
+        shape = [0] * len(perm)
+        for axis, source in enumerate(perm):
+            shape[source] = ir_shape[axis]
+        return tuple(shape)
+
+
+def load_float_model(model: Path | str) -> FloatModel:
+    """Read a float .tflite or .onnx model and run the pass pipeline (fold, fuse, layout)."""
+    path = Path(model)
+    if not path.is_file():
+        raise McuflowError(f"no such model file: {path}", hint="check the path")
+    if path.suffix.lower() == ".onnx":
+        imported = import_onnx(path)
+        graph, inputs, outputs = imported.graph, imported.input_perms, imported.output_perms
+    else:
+        graph = read_tflite(path)
+        inputs = {n: tuple(range(len(graph.tensor(n).shape))) for n in graph.inputs}
+        outputs = {n: tuple(range(len(graph.tensor(n).shape))) for n in graph.outputs}
+    not_float = [n for n in graph.inputs if graph.tensor(n).dtype is not DType.FLOAT32]
+    if not_float:
+        raise McuflowError(f"'{path}' is not a float model: inputs {not_float} are "
+                           f"{graph.tensor(not_float[0]).dtype.value}",
+                           "quantise float models; int8 models need no `quantize`")
+    return FloatModel(run_passes(graph), inputs, outputs)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration arrays by graph input name ('' for a model's only input), model layout.
+
+    Each array holds one sample (the input's shape, with or without its batch axis of 1) or
+    several along axis 0.
+    """
+
+    arrays: dict[str, list[np.ndarray]]
+
+
+def load_calibration(path: Path | str) -> Calibration:
+    """Read calibration data: an .npy file, an .npz file or a folder of them.
+
+    An .npz keys its arrays by input name when the model has several inputs.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".npy", ".npz"))
+        if not files:
+            raise CalibrationError(f"calibration folder '{path}' holds no .npy or .npz file",
+                                   _CALIBRATION_HINT)
+    elif path.is_file():
+        files = [path]
+    else:
+        raise CalibrationError(f"no such calibration file or folder: '{path}'", _CALIBRATION_HINT)
+    arrays: dict[str, list[np.ndarray]] = {}
+    for file in files:
+        for key, array in _read_arrays(file).items():
+            arrays.setdefault(key, []).append(array)
+    return Calibration(arrays)
+
+
+def _read_arrays(file: Path) -> dict[str, np.ndarray]:
+    """The numeric arrays of one .npy ('' key) or .npz file (its keys; '' if only one)."""
+    if file.suffix.lower() not in (".npy", ".npz"):
+        raise CalibrationError(f"calibration file '{file}' is neither .npy nor .npz",
+                               _CALIBRATION_HINT)
+    try:
+        loaded = np.load(file, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            arrays = {"": loaded}
+        else:
+            with loaded:
+                arrays = {key: loaded[key] for key in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise CalibrationError(f"cannot read calibration file '{file}': {error}",
+                               _CALIBRATION_HINT) from None
+    if not arrays:
+        raise CalibrationError(f"calibration file '{file}' holds no arrays", _CALIBRATION_HINT)
+    for key, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            raise CalibrationError(f"calibration file '{file}' holds {array.dtype} data "
+                                   f"{('under ' + repr(key)) if key else ''}", _CALIBRATION_HINT)
+    return arrays if len(arrays) != 1 else {"": next(iter(arrays.values()))}
+
+
+def calibration_samples(model: FloatModel, calibration: Calibration) -> list[list[np.ndarray]]:
+    """Per sample, one float32 array per graph input in the IR's layout (batch 1)."""
+    names = model.graph.inputs
+    per_input = []
+    for name in names:
+        arrays = calibration.arrays.get(name, calibration.arrays.get("") if len(names) == 1
+                                        else None)
+        if not arrays:
+            raise CalibrationError(f"no calibration data for input '{name}' "
+                                   f"(found {sorted(calibration.arrays)})",
+                                   "key the .npz arrays by the model's input names")
+        shape, perm = model.model_shape(name), model.input_perms[name]
+        per_input.append([s.transpose(perm) for a in arrays for s in _split(a, shape, name)])
+    counts = {len(samples) for samples in per_input}
+    if len(counts) != 1:
+        raise CalibrationError(f"inputs {names} have different numbers of samples {counts}",
+                               "give every input the same number of samples")
+    return [list(sample) for sample in zip(*per_input, strict=True)]
+
+
+def _split(array: np.ndarray, shape: tuple[int, ...], name: str) -> list[np.ndarray]:
+    """The samples in `array`, each of the input's `shape` (batch 1), as float32."""
+    array = array.astype(np.float32)
+    if array.shape == shape:
+        return [array]
+    if array.shape == shape[1:]:
+        return [array[None]]
+    if array.ndim == len(shape) and array.shape[1:] == shape[1:] and shape[0] == 1:
+        return [array[i:i + 1] for i in range(array.shape[0])]
+    raise CalibrationError(f"calibration array of shape {array.shape} does not fit input "
+                           f"'{name}' of shape {shape}",
+                           f"store samples as [N, {', '.join(map(str, shape[1:]))}] arrays")
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """An int8 graph quantised from a float model, the float graph, and the report.
+
+    The int8 graph's inputs and outputs are int8: quantise a model input x with
+    `quantize_input` (round(x / scale) + zero point of the graph input, after transposing an
+    ONNX NCHW image to NHWC); `input_perms` / `output_perms` give the layout change.
+    """
+
+    graph: Graph
+    float_graph: Graph
+    report: QuantReport
+    input_perms: dict[str, tuple[int, ...]]
+    output_perms: dict[str, tuple[int, ...]]
+
+    def tflite(self) -> bytes:
+        """The int8 model as a .tflite flatbuffer."""
+        return write_tflite(self.graph)
+
+    def quantize_input(self, values: np.ndarray, index: int = 0) -> np.ndarray:
+        """Model-layout float input `index` as the int8 graph's input (IR layout)."""
+        name = self.graph.inputs[index]
+        ir_values = np.asarray(values, np.float32).transpose(self.input_perms[name])
+        return quantize_values(ir_values, self.graph.tensor(name).quant)
+
+
+def quantize_model(
+    model: Path | str, calibration: Path | str | np.ndarray | Calibration,
+    scheme: str = "affine", per_channel: bool = True, method: str = "minmax",
+    classifier: bool | None = None, codebook_size: int = DEFAULT_CODEBOOK_SIZE,
+) -> QuantizeResult:
+    """Quantise a float .tflite/.onnx model to int8 with calibration data.
+
+    `calibration` is a path (see load_calibration), an array of samples for a one-input
+    model, or a Calibration. `classifier` (default: the outputs come from SOFTMAX) turns on
+    top-1 agreement in the report. `codebook_size` is the centroids per layer of `codebook`.
+    """
+    if scheme not in QUANT_SCHEMES:
+        raise McuflowError(f"unknown quantisation scheme {scheme!r}",
+                           f"choose one of {', '.join(QUANT_SCHEMES)}")
+    float_model = load_float_model(model)
+    if isinstance(calibration, np.ndarray):
+        calibration = Calibration({"": [calibration]})
+    elif not isinstance(calibration, Calibration):
+        calibration = load_calibration(calibration)
+    samples = calibration_samples(float_model, calibration)
+    graph = float_model.graph
+    calibrator = Calibrator(graph.activations())
+    for sample in samples:
+        calibrator.observe(run_float(graph, sample, keep_intermediates=True).tensors)
+    ranges = calibrator.ranges(Method.parse(method))
+    int8_graph = (quantize_codebook(graph, ranges, per_channel, codebook_size)
+                  if scheme == "codebook" else QUANT_SCHEMES[scheme](graph, ranges, per_channel))
+    classifier = is_classifier(graph) if classifier is None else classifier
+    errors = ErrorAccumulator(graph, int8_graph, classifier)
+    interpreter = Interpreter(int8_graph)
+    for sample in samples:
+        inputs = [quantize_values(x, int8_graph.tensor(n).quant)
+                  for n, x in zip(int8_graph.inputs, sample, strict=True)]
+        errors.add(run_float(graph, sample, keep_intermediates=True).tensors,
+                   interpreter.run(inputs, keep_intermediates=True).tensors)
+    return QuantizeResult(int8_graph, graph, errors.report(scheme, stored_weight_bytes(int8_graph)),
+                          float_model.input_perms, float_model.output_perms)
+

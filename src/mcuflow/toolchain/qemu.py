@@ -1,0 +1,330 @@
+"""Run Cortex-M firmware on QEMU's MPS2 boards, verify it bit-exact and count its instructions.
+
+Machines: mps2-an385 (Cortex-M3, also runs the Cortex-M0 build), mps2-an386 (Cortex-M4),
+mps2-an500 (Cortex-M7), mps2-an505 (Cortex-M33), as chosen by `mcuflow.codegen.targets`. The
+generated driver (templates/cortex-m/main.c) reads its input records from input.bin and writes
+output.bin and report.txt through Arm semihosting (`-semihosting-config enable=on`).
+
+Counting method. QEMU runs with `-icount shift=0`: its virtual clock advances by exactly
+2^0 = 1 ns per executed guest instruction, whatever the host's speed. The driver reads SysTick
+(the core's 24-bit down-counter, clocked by the machine's SYSCLK) right before and right after
+each inference and counts its wraps in the SysTick exception, so ticks are proportional to
+executed instructions. It also times a loop of known length (10^6 iterations of SUBS + BNE,
+2 x 10^6 instructions); that calibration gives the instructions per tick: exactly 40 on the
+AN385/386/500 (SYSCLK 25 MHz), 50 on the AN505 (20 MHz). Instructions = ticks x that figure.
+
+Resolution: one tick (40 or 50 instructions) per measured interval; the bracket adds the few
+instructions of one timer read, and a wrap adds the handful of the SysTick handler every 2^24
+ticks. Counts are deterministic: the same firmware and input give the same count. With
+`profile`, the firmware is rebuilt with -DMCUFLOW_PROFILE and the model calls
+mcuflow_profile_mark() between layers; each layer's count then carries the same one-tick
+resolution plus about one tick for the mark itself (a call and a timer read).
+
+Instructions are not cycles: `estimated_ms` multiplies them by the core's cycles per instruction
+from boards.toml and divides by the board's clock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.render import TensorSpec
+from mcuflow.errors import McuflowError, ToolchainError
+from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.hw.board import Board, get_board, get_core_model
+from mcuflow.hw.costmodel import op_cost
+from mcuflow.ir.constraints import check_supported
+from mcuflow.ir.graph import Graph
+from mcuflow.ir.verify import verify_graph
+from mcuflow.memory.plan import Plan
+from mcuflow.memory.planner import plan_memory
+from mcuflow.ref.interpreter import Interpreter
+from mcuflow.toolchain.arm import DEBIAN_PACKAGES, build_cortexm, cortex_m_core, elf_sizes
+from mcuflow.toolchain.host import _count_mismatches, random_inputs
+
+QEMU = "qemu-system-arm"
+RUN_TIMEOUT_S = 600.0
+PLAN_SECONDS = 0.5
+FAULT_BASE = 64
+EXCEPTIONS = {2: "NMI", 3: "HardFault", 4: "MemManage fault", 5: "BusFault", 6: "UsageFault",
+              7: "SecureFault", 11: "SVCall", 12: "DebugMonitor", 14: "PendSV"}
+EXIT_REASONS = {2: "could not read input.bin or write its outputs through semihosting",
+                3: "a kernel rejected its data"}
+# The board each Cortex-M target is measured on when none is given (its figures size the build
+# and give the clock); each holds every shared model. The RP2040's Cortex-M0+ runs M0 code.
+DEFAULT_BOARDS = {"cortex-m0": "rp2040", "cortex-m3": "nucleo-f207zg",
+                  "cortex-m4": "nucleo-f429zi", "cortex-m7": "nucleo-f767zi"}
+
+
+def find_qemu() -> str:
+    """Path of qemu-system-arm, or a ToolchainError naming the Debian packages."""
+    path = shutil.which(QEMU)
+    if path is None:
+        raise ToolchainError(f"the emulator '{QEMU}' is not installed",
+                             f"install it: sudo apt-get install {DEBIAN_PACKAGES}")
+    return path
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the firmware's report.txt says (see templates/cortex-m/main.c)."""
+
+    calibration_instructions: int
+    calibration_ticks: int
+    run_ticks: tuple[int, ...]
+    layer_ticks: tuple[int, ...]
+    stack_bytes: int
+    status: int
+
+    @property
+    def instructions_per_tick(self) -> float:
+        """Executed instructions per SysTick tick, from the calibration loop."""
+        return self.calibration_instructions / self.calibration_ticks
+
+
+def parse_report(text: str) -> Report:
+    """The facts of a report.txt; ToolchainError when one is missing."""
+    values: dict[str, list[list[int]]] = {}
+    try:
+        for line in filter(None, map(str.split, text.splitlines())):
+            values.setdefault(line[0], []).append([int(n) for n in line[1:]])
+        (instructions, ticks), = values["calibration"]
+        (stack,), = values["stack"]
+        (status,), = values["end"]
+    except (KeyError, ValueError):
+        raise ToolchainError(f"incomplete report from the firmware: {text[-500:]!r}") from None
+    if ticks <= 0:
+        raise ToolchainError("SysTick did not advance during the calibration loop",
+                             "run QEMU with -icount shift=0")
+    layers = sorted(values.get("layer", []))
+    return Report(instructions, ticks, tuple(t for t, _ in values.get("run", [])),
+                  tuple(t for _, t in layers), stack, status)
+
+
+@dataclass(frozen=True)
+class QemuRun:
+    """The outputs of every record and the firmware's report."""
+
+    outputs: list[np.ndarray]
+    report: Report
+
+
+def _exit_message(code: int) -> str:
+    if code >= FAULT_BASE:
+        name = EXCEPTIONS.get(code - FAULT_BASE, f"exception {code - FAULT_BASE}")
+        return f"the firmware stopped on a {name}"
+    return EXIT_REASONS.get(code, f"the firmware exited with status {code}")
+
+
+def input_records(inputs: Sequence[np.ndarray]) -> bytes:
+    """input.bin: per run, every input's raw bytes in input order (`inputs[i]` is (runs, ...))."""
+    runs = len(inputs[0])
+    if any(len(x) != runs for x in inputs):
+        raise ValueError("every input needs the same number of runs")
+    return b"".join(b"".join(np.ascontiguousarray(x[r]).tobytes() for x in inputs)
+                    for r in range(runs))
+
+
+def split_outputs(data: bytes, runs: int, specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    """The outputs of output.bin, each stacked over the runs as (runs, *shape)."""
+    record = sum(spec.nbytes for spec in specs)
+    if len(data) != runs * record:
+        raise ToolchainError(f"the firmware wrote {len(data)} bytes, expected {runs} records "
+                             f"of {record}")
+    rows = np.frombuffer(data, np.uint8).reshape(runs, record)
+    outputs, start = [], 0
+    for spec in specs:
+        chunk = np.ascontiguousarray(rows[:, start:start + spec.nbytes])
+        outputs.append(chunk.view(np.dtype(spec.dtype)).reshape(runs, *spec.shape))
+        start += spec.nbytes
+    return outputs
+
+
+def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
+             output_specs: Sequence[TensorSpec], timeout: float = RUN_TIMEOUT_S) -> QemuRun:
+    """Run the firmware `elf` of `target` on QEMU over many inferences at once.
+
+    `inputs[i]` holds graph input i of every run stacked on a leading axis; the outputs come
+    back the same way, with the firmware's report (ticks per run, calibration, stack).
+    """
+    command = [find_qemu(), *cortex_m_core(target).qemu_flags, "-kernel", str(Path(elf).absolute())]
+    runs = len(inputs[0])
+    with tempfile.TemporaryDirectory(prefix="mcuflow-qemu-") as scratch:
+        directory = Path(scratch)
+        (directory / "input.bin").write_bytes(input_records(inputs))
+        try:
+            result = subprocess.run(command, cwd=directory, capture_output=True, text=True,
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ToolchainError(f"QEMU ran {Path(elf).name} for more than {timeout:.0f} s",
+                                 "the firmware may be stuck; try fewer runs") from None
+        report_path = directory / "report.txt"
+        report_text = report_path.read_text("ascii") if report_path.is_file() else ""
+        if result.returncode != 0:
+            detail = (result.stderr.strip() or report_text.strip())[-1500:]
+            raise ToolchainError(f"{_exit_message(result.returncode)} (QEMU "
+                                 f"{cortex_m_core(target).machine}, exit {result.returncode})"
+                                 + (f": {detail}" if detail else ""))
+        report = parse_report(report_text)
+        outputs = split_outputs((directory / "output.bin").read_bytes(), runs, output_specs)
+    return QemuRun(outputs, report)
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """Instructions of one planned step (layer), beside its MACs."""
+
+    index: int
+    op: str
+    name: str
+    macs: int
+    instructions: int
+
+
+@dataclass(frozen=True)
+class CortexMResult:
+    """Outcome of `verify_cortexm`: bit-exactness, instructions, ELF sizes, estimated time."""
+
+    model: str
+    target: str
+    machine: str
+    board: str
+    bit_exact: bool
+    runs: int
+    mismatches: int  # runs whose outputs differ from the reference interpreter in any byte
+    instructions: int  # per inference, mean over the runs
+    instructions_per_tick: float  # calibrated; also the resolution of one measurement
+    macs: int
+    macs_per_instruction: float
+    flash_bytes: int  # text + rodata + data of the linked ELF
+    ram_bytes: int  # data + bss + measured peak stack
+    stack_bytes: int
+    text_bytes: int
+    rodata_bytes: int
+    data_bytes: int
+    bss_bytes: int
+    arena_bytes: int
+    weight_bytes: int
+    cycles_per_instruction: float
+    clock_hz: int
+    estimated_ms: float  # instructions x cycles per instruction / board clock
+    layers: tuple[LayerProfile, ...] = field(default=())
+
+
+def _board(board: Board | str) -> Board:
+    return get_board(board) if isinstance(board, str) else board
+
+
+def _mean_instructions(report: Report) -> int:
+    if not report.run_ticks:
+        raise ToolchainError("the firmware ran no inference")
+    return round(float(np.mean(report.run_ticks)) * report.instructions_per_tick)
+
+
+def _layer_profiles(graph: Graph, plan: Plan, report: Report, runs: int) -> tuple[
+        LayerProfile, ...]:
+    profiles = []
+    for index, step in enumerate(plan.steps):
+        op = graph.operators[step.op_index]
+        ticks = report.layer_ticks[index] if index < len(report.layer_ticks) else 0
+        profiles.append(LayerProfile(index, op.kind.value, op.name, op_cost(graph, op).macs,
+                                     round(ticks * report.instructions_per_tick / runs)))
+    return tuple(profiles)
+
+
+def model_macs(graph: Graph) -> int:
+    """MACs of one inference (the cost model's counting conventions)."""
+    return sum(op_cost(graph, op).macs for op in graph.operators)
+
+
+def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, runs: int = 10,
+                   seed: int = 0, profile: bool = False, *, timeout: float = RUN_TIMEOUT_S
+                   ) -> CortexMResult:
+    """Build the C of `plan` for `target`, run `runs` random inputs on QEMU, compare to the bit.
+
+    The linker script is sized by `board` (a model that does not fit raises McuflowError).
+    Returns the instructions per inference, the ELF's flash and RAM (with the measured peak
+    stack) and, when `profile`, the instructions of every layer (a second, profiling build run
+    on the first input).
+    """
+    if runs < 1:
+        raise McuflowError(f"--runs must be at least 1, not {runs}", hint="e.g. --runs 10")
+    board = _board(board)
+    core = cortex_m_core(target)
+    inputs = random_inputs(graph, runs, seed)
+    interpreter = Interpreter(graph, plan.order)
+    expected = [interpreter.run([x[r] for x in inputs]).outputs for r in range(runs)]
+    with tempfile.TemporaryDirectory(prefix="mcuflow-cortexm-") as scratch:
+        project = generate_project(graph, plan, Path(scratch) / "project", target=target,
+                                   board=board)
+        elf = build_cortexm(project.path, target)
+        run = run_qemu(elf, target, inputs, project.outputs, timeout)
+        sizes = elf_sizes(elf)
+        layers: tuple[LayerProfile, ...] = ()
+        if profile:
+            profiled = build_cortexm(project.path, target, profile=True)
+            first = run_qemu(profiled, target, [x[:1] for x in inputs], project.outputs, timeout)
+            layers = _layer_profiles(graph, plan, first.report, 1)
+    instructions = _mean_instructions(run.report)
+    macs = model_macs(graph)
+    cpi = get_core_model(target).cycles_per_instruction
+    mismatches = _count_mismatches(expected, run.outputs)
+    return CortexMResult(
+        model=graph.name, target=target, machine=core.machine, board=board.id,
+        bit_exact=mismatches == 0, runs=runs, mismatches=mismatches, instructions=instructions,
+        instructions_per_tick=run.report.instructions_per_tick, macs=macs,
+        macs_per_instruction=macs / max(instructions, 1), flash_bytes=sizes.flash_bytes,
+        ram_bytes=sizes.static_ram_bytes + run.report.stack_bytes,
+        stack_bytes=run.report.stack_bytes, text_bytes=sizes.text, rodata_bytes=sizes.rodata,
+        data_bytes=sizes.data, bss_bytes=sizes.bss, arena_bytes=plan.arena_bytes,
+        weight_bytes=project.weight_bytes, cycles_per_instruction=cpi, clock_hz=board.clock_hz,
+        estimated_ms=instructions * cpi / board.clock_hz * 1e3, layers=layers,
+    )
+
+
+def default_board(target: str) -> Board:
+    """The board a Cortex-M target is measured on when the user names none."""
+    cortex_m_core(target)
+    if target not in DEFAULT_BOARDS:
+        raise McuflowError(f"no default board for {target}", "pass a board (--board)")
+    return get_board(DEFAULT_BOARDS[target])
+
+
+def load_model(path: Path | str) -> Graph:
+    """Read a .tflite model, check its invariants and that every op is supported."""
+    path = Path(path)
+    if not path.is_file():
+        raise McuflowError(f"no such model file: {path}", hint="check the path")
+    graph = read_tflite(path)
+    verify_graph(graph)
+    check_supported(graph)
+    return graph
+
+
+def bench_cortexm(models: Sequence[Path | str], target: str = "cortex-m4",
+                  board: Board | str | None = None, runs: int = 2) -> list[CortexMResult]:
+    """One row per model: built for `target`, run `runs` random inputs on QEMU, measured.
+
+    Each row is bit-exact checked against the reference interpreter; the memory plan
+    (`plan_for`) gets PLAN_SECONDS of search per model.
+    """
+    chosen = default_board(target) if board is None else _board(board)
+    rows = []
+    for path in models:
+        graph = load_model(path)
+        rows.append(verify_cortexm(graph, plan_for(graph, target), target, chosen, runs, seed=0))
+    return rows
+
+
+def plan_for(graph: Graph, target: str) -> Plan:
+    """The memory plan of `graph` for a Cortex-M target (scratch sized for its DSP kernels)."""
+    return plan_memory(graph, PLAN_SECONDS, dsp=cortex_m_core(target).dsp)
+

@@ -1,0 +1,403 @@
+"""The Arm DSP kernels are bit-exact with the reference interpreter and LiteRT.
+
+On the host they run on exact C emulations of the DSP instructions (mcuflow_dsp.h), built with
+gcc and clang under AddressSanitizer and UndefinedBehaviorSanitizer; the graphs cover the shapes
+the kernels specialise on (channel counts and their tails, kernel sizes, strides, padding,
+orientations of the depthwise planes, per-channel and per-tensor quantisation, fused
+activations). The exact one-multiply requantisation is checked directly against TFLite's
+arithmetic, and the kernels are cross-compiled for Cortex-M4 with -Werror and run on QEMU when
+the toolchain is installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuflow.codegen import dsp
+from mcuflow.codegen.project import generate_project, kernel_source
+from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import Activation, OpKind, Padding
+from mcuflow.ir.shapes import infer_output_shapes
+from mcuflow.memory.check import check_plan
+from mcuflow.memory.plan import InPlace, Plan
+from mcuflow.memory.planner import plan_memory
+from mcuflow.memory.scratch import scratch_bytes
+from mcuflow.quant.fixedpoint import quantize_multiplier
+from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from tests.codegen.cases import FAMILIES as COMMON_FAMILIES
+from tests.codegen.test_host_ops import assert_same_bits, reference
+from tests.support import INT8_MODELS, SHARED_MODELS, litert_interpreter, litert_invoke
+
+RUNS = 6
+PLAN_SECONDS = 0.2
+DSP_KERNELS = ("mcuflow_conv_dsp.c", "mcuflow_dwconv_dsp.c", "mcuflow_elementwise_dsp.c")
+
+
+# --- the exact requantisation ------------------------------------------------------------------
+
+
+def _fast(requant: dsp.FastRequant, acc: np.ndarray, channel: int) -> np.ndarray:
+    """The kernels' formula in exact integers: floor((acc M + C + [acc < 0] D) / 2^S)."""
+    m, s, c = (requant.multipliers[channel], requant.exponents[channel],
+               requant.addends[channel])
+    values = [(int(a) * m + c + (requant.negative if a < 0 else 0)) >> s for a in acc]
+    return np.array(values, dtype=np.int64)
+
+
+def _probe(low: int, high: int, rng: np.random.Generator) -> np.ndarray:
+    """Accumulators to compare on: the ends, a dense middle and random ones."""
+    middle = np.arange(max(low, -4000), min(high, 4000) + 1)
+    return np.unique(np.concatenate([[low, high], middle, rng.integers(low, high + 1, 3000)]))
+
+
+def _check_requant(requantize: dsp.Requantize, span: dsp.Domain, requant: dsp.FastRequant,
+                   act: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    for c in range(len(span.low)):
+        acc = _probe(int(span.low[c]), int(span.high[c]), rng)
+        expected = np.clip(requantize(np.tile(acc, (len(span.low), 1)))[c], *act)
+        got = np.clip(_fast(requant, acc, c), *act)
+        if span.constant[c]:  # all-zero weights: the kernel runs the channel with bias 0
+            got = np.clip(_fast(requant, np.zeros_like(acc), c), *act)
+        bad = acc[got != expected]
+        assert bad.size == 0, f"channel {c}: first mismatch at accumulator {bad[:1]}"
+
+
+@pytest.mark.parametrize("case", ["relu", "none", "narrow", "tiny", "dead"])
+def test_conv_requantisation_is_exact(case: str) -> None:
+    rng = np.random.default_rng(len(case))
+    channels = 12
+    scales = rng.uniform(1e-5, 0.4, channels)
+    if case == "tiny":
+        scales[:4] = [2.0 ** -29, 3e-9, 0.25, 0.125]  # tiny multipliers and exact powers of two
+    quantized = [quantize_multiplier(float(s)) for s in scales]
+    multipliers = [q.multiplier for q in quantized]
+    shifts = [q.shift for q in quantized]
+    zero_point = {"relu": -128, "none": 5, "narrow": -20, "tiny": 0, "dead": 3}[case]
+    act = {"relu": (-128, 127), "narrow": (-20, 70)}.get(case, (-128, 127))
+    reach = rng.integers(1, 200_000, channels)
+    offsets = rng.integers(-300_000, 300_000, channels)
+    if case == "dead":
+        reach[::3] = 0
+        offsets[::3] = rng.choice([1 << 30, -(1 << 30)], len(offsets[::3]))
+    span = dsp.Domain(offsets - reach, offsets + reach)
+    requantize = dsp.conv_function(multipliers, shifts, zero_point)
+    requant = dsp.fast_requant(requantize, span, dsp.conv_natural(multipliers, shifts), *act)
+    assert requant is not None
+    _check_requant(requantize, span, requant, act)
+    forced = dsp.fast_requant(requantize, span, dsp.conv_natural(multipliers, shifts), *act,
+                              negative=dsp.INT32_MIN)
+    assert forced is not None and forced.negative == dsp.INT32_MIN
+    _check_requant(requantize, span, forced, act)
+
+
+@pytest.mark.parametrize("scale", [0.0046501424, 0.137954523, 0.5 ** 9, 0.375 * 2.0 ** -6])
+def test_fully_connected_requantisation_is_exact(scale: float) -> None:
+    """LiteRT's double-precision round, ties (exact binary scales) included."""
+    span = dsp.Domain(np.array([-2_000_000, -5, 0]), np.array([2_000_000, 100_000, 4096]))
+    requantize = dsp.scale_function([scale] * 3, 11)
+    requant = dsp.fast_requant(requantize, span, dsp.scale_natural([scale] * 3), -128, 127)
+    assert requant is not None
+    _check_requant(requantize, span, requant, (-128, 127))
+
+
+def test_requantisation_declines_left_shifts() -> None:
+    """A multiplier above 1/2 on a live channel needs 32 bits: no fast constants."""
+    q = quantize_multiplier(0.75)
+    span = dsp.Domain(np.array([-1000]), np.array([1000]))
+    requantize = dsp.conv_function([q.multiplier], [q.shift], 0)
+    natural = dsp.conv_natural([q.multiplier], [q.shift])
+    assert dsp.fast_requant(requantize, span, natural, -128, 127) is None
+
+
+# --- weight layouts ----------------------------------------------------------------------------
+
+
+def _lanes(words: np.ndarray) -> np.ndarray:
+    """The signed int16 lanes of packed words."""
+    return np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint16).view(np.int16)
+
+
+@pytest.mark.parametrize("lanes", [dsp.GATHER_WORDS_LANES, dsp.NATURAL_LANES])
+def test_pair_packing_holds_a_plus_256_b(lanes: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-127, 128, (5, 13))
+    packed = dsp.pack_pairs(weights, lanes)
+    assert packed is not None and packed.shape == (3, 4, 2)
+    padded = np.zeros((6, 16), np.int64)
+    padded[:5, :13] = weights
+    order = np.array(lanes).reshape(2, 2)  # column of each lane of the group's two words
+    for p in range(3):
+        for g in range(4):
+            columns = 4 * g + order
+            expected = padded[2 * p, columns] + 256 * padded[2 * p + 1, columns]
+            assert (_lanes(packed[p, g]) == expected).all()
+            low = (packed[p, g][:, None] >> np.array([0, 16])) & 0xFF
+            assert (low.astype(np.uint8).view(np.int8) == padded[2 * p, columns]).all()
+
+
+def test_pair_packing_refuses_minus_128_under_a_negative_weight() -> None:
+    weights = np.array([[-1, 5, 3, 2], [-128, 1, 0, 0]])
+    assert dsp.pack_pairs(weights, dsp.GATHER_WORDS_LANES) is None
+    assert dsp.pack_pairs(weights[::-1].copy(), dsp.GATHER_WORDS_LANES) is not None
+
+
+def test_chunks_keep_256_b_inside_int32() -> None:
+    small = np.full((4, 2000), 3)
+    assert dsp.chunk_groups(small) == 500
+    large = np.full((4, 2000), 127)
+    assert dsp.chunk_groups(large) * 4 * 128 * 127 < dsp.B_LIMIT
+
+
+def test_depthwise_taps_are_doubled_int16_pairs() -> None:
+    weights = np.arange(-9, 9).reshape(1, 3, 3, 2).astype(np.int8)
+    taps = dsp.dw_taps(weights)
+    lanes = _lanes(taps)
+    assert lanes.shape == (2, 6, 2)
+    w = 2 * weights[0, :, :, 1]
+    assert lanes[1, 2].tolist() == [w[1, 0], w[1, 1]] and lanes[1, 3].tolist() == [w[1, 1], w[1, 2]]
+
+
+# --- graphs through the DSP kernels on the host ------------------------------------------------
+
+
+def _strided(b: GraphBuilder, name: str, strides: tuple[int, int]) -> str:
+    """Give the layer that made `name` different row and column strides."""
+    op = b.graph.operators[-1]
+    op.attrs = dataclasses.replace(op.attrs, stride_h=strides[0], stride_w=strides[1])
+    b.graph.tensors[name].shape = infer_output_shapes(b.graph, op)[0]
+    return name
+
+
+def conv_channels() -> Graph:
+    """Gathered four bytes at a time and value by value, odd channel counts and pixel counts."""
+    b = GraphBuilder("dsp_conv_channels", seed=31)
+    x = b.input((1, 7, 9, 8), 0.04, -7)
+    y = b.input((1, 5, 7, 3), 0.05, 11)
+    z = b.input((2, 6, 5, 1), 0.03, -100)
+    b.output(
+        b.conv2d(x, 8, (3, 3), activation=Activation.RELU),
+        b.conv2d(x, 7, (3, 3), stride=2, padding=Padding.VALID, per_channel=False),
+        b.conv2d(x, 5, (1, 1)),
+        b.conv2d(x, 3, (1, 1), stride=2, activation=Activation.RELU6),
+        b.conv2d(x, 6, (5, 3), dilation=2, bias=False),
+        b.conv2d(y, 9, (3, 3), stride=2, activation=Activation.RELU_N1_TO_1),
+        b.conv2d(y, 1, (2, 2), padding=Padding.VALID),
+        b.conv2d(y, 4, (1, 1)),
+        b.conv2d(z, 16, (4, 3), stride=2),
+        b.conv2d(z, 3, (1, 1), per_channel=False),
+        _strided(b, b.conv2d(x, 4, (3, 3)), (1, 2)),
+        _strided(b, b.conv2d(z, 5, (3, 2), padding=Padding.VALID), (2, 1)),
+    )
+    return b.build()
+
+
+def conv_deep() -> Graph:
+    """Depths over 512 columns whose second-row sums need extracting chunk by chunk."""
+    b = GraphBuilder("dsp_conv_deep", seed=32)
+    x = b.input((1, 4, 3, 132), 0.02, 3)
+    b.output(b.conv2d(x, 6, (3, 3)), b.conv2d(x, 5, (2, 3), padding=Padding.VALID))
+    return b.build()
+
+
+def depthwise_shapes() -> Graph:
+    """3x3 depthwise in both orientations, strides 1 and 2, odd extents, batches."""
+    b = GraphBuilder("dsp_depthwise", seed=33)
+    wide = b.input((1, 6, 11, 5), 0.03, -9)
+    tall = b.input((1, 25, 5, 8), 0.04, 6)
+    batch = b.input((2, 7, 6, 3), 0.05, 0)
+    b.output(
+        b.depthwise_conv2d(wide, (3, 3), activation=Activation.RELU6),
+        b.depthwise_conv2d(wide, (3, 3), stride=2, per_channel=False),
+        b.depthwise_conv2d(wide, (3, 3), padding=Padding.VALID, bias=False),
+        b.depthwise_conv2d(tall, (3, 3), activation=Activation.RELU),
+        b.depthwise_conv2d(tall, (3, 3), stride=2),
+        b.depthwise_conv2d(batch, (3, 3), stride=2, padding=Padding.VALID),
+        b.depthwise_conv2d(batch, (3, 3), activation=Activation.RELU_N1_TO_1),
+        _strided(b, b.depthwise_conv2d(tall, (3, 3)), (2, 1)),
+        _strided(b, b.depthwise_conv2d(wide, (3, 3)), (1, 2)),
+    )
+    return b.build()
+
+
+def fully_connected_shapes() -> Graph:
+    """Unit counts off a multiple of 4, depths off a multiple of 4, batches, deep rows."""
+    b = GraphBuilder("dsp_fully_connected", seed=34)
+    x = b.input((3, 37), 0.02, 4)
+    deep = b.input((1, 1100), 0.03, -2)
+    b.output(
+        b.fully_connected(x, 7),
+        b.fully_connected(x, 5, per_channel=True, activation=Activation.RELU),
+        b.fully_connected(x, 4, bias=False, keep_num_dims=True),
+        b.fully_connected(x, 1, activation=Activation.RELU6),
+        b.fully_connected(deep, 9),
+    )
+    return b.build()
+
+
+def mobilenet_chain() -> Graph:
+    """Chains the planner runs in place: overlapped convolutions, in-place depthwise."""
+    b = GraphBuilder("dsp_mobilenet", seed=35)
+    x = b.input((1, 20, 12, 3), 0.05, 3)
+    y = b.conv2d(x, 8, (3, 3), stride=2, activation=Activation.RELU6)
+    y = b.depthwise_conv2d(y, (3, 3), activation=Activation.RELU6)
+    y = b.conv2d(y, 16, (1, 1), activation=Activation.RELU)
+    y = b.depthwise_conv2d(y, (3, 3), stride=2, activation=Activation.RELU)
+    y = b.conv2d(y, 12, (1, 1))
+    y = b.reshape(b.average_pool2d(y, 3, 3), (1, -1))
+    b.output(b.softmax(b.fully_connected(y, 10)))
+    return b.build()
+
+
+FAMILIES = {f.__name__: f for f in (conv_channels, conv_deep, depthwise_shapes,
+                                    fully_connected_shapes, mobilenet_chain)}
+FAMILIES |= {name: COMMON_FAMILIES[name]
+             for name in ("depthwise", "elementwise", "residual_and_concat")}
+
+
+@functools.cache
+def planned(name: str) -> tuple[Graph, Plan]:
+    graph = FAMILIES[name]()
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    check_plan(plan)
+    return graph, plan
+
+
+def _dsp_calls(project_dir: Path) -> int:
+    source = (project_dir / "mcuflow_model.c").read_text()
+    return sum(source.count(f"{stem}_s8(") for stem in (
+        "mcuflow_conv2d_dsp", "mcuflow_dwconv_3x3_dsp", "mcuflow_fully_connected_dsp",
+        "mcuflow_add_dsp"))
+
+
+def _run_on_host(graph: Graph, plan: Plan, directory: Path, compiler: str, seed: int
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], Path]:
+    project = generate_project(graph, plan, directory, dsp=True)
+    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    inputs = random_inputs(graph, RUNS, seed)
+    return inputs, run_host(binary, inputs, project.outputs), project.path
+
+
+BUILDS = [(name, compiler) for name in FAMILIES for compiler in ("gcc", "clang")]
+
+
+@pytest.mark.parametrize(("name", "compiler"), BUILDS, ids=[f"{n}-{c}" for n, c in BUILDS])
+def test_family_is_bit_exact_through_the_dsp_kernels(name: str, compiler: str,
+                                                    tmp_path: Path) -> None:
+    graph, plan = planned(name)
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", compiler, len(name))
+    conv_like = sum(op.kind in (OpKind.CONV_2D, OpKind.FULLY_CONNECTED, OpKind.ADD, OpKind.SUB)
+                    for op in graph.operators)
+    assert _dsp_calls(project) >= conv_like, "a layer fell back to the portable kernels"
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    litert = litert_interpreter(write_tflite(graph))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
+def _depthwise_chain() -> Graph:
+    """A depthwise layer between convolutions, the planner free to run it in place."""
+    b = GraphBuilder("dsp_depthwise_in_place", seed=37)
+    x = b.input((1, 9, 7, 12), 0.05, 2)
+    y = b.conv2d(x, 12, (1, 1), activation=Activation.RELU)
+    y = b.depthwise_conv2d(y, (3, 3), activation=Activation.RELU6)
+    b.output(b.conv2d(y, 5, (1, 1)))
+    return b.build()
+
+
+@pytest.mark.parametrize(("kind", "kernel"), [
+    (InPlace.OVERLAP, "mcuflow_dwconv_dsp_s8("),
+    (InPlace.DEPTHWISE, "mcuflow_dwconv_3x3_dsp_s8("),
+])
+def test_depthwise_runs_in_place_through_its_dsp_kernel(kind: InPlace, kernel: str,
+                                                       tmp_path: Path) -> None:
+    """Pixel order keeps OVERLAP's contract, channel order DEPTHWISE's."""
+    graph = _depthwise_chain()
+    plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({kind}), dsp=True)
+    assert kind in {step.inplace for step in plan.steps}
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 9)
+    assert kernel in (project / "mcuflow_model.c").read_text()
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+
+
+def test_weights_the_packing_cannot_hold_fall_back_to_portable(tmp_path: Path) -> None:
+    b = GraphBuilder("dsp_fallback", seed=36)
+    x = b.input((1, 5, 5, 4), 0.05, 1)
+    b.output(b.conv2d(x, 2, (3, 3)))
+    graph = b.build()
+    weights = graph.tensors[graph.operators[0].inputs[1]].data
+    weights[0, 0, 0, 0], weights[1, 0, 0, 0] = -3, -128
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 1)
+    assert _dsp_calls(project) == 0
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+
+
+def test_plans_for_dsp_hold_the_larger_scratch() -> None:
+    graph, plan = planned("conv_channels")
+    for step in plan.steps:
+        op = graph.operators[step.op_index]
+        needed = scratch_bytes(graph, op, step.inplace, dsp=True)
+        assert needed >= scratch_bytes(graph, op, step.inplace)
+        if needed:
+            assert plan.buffers[step.scratch].size >= needed
+
+
+@pytest.mark.parametrize("name", INT8_MODELS)
+def test_shared_model_is_bit_exact_through_the_dsp_kernels(name: str, tmp_path: Path) -> None:
+    path = SHARED_MODELS / name
+    graph = read_tflite(path)
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 5)
+    assert _dsp_calls(project) > 0
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    litert = litert_interpreter(path)
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
+# --- Cortex-M ---------------------------------------------------------------------------------
+
+CROSS = shutil.which("arm-none-eabi-gcc")
+
+
+@pytest.mark.skipif(CROSS is None, reason="arm-none-eabi-gcc is not installed")
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33"])
+@pytest.mark.parametrize("source", DSP_KERNELS)
+def test_dsp_kernels_cross_compile_cleanly(cpu: str, source: str, tmp_path: Path) -> None:
+    for name in (source, "mcuflow_dsp.h", "mcuflow_kernels.h"):
+        (tmp_path / name).write_text(kernel_source(name))
+    result = subprocess.run(
+        [CROSS, f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"
+         if cpu != "cortex-m4" else "-mfpu=fpv4-sp-d16", "-std=c99", "-O2", "-Wall", "-Wextra",
+         "-Werror", "-pedantic", "-c", source, "-o", "kernel.o"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    symbols = subprocess.run(["arm-none-eabi-objdump", "-d", "kernel.o"], cwd=tmp_path,
+                             capture_output=True, text=True).stdout
+    assert "smla" in symbols  # SMLAD / SMLABB / SMLAL: the DSP multiply-accumulates
+
+
+QEMU = shutil.which("qemu-system-arm")
+
+
+@pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m33"])
+@pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes"])
+def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
+    from mcuflow.toolchain.qemu import default_board, verify_cortexm
+
+    graph, plan = planned(name)
+    board = "nucleo-f767zi" if target == "cortex-m33" else default_board(target)
+    result = verify_cortexm(graph, plan, target, board, runs=3, seed=2)
+    assert result.bit_exact, f"{result.mismatches} of {result.runs} runs differ"

@@ -1,0 +1,1 @@
+"""Fuzzing of the model readers and the analyse/run pipeline, and its regression corpus."""

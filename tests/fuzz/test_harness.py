@@ -1,0 +1,69 @@
+"""The harness itself: inputs are reproducible and every kind of failure is caught."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from mcuflow.errors import ModelFormatError
+from tests.fuzz import harness
+from tests.fuzz.harness import Limits, Status, execute, make_input
+from tests.fuzz.seeds import all_seeds, built_seeds
+
+
+def test_inputs_are_deterministic() -> None:
+    first = [make_input("determinism", i) for i in range(30)]
+    again = [make_input("determinism", i) for i in range(30)]
+    assert first == again
+    assert len({item.data for item in first}) > 25
+
+
+def test_every_seed_is_accepted() -> None:
+    for name, data in built_seeds().items():
+        outcome = execute(data)
+        assert (outcome.status, outcome.stage) == (Status.ACCEPTED, "arena"), name
+    assert len(all_seeds()) > len(built_seeds())
+
+
+def _raising(error: BaseException):
+    def read(data: bytes) -> None:
+        raise error
+
+    return read
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "error"),
+    [
+        (_raising(IndexError("list index out of range")), Status.FAILURE, "IndexError"),
+        (_raising(ModelFormatError("bad file", "a hint")), Status.REJECTED, "ModelFormatError"),
+        (_raising(ModelFormatError("a\nb", "a hint")), Status.REJECTED, "ModelFormatError"),
+        (_raising(ModelFormatError("", "a hint")), Status.FAILURE, "ModelFormatError"),
+        (_raising(RecursionError()), Status.FAILURE, "RecursionError"),
+        (lambda data: np.float32(1e38) * np.float32(1e38), Status.FAILURE, "FloatingPointError"),
+        (lambda data: warnings.warn("odd", UserWarning, stacklevel=1), Status.FAILURE,
+         "UserWarning"),
+        (lambda data: time.sleep(5), Status.FAILURE, "Hang"),
+    ],
+    ids=["index", "typed", "newline", "empty-message", "recursion", "overflow", "warning",
+         "hang"],
+)
+def test_failures_are_classified(monkeypatch: pytest.MonkeyPatch, fault, status: Status,
+                                 error: str) -> None:
+    monkeypatch.setattr(harness, "read_tflite", fault)
+    outcome = execute(b"", limits=Limits(timeout_s=0.3))
+    assert (outcome.status, outcome.stage, outcome.error) == (status, "read", error)
+
+
+def test_arena_mismatch_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def corrupt(plan, inputs):
+        result = harness.run(plan.graph, inputs)
+        result.outputs[0] = result.outputs[0] ^ np.int8(1)
+        return result
+
+    monkeypatch.setattr(harness, "run_in_arena", corrupt)
+    outcome = execute(built_seeds()["elementwise"])
+    assert (outcome.status, outcome.stage, outcome.error) == (Status.FAILURE, "arena", "Mismatch")

@@ -1,0 +1,129 @@
+"""The suite's op graphs run bit-exact on QEMU Cortex-M; every core builds; errors are clear.
+
+Every graph of tests/codegen/cases.py (all OpKinds and in-place kinds) is compared with the
+reference interpreter on Cortex-M4 and M7; the portable path runs on M0 and M3, the M33 build on
+mps2-an505. A model too big for its board, a missing toolchain and the shipped Makefile are
+checked too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuflow.codegen.project import generate_project
+from mcuflow.errors import McuflowError, ToolchainError
+from mcuflow.hw.board import get_board
+from mcuflow.toolchain import arm, qemu
+from mcuflow.toolchain.arm import build_cortexm
+from mcuflow.toolchain.qemu import run_qemu, verify_cortexm
+from tests.codegen.cases import FAMILIES, special_float_inputs
+from tests.codegen.test_host_ops import assert_same_bits, reference
+from tests.targets.support import (
+    BOARDS,
+    INSTRUCTIONS_PER_TICK,
+    TARGETS,
+    planned_family,
+    planned_model,
+)
+
+FAMILY_RUNS = 20
+BUILDS = [(name, target) for name in FAMILIES for target in TARGETS]
+PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+
+
+@pytest.mark.parametrize(("name", "target"), BUILDS, ids=[f"{n}-{t}" for n, t in BUILDS])
+def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
+    graph, plan = planned_family(name, target)
+    result = verify_cortexm(graph, plan, target, BOARDS[target], runs=FAMILY_RUNS,
+                            seed=len(name))
+    assert result.bit_exact and result.mismatches == 0
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0"])
+def test_quantize_of_special_floats(target: str, tmp_path: Path) -> None:
+    """NaN, infinities and halves through QUANTIZE: hard-float M4 and soft-float M0."""
+    graph, plan = planned_family("float_edges", target)
+    project = generate_project(graph, plan, tmp_path / "project", target=target,
+                               board=get_board("nucleo-f767zi"))
+    elf = build_cortexm(project.path, target)
+    shape = graph.tensors[graph.inputs[0]].shape
+    inputs = [special_float_inputs((2, *shape))]
+    actual = run_qemu(elf, target, inputs, project.outputs).outputs
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+
+
+@pytest.mark.parametrize(("target", "board", "model"), [
+    ("cortex-m0", "nucleo-f091rc", "kws_ref_model.tflite"),
+    ("cortex-m3", "nucleo-f207zg", "str_ww_ref_model.tflite"),
+    ("cortex-m33", "nucleo-l4r5zi", "ad01_int8.tflite"),
+])
+def test_other_cores_are_bit_exact(target: str, board: str, model: str) -> None:
+    graph, plan = planned_model(model, target)
+    result = verify_cortexm(graph, plan, target, board, runs=3, seed=1)
+    assert result.bit_exact and result.machine in ("mps2-an385", "mps2-an505")
+    assert result.instructions_per_tick == INSTRUCTIONS_PER_TICK[target]
+    assert result.ram_bytes <= get_board(board).sram_bytes
+
+
+def test_counts_are_deterministic(tmp_path: Path) -> None:
+    """The same input costs the same instructions on every run, to within one tick."""
+    graph, plan = planned_family("mobilenet_block", "cortex-m4")
+    project = generate_project(graph, plan, tmp_path / "project", target="cortex-m4",
+                               board=get_board(BOARDS["cortex-m4"]))
+    elf = build_cortexm(project.path, "cortex-m4")
+    x = np.random.default_rng(2).integers(-128, 128, (1, *graph.tensors[graph.inputs[0]].shape),
+                                          dtype=np.int8)
+    report = run_qemu(elf, "cortex-m4", [np.concatenate([x] * 4)], project.outputs).report
+    assert report.calibration_instructions == 2_000_000
+    assert report.instructions_per_tick == 40.0
+    assert len(report.run_ticks) == 4 and max(report.run_ticks) - min(report.run_ticks) <= 1
+
+
+@pytest.mark.parametrize(("model", "region"), [("vww_96_int8.tflite", "SRAM"),
+                                               ("ad01_int8.tflite", "flash")])
+def test_model_too_big_for_the_board_fails_at_link_time(model: str, region: str) -> None:
+    graph, plan = planned_model(model, "cortex-m0")
+    with pytest.raises(McuflowError, match=f"does not fit nucleo-f091rc: {region}") as caught:
+        verify_cortexm(graph, plan, "cortex-m0", "nucleo-f091rc", runs=1)
+    assert not isinstance(caught.value, ToolchainError) and caught.value.hint
+
+
+def test_cortex_m_target_needs_a_board(tmp_path: Path) -> None:
+    graph, plan = planned_family("fully_connected", "cortex-m4")
+    with pytest.raises(McuflowError, match="needs a board"):
+        generate_project(graph, plan, tmp_path / "project", target="cortex-m4")
+    assert not (tmp_path / "project").exists()
+
+
+@pytest.mark.parametrize("tool", ["arm-none-eabi-gcc", "qemu-system-arm"])
+def test_missing_tool_names_the_debian_packages(tool: str, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == tool else real_which(name))
+    with pytest.raises(ToolchainError, match=tool) as caught:
+        (arm.find_cross_compiler if tool.startswith("arm") else qemu.find_qemu)()
+    assert PACKAGES in caught.value.hint
+
+
+def test_shipped_makefile_builds_and_runs(tmp_path: Path) -> None:
+    """`make` and `make run` in the generated directory, as a user would."""
+    graph, plan = planned_family("mobilenet_block", "cortex-m4")
+    board = get_board("nucleo-f429zi")
+    project = generate_project(graph, plan, tmp_path / "project", target="cortex-m4",
+                               board=board)
+    script = (project.path / "mcuflow.ld").read_text()
+    assert f"LENGTH = {board.flash_bytes}" in script and f"LENGTH = {board.sram_bytes}" in script
+    inputs = [np.random.default_rng(4).integers(-128, 128, (3, *graph.tensors[n].shape),
+                                                dtype=np.int8) for n in graph.inputs]
+    (project.path / "input.bin").write_bytes(qemu.input_records(inputs))
+    subprocess.run(["make", "-s", "run"], cwd=project.path, check=True, capture_output=True,
+                   timeout=300)
+    data = (project.path / "output.bin").read_bytes()
+    actual = qemu.split_outputs(data, 3, project.outputs)
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    assert qemu.parse_report((project.path / "report.txt").read_text()).status == 0
