@@ -31,8 +31,11 @@ from mcuflow.ptq import (
 )
 from mcuflow.ref.interpreter import RunResult, run
 from mcuflow.toolchain.host import VerifyResult, verify_host
+from mcuflow.toolchain.qemu import CortexMResult, default_board, verify_cortexm
 
 __all__ = [
+    "bench_models",
+    "verify_cortexm_model",
     "DEFAULT_CODEBOOK_SIZE",
     "Analysis",
     "Calibration",
@@ -175,12 +178,21 @@ def compile_model(
 ) -> GeneratedProject:
     """Plan and generate the C project for `model` into `out_dir` (written atomically)."""
     analysis = analyze_model(model, board_id, board_file, quantize, target)
+    if target != "host" and not analysis.report.fits:
+        report = analysis.report
+        raise McuflowError(
+            f"'{analysis.graph.name}' does not fit {analysis.board.id}: needs "
+            f"{report.peak_ram_bytes:,} B of SRAM (has {report.sram_bytes:,}) and "
+            f"{report.flash_bytes:,} B of flash for weights (has {report.flash_capacity:,})",
+            "pick a larger board (`mcuflow boards`) or a smaller model; "
+            "`mcuflow analyze` shows which layers need the memory")
     return compile_analysis(analysis, out_dir, target)
 
 
 def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host") -> GeneratedProject:
     """Generate the C project of an analysed (planned) model."""
-    return generate_project(analysis.graph, analysis.plan, out_dir, target=target)
+    return generate_project(analysis.graph, analysis.plan, out_dir, target=target,
+                            board=analysis.board)
 
 
 def verify_model(
@@ -212,3 +224,25 @@ def write_model(data: bytes, path: Path) -> None:
         temporary.unlink(missing_ok=True)
         raise McuflowError(f"cannot write {path}: {error.strerror or error}",
                            "check the output directory exists and is writable") from None
+
+
+def verify_cortexm_model(
+    model: Path | str, target: str, board_id: str | None = None,
+    board_file: Path | None = None, runs: int = 10, seed: int = 0, profile: bool = False,
+    quantize: QuantizeOptions | None = None,
+) -> CortexMResult:
+    """Build for a Cortex-M target, run on QEMU, compare to the bit, measure instructions.
+
+    Without `board_id` the target's default board sizes the linker script.
+    """
+    board_id = board_id or default_board(target).id
+    analysis = analyze_model(model, board_id, board_file, quantize, target)
+    return verify_cortexm(analysis.graph, analysis.plan, target, analysis.board, runs, seed,
+                          profile)
+
+
+def bench_models(
+    models: list[Path], target: str, board_id: str | None = None, board_file: Path | None = None
+) -> list[CortexMResult]:
+    """One bit-exact-checked QEMU measurement per model (two random inputs each)."""
+    return [verify_cortexm_model(model, target, board_id, board_file, runs=2) for model in models]

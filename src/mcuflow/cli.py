@@ -28,6 +28,7 @@ from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plot import plot_arena
 from mcuflow.quant.report import QuantReport
 from mcuflow.toolchain.host import VerifyResult
+from mcuflow.toolchain.qemu import CortexMResult
 
 app = typer.Typer(
     help="mcuflow: will your network fit a microcontroller, how to make it fit, exact C for it.",
@@ -129,14 +130,18 @@ def compile_command(
     model: ModelArgument,
     out_dir: Annotated[Path, typer.Option("--output", "-o", help="Project directory to write.")],
     board: BoardOption = api.DEFAULT_BOARD,
+    target: Annotated[
+        str, typer.Option("--target", help="host, or cortex-m0|m3|m4|m7|m33 (startup, linker "
+                          "script sized by the board, semihosting main).")
+    ] = "host",
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model."""
-    project = api.compile_model(model, out_dir, board, board_file,
-                                quantize=_quantize_options(calibration, scheme))
+    project = api.compile_model(model, out_dir, board, board_file, target,
+                                _quantize_options(calibration, scheme))
     summary = {"path": str(project.path), "files": list(project.files),
                "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
     if as_json:
@@ -149,27 +154,91 @@ def compile_command(
 @app.command("verify")
 def verify_command(
     model: ModelArgument,
-    board: BoardOption = api.DEFAULT_BOARD,
+    board: Annotated[
+        str | None,
+        typer.Option("--board", "-b", help="Board id (default: nucleo-f767zi on the host, the "
+                     "target's reference board on Cortex-M)."),
+    ] = None,
     board_file: BoardFileOption = None,
-    target: Annotated[str, typer.Option("--target", help="Where to run: host.")] = "host",
+    target: Annotated[
+        str, typer.Option("--target", help="host, or cortex-m0|m3|m4|m7|m33 (run on QEMU).")
+    ] = "host",
     runs: Annotated[int, typer.Option("--runs", help="Random inputs to compare.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Cortex-M: instructions of every layer.")
+    ] = False,
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
 ) -> None:
     """Build the generated C, run random inputs, compare with the reference to the bit."""
-    if target != "host":
-        raise McuflowError(f"unknown target '{target}'", hint="use --target host")
-    with console.status("building and running the generated C"):
-        result = api.verify_model(model, board, board_file, runs, seed,
-                                  quantize=_quantize_options(calibration, scheme))
+    quantize = _quantize_options(calibration, scheme)
+    if target == "host":
+        with console.status("building and running the generated C"):
+            result = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
+                                      quantize=quantize)
+        show = _print_verify
+    else:
+        with console.status(f"building for {target} and running on QEMU"):
+            result = api.verify_cortexm_model(model, target, board, board_file, runs, seed,
+                                              profile, quantize)
+        show = _print_cortexm
     if as_json:
         _print_json(dataclasses.asdict(result))
     else:
-        _print_verify(result)
+        show(result)
     if not result.bit_exact:
         raise typer.Exit(1)
+
+
+def _print_cortexm(result: CortexMResult) -> None:
+    verdict = "[green]bit-exact" if result.bit_exact else "[red]MISMATCH"
+    console.print(f"{verdict}[/] on {result.target} ({result.machine}, board {result.board}): "
+                  f"{result.runs} runs, {result.mismatches} mismatching")
+    console.print(f"{result.instructions:,} instructions per inference (QEMU -icount, "
+                  f"resolution {result.instructions_per_tick:g}), {result.macs_per_instruction:.2f}"
+                  f" MACs/instruction, about {result.estimated_ms:.2f} ms at "
+                  f"{result.clock_hz / 1e6:g} MHz")
+    console.print(f"flash {result.flash_bytes:,} B (text+rodata+data), RAM {result.ram_bytes:,} B "
+                  f"(data+bss+stack {result.stack_bytes:,} B), arena {result.arena_bytes:,} B")
+    if result.layers:
+        table = Table(title="Instructions per layer")
+        for column in ("#", "op", "MACs", "instructions", "MACs/instr"):
+            table.add_column(column, justify="left" if column == "op" else "right")
+        for layer in result.layers:
+            table.add_row(str(layer.index), layer.op, f"{layer.macs:,}", f"{layer.instructions:,}",
+                          f"{layer.macs / max(layer.instructions, 1):.2f}")
+        console.print(table)
+
+
+@app.command("bench")
+def bench_command(
+    models: Annotated[
+        list[Path] | None, typer.Argument(help="Models (default: the bundled example).")
+    ] = None,
+    target: Annotated[str, typer.Option("--target", help="cortex-m0|m3|m4|m7|m33.")] = "cortex-m4",
+    board: Annotated[str | None, typer.Option("--board", "-b", help="Board id.")] = None,
+    board_file: BoardFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One table: instructions, MACs/instruction, flash and RAM per model on QEMU."""
+    chosen = models or [api.demo_model_path()]
+    with console.status(f"measuring {len(chosen)} model(s) on {target}"):
+        rows = api.bench_models(chosen, target, board, board_file)
+    if as_json:
+        _print_json([dataclasses.asdict(row) for row in rows])
+        return
+    table = Table(title=f"{target} on QEMU")
+    for column in ("model", "instructions", "MACs/instr", "est. ms", "flash B", "RAM B",
+                   "arena B", "bit-exact"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(_ascii(row.model), f"{row.instructions:,}",
+                      f"{row.macs_per_instruction:.2f}", f"{row.estimated_ms:.2f}",
+                      f"{row.flash_bytes:,}", f"{row.ram_bytes:,}", f"{row.arena_bytes:,}",
+                      "yes" if row.bit_exact else "NO")
+    console.print(table)
 
 
 def _print_verify(result: VerifyResult) -> None:

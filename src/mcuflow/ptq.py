@@ -216,7 +216,8 @@ def quantize_model(
     graph = float_model.graph
     calibrator = Calibrator(graph.activations())
     for sample in samples:
-        calibrator.observe(run_float(graph, sample, keep_intermediates=True).tensors)
+        with np.errstate(over="ignore", invalid="ignore"):  # the calibrator reports overflow
+            calibrator.observe(run_float(graph, sample, keep_intermediates=True).tensors)
     ranges = calibrator.ranges(Method.parse(method))
     int8_graph = (quantize_codebook(graph, ranges, per_channel, codebook_size)
                   if scheme == "codebook" else QUANT_SCHEMES[scheme](graph, ranges, per_channel))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -31,9 +32,9 @@ from mcuflow.ir.graph import Graph
 from mcuflow.ir.verify import verify_graph
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.plan import Plan
-from mcuflow.memory.planner import plan_for_order, plan_memory
-from mcuflow.memory.schedule import best_order, build_problem
+from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import run
+from tests.fuzz.compiled import build_and_compare, fast_plan, render_checked
 from tests.fuzz.flat import ModelT, unpack
 from tests.fuzz.mutators import mutate_bytes, mutate_structure
 from tests.fuzz.seeds import all_seeds, built_seeds
@@ -64,6 +65,7 @@ class Limits:
     run_macs: int = 2_000_000
     timeout_s: float = 10.0
     full_planner_every: int = 20
+    build_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,16 @@ def boards() -> list[Board]:
 
 
 class _Pipeline:
-    """The stages of `mcuflow analyze` and `mcuflow run`, recording the stage reached."""
+    """The stages of `mcuflow analyze`, `run` and `compile`, recording the stage reached.
 
-    def __init__(self, index: int, limits: Limits) -> None:
+    With `build`, the generated C is also compiled with the sanitizers and run.
+    """
+
+    def __init__(self, index: int, limits: Limits, build: bool = False) -> None:
         self.stage = "read"
         self.index = index
         self.limits = limits
+        self.build = build
 
     def enter(self, stage: str) -> None:
         self.stage = stage
@@ -159,13 +165,17 @@ class _Pipeline:
         for name, a, b in zip(graph.outputs, expected, got, strict=True):
             if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
                 raise Mismatch(f"output {name!r} computed in the arena differs")
+        self.enter("codegen")
+        render_checked(graph, plan)
+        if self.build:
+            self.enter("build")
+            build_and_compare(graph, plan, inputs, expected)
 
     def plan(self, graph: Graph) -> Plan:
         """The API's planner now and then; its fast path (greedy placement) otherwise."""
         if self.index % self.limits.full_planner_every == 0:
             return plan_memory(graph, time_limit_s=0.05)
-        problem = build_problem(graph)
-        return plan_for_order(problem, best_order(problem, 0.005), 0.0)
+        return fast_plan(graph)
 
 
 def random_inputs(graph: Graph, seed: int) -> list[np.ndarray]:
@@ -186,11 +196,26 @@ def random_inputs(graph: Graph, seed: int) -> list[np.ndarray]:
     return values
 
 
-def execute(data: bytes, index: int = 0, limits: Limits = Limits()) -> Outcome:
-    """Take one input as far as it goes and classify what happened."""
-    pipeline = _Pipeline(index, limits)
+class Stages(Protocol):
+    """A pipeline: `execute` runs the stages, `stage` names the one reached."""
+
+    stage: str
+
+    def execute(self, data: bytes) -> None:
+        """Run every stage on one input."""
+
+
+def execute(data: bytes, index: int = 0, limits: Limits = Limits(), *,
+            build: bool = False) -> Outcome:
+    """Take one .tflite input as far as it goes (with `build`, to a sanitised host binary)."""
+    seconds = limits.build_timeout_s if build else limits.timeout_s
+    return classify(_Pipeline(index, limits, build), data, seconds)
+
+
+def classify(pipeline: Stages, data: bytes, seconds: float) -> Outcome:
+    """Run `pipeline` on `data` under a deadline and strict numerics; classify what happened."""
     try:
-        with deadline(limits.timeout_s), strict_numerics():
+        with deadline(seconds), strict_numerics():
             pipeline.execute(data)
     except McuflowError as error:
         return _rejection(pipeline.stage, error)

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 
 from mcuflow.errors import ModelFormatError
+from mcuflow.frontends.tflite_reader import read_tflite
 from tests.fuzz import harness
+from tests.fuzz.compiled import UnsafeCode, check_rendered
 from tests.fuzz.harness import Limits, Status, execute, make_input
+from tests.fuzz.onnx_harness import execute_onnx, make_onnx_input
+from tests.fuzz.onnx_seeds import onnx_seeds
 from tests.fuzz.seeds import all_seeds, built_seeds
 
 
@@ -24,8 +28,37 @@ def test_inputs_are_deterministic() -> None:
 def test_every_seed_is_accepted() -> None:
     for name, data in built_seeds().items():
         outcome = execute(data)
-        assert (outcome.status, outcome.stage) == (Status.ACCEPTED, "arena"), name
+        assert (outcome.status, outcome.stage) == (Status.ACCEPTED, "codegen"), name
     assert len(all_seeds()) > len(built_seeds())
+
+
+def test_every_onnx_seed_is_accepted() -> None:
+    for name, data in onnx_seeds().items():
+        outcome = execute_onnx(data)
+        assert (outcome.status, outcome.stage) == (Status.ACCEPTED, "run"), (name, outcome.trace)
+
+
+def test_onnx_inputs_are_deterministic() -> None:
+    first = [make_onnx_input("determinism", i) for i in range(30)]
+    assert first == [make_onnx_input("determinism", i) for i in range(30)]
+    assert len({item.data for item in first}) > 25
+
+
+def test_a_seed_builds_and_runs_bit_exact() -> None:
+    outcome = execute(built_seeds()["convs"], build=True)
+    assert (outcome.status, outcome.stage) == (Status.ACCEPTED, "build"), outcome.trace
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("mcuflow_model.c", "int caf\u00e9;"), ("mcuflow_model.c", "int conv_out;"),
+     ("mcuflow_model.h", 'const char *s = "evil";'), ("mcuflow_model.c", "/* a */ */")],
+    ids=["non-ascii", "raw-name", "string", "comment-end"],
+)
+def test_unsafe_code_is_caught(name: str, text: str) -> None:
+    graph = read_tflite(built_seeds()["convs"])
+    with pytest.raises(UnsafeCode):
+        check_rendered(graph, {name: text})
 
 
 def _raising(error: BaseException):

@@ -16,15 +16,19 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import tflite
 from numpy.lib import format as npy_format
+from onnx import helper as onnx_helper
+from onnx import numpy_helper
 
 from mcuflow.cli import main
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.ops import Activation, Padding
 from tests.fuzz.flat import ModelT, opcode_index, operators_of, pack, subgraph, tensor, unpack
+from tests.fuzz.onnx_seeds import onnx_seeds
 
 OP = tflite.BuiltinOperator
 HINT = (" (hint: re-export the model with the TFLite converter, or check that the file was "
@@ -416,6 +420,152 @@ MODEL_CASES: dict[str, Case] = {
 }
 
 
+ONNX_HINT = (" (hint: re-export the model with torch.onnx.export, or check that the file was "
+             "copied whole)")
+ONNX_SHAPE = (1, 3, 8, 8)
+
+
+def onnx_edited(edit: Callable[[onnx.ModelProto], object]) -> Callable[[], bytes]:
+    """The conv_bn ONNX seed (Conv, BN, Relu, MaxPool, Flatten, Gemm, Softmax) after `edit`."""
+
+    def make() -> bytes:
+        model = onnx.load_from_string(onnx_seeds()["conv_bn"])
+        edit(model)
+        return model.SerializeToString()
+
+    return make
+
+
+def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    return next(t for t in model.graph.initializer if t.name == f"conv_bn.{name}")
+
+
+def _node(model: onnx.ModelProto, op_type: str) -> onnx.NodeProto:
+    return next(n for n in model.graph.node if n.op_type == op_type)
+
+
+def _set_attribute(op_type: str, name: str, value: object) -> Callable[[onnx.ModelProto], None]:
+    def edit(model: onnx.ModelProto) -> None:
+        node = _node(model, op_type)
+        kept = [a for a in node.attribute if a.name != name]
+        del node.attribute[:]
+        node.attribute.extend([*kept, onnx_helper.make_attribute(name, value)])
+
+    return edit
+
+
+def _scale_initializer(name: str, factor: float, size: int | None = None
+                       ) -> Callable[[onnx.ModelProto], None]:
+    def edit(model: onnx.ModelProto) -> None:
+        tensor = _initializer(model, name)
+        values = numpy_helper.to_array(tensor).astype(np.float32) * np.float32(factor)
+        values = values if size is None else np.resize(values, size)
+        tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+
+    return edit
+
+
+def _onnx_nan_weight(model: onnx.ModelProto) -> None:
+    tensor = _initializer(model, "c0")
+    values = numpy_helper.to_array(tensor).copy()
+    values.flat[5] = np.nan
+    tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+
+
+def _onnx_huge_input(model: onnx.ModelProto) -> None:
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 1 << 40
+
+
+def _onnx_int_input(model: onnx.ModelProto) -> None:
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+
+
+def _onnx_missing_initializer(model: onnx.ModelProto) -> None:
+    model.graph.initializer.remove(_initializer(model, "c6"))
+
+
+def _onnx_cycle(model: onnx.ModelProto) -> None:
+    _node(model, "Relu").input[0] = _node(model, "MaxPool").output[0]
+
+
+def _onnx_leaky_nan(model: onnx.ModelProto) -> None:
+    _node(model, "Relu").op_type = "LeakyRelu"
+    _set_attribute("LeakyRelu", "alpha", math.nan)(model)
+
+
+def _onnx_unsupported(model: onnx.ModelProto) -> None:
+    _node(model, "Relu").op_type = "Erf"
+
+
+ONNX_CASES: dict[str, Case] = {
+    "onnx-nan-weight": Case(
+        onnx_edited(_onnx_nan_weight),
+        "{m}: constant '/conv_0/out/weights' holds 1 NaN or infinite value(s), from the model's "
+        "initialisers and attributes" + ONNX_HINT,
+    ),
+    "onnx-bias-size": Case(
+        onnx_edited(_scale_initializer("c1", 1.0, 5)),
+        "{m}: Conv '/Conv_0' has a bias of 5 values for 4 output channels" + ONNX_HINT,
+    ),
+    "onnx-huge-input": Case(
+        onnx_edited(_onnx_huge_input),
+        "{m}: input 'input' of shape (1, 3, 1099511627776, 8) would take 105553116266496 bytes "
+        "of RAM as float32, more than any board has (the limit is 67108864)" + ONNX_HINT,
+    ),
+    "onnx-int-input": Case(
+        onnx_edited(_onnx_int_input),
+        "{m}: input 'input' has element type INT64; mcuflow imports float models (hint: export "
+        "the float model (quantise it with `mcuflow quantize`))",
+    ),
+    "onnx-negative-pads": Case(
+        onnx_edited(_set_attribute("Conv", "pads", [-1, 1, 1, 1])),
+        "{m}: Conv '/Conv_0' has invalid kernel (3, 3), strides (1, 1), dilations (1, 1) or pads "
+        "(-1, 1, 1, 1)" + ONNX_HINT,
+    ),
+    "onnx-zero-stride": Case(
+        onnx_edited(_set_attribute("MaxPool", "strides", [0, 2])),
+        "{m}: MaxPool '/MaxPool_3' has invalid kernel (2, 2), strides (0, 2), dilations (1, 1) "
+        "or pads (0, 0, 0, 0)" + ONNX_HINT,
+    ),
+    "onnx-huge-stride": Case(
+        onnx_edited(_set_attribute("MaxPool", "strides", [1 << 40, 2])),
+        "{m}: MaxPool '/MaxPool_3' has invalid kernel (2, 2), strides (1099511627776, 2), "
+        "dilations (1, 1) or pads (0, 0, 0, 0)" + ONNX_HINT,
+    ),
+    "onnx-missing-initializer": Case(
+        onnx_edited(_onnx_missing_initializer),
+        "{m}: node 5 (Gemm '/Gemm_5') reads 'conv_bn.c6', which nothing produces before it"
+        + ONNX_HINT,
+    ),
+    "onnx-cycle": Case(
+        onnx_edited(_onnx_cycle),
+        "{m}: node 2 (Relu '/Relu_2') reads '/maxpool_3/out', which nothing produces before it"
+        + ONNX_HINT,
+    ),
+    "onnx-leaky-relu-nan": Case(
+        onnx_edited(_onnx_leaky_nan),
+        "{m}: LeakyRelu '/Relu_2' has alpha nan" + ONNX_HINT,
+    ),
+    "onnx-unsupported-op": Case(
+        onnx_edited(_onnx_unsupported),
+        "{m} uses 1 unsupported operator(s): Erf (x1) (hint: run `mcuflow ops` for what mcuflow "
+        "supports; re-export without those ops)",
+    ),
+    "onnx-scale-out-of-range": Case(
+        onnx_edited(_scale_initializer("c6", 1e37)),
+        "tensor '/gemm_5/out' would need quantisation scale 1.25133e+36; scales must lie between "
+        "5.42e-20 and 2.15e+09 (hint: the float model's values or weights span a range int8 "
+        "cannot represent)",
+    ),
+    "onnx-calibration-overflow": Case(
+        onnx_edited(_scale_initializer("c6", 1e38)),
+        "tensor '/gemm_5/out' reached NaN, infinity or a range wider than float32 during "
+        "calibration (2 tensor(s) did): the float model overflows float32 (hint: check the "
+        "model's weights and the calibration data's scale)",
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Invocation:
     """CLI arguments (with files written to a directory) and the exact line it prints."""
@@ -568,6 +718,28 @@ def test_broken_model(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert_one_line(code, err, case.message.replace("{m}", f"'{model}'"))
 
 
+@pytest.mark.parametrize("name", sorted(ONNX_CASES))
+def test_broken_onnx_model(name: str, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A float ONNX model is analysed through `--calibration`, as a user would."""
+    case = ONNX_CASES[name]
+    model = tmp_path / "model.onnx"
+    model.write_bytes(case.make())
+    calibration = tmp_path / "cal.npy"
+    np.save(calibration, np.random.default_rng(3).standard_normal((4, *ONNX_SHAPE[1:]),
+                                                                  np.float32))
+    code, err = run_cli(capsys, ["analyze", str(model), "--calibration", str(calibration)])
+    assert_one_line(code, err, case.message.replace("{m}", f"'{model}'"))
+
+
+def test_onnx_base_model_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(onnx_edited(lambda model: None)())
+    np.save(tmp_path / "cal.npy", np.zeros((2, *ONNX_SHAPE[1:]), np.float32))
+    args = ["analyze", str(model), "--calibration", str(tmp_path / "cal.npy"), "--json"]
+    assert run_cli(capsys, args)[0] == 0
+
+
 @pytest.mark.parametrize("name", sorted(OTHER_CASES))
 def test_broken_invocation(name: str, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -577,7 +749,7 @@ def test_broken_invocation(name: str, tmp_path: Path,
 
 
 def test_there_are_at_least_30_kinds() -> None:
-    assert len(MODEL_CASES) + len(OTHER_CASES) >= 30
+    assert len(MODEL_CASES) + len(OTHER_CASES) + len(ONNX_CASES) >= 30
 
 
 def test_base_model_is_valid(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

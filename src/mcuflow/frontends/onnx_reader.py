@@ -23,6 +23,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
+from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
@@ -45,6 +46,8 @@ from mcuflow.ir.shapes import infer_output_shapes
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_MODEL_BYTES = 2 << 30
+MAX_WINDOW = 1 << 16
+"""No kernel size, stride, dilation or pad of a conv or pool exceeds this."""
 MIN_OPSET = 7
 NHWC = (0, 2, 3, 1)
 _HINT = "re-export the model with torch.onnx.export, or check that the file was copied whole"
@@ -101,7 +104,7 @@ def import_onnx(source: str | Path | bytes) -> OnnxImport:
     data, label, stem = _load(source)
     model = _parse(data, label)
     importer = _Importer(model, label, stem)
-    with _corrupt_guard(label):
+    with _corrupt_guard(label), np.errstate(all="ignore"):
         importer.run()
     try:
         verify_graph(importer.graph)
@@ -220,6 +223,7 @@ class _Importer:
                 "float models", "export the float model (quantise it with `mcuflow quantize`)")
         shape = tuple(self._input_dim(name, axis, dim)
                       for axis, dim in enumerate(tensor_type.shape.dim))
+        self.check_activation(f"input '{name}'", shape)
         perm = NHWC if len(shape) == 4 and not self._feeds_transposes_only(name) else tuple(
             range(len(shape)))
         act = _Act(name, shape, perm)
@@ -335,9 +339,13 @@ class _Importer:
         return name
 
     def constant(self, base: str, data: np.ndarray) -> str:
-        """A new float32 constant tensor."""
+        """A new float32 constant tensor; NaN or infinity in it is an error."""
         name = self.fresh(base)
         data = np.ascontiguousarray(data, np.float32)
+        bad = data.size - int(np.isfinite(data).sum())
+        if bad:
+            raise ModelFormatError(f"{self.label}: constant '{name}' holds {bad} NaN or infinite "
+                                   "value(s), from the model's initialisers and attributes", _HINT)
         self.graph.add_tensor(Tensor(name, tuple(data.shape), DType.FLOAT32, data=data))
         return name
 
@@ -348,11 +356,22 @@ class _Importer:
         name = name if name not in self.graph.tensors else self.fresh(name)
         op = Operator(kind, tuple(inputs), (name,), attrs, name)
         physical = infer_output_shapes(self.graph, op)[0]
+        self.check_activation(f"{kind.value} output '{name}'", physical)
         self.graph.add_tensor(Tensor(name, physical, DType.FLOAT32))
         self.graph.operators.append(op)
         perm = like.perm if perm is None else perm
         shape = shape if shape is not None else _logical(physical, perm)
         return _Act(name, shape, perm, features)
+
+    def check_activation(self, what: str, shape: tuple[int, ...]) -> None:
+        """A computed tensor must hold values and fit the RAM of some board as float32."""
+        if 0 in shape:
+            raise ModelFormatError(f"{self.label}: {what} has the empty shape {shape}", _HINT)
+        if 4 * math.prod(shape) > MAX_ACTIVATION_BYTES:
+            raise ModelFormatError(
+                f"{self.label}: {what} of shape {shape} would take {4 * math.prod(shape)} bytes "
+                f"of RAM as float32, more than any board has (the limit is "
+                f"{MAX_ACTIVATION_BYTES})", _HINT)
 
     def set(self, node: onnx.NodeProto, value: Value) -> None:
         """Bind the node's first output."""
@@ -503,7 +522,8 @@ def _window(imp: _Importer, node: onnx.NodeProto, x: _Act, kernel: tuple[int, ..
         pads = _same_pads(x.shape[2:], kernel, strides, dilations, auto_pad == "SAME_LOWER")
     elif auto_pad == "VALID":
         pads = (0, 0, 0, 0)
-    if min(strides + dilations) < 1 or min(pads) < 0 or min(kernel) < 1:
+    if min(strides + dilations) < 1 or min(pads) < 0 or min(kernel) < 1 or max(
+            strides + dilations + pads + kernel) > MAX_WINDOW:
         raise ModelFormatError(f"{imp.label}: {node.op_type} '{node.name}' has invalid "
                                f"kernel {kernel}, strides {strides}, dilations {dilations} or "
                                f"pads {pads}", _HINT)
@@ -570,8 +590,15 @@ def _conv(imp: _Importer, node: onnx.NodeProto) -> None:
         raise imp.unsupported(node, f"is a grouped convolution (group {group} of {in_c} "
                               "channels); only group 1 and depthwise are supported")
     if bias is not None:
+        _check_bias(imp, node, bias, out_c)
         inputs.append(imp.constant(f"{node.output[0]}/bias", bias.reshape(-1)))
     imp.set(node, imp.emit(kind, inputs, attrs, x, node.output[0]))
+
+
+def _check_bias(imp: _Importer, node: onnx.NodeProto, bias: np.ndarray, channels: int) -> None:
+    if bias.size != channels:
+        raise ModelFormatError(f"{imp.label}: {node.op_type} '{node.name}' has a bias of "
+                               f"{bias.size} values for {channels} output channels", _HINT)
 
 
 def _pool(imp: _Importer, node: onnx.NodeProto, kind: OpKind, window: _Window, x: _Act,
@@ -660,9 +687,15 @@ _CONVERTERS.update({
     "Sigmoid": _unary(OpKind.LOGISTIC),
     "Tanh": _unary(OpKind.TANH),
     "HardSwish": _unary(OpKind.HARD_SWISH),
-    "LeakyRelu": _unary(OpKind.LEAKY_RELU,
-                        lambda a: LeakyReluAttrs(float(a.get("alpha", 0.01)))),
 })
+
+
+@converter("LeakyRelu")
+def _leaky_relu(imp: _Importer, node: onnx.NodeProto) -> None:
+    alpha = float(imp.attrs(node).get("alpha", 0.01))
+    if not math.isfinite(alpha):
+        raise ModelFormatError(f"{imp.label}: LeakyRelu '{node.name}' has alpha {alpha}", _HINT)
+    _unary(OpKind.LEAKY_RELU, lambda a: LeakyReluAttrs(alpha))(imp, node)
 
 
 @converter("Clip")
@@ -700,6 +733,8 @@ def _softmax(imp: _Importer, node: onnx.NodeProto) -> None:
     """SOFTMAX normalises the IR's last axis, which must hold the ONNX axis."""
     x = imp.act(node)
     rank = len(x.shape)
+    if rank == 0:
+        raise imp.unsupported(node, "normalises a scalar")
     axis = int(imp.attrs(node).get("axis", -1 if imp.opset >= 13 else 1)) % rank
     if imp.opset < 13 and math.prod(x.shape[axis + 1:]) != 1:
         raise imp.unsupported(node, f"normalises axes {axis}.. of {x.shape} together (opset "
@@ -900,6 +935,9 @@ def _squeeze(imp: _Importer, node: onnx.NodeProto) -> None:
     else:
         rank = len(x.shape) + len(axes)
         added = {int(a) % rank for a in axes}
+        if len(added) != len(axes):
+            raise ModelFormatError(f"{imp.label}: Unsqueeze '{node.name}' repeats an axis in "
+                                   f"{[int(a) for a in axes]}", _HINT)
         dims = iter(x.shape)
         target = tuple(1 if i in added else next(dims) for i in range(rank))
     _reshape_to(imp, node, x, target)

@@ -53,7 +53,7 @@ from mcuflow.ir.ops import (
     SoftmaxAttrs,
     SqueezeAttrs,
 )
-from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_RANK = 8
@@ -64,8 +64,6 @@ MAX_TENSORS, MAX_OPERATORS, MAX_OPERANDS = 1 << 14, 1 << 13, 1 << 16
 """Far more than any microcontroller model has; they bound the reader's work on forged counts."""
 MAX_CHANNELS = 1 << 16
 """At most this many per-channel quantisation parameters per tensor."""
-MIN_SCALE, MAX_SCALE = 2.0**-64, 2.0**31
-"""Scales outside this range are corrupt; within it, requantisation ratios stay finite."""
 _HINT = "re-export the model with the TFLite converter, or check that the file was copied whole"
 _UNSUPPORTED_HINT = "run `mcuflow ops` to list the operators and types mcuflow supports"
 

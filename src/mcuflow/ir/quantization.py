@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MIN_SCALE, MAX_SCALE = 2.0**-64, 2.0**31
+"""Scales outside this range are corrupt; within it, requantisation ratios stay finite."""
+
 
 @dataclass(frozen=True)
 class QuantParams:

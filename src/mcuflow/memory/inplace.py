@@ -10,7 +10,7 @@ from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import Activation, ConcatenationAttrs, OpKind, Padding
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace
-from mcuflow.memory.scratch import scratch_bytes
+from mcuflow.memory.scratch import dsp_depthwise_plane, scratch_bytes
 
 ALIAS_KINDS = frozenset({OpKind.RESHAPE, OpKind.SQUEEZE})
 ELEMENTWISE_KINDS = frozenset({
@@ -197,6 +197,16 @@ def in_place_rule(graph: Graph, op: Operator, kind: InPlace, shares: str) -> Rul
     return None if delta is None else Rule(delta)
 
 
+def _slows_dsp(graph: Graph, op: Operator, kind: InPlace, dsp: bool) -> bool:
+    """True when running `op` as `kind` would trade a DSP kernel for the portable in-place one.
+
+    Only the 3x3 DSP depthwise kernel computes channel by channel; other depthwise shapes have a
+    DSP kernel out of place only, which is several times faster than the portable in-place one.
+    """
+    return (dsp and kind is InPlace.DEPTHWISE and op.kind is OpKind.DEPTHWISE_CONV_2D
+            and dsp_depthwise_plane(graph, op, InPlace.DEPTHWISE) is None)
+
+
 def options(graph: Graph, op: Operator, alignment: int, kinds: frozenset[InPlace],
             sizes: dict[str, int], dsp: bool = False) -> list[Option]:
     """The in-place options of `op` that save memory (scratch sized for DSP kernels: `dsp`).
@@ -209,7 +219,7 @@ def options(graph: Graph, op: Operator, alignment: int, kinds: frozenset[InPlace
     found = []
     for kind in (InPlace.ELEMENTWISE, InPlace.OVERLAP, InPlace.DEPTHWISE):
         for shares in dict.fromkeys(op.inputs):
-            allowed = kind in kinds and shares in sizes
+            allowed = kind in kinds and shares in sizes and not _slows_dsp(graph, op, kind, dsp)
             rule = in_place_rule(graph, op, kind, shares) if allowed else None
             if rule is None:
                 continue

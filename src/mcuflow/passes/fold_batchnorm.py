@@ -50,16 +50,22 @@ def _fold_next(graph: Graph, layer: Operator) -> bool:
     vector = channel_vector(graph, other[0], out_shape)
     if vector is None or (follower.kind is OpKind.SUB and follower.inputs[0] != layer.outputs[0]):
         return False
+    old_bias = float_constant(graph, layer.inputs[2]) if len(layer.inputs) > 2 else None
+    old_bias = np.zeros(out_shape[-1], np.float32) if old_bias is None else old_bias
+    shape = [1] * weights.ndim
+    shape[WEIGHTED_AXIS[layer.kind.value]] = -1
+    with np.errstate(over="ignore", invalid="ignore"):
+        if follower.kind is OpKind.MUL:
+            scaled, new_bias = weights * vector.reshape(shape), old_bias * vector
+        else:
+            scaled = None
+            new_bias = old_bias + (-1.0 if follower.kind is OpKind.SUB else 1.0) * vector
+    if not np.isfinite(new_bias).all() or scaled is not None and not np.isfinite(scaled).all():
+        return False  # folding would overflow float32: the MUL or ADD stays an op
     bias = _own_constant(graph, layer, 2, out_shape[-1])
-    if follower.kind is OpKind.MUL:
-        shape = [1] * weights.ndim
-        shape[WEIGHTED_AXIS[layer.kind.value]] = -1
-        scaled = weights * vector.reshape(shape)
+    if scaled is not None:
         graph.tensors[_own_constant(graph, layer, 1, out_shape[-1])].data = scaled
-        graph.tensors[bias].data = graph.tensors[bias].data * vector
-    else:
-        sign = -1.0 if follower.kind is OpKind.SUB else 1.0
-        graph.tensors[bias].data = graph.tensors[bias].data + sign * vector
+    graph.tensors[bias].data = new_bias
     layer.attrs = replace(layer.attrs, activation=follower.attrs.activation)
     absorb(graph, layer, follower)
     return True

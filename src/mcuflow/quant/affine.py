@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.errors import McuflowError, UnsupportedModelError
+from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
-from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import verify_graph
 from mcuflow.quant.calibrate import Range
 from mcuflow.quant.fixedpoint import round_half_away_array, tflite_round
@@ -61,7 +61,8 @@ def affine_activation(value_range: Range) -> QuantParams:
     """
     low = np.float32(min(value_range.low, 0.0))
     high = np.float32(max(value_range.high, 0.0))
-    scale = (high - low) / np.float32(QMAX - QMIN)
+    with np.errstate(over="ignore"):  # an infinite scale is rejected by _check_scales
+        scale = (high - low) / np.float32(QMAX - QMIN)
     if scale == 0.0:
         return QuantParams.per_tensor(1.0, 0)
     from_min = np.float32(QMIN) - low / scale
@@ -104,9 +105,24 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
         for _ in op.inputs:
             inputs.append(_input(graph, result, op, inputs, activations, rules, per_channel))
         result.operators.append(Operator(op.kind, tuple(inputs), op.outputs, op.attrs, op.name))
+    _check_scales(result)
     verify_graph(result)
     check_supported(result)
     return result
+
+
+def _check_scales(graph: Graph) -> None:
+    """Every scale lies in [MIN_SCALE, MAX_SCALE], as the TFLite reader requires of a file."""
+    for name, tensor in graph.tensors.items():
+        if tensor.quant is None or tensor.dtype is DType.INT32:
+            continue
+        scales = np.asarray(tensor.quant.scale)
+        bad = scales[(scales < MIN_SCALE) | (scales > MAX_SCALE)]
+        if bad.size:
+            raise UnsupportedModelError(
+                f"tensor '{name}' would need quantisation scale {float(bad[0]):.6g}; scales "
+                f"must lie between {MIN_SCALE:.3g} and {MAX_SCALE:.3g}",
+                "the float model's values or weights span a range int8 cannot represent")
 
 
 def _activation_params(graph: Graph, ranges: Mapping[str, Range],
@@ -177,6 +193,9 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
                                     f"{tensor.dtype.value}, not float32",
                                     "quantise a float model (hybrid weights are dequantised by "
                                     "the passes pipeline)")
+    if not np.isfinite(tensor.data).all():
+        raise ModelFormatError(f"constant '{name}' of {op.kind.value} '{op.name}' holds NaN or "
+                               "infinite values", "check the float model's weights")
     if op.kind in WEIGHT_AXIS and index == 1:
         data, quant = quantize_weights(tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules,
                                        _bias_floor(source, op, activations))

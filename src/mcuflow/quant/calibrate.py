@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -10,6 +11,7 @@ import numpy as np
 
 from mcuflow.errors import McuflowError
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 SAMPLES_PER_OBSERVATION = 4096
 MAX_SAMPLES = 1 << 17
 """Values kept per tensor for the percentile and MSE methods (min and max are always exact)."""
@@ -78,6 +80,11 @@ class _Observer:
     def values(self) -> np.ndarray:
         return np.concatenate(self.kept)
 
+    def span(self) -> float:
+        """The width of the range widened to contain 0 (NaN when a value was NaN)."""
+        return max(self.high, 0.0) - min(self.low, 0.0) if np.isfinite(
+            [self.low, self.high]).all() else math.nan
+
 
 class Calibrator:
     """Collects statistics of named float tensors over calibration runs."""
@@ -101,6 +108,13 @@ class Calibrator:
             raise CalibrationError("no calibration data was observed",
                                "pass at least one calibration sample")
         method = Method.parse(method)
+        overflowed = [name for name, observer in self._observers.items()
+                      if observer.kept and not observer.span() <= FLOAT32_MAX]
+        if overflowed:
+            raise CalibrationError(
+                f"tensor '{overflowed[0]}' reached NaN, infinity or a range wider than float32 "
+                f"during calibration ({len(overflowed)} tensor(s) did): the float model "
+                "overflows float32", "check the model's weights and the calibration data's scale")
         return {name: _choose(observer, method, percentile)
                 for name, observer in self._observers.items() if observer.kept}
 
