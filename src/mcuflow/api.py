@@ -142,11 +142,12 @@ def demo_model_path() -> Path:
 
 
 def dump_tensors(tensors: dict[str, np.ndarray], directory: Path) -> None:
-    """Write each tensor as DIRECTORY/<sanitised name>.npy."""
+    """Write each tensor as DIRECTORY/<index>_<sanitised name>.npy (the index keeps it unique)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, value in tensors.items():
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120]
-        np.save(directory / f"{safe}.npy", value)
+    for index, (name, value) in enumerate(tensors.items()):
+        safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_"
+                       for ch in name)[:120]
+        np.save(directory / f"{index:04d}_{safe}.npy", value)
 
 
 def plan_to_json(plan: Plan) -> dict[str, object]:
