@@ -9,9 +9,11 @@ import numpy as np
 
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen import GeneratedProject, generate_project
+from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.codegen.targets import get_target
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import Board, get_board
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph
@@ -30,10 +32,11 @@ from mcuflow.ptq import (
     quantize_model,
 )
 from mcuflow.ref.interpreter import RunResult, run
-from mcuflow.toolchain.host import VerifyResult, verify_host
+from mcuflow.toolchain.host import VerifyResult, verify_directory, verify_host
 from mcuflow.toolchain.qemu import CortexMResult, default_board, verify_cortexm
 
 __all__ = [
+    "verify_compiled",
     "bench_models",
     "verify_cortexm_model",
     "DEFAULT_CODEBOOK_SIZE",
@@ -193,7 +196,7 @@ def compile_model(
 def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host") -> GeneratedProject:
     """Generate the C project of an analysed (planned) model."""
     return generate_project(analysis.graph, analysis.plan, out_dir, target=target,
-                            board=analysis.board)
+                            board=analysis.board, source_model=write_tflite(analysis.graph))
 
 
 def verify_model(
@@ -247,3 +250,16 @@ def bench_models(
 ) -> list[CortexMResult]:
     """One bit-exact-checked QEMU measurement per model (two random inputs each)."""
     return [verify_cortexm_model(model, target, board_id, board_file, runs=2) for model in models]
+
+
+def verify_compiled(
+    directory: Path, runs: int = 20, seed: int = 0, sanitize: bool = True
+) -> VerifyResult:
+    """Build a directory written by `compile` as it is and compare it with the reference."""
+    model = directory / SOURCE_MODEL
+    if not model.is_file():
+        raise McuflowError(f"'{directory}' holds no {SOURCE_MODEL}",
+                           "pass a directory written by `mcuflow compile`, or the model file")
+    if runs < 1:
+        raise McuflowError(f"--runs must be at least 1, not {runs}", hint="e.g. --runs 20")
+    return verify_directory(directory, load_graph(model), runs, seed, sanitize=sanitize)

@@ -172,9 +172,16 @@ def verify_command(
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
 ) -> None:
-    """Build the generated C, run random inputs, compare with the reference to the bit."""
+    """Build the generated C (of MODEL, or a directory written by compile), compare to the bit."""
     quantize = _quantize_options(calibration, scheme)
-    if target == "host":
+    if model.is_dir():
+        if target != "host":
+            raise McuflowError("a compiled directory is verified on the host",
+                               "pass the model file to verify on a Cortex-M target")
+        with console.status(f"building and running {model}"):
+            result = api.verify_compiled(model, runs, seed)
+        show = _print_verify
+    elif target == "host":
         with console.status("building and running the generated C"):
             result = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
                                       quantize=quantize)
@@ -428,7 +435,8 @@ def error_line(text: str) -> str:
 def main() -> None:
     """Entry point: user errors become one `mcuflow: error: …` line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, typer returns the code of a `typer.Exit` instead of exiting.
+        status = app(standalone_mode=False)
     except McuflowError as error:
         if os.environ.get("MCUFLOW_DEBUG"):
             traceback.print_exc()
@@ -443,3 +451,5 @@ def main() -> None:
     except typer.TyperException as error:
         sys.stderr.write(f"mcuflow: error: {error} (hint: see `mcuflow --help`)\n")
         sys.exit(2)
+    if isinstance(status, int) and status:
+        sys.exit(status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from mcuflow.memory.plan import Plan
 
 COMMON_HEADER = "mcuflow_kernels.h"
 MARKER = "mcuflow_model.h"
+SOURCE_MODEL = "model.tflite"
 
 
 @dataclass(frozen=True)
@@ -72,26 +74,32 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
 
 
 def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "host",
-                     board: Board | None = None, dsp: bool | None = None) -> GeneratedProject:
+                     board: Board | None = None, dsp: bool | None = None,
+                     source_model: bytes | None = None) -> GeneratedProject:
     """Write the C project of `plan` to `out_dir`, atomically.
 
     The files are written to a temporary sibling directory which is renamed at the end, so an
     error never leaves a half-written `out_dir`. An existing `out_dir` is replaced only when it
-    is empty or an earlier mcuflow project.
+    is empty or an earlier mcuflow project. `source_model` (the int8 .tflite the C was made
+    from) is kept as SOURCE_MODEL so the directory can be verified later.
     """
     files, project = render_project(graph, plan, target, board, dsp)
+    stored: dict[str, str | bytes] = dict(files)
+    if source_model is not None:
+        stored[SOURCE_MODEL] = source_model
     out_dir = Path(out_dir).absolute()
-    write_atomically(files, out_dir)
-    return GeneratedProject(out_dir, project.files, project.arena_bytes, project.weight_bytes,
-                            project.inputs, project.outputs, project.target)
+    write_atomically(stored, out_dir)
+    return GeneratedProject(out_dir, tuple(sorted(stored)), project.arena_bytes,
+                            project.weight_bytes, project.inputs, project.outputs,
+                            project.target)
 
 
 def _replaceable(path: Path) -> bool:
     return path.is_dir() and (not any(path.iterdir()) or (path / MARKER).is_file())
 
 
-def write_atomically(files: dict[str, str], out_dir: Path) -> None:
-    """Write `files` (name -> ASCII text) as the directory `out_dir`, all or nothing."""
+def write_atomically(files: Mapping[str, str | bytes], out_dir: Path) -> None:
+    """Write `files` (name -> ASCII text or bytes) as the directory `out_dir`, all or nothing."""
     if out_dir.exists() and not _replaceable(out_dir):
         raise McuflowError(f"'{out_dir}' exists and is not an mcuflow project",
                            "choose a new output directory or remove this one")
@@ -100,7 +108,8 @@ def write_atomically(files: dict[str, str], out_dir: Path) -> None:
                                     dir=out_dir.parent))
     try:
         for name in sorted(files):
-            (staging / name).write_bytes(files[name].encode("ascii"))
+            data = files[name]
+            (staging / name).write_bytes(data if isinstance(data, bytes) else data.encode("ascii"))
         staging.chmod(0o755)
         _swap_into_place(staging, out_dir)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -14,9 +15,9 @@ import numpy as np
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.project import MARKER, generate_project
 from mcuflow.codegen.render import TensorSpec
-from mcuflow.errors import ToolchainError
+from mcuflow.errors import McuflowError, ToolchainError
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.ref.interpreter import Interpreter
@@ -233,4 +234,42 @@ def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
         bit_exact=mismatches == 0 and not litert_mismatches, runs=runs, mismatches=mismatches,
         litert_mismatches=litert_mismatches, arena_bytes=plan.arena_bytes, code_bytes=code,
         weight_bytes=project.weight_bytes, compiler=compiler,
+    )
+
+
+def _header_number(project_dir: Path, macro: str) -> int:
+    match = re.search(rf"#define {macro} (\d+)", (project_dir / MARKER).read_text("ascii"))
+    if match is None:
+        raise McuflowError(f"{project_dir / MARKER} lacks {macro}",
+                           "regenerate the project with `mcuflow compile`")
+    return int(match.group(1))
+
+
+def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int = 0, *,
+                     sanitize: bool = True, compiler: str = "gcc", litert: bool = True
+                     ) -> VerifyResult:
+    """Build an existing project directory as it is and compare its outputs to the bit.
+
+    `graph` is the model the directory was generated from; the reference interpreter's outputs
+    do not depend on the memory plan, so any plan's C must reproduce them.
+    """
+    inputs = random_inputs(graph, runs, seed)
+    interpreter = Interpreter(graph)
+    expected = [interpreter.run([x[r] for x in inputs]).outputs for r in range(runs)]
+    specs = [TensorSpec(name, graph.tensor(name).shape, graph.tensor(name).dtype.value, None,
+                        None, 0) for name in graph.outputs]
+    with tempfile.TemporaryDirectory(prefix="mcuflow-verify-") as scratch:
+        binary = build_host(project_dir, sanitize=sanitize, compiler=compiler,
+                            opt_level="-O1" if sanitize else "-O2",
+                            output=Path(scratch) / "model")
+        actual = run_host(binary, inputs, specs)
+    mismatches = _count_mismatches(expected, actual)
+    oracle = _litert_outputs(graph, inputs, runs) if litert else None
+    litert_mismatches = None if oracle is None else _count_mismatches(oracle, actual)
+    return VerifyResult(
+        bit_exact=mismatches == 0 and not litert_mismatches, runs=runs, mismatches=mismatches,
+        litert_mismatches=litert_mismatches,
+        arena_bytes=_header_number(project_dir, "MCUFLOW_ARENA_BYTES"),
+        code_bytes=code_bytes(project_dir, compiler),
+        weight_bytes=_header_number(project_dir, "MCUFLOW_WEIGHT_BYTES"), compiler=compiler,
     )
