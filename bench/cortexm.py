@@ -28,12 +28,12 @@ from pathlib import Path
 from ortools.linear_solver import pywraplp
 
 from mcuflow.analysis.metrics import analyze
+from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.hw.board import Board, get_board
 from mcuflow.toolchain.qemu import (
     CortexMResult,
     bench_cortexm,
     default_board,
-    load_model,
     plan_for,
     verify_cortexm,
 )
@@ -111,7 +111,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
 def print_profile(paths: list[Path], target: str, board: Board) -> None:
     """Instructions of every layer beside its MACs, per model."""
     for path in paths:
-        graph = load_model(path)
+        graph = load_int8_model(path)
         result = verify_cortexm(graph, plan_for(graph, target), target, board, runs=1,
                                 profile=True)
         print(f"{result.model} on {target}: {result.instructions:,} instructions, bit-exact "
@@ -145,7 +145,7 @@ def _zero_coefficients(board: Board) -> Board:
 
 def sample(path: Path, target: str, board: Board) -> Sample:
     """The terms of `analyze`'s latency estimate on `board` and the QEMU measurement."""
-    graph = load_model(path)
+    graph = load_int8_model(path)
     plan = plan_for(graph, target)
     result = verify_cortexm(graph, plan, target, LINK_BOARD, runs=1)
     if not result.bit_exact:

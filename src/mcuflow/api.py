@@ -12,12 +12,10 @@ from mcuflow.codegen import GeneratedProject, generate_project
 from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.codegen.targets import get_target
 from mcuflow.errors import McuflowError
-from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import Board, get_board
-from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.verify import verify_graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ptq import (
@@ -91,10 +89,7 @@ def load_graph(model: Path | str, quantize: QuantizeOptions | None = None) -> Gr
         raise McuflowError(f"'{path}' is a float ONNX model",
                            "pass --calibration DATA to quantise it on the fly, or run "
                            "`mcuflow quantize` first")
-    graph = read_tflite(path)
-    verify_graph(graph)
-    check_supported(graph)
-    return graph
+    return load_int8_model(path)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from mcuflow.frontends.tflite_schema import (
     builtin_name,
     tensor_type_name,
 )
+from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     Activation,
@@ -90,6 +91,16 @@ _OPTIONS_CLASS_NAMES = {
 }
 
 Converter = Callable[[RawOp, RawSubgraph], tuple[OpAttrs, list[int]]]
+
+
+def load_int8_model(path: str | Path) -> Graph:
+    """Read an int8 .tflite file and check that mcuflow supports every op in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"no such model file: {path}", hint="check the path")
+    graph = read_tflite(path)
+    check_supported(graph)
+    return graph
 
 
 def read_tflite(source: str | Path | bytes) -> Graph:

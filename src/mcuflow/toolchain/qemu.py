@@ -38,12 +38,10 @@ import numpy as np
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
-from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.hw.board import Board, get_board, get_core_model
 from mcuflow.hw.costmodel import op_cost
-from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.verify import verify_graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
@@ -298,17 +296,6 @@ def default_board(target: str) -> Board:
     return get_board(DEFAULT_BOARDS[target])
 
 
-def load_model(path: Path | str) -> Graph:
-    """Read a .tflite model, check its invariants and that every op is supported."""
-    path = Path(path)
-    if not path.is_file():
-        raise McuflowError(f"no such model file: {path}", hint="check the path")
-    graph = read_tflite(path)
-    verify_graph(graph)
-    check_supported(graph)
-    return graph
-
-
 def bench_cortexm(models: Sequence[Path | str], target: str = "cortex-m4",
                   board: Board | str | None = None, runs: int = 2) -> list[CortexMResult]:
     """One row per model: built for `target`, run `runs` random inputs on QEMU, measured.
@@ -319,7 +306,7 @@ def bench_cortexm(models: Sequence[Path | str], target: str = "cortex-m4",
     chosen = default_board(target) if board is None else _board(board)
     rows = []
     for path in models:
-        graph = load_model(path)
+        graph = load_int8_model(path)
         rows.append(verify_cortexm(graph, plan_for(graph, target), target, chosen, runs, seed=0))
     return rows
 
