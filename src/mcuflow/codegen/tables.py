@@ -6,12 +6,7 @@ import numpy as np
 
 import mcuflow.ref.interpreter  # noqa: F401  (registers every reference kernel)
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.quant.fixedpoint import (
-    SOFTMAX_DIFF_INTEGER_BITS,
-    SoftmaxParams,
-    exp_on_negative_values_array,
-    saturating_rounding_doubling_high_mul_array,
-)
+from mcuflow.quant.fixedpoint import SoftmaxParams, softmax_exps_by_difference
 from mcuflow.ref.registry import prepare
 
 INT8_VALUES = np.arange(-128, 128, dtype=np.int8)
@@ -43,12 +38,7 @@ def lookup_table_f32(graph: Graph, op: Operator) -> np.ndarray:
 def softmax_exp_table(params: SoftmaxParams) -> np.ndarray:
     """exp_on_negative_values of the rescaled difference -d, for d = 0..255.
 
-    TFLite's int8 reference softmax; differences below `diff_min` never read the table and
-    hold 0.
+    The reference kernel's table (indexed by d + 255 for d = -255..0) reversed, so the C
+    indexes it by max - x; differences below `diff_min` hold 0.
     """
-    diffs = -np.arange(256, dtype=np.int64)
-    rescaled = saturating_rounding_doubling_high_mul_array(
-        diffs * (1 << params.input_left_shift), params.input_multiplier
-    )
-    values = exp_on_negative_values_array(rescaled, SOFTMAX_DIFF_INTEGER_BITS)
-    return np.where(diffs >= params.diff_min, values, 0).astype(np.int32)
+    return softmax_exps_by_difference(params)[::-1].astype(np.int32)
