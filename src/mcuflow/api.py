@@ -75,6 +75,7 @@ class QuantizeOptions:
     per_channel: bool = True
     method: str = "minmax"
     codebook_size: int = DEFAULT_CODEBOOK_SIZE
+    bias_correction: bool = True
 
 
 def load_graph(model: Path | str, quantize: QuantizeOptions | None = None) -> Graph:
@@ -84,7 +85,8 @@ def load_graph(model: Path | str, quantize: QuantizeOptions | None = None) -> Gr
         raise McuflowError(f"no such model file: {path}", hint="check the path")
     if quantize is not None:
         return quantize_model(path, quantize.calibration, quantize.scheme, quantize.per_channel,
-                              quantize.method, codebook_size=quantize.codebook_size).graph
+                              quantize.method, codebook_size=quantize.codebook_size,
+                              bias_correction=quantize.bias_correction).graph
     if path.suffix.lower() == ".onnx":
         raise McuflowError(f"'{path}' is a float ONNX model",
                            "pass --calibration DATA to quantise it on the fly, or run "

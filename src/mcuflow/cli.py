@@ -331,12 +331,18 @@ def quantize_command(
     codebook_size: Annotated[
         int, typer.Option("--codebook-size", help="Centroids per layer of codebook (16 or 256).")
     ] = api.DEFAULT_CODEBOOK_SIZE,
+    bias_correction: Annotated[
+        bool, typer.Option("--bias-correction/--no-bias-correction",
+                           help="Move each layer's bias so its mean output over the calibration "
+                           "data matches the float model's.")
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Post-training quantisation of a float model to int8 with calibration data."""
     with console.status("calibrating and quantising"):
         result = api.quantize_model(model, calibration, scheme, per_channel, method,
-                                    codebook_size=codebook_size)
+                                    codebook_size=codebook_size,
+                                    bias_correction=bias_correction)
     api.write_model(result.tflite(), out_file)
     if as_json:
         _print_json({"output": str(out_file), **result.report.to_json()})
@@ -347,7 +353,8 @@ def quantize_command(
 
 
 def _print_quant_report(report: QuantReport) -> None:
-    table = Table(title=f"Quantisation error ({report.scheme})")
+    corrected = ", bias-corrected" if report.bias_corrected else ""
+    table = Table(title=f"Quantisation error ({report.scheme}{corrected})")
     for column in ("layer", "op", "SQNR dB"):
         table.add_column(column, justify="right" if column == "SQNR dB" else "left")
     for layer in report.layers:

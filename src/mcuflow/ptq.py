@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow.bias_correction import correct_biases
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
@@ -197,12 +198,16 @@ def quantize_model(
     model: Path | str, calibration: Path | str | np.ndarray | Calibration,
     scheme: str = "affine", per_channel: bool = True, method: str = "minmax",
     classifier: bool | None = None, codebook_size: int = DEFAULT_CODEBOOK_SIZE,
+    bias_correction: bool = True,
 ) -> QuantizeResult:
     """Quantise a float .tflite/.onnx model to int8 with calibration data.
 
     `calibration` is a path (see load_calibration), an array of samples for a one-input
     model, or a Calibration. `classifier` (default: the outputs come from SOFTMAX) turns on
     top-1 agreement in the report. `codebook_size` is the centroids per layer of `codebook`.
+    `bias_correction` moves each layer's int32 bias so that its mean output over the
+    calibration data matches the float model's (bias_correction.correct_biases); the report,
+    measured on the same data, then flatters a little.
     """
     if scheme not in QUANT_SCHEMES:
         raise McuflowError(f"unknown quantisation scheme {scheme!r}",
@@ -221,6 +226,8 @@ def quantize_model(
     ranges = calibrator.ranges(Method.parse(method))
     int8_graph = (quantize_codebook(graph, ranges, per_channel, codebook_size)
                   if scheme == "codebook" else QUANT_SCHEMES[scheme](graph, ranges, per_channel))
+    if bias_correction:
+        int8_graph = correct_biases(graph, int8_graph, samples)
     classifier = is_classifier(graph) if classifier is None else classifier
     errors = ErrorAccumulator(graph, int8_graph, classifier)
     interpreter = Interpreter(int8_graph)
@@ -229,6 +236,7 @@ def quantize_model(
                   for n, x in zip(int8_graph.inputs, sample, strict=True)]
         errors.add(run_float(graph, sample, keep_intermediates=True).tensors,
                    interpreter.run(inputs, keep_intermediates=True).tensors)
-    return QuantizeResult(int8_graph, graph, errors.report(scheme, stored_weight_bytes(int8_graph)),
+    report = errors.report(scheme, stored_weight_bytes(int8_graph), bias_correction)
+    return QuantizeResult(int8_graph, graph, report,
                           float_model.input_perms, float_model.output_perms)
 

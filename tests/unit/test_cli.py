@@ -161,6 +161,13 @@ def test_quantize_then_run_matches_litert(capsys: pytest.CaptureFixture[str],
                              "--calibration", tmp_path / "cal.npy", "-o", out, "--json")
     assert code == 0
     assert json.loads(stdout)["samples"] == 8
+    assert json.loads(stdout)["bias_corrected"] is True
+    plain = tmp_path / "plain.tflite"
+    code, stdout, _ = invoke(capsys, "quantize", SHARED_MODELS / "ad01_fp32.tflite",
+                             "--calibration", tmp_path / "cal.npy", "-o", plain, "--json",
+                             "--no-bias-correction")
+    assert code == 0 and json.loads(stdout)["bias_corrected"] is False
+    assert plain.read_bytes() != out.read_bytes()
     x = rng.integers(-128, 128, size=(1, 640), dtype=np.int8)
     np.save(tmp_path / "x.npy", x)
     code, _, _ = invoke(capsys, "run", out, "--input", tmp_path / "x.npy",

@@ -252,6 +252,18 @@ def quantize_bias(bias: np.ndarray, input_quant: QuantParams, weight_quant: Quan
     return codes, QuantParams.per_channel(scales, np.zeros(channels, np.int64), 0)
 
 
+def shifted_bias(codes: np.ndarray, quant: QuantParams, shift: np.ndarray) -> np.ndarray:
+    """int32 bias codes for the real bias of `codes` minus `shift`, on the same scales.
+
+    The codes stay within BIAS_HEADROOM of the int32 range, as quantize_weights' floor keeps
+    the original ones, so the kernels' int32 accumulators keep their margin.
+    """
+    scales = np.broadcast_to(np.asarray(quant.scale, np.float64), codes.shape)
+    limit = int(BIAS_HEADROOM * INT32_MAX)
+    moved = codes.astype(np.int64) + round_half_away_array(-shift / scales).astype(np.int64)
+    return np.clip(moved, -limit, limit).astype(np.int32)
+
+
 def quantize_values(values: np.ndarray, quant: QuantParams) -> np.ndarray:
     """Per-tensor int8 codes of float values: round(x / scale) + zero point, saturated."""
     codes = round_half_away_array(values.astype(np.float64) / quant.scale0) + quant.zero_point0

@@ -29,10 +29,12 @@ class QuantReport:
     `stored_weight_bytes` is what the model stores (after any compression), `unpacked` what
     its weights occupy once decoded for the kernels, `float_weight_bytes` the float model's.
     `top1_agreement` is the fraction of samples whose arg-max class matches the float model's,
-    for classifiers only.
+    for classifiers only. `bias_corrected` says whether the biases were moved onto the float
+    model's mean layer outputs (measured on the same samples as this report).
     """
 
     scheme: str
+    bias_corrected: bool
     samples: int
     layers: tuple[LayerError, ...]
     output_sqnr_db: dict[str, float]
@@ -64,8 +66,14 @@ def sqnr_db(signal: float, noise: float) -> float:
 
 
 def dequantize(values: np.ndarray, quant: QuantParams) -> np.ndarray:
-    """Real values of per-tensor int8 codes: scale * (q - zero_point)."""
-    return quant.scale0 * (values.astype(np.float64) - quant.zero_point0)
+    """Real values of integer codes: scale * (q - zero_point), per slice along the axis."""
+    codes = values.astype(np.float64)
+    if not quant.is_per_channel:
+        return quant.scale0 * (codes - quant.zero_point0)
+    shape = [1] * codes.ndim
+    shape[quant.axis] = -1
+    scales = np.asarray(quant.scale, np.float64).reshape(shape)
+    return scales * (codes - np.asarray(quant.zero_point, np.float64).reshape(shape))
 
 
 def constant_bytes(graph: Graph) -> int:
@@ -104,7 +112,8 @@ class ErrorAccumulator:
                                for n in self.float_graph.outputs)
         self.samples += 1
 
-    def report(self, scheme: str, stored_weight_bytes: int | None = None) -> QuantReport:
+    def report(self, scheme: str, stored_weight_bytes: int | None = None,
+               bias_corrected: bool = False) -> QuantReport:
         """The report over every sample added so far."""
         layers = tuple(LayerError(name, kind, sqnr_db(self._signal[name], self._noise[name]))
                        for name, kind in self._layers)
@@ -113,6 +122,7 @@ class ErrorAccumulator:
         unpacked = constant_bytes(self.int8_graph)
         return QuantReport(
             scheme=scheme,
+            bias_corrected=bias_corrected,
             samples=self.samples,
             layers=layers,
             output_sqnr_db=outputs,

@@ -1,0 +1,123 @@
+"""Empirical bias correction: each int8 layer's mean output is moved onto the float layer's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import Activation
+from mcuflow.quant.affine import WEIGHT_AXIS, quantize_values, shifted_bias
+from mcuflow.quant.report import dequantize
+from mcuflow.ref.float_kernels import FLOAT_KERNELS, run_float
+from mcuflow.ref.registry import prepare
+
+MIN_OBSERVATIONS = 4
+"""A layer is corrected only when each channel's mean rests on at least this many outputs
+(calibration samples times output positions); fewer would fit the noise of the samples."""
+
+Sample = Sequence[np.ndarray]
+
+
+@dataclass
+class _Layer:
+    """A weighted op with a bias, and the per-channel mean of its float pre-activation output."""
+
+    float_op: Operator
+    float_mean: np.ndarray
+    observations: int
+
+
+def correct_biases(float_graph: Graph, int8_graph: Graph, samples: Sequence[Sample]) -> Graph:
+    """`int8_graph` with the bias of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED moved.
+
+    This is the empirical bias correction of Nagel et al., "Data-Free Quantization Through
+    Weight Equalization and Bias Correction" (2019). Layer by layer in execution order, the
+    per-channel mean, over the calibration `samples` (float32, IR layout, one array per graph
+    input), of the op's real output before its activation in the int8 graph (its int8 input as
+    the already corrected layers produce it, its dequantised weights and bias) is compared with
+    the float graph's; the bias absorbs the difference. Weight rounding errors and the drift
+    that upstream layers cause thus cancel on average. Scales, zero points and weights are kept,
+    so the graph is still a TFLite int8 model; `int8_graph` itself is updated and returned.
+    """
+    layers = _float_layers(float_graph, samples)
+    values = [{name: quantize_values(x, int8_graph.tensor(name).quant)
+               for name, x in zip(int8_graph.inputs, sample, strict=True)} for sample in samples]
+    last_use = _last_uses(int8_graph)
+    for index, op in enumerate(int8_graph.operators):
+        layer = layers.get(op.outputs[0])
+        if layer is not None and layer.observations >= MIN_OBSERVATIONS:
+            _correct(int8_graph, op, layer, values)
+        _run(int8_graph, op, values)
+        for name in last_use.get(index, ()):
+            for tensors in values:
+                del tensors[name]
+    return int8_graph
+
+
+def _float_layers(graph: Graph, samples: Sequence[Sample]) -> dict[str, _Layer]:
+    """Per weighted op with a bias (by output name): its float pre-activation channel means."""
+    ops = [op for op in graph.operators if op.kind in WEIGHT_AXIS and len(op.inputs) == 3]
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for sample in samples:
+        tensors = run_float(graph, sample, keep_intermediates=True).tensors
+        for op in ops:
+            outputs = _channels(_linear_output(graph, op, [tensors[n] for n in op.inputs]))
+            sums[op.outputs[0]] = sums.get(op.outputs[0], 0.0) + outputs.sum(axis=0)
+            counts[op.outputs[0]] = counts.get(op.outputs[0], 0) + outputs.shape[0]
+    return {op.outputs[0]: _Layer(op, sums[op.outputs[0]] / counts[op.outputs[0]],
+                                  counts[op.outputs[0]]) for op in ops if op.outputs[0] in sums}
+
+
+def _correct(graph: Graph, op: Operator, layer: _Layer, values: list[dict[str, np.ndarray]]
+             ) -> None:
+    """Shift the op's int32 bias by the mean error of its pre-activation output."""
+    x, weights, bias = (graph.tensor(name) for name in op.inputs)
+    real_weights = dequantize(weights.data, weights.quant).astype(np.float32)
+    real_bias = dequantize(bias.data, bias.quant).astype(np.float32)
+    total = np.zeros_like(layer.float_mean)
+    for tensors in values:
+        real_x = dequantize(tensors[x.name], x.quant).astype(np.float32)
+        total += _channels(_linear_output(graph, layer.float_op,
+                                          [real_x, real_weights, real_bias])).sum(axis=0)
+    shift = total / layer.observations - layer.float_mean
+    graph.tensors[bias.name] = replace(bias, data=shifted_bias(bias.data, bias.quant, shift))
+
+
+def _linear_output(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> np.ndarray:
+    """The float kernel's output of `op` without its fused activation."""
+    linear = replace(op, attrs=replace(op.attrs, activation=Activation.NONE))
+    return FLOAT_KERNELS[op.kind](graph, linear, inputs)[0]
+
+
+def _channels(output: np.ndarray) -> np.ndarray:
+    """An op output as rows of channels (channels last), in float64."""
+    return output.reshape(-1, output.shape[-1]).astype(np.float64)
+
+
+def _run(graph: Graph, op: Operator, values: list[dict[str, np.ndarray]]) -> None:
+    """Execute one int8 op of every sample with the reference kernels."""
+    kernel = prepare(graph, op)
+    constants = {name: graph.tensor(name).data for name in op.inputs
+                 if graph.tensor(name).is_constant}
+    for tensors in values:
+        outputs = kernel([tensors[name] if name in tensors else constants[name]
+                          for name in op.inputs])
+        tensors.update(zip(op.outputs, outputs, strict=True))
+
+
+def _last_uses(graph: Graph) -> dict[int, list[str]]:
+    """Op index -> the activations no later op reads (graph outputs are never freed)."""
+    last: dict[str, int] = {}
+    for index, op in enumerate(graph.operators):
+        for name in op.inputs:
+            if not graph.tensor(name).is_constant:
+                last[name] = index
+    uses: dict[int, list[str]] = {}
+    for name, index in last.items():
+        if name not in graph.outputs:
+            uses.setdefault(index, []).append(name)
+    return uses
