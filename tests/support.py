@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from mcuflow.ptq import QuantizeResult
+from mcuflow.ref.interpreter import Interpreter as RefInterpreter
+
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
 INT8_MODELS = [
     "kws_ref_model.tflite",
@@ -49,3 +52,13 @@ def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generat
         return rng.standard_normal(shape).astype(dtype)
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max + 1, size=shape, dtype=dtype)
+
+
+def assert_litert_bit_exact(result: QuantizeResult, samples: np.ndarray) -> None:
+    """A quantised model's int8 outputs equal LiteRT's on float `samples` (model layout)."""
+    litert = litert_interpreter(result.tflite())
+    interpreter = RefInterpreter(result.graph)
+    for sample in samples:
+        x = result.quantize_input(sample[None])
+        np.testing.assert_array_equal(interpreter.run([x]).outputs[0],
+                                      litert_invoke(litert, [x])[0])

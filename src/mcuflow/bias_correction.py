@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import Activation
+from mcuflow.passes.common import unique_name
 from mcuflow.quant.affine import WEIGHT_AXIS, quantize_values, shifted_bias
 from mcuflow.quant.report import dequantize
 from mcuflow.ref.float_kernels import FLOAT_KERNELS, run_float
@@ -55,6 +56,23 @@ def correct_biases(float_graph: Graph, int8_graph: Graph, samples: Sequence[Samp
             for tensors in values:
                 del tensors[name]
     return int8_graph
+
+
+def with_biases(graph: Graph) -> Graph:
+    """A copy of float `graph` in which every weighted op without a bias has a zero one.
+
+    A bias-free layer (an ONNX MatMul, a convolution exported with bias=False) then has an
+    int32 bias that correct_biases can move.
+    """
+    graph = graph.copy()
+    for op in graph.operators:
+        if op.kind in WEIGHT_AXIS and len(op.inputs) == 2:
+            channels = graph.tensor(op.outputs[0]).shape[-1]
+            name = unique_name(graph, f"{op.outputs[0]}/bias")
+            graph.add_tensor(Tensor(name, (channels,), DType.FLOAT32,
+                                    data=np.zeros(channels, np.float32)))
+            op.inputs = (*op.inputs, name)
+    return graph
 
 
 def _float_layers(graph: Graph, samples: Sequence[Sample]) -> dict[str, _Layer]:

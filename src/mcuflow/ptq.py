@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.bias_correction import correct_biases
+from mcuflow.bias_correction import correct_biases, with_biases
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
@@ -218,7 +218,7 @@ def quantize_model(
     elif not isinstance(calibration, Calibration):
         calibration = load_calibration(calibration)
     samples = calibration_samples(float_model, calibration)
-    graph = float_model.graph
+    graph = with_biases(float_model.graph) if bias_correction else float_model.graph
     calibrator = Calibrator(graph.activations())
     for sample in samples:
         with np.errstate(over="ignore", invalid="ignore"):  # the calibrator reports overflow

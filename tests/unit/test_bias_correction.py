@@ -13,7 +13,7 @@ from mcuflow.quant.affine import BIAS_HEADROOM, INT32_MAX, shifted_bias
 from mcuflow.quant.report import dequantize, sqnr_db
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
-from tests.support import FLOAT_MODELS, SHARED_MODELS
+from tests.support import FLOAT_MODELS, SHARED_MODELS, assert_litert_bit_exact
 from tests.unit.test_onnx_reader import Net
 
 RNG = np.random.default_rng(5)
@@ -28,13 +28,11 @@ def test_shifted_bias_moves_real_values_and_keeps_the_headroom() -> None:
 
 
 def _rounding_biased_conv(path: Path) -> None:
-    """A conv whose small weights all round to zero: int8 outputs sit below the float ones."""
+    """A bias-free conv whose small weights round to zero: int8 outputs sit below the float ones."""
     weights = np.full((4, 3, 3, 3), 0.003, np.float32)
     weights[:, 0, 0, 0] = 1.27  # scale 0.01: every 0.003 becomes 0
     net = Net((1, 3, 8, 8))
-    y = net.node("Conv", "x", net.const(weights), net.const(np.zeros(4, np.float32)),
-                 pads=[1, 1, 1, 1])
-    path.write_bytes(net.model(y))
+    path.write_bytes(net.model(net.node("Conv", "x", net.const(weights), pads=[1, 1, 1, 1])))
 
 
 def _mean_channel_output(result: api.QuantizeResult, samples: np.ndarray) -> np.ndarray:
@@ -58,6 +56,9 @@ def test_corrected_layer_mean_equals_the_float_mean(tmp_path: Path) -> None:
     assert np.abs(_mean_channel_output(plain, samples) - expected).min() > 5 * step
     np.testing.assert_allclose(_mean_channel_output(corrected, samples), expected, atol=step / 2)
     assert corrected.report.bias_corrected and not plain.report.bias_corrected
+    assert [len(op.inputs) for op in plain.graph.operators] == [2]
+    assert [len(op.inputs) for op in corrected.graph.operators] == [3]
+    assert_litert_bit_exact(corrected, samples[:4])
 
 
 @pytest.mark.parametrize("model", FLOAT_MODELS)

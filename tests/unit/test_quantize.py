@@ -19,7 +19,7 @@ from mcuflow.quant.qformat import QFORMAT
 from mcuflow.quant.report import dequantize, sqnr_db
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
-from tests.support import FLOAT_MODELS, SHARED_MODELS, litert_interpreter, litert_invoke
+from tests.support import FLOAT_MODELS, SHARED_MODELS, assert_litert_bit_exact
 from tests.unit.test_onnx_reader import Net
 
 RNG = np.random.default_rng(11)
@@ -134,15 +134,6 @@ def mixed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _assert_litert_bit_exact(result: api.QuantizeResult, samples: np.ndarray) -> None:
-    litert = litert_interpreter(result.tflite())
-    interpreter = Interpreter(result.graph)
-    for sample in samples:
-        x = result.quantize_input(sample[None])
-        ours = interpreter.run([x]).outputs[0]
-        np.testing.assert_array_equal(ours, litert_invoke(litert, [x])[0])
-
-
 @pytest.mark.parametrize("scheme, per_channel, method", [
     ("affine", True, "minmax"), ("affine", False, "percentile"), ("affine", True, "mse"),
     ("qformat", True, "minmax"), ("qformat", False, "mse"),
@@ -156,7 +147,7 @@ def test_mixed_model_runs_in_litert_to_the_bit(mixed_model: Path, scheme: str,
             OpKind.ADD, OpKind.SUB, OpKind.HARD_SWISH, OpKind.MAX_POOL_2D,
             OpKind.AVERAGE_POOL_2D, OpKind.CONCATENATION, OpKind.LEAKY_RELU, OpKind.TANH,
             OpKind.PAD, OpKind.FULLY_CONNECTED, OpKind.SOFTMAX} <= kinds
-    _assert_litert_bit_exact(result, calibration[:4])
+    assert_litert_bit_exact(result, calibration[:4])
     assert result.report.output_sqnr_db[result.graph.outputs[0]] > 20.0
     assert result.report.top1_agreement is not None and result.report.top1_agreement >= 0.8
     if scheme == "qformat":
@@ -204,7 +195,7 @@ def test_mlperf_float_models_quantise_bit_exact(model: str, scheme: str) -> None
     shape = float_model.model_shape(float_model.graph.inputs[0])
     calibration = np.random.default_rng(0).standard_normal((8, *shape[1:])).astype(np.float32)
     result = api.quantize_model(SHARED_MODELS / model, calibration, scheme)
-    _assert_litert_bit_exact(result, calibration[:2])
+    assert_litert_bit_exact(result, calibration[:2])
     assert min(result.report.output_sqnr_db.values()) > 15.0, result.report.output_sqnr_db
 
 
