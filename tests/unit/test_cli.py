@@ -176,6 +176,19 @@ def test_quantize_then_run_matches_litert(capsys: pytest.CaptureFixture[str],
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), litert_invoke(out, [x])[0])
 
 
+def test_verify_quantises_a_float_model_on_the_fly(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    samples = np.random.default_rng(4).standard_normal((8, 49, 10, 1)).astype(np.float32)
+    np.save(tmp_path / "cal.npy", samples)
+    code, stdout, _ = invoke(capsys, "verify", SHARED_MODELS / "kws_ref_model_float32.tflite",
+                             "--calibration", tmp_path / "cal.npy", "--scheme", "codebook",
+                             "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["bit_exact"] and report["litert_mismatches"] == 0
+    assert report["weight_bytes"] < 22_000  # affine stores 24,368 B: the C holds the codebook
+
+
 def test_float_onnx_needs_calibration(capsys: pytest.CaptureFixture[str],
                                       tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
