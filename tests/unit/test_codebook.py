@@ -34,10 +34,10 @@ from mcuflow.quant.codebook import (
 )
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import random_inputs, verify_host
-from tests.support import SHARED_MODELS
+from tests.support import SHARED_MODELS, assert_litert_bit_exact
 from tests.unit.test_cli import assert_user_error, invoke
 from tests.unit.test_onnx_reader import Net
-from tests.unit.test_quantize import _assert_litert_bit_exact, _mixed_model
+from tests.unit.test_quantize import _mixed_model
 
 RNG = np.random.default_rng(5)
 
@@ -217,7 +217,7 @@ def test_codebook_scheme_runs_in_litert_to_the_bit(mixed_model: Path) -> None:
     calibration = RNG.standard_normal((16, 3, 8, 8)).astype(np.float32)
     result = api.quantize_model(mixed_model, calibration, "codebook", codebook_size=16)
     assert any(t.codebook is not None for t in result.graph.tensors.values())
-    _assert_litert_bit_exact(result, calibration[:4])
+    assert_litert_bit_exact(result, calibration[:4])
     report = result.report
     assert report.scheme == "codebook"
     assert report.stored_weight_bytes < report.unpacked_weight_bytes < report.float_weight_bytes
