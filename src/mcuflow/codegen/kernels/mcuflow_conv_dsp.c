@@ -16,9 +16,7 @@ static inline int mcuflow_dsp_narrow(const mcuflow_dsp_requant_t *q)
 /* Clamp `n` outputs to the fused activation. */
 static void mcuflow_dsp_clamp(const mcuflow_dsp_requant_t *q, int8_t *out, int32_t n)
 {
-    for (int32_t i = 0; i < n; ++i) {
-        out[i] = (int8_t)mcuflow_clamp(out[i], q->act_min, q->act_max);
-    }
+    mcuflow_clamp_bytes(out, n, q->act_min, q->act_max);
 }
 
 /* ---- CONV_2D ---------------------------------------------------------------------------- */

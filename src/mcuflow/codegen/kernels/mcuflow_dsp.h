@@ -123,6 +123,28 @@ static inline int32_t mcuflow_ssat8(int32_t x)
     return __ssat(x, 8);
 }
 
+/* Each signed byte lane of x clamped to the lanes of [lo4, hi4]: SSUB8 sets a lane's GE bit
+ * where its first operand's lane is not below the second's, SEL picks lane by lane by it. */
+static inline uint32_t mcuflow_clamp4(uint32_t x, uint32_t lo4, uint32_t hi4)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    uint32_t t;
+    __asm__("ssub8 %[t], %[x], %[lo]\n\t"
+            "sel %[x], %[x], %[lo]\n\t"
+            "ssub8 %[t], %[x], %[hi]\n\t"
+            "sel %[x], %[hi], %[x]"
+            : [x] "+r"(x), [t] "=&r"(t)
+            : [lo] "r"(lo4), [hi] "r"(hi4)
+            : "cc");
+    return x;
+#else
+    (void)__ssub8((int32_t)x, (int32_t)lo4);
+    x = (uint32_t)__sel((int32_t)x, (int32_t)lo4);
+    (void)__ssub8((int32_t)x, (int32_t)hi4);
+    return (uint32_t)__sel((int32_t)hi4, (int32_t)x);
+#endif
+}
+
 #else /* exact emulations */
 
 static inline int32_t mcuflow_lo16(uint32_t x)
@@ -198,6 +220,18 @@ static inline int32_t mcuflow_ssat8(int32_t x)
     return x < -128 ? -128 : (x > 127 ? 127 : x);
 }
 
+static inline uint32_t mcuflow_clamp4(uint32_t x, uint32_t lo4, uint32_t hi4)
+{
+    uint32_t result = 0;
+    for (uint32_t lane = 0; lane < 32; lane += 8) {
+        const int32_t value = (int8_t)(uint8_t)(x >> lane);
+        const int32_t lo = (int8_t)(uint8_t)(lo4 >> lane);
+        const int32_t hi = (int8_t)(uint8_t)(hi4 >> lane);
+        result |= (uint32_t)(uint8_t)mcuflow_clamp(value, lo, hi) << lane;
+    }
+    return result;
+}
+
 #endif /* __ARM_FEATURE_DSP */
 
 /* Two consecutive words of 8-byte aligned data, advancing the pointer by `STEP` bytes (one
@@ -243,6 +277,21 @@ static inline uint32_t mcuflow_read_u32(const int8_t *p)
     uint32_t x;
     memcpy(&x, p, sizeof x);
     return x;
+}
+
+/* Clamp `n` int8 values in place to a fused activation [lo, hi], four per step. */
+static inline void mcuflow_clamp_bytes(int8_t *p, int32_t n, int32_t lo, int32_t hi)
+{
+    const uint32_t lo4 = 0x01010101u * (uint32_t)(uint8_t)lo;
+    const uint32_t hi4 = 0x01010101u * (uint32_t)(uint8_t)hi;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t x = mcuflow_clamp4(mcuflow_read_u32(p + i), lo4, hi4);
+        memcpy(p + i, &x, sizeof x);
+    }
+    for (; i < n; ++i) {
+        p[i] = (int8_t)mcuflow_clamp(p[i], lo, hi);
+    }
 }
 
 /* int16 `value` in both halfwords. */

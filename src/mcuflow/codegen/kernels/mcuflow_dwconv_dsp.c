@@ -168,9 +168,7 @@ static void mcuflow_dw_clamp(const mcuflow_dsp_dw_t *d, int8_t *out)
         for (int32_t i = 0; i < d->out_along; ++i) {
             int8_t *pixel = out + (size_t)line * (size_t)d->out_across_step +
                             (size_t)i * (size_t)d->out_along_step;
-            for (int32_t c = 0; c < d->depth; ++c) {
-                pixel[c] = (int8_t)mcuflow_clamp(pixel[c], d->act_min, d->act_max);
-            }
+            mcuflow_clamp_bytes(pixel, d->depth, d->act_min, d->act_max);
         }
     }
 }
@@ -396,9 +394,7 @@ static int32_t mcuflow_dwp_tail(const mcuflow_window_t *g, const mcuflow_dwp_win
 /* Clamp the channels of one output pixel to a fused activation narrower than int8. */
 static void mcuflow_dwp_clamp(const mcuflow_dsp_dw_pixels_t *d, int8_t *out, int32_t n)
 {
-    for (int32_t c = 0; c < n; ++c) {
-        out[c] = (int8_t)mcuflow_clamp(out[c], d->act_min, d->act_max);
-    }
+    mcuflow_clamp_bytes(out, n, d->act_min, d->act_max);
 }
 
 /* Byte offsets of the taps of a window inside the input, row-major, from its first tap. */

@@ -28,9 +28,7 @@ static void mcuflow_add_row(const mcuflow_dsp_add_t *p, const int8_t *a, int32_t
 /* Clamp `n` outputs to a fused activation narrower than int8. */
 static void mcuflow_add_clamp(const mcuflow_dsp_add_t *p, int8_t *out, int32_t n)
 {
-    for (int32_t i = 0; i < n; ++i) {
-        out[i] = (int8_t)mcuflow_clamp(out[i], p->act_min, p->act_max);
-    }
+    mcuflow_clamp_bytes(out, n, p->act_min, p->act_max);
 }
 
 void mcuflow_add_dsp_s8(const mcuflow_dsp_add_t *p, const mcuflow_broadcast_t *b,
