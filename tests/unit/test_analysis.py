@@ -39,6 +39,8 @@ from mcuflow.ir.ops import (
     Pool2DAttrs,
     SoftmaxAttrs,
 )
+from mcuflow.memory.plan import InPlace
+from mcuflow.memory.scratch import scratch_bytes
 
 SAME = Padding.SAME
 
@@ -97,6 +99,10 @@ CASES = {
                 [(8, 1, 1, 4), (8,)], OpCost(2048, 64, 256, 512, 0, 512)),
     "conv1x1_stride2": (OpKind.CONV_2D, (1, 8, 8, 4), (1, 4, 4, 8), Conv2DAttrs(2, 2),
                         [(8, 1, 1, 4)], OpCost(512, 32, 256, 128, 0, 128)),
+    # a dilated 1x1 kernel still reads one pixel: no im2col
+    "conv1x1_dilated": (OpKind.CONV_2D, (1, 8, 8, 4), (1, 8, 8, 8),
+                        Conv2DAttrs(dilation_h=2, dilation_w=2), [(8, 1, 1, 4)],
+                        OpCost(2048, 32, 256, 512, 0, 512)),
     # depthwise 3x3 on 8x8x4: 256 outputs x 9 = 2304 MACs; weights 36 + bias 16 B.
     "depthwise": (OpKind.DEPTHWISE_CONV_2D, (1, 8, 8, 4), (1, 8, 8, 4),
                   DepthwiseConv2DAttrs(padding=SAME), [(1, 3, 3, 4), (4,)],
@@ -126,6 +132,13 @@ def test_op_cost_hand_computed(case: str) -> None:
     kind, in_shape, out_shape, attrs, constants, expected = CASES[case]
     graph, op = single(kind, in_shape, out_shape, attrs, constants)
     assert op_cost(graph, op) == expected
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_cost_model_scratch_is_the_planners_out_of_place_scratch(case: str) -> None:
+    kind, in_shape, out_shape, attrs, constants, _ = CASES[case]
+    graph, op = single(kind, in_shape, out_shape, attrs, constants)
+    assert op_cost(graph, op).scratch_bytes == scratch_bytes(graph, op, InPlace.NONE)
 
 
 def test_concatenation_reads_both_inputs() -> None:

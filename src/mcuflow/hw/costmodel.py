@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import Conv2DAttrs, OpKind, Pool2DAttrs
+from mcuflow.ir.ops import OpKind, Pool2DAttrs
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,9 @@ def op_cost(graph: Graph, op: Operator) -> OpCost:
     | ADD, SUB, MUL | out |
     | everything else | 0 |
 
-    `scratch_bytes` is the scratch of mcuflow's generated kernels run out of place (the same
-    rule as mcuflow.memory.scratch): CONV_2D gathers the receptive field of one output pixel
-    as int8 (im2col, KH x KW x Cin bytes, none for undilated 1x1 kernels); every other op
-    reads its inputs directly and needs none. In-place variants are the planner's business.
+    `scratch_bytes` is the scratch of mcuflow's portable kernels run out of place: CONV_2D's
+    im2col (`im2col_bytes`, which mcuflow.memory.scratch also uses); every other op reads its
+    inputs directly and needs none. In-place and DSP variants are the planner's business.
 
     `ops` counts non-MAC element work: out x ELEMENT_OP_FACTOR[kind] (requantisation, LUT or
     exponential steps, copies). `weight_bytes` is every constant input (weights, bias, LUTs);
@@ -110,14 +109,21 @@ def _out_elems(graph: Graph, op: Operator) -> int:
     return graph.tensor(op.outputs[0]).size
 
 
+def im2col_bytes(graph: Graph, op: Operator) -> int:
+    """Scratch of the generated CONV_2D kernel: one output pixel's receptive field as int8.
+
+    KH x KW x Cin bytes (padding filled with the input zero point, so the inner loop is a plain
+    dot product); a 1x1 kernel reads its input pixel by pixel and needs none.
+    """
+    _, kh, kw, cin = graph.tensor(op.inputs[1]).shape
+    return 0 if (kh, kw) == (1, 1) else kh * kw * cin
+
+
 @cost_rule(OpKind.CONV_2D)
 def _conv2d(graph: Graph, op: Operator) -> OpCost:
-    """Filter [O, KH, KW, Cin]; an int8 im2col row of KH x KW x Cin unless 1x1 undilated."""
-    assert isinstance(op.attrs, Conv2DAttrs)
+    """Filter [O, KH, KW, Cin]: KH x KW x Cin MACs per output element, im2col scratch."""
     _, kh, kw, cin = graph.tensor(op.inputs[1]).shape
-    dilated = op.attrs.dilation_h != 1 or op.attrs.dilation_w != 1
-    scratch = kh * kw * cin if (kh, kw) != (1, 1) or dilated else 0
-    return _cost(graph, op, _out_elems(graph, op) * kh * kw * cin, scratch)
+    return _cost(graph, op, _out_elems(graph, op) * kh * kw * cin, im2col_bytes(graph, op))
 
 
 @cost_rule(OpKind.DEPTHWISE_CONV_2D)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mcuflow.hw.costmodel import im2col_bytes
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import DepthwiseConv2DAttrs, OpKind
 from mcuflow.ir.shapes import conv_padding
@@ -66,23 +67,10 @@ def decoded_bytes(graph: Graph, op: Operator) -> int:
                if graph.tensors[name].codebook is not None)
 
 
-def is_pointwise(graph: Graph, op: Operator) -> bool:
-    """True for a 1x1 CONV_2D, which reads its input pixel by pixel and needs no im2col."""
-    _, kh, kw, _ = graph.tensors[op.inputs[1]].shape
-    return kh == 1 and kw == 1
-
-
 @scratch_rule(OpKind.CONV_2D)
 def _conv2d(graph: Graph, op: Operator, inplace: InPlace) -> int:
-    """im2col of one output pixel: the KH*KW*Cin receptive field as int8.
-
-    Padding is filled with the input zero point so the inner loop is a plain dot product.
-    1x1 convolutions read the input directly and need none.
-    """
-    if is_pointwise(graph, op):
-        return 0
-    _, kh, kw, cin = graph.tensors[op.inputs[1]].shape
-    return kh * kw * cin
+    """im2col of one output pixel (hw.costmodel.im2col_bytes), in place or not."""
+    return im2col_bytes(graph, op)
 
 
 @scratch_rule(OpKind.DEPTHWISE_CONV_2D)
