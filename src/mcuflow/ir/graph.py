@@ -76,6 +76,14 @@ class Operator:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class TensorUses:
+    """The producing op index and the reading op indices of every tensor, indexed once."""
+
+    producer: dict[str, int]
+    consumers: dict[str, list[int]]
+
+
 @dataclass
 class Graph:
     """A dataflow graph whose operators are stored in a valid topological order."""
@@ -100,6 +108,17 @@ class Graph:
     def consumers(self, name: str) -> list[int]:
         """Indices of the operators reading tensor `name`."""
         return [index for index, op in enumerate(self.operators) if name in op.inputs]
+
+    def uses(self) -> TensorUses:
+        """Producer and consumers of every tensor in one pass (producer/consumers scan per call)."""
+        producer: dict[str, int] = {}
+        consumers: dict[str, list[int]] = {}
+        for index, op in enumerate(self.operators):
+            for name in op.outputs:
+                producer.setdefault(name, index)
+            for name in dict.fromkeys(op.inputs):
+                consumers.setdefault(name, []).append(index)
+        return TensorUses(producer, consumers)
 
     def activations(self) -> list[str]:
         """Names of the non-constant tensors (graph inputs and op outputs)."""

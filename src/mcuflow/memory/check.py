@@ -28,13 +28,14 @@ def _check_lifetimes(plan: Plan) -> None:
     if sorted(step_of) != list(range(len(graph.operators))):
         raise PlanError("the plan's steps are not one per operator")
     last = len(plan.steps) - 1
+    uses = graph.uses()
     for name in graph.activations():
         if name not in plan.buffers:
             raise PlanError(f"tensor {name!r} has no buffer")
         buffer = plan.buffers[name]
-        producer = graph.producer(name)
-        needed = [step_of[i] for i in graph.consumers(name)] + ([last] if name in
-                                                                 graph.outputs else [])
+        producer = uses.producer.get(name)
+        needed = [step_of[i] for i in uses.consumers.get(name, ())] + (
+            [last] if name in graph.outputs else [])
         first = 0 if producer is None else step_of[producer]
         if buffer.first_step > first or buffer.last_step < max(needed, default=first):
             raise PlanError(f"buffer {name!r} is live at steps {buffer.first_step}-"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcuflow.ir.graph import Graph
+from mcuflow.ir.graph import Graph, TensorUses
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,11 @@ def storage_lifetime(storage: Storage, step_of: list[int], n_steps: int) -> tupl
     return first, max([first, *produced, *_steps_of(storage.consumers, step_of)])
 
 
-def tensor_lifetime(graph: Graph, name: str, step_of: list[int], n_steps: int) -> tuple[int, int]:
-    """(first, last) step during which tensor `name` holds its value."""
-    producer = graph.producer(name)
+def tensor_lifetime(graph: Graph, uses: TensorUses, name: str, step_of: list[int],
+                    n_steps: int) -> tuple[int, int]:
+    """(first, last) step during which tensor `name` holds its value (`uses`: graph.uses())."""
+    producer = uses.producer.get(name)
     first = 0 if producer is None else step_of[producer]
     if name in graph.outputs:
         return first, n_steps - 1
-    uses = [step_of[i] for i in graph.consumers(name)]
-    return first, max([first, *uses])
+    return first, max([first, *(step_of[i] for i in uses.consumers.get(name, ()))])

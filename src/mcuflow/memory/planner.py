@@ -125,9 +125,10 @@ def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
         block = scratch.get(t)
         steps.append(Step(v, kind, block.name if block else None, shares))
     buffers: dict[str, Buffer] = {}
+    uses = graph.uses()
     for storage in problem.storages:
         for name, inner in storage.members:
-            first, last = tensor_lifetime(graph, name, step_of, len(order))
+            first, last = tensor_lifetime(graph, uses, name, step_of, len(order))
             buffers[name] = Buffer(name, placement[storage.name] + inner,
                                    graph.tensors[name].nbytes, first, last, storage=storage.name)
     for t, block in scratch.items():
