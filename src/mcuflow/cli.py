@@ -336,25 +336,32 @@ def quantize_command(
                            help="Move each layer's bias so its mean output over the calibration "
                            "data matches the float model's.")
     ] = True,
+    evaluation: Annotated[
+        Path | None,
+        typer.Option("--evaluation", help="Float samples held out from calibration (.npy, .npz "
+                     "or a folder) to measure the report on; default: the calibration samples.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Post-training quantisation of a float model to int8 with calibration data."""
     with console.status("calibrating and quantising"):
         result = api.quantize_model(model, calibration, scheme, per_channel, method,
                                     codebook_size=codebook_size,
-                                    bias_correction=bias_correction)
+                                    bias_correction=bias_correction, evaluation=evaluation)
     api.write_model(result.tflite(), out_file)
     if as_json:
         _print_json({"output": str(out_file), **result.report.to_json()})
         return
-    console.print(f"wrote {out_file} ({scheme}, {result.report.samples} calibration samples)")
+    console.print(f"wrote {out_file} ({scheme})")
     if report:
         _print_quant_report(result.report)
 
 
 def _print_quant_report(report: QuantReport) -> None:
     corrected = ", bias-corrected" if report.bias_corrected else ""
-    table = Table(title=f"Quantisation error ({report.scheme}{corrected})")
+    measured = "held-out" if report.held_out else "calibration"
+    table = Table(title=f"Quantisation error ({report.scheme}{corrected}) on "
+                        f"{report.samples} {measured} samples")
     for column in ("layer", "op", "SQNR dB"):
         table.add_column(column, justify="right" if column == "SQNR dB" else "left")
     for layer in report.layers:

@@ -194,41 +194,72 @@ class QuantizeResult:
         return quantize_values(ir_values, self.graph.tensor(name).quant)
 
 
+CalibrationData = Path | str | np.ndarray | Calibration
+"""Samples as a path (see load_calibration), an array of samples of a one-input model, or a
+Calibration."""
+
+
 def quantize_model(
-    model: Path | str, calibration: Path | str | np.ndarray | Calibration,
-    scheme: str = "affine", per_channel: bool = True, method: str = "minmax",
-    classifier: bool | None = None, codebook_size: int = DEFAULT_CODEBOOK_SIZE,
-    bias_correction: bool = True,
+    model: Path | str, calibration: CalibrationData, scheme: str = "affine",
+    per_channel: bool = True, method: str = "minmax", classifier: bool | None = None,
+    codebook_size: int = DEFAULT_CODEBOOK_SIZE, bias_correction: bool = True,
+    evaluation: CalibrationData | None = None,
 ) -> QuantizeResult:
     """Quantise a float .tflite/.onnx model to int8 with calibration data.
 
-    `calibration` is a path (see load_calibration), an array of samples for a one-input
-    model, or a Calibration. `classifier` (default: the outputs come from SOFTMAX) turns on
-    top-1 agreement in the report. `codebook_size` is the centroids per layer of `codebook`.
-    `bias_correction` moves each layer's int32 bias so that its mean output over the
-    calibration data matches the float model's (bias_correction.correct_biases); the report,
-    measured on the same data, then flatters a little.
+    `classifier` (default: the outputs come from SOFTMAX) turns on top-1 agreement in the
+    report. `codebook_size` is the centroids per layer of `codebook`. `bias_correction` moves
+    each layer's int32 bias so that its mean output over the calibration data matches the float
+    model's (bias_correction.correct_biases). The report measures `evaluation` samples when
+    given; otherwise the calibration samples, which the bias correction was fitted to, so it
+    then flatters a little.
     """
     if scheme not in QUANT_SCHEMES:
         raise McuflowError(f"unknown quantisation scheme {scheme!r}",
                            f"choose one of {', '.join(QUANT_SCHEMES)}")
     float_model = load_float_model(model)
-    if isinstance(calibration, np.ndarray):
-        calibration = Calibration({"": [calibration]})
-    elif not isinstance(calibration, Calibration):
-        calibration = load_calibration(calibration)
-    samples = calibration_samples(float_model, calibration)
+    samples = calibration_samples(float_model, _as_calibration(calibration))
+    measured = samples if evaluation is None else _evaluation_samples(float_model, evaluation)
     graph = with_biases(float_model.graph) if bias_correction else float_model.graph
-    calibrator = Calibrator(graph.activations())
-    for sample in samples:
-        with np.errstate(over="ignore", invalid="ignore"):  # the calibrator reports overflow
-            calibrator.observe(run_float(graph, sample, keep_intermediates=True).tensors)
-    ranges = calibrator.ranges(Method.parse(method))
+    ranges = _calibrated_ranges(graph, samples, Method.parse(method))
     int8_graph = (quantize_codebook(graph, ranges, per_channel, codebook_size)
                   if scheme == "codebook" else QUANT_SCHEMES[scheme](graph, ranges, per_channel))
     if bias_correction:
         int8_graph = correct_biases(graph, int8_graph, samples)
     classifier = is_classifier(graph) if classifier is None else classifier
+    errors = _measured_errors(graph, int8_graph, measured, classifier)
+    report = errors.report(scheme, stored_weight_bytes(int8_graph), bias_correction,
+                           held_out=evaluation is not None)
+    return QuantizeResult(int8_graph, graph, report,
+                          float_model.input_perms, float_model.output_perms)
+
+
+def _as_calibration(data: CalibrationData) -> Calibration:
+    if isinstance(data, np.ndarray):
+        return Calibration({"": [data]})
+    return data if isinstance(data, Calibration) else load_calibration(data)
+
+
+def _evaluation_samples(model: FloatModel, evaluation: CalibrationData) -> list[list[np.ndarray]]:
+    """The held-out samples, with errors naming them as such."""
+    try:
+        return calibration_samples(model, _as_calibration(evaluation))
+    except CalibrationError as error:
+        raise CalibrationError(f"evaluation data: {error.message}", error.hint) from None
+
+
+def _calibrated_ranges(graph: Graph, samples: list[list[np.ndarray]], method: Method
+                       ) -> dict[str, Range]:
+    calibrator = Calibrator(graph.activations())
+    for sample in samples:
+        with np.errstate(over="ignore", invalid="ignore"):  # the calibrator reports overflow
+            calibrator.observe(run_float(graph, sample, keep_intermediates=True).tensors)
+    return calibrator.ranges(method)
+
+
+def _measured_errors(graph: Graph, int8_graph: Graph, samples: list[list[np.ndarray]],
+                     classifier: bool) -> ErrorAccumulator:
+    """Both graphs run on every sample, their differences accumulated layer by layer."""
     errors = ErrorAccumulator(graph, int8_graph, classifier)
     interpreter = Interpreter(int8_graph)
     for sample in samples:
@@ -236,7 +267,4 @@ def quantize_model(
                   for n, x in zip(int8_graph.inputs, sample, strict=True)]
         errors.add(run_float(graph, sample, keep_intermediates=True).tensors,
                    interpreter.run(inputs, keep_intermediates=True).tensors)
-    report = errors.report(scheme, stored_weight_bytes(int8_graph), bias_correction)
-    return QuantizeResult(int8_graph, graph, report,
-                          float_model.input_perms, float_model.output_perms)
-
+    return errors

@@ -176,6 +176,24 @@ def test_quantize_then_run_matches_litert(capsys: pytest.CaptureFixture[str],
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), litert_invoke(out, [x])[0])
 
 
+def test_quantize_report_on_held_out_samples(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    np.save(tmp_path / "cal.npy", rng.standard_normal((8, 640)).astype(np.float32))
+    np.save(tmp_path / "eval.npy", rng.standard_normal((5, 640)).astype(np.float32))
+    args = ["quantize", SHARED_MODELS / "ad01_fp32.tflite", "--calibration", tmp_path / "cal.npy",
+            "-o", tmp_path / "out.tflite"]
+    code, stdout, _ = invoke(capsys, *args, "--evaluation", tmp_path / "eval.npy", "--json")
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["held_out"] is True and report["samples"] == 5
+    code, stdout, _ = invoke(capsys, *args, "--evaluation", tmp_path / "eval.npy", "--report")
+    assert code == 0 and "on 5 held-out samples" in stdout
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3), np.float32))
+    assert_user_error(invoke(capsys, *args, "--evaluation", tmp_path / "wrong.npy"),
+                      "evaluation data: calibration array of shape (2, 3)")
+
+
 def test_verify_quantises_a_float_model_on_the_fly(capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path) -> None:
     samples = np.random.default_rng(4).standard_normal((8, 49, 10, 1)).astype(np.float32)

@@ -30,11 +30,13 @@ class QuantReport:
     its weights occupy once decoded for the kernels, `float_weight_bytes` the float model's.
     `top1_agreement` is the fraction of samples whose arg-max class matches the float model's,
     for classifiers only. `bias_corrected` says whether the biases were moved onto the float
-    model's mean layer outputs (measured on the same samples as this report).
+    model's mean layer outputs over the calibration samples; `held_out` whether the `samples`
+    measured here were other ones.
     """
 
     scheme: str
     bias_corrected: bool
+    held_out: bool
     samples: int
     layers: tuple[LayerError, ...]
     output_sqnr_db: dict[str, float]
@@ -113,7 +115,7 @@ class ErrorAccumulator:
         self.samples += 1
 
     def report(self, scheme: str, stored_weight_bytes: int | None = None,
-               bias_corrected: bool = False) -> QuantReport:
+               bias_corrected: bool = False, held_out: bool = False) -> QuantReport:
         """The report over every sample added so far."""
         layers = tuple(LayerError(name, kind, sqnr_db(self._signal[name], self._noise[name]))
                        for name, kind in self._layers)
@@ -123,6 +125,7 @@ class ErrorAccumulator:
         return QuantReport(
             scheme=scheme,
             bias_corrected=bias_corrected,
+            held_out=held_out,
             samples=self.samples,
             layers=layers,
             output_sqnr_db=outputs,
