@@ -19,7 +19,6 @@ from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import Activation
 from mcuflow.memory import InPlace, Plan, check_plan, plan_memory
 from mcuflow.memory.execute import run_in_arena
-from mcuflow.ref.interpreter import run
 from tests.support import INT8_MODELS, SHARED_MODELS, litert_invoke, random_input
 
 
@@ -78,6 +77,7 @@ def concat_net() -> Graph:
 
 GRAPHS = {
     "mobilenet_v2": lambda: zoo.mobilenet_v2_like(48),
+    "mobilenet_v3": lambda: zoo.mobilenet_v3_like(48),
     "squeezenet": lambda: zoo.squeezenet_like(48),
     "resnet": lambda: zoo.resnet_like(24),
     "squeeze_excite": squeeze_excite_net,
@@ -152,21 +152,6 @@ def test_a_scratch_buffer_over_a_live_tensor_corrupts_the_result() -> None:
     step = next(s for s in plan.steps if s.scratch)
     victim = plan.graph.operators[step.op_index].inputs[0]
     assert mismatches(moved(plan, step.scratch, plan.buffers[victim].offset)) != []
-
-
-def test_mobilenet_v3_runs_in_the_arena_as_in_the_reference_interpreter() -> None:
-    """Layout check of hard-swish and squeeze-excite blocks against the plain interpreter.
-
-    The plain interpreter keeps every tensor in its own array. (Zoo V3's late HARD_SWISH scales
-    reach 1e8, where the reference kernel and LiteRT still disagree.)
-    """
-    graph = zoo.mobilenet_v3_like(48)
-    plan = plan_memory(graph)
-    check_plan(plan)
-    inputs = inputs_for(graph)
-    expected = run(graph, inputs, keep_intermediates=True).tensors
-    ours = run_in_arena(plan, inputs, keep_intermediates=True).tensors
-    assert {n for n, v in ours.items() if not np.array_equal(v, expected[n])} == set()
 
 
 def test_inputs_of_the_wrong_shape_are_refused() -> None:

@@ -163,8 +163,10 @@ def test_leaky_relu(alpha: float, quant: tuple) -> None:
 
 
 # Output scales from input / 125 (largest allowed) to 1000 x input (output exponent -17, where the
-# int16 rounding mask wraps), reluish multipliers from 2**-3 to 2**7.
+# int16 rounding mask wraps), reluish multipliers from 2**-3 to 2**7, and the largest input
+# scale whose reluish shift LiteRT still computes (2**30).
 HARD_SWISH_QUANT = [
+    (2.4e7, 3, 2.4e7, 3),
     (0.05, 0, 0.05, 0),
     (0.2, 5, 0.0016, -3),
     (0.001, 100, 0.5, 20),
@@ -183,6 +185,13 @@ def test_hard_swish(quant: tuple) -> None:
 def test_hard_swish_rejects_output_scale_below_input_over_128() -> None:
     graph = _unary_graph("hard_swish", (0.5, 0, 0.001, 0))
     with pytest.raises(UnsupportedModelError, match="HARD_SWISH"):
+        _run_ours(graph, [np.zeros(UNARY_SHAPE, np.int8)])
+
+
+def test_hard_swish_rejects_an_input_scale_litert_cannot_shift() -> None:
+    """At 2.6e7 LiteRT's `1 << 31` is undefined (x86 gives what it gives): refused, not guessed."""
+    graph = _unary_graph("hard_swish", (2.6e7, 0, 2.6e7, 0))
+    with pytest.raises(UnsupportedModelError, match="HARD_SWISH input .* too large"):
         _run_ours(graph, [np.zeros(UNARY_SHAPE, np.int8)])
 
 

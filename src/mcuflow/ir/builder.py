@@ -33,6 +33,17 @@ from mcuflow.ir.shapes import infer_output_shapes
 _INT8_STD = 73.0
 
 
+def _unit_gain_scale(depth: int) -> float:
+    """The weight scale at which a layer of `depth` inputs keeps its input's real spread.
+
+    Uniform int8 weights have a standard deviation of about _INT8_STD steps, so the sum of
+    `depth` products grows by _INT8_STD * scale * sqrt(depth); scales around this value keep
+    the real values of a deep random graph in a realistic range instead of growing layer by
+    layer (the integer arithmetic of CONV_2D and FULLY_CONNECTED does not depend on it).
+    """
+    return 1.0 / (_INT8_STD * math.sqrt(depth))
+
+
 class GraphBuilder:
     """Fluent construction of int8 graphs; every method returns the new output tensor's name."""
 
@@ -95,11 +106,12 @@ class GraphBuilder:
     ) -> tuple[str, QuantParams]:
         channels = shape[axis]
         data = self.rng.integers(-127, 128, size=shape, dtype=np.int8)
+        unit = _unit_gain_scale(int(np.prod(shape)) // channels)
         if per_channel:
-            scales = self.rng.uniform(0.002, 0.02, size=channels).astype(np.float32)
+            scales = (self.rng.uniform(0.5, 1.5, size=channels) * unit).astype(np.float32)
             quant = QuantParams.per_channel(scales, np.zeros(channels, dtype=np.int64), axis)
         else:
-            quant = QuantParams.per_tensor(float(self.rng.uniform(0.002, 0.02)), 0)
+            quant = QuantParams.per_tensor(float(self.rng.uniform(0.5, 1.5) * unit), 0)
         return self.constant("weights", data, quant), quant
 
     def _bias(self, channels: int, input_scale: float, weights: QuantParams, depth: int) -> str:

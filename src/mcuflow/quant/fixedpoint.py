@@ -516,6 +516,12 @@ def downscale_multiplier_to_int16(multiplier: int) -> int:
     return (multiplier + (1 << 15)) >> 16
 
 
+HARD_SWISH_MAX_RELUISH_SHIFT = 31
+"""hard_swish.h's SaturatingLeftShift computes `1 << (shift - 1)` in int: defined up to 30."""
+HARD_SWISH_MAX_INPUT_SCALE = 2.0**HARD_SWISH_MAX_RELUISH_SHIFT * 128.0 * 3.0 / 32768.0
+"""The input scale at which the reluish multiplier (in / 128) / (3 / 32768) reaches 2**31."""
+
+
 def prepare_hard_swish(x: Tensor, out: Tensor) -> HardSwishParams:
     """activations.cc HardSwishPrepare: float32 ratios on the 'hires' input scale (in / 128)."""
     in_q, out_q = _quant_of(x), _quant_of(out)
@@ -528,6 +534,13 @@ def prepare_hard_swish(x: Tensor, out: Tensor) -> HardSwishParams:
             "LiteRT requires output scale >= input scale / 128",
         )
     reluish = quantize_multiplier(float(hires_input_scale / reluish_scale))
+    if reluish.shift > HARD_SWISH_MAX_RELUISH_SHIFT:
+        raise UnsupportedModelError(
+            f"HARD_SWISH input '{x.name}': scale {in_q.scale0:.6g} is too large for LiteRT's "
+            f"int16 kernel (it would shift by 2**{reluish.shift - 1} in a 32-bit int, which "
+            "C++ leaves undefined)",
+            f"LiteRT requires HARD_SWISH input scales below {HARD_SWISH_MAX_INPUT_SCALE:.4g}",
+        )
     return HardSwishParams(
         in_q.zero_point0, out_q.zero_point0, downscale_multiplier_to_int16(output.multiplier),
         output.shift, downscale_multiplier_to_int16(reluish.multiplier), reluish.shift,
