@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from mcuflow.ir.ops import Activation
 from mcuflow.passes.common import unique_name
 from mcuflow.quant.affine import WEIGHT_AXIS, quantize_values, shifted_bias
 from mcuflow.quant.report import dequantize
-from mcuflow.ref.float_kernels import FLOAT_KERNELS, run_float
+from mcuflow.ref.float_kernels import FLOAT_KERNELS
 from mcuflow.ref.registry import prepare
 
 MIN_OBSERVATIONS = 4
@@ -22,16 +22,32 @@ MIN_OBSERVATIONS = 4
 Sample = Sequence[np.ndarray]
 
 
-@dataclass
-class _Layer:
-    """A weighted op with a bias, and the per-channel mean of its float pre-activation output."""
+class LayerMeans:
+    """Per-channel means of each weighted op's float output before its activation.
 
-    float_op: Operator
-    float_mean: np.ndarray
-    observations: int
+    Fed the float tensors of each calibration run (`observe`), alongside the calibrator, so the
+    float model runs once per sample for both.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.ops = [op for op in graph.operators if op.kind in WEIGHT_AXIS and len(op.inputs) == 3]
+        self._sums = {op.outputs[0]: 0.0 for op in self.ops}
+        self.observations = dict.fromkeys(self._sums, 0)
+
+    def observe(self, tensors: Mapping[str, np.ndarray]) -> None:
+        """Add one float run's pre-activation outputs (tensors as run_float keeps them)."""
+        for op in self.ops:
+            outputs = _channels(_linear_output(self.graph, op, [tensors[n] for n in op.inputs]))
+            self._sums[op.outputs[0]] += outputs.sum(axis=0)
+            self.observations[op.outputs[0]] += outputs.shape[0]
+
+    def mean(self, name: str) -> np.ndarray:
+        """The channel means of the op producing `name`."""
+        return self._sums[name] / self.observations[name]
 
 
-def correct_biases(float_graph: Graph, int8_graph: Graph, samples: Sequence[Sample]) -> Graph:
+def correct_biases(int8_graph: Graph, samples: Sequence[Sample], means: LayerMeans) -> Graph:
     """`int8_graph` with the bias of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED moved.
 
     This is the empirical bias correction of Nagel et al., "Data-Free Quantization Through
@@ -39,22 +55,23 @@ def correct_biases(float_graph: Graph, int8_graph: Graph, samples: Sequence[Samp
     per-channel mean, over the calibration `samples` (float32, IR layout, one array per graph
     input), of the op's real output before its activation in the int8 graph (its int8 input as
     the already corrected layers produce it, its dequantised weights and bias) is compared with
-    the float graph's; the bias absorbs the difference. Weight rounding errors and the drift
-    that upstream layers cause thus cancel on average. Scales, zero points and weights are kept,
-    so the graph is still a TFLite int8 model; `int8_graph` itself is updated and returned.
+    the float graph's (`means`, observed on the same samples); the bias absorbs the difference.
+    Weight rounding errors and the drift that upstream layers cause thus cancel on average.
+    Scales, zero points and weights are kept, so the graph is still a TFLite int8 model;
+    `int8_graph` itself is updated and returned.
     """
-    layers = _float_layers(float_graph, samples)
+    float_ops = {op.outputs[0]: op for op in means.ops}
     values = [{name: quantize_values(x, int8_graph.tensor(name).quant)
                for name, x in zip(int8_graph.inputs, sample, strict=True)} for sample in samples]
     last_use = _last_uses(int8_graph)
     for index, op in enumerate(int8_graph.operators):
-        layer = layers.get(op.outputs[0])
-        if layer is not None and layer.observations >= MIN_OBSERVATIONS:
-            _correct(int8_graph, op, layer, values)
+        name = op.outputs[0]
+        if name in float_ops and means.observations[name] >= MIN_OBSERVATIONS:
+            _correct(int8_graph, op, float_ops[name], means, values)
         _run(int8_graph, op, values)
-        for name in last_use.get(index, ()):
+        for dead in last_use.get(index, ()):
             for tensors in values:
-                del tensors[name]
+                del tensors[dead]
     return int8_graph
 
 
@@ -75,33 +92,19 @@ def with_biases(graph: Graph) -> Graph:
     return graph
 
 
-def _float_layers(graph: Graph, samples: Sequence[Sample]) -> dict[str, _Layer]:
-    """Per weighted op with a bias (by output name): its float pre-activation channel means."""
-    ops = [op for op in graph.operators if op.kind in WEIGHT_AXIS and len(op.inputs) == 3]
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    for sample in samples:
-        tensors = run_float(graph, sample, keep_intermediates=True).tensors
-        for op in ops:
-            outputs = _channels(_linear_output(graph, op, [tensors[n] for n in op.inputs]))
-            sums[op.outputs[0]] = sums.get(op.outputs[0], 0.0) + outputs.sum(axis=0)
-            counts[op.outputs[0]] = counts.get(op.outputs[0], 0) + outputs.shape[0]
-    return {op.outputs[0]: _Layer(op, sums[op.outputs[0]] / counts[op.outputs[0]],
-                                  counts[op.outputs[0]]) for op in ops if op.outputs[0] in sums}
-
-
-def _correct(graph: Graph, op: Operator, layer: _Layer, values: list[dict[str, np.ndarray]]
-             ) -> None:
+def _correct(graph: Graph, op: Operator, float_op: Operator, means: LayerMeans,
+             values: list[dict[str, np.ndarray]]) -> None:
     """Shift the op's int32 bias by the mean error of its pre-activation output."""
     x, weights, bias = (graph.tensor(name) for name in op.inputs)
     real_weights = dequantize(weights.data, weights.quant).astype(np.float32)
     real_bias = dequantize(bias.data, bias.quant).astype(np.float32)
-    total = np.zeros_like(layer.float_mean)
+    total = 0.0
     for tensors in values:
         real_x = dequantize(tensors[x.name], x.quant).astype(np.float32)
-        total += _channels(_linear_output(graph, layer.float_op,
+        total += _channels(_linear_output(graph, float_op,
                                           [real_x, real_weights, real_bias])).sum(axis=0)
-    shift = total / layer.observations - layer.float_mean
+    name = op.outputs[0]
+    shift = total / means.observations[name] - means.mean(name)
     graph.tensors[bias.name] = replace(bias, data=shifted_bias(bias.data, bias.quant, shift))
 
 
@@ -129,13 +132,8 @@ def _run(graph: Graph, op: Operator, values: list[dict[str, np.ndarray]]) -> Non
 
 def _last_uses(graph: Graph) -> dict[int, list[str]]:
     """Op index -> the activations no later op reads (graph outputs are never freed)."""
-    last: dict[str, int] = {}
-    for index, op in enumerate(graph.operators):
-        for name in op.inputs:
-            if not graph.tensor(name).is_constant:
-                last[name] = index
-    uses: dict[int, list[str]] = {}
-    for name, index in last.items():
-        if name not in graph.outputs:
-            uses.setdefault(index, []).append(name)
-    return uses
+    last: dict[int, list[str]] = {}
+    for name, readers in graph.uses().consumers.items():
+        if not graph.tensor(name).is_constant and name not in graph.outputs:
+            last.setdefault(readers[-1], []).append(name)
+    return last

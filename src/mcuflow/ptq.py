@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.bias_correction import correct_biases, with_biases
+from mcuflow.bias_correction import LayerMeans, correct_biases, with_biases
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
@@ -221,11 +221,12 @@ def quantize_model(
     samples = calibration_samples(float_model, _as_calibration(calibration))
     measured = samples if evaluation is None else _evaluation_samples(float_model, evaluation)
     graph = with_biases(float_model.graph) if bias_correction else float_model.graph
-    ranges = _calibrated_ranges(graph, samples, Method.parse(method))
+    means = LayerMeans(graph) if bias_correction else None
+    ranges = _calibrated_ranges(graph, samples, Method.parse(method), means)
     int8_graph = (quantize_codebook(graph, ranges, per_channel, codebook_size)
                   if scheme == "codebook" else QUANT_SCHEMES[scheme](graph, ranges, per_channel))
-    if bias_correction:
-        int8_graph = correct_biases(graph, int8_graph, samples)
+    if means is not None:
+        int8_graph = correct_biases(int8_graph, samples, means)
     classifier = is_classifier(graph) if classifier is None else classifier
     errors = _measured_errors(graph, int8_graph, measured, classifier)
     report = errors.report(scheme, stored_weight_bytes(int8_graph), bias_correction,
@@ -248,12 +249,16 @@ def _evaluation_samples(model: FloatModel, evaluation: CalibrationData) -> list[
         raise CalibrationError(f"evaluation data: {error.message}", error.hint) from None
 
 
-def _calibrated_ranges(graph: Graph, samples: list[list[np.ndarray]], method: Method
-                       ) -> dict[str, Range]:
+def _calibrated_ranges(graph: Graph, samples: list[list[np.ndarray]], method: Method,
+                       means: LayerMeans | None) -> dict[str, Range]:
+    """Every activation's range; the same float runs feed the bias correction's `means`."""
     calibrator = Calibrator(graph.activations())
     for sample in samples:
         with np.errstate(over="ignore", invalid="ignore"):  # the calibrator reports overflow
-            calibrator.observe(run_float(graph, sample, keep_intermediates=True).tensors)
+            tensors = run_float(graph, sample, keep_intermediates=True).tensors
+            calibrator.observe(tensors)
+            if means is not None:
+                means.observe(tensors)
     return calibrator.ranges(method)
 
 

@@ -391,12 +391,6 @@ static int32_t mcuflow_dwp_tail(const mcuflow_window_t *g, const mcuflow_dwp_win
     return acc;
 }
 
-/* Clamp the channels of one output pixel to a fused activation narrower than int8. */
-static void mcuflow_dwp_clamp(const mcuflow_dsp_dw_pixels_t *d, int8_t *out, int32_t n)
-{
-    mcuflow_clamp_bytes(out, n, d->act_min, d->act_max);
-}
-
 /* Byte offsets of the taps of a window inside the input, row-major, from its first tap. */
 #define MCUFLOW_DWP_MAX_TAPS 25
 
@@ -467,8 +461,9 @@ static void mcuflow_dwp_clamp_image(const mcuflow_window_t *g, const mcuflow_dsp
 {
     for (int32_t oy = 0; oy < g->out_h; ++oy) {
         for (int32_t ox = 0; ox < g->out_w; ++ox) {
-            mcuflow_dwp_clamp(d, out + (size_t)oy * (size_t)g->out_row_step +
-                                     (size_t)ox * (size_t)g->out_pixel_step, g->in_c);
+            mcuflow_clamp_bytes(out + (size_t)oy * (size_t)g->out_row_step +
+                                    (size_t)ox * (size_t)g->out_pixel_step,
+                                g->in_c, d->act_min, d->act_max);
         }
     }
 }

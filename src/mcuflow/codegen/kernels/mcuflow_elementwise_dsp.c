@@ -25,12 +25,6 @@ static void mcuflow_add_row(const mcuflow_dsp_add_t *p, const int8_t *a, int32_t
     }
 }
 
-/* Clamp `n` outputs to a fused activation narrower than int8. */
-static void mcuflow_add_clamp(const mcuflow_dsp_add_t *p, int8_t *out, int32_t n)
-{
-    mcuflow_clamp_bytes(out, n, p->act_min, p->act_max);
-}
-
 void mcuflow_add_dsp_s8(const mcuflow_dsp_add_t *p, const mcuflow_broadcast_t *b,
                         const int8_t *input1, const int8_t *input2, int8_t *output)
 {
@@ -50,7 +44,7 @@ void mcuflow_add_dsp_s8(const mcuflow_dsp_add_t *p, const mcuflow_broadcast_t *b
         int8_t *out = output + (size_t)r * (size_t)n;
         mcuflow_add_row(p, input1 + o1, b->stride1[last], input2 + o2, b->stride2[last], out, n);
         if (p->act_min != -128 || p->act_max != 127) {
-            mcuflow_add_clamp(p, out, n);
+            mcuflow_clamp_bytes(out, n, p->act_min, p->act_max);
         }
         for (int32_t d = last - 1; d >= 0; --d) {
             if (++index[d] < b->dims[d]) {
