@@ -1,5 +1,35 @@
-"""`python -m mcuflow` runs the command line."""
+"""The `mcuflow` command and `python -m mcuflow`: Ctrl-C anywhere is one line and exit 130."""
 
-from mcuflow.cli import main
+from __future__ import annotations
 
-main()
+import signal
+import sys
+from types import FrameType
+
+INTERRUPTED_EXIT = 130
+"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C. Not a KeyboardInterrupt, which click would turn into its own `Aborted!`."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted
+
+
+def main() -> None:
+    """Run the command line; on Ctrl-C, clean up (partial output is removed) and say so."""
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        from mcuflow.cli import main as run_cli
+
+        run_cli()
+    except Interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stderr.write("mcuflow: interrupted\n")
+        sys.exit(INTERRUPTED_EXIT)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mcuflow.hw.board import Board, get_board
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
+from mcuflow.outputs import write_directory, write_file
 from mcuflow.ptq import (
     DEFAULT_CODEBOOK_SIZE,
     QUANT_SCHEMES,
@@ -60,6 +62,7 @@ __all__ = [
     "run_model",
     "verify_analysis",
     "verify_model",
+    "write_array",
     "write_model",
 ]
 
@@ -141,13 +144,29 @@ def demo_model_path() -> Path:
     return DEMO_MODEL
 
 
-def dump_tensors(tensors: dict[str, np.ndarray], directory: Path) -> None:
-    """Write each tensor as DIRECTORY/<index>_<sanitised name>.npy (the index keeps it unique)."""
-    directory.mkdir(parents=True, exist_ok=True)
+def dump_tensors(tensors: dict[str, np.ndarray], directory: Path, force: bool = False) -> None:
+    """Write each tensor as DIRECTORY/<index>_<sanitised name>.npy (the index keeps it unique).
+
+    The directory is written as compile writes a project: all or nothing, never over files
+    mcuflow did not write (see outputs.write_directory).
+    """
+    files = {}
     for index, (name, value) in enumerate(tensors.items()):
         safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_"
                        for ch in name)[:120]
-        np.save(directory / f"{index:04d}_{safe}.npy", value)
+        files[f"{index:04d}_{safe}.npy"] = _npy_bytes(value)
+    write_directory(files, directory, what="tensor dump", force=force)
+
+
+def _npy_bytes(value: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, value, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_array(value: np.ndarray, path: Path) -> None:
+    """Write one array as a .npy file, atomically."""
+    write_file(path, _npy_bytes(value), "output")
 
 
 def plan_to_json(plan: Plan) -> dict[str, object]:
@@ -175,9 +194,13 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
 def compile_model(
     model: Path | str, out_dir: Path, board_id: str = DEFAULT_BOARD,
     board_file: Path | None = None, target: str = "host",
-    quantize: QuantizeOptions | None = None,
+    quantize: QuantizeOptions | None = None, force: bool = False,
 ) -> GeneratedProject:
-    """Plan and generate the C project for `model` into `out_dir` (written atomically)."""
+    """Plan and generate the C project for `model` into `out_dir` (written atomically).
+
+    An existing `out_dir` must be empty or an unchanged earlier mcuflow output; `force` replaces
+    only the files mcuflow wrote there and keeps the rest.
+    """
     analysis = analyze_model(model, board_id, board_file, quantize, target)
     if target != "host" and not analysis.report.fits:
         report = analysis.report
@@ -187,13 +210,15 @@ def compile_model(
             f"{report.flash_bytes:,} B of flash for weights (has {report.flash_capacity:,})",
             "pick a larger board (`mcuflow boards`) or a smaller model; "
             "`mcuflow analyze` shows which layers need the memory")
-    return compile_analysis(analysis, out_dir, target)
+    return compile_analysis(analysis, out_dir, target, force)
 
 
-def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host") -> GeneratedProject:
+def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
+                     force: bool = False) -> GeneratedProject:
     """Generate the C project of an analysed (planned) model."""
     return generate_project(analysis.graph, analysis.plan, out_dir, target=target,
-                            board=analysis.board, source_model=write_tflite(analysis.graph))
+                            board=analysis.board, source_model=write_tflite(analysis.graph),
+                            force=force)
 
 
 def verify_model(
@@ -216,15 +241,8 @@ def verify_analysis(
 
 
 def write_model(data: bytes, path: Path) -> None:
-    """Write a model file atomically: a temporary sibling renamed over `path`."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_bytes(data)
-        temporary.replace(path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise McuflowError(f"cannot write {path}: {error.strerror or error}",
-                           "check the output directory exists and is writable") from None
+    """Write a model file atomically (an unpredictably named sibling renamed over `path`)."""
+    write_file(path, data, "model")
 
 
 def verify_cortexm_model(

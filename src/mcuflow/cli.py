@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +57,11 @@ CalibrationOption = Annotated[
 SchemeOption = Annotated[
     str, typer.Option("--scheme", help="With --calibration: affine, qformat or codebook.")
 ]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Write into an earlier mcuflow output directory that "
+                       "holds other files too: replace only the files its manifest lists, keep "
+                       "the rest.")
+]
 
 
 def _quantize_options(calibration: Path | None, scheme: str) -> api.QuantizeOptions | None:
@@ -63,7 +69,18 @@ def _quantize_options(calibration: Path | None, scheme: str) -> api.QuantizeOpti
 
 
 def _print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (RFC 8259): a NaN or infinite number is written as null."""
+    sys.stdout.write(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(data: object) -> object:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
 
 
 @app.command("analyze")
@@ -138,10 +155,16 @@ def compile_command(
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
+    force: ForceOption = False,
 ) -> None:
-    """Generate a self-contained C99 project (no malloc, no interpreter) for the model."""
+    """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
+
+    An existing output directory is replaced only when it is empty or holds exactly what an
+    earlier compile wrote (its mcuflow_manifest.json lists each file); files you added or
+    changed are never deleted.
+    """
     project = api.compile_model(model, out_dir, board, board_file, target,
-                                _quantize_options(calibration, scheme))
+                                _quantize_options(calibration, scheme), force)
     summary = {"path": str(project.path), "files": list(project.files),
                "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
     if as_json:
@@ -271,14 +294,15 @@ def run_command(
     ] = None,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
+    force: ForceOption = False,
 ) -> None:
     """Run the bit-exact reference interpreter on one input."""
     result = api.run_model(model, [_load_npy(input_file)],
                            _quantize_options(calibration, scheme))
     if dump_dir is not None:
-        api.dump_tensors(result.tensors, dump_dir)
+        api.dump_tensors(result.tensors, dump_dir, force)
     if output_file is not None:
-        np.save(output_file, result.outputs[0])
+        api.write_array(result.outputs[0], output_file)
     else:
         console.print(result.outputs[0])
 
@@ -447,7 +471,12 @@ def error_line(text: str) -> str:
 
 
 def main() -> None:
-    """Entry point: user errors become one `mcuflow: error: …` line and exit code 2."""
+    """Run the command line: user errors become one `mcuflow: error: …` line and exit code 2.
+
+    Numerical warnings are not the user's business on a successful run: the checks that matter
+    (overflow during calibration, non-finite weights) are errors of their own.
+    """
+    warnings.simplefilter("ignore", RuntimeWarning)
     try:
         # Without standalone mode, typer returns the code of a `typer.Exit` instead of exiting.
         status = app(standalone_mode=False)

@@ -29,3 +29,7 @@ class BoardError(McuflowError):
 
 class ToolchainError(McuflowError):
     """A compiler, emulator or other external tool is missing or failed."""
+
+
+class OutputError(McuflowError):
+    """An output cannot be written where the user asked, or would replace the user's files."""

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcuflow.codegen import project as project_module
+from mcuflow import outputs
 from mcuflow.codegen.project import generate_project, render_project
-from mcuflow.errors import McuflowError, ToolchainError, UnsupportedModelError
+from mcuflow.errors import McuflowError, OutputError, ToolchainError, UnsupportedModelError
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
@@ -92,7 +92,7 @@ def test_failure_mid_write_leaves_no_directory(tmp_path: Path, monkeypatch) -> N
         return original(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", failing_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         generate_project(graph, plan, tmp_path / "out")
     assert len(written) == 4
     assert list(tmp_path.iterdir()) == []
@@ -106,9 +106,9 @@ def test_failure_while_swapping_keeps_the_old_project(tmp_path: Path, monkeypatc
     def broken_swap(staging: Path, out_dir: Path) -> None:
         raise OSError("rename failed")
 
-    monkeypatch.setattr(project_module, "_swap_into_place", broken_swap)
+    monkeypatch.setattr(outputs, "_swap_into_place", broken_swap)
     other, other_plan = planned("depthwise", True)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="rename failed"):
         generate_project(other, other_plan, tmp_path / "out")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert _read_all(tmp_path / "out") == before
@@ -117,11 +117,26 @@ def test_failure_while_swapping_keeps_the_old_project(tmp_path: Path, monkeypatc
 def test_regenerating_replaces_an_old_project(tmp_path: Path) -> None:
     graph, plan = planned("convolutions", True)
     generate_project(graph, plan, tmp_path / "out")
-    (tmp_path / "out" / "stale.txt").write_text("old")
+    (tmp_path / "out" / "model").write_bytes(b"a build product of the old project")
     other, other_plan = planned("depthwise", True)
     project = generate_project(other, other_plan, tmp_path / "out")
     assert sorted(p.name for p in project.path.iterdir()) == list(project.files)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_regenerating_keeps_what_the_user_added(tmp_path: Path) -> None:
+    graph, plan = planned("convolutions", True)
+    generate_project(graph, plan, tmp_path / "out")
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    other, other_plan = planned("depthwise", True)
+    with pytest.raises(OutputError, match=r"files mcuflow did not write \(notes.txt\)"):
+        generate_project(other, other_plan, tmp_path / "out")
+    project = generate_project(other, other_plan, tmp_path / "out", force=True)
+    assert sorted(p.name for p in project.path.iterdir()) == sorted([*project.files, "notes.txt"])
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+    fresh = generate_project(other, other_plan, tmp_path / "fresh")
+    assert {n: b for n, b in _read_all(project.path).items() if n != "notes.txt"} == _read_all(
+        fresh.path)
 
 
 def test_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -9,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mcuflow.analysis.metrics import Report
+from mcuflow.outputs import write_file
 
 _FITS_COLOUR = "#4c72b0"
 _OVER_COLOUR = "#c44e52"
@@ -38,5 +40,7 @@ def working_set_figure(report: Report) -> Figure:
 
 
 def plot_working_set(report: Report, path: Path) -> None:
-    """Write the working-set bar chart of `report` as a PNG file at `path`."""
-    working_set_figure(report).savefig(Path(path), format="png", dpi=120)
+    """Write the working-set bar chart of `report` as a PNG file at `path` (atomically)."""
+    png = io.BytesIO()
+    working_set_figure(report).savefig(png, format="png", dpi=120)
+    write_file(path, png.getvalue(), "plot")

@@ -33,7 +33,7 @@ def c_comment(text: str, limit: int = MAX_COMMENT_CHARS) -> str:
     safe = _printable_ascii(text)
     safe = safe.replace("\\", "/")
     safe = re.sub(r"\*+/", lambda m: "*" * (len(m.group()) - 1) + " /", safe)
-    safe = safe.replace("/*", "/ *").replace("//", "/ /")
+    safe = re.sub(r"/(?=[/*])", "/ ", safe)
     safe = re.sub(r"\?{2,}", lambda m: "? " * len(m.group()), safe).strip()
     return _shorten(safe, limit).replace("*/", "* /")
 

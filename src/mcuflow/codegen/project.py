@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,11 +10,11 @@ from mcuflow.codegen.context import CodegenError
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.render import TensorSpec, render_model, render_readme
 from mcuflow.codegen.targets import ModelSummary, get_target
-from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
+from mcuflow.outputs import MANIFEST, write_directory
 
 COMMON_HEADER = "mcuflow_kernels.h"
 MARKER = "mcuflow_model.h"
@@ -75,54 +71,20 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
 
 def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "host",
                      board: Board | None = None, dsp: bool | None = None,
-                     source_model: bytes | None = None) -> GeneratedProject:
-    """Write the C project of `plan` to `out_dir`, atomically.
+                     source_model: bytes | None = None, force: bool = False) -> GeneratedProject:
+    """Write the C project of `plan` to `out_dir`, atomically (see outputs.write_directory).
 
-    The files are written to a temporary sibling directory which is renamed at the end, so an
-    error never leaves a half-written `out_dir`. An existing `out_dir` is replaced only when it
-    is empty or an earlier mcuflow project. `source_model` (the int8 .tflite the C was made
-    from) is kept as SOURCE_MODEL so the directory can be verified later.
+    An existing `out_dir` is replaced only when it is empty or holds exactly what an earlier
+    mcuflow run wrote there (its manifest says which files); with `force` only those files are
+    replaced. `source_model` (the int8 .tflite the C was made from) is kept as SOURCE_MODEL so
+    the directory can be verified later.
     """
     files, project = render_project(graph, plan, target, board, dsp)
     stored: dict[str, str | bytes] = dict(files)
     if source_model is not None:
         stored[SOURCE_MODEL] = source_model
-    out_dir = Path(out_dir).absolute()
-    write_atomically(stored, out_dir)
-    return GeneratedProject(out_dir, tuple(sorted(stored)), project.arena_bytes,
+    path = write_directory(stored, out_dir, build_products=get_target(target).build_products,
+                           force=force)
+    return GeneratedProject(path, tuple(sorted([*stored, MANIFEST])), project.arena_bytes,
                             project.weight_bytes, project.inputs, project.outputs,
                             project.target)
-
-
-def _replaceable(path: Path) -> bool:
-    return path.is_dir() and (not any(path.iterdir()) or (path / MARKER).is_file())
-
-
-def write_atomically(files: Mapping[str, str | bytes], out_dir: Path) -> None:
-    """Write `files` (name -> ASCII text or bytes) as the directory `out_dir`, all or nothing."""
-    if out_dir.exists() and not _replaceable(out_dir):
-        raise McuflowError(f"'{out_dir}' exists and is not an mcuflow project",
-                           "choose a new output directory or remove this one")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp",
-                                    dir=out_dir.parent))
-    try:
-        for name in sorted(files):
-            data = files[name]
-            (staging / name).write_bytes(data if isinstance(data, bytes) else data.encode("ascii"))
-        staging.chmod(0o755)
-        _swap_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _swap_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename `staging` to `out_dir`, moving an old `out_dir` aside and deleting it after."""
-    if not out_dir.exists():
-        os.rename(staging, out_dir)
-        return
-    retired = staging.with_suffix(".old")
-    os.rename(out_dir, retired)
-    os.rename(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)

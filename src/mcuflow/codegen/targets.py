@@ -33,7 +33,8 @@ class Target:
 
     `files` returns its extra files (name -> text); `build` is the README's build instructions;
     `dsp` is true when the core has the Arm DSP extension (the emitters may then choose the
-    SIMD kernels).
+    SIMD kernels); `build_products` are the names its build scripts create in the project
+    (what `make clean` removes), which regenerating the project may remove too.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Target:
     files: Callable[[ModelSummary], dict[str, str]]
     build: str
     dsp: bool = False
+    build_products: tuple[str, ...] = ()
 
 
 TARGETS: dict[str, Target] = {}
@@ -90,6 +92,7 @@ HOST = register_target(Target(
         "./model input.bin output.bin   # raw bytes: one record per inference\n"
         "./model --bench 100 input.bin  # time per inference\n```"
     ),
+    build_products=("model", "build"),
 ))
 
 
@@ -101,6 +104,8 @@ LINKER_SCRIPT = "mcuflow.ld"
 CORTEX_M_LDFLAGS = ("-T", LINKER_SCRIPT, "-nostartfiles", "--specs=nano.specs",
                     "-Wl,--gc-sections")
 CORTEX_M_DRIVER = ("main.c", "startup.c")
+CORTEX_M_BUILD_PRODUCTS = ("model.elf", "model-profile.elf", "output.bin", "report.txt")
+"""What the Cortex-M Makefile's `clean` removes."""
 STACK_RESERVE_BYTES = 2048
 QEMU_COMMON_FLAGS = ("-nographic", "-monitor", "none", "-serial", "none",
                      "-semihosting-config", "enable=on,target=native", "-icount", "shift=0")
@@ -196,6 +201,7 @@ def _register_cortex_m(core: CortexMCore) -> Target:
         files=functools.partial(_cortex_m_files, core),
         build=_cortex_m_build(core),
         dsp=core.dsp,
+        build_products=CORTEX_M_BUILD_PRODUCTS,
     ))
 
 

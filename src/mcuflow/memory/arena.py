@@ -178,6 +178,8 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
     # One worker: reproducible plans, and OR-Tools 9.15 can abort the process in its
     # multi-worker interleaved search (google/or-tools#5048).
     solver.parameters.num_workers = 1
+    # Ctrl-C stays the command line's: OR-Tools' own SIGINT handler is left at SIG_DFL after.
+    solver.parameters.catch_sigint_signal = False
     if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return {block.name: int(solver.value(offsets[block.name])) for block in blocks}

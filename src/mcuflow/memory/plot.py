@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -11,10 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from mcuflow.memory.plan import Plan  # noqa: E402
+from mcuflow.outputs import write_file  # noqa: E402
 
 
 def plot_arena(plan: Plan, path: str | Path) -> Path:
-    """Draw the arena over time to `path` (PNG): a rectangle per buffer, scratch hatched."""
+    """Draw the arena over time to `path` (PNG, written atomically), scratch hatched."""
     figure, axes = plt.subplots(figsize=(10, 5))
     colours = plt.get_cmap("tab20")
     for index, buffer in enumerate(sorted(plan.buffers.values(), key=lambda b: b.name)):
@@ -36,7 +38,8 @@ def plot_arena(plan: Plan, path: str | Path) -> Path:
     axes.set_title(f"{plan.graph.name}: memory plan")
     axes.legend(loc="upper right")
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=120)
     plt.close(figure)
-    return path
+    write_file(path, png.getvalue(), "plot")
+    return Path(path)

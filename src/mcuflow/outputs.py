@@ -1,0 +1,267 @@
+"""Writing what a user names as output: atomic, never over files mcuflow did not write."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcuflow.errors import OutputError
+
+MANIFEST = "mcuflow_manifest.json"
+"""Written last into every directory mcuflow writes: each file's name and SHA-256."""
+MANIFEST_FORMAT = "mcuflow-manifest-1"
+MAX_MANIFEST_BYTES = 1 << 20
+_LISTED = 3
+_WRITABLE_HINT = "check that the parent directory exists and is writable"
+_FORCE_HINT = ("choose a new output directory, or pass --force to replace only mcuflow's own "
+               "files and keep these")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The files mcuflow wrote into a directory, and the names its build scripts create there.
+
+    `build_products` (e.g. `model.elf`, `build`) are what the generated Makefile's `clean`
+    removes: regenerating the directory removes them too.
+    """
+
+    files: dict[str, str]
+    build_products: tuple[str, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        """The manifest as JSON."""
+        data = {"format": MANIFEST_FORMAT, "files": self.files,
+                "build_products": list(self.build_products)}
+        return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode("ascii")
+
+    @staticmethod
+    def read(directory: Path) -> Manifest | None:
+        """The manifest of `directory`, or None when it has none or one mcuflow cannot read."""
+        path = directory / MANIFEST
+        try:
+            if not stat.S_ISREG(path.lstat().st_mode):
+                return None
+            with path.open("rb") as file:
+                data = json.loads(file.read(MAX_MANIFEST_BYTES + 1))
+        except (OSError, ValueError):
+            return None
+        return Manifest.from_json(data)
+
+    @staticmethod
+    def from_json(data: object) -> Manifest | None:
+        """A manifest from parsed JSON, or None when it is not one mcuflow wrote."""
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            return None
+        files, products = data.get("files"), data.get("build_products", [])
+        if not isinstance(files, dict) or not isinstance(products, list):
+            return None
+        names = [*files, *products]
+        if not all(isinstance(n, str) and _plain_name(n) for n in names) or not all(
+                isinstance(digest, str) for digest in files.values()):
+            return None
+        return Manifest(dict(files), tuple(products))
+
+
+def _plain_name(name: str) -> bool:
+    """A file name in the directory itself: no separator, not '.', '..' or the manifest."""
+    return bool(name) and "/" not in name and "\0" not in name and name not in (
+        ".", "..", MANIFEST)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    return data if isinstance(data, bytes) else data.encode("ascii")
+
+
+@contextmanager
+def _reported(what: str, path: Path, hint: str = _WRITABLE_HINT) -> Iterator[None]:
+    """Turn an OSError while writing `path` into one OutputError line."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno == errno.ENOSPC:
+            hint = "free some space on that disk, or write elsewhere"
+        raise OutputError(f"cannot write {what} '{path}': {reason}", hint) from None
+
+
+def write_file(path: Path | str, data: bytes, what: str = "output") -> None:
+    """Write `data` as the regular file `path`, atomically.
+
+    The bytes go to an unpredictably named temporary sibling (mkstemp), which is renamed over
+    `path` once complete: `path` is either the old file or the whole new one, and a link at
+    `path` is replaced, never written through. Devices, pipes and directories are refused.
+    """
+    path = Path(path)
+    _check_file_target(path, what)
+    with _reported(what, path):
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp",
+                                                 dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                os.fchmod(file.fileno(), 0o666 & ~_umask())
+                file.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+
+def _check_file_target(path: Path, what: str) -> None:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"cannot write {what} '{path}': {error.strerror or error}",
+                          _WRITABLE_HINT) from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"cannot write {what} '{path}': it is a directory",
+                          "name a file inside it")
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise OutputError(f"cannot write {what} '{path}': it exists and is not a regular file",
+                          "name a regular file")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_directory(files: Mapping[str, str | bytes], out_dir: Path | str, *,
+                    what: str = "project", build_products: tuple[str, ...] = (),
+                    force: bool = False) -> Path:
+    """Write `files` (name -> ASCII text or bytes) as the directory `out_dir`; its absolute path.
+
+    A new or empty directory, or one holding exactly what an earlier mcuflow run listed in its
+    manifest, is replaced all or nothing: the files are written to a temporary sibling that is
+    renamed into place. Anything else in it (a file mcuflow did not write, or one changed since)
+    is refused, and with `force` only the files the manifest lists are replaced, one by one.
+    """
+    out_dir = Path(out_dir).absolute()
+    stored = {name: _as_bytes(data) for name, data in files.items()}
+    if not all(_plain_name(name) for name in stored):
+        raise ValueError("output file names must be plain names")
+    manifest = Manifest({name: _digest(data) for name, data in sorted(stored.items())},
+                        build_products)
+    stored[MANIFEST] = manifest.to_bytes()
+    with _reported(what, out_dir):
+        old = _existing(out_dir, what, force)
+        if old is not None and force:
+            _replace_listed(stored, out_dir, old)
+        else:
+            _replace_whole(stored, out_dir)
+    return out_dir
+
+
+def _existing(out_dir: Path, what: str, force: bool) -> Manifest | None:
+    """The manifest of an existing `out_dir` that may be replaced; None when there is none."""
+    try:
+        mode = out_dir.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        raise OutputError(f"'{out_dir}' is a symbolic link; mcuflow writes the {what} only "
+                          "to a real directory", "pass the directory the link points to")
+    if not stat.S_ISDIR(mode):
+        raise OutputError(f"'{out_dir}' exists and is not a directory",
+                          "choose a new output directory")
+    entries = sorted(os.listdir(out_dir))
+    if not entries:
+        return None
+    manifest = Manifest.read(out_dir)
+    if manifest is None:
+        raise OutputError(f"'{out_dir}' exists and is not an mcuflow {what} (it holds "
+                          f"{_names(entries)})", "choose a new or empty output directory")
+    added, changed = _foreign(out_dir, entries, manifest)
+    if (added or changed) and not force:
+        found = [f"files mcuflow did not write ({_names(added)})" if added else "",
+                 f"files changed since mcuflow wrote them ({_names(changed)})" if changed else ""]
+        raise OutputError(f"'{out_dir}' holds {' and '.join(filter(None, found))}; replacing "
+                          "it would lose them", _FORCE_HINT)
+    return manifest if added or changed else None
+
+
+def _foreign(out_dir: Path, entries: list[str], manifest: Manifest
+             ) -> tuple[list[str], list[str]]:
+    """Entries of `out_dir` mcuflow did not write, and those of its files changed since."""
+    added, changed = [], []
+    for name in entries:
+        if name == MANIFEST or name in manifest.build_products:
+            continue
+        if name not in manifest.files:
+            added.append(name)
+            continue
+        data = _read_regular(out_dir / name)
+        if data is None or _digest(data) != manifest.files[name]:
+            changed.append(name)
+    return added, changed
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of a regular file (not through a link); None for anything else."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(repr(n)[1:-1][:40] for n in names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def _replace_whole(stored: Mapping[str, bytes], out_dir: Path) -> None:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name[:64]}.", suffix=".tmp",
+                                    dir=out_dir.parent))
+    try:
+        for name in sorted(stored):
+            (staging / name).write_bytes(stored[name])
+        staging.chmod(0o777 & ~_umask())
+        _swap_into_place(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(staging: Path, out_dir: Path) -> None:
+    """Rename `staging` to `out_dir`; an old `out_dir` (only mcuflow's files) is deleted after."""
+    if not out_dir.exists():
+        os.rename(staging, out_dir)
+        return
+    if not any(out_dir.iterdir()):
+        out_dir.rmdir()
+        os.rename(staging, out_dir)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name[:64]}.", suffix=".old",
+                                    dir=out_dir.parent))
+    os.rename(out_dir, retired / "project")
+    os.rename(staging, out_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _replace_listed(stored: Mapping[str, bytes], out_dir: Path, old: Manifest) -> None:
+    """--force: write each file over its old version, drop old listed files, keep the rest."""
+    for name in sorted(stored):
+        if name != MANIFEST:
+            write_file(out_dir / name, stored[name], "file")
+    for name in sorted(set(old.files) - set(stored)):
+        if _read_regular(out_dir / name) is not None:
+            (out_dir / name).unlink()
+    write_file(out_dir / MANIFEST, stored[MANIFEST], "manifest")

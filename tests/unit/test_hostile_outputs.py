@@ -1,0 +1,276 @@
+"""Hostile or careless output paths: no user file deleted, no write through a link, one line each.
+
+Every case runs the real `mcuflow` command in a child process (tests/child.py), checks its exact
+one-line error and exit code, and that nothing it was not asked to write was touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuflow import api, outputs
+from mcuflow.cli import _print_json
+from mcuflow.errors import OutputError
+from mcuflow.outputs import MANIFEST
+from tests.child import run_mcuflow
+
+MODEL = api.demo_model_path()
+WRITABLE = " (hint: check that the parent directory exists and is writable)"
+FORCE = (" (hint: choose a new output directory, or pass --force to replace only mcuflow's own "
+         "files and keep these)")
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file below `root` (links as their target text), by relative path."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(root))] = os.readlink(path).encode()
+        elif path.is_file():
+            found[str(path.relative_to(root))] = path.read_bytes()
+    return found
+
+
+def _compile(out: Path, *extra: str) -> list[str | Path]:
+    return ["compile", MODEL, "-o", out, *extra]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project compile wrote, to copy from."""
+    out = tmp_path_factory.mktemp("first") / "project"
+    assert run_mcuflow(_compile(out)).code == 0
+    return out
+
+
+def _copy(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for path in source.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def test_a_firmware_folder_is_never_replaced(tmp_path: Path) -> None:
+    """The reported hole: a folder holding a file named mcuflow_model.h was deleted whole."""
+    firmware = tmp_path / "firmware"
+    firmware.mkdir()
+    (firmware / "main_app.c").write_text("int main(void) { return 0; }\n")
+    (firmware / "mcuflow_model.h").write_text("/* an old copy */\n")
+    before = _tree(tmp_path)
+    for extra in ((), ("--force",)):
+        done = run_mcuflow(_compile(firmware, *extra))
+        done.assert_one_line(f"'{firmware}' exists and is not an mcuflow project (it holds "
+                             "main_app.c, mcuflow_model.h) (hint: choose a new or empty output "
+                             "directory)")
+        assert _tree(tmp_path) == before
+
+
+def test_a_project_is_replaced_only_as_mcuflow_wrote_it(tmp_path: Path, project: Path) -> None:
+    out = _copy(project, tmp_path / "out")
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
+    (out / "model").write_bytes(b"what `make` built")
+    assert run_mcuflow(_compile(out)).code == 0
+    assert _tree(out) == _tree(project)
+
+
+def test_added_and_changed_files_are_kept(tmp_path: Path, project: Path) -> None:
+    out = _copy(project, tmp_path / "out")
+    (out / "notes.txt").write_text("my measurements")
+    (out / "src").mkdir()
+    (out / "src" / "app.c").write_text("void app(void) {}\n")
+    with (out / "main.c").open("a") as main:
+        main.write("/* my change */\n")
+    before = _tree(tmp_path)
+    done = run_mcuflow(_compile(out))
+    done.assert_one_line(f"'{out}' holds files mcuflow did not write (notes.txt, src) and files "
+                         "changed since mcuflow wrote them (main.c); replacing it would lose "
+                         "them" + FORCE)
+    assert _tree(tmp_path) == before
+    assert run_mcuflow(_compile(out, "--force")).code == 0
+    after = _tree(out)
+    assert after.pop("notes.txt") == b"my measurements"
+    assert after.pop("src/app.c") == b"void app(void) {}\n"
+    assert after == _tree(project)
+
+
+def test_a_link_is_never_followed_or_replaced(tmp_path: Path, project: Path) -> None:
+    target = _copy(project, tmp_path / "real")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    before = _tree(tmp_path)
+    run_mcuflow(_compile(link)).assert_one_line(
+        f"'{link}' is a symbolic link; mcuflow writes the project only to a real directory "
+        "(hint: pass the directory the link points to)")
+    assert _tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("{d}/afile/sub", "cannot write project '{d}/afile/sub': Not a directory" + WRITABLE),
+    ("{d}/afile", "'{d}/afile' exists and is not a directory (hint: choose a new output "
+                  "directory)"),
+    ("/sys/kernel/mcuflow-out", "cannot write project '/sys/kernel/mcuflow-out': Operation "
+                                "not permitted" + WRITABLE),
+    ("/proc/mcuflow-out", "cannot write project '/proc/mcuflow-out': No such file or "
+                          "directory" + WRITABLE),
+])
+def test_unwritable_project_paths(where: str, message: str, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("keep")
+    done = run_mcuflow(_compile(Path(where.replace("{d}", str(tmp_path)))))
+    done.assert_one_line(message.replace("{d}", str(tmp_path)))
+    done.assert_bounded()
+    assert _tree(tmp_path) == {"afile": b"keep"}
+
+
+def test_a_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A real 64 KiB tmpfs: the project (about 100 KB) does not fit."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        done = run_mcuflow(_compile(disk / "out"))
+        done.assert_one_line(f"cannot write project '{disk}/out': No space left on device "
+                             "(hint: free some space on that disk, or write elsewhere)")
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same without a mount: the fourth write fails with ENOSPC."""
+    calls = []
+    original = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        calls.append(self)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return original(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        api.compile_model(MODEL, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["analyze", MODEL, "--plot", "{d}/missing/plot.png"],
+     "cannot write plot '{d}/missing/plot.png': No such file or directory" + WRITABLE),
+    (["plan", MODEL, "--plot", "{d}"],
+     "cannot write plot '{d}': it is a directory (hint: name a file inside it)"),
+    (["analyze", MODEL, "--plot", "/dev/full"],
+     "cannot write plot '/dev/full': it exists and is not a regular file (hint: name a "
+     "regular file)"),
+    (["run", MODEL, "--input", "{d}/x.npy", "--output", "{d}/missing/y.npy"],
+     "cannot write output '{d}/missing/y.npy': No such file or directory" + WRITABLE),
+    (["run", MODEL, "--input", "{d}/x.npy", "--dump-intermediates", "{d}/x.npy"],
+     "'{d}/x.npy' exists and is not a directory (hint: choose a new output directory)"),
+])
+def test_unwritable_file_outputs(command: list[str], message: str, tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((1, 49, 10, 1), np.int8))
+    before = _tree(tmp_path)
+    done = run_mcuflow([str(a).replace("{d}", str(tmp_path)) for a in command])
+    done.assert_one_line(message.replace("{d}", str(tmp_path)))
+    assert _tree(tmp_path) == before
+
+
+def test_dumps_replace_only_their_own_files(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((1, 49, 10, 1), np.int8))
+    dump = tmp_path / "dump"
+    command = ["run", MODEL, "--input", tmp_path / "x.npy", "--dump-intermediates", dump]
+    assert run_mcuflow(command).code == 0
+    first = _tree(dump)
+    assert run_mcuflow(command).code == 0
+    assert _tree(dump) == first
+    (dump / "mine.txt").write_text("keep")
+    done = run_mcuflow(command)
+    done.assert_one_line(f"'{dump}' holds files mcuflow did not write (mine.txt); replacing "
+                         "it would lose them" + FORCE)
+    assert (dump / "mine.txt").read_text() == "keep"
+
+
+def test_model_writes_never_go_through_a_planted_link(tmp_path: Path) -> None:
+    """`quantize -o q.tflite` wrote through `.q.tflite.tmp`: a link there overwrote its target."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    for name in (".q.tflite.tmp", "q.tflite"):
+        (tmp_path / name).symlink_to(victim)
+    api.write_model(b"model bytes", tmp_path / "q.tflite")
+    assert victim.read_bytes() == b"precious"
+    assert not (tmp_path / "q.tflite").is_symlink()
+    assert (tmp_path / "q.tflite").read_bytes() == b"model bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".q.tflite.tmp", "q.tflite", "victim"]
+
+
+INTERRUPT_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+original = Path.write_bytes
+calls = []
+def write_bytes(self, data):
+    calls.append(self)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGINT)
+    return original(self, data)
+Path.write_bytes = write_bytes
+sys.argv = ["mcuflow", *sys.argv[1:]]
+from mcuflow.__main__ import main
+main()
+"""
+
+
+def test_ctrl_c_while_writing_leaves_nothing(tmp_path: Path) -> None:
+    """SIGINT after the third file is written; CP-SAT ran before and must not keep Ctrl-C."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_MID_WRITE, "compile", str(MODEL),
+                           "-o", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stderr) == (130, "mcuflow: interrupted\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_ctrl_c_at_any_time_is_one_line(delay: float, tmp_path: Path) -> None:
+    """A real SIGINT, during start-up or during the work."""
+    process = subprocess.Popen([sys.executable, "-m", "mcuflow", "verify", str(MODEL)],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (130, "mcuflow: interrupted\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    _print_json({"sqnr_db": float("inf"), "layers": [{"error": float("nan")}, 1.5]})
+    text = capsys.readouterr().out
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    assert json.loads(text, parse_constant=refuse) == {"sqnr_db": None,
+                                                       "layers": [{"error": None}, 1.5]}
+
+
+def test_manifest_from_another_tool_is_not_trusted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "data.bin").write_bytes(b"user data")
+    (out / MANIFEST).write_text(json.dumps({"format": outputs.MANIFEST_FORMAT,
+                                            "files": {"../data.bin": "0" * 64}}))
+    with pytest.raises(OutputError, match="is not an mcuflow project"):
+        api.compile_model(MODEL, out)
+    assert (out / "data.bin").read_bytes() == b"user data"
