@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -228,10 +229,11 @@ def _names(names: list[str]) -> str:
 
 def _replace_whole(stored: Mapping[str, bytes], out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name[:64]}.", suffix=".tmp",
+    _remove_leftovers(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=_sibling_prefix(out_dir), suffix=".tmp",
                                     dir=out_dir.parent))
     try:
-        for name in sorted(stored):
+        for name in sorted(stored, key=lambda n: n != MANIFEST):
             (staging / name).write_bytes(stored[name])
         staging.chmod(0o777 & ~_umask())
         _swap_into_place(staging, out_dir)
@@ -249,11 +251,45 @@ def _swap_into_place(staging: Path, out_dir: Path) -> None:
         out_dir.rmdir()
         os.rename(staging, out_dir)
         return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name[:64]}.", suffix=".old",
+    retired = Path(tempfile.mkdtemp(prefix=_sibling_prefix(out_dir), suffix=".old",
                                     dir=out_dir.parent))
     os.rename(out_dir, retired / "project")
     os.rename(staging, out_dir)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _sibling_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name[:64]}."
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Delete what a killed run (SIGKILL, power loss) left beside `out_dir`, and only that.
+
+    A staging directory gets its manifest first, so a leftover one holds a manifest and
+    nothing it does not list; a retired one holds one unchanged earlier output.
+    """
+    leftover = re.compile(re.escape(_sibling_prefix(out_dir)) + r"[a-z0-9_]{8}\.(tmp|old)")
+    for sibling in out_dir.parent.iterdir():
+        kind = leftover.fullmatch(sibling.name)
+        if kind is None or sibling.is_symlink() or not sibling.is_dir():
+            continue
+        if kind.group(1) == "tmp" and _only_listed(sibling) or kind.group(1) == "old" and (
+                os.listdir(sibling) == ["project"] and _unchanged(sibling / "project")):
+            shutil.rmtree(sibling)
+
+
+def _only_listed(directory: Path) -> bool:
+    manifest = Manifest.read(directory)
+    return manifest is not None and all(
+        name == MANIFEST or name in manifest.files for name in os.listdir(directory))
+
+
+def _unchanged(directory: Path) -> bool:
+    manifest = Manifest.read(directory)
+    if manifest is None or directory.is_symlink():
+        return False
+    added, changed = _foreign(directory, sorted(os.listdir(directory)), manifest)
+    return not added and not changed
 
 
 def _replace_listed(stored: Mapping[str, bytes], out_dir: Path, old: Manifest) -> None:

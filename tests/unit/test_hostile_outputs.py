@@ -215,15 +215,16 @@ def test_model_writes_never_go_through_a_planted_link(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [".q.tflite.tmp", "q.tflite", "victim"]
 
 
-INTERRUPT_MID_WRITE = """
+SIGNAL_MID_WRITE = """
 import os, signal, sys
 from pathlib import Path
+chosen = getattr(signal, sys.argv.pop(1))
 original = Path.write_bytes
 calls = []
 def write_bytes(self, data):
     calls.append(self)
     if len(calls) == 3:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), chosen)
     return original(self, data)
 Path.write_bytes = write_bytes
 sys.argv = ["mcuflow", *sys.argv[1:]]
@@ -232,13 +233,29 @@ main()
 """
 
 
+def _signalled_compile(signal_name: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", SIGNAL_MID_WRITE, signal_name, "compile",
+                           str(MODEL), "-o", str(out)], capture_output=True, text=True,
+                          timeout=120)
+
+
 def test_ctrl_c_while_writing_leaves_nothing(tmp_path: Path) -> None:
     """SIGINT after the third file is written; CP-SAT ran before and must not keep Ctrl-C."""
-    done = subprocess.run([sys.executable, "-c", INTERRUPT_MID_WRITE, "compile", str(MODEL),
-                           "-o", str(tmp_path / "out")], capture_output=True, text=True,
-                          timeout=120)
+    done = _signalled_compile("SIGINT", tmp_path / "out")
     assert (done.returncode, done.stderr) == (130, "mcuflow: interrupted\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_next_compile_removes_what_a_killed_one_left(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the staging directory stays, and goes with the next run."""
+    assert _signalled_compile("SIGKILL", tmp_path / "out").returncode == -signal.SIGKILL
+    [leftover] = tmp_path.iterdir()
+    assert leftover.name.startswith(".out.") and leftover.name.endswith(".tmp")
+    look_alike = tmp_path / ".out.abcd1234.tmp"
+    look_alike.mkdir()
+    (look_alike / "thesis.tex").write_text("not mcuflow's")
+    assert run_mcuflow(_compile(tmp_path / "out")).code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [look_alike.name, "out"]
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.5])
