@@ -99,11 +99,11 @@ HOST = register_target(Target(
 # --- Arm Cortex-M ------------------------------------------------------------------------------
 
 CORTEX_M_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-ffunction-sections",
-                   "-fdata-sections")
+                   "-fdata-sections", "-DMCUFLOW_SEMIHOSTING=1")
 LINKER_SCRIPT = "mcuflow.ld"
 CORTEX_M_LDFLAGS = ("-T", LINKER_SCRIPT, "-nostartfiles", "--specs=nano.specs",
                     "-Wl,--gc-sections")
-CORTEX_M_DRIVER = ("main.c", "startup.c")
+CORTEX_M_DRIVER = ("main.c", "startup.c", "mcuflow_timing.c")
 CORTEX_M_BUILD_PRODUCTS = ("model.elf", "model-profile.elf", "output.bin", "report.txt")
 """What the Cortex-M Makefile's `clean` removes."""
 STACK_RESERVE_BYTES = 2048

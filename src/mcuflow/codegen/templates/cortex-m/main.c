@@ -11,57 +11,19 @@
  *                 stack <bytes>                        peak stack since reset
  *                 end <status>                         0 when every record ran
  *
- * SysTick counts the processor clock (CLKSOURCE = 1) down from 2^24 - 1; its wraps are counted
- * by an interrupt, giving a 56-bit tick count. Under QEMU with -icount shift=0 every executed
- * instruction advances virtual time by 1 ns, so ticks x (instructions per tick, measured by the
- * calibration loop) = executed instructions, to within one tick.
+ * Ticks come from mcuflow_timing.c: SysTick at the processor clock under QEMU, where with
+ * -icount shift=0 ticks x (instructions per tick, measured by the calibration loop) = executed
+ * instructions, to within one tick.
  */
 #include <stdint.h>
 
 #include "mcuflow_cortexm.h"
 #include "mcuflow_model.h"
 
-#define CALIBRATION_LOOPS 1000000u
-
 static const uint32_t input_bytes[MCUFLOW_INPUT_COUNT] = MCUFLOW_INPUT_BYTES_LIST;
 static const uint32_t output_bytes[MCUFLOW_OUTPUT_COUNT] = MCUFLOW_OUTPUT_BYTES_LIST;
 static uint8_t input_record[MCUFLOW_INPUT_TOTAL_BYTES] __attribute__((aligned(8)));
 static uint8_t output_record[MCUFLOW_OUTPUT_TOTAL_BYTES] __attribute__((aligned(8)));
-static volatile uint32_t systick_wraps;
-
-void mcuflow_systick_handler(void)
-{
-    systick_wraps = systick_wraps + 1u;
-}
-
-static void ticks_start(void)
-{
-    MCUFLOW_SYST_RVR = MCUFLOW_SYST_MAX;
-    MCUFLOW_SYST_CVR = 0u;
-    MCUFLOW_SYST_CSR = 0x7u; /* enable, interrupt on wrap, processor clock */
-    while (MCUFLOW_SYST_CVR == 0u) {
-        /* the first tick loads the reload value */
-    }
-}
-
-/* Ticks since ticks_start(); the wrap count is re-read so that a wrap is never half-seen. */
-static uint64_t ticks_now(void)
-{
-    uint32_t wraps;
-    uint32_t value;
-    do {
-        wraps = systick_wraps;
-        value = MCUFLOW_SYST_CVR;
-    } while (wraps != systick_wraps);
-    return ((uint64_t)wraps << 24) + (uint64_t)(MCUFLOW_SYST_MAX - value);
-}
-
-/* Exactly 2 * loops instructions: SUBS and BNE per iteration (unified syntax, also for the
- * Thumb-1 of ARMv6-M, where GCC switches inline assembly to divided syntax). */
-static void spin(uint32_t loops)
-{
-    __asm__ volatile(".syntax unified\n1:\n\tsubs %0, %0, #1\n\tbne 1b" : "+l"(loops) : : "cc");
-}
 
 static int32_t file_open(const char *name, int32_t mode)
 {
@@ -93,36 +55,12 @@ static void file_close(int32_t handle)
     (void)mcuflow_semihost(MCUFLOW_SYS_CLOSE, block);
 }
 
-/* Append the decimal digits of `value` and a separator to `line` at `*used`. */
-static void put_number(char *line, uint32_t *used, uint64_t value, char separator)
-{
-    char digits[20];
-    uint32_t count = 0;
-    do {
-        digits[count++] = (char)('0' + (int)(value % 10u));
-        value /= 10u;
-    } while (value != 0u);
-    while (count > 0u) {
-        line[(*used)++] = digits[--count];
-    }
-    line[(*used)++] = separator;
-}
-
 /* One report line: `label` followed by `count` numbers. */
 static void report_line(int32_t report, const char *label, const uint64_t *numbers,
                         uint32_t count)
 {
-    char line[96];
-    uint32_t used = 0;
-    while (label[used] != '\0') {
-        line[used] = label[used];
-        ++used;
-    }
-    line[used++] = ' ';
-    for (uint32_t i = 0; i < count; ++i) {
-        put_number(line, &used, numbers[i], i + 1u == count ? '\n' : ' ');
-    }
-    (void)file_write(report, line, used);
+    char line[MCUFLOW_LINE_BYTES];
+    (void)file_write(report, line, mcuflow_format_line(line, label, numbers, count));
 }
 
 #ifdef MCUFLOW_PROFILE
@@ -132,7 +70,7 @@ static uint64_t layer_start;
 /* Called by the model before layer `index` runs, and with MCUFLOW_LAYER_COUNT after the last. */
 void mcuflow_profile_mark(int32_t index)
 {
-    const uint64_t now = ticks_now();
+    const uint64_t now = mcuflow_ticks_now();
     if (index > 0) {
         layer_ticks[index - 1] += now - layer_start;
     }
@@ -172,10 +110,8 @@ static int invoke_record(void)
 
 static void report_calibration(int32_t report)
 {
-    const uint64_t start = ticks_now();
-    spin(CALIBRATION_LOOPS);
-    const uint64_t numbers[2] = {2u * (uint64_t)CALIBRATION_LOOPS, ticks_now() - start};
-    report_line(report, "calibration", numbers, 2);
+    char line[MCUFLOW_LINE_BYTES];
+    (void)file_write(report, line, mcuflow_calibration_line(line));
 }
 
 /* Run every record of input.bin; 0 on success, 2 on an I/O error, 3 when a kernel failed. */
@@ -189,9 +125,9 @@ static int run_records(int32_t input, int32_t output, int32_t report)
         if (got != sizeof input_record) {
             return 2;
         }
-        const uint64_t start = ticks_now();
+        const uint64_t start = mcuflow_ticks_now();
         const int status = invoke_record();
-        const uint64_t numbers[2] = {ticks_now() - start, (uint64_t)status};
+        const uint64_t numbers[2] = {mcuflow_ticks_now() - start, (uint64_t)status};
         report_line(report, "run", numbers, 2);
         if (status != MCUFLOW_OK) {
             return 3;
@@ -210,7 +146,7 @@ int main(void)
     if (report < 0 || input < 0 || output < 0) {
         return 2;
     }
-    ticks_start();
+    mcuflow_ticks_start();
     report_calibration(report);
     const int status = run_records(input, output, report);
     report_layers(report);
