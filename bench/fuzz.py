@@ -2,10 +2,12 @@
 
 TFLite inputs: read, verify, constraints, plan, analyze, run, arena, codegen, and a sanitised
 host build of every --build-every-th rendered project. ONNX inputs: import, passes, quantize,
-constraints, plan, run. Input i is of format FORMATS[i % len(FORMATS)].
+constraints, plan, run. boards and arrays (tests/fuzz/readers.py): hostile board files and
+calibration .npy/.npz files through their readers. Input i is of format FORMATS[i % len(FORMATS)].
 
     python bench/fuzz.py                      # 1,000,000 executions on every core
     python bench/fuzz.py --executions 50000 --workers 2 --campaign nightly-3 --formats onnx
+    python bench/fuzz.py --executions 3000 --workers 1 --formats boards,arrays
 
 Prints executions, distinct failures, peak memory and rate; saves each distinct failure's input
 under --save (keep it in tests/fuzz/corpus/ once fixed). A worker stuck past the per-input
@@ -162,8 +164,9 @@ def _drain(results: mp.Queue, totals: Totals) -> int:
 def _line(totals: Totals, started: float) -> str:
     elapsed = time.monotonic() - started
     rate = totals.executions / elapsed if elapsed else 0.0
-    return (f"{totals.executions:,} executions in {elapsed:,.0f} s ({rate:,.0f}/s); "
-            f"tflite {totals.statuses['tflite']:,}, onnx {totals.statuses['onnx']:,}; "
+    formats = ", ".join(f"{name} {totals.statuses[name]:,}" for name in FORMATS
+                        if totals.statuses[name])
+    return (f"{totals.executions:,} executions in {elapsed:,.0f} s ({rate:,.0f}/s); {formats}; "
             f"accepted {totals.statuses['accepted']:,} ({totals.statuses['build']:,} built and "
             f"run), rejected {totals.statuses['rejected']:,}, "
             f"failures {totals.statuses['failure']:,} ({len(totals.failures)} distinct); "
@@ -178,7 +181,8 @@ def main() -> int:
     parser.add_argument("--campaign", default="bench")
     parser.add_argument("--start", type=int, default=0, help="first input index")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per input")
-    parser.add_argument("--formats", default="tflite,onnx", help="comma-separated: tflite, onnx")
+    parser.add_argument("--formats", default="tflite,onnx",
+                        help=f"comma-separated: {', '.join(FORMATS)}")
     parser.add_argument("--build-every", type=int, default=BUILD_EVERY,
                         help="build and run one in this many rendered projects (0: never)")
     parser.add_argument("--save", type=Path, default=Path("/tmp/mcuflow-fuzz-failures"))

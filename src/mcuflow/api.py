@@ -10,8 +10,11 @@ import numpy as np
 
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen import GeneratedProject, generate_project
+from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
+from mcuflow.codegen.library import generate_library
+from mcuflow.codegen.names import Naming
 from mcuflow.codegen.project import SOURCE_MODEL
-from mcuflow.codegen.targets import get_target
+from mcuflow.codegen.targets import LINKER_SCRIPT, board_target, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
@@ -32,18 +35,24 @@ from mcuflow.ptq import (
     quantize_model,
 )
 from mcuflow.ref.interpreter import RunResult, run
-from mcuflow.toolchain.host import VerifyResult, verify_directory, verify_host
+from mcuflow.toolchain.host import VerifyResult, check_runs, verify_directory, verify_host
 from mcuflow.toolchain.qemu import CortexMResult, default_board, verify_cortexm
+from mcuflow.toolchain.uart import board_machine, machine_board, verify_board
 
 __all__ = [
     "verify_compiled",
     "bench_models",
+    "verify_board_model",
     "verify_cortexm_model",
     "DEFAULT_CODEBOOK_SIZE",
     "Analysis",
     "Calibration",
     "DEFAULT_BOARD",
+    "Firmware",
     "FloatModel",
+    "firmware_options",
+    "Io",
+    "MemoryMap",
     "QUANT_SCHEMES",
     "QuantizeOptions",
     "QuantizeResult",
@@ -191,16 +200,40 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
     }
 
 
+def firmware_options(board_id: str, board_file: Path | None, io: Io | None,
+                     memory_map: MemoryMap = MemoryMap.BOARD, arena_region: str | None = None,
+                     weights_region: str | None = None) -> Firmware:
+    """The Cortex-M firmware the compile options ask for.
+
+    `io` None picks the board's console UART where the board database knows it, else
+    semihosting.
+    """
+    if io is None:
+        console = get_board(board_id, board_file).console
+        io = Io.UART if console is not None and memory_map is MemoryMap.BOARD else (
+            Io.SEMIHOSTING)
+    return Firmware(memory_map, io, arena_region, weights_region)
+
+
 def compile_model(
     model: Path | str, out_dir: Path, board_id: str = DEFAULT_BOARD,
-    board_file: Path | None = None, target: str = "host",
-    quantize: QuantizeOptions | None = None, force: bool = False,
+    board_file: Path | None = None, target: str | None = "host",
+    quantize: QuantizeOptions | None = None, force: bool = False, *,
+    prefix: str | None = None, library: bool = False, firmware: Firmware = QEMU_SEMIHOSTING,
 ) -> GeneratedProject:
     """Plan and generate the C project for `model` into `out_dir` (written atomically).
 
+    `target` None builds for the board's own core. `firmware` says how a Cortex-M project is
+    built around the model (address map, application, placement of arena and weights).
+
     An existing `out_dir` must be empty or an unchanged earlier mcuflow output; `force` replaces
-    only the files mcuflow wrote there and keeps the rest.
+    only the files mcuflow wrote there and keeps the rest. `prefix` (e.g. 'kws_') starts every
+    model-level file, function, macro and symbol name instead of 'mcuflow_'; `library` writes
+    a library (include/, src/, kernels/, CMake and make glue) instead of a runnable project.
     """
+    if prefix is not None:
+        Naming(prefix)
+    target = board_target(get_board(board_id, board_file), target)
     analysis = analyze_model(model, board_id, board_file, quantize, target)
     if target != "host" and not analysis.report.fits:
         report = analysis.report
@@ -210,15 +243,22 @@ def compile_model(
             f"{report.flash_bytes:,} B of flash for weights (has {report.flash_capacity:,})",
             "pick a larger board (`mcuflow boards`) or a smaller model; "
             "`mcuflow analyze` shows which layers need the memory")
-    return compile_analysis(analysis, out_dir, target, force)
+    return compile_analysis(analysis, out_dir, target, force, prefix=prefix, library=library,
+                            firmware=firmware)
 
 
 def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
-                     force: bool = False) -> GeneratedProject:
-    """Generate the C project of an analysed (planned) model."""
+                     force: bool = False, *, prefix: str | None = None, library: bool = False,
+                     firmware: Firmware = QEMU_SEMIHOSTING) -> GeneratedProject:
+    """Generate the C project (or with `library`, the library) of an analysed model."""
+    naming = Naming() if prefix is None else Naming(prefix)
+    source = write_tflite(analysis.graph)
+    if library:
+        return generate_library(analysis.graph, analysis.plan, out_dir, naming=naming,
+                                target=target, source_model=source, force=force)
     return generate_project(analysis.graph, analysis.plan, out_dir, target=target,
-                            board=analysis.board, source_model=write_tflite(analysis.graph),
-                            force=force)
+                            board=analysis.board, source_model=source, force=force,
+                            naming=naming, firmware=firmware)
 
 
 def verify_model(
@@ -235,8 +275,7 @@ def verify_analysis(
     analysis: Analysis, runs: int = 20, seed: int = 0, sanitize: bool = True
 ) -> VerifyResult:
     """Build the C of an analysed model on the host; compare `runs` random inferences."""
-    if runs < 1:
-        raise McuflowError(f"--runs must be at least 1, not {runs}", hint="e.g. --runs 20")
+    check_runs(runs)
     return verify_host(analysis.graph, analysis.plan, runs, seed, sanitize=sanitize)
 
 
@@ -254,10 +293,31 @@ def verify_cortexm_model(
 
     Without `board_id` the target's default board sizes the linker script.
     """
+    if board_id is not None:
+        board_target(get_board(board_id, board_file), target)
     board_id = board_id or default_board(target).id
     analysis = analyze_model(model, board_id, board_file, quantize, target)
     return verify_cortexm(analysis.graph, analysis.plan, target, analysis.board, runs, seed,
                           profile)
+
+
+def verify_board_model(
+    model: Path | str, machine: str, board_id: str | None = None,
+    board_file: Path | None = None, runs: int = 10, seed: int = 0,
+    quantize: QuantizeOptions | None = None,
+) -> CortexMResult:
+    """Check the board-ready firmware bit-exact on the QEMU machine emulating the board's MCU.
+
+    The firmware is what `compile --board` writes; records go over the console UART. Without
+    `board_id`, the board of `machine` (netduino2: nucleo-f207zg, netduinoplus2: nucleo-f429zi).
+    """
+    board = get_board(board_id or machine_board(machine), board_file)
+    if board_machine(board.id).machine != machine:
+        raise McuflowError(f"board '{board.id}' runs on QEMU {board_machine(board.id).machine}, "
+                           f"not {machine}", f"pass --machine {board_machine(board.id).machine}")
+    check_runs(runs)
+    analysis = analyze_model(model, board.id, board_file, quantize, board_target(board, None))
+    return verify_board(analysis.graph, analysis.plan, analysis.board, runs, seed)
 
 
 def bench_models(
@@ -275,6 +335,10 @@ def verify_compiled(
     if not model.is_file():
         raise McuflowError(f"'{directory}' holds no {SOURCE_MODEL}",
                            "pass a directory written by `mcuflow compile`, or the model file")
-    if runs < 1:
-        raise McuflowError(f"--runs must be at least 1, not {runs}", hint="e.g. --runs 20")
+    if (directory / LINKER_SCRIPT).is_file():
+        raise McuflowError(f"'{directory}' is Cortex-M firmware; the host builds only --target "
+                           "host projects", "verify the model on the board's machine: "
+                           "`mcuflow verify MODEL --board nucleo-f429zi --machine "
+                           "netduinoplus2`, or --target for QEMU's MPS2 machines")
+    check_runs(runs)
     return verify_directory(directory, load_graph(model), runs, seed, sanitize=sanitize)

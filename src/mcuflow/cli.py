@@ -15,7 +15,6 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from numpy.lib import format as npy_format
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +22,7 @@ from mcuflow import api
 from mcuflow.analysis.plots import plot_working_set
 from mcuflow.analysis.report import render_report
 from mcuflow.errors import McuflowError
+from mcuflow.frontends.arrays import read_npy
 from mcuflow.hw.board import load_boards
 from mcuflow.ir.constraints import constraints_for, supported_ops_markdown
 from mcuflow.ir.ops import OpKind
@@ -145,17 +145,53 @@ def _ascii(name: str) -> str:
 @app.command("compile")
 def compile_command(
     model: ModelArgument,
-    out_dir: Annotated[Path, typer.Option("--output", "-o", help="Project directory to write.")],
+    out_dir: Annotated[Path, typer.Option("--output", "-o",
+                                          help="Directory to write (the project or library).")],
     board: BoardOption = api.DEFAULT_BOARD,
     target: Annotated[
-        str, typer.Option("--target", help="host, or cortex-m0|m3|m4|m7|m33 (startup, linker "
-                          "script sized by the board, semihosting main).")
-    ] = "host",
+        str | None, typer.Option("--target", help="host (portable C), or the board's Cortex-M "
+                                 "core (the default): firmware with startup, linker script and "
+                                 "an application (--io).")
+    ] = None,
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
     force: ForceOption = False,
+    io: Annotated[
+        api.Io | None,
+        typer.Option("--io", help="Cortex-M application: uart (over the board's console UART, "
+                     "the default where the board database has one), semihosting (files "
+                     "through a debugger or QEMU) or none (runs in a loop for a debugger)."),
+    ] = None,
+    memory_map: Annotated[
+        api.MemoryMap,
+        typer.Option("--memory-map", help="Cortex-M: link at the board's own addresses (board) "
+                     "or at those of QEMU's MPS2 machine for the core (qemu)."),
+    ] = api.MemoryMap.BOARD,
+    arena_section: Annotated[
+        str | None,
+        typer.Option("--arena-section", help="Put the arena in this RAM region of the board "
+                     "(e.g. dtcm, ccm, sdram; `mcuflow boards --json` lists them)."),
+    ] = None,
+    weights_section: Annotated[
+        str | None,
+        typer.Option("--weights-section", help="Put the weights in this flash region of the "
+                     "board (e.g. qspi)."),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option("--prefix", help="Start every name of the model with this instead of "
+                     "mcuflow_: files (kws_model.h), functions (kws_model_invoke), macros "
+                     "(KWS_ARENA_BYTES) and symbols, so several models link into one firmware. "
+                     "Lowercase letters, digits and '_', ending with '_' (e.g. kws_)."),
+    ] = None,
+    library: Annotated[
+        bool,
+        typer.Option("--library", help="Write a library to add to your firmware instead of a "
+                     "runnable project: include/ (the API header), src/, kernels/ (shared by "
+                     "every model), CMakeLists.txt (target <prefix>model) and mcuflow.mk."),
+    ] = False,
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
 
@@ -163,8 +199,11 @@ def compile_command(
     earlier compile wrote (its mcuflow_manifest.json lists each file); files you added or
     changed are never deleted.
     """
+    firmware = api.firmware_options(board, board_file, io, memory_map, arena_section,
+                                    weights_section)
     project = api.compile_model(model, out_dir, board, board_file, target,
-                                _quantize_options(calibration, scheme), force)
+                                _quantize_options(calibration, scheme), force, prefix=prefix,
+                                library=library, firmware=firmware)
     summary = {"path": str(project.path), "files": list(project.files),
                "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
     if as_json:
@@ -184,8 +223,15 @@ def verify_command(
     ] = None,
     board_file: BoardFileOption = None,
     target: Annotated[
-        str, typer.Option("--target", help="host, or cortex-m0|m3|m4|m7|m33 (run on QEMU).")
+        str, typer.Option("--target", help="host, or cortex-m0|m0plus|m3|m4|m7|m33 (run on "
+                          "QEMU's MPS2 machine for the core).")
     ] = "host",
+    machine: Annotated[
+        str | None,
+        typer.Option("--machine", help="Run the board-ready firmware (the board's own address "
+                     "map, records over its UART) on QEMU's netduino2 (NUCLEO-F207ZG's STM32F2) "
+                     "or netduinoplus2 (NUCLEO-F429ZI's STM32F4)."),
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Random inputs to compare.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
     profile: Annotated[
@@ -204,6 +250,11 @@ def verify_command(
         with console.status(f"building and running {model}"):
             result = api.verify_compiled(model, runs, seed)
         show = _print_verify
+    elif machine is not None:
+        with console.status(f"building the board firmware and running it on QEMU {machine}"):
+            result = api.verify_board_model(model, machine, board, board_file, runs, seed,
+                                            quantize)
+        show = _print_cortexm
     elif target == "host":
         with console.status("building and running the generated C"):
             result = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
@@ -309,27 +360,7 @@ def run_command(
 
 def _load_npy(path: Path) -> np.ndarray:
     """An array from a .npy file, whose declared size is checked against the file first."""
-    hint = "save the input array with numpy.save"
-    try:
-        with path.open("rb") as file:
-            if file.read(6) != b"\x93NUMPY":
-                raise McuflowError(f"input {path} is not a .npy file", hint)
-            file.seek(0)
-            old_header = npy_format.read_magic(file) == (1, 0)
-            read_header = (npy_format.read_array_header_1_0 if old_header
-                           else npy_format.read_array_header_2_0)
-            shape, _, dtype = read_header(file)
-            declared = math.prod(shape) * dtype.itemsize
-            held = path.stat().st_size - file.tell()
-            if declared > held:
-                raise McuflowError(f"input {path} declares an array of shape {shape} "
-                                   f"({declared} bytes) but holds {held} bytes", hint)
-            file.seek(0)
-            return np.load(file, allow_pickle=False)
-    except OSError as error:
-        raise McuflowError(f"cannot read input {path}: {error.strerror or error}", hint) from None
-    except ValueError as error:
-        raise McuflowError(f"cannot read input {path}: {error}", hint) from None
+    return read_npy(path, f"input {path}", "save the input array with numpy.save")
 
 
 @app.command("quantize")

@@ -10,7 +10,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 from mcuflow.errors import OutputError
 
 MANIFEST = "mcuflow_manifest.json"
-"""Written last into every directory mcuflow writes: each file's name and SHA-256."""
+"""Written into every directory mcuflow writes: each file's relative path and SHA-256."""
 MANIFEST_FORMAT = "mcuflow-manifest-1"
 MAX_MANIFEST_BYTES = 1 << 20
 _LISTED = 3
@@ -31,8 +31,10 @@ _FORCE_HINT = ("choose a new output directory, or pass --force to replace only m
 class Manifest:
     """The files mcuflow wrote into a directory, and the names its build scripts create there.
 
-    `build_products` (e.g. `model.elf`, `build`) are what the generated Makefile's `clean`
-    removes: regenerating the directory removes them too.
+    `files` are keyed by relative POSIX path (`src/kws_model.c`); the folders on those paths
+    are mcuflow's too. `build_products` (e.g. `model.elf`, `build`) are names in the directory
+    itself that the generated Makefile's `clean` removes: regenerating the directory removes
+    them too.
     """
 
     files: dict[str, str]
@@ -65,17 +67,40 @@ class Manifest:
         files, products = data.get("files"), data.get("build_products", [])
         if not isinstance(files, dict) or not isinstance(products, list):
             return None
-        names = [*files, *products]
-        if not all(isinstance(n, str) and _plain_name(n) for n in names) or not all(
-                isinstance(digest, str) for digest in files.values()):
+        if not all(isinstance(n, str) and _plain_name(n) for n in products) or not all(
+                isinstance(n, str) and isinstance(digest, str) for n, digest in files.items()):
+            return None
+        if not _relative_names(list(files)):
             return None
         return Manifest(dict(files), tuple(products))
+
+    @property
+    def folders(self) -> set[str]:
+        """The folders on the paths of the files (`src` for `src/kws_model.c`)."""
+        return _folders(self.files)
 
 
 def _plain_name(name: str) -> bool:
     """A file name in the directory itself: no separator, not '.', '..' or the manifest."""
     return bool(name) and "/" not in name and "\0" not in name and name not in (
         ".", "..", MANIFEST)
+
+
+def _relative_names(names: list[str]) -> bool:
+    """Relative POSIX paths below a directory, none of them a folder of another.
+
+    No absolute path, no empty, '.' or '..' component, no backslash or NUL, not the manifest.
+    """
+    for name in names:
+        parts = name.split("/")
+        if name == MANIFEST or "\0" in name or "\\" in name or any(
+                part in ("", ".", "..") for part in parts):
+            return False
+    return not _folders(names) & set(names)
+
+
+def _folders(names: Iterable[str]) -> set[str]:
+    return {name.rsplit("/", depth)[0] for name in names for depth in range(1, name.count("/") + 1)}
 
 
 def _digest(data: bytes) -> str:
@@ -145,7 +170,9 @@ def _umask() -> int:
 def write_directory(files: Mapping[str, str | bytes], out_dir: Path | str, *,
                     what: str = "project", build_products: tuple[str, ...] = (),
                     force: bool = False) -> Path:
-    """Write `files` (name -> ASCII text or bytes) as the directory `out_dir`; its absolute path.
+    """Write `files` (relative path -> ASCII text or bytes) as the directory `out_dir`.
+
+    Returns its absolute path. A name such as `src/kws_model.c` creates the folder `src`.
 
     A new or empty directory, or one holding exactly what an earlier mcuflow run listed in its
     manifest, is replaced all or nothing: the files are written to a temporary sibling that is
@@ -154,8 +181,8 @@ def write_directory(files: Mapping[str, str | bytes], out_dir: Path | str, *,
     """
     out_dir = Path(out_dir).absolute()
     stored = {name: _as_bytes(data) for name, data in files.items()}
-    if not all(_plain_name(name) for name in stored):
-        raise ValueError("output file names must be plain names")
+    if not _relative_names(list(stored)):
+        raise ValueError("output file names must be relative paths below the directory")
     manifest = Manifest({name: _digest(data) for name, data in sorted(stored.items())},
                         build_products)
     stored[MANIFEST] = manifest.to_bytes()
@@ -187,7 +214,7 @@ def _existing(out_dir: Path, what: str, force: bool) -> Manifest | None:
     if manifest is None:
         raise OutputError(f"'{out_dir}' exists and is not an mcuflow {what} (it holds "
                           f"{_names(entries)})", "choose a new or empty output directory")
-    added, changed = _foreign(out_dir, entries, manifest)
+    added, changed = _foreign(out_dir, manifest)
     if (added or changed) and not force:
         found = [f"files mcuflow did not write ({_names(added)})" if added else "",
                  f"files changed since mcuflow wrote them ({_names(changed)})" if changed else ""]
@@ -196,20 +223,37 @@ def _existing(out_dir: Path, what: str, force: bool) -> Manifest | None:
     return manifest if added or changed else None
 
 
-def _foreign(out_dir: Path, entries: list[str], manifest: Manifest
-             ) -> tuple[list[str], list[str]]:
-    """Entries of `out_dir` mcuflow did not write, and those of its files changed since."""
+def _foreign(out_dir: Path, manifest: Manifest) -> tuple[list[str], list[str]]:
+    """Entries of `out_dir` mcuflow did not write, and those of its files changed since.
+
+    Relative paths, sorted. The manifest's folders are walked (never through a link); anything
+    else where one of them should be is an entry mcuflow did not write.
+    """
     added, changed = [], []
-    for name in entries:
-        if name == MANIFEST or name in manifest.build_products:
-            continue
-        if name not in manifest.files:
-            added.append(name)
-            continue
-        data = _read_regular(out_dir / name)
-        if data is None or _digest(data) != manifest.files[name]:
-            changed.append(name)
-    return added, changed
+    folders, pending = manifest.folders, [""]
+    while pending:
+        folder = pending.pop()
+        for entry in os.listdir(out_dir / folder):
+            name = f"{folder}/{entry}" if folder else entry
+            if not folder and (name == MANIFEST or name in manifest.build_products):
+                continue
+            if name in folders:
+                (pending if _real_folder(out_dir / name) else added).append(name)
+            elif name not in manifest.files:
+                added.append(name)
+            else:
+                data = _read_regular(out_dir / name)
+                if data is None or _digest(data) != manifest.files[name]:
+                    changed.append(name)
+    return sorted(added), sorted(changed)
+
+
+def _real_folder(path: Path) -> bool:
+    """A directory itself, not a link to one."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _read_regular(path: Path) -> bytes | None:
@@ -234,6 +278,7 @@ def _replace_whole(stored: Mapping[str, bytes], out_dir: Path) -> None:
                                     dir=out_dir.parent))
     try:
         for name in sorted(stored, key=lambda n: n != MANIFEST):
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(stored[name])
         staging.chmod(0o777 & ~_umask())
         _swap_into_place(staging, out_dir)
@@ -280,24 +325,80 @@ def _remove_leftovers(out_dir: Path) -> None:
 
 def _only_listed(directory: Path) -> bool:
     manifest = Manifest.read(directory)
-    return manifest is not None and all(
-        name == MANIFEST or name in manifest.files for name in os.listdir(directory))
+    return manifest is not None and not _foreign(directory, manifest)[0]
 
 
 def _unchanged(directory: Path) -> bool:
     manifest = Manifest.read(directory)
     if manifest is None or directory.is_symlink():
         return False
-    added, changed = _foreign(directory, sorted(os.listdir(directory)), manifest)
+    added, changed = _foreign(directory, manifest)
     return not added and not changed
 
 
 def _replace_listed(stored: Mapping[str, bytes], out_dir: Path, old: Manifest) -> None:
-    """--force: write each file over its old version, drop old listed files, keep the rest."""
+    """--force: write each file over its old version, drop old listed files, keep the rest.
+
+    Folders are created as needed; one that is not a real directory (a link, a file) is refused
+    rather than written through. Old folders left empty are removed.
+    """
+    for name in sorted(stored):
+        _check_replaceable(out_dir, name, old)
     for name in sorted(stored):
         if name != MANIFEST:
+            _make_folders(out_dir, name)
             write_file(out_dir / name, stored[name], "file")
     for name in sorted(set(old.files) - set(stored)):
-        if _read_regular(out_dir / name) is not None:
+        data = _read_regular(out_dir / name) if _in_real_folders(out_dir, name) else None
+        if data is not None and _digest(data) == old.files[name]:
             (out_dir / name).unlink()
+    new_folders = _folders(stored)
+    for folder in sorted(old.folders - new_folders, key=lambda f: -f.count("/")):
+        if _in_real_folders(out_dir, folder) and _real_folder(out_dir / folder) and not any(
+                (out_dir / folder).iterdir()):
+            (out_dir / folder).rmdir()
     write_file(out_dir / MANIFEST, stored[MANIFEST], "manifest")
+
+
+def _check_replaceable(out_dir: Path, name: str, old: Manifest) -> None:
+    """Refuse, before anything is written, a path that --force must not write.
+
+    That is a folder or file that is not a plain one, or a file the old manifest does not list
+    (the user's, which --force keeps).
+    """
+    folder = out_dir
+    for part in name.split("/")[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or folder.exists() and not folder.is_dir():
+            raise OutputError(f"cannot write file '{out_dir / name}': '{folder}' is not a "
+                              "folder", "move it away, or choose a new output directory")
+    _check_file_target(out_dir / name, "file")
+    path = out_dir / name
+    if name not in (*old.files, MANIFEST) and (path.is_symlink() or path.exists()):
+        raise OutputError(f"cannot write file '{path}': mcuflow did not write it, and "
+                          "--force keeps such files", "move it away, or choose a new output "
+                          "directory")
+
+
+def _make_folders(out_dir: Path, name: str) -> None:
+    """Create the folders on the path of file `name`; OutputError where one is not a folder."""
+    folder = out_dir
+    for part in name.split("/")[:-1]:
+        folder = folder / part
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if not _real_folder(folder):
+                raise OutputError(f"cannot write file '{out_dir / name}': '{folder}' is not a "
+                                  "folder", "move it away, or choose a new output "
+                                  "directory") from None
+
+
+def _in_real_folders(out_dir: Path, name: str) -> bool:
+    """Every folder on the path of `name` is a real directory (no link is followed)."""
+    folder = out_dir
+    for part in name.split("/")[:-1]:
+        folder = folder / part
+        if not _real_folder(folder):
+            return False
+    return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import zipfile
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +11,7 @@ import numpy as np
 
 from mcuflow.bias_correction import LayerMeans, correct_biases, with_biases
 from mcuflow.errors import McuflowError
+from mcuflow.frontends.arrays import MAX_ARRAYS, ArrayBudget, ArrayFileError, read_arrays
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
@@ -34,6 +35,9 @@ QUANT_SCHEMES: dict[str, QuantizeFn] = {
 """`--scheme` name -> (float graph, calibrated ranges, per_channel) -> int8 graph."""
 
 _CALIBRATION_HINT = "pass an .npy or .npz file, or a folder of them, holding float samples"
+MAX_CALIBRATION_SAMPLES = 10_000
+"""Samples per input: each costs a float inference (two with the report), and a sample may be a
+single value, so the arrays' own limits do not bound their number."""
 
 
 @dataclass(frozen=True)
@@ -91,40 +95,51 @@ class Calibration:
 def load_calibration(path: Path | str) -> Calibration:
     """Read calibration data: an .npy file, an .npz file or a folder of them.
 
-    An .npz keys its arrays by input name when the model has several inputs.
+    An .npz keys its arrays by input name when the model has several inputs. All the arrays
+    together hold at most MAX_ARRAY_BYTES bytes, MAX_ARRAY_VALUES values and MAX_ARRAYS arrays
+    (frontends.arrays), each .npy or .npz member checked from its header before it is read.
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".npy", ".npz"))
-        if not files:
-            raise CalibrationError(f"calibration folder '{path}' holds no .npy or .npz file",
-                                   _CALIBRATION_HINT)
-    elif path.is_file():
+        files = _folder_files(path)
+    elif path.exists():
         files = [path]
     else:
         raise CalibrationError(f"no such calibration file or folder: '{path}'", _CALIBRATION_HINT)
+    budget = ArrayBudget()
     arrays: dict[str, list[np.ndarray]] = {}
     for file in files:
-        for key, array in _read_arrays(file).items():
+        for key, array in _read_arrays(file, budget).items():
             arrays.setdefault(key, []).append(array)
     return Calibration(arrays)
 
 
-def _read_arrays(file: Path) -> dict[str, np.ndarray]:
+def _folder_files(folder: Path) -> list[Path]:
+    """The .npy and .npz entries of a folder (each must be a regular file when it is read)."""
+    try:
+        entries = (p for p in folder.iterdir() if p.suffix.lower() in (".npy", ".npz"))
+        files = sorted(itertools.islice(entries, MAX_ARRAYS + 1))
+    except OSError as error:
+        raise CalibrationError(f"cannot read calibration folder '{folder}': "
+                               f"{error.strerror or error}", _CALIBRATION_HINT) from None
+    if not files:
+        raise CalibrationError(f"calibration folder '{folder}' holds no .npy or .npz file",
+                               _CALIBRATION_HINT)
+    if len(files) > MAX_ARRAYS:
+        raise CalibrationError(f"calibration folder '{folder}' holds more than {MAX_ARRAYS} "
+                               ".npy or .npz files", _CALIBRATION_HINT)
+    return files
+
+
+def _read_arrays(file: Path, budget: ArrayBudget) -> dict[str, np.ndarray]:
     """The numeric arrays of one .npy ('' key) or .npz file (its keys; '' if only one)."""
     if file.suffix.lower() not in (".npy", ".npz"):
         raise CalibrationError(f"calibration file '{file}' is neither .npy nor .npz",
                                _CALIBRATION_HINT)
     try:
-        loaded = np.load(file, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            arrays = {"": loaded}
-        else:
-            with loaded:
-                arrays = {key: loaded[key] for key in loaded.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise CalibrationError(f"cannot read calibration file '{file}': {error}",
-                               _CALIBRATION_HINT) from None
+        arrays = read_arrays(file, f"calibration file '{file}'", _CALIBRATION_HINT, budget)
+    except ArrayFileError as error:
+        raise CalibrationError(error.message, error.hint) from None
     if not arrays:
         raise CalibrationError(f"calibration file '{file}' holds no arrays", _CALIBRATION_HINT)
     for key, array in arrays.items():
@@ -146,7 +161,11 @@ def calibration_samples(model: FloatModel, calibration: Calibration) -> list[lis
                                    f"(found {sorted(calibration.arrays)})",
                                    "key the .npz arrays by the model's input names")
         shape, perm = model.model_shape(name), model.input_perms[name]
-        per_input.append([s.transpose(perm) for a in arrays for s in _split(a, shape, name)])
+        samples: list[np.ndarray] = []
+        for array in arrays:
+            samples += (s.transpose(perm) for s in
+                        _split(array, shape, name, MAX_CALIBRATION_SAMPLES - len(samples)))
+        per_input.append(samples)
     counts = {len(samples) for samples in per_input}
     if len(counts) != 1:
         raise CalibrationError(f"inputs {names} have different numbers of samples {counts}",
@@ -154,18 +173,26 @@ def calibration_samples(model: FloatModel, calibration: Calibration) -> list[lis
     return [list(sample) for sample in zip(*per_input, strict=True)]
 
 
-def _split(array: np.ndarray, shape: tuple[int, ...], name: str) -> list[np.ndarray]:
-    """The samples in `array`, each of the input's `shape` (batch 1), as float32."""
+def _split(array: np.ndarray, shape: tuple[int, ...], name: str, allowed: int
+           ) -> list[np.ndarray]:
+    """The samples in `array`, each of the input's `shape` (batch 1), as float32.
+
+    CalibrationError when they are more than `allowed`, before any is sliced off.
+    """
     array = array.astype(np.float32)
-    if array.shape == shape:
-        return [array]
-    if array.shape == shape[1:]:
-        return [array[None]]
-    if array.ndim == len(shape) and array.shape[1:] == shape[1:] and shape[0] == 1:
-        return [array[i:i + 1] for i in range(array.shape[0])]
-    raise CalibrationError(f"calibration array of shape {array.shape} does not fit input "
-                           f"'{name}' of shape {shape}",
-                           f"store samples as [N, {', '.join(map(str, shape[1:]))}] arrays")
+    single = array.shape in (shape, shape[1:])
+    if not single and not (array.ndim == len(shape) and array.shape[1:] == shape[1:]
+                           and shape[0] == 1):
+        raise CalibrationError(f"calibration array of shape {array.shape} does not fit input "
+                               f"'{name}' of shape {shape}",
+                               f"store samples as [N, {', '.join(map(str, shape[1:]))}] arrays")
+    if (1 if single else array.shape[0]) > allowed:
+        raise CalibrationError(f"the calibration data of input '{name}' holds more than "
+                               f"{MAX_CALIBRATION_SAMPLES} samples",
+                               "calibrate on a representative subset: a few hundred samples")
+    if single:
+        return [array if array.shape == shape else array[None]]
+    return [array[i:i + 1] for i in range(array.shape[0])]
 
 
 @dataclass(frozen=True)

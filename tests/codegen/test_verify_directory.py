@@ -16,7 +16,7 @@ def test_compiled_directory_verifies_and_a_tampered_one_does_not(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     project = tmp_path / "kws"
     model = SHARED_MODELS / "kws_ref_model.tflite"
-    assert invoke(capsys, "compile", model, "-o", project)[0] == 0
+    assert invoke(capsys, "compile", model, "-o", project, "--target", "host")[0] == 0
     code, out, _ = invoke(capsys, "verify", project, "--runs", "4", "--json")
     assert code == 0
     assert json.loads(out)["bit_exact"] is True
@@ -33,3 +33,15 @@ def test_compiled_directory_verifies_and_a_tampered_one_does_not(
 
 def test_directory_without_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert_user_error(invoke(capsys, "verify", tmp_path), "holds no model.tflite")
+
+
+def test_a_firmware_directory_is_verified_through_its_model(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    project = tmp_path / "firmware"
+    assert invoke(capsys, "compile", SHARED_MODELS / "kws_ref_model.tflite", "-o", project,
+                  "--board", "nucleo-f429zi")[0] == 0
+    assert_user_error(invoke(capsys, "verify", project),
+                      f"'{project}' is Cortex-M firmware; the host builds only --target host "
+                      "projects (hint: verify the model on the board's machine: `mcuflow verify "
+                      "MODEL --board nucleo-f429zi --machine netduinoplus2`, or --target for "
+                      "QEMU's MPS2 machines)")

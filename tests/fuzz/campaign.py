@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from tests.fuzz.harness import FuzzInput, Limits, Outcome, Status, execute, make_input
 from tests.fuzz.onnx_harness import execute_onnx, make_onnx_input
+from tests.fuzz.outputs import execute_outputs, make_output_input
+from tests.fuzz.readers import execute_arrays, execute_boards, make_array_input, make_board_input
 
 BUILD_EVERY = 200
 """Every this many inputs that pass the code generation stage, one is built and run too."""
@@ -14,7 +16,7 @@ BUILD_EVERY = 200
 
 @dataclass(frozen=True)
 class Format:
-    """A model format: how its inputs are made and executed, and the suffix of its files."""
+    """An input format: how its inputs are made and executed, and the suffix of its files."""
 
     name: str
     suffix: str
@@ -25,7 +27,13 @@ class Format:
 FORMATS = {
     "tflite": Format("tflite", ".tflite", make_input, execute),
     "onnx": Format("onnx", ".onnx", make_onnx_input, execute_onnx),
+    "boards": Format("boards", ".toml", make_board_input, execute_boards),
+    "arrays": Format("arrays", ".npz", make_array_input, execute_arrays),
+    "outputs": Format("outputs", ".json", make_output_input, execute_outputs),
 }
+"""Model formats, and the files a user names beside a model: board files and calibration arrays
+(tests/fuzz/readers.py; an arrays input is read as .npy unless it starts as a zip), and the
+output paths the writers meet (tests/fuzz/outputs.py)."""
 
 
 @dataclass

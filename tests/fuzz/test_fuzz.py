@@ -2,8 +2,10 @@
 
 TFLite inputs go through read, verify, constraints, plan, analyze, run, the arena and code
 generation (every BUILD_EVERY-th rendered project is also built with the sanitizers and run);
-ONNX inputs through import, passes, quantisation, constraints, plan and run. The shards take
-about 60-90 s of CPU in all, split over the xdist workers. A failing input is written to the
+ONNX inputs through import, passes, quantisation, constraints, plan and run; hostile board files
+and calibration arrays through their readers (tests/fuzz/readers.py), and hostile output paths
+through the writers (tests/fuzz/outputs.py). The shards take about
+90-120 s of CPU in all, split over the xdist workers. A failing input is written to the
 test's temporary directory to be replayed and, once fixed, kept in tests/fuzz/corpus/.
 """
 
@@ -18,11 +20,14 @@ from tests.fuzz.campaign import FORMATS, Campaign
 from tests.fuzz.harness import FuzzInput, Outcome, Status
 
 CAMPAIGN = "ci"
-SHARDS = {"tflite": (4, 3500), "onnx": (2, 6000)}
+SHARDS = {"tflite": (4, 3500), "onnx": (2, 6000), "boards": (1, 1000), "arrays": (1, 1000),
+          "outputs": (1, 1000)}
 """Per format: shards, and inputs per shard."""
 BUILD_EVERY = 150
-MUST_REJECT_AT = {"tflite": {"read", "constraints"}, "onnx": {"read", "quantize"}}
-MUST_ACCEPT_AT = {"tflite": "codegen", "onnx": "run"}
+MUST_REJECT_AT = {"tflite": {"read", "constraints"}, "onnx": {"read", "quantize"},
+                  "boards": {"read"}, "arrays": {"calibration", "input"}, "outputs": {"refused"}}
+MUST_ACCEPT_AT = {"tflite": "codegen", "onnx": "run", "boards": "json", "arrays": "calibration",
+                  "outputs": "written"}
 
 
 def _report(failures: dict[str, tuple[int, FuzzInput, Outcome]], directory: Path,

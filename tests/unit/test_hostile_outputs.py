@@ -78,7 +78,7 @@ def test_a_project_is_replaced_only_as_mcuflow_wrote_it(tmp_path: Path, project:
     out = _copy(project, tmp_path / "out")
     manifest = json.loads((out / MANIFEST).read_text())
     assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
-    (out / "model").write_bytes(b"what `make` built")
+    (out / "model.elf").write_bytes(b"what `make` built")
     assert run_mcuflow(_compile(out)).code == 0
     assert _tree(out) == _tree(project)
 

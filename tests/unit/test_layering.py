@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "mcuflow"
-LAYERS = ["errors", "outputs", "ir", "frontends", "examples", "passes", "quant", "ref", "hw", "analysis",
-          "memory", "codegen", "toolchain", "bias_correction", "ptq", "api", "cli", "nas",
-          "__main__"]
+LAYERS = ["errors", "outputs", "ir", "frontends", "examples", "passes", "quant", "ref", "hw",
+          "analysis", "memory", "codegen", "toolchain", "bias_correction", "ptq", "api", "cli",
+          "nas", "__main__"]
 """DESIGN.md's order, with the top-level modules placed: `examples` builds fixtures with the
 frontends, `ptq` and `bias_correction` wire quant and ref together below `api`."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mcuflow.codegen.names import c_comment, c_identifier
+from mcuflow.codegen.names import Naming, c_comment, c_identifier
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.plan import InPlace, Plan, Step
@@ -81,16 +81,18 @@ class CArray:
         lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
         body = ",\n    ".join(lines)
         return (f"/* {self.comment} */\n"
-                f"const {self.ctype} {self.symbol}[{self.values.size}] MCUFLOW_ALIGNED(16) = {{\n"
+                f"const {self.ctype} {self.symbol}[{self.values.size}] MCUFLOW_ALIGNED(16) "
+                f"MCUFLOW_WEIGHTS_PLACE = {{\n"
                 f"    {body}\n}};\n")
 
 
 @dataclass
 class ConstantPool:
-    """Every constant array of the generated model, in first-use order."""
+    """Every constant array of the generated model, in first-use order; `naming` prefixes them."""
 
     arrays: list[CArray] = field(default_factory=list)
     _of_tensor: dict[str, str] = field(default_factory=dict)
+    naming: Naming = field(default_factory=Naming)
 
     def add(self, symbol: str, ctype: str, values: np.ndarray, comment: str) -> str:
         """Register a derived array (multipliers, folded bias, table); returns its symbol."""
@@ -104,7 +106,7 @@ class ConstantPool:
         """The symbol of a constant tensor of the graph, emitted once however many ops read it."""
         if name not in self._of_tensor:
             tensor = graph.tensors[name]
-            symbol = c_identifier(name, f"mcuflow_c{len(self._of_tensor)}")
+            symbol = c_identifier(name, self.naming.symbol(f"c{len(self._of_tensor)}"))
             comment = f"{name} {list(tensor.shape)} {tensor.dtype.value}"
             self._of_tensor[name] = self.add(symbol, _CTYPE_OF[tensor.dtype], tensor.data, comment)
         return self._of_tensor[name]
@@ -170,8 +172,8 @@ class EmitContext:
         return quant
 
     def symbol(self, stem: str) -> str:
-        """A file-scope identifier private to this layer."""
-        return f"mcuflow_l{self.layer}_{stem}"
+        """A file-scope identifier private to this layer (prefixed like the model's names)."""
+        return self.pool.naming.symbol(f"l{self.layer}_{stem}")
 
     def offset(self, name: str) -> int:
         """Arena offset of an activation tensor."""

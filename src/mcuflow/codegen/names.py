@@ -1,8 +1,11 @@
-"""Sanitising names from model files before they reach generated C (comments, identifiers)."""
+"""Names in generated C: model-file names sanitised (comments, identifiers), model-level names."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from mcuflow.errors import McuflowError
 
 MAX_COMMENT_CHARS = 60
 MAX_IDENTIFIER_CHARS = 32
@@ -55,3 +58,46 @@ def c_string(text: str, limit: int = MAX_COMMENT_CHARS) -> str:
     safe = _shorten(_printable_ascii(text), limit)
     escaped = safe.replace("\\", "\\\\").replace('"', '\\"').replace("?", "\\?")
     return f'"{escaped}"'
+
+
+DEFAULT_PREFIX = "mcuflow_"
+MAX_PREFIX_CHARS = 16
+_PREFIX = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*_")
+
+
+@dataclass(frozen=True)
+class Naming:
+    """Every model-level name of one generated model: `prefix` followed by a fixed stem.
+
+    Files (`kws_model.h`), functions, arrays and types (`kws_model_invoke`) and macros
+    (`KWS_ARENA_BYTES`) all come from here, so that several models link into one firmware. The
+    kernels keep their shared `mcuflow_` names. The prefix is a C identifier prefix: lowercase
+    letters, digits and single underscores (a double one is reserved in C++), ending with '_'.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if len(self.prefix) > MAX_PREFIX_CHARS or not _PREFIX.fullmatch(self.prefix):
+            shown = _shorten(repr(self.prefix), 2 * MAX_PREFIX_CHARS)
+            raise McuflowError(
+                f"--prefix {shown} is not a C identifier prefix: lowercase letters, digits and "
+                f"single underscores, starting with a letter and ending with '_', at most "
+                f"{MAX_PREFIX_CHARS} characters", "e.g. --prefix kws_")
+
+    @property
+    def is_default(self) -> bool:
+        """True for the `mcuflow_` prefix (the names of a single-model project)."""
+        return self.prefix == DEFAULT_PREFIX
+
+    def symbol(self, stem: str) -> str:
+        """A function, array or type name: `kws_` + `stem`."""
+        return self.prefix + stem
+
+    def macro(self, stem: str) -> str:
+        """A macro name: `KWS_` + `stem`."""
+        return self.prefix.upper() + stem
+
+    def file(self, stem: str) -> str:
+        """A file name: `kws_` + `stem`."""
+        return self.prefix + stem

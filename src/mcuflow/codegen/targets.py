@@ -12,6 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+from mcuflow.codegen.firmware import (
+    BOARD_HEADER,
+    BOARD_MACHINES,
+    QEMU_SEMIHOSTING,
+    Firmware,
+    Io,
+    LinkerLayout,
+    LinkerRegion,
+    MemoryMap,
+    board_header,
+    board_layout,
+    placement_sections,
+)
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board
 
@@ -25,6 +38,7 @@ class ModelSummary:
     arena_bytes: int
     weight_bytes: int
     board: Board | None = None
+    firmware: Firmware = QEMU_SEMIHOSTING
 
 
 @dataclass(frozen=True)
@@ -99,12 +113,13 @@ HOST = register_target(Target(
 # --- Arm Cortex-M ------------------------------------------------------------------------------
 
 CORTEX_M_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-ffunction-sections",
-                   "-fdata-sections", "-DMCUFLOW_SEMIHOSTING=1")
+                   "-fdata-sections")
 LINKER_SCRIPT = "mcuflow.ld"
 CORTEX_M_LDFLAGS = ("-T", LINKER_SCRIPT, "-nostartfiles", "--specs=nano.specs",
                     "-Wl,--gc-sections")
-CORTEX_M_DRIVER = ("main.c", "startup.c", "mcuflow_timing.c")
-CORTEX_M_BUILD_PRODUCTS = ("model.elf", "model-profile.elf", "output.bin", "report.txt")
+CORTEX_M_DRIVER = ("main.c", "startup.c", "mcuflow_timing.c", "mcuflow_uart.c")
+"""The application's C files (those a project has), compiled before the model's."""
+CORTEX_M_BUILD_PRODUCTS = ("model.elf", "model-profile.elf", "output.bin", "report.txt", "build")
 """What the Cortex-M Makefile's `clean` removes."""
 STACK_RESERVE_BYTES = 2048
 QEMU_COMMON_FLAGS = ("-nographic", "-monitor", "none", "-serial", "none",
@@ -145,6 +160,7 @@ def _core(core: str, fpu: str | None, dsp: bool, machine: str, secure: bool = Fa
 
 CORTEX_M: dict[str, CortexMCore] = {
     "cortex-m0": _core("cortex-m0", None, False, "mps2-an385"),
+    "cortex-m0plus": _core("cortex-m0plus", None, False, "mps2-an385"),
     "cortex-m3": _core("cortex-m3", None, False, "mps2-an385"),
     "cortex-m4": _core("cortex-m4", "fpv4-sp-d16", True, "mps2-an386"),
     "cortex-m7": _core("cortex-m7", "fpv5-sp-d16", True, "mps2-an500"),
@@ -152,8 +168,31 @@ CORTEX_M: dict[str, CortexMCore] = {
 }
 
 
+RUNS_ON = {"cortex-m0plus": ("cortex-m0",)}
+"""Cores whose boards also run a build for another core (ARMv6-M code on the M0+)."""
+
+
+def board_target(board: Board, target: str | None) -> str:
+    """The target of a build for `board`: its own core by default, which `target` must match.
+
+    `host` is always allowed (portable C for the machine running mcuflow).
+    """
+    core = board.core.value
+    if target is None:
+        if core not in CORTEX_M:
+            raise McuflowError(f"board '{board.id}' has no Cortex-M core ({core}); mcuflow builds "
+                               "firmware for Cortex-M cores", "pass --target host for portable C")
+        return core
+    get_target(target)
+    if target != "host" and target != core and target not in RUNS_ON.get(core, ()):
+        raise McuflowError(f"--target {target} does not match board '{board.id}', whose core "
+                           f"is a {core}", f"omit --target to build for the {core}, or pass "
+                           "--target host")
+    return target
+
+
 def memory_sizes(core: CortexMCore, board: Board) -> tuple[int, int]:
-    """FLASH and RAM lengths of the linker script: the board's, within QEMU's memories.
+    """FLASH and RAM lengths on QEMU's MPS2 map: the board's, within QEMU's memories.
 
     A board without on-chip flash runs from its memory-mapped (XIP) flash.
     """
@@ -161,35 +200,90 @@ def memory_sizes(core: CortexMCore, board: Board) -> tuple[int, int]:
     return min(flash, core.flash_limit), min(board.sram_bytes, core.ram_limit)
 
 
+def qemu_layout(core: CortexMCore, board: Board) -> LinkerLayout:
+    """The board's flash and SRAM sizes at the addresses of QEMU's MPS2 machine."""
+    flash, ram = memory_sizes(core, board)
+    return LinkerLayout((LinkerRegion("FLASH", core.flash_origin, flash, "rx"),
+                         LinkerRegion("RAM", core.ram_origin, ram, "rwx")), None, None,
+                        f"those of QEMU's {core.machine} ({core.memory_note}); on {board.name} "
+                        "itself, link with --memory-map board")
+
+
+def firmware_layout(core: CortexMCore, board: Board, firmware: Firmware) -> LinkerLayout:
+    """The linker layout `firmware` asks for on `board`."""
+    if firmware.memory_map is MemoryMap.BOARD:
+        return board_layout(board, firmware)
+    if firmware.arena_region or firmware.weights_region:
+        raise McuflowError("--arena-section and --weights-section place data in the board's "
+                           "own regions", "use them with --memory-map board")
+    return qemu_layout(core, board)
+
+
+_APPLICATIONS = {Io.SEMIHOSTING: "main.c", Io.UART: "main_uart.c", Io.NONE: "main_none.c"}
+_SUPPORT = ("startup.c", "mcuflow_timing.c", "mcuflow_cortexm.h", "arm-none-eabi.cmake")
+
+
 def _cortex_m_files(core: CortexMCore, model: ModelSummary) -> dict[str, str]:
-    if model.board is None:
+    board, firmware = model.board, model.firmware
+    if board is None:
         raise McuflowError(f"target {core.core} needs a board for its flash and SRAM sizes",
                            "pass --board (see `mcuflow boards`)")
-    flash, ram = memory_sizes(core, model.board)
-    values = {
-        "CORE": core.core, "BOARD": model.board.id, "MACHINE": core.machine,
-        "ORIGIN_NOTE": core.memory_note, "FLASH_ORIGIN": f"0x{core.flash_origin:08X}",
-        "RAM_ORIGIN": f"0x{core.ram_origin:08X}", "FLASH_BYTES": str(flash),
-        "RAM_BYTES": str(ram), "STACK_RESERVE": str(STACK_RESERVE_BYTES),
-        "CPU_FLAGS": " ".join(core.cpu_flags), "CFLAGS": " ".join(CORTEX_M_CFLAGS),
-        "LDFLAGS": " ".join(CORTEX_M_LDFLAGS),
-        "SOURCES": " ".join((*CORTEX_M_DRIVER, *model.model_sources)),
-        "QEMU_FLAGS": " ".join(core.qemu_flags),
+    layout = firmware_layout(core, board, firmware)
+    files = {"main.c": template("cortex-m", _APPLICATIONS[firmware.io])}
+    files |= {name: template("cortex-m", name) for name in _SUPPORT}
+    if firmware.io is Io.UART:
+        files |= {"mcuflow_uart.c": template("cortex-m", "mcuflow_uart.c"),
+                  BOARD_HEADER: board_header(board)}
+    sources = (*sorted(n for n in files if n.endswith(".c")), *model.model_sources)
+    values = _build_values(core, board, firmware, layout, sources)
+    files |= {name: fill(template("cortex-m", name), values)
+              for name in (LINKER_SCRIPT, "Makefile", "CMakeLists.txt")}
+    return files
+
+
+def _build_values(core: CortexMCore, board: Board, firmware: Firmware, layout: LinkerLayout,
+                  sources: tuple[str, ...]) -> dict[str, str]:
+    defines = ("-DMCUFLOW_SEMIHOSTING=1",) if firmware.io is Io.SEMIHOSTING else ()
+    return {
+        "CORE": core.core, "BOARD": board.id, "MAP_NOTE": layout.note,
+        "MEMORY": "\n".join(r.line() for r in layout.regions),
+        "PLACED_SECTIONS": placement_sections(layout),
+        "STACK_RESERVE": str(STACK_RESERVE_BYTES), "CPU_FLAGS": " ".join(core.cpu_flags),
+        "CFLAGS": " ".join((*CORTEX_M_CFLAGS, *defines)),
+        "LDFLAGS": " ".join(CORTEX_M_LDFLAGS), "SOURCES": " ".join(sources),
+        "RUN": _run_rule(core, board, firmware),
     }
-    names = (*CORTEX_M_DRIVER, "mcuflow_cortexm.h", LINKER_SCRIPT, "Makefile")
-    return {name: fill(template("cortex-m", name), values) for name in names}
+
+
+def _run_rule(core: CortexMCore, board: Board, firmware: Firmware) -> str:
+    """The Makefile's `run` and `profile` recipes: QEMU where a machine runs this build."""
+    if firmware.memory_map is MemoryMap.QEMU and firmware.io is Io.SEMIHOSTING:
+        qemu = f"qemu-system-arm {' '.join(core.qemu_flags)}"
+        return (f"# Reads input.bin, writes output.bin and report.txt in this directory.\n"
+                f"run: model.elf\n\t{qemu} -kernel model.elf\n\n"
+                f"profile: model-profile.elf\n\t{qemu} -kernel model-profile.elf\n")
+    machine = BOARD_MACHINES.get(board.id)
+    if firmware.memory_map is MemoryMap.BOARD and firmware.io is Io.UART and machine:
+        serials = " ".join(["-serial null"] * machine.console_serial + ["-serial stdio"])
+        return (f"# QEMU {machine.machine} emulates the board's MCU; its {board.console.name} is "
+                "this terminal (Ctrl-A x quits).\n"
+                f"run: model.elf\n\tqemu-system-arm -machine {machine.machine} -nographic "
+                f"-monitor none {serials} -kernel model.elf\n")
+    return ("run: model.elf\n\t@echo 'no QEMU machine runs this build: flash model.elf to the "
+            "board with your probe (openocd, pyocd, st-flash...)'\n")
 
 
 def _cortex_m_build(core: CortexMCore) -> str:
     return (
         "```sh\n"
         f"make                 # arm-none-eabi-gcc {' '.join(core.cpu_flags)} -> model.elf\n"
-        "# put the input records (raw bytes, inputs in order) in input.bin, then:\n"
-        f"make run             # QEMU {core.machine}: writes output.bin and report.txt\n"
-        "make profile         # the same with per-layer SysTick readings in report.txt\n"
+        "cmake -B build -DCMAKE_TOOLCHAIN_FILE=arm-none-eabi.cmake && cmake --build build\n"
+        "make run             # on QEMU, where a machine runs this build (see the Makefile)\n"
         "```\n\n"
-        "The driver (main.c) talks to the host through Arm semihosting, so on a real board it\n"
-        "needs a debugger attached; mcuflow.ld places flash and RAM where QEMU has them."
+        "main.c is the application chosen with --io: `semihosting` reads input.bin and writes\n"
+        "output.bin and report.txt through the debugger (QEMU), `uart` talks over the board's\n"
+        "console UART (see the comment at its top), `none` runs the model in a loop for a\n"
+        "debugger to watch. mcuflow.ld says whose address map it uses (--memory-map)."
     )
 
 

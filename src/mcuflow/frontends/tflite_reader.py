@@ -19,6 +19,7 @@ import numpy as np
 import tflite
 
 from mcuflow.errors import ModelFormatError, UnsupportedModelError
+from mcuflow.frontends.files import read_bounded
 from mcuflow.frontends.shape_folding import fold_shape_ops
 from mcuflow.frontends.tflite_schema import (
     ACTIVATION_OF_FUSED,
@@ -58,6 +59,8 @@ from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_RANK = 8
+MAX_MODEL_BYTES = 1 << 31
+"""A flatbuffer's 32-bit offsets address at most 2 GiB: a larger file is not one model."""
 MAX_TENSOR_BYTES = 1 << 31
 MAX_ACTIVATION_BYTES = 64 << 20
 """No board has more RAM than this: a larger tensor computed at run time is an error."""
@@ -130,13 +133,8 @@ def _load(source: str | Path | bytes) -> tuple[bytes, str, Path | None]:
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), "the model", None
     path = Path(source)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ModelFormatError(
-            f"cannot read model file '{path}': {error.strerror or error}",
-            "check the path and the file's permissions",
-        ) from None
+    data = read_bounded(path, f"model file '{path}'", "check the path and the file's permissions",
+                        MAX_MODEL_BYTES, ModelFormatError)
     return data, f"'{path}'", path
 
 

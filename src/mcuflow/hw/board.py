@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
+import sys
 import tomllib
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -13,8 +15,31 @@ from pathlib import Path
 from typing import Any
 
 from mcuflow.errors import BoardError
+from mcuflow.frontends.files import read_bounded
+from mcuflow.hw.memory_map import (
+    ADDRESS_LIMIT,
+    CODE_REGION,
+    RAM_REGION,
+    Console,
+    MemoryRegion,
+    RegisterWrite,
+    UartKind,
+    check_regions,
+    region,
+)
 
 SCHEMA_HINT = "see the packaged boards.toml (src/mcuflow/hw/boards.toml) for the schema"
+MAX_BOARD_FILE_BYTES = 1 << 20
+"""A board file describes a few boards in a few kilobytes (the packaged one is about 40 KB)."""
+MAX_BOARD_DEPTH = 8
+"""Nesting of tables and arrays: the schema needs 5 (file, boards, board, tiers, tier)."""
+MAX_BOARD_NUMBER = 1e15
+"""No figure of a board comes near this (sizes of SD cards are ~1e11 bytes); derived figures
+(power = current x voltage) then stay finite."""
+_LONG_KEY = re.compile(r"(?<![\w-])(?:(?:[A-Za-z0-9_-]++|\"[^\"\n]*+\"|'[^'\n]*+')[ \t]*+\.[ \t]*+)"
+                       r"{64}")
+"""64 dotted key parts in a row: tomllib takes time quadratic in a key's parts (20,000: 6 s), and
+every part is a level of nesting, so such a key is refused before parsing (in linear time)."""
 
 
 class Core(StrEnum):
@@ -117,6 +142,8 @@ class Board:
     sram_source: str
     wait_states_source: str
     power_source: str
+    regions: tuple[MemoryRegion, ...] = ()
+    console: Console | None = None
 
     def has_tier(self, kind: TierKind) -> bool:
         """True when the board has a memory of this kind."""
@@ -190,7 +217,19 @@ _BOARD_FIELDS: dict[str, _Field] = {
     "sleep_current_ua": _Field(NUMBER), "sleep_mode": _Field(str),
     "aliases": _Field(list, required=False), "tiers": _Field(list),
     "source": _Field(str), "sram_source": _Field(str), "wait_states_source": _Field(str),
-    "power_source": _Field(str),
+    "power_source": _Field(str), "regions": _Field(list, required=False),
+    "console": _Field(dict, required=False),
+}
+
+_REGION_FIELDS: dict[str, _Field] = {
+    "name": _Field(str), "origin": _Field(int), "size_bytes": _Field(int, positive=True),
+    "writable": _Field(bool), "source": _Field(str), "needs_init": _Field(str, required=False),
+}
+
+_CONSOLE_FIELDS: dict[str, _Field] = {
+    "name": _Field(str), "kind": _Field(str), "base": _Field(int),
+    "clock_hz": _Field(int, positive=True), "baud": _Field(int, positive=True),
+    "setup": _Field(list), "source": _Field(str), "note": _Field(str, required=False),
 }
 
 _TIER_FIELDS: dict[str, _Field] = {
@@ -217,7 +256,25 @@ _BOARD_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 def _type_name(types: type | tuple[type, ...]) -> str:
     if types == NUMBER:
         return "a number"
-    return {int: "an integer", bool: "true or false", str: "a string", list: "a list"}[types]
+    return {int: "an integer", bool: "true or false", str: "a string", list: "a list",
+            dict: "a table"}[types]
+
+
+def _shown(value: Any) -> str:
+    """`value` for a message, short: an integer of many digits by its length only."""
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _check_number(name: str, value: float, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BoardError(f"{where}: field '{name}' must be a finite number, got {value}",
+                         hint=SCHEMA_HINT)
+    if abs(value) > MAX_BOARD_NUMBER:
+        raise BoardError(f"{where}: field '{name}' must be at most {MAX_BOARD_NUMBER:g}, got "
+                         f"{_shown(value)}", hint=SCHEMA_HINT)
 
 
 def _check_value(name: str, value: Any, field: _Field, where: str) -> None:
@@ -225,8 +282,9 @@ def _check_value(name: str, value: Any, field: _Field, where: str) -> None:
     wrong_bool = isinstance(value, bool) and field.types is not bool
     if wrong_bool or not isinstance(value, field.types):
         raise BoardError(f"{where}: field '{name}' must be {_type_name(field.types)}, "
-                         f"got {value!r}", hint=SCHEMA_HINT)
+                         f"got {_shown(value)}", hint=SCHEMA_HINT)
     if isinstance(value, NUMBER) and not isinstance(value, bool):
+        _check_number(name, value, where)
         if value < 0:
             raise BoardError(f"{where}: field '{name}' must not be negative, got {value}",
                              hint=SCHEMA_HINT)
@@ -332,6 +390,7 @@ def _parse_board(board_id: str, table: Any, cores: dict[Core, CoreModel], where:
     if not all(isinstance(a, str) and a for a in aliases):
         raise BoardError(f"{where}: 'aliases' must be a list of strings", hint=SCHEMA_HINT)
     volts = float(table["supply_voltage_v"])
+    regions = _parse_regions(table, where)
     return Board(
         id=board_id, name=table["name"], mcu=table["mcu"], core=core, fpu=fpu,
         dsp=table["dsp"], clock_hz=table["clock_hz"], sram_bytes=table["sram_bytes"],
@@ -342,7 +401,89 @@ def _parse_board(board_id: str, table: Any, cores: dict[Core, CoreModel], where:
         sleep_mode=table["sleep_mode"], core_model=cores[core], aliases=tuple(aliases),
         source=table["source"], sram_source=table["sram_source"],
         wait_states_source=table["wait_states_source"], power_source=table["power_source"],
+        regions=regions, console=_parse_console(table.get("console"), where),
     )
+
+
+def _parse_regions(table: dict[str, Any], where: str) -> tuple[MemoryRegion, ...]:
+    """The address map; when given, its `flash` and `sram` regions match the board's sizes."""
+    regions = []
+    for index, entry in enumerate(table.get("regions", [])):
+        _check_table(entry, _REGION_FIELDS, f"{where}, region {index}")
+        regions.append(MemoryRegion(**entry))
+    found = tuple(regions)
+    check_regions(found, where)
+    if not found:
+        return found
+    expected = {CODE_REGION: table["flash_bytes"] or None, RAM_REGION: table["sram_bytes"]}
+    for name, size in expected.items():
+        given = region(found, name)
+        if given is None:
+            raise BoardError(f"{where}: the address map has no '{name}' region", SCHEMA_HINT)
+        if size is not None and given.size_bytes != size:
+            raise BoardError(f"{where}: region '{name}' holds {given.size_bytes} bytes, the "
+                             f"board {size}", hint=SCHEMA_HINT)
+    return found
+
+
+def _parse_console(table: Any, where: str) -> Console | None:
+    if table is None:
+        return None
+    where = f"{where}, console"
+    _check_table(table, _CONSOLE_FIELDS, where)
+    writes = []
+    for entry in table["setup"]:
+        if not (isinstance(entry, list) and len(entry) == 3 and all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < ADDRESS_LIMIT
+                for n in entry)):
+            raise BoardError(f"{where}: each 'setup' entry is [address, mask, value], 32-bit "
+                             f"integers; got {entry!r}"[:200], hint=SCHEMA_HINT)
+        writes.append(RegisterWrite(*entry))
+    kind = _enum(UartKind, table["kind"], "console kind", where)
+    return Console(table["name"], kind, table["base"], table["clock_hz"], table["baud"],
+                   tuple(writes), table["source"], table.get("note", ""))
+
+
+def _read_text(path: Path) -> str:
+    """A user's board file: a regular file of at most MAX_BOARD_FILE_BYTES, UTF-8."""
+    where = f"board file {path}"
+    data = read_bounded(path, where, "check the path", MAX_BOARD_FILE_BYTES, BoardError)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BoardError(f"cannot read {where}: {error}", hint="check the path") from None
+
+
+def _depth(data: dict[str, Any]) -> int:
+    """How deeply tables and arrays nest in `data` (a table alone: 1), walked without recursion."""
+    deepest, pending = 0, [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, dict | list))
+    return deepest
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    """The TOML document; nesting deeper than MAX_BOARD_DEPTH is refused, however deep."""
+    too_deep = BoardError(f"{where} nests tables or arrays more than {MAX_BOARD_DEPTH} levels "
+                          "deep", hint=SCHEMA_HINT)
+    if _LONG_KEY.search(text):
+        raise too_deep
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise BoardError(f"{where} is not valid TOML: {error}", hint=SCHEMA_HINT) from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:  # Python refuses to convert integers of more digits than this
+        raise BoardError(f"{where} is not valid TOML: an integer has more than "
+                         f"{sys.get_int_max_str_digits()} digits", hint=SCHEMA_HINT) from None
+    if _depth(data) > MAX_BOARD_DEPTH:
+        raise too_deep
+    return data
 
 
 def _read_toml(path: Path | None) -> tuple[dict[str, Any], str]:
@@ -350,16 +491,8 @@ def _read_toml(path: Path | None) -> tuple[dict[str, Any], str]:
         text = resources.files("mcuflow.hw").joinpath("boards.toml").read_text("utf-8")
         where = "packaged boards.toml"
     else:
-        where = f"board file {path}"
-        try:
-            text = Path(path).read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
-            raise BoardError(f"cannot read {where}: {reason}", hint="check the path") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise BoardError(f"{where} is not valid TOML: {error}", hint=SCHEMA_HINT) from None
+        text, where = _read_text(Path(path)), f"board file {path}"
+    data = _parse_toml(text, where)
     unknown = sorted(set(data) - {"boards", "cores"})
     if unknown:
         raise BoardError(f"{where}: unknown top-level table '{unknown[0]}'",
@@ -371,8 +504,12 @@ def _parse_file(
     path: Path | None, cores: dict[Core, CoreModel]
 ) -> tuple[dict[Core, CoreModel], dict[str, Board]]:
     data, where = _read_toml(path)
+    tables = data.get("cores", {})
+    if not isinstance(tables, dict):
+        raise BoardError(f"{where}: 'cores' must be a table of [cores.<core>] tables",
+                         hint=SCHEMA_HINT)
     cores = cores | {model.core: model for model in
-                     (_parse_core(n, t, where) for n, t in data.get("cores", {}).items())}
+                     (_parse_core(n, t, where) for n, t in tables.items())}
     missing = [core.value for core in Core if core not in cores]
     if missing:
         raise BoardError(f"{where}: no cost coefficients for core '{missing[0]}'",

@@ -77,19 +77,25 @@ def _link_error(project_dir: Path, log: str) -> McuflowError | None:
                         _REGION_HINT.get(overflows[0][0], "choose a larger board"))
 
 
+QEMU_DEFINES = ("-DMCUFLOW_SEMIHOSTING=1", "-DMCUFLOW_RECORD_BATCHES=1")
+"""Builds run on QEMU end through semihosting, after one batch of records (--io uart)."""
+
+
 def cross_sources(project_dir: Path) -> list[str]:
-    """The C files of a Cortex-M project: the driver and startup first, then the model's."""
-    model = sorted(p.name for p in project_dir.glob("*.c") if p.name not in CORTEX_M_DRIVER)
-    return [*CORTEX_M_DRIVER, *model]
+    """The C files of a Cortex-M project: the application's first, then the model's."""
+    present = sorted(p.name for p in project_dir.glob("*.c"))
+    return [*(n for n in CORTEX_M_DRIVER if n in present),
+            *(n for n in present if n not in CORTEX_M_DRIVER)]
 
 
 def build_cortexm(project_dir: Path, target: str, *, profile: bool = False,
                   output: Path | None = None) -> Path:
-    """Cross-compile and link a Cortex-M project; returns the ELF.
+    """Cross-compile and link a Cortex-M project to run on QEMU; returns the ELF.
 
     Flags: the core's (`-mcpu=... -mthumb`, float ABI and FPU) and the Makefile's C flags plus
-    `-Werror`; `-DMCUFLOW_PROFILE` when `profile` (per-layer timer marks). A model that
-    overflows the board's flash or SRAM raises McuflowError naming the region and the excess.
+    `-Werror` and QEMU_DEFINES; `-DMCUFLOW_PROFILE` when `profile` (per-layer timer marks). A
+    model that overflows the board's flash or SRAM raises McuflowError naming the region and
+    the excess.
     """
     project_dir = Path(project_dir).absolute()
     core = cortex_m_core(target)
@@ -97,7 +103,7 @@ def build_cortexm(project_dir: Path, target: str, *, profile: bool = False,
     if output is None:
         output = project_dir / "build" / f"model-{target}{'-profile' if profile else ''}.elf"
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [cc, *core.cpu_flags, *CORTEX_M_CFLAGS, "-Werror",
+    command = [cc, *core.cpu_flags, *CORTEX_M_CFLAGS, "-Werror", *QEMU_DEFINES,
                *(("-DMCUFLOW_PROFILE",) if profile else ()), *CORTEX_M_LDFLAGS,
                "-o", str(output), *cross_sources(project_dir), "-lm"]
     try:

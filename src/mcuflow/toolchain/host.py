@@ -7,7 +7,8 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from elftools.elf.elffile import ELFFile
 from mcuflow.codegen.project import MARKER, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
+from mcuflow.frontends.files import check_regular, read_bounded
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.ref.interpreter import Interpreter
@@ -28,6 +30,15 @@ SANITIZER_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                    "-fno-omit-frame-pointer")
 DRIVER = "main.c"
 RUN_TIMEOUT_S = 600
+MAX_RUNS = 1_000_000
+"""`verify --runs` at most: a million inferences of a small model already take hours."""
+CHUNK_RUNS = 256
+"""Runs drawn, executed, compared and dropped together: memory does not grow with --runs."""
+CHUNK_BYTES = 32 << 20
+"""At most this many bytes of input and output records in one chunk (large models)."""
+MAX_SOURCE_BYTES = 64 << 20
+"""mcuflow_model.h of a compiled directory is read whole only up to this size."""
+_DIRECTORY_HINT = "regenerate the project with `mcuflow compile`"
 _SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0",
                   "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
 
@@ -159,9 +170,25 @@ class VerifyResult:
     compiler: str
 
 
+def check_runs(runs: int) -> None:
+    """McuflowError unless 1 <= `runs` <= MAX_RUNS (what `verify --runs` accepts)."""
+    if not 1 <= runs <= MAX_RUNS:
+        raise McuflowError(f"--runs must be between 1 and {MAX_RUNS:,}, not {runs}",
+                           hint="e.g. --runs 20")
+
+
+def chunk_runs(graph: Graph) -> int:
+    """Runs per chunk: CHUNK_RUNS, or fewer so that their records stay within CHUNK_BYTES."""
+    record = sum(graph.tensor(name).nbytes for name in (*graph.inputs, *graph.outputs))
+    return max(1, min(CHUNK_RUNS, CHUNK_BYTES // max(record, 1)))
+
+
 def random_inputs(graph: Graph, runs: int, seed: int) -> list[np.ndarray]:
     """Per graph input, `runs` random values stacked: uniform over int8, N(0, 1) for float."""
-    rng = np.random.default_rng(seed)
+    return _draw(graph, np.random.default_rng(seed), runs)
+
+
+def _draw(graph: Graph, rng: np.random.Generator, runs: int) -> list[np.ndarray]:
     stacked = []
     for name in graph.inputs:
         tensor = graph.tensors[name]
@@ -174,6 +201,17 @@ def random_inputs(graph: Graph, runs: int, seed: int) -> list[np.ndarray]:
     return stacked
 
 
+def input_chunks(graph: Graph, runs: int, seed: int) -> Iterator[list[np.ndarray]]:
+    """`runs` random inputs as random_inputs makes them, in chunks of chunk_runs(graph) runs.
+
+    One generator draws the chunks in turn: the inputs depend on the seed and the graph only,
+    and with a single chunk they are random_inputs(graph, runs, seed).
+    """
+    rng, size = np.random.default_rng(seed), chunk_runs(graph)
+    for start in range(0, runs, size):
+        yield _draw(graph, rng, min(size, runs - start))
+
+
 def _count_mismatches(expected: list[list[np.ndarray]], actual: list[np.ndarray]) -> int:
     """Runs in which any output differs (bytewise, so float NaNs compare by bit pattern)."""
     return sum(
@@ -183,9 +221,12 @@ def _count_mismatches(expected: list[list[np.ndarray]], actual: list[np.ndarray]
     )
 
 
-def _litert_outputs(graph: Graph, inputs: list[np.ndarray], runs: int
-                    ) -> list[list[np.ndarray]] | None:
-    """LiteRT (reference kernels) outputs per run, or None when LiteRT is not installed."""
+Oracle = Callable[[list[np.ndarray]], list[list[np.ndarray]]]
+"""Stacked inputs of some runs -> the outputs of each run."""
+
+
+def _litert_oracle(graph: Graph) -> Oracle | None:
+    """LiteRT with its reference kernels, loaded once; None when LiteRT is not installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter as LiteRT
         from ai_edge_litert.interpreter import OpResolverType
@@ -193,21 +234,61 @@ def _litert_outputs(graph: Graph, inputs: list[np.ndarray], runs: int
         return None
     from mcuflow.frontends.tflite_writer import write_tflite
 
-    try:
+    with _litert_errors():
         interpreter = LiteRT(model_content=write_tflite(graph), num_threads=1,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
         interpreter.allocate_tensors()
+
+    def outputs(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
         results = []
-        for r in range(runs):
-            for detail, x in zip(interpreter.get_input_details(), inputs, strict=True):
-                interpreter.set_tensor(detail["index"], x[r])
-            interpreter.invoke()
-            results.append([interpreter.get_tensor(d["index"]).copy()
-                            for d in interpreter.get_output_details()])
+        with _litert_errors():
+            for r in range(len(inputs[0])):
+                for detail, x in zip(interpreter.get_input_details(), inputs, strict=True):
+                    interpreter.set_tensor(detail["index"], x[r])
+                interpreter.invoke()
+                results.append([interpreter.get_tensor(d["index"]).copy()
+                                for d in interpreter.get_output_details()])
+        return results
+
+    return outputs
+
+
+@contextmanager
+def _litert_errors() -> Iterator[None]:
+    try:
+        yield
     except (RuntimeError, ValueError) as error:
         raise ToolchainError(f"LiteRT could not run the model: {error}",
                              "verify against the reference interpreter only") from None
-    return results
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs whose outputs differ from the reference interpreter's (and LiteRT's, or None)."""
+
+    mismatches: int
+    litert_mismatches: int | None
+
+
+def compare_runs(graph: Graph, runs: int, seed: int,
+                 execute: Callable[[list[np.ndarray]], list[np.ndarray]], *,
+                 order: Sequence[int] | None = None, litert: bool = False) -> Comparison:
+    """Execute `runs` random inputs chunk by chunk and compare each chunk's outputs at once.
+
+    `execute` maps stacked inputs to stacked outputs (a binary, QEMU). Every chunk is drawn,
+    executed, compared and dropped before the next, so memory does not grow with `runs`.
+    """
+    interpreter = Interpreter(graph, order)
+    oracle = _litert_oracle(graph) if litert else None
+    mismatches, litert_mismatches = 0, 0
+    for inputs in input_chunks(graph, runs, seed):
+        actual = execute(inputs)
+        expected = [interpreter.run([x[r] for x in inputs]).outputs
+                    for r in range(len(inputs[0]))]
+        mismatches += _count_mismatches(expected, actual)
+        if oracle is not None:
+            litert_mismatches += _count_mismatches(oracle(inputs), actual)
+    return Comparison(mismatches, None if oracle is None else litert_mismatches)
 
 
 def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
@@ -216,33 +297,39 @@ def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
     """Generate, build and run the C of `plan` on `runs` random inputs; compare the outputs.
 
     Every output is compared with the reference interpreter, and with LiteRT when it is
-    installed and `litert` is true.
+    installed and `litert` is true. The runs go in chunks (compare_runs): memory does not
+    depend on `runs`.
     """
-    inputs = random_inputs(graph, runs, seed)
-    interpreter = Interpreter(graph, plan.order)
-    expected = [interpreter.run([x[r] for x in inputs]).outputs for r in range(runs)]
+    check_runs(runs)
     with tempfile.TemporaryDirectory(prefix="mcuflow-verify-") as scratch:
         project = generate_project(graph, plan, Path(scratch) / "project")
         binary = build_host(project.path, sanitize=sanitize, compiler=compiler,
                             opt_level="-O1" if sanitize else "-O2")
-        actual = run_host(binary, inputs, project.outputs)
+        compared = compare_runs(graph, runs, seed,
+                                lambda inputs: run_host(binary, inputs, project.outputs),
+                                order=plan.order, litert=litert)
         code = code_bytes(project.path, compiler)
-    mismatches = _count_mismatches(expected, actual)
-    oracle = _litert_outputs(graph, inputs, runs) if litert else None
-    litert_mismatches = None if oracle is None else _count_mismatches(oracle, actual)
     return VerifyResult(
-        bit_exact=mismatches == 0 and not litert_mismatches, runs=runs, mismatches=mismatches,
-        litert_mismatches=litert_mismatches, arena_bytes=plan.arena_bytes, code_bytes=code,
-        weight_bytes=project.weight_bytes, compiler=compiler,
+        bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,
+        mismatches=compared.mismatches, litert_mismatches=compared.litert_mismatches,
+        arena_bytes=plan.arena_bytes, code_bytes=code, weight_bytes=project.weight_bytes,
+        compiler=compiler,
     )
 
 
 def _header_number(project_dir: Path, macro: str) -> int:
-    match = re.search(rf"#define {macro} (\d+)", (project_dir / MARKER).read_text("ascii"))
+    marker = project_dir / MARKER
+    text = read_bounded(marker, f"'{marker}'", _DIRECTORY_HINT, MAX_SOURCE_BYTES)
+    match = re.search(rf"#define {macro} (\d+)", text.decode("ascii", "replace"))
     if match is None:
-        raise McuflowError(f"{project_dir / MARKER} lacks {macro}",
-                           "regenerate the project with `mcuflow compile`")
+        raise McuflowError(f"{marker} lacks {macro}", _DIRECTORY_HINT)
     return int(match.group(1))
+
+
+def _check_sources(project_dir: Path) -> None:
+    """The C files the compiler reads from a user's directory are regular files, not pipes."""
+    for path in sorted([*project_dir.glob("*.c"), *project_dir.glob("*.h")]):
+        check_regular(path, f"'{path}'", _DIRECTORY_HINT)
 
 
 def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int = 0, *,
@@ -251,25 +338,24 @@ def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int 
     """Build an existing project directory as it is and compare its outputs to the bit.
 
     `graph` is the model the directory was generated from; the reference interpreter's outputs
-    do not depend on the memory plan, so any plan's C must reproduce them.
+    do not depend on the memory plan, so any plan's C must reproduce them. The runs go in
+    chunks (compare_runs): memory does not depend on `runs`.
     """
-    inputs = random_inputs(graph, runs, seed)
-    interpreter = Interpreter(graph)
-    expected = [interpreter.run([x[r] for x in inputs]).outputs for r in range(runs)]
+    check_runs(runs)
+    _check_sources(project_dir)
+    arena_bytes = _header_number(project_dir, "MCUFLOW_ARENA_BYTES")
+    weight_bytes = _header_number(project_dir, "MCUFLOW_WEIGHT_BYTES")
     specs = [TensorSpec(name, graph.tensor(name).shape, graph.tensor(name).dtype.value, None,
                         None, 0) for name in graph.outputs]
     with tempfile.TemporaryDirectory(prefix="mcuflow-verify-") as scratch:
         binary = build_host(project_dir, sanitize=sanitize, compiler=compiler,
                             opt_level="-O1" if sanitize else "-O2",
                             output=Path(scratch) / "model")
-        actual = run_host(binary, inputs, specs)
-    mismatches = _count_mismatches(expected, actual)
-    oracle = _litert_outputs(graph, inputs, runs) if litert else None
-    litert_mismatches = None if oracle is None else _count_mismatches(oracle, actual)
+        compared = compare_runs(graph, runs, seed, lambda inputs: run_host(binary, inputs, specs),
+                                litert=litert)
     return VerifyResult(
-        bit_exact=mismatches == 0 and not litert_mismatches, runs=runs, mismatches=mismatches,
-        litert_mismatches=litert_mismatches,
-        arena_bytes=_header_number(project_dir, "MCUFLOW_ARENA_BYTES"),
-        code_bytes=code_bytes(project_dir, compiler),
-        weight_bytes=_header_number(project_dir, "MCUFLOW_WEIGHT_BYTES"), compiler=compiler,
+        bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,
+        mismatches=compared.mismatches, litert_mismatches=compared.litert_mismatches,
+        arena_bytes=arena_bytes, code_bytes=code_bytes(project_dir, compiler),
+        weight_bytes=weight_bytes, compiler=compiler,
     )

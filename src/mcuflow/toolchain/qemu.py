@@ -29,7 +29,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,9 +44,14 @@ from mcuflow.hw.costmodel import op_cost
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
-from mcuflow.ref.interpreter import Interpreter
-from mcuflow.toolchain.arm import DEBIAN_PACKAGES, build_cortexm, cortex_m_core, elf_sizes
-from mcuflow.toolchain.host import _count_mismatches, random_inputs
+from mcuflow.toolchain.arm import (
+    DEBIAN_PACKAGES,
+    ElfSizes,
+    build_cortexm,
+    cortex_m_core,
+    elf_sizes,
+)
+from mcuflow.toolchain.host import check_runs, compare_runs
 
 QEMU = "qemu-system-arm"
 RUN_TIMEOUT_S = 600.0
@@ -58,7 +63,7 @@ EXIT_REASONS = {2: "could not read input.bin or write its outputs through semiho
                 3: "a kernel rejected its data"}
 # The board each Cortex-M target is measured on when none is given (its figures size the build
 # and give the clock); each holds every shared model. The RP2040's Cortex-M0+ runs M0 code.
-DEFAULT_BOARDS = {"cortex-m0": "rp2040", "cortex-m3": "nucleo-f207zg",
+DEFAULT_BOARDS = {"cortex-m0": "rp2040", "cortex-m0plus": "rp2040", "cortex-m3": "nucleo-f207zg",
                   "cortex-m4": "nucleo-f429zi", "cortex-m7": "nucleo-f767zi"}
 
 
@@ -115,7 +120,8 @@ class QemuRun:
     report: Report
 
 
-def _exit_message(code: int) -> str:
+def exit_message(code: int) -> str:
+    """Why the firmware stopped, from QEMU's exit status (the firmware's exit code)."""
     if code >= FAULT_BASE:
         name = EXCEPTIONS.get(code - FAULT_BASE, f"exception {code - FAULT_BASE}")
         return f"the firmware stopped on a {name}"
@@ -168,7 +174,7 @@ def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
         report_text = report_path.read_text("ascii") if report_path.is_file() else ""
         if result.returncode != 0:
             detail = (result.stderr.strip() or report_text.strip())[-1500:]
-            raise ToolchainError(f"{_exit_message(result.returncode)} (QEMU "
+            raise ToolchainError(f"{exit_message(result.returncode)} (QEMU "
                                  f"{cortex_m_core(target).machine}, exit {result.returncode})"
                                  + (f": {detail}" if detail else ""))
         report = parse_report(report_text)
@@ -221,10 +227,44 @@ def _board(board: Board | str) -> Board:
     return get_board(board) if isinstance(board, str) else board
 
 
-def _mean_instructions(report: Report) -> int:
-    if not report.run_ticks:
-        raise ToolchainError("the firmware ran no inference")
-    return round(float(np.mean(report.run_ticks)) * report.instructions_per_tick)
+class QemuChunks:
+    """Runs each chunk of inputs on one QEMU boot; keeps the reports' sums and the first input.
+
+    `run` boots the firmware on one chunk (run_qemu, or uart.run_uart for board firmware).
+    Every boot times the same calibration loop, so instructions per tick are those of the first
+    report; the mean instructions per inference is over the runs of every chunk.
+    """
+
+    def __init__(self, run: Callable[[list[np.ndarray]], QemuRun]) -> None:
+        self.run = run
+        self.report: Report | None = None
+        self.first: list[np.ndarray] = []
+        self.run_ticks = 0
+        self.runs = 0
+        self.stack_bytes = 0
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The outputs of one chunk (stacked like `inputs`); its report is summed in."""
+        run = self.run(inputs)
+        if self.report is None:
+            self.report, self.first = run.report, [x[:1].copy() for x in inputs]
+        self.run_ticks += sum(run.report.run_ticks)
+        self.runs += len(run.report.run_ticks)
+        self.stack_bytes = max(self.stack_bytes, run.report.stack_bytes)
+        return run.outputs
+
+    @property
+    def instructions_per_tick(self) -> float:
+        """Calibrated on the first boot."""
+        if self.report is None:
+            raise ToolchainError("QEMU was never started")
+        return self.report.instructions_per_tick
+
+    def mean_instructions(self) -> int:
+        """Instructions per inference, mean over every run."""
+        if not self.runs:
+            raise ToolchainError("the firmware ran no inference")
+        return round(self.run_ticks / self.runs * self.instructions_per_tick)
 
 
 def _layer_profiles(graph: Graph, plan: Plan, report: Report, runs: int) -> tuple[
@@ -251,40 +291,61 @@ def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, ru
     The linker script is sized by `board` (a model that does not fit raises McuflowError).
     Returns the instructions per inference, the ELF's flash and RAM (with the measured peak
     stack) and, when `profile`, the instructions of every layer (a second, profiling build run
-    on the first input).
+    on the first input). The runs go in chunks (host.compare_runs), one QEMU boot each, so
+    memory does not depend on `runs`.
     """
-    if runs < 1:
-        raise McuflowError(f"--runs must be at least 1, not {runs}", hint="e.g. --runs 10")
+    check_runs(runs)
     board = _board(board)
     core = cortex_m_core(target)
-    inputs = random_inputs(graph, runs, seed)
-    interpreter = Interpreter(graph, plan.order)
-    expected = [interpreter.run([x[r] for x in inputs]).outputs for r in range(runs)]
     with tempfile.TemporaryDirectory(prefix="mcuflow-cortexm-") as scratch:
         project = generate_project(graph, plan, Path(scratch) / "project", target=target,
                                    board=board)
         elf = build_cortexm(project.path, target)
-        run = run_qemu(elf, target, inputs, project.outputs, timeout)
+        runner = QemuChunks(lambda inputs: run_qemu(elf, target, inputs, project.outputs,
+                                                    timeout))
+        mismatches = compare_runs(graph, runs, seed, runner, order=plan.order).mismatches
         sizes = elf_sizes(elf)
         layers: tuple[LayerProfile, ...] = ()
         if profile:
             profiled = build_cortexm(project.path, target, profile=True)
-            first = run_qemu(profiled, target, [x[:1] for x in inputs], project.outputs, timeout)
+            first = run_qemu(profiled, target, runner.first, project.outputs, timeout)
             layers = _layer_profiles(graph, plan, first.report, 1)
-    instructions = _mean_instructions(run.report)
-    macs = model_macs(graph)
-    cpi = get_core_model(target).cycles_per_instruction
-    mismatches = _count_mismatches(expected, run.outputs)
+    return measured_result(Measurement(graph, plan, target, core.machine, board, runs,
+                                       mismatches, sizes, project.weight_bytes), runner, layers)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one verified QEMU build was: the model, where it ran, what the comparison found."""
+
+    graph: Graph
+    plan: Plan
+    target: str
+    machine: str
+    board: Board
+    runs: int
+    mismatches: int
+    sizes: ElfSizes
+    weight_bytes: int
+
+
+def measured_result(measurement: Measurement, runner: QemuChunks,
+                    layers: tuple[LayerProfile, ...] = ()) -> CortexMResult:
+    """The CortexMResult of a measurement: instructions, MACs, sizes and estimated time."""
+    m = measurement
+    instructions = runner.mean_instructions()
+    macs = model_macs(m.graph)
+    cpi = get_core_model(m.target).cycles_per_instruction
     return CortexMResult(
-        model=graph.name, target=target, machine=core.machine, board=board.id,
-        bit_exact=mismatches == 0, runs=runs, mismatches=mismatches, instructions=instructions,
-        instructions_per_tick=run.report.instructions_per_tick, macs=macs,
-        macs_per_instruction=macs / max(instructions, 1), flash_bytes=sizes.flash_bytes,
-        ram_bytes=sizes.static_ram_bytes + run.report.stack_bytes,
-        stack_bytes=run.report.stack_bytes, text_bytes=sizes.text, rodata_bytes=sizes.rodata,
-        data_bytes=sizes.data, bss_bytes=sizes.bss, arena_bytes=plan.arena_bytes,
-        weight_bytes=project.weight_bytes, cycles_per_instruction=cpi, clock_hz=board.clock_hz,
-        estimated_ms=instructions * cpi / board.clock_hz * 1e3, layers=layers,
+        model=m.graph.name, target=m.target, machine=m.machine, board=m.board.id,
+        bit_exact=m.mismatches == 0, runs=m.runs, mismatches=m.mismatches,
+        instructions=instructions, instructions_per_tick=runner.instructions_per_tick,
+        macs=macs, macs_per_instruction=macs / max(instructions, 1),
+        flash_bytes=m.sizes.flash_bytes, ram_bytes=m.sizes.static_ram_bytes + runner.stack_bytes,
+        stack_bytes=runner.stack_bytes, text_bytes=m.sizes.text, rodata_bytes=m.sizes.rodata,
+        data_bytes=m.sizes.data, bss_bytes=m.sizes.bss, arena_bytes=m.plan.arena_bytes,
+        weight_bytes=m.weight_bytes, cycles_per_instruction=cpi, clock_hz=m.board.clock_hz,
+        estimated_ms=instructions * cpi / m.board.clock_hz * 1e3, layers=layers,
     )
 
 

@@ -16,6 +16,17 @@
 #define MCUFLOW_ALIGNED(n)
 #endif
 
+/* Bare-metal Arm builds keep the arena and the weights in input sections of their own, which
+ * the generated linker script sends to the regions chosen with --arena-section and
+ * --weights-section (by default they join .bss and .rodata like any other data). */
+#if defined(__arm__) && defined(__ELF__) && !defined(__linux__)
+#define MCUFLOW_ARENA_PLACE __attribute__((section(".bss.mcuflow_arena")))
+#define MCUFLOW_WEIGHTS_PLACE __attribute__((section(".rodata.mcuflow_weights")))
+#else
+#define MCUFLOW_ARENA_PLACE
+#define MCUFLOW_WEIGHTS_PLACE
+#endif
+
 /* C99 has no _Static_assert: a negative array size stops the build when `cond` is false. */
 #define MCUFLOW_STATIC_ASSERT(cond, name) typedef char mcuflow_static_assert_##name[(cond) ? 1 : -1]
 
