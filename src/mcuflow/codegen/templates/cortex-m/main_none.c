@@ -8,9 +8,8 @@
 
 #include "mcuflow_cortexm.h"
 #include "mcuflow_model.h"
+#include "mcuflow_records.h"
 
-static const uint32_t input_bytes[MCUFLOW_INPUT_COUNT] = MCUFLOW_INPUT_BYTES_LIST;
-static const uint32_t output_bytes[MCUFLOW_OUTPUT_COUNT] = MCUFLOW_OUTPUT_BYTES_LIST;
 static uint8_t input_record[MCUFLOW_INPUT_TOTAL_BYTES] __attribute__((aligned(8)));
 uint8_t mcuflow_output_record[MCUFLOW_OUTPUT_TOTAL_BYTES] __attribute__((aligned(8)));
 volatile uint64_t mcuflow_last_ticks;
@@ -20,16 +19,7 @@ int main(void)
 {
     const void *inputs[MCUFLOW_INPUT_COUNT];
     void *outputs[MCUFLOW_OUTPUT_COUNT];
-    uint32_t offset = 0;
-    for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
-        inputs[i] = input_record + offset;
-        offset += input_bytes[i];
-    }
-    offset = 0;
-    for (int i = 0; i < MCUFLOW_OUTPUT_COUNT; ++i) {
-        outputs[i] = mcuflow_output_record + offset;
-        offset += output_bytes[i];
-    }
+    mcuflow_point_into_records(input_record, mcuflow_output_record, inputs, outputs);
     mcuflow_ticks_start();
     for (;;) {
         const uint64_t start = mcuflow_ticks_now();
