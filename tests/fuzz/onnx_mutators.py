@@ -1,13 +1,19 @@
-"""Mutations of ONNX models: protobuf-structure edits of a ModelProto (bytes come from mutators)."""
+"""Mutations of ONNX models: protobuf-structure edits of a ModelProto (bytes come from mutators).
+
+Two attack classes are planted on purpose: constant-folding bombs (a ConstantOfShape, Tile,
+Range, Expand, outer product, Concat chain... making a huge value, read by the graph or by
+nothing) and tensors stored in an external file, anywhere a TensorProto can be.
+"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, TensorProto
+from google.protobuf.message import Message
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from tests.fuzz.mutators import INTERESTING_FLOATS, INTERESTING_INTS
 
@@ -238,9 +244,243 @@ def _rename(model: onnx.ModelProto, rng: random.Random) -> str:
     return f"rename {old!r}"
 
 
+# --------------------------------------------------------------------------- folding bombs
+
+BOMB_DIMS = (1, 3, 1000, 25_000, 1 << 16, 1 << 20, 1 << 31, 1 << 62, 0, -1)
+"""Dimensions of a planted value: mostly far too large to fold, now and then small or invalid."""
+
+
+class _Planter:
+    """Nodes and initialisers to insert into a graph, with names no seed uses."""
+
+    def __init__(self, graph: onnx.GraphProto, rng: random.Random, tag: str) -> None:
+        self.graph, self.rng, self.tag = graph, rng, tag
+        self.nodes: list[onnx.NodeProto] = []
+
+    def const(self, data: object) -> str:
+        name = f"{self.tag}/k{len(self.graph.initializer)}"
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(data), name))
+        return name
+
+    def ints(self, *values: int) -> str:
+        return self.const(np.array(values, np.int64))
+
+    def dims(self, count: int) -> list[int]:
+        return [self.rng.choice(BOMB_DIMS) for _ in range(count)]
+
+    def node(self, op_type: str, *inputs: str, **attrs: object) -> str:
+        name = f"{self.tag}/{op_type}_{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=name, **attrs))
+        return name
+
+    def ones(self, *shape: int) -> str:
+        return self.const(np.ones(shape, np.float32))
+
+    def line(self) -> str:
+        """A float vector of BOMB_DIMS elements made by Range."""
+        limit = np.float32(min(self.rng.choice(BOMB_DIMS), 1 << 62))
+        return self.node("Range", self.const(np.float32(0)), self.const(limit),
+                         self.const(np.float32(1)))
+
+
+def _constant_of_shape_bomb(p: _Planter) -> str:
+    return p.node("ConstantOfShape", p.ints(*p.dims(p.rng.randrange(1, 4))))
+
+
+def _tile_bomb(p: _Planter) -> str:
+    return p.node("Tile", p.ones(1, 1), p.ints(*p.dims(2)))
+
+
+def _range_bomb(p: _Planter) -> str:
+    if p.rng.random() < 0.5:
+        return p.line()
+    return p.node("Range", p.const(np.int64(0)), p.const(np.int64(p.rng.choice(BOMB_DIMS))),
+                  p.const(np.int64(p.rng.choice((1, 1, 2, 0, -1)))))
+
+
+def _expand_bomb(p: _Planter) -> str:
+    return p.node("Expand", p.ones(1), p.ints(*p.dims(p.rng.randrange(1, 4))))
+
+
+def _outer_bomb(p: _Planter) -> str:
+    """[N, 1] op [1, N]: a broadcast element-wise op or a MatMul."""
+    line = p.line()
+    column = p.node("Unsqueeze", line, p.ints(1))
+    row = p.node("Unsqueeze", line, p.ints(0))
+    return p.node(p.rng.choice(("Add", "Mul", "Sub", "Max", "MatMul")), column, row)
+
+
+def _concat_bomb(p: _Planter) -> str:
+    """A value doubled by a chain of Concats, or copied by several Concats read by one Sum.
+
+    The copies may each fit the limit for one folded value and together pass the total's.
+    """
+    value = p.node("ConstantOfShape", p.ints(1 << p.rng.randrange(10, 24)))
+    if p.rng.random() < 0.5:
+        copies = [p.node("Concat", value, value, axis=0) for _ in range(p.rng.randrange(2, 7))]
+        return p.node("Sum", *copies)
+    for _ in range(p.rng.randrange(1, 14)):
+        value = p.node("Concat", value, value, axis=0)
+    return value
+
+
+def _pad_bomb(p: _Planter) -> str:
+    grow = p.dims(2)
+    return p.node("Pad", p.ones(2, 2), p.ints(0, 0, *grow))
+
+
+def _one_hot_bomb(p: _Planter) -> str:
+    depth = p.rng.choice(BOMB_DIMS)
+    return p.node("OneHot", p.node("Cast", p.line(), to=TensorProto.INT64),
+                  p.const(np.int64(depth)), p.const(np.array([0, 1], np.float32)))
+
+
+BOMBS = (_constant_of_shape_bomb, _tile_bomb, _range_bomb, _expand_bomb, _outer_bomb,
+         _concat_bomb, _pad_bomb, _one_hot_bomb)
+
+
+def _insert(graph: onnx.GraphProto, at: int, nodes: list[onnx.NodeProto]) -> None:
+    """Insert `nodes` before position `at` of the graph's nodes."""
+    kept = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*kept[:at], *nodes, *kept[at:]])
+
+
+def _fold_bomb(model: onnx.ModelProto, rng: random.Random) -> str:
+    """Insert a huge constant computation; the graph output reads it, a node does, or nothing."""
+    graph = model.graph
+    planter = _Planter(graph, rng, "bomb")
+    bomb = rng.choice(BOMBS)
+    value = bomb(planter)
+    at = rng.randrange(len(graph.node) + 1)
+    _insert(graph, at, planter.nodes)
+    readers = graph.node[at + len(planter.nodes):]
+    use = rng.choice(("output", "operand", "dead"))
+    if use == "output" and graph.output:
+        total = helper.make_node("ReduceSum", [value], [f"{value}/sum"], keepdims=0)
+        result = helper.make_node("Add", [graph.output[0].name, total.output[0]],
+                                  [f"{value}/out"])
+        graph.node.extend([total, result])
+        graph.output[0].name = result.output[0]
+    elif use == "operand" and readers:
+        reader = rng.choice(readers)
+        if reader.input:
+            reader.input[rng.randrange(len(reader.input))] = value
+    return f"{bomb.__name__[1:]} read by {use}"
+
+
+# --------------------------------------------------------------------------- external data
+
+EXTERNAL_LOCATIONS = ("../../../../etc/passwd", "/etc/passwd", "/proc/self/environ",
+                      "secret.bin", "link/../../x", "\n../\x1b[31m", "x" * 400, "", ".")
+
+
+def tensors(message: Message) -> Iterator[TensorProto]:
+    """Every TensorProto in a message, wherever it is (an explicit stack, no recursion)."""
+    stack = [message]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, TensorProto):
+            yield message
+            continue
+        for field, value in message.ListFields():
+            if field.message_type is not None:
+                stack.extend([value] if isinstance(value, Message) else value)
+
+
+def _constant_node(name: str) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], name=name,
+                            value=numpy_helper.from_array(np.ones(4, np.float32), f"{name}/t"))
+
+
+def _constant_place(model: onnx.ModelProto, rng: random.Random) -> Message:
+    at = rng.randrange(len(model.graph.node) + 1)
+    _insert(model.graph, at, [_constant_node("planted")])
+    return model.graph.node[at]
+
+
+def _attribute_place(model: onnx.ModelProto, rng: random.Random) -> Message:
+    planter = _Planter(model.graph, rng, "planted")
+    planter.node("ConstantOfShape", planter.ints(4),
+                 value=numpy_helper.from_array(np.ones(1, np.float32), "fill"))
+    _insert(model.graph, 0, planter.nodes)
+    return model.graph.node[0]
+
+
+def _branch(name: str) -> onnx.GraphProto:
+    return helper.make_graph([_constant_node(name)], name, [],
+                             [helper.make_tensor_value_info(name, TensorProto.FLOAT, [4])])
+
+
+def _subgraph_place(model: onnx.ModelProto, rng: random.Random) -> Message:
+    """An If or a Loop whose subgraphs hold Constant nodes."""
+    planter = _Planter(model.graph, rng, "planted")
+    condition = planter.const(np.array(True))
+    if rng.random() < 0.5:
+        planter.node("If", condition, then_branch=_branch("then"), else_branch=_branch("else"))
+    else:
+        body = _branch("body")
+        body.input.extend([helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])])
+        body.node.append(helper.make_node("Identity", ["c"], ["c_out"]))
+        body.output.insert(0, helper.make_tensor_value_info("c_out", TensorProto.BOOL, []))
+        planter.node("Loop", planter.ints(1), condition, body=body)
+    _insert(model.graph, 0, planter.nodes)
+    return model.graph.node[0]
+
+
+def _function_place(model: onnx.ModelProto, rng: random.Random) -> Message:
+    function = helper.make_function("planted", "f", [], ["out"], [_constant_node("out")],
+                                    [helper.make_opsetid("", 13)])
+    model.functions.append(function)
+    model.opset_import.append(helper.make_opsetid("planted", 1))
+    if rng.random() < 0.5:
+        model.graph.node.append(helper.make_node("f", [], ["called"], domain="planted"))
+    return model.functions[-1]
+
+
+def _sparse_place(model: onnx.ModelProto, rng: random.Random) -> Message:
+    values = numpy_helper.from_array(np.ones(1, np.float32), "planted")
+    indices = numpy_helper.from_array(np.zeros(1, np.int64), "planted/i")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [4]))
+    return model.graph.sparse_initializer[-1]
+
+
+def _training_place(model: onnx.ModelProto, rng: random.Random) -> Message:
+    weights = numpy_helper.from_array(np.ones(4, np.float32), "planted")
+    model.training_info.add().initialization.CopyFrom(
+        helper.make_graph([], "init", [], [], [weights]))
+    return model.training_info[-1]
+
+
+PLACES: tuple[Callable[[onnx.ModelProto, random.Random], Message], ...] = (
+    _constant_place, _attribute_place, _subgraph_place, _function_place, _sparse_place,
+    _training_place)
+"""Where a tensor can hide besides the initialisers; each returns what it added."""
+
+
+def _external_data(model: onnx.ModelProto, rng: random.Random) -> str:
+    """Mark a tensor (already in the model, or in a place planted for it) as stored elsewhere."""
+    place, where = model, "existing"
+    if rng.random() < 0.6:
+        planted = rng.choice(PLACES)
+        place, where = planted(model, rng), planted.__name__[1:]
+    tensor = rng.choice(list(tensors(place)))
+    if rng.random() < 0.8:
+        tensor.data_location = TensorProto.EXTERNAL
+    if rng.random() < 0.9:
+        for key, value in (("location", rng.choice(EXTERNAL_LOCATIONS)), ("offset", "0"),
+                           ("length", str(rng.choice(INTERESTING_INTS))))[:rng.randrange(1, 4)]:
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    if rng.random() < 0.5:
+        tensor.ClearField("raw_data")
+    return f"external data in {where} ({tensor.name!r})"
+
+
 ONNX_MUTATIONS: tuple[Mutation, ...] = (
     _attribute, _attribute, _attribute, _shape, _shape, _drop_initializer, _rewire, _rewire,
-    _reorder, _dtype, _data, _op_type, _graph_ends, _rename,
+    _reorder, _dtype, _data, _op_type, _graph_ends, _rename, _fold_bomb, _external_data,
 )
 
 

@@ -99,6 +99,33 @@ def _pad_pool(net: _Net) -> str:
     return net.node("LeakyRelu", net.node("ReduceMean", y, axes=[1, 2], keepdims=0), alpha=0.1)
 
 
+def _branch(name: str, value: float) -> onnx.GraphProto:
+    tensor = numpy_helper.from_array(np.full(4, value, np.float32))
+    return helper.make_graph([helper.make_node("Constant", [], [name], value=tensor)], name, [],
+                             [helper.make_tensor_value_info(name, TensorProto.FLOAT, [4])])
+
+
+def _constants(net: _Net) -> str:
+    """Constant nodes and small folds, as an export without constant folding leaves them.
+
+    A constant branch nothing reads (an Expand and an If of Constant subgraphs) is skipped.
+    """
+    target = net.node("Constant", value=numpy_helper.from_array(np.array([1, -1], np.int64)))
+    y = net.node("Reshape", net.node("Relu", "input"), target)
+    length = net.node("Constant", value=numpy_helper.from_array(np.array([32], np.int64)))
+    fill = net.node("ConstantOfShape", length,
+                    value=numpy_helper.from_array(np.array([0.25], np.float32)))
+    tiled = net.node("Tile", net.const(np.full((1, 1), 0.5, np.float32)),
+                     net.const(np.array([1, 32], np.int64)))
+    ramp = net.node("Range", net.const(np.float32(0)), net.const(np.float32(1)),
+                    net.const(np.float32(1 / 32)))
+    y = net.node("Add", net.node("Mul", net.node("Add", y, fill), tiled), ramp)
+    net.node("ReduceSum", net.node("Expand", fill, net.const(np.array([64, 32], np.int64))))
+    net.node("If", net.const(np.array(True)), then_branch=_branch("then", 1.0),
+             else_branch=_branch("else", 2.0))
+    return net.node("MatMul", y, net.weights(32, 5))
+
+
 _BUILT: dict[str, tuple[tuple[int, ...], int, Callable[[_Net], str]]] = {
     "conv_bn": ((1, 3, 8, 8), 13, _conv_bn),
     "depthwise": ((1, 4, 6, 6), 13, _depthwise),
@@ -106,12 +133,13 @@ _BUILT: dict[str, tuple[tuple[int, ...], int, Callable[[_Net], str]]] = {
     "mlp": ((1, 16), 13, _mlp),
     "shape_arithmetic": ((1, 2, 3, 3), 13, _shape_arithmetic),
     "pad_pool": ((1, 2, 7, 8), 17, _pad_pool),
+    "constants": ((1, 2, 4, 4), 13, _constants),
 }
 
 
 @cache
 def onnx_seeds() -> dict[str, bytes]:
-    """Small float ONNX models: conv, BN, relu, gemm, add, pooling, concat, reshape, softmax."""
+    """Small float ONNX models: conv, BN, gemm, pooling, concat, reshape, Constant nodes, folds."""
     seeds = {}
     for name, (shape, opset, make) in _BUILT.items():
         net = _Net(name, shape, opset)

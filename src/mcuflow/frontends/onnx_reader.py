@@ -5,6 +5,12 @@ an IR tensor whose axes are a permutation of ONNX's: a 4-D NCHW value is stored 
 layout-only Transpose just changes the permutation. Sub-graphs of constants (shape arithmetic,
 Constant nodes) are folded with ONNX's own reference evaluator; the rest maps op by op onto
 IR ops. A Flatten of NCHW data that feeds a Gemm/MatMul is absorbed by permuting the weights.
+
+A model file is hostile input. Nothing the model names is ever opened: a tensor anywhere in it
+(initialisers, attributes, subgraphs, functions, training info) stored in an external file is
+refused when the file is parsed. Folding is bounded: ONNX's shape inference tells each folded
+value's size before it is computed, and MAX_FOLDED_BYTES, MAX_FOLDED_TOTAL_BYTES and
+MAX_FOLDED_WORK cap memory and time; a constant subgraph nothing reads is not folded at all.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
-from onnx import helper, numpy_helper
+from google.protobuf.message import DecodeError, Message
+from onnx import defs, helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
+from mcuflow.frontends.files import read_bounded
 from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
@@ -49,9 +56,37 @@ MAX_MODEL_BYTES = 2 << 30
 MAX_WINDOW = 1 << 16
 """No kernel size, stride, dilation or pad of a conv or pool exceeds this."""
 MIN_OPSET = 7
+MAX_FOLDED_BYTES = 64 << 20
+"""No value folded at import (a node evaluated on constant inputs) holds more bytes than this.
+
+Checked before evaluation on the size ONNX's shape inference gives, and again on the result.
+A model for a microcontroller computes no constant this large; the limit keeps a file of a
+kilobyte (ConstantOfShape of [25000, 25000], Tile, Range, Expand, an outer product...) from
+making the import allocate gigabytes.
+"""
+MAX_FOLDED_TOTAL_BYTES = 256 << 20
+"""All the values folded by one import together hold at most this many bytes."""
+MAX_FOLDED_WORK = 1 << 24
+"""An op outside _LINEAR_FOLDS (Conv, MaxPool, MatMul, Pad, Scatter...) is folded only when its
+estimated steps (_WORK) stay within this: onnx.reference runs some of them in Python loops, one
+step per output (MaxPool: 12 us each), and im2col-style ones allocate output times window."""
+MAX_INFERENCE_DATA = 4096
+"""Constant inputs of at most this many elements are shown to shape inference as data (shapes,
+repeats, pads, sizes, Range bounds are small), so it knows the size of a result that depends on
+their values."""
+MAX_LISTED = 1024
+"""A constant input listing axes, a shape or pads holds at most this many values, far more than
+any tensor has axes: a longer one (a folded 32 MiB "shape") is refused before it becomes a
+Python list and a message."""
+MAX_SHOWN_CHARS = 80
+"""A name or path from the model file is quoted in a message cut to this many characters."""
+MAX_REASON_CHARS = 240
+"""What onnx's shape inference or evaluator said is quoted in a message cut to this length."""
 NHWC = (0, 2, 3, 1)
 _HINT = "re-export the model with torch.onnx.export, or check that the file was copied whole"
 _UNSUPPORTED_HINT = "run `mcuflow ops` for what mcuflow supports; re-export without those ops"
+_FOLD_HINT = ("a model for a microcontroller computes no constant this large; export it with "
+              "constant folding done (torch.onnx.export(..., do_constant_folding=True))")
 _FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
 
 
@@ -117,15 +152,9 @@ def _load(source: str | Path | bytes) -> tuple[bytes, str, str]:
     if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), "the ONNX model", "model"
     path = Path(source)
-    try:
-        size = path.stat().st_size
-        if size > MAX_MODEL_BYTES:
-            raise ModelFormatError(f"'{path}' is {size} bytes; ONNX files hold at most 2 GiB",
-                                   _HINT)
-        return path.read_bytes(), f"'{path}'", path.stem or "model"
-    except OSError as error:
-        raise ModelFormatError(f"cannot read model file '{path}': {error.strerror or error}",
-                               "check the path and the file's permissions") from None
+    data = read_bounded(path, f"model file '{path}'", "check the path and the file's permissions",
+                        MAX_MODEL_BYTES, ModelFormatError)
+    return data, f"'{path}'", path.stem or "model"
 
 
 def _parse(data: bytes, label: str) -> onnx.ModelProto:
@@ -143,7 +172,71 @@ def _parse(data: bytes, label: str) -> onnx.ModelProto:
     if opset < MIN_OPSET:
         raise UnsupportedModelError(f"{label} uses ONNX opset {opset}; mcuflow reads {MIN_OPSET}+",
                                     "re-export with a current opset (torch.onnx.export does)")
+    _reject_external_data(model, label)
     return model
+
+
+def _reject_external_data(model: onnx.ModelProto, label: str) -> None:
+    """Refuse a tensor stored in another file, wherever it is in the model.
+
+    onnx.reference and numpy_helper would read such a tensor from its `location`, resolved
+    against the working directory, symlinks followed: any file would become weights. The walk
+    covers every message (initialisers, sparse ones, node attributes, subgraphs of If/Loop/Scan,
+    functions, training info) in file order with an explicit stack, as models may nest deeply;
+    the first such tensor is named.
+    """
+    stack: list[tuple[Message, str, str, str]] = [(model, "tensor", "", "")]
+    while stack:
+        message, role, inner, outer = stack.pop()
+        if isinstance(message, onnx.TensorProto):
+            if message.data_location == onnx.TensorProto.EXTERNAL or message.external_data:
+                raise _external(message, role, inner, outer, label)
+            continue
+        owner = _owner(message)
+        inner, outer = owner or inner, outer or owner
+        role = role if isinstance(message, onnx.SparseTensorProto) else "tensor"
+        children = [(item, _ROLES.get(field.name, role), inner, outer)
+                    for field, value in message.ListFields() if field.message_type is not None
+                    for item in ([value] if isinstance(value, Message) else value)]
+        stack.extend(reversed(children))
+
+
+_ROLES = {"initializer": "initializer", "sparse_initializer": "sparse initializer",
+          "sparse_tensor": "sparse tensor", "sparse_tensors": "sparse tensor"}
+"""What a tensor under a field of this name is called in a message."""
+
+
+def _owner(message: Message) -> str:
+    """How a message that holds tensors is named in a message ('' for a graph or the model)."""
+    if isinstance(message, onnx.NodeProto):
+        return f"{_cut(message.op_type)} node {_shown(message.name)}"
+    if isinstance(message, onnx.FunctionProto):
+        return f"function {_shown(message.name)}"
+    return "training info" if isinstance(message, onnx.TrainingInfoProto) else ""
+
+
+def _external(tensor: onnx.TensorProto, role: str, inner: str, outer: str,
+              label: str) -> UnsupportedModelError:
+    where = f"{role} {_shown(tensor.name)}" + (f" of {inner}" if inner else "") + (
+        f" in {outer}" if outer != inner else "")
+    locations = [entry.value for entry in tensor.external_data if entry.key == "location"]
+    named = f" ({_shown(locations[0])})" if locations else ""
+    return UnsupportedModelError(
+        f"{label}: {where} is stored in an external file{named}; mcuflow reads only the model "
+        "file", "save the model with all tensors inside (onnx.save(..., "
+        "save_as_external_data=False))")
+
+
+def _cut(text: str | bytes, limit: int = MAX_SHOWN_CHARS) -> str:
+    """`text` cut to `limit` characters (protobuf gives a string that is not UTF-8 as bytes)."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _shown(text: str | bytes) -> str:
+    """`text` cut to MAX_SHOWN_CHARS characters and quoted as Python would (escapes shown)."""
+    return repr(_cut(text))
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -161,6 +254,36 @@ def _corrupt_guard(label: str) -> Iterator[None]:
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
             MemoryError) as error:
         raise ModelFormatError(f"{label} is corrupt or inconsistent ({error})", _HINT) from None
+
+
+def _planned(type_proto: onnx.TypeProto | None) -> tuple[tuple[int, ...], int] | None:
+    """The shape and bytes of an inferred tensor type; None unless every dimension is known.
+
+    An empty result counts the bytes of its non-zero dimensions: numpy may build it one axis
+    at a time (np.tile of [1, 1] by (2**30, 0) first makes 2**30 values).
+    """
+    if type_proto is None or not type_proto.HasField("tensor_type"):
+        return None
+    tensor_type = type_proto.tensor_type
+    dims = tensor_type.shape.dim
+    if not tensor_type.HasField("shape") or not all(d.HasField("dim_value") and d.dim_value >= 0
+                                                    for d in dims):
+        return None
+    shape = tuple(int(d.dim_value) for d in dims)
+    return shape, _elements(shape) * _itemsize(tensor_type.elem_type)
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    """The elements of `shape`, an empty one counted by its non-zero dimensions."""
+    return math.prod(d for d in shape if d)
+
+
+def _itemsize(elem_type: int) -> int:
+    """Bytes per element of an ONNX element type (8, the widest, when unknown)."""
+    try:
+        return helper.tensor_dtype_to_np_dtype(elem_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return 8
 
 
 def _attributes(node: onnx.NodeProto) -> dict[str, object]:
@@ -181,8 +304,11 @@ class _Importer:
         self.values: dict[str, Value] = {}
         self.input_perms: dict[str, tuple[int, ...]] = {}
         self.output_perms: dict[str, tuple[int, ...]] = {}
-        self.nodes = _fuse_hard_swish(list(model.graph.node), model.graph)
-        self.reserved = {name for node in self.nodes for name in node.output} | {
+        nodes = _fuse_hard_swish(list(model.graph.node), model.graph)
+        self.positions = _live(nodes, model.graph)
+        self.nodes = [nodes[position] for position in self.positions]
+        self.folded_bytes = 0
+        self.reserved = {name for node in nodes for name in node.output} | {
             value.name for value in model.graph.input}
 
     # --- driver -------------------------------------------------------------------------------
@@ -195,17 +321,12 @@ class _Importer:
             if value_info.name not in self.values:
                 self._graph_input(value_info)
         self._reject_unsupported()
-        for index, node in enumerate(self.nodes):
-            self._node(index, node)
+        for position, node in zip(self.positions, self.nodes, strict=True):
+            self._node(position, node)
         for value_info in self.model.graph.output:
             self._graph_output(value_info.name)
 
     def _initializer(self, tensor: onnx.TensorProto) -> np.ndarray:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise UnsupportedModelError(
-                f"{self.label}: initializer '{tensor.name}' is stored in an external file",
-                "save the model with all tensors inside (onnx.save(..., "
-                "save_as_external_data=False))")
         expected = math.prod(tensor.dims)
         array = numpy_helper.to_array(tensor)
         if array.size != expected:
@@ -276,22 +397,115 @@ class _Importer:
             _CONVERTERS[node.op_type](self, node)
 
     def _fold(self, node: onnx.NodeProto, inputs: list[Value | None]) -> None:
-        """Evaluate a node on constants (activations only lend their shape) with onnx.reference."""
-        feeds = {}
+        """Evaluate a node on constants (activations only lend their shape) with onnx.reference.
+
+        Its results must fit the folding limits: checked before evaluation on the sizes shape
+        inference gives (or the inputs bound), and again on what the evaluation returned.
+        """
+        feeds, constants = {}, {}
         for name, value in zip(node.input, inputs, strict=True):
-            if isinstance(value, _Act):
-                value = np.zeros(value.shape, np.float32)
-            if name:
-                feeds[name] = value
+            if name and isinstance(value, _Act):
+                feeds[name] = np.broadcast_to(np.float32(0), value.shape)
+            elif name:
+                feeds[name] = constants[name] = value
+        self._check_fold(node, feeds, constants)
         try:
             outputs = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
         except Exception as error:  # the evaluator may raise anything on a corrupt model
-            raise ModelFormatError(f"{self.label}: cannot evaluate {node.op_type} "
-                                   f"'{node.name}' on its constant inputs ({error})",
-                                   _HINT) from None
-        for name, value in zip(node.output, outputs, strict=False):
+            raise self._unevaluable(node, str(error)) from None
+        results = [(name, np.asarray(value)) for name, value in zip(node.output, outputs,
+                                                                     strict=False)]
+        self._check_numbers(node, [value.dtype for _, value in results])
+        for _, value in results:
+            self._check_folded_size(node, value.shape, value.nbytes)
+        for name, value in results:
             if name:
-                self.values[name] = np.asarray(value)
+                self._check_folded_total(node, self.folded_bytes + value.nbytes)
+                self.folded_bytes += value.nbytes
+                self.values[name] = value
+
+    def _check_fold(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray],
+                    constants: dict[str, np.ndarray]) -> None:
+        """Refuse, before evaluating it, a fold too large or too slow to compute."""
+        self._check_numbers(node, [value.dtype for value in feeds.values()])
+        planned = self._inferred(node, feeds, constants)
+        if None in planned and node.op_type not in _SIZE_PRESERVING:
+            raise ModelFormatError(f"{self._folding(node)} would make a constant whose size is "
+                                   "not known before it is computed", _FOLD_HINT)
+        known = [entry for entry in planned if entry is not None]
+        for shape, nbytes in known:
+            self._check_folded_size(node, shape, nbytes)
+        self._check_folded_total(node, self.folded_bytes + sum(nbytes for _, nbytes in known))
+        if node.op_type not in _LINEAR_FOLDS:
+            sizes = [max(value.size, 1) for value in feeds.values()] or [1]
+            output = max((_elements(shape) for shape, _ in known), default=1)
+            work = _WORK.get(node.op_type, _quadratic_work)(sizes, output)
+            if work > MAX_FOLDED_WORK:
+                raise ModelFormatError(f"{self._folding(node)} would take about {work:,} steps, "
+                                       f"over mcuflow's limit of {MAX_FOLDED_WORK:,}", _FOLD_HINT)
+
+    def _inferred(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray],
+                  constants: dict[str, np.ndarray]) -> list[tuple[tuple[int, ...], int] | None]:
+        """Each output's shape and bytes by ONNX's shape inference; None where it cannot tell.
+
+        Small constant inputs are shown as data, so a result sized by their values is known too.
+        """
+        try:
+            schema = defs.get_schema(node.op_type, self.opset)
+        except (defs.SchemaError, TypeError):
+            raise self._unevaluable(node, f"ONNX opset {self.opset} has no such operator"
+                                    ) from None
+        probe = onnx.NodeProto()
+        probe.CopyFrom(node)
+        probe.output[:] = [name or f"\0unused{i}" for i, name in enumerate(node.output)]
+        try:
+            types = {name: helper.make_tensor_type_proto(
+                helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+                for name, value in feeds.items()}
+            data = {name: numpy_helper.from_array(value, name) for name, value in constants.items()
+                    if value.size <= MAX_INFERENCE_DATA}
+            inferred = shape_inference.infer_node_outputs(
+                schema, probe, types, data, opset_imports=[helper.make_opsetid("", self.opset)])
+        except Exception as error:  # inference raises several types on an invalid node
+            if node.op_type in _SIZE_PRESERVING:
+                return [None] * len(node.output)
+            raise self._unevaluable(node, str(error)) from None
+        if any(t.tensor_type.elem_type == onnx.TensorProto.STRING for t in inferred.values()):
+            raise self._strings(node)
+        return [_planned(inferred.get(name)) for name in probe.output]
+
+    def _check_numbers(self, node: onnx.NodeProto, dtypes: list[np.dtype]) -> None:
+        """Strings are never folded: their memory is not their array's `nbytes`."""
+        if any(dtype.kind in "OSU" for dtype in dtypes):
+            raise self._strings(node)
+
+    def _strings(self, node: onnx.NodeProto) -> UnsupportedModelError:
+        return UnsupportedModelError(
+            f"{self.label}: {_cut(node.op_type)} {_shown(node.name)} works on strings; "
+            "mcuflow folds only numbers", "mcuflow compiles numeric models; export the model "
+            "without its string processing")
+
+    def _check_folded_size(self, node: onnx.NodeProto, shape: tuple[int, ...],
+                           nbytes: int) -> None:
+        if nbytes > MAX_FOLDED_BYTES:
+            raise ModelFormatError(
+                f"{self._folding(node)} would make a constant of shape {tuple(shape)} "
+                f"({nbytes:,} bytes), over mcuflow's limit of {MAX_FOLDED_BYTES:,} bytes",
+                _FOLD_HINT)
+
+    def _check_folded_total(self, node: onnx.NodeProto, total: int) -> None:
+        if total > MAX_FOLDED_TOTAL_BYTES:
+            raise ModelFormatError(
+                f"{self._folding(node)} would bring the constants folded from the model "
+                f"to {total:,} bytes, over mcuflow's limit of {MAX_FOLDED_TOTAL_BYTES:,} bytes",
+                _FOLD_HINT)
+
+    def _folding(self, node: onnx.NodeProto) -> str:
+        return f"{self.label}: folding {_cut(node.op_type)} {_shown(node.name)}"
+
+    def _unevaluable(self, node: onnx.NodeProto, reason: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.label}: cannot evaluate {node.op_type} '{node.name}' on "
+                                f"its constant inputs ({_cut(reason, MAX_REASON_CHARS)})", _HINT)
 
     def _graph_output(self, name: str) -> None:
         value = self.values.get(name)
@@ -324,6 +538,18 @@ class _Importer:
         if isinstance(value, _Act):
             raise self.unsupported(node, f"takes its {what} from a computed tensor")
         return value
+
+    def listed(self, node: onnx.NodeProto, position: int, what: str) -> list | None:
+        """Constant input `position` (axes, a shape, pads) as a list of at most MAX_LISTED values.
+
+        None when absent; an error when computed or longer.
+        """
+        value = self.const(node, position, what)
+        if value is not None and value.size > MAX_LISTED:
+            raise ModelFormatError(f"{self.label}: {node.op_type} '{node.name}' takes "
+                                   f"{value.size:,} values as its {what}; at most {MAX_LISTED} "
+                                   "make sense", _HINT)
+        return None if value is None else value.reshape(-1).tolist()
 
     def unsupported(self, node: onnx.NodeProto, message: str) -> UnsupportedModelError:
         """An error naming the node."""
@@ -426,6 +652,44 @@ def _logical(physical: tuple[int, ...], perm: tuple[int, ...]) -> tuple[int, ...
     return tuple(shape)
 
 
+def _live(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[int]:
+    """Positions, in order, of the nodes computing on inputs and of all that they or outputs read.
+
+    What is skipped is a constant subgraph nothing reads (a ConstantOfShape of [25000, 25000]
+    feeding nothing): it is never folded. A node computing on activations is converted even
+    when no output reads it, so its unsupported op or invalid attributes are reported as
+    before: a model is judged the same whether or not its outputs use a branch, and converting
+    costs no more than MAX_ACTIVATION_BYTES per tensor. A node whose subgraphs (If, Loop...)
+    read a value keeps that value's producer.
+    """
+    computed = {value.name for value in graph.input} - {t.name for t in graph.initializer}
+    roots = set()
+    for position, node in enumerate(nodes):
+        if node.op_type not in _SHAPE_OPS and computed.intersection(node.input):
+            computed.update(node.output)
+            roots.add(position)
+    needed = {output.name for output in graph.output}
+    live = []
+    for position in reversed(range(len(nodes))):
+        if position in roots or needed.intersection(nodes[position].output):
+            live.append(position)
+            needed.update(_reads(nodes[position]))
+    return live[::-1]
+
+
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """The names a node reads: its inputs and those of every node in its subgraphs."""
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        names.update(current.input)
+        for attribute in current.attribute:
+            for graph in [attribute.g, *attribute.graphs]:
+                stack.extend(graph.node)
+    return names
+
+
 def _fuse_hard_swish(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     """Rewrite HardSigmoid(x) * x (how older opsets spell hard-swish) into one HardSwish."""
     uses = Counter(name for node in nodes for name in node.input)
@@ -453,6 +717,46 @@ _CONVERTERS: dict[str, Converter] = {}
 _SHAPE_OPS = ("Shape", "Size")
 _NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                          "Multinomial", "If", "Loop", "Scan"})
+_ELEMENTWISE = frozenset({
+    "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "BitwiseNot", "Cast", "CastLike",
+    "Ceil", "Celu", "Clip", "Cos", "Cosh", "Dropout", "Elu", "Erf", "Exp", "Floor", "Gelu",
+    "HardSigmoid", "HardSwish", "Identity", "IsInf", "IsNaN", "LeakyRelu", "Log", "Mish", "Neg",
+    "Not", "Reciprocal", "Relu", "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh",
+    "Softplus", "Softsign", "Sqrt", "Tan", "Tanh", "ThresholdedRelu"})
+"""Ops whose output has its input's shape, computed value by value."""
+_SIZE_PRESERVING = _ELEMENTWISE | frozenset({
+    "ArgMax", "ArgMin", "Compress", "CumSum", "DepthToSpace", "EyeLike", "Flatten", "Hardmax",
+    "LogSoftmax", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
+    "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Reshape", "Shape",
+    "Size", "Slice", "Softmax", "SpaceToDepth", "Split", "Squeeze", "Transpose", "Trilu",
+    "Unsqueeze"})
+"""Ops whose outputs hold no more elements than their inputs (a Cast may widen each to 8
+bytes): folded even when shape inference cannot tell the result's shape, then checked after."""
+_LINEAR_FOLDS = _SIZE_PRESERVING | frozenset({
+    "Add", "And", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "Concat", "Constant",
+    "ConstantOfShape", "Div", "Equal", "Expand", "Gather", "Greater", "GreaterOrEqual", "Less",
+    "LessOrEqual", "Max", "Mean", "Min", "Mod", "Mul", "OneHot", "Or", "Pow", "PRelu", "Range",
+    "Sub", "Sum", "Tile", "Where", "Xor"})
+"""Ops onnx.reference computes with vectorised numpy, in time proportional to the elements they
+read and write (bounded by MAX_FOLDED_BYTES); any other op's work must fit MAX_FOLDED_WORK."""
+WorkEstimate = Callable[[list[int], int], int]
+
+
+def _quadratic_work(inputs: list[int], output: int) -> int:
+    """Each element of the largest tensor computed from at most all of the largest tensor.
+
+    A MaxPool whose pads make 16M outputs from 1 input, a Conv whose window is its whole input,
+    a MatMul (M*N outputs of K steps): quadratic in the largest of their element counts.
+    """
+    return max(*inputs, output) ** 2
+
+
+_WORK: dict[str, WorkEstimate] = {
+    "Einsum": lambda inputs, output: math.prod(inputs) * output,
+    "Pad": lambda inputs, output: output * -(-output // inputs[0]),
+}
+"""Ops whose steps _quadratic_work does not bound well: an Einsum loops over every combination
+of its inputs' indices; a reflecting Pad loops once per input length it adds."""
 
 
 def converter(*op_types: str) -> Callable[[Converter], Converter]:
@@ -654,8 +958,8 @@ def _global_max_pool(imp: _Importer, node: onnx.NodeProto) -> None:
 def _reduce_mean(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
     attrs = imp.attrs(node)
-    axes_input = imp.const(node, 1, "axes")
-    axes = attrs.get("axes") if axes_input is None else axes_input.reshape(-1).tolist()
+    axes_input = imp.listed(node, 1, "axes")
+    axes = attrs.get("axes") if axes_input is None else axes_input
     rank = len(x.shape)
     logical = sorted({int(a) % rank for a in axes}) if axes else list(range(rank))
     keep = bool(attrs.get("keepdims", 1))
@@ -907,12 +1211,11 @@ def _resolve_shape(imp: _Importer, node: onnx.NodeProto, x: _Act, target: list[i
 @converter("Reshape")
 def _reshape(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
-    target = imp.const(node, 1, "shape")
+    target = imp.listed(node, 1, "shape")
     if target is None:
         raise imp.unsupported(node, "has no shape input")
     allow_zero = bool(imp.attrs(node).get("allowzero", 0))
-    _reshape_to(imp, node, x, _resolve_shape(imp, node, x, target.reshape(-1).tolist(),
-                                             allow_zero))
+    _reshape_to(imp, node, x, _resolve_shape(imp, node, x, target, allow_zero))
 
 
 @converter("Flatten")
@@ -925,8 +1228,8 @@ def _flatten(imp: _Importer, node: onnx.NodeProto) -> None:
 @converter("Squeeze", "Unsqueeze")
 def _squeeze(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
-    axes_input = imp.const(node, 1, "axes")
-    axes = imp.attrs(node).get("axes") if axes_input is None else axes_input.reshape(-1).tolist()
+    axes_input = imp.listed(node, 1, "axes")
+    axes = imp.attrs(node).get("axes") if axes_input is None else axes_input
     if node.op_type == "Squeeze":
         rank = len(x.shape)
         dropped = {int(a) % rank for a in axes} if axes else {
@@ -963,8 +1266,8 @@ def _pad(imp: _Importer, node: onnx.NodeProto) -> None:
     if x.features is not None:
         raise imp.unsupported(node, "pads a flattened NCHW tensor")
     attrs = imp.attrs(node)
-    pads = imp.const(node, 1, "pads")
-    pads = list(attrs.get("pads", ())) if pads is None else pads.reshape(-1).tolist()
+    pads = imp.listed(node, 1, "pads")
+    pads = list(attrs.get("pads", ())) if pads is None else pads
     value = imp.const(node, 2, "constant value")
     value = float(attrs.get("value", 0.0)) if value is None else float(value.reshape(-1)[0])
     rank = len(x.shape)
