@@ -22,6 +22,7 @@ from mcuflow.cli import _print_json
 from mcuflow.errors import OutputError
 from mcuflow.outputs import MANIFEST
 from tests.child import run_mcuflow
+from tests.unit.test_broken_inputs import ONNX_SHAPE, onnx_edited
 
 MODEL = api.demo_model_path()
 WRITABLE = " (hint: check that the parent directory exists and is writable)"
@@ -71,6 +72,7 @@ def test_a_firmware_folder_is_never_replaced(tmp_path: Path) -> None:
         done.assert_one_line(f"'{firmware}' exists and is not an mcuflow project (it holds "
                              "main_app.c, mcuflow_model.h) (hint: choose a new or empty output "
                              "directory)")
+        done.assert_bounded()
         assert _tree(tmp_path) == before
 
 
@@ -95,6 +97,7 @@ def test_added_and_changed_files_are_kept(tmp_path: Path, project: Path) -> None
     done.assert_one_line(f"'{out}' holds files mcuflow did not write (notes.txt, src) and files "
                          "changed since mcuflow wrote them (main.c); replacing it would lose "
                          "them" + FORCE)
+    done.assert_bounded()
     assert _tree(tmp_path) == before
     assert run_mcuflow(_compile(out, "--force")).code == 0
     after = _tree(out)
@@ -108,9 +111,11 @@ def test_a_link_is_never_followed_or_replaced(tmp_path: Path, project: Path) -> 
     link = tmp_path / "link"
     link.symlink_to(target)
     before = _tree(tmp_path)
-    run_mcuflow(_compile(link)).assert_one_line(
+    done = run_mcuflow(_compile(link))
+    done.assert_one_line(
         f"'{link}' is a symbolic link; mcuflow writes the project only to a real directory "
         "(hint: pass the directory the link points to)")
+    done.assert_bounded()
     assert _tree(tmp_path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
 
@@ -144,6 +149,7 @@ def test_a_full_disk_leaves_nothing_behind(tmp_path: Path) -> None:
         done = run_mcuflow(_compile(disk / "out"))
         done.assert_one_line(f"cannot write project '{disk}/out': No space left on device "
                              "(hint: free some space on that disk, or write elsewhere)")
+        done.assert_bounded()
         assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
@@ -184,6 +190,7 @@ def test_unwritable_file_outputs(command: list[str], message: str, tmp_path: Pat
     before = _tree(tmp_path)
     done = run_mcuflow([str(a).replace("{d}", str(tmp_path)) for a in command])
     done.assert_one_line(message.replace("{d}", str(tmp_path)))
+    done.assert_bounded()
     assert _tree(tmp_path) == before
 
 
@@ -274,12 +281,8 @@ def test_ctrl_c_at_any_time_is_one_line(delay: float, tmp_path: Path) -> None:
 def test_json_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
     _print_json({"sqnr_db": float("inf"), "layers": [{"error": float("nan")}, 1.5]})
     text = capsys.readouterr().out
-
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{constant} is not JSON")
-
-    assert json.loads(text, parse_constant=refuse) == {"sqnr_db": None,
-                                                       "layers": [{"error": None}, 1.5]}
+    assert json.loads(text, parse_constant=_not_json) == {"sqnr_db": None,
+                                                          "layers": [{"error": None}, 1.5]}
 
 
 def test_manifest_from_another_tool_is_not_trusted(tmp_path: Path) -> None:
@@ -291,3 +294,23 @@ def test_manifest_from_another_tool_is_not_trusted(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is not an mcuflow project"):
         api.compile_model(MODEL, out)
     assert (out / "data.bin").read_bytes() == b"user data"
+
+
+def test_a_successful_float_run_prints_nothing_on_stderr(tmp_path: Path) -> None:
+    """Stray numpy RuntimeWarnings reached stderr on commands that succeed."""
+    model = tmp_path / "model.onnx"
+    model.write_bytes(onnx_edited(lambda edited: None)())
+    calibration = tmp_path / "cal.npy"
+    np.save(calibration, np.random.default_rng(3).standard_normal((4, *ONNX_SHAPE[1:]),
+                                                                  np.float32) * 1e3)
+    for command in (["analyze", model, "--calibration", calibration, "--json"],
+                    ["quantize", model, "--calibration", calibration, "-o", tmp_path / "q.tflite",
+                     "--report", "--json"]):
+        done = run_mcuflow(command)
+        assert (done.code, done.stderr) == (0, "")
+        json.loads(done.stdout, parse_constant=_not_json)
+        done.assert_bounded()
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -176,3 +179,27 @@ def test_graphs_too_wide_for_exact_search_get_a_good_valid_plan() -> None:
     graph_order = evaluate(build_problem(graph), list(range(len(graph.operators))))[0]
     assert plan.lower_bound_bytes < graph_order / 3
     assert plan.arena_bytes <= 1.05 * plan.lower_bound_bytes
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_the_plan_does_not_depend_on_the_clock() -> None:
+    """Budgets count work, not seconds: a plan made while every core is busy is the same."""
+    graph = wide_graph(12, 3)
+    quiet = plan_memory(graph, 0.5)
+    busy = [multiprocessing.Process(target=_spin, args=(30.0,)) for _ in range(4)]
+    for process in busy:
+        process.start()
+    try:
+        loaded = plan_memory(graph, 0.5)
+    finally:
+        for process in busy:
+            process.terminate()
+            process.join()
+    assert loaded.order == quiet.order
+    assert {n: (b.offset, b.size) for n, b in loaded.buffers.items()} == {
+        n: (b.offset, b.size) for n, b in quiet.buffers.items()}

@@ -174,7 +174,9 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
     model.minimize(arena)
     solver = cp_model.CpSolver()
     solver.parameters.max_deterministic_time = time_limit_s  # reproducible plans
-    solver.parameters.max_time_in_seconds = 2 * time_limit_s
+    # A backstop for a pathological model only: on any machine the deterministic limit binds
+    # first, so the plan does not depend on the clock.
+    solver.parameters.max_time_in_seconds = 20 * time_limit_s + 10
     # One worker: reproducible plans, and OR-Tools 9.15 can abort the process in its
     # multi-worker interleaved search (google/or-tools#5048).
     solver.parameters.num_workers = 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.arena import (
     Block,
@@ -18,23 +16,30 @@ from mcuflow.memory.liveness import storage_lifetime, tensor_lifetime
 from mcuflow.memory.plan import Buffer, InPlace, Plan, Step
 from mcuflow.memory.schedule import Decision, Problem, best_order, build_problem, evaluate
 
+ORDER_SHARE = 0.4
+"""Of the planning budget, the share of the operator-order search."""
+PLACEMENT_SHARE = 0.3
+"""Of the planning budget, the share of CP-SAT's placement for each order tried (at most two)."""
+
 
 def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
                 kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False) -> Plan:
-    """The plan with the smallest arena found within about `time_limit_s` seconds.
+    """The plan with the smallest arena found within a budget of about `time_limit_s` seconds.
+
+    The budget is counted in work (search steps, CP-SAT deterministic time), never on the
+    clock: the same graph and options give the same plan on every machine.
 
     `kinds` restricts the in-place kinds the plan may use (e.g. for a back end lacking a kernel);
     `dsp` sizes the scratch buffers for the Arm DSP kernels (cores with the DSP extension).
     """
-    start = time.monotonic()
     problem = build_problem(graph, alignment, kinds, dsp)
-    searched = best_order(problem, time_limit_s * 0.4)
+    searched = best_order(problem, time_limit_s * ORDER_SHARE)
     orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(len(graph.operators)))])]
-    best = plan_for_order(problem, orders[0], (time_limit_s - (time.monotonic() - start)) / 2)
+    placing = time_limit_s * PLACEMENT_SHARE
+    best = plan_for_order(problem, orders[0], placing)
     for order in orders[1:]:
         if evaluate(problem, order)[0] < best.arena_bytes:
-            remaining = max(time_limit_s - (time.monotonic() - start), 0.05)
-            plan = plan_for_order(problem, order, remaining)
+            plan = plan_for_order(problem, order, placing)
             best = plan if plan.arena_bytes < best.arena_bytes else best
     return best
 

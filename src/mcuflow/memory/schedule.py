@@ -9,7 +9,6 @@ minimises is exactly the plan's lower bound.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from mcuflow.ir.graph import Graph
@@ -125,8 +124,13 @@ def evaluate(problem: Problem, order: list[int]) -> tuple[int, list[int], list[D
     return max(needs, default=memory), needs, decisions
 
 
-_AFTER_DEADLINE = 64
-"""Sets of executed ops kept per layer once the time limit has passed (beam search)."""
+BEAM_WIDTH = 64
+"""Sets of executed ops kept per layer once the exact search has spent its budget."""
+STEPS_PER_SECOND = 50_000
+"""Step evaluations a second of planning buys: the search counts work, never the clock, so a
+plan is the same on every machine however loaded (about a second of a 2024 laptop's time)."""
+_GIVE_UP = 3
+"""The search returns the graph's own order past this many times its budget."""
 
 
 @dataclass
@@ -141,34 +145,40 @@ class _State:
 def best_order(problem: Problem, time_limit_s: float = 0.5, max_states: int = 20000) -> list[int]:
     """An order minimising the peak (then the sum of step needs).
 
-    Exact while every layer of the search (sets of k executed ops) holds at most `max_states`
-    sets and time remains; beyond that only the most promising sets of each layer are kept.
-    When the search cannot finish by twice the time limit it returns the graph's own order.
+    The budget is `time_limit_s` x STEPS_PER_SECOND step evaluations. The search is exact while
+    every layer of it (sets of k executed ops) holds at most `max_states` sets and budget
+    remains; after that each layer keeps only its most promising sets, as many as the rest of
+    the budget affords (at most BEAM_WIDTH, at least one). Past _GIVE_UP times the budget it
+    returns the graph's own order.
     """
     n = len(problem.graph.operators)
-    start = time.monotonic()
-    deadline, give_up = start + time_limit_s, start + 2 * time_limit_s
+    budget = max(int(time_limit_s * STEPS_PER_SECOND), 1)
+    steps = 0
     layers: list[dict[int, _State]] = [{0: _State(0, 0, initial_memory(problem), -1, -1)}]
-    for _ in range(n):
+    for depth in range(n):
         layer: dict[int, _State] = {}
-        for index, (done, state) in enumerate(layers[-1].items()):
-            if time.monotonic() > give_up:
+        for done, state in layers[-1].items():
+            if steps > _GIVE_UP * budget:
                 return list(range(n))
-            if index >= _AFTER_DEADLINE and time.monotonic() > deadline:
-                break
             for v in range(n):
                 if done >> v & 1 or problem.preds[v] & ~done:
                     continue
+                steps += 1
                 need, memory, _ = step(problem, done, v, state.memory)
                 key = (max(state.peak, need), state.total + need)
                 after = done | (1 << v)
                 known = layer.get(after)
                 if known is None or key < (known.peak, known.total):
                     layer[after] = _State(key[0], key[1], memory, done, v)
-        width = max_states if time.monotonic() < deadline else _AFTER_DEADLINE
+        width = max_states if steps < budget else _beam_width(budget, n - depth - 1, n)
         kept = sorted(layer.items(), key=lambda kv: (kv[1].peak, kv[1].memory, kv[1].total))
         layers.append(dict(kept[:width]))
     return _backtrack(layers)
+
+
+def _beam_width(budget: int, layers_left: int, n: int) -> int:
+    """Sets to keep per layer so that the layers left cost about one more budget."""
+    return max(1, min(BEAM_WIDTH, budget // max(layers_left * n, 1)))
 
 
 def _backtrack(layers: list[dict[int, _State]]) -> list[int]:
