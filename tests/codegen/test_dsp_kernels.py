@@ -25,14 +25,15 @@ from mcuflow.codegen.project import generate_project, kernel_source
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.graph import Graph
+from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import Activation, OpKind, Padding
+from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import infer_output_shapes
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.memory.scratch import scratch_bytes
-from mcuflow.quant.fixedpoint import quantize_multiplier
+from mcuflow.quant.fixedpoint import prepare_fully_connected, quantize_multiplier
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
 from tests.codegen.cases import FAMILIES as COMMON_FAMILIES
 from tests.codegen.test_host_ops import assert_same_bits, reference
@@ -50,7 +51,8 @@ def _fast(requant: dsp.FastRequant, acc: np.ndarray, channel: int) -> np.ndarray
     """The kernels' formula in exact integers: floor((acc M + C + [acc < 0] D) / 2^S)."""
     m, s, c = (requant.multipliers[channel], requant.exponents[channel],
                requant.addends[channel])
-    values = [(int(a) * m + c + (requant.negative if a < 0 else 0)) >> s for a in acc]
+    d = requant.negatives[channel]
+    values = [(int(a) * m + c + (d if a < 0 else 0)) >> s for a in acc]
     return np.array(values, dtype=np.int64)
 
 
@@ -245,6 +247,43 @@ def fully_connected_shapes() -> Graph:
     return b.build()
 
 
+def spread_scales(b: GraphBuilder, name: str) -> str:
+    """Spread the per-channel weight scales of the layer that made `name` over 2^-6 .. 2^3."""
+    op = b.graph.operators[-1]
+    weights = b.graph.tensors[op.inputs[1]]
+    factors = 2.0 ** b.rng.uniform(-6, 3, len(weights.quant.scale))
+    scales = np.asarray(weights.quant.scale) * factors
+    zeros = np.zeros(len(scales), np.int64)
+    weights.quant = QuantParams.per_channel(scales, zeros, 0)
+    if len(op.inputs) > 2:
+        input_scale = b.graph.tensors[op.inputs[0]].quant.scale0
+        bias = b.graph.tensors[op.inputs[2]]
+        bias.quant = QuantParams.per_channel(input_scale * np.asarray(weights.quant.scale),
+                                             zeros, 0)
+    return name
+
+
+def fully_connected_per_channel() -> Graph:
+    """Per-channel scales over three decades: depths 1 to 300, 2 to 640 units, batches."""
+    b = GraphBuilder("dsp_fully_connected_per_channel", seed=38)
+    one = b.input((1, 1), 0.05, 2)
+    odd = b.input((3, 37), 0.02, -5)
+    wide = b.input((1, 300), 0.03, 7)
+    mid = b.input((2, 128), 0.04, -1)
+    b.output(
+        spread_scales(b, b.fully_connected(one, 3, per_channel=True)),
+        spread_scales(b, b.fully_connected(odd, 2, per_channel=True, activation=Activation.RELU6)),
+        spread_scales(b, b.fully_connected(odd, 13, per_channel=True, activation=Activation.RELU)),
+        spread_scales(b, b.fully_connected(wide, 640, per_channel=True,
+                                           activation=Activation.RELU6)),
+        spread_scales(b, b.fully_connected(wide, 61, per_channel=True, bias=False)),
+        spread_scales(b, b.fully_connected(mid, 640, per_channel=True)),
+        spread_scales(b, b.fully_connected(mid, 7, per_channel=True, activation=Activation.RELU,
+                                     keep_num_dims=True)),
+    )
+    return b.build()
+
+
 def mobilenet_chain() -> Graph:
     """Chains the planner runs in place: overlapped convolutions, in-place depthwise."""
     b = GraphBuilder("dsp_mobilenet", seed=35)
@@ -260,7 +299,8 @@ def mobilenet_chain() -> Graph:
 
 
 FAMILIES = {f.__name__: f for f in (conv_channels, conv_deep, depthwise_shapes,
-                                    fully_connected_shapes, mobilenet_chain)}
+                                    fully_connected_shapes, fully_connected_per_channel,
+                                    mobilenet_chain)}
 FAMILIES |= {name: COMMON_FAMILIES[name]
              for name in ("depthwise", "elementwise", "residual_and_concat")}
 
@@ -303,6 +343,44 @@ def test_family_is_bit_exact_through_the_dsp_kernels(name: str, compiler: str,
     litert = litert_interpreter(write_tflite(graph))
     oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
     assert_same_bits(oracle, actual, "LiteRT")
+
+
+def _fc_requant(graph: Graph, op: Operator, per_row: bool, rows: int | None = None
+                ) -> tuple[dsp.Requantize, dsp.Domain, dsp.FastRequant | None, tuple[int, int]]:
+    """The DSP constants of a FULLY_CONNECTED's first `rows` rows (default: all)."""
+    x, weights, out = (graph.tensors[name] for name in (*op.inputs[:2], op.outputs[0]))
+    params = prepare_fully_connected(x, weights, out, op.attrs)
+    matrix = weights.data[:rows].astype(np.int64)
+    bias = params.input_offset * matrix.sum(axis=1)
+    if len(op.inputs) > 2:
+        bias += graph.tensors[op.inputs[2]].data[:rows].astype(np.int64)
+    span = dsp.domain(matrix, bias)
+    scales = params.scales[:rows]
+    requantize = dsp.scale_function(scales, params.output_offset)
+    act = (params.act_min, params.act_max)
+    requant = dsp.fast_requant(requantize, span, dsp.scale_natural(scales), *act,
+                               per_row=per_row)
+    return requantize, span, requant, act
+
+
+def test_per_channel_scales_get_a_sign_correction_per_row() -> None:
+    """Spread scales: some layer has no D that suits every row; one per row is exact."""
+    graph = fully_connected_per_channel()
+    needing = [op for op in graph.operators if _fc_requant(graph, op, False)[2] is None]
+    assert needing
+    for op in needing:
+        requantize, span, requant, act = _fc_requant(graph, op, True, rows=48)
+        assert requant is not None
+        _check_requant(requantize, span, requant, act)
+
+
+def test_per_channel_fully_connected_keeps_the_dsp_kernel(tmp_path: Path) -> None:
+    """Every layer calls the DSP kernel; the spread scales need per-row sign corrections."""
+    graph, plan = planned("fully_connected_per_channel")
+    project = generate_project(graph, plan, tmp_path / "p", dsp=True)
+    source = (project.path / "mcuflow_model.c").read_text()
+    assert source.count("mcuflow_fully_connected_dsp_s8(") == len(graph.operators)
+    assert "mcuflow_fully_connected_s8(" not in source and ".negatives = " in source
 
 
 def _depthwise_chain() -> Graph:
@@ -393,7 +471,8 @@ QEMU = shutil.which("qemu-system-arm")
 
 @pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m33"])
-@pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes"])
+@pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes",
+                                  "fully_connected_per_channel"])
 def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
     from mcuflow.toolchain.qemu import default_board, verify_cortexm
 

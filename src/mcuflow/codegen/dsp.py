@@ -13,7 +13,7 @@ then equals the reference on every accumulator the layer can produce.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,12 +63,24 @@ def skipping_domain(weights: np.ndarray, bias: np.ndarray, input_offset: int) ->
 
 @dataclass(frozen=True)
 class FastRequant:
-    """Per channel M, S, C (output offset included) and the common D, as described above."""
+    """Per channel M, S, C (output offset included) and D, as described above."""
 
     multipliers: tuple[int, ...]
     exponents: tuple[int, ...]
     addends: tuple[int, ...]
-    negative: int
+    negatives: tuple[int, ...]
+
+    @property
+    def shared(self) -> bool:
+        """True when every channel has the same D (kernels without a per-row D need it)."""
+        return len(set(self.negatives)) <= 1
+
+    @property
+    def negative(self) -> int:
+        """The layer's common D."""
+        if not self.shared:
+            raise ValueError("the channels' sign corrections differ")
+        return self.negatives[0] if self.negatives else 0
 
     def words(self, doubled: bool = False) -> np.ndarray:
         """int32 [channels, 4]: M, S - 32, C low word, C high word (the kernels' layout).
@@ -238,13 +250,14 @@ def _choose(row: np.ndarray, levels: np.ndarray, low: int, high: int,
 
 
 def fast_requant(requantize: Requantize, span: Domain, natural: list[tuple[int, int] | None],
-                 act_min: int, act_max: int, negative: int | None = None
+                 act_min: int, act_max: int, negative: int | None = None, per_row: bool = False
                  ) -> FastRequant | None:
     """Constants reproducing clamp(requantize(acc), act_min, act_max) on every reachable acc.
 
     All-zero channels get M = 0 and an addend giving their one output (their accumulator must
-    be made 0, see `Domain.constant`). `negative` forces D; None picks one all channels accept.
-    None when no constants are exact for some channel.
+    be made 0, see `Domain.constant`). `negative` forces D; None picks one all channels accept,
+    or with `per_row` one per channel (0 for all-zero channels). None when no constants are
+    exact for some channel.
     """
     levels = np.arange(act_min + 1, act_max + 1, dtype=np.int64)
     rows = thresholds(requantize, span.low, span.high, levels)
@@ -258,20 +271,31 @@ def fast_requant(requantize: Requantize, span: Domain, natural: list[tuple[int, 
         if choice is None:
             return None
         choices.append(choice)
-    picked = _pick_negative([c for c in choices if isinstance(c, _Choice)], negative)
-    if picked is None:
+    live = [c for c in choices if isinstance(c, _Choice)]
+    common = 0 if per_row else _pick_negative(live, negative)
+    picks = [_pick_negative([c], negative) for c in live] if per_row else [common] * len(live)
+    chosen = [pick for pick in picks if pick is not None]
+    if common is None or len(chosen) < len(picks):
         return None
-    multipliers, exponents, addends = [], [], []
+    return _constants(choices, iter(chosen), common)
+
+
+def _constants(choices: list[_Choice | int], picks: Iterator[int], idle: int) -> FastRequant:
+    """M, S, C and D of every channel; all-zero channels (an int: their output) get D `idle`."""
+    multipliers, exponents, addends, negatives = [], [], [], []
     for choice in choices:
         if isinstance(choice, int):
             multipliers.append(0)
             exponents.append(32)
             addends.append(choice << 32)
+            negatives.append(idle)
         else:
+            negative = next(picks)
             multipliers.append(choice.multiplier)
             exponents.append(choice.exponent)
-            addends.append(choice.bounds.addend(picked))
-    return FastRequant(tuple(multipliers), tuple(exponents), tuple(addends), picked)
+            addends.append(choice.bounds.addend(negative))
+            negatives.append(negative)
+    return FastRequant(tuple(multipliers), tuple(exponents), tuple(addends), tuple(negatives))
 
 
 def _pick_negative(choices: list[_Choice], wanted: int | None) -> int | None:

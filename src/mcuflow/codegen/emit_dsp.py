@@ -23,6 +23,7 @@ from mcuflow.memory.scratch import (
 )
 from mcuflow.quant.fixedpoint import (
     ConvParams,
+    FullyConnectedParams,
     multiply_by_quantized_multiplier_array,
     prepare_add,
     prepare_conv,
@@ -90,9 +91,15 @@ def _requant(ctx: EmitContext, requant: dsp.FastRequant, bias: np.ndarray, lengt
                                f"{name}: {what} (0 for all-zero channels)")
     words = ctx.constant("rq", "int32_t", requant.words(doubled),
                          f"{name}: multiplier, shift, addend low, addend high per channel")
+    fields: dict[str, int | str] = {"bias": bias_symbol, "rq": words}
+    if requant.shared:
+        fields["negative"] = requant.negative
+    else:
+        fields["negatives"] = ctx.constant(
+            "negatives", "int32_t", _padded(np.array(requant.negatives), length).astype(np.int32),
+            f"{name}: added when the accumulator is negative, per channel")
     return _define(ctx, "mcuflow_dsp_requant_t", "dsprq", {
-        "bias": bias_symbol, "rq": words, "negative": requant.negative,
-        "act_min": act[0], "act_max": act[1]})
+        **fields, "act_min": act[0], "act_max": act[1]})
 
 
 def _conv_requant(params: ConvParams, span: dsp.Domain, negative: int | None = None
@@ -172,9 +179,7 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
         return None
     bias = _folded(ctx, weights.data, params.input_offset)
     span = dsp.domain(weights.data, bias)
-    requant = dsp.fast_requant(
-        dsp.scale_function(params.scales, params.output_offset), span,
-        dsp.scale_natural(params.scales), params.act_min, params.act_max) if _int32(span) else None
+    requant = _fc_requant(params, span) if _int32(span) else None
     if requant is None:
         return None
     quads = -(-units // 4) * 4
@@ -185,6 +190,16 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     call = (f"mcuflow_fully_connected_dsp_s8({x.size // depth}, &{m}, &{q}, "
             f"{ctx.pointer(ctx.op.inputs[0])}, {ctx.pointer(ctx.op.outputs[0])}, {row});")
     return _code(ctx, call, "mcuflow_conv_dsp")
+
+
+def _fc_requant(params: FullyConnectedParams, span: dsp.Domain) -> dsp.FastRequant | None:
+    """One D for the layer, else one per row (per-channel scales whose D ranges are disjoint)."""
+    requantize = dsp.scale_function(params.scales, params.output_offset)
+    natural = dsp.scale_natural(params.scales)
+    act = (params.act_min, params.act_max)
+    shared = dsp.fast_requant(requantize, span, natural, *act)
+    return shared if shared is not None else dsp.fast_requant(requantize, span, natural, *act,
+                                                              per_row=True)
 
 
 def _padded_rows(weights: Tensor, rows: int) -> np.ndarray:

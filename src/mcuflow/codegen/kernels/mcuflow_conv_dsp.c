@@ -804,16 +804,24 @@ MCUFLOW_INLINE void mcuflow_dsp_quad(const mcuflow_word_t **w, const mcuflow_wor
     acc[2] = sums[2];
 }
 
-/* Requantise and store `count` (1 to 4) outputs of a quad. */
-MCUFLOW_INLINE void mcuflow_dsp_store4(const int32_t *acc, const int32_t *rq, int32_t negative,
-                                       int8_t *out, int32_t count)
+/* How the outputs of a quad add the negative term: never, the layer's one (q->negative), or
+ * each channel's own (q->negatives). */
+#define MCUFLOW_DSP_TIES_NONE 0
+#define MCUFLOW_DSP_TIES_LAYER 1
+#define MCUFLOW_DSP_TIES_ROWS 2
+
+/* Requantise and store `count` (1 to 4) outputs of a quad; output j adds the negative term
+ * negs[j], or `negative` when `negs` is NULL. */
+MCUFLOW_INLINE void mcuflow_dsp_store4(const int32_t *acc, const int32_t *rq, const int32_t *negs,
+                                       int32_t negative, int8_t *out, int32_t count)
 {
     for (int32_t j = 0; j < count; ++j, rq += MCUFLOW_DSP_RQ_WORDS) {
-        out[j] = (int8_t)mcuflow_dsp_requant(acc[j], rq[0], rq + 2, rq[1], negative);
+        const int32_t d = negs != NULL ? negs[j] : negative;
+        out[j] = (int8_t)mcuflow_dsp_requant(acc[j], rq[0], rq + 2, rq[1], d);
     }
 }
 
-/* All four outputs of a quad; `ties`: the layer's negative term is not 0. */
+/* All four outputs of a quad; `ties` one of MCUFLOW_DSP_TIES_* (`negs` used by _ROWS only). */
 #if MCUFLOW_DSP_ASM
 #define MCUFLOW_DSP_QUAD_OUT_ASM(ACC, R, O, TIES)                                               \
     "ldrd %[lo], %[hi], [%[rq], #" #R " + 8]\n\t"                                              \
@@ -824,13 +832,27 @@ MCUFLOW_INLINE void mcuflow_dsp_store4(const int32_t *acc, const int32_t *rq, in
     "strb %[hi], [%[out], #" #O "]\n\t"
 #define MCUFLOW_DSP_QUAD_TIES_ASM(ACC)                                                          \
     "lsr %[" ACC "], %[" ACC "], #31\n\tsmlal %[lo], %[hi], %[" ACC "], %[neg]\n\t"
+/* The channel's own negative term, loaded into the multiplier's register (used by then). */
+#define MCUFLOW_DSP_QUAD_ROW_ASM(ACC, O)                                                        \
+    "ldr %[m], [%[negs], #" #O " * 4]\n\t"                                                      \
+    "lsr %[" ACC "], %[" ACC "], #31\n\tsmlal %[lo], %[hi], %[" ACC "], %[m]\n\t"
 
-MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, int32_t negative,
-                                           int8_t *out, int ties)
+MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, const int32_t *negs,
+                                           int32_t negative, int8_t *out, int ties)
 {
     uint32_t lo, hi, m, sh;
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    if (ties) {
+    if (ties == MCUFLOW_DSP_TIES_ROWS) {
+        __asm__ volatile(
+            MCUFLOW_DSP_QUAD_OUT_ASM("a0", 0, 0, MCUFLOW_DSP_QUAD_ROW_ASM("a0", 0))
+                MCUFLOW_DSP_QUAD_OUT_ASM("a1", 16, 1, MCUFLOW_DSP_QUAD_ROW_ASM("a1", 1))
+                    MCUFLOW_DSP_QUAD_OUT_ASM("a2", 32, 2, MCUFLOW_DSP_QUAD_ROW_ASM("a2", 2))
+                        MCUFLOW_DSP_QUAD_OUT_ASM("a3", 48, 3, MCUFLOW_DSP_QUAD_ROW_ASM("a3", 3))
+            : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh), [a0] "+r"(a0),
+              [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3)
+            : [rq] "r"(rq), [out] "r"(out), [negs] "r"(negs)
+            : "memory");
+    } else if (ties == MCUFLOW_DSP_TIES_LAYER) {
         __asm__ volatile(
             MCUFLOW_DSP_QUAD_OUT_ASM("a0", 0, 0, MCUFLOW_DSP_QUAD_TIES_ASM("a0"))
                 MCUFLOW_DSP_QUAD_OUT_ASM("a1", 16, 1, MCUFLOW_DSP_QUAD_TIES_ASM("a1"))
@@ -852,23 +874,27 @@ MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, int3
     }
 }
 #else
-MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, int32_t negative,
-                                           int8_t *out, int ties)
+MCUFLOW_INLINE void mcuflow_dsp_store_quad(int32_t *acc, const int32_t *rq, const int32_t *negs,
+                                           int32_t negative, int8_t *out, int ties)
 {
-    mcuflow_dsp_store4(acc, rq, ties ? negative : 0, out, 4);
+    mcuflow_dsp_store4(acc, rq, ties == MCUFLOW_DSP_TIES_ROWS ? negs : NULL,
+                       ties == MCUFLOW_DSP_TIES_LAYER ? negative : 0, out, 4);
 }
 #endif
 
-/* The full quads of one gathered input row. */
+/* The full quads of one gathered input row; `negs` (per channel, for _ROWS) may be NULL. */
 MCUFLOW_INLINE void mcuflow_dsp_quads(const mcuflow_word_t **w, const mcuflow_word_t *row,
-                                      const int32_t *bias, const int32_t *rq, int8_t *out,
-                                      int32_t quads, int32_t groups, int32_t chunk,
+                                      const int32_t *bias, const int32_t *rq, const int32_t *negs,
+                                      int8_t *out, int32_t quads, int32_t groups, int32_t chunk,
                                       int32_t negative, int ties)
 {
     for (; quads > 0; --quads, bias += 4, out += 4, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
         int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
         mcuflow_dsp_quad(w, row, groups, chunk, acc);
-        mcuflow_dsp_store_quad(acc, rq, negative, out, ties);
+        mcuflow_dsp_store_quad(acc, rq, negs, negative, out, ties);
+        if (ties == MCUFLOW_DSP_TIES_ROWS) {
+            negs += 4;
+        }
     }
 }
 
@@ -879,18 +905,24 @@ static void mcuflow_dsp_fc_row(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_
     const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
     const int32_t groups = m->groups, chunk = m->chunk_groups, negative = q->negative;
     const int32_t quads = m->rows >> 2;
-    const int32_t *bias = q->bias + 4 * quads;
+    const int32_t *bias = q->bias + 4 * quads, *negs = q->negatives;
     const int32_t *rq = q->rq + (size_t)quads * 4 * MCUFLOW_DSP_RQ_WORDS;
-    if (negative != 0) {
-        mcuflow_dsp_quads(&w, row, q->bias, q->rq, out, quads, groups, chunk, negative, 1);
+    if (negs != NULL) {
+        mcuflow_dsp_quads(&w, row, q->bias, q->rq, negs, out, quads, groups, chunk, 0,
+                          MCUFLOW_DSP_TIES_ROWS);
+    } else if (negative != 0) {
+        mcuflow_dsp_quads(&w, row, q->bias, q->rq, NULL, out, quads, groups, chunk, negative,
+                          MCUFLOW_DSP_TIES_LAYER);
     } else {
-        mcuflow_dsp_quads(&w, row, q->bias, q->rq, out, quads, groups, chunk, 0, 0);
+        mcuflow_dsp_quads(&w, row, q->bias, q->rq, NULL, out, quads, groups, chunk, 0,
+                          MCUFLOW_DSP_TIES_NONE);
     }
     out += 4 * quads;
     if (m->rows & 3) {
         int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
         mcuflow_dsp_quad(&w, row, groups, chunk, acc);
-        mcuflow_dsp_store4(acc, rq, negative, out, m->rows & 3);
+        mcuflow_dsp_store4(acc, rq, negs != NULL ? negs + 4 * quads : NULL, negative, out,
+                           m->rows & 3);
     }
 }
 

@@ -348,7 +348,8 @@ static inline int32_t mcuflow_dsp_requant(int32_t acc, int32_t multiplier, const
 typedef struct {
     const int32_t *bias; /* int32 per output channel, input offset times weight sum folded in */
     const int32_t *rq;   /* MCUFLOW_DSP_RQ_WORDS int32 per output channel */
-    int32_t negative;    /* added to t when the accumulator is negative */
+    int32_t negative;    /* added to t when the accumulator is negative ... */
+    const int32_t *negatives; /* ... or NULL; FULLY_CONNECTED: one such term per channel */
     int32_t act_min;     /* clamp of a fused activation narrower than int8 ... */
     int32_t act_max;     /* ... (act_min = -128 and act_max = 127 when none) */
 } mcuflow_dsp_requant_t;
@@ -385,7 +386,9 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
                            mcuflow_word_t *columns);
 
 /* FULLY_CONNECTED of `batches` rows. `row` is 8-byte aligned scratch of 2 * groups words (one
- * input row as int16). Weights: groups of two pairs, rows padded to a multiple of 4. */
+ * input row as int16). Weights: groups of two pairs, rows padded to a multiple of 4. With
+ * per-channel scales the negative term may differ per channel (`q->negatives`, padded like
+ * the bias). */
 void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t *m,
                                     const mcuflow_dsp_requant_t *q, const int8_t *input,
                                     int8_t *output, mcuflow_word_t *row);
