@@ -88,10 +88,15 @@ def fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
+RECORDS_HEADER = "mcuflow_records.h"
+"""The drivers' one helper for records (every input, or output, of one inference in a row)."""
+
+
 def _host_files(model: ModelSummary) -> dict[str, str]:
     sources = " ".join(model.model_sources)
     return {
         "main.c": template("host", "main.c"),
+        RECORDS_HEADER: template("common", RECORDS_HEADER),
         "Makefile": fill(template("host", "Makefile"), {"MODEL_SOURCES": sources}),
         "CMakeLists.txt": fill(template("host", "CMakeLists.txt"), {"MODEL_SOURCES": sources}),
     }
@@ -220,8 +225,7 @@ def firmware_layout(core: CortexMCore, board: Board, firmware: Firmware) -> Link
 
 
 _APPLICATIONS = {Io.SEMIHOSTING: "main.c", Io.UART: "main_uart.c", Io.NONE: "main_none.c"}
-_SUPPORT = ("startup.c", "mcuflow_timing.c", "mcuflow_cortexm.h", "mcuflow_records.h",
-            "arm-none-eabi.cmake")
+_SUPPORT = ("startup.c", "mcuflow_timing.c", "mcuflow_cortexm.h", "arm-none-eabi.cmake")
 
 
 def _cortex_m_files(core: CortexMCore, model: ModelSummary) -> dict[str, str]:
@@ -232,6 +236,7 @@ def _cortex_m_files(core: CortexMCore, model: ModelSummary) -> dict[str, str]:
     layout = firmware_layout(core, board, firmware)
     files = {"main.c": template("cortex-m", _APPLICATIONS[firmware.io])}
     files |= {name: template("cortex-m", name) for name in _SUPPORT}
+    files[RECORDS_HEADER] = template("common", RECORDS_HEADER)
     if firmware.io is Io.UART:
         files |= {"mcuflow_uart.c": template("cortex-m", "mcuflow_uart.c"),
                   BOARD_HEADER: board_header(board)}

@@ -11,26 +11,16 @@
 #include <time.h>
 
 #include "mcuflow_model.h"
+#include "mcuflow_records.h"
 
-static const size_t input_bytes[MCUFLOW_INPUT_COUNT] = MCUFLOW_INPUT_BYTES_LIST;
-static const size_t output_bytes[MCUFLOW_OUTPUT_COUNT] = MCUFLOW_OUTPUT_BYTES_LIST;
-static unsigned char input_record[MCUFLOW_INPUT_TOTAL_BYTES];
-static unsigned char output_record[MCUFLOW_OUTPUT_TOTAL_BYTES];
+static uint8_t input_record[MCUFLOW_INPUT_TOTAL_BYTES];
+static uint8_t output_record[MCUFLOW_OUTPUT_TOTAL_BYTES];
 
 static int invoke_record(void)
 {
     const void *inputs[MCUFLOW_INPUT_COUNT];
     void *outputs[MCUFLOW_OUTPUT_COUNT];
-    size_t offset = 0;
-    for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
-        inputs[i] = input_record + offset;
-        offset += input_bytes[i];
-    }
-    offset = 0;
-    for (int i = 0; i < MCUFLOW_OUTPUT_COUNT; ++i) {
-        outputs[i] = output_record + offset;
-        offset += output_bytes[i];
-    }
+    mcuflow_point_into_records(input_record, output_record, inputs, outputs);
     return mcuflow_model_invoke_n(inputs, outputs);
 }
 
