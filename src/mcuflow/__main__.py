@@ -14,7 +14,7 @@ class Interrupted(BaseException):
     """Ctrl-C. Not a KeyboardInterrupt, which click would turn into its own `Aborted!`."""
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise Interrupted
 
 
