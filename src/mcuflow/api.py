@@ -312,9 +312,10 @@ def verify_board_model(
     `board_id`, the board of `machine` (netduino2: nucleo-f207zg, netduinoplus2: nucleo-f429zi).
     """
     board = get_board(board_id or machine_board(machine), board_file)
-    if board_machine(board.id).machine != machine:
-        raise McuflowError(f"board '{board.id}' runs on QEMU {board_machine(board.id).machine}, "
-                           f"not {machine}", f"pass --machine {board_machine(board.id).machine}")
+    emulated_by = board_machine(board.id).machine
+    if emulated_by != machine:
+        raise McuflowError(f"board '{board.id}' runs on QEMU {emulated_by}, not {machine}",
+                           f"pass --machine {emulated_by}")
     check_runs(runs)
     analysis = analyze_model(model, board.id, board_file, quantize, board_target(board, None))
     return verify_board(analysis.graph, analysis.plan, analysis.board, runs, seed)

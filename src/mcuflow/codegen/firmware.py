@@ -59,6 +59,11 @@ class BoardMachine:
     machine: str
     console_serial: int
 
+    @property
+    def serial_args(self) -> tuple[str, ...]:
+        """qemu-system-arm options: the console USART on stdio, the USARTs before it on null."""
+        return (*("-serial", "null") * self.console_serial, "-serial", "stdio")
+
 
 BOARD_MACHINES: dict[str, BoardMachine] = {
     "nucleo-f207zg": BoardMachine("netduino2", 2),

@@ -270,7 +270,7 @@ def _run_rule(core: CortexMCore, board: Board, firmware: Firmware) -> str:
                 f"profile: model-profile.elf\n\t{qemu} -kernel model-profile.elf\n")
     machine = BOARD_MACHINES.get(board.id)
     if firmware.memory_map is MemoryMap.BOARD and firmware.io is Io.UART and machine:
-        serials = " ".join(["-serial null"] * machine.console_serial + ["-serial stdio"])
+        serials = " ".join(machine.serial_args)
         return (f"# QEMU {machine.machine} emulates the board's MCU; its {board.console.name} is "
                 "this terminal (Ctrl-A x quits).\n"
                 f"run: model.elf\n\tqemu-system-arm -machine {machine.machine} -nographic "

@@ -68,9 +68,8 @@ def machine_board(machine: str) -> str:
 
 def qemu_command(machine: BoardMachine, elf: Path) -> list[str]:
     """qemu-system-arm with the console USART on stdio and instruction counting."""
-    serials = [arg for _ in range(machine.console_serial) for arg in ("-serial", "null")]
     return [find_qemu(), "-machine", machine.machine, "-display", "none", "-monitor", "none",
-            *serials, "-serial", "stdio", "-semihosting-config", "enable=on,target=native",
+            *machine.serial_args, "-semihosting-config", "enable=on,target=native",
             "-icount", "shift=0", "-kernel", str(Path(elf).absolute())]
 
 
