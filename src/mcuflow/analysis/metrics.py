@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -49,6 +50,7 @@ REPORT_JSON_FIELDS = """\
 | layers[].working_set_bytes | every activation live while it runs + its scratch |
 | layers[].weights_location | tier of its constants, "none" without constants, "overflow" |
 | layers[].latency_ms, layers[].energy_mj | cost-model estimates |
+| layers[].kernels | C kernel functions the generated step calls (mcuflow.hw.kernels) |
 """
 
 
@@ -70,6 +72,7 @@ class LayerReport:
     weights_location: str
     latency_ms: float
     energy_mj: float
+    kernels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class Report:
         data = {"schema": SCHEMA, **asdict(self)}
         data["weights_not_fitting"] = list(self.weights_not_fitting)
         data["layers"] = [
-            {**asdict(layer), "output_shape": list(layer.output_shape)} for layer in self.layers
+            {**asdict(layer), "output_shape": list(layer.output_shape),
+             "kernels": list(layer.kernels)} for layer in self.layers
         ]
         return data
 
@@ -209,6 +213,7 @@ def analyze(
     peak_ram_bytes: int | None = None,
     weights_tier: TierKind | None = None,
     planned: PlannedSteps | None = None,
+    kernels: Sequence[tuple[str, ...]] | None = None,
 ) -> Report:
     """Analyse `graph` on `board`, running operators in `order` (graph order by default).
 
@@ -217,7 +222,8 @@ def analyze(
     sharing counted once); without it every live tensor counts in full and scratch is the
     out-of-place estimate of the cost model. `weights_tier` forces where kernels read constants
     from (default: the board's on-chip flash, or its execute-in-place flash); raises BoardError
-    when the board has no such tier.
+    when the board has no such tier. `kernels` gives, per step of `order`, the C kernel
+    functions the generated code calls (from codegen's emitters).
     """
     order = list(range(len(graph.operators))) if order is None else list(order)
     _check_order(graph, order)
@@ -231,7 +237,8 @@ def analyze(
     else:
         sets = working_sets(graph, order, [cost.scratch_bytes for cost in costs])
     layers = []
-    for index, cost, working_set in zip(order, costs, sets, strict=True):
+    called = list(kernels) if kernels is not None else [()] * len(order)
+    for index, cost, working_set, functions in zip(order, costs, sets, called, strict=True):
         op = graph.operators[index]
         est = estimate(cost, board, placement)
         layers.append(LayerReport(
@@ -240,7 +247,7 @@ def analyze(
             weight_bytes=cost.weight_bytes, input_bytes=cost.input_bytes,
             output_bytes=cost.output_bytes, scratch_bytes=cost.scratch_bytes,
             working_set_bytes=working_set, weights_location=weights.locations[index],
-            latency_ms=est.latency_ms, energy_mj=est.energy_mj,
+            latency_ms=est.latency_ms, energy_mj=est.energy_mj, kernels=tuple(functions),
         ))
     return _report(graph, board, tuple(layers), weights, peak_ram_bytes)
 

@@ -76,15 +76,22 @@ def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]
     return specs
 
 
+def emit_layers(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = DEFAULT_NAMING
+                ) -> tuple[list[LayerCode], ConstantPool]:
+    """The C of every planned step and the constant arrays they use, before any file is made."""
+    pool = ConstantPool(naming=naming)
+    layers = [emit_step(EmitContext(graph, plan, step, i, pool, dsp=dsp))
+              for i, step in enumerate(plan.steps)]
+    return layers, pool
+
+
 def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = DEFAULT_NAMING
                  ) -> ModelSources:
     """<prefix>model.h/.c and <prefix>weights.h/.c for `plan`; kernels lists the kernel stems.
 
     `dsp` lets the emitters choose the Arm DSP kernels; `naming` gives every model-level name.
     """
-    pool = ConstantPool(naming=naming)
-    layers = [emit_step(EmitContext(graph, plan, step, i, pool, dsp=dsp))
-              for i, step in enumerate(plan.steps)]
+    layers, pool = emit_layers(graph, plan, dsp, naming)
     inputs = tensor_specs(graph, plan, graph.inputs)
     outputs = tensor_specs(graph, plan, graph.outputs)
     kernels = sorted(set().union(*(layer.kernels for layer in layers)))
