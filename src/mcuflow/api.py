@@ -14,6 +14,7 @@ from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
 from mcuflow.codegen.library import generate_library
 from mcuflow.codegen.names import Naming
 from mcuflow.codegen.project import SOURCE_MODEL
+from mcuflow.codegen.render import emit_layers
 from mcuflow.codegen.targets import LINKER_SCRIPT, board_target, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import load_int8_model
@@ -127,9 +128,11 @@ def analyze_model(
     """
     graph = load_graph(model, quantize)
     board = get_board(board_id, board_file)
-    plan = plan_memory(graph, dsp=get_target(target).dsp if target else board.dsp)
+    dsp = get_target(target).dsp if target else board.dsp
+    plan = plan_memory(graph, dsp=dsp)
+    layers, _ = emit_layers(graph, plan, dsp)
     report = analyze(graph, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
-                     planned=planned_steps(plan))
+                     planned=planned_steps(plan), kernels=[layer.functions for layer in layers])
     return Analysis(graph, board, plan, report)
 
 

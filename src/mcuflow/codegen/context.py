@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ _CTYPE_OF = {
 _PER_LINE = {"int8_t": 16, "uint8_t": 16, "int16_t": 12, "int32_t": 8, "float": 6, "double": 4}
 INT32_MIN = -(1 << 31)
 STRUCT_LINE_CHARS = 96
+_KERNEL_CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 
 
 class CodegenError(Exception):
@@ -128,6 +130,11 @@ class LayerCode:
     statements: list[str]
     definitions: list[str] = field(default_factory=list)
     kernels: frozenset[str] = frozenset()
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """The C kernel functions the statements call, in order of first call."""
+        return tuple(dict.fromkeys(_KERNEL_CALL.findall("\n".join(self.statements))))
 
 
 @dataclass

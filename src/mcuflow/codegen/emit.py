@@ -20,6 +20,7 @@ from mcuflow.codegen.context import (
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
 from mcuflow.errors import UnsupportedModelError
+from mcuflow.hw.kernels import KERNELS
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
@@ -82,6 +83,10 @@ def emit_step(ctx: EmitContext) -> LayerCode:
     code = emit_with_codebooks(ctx, entry.function)
     if ctx.inplace in RUNS_NO_CODE and code.statements:
         raise CodegenError(f"{ctx.inplace.value} step {ctx.layer} must not run code")
+    unknown = [name for name in code.functions if name not in KERNELS]
+    if unknown:
+        raise CodegenError(f"step {ctx.layer} calls {unknown[0]}, which has no record in "
+                           "mcuflow.hw.kernels")
     return code
 
 
