@@ -7,27 +7,26 @@ from importlib import resources
 
 import pytest
 
-import mcuflow.ref.kernels  # noqa: F401  (fills the kernel registry)
-from mcuflow.hw.costmodel import COST_RULES
+import mcuflow.api  # noqa: F401  (imports every stage, which fills every table)
 from mcuflow.hw.kernels import KERNELS as CATALOGUE
-from mcuflow.ir.ops import ATTRS_OF, OpKind
-from mcuflow.ir.shapes import SHAPE_RULES
-from mcuflow.ref.registry import KERNELS
+from mcuflow.ir.opdefs import OP_DEFS
+from mcuflow.ir.ops import OpKind
+from mcuflow.ir.registry import TABLES
 
 
 @pytest.mark.parametrize("kind", list(OpKind), ids=lambda k: k.value)
 def test_every_op_has_every_hook(kind: OpKind) -> None:
-    missing = [
-        name
-        for name, table in (
-            ("attrs", ATTRS_OF),
-            ("shape rule", SHAPE_RULES),
-            ("reference kernel", KERNELS),
-            ("cost rule", COST_RULES),
-        )
-        if kind not in table
-    ]
+    missing = [table.hook for table in TABLES if table.complete and kind not in table]
     assert not missing, f"{kind.value} lacks: {', '.join(missing)}"
+
+
+def test_the_complete_tables_include_every_stage() -> None:
+    hooks = {table.hook for table in TABLES if table.complete}
+    assert {"definition", "shape rule", "reference kernel"} <= hooks
+
+
+def test_every_definition_is_of_its_own_kind() -> None:
+    assert all(definition.kind is kind for kind, definition in OP_DEFS.items())
 
 
 def test_every_c_kernel_has_one_catalogue_record() -> None:

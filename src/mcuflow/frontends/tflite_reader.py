@@ -56,6 +56,7 @@ from mcuflow.ir.ops import (
     SqueezeAttrs,
 )
 from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
+from mcuflow.ir.registry import OpTable
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_RANK = 8
@@ -894,7 +895,7 @@ _ARITY: dict[OpKind, tuple[int, int]] = {
 }
 """(min, max) operand count per kind, counting -1 placeholders; (1, 1) when absent."""
 
-_CONVERTERS: dict[OpKind, Converter] = {
+_CONVERTERS: OpTable[Converter] = OpTable("TFLite attribute converter", complete=False, entries={
     OpKind.CONV_2D: _conv2d,
     OpKind.DEPTHWISE_CONV_2D: _depthwise_conv2d,
     OpKind.FULLY_CONNECTED: _fully_connected,
@@ -910,5 +911,5 @@ _CONVERTERS: dict[OpKind, Converter] = {
     OpKind.PAD: _pad,
     OpKind.CONCATENATION: _concatenation,
     OpKind.LEAKY_RELU: _leaky_relu,
-}
+})
 """Attribute conversion per kind; the other kinds take NoAttrs and all their inputs."""

@@ -36,6 +36,7 @@ from mcuflow.ir.ops import (
     SqueezeAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.registry import OpTable
 from mcuflow.ir.verify import GraphInvariantError
 
 NO_TENSOR = -1
@@ -409,7 +410,8 @@ def _dequantize_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
     return tflite.BuiltinOptions.DequantizeOptions, tflite.DequantizeOptionsEnd(builder)
 
 
-_OPTIONS_WRITERS: dict[OpKind, OptionsWriter] = {
+_OPTIONS_WRITERS: OpTable[OptionsWriter] = OpTable("TFLite options writer", complete=False,
+                                                    entries={
     OpKind.CONV_2D: _conv_options,
     OpKind.DEPTHWISE_CONV_2D: _depthwise_options,
     OpKind.FULLY_CONNECTED: _fully_connected_options,
@@ -428,5 +430,5 @@ _OPTIONS_WRITERS: dict[OpKind, OptionsWriter] = {
     OpKind.HARD_SWISH: _hard_swish_options,
     OpKind.QUANTIZE: _quantize_options,
     OpKind.DEQUANTIZE: _dequantize_options,
-}
+})
 """Builtin options per op kind; kinds missing here (RELU, LOGISTIC, TANH...) take no options."""

@@ -172,28 +172,3 @@ OpAttrs = (
     | ConcatenationAttrs
     | LeakyReluAttrs
 )
-
-ATTRS_OF: dict[OpKind, type] = {
-    OpKind.CONV_2D: Conv2DAttrs,
-    OpKind.DEPTHWISE_CONV_2D: DepthwiseConv2DAttrs,
-    OpKind.FULLY_CONNECTED: FullyConnectedAttrs,
-    OpKind.ADD: ElementwiseAttrs,
-    OpKind.SUB: ElementwiseAttrs,
-    OpKind.MUL: ElementwiseAttrs,
-    OpKind.AVERAGE_POOL_2D: Pool2DAttrs,
-    OpKind.MAX_POOL_2D: Pool2DAttrs,
-    OpKind.MEAN: MeanAttrs,
-    OpKind.RESHAPE: ReshapeAttrs,
-    OpKind.SQUEEZE: SqueezeAttrs,
-    OpKind.SOFTMAX: SoftmaxAttrs,
-    OpKind.PAD: PadAttrs,
-    OpKind.CONCATENATION: ConcatenationAttrs,
-    OpKind.LOGISTIC: NoAttrs,
-    OpKind.TANH: NoAttrs,
-    OpKind.HARD_SWISH: NoAttrs,
-    OpKind.RELU: NoAttrs,
-    OpKind.RELU6: NoAttrs,
-    OpKind.LEAKY_RELU: LeakyReluAttrs,
-    OpKind.QUANTIZE: NoAttrs,
-    OpKind.DEQUANTIZE: NoAttrs,
-}

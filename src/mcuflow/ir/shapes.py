@@ -21,25 +21,18 @@ from mcuflow.ir.ops import (
     ReshapeAttrs,
     SqueezeAttrs,
 )
+from mcuflow.ir.registry import OpTable
 
 Shape = tuple[int, ...]
 ShapeRule = Callable[[Graph, Operator], list[Shape]]
-SHAPE_RULES: dict[OpKind, ShapeRule] = {}
+SHAPE_RULES: OpTable[ShapeRule] = OpTable("shape rule")
 
 
 class ShapeError(McuflowError):
     """Operator inputs whose shapes do not fit together."""
 
 
-def shape_rule(*kinds: OpKind) -> Callable[[ShapeRule], ShapeRule]:
-    """Register a shape rule for one or more op kinds."""
-
-    def register(rule: ShapeRule) -> ShapeRule:
-        for kind in kinds:
-            SHAPE_RULES[kind] = rule
-        return rule
-
-    return register
+shape_rule = SHAPE_RULES.register
 
 
 def infer_output_shapes(graph: Graph, op: Operator) -> list[Shape]:

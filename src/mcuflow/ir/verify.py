@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mcuflow.errors import McuflowError
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import ATTRS_OF
+from mcuflow.ir.opdefs import OP_DEFS
 from mcuflow.ir.shapes import infer_output_shapes
 
 _HINT = "this is a bug in the pass or frontend that produced the graph; please report it"
@@ -92,13 +92,17 @@ def _check_inputs(graph: Graph) -> set[str]:
 
 def _check_operator(graph: Graph, index: int, op: Operator, available: set[str]) -> None:
     label = f"op {index} ({op.kind.value} {op.name!r})"
-    expected = ATTRS_OF[op.kind]
-    if type(op.attrs) is not expected:
-        raise GraphInvariantError(
-            f"{label} has attributes {type(op.attrs).__name__}, expected {expected.__name__}"
-        )
-    if not op.inputs or not op.outputs:
-        raise GraphInvariantError(f"{label} has no inputs or no outputs")
+    definition = OP_DEFS[op.kind]
+    if type(op.attrs) is not definition.attrs:
+        raise GraphInvariantError(f"{label} has attributes {type(op.attrs).__name__}, expected "
+                                  f"{definition.attrs.__name__}")
+    fewest, most = definition.inputs
+    if not fewest <= len(op.inputs) <= most:
+        raise GraphInvariantError(f"{label} has {len(op.inputs)} inputs, {op.kind.value} takes "
+                                  f"{fewest}..{most}")
+    if len(op.outputs) != definition.outputs:
+        raise GraphInvariantError(f"{label} has {len(op.outputs)} outputs, but {op.kind.value} "
+                                  f"produces {definition.outputs}")
     for name in op.inputs:
         if name not in graph.tensors:
             raise GraphInvariantError(f"{label} reads tensor {name!r}, which does not exist")

@@ -8,6 +8,7 @@ import numpy as np
 
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import Activation, OpKind
+from mcuflow.ir.registry import OpTable
 from mcuflow.passes.common import bypass, drop_unused_tensors, float_constant
 
 Evaluate = Callable[[Operator, list[np.ndarray], tuple[int, ...]], np.ndarray]
@@ -21,7 +22,7 @@ def _activated(op: Operator, value: np.ndarray) -> np.ndarray:
     return value if low is None else np.clip(value, low, high)
 
 
-_EVALUATORS: dict[OpKind, Evaluate] = {
+_EVALUATORS: OpTable[Evaluate] = OpTable("constant evaluator", complete=False, entries={
     OpKind.RESHAPE: lambda op, xs, shape: xs[0].reshape(shape),
     OpKind.SQUEEZE: lambda op, xs, shape: xs[0].reshape(shape),
     OpKind.PAD: lambda op, xs, shape: np.pad(xs[0], op.attrs.paddings),
@@ -31,7 +32,7 @@ _EVALUATORS: dict[OpKind, Evaluate] = {
     OpKind.MUL: lambda op, xs, shape: _activated(op, xs[0] * xs[1]),
     OpKind.RELU: lambda op, xs, shape: np.maximum(xs[0], 0.0),
     OpKind.RELU6: lambda op, xs, shape: np.clip(xs[0], 0.0, 6.0),
-}
+})
 """Numpy evaluation of the ops that appear on constants in float models (shape glue, scaling)."""
 
 _NEUTRAL = {OpKind.ADD: 0.0, OpKind.SUB: 0.0, OpKind.MUL: 1.0}

@@ -21,24 +21,17 @@ from mcuflow.ir.ops import (
     Pool2DAttrs,
     SoftmaxAttrs,
 )
+from mcuflow.ir.registry import OpTable
 from mcuflow.ref.interpreter import RunResult
 from mcuflow.ref.registry import KernelFn
 
-FLOAT_KERNELS: dict[OpKind, KernelFn] = {}
+FLOAT_KERNELS: OpTable[KernelFn] = OpTable("float kernel", complete=False)
 """One float32 kernel per OpKind that appears in float models (all but QUANTIZE, DEQUANTIZE)."""
 
 _F32 = np.float32
 
 
-def float_kernel(*kinds: OpKind) -> Callable[[KernelFn], KernelFn]:
-    """Register a float kernel for one or more op kinds."""
-
-    def register(function: KernelFn) -> KernelFn:
-        for kind in kinds:
-            FLOAT_KERNELS[kind] = function
-        return function
-
-    return register
+float_kernel = FLOAT_KERNELS.register
 
 
 def apply_activation(x: np.ndarray, activation: Activation) -> np.ndarray:

@@ -8,23 +8,16 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
+from mcuflow.ir.registry import OpTable
 
 KernelFn = Callable[[Graph, Operator, list[np.ndarray]], list[np.ndarray]]
 """A kernel gets the graph (for attributes and quantisation), the op and its input arrays in
 `op.inputs` order (constants included), and returns the output arrays in `op.outputs` order."""
 
-KERNELS: dict[OpKind, KernelFn] = {}
+KERNELS: OpTable[KernelFn] = OpTable("reference kernel")
 
 
-def kernel(*kinds: OpKind) -> Callable[[KernelFn], KernelFn]:
-    """Register a reference kernel for one or more op kinds."""
-
-    def register(function: KernelFn) -> KernelFn:
-        for kind in kinds:
-            KERNELS[kind] = function
-        return function
-
-    return register
+kernel = KERNELS.register
 
 
 PreparedFn = Callable[[list[np.ndarray]], list[np.ndarray]]
@@ -33,7 +26,7 @@ PreparedFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 PrepareFn = Callable[[Graph, Operator], PreparedFn]
 """TFLite's Prepare step: computes an op's constants once and returns its per-inference function."""
 
-PREPARERS: dict[OpKind, PrepareFn] = {}
+PREPARERS: OpTable[PrepareFn] = OpTable("prepared reference kernel", complete=False)
 
 
 def prepared_kernel(*kinds: OpKind) -> Callable[[PrepareFn], PrepareFn]:
