@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.errors import UnsupportedModelError
-from mcuflow.ir.graph import Tensor
+from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     Activation,
     Conv2DAttrs,
@@ -26,6 +26,7 @@ from mcuflow.ir.ops import (
     FullyConnectedAttrs,
     LeakyReluAttrs,
     MeanAttrs,
+    OpKind,
     Pool2DAttrs,
     SoftmaxAttrs,
 )
@@ -195,8 +196,7 @@ def per_channel_multipliers(
 
 def _quant_of(tensor: Tensor) -> QuantParams:
     if tensor.quant is None:
-        raise UnsupportedModelError(f"tensor '{tensor.name}' has no quantisation parameters",
-                                    "int8 kernels need a scale and zero point on every tensor")
+        raise UncheckedModelError(f"tensor '{tensor.name}' has no quantisation parameters")
     return tensor.quant
 
 
@@ -225,9 +225,8 @@ def prepare_conv(
     in_q, w_q, out_q = _quant_of(x), _quant_of(weights), _quant_of(out)
     channels = out.shape[3]
     if w_q.is_per_channel and len(w_q.scale) != channels:
-        raise UnsupportedModelError(
-            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {channels} output channels"
-        )
+        raise UncheckedModelError(
+            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {channels} output channels")
     scaled = per_channel_multipliers(in_q.scale0, w_q.scale, out_q.scale0, channels)
     clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
     (_, height, width, _), (kernel_h, kernel_w) = x.shape, weights.shape[1:3]
@@ -269,9 +268,8 @@ def prepare_fully_connected(
     in_q, w_q, out_q = _quant_of(x), _quant_of(weights), _quant_of(out)
     units = weights.shape[0]
     if w_q.is_per_channel and len(w_q.scale) != units:
-        raise UnsupportedModelError(
-            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {units} output units"
-        )
+        raise UncheckedModelError(
+            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {units} output units")
     weight_scales = w_q.scale if w_q.is_per_channel else w_q.scale[:1] * units
     clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
     return FullyConnectedParams(
@@ -365,15 +363,13 @@ SOFTMAX_DIFF_INTEGER_BITS = 5
 SOFTMAX_ACCUMULATION_INTEGER_BITS = 12
 
 
-def _multiplier_below_one(real_multiplier: float, what: str) -> QuantizedMultiplier:
-    """TFLite QuantizeMultiplierSmallerThanOneExp, rejecting what LiteRT rejects (or misuses)."""
+def multiplier_below_one(real_multiplier: float) -> QuantizedMultiplier | None:
+    """TFLite QuantizeMultiplierSmallerThanOneExp; None for what LiteRT rejects (or misuses).
+
+    That is a multiplier outside (0, 1), or one that rounds up to 1.
+    """
     quantized = quantize_multiplier(real_multiplier)
-    if not 0.0 < real_multiplier < 1.0 or quantized.shift > 0:
-        raise UnsupportedModelError(
-            f"{what}: requantisation multiplier {real_multiplier:.6g} is outside (0, 1)",
-            "the output scale is too small for the input scales",
-        )
-    return quantized
+    return quantized if 0.0 < real_multiplier < 1.0 and quantized.shift <= 0 else None
 
 
 @dataclass(frozen=True)
@@ -398,14 +394,25 @@ class AddParams:
     act_max: int
 
 
+def add_real_multipliers(
+    input1_scale: float, input2_scale: float, output_scale: float
+) -> tuple[float, float, float]:
+    """add.cc / sub.cc Prepare: the real multipliers of both inputs and of the output.
+
+    The inputs' are relative to twice the larger input scale, the output's to 2**20 times it.
+    """
+    twice_max_input_scale = 2.0 * max(input1_scale, input2_scale)
+    return (input1_scale / twice_max_input_scale, input2_scale / twice_max_input_scale,
+            twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * output_scale))
+
+
 def prepare_add(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> AddParams:
     """add.cc / sub.cc Prepare for int8: scales relative to twice the larger input scale."""
     q1, q2, out_q = _quant_of(x1), _quant_of(x2), _quant_of(out)
-    twice_max_input_scale = 2.0 * max(q1.scale0, q2.scale0)
-    output_real = twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * out_q.scale0)
-    m1 = _multiplier_below_one(q1.scale0 / twice_max_input_scale, "ADD/SUB input 1")
-    m2 = _multiplier_below_one(q2.scale0 / twice_max_input_scale, "ADD/SUB input 2")
-    mo = _multiplier_below_one(output_real, "ADD/SUB output")
+    m1, m2, mo = (multiplier_below_one(real) for real in add_real_multipliers(
+        q1.scale0, q2.scale0, out_q.scale0))
+    if m1 is None or m2 is None or mo is None:
+        raise UncheckedModelError(f"ADD/SUB output '{out.name}': a multiplier outside (0, 1)")
     clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
     return AddParams(
         ADD_LEFT_SHIFT, -q1.zero_point0, m1.multiplier, m1.shift, -q2.zero_point0,
@@ -522,25 +529,26 @@ HARD_SWISH_MAX_INPUT_SCALE = 2.0**HARD_SWISH_MAX_RELUISH_SHIFT * 128.0 * 3.0 / 3
 """The input scale at which the reluish multiplier (in / 128) / (3 / 32768) reaches 2**31."""
 
 
+def hard_swish_multipliers(
+    input_scale: float, output_scale: float
+) -> tuple[QuantizedMultiplier, QuantizedMultiplier]:
+    """activations.cc HardSwishPrepare's (output, reluish) multipliers, from float32 ratios.
+
+    They are hires / output scale and hires / (3 / 32768), hires being input scale / 128.
+    """
+    hires_input_scale = np.float32(1.0 / 128.0) * np.float32(input_scale)
+    reluish_scale = np.float32(3.0) / np.float32(32768.0)
+    output = quantize_multiplier(float(hires_input_scale / np.float32(output_scale)))
+    reluish = quantize_multiplier(float(hires_input_scale / reluish_scale))
+    return output, reluish
+
+
 def prepare_hard_swish(x: Tensor, out: Tensor) -> HardSwishParams:
     """activations.cc HardSwishPrepare: float32 ratios on the 'hires' input scale (in / 128)."""
     in_q, out_q = _quant_of(x), _quant_of(out)
-    hires_input_scale = np.float32(1.0 / 128.0) * np.float32(in_q.scale0)
-    reluish_scale = np.float32(3.0) / np.float32(32768.0)
-    output = quantize_multiplier(float(hires_input_scale / np.float32(out_q.scale0)))
-    if output.shift > 0:
-        raise UnsupportedModelError(
-            f"HARD_SWISH output '{out.name}': scale {out_q.scale0:.6g} is below input scale / 128",
-            "LiteRT requires output scale >= input scale / 128",
-        )
-    reluish = quantize_multiplier(float(hires_input_scale / reluish_scale))
-    if reluish.shift > HARD_SWISH_MAX_RELUISH_SHIFT:
-        raise UnsupportedModelError(
-            f"HARD_SWISH input '{x.name}': scale {in_q.scale0:.6g} is too large for LiteRT's "
-            f"int16 kernel (it would shift by 2**{reluish.shift - 1} in a 32-bit int, which "
-            "C++ leaves undefined)",
-            f"LiteRT requires HARD_SWISH input scales below {HARD_SWISH_MAX_INPUT_SCALE:.4g}",
-        )
+    output, reluish = hard_swish_multipliers(in_q.scale0, out_q.scale0)
+    if output.shift > 0 or reluish.shift > HARD_SWISH_MAX_RELUISH_SHIFT:
+        raise UncheckedModelError(f"HARD_SWISH '{out.name}': scales LiteRT cannot requantise")
     return HardSwishParams(
         in_q.zero_point0, out_q.zero_point0, downscale_multiplier_to_int16(output.multiplier),
         output.shift, downscale_multiplier_to_int16(reluish.multiplier), reluish.shift,
@@ -741,16 +749,20 @@ def calculate_input_radius(integer_bits: int, left_shift: int, total_signed_bits
     return math.floor(rescaled)
 
 
+def softmax_input_real(beta: float, input_scale: float) -> float:
+    """PreprocessSoftmaxScaling's real multiplier: float32 beta * input scale in Q5.26.
+
+    It is capped at INT32_MAX, as the C++ is.
+    """
+    return min(float(np.float32(beta)) * input_scale
+               * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)), float(INT32_MAX))
+
+
 def prepare_softmax(x: Tensor, attrs: SoftmaxAttrs) -> SoftmaxParams:
     """activations.cc SoftmaxPrepare (kReference): PreprocessSoftmaxScaling, diff_min."""
-    beta = float(np.float32(attrs.beta))
-    real = min(beta * _quant_of(x).scale0 * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)),
-               float(INT32_MAX))
+    real = softmax_input_real(attrs.beta, _quant_of(x).scale0)
     if real <= 1.0:
-        raise UnsupportedModelError(
-            f"SOFTMAX input '{x.name}': beta * scale = {real / (1 << 26):.3g} is too small",
-            "LiteRT requires beta * input scale > 2**-26",
-        )
+        raise UncheckedModelError(f"SOFTMAX input '{x.name}': beta * scale too small")
     scaled = quantize_multiplier(real)
     radius = calculate_input_radius(SOFTMAX_DIFF_INTEGER_BITS, scaled.shift)
     return SoftmaxParams(scaled.multiplier, scaled.shift, -radius)
@@ -856,3 +868,152 @@ def accumulator_thresholds(thresholds: np.ndarray, scale: float, reach: int) -> 
     while (higher := (acc <= reach) & ~reaches(acc)).any():
         acc += higher
     return acc
+
+
+# --- The int32 accumulator of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED --------------------
+
+
+def accumulator_bounds(
+    weights: np.ndarray, bias: np.ndarray | None, input_offset: int
+) -> np.ndarray:
+    """Per channel, a bound of |sum(w * (x + input_offset)) + bias| over every int8 input x.
+
+    `weights` are [channels, depth] (any integer type), `bias` [channels] or None; int64 result.
+    """
+    weights64 = np.asarray(weights, dtype=np.int64)
+    bias64 = (np.zeros(len(weights64), np.int64) if bias is None
+              else np.asarray(bias, dtype=np.int64).reshape(-1))
+    largest_input = max(abs(127 + input_offset), abs(-128 + input_offset))
+    return np.abs(weights64).sum(axis=1) * largest_input + np.abs(bias64)
+
+
+def overflowing_channel(bounds: np.ndarray, shifts: np.ndarray | int) -> int | None:
+    """The first channel whose accumulator bound, left-shifted as LiteRT does, reaches 2**31.
+
+    MultiplyByQuantizedMultiplier shifts left by a positive shift in int32 before multiplying.
+    None when no channel overflows.
+    """
+    shift = np.clip(np.broadcast_to(np.asarray(shifts, dtype=np.int64), np.shape(bounds)), 0, 32)
+    limit = np.where(shift > 31, 1, np.left_shift(1, 31 - np.minimum(shift, 31)))
+    over = np.flatnonzero(np.asarray(bounds, dtype=np.int64) >= limit)
+    return int(over[0]) if over.size else None
+
+
+def weights_by_channel(kind: OpKind, weights: np.ndarray) -> np.ndarray:
+    """int64 weights [output channels, depth] of a weighted op's filter.
+
+    The filter is [O,KH,KW,C] (CONV_2D), [1,KH,KW,O] (DEPTHWISE_CONV_2D) or [O,K] (FC).
+    """
+    weights64 = np.asarray(weights, dtype=np.int64)
+    if kind is OpKind.DEPTHWISE_CONV_2D:
+        return weights64.reshape(-1, weights64.shape[-1]).T
+    return weights64.reshape(weights64.shape[0], -1)
+
+
+# --- Support constraints that need this arithmetic ----------------------------------------------
+# Registered here, beside the computations they run (ir, where the registry lives, cannot import
+# quant); the prepare functions above then treat a violation as a bug (UncheckedModelError).
+
+
+@constraint(OpKind.ADD, OpKind.SUB)
+def add_sub_multipliers(graph: Graph, op: Operator) -> str | None:
+    """The output scale must exceed twice the larger input scale / 2**20.
+
+    LiteRT's int8 ADD and SUB requantise through multipliers that must lie in (0, 1).
+    """
+    quant = int8_quant(graph, op.inputs[0], op.inputs[1], op.outputs[0])
+    if quant is None:
+        return None
+    reals = add_real_multipliers(*(q.scale0 for q in quant))
+    for what, real in zip(("input 1", "input 2", "output"), reals, strict=True):
+        if multiplier_below_one(real) is None:
+            return f"{what} multiplier {real:.6g} found"
+    return None
+
+
+@constraint(OpKind.HARD_SWISH)
+def hard_swish_output_scale(graph: Graph, op: Operator) -> str | None:
+    """The output scale must be at least the input scale / 128 (LiteRT's int8 requirement)."""
+    quant = int8_quant(graph, op.inputs[0], op.outputs[0])
+    if quant is None:
+        return None
+    output, _ = hard_swish_multipliers(quant[0].scale0, quant[1].scale0)
+    if output.shift <= 0:
+        return None
+    return f"output scale {quant[1].scale0:.6g} for input scale {quant[0].scale0:.6g} found"
+
+
+@constraint(OpKind.HARD_SWISH)
+def hard_swish_input_scale(graph: Graph, op: Operator) -> str | None:
+    """The input scale must be below about 2.5e7 (2**31 * 3 / 256).
+
+    Above it LiteRT's int16 HARD_SWISH kernel shifts a 32-bit int by 31 bits or more, which C++
+    leaves undefined.
+    """
+    quant = int8_quant(graph, op.inputs[0], op.outputs[0])
+    if quant is None:
+        return None
+    _, reluish = hard_swish_multipliers(quant[0].scale0, quant[1].scale0)
+    if reluish.shift <= HARD_SWISH_MAX_RELUISH_SHIFT:
+        return None
+    return f"input scale {quant[0].scale0:.6g} found"
+
+
+@constraint(OpKind.SOFTMAX)
+def softmax_beta_scale(graph: Graph, op: Operator) -> str | None:
+    """beta * input scale must exceed 2**-26 (LiteRT's int8 SOFTMAX works in Q5.26)."""
+    quant = int8_quant(graph, op.inputs[0])
+    if quant is None:
+        return None
+    real = softmax_input_real(op.attrs.beta, quant[0].scale0)
+    if real > 1.0:
+        return None
+    return f"beta * input scale {real / (1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)):.3g} found"
+
+
+@constraint(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+def int32_accumulator(graph: Graph, op: Operator) -> str | None:
+    """The int32 accumulator must not overflow, as LiteRT assumes.
+
+    In every output channel, the sum of absolute weights times the largest absolute input minus
+    input zero point, plus the absolute bias, doubled per left shift of a requantisation
+    multiplier above 1, must stay below 2**31 (this also bounds the bias with the input offset
+    folded in). Reduce the layer's depth or its bias.
+    """
+    operands = _weighted_operands(graph, op)
+    if operands is None:
+        return None
+    (x_q, w_q, out_q), weights, bias = operands
+    matrix = weights_by_channel(op.kind, weights)
+    bounds = accumulator_bounds(matrix, bias, -x_q.zero_point0)
+    shifts = (np.zeros(len(matrix), np.int64) if op.kind is OpKind.FULLY_CONNECTED
+              else np.asarray(per_channel_multipliers(
+                  x_q.scale0, w_q.scale, out_q.scale0, len(matrix)).shifts, np.int64))
+    channel = overflowing_channel(bounds, shifts)
+    if channel is None:
+        return None
+    reach = int(bounds[channel]) << max(int(shifts[channel]), 0)
+    return f"accumulator bound {reach:,} in output channel {channel} found"
+
+
+def _weighted_operands(
+    graph: Graph, op: Operator
+) -> tuple[list[QuantParams], np.ndarray, np.ndarray | None] | None:
+    """(input, weights, output quantisation), weight and bias data of a weighted op.
+
+    None when the op fails the constraints on its operands (which report that).
+    """
+    quant = int8_quant(graph, op.inputs[0], op.inputs[1], op.outputs[0])
+    weights = graph.tensors[op.inputs[1]]
+    if quant is None or weights.data is None:
+        return None
+    channels = weights.shape[-1 if op.kind is OpKind.DEPTHWISE_CONV_2D else 0]
+    if len(quant[1].scale) not in (1, channels):
+        return None
+    bias = None
+    if len(op.inputs) > 2:
+        tensor = graph.tensors[op.inputs[2]]
+        if tensor.data is None or tensor.dtype is not DType.INT32 or tensor.shape != (channels,):
+            return None
+        bias = tensor.data
+    return quant, weights.data, bias

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.errors import UnsupportedModelError
+from mcuflow.ir.constraints import UncheckedModelError
 from mcuflow.ir.graph import DType, Operator, Tensor
 from mcuflow.quant.fixedpoint import (
     ConvParams,
+    accumulator_bounds,
     multiply_by_quantized_multiplier_array,
+    overflowing_channel,
 )
 from mcuflow.ref.registry import PreparedFn
 
-INT32_LIMIT = 1 << 31
 _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 
@@ -72,19 +73,21 @@ def pair_kernel(function: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Pre
 
 
 def require_int8(op: Operator, *tensors: Tensor) -> None:
-    """Reject an op whose activations or weights are not int8 (the only type these kernels run)."""
+    """Assert that an op's activations and weights are int8 (the only type these kernels run).
+
+    The support constraints (int8_activations, constant_int8_weights) refuse anything else.
+    """
     for tensor in tensors:
         if tensor.dtype is not DType.INT8:
-            raise UnsupportedModelError(
-                f"{op.kind.value} '{op.name}': tensor '{tensor.name}' is {tensor.dtype.value}, "
-                "the reference kernel supports int8 only", "quantise the model to int8")
+            raise UncheckedModelError(
+                f"{op.kind.value} '{op.name}': tensor '{tensor.name}' is {tensor.dtype.value}")
 
 
 def require_constant(op: Operator, tensor: Tensor) -> np.ndarray:
-    """The data of a weight or bias tensor, which must be a constant."""
+    """The data of a weight or bias tensor, which the support constraints require constant."""
     if tensor.data is None:
-        raise UnsupportedModelError(
-            f"{op.kind.value} '{op.name}': tensor '{tensor.name}' must be a constant")
+        raise UncheckedModelError(
+            f"{op.kind.value} '{op.name}': tensor '{tensor.name}' is not a constant")
     return tensor.data
 
 
@@ -116,12 +119,10 @@ class Accumulators:
     def of(cls, weights: np.ndarray, bias: np.ndarray | None, input_offset: int) -> Accumulators:
         """Facts for int64 weights [channels, depth] and an optional bias [channels]."""
         bias64 = np.zeros(len(weights), np.int64) if bias is None else bias.astype(np.int64)
-        magnitude = np.abs(weights).sum(axis=1)
-        largest_input = max(abs(127 + input_offset), abs(-128 + input_offset))
         return cls(
             offsets=bias64 + input_offset * weights.sum(axis=1),
-            bounds=magnitude * largest_input + np.abs(bias64),
-            reach=magnitude * 128,
+            bounds=accumulator_bounds(weights, bias, input_offset),
+            reach=np.abs(weights).sum(axis=1) * 128,
         )
 
     @property
@@ -232,12 +233,14 @@ def _bisect(
 
 
 def check_accumulator_bounds(op_name: str, bounds: np.ndarray, shifts: np.ndarray) -> None:
-    """The int32 accumulator (and its left-shifted copy) must not overflow, as LiteRT assumes."""
-    shifted = bounds << np.maximum(shifts, 0)
-    if bounds.size and int(shifted.max()) >= INT32_LIMIT:
-        raise UnsupportedModelError(
-            f"'{op_name}': the int32 accumulator can overflow (bound {int(bounds.max())})",
-            "reduce the layer depth or the bias magnitude")
+    """Assert that the int32 accumulator (and its left-shifted copy) cannot overflow.
+
+    The int32_accumulator support constraint refuses such a layer, with the same arithmetic.
+    """
+    channel = overflowing_channel(bounds, shifts)
+    if channel is not None:
+        raise UncheckedModelError(
+            f"'{op_name}': the int32 accumulator of channel {channel} can overflow")
 
 
 def conv_requantizer(

@@ -10,6 +10,7 @@ import numpy as np
 
 import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
 from mcuflow.errors import McuflowError, UnsupportedModelError
+from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ref.registry import KERNELS, prepare
 
@@ -31,12 +32,14 @@ class Interpreter:
 
     `order` lists operator indices in execution order (the memory planner's schedule); it must be
     a permutation of the operators in which every tensor is produced before it is read.
+    A graph mcuflow does not support is refused with every offending op (UnsupportedModelError).
     Not thread-safe: prepared kernels reuse scratch buffers.
     """
 
     def __init__(self, graph: Graph, order: Sequence[int] | None = None) -> None:
         self.graph = graph
         self.order = _checked_order(graph, order)
+        check_supported(graph)
         self._constants = {name: t.data for name, t in graph.tensors.items() if t.is_constant}
         self._steps = [_prepared(graph, graph.operators[index]) for index in self.order]
         self._expected = {name: (tuple(graph.tensor(name).shape), graph.tensor(name).dtype.numpy)
@@ -89,7 +92,7 @@ def _prepared(graph: Graph, op: Operator) -> Step:
     """The op's step; the inputs are fetched by one itemgetter, not a Python loop per run."""
     if op.kind not in KERNELS:
         raise UnsupportedModelError(f"no reference kernel for {op.kind.value} '{op.name}'")
-    kernel = prepare(graph, op)
+    kernel = prepare(graph, op, checked=True)
     getter = itemgetter(*op.inputs)
     one_input, outputs = len(op.inputs) == 1, op.outputs
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mcuflow.ir.constraints import check_operator
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.registry import OpTable
@@ -30,19 +31,28 @@ PREPARERS: OpTable[PrepareFn] = OpTable("prepared reference kernel", complete=Fa
 
 
 def prepared_kernel(*kinds: OpKind) -> Callable[[PrepareFn], PrepareFn]:
-    """Register a prepare function; it also becomes the op's plain kernel (prepare, then run)."""
+    """Register a prepare function; it also becomes the op's plain kernel (prepare, then run).
+
+    The plain kernel first checks the op's support constraints, as `prepare` does.
+    """
 
     def register(preparer: PrepareFn) -> PrepareFn:
         for kind in kinds:
             PREPARERS[kind] = preparer
-            KERNELS[kind] = lambda graph, op, inputs: preparer(graph, op)(inputs)
+            KERNELS[kind] = lambda graph, op, inputs: prepare(graph, op)(inputs)
         return preparer
 
     return register
 
 
-def prepare(graph: Graph, op: Operator) -> PreparedFn:
-    """The per-inference function of `op`: its prepared kernel, else a call of its plain kernel."""
+def prepare(graph: Graph, op: Operator, checked: bool = False) -> PreparedFn:
+    """The per-inference function of `op`: its prepared kernel, else a call of its plain kernel.
+
+    An op failing a support constraint is refused with the constraint's message
+    (UnsupportedModelError); `checked` skips that when `check_supported` accepted the graph.
+    """
+    if not checked:
+        check_operator(graph, op)
     if op.kind in PREPARERS:
         return PREPARERS[op.kind](graph, op)
     plain = KERNELS[op.kind]
