@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +13,14 @@ import numpy as np
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen import GeneratedProject, generate_project
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
+from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.library import generate_library
 from mcuflow.codegen.names import Naming
 from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.codegen.render import emit_layers
-from mcuflow.codegen.targets import LINKER_SCRIPT, board_target, get_target
+from mcuflow.codegen.targets import CORTEX_M, LINKER_SCRIPT, board_target, get_target
 from mcuflow.errors import McuflowError
+from mcuflow.frontends.onnx_reader import read_onnx
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import Board, get_board
@@ -35,12 +39,17 @@ from mcuflow.ptq import (
     load_float_model,
     quantize_model,
 )
-from mcuflow.ref.interpreter import RunResult, run
+from mcuflow.quant.affine import quantize_values
+from mcuflow.quant.calibrate import CalibrationError
+from mcuflow.ref.float_kernels import run_float
+from mcuflow.ref.interpreter import Interpreter, RunResult, run
 from mcuflow.toolchain.host import VerifyResult, check_runs, verify_directory, verify_host
 from mcuflow.toolchain.qemu import CortexMResult, default_board, verify_cortexm
 from mcuflow.toolchain.uart import board_machine, machine_board, verify_board
 
 __all__ = [
+    "Accuracy",
+    "accuracy",
     "verify_compiled",
     "bench_models",
     "verify_board_model",
@@ -65,7 +74,10 @@ __all__ = [
     "dump_tensors",
     "load_calibration",
     "load_float_model",
+    "evaluation_data",
     "load_graph",
+    "model_path",
+    "plan_hash",
     "plan_to_json",
     "planned_steps",
     "quantize_model",
@@ -93,18 +105,29 @@ class QuantizeOptions:
 
 def load_graph(model: Path | str, quantize: QuantizeOptions | None = None) -> Graph:
     """Read an int8 model, or quantise a float one as `quantize` says; check support."""
-    path = Path(model)
-    if not path.is_file():
-        raise McuflowError(f"no such model file: {path}", hint="check the path")
+    path = model_path(model)
     if quantize is not None:
         return quantize_model(path, quantize.calibration, quantize.scheme, quantize.per_channel,
                               quantize.method, codebook_size=quantize.codebook_size,
                               bias_correction=quantize.bias_correction).graph
     if path.suffix.lower() == ".onnx":
+        read_onnx(path)  # a file that is no valid ONNX model says so first
         raise McuflowError(f"'{path}' is a float ONNX model",
                            "pass --calibration DATA to quantise it on the fly, or run "
                            "`mcuflow quantize` first")
     return load_int8_model(path)
+
+
+def model_path(model: Path | str) -> Path:
+    """`model` as a path, checked to name a file (not a directory, not nothing)."""
+    path = Path(model)
+    if path.is_dir():
+        raise McuflowError(f"'{path}' is a directory, not a model file",
+                           f"pass the .tflite or .onnx file; a directory written by `mcuflow "
+                           f"compile` keeps its model as {SOURCE_MODEL}")
+    if not path.is_file():
+        raise McuflowError(f"no such model file: {path}", hint="check the path")
+    return path
 
 
 @dataclass(frozen=True)
@@ -120,19 +143,27 @@ class Analysis:
 def analyze_model(
     model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
     quantize: QuantizeOptions | None = None, target: str | None = None,
+    application: Io | None = None,
 ) -> Analysis:
     """Plan memory for `model` and report per-layer costs on the board.
 
     The scratch buffers are sized for the kernels of `target` (default: the board's core, with
-    the Arm DSP kernels where it has the extension).
+    the Arm DSP kernels where it has the extension). On a Cortex-M target the flash is the
+    linked firmware's, estimated for `application` (default: the one `compile` builds for the
+    board, see firmware_options); on others, the constants only.
     """
     graph = load_graph(model, quantize)
     board = get_board(board_id, board_file)
     dsp = get_target(target).dsp if target else board.dsp
     plan = plan_memory(graph, dsp=dsp)
-    layers, _ = emit_layers(graph, plan, dsp)
+    layers, pool = emit_layers(graph, plan, dsp)
+    firmware = target or board.core.value
+    flash = (estimate_flash(graph, layers, pool, firmware,
+                            firmware_options(board_id, board_file, application).io)
+             if firmware in CORTEX_M else None)
     report = analyze(graph, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
-                     planned=planned_steps(plan), kernels=[layer.functions for layer in layers])
+                     planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
+                     flash=flash)
     return Analysis(graph, board, plan, report)
 
 
@@ -182,9 +213,12 @@ def write_array(value: np.ndarray, path: Path) -> None:
 
 
 def plan_to_json(plan: Plan) -> dict[str, object]:
-    """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime."""
+    """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime.
+
+    `plan_hash` is plan_hash of the rest.
+    """
     operators = plan.graph.operators
-    return {
+    data: dict[str, object] = {
         "model": plan.graph.name,
         "arena_bytes": plan.arena_bytes,
         "lower_bound_bytes": plan.lower_bound_bytes,
@@ -201,6 +235,16 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
             for b in sorted(plan.buffers.values(), key=lambda b: (b.offset, b.name))
         ],
     }
+    return {**data, "plan_hash": plan_hash(data)}
+
+
+def plan_hash(data: dict[str, object]) -> str:
+    """SHA-256 (hex) of a plan's JSON in canonical form (sorted keys, no spaces).
+
+    Equal plans have equal hashes, on any machine however loaded.
+    """
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def firmware_options(board_id: str, board_file: Path | None, io: Io | None,
@@ -223,11 +267,13 @@ def compile_model(
     board_file: Path | None = None, target: str | None = "host",
     quantize: QuantizeOptions | None = None, force: bool = False, *,
     prefix: str | None = None, library: bool = False, firmware: Firmware = QEMU_SEMIHOSTING,
+    fit_check: bool = True,
 ) -> GeneratedProject:
     """Plan and generate the C project for `model` into `out_dir` (written atomically).
 
     `target` None builds for the board's own core. `firmware` says how a Cortex-M project is
-    built around the model (address map, application, placement of arena and weights).
+    built around the model (address map, application, placement of arena and weights). A model
+    that does not fit the board is refused, for the host target too, unless `fit_check` is off.
 
     An existing `out_dir` must be empty or an unchanged earlier mcuflow output; `force` replaces
     only the files mcuflow wrote there and keeps the rest. `prefix` (e.g. 'kws_') starts every
@@ -237,17 +283,30 @@ def compile_model(
     if prefix is not None:
         Naming(prefix)
     target = board_target(get_board(board_id, board_file), target)
-    analysis = analyze_model(model, board_id, board_file, quantize, target)
-    if target != "host" and not analysis.report.fits:
-        report = analysis.report
-        raise McuflowError(
-            f"'{analysis.graph.name}' does not fit {analysis.board.id}: needs "
-            f"{report.peak_ram_bytes:,} B of SRAM (has {report.sram_bytes:,}) and "
-            f"{report.flash_bytes:,} B of flash for weights (has {report.flash_capacity:,})",
-            "pick a larger board (`mcuflow boards`) or a smaller model; "
-            "`mcuflow analyze` shows which layers need the memory")
+    analysis = analyze_model(model, board_id, board_file, quantize, target, firmware.io)
+    if fit_check and not analysis.report.fits:
+        raise _does_not_fit(analysis, target)
     return compile_analysis(analysis, out_dir, target, force, prefix=prefix, library=library,
                             firmware=firmware)
+
+
+def _does_not_fit(analysis: Analysis, target: str) -> McuflowError:
+    """Which memory of the board the model overflows, and how to proceed."""
+    report = analysis.report
+    needs = []
+    if not report.fits_sram:
+        needs.append(f"{report.sram_bytes - report.sram_margin_bytes:,} B of SRAM (has "
+                     f"{report.sram_bytes:,})")
+    if not report.fits_flash:
+        what = "weights" if report.flash_estimate is None else "code and constants"
+        needs.append(f"{report.flash_bytes:,} B of flash for {what} (has "
+                     f"{report.flash_capacity:,})")
+    host = " (a host build is checked against the board too)" if target == "host" else ""
+    return McuflowError(
+        f"'{analysis.graph.name}' does not fit {analysis.board.id}{host}: needs "
+        f"{' and '.join(needs)}",
+        "pick a larger board (`mcuflow boards`) or a smaller model (`mcuflow analyze` shows "
+        "which layers need the memory), or pass --no-fit-check to generate the C anyway")
 
 
 def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
@@ -346,3 +405,58 @@ def verify_compiled(
                            "netduinoplus2`, or --target for QEMU's MPS2 machines")
     check_runs(runs)
     return verify_directory(directory, load_graph(model), runs, seed, sanitize=sanitize)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1 accuracy on labelled samples of the int8 model and of its float original."""
+
+    samples: int
+    int8: float
+    float32: float
+
+
+def evaluation_data(path: Path | str) -> tuple[Calibration, np.ndarray | None]:
+    """Held-out samples, and labels when the .npz (or those of a folder) hold arrays `x` and `y`.
+
+    `y` holds class indices ([N] or [N, 1]) or one-hot rows ([N, classes]); other data is
+    samples only (see load_calibration).
+    """
+    try:
+        data = load_calibration(path)
+    except CalibrationError as error:
+        raise CalibrationError(f"evaluation data: {error.message}", error.hint) from None
+    if set(data.arrays) != {"x", "y"}:
+        return data, None
+    labels = np.concatenate([_class_indices(y) for y in data.arrays["y"]])
+    return Calibration({"": data.arrays["x"]}), labels
+
+
+def _class_indices(labels: np.ndarray) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        return np.argmax(labels, axis=1)
+    if labels.ndim > 2 or not np.array_equal(labels, np.round(labels)):
+        raise McuflowError(f"labels 'y' of shape {labels.shape} are neither class indices nor "
+                           "one-hot rows", "store y as [N] integer classes or [N, classes] "
+                           "one-hot rows")
+    return labels.reshape(-1).astype(np.int64)
+
+
+def accuracy(result: QuantizeResult, samples: Calibration, labels: np.ndarray) -> Accuracy:
+    """Top-1 accuracy (arg-max of the first output) of both models on labelled samples."""
+    model = FloatModel(result.float_graph, result.input_perms, result.output_perms)
+    inputs = calibration_samples(model, samples)
+    if len(inputs) != len(labels):
+        raise McuflowError(f"evaluation data: {len(inputs)} samples in 'x' but {len(labels)} "
+                           "labels in 'y'", "give one label per sample")
+    graph, interpreter = result.graph, Interpreter(result.graph)
+    int8_right = float_right = 0
+    for sample, label in zip(inputs, labels, strict=True):
+        quantized = [quantize_values(x, graph.tensor(n).quant)
+                     for n, x in zip(graph.inputs, sample, strict=True)]
+        int8_right += int(np.argmax(interpreter.run(quantized).outputs[0]) == label)
+        with np.errstate(all="ignore"):
+            float_right += int(np.argmax(run_float(result.float_graph, sample).outputs[0])
+                               == label)
+    count = max(len(labels), 1)
+    return Accuracy(len(labels), int8_right / count, float_right / count)

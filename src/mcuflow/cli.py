@@ -11,7 +11,7 @@ import tempfile
 import traceback
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mcuflow import api
-from mcuflow.analysis.plots import plot_working_set
+from mcuflow.analysis.plots import plot_format, plot_working_set
 from mcuflow.analysis.report import render_report
+from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.arrays import read_npy
 from mcuflow.hw.board import load_boards
@@ -90,12 +91,18 @@ def analyze_command(
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write the per-layer working set as a PNG.")
+        Path | None, typer.Option("--plot", help="Write the per-layer working set as an "
+                                  "image: PNG, SVG, PDF... as the file's suffix says.")
     ] = None,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
+    require_fit: Annotated[
+        bool, typer.Option("--require-fit", help="Exit with code 1, after the report, when the "
+                           "model does not fit the board's SRAM or flash (a CI gate).")
+    ] = False,
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy."""
+    _check_plot(plot)
     analysis = api.analyze_model(model, board, board_file,
                                 _quantize_options(calibration, scheme))
     if plot is not None:
@@ -104,6 +111,14 @@ def analyze_command(
         _print_json(analysis.report.to_json())
     else:
         render_report(analysis.report, console)
+    if require_fit and not analysis.report.fits:
+        raise typer.Exit(1)
+
+
+def _check_plot(plot: Path | None) -> None:
+    """Refuse a --plot file of an unknown image format before any work is done."""
+    if plot is not None:
+        plot_format(plot)
 
 
 @app.command("plan")
@@ -113,12 +128,18 @@ def plan_command(
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write the arena over time as a PNG.")
+        Path | None, typer.Option("--plot", help="Write the arena over time as an image: PNG, "
+                                  "SVG, PDF... as the file's suffix says.")
     ] = None,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
 ) -> None:
-    """The memory plan: order, in-place steps, every buffer's offset, size and lifetime."""
+    """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
+
+    With --json, `plan_hash` is the SHA-256 of the plan's canonical JSON: equal on every machine
+    for the same model, board and options.
+    """
+    _check_plot(plot)
     analysis = api.analyze_model(model, board, board_file,
                                 _quantize_options(calibration, scheme))
     if plot is not None:
@@ -192,6 +213,13 @@ def compile_command(
                      "runnable project: include/ (the API header), src/, kernels/ (shared by "
                      "every model), CMakeLists.txt (target <prefix>model) and mcuflow.mk."),
     ] = False,
+    fit_check: Annotated[
+        bool,
+        typer.Option("--fit-check/--no-fit-check", help="Refuse a model that does not fit the "
+                     "board's SRAM or flash, for every target: a host build is checked against "
+                     "the board (-b) too. --no-fit-check generates the C anyway (a Cortex-M link "
+                     "then overflows)."),
+    ] = True,
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
 
@@ -203,14 +231,22 @@ def compile_command(
                                     weights_section)
     project = api.compile_model(model, out_dir, board, board_file, target,
                                 _quantize_options(calibration, scheme), force, prefix=prefix,
-                                library=library, firmware=firmware)
+                                library=library, firmware=firmware, fit_check=fit_check)
+    portable = [(index, step) for index, step in enumerate(project.steps)
+                if step.portable_reason]
     summary = {"path": str(project.path), "files": list(project.files),
-               "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes}
+               "arena_bytes": project.arena_bytes, "weight_bytes": project.weight_bytes,
+               "portable_layers": [{"layer": index, "op": step.op, "name": step.name,
+                                    "kernels": list(step.functions),
+                                    "reason": step.portable_reason}
+                                   for index, step in portable]}
     if as_json:
         _print_json(summary)
         return
     console.print(f"wrote {len(project.files)} files to {project.path}: arena "
                   f"{project.arena_bytes:,} B, weights {project.weight_bytes:,} B")
+    for index, step in portable:
+        _print_portable(index, step.op, step.name, step.portable_reason or "")
 
 
 @app.command("verify")
@@ -245,8 +281,9 @@ def verify_command(
     quantize = _quantize_options(calibration, scheme)
     if model.is_dir():
         if target != "host":
-            raise McuflowError("a compiled directory is verified on the host",
-                               "pass the model file to verify on a Cortex-M target")
+            raise McuflowError(f"a compiled directory is verified on the host, not on {target}",
+                               "verify the model it was compiled from: `mcuflow verify "
+                               f"{model / SOURCE_MODEL} --target {target}`")
         with console.status(f"building and running {model}"):
             result = api.verify_compiled(model, runs, seed)
         show = _print_verify
@@ -285,12 +322,23 @@ def _print_cortexm(result: CortexMResult) -> None:
                   f"(data+bss+stack {result.stack_bytes:,} B), arena {result.arena_bytes:,} B")
     if result.layers:
         table = Table(title="Instructions per layer")
-        for column in ("#", "op", "MACs", "instructions", "MACs/instr"):
-            table.add_column(column, justify="left" if column == "op" else "right")
+        for column in ("#", "op", "MACs", "instructions", "MACs/instr", "kernel"):
+            table.add_column(column, justify="left" if column in ("op", "kernel") else "right")
         for layer in result.layers:
             table.add_row(str(layer.index), layer.op, f"{layer.macs:,}", f"{layer.instructions:,}",
-                          f"{layer.macs / max(layer.instructions, 1):.2f}")
+                          f"{layer.macs / max(layer.instructions, 1):.2f}",
+                          ", ".join(layer.kernels) + (" (portable)" if layer.portable_reason
+                                                      else ""))
         console.print(table)
+        for layer in result.layers:
+            if layer.portable_reason:
+                _print_portable(layer.index, layer.op, layer.name, layer.portable_reason)
+
+
+def _print_portable(index: int, op: str, name: str, reason: str) -> None:
+    """The note that a layer runs a portable kernel on a DSP core, and why."""
+    console.print(f"[yellow]note:[/] layer {index} '{name}' ({op}) runs a portable kernel on "
+                  f"this DSP core: {reason}", markup=True, highlight=False)
 
 
 @app.command("bench")
@@ -398,18 +446,29 @@ def quantize_command(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Post-training quantisation of a float model to int8 with calibration data."""
+    """Post-training quantisation of a float model to int8 with calibration data.
+
+    An --evaluation .npz holding arrays `x` (samples) and `y` (class labels) also measures the
+    top-1 accuracy of the int8 model and of the float one.
+    """
+    api.model_path(model)
+    samples, labels = (None, None) if evaluation is None else api.evaluation_data(evaluation)
     with console.status("calibrating and quantising"):
         result = api.quantize_model(model, calibration, scheme, per_channel, method,
                                     codebook_size=codebook_size,
-                                    bias_correction=bias_correction, evaluation=evaluation)
+                                    bias_correction=bias_correction, evaluation=samples)
+        scored = None if labels is None else api.accuracy(result, samples, labels)
     api.write_model(result.tflite(), out_file)
     if as_json:
-        _print_json({"output": str(out_file), **result.report.to_json()})
+        measured = {} if scored is None else {"accuracy": dataclasses.asdict(scored)}
+        _print_json({"output": str(out_file), **result.report.to_json(), **measured})
         return
     console.print(f"wrote {out_file} ({scheme})")
     if report:
         _print_quant_report(result.report)
+    if scored is not None:
+        console.print(f"top-1 accuracy on {scored.samples} labelled samples: int8 "
+                      f"{scored.int8:.1%}, float {scored.float32:.1%}")
 
 
 def _print_quant_report(report: QuantReport) -> None:
@@ -514,16 +573,27 @@ def main() -> None:
     except McuflowError as error:
         if os.environ.get("MCUFLOW_DEBUG"):
             traceback.print_exc()
-        hint = f" (hint: {error.hint})" if error.hint else ""
-        sys.stderr.write(error_line(f"{error.message}{hint}") + "\n")
-        sys.exit(2)
+        _fail(error.message, error.hint)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.stderr.write("mcuflow: aborted\n")
         sys.exit(130)
     except typer.TyperException as error:
-        sys.stderr.write(f"mcuflow: error: {error} (hint: see `mcuflow --help`)\n")
-        sys.exit(2)
+        _fail(str(error), "see `mcuflow --help`")
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+def _fail(message: str, hint: str) -> NoReturn:
+    """Exit 2 with one `mcuflow: error: …` line; with --json, also `{"error", "hint"}` on stdout."""
+    if _wants_json(sys.argv[1:]):
+        _print_json({"error": message, "hint": hint})
+    shown_hint = f" (hint: {hint})" if hint else ""
+    sys.stderr.write(error_line(f"{message}{shown_hint}") + "\n")
+    sys.exit(2)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """--json among the options (before any `--`, after which words are file names)."""
+    return "--json" in (args[:args.index("--")] if "--" in args else args)

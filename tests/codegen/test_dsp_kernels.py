@@ -22,6 +22,7 @@ import pytest
 
 from mcuflow.codegen import dsp
 from mcuflow.codegen.project import generate_project, kernel_source
+from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
@@ -33,7 +34,11 @@ from mcuflow.memory.check import check_plan
 from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.memory.scratch import scratch_bytes
-from mcuflow.quant.fixedpoint import prepare_fully_connected, quantize_multiplier
+from mcuflow.quant.fixedpoint import (
+    multiply_by_quantized_multiplier_array,
+    prepare_fully_connected,
+    quantize_multiplier,
+)
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
 from tests.codegen.cases import FAMILIES as COMMON_FAMILIES
 from tests.codegen.test_host_ops import assert_same_bits, reference
@@ -120,6 +125,99 @@ def test_requantisation_declines_left_shifts() -> None:
     requantize = dsp.conv_function([q.multiplier], [q.shift], 0)
     natural = dsp.conv_natural([q.multiplier], [q.shift])
     assert dsp.fast_requant(requantize, span, natural, -128, 127) is None
+
+
+# --- the general requantisation (any scale) ---------------------------------------------------
+
+
+def _run_c(directory: Path, arrays: dict[str, tuple[str, np.ndarray]], body: str, count: int
+           ) -> np.ndarray:
+    """Compile (gcc, sanitizers, the DSP header's emulations) and run a harness of `body`.
+
+    `arrays` become C arrays (name -> C type, values); `body` prints `count` ints with OUT(x).
+    """
+    for name in ("mcuflow_dsp.h", "mcuflow_kernels.h"):
+        (directory / name).write_text(kernel_source(name))
+    data = "\n".join(f"static const {ctype} {name}[] = {{{', '.join(map(str, values.ravel()))}}};"
+                     for name, (ctype, values) in arrays.items())
+    (directory / "harness.c").write_text(
+        f'#include <stdio.h>\n#include "mcuflow_dsp.h"\n{data}\n'
+        "#define OUT(x) printf(\"%ld\\n\", (long)(x))\n"
+        f"int main(void)\n{{\n{body}\n    return 0;\n}}\n")
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1",
+                    "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-o", "harness",
+                    "harness.c"], cwd=directory, check=True, capture_output=True, text=True)
+    result = subprocess.run(["./harness"], cwd=directory, check=True, capture_output=True,
+                            text=True)
+    values = np.array(result.stdout.split(), dtype=np.int64)
+    assert len(values) == count
+    return values
+
+
+def _accumulators(rng: np.random.Generator) -> np.ndarray:
+    """int32 accumulators: the ends, powers of two and their neighbours, small and random."""
+    powers = np.array([1 << k for k in range(31)], np.int64)
+    edges = np.concatenate([powers, powers - 1, powers + 1, -powers, -powers - 1, -powers + 1,
+                            [0, dsp.INT32_MIN, dsp.INT32_MAX], np.arange(-300, 301)])
+    edges = edges[(edges >= dsp.INT32_MIN) & (edges <= dsp.INT32_MAX)]
+    return np.concatenate([edges, rng.integers(dsp.INT32_MIN, dsp.INT32_MAX, 400,
+                                               endpoint=True)])
+
+
+def test_exact_requantisation_is_tflite_on_every_accumulator(tmp_path: Path) -> None:
+    """mcuflow_dsp_exact equals MultiplyByQuantizedMultiplier + offset, left shifts included."""
+    rng = np.random.default_rng(11)
+    reals = np.concatenate([2.0 ** rng.uniform(-32, 12, 60), [0.5, 1.0, 2.0, 0.75, 2.0 ** -31,
+                                                             1e-12, 0.0, 0.4999999]])
+    quantized = [quantize_multiplier(float(r)) for r in reals]
+    multipliers = [q.multiplier for q in quantized] + [(1 << 31) - 1, 1 << 30, 1 << 30]
+    shifts = [q.shift for q in quantized] + [0, 5, -31]
+    offsets = rng.integers(-128, 128, len(multipliers))
+    words = dsp.exact_words(multipliers, shifts, 0)
+    assert words is not None
+    words[:, 3] = offsets
+    acc = _accumulators(rng)
+    body = ("    for (size_t c = 0; c < sizeof words / sizeof words[0] / 4; ++c)\n"
+            "        for (size_t i = 0; i < sizeof acc / sizeof acc[0]; ++i)\n"
+            "            OUT(mcuflow_dsp_exact(acc[i], words + 4 * c));")
+    got = _run_c(tmp_path, {"words": ("int32_t", words), "acc": ("int32_t", acc)}, body,
+                 len(multipliers) * len(acc))
+    expected = multiply_by_quantized_multiplier_array(
+        acc[None, :], np.array(multipliers)[:, None], np.array(shifts)[:, None])
+    expected = np.clip(expected + offsets[:, None], -128, 127).ravel()
+    bad = np.flatnonzero(got != expected)
+    assert bad.size == 0, f"{bad.size} differ, first: channel {bad[0] // len(acc)}, " \
+                          f"accumulator {acc[bad[0] % len(acc)]}"
+
+
+@pytest.mark.parametrize("act", [(-128, 127), (-20, 70), (-128, -128)])
+def test_clamped_requantisation_is_exact_for_any_scale(act: tuple[int, int],
+                                                       tmp_path: Path) -> None:
+    """LiteRT's double round from scale 2^-40 to 2^12 (one multiply after a clamp), in C."""
+    rng = np.random.default_rng(act[1] + 200)
+    scales = np.concatenate([2.0 ** rng.uniform(-40, 12, 40), [0.5, 1.0, 3.0, 0.75, 1024.0, 0.0,
+                                                              2.0 ** -33, 0.49999999]])
+    channels = len(scales)
+    centre = rng.integers(-3_000_000, 3_000_000, channels)
+    reach = rng.integers(0, 5_000_000, channels)
+    reach[:4] = 0  # constant channels
+    span = dsp.Domain(centre - reach, centre + reach)
+    requantize = dsp.scale_function(scales.tolist(), 9)
+    clamped = dsp.clamped_requant(requantize, span, scales.tolist(), *act)
+    assert clamped is not None
+    assert max(clamped.lefts) > 0 or act[0] == act[1], "no accumulator needed shifting"
+    probes = [_probe(int(lo), int(hi), rng) for lo, hi in zip(span.low, span.high, strict=True)]
+    width = max(len(p) for p in probes)
+    acc = np.array([np.resize(p, width) for p in probes], np.int64)
+    body = ("    for (size_t c = 0; c < sizeof words / sizeof words[0] / 8; ++c)\n"
+            f"        for (size_t i = 0; i < {width}; ++i)\n"
+            f"            OUT(mcuflow_dsp_clamped(acc[c * {width} + i], words + 8 * c));")
+    got = _run_c(tmp_path, {"words": ("int32_t", clamped.words()), "acc": ("int32_t", acc)},
+                 body, acc.size).reshape(acc.shape)
+    expected = np.clip(requantize(acc), *act)
+    bad = np.argwhere(np.clip(got, *act) != expected)
+    assert bad.size == 0, f"channel {bad[0][0]} (scale {scales[bad[0][0]]}): accumulator " \
+                          f"{acc[tuple(bad[0])]}"
 
 
 # --- weight layouts ----------------------------------------------------------------------------
@@ -284,6 +382,62 @@ def fully_connected_per_channel() -> Graph:
     return b.build()
 
 
+def overscaled(b: GraphBuilder, name: str, low: float, high: float) -> str:
+    """Give the layer that made `name` scales in * w / out over [low, high], small weights.
+
+    Per-channel weights get ratios log-uniform over [low, high] (channels with multipliers
+    below and above 1/2 side by side); per-tensor ones the geometric mean, through the output
+    scale. Weights in -1..1 and biases in -200..200 keep some outputs off the int8 ends.
+    """
+    op = b.graph.operators[-1]
+    x, weights = (b.graph.tensors[n] for n in op.inputs[:2])
+    weights.data = b.rng.integers(-1, 2, weights.shape).astype(np.int8)
+    out = b.graph.tensors[name]
+    in_scale = x.quant.scale0
+    if weights.quant.is_per_channel:
+        ratios = np.exp(b.rng.uniform(np.log(low), np.log(high), len(weights.quant.scale)))
+        scales = ratios * out.quant.scale0 / in_scale
+        zeros = np.zeros(len(scales), np.int64)
+        weights.quant = QuantParams.per_channel(scales, zeros, weights.quant.axis)
+        if len(op.inputs) > 2:
+            b.graph.tensors[op.inputs[2]].quant = QuantParams.per_channel(
+                in_scale * np.asarray(weights.quant.scale), zeros, 0)
+    else:
+        out.quant = QuantParams.per_tensor(in_scale * weights.quant.scale0 / np.sqrt(low * high),
+                                           out.quant.zero_point0)
+    if len(op.inputs) > 2:
+        bias = b.graph.tensors[op.inputs[2]]
+        bias.data = b.rng.integers(-200, 201, bias.shape).astype(np.int32)
+    return name
+
+
+def general_requant() -> Graph:
+    """Multipliers above 1/2, alone or beside small ones: no one-multiply constants exist.
+
+    Gathered by words, by values and padded, 1x1, strided and batched convolutions, per-tensor
+    and per-channel; FULLY_CONNECTED with unit counts off a multiple of 4; depthwise 3x3 and
+    5x5. (LiteRT refuses a per-tensor FULLY_CONNECTED with a bias at such scales.)
+    """
+    b = GraphBuilder("dsp_general_requant", seed=39)
+    x = b.input((1, 6, 7, 8), 0.05, 3)
+    v = b.input((2, 5, 5, 2), 0.04, -9)
+    p = b.input((1, 5, 6, 3), 0.05, 1)
+    f = b.input((3, 40), 0.03, -4)
+    b.output(
+        overscaled(b, b.conv2d(x, 9, (3, 3), per_channel=False), 0.6, 0.6),
+        overscaled(b, b.conv2d(x, 12, (3, 3), activation=Activation.RELU6), 0.05, 6.0),
+        overscaled(b, b.conv2d(x, 7, (1, 1)), 0.2, 40.0),
+        overscaled(b, b.conv2d(v, 5, (3, 3), stride=2, per_channel=False), 2.0, 2.0),
+        overscaled(b, b.conv2d(p, 4, (2, 2), padding=Padding.VALID), 0.1, 3.0),
+        overscaled(b, b.fully_connected(f, 13, per_channel=True), 0.05, 30.0),
+        overscaled(b, b.fully_connected(f, 6, bias=False, activation=Activation.RELU), 1.5, 1.5),
+        overscaled(b, b.depthwise_conv2d(x, (3, 3)), 0.3, 5.0),
+        overscaled(b, b.depthwise_conv2d(x, (5, 5), activation=Activation.RELU), 0.5, 4.0),
+        overscaled(b, b.depthwise_conv2d(v, (3, 3), stride=2, per_channel=False), 1.0, 1.0),
+    )
+    return b.build()
+
+
 def mobilenet_chain() -> Graph:
     """Chains the planner runs in place: overlapped convolutions, in-place depthwise."""
     b = GraphBuilder("dsp_mobilenet", seed=35)
@@ -300,7 +454,7 @@ def mobilenet_chain() -> Graph:
 
 FAMILIES = {f.__name__: f for f in (conv_channels, conv_deep, depthwise_shapes,
                                     fully_connected_shapes, fully_connected_per_channel,
-                                    mobilenet_chain)}
+                                    general_requant, mobilenet_chain)}
 FAMILIES |= {name: COMMON_FAMILIES[name]
              for name in ("depthwise", "elementwise", "residual_and_concat")}
 
@@ -345,6 +499,58 @@ def test_family_is_bit_exact_through_the_dsp_kernels(name: str, compiler: str,
     assert_same_bits(oracle, actual, "LiteRT")
 
 
+PORTABLE_CALLS = ("mcuflow_conv2d_s8(", "mcuflow_conv2d_1x1_s8(", "mcuflow_fully_connected_s8(",
+                  "mcuflow_dwconv_s8(", "mcuflow_dwconv_3x3_s8(", "mcuflow_dwconv_inplace_s8(")
+
+
+def _saturated_share(outputs: list[list[np.ndarray]]) -> float:
+    """The largest share of -128 / 127 among the outputs (1.0: nothing is really tested)."""
+    shares = [np.isin(np.stack([run[i] for run in outputs]), (-128, 127)).mean()
+              for i in range(len(outputs[0]))]
+    return float(max(shares))
+
+
+def test_general_requantisation_keeps_the_dsp_kernels(tmp_path: Path) -> None:
+    """Every layer of general_requant calls a DSP kernel in a general mode, bit-exact.
+
+    CONV_2D and depthwise run TFLite's arithmetic (EXACT), FULLY_CONNECTED the clamped formula
+    (CLAMPED); enough outputs stay off the int8 ends for the comparison to mean something.
+    """
+    graph, plan = planned("general_requant")
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 4)
+    source = (project / "mcuflow_model.c").read_text()
+    assert not [call for call in PORTABLE_CALLS if call in source]
+    assert ".mode = 1" in source and ".mode = 2" in source and ".exact = 1" in source
+    assert ".mode = 0" not in source and ".mode = 3" not in source
+    expected = reference(graph, plan, inputs)
+    assert _saturated_share(expected) < 0.9
+    assert_same_bits(expected, actual, "the reference interpreter")
+    layers, _ = emit_layers(graph, plan, dsp=True)
+    assert all(layer.portable_reason is None for layer in layers)
+
+
+def test_fully_connected_falls_back_to_the_double_round(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without clamped constants, FULLY_CONNECTED rounds in double precision (SCALED)."""
+    monkeypatch.setattr(dsp, "clamped_requant", lambda *args: None)
+    b = GraphBuilder("dsp_scaled", seed=40)
+    f = b.input((3, 40), 0.03, -4)
+    b.output(overscaled(b, b.fully_connected(f, 13, per_channel=True), 0.05, 30.0),
+             overscaled(b, b.fully_connected(f, 6, bias=False, activation=Activation.RELU6),
+                        0.7, 0.7))
+    graph = b.build()
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "clang", 5)
+    source = (project / "mcuflow_model.c").read_text()
+    assert source.count(".mode = 3") == 2 and "mcuflow_fully_connected_s8(" not in source
+    expected = reference(graph, plan, inputs)
+    assert _saturated_share(expected) < 0.9
+    assert_same_bits(expected, actual, "the reference interpreter")
+    litert = litert_interpreter(write_tflite(graph))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
 def _fc_requant(graph: Graph, op: Operator, per_row: bool, rows: int | None = None
                 ) -> tuple[dsp.Requantize, dsp.Domain, dsp.FastRequant | None, tuple[int, int]]:
     """The DSP constants of a FULLY_CONNECTED's first `rows` rows (default: all)."""
@@ -383,29 +589,62 @@ def test_per_channel_fully_connected_keeps_the_dsp_kernel(tmp_path: Path) -> Non
     assert "mcuflow_fully_connected_s8(" not in source and ".negatives = " in source
 
 
-def _depthwise_chain() -> Graph:
+def _depthwise_chain(exact: bool = False) -> Graph:
     """A depthwise layer between convolutions, the planner free to run it in place."""
     b = GraphBuilder("dsp_depthwise_in_place", seed=37)
     x = b.input((1, 9, 7, 12), 0.05, 2)
     y = b.conv2d(x, 12, (1, 1), activation=Activation.RELU)
     y = b.depthwise_conv2d(y, (3, 3), activation=Activation.RELU6)
+    if exact:
+        y = overscaled(b, y, 0.3, 4.0)
     b.output(b.conv2d(y, 5, (1, 1)))
     return b.build()
 
 
-@pytest.mark.parametrize(("kind", "kernel"), [
-    (InPlace.OVERLAP, "mcuflow_dwconv_dsp_s8("),
-    (InPlace.DEPTHWISE, "mcuflow_dwconv_3x3_dsp_s8("),
-])
-def test_depthwise_runs_in_place_through_its_dsp_kernel(kind: InPlace, kernel: str,
+DEPTHWISE_KERNELS = [(InPlace.OVERLAP, "mcuflow_dwconv_dsp_s8("),
+                     (InPlace.DEPTHWISE, "mcuflow_dwconv_3x3_dsp_s8("),
+                     (InPlace.NONE, "mcuflow_dwconv_3x3_dsp_s8(")]
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+@pytest.mark.parametrize(("kind", "kernel"), DEPTHWISE_KERNELS[:2])
+def test_depthwise_runs_in_place_through_its_dsp_kernel(kind: InPlace, kernel: str, exact: bool,
                                                        tmp_path: Path) -> None:
-    """Pixel order keeps OVERLAP's contract, channel order DEPTHWISE's."""
-    graph = _depthwise_chain()
+    """Pixel order keeps OVERLAP's contract, channel order DEPTHWISE's.
+
+    In either requantisation (exact: multipliers above 1/2, TFLite's arithmetic).
+    """
+    graph = _depthwise_chain(exact)
     plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({kind}), dsp=True)
     assert kind in {step.inplace for step in plan.steps}
     inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 9)
-    assert kernel in (project / "mcuflow_model.c").read_text()
+    source = (project / "mcuflow_model.c").read_text()
+    assert kernel in source and (".exact = 1" in source) == exact
+    expected = reference(graph, plan, inputs)
+    assert _saturated_share(expected) < 0.9
+    assert_same_bits(expected, actual, "the reference interpreter")
+
+
+@pytest.mark.parametrize(("kind", "kernel"), DEPTHWISE_KERNELS[1:])
+def test_exact_depthwise_planes_are_bit_exact_with_litert(kind: InPlace, kernel: str,
+                                                          tmp_path: Path) -> None:
+    """The channel-by-channel 3x3 kernel (both orientations, strides) in EXACT mode."""
+    b = GraphBuilder("dsp_exact_planes", seed=41)
+    wide = b.input((1, 6, 11, 5), 0.03, -9)
+    tall = b.input((1, 25, 5, 8), 0.04, 6)
+    b.output(overscaled(b, b.depthwise_conv2d(wide, (3, 3), activation=Activation.RELU6),
+                        0.2, 6.0),
+             overscaled(b, b.depthwise_conv2d(tall, (3, 3), stride=2), 0.5, 3.0),
+             overscaled(b, b.depthwise_conv2d(tall, (3, 3), per_channel=False), 0.8, 0.8))
+    graph = b.build()
+    plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({kind}), dsp=True)
+    inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 6)
+    source = (project / "mcuflow_model.c").read_text()
+    assert source.count(kernel) == 3 and source.count(".exact = 1") == 3
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    litert = litert_interpreter(write_tflite(graph))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
 
 
 def test_weights_the_packing_cannot_hold_fall_back_to_portable(tmp_path: Path) -> None:
@@ -419,6 +658,29 @@ def test_weights_the_packing_cannot_hold_fall_back_to_portable(tmp_path: Path) -
     inputs, actual, project = _run_on_host(graph, plan, tmp_path / "p", "gcc", 1)
     assert _dsp_calls(project) == 0
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    layers, _ = emit_layers(graph, plan, dsp=True)
+    assert layers[0].portable_reason is not None and "-128" in layers[0].portable_reason
+
+
+def test_portable_steps_of_a_dsp_core_say_why() -> None:
+    """A depth multiplier of 2, a plan without DSP scratch; DSP steps and host builds: None."""
+    b = GraphBuilder("dsp_reasons", seed=42)
+    x = b.input((1, 6, 6, 4), 0.05, 1)
+    y = b.depthwise_conv2d(x, (3, 3), depth_multiplier=2)
+    b.output(b.conv2d(y, 6, (3, 3)), b.depthwise_conv2d(x, (3, 3)))
+    graph = b.build()
+
+    def reasons(plan: Plan, dsp: bool) -> list[str | None]:  # in graph order
+        layers = emit_layers(graph, plan, dsp=dsp)[0]
+        by_op = {step.op_index: layer for step, layer in zip(plan.steps, layers, strict=True)}
+        return [by_op[i].portable_reason for i in range(len(graph.operators))]
+
+    dsp_plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({InPlace.NONE}), dsp=True)
+    assert reasons(dsp_plan, True) == ["depth multiplier 2", None, None]
+    host_plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({InPlace.NONE}))
+    assert reasons(host_plan, False) == [None, None, None]
+    found = reasons(host_plan, True)  # a plan made without the DSP scratch rules
+    assert found[0] == "depth multiplier 2" and "scratch" in found[1]
 
 
 def test_plans_for_dsp_hold_the_larger_scratch() -> None:
@@ -472,7 +734,7 @@ QEMU = shutil.which("qemu-system-arm")
 @pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m33"])
 @pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes",
-                                  "fully_connected_per_channel"])
+                                  "fully_connected_per_channel", "general_requant"])
 def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
     from mcuflow.toolchain.qemu import default_board, verify_cortexm
 

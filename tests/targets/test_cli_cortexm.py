@@ -25,6 +25,10 @@ def test_verify_on_cortex_m4_with_profile(capsys: pytest.CaptureFixture[str]) ->
     assert abs(sum(layer["instructions"] for layer in layers) - result["instructions"]) \
         <= (len(layers) + 1) * result["instructions_per_tick"]
     assert result["flash_bytes"] > 0 and result["ram_bytes"] >= result["arena_bytes"]
+    # Each layer names the kernels its step calls; the demo's convolutions all run DSP kernels.
+    assert all(layer["kernels"] for layer in layers if layer["macs"])
+    assert all(layer["portable_reason"] is None for layer in layers)
+    assert any("dsp" in kernel for layer in layers for kernel in layer["kernels"])
 
 
 def test_bench_table_on_cortex_m0(capsys: pytest.CaptureFixture[str]) -> None:

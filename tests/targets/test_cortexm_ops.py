@@ -15,18 +15,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcuflow.codegen import dsp
 from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.render import emit_layers
 from mcuflow.errors import McuflowError, ToolchainError
+from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import get_board
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.planner import plan_memory
 from mcuflow.toolchain import arm, qemu
 from mcuflow.toolchain.arm import build_cortexm
+from mcuflow.toolchain.host import random_inputs
 from mcuflow.toolchain.qemu import run_qemu, verify_cortexm
 from tests.codegen.cases import FAMILIES, special_float_inputs
-from tests.codegen.test_dsp_kernels import PLAN_SECONDS, spread_scales
+from tests.codegen.test_dsp_kernels import FAMILIES as FAMILIES_DSP
+from tests.codegen.test_dsp_kernels import (
+    PLAN_SECONDS,
+    PORTABLE_CALLS,
+    overscaled,
+    spread_scales,
+)
 from tests.codegen.test_host_ops import assert_same_bits, reference
+from tests.support import litert_interpreter, litert_invoke
 from tests.targets.support import (
     BOARDS,
     INSTRUCTIONS_PER_TICK,
@@ -131,6 +142,71 @@ def test_shipped_makefile_builds_and_runs(tmp_path: Path) -> None:
     actual = qemu.split_outputs(data, 3, project.outputs)
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
     assert qemu.parse_report((project.path / "report.txt").read_text()).status == 0
+
+
+def test_general_requantisation_is_bit_exact_on_qemu(tmp_path: Path) -> None:
+    """Multipliers above 1/2 (no one-multiply constants) through the DSP kernels on the M4.
+
+    CONV_2D and depthwise in TFLite's arithmetic, FULLY_CONNECTED clamped: equal to the
+    reference interpreter and to LiteRT.
+    """
+    graph = FAMILIES_DSP["general_requant"]()
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    project = generate_project(graph, plan, tmp_path / "project", target="cortex-m4",
+                               board=get_board(BOARDS["cortex-m4"]))
+    source = (project.path / "mcuflow_model.c").read_text()
+    assert ".mode = 1" in source and ".mode = 2" in source and ".exact = 1" in source
+    assert not [call for call in PORTABLE_CALLS if call in source]
+    elf = build_cortexm(project.path, "cortex-m4")
+    inputs = random_inputs(graph, 8, 12)
+    actual = run_qemu(elf, "cortex-m4", inputs, project.outputs).outputs
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    litert = litert_interpreter(write_tflite(graph))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(len(inputs[0]))]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
+def test_double_round_fully_connected_is_bit_exact_on_qemu(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """SCALED (no clamped constants): software doubles on the M4's single-precision FPU."""
+    monkeypatch.setattr(dsp, "clamped_requant", lambda *args: None)
+    graph = _overscaled_layer("fc")
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    layers, _ = emit_layers(graph, plan, dsp=True)
+    assert ".mode = 3" in "\n".join(layers[0].definitions)
+    result = verify_cortexm(graph, plan, "cortex-m4", BOARDS["cortex-m4"], runs=3, seed=4)
+    assert result.bit_exact and result.mismatches == 0
+
+
+def _overscaled_layer(kind: str) -> Graph:
+    """A 128 -> 640 FULLY_CONNECTED or a 16 -> 32 3x3 CONV_2D on 16x16.
+
+    Per-channel scales in * w / out spread over 0.05 .. 30 (0.05 .. 6): no one-multiply
+    constants exist.
+    """
+    b = GraphBuilder(f"overscaled_{kind}", seed=5)
+    if kind == "fc":
+        name = b.fully_connected(b.input((1, 128), 0.05, 3), 640, per_channel=True)
+        return b.output(overscaled(b, name, 0.05, 30.0)).build()
+    name = b.conv2d(b.input((1, 16, 16, 16), 0.05, 3), 32, (3, 3))
+    return b.output(overscaled(b, name, 0.05, 6.0)).build()
+
+
+@pytest.mark.parametrize(("kind", "function"), [("fc", "mcuflow_fully_connected_dsp_s8("),
+                                                ("conv", "mcuflow_conv2d_dsp_s8(")])
+def test_general_requantisation_keeps_simd_speed(kind: str, function: str,
+                                                 tmp_path: Path) -> None:
+    """Such layers call the DSP kernel and keep >= 0.5 MACs/instruction on M4 (portable: ~0.15)."""
+    graph = _overscaled_layer(kind)
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    project = generate_project(graph, plan, tmp_path / "project", target="cortex-m4",
+                               board=get_board(BOARDS["cortex-m4"]))
+    assert function in (project.path / "mcuflow_model.c").read_text()
+    result = verify_cortexm(graph, plan, "cortex-m4", BOARDS["cortex-m4"], runs=2, profile=True)
+    assert result.bit_exact
+    rate = result.layers[0].macs / result.layers[0].instructions
+    print(f"{graph.name} on QEMU M4, general requantisation: {rate:.3f} MACs/instruction")
+    assert rate >= 0.5
 
 
 def _dense(per_channel: bool) -> Graph:

@@ -322,7 +322,7 @@ LAYER_FIELDS = ("name", "op", "output_shape", "macs", "weight_bytes", "working_s
 def test_json_field_names_are_stable_and_documented() -> None:
     report = analyze(branching_graph(), get_board("nucleo-f767zi"))
     data = json.loads(json.dumps(report.to_json()))
-    assert data["schema"] == "mcuflow.report/1"
+    assert data["schema"] == "mcuflow.report/2"
     assert data["model"] == "branching" and data["board"] == "nucleo-f767zi"
     assert set(TOP_FIELDS) <= set(data)
     layer = data["layers"][0]

@@ -203,7 +203,7 @@ def test_user_file_overrides_core_coefficients(tmp_path: Path) -> None:
     (board_toml().replace('kind = "onchip_flash"', 'kind = "sram"'), "more than one 'sram' tier"),
     (board_toml().replace("erase_block_bytes", "erase_bytes"), "unknown field 'erase_bytes'"),
     ("[boards\nname = ", "is not valid TOML"),
-    ("[cores.cortex-m4]\ncycles_per_mac = 1\n", "missing field 'cycles_per_mac_dsp'"),
+    ("[cores.cortex-m4]\ncycles_per_mac = 1\n", "missing fields 'cycles_per_mac_dsp'"),
     ("title = 'x'\n", "unknown top-level table 'title'"),
     ("", "defines no boards"),
 ])

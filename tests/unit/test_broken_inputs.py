@@ -629,7 +629,8 @@ OTHER_CASES: dict[str, Invocation] = {
     ),
     "directory-as-model": Invocation(
         lambda d: ["analyze", str(d)],
-        "no such model file: {d} (hint: check the path)",
+        "'{d}' is a directory, not a model file (hint: pass the .tflite or .onnx file; a "
+        "directory written by `mcuflow compile` keeps its model as model.tflite)",
     ),
     "unknown-board": Invocation(
         lambda d: ["analyze", _model_file(d), "--board", "nucleo-f76"],
@@ -645,8 +646,10 @@ OTHER_CASES: dict[str, Invocation] = {
     "board-file-missing-field": Invocation(
         lambda d: ["analyze", _model_file(d), "--board", "tiny", "--board-file",
                    _board_file(d, _BOARD)],
-        "board file {d}/boards.toml, board 'tiny': missing field 'mcu' (hint: see the packaged "
-        "boards.toml (src/mcuflow/hw/boards.toml) for the schema)",
+        "board file {d}/boards.toml, board 'tiny': missing fields 'mcu', 'core', 'fpu', 'dsp', "
+        "'clock_hz', 'sram_bytes', 'sram_total_bytes', 'flash_bytes', 'flash_wait_states', "
+        "'tiers' (hint: energy and source fields may be left out; see the packaged boards.toml "
+        "(src/mcuflow/hw/boards.toml) for the schema)",
     ),
     "board-file-missing": Invocation(
         lambda d: ["boards", "--board-file", str(d / "nope.toml")],

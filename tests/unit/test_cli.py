@@ -17,6 +17,7 @@ from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.constraints import supported_ops_markdown
 from mcuflow.ir.graph import DType
 from mcuflow.ir.ops import NoAttrs, OpKind
+from tests.fuzz.onnx_seeds import onnx_seeds
 from tests.support import SHARED_MODELS, litert_invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,5 +211,31 @@ def test_verify_quantises_a_float_model_on_the_fly(capsys: pytest.CaptureFixture
 def test_float_onnx_needs_calibration(capsys: pytest.CaptureFixture[str],
                                       tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
-    path.write_bytes(b"\x08\x07")
+    path.write_bytes(onnx_seeds()["conv_bn"])
+    assert_user_error(invoke(capsys, "analyze", path), "is a float ONNX model")
     assert_user_error(invoke(capsys, "analyze", path), "--calibration")
+    path.write_bytes(b"\x08\x07")  # a protobuf, but no ONNX model
+    assert_user_error(invoke(capsys, "analyze", path), "is not an ONNX model")
+
+
+def test_compile_names_the_layers_that_run_portable_kernels(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A depth multiplier of 2 has no DSP kernel: compile for an M4 says so, for the host not."""
+    b = GraphBuilder("portable_note", seed=7)
+    x = b.input((1, 6, 6, 4), 0.05, 1)
+    b.output(b.conv2d(b.depthwise_conv2d(x, (3, 3), depth_multiplier=2), 6, (3, 3)))
+    model = tmp_path / "m.tflite"
+    model.write_bytes(write_tflite(b.build()))
+    board = ("-b", "nucleo-f429zi")
+    code, out, _ = invoke(capsys, "compile", str(model), *board, "-o", str(tmp_path / "m4"),
+                          "--json")
+    assert code == 0
+    portable = json.loads(out)["portable_layers"]
+    assert [(p["op"], p["kernels"], p["reason"]) for p in portable] == [
+        ("DEPTHWISE_CONV_2D", ["mcuflow_dwconv_s8"], "depth multiplier 2")]
+    code, out, _ = invoke(capsys, "compile", str(model), *board, "-o", str(tmp_path / "text"))
+    assert code == 0 and "(DEPTHWISE_CONV_2D) runs a portable kernel on this DSP core: depth " \
+        "multiplier 2" in " ".join(out.split())
+    code, out, _ = invoke(capsys, "compile", str(model), *board, "--target", "host", "-o",
+                          str(tmp_path / "host"), "--json")
+    assert code == 0 and json.loads(out)["portable_layers"] == []

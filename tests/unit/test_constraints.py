@@ -27,7 +27,7 @@ from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import Activation, NoAttrs, OpKind, SoftmaxAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ref.interpreter import Interpreter
-from tests.support import SHARED_MODELS
+from tests.support import SHARED_MODELS, litert_interpreter
 
 FLOAT_REQUIREMENT = "Activations and constant operands must be int8"
 
@@ -222,3 +222,28 @@ def test_checks_do_not_fail_on_malformed_operands() -> None:
     found = {v.constraint.name: v.found for v in find_violations(graph)}
     assert found == {"int8_activations": "input without quantisation parameters, output without "
                                          "quantisation parameters found"}
+
+
+def _fc_with_bias_scale_off(tmp_path: Path, fraction: float) -> Path:
+    """A per-tensor FULLY_CONNECTED whose bias scale is `fraction` of the output scale off."""
+    b = GraphBuilder("fc_bias_scale", seed=3)
+    x = b.input((1, 8), 0.05, 0)
+    b.output(b.fully_connected(x, 4))
+    graph = b.build()
+    bias = graph.tensors[graph.operators[0].inputs[2]]
+    out_scale = graph.tensors[graph.operators[0].outputs[0]].quant.scale0
+    bias.quant = QuantParams.per_tensor(bias.quant.scale0 + fraction * out_scale, 0)
+    model = tmp_path / f"fc_{fraction}.tflite"
+    model.write_bytes(write_tflite(graph))
+    return model
+
+
+def test_a_bias_scale_litert_refuses_is_refused(tmp_path: Path) -> None:
+    model = _fc_with_bias_scale_off(tmp_path, 0.05)
+    with pytest.raises(RuntimeError, match="scale_diff / output_scale <= 0.02"):
+        litert_interpreter(model)
+    with pytest.raises(UnsupportedModelError, match="bias scale .* found"):
+        api.analyze_model(model)
+    within = _fc_with_bias_scale_off(tmp_path, 0.01)
+    litert_interpreter(within)
+    assert api.analyze_model(within).report.layers

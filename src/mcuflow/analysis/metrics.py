@@ -9,33 +9,45 @@ from typing import Any
 
 from mcuflow.hw.board import Board, MemoryTier, TierKind
 from mcuflow.hw.costmodel import Placement, estimate, op_cost
-from mcuflow.ir.graph import Graph
+from mcuflow.hw.kernel_code import FlashEstimate
+from mcuflow.hw.kernel_costs import step_instructions
+from mcuflow.hw.kernels import default_kernels
+from mcuflow.ir.graph import Graph, Operator
 
-SCHEMA = "mcuflow.report/1"
+SCHEMA = "mcuflow.report/2"
 
 NO_WEIGHTS = "none"
 OVERFLOW = "overflow"
 
 REPORT_JSON_FIELDS = """\
-`mcuflow analyze --json` prints one object (schema "mcuflow.report/1"):
+`mcuflow analyze --json` prints one object (schema "mcuflow.report/2"):
 
 | field | meaning |
 | --- | --- |
-| schema | "mcuflow.report/1"; bumped when a field changes meaning |
+| schema | "mcuflow.report/2"; bumped when a field changes meaning (2: flash_bytes counts code) |
 | model | graph name |
 | board, board_name | board id (what --board takes) and its full name |
 | macs | multiply-accumulates of one inference |
-| flash_bytes | bytes of every constant tensor (weights, biases), each counted once; code excluded |
+| flash_bytes | flash of the linked firmware when the target is a Cortex-M core: flash_estimate's |
+| | constants + code + runtime (within 3 % of the ELF's text+rodata+data); else (host target, |
+| | a core mcuflow builds no firmware for) constant_bytes only, code excluded |
+| constant_bytes | bytes of every constant tensor (weights, biases), each counted once |
+| flash_estimate | null, or the firmware's flash by part (mcuflow.codegen.flash): |
+| flash_estimate.target | the Cortex-M target it is estimated for, e.g. "cortex-m4" |
+| flash_estimate.constants | emitted constant arrays (16-byte aligned) and parameter structs |
+| flash_estimate.code | kernels called, the library routines they share, the run function |
+| flash_estimate.runtime | startup, driver application, timing and libc |
 | flash_capacity | bytes of the tier that stores the constants (on-chip flash, or XIP flash) |
 | flash_margin_bytes | flash_capacity - flash_bytes (negative: does not fit) |
 | fits_flash | flash_bytes <= flash_capacity |
 | weights_tier | tier the kernels read constants from: "onchip_flash", "qspi_flash", "sram"... |
-| weights_not_fitting | names of the layers whose constants overflow flash_capacity |
+| weights_not_fitting | names of the layers whose constants overflow flash_capacity (after |
+| | the code, runtime and emitted tables when flash_estimate is known) |
 | peak_ram_bytes | activation arena: the memory planner's, else the largest working set |
 | peak_from_planner | true when peak_ram_bytes came from the memory planner |
 | peak_layer | index of the layer with the largest working set (null for an empty graph) |
 | sram_bytes | usable contiguous SRAM of the board |
-| sram_margin_bytes | sram_bytes - peak_ram_bytes (- flash_bytes when weights_tier is "sram") |
+| sram_margin_bytes | sram_bytes - peak_ram_bytes (- constant_bytes when weights_tier is "sram") |
 | fits_sram | sram_margin_bytes >= 0 |
 | fits | fits_sram and fits_flash |
 | latency_ms_estimate, energy_mj_estimate | sums of the per-layer estimates (cost model) |
@@ -85,6 +97,8 @@ class Report:
     layers: tuple[LayerReport, ...]
     macs: int
     flash_bytes: int
+    constant_bytes: int
+    flash_estimate: FlashEstimate | None
     flash_capacity: int
     flash_margin_bytes: int
     fits_flash: bool
@@ -172,16 +186,20 @@ def _layer_name(graph: Graph, index: int) -> str:
     return op.name or op.outputs[0]
 
 
-def _plan_weights(graph: Graph, board: Board, order: list[int],
-                  weights_tier: TierKind | None) -> _WeightsPlan:
-    """Place constants in their storage tier in execution order; flag those that overflow."""
+def _plan_weights(graph: Graph, board: Board, order: list[int], weights_tier: TierKind | None,
+                  flash: FlashEstimate | None = None) -> _WeightsPlan:
+    """Place constants in their storage tier in execution order; flag those that overflow.
+
+    With `flash`, what it counts beyond the constant tensors (code, runtime, tables) comes first.
+    """
     tier = board.tier(weights_tier) if weights_tier is not None else board.weights_tier
     storage = board.weights_tier if tier.kind.volatile else tier
     capacity = storage.size_bytes
     if tier.kind.volatile and tier.kind is not TierKind.SRAM:
         capacity = min(capacity, tier.size_bytes)
+    total = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
     seen: set[str] = set()
-    used = 0
+    used = max(flash.total - total, 0) if flash is not None else 0
     locations: dict[int, str] = {}
     not_fitting: list[str] = []
     for index in order:
@@ -194,7 +212,6 @@ def _plan_weights(graph: Graph, board: Board, order: list[int],
             location = OVERFLOW
             not_fitting.append(_layer_name(graph, index))
         locations[index] = location
-    total = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
     return _WeightsPlan(tier, capacity, locations, tuple(not_fitting), total)
 
 
@@ -206,6 +223,16 @@ class PlannedSteps:
     scratch_bytes: tuple[int, ...]
 
 
+def _instructions(graph: Graph, op: Operator, functions: tuple[str, ...] | None,
+                  board: Board) -> float | None:
+    """The fitted instructions of a step calling `functions` (default: the emitters' choice).
+
+    None where the board's core has no fitted kernel costs: the per-core model applies.
+    """
+    chosen = functions if functions is not None else default_kernels(graph, op, board.dsp)
+    return None if chosen is None else step_instructions(graph, op, chosen, board.core.value)
+
+
 def analyze(
     graph: Graph,
     board: Board,
@@ -214,6 +241,7 @@ def analyze(
     weights_tier: TierKind | None = None,
     planned: PlannedSteps | None = None,
     kernels: Sequence[tuple[str, ...]] | None = None,
+    flash: FlashEstimate | None = None,
 ) -> Report:
     """Analyse `graph` on `board`, running operators in `order` (graph order by default).
 
@@ -223,11 +251,15 @@ def analyze(
     out-of-place estimate of the cost model. `weights_tier` forces where kernels read constants
     from (default: the board's on-chip flash, or its execute-in-place flash); raises BoardError
     when the board has no such tier. `kernels` gives, per step of `order`, the C kernel
-    functions the generated code calls (from codegen's emitters).
+    functions the generated code calls (from codegen's emitters); each step's latency is their
+    fitted instructions (hw.kernel_costs), and without `kernels` those of the emitters' default
+    choice (hw.kernels.default_kernels). `flash` is the linked firmware's flash on a Cortex-M
+    target (mcuflow.codegen.flash): flash_bytes and the flash verdict use it, else they count
+    the constant tensors only.
     """
     order = list(range(len(graph.operators))) if order is None else list(order)
     _check_order(graph, order)
-    weights = _plan_weights(graph, board, order, weights_tier)
+    weights = _plan_weights(graph, board, order, weights_tier, flash)
     placement = Placement(weights=weights.tier.kind)
     costs = [op_cost(graph, graph.operators[index]) for index in order]
     if planned is not None:
@@ -237,32 +269,34 @@ def analyze(
     else:
         sets = working_sets(graph, order, [cost.scratch_bytes for cost in costs])
     layers = []
-    called = list(kernels) if kernels is not None else [()] * len(order)
+    called = list(kernels) if kernels is not None else [None] * len(order)
     for index, cost, working_set, functions in zip(order, costs, sets, called, strict=True):
         op = graph.operators[index]
-        est = estimate(cost, board, placement)
+        est = estimate(cost, board, placement, _instructions(graph, op, functions, board))
         layers.append(LayerReport(
             index=index, name=_layer_name(graph, index), op=op.kind.value,
             output_shape=tuple(graph.tensor(op.outputs[0]).shape), macs=cost.macs, ops=cost.ops,
             weight_bytes=cost.weight_bytes, input_bytes=cost.input_bytes,
             output_bytes=cost.output_bytes, scratch_bytes=cost.scratch_bytes,
             working_set_bytes=working_set, weights_location=weights.locations[index],
-            latency_ms=est.latency_ms, energy_mj=est.energy_mj, kernels=tuple(functions),
+            latency_ms=est.latency_ms, energy_mj=est.energy_mj, kernels=tuple(functions or ()),
         ))
-    return _report(graph, board, tuple(layers), weights, peak_ram_bytes)
+    return _report(graph, board, tuple(layers), weights, peak_ram_bytes, flash)
 
 
 def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights: _WeightsPlan,
-            planner_peak: int | None) -> Report:
+            planner_peak: int | None, flash: FlashEstimate | None) -> Report:
     peak_layer = max(layers, key=lambda layer: layer.working_set_bytes, default=None)
     peak = planner_peak if planner_peak is not None else (
         peak_layer.working_set_bytes if peak_layer else 0)
     sram_weights = weights.total_bytes if weights.tier.kind is TierKind.SRAM else 0
     sram_margin = board.sram_bytes - peak - sram_weights
-    flash_margin = weights.capacity - weights.total_bytes
+    flash_bytes = flash.total if flash is not None else weights.total_bytes
+    flash_margin = weights.capacity - flash_bytes
     return Report(
         model=graph.name, board=board.id, board_name=board.name, layers=layers,
-        macs=sum(layer.macs for layer in layers), flash_bytes=weights.total_bytes,
+        macs=sum(layer.macs for layer in layers), flash_bytes=flash_bytes,
+        constant_bytes=weights.total_bytes, flash_estimate=flash,
         flash_capacity=weights.capacity, flash_margin_bytes=flash_margin,
         fits_flash=flash_margin >= 0, weights_tier=weights.tier.kind.value,
         weights_not_fitting=weights.not_fitting, peak_ram_bytes=peak,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -10,10 +11,45 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from mcuflow.analysis.metrics import Report
+from mcuflow.errors import OutputError
 from mcuflow.outputs import write_file
 
 _FITS_COLOUR = "#4c72b0"
 _OVER_COLOUR = "#c44e52"
+PLOT_FORMATS = tuple(sorted(set(FigureCanvasAgg.get_supported_filetypes()) - {"pgf"}))
+"""What --plot writes, named by the file's suffix: matplotlib's formats but PGF (needs LaTeX)."""
+_FORMAT_HINT = ("end the file name with .png, .svg or .pdf; matplotlib also writes "
+                + ", ".join(f for f in PLOT_FORMATS if f not in ("png", "svg", "pdf")))
+
+
+def plot_format(path: Path) -> str:
+    """The format `path`'s suffix names (png, svg, pdf...); OutputError for any other.
+
+    A directory, device or pipe at `path` is refused first, with write_file's own message.
+    """
+    if _special(Path(path)):
+        write_file(path, b"", "plot")  # raises: write_file writes only regular files
+    given = Path(path).suffix
+    if given.lower().removeprefix(".") not in PLOT_FORMATS:
+        problem = f"unknown image format '{given}'" if given else "no image format suffix"
+        raise OutputError(f"cannot write plot '{path}': {problem}", _FORMAT_HINT)
+    return given.lower().removeprefix(".")
+
+
+def _special(path: Path) -> bool:
+    """Something is at `path` that is neither a regular file nor a link."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISLNK(mode))
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    """Write `figure` at `path` (atomically) in the format its suffix names."""
+    data = io.BytesIO()
+    figure.savefig(data, format=plot_format(path), dpi=120)
+    write_file(path, data.getvalue(), "plot")
 
 
 def working_set_figure(report: Report) -> Figure:
@@ -40,7 +76,5 @@ def working_set_figure(report: Report) -> Figure:
 
 
 def plot_working_set(report: Report, path: Path) -> None:
-    """Write the working-set bar chart of `report` as a PNG file at `path` (atomically)."""
-    png = io.BytesIO()
-    working_set_figure(report).savefig(png, format="png", dpi=120)
-    write_file(path, png.getvalue(), "plot")
+    """Write the working-set bar chart of `report` at `path` (PNG, SVG, PDF... by suffix)."""
+    save_figure(working_set_figure(report), path)

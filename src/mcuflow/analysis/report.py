@@ -78,6 +78,15 @@ def _fit_line(label: str, used: int, capacity: int, margin: int) -> Text:
                          (f"({word} {abs(margin) / 1024:,.1f} KiB)", style))
 
 
+def _flash_parts(report: Report) -> Text:
+    """What the flash figure counts: the firmware's parts, or the constants only."""
+    flash = report.flash_estimate
+    if flash is None:
+        return Text("Flash counts the constant tensors only (no Cortex-M firmware estimated)")
+    return Text(f"Flash of the {flash.target} firmware: constants {flash.constants / 1024:,.1f}"
+                f", code {flash.code / 1024:,.1f}, runtime {flash.runtime / 1024:,.1f} KiB")
+
+
 def totals_panel(report: Report) -> Panel:
     """Totals, margins and the verdict, green when the model fits and red when it does not."""
     problems = [name for name, ok in (("SRAM", report.fits_sram), ("flash", report.fits_flash))
@@ -89,6 +98,7 @@ def totals_panel(report: Report) -> Panel:
         Text(f"MACs: {_count(report.macs)}"),
         _fit_line(f"Flash ({report.weights_tier})", report.flash_bytes, report.flash_capacity,
                   report.flash_margin_bytes),
+        _flash_parts(report),
         _fit_line("Peak RAM", report.peak_ram_bytes, report.sram_bytes,
                   report.sram_margin_bytes),
         Text(f"Peak from the {peak_source}; largest working set at layer {report.peak_layer}"),

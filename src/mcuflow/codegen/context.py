@@ -119,6 +119,20 @@ class ConstantPool:
         return sum(a.nbytes for a in self.arrays)
 
 
+@dataclass(frozen=True)
+class StepKernels:
+    """What one generated step runs, without its C.
+
+    The kernel functions it calls, in order, and on a core with the Arm DSP extension why it
+    runs a portable kernel (see LayerCode.portable_reason).
+    """
+
+    op: str
+    name: str
+    functions: tuple[str, ...]
+    portable_reason: str | None = None
+
+
 @dataclass
 class LayerCode:
     """The C of one step.
@@ -130,6 +144,9 @@ class LayerCode:
     statements: list[str]
     definitions: list[str] = field(default_factory=list)
     kernels: frozenset[str] = frozenset()
+    portable_reason: str | None = None
+    """On a core with the Arm DSP extension, why the step runs a portable kernel where a DSP
+    kernel exists for its op kind (None when it runs the DSP kernel, or has none)."""
 
     @property
     def functions(self) -> tuple[str, ...]:
@@ -148,6 +165,8 @@ class EmitContext:
     pool: ConstantPool
     definitions: list[str] = field(default_factory=list)
     dsp: bool = False
+    portable_reason: str | None = None
+    """Set by a DSP emitter that declines the step: why (see LayerCode.portable_reason)."""
 
     @property
     def op(self) -> Operator:

@@ -312,6 +312,102 @@ def _pick_negative(choices: list[_Choice], wanted: int | None) -> int | None:
     return min(max(0, low), high)
 
 
+# --- the general requantisation (any scale) ---------------------------------------------------
+
+
+def exact_words(multipliers: Sequence[int], shifts: Sequence[int], output_offset: int
+                ) -> np.ndarray | None:
+    """int32 [channels, 4] of MCUFLOW_DSP_RQ_EXACT: multiplier, left shift, right shift, offset.
+
+    The kernels then evaluate TFLite's MultiplyByQuantizedMultiplier itself (mcuflow_dsp_exact),
+    exact on every int32 accumulator. None for a left shift of 32 or more (a C shift that wide
+    is undefined).
+    """
+    rows = [[m, max(s, 0), max(-s, 0), output_offset]
+            for m, s in zip(multipliers, shifts, strict=True)]
+    if any(row[1] > 31 or row[2] > 31 for row in rows):
+        return None
+    return np.array(rows, dtype=np.int64).reshape(-1, 4).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class ClampedRequant:
+    """The one-multiply constants of accumulators clamped to [low, high] and shifted left.
+
+    Outside [low, high] a channel's output is the activation's minimum (below) or maximum
+    (above), so clamping changes nothing; on the short range left, the formula of acc << left
+    (`requant.multipliers` hold M << left) is proven exact as for FastRequant.
+    """
+
+    requant: FastRequant
+    lows: tuple[int, ...]
+    highs: tuple[int, ...]
+    lefts: tuple[int, ...]
+
+    def words(self) -> np.ndarray:
+        """int32 [channels, 8]: M, S - 32, C low, C high, low, high, left, D (the kernel's)."""
+        rq = self.requant
+        rows = []
+        for c, left in enumerate(self.lefts):
+            addend = rq.addends[c]
+            rows.append([rq.multipliers[c] >> left, rq.exponents[c] - 32, _wrap32(addend),
+                         addend >> 32, self.lows[c], self.highs[c], left, rq.negatives[c]])
+        return np.array(rows, dtype=np.int64).reshape(-1, 8).astype(np.int32)
+
+
+def shifted_natural(scales: Sequence[float]) -> list[tuple[int, int, int] | None]:
+    """(M, S, left) with (M << left) / 2**S the closest 31-bit approximation of each scale.
+
+    Scales from 1/2 up need the accumulator shifted left (M < 2**31 and S >= 32); None for
+    scales below 2**-32 (S above 63).
+    """
+    natural: list[tuple[int, int, int] | None] = []
+    for scale in scales:
+        if scale == 0:
+            natural.append((0, 32, 0))
+            continue
+        mantissa, exponent = math.frexp(scale)
+        multiplier = round(mantissa * (1 << 31))
+        if multiplier == 1 << 31:
+            multiplier, exponent = 1 << 30, exponent + 1
+        left = max(0, exponent + 1)
+        exponent_total = 31 - exponent + left
+        natural.append((multiplier, exponent_total, left) if exponent_total <= 63 else None)
+    return natural
+
+
+def clamped_requant(requantize: Requantize, span: Domain, scales: Sequence[float],
+                    act_min: int, act_max: int) -> ClampedRequant | None:
+    """Constants for clamp(requantize(acc), act_min, act_max) on any monotone `requantize`.
+
+    Each channel's accumulators are first clamped to the range where its output is not yet
+    saturated (from the thresholds of act_min + 1 and act_max), then shifted left so that the
+    multiplier of a scale above 1/2 fits 31 bits. None when no constants are exact or a shifted
+    accumulator would leave int32.
+    """
+    levels = np.arange(act_min + 1, act_max + 1, dtype=np.int64)
+    if len(levels):
+        rows = thresholds(requantize, span.low, span.high, levels[[0, -1]])
+        lows = np.maximum(span.low, rows[:, 0] - 1)
+        highs = np.minimum(span.high, rows[:, 1])
+    else:  # one output level: every accumulator gives it
+        lows = highs = np.asarray(span.low, np.int64)
+    natural = shifted_natural(scales)
+    lefts = [n[2] if n is not None and lo < hi else 0
+             for n, lo, hi in zip(natural, lows.tolist(), highs.tolist(), strict=True)]
+    reach = np.maximum(np.abs(lows), np.abs(highs))
+    if any(int(r) << left > INT32_MAX for r, left in zip(reach.tolist(), lefts, strict=True)):
+        return None
+    shifted = [None if n is None else (n[0] << left, n[1] - n[2] + left)
+               for n, left in zip(natural, lefts, strict=True)]
+    requant = fast_requant(requantize, Domain(lows, highs), shifted, act_min, act_max,
+                           per_row=True)
+    if requant is None or any(m % (1 << left) for m, left in zip(requant.multipliers, lefts,
+                                                                  strict=True)):
+        return None
+    return ClampedRequant(requant, tuple(lows.tolist()), tuple(highs.tolist()), tuple(lefts))
+
+
 # --- weight layouts ----------------------------------------------------------------------------
 
 # Column of each of the four int16 lanes of a group's two words (see mcuflow_dsp_matrix_t).

@@ -19,8 +19,9 @@ from mcuflow.codegen.context import (
     c_struct,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.errors import UnsupportedModelError
 from mcuflow.hw.kernels import KERNELS
+from mcuflow.hw.layouts import broadcast_layout, merge_dims
+from mcuflow.ir.constraints import MAX_RANK
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
@@ -46,7 +47,6 @@ from mcuflow.quant.fixedpoint import (
 )
 
 EmitFn = Callable[[EmitContext], LayerCode]
-MAX_RANK = 5
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ def emit_step(ctx: EmitContext) -> LayerCode:
             f"{ctx.op.kind.value} '{ctx.op.name}' cannot run in place as {ctx.inplace.value}"
         )
     code = emit_with_codebooks(ctx, entry.function)
+    if ctx.dsp and code.statements and not emit_dsp.uses_dsp(code.kernels):
+        code.portable_reason = code.portable_reason or emit_dsp.portable_reason(ctx)
     if ctx.inplace in RUNS_NO_CODE and code.statements:
         raise CodegenError(f"{ctx.inplace.value} step {ctx.layer} must not run code")
     unknown = [name for name in code.functions if name not in KERNELS]
@@ -105,10 +107,9 @@ def _weighted_bias(ctx: EmitContext, weights: np.ndarray, input_offset: int, fol
         bias += ctx.input(2).data.astype(np.int64).reshape(-1)
     if fold:
         bias += input_offset * weights.reshape(units, -1).astype(np.int64).sum(axis=1)
-    if np.abs(bias).max(initial=0) >= 1 << 31:
-        raise UnsupportedModelError(f"{ctx.op.kind.value} '{ctx.op.name}': bias plus input "
-                                    "offset times weight sum exceeds int32",
-                                    "requantise the layer with a larger input scale")
+    if np.abs(bias).max(initial=0) >= 1 << 31:  # the int32_accumulator constraint bounds it
+        raise CodegenError(f"{ctx.op.kind.value} '{ctx.op.name}': bias plus input offset times "
+                           "weight sum exceeds int32, which int32_accumulator should refuse")
     what = "bias + input offset * weight sums" if fold else "bias"
     return ctx.constant("bias", "int32_t", bias.astype(np.int32), f"{ctx.op.name}: {what}")
 
@@ -276,21 +277,6 @@ def _pool(ctx: EmitContext) -> LayerCode:
     return _code(ctx, call, ("mcuflow_pool",))
 
 
-def _merge_dims(shape: tuple[int, ...], flags: list[bool]) -> tuple[list[int], list[bool]]:
-    """Merge neighbouring dims with the same flag (size-1 dims dropped); at least one dim."""
-    dims: list[int] = []
-    merged: list[bool] = []
-    for size, flag in zip(shape, flags, strict=True):
-        if size == 1:
-            continue
-        if merged and merged[-1] == flag:
-            dims[-1] *= size
-        else:
-            dims.append(size)
-            merged.append(flag)
-    return (dims, merged) if dims else ([1], [False])
-
-
 def _padded(values: list[int], fill: int = 0) -> str:
     return "{" + ", ".join(c_int(v) for v in values + [fill] * (MAX_RANK - len(values))) + "}"
 
@@ -301,7 +287,7 @@ def _mean(ctx: EmitContext) -> LayerCode:
     x = ctx.input(0)
     params = prepare_mean(x, ctx.output(), attrs)
     axes = {axis % len(x.shape) for axis in attrs.axes}
-    dims, reduced = _merge_dims(x.shape, [d in axes for d in range(len(x.shape))])
+    dims, reduced = merge_dims(x.shape, [d in axes for d in range(len(x.shape))])
     _require_rank(ctx, len(dims))
     fields = {
         "rank": len(dims), "dims": _padded(dims), "reduced": _padded([int(r) for r in reduced]),
@@ -315,50 +301,15 @@ def _mean(ctx: EmitContext) -> LayerCode:
 
 
 def _require_rank(ctx: EmitContext, rank: int) -> None:
+    """Assert the C kernels' rank limit (the rank_at_most_5 constraint refuses more)."""
     if rank > MAX_RANK:
-        raise UnsupportedModelError(
-            f"{ctx.op.kind.value} '{ctx.op.name}' needs {rank} dims, the C kernels handle "
-            f"{MAX_RANK}", "reshape the tensors to at most 5 dims")
+        raise CodegenError(f"{ctx.op.kind.value} '{ctx.op.name}' needs {rank} dims, the C "
+                           f"kernels handle {MAX_RANK}, which rank_at_most_5 should refuse")
 
 
 # --- element-wise -------------------------------------------------------------------------------
 
 _BINARY_OP = {OpKind.ADD: "MCUFLOW_ADD", OpKind.SUB: "MCUFLOW_SUB", OpKind.MUL: "MCUFLOW_MUL"}
-
-
-def broadcast_layout(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]
-                     ) -> tuple[list[int], list[int], list[int]]:
-    """Iteration dims and the element strides of both inputs (0 where broadcast).
-
-    Neighbouring dims of the same broadcast pattern are merged.
-    """
-    rank = len(out)
-    a_full = (1,) * (rank - len(a)) + tuple(a)
-    b_full = (1,) * (rank - len(b)) + tuple(b)
-    dims: list[int] = []
-    patterns: list[tuple[bool, bool]] = []
-    for size, da, db in zip(out, a_full, b_full, strict=True):
-        if size == 1:
-            continue
-        pattern = (da == size, db == size)
-        if patterns and patterns[-1] == pattern:
-            dims[-1] *= size
-        else:
-            dims.append(size)
-            patterns.append(pattern)
-    if not dims:
-        return [1], [1], [1]
-    return dims, _strides(dims, [p[0] for p in patterns]), _strides(dims, [p[1] for p in patterns])
-
-
-def _strides(dims: list[int], present: list[bool]) -> list[int]:
-    strides = [0] * len(dims)
-    step = 1
-    for i in reversed(range(len(dims))):
-        if present[i]:
-            strides[i] = step
-            step *= dims[i]
-    return strides
 
 
 @emitter(OpKind.ADD, OpKind.SUB, OpKind.MUL, inplace=(InPlace.ELEMENTWISE,))

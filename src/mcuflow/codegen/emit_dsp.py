@@ -1,8 +1,15 @@
 """C emitters of the Arm DSP kernels; each returns None where its kernel does not apply.
 
 The portable emitters (emit.py) call these first on cores with the DSP extension and fall back
-to the portable kernel when they decline: a plan without DSP-sized scratch, weights the packing
-cannot hold, or requantisation constants that cannot be proven exact.
+to the portable kernel when they decline (a plan without DSP-sized scratch, weights the packing
+cannot hold, accumulators outside int32, a depth multiplier above 1); a declining emitter says
+why in `ctx.portable_reason`, which emit.py copies into the step's LayerCode.
+
+Requantisation: the one-multiply constants of codegen/dsp.py when they can be proven exact
+(MCUFLOW_DSP_RQ_FAST), else a general path on the same SIMD accumulation: TFLite's
+MultiplyByQuantizedMultiplier itself for CONV_2D and DEPTHWISE_CONV_2D (EXACT), and for
+FULLY_CONNECTED the one-multiply formula on accumulators clamped to the unsaturated range
+(CLAMPED) or, failing that, LiteRT's double-precision round itself (SCALED).
 """
 
 from __future__ import annotations
@@ -36,11 +43,51 @@ SCRATCH_ALIGNMENT = 8  # LDRD
 DOUBLED_LIMIT = 1 << 30  # |acc| below this keeps 2 * acc inside int32
 DW_WORDS = 12  # MCUFLOW_DSP_DW_WORDS
 GATHER_VALUES, GATHER_WORDS, GATHER_PADDED = 0, 1, 2  # MCUFLOW_DSP_GATHER_*
+RQ_FAST, RQ_EXACT, RQ_CLAMPED, RQ_SCALED = 0, 1, 2, 3  # MCUFLOW_DSP_RQ_*
+DSP_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
+                       OpKind.ADD, OpKind.SUB})
+"""Op kinds with a DSP kernel: on a DSP core, a step of these kinds running a portable kernel
+has a `portable_reason`."""
 
 
 def uses_dsp(kernels: frozenset[str] | set[str]) -> bool:
     """True when a kernel stem is a DSP kernel (the model then includes DSP_HEADER)."""
     return any(stem.endswith(DSP_SUFFIX) for stem in kernels)
+
+
+def portable_reason(ctx: EmitContext) -> str | None:
+    """Why a step of a DSP core runs a portable kernel, after its emitter ran.
+
+    None when no DSP kernel exists for the step's op kind (or none was declined).
+    """
+    if ctx.op.kind not in DSP_KINDS:
+        return None
+    if ctx.portable_reason is not None:
+        return ctx.portable_reason
+    if any(ctx.tensor(name).codebook is not None for name in ctx.op.inputs):
+        return "weights stored as a codebook are decoded for the portable kernel"
+    return None
+
+
+def _decline(ctx: EmitContext, reason: str) -> None:
+    """Record why the DSP kernel does not apply; the emitter then returns None."""
+    ctx.portable_reason = reason
+
+
+UNPACKABLE = ("weight -128 in a channel whose pair partner has a negative weight in the same "
+              "column (the int16 pair packing cannot hold it)")
+WIDE_SHIFT = "a requantisation shift of 32 or more"
+
+
+def _no_scratch(ctx: EmitContext) -> str:
+    """Why _scratch declined."""
+    if ctx.step.scratch is None:
+        return "the plan gives the step no scratch (plan with the DSP scratch rules)"
+    buffer = ctx.plan.buffers[ctx.step.scratch]
+    needed = scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True)
+    if buffer.size < needed:
+        return f"the planned scratch holds {buffer.size} bytes, the DSP kernel needs {needed}"
+    return f"the planned scratch is not {SCRATCH_ALIGNMENT}-byte aligned"
 
 
 def _scratch(ctx: EmitContext, needed: int, kind: str) -> str | None:
@@ -64,9 +111,15 @@ def _folded(ctx: EmitContext, matrix: np.ndarray, input_offset: int) -> np.ndarr
     return _bias(ctx, len(matrix)) + input_offset * matrix.astype(np.int64).sum(axis=1)
 
 
-def _int32(span: dsp.Domain, limit: int = 1 << 31) -> bool:
-    live = ~span.constant
+def _int32(span: dsp.Domain, limit: int = 1 << 31, live_only: bool = True) -> bool:
+    """True when every reachable accumulator is in [-limit, limit) (all-zero channels aside)."""
+    live = ~span.constant if live_only else np.ones(len(span.low), bool)
     return bool((span.low[live] >= -limit).all() and (span.high[live] < limit).all())
+
+
+def _accumulators(span: dsp.Domain, doubled: bool = False) -> str:
+    what = "twice the accumulator" if doubled else "the accumulator"
+    return f"{what} can leave int32 (range {int(span.low.min())}..{int(span.high.max())})"
 
 
 def _padded(values: np.ndarray, length: int) -> np.ndarray:
@@ -102,6 +155,28 @@ def _requant(ctx: EmitContext, requant: dsp.FastRequant, bias: np.ndarray, lengt
         **fields, "act_min": act[0], "act_max": act[1]})
 
 
+def _general_requant(ctx: EmitContext, mode: int, bias: np.ndarray, length: int,
+                     act: tuple[int, int], words: np.ndarray | None = None,
+                     scales: tuple[float, ...] | None = None, output_offset: int = 0) -> str:
+    """Define the mcuflow_dsp_requant_t of a general mode (EXACT, CLAMPED or SCALED)."""
+    name = ctx.op.name
+    bias_symbol = ctx.constant("bias", "int32_t", _padded(bias, length).astype(np.int32),
+                               f"{name}: bias + input offset * weight sums")
+    fields: dict[str, int | str] = {"bias": bias_symbol, "rq": "NULL"}
+    if words is not None:
+        layout = ("multiplier, left shift, right shift, output offset" if mode == RQ_EXACT
+                  else "multiplier, shift, addend low, addend high, low, high, left shift, "
+                  "negative term")
+        fields["rq"] = ctx.constant("rq", "int32_t", words, f"{name}: {layout} per channel")
+    fields |= {"act_min": act[0], "act_max": act[1], "mode": mode}
+    if scales is not None:
+        fields["scales"] = ctx.constant("scale", "double", np.array(scales, np.float64),
+                                        f"{name}: double-precision output scales")
+        fields["output_offset"] = output_offset
+        fields["scaled"] = "mcuflow_dsp_round_scaled"
+    return _define(ctx, "mcuflow_dsp_requant_t", "dsprq", fields)
+
+
 def _conv_requant(params: ConvParams, span: dsp.Domain, negative: int | None = None
                   ) -> dsp.FastRequant | None:
     return dsp.fast_requant(
@@ -121,6 +196,24 @@ def _doubled_requant(params: ConvParams, span: dsp.Domain) -> dsp.FastRequant | 
     if requant is not None and requant.negative == 0:
         return requant
     return _conv_requant(params, span, dsp.INT32_MIN)
+
+
+def _depthwise_words(ctx: EmitContext, params: ConvParams, span: dsp.Domain
+                     ) -> tuple[np.ndarray, int, bool] | None:
+    """The depthwise kernels' requantisation words [channels, 4], `ties` and `exact`.
+
+    The fast words of the doubled accumulator, else TFLite's (EXACT); None (declined) when
+    twice an accumulator can leave int32.
+    """
+    requant = _doubled_requant(params, span)
+    if requant is not None:
+        return requant.words(doubled=True), int(requant.negative != 0), False
+    if not _int32(span, DOUBLED_LIMIT, live_only=False):  # all-zero channels keep their bias
+        return _decline(ctx, _accumulators(span, doubled=True))
+    words = dsp.exact_words(params.multipliers, params.shifts, params.output_offset)
+    if words is None:
+        return _decline(ctx, WIDE_SHIFT)
+    return words, 0, True
 
 
 def _matrix(ctx: EmitContext, packed: np.ndarray, rows: int, depth: int, chunk: int,
@@ -149,17 +242,25 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     columns_matrix = np.pad(weights.data, padding).reshape(weights.shape[0], -1)
     lanes = dsp.NATURAL_LANES if gather == GATHER_VALUES else dsp.GATHER_WORDS_LANES
     packed = dsp.pack_pairs(columns_matrix, lanes)
-    if columns is None or packed is None:
-        return None
+    if columns is None:
+        return _decline(ctx, _no_scratch(ctx))
+    if packed is None:
+        return _decline(ctx, UNPACKABLE)
     params = prepare_conv(x, weights, out, ctx.op.attrs)
     bias = _folded(ctx, matrix, params.input_offset)
     span = dsp.domain(matrix, bias)
-    requant = _conv_requant(params, span) if _int32(span) else None
-    if requant is None:
-        return None
+    if not _int32(span, live_only=False):
+        return _decline(ctx, _accumulators(span))
     rows = len(matrix)
-    q = _requant(ctx, requant, np.where(span.constant, 0, bias), rows + rows % 2,
-                 (params.act_min, params.act_max))
+    act = (params.act_min, params.act_max)
+    requant = _conv_requant(params, span)
+    if requant is not None:
+        q = _requant(ctx, requant, np.where(span.constant, 0, bias), rows + rows % 2, act)
+    else:
+        words = dsp.exact_words(params.multipliers, params.shifts, params.output_offset)
+        if words is None:
+            return _decline(ctx, WIDE_SHIFT)
+        q = _general_requant(ctx, RQ_EXACT, bias, rows + rows % 2, act, words)
     m = _matrix(ctx, packed, rows, columns_matrix.shape[1], dsp.chunk_groups(columns_matrix),
                 gather, "in channel pairs")
     call = (f"mcuflow_conv2d_dsp_s8(&{window}, &{m}, &{q}, {ctx.pointer(ctx.op.inputs[0])}, "
@@ -175,16 +276,29 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
                    "mcuflow_word_t")
     packed = dsp.pack_quads(weights.data)
-    if row is None or packed is None or params.weights_offset != 0:
-        return None
+    if params.weights_offset != 0:
+        return _decline(ctx, f"weights zero point {-params.weights_offset} (the DSP kernel "
+                        "takes symmetric weights)")
+    if row is None:
+        return _decline(ctx, _no_scratch(ctx))
+    if packed is None:
+        return _decline(ctx, UNPACKABLE)
     bias = _folded(ctx, weights.data, params.input_offset)
     span = dsp.domain(weights.data, bias)
-    requant = _fc_requant(params, span) if _int32(span) else None
-    if requant is None:
-        return None
+    if not _int32(span, live_only=False):
+        return _decline(ctx, _accumulators(span))
     quads = -(-units // 4) * 4
-    q = _requant(ctx, requant, np.where(span.constant, 0, bias), quads,
-                 (params.act_min, params.act_max))
+    act = (params.act_min, params.act_max)
+    requant = _fc_requant(params, span)
+    if requant is not None:
+        q = _requant(ctx, requant, np.where(span.constant, 0, bias), quads, act)
+    else:
+        requantize = dsp.scale_function(params.scales, params.output_offset)
+        clamped = dsp.clamped_requant(requantize, span, params.scales, *act)
+        q = (_general_requant(ctx, RQ_CLAMPED, bias, quads, act, clamped.words())
+             if clamped is not None else
+             _general_requant(ctx, RQ_SCALED, bias, quads, act, scales=params.scales,
+                              output_offset=params.output_offset))
     m = _matrix(ctx, packed, units, depth, dsp.chunk_groups(_padded_rows(weights, quads)),
                 GATHER_WORDS, "in groups of two channel pairs")
     call = (f"mcuflow_fully_connected_dsp_s8({x.size // depth}, &{m}, &{q}, "
@@ -212,30 +326,36 @@ def depthwise(ctx: EmitContext) -> LayerCode | None:
     """3x3 DEPTHWISE_CONV_2D channel by channel over an int16 plane (doubled weights)."""
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     plane = dsp_depthwise_plane(ctx.graph, ctx.op, ctx.inplace)
-    if plane is None or (ctx.inplace is InPlace.DEPTHWISE and x.shape[0] != 1):
-        return None
+    if plane is None:
+        return _decline(ctx, "the channel-by-channel DSP kernel needs a 3x3 kernel, no "
+                        "dilation, depth multiplier 1 and stride 1 or 2")
+    if ctx.inplace is InPlace.DEPTHWISE and x.shape[0] != 1:
+        return _decline(ctx, f"in-place DEPTHWISE step of {x.shape[0]} images")
     scratch = _scratch(ctx, plane.nbytes, "mcuflow_half_t")
     if scratch is None:
-        return None
+        return _decline(ctx, _no_scratch(ctx))
     params = prepare_conv(x, weights, out, ctx.op.attrs)
     taps = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
     bias = _folded(ctx, taps, params.input_offset)
     span = dsp.domain(taps, bias)
-    requant = _doubled_requant(params, span)
-    if requant is None:
+    rq = _depthwise_words(ctx, params, span)
+    if rq is None:
         return None
+    words, ties, exact = rq
     kernel = weights.data.transpose(0, 2, 1, 3) if plane.transposed else weights.data
     channels = np.zeros((len(taps), DW_WORDS), np.int64)
     channels[:, :6] = dsp.dw_taps(kernel).view(np.int32)
-    channels[:, 6:10] = requant.words(doubled=True)
-    channels[:, 10] = channels[:, 11] = 2 * np.where(span.constant, 0, bias)
+    channels[:, 6:10] = words
+    channels[:, 10] = channels[:, 11] = 2 * (bias if exact else np.where(span.constant, 0, bias))
+    layout = ("multiplier, left shift, right shift, output offset" if exact
+              else "multiplier, shift, addend low, addend high")
     symbol = ctx.constant("channels", "int32_t", channels.astype(np.int32),
                           f"{ctx.op.name}: per channel doubled 3x3 taps as int16 pairs, "
-                          "multiplier, shift, addend low, addend high, doubled bias")
+                          f"{layout}, doubled bias")
     fields = {"channels": symbol, **_dw_geometry(ctx, params, plane),
               "plane_rows": plane.rows, "plane_columns": plane.columns,
               "pad_value": -params.input_offset, "act_min": params.act_min,
-              "act_max": params.act_max, "ties": int(requant.negative != 0)}
+              "act_max": params.act_max, "ties": ties, **({"exact": 1} if exact else {})}
     d = _define(ctx, "mcuflow_dsp_dw_t", "dw", fields)
     call = (f"mcuflow_dwconv_3x3_dsp_s8(&{d}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])}, {scratch});")
@@ -281,11 +401,15 @@ def add(ctx: EmitContext, layout: str) -> LayerCode | None:
     span = dsp.Domain(np.array([tables[0].min() + tables[1].min()]),
                       np.array([tables[0].max() + tables[1].max()]))
     multiplier, shift = [params.output_multiplier], [params.output_shift]
+    if not _int32(span):
+        return _decline(ctx, f"the sum of the rescaled inputs can leave int32 ({int(span.low[0])}"
+                        f"..{int(span.high[0])})")
     requant = dsp.fast_requant(dsp.conv_function(multiplier, shift, params.output_offset), span,
                                dsp.conv_natural(multiplier, shift), params.act_min,
-                               params.act_max) if _int32(span) else None
+                               params.act_max)
     if requant is None:
-        return None
+        return _decline(ctx, "no one-multiply requantisation of the sum is exact (output "
+                        f"multiplier {params.output_multiplier}, shift {params.output_shift})")
     symbols = [ctx.constant(f"table{i + 1}", "int32_t", table.astype(np.int32),
                             f"{ctx.op.name}: input {i + 1} rescaled, for every int8 value")
                for i, table in enumerate(tables)]
@@ -301,26 +425,32 @@ def add(ctx: EmitContext, layout: str) -> LayerCode | None:
 def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     """DEPTHWISE_CONV_2D pixel by pixel, four channels per step, no scratch (OVERLAP too)."""
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
-    if ctx.op.attrs.depth_multiplier != 1 or ctx.inplace is InPlace.DEPTHWISE:
-        return None
+    if ctx.op.attrs.depth_multiplier != 1:
+        return _decline(ctx, f"depth multiplier {ctx.op.attrs.depth_multiplier}")
+    if ctx.inplace is InPlace.DEPTHWISE:
+        return _decline(ctx, "in-place DEPTHWISE step, which only the channel-by-channel DSP "
+                        f"kernel runs, and it does not apply: {ctx.portable_reason}")
     params = prepare_conv(x, weights, out, ctx.op.attrs)
     taps = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
     bias = _bias(ctx, len(taps))
     span = dsp.skipping_domain(taps, bias, params.input_offset)
-    requant = _doubled_requant(params, span)
-    if requant is None:
+    rq = _depthwise_words(ctx, params, span)
+    if rq is None:
         return None
+    words, ties, exact = rq
     tap_words = ctx.constant("taps", "int32_t", dsp.dw_pixel_taps(weights.data).view(np.int32),
                              f"{ctx.op.name}: doubled taps as int16 pairs per group of 4 "
                              "channels")
-    bias2 = ctx.constant("bias", "int32_t", (2 * np.where(span.constant, 0, bias)).astype(
-        np.int32), f"{ctx.op.name}: doubled bias (0 for all-zero channels)")
-    words = ctx.constant("rq", "int32_t", requant.words(doubled=True),
-                         f"{ctx.op.name}: multiplier, shift, addend low, addend high per channel")
+    bias2 = ctx.constant("bias", "int32_t", (2 * (bias if exact else np.where(
+        span.constant, 0, bias))).astype(np.int32),
+        f"{ctx.op.name}: doubled bias" + ("" if exact else " (0 for all-zero channels)"))
+    layout = ("multiplier, left shift, right shift, output offset" if exact
+              else "multiplier, shift, addend low, addend high")
+    rq_symbol = ctx.constant("rq", "int32_t", words, f"{ctx.op.name}: {layout} per channel")
     d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
-        "taps": f"(const uint32_t *){tap_words}", "bias": bias2, "rq": words,
-        "act_min": params.act_min, "act_max": params.act_max,
-        "ties": int(requant.negative != 0)})
+        "taps": f"(const uint32_t *){tap_words}", "bias": bias2, "rq": rq_symbol,
+        "act_min": params.act_min, "act_max": params.act_max, "ties": ties,
+        **({"exact": 1} if exact else {})})
     call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])});")
     return _code(ctx, call, "mcuflow_dwconv_dsp")

@@ -51,7 +51,7 @@ def render_library(graph: Graph, plan: Plan, naming: Naming, target: str = "host
     files[MAKE_FRAGMENT] = fill(template("library", MAKE_FRAGMENT), values)
     files[README] = render_library_readme(graph, target, model, plan.arena_bytes)
     library = GeneratedProject(Path(), tuple(sorted(files)), plan.arena_bytes, model.weight_bytes,
-                               tuple(model.inputs), tuple(model.outputs), target)
+                               tuple(model.inputs), tuple(model.outputs), target, model.steps)
     return files, library
 
 
@@ -70,7 +70,8 @@ def generate_library(graph: Graph, plan: Plan, out_dir: Path, *, naming: Naming,
         stored[SOURCE_MODEL] = source_model
     path = write_directory(stored, out_dir, what="library", force=force)
     return GeneratedProject(path, tuple(sorted([*stored, MANIFEST])), library.arena_bytes,
-                            library.weight_bytes, library.inputs, library.outputs, target)
+                            library.weight_bytes, library.inputs, library.outputs, target,
+                            library.steps)
 
 
 def render_library_readme(graph: Graph, target: str, model: ModelSources, arena_bytes: int

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from mcuflow.codegen.context import CodegenError
+from mcuflow.codegen.context import CodegenError, StepKernels
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware
 from mcuflow.codegen.names import DEFAULT_PREFIX, Naming
@@ -42,6 +42,8 @@ class GeneratedProject:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     target: str
+    steps: tuple[StepKernels, ...] = ()
+    """Per planned step, the kernels it calls (and why portable on a DSP core)."""
 
 
 def kernel_source(stem: str) -> str:
@@ -105,7 +107,7 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     files["README.md"] = render_readme(graph, chosen, model, plan.arena_bytes, model_files)
     project = GeneratedProject(Path(), tuple(sorted(files)), plan.arena_bytes,
                                model.weight_bytes, tuple(model.inputs), tuple(model.outputs),
-                               target)
+                               target, model.steps)
     return files, project
 
 
@@ -129,4 +131,4 @@ def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "
                            force=force)
     return GeneratedProject(path, tuple(sorted([*stored, MANIFEST])), project.arena_bytes,
                             project.weight_bytes, project.inputs, project.outputs,
-                            project.target)
+                            project.target, project.steps)

@@ -11,6 +11,7 @@ from mcuflow.codegen.context import (
     ConstantPool,
     EmitContext,
     LayerCode,
+    StepKernels,
     c_float,
 )
 from mcuflow.codegen.emit import emit_step
@@ -58,6 +59,7 @@ class ModelSources:
     weight_bytes: int
     naming: Naming
     aliases: dict[str, str]
+    steps: tuple[StepKernels, ...]
 
 
 def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]:
@@ -102,7 +104,14 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
         naming.file("weights.h"): _weights_header(graph, pool, naming),
         naming.file("weights.c"): _weights_source(graph, pool, naming),
     }
-    return ModelSources(files, kernels, inputs, outputs, pool.nbytes, naming, header.aliases)
+    return ModelSources(files, kernels, inputs, outputs, pool.nbytes, naming, header.aliases,
+                        _step_kernels(graph, plan, layers))
+
+
+def _step_kernels(graph: Graph, plan: Plan, layers: list[LayerCode]) -> tuple[StepKernels, ...]:
+    ops = [graph.operators[step.op_index] for step in plan.steps]
+    return tuple(StepKernels(op.kind.value, op.name, layer.functions, layer.portable_reason)
+                 for op, layer in zip(ops, layers, strict=True))
 
 
 def _banner(graph: Graph) -> str:

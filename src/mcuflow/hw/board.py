@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from mcuflow.errors import BoardError
@@ -294,20 +295,51 @@ def _check_value(name: str, value: Any, field: _Field, where: str) -> None:
         raise BoardError(f"{where}: field '{name}' must not be empty", hint=SCHEMA_HINT)
 
 
-def _check_table(table: Any, fields: dict[str, _Field], where: str) -> None:
-    """Every required field present, no unknown field, every value of the right type and sign."""
-    if not isinstance(table, dict):
-        raise BoardError(f"{where} must be a table", hint=SCHEMA_HINT)
+def _check_names(table: dict[str, Any], fields: dict[str, _Field], where: str) -> None:
+    """No unknown field (a typo gets the close known name as its hint)."""
     for name in table:
         if name not in fields:
             close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f"did you mean '{close[0]}'?" if close else SCHEMA_HINT
             raise BoardError(f"{where}: unknown field '{name}'", hint=hint)
+
+
+def _missing(table: dict[str, Any], fields: dict[str, _Field]) -> str:
+    """"missing field 'a'" or "missing fields 'a', 'b'"; empty when none is missing."""
+    names = [name for name, field in fields.items() if field.required and name not in table]
+    if not names:
+        return ""
+    return f"missing field{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}"
+
+
+def _check_table(table: Any, fields: dict[str, _Field], where: str) -> None:
+    """Every required field present, no unknown field, every value of the right type and sign."""
+    if not isinstance(table, dict):
+        raise BoardError(f"{where} must be a table", hint=SCHEMA_HINT)
+    _check_names(table, fields, where)
+    missing = _missing(table, fields)
+    if missing:
+        raise BoardError(f"{where}: {missing}", hint=SCHEMA_HINT)
     for name, field in fields.items():
         if name in table:
             _check_value(name, table[name], field, where)
-        elif field.required:
-            raise BoardError(f"{where}: missing field '{name}'", hint=SCHEMA_HINT)
+
+
+def _check_complete(table: Any, where: str) -> None:
+    """Every missing field of a board and of its tiers, named in one error."""
+    if not isinstance(table, dict):
+        return
+    _check_names(table, _BOARD_FIELDS, where)
+    gaps = [_missing(table, _BOARD_FIELDS)]
+    tiers = table.get("tiers")
+    for index, tier in enumerate(tiers if isinstance(tiers, list) else []):
+        if isinstance(tier, dict):
+            _check_names(tier, _TIER_FIELDS, f"{where}, tier {index}")
+            gap = _missing(tier, _TIER_FIELDS)
+            gaps.append(gap and f"tier {index}: {gap}")
+    if any(gaps):
+        raise BoardError(f"{where}: {'; '.join(gap for gap in gaps if gap)}",
+                         hint=f"energy and source fields may be left out; {SCHEMA_HINT}")
 
 
 def _enum(cls: type[StrEnum], value: str, what: str, where: str) -> Any:
@@ -381,6 +413,7 @@ def _parse_board(board_id: str, table: Any, cores: dict[Core, CoreModel], where:
     if not _BOARD_ID.match(board_id):
         raise BoardError(f"{where}: invalid board id",
                          hint="use lower-case letters, digits, '-', '_' and '.'")
+    _check_complete(table, where)
     _check_table(table, _BOARD_FIELDS, where)
     core = _enum(Core, table["core"], "core", where)
     fpu = _enum(Fpu, table["fpu"], "fpu", where)
@@ -517,8 +550,72 @@ def _parse_file(
     boards = data.get("boards")
     if not isinstance(boards, dict) or not boards:
         raise BoardError(f"{where} defines no boards", hint="add a [boards.<id>] table")
+    if path is not None:
+        boards = {board_id: _with_estimates(table) for board_id, table in boards.items()}
     return cores, {board_id: _parse_board(board_id, table, cores, where)
                    for board_id, table in boards.items()}
+
+
+# --- estimates for what a user board file leaves out ----------------------------------------
+
+ESTIMATED = "estimate: not given in the board file"
+"""The source of a figure a user board file leaves out."""
+_TYPICAL = "the median of mcuflow's packaged boards"
+
+
+@lru_cache(maxsize=1)
+def _typical() -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The packaged boards' median power figures, and their median energies per tier kind."""
+    boards = list(_packaged()[1].values())
+    power = {
+        "supply_voltage_v": median(b.supply_voltage_v for b in boards),
+        "active_current_ua_per_mhz": round(median(
+            b.active_power_mw * 1e9 / b.supply_voltage_v / b.clock_hz for b in boards)),
+        "sleep_current_ua": median(b.sleep_power_mw * 1e3 / b.supply_voltage_v for b in boards),
+        "sleep_mode": "unknown",
+    }
+    tiers = [tier for board in boards for tier in board.tiers]
+    energies = {kind.value: {
+        "read_energy_nj_per_byte": median(t.read_energy_nj_per_byte for t in tiers
+                                          if t.kind is kind),
+        "write_energy_nj_per_byte": median(t.write_energy_nj_per_byte for t in tiers
+                                           if t.kind is kind),
+    } for kind in {tier.kind for tier in tiers}}
+    return power, energies
+
+
+def _with_estimates(table: Any) -> Any:
+    """A user's board with its missing power, energy and source fields filled as estimates.
+
+    Power and energy figures take the median of the packaged boards (of tiers of the same
+    kind), and the source field beside them says so: it starts with or gains "estimate:".
+    """
+    if not isinstance(table, dict):
+        return table
+    power, energies = _typical()
+    if "active_current_ma" in table:
+        power = {k: v for k, v in power.items() if k != "active_current_ua_per_mhz"}
+    filled = {"source": ESTIMATED, "sram_source": ESTIMATED, "wait_states_source": ESTIMATED,
+              **_filled(table, power, "power_source")}
+    tiers = filled.get("tiers")
+    if isinstance(tiers, list):
+        filled["tiers"] = [_filled(t, energies.get(str(t.get("kind")), {}), "source")
+                           if isinstance(t, dict) else t for t in tiers]
+    return filled
+
+
+def _filled(table: dict[str, Any], defaults: dict[str, Any], source: str) -> dict[str, Any]:
+    """`table` with each of `defaults` it lacks, its `source` field marking them estimates."""
+    absent = {name: value for name, value in defaults.items() if name not in table}
+    given = table.get(source)
+    if not absent:
+        return {source: ESTIMATED, **table}
+    note = f"{ESTIMATED}: {', '.join(absent)} ({_TYPICAL})"
+    if isinstance(given, str) and given.strip():
+        note = f"{given}; {note}"
+    elif given is not None and not isinstance(given, str):
+        note = given  # a wrong type: the schema check names it
+    return {**table, **absent, source: note}
 
 
 @lru_cache(maxsize=1)
@@ -544,17 +641,26 @@ def load_boards(path: Path | None = None) -> dict[str, Board]:
 
 
 def get_board(board_id: str, board_file: Path | None = None) -> Board:
-    """The board called `board_id` (an id or an alias); user boards override packaged ones."""
+    """The board called `board_id`: its id, an alias or its printed name, in any case.
+
+    `mcuflow boards` prints ids (nucleo-f429zi) and names (NUCLEO-F429ZI); either is accepted.
+    User boards override packaged ones.
+    """
     boards = load_boards()
     if board_file is not None:
         boards |= load_boards(board_file)
     if board_id in boards:
         return boards[board_id]
-    for board in boards.values():
-        if board_id in board.aliases:
-            return board
+    wanted = board_id.strip().casefold()
+    found = [board for board in boards.values()
+             if wanted in (name.casefold() for name in (board.id, board.name, *board.aliases))]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise BoardError(f"board name '{board_id}' is ambiguous: it names "
+                         f"{', '.join(board.id for board in found)}", hint="pass the board id")
     names = list(boards) + [alias for board in boards.values() for alias in board.aliases]
-    close = difflib.get_close_matches(board_id, names, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise BoardError(f"unknown board '{board_id}'",
                      hint=f"{hint}`mcuflow boards` lists the known boards")

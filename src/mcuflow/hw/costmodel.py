@@ -224,38 +224,61 @@ def tier_traffic(cost: OpCost, placement: Placement) -> dict[TierKind, Traffic]:
     return traffic
 
 
-def estimate_cycles(cost: OpCost, board: Board, placement: Placement | None = None) -> float:
-    """Core cycles for one operator.
+ON_CHIP = frozenset({TierKind.SRAM, TierKind.ONCHIP_FLASH})
+"""Tiers whose accesses the fitted kernel instruction counts already cover."""
 
-        cycles = macs x cycles_per_mac(core, dsp) + ops x cycles_per_elem
-               + sum over tiers of (read_bytes / read_bandwidth
-                                    + write_bytes / write_bandwidth) x clock_hz
 
-    Flash wait states enter through the on-chip flash tier's read bandwidth, which
-    boards.toml derives as flash line bytes / (wait states + 1) x clock. The per-core
-    coefficients are estimates, calibrated later against QEMU instruction counts.
-    """
-    placement = placement or default_placement(board)
-    compute = cost.macs * board.cycles_per_mac + cost.ops * board.cycles_per_elem
+def _traffic_seconds(cost: OpCost, placement: Placement, board: Board,
+                     skip: frozenset[TierKind] = frozenset()) -> float:
     seconds = 0.0
     for kind, moved in tier_traffic(cost, placement).items():
+        if kind in skip:
+            continue
         tier = board.tier(kind)
         seconds += moved.read_bytes / tier.read_bandwidth
         seconds += moved.write_bytes / tier.write_bandwidth
-    return compute + seconds * board.clock_hz
+    return seconds
 
 
-def estimate_energy_mj(
-    cost: OpCost, board: Board, placement: Placement | None = None
-) -> float:
-    """Energy (mJ) for one operator: active power x time + sum of bytes x energy per byte."""
-    return estimate(cost, board, placement).energy_mj
+def estimate_cycles(cost: OpCost, board: Board, placement: Placement | None = None,
+                    instructions: float | None = None) -> float:
+    """Core cycles for one operator.
 
+    With the step's kernel `instructions` (mcuflow.hw.kernel_costs, fitted per kernel and core
+    to QEMU instruction counts):
 
-def estimate(cost: OpCost, board: Board, placement: Placement | None = None) -> CostEstimate:
-    """Cycles, latency (ms) and energy (mJ) of one operator on `board`."""
+        cycles = instructions x cycles_per_instruction(core)
+               + sum over tiers other than SRAM and on-chip flash of
+                 (read_bytes / read_bandwidth + write_bytes / write_bandwidth) x clock_hz
+
+    Without them (a core without fitted kernels), the per-core model of boards.toml:
+
+        cycles = macs x cycles_per_mac(core, dsp) + ops x cycles_per_elem
+               + sum over every tier of (read_bytes / read_bandwidth
+                                         + write_bytes / write_bandwidth) x clock_hz
+
+    where flash wait states enter through the on-chip flash tier's read bandwidth, which
+    boards.toml derives as flash line bytes / (wait states + 1) x clock.
+    """
     placement = placement or default_placement(board)
-    cycles = estimate_cycles(cost, board, placement)
+    if instructions is not None:
+        seconds = _traffic_seconds(cost, placement, board, ON_CHIP)
+        return instructions * board.core_model.cycles_per_instruction + seconds * board.clock_hz
+    compute = cost.macs * board.cycles_per_mac + cost.ops * board.cycles_per_elem
+    return compute + _traffic_seconds(cost, placement, board) * board.clock_hz
+
+
+def estimate_energy_mj(cost: OpCost, board: Board, placement: Placement | None = None,
+                       instructions: float | None = None) -> float:
+    """Energy (mJ) for one operator: active power x time + sum of bytes x energy per byte."""
+    return estimate(cost, board, placement, instructions).energy_mj
+
+
+def estimate(cost: OpCost, board: Board, placement: Placement | None = None,
+             instructions: float | None = None) -> CostEstimate:
+    """Cycles, latency (ms) and energy (mJ) of one operator on `board` (see estimate_cycles)."""
+    placement = placement or default_placement(board)
+    cycles = estimate_cycles(cost, board, placement, instructions)
     seconds = cycles / board.clock_hz
     moved_nj = sum(
         moved.read_bytes * board.tier(kind).read_energy_nj_per_byte

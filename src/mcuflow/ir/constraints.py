@@ -319,6 +319,26 @@ def int32_bias(graph: Graph, op: Operator) -> str | None:
 # --- quantisation rules of LiteRT's int8 kernels ------------------------------------------------
 
 
+BIAS_SCALE_TOLERANCE = 0.02
+"""LiteRT's GetQuantizedConvolutionMultipler: |input x weight scale - bias scale| / output scale."""
+
+
+@constraint(OpKind.FULLY_CONNECTED, requires=(int8_activations,))
+def fc_bias_scale(graph: Graph, op: Operator) -> str | None:
+    """With per-tensor weights, the bias scale must equal input scale x weight scale within 2 %
+    of the output scale (LiteRT refuses the layer otherwise)."""
+    weights = graph.tensors[op.inputs[1]].quant
+    bias = graph.tensors[op.inputs[2]].quant if len(op.inputs) > 2 else None
+    x, out = graph.tensors[op.inputs[0]].quant, graph.tensors[op.outputs[0]].quant
+    if bias is None or weights is None or weights.is_per_channel or x is None or out is None:
+        return None
+    product = float(x.scale0) * float(weights.scale0)
+    ratio = abs(product - float(bias.scale0)) / float(out.scale0)
+    if ratio <= BIAS_SCALE_TOLERANCE:
+        return None
+    return f"bias scale {bias.scale0:.6g} for input x weight scale {product:.6g} found"
+
+
 @constraint(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,
             OpKind.PAD)
 def same_quantisation(graph: Graph, op: Operator) -> str | None:

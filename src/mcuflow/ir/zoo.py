@@ -158,3 +158,21 @@ def random_dag(seed: int, ops: int = 6, size: int = 4) -> Graph:
         tensors.append(y)
     read = {name for op in b.graph.operators for name in op.inputs}
     return b.output(*[n for n in tensors if n not in read]).build()
+
+
+def fc_autoencoder(features: int = 128, hidden: tuple[int, ...] = (64, 16, 64),
+                   seed: int = 0) -> Graph:
+    """MLPerf Tiny anomaly-detection style: FULLY_CONNECTED layers with per-channel weights."""
+    b = GraphBuilder("fc_autoencoder", seed)
+    x = b.input((1, features), 0.05, 0)
+    for units in hidden:
+        x = b.fully_connected(x, units, RELU, per_channel=True)
+    return b.output(b.fully_connected(x, features, per_channel=True)).build()
+
+
+def tiny_classifier(features: int = 16, classes: int = 4, seed: int = 0) -> Graph:
+    """One small FULLY_CONNECTED and a SOFTMAX: a firmware that is mostly code."""
+    b = GraphBuilder("tiny_classifier", seed)
+    return b.output(b.softmax(b.fully_connected(b.input((1, features), 0.05, 0),
+                                                classes))).build()
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -11,12 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from mcuflow.analysis.plots import save_figure  # noqa: E402
 from mcuflow.memory.plan import Plan  # noqa: E402
-from mcuflow.outputs import write_file  # noqa: E402
 
 
 def plot_arena(plan: Plan, path: str | Path) -> Path:
-    """Draw the arena over time to `path` (PNG, written atomically), scratch hatched."""
+    """Draw the arena over time to `path` (PNG, SVG, PDF... by suffix), scratch hatched."""
     figure, axes = plt.subplots(figsize=(10, 5))
     colours = plt.get_cmap("tab20")
     for index, buffer in enumerate(sorted(plan.buffers.values(), key=lambda b: b.name)):
@@ -38,8 +37,8 @@ def plot_arena(plan: Plan, path: str | Path) -> Path:
     axes.set_title(f"{plan.graph.name}: memory plan")
     axes.legend(loc="upper right")
     figure.tight_layout()
-    png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=120)
-    plt.close(figure)
-    write_file(path, png.getvalue(), "plot")
+    try:
+        save_figure(figure, Path(path))
+    finally:
+        plt.close(figure)
     return Path(path)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mcuflow.hw.costmodel import im2col_bytes
+from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels
+from mcuflow.hw.layouts import dsp_depthwise_plane as geometry_plane
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import DepthwiseConv2DAttrs, OpKind
-from mcuflow.ir.shapes import conv_padding
+from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plan import InPlace
 
 ScratchRule = Callable[[Graph, Operator, InPlace], int]
@@ -86,20 +86,6 @@ def _depthwise(graph: Graph, op: Operator, inplace: InPlace) -> int:
 # --- Arm DSP kernels (codegen/kernels/mcuflow_*_dsp.c) -----------------------------------------
 
 
-def dsp_groups(depth: int) -> int:
-    """Groups of 4 columns of a DSP matrix product over `depth` columns."""
-    return -(-depth // 4)
-
-
-def dsp_padded_channels(in_c: int) -> int:
-    """Channels per tap in the DSP CONV_2D columns.
-
-    Counts 3 more than a multiple of 4 get one zero channel, so that whole words gather them;
-    others are kept (multiples of 4 gathered by words, the rest value by value).
-    """
-    return in_c + 1 if in_c % 4 == 3 else in_c
-
-
 @dsp_scratch_rule(OpKind.CONV_2D)
 def _conv2d_dsp(graph: Graph, op: Operator, inplace: InPlace) -> int:
     """im2col of two output pixels as int16, every 1x1 convolution included."""
@@ -113,67 +99,12 @@ def _fully_connected_dsp(graph: Graph, op: Operator, inplace: InPlace) -> int:
     return 8 * dsp_groups(graph.tensors[op.inputs[1]].shape[1])
 
 
-@dataclass(frozen=True)
-class DwPlane:
-    """The int16 plane of one input channel the 3x3 DSP depthwise kernel computes from.
-
-    The kernel runs along output lines: the output's rows, or its columns when `transposed`
-    (a tall, narrow output such as a spectrogram's makes longer lines and less waste).
-    """
-
-    rows: int
-    columns: int
-    transposed: bool
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of scratch the plane occupies."""
-        return 2 * self.rows * self.columns
-
-
-# Rough instructions of the kernel per output pair, per line and per gathered plane value.
-_PAIR_COST, _LINE_COST, _GATHER_COST = 44, 16, 3
-
-
-def _plane(sizes: tuple[int, int, int, int], strides: tuple[int, int], pads: tuple[int, int],
-           transposed: bool) -> tuple[int, DwPlane] | None:
-    """(estimated instructions, plane) of one orientation.
-
-    `sizes` are the input then the output extents across and along the lines.
-    """
-    in_across, in_along, out_across, out_along = sizes
-    if strides[1] not in (1, 2):
-        return None
-    even = out_along + out_along % 2
-    columns = max(pads[1] + in_along, strides[1] * even + 2)
-    plane = DwPlane(strides[0] * (out_across - 1) + 3, columns + columns % 2, transposed)
-    cost = (_PAIR_COST * out_across * (even // 2) + _LINE_COST * out_across
-            + _GATHER_COST * plane.rows * plane.columns)
-    return cost, plane
-
-
 def dsp_depthwise_plane(graph: Graph, op: Operator, inplace: InPlace) -> DwPlane | None:
-    """The plane of the 3x3 DSP depthwise kernel, in its cheaper orientation.
+    """The plane of the 3x3 DSP depthwise kernel run as `inplace` (hw.layouts).
 
-    None when that kernel does not apply: it needs a 3x3 kernel, no dilation, a stride of 1 or 2
-    along the lines, depth multiplier 1, and computes channel after channel (not OVERLAP).
+    None when that kernel does not apply, or when the step is OVERLAP (computed pixel by pixel).
     """
-    attrs: DepthwiseConv2DAttrs = op.attrs
-    _, in_h, in_w, _ = graph.tensors[op.inputs[0]].shape
-    _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
-    kernel = graph.tensors[op.inputs[1]].shape[1:3]
-    if (kernel != (3, 3) or (attrs.dilation_h, attrs.dilation_w) != (1, 1)
-            or attrs.depth_multiplier != 1 or inplace not in (InPlace.NONE, InPlace.DEPTHWISE)):
-        return None
-    pad_top = conv_padding(in_h, 3, attrs.stride_h, 1, out_h, attrs.padding)
-    pad_left = conv_padding(in_w, 3, attrs.stride_w, 1, out_w, attrs.padding)
-    options = [option for option in (
-        _plane((in_h, in_w, out_h, out_w), (attrs.stride_h, attrs.stride_w),
-               (pad_top, pad_left), False),
-        _plane((in_w, in_h, out_w, out_h), (attrs.stride_w, attrs.stride_h),
-               (pad_left, pad_top), True),
-    ) if option is not None]
-    return min(options, key=lambda option: option[0])[1] if options else None
+    return geometry_plane(graph, op, inplace in (InPlace.NONE, InPlace.DEPTHWISE))
 
 
 @dsp_scratch_rule(OpKind.DEPTHWISE_CONV_2D)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.project import GeneratedProject, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
 from mcuflow.frontends.tflite_reader import load_int8_model
@@ -191,6 +191,8 @@ class LayerProfile:
     name: str
     macs: int
     instructions: int
+    kernels: tuple[str, ...] = ()
+    portable_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,14 +269,15 @@ class QemuChunks:
         return round(self.run_ticks / self.runs * self.instructions_per_tick)
 
 
-def _layer_profiles(graph: Graph, plan: Plan, report: Report, runs: int) -> tuple[
-        LayerProfile, ...]:
+def _layer_profiles(graph: Graph, plan: Plan, project: GeneratedProject, report: Report,
+                    runs: int) -> tuple[LayerProfile, ...]:
     profiles = []
-    for index, step in enumerate(plan.steps):
+    for index, (step, code) in enumerate(zip(plan.steps, project.steps, strict=True)):
         op = graph.operators[step.op_index]
         ticks = report.layer_ticks[index] if index < len(report.layer_ticks) else 0
         profiles.append(LayerProfile(index, op.kind.value, op.name, op_cost(graph, op).macs,
-                                     round(ticks * report.instructions_per_tick / runs)))
+                                     round(ticks * report.instructions_per_tick / runs),
+                                     code.functions, code.portable_reason))
     return tuple(profiles)
 
 
@@ -309,7 +312,7 @@ def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, ru
         if profile:
             profiled = build_cortexm(project.path, target, profile=True)
             first = run_qemu(profiled, target, runner.first, project.outputs, timeout)
-            layers = _layer_profiles(graph, plan, first.report, 1)
+            layers = _layer_profiles(graph, plan, project, first.report, 1)
     return measured_result(Measurement(graph, plan, target, core.machine, board, runs,
                                        mismatches, sizes, project.weight_bytes), runner, layers)
 

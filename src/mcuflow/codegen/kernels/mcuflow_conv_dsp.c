@@ -312,9 +312,10 @@ static void mcuflow_dsp_rows2(const mcuflow_word_t *w, const mcuflow_word_t *col
 
 /* Sums of one channel pair over both pixels, B extracted every chunk: `out` gets a0, a1, b0,
  * b1 (bias included). */
-static void mcuflow_dsp_pair2_chunked(const mcuflow_dsp_matrix_t *m, const mcuflow_word_t *w,
-                                      const mcuflow_word_t *columns, const int32_t *bias,
-                                      int32_t *out)
+MCUFLOW_INLINE void mcuflow_dsp_pair2_chunked(const mcuflow_dsp_matrix_t *m,
+                                              const mcuflow_word_t *w,
+                                              const mcuflow_word_t *columns, const int32_t *bias,
+                                              int32_t *out)
 {
     int32_t acc[4] = {bias[0], bias[0], bias[0], bias[0]};
     int32_t b0 = bias[1], b1 = bias[1];
@@ -603,6 +604,34 @@ static inline int8_t *mcuflow_dsp_out_pixel(const mcuflow_window_t *g, int8_t *o
            (size_t)at->oy * (size_t)g->out_row_step + (size_t)at->ox * (size_t)g->out_pixel_step;
 }
 
+/* mcuflow_dsp_channels or mcuflow_dsp_channels_exact, chosen once per layer. */
+typedef void (*mcuflow_dsp_channels_fn)(const mcuflow_dsp_matrix_t *m,
+                                        const mcuflow_dsp_requant_t *q,
+                                        const mcuflow_word_t *columns, int8_t *out0,
+                                        int8_t *out1);
+
+/* Every channel of the gathered pixels, requantised by TFLite's arithmetic (EXACT). */
+static void mcuflow_dsp_channels_exact(const mcuflow_dsp_matrix_t *m,
+                                       const mcuflow_dsp_requant_t *q,
+                                       const mcuflow_word_t *columns, int8_t *out0,
+                                       int8_t *out1)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    const size_t pair_words = 2 * (size_t)m->groups;
+    for (int32_t o = 0; o < m->rows; o += 2, w += pair_words) {
+        int32_t acc[4];
+        const int32_t *rq = q->rq + (size_t)o * MCUFLOW_DSP_RQ_WORDS;
+        mcuflow_dsp_pair2_chunked(m, w, columns, q->bias + o, acc);
+        out1[o] = (int8_t)mcuflow_dsp_exact(acc[1], rq);
+        out0[o] = (int8_t)mcuflow_dsp_exact(acc[0], rq);
+        if (o + 1 < m->rows) {
+            rq += MCUFLOW_DSP_RQ_WORDS;
+            out1[o + 1] = (int8_t)mcuflow_dsp_exact(acc[3], rq);
+            out0[o + 1] = (int8_t)mcuflow_dsp_exact(acc[2], rq);
+        }
+    }
+}
+
 /* Every channel of the gathered pixels. Pixel 1 is written first, so that a lone last pixel
  * (out1 == out0) ends with its own values. */
 static void mcuflow_dsp_channels(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_requant_t *q,
@@ -629,6 +658,11 @@ static void mcuflow_dsp_channels(const mcuflow_dsp_matrix_t *m, const mcuflow_ds
     }
 }
 
+static mcuflow_dsp_channels_fn mcuflow_dsp_channels_of(const mcuflow_dsp_requant_t *q)
+{
+    return q->mode == MCUFLOW_DSP_RQ_EXACT ? mcuflow_dsp_channels_exact : mcuflow_dsp_channels;
+}
+
 /* A 1x1 convolution with stride 1 and a dense output: pixel p reads input p and writes output
  * p, so both move by a constant step. */
 static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
@@ -637,13 +671,14 @@ static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_m
 {
     const int32_t words = g->in_c / 4, rows = m->rows;
     const int narrow = mcuflow_dsp_narrow(q);
+    const mcuflow_dsp_channels_fn channels = mcuflow_dsp_channels_of(q);
     const size_t in_step = (size_t)g->in_c, out_step = (size_t)rows;
     for (int32_t p = 0; p < pixels; p += 2, input += 2 * in_step, output += 2 * out_step) {
         const size_t second = p + 1 < pixels ? 1 : 0;
         mcuflow_dsp_copy_words(input, words, columns);
         mcuflow_dsp_copy_words(input + second * in_step, words, columns + 1);
         int8_t *out1 = output + second * out_step;
-        mcuflow_dsp_channels(m, q, columns, output, out1);
+        channels(m, q, columns, output, out1);
         if (narrow) {
             mcuflow_dsp_clamp(q, out1, rows);
             mcuflow_dsp_clamp(q, output, rows);
@@ -662,6 +697,7 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
         return;
     }
     const int narrow = mcuflow_dsp_narrow(q);
+    const mcuflow_dsp_channels_fn channels = mcuflow_dsp_channels_of(q);
     mcuflow_dsp_gather_t gather;
     mcuflow_dsp_gather_setup(g, m->gather, input, &gather);
     mcuflow_dsp_pixel_t first = {0, 0, 0};
@@ -674,7 +710,7 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
         mcuflow_dsp_gather(&gather, &second, columns, 1);
         int8_t *out0 = mcuflow_dsp_out_pixel(g, output, &first);
         int8_t *out1 = mcuflow_dsp_out_pixel(g, output, &second);
-        mcuflow_dsp_channels(m, q, columns, out0, out1);
+        channels(m, q, columns, out0, out1);
         if (narrow) {
             mcuflow_dsp_clamp(q, out1, m->rows);
             mcuflow_dsp_clamp(q, out0, m->rows);
@@ -898,10 +934,41 @@ MCUFLOW_INLINE void mcuflow_dsp_quads(const mcuflow_word_t **w, const mcuflow_wo
     }
 }
 
+/* Every output channel of one gathered input row, CLAMPED or SCALED (`clamped`, a constant of
+ * the two instances). */
+MCUFLOW_INLINE void mcuflow_dsp_fc_row_general(const mcuflow_dsp_matrix_t *m,
+                                               const mcuflow_dsp_requant_t *q,
+                                               const mcuflow_word_t *row, int8_t *out,
+                                               int clamped)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    const int32_t groups = m->groups, chunk = m->chunk_groups, rows = m->rows;
+    for (int32_t o = 0; o < rows; o += 4) {
+        int32_t acc[4] = {q->bias[o], q->bias[o + 1], q->bias[o + 2], q->bias[o + 3]};
+        mcuflow_dsp_quad(&w, row, groups, chunk, acc);
+        const int32_t count = rows - o < 4 ? rows - o : 4;
+        for (int32_t j = 0; j < count; ++j) {
+            const size_t c = (size_t)(o + j);
+            out[c] = (int8_t)(clamped ? mcuflow_dsp_clamped(acc[j],
+                                                            q->rq + c * MCUFLOW_DSP_CLAMPED_WORDS)
+                                      : mcuflow_ssat8(q->scaled(acc[j], q->scales[c]) +
+                                                      q->output_offset));
+        }
+    }
+}
+
 /* Every output channel of one gathered input row. */
 static void mcuflow_dsp_fc_row(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_requant_t *q,
                                const mcuflow_word_t *row, int8_t *out)
 {
+    if (q->mode == MCUFLOW_DSP_RQ_CLAMPED) {
+        mcuflow_dsp_fc_row_general(m, q, row, out, 1);
+        return;
+    }
+    if (q->mode == MCUFLOW_DSP_RQ_SCALED) {
+        mcuflow_dsp_fc_row_general(m, q, row, out, 0);
+        return;
+    }
     const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
     const int32_t groups = m->groups, chunk = m->chunk_groups, negative = q->negative;
     const int32_t quads = m->rows >> 2;

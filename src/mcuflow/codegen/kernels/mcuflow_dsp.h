@@ -14,6 +14,7 @@
 #ifndef MCUFLOW_DSP_H
 #define MCUFLOW_DSP_H
 
+#include <math.h>
 #include <string.h>
 
 #include "mcuflow_kernels.h"
@@ -123,6 +124,12 @@ static inline int32_t mcuflow_ssat8(int32_t x)
     return __ssat(x, 8);
 }
 
+/* a + b saturated to int32. */
+static inline int32_t mcuflow_qadd(int32_t a, int32_t b)
+{
+    return __qadd(a, b);
+}
+
 /* Each signed byte lane of x clamped to the lanes of [lo4, hi4]: SSUB8 sets a lane's GE bit
  * where its first operand's lane is not below the second's, SEL picks lane by lane by it. */
 static inline uint32_t mcuflow_clamp4(uint32_t x, uint32_t lo4, uint32_t hi4)
@@ -218,6 +225,12 @@ static inline int32_t mcuflow_smlatb(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t mcuflow_ssat8(int32_t x)
 {
     return x < -128 ? -128 : (x > 127 ? 127 : x);
+}
+
+static inline int32_t mcuflow_qadd(int32_t a, int32_t b)
+{
+    const int64_t sum = (int64_t)a + (int64_t)b;
+    return sum > INT32_MAX ? INT32_MAX : (sum < INT32_MIN ? INT32_MIN : (int32_t)sum);
 }
 
 static inline uint32_t mcuflow_clamp4(uint32_t x, uint32_t lo4, uint32_t hi4)
@@ -344,14 +357,72 @@ static inline int32_t mcuflow_dsp_requant(int32_t acc, int32_t multiplier, const
                                      shift, negative);
 }
 
+/* The general requantisation, for layers whose one-multiply constants cannot be proven exact
+ * (any scale: multipliers above 1/2 included). The accumulation is the same; only the words
+ * per output channel and the code that turns an accumulator into an int8 differ. */
+#define MCUFLOW_DSP_RQ_FAST 0    /* the one-multiply formula above */
+#define MCUFLOW_DSP_RQ_EXACT 1   /* TFLite's arithmetic itself, see mcuflow_dsp_exact */
+#define MCUFLOW_DSP_RQ_CLAMPED 2 /* FULLY_CONNECTED: the formula on a clamped accumulator */
+#define MCUFLOW_DSP_RQ_SCALED 3  /* FULLY_CONNECTED: LiteRT's double-precision round */
+
+/* MCUFLOW_DSP_RQ_EXACT words per output channel (MCUFLOW_DSP_RQ_WORDS of them): TFLite's
+ * multiplier, its left shift max(shift, 0), its right shift max(-shift, 0), the output offset.
+ * Returns MultiplyByQuantizedMultiplier(acc, multiplier, shift) + offset saturated to int8,
+ * for every int32 accumulator: the left shift wraps as TFLite's does,
+ * SaturatingRoundingDoublingHighMul is floor((x * multiplier + 2^30) / 2^31) (the multiplier is
+ * never INT32_MIN) and RoundingDivideByPOT rounds half away from zero. */
+MCUFLOW_INLINE int32_t mcuflow_dsp_exact(int32_t acc, const int32_t *e)
+{
+    const int32_t x = (int32_t)((uint32_t)acc << e[1]);
+    const int64_t t = (int64_t)x * e[0] + ((int64_t)1 << 30);
+    const int32_t high = (int32_t)(t >> 31);
+    const int32_t right = e[2];
+    const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+    const int32_t y = (high >> right) + ((high & mask) > threshold ? 1 : 0);
+    return mcuflow_ssat8(mcuflow_qadd(y, e[3]));
+}
+
+/* MCUFLOW_DSP_RQ_CLAMPED words per output channel: the one-multiply words (multiplier, shift,
+ * addend low, addend high), then lo, hi, a left shift and the channel's negative term. The
+ * accumulator is first clamped to [lo, hi]: below lo (above hi) every accumulator gives the
+ * activation's minimum (maximum), and on the short range left the formula of the accumulator
+ * shifted left (multipliers above 1/2 need more than 31 bits) is exact. */
+#define MCUFLOW_DSP_CLAMPED_WORDS 8
+
+MCUFLOW_INLINE int32_t mcuflow_dsp_clamped(int32_t acc, const int32_t *c)
+{
+    int32_t a = acc < c[4] ? c[4] : acc;
+    a = a > c[5] ? c[5] : a;
+    return mcuflow_dsp_requant_words((int32_t)((uint32_t)a << c[6]), c[0], (uint32_t)c[2],
+                                     (uint32_t)c[3], c[1], c[7]);
+}
+
+/* MCUFLOW_DSP_RQ_SCALED: LiteRT's FULLY_CONNECTED requantisation round(double(acc) * scale),
+ * saturated far outside int8. The generated model passes this function in
+ * mcuflow_dsp_requant_t.scaled, so that only models that need it link double arithmetic
+ * (software on single-precision FPUs). */
+static inline int32_t mcuflow_dsp_round_scaled(int32_t acc, double scale)
+{
+    const double scaled = round((double)acc * scale);
+    return scaled > 65536.0 ? 65536 : (scaled < -65536.0 ? -65536 : (int32_t)scaled);
+}
+
+typedef int32_t (*mcuflow_dsp_scaled_fn)(int32_t acc, double scale);
+
 /* Requantisation of a layer: constants per output channel and the common terms. */
 typedef struct {
     const int32_t *bias; /* int32 per output channel, input offset times weight sum folded in */
-    const int32_t *rq;   /* MCUFLOW_DSP_RQ_WORDS int32 per output channel */
-    int32_t negative;    /* added to t when the accumulator is negative ... */
+    const int32_t *rq;   /* words per output channel: MCUFLOW_DSP_RQ_WORDS (FAST, EXACT) or
+                            MCUFLOW_DSP_CLAMPED_WORDS (CLAMPED); unused by SCALED */
+    int32_t negative;    /* FAST: added to t when the accumulator is negative ... */
     const int32_t *negatives; /* ... or NULL; FULLY_CONNECTED: one such term per channel */
     int32_t act_min;     /* clamp of a fused activation narrower than int8 ... */
     int32_t act_max;     /* ... (act_min = -128 and act_max = 127 when none) */
+    int32_t mode;        /* MCUFLOW_DSP_RQ_*; FAST when not given */
+    const double *scales; /* SCALED: scaled(acc, scale) per output channel ... */
+    int32_t output_offset; /* ... plus the output zero point ... */
+    mcuflow_dsp_scaled_fn scaled; /* ... with mcuflow_dsp_round_scaled */
 } mcuflow_dsp_requant_t;
 
 /* ---- convolutions and fully connected -------------------------------------------------- */
@@ -380,7 +451,7 @@ typedef struct {
  * of 4 * groups words: the int16 im2col of two output pixels, word 2 j + s holding columns 2 j
  * and 2 j + 1 of pixel s. Output pixels are finished two at a time in raster order after both
  * receptive fields were gathered, so the output may overlap the input as for the portable
- * kernel. */
+ * kernel. Requantisation modes FAST and EXACT. */
 void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
                            const mcuflow_dsp_requant_t *q, const int8_t *input, int8_t *output,
                            mcuflow_word_t *columns);
@@ -388,7 +459,7 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
 /* FULLY_CONNECTED of `batches` rows. `row` is 8-byte aligned scratch of 2 * groups words (one
  * input row as int16). Weights: groups of two pairs, rows padded to a multiple of 4. With
  * per-channel scales the negative term may differ per channel (`q->negatives`, padded like
- * the bias). */
+ * the bias). Requantisation modes FAST, CLAMPED and SCALED. */
 void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t *m,
                                     const mcuflow_dsp_requant_t *q, const int8_t *input,
                                     int8_t *output, mcuflow_word_t *row);
@@ -421,6 +492,8 @@ typedef struct {
     int32_t pad_value;                 /* the input zero point */
     int32_t act_min, act_max;          /* clamp of a fused activation narrower than int8 */
     int32_t ties;                      /* nonzero: the requantisation's sign correction */
+    int32_t exact; /* nonzero: the requantisation words are MCUFLOW_DSP_RQ_EXACT's (of the
+                      accumulator, not doubled) */
 } mcuflow_dsp_dw_t;
 
 void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, int8_t *output,
@@ -439,6 +512,7 @@ typedef struct {
     const int32_t *rq;
     int32_t act_min, act_max;
     int32_t ties; /* nonzero: the requantisation's sign correction (negative term -2^31) */
+    int32_t exact; /* nonzero: `rq` holds MCUFLOW_DSP_RQ_EXACT words (accumulator not doubled) */
 } mcuflow_dsp_dw_pixels_t;
 
 void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,

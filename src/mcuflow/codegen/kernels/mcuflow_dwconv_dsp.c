@@ -7,12 +7,27 @@
  */
 #include "mcuflow_dsp.h"
 
+/* How the depthwise kernels requantise: the one-multiply formula without or with its sign
+ * correction (`ties`), or TFLite's arithmetic (`exact`). */
+#define MCUFLOW_DW_PLAIN 0
+#define MCUFLOW_DW_TIES 1
+#define MCUFLOW_DW_EXACT 2
+
+static inline int mcuflow_dw_mode(int32_t ties, int32_t exact)
+{
+    return exact ? MCUFLOW_DW_EXACT : (ties ? MCUFLOW_DW_TIES : MCUFLOW_DW_PLAIN);
+}
+
 /* int8 output of the doubled accumulator `acc2` with multiplier `m`, shift `sh` and the addend
- * words at k[8], k[9]: with `ties`, adding acc2 >> 31 to the high word subtracts 2^32 from t
- * exactly when the accumulator is negative (the layers whose negative term is not 0). */
+ * words at k[8], k[9]: with `ties` (MCUFLOW_DW_TIES), adding acc2 >> 31 to the high word
+ * subtracts 2^32 from t exactly when the accumulator is negative (the layers whose negative
+ * term is not 0); MCUFLOW_DW_EXACT requantises acc2 / 2 with the exact words at k[6]. */
 MCUFLOW_INLINE int8_t mcuflow_dw_out(int32_t acc2, const int32_t *k, int32_t m, int32_t sh,
                                      int ties)
 {
+    if (ties == MCUFLOW_DW_EXACT) {
+        return (int8_t)mcuflow_dsp_exact(acc2 >> 1, k + 6);
+    }
     uint32_t low, high;
     MCUFLOW_LOAD2_AT(k, low, high, 32);
     const uint64_t t = (((uint64_t)high << 32) | low) + (uint64_t)((int64_t)acc2 * m);
@@ -154,10 +169,13 @@ MCUFLOW_INLINE void mcuflow_dw_lines(const mcuflow_dsp_dw_t *d, const mcuflow_wo
 static void mcuflow_dw_channel(const mcuflow_dsp_dw_t *d, const mcuflow_word_t *plane,
                                const int32_t *k, int8_t *out)
 {
-    if (d->ties) {
-        mcuflow_dw_lines(d, plane, k, out, 1);
+    const int mode = mcuflow_dw_mode(d->ties, d->exact);
+    if (mode == MCUFLOW_DW_EXACT) {
+        mcuflow_dw_lines(d, plane, k, out, MCUFLOW_DW_EXACT);
+    } else if (mode == MCUFLOW_DW_TIES) {
+        mcuflow_dw_lines(d, plane, k, out, MCUFLOW_DW_TIES);
     } else {
-        mcuflow_dw_lines(d, plane, k, out, 0);
+        mcuflow_dw_lines(d, plane, k, out, MCUFLOW_DW_PLAIN);
     }
 }
 
@@ -193,17 +211,29 @@ void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, i
 
 /* ---- pixel by pixel (runs with OVERLAP, needs no scratch) ------------------------------- */
 
-/* int8 output of the doubled accumulator `acc2` with the channel's words `rq` (`ties`: see
- * mcuflow_dw_out). */
+/* int8 output of the doubled accumulator `acc2` with the channel's words `rq` (`ties`: one of
+ * MCUFLOW_DW_*, see mcuflow_dw_out). */
 MCUFLOW_INLINE int8_t mcuflow_dwp_out(int32_t acc2, const int32_t *rq, int ties)
 {
+    if (ties == MCUFLOW_DW_EXACT) {
+        return (int8_t)mcuflow_dsp_exact(acc2 >> 1, rq);
+    }
     const uint64_t t = (((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]) +
                        (uint64_t)((int64_t)acc2 * rq[0]);
     const int32_t top = (int32_t)(uint32_t)(t >> 32) + (ties ? (acc2 >> 31) : 0);
     return (int8_t)mcuflow_ssat8(top >> rq[1]);
 }
 
-/* The outputs of four channels (doubled accumulators, consecutive requantisation words). */
+/* Four channels in MCUFLOW_DW_EXACT (one copy, called from the inner loops). */
+static void mcuflow_dwp_exact4(const int32_t *acc, const int32_t *rq, int8_t *out)
+{
+    for (int32_t j = 0; j < 4; ++j, rq += MCUFLOW_DSP_RQ_WORDS) {
+        out[j] = (int8_t)mcuflow_dsp_exact(acc[j] >> 1, rq);
+    }
+}
+
+/* The outputs of four channels (doubled accumulators, consecutive requantisation words),
+ * `ties` MCUFLOW_DW_PLAIN or MCUFLOW_DW_TIES (MCUFLOW_DW_EXACT: mcuflow_dwp_exact4). */
 #if MCUFLOW_DSP_ASM
 #define MCUFLOW_DWP_OUT_ASM(ACC, R, O, TIES)                                                    \
     "ldrd %[lo], %[hi], [%[rq], #" #R " + 8]\n\t"                                              \
@@ -394,34 +424,54 @@ static int32_t mcuflow_dwp_tail(const mcuflow_window_t *g, const mcuflow_dwp_win
 /* Byte offsets of the taps of a window inside the input, row-major, from its first tap. */
 #define MCUFLOW_DWP_MAX_TAPS 25
 
-/* Every channel of one output pixel at the input's edge: the valid taps only. */
-static void mcuflow_dwp_pixel(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
-                              const mcuflow_dwp_window_t *v, int8_t *out)
+/* Every channel of one output pixel at the input's edge: the valid taps only (`exact`: a
+ * constant of the two instances). */
+MCUFLOW_INLINE void mcuflow_dwp_pixel_body(const mcuflow_window_t *g,
+                                           const mcuflow_dsp_dw_pixels_t *d,
+                                           const mcuflow_dwp_window_t *v, int8_t *out, int exact)
 {
     const int32_t in_c = g->in_c, taps = g->k_h * g->k_w;
     const uint32_t offset = mcuflow_pair16(g->input_offset);
     const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
     const int32_t *rq = d->rq;
+    const int mode = exact ? MCUFLOW_DW_EXACT : mcuflow_dw_mode(d->ties, 0);
     int32_t c = 0;
     for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)taps, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
         int32_t acc[4] = {d->bias[c], d->bias[c + 1], d->bias[c + 2], d->bias[c + 3]};
         mcuflow_dwp_edge(g, v, group, offset, c, acc);
-        mcuflow_dwp_out4(acc, rq, out + c, d->ties);
+        if (exact) {
+            mcuflow_dwp_exact4(acc, rq, out + c);
+        } else {
+            mcuflow_dwp_out4(acc, rq, out + c, mode);
+        }
     }
     for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
-        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, v, group, c, d->bias[c]), rq, d->ties);
+        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, v, group, c, d->bias[c]), rq, mode);
+    }
+}
+
+static void mcuflow_dwp_pixel(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                              const mcuflow_dwp_window_t *v, int8_t *out)
+{
+    if (d->exact) {
+        mcuflow_dwp_pixel_body(g, d, v, out, 1);
+    } else {
+        mcuflow_dwp_pixel_body(g, d, v, out, 0);
     }
 }
 
 /* Every channel of the output pixels [ox_lo, ox_hi) of a row whose windows lie inside the
- * input: `base` is the first tap of pixel ox_lo, `step` the bytes between neighbours' taps. */
-static void mcuflow_dwp_inner_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
-                                  const int32_t *offsets, const int8_t *base, size_t step,
-                                  int8_t *out, int32_t count)
+ * input: `base` is the first tap of pixel ox_lo, `step` the bytes between neighbours' taps.
+ * `exact` is a constant of the two instances (no call in the fast one's loop). */
+MCUFLOW_INLINE void mcuflow_dwp_inner_body(const mcuflow_window_t *g,
+                                           const mcuflow_dsp_dw_pixels_t *d,
+                                           const int32_t *offsets, const int8_t *base,
+                                           size_t step, int8_t *out, int32_t count, int exact)
 {
     const int32_t in_c = g->in_c, taps = g->k_h * g->k_w;
     const uint32_t offset = mcuflow_pair16(g->input_offset);
     const size_t out_step = (size_t)g->out_pixel_step;
+    const int mode = exact ? MCUFLOW_DW_EXACT : mcuflow_dw_mode(d->ties, 0);
     for (; count > 0; --count, base += step, out += out_step) {
         const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
         const int32_t *bias = d->bias;
@@ -431,15 +481,30 @@ static void mcuflow_dwp_inner_run(const mcuflow_window_t *g, const mcuflow_dsp_d
                               rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
             int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
             mcuflow_dwp_inside(base + c, offsets, taps, group, offset, acc);
-            mcuflow_dwp_out4(acc, rq, out + c, d->ties);
+            if (exact) {
+                mcuflow_dwp_exact4(acc, rq, out + c);
+            } else {
+                mcuflow_dwp_out4(acc, rq, out + c, mode);
+            }
         }
         if (c < in_c) {
             const mcuflow_dwp_window_t v = {base, 0, g->k_h, 0, g->k_w};
             for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
                 out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, &v, group, c, d->bias[c]), rq,
-                                         d->ties);
+                                         mode);
             }
         }
+    }
+}
+
+static void mcuflow_dwp_inner_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                  const int32_t *offsets, const int8_t *base, size_t step,
+                                  int8_t *out, int32_t count)
+{
+    if (d->exact) {
+        mcuflow_dwp_inner_body(g, d, offsets, base, step, out, count, 1);
+    } else {
+        mcuflow_dwp_inner_body(g, d, offsets, base, step, out, count, 0);
     }
 }
 

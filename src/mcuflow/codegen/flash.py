@@ -1,0 +1,84 @@
+"""Flash of a model's Cortex-M firmware, estimated from the emitted C and the measured catalogue."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TypeVar
+
+from mcuflow.codegen.context import ConstantPool, LayerCode
+from mcuflow.errors import McuflowError
+from mcuflow.hw.kernel_code import REMEASURE, FlashEstimate, TargetCode, target_code
+from mcuflow.ir.graph import Graph
+
+CONSTANT_ALIGNMENT = 16
+"""Every constant array is defined MCUFLOW_ALIGNED(16)."""
+_STRUCT = re.compile(r"^static const (\w+) \w+ =")
+_CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
+T = TypeVar("T")
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT
+
+
+def _arguments(text: str, start: int) -> int:
+    """Arguments of the call whose '(' is at `start`: the commas at its own depth, plus one."""
+    depth, commas = 0, 0
+    for char in text[start:]:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        commas += char == "," and depth == 1
+        if depth == 0:
+            break
+    return commas + 1
+
+
+def kernel_calls(layers: Sequence[LayerCode]) -> tuple[int, int]:
+    """The kernel calls of the model's run function and the arguments they pass in all."""
+    calls = arguments = 0
+    for statement in (s for layer in layers for s in layer.statements):
+        for match in _CALL.finditer(statement):
+            calls += 1
+            arguments += _arguments(statement, match.end() - 1)
+    return calls, arguments
+
+
+def _lookup(table: dict[str, T], key: str, what: str, target: str) -> T:
+    if key not in table:
+        raise McuflowError(f"no measured flash size of {what} {key} for {target}",
+                           f"measure it: {REMEASURE}")
+    return table[key]
+
+
+def _constants(layers: Sequence[LayerCode], pool: ConstantPool, code: TargetCode,
+               target: str) -> int:
+    arrays = sum(_aligned(array.nbytes) for array in pool.arrays)
+    types = [m.group(1) for layer in layers for d in layer.definitions
+             if (m := _STRUCT.match(d))]
+    return arrays + sum(_lookup(code.structs, t, "struct", target) for t in types)
+
+
+def _code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> int:
+    functions = sorted(set().union(*(layer.functions for layer in layers)))
+    kernels = [_lookup(code.kernels, f, "kernel", target) for f in functions]
+    support = {key for kernel in kernels for key in kernel.support}
+    return (sum(kernel.code for kernel in kernels) + sum(code.support[key] for key in support)
+            + code.run.bytes(*kernel_calls(layers)))
+
+
+def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool, target: str,
+                   application: str = "semihosting", code: TargetCode | None = None
+                   ) -> FlashEstimate:
+    """Flash of the firmware of `graph` on Cortex-M `target`, from emit_layers' output.
+
+    `application` is the Cortex-M main (codegen.firmware.Io: semihosting, uart or none).
+    Constants are exact to alignment; code comes from the kernels' linked sizes in
+    mcuflow.hw.kernel_code (shared library routines counted once) plus a fitted run function;
+    `code` replaces the packaged measurements of the target (while measuring them).
+    """
+    code = code or target_code(target)
+    tensors = len(graph.inputs) + len(graph.outputs)
+    runtime = _lookup(code.runtime, application, "application", target) + code.slack
+    return FlashEstimate(target, _constants(layers, pool, code, target),
+                         _code(layers, code, target),
+                         runtime + code.per_tensor * max(tensors - 2, 0))

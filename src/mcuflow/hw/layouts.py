@@ -1,0 +1,138 @@
+"""How the C kernels lay out their work: broadcast and reduction dims, DSP groups and planes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import DepthwiseConv2DAttrs
+from mcuflow.ir.shapes import conv_padding
+
+
+def dsp_groups(depth: int) -> int:
+    """Groups of 4 columns of a DSP matrix product over `depth` columns."""
+    return -(-depth // 4)
+
+
+def dsp_padded_channels(in_c: int) -> int:
+    """Channels per tap in the DSP CONV_2D columns.
+
+    Counts 3 more than a multiple of 4 get one zero channel, so that whole words gather them;
+    others are kept (multiples of 4 gathered by words, the rest value by value).
+    """
+    return in_c + 1 if in_c % 4 == 3 else in_c
+
+
+@dataclass(frozen=True)
+class DwPlane:
+    """The int16 plane of one input channel the 3x3 DSP depthwise kernel computes from.
+
+    The kernel runs along output lines: the output's rows, or its columns when `transposed`
+    (a tall, narrow output such as a spectrogram's makes longer lines and less waste).
+    """
+
+    rows: int
+    columns: int
+    transposed: bool
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of scratch the plane occupies."""
+        return 2 * self.rows * self.columns
+
+
+# Rough instructions of the kernel per output pair, per line and per gathered plane value.
+_PAIR_COST, _LINE_COST, _GATHER_COST = 44, 16, 3
+
+
+def _plane(sizes: tuple[int, int, int, int], strides: tuple[int, int], pads: tuple[int, int],
+           transposed: bool) -> tuple[int, DwPlane] | None:
+    """(estimated instructions, plane) of one orientation.
+
+    `sizes` are the input then the output extents across and along the lines.
+    """
+    in_across, in_along, out_across, out_along = sizes
+    if strides[1] not in (1, 2):
+        return None
+    even = out_along + out_along % 2
+    columns = max(pads[1] + in_along, strides[1] * even + 2)
+    plane = DwPlane(strides[0] * (out_across - 1) + 3, columns + columns % 2, transposed)
+    cost = (_PAIR_COST * out_across * (even // 2) + _LINE_COST * out_across
+            + _GATHER_COST * plane.rows * plane.columns)
+    return cost, plane
+
+
+def dsp_depthwise_plane(graph: Graph, op: Operator, channel_by_channel: bool = True
+                        ) -> DwPlane | None:
+    """The plane of the 3x3 DSP depthwise kernel, in its cheaper orientation.
+
+    None when that kernel does not apply: it needs a 3x3 kernel, no dilation, a stride of 1 or 2
+    along the lines, depth multiplier 1, and a step that may compute channel after channel
+    (`channel_by_channel`: not one whose output overlaps its input pixel by pixel).
+    """
+    attrs: DepthwiseConv2DAttrs = op.attrs
+    _, in_h, in_w, _ = graph.tensors[op.inputs[0]].shape
+    _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
+    kernel = graph.tensors[op.inputs[1]].shape[1:3]
+    if (kernel != (3, 3) or (attrs.dilation_h, attrs.dilation_w) != (1, 1)
+            or attrs.depth_multiplier != 1 or not channel_by_channel):
+        return None
+    pad_top = conv_padding(in_h, 3, attrs.stride_h, 1, out_h, attrs.padding)
+    pad_left = conv_padding(in_w, 3, attrs.stride_w, 1, out_w, attrs.padding)
+    options = [option for option in (
+        _plane((in_h, in_w, out_h, out_w), (attrs.stride_h, attrs.stride_w),
+               (pad_top, pad_left), False),
+        _plane((in_w, in_h, out_w, out_h), (attrs.stride_w, attrs.stride_h),
+               (pad_left, pad_top), True),
+    ) if option is not None]
+    return min(options, key=lambda option: option[0])[1] if options else None
+
+
+def merge_dims(shape: tuple[int, ...], flags: list[bool]) -> tuple[list[int], list[bool]]:
+    """Merge neighbouring dims with the same flag (size-1 dims dropped); at least one dim."""
+    dims: list[int] = []
+    merged: list[bool] = []
+    for size, flag in zip(shape, flags, strict=True):
+        if size == 1:
+            continue
+        if merged and merged[-1] == flag:
+            dims[-1] *= size
+        else:
+            dims.append(size)
+            merged.append(flag)
+    return (dims, merged) if dims else ([1], [False])
+
+
+def broadcast_layout(a: tuple[int, ...], b: tuple[int, ...], out: tuple[int, ...]
+                     ) -> tuple[list[int], list[int], list[int]]:
+    """Iteration dims and the element strides of both inputs (0 where broadcast).
+
+    Neighbouring dims of the same broadcast pattern are merged.
+    """
+    rank = len(out)
+    a_full = (1,) * (rank - len(a)) + tuple(a)
+    b_full = (1,) * (rank - len(b)) + tuple(b)
+    dims: list[int] = []
+    patterns: list[tuple[bool, bool]] = []
+    for size, da, db in zip(out, a_full, b_full, strict=True):
+        if size == 1:
+            continue
+        pattern = (da == size, db == size)
+        if patterns and patterns[-1] == pattern:
+            dims[-1] *= size
+        else:
+            dims.append(size)
+            patterns.append(pattern)
+    if not dims:
+        return [1], [1], [1]
+    return dims, _strides(dims, [p[0] for p in patterns]), _strides(dims, [p[1] for p in patterns])
+
+
+def _strides(dims: list[int], present: list[bool]) -> list[int]:
+    strides = [0] * len(dims)
+    step = 1
+    for i in reversed(range(len(dims))):
+        if present[i]:
+            strides[i] = step
+            step *= dims[i]
+    return strides

@@ -1,0 +1,312 @@
+"""Measure, by linking probe firmware, the flash bytes of the kernels, structs and runtime.
+
+Every probe is compiled with build_cortexm's flags and linked with the generated linker script and
+--gc-sections, as a model's firmware is. The linker map says which input sections each probe
+keeps: a kernel's bytes are the sections that linking it (`--undefined`) adds to a firmware whose
+model runs no kernel; sections that several kernels add (shared static helpers, libgcc and libm
+routines) are recorded once as support entries.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from elftools.elf.elffile import ELFFile
+
+from mcuflow.codegen.context import ConstantPool, LayerCode
+from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
+from mcuflow.codegen.flash import estimate_flash, kernel_calls
+from mcuflow.codegen.project import kernel_files, kernel_source, render_project
+from mcuflow.codegen.render import emit_layers
+from mcuflow.codegen.targets import CORTEX_M_CFLAGS, CORTEX_M_LDFLAGS
+from mcuflow.errors import ToolchainError
+from mcuflow.hw.board import Board, get_board, load_boards
+from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
+from mcuflow.hw.kernels import KERNELS, Kernel
+from mcuflow.ir import zoo
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.graph import Graph
+from mcuflow.memory.plan import Plan
+from mcuflow.memory.planner import plan_memory
+from mcuflow.quant.codebook import compress_graph
+from mcuflow.toolchain.arm import (
+    BUILD_TIMEOUT_S,
+    QEMU_DEFINES,
+    cortex_m_core,
+    cross_sources,
+    elf_sizes,
+    find_cross_compiler,
+)
+
+PROBE_BOARD = "nucleo-f767zi"
+"""Sizes the probes' linker script (2 MiB flash, 512 KiB SRAM: room for every probe)."""
+FLASH_SECTIONS = frozenset({".vectors", ".text", ".rodata", ".ARM.exidx", ".data"})
+"""Output sections of mcuflow.ld stored in flash (.data by its load image)."""
+STRUCT_HEADERS = ("mcuflow_kernels.h", "mcuflow_dsp.h")
+PLAN_SECONDS = 0.2
+ALIGNMENT_ALLOWANCE = 32
+"""The largest alignment of a section the firmware links (newlib's strlen): a model's padding
+may exceed that of every fit model by up to this."""
+_OUTPUT = re.compile(r"^(\.\S+)")
+_INPUT = re.compile(r"^ (\.\S+)\s+0x[0-9a-f]+\s+0x([0-9a-f]+) (\S.*)$", re.M)
+_STRUCT_TYPE = re.compile(r"^} (mcuflow_\w+_t);", re.M)
+
+
+@dataclass(frozen=True)
+class Linked:
+    """A linked probe: its flash bytes and its flash input sections, `origin:name` -> bytes.
+
+    The origin is an object's file name or an archive member (`libgcc.a(_udivsi3.o)`).
+    """
+
+    elf: Path
+    flash_bytes: int
+    sections: dict[str, int]
+
+    def added(self, base: Linked) -> dict[str, int]:
+        """The sections this probe keeps that `base` does not."""
+        return {k: v for k, v in self.sections.items() if k not in base.sections}
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                                timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ToolchainError(f"{command[0]} took longer than {BUILD_TIMEOUT_S} s") from None
+    if result.returncode != 0:
+        raise ToolchainError(f"{Path(command[0]).name} failed (exit {result.returncode}): "
+                             f"{(result.stderr + result.stdout).strip()[-3000:]}")
+
+
+def _flags(target: str) -> list[str]:
+    """build_cortexm's compiler flags: the core's, the Makefile's, -Werror, QEMU's defines."""
+    return [*cortex_m_core(target).cpu_flags, *CORTEX_M_CFLAGS, "-Werror", *QEMU_DEFINES]
+
+
+def compile_objects(directory: Path, target: str, sources: list[str]) -> dict[str, Path]:
+    """Compile C files of `directory` to `obj/<stem>.o`; source name -> object."""
+    cc, flags = find_cross_compiler(), _flags(target)
+    (directory / "obj").mkdir(exist_ok=True)
+    objects = {source: directory / "obj" / f"{Path(source).stem}.o" for source in sources}
+    for source, obj in objects.items():
+        _run([cc, *flags, "-c", "-o", str(obj), source], directory)
+    return objects
+
+
+def link(directory: Path, target: str, objects: list[Path], name: str,
+         roots: tuple[str, ...] = ()) -> Linked:
+    """Link `objects` with the linker script of `directory`, keeping symbols `roots` too."""
+    elf, mapfile = directory / f"{name}.elf", directory / f"{name}.map"
+    keep = [f"-Wl,--undefined={root}" for root in roots]
+    _run([find_cross_compiler(), *_flags(target), *CORTEX_M_LDFLAGS, *keep,
+          f"-Wl,-Map={mapfile}", "-o", str(elf), *map(str, objects), "-lm"], directory)
+    return Linked(elf, elf_sizes(elf).flash_bytes, flash_sections(mapfile.read_text()))
+
+
+def _origin(path: str) -> str:
+    """An object's file name, or `archive(member)` for an archive member."""
+    file, _, member = path.partition("(")
+    return Path(file).name + (f"({member}" if member else "")
+
+
+def flash_sections(text: str) -> dict[str, int]:
+    """The input sections a GNU ld map places in FLASH_SECTIONS: `origin:name` -> bytes."""
+    body = text.split("Linker script and memory map", 1)[-1]
+    sections: dict[str, int] = {}
+    for block in re.split(r"\n(?=\S)", body):
+        heading = _OUTPUT.match(block)
+        if heading is None or heading.group(1) not in FLASH_SECTIONS:
+            continue
+        for name, size, origin in _INPUT.findall(block):
+            key = f"{_origin(origin.strip())}:{name}"
+            sections[key] = sections.get(key, 0) + int(size, 16)
+    return {key: size for key, size in sections.items() if size}
+
+
+def _nocode_graph(tensors: int) -> Graph:
+    """`tensors` inputs, each RESHAPEd to an output: planned as aliases, the steps run no code."""
+    b = GraphBuilder("probe")
+    outputs = [b.reshape(b.input((1, 4, 4, 2), 0.02, 0), (1, 32)) for _ in range(tensors)]
+    return b.output(*outputs).build()
+
+
+def _kernels(target: str) -> list[Kernel]:
+    """The catalogue's kernels the emitters may call on `target` (DSP ones need the extension)."""
+    dsp = cortex_m_core(target).dsp
+    return [k for k in KERNELS.values() if dsp or not k.dsp]
+
+
+def _plan(graph: Graph, target: str) -> Plan:
+    return plan_memory(graph, PLAN_SECONDS, dsp=cortex_m_core(target).dsp)
+
+
+def _project(directory: Path, graph: Graph, target: str, board: Board,
+             firmware: Firmware = QEMU_SEMIHOSTING) -> list[str]:
+    """Write the project of `graph` with every kernel file of `target`; its C files in order."""
+    files, _ = render_project(graph, _plan(graph, target), target, board, firmware=firmware)
+    files |= kernel_files(sorted({k.source for k in _kernels(target)}))
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return cross_sources(directory)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """The base probe of a target: every kernel compiled, a model running none of them."""
+
+    directory: Path
+    target: str
+    objects: dict[str, Path]
+    base: Linked
+
+    def kernel_objects(self) -> dict[str, Path]:
+        """The compiled kernel files, by source name."""
+        stems = {f"{k.source}.c" for k in _kernels(self.target)}
+        return {name: obj for name, obj in self.objects.items() if name in stems}
+
+    def build(self, name: str, graph: Graph, board: Board,
+              firmware: Firmware = QEMU_SEMIHOSTING) -> Linked:
+        """Link the firmware of `graph`, compiling all but the kernels (reused from the base)."""
+        directory = self.directory / name
+        sources = _project(directory, graph, self.target, board, firmware)
+        kernels = self.kernel_objects()
+        own = compile_objects(directory, self.target, [s for s in sources if s not in kernels])
+        return link(directory, self.target, [own.get(s) or kernels[s] for s in sources], name)
+
+
+def _base_probe(directory: Path, target: str) -> _Probe:
+    sources = _project(directory, _nocode_graph(1), target, get_board(PROBE_BOARD))
+    objects = compile_objects(directory, target, sources)
+    return _Probe(directory, target, objects, link(directory, target, list(objects.values()),
+                                                   "base"))
+
+
+def _kernel_codes(probe: _Probe) -> tuple[dict[str, KernelCode], dict[str, int]]:
+    """Each kernel's own bytes and shared sections, and the bytes of the shared sections."""
+    added = {k.function: link(probe.directory, probe.target, list(probe.objects.values()),
+                              k.function, (k.function,)).added(probe.base)
+             for k in _kernels(probe.target)}
+    counts = Counter(key for sections in added.values() for key in sections)
+    shared = {key for key, count in counts.items() if count > 1}
+    codes = {function: KernelCode(sum(v for k, v in sections.items() if k not in shared),
+                                  tuple(sorted(k for k in sections if k in shared)))
+             for function, sections in added.items()}
+    support = {key: size for sections in added.values() for key, size in sections.items()
+               if key in shared}
+    return codes, dict(sorted(support.items()))
+
+
+def _uart_boards() -> list[Board]:
+    """One packaged board per kind of console UART."""
+    kinds = {b.console.kind: b for b in load_boards().values() if b.console is not None}
+    return list(kinds.values())
+
+
+def _runtimes(probe: _Probe) -> dict[str, int]:
+    """Flash of the no-kernel firmware per application; UART: the largest over UART kinds."""
+    board = get_board(PROBE_BOARD)
+    graph = _nocode_graph(1)
+    uart = max(probe.build(f"uart-{b.id}", graph, b, Firmware(MemoryMap.QEMU, Io.UART))
+               .flash_bytes for b in _uart_boards())
+    none = probe.build("none", graph, board, Firmware(MemoryMap.QEMU, Io.NONE)).flash_bytes
+    return {Io.SEMIHOSTING.value: probe.base.flash_bytes, Io.UART.value: uart,
+            Io.NONE.value: none}
+
+
+def _per_tensor(probe: _Probe) -> int:
+    """Bytes per model input or output beyond one of each (three of each vs one)."""
+    linked = probe.build("tensors", _nocode_graph(3), get_board(PROBE_BOARD))
+    return round((sum(linked.sections.values()) - sum(probe.base.sections.values())) / 4)
+
+
+def _struct_sizes(probe: _Probe) -> dict[str, int]:
+    """sizeof every parameter struct of the kernel headers, from a probe object's symbols."""
+    headers = [h for h in STRUCT_HEADERS if (probe.directory / h).exists()]
+    types = [t for h in headers for t in _STRUCT_TYPE.findall(kernel_source(h))]
+    lines = [f'#include "{h}"' for h in headers]
+    lines += [f"const {t} mcuflow_sizeof_{t} = {{0}};" for t in types]
+    (probe.directory / "struct_sizes.c").write_text("\n".join(lines) + "\n")
+    obj = compile_objects(probe.directory, probe.target, ["struct_sizes.c"])["struct_sizes.c"]
+    with obj.open("rb") as handle:
+        symbols = {s.name: s["st_size"] for s in ELFFile(handle).get_section_by_name(".symtab")
+                   .iter_symbols()}
+    return {t: symbols[f"mcuflow_sizeof_{t}"] for t in types}
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """A fit model: its emitted C and its linked firmware."""
+
+    graph: Graph
+    layers: list[LayerCode]
+    pool: ConstantPool
+    linked: Linked
+
+
+def fit_graphs() -> dict[str, Graph]:
+    """The models whose run functions fit RunFit: few to many calls, every kind of step."""
+    b = GraphBuilder("one_call")
+    one = b.output(b.fully_connected(b.input((1, 16), 0.02, 0), 4)).build()
+    return {"one_call": one, "mobilenet_v2": zoo.mobilenet_v2_like(32),
+            "mobilenet_v3": zoo.mobilenet_v3_like(32), "squeezenet": zoo.squeezenet_like(32),
+            "resnet": zoo.resnet_like(16), "random_dag": zoo.random_dag(1, ops=16, size=8),
+            "codebook": compress_graph(zoo.resnet_like(16), 16)}
+
+
+def _samples(probe: _Probe) -> list[_Sample]:
+    """The fit models, emitted and linked."""
+    board, dsp = get_board(PROBE_BOARD), cortex_m_core(probe.target).dsp
+    samples = []
+    for name, graph in fit_graphs().items():
+        layers, pool = emit_layers(graph, _plan(graph, probe.target), dsp)
+        samples.append(_Sample(graph, layers, pool, probe.build(f"fit-{name}", graph, board)))
+    return samples
+
+
+def _undercounts(samples: list[_Sample], code: TargetCode, target: str) -> np.ndarray:
+    """Each fit model's linked flash minus its estimate from `code`."""
+    return np.array([s.linked.flash_bytes - estimate_flash(s.graph, s.layers, s.pool, target,
+                                                           code=code).total for s in samples])
+
+
+def _run_fit(samples: list[_Sample], code: TargetCode, target: str) -> RunFit:
+    """The run function's bytes, fitted on (1, calls, arguments).
+
+    Least squares of what the estimate without a run function misses of each fit model's
+    firmware.
+    """
+    rows = np.array([(1, *kernel_calls(s.layers)) for s in samples], float)
+    missed = _undercounts(samples, replace(code, run=RunFit(0, 0, 0)), target)
+    base, call, argument = np.linalg.lstsq(rows, missed, rcond=None)[0]
+    return RunFit(round(float(base), 2), round(float(call), 2), round(float(argument), 2))
+
+
+def _slack(samples: list[_Sample], code: TargetCode, target: str) -> int:
+    """The largest undercount of a fit model's firmware (16-byte steps) + ALIGNMENT_ALLOWANCE."""
+    under = int(_undercounts(samples, code, target).max())
+    return -(-max(under, 0) // 16) * 16 + ALIGNMENT_ALLOWANCE
+
+
+def compiler_version() -> str:
+    """The first line of `arm-none-eabi-gcc --version` (what kernel_code.toml was measured with)."""
+    result = subprocess.run([find_cross_compiler(), "--version"], capture_output=True, text=True,
+                            check=True, timeout=BUILD_TIMEOUT_S)
+    return result.stdout.splitlines()[0]
+
+
+def measure_target(target: str, directory: Path) -> TargetCode:
+    """The flash facts of Cortex-M `target`, measured in the empty directory `directory`."""
+    probe = _base_probe(directory / "base", target)
+    kernels, support = _kernel_codes(probe)
+    samples = _samples(probe)
+    code = TargetCode(_runtimes(probe), _per_tensor(probe), 0, RunFit(0, 0, 0),
+                      _struct_sizes(probe), kernels, support)
+    code = replace(code, run=_run_fit(samples, code, target))
+    return replace(code, slack=_slack(samples, code, target))
