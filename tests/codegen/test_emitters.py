@@ -1,4 +1,4 @@
-"""The C emitter registry covers every op and every in-place kind the planner can choose."""
+"""C literals and layouts the emitters write (test_registry.py walks the emitter table)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,7 @@ import numpy as np
 import pytest
 
 from mcuflow.codegen.context import CArray, CodegenError, c_double, c_float, c_int
-from mcuflow.codegen.emit import EMITTERS, broadcast_layout
-from mcuflow.ir.ops import OpKind
-from mcuflow.memory.inplace import ALIAS_KINDS, ELEMENTWISE_KINDS, STREAMING_KINDS
-from mcuflow.memory.plan import InPlace
-
-
-@pytest.mark.parametrize("kind", list(OpKind), ids=lambda k: k.value)
-def test_every_op_kind_has_an_emitter(kind: OpKind) -> None:
-    assert kind in EMITTERS
-    assert InPlace.NONE in EMITTERS[kind].inplace
-
-
-def test_emitters_honour_every_in_place_kind_the_planner_uses() -> None:
-    required = {
-        InPlace.ALIAS: ALIAS_KINDS,
-        InPlace.ELEMENTWISE: ELEMENTWISE_KINDS,
-        InPlace.OVERLAP: STREAMING_KINDS,
-        InPlace.DEPTHWISE: {OpKind.DEPTHWISE_CONV_2D},
-        InPlace.CONCAT_SLICE: {OpKind.CONCATENATION},
-    }
-    assert set(required) | {InPlace.NONE} == set(InPlace)
-    for inplace, kinds in required.items():
-        missing = [k.value for k in kinds if inplace not in EMITTERS[k].inplace]
-        assert not missing, f"{inplace.value}: no kernel for {missing}"
+from mcuflow.codegen.emit import broadcast_layout
 
 
 def test_int_literals_cover_the_whole_int32_range() -> None:

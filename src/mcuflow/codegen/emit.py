@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,7 +32,8 @@ from mcuflow.ir.ops import (
     Pool2DAttrs,
     SoftmaxAttrs,
 )
-from mcuflow.memory.plan import RUNS_NO_CODE, InPlace
+from mcuflow.ir.registry import OpTable
+from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.quant.fixedpoint import (
     ConvParams,
@@ -49,38 +49,17 @@ from mcuflow.quant.fixedpoint import (
 EmitFn = Callable[[EmitContext], LayerCode]
 
 
-@dataclass(frozen=True)
-class Emitter:
-    """An op kind's C emitter and the in-place kinds its kernel honours (NONE always)."""
-
-    function: EmitFn
-    inplace: frozenset[InPlace]
-
-
-EMITTERS: dict[OpKind, Emitter] = {}
-
-
-def emitter(*kinds: OpKind, inplace: tuple[InPlace, ...] = ()) -> Callable[[EmitFn], EmitFn]:
-    """Register the C emitter of one or more op kinds, with the in-place kinds it supports."""
-
-    def register(function: EmitFn) -> EmitFn:
-        for kind in kinds:
-            EMITTERS[kind] = Emitter(function, frozenset({InPlace.NONE, *inplace}))
-        return function
-
-    return register
+EMITTERS: OpTable[EmitFn] = OpTable("C emitter")
+emitter = EMITTERS.register
 
 
 def emit_step(ctx: EmitContext) -> LayerCode:
     """The C of one planned step, refusing an in-place kind its kernel cannot honour."""
-    entry = EMITTERS.get(ctx.op.kind)
-    if entry is None:
-        raise CodegenError(f"no C emitter for {ctx.op.kind.value}")
-    if ctx.inplace not in entry.inplace:
+    if ctx.inplace not in INPLACE_OF[ctx.op.kind]:
         raise CodegenError(
             f"{ctx.op.kind.value} '{ctx.op.name}' cannot run in place as {ctx.inplace.value}"
         )
-    code = emit_with_codebooks(ctx, entry.function)
+    code = emit_with_codebooks(ctx, EMITTERS[ctx.op.kind])
     if ctx.dsp and code.statements and not emit_dsp.uses_dsp(code.kernels):
         code.portable_reason = code.portable_reason or emit_dsp.portable_reason(ctx)
     if ctx.inplace in RUNS_NO_CODE and code.statements:
@@ -173,7 +152,7 @@ def _output_pointer(ctx: EmitContext) -> str:
 # --- convolutions and fully connected ----------------------------------------------------------
 
 
-@emitter(OpKind.CONV_2D, inplace=(InPlace.OVERLAP,))
+@emitter(OpKind.CONV_2D)
 def _conv2d(ctx: EmitContext) -> LayerCode:
     attrs: Conv2DAttrs = ctx.op.attrs
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
@@ -205,7 +184,7 @@ def _require_scratch(ctx: EmitContext, needed: int) -> None:
         raise CodegenError(f"'{ctx.op.name}' needs {needed} bytes of planned scratch")
 
 
-@emitter(OpKind.DEPTHWISE_CONV_2D, inplace=(InPlace.OVERLAP, InPlace.DEPTHWISE))
+@emitter(OpKind.DEPTHWISE_CONV_2D)
 def _depthwise(ctx: EmitContext) -> LayerCode:
     if ctx.dsp and (code := emit_dsp.depthwise(ctx)) is not None:
         return code
@@ -262,7 +241,7 @@ def _fully_connected(ctx: EmitContext) -> LayerCode:
 # --- pooling and reductions ---------------------------------------------------------------------
 
 
-@emitter(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, inplace=(InPlace.OVERLAP,))
+@emitter(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D)
 def _pool(ctx: EmitContext) -> LayerCode:
     attrs: Pool2DAttrs = ctx.op.attrs
     params = prepare_pool(ctx.input(0), ctx.output(), attrs)
@@ -312,7 +291,7 @@ def _require_rank(ctx: EmitContext, rank: int) -> None:
 _BINARY_OP = {OpKind.ADD: "MCUFLOW_ADD", OpKind.SUB: "MCUFLOW_SUB", OpKind.MUL: "MCUFLOW_MUL"}
 
 
-@emitter(OpKind.ADD, OpKind.SUB, OpKind.MUL, inplace=(InPlace.ELEMENTWISE,))
+@emitter(OpKind.ADD, OpKind.SUB, OpKind.MUL)
 def _binary(ctx: EmitContext) -> LayerCode:
     x1, x2, out = ctx.input(0), ctx.input(1), ctx.output()
     dims, stride1, stride2 = broadcast_layout(x1.shape, x2.shape, out.shape)
@@ -343,7 +322,7 @@ def _binary(ctx: EmitContext) -> LayerCode:
 
 
 @emitter(OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
-         OpKind.TANH, inplace=(InPlace.ELEMENTWISE,))
+         OpKind.TANH)
 def _unary(ctx: EmitContext) -> LayerCode:
     table = ctx.constant("table", "int8_t", lookup_table_s8(ctx.graph, ctx.op),
                          f"{ctx.op.name}: {ctx.op.kind.value} of every int8 input")
@@ -352,7 +331,7 @@ def _unary(ctx: EmitContext) -> LayerCode:
     return _code(ctx, call, ("mcuflow_lookup",))
 
 
-@emitter(OpKind.QUANTIZE, inplace=(InPlace.ELEMENTWISE,))
+@emitter(OpKind.QUANTIZE)
 def _quantize(ctx: EmitContext) -> LayerCode:
     x, out = ctx.input(0), ctx.output()
     if x.dtype is DType.INT8:
@@ -396,7 +375,7 @@ def _same_offset(ctx: EmitContext, shared: str, name: str) -> None:
                            f"offset of '{shared}'")
 
 
-@emitter(OpKind.RESHAPE, OpKind.SQUEEZE, inplace=(InPlace.ALIAS,))
+@emitter(OpKind.RESHAPE, OpKind.SQUEEZE)
 def _reshape(ctx: EmitContext) -> LayerCode:
     source, target = ctx.op.inputs[0], ctx.op.outputs[0]
     if ctx.inplace is InPlace.ALIAS or ctx.offset(source) == ctx.offset(target):
@@ -408,7 +387,7 @@ def _reshape(ctx: EmitContext) -> LayerCode:
     return _code(ctx, call, ("mcuflow_data",))
 
 
-@emitter(OpKind.CONCATENATION, inplace=(InPlace.CONCAT_SLICE,))
+@emitter(OpKind.CONCATENATION)
 def _concatenation(ctx: EmitContext) -> LayerCode:
     attrs: ConcatenationAttrs = ctx.op.attrs
     out = ctx.output()

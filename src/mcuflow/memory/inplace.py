@@ -9,17 +9,12 @@ import numpy as np
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import Activation, ConcatenationAttrs, OpKind, Padding
 from mcuflow.ir.shapes import conv_padding
-from mcuflow.memory.plan import InPlace
+from mcuflow.memory.plan import InPlace, kinds_running
 from mcuflow.memory.scratch import dsp_depthwise_plane, scratch_bytes
 
-ALIAS_KINDS = frozenset({OpKind.RESHAPE, OpKind.SQUEEZE})
-ELEMENTWISE_KINDS = frozenset({
-    OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH,
-    OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.QUANTIZE,
-})
-STREAMING_KINDS = frozenset({
-    OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D,
-})
+ALIAS_KINDS = kinds_running(InPlace.ALIAS)
+ELEMENTWISE_KINDS = kinds_running(InPlace.ELEMENTWISE)
+STREAMING_KINDS = kinds_running(InPlace.OVERLAP)
 ALL_KINDS = frozenset(InPlace) - {InPlace.NONE}
 
 

@@ -7,6 +7,8 @@ from enum import Enum
 
 from mcuflow.errors import McuflowError
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
+from mcuflow.ir.registry import OpTable
 
 
 class PlanError(McuflowError):
@@ -39,6 +41,29 @@ class InPlace(Enum):
     DEPTHWISE = "depthwise"
     CONCAT_SLICE = "concat_slice"
     OVERLAP = "overlap"
+
+
+def _contracts(*groups: tuple[tuple[OpKind, ...], tuple[InPlace, ...]]
+               ) -> dict[OpKind, frozenset[InPlace]]:
+    return {kind: frozenset({InPlace.NONE, *ways}) for kinds, ways in groups for kind in kinds}
+
+
+INPLACE_OF: OpTable[frozenset[InPlace]] = OpTable("in-place contract", entries=_contracts(
+    ((OpKind.CONV_2D, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D), (InPlace.OVERLAP,)),
+    ((OpKind.DEPTHWISE_CONV_2D,), (InPlace.OVERLAP, InPlace.DEPTHWISE)),
+    ((OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH,
+      OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.QUANTIZE), (InPlace.ELEMENTWISE,)),
+    ((OpKind.RESHAPE, OpKind.SQUEEZE), (InPlace.ALIAS,)),
+    ((OpKind.CONCATENATION,), (InPlace.CONCAT_SLICE,)),
+    ((OpKind.FULLY_CONNECTED, OpKind.MEAN, OpKind.DEQUANTIZE, OpKind.SOFTMAX, OpKind.PAD), ()),
+))
+"""The ways each op's generated kernels may share memory with their input (NONE always): the
+planner offers only these, and the emitters refuse any other."""
+
+
+def kinds_running(way: InPlace) -> frozenset[OpKind]:
+    """The op kinds whose kernels honour the in-place contract `way`."""
+    return frozenset(kind for kind, ways in INPLACE_OF.items() if way in ways)
 
 
 RUNS_NO_CODE = frozenset({InPlace.ALIAS, InPlace.CONCAT_SLICE})

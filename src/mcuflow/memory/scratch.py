@@ -9,35 +9,17 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels
 from mcuflow.hw.layouts import dsp_depthwise_plane as geometry_plane
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
+from mcuflow.ir.registry import OpTable
 from mcuflow.memory.plan import InPlace
 
 ScratchRule = Callable[[Graph, Operator, InPlace], int]
-SCRATCH_RULES: dict[OpKind, ScratchRule] = {}
+SCRATCH_RULES: OpTable[ScratchRule] = OpTable("scratch rule", complete=False)
+"""Scratch of the portable kernels; kinds without a rule need none."""
+scratch_rule = SCRATCH_RULES.register
 
-
-def scratch_rule(*kinds: OpKind) -> Callable[[ScratchRule], ScratchRule]:
-    """Register the scratch rule of one or more op kinds (kinds without a rule need none)."""
-
-    def register(rule: ScratchRule) -> ScratchRule:
-        for kind in kinds:
-            SCRATCH_RULES[kind] = rule
-        return rule
-
-    return register
-
-
-DSP_SCRATCH_RULES: dict[OpKind, ScratchRule] = {}
-
-
-def dsp_scratch_rule(*kinds: OpKind) -> Callable[[ScratchRule], ScratchRule]:
-    """Register the scratch rule of the Arm DSP kernel of one or more op kinds."""
-
-    def register(rule: ScratchRule) -> ScratchRule:
-        for kind in kinds:
-            DSP_SCRATCH_RULES[kind] = rule
-        return rule
-
-    return register
+DSP_SCRATCH_RULES: OpTable[ScratchRule] = OpTable("DSP scratch rule", complete=False)
+"""Scratch of the Arm DSP kernels; kinds without a rule need none."""
+dsp_scratch_rule = DSP_SCRATCH_RULES.register
 
 
 def scratch_bytes(graph: Graph, op: Operator, inplace: InPlace, dsp: bool = False) -> int:
