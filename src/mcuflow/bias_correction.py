@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from mcuflow.ir.constraints import WEIGHT_AXIS
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import Activation
 from mcuflow.passes.common import unique_name
-from mcuflow.quant.affine import WEIGHT_AXIS, quantize_values, shifted_bias
+from mcuflow.quant.affine import quantize_values, shifted_bias
 from mcuflow.quant.report import dequantize
 from mcuflow.ref.float_kernels import FLOAT_KERNELS
 from mcuflow.ref.registry import prepare

@@ -233,7 +233,18 @@ def _found(problems: list[str]) -> str | None:
     return f"{', '.join(unique)} found" if unique else None
 
 
-WEIGHTED = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+WEIGHT_AXIS = {OpKind.CONV_2D: 0, OpKind.DEPTHWISE_CONV_2D: 3, OpKind.FULLY_CONNECTED: 0}
+"""The output-channel axis of each weighted op's weights (its per-channel axis)."""
+WEIGHTED = tuple(WEIGHT_AXIS)
+SHARED_QUANT = (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,
+                OpKind.PAD, OpKind.CONCATENATION)
+"""Ops whose int8 inputs and output must share one scale and zero point (TFLite's rule)."""
+FIXED_OUTPUT = {
+    OpKind.SOFTMAX: QuantParams.per_tensor(1.0 / 256.0, -128),
+    OpKind.LOGISTIC: QuantParams.per_tensor(1.0 / 256.0, -128),
+    OpKind.TANH: QuantParams.per_tensor(1.0 / 128.0, 0),
+}
+"""Output parameters TFLite's int8 kernels require."""
 _FLOAT_IN = frozenset({OpKind.QUANTIZE})
 _FLOAT_OUT = frozenset({OpKind.DEQUANTIZE})
 
@@ -293,7 +304,7 @@ def per_channel_axis(graph: Graph, op: Operator) -> str | None:
     quant = weights.quant
     if quant is None or not quant.is_per_channel:
         return None
-    axis = 3 if op.kind is OpKind.DEPTHWISE_CONV_2D else 0
+    axis = WEIGHT_AXIS[op.kind]
     if quant.axis == axis and len(weights.shape) > axis and len(quant.scale) == weights.shape[
             axis]:
         return None
@@ -339,8 +350,7 @@ def fc_bias_scale(graph: Graph, op: Operator) -> str | None:
     return f"bias scale {bias.scale0:.6g} for input x weight scale {product:.6g} found"
 
 
-@constraint(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,
-            OpKind.PAD)
+@constraint(*(kind for kind in SHARED_QUANT if kind is not OpKind.CONCATENATION))
 def same_quantisation(graph: Graph, op: Operator) -> str | None:
     """Input and output must share scale and zero point (TFLite's int8 requirement)."""
     source = graph.tensors[op.inputs[0]].quant
@@ -350,9 +360,10 @@ def same_quantisation(graph: Graph, op: Operator) -> str | None:
     return f"input ({describe_quant(source)}) and output ({describe_quant(target)}) found"
 
 
-def _output_range(graph: Graph, op: Operator, scale: float, zero_point: int) -> str | None:
+def _output_range(graph: Graph, op: Operator) -> str | None:
     quant = graph.tensors[op.outputs[0]].quant
-    if quant is None or (quant.scale, quant.zero_point) == ((scale,), (zero_point,)):
+    fixed = FIXED_OUTPUT[op.kind]
+    if quant is None or (quant.scale, quant.zero_point) == (fixed.scale, fixed.zero_point):
         return None
     return f"output {describe_quant(quant)} found"
 
@@ -360,13 +371,13 @@ def _output_range(graph: Graph, op: Operator, scale: float, zero_point: int) -> 
 @constraint(OpKind.SOFTMAX, OpKind.LOGISTIC)
 def unit_output_range(graph: Graph, op: Operator) -> str | None:
     """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement)."""
-    return _output_range(graph, op, 1.0 / 256.0, -128)
+    return _output_range(graph, op)
 
 
 @constraint(OpKind.TANH)
 def tanh_output_range(graph: Graph, op: Operator) -> str | None:
     """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement)."""
-    return _output_range(graph, op, 1.0 / 128.0, 0)
+    return _output_range(graph, op)
 
 
 @constraint(OpKind.CONCATENATION)

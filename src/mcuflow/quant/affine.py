@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
-from mcuflow.ir.constraints import check_supported
+from mcuflow.ir.constraints import FIXED_OUTPUT, SHARED_QUANT, WEIGHT_AXIS, check_supported
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
@@ -29,19 +29,6 @@ INT32_MAX = (1 << 31) - 1
 BIAS_HEADROOM = 0.5
 """A bias may use at most this fraction of the int32 range before its weights' scale grows."""
 
-WEIGHT_AXIS = {OpKind.CONV_2D: 0, OpKind.DEPTHWISE_CONV_2D: 3, OpKind.FULLY_CONNECTED: 0}
-"""The output-channel axis of each weighted op's weights (its per-channel axis)."""
-
-SHARED_QUANT = (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,
-                OpKind.PAD, OpKind.CONCATENATION)
-"""Ops whose int8 inputs and output must share one scale and zero point (TFLite's rule)."""
-
-FIXED_OUTPUT = {
-    OpKind.SOFTMAX: QuantParams.per_tensor(1.0 / 256.0, -128),
-    OpKind.LOGISTIC: QuantParams.per_tensor(1.0 / 256.0, -128),
-    OpKind.TANH: QuantParams.per_tensor(1.0 / 128.0, 0),
-}
-"""Output parameters TFLite's int8 kernels require."""
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ import numpy as np
 
 from mcuflow.errors import McuflowError
 from mcuflow.ir.codebook import Codebook, canonical_codes
+from mcuflow.ir.constraints import WEIGHT_AXIS
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.quant.affine import WEIGHT_AXIS, WEIGHT_MAX, quantize_affine
+from mcuflow.quant.affine import WEIGHT_MAX, quantize_affine
 from mcuflow.quant.calibrate import Range
 
 DEFAULT_SIZE = 16
