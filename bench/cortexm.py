@@ -1,4 +1,4 @@
-"""Cortex-M benchmark: instructions per inference on QEMU beside TFLM + CMSIS-NN; calibration.
+"""Cortex-M benchmark: instructions per inference on QEMU beside TFLM + CMSIS-NN.
 
 Per model: our generated C built for the target (arm-none-eabi-gcc -O2) and run on QEMU with
 `-icount shift=0` (method in mcuflow.toolchain.qemu), bit-exact checked, beside the peer figures
@@ -8,11 +8,9 @@ instruction and the time at the board's clock.
 
 Run: .venv/bin/python bench/cortexm.py [--target cortex-m4] [--board ID] [--json] [MODEL ...]
      .venv/bin/python bench/cortexm.py --profile [--target T] [MODEL ...]  # per layer
-     .venv/bin/python bench/cortexm.py --calibrate [--write]
 
---calibrate fits each core's cost-model coefficients (cycles per MAC, per element) to the
-measured instructions x the core's cycles per instruction, minimising the worst relative error
-over the shared models that fit the core's board; --write stores them in src/mcuflow/hw/boards.toml.
+The cost model's kernel coefficients are fitted by bench/costmodel.py --fit, which also checks
+`analyze`'s latency against these measurements.
 Goal (issue 5): at most 0.5 x TFLM + CMSIS-NN instructions on every MLPerf Tiny model.
 """
 
@@ -20,14 +18,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import re
 from pathlib import Path
 
-from ortools.linear_solver import pywraplp
-
-from mcuflow.analysis.metrics import analyze
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.hw.board import Board, get_board
 from mcuflow.toolchain.qemu import (
@@ -41,7 +34,6 @@ from mcuflow.toolchain.qemu import (
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
 SHARED = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite",
           "ad01_int8.tflite", "str_ww_ref_model.tflite"]
-BOARDS_TOML = Path(__file__).resolve().parents[1] / "src" / "mcuflow" / "hw" / "boards.toml"
 GOAL = 0.5
 
 # The peer, measured by us (issue 5): TFLM commit 90b983c with the CMSIS-NN kernels it pins
@@ -55,21 +47,6 @@ PEER_TFLM_CORTEX_M4 = {
     "pretrainedResnet_quant": (29_861_680, 107_406_093, 54_996),
     "ad01_int8": (582_960, 1_952_360, 2_580),
 }
-
-# Core -> (target, board of the analysis), for --calibrate. Every calibration run links against
-# LINK_BOARD, large enough for every shared model: instruction counts do not depend on it.
-LINK_BOARD = "nucleo-f767zi"
-# Lower bounds of the fitted coefficients: no MAC or element step is free.
-MIN_PER_MAC = 0.1
-MIN_PER_ELEM = 1.0
-CALIBRATION = {
-    "cortex-m0": ("cortex-m0", "nucleo-f091rc"),
-    "cortex-m3": ("cortex-m3", "nucleo-f207zg"),
-    "cortex-m4": ("cortex-m4", "nucleo-f429zi"),
-    "cortex-m7": ("cortex-m7", "nucleo-f767zi"),
-}
-MACHINE_OF = {"cortex-m0": "mps2-an385", "cortex-m3": "mps2-an385", "cortex-m4": "mps2-an386",
-              "cortex-m7": "mps2-an500"}
 
 
 def table_row(result: CortexMResult) -> dict[str, object]:
@@ -123,103 +100,6 @@ def print_profile(paths: list[Path], target: str, board: Board) -> None:
                   f"{per_mac}  {layer.name[:40]}")
 
 
-# --- calibration ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    """One model on one core: the cost model's terms and the measured cycles."""
-
-    model: str
-    macs: float
-    ops: float
-    fixed_cycles: float  # memory traffic: what the estimate adds beyond MACs and ops
-    measured_cycles: float  # instructions x cycles per instruction
-
-
-def _zero_coefficients(board: Board) -> Board:
-    core = dataclasses.replace(board.core_model, cycles_per_mac=0.0, cycles_per_mac_dsp=0.0,
-                               cycles_per_elem=0.0)
-    return dataclasses.replace(board, core_model=core)
-
-
-def sample(path: Path, target: str, board: Board) -> Sample:
-    """The terms of `analyze`'s latency estimate on `board` and the QEMU measurement."""
-    graph = load_int8_model(path)
-    plan = plan_for(graph, target)
-    result = verify_cortexm(graph, plan, target, LINK_BOARD, runs=1)
-    if not result.bit_exact:
-        raise RuntimeError(f"{graph.name} is not bit-exact on {target}")
-    report = analyze(graph, _zero_coefficients(board), order=plan.order)
-    fixed = report.latency_ms_estimate * 1e-3 * board.clock_hz
-    ops = sum(layer.ops for layer in report.layers)
-    return Sample(graph.name, report.macs, ops, fixed,
-                  result.instructions * result.cycles_per_instruction)
-
-
-def fit(samples: list[Sample]) -> tuple[float, float, float]:
-    """Cycles per MAC and per element minimising the worst relative error; and that error."""
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    per_mac = solver.NumVar(MIN_PER_MAC, solver.infinity(), "per_mac")
-    per_elem = solver.NumVar(MIN_PER_ELEM, solver.infinity(), "per_elem")
-    worst = solver.NumVar(0.0, solver.infinity(), "worst")
-    for s in samples:
-        estimate = s.macs * per_mac + s.ops * per_elem + s.fixed_cycles
-        solver.Add(estimate - s.measured_cycles <= worst * s.measured_cycles)
-        solver.Add(s.measured_cycles - estimate <= worst * s.measured_cycles)
-    solver.Minimize(worst)
-    if solver.Solve() != pywraplp.Solver.OPTIMAL:
-        raise RuntimeError("the calibration fit has no solution")
-    return per_mac.solution_value(), per_elem.solution_value(), worst.solution_value()
-
-
-def _set_value(block: str, key: str, value: str) -> str:
-    pattern = re.compile(rf"^{key} = .*$", re.M)
-    if not pattern.search(block):
-        raise RuntimeError(f"boards.toml: no '{key}' to update")
-    return pattern.sub(lambda _: f"{key} = {value}", block, count=1)
-
-
-def write_core(core: str, dsp: bool, per_mac: float, per_elem: float, source: str) -> None:
-    """Replace the calibrated coefficients and the source of [cores.<core>] in boards.toml."""
-    text = BOARDS_TOML.read_text("utf-8")
-    start = text.index(f"[cores.{core}]\n")
-    end = text.find("\n[", start + 1)
-    block = text[start:end]
-    keys = ("cycles_per_mac_dsp",) if dsp else ("cycles_per_mac", "cycles_per_mac_dsp")
-    for key in keys:
-        block = _set_value(block, key, f"{per_mac:.3f}")
-    block = _set_value(block, "cycles_per_elem", f"{per_elem:.3f}")
-    block = _set_value(block, "source", json.dumps(source))
-    BOARDS_TOML.write_text(text[:start] + block + text[end:], "utf-8")
-
-
-def calibrate(write: bool) -> None:
-    """Fit and print (and with `write`, store) the coefficients of every calibrated core."""
-    today = datetime.date.today().isoformat()
-    for core, (target, board_id) in CALIBRATION.items():
-        board = get_board(board_id)
-        print(f"{core} on {board_id} (QEMU {MACHINE_OF[core]}):")
-        samples = [sample(MODELS / name, target, board) for name in SHARED]
-        per_mac, per_elem, worst = fit(samples)
-        for s in samples:
-            estimate = s.macs * per_mac + s.ops * per_elem + s.fixed_cycles
-            print(f"  {s.model:<24} measured {s.measured_cycles:>14,.0f} cycles  estimate "
-                  f"{estimate:>14,.0f}  ({estimate / s.measured_cycles - 1:+.1%})")
-        field = "cycles_per_mac_dsp" if board.dsp else "cycles_per_mac"
-        print(f"  {field} = {per_mac:.3f}, cycles_per_elem = {per_elem:.3f}, "
-              f"worst error {worst:.1%}")
-        if write:
-            models = ", ".join(s.model for s in samples)
-            cpi = board.core_model.cycles_per_instruction
-            estimate_note = (f"; cycles_per_instruction = {cpi:g} is an estimate"
-                             + ("; cycles_per_mac (no DSP) is an estimate" if board.dsp else ""))
-            source = (f"calibrated on QEMU {MACHINE_OF[core]} instruction counts, {today}, "
-                      f"bench/cortexm.py: {field} and cycles_per_elem fitted to {models} on "
-                      f"{board_id} (worst error {worst:.1%}){estimate_note}")
-            write_core(core, board.dsp, per_mac, per_elem, source)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path, help="extra .tflite models")
@@ -227,12 +107,7 @@ def main() -> None:
     parser.add_argument("--board", default=None, help="board id (default: one per target)")
     parser.add_argument("--json", action="store_true", help="print JSON rows")
     parser.add_argument("--profile", action="store_true", help="instructions per layer")
-    parser.add_argument("--calibrate", action="store_true", help="fit the cost model")
-    parser.add_argument("--write", action="store_true", help="with --calibrate: update TOML")
     args = parser.parse_args()
-    if args.calibrate:
-        calibrate(args.write)
-        return
     board = default_board(args.target) if args.board is None else get_board(args.board)
     paths = [MODELS / name for name in SHARED] + list(args.models)
     if args.profile:

@@ -129,7 +129,14 @@ _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
 
 CODEBOOK_DECODE = "mcuflow_codebook_decode_s8"
 _LOOKUP = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH,
-                     OpKind.LOGISTIC, OpKind.TANH})
+                     OpKind.LOGISTIC, OpKind.TANH, OpKind.QUANTIZE})
+_SIMPLE: dict[OpKind, tuple[str, ...]] = {
+    OpKind.AVERAGE_POOL_2D: ("mcuflow_avg_pool_s8",), OpKind.MAX_POOL_2D: ("mcuflow_max_pool_s8",),
+    OpKind.MEAN: ("mcuflow_mean_s8",), OpKind.SOFTMAX: ("mcuflow_softmax_s8",),
+    OpKind.DEQUANTIZE: ("mcuflow_lookup_f32",), OpKind.PAD: ("mcuflow_pad_s8",),
+    OpKind.CONCATENATION: ("mcuflow_copy_rows",), OpKind.RESHAPE: (), OpKind.SQUEEZE: (),
+}
+"""Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 
 
 def _depthwise(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...]:
@@ -163,26 +170,18 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return ("mcuflow_add_dsp_s8" if dsp and kind is not OpKind.MUL else "mcuflow_binary_s8",)
     if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is not DType.INT8:
         return ("mcuflow_quantize_f32",)
-    if kind in _LOOKUP or kind is OpKind.QUANTIZE:
+    if kind in _LOOKUP:
         return ("mcuflow_lookup_s8",)
     return _SIMPLE.get(kind)
-
-
-_SIMPLE: dict[OpKind, tuple[str, ...]] = {
-    OpKind.AVERAGE_POOL_2D: ("mcuflow_avg_pool_s8",), OpKind.MAX_POOL_2D: ("mcuflow_max_pool_s8",),
-    OpKind.MEAN: ("mcuflow_mean_s8",), OpKind.SOFTMAX: ("mcuflow_softmax_s8",),
-    OpKind.DEQUANTIZE: ("mcuflow_lookup_f32",), OpKind.PAD: ("mcuflow_pad_s8",),
-    OpKind.CONCATENATION: ("mcuflow_copy_rows",), OpKind.RESHAPE: (), OpKind.SQUEEZE: (),
-}
-"""Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 
 
 def default_kernels(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     """The kernel functions the emitters choose for `op` when nothing else is known.
 
-    The step runs out of place (in-place variants depend on the memory plan) and on `dsp` the
-    DSP kernel of its kind, as the emitters first try; codebook-stored inputs are decoded first
-    and the layer then runs its portable kernel. None for a kind this choice does not know.
+    The step runs out of place (RESHAPE and SQUEEZE aliased, as the planner makes them; the
+    other in-place variants depend on the plan) and with `dsp` the DSP kernel of its kind, as
+    the emitters first try; codebook-stored inputs are decoded first and the layer then runs
+    its portable kernel. None for a kind this choice does not know.
     """
     codebook = any(graph.tensors[name].codebook is not None for name in op.inputs)
     chosen = _by_kind(graph, op, dsp and not codebook)

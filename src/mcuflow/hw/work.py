@@ -40,8 +40,8 @@ DWP_MAX_TAPS = 25
 class Work:
     """Counts of the loop iterations a kernel call runs; each kernel fills its own subset.
 
-    A kernel costs sum(field x its coefficient) instructions (mcuflow.hw.costmodel). What each
-    field counts is said by the kernel's terms function; the names are the usual ones: `calls`
+    A kernel costs sum(field x its coefficient) instructions (mcuflow.hw.kernel_costs). What
+    each field counts is said by the kernel's terms function; the usual meanings: `calls`
     kernel calls, `rows` outer-loop rows or lines, `pixels` output pixels, `channels` channel
     passes, `outputs` requantised outputs, `taps` kernel-window taps, `macs` multiply-accumulates
     of the main loop, `blocks` fixed-size blocks of it, `tails` left-over iterations, `loops`
@@ -143,10 +143,9 @@ class Window:
         return self.taps - self.interior * self.k_h * self.k_w
 
     @property
-    def border_rows(self) -> int:
-        """In-bounds window rows of the pixels whose windows cross the input's edge."""
-        rows = self.batches * int(self.valid_h.sum()) * self.out_w
-        return rows - self.interior * self.k_h
+    def window_rows(self) -> int:
+        """In-bounds window rows summed over the output pixels."""
+        return self.batches * int(self.valid_h.sum()) * self.out_w
 
 
 def window(graph: Graph, op: Operator) -> Window:
@@ -239,7 +238,7 @@ def dwconv_terms(graph: Graph, op: Operator) -> Work:
     plain = attrs.depth_multiplier == 1
     return Work(calls=1, pixels=w.pixels, outputs=w.pixels * w.out_c,
                 rows=w.pixels * passes * w.k_h, taps=w.taps * passes,
-                blocks=w.batches * int(w.valid_h.sum()) * w.out_w * w.k_w * passes,
+                blocks=w.window_rows * w.k_w * passes,
                 macs=channel_taps if plain else 0, tails=0 if plain else channel_taps,
                 loops=0 if plain else channel_taps * w.out_c.bit_length())
 
@@ -270,7 +269,7 @@ def dwconv_inplace_terms(graph: Graph, op: Operator) -> Work:
     unrolled = (w.k_h, w.k_w, attrs.dilation_h, attrs.dilation_w) == (3, 3, 1, 1)
     fast = w.interior if unrolled else 0
     slow_taps = w.taps - fast * w.k_h * w.k_w
-    slow_rows = w.batches * int(w.valid_h.sum()) * w.out_w - fast * w.k_h
+    slow_rows = w.window_rows - fast * w.k_h
     c = w.out_c
     return Work(calls=1, channels=c, taps=c * w.k_h * w.k_w, rows=c * w.out_h,
                 outputs=c * w.pixels, macs=c * fast, tails=c * slow_taps, loops=c * slow_rows)
@@ -484,7 +483,7 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
     taps = w.k_h * w.k_w
     interior = w.interior if taps <= DWP_MAX_TAPS else 0
     inner = interior * taps * groups
-    edge_rows = w.batches * int(w.valid_h.sum()) * w.out_w - interior * w.k_h
+    edge_rows = w.window_rows - interior * w.k_h
     narrow = _narrow(graph, op)
     return Work(calls=1, rows=w.batches * w.out_h, pixels=w.pixels,
                 elements=w.pixels - interior, blocks=w.pixels * groups,
