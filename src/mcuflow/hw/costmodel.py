@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, Pool2DAttrs
+from mcuflow.ir.registry import OpTable
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,10 @@ class OpCost:
 
 CostRule = Callable[[Graph, Operator], OpCost]
 
-COST_RULES: dict[OpKind, CostRule] = {}
+COST_RULES: OpTable[CostRule] = OpTable("cost rule")
 
 # Non-MAC element operations per output element (estimates, see op_cost).
-ELEMENT_OP_FACTOR: dict[OpKind, int] = {
+ELEMENT_OP_FACTOR: OpTable[int] = OpTable("element-op factor", entries={
     OpKind.CONV_2D: 1,  # requantise + clamp each output
     OpKind.DEPTHWISE_CONV_2D: 1,
     OpKind.FULLY_CONNECTED: 1,
@@ -50,18 +51,10 @@ ELEMENT_OP_FACTOR: dict[OpKind, int] = {
     OpKind.CONCATENATION: 1,  # copy
     OpKind.RESHAPE: 0,  # no arithmetic (a memcpy unless the planner aliases it)
     OpKind.SQUEEZE: 0,
-}
+})
 
 
-def cost_rule(*kinds: OpKind) -> Callable[[CostRule], CostRule]:
-    """Register a cost rule for the given op kinds."""
-
-    def register(rule: CostRule) -> CostRule:
-        for kind in kinds:
-            COST_RULES[kind] = rule
-        return rule
-
-    return register
+cost_rule = COST_RULES.register
 
 
 def op_cost(graph: Graph, op: Operator) -> OpCost:
