@@ -120,6 +120,16 @@ def _fused(b: GraphBuilder, rng: np.random.Generator, layer: Callable[[Activatio
     return out
 
 
+def _fused_conv(b: GraphBuilder, rng: np.random.Generator, shape: tuple[int, ...], out_c: int,
+                kernel: tuple[int, int], stride: int) -> str:
+    """A CONV_2D of a fresh input with a sampled padding, fused activation and weight scales."""
+    padding = _pick(rng, [Padding.SAME, Padding.SAME, Padding.VALID])
+    x = _input(b, rng, shape)
+    return _fused(b, rng, lambda act: b.conv2d(x, out_c, kernel, stride, padding=padding,
+                                               activation=act,
+                                               per_channel=bool(rng.integers(4))))
+
+
 def _conv(b: GraphBuilder, rng: np.random.Generator) -> str:
     while True:
         kernel = _pick(rng, [(1, 1)] * 6 + [(3, 3)] * 3 + [(5, 5), (1, 3), (3, 1), (7, 7),
@@ -131,11 +141,7 @@ def _conv(b: GraphBuilder, rng: np.random.Generator) -> str:
         stride = int(_pick(rng, [1, 1, 1, 2]))
         if h * w * out_c * kernel[0] * kernel[1] * in_c // stride ** 2 <= MAX_MACS:
             break
-    padding = _pick(rng, [Padding.SAME, Padding.SAME, Padding.VALID])
-    x = _input(b, rng, (1, h, w, in_c))
-    return _fused(b, rng, lambda act: b.conv2d(x, out_c, kernel, stride, padding=padding,
-                                               activation=act,
-                                               per_channel=bool(rng.integers(4))))
+    return _fused_conv(b, rng, (1, h, w, in_c), out_c, kernel, stride)
 
 
 def _stem(b: GraphBuilder, rng: np.random.Generator) -> str:
@@ -148,11 +154,7 @@ def _stem(b: GraphBuilder, rng: np.random.Generator) -> str:
         stride = int(_pick(rng, [2, 2, 1]))
         if h * w * out_c * kernel[0] * kernel[1] * in_c // stride ** 2 <= MAX_MACS:
             break
-    padding = _pick(rng, [Padding.SAME, Padding.SAME, Padding.VALID])
-    x = _input(b, rng, (1, h, w, in_c))
-    return _fused(b, rng, lambda act: b.conv2d(x, out_c, kernel, stride, padding=padding,
-                                               activation=act,
-                                               per_channel=bool(rng.integers(4))))
+    return _fused_conv(b, rng, (1, h, w, in_c), out_c, kernel, stride)
 
 
 def _depthwise(b: GraphBuilder, rng: np.random.Generator) -> str:

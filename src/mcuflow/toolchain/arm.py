@@ -81,6 +81,11 @@ QEMU_DEFINES = ("-DMCUFLOW_SEMIHOSTING=1", "-DMCUFLOW_RECORD_BATCHES=1")
 """Builds run on QEMU end through semihosting, after one batch of records (--io uart)."""
 
 
+def compiler_flags(target: str) -> list[str]:
+    """The C flags of a QEMU build: the core's, the Makefile's, -Werror and QEMU_DEFINES."""
+    return [*cortex_m_core(target).cpu_flags, *CORTEX_M_CFLAGS, "-Werror", *QEMU_DEFINES]
+
+
 def cross_sources(project_dir: Path) -> list[str]:
     """The C files of a Cortex-M project: the application's first, then the model's."""
     present = sorted(p.name for p in project_dir.glob("*.c"))
@@ -98,13 +103,12 @@ def build_cortexm(project_dir: Path, target: str, *, profile: bool = False,
     the excess.
     """
     project_dir = Path(project_dir).absolute()
-    core = cortex_m_core(target)
     cc = find_cross_compiler()
     if output is None:
         output = project_dir / "build" / f"model-{target}{'-profile' if profile else ''}.elf"
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = [cc, *core.cpu_flags, *CORTEX_M_CFLAGS, "-Werror", *QEMU_DEFINES,
-               *(("-DMCUFLOW_PROFILE",) if profile else ()), *CORTEX_M_LDFLAGS,
+    command = [cc, *compiler_flags(target), *(("-DMCUFLOW_PROFILE",) if profile else ()),
+               *CORTEX_M_LDFLAGS,
                "-o", str(output), *cross_sources(project_dir), "-lm"]
     try:
         result = subprocess.run(command, cwd=project_dir, capture_output=True, text=True,

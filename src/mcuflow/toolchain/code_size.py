@@ -23,7 +23,7 @@ from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
 from mcuflow.codegen.flash import estimate_flash, kernel_calls
 from mcuflow.codegen.project import kernel_files, kernel_source, render_project
 from mcuflow.codegen.render import emit_layers
-from mcuflow.codegen.targets import CORTEX_M_CFLAGS, CORTEX_M_LDFLAGS
+from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
 from mcuflow.errors import ToolchainError
 from mcuflow.hw.board import Board, get_board, load_boards
 from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
@@ -36,7 +36,7 @@ from mcuflow.memory.planner import plan_memory
 from mcuflow.quant.codebook import compress_graph
 from mcuflow.toolchain.arm import (
     BUILD_TIMEOUT_S,
-    QEMU_DEFINES,
+    compiler_flags,
     cortex_m_core,
     cross_sources,
     elf_sizes,
@@ -84,14 +84,9 @@ def _run(command: list[str], cwd: Path) -> None:
                              f"{(result.stderr + result.stdout).strip()[-3000:]}")
 
 
-def _flags(target: str) -> list[str]:
-    """build_cortexm's compiler flags: the core's, the Makefile's, -Werror, QEMU's defines."""
-    return [*cortex_m_core(target).cpu_flags, *CORTEX_M_CFLAGS, "-Werror", *QEMU_DEFINES]
-
-
 def compile_objects(directory: Path, target: str, sources: list[str]) -> dict[str, Path]:
     """Compile C files of `directory` to `obj/<stem>.o`; source name -> object."""
-    cc, flags = find_cross_compiler(), _flags(target)
+    cc, flags = find_cross_compiler(), compiler_flags(target)
     (directory / "obj").mkdir(exist_ok=True)
     objects = {source: directory / "obj" / f"{Path(source).stem}.o" for source in sources}
     for source, obj in objects.items():
@@ -104,7 +99,7 @@ def link(directory: Path, target: str, objects: list[Path], name: str,
     """Link `objects` with the linker script of `directory`, keeping symbols `roots` too."""
     elf, mapfile = directory / f"{name}.elf", directory / f"{name}.map"
     keep = [f"-Wl,--undefined={root}" for root in roots]
-    _run([find_cross_compiler(), *_flags(target), *CORTEX_M_LDFLAGS, *keep,
+    _run([find_cross_compiler(), *compiler_flags(target), *CORTEX_M_LDFLAGS, *keep,
           f"-Wl,-Map={mapfile}", "-o", str(elf), *map(str, objects), "-lm"], directory)
     return Linked(elf, elf_sizes(elf).flash_bytes, flash_sections(mapfile.read_text()))
 
