@@ -12,6 +12,7 @@ from mcuflow import api
 from mcuflow.codegen.context import CodegenError
 from mcuflow.codegen.project import render_project
 from mcuflow.errors import McuflowError
+from mcuflow.hw.kernels import kernel_scratch
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.codebook import canonical_codes
 from mcuflow.ir.graph import Graph
@@ -20,7 +21,7 @@ from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
-from mcuflow.memory.scratch import DECODED_ALIGNMENT, SCRATCH_RULES
+from mcuflow.memory.scratch import DECODED_ALIGNMENT
 from mcuflow.quant.affine import WEIGHT_AXIS
 from mcuflow.quant.codebook import (
     MAX_CODE_BITS,
@@ -168,8 +169,7 @@ def _assert_scratch_holds_decoded_weights(plan: Plan) -> None:
         names = [n for n in op.inputs if graph.tensors[n].codebook is not None]
         if not names:
             continue
-        rule = SCRATCH_RULES.get(op.kind)
-        kernel = rule(graph, op, step.inplace) if rule else 0
+        kernel = kernel_scratch(graph, op, step.inplace, dsp=False)
         kernel = -(-kernel // DECODED_ALIGNMENT) * DECODED_ALIGNMENT
         assert step.scratch is not None
         assert plan.buffers[step.scratch].size >= kernel + graph.tensors[names[0]].nbytes

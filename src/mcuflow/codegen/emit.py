@@ -54,7 +54,7 @@ emitter = EMITTERS.register
 
 
 def emit_step(ctx: EmitContext) -> LayerCode:
-    """The C of one planned step, refusing an in-place kind its kernel cannot honour."""
+    """The C of one planned step, refusing an in-place way its kernels cannot honour."""
     if ctx.inplace not in INPLACE_OF[ctx.op.kind]:
         raise CodegenError(
             f"{ctx.op.kind.value} '{ctx.op.name}' cannot run in place as {ctx.inplace.value}"
@@ -68,6 +68,10 @@ def emit_step(ctx: EmitContext) -> LayerCode:
     if unknown:
         raise CodegenError(f"step {ctx.layer} calls {unknown[0]}, which has no record in "
                            "mcuflow.hw.kernels")
+    refused = [name for name in code.functions if not KERNELS[name].runs_as(ctx.inplace)]
+    if refused:
+        raise CodegenError(f"step {ctx.layer} runs {ctx.inplace.value} but calls {refused[0]}, "
+                           "whose catalogue record does not honour that contract")
     return code
 
 

@@ -18,16 +18,12 @@ import numpy as np
 
 from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode, c_struct
+from mcuflow.hw.kernels import dsp_depthwise_plane
+from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels
 from mcuflow.ir.graph import Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plan import InPlace
-from mcuflow.memory.scratch import (
-    DwPlane,
-    dsp_depthwise_plane,
-    dsp_groups,
-    dsp_padded_channels,
-    scratch_bytes,
-)
+from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.quant.fixedpoint import (
     ConvParams,
     FullyConnectedParams,

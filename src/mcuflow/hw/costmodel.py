@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcuflow.hw.board import Board, TierKind
+from mcuflow.hw.layouts import im2col_bytes
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, Pool2DAttrs
 from mcuflow.ir.registry import OpTable
@@ -73,8 +74,9 @@ def op_cost(graph: Graph, op: Operator) -> OpCost:
     | everything else | 0 |
 
     `scratch_bytes` is the scratch of mcuflow's portable kernels run out of place: CONV_2D's
-    im2col (`im2col_bytes`, which mcuflow.memory.scratch also uses); every other op reads its
-    inputs directly and needs none. In-place and DSP variants are the planner's business.
+    im2col (`hw.layouts.im2col_bytes`, the scratch of the mcuflow_conv2d_s8 record in
+    mcuflow.hw.kernels); every other op reads its inputs directly and needs none. In-place and
+    DSP variants are the planner's business (hw.kernels.kernel_scratch).
 
     `ops` counts non-MAC element work: out x ELEMENT_OP_FACTOR[kind] (requantisation, LUT or
     exponential steps, copies). `weight_bytes` is every constant input (weights, bias, LUTs);
@@ -100,16 +102,6 @@ def _cost(graph: Graph, op: Operator, macs: int = 0, scratch: int = 0) -> OpCost
 
 def _out_elems(graph: Graph, op: Operator) -> int:
     return graph.tensor(op.outputs[0]).size
-
-
-def im2col_bytes(graph: Graph, op: Operator) -> int:
-    """Scratch of the generated CONV_2D kernel: one output pixel's receptive field as int8.
-
-    KH x KW x Cin bytes (padding filled with the input zero point, so the inner loop is a plain
-    dot product); a 1x1 kernel reads its input pixel by pixel and needs none.
-    """
-    _, kh, kw, cin = graph.tensor(op.inputs[1]).shape
-    return 0 if (kh, kw) == (1, 1) else kh * kw * cin
 
 
 @cost_rule(OpKind.CONV_2D)

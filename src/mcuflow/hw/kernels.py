@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from mcuflow.hw import work
-from mcuflow.hw.layouts import dsp_depthwise_plane
+from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_bytes
+from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import OpKind
+
+
+class InPlace(Enum):
+    """How a step's output shares memory with one of its inputs (`Step.shares`).
+
+    Kernel contract (`Kernel.inplace` lists the ones each kernel honours):
+    - ELEMENTWISE: element i of the output is written after element i of every input is read;
+      the output starts at the same offset as the shared input.
+    - OVERLAP: the op computes output pixels in raster order (N, H, W), writing all channels of
+      pixel p before starting pixel p+1, and reads only the receptive fields of pixels >= p while
+      writing pixel p. The output starts `Plan.delta(step)` bytes *below* the shared input, which
+      is enough for those writes never to reach an input byte that is still to be read.
+    - DEPTHWISE: depth multiplier 1; for each channel c the kernel computes the whole output
+      channel into the step's scratch buffer (OH*OW elements), then copies it to output channel c.
+      Input and output have the same channel count and start a whole number of pixels apart
+      (`Plan.delta(step)` is a multiple of C * itemsize, possibly 0 or negative), so output
+      channel c only lands on input channel c, which is no longer needed, or outside the input.
+    - ALIAS: no code runs; the output is the input's bytes (RESHAPE, SQUEEZE).
+    - CONCAT_SLICE: no code runs; the inputs were written straight into their (contiguous)
+      slices of the output by their producers.
+    """
+
+    NONE = "none"
+    ALIAS = "alias"
+    ELEMENTWISE = "elementwise"
+    DEPTHWISE = "depthwise"
+    CONCAT_SLICE = "concat_slice"
+    OVERLAP = "overlap"
+
+
+ScratchFn = Callable[[Graph, Operator, InPlace], int]
+"""Bytes of scratch RAM one step needs when it calls the kernel, run as the given way."""
 
 
 @dataclass(frozen=True)
@@ -17,9 +52,11 @@ class Kernel:
 
     `source` is the stem of its C file, `dsp` whether it needs the Arm DSP extension, `kinds`
     the op kinds whose steps may call it, and `applies` says when the emitter chooses it.
-    `terms` counts the work of one step that calls it (mcuflow.hw.work), which the cost model
-    multiplies by the kernel's coefficients fitted per core (kernel_costs.toml); None counts
-    the generic terms of `generic_terms`.
+    `inplace` lists the in-place contracts it honours besides running out of place, and
+    `scratch` sizes the scratch a step calling it needs (None: none). `terms` counts the work of
+    one step that calls it (mcuflow.hw.work), which the cost model multiplies by the kernel's
+    coefficients fitted per core (kernel_costs.toml); None counts the generic terms of
+    `generic_terms`.
     """
 
     function: str
@@ -28,18 +65,31 @@ class Kernel:
     dsp: bool
     applies: str
     terms: TermsFn | None = None
+    inplace: frozenset[InPlace] = frozenset()
+    scratch: ScratchFn | None = None
 
     def work(self, graph: Graph, op: Operator) -> Work:
         """The work terms of one step `op` calling this kernel."""
         return (self.terms or generic_terms)(graph, op)
 
+    def runs_as(self, way: InPlace) -> bool:
+        """True when the kernel may run a step planned as `way`."""
+        return way is InPlace.NONE or way in self.inplace
+
+    def scratch_bytes(self, graph: Graph, op: Operator, way: InPlace) -> int:
+        """Bytes of scratch a step `op` run as `way` needs when it calls this kernel."""
+        return self.scratch(graph, op, way) if self.scratch else 0
+
 
 KERNELS: dict[str, Kernel] = {}
+CODEBOOK_DECODE = "mcuflow_codebook_decode_s8"
 
 
 def _kernel(function: str, source: str, kinds: tuple[OpKind, ...], applies: str,
-            dsp: bool = False, terms: TermsFn | None = None) -> Kernel:
-    record = Kernel(function, source, frozenset(kinds), dsp, " ".join(applies.split()), terms)
+            dsp: bool = False, terms: TermsFn | None = None,
+            inplace: tuple[InPlace, ...] = (), scratch: ScratchFn | None = None) -> Kernel:
+    record = Kernel(function, source, frozenset(kinds), dsp, " ".join(applies.split()), terms,
+                    frozenset(inplace), scratch)
     KERNELS[function] = record
     return record
 
@@ -49,49 +99,96 @@ def kernel(function: str) -> Kernel:
     return KERNELS[function]
 
 
+# --- scratch of the kernels that need some -----------------------------------------------------
+
+
+def _im2col(graph: Graph, op: Operator, way: InPlace) -> int:
+    """im2col of one output pixel as int8 (layouts.im2col_bytes), in place or not."""
+    return im2col_bytes(graph, op)
+
+
+def _one_channel(graph: Graph, op: Operator, way: InPlace) -> int:
+    """In place (TinyEngine): one output channel, OH*OW elements. Otherwise none."""
+    if way is not InPlace.DEPTHWISE:
+        return 0
+    out = graph.tensors[op.outputs[0]]
+    _, oh, ow, _ = out.shape
+    return oh * ow * out.dtype.itemsize
+
+
+def _dsp_columns(graph: Graph, op: Operator, way: InPlace) -> int:
+    """im2col of two output pixels as int16, every 1x1 convolution included."""
+    _, kh, kw, cin = graph.tensors[op.inputs[1]].shape
+    return 16 * dsp_groups(kh * kw * dsp_padded_channels(cin))
+
+
+def _dsp_row(graph: Graph, op: Operator, way: InPlace) -> int:
+    """One input row as int16."""
+    return 8 * dsp_groups(graph.tensors[op.inputs[1]].shape[1])
+
+
+def dsp_depthwise_plane(graph: Graph, op: Operator, way: InPlace = InPlace.NONE
+                        ) -> DwPlane | None:
+    """The plane of the 3x3 DSP depthwise kernel for a step run as `way` (hw.layouts).
+
+    None when that kernel does not apply, or when the step is OVERLAP (computed pixel by pixel).
+    """
+    return plane_geometry(graph, op, way in (InPlace.NONE, InPlace.DEPTHWISE))
+
+
+def _dsp_plane(graph: Graph, op: Operator, way: InPlace) -> int:
+    """The padded int16 input plane of one channel (3x3 kernels run channel by channel)."""
+    plane = dsp_depthwise_plane(graph, op, way)
+    return 0 if plane is None else plane.nbytes
+
+
+# --- the records ---------------------------------------------------------------------------------
+
 _WEIGHTED_DSP = "on a core with the Arm DSP extension, "
+_RASTER = (InPlace.OVERLAP,)
+_ELEMENTWISE = (InPlace.ELEMENTWISE,)
 
 _kernel("mcuflow_conv2d_s8", "mcuflow_conv", (OpKind.CONV_2D,),
         "CONV_2D with a kernel larger than 1x1: im2col of one output pixel, then a dot product "
         "per output channel.",
-        terms=work.conv2d_terms)
+        terms=work.conv2d_terms, inplace=_RASTER, scratch=_im2col)
 _kernel("mcuflow_conv2d_1x1_s8", "mcuflow_conv", (OpKind.CONV_2D,),
         "1x1 CONV_2D: reads each input pixel directly, no scratch.",
-        terms=work.conv2d_1x1_terms)
+        terms=work.conv2d_1x1_terms, inplace=_RASTER)
 _kernel("mcuflow_conv2d_dsp_s8", "mcuflow_conv_dsp", (OpKind.CONV_2D,),
         _WEIGHTED_DSP + "CONV_2D as a 2x2 blocked matrix product over int16 im2col columns.",
         dsp=True,
-        terms=work.conv2d_dsp_terms)
+        terms=work.conv2d_dsp_terms, inplace=_RASTER, scratch=_dsp_columns)
 _kernel("mcuflow_dwconv_s8", "mcuflow_dwconv", (OpKind.DEPTHWISE_CONV_2D,),
         "DEPTHWISE_CONV_2D of any kernel size and depth multiplier.",
-        terms=work.dwconv_terms)
+        terms=work.dwconv_terms, inplace=_RASTER)
 _kernel("mcuflow_dwconv_3x3_s8", "mcuflow_dwconv", (OpKind.DEPTHWISE_CONV_2D,),
         "3x3 DEPTHWISE_CONV_2D with depth multiplier 1.",
-        terms=work.dwconv_3x3_terms)
+        terms=work.dwconv_3x3_terms, inplace=_RASTER)
 _kernel("mcuflow_dwconv_inplace_s8", "mcuflow_dwconv", (OpKind.DEPTHWISE_CONV_2D,),
         "DEPTHWISE_CONV_2D planned in place (one image, multiplier 1): one output channel in "
         "scratch at a time, written back over its input channel.",
-        terms=work.dwconv_inplace_terms)
+        terms=work.dwconv_inplace_terms, inplace=(InPlace.DEPTHWISE,), scratch=_one_channel)
 _kernel("mcuflow_dwconv_3x3_dsp_s8", "mcuflow_dwconv_dsp", (OpKind.DEPTHWISE_CONV_2D,),
         _WEIGHTED_DSP + "3x3 DEPTHWISE_CONV_2D channel by channel over a padded int16 plane.",
         dsp=True,
-        terms=work.dwconv_3x3_dsp_terms)
+        terms=work.dwconv_3x3_dsp_terms, inplace=(InPlace.DEPTHWISE,), scratch=_dsp_plane)
 _kernel("mcuflow_dwconv_dsp_s8", "mcuflow_dwconv_dsp", (OpKind.DEPTHWISE_CONV_2D,),
         _WEIGHTED_DSP + "DEPTHWISE_CONV_2D pixel by pixel, four channels per step, no scratch.",
         dsp=True,
-        terms=work.dwconv_dsp_terms)
+        terms=work.dwconv_dsp_terms, inplace=_RASTER)
 _kernel("mcuflow_fully_connected_s8", "mcuflow_conv", (OpKind.FULLY_CONNECTED,),
         "FULLY_CONNECTED: one dot product per output unit.",
         terms=work.fully_connected_terms)
 _kernel("mcuflow_fully_connected_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULLY_CONNECTED,),
         _WEIGHTED_DSP + "FULLY_CONNECTED as a matrix-vector product, four units per pass.",
         dsp=True,
-        terms=work.fully_connected_dsp_terms)
+        terms=work.fully_connected_dsp_terms, scratch=_dsp_row)
 _kernel("mcuflow_avg_pool_s8", "mcuflow_pool", (OpKind.AVERAGE_POOL_2D,),
         "AVERAGE_POOL_2D.",
-        terms=work.avg_pool_terms)
+        terms=work.avg_pool_terms, inplace=_RASTER)
 _kernel("mcuflow_max_pool_s8", "mcuflow_pool", (OpKind.MAX_POOL_2D,), "MAX_POOL_2D.",
-        terms=work.max_pool_terms)
+        terms=work.max_pool_terms, inplace=_RASTER)
 _kernel("mcuflow_mean_s8", "mcuflow_mean", (OpKind.MEAN,), "MEAN over any axes.",
         terms=work.mean_terms)
 _kernel("mcuflow_softmax_s8", "mcuflow_softmax", (OpKind.SOFTMAX,),
@@ -99,21 +196,21 @@ _kernel("mcuflow_softmax_s8", "mcuflow_softmax", (OpKind.SOFTMAX,),
         terms=work.softmax_terms)
 _kernel("mcuflow_binary_s8", "mcuflow_elementwise", (OpKind.ADD, OpKind.SUB, OpKind.MUL),
         "ADD, SUB and MUL with broadcasting, TFLite's fixed-point rescaling per element.",
-        terms=work.binary_terms)
+        terms=work.binary_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_add_dsp_s8", "mcuflow_elementwise_dsp", (OpKind.ADD, OpKind.SUB),
         _WEIGHTED_DSP + "ADD and SUB with each input's rescaling tabulated.", dsp=True,
-        terms=work.add_dsp_terms)
+        terms=work.add_dsp_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_s8", "mcuflow_lookup",
         (OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
          OpKind.TANH, OpKind.QUANTIZE),
         "int8 to int8 element-wise ops: one 256-entry table lookup per element.",
-        terms=work.lookup_terms)
+        terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_f32", "mcuflow_lookup", (OpKind.DEQUANTIZE,),
         "DEQUANTIZE: one 256-entry float table lookup per element.",
         terms=work.lookup_terms)
 _kernel("mcuflow_quantize_f32", "mcuflow_lookup", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input.",
-        terms=work.lookup_terms)
+        terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_copy_rows", "mcuflow_data", (OpKind.RESHAPE, OpKind.SQUEEZE,
                                               OpKind.CONCATENATION),
         "RESHAPE, SQUEEZE and CONCATENATION not planned in place: row copies.",
@@ -122,12 +219,47 @@ _kernel("mcuflow_pad_s8", "mcuflow_data", (OpKind.PAD,), "PAD with the zero poin
         terms=work.pad_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
-        terms=work.codebook_terms)
+        terms=work.codebook_terms,
+        inplace=(InPlace.ELEMENTWISE, InPlace.OVERLAP, InPlace.DEPTHWISE))
+
+STEPS_WITHOUT_CODE: dict[OpKind, InPlace] = {
+    OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
+    OpKind.CONCATENATION: InPlace.CONCAT_SLICE,
+}
+"""Kinds whose step may run no kernel at all, and the way the planner then plans it."""
+
+
+def kernels_of(kind: OpKind, dsp: bool) -> list[Kernel]:
+    """The records of the kernels a step of `kind` may call (`dsp`: DSP kernels included)."""
+    return [record for record in KERNELS.values()
+            if kind in record.kinds and (dsp or not record.dsp)]
+
+
+def inplace_ways(kind: OpKind) -> frozenset[InPlace]:
+    """The ways a step of `kind` may share memory with its input.
+
+    NONE, the contracts its kernels honour, and the way it runs no code at all
+    (STEPS_WITHOUT_CODE).
+    """
+    ways = {InPlace.NONE, *(way for record in kernels_of(kind, True)
+                            if record.function != CODEBOOK_DECODE for way in record.inplace)}
+    if kind in STEPS_WITHOUT_CODE:
+        ways.add(STEPS_WITHOUT_CODE[kind])
+    return frozenset(ways)
+
+
+def kernel_scratch(graph: Graph, op: Operator, way: InPlace, dsp: bool) -> int:
+    """The most scratch any kernel a step `op` run as `way` may call needs.
+
+    With `dsp` (a core with the Arm DSP extension, whose emitters fall back to the portable
+    kernels), the DSP kernels' too.
+    """
+    return max((record.scratch_bytes(graph, op, way) for record in kernels_of(op.kind, dsp)
+                if record.runs_as(way)), default=0)
 
 
 # --- the emitters' default choice --------------------------------------------------------------
 
-CODEBOOK_DECODE = "mcuflow_codebook_decode_s8"
 _LOOKUP = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH,
                      OpKind.LOGISTIC, OpKind.TANH, OpKind.QUANTIZE})
 _SIMPLE: dict[OpKind, tuple[str, ...]] = {

@@ -9,6 +9,16 @@ from mcuflow.ir.ops import DepthwiseConv2DAttrs
 from mcuflow.ir.shapes import conv_padding
 
 
+def im2col_bytes(graph: Graph, op: Operator) -> int:
+    """Scratch of the generated CONV_2D kernel: one output pixel's receptive field as int8.
+
+    KH x KW x Cin bytes (padding filled with the input zero point, so the inner loop is a plain
+    dot product); a 1x1 kernel reads its input pixel by pixel and needs none.
+    """
+    _, kh, kw, cin = graph.tensors[op.inputs[1]].shape
+    return 0 if (kh, kw) == (1, 1) else kh * kw * cin
+
+
 def dsp_groups(depth: int) -> int:
     """Groups of 4 columns of a DSP matrix product over `depth` columns."""
     return -(-depth // 4)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.hw.kernels import dsp_depthwise_plane
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import Activation, ConcatenationAttrs, OpKind, Padding
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace, kinds_running
-from mcuflow.memory.scratch import dsp_depthwise_plane, scratch_bytes
+from mcuflow.memory.scratch import scratch_bytes
 
 ALIAS_KINDS = kinds_running(InPlace.ALIAS)
 ELEMENTWISE_KINDS = kinds_running(InPlace.ELEMENTWISE)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from mcuflow.errors import McuflowError
+from mcuflow.hw.kernels import InPlace, inplace_ways
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.registry import OpTable
@@ -15,50 +16,10 @@ class PlanError(McuflowError):
     """A memory plan that is inconsistent: overlapping live buffers, a buffer outside the arena."""
 
 
-class InPlace(Enum):
-    """How a step's output shares memory with one of its inputs (`Step.shares`).
-
-    Kernel contract for the kinds that run code over their own input:
-    - ELEMENTWISE: element i of the output is written after element i of every input is read;
-      the output starts at the same offset as the shared input.
-    - OVERLAP: the op computes output pixels in raster order (N, H, W), writing all channels of
-      pixel p before starting pixel p+1, and reads only the receptive fields of pixels >= p while
-      writing pixel p. The output starts `Plan.delta(step)` bytes *below* the shared input, which
-      is enough for those writes never to reach an input byte that is still to be read.
-    - DEPTHWISE: depth multiplier 1; for each channel c the kernel computes the whole output
-      channel into the step's scratch buffer (OH*OW elements), then copies it to output channel c.
-      Input and output have the same channel count and start a whole number of pixels apart
-      (`Plan.delta(step)` is a multiple of C * itemsize, possibly 0 or negative), so output
-      channel c only lands on input channel c, which is no longer needed, or outside the input.
-    - ALIAS: no code runs; the output is the input's bytes (RESHAPE, SQUEEZE).
-    - CONCAT_SLICE: no code runs; the inputs were written straight into their (contiguous)
-      slices of the output by their producers.
-    """
-
-    NONE = "none"
-    ALIAS = "alias"
-    ELEMENTWISE = "elementwise"
-    DEPTHWISE = "depthwise"
-    CONCAT_SLICE = "concat_slice"
-    OVERLAP = "overlap"
-
-
-def _contracts(*groups: tuple[tuple[OpKind, ...], tuple[InPlace, ...]]
-               ) -> dict[OpKind, frozenset[InPlace]]:
-    return {kind: frozenset({InPlace.NONE, *ways}) for kinds, ways in groups for kind in kinds}
-
-
-INPLACE_OF: OpTable[frozenset[InPlace]] = OpTable("in-place contract", entries=_contracts(
-    ((OpKind.CONV_2D, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D), (InPlace.OVERLAP,)),
-    ((OpKind.DEPTHWISE_CONV_2D,), (InPlace.OVERLAP, InPlace.DEPTHWISE)),
-    ((OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH,
-      OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.QUANTIZE), (InPlace.ELEMENTWISE,)),
-    ((OpKind.RESHAPE, OpKind.SQUEEZE), (InPlace.ALIAS,)),
-    ((OpKind.CONCATENATION,), (InPlace.CONCAT_SLICE,)),
-    ((OpKind.FULLY_CONNECTED, OpKind.MEAN, OpKind.DEQUANTIZE, OpKind.SOFTMAX, OpKind.PAD), ()),
-))
-"""The ways each op's generated kernels may share memory with their input (NONE always): the
-planner offers only these, and the emitters refuse any other."""
+INPLACE_OF: OpTable[frozenset[InPlace]] = OpTable("in-place contract", entries={
+    kind: inplace_ways(kind) for kind in OpKind})
+"""The ways each op's generated kernels may share memory with their input (NONE always), from
+the catalogue's records: the planner offers only these, and the emitters refuse any other."""
 
 
 def kinds_running(way: InPlace) -> frozenset[OpKind]:
