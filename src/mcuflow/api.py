@@ -12,7 +12,7 @@ import numpy as np
 
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen import GeneratedProject, generate_project
-from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
+from mcuflow.codegen.firmware import BOARD_MACHINES, QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
 from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.library import generate_library
 from mcuflow.codegen.names import Naming
@@ -399,10 +399,12 @@ def verify_compiled(
         raise McuflowError(f"'{directory}' holds no {SOURCE_MODEL}",
                            "pass a directory written by `mcuflow compile`, or the model file")
     if (directory / LINKER_SCRIPT).is_file():
+        machines = ", ".join(f"--board {board} --machine {known.machine}"
+                             for board, known in BOARD_MACHINES.items())
         raise McuflowError(f"'{directory}' is Cortex-M firmware; the host builds only --target "
-                           "host projects", "verify the model on the board's machine: "
-                           "`mcuflow verify MODEL --board nucleo-f429zi --machine "
-                           "netduinoplus2`, or --target for QEMU's MPS2 machines")
+                           "host projects", "verify the model for the board you compiled for: "
+                           f"`mcuflow verify MODEL` with {machines}, or --target for QEMU's "
+                           "MPS2 machines")
     check_runs(runs)
     return verify_directory(directory, load_graph(model), runs, seed, sanitize=sanitize)
 

@@ -42,6 +42,7 @@ def test_a_firmware_directory_is_verified_through_its_model(
                   "--board", "nucleo-f429zi")[0] == 0
     assert_user_error(invoke(capsys, "verify", project),
                       f"'{project}' is Cortex-M firmware; the host builds only --target host "
-                      "projects (hint: verify the model on the board's machine: `mcuflow verify "
-                      "MODEL --board nucleo-f429zi --machine netduinoplus2`, or --target for "
-                      "QEMU's MPS2 machines)")
+                      "projects (hint: verify the model for the board you compiled for: "
+                      "`mcuflow verify MODEL` with --board nucleo-f207zg --machine netduino2, "
+                      "--board nucleo-f429zi --machine netduinoplus2, or --target for QEMU's "
+                      "MPS2 machines)")

@@ -154,8 +154,9 @@ def test_verify_of_a_cortex_m_directory_names_the_command(tmp_path: Path) -> Non
     assert run_mcuflow(["compile", KWS, "-b", "nucleo-f429zi", "-o", project]).code == 0
     run_mcuflow(["verify", project]).assert_one_line(
         f"'{project}' is Cortex-M firmware; the host builds only --target host projects (hint: "
-        "verify the model on the board's machine: `mcuflow verify MODEL --board nucleo-f429zi "
-        "--machine netduinoplus2`, or --target for QEMU's MPS2 machines)")
+        "verify the model for the board you compiled for: `mcuflow verify MODEL` with --board "
+        "nucleo-f207zg --machine netduino2, --board nucleo-f429zi --machine netduinoplus2, or "
+        "--target for QEMU's MPS2 machines)")
     run_mcuflow(["verify", project, "--target", "cortex-m4"]).assert_one_line(
         "a compiled directory is verified on the host, not on cortex-m4 (hint: verify the model "
         f"it was compiled from: `mcuflow verify {project}/model.tflite --target cortex-m4`)")
