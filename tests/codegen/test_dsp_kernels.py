@@ -280,7 +280,7 @@ def _strided(b: GraphBuilder, name: str, strides: tuple[int, int]) -> str:
 
 
 def conv_channels() -> Graph:
-    """Gathered four bytes at a time and value by value, odd channel counts and pixel counts."""
+    """Gathered by words per tap or along window rows and value by value, odd channel counts."""
     b = GraphBuilder("dsp_conv_channels", seed=31)
     x = b.input((1, 7, 9, 8), 0.04, -7)
     y = b.input((1, 5, 7, 3), 0.05, 11)
@@ -298,6 +298,8 @@ def conv_channels() -> Graph:
         b.conv2d(z, 3, (1, 1), per_channel=False),
         _strided(b, b.conv2d(x, 4, (3, 3)), (1, 2)),
         _strided(b, b.conv2d(z, 5, (3, 2), padding=Padding.VALID), (2, 1)),
+        b.conv2d(z, 6, (4, 4), stride=2),
+        b.conv2d(z, 5, (2, 4), padding=Padding.VALID),
     )
     return b.build()
 

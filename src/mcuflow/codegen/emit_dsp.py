@@ -19,7 +19,14 @@ import numpy as np
 from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode, c_struct
 from mcuflow.hw.kernels import dsp_depthwise_plane
-from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels
+from mcuflow.hw.layouts import (
+    GATHER_VALUES,
+    GATHER_WORDS,
+    DwPlane,
+    dsp_gather_mode,
+    dsp_groups,
+    dsp_padded_channels,
+)
 from mcuflow.ir.graph import Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plan import InPlace
@@ -38,7 +45,6 @@ DSP_SUFFIX = "_dsp"
 SCRATCH_ALIGNMENT = 8  # LDRD
 DOUBLED_LIMIT = 1 << 30  # |acc| below this keeps 2 * acc inside int32
 DW_WORDS = 12  # MCUFLOW_DSP_DW_WORDS
-GATHER_VALUES, GATHER_WORDS, GATHER_PADDED = 0, 1, 2  # MCUFLOW_DSP_GATHER_*
 RQ_FAST, RQ_EXACT, RQ_CLAMPED, RQ_SCALED = 0, 1, 2, 3  # MCUFLOW_DSP_RQ_*
 DSP_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
                        OpKind.ADD, OpKind.SUB})
@@ -231,8 +237,7 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
                        "mcuflow_word_t")
     in_c = x.shape[3]
-    gather = GATHER_PADDED if dsp_padded_channels(in_c) > in_c else (
-        GATHER_WORDS if in_c % 4 == 0 else GATHER_VALUES)
+    gather = dsp_gather_mode(in_c, weights.shape[2], ctx.op.attrs.dilation_w)
     matrix = weights.data.reshape(weights.shape[0], -1)
     padding = ((0, 0),) * 3 + ((0, dsp_padded_channels(in_c) - in_c),)
     columns_matrix = np.pad(weights.data, padding).reshape(weights.shape[0], -1)
@@ -443,8 +448,11 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     layout = ("multiplier, left shift, right shift, output offset" if exact
               else "multiplier, shift, addend low, addend high")
     rq_symbol = ctx.constant("rq", "int32_t", words, f"{ctx.op.name}: {layout} per channel")
+    pads = ctx.constant("pads", "int8_t", np.full(-(-x.shape[3] // 4) * 4, -params.input_offset,
+                                                  np.int8),
+                        f"{ctx.op.name}: the input zero point, read by taps in the padding")
     d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
-        "taps": f"(const uint32_t *){tap_words}", "bias": bias2, "rq": rq_symbol,
+        "taps": f"(const uint32_t *){tap_words}", "bias": bias2, "rq": rq_symbol, "pads": pads,
         "act_min": params.act_min, "act_max": params.act_max, "ties": ties,
         **({"exact": 1} if exact else {})})
     call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "

@@ -33,6 +33,23 @@ def dsp_padded_channels(in_c: int) -> int:
     return in_c + 1 if in_c % 4 == 3 else in_c
 
 
+GATHER_VALUES, GATHER_WORDS, GATHER_PADDED, GATHER_ROWS = 0, 1, 2, 3  # MCUFLOW_DSP_GATHER_*
+
+
+def dsp_gather_mode(in_c: int, k_w: int, dilation_w: int) -> int:
+    """How the DSP CONV_2D kernel gathers its columns (MCUFLOW_DSP_GATHER_*).
+
+    Whole words per tap when they hold whole taps (with a zero channel for 3 more than a
+    multiple of 4), else whole words along each window row when it is contiguous and a multiple
+    of 4 bytes long, else value by value.
+    """
+    if dsp_padded_channels(in_c) > in_c:
+        return GATHER_PADDED
+    if in_c % 4 == 0:
+        return GATHER_WORDS
+    return GATHER_ROWS if dilation_w == 1 and k_w * in_c % 4 == 0 else GATHER_VALUES
+
+
 @dataclass(frozen=True)
 class DwPlane:
     """The int16 plane of one input channel the 3x3 DSP depthwise kernel computes from.
@@ -51,7 +68,8 @@ class DwPlane:
         return 2 * self.rows * self.columns
 
 
-# Rough instructions of the kernel per output pair, per line and per gathered plane value.
+# Rough instructions of the kernel per output pair, per line and per gathered input value (the
+# padding is set once per image).
 _PAIR_COST, _LINE_COST, _GATHER_COST = 44, 16, 3
 
 
@@ -68,7 +86,7 @@ def _plane(sizes: tuple[int, int, int, int], strides: tuple[int, int], pads: tup
     columns = max(pads[1] + in_along, strides[1] * even + 2)
     plane = DwPlane(strides[0] * (out_across - 1) + 3, columns + columns % 2, transposed)
     cost = (_PAIR_COST * out_across * (even // 2) + _LINE_COST * out_across
-            + _GATHER_COST * plane.rows * plane.columns)
+            + _GATHER_COST * min(in_across, plane.rows) * in_along)
     return cost, plane
 
 

@@ -10,8 +10,12 @@ import numpy as np
 
 from mcuflow.hw.costmodel import op_cost
 from mcuflow.hw.layouts import (
+    GATHER_ROWS,
+    GATHER_VALUES,
+    GATHER_WORDS,
     broadcast_layout,
     dsp_depthwise_plane,
+    dsp_gather_mode,
     dsp_groups,
     dsp_padded_channels,
     merge_dims,
@@ -383,48 +387,58 @@ def codebook_terms(graph: Graph, op: Operator) -> Work:
 # --- Arm DSP kernels ---------------------------------------------------------------------------
 
 
+def _dsp_gather(w: Window, attrs: Conv2DAttrs) -> Work:
+    """The column gather of mcuflow_conv2d_dsp_s8, by its mode (layouts.dsp_gather_mode).
+
+    A 1x1 stride-1 layer over whole words copies each input pixel (`rows` pixels); others
+    gather `pixels` window by window: WORDS and PADDED whole words per contiguous window row
+    (`channels`) or per tap (`taps`; `words` when a tap is one word), across the input's edge
+    tap by tap (`edges`), `gathered` words in all; ROWS whole words along each in-bounds window
+    row (`channels`), `gathered` words in all, windows across the edge row by row (`edges`);
+    VALUES `elements` values in `loops` runs.
+    """
+    mode = dsp_gather_mode(w.in_c, w.k_w, attrs.dilation_w)
+    padded = dsp_padded_channels(w.in_c)
+    taps = w.pixels * w.k_h * w.k_w
+    if mode == GATHER_ROWS:
+        return Work(pixels=w.pixels, channels=w.window_rows,
+                    gathered=w.pixels * w.k_h * (w.k_w * w.in_c // 4),
+                    edges=(w.pixels - w.interior) * w.k_h)
+    if mode == GATHER_VALUES:
+        return Work(pixels=w.pixels, loops=w.pixels * w.k_h, elements=taps * w.in_c)
+    if mode == GATHER_WORDS and (w.k_h, w.k_w, attrs.stride_h, attrs.stride_w) == (1, 1, 1, 1):
+        return Work(rows=w.pixels, gathered=w.pixels * w.in_c // 4)
+    contiguous = mode == GATHER_WORDS and attrs.dilation_w == 1
+    inside = w.interior * w.k_h * w.k_w
+    per_tap = 0 if contiguous else inside
+    return Work(pixels=w.pixels, channels=w.interior * w.k_h if contiguous else 0,
+                taps=0 if padded == 4 else per_tap, words=per_tap if padded == 4 else 0,
+                edges=taps - inside, gathered=taps * padded // 4)
+
+
 def conv2d_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_conv2d_dsp_s8.
 
-    Per pixel a gather of int16 columns: a 1x1 stride-1 layer over whole words copies each
-    input pixel (`rows` pixels); others gather `pixels` window by window: inside the input
-    whole words per contiguous window row (`channels`) or per tap (`taps`; `words` when a tap
-    is one word), across its edge tap by tap (`edges`), `gathered` words in all, or
-    `elements` values in `loops` runs when Cin is neither a multiple of 4 nor 3 more. Per pair
-    of pixels and pair of channels a block (`blocks`) over the groups of 4 columns, four at a
-    time (`macs` groups) then one by one (`tails`); `outputs` of an odd last channel;
-    `clamped` outputs in `clamps` passes for a narrow activation.
+    Per pixel a gather of int16 columns (`_dsp_gather`). Per pair of pixels and pair of
+    channels a block (`blocks`) over the groups of 4 columns (`macs` the groups in whole fours,
+    `tails` the rest); `outputs` of an odd last channel; `clamped` outputs in `clamps`
+    passes for a narrow activation.
     """
-    attrs: Conv2DAttrs = op.attrs
     w = window(graph, op)
-    padded = dsp_padded_channels(w.in_c)
-    groups = dsp_groups(w.k_h * w.k_w * padded)
+    groups = dsp_groups(w.k_h * w.k_w * dsp_padded_channels(w.in_c))
     pairs = -(-w.pixels // 2) * -(-w.out_c // 2)
-    words = padded % 4 == 0
-    pointwise = (w.in_c % 4 == 0 and (w.k_h, w.k_w, attrs.stride_h, attrs.stride_w)
-                 == (1, 1, 1, 1))
-    contiguous = w.in_c % 4 == 0 and attrs.dilation_w == 1
-    taps = w.pixels * w.k_h * w.k_w
-    inside = w.interior * w.k_h * w.k_w
-    per_tap = 0 if contiguous or not words else inside
-    gather = Work(rows=w.pixels, gathered=w.pixels * w.in_c // 4) if pointwise else Work(
-        pixels=w.pixels, channels=w.interior * w.k_h if contiguous else 0,
-        taps=0 if padded == 4 else per_tap, words=per_tap if padded == 4 else 0,
-        edges=taps - inside if words else 0, gathered=taps * padded // 4 if words else 0,
-        loops=0 if words else w.pixels * w.k_h, elements=0 if words else taps * w.in_c)
     narrow = _narrow(graph, op)
-    return gather + Work(calls=1, blocks=pairs, macs=pairs * (groups - groups % 4),
-                         tails=pairs * (groups % 4), outputs=w.pixels * (w.out_c % 2),
-                         signed=_signed(op, w.pixels * w.out_c),
-                         clamps=w.pixels if narrow else 0,
-                         clamped=w.pixels * w.out_c if narrow else 0)
+    return _dsp_gather(w, op.attrs) + Work(
+        calls=1, blocks=pairs, macs=pairs * (groups - groups % 4), tails=pairs * (groups % 4),
+        outputs=w.pixels * (w.out_c % 2), signed=_signed(op, w.pixels * w.out_c),
+        clamps=w.pixels if narrow else 0, clamped=w.pixels * w.out_c if narrow else 0)
 
 
 def fully_connected_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_fully_connected_dsp_s8.
 
     Per input row a gather (`gathered` groups of 4 columns); per quad of units a block
-    (`blocks`) over the groups, four at a time (`macs` groups) then one by one (`tails`); a
+    (`blocks`) over the groups, in whole fours (`macs`) and the rest (`tails`); a
     last partial quad (`outputs`); `clamped` outputs in `clamps` passes for a narrow activation.
     """
     units, depth = graph.tensors[op.inputs[1]].shape
@@ -442,9 +456,9 @@ def fully_connected_dsp_terms(graph: Graph, op: Operator) -> Work:
 def dwconv_3x3_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_dwconv_3x3_dsp_s8.
 
-    Per channel a padded int16 plane (`rows`, `elements` slots, `gathered` values), then per
-    output line (`loops`) its pairs of outputs (`blocks` at stride 1 along the line, `tails`
-    at stride 2); `clamped` outputs of a narrow activation.
+    Per image the plane's padding (`elements` slots), per channel its inside (`rows` lines of
+    `gathered` values), then per output line (`loops`) its pairs of outputs (`blocks` at
+    stride 1 along the line, `tails` at stride 2); `clamped` outputs of a narrow activation.
     """
     plane = dsp_depthwise_plane(graph, op)
     if plane is None:
@@ -459,8 +473,8 @@ def dwconv_3x3_dsp_terms(graph: Graph, op: Operator) -> Work:
     pairs = channels * out_across * -(-out_along // 2)
     pixels = n * out_h * out_w
     narrow = _narrow(graph, op)
-    return Work(calls=1, channels=channels, rows=channels * plane.rows,
-                elements=channels * plane.rows * plane.columns,
+    return Work(calls=1, channels=channels, rows=channels * min(in_across, plane.rows),
+                elements=n * plane.rows * plane.columns,
                 gathered=channels * min(in_across, plane.rows) * in_along,
                 loops=channels * out_across, blocks=pairs if stride_along == 1 else 0,
                 signed=_signed(op, pixels * c),
@@ -473,8 +487,10 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
 
     Per output row (`rows`) a run over its interior pixels, per pixel (`pixels`) and group of
     4 channels a block (`blocks`) of taps: unrolled for 3x3 (`macs`), looped for other interior
-    windows (`loops`), and for edge pixels (`elements`; every pixel when the window has more
-    than DWP_MAX_TAPS taps) over their in-bounds taps (`taps`) and window rows (`channels`).
+    windows (`loops`). Edge pixels (`elements`; every pixel when the window has more than
+    DWP_MAX_TAPS taps): a 3x3 window points its taps at the input or, in the padding, at the
+    zero points (`taps` in bounds, `channels` window rows) and runs all nine unrolled; other
+    windows go over their in-bounds taps (`taps`) and window rows (`channels`) per group.
     The last Cin % 4 channels go tap by tap (`tails`, `outputs`); `clamped` outputs in `clamps`
     passes for a narrow activation.
     """
@@ -482,16 +498,18 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
     groups, rest = divmod(w.in_c, 4)
     taps = w.k_h * w.k_w
     interior = w.interior if taps <= DWP_MAX_TAPS else 0
-    inner = interior * taps * groups
+    inner = (w.pixels if taps == 9 else interior) * taps * groups
+    edge_taps = w.taps - interior * taps
     edge_rows = w.window_rows - interior * w.k_h
+    per_group = 1 if taps == 9 else groups
     narrow = _narrow(graph, op)
     return Work(calls=1, rows=w.batches * w.out_h, pixels=w.pixels,
                 elements=w.pixels - interior, blocks=w.pixels * groups,
                 macs=inner if taps == 9 else 0, loops=0 if taps == 9 else inner,
-                taps=(w.taps - interior * taps) * groups, channels=edge_rows * groups,
-                tails=w.taps * rest, outputs=w.pixels * rest,
-                signed=_signed(op, w.pixels * w.in_c), clamps=w.pixels if narrow else 0,
-                clamped=w.pixels * w.in_c if narrow else 0)
+                taps=edge_taps * per_group, channels=edge_rows * per_group,
+                tails=(w.pixels * taps if taps == 9 else w.taps) * rest,
+                outputs=w.pixels * rest, signed=_signed(op, w.pixels * w.in_c),
+                clamps=w.pixels if narrow else 0, clamped=w.pixels * w.in_c if narrow else 0)
 
 
 def add_dsp_terms(graph: Graph, op: Operator) -> Work:

@@ -157,23 +157,25 @@ MCUFLOW_INLINE void mcuflow_dsp_store2(int32_t acc0, int32_t acc1, const int32_t
 #endif
 
 #if MCUFLOW_DSP_ASM
-/* The state of mcuflow_dsp_rows2 in assembly, pushed on the stack: the field order is that of
- * the registers it is loaded into (r1-r6, r8-r11). */
+/* The state of mcuflow_dsp_rows2 in assembly, pushed on the stack in this order (r1-r6, r8,
+ * r9) below the caller's r7, which the loop borrows as its group counter. */
 typedef struct {
     const int32_t *bias;
-    const int32_t *rq;
     int8_t *out0;
     int8_t *out1;
-    int32_t pairs;
     const mcuflow_word_t *x;
-    int32_t fours, rest;
+    int32_t blocks; /* blocks of eight groups, the first one entered part-way */
+    int32_t entry;  /* bytes of the first block skipped, plus the Thumb bit */
+    const int32_t *rq_end;
     int32_t negative;
-    int32_t spare; /* the bias of the pair's second channel */
+    const mcuflow_word_t *w; /* then loaded into r5 and r0 */
+    const int32_t *rq;
 } mcuflow_dsp_rows_state_t;
 
-/* One group of a pair over both pixels: a0 r1, a1 r2, c0 r3, c1 r4, weights r5, columns r6. */
+/* One group of a pair over both pixels: a0 r1, a1 r2, c0 r3, c1 r4, weights r5, columns r6.
+ * Every instruction is 32 bits wide: a group is MCUFLOW_DSP_GROUP_BYTES of code. */
 #define MCUFLOW_DSP_GROUP_R_ASM                                                                 \
-    "ldmia r6!, {r8, r9, r10, r11}\n\t"                                                         \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t"                                                       \
     "ldrd r12, lr, [r5], #8\n\t"                                                               \
     "smlad r3, r8, r12, r3\n\t"                                                                \
     "smlad r4, r9, r12, r4\n\t"                                                                \
@@ -185,97 +187,92 @@ typedef struct {
     "sxtb16 lr, lr\n\t"                                                                        \
     "smlad r1, r10, lr, r1\n\t"                                                                \
     "smlad r2, r11, lr, r2\n\t"
+#define MCUFLOW_DSP_GROUP_BYTES 48
 
-/* Requantise `ACC` with the words at r0 + OFF (multiplier r8, shift r9, negative r10 when
- * TIES) into byte O of the pixel at `OUT`. */
-#define MCUFLOW_DSP_STORE_R_ASM(ACC, OUT, OFF, O, TIES)                                         \
-    "ldrd r12, lr, [r0, #" #OFF "]\n\t"                                                        \
+/* Requantise `ACC` with the channel's words (multiplier r8, shift r9, addend at r0 - 8,
+ * negative r7 when TIES) into the byte at `OUT`, which moves on by one. */
+#define MCUFLOW_DSP_STORE_R_ASM(ACC, OUT, TIES)                                                 \
+    "ldrd r12, lr, [r0, #-8]\n\t"                                                              \
     "smlal r12, lr, " ACC ", r8\n\t" TIES                                                      \
     "asr lr, lr, r9\n\t"                                                                       \
     "ssat lr, #8, lr\n\t"                                                                      \
-    "strb lr, [" OUT ", #" #O "]\n\t"
-#define MCUFLOW_DSP_TIES_R_ASM(ACC) "lsr " ACC ", " ACC ", #31\n\tsmlal r12, lr, " ACC ", r10\n\t"
+    "strb lr, [" OUT "], #1\n\t"
+#define MCUFLOW_DSP_TIES_R_ASM(ACC) "lsr " ACC ", " ACC ", #31\n\tsmlal r12, lr, " ACC ", r7\n\t"
 
-/* The whole loop over channel pairs; TIES is empty or loads the negative term. */
+/* The whole loop over channel pairs (rq r0, weights r5); TIES is empty or loads the negative
+ * term. The groups run as Duff's device: `ldr pc` enters the first block of eight part-way, so
+ * that `blocks` passes cover every group with no loop for the rest. */
 #define MCUFLOW_DSP_ROWS_ASM(LOAD_NEGATIVE, T1, T0, T3, T2)                                     \
-    "ldmia r0, {r1, r2, r3, r4, r5, r6, r8, r9, r10, r11}\n\t"                                  \
-    "push {r1, r2, r3, r4, r5, r6, r8, r9, r10, r11}\n\t"                                       \
-    "mov r5, r12\n\t"                                                                          \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r5, r6, r8, r9}\n\t"                                           \
+    "adr r7, 2f\n\t"                                                                           \
+    "add r6, r6, r7\n\t"                                                                       \
+    "push {r1, r2, r3, r4, r5, r6, r8, r9}\n\t"                                                \
+    "ldrd r5, r0, [r0, #32]\n\t"                                                               \
     "1:\n\t"                                                                                   \
-    "ldr r0, [sp, #0]\n\t"                                                                     \
-    "ldrd r1, r12, [r0], #8\n\t"                                                               \
-    "str r0, [sp, #0]\n\t"                                                                     \
-    "str r12, [sp, #36]\n\t"                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r1, [r12], #8\n\t"                                                                    \
+    "str r12, [sp, #0]\n\t"                                                                    \
     "mov r2, r1\n\t"                                                                           \
     "mov r3, r1\n\t"                                                                           \
     "mov r4, r1\n\t"                                                                           \
-    "ldr r6, [sp, #20]\n\t"                                                                    \
-    "ldr r0, [sp, #24]\n\t"                                                                    \
-    "cmp r0, #0\n\t"                                                                           \
-    "beq 3f\n\t"                                                                               \
+    "ldr r6, [sp, #12]\n\t"                                                                    \
+    "ldr r7, [sp, #16]\n\t"                                                                    \
+    "ldr pc, [sp, #20]\n\t"                                                                    \
     "2:\n\t" MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM             \
-        MCUFLOW_DSP_GROUP_R_ASM                                                                 \
-    "subs r0, r0, #1\n\t"                                                                      \
+        MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                 \
+            MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                                     \
+    "subs r7, r7, #1\n\t"                                                                      \
     "bne 2b\n\t"                                                                               \
-    "3:\n\t"                                                                                   \
-    "ldr r0, [sp, #28]\n\t"                                                                    \
-    "cmp r0, #0\n\t"                                                                           \
-    "beq 5f\n\t"                                                                               \
-    "4:\n\t" MCUFLOW_DSP_GROUP_R_ASM                                                            \
-    "subs r0, r0, #1\n\t"                                                                      \
-    "bne 4b\n\t"                                                                               \
-    "5:\n\t"                                                                                   \
-    "ldr r12, [sp, #36]\n\t"                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r12, [r12, #-4]\n\t"                                                                  \
     "sub r3, r3, r1\n\t"                                                                       \
     "add r3, r12, r3, asr #8\n\t"                                                              \
     "sub r4, r4, r2\n\t"                                                                       \
     "add r4, r12, r4, asr #8\n\t"                                                              \
-    "ldr r0, [sp, #4]\n\t"                                                                     \
-    "ldrd r11, r6, [sp, #8]\n\t" LOAD_NEGATIVE                                                  \
-    "ldrd r8, r9, [r0]\n\t"                                                                    \
-    MCUFLOW_DSP_STORE_R_ASM("r2", "r6", 8, 0, T1)                                               \
-    MCUFLOW_DSP_STORE_R_ASM("r1", "r11", 8, 0, T0)                                              \
-    "ldrd r8, r9, [r0, #16]\n\t"                                                               \
-    MCUFLOW_DSP_STORE_R_ASM("r4", "r6", 24, 1, T3)                                              \
-    MCUFLOW_DSP_STORE_R_ASM("r3", "r11", 24, 1, T2)                                             \
-    "add r0, r0, #32\n\t"                                                                      \
-    "str r0, [sp, #4]\n\t"                                                                     \
-    "add r11, r11, #2\n\t"                                                                     \
-    "add r6, r6, #2\n\t"                                                                       \
-    "strd r11, r6, [sp, #8]\n\t"                                                               \
-    "ldr r0, [sp, #16]\n\t"                                                                    \
-    "subs r0, r0, #1\n\t"                                                                      \
-    "str r0, [sp, #16]\n\t"                                                                    \
+    "ldrd r10, r11, [sp, #4]\n\t" LOAD_NEGATIVE                                                 \
+    "ldrd r8, r9, [r0], #16\n\t"                                                               \
+    MCUFLOW_DSP_STORE_R_ASM("r2", "r11", T1)                                                    \
+    MCUFLOW_DSP_STORE_R_ASM("r1", "r10", T0)                                                    \
+    "ldrd r8, r9, [r0], #16\n\t"                                                               \
+    MCUFLOW_DSP_STORE_R_ASM("r4", "r11", T3)                                                    \
+    MCUFLOW_DSP_STORE_R_ASM("r3", "r10", T2)                                                    \
+    "strd r10, r11, [sp, #4]\n\t"                                                              \
+    "ldr r12, [sp, #24]\n\t"                                                                   \
+    "cmp r0, r12\n\t"                                                                          \
     "bne 1b\n\t"                                                                               \
-    "add sp, sp, #40\n\t"
+    "add sp, sp, #32\n\t"                                                                      \
+    "pop {r7}\n\t"
 
 static void mcuflow_dsp_rows2(const mcuflow_word_t *w, const mcuflow_word_t *columns,
                               const int32_t *bias, const int32_t *rq, int8_t *out0,
                               int8_t *out1, int32_t pairs, int32_t groups, int32_t negative)
 {
-    mcuflow_dsp_rows_state_t state = {bias, rq, out0, out1, pairs, columns,
-                                      groups >> 2, groups & 3, negative, 0};
+    const int32_t skip = (8 - (groups & 7)) & 7;
+    mcuflow_dsp_rows_state_t state = {bias, out0, out1, columns, (groups + 7) >> 3,
+                                      skip * MCUFLOW_DSP_GROUP_BYTES + 1,
+                                      rq + (size_t)pairs * 2 * MCUFLOW_DSP_RQ_WORDS, negative,
+                                      w, rq};
     register mcuflow_dsp_rows_state_t *r0 __asm__("r0") = &state;
-    register const mcuflow_word_t *r12 __asm__("r12") = w;
     if (pairs <= 0) {
         return;
     }
     if (negative != 0) {
-        __asm__ volatile(MCUFLOW_DSP_ROWS_ASM("ldr r10, [sp, #32]\n\t",
+        __asm__ volatile(MCUFLOW_DSP_ROWS_ASM("ldr r7, [sp, #28]\n\t",
                                               MCUFLOW_DSP_TIES_R_ASM("r2"),
                                               MCUFLOW_DSP_TIES_R_ASM("r1"),
                                               MCUFLOW_DSP_TIES_R_ASM("r4"),
                                               MCUFLOW_DSP_TIES_R_ASM("r3"))
-                         : "+r"(r0), "+r"(r12)
+                         : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "lr",
-                           "cc", "memory");
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
+                           "lr", "cc", "memory");
     } else {
         __asm__ volatile(MCUFLOW_DSP_ROWS_ASM("", "", "", "", "")
-                         : "+r"(r0), "+r"(r12)
+                         : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "lr",
-                           "cc", "memory");
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
+                           "lr", "cc", "memory");
     }
 }
 #else
@@ -495,6 +492,43 @@ static void mcuflow_dsp_gather_padded(const mcuflow_window_t *g, const int8_t *i
     }
 }
 
+/* Receptive field of one pixel in SXTB16 order, whole window rows of k_w * in_c bytes (a
+ * multiple of 4, dilation_w 1) word by word; a word with taps left or right of the image is
+ * assembled byte by byte with the input zero point (an int8) for those taps. */
+static void mcuflow_dsp_gather_rows(const mcuflow_window_t *g, const int8_t *image, int32_t y0,
+                                    int32_t x0, mcuflow_word_t *slot, int32_t row_words)
+{
+    const uint32_t pad = mcuflow_pair16(-g->input_offset);
+    const uint32_t pad_byte = (uint32_t)(uint8_t)(int8_t)(-g->input_offset);
+    const int32_t in_c = g->in_c, in_w = g->in_w, in_h = g->in_h;
+    const size_t line = (size_t)in_w * (size_t)in_c;
+    const int whole = x0 >= 0 && x0 + g->k_w - 1 < in_w;
+    for (int32_t ky = 0, y = y0; ky < g->k_h; ++ky, y += g->dilation_h) {
+        if (y < 0 || y >= in_h) {
+            slot = mcuflow_dsp_fill_words(pad, row_words, slot);
+            continue;
+        }
+        const int8_t *row = image + (size_t)y * line;
+        if (whole) {
+            slot = mcuflow_dsp_copy_words(row + (size_t)x0 * (size_t)in_c, row_words, slot);
+            continue;
+        }
+        for (int32_t j = 0; j < row_words; ++j, slot += 4) {
+            uint32_t v = 0;
+            for (int32_t t = 0; t < 4; ++t) {
+                const int32_t column = 4 * j + t, x = x0 + column / in_c;
+                const uint32_t byte = x >= 0 && x < in_w
+                                          ? (uint32_t)(uint8_t)row[(size_t)x * (size_t)in_c +
+                                                                   (size_t)(column % in_c)]
+                                          : pad_byte;
+                v |= byte << (8 * t);
+            }
+            slot[0] = mcuflow_sxtb16(v);
+            slot[2] = mcuflow_sxtb16_ror8(v);
+        }
+    }
+}
+
 /* What gathering a pixel's receptive field needs, computed once per layer. */
 typedef struct {
     const mcuflow_window_t *g;
@@ -506,7 +540,9 @@ typedef struct {
     size_t row_step;     /* bytes between the rows of a window */
     size_t tap_step;     /* bytes between the taps of a window row */
     int32_t span_h, span_w; /* extent of a window minus one */
-    int32_t words;       /* words gathered per tap */
+    int32_t words;       /* words gathered per tap (WORDS, PADDED) */
+    int32_t row_words;   /* words per window row when it is one contiguous run, else 0 */
+    int32_t over;        /* bytes a window's last word may read past its last tap */
 } mcuflow_dsp_gather_t;
 
 static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
@@ -523,6 +559,83 @@ static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
     s->span_h = (g->k_h - 1) * g->dilation_h;
     s->span_w = (g->k_w - 1) * g->dilation_w;
     s->words = mode == MCUFLOW_DSP_GATHER_PADDED ? (g->in_c + 1) / 4 : g->in_c / 4;
+    s->row_words = mode == MCUFLOW_DSP_GATHER_ROWS ? g->k_w * g->in_c / 4
+                   : s->tap_step == 4 * (size_t)s->words ? s->words * g->k_w
+                                                          : 0;
+    s->over = mode == MCUFLOW_DSP_GATHER_PADDED ? 1 : 0;
+}
+
+/* The first tap of output pixel `at`'s window when the window lies inside the input and its
+ * words read nothing past the input's end (so whole words gather it), else NULL. */
+static const int8_t *mcuflow_dsp_inside(const mcuflow_dsp_gather_t *s,
+                                        const mcuflow_dsp_pixel_t *at)
+{
+    const mcuflow_window_t *g = s->g;
+    const int32_t y0 = at->oy * g->stride_h - g->pad_top;
+    const int32_t x0 = at->ox * g->stride_w - g->pad_left;
+    if (s->mode == MCUFLOW_DSP_GATHER_VALUES || y0 < 0 || x0 < 0 || y0 + s->span_h >= g->in_h ||
+        x0 + s->span_w >= g->in_w) {
+        return NULL;
+    }
+    const int8_t *first = s->input + (size_t)at->b * s->image_bytes + (size_t)y0 * s->line +
+                          (size_t)x0 * (size_t)g->in_c;
+    const int8_t *last = first + (size_t)s->span_h * s->line + (size_t)s->span_w *
+                                                               (size_t)g->in_c;
+    return s->end - last > (ptrdiff_t)(g->in_c - 1 + s->over) ? first : NULL;
+}
+
+#if MCUFLOW_DSP_ASM
+/* `n` (> 0) words of two windows, `a`'s and `b`'s, at `step` bytes from each other into
+ * consecutive slot word pairs: per word one load per window, four SXTB16 and one STM of the
+ * slot words [a even columns, b even, a odd, b odd]. */
+MCUFLOW_INLINE mcuflow_word_t *mcuflow_dsp_copy_pair(const int8_t *a, const int8_t *b,
+                                                     int32_t n, int32_t step,
+                                                     mcuflow_word_t *slot)
+{
+    int32_t at = 0;
+    __asm__ volatile("1:\n\t"
+                     "ldr r10, [%[a], %[at]]\n\t"
+                     "ldr r11, [%[b], %[at]]\n\t"
+                     "add %[at], %[at], %[step]\n\t"
+                     "sxtb16 r8, r10\n\t"
+                     "sxtb16 r9, r11\n\t"
+                     "sxtb16 r10, r10, ror #8\n\t"
+                     "sxtb16 r11, r11, ror #8\n\t"
+                     "stmia %[s]!, {r8, r9, r10, r11}\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [s] "+r"(slot), [n] "+r"(n), [at] "+r"(at)
+                     : [a] "r"(a), [b] "r"(b), [step] "r"(step)
+                     : "r8", "r9", "r10", "r11", "cc", "memory");
+    return slot;
+}
+#else
+MCUFLOW_INLINE mcuflow_word_t *mcuflow_dsp_copy_pair(const int8_t *a, const int8_t *b,
+                                                     int32_t n, int32_t step,
+                                                     mcuflow_word_t *slot)
+{
+    for (; n > 0; --n, a += step, b += step, slot += 4) {
+        const uint32_t u = mcuflow_read_u32(a), v = mcuflow_read_u32(b);
+        slot[0] = mcuflow_sxtb16(u);
+        slot[1] = mcuflow_sxtb16(v);
+        slot[2] = mcuflow_sxtb16_ror8(u);
+        slot[3] = mcuflow_sxtb16_ror8(v);
+    }
+    return slot;
+}
+#endif
+
+/* Two windows inside the input (first taps `a` and `b`) in one pass, whole words: a
+ * contiguous run per window row, or one word per tap. */
+static void mcuflow_dsp_gather_pair(const mcuflow_dsp_gather_t *s, const int8_t *a,
+                                    const int8_t *b, mcuflow_word_t *columns)
+{
+    const int32_t k_h = s->g->k_h, k_w = s->g->k_w;
+    const int32_t n = s->row_words != 0 ? s->row_words : k_w;
+    const int32_t step = s->row_words != 0 ? 4 : (int32_t)s->tap_step;
+    for (int32_t ky = 0; ky < k_h; ++ky, a += s->row_step, b += s->row_step) {
+        columns = mcuflow_dsp_copy_pair(a, b, n, step, columns);
+    }
 }
 
 /* A window inside the input, whole words per tap from `first` (its first tap). */
@@ -530,20 +643,9 @@ static void mcuflow_dsp_gather_inside(const mcuflow_dsp_gather_t *s, const int8_
                                       mcuflow_word_t *slot)
 {
     const int32_t k_h = s->g->k_h, k_w = s->g->k_w, words = s->words;
-    if (s->tap_step == 4 * (size_t)words) { /* the taps of a row are contiguous */
+    if (s->row_words != 0) { /* the taps of a row are contiguous */
         for (int32_t ky = 0; ky < k_h; ++ky, first += s->row_step) {
-            slot = mcuflow_dsp_copy_words(first, words * k_w, slot);
-        }
-        return;
-    }
-    if (words == 1) { /* three or four channels: one load per tap */
-        for (int32_t ky = 0; ky < k_h; ++ky, first += s->row_step) {
-            const int8_t *src = first;
-            for (int32_t kx = 0; kx < k_w; ++kx, src += s->tap_step, slot += 4) {
-                const uint32_t v = mcuflow_read_u32(src);
-                slot[0] = mcuflow_sxtb16(v);
-                slot[2] = mcuflow_sxtb16_ror8(v);
-            }
+            slot = mcuflow_dsp_copy_words(first, s->row_words, slot);
         }
         return;
     }
@@ -560,21 +662,18 @@ static void mcuflow_dsp_gather(const mcuflow_dsp_gather_t *s, const mcuflow_dsp_
                                mcuflow_word_t *columns, int32_t slot)
 {
     const mcuflow_window_t *g = s->g;
+    const int8_t *first = mcuflow_dsp_inside(s, at);
+    if (first != NULL) {
+        mcuflow_dsp_gather_inside(s, first, columns + slot);
+        return;
+    }
     const int8_t *image = s->input + (size_t)at->b * s->image_bytes;
     const int32_t y0 = at->oy * g->stride_h - g->pad_top;
     const int32_t x0 = at->ox * g->stride_w - g->pad_left;
-    if (s->mode != MCUFLOW_DSP_GATHER_VALUES && y0 >= 0 && x0 >= 0 &&
-        y0 + s->span_h < g->in_h && x0 + s->span_w < g->in_w) {
-        const int8_t *first = image + (size_t)y0 * s->line + (size_t)x0 * (size_t)g->in_c;
-        const int8_t *last = first + (size_t)s->span_h * s->line + (size_t)s->span_w *
-                                                                     (size_t)g->in_c;
-        if (s->mode == MCUFLOW_DSP_GATHER_WORDS || s->end - last > 4 * s->words) {
-            mcuflow_dsp_gather_inside(s, first, columns + slot);
-            return;
-        }
-    }
     if (s->mode == MCUFLOW_DSP_GATHER_PADDED) {
         mcuflow_dsp_gather_padded(g, image, y0, x0, columns + slot, s->end);
+    } else if (s->mode == MCUFLOW_DSP_GATHER_ROWS) {
+        mcuflow_dsp_gather_rows(g, image, y0, x0, columns + slot, s->row_words);
     } else if (g->k_h == 1 && g->k_w == 1) { /* never padded: one contiguous pixel */
         const int8_t *src = image + (size_t)y0 * s->line + (size_t)x0 * (size_t)g->in_c;
         mcuflow_dsp_run((mcuflow_half_t *)(columns + slot), 0, src, 0, g->in_c);
@@ -583,6 +682,20 @@ static void mcuflow_dsp_gather(const mcuflow_dsp_gather_t *s, const mcuflow_dsp_
     } else {
         mcuflow_dsp_gather_values(g, image, y0, x0, (mcuflow_half_t *)(columns + slot));
     }
+}
+
+/* Both pixels of a step: in one pass when both windows lie inside the input. */
+static void mcuflow_dsp_gather2(const mcuflow_dsp_gather_t *s, const mcuflow_dsp_pixel_t *first,
+                                const mcuflow_dsp_pixel_t *second, mcuflow_word_t *columns)
+{
+    const int8_t *a = mcuflow_dsp_inside(s, first);
+    const int8_t *b = a != NULL ? mcuflow_dsp_inside(s, second) : NULL;
+    if (b != NULL && (s->row_words != 0 || s->words == 1)) {
+        mcuflow_dsp_gather_pair(s, a, b, columns);
+        return;
+    }
+    mcuflow_dsp_gather(s, first, columns, 0);
+    mcuflow_dsp_gather(s, second, columns, 1);
 }
 
 /* The next output pixel in raster order. */
@@ -706,8 +819,7 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
         if (p + 1 < pixels) {
             mcuflow_dsp_next(g, &second);
         }
-        mcuflow_dsp_gather(&gather, &first, columns, 0);
-        mcuflow_dsp_gather(&gather, &second, columns, 1);
+        mcuflow_dsp_gather2(&gather, &first, &second, columns);
         int8_t *out0 = mcuflow_dsp_out_pixel(g, output, &first);
         int8_t *out1 = mcuflow_dsp_out_pixel(g, output, &second);
         channels(m, q, columns, out0, out1);
@@ -934,6 +1046,132 @@ MCUFLOW_INLINE void mcuflow_dsp_quads(const mcuflow_word_t **w, const mcuflow_wo
     }
 }
 
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_quads_whole in assembly, pushed on the stack in this order (r1-r6,
+ * r8) below the caller's r7, which the loop borrows as its group counter. */
+typedef struct {
+    const int32_t *bias;
+    int8_t *out;
+    const mcuflow_word_t *row;
+    int32_t blocks; /* blocks of eight groups, the first one entered part-way */
+    int32_t entry;  /* bytes of the first block skipped, plus the Thumb bit */
+    const int32_t *rq_end;
+    int32_t negative;
+    const mcuflow_word_t *w; /* then loaded into r5 and r0 */
+    const int32_t *rq;
+} mcuflow_dsp_quads_state_t;
+
+/* One group of mcuflow_dsp_group4 with fixed registers: a r1, c r2, a' r3, c' r4, weights r5,
+ * row r6. Every instruction is 32 bits wide: a group is MCUFLOW_DSP_GROUP4_BYTES of code. */
+#define MCUFLOW_DSP_GROUP4_R_ASM                                                                \
+    "ldrd r12, lr, [r6], #8\n\t"                                                               \
+    "ldmia.w r5!, {r8, r9, r10, r11}\n\t"                                                       \
+    "smlad r2, r12, r8, r2\n\t"                                                                \
+    "sxtb16 r8, r8\n\t"                                                                        \
+    "smlad r1, r12, r8, r1\n\t"                                                                \
+    "smlad r2, lr, r9, r2\n\t"                                                                 \
+    "sxtb16 r9, r9\n\t"                                                                        \
+    "smlad r1, lr, r9, r1\n\t"                                                                 \
+    "smlad r4, r12, r10, r4\n\t"                                                               \
+    "sxtb16 r10, r10\n\t"                                                                      \
+    "smlad r3, r12, r10, r3\n\t"                                                               \
+    "smlad r4, lr, r11, r4\n\t"                                                                \
+    "sxtb16 r11, r11\n\t"                                                                      \
+    "smlad r3, lr, r11, r3\n\t"
+#define MCUFLOW_DSP_GROUP4_BYTES 56
+
+/* The whole loop over quads (rq r0, weights r5); TIES as for MCUFLOW_DSP_ROWS_ASM, the groups
+ * as Duff's device the same way. */
+#define MCUFLOW_DSP_QUADS_ASM(LOAD_NEGATIVE, T0, T1, T2, T3)                                    \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r5, r6, r8}\n\t"                                               \
+    "adr r7, 2f\n\t"                                                                           \
+    "add r5, r5, r7\n\t"                                                                       \
+    "push {r1, r2, r3, r4, r5, r6, r8}\n\t"                                                    \
+    "ldrd r5, r0, [r0, #28]\n\t"                                                               \
+    "1:\n\t"                                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r1, [r12], #16\n\t"                                                                   \
+    "ldr r3, [r12, #-8]\n\t"                                                                   \
+    "str r12, [sp, #0]\n\t"                                                                    \
+    "mov r2, r1\n\t"                                                                           \
+    "mov r4, r3\n\t"                                                                           \
+    "ldr r6, [sp, #8]\n\t"                                                                     \
+    "ldr r7, [sp, #12]\n\t"                                                                    \
+    "ldr pc, [sp, #16]\n\t"                                                                    \
+    "2:\n\t" MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM          \
+        MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM              \
+            MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM                                   \
+    "subs r7, r7, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr lr, [r12, #-12]\n\t"                                                                  \
+    "ldr r12, [r12, #-4]\n\t"                                                                  \
+    "sub r2, r2, r1\n\t"                                                                       \
+    "add r2, lr, r2, asr #8\n\t"                                                               \
+    "sub r4, r4, r3\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t"                                                              \
+    "ldr r10, [sp, #4]\n\t" LOAD_NEGATIVE                                                       \
+    "ldrd r8, r9, [r0], #16\n\t" MCUFLOW_DSP_STORE_R_ASM("r1", "r10", T0)                       \
+    "ldrd r8, r9, [r0], #16\n\t" MCUFLOW_DSP_STORE_R_ASM("r2", "r10", T1)                       \
+    "ldrd r8, r9, [r0], #16\n\t" MCUFLOW_DSP_STORE_R_ASM("r3", "r10", T2)                       \
+    "ldrd r8, r9, [r0], #16\n\t" MCUFLOW_DSP_STORE_R_ASM("r4", "r10", T3)                       \
+    "str r10, [sp, #4]\n\t"                                                                    \
+    "ldr r12, [sp, #20]\n\t"                                                                   \
+    "cmp r0, r12\n\t"                                                                          \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #28\n\t"                                                                      \
+    "pop {r7}\n\t"
+
+/* mcuflow_dsp_quads when B needs no extraction before the end (chunk >= groups) and the
+ * layer has one negative term (`ties` _LAYER or _NONE). */
+static void mcuflow_dsp_quads_whole(const mcuflow_word_t **w, const mcuflow_word_t *row,
+                                    const int32_t *bias, const int32_t *rq, int8_t *out,
+                                    int32_t quads, int32_t groups, int32_t negative)
+{
+    const int32_t skip = (8 - (groups & 7)) & 7;
+    mcuflow_dsp_quads_state_t state = {bias, out, row, (groups + 7) >> 3,
+                                       skip * MCUFLOW_DSP_GROUP4_BYTES + 1,
+                                       rq + (size_t)quads * 4 * MCUFLOW_DSP_RQ_WORDS, negative,
+                                       *w, rq};
+    register mcuflow_dsp_quads_state_t *r0 __asm__("r0") = &state;
+    if (quads <= 0) {
+        return;
+    }
+    *w += (size_t)quads * 4 * (size_t)groups;
+    if (negative != 0) {
+        __asm__ volatile(MCUFLOW_DSP_QUADS_ASM("ldr r7, [sp, #24]\n\t",
+                                               MCUFLOW_DSP_TIES_R_ASM("r1"),
+                                               MCUFLOW_DSP_TIES_R_ASM("r2"),
+                                               MCUFLOW_DSP_TIES_R_ASM("r3"),
+                                               MCUFLOW_DSP_TIES_R_ASM("r4"))
+                         : "+r"(r0)
+                         :
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
+                           "lr", "cc", "memory");
+    } else {
+        __asm__ volatile(MCUFLOW_DSP_QUADS_ASM("", "", "", "", "")
+                         : "+r"(r0)
+                         :
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
+                           "lr", "cc", "memory");
+    }
+}
+#else
+static void mcuflow_dsp_quads_whole(const mcuflow_word_t **w, const mcuflow_word_t *row,
+                                    const int32_t *bias, const int32_t *rq, int8_t *out,
+                                    int32_t quads, int32_t groups, int32_t negative)
+{
+    if (negative != 0) {
+        mcuflow_dsp_quads(w, row, bias, rq, NULL, out, quads, groups, groups, negative,
+                          MCUFLOW_DSP_TIES_LAYER);
+    } else {
+        mcuflow_dsp_quads(w, row, bias, rq, NULL, out, quads, groups, groups, 0,
+                          MCUFLOW_DSP_TIES_NONE);
+    }
+}
+#endif
+
 /* Every output channel of one gathered input row, CLAMPED or SCALED (`clamped`, a constant of
  * the two instances). */
 MCUFLOW_INLINE void mcuflow_dsp_fc_row_general(const mcuflow_dsp_matrix_t *m,
@@ -977,6 +1215,8 @@ static void mcuflow_dsp_fc_row(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_
     if (negs != NULL) {
         mcuflow_dsp_quads(&w, row, q->bias, q->rq, negs, out, quads, groups, chunk, 0,
                           MCUFLOW_DSP_TIES_ROWS);
+    } else if (chunk >= groups) {
+        mcuflow_dsp_quads_whole(&w, row, q->bias, q->rq, out, quads, groups, negative);
     } else if (negative != 0) {
         mcuflow_dsp_quads(&w, row, q->bias, q->rq, NULL, out, quads, groups, chunk, negative,
                           MCUFLOW_DSP_TIES_LAYER);

@@ -446,6 +446,8 @@ typedef struct {
 #define MCUFLOW_DSP_GATHER_WORDS 1  /* SXTB16 order, four channels per load (in_c % 4 == 0) */
 #define MCUFLOW_DSP_GATHER_PADDED 2 /* SXTB16 order, in_c + 1 per tap (in_c % 4 == 3): the
                                        extra channel's weights are zero */
+#define MCUFLOW_DSP_GATHER_ROWS 3   /* SXTB16 order, four columns per load along each window
+                                       row (dilation_w 1, k_w * in_c % 4 == 0) */
 
 /* CONV_2D (any kernel, stride, dilation, padding; batches). `columns` is 8-byte aligned scratch
  * of 4 * groups words: the int16 im2col of two output pixels, word 2 j + s holding columns 2 j
@@ -504,12 +506,15 @@ void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, i
  * OVERLAP), without scratch. Four channels at a time: one input load, two SXTAB16 (adding the
  * input offset) and four 16-bit MACs per tap. `taps` holds, per group of 4 channels (padded
  * with zeros) and tap (row-major), the int16 pairs (2 w_c0, 2 w_c2) and (2 w_c1, 2 w_c3). `bias`
- * is the doubled bias (input offset not folded: taps in the padding are skipped), `rq` the
- * requantisation words of the doubled accumulator, 4 per channel. */
+ * is the doubled bias (input offset not folded: taps in the padding add nothing), `rq` the
+ * requantisation words of the doubled accumulator, 4 per channel. 3x3 windows at the input's
+ * edge read their taps in the padding from `pads`: the input zero point in_c times (rounded up
+ * to a multiple of 4), which adds nothing either. */
 typedef struct {
     const uint32_t *taps;
     const int32_t *bias;
     const int32_t *rq;
+    const int8_t *pads;
     int32_t act_min, act_max;
     int32_t ties; /* nonzero: the requantisation's sign correction (negative term -2^31) */
     int32_t exact; /* nonzero: `rq` holds MCUFLOW_DSP_RQ_EXACT words (accumulator not doubled) */

@@ -47,41 +47,79 @@ MCUFLOW_INLINE void mcuflow_dw_store(int32_t p, int32_t q, const int32_t *k, int
     }
 }
 
-/* The padded plane of channel `c` of one image, as int16, one input line per row (rows are
- * word-aligned: plane_columns is even). */
+/* The low halfwords of a and b as (low, high): one PKHBT (GCC builds it from masks and
+ * shifts). */
+static inline uint32_t mcuflow_dw_halves(uint32_t a, uint32_t b)
+{
+#if MCUFLOW_DSP_ASM
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (a & 0xFFFFu) | (b << 16);
+#endif
+}
+
+/* The int16 value of input byte `x` as a word whose low halfword is the value. */
+static inline uint32_t mcuflow_dw_value(int8_t x)
+{
+    return (uint32_t)(int32_t)x;
+}
+
+/* The padding of the plane: every slot set to the input zero point, once per call (a channel's
+ * gather then overwrites every slot inside, so the padding serves all channels). */
+static void mcuflow_dw_pads(const mcuflow_dsp_dw_t *d, mcuflow_half_t *plane)
+{
+    const uint32_t pads = mcuflow_pair16(d->pad_value);
+    mcuflow_word_t *word = (mcuflow_word_t *)plane;
+    mcuflow_word_t *const end = word + (size_t)d->plane_rows * (size_t)d->plane_columns / 2;
+    while (word < end) {
+        *word++ = pads;
+    }
+}
+
+/* `values` input bytes (`step` apart from `src`) as int16 at `dst`, the first alone when `odd`
+ * (dst not word-aligned), then two per word store, four per iteration. */
+MCUFLOW_INLINE void mcuflow_dw_line(const int8_t *src, size_t step, mcuflow_half_t *dst,
+                                    int32_t values, int odd)
+{
+    if (odd && values > 0) {
+        *dst++ = (uint16_t)(int16_t)*src;
+        src += step;
+        --values;
+    }
+    const size_t twice = 2 * step;
+    const int8_t *second = src + step;
+    mcuflow_word_t *word = (mcuflow_word_t *)dst;
+    for (; values >= 4; values -= 4, src += 2 * twice, second += 2 * twice, word += 2) {
+        word[0] = mcuflow_dw_halves(mcuflow_dw_value(src[0]), mcuflow_dw_value(second[0]));
+        word[1] = mcuflow_dw_halves(mcuflow_dw_value(src[twice]),
+                                    mcuflow_dw_value(second[twice]));
+    }
+    if (values >= 2) {
+        *word++ = mcuflow_dw_halves(mcuflow_dw_value(src[0]), mcuflow_dw_value(second[0]));
+        src += twice;
+        values -= 2;
+    }
+    if (values > 0) {
+        *(mcuflow_half_t *)word = (uint16_t)(int16_t)*src;
+    }
+}
+
+/* The inside of the padded plane of channel `c` of one image (its padding is already set, see
+ * mcuflow_dw_pads): one input line per row (rows are word-aligned: plane_columns is even). */
 static void mcuflow_dw_plane(const mcuflow_dsp_dw_t *d, const int8_t *image, int32_t c,
                              mcuflow_half_t *plane)
 {
-    const uint16_t pad = (uint16_t)(int16_t)d->pad_value;
-    const uint32_t pads = mcuflow_pair16(d->pad_value);
-    const size_t step = (size_t)d->in_along_step;
-    const int32_t lines = d->in_across, values = d->in_along, pad_along = d->pad_along;
-    const int32_t columns = d->plane_columns;
-    for (int32_t r = 0; r < d->plane_rows; ++r, plane += columns) {
-        const int32_t y = r - d->pad_across;
-        if (y < 0 || y >= lines) {
-            mcuflow_word_t *word = (mcuflow_word_t *)plane;
-            for (int32_t col = 0; col < columns; col += 2) {
-                *word++ = pads;
-            }
-            continue;
-        }
-        for (int32_t col = 0; col < pad_along; ++col) {
-            plane[col] = pad;
-        }
-        const int8_t *src = image + (size_t)y * (size_t)d->in_across_step + (size_t)c;
-        mcuflow_half_t *dst = plane + pad_along;
-        int32_t x = 0;
-        for (; x + 1 < values; x += 2, src += 2 * step, dst += 2) {
-            dst[0] = (uint16_t)(int16_t)src[0];
-            dst[1] = (uint16_t)(int16_t)src[step];
-        }
-        if (x < values) {
-            *dst = (uint16_t)(int16_t)*src;
-        }
-        for (int32_t col = pad_along + values; col < columns; ++col) {
-            plane[col] = pad;
-        }
+    const int32_t room = d->plane_rows - d->pad_across;
+    const int32_t lines = d->in_across < room ? d->in_across : room;
+    const size_t columns = (size_t)d->plane_columns;
+    const size_t step = (size_t)d->in_along_step, line_step = (size_t)d->in_across_step;
+    const int odd = d->pad_along & 1;
+    const int8_t *src = image + (size_t)c;
+    mcuflow_half_t *dst = plane + (size_t)d->pad_across * columns + (size_t)d->pad_along;
+    for (int32_t y = 0; y < lines; ++y, src += line_step, dst += columns) {
+        mcuflow_dw_line(src, step, dst, d->in_along, odd);
     }
 }
 
@@ -198,6 +236,7 @@ void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, i
     for (int32_t b = 0; b < d->batches; ++b) {
         const int8_t *image = input + (size_t)b * (size_t)d->in_batch_step;
         int8_t *out = output + (size_t)b * (size_t)d->out_batch_step;
+        mcuflow_dw_pads(d, plane);
         for (int32_t c = 0; c < d->depth; ++c) {
             mcuflow_dw_plane(d, image, c, plane);
             mcuflow_dw_channel(d, (const mcuflow_word_t *)plane,
@@ -326,20 +365,32 @@ typedef struct {
     "smlabb %[a1], %[odd], %[w1], %[a1]\n\t"                                                    \
     "smlatt %[a3], %[odd], %[w1], %[a3]\n\t"
 
-/* The nine taps of a whole 3x3 window of channels c .. c + 3. */
-MCUFLOW_INLINE void mcuflow_dwp_nine(const int8_t *base, const int32_t *offsets,
-                                     const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
+/* The nine taps of a whole 3x3 window of channels c .. c + 3: tap t at `base` + offsets[t]
+ * (offsets[0] = 0 unless `indexed`; then `base` may be the channel and `offsets` the taps'
+ * addresses, see mcuflow_dwp_at). */
+MCUFLOW_INLINE void mcuflow_dwp_nine(uint32_t base, const int32_t *offsets,
+                                     const mcuflow_word_t *w, uint32_t offset, int32_t *acc,
+                                     int indexed)
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     uint32_t x, odd, w0, w1;
-    __asm__("ldr %[x], [%[base]]\n\t" MCUFLOW_DWP_MACS_ASM MCUFLOW_DWP_TAP_ASM(1)
-                MCUFLOW_DWP_TAP_ASM(2) MCUFLOW_DWP_TAP_ASM(3) MCUFLOW_DWP_TAP_ASM(4)
-                    MCUFLOW_DWP_TAP_ASM(5) MCUFLOW_DWP_TAP_ASM(6) MCUFLOW_DWP_TAP_ASM(7)
-                        MCUFLOW_DWP_TAP_ASM(8)
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w),
-              [x] "=&r"(x), [odd] "=&r"(odd), [w0] "=&r"(w0), [w1] "=&r"(w1)
-            : [base] "r"(base), [offsets] "r"(offsets), [offset] "r"(offset)
-            : "memory");
+#define MCUFLOW_DWP_EIGHT_ASM                                                                   \
+    MCUFLOW_DWP_MACS_ASM MCUFLOW_DWP_TAP_ASM(1) MCUFLOW_DWP_TAP_ASM(2) MCUFLOW_DWP_TAP_ASM(3)    \
+        MCUFLOW_DWP_TAP_ASM(4) MCUFLOW_DWP_TAP_ASM(5) MCUFLOW_DWP_TAP_ASM(6)                    \
+            MCUFLOW_DWP_TAP_ASM(7) MCUFLOW_DWP_TAP_ASM(8)
+#define MCUFLOW_DWP_NINE_OPERANDS                                                               \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "=&r"(x),    \
+      [odd] "=&r"(odd), [w0] "=&r"(w0), [w1] "=&r"(w1)                                          \
+    : [base] "r"(base), [offsets] "r"(offsets), [offset] "r"(offset)                            \
+    : "memory"
+    if (indexed) {
+        __asm__("ldr %[x], [%[offsets]]\n\t"
+                "ldr %[x], [%[base], %[x]]\n\t" MCUFLOW_DWP_EIGHT_ASM MCUFLOW_DWP_NINE_OPERANDS);
+    } else {
+        __asm__("ldr %[x], [%[base]]\n\t" MCUFLOW_DWP_EIGHT_ASM MCUFLOW_DWP_NINE_OPERANDS);
+    }
+#undef MCUFLOW_DWP_EIGHT_ASM
+#undef MCUFLOW_DWP_NINE_OPERANDS
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
@@ -354,7 +405,7 @@ MCUFLOW_INLINE void mcuflow_dwp_inside(const int8_t *base, const int32_t *offset
 {
 #if MCUFLOW_DSP_ASM
     if (taps == 9) {
-        mcuflow_dwp_nine(base, offsets, w, offset, acc);
+        mcuflow_dwp_nine((uint32_t)base, offsets, w, offset, acc, 0);
         return;
     }
 #endif
@@ -419,6 +470,98 @@ static int32_t mcuflow_dwp_tail(const mcuflow_window_t *g, const mcuflow_dwp_win
         }
     }
     return acc;
+}
+
+/* The input pixel of every tap (row-major) of the window `v` (mcuflow_dwp_locate): taps
+ * outside the input point at `pads`, the zero point in every channel, so that they add
+ * (zero point + input offset) * w = 0, exactly what skipping them adds. */
+static void mcuflow_dwp_tap_pointers(const mcuflow_window_t *g, const mcuflow_dwp_window_t *v,
+                                     const int8_t *pads, const int8_t **taps)
+{
+    const size_t row = (size_t)g->dilation_h * (size_t)g->in_w * (size_t)g->in_c;
+    const size_t column = (size_t)g->dilation_w * (size_t)g->in_c;
+    for (int32_t t = 0; t < g->k_h * g->k_w; ++t) {
+        taps[t] = pads;
+    }
+    const int8_t *line = v->first;
+    for (int32_t ky = v->ky_lo; ky < v->ky_hi; ++ky, line += row) {
+        const int8_t **tap = taps + ky * g->k_w;
+        const int8_t *src = line;
+        for (int32_t kx = v->kx_lo; kx < v->kx_hi; ++kx, src += column) {
+            tap[kx] = src;
+        }
+    }
+}
+
+/* Channels c .. c + 3 of one output pixel from its tap pointers (mcuflow_dwp_tap_pointers):
+ * with 9 taps the assembly of the inside pixels, each tap's address loaded instead of its
+ * offset (`ldr x, [c, address]`). */
+MCUFLOW_INLINE void mcuflow_dwp_at(const int8_t *const *taps, int32_t count, int32_t c,
+                                   const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
+{
+#if MCUFLOW_DSP_ASM
+    if (count == 9) {
+        mcuflow_dwp_nine((uint32_t)c, (const int32_t *)taps, w, offset, acc, 1);
+        return;
+    }
+#endif
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t t = 0; t < count; ++t) {
+        MCUFLOW_DWP_TAP(taps[t] + c, w);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* One of the last in_c % 4 channels of one output pixel from its tap pointers. */
+static int32_t mcuflow_dwp_tail_at(const mcuflow_window_t *g, const int8_t *const *taps,
+                                   const uint32_t *group, int32_t c, int32_t acc)
+{
+    const int32_t high = (c & 2) != 0, count = g->k_h * g->k_w;
+    for (int32_t t = 0; t < count; ++t) {
+        const uint32_t pair = group[2 * (size_t)t + (size_t)(c & 1)];
+        const int32_t w = (int32_t)(int16_t)(uint16_t)(high ? pair >> 16 : pair & 0xFFFFu);
+        acc += w * (taps[t][c] + g->input_offset);
+    }
+    return acc;
+}
+
+/* Every channel of one output pixel whose 3x3 window crosses the input's edge, from its tap
+ * pointers (`exact`: a constant of the two instances). */
+MCUFLOW_INLINE void mcuflow_dwp_edge_body(const mcuflow_window_t *g,
+                                          const mcuflow_dsp_dw_pixels_t *d,
+                                          const int8_t *const *taps, int8_t *out, int exact)
+{
+    const int32_t in_c = g->in_c, count = g->k_h * g->k_w;
+    const uint32_t offset = mcuflow_pair16(g->input_offset);
+    const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
+    const int32_t *rq = d->rq;
+    const int mode = exact ? MCUFLOW_DW_EXACT : mcuflow_dw_mode(d->ties, 0);
+    int32_t c = 0;
+    for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)count, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
+        int32_t acc[4] = {d->bias[c], d->bias[c + 1], d->bias[c + 2], d->bias[c + 3]};
+        mcuflow_dwp_at(taps, count, c, group, offset, acc);
+        if (exact) {
+            mcuflow_dwp_exact4(acc, rq, out + c);
+        } else {
+            mcuflow_dwp_out4(acc, rq, out + c, mode);
+        }
+    }
+    for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
+        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail_at(g, taps, group, c, d->bias[c]), rq, mode);
+    }
+}
+
+static void mcuflow_dwp_edge_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                 const int8_t *const *taps, int8_t *out)
+{
+    if (d->exact) {
+        mcuflow_dwp_edge_body(g, d, taps, out, 1);
+    } else {
+        mcuflow_dwp_edge_body(g, d, taps, out, 0);
+    }
 }
 
 /* Byte offsets of the taps of a window inside the input, row-major, from its first tap. */
@@ -570,9 +713,16 @@ void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixel
                     ox = hi - 1;
                     continue;
                 }
+                int8_t *pixel = row + (size_t)ox * (size_t)g->out_pixel_step;
                 mcuflow_dwp_window_t v;
                 mcuflow_dwp_locate(g, image, y0, ox, &v);
-                mcuflow_dwp_pixel(g, d, &v, row + (size_t)ox * (size_t)g->out_pixel_step);
+                if (taps == 9) {
+                    const int8_t *taps_at[9];
+                    mcuflow_dwp_tap_pointers(g, &v, d->pads, taps_at);
+                    mcuflow_dwp_edge_run(g, d, taps_at, pixel);
+                } else {
+                    mcuflow_dwp_pixel(g, d, &v, pixel);
+                }
             }
         }
         if (d->act_min != -128 || d->act_max != 127) {
