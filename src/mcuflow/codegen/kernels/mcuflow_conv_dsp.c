@@ -440,9 +440,12 @@ static void mcuflow_dsp_gather_words(const mcuflow_window_t *g, const int8_t *im
     }
 }
 
-/* An output pixel: its image, row and column. */
+/* An output pixel: its image, row and column, the offset of its window's first tap from the
+ * input (outside the image when padded) and of the pixel from the output. */
 typedef struct {
     int32_t b, oy, ox;
+    ptrdiff_t in;
+    size_t out;
 } mcuflow_dsp_pixel_t;
 
 /* Receptive field of one pixel, in_c + 1 channels per tap in SXTB16 order (in_c % 4 == 3); a
@@ -542,8 +545,21 @@ typedef struct {
     int32_t span_h, span_w; /* extent of a window minus one */
     int32_t words;       /* words gathered per tap (WORDS, PADDED) */
     int32_t row_words;   /* words per window row when it is one contiguous run, else 0 */
-    int32_t over;        /* bytes a window's last word may read past its last tap */
+    int32_t ox_lo, ox_hi, oy_lo, oy_hi; /* output pixels whose window lies inside the image */
+    ptrdiff_t limit;     /* first-tap offsets below this read nothing past the input's end */
+    ptrdiff_t in_start, in_x, in_row, in_image; /* pixel 0's offset, what the next pixel adds */
+    size_t out_x, out_row, out_image;           /* the same for the output */
 } mcuflow_dsp_gather_t;
+
+/* The output positions o with 0 <= o * stride - pad and o * stride - pad + span < size, as
+ * [*lo, *hi] (empty when *hi < *lo). */
+static void mcuflow_dsp_inside_range(int32_t size, int32_t stride, int32_t pad, int32_t span,
+                                     int32_t *lo, int32_t *hi)
+{
+    const int32_t top = size - span + pad - 1; /* largest o * stride allowed */
+    *lo = (pad + stride - 1) / stride;
+    *hi = top < 0 ? -1 : top / stride;
+}
 
 static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
                                      const int8_t *input, mcuflow_dsp_gather_t *s)
@@ -562,26 +578,37 @@ static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
     s->row_words = mode == MCUFLOW_DSP_GATHER_ROWS ? g->k_w * g->in_c / 4
                    : s->tap_step == 4 * (size_t)s->words ? s->words * g->k_w
                                                           : 0;
-    s->over = mode == MCUFLOW_DSP_GATHER_PADDED ? 1 : 0;
+    mcuflow_dsp_inside_range(g->in_w, g->stride_w, g->pad_left, s->span_w, &s->ox_lo, &s->ox_hi);
+    mcuflow_dsp_inside_range(g->in_h, g->stride_h, g->pad_top, s->span_h, &s->oy_lo, &s->oy_hi);
+    if (mode == MCUFLOW_DSP_GATHER_VALUES) { /* gathered value by value, never in whole words */
+        s->oy_hi = -1;
+    }
+    /* A window's last word starts at its first tap + span_h * line + span_w * in_c and covers
+     * in_c + over bytes (over: PADDED's word reads one byte past the tap). */
+    const int32_t over = mode == MCUFLOW_DSP_GATHER_PADDED ? 1 : 0;
+    s->limit = (ptrdiff_t)(s->end - input) - (ptrdiff_t)s->span_h * (ptrdiff_t)s->line -
+               (ptrdiff_t)s->span_w * g->in_c - g->in_c - over + 1;
+    /* Stepping to the next pixel adds in_x; ending a row also in_row, an image also in_image. */
+    const ptrdiff_t in_y = (ptrdiff_t)g->stride_h * (ptrdiff_t)s->line;
+    s->in_start = -(ptrdiff_t)g->pad_top * (ptrdiff_t)s->line - (ptrdiff_t)g->pad_left * g->in_c;
+    s->in_x = (ptrdiff_t)g->stride_w * g->in_c;
+    s->in_row = in_y - (ptrdiff_t)g->out_w * s->in_x;
+    s->in_image = (ptrdiff_t)s->image_bytes - (ptrdiff_t)g->out_h * in_y;
+    s->out_x = (size_t)g->out_pixel_step;
+    s->out_row = (size_t)g->out_row_step - (size_t)g->out_w * s->out_x;
+    s->out_image = (size_t)g->out_batch_step - (size_t)g->out_h * (size_t)g->out_row_step;
 }
 
 /* The first tap of output pixel `at`'s window when the window lies inside the input and its
  * words read nothing past the input's end (so whole words gather it), else NULL. */
-static const int8_t *mcuflow_dsp_inside(const mcuflow_dsp_gather_t *s,
-                                        const mcuflow_dsp_pixel_t *at)
+MCUFLOW_INLINE const int8_t *mcuflow_dsp_inside(const mcuflow_dsp_gather_t *s,
+                                                const mcuflow_dsp_pixel_t *at)
 {
-    const mcuflow_window_t *g = s->g;
-    const int32_t y0 = at->oy * g->stride_h - g->pad_top;
-    const int32_t x0 = at->ox * g->stride_w - g->pad_left;
-    if (s->mode == MCUFLOW_DSP_GATHER_VALUES || y0 < 0 || x0 < 0 || y0 + s->span_h >= g->in_h ||
-        x0 + s->span_w >= g->in_w) {
+    if (at->oy < s->oy_lo || at->oy > s->oy_hi || at->ox < s->ox_lo || at->ox > s->ox_hi ||
+        at->in >= s->limit) {
         return NULL;
     }
-    const int8_t *first = s->input + (size_t)at->b * s->image_bytes + (size_t)y0 * s->line +
-                          (size_t)x0 * (size_t)g->in_c;
-    const int8_t *last = first + (size_t)s->span_h * s->line + (size_t)s->span_w *
-                                                               (size_t)g->in_c;
-    return s->end - last > (ptrdiff_t)(g->in_c - 1 + s->over) ? first : NULL;
+    return s->input + at->in;
 }
 
 #if MCUFLOW_DSP_ASM
@@ -625,12 +652,101 @@ MCUFLOW_INLINE mcuflow_word_t *mcuflow_dsp_copy_pair(const int8_t *a, const int8
 }
 #endif
 
+#if MCUFLOW_DSP_ASM
+/* One tap word of both windows: loads into r10 (a) and r11 (b), stored as one word pair. */
+#define MCUFLOW_DSP_TAP_PAIR_ASM(A, B)                                                          \
+    "ldr r10, " A "\n\t"                                                                        \
+    "ldr r11, " B "\n\t"                                                                        \
+    "sxtb16 r8, r10\n\t"                                                                       \
+    "sxtb16 r9, r11\n\t"                                                                       \
+    "sxtb16 r10, r10, ror #8\n\t"                                                              \
+    "sxtb16 r11, r11, ror #8\n\t"                                                              \
+    "stmia %[s]!, {r8, r9, r10, r11}\n\t"
+
+/* `rows` (> 0) window rows of three one-word taps, `step` bytes apart, of two windows into
+ * consecutive slot word pairs (as mcuflow_dsp_copy_pair), the rows `row_step` bytes apart. */
+MCUFLOW_INLINE void mcuflow_dsp_copy_pair3(const int8_t *a, const int8_t *b, int32_t rows,
+                                           int32_t step, int32_t row_step, mcuflow_word_t *slot)
+{
+    __asm__ volatile("1:\n\t" MCUFLOW_DSP_TAP_PAIR_ASM("[%[a]]", "[%[b]]")
+                         MCUFLOW_DSP_TAP_PAIR_ASM("[%[a], %[step]]", "[%[b], %[step]]")
+                             MCUFLOW_DSP_TAP_PAIR_ASM("[%[a], %[step], lsl #1]",
+                                                      "[%[b], %[step], lsl #1]")
+                     "add %[a], %[a], %[row]\n\t"
+                     "add %[b], %[b], %[row]\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [s] "+r"(slot), [n] "+r"(rows), [a] "+r"(a), [b] "+r"(b)
+                     : [step] "r"(step), [row] "r"(row_step)
+                     : "r8", "r9", "r10", "r11", "cc", "memory");
+}
+
+/* mcuflow_dsp_copy_pair3 when b = a + 2 * step (stride 2 along a row): b's first tap is a's
+ * last, loaded and extended once. Its words stay in r9 and r11 for the row's last STM. */
+MCUFLOW_INLINE void mcuflow_dsp_copy_pair3_overlap(const int8_t *a, const int8_t *b,
+                                                   int32_t rows, int32_t step, int32_t row_step,
+                                                   mcuflow_word_t *slot)
+{
+    __asm__ volatile("1:\n\t"
+                     "ldr r10, [%[a]]\n\t"
+                     "ldr r11, [%[a], %[step], lsl #1]\n\t"
+                     "sxtb16 r8, r10\n\t"
+                     "sxtb16 r9, r11\n\t"
+                     "sxtb16 r10, r10, ror #8\n\t"
+                     "sxtb16 r11, r11, ror #8\n\t"
+                     "stmia %[s]!, {r8, r9, r10, r11}\n\t"
+                     "ldr r12, [%[a], %[step]]\n\t"
+                     "ldr lr, [%[b], %[step]]\n\t"
+                     "sxtb16 r8, r12\n\t"
+                     "sxtb16 r10, lr\n\t"
+                     "sxtb16 r12, r12, ror #8\n\t"
+                     "sxtb16 lr, lr, ror #8\n\t"
+                     "stmia %[s]!, {r8, r10, r12, lr}\n\t"
+                     "ldr r12, [%[b], %[step], lsl #1]\n\t"
+                     "sxtb16 r10, r12\n\t"
+                     "sxtb16 r12, r12, ror #8\n\t"
+                     "stmia %[s]!, {r9, r10, r11, r12}\n\t"
+                     "add %[a], %[a], %[row]\n\t"
+                     "add %[b], %[b], %[row]\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [s] "+r"(slot), [n] "+r"(rows), [a] "+r"(a), [b] "+r"(b)
+                     : [step] "r"(step), [row] "r"(row_step)
+                     : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
+}
+#else
+MCUFLOW_INLINE void mcuflow_dsp_copy_pair3(const int8_t *a, const int8_t *b, int32_t rows,
+                                           int32_t step, int32_t row_step, mcuflow_word_t *slot)
+{
+    for (; rows > 0; --rows, a += row_step, b += row_step) {
+        slot = mcuflow_dsp_copy_pair(a, b, 3, step, slot);
+    }
+}
+
+/* The same words as mcuflow_dsp_copy_pair3 (the overlap only saves loads). */
+MCUFLOW_INLINE void mcuflow_dsp_copy_pair3_overlap(const int8_t *a, const int8_t *b,
+                                                   int32_t rows, int32_t step, int32_t row_step,
+                                                   mcuflow_word_t *slot)
+{
+    mcuflow_dsp_copy_pair3(a, b, rows, step, row_step, slot);
+}
+#endif
+
 /* Two windows inside the input (first taps `a` and `b`) in one pass, whole words: a
- * contiguous run per window row, or one word per tap. */
+ * contiguous run per window row, or one word per tap (three taps a row in one block). */
 static void mcuflow_dsp_gather_pair(const mcuflow_dsp_gather_t *s, const int8_t *a,
                                     const int8_t *b, mcuflow_word_t *columns)
 {
     const int32_t k_h = s->g->k_h, k_w = s->g->k_w;
+    if (s->row_words == 0 && k_w == 3) {
+        const int32_t step = (int32_t)s->tap_step, row = (int32_t)s->row_step;
+        if (b - a == 2 * (ptrdiff_t)step) {
+            mcuflow_dsp_copy_pair3_overlap(a, b, k_h, step, row, columns);
+        } else {
+            mcuflow_dsp_copy_pair3(a, b, k_h, step, row, columns);
+        }
+        return;
+    }
     const int32_t n = s->row_words != 0 ? s->row_words : k_w;
     const int32_t step = s->row_words != 0 ? 4 : (int32_t)s->tap_step;
     for (int32_t ky = 0; ky < k_h; ++ky, a += s->row_step, b += s->row_step) {
@@ -699,22 +815,21 @@ static void mcuflow_dsp_gather2(const mcuflow_dsp_gather_t *s, const mcuflow_dsp
 }
 
 /* The next output pixel in raster order. */
-static void mcuflow_dsp_next(const mcuflow_window_t *g, mcuflow_dsp_pixel_t *at)
+MCUFLOW_INLINE void mcuflow_dsp_next(const mcuflow_dsp_gather_t *s, mcuflow_dsp_pixel_t *at)
 {
-    if (++at->ox == g->out_w) {
+    at->in += s->in_x;
+    at->out += s->out_x;
+    if (++at->ox == s->g->out_w) {
         at->ox = 0;
-        if (++at->oy == g->out_h) {
+        at->in += s->in_row;
+        at->out += s->out_row;
+        if (++at->oy == s->g->out_h) {
             at->oy = 0;
             ++at->b;
+            at->in += s->in_image;
+            at->out += s->out_image;
         }
     }
-}
-
-static inline int8_t *mcuflow_dsp_out_pixel(const mcuflow_window_t *g, int8_t *output,
-                                            const mcuflow_dsp_pixel_t *at)
-{
-    return output + (size_t)at->b * (size_t)g->out_batch_step +
-           (size_t)at->oy * (size_t)g->out_row_step + (size_t)at->ox * (size_t)g->out_pixel_step;
 }
 
 /* mcuflow_dsp_channels or mcuflow_dsp_channels_exact, chosen once per layer. */
@@ -813,22 +928,22 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
     const mcuflow_dsp_channels_fn channels = mcuflow_dsp_channels_of(q);
     mcuflow_dsp_gather_t gather;
     mcuflow_dsp_gather_setup(g, m->gather, input, &gather);
-    mcuflow_dsp_pixel_t first = {0, 0, 0};
+    mcuflow_dsp_pixel_t first = {0, 0, 0, gather.in_start, 0};
     for (int32_t p = 0; p < pixels; p += 2) {
         mcuflow_dsp_pixel_t second = first;
         if (p + 1 < pixels) {
-            mcuflow_dsp_next(g, &second);
+            mcuflow_dsp_next(&gather, &second);
         }
         mcuflow_dsp_gather2(&gather, &first, &second, columns);
-        int8_t *out0 = mcuflow_dsp_out_pixel(g, output, &first);
-        int8_t *out1 = mcuflow_dsp_out_pixel(g, output, &second);
+        int8_t *out0 = output + first.out;
+        int8_t *out1 = output + second.out;
         channels(m, q, columns, out0, out1);
         if (narrow) {
             mcuflow_dsp_clamp(q, out1, m->rows);
             mcuflow_dsp_clamp(q, out0, m->rows);
         }
         first = second;
-        mcuflow_dsp_next(g, &first);
+        mcuflow_dsp_next(&gather, &first);
     }
 }
 
