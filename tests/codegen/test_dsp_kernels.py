@@ -268,6 +268,18 @@ def test_depthwise_taps_are_doubled_int16_pairs() -> None:
     assert lanes[1, 2].tolist() == [w[1, 0], w[1, 1]] and lanes[1, 3].tolist() == [w[1, 1], w[1, 2]]
 
 
+
+def test_depthwise_pixel_records_hold_bias_taps_and_words_per_group() -> None:
+    weights = np.arange(-15, 15).reshape(1, 3, 2, 5).astype(np.int8)
+    bias2 = np.arange(5) * 10
+    words = np.arange(20).reshape(5, 4) + 100
+    records = dsp.dw_pixel_records(weights, bias2, words)
+    assert records.shape == (2, 4 + 2 * 6 + 16) and records.dtype == np.int32
+    assert records[1, :4].tolist() == [40, 0, 0, 0]  # channel 4, then the padding
+    taps = dsp.dw_pixel_taps(weights).view(np.int32)
+    assert records[0, 4:16].tolist() == taps[0].ravel().tolist()
+    assert records[1, 16:20].tolist() == [116, 117, 118, 119] and not records[1, 20:].any()
+
 # --- graphs through the DSP kernels on the host ------------------------------------------------
 
 

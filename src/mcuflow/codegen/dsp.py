@@ -471,6 +471,23 @@ def dw_pixel_taps(weights: np.ndarray) -> np.ndarray:
     return pairs.transpose(1, 0, 2).astype(np.uint32)
 
 
+def dw_pixel_records(weights: np.ndarray, bias2: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """[groups, 4 + 2 taps + 16] int32 records of mcuflow_dwconv_dsp_s8 (MCUFLOW_DSP_DWP_WORDS).
+
+    Per group of 4 channels (padded with zeros) the doubled bias `bias2` of its channels, its
+    taps (dw_pixel_taps), then the requantisation words [channels, 4] of its channels.
+    """
+    taps = dw_pixel_taps(weights).view(np.int32)
+    groups = len(taps)
+    padded = groups * 4
+    bias = np.zeros(padded, np.int64)
+    bias[:len(bias2)] = bias2
+    rq = np.zeros((padded, words.shape[1]), np.int64)
+    rq[:len(words)] = words
+    return np.concatenate([bias.reshape(groups, 4), taps.reshape(groups, -1),
+                           rq.reshape(groups, -1)], axis=1).astype(np.int32)
+
+
 def dw_taps(weights: np.ndarray) -> np.ndarray:
     """[channels, 6] uint32 taps of 3x3 depthwise weights [1, 3, 3, C].
 

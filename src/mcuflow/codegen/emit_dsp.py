@@ -439,20 +439,18 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     if rq is None:
         return None
     words, ties, exact = rq
-    tap_words = ctx.constant("taps", "int32_t", dsp.dw_pixel_taps(weights.data).view(np.int32),
-                             f"{ctx.op.name}: doubled taps as int16 pairs per group of 4 "
-                             "channels")
-    bias2 = ctx.constant("bias", "int32_t", (2 * (bias if exact else np.where(
-        span.constant, 0, bias))).astype(np.int32),
-        f"{ctx.op.name}: doubled bias" + ("" if exact else " (0 for all-zero channels)"))
+    bias2 = 2 * (bias if exact else np.where(span.constant, 0, bias))
     layout = ("multiplier, left shift, right shift, output offset" if exact
               else "multiplier, shift, addend low, addend high")
-    rq_symbol = ctx.constant("rq", "int32_t", words, f"{ctx.op.name}: {layout} per channel")
+    groups = ctx.constant("groups", "int32_t", dsp.dw_pixel_records(weights.data, bias2, words),
+                          f"{ctx.op.name}: per group of 4 channels the doubled bias"
+                          + ("" if exact else " (0 for all-zero channels)")
+                          + f", doubled taps as int16 pairs, {layout} per channel")
     pads = ctx.constant("pads", "int8_t", np.full(-(-x.shape[3] // 4) * 4, -params.input_offset,
                                                   np.int8),
                         f"{ctx.op.name}: the input zero point, read by taps in the padding")
     d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
-        "taps": f"(const uint32_t *){tap_words}", "bias": bias2, "rq": rq_symbol, "pads": pads,
+        "groups": groups, "pads": pads,
         "act_min": params.act_min, "act_max": params.act_max, "ties": ties,
         **({"exact": 1} if exact else {})})
     call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "

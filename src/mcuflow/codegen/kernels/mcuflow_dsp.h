@@ -504,20 +504,22 @@ void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, i
 /* DEPTHWISE_CONV_2D (any kernel, stride, dilation and padding; depth multiplier 1) pixel after
  * pixel in raster order, all channels of a pixel before the next (so it runs in place with
  * OVERLAP), without scratch. Four channels at a time: one input load, two SXTAB16 (adding the
- * input offset) and four 16-bit MACs per tap. `taps` holds, per group of 4 channels (padded
- * with zeros) and tap (row-major), the int16 pairs (2 w_c0, 2 w_c2) and (2 w_c1, 2 w_c3). `bias`
- * is the doubled bias (input offset not folded: taps in the padding add nothing), `rq` the
- * requantisation words of the doubled accumulator, 4 per channel. 3x3 windows at the input's
- * edge read their taps in the padding from `pads`: the input zero point in_c times (rounded up
- * to a multiple of 4), which adds nothing either. */
+ * input offset) and four 16-bit MACs per tap. `groups` holds one record of
+ * MCUFLOW_DSP_DWP_WORDS(taps) int32 per group of 4 channels (padded with zeros), walked by one
+ * pointer: the doubled bias of the 4 channels (input offset not folded: taps in the padding add
+ * nothing), per tap (row-major) the int16 pairs (2 w_c0, 2 w_c2) and (2 w_c1, 2 w_c3), then the
+ * requantisation words of the doubled accumulator, MCUFLOW_DSP_RQ_WORDS per channel. 3x3
+ * windows at the input's edge read their taps in the padding from `pads`: the input zero point
+ * in_c times (rounded up to a multiple of 4), which adds nothing either. */
+#define MCUFLOW_DSP_DWP_WORDS(taps) (4 + 2 * (taps) + 4 * MCUFLOW_DSP_RQ_WORDS)
+
 typedef struct {
-    const uint32_t *taps;
-    const int32_t *bias;
-    const int32_t *rq;
+    const int32_t *groups;
     const int8_t *pads;
     int32_t act_min, act_max;
     int32_t ties; /* nonzero: the requantisation's sign correction (negative term -2^31) */
-    int32_t exact; /* nonzero: `rq` holds MCUFLOW_DSP_RQ_EXACT words (accumulator not doubled) */
+    int32_t exact; /* nonzero: the records hold MCUFLOW_DSP_RQ_EXACT words (accumulator not
+                      doubled) */
 } mcuflow_dsp_dw_pixels_t;
 
 void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,

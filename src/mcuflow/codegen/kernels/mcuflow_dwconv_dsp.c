@@ -250,6 +250,18 @@ void mcuflow_dwconv_3x3_dsp_s8(const mcuflow_dsp_dw_t *d, const int8_t *input, i
 
 /* ---- pixel by pixel (runs with OVERLAP, needs no scratch) ------------------------------- */
 
+/* The requantisation words of a group's record (mcuflow_dsp_dw_pixels_t). */
+static inline const int32_t *mcuflow_dwp_rq(const int32_t *record, int32_t taps)
+{
+    return record + 4 + 2 * (size_t)taps;
+}
+
+/* The taps of a group's record. */
+static inline const mcuflow_word_t *mcuflow_dwp_taps(const int32_t *record)
+{
+    return (const mcuflow_word_t *)(record + 4);
+}
+
 /* int8 output of the doubled accumulator `acc2` with the channel's words `rq` (`ties`: one of
  * MCUFLOW_DW_*, see mcuflow_dw_out). */
 MCUFLOW_INLINE int8_t mcuflow_dwp_out(int32_t acc2, const int32_t *rq, int ties)
@@ -272,38 +284,40 @@ static void mcuflow_dwp_exact4(const int32_t *acc, const int32_t *rq, int8_t *ou
 }
 
 /* The outputs of four channels (doubled accumulators, consecutive requantisation words),
- * `ties` MCUFLOW_DW_PLAIN or MCUFLOW_DW_TIES (MCUFLOW_DW_EXACT: mcuflow_dwp_exact4). */
+ * `ties` MCUFLOW_DW_PLAIN or MCUFLOW_DW_TIES (MCUFLOW_DW_EXACT: mcuflow_dwp_exact4). In the
+ * assembly t0, t1 hold the 64-bit sum, t2 the multiplier, t3 the shift; `p` points at the
+ * requantisation words. */
 #if MCUFLOW_DSP_ASM
 #define MCUFLOW_DWP_OUT_ASM(ACC, R, O, TIES)                                                    \
-    "ldrd %[lo], %[hi], [%[rq], #" #R " + 8]\n\t"                                              \
-    "ldrd %[m], %[sh], [%[rq], #" #R "]\n\t"                                                    \
-    "smlal %[lo], %[hi], %[" ACC "], %[m]\n\t" TIES                                             \
-    "asr %[hi], %[hi], %[sh]\n\t"                                                               \
-    "ssat %[hi], #8, %[hi]\n\t"                                                                 \
-    "strb %[hi], [%[out], #" #O "]\n\t"
-#define MCUFLOW_DWP_TIES_ASM(ACC) "add %[hi], %[hi], %[" ACC "], asr #31\n\t"
+    "ldrd %[t0], %[t1], [%[p], #" #R " + 8]\n\t"                                               \
+    "ldrd %[t2], %[t3], [%[p], #" #R "]\n\t"                                                    \
+    "smlal %[t0], %[t1], %[" ACC "], %[t2]\n\t" TIES                                            \
+    "asr %[t1], %[t1], %[t3]\n\t"                                                               \
+    "ssat %[t1], #8, %[t1]\n\t"                                                                 \
+    "strb %[t1], [%[out], #" #O "]\n\t"
+#define MCUFLOW_DWP_TIES_ASM(ACC) "add %[t1], %[t1], %[" ACC "], asr #31\n\t"
 
 MCUFLOW_INLINE void mcuflow_dwp_out4(const int32_t *acc, const int32_t *rq, int8_t *out,
                                      int ties)
 {
-    uint32_t lo, hi, m, sh;
+    uint32_t t0, t1, t2, t3;
     if (ties) {
         __asm__ volatile(
             MCUFLOW_DWP_OUT_ASM("a0", 0, 0, MCUFLOW_DWP_TIES_ASM("a0"))
                 MCUFLOW_DWP_OUT_ASM("a1", 16, 1, MCUFLOW_DWP_TIES_ASM("a1"))
                     MCUFLOW_DWP_OUT_ASM("a2", 32, 2, MCUFLOW_DWP_TIES_ASM("a2"))
                         MCUFLOW_DWP_OUT_ASM("a3", 48, 3, MCUFLOW_DWP_TIES_ASM("a3"))
-            : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh)
+            : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
             : [a0] "r"(acc[0]), [a1] "r"(acc[1]), [a2] "r"(acc[2]), [a3] "r"(acc[3]),
-              [rq] "r"(rq), [out] "r"(out)
+              [p] "r"(rq), [out] "r"(out)
             : "memory");
     } else {
         __asm__ volatile(MCUFLOW_DWP_OUT_ASM("a0", 0, 0, "") MCUFLOW_DWP_OUT_ASM("a1", 16, 1, "")
                              MCUFLOW_DWP_OUT_ASM("a2", 32, 2, "")
                                  MCUFLOW_DWP_OUT_ASM("a3", 48, 3, "")
-                         : [lo] "=&r"(lo), [hi] "=&r"(hi), [m] "=&r"(m), [sh] "=&r"(sh)
+                         : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
                          : [a0] "r"(acc[0]), [a1] "r"(acc[1]), [a2] "r"(acc[2]),
-                           [a3] "r"(acc[3]), [rq] "r"(rq), [out] "r"(out)
+                           [a3] "r"(acc[3]), [p] "r"(rq), [out] "r"(out)
                          : "memory");
     }
 }
@@ -316,6 +330,17 @@ MCUFLOW_INLINE void mcuflow_dwp_out4(const int32_t *acc, const int32_t *rq, int8
     }
 }
 #endif
+
+/* The outputs of a group's four channels in `mode` (`exact`: a constant of the callers). */
+MCUFLOW_INLINE void mcuflow_dwp_finish(const int32_t *acc, const int32_t *rq, int8_t *out,
+                                       int mode, int exact)
+{
+    if (exact) {
+        mcuflow_dwp_exact4(acc, rq, out);
+    } else {
+        mcuflow_dwp_out4(acc, rq, out, mode);
+    }
+}
 
 /* Taps [lo, hi) of a window starting at `start` (stride `dilation`) inside [0, size). */
 static void mcuflow_dwp_valid(int32_t start, int32_t dilation, int32_t kernel, int32_t size,
@@ -349,81 +374,208 @@ typedef struct {
         a3 = mcuflow_smlatt(odd_, w1_, a3);                                                     \
     } while (0)
 
+/* A run of output pixels of one row whose 3x3 windows lie inside the input, every full group
+ * of 4 channels of each (mcuflow_dwp_run). */
+typedef struct {
+    int32_t taps[9];         /* byte offset of tap t (1 .. 8) from tap 0's input word + 4 */
+    const int32_t *records;  /* the first group's record */
+    const int32_t *last;     /* the last full group's record */
+    int32_t base_step;       /* input bytes from the word after a pixel's last group to the
+                                next pixel's tap 0 */
+    int32_t out_step;        /* output bytes from after a pixel's last group to the next pixel */
+    const int8_t *out_end;   /* the output pixel after the run */
+} mcuflow_dwp_run_t;
+
 #if MCUFLOW_DSP_ASM
 /* Tap T (1 to 8) of a whole 3x3 window in assembly: offset load, unaligned input load, weight
- * pairs, two SXTAB16 and four 16-bit MACs. */
+ * pairs, two SXTAB16 and four 16-bit MACs (t0: the input word, then its even bytes; t1: its
+ * odd bytes; t2, t3: the weight pairs from `p`, advanced). */
 #define MCUFLOW_DWP_TAP_ASM(T)                                                                  \
-    "ldr %[x], [%[offsets], #" #T " * 4]\n\t"                                                   \
-    "ldr %[x], [%[base], %[x]]\n\t" MCUFLOW_DWP_MACS_ASM
+    "ldr %[t0], [%[offsets], #" #T " * 4]\n\t"                                                  \
+    "ldr %[t0], [%[base], %[t0]]\n\t" MCUFLOW_DWP_MACS_ASM
 
 #define MCUFLOW_DWP_MACS_ASM                                                                    \
-    "ldrd %[w0], %[w1], [%[w]], #8\n\t"                                                        \
-    "sxtab16 %[odd], %[offset], %[x], ror #8\n\t"                                               \
-    "sxtab16 %[x], %[offset], %[x]\n\t"                                                         \
-    "smlabb %[a0], %[x], %[w0], %[a0]\n\t"                                                      \
-    "smlatt %[a2], %[x], %[w0], %[a2]\n\t"                                                      \
-    "smlabb %[a1], %[odd], %[w1], %[a1]\n\t"                                                    \
-    "smlatt %[a3], %[odd], %[w1], %[a3]\n\t"
+    "ldrd %[t2], %[t3], [%[p]], #8\n\t"                                                        \
+    "sxtab16 %[t1], %[offset], %[t0], ror #8\n\t"                                               \
+    "sxtab16 %[t0], %[offset], %[t0]\n\t"                                                       \
+    "smlabb %[a0], %[t0], %[t2], %[a0]\n\t"                                                     \
+    "smlatt %[a2], %[t0], %[t2], %[a2]\n\t"                                                     \
+    "smlabb %[a1], %[t1], %[t3], %[a1]\n\t"                                                     \
+    "smlatt %[a3], %[t1], %[t3], %[a3]\n\t"
 
-/* The nine taps of a whole 3x3 window of channels c .. c + 3: tap t at `base` + offsets[t]
- * (offsets[0] = 0 unless `indexed`; then `base` may be the channel and `offsets` the taps'
- * addresses, see mcuflow_dwp_at). */
-MCUFLOW_INLINE void mcuflow_dwp_nine(uint32_t base, const int32_t *offsets,
-                                     const mcuflow_word_t *w, uint32_t offset, int32_t *acc,
-                                     int indexed)
+/* The nine taps of a 3x3 window: tap 0 at `base` (then advanced 4), tap t at that + offsets[t]
+ * (mcuflow_dwp_run_t's taps, at `offsets`). */
+#define MCUFLOW_DWP_NINE_ASM                                                                    \
+    "ldr %[t0], [%[base]], #4\n\t" MCUFLOW_DWP_MACS_ASM MCUFLOW_DWP_TAP_ASM(1)                  \
+        MCUFLOW_DWP_TAP_ASM(2) MCUFLOW_DWP_TAP_ASM(3) MCUFLOW_DWP_TAP_ASM(4)                    \
+            MCUFLOW_DWP_TAP_ASM(5) MCUFLOW_DWP_TAP_ASM(6) MCUFLOW_DWP_TAP_ASM(7)                \
+                MCUFLOW_DWP_TAP_ASM(8)
+
+/* The doubled accumulators `acc` of channels c .. c + 3 of a whole 3x3 window: the biases of
+ * the group's `record` (one LDM into r0 .. r3), then its nine taps (tap 0 at `base`, the others
+ * at the offsets `run_taps` of mcuflow_dwp_run_t). */
+MCUFLOW_INLINE void mcuflow_dwp_nine(const int8_t *base, const int32_t *run_taps,
+                                     const int32_t *record, uint32_t offset, int32_t *acc)
 {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    uint32_t x, odd, w0, w1;
-#define MCUFLOW_DWP_EIGHT_ASM                                                                   \
-    MCUFLOW_DWP_MACS_ASM MCUFLOW_DWP_TAP_ASM(1) MCUFLOW_DWP_TAP_ASM(2) MCUFLOW_DWP_TAP_ASM(3)    \
-        MCUFLOW_DWP_TAP_ASM(4) MCUFLOW_DWP_TAP_ASM(5) MCUFLOW_DWP_TAP_ASM(6)                    \
-            MCUFLOW_DWP_TAP_ASM(7) MCUFLOW_DWP_TAP_ASM(8)
-#define MCUFLOW_DWP_NINE_OPERANDS                                                               \
-    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "=&r"(x),    \
-      [odd] "=&r"(odd), [w0] "=&r"(w0), [w1] "=&r"(w1)                                          \
-    : [base] "r"(base), [offsets] "r"(offsets), [offset] "r"(offset)                            \
-    : "memory"
-    if (indexed) {
-        __asm__("ldr %[x], [%[offsets]]\n\t"
-                "ldr %[x], [%[base], %[x]]\n\t" MCUFLOW_DWP_EIGHT_ASM MCUFLOW_DWP_NINE_OPERANDS);
-    } else {
-        __asm__("ldr %[x], [%[base]]\n\t" MCUFLOW_DWP_EIGHT_ASM MCUFLOW_DWP_NINE_OPERANDS);
-    }
-#undef MCUFLOW_DWP_EIGHT_ASM
-#undef MCUFLOW_DWP_NINE_OPERANDS
+    register int32_t a0 __asm__("r0");
+    register int32_t a1 __asm__("r1");
+    register int32_t a2 __asm__("r2");
+    register int32_t a3 __asm__("r3");
+    uint32_t t0, t1, t2, t3;
+    __asm__("ldm %[p]!, {%[a0], %[a1], %[a2], %[a3]}\n\t" MCUFLOW_DWP_NINE_ASM
+            : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [t0] "=&r"(t0),
+              [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p] "+r"(record), [base] "+r"(base)
+            : [offsets] "r"(run_taps), [offset] "r"(offset)
+            : "memory");
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
     acc[3] = a3;
 }
+
+/* The last channel of a group in the run's assembly: its words are the first of the four
+ * (`p` then advances to the next record) and its byte the first (`out` advances 4). */
+#define MCUFLOW_DWP_LAST_ASM(TIES)                                                              \
+    "ldrd %[t0], %[t1], [%[p], #8]\n\t"                                                         \
+    "ldrd %[t2], %[t3], [%[p]], #64\n\t"                                                       \
+    "smlal %[t0], %[t1], %[a0], %[t2]\n\t" TIES                                                 \
+    "asr %[t1], %[t1], %[t3]\n\t"                                                               \
+    "ssat %[t1], #8, %[t1]\n\t"                                                                 \
+    "strb %[t1], [%[out]], #4\n\t"
+
+/* One pixel's groups, then the next pixel, until `out` reaches run->out_end. Per group: one
+ * LDM of the 4 biases, the nine taps, the four outputs from the words that follow, the record
+ * pointer ending at the next record. The group loop's test (is this record the last?) is made
+ * first: no instruction of the body sets the flags. `offsets` is the run (its first words are
+ * the taps' offsets), a0 .. a3 are r0 .. r3 in the order of the LDM. */
+#define MCUFLOW_DWP_RUN_ASM(TIES)                                                               \
+    "1:\n\t"                                                                                    \
+    "ldr %[p], [%[offsets], %[records]]\n\t"                                                   \
+    "2:\n\t"                                                                                    \
+    "ldr %[t0], [%[offsets], %[last]]\n\t"                                                     \
+    "cmp %[p], %[t0]\n\t"                                                                       \
+    "ldm %[p]!, {%[a0], %[a1], %[a2], %[a3]}\n\t" MCUFLOW_DWP_NINE_ASM                         \
+    MCUFLOW_DWP_OUT_ASM("a3", 48, 3, TIES("a3")) MCUFLOW_DWP_OUT_ASM("a2", 32, 2, TIES("a2"))   \
+    MCUFLOW_DWP_OUT_ASM("a1", 16, 1, TIES("a1")) MCUFLOW_DWP_LAST_ASM(TIES("a0"))              \
+    "bne 2b\n\t"                                                                                \
+    "ldr %[t0], [%[offsets], %[base_step]]\n\t"                                                \
+    "add %[base], %[base], %[t0]\n\t"                                                           \
+    "ldr %[t0], [%[offsets], %[out_step]]\n\t"                                                 \
+    "add %[out], %[out], %[t0]\n\t"                                                             \
+    "ldr %[t0], [%[offsets], %[out_end]]\n\t"                                                  \
+    "cmp %[out], %[t0]\n\t"                                                                     \
+    "bne 1b\n\t"
+#define MCUFLOW_DWP_NO_TIES_ASM(ACC) ""
+
+static void mcuflow_dwp_run(const mcuflow_dwp_run_t *run, uint32_t offset, const int8_t *base,
+                            int8_t *out, int ties)
+{
+    register int32_t a0 __asm__("r0");
+    register int32_t a1 __asm__("r1");
+    register int32_t a2 __asm__("r2");
+    register int32_t a3 __asm__("r3");
+    uint32_t t0, t1, t2, t3;
+    const int32_t *p;
+#define MCUFLOW_DWP_RUN_OPERANDS                                                                \
+    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [t0] "=&r"(t0),           \
+      [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [p] "=&r"(p), [base] "+r"(base),          \
+      [out] "+r"(out)                                                                           \
+    : [offsets] "r"(run), [offset] "r"(offset),                                                 \
+      [records] "i"(offsetof(mcuflow_dwp_run_t, records)),                                      \
+      [last] "i"(offsetof(mcuflow_dwp_run_t, last)),                                            \
+      [base_step] "i"(offsetof(mcuflow_dwp_run_t, base_step)),                                  \
+      [out_step] "i"(offsetof(mcuflow_dwp_run_t, out_step)),                                    \
+      [out_end] "i"(offsetof(mcuflow_dwp_run_t, out_end))                                       \
+    : "cc", "memory"
+    if (ties) {
+        __asm__ volatile(MCUFLOW_DWP_RUN_ASM(MCUFLOW_DWP_TIES_ASM) MCUFLOW_DWP_RUN_OPERANDS);
+    } else {
+        __asm__ volatile(MCUFLOW_DWP_RUN_ASM(MCUFLOW_DWP_NO_TIES_ASM) MCUFLOW_DWP_RUN_OPERANDS);
+    }
+#undef MCUFLOW_DWP_RUN_OPERANDS
+}
+#else
+static void mcuflow_dwp_run(const mcuflow_dwp_run_t *run, uint32_t offset, const int8_t *base,
+                            int8_t *out, int ties)
+{
+    do {
+        const int32_t *record = run->records, *group;
+        do {
+            group = record;
+            int32_t a0 = record[0], a1 = record[1], a2 = record[2], a3 = record[3];
+            const mcuflow_word_t *w = mcuflow_dwp_taps(record);
+            MCUFLOW_DWP_TAP(base, w);
+            base += 4;
+            for (int32_t t = 1; t < 9; ++t) {
+                MCUFLOW_DWP_TAP(base + run->taps[t], w);
+            }
+            const int32_t acc[4] = {a0, a1, a2, a3};
+            mcuflow_dwp_out4(acc, mcuflow_dwp_rq(record, 9), out, ties);
+            record += MCUFLOW_DSP_DWP_WORDS(9);
+            out += 4;
+        } while (group != run->last);
+        base += run->base_step;
+        out += run->out_step;
+    } while (out != run->out_end);
+}
 #endif
 
-/* Channels c .. c + 3 of one output pixel whose window lies inside the input: `base` is its
- * first tap at channel c, `offsets` the byte offset of every tap, `w` the group's taps. */
-MCUFLOW_INLINE void mcuflow_dwp_inside(const int8_t *base, const int32_t *offsets, int32_t taps,
-                                       const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
+/* The run of the layer's 3x3 windows (`offsets`: the byte offset of every tap), its out_end
+ * left for each call; only for layers of at least 4 channels. */
+static void mcuflow_dwp_run_init(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                 const int32_t *offsets, mcuflow_dwp_run_t *run)
+{
+    const int32_t full = g->in_c & ~3; /* the channels of the full groups */
+    run->taps[0] = 0;
+    for (int32_t t = 1; t < 9; ++t) {
+        run->taps[t] = offsets[t] - 4;
+    }
+    run->records = d->groups;
+    run->last = d->groups + (size_t)(full / 4 - 1) * MCUFLOW_DSP_DWP_WORDS(9);
+    run->base_step = g->stride_w * g->in_c - full;
+    run->out_step = g->out_pixel_step - full;
+    run->out_end = NULL;
+}
+
+#if MCUFLOW_DSP_ASM
+/* The full groups of one output pixel in MCUFLOW_DW_EXACT: tap 0 of group 0 at `base`, the
+ * offsets of the other taps at `run_taps` (mcuflow_dwp_run_t's). */
+static void mcuflow_dwp_exact_groups(const int32_t *record, int32_t full, const int32_t *run_taps,
+                                     const int8_t *base, uint32_t offset, int8_t *out)
+{
+    for (int32_t c = 0; c < full; c += 4, record += MCUFLOW_DSP_DWP_WORDS(9)) {
+        int32_t acc[4];
+        mcuflow_dwp_nine(base + c, run_taps, record, offset, acc);
+        mcuflow_dwp_exact4(acc, mcuflow_dwp_rq(record, 9), out + c);
+    }
+}
+#endif
+
+/* The full groups (`full` channels) of one output pixel whose tap 0 is at `base`, through
+ * `run` (its out_end set here): the run's assembly (or its C twin, exact in every mode), in
+ * MCUFLOW_DW_EXACT the nine taps' assembly group by group. */
+MCUFLOW_INLINE void mcuflow_dwp_pixel9(mcuflow_dwp_run_t *run, int32_t full, const int8_t *base,
+                                       int8_t *out, uint32_t offset, int mode)
 {
 #if MCUFLOW_DSP_ASM
-    if (taps == 9) {
-        mcuflow_dwp_nine((uint32_t)base, offsets, w, offset, acc, 0);
+    if (mode == MCUFLOW_DW_EXACT) {
+        mcuflow_dwp_exact_groups(run->records, full, run->taps, base, offset, out);
         return;
     }
 #endif
+    run->out_end = out + full + run->out_step;
+    mcuflow_dwp_run(run, offset, base, out, mode);
+}
+
+/* Channels c .. c + 3 of one output pixel whose window (not 3x3) lies inside the input:
+ * `base` is its first tap at channel c, `offsets` the byte offset of every tap, `w` the
+ * group's taps. */
+MCUFLOW_INLINE void mcuflow_dwp_inside(const int8_t *base, const int32_t *offsets, int32_t taps,
+                                       const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
+{
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    if (taps == 9) {
-        MCUFLOW_DWP_TAP(base, w);
-        MCUFLOW_DWP_TAP(base + offsets[1], w);
-        MCUFLOW_DWP_TAP(base + offsets[2], w);
-        MCUFLOW_DWP_TAP(base + offsets[3], w);
-        MCUFLOW_DWP_TAP(base + offsets[4], w);
-        MCUFLOW_DWP_TAP(base + offsets[5], w);
-        MCUFLOW_DWP_TAP(base + offsets[6], w);
-        MCUFLOW_DWP_TAP(base + offsets[7], w);
-        MCUFLOW_DWP_TAP(base + offsets[8], w);
-    } else {
-        for (int32_t t = 0; t < taps; ++t) {
-            MCUFLOW_DWP_TAP(base + offsets[t], w);
-        }
+    for (int32_t t = 0; t < taps; ++t) {
+        MCUFLOW_DWP_TAP(base + offsets[t], w);
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -453,20 +605,26 @@ static void mcuflow_dwp_edge(const mcuflow_window_t *g, const mcuflow_dwp_window
     acc[3] = a3;
 }
 
-/* One of the last in_c % 4 channels of one output pixel (doubled accumulator). */
+/* Weight of channel c (of a group's record) at tap t, doubled. */
+static inline int32_t mcuflow_dwp_weight(const int32_t *record, int32_t t, int32_t c)
+{
+    const uint32_t pair = (uint32_t)record[4 + 2 * (size_t)t + (size_t)(c & 1)];
+    return (int32_t)(int16_t)(uint16_t)((c & 2) != 0 ? pair >> 16 : pair & 0xFFFFu);
+}
+
+/* One of the last in_c % 4 channels of one output pixel (doubled accumulator), from the record
+ * of its group. */
 static int32_t mcuflow_dwp_tail(const mcuflow_window_t *g, const mcuflow_dwp_window_t *v,
-                                const uint32_t *group, int32_t c, int32_t acc)
+                                const int32_t *record, int32_t c)
 {
     const size_t row = (size_t)g->dilation_h * (size_t)g->in_w * (size_t)g->in_c;
     const size_t column = (size_t)g->dilation_w * (size_t)g->in_c;
-    const int32_t high = (c & 2) != 0;
     const int8_t *line = v->first + c;
+    int32_t acc = record[c & 3];
     for (int32_t ky = v->ky_lo; ky < v->ky_hi; ++ky, line += row) {
         const int8_t *src = line;
         for (int32_t kx = v->kx_lo; kx < v->kx_hi; ++kx, src += column) {
-            const uint32_t pair = group[2 * (size_t)(ky * g->k_w + kx) + (size_t)(c & 1)];
-            const int32_t w = (int32_t)(int16_t)(uint16_t)(high ? pair >> 16 : pair & 0xFFFFu);
-            acc += w * (*src + g->input_offset);
+            acc += mcuflow_dwp_weight(record, ky * g->k_w + kx, c) * (*src + g->input_offset);
         }
     }
     return acc;
@@ -493,18 +651,26 @@ static void mcuflow_dwp_tap_pointers(const mcuflow_window_t *g, const mcuflow_dw
     }
 }
 
-/* Channels c .. c + 3 of one output pixel from its tap pointers (mcuflow_dwp_tap_pointers):
- * with 9 taps the assembly of the inside pixels, each tap's address loaded instead of its
- * offset (`ldr x, [c, address]`). */
+#if MCUFLOW_DSP_ASM
+/* Every full group of one output pixel from its 3x3 tap pointers (mcuflow_dwp_tap_pointers),
+ * in the assembly of the inside pixels through `edge` (a copy of the layer's run): tap t's
+ * offset is its pointer's distance from tap 0's (a tap lies in the input or in `pads`; the
+ * assembly adds the distance as a 32-bit integer, which C could not). */
+MCUFLOW_INLINE void mcuflow_dwp_edge_groups(mcuflow_dwp_run_t *edge, int32_t full,
+                                            const int8_t *const *taps, int8_t *out,
+                                            uint32_t offset, int mode)
+{
+    const uint32_t after = (uint32_t)taps[0] + 4;
+    for (int32_t t = 1; t < 9; ++t) {
+        edge->taps[t] = (int32_t)((uint32_t)taps[t] - after);
+    }
+    mcuflow_dwp_pixel9(edge, full, taps[0], out, offset, mode);
+}
+#else
+/* Channels c .. c + 3 of one output pixel from its tap pointers (mcuflow_dwp_tap_pointers). */
 MCUFLOW_INLINE void mcuflow_dwp_at(const int8_t *const *taps, int32_t count, int32_t c,
                                    const mcuflow_word_t *w, uint32_t offset, int32_t *acc)
 {
-#if MCUFLOW_DSP_ASM
-    if (count == 9) {
-        mcuflow_dwp_nine((uint32_t)c, (const int32_t *)taps, w, offset, acc, 1);
-        return;
-    }
-#endif
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     for (int32_t t = 0; t < count; ++t) {
         MCUFLOW_DWP_TAP(taps[t] + c, w);
@@ -514,58 +680,77 @@ MCUFLOW_INLINE void mcuflow_dwp_at(const int8_t *const *taps, int32_t count, int
     acc[2] = a2;
     acc[3] = a3;
 }
+#endif
 
 /* One of the last in_c % 4 channels of one output pixel from its tap pointers. */
 static int32_t mcuflow_dwp_tail_at(const mcuflow_window_t *g, const int8_t *const *taps,
-                                   const uint32_t *group, int32_t c, int32_t acc)
+                                   const int32_t *record, int32_t c)
 {
-    const int32_t high = (c & 2) != 0, count = g->k_h * g->k_w;
+    const int32_t count = g->k_h * g->k_w;
+    int32_t acc = record[c & 3];
     for (int32_t t = 0; t < count; ++t) {
-        const uint32_t pair = group[2 * (size_t)t + (size_t)(c & 1)];
-        const int32_t w = (int32_t)(int16_t)(uint16_t)(high ? pair >> 16 : pair & 0xFFFFu);
-        acc += w * (taps[t][c] + g->input_offset);
+        acc += mcuflow_dwp_weight(record, t, c) * (taps[t][c] + g->input_offset);
     }
     return acc;
 }
 
 /* Every channel of one output pixel whose 3x3 window crosses the input's edge, from its tap
- * pointers (`exact`: a constant of the two instances). */
+ * pointers (`edge`: see mcuflow_dwp_edge_groups; `exact`: a constant of the two instances). */
 MCUFLOW_INLINE void mcuflow_dwp_edge_body(const mcuflow_window_t *g,
                                           const mcuflow_dsp_dw_pixels_t *d,
+                                          mcuflow_dwp_run_t *edge,
                                           const int8_t *const *taps, int8_t *out, int exact)
 {
-    const int32_t in_c = g->in_c, count = g->k_h * g->k_w;
+    const int32_t in_c = g->in_c, count = g->k_h * g->k_w, full = in_c & ~3;
+    const size_t words = MCUFLOW_DSP_DWP_WORDS(count);
     const uint32_t offset = mcuflow_pair16(g->input_offset);
-    const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
-    const int32_t *rq = d->rq;
+    const int32_t *record = d->groups + (size_t)(full / 4) * words;
     const int mode = exact ? MCUFLOW_DW_EXACT : mcuflow_dw_mode(d->ties, 0);
-    int32_t c = 0;
-    for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)count, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
-        int32_t acc[4] = {d->bias[c], d->bias[c + 1], d->bias[c + 2], d->bias[c + 3]};
-        mcuflow_dwp_at(taps, count, c, group, offset, acc);
-        if (exact) {
-            mcuflow_dwp_exact4(acc, rq, out + c);
-        } else {
-            mcuflow_dwp_out4(acc, rq, out + c, mode);
-        }
+#if MCUFLOW_DSP_ASM
+    if (full > 0) {
+        mcuflow_dwp_edge_groups(edge, full, taps, out, offset, mode);
     }
-    for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
-        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail_at(g, taps, group, c, d->bias[c]), rq, mode);
+#else
+    (void)edge;
+    const int32_t *group = d->groups;
+    for (int32_t c = 0; c < full; c += 4, group += words) {
+        int32_t acc[4] = {group[0], group[1], group[2], group[3]};
+        mcuflow_dwp_at(taps, count, c, mcuflow_dwp_taps(group), offset, acc);
+        mcuflow_dwp_finish(acc, mcuflow_dwp_rq(group, count), out + c, mode, exact);
+    }
+#endif
+    for (int32_t c = full; c < in_c; ++c) {
+        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail_at(g, taps, record, c),
+                                 mcuflow_dwp_rq(record, count) + (c & 3) * MCUFLOW_DSP_RQ_WORDS,
+                                 mode);
     }
 }
 
 static void mcuflow_dwp_edge_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
-                                 const int8_t *const *taps, int8_t *out)
+                                 mcuflow_dwp_run_t *edge, const int8_t *const *taps,
+                                 int8_t *out)
 {
     if (d->exact) {
-        mcuflow_dwp_edge_body(g, d, taps, out, 1);
+        mcuflow_dwp_edge_body(g, d, edge, taps, out, 1);
     } else {
-        mcuflow_dwp_edge_body(g, d, taps, out, 0);
+        mcuflow_dwp_edge_body(g, d, edge, taps, out, 0);
     }
 }
 
 /* Byte offsets of the taps of a window inside the input, row-major, from its first tap. */
 #define MCUFLOW_DWP_MAX_TAPS 25
+
+/* The last in_c % 4 channels (from `c`) of one output pixel, window `v`, group record
+ * `record`. */
+static void mcuflow_dwp_tails(const mcuflow_window_t *g, const mcuflow_dwp_window_t *v,
+                              const int32_t *record, int32_t c, int8_t *out, int mode)
+{
+    const int32_t *rq = mcuflow_dwp_rq(record, g->k_h * g->k_w);
+    for (; c < g->in_c; ++c) {
+        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, v, record, c),
+                                 rq + (c & 3) * MCUFLOW_DSP_RQ_WORDS, mode);
+    }
+}
 
 /* Every channel of one output pixel at the input's edge: the valid taps only (`exact`: a
  * constant of the two instances). */
@@ -574,23 +759,17 @@ MCUFLOW_INLINE void mcuflow_dwp_pixel_body(const mcuflow_window_t *g,
                                            const mcuflow_dwp_window_t *v, int8_t *out, int exact)
 {
     const int32_t in_c = g->in_c, taps = g->k_h * g->k_w;
+    const size_t words = MCUFLOW_DSP_DWP_WORDS(taps);
     const uint32_t offset = mcuflow_pair16(g->input_offset);
-    const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
-    const int32_t *rq = d->rq;
+    const int32_t *record = d->groups;
     const int mode = exact ? MCUFLOW_DW_EXACT : mcuflow_dw_mode(d->ties, 0);
     int32_t c = 0;
-    for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)taps, rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
-        int32_t acc[4] = {d->bias[c], d->bias[c + 1], d->bias[c + 2], d->bias[c + 3]};
-        mcuflow_dwp_edge(g, v, group, offset, c, acc);
-        if (exact) {
-            mcuflow_dwp_exact4(acc, rq, out + c);
-        } else {
-            mcuflow_dwp_out4(acc, rq, out + c, mode);
-        }
+    for (; c + 4 <= in_c; c += 4, record += words) {
+        int32_t acc[4] = {record[0], record[1], record[2], record[3]};
+        mcuflow_dwp_edge(g, v, mcuflow_dwp_taps(record), offset, c, acc);
+        mcuflow_dwp_finish(acc, mcuflow_dwp_rq(record, taps), out + c, mode, exact);
     }
-    for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
-        out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, v, group, c, d->bias[c]), rq, mode);
-    }
+    mcuflow_dwp_tails(g, v, record, c, out, mode);
 }
 
 static void mcuflow_dwp_pixel(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
@@ -605,49 +784,54 @@ static void mcuflow_dwp_pixel(const mcuflow_window_t *g, const mcuflow_dsp_dw_pi
 
 /* Every channel of the output pixels [ox_lo, ox_hi) of a row whose windows lie inside the
  * input: `base` is the first tap of pixel ox_lo, `step` the bytes between neighbours' taps.
- * `exact` is a constant of the two instances (no call in the fast one's loop). */
+ * With 3x3 windows the full groups go through `run` (mcuflow_dwp_pixel9; outside
+ * MCUFLOW_DW_EXACT with in_c % 4 == 0 the whole row in one call). `exact` is a constant of the
+ * two instances. */
 MCUFLOW_INLINE void mcuflow_dwp_inner_body(const mcuflow_window_t *g,
                                            const mcuflow_dsp_dw_pixels_t *d,
-                                           const int32_t *offsets, const int8_t *base,
-                                           size_t step, int8_t *out, int32_t count, int exact)
+                                           const int32_t *offsets, mcuflow_dwp_run_t *run,
+                                           const int8_t *base, size_t step, int8_t *out,
+                                           int32_t count, int exact)
 {
-    const int32_t in_c = g->in_c, taps = g->k_h * g->k_w;
+    const int32_t in_c = g->in_c, taps = g->k_h * g->k_w, full = in_c & ~3;
+    const size_t words = MCUFLOW_DSP_DWP_WORDS(taps);
     const uint32_t offset = mcuflow_pair16(g->input_offset);
     const size_t out_step = (size_t)g->out_pixel_step;
     const int mode = exact ? MCUFLOW_DW_EXACT : mcuflow_dw_mode(d->ties, 0);
+    const int nine = taps == 9 && full > 0;
+    if (nine && !exact && full == in_c) {
+        run->out_end = out + (size_t)count * out_step;
+        mcuflow_dwp_run(run, offset, base, out, mode);
+        return;
+    }
     for (; count > 0; --count, base += step, out += out_step) {
-        const mcuflow_word_t *group = (const mcuflow_word_t *)d->taps;
-        const int32_t *bias = d->bias;
-        const int32_t *rq = d->rq;
+        const int32_t *record = d->groups;
         int32_t c = 0;
-        for (; c + 4 <= in_c; c += 4, group += 2 * (size_t)taps, bias += 4,
-                              rq += 4 * MCUFLOW_DSP_RQ_WORDS) {
-            int32_t acc[4] = {bias[0], bias[1], bias[2], bias[3]};
-            mcuflow_dwp_inside(base + c, offsets, taps, group, offset, acc);
-            if (exact) {
-                mcuflow_dwp_exact4(acc, rq, out + c);
-            } else {
-                mcuflow_dwp_out4(acc, rq, out + c, mode);
-            }
+        if (nine) {
+            mcuflow_dwp_pixel9(run, full, base, out, offset, mode);
+            c = full;
+            record += (size_t)(full / 4) * words;
+        }
+        for (; c < full; c += 4, record += words) {
+            int32_t acc[4] = {record[0], record[1], record[2], record[3]};
+            mcuflow_dwp_inside(base + c, offsets, taps, mcuflow_dwp_taps(record), offset, acc);
+            mcuflow_dwp_finish(acc, mcuflow_dwp_rq(record, taps), out + c, mode, exact);
         }
         if (c < in_c) {
             const mcuflow_dwp_window_t v = {base, 0, g->k_h, 0, g->k_w};
-            for (; c < in_c; ++c, rq += MCUFLOW_DSP_RQ_WORDS) {
-                out[c] = mcuflow_dwp_out(mcuflow_dwp_tail(g, &v, group, c, d->bias[c]), rq,
-                                         mode);
-            }
+            mcuflow_dwp_tails(g, &v, record, c, out, mode);
         }
     }
 }
 
 static void mcuflow_dwp_inner_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
-                                  const int32_t *offsets, const int8_t *base, size_t step,
-                                  int8_t *out, int32_t count)
+                                  const int32_t *offsets, mcuflow_dwp_run_t *run,
+                                  const int8_t *base, size_t step, int8_t *out, int32_t count)
 {
     if (d->exact) {
-        mcuflow_dwp_inner_body(g, d, offsets, base, step, out, count, 1);
+        mcuflow_dwp_inner_body(g, d, offsets, run, base, step, out, count, 1);
     } else {
-        mcuflow_dwp_inner_body(g, d, offsets, base, step, out, count, 0);
+        mcuflow_dwp_inner_body(g, d, offsets, run, base, step, out, count, 0);
     }
 }
 
@@ -686,6 +870,12 @@ void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixel
         offsets[t] = ((t / g->k_w) * g->dilation_h * g->in_w + (t % g->k_w) * g->dilation_w) *
                      g->in_c;
     }
+    mcuflow_dwp_run_t run, edge; /* the inside pixels' run, a copy for edge pixels */
+    memset(&run, 0, sizeof run);
+    if (taps == 9 && g->in_c >= 4) {
+        mcuflow_dwp_run_init(g, d, offsets, &run);
+    }
+    edge = run;
     /* Output columns whose windows lie inside the input's columns: [inner_lo, inner_hi). */
     const int32_t span_w = (g->k_w - 1) * g->dilation_w;
     const int32_t inner_lo = (g->pad_left + g->stride_w - 1) / g->stride_w;
@@ -707,7 +897,7 @@ void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixel
                     const int8_t *base = image + ((size_t)y0 * (size_t)g->in_w +
                                                   (size_t)(lo * g->stride_w - g->pad_left)) *
                                                      (size_t)g->in_c;
-                    mcuflow_dwp_inner_run(g, d, offsets, base, step,
+                    mcuflow_dwp_inner_run(g, d, offsets, &run, base, step,
                                           row + (size_t)lo * (size_t)g->out_pixel_step,
                                           hi - lo);
                     ox = hi - 1;
@@ -719,7 +909,7 @@ void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixel
                 if (taps == 9) {
                     const int8_t *taps_at[9];
                     mcuflow_dwp_tap_pointers(g, &v, d->pads, taps_at);
-                    mcuflow_dwp_edge_run(g, d, taps_at, pixel);
+                    mcuflow_dwp_edge_run(g, d, &edge, taps_at, pixel);
                 } else {
                     mcuflow_dwp_pixel(g, d, &v, pixel);
                 }
