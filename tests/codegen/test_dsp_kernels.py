@@ -292,11 +292,18 @@ def _strided(b: GraphBuilder, name: str, strides: tuple[int, int]) -> str:
 
 
 def conv_channels() -> Graph:
-    """Gathered by words per tap or along window rows and value by value, odd channel counts."""
+    """Gathered by words per tap or along window rows and value by value, odd channel counts.
+
+    The pointwise layers of 4 to 16 input channels take the small-depth loop, odd pixel counts
+    its lone last pixel.
+    """
     b = GraphBuilder("dsp_conv_channels", seed=31)
     x = b.input((1, 7, 9, 8), 0.04, -7)
     y = b.input((1, 5, 7, 3), 0.05, 11)
     z = b.input((2, 6, 5, 1), 0.03, -100)
+    v = b.input((1, 3, 4, 4), 0.06, 20)
+    w = b.input((1, 5, 3, 12), 0.02, -30)
+    u = b.input((1, 4, 5, 16), 0.03, 5)
     b.output(
         b.conv2d(x, 8, (3, 3), activation=Activation.RELU),
         b.conv2d(x, 7, (3, 3), stride=2, padding=Padding.VALID, per_channel=False),
@@ -312,6 +319,10 @@ def conv_channels() -> Graph:
         _strided(b, b.conv2d(z, 5, (3, 2), padding=Padding.VALID), (2, 1)),
         b.conv2d(z, 6, (4, 4), stride=2),
         b.conv2d(z, 5, (2, 4), padding=Padding.VALID),
+        b.conv2d(x, 6, (1, 1), per_channel=False),
+        b.conv2d(v, 2, (1, 1)),
+        b.conv2d(w, 4, (1, 1), activation=Activation.RELU6),
+        b.conv2d(u, 10, (1, 1), activation=Activation.RELU),
     )
     return b.build()
 

@@ -21,6 +21,14 @@ static void mcuflow_dsp_clamp(const mcuflow_dsp_requant_t *q, int8_t *out, int32
 
 /* ---- CONV_2D ---------------------------------------------------------------------------- */
 
+/* A loop over a layer's pixels kept out of line: compiled (its registers allocated) on its own,
+ * it leaves the code of the general loops as it was. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MCUFLOW_DSP_OUTLINE static __attribute__((noinline))
+#else
+#define MCUFLOW_DSP_OUTLINE static
+#endif
+
 /* One group of 4 columns of a pair over both pixels. The columns of the two pixels alternate
  * word by word (see mcuflow_conv2d_dsp_s8); `acc` holds a0, a1, c0, c1 (c: A + 256 B since the
  * last extraction). */
@@ -734,8 +742,8 @@ MCUFLOW_INLINE void mcuflow_dsp_copy_pair3_overlap(const int8_t *a, const int8_t
 
 /* Two windows inside the input (first taps `a` and `b`) in one pass, whole words: a
  * contiguous run per window row, or one word per tap (three taps a row in one block). */
-static void mcuflow_dsp_gather_pair(const mcuflow_dsp_gather_t *s, const int8_t *a,
-                                    const int8_t *b, mcuflow_word_t *columns)
+MCUFLOW_INLINE void mcuflow_dsp_gather_pair(const mcuflow_dsp_gather_t *s, const int8_t *a,
+                                           const int8_t *b, mcuflow_word_t *columns)
 {
     const int32_t k_h = s->g->k_h, k_w = s->g->k_w;
     if (s->row_words == 0 && k_w == 3) {
@@ -891,6 +899,231 @@ static mcuflow_dsp_channels_fn mcuflow_dsp_channels_of(const mcuflow_dsp_requant
     return q->mode == MCUFLOW_DSP_RQ_EXACT ? mcuflow_dsp_channels_exact : mcuflow_dsp_channels;
 }
 
+/* ---- pointwise convolutions of up to 16 input channels ---------------------------------- */
+
+/* At most this many groups (16 input channels) run through mcuflow_dsp_pointwise_small. */
+#define MCUFLOW_DSP_SMALL_GROUPS 4
+
+/* Pixel pairs of a pointwise layer: the input at `in` (pixel 1 `in_second` bytes further), the
+ * output at `out` (pixel 1 `out_second` bytes further), both moving on by two pixels. */
+typedef struct {
+    const int8_t *in;
+    int8_t *out;
+    int32_t pairs;
+    int32_t in_second;
+    int32_t out_second;
+} mcuflow_dsp_pixels_t;
+
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_pointwise_small in assembly, pushed on the stack in this order (r1
+ * to r12) above 64 bytes of columns. Group 0 of a pixel pair lies at sp, group j > 0 at
+ * sp + 16 (4 - groups + j): the code of groups 1 to 3 reads fixed offsets and is entered
+ * part-way (`entry`) for fewer groups. */
+typedef struct {
+    const int32_t *rq;       /* +64, then r0 */
+    const mcuflow_word_t *w; /* +68, then r5 */
+    const int32_t *bias;     /* +72, then r6 */
+    int8_t *out;             /* +76, then r7 */
+    const int32_t *rq_end;   /* +80 */
+    int32_t out_second;      /* +84 */
+    int32_t negative;        /* +88 */
+    const int8_t *in;        /* +92 */
+    int32_t in_second;       /* +96 */
+    int32_t pairs;           /* +100 */
+    int32_t rest;            /* +104: offset of group 1's columns (64 when there is none) */
+    int32_t entry;           /* +108: bytes of group code skipped plus the Thumb bit, then the
+                                address entered */
+} mcuflow_dsp_small_state_t;
+
+/* Group 0 of a pair over both pixels, its accumulators started from the bias (r1, moved on):
+ * columns at sp, otherwise as MCUFLOW_DSP_GROUP_R_ASM. */
+#define MCUFLOW_DSP_SMALL_FIRST_ASM                                                             \
+    "ldr r1, [r6], #8\n\t"                                                                     \
+    "ldmia.w sp, {r8, r9, r10, r11}\n\t"                                                        \
+    "ldrd r12, lr, [r5], #8\n\t"                                                               \
+    "smlad r3, r8, r12, r1\n\t"                                                                \
+    "smlad r4, r9, r12, r1\n\t"                                                                \
+    "sxtb16 r12, r12\n\t"                                                                      \
+    "smlad r2, r9, r12, r1\n\t"                                                                \
+    "smlad r1, r8, r12, r1\n\t"                                                                \
+    "smlad r3, r10, lr, r3\n\t"                                                                \
+    "smlad r4, r11, lr, r4\n\t"                                                                \
+    "sxtb16 lr, lr\n\t"                                                                        \
+    "smlad r1, r10, lr, r1\n\t"                                                                \
+    "smlad r2, r11, lr, r2\n\t"
+
+/* A later group, its columns at sp + AT (52 bytes of code: every instruction 32 bits wide). */
+#define MCUFLOW_DSP_SMALL_GROUP_ASM(AT, AT8)                                                    \
+    "ldrd r8, r9, [sp, #" AT "]\n\t"                                                           \
+    "ldrd r10, r11, [sp, #" AT8 "]\n\t"                                                        \
+    "ldrd r12, lr, [r5], #8\n\t"                                                               \
+    "smlad r3, r8, r12, r3\n\t"                                                                \
+    "smlad r4, r9, r12, r4\n\t"                                                                \
+    "sxtb16 r12, r12\n\t"                                                                      \
+    "smlad r1, r8, r12, r1\n\t"                                                                \
+    "smlad r2, r9, r12, r2\n\t"                                                                \
+    "smlad r3, r10, lr, r3\n\t"                                                                \
+    "smlad r4, r11, lr, r4\n\t"                                                                \
+    "sxtb16 lr, lr\n\t"                                                                        \
+    "smlad r1, r10, lr, r1\n\t"                                                                \
+    "smlad r2, r11, lr, r2\n\t"
+#define MCUFLOW_DSP_SMALL_GROUP_BYTES 52
+
+/* One word of both pixels (r7 and r7 + r8, r7 moving on) as a slot word pair in r1-r4. */
+#define MCUFLOW_DSP_SMALL_WORD_ASM                                                              \
+    "ldr r4, [r7, r8]\n\t"                                                                     \
+    "ldr r3, [r7], #4\n\t"                                                                     \
+    "sxtb16 r1, r3\n\t"                                                                        \
+    "sxtb16 r2, r4\n\t"                                                                        \
+    "sxtb16 r3, r3, ror #8\n\t"                                                                \
+    "sxtb16 r4, r4, ror #8\n\t"
+
+/* Requantise `ACC` into the byte at `OUT` (MCUFLOW_DSP_STORE_R_ASM's registers but the negative
+ * term in r11). */
+#define MCUFLOW_DSP_SMALL_STORE_ASM(ACC, OUT, TIES)                                             \
+    "ldrd r12, lr, [r0, #-8]\n\t"                                                              \
+    "smlal r12, lr, " ACC ", r8\n\t" TIES                                                      \
+    "asr lr, lr, r9\n\t"                                                                       \
+    "ssat lr, #8, lr\n\t"                                                                      \
+    "strb lr, " OUT "\n\t"
+#define MCUFLOW_DSP_SMALL_TIES_ASM(ACC)                                                         \
+    "lsr " ACC ", " ACC ", #31\n\tsmlal r12, lr, " ACC ", r11\n\t"
+
+/* The whole layer: per pixel pair the columns onto the stack, then per channel pair (rq r0,
+ * weights r5, bias r6, output r7) the groups, the extraction of B and the four outputs, pixel 1
+ * first at r7 + r10. LOAD puts out_second in r10 (and rq_end or the negative term in r11), END
+ * compares r0 with rq_end. */
+#define MCUFLOW_DSP_SMALL_ASM(LOAD, END, T1, T0, T3, T2)                                        \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12}\n\t"                        \
+    "adr lr, 5f\n\t"                                                                           \
+    "add r12, r12, lr\n\t"                                                                     \
+    "push {r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12}\n\t"                             \
+    "sub sp, sp, #64\n\t"                                                                      \
+    "1:\n\t"                                                                                   \
+    "ldrd r7, r8, [sp, #92]\n\t" MCUFLOW_DSP_SMALL_WORD_ASM                                     \
+    "stmia sp, {r1, r2, r3, r4}\n\t"                                                           \
+    "ldr r12, [sp, #104]\n\t"                                                                  \
+    "add r12, sp, r12\n\t"                                                                     \
+    "add lr, sp, #64\n\t"                                                                      \
+    "b 3f\n\t"                                                                                 \
+    "2:\n\t" MCUFLOW_DSP_SMALL_WORD_ASM                                                         \
+    "stmia r12!, {r1, r2, r3, r4}\n\t"                                                         \
+    "3:\n\t"                                                                                   \
+    "cmp r12, lr\n\t"                                                                          \
+    "bne 2b\n\t"                                                                               \
+    "add r7, r7, r8\n\t"                                                                       \
+    "str r7, [sp, #92]\n\t"                                                                    \
+    "add r12, sp, #64\n\t"                                                                     \
+    "ldmia r12, {r0, r5, r6, r7}\n\t"                                                          \
+    "4:\n\t" MCUFLOW_DSP_SMALL_FIRST_ASM                                                        \
+    "ldr pc, [sp, #108]\n\t"                                                                   \
+    "5:\n\t" MCUFLOW_DSP_SMALL_GROUP_ASM("16", "24") MCUFLOW_DSP_SMALL_GROUP_ASM("32", "40")    \
+        MCUFLOW_DSP_SMALL_GROUP_ASM("48", "56")                                                 \
+    "ldr r12, [r6, #-4]\n\t"                                                                   \
+    "sub r3, r3, r1\n\t"                                                                       \
+    "add r3, r12, r3, asr #8\n\t"                                                              \
+    "sub r4, r4, r2\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t" LOAD                                                          \
+    "ldrd r8, r9, [r0], #16\n\t"                                                               \
+    MCUFLOW_DSP_SMALL_STORE_ASM("r2", "[r7, r10]", T1)                                          \
+    MCUFLOW_DSP_SMALL_STORE_ASM("r1", "[r7], #1", T0)                                           \
+    "ldrd r8, r9, [r0], #16\n\t"                                                               \
+    MCUFLOW_DSP_SMALL_STORE_ASM("r4", "[r7, r10]", T3)                                          \
+    MCUFLOW_DSP_SMALL_STORE_ASM("r3", "[r7], #1", T2) END                                       \
+    "bne 4b\n\t"                                                                               \
+    "add r7, r7, r10\n\t"                                                                      \
+    "str r7, [sp, #76]\n\t"                                                                    \
+    "ldr r1, [sp, #100]\n\t"                                                                   \
+    "subs r1, r1, #1\n\t"                                                                      \
+    "str r1, [sp, #100]\n\t"                                                                   \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #112\n\t"                                                                     \
+    "pop {r7}\n\t"
+
+/* `p->pairs` (> 0) pixel pairs of a pointwise layer of `m->groups` <= 4 groups (in_c =
+ * 4 groups), an even number of channels and B extracted once. */
+static void mcuflow_dsp_pointwise_small(const mcuflow_dsp_matrix_t *m,
+                                        const mcuflow_dsp_requant_t *q,
+                                        const mcuflow_dsp_pixels_t *p, mcuflow_word_t *columns)
+{
+    const int32_t groups = m->groups;
+    mcuflow_dsp_small_state_t state = {
+        q->rq, (const mcuflow_word_t *)m->weights, q->bias, p->out,
+        q->rq + (size_t)m->rows * MCUFLOW_DSP_RQ_WORDS, p->out_second, q->negative, p->in,
+        p->in_second, p->pairs, 64 - 16 * (groups - 1),
+        (MCUFLOW_DSP_SMALL_GROUPS - groups) * MCUFLOW_DSP_SMALL_GROUP_BYTES + 1};
+    register mcuflow_dsp_small_state_t *r0 __asm__("r0") = &state;
+    (void)columns;
+    if (q->negative != 0) {
+        __asm__ volatile(MCUFLOW_DSP_SMALL_ASM("ldrd r10, r11, [sp, #84]\n\t",
+                                               "ldr r12, [sp, #80]\n\tcmp r0, r12\n\t",
+                                               MCUFLOW_DSP_SMALL_TIES_ASM("r2"),
+                                               MCUFLOW_DSP_SMALL_TIES_ASM("r1"),
+                                               MCUFLOW_DSP_SMALL_TIES_ASM("r4"),
+                                               MCUFLOW_DSP_SMALL_TIES_ASM("r3"))
+                         : "+r"(r0)
+                         :
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
+                           "lr", "cc", "memory");
+    } else {
+        __asm__ volatile(MCUFLOW_DSP_SMALL_ASM("ldrd r11, r10, [sp, #80]\n\t", "cmp r0, r11\n\t",
+                                               "", "", "", "")
+                         : "+r"(r0)
+                         :
+                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
+                           "lr", "cc", "memory");
+    }
+}
+#else
+static void mcuflow_dsp_pointwise_small(const mcuflow_dsp_matrix_t *m,
+                                        const mcuflow_dsp_requant_t *q,
+                                        const mcuflow_dsp_pixels_t *p, mcuflow_word_t *columns)
+{
+    const int32_t groups = m->groups;
+    const int8_t *in = p->in;
+    int8_t *out = p->out;
+    for (int32_t left = p->pairs; left > 0; --left) {
+        mcuflow_dsp_copy_words(in, groups, columns);
+        mcuflow_dsp_copy_words(in + p->in_second, groups, columns + 1);
+        mcuflow_dsp_rows2((const mcuflow_word_t *)m->weights, columns, q->bias, q->rq, out,
+                          out + p->out_second, m->rows >> 1, groups, q->negative);
+        in += 2 * (size_t)(4 * groups);
+        out += 2 * (size_t)m->rows;
+    }
+}
+#endif
+
+/* True when mcuflow_dsp_pointwise_small computes the layer (requantisation FAST). */
+static int mcuflow_dsp_small(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_requant_t *q)
+{
+    return m->groups <= MCUFLOW_DSP_SMALL_GROUPS && m->chunk_groups >= m->groups &&
+           (m->rows & 1) == 0 && q->mode == MCUFLOW_DSP_RQ_FAST;
+}
+
+/* mcuflow_dsp_pointwise through mcuflow_dsp_pointwise_small: the pixel pairs, then a lone last
+ * pixel as a pair of itself; the fused activation clamps the whole (dense) output at the end. */
+MCUFLOW_DSP_OUTLINE void mcuflow_dsp_pointwise_pairs(const mcuflow_window_t *g,
+                                                     const mcuflow_dsp_matrix_t *m,
+                                                     const mcuflow_dsp_requant_t *q,
+                                                     const int8_t *input, int8_t *output,
+                                                     mcuflow_word_t *columns, int32_t pixels)
+{
+    mcuflow_dsp_pixels_t p = {input, output, pixels >> 1, g->in_c, m->rows};
+    if (p.pairs > 0) {
+        mcuflow_dsp_pointwise_small(m, q, &p, columns);
+    }
+    if (pixels & 1) {
+        const size_t done = (size_t)pixels - 1;
+        mcuflow_dsp_pixels_t last = {input + done * (size_t)g->in_c,
+                                     output + done * (size_t)m->rows, 1, 0, 0};
+        mcuflow_dsp_pointwise_small(m, q, &last, columns);
+    }
+    if (mcuflow_dsp_narrow(q)) {
+        mcuflow_dsp_clamp(q, output, pixels * m->rows);
+    }
+}
+
 /* A 1x1 convolution with stride 1 and a dense output: pixel p reads input p and writes output
  * p, so both move by a constant step. */
 static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
@@ -914,6 +1147,52 @@ static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_m
     }
 }
 
+/* Both pixels of a step in one output row, `first` and the pixel right of it: in one pass when
+ * `pairs` (whole-word pair gathering applies) and both windows lie inside the input, which for
+ * a window row inside the input is a column range and the input's end. */
+static void mcuflow_dsp_gather_row_pair(const mcuflow_dsp_gather_t *s, int pairs,
+                                        const mcuflow_dsp_pixel_t *first, mcuflow_word_t *columns)
+{
+    const ptrdiff_t next = first->in + s->in_x;
+    if (pairs && first->ox >= s->ox_lo && first->ox < s->ox_hi && next < s->limit) {
+        mcuflow_dsp_gather_pair(s, s->input + first->in, s->input + next, columns);
+        return;
+    }
+    const mcuflow_dsp_pixel_t second = {first->b, first->oy, first->ox + 1, next, 0};
+    mcuflow_dsp_gather(s, first, columns, 0);
+    mcuflow_dsp_gather(s, &second, columns, 1);
+}
+
+/* mcuflow_conv2d_dsp_s8 of an even output width: pixel pairs never straddle output rows, so
+ * rows are walked as such and a pair's pixels differ by one step along the row. */
+static void mcuflow_dsp_conv_rows(const mcuflow_dsp_gather_t *s, const mcuflow_dsp_matrix_t *m,
+                                  const mcuflow_dsp_requant_t *q, int8_t *output,
+                                  mcuflow_word_t *columns)
+{
+    const mcuflow_window_t *g = s->g;
+    const int narrow = mcuflow_dsp_narrow(q);
+    const mcuflow_dsp_channels_fn channels = mcuflow_dsp_channels_of(q);
+    const int whole = s->row_words != 0 || s->words == 1;
+    mcuflow_dsp_pixel_t at = {0, 0, 0, s->in_start, 0};
+    for (at.b = 0; at.b < g->batches; ++at.b, at.in += s->in_image, at.out += s->out_image) {
+        for (at.oy = 0; at.oy < g->out_h; ++at.oy, at.in += s->in_row, at.out += s->out_row) {
+            const int pairs = whole && at.oy >= s->oy_lo && at.oy <= s->oy_hi;
+            for (at.ox = 0; at.ox < g->out_w; at.ox += 2) {
+                mcuflow_dsp_gather_row_pair(s, pairs, &at, columns);
+                int8_t *out0 = output + at.out;
+                int8_t *out1 = out0 + s->out_x;
+                channels(m, q, columns, out0, out1);
+                if (narrow) {
+                    mcuflow_dsp_clamp(q, out1, m->rows);
+                    mcuflow_dsp_clamp(q, out0, m->rows);
+                }
+                at.in += 2 * s->in_x;
+                at.out += 2 * s->out_x;
+            }
+        }
+    }
+}
+
 void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
                            const mcuflow_dsp_requant_t *q, const int8_t *input, int8_t *output,
                            mcuflow_word_t *columns)
@@ -921,13 +1200,21 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
     const int32_t pixels = g->batches * g->out_h * g->out_w;
     if (m->gather == MCUFLOW_DSP_GATHER_WORDS && g->k_h == 1 && g->k_w == 1 &&
         g->stride_h == 1 && g->stride_w == 1 && g->out_pixel_step == g->out_c) {
-        mcuflow_dsp_pointwise(g, m, q, input, output, columns, pixels);
+        if (mcuflow_dsp_small(m, q)) {
+            mcuflow_dsp_pointwise_pairs(g, m, q, input, output, columns, pixels);
+        } else {
+            mcuflow_dsp_pointwise(g, m, q, input, output, columns, pixels);
+        }
         return;
     }
     const int narrow = mcuflow_dsp_narrow(q);
     const mcuflow_dsp_channels_fn channels = mcuflow_dsp_channels_of(q);
     mcuflow_dsp_gather_t gather;
     mcuflow_dsp_gather_setup(g, m->gather, input, &gather);
+    if ((g->out_w & 1) == 0) {
+        mcuflow_dsp_conv_rows(&gather, m, q, output, columns);
+        return;
+    }
     mcuflow_dsp_pixel_t first = {0, 0, 0, gather.in_start, 0};
     for (int32_t p = 0; p < pixels; p += 2) {
         mcuflow_dsp_pixel_t second = first;
