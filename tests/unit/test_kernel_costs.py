@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
 
 from mcuflow.analysis.metrics import analyze
+from mcuflow.codegen.project import kernel_source
 from mcuflow.codegen.render import emit_layers
 from mcuflow.codegen.targets import CORTEX_M
 from mcuflow.hw.board import TierKind, get_board
 from mcuflow.hw.costmodel import estimate, op_cost
 from mcuflow.hw.kernel_costs import kernel_costs, parse_costs, step_instructions
 from mcuflow.hw.kernels import KERNELS, default_kernels
-from mcuflow.hw.work import Work
+from mcuflow.hw.work import SMALL_POINTWISE_GROUPS, Work
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
@@ -114,3 +116,9 @@ def test_only_off_chip_traffic_adds_to_the_fitted_instructions() -> None:
     qspi = board.tier(TierKind.QSPI_FLASH)
     weights = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
     assert external == pytest.approx(on_chip + weights / qspi.read_bandwidth * 1e3)
+
+
+def test_small_pointwise_bound_is_the_kernels() -> None:
+    defined = re.search(r"#define MCUFLOW_DSP_SMALL_GROUPS (\d+)",
+                        kernel_source("mcuflow_conv_dsp.c"))
+    assert defined is not None and int(defined.group(1)) == SMALL_POINTWISE_GROUPS

@@ -53,7 +53,8 @@ class Work:
     streamed, `clamped` outputs clamped to a narrow activation in `clamps` passes, `words`
     single words loaded and widened, `edges` taps of windows crossing the input's edge,
     `signed` outputs whose requantisation corrects for the accumulator's sign (`_signed`),
-    `decoded` and `stream` bytes decoded and read by the codebook decoder.
+    `decoded` and `stream` bytes decoded and read by the codebook decoder, `pairs` blocks of a
+    kernel's second, leaner block loop.
     """
 
     calls: float = 0.0
@@ -75,6 +76,7 @@ class Work:
     signed: float = 0.0
     decoded: float = 0.0
     stream: float = 0.0
+    pairs: float = 0.0
 
     def __add__(self, other: Work) -> Work:
         return Work(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
@@ -416,22 +418,43 @@ def _dsp_gather(w: Window, attrs: Conv2DAttrs) -> Work:
                 edges=taps - inside, gathered=taps * padded // 4)
 
 
+SMALL_POINTWISE_GROUPS = 4
+"""Groups of 4 input channels up to which a 1x1 DSP layer runs as one assembly routine
+(MCUFLOW_DSP_SMALL_GROUPS in mcuflow_conv_dsp.c)."""
+
+
+def _small_pointwise(w: Window, attrs: Conv2DAttrs, groups: int) -> bool:
+    """True when mcuflow_conv2d_dsp_s8 runs the layer through mcuflow_dsp_pointwise_small.
+
+    A stride-1 1x1 layer gathered by words with at most SMALL_POINTWISE_GROUPS groups and an
+    even output channel count (and the FAST requantisation the DSP layers usually get).
+    """
+    return (dsp_gather_mode(w.in_c, w.k_w, attrs.dilation_w) == GATHER_WORDS
+            and (w.k_h, w.k_w, attrs.stride_h, attrs.stride_w) == (1, 1, 1, 1)
+            and groups <= SMALL_POINTWISE_GROUPS and w.out_c % 2 == 0)
+
+
 def conv2d_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_conv2d_dsp_s8.
 
     Per pixel a gather of int16 columns (`_dsp_gather`). Per pair of pixels and pair of
-    channels a block (`blocks`) over the groups of 4 columns (`macs` the groups in whole fours,
-    `tails` the rest); `outputs` of an odd last channel; `clamped` outputs in `clamps`
-    passes for a narrow activation.
+    channels a block (`blocks`, or `pairs` in the one-routine loop of small 1x1 layers) over
+    the groups of 4 columns (`macs` the groups in whole fours, `tails` the rest; every group in
+    `macs` for the small 1x1 loop); `outputs` of an odd last channel; `clamped` outputs in
+    `clamps` passes for a narrow activation (one pass for the small 1x1 loop).
     """
     w = window(graph, op)
     groups = dsp_groups(w.k_h * w.k_w * dsp_padded_channels(w.in_c))
     pairs = -(-w.pixels // 2) * -(-w.out_c // 2)
     narrow = _narrow(graph, op)
-    return _dsp_gather(w, op.attrs) + Work(
-        calls=1, blocks=pairs, macs=pairs * (groups - groups % 4), tails=pairs * (groups % 4),
-        outputs=w.pixels * (w.out_c % 2), signed=_signed(op, w.pixels * w.out_c),
-        clamps=w.pixels if narrow else 0, clamped=w.pixels * w.out_c if narrow else 0)
+    common = _dsp_gather(w, op.attrs) + Work(
+        calls=1, signed=_signed(op, w.pixels * w.out_c),
+        clamped=w.pixels * w.out_c if narrow else 0)
+    if _small_pointwise(w, op.attrs, groups):
+        return common + Work(pairs=pairs, macs=pairs * groups, clamps=1 if narrow else 0)
+    return common + Work(
+        blocks=pairs, macs=pairs * (groups - groups % 4), tails=pairs * (groups % 4),
+        outputs=w.pixels * (w.out_c % 2), clamps=w.pixels if narrow else 0)
 
 
 def fully_connected_dsp_terms(graph: Graph, op: Operator) -> Work:
