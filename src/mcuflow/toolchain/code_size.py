@@ -24,7 +24,6 @@ from mcuflow.codegen.flash import estimate_flash, kernel_calls
 from mcuflow.codegen.project import kernel_files, kernel_source, render_project
 from mcuflow.codegen.render import emit_layers
 from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
-from mcuflow.errors import ToolchainError
 from mcuflow.hw.board import Board, get_board, load_boards
 from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
 from mcuflow.hw.kernels import KERNELS, Kernel
@@ -42,6 +41,7 @@ from mcuflow.toolchain.arm import (
     elf_sizes,
     find_cross_compiler,
 )
+from mcuflow.toolchain.host import run_tool
 
 PROBE_BOARD = "nucleo-f767zi"
 """Sizes the probes' linker script (2 MiB flash, 512 KiB SRAM: room for every probe)."""
@@ -73,24 +73,14 @@ class Linked:
         return {k: v for k, v in self.sections.items() if k not in base.sections}
 
 
-def _run(command: list[str], cwd: Path) -> None:
-    try:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                                timeout=BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise ToolchainError(f"{command[0]} took longer than {BUILD_TIMEOUT_S} s") from None
-    if result.returncode != 0:
-        raise ToolchainError(f"{Path(command[0]).name} failed (exit {result.returncode}): "
-                             f"{(result.stderr + result.stdout).strip()[-3000:]}")
-
-
 def compile_objects(directory: Path, target: str, sources: list[str]) -> dict[str, Path]:
     """Compile C files of `directory` to `obj/<stem>.o`; source name -> object."""
     cc, flags = find_cross_compiler(), compiler_flags(target)
     (directory / "obj").mkdir(exist_ok=True)
     objects = {source: directory / "obj" / f"{Path(source).stem}.o" for source in sources}
     for source, obj in objects.items():
-        _run([cc, *flags, "-c", "-o", str(obj), source], directory)
+        run_tool([cc, *flags, "-c", "-o", str(obj), source], directory, Path(cc).name,
+                 BUILD_TIMEOUT_S)
     return objects
 
 
@@ -99,8 +89,10 @@ def link(directory: Path, target: str, objects: list[Path], name: str,
     """Link `objects` with the linker script of `directory`, keeping symbols `roots` too."""
     elf, mapfile = directory / f"{name}.elf", directory / f"{name}.map"
     keep = [f"-Wl,--undefined={root}" for root in roots]
-    _run([find_cross_compiler(), *compiler_flags(target), *CORTEX_M_LDFLAGS, *keep,
-          f"-Wl,-Map={mapfile}", "-o", str(elf), *map(str, objects), "-lm"], directory)
+    cc = find_cross_compiler()
+    run_tool([cc, *compiler_flags(target), *CORTEX_M_LDFLAGS, *keep, f"-Wl,-Map={mapfile}",
+              "-o", str(elf), *map(str, objects), "-lm"], directory, Path(cc).name,
+             BUILD_TIMEOUT_S)
     return Linked(elf, elf_sizes(elf).flash_bytes, flash_sections(mapfile.read_text()))
 
 

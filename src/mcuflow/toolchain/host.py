@@ -53,8 +53,9 @@ def find_compiler(compiler: str) -> str:
     return path
 
 
-def _run(command: list[str], cwd: Path, what: str, timeout: float = RUN_TIMEOUT_S,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(command: list[str], cwd: Path, what: str, timeout: float = RUN_TIMEOUT_S,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `command` in `cwd`; ToolchainError naming `what` when it times out or fails."""
     try:
         result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
                                 timeout=timeout, env=env)
@@ -86,8 +87,8 @@ def build_host(project_dir: Path, sanitize: bool = False, compiler: str = "gcc",
     output.parent.mkdir(parents=True, exist_ok=True)
     flags = [*WARNING_FLAGS, opt_level, *(SANITIZER_FLAGS if sanitize else ())]
     sources = [DRIVER, *model_sources(project_dir)]
-    _run([cc, *flags, "-o", str(output), *sources, "-lm"], project_dir,
-         f"{compiler} build of {project_dir.name}")
+    run_tool([cc, *flags, "-o", str(output), *sources, "-lm"], project_dir,
+             f"{compiler} build of {project_dir.name}")
     return output
 
 
@@ -102,8 +103,8 @@ def code_bytes(project_dir: Path, compiler: str = "gcc", opt_level: str = "-O2")
         total = 0
         for source in model_sources(project_dir):
             obj = Path(scratch) / f"{source}.o"
-            _run([cc, *WARNING_FLAGS, opt_level, "-c", source, "-o", str(obj)], project_dir,
-                 f"{compiler} compile of {source}")
+            run_tool([cc, *WARNING_FLAGS, opt_level, "-c", source, "-o", str(obj)], project_dir,
+                     f"{compiler} compile of {source}")
             with obj.open("rb") as handle:
                 total += sum(s["sh_size"] for s in ELFFile(handle).iter_sections()
                              if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR)
@@ -126,8 +127,8 @@ def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[
     with tempfile.TemporaryDirectory(prefix="mcuflow-run-") as scratch:
         in_path, out_path = Path(scratch) / "input.bin", Path(scratch) / "output.bin"
         in_path.write_bytes(records)
-        _run([str(binary), str(in_path), str(out_path)], Path(scratch),
-             f"running {Path(binary).name}", env=env)
+        run_tool([str(binary), str(in_path), str(out_path)], Path(scratch),
+                 f"running {Path(binary).name}", env=env)
         data = out_path.read_bytes()
     record = sum(spec.nbytes for spec in output_specs)
     if len(data) != runs * record:
@@ -151,8 +152,8 @@ def bench_host(binary: Path, inputs: Sequence[np.ndarray], iterations: int) -> f
     with tempfile.TemporaryDirectory(prefix="mcuflow-bench-") as scratch:
         in_path = Path(scratch) / "input.bin"
         in_path.write_bytes(record)
-        result = _run([str(binary), "--bench", str(iterations), str(in_path)], Path(scratch),
-                      f"benchmarking {Path(binary).name}")
+        result = run_tool([str(binary), "--bench", str(iterations), str(in_path)], Path(scratch),
+                          f"benchmarking {Path(binary).name}")
     return float(result.stdout.split()[-1]) * 1e-9
 
 

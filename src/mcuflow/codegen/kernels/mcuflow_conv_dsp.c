@@ -165,6 +165,19 @@ MCUFLOW_INLINE void mcuflow_dsp_store2(int32_t acc0, int32_t acc1, const int32_t
 #endif
 
 #if MCUFLOW_DSP_ASM
+/* The registers the whole-loop assembly routines below use besides r0 (r7 they save and
+ * restore themselves). */
+#define MCUFLOW_DSP_LOOP_CLOBBERS                                                               \
+    "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory"
+
+/* Where a Duff's-device loop over `groups` groups of `bytes` bytes of code, in blocks of eight
+ * groups, enters its first block: the bytes of the groups skipped, plus the Thumb bit its
+ * `ldr pc` needs. */
+static inline int32_t mcuflow_dsp_duff8_entry(int32_t groups, int32_t bytes)
+{
+    return ((8 - (groups & 7)) & 7) * bytes + 1;
+}
+
 /* The state of mcuflow_dsp_rows2 in assembly, pushed on the stack in this order (r1-r6, r8,
  * r9) below the caller's r7, which the loop borrows as its group counter. */
 typedef struct {
@@ -256,9 +269,8 @@ static void mcuflow_dsp_rows2(const mcuflow_word_t *w, const mcuflow_word_t *col
                               const int32_t *bias, const int32_t *rq, int8_t *out0,
                               int8_t *out1, int32_t pairs, int32_t groups, int32_t negative)
 {
-    const int32_t skip = (8 - (groups & 7)) & 7;
     mcuflow_dsp_rows_state_t state = {bias, out0, out1, columns, (groups + 7) >> 3,
-                                      skip * MCUFLOW_DSP_GROUP_BYTES + 1,
+                                      mcuflow_dsp_duff8_entry(groups, MCUFLOW_DSP_GROUP_BYTES),
                                       rq + (size_t)pairs * 2 * MCUFLOW_DSP_RQ_WORDS, negative,
                                       w, rq};
     register mcuflow_dsp_rows_state_t *r0 __asm__("r0") = &state;
@@ -273,14 +285,12 @@ static void mcuflow_dsp_rows2(const mcuflow_word_t *w, const mcuflow_word_t *col
                                               MCUFLOW_DSP_TIES_R_ASM("r3"))
                          : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
-                           "lr", "cc", "memory");
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
     } else {
         __asm__ volatile(MCUFLOW_DSP_ROWS_ASM("", "", "", "", "")
                          : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
-                           "lr", "cc", "memory");
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
     }
 }
 #else
@@ -1064,15 +1074,13 @@ static void mcuflow_dsp_pointwise_small(const mcuflow_dsp_matrix_t *m,
                                                MCUFLOW_DSP_SMALL_TIES_ASM("r3"))
                          : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
-                           "lr", "cc", "memory");
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
     } else {
         __asm__ volatile(MCUFLOW_DSP_SMALL_ASM("ldrd r11, r10, [sp, #80]\n\t", "cmp r0, r11\n\t",
                                                "", "", "", "")
                          : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
-                           "lr", "cc", "memory");
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
     }
 }
 #else
@@ -1531,9 +1539,8 @@ static void mcuflow_dsp_quads_whole(const mcuflow_word_t **w, const mcuflow_word
                                     const int32_t *bias, const int32_t *rq, int8_t *out,
                                     int32_t quads, int32_t groups, int32_t negative)
 {
-    const int32_t skip = (8 - (groups & 7)) & 7;
     mcuflow_dsp_quads_state_t state = {bias, out, row, (groups + 7) >> 3,
-                                       skip * MCUFLOW_DSP_GROUP4_BYTES + 1,
+                                       mcuflow_dsp_duff8_entry(groups, MCUFLOW_DSP_GROUP4_BYTES),
                                        rq + (size_t)quads * 4 * MCUFLOW_DSP_RQ_WORDS, negative,
                                        *w, rq};
     register mcuflow_dsp_quads_state_t *r0 __asm__("r0") = &state;
@@ -1549,14 +1556,12 @@ static void mcuflow_dsp_quads_whole(const mcuflow_word_t **w, const mcuflow_word
                                                MCUFLOW_DSP_TIES_R_ASM("r4"))
                          : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
-                           "lr", "cc", "memory");
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
     } else {
         __asm__ volatile(MCUFLOW_DSP_QUADS_ASM("", "", "", "", "")
                          : "+r"(r0)
                          :
-                         : "r1", "r2", "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12",
-                           "lr", "cc", "memory");
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
     }
 }
 #else
