@@ -47,8 +47,9 @@ from mcuflow.hw.kernels import KERNELS
 from mcuflow.hw.work import Work
 from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import Activation, OpKind, Padding
+from mcuflow.ir.ops import OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.plan import InPlace

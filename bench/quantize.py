@@ -36,8 +36,9 @@ from onnxruntime.quantization import (  # noqa: E402
 )
 
 from mcuflow import api  # noqa: E402
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph, Operator  # noqa: E402
-from mcuflow.ir.ops import Activation, OpKind, Padding  # noqa: E402
+from mcuflow.ir.ops import OpKind, Padding  # noqa: E402
 from mcuflow.quant.report import dequantize, sqnr_db  # noqa: E402
 from mcuflow.ref.float_kernels import run_float  # noqa: E402
 from mcuflow.ref.interpreter import Interpreter  # noqa: E402

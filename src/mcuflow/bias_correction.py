@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import numpy as np
 
+import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
 from mcuflow.ir.constraints import WEIGHT_AXIS
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import Activation
 from mcuflow.passes.common import unique_name
 from mcuflow.quant.affine import quantize_values, shifted_bias
 from mcuflow.quant.report import dequantize
-from mcuflow.ref.float_kernels import FLOAT_KERNELS
-from mcuflow.ref.registry import prepare
+from mcuflow.ref.registry import FLOAT_KERNELS, prepare
 
 MIN_OBSERVATIONS = 4
 """A layer is corrected only when each channel's mean rests on at least this many outputs

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import numpy as np
 
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import Activation, Padding
 from mcuflow.ir.quantization import QuantParams
 
 Family = Callable[[], Graph]

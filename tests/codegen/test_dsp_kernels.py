@@ -21,24 +21,21 @@ import numpy as np
 import pytest
 
 from mcuflow.codegen import dsp
-from mcuflow.codegen.project import generate_project, kernel_source
+from mcuflow.codegen.project import generate_project, kernel_files
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import Activation, OpKind, Padding
+from mcuflow.ir.ops import OpKind, infer_output_shapes
 from mcuflow.ir.quantization import QuantParams
-from mcuflow.ir.shapes import infer_output_shapes
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.memory.scratch import scratch_bytes
-from mcuflow.quant.fixedpoint import (
-    multiply_by_quantized_multiplier_array,
-    prepare_fully_connected,
-    quantize_multiplier,
-)
+from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_array, quantize_multiplier
+from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
 from tests.codegen.cases import FAMILIES as COMMON_FAMILIES
 from tests.codegen.test_host_ops import assert_same_bits, reference
@@ -130,14 +127,19 @@ def test_requantisation_declines_left_shifts() -> None:
 # --- the general requantisation (any scale) ---------------------------------------------------
 
 
+def _write_kernel_files(directory: Path, sources: tuple[str, ...]) -> None:
+    """The kernel files `sources` and the headers they include, as a project holds them."""
+    for name, text in kernel_files([Path(source).stem for source in sources]).items():
+        (directory / name).write_text(text)
+
+
 def _run_c(directory: Path, arrays: dict[str, tuple[str, np.ndarray]], body: str, count: int
            ) -> np.ndarray:
     """Compile (gcc, sanitizers, the DSP header's emulations) and run a harness of `body`.
 
     `arrays` become C arrays (name -> C type, values); `body` prints `count` ints with OUT(x).
     """
-    for name in ("mcuflow_dsp.h", "mcuflow_kernels.h"):
-        (directory / name).write_text(kernel_source(name))
+    _write_kernel_files(directory, DSP_KERNELS)
     data = "\n".join(f"static const {ctype} {name}[] = {{{', '.join(map(str, values.ravel()))}}};"
                      for name, (ctype, values) in arrays.items())
     (directory / "harness.c").write_text(
@@ -407,6 +409,47 @@ def fully_connected_per_channel() -> Graph:
     return b.build()
 
 
+def binary_scales(b: GraphBuilder, name: str, exponent: int) -> str:
+    """Give the layer that made `name` the scale in * w / out = 2^-exponent exactly.
+
+    Accumulators then land on halves, which LiteRT rounds away from zero: the one-multiply
+    requantisation needs its sign correction.
+    """
+    op = b.graph.operators[-1]
+    x, weights, out = (b.graph.tensors[n] for n in (*op.inputs[:2], op.outputs[0]))
+    weights.quant = QuantParams.per_tensor(2.0 ** -7, 0)
+    product = x.quant.scale0 * 2.0 ** -7
+    if len(op.inputs) > 2:
+        b.graph.tensors[op.inputs[2]].quant = QuantParams.per_tensor(product, 0)
+    out.quant = QuantParams.per_tensor(product * 2.0 ** exponent, out.quant.zero_point0)
+    return name
+
+
+def fully_connected_small() -> Graph:
+    """Layers kept in registers: depths up to 8 and 1 to 4 units of 9 or 32 groups.
+
+    With batches, narrow activations, sign corrections, and Duff's device entered part-way
+    (9 groups).
+    """
+    b = GraphBuilder("dsp_fully_connected_small", seed=39)
+    short = b.input((3, 6), 0.04, 1)
+    eight = b.input((1, 8), 0.03, -3)
+    few = b.input((2, 36), 0.02, 5)
+    deep = b.input((1, 128), 0.03, 2)
+    b.output(
+        b.fully_connected(short, 5, activation=Activation.RELU6),
+        spread_scales(b, b.fully_connected(eight, 9, per_channel=True)),
+        binary_scales(b, b.fully_connected(eight, 6), 10),
+        b.fully_connected(few, 1),
+        b.fully_connected(few, 2, activation=Activation.RELU),
+        spread_scales(b, b.fully_connected(few, 3, per_channel=True)),
+        binary_scales(b, b.fully_connected(few, 4), 9),
+        binary_scales(b, b.fully_connected(deep, 1), 11),
+        b.fully_connected(deep, 3),
+    )
+    return b.build()
+
+
 def overscaled(b: GraphBuilder, name: str, low: float, high: float) -> str:
     """Give the layer that made `name` scales in * w / out over [low, high], small weights.
 
@@ -479,7 +522,7 @@ def mobilenet_chain() -> Graph:
 
 FAMILIES = {f.__name__: f for f in (conv_channels, conv_deep, depthwise_shapes,
                                     fully_connected_shapes, fully_connected_per_channel,
-                                    general_requant, mobilenet_chain)}
+                                    fully_connected_small, general_requant, mobilenet_chain)}
 FAMILIES |= {name: COMMON_FAMILIES[name]
              for name in ("depthwise", "elementwise", "residual_and_concat")}
 
@@ -492,10 +535,14 @@ def planned(name: str) -> tuple[Graph, Plan]:
     return graph, plan
 
 
+FC_DSP = ("mcuflow_fully_connected_dsp", "mcuflow_fully_connected_short_dsp",
+          "mcuflow_fully_connected_few_dsp")
+
+
 def _dsp_calls(project_dir: Path) -> int:
     source = (project_dir / "mcuflow_model.c").read_text()
     return sum(source.count(f"{stem}_s8(") for stem in (
-        "mcuflow_conv2d_dsp", "mcuflow_dwconv_3x3_dsp", "mcuflow_fully_connected_dsp",
+        "mcuflow_conv2d_dsp", "mcuflow_dwconv_3x3_dsp", *FC_DSP,
         "mcuflow_add_dsp"))
 
 
@@ -610,8 +657,18 @@ def test_per_channel_fully_connected_keeps_the_dsp_kernel(tmp_path: Path) -> Non
     graph, plan = planned("fully_connected_per_channel")
     project = generate_project(graph, plan, tmp_path / "p", dsp=True)
     source = (project.path / "mcuflow_model.c").read_text()
-    assert source.count("mcuflow_fully_connected_dsp_s8(") == len(graph.operators)
+    assert sum(source.count(f"{stem}_s8(") for stem in FC_DSP) == len(graph.operators)
     assert "mcuflow_fully_connected_s8(" not in source and ".negatives = " in source
+
+
+def test_small_fully_connected_layers_stay_in_registers(tmp_path: Path) -> None:
+    """Depths up to 8 and layers of at most 4 units call the kernels in registers."""
+    graph, plan = planned("fully_connected_small")
+    source = (generate_project(graph, plan, tmp_path / "p", dsp=True).path
+              / "mcuflow_model.c").read_text()
+    assert source.count("mcuflow_fully_connected_short_dsp_s8(") == 3
+    assert source.count("mcuflow_fully_connected_few_dsp_s8(") == 6
+    assert ".ties = 1" in source and ".narrow = 1" in source
 
 
 def _depthwise_chain(exact: bool = False) -> Graph:
@@ -740,8 +797,7 @@ CROSS = shutil.which("arm-none-eabi-gcc")
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33"])
 @pytest.mark.parametrize("source", DSP_KERNELS)
 def test_dsp_kernels_cross_compile_cleanly(cpu: str, source: str, tmp_path: Path) -> None:
-    for name in (source, "mcuflow_dsp.h", "mcuflow_kernels.h"):
-        (tmp_path / name).write_text(kernel_source(name))
+    _write_kernel_files(tmp_path, (source,))
     result = subprocess.run(
         [CROSS, f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"
          if cpu != "cortex-m4" else "-mfpu=fpv4-sp-d16", "-std=c99", "-O2", "-Wall", "-Wextra",
@@ -759,7 +815,8 @@ QEMU = shutil.which("qemu-system-arm")
 @pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m33"])
 @pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes",
-                                  "fully_connected_per_channel", "general_requant"])
+                                  "fully_connected_per_channel", "fully_connected_small",
+                                  "general_requant"])
 def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
     from mcuflow.toolchain.qemu import default_board, verify_cortexm
 

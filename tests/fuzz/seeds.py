@@ -11,8 +11,8 @@ import tflite
 
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType
-from mcuflow.ir.ops import Activation, Padding
 from tests.fuzz.flat import raw_model, raw_operator, raw_tensor, schema
 
 SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models" / "mlperf_tiny"

@@ -24,6 +24,7 @@ from mcuflow.hw.costmodel import (
     estimate_energy_mj,
     op_cost,
 )
+from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
@@ -35,7 +36,6 @@ from mcuflow.ir.ops import (
     NoAttrs,
     OpAttrs,
     OpKind,
-    Padding,
     Pool2DAttrs,
     SoftmaxAttrs,
 )

@@ -26,7 +26,7 @@ from onnx import numpy_helper
 from mcuflow.cli import main
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.ops import Activation, Padding
+from mcuflow.ir.enums import Activation, Padding
 from tests.fuzz.flat import ModelT, opcode_index, operators_of, pack, subgraph, tensor, unpack
 from tests.fuzz.onnx_seeds import onnx_seeds
 

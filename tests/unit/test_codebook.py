@@ -15,8 +15,9 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.kernels import kernel_scratch
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.codebook import canonical_codes
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import Activation, OpKind
+from mcuflow.ir.ops import OpKind
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.plan import InPlace, Plan

@@ -14,7 +14,7 @@ from mcuflow.codegen.targets import CORTEX_M
 from mcuflow.hw.board import TierKind, get_board
 from mcuflow.hw.costmodel import estimate, op_cost
 from mcuflow.hw.kernel_costs import kernel_costs, parse_costs, step_instructions
-from mcuflow.hw.kernels import KERNELS, default_kernels
+from mcuflow.hw.kernels import FC_FEW_UNITS, FC_SHORT_DEPTH, KERNELS, default_kernels
 from mcuflow.hw.work import SMALL_POINTWISE_GROUPS, Work
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph, Operator
@@ -118,7 +118,16 @@ def test_only_off_chip_traffic_adds_to_the_fitted_instructions() -> None:
     assert external == pytest.approx(on_chip + weights / qspi.read_bandwidth * 1e3)
 
 
+def _defined(name: str, source: str) -> int:
+    found = re.search(rf"#define {name} (\d+)", kernel_source(source))
+    assert found is not None, name
+    return int(found.group(1))
+
+
 def test_small_pointwise_bound_is_the_kernels() -> None:
-    defined = re.search(r"#define MCUFLOW_DSP_SMALL_GROUPS (\d+)",
-                        kernel_source("mcuflow_conv_dsp.c"))
-    assert defined is not None and int(defined.group(1)) == SMALL_POINTWISE_GROUPS
+    assert _defined("MCUFLOW_DSP_SMALL_GROUPS", "mcuflow_conv_dsp.c") == SMALL_POINTWISE_GROUPS
+
+
+def test_small_fully_connected_bounds_are_the_kernels() -> None:
+    assert _defined("MCUFLOW_DSP_SHORT_DEPTH", "mcuflow_dsp.h") == FC_SHORT_DEPTH
+    assert _defined("MCUFLOW_DSP_FEW_UNITS", "mcuflow_dsp.h") == FC_FEW_UNITS

@@ -15,8 +15,8 @@ from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import Activation
 from mcuflow.memory import InPlace, Plan, check_plan, plan_memory
 from mcuflow.memory.execute import run_in_arena
 from tests.support import INT8_MODELS, SHARED_MODELS, litert_invoke, random_input

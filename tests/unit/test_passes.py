@@ -8,16 +8,15 @@ import pytest
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
-    Activation,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
     ElementwiseAttrs,
     FullyConnectedAttrs,
     NoAttrs,
     OpKind,
-    Padding,
     ReshapeAttrs,
 )
 from mcuflow.ir.verify import GraphInvariantError
@@ -26,7 +25,8 @@ from mcuflow.passes.fold_constants import fold_constants
 from mcuflow.passes.fuse_activation import fuse_activation
 from mcuflow.passes.layout import clean_layout
 from mcuflow.passes.pipeline import DEFAULT_PASSES, Pass, run_passes
-from mcuflow.ref.float_kernels import FLOAT_KERNELS, run_float
+from mcuflow.ref.float_kernels import run_float
+from mcuflow.ref.registry import FLOAT_KERNELS
 from tests.support import FLOAT_MODELS, SHARED_MODELS, litert_invoke
 
 F32 = DType.FLOAT32

@@ -6,40 +6,48 @@ import numpy as np
 import pytest
 
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.ops import Activation
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.quant import fixedpoint as fp
 from mcuflow.ref import activations, elementwise, quantize
+from mcuflow.ref.fully_connected import accumulator_thresholds, scale_and_round_thresholds
 from mcuflow.ref.registry import prepare
-from mcuflow.ref.softmax import SCALAR_ROWS, SoftmaxKernel
+from mcuflow.ref.softmax import (
+    SCALAR_ROWS,
+    SOFTMAX_ACCUMULATION_INTEGER_BITS,
+    SOFTMAX_DIFF_INTEGER_BITS,
+    SoftmaxKernel,
+    SoftmaxParams,
+    prepare_softmax,
+)
 
 INT8 = np.arange(-128, 128, dtype=np.int64)
 
 
 # --- SOFTMAX --------------------------------------------------------------------------------
 
-def _softmax_formula(x: np.ndarray, params: fp.SoftmaxParams) -> np.ndarray:
+def _softmax_formula(x: np.ndarray, params: SoftmaxParams) -> np.ndarray:
     """reference_ops::Softmax evaluated with the general array functions, nothing tabulated."""
     x64 = np.asarray(x, dtype=np.int64)
     diff = x64 - x64.max(axis=-1, keepdims=True)
     used = diff >= params.diff_min
     rescaled = fp.saturating_rounding_doubling_high_mul_array(
         np.where(used, diff, 0) << params.input_left_shift, params.input_multiplier)
-    exp = fp.exp_on_negative_values_array(rescaled, fp.SOFTMAX_DIFF_INTEGER_BITS)
-    accumulated = fp.rounding_divide_by_pot_array(exp, fp.SOFTMAX_ACCUMULATION_INTEGER_BITS)
+    exp = fp.exp_on_negative_values_array(rescaled, SOFTMAX_DIFF_INTEGER_BITS)
+    accumulated = fp.rounding_divide_by_pot_array(exp, SOFTMAX_ACCUMULATION_INTEGER_BITS)
     total = np.where(used, accumulated, 0).sum(axis=-1, keepdims=True)
-    scale, bits_over_unit = fp.get_reciprocal_array(total, fp.SOFTMAX_ACCUMULATION_INTEGER_BITS)
+    scale, bits_over_unit = fp.get_reciprocal_array(total, SOFTMAX_ACCUMULATION_INTEGER_BITS)
     unsaturated = fp.rounding_divide_by_pot_array(
         fp.saturating_rounding_doubling_high_mul_array(scale, exp), bits_over_unit + 31 - 8)
     return np.where(used, np.clip(unsaturated - 128, -128, 127), -128).astype(np.int8)
 
 
-def _softmax_params(scale: float, beta: float) -> fp.SoftmaxParams:
+def _softmax_params(scale: float, beta: float) -> SoftmaxParams:
     b = GraphBuilder()
     x = b.input((1, 4), scale, 0)
     graph = b.output(b.softmax(x, beta)).build()
     op = graph.operators[0]
-    return fp.prepare_softmax(graph.tensor(op.inputs[0]), op.attrs)
+    return prepare_softmax(graph.tensor(op.inputs[0]), op.attrs)
 
 
 SOFTMAX_SCALES = [(0.05, 1.0), (0.1, 0.5), (1.0, 1.0), (0.001, 1.0), (50.0, 1.0), (0.25, 2.0)]
@@ -77,8 +85,8 @@ def _reciprocal_inputs() -> list[int]:
 
 def test_scalar_reciprocal_equals_array_form() -> None:
     sums = _reciprocal_inputs()
-    scales, bits = fp.get_reciprocal_array(np.array(sums), fp.SOFTMAX_ACCUMULATION_INTEGER_BITS)
-    scalar = [fp.get_reciprocal(s, fp.SOFTMAX_ACCUMULATION_INTEGER_BITS) for s in sums]
+    scales, bits = fp.get_reciprocal_array(np.array(sums), SOFTMAX_ACCUMULATION_INTEGER_BITS)
+    scalar = [fp.get_reciprocal(s, SOFTMAX_ACCUMULATION_INTEGER_BITS) for s in sums]
     assert scalar == list(zip(scales.tolist(), bits.tolist(), strict=True))
 
 
@@ -131,7 +139,7 @@ def test_pair_table_equals_formula_on_every_pair(kind: str, quant: tuple,
     graph = b.output(getattr(b, kind)(x, y, activation, QuantParams.per_tensor(so, zo))).build()
     op = graph.operators[0]
     tensors = [graph.tensor(name) for name in (*op.inputs, op.outputs[0])]
-    prepared = fp.prepare_mul if kind == "mul" else fp.prepare_add
+    prepared = elementwise.prepare_mul if kind == "mul" else elementwise.prepare_add
     params = prepared(*tensors, op.attrs)
     first, second = INT8.astype(np.int8).reshape(256, 1), INT8.astype(np.int8).reshape(1, 256)
     table = prepare(graph, op)([first, second])[0]
@@ -145,20 +153,20 @@ def test_pair_table_equals_formula_on_every_pair(kind: str, quant: tuple,
 
 def _unary_cases() -> list[tuple[str, object, object]]:
     """(name, builder call, formula of prepared params) for every byte-table op."""
-    leaky = fp.prepare_leaky_relu
+    leaky = activations.prepare_leaky_relu
     return [
         ("relu", lambda b, x: b.relu(x, QuantParams.per_tensor(0.07, -3)),
-         lambda x, t, o, op: activations.relu(x, fp.prepare_relu(t, o, Activation.RELU))),
+         lambda x, t, o, op: activations.relu(x, activations.prepare_relu(t, o, Activation.RELU))),
         ("relu6", lambda b, x: b.relu6(x, QuantParams.per_tensor(0.03, -128)),
-         lambda x, t, o, op: activations.relu(x, fp.prepare_relu(t, o, Activation.RELU6))),
+         lambda x, t, o, op: activations.relu(x, activations.prepare_relu(t, o, Activation.RELU6))),
         ("leaky_relu", lambda b, x: b.leaky_relu(x, 0.3, QuantParams.per_tensor(0.04, 9)),
          lambda x, t, o, op: activations.leaky_relu(x, leaky(t, o, op.attrs))),
         ("hard_swish", lambda b, x: b.hard_swish(x, QuantParams.per_tensor(0.02, -100)),
-         lambda x, t, o, op: activations.hard_swish(x, fp.prepare_hard_swish(t, o))),
+         lambda x, t, o, op: activations.hard_swish(x, activations.prepare_hard_swish(t, o))),
         ("logistic", lambda b, x: b.logistic(x),
-         lambda x, t, o, op: activations.lookup(x, fp.prepare_logistic(t, o))),
+         lambda x, t, o, op: activations.lookup(x, activations.prepare_logistic(t, o))),
         ("requantize", lambda b, x: b.quantize(x, 0.011, 17),
-         lambda x, t, o, op: quantize.requantize(x, fp.prepare_requantize(t, o))),
+         lambda x, t, o, op: quantize.requantize(x, quantize.prepare_requantize(t, o))),
         ("dequantize", lambda b, x: b.dequantize(x),
          lambda x, t, o, op: quantize.dequantize(x, t.quant.scale0, t.quant.zero_point0)),
     ]
@@ -199,7 +207,7 @@ def test_rounding_thresholds_equal_c_round_offset_and_clamp(offset: int, act_min
                                                             act_max: int) -> None:
     p = _doubles_near_halves()
     want = np.clip(fp.scale_and_round_array(p, 1.0) + offset, act_min, act_max)
-    thresholds = fp.scale_and_round_thresholds(offset, act_min, act_max)
+    thresholds = scale_and_round_thresholds(offset, act_min, act_max)
     np.testing.assert_array_equal(act_min + thresholds.searchsorted(p, side="right"), want)
 
 
@@ -209,7 +217,7 @@ def test_accumulator_thresholds_equal_scaled_search(scale: float, offset: int, a
                                                     act_max: int) -> None:
     reach = 1 << 17
     acc = np.arange(-reach, reach + 1)
-    thresholds = fp.scale_and_round_thresholds(offset, act_min, act_max)
+    thresholds = scale_and_round_thresholds(offset, act_min, act_max)
     want = thresholds.searchsorted(np.multiply(acc, scale, dtype=np.float64), side="right")
-    folded = fp.accumulator_thresholds(thresholds, scale, reach)
+    folded = accumulator_thresholds(thresholds, scale, reach)
     np.testing.assert_array_equal(folded.searchsorted(acc, side="right"), want)

@@ -11,12 +11,16 @@ import pytest
 from mcuflow.errors import McuflowError, UnsupportedModelError
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph, Tensor
-from mcuflow.ir.ops import Activation, FullyConnectedAttrs, OpKind, Padding, Pool2DAttrs
+from mcuflow.ir.ops import FullyConnectedAttrs, OpKind, Pool2DAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.quant import fixedpoint
-from mcuflow.ref.common import Accumulators, conv_requantizer
+from mcuflow.ref.common import Accumulators
+from mcuflow.ref.conv2d import ConvParams, conv_requantizer
+from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.interpreter import Interpreter, run
+from mcuflow.ref.mean import fold_count
 from mcuflow.ref.registry import KERNELS, PREPARERS
 from tests.support import litert_interpreter, litert_invoke, random_input
 
@@ -220,10 +224,10 @@ def test_mean(axes: tuple[int, ...], keep_dims: bool, requantise: bool) -> None:
 def test_fold_count_matches_reduce_h() -> None:
     """QuantizedMeanOrSum: shift = min(floor(log2 n), 32, 31 + shift), multiplier << shift // n."""
     ratio = fixedpoint.QuantizedMultiplier(1 << 30, -3)
-    assert fixedpoint.fold_count(ratio, 1) == ratio
-    assert fixedpoint.fold_count(ratio, 49) == fixedpoint.QuantizedMultiplier(
+    assert fold_count(ratio, 1) == ratio
+    assert fold_count(ratio, 49) == fixedpoint.QuantizedMultiplier(
         ((1 << 30) << 5) // 49, -8)
-    assert fixedpoint.fold_count(fixedpoint.QuantizedMultiplier(1 << 30, -29), 1000) == (
+    assert fold_count(fixedpoint.QuantizedMultiplier(1 << 30, -29), 1000) == (
         fixedpoint.QuantizedMultiplier(((1 << 30) << 2) // 1000, -31))
 
 
@@ -293,7 +297,7 @@ def test_requantizer_equals_multiply_by_quantized_multiplier_on_every_accumulato
     highest = (positive * 127 + negative * -128).sum(axis=1)
     span = np.arange(lowest.min(), highest.max() + 1, dtype=np.int64)[:, None]
     raw = np.clip(span, lowest, highest)  # every sum(w * x) an int8 input can produce
-    params = fixedpoint.ConvParams(
+    params = ConvParams(
         input_offset=17, output_offset=-5,
         multipliers=tuple(int(m) for m in rng.integers(1 << 30, 1 << 31, size=6)),
         shifts=(-9, -6, -3, 0, 1, -12), act_min=-128, act_max=127, pad_h=0, pad_w=0)
@@ -328,7 +332,7 @@ def test_fully_connected_scales_are_double_products() -> None:
     w = Tensor("w", (2, 4), DType.INT8, QuantParams.per_tensor(0.0071, 0),
                np.zeros((2, 4), np.int8))
     out = Tensor("y", (1, 2), DType.INT8, QuantParams.per_tensor(0.09, -1))
-    params = fixedpoint.prepare_fully_connected(x, w, out, FullyConnectedAttrs())
+    params = prepare_fully_connected(x, w, out, FullyConnectedAttrs())
     double = float(np.float32(0.0123)) * float(np.float32(0.0071)) / float(np.float32(0.09))
     assert double != float(np.float32(np.float32(0.0123) * np.float32(0.0071))) / float(
         np.float32(0.09))

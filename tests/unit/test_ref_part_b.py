@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import mcuflow.ref.activations
-import mcuflow.ref.elementwise
-import mcuflow.ref.quantize
-import mcuflow.ref.softmax  # noqa: F401  (the four modules register their kernels)
+import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
 from mcuflow.errors import UnsupportedModelError
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import Activation
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.quant import fixedpoint
 from mcuflow.ref.registry import KERNELS

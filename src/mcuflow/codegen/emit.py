@@ -20,9 +20,9 @@ from mcuflow.codegen.context import (
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
 from mcuflow.hw.kernels import KERNELS
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
-from mcuflow.ir.constraints import MAX_RANK
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
+    MAX_RANK,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -35,16 +35,12 @@ from mcuflow.ir.ops import (
 from mcuflow.ir.registry import OpTable
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
-from mcuflow.quant.fixedpoint import (
-    ConvParams,
-    prepare_add,
-    prepare_conv,
-    prepare_fully_connected,
-    prepare_mean,
-    prepare_mul,
-    prepare_pool,
-    prepare_softmax,
-)
+from mcuflow.ref.conv2d import ConvParams, prepare_conv
+from mcuflow.ref.elementwise import prepare_add, prepare_mul
+from mcuflow.ref.fully_connected import prepare_fully_connected
+from mcuflow.ref.mean import prepare_mean
+from mcuflow.ref.pooling import prepare_pool
+from mcuflow.ref.softmax import prepare_softmax
 
 EmitFn = Callable[[EmitContext], LayerCode]
 
@@ -295,14 +291,20 @@ def _require_rank(ctx: EmitContext, rank: int) -> None:
 _BINARY_OP = {OpKind.ADD: "MCUFLOW_ADD", OpKind.SUB: "MCUFLOW_SUB", OpKind.MUL: "MCUFLOW_MUL"}
 
 
+def _broadcast(ctx: EmitContext) -> str:
+    """The mcuflow_broadcast_t of a two-input element-wise op: its symbol."""
+    dims, stride1, stride2 = broadcast_layout(ctx.input(0).shape, ctx.input(1).shape,
+                                              ctx.output().shape)
+    _require_rank(ctx, len(dims))
+    return _define(ctx, "mcuflow_broadcast_t", "broadcast", {
+        "rank": len(dims), "dims": _padded(dims), "stride1": _padded(stride1),
+        "stride2": _padded(stride2)})
+
+
 @emitter(OpKind.ADD, OpKind.SUB, OpKind.MUL)
 def _binary(ctx: EmitContext) -> LayerCode:
     x1, x2, out = ctx.input(0), ctx.input(1), ctx.output()
-    dims, stride1, stride2 = broadcast_layout(x1.shape, x2.shape, out.shape)
-    _require_rank(ctx, len(dims))
-    layout = _define(ctx, "mcuflow_broadcast_t", "broadcast", {
-        "rank": len(dims), "dims": _padded(dims), "stride1": _padded(stride1),
-        "stride2": _padded(stride2)})
+    layout = _broadcast(ctx)
     if ctx.dsp and (code := emit_dsp.add(ctx, layout)) is not None:
         return code
     fields: dict[str, int | str] = {"op": _BINARY_OP[ctx.op.kind]}

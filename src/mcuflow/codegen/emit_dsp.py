@@ -18,7 +18,12 @@ import numpy as np
 
 from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode, c_struct
-from mcuflow.hw.kernels import dsp_depthwise_plane
+from mcuflow.hw.kernels import (
+    FC_FEW_UNITS,
+    FC_SHORT_DEPTH,
+    dsp_depthwise_plane,
+    fully_connected_dsp_kernel,
+)
 from mcuflow.hw.layouts import (
     GATHER_VALUES,
     GATHER_WORDS,
@@ -31,14 +36,10 @@ from mcuflow.ir.graph import Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plan import InPlace
 from mcuflow.memory.scratch import scratch_bytes
-from mcuflow.quant.fixedpoint import (
-    ConvParams,
-    FullyConnectedParams,
-    multiply_by_quantized_multiplier_array,
-    prepare_add,
-    prepare_conv,
-    prepare_fully_connected,
-)
+from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_array
+from mcuflow.ref.conv2d import ConvParams, prepare_conv
+from mcuflow.ref.elementwise import prepare_add
+from mcuflow.ref.fully_connected import FullyConnectedParams, prepare_fully_connected
 
 DSP_HEADER = "mcuflow_dsp.h"
 DSP_SUFFIX = "_dsp"
@@ -270,27 +271,32 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
 
 
 def fully_connected(ctx: EmitContext) -> LayerCode | None:
-    """FULLY_CONNECTED as a matrix-vector product, four output channels per input row pass."""
+    """FULLY_CONNECTED as a matrix-vector product, four output channels per input row pass.
+
+    Small layers keep the input row or the accumulators in registers instead (_fc_small).
+    """
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_fully_connected(x, weights, out, ctx.op.attrs)
     units, depth = weights.shape
-    row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
-                   "mcuflow_word_t")
-    packed = dsp.pack_quads(weights.data)
     if params.weights_offset != 0:
         return _decline(ctx, f"weights zero point {-params.weights_offset} (the DSP kernel "
                         "takes symmetric weights)")
-    if row is None:
-        return _decline(ctx, _no_scratch(ctx))
-    if packed is None:
-        return _decline(ctx, UNPACKABLE)
     bias = _folded(ctx, weights.data, params.input_offset)
     span = dsp.domain(weights.data, bias)
     if not _int32(span, live_only=False):
         return _decline(ctx, _accumulators(span))
+    requant = _fc_requant(params, span)
+    if requant is not None and (small := _fc_small(ctx, params, bias, span, requant)):
+        return small
+    row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                   "mcuflow_word_t")
+    packed = dsp.pack_quads(weights.data)
+    if row is None:
+        return _decline(ctx, _no_scratch(ctx))
+    if packed is None:
+        return _decline(ctx, UNPACKABLE)
     quads = -(-units // 4) * 4
     act = (params.act_min, params.act_max)
-    requant = _fc_requant(params, span)
     if requant is not None:
         q = _requant(ctx, requant, np.where(span.constant, 0, bias), quads, act)
     else:
@@ -305,6 +311,76 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     call = (f"mcuflow_fully_connected_dsp_s8({x.size // depth}, &{m}, &{q}, "
             f"{ctx.pointer(ctx.op.inputs[0])}, {ctx.pointer(ctx.op.outputs[0])}, {row});")
     return _code(ctx, call, "mcuflow_conv_dsp")
+
+
+FEW_ROWS = 2 * FC_FEW_UNITS  # MCUFLOW_DSP_FEW_ROWS
+
+
+def _fc_small(ctx: EmitContext, params: FullyConnectedParams, bias: np.ndarray,
+              span: dsp.Domain, requant: dsp.FastRequant) -> LayerCode | None:
+    """A small layer, in registers: int16 weights, requantisation words per unit.
+
+    The input row or the accumulators of every unit, as hw.kernels.fully_connected_dsp_kernel
+    chooses; None for other layers.
+    """
+    function = fully_connected_dsp_kernel(ctx.graph, ctx.op)
+    if function == "mcuflow_fully_connected_dsp_s8":
+        return None
+    short = function == "mcuflow_fully_connected_short_dsp_s8"
+    layout = "per unit" if short else "for all units"
+    records = ctx.constant("records", "int32_t", _fc_records(ctx, bias, span, requant),
+                           f"{ctx.op.name}: {layout} bias, int16 weight pairs, addend low and "
+                           "high, multiplier, shift, negative term")
+    f = _define(ctx, "mcuflow_dsp_fc_small_t", "fc", _fc_fields(ctx, params, requant, records))
+    call = (f"{function}(&{f}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.pointer(ctx.op.outputs[0])});")
+    return _code(ctx, call, "mcuflow_conv_dsp")
+
+
+def _fc_records(ctx: EmitContext, bias: np.ndarray, span: dsp.Domain,
+                requant: dsp.FastRequant) -> np.ndarray:
+    """int32 records of mcuflow_dsp_fc_small_t: per unit (_short) or for all units (_few)."""
+    weights = ctx.input(1).data
+    units, depth = weights.shape
+    live = np.where(span.constant, 0, bias)
+    rq = requant.words()
+    tails = np.column_stack([rq[:, 2], rq[:, 3], rq[:, 0], rq[:, 1], requant.negatives])
+    if depth <= FC_SHORT_DEPTH:
+        records = np.column_stack([live, _int16_words(weights, 2).reshape(units, -1), tails])
+    else:
+        words = _int16_words(weights, depth // 4).transpose(1, 0, 2).reshape(-1)
+        records = np.concatenate([live, words, tails.reshape(-1)])
+    return records.astype(np.int64).astype(np.int32)
+
+
+def _fc_fields(ctx: EmitContext, params: FullyConnectedParams, requant: dsp.FastRequant,
+               records: str) -> dict[str, int | str]:
+    """The fields of mcuflow_dsp_fc_small_t (_few's Duff's device entry and routine too)."""
+    units, depth = ctx.input(1).shape
+    narrow = (params.act_min, params.act_max) != (-128, 127)
+    batches, ties = ctx.input(0).size // depth, int(any(requant.negatives))
+    fields: dict[str, int | str] = {"records": records}
+    if depth > FC_SHORT_DEPTH:
+        groups = depth // 4
+        one_row = batches == 1 and not narrow
+        fields |= {"blocks": -(-groups // 8), "entry": -groups % 8 * _few_bytes(units) + 1,
+                   "routine": units - 1 + FC_FEW_UNITS * ties if one_row else FEW_ROWS}
+    return fields | {"rows": units, "depth": depth, "batches": batches, "ties": ties,
+                     "narrow": int(narrow), "act_min": params.act_min,
+                     "act_max": params.act_max}
+
+
+def _few_bytes(units: int) -> int:
+    """MCUFLOW_DSP_FEW_BYTES: code bytes of a group of `units` units in the _few kernel."""
+    return 4 * (4 + 2 * units + (units == 4))
+
+
+def _int16_words(weights: np.ndarray, groups: int) -> np.ndarray:
+    """[units, groups, 2] int32: per group of 4 columns the int16 pairs (c0, c2), (c1, c3)."""
+    padded = np.zeros((len(weights), 4 * groups), np.int64)
+    padded[:, :weights.shape[1]] = weights
+    lanes = (padded & 0xFFFF).reshape(len(weights), groups, 2, 2)  # [.., (c0, c1), (c2, c3)]
+    return (lanes[:, :, 0] | (lanes[:, :, 1] << 16)).astype(np.uint32).view(np.int32)
 
 
 def _fc_requant(params: FullyConnectedParams, span: dsp.Domain) -> dsp.FastRequant | None:

@@ -10,7 +10,7 @@ from mcuflow.hw.board import Board
 from mcuflow.hw.memory_map import CODE_REGION, RAM_REGION, MemoryRegion, UartKind, region
 
 ARENA_SECTION = ".bss.mcuflow_arena"
-"""The arena's input section (MCUFLOW_ARENA_PLACE in mcuflow_kernels.h); .bss by default."""
+"""The arena's input section (MCUFLOW_ARENA_PLACE in mcuflow_common.h); .bss by default."""
 WEIGHTS_SECTION = ".rodata.mcuflow_weights"
 """The weights' input section (MCUFLOW_WEIGHTS_PLACE); .rodata by default."""
 BOARD_HEADER = "mcuflow_board.h"

@@ -12,7 +12,7 @@ from mcuflow.codegen.project import (
     kernels_id,
     render_sources,
 )
-from mcuflow.codegen.render import ModelSources, invoke_call, io_table
+from mcuflow.codegen.render import KERNELS_HEADER, ModelSources, invoke_call, io_table
 from mcuflow.codegen.targets import fill, template
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
@@ -30,16 +30,18 @@ def render_library(graph: Graph, plan: Plan, naming: Naming, target: str = "host
                    dsp: bool | None = None) -> tuple[dict[str, str], GeneratedProject]:
     """Every file of the library (relative path -> text) and its description (path left empty).
 
-    include/ holds the model's public header, src/ its sources and private header, kernels/
-    the kernel files it calls (identical in every library this mcuflow generates).
+    include/ holds the model's public header, src/ its sources and private headers (with the
+    KERNELS_HEADER of the kernels it calls), kernels/ the kernel files it calls (identical in
+    every library this mcuflow generates).
     `target` chooses the kernels (the Arm DSP ones on a core with the extension) unless `dsp`
     says otherwise; the target's driver and build files are not part of a library.
     """
     model = render_sources(graph, plan, target, dsp, naming)
     public = naming.file("model.h")
     kernels = kernel_files(model.kernels)
-    files = {f"{INCLUDE_DIR}/{public}": model.files[public]}
-    files |= {f"{SOURCE_DIR}/{name}": text for name, text in model.files.items() if name != public}
+    private = {**model.files, KERNELS_HEADER: kernels.pop(KERNELS_HEADER)}
+    files = {f"{INCLUDE_DIR}/{public}": private.pop(public)}
+    files |= {f"{SOURCE_DIR}/{name}": text for name, text in private.items()}
     files |= {f"{KERNEL_DIR}/{name}": text for name, text in kernels.items()}
     values = {
         "PREFIX": naming.prefix, "MACRO": naming.macro(""), "KERNELS_ID": kernels_id(),
@@ -96,7 +98,9 @@ def render_library_readme(graph: Graph, target: str, model: ModelSources, arena_
         "## Layout",
         "",
         f"- `{INCLUDE_DIR}/{header}`: the public API (the only header your code includes).",
-        f"- `{SOURCE_DIR}/`: the model's sources and its private weights header.",
+        f"- `{SOURCE_DIR}/`: the model's sources, its private weights header and "
+        f"`{KERNELS_HEADER}`",
+        "  (the declarations of the kernels it calls).",
         f"- `{KERNEL_DIR}/`: the kernels this model calls, named `mcuflow_*`. They are the same",
         "  files in every library made by the same mcuflow version, and are shared by the",
         "  models of a firmware: compile each kernel file once.",

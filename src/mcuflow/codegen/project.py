@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from mcuflow.codegen.context import CodegenError, StepKernels
-from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
+from mcuflow.codegen.emit_dsp import DSP_HEADER, DSP_SUFFIX, uses_dsp
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware
 from mcuflow.codegen.names import DEFAULT_PREFIX, Naming
 from mcuflow.codegen.render import (
+    COMMON_HEADER,
     DEFAULT_NAMING,
+    KERNELS_HEADER,
     ModelSources,
     TensorSpec,
     render_driver_header,
@@ -26,7 +29,13 @@ from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.outputs import MANIFEST, write_directory
 
-COMMON_HEADER = "mcuflow_kernels.h"
+INTERFACE_BEGIN = "/* mcuflow:interface */"
+INTERFACE_END = "/* mcuflow:end-interface */"
+_KERNELS_BANNER = f"""\
+/* The mcuflow kernels of this project: the interface blocks of their sources, gathered by
+ * mcuflow (what several kernel files share is in {COMMON_HEADER}). */
+#ifndef MCUFLOW_KERNELS_H
+#define MCUFLOW_KERNELS_H"""
 MARKER = "mcuflow_model.h"
 SOURCE_MODEL = "model.tflite"
 
@@ -51,9 +60,60 @@ def kernel_source(stem: str) -> str:
     return resources.files("mcuflow.codegen").joinpath("kernels", stem).read_text("ascii")
 
 
+def _marker_line(name: str, lines: list[str], marker: str) -> int:
+    """The index of the one line of `lines` that is `marker`, or CodegenError."""
+    found = [i for i, line in enumerate(lines) if marker in line]
+    if len(found) != 1:
+        raise CodegenError(f"kernel file {name}: {len(found)} lines hold the marker "
+                           f"'{marker}', exactly one must")
+    if lines[found[0]].strip() != marker:
+        raise CodegenError(f"kernel file {name}, line {found[0] + 1}: the marker '{marker}' "
+                           "must stand alone on its line")
+    return found[0]
+
+
+def interface_block(name: str, text: str) -> str:
+    """The interface block of portable kernel file `name`: its structs and prototypes.
+
+    The lines between INTERFACE_BEGIN and INTERFACE_END, which must come after the file's
+    `#include "COMMON_HEADER"`; a missing, repeated or misplaced marker or an empty block
+    raises CodegenError naming the file.
+    """
+    lines = text.split("\n")
+    begin = _marker_line(name, lines, INTERFACE_BEGIN)
+    end = _marker_line(name, lines, INTERFACE_END)
+    if end < begin:
+        raise CodegenError(f"kernel file {name}: '{INTERFACE_END}' (line {end + 1}) comes "
+                           f"before '{INTERFACE_BEGIN}' (line {begin + 1})")
+    if f'#include "{COMMON_HEADER}"' not in lines[:begin]:
+        raise CodegenError(f"kernel file {name}: its interface block must follow "
+                           f'#include "{COMMON_HEADER}"')
+    block = "\n".join(lines[begin + 1:end]).strip("\n")
+    if not block.strip():
+        raise CodegenError(f"kernel file {name}: its interface block declares nothing")
+    return block
+
+
+def _interface_section(stem: str) -> str:
+    """The interface block of kernel `stem`, under a comment naming its file."""
+    name = f"{stem}.c"
+    return f"/* ---- {name} ---- */\n\n{interface_block(name, kernel_source(name))}"
+
+
+def kernels_header(kernels: Iterable[str]) -> str:
+    """KERNELS_HEADER declaring exactly the portable kernels of `kernels` (stems).
+
+    Include guard, COMMON_HEADER, then the interface block of each portable kernel file in
+    name order; the DSP kernels (stems ending in DSP_SUFFIX) are declared by DSP_HEADER.
+    """
+    portable = sorted({stem for stem in kernels if not stem.endswith(DSP_SUFFIX)})
+    return "\n\n".join([_KERNELS_BANNER, f'#include "{COMMON_HEADER}"',
+                        *map(_interface_section, portable), "#endif /* MCUFLOW_KERNELS_H */\n"])
+
+
 def kernel_files(kernels: list[str]) -> dict[str, str]:
     """The kernel headers and the sources of `kernels` (stems), by file name."""
-    files = {COMMON_HEADER: kernel_source(COMMON_HEADER)}
+    files = {COMMON_HEADER: kernel_source(COMMON_HEADER), KERNELS_HEADER: kernels_header(kernels)}
     if uses_dsp(set(kernels)):
         files[DSP_HEADER] = kernel_source(DSP_HEADER)
     files.update({f"{stem}.c": kernel_source(f"{stem}.c") for stem in kernels})

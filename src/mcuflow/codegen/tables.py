@@ -6,8 +6,8 @@ import numpy as np
 
 import mcuflow.ref.interpreter  # noqa: F401  (registers every reference kernel)
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.quant.fixedpoint import SoftmaxParams, softmax_exps_by_difference
 from mcuflow.ref.registry import prepare
+from mcuflow.ref.softmax import SoftmaxParams, softmax_exps_by_difference
 
 INT8_VALUES = np.arange(-128, 128, dtype=np.int8)
 

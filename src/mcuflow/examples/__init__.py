@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import Activation, Padding
 
 DEMO_MODEL = Path(__file__).with_name("demo_kws.tflite")
 

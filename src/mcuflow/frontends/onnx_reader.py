@@ -31,6 +31,7 @@ from onnx.reference import ReferenceEvaluator
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.files import read_bounded
 from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
+from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
@@ -44,12 +45,11 @@ from mcuflow.ir.ops import (
     OpAttrs,
     OpKind,
     PadAttrs,
-    Padding,
     Pool2DAttrs,
     ReshapeAttrs,
     SoftmaxAttrs,
+    infer_output_shapes,
 )
-from mcuflow.ir.shapes import infer_output_shapes
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_MODEL_BYTES = 2 << 30

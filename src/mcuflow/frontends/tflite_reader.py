@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +21,11 @@ import tflite
 from mcuflow.errors import ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.files import read_bounded
 from mcuflow.frontends.shape_folding import fold_shape_ops
+from mcuflow.frontends.tflite_checks import HINT, UNSUPPORTED_HINT, ints, op_error
+from mcuflow.frontends.tflite_ops import BIAS_INDEX, KIND_OF_BUILTIN, TFLITE_OPS, Window
 from mcuflow.frontends.tflite_schema import (
-    ACTIVATION_OF_FUSED,
     DTYPE_OF_TENSOR_TYPE,
     FILE_IDENTIFIER,
-    KIND_OF_BUILTIN,
-    PADDING_OF_TFLITE,
     SCHEMA_VERSION,
     RawOp,
     RawSubgraph,
@@ -36,27 +35,8 @@ from mcuflow.frontends.tflite_schema import (
 )
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.ir.ops import (
-    Activation,
-    ConcatenationAttrs,
-    Conv2DAttrs,
-    DepthwiseConv2DAttrs,
-    ElementwiseAttrs,
-    FullyConnectedAttrs,
-    LeakyReluAttrs,
-    MeanAttrs,
-    NoAttrs,
-    OpAttrs,
-    OpKind,
-    PadAttrs,
-    Padding,
-    Pool2DAttrs,
-    ReshapeAttrs,
-    SoftmaxAttrs,
-    SqueezeAttrs,
-)
+from mcuflow.ir.ops import OpAttrs, OpKind
 from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
-from mcuflow.ir.registry import OpTable
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_RANK = 8
@@ -69,8 +49,6 @@ MAX_TENSORS, MAX_OPERATORS, MAX_OPERANDS = 1 << 14, 1 << 13, 1 << 16
 """Far more than any microcontroller model has; they bound the reader's work on forged counts."""
 MAX_CHANNELS = 1 << 16
 """At most this many per-channel quantisation parameters per tensor."""
-_HINT = "re-export the model with the TFLite converter, or check that the file was copied whole"
-_UNSUPPORTED_HINT = "run `mcuflow ops` to list the operators and types mcuflow supports"
 
 _TT = tflite.TensorType
 # Byte sizes of the TensorTypes mcuflow cannot hold, to check their buffers all the same;
@@ -93,8 +71,6 @@ _OTHER_ITEMSIZES: dict[int, int | None] = {
 _OPTIONS_CLASS_NAMES = {
     value: name for name, value in vars(tflite.BuiltinOptions).items() if not name.startswith("_")
 }
-
-Converter = Callable[[RawOp, RawSubgraph], tuple[OpAttrs, list[int]]]
 
 
 def load_int8_model(path: str | Path) -> Graph:
@@ -125,7 +101,7 @@ def read_tflite(source: str | Path | bytes) -> Graph:
     try:
         verify_graph(graph)
     except GraphInvariantError as error:
-        raise ModelFormatError(f"{label} is inconsistent: {error.message}", _HINT) from None
+        raise ModelFormatError(f"{label} is inconsistent: {error.message}", HINT) from None
     return graph
 
 
@@ -165,10 +141,10 @@ def _guess_format(data: bytes, path: Path | None) -> str:
 def _check_header(data: bytes, label: str, path: Path | None) -> None:
     """Reject empty, tiny and foreign files before touching the flatbuffer."""
     if not data:
-        raise ModelFormatError(f"{label} is empty (0 bytes)", _HINT)
+        raise ModelFormatError(f"{label} is empty (0 bytes)", HINT)
     if len(data) < 8:
         raise ModelFormatError(
-            f"{label} is truncated: {len(data)} bytes cannot hold a TFLite header", _HINT
+            f"{label} is truncated: {len(data)} bytes cannot hold a TFLite header", HINT
         )
     identifier = data[4:8]
     if identifier != FILE_IDENTIFIER:
@@ -182,7 +158,7 @@ def _check_header(data: bytes, label: str, path: Path | None) -> None:
         raise ModelFormatError(
             f"{label} is truncated or corrupt: its root table offset {root} lies beyond the "
             f"{len(data)}-byte file",
-            _HINT,
+            HINT,
         )
 
 
@@ -195,7 +171,7 @@ def _corrupt_guard(label: str, size: int) -> Iterator[None]:
         raise ModelFormatError(
             f"{label} is truncated or corrupt: a flatbuffer read fell outside the {size}-byte "
             f"file ({error})",
-            _HINT,
+            HINT,
         ) from None
 
 
@@ -209,7 +185,7 @@ def _table_count(count: int, data: bytes, label: str, what: str) -> int:
         raise ModelFormatError(
             f"{label} is truncated or corrupt: it claims {count} {what}, more than its "
             f"{len(data)} bytes can hold",
-            _HINT,
+            HINT,
         )
     limit = _MAX_TABLES.get(what, count)
     if count > limit:
@@ -241,7 +217,7 @@ class _Budget:
             raise ModelFormatError(
                 f"{self.label} is corrupt: its shapes, quantisation parameters and operands "
                 f"hold more values than its {self.size} bytes can store",
-                _HINT,
+                HINT,
             )
 
     def spend_constant(self, nbytes: int) -> None:
@@ -251,7 +227,7 @@ class _Budget:
             raise ModelFormatError(
                 f"{self.label} is corrupt: its constant tensors add up to more than twice its "
                 f"{self.size} bytes",
-                _HINT,
+                HINT,
             )
 
 
@@ -259,11 +235,6 @@ def _tensor_values(fb: tflite.Tensor) -> int:
     """The number of shape and quantisation values of a tensor table."""
     quant = fb.Quantization()
     return fb.ShapeLength() + (quant.ScaleLength() + quant.ZeroPointLength() if quant else 0)
-
-
-def _ints(vector: object) -> list[int]:
-    """A flatbuffer int vector (the generated accessors return 0 when the field is absent)."""
-    return [int(v) for v in vector] if isinstance(vector, np.ndarray) else []
 
 
 def _text(raw: bytes | None) -> str:
@@ -281,7 +252,7 @@ def _decode(data: bytes, label: str) -> RawSubgraph:
             "convert the model with a current TFLite converter",
         )
     if _table_count(model.SubgraphsLength(), data, label, "subgraphs") == 0:
-        raise ModelFormatError(f"{label} has no subgraph", _HINT)
+        raise ModelFormatError(f"{label} has no subgraph", HINT)
     n_buffers = _table_count(model.BuffersLength(), data, label, "buffers")
     opcodes = [
         _opcode(model.OperatorCodes(i))
@@ -293,8 +264,8 @@ def _decode(data: bytes, label: str) -> RawSubgraph:
     _dedupe_names(tensors)
     ops = _decode_operators(fb_subgraph, opcodes, tensors, data, budget)
     budget.spend_values(fb_subgraph.InputsLength() + fb_subgraph.OutputsLength())
-    inputs = _graph_ends(_ints(fb_subgraph.InputsAsNumpy()), tensors, label, "input")
-    outputs = _graph_ends(_ints(fb_subgraph.OutputsAsNumpy()), tensors, label, "output")
+    inputs = _graph_ends(ints(fb_subgraph.InputsAsNumpy()), tensors, label, "input")
+    outputs = _graph_ends(ints(fb_subgraph.OutputsAsNumpy()), tensors, label, "output")
     return RawSubgraph(_text(fb_subgraph.Name()), tensors, ops, inputs, outputs)
 
 
@@ -319,7 +290,7 @@ def _decode_operators(
     label = budget.label
     n_ops = _table_count(fb_subgraph.OperatorsLength(), data, label, "operators")
     if n_ops == 0:
-        raise ModelFormatError(f"{label} has no operators: there is nothing to compute", _HINT)
+        raise ModelFormatError(f"{label} has no operators: there is nothing to compute", HINT)
     ops = []
     for i in range(n_ops):
         fb_op = fb_subgraph.Operators(i)
@@ -327,7 +298,7 @@ def _decode_operators(
         if operands > MAX_OPERANDS:
             raise ModelFormatError(
                 f"{label}: op {i} has {operands} operands; mcuflow reads at most {MAX_OPERANDS}",
-                _HINT,
+                HINT,
             )
         budget.spend_values(operands)
         ops.append(_operator(fb_op, i, opcodes, tensors, label))
@@ -352,7 +323,7 @@ def _graph_ends(indices: list[int], tensors: list[RawTensor], label: str, what: 
             raise ModelFormatError(
                 f"{label}: graph {what} refers to tensor {index} but the subgraph has "
                 f"{len(tensors)}",
-                _HINT,
+                HINT,
             )
     return indices
 
@@ -388,9 +359,9 @@ def _tensor(
         raise ModelFormatError(
             f"{label}: tensor '{shown}' has rank {fb.ShapeLength()}; at most {MAX_RANK} is "
             "supported",
-            _HINT,
+            HINT,
         )
-    shape = tuple(_ints(fb.ShapeAsNumpy()))
+    shape = tuple(ints(fb.ShapeAsNumpy()))
     type_code = fb.Type()
     itemsize = _itemsize(type_code, shown, label)
     _check_shape(shape, itemsize or 1, shown, label)
@@ -406,7 +377,7 @@ def _tensor(
     if buffer >= n_buffers:
         raise ModelFormatError(
             f"{label}: tensor '{shown}' refers to buffer {buffer} but the model has {n_buffers}",
-            _HINT,
+            HINT,
         )
     raw = _buffer_bytes(model, buffer, data, label)
     if raw.size and itemsize is not None:
@@ -417,7 +388,7 @@ def _tensor(
             f"{label}: tensor '{shown}' of shape {shape} would take "
             f"{(itemsize or 1) * math.prod(shape)} bytes of RAM, more than any board has "
             f"(the limit is {MAX_ACTIVATION_BYTES})",
-            _HINT,
+            HINT,
         )
     return tensor
 
@@ -428,7 +399,7 @@ def _itemsize(type_code: int, name: str, label: str) -> int | None:
         return DTYPE_OF_TENSOR_TYPE[type_code].itemsize
     if type_code not in _OTHER_ITEMSIZES:
         raise ModelFormatError(
-            f"{label}: tensor '{name}' has unknown type code {type_code}", _HINT
+            f"{label}: tensor '{name}' has unknown type code {type_code}", HINT
         )
     return _OTHER_ITEMSIZES[type_code]
 
@@ -437,14 +408,14 @@ def _check_shape(shape: tuple[int, ...], itemsize: int, name: str, label: str) -
     """Reject negative dimensions and tensors too big for any device."""
     if any(d < 0 for d in shape):
         raise ModelFormatError(
-            f"{label}: tensor '{name}' has a negative dimension in its shape {shape}", _HINT
+            f"{label}: tensor '{name}' has a negative dimension in its shape {shape}", HINT
         )
     nbytes = itemsize * math.prod(shape)
     if nbytes > MAX_TENSOR_BYTES:
         raise ModelFormatError(
             f"{label}: tensor '{name}' of shape {shape} would take {nbytes} bytes, an absurd "
             f"size (the limit is {MAX_TENSOR_BYTES})",
-            _HINT,
+            HINT,
         )
 
 
@@ -457,7 +428,7 @@ def _buffer_bytes(model: tflite.Model, index: int, data: bytes, label: str) -> n
             raise ModelFormatError(
                 f"{label} is truncated: buffer {index} spans bytes {offset}..{offset + size} "
                 f"of a {len(data)}-byte file",
-                _HINT,
+                HINT,
             )
         return np.frombuffer(data, dtype=np.uint8, count=size, offset=offset)
     raw = buffer.DataAsNumpy()
@@ -473,7 +444,7 @@ def _constant(
         raise ModelFormatError(
             f"{label}: tensor '{name}' has {raw.size} bytes of data, but its shape "
             f"{tensor.shape} of {tensor_type_name(tensor.type_code)} needs {expected}",
-            _HINT,
+            HINT,
         )
     if tensor.dtype is None:
         return None
@@ -494,30 +465,30 @@ def _quantization(
         raise ModelFormatError(
             f"{label}: tensor '{name}' has {scales.size} quantisation scales; mcuflow reads at "
             f"most {MAX_CHANNELS} channels",
-            _HINT,
+            HINT,
         )
-    zero_points = _ints(fb.ZeroPointAsNumpy()) or [0] * scales.size
+    zero_points = ints(fb.ZeroPointAsNumpy()) or [0] * scales.size
     if len(zero_points) != scales.size:
         raise ModelFormatError(
             f"{label}: tensor '{name}' has {scales.size} quantisation scales but "
             f"{len(zero_points)} zero points",
-            _HINT,
+            HINT,
         )
     if not np.all(np.isfinite(scales)):
-        raise ModelFormatError(f"{label}: tensor '{name}' has a non-finite scale", _HINT)
+        raise ModelFormatError(f"{label}: tensor '{name}' has a non-finite scale", HINT)
     out_of_range = scales[(scales < MIN_SCALE) | (scales > MAX_SCALE)]
     if out_of_range.size:
         raise ModelFormatError(
             f"{label}: tensor '{name}' has quantisation scale {float(out_of_range[0]):g}; scales "
             f"must lie between {MIN_SCALE:.3g} and {MAX_SCALE:.3g}",
-            _HINT,
+            HINT,
         )
     axis = fb.QuantizedDimension()
     if scales.size > 1 and not (0 <= axis < len(shape) and shape[axis] == scales.size):
         raise ModelFormatError(
             f"{label}: tensor '{name}' of shape {shape} has {scales.size} per-channel scales "
             f"along dimension {axis}",
-            _HINT,
+            HINT,
         )
     axis = axis if 0 <= axis < max(len(shape), 1) else 0
     return QuantParams(tuple(float(s) for s in scales), tuple(zero_points), axis)
@@ -536,7 +507,7 @@ def _check_zero_points(tensor: RawTensor, name: str, label: str) -> None:
             raise ModelFormatError(
                 f"{label}: tensor '{name}' has zero point {zero_point}, outside the {dtype} "
                 f"range [{info.min}, {info.max}]",
-                _HINT,
+                HINT,
             )
 
 
@@ -553,17 +524,17 @@ def _operator(
         raise ModelFormatError(
             f"{label}: op {index} refers to operator code {opcode_index} but the model has "
             f"{len(opcodes)}",
-            _HINT,
+            HINT,
         )
     code, name = opcodes[opcode_index]
-    inputs = _ints(fb.InputsAsNumpy())
-    outputs = _ints(fb.OutputsAsNumpy())
+    inputs = ints(fb.InputsAsNumpy())
+    outputs = ints(fb.OutputsAsNumpy())
     for tensor in [t for t in inputs if t != -1] + outputs:
         if not 0 <= tensor < len(tensors):
             raise ModelFormatError(
                 f"{label}: op {index} ({name}) refers to tensor {tensor} but the subgraph has "
                 f"{len(tensors)}",
-                _HINT,
+                HINT,
             )
     return RawOp(index, code, name, inputs, outputs, _options(fb))
 
@@ -598,7 +569,7 @@ def _reject_unsupported(subgraph: RawSubgraph, label: str) -> None:
     if types:
         listed = ", ".join(f"{name} (x{count})" for name, count in sorted(types.items()))
         parts.append(f"tensors of unsupported type(s): {listed}")
-    raise UnsupportedModelError(f"{label} uses " + "; and ".join(parts), _UNSUPPORTED_HINT)
+    raise UnsupportedModelError(f"{label} uses " + "; and ".join(parts), UNSUPPORTED_HINT)
 
 
 def _used_tensors(subgraph: RawSubgraph) -> set[int]:
@@ -639,277 +610,28 @@ def _to_graph(subgraph: RawSubgraph, name: str, label: str) -> Graph:
 def _convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpKind, OpAttrs, list[int]]:
     """(kind, typed attributes, IR input tensor indices) of a supported operator."""
     kind = KIND_OF_BUILTIN[op.code]
-    low, high = _ARITY.get(kind, (1, 1))
-    required = 2 if kind in _OPTIONAL_BIAS else len(op.inputs)
+    form = TFLITE_OPS[kind]
+    low, high = form.operands
+    required = BIAS_INDEX if form.bias is not None else len(op.inputs)
     if not low <= len(op.inputs) <= high or any(i < 0 for i in op.inputs[:required]):
-        raise _op_error(op, f"has inputs {op.inputs}; expected {low} to {high} tensors")
+        raise op_error(op, f"has inputs {op.inputs}; expected {low} to {high} tensors")
     if len(op.outputs) != 1:
-        raise _op_error(op, f"has {len(op.outputs)} outputs; expected 1")
-    attrs, inputs = _CONVERTERS.get(kind, _no_attrs)(op, subgraph)
+        raise op_error(op, f"has {len(op.outputs)} outputs; expected 1")
+    attrs, inputs = form.read(op, subgraph)
+    if form.window is not None:
+        _check_window(op, subgraph, form.window(attrs, op, subgraph))
     return kind, attrs, inputs
 
 
-def _op_error(op: RawOp, message: str) -> ModelFormatError:
-    return ModelFormatError(f"op {op.index} ({op.name}) {message}", _HINT)
-
-
-def _unsupported(op: RawOp, message: str) -> UnsupportedModelError:
-    return UnsupportedModelError(f"op {op.index} ({op.name}) {message}", _UNSUPPORTED_HINT)
-
-
-def _typed_options(op: RawOp, options_class: type, required: bool = False) -> object | None:
-    """The op's options, checked to be of `options_class`."""
-    if op.options is None:
-        if required:
-            raise _op_error(op, f"has no {options_class.__name__}")
-        return None
-    if not isinstance(op.options, options_class):
-        raise _op_error(
-            op, f"carries {type(op.options).__name__} instead of {options_class.__name__}"
-        )
-    return op.options
-
-
-def _positive(op: RawOp, what: str, value: int) -> int:
-    if value < 1:
-        raise _op_error(op, f"has {what} {value}; it must be at least 1")
-    return int(value)
-
-
-def _activation(op: RawOp, code: int) -> Activation:
-    if code not in ACTIVATION_OF_FUSED:
-        raise _unsupported(op, f"uses the fused activation code {code}")
-    return ACTIVATION_OF_FUSED[code]
-
-
-def _padding(op: RawOp, code: int) -> Padding:
-    if code not in PADDING_OF_TFLITE:
-        raise _op_error(op, f"has unknown padding code {code}")
-    return PADDING_OF_TFLITE[code]
-
-
-def _present(indices: list[int]) -> list[int]:
-    return [i for i in indices if i >= 0]
-
-
-def _constant_input(op: RawOp, subgraph: RawSubgraph, position: int, what: str) -> np.ndarray:
-    """The data of an attribute input (axes, paddings, shape) that must be constant."""
-    if position >= len(op.inputs) or op.inputs[position] < 0:
-        raise _op_error(op, f"lacks its {what} input")
-    data = subgraph.tensors[op.inputs[position]].data
-    if data is None:
-        raise _unsupported(op, f"takes its {what} from a tensor computed at run time")
-    return data
-
-
-def _axis(op: RawOp, axis: int, rank: int) -> int:
-    """`axis` in [-rank, rank), made non-negative."""
-    if not -rank <= axis < max(rank, 1):
-        raise _op_error(op, f"has axis {axis}, out of range for rank {rank}")
-    return axis % rank if rank else 0
-
-
-def _conv2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.Conv2DOptions, required=True)
-    attrs = Conv2DAttrs(
-        stride_h=_positive(op, "stride_h", o.StrideH()),
-        stride_w=_positive(op, "stride_w", o.StrideW()),
-        dilation_h=_positive(op, "dilation_h", o.DilationHFactor()),
-        dilation_w=_positive(op, "dilation_w", o.DilationWFactor()),
-        padding=_padding(op, o.Padding()),
-        activation=_activation(op, o.FusedActivationFunction()),
-    )
-    _check_window(op, subgraph, _filter_size(op, subgraph), (attrs.dilation_h, attrs.dilation_w))
-    return attrs, _present(op.inputs)
-
-
-def _filter_size(op: RawOp, subgraph: RawSubgraph) -> tuple[int, int]:
-    """(KH, KW) of a convolution's filter [O or 1, KH, KW, C]; (1, 1) when it is malformed."""
-    weights = subgraph.tensors[op.inputs[1]].shape
-    return (weights[1], weights[2]) if len(weights) == 4 else (1, 1)
-
-
-def _check_window(
-    op: RawOp, subgraph: RawSubgraph, size: tuple[int, int], dilations: tuple[int, int]
-) -> None:
+def _check_window(op: RawOp, subgraph: RawSubgraph, window: Window) -> None:
     """The input padded for the (dilated) window must fit in RAM: it grows with the window."""
     x = subgraph.tensors[op.inputs[0]].shape
     if len(x) != 4:
         return
-    extents = [(k - 1) * d + 1 for k, d in zip(size, dilations, strict=True)]
+    size = window.size
+    extents = [(k - 1) * d + 1 for k, d in zip(size, window.dilations, strict=True)]
     padded = x[0] * (x[1] + extents[0]) * (x[2] + extents[1]) * x[3]
     if padded > MAX_ACTIVATION_BYTES:
-        raise _op_error(
+        raise op_error(
             op, f"has a {size[0]}x{size[1]} window spanning {extents[0]}x{extents[1]} input "
             f"positions: its padded input of {padded} values exceeds the RAM of any board")
-
-
-def _depth_multiplier(op: RawOp, subgraph: RawSubgraph, declared: int) -> int:
-    """TFLite derives the multiplier from the shapes (filter channels / input channels)."""
-    x, weights = (subgraph.tensors[i].shape for i in op.inputs[:2])
-    if len(x) == 4 and len(weights) == 4 and x[3] > 0 and weights[3] % x[3] == 0:
-        return weights[3] // x[3]
-    return declared
-
-
-def _depthwise_conv2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.DepthwiseConv2DOptions, required=True)
-    attrs = DepthwiseConv2DAttrs(
-        stride_h=_positive(op, "stride_h", o.StrideH()),
-        stride_w=_positive(op, "stride_w", o.StrideW()),
-        dilation_h=_positive(op, "dilation_h", o.DilationHFactor()),
-        dilation_w=_positive(op, "dilation_w", o.DilationWFactor()),
-        depth_multiplier=_depth_multiplier(op, subgraph, o.DepthMultiplier()),
-        padding=_padding(op, o.Padding()),
-        activation=_activation(op, o.FusedActivationFunction()),
-    )
-    _check_window(op, subgraph, _filter_size(op, subgraph), (attrs.dilation_h, attrs.dilation_w))
-    return attrs, _present(op.inputs)
-
-
-def _fully_connected(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.FullyConnectedOptions)
-    if o is None:
-        return FullyConnectedAttrs(), _present(op.inputs)
-    if o.WeightsFormat() != tflite.FullyConnectedOptionsWeightsFormat.DEFAULT:
-        raise _unsupported(op, "uses shuffled weights (weights_format is not DEFAULT)")
-    attrs = FullyConnectedAttrs(
-        activation=_activation(op, o.FusedActivationFunction()),
-        keep_num_dims=bool(o.KeepNumDims()),
-    )
-    return attrs, _present(op.inputs)
-
-
-def _elementwise(options_class: type) -> Converter:
-    def convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-        o = _typed_options(op, options_class)
-        activation = _activation(op, o.FusedActivationFunction()) if o else Activation.NONE
-        return ElementwiseAttrs(activation), list(op.inputs)
-
-    return convert
-
-
-def _pool2d(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.Pool2DOptions, required=True)
-    attrs = Pool2DAttrs(
-        filter_h=_positive(op, "filter_height", o.FilterHeight()),
-        filter_w=_positive(op, "filter_width", o.FilterWidth()),
-        stride_h=_positive(op, "stride_h", o.StrideH()),
-        stride_w=_positive(op, "stride_w", o.StrideW()),
-        padding=_padding(op, o.Padding()),
-        activation=_activation(op, o.FusedActivationFunction()),
-    )
-    _check_window(op, subgraph, (attrs.filter_h, attrs.filter_w), (1, 1))
-    return attrs, list(op.inputs)
-
-
-def _mean(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.ReducerOptions)
-    rank = len(subgraph.tensors[op.inputs[0]].shape)
-    axes = _constant_input(op, subgraph, 1, "axes").reshape(-1)
-    normalised = sorted({_axis(op, int(a), rank) for a in axes})
-    keep_dims = bool(o.KeepDims()) if o else False
-    return MeanAttrs(tuple(normalised), keep_dims), [op.inputs[0]]
-
-
-def _reshape_target(op: RawOp, subgraph: RawSubgraph) -> list[int]:
-    """RESHAPE's target: the shape input, else ReshapeOptions.new_shape, else the output shape."""
-    if len(op.inputs) > 1 and op.inputs[1] >= 0:
-        return [int(d) for d in _constant_input(op, subgraph, 1, "shape").reshape(-1)]
-    o = _typed_options(op, tflite.ReshapeOptions)
-    if o is not None and not o.NewShapeIsNone():
-        return _ints(o.NewShapeAsNumpy())
-    return list(subgraph.tensors[op.outputs[0]].shape)
-
-
-def _reshape(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    target = _reshape_target(op, subgraph)
-    size = int(np.prod(subgraph.tensors[op.inputs[0]].shape, dtype=np.int64))
-    unknown = [i for i, d in enumerate(target) if d == -1]
-    known = int(np.prod([d for d in target if d != -1], dtype=np.int64))
-    if len(unknown) > 1 or any(d < -1 for d in target):
-        raise _op_error(op, f"has an invalid target shape {tuple(target)}")
-    if unknown:
-        if known == 0 or size % known:
-            raise _op_error(op, f"cannot reshape {size} elements to {tuple(target)}")
-        target[unknown[0]] = size // known
-    return ReshapeAttrs(tuple(target)), [op.inputs[0]]
-
-
-def _squeeze(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.SqueezeOptions)
-    rank = len(subgraph.tensors[op.inputs[0]].shape)
-    dims = _ints(o.SqueezeDimsAsNumpy()) if o else []
-    return SqueezeAttrs(tuple(sorted({_axis(op, d, rank) for d in dims}))), list(op.inputs)
-
-
-def _softmax(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.SoftmaxOptions, required=True)
-    beta = float(o.Beta())
-    if not 0.0 < beta < math.inf:
-        raise _op_error(op, f"has beta {beta}; it must be a positive finite number")
-    return SoftmaxAttrs(beta), list(op.inputs)
-
-
-def _pad(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    paddings = _constant_input(op, subgraph, 1, "paddings")
-    if paddings.ndim != 2 or paddings.shape[1] != 2 or np.any(paddings < 0):
-        raise _op_error(op, f"has paddings {paddings.tolist()}; expected non-negative [rank, 2]")
-    pairs = tuple((int(before), int(after)) for before, after in paddings)
-    return PadAttrs(pairs), [op.inputs[0]]
-
-
-def _concatenation(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.ConcatenationOptions)
-    rank = len(subgraph.tensors[op.outputs[0]].shape)
-    axis = _axis(op, o.Axis(), rank) if o else 0
-    activation = _activation(op, o.FusedActivationFunction()) if o else Activation.NONE
-    return ConcatenationAttrs(axis, activation), list(op.inputs)
-
-
-def _leaky_relu(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    o = _typed_options(op, tflite.LeakyReluOptions)
-    alpha = float(o.Alpha()) if o else 0.0
-    if not math.isfinite(alpha):
-        raise _op_error(op, f"has alpha {alpha}; it must be a finite number")
-    return LeakyReluAttrs(alpha), list(op.inputs)
-
-
-def _no_attrs(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    return NoAttrs(), list(op.inputs)
-
-
-_OPTIONAL_BIAS = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
-
-_ARITY: dict[OpKind, tuple[int, int]] = {
-    OpKind.CONV_2D: (2, 3),
-    OpKind.DEPTHWISE_CONV_2D: (2, 3),
-    OpKind.FULLY_CONNECTED: (2, 3),
-    OpKind.ADD: (2, 2),
-    OpKind.SUB: (2, 2),
-    OpKind.MUL: (2, 2),
-    OpKind.MEAN: (2, 2),
-    OpKind.RESHAPE: (1, 2),
-    OpKind.PAD: (2, 2),
-    OpKind.CONCATENATION: (1, 1 << 16),
-}
-"""(min, max) operand count per kind, counting -1 placeholders; (1, 1) when absent."""
-
-_CONVERTERS: OpTable[Converter] = OpTable("TFLite attribute converter", complete=False, entries={
-    OpKind.CONV_2D: _conv2d,
-    OpKind.DEPTHWISE_CONV_2D: _depthwise_conv2d,
-    OpKind.FULLY_CONNECTED: _fully_connected,
-    OpKind.ADD: _elementwise(tflite.AddOptions),
-    OpKind.SUB: _elementwise(tflite.SubOptions),
-    OpKind.MUL: _elementwise(tflite.MulOptions),
-    OpKind.AVERAGE_POOL_2D: _pool2d,
-    OpKind.MAX_POOL_2D: _pool2d,
-    OpKind.MEAN: _mean,
-    OpKind.RESHAPE: _reshape,
-    OpKind.SQUEEZE: _squeeze,
-    OpKind.SOFTMAX: _softmax,
-    OpKind.PAD: _pad,
-    OpKind.CONCATENATION: _concatenation,
-    OpKind.LEAKY_RELU: _leaky_relu,
-})
-"""Attribute conversion per kind; the other kinds take NoAttrs and all their inputs."""

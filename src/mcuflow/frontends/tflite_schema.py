@@ -1,4 +1,4 @@
-"""TFLite schema mappings (OpKind, types, activations, padding) shared by reader and writer."""
+"""TFLite schema mappings (types, activations, padding) shared by reader and writer."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ import numpy as np
 import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType
-from mcuflow.ir.ops import Activation, OpKind, Padding
 from mcuflow.ir.quantization import QuantParams
 
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 PLACEHOLDER_FOR_GREATER_OP_CODES = 127
-
-BUILTIN_OF_KIND: dict[OpKind, int] = {
-    kind: getattr(tflite.BuiltinOperator, kind.value) for kind in OpKind
-}
-KIND_OF_BUILTIN: dict[int, OpKind] = {code: kind for kind, code in BUILTIN_OF_KIND.items()}
 
 TENSOR_TYPE_OF_DTYPE: dict[DType, int] = {
     DType.INT8: tflite.TensorType.INT8,

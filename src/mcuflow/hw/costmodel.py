@@ -1,15 +1,13 @@
-"""Per-operator cost rules (MACs, bytes, scratch, element ops) and the latency and energy model."""
+"""What one operator costs (MACs, bytes, scratch, element ops) and the latency and energy model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.hw.layouts import im2col_bytes
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import OpKind, Pool2DAttrs
-from mcuflow.ir.registry import OpTable
+from mcuflow.ir.ops import OP_DEFS, OpKind, op_macs
 
 
 @dataclass(frozen=True)
@@ -24,135 +22,29 @@ class OpCost:
     ops: int
 
 
-CostRule = Callable[[Graph, Operator], OpCost]
-
-COST_RULES: OpTable[CostRule] = OpTable("cost rule")
-
-# Non-MAC element operations per output element (estimates, see op_cost).
-ELEMENT_OP_FACTOR: OpTable[int] = OpTable("element-op factor", entries={
-    OpKind.CONV_2D: 1,  # requantise + clamp each output
-    OpKind.DEPTHWISE_CONV_2D: 1,
-    OpKind.FULLY_CONNECTED: 1,
-    OpKind.AVERAGE_POOL_2D: 1,  # divide + requantise
-    OpKind.MAX_POOL_2D: 1,  # store
-    OpKind.MEAN: 1,
-    OpKind.ADD: 2,  # rescale both inputs on top of the one MAC
-    OpKind.SUB: 2,
-    OpKind.MUL: 1,
-    OpKind.SOFTMAX: 8,  # max pass, fixed-point exp, sum, reciprocal, scale
-    OpKind.LOGISTIC: 4,  # fixed-point exp / LUT with interpolation
-    OpKind.TANH: 4,
-    OpKind.HARD_SWISH: 6,  # several fixed-point multiplies per element
-    OpKind.RELU: 1,
-    OpKind.RELU6: 1,
-    OpKind.LEAKY_RELU: 2,
-    OpKind.QUANTIZE: 2,
-    OpKind.DEQUANTIZE: 2,
-    OpKind.PAD: 1,  # copy
-    OpKind.CONCATENATION: 1,  # copy
-    OpKind.RESHAPE: 0,  # no arithmetic (a memcpy unless the planner aliases it)
-    OpKind.SQUEEZE: 0,
-})
-
-
-cost_rule = COST_RULES.register
-
-
 def op_cost(graph: Graph, op: Operator) -> OpCost:
     """The cost of `op` in `graph`.
 
-    Counting conventions (one rule per OpKind in COST_RULES, `out` = output elements):
-
-    | op | macs |
-    | --- | --- |
-    | CONV_2D | out x KH x KW x Cin |
-    | DEPTHWISE_CONV_2D | out x KH x KW |
-    | FULLY_CONNECTED | out x K |
-    | AVERAGE_POOL_2D, MAX_POOL_2D | out x FH x FW |
-    | MEAN | input elements |
-    | ADD, SUB, MUL | out |
-    | everything else | 0 |
-
-    `scratch_bytes` is the scratch of mcuflow's portable kernels run out of place: CONV_2D's
-    im2col (`hw.layouts.im2col_bytes`, the scratch of the mcuflow_conv2d_s8 record in
-    mcuflow.hw.kernels); every other op reads its inputs directly and needs none. In-place and
-    DSP variants are the planner's business (hw.kernels.kernel_scratch).
-
-    `ops` counts non-MAC element work: out x ELEMENT_OP_FACTOR[kind] (requantisation, LUT or
-    exponential steps, copies). `weight_bytes` is every constant input (weights, bias, LUTs);
+    `macs` and the non-MAC element work `ops` (output elements x the OpDef's `element_ops`:
+    requantisation, LUT or exponential steps, copies) come from the op's definition
+    (mcuflow.ir.ops.OP_DEFS). `scratch_bytes` is the scratch of mcuflow's portable kernels run
+    out of place: CONV_2D's im2col (`hw.layouts.im2col_bytes`, the scratch of the
+    mcuflow_conv2d_s8 record in mcuflow.hw.kernels); every other op reads its inputs directly
+    and needs none. In-place and DSP variants are the planner's business
+    (hw.kernels.kernel_scratch). `weight_bytes` is every constant input (weights, bias, LUTs);
     `input_bytes` the activation inputs; `output_bytes` the outputs.
     """
-    return COST_RULES[op.kind](graph, op)
-
-
-def _cost(graph: Graph, op: Operator, macs: int = 0, scratch: int = 0) -> OpCost:
-    """Bytes of the op's tensors plus the given MACs and scratch, and its element ops."""
     inputs = [graph.tensor(name) for name in op.inputs]
     outputs = [graph.tensor(name) for name in op.outputs]
-    out_elems = sum(t.size for t in outputs)
+    scratch = im2col_bytes(graph, op) if op.kind is OpKind.CONV_2D else 0
     return OpCost(
-        macs=int(macs),
+        macs=op_macs(graph, op),
         weight_bytes=sum(t.nbytes for t in inputs if t.is_constant),
         input_bytes=sum(t.nbytes for t in inputs if not t.is_constant),
         output_bytes=sum(t.nbytes for t in outputs),
-        scratch_bytes=int(scratch),
-        ops=out_elems * ELEMENT_OP_FACTOR[op.kind],
+        scratch_bytes=scratch,
+        ops=sum(t.size for t in outputs) * OP_DEFS[op.kind].element_ops,
     )
-
-
-def _out_elems(graph: Graph, op: Operator) -> int:
-    return graph.tensor(op.outputs[0]).size
-
-
-@cost_rule(OpKind.CONV_2D)
-def _conv2d(graph: Graph, op: Operator) -> OpCost:
-    """Filter [O, KH, KW, Cin]: KH x KW x Cin MACs per output element, im2col scratch."""
-    _, kh, kw, cin = graph.tensor(op.inputs[1]).shape
-    return _cost(graph, op, _out_elems(graph, op) * kh * kw * cin, im2col_bytes(graph, op))
-
-
-@cost_rule(OpKind.DEPTHWISE_CONV_2D)
-def _depthwise(graph: Graph, op: Operator) -> OpCost:
-    """Filter [1, KH, KW, C*M]: KH x KW MACs per output element."""
-    _, kh, kw, _ = graph.tensor(op.inputs[1]).shape
-    return _cost(graph, op, _out_elems(graph, op) * kh * kw)
-
-
-@cost_rule(OpKind.FULLY_CONNECTED)
-def _fully_connected(graph: Graph, op: Operator) -> OpCost:
-    """Weights [O, K]: K MACs per output element."""
-    depth = graph.tensor(op.inputs[1]).shape[-1]
-    return _cost(graph, op, _out_elems(graph, op) * depth)
-
-
-@cost_rule(OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D)
-def _pool(graph: Graph, op: Operator) -> OpCost:
-    """One MAC (or compare) per window element."""
-    assert isinstance(op.attrs, Pool2DAttrs)
-    window = op.attrs.filter_h * op.attrs.filter_w
-    return _cost(graph, op, _out_elems(graph, op) * window)
-
-
-@cost_rule(OpKind.MEAN)
-def _mean(graph: Graph, op: Operator) -> OpCost:
-    """Every input element is accumulated once."""
-    return _cost(graph, op, graph.tensor(op.inputs[0]).size)
-
-
-@cost_rule(OpKind.ADD, OpKind.SUB, OpKind.MUL)
-def _elementwise(graph: Graph, op: Operator) -> OpCost:
-    """One MAC per output element (plus the rescaling counted in ops)."""
-    return _cost(graph, op, _out_elems(graph, op))
-
-
-@cost_rule(
-    OpKind.SOFTMAX, OpKind.LOGISTIC, OpKind.TANH, OpKind.HARD_SWISH, OpKind.RELU, OpKind.RELU6,
-    OpKind.LEAKY_RELU, OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.PAD, OpKind.CONCATENATION,
-    OpKind.RESHAPE, OpKind.SQUEEZE,
-)
-def _element_only(graph: Graph, op: Operator) -> OpCost:
-    """No MACs; the per-element work is in ops."""
-    return _cost(graph, op)
 
 
 # --- latency and energy ---------------------------------------------------------------------

@@ -184,6 +184,14 @@ _kernel("mcuflow_fully_connected_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULLY_CONN
         _WEIGHTED_DSP + "FULLY_CONNECTED as a matrix-vector product, four units per pass.",
         dsp=True,
         terms=work.fully_connected_dsp_terms, scratch=_dsp_row)
+_kernel("mcuflow_fully_connected_short_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULLY_CONNECTED,),
+        _WEIGHTED_DSP + "FULLY_CONNECTED of depth at most 8 (one-multiply requantisation): the "
+        "input row in registers, unit by unit.",
+        dsp=True, terms=work.fully_connected_short_dsp_terms)
+_kernel("mcuflow_fully_connected_few_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULLY_CONNECTED,),
+        _WEIGHTED_DSP + "FULLY_CONNECTED of 1 to 4 units, depth a multiple of 4 (one-multiply "
+        "requantisation): every accumulator in registers.",
+        dsp=True, terms=work.fully_connected_few_dsp_terms)
 _kernel("mcuflow_avg_pool_s8", "mcuflow_pool", (OpKind.AVERAGE_POOL_2D,),
         "AVERAGE_POOL_2D.",
         terms=work.avg_pool_terms, inplace=_RASTER)
@@ -290,6 +298,28 @@ def _conv(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...]:
     return ("mcuflow_conv2d_1x1_s8",) if pointwise else ("mcuflow_conv2d_s8",)
 
 
+FC_SHORT_DEPTH = 8
+"""The deepest FULLY_CONNECTED row mcuflow_fully_connected_short_dsp_s8 holds in registers
+(MCUFLOW_DSP_SHORT_DEPTH)."""
+FC_FEW_UNITS = 4
+"""The most units whose accumulators mcuflow_fully_connected_few_dsp_s8 keeps in registers
+(MCUFLOW_DSP_FEW_UNITS)."""
+
+
+def fully_connected_dsp_kernel(graph: Graph, op: Operator) -> str:
+    """The DSP kernel of a FULLY_CONNECTED step by its shape, when its requantisation is FAST.
+
+    Depth <= FC_SHORT_DEPTH: the input row in registers; at most FC_FEW_UNITS units over a depth
+    that is a multiple of 4: every accumulator in registers; else four units per pass.
+    """
+    units, depth = graph.tensors[op.inputs[1]].shape
+    if depth <= FC_SHORT_DEPTH:
+        return "mcuflow_fully_connected_short_dsp_s8"
+    if units <= FC_FEW_UNITS and depth % 4 == 0:
+        return "mcuflow_fully_connected_few_dsp_s8"
+    return "mcuflow_fully_connected_dsp_s8"
+
+
 def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     kind = op.kind
     if kind is OpKind.CONV_2D:
@@ -297,7 +327,7 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     if kind is OpKind.DEPTHWISE_CONV_2D:
         return _depthwise(graph, op, dsp)
     if kind is OpKind.FULLY_CONNECTED:
-        return ("mcuflow_fully_connected_dsp_s8" if dsp else "mcuflow_fully_connected_s8",)
+        return (fully_connected_dsp_kernel(graph, op) if dsp else "mcuflow_fully_connected_s8",)
     if kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
         return ("mcuflow_add_dsp_s8" if dsp and kind is not OpKind.MUL else "mcuflow_binary_s8",)
     if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is not DType.INT8:

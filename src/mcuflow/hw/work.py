@@ -20,9 +20,9 @@ from mcuflow.hw.layouts import (
     dsp_padded_channels,
     merge_dims,
 )
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import (
-    Activation,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -474,6 +474,41 @@ def fully_connected_dsp_terms(graph: Graph, op: Operator) -> Work:
                 outputs=rows * (units % 4 != 0), signed=_signed(op, rows * units),
                 clamps=rows if narrow else 0,
                 clamped=rows * units if narrow else 0)
+
+
+def _fc_small(graph: Graph, op: Operator) -> tuple[int, int, int, Work]:
+    """Units, depth, input rows and the work common to the FULLY_CONNECTED kernels in registers.
+
+    Per row a call of the row routine (`rows`), one requantised output per unit (`outputs`,
+    `signed`), `clamped` outputs in `clamps` passes.
+    """
+    units, depth = graph.tensors[op.inputs[1]].shape
+    rows = _size(graph, op.inputs[0]) // depth
+    narrow = _narrow(graph, op)
+    return units, depth, rows, Work(
+        calls=1, rows=rows, outputs=rows * units, signed=_signed(op, rows * units),
+        clamps=rows if narrow else 0, clamped=rows * units if narrow else 0)
+
+
+def fully_connected_short_dsp_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_fully_connected_short_dsp_s8.
+
+    Per row a gather, per unit one record: its dot product over the row held in registers,
+    its requantisation.
+    """
+    _, _, _, common = _fc_small(graph, op)
+    return common
+
+
+def fully_connected_few_dsp_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_fully_connected_few_dsp_s8.
+
+    Per row its groups of 4 columns (`blocks`: a word loaded and widened), each feeding every
+    unit (`macs`: groups x units).
+    """
+    units, depth, rows, common = _fc_small(graph, op)
+    groups = rows * (depth // 4)
+    return common + Work(blocks=groups, macs=groups * units)
 
 
 def dwconv_3x3_dsp_terms(graph: Graph, op: Operator) -> Work:

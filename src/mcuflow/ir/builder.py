@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
-    Activation,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -20,14 +20,13 @@ from mcuflow.ir.ops import (
     OpAttrs,
     OpKind,
     PadAttrs,
-    Padding,
     Pool2DAttrs,
     ReshapeAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    infer_output_shapes,
 )
 from mcuflow.ir.quantization import QuantParams
-from mcuflow.ir.shapes import infer_output_shapes
 
 # Uniform int8 values have a standard deviation of about 73; three of them span the int8 range.
 _INT8_STD = 73.0

@@ -5,10 +5,12 @@ A check returns None when the op satisfies it, else a short account of what it f
 a model lives in a constraint, so `check_supported` (run by `analyze` and `compile` alike) lists
 every offending op at once, before anything is written, and `mcuflow ops` lists every rule.
 
-Rules that need quant's integer arithmetic (requantisation multipliers, accumulator bounds) are
-registered with the same decorator by `mcuflow.quant.fixedpoint`, next to that arithmetic: `ir`
-cannot import `quant`. Every stage that computes with it (quant, ref, codegen, api) imports
-fixedpoint, so the registry is complete wherever a model is checked on the way to a result.
+An op's own rules are its OpDef's `checks` (mcuflow.ir.ops). Rules that need its integer
+arithmetic (requantisation multipliers, accumulator bounds) are registered with the same
+decorator by the op's reference module in `mcuflow.ref`, next to that arithmetic: `ir` cannot
+import `ref`. Every stage that computes with that arithmetic (ref, codegen, api) imports
+`mcuflow.ref.kernels`, so the registry is complete wherever a model is checked on the way to a
+result; `mcuflow.quant` alone checks the rules of `ir`.
 """
 
 from __future__ import annotations
@@ -19,14 +21,8 @@ from dataclasses import dataclass
 
 from mcuflow.errors import UnsupportedModelError
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import Activation, OpKind
+from mcuflow.ir.ops import OP_DEFS, Check, OpKind
 from mcuflow.ir.quantization import QuantParams
-
-Check = Callable[[Graph, Operator], str | None]
-"""A constraint's check: None when the op satisfies it, else what it found ("rank 6 found")."""
-
-MAX_RANK = 5
-"""Dimensions the C kernels' shape structs hold (element-wise broadcast, MEAN, PAD)."""
 
 GROUP_AT = 3
 """A constraint failing on this many ops is reported once, naming the ops briefly."""
@@ -62,7 +58,8 @@ def constraint(*kinds: OpKind, requires: tuple[Check, ...] = ()) -> Callable[[Ch
     """
 
     def register(check: Check) -> Check:
-        if any(c.name == check.__name__ for c in CONSTRAINTS):
+        own = {c.__name__ for definition in OP_DEFS.values() for c in definition.checks}
+        if check.__name__ in own | {c.name for c in CONSTRAINTS}:
             raise ValueError(f"constraint {check.__name__} is registered twice")
         CONSTRAINTS.append(Constraint(check.__name__, frozenset(kinds) or _ALL_KINDS, check,
                                       frozenset(r.__name__ for r in requires)))
@@ -72,8 +69,10 @@ def constraint(*kinds: OpKind, requires: tuple[Check, ...] = ()) -> Callable[[Ch
 
 
 def constraints_for(kind: OpKind) -> list[Constraint]:
-    """The constraints that apply to `kind`, in registration order."""
-    return [c for c in CONSTRAINTS if kind in c.kinds]
+    """The constraints that apply to `kind`: those of every op, then its OpDef's own checks,
+    then the arithmetic ones (in registration order)."""
+    own = [_OWN_RULES[check] for check in OP_DEFS[kind].checks]
+    return [c for c in CONSTRAINTS[:_IR_RULES] + own + CONSTRAINTS[_IR_RULES:] if kind in c.kinds]
 
 
 @dataclass(frozen=True)
@@ -222,31 +221,18 @@ def int8_quant(graph: Graph, *names: str) -> list[QuantParams] | None:
     return params
 
 
-def describe_quant(quant: QuantParams) -> str:
-    """'scale 0.05, zero point 3' (the first channel's, with a count when per-channel)."""
-    text = f"scale {quant.scale0:.6g}, zero point {quant.zero_point0}"
-    return f"{text} (and {len(quant.scale) - 1} more channels)" if quant.is_per_channel else text
-
-
 def _found(problems: list[str]) -> str | None:
     unique = list(dict.fromkeys(problems))
     return f"{', '.join(unique)} found" if unique else None
 
 
-WEIGHT_AXIS = {OpKind.CONV_2D: 0, OpKind.DEPTHWISE_CONV_2D: 3, OpKind.FULLY_CONNECTED: 0}
+WEIGHT_AXIS = {kind: d.weight_axis for kind, d in OP_DEFS.items() if d.weight_axis is not None}
 """The output-channel axis of each weighted op's weights (its per-channel axis)."""
 WEIGHTED = tuple(WEIGHT_AXIS)
-SHARED_QUANT = (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.RESHAPE, OpKind.SQUEEZE,
-                OpKind.PAD, OpKind.CONCATENATION)
+SHARED_QUANT = tuple(kind for kind, d in OP_DEFS.items() if d.shared_quant)
 """Ops whose int8 inputs and output must share one scale and zero point (TFLite's rule)."""
-FIXED_OUTPUT = {
-    OpKind.SOFTMAX: QuantParams.per_tensor(1.0 / 256.0, -128),
-    OpKind.LOGISTIC: QuantParams.per_tensor(1.0 / 256.0, -128),
-    OpKind.TANH: QuantParams.per_tensor(1.0 / 128.0, 0),
-}
+FIXED_OUTPUT = {kind: d.fixed_output for kind, d in OP_DEFS.items() if d.fixed_output}
 """Output parameters TFLite's int8 kernels require."""
-_FLOAT_IN = frozenset({OpKind.QUANTIZE})
-_FLOAT_OUT = frozenset({OpKind.DEQUANTIZE})
 
 
 def data_inputs(op: Operator) -> tuple[str, ...]:
@@ -272,9 +258,10 @@ def int8_activations(graph: Graph, op: Operator) -> str | None:
     quantisation). Only QUANTIZE may read float32 and only DEQUANTIZE may write float32.
     Quantise float models with `mcuflow quantize`, or pass --calibration to quantise on the
     fly."""
-    problems = [] if op.kind in _FLOAT_IN else [
+    definition = OP_DEFS[op.kind]
+    problems = [] if definition.float_input else [
         _int8_problem(graph, name, "input") for name in data_inputs(op)]
-    if op.kind not in _FLOAT_OUT:
+    if not definition.float_output:
         problems += [_int8_problem(graph, name, "output") for name in op.outputs]
     return _found([p for p in problems if p is not None])
 
@@ -327,109 +314,27 @@ def int32_bias(graph: Graph, op: Operator) -> str | None:
     return None
 
 
-# --- quantisation rules of LiteRT's int8 kernels ------------------------------------------------
+# --- the ops' own checks (OpDef.checks) -------------------------------------------------------
+
+_IR_RULES = len(CONSTRAINTS)
+"""The rules registered above, which every op's own checks follow."""
 
 
-BIAS_SCALE_TOLERANCE = 0.02
-"""LiteRT's GetQuantizedConvolutionMultipler: |input x weight scale - bias scale| / output scale."""
+def _own_rules() -> dict[Check, Constraint]:
+    kinds: dict[Check, set[OpKind]] = {}
+    for kind, definition in OP_DEFS.items():
+        for check in definition.checks:
+            kinds.setdefault(check, set()).add(kind)
+    return {check: Constraint(check.__name__, frozenset(found), check)
+            for check, found in kinds.items()}
 
 
-@constraint(OpKind.FULLY_CONNECTED, requires=(int8_activations,))
-def fc_bias_scale(graph: Graph, op: Operator) -> str | None:
-    """With per-tensor weights, the bias scale must equal input scale x weight scale within 2 %
-    of the output scale (LiteRT refuses the layer otherwise)."""
-    weights = graph.tensors[op.inputs[1]].quant
-    bias = graph.tensors[op.inputs[2]].quant if len(op.inputs) > 2 else None
-    x, out = graph.tensors[op.inputs[0]].quant, graph.tensors[op.outputs[0]].quant
-    if bias is None or weights is None or weights.is_per_channel or x is None or out is None:
-        return None
-    product = float(x.scale0) * float(weights.scale0)
-    ratio = abs(product - float(bias.scale0)) / float(out.scale0)
-    if ratio <= BIAS_SCALE_TOLERANCE:
-        return None
-    return f"bias scale {bias.scale0:.6g} for input x weight scale {product:.6g} found"
+_OWN_RULES = _own_rules()
 
 
-@constraint(*(kind for kind in SHARED_QUANT if kind is not OpKind.CONCATENATION))
-def same_quantisation(graph: Graph, op: Operator) -> str | None:
-    """Input and output must share scale and zero point (TFLite's int8 requirement)."""
-    source = graph.tensors[op.inputs[0]].quant
-    target = graph.tensors[op.outputs[0]].quant
-    if source is None or target is None or source == target:
-        return None
-    return f"input ({describe_quant(source)}) and output ({describe_quant(target)}) found"
-
-
-def _output_range(graph: Graph, op: Operator) -> str | None:
-    quant = graph.tensors[op.outputs[0]].quant
-    fixed = FIXED_OUTPUT[op.kind]
-    if quant is None or (quant.scale, quant.zero_point) == (fixed.scale, fixed.zero_point):
-        return None
-    return f"output {describe_quant(quant)} found"
-
-
-@constraint(OpKind.SOFTMAX, OpKind.LOGISTIC)
-def unit_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement)."""
-    return _output_range(graph, op)
-
-
-@constraint(OpKind.TANH)
-def tanh_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement)."""
-    return _output_range(graph, op)
-
-
-@constraint(OpKind.CONCATENATION)
-def concat_same_quantisation(graph: Graph, op: Operator) -> str | None:
-    """Every input must share the output's scale and zero point."""
-    out = graph.tensors[op.outputs[0]].quant
-    if out is None:
-        return None
-    for index, name in enumerate(op.inputs):
-        quant = graph.tensors[name].quant
-        if quant is not None and quant != out:
-            return (f"input {index} ({describe_quant(quant)}) and output "
-                    f"({describe_quant(out)}) found")
-    return None
-
-
-@constraint(OpKind.QUANTIZE)
-def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
-    """QUANTIZE must read float32 or int8 and write per-tensor int8."""
-    source = graph.tensors[op.inputs[0]].dtype
-    if source not in (DType.FLOAT32, DType.INT8):
-        return f"{source.value} input found"
-    quant = graph.tensors[op.outputs[0]].quant
-    return "per-channel output found" if quant is not None and quant.is_per_channel else None
-
-
-@constraint(OpKind.DEQUANTIZE)
-def dequantize_to_float(graph: Graph, op: Operator) -> str | None:
-    """DEQUANTIZE must read per-tensor int8 and write float32."""
-    target = graph.tensors[op.outputs[0]].dtype
-    if target is not DType.FLOAT32:
-        return f"{target.value} output found"
-    quant = graph.tensors[op.inputs[0]].quant
-    return "per-channel input found" if quant is not None and quant.is_per_channel else None
-
-
-# --- what the C kernels handle ------------------------------------------------------------------
-
-
-@constraint(OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.MEAN, OpKind.PAD)
-def rank_at_most_5(graph: Graph, op: Operator) -> str | None:
-    """Inputs and outputs may have at most 5 dimensions (the C kernels' limit)."""
-    rank = max(len(graph.tensors[name].shape) for name in (*op.inputs, *op.outputs))
-    return f"rank {rank} found" if rank > MAX_RANK else None
-
-
-@constraint(OpKind.CONCATENATION)
-def concat_no_activation(graph: Graph, op: Operator) -> str | None:
-    """CONCATENATION cannot fuse an activation (LiteRT rejects it): apply the activation as a
-    separate op."""
-    activation = op.attrs.activation
-    return None if activation is Activation.NONE else f"fused {activation.value} found"
+def all_constraints() -> list[Constraint]:
+    """Every rule: those of every op, the ops' own checks, then the arithmetic ones."""
+    return CONSTRAINTS[:_IR_RULES] + list(_OWN_RULES.values()) + CONSTRAINTS[_IR_RULES:]
 
 
 def supported_ops_markdown() -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mcuflow.ir.codebook import Codebook
-from mcuflow.ir.ops import OpAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
+
+if TYPE_CHECKING:
+    from mcuflow.ir.ops import OpAttrs, OpKind
 
 
 class DType(Enum):

@@ -53,3 +53,9 @@ class QuantParams:
     def zero_point0(self) -> int:
         """The per-tensor zero point (the first one for per-channel)."""
         return self.zero_point[0]
+
+
+def describe_quant(quant: QuantParams) -> str:
+    """'scale 0.05, zero point 3' (the first channel's, with a count when per-channel)."""
+    text = f"scale {quant.scale0:.6g}, zero point {quant.zero_point0}"
+    return f"{text} (and {len(quant.scale) - 1} more channels)" if quant.is_per_channel else text

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mcuflow.ir.ops import OpKind
+if TYPE_CHECKING:
+    from mcuflow.ir.ops import OpKind
 
 Hook = TypeVar("Hook")
 
@@ -13,8 +14,8 @@ TABLES: list[OpTable[Any]] = []
 """Every OpTable ever made, in creation order (tests walk them)."""
 
 
-class OpTable(dict[OpKind, Hook]):
-    """One hook per OpKind: a shape rule, a reference kernel, a cost rule, a C emitter...
+class OpTable(dict["OpKind", Hook]):
+    """One hook per OpKind: a definition, a reference kernel, a TFLite form, a C emitter...
 
     `hook` names what the table holds (for messages); a `complete` table must have an entry for
     every OpKind, which one test checks over TABLES. Lookups of a missing kind raise KeyError.
@@ -38,7 +39,3 @@ class OpTable(dict[OpKind, Hook]):
             return function
 
         return register
-
-    def missing(self) -> list[OpKind]:
-        """The kinds without an entry, in OpKind order."""
-        return [kind for kind in OpKind if kind not in self]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from mcuflow.errors import McuflowError
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.opdefs import OP_DEFS
-from mcuflow.ir.shapes import infer_output_shapes
+from mcuflow.ir.ops import OP_DEFS, infer_output_shapes
 
 _HINT = "this is a bug in the pass or frontend that produced the graph; please report it"
 _QUANTISED = (DType.INT8, DType.UINT8, DType.INT16)

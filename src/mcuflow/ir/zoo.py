@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import Activation, Padding
 
 RELU = Activation.RELU
 

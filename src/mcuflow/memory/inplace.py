@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.hw.kernels import dsp_depthwise_plane
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import Activation, ConcatenationAttrs, OpKind, Padding
+from mcuflow.ir.ops import ConcatenationAttrs, OpKind
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace, kinds_running
 from mcuflow.memory.scratch import scratch_bytes

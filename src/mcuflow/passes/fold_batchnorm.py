@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import Activation, OpKind
+from mcuflow.ir.ops import OpKind
 from mcuflow.passes.common import (
     WEIGHTED_AXIS,
     absorb,

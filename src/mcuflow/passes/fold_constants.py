@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import Activation, OpKind
+from mcuflow.ir.ops import OpKind
 from mcuflow.ir.registry import OpTable
 from mcuflow.passes.common import bypass, drop_unused_tensors, float_constant
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import Activation, OpKind
+from mcuflow.ir.ops import OpKind
 from mcuflow.passes.common import absorb, producer
 
 FUSIBLE = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED, OpKind.ADD,

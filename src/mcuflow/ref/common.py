@@ -1,4 +1,4 @@
-"""Shared machinery of the reference kernels: exact look-up tables and padded windows."""
+"""Shared pieces of the reference kernels: Prepare helpers, exact tables, windows, float helpers."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.ir.constraints import UncheckedModelError
-from mcuflow.ir.graph import DType, Operator, Tensor
+from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
+from mcuflow.ir.enums import Activation
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
+from mcuflow.ir.ops import OpKind
+from mcuflow.ir.quantization import QuantParams
 from mcuflow.quant.fixedpoint import (
-    ConvParams,
-    accumulator_bounds,
     multiply_by_quantized_multiplier_array,
-    overflowing_channel,
+    per_channel_multipliers,
 )
 from mcuflow.ref.registry import PreparedFn
 
@@ -91,6 +92,35 @@ def require_constant(op: Operator, tensor: Tensor) -> np.ndarray:
     return tensor.data
 
 
+def quant_of(tensor: Tensor) -> QuantParams:
+    """A tensor's quantisation parameters, which the support constraints require."""
+    if tensor.quant is None:
+        raise UncheckedModelError(f"tensor '{tensor.name}' has no quantisation parameters")
+    return tensor.quant
+
+
+@dataclass(frozen=True)
+class RequantizeParams:
+    """out = clamp(MBQM(x - input_zero_point, multiplier, shift) + output_zero_point, min, max).
+
+    Used by RELU, RELU6 (clamped to the activation range) and int8 -> int8 QUANTIZE.
+    """
+
+    input_zero_point: int
+    output_zero_point: int
+    multiplier: int
+    shift: int
+    act_min: int
+    act_max: int
+
+
+def requantize_array(x: np.ndarray, params: RequantizeParams) -> np.ndarray:
+    """reference_ops::ReluX / Requantize over a whole tensor (int64 result)."""
+    shifted = np.asarray(x, dtype=np.int64) - params.input_zero_point
+    scaled = multiply_by_quantized_multiplier_array(shifted, params.multiplier, params.shift)
+    return np.clip(scaled + params.output_zero_point, params.act_min, params.act_max)
+
+
 def exact_float_dtype(max_abs_sum: int) -> np.dtype:
     """float32 when every partial sum of the integer products stays below 2**24, else float64.
 
@@ -101,6 +131,43 @@ def exact_float_dtype(max_abs_sum: int) -> np.dtype:
         return np.dtype(np.float32)
     assert max_abs_sum < _FLOAT64_EXACT, "accumulator beyond exact float64 range"
     return np.dtype(np.float64)
+
+
+def accumulator_bounds(
+    weights: np.ndarray, bias: np.ndarray | None, input_offset: int
+) -> np.ndarray:
+    """Per channel, a bound of |sum(w * (x + input_offset)) + bias| over every int8 input x.
+
+    `weights` are [channels, depth] (any integer type), `bias` [channels] or None; int64 result.
+    """
+    weights64 = np.asarray(weights, dtype=np.int64)
+    bias64 = (np.zeros(len(weights64), np.int64) if bias is None
+              else np.asarray(bias, dtype=np.int64).reshape(-1))
+    largest_input = max(abs(127 + input_offset), abs(-128 + input_offset))
+    return np.abs(weights64).sum(axis=1) * largest_input + np.abs(bias64)
+
+
+def overflowing_channel(bounds: np.ndarray, shifts: np.ndarray | int) -> int | None:
+    """The first channel whose accumulator bound, left-shifted as LiteRT does, reaches 2**31.
+
+    MultiplyByQuantizedMultiplier shifts left by a positive shift in int32 before multiplying.
+    None when no channel overflows.
+    """
+    shift = np.clip(np.broadcast_to(np.asarray(shifts, dtype=np.int64), np.shape(bounds)), 0, 32)
+    limit = np.where(shift > 31, 1, np.left_shift(1, 31 - np.minimum(shift, 31)))
+    over = np.flatnonzero(np.asarray(bounds, dtype=np.int64) >= limit)
+    return int(over[0]) if over.size else None
+
+
+def weights_by_channel(kind: OpKind, weights: np.ndarray) -> np.ndarray:
+    """int64 weights [output channels, depth] of a weighted op's filter.
+
+    The filter is [O,KH,KW,C] (CONV_2D), [1,KH,KW,O] (DEPTHWISE_CONV_2D) or [O,K] (FC).
+    """
+    weights64 = np.asarray(weights, dtype=np.int64)
+    if kind is OpKind.DEPTHWISE_CONV_2D:
+        return weights64.reshape(-1, weights64.shape[-1]).T
+    return weights64.reshape(weights64.shape[0], -1)
 
 
 @dataclass(frozen=True)
@@ -243,23 +310,52 @@ def check_accumulator_bounds(op_name: str, bounds: np.ndarray, shifts: np.ndarra
             f"'{op_name}': the int32 accumulator of channel {channel} can overflow")
 
 
-def conv_requantizer(
-    op_name: str, params: ConvParams, facts: Accumulators, shape: tuple[int, ...]
-) -> Requantizer:
-    """Requantizer of CONV_2D / DEPTHWISE_CONV_2D: MultiplyByQuantizedMultiplier per channel."""
-    multipliers = np.asarray(params.multipliers, dtype=np.int64)[:, None]
-    shifts = np.asarray(params.shifts, dtype=np.int64)
-    check_accumulator_bounds(op_name, facts.bounds, shifts)
+@constraint(OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED)
+def int32_accumulator(graph: Graph, op: Operator) -> str | None:
+    """The int32 accumulator must not overflow, as LiteRT assumes.
 
-    def requantize(acc: np.ndarray) -> np.ndarray:
-        scaled = multiply_by_quantized_multiplier_array(acc, multipliers, shifts[:, None])
-        return scaled + params.output_offset
+    In every output channel, the sum of absolute weights times the largest absolute input minus
+    input zero point, plus the absolute bias, doubled per left shift of a requantisation
+    multiplier above 1, must stay below 2**31 (this also bounds the bias with the input offset
+    folded in). Reduce the layer's depth or its bias.
+    """
+    operands = _weighted_operands(graph, op)
+    if operands is None:
+        return None
+    (x_q, w_q, out_q), weights, bias = operands
+    matrix = weights_by_channel(op.kind, weights)
+    bounds = accumulator_bounds(matrix, bias, -x_q.zero_point0)
+    shifts = (np.zeros(len(matrix), np.int64) if op.kind is OpKind.FULLY_CONNECTED
+              else np.asarray(per_channel_multipliers(
+                  x_q.scale0, w_q.scale, out_q.scale0, len(matrix)).shifts, np.int64))
+    channel = overflowing_channel(bounds, shifts)
+    if channel is None:
+        return None
+    reach = int(bounds[channel]) << max(int(shifts[channel]), 0)
+    return f"accumulator bound {reach:,} in output channel {channel} found"
 
-    scales = multipliers * np.exp2(shifts[:, None] - 31.0)
-    levels = np.arange(params.act_min + 1, params.act_max + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        guess = np.ceil((levels - 0.5 - params.output_offset) / scales)
-    return Requantizer(requantize, facts, params.act_min, params.act_max, shape, guess)
+
+def _weighted_operands(
+    graph: Graph, op: Operator
+) -> tuple[list[QuantParams], np.ndarray, np.ndarray | None] | None:
+    """(input, weights, output quantisation), weight and bias data of a weighted op.
+
+    None when the op fails the constraints on its operands (which report that).
+    """
+    quant = int8_quant(graph, op.inputs[0], op.inputs[1], op.outputs[0])
+    weights = graph.tensors[op.inputs[1]]
+    if quant is None or weights.data is None:
+        return None
+    channels = weights.shape[-1 if op.kind is OpKind.DEPTHWISE_CONV_2D else 0]
+    if len(quant[1].scale) not in (1, channels):
+        return None
+    bias = None
+    if len(op.inputs) > 2:
+        tensor = graph.tensors[op.inputs[2]]
+        if tensor.data is None or tensor.dtype is not DType.INT32 or tensor.shape != (channels,):
+            return None
+        bias = tensor.data
+    return quant, weights.data, bias
 
 
 Pair = tuple[int, int]
@@ -317,3 +413,43 @@ class WindowedInput:
         """Copy `x` into the buffer and return the window view [N, OH, OW, KH, KW, C]."""
         np.copyto(self._interior, x[..., None])
         return self.windows
+
+
+def apply_activation(x: np.ndarray, activation: Activation) -> np.ndarray:
+    """A fused activation applied to float values."""
+    bounds = {
+        Activation.NONE: None,
+        Activation.RELU: (0.0, None),
+        Activation.RELU6: (0.0, 6.0),
+        Activation.RELU_N1_TO_1: (-1.0, 1.0),
+    }[activation]
+    return x if bounds is None else np.clip(x, *bounds).astype(np.float32, copy=False)
+
+
+def padded_windows(
+    x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int],
+    dilations: tuple[int, int], out_hw: tuple[int, int], fill: float,
+) -> np.ndarray:
+    """[N, OH, OW, KH, KW, C] windows of NHWC `x`, padded with `fill` as TFLite's SAME does."""
+    pads = []
+    for axis in range(2):
+        effective = (kernel[axis] - 1) * dilations[axis] + 1
+        total = max((out_hw[axis] - 1) * strides[axis] + effective - x.shape[1 + axis], 0)
+        pads.append((total // 2, total - total // 2))
+    padded = np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
+    spans = [(kernel[a] - 1) * dilations[a] + 1 for a in range(2)]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, spans, axis=(1, 2))
+    windows = windows[:, ::strides[0], ::strides[1], :, ::dilations[0], ::dilations[1]]
+    windows = windows[:, : out_hw[0], : out_hw[1]]
+    return np.moveaxis(windows, 3, 5)
+
+
+def output_hw(graph: Graph, op: Operator) -> tuple[int, int]:
+    """Height and width of an NHWC op's output."""
+    shape = graph.tensor(op.outputs[0]).shape
+    return shape[1], shape[2]
+
+
+def float_bias(inputs: list[np.ndarray], channels: int) -> np.ndarray:
+    """A float kernel's bias: its third input as float32, else zeros."""
+    return inputs[2].astype(np.float32) if len(inputs) > 2 else np.zeros(channels, np.float32)

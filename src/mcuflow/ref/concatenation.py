@@ -1,4 +1,4 @@
-"""CONCATENATION reference kernel: a copy, under LiteRT's int8 rule of equal quantisation."""
+"""CONCATENATION reference kernels: a copy (int8 needs LiteRT's equal quantisation), float32."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import ConcatenationAttrs, OpKind
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.common import apply_activation
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
 def concatenation(inputs: list[np.ndarray], attrs: ConcatenationAttrs) -> np.ndarray:
@@ -23,3 +24,11 @@ def prepare_concatenation(graph: Graph, op: Operator) -> PreparedFn:
     """
     attrs = op.attrs
     return lambda inputs: [concatenation(inputs, attrs)]
+
+
+@float_kernel(OpKind.CONCATENATION)
+def _concatenation_float(graph: Graph, op: Operator, inputs: list[np.ndarray]
+                         ) -> list[np.ndarray]:
+    attrs: ConcatenationAttrs = op.attrs
+    out = np.concatenate([x.astype(np.float32) for x in inputs], axis=attrs.axis)
+    return [apply_activation(out, attrs.activation)]

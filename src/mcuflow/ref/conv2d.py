@@ -1,22 +1,79 @@
-"""CONV_2D reference kernel: int8, per-tensor or per-channel, LiteRT's ConvPerChannel to the bit."""
+"""CONV_2D: Prepare (shared with DEPTHWISE_CONV_2D), LiteRT's int8 ConvPerChannel, float32."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.constraints import UncheckedModelError
+from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import Conv2DAttrs, DepthwiseConv2DAttrs, OpKind
-from mcuflow.ir.shapes import conv_output_size
-from mcuflow.quant.fixedpoint import ConvParams, prepare_conv
+from mcuflow.ir.shapes import conv_output_size, conv_padding
+from mcuflow.quant.fixedpoint import (
+    activation_range,
+    multiply_by_quantized_multiplier_array,
+    per_channel_multipliers,
+)
 from mcuflow.ref.common import (
     Accumulators,
     Geometry,
+    Requantizer,
     WindowedInput,
-    conv_requantizer,
+    apply_activation,
+    check_accumulator_bounds,
+    float_bias,
+    output_hw,
+    padded_windows,
+    quant_of,
     require_constant,
     require_int8,
 )
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """Constants of CONV_2D and DEPTHWISE_CONV_2D (TFLite ConvParams + per-channel arrays).
+
+    `pad_h` and `pad_w` are the implicit zero rows and columns before the first input element
+    (TFLite ComputePaddingHeightWidth; the extra odd padding goes after the last element).
+    """
+
+    input_offset: int
+    output_offset: int
+    multipliers: tuple[int, ...]
+    shifts: tuple[int, ...]
+    act_min: int
+    act_max: int
+    pad_h: int
+    pad_w: int
+
+
+def prepare_conv(
+    x: Tensor, weights: Tensor, out: Tensor, attrs: Conv2DAttrs | DepthwiseConv2DAttrs
+) -> ConvParams:
+    """conv.cc / depthwise_conv.cc Prepare: per-channel multipliers, activation range, padding."""
+    in_q, w_q, out_q = quant_of(x), quant_of(weights), quant_of(out)
+    channels = out.shape[3]
+    if w_q.is_per_channel and len(w_q.scale) != channels:
+        raise UncheckedModelError(
+            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {channels} output channels")
+    scaled = per_channel_multipliers(in_q.scale0, w_q.scale, out_q.scale0, channels)
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    (_, height, width, _), (kernel_h, kernel_w) = x.shape, weights.shape[1:3]
+    return ConvParams(
+        input_offset=-in_q.zero_point0,
+        output_offset=out_q.zero_point0,
+        multipliers=scaled.multipliers,
+        shifts=scaled.shifts,
+        act_min=clamp.min,
+        act_max=clamp.max,
+        pad_h=conv_padding(height, kernel_h, attrs.stride_h, attrs.dilation_h, out.shape[1],
+                           attrs.padding),
+        pad_w=conv_padding(width, kernel_w, attrs.stride_w, attrs.dilation_w, out.shape[2],
+                           attrs.padding),
+    )
 
 
 def conv_geometry(
@@ -29,6 +86,25 @@ def conv_geometry(
     out_hw = (conv_output_size(in_hw[0], kernel_hw[0], strides[0], dilations[0], attrs.padding),
               conv_output_size(in_hw[1], kernel_hw[1], strides[1], dilations[1], attrs.padding))
     return Geometry(in_hw, out_hw, kernel_hw, strides, dilations, (params.pad_h, params.pad_w))
+
+
+def conv_requantizer(
+    op_name: str, params: ConvParams, facts: Accumulators, shape: tuple[int, ...]
+) -> Requantizer:
+    """Requantizer of CONV_2D / DEPTHWISE_CONV_2D: MultiplyByQuantizedMultiplier per channel."""
+    multipliers = np.asarray(params.multipliers, dtype=np.int64)[:, None]
+    shifts = np.asarray(params.shifts, dtype=np.int64)
+    check_accumulator_bounds(op_name, facts.bounds, shifts)
+
+    def requantize(acc: np.ndarray) -> np.ndarray:
+        scaled = multiply_by_quantized_multiplier_array(acc, multipliers, shifts[:, None])
+        return scaled + params.output_offset
+
+    scales = multipliers * np.exp2(shifts[:, None] - 31.0)
+    levels = np.arange(params.act_min + 1, params.act_max + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        guess = np.ceil((levels - 0.5 - params.output_offset) / scales)
+    return Requantizer(requantize, facts, params.act_min, params.act_max, shape, guess)
 
 
 class Conv2DKernel:
@@ -83,3 +159,15 @@ def prepare_conv2d(graph: Graph, op: Operator) -> PreparedFn:
     kernel = Conv2DKernel(x.shape, require_constant(op, weights), bias, op.attrs,
                           prepare_conv(x, weights, out, op.attrs), op.name)
     return lambda inputs: [kernel(inputs[0])]
+
+
+@float_kernel(OpKind.CONV_2D)
+def _conv2d_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs: Conv2DAttrs = op.attrs
+    x, weights = inputs[0], inputs[1]
+    out_c, kh, kw, in_c = weights.shape
+    windows = padded_windows(x, (kh, kw), (attrs.stride_h, attrs.stride_w),
+                             (attrs.dilation_h, attrs.dilation_w), output_hw(graph, op), 0.0)
+    columns = windows.reshape(*windows.shape[:3], kh * kw * in_c)
+    out = columns @ weights.reshape(out_c, -1).T.astype(np.float32) + float_bias(inputs, out_c)
+    return [apply_activation(out.astype(np.float32), attrs.activation)]

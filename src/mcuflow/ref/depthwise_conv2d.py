@@ -1,4 +1,4 @@
-"""DEPTHWISE_CONV_2D reference kernel: int8, per-channel, depth multiplier, LiteRT to the bit."""
+"""DEPTHWISE_CONV_2D reference kernels: int8 per-channel with depth multiplier (LiteRT), float32."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import DepthwiseConv2DAttrs, OpKind
-from mcuflow.quant.fixedpoint import ConvParams, prepare_conv
 from mcuflow.ref.common import (
     Accumulators,
     WindowedInput,
-    conv_requantizer,
+    apply_activation,
+    float_bias,
+    output_hw,
+    padded_windows,
     require_constant,
     require_int8,
 )
-from mcuflow.ref.conv2d import conv_geometry
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.conv2d import ConvParams, conv_geometry, conv_requantizer, prepare_conv
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 # Below this many outputs one einsum beats a multiply-add pass per filter tap.
 _EINSUM_OUTPUTS = 8192
@@ -90,3 +92,16 @@ def prepare_depthwise_conv2d(graph: Graph, op: Operator) -> PreparedFn:
     kernel = DepthwiseConv2DKernel(x.shape, require_constant(op, weights), bias, op.attrs,
                                    prepare_conv(x, weights, out, op.attrs), op.name)
     return lambda inputs: [kernel(inputs[0])]
+
+
+@float_kernel(OpKind.DEPTHWISE_CONV_2D)
+def _depthwise_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs: DepthwiseConv2DAttrs = op.attrs
+    x, weights = inputs[0], inputs[1]
+    _, kh, kw, out_c = weights.shape
+    if attrs.depth_multiplier > 1:
+        x = np.repeat(x, attrs.depth_multiplier, axis=3)
+    windows = padded_windows(x, (kh, kw), (attrs.stride_h, attrs.stride_w),
+                             (attrs.dilation_h, attrs.dilation_w), output_hw(graph, op), 0.0)
+    out = np.einsum("nhwijc,ijc->nhwc", windows, weights[0].astype(np.float32), dtype=np.float32)
+    return [apply_activation(out + float_bias(inputs, out_c), attrs.activation)]

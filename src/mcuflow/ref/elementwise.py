@@ -1,20 +1,111 @@
-"""Reference kernels of int8 ADD, SUB and MUL (broadcasting, fused clamp), run as pair tables."""
+"""ADD, SUB and MUL: Prepare, int8 kernels (broadcasting, fused clamp, pair tables), float32."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import ElementwiseAttrs, OpKind
 from mcuflow.quant.fixedpoint import (
-    AddParams,
-    MulParams,
+    activation_range,
+    multiplier_below_one,
     multiply_by_quantized_multiplier_array,
-    prepare_add,
-    prepare_mul,
+    quantize_multiplier,
 )
-from mcuflow.ref.common import pair_kernel, require_int8
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.common import apply_activation, pair_kernel, quant_of, require_int8
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+ADD_LEFT_SHIFT = 20
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """Constants of int8 ADD and SUB (add.cc / sub.cc Prepare; all shifts are <= 0).
+
+    out = clamp(MBQM(MBQM((x1 + input1_offset) << left_shift, m1, s1) +- MBQM(..., m2, s2),
+    output_multiplier, output_shift) + output_offset, act_min, act_max).
+    """
+
+    left_shift: int
+    input1_offset: int
+    input1_multiplier: int
+    input1_shift: int
+    input2_offset: int
+    input2_multiplier: int
+    input2_shift: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+def add_real_multipliers(
+    input1_scale: float, input2_scale: float, output_scale: float
+) -> tuple[float, float, float]:
+    """add.cc / sub.cc Prepare: the real multipliers of both inputs and of the output.
+
+    The inputs' are relative to twice the larger input scale, the output's to 2**20 times it.
+    """
+    twice_max_input_scale = 2.0 * max(input1_scale, input2_scale)
+    return (input1_scale / twice_max_input_scale, input2_scale / twice_max_input_scale,
+            twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * output_scale))
+
+
+def prepare_add(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> AddParams:
+    """add.cc / sub.cc Prepare for int8: scales relative to twice the larger input scale."""
+    q1, q2, out_q = quant_of(x1), quant_of(x2), quant_of(out)
+    m1, m2, mo = (multiplier_below_one(real) for real in add_real_multipliers(
+        q1.scale0, q2.scale0, out_q.scale0))
+    if m1 is None or m2 is None or mo is None:
+        raise UncheckedModelError(f"ADD/SUB output '{out.name}': a multiplier outside (0, 1)")
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return AddParams(
+        ADD_LEFT_SHIFT, -q1.zero_point0, m1.multiplier, m1.shift, -q2.zero_point0,
+        m2.multiplier, m2.shift, out_q.zero_point0, mo.multiplier, mo.shift, clamp.min, clamp.max,
+    )
+
+
+@dataclass(frozen=True)
+class MulParams:
+    """Constants of int8 MUL: out = clamp(MBQM((x1 + o1) * (x2 + o2)) + output_offset)."""
+
+    input1_offset: int
+    input2_offset: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+def prepare_mul(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> MulParams:
+    """mul.cc Prepare: the multiplier in1 * in2 / out is computed in float32, as in C."""
+    q1, q2, out_q = quant_of(x1), quant_of(x2), quant_of(out)
+    real = np.float32(q1.scale0) * np.float32(q2.scale0) / np.float32(out_q.scale0)
+    scaled = quantize_multiplier(float(real))
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return MulParams(-q1.zero_point0, -q2.zero_point0, out_q.zero_point0, scaled.multiplier,
+                     scaled.shift, clamp.min, clamp.max)
+
+
+@constraint(OpKind.ADD, OpKind.SUB)
+def add_sub_multipliers(graph: Graph, op: Operator) -> str | None:
+    """The output scale must exceed twice the larger input scale / 2**20.
+
+    LiteRT's int8 ADD and SUB requantise through multipliers that must lie in (0, 1).
+    """
+    quant = int8_quant(graph, op.inputs[0], op.inputs[1], op.outputs[0])
+    if quant is None:
+        return None
+    reals = add_real_multipliers(*(q.scale0 for q in quant))
+    for what, real in zip(("input 1", "input 2", "output"), reals, strict=True):
+        if multiplier_below_one(real) is None:
+            return f"{what} multiplier {real:.6g} found"
+    return None
 
 
 def _rescaled(x: np.ndarray, offset: int, left_shift: int, multiplier: int,
@@ -72,3 +163,13 @@ def _prepare_sub(graph: Graph, op: Operator) -> PreparedFn:
 def _prepare_mul(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_mul(*_int8_tensors(graph, op), op.attrs)
     return pair_kernel(lambda x1, x2: mul(x1, x2, params))
+
+
+_BINARY = {OpKind.ADD: np.add, OpKind.SUB: np.subtract, OpKind.MUL: np.multiply}
+
+
+@float_kernel(OpKind.ADD, OpKind.SUB, OpKind.MUL)
+def _elementwise_float(graph: Graph, op: Operator, inputs: list[np.ndarray]
+                       ) -> list[np.ndarray]:
+    out = _BINARY[op.kind](inputs[0].astype(np.float32), inputs[1].astype(np.float32))
+    return [apply_activation(out, op.attrs.activation)]

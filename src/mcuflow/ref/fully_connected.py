@@ -1,4 +1,4 @@
-"""FULLY_CONNECTED reference kernel: int8, per-tensor or per-channel, LiteRT's reference to the bit.
+"""FULLY_CONNECTED reference kernels: int8 (per-tensor or per-channel, LiteRT to the bit), float32.
 
 LiteRT's reference kernel requantises in double precision (`round(double(acc) * scale)`), not
 with MultiplyByQuantizedMultiplier; FullyConnectedParams documents this and the kernel follows it.
@@ -9,25 +9,94 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.constraints import UncheckedModelError
+from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import FullyConnectedAttrs, OpKind
-from mcuflow.quant.fixedpoint import (
-    FullyConnectedParams,
-    accumulator_thresholds,
-    prepare_fully_connected,
-    scale_and_round_thresholds,
-)
+from mcuflow.quant.fixedpoint import activation_range
 from mcuflow.ref.common import (
     Accumulators,
+    apply_activation,
     check_accumulator_bounds,
     exact_float_dtype,
+    float_bias,
+    quant_of,
     require_constant,
     require_int8,
 )
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+
+@dataclass(frozen=True)
+class FullyConnectedParams:
+    """Constants of FULLY_CONNECTED.
+
+    LiteRT's reference kernel (since April 2025) requantises in double precision:
+    `out = round(double(acc) * scales[c])`, `scales[c] = double(in) * double(w[c]) / double(out)`,
+    so `scales` holds those doubles, one per output channel (a per-tensor scale is repeated).
+    """
+
+    input_offset: int
+    weights_offset: int
+    output_offset: int
+    scales: tuple[float, ...]
+    act_min: int
+    act_max: int
+
+
+def prepare_fully_connected(
+    x: Tensor, weights: Tensor, out: Tensor, attrs: FullyConnectedAttrs
+) -> FullyConnectedParams:
+    """fully_connected.cc Prepare plus the reference kernel's double-precision scales."""
+    in_q, w_q, out_q = quant_of(x), quant_of(weights), quant_of(out)
+    units = weights.shape[0]
+    if w_q.is_per_channel and len(w_q.scale) != units:
+        raise UncheckedModelError(
+            f"tensor '{weights.name}' has {len(w_q.scale)} scales for {units} output units")
+    weight_scales = w_q.scale if w_q.is_per_channel else w_q.scale[:1] * units
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return FullyConnectedParams(
+        input_offset=-in_q.zero_point0,
+        weights_offset=0 if w_q.is_per_channel else -w_q.zero_point0,
+        output_offset=out_q.zero_point0,
+        scales=tuple(in_q.scale0 * scale / out_q.scale0 for scale in weight_scales),
+        act_min=clamp.min,
+        act_max=clamp.max,
+    )
+
+
+def scale_and_round_thresholds(output_offset: int, act_min: int, act_max: int) -> np.ndarray:
+    """Sorted doubles t with clamp(round(p) + output_offset) = act_min + #{t <= p} for every p.
+
+    `round` is C's (halves away from zero): round(p) >= n exactly when p >= n - 0.5 for n > 0
+    and p > n - 0.5 for n <= 0, so one searchsorted replaces scale_and_round_array's rounding,
+    offset and clamp passes.
+    """
+    levels = np.arange(act_min + 1, act_max + 1, dtype=np.float64) - output_offset
+    halves = levels - 0.5
+    return np.where(levels > 0, halves, np.nextafter(halves, np.inf))
+
+
+def accumulator_thresholds(thresholds: np.ndarray, scale: float, reach: int) -> np.ndarray:
+    """For each double t, the smallest integer acc in [-reach, reach + 1] with acc * scale >= t.
+
+    The double product is non-decreasing in acc (scale > 0), so for every |acc| <= reach,
+    #{t <= double(acc) * scale} = #{a <= acc}: the scaling pass folds into the thresholds.
+    """
+    def reaches(acc: np.ndarray) -> np.ndarray:
+        return np.multiply(acc, scale, dtype=np.float64) >= thresholds
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        guess = np.nan_to_num(np.ceil(thresholds / scale), nan=0.0)
+    acc = np.clip(guess, -reach, reach + 1).astype(np.int64)
+    while (lower := (acc > -reach) & reaches(acc - 1)).any():
+        acc -= lower
+    while (higher := (acc <= reach) & ~reaches(acc)).any():
+        acc += higher
+    return acc
 
 
 class FullyConnectedKernel:
@@ -112,3 +181,14 @@ def prepare_fully_connected_op(graph: Graph, op: Operator) -> PreparedFn:
     kernel = FullyConnectedKernel(x.shape, require_constant(op, weights), bias, op.attrs, params,
                                   op.name)
     return kernel.step
+
+
+@float_kernel(OpKind.FULLY_CONNECTED)
+def _fully_connected_float(graph: Graph, op: Operator, inputs: list[np.ndarray]
+                           ) -> list[np.ndarray]:
+    attrs: FullyConnectedAttrs = op.attrs
+    weights = inputs[1].astype(np.float32)
+    x = inputs[0].reshape(-1, weights.shape[1])
+    out = (x @ weights.T + float_bias(inputs, weights.shape[0])).astype(np.float32)
+    out = out.reshape(graph.tensor(op.outputs[0]).shape)
+    return [apply_activation(out, attrs.activation)]

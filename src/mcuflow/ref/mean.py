@@ -1,18 +1,52 @@
-"""MEAN reference kernel: int8, LiteRT's reference QuantizedMeanOrSum to the bit, any axes."""
+"""MEAN reference kernels: int8 (LiteRT's QuantizedMeanOrSum to the bit, any axes), float32."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import MeanAttrs, OpKind
 from mcuflow.quant.fixedpoint import (
-    MeanParams,
+    QuantizedMultiplier,
     multiply_by_quantized_multiplier_array,
-    prepare_mean,
+    quantize_multiplier,
 )
-from mcuflow.ref.common import require_int8
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.common import quant_of, require_int8
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+
+@dataclass(frozen=True)
+class MeanParams:
+    """Constants of int8 MEAN: the scale ratio with 1/count folded in, as QuantizedMeanOrSum does.
+
+    out = clamp(MultiplyByQuantizedMultiplier(sum - input_zero_point * count, multiplier, shift)
+    + output_zero_point, -128, 127), where `multiplier` need not be normalised.
+    """
+
+    input_zero_point: int
+    output_zero_point: int
+    multiplier: int
+    shift: int
+    count: int
+
+
+def prepare_mean(x: Tensor, out: Tensor, attrs: MeanAttrs) -> MeanParams:
+    """reduce.cc PrepareMeanOrSum plus the count folding of reference_ops::QuantizedMeanOrSum."""
+    in_q, out_q = quant_of(x), quant_of(out)
+    axes = {axis % len(x.shape) for axis in attrs.axes}
+    count = math.prod(x.shape[axis] for axis in axes)
+    ratio = quantize_multiplier(in_q.scale0 / out_q.scale0)
+    folded = fold_count(ratio, count)
+    return MeanParams(in_q.zero_point0, out_q.zero_point0, folded.multiplier, folded.shift, count)
+
+
+def fold_count(ratio: QuantizedMultiplier, count: int) -> QuantizedMultiplier:
+    """Fold 1/count into a multiplier exactly as reference_ops::QuantizedMeanOrSum does."""
+    shift = min(count.bit_length() - 1, 32, 31 + ratio.shift)
+    return QuantizedMultiplier((ratio.multiplier << shift) // count, ratio.shift - shift)
 
 
 def mean(x: np.ndarray, attrs: MeanAttrs, params: MeanParams) -> np.ndarray:
@@ -34,3 +68,10 @@ def prepare_mean_op(graph: Graph, op: Operator) -> PreparedFn:
     require_int8(op, x, out)
     attrs, params = op.attrs, prepare_mean(x, out, op.attrs)
     return lambda inputs: [mean(inputs[0], attrs, params)]
+
+
+@float_kernel(OpKind.MEAN)
+def _mean_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs: MeanAttrs = op.attrs
+    out = inputs[0].mean(axis=attrs.axes, keepdims=attrs.keep_dims, dtype=np.float64)
+    return [np.asarray(out, np.float32).reshape(graph.tensor(op.outputs[0]).shape)]

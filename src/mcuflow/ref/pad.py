@@ -1,4 +1,4 @@
-"""PAD reference kernel: constant padding with the output zero point (0 for unquantised tensors)."""
+"""PAD reference kernels: constant padding with the output zero point (0 when unquantised)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, PadAttrs
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
 def pad(x: np.ndarray, attrs: PadAttrs, value: int) -> np.ndarray:
@@ -26,3 +26,9 @@ def prepare_pad(graph: Graph, op: Operator) -> PreparedFn:
     value = quant.zero_point0 if quant is not None else 0
     attrs = op.attrs
     return lambda inputs: [pad(inputs[0], attrs, value)]
+
+
+@float_kernel(OpKind.PAD)
+def _pad_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs: PadAttrs = op.attrs
+    return [np.pad(inputs[0], attrs.paddings)]

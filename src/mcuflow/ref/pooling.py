@@ -1,15 +1,49 @@
-"""AVERAGE_POOL_2D and MAX_POOL_2D reference kernels: int8, LiteRT's integer pools to the bit."""
+"""AVERAGE_POOL_2D and MAX_POOL_2D: int8 kernels (LiteRT's integer pools to the bit), float32."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, Pool2DAttrs
-from mcuflow.ir.shapes import conv_output_size
-from mcuflow.quant.fixedpoint import PoolParams, prepare_pool
-from mcuflow.ref.common import Geometry, WindowedInput, require_int8
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ir.shapes import conv_output_size, conv_padding
+from mcuflow.quant.fixedpoint import activation_range
+from mcuflow.ref.common import (
+    Geometry,
+    WindowedInput,
+    apply_activation,
+    output_hw,
+    padded_windows,
+    quant_of,
+    require_int8,
+)
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """Constants of AVERAGE_POOL_2D and MAX_POOL_2D (padding before the first element, clamp)."""
+
+    pad_h: int
+    pad_w: int
+    act_min: int
+    act_max: int
+
+
+def prepare_pool(x: Tensor, out: Tensor, attrs: Pool2DAttrs) -> PoolParams:
+    """pooling.cc Prepare: ComputePaddingHeightWidth (no dilation) and the activation range."""
+    out_q = quant_of(out)
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    return PoolParams(
+        pad_h=conv_padding(x.shape[1], attrs.filter_h, attrs.stride_h, 1, out.shape[1],
+                           attrs.padding),
+        pad_w=conv_padding(x.shape[2], attrs.filter_w, attrs.stride_w, 1, out.shape[2],
+                           attrs.padding),
+        act_min=clamp.min,
+        act_max=clamp.max,
+    )
 
 
 def _windowed_input(input_shape: tuple[int, ...], attrs: Pool2DAttrs, params: PoolParams,
@@ -79,3 +113,25 @@ def prepare_pool2d(graph: Graph, op: Operator) -> PreparedFn:
     kind = AveragePool2DKernel if op.kind is OpKind.AVERAGE_POOL_2D else MaxPool2DKernel
     kernel = kind(x.shape, op.attrs, prepare_pool(x, out, op.attrs))
     return lambda inputs: [kernel(inputs[0])]
+
+
+def _pool_windows(graph: Graph, op: Operator, x: np.ndarray, fill: float) -> np.ndarray:
+    attrs: Pool2DAttrs = op.attrs
+    return padded_windows(x, (attrs.filter_h, attrs.filter_w), (attrs.stride_h, attrs.stride_w),
+                          (1, 1), output_hw(graph, op), fill)
+
+
+@float_kernel(OpKind.AVERAGE_POOL_2D)
+def _average_pool_float(graph: Graph, op: Operator, inputs: list[np.ndarray]
+                        ) -> list[np.ndarray]:
+    """Average over the valid taps only (padding is not counted), as TFLite does."""
+    sums = _pool_windows(graph, op, inputs[0], 0.0).sum(axis=(3, 4), dtype=np.float64)
+    ones = np.ones((1, *inputs[0].shape[1:3], 1), np.float32)
+    counts = _pool_windows(graph, op, ones, 0.0).sum(axis=(3, 4))
+    return [apply_activation((sums / counts).astype(np.float32), op.attrs.activation)]
+
+
+@float_kernel(OpKind.MAX_POOL_2D)
+def _max_pool_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    out = _pool_windows(graph, op, inputs[0], -np.inf).max(axis=(3, 4))
+    return [apply_activation(out.astype(np.float32), op.attrs.activation)]

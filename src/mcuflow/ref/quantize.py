@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcuflow.ir.graph import DType, Graph, Operator
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.quant.fixedpoint import (
     INT32_MAX,
     INT32_MIN,
-    RequantizeParams,
-    prepare_requantize,
-    requantize_array,
+    quantize_multiplier,
     round_half_away_array,
 )
-from mcuflow.ref.common import byte_kernel, require_int8
+from mcuflow.ref.common import (
+    RequantizeParams,
+    byte_kernel,
+    quant_of,
+    requantize_array,
+    require_int8,
+)
 from mcuflow.ref.registry import PreparedFn, prepared_kernel
+
+
+def prepare_requantize(x: Tensor, out: Tensor) -> RequantizeParams:
+    """quantize.cc Prepare for int8 -> int8: double(in) / double(out), no clamp but int8's."""
+    in_q, out_q = quant_of(x), quant_of(out)
+    scaled = quantize_multiplier(in_q.scale0 / out_q.scale0)
+    return RequantizeParams(in_q.zero_point0, out_q.zero_point0, scaled.multiplier, scaled.shift,
+                            -128, 127)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The reference-kernel registry: one numpy kernel per OpKind."""
+"""The reference-kernel registries: one int8 numpy kernel and one float32 kernel per OpKind."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ KERNELS: OpTable[KernelFn] = OpTable("reference kernel")
 
 
 kernel = KERNELS.register
+
+
+FLOAT_KERNELS: OpTable[KernelFn] = OpTable("float kernel", complete=False)
+"""One float32 kernel per OpKind that appears in float models (all but QUANTIZE, DEQUANTIZE)."""
+
+
+float_kernel = FLOAT_KERNELS.register
 
 
 PreparedFn = Callable[[list[np.ndarray]], list[np.ndarray]]

@@ -1,4 +1,4 @@
-"""RESHAPE and SQUEEZE reference kernels: the same bytes under a new shape."""
+"""RESHAPE and SQUEEZE reference kernels (int8 and float32): the same bytes under a new shape."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
 def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -19,3 +19,8 @@ def prepare_reshape(graph: Graph, op: Operator) -> PreparedFn:
     """Prepare a graph's RESHAPE or SQUEEZE: the output shape comes from shape inference."""
     shape = graph.tensor(op.outputs[0]).shape
     return lambda inputs: [reshape(inputs[0], shape)]
+
+
+@float_kernel(OpKind.RESHAPE, OpKind.SQUEEZE)
+def _reshape_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [inputs[0].reshape(graph.tensor(op.outputs[0]).shape)]

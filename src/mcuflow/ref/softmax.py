@@ -1,23 +1,86 @@
-"""Reference kernel of int8 SOFTMAX: LiteRT's kReference gemmlowp fixed-point path."""
+"""SOFTMAX: Prepare, the int8 kernel (LiteRT's kReference gemmlowp fixed-point path), float32."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
+from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.ops import OpKind, SoftmaxAttrs
 from mcuflow.quant.fixedpoint import (
-    SOFTMAX_ACCUMULATION_INTEGER_BITS,
-    SoftmaxParams,
+    INT32_MAX,
+    calculate_input_radius,
+    exp_on_negative_values_array,
     get_reciprocal,
     get_reciprocal_array,
-    prepare_softmax,
+    quantize_multiplier,
     rounding_divide_by_pot_array,
+    saturating_rounding_doubling_high_mul_array,
     scaled_nonnegative_array,
-    softmax_exps_by_difference,
 )
-from mcuflow.ref.common import require_int8
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.common import quant_of, require_int8
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+SOFTMAX_DIFF_INTEGER_BITS = 5
+SOFTMAX_ACCUMULATION_INTEGER_BITS = 12
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    """Constants of int8 SOFTMAX (kReference): beta * input scale as a Q5.26 rescaling."""
+
+    input_multiplier: int
+    input_left_shift: int
+    diff_min: int
+
+
+def softmax_input_real(beta: float, input_scale: float) -> float:
+    """PreprocessSoftmaxScaling's real multiplier: float32 beta * input scale in Q5.26.
+
+    It is capped at INT32_MAX, as the C++ is.
+    """
+    return min(float(np.float32(beta)) * input_scale
+               * float(1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)), float(INT32_MAX))
+
+
+def prepare_softmax(x: Tensor, attrs: SoftmaxAttrs) -> SoftmaxParams:
+    """activations.cc SoftmaxPrepare (kReference): PreprocessSoftmaxScaling, diff_min."""
+    real = softmax_input_real(attrs.beta, quant_of(x).scale0)
+    if real <= 1.0:
+        raise UncheckedModelError(f"SOFTMAX input '{x.name}': beta * scale too small")
+    scaled = quantize_multiplier(real)
+    radius = calculate_input_radius(SOFTMAX_DIFF_INTEGER_BITS, scaled.shift)
+    return SoftmaxParams(scaled.multiplier, scaled.shift, -radius)
+
+
+def softmax_exps_by_difference(params: SoftmaxParams) -> np.ndarray:
+    """exp_on_negative_values of every int8 difference d = x - max(row), indexed by d + 255.
+
+    Differences below `diff_min` take no part in the softmax and hold 0: their share of the sum
+    is then 0 and their output -128, exactly as the reference kernel's masks give.
+    """
+    diffs = np.arange(-255, 1, dtype=np.int64)
+    used = diffs >= params.diff_min
+    rescaled = saturating_rounding_doubling_high_mul_array(
+        np.where(used, diffs, 0) << params.input_left_shift, params.input_multiplier
+    )
+    exps = exp_on_negative_values_array(rescaled, SOFTMAX_DIFF_INTEGER_BITS)
+    return np.where(used, exps, 0)
+
+
+@constraint(OpKind.SOFTMAX)
+def softmax_beta_scale(graph: Graph, op: Operator) -> str | None:
+    """beta * input scale must exceed 2**-26 (LiteRT's int8 SOFTMAX works in Q5.26)."""
+    quant = int8_quant(graph, op.inputs[0])
+    if quant is None:
+        return None
+    real = softmax_input_real(op.attrs.beta, quant[0].scale0)
+    if real > 1.0:
+        return None
+    return f"beta * input scale {real / (1 << (31 - SOFTMAX_DIFF_INTEGER_BITS)):.3g} found"
+
 
 SCALAR_ROWS = 16
 """Up to this many rows, each row's reciprocal is computed with Python ints (numpy's per-call
@@ -80,3 +143,11 @@ def _prepare_softmax(graph: Graph, op: Operator) -> PreparedFn:
     require_int8(op, x, out)
     kernel = SoftmaxKernel(prepare_softmax(x, op.attrs))
     return lambda inputs: [kernel(inputs[0])]
+
+
+@float_kernel(OpKind.SOFTMAX)
+def _softmax_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs: SoftmaxAttrs = op.attrs
+    logits = inputs[0].astype(np.float64) * attrs.beta
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return [(exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)]

@@ -19,10 +19,11 @@ import numpy as np
 from elftools.elf.elffile import ELFFile
 
 from mcuflow.codegen.context import ConstantPool, LayerCode
+from mcuflow.codegen.emit_dsp import DSP_HEADER
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
 from mcuflow.codegen.flash import estimate_flash, kernel_calls
-from mcuflow.codegen.project import kernel_files, kernel_source, render_project
-from mcuflow.codegen.render import emit_layers
+from mcuflow.codegen.project import kernel_files, render_project
+from mcuflow.codegen.render import COMMON_HEADER, KERNELS_HEADER, emit_layers
 from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
 from mcuflow.hw.board import Board, get_board, load_boards
 from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
@@ -47,7 +48,8 @@ PROBE_BOARD = "nucleo-f767zi"
 """Sizes the probes' linker script (2 MiB flash, 512 KiB SRAM: room for every probe)."""
 FLASH_SECTIONS = frozenset({".vectors", ".text", ".rodata", ".ARM.exidx", ".data"})
 """Output sections of mcuflow.ld stored in flash (.data by its load image)."""
-STRUCT_HEADERS = ("mcuflow_kernels.h", "mcuflow_dsp.h")
+STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER)
+"""The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's)."""
 PLAN_SECONDS = 0.2
 ALIGNMENT_ALLOWANCE = 32
 """The largest alignment of a section the firmware links (newlib's strlen): a model's padding
@@ -216,7 +218,7 @@ def _per_tensor(probe: _Probe) -> int:
 def _struct_sizes(probe: _Probe) -> dict[str, int]:
     """sizeof every parameter struct of the kernel headers, from a probe object's symbols."""
     headers = [h for h in STRUCT_HEADERS if (probe.directory / h).exists()]
-    types = [t for h in headers for t in _STRUCT_TYPE.findall(kernel_source(h))]
+    types = [t for h in headers for t in _STRUCT_TYPE.findall((probe.directory / h).read_text())]
     lines = [f'#include "{h}"' for h in headers]
     lines += [f"const {t} mcuflow_sizeof_{t} = {{0}};" for t in types]
     (probe.directory / "struct_sizes.c").write_text("\n".join(lines) + "\n")

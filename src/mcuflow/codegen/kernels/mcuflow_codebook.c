@@ -1,5 +1,24 @@
 /* Codebook weight decoding: canonical Huffman codes through a lookup table, then centroids. */
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* Weights stored as int8 centroids addressed by canonical Huffman codes (k-means + Huffman),
+ * decoded into RAM right before the layer that reads them (mcuflow.quant.codebook). */
+typedef struct {
+    const uint8_t *stream;     /* the code of every element, first bit in bit 7 of byte 0 */
+    int32_t stream_bytes;
+    int32_t size;              /* elements to decode */
+    int32_t lookup_bits;       /* the lookup table has 2^lookup_bits entries */
+    const int16_t *lookup;     /* prefix -> (length << 8) | (value + 128); 0: a longer code */
+    int32_t max_bits;          /* the longest code */
+    const int32_t *long_codes; /* lengths lookup_bits+1..max_bits: (limit, base); or NULL */
+    const int8_t *values;      /* centroids in canonical code order (long codes), or NULL */
+} mcuflow_codebook_t;
+
+void mcuflow_codebook_decode_s8(const mcuflow_codebook_t *cb, int8_t *output);
+
+/* mcuflow:end-interface */
 
 /* A code longer than lookup_bits at the top of `bits`: its value, its length in `length`. */
 static int32_t mcuflow_codebook_long(const mcuflow_codebook_t *cb, uint32_t bits,

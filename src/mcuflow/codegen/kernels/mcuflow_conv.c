@@ -1,7 +1,25 @@
 /* CONV_2D and FULLY_CONNECTED int8 kernels (TFLite reference semantics, bit-exact). */
 #include <math.h>
 
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* General CONV_2D; `patch` is scratch of k_h * k_w * in_c bytes (im2col of one pixel).
+ * `q->bias` has the input offset folded in: bias + input_offset * sum(filter[o]). */
+void mcuflow_conv2d_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q, const int8_t *input,
+                       const int8_t *filter, int8_t *output, int8_t *patch);
+
+/* 1x1 CONV_2D (any stride, never padded): a matrix product; input offset folded into bias. */
+void mcuflow_conv2d_1x1_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q,
+                           const int8_t *input, const int8_t *filter, int8_t *output);
+
+/* FULLY_CONNECTED: rows x depth input, units x depth weights; input offset folded into bias. */
+void mcuflow_fully_connected_s8(int32_t rows, int32_t depth, int32_t units,
+                                const mcuflow_requant_t *q, const int8_t *input,
+                                const int8_t *weights, int8_t *output);
+
+/* mcuflow:end-interface */
 
 /* round(acc * scale) in double precision, saturated far outside int8 before the conversion. */
 static int32_t mcuflow_scale_round(int32_t acc, double scale)

@@ -3,7 +3,9 @@
  * Both are matrix products over int16 columns gathered once per output pixel (or input row)
  * and int8 weights packed by the generator in channel pairs (see mcuflow_dsp_matrix_t): per
  * group of 4 columns a pair needs one weight load, one SXTB16 per word and two SMLADs per pixel
- * for its eight MACs, and a CONV_2D computes two pixels at once (2 x 2 blocking).
+ * for its eight MACs, and a CONV_2D computes two pixels at once (2 x 2 blocking). Small
+ * FULLY_CONNECTED layers instead keep their input row or their accumulators in registers, over
+ * int16 weights (see mcuflow_dsp_fc_small_t).
  */
 #include "mcuflow_dsp.h"
 
@@ -1652,4 +1654,252 @@ void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t 
             mcuflow_dsp_clamp(q, out, m->rows);
         }
     }
+}
+
+/* ---- FULLY_CONNECTED in registers: short rows, few units ------------------------------- */
+
+/* Clamp one output row of a small layer to a fused activation narrower than int8. */
+static void mcuflow_dsp_small_clamp(const mcuflow_dsp_fc_small_t *f, int8_t *out)
+{
+    if (f->narrow) {
+        mcuflow_clamp_bytes(out, f->rows, f->act_min, f->act_max);
+    }
+}
+
+typedef void (*mcuflow_dsp_small_fn)(const mcuflow_dsp_fc_small_t *f, const int8_t *x,
+                                     int8_t *out);
+
+/* Every input row through `row`, each clamped when the activation is narrow. */
+MCUFLOW_DSP_OUTLINE void mcuflow_dsp_small_rows(const mcuflow_dsp_fc_small_t *f,
+                                                const int8_t *input, int8_t *output,
+                                                mcuflow_dsp_small_fn row)
+{
+    for (int32_t r = 0; r < f->batches; ++r, input += f->depth, output += f->rows) {
+        row(f, input, output);
+        mcuflow_dsp_small_clamp(f, output);
+    }
+}
+
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_short_row in assembly, loaded in this order. */
+typedef struct {
+    int8_t *out;
+    int8_t *end;
+    mcuflow_word_t x[4]; /* the input row as int16, zero past the depth */
+    const int32_t *records;
+} mcuflow_dsp_short_state_t;
+
+/* One unit (records r0, out r1): bias and weights r3-r7, the row r8-r11, the tail r4-r7, r12;
+ * TIES adds the negative term of a negative accumulator. */
+#define MCUFLOW_DSP_SHORT_UNIT_ASM(TIES)                                                        \
+    "ldmia r0!, {r3, r4, r5, r6, r7}\n\t"                                                      \
+    "smlad r3, r8, r4, r3\n\t"                                                                 \
+    "smlad r3, r9, r5, r3\n\t"                                                                 \
+    "smlad r3, r10, r6, r3\n\t"                                                                \
+    "smlad r3, r11, r7, r3\n\t"                                                                \
+    "ldmia r0!, {r4, r5, r6, r7, r12}\n\t"                                                     \
+    "smlal r4, r5, r3, r6\n\t" TIES                                                            \
+    "asr r5, r5, r7\n\t"                                                                       \
+    "ssat r5, #8, r5\n\t"                                                                      \
+    "strb r5, [r1], #1\n\t"
+#define MCUFLOW_DSP_SHORT_TIES_ASM "lsr r3, r3, #31\n\tsmlal r4, r5, r3, r12\n\t"
+
+/* Every unit, two per pass (an odd count enters at the second). */
+#define MCUFLOW_DSP_SHORT_ASM(TIES)                                                             \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r8, r9, r10, r11}\n\t"                                                 \
+    "ldr r0, [r0, #24]\n\t"                                                                    \
+    "sub r3, r2, r1\n\t"                                                                       \
+    "tst r3, #1\n\t"                                                                           \
+    "bne 2f\n"                                                                                 \
+    "1:\n\t" MCUFLOW_DSP_SHORT_UNIT_ASM(TIES) "2:\n\t" MCUFLOW_DSP_SHORT_UNIT_ASM(TIES)        \
+    "cmp r1, r2\n\t"                                                                           \
+    "bne 1b\n\t"                                                                               \
+    "pop {r7}\n\t"
+
+/* Every unit of one input row of depth <= MCUFLOW_DSP_SHORT_DEPTH. */
+static void mcuflow_dsp_short_row(const mcuflow_dsp_fc_small_t *f, const int8_t *x, int8_t *out)
+{
+    mcuflow_dsp_short_state_t state = {out, out + f->rows, {0, 0, 0, 0}, f->records};
+    mcuflow_dsp_gather_row(x, f->depth, state.x);
+    register mcuflow_dsp_short_state_t *r0 __asm__("r0") = &state;
+    if (f->ties) {
+        __asm__ volatile(MCUFLOW_DSP_SHORT_ASM(MCUFLOW_DSP_SHORT_TIES_ASM)
+                         : "+r"(r0)
+                         :
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
+    } else {
+        __asm__ volatile(MCUFLOW_DSP_SHORT_ASM("")
+                         : "+r"(r0)
+                         :
+                         : MCUFLOW_DSP_LOOP_CLOBBERS);
+    }
+}
+#else
+/* Requantise `acc` with its unit's tail (addend low, addend high, multiplier, shift, negative). */
+MCUFLOW_INLINE int8_t mcuflow_dsp_tail(int32_t acc, const int32_t *t)
+{
+    return (int8_t)mcuflow_dsp_requant_words(acc, t[2], (uint32_t)t[0], (uint32_t)t[1], t[3],
+                                             t[4]);
+}
+
+static void mcuflow_dsp_short_row(const mcuflow_dsp_fc_small_t *f, const int8_t *x, int8_t *out)
+{
+    mcuflow_word_t row[4] = {0, 0, 0, 0};
+    mcuflow_dsp_gather_row(x, f->depth, row);
+    const int32_t *r = f->records;
+    for (int32_t u = 0; u < f->rows; ++u, r += MCUFLOW_DSP_SHORT_WORDS) {
+        int32_t acc = r[0];
+        for (int32_t k = 0; k < 4; ++k) {
+            acc = mcuflow_smlad(row[k], (uint32_t)r[1 + k], acc);
+        }
+        out[u] = mcuflow_dsp_tail(acc, r + 5);
+    }
+}
+#endif
+
+void mcuflow_fully_connected_short_dsp_s8(const mcuflow_dsp_fc_small_t *f, const int8_t *input,
+                                          int8_t *output)
+{
+    mcuflow_dsp_small_rows(f, input, output, mcuflow_dsp_short_row);
+}
+
+#if MCUFLOW_DSP_ASM
+/* The next 4 columns (row r1) as int16: columns 0, 2 in r6, 1, 3 in r7. */
+#define MCUFLOW_DSP_FEW_X_ASM                                                                   \
+    "ldr.w r6, [r1], #4\n\t"                                                                   \
+    "sxtb16 r7, r6, ror #8\n\t"                                                                \
+    "sxtb16 r6, r6\n\t"
+/* One unit's two weight words (W0, W1) into its accumulator ACC. */
+#define MCUFLOW_DSP_FEW_MAC_ASM(ACC, W0, W1)                                                    \
+    "smlad " ACC ", r6, " W0 ", " ACC "\n\t"                                                   \
+    "smlad " ACC ", r7, " W1 ", " ACC "\n\t"
+
+/* One group of 4 columns of every unit (records r0), accumulators r3, r4, r5, lr. Every
+ * instruction is 32 bits wide: a group of U units is MCUFLOW_DSP_FEW_BYTES(U) of code. */
+#define MCUFLOW_DSP_FEW1_ASM                                                                    \
+    MCUFLOW_DSP_FEW_X_ASM "ldrd r8, r9, [r0], #8\n\t" MCUFLOW_DSP_FEW_MAC_ASM("r3", "r8", "r9")
+#define MCUFLOW_DSP_FEW2_ASM                                                                    \
+    MCUFLOW_DSP_FEW_X_ASM "ldmia.w r0!, {r8, r9, r10, r11}\n\t"                                 \
+        MCUFLOW_DSP_FEW_MAC_ASM("r3", "r8", "r9") MCUFLOW_DSP_FEW_MAC_ASM("r4", "r10", "r11")
+#define MCUFLOW_DSP_FEW3_ASM                                                                    \
+    MCUFLOW_DSP_FEW_X_ASM "ldmia.w r0!, {r8, r9, r10, r11, r12, lr}\n\t"                        \
+        MCUFLOW_DSP_FEW_MAC_ASM("r3", "r8", "r9") MCUFLOW_DSP_FEW_MAC_ASM("r4", "r10", "r11")  \
+            MCUFLOW_DSP_FEW_MAC_ASM("r5", "r12", "lr")
+#define MCUFLOW_DSP_FEW4_ASM                                                                    \
+    MCUFLOW_DSP_FEW2_ASM "ldmia.w r0!, {r8, r9, r10, r11}\n\t"                                  \
+        MCUFLOW_DSP_FEW_MAC_ASM("r5", "r8", "r9") MCUFLOW_DSP_FEW_MAC_ASM("lr", "r10", "r11")
+
+/* The output O of accumulator ACC from its tail (records r0, out r1); TIES as below. */
+#define MCUFLOW_DSP_FEW_TAIL_ASM(ACC, O, TIES)                                                  \
+    "ldmia r0!, {r8, r9, r10, r11, r12}\n\t"                                                   \
+    "smlal r8, r9, " ACC ", r10\n\t" TIES(ACC)                                                 \
+    "asr r9, r9, r11\n\t"                                                                      \
+    "ssat r9, #8, r9\n\t"                                                                      \
+    "strb r9, [r1, #" #O "]\n\t"
+#define MCUFLOW_DSP_FEW_TIES_ASM(ACC) "lsr " ACC ", " ACC ", #31\n\tsmlal r8, r9, " ACC ", r12\n\t"
+#define MCUFLOW_DSP_FEW_NO_TIES_ASM(ACC) ""
+#define MCUFLOW_DSP_FEW_TAILS1_ASM(T) MCUFLOW_DSP_FEW_TAIL_ASM("r3", 0, T)
+#define MCUFLOW_DSP_FEW_TAILS2_ASM(T)                                                           \
+    MCUFLOW_DSP_FEW_TAILS1_ASM(T) MCUFLOW_DSP_FEW_TAIL_ASM("r4", 1, T)
+#define MCUFLOW_DSP_FEW_TAILS3_ASM(T)                                                           \
+    MCUFLOW_DSP_FEW_TAILS2_ASM(T) MCUFLOW_DSP_FEW_TAIL_ASM("r5", 2, T)
+#define MCUFLOW_DSP_FEW_TAILS4_ASM(T)                                                           \
+    MCUFLOW_DSP_FEW_TAILS3_ASM(T) MCUFLOW_DSP_FEW_TAIL_ASM("lr", 3, T)
+
+/* The whole row (layer r0, row r1, out r2): biases, groups as Duff's device in blocks of eight
+ * (r2 counting them, entered at r6), tails. The entry is taken from the PC that the 16-bit ADD
+ * reads, the address of label 2 two 16-bit instructions on, whatever the code's alignment (an
+ * ADR's would depend on it). */
+#define MCUFLOW_DSP_FEW_ASM(BIASES, GROUP, TAILS)                                               \
+    "push {r2, r7}\n\t"                                                                        \
+    "ldmia r0, {r0, r2, r6}\n\t" BIASES                                                        \
+    "add r6, pc\n\t"                                                                           \
+    "bx r6\n\t"                                                                                \
+    "2:\n\t" GROUP GROUP GROUP GROUP GROUP GROUP GROUP GROUP                                   \
+    "subs r2, r2, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "pop {r1, r7}\n\t" TAILS
+
+/* One input row of a layer of U units, without (_plain) or with (_ties) the negative terms: out
+ * of line, so that the layer, the row and the output arrive in r0-r2. */
+#define MCUFLOW_DSP_FEW_ROUTINE(NAME, U, BIASES, TIES)                                          \
+    MCUFLOW_DSP_OUTLINE void NAME(const mcuflow_dsp_fc_small_t *f, const int8_t *x,            \
+                                  int8_t *out)                                                 \
+    {                                                                                          \
+        register const mcuflow_dsp_fc_small_t *r0 __asm__("r0") = f;                           \
+        register const int8_t *r1 __asm__("r1") = x;                                           \
+        register int8_t *r2 __asm__("r2") = out;                                               \
+        __asm__ volatile(MCUFLOW_DSP_FEW_ASM(BIASES, MCUFLOW_DSP_FEW##U##_ASM,                 \
+                                             MCUFLOW_DSP_FEW_TAILS##U##_ASM(TIES))             \
+                         : "+r"(r0), "+r"(r1), "+r"(r2)                                        \
+                         :                                                                     \
+                         : "r3", "r4", "r5", "r6", "r8", "r9", "r10", "r11", "r12", "lr",      \
+                           "cc", "memory");                                                    \
+    }
+#define MCUFLOW_DSP_FEW_BIASES1 "ldr r3, [r0], #4\n\t"
+#define MCUFLOW_DSP_FEW_BIASES2 "ldmia r0!, {r3, r4}\n\t"
+#define MCUFLOW_DSP_FEW_BIASES3 "ldmia r0!, {r3, r4, r5}\n\t"
+#define MCUFLOW_DSP_FEW_BIASES4 "ldmia r0!, {r3, r4, r5, lr}\n\t"
+#define MCUFLOW_DSP_FEW_ROUTINES(U)                                                             \
+    MCUFLOW_DSP_FEW_ROUTINE(mcuflow_dsp_few##U##_plain, U, MCUFLOW_DSP_FEW_BIASES##U,           \
+                            MCUFLOW_DSP_FEW_NO_TIES_ASM)                                       \
+    MCUFLOW_DSP_FEW_ROUTINE(mcuflow_dsp_few##U##_ties, U, MCUFLOW_DSP_FEW_BIASES##U,            \
+                            MCUFLOW_DSP_FEW_TIES_ASM)
+
+MCUFLOW_DSP_FEW_ROUTINES(1)
+MCUFLOW_DSP_FEW_ROUTINES(2)
+MCUFLOW_DSP_FEW_ROUTINES(3)
+MCUFLOW_DSP_FEW_ROUTINES(4)
+
+#define MCUFLOW_DSP_FEW_ROW_ROUTINES                                                            \
+    mcuflow_dsp_few1_plain, mcuflow_dsp_few2_plain, mcuflow_dsp_few3_plain,                    \
+        mcuflow_dsp_few4_plain, mcuflow_dsp_few1_ties, mcuflow_dsp_few2_ties,                  \
+        mcuflow_dsp_few3_ties, mcuflow_dsp_few4_ties
+#else
+static void mcuflow_dsp_few_row(const mcuflow_dsp_fc_small_t *f, const int8_t *x, int8_t *out)
+{
+    const int32_t units = f->rows;
+    int32_t acc[MCUFLOW_DSP_FEW_UNITS];
+    const int32_t *r = f->records;
+    for (int32_t u = 0; u < units; ++u) {
+        acc[u] = *r++;
+    }
+    for (int32_t k = 0; k < f->depth; k += 4) {
+        const uint32_t v = mcuflow_read_u32(x + k);
+        const uint32_t even = mcuflow_sxtb16(v), odd = mcuflow_sxtb16_ror8(v);
+        for (int32_t u = 0; u < units; ++u, r += 2) {
+            acc[u] = mcuflow_smlad(even, (uint32_t)r[0], acc[u]);
+            acc[u] = mcuflow_smlad(odd, (uint32_t)r[1], acc[u]);
+        }
+    }
+    for (int32_t u = 0; u < units; ++u, r += MCUFLOW_DSP_TAIL_WORDS) {
+        out[u] = mcuflow_dsp_tail(acc[u], r);
+    }
+}
+#define MCUFLOW_DSP_FEW_ROW_ROUTINES                                                            \
+    mcuflow_dsp_few_row, mcuflow_dsp_few_row, mcuflow_dsp_few_row, mcuflow_dsp_few_row,        \
+        mcuflow_dsp_few_row, mcuflow_dsp_few_row, mcuflow_dsp_few_row, mcuflow_dsp_few_row
+#endif
+
+static void mcuflow_dsp_few_rows(const mcuflow_dsp_fc_small_t *f, const int8_t *input,
+                                 int8_t *output);
+
+/* The routines of whole layers by mcuflow_dsp_fc_small_t.routine: one row of U units without
+ * and with negative terms, then mcuflow_dsp_few_rows. */
+static const mcuflow_dsp_small_fn mcuflow_dsp_few_layers[MCUFLOW_DSP_FEW_ROWS + 1] = {
+    MCUFLOW_DSP_FEW_ROW_ROUTINES, mcuflow_dsp_few_rows};
+
+/* Every input row, each clamped when the activation is narrow. */
+static void mcuflow_dsp_few_rows(const mcuflow_dsp_fc_small_t *f, const int8_t *input,
+                                 int8_t *output)
+{
+    mcuflow_dsp_small_rows(f, input, output,
+                           mcuflow_dsp_few_layers[f->rows - 1 + MCUFLOW_DSP_FEW_UNITS * f->ties]);
+}
+
+void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const int8_t *input,
+                                        int8_t *output)
+{
+    mcuflow_dsp_few_layers[f->routine](f, input, output);
 }

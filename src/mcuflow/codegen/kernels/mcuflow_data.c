@@ -1,7 +1,25 @@
 /* Data movement kernels: strided row copies (RESHAPE, CONCATENATION) and PAD. */
 #include <string.h>
 
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* Copy `rows` rows of `row_bytes` between buffers with the given row steps (bytes). */
+void mcuflow_copy_rows(const uint8_t *input, int32_t in_step, uint8_t *output, int32_t out_step,
+                       int32_t rows, int32_t row_bytes);
+
+/* PAD with `value` over up to 5 dims: out_dims = in_dims + before + after. */
+typedef struct {
+    int32_t rank;
+    int32_t in_dims[5];
+    int32_t before[5];
+    int32_t out_dims[5];
+} mcuflow_pad_t;
+
+void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, int8_t *output);
+
+/* mcuflow:end-interface */
 
 void mcuflow_copy_rows(const uint8_t *input, int32_t in_step, uint8_t *output, int32_t out_step,
                        int32_t rows, int32_t row_bytes)

@@ -17,7 +17,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
 
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
@@ -465,6 +465,47 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
 void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t *m,
                                     const mcuflow_dsp_requant_t *q, const int8_t *input,
                                     int8_t *output, mcuflow_word_t *row);
+
+/* A FULLY_CONNECTED layer small enough to keep the whole input row (depth <= 8: _short) or
+ * every accumulator (1 to MCUFLOW_DSP_FEW_UNITS units, depth a multiple of 4: _few) in
+ * registers, requantisation FAST. Weights are int16 pairs in SXTB16 order, for each group of 4
+ * columns (c0, c2) then (c1, c3). Each unit's requantisation is its tail of
+ * MCUFLOW_DSP_TAIL_WORDS words: addend low, addend high, multiplier, shift, negative term.
+ * _short records, MCUFLOW_DSP_SHORT_WORDS per unit: the bias, 4 weight words (8 columns, zero
+ * past the depth), the tail. _few records: the units' biases, then per group of 4 columns each
+ * unit's 2 weight words, then the units' tails. */
+#define MCUFLOW_DSP_TAIL_WORDS 5
+#define MCUFLOW_DSP_SHORT_WORDS (5 + MCUFLOW_DSP_TAIL_WORDS)
+#define MCUFLOW_DSP_SHORT_DEPTH 8
+#define MCUFLOW_DSP_FEW_UNITS 4
+/* Bytes of _few's code per group of 4 columns of `units` units (its Duff's device entry). */
+#define MCUFLOW_DSP_FEW_BYTES(units) (4 * (4 + 2 * (units) + ((units) == 4)))
+#define MCUFLOW_DSP_FEW_ROWS (2 * MCUFLOW_DSP_FEW_UNITS) /* row by row, then the clamps */
+
+typedef struct {
+    const int32_t *records;
+    int32_t blocks;  /* _few: blocks of eight groups, the first one entered part-way ... */
+    int32_t entry;   /* ... this many bytes of code in (MCUFLOW_DSP_FEW_BYTES per group skipped),
+                        plus the Thumb bit */
+    int32_t routine; /* _few: the routine of the whole layer: rows - 1 + MCUFLOW_DSP_FEW_UNITS *
+                        ties for one row left as computed, MCUFLOW_DSP_FEW_ROWS otherwise */
+    int32_t rows;    /* output units */
+    int32_t depth;   /* columns */
+    int32_t batches; /* input rows */
+    int32_t ties;    /* 1 when some unit's negative term is not 0, else 0 */
+    int32_t narrow;  /* nonzero: outputs clamped to a fused activation [act_min, act_max] */
+    int32_t act_min;
+    int32_t act_max;
+} mcuflow_dsp_fc_small_t;
+
+/* FULLY_CONNECTED of depth <= MCUFLOW_DSP_SHORT_DEPTH, unit by unit. */
+void mcuflow_fully_connected_short_dsp_s8(const mcuflow_dsp_fc_small_t *f, const int8_t *input,
+                                          int8_t *output);
+
+/* FULLY_CONNECTED of at most MCUFLOW_DSP_FEW_UNITS units, depth a multiple of 4: all units at
+ * once, group by group. */
+void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const int8_t *input,
+                                        int8_t *output);
 
 /* ---- depthwise -------------------------------------------------------------------------- */
 

@@ -1,5 +1,25 @@
 /* DEPTHWISE_CONV_2D int8 kernels (TFLite reference semantics, bit-exact). */
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* DEPTHWISE_CONV_2D (any kernel, stride, dilation, depth multiplier); raw (unfolded) bias. */
+void mcuflow_dwconv_s8(const mcuflow_window_t *g, int32_t depth_multiplier,
+                       const mcuflow_requant_t *q, const int8_t *input, const int8_t *filter,
+                       int8_t *output);
+
+/* 3x3 DEPTHWISE_CONV_2D, depth multiplier 1, any stride and padding; raw bias. */
+void mcuflow_dwconv_3x3_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q,
+                           const int8_t *input, const int8_t *filter, int8_t *output);
+
+/* In-place DEPTHWISE_CONV_2D (TinyEngine): for each channel c, output channel c is computed
+ * into `temp` (out_h * out_w bytes) from input channel c, then copied to the output, so the
+ * output may start at the input's address. One image, depth multiplier 1, dense output. */
+void mcuflow_dwconv_inplace_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q,
+                               const int8_t *input, const int8_t *filter, int8_t *output,
+                               int8_t *temp);
+
+/* mcuflow:end-interface */
 
 /* Channels accumulated together per output pixel (int32 accumulators on the stack). */
 #define MCUFLOW_DW_BLOCK 64

@@ -1,5 +1,25 @@
 /* ADD, SUB and MUL int8 kernels with broadcasting (TFLite reference semantics, bit-exact). */
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+typedef enum { MCUFLOW_ADD = 0, MCUFLOW_SUB = 1, MCUFLOW_MUL = 2 } mcuflow_binary_op_t;
+
+/* ADD / SUB / MUL parameters (TFLite ArithmeticParams for int8). */
+typedef struct {
+    mcuflow_binary_op_t op;
+    int32_t input1_offset, input2_offset, output_offset;
+    int32_t left_shift;                      /* ADD / SUB only */
+    int32_t input1_multiplier, input1_shift; /* ADD / SUB only */
+    int32_t input2_multiplier, input2_shift; /* ADD / SUB only */
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} mcuflow_binary_t;
+
+void mcuflow_binary_s8(const mcuflow_binary_t *p, const mcuflow_broadcast_t *b,
+                       const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* mcuflow:end-interface */
 
 static inline int8_t mcuflow_add_one(const mcuflow_binary_t *p, int32_t a, int32_t b, int32_t sign)
 {

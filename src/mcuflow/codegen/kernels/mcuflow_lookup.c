@@ -2,7 +2,22 @@
 #include <math.h>
 #include <string.h>
 
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* Any int8 -> int8 element-wise function as a 256-entry table indexed by (x + 128). */
+void mcuflow_lookup_s8(const int8_t *table, const int8_t *input, int8_t *output, int32_t size);
+
+/* int8 -> float32 (DEQUANTIZE) through a 256-entry table; output bytes may be unaligned. */
+void mcuflow_lookup_f32(const float *table, const int8_t *input, uint8_t *output, int32_t size);
+
+/* float32 -> int8 (QUANTIZE): zero_point + round(x / scale) in float, saturated; NaN -> zero
+ * point. Input bytes may be unaligned. */
+void mcuflow_quantize_f32(float scale, int32_t zero_point, const uint8_t *input, int8_t *output,
+                          int32_t size);
+
+/* mcuflow:end-interface */
 
 void mcuflow_lookup_s8(const int8_t *table, const int8_t *input, int8_t *output, int32_t size)
 {

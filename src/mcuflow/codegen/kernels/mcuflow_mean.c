@@ -1,5 +1,21 @@
 /* MEAN int8 kernel (TFLite reference QuantizedMeanOrSum, bit-exact). */
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* MEAN over any axes of an int8 tensor of up to 5 dims (adjacent dims merged when alike):
+ * out = clamp(requantize(sum - input_zero_point * count) + output_zero_point, -128, 127). */
+typedef struct {
+    int32_t rank;
+    int32_t dims[5];
+    int32_t reduced[5]; /* nonzero on the reduced dims */
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift, count;
+} mcuflow_mean_t;
+
+void mcuflow_mean_s8(const mcuflow_mean_t *p, const int8_t *input, int8_t *output);
+
+/* mcuflow:end-interface */
 
 /* Advance the odometer `index` over the dims listed in `axes`; returns 0 when it wraps. */
 static int mcuflow_odometer(int32_t *index, const int32_t *axes, int32_t count,

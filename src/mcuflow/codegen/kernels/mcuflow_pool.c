@@ -1,5 +1,16 @@
 /* AVERAGE_POOL_2D and MAX_POOL_2D int8 kernels (TFLite reference semantics, bit-exact). */
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* AVERAGE_POOL_2D; returns nonzero when a window holds no input element. */
+int mcuflow_avg_pool_s8(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                        const int8_t *input, int8_t *output);
+
+void mcuflow_max_pool_s8(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                         const int8_t *input, int8_t *output);
+
+/* mcuflow:end-interface */
 
 #define MCUFLOW_POOL_BLOCK 64
 

@@ -1,5 +1,19 @@
 /* SOFTMAX int8 kernel: TFLite's reference gemmlowp fixed-point arithmetic, bit-exact. */
-#include "mcuflow_kernels.h"
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* SOFTMAX along the last axis (TFLite reference, gemmlowp fixed point). `exp_table[d]` is
+ * exp_on_negative_values of the rescaled difference -d in Q0.31, for d = max - x in 0..255. */
+typedef struct {
+    int32_t rows, depth;
+    int32_t diff_min;
+    const int32_t *exp_table;
+} mcuflow_softmax_t;
+
+void mcuflow_softmax_s8(const mcuflow_softmax_t *p, const int8_t *input, int8_t *output);
+
+/* mcuflow:end-interface */
 
 #define MCUFLOW_ACCUMULATION_INTEGER_BITS 12
 
