@@ -325,10 +325,10 @@ def _broadcast(graph: Graph, op: Operator) -> tuple[int, int, bool]:
 
 
 def binary_terms(graph: Graph, op: Operator) -> Work:
-    """Work of mcuflow_binary_s8.
+    """Work of a two-input element-wise kernel over a broadcast layout (mcuflow_binary_s8...).
 
-    Per row of the broadcast layout an offset over its dims (`loops`); per element three
-    requantisations for ADD and SUB (`elements`), one for MUL (`macs`).
+    Per row of the layout an offset over its dims (`loops`); per element its arithmetic
+    (`elements`: ADD's and SUB's three requantisations), MUL's one requantisation as `macs`.
     """
     rows, rank, _ = _broadcast(graph, op)
     size = _size(graph, op.outputs[0])

@@ -111,4 +111,37 @@ typedef struct {
     int32_t stride2[5];
 } mcuflow_broadcast_t;
 
+/* Rows of a broadcast iteration: the product of every dim but the innermost. */
+static inline int32_t mcuflow_broadcast_rows(const mcuflow_broadcast_t *b)
+{
+    int32_t rows = 1;
+    for (int32_t d = 0; d < b->rank - 1; ++d) {
+        rows *= b->dims[d];
+    }
+    return rows;
+}
+
+/* The offsets in both inputs of the row at `index` (one index per dim but the innermost). */
+static inline void mcuflow_broadcast_offsets(const mcuflow_broadcast_t *b, const int32_t *index,
+                                             size_t *o1, size_t *o2)
+{
+    *o1 = 0;
+    *o2 = 0;
+    for (int32_t d = 0; d < b->rank - 1; ++d) {
+        *o1 += (size_t)index[d] * (size_t)b->stride1[d];
+        *o2 += (size_t)index[d] * (size_t)b->stride2[d];
+    }
+}
+
+/* Advances `index` to the next row, the last dim but the innermost fastest. */
+static inline void mcuflow_broadcast_next(const mcuflow_broadcast_t *b, int32_t *index)
+{
+    for (int32_t d = b->rank - 2; d >= 0; --d) {
+        if (++index[d] < b->dims[d]) {
+            return;
+        }
+        index[d] = 0;
+    }
+}
+
 #endif /* MCUFLOW_COMMON_H */

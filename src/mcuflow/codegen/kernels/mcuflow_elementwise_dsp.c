@@ -30,27 +30,15 @@ void mcuflow_add_dsp_s8(const mcuflow_dsp_add_t *p, const mcuflow_broadcast_t *b
 {
     const int32_t last = b->rank - 1;
     const int32_t n = b->dims[last];
+    const int32_t rows = mcuflow_broadcast_rows(b);
     int32_t index[5] = {0, 0, 0, 0, 0};
-    int32_t rows = 1;
-    for (int32_t d = 0; d < last; ++d) {
-        rows *= b->dims[d];
-    }
-    for (int32_t r = 0; r < rows; ++r) {
-        size_t o1 = 0, o2 = 0;
-        for (int32_t d = 0; d < last; ++d) {
-            o1 += (size_t)index[d] * (size_t)b->stride1[d];
-            o2 += (size_t)index[d] * (size_t)b->stride2[d];
-        }
+    for (int32_t r = 0; r < rows; ++r, mcuflow_broadcast_next(b, index)) {
+        size_t o1, o2;
+        mcuflow_broadcast_offsets(b, index, &o1, &o2);
         int8_t *out = output + (size_t)r * (size_t)n;
         mcuflow_add_row(p, input1 + o1, b->stride1[last], input2 + o2, b->stride2[last], out, n);
         if (p->act_min != -128 || p->act_max != 127) {
             mcuflow_clamp_bytes(out, n, p->act_min, p->act_max);
-        }
-        for (int32_t d = last - 1; d >= 0; --d) {
-            if (++index[d] < b->dims[d]) {
-                break;
-            }
-            index[d] = 0;
         }
     }
 }
