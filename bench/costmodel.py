@@ -49,7 +49,7 @@ from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import NoAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.plan import InPlace
@@ -230,6 +230,16 @@ def _binary(b: GraphBuilder, rng: np.random.Generator) -> str:
     return op(x, y, _pick(rng, [Activation.NONE, Activation.NONE, Activation.RELU]))
 
 
+def _maximum_minimum(b: GraphBuilder, rng: np.random.Generator) -> str:
+    h, w = _spatial(rng, 1, 40)
+    channels = int(_pick(rng, [1, 3, 8, 16, 24, 40, 64, 96]))
+    shape = (1, h, w, channels)
+    other = _pick(rng, [shape, shape, (1, 1, 1, channels), (1, h, w, 1), (channels,)])
+    x, y = _input(b, rng, shape), _input(b, rng, other)
+    kind = _pick(rng, [OpKind.MAXIMUM, OpKind.MINIMUM])
+    return b.op(kind, [x, y], NoAttrs(), b.quant(x))
+
+
 def _lookup(b: GraphBuilder, rng: np.random.Generator) -> str:
     h, w = _spatial(rng, 1, 48)
     x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 8, 16, 24, 48]))))
@@ -274,7 +284,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
     "softmax": (_softmax, 24), "binary": (_binary, 40),
     "lookup": (_lookup, 24), "float": (_float_edge, 8), "pad": (_pad, 12),
-    "concatenation": (_concatenation, 12),
+    "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

@@ -12,6 +12,7 @@ import numpy as np
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import NoAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 
 Family = Callable[[], Graph]
@@ -116,6 +117,8 @@ def elementwise() -> Graph:
         b.mul(x, y),
         b.mul(x, scalar),
         b.mul(pooled, column, Activation.RELU_N1_TO_1),
+        b.op(OpKind.MAXIMUM, [x, y], NoAttrs(), b.quant(x)),
+        b.op(OpKind.MINIMUM, [column, x], NoAttrs(), b.quant(x)),
     )
     return b.build()
 

@@ -11,6 +11,7 @@ from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import NoAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.quant import fixedpoint
 from mcuflow.ref.registry import KERNELS
@@ -106,6 +107,26 @@ def test_binary_fused_activation(kind: str, quant: tuple, activation: Activation
 def test_binary_constant_operand(kind: str) -> None:
     graph = _binary_graph(kind, ((1, 4, 4, 8), (8,)), BINARY_QUANT[1], Activation.RELU, True)
     _assert_bit_exact(graph)
+
+
+@pytest.mark.parametrize("kind", [OpKind.MAXIMUM, OpKind.MINIMUM], ids=lambda k: k.value)
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "differing-quantisation"])
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
+def test_maximum_minimum(kind: OpKind, shared: bool, shapes: tuple) -> None:
+    """LiteRT compares the stored int8 values, whatever the inputs' quantisation."""
+    b = GraphBuilder(seed=9)
+    x = b.input(shapes[0], 0.05, 3)
+    y = b.input(shapes[1], 0.05, 3) if shared else b.input(shapes[1], 0.2, -40)
+    out = b.op(kind, [x, y], NoAttrs(), QuantParams.per_tensor(0.05, 3))
+    _assert_bit_exact(b.output(out).build())
+
+
+@pytest.mark.parametrize("kind", [OpKind.MAXIMUM, OpKind.MINIMUM], ids=lambda k: k.value)
+def test_maximum_minimum_with_a_constant(kind: OpKind) -> None:
+    b = GraphBuilder(seed=10)
+    x = b.input((1, 4, 4, 8), 0.05, 3)
+    floor = b.constant_int8((1, 1, 1, 8), 0.05, 3)
+    _assert_bit_exact(b.output(b.op(kind, [floor, x], NoAttrs(), b.quant(x))).build())
 
 
 def test_mul_multiplier_is_computed_in_float32() -> None:

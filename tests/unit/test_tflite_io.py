@@ -23,6 +23,7 @@ from mcuflow.ir.ops import (
     DepthwiseConv2DAttrs,
     FullyConnectedAttrs,
     MeanAttrs,
+    NoAttrs,
     OpKind,
     SoftmaxAttrs,
     infer_output_shapes,
@@ -97,7 +98,9 @@ def _fully_connected(b: GraphBuilder) -> None:
 def _elementwise(b: GraphBuilder) -> None:
     x = b.input((1, 4, 4, 3))
     c = b.constant_int8((1, 1, 1, 3))
-    b.output(b.mul(b.sub(b.add(x, c, Activation.RELU), x), c))
+    y = b.mul(b.sub(b.add(x, c, Activation.RELU), x), c)
+    y = b.op(OpKind.MAXIMUM, [y, c], NoAttrs(), b.quant(y))
+    b.output(b.op(OpKind.MINIMUM, [x, y], NoAttrs(), b.quant(x)))
 
 
 def _pools(b: GraphBuilder) -> None:

@@ -327,6 +327,14 @@ def _binary(ctx: EmitContext) -> LayerCode:
     return _code(ctx, call, ("mcuflow_elementwise",))
 
 
+@emitter(OpKind.MAXIMUM, OpKind.MINIMUM)
+def _maximum_minimum(ctx: EmitContext) -> LayerCode:
+    maximum = int(ctx.op.kind is OpKind.MAXIMUM)
+    call = _call("mcuflow_maximum_minimum_s8", f"&{_broadcast(ctx)}", str(maximum),
+                 _input_pointer(ctx, 0), _input_pointer(ctx, 1), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_maximum_minimum",))
+
+
 @emitter(OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
          OpKind.TANH)
 def _unary(ctx: EmitContext) -> LayerCode:

@@ -404,6 +404,12 @@ def _dequantize_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
     return tflite.BuiltinOptions.DequantizeOptions, tflite.DequantizeOptionsEnd(builder)
 
 
+def _maximum_minimum_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
+    tflite.MaximumMinimumOptionsStart(builder)
+    return (tflite.BuiltinOptions.MaximumMinimumOptions,
+            tflite.MaximumMinimumOptionsEnd(builder))
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -444,6 +450,8 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.LEAKY_RELU: TfliteOp(OP.LEAKY_RELU, _leaky_relu, _leaky_relu_options),
     OpKind.QUANTIZE: TfliteOp(OP.QUANTIZE, write=_quantize_options),
     OpKind.DEQUANTIZE: TfliteOp(OP.DEQUANTIZE, write=_dequantize_options),
+    OpKind.MAXIMUM: TfliteOp(OP.MAXIMUM, write=_maximum_minimum_options, operands=(2, 2)),
+    OpKind.MINIMUM: TfliteOp(OP.MINIMUM, write=_maximum_minimum_options, operands=(2, 2)),
 })
 """The TFLite form of every OpKind."""
 

@@ -205,6 +205,9 @@ _kernel("mcuflow_softmax_s8", "mcuflow_softmax", (OpKind.SOFTMAX,),
 _kernel("mcuflow_binary_s8", "mcuflow_elementwise", (OpKind.ADD, OpKind.SUB, OpKind.MUL),
         "ADD, SUB and MUL with broadcasting, TFLite's fixed-point rescaling per element.",
         terms=work.binary_terms, inplace=_ELEMENTWISE)
+_kernel("mcuflow_maximum_minimum_s8", "mcuflow_maximum_minimum",
+        (OpKind.MAXIMUM, OpKind.MINIMUM), "MAXIMUM and MINIMUM with broadcasting.",
+        terms=work.binary_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_add_dsp_s8", "mcuflow_elementwise_dsp", (OpKind.ADD, OpKind.SUB),
         _WEIGHTED_DSP + "ADD and SUB with each input's rescaling tabulated.", dsp=True,
         terms=work.add_dsp_terms, inplace=_ELEMENTWISE)
@@ -275,6 +278,8 @@ _SIMPLE: dict[OpKind, tuple[str, ...]] = {
     OpKind.MEAN: ("mcuflow_mean_s8",), OpKind.SOFTMAX: ("mcuflow_softmax_s8",),
     OpKind.DEQUANTIZE: ("mcuflow_lookup_f32",), OpKind.PAD: ("mcuflow_pad_s8",),
     OpKind.CONCATENATION: ("mcuflow_copy_rows",), OpKind.RESHAPE: (), OpKind.SQUEEZE: (),
+    OpKind.MAXIMUM: ("mcuflow_maximum_minimum_s8",),
+    OpKind.MINIMUM: ("mcuflow_maximum_minimum_s8",),
 }
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

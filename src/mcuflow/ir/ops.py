@@ -44,6 +44,8 @@ class OpKind(Enum):
     LEAKY_RELU = "LEAKY_RELU"
     QUANTIZE = "QUANTIZE"
     DEQUANTIZE = "DEQUANTIZE"
+    MAXIMUM = "MAXIMUM"
+    MINIMUM = "MINIMUM"
 
 
 @dataclass(frozen=True)
@@ -513,6 +515,10 @@ _DEFINITIONS = (
           checks=(quantize_per_tensor,)),
     OpDef(OpKind.DEQUANTIZE, NoAttrs, _same_shape, element_ops=2, float_output=True,
           checks=(dequantize_to_float,)),
+    OpDef(OpKind.MAXIMUM, NoAttrs, _broadcast_shape, (2, 2), element_ops=1, shared_quant=True,
+          checks=(rank_at_most_5,)),
+    OpDef(OpKind.MINIMUM, NoAttrs, _broadcast_shape, (2, 2), element_ops=1, shared_quant=True,
+          checks=(rank_at_most_5,)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})
