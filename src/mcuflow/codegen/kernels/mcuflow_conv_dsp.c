@@ -31,6 +31,11 @@ static void mcuflow_dsp_clamp(const mcuflow_dsp_requant_t *q, int8_t *out, int32
 #define MCUFLOW_DSP_OUTLINE static
 #endif
 
+/* ADR of a label of the same assembly block. The assembler resolves it against Align(PC, 4),
+ * taking the section to start 4-aligned; `.balign 4` makes it so (at most a 16-bit NOP here),
+ * or a function that -Os aligns to 2 only could land where the address is 2 bytes off. */
+#define MCUFLOW_DSP_ADR(REG, LABEL) ".balign 4\n\tadr " REG ", " LABEL "\n\t"
+
 /* One group of 4 columns of a pair over both pixels. The columns of the two pixels alternate
  * word by word (see mcuflow_conv2d_dsp_s8); `acc` holds a0, a1, c0, c1 (c: A + 256 B since the
  * last extraction). */
@@ -228,7 +233,7 @@ typedef struct {
 #define MCUFLOW_DSP_ROWS_ASM(LOAD_NEGATIVE, T1, T0, T3, T2)                                     \
     "push {r7}\n\t"                                                                            \
     "ldmia r0, {r1, r2, r3, r4, r5, r6, r8, r9}\n\t"                                           \
-    "adr r7, 2f\n\t"                                                                           \
+    MCUFLOW_DSP_ADR("r7", "2f")                                                                \
     "add r6, r6, r7\n\t"                                                                       \
     "push {r1, r2, r3, r4, r5, r6, r8, r9}\n\t"                                                \
     "ldrd r5, r0, [r0, #32]\n\t"                                                               \
@@ -1008,7 +1013,7 @@ typedef struct {
 #define MCUFLOW_DSP_SMALL_ASM(LOAD, END, T1, T0, T3, T2)                                        \
     "push {r7}\n\t"                                                                            \
     "ldmia r0, {r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12}\n\t"                        \
-    "adr lr, 5f\n\t"                                                                           \
+    MCUFLOW_DSP_ADR("lr", "5f")                                                                \
     "add r12, r12, lr\n\t"                                                                     \
     "push {r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12}\n\t"                             \
     "sub sp, sp, #64\n\t"                                                                      \
@@ -1497,7 +1502,7 @@ typedef struct {
 #define MCUFLOW_DSP_QUADS_ASM(LOAD_NEGATIVE, T0, T1, T2, T3)                                    \
     "push {r7}\n\t"                                                                            \
     "ldmia r0, {r1, r2, r3, r4, r5, r6, r8}\n\t"                                               \
-    "adr r7, 2f\n\t"                                                                           \
+    MCUFLOW_DSP_ADR("r7", "2f")                                                                \
     "add r5, r5, r7\n\t"                                                                       \
     "push {r1, r2, r3, r4, r5, r6, r8}\n\t"                                                    \
     "ldrd r5, r0, [r0, #28]\n\t"                                                               \
