@@ -177,10 +177,33 @@ def _base_probe(directory: Path, target: str) -> _Probe:
                                                    "base"))
 
 
+def _alignments(objects: list[Path]) -> dict[str, int]:
+    """`object:section` -> the section's alignment, for every section of `objects`."""
+    found: dict[str, int] = {}
+    for obj in objects:
+        with obj.open("rb") as stream:
+            for section in ELFFile(stream).iter_sections():
+                found[f"{obj.name}:{section.name}"] = section["sh_addralign"]
+    return found
+
+
+def _with_padding(sections: dict[str, int], alignments: dict[str, int]) -> dict[str, int]:
+    """Each section's bytes plus the most padding the linker may put before it.
+
+    That is its alignment - 1, wherever the firmware places it.
+    """
+    return {key: size + max(alignments.get(key, 1) - 1, 0) for key, size in sections.items()}
+
+
 def _kernel_codes(probe: _Probe) -> tuple[dict[str, KernelCode], dict[str, int]]:
-    """Each kernel's own bytes and shared sections, and the bytes of the shared sections."""
-    added = {k.function: link(probe.directory, probe.target, list(probe.objects.values()),
-                              k.function, (k.function,)).added(probe.base)
+    """Each kernel's own bytes and shared sections, and the bytes of the shared sections.
+
+    Every section counts the padding its alignment may need (_with_padding).
+    """
+    alignments = _alignments(list(probe.objects.values()))
+    added = {k.function: _with_padding(link(probe.directory, probe.target,
+                                            list(probe.objects.values()), k.function,
+                                            (k.function,)).added(probe.base), alignments)
              for k in _kernels(probe.target)}
     counts = Counter(key for sections in added.values() for key in sections)
     shared = {key for key, count in counts.items() if count > 1}
