@@ -153,6 +153,15 @@ def _softmax_over_channels(net: Net) -> str:
     return net.node("Softmax", y, axis=1)
 
 
+def _maximum_minimum(net: Net) -> str:
+    """Max and Min of two computed tensors, and each with a broadcast constant (ReLU-like clips)."""
+    y = net.node("Conv", "x", net.weights(4, 3, 1, 1))
+    z = net.node("Conv", "x", net.weights(4, 3, 1, 1))
+    floor = net.node("Max", net.const(np.full((1, 4, 1, 1), -0.1, np.float32)), y)
+    ceiling = net.node("Min", z, net.const(np.float32(0.3)))
+    return net.node("Max", net.node("Min", floor, z), ceiling)
+
+
 CASES: dict[str, tuple[Callable[[Net], str], tuple[int, ...], int]] = {
     "conv_bn_relu": (_conv_bn_relu, (1, 3, 8, 8), 17),
     "strided_asymmetric_pads": (_strided_asymmetric, (1, 3, 8, 8), 17),
@@ -166,6 +175,7 @@ CASES: dict[str, tuple[Callable[[Net], str], tuple[int, ...], int]] = {
     "nhwc_transposes_pad": (_transposed_layout, (1, 6, 5, 3), 17),
     "reduce_mean_gemm_softmax": (_reduce_mean_softmax, (1, 3, 6, 6), 17),
     "softmax_over_channels": (_softmax_over_channels, (1, 3, 4, 4), 13),
+    "maximum_minimum": (_maximum_minimum, (1, 3, 5, 6), 13),
 }
 
 
@@ -181,6 +191,19 @@ def test_batchnorm_folded_and_relu_fused() -> None:
     graph = run_passes(read_onnx(net.model(_conv_bn_relu(net))))
     assert [op.kind for op in graph.operators] == [OpKind.CONV_2D]
     assert graph.operators[0].attrs.activation.value == "RELU"
+
+
+def test_max_and_min_become_maximum_and_minimum() -> None:
+    net = Net((1, 3, 5, 6))
+    kinds = [op.kind for op in read_onnx(net.model(_maximum_minimum(net))).operators]
+    assert kinds.count(OpKind.MAXIMUM) == 2 and kinds.count(OpKind.MINIMUM) == 2
+
+
+def test_max_of_three_operands_is_refused() -> None:
+    net = Net((1, 3, 5, 6))
+    y = net.node("Relu", "x")
+    with pytest.raises(UnsupportedModelError, match="takes 3 operands; mcuflow takes two"):
+        read_onnx(net.model(net.node("Max", y, "x", y)))
 
 
 def test_hard_sigmoid_times_input_becomes_hard_swish() -> None:

@@ -34,6 +34,7 @@ from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
+    OP_DEFS,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -1077,8 +1078,17 @@ def _binary_with_constant(imp: _Importer, kind: OpKind, x: _Act, data: np.ndarra
                                     _UNSUPPORTED_HINT)
     constant = imp.operand(x, data)
     inputs = [x.name, constant] if act_first else [constant, x.name]
-    result = imp.emit(kind, inputs, ElementwiseAttrs(), x, name)
+    result = imp.emit(kind, inputs, OP_DEFS[kind].attrs(), x, name)
     return replace(result, features=x.features)
+
+
+def _computed_pair(imp: _Importer, node: onnx.NodeProto, kind: OpKind, a: _Act, b: _Act
+                   ) -> None:
+    """A two-input element-wise op on two computed tensors, broadcast in one layout."""
+    a, b = _common_layout(imp, node, a, b)
+    shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
+    imp.set(node, imp.emit(kind, [a.name, b.name], OP_DEFS[kind].attrs(), a, node.output[0],
+                           shape, features=a.features))
 
 
 @converter("Add", "Sub", "Mul", "Div")
@@ -1097,10 +1107,21 @@ def _arithmetic(imp: _Importer, node: onnx.NodeProto) -> None:
         return
     if node.op_type == "Div":
         raise imp.unsupported(node, "divides two computed tensors")
-    a, b = _common_layout(imp, node, a, b)
-    shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
-    imp.set(node, imp.emit(kind, [a.name, b.name], ElementwiseAttrs(), a, node.output[0], shape,
-                           features=a.features))
+    _computed_pair(imp, node, kind, a, b)
+
+
+@converter("Max", "Min")
+def _maximum_minimum(imp: _Importer, node: onnx.NodeProto) -> None:
+    kind = OpKind.MAXIMUM if node.op_type == "Max" else OpKind.MINIMUM
+    if len(node.input) != 2:
+        raise imp.unsupported(node, f"takes {len(node.input)} operands; mcuflow takes two")
+    a, b = (imp.values[name] for name in node.input)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        act_first = isinstance(b, np.ndarray)
+        x, data = (a, b) if act_first else (b, a)
+        imp.set(node, _binary_with_constant(imp, kind, x, data, act_first, node.output[0]))
+        return
+    _computed_pair(imp, node, kind, a, b)
 
 
 def _common_layout(imp: _Importer, node: onnx.NodeProto, a: _Act, b: _Act) -> tuple[_Act, _Act]:
