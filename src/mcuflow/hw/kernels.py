@@ -12,6 +12,7 @@ from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import OpKind
+from mcuflow.ir.registry import OpTable
 
 
 class InPlace(Enum):
@@ -233,10 +234,10 @@ _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         terms=work.codebook_terms,
         inplace=(InPlace.ELEMENTWISE, InPlace.OVERLAP, InPlace.DEPTHWISE))
 
-STEPS_WITHOUT_CODE: dict[OpKind, InPlace] = {
+STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
     OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
     OpKind.CONCATENATION: InPlace.CONCAT_SLICE,
-}
+})
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
 
 
@@ -273,14 +274,14 @@ def kernel_scratch(graph: Graph, op: Operator, way: InPlace, dsp: bool) -> int:
 
 _LOOKUP = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH,
                      OpKind.LOGISTIC, OpKind.TANH, OpKind.QUANTIZE})
-_SIMPLE: dict[OpKind, tuple[str, ...]] = {
+_SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=False, entries={
     OpKind.AVERAGE_POOL_2D: ("mcuflow_avg_pool_s8",), OpKind.MAX_POOL_2D: ("mcuflow_max_pool_s8",),
     OpKind.MEAN: ("mcuflow_mean_s8",), OpKind.SOFTMAX: ("mcuflow_softmax_s8",),
     OpKind.DEQUANTIZE: ("mcuflow_lookup_f32",), OpKind.PAD: ("mcuflow_pad_s8",),
     OpKind.CONCATENATION: ("mcuflow_copy_rows",), OpKind.RESHAPE: (), OpKind.SQUEEZE: (),
     OpKind.MAXIMUM: ("mcuflow_maximum_minimum_s8",),
     OpKind.MINIMUM: ("mcuflow_maximum_minimum_s8",),
-}
+})
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 
 
