@@ -200,11 +200,9 @@ typedef struct {
     const int32_t *rq;
 } mcuflow_dsp_rows_state_t;
 
-/* One group of a pair over both pixels: a0 r1, a1 r2, c0 r3, c1 r4, weights r5, columns r6.
- * Every instruction is 32 bits wide: a group is MCUFLOW_DSP_GROUP_BYTES of code. */
-#define MCUFLOW_DSP_GROUP_R_ASM                                                                 \
-    "ldmia.w r6!, {r8, r9, r10, r11}\n\t"                                                       \
-    "ldrd r12, lr, [r5], #8\n\t"                                                               \
+/* The multiplies of one group of a pair over both pixels: columns r8-r11, weights r12 and lr;
+ * accumulators a0 r1, a1 r2, c0 r3, c1 r4. */
+#define MCUFLOW_DSP_GROUP_MACS_ASM                                                             \
     "smlad r3, r8, r12, r3\n\t"                                                                \
     "smlad r4, r9, r12, r4\n\t"                                                                \
     "sxtb16 r12, r12\n\t"                                                                      \
@@ -215,6 +213,12 @@ typedef struct {
     "sxtb16 lr, lr\n\t"                                                                        \
     "smlad r1, r10, lr, r1\n\t"                                                                \
     "smlad r2, r11, lr, r2\n\t"
+
+/* One group of a pair over both pixels: a0 r1, a1 r2, c0 r3, c1 r4, weights r5, columns r6.
+ * Every instruction is 32 bits wide: a group is MCUFLOW_DSP_GROUP_BYTES of code. */
+#define MCUFLOW_DSP_GROUP_R_ASM                                                                 \
+    "ldmia.w r6!, {r8, r9, r10, r11}\n\t"                                                       \
+    "ldrd r12, lr, [r5], #8\n\t" MCUFLOW_DSP_GROUP_MACS_ASM
 #define MCUFLOW_DSP_GROUP_BYTES 48
 
 /* Requantise `ACC` with the channel's words (multiplier r8, shift r9, addend at r0 - 8,
@@ -973,17 +977,7 @@ typedef struct {
 #define MCUFLOW_DSP_SMALL_GROUP_ASM(AT, AT8)                                                    \
     "ldrd r8, r9, [sp, #" AT "]\n\t"                                                           \
     "ldrd r10, r11, [sp, #" AT8 "]\n\t"                                                        \
-    "ldrd r12, lr, [r5], #8\n\t"                                                               \
-    "smlad r3, r8, r12, r3\n\t"                                                                \
-    "smlad r4, r9, r12, r4\n\t"                                                                \
-    "sxtb16 r12, r12\n\t"                                                                      \
-    "smlad r1, r8, r12, r1\n\t"                                                                \
-    "smlad r2, r9, r12, r2\n\t"                                                                \
-    "smlad r3, r10, lr, r3\n\t"                                                                \
-    "smlad r4, r11, lr, r4\n\t"                                                                \
-    "sxtb16 lr, lr\n\t"                                                                        \
-    "smlad r1, r10, lr, r1\n\t"                                                                \
-    "smlad r2, r11, lr, r2\n\t"
+    "ldrd r12, lr, [r5], #8\n\t" MCUFLOW_DSP_GROUP_MACS_ASM
 #define MCUFLOW_DSP_SMALL_GROUP_BYTES 52
 
 /* One word of both pixels (r7 and r7 + r8, r7 moving on) as a slot word pair in r1-r4. */
