@@ -231,6 +231,13 @@ class OpDef:
 # --- shape rules ------------------------------------------------------------------------------
 
 
+def _window_output(h: int, w: int, kh: int, kw: int,
+                   attrs: Conv2DAttrs | DepthwiseConv2DAttrs) -> tuple[int, int]:
+    """(OH, OW) of a convolution's window over an H x W input."""
+    return (conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, attrs.padding),
+            conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, attrs.padding))
+
+
 def _conv2d_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: Conv2DAttrs = op.attrs
     n, h, w, in_c = require_rank(graph, op, 0, 4)
@@ -238,9 +245,7 @@ def _conv2d_shape(graph: Graph, op: Operator) -> list[Shape]:
     if depth != in_c:
         raise ShapeError(f"CONV_2D '{op.name}': the filter's depth {depth} differs from the "
                          f"input's {in_c} channels")
-    oh = conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, attrs.padding)
-    ow = conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, attrs.padding)
-    return [(n, oh, ow, out_c)]
+    return [(n, *_window_output(h, w, kh, kw, attrs), out_c)]
 
 
 def _depthwise_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -251,9 +256,7 @@ def _depthwise_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"DEPTHWISE_CONV_2D '{op.name}': filter {(one, kh, kw, out_c)} does not "
                          f"fit {in_c} input channels and depth multiplier "
                          f"{attrs.depth_multiplier}")
-    oh = conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, attrs.padding)
-    ow = conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, attrs.padding)
-    return [(n, oh, ow, out_c)]
+    return [(n, *_window_output(h, w, kh, kw, attrs), out_c)]
 
 
 def _fully_connected_shape(graph: Graph, op: Operator) -> list[Shape]:
