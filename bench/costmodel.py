@@ -49,7 +49,7 @@ from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import NoAttrs, OpKind
+from mcuflow.ir.ops import NoAttrs, OpKind, SliceAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.plan import InPlace
@@ -279,12 +279,25 @@ def _concatenation(b: GraphBuilder, rng: np.random.Generator) -> str:
     return b.concatenation(parts, axis)
 
 
+def _slice(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """A box of an (N, H, W, C) input, cut on the chosen axes (row copies or mcuflow_slice_s8)."""
+    h, w = _spatial(rng, 1, 32)
+    shape = (int(_pick(rng, [1, 1, 2])), h, w, int(_pick(rng, [1, 3, 8, 16, 32])))
+    cut: tuple[int, ...] = _pick(rng, [(1, 2), (3,), (1, 2, 3), (1, 2, 3), (2, 3), (2, 3)])
+    begin = [int(rng.integers(d)) if axis in cut else 0 for axis, d in enumerate(shape)]
+    size = [int(rng.integers(1, d - first + 1)) if axis in cut else d
+            for axis, (d, first) in enumerate(zip(shape, begin, strict=True))]
+    x = _input(b, rng, shape)
+    return b.op(OpKind.SLICE, [x], SliceAttrs(tuple(begin), tuple(size)), b.quant(x))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
     "softmax": (_softmax, 24), "binary": (_binary, 40),
     "lookup": (_lookup, 24), "float": (_float_edge, 8), "pad": (_pad, 12),
     "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
+    "slice": (_slice, 24),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

@@ -25,8 +25,9 @@ from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import Board, get_board
 from mcuflow.ir.graph import Graph
+from mcuflow.memory.patch_search import PatchOption, PatchRequest, PatchSearch
 from mcuflow.memory.plan import Plan
-from mcuflow.memory.planner import plan_memory
+from mcuflow.memory.planner import plan_model
 from mcuflow.outputs import write_directory, write_file
 from mcuflow.ptq import (
     DEFAULT_CODEBOOK_SIZE,
@@ -132,20 +133,28 @@ def model_path(model: Path | str) -> Path:
 
 @dataclass(frozen=True)
 class Analysis:
-    """A model analysed on a board: the graph, its memory plan and the report."""
+    """A model analysed on a board: the graph, its memory plan and the report.
+
+    `graph` is the model; `plan.graph` is what runs: the model, or with a patch stage a
+    rewrite of it (`patches` holds the search's options and choice).
+    """
 
     graph: Graph
     board: Board
     plan: Plan
     report: Report
+    patches: PatchSearch
 
 
 def analyze_model(
     model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
     quantize: QuantizeOptions | None = None, target: str | None = None,
-    application: Io | None = None,
+    application: Io | None = None, patches: PatchRequest | None = None,
 ) -> Analysis:
     """Plan memory for `model` and report per-layer costs on the board.
+
+    `patches` (default: automatic) says whether the first layers may run patch by patch: by
+    default only when the model does not fit the board's SRAM otherwise (see search_patches).
 
     The scratch buffers are sized for the kernels of `target` (default: the board's core, with
     the Arm DSP kernels where it has the extension). On a Cortex-M target the flash is the
@@ -155,16 +164,49 @@ def analyze_model(
     graph = load_graph(model, quantize)
     board = get_board(board_id, board_file)
     dsp = get_target(target).dsp if target else board.dsp
-    plan = plan_memory(graph, dsp=dsp)
-    layers, pool = emit_layers(graph, plan, dsp)
     firmware = target or board.core.value
-    flash = (estimate_flash(graph, layers, pool, firmware,
+    core = firmware if firmware in CORTEX_M else board.core.value
+    plan, search = plan_model(graph, patches or PatchRequest(), board.sram_bytes, core, dsp=dsp)
+    executed = plan.graph
+    layers, pool = emit_layers(executed, plan, dsp)
+    flash = (estimate_flash(executed, layers, pool, firmware,
                             firmware_options(board_id, board_file, application).io)
              if firmware in CORTEX_M else None)
-    report = analyze(graph, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
+    report = analyze(executed, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
                      flash=flash)
-    return Analysis(graph, board, plan, report)
+    return Analysis(graph, board, plan, report, search)
+
+
+def patches_line(search: PatchSearch) -> str:
+    """One line on the patch stage chosen, or why there is none."""
+    chosen = search.chosen
+    if chosen.choice is None:
+        if search.options:
+            return (f"patches: none chosen; unpatched peak {chosen.peak_bytes:,} B is the best "
+                    f"within the overhead limit (budget {search.budget:,} B)")
+        return (f"patches: none (peak {chosen.peak_bytes:,} B, budget {search.budget:,} B)")
+    rows, cols, tile_rows, tile_cols = chosen.halo
+    return (f"patches: {chosen.choice.describe()}: peak {chosen.peak_bytes:,} B (unpatched "
+            f"{search.baseline.peak_bytes:,} B, budget {search.budget:,} B), predicted "
+            f"{100 * search.overhead(chosen):+.1f} % instructions; the largest patch reads a "
+            f"{rows}x{cols} window of the input for a {tile_rows}x{tile_cols} tile")
+
+
+def patches_json(search: PatchSearch) -> dict[str, object]:
+    """The patch search as JSON: the chosen stage (or null) and the Pareto set planned."""
+    def option(item: PatchOption) -> dict[str, object]:
+        choice = item.choice
+        return {"stage_end": choice.end if choice else None,
+                "grid": [choice.rows, choice.cols] if choice else None,
+                "mode": choice.mode.value if choice else None,
+                "peak_bytes": item.peak_bytes, "instructions": round(item.instructions),
+                "overhead": search.overhead(item),
+                "source_window": list(item.halo[:2]) if choice else None,
+                "tile": list(item.halo[2:]) if choice else None}
+    return {"budget_bytes": search.budget, "chosen": option(search.chosen),
+            "unpatched": option(search.baseline),
+            "pareto": [option(item) for item in search.pareto]}
 
 
 def planned_steps(plan: Plan) -> PlannedSteps:
@@ -267,7 +309,7 @@ def compile_model(
     board_file: Path | None = None, target: str | None = "host",
     quantize: QuantizeOptions | None = None, force: bool = False, *,
     prefix: str | None = None, library: bool = False, firmware: Firmware = QEMU_SEMIHOSTING,
-    fit_check: bool = True,
+    fit_check: bool = True, patches: PatchRequest | None = None,
 ) -> GeneratedProject:
     """Plan and generate the C project for `model` into `out_dir` (written atomically).
 
@@ -283,7 +325,8 @@ def compile_model(
     if prefix is not None:
         Naming(prefix)
     target = board_target(get_board(board_id, board_file), target)
-    analysis = analyze_model(model, board_id, board_file, quantize, target, firmware.io)
+    analysis = analyze_model(model, board_id, board_file, quantize, target, firmware.io,
+                             patches)
     if fit_check and not analysis.report.fits:
         raise _does_not_fit(analysis, target)
     return compile_analysis(analysis, out_dir, target, force, prefix=prefix, library=library,
@@ -326,10 +369,10 @@ def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
 def verify_model(
     model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
     runs: int = 20, seed: int = 0, sanitize: bool = True,
-    quantize: QuantizeOptions | None = None,
+    quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
 ) -> VerifyResult:
     """Build the generated C on the host and compare `runs` random inferences to the bit."""
-    analysis = analyze_model(model, board_id, board_file, quantize, "host")
+    analysis = analyze_model(model, board_id, board_file, quantize, "host", patches=patches)
     return verify_analysis(analysis, runs, seed, sanitize)
 
 
@@ -349,7 +392,7 @@ def write_model(data: bytes, path: Path) -> None:
 def verify_cortexm_model(
     model: Path | str, target: str, board_id: str | None = None,
     board_file: Path | None = None, runs: int = 10, seed: int = 0, profile: bool = False,
-    quantize: QuantizeOptions | None = None,
+    quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
 ) -> CortexMResult:
     """Build for a Cortex-M target, run on QEMU, compare to the bit, measure instructions.
 
@@ -358,7 +401,7 @@ def verify_cortexm_model(
     if board_id is not None:
         board_target(get_board(board_id, board_file), target)
     board_id = board_id or default_board(target).id
-    analysis = analyze_model(model, board_id, board_file, quantize, target)
+    analysis = analyze_model(model, board_id, board_file, quantize, target, patches=patches)
     return verify_cortexm(analysis.graph, analysis.plan, target, analysis.board, runs, seed,
                           profile)
 
@@ -366,7 +409,7 @@ def verify_cortexm_model(
 def verify_board_model(
     model: Path | str, machine: str, board_id: str | None = None,
     board_file: Path | None = None, runs: int = 10, seed: int = 0,
-    quantize: QuantizeOptions | None = None,
+    quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
 ) -> CortexMResult:
     """Check the board-ready firmware bit-exact on the QEMU machine emulating the board's MCU.
 
@@ -379,15 +422,18 @@ def verify_board_model(
         raise McuflowError(f"board '{board.id}' runs on QEMU {emulated_by}, not {machine}",
                            f"pass --machine {emulated_by}")
     check_runs(runs)
-    analysis = analyze_model(model, board.id, board_file, quantize, board_target(board, None))
+    analysis = analyze_model(model, board.id, board_file, quantize, board_target(board, None),
+                             patches=patches)
     return verify_board(analysis.graph, analysis.plan, analysis.board, runs, seed)
 
 
 def bench_models(
-    models: list[Path], target: str, board_id: str | None = None, board_file: Path | None = None
+    models: list[Path], target: str, board_id: str | None = None, board_file: Path | None = None,
+    patches: PatchRequest | None = None,
 ) -> list[CortexMResult]:
     """One bit-exact-checked QEMU measurement per model (two random inputs each)."""
-    return [verify_cortexm_model(model, target, board_id, board_file, runs=2) for model in models]
+    return [verify_cortexm_model(model, target, board_id, board_file, runs=2, patches=patches)
+            for model in models]
 
 
 def verify_compiled(

@@ -27,6 +27,7 @@ from mcuflow.frontends.arrays import read_npy
 from mcuflow.hw.board import load_boards
 from mcuflow.ir.constraints import constraints_for, supported_ops_markdown
 from mcuflow.ir.ops import OpKind
+from mcuflow.memory.patch_search import PatchRequest, PatchSearch
 from mcuflow.memory.plot import plot_arena
 from mcuflow.quant.report import QuantReport
 from mcuflow.toolchain.host import VerifyResult
@@ -65,6 +66,45 @@ ForceOption = Annotated[
 ]
 
 
+PatchesOption = Annotated[
+    str, typer.Option("--patches", help="Run the first layers patch by patch to cut peak RAM, "
+                      "bit-exact: auto (only when the model does not fit otherwise), off, or "
+                      "RxC[@LAYER] (a grid of R x C patches, the stage ending at LAYER: an op or "
+                      "tensor name; default: the best end).")
+]
+SramBudgetOption = Annotated[
+    int | None, typer.Option("--sram-budget", help="Bytes of SRAM the arena may use (default: "
+                             "the board's): the patches with the least overhead that fit it.")
+]
+MaxOverheadOption = Annotated[
+    float | None, typer.Option("--max-overhead", help="Percent of extra instructions the "
+                               "patches may cost (default 10); alone, it asks for the smallest "
+                               "peak within it.")
+]
+
+
+def _patch_request(patches: str, sram_budget: int | None,
+                   max_overhead: float | None) -> PatchRequest:
+    return PatchRequest.parse(patches, sram_budget, max_overhead)
+
+
+def _print_patches(search: PatchSearch, options: bool) -> None:
+    """The chosen patch stage (or why none), and with `options` the Pareto set planned."""
+    console.print(api.patches_line(search))
+    if not options or not search.options:
+        return
+    table = Table(title="patch options (Pareto set: peak vs instructions)")
+    for column in ("stage", "peak B", "overhead", "source window", "tile"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for option in search.pareto:
+        rows, cols, tile_rows, tile_cols = option.halo
+        table.add_row(_ascii(option.choice.describe() if option.choice else "unpatched"),
+                      f"{option.peak_bytes:,}", f"{100 * search.overhead(option):+.1f} %",
+                      f"{rows}x{cols}" if option.choice else "", f"{tile_rows}x{tile_cols}"
+                      if option.choice else "")
+    console.print(table)
+
+
 def _quantize_options(calibration: Path | None, scheme: str) -> api.QuantizeOptions | None:
     return None if calibration is None else api.QuantizeOptions(calibration, scheme)
 
@@ -100,17 +140,22 @@ def analyze_command(
         bool, typer.Option("--require-fit", help="Exit with code 1, after the report, when the "
                            "model does not fit the board's SRAM or flash (a CI gate).")
     ] = False,
+    patches: PatchesOption = "auto",
+    sram_budget: SramBudgetOption = None,
+    max_overhead: MaxOverheadOption = None,
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy."""
     _check_plot(plot)
     analysis = api.analyze_model(model, board, board_file,
-                                _quantize_options(calibration, scheme))
+                                _quantize_options(calibration, scheme),
+                                patches=_patch_request(patches, sram_budget, max_overhead))
     if plot is not None:
         plot_working_set(analysis.report, plot)
     if as_json:
-        _print_json(analysis.report.to_json())
+        _print_json({**analysis.report.to_json(), "patches": api.patches_json(analysis.patches)})
     else:
         render_report(analysis.report, console)
+        _print_patches(analysis.patches, options=False)
     if require_fit and not analysis.report.fits:
         raise typer.Exit(1)
 
@@ -133,6 +178,9 @@ def plan_command(
     ] = None,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
+    patches: PatchesOption = "auto",
+    sram_budget: SramBudgetOption = None,
+    max_overhead: MaxOverheadOption = None,
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
 
@@ -141,12 +189,13 @@ def plan_command(
     """
     _check_plot(plot)
     analysis = api.analyze_model(model, board, board_file,
-                                _quantize_options(calibration, scheme))
+                                _quantize_options(calibration, scheme),
+                                patches=_patch_request(patches, sram_budget, max_overhead))
     if plot is not None:
         plot_arena(analysis.plan, plot)
     plan = api.plan_to_json(analysis.plan)
     if as_json:
-        _print_json(plan)
+        _print_json({**plan, "patches": api.patches_json(analysis.patches)})
         return
     table = Table(title=f"Memory plan of {analysis.graph.name}")
     for column in ("buffer", "offset", "size", "steps"):
@@ -157,6 +206,7 @@ def plan_command(
     console.print(table)
     console.print(f"arena: {plan['arena_bytes']:,} B   lower bound for this order: "
                   f"{plan['lower_bound_bytes']:,} B   board SRAM: {analysis.board.sram_bytes:,} B")
+    _print_patches(analysis.patches, options=True)
 
 
 def _ascii(name: str) -> str:
@@ -220,6 +270,9 @@ def compile_command(
                      "the board (-b) too. --no-fit-check generates the C anyway (a Cortex-M link "
                      "then overflows)."),
     ] = True,
+    patches: PatchesOption = "auto",
+    sram_budget: SramBudgetOption = None,
+    max_overhead: MaxOverheadOption = None,
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
 
@@ -231,7 +284,8 @@ def compile_command(
                                     weights_section)
     project = api.compile_model(model, out_dir, board, board_file, target,
                                 _quantize_options(calibration, scheme), force, prefix=prefix,
-                                library=library, firmware=firmware, fit_check=fit_check)
+                                library=library, firmware=firmware, fit_check=fit_check,
+                                patches=_patch_request(patches, sram_budget, max_overhead))
     portable = [(index, step) for index, step in enumerate(project.steps)
                 if step.portable_reason]
     summary = {"path": str(project.path), "files": list(project.files),
@@ -276,9 +330,13 @@ def verify_command(
     as_json: JsonOption = False,
     calibration: CalibrationOption = None,
     scheme: SchemeOption = "affine",
+    patches: PatchesOption = "auto",
+    sram_budget: SramBudgetOption = None,
+    max_overhead: MaxOverheadOption = None,
 ) -> None:
     """Build the generated C (of MODEL, or a directory written by compile), compare to the bit."""
     quantize = _quantize_options(calibration, scheme)
+    request = _patch_request(patches, sram_budget, max_overhead)
     if model.is_dir():
         if target != "host":
             raise McuflowError(f"a compiled directory is verified on the host, not on {target}",
@@ -290,17 +348,17 @@ def verify_command(
     elif machine is not None:
         with console.status(f"building the board firmware and running it on QEMU {machine}"):
             result = api.verify_board_model(model, machine, board, board_file, runs, seed,
-                                            quantize)
+                                            quantize, request)
         show = _print_cortexm
     elif target == "host":
         with console.status("building and running the generated C"):
             result = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
-                                      quantize=quantize)
+                                      quantize=quantize, patches=request)
         show = _print_verify
     else:
         with console.status(f"building for {target} and running on QEMU"):
             result = api.verify_cortexm_model(model, target, board, board_file, runs, seed,
-                                              profile, quantize)
+                                              profile, quantize, request)
         show = _print_cortexm
     if as_json:
         _print_json(dataclasses.asdict(result))
@@ -350,11 +408,15 @@ def bench_command(
     board: Annotated[str | None, typer.Option("--board", "-b", help="Board id.")] = None,
     board_file: BoardFileOption = None,
     as_json: JsonOption = False,
+    patches: PatchesOption = "auto",
+    sram_budget: SramBudgetOption = None,
+    max_overhead: MaxOverheadOption = None,
 ) -> None:
     """One table: instructions, MACs/instruction, flash and RAM per model on QEMU."""
     chosen = models or [api.demo_model_path()]
     with console.status(f"measuring {len(chosen)} model(s) on {target}"):
-        rows = api.bench_models(chosen, target, board, board_file)
+        rows = api.bench_models(chosen, target, board, board_file,
+                                _patch_request(patches, sram_budget, max_overhead))
     if as_json:
         _print_json([dataclasses.asdict(row) for row in rows])
         return

@@ -12,7 +12,7 @@ import numpy as np
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import NoAttrs, OpKind
+from mcuflow.ir.ops import NoAttrs, OpKind, SliceAttrs
 from mcuflow.ir.quantization import QuantParams
 
 Family = Callable[[], Graph]
@@ -158,8 +158,27 @@ def data_movement() -> Graph:
         b.squeeze(b.reshape(x, (1, 72, 1))),
         b.concatenation([c1, c2], axis=3),
         b.concatenation([x, b.relu(x)], axis=1),
+        *_slices(b, x, c1),
     )
     return b.build()
+
+
+def _slices(b: GraphBuilder, x: str, c1: str) -> list[str]:
+    """SLICEs of `x` [1, 4, 6, 3] and `c1` [1, 4, 6, 5], reshaped or not.
+
+    Row copies (a spatial crop, one contiguous run, a cut channel under whole rows, an offset in
+    dims of size 1) and mcuflow_slice_s8 (rank 3 and rank 5 after merging).
+    """
+    boxes = (
+        (x, (1, 4, 6, 3), (0, 1, 2, 0), (1, 2, 3, 3)),
+        (x, (1, 4, 6, 3), (0, 1, 0, 0), (1, 2, 6, 3)),
+        (c1, (1, 4, 6, 5), (0, 1, 0, 1), (1, 3, 6, 3)),
+        (c1, (1, 2, 2, 6, 5), (0, 1, 1, 0, 1), (1, 1, 1, 6, 3)),
+        (c1, (1, 4, 6, 5), (0, 1, 1, 1), (1, 3, 4, 3)),
+        (c1, (2, 2, 3, 2, 5), (0, 1, 1, 0, 1), (1, 1, 2, 1, 3)),
+    )
+    return [b.op(OpKind.SLICE, [b.reshape(source, shape)], SliceAttrs(begin, size),
+                 b.quant(source)) for source, shape, begin, size in boxes]
 
 
 @family

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from mcuflow.errors import ModelFormatError, UnsupportedModelError
+from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.onnx_reader import import_onnx, read_onnx
 from mcuflow.ir.ops import OpKind
 from mcuflow.passes.pipeline import run_passes
@@ -162,6 +162,24 @@ def _maximum_minimum(net: Net) -> str:
     return net.node("Max", net.node("Min", floor, z), ceiling)
 
 
+def _slices(net: Net) -> str:
+    """Slices of NCHW tensors: channels, and H and W by negative and clamped bounds and axes."""
+    y = net.node("Conv", "x", net.weights(6, 3, 1, 1))
+    channels = net.node("Slice", y, net.const(np.array([2])), net.const(np.array([5])),
+                        net.const(np.array([1])), net.const(np.array([1])))
+    spatial = net.node("Slice", "x", net.const(np.array([1, -5])),
+                       net.const(np.array([1 << 62, -1])), net.const(np.array([2, 3])))
+    cropped = net.node("Slice", channels, net.const(np.array([0, 0])), net.const(np.array([5, 4])),
+                       net.const(np.array([-2, -1])))
+    return net.node("Add", cropped, spatial)
+
+
+def _slice_attributes(net: Net) -> str:
+    """Slice before opset 10 takes starts, ends and axes as attributes."""
+    y = net.node("Relu", "x")
+    return net.node("Slice", y, starts=[1, 0], ends=[3, -2], axes=[1, 3])
+
+
 CASES: dict[str, tuple[Callable[[Net], str], tuple[int, ...], int]] = {
     "conv_bn_relu": (_conv_bn_relu, (1, 3, 8, 8), 17),
     "strided_asymmetric_pads": (_strided_asymmetric, (1, 3, 8, 8), 17),
@@ -176,6 +194,8 @@ CASES: dict[str, tuple[Callable[[Net], str], tuple[int, ...], int]] = {
     "reduce_mean_gemm_softmax": (_reduce_mean_softmax, (1, 3, 6, 6), 17),
     "softmax_over_channels": (_softmax_over_channels, (1, 3, 4, 4), 13),
     "maximum_minimum": (_maximum_minimum, (1, 3, 5, 6), 13),
+    "slices": (_slices, (1, 3, 6, 7), 17),
+    "slice_attributes": (_slice_attributes, (1, 3, 4, 5), 9),
 }
 
 
@@ -204,6 +224,18 @@ def test_max_of_three_operands_is_refused() -> None:
     y = net.node("Relu", "x")
     with pytest.raises(UnsupportedModelError, match="takes 3 operands; mcuflow takes two"):
         read_onnx(net.model(net.node("Max", y, "x", y)))
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ([[0], [2], [3], [2]], r"has steps \[2\]; mcuflow slices with steps of 1"),
+    ([[0], [0], [3]], "has an empty output"),
+    ([[0, 1], [2]], "needs starts and ends"),
+], ids=["steps", "empty", "lengths"])
+def test_slice_refuses_what_slice_cannot_run(inputs: list[list[int]], message: str) -> None:
+    net = Net((1, 3, 5, 6))
+    y = net.node("Slice", "x", *(net.const(np.array(values)) for values in inputs))
+    with pytest.raises(McuflowError, match=message):
+        read_onnx(net.model(y))
 
 
 def test_hard_sigmoid_times_input_becomes_hard_swish() -> None:
@@ -271,9 +303,8 @@ def test_missing_file_is_a_format_error(tmp_path: object) -> None:
 def test_every_unsupported_op_is_listed_at_once() -> None:
     net = Net((1, 3, 8, 8))
     y = net.node("Erf", net.node("Relu", "x"))
-    y = net.node("Slice", y, net.const(np.array([0])), net.const(np.array([2])),
-                 net.const(np.array([1])))
-    with pytest.raises(UnsupportedModelError, match=r"3 unsupported .* Erf \(x2\), Slice \(x1\)"):
+    y = net.node("Neg", y)
+    with pytest.raises(UnsupportedModelError, match=r"3 unsupported .* Erf \(x2\), Neg \(x1\)"):
         read_onnx(net.model(net.node("Erf", y)))
 
 

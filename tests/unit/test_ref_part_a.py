@@ -1,8 +1,9 @@
-"""Reference kernels part A (conv, depthwise, FC, pools, MEAN, PAD, reshapes, concat) vs LiteRT."""
+"""Reference kernels part A (conv, depthwise, FC, pools, MEAN, PAD, reshapes, concat, SLICE)."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -13,11 +14,12 @@ from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph, Tensor
-from mcuflow.ir.ops import FullyConnectedAttrs, OpKind, Pool2DAttrs
+from mcuflow.ir.ops import FullyConnectedAttrs, OpKind, Pool2DAttrs, SliceAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.quant import fixedpoint
 from mcuflow.ref.common import Accumulators
 from mcuflow.ref.conv2d import ConvParams, conv_requantizer
+from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.interpreter import Interpreter, run
 from mcuflow.ref.mean import fold_count
@@ -28,7 +30,7 @@ SEEDS = (0, 1, 2)
 ACTIVATIONS = list(Activation)
 PART_A = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
           OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D, OpKind.MEAN, OpKind.PAD, OpKind.RESHAPE,
-          OpKind.SQUEEZE, OpKind.CONCATENATION)
+          OpKind.SQUEEZE, OpKind.CONCATENATION, OpKind.SLICE)
 
 
 def _inputs(graph: Graph, seed: int) -> list[np.ndarray]:
@@ -282,6 +284,45 @@ def test_concatenation_rejects_mixed_quantisation_like_litert() -> None:
         litert_interpreter(write_tflite(graph))
     with pytest.raises(UnsupportedModelError, match="share the output's scale and zero point"):
         Interpreter(graph)
+
+
+SLICES = [
+    ((1, 5, 4, 3), (0, 1, 2, 0), (1, 3, 2, 3)),
+    ((1, 5, 4, 3), (0, 0, 0, 1), (1, 5, 4, 2)),
+    ((1, 5, 4, 3), (0, 4, 3, 2), (1, 1, 1, 1)),
+    ((2, 3, 7), (1, 0, 2), (1, 3, 4)),
+    ((6, 9), (2, 0), (3, 9)),
+    ((2, 2, 3, 2, 5), (0, 1, 1, 0, 1), (1, 1, 2, 1, 3)),
+    ((7,), (3,), (4,)),
+]
+
+
+@pytest.mark.parametrize(("shape", "begin", "size"), SLICES, ids=str)
+def test_slice(shape: tuple[int, ...], begin: tuple[int, ...], size: tuple[int, ...]) -> None:
+    builder, x = _builder(len(shape), shape)
+    y = builder.op(OpKind.SLICE, [x], SliceAttrs(begin, size), builder.quant(x))
+    graph = builder.output(y).build()
+    assert_matches_litert(graph, SEEDS if math.prod(size) > 1 else tuple(range(8)))
+
+
+@pytest.mark.parametrize(("shape", "begin", "size"), SLICES, ids=str)
+def test_float_slice(shape: tuple[int, ...], begin: tuple[int, ...], size: tuple[int, ...]
+                     ) -> None:
+    builder = GraphBuilder(seed=len(shape))
+    x = builder.input(shape, dtype=DType.FLOAT32)
+    y = builder.op(OpKind.SLICE, [x], SliceAttrs(begin, size), None, DType.FLOAT32)
+    graph = builder.output(y).build()
+    inputs = [np.random.default_rng(0).standard_normal(shape).astype(np.float32)]
+    np.testing.assert_array_equal(run_float(graph, inputs).outputs[0],
+                                  litert_invoke(write_tflite(graph), inputs)[0])
+
+
+def test_slice_refuses_a_change_of_quantisation() -> None:
+    builder, x = _builder(0, (1, 4, 4, 2))
+    y = builder.op(OpKind.SLICE, [x], SliceAttrs((0, 1, 1, 0), (1, 2, 2, 2)),
+                   QuantParams.per_tensor(0.5, 0))
+    with pytest.raises(UnsupportedModelError, match="share scale and zero point"):
+        Interpreter(builder.output(y).build())
 
 
 # --- the shared requantisation and rounding machinery ---------------------------------------

@@ -25,6 +25,7 @@ from mcuflow.ir.ops import (
     MeanAttrs,
     NoAttrs,
     OpKind,
+    SliceAttrs,
     SoftmaxAttrs,
     infer_output_shapes,
 )
@@ -124,7 +125,8 @@ def _pad_concat(b: GraphBuilder) -> None:
     x = b.input((1, 4, 4, 2))
     y = b.pad(x, ((0, 0), (1, 2), (2, 1), (0, 0)))
     z = b.pad(x, ((0, 0), (0, 3), (3, 0), (0, 0)))
-    b.output(b.concatenation([y, z], axis=-1))
+    joined = b.concatenation([y, z], axis=-1)
+    b.output(b.op(OpKind.SLICE, [joined], SliceAttrs((0, 1, 2, 1), (1, 5, 4, 3)), b.quant(x)))
 
 
 def _activations(b: GraphBuilder) -> None:
@@ -564,6 +566,43 @@ def test_negative_axes_are_normalised() -> None:
     assert graph.operators[0].attrs.axis == 2
     assert graph.operators[1].attrs == MeanAttrs((1, 2), False)
     assert_same_outputs(model, write_tflite(graph))
+
+
+def _slice_model(begin: RawT, size: RawT) -> bytes:
+    """x (1, 5, 4, 3) -[SLICE by tensors 1 and 2]-> y, float32."""
+    y = RawT("y", (1, 3, 3, 2))
+    return raw_model(RawModel([RawT("x", (1, 5, 4, 3)), begin, size, y],
+                              [RawO(OP.SLICE, [0, 1, 2], [3])], [0], [3]))
+
+
+def i64(*values: int) -> bytes:
+    return np.asarray(values, dtype="<i8").tobytes()
+
+
+def test_slice_reads_int64_begin_and_size_with_minus_one() -> None:
+    model = _slice_model(RawT("begin", (4,), TT.INT64, i64(0, 1, 1, 0)),
+                         RawT("size", (4,), TT.INT64, i64(-1, 3, -1, 2)))
+    graph = read_tflite(model)
+    assert graph.operators[0].attrs == SliceAttrs((0, 1, 1, 0), (1, 3, 3, 2))
+    assert_same_outputs(model, write_tflite(graph))
+
+
+@pytest.mark.parametrize(("begin", "size", "error", "message"), [
+    (RawT("begin", (4,), TT.INT32), RawT("size", (4,), TT.INT32, i32(1, 3, 3, 2)),
+     UnsupportedModelError, "takes its begin from a tensor computed at run time"),
+    (RawT("begin", (4,), TT.INT32, i32(0, 1, 1, 0)), RawT("size", (4,), TT.INT32),
+     UnsupportedModelError, "takes its size from a tensor computed at run time"),
+    (RawT("begin", (4,), TT.INT32, i32(0, 3, 1, 0)), RawT("size", (4,), TT.INT32, i32(1, 3, 3, 2)),
+     ModelFormatError, r"begin \[0, 3, 1, 0\] and size \[1, 3, 3, 2\], which do not lie inside"),
+    (RawT("begin", (3,), TT.INT32, i32(0, 1, 1)), RawT("size", (4,), TT.INT32, i32(1, 3, 3, 2)),
+     ModelFormatError, "for an input of rank 4"),
+    (RawT("begin", (4,), TT.INT32, i32(0, 1, 1, 0)), RawT("size", (4,), TT.INT32, i32(1, 0, 3, 2)),
+     UnsupportedModelError, "has an empty output"),
+], ids=["computed-begin", "computed-size", "outside", "rank", "empty"])
+def test_slice_refuses_what_it_cannot_fold(begin: RawT, size: RawT, error: type,
+                                           message: str) -> None:
+    with pytest.raises(error, match=message):
+        read_tflite(_slice_model(begin, size))
 
 
 def test_duplicate_and_empty_names_are_made_unique() -> None:

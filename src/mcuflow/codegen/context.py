@@ -94,15 +94,26 @@ class ConstantPool:
 
     arrays: list[CArray] = field(default_factory=list)
     _of_tensor: dict[str, str] = field(default_factory=dict)
+    _of_values: dict[tuple[str, str, bytes], str] = field(default_factory=dict)
+    structs: dict[tuple[str, tuple[tuple[str, int | str], ...]], str] = field(
+        default_factory=dict)
+    """Symbols of the `static const` structs defined so far, by C type and fields."""
     naming: Naming = field(default_factory=Naming)
 
     def add(self, symbol: str, ctype: str, values: np.ndarray, comment: str) -> str:
-        """Register a derived array (multipliers, folded bias, table); returns its symbol."""
+        """Register a derived array (multipliers, folded bias, table); returns its symbol.
+
+        An array equal to one registered before (same C type and values, e.g. the constants of
+        one layer repeated by a patch stage) is not stored twice: its first symbol is returned.
+        """
         values = np.ascontiguousarray(values).reshape(-1)
         if values.size == 0:
             raise CodegenError(f"empty constant {symbol}")
-        self.arrays.append(CArray(symbol, ctype, values, c_comment(comment)))
-        return symbol
+        key = (ctype, values.dtype.str, values.tobytes())
+        if key not in self._of_values:
+            self.arrays.append(CArray(symbol, ctype, values, c_comment(comment)))
+            self._of_values[key] = symbol
+        return self._of_values[key]
 
     def tensor(self, graph: Graph, name: str) -> str:
         """The symbol of a constant tensor of the graph, emitted once however many ops read it."""
@@ -225,6 +236,18 @@ class EmitContext:
     def constant(self, stem: str, ctype: str, values: np.ndarray, comment: str) -> str:
         """Register a derived constant array of this layer; returns its symbol."""
         return self.pool.add(self.symbol(stem), ctype, values, comment)
+
+    def struct(self, ctype: str, stem: str, fields: dict[str, int | str]) -> str:
+        """Define a `static const` struct for this layer; returns its symbol.
+
+        A struct equal to one an earlier layer defined (a patch stage repeats layers) is reused.
+        """
+        key = (ctype, tuple(fields.items()))
+        if key not in self.pool.structs:
+            symbol = self.symbol(stem)
+            self.definitions.append(c_struct(ctype, symbol, fields))
+            self.pool.structs[key] = symbol
+        return self.pool.structs[key]
 
 
 def c_struct(ctype: str, symbol: str, fields: dict[str, int | str]) -> str:

@@ -15,10 +15,9 @@ from mcuflow.codegen.context import (
     LayerCode,
     c_float,
     c_int,
-    c_struct,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS
+from mcuflow.hw.kernels import KERNELS, slice_kernel, slice_layout
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -33,6 +32,7 @@ from mcuflow.ir.ops import (
     SoftmaxAttrs,
 )
 from mcuflow.ir.registry import OpTable
+from mcuflow.memory.inplace import alias_offset
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
@@ -111,9 +111,7 @@ def _conv_requant(ctx: EmitContext, params: ConvParams, bias: str) -> str:
 
 
 def _define(ctx: EmitContext, ctype: str, stem: str, fields: dict[str, int | str]) -> str:
-    symbol = ctx.symbol(stem)
-    ctx.definitions.append(c_struct(ctype, symbol, fields))
-    return symbol
+    return ctx.struct(ctype, stem, fields)
 
 
 def _window(ctx: EmitContext, kernel: tuple[int, int], strides: tuple[int, int],
@@ -435,4 +433,29 @@ def _pad(ctx: EmitContext) -> LayerCode:
         "out_dims": _padded(list(out.shape))})
     call = _call("mcuflow_pad_s8", f"&{symbol}", c_int(ctx.quant(out.name).zero_point0),
                  _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_data",))
+
+
+@emitter(OpKind.SLICE)
+def _slice(ctx: EmitContext) -> LayerCode:
+    if ctx.inplace is InPlace.ALIAS:
+        place = ctx.offset(ctx.op.inputs[0]) + alias_offset(ctx.graph, ctx.op)
+        if ctx.offset(ctx.op.outputs[0]) != place:
+            raise CodegenError(f"step {ctx.layer}: the view '{ctx.op.outputs[0]}' is not at its "
+                               "planned place")
+        return LayerCode([])
+    layout = slice_layout(ctx.graph, ctx.op)
+    _require_rank(ctx, len(layout.in_dims))
+    if slice_kernel(ctx.graph, ctx.op) == "mcuflow_copy_rows":
+        itemsize = ctx.input(0).dtype.itemsize
+        start = f" + {layout.start * itemsize}" if layout.start else ""
+        row = str(layout.out_dims[-1] * itemsize)
+        call = _call("mcuflow_copy_rows", ctx.pointer(ctx.op.inputs[0], "U8") + start,
+                     str(layout.in_dims[-1] * itemsize), ctx.pointer(ctx.op.outputs[0], "U8"),
+                     row, str(layout.runs), row)
+        return _code(ctx, call, ("mcuflow_data",))
+    symbol = _define(ctx, "mcuflow_slice_t", "slice", {
+        "rank": len(layout.in_dims), "in_dims": _padded(list(layout.in_dims)),
+        "begin": _padded(list(layout.begin)), "out_dims": _padded(list(layout.out_dims))})
+    call = _call("mcuflow_slice_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_data",))

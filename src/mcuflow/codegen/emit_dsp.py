@@ -14,10 +14,12 @@ FULLY_CONNECTED the one-multiply formula on accumulators clamped to the unsatura
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mcuflow.codegen import dsp
-from mcuflow.codegen.context import EmitContext, LayerCode, c_struct
+from mcuflow.codegen.context import EmitContext, LayerCode
 from mcuflow.hw.kernels import (
     FC_FEW_UNITS,
     FC_SHORT_DEPTH,
@@ -132,9 +134,7 @@ def _padded(values: np.ndarray, length: int) -> np.ndarray:
 
 
 def _define(ctx: EmitContext, ctype: str, stem: str, fields: dict[str, int | str]) -> str:
-    symbol = ctx.symbol(stem)
-    ctx.definitions.append(c_struct(ctype, symbol, fields))
-    return symbol
+    return ctx.struct(ctype, stem, fields)
 
 
 def _requant(ctx: EmitContext, requant: dsp.FastRequant, bias: np.ndarray, length: int,
@@ -182,10 +182,22 @@ def _general_requant(ctx: EmitContext, mode: int, bias: np.ndarray, length: int,
 
 def _conv_requant(params: ConvParams, span: dsp.Domain, negative: int | None = None
                   ) -> dsp.FastRequant | None:
-    return dsp.fast_requant(
-        dsp.conv_function(params.multipliers, params.shifts, params.output_offset), span,
-        dsp.conv_natural(params.multipliers, params.shifts), params.act_min, params.act_max,
-        negative)
+    return _requant_of(params.multipliers, params.shifts, params.output_offset, params.act_min,
+                       params.act_max, negative, span.low.dtype.str, span.low.tobytes(),
+                       span.high.tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _requant_of(multipliers: tuple[int, ...], shifts: tuple[int, ...], output_offset: int,
+                act_min: int, act_max: int, negative: int | None, dtype: str, low: bytes,
+                high: bytes) -> dsp.FastRequant | None:
+    """fast_requant of a conv's constants, computed once per distinct layer.
+
+    A patch stage repeats each layer once per patch.
+    """
+    span = dsp.Domain(np.frombuffer(low, dtype), np.frombuffer(high, dtype))
+    return dsp.fast_requant(dsp.conv_function(multipliers, shifts, output_offset), span,
+                            dsp.conv_natural(multipliers, shifts), act_min, act_max, negative)
 
 
 def _doubled_requant(params: ConvParams, span: dsp.Domain) -> dsp.FastRequant | None:

@@ -132,12 +132,19 @@ def kernels_id() -> str:
 
 def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, naming: Naming
                    ) -> ModelSources:
-    """The model's C files for `target`, after checking that the plan and the ops fit."""
-    if plan.graph is not graph and len(plan.graph.operators) != len(graph.operators):
+    """The model's C files for `target`, after checking that the plan and the ops fit.
+
+    The plan's own graph is the one rendered: `graph` itself, or with a patch stage a rewrite
+    of it with the same inputs and outputs.
+    """
+    executed = plan.graph
+    same_ops = len(executed.operators) == len(graph.operators)
+    if plan.patch is None and not same_ops or (executed.inputs, executed.outputs) != (
+            graph.inputs, graph.outputs):
         raise CodegenError("the plan was made for another graph")
-    check_supported(graph)
+    check_supported(executed)
     chosen = get_target(target)
-    return render_model(graph, plan, chosen.dsp if dsp is None else dsp, naming)
+    return render_model(executed, plan, chosen.dsp if dsp is None else dsp, naming)
 
 
 def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board | None = None,

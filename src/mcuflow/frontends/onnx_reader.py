@@ -48,6 +48,7 @@ from mcuflow.ir.ops import (
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
+    SliceAttrs,
     SoftmaxAttrs,
     infer_output_shapes,
 )
@@ -1299,6 +1300,48 @@ def _pad(imp: _Importer, node: onnx.NodeProto) -> None:
     attrs_ir = PadAttrs(tuple(logical[p] for p in x.perm))
     shape = tuple(d + a + b for d, (a, b) in zip(x.shape, logical, strict=True))
     imp.set(node, imp.emit(OpKind.PAD, [x.name], attrs_ir, x, node.output[0], shape))
+
+
+def _slice_bounds(imp: _Importer, node: onnx.NodeProto) -> tuple[list, list, list | None]:
+    """Starts, ends and axes: inputs from opset 10 (steps must be 1), attributes before."""
+    if imp.opset < 10:
+        attrs = imp.attrs(node)
+        starts, ends, axes = attrs.get("starts"), attrs.get("ends"), attrs.get("axes")
+    else:
+        starts, ends = imp.listed(node, 1, "starts"), imp.listed(node, 2, "ends")
+        axes, steps = imp.listed(node, 3, "axes"), imp.listed(node, 4, "steps")
+        if steps is not None and any(int(step) != 1 for step in steps):
+            raise imp.unsupported(node, f"has steps {[int(v) for v in steps]}; mcuflow slices "
+                                        "with steps of 1")
+    if starts is None or ends is None or len(ends) != len(starts) or (
+            axes is not None and len(axes) != len(starts)):
+        raise ModelFormatError(f"{imp.label}: Slice '{node.name}' needs starts and ends (and "
+                               "axes) of one length", _HINT)
+    return list(starts), list(ends), axes
+
+
+@converter("Slice")
+def _slice(imp: _Importer, node: onnx.NodeProto) -> None:
+    """SLICE; starts and ends are clamped to each axis, as ONNX defines them."""
+    x = imp.act(node)
+    if x.features is not None:
+        raise imp.unsupported(node, "slices a flattened NCHW tensor")
+    starts, ends, axes = _slice_bounds(imp, node)
+    rank = len(x.shape)
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+    if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        raise ModelFormatError(f"{imp.label}: Slice '{node.name}' has axes {axes} for rank "
+                               f"{rank}", _HINT)
+    begin, end = [0] * rank, list(x.shape)
+    for start, stop, axis in zip(starts, ends, axes, strict=True):
+        extent = x.shape[axis % rank]
+        begin[axis % rank], end[axis % rank] = (
+            min(max(int(v) + extent if v < 0 else int(v), 0), extent) for v in (start, stop))
+    size = [stop - start for start, stop in zip(begin, end, strict=True)]
+    if min(size) < 1:
+        raise imp.unsupported(node, f"has an empty output (starts {starts}, ends {ends})")
+    attrs = SliceAttrs(tuple(begin[p] for p in x.perm), tuple(size[p] for p in x.perm))
+    imp.set(node, imp.emit(OpKind.SLICE, [x.name], attrs, x, node.output[0], tuple(size)))
 
 
 @converter("Identity", "Dropout", "Cast")

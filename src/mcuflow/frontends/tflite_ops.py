@@ -32,6 +32,7 @@ from mcuflow.ir.ops import (
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
+    SliceAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
 )
@@ -46,8 +47,8 @@ Converter = Callable[[RawOp, RawSubgraph], tuple[OpAttrs, list[int]]]
 """Reads an op's options and constant inputs into (IR attributes, IR input tensor indices)."""
 OptionsWriter = Callable[[Builder, OpAttrs], tuple[int, int]]
 """Writes an op's builtin options: (BuiltinOptions type, options table offset)."""
-ConstantInput = Callable[[OpAttrs], tuple[str, np.ndarray]]
-"""An attribute TFLite takes as an int32 constant input: (tensor name suffix, values)."""
+ConstantInputs = Callable[[OpAttrs], list[tuple[str, np.ndarray]]]
+"""Attributes TFLite takes as int32 constant inputs: (tensor name suffix, values) each."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ class TfliteOp:
     """(min, max) count of its TFLite inputs, counting -1 placeholders."""
     bias: OptionalBias | None = None
     """Its optional bias operand, if it has one."""
-    constant_input: ConstantInput | None = None
-    """The attribute it takes as a constant input (RESHAPE shape...), appended when written."""
+    constant_inputs: ConstantInputs | None = None
+    """The attributes it takes as constant inputs (RESHAPE shape...), appended when written."""
     window: WindowOf | None = None
     """The window whose padded input the reader checks fits in RAM."""
     version: int = 1
@@ -255,6 +256,22 @@ def _concatenation(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]
     return ConcatenationAttrs(axis, activation), list(op.inputs)
 
 
+def _slice(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    shape = subgraph.tensors[op.inputs[0]].shape
+    begin = [int(b) for b in check.constant_input(op, subgraph, 1, "begin").reshape(-1)]
+    size = [int(n) for n in check.constant_input(op, subgraph, 2, "size").reshape(-1)]
+    if len(begin) != len(shape) or len(size) != len(shape):
+        raise check.op_error(op, f"has begin {begin} and size {size} for an input of rank "
+                                 f"{len(shape)}")
+    resolved = [d - b if n == -1 else n for d, b, n in zip(shape, begin, size, strict=True)]
+    if any(b < 0 or n < 0 or b + n > d for d, b, n in zip(shape, begin, resolved, strict=True)):
+        raise check.op_error(op, f"has begin {begin} and size {size}, which do not lie inside "
+                                 f"its input {shape}")
+    if 0 in resolved:
+        raise check.unsupported(op, f"has an empty output (size {size})")
+    return SliceAttrs(tuple(begin), tuple(resolved)), [op.inputs[0]]
+
+
 def _leaky_relu(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     o = check.options(op, tflite.LeakyReluOptions)
     alpha = float(o.Alpha()) if o else 0.0
@@ -271,16 +288,20 @@ def _int32(values: object) -> np.ndarray:
     return np.asarray(values, dtype="<i4")
 
 
-def _shape_input(a: ReshapeAttrs) -> tuple[str, np.ndarray]:
-    return "shape", _int32(a.new_shape)
+def _shape_input(a: ReshapeAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("shape", _int32(a.new_shape))]
 
 
-def _paddings_input(a: PadAttrs) -> tuple[str, np.ndarray]:
-    return "paddings", _int32(a.paddings).reshape(len(a.paddings), 2)
+def _paddings_input(a: PadAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("paddings", _int32(a.paddings).reshape(len(a.paddings), 2))]
 
 
-def _axes_input(a: MeanAttrs) -> tuple[str, np.ndarray]:
-    return "axes", _int32(a.axes)
+def _axes_input(a: MeanAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("axes", _int32(a.axes))]
+
+
+def _begin_size_inputs(a: SliceAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("begin", _int32(a.begin)), ("size", _int32(a.size))]
 
 
 def _conv_options(builder: Builder, a: Conv2DAttrs) -> tuple[int, int]:
@@ -383,6 +404,11 @@ def _concatenation_options(builder: Builder, a: ConcatenationAttrs) -> tuple[int
     return tflite.BuiltinOptions.ConcatenationOptions, tflite.ConcatenationOptionsEnd(builder)
 
 
+def _slice_options(builder: Builder, _: SliceAttrs) -> tuple[int, int]:
+    tflite.SliceOptionsStart(builder)
+    return tflite.BuiltinOptions.SliceOptions, tflite.SliceOptionsEnd(builder)
+
+
 def _leaky_relu_options(builder: Builder, a: LeakyReluAttrs) -> tuple[int, int]:
     tflite.LeakyReluOptionsStart(builder)
     tflite.LeakyReluOptionsAddAlpha(builder, a.alpha)
@@ -432,13 +458,13 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
         OP.AVERAGE_POOL_2D, _pool2d, _pool_options, window=_pool_window
     ),
     OpKind.MAX_POOL_2D: TfliteOp(OP.MAX_POOL_2D, _pool2d, _pool_options, window=_pool_window),
-    OpKind.MEAN: TfliteOp(OP.MEAN, _mean, _reducer_options, (2, 2), constant_input=_axes_input),
+    OpKind.MEAN: TfliteOp(OP.MEAN, _mean, _reducer_options, (2, 2), constant_inputs=_axes_input),
     OpKind.RESHAPE: TfliteOp(
-        OP.RESHAPE, _reshape, _reshape_options, (1, 2), constant_input=_shape_input
+        OP.RESHAPE, _reshape, _reshape_options, (1, 2), constant_inputs=_shape_input
     ),
     OpKind.SQUEEZE: TfliteOp(OP.SQUEEZE, _squeeze, _squeeze_options),
     OpKind.SOFTMAX: TfliteOp(OP.SOFTMAX, _softmax, _softmax_options),
-    OpKind.PAD: TfliteOp(OP.PAD, _pad, _pad_options, (2, 2), constant_input=_paddings_input),
+    OpKind.PAD: TfliteOp(OP.PAD, _pad, _pad_options, (2, 2), constant_inputs=_paddings_input),
     OpKind.CONCATENATION: TfliteOp(
         OP.CONCATENATION, _concatenation, _concatenation_options, (1, 1 << 16)
     ),
@@ -452,6 +478,8 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.DEQUANTIZE: TfliteOp(OP.DEQUANTIZE, write=_dequantize_options),
     OpKind.MAXIMUM: TfliteOp(OP.MAXIMUM, write=_maximum_minimum_options, operands=(2, 2)),
     OpKind.MINIMUM: TfliteOp(OP.MINIMUM, write=_maximum_minimum_options, operands=(2, 2)),
+    OpKind.SLICE: TfliteOp(OP.SLICE, _slice, _slice_options, (3, 3),
+                           constant_inputs=_begin_size_inputs),
 })
 """The TFLite form of every OpKind."""
 

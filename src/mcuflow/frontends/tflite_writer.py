@@ -106,12 +106,13 @@ class _Layout:
             if form.bias.zeros_axis is None:
                 return [NO_TENSOR]
             return [self.add(self.zero_bias(op, form.bias.zeros_axis))]
-        if form.constant_input is None:
+        if form.constant_inputs is None:
             return []
-        suffix, values = form.constant_input(op.attrs)
-        name = self.unique_name(f"{op.outputs[0]}/{suffix}")
-        tensor = Tensor(name, values.shape, DType.INT32, data=values)
-        return [self.add(tensor)]
+        indices = []
+        for suffix, values in form.constant_inputs(op.attrs):
+            name = self.unique_name(f"{op.outputs[0]}/{suffix}")
+            indices.append(self.add(Tensor(name, values.shape, DType.INT32, data=values)))
+        return indices
 
     def zero_bias(self, op: Operator, channel_axis: int) -> Tensor:
         """An all-zero bias for a convolution the IR holds without one."""

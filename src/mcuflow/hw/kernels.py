@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -11,7 +12,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import OpKind, SliceAttrs
 from mcuflow.ir.registry import OpTable
 
 
@@ -143,6 +144,77 @@ def _dsp_plane(graph: Graph, op: Operator, way: InPlace) -> int:
     return 0 if plane is None else plane.nbytes
 
 
+# --- SLICE's copy layout -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SliceLayout:
+    """A SLICE over merged dims: `out_dims` elements from `begin` of each of `in_dims`.
+
+    A dim whose whole extent is copied is merged into the dim before it and dims of extent 1
+    are dropped, so every dim but the first is cut and the last is the contiguous run copied.
+    """
+
+    in_dims: tuple[int, ...]
+    begin: tuple[int, ...]
+    out_dims: tuple[int, ...]
+
+    @property
+    def start(self) -> int:
+        """The input element the first copied run starts at."""
+        start = 0
+        for extent, first in zip(self.in_dims, self.begin, strict=True):
+            start = start * extent + first
+        return start
+
+    @property
+    def rows_only(self) -> bool:
+        """True when the copy is one strided run of rows (mcuflow_copy_rows applies)."""
+        return all(n == 1 for n in self.out_dims[:-2])
+
+    @property
+    def runs(self) -> int:
+        """Contiguous runs copied."""
+        return math.prod(self.out_dims[:-1])
+
+
+def slice_layout(graph: Graph, op: Operator) -> SliceLayout:
+    """The merged layout of SLICE `op`."""
+    attrs: SliceAttrs = op.attrs
+    dims: list[tuple[int, int, int]] = []
+    for extent, first, size in zip(graph.tensors[op.inputs[0]].shape, attrs.begin, attrs.size,
+                                   strict=True):
+        if extent == 1:
+            continue
+        if dims and size == extent:
+            outer_extent, outer_first, outer_size = dims[-1]
+            dims[-1] = (outer_extent * extent, outer_first * extent, outer_size * extent)
+        else:
+            dims.append((extent, first, size))
+    in_dims, begin, out_dims = zip(*dims or [(1, 0, 1)], strict=True)
+    return SliceLayout(in_dims, begin, out_dims)
+
+
+def slice_kernel(graph: Graph, op: Operator) -> str:
+    """mcuflow_copy_rows when SLICE `op` copies rows of one input stride, else mcuflow_slice_s8."""
+    return "mcuflow_copy_rows" if slice_layout(graph, op).rows_only else "mcuflow_slice_s8"
+
+
+def _copy_terms(graph: Graph, op: Operator) -> Work:
+    """work.copy_terms, and for SLICE a memmove per row (`gathered` bytes)."""
+    if op.kind is not OpKind.SLICE:
+        return work.copy_terms(graph, op)
+    return Work(calls=1, rows=slice_layout(graph, op).runs,
+                gathered=graph.tensors[op.outputs[0]].nbytes)
+
+
+def _slice_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_slice_s8: per run an offset over the dims (`loops`) and a memcpy."""
+    layout = slice_layout(graph, op)
+    return Work(calls=1, rows=layout.runs, loops=layout.runs * len(layout.in_dims),
+                gathered=graph.tensors[op.outputs[0]].nbytes)
+
+
 # --- the records ---------------------------------------------------------------------------------
 
 _WEIGHTED_DSP = "on a core with the Arm DSP extension, "
@@ -224,11 +296,15 @@ _kernel("mcuflow_quantize_f32", "mcuflow_lookup", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_copy_rows", "mcuflow_data", (OpKind.RESHAPE, OpKind.SQUEEZE,
-                                              OpKind.CONCATENATION),
-        "RESHAPE, SQUEEZE and CONCATENATION not planned in place: row copies.",
-        terms=work.copy_terms)
+                                              OpKind.CONCATENATION, OpKind.SLICE),
+        "RESHAPE, SQUEEZE and CONCATENATION not planned in place, and SLICE of rows with one "
+        "input stride (SliceLayout.rows_only): row copies.",
+        terms=_copy_terms)
 _kernel("mcuflow_pad_s8", "mcuflow_data", (OpKind.PAD,), "PAD with the zero point.",
         terms=work.pad_terms)
+_kernel("mcuflow_slice_s8", "mcuflow_data", (OpKind.SLICE,),
+        "Any other SLICE: a memcpy per contiguous run.",
+        terms=_slice_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -236,7 +312,7 @@ _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
 
 STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
     OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
-    OpKind.CONCATENATION: InPlace.CONCAT_SLICE,
+    OpKind.CONCATENATION: InPlace.CONCAT_SLICE, OpKind.SLICE: InPlace.ALIAS,
 })
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
 
@@ -340,6 +416,8 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return ("mcuflow_quantize_f32",)
     if kind in _LOOKUP:
         return ("mcuflow_lookup_s8",)
+    if kind is OpKind.SLICE:
+        return (slice_kernel(graph, op),)
     return _SIMPLE.get(kind)
 
 

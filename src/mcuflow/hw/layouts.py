@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcuflow.ir.enums import along
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import DepthwiseConv2DAttrs
 from mcuflow.ir.shapes import conv_padding
@@ -105,8 +106,8 @@ def dsp_depthwise_plane(graph: Graph, op: Operator, channel_by_channel: bool = T
     if (kernel != (3, 3) or (attrs.dilation_h, attrs.dilation_w) != (1, 1)
             or attrs.depth_multiplier != 1 or not channel_by_channel):
         return None
-    pad_top = conv_padding(in_h, 3, attrs.stride_h, 1, out_h, attrs.padding)
-    pad_left = conv_padding(in_w, 3, attrs.stride_w, 1, out_w, attrs.padding)
+    pad_top = conv_padding(in_h, 3, attrs.stride_h, 1, out_h, along(attrs.padding, 0))
+    pad_left = conv_padding(in_w, 3, attrs.stride_w, 1, out_w, along(attrs.padding, 1))
     options = [option for option in (
         _plane((in_h, in_w, out_h, out_w), (attrs.stride_h, attrs.stride_w),
                (pad_top, pad_left), False),

@@ -20,7 +20,7 @@ from mcuflow.hw.layouts import (
     dsp_padded_channels,
     merge_dims,
 )
-from mcuflow.ir.enums import Activation
+from mcuflow.ir.enums import Activation, along
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
@@ -166,8 +166,8 @@ def window(graph: Graph, op: Operator) -> Window:
         dilation = (attrs.dilation_h, attrs.dilation_w)
     axes = [(out_h, in_h, kernel[0], attrs.stride_h, dilation[0]),
             (out_w, in_w, kernel[1], attrs.stride_w, dilation[1])]
-    valid = [_valid(o, i, k, s, d, conv_padding(i, k, s, d, o, attrs.padding))
-             for o, i, k, s, d in axes]
+    valid = [_valid(o, i, k, s, d, conv_padding(i, k, s, d, o, along(attrs.padding, axis)))
+             for axis, (o, i, k, s, d) in enumerate(axes)]
     return Window(n, out_h, out_w, in_c, out_c, kernel[0], kernel[1], *valid)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mcuflow.ir.enums import Activation, Padding
+from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
 from mcuflow.ir.registry import OpTable
@@ -46,6 +46,7 @@ class OpKind(Enum):
     DEQUANTIZE = "DEQUANTIZE"
     MAXIMUM = "MAXIMUM"
     MINIMUM = "MINIMUM"
+    SLICE = "SLICE"
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Conv2DAttrs:
     stride_w: int = 1
     dilation_h: int = 1
     dilation_w: int = 1
-    padding: Padding = Padding.VALID
+    padding: WindowPadding = Padding.VALID
     activation: Activation = Activation.NONE
 
 
@@ -74,7 +75,7 @@ class DepthwiseConv2DAttrs:
     dilation_h: int = 1
     dilation_w: int = 1
     depth_multiplier: int = 1
-    padding: Padding = Padding.VALID
+    padding: WindowPadding = Padding.VALID
     activation: Activation = Activation.NONE
 
 
@@ -101,7 +102,7 @@ class Pool2DAttrs:
     filter_w: int = 1
     stride_h: int = 1
     stride_w: int = 1
-    padding: Padding = Padding.VALID
+    padding: WindowPadding = Padding.VALID
     activation: Activation = Activation.NONE
 
 
@@ -142,6 +143,15 @@ class PadAttrs:
 
 
 @dataclass(frozen=True)
+class SliceAttrs:
+    """SLICE of `size` elements from `begin` on every axis (TFLite's constant begin and size
+    inputs, folded; a size of -1 there means "to the end" and is resolved on import)."""
+
+    begin: tuple[int, ...] = ()
+    size: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class ConcatenationAttrs:
     """CONCATENATION along `axis` (non-negative after import)."""
 
@@ -169,6 +179,7 @@ OpAttrs = (
     | SoftmaxAttrs
     | PadAttrs
     | ConcatenationAttrs
+    | SliceAttrs
     | LeakyReluAttrs
 )
 
@@ -234,8 +245,8 @@ class OpDef:
 def _window_output(h: int, w: int, kh: int, kw: int,
                    attrs: Conv2DAttrs | DepthwiseConv2DAttrs) -> tuple[int, int]:
     """(OH, OW) of a convolution's window over an H x W input."""
-    return (conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, attrs.padding),
-            conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, attrs.padding))
+    return (conv_output_size(h, kh, attrs.stride_h, attrs.dilation_h, along(attrs.padding, 0)),
+            conv_output_size(w, kw, attrs.stride_w, attrs.dilation_w, along(attrs.padding, 1)))
 
 
 def _conv2d_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -286,8 +297,8 @@ def _broadcast_shape(graph: Graph, op: Operator) -> list[Shape]:
 def _pool_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: Pool2DAttrs = op.attrs
     n, h, w, c = require_rank(graph, op, 0, 4)
-    oh = conv_output_size(h, attrs.filter_h, attrs.stride_h, 1, attrs.padding)
-    ow = conv_output_size(w, attrs.filter_w, attrs.stride_w, 1, attrs.padding)
+    oh = conv_output_size(h, attrs.filter_h, attrs.stride_h, 1, along(attrs.padding, 0))
+    ow = conv_output_size(w, attrs.filter_w, attrs.stride_w, 1, along(attrs.padding, 1))
     return [(n, oh, ow, c)]
 
 
@@ -325,6 +336,17 @@ def _pad_shape(graph: Graph, op: Operator) -> list[Shape]:
     if len(attrs.paddings) != len(x):
         raise ShapeError(f"PAD '{op.name}': {len(attrs.paddings)} padding pairs for rank {len(x)}")
     return [tuple(d + before + after for d, (before, after) in zip(x, attrs.paddings, strict=True))]
+
+
+def _slice_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: SliceAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if len(attrs.begin) != len(x) or len(attrs.size) != len(x) or any(
+            b < 0 or n < 1 or b + n > d for b, n, d in zip(attrs.begin, attrs.size, x,
+                                                           strict=True)):
+        raise ShapeError(f"SLICE '{op.name}': begin {attrs.begin} and size {attrs.size} do not "
+                         f"lie inside {x}")
+    return [attrs.size]
 
 
 def _concatenation_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -522,6 +544,8 @@ _DEFINITIONS = (
           checks=(rank_at_most_5,)),
     OpDef(OpKind.MINIMUM, NoAttrs, _broadcast_shape, (2, 2), element_ops=1, shared_quant=True,
           checks=(rank_at_most_5,)),
+    OpDef(OpKind.SLICE, SliceAttrs, _slice_shape, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mcuflow.errors import McuflowError
-from mcuflow.ir.enums import Padding
+from mcuflow.ir.enums import AxisPadding, Padding
 
 if TYPE_CHECKING:
     from mcuflow.ir.graph import Graph, Operator
@@ -17,18 +17,23 @@ class ShapeError(McuflowError):
     """Operator inputs whose shapes do not fit together."""
 
 
-def conv_output_size(size: int, kernel: int, stride: int, dilation: int, padding: Padding) -> int:
-    """TFLite ComputeOutSize for SAME and VALID padding."""
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int,
+                     padding: AxisPadding) -> int:
+    """TFLite ComputeOutSize for SAME and VALID padding; explicit (before, after) counts."""
     effective = (kernel - 1) * dilation + 1
+    if isinstance(padding, tuple):
+        return (size + sum(padding) - effective) // stride + 1
     if padding is Padding.SAME:
         return (size + stride - 1) // stride
     return (size - effective + stride) // stride
 
 
 def conv_padding(
-    size: int, kernel: int, stride: int, dilation: int, out_size: int, padding: Padding
+    size: int, kernel: int, stride: int, dilation: int, out_size: int, padding: AxisPadding
 ) -> int:
     """TFLite ComputePaddingWithOffset: the padding before the first element."""
+    if isinstance(padding, tuple):
+        return padding[0]
     if padding is Padding.VALID:
         return 0
     effective = (kernel - 1) * dilation + 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcuflow.memory.inplace import in_place_rule
+from mcuflow.memory.inplace import alias_offset, in_place_rule
 from mcuflow.memory.plan import Buffer, InPlace, Plan, PlanError
 from mcuflow.memory.scratch import scratch_bytes
 
@@ -54,8 +54,9 @@ def _check_steps(plan: Plan) -> None:
             raise PlanError(f"step {index} ({op.name!r}) needs {needed} bytes of scratch live "
                             f"at that step, the plan gives {step.scratch!r}")
         offset = plan.buffers[op.outputs[0]].offset
-        if step.inplace is InPlace.ALIAS and plan.buffers[op.inputs[0]].offset != offset:
-            raise PlanError(f"alias {op.outputs[0]!r} does not start at {op.inputs[0]!r}")
+        if step.inplace is InPlace.ALIAS and (
+                plan.buffers[op.inputs[0]].offset + alias_offset(graph, op) != offset):
+            raise PlanError(f"alias {op.outputs[0]!r} is not at its place in {op.inputs[0]!r}")
         if step.inplace is InPlace.CONCAT_SLICE:
             for name in op.inputs:
                 if plan.buffers[name].offset != offset:

@@ -7,14 +7,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.hw.kernels import dsp_depthwise_plane
-from mcuflow.ir.enums import Activation, Padding
+from mcuflow.ir.enums import Activation, AxisPadding, along
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import ConcatenationAttrs, OpKind
+from mcuflow.ir.ops import ConcatenationAttrs, OpKind, SliceAttrs
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace, kinds_running
 from mcuflow.memory.scratch import scratch_bytes
 
 ALIAS_KINDS = kinds_running(InPlace.ALIAS)
+_WHOLE_ALIAS_KINDS = ALIAS_KINDS - {OpKind.SLICE}
+"""Kinds whose output is always the whole input (a SLICE is a view only of a contiguous part)."""
 ELEMENTWISE_KINDS = kinds_running(InPlace.ELEMENTWISE)
 STREAMING_KINDS = kinds_running(InPlace.OVERLAP)
 ALL_KINDS = frozenset(InPlace) - {InPlace.NONE}
@@ -65,7 +67,8 @@ def _contiguous_slices(graph: Graph, op: Operator) -> bool:
 def _sliceable(graph: Graph, op: Operator, name: str, producer_kinds: dict[str, OpKind]) -> bool:
     """A concatenation input its producer can write straight into the output."""
     kind = producer_kinds.get(name)
-    return (kind is not None and kind not in ALIAS_KINDS and kind is not OpKind.CONCATENATION
+    return (kind is not None and kind not in _WHOLE_ALIAS_KINDS
+            and kind is not OpKind.CONCATENATION
             and op.inputs.count(name) == 1 and graph.consumers(name) == [graph.operators.index(op)]
             and name not in graph.outputs
             and graph.tensors[name].dtype == graph.tensors[op.outputs[0]].dtype)
@@ -76,12 +79,13 @@ def shared_parents(graph: Graph,
     """Tensors that live inside another one by construction: tensor -> (container, byte offset).
 
     RESHAPE/SQUEEZE outputs live in their input (ALIAS); the inputs of a CONCATENATION whose slices
-    are contiguous live in its output (CONCAT_SLICE) when their producers can write there.
+    are contiguous live in its output (CONCAT_SLICE) when their producers can write there; a
+    SLICE of contiguous bytes that is not such an input is a view of its input (ALIAS).
     """
     parent: dict[str, tuple[str, int]] = {}
     producer_kinds = {out: op.kind for op in graph.operators for out in op.outputs}
     for op in graph.operators:
-        alias = op.kind in ALIAS_KINDS and _is_activation(graph, op.inputs[0])
+        alias = op.kind in _WHOLE_ALIAS_KINDS and _is_activation(graph, op.inputs[0])
         if InPlace.ALIAS in kinds and alias:
             parent[op.outputs[0]] = (op.inputs[0], 0)
         elif InPlace.CONCAT_SLICE in kinds and concat_is_sliced(graph, op, producer_kinds):
@@ -89,7 +93,41 @@ def shared_parents(graph: Graph,
             for name in op.inputs:
                 parent[name] = (op.outputs[0], offset)
                 offset += graph.tensors[name].nbytes
+    if InPlace.ALIAS in kinds:
+        for op in graph.operators:
+            view = slice_view(graph, op) if op.kind in ALIAS_KINDS - _WHOLE_ALIAS_KINDS else None
+            if view is not None and op.outputs[0] not in parent:
+                parent[op.outputs[0]] = (op.inputs[0], view)
     return parent
+
+
+def alias_offset(graph: Graph, op: Operator) -> int:
+    """Where an ALIAS step's output starts in its input (bytes).
+
+    A contiguous SLICE's offset; 0 for RESHAPE and SQUEEZE.
+    """
+    view = slice_view(graph, op) if op.kind is OpKind.SLICE else 0
+    if view is None:
+        raise ValueError(f"SLICE '{op.name}' is not contiguous and cannot be an alias")
+    return view
+
+
+def slice_view(graph: Graph, op: Operator) -> int | None:
+    """Byte offset of a SLICE's output in its input when the slice is contiguous, else None.
+
+    Contiguous: every axis before some axis keeps one element and every axis after it is whole.
+    """
+    source = graph.tensors[op.inputs[0]]
+    if source.is_constant:
+        return None
+    attrs: SliceAttrs = op.attrs
+    shape, begin, size = source.shape, attrs.begin, attrs.size
+    split = next((a for a in range(len(shape)) if size[a] != 1), len(shape))
+    if any(size[a] != shape[a] for a in range(split + 1, len(shape))):
+        return None
+    strides = [int(np.prod(shape[a + 1:], dtype=np.int64)) for a in range(len(shape))]
+    return sum(b * stride for b, stride in zip(begin, strides, strict=True)) * (
+        source.dtype.itemsize)
 
 
 def concat_is_sliced(graph: Graph, op: Operator, producer_kinds: dict[str, OpKind]) -> bool:
@@ -107,7 +145,7 @@ def _same_quantisation(graph: Graph, op: Operator) -> bool:
 
 def static_kind(graph: Graph, op: Operator, parent: dict[str, tuple[str, int]]) -> InPlace:
     """ALIAS or CONCAT_SLICE when the op runs no code under `parent`, else NONE."""
-    if op.outputs[0] in parent and op.kind in ALIAS_KINDS:
+    if parent.get(op.outputs[0], ("",))[0] == op.inputs[0] and op.kind in ALIAS_KINDS:
         return InPlace.ALIAS
     container = parent.get(op.inputs[0]) if op.inputs else None
     if op.kind is OpKind.CONCATENATION and container and container[0] == op.outputs[0]:
@@ -123,7 +161,7 @@ def _elementwise_delta(graph: Graph, op: Operator, shares: str) -> int | None:
 
 
 def _window(size: int, kernel: int, stride: int, dilation: int, out: int,
-            padding: Padding) -> tuple[np.ndarray, np.ndarray]:
+            padding: AxisPadding) -> tuple[np.ndarray, np.ndarray]:
     """First and last input index each output position reads (clipped to the input)."""
     pad = conv_padding(size, kernel, stride, dilation, out, padding)
     first = np.arange(out) * stride - pad
@@ -150,8 +188,8 @@ def receptive_spans(graph: Graph, op: Operator) -> tuple[np.ndarray, np.ndarray]
     n, h, w, c = x.shape
     _, oh, ow, _ = y.shape
     kh, kw, dh, dw = _geometry(graph, op)
-    top, bottom = _window(h, kh, op.attrs.stride_h, dh, oh, op.attrs.padding)
-    left, right = _window(w, kw, op.attrs.stride_w, dw, ow, op.attrs.padding)
+    top, bottom = _window(h, kh, op.attrs.stride_h, dh, oh, along(op.attrs.padding, 0))
+    left, right = _window(w, kw, op.attrs.stride_w, dw, ow, along(op.attrs.padding, 1))
     batch = np.arange(n)[:, None, None] * h
     first = ((batch + top[None, :, None]) * w + left[None, None, :]).reshape(-1)
     last = ((batch + bottom[None, :, None]) * w + right[None, None, :]).reshape(-1)

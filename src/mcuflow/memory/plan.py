@@ -10,6 +10,7 @@ from mcuflow.hw.kernels import InPlace, inplace_ways
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.registry import OpTable
+from mcuflow.memory.patches import PatchChoice
 
 
 class PlanError(McuflowError):
@@ -101,6 +102,15 @@ class Plan:
     step_bytes: list[int] = field(default_factory=list)
     """Bytes live during each step (tensors, scratch, in-place sharing counted once); their
     maximum is `lower_bound_bytes`."""
+    patch: PatchChoice | None = None
+    """The patch stage `graph` runs (a rewrite of the model's graph), or None."""
+
+    def order_in(self, model: Graph) -> list[int] | None:
+        """The execution order as op indices of `model` (None for a patch stage's rewrite).
+
+        A plan with a patch stage runs a rewrite of the model whose ops are not the model's.
+        """
+        return None if self.patch is not None else self.order
 
     @property
     def order(self) -> list[int]:

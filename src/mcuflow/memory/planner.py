@@ -13,6 +13,7 @@ from mcuflow.memory.arena import (
 )
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.liveness import storage_lifetime, tensor_lifetime
+from mcuflow.memory.patch_search import PatchRequest, PatchSearch, search_patches
 from mcuflow.memory.plan import Buffer, InPlace, Plan, Step
 from mcuflow.memory.schedule import Decision, Problem, best_order, build_problem, evaluate
 
@@ -22,17 +23,26 @@ PLACEMENT_SHARE = 0.3
 """Of the planning budget, the share of CP-SAT's placement for each order tried (at most two)."""
 
 
+PATCHED_PLAN_BUDGET = 0.15
+"""Planning budget of a patch stage's rewrite, whose order is fixed by construction: it buys
+CP-SAT's placement about 2 s on this project's 2-core machine for 150 steps."""
+
+
 def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
-                kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False) -> Plan:
+                kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
+                order: list[int] | None = None) -> Plan:
     """The plan with the smallest arena found within a budget of about `time_limit_s` seconds.
 
     The budget is counted in work (search steps, CP-SAT deterministic time), never on the
     clock: the same graph and options give the same plan on every machine.
 
     `kinds` restricts the in-place kinds the plan may use (e.g. for a back end lacking a kernel);
-    `dsp` sizes the scratch buffers for the Arm DSP kernels (cores with the DSP extension).
+    `dsp` sizes the scratch buffers for the Arm DSP kernels (cores with the DSP extension); an
+    `order` given is kept (no order search).
     """
     problem = build_problem(graph, alignment, kinds, dsp)
+    if order is not None:
+        return plan_for_order(problem, order, time_limit_s * PLACEMENT_SHARE)
     searched = best_order(problem, time_limit_s * ORDER_SHARE)
     orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(len(graph.operators)))])]
     placing = time_limit_s * PLACEMENT_SHARE
@@ -42,6 +52,24 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
             plan = plan_for_order(problem, order, placing)
             best = plan if plan.arena_bytes < best.arena_bytes else best
     return best
+
+
+def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
+               dsp: bool = False, time_limit_s: float = 1.0) -> tuple[Plan, PatchSearch]:
+    """The plan of `graph`, with a patch stage where `request` and `budget` call for one.
+
+    See search_patches for the choice; `budget` is the SRAM bytes the arena may use and `core`
+    names the core whose fitted kernel costs weigh the patches' overhead.
+    """
+    unpatched = plan_memory(graph, time_limit_s, dsp=dsp)
+    search = search_patches(graph, request, budget, core, dsp, unpatched.arena_bytes)
+    if search.chosen.choice is None:
+        return unpatched, search
+    patched = search.chosen.graph
+    plan = plan_memory(patched, PATCHED_PLAN_BUDGET * time_limit_s, dsp=dsp,
+                       order=list(range(len(patched.operators))))
+    plan.patch = search.chosen.choice
+    return plan, search
 
 
 def plan_for_order(problem: Problem, order: list[int], time_limit_s: float = 0.0) -> Plan:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError
+from mcuflow.ir.enums import along
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import Conv2DAttrs, DepthwiseConv2DAttrs, OpKind
 from mcuflow.ir.shapes import conv_output_size, conv_padding
@@ -70,9 +71,9 @@ def prepare_conv(
         act_min=clamp.min,
         act_max=clamp.max,
         pad_h=conv_padding(height, kernel_h, attrs.stride_h, attrs.dilation_h, out.shape[1],
-                           attrs.padding),
+                           along(attrs.padding, 0)),
         pad_w=conv_padding(width, kernel_w, attrs.stride_w, attrs.dilation_w, out.shape[2],
-                           attrs.padding),
+                           along(attrs.padding, 1)),
     )
 
 
@@ -83,8 +84,8 @@ def conv_geometry(
     """The window geometry of a CONV_2D or DEPTHWISE_CONV_2D over `input_shape`."""
     in_hw = (input_shape[1], input_shape[2])
     strides, dilations = (attrs.stride_h, attrs.stride_w), (attrs.dilation_h, attrs.dilation_w)
-    out_hw = (conv_output_size(in_hw[0], kernel_hw[0], strides[0], dilations[0], attrs.padding),
-              conv_output_size(in_hw[1], kernel_hw[1], strides[1], dilations[1], attrs.padding))
+    out_hw = tuple(conv_output_size(in_hw[axis], kernel_hw[axis], strides[axis], dilations[axis],
+                                    along(attrs.padding, axis)) for axis in (0, 1))
     return Geometry(in_hw, out_hw, kernel_hw, strides, dilations, (params.pad_h, params.pad_w))
 
 

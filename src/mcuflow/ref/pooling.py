@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.ir.enums import along
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, Pool2DAttrs
 from mcuflow.ir.shapes import conv_output_size, conv_padding
@@ -38,9 +39,9 @@ def prepare_pool(x: Tensor, out: Tensor, attrs: Pool2DAttrs) -> PoolParams:
     clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
     return PoolParams(
         pad_h=conv_padding(x.shape[1], attrs.filter_h, attrs.stride_h, 1, out.shape[1],
-                           attrs.padding),
+                           along(attrs.padding, 0)),
         pad_w=conv_padding(x.shape[2], attrs.filter_w, attrs.stride_w, 1, out.shape[2],
-                           attrs.padding),
+                           along(attrs.padding, 1)),
         act_min=clamp.min,
         act_max=clamp.max,
     )
@@ -51,8 +52,8 @@ def _windowed_input(input_shape: tuple[int, ...], attrs: Pool2DAttrs, params: Po
     """The pool's int8 input buffer, padded taps holding `fill`."""
     in_hw, kernel = (input_shape[1], input_shape[2]), (attrs.filter_h, attrs.filter_w)
     strides = (attrs.stride_h, attrs.stride_w)
-    out_hw = (conv_output_size(in_hw[0], kernel[0], strides[0], 1, attrs.padding),
-              conv_output_size(in_hw[1], kernel[1], strides[1], 1, attrs.padding))
+    out_hw = tuple(conv_output_size(in_hw[axis], kernel[axis], strides[axis], 1,
+                                    along(attrs.padding, axis)) for axis in (0, 1))
     geometry = Geometry(in_hw, out_hw, kernel, strides, (1, 1), (params.pad_h, params.pad_w))
     return WindowedInput(input_shape, geometry, fill, np.dtype(np.int8))
 

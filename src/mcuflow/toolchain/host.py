@@ -308,7 +308,7 @@ def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
                             opt_level="-O1" if sanitize else "-O2")
         compared = compare_runs(graph, runs, seed,
                                 lambda inputs: run_host(binary, inputs, project.outputs),
-                                order=plan.order, litert=litert)
+                                order=plan.order_in(graph), litert=litert)
         code = code_bytes(project.path, compiler)
     return VerifyResult(
         bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,

@@ -269,9 +269,10 @@ class QemuChunks:
         return round(self.run_ticks / self.runs * self.instructions_per_tick)
 
 
-def _layer_profiles(graph: Graph, plan: Plan, project: GeneratedProject, report: Report,
+def _layer_profiles(plan: Plan, project: GeneratedProject, report: Report,
                     runs: int) -> tuple[LayerProfile, ...]:
     profiles = []
+    graph = plan.graph
     for index, (step, code) in enumerate(zip(plan.steps, project.steps, strict=True)):
         op = graph.operators[step.op_index]
         ticks = report.layer_ticks[index] if index < len(report.layer_ticks) else 0
@@ -306,13 +307,14 @@ def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, ru
         elf = build_cortexm(project.path, target)
         runner = QemuChunks(lambda inputs: run_qemu(elf, target, inputs, project.outputs,
                                                     timeout))
-        mismatches = compare_runs(graph, runs, seed, runner, order=plan.order).mismatches
+        mismatches = compare_runs(graph, runs, seed, runner,
+                                  order=plan.order_in(graph)).mismatches
         sizes = elf_sizes(elf)
         layers: tuple[LayerProfile, ...] = ()
         if profile:
             profiled = build_cortexm(project.path, target, profile=True)
             first = run_qemu(profiled, target, runner.first, project.outputs, timeout)
-            layers = _layer_profiles(graph, plan, project, first.report, 1)
+            layers = _layer_profiles(plan, project, first.report, 1)
     return measured_result(Measurement(graph, plan, target, core.machine, board, runs,
                                        mismatches, sizes, project.weight_bytes), runner, layers)
 

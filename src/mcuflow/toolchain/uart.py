@@ -145,7 +145,8 @@ def verify_board(graph: Graph, plan: Plan, board: Board, runs: int = 10, seed: i
         elf = build_cortexm(project.path, target)
         runner = QemuChunks(lambda inputs: run_uart(elf, machine, inputs, project.outputs,
                                                     timeout))
-        mismatches = compare_runs(graph, runs, seed, runner, order=plan.order).mismatches
+        mismatches = compare_runs(graph, runs, seed, runner,
+                                  order=plan.order_in(graph)).mismatches
         sizes = elf_sizes(elf)
     return measured_result(Measurement(graph, plan, target, machine.machine, board, runs,
                                        mismatches, sizes, project.weight_bytes), runner)

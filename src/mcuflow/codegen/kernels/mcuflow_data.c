@@ -1,4 +1,4 @@
-/* Data movement kernels: strided row copies (RESHAPE, CONCATENATION) and PAD. */
+/* Data movement kernels: strided row copies (RESHAPE, CONCATENATION, SLICE), PAD and SLICE. */
 #include <string.h>
 
 #include "mcuflow_common.h"
@@ -18,6 +18,16 @@ typedef struct {
 } mcuflow_pad_t;
 
 void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, int8_t *output);
+
+/* SLICE over up to 5 dims: out_dims elements from begin of each of in_dims. */
+typedef struct {
+    int32_t rank;
+    int32_t in_dims[5];
+    int32_t begin[5];
+    int32_t out_dims[5];
+} mcuflow_slice_t;
+
+void mcuflow_slice_s8(const mcuflow_slice_t *s, const int8_t *input, int8_t *output);
 
 /* mcuflow:end-interface */
 
@@ -54,6 +64,36 @@ void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, i
         memcpy(output + o, input + (size_t)r * (size_t)n, (size_t)n);
         for (int32_t d = last - 1; d >= 0; --d) {
             if (++index[d] < p->in_dims[d]) {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+void mcuflow_slice_s8(const mcuflow_slice_t *s, const int8_t *input, int8_t *output)
+{
+    const int32_t last = s->rank - 1;
+    size_t in_stride[5];
+    size_t total = 1;
+    for (int32_t d = last; d >= 0; --d) {
+        in_stride[d] = total;
+        total *= (size_t)s->in_dims[d];
+    }
+    int32_t index[5] = {0, 0, 0, 0, 0};
+    int32_t runs = 1;
+    for (int32_t d = 0; d < last; ++d) {
+        runs *= s->out_dims[d];
+    }
+    const int32_t n = s->out_dims[last];
+    for (int32_t r = 0; r < runs; ++r) {
+        size_t o = (size_t)s->begin[last];
+        for (int32_t d = 0; d < last; ++d) {
+            o += (size_t)(index[d] + s->begin[d]) * in_stride[d];
+        }
+        memcpy(output + (size_t)r * (size_t)n, input + o, (size_t)n);
+        for (int32_t d = last - 1; d >= 0; --d) {
+            if (++index[d] < s->out_dims[d]) {
                 break;
             }
             index[d] = 0;

@@ -1,0 +1,348 @@
+"""Choosing a patch stage: every stage end, grid and mode screened, the best few planned exactly."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from mcuflow.errors import McuflowError
+from mcuflow.hw.kernel_costs import step_instructions
+from mcuflow.hw.kernels import default_kernels
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import OP_DEFS, op_macs
+from mcuflow.memory.patches import (
+    PatchChoice,
+    PatchMode,
+    Region,
+    Stage,
+    Tracer,
+    choices,
+    find_stages,
+    halo_rows_start,
+    patch_graph,
+    tiles,
+)
+from mcuflow.memory.schedule import build_problem, evaluate
+
+SHORTLIST = 8
+"""Screened options planned exactly (the screening's Pareto front, evenly thinned)."""
+DEFAULT_MAX_OVERHEAD = 0.10
+"""Default of --max-overhead: at most 10 % more instructions than the unpatched model."""
+
+
+class Objective(Enum):
+    """What the search minimises."""
+
+    FIT = "fit"
+    """The fewest instructions whose peak fits the budget (no patches when the model fits)."""
+    SMALLEST = "smallest"
+    """The smallest peak within the overhead limit."""
+
+
+@dataclass(frozen=True)
+class PatchRequest:
+    """The user's patch options: off, automatic, or a grid (and the layer ending the stage)."""
+
+    enabled: bool = True
+    grid: tuple[int, int] | None = None
+    layer: str | None = None
+    sram_budget: int | None = None
+    max_overhead: float = DEFAULT_MAX_OVERHEAD
+    objective: Objective = Objective.FIT
+
+    @classmethod
+    def parse(cls, text: str, sram_budget: int | None = None,
+              max_overhead_pct: float | None = None) -> PatchRequest:
+        """From --patches auto|off|RxC[@LAYER], --sram-budget and --max-overhead (percent)."""
+        if sram_budget is not None and sram_budget <= 0:
+            raise McuflowError(f"--sram-budget must be positive, got {sram_budget}",
+                               "pass the bytes of SRAM the arena may use, e.g. 196608")
+        if max_overhead_pct is not None and not 0 <= max_overhead_pct <= 1000:
+            raise McuflowError(f"--max-overhead must be 0..1000 %, got {max_overhead_pct}",
+                               "pass a percentage, e.g. 10")
+        objective = (Objective.SMALLEST if max_overhead_pct is not None and sram_budget is None
+                     else Objective.FIT)
+        overhead = DEFAULT_MAX_OVERHEAD if max_overhead_pct is None else max_overhead_pct / 100
+        common = {"sram_budget": sram_budget, "max_overhead": overhead, "objective": objective}
+        if text in ("auto", "off", "1x1"):
+            return cls(enabled=text == "auto", **common)
+        match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)(?:@(.+))?", text)
+        if match is None:
+            raise McuflowError(f"--patches takes auto, off or RxC[@LAYER], not {text!r}",
+                               "e.g. --patches 4x4 or --patches 8x1@conv_2d_20")
+        return cls(grid=(int(match[1]), int(match[2])), layer=match[3], **common)
+
+
+@dataclass(frozen=True)
+class PatchOption:
+    """One way to run the model: a patch stage (None: unpatched), its graph and its figures.
+
+    `peak_bytes` is the planner's lower bound for the graph's own order, `instructions` the
+    fitted kernel costs summed over its steps (MACs where a core has no fitted costs).
+    """
+
+    choice: PatchChoice | None
+    graph: Graph
+    peak_bytes: int
+    instructions: float
+    halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """(rows, cols) of the source window of the largest patch, then of its tile at the end."""
+
+
+@dataclass(frozen=True)
+class PatchSearch:
+    """The options planned exactly, the chosen one and the unpatched baseline."""
+
+    baseline: PatchOption
+    options: tuple[PatchOption, ...]
+    chosen: PatchOption
+    budget: int
+
+    def overhead(self, option: PatchOption) -> float:
+        """Extra instructions of `option` over the unpatched model (0.05: 5 % more)."""
+        return option.instructions / self.baseline.instructions - 1 if (
+            self.baseline.instructions) else 0.0
+
+    @property
+    def pareto(self) -> tuple[PatchOption, ...]:
+        """The options no other beats on both peak and instructions, smallest peak first."""
+        ranked = sorted((self.baseline, *self.options),
+                        key=lambda o: (o.peak_bytes, o.instructions))
+        front: list[PatchOption] = []
+        for option in ranked:
+            if not front or option.instructions < front[-1].instructions:
+                front.append(option)
+        return tuple(front)
+
+
+def graph_instructions(graph: Graph, core: str, dsp: bool) -> float:
+    """Predicted instructions of every op of `graph` (MACs plus element work where unfitted)."""
+    return sum(_op_instructions(graph, op, core, dsp) for op in graph.operators)
+
+
+def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
+    chosen = default_kernels(graph, op, dsp)
+    fitted = step_instructions(graph, op, chosen, core) if chosen is not None else None
+    if fitted is not None:
+        return fitted
+    out = graph.tensors[op.outputs[0]]
+    return op_macs(graph, op) + out.size * OP_DEFS[op.kind].element_ops
+
+
+def _evaluate(graph: Graph, choice: PatchChoice | None, core: str, dsp: bool,
+              peak: int | None = None, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+              ) -> PatchOption:
+    if peak is None:
+        peak = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[0]
+    return PatchOption(choice, graph, peak, graph_instructions(graph, core, dsp), halo)
+
+
+def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool,
+                   unpatched_bytes: int | None = None) -> PatchSearch:
+    """Screen every stage, grid and mode; plan the promising ones; choose by `request`.
+
+    `budget` is the arena bytes the board allows (a request's sram_budget replaces it);
+    `unpatched_bytes` the unpatched model's planned arena (default: its lower bound). A model
+    that fits gets no patches unless the request asks for them, and no search.
+    """
+    budget = request.sram_budget or budget
+    baseline = _evaluate(graph, None, core, dsp, unpatched_bytes)
+    fits = (request.grid is None and request.objective is Objective.FIT
+            and baseline.peak_bytes <= budget)
+    if not request.enabled or fits:
+        return PatchSearch(baseline, (), baseline, budget)
+    stages = _stages(graph, request)
+    costs = [_op_instructions(graph, op, core, dsp) for op in graph.operators]
+    needs = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[1]
+    tracers = [Tracer(graph, stage) for stage in stages]
+    screened = [_screen(tracer, costs, needs, choice) for tracer in tracers
+                for choice in _candidates(graph, tracer.stage, request)]
+    if not screened:
+        raise McuflowError(f"--patches: no patch stage of '{graph.name}' takes a "
+                           f"{request.grid[0]}x{request.grid[1]} grid",
+                           "a grid has at most as many rows and columns as the stage's end "
+                           "tensor; try --patches auto")
+    shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
+    options = tuple(_evaluate(patch_graph(graph, stage, s.choice), s.choice, core, dsp,
+                              halo=s.halo) for stage, s in shortlist)
+    search = PatchSearch(baseline, options, baseline, budget)
+    return PatchSearch(baseline, options, _choose(search, request), budget)
+
+
+def _stages(graph: Graph, request: PatchRequest) -> list[Stage]:
+    stages = find_stages(graph)
+    if request.layer is None:
+        return stages
+    named = [s for s in stages if request.layer == s.end or request.layer == _producer_name(
+        graph, s)]
+    if not named:
+        ends = ", ".join(s.end for s in stages) or "none"
+        raise McuflowError(f"--patches: no patch stage can end at '{request.layer}'",
+                           f"stages can end at: {ends}")
+    return named
+
+
+def _producer_name(graph: Graph, stage: Stage) -> str:
+    return graph.operators[stage.ops[-1]].name
+
+
+def _candidates(graph: Graph, stage: Stage, request: PatchRequest) -> list[PatchChoice]:
+    """The search's choices for `stage`, or the asked grid in each mode that takes it."""
+    if request.grid is None:
+        return list(choices(graph, stage))
+    rows, cols = request.grid
+    _, height, width, _ = graph.tensors[stage.end].shape
+    if rows > height or cols > width:
+        return []
+    modes = [PatchMode.RECOMPUTE, PatchMode.CACHED] if cols == 1 else [PatchMode.RECOMPUTE]
+    return [PatchChoice(stage.end, rows, cols, mode) for mode in modes]
+
+
+def _choose(search: PatchSearch, request: PatchRequest) -> PatchOption:
+    """The option the request asks for (see Objective)."""
+    everything = (search.baseline, *search.options)
+    within = [o for o in everything if search.overhead(o) <= request.max_overhead]
+    if request.grid is not None:
+        return min(search.options, key=lambda o: (o.peak_bytes, o.instructions),
+                   default=search.baseline)
+    if request.objective is Objective.FIT:
+        fitting = [o for o in everything if o.peak_bytes <= search.budget]
+        if fitting:
+            return min(fitting, key=lambda o: (o.instructions, o.peak_bytes))
+    return min(within, key=lambda o: (o.peak_bytes, o.instructions))
+
+
+# --- screening ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Screened:
+    choice: PatchChoice
+    peak_bytes: int
+    instructions: float
+    halo: tuple[int, int, int, int]
+
+
+def _shortlist(stages: list[Stage], screened: list[_Screened], request: PatchRequest,
+               budget: int, unpatched: float) -> list[tuple[Stage, _Screened]]:
+    """The screening's Pareto front (peak, instructions), thinned evenly to SHORTLIST.
+
+    The estimated answers to the request and their neighbours on the front are kept too.
+    """
+    ranked = sorted(screened, key=lambda s: (s.peak_bytes, s.instructions))
+    front: list[_Screened] = []
+    for option in ranked:
+        if not front or option.instructions < front[-1].instructions:
+            front.append(option)
+    kept = set()
+    if len(front) > SHORTLIST:
+        step = (len(front) - 1) / (SHORTLIST - 1)
+        kept = {round(k * step) for k in range(SHORTLIST)}
+    else:
+        kept = set(range(len(front)))
+    limit = unpatched * (1 + request.max_overhead)
+    for wanted in (_last(front, lambda s: s.peak_bytes <= budget),
+                   _first(front, lambda s: s.instructions <= limit)):
+        if wanted is not None:
+            kept |= {k for k in (wanted - 1, wanted, wanted + 1) if 0 <= k < len(front)}
+    by_end = {stage.end: stage for stage in stages}
+    return [(by_end[front[k].choice.end], front[k]) for k in sorted(kept)]
+
+
+def _first(front: list[_Screened], test: Callable[[_Screened], bool]) -> int | None:
+    return next((k for k, s in enumerate(front) if test(s)), None)
+
+
+def _last(front: list[_Screened], test: Callable[[_Screened], bool]) -> int | None:
+    found = [k for k, s in enumerate(front) if test(s)]
+    return found[-1] if found else None
+
+
+def _area(region: Region, channels: int) -> int:
+    return (region[1] - region[0]) * (region[3] - region[2]) * channels
+
+
+def _screen(tracer: Tracer, costs: list[float], needs: list[int], choice: PatchChoice
+            ) -> _Screened:
+    """Estimated peak and instructions of a choice, from its receptive fields alone.
+
+    `costs` are the predicted instructions of each op of the unpatched graph, `needs` the bytes
+    live at each of its steps in the graph's own order. A stage op's patches are charged its
+    share of its cost by the pixels they compute; the steps after the stage keep their bytes.
+    """
+    graph, stage = tracer.graph, tracer.stage
+    resident = graph.tensors[stage.source].nbytes + graph.tensors[stage.end].nbytes
+    fields = [tracer.fields(tile) for band in tiles(graph, choice) for tile in band]
+    computed = _computed_pixels(graph, tracer.ops, choice, fields)
+    instructions = sum(costs) + sum(
+        costs[i] * (computed[graph.operators[i].outputs[0]] /
+                    _pixels(graph, graph.operators[i].outputs[0]) - 1) for i in stage.ops)
+    if choice.mode is PatchMode.RECOMPUTE:
+        peak = max(_recompute_peak(graph, tracer.ops, stage, need)
+                   for need in _largest(fields, stage.source))
+    else:
+        peak = _cached_peak(tracer, fields)
+    largest = max(fields, key=lambda need: _area(need[stage.source], 1))
+    source, end = largest[stage.source], largest[stage.end]
+    halo = (source[1] - source[0], source[3] - source[2], end[1] - end[0], end[3] - end[2])
+    rest = max(needs[stage.ops[-1] + 1:], default=0)
+    return _Screened(choice, max(resident + peak, rest), instructions, halo)
+
+
+def _largest(fields: list[dict[str, Region]], source: str) -> list[dict[str, Region]]:
+    """The patches whose source window is largest: the ones that set a grid's peak."""
+    most = max(_area(need[source], 1) for need in fields)
+    return [need for need in fields if _area(need[source], 1) == most]
+
+
+def _pixels(graph: Graph, name: str) -> int:
+    _, height, width, _ = graph.tensors[name].shape
+    return height * width
+
+
+def _computed_pixels(graph: Graph, ops: list[Operator], choice: PatchChoice,
+                     fields: list[dict[str, Region]]) -> dict[str, int]:
+    names = [op.outputs[0] for op in ops]
+    if choice.mode is PatchMode.CACHED:
+        return {name: _pixels(graph, name) for name in names}
+    return {name: sum(_area(need[name], 1) for need in fields) for name in names}
+
+
+def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
+                    need: dict[str, Region]) -> int:
+    """Most bytes of one patch's windows live at once (the source and the end not counted)."""
+    last = {name: k for k, op in enumerate(ops) for name in op.inputs}
+    live: dict[str, int] = {}
+    peak = 0
+    for k, op in enumerate(ops):
+        name = op.outputs[0]
+        size = 0 if name == stage.end else _area(need[name], graph.tensors[name].shape[3])
+        peak = max(peak, sum(live.values()) + size)
+        live[name] = size
+        for dead in [n for n in live if last.get(n, -1) <= k]:
+            del live[dead]
+    return peak
+
+
+def _cached_peak(tracer: Tracer, fields: list[dict[str, Region]]) -> int:
+    """Most bytes of band buffers live at once (the source and the end not counted)."""
+    graph, stage = tracer.graph, tracer.stage
+    buffers: dict[str, int] = {}
+    done: dict[str, int] = {}
+    peak = 0
+    for need in fields:
+        for op in tracer.ops:
+            name = op.outputs[0]
+            y0, y1, x0, x1 = need[name]
+            start = done.get(name, 0)
+            if y1 <= start or name == stage.end:
+                done[name] = max(start, y1)
+                continue
+            top = halo_rows_start(tracer, name, done, need, start)
+            size = (y1 - top) * (x1 - x0) * graph.tensors[name].shape[3]
+            peak = max(peak, sum(buffers.values()) + size)
+            buffers[name] = size
+            done[name] = y1
+    return peak

@@ -1,0 +1,472 @@
+"""Patch-based inference: the graph's first layers rewritten to run patch by patch, bit-exact.
+
+A stage is a prefix of the graph that reads one image input and hands one tensor (its end) to
+the rest. Split the end into a grid of tiles; each tile's receptive field, traced back layer by
+layer, is the window of every stage tensor that patch needs (MCUNetV2, Lin et al. 2021). The
+rewrite replaces the stage with one copy of each layer per patch, on windows: each copy pads
+with explicit per-side counts so that it reads exactly the taps the whole-tensor layer reads,
+and SLICE and CONCATENATION ops cut windows and assemble the end. The rewritten graph is an
+ordinary graph: the planner, the reference interpreter and the code generator run it as they
+run any other, so the patched C is checked to the bit like the rest.
+
+Two modes. RECOMPUTE: every patch of an R x C grid computes its whole window, so neighbouring
+patches recompute their overlapping halos. CACHED: full-width row bands, top to bottom; each
+band computes only rows no earlier band computed and reads the halo rows from the earlier
+band's buffers (the line-buffer idea of StreamNet and fused-tile execution), so nothing is
+computed twice; the halo rows are copied instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+from mcuflow.errors import McuflowError
+from mcuflow.ir.enums import ExplicitPadding, along
+from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.ops import (
+    ConcatenationAttrs,
+    OpKind,
+    SliceAttrs,
+)
+from mcuflow.ir.shapes import conv_padding
+from mcuflow.ir.verify import verify_graph
+
+Region = tuple[int, int, int, int]
+"""Rows [y0, y1) and columns [x0, x1) of an NHWC tensor."""
+
+MAX_GRID = 8
+"""Most patches along each axis of a RECOMPUTE grid (MCUNetV2 uses up to 4 x 4)."""
+CACHED_BANDS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+"""Band counts the search weighs for the CACHED mode (more bands: smaller buffers, more calls)."""
+
+
+class PatchMode(Enum):
+    """How neighbouring patches share the rows and columns both need."""
+
+    RECOMPUTE = "recompute"
+    CACHED = "cached"
+
+
+@dataclass(frozen=True)
+class PatchChoice:
+    """A patch stage: the tensor ending it, the grid of its tiles and the mode."""
+
+    end: str
+    rows: int
+    cols: int
+    mode: PatchMode
+
+    def describe(self) -> str:
+        """E.g. '4x4 recompute up to conv_7:0'."""
+        return f"{self.rows}x{self.cols} {self.mode.value} up to '{self.end}'"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A prefix of the graph (op indices in order) reading `source` and handing on `end`."""
+
+    ops: tuple[int, ...]
+    source: str
+    end: str
+
+
+_WINDOW_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVERAGE_POOL_2D,
+                           OpKind.MAX_POOL_2D})
+_POINT_KINDS = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.LOGISTIC,
+                          OpKind.TANH, OpKind.HARD_SWISH, OpKind.ADD, OpKind.SUB, OpKind.MUL,
+                          OpKind.MAXIMUM, OpKind.MINIMUM, OpKind.QUANTIZE})
+"""Ops whose output pixel depends on the same pixel of each activation input only."""
+
+
+def _is_image(graph: Graph, name: str) -> bool:
+    shape = graph.tensors[name].shape
+    return len(shape) == 4 and shape[0] == 1
+
+
+def _is_local(graph: Graph, op: Operator) -> bool:
+    """True when `op` may run on windows: spatially local, one-image NHWC, int8."""
+    if not all(_is_image(graph, n) for n in op.outputs) or len(op.outputs) != 1:
+        return False
+    activations = [n for n in op.inputs if not graph.tensors[n].is_constant]
+    if not activations or not all(_is_image(graph, n) for n in activations):
+        return False
+    if op.kind in _WINDOW_KINDS:
+        return activations == [op.inputs[0]]
+    out_shape = graph.tensors[op.outputs[0]].shape
+    if op.kind is OpKind.CONCATENATION:
+        return op.attrs.axis == 3 and len(activations) == len(op.inputs)
+    if op.kind not in _POINT_KINDS:
+        return False
+    if any(graph.tensors[n].shape[1:3] != out_shape[1:3] for n in activations):
+        return False
+    return all(_spatially_constant(graph.tensors[n].shape) for n in op.inputs
+               if graph.tensors[n].is_constant)
+
+
+def _spatially_constant(shape: tuple[int, ...]) -> bool:
+    """True when a broadcast constant of `shape` is the same at every pixel."""
+    padded = (1,) * (4 - len(shape)) + tuple(shape)
+    return len(padded) == 4 and padded[1] == padded[2] == 1
+
+
+def find_stages(graph: Graph) -> list[Stage]:
+    """Every prefix of the graph's op order that can run patch by patch, shortest first."""
+    stages: list[Stage] = []
+    uses = graph.uses()
+    produced: list[str] = []
+    sources: set[str] = set()
+    for index, op in enumerate(graph.operators):
+        if not _is_local(graph, op):
+            break
+        sources |= {n for n in op.inputs if n not in uses.producer
+                    and not graph.tensors[n].is_constant}
+        produced.extend(op.outputs)
+        if len(sources) != 1 or any(n in graph.outputs for n in produced):
+            break
+        escaping = [n for n in produced
+                    if any(c > index for c in uses.consumers.get(n, ()))]
+        if escaping == [op.outputs[0]] and graph.tensors[escaping[0]].shape[1] > 1:
+            stages.append(Stage(tuple(range(index + 1)), next(iter(sources)), escaping[0]))
+    return stages
+
+
+# --- receptive fields ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The geometry of a window op along both axes."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    before: tuple[int, int]
+    size: tuple[int, int]
+
+    @classmethod
+    def of(cls, graph: Graph, op: Operator) -> _Window:
+        attrs = op.attrs
+        if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
+            kernel, dilation = (attrs.filter_h, attrs.filter_w), (1, 1)
+        else:
+            kernel = graph.tensors[op.inputs[1]].shape[1:3]
+            dilation = (attrs.dilation_h, attrs.dilation_w)
+        stride = (attrs.stride_h, attrs.stride_w)
+        size = graph.tensors[op.inputs[0]].shape[1:3]
+        out = graph.tensors[op.outputs[0]].shape[1:3]
+        before = tuple(conv_padding(size[a], kernel[a], stride[a], dilation[a], out[a],
+                                    along(attrs.padding, a)) for a in (0, 1))
+        return cls(tuple(kernel), stride, dilation, before, tuple(size))
+
+    def _span(self, axis: int, lo: int, hi: int) -> tuple[int, int]:
+        """Unclipped [first, last + 1) of the input rows (axis 0) or columns read."""
+        first = lo * self.stride[axis] - self.before[axis]
+        last = (hi - 1) * self.stride[axis] - self.before[axis] + (
+            self.kernel[axis] - 1) * self.dilation[axis]
+        return first, last + 1
+
+    def reads(self, axis: int, lo: int, hi: int) -> tuple[int, int]:
+        """The input rows (axis 0) or columns [first, end) output rows [lo, hi) read, clipped."""
+        first, end = self._span(axis, lo, hi)
+        return max(first, 0), min(end, self.size[axis])
+
+    def padding(self, out: Region) -> ExplicitPadding:
+        """Per-side padding that makes the op, run on the window it reads, compute `out`."""
+        sides = []
+        for axis in (0, 1):
+            lo, hi = out[2 * axis], out[2 * axis + 1]
+            (first, end), (a, b) = self._span(axis, lo, hi), self.reads(axis, lo, hi)
+            sides += [a - first, end - b]
+        return ExplicitPadding(*sides)
+
+
+Span = tuple[int, int]
+
+
+class Tracer:
+    """Receptive fields of one stage: rows and columns traced apart, each trace remembered."""
+
+    def __init__(self, graph: Graph, stage: Stage) -> None:
+        self.graph, self.stage = graph, stage
+        self.ops = [graph.operators[i] for i in stage.ops]
+        self.windows = {op.outputs[0]: _Window.of(graph, op) for op in self.ops
+                        if op.kind in _WINDOW_KINDS}
+        self._traced: dict[tuple[int, int, int], dict[str, Span]] = {}
+
+    def reads(self, op: Operator, out: Region) -> Region:
+        """The window of every activation input of stage op `op` that output window `out` reads."""
+        window = self.windows.get(op.outputs[0])
+        if window is None:
+            return out
+        return (*window.reads(0, out[0], out[1]), *window.reads(1, out[2], out[3]))
+
+    def _trace(self, axis: int, lo: int, hi: int) -> dict[str, Span]:
+        key = (axis, lo, hi)
+        if key not in self._traced:
+            need: dict[str, Span] = {self.stage.end: (lo, hi)}
+            for op in reversed(self.ops):
+                out = need.get(op.outputs[0])
+                if out is None:
+                    continue
+                window = self.windows.get(op.outputs[0])
+                span = window.reads(axis, *out) if window else out
+                for name in op.inputs:
+                    if not self.graph.tensors[name].is_constant:
+                        known = need.get(name)
+                        need[name] = span if known is None else (min(known[0], span[0]),
+                                                                 max(known[1], span[1]))
+            self._traced[key] = need
+        return self._traced[key]
+
+    def fields(self, tile: Region) -> dict[str, Region]:
+        """The window of every stage tensor (and the source) the end's `tile` needs."""
+        rows, cols = self._trace(0, tile[0], tile[1]), self._trace(1, tile[2], tile[3])
+        return {name: (*rows[name], *cols[name]) for name in rows}
+
+
+def _cuts(size: int, parts: int) -> list[int]:
+    """Boundaries splitting `size` into `parts` near-equal pieces (larger pieces first)."""
+    return [size * k // parts for k in range(parts + 1)]
+
+
+def tiles(graph: Graph, choice: PatchChoice) -> list[list[Region]]:
+    """The end's tiles, by band (row of the grid) and column."""
+    _, height, width, _ = graph.tensors[choice.end].shape
+    rows, cols = _cuts(height, choice.rows), _cuts(width, choice.cols)
+    return [[(rows[r], rows[r + 1], cols[c], cols[c + 1]) for c in range(choice.cols)]
+            for r in range(choice.rows)]
+
+
+# --- the rewrite --------------------------------------------------------------------------------
+
+
+class PatchError(McuflowError):
+    """A patch stage that cannot be built as asked."""
+
+
+@dataclass
+class _Piece:
+    """A buffer holding `region` of a stage tensor."""
+
+    name: str
+    region: Region
+
+
+@dataclass
+class _Rewrite:
+    """The patched graph under construction."""
+
+    tracer: Tracer
+    graph: Graph
+    pieces: dict[str, list[_Piece]]
+
+    @property
+    def source(self) -> Graph:
+        """The graph being rewritten."""
+        return self.tracer.graph
+
+    def fresh(self, base: str) -> str:
+        """`base`, or `base` with the first free numeric suffix."""
+        name, count = base, 0
+        while name in self.graph.tensors or name in self.source.tensors:
+            count += 1
+            name = f"{base}.{count}"
+        return name
+
+    def window_tensor(self, of: str, region: Region, name: str) -> str:
+        """Add a tensor holding `region` of stage tensor `of`; returns its name."""
+        like = self.source.tensors[of]
+        shape = (1, region[1] - region[0], region[3] - region[2], like.shape[3])
+        name = self.fresh(name)
+        self.graph.add_tensor(Tensor(name, shape, like.dtype, like.quant))
+        return name
+
+    def add(self, kind: OpKind, inputs: list[str], output: str, attrs: object,
+            name: str) -> None:
+        self.graph.operators.append(Operator(kind, tuple(inputs), (output,), attrs, name))
+
+    def take(self, of: str, region: Region, tag: str) -> str:
+        """A tensor holding exactly `region` of `of`: a piece, a slice of one, or a stack."""
+        covering = [p for p in self.pieces[of] if _inside(region, p.region)]
+        if covering:
+            return self._cut(of, covering[0], region, tag)
+        parts = [p for p in self.pieces[of] if p.region[0] < region[1] and region[0] < p.region[1]]
+        parts.sort(key=lambda p: p.region[0])
+        names = []
+        for part in parts:
+            lo, hi = max(region[0], part.region[0]), min(region[1], part.region[1])
+            names.append(self._cut(of, part, (lo, hi, region[2], region[3]), tag))
+        if not parts or parts[0].region[0] > region[0] or any(
+                a.region[1] < b.region[0] for a, b in zip(parts, parts[1:], strict=False)):
+            raise PatchError(f"no buffer holds rows {region[:2]} of '{of}'",
+                             "this is a bug in the patch rewrite; please report it")
+        stacked = self.window_tensor(of, region, f"{of}#{tag}:rows")
+        self.add(OpKind.CONCATENATION, names, stacked, ConcatenationAttrs(axis=1),
+                 f"{stacked}:stack")
+        return stacked
+
+    def copy(self, of: str, region: Region, tag: str) -> str:
+        """A new buffer holding `region` of `of`, copied from the piece that holds it."""
+        piece = next(p for p in self.pieces[of] if _inside(region, p.region))
+        return self._cut(of, piece, region, tag, always=True)
+
+    def _cut(self, of: str, piece: _Piece, region: Region, tag: str,
+             always: bool = False) -> str:
+        if piece.region == region and not always:
+            return piece.name
+        sliced = self.window_tensor(of, region, f"{of}#{tag}:cut")
+        begin = (0, region[0] - piece.region[0], region[2] - piece.region[2], 0)
+        size = self.graph.tensors[sliced].shape
+        self.add(OpKind.SLICE, [piece.name], sliced, SliceAttrs(begin, size), f"{sliced}:slice")
+        return sliced
+
+    def run(self, op: Operator, out: Region, tag: str) -> None:
+        """One copy of stage op `op` computing window `out` of its output."""
+        region = self.tracer.reads(op, out)
+        inputs = [n if self.source.tensors[n].is_constant else self.take(n, region, tag)
+                  for n in op.inputs]
+        attrs = op.attrs
+        if op.kind in _WINDOW_KINDS:
+            window = self.tracer.windows[op.outputs[0]]
+            attrs = dataclasses.replace(attrs, padding=window.padding(out))
+        output = self.window_tensor(op.outputs[0], out, f"{op.outputs[0]}#{tag}")
+        self.add(op.kind, inputs, output, attrs, f"{op.name or op.outputs[0]}#{tag}")
+        self.pieces.setdefault(op.outputs[0], []).append(_Piece(output, out))
+
+
+def _inside(inner: Region, outer: Region) -> bool:
+    return (outer[0] <= inner[0] and inner[1] <= outer[1] and outer[2] <= inner[2]
+            and inner[3] <= outer[3])
+
+
+def _full(graph: Graph, name: str) -> Region:
+    _, height, width, _ = graph.tensors[name].shape
+    return (0, height, 0, width)
+
+
+def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
+    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact)."""
+    if choice.mode is PatchMode.CACHED and choice.cols != 1:
+        raise PatchError(f"cached patches run in full-width bands, not {choice.cols} columns",
+                         "pass a grid of R x 1 for the cached mode")
+    kept = {n for i, op in enumerate(graph.operators) if i not in stage.ops
+            for n in (*op.inputs, *op.outputs)} | set(graph.inputs) | set(graph.outputs)
+    stage_ops = [graph.operators[i] for i in stage.ops]
+    kept |= {n for op in stage_ops for n in op.inputs if graph.tensors[n].is_constant}
+    patched = Graph(graph.name, {n: t for n, t in graph.tensors.items() if n in kept}, [],
+                    list(graph.inputs), list(graph.outputs))
+    source = [_Piece(stage.source, _full(graph, stage.source))]
+    rewrite = _Rewrite(Tracer(graph, stage), patched, {stage.source: source})
+    grid = tiles(graph, choice)
+    if choice.mode is PatchMode.RECOMPUTE:
+        ends = _recompute(rewrite, stage_ops, stage, grid)
+    else:
+        ends = _cached(rewrite, stage_ops, stage, grid)
+    _assemble(rewrite, stage.end, ends)
+    patched.operators.extend(op for i, op in enumerate(graph.operators) if i not in stage.ops)
+    verify_graph(patched)
+    return patched
+
+
+def _recompute(rewrite: _Rewrite, ops: list[Operator], stage: Stage,
+               grid: list[list[Region]]) -> list[list[str]]:
+    """Each patch computes its whole receptive field; returns the end's tiles by band."""
+    ends: list[list[str]] = []
+    source = rewrite.pieces[stage.source]
+    for r, band in enumerate(grid):
+        ends.append([])
+        for c, tile in enumerate(band):
+            rewrite.pieces = {stage.source: source}
+            need = rewrite.tracer.fields(tile)
+            for op in ops:
+                rewrite.run(op, need[op.outputs[0]], f"p{r}.{c}")
+            ends[-1].append(rewrite.pieces[stage.end][0].name)
+    return ends
+
+
+def _cached(rewrite: _Rewrite, ops: list[Operator], stage: Stage,
+            grid: list[list[Region]]) -> list[list[str]]:
+    """Bands compute only rows no earlier band computed; returns the end's bands.
+
+    Each band keeps one buffer per stage tensor: the rows the band's ops read. First the halo
+    rows still needed are copied from the previous band's buffer to the top of the new one,
+    which frees the old; then the op writes the rows it computes below them (the buffer is a
+    CONCATENATION the planner runs in place). Consumers read row ranges of it (SLICEs the
+    planner makes views).
+    """
+    done: dict[str, int] = {}
+    ends: list[list[str]] = []
+    for r, (tile,) in enumerate(grid):
+        need = rewrite.tracer.fields(tile)
+        for op in ops:
+            name = op.outputs[0]
+            y0, y1, x0, x1 = need[name]
+            start = done.get(name, 0)
+            if y1 <= start:
+                continue
+            halo = halo_rows_start(rewrite.tracer, name, done, need, start)
+            carry = (rewrite.copy(name, (halo, start, x0, x1), f"b{r}") if halo < start
+                     else None)
+            rewrite.pieces[name] = []
+            rewrite.run(op, (start, y1, x0, x1), f"b{r}")
+            if name == stage.end:
+                ends.append([rewrite.pieces[name][0].name])
+            elif carry is not None:
+                held = rewrite.window_tensor(name, (halo, y1, x0, x1), f"{name}#b{r}:rows")
+                rewrite.add(OpKind.CONCATENATION, [carry, rewrite.pieces[name][0].name], held,
+                            ConcatenationAttrs(axis=1), f"{held}:stack")
+                rewrite.pieces[name] = [_Piece(held, (halo, y1, x0, x1))]
+            done[name] = y1
+    return ends
+
+
+def halo_rows_start(tracer: Tracer, name: str, done: dict[str, int],
+                    need: dict[str, Region], start: int) -> int:
+    """The first row of stage tensor `name` the band's stage ops read.
+
+    `done` holds the rows computed before the band; the rows from the first read to `start` are
+    the halo kept from earlier bands.
+    """
+    first = start
+    for op in (op for op in tracer.ops if name in op.inputs):
+        region = need[op.outputs[0]]
+        lo = done.get(op.outputs[0], 0)
+        if region[1] > lo:
+            first = min(first, tracer.reads(op, (lo, region[1], region[2], region[3]))[0])
+    return first
+
+
+def _assemble(rewrite: _Rewrite, end: str, ends: list[list[str]]) -> None:
+    """Concatenate the end's tiles: columns of each band, then the bands, into `end`."""
+    bands = []
+    for r, row in enumerate(ends):
+        if len(row) == 1:
+            bands.append(row[0])
+            continue
+        name = end if len(ends) == 1 else rewrite.fresh(f"{end}#band{r}")
+        if name != end:
+            shape = rewrite.graph.tensors[row[0]].shape
+            width = sum(rewrite.graph.tensors[n].shape[2] for n in row)
+            like = rewrite.source.tensors[end]
+            rewrite.graph.add_tensor(Tensor(name, (1, shape[1], width, shape[3]), like.dtype,
+                                            like.quant))
+        rewrite.add(OpKind.CONCATENATION, row, name, ConcatenationAttrs(axis=2), f"{name}:join")
+        bands.append(name)
+    if len(ends) > 1:
+        rewrite.add(OpKind.CONCATENATION, bands, end, ConcatenationAttrs(axis=1),
+                    f"{end}:join")
+
+
+def choices(graph: Graph, stage: Stage) -> Iterator[PatchChoice]:
+    """Every grid and mode the search weighs for `stage`."""
+    _, height, width, _ = graph.tensors[stage.end].shape
+    for rows in range(1, min(MAX_GRID, height) + 1):
+        for cols in range(1, min(MAX_GRID, width) + 1):
+            if rows * cols > 1:
+                yield PatchChoice(stage.end, rows, cols, PatchMode.RECOMPUTE)
+    for rows in CACHED_BANDS:
+        if rows <= height:
+            yield PatchChoice(stage.end, rows, 1, PatchMode.CACHED)

@@ -1,0 +1,136 @@
+"""Patch-based inference: patched graphs and their planned arenas agree with LiteRT to the bit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from mcuflow.errors import McuflowError
+from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir import zoo
+from mcuflow.ir.graph import Graph
+from mcuflow.memory.check import check_plan
+from mcuflow.memory.execute import run_in_arena
+from mcuflow.memory.patch_search import PatchRequest, search_patches
+from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_graph
+from mcuflow.memory.planner import plan_memory, plan_model
+from mcuflow.ref.interpreter import run
+from tests.support import SHARED_MODELS, litert_invoke
+
+GRAPHS: dict[str, Callable[[], Graph]] = {
+    "mobilenet_v2": lambda: zoo.mobilenet_v2_like(48, 0.35, 10),
+    "squeezenet": lambda: zoo.squeezenet_like(48),
+    "resnet": lambda: zoo.resnet_like(24),
+    "vww": lambda: read_tflite(SHARED_MODELS / "vww_96_int8.tflite"),
+}
+
+
+def _inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, graph.tensors[name].shape, dtype=np.int8)
+            for name in graph.inputs]
+
+
+def _choices(graph: Graph) -> list[tuple[int, PatchChoice]]:
+    """Every stage end with an uneven recompute grid and two cached band counts."""
+    found = []
+    for index, stage in enumerate(find_stages(graph)):
+        height, width = graph.tensors[stage.end].shape[1:3]
+        grids = [(min(3, height), min(2, width), PatchMode.RECOMPUTE),
+                 (min(2, height), min(5, width), PatchMode.RECOMPUTE),
+                 (min(5, height), 1, PatchMode.CACHED), (height, 1, PatchMode.CACHED)]
+        found += [(index, PatchChoice(stage.end, rows, cols, mode)) for rows, cols, mode in grids
+                  if rows * cols > 1]
+    return found
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_every_stage_and_grid_is_bit_exact_with_litert(name: str) -> None:
+    graph = GRAPHS[name]()
+    inputs = _inputs(graph)
+    expected = litert_invoke(write_tflite(graph), inputs)
+    stages = find_stages(graph)
+    checked = 0
+    for index, choice in _choices(graph)[::3 if name == "vww" else 1]:
+        patched = patch_graph(graph, stages[index], choice)
+        got = run(patched, inputs).outputs
+        assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True)), choice
+        checked += 1
+    assert checked >= 10
+
+
+@pytest.mark.parametrize("mode", list(PatchMode))
+def test_patched_plan_runs_bit_exact_in_its_own_arena(mode: PatchMode) -> None:
+    graph = zoo.mobilenet_v2_like(64, 0.35, 10)
+    stage = next(s for s in find_stages(graph) if s.end == "conv_2d_20")
+    grid = (3, 4) if mode is PatchMode.RECOMPUTE else (16, 1)
+    patched = patch_graph(graph, stage, PatchChoice(stage.end, *grid, mode))
+    plan = plan_memory(patched, 0.2, dsp=True, order=list(range(len(patched.operators))))
+    check_plan(plan)
+    unpatched = plan_memory(graph, 0.2, dsp=True)
+    assert plan.arena_bytes < 0.6 * unpatched.arena_bytes
+    inputs = _inputs(graph, seed=1)
+    expected = litert_invoke(write_tflite(graph), inputs)
+    got = run_in_arena(plan, inputs).outputs
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_a_model_that_fits_gets_no_patches() -> None:
+    graph = zoo.mobilenet_v2_like(64, 0.35, 10)
+    plan, search = plan_model(graph, PatchRequest(), 1 << 20, "cortex-m4", dsp=True)
+    assert plan.patch is None and plan.graph is graph and not search.options
+
+
+def test_the_chosen_patches_fit_the_budget_with_the_fewest_instructions() -> None:
+    graph = zoo.mobilenet_v2_like(96, 0.35, 10)
+    unpatched = plan_memory(graph, 0.2, dsp=True).arena_bytes
+    budget = unpatched // 2
+    plan, search = plan_model(graph, PatchRequest(), budget, "cortex-m4", dsp=True)
+    assert plan.patch is not None and plan.arena_bytes <= budget
+    fitting = [o for o in search.options if o.peak_bytes <= budget]
+    assert search.chosen.instructions == min(o.instructions for o in fitting)
+    assert search.overhead(search.chosen) > 0
+    front = search.pareto
+    assert all(a.peak_bytes < b.peak_bytes and a.instructions > b.instructions
+               for a, b in zip(front, front[1:], strict=False))
+
+
+def test_max_overhead_alone_asks_for_the_smallest_peak_within_it() -> None:
+    graph = zoo.mobilenet_v2_like(96, 0.35, 10)
+    request = PatchRequest.parse("auto", None, 10.0)
+    search = search_patches(graph, request, 1 << 20, "cortex-m4", True)
+    within = [o for o in (search.baseline, *search.options) if search.overhead(o) <= 0.10]
+    assert search.chosen.peak_bytes == min(o.peak_bytes for o in within)
+    assert search.chosen.choice is not None
+
+
+def test_a_grid_and_layer_are_honoured() -> None:
+    graph = zoo.mobilenet_v2_like(64, 0.35, 10)
+    request = PatchRequest.parse("4x2@depthwise_conv_2d_17")
+    search = search_patches(graph, request, 1 << 20, "cortex-m4", True)
+    choice = search.chosen.choice
+    assert choice is not None and (choice.rows, choice.cols) == (4, 2)
+    assert graph.operators[graph.producer(choice.end)].name == "depthwise_conv_2d_17"
+
+
+@pytest.mark.parametrize(("text", "budget", "overhead", "message"), [
+    ("4by4", None, None, "--patches takes auto, off or RxC"),
+    ("0x2", None, None, "--patches takes auto, off or RxC"),
+    ("auto", 0, None, "--sram-budget must be positive"),
+    ("auto", None, -1.0, "--max-overhead must be"),
+])
+def test_bad_patch_options_are_refused(text: str, budget: int | None, overhead: float | None,
+                                       message: str) -> None:
+    with pytest.raises(McuflowError, match=message):
+        PatchRequest.parse(text, budget, overhead)
+
+
+def test_an_impossible_grid_or_layer_is_refused() -> None:
+    graph = zoo.mobilenet_v2_like(32, 0.35, 10)
+    with pytest.raises(McuflowError, match="no patch stage can end at 'softmax'"):
+        search_patches(graph, PatchRequest.parse("2x2@softmax"), 1, "cortex-m4", True)
+    with pytest.raises(McuflowError, match="takes a 99x1 grid"):
+        search_patches(graph, PatchRequest.parse("99x1"), 1, "cortex-m4", True)
