@@ -16,12 +16,13 @@ from mcuflow.memory.patches import (
     PatchChoice,
     PatchMode,
     Region,
+    Rows,
     Stage,
     Tracer,
     choices,
     find_stages,
-    halo_rows_start,
     patch_graph,
+    stream_steps,
     tiles,
 )
 from mcuflow.memory.schedule import build_problem, evaluate
@@ -194,10 +195,12 @@ def _candidates(graph: Graph, stage: Stage, request: PatchRequest) -> list[Patch
         return list(choices(graph, stage))
     rows, cols = request.grid
     _, height, width, _ = graph.tensors[stage.end].shape
-    if rows > height or cols > width:
-        return []
-    modes = [PatchMode.RECOMPUTE, PatchMode.CACHED] if cols == 1 else [PatchMode.RECOMPUTE]
-    return [PatchChoice(stage.end, rows, cols, mode) for mode in modes]
+    found = []
+    if rows <= height and cols <= width:
+        found.append(PatchChoice(stage.end, rows, cols, PatchMode.RECOMPUTE))
+    if cols == 1 and rows <= graph.tensors[stage.source].shape[1]:
+        found.append(PatchChoice(stage.end, rows, cols, PatchMode.CACHED))
+    return found
 
 
 def _choose(search: PatchSearch, request: PatchRequest) -> PatchOption:
@@ -274,16 +277,18 @@ def _screen(tracer: Tracer, costs: list[float], needs: list[int], choice: PatchC
     """
     graph, stage = tracer.graph, tracer.stage
     resident = graph.tensors[stage.source].nbytes + graph.tensors[stage.end].nbytes
+    if choice.mode is PatchMode.CACHED:
+        peak, halo = _cached_peak(tracer, choice.rows)
+        return _Screened(choice, max(resident + peak, max(needs[stage.ops[-1] + 1:],
+                                                          default=0)), sum(costs), halo)
     fields = [tracer.fields(tile) for band in tiles(graph, choice) for tile in band]
-    computed = _computed_pixels(graph, tracer.ops, choice, fields)
+    computed = {op.outputs[0]: sum(_area(need[op.outputs[0]], 1) for need in fields)
+                for op in tracer.ops}
     instructions = sum(costs) + sum(
         costs[i] * (computed[graph.operators[i].outputs[0]] /
                     _pixels(graph, graph.operators[i].outputs[0]) - 1) for i in stage.ops)
-    if choice.mode is PatchMode.RECOMPUTE:
-        peak = max(_recompute_peak(graph, tracer.ops, stage, need)
-                   for need in _largest(fields, stage.source))
-    else:
-        peak = _cached_peak(tracer, fields)
+    peak = max(_recompute_peak(graph, tracer.ops, stage, need)
+               for need in _largest(fields, stage.source))
     largest = max(fields, key=lambda need: _area(need[stage.source], 1))
     source, end = largest[stage.source], largest[stage.end]
     halo = (source[1] - source[0], source[3] - source[2], end[1] - end[0], end[3] - end[2])
@@ -302,14 +307,6 @@ def _pixels(graph: Graph, name: str) -> int:
     return height * width
 
 
-def _computed_pixels(graph: Graph, ops: list[Operator], choice: PatchChoice,
-                     fields: list[dict[str, Region]]) -> dict[str, int]:
-    names = [op.outputs[0] for op in ops]
-    if choice.mode is PatchMode.CACHED:
-        return {name: _pixels(graph, name) for name in names}
-    return {name: sum(_area(need[name], 1) for need in fields) for name in names}
-
-
 def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
                     need: dict[str, Region]) -> int:
     """Most bytes of one patch's windows live at once (the source and the end not counted)."""
@@ -326,23 +323,32 @@ def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
     return peak
 
 
-def _cached_peak(tracer: Tracer, fields: list[dict[str, Region]]) -> int:
-    """Most bytes of band buffers live at once (the source and the end not counted)."""
+def _cached_peak(tracer: Tracer, steps: int) -> tuple[int, tuple[int, int, int, int]]:
+    """Most bytes of step buffers live at once, and the largest step's rows (_source_rows).
+
+    The source and the end are not counted (the caller adds them whole).
+    """
     graph, stage = tracer.graph, tracer.stage
     buffers: dict[str, int] = {}
-    done: dict[str, int] = {}
-    peak = 0
-    for need in fields:
-        for op in tracer.ops:
-            name = op.outputs[0]
-            y0, y1, x0, x1 = need[name]
-            start = done.get(name, 0)
-            if y1 <= start or name == stage.end:
-                done[name] = max(start, y1)
+    peak, halo = 0, (0, 0, 0, 0)
+    for step in stream_steps(tracer, steps):
+        for rows in step:
+            name = rows.op.outputs[0]
+            _, _, width, channels = graph.tensors[name].shape
+            if name == stage.end:
+                halo = max(halo, _source_rows(tracer, step, rows))
                 continue
-            top = halo_rows_start(tracer, name, done, need, start)
-            size = (y1 - top) * (x1 - x0) * graph.tensors[name].shape[3]
+            size = (rows.end - rows.keep_from) * width * channels
             peak = max(peak, sum(buffers.values()) + size)
             buffers[name] = size
-            done[name] = y1
-    return peak
+    return peak, halo
+
+
+def _source_rows(tracer: Tracer, step: list[Rows], end: Rows) -> tuple[int, int, int, int]:
+    """(rows, cols) of the source the step's first ops read, then of the end it computes."""
+    graph, source = tracer.graph, tracer.stage.source
+    read = [tracer.reads(r.op, (r.start, r.end, 0, 1))[:2] for r in step
+            if source in r.op.inputs]
+    rows = max((b - a for a, b in read), default=0)
+    return (rows, graph.tensors[source].shape[2], end.end - end.start,
+            graph.tensors[end.op.outputs[0]].shape[2])

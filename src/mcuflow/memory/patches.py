@@ -39,8 +39,9 @@ Region = tuple[int, int, int, int]
 
 MAX_GRID = 8
 """Most patches along each axis of a RECOMPUTE grid (MCUNetV2 uses up to 4 x 4)."""
-CACHED_BANDS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-"""Band counts the search weighs for the CACHED mode (more bands: smaller buffers, more calls)."""
+CACHED_STEPS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+"""Step counts the search weighs for the CACHED mode, up to one per source row (more steps:
+smaller buffers, more calls)."""
 
 
 class PatchMode(Enum):
@@ -52,7 +53,11 @@ class PatchMode(Enum):
 
 @dataclass(frozen=True)
 class PatchChoice:
-    """A patch stage: the tensor ending it, the grid of its tiles and the mode."""
+    """A patch stage: the tensor ending it, the grid of its tiles and the mode.
+
+    RECOMPUTE splits the end into `rows` x `cols` tiles; CACHED (`cols` 1) takes the source's
+    rows in `rows` steps (stream_steps).
+    """
 
     end: str
     rows: int
@@ -60,8 +65,10 @@ class PatchChoice:
     mode: PatchMode
 
     def describe(self) -> str:
-        """E.g. '4x4 recompute up to conv_7:0'."""
-        return f"{self.rows}x{self.cols} {self.mode.value} up to '{self.end}'"
+        """E.g. "4x4 patches up to 'conv_7'" or "32 row steps (cached) up to 'conv_7'"."""
+        if self.mode is PatchMode.CACHED:
+            return f"{self.rows} row steps (cached) up to '{self.end}'"
+        return f"{self.rows}x{self.cols} patches up to '{self.end}'"
 
 
 @dataclass(frozen=True)
@@ -360,11 +367,10 @@ def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
                     list(graph.inputs), list(graph.outputs))
     source = [_Piece(stage.source, _full(graph, stage.source))]
     rewrite = _Rewrite(Tracer(graph, stage), patched, {stage.source: source})
-    grid = tiles(graph, choice)
     if choice.mode is PatchMode.RECOMPUTE:
-        ends = _recompute(rewrite, stage_ops, stage, grid)
+        ends = _recompute(rewrite, stage_ops, stage, tiles(graph, choice))
     else:
-        ends = _cached(rewrite, stage_ops, stage, grid)
+        ends = _cached(rewrite, stage, choice.rows)
     _assemble(rewrite, stage.end, ends)
     patched.operators.extend(op for i, op in enumerate(graph.operators) if i not in stage.ops)
     verify_graph(patched)
@@ -387,56 +393,95 @@ def _recompute(rewrite: _Rewrite, ops: list[Operator], stage: Stage,
     return ends
 
 
-def _cached(rewrite: _Rewrite, ops: list[Operator], stage: Stage,
-            grid: list[list[Region]]) -> list[list[str]]:
-    """Bands compute only rows no earlier band computed; returns the end's bands.
+@dataclass(frozen=True)
+class Rows:
+    """What one stage op computes at one step of a CACHED stage.
 
-    Each band keeps one buffer per stage tensor: the rows the band's ops read. First the halo
-    rows still needed are copied from the previous band's buffer to the top of the new one,
-    which frees the old; then the op writes the rows it computes below them (the buffer is a
-    CONCATENATION the planner runs in place). Consumers read row ranges of it (SLICEs the
-    planner makes views).
+    Rows [start, end) of its output; its buffer then holds rows [keep_from, end), the rows
+    before `start` copied from the previous buffer because the stage still reads them.
     """
+
+    op: Operator
+    start: int
+    end: int
+    keep_from: int
+
+
+def stream_steps(tracer: Tracer, steps: int) -> list[list[Rows]]:
+    """The rows each stage op computes at each step of a CACHED stage.
+
+    The source's rows arrive in `steps` near-equal chunks; at each step every op computes all
+    the rows whose inputs have arrived (a line-buffered pipeline), so the first steps compute
+    few rows of the deep layers instead of their whole receptive field.
+    """
+    graph, source = tracer.graph, tracer.stage.source
     done: dict[str, int] = {}
+    found: list[list[Rows]] = []
+    for arrived in _cuts(graph.tensors[source].shape[1], steps)[1:]:
+        ready = {source: arrived}
+        for op in tracer.ops:
+            ready[op.outputs[0]] = _ready(tracer, op, ready)
+        found.append([Rows(op, done.get(op.outputs[0], 0), ready[op.outputs[0]],
+                           _keep_from(tracer, op.outputs[0], done))
+                      for op in tracer.ops if ready[op.outputs[0]] > done.get(op.outputs[0], 0)])
+        done.update({op.outputs[0]: ready[op.outputs[0]] for op in tracer.ops})
+    return found
+
+
+def _height(graph: Graph, name: str) -> int:
+    return graph.tensors[name].shape[1]
+
+
+def _ready(tracer: Tracer, op: Operator, ready: dict[str, int]) -> int:
+    """How many rows of `op`'s output can be computed from the input rows `ready`."""
+    graph = tracer.graph
+    name = op.inputs[0]
+    arrived = min(ready[n] for n in op.inputs if not graph.tensors[n].is_constant)
+    height = _height(graph, op.outputs[0])
+    window = tracer.windows.get(op.outputs[0])
+    if window is None or arrived >= _height(graph, name):
+        return min(arrived, height) if window is None else height
+    reach = (window.kernel[0] - 1) * window.dilation[0]
+    return max(0, min(height, (arrived - 1 + window.before[0] - reach) // window.stride[0] + 1))
+
+
+def _keep_from(tracer: Tracer, name: str, done: dict[str, int]) -> int:
+    """The first row of stage tensor `name` its stage consumers have still to read."""
+    first = done.get(name, 0)
+    for op in tracer.ops:
+        out = op.outputs[0]
+        start = done.get(out, 0)
+        if name in op.inputs and start < _height(tracer.graph, out):
+            first = min(first, tracer.reads(op, (start, start + 1, 0, 1))[0])
+    return first
+
+
+def _cached(rewrite: _Rewrite, stage: Stage, steps: int) -> list[list[str]]:
+    """The steps of stream_steps; returns the end's pieces, one per step that computes some.
+
+    Each step keeps one buffer per stage tensor. First the rows still to be read are copied
+    from the previous buffer to the top of the new one, which frees the old; then the op writes
+    the rows it computes below them (the buffer is a CONCATENATION the planner runs in place).
+    Consumers read row ranges of it (SLICEs the planner makes views).
+    """
     ends: list[list[str]] = []
-    for r, (tile,) in enumerate(grid):
-        need = rewrite.tracer.fields(tile)
-        for op in ops:
-            name = op.outputs[0]
-            y0, y1, x0, x1 = need[name]
-            start = done.get(name, 0)
-            if y1 <= start:
-                continue
-            halo = halo_rows_start(rewrite.tracer, name, done, need, start)
-            carry = (rewrite.copy(name, (halo, start, x0, x1), f"b{r}") if halo < start
-                     else None)
+    for k, step in enumerate(stream_steps(rewrite.tracer, steps)):
+        for rows in step:
+            name = rows.op.outputs[0]
+            width = rewrite.source.tensors[name].shape[2]
+            carry = (rewrite.copy(name, (rows.keep_from, rows.start, 0, width), f"s{k}")
+                     if rows.keep_from < rows.start else None)
             rewrite.pieces[name] = []
-            rewrite.run(op, (start, y1, x0, x1), f"b{r}")
+            rewrite.run(rows.op, (rows.start, rows.end, 0, width), f"s{k}")
             if name == stage.end:
                 ends.append([rewrite.pieces[name][0].name])
             elif carry is not None:
-                held = rewrite.window_tensor(name, (halo, y1, x0, x1), f"{name}#b{r}:rows")
+                region = (rows.keep_from, rows.end, 0, width)
+                held = rewrite.window_tensor(name, region, f"{name}#s{k}:rows")
                 rewrite.add(OpKind.CONCATENATION, [carry, rewrite.pieces[name][0].name], held,
                             ConcatenationAttrs(axis=1), f"{held}:stack")
-                rewrite.pieces[name] = [_Piece(held, (halo, y1, x0, x1))]
-            done[name] = y1
+                rewrite.pieces[name] = [_Piece(held, region)]
     return ends
-
-
-def halo_rows_start(tracer: Tracer, name: str, done: dict[str, int],
-                    need: dict[str, Region], start: int) -> int:
-    """The first row of stage tensor `name` the band's stage ops read.
-
-    `done` holds the rows computed before the band; the rows from the first read to `start` are
-    the halo kept from earlier bands.
-    """
-    first = start
-    for op in (op for op in tracer.ops if name in op.inputs):
-        region = need[op.outputs[0]]
-        lo = done.get(op.outputs[0], 0)
-        if region[1] > lo:
-            first = min(first, tracer.reads(op, (lo, region[1], region[2], region[3]))[0])
-    return first
 
 
 def _assemble(rewrite: _Rewrite, end: str, ends: list[list[str]]) -> None:
@@ -455,7 +500,7 @@ def _assemble(rewrite: _Rewrite, end: str, ends: list[list[str]]) -> None:
                                             like.quant))
         rewrite.add(OpKind.CONCATENATION, row, name, ConcatenationAttrs(axis=2), f"{name}:join")
         bands.append(name)
-    if len(ends) > 1:
+    if len(ends) > 1 or end not in bands:
         rewrite.add(OpKind.CONCATENATION, bands, end, ConcatenationAttrs(axis=1),
                     f"{end}:join")
 
@@ -467,6 +512,6 @@ def choices(graph: Graph, stage: Stage) -> Iterator[PatchChoice]:
         for cols in range(1, min(MAX_GRID, width) + 1):
             if rows * cols > 1:
                 yield PatchChoice(stage.end, rows, cols, PatchMode.RECOMPUTE)
-    for rows in CACHED_BANDS:
-        if rows <= height:
-            yield PatchChoice(stage.end, rows, 1, PatchMode.CACHED)
+    source_rows = graph.tensors[stage.source].shape[1]
+    for steps in sorted({*(s for s in CACHED_STEPS if s <= source_rows), source_rows}):
+        yield PatchChoice(stage.end, steps, 1, PatchMode.CACHED)
