@@ -345,6 +345,11 @@ def _does_not_fit(analysis: Analysis, target: str) -> McuflowError:
         needs.append(f"{report.flash_bytes:,} B of flash for {what} (has "
                      f"{report.flash_capacity:,})")
     host = " (a host build is checked against the board too)" if target == "host" else ""
+    smallest = min(analysis.patches.options, key=lambda o: o.peak_bytes, default=None)
+    if not report.fits_sram and smallest is not None:
+        needs[0] += (f"; patches reach at best a {smallest.peak_bytes:,} B peak "
+                     f"({smallest.choice.describe()}, "
+                     f"{100 * analysis.patches.overhead(smallest):+.0f} % instructions)")
     return McuflowError(
         f"'{analysis.graph.name}' does not fit {analysis.board.id}{host}: needs "
         f"{' and '.join(needs)}",

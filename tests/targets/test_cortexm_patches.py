@@ -1,0 +1,40 @@
+"""Patch stages run bit-exact on QEMU Cortex-M4 and M7, inside a 192 KB SRAM board's limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcuflow.hw.board import get_board
+from mcuflow.ir import zoo
+from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_graph
+from mcuflow.memory.planner import plan_memory, plan_model
+from mcuflow.toolchain.qemu import verify_cortexm
+
+SMALL_BOARD = "nucleo-f429zi"
+
+
+def test_the_study_model_fits_a_192_kb_board_only_with_patches_and_runs_bit_exact() -> None:
+    graph = zoo.mobilenet_v2_like(128, 0.35, 1000)
+    board = get_board(SMALL_BOARD)
+    plan, search = plan_model(graph, PatchRequest(), board.sram_bytes, "cortex-m4", dsp=True)
+    assert search.baseline.peak_bytes > board.sram_bytes
+    assert plan.patch is not None and plan.arena_bytes <= board.sram_bytes // 2
+    result = verify_cortexm(graph, plan, "cortex-m4", SMALL_BOARD, runs=2, seed=5)
+    assert result.bit_exact and result.mismatches == 0
+
+
+@pytest.mark.parametrize(("target", "board", "grid", "mode"), [
+    ("cortex-m7", "nucleo-f767zi", (3, 2), PatchMode.RECOMPUTE),
+    ("cortex-m4", SMALL_BOARD, (24, 1), PatchMode.CACHED),
+    ("cortex-m7", "nucleo-f767zi", (12, 1), PatchMode.CACHED),
+])
+def test_both_modes_run_bit_exact(target: str, board: str, grid: tuple[int, int],
+                                  mode: PatchMode) -> None:
+    graph = zoo.mobilenet_v2_like(64, 0.35, 10)
+    stage = next(s for s in find_stages(graph) if s.end == "conv_2d_20")
+    patched = patch_graph(graph, stage, PatchChoice(stage.end, *grid, mode))
+    plan = plan_memory(patched, 0.2, dsp=True, order=list(range(len(patched.operators))))
+    plan.patch = PatchChoice(stage.end, *grid, mode)
+    result = verify_cortexm(graph, plan, target, board, runs=2, seed=6)
+    assert result.bit_exact and result.mismatches == 0
