@@ -76,6 +76,11 @@ SramBudgetOption = Annotated[
     int | None, typer.Option("--sram-budget", help="Bytes of SRAM the arena may use (default: "
                              "the board's): the patches with the least overhead that fit it.")
 ]
+InputOption = Annotated[
+    str, typer.Option("--input", help="arena (the input image is written into the arena) or "
+                      "streamed (the model reads the windows it needs through an input reader, "
+                      "e.g. a camera's line DMA, so the image never sits in SRAM whole).")
+]
 MaxOverheadOption = Annotated[
     float | None, typer.Option("--max-overhead", help="Percent of extra instructions the "
                                "patches may cost (default 10); alone, it asks for the smallest "
@@ -83,9 +88,9 @@ MaxOverheadOption = Annotated[
 ]
 
 
-def _patch_request(patches: str, sram_budget: int | None,
-                   max_overhead: float | None) -> PatchRequest:
-    return PatchRequest.parse(patches, sram_budget, max_overhead)
+def _patch_request(patches: str, sram_budget: int | None, max_overhead: float | None,
+                   input_mode: str) -> PatchRequest:
+    return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode)
 
 
 def _print_patches(search: PatchSearch, options: bool) -> None:
@@ -143,12 +148,14 @@ def analyze_command(
     patches: PatchesOption = "auto",
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
+    input_mode: InputOption = "arena",
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy."""
     _check_plot(plot)
     analysis = api.analyze_model(model, board, board_file,
                                 _quantize_options(calibration, scheme),
-                                patches=_patch_request(patches, sram_budget, max_overhead))
+                                patches=_patch_request(patches, sram_budget, max_overhead,
+                                                       input_mode))
     if plot is not None:
         plot_working_set(analysis.report, plot)
     if as_json:
@@ -181,6 +188,7 @@ def plan_command(
     patches: PatchesOption = "auto",
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
+    input_mode: InputOption = "arena",
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
 
@@ -190,7 +198,8 @@ def plan_command(
     _check_plot(plot)
     analysis = api.analyze_model(model, board, board_file,
                                 _quantize_options(calibration, scheme),
-                                patches=_patch_request(patches, sram_budget, max_overhead))
+                                patches=_patch_request(patches, sram_budget, max_overhead,
+                                                       input_mode))
     if plot is not None:
         plot_arena(analysis.plan, plot)
     plan = api.plan_to_json(analysis.plan)
@@ -273,6 +282,7 @@ def compile_command(
     patches: PatchesOption = "auto",
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
+    input_mode: InputOption = "arena",
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
 
@@ -285,7 +295,8 @@ def compile_command(
     project = api.compile_model(model, out_dir, board, board_file, target,
                                 _quantize_options(calibration, scheme), force, prefix=prefix,
                                 library=library, firmware=firmware, fit_check=fit_check,
-                                patches=_patch_request(patches, sram_budget, max_overhead))
+                                patches=_patch_request(patches, sram_budget, max_overhead,
+                                                       input_mode))
     portable = [(index, step) for index, step in enumerate(project.steps)
                 if step.portable_reason]
     summary = {"path": str(project.path), "files": list(project.files),
@@ -333,10 +344,11 @@ def verify_command(
     patches: PatchesOption = "auto",
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
+    input_mode: InputOption = "arena",
 ) -> None:
     """Build the generated C (of MODEL, or a directory written by compile), compare to the bit."""
     quantize = _quantize_options(calibration, scheme)
-    request = _patch_request(patches, sram_budget, max_overhead)
+    request = _patch_request(patches, sram_budget, max_overhead, input_mode)
     if model.is_dir():
         if target != "host":
             raise McuflowError(f"a compiled directory is verified on the host, not on {target}",
@@ -411,12 +423,13 @@ def bench_command(
     patches: PatchesOption = "auto",
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
+    input_mode: InputOption = "arena",
 ) -> None:
     """One table: instructions, MACs/instruction, flash and RAM per model on QEMU."""
     chosen = models or [api.demo_model_path()]
     with console.status(f"measuring {len(chosen)} model(s) on {target}"):
         rows = api.bench_models(chosen, target, board, board_file,
-                                _patch_request(patches, sram_budget, max_overhead))
+                                _patch_request(patches, sram_budget, max_overhead, input_mode))
     if as_json:
         _print_json([dataclasses.asdict(row) for row in rows])
         return

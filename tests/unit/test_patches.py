@@ -134,3 +134,24 @@ def test_an_impossible_grid_or_layer_is_refused() -> None:
         search_patches(graph, PatchRequest.parse("2x2@softmax"), 1, "cortex-m4", True)
     with pytest.raises(McuflowError, match="takes a 99x1 grid"):
         search_patches(graph, PatchRequest.parse("99x1"), 1, "cortex-m4", True)
+
+
+@pytest.mark.parametrize("text", ["3x3", "16x1", "off"])
+def test_a_streamed_input_stays_out_of_the_arena_and_the_outputs_stay_exact(text: str) -> None:
+    graph = zoo.mobilenet_v2_like(64, 0.35, 10)
+    request = PatchRequest.parse(text, None, None, "streamed")
+    plan, _ = plan_model(graph, request, 1 << 20, "cortex-m4", dsp=True)
+    check_plan(plan)
+    assert plan.streamed == frozenset(graph.inputs)
+    in_arena, _ = plan_model(graph, PatchRequest.parse(text), 1 << 20, "cortex-m4", dsp=True)
+    if text != "off":
+        assert plan.arena_bytes < in_arena.arena_bytes
+    inputs = _inputs(graph, seed=2)
+    expected = litert_invoke(write_tflite(graph), inputs)
+    got = run_in_arena(plan, inputs).outputs
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_an_unknown_input_mode_is_refused() -> None:
+    with pytest.raises(McuflowError, match="--input takes arena or streamed"):
+        PatchRequest.parse("auto", None, None, "camera")

@@ -29,6 +29,7 @@ from mcuflow.ir.ops import (
     OpKind,
     PadAttrs,
     Pool2DAttrs,
+    SliceAttrs,
     SoftmaxAttrs,
 )
 from mcuflow.ir.registry import OpTable
@@ -422,6 +423,22 @@ def _concatenation(ctx: EmitContext) -> LayerCode:
     return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_data"} if calls else ()))
 
 
+def _read_input(ctx: EmitContext, index: int) -> LayerCode:
+    """A window of a streamed input, fetched by the input reader (see render._reader_source)."""
+    attrs: SliceAttrs = ctx.op.attrs
+    if len(attrs.begin) != 4:
+        raise CodegenError(f"streamed input '{ctx.op.inputs[0]}' is not NHWC")
+    begin, size = ", ".join(map(str, attrs.begin)), ", ".join(map(str, attrs.size))
+    return LayerCode([
+        "{",
+        f"    static const int32_t begin[4] = {{{begin}}}, size[4] = {{{size}}};",
+        f"    if (MCUFLOW_READ_INPUT({index}, begin, size, {_output_pointer(ctx)}) != 0) {{",
+        "        return MCUFLOW_ERROR_INPUT;",
+        "    }",
+        "}",
+    ])
+
+
 @emitter(OpKind.PAD)
 def _pad(ctx: EmitContext) -> LayerCode:
     attrs: PadAttrs = ctx.op.attrs
@@ -438,6 +455,9 @@ def _pad(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.SLICE)
 def _slice(ctx: EmitContext) -> LayerCode:
+    source = ctx.op.inputs[0]
+    if source in ctx.plan.streamed:
+        return _read_input(ctx, ctx.graph.inputs.index(source))
     if ctx.inplace is InPlace.ALIAS:
         place = ctx.offset(ctx.op.inputs[0]) + alias_offset(ctx.graph, ctx.op)
         if ctx.offset(ctx.op.outputs[0]) != place:

@@ -139,7 +139,8 @@ def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, nami
     """
     executed = plan.graph
     same_ops = len(executed.operators) == len(graph.operators)
-    if plan.patch is None and not same_ops or (executed.inputs, executed.outputs) != (
+    rewritten = plan.patch is not None or bool(plan.streamed)
+    if not rewritten and not same_ops or (executed.inputs, executed.outputs) != (
             graph.inputs, graph.outputs):
         raise CodegenError("the plan was made for another graph")
     check_supported(executed)

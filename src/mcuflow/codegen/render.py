@@ -77,7 +77,7 @@ def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]
         specs.append(TensorSpec(
             name, tensor.shape, tensor.dtype.value,
             None if quant is None else quant.scale0, None if quant is None else quant.zero_point0,
-            plan.offset_of(name),
+            -1 if name in plan.streamed else plan.offset_of(name),
         ))
     return specs
 
@@ -189,6 +189,9 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
         "#define MCUFLOW_ERROR_KERNEL 2 /* a kernel rejected its data (an empty pool window) */",
         "#define MCUFLOW_ERROR_ARENA 3  /* no arena set, or one too small or misaligned */",
         "#endif",
+        "#ifndef MCUFLOW_ERROR_INPUT",
+        "#define MCUFLOW_ERROR_INPUT 4  /* the input reader of a streamed input failed */",
+        "#endif",
         "",
     ]
     header.define("INPUT_COUNT", len(inputs))
@@ -210,8 +213,78 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
     for i, spec in enumerate(outputs):
         _spec_macros(header, f"OUTPUT_{i}", spec)
     _invoke_declarations(header, inputs, outputs)
+    if any(spec.offset < 0 for spec in inputs):
+        _reader_declarations(header, inputs)
     header.lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return header
+
+
+def _reader_declarations(header: _Header, inputs: list[TensorSpec]) -> None:
+    reader, setter = header.symbol("input_reader_t"), header.symbol("model_set_input_reader")
+    invoke_n = header.symbol("model_invoke_n")
+    streamed = [i for i, spec in enumerate(inputs) if spec.offset < 0]
+    for i in streamed:
+        header.define(f"INPUT_{i}_STREAMED", 1)
+    header.lines += [
+        "/* Streamed inputs are never held whole in the arena: the model reads the windows it",
+        " * needs through the input reader. A reader copies the box begin[d] .. begin[d] +",
+        " * size[d] - 1 (d = N, H, W, C) of input `index`, stored row-major, to `dest` and",
+        f" * returns 0. The default reader copies from the inputs[] given to {invoke_n}; set your",
+        " * own (a camera's line DMA, a file) and inputs[i] of a streamed input may be NULL. */",
+        f"typedef int (*{reader})(int index, const int32_t begin[4], const int32_t size[4],",
+        "                      void *dest, void *context);",
+        f"/* NULL restores the default reader; returns {header.macro('OK')}. */",
+        f"int {setter}({reader} reader, void *context);",
+        "",
+    ]
+
+
+def _reader_source(inputs: list[TensorSpec], naming: Naming) -> list[str]:
+    """The input reader's state, the default reader and its setter."""
+    reader, current = naming.symbol("input_reader"), naming.symbol("streamed_inputs")
+    context, kind = naming.symbol("input_reader_context"), naming.symbol("input_reader_t")
+    default = naming.symbol("copy_input_window")
+    dims = [list(spec.shape) if len(spec.shape) == 4 else [1, 1, 1, 1] for spec in inputs]
+    return [
+        f"static const void *const *{current} = NULL;",
+        "",
+        "/* The default reader: the box of inputs[index] of the current invoke. */",
+        f"static int {default}(int index, const int32_t begin[4], const int32_t size[4], "
+        "void *dest, void *context)",
+        "{",
+        f"    static const int32_t dims[{len(inputs)}][4] = "
+        f"{{{', '.join(_list(d) for d in dims)}}};",
+        "    const int32_t *d = dims[index];",
+        f"    const uint8_t *source = (const uint8_t *){current}[index];",
+        "    uint8_t *out = (uint8_t *)dest;",
+        "    (void)context;",
+        "    for (int32_t n = 0; n < size[0]; ++n) {",
+        "        for (int32_t y = 0; y < size[1]; ++y) {",
+        "            for (int32_t x = 0; x < size[2]; ++x) {",
+        "                const size_t at = (((size_t)(begin[0] + n) * (size_t)d[1] + "
+        "(size_t)(begin[1] + y)) * (size_t)d[2] + (size_t)(begin[2] + x)) * (size_t)d[3] + "
+        "(size_t)begin[3];",
+        "                memcpy(out, source + at, (size_t)size[3]);",
+        "                out += size[3];",
+        "            }",
+        "        }",
+        "    }",
+        "    return 0;",
+        "}",
+        "",
+        f"static {kind} {reader} = {default};",
+        f"static void *{context} = NULL;",
+        f"#define MCUFLOW_READ_INPUT(index, begin, size, dest) "
+        f"{reader}((index), (begin), (size), (dest), {context})",
+        "",
+        f"int {naming.symbol('model_set_input_reader')}({kind} reader, void *context)",
+        "{",
+        f"    {reader} = reader != NULL ? reader : {default};",
+        f"    {context} = context;",
+        "    return MCUFLOW_OK;",
+        "}",
+        "",
+    ]
 
 
 def _invoke_declarations(header: _Header, inputs: list[TensorSpec], outputs: list[TensorSpec]
@@ -317,6 +390,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
         "#endif",
         "",
     ]
+    if any(spec.offset < 0 for spec in inputs):
+        lines += _reader_source(inputs, naming)
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
     lines += [f"static int {run}(void)", "{"]
@@ -332,7 +407,10 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
 
 def _invoke_functions(inputs: list[TensorSpec], outputs: list[TensorSpec], naming: Naming
                       ) -> list[str]:
-    checks = [f"inputs[{i}] == NULL" for i in range(len(inputs))]
+    default = naming.symbol("copy_input_window")
+    checks = [f"inputs[{i}] == NULL" if spec.offset >= 0 else
+              f"(inputs[{i}] == NULL && {naming.symbol('input_reader')} == {default})"
+              for i, spec in enumerate(inputs)]
     checks += [f"outputs[{i}] == NULL" for i in range(len(outputs))]
     invoke_n = naming.symbol("model_invoke_n")
     lines = [
@@ -350,7 +428,10 @@ def _invoke_functions(inputs: list[TensorSpec], outputs: list[TensorSpec], namin
         "    }",
     ]
     lines += [f"    memcpy(MCUFLOW_U8({s.offset}), inputs[{i}], "
-              f"{naming.macro(f'INPUT_{i}_BYTES')});" for i, s in enumerate(inputs)]
+              f"{naming.macro(f'INPUT_{i}_BYTES')});" for i, s in enumerate(inputs)
+              if s.offset >= 0]
+    if any(s.offset < 0 for s in inputs):
+        lines.append(f"    {naming.symbol('streamed_inputs')} = inputs;")
     lines += [f"    status = {naming.symbol('model_run')}();", "    if (status != MCUFLOW_OK) {",
               "        return status;", "    }"]
     lines += [f"    memcpy(outputs[{i}], MCUFLOW_U8({s.offset}), "
@@ -377,8 +458,8 @@ def _pointer_function(signature: str, count: str, specs: list[TensorSpec]) -> li
     return [
         signature,
         "{",
-        f"    static const size_t offsets[{count}] = {_list([s.offset for s in specs])};",
-        f"    if (MCUFLOW_NO_ARENA || index < 0 || index >= {count}) {{",
+        f"    static const int32_t offsets[{count}] = {_list([s.offset for s in specs])};",
+        f"    if (MCUFLOW_NO_ARENA || index < 0 || index >= {count} || offsets[index] < 0) {{",
         "        return NULL;",
         "    }",
         "    return MCUFLOW_U8(offsets[index]);",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mcuflow.memory.inplace import alias_offset, in_place_rule
-from mcuflow.memory.plan import Buffer, InPlace, Plan, PlanError
+from mcuflow.memory.plan import Buffer, InPlace, Plan, PlanError, Tier
 from mcuflow.memory.scratch import scratch_bytes
 
 
@@ -65,7 +65,8 @@ def _check_steps(plan: Plan) -> None:
 
 
 def _check_overlaps(plan: Plan) -> None:
-    buffers = sorted(plan.buffers.values(), key=lambda b: b.offset)
+    buffers = sorted((b for b in plan.buffers.values() if b.tier is Tier.SRAM),
+                     key=lambda b: b.offset)
     for buffer in buffers:
         if buffer.offset < 0 or buffer.end > plan.arena_bytes:
             raise PlanError(f"buffer {buffer.name!r} [{buffer.offset}, {buffer.end}) lies outside "

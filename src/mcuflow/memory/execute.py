@@ -30,8 +30,11 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
     """Execute `plan.graph` in one arena of `plan.arena_bytes` bytes laid out by `plan`."""
     graph = plan.graph
     arena = np.full(plan.arena_bytes, _POISON, dtype=np.uint8)
-    for name, value in _bind(graph, inputs).items():
-        _view(arena, plan, name)[...] = value
+    bound = _bind(graph, inputs)
+    streamed = {name: value for name, value in bound.items() if name in plan.streamed}
+    for name, value in bound.items():
+        if name not in streamed:
+            _view(arena, plan, name)[...] = value
     kept: dict[str, np.ndarray] = {}
     for index, step in enumerate(plan.steps):
         op = graph.operators[step.op_index]
@@ -40,7 +43,7 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
         if step.inplace is InPlace.DEPTHWISE:
             _depthwise_in_place(arena, plan, op, step.scratch)
         elif step.inplace not in RUNS_NO_CODE:
-            _run_op(arena, plan, op)
+            _run_op(arena, plan, op, streamed)
         if keep_intermediates:
             kept.update({name: _view(arena, plan, name).copy() for name in op.outputs})
     outputs = [_view(arena, plan, name).copy() for name in graph.outputs]
@@ -77,25 +80,34 @@ def _scratch(arena: np.ndarray, buffer: Buffer) -> np.ndarray:
     return arena[buffer.offset:buffer.end]
 
 
-def _arguments(arena: np.ndarray, plan: Plan, op: Operator) -> list[np.ndarray]:
-    """The op's inputs as read now: arena copies for activations, data for constants."""
+def _arguments(arena: np.ndarray, plan: Plan, op: Operator,
+               streamed: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
+    """The op's inputs as read now: arena copies for activations, data for constants.
+
+    `streamed` graph inputs are never in the arena: the caller's arrays are read instead.
+    """
     graph = plan.graph
+    outside = streamed or {}
     return [graph.tensors[n].data if graph.tensors[n].is_constant
-            else _view(arena, plan, n).copy() for n in op.inputs]
+            else outside[n] if n in outside else _view(arena, plan, n).copy()
+            for n in op.inputs]
 
 
 def _overlapping_inputs(plan: Plan, op: Operator) -> list[str]:
     """Activation inputs sharing bytes with the op's output."""
     out = plan.buffers[op.outputs[0]]
     return [n for n in dict.fromkeys(op.inputs)
-            if n in plan.buffers and plan.buffers[n].overlaps_in_space(out)]
+            if n in plan.buffers and n not in plan.streamed
+            and plan.buffers[n].overlaps_in_space(out)]
 
 
-def _run_op(arena: np.ndarray, plan: Plan, op: Operator) -> None:
+def _run_op(arena: np.ndarray, plan: Plan, op: Operator,
+            streamed: Mapping[str, np.ndarray]) -> None:
     kernel = prepare(plan.graph, op)
     shared = _overlapping_inputs(plan, op)
     if not shared:
-        _view(arena, plan, op.outputs[0])[...] = kernel(_arguments(arena, plan, op))[0]
+        _view(arena, plan, op.outputs[0])[...] = kernel(
+            _arguments(arena, plan, op, streamed))[0]
         return
     if op.kind in ELEMENTWISE_KINDS:
         _stream(arena, plan, op, kernel, _element_units(plan, op, shared), own=False)

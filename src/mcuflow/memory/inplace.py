@@ -74,13 +74,14 @@ def _sliceable(graph: Graph, op: Operator, name: str, producer_kinds: dict[str, 
             and graph.tensors[name].dtype == graph.tensors[op.outputs[0]].dtype)
 
 
-def shared_parents(graph: Graph,
-                   kinds: frozenset[InPlace] = ALL_KINDS) -> dict[str, tuple[str, int]]:
+def shared_parents(graph: Graph, kinds: frozenset[InPlace] = ALL_KINDS,
+                   streamed: frozenset[str] = frozenset()) -> dict[str, tuple[str, int]]:
     """Tensors that live inside another one by construction: tensor -> (container, byte offset).
 
     RESHAPE/SQUEEZE outputs live in their input (ALIAS); the inputs of a CONCATENATION whose slices
     are contiguous live in its output (CONCAT_SLICE) when their producers can write there; a
-    SLICE of contiguous bytes that is not such an input is a view of its input (ALIAS).
+    SLICE of contiguous bytes that is not such an input is a view of its input (ALIAS), unless
+    the input is `streamed` (not in memory).
     """
     parent: dict[str, tuple[str, int]] = {}
     producer_kinds = {out: op.kind for op in graph.operators for out in op.outputs}
@@ -96,7 +97,7 @@ def shared_parents(graph: Graph,
     if InPlace.ALIAS in kinds:
         for op in graph.operators:
             view = slice_view(graph, op) if op.kind in ALIAS_KINDS - _WHOLE_ALIAS_KINDS else None
-            if view is not None and op.outputs[0] not in parent:
+            if view is not None and op.outputs[0] not in parent and op.inputs[0] not in streamed:
                 parent[op.outputs[0]] = (op.inputs[0], view)
     return parent
 

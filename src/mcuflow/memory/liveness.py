@@ -32,14 +32,15 @@ def _root(parent: dict[str, tuple[str, int]], name: str) -> tuple[str, int]:
     return name, offset
 
 
-def build_storages(graph: Graph, parent: dict[str, tuple[str, int]]) -> list[Storage]:
-    """Group the activation tensors into storages.
+def build_storages(graph: Graph, parent: dict[str, tuple[str, int]],
+                   streamed: frozenset[str] = frozenset()) -> list[Storage]:
+    """Group the activation tensors into storages (streamed graph inputs have none).
 
     `parent` maps a tensor to (tensor it lives in, byte offset inside it), e.g. a RESHAPE output
     to its input at offset 0 or a concatenation input to the concatenated tensor.
     """
     groups: dict[str, list[tuple[str, int]]] = {}
-    for name in graph.activations():
+    for name in (n for n in graph.activations() if n not in streamed):
         root, offset = _root(parent, name)
         groups.setdefault(root, []).append((name, offset))
     producer_of = {out: i for i, op in enumerate(graph.operators) for out in op.outputs}

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OP_DEFS, op_macs
 from mcuflow.memory.patches import (
     PatchChoice,
@@ -20,6 +20,7 @@ from mcuflow.memory.patches import (
     Stage,
     Tracer,
     choices,
+    fetch_inputs,
     find_stages,
     patch_graph,
     stream_steps,
@@ -27,8 +28,11 @@ from mcuflow.memory.patches import (
 )
 from mcuflow.memory.schedule import build_problem, evaluate
 
-SHORTLIST = 8
+SHORTLIST = 6
 """Screened options planned exactly (the screening's Pareto front, evenly thinned)."""
+NEAR_TARGET = 12
+"""Screened options nearest the request's limit (overhead or budget) planned exactly too: the
+screening's estimates are a few points off, so the answer is among them."""
 DEFAULT_MAX_OVERHEAD = 0.10
 """Default of --max-overhead: at most 10 % more instructions than the unpatched model."""
 
@@ -52,11 +56,22 @@ class PatchRequest:
     sram_budget: int | None = None
     max_overhead: float = DEFAULT_MAX_OVERHEAD
     objective: Objective = Objective.FIT
+    streamed_input: bool = False
+    """--input streamed: the image is not held in the arena; the model reads the windows it
+    needs through the input reader."""
 
     @classmethod
     def parse(cls, text: str, sram_budget: int | None = None,
-              max_overhead_pct: float | None = None) -> PatchRequest:
-        """From --patches auto|off|RxC[@LAYER], --sram-budget and --max-overhead (percent)."""
+              max_overhead_pct: float | None = None, input_mode: str = "arena"
+              ) -> PatchRequest:
+        """From --patches, --sram-budget, --max-overhead (percent) and --input.
+
+        --patches takes auto, off or RxC[@LAYER]; --input takes arena or streamed.
+        """
+        if input_mode not in ("arena", "streamed"):
+            raise McuflowError(f"--input takes arena or streamed, not {input_mode!r}",
+                               "arena keeps the input image in the arena; streamed reads it "
+                               "window by window through the input reader")
         if sram_budget is not None and sram_budget <= 0:
             raise McuflowError(f"--sram-budget must be positive, got {sram_budget}",
                                "pass the bytes of SRAM the arena may use, e.g. 196608")
@@ -66,7 +81,8 @@ class PatchRequest:
         objective = (Objective.SMALLEST if max_overhead_pct is not None and sram_budget is None
                      else Objective.FIT)
         overhead = DEFAULT_MAX_OVERHEAD if max_overhead_pct is None else max_overhead_pct / 100
-        common = {"sram_budget": sram_budget, "max_overhead": overhead, "objective": objective}
+        common = {"sram_budget": sram_budget, "max_overhead": overhead, "objective": objective,
+                  "streamed_input": input_mode == "streamed"}
         if text in ("auto", "off", "1x1"):
             return cls(enabled=text == "auto", **common)
         match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)(?:@(.+))?", text)
@@ -133,23 +149,31 @@ def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
 
 
 def _evaluate(graph: Graph, choice: PatchChoice | None, core: str, dsp: bool,
-              peak: int | None = None, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
-              ) -> PatchOption:
-    if peak is None:
-        peak = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[0]
+              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> PatchOption:
+    """The option running `graph`, its inputs streamed when asked (see fetch_inputs)."""
+    if streamed:
+        graph = fetch_inputs(graph)
+    problem = build_problem(graph, dsp=dsp, streamed=streamed_inputs(graph, streamed))
+    peak = evaluate(problem, list(range(len(graph.operators))))[0]
     return PatchOption(choice, graph, peak, graph_instructions(graph, core, dsp), halo)
 
 
-def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool,
-                   unpatched_bytes: int | None = None) -> PatchSearch:
+def streamed_inputs(graph: Graph, streamed: bool) -> frozenset[str]:
+    """The graph inputs a plan streams: all of them with --input streamed, else none."""
+    return frozenset(graph.inputs) if streamed else frozenset()
+
+
+def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool
+                   ) -> PatchSearch:
     """Screen every stage, grid and mode; plan the promising ones; choose by `request`.
 
-    `budget` is the arena bytes the board allows (a request's sram_budget replaces it);
-    `unpatched_bytes` the unpatched model's planned arena (default: its lower bound). A model
-    that fits gets no patches unless the request asks for them, and no search.
+    `budget` is the arena bytes the board allows (a request's sram_budget replaces it). A model
+    that fits gets no patches unless the request asks for them, and no search. Peaks are the
+    planner's lower bounds for each graph's own order.
     """
     budget = request.sram_budget or budget
-    baseline = _evaluate(graph, None, core, dsp, unpatched_bytes)
+    streamed = request.streamed_input
+    baseline = _evaluate(graph, None, core, dsp, streamed)
     fits = (request.grid is None and request.objective is Objective.FIT
             and baseline.peak_bytes <= budget)
     if not request.enabled or fits:
@@ -158,7 +182,8 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     costs = [_op_instructions(graph, op, core, dsp) for op in graph.operators]
     needs = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
-    screened = [_screen(tracer, costs, needs, choice) for tracer in tracers
+    fixed = _call_costs(tracers[-1], costs, core, dsp) if tracers else {}
+    screened = [_screen(tracer, costs, fixed, needs, choice, streamed) for tracer in tracers
                 for choice in _candidates(graph, tracer.stage, request)]
     if not screened:
         raise McuflowError(f"--patches: no patch stage of '{graph.name}' takes a "
@@ -167,7 +192,7 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
     options = tuple(_evaluate(patch_graph(graph, stage, s.choice), s.choice, core, dsp,
-                              halo=s.halo) for stage, s in shortlist)
+                              streamed, s.halo) for stage, s in shortlist)
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, _choose(search, request), budget)
 
@@ -245,55 +270,86 @@ def _shortlist(stages: list[Stage], screened: list[_Screened], request: PatchReq
         kept = {round(k * step) for k in range(SHORTLIST)}
     else:
         kept = set(range(len(front)))
-    limit = unpatched * (1 + request.max_overhead)
-    for wanted in (_last(front, lambda s: s.peak_bytes <= budget),
-                   _first(front, lambda s: s.instructions <= limit)):
-        if wanted is not None:
-            kept |= {k for k in (wanted - 1, wanted, wanted + 1) if 0 <= k < len(front)}
+    near = [abs(s.instructions / unpatched - 1 - request.max_overhead) for s in front]
+    if request.objective is Objective.FIT:
+        near = [abs(s.peak_bytes / budget - 1) for s in front]
+    kept |= set(sorted(range(len(front)), key=near.__getitem__)[:NEAR_TARGET])
     by_end = {stage.end: stage for stage in stages}
     return [(by_end[front[k].choice.end], front[k]) for k in sorted(kept)]
-
-
-def _first(front: list[_Screened], test: Callable[[_Screened], bool]) -> int | None:
-    return next((k for k, s in enumerate(front) if test(s)), None)
-
-
-def _last(front: list[_Screened], test: Callable[[_Screened], bool]) -> int | None:
-    found = [k for k, s in enumerate(front) if test(s)]
-    return found[-1] if found else None
 
 
 def _area(region: Region, channels: int) -> int:
     return (region[1] - region[0]) * (region[3] - region[2]) * channels
 
 
-def _screen(tracer: Tracer, costs: list[float], needs: list[int], choice: PatchChoice
-            ) -> _Screened:
+def _call_costs(tracer: Tracer, costs: list[float], core: str, dsp: bool) -> dict[str, float]:
+    """The instructions each stage op costs per call beyond its share of the work.
+
+    The op run for one output row, less 1/height of the whole op: what every patch or row
+    step pays again (loop set-up, per-call constants).
+    """
+    graph = tracer.graph
+    found = {}
+    for index in tracer.stage.ops:
+        op = graph.operators[index]
+        name = op.outputs[0]
+        _, height, width, _ = graph.tensors[name].shape
+        row = (0, 1, 0, width)
+        window = tracer.windows.get(name)
+        attrs = dataclasses.replace(op.attrs, padding=window.padding(row)) if window else op.attrs
+        one = Graph("row", {n: _window_of(graph.tensors[n], tracer.reads(op, row))
+                            for n in op.inputs})
+        one.tensors[name] = _window_of(graph.tensors[name], row)
+        step = Operator(op.kind, op.inputs, op.outputs, attrs, op.name)
+        found[name] = max(0.0, _op_instructions(one, step, core, dsp) - costs[index] / height)
+    return found
+
+
+def _window_of(tensor: Tensor, region: Region) -> Tensor:
+    if tensor.is_constant:
+        return tensor
+    shape = (1, region[1] - region[0], region[3] - region[2], tensor.shape[3])
+    return Tensor(tensor.name, shape, tensor.dtype, tensor.quant)
+
+
+def _screen(tracer: Tracer, costs: list[float], fixed: dict[str, float], needs: list[int],
+            choice: PatchChoice, streamed: bool) -> _Screened:
     """Estimated peak and instructions of a choice, from its receptive fields alone.
 
-    `costs` are the predicted instructions of each op of the unpatched graph, `needs` the bytes
-    live at each of its steps in the graph's own order. A stage op's patches are charged its
-    share of its cost by the pixels they compute; the steps after the stage keep their bytes.
+    `costs` are the predicted instructions of each op of the unpatched graph, `fixed` what a
+    stage op costs per extra call, `needs` the bytes live at each of its steps in the graph's
+    own order. A stage op's patches are charged its share of its cost by the pixels they
+    compute and the fixed cost per call; the steps after the stage keep their bytes.
+    A `streamed` source is not resident.
     """
     graph, stage = tracer.graph, tracer.stage
-    resident = graph.tensors[stage.source].nbytes + graph.tensors[stage.end].nbytes
+    channels = graph.tensors[stage.source].shape[3]
+    resident = graph.tensors[stage.end].nbytes + (
+        0 if streamed else graph.tensors[stage.source].nbytes)
+    rest = max(needs[stage.ops[-1] + 1:], default=0)
     if choice.mode is PatchMode.CACHED:
-        peak, halo = _cached_peak(tracer, choice.rows)
-        return _Screened(choice, max(resident + peak, max(needs[stage.ops[-1] + 1:],
-                                                          default=0)), sum(costs), halo)
+        steps = stream_steps(tracer, choice.rows)
+        peak, halo = _cached_peak(tracer, steps)
+        window = halo[0] * halo[1] * channels if streamed else 0
+        calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
+        return _Screened(choice, max(resident + peak + window, rest),
+                         sum(costs) + calls - sum(fixed[op.outputs[0]] for op in tracer.ops),
+                         halo)
     fields = [tracer.fields(tile) for band in tiles(graph, choice) for tile in band]
     computed = {op.outputs[0]: sum(_area(need[op.outputs[0]], 1) for need in fields)
                 for op in tracer.ops}
+    patches = len(fields) - 1
     instructions = sum(costs) + sum(
         costs[i] * (computed[graph.operators[i].outputs[0]] /
-                    _pixels(graph, graph.operators[i].outputs[0]) - 1) for i in stage.ops)
+                    _pixels(graph, graph.operators[i].outputs[0]) - 1)
+        + patches * fixed[graph.operators[i].outputs[0]] for i in stage.ops)
     peak = max(_recompute_peak(graph, tracer.ops, stage, need)
                for need in _largest(fields, stage.source))
     largest = max(fields, key=lambda need: _area(need[stage.source], 1))
     source, end = largest[stage.source], largest[stage.end]
     halo = (source[1] - source[0], source[3] - source[2], end[1] - end[0], end[3] - end[2])
-    rest = max(needs[stage.ops[-1] + 1:], default=0)
-    return _Screened(choice, max(resident + peak, rest), instructions, halo)
+    window = halo[0] * halo[1] * channels if streamed else 0
+    return _Screened(choice, max(resident + peak + window, rest), instructions, halo)
 
 
 def _largest(fields: list[dict[str, Region]], source: str) -> list[dict[str, Region]]:
@@ -323,7 +379,8 @@ def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
     return peak
 
 
-def _cached_peak(tracer: Tracer, steps: int) -> tuple[int, tuple[int, int, int, int]]:
+def _cached_peak(tracer: Tracer, steps: list[list[Rows]]
+                 ) -> tuple[int, tuple[int, int, int, int]]:
     """Most bytes of step buffers live at once, and the largest step's rows (_source_rows).
 
     The source and the end are not counted (the caller adds them whole).
@@ -331,7 +388,7 @@ def _cached_peak(tracer: Tracer, steps: int) -> tuple[int, tuple[int, int, int, 
     graph, stage = tracer.graph, tracer.stage
     buffers: dict[str, int] = {}
     peak, halo = 0, (0, 0, 0, 0)
-    for step in stream_steps(tracer, steps):
+    for step in steps:
         for rows in step:
             name = rows.op.outputs[0]
             _, _, width, channels = graph.tensors[name].shape

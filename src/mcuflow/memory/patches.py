@@ -505,6 +505,39 @@ def _assemble(rewrite: _Rewrite, end: str, ends: list[list[str]]) -> None:
                     f"{end}:join")
 
 
+def fetch_inputs(graph: Graph) -> Graph:
+    """`graph` with every graph input read through SLICEs only, so that it can be streamed.
+
+    The ops that read a whole input read a whole-input SLICE of it instead (a copy the input
+    reader fills); windows already cut by SLICEs (a patch stage) stay as they are.
+    """
+    fetched = Graph(graph.name, dict(graph.tensors), [], list(graph.inputs), list(graph.outputs))
+    renamed: dict[str, str] = {}
+    for name in graph.inputs:
+        readers = [op for op in graph.operators
+                   if name in op.inputs and op.kind is not OpKind.SLICE]
+        if readers:
+            tensor = graph.tensors[name]
+            renamed[name] = _fresh_name(fetched, f"{name}#fetch")
+            fetched.add_tensor(Tensor(renamed[name], tensor.shape, tensor.dtype, tensor.quant))
+            fetched.operators.append(Operator(
+                OpKind.SLICE, (name,), (renamed[name],),
+                SliceAttrs((0,) * len(tensor.shape), tensor.shape), f"{renamed[name]}:slice"))
+    for op in graph.operators:
+        inputs = tuple(n if op.kind is OpKind.SLICE else renamed.get(n, n) for n in op.inputs)
+        fetched.operators.append(dataclasses.replace(op, inputs=inputs))
+    verify_graph(fetched)
+    return fetched
+
+
+def _fresh_name(graph: Graph, base: str) -> str:
+    name, count = base, 0
+    while name in graph.tensors:
+        count += 1
+        name = f"{base}.{count}"
+    return name
+
+
 def choices(graph: Graph, stage: Stage) -> Iterator[PatchChoice]:
     """Every grid and mode the search weighs for `stage`."""
     _, height, width, _ = graph.tensors[stage.end].shape

@@ -35,6 +35,9 @@ class Tier(Enum):
     """Where a buffer lives; later work adds external tiers for out-of-core execution."""
 
     SRAM = "sram"
+    STREAM = "stream"
+    """A streamed graph input: never in memory whole; the model reads windows of it through
+    the input reader (`--input streamed`)."""
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,15 @@ class Plan:
     maximum is `lower_bound_bytes`."""
     patch: PatchChoice | None = None
     """The patch stage `graph` runs (a rewrite of the model's graph), or None."""
+    streamed: frozenset[str] = frozenset()
+    """Graph inputs read window by window through the input reader, not held in the arena."""
 
     def order_in(self, model: Graph) -> list[int] | None:
         """The execution order as op indices of `model` (None for a patch stage's rewrite).
 
         A plan with a patch stage runs a rewrite of the model whose ops are not the model's.
         """
-        return None if self.patch is not None else self.order
+        return None if self.patch is not None or self.streamed else self.order
 
     @property
     def order(self) -> list[int]:

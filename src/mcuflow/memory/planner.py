@@ -13,8 +13,13 @@ from mcuflow.memory.arena import (
 )
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.liveness import storage_lifetime, tensor_lifetime
-from mcuflow.memory.patch_search import PatchRequest, PatchSearch, search_patches
-from mcuflow.memory.plan import Buffer, InPlace, Plan, Step
+from mcuflow.memory.patch_search import (
+    PatchRequest,
+    PatchSearch,
+    search_patches,
+    streamed_inputs,
+)
+from mcuflow.memory.plan import Buffer, InPlace, Plan, Step, Tier
 from mcuflow.memory.schedule import Decision, Problem, best_order, build_problem, evaluate
 
 ORDER_SHARE = 0.4
@@ -23,14 +28,14 @@ PLACEMENT_SHARE = 0.3
 """Of the planning budget, the share of CP-SAT's placement for each order tried (at most two)."""
 
 
-PATCHED_PLAN_BUDGET = 0.15
+PATCHED_PLAN_BUDGET = 0.7
 """Planning budget of a patch stage's rewrite, whose order is fixed by construction: it buys
 CP-SAT's placement about 2 s on this project's 2-core machine for 150 steps."""
 
 
 def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
                 kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
-                order: list[int] | None = None) -> Plan:
+                order: list[int] | None = None, streamed: frozenset[str] = frozenset()) -> Plan:
     """The plan with the smallest arena found within a budget of about `time_limit_s` seconds.
 
     The budget is counted in work (search steps, CP-SAT deterministic time), never on the
@@ -38,9 +43,10 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
 
     `kinds` restricts the in-place kinds the plan may use (e.g. for a back end lacking a kernel);
     `dsp` sizes the scratch buffers for the Arm DSP kernels (cores with the DSP extension); an
-    `order` given is kept (no order search).
+    `order` given is kept (no order search). `streamed` graph inputs are not in the arena (each
+    must be read by SLICEs only, see patches.fetch_inputs).
     """
-    problem = build_problem(graph, alignment, kinds, dsp)
+    problem = build_problem(graph, alignment, kinds, dsp, streamed)
     if order is not None:
         return plan_for_order(problem, order, time_limit_s * PLACEMENT_SHARE)
     searched = best_order(problem, time_limit_s * ORDER_SHARE)
@@ -61,14 +67,15 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
     See search_patches for the choice; `budget` is the SRAM bytes the arena may use and `core`
     names the core whose fitted kernel costs weigh the patches' overhead.
     """
-    unpatched = plan_memory(graph, time_limit_s, dsp=dsp)
-    search = search_patches(graph, request, budget, core, dsp, unpatched.arena_bytes)
-    if search.chosen.choice is None:
-        return unpatched, search
-    patched = search.chosen.graph
-    plan = plan_memory(patched, PATCHED_PLAN_BUDGET * time_limit_s, dsp=dsp,
-                       order=list(range(len(patched.operators))))
-    plan.patch = search.chosen.choice
+    search = search_patches(graph, request, budget, core, dsp)
+    chosen = search.chosen
+    streamed = streamed_inputs(chosen.graph, request.streamed_input)
+    if chosen.choice is None and not streamed:
+        return plan_memory(graph, time_limit_s, dsp=dsp), search
+    executed = chosen.graph
+    plan = plan_memory(executed, PATCHED_PLAN_BUDGET * time_limit_s, dsp=dsp,
+                       order=list(range(len(executed.operators))), streamed=streamed)
+    plan.patch = chosen.choice
     return plan, search
 
 
@@ -168,4 +175,9 @@ def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
         buffers[block.name] = Buffer(block.name, placement[block.name], block.size, t, t,
                                      is_scratch=True)
     arena = max((b.end for b in buffers.values()), default=0)
-    return Plan(graph, steps, buffers, arena, lower_bound, problem.alignment)
+    for name in problem.streamed:
+        first, last = tensor_lifetime(graph, uses, name, step_of, len(order))
+        buffers[name] = Buffer(name, 0, graph.tensors[name].nbytes, first, last,
+                               tier=Tier.STREAM)
+    return Plan(graph, steps, buffers, arena, lower_bound, problem.alignment,
+                streamed=problem.streamed)

@@ -41,18 +41,24 @@ class Problem:
     static: list[InPlace]
     options: list[list[Option]]
     plain_scratch: list[int]
+    streamed: frozenset[str] = frozenset()
 
 
 def build_problem(graph: Graph, alignment: int = 16,
-                  kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False) -> Problem:
-    """Storages, dependencies and in-place options of `graph` (scratch for DSP kernels: `dsp`)."""
-    parent = shared_parents(graph, kinds)
-    storages = build_storages(graph, parent)
+                  kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
+                  streamed: frozenset[str] = frozenset()) -> Problem:
+    """Storages, dependencies and in-place options of `graph` (scratch for DSP kernels: `dsp`).
+
+    `streamed` graph inputs take no memory: their readers fetch what they need.
+    """
+    parent = shared_parents(graph, kinds, streamed)
+    storages = build_storages(graph, parent, streamed)
     storage_of = {name: i for i, s in enumerate(storages) for name, _ in s.members}
     root_sizes = {name: s.size for s in storages for name, off in s.members if off == 0}
     producer = {out: i for i, op in enumerate(graph.operators) for out in op.outputs}
     n = len(graph.operators)
-    problem = Problem(graph, alignment, storages, storage_of, [0] * n, [], [], [], [], [])
+    problem = Problem(graph, alignment, storages, storage_of, [0] * n, [], [], [], [], [],
+                      streamed)
     for v, op in enumerate(graph.operators):
         for name in op.inputs:
             if name in producer:
