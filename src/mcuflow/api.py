@@ -254,10 +254,10 @@ def write_array(value: np.ndarray, path: Path) -> None:
     write_file(path, _npy_bytes(value), "output")
 
 
-def plan_to_json(plan: Plan) -> dict[str, object]:
+def plan_to_json(plan: Plan, patches: PatchSearch | None = None) -> dict[str, object]:
     """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime.
 
-    `plan_hash` is plan_hash of the rest.
+    With `patches`, the patch search too (patches_json). `plan_hash` is plan_hash of the rest.
     """
     operators = plan.graph.operators
     data: dict[str, object] = {
@@ -277,6 +277,8 @@ def plan_to_json(plan: Plan) -> dict[str, object]:
             for b in sorted(plan.buffers.values(), key=lambda b: (b.offset, b.name))
         ],
     }
+    if patches is not None:
+        data["patches"] = patches_json(patches)
     return {**data, "plan_hash": plan_hash(data)}
 
 
@@ -346,9 +348,10 @@ def _does_not_fit(analysis: Analysis, target: str) -> McuflowError:
                      f"{report.flash_capacity:,})")
     host = " (a host build is checked against the board too)" if target == "host" else ""
     smallest = min(analysis.patches.options, key=lambda o: o.peak_bytes, default=None)
-    if not report.fits_sram and smallest is not None:
-        needs[0] += (f"; patches reach at best a {smallest.peak_bytes:,} B peak "
-                     f"({smallest.choice.describe()}, "
+    if (not report.fits_sram and smallest is not None
+            and smallest.peak_bytes < analysis.patches.baseline.peak_bytes):
+        needs[0] += (f"; patches bring the peak down to {smallest.peak_bytes:,} B at best "
+                     f"({smallest.choice.grid()}, "
                      f"{100 * analysis.patches.overhead(smallest):+.0f} % instructions)")
     return McuflowError(
         f"'{analysis.graph.name}' does not fit {analysis.board.id}{host}: needs "

@@ -202,9 +202,9 @@ def plan_command(
                                                        input_mode))
     if plot is not None:
         plot_arena(analysis.plan, plot)
-    plan = api.plan_to_json(analysis.plan)
+    plan = api.plan_to_json(analysis.plan, analysis.patches)
     if as_json:
-        _print_json({**plan, "patches": api.patches_json(analysis.patches)})
+        _print_json(plan)
         return
     table = Table(title=f"Memory plan of {analysis.graph.name}")
     for column in ("buffer", "offset", "size", "steps"):

@@ -23,8 +23,8 @@ from mcuflow.codegen.project import generate_project, render_project
 from mcuflow.errors import ToolchainError
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.ir.graph import Graph
+from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import Plan
-from mcuflow.memory.planner import plan_for_order
 from mcuflow.memory.schedule import best_order, build_problem
 from mcuflow.toolchain.host import build_host, run_host
 from tests.fuzz.seeds import built_seeds

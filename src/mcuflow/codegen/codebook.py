@@ -51,7 +51,9 @@ def emit_with_codebooks(ctx: EmitContext, emit: Callable[[EmitContext], LayerCod
         statements.append(f"mcuflow_codebook_decode_s8(&{symbol}, {pointers[name]});")
         offset += ctx.tensor(name).nbytes
     plain = _without_codebooks(ctx.graph, names)
-    pool = DecodedPool(ctx.pool.arrays, ctx.pool._of_tensor, ctx.pool.naming, pointers)
+    pool = DecodedPool(arrays=ctx.pool.arrays, _of_tensor=ctx.pool._of_tensor,
+                       _of_values=ctx.pool._of_values, structs=ctx.pool.structs,
+                       naming=ctx.pool.naming, decoded=pointers)
     code = emit(replace(ctx, graph=plain, pool=pool, definitions=[], dsp=False))
     return LayerCode(statements + code.statements, definitions + code.definitions,
                      code.kernels | {KERNEL})

@@ -134,14 +134,13 @@ def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, nami
                    ) -> ModelSources:
     """The model's C files for `target`, after checking that the plan and the ops fit.
 
-    The plan's own graph is the one rendered: `graph` itself, or with a patch stage a rewrite
-    of it with the same inputs and outputs.
+    `graph` is rendered as the plan lays it out, unless the plan runs a rewrite of it (a patch
+    stage, a streamed input): then the plan's own graph, with the same inputs and outputs.
     """
-    executed = plan.graph
-    same_ops = len(executed.operators) == len(graph.operators)
     rewritten = plan.patch is not None or bool(plan.streamed)
-    if not rewritten and not same_ops or (executed.inputs, executed.outputs) != (
-            graph.inputs, graph.outputs):
+    executed = plan.graph if rewritten else graph
+    if not rewritten and len(plan.graph.operators) != len(graph.operators) or (
+            executed.inputs, executed.outputs) != (graph.inputs, graph.outputs):
         raise CodegenError("the plan was made for another graph")
     check_supported(executed)
     chosen = get_target(target)

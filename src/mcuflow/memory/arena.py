@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import accumulate
+
+import numpy as np
 
 
 @dataclass(frozen=True)
 class Block:
-    """A rectangle to place: `size` bytes, live from time slot `first` to `last` inclusive."""
+    """A rectangle to place: `size` bytes, live from time slot `first` to `last` inclusive.
+
+    Blocks with the same `group` are pieces of one buffer: each lies `group_offset` bytes
+    above the group's (aligned) base.
+    """
 
     name: str
     size: int
     first: int
     last: int
+    group: str = ""
+    group_offset: int = 0
 
     def meets(self, other: Block) -> bool:
         """True when both blocks are live in a common slot."""
@@ -56,6 +63,21 @@ def arena_size(blocks: list[Block], placement: Placement) -> int:
     return max((placement[b.name] + b.size for b in blocks), default=0)
 
 
+class _Placed:
+    """The blocks placed so far: time span and byte range of each, as arrays."""
+
+    def __init__(self, capacity: int) -> None:
+        self.first, self.last, self.start, self.end = (np.zeros(capacity, np.int64)
+                                                       for _ in range(4))
+        self.count = 0
+
+    def add(self, block: Block, at: int) -> None:
+        k = self.count
+        self.first[k], self.last[k], self.start[k], self.end[k] = (
+            block.first, block.last, at, at + block.size)
+        self.count += 1
+
+
 @dataclass
 class _Occupied:
     """Byte ranges of placed blocks that meet one block in time, for O(log n) overlap tests."""
@@ -64,10 +86,13 @@ class _Occupied:
     max_end: list[int]
 
     @classmethod
-    def of(cls, block: Block, placed: list[tuple[Block, int]]) -> _Occupied:
-        ranges = sorted((at, at + other.size) for other, at in placed if other.meets(block))
-        return cls([start for start, _ in ranges], list(accumulate((end for _, end in ranges),
-                                                                   max)))
+    def of(cls, block: Block, placed: _Placed) -> _Occupied:
+        n = placed.count
+        meets = (placed.first[:n] <= block.last) & (placed.last[:n] >= block.first)
+        starts, ends = placed.start[:n][meets], placed.end[:n][meets]
+        ranked = np.argsort(starts, kind="stable")
+        return cls(starts[ranked].tolist(), np.maximum.accumulate(ends[ranked]).tolist()
+                   if len(ranked) else [])
 
     def ends(self) -> list[int]:
         """Ends of the occupied ranges (candidate offsets for the next block)."""
@@ -103,22 +128,56 @@ def _pairs_allow(block: Block, offset: int, pairs: list[Pair], placement: Placem
     return True
 
 
-def first_fit(blocks: list[Block], pairs: list[Pair], alignment: int) -> Placement:
-    """Place blocks in the given order, each at the lowest aligned offset that fits."""
-    placed: list[tuple[Block, int]] = []
+def _place_group(pieces: list[Block], placed: _Placed, placement: Placement,
+                 alignment: int) -> None:
+    """Place the pieces of one group at the lowest aligned base where every piece fits."""
+    occupied = [_Occupied.of(piece, placed) for piece in pieces]
+    candidates = {0}
+    for piece, taken in zip(pieces, occupied, strict=True):
+        candidates.update(end - piece.group_offset for end in taken.ends())
+    base = next(c for c in sorted({align_up(c, alignment) for c in candidates if c >= 0})
+                if not any(taken.overlaps(c + piece.group_offset, piece.size)
+                           for piece, taken in zip(pieces, occupied, strict=True)))
+    for piece in pieces:
+        placed.add(piece, base + piece.group_offset)
+        placement[piece.name] = base + piece.group_offset
+
+
+def first_fit(blocks: list[Block], pairs: list[Pair], alignment: int,
+              reserve: bool = False) -> Placement:
+    """Place blocks in the given order, each at the lowest aligned offset that fits.
+
+    A group's pieces are placed together when its first piece comes. With `reserve`, the input
+    of an in-place step placed before its output leaves room below it for that output.
+    """
+    placed = _Placed(len(blocks))
     placement: Placement = {}
     touching: dict[str, list[Pair]] = {b.name: [] for b in blocks}
+    groups: dict[str, list[Block]] = {}
+    for block in blocks:
+        if block.group:
+            groups.setdefault(block.group, []).append(block)
     for pair in pairs:
         touching[pair.upper.name].append(pair)
         touching[pair.lower.name].append(pair)
     for block in blocks:
+        if block.group:
+            if block.name not in placement:
+                _place_group(groups[block.group], placed, placement, alignment)
+            continue
         mine = touching[block.name]
         occupied = _Occupied.of(block, placed)
         candidates = {0, *occupied.ends(), *_pair_offsets(block, mine, placement)}
-        offset = next(c for c in sorted({align_up(c, alignment) for c in candidates if c >= 0})
+        chained = any(p.lower is block and p.upper.name in placement for p in mine)
+        lowest = 0 if chained else max((p.delta for p in mine if reserve and p.upper is block
+                                        and not p.modulus and p.lower.name not in placement),
+                                       default=0)
+        candidates |= {c + lowest for c in candidates}
+        offset = next(c for c in sorted({align_up(c, alignment) for c in candidates
+                                         if c >= lowest})
                       if not occupied.overlaps(c, block.size)
                       and _pairs_allow(block, c, mine, placement))
-        placed.append((block, offset))
+        placed.add(block, offset)
         placement[block.name] = offset
     return placement
 
@@ -135,13 +194,32 @@ _MANY_BLOCKS = 1000
 """Beyond this many blocks only the first greedy order is tried (first fit is quadratic)."""
 
 
-def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int) -> Placement:
-    """TFLM-style greedy by size (plus a few other orders); the smallest arena wins."""
+def _group_extents(blocks: list[Block]) -> dict[str, Block]:
+    """Each group as one block (its pieces' total size and whole lifetime), to rank it by."""
+    extents: dict[str, Block] = {}
+    for block in blocks:
+        if block.group:
+            known = extents.get(block.group)
+            extents[block.group] = block if known is None else Block(
+                block.group, known.size + block.size, min(known.first, block.first),
+                max(known.last, block.last))
+    return extents
+
+
+def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int,
+                 quick: bool = False) -> Placement:
+    """TFLM-style greedy by size (plus a few other orders); the smallest arena wins.
+
+    `quick` (or many blocks) tries the order by size only.
+    """
     best: Placement = {}
-    for key in _GREEDY_KEYS[:1] if len(blocks) > _MANY_BLOCKS else _GREEDY_KEYS:
-        placement = first_fit(sorted(blocks, key=key), pairs, alignment)
-        if not best or arena_size(blocks, placement) < arena_size(blocks, best):
-            best = placement
+    whole = _group_extents(blocks)
+    for key in _GREEDY_KEYS[:1] if quick or len(blocks) > _MANY_BLOCKS else _GREEDY_KEYS:
+        ranked = sorted(blocks, key=lambda b: key(whole.get(b.group, b)))
+        for reserve in (False, True):
+            placement = first_fit(ranked, pairs, alignment, reserve)
+            if not best or arena_size(blocks, placement) < arena_size(blocks, best):
+                best = placement
     return best
 
 
@@ -158,10 +236,13 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
     model = cp_model.CpModel()
     arena = model.new_int_var(min(lower_bound, upper), upper, "arena")
     offsets, xs, ys = {}, [], []
+    bases: dict[str, object] = {}
     for block in blocks:
-        slot = model.new_int_var(0, max(upper - block.size, 0) // alignment, block.name)
-        model.add_hint(slot, hint[block.name] // alignment)
-        offset = slot * alignment
+        key = block.group or block.name
+        if key not in bases:
+            bases[key] = model.new_int_var(0, upper // alignment, key)
+            model.add_hint(bases[key], (hint[block.name] - block.group_offset) // alignment)
+        offset = bases[key] * alignment + block.group_offset
         offsets[block.name] = offset
         model.add(arena >= offset + block.size)
         if block.size:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+from mcuflow.ir.graph import TensorUses
 from mcuflow.memory.inplace import alias_offset, in_place_rule
-from mcuflow.memory.plan import Buffer, InPlace, Plan, PlanError, Tier
+from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError, Tier
 from mcuflow.memory.scratch import scratch_bytes
 
 
@@ -64,9 +67,47 @@ def _check_steps(plan: Plan) -> None:
                 offset += graph.tensors[name].nbytes
 
 
+def _read_spans(plan: Plan) -> list[Buffer]:
+    """The SRAM buffers, those of storages planned in pieces live only while code reads them.
+
+    Ops running no code (views, concatenations in place) only name bytes that their outputs
+    hold too, whose buffers are checked themselves; a buffer no code reads drops out. A view
+    holds its bytes from when the tensor it views does (an input image from the start).
+    """
+    silent = {index for index, step in enumerate(plan.steps) if step.inplace in RUNS_NO_CODE}
+    step_of = {step.op_index: index for index, step in enumerate(plan.steps)}
+    uses = plan.graph.uses()
+    last = len(plan.steps) - 1
+    spans = []
+    first = {name: _held_from(plan, uses, name) for name in plan.buffers}
+    for buffer in plan.buffers.values():
+        if buffer.tier is not Tier.SRAM:
+            continue
+        if buffer.owner not in plan.split or buffer.is_scratch:
+            spans.append(buffer)
+            continue
+        reads = [step_of[i] for i in uses.consumers.get(buffer.name, ())
+                 if step_of[i] not in silent]
+        if buffer.name in plan.graph.outputs:
+            reads.append(last)
+        if reads:
+            spans.append(dataclasses.replace(buffer, first_step=first[buffer.name],
+                                             last_step=max(reads)))
+    return spans
+
+
+def _held_from(plan: Plan, uses: TensorUses, name: str) -> int:
+    """The step from which the bytes of `name` hold its value (a view's: its source's)."""
+    buffer = plan.buffers[name]
+    producer = uses.producer.get(name)
+    step = next((s for s in plan.steps if s.op_index == producer), None)
+    if step is not None and step.inplace is InPlace.ALIAS:
+        return _held_from(plan, uses, plan.graph.operators[producer].inputs[0])
+    return buffer.first_step
+
+
 def _check_overlaps(plan: Plan) -> None:
-    buffers = sorted((b for b in plan.buffers.values() if b.tier is Tier.SRAM),
-                     key=lambda b: b.offset)
+    buffers = sorted(_read_spans(plan), key=lambda b: b.offset)
     for buffer in buffers:
         if buffer.offset < 0 or buffer.end > plan.arena_bytes:
             raise PlanError(f"buffer {buffer.name!r} [{buffer.offset}, {buffer.end}) lies outside "

@@ -12,7 +12,9 @@ class Storage:
     """A region owned by one tensor and shared by its aliases and concatenation slices.
 
     `members` maps each tensor stored here to its byte offset inside the region; `producers` and
-    `consumers` are bit masks over operator indices.
+    `consumers` are bit masks over operator indices. A piece of a storage planned in pieces
+    (split_storages) has no members: it is bytes [group_offset, group_offset + size) of the
+    storage `group`.
     """
 
     name: str
@@ -22,6 +24,8 @@ class Storage:
     consumers: int
     is_input: bool
     is_output: bool
+    group: str = ""
+    group_offset: int = 0
 
 
 def _root(parent: dict[str, tuple[str, int]], name: str) -> tuple[str, int]:
@@ -61,6 +65,37 @@ def build_storages(graph: Graph, parent: dict[str, tuple[str, int]],
             any(n in graph.inputs for n in names), any(n in graph.outputs for n in names),
         ))
     return storages
+
+
+def split_storages(graph: Graph, storages: list[Storage], silent: int) -> list[Storage]:
+    """Every storage with several members cut at its members' boundaries into pieces.
+
+    A piece is live from the first step that writes a member over it (the start for a graph
+    input) to the last that reads one; `silent` (a bit mask) marks the ops that run no code
+    (aliases, concatenations planned in place), whose reads do not keep bytes alive: the
+    members they define carry those bytes' lifetime. So the rows of an input image that no
+    patch reads any more, or the part of a concatenation not yet written, hold other buffers.
+    """
+    uses = graph.uses()
+    found = []
+    for storage in storages:
+        cuts = sorted({0, storage.size, *(off for _, off in storage.members),
+                       *(off + graph.tensors[n].nbytes for n, off in storage.members)})
+        if len(cuts) <= 2:
+            found.append(storage)
+            continue
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            over = [n for n, off in storage.members
+                    if off < end and start < off + graph.tensors[n].nbytes]
+            producers = sum(1 << uses.producer[n] for n in over if n in uses.producer)
+            consumers = 0
+            for name in over:
+                for index in uses.consumers.get(name, ()):
+                    consumers |= (1 << index) & ~silent
+            found.append(Storage(f"{storage.name}[{start}:{end}]", end - start, (), producers,
+                                 consumers, any(n in graph.inputs for n in over),
+                                 any(n in graph.outputs for n in over), storage.name, start))
+    return found
 
 
 def _steps_of(mask: int, step_of: list[int]) -> list[int]:

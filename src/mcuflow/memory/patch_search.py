@@ -26,8 +26,12 @@ from mcuflow.memory.patches import (
     stream_steps,
     tiles,
 )
+from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.schedule import build_problem, evaluate
 
+CP_SAT_STEPS = 300
+"""A patch stage's rewrite of more steps keeps the greedy placement: CP-SAT gains little there
+for seconds of work."""
 SHORTLIST = 6
 """Screened options planned exactly (the screening's Pareto front, evenly thinned)."""
 NEAR_TARGET = 12
@@ -96,8 +100,10 @@ class PatchRequest:
 class PatchOption:
     """One way to run the model: a patch stage (None: unpatched), its graph and its figures.
 
-    `peak_bytes` is the planner's lower bound for the graph's own order, `instructions` the
-    fitted kernel costs summed over its steps (MACs where a core has no fitted costs).
+    `peak_bytes` is the planner's lower bound for the graph's own order, or for a patch stage
+    of more than CP_SAT_STEPS steps the arena of its greedy placement (what such a plan gets);
+    `instructions` the fitted kernel costs summed over its steps (MACs where a core has no
+    fitted costs).
     """
 
     choice: PatchChoice | None
@@ -153,8 +159,12 @@ def _evaluate(graph: Graph, choice: PatchChoice | None, core: str, dsp: bool,
     """The option running `graph`, its inputs streamed when asked (see fetch_inputs)."""
     if streamed:
         graph = fetch_inputs(graph)
-    problem = build_problem(graph, dsp=dsp, streamed=streamed_inputs(graph, streamed))
-    peak = evaluate(problem, list(range(len(graph.operators))))[0]
+    problem = build_problem(graph, dsp=dsp, streamed=streamed_inputs(graph, streamed),
+                            split=choice is not None)
+    order = list(range(len(graph.operators)))
+    greedy = choice is not None and len(order) > CP_SAT_STEPS
+    peak = (plan_for_order(problem, order, quick=True).arena_bytes if greedy
+            else evaluate(problem, order)[0])
     return PatchOption(choice, graph, peak, graph_instructions(graph, core, dsp), halo)
 
 
@@ -185,6 +195,8 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     fixed = _call_costs(tracers[-1], costs, core, dsp) if tracers else {}
     screened = [_screen(tracer, costs, fixed, needs, choice, streamed) for tracer in tracers
                 for choice in _candidates(graph, tracer.stage, request)]
+    if not screened and request.grid is None:
+        return PatchSearch(baseline, (), baseline, budget)
     if not screened:
         raise McuflowError(f"--patches: no patch stage of '{graph.name}' takes a "
                            f"{request.grid[0]}x{request.grid[1]} grid",
@@ -194,7 +206,7 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     options = tuple(_evaluate(patch_graph(graph, stage, s.choice), s.choice, core, dsp,
                               streamed, s.halo) for stage, s in shortlist)
     search = PatchSearch(baseline, options, baseline, budget)
-    return PatchSearch(baseline, options, _choose(search, request), budget)
+    return PatchSearch(baseline, options, ranked(search, request)[0], budget)
 
 
 def _stages(graph: Graph, request: PatchRequest) -> list[Stage]:
@@ -228,18 +240,19 @@ def _candidates(graph: Graph, stage: Stage, request: PatchRequest) -> list[Patch
     return found
 
 
-def _choose(search: PatchSearch, request: PatchRequest) -> PatchOption:
-    """The option the request asks for (see Objective)."""
+def ranked(search: PatchSearch, request: PatchRequest) -> list[PatchOption]:
+    """The options in the order the request prefers them (see Objective), best first."""
     everything = (search.baseline, *search.options)
-    within = [o for o in everything if search.overhead(o) <= request.max_overhead]
+    smallest = sorted((o for o in everything if search.overhead(o) <= request.max_overhead),
+                      key=lambda o: (o.peak_bytes, o.instructions))
     if request.grid is not None:
-        return min(search.options, key=lambda o: (o.peak_bytes, o.instructions),
-                   default=search.baseline)
+        return sorted(search.options, key=lambda o: (o.peak_bytes, o.instructions)) or [
+            search.baseline]
     if request.objective is Objective.FIT:
-        fitting = [o for o in everything if o.peak_bytes <= search.budget]
-        if fitting:
-            return min(fitting, key=lambda o: (o.instructions, o.peak_bytes))
-    return min(within, key=lambda o: (o.peak_bytes, o.instructions))
+        fitting = sorted((o for o in everything if o.peak_bytes <= search.budget),
+                         key=lambda o: (o.instructions, o.peak_bytes))
+        return fitting + [o for o in smallest if o not in fitting]
+    return smallest
 
 
 # --- screening ----------------------------------------------------------------------------------

@@ -64,11 +64,15 @@ class PatchChoice:
     cols: int
     mode: PatchMode
 
+    def grid(self) -> str:
+        """E.g. '4x4 patches' or '32 row steps (cached)'."""
+        if self.mode is PatchMode.CACHED:
+            return f"{self.rows} row steps (cached)"
+        return f"{self.rows}x{self.cols} patches"
+
     def describe(self) -> str:
         """E.g. "4x4 patches up to 'conv_7'" or "32 row steps (cached) up to 'conv_7'"."""
-        if self.mode is PatchMode.CACHED:
-            return f"{self.rows} row steps (cached) up to '{self.end}'"
-        return f"{self.rows}x{self.cols} patches up to '{self.end}'"
+        return f"{self.grid()} up to '{self.end}'"
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,12 @@ class Tracer:
         self.ops = [graph.operators[i] for i in stage.ops]
         self.windows = {op.outputs[0]: _Window.of(graph, op) for op in self.ops
                         if op.kind in _WINDOW_KINDS}
+        self.readers: dict[str, list[Operator]] = {}
+        for op in self.ops:
+            for name in dict.fromkeys(op.inputs):
+                self.readers.setdefault(name, []).append(op)
         self._traced: dict[tuple[int, int, int], dict[str, Span]] = {}
+        self._steps: dict[int, list[list[Rows]]] = {}
 
     def reads(self, op: Operator, out: Region) -> Region:
         """The window of every activation input of stage op `op` that output window `out` reads."""
@@ -414,6 +423,8 @@ def stream_steps(tracer: Tracer, steps: int) -> list[list[Rows]]:
     the rows whose inputs have arrived (a line-buffered pipeline), so the first steps compute
     few rows of the deep layers instead of their whole receptive field.
     """
+    if steps in tracer._steps:
+        return tracer._steps[steps]
     graph, source = tracer.graph, tracer.stage.source
     done: dict[str, int] = {}
     found: list[list[Rows]] = []
@@ -425,6 +436,7 @@ def stream_steps(tracer: Tracer, steps: int) -> list[list[Rows]]:
                            _keep_from(tracer, op.outputs[0], done))
                       for op in tracer.ops if ready[op.outputs[0]] > done.get(op.outputs[0], 0)])
         done.update({op.outputs[0]: ready[op.outputs[0]] for op in tracer.ops})
+    tracer._steps[steps] = found
     return found
 
 
@@ -448,10 +460,10 @@ def _ready(tracer: Tracer, op: Operator, ready: dict[str, int]) -> int:
 def _keep_from(tracer: Tracer, name: str, done: dict[str, int]) -> int:
     """The first row of stage tensor `name` its stage consumers have still to read."""
     first = done.get(name, 0)
-    for op in tracer.ops:
+    for op in tracer.readers.get(name, ()):
         out = op.outputs[0]
         start = done.get(out, 0)
-        if name in op.inputs and start < _height(tracer.graph, out):
+        if start < _height(tracer.graph, out):
             first = min(first, tracer.reads(op, (start, start + 1, 0, 1))[0])
     return first
 

@@ -109,6 +109,8 @@ class Plan:
     """The patch stage `graph` runs (a rewrite of the model's graph), or None."""
     streamed: frozenset[str] = frozenset()
     """Graph inputs read window by window through the input reader, not held in the arena."""
+    split: frozenset[str] = frozenset()
+    """Storages planned in pieces: bytes of them no member needs any more hold other buffers."""
 
     def order_in(self, model: Graph) -> list[int] | None:
         """The execution order as op indices of `model` (None for a patch stage's rewrite).

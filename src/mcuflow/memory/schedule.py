@@ -9,12 +9,12 @@ minimises is exactly the plan's lower bound.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.inplace import ALL_KINDS, Option, options, shared_parents, static_kind
-from mcuflow.memory.liveness import Storage, build_storages
-from mcuflow.memory.plan import InPlace
+from mcuflow.memory.liveness import Storage, build_storages, split_storages
+from mcuflow.memory.plan import RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 
 
@@ -42,30 +42,39 @@ class Problem:
     options: list[list[Option]]
     plain_scratch: list[int]
     streamed: frozenset[str] = frozenset()
+    groups: dict[str, Storage] = field(default_factory=dict)
+    """The storages planned in pieces (`storages` holds their pieces), by name."""
 
 
 def build_problem(graph: Graph, alignment: int = 16,
                   kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
-                  streamed: frozenset[str] = frozenset()) -> Problem:
+                  streamed: frozenset[str] = frozenset(), split: bool = False) -> Problem:
     """Storages, dependencies and in-place options of `graph` (scratch for DSP kernels: `dsp`).
 
-    `streamed` graph inputs take no memory: their readers fetch what they need.
+    `streamed` graph inputs take no memory: their readers fetch what they need. With `split`,
+    storages of several members are planned in pieces (split_storages): a patch stage's input
+    image, its windows and its assembled end.
     """
     parent = shared_parents(graph, kinds, streamed)
-    storages = build_storages(graph, parent, streamed)
+    whole = build_storages(graph, parent, streamed)
+    statics = [static_kind(graph, op, parent) for op in graph.operators]
+    silent = sum(1 << v for v, kind in enumerate(statics) if kind in RUNS_NO_CODE)
+    storages = split_storages(graph, whole, silent) if split else whole
     storage_of = {name: i for i, s in enumerate(storages) for name, _ in s.members}
+    pieces_of = _pieces(graph, storages, whole)
     root_sizes = {name: s.size for s in storages for name, off in s.members if off == 0}
     producer = {out: i for i, op in enumerate(graph.operators) for out in op.outputs}
     n = len(graph.operators)
     problem = Problem(graph, alignment, storages, storage_of, [0] * n, [], [], [], [], [],
-                      streamed)
+                      streamed, {s.group: next(w for w in whole if w.name == s.group)
+                                 for s in storages if s.group})
     for v, op in enumerate(graph.operators):
         for name in op.inputs:
             if name in producer:
                 problem.preds[v] |= 1 << producer[name]
-        problem.produces.append(sorted({storage_of[o] for o in op.outputs if o in storage_of}))
-        problem.consumes.append(sorted({storage_of[i] for i in op.inputs if i in storage_of}))
-        static = static_kind(graph, op, parent)
+        problem.produces.append(sorted({p for o in op.outputs for p in pieces_of.get(o, ())}))
+        problem.consumes.append(sorted({p for i in op.inputs for p in pieces_of.get(i, ())}))
+        static = statics[v]
         problem.static.append(static)
         output = storage_of.get(op.outputs[0])
         plain = (static is InPlace.NONE and output is not None
@@ -75,6 +84,24 @@ def build_problem(graph: Graph, alignment: int = 16,
         problem.plain_scratch.append(
             scratch_bytes(graph, op, InPlace.NONE, dsp) if static is InPlace.NONE else 0)
     return problem
+
+
+def _pieces(graph: Graph, storages: list[Storage], whole: list[Storage]
+            ) -> dict[str, list[int]]:
+    """The storages (or pieces of one) each activation tensor occupies."""
+    found: dict[str, list[int]] = {}
+    for index, storage in enumerate(storages):
+        for name, _ in storage.members:
+            found[name] = [index]
+    first = {s.group: i for i, s in reversed(list(enumerate(storages))) if s.group}
+    for storage in (w for w in whole if w.name in first):
+        pieces = range(first[storage.name], first[storage.name] + sum(
+            1 for s in storages if s.group == storage.name))
+        for name, offset in storage.members:
+            end = offset + graph.tensors[name].nbytes
+            found[name] = [i for i in pieces if offset < storages[i].group_offset
+                           + storages[i].size and storages[i].group_offset < end]
+    return found
 
 
 def _produced(storage: Storage, done: int) -> bool:
