@@ -210,16 +210,19 @@ def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int,
                  quick: bool = False) -> Placement:
     """TFLM-style greedy by size (plus a few other orders); the smallest arena wins.
 
-    `quick` (or many blocks) tries the order by size only.
+    `quick` (or many blocks) tries the order by size only. Groups (pieces of one buffer) rank
+    by their whole extent, and are also tried before every other block.
     """
     best: Placement = {}
     whole = _group_extents(blocks)
     for key in _GREEDY_KEYS[:1] if quick or len(blocks) > _MANY_BLOCKS else _GREEDY_KEYS:
-        ranked = sorted(blocks, key=lambda b: key(whole.get(b.group, b)))
-        for reserve in (False, True):
-            placement = first_fit(ranked, pairs, alignment, reserve)
-            if not best or arena_size(blocks, placement) < arena_size(blocks, best):
-                best = placement
+        for groups_first in (False, True) if whole else (False,):
+            ranked = sorted(blocks, key=lambda b: (groups_first and not b.group,
+                                                   key(whole.get(b.group, b))))
+            for reserve in (False, True):
+                placement = first_fit(ranked, pairs, alignment, reserve)
+                if not best or arena_size(blocks, placement) < arena_size(blocks, best):
+                    best = placement
     return best
 
 

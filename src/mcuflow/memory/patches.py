@@ -33,6 +33,7 @@ from mcuflow.ir.ops import (
 )
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.ir.verify import verify_graph
+from mcuflow.passes.common import unique_name
 
 Region = tuple[int, int, int, int]
 """Rows [y0, y1) and columns [x0, x1) of an NHWC tensor."""
@@ -530,7 +531,7 @@ def fetch_inputs(graph: Graph) -> Graph:
                    if name in op.inputs and op.kind is not OpKind.SLICE]
         if readers:
             tensor = graph.tensors[name]
-            renamed[name] = _fresh_name(fetched, f"{name}#fetch")
+            renamed[name] = unique_name(fetched, f"{name}#fetch")
             fetched.add_tensor(Tensor(renamed[name], tensor.shape, tensor.dtype, tensor.quant))
             fetched.operators.append(Operator(
                 OpKind.SLICE, (name,), (renamed[name],),
@@ -540,14 +541,6 @@ def fetch_inputs(graph: Graph) -> Graph:
         fetched.operators.append(dataclasses.replace(op, inputs=inputs))
     verify_graph(fetched)
     return fetched
-
-
-def _fresh_name(graph: Graph, base: str) -> str:
-    name, count = base, 0
-    while name in graph.tensors:
-        count += 1
-        name = f"{base}.{count}"
-    return name
 
 
 def choices(graph: Graph, stage: Stage) -> Iterator[PatchChoice]:
