@@ -354,7 +354,7 @@ def _indent(text: str) -> str:
 
 def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: list[TensorSpec],
                   outputs: list[TensorSpec], naming: Naming) -> str:
-    ends = [b.end for b in plan.buffers.values()]
+    ends = [b.end for name, b in plan.buffers.items() if name not in plan.streamed]
     arena, run = naming.symbol("arena"), naming.symbol("model_run")
     lines = [
         _banner(graph).rstrip("\n"),
