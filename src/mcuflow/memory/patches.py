@@ -10,10 +10,10 @@ ordinary graph: the planner, the reference interpreter and the code generator ru
 run any other, so the patched C is checked to the bit like the rest.
 
 Two modes. RECOMPUTE: every patch of an R x C grid computes its whole window, so neighbouring
-patches recompute their overlapping halos. CACHED: full-width row bands, top to bottom; each
-band computes only rows no earlier band computed and reads the halo rows from the earlier
-band's buffers (the line-buffer idea of StreamNet and fused-tile execution), so nothing is
-computed twice; the halo rows are copied instead.
+patches recompute their overlapping halos. CACHED: the source's rows arrive in steps and every
+op computes, in full-width rows, what the rows arrived so far allow, keeping the rows later
+steps still read in a line buffer (StreamNet, fused-tile execution): nothing is computed twice;
+the halo rows are copied instead (stream_steps).
 """
 
 from __future__ import annotations
