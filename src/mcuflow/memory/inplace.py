@@ -8,7 +8,7 @@ import numpy as np
 
 from mcuflow.hw.kernels import dsp_depthwise_plane
 from mcuflow.ir.enums import Activation, AxisPadding, along
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import Graph, Operator, TensorUses
 from mcuflow.ir.ops import ConcatenationAttrs, OpKind, SliceAttrs
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace, kinds_running
@@ -64,12 +64,14 @@ def _contiguous_slices(graph: Graph, op: Operator) -> bool:
     return int(np.prod(shape[: attrs.axis], dtype=np.int64)) == 1
 
 
-def _sliceable(graph: Graph, op: Operator, name: str, producer_kinds: dict[str, OpKind]) -> bool:
-    """A concatenation input its producer can write straight into the output."""
+def _sliceable(graph: Graph, index: int, name: str, producer_kinds: dict[str, OpKind],
+               uses: TensorUses) -> bool:
+    """A concatenation input its producer can write straight into the output (op `index`)."""
     kind = producer_kinds.get(name)
+    op = graph.operators[index]
     return (kind is not None and kind not in _WHOLE_ALIAS_KINDS
             and kind is not OpKind.CONCATENATION
-            and op.inputs.count(name) == 1 and graph.consumers(name) == [graph.operators.index(op)]
+            and op.inputs.count(name) == 1 and uses.consumers.get(name) == [index]
             and name not in graph.outputs
             and graph.tensors[name].dtype == graph.tensors[op.outputs[0]].dtype)
 
@@ -85,11 +87,13 @@ def shared_parents(graph: Graph, kinds: frozenset[InPlace] = ALL_KINDS,
     """
     parent: dict[str, tuple[str, int]] = {}
     producer_kinds = {out: op.kind for op in graph.operators for out in op.outputs}
-    for op in graph.operators:
+    uses = graph.uses()
+    for index, op in enumerate(graph.operators):
         alias = op.kind in _WHOLE_ALIAS_KINDS and _is_activation(graph, op.inputs[0])
         if InPlace.ALIAS in kinds and alias:
             parent[op.outputs[0]] = (op.inputs[0], 0)
-        elif InPlace.CONCAT_SLICE in kinds and concat_is_sliced(graph, op, producer_kinds):
+        elif InPlace.CONCAT_SLICE in kinds and concat_is_sliced(graph, index, producer_kinds,
+                                                                 uses):
             offset = 0
             for name in op.inputs:
                 parent[name] = (op.outputs[0], offset)
@@ -131,11 +135,16 @@ def slice_view(graph: Graph, op: Operator) -> int | None:
         source.dtype.itemsize)
 
 
-def concat_is_sliced(graph: Graph, op: Operator, producer_kinds: dict[str, OpKind]) -> bool:
-    """True when a CONCATENATION can run as CONCAT_SLICE (no code, producers write the slices)."""
+def concat_is_sliced(graph: Graph, index: int, producer_kinds: dict[str, OpKind],
+                     uses: TensorUses) -> bool:
+    """True when CONCATENATION op `index` can run as CONCAT_SLICE.
+
+    No code runs: its producers write the slices. `uses` is graph.uses().
+    """
+    op = graph.operators[index]
     return (op.kind is OpKind.CONCATENATION and _contiguous_slices(graph, op)
             and op.attrs.activation is Activation.NONE
-            and all(_sliceable(graph, op, name, producer_kinds) for name in op.inputs)
+            and all(_sliceable(graph, index, name, producer_kinds, uses) for name in op.inputs)
             and _same_quantisation(graph, op))
 
 
