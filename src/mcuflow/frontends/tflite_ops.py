@@ -391,10 +391,6 @@ def _softmax_options(builder: Builder, a: SoftmaxAttrs) -> tuple[int, int]:
     return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(builder)
 
 
-def _pad_options(builder: Builder, _: PadAttrs) -> tuple[int, int]:
-    tflite.PadOptionsStart(builder)
-    return tflite.BuiltinOptions.PadOptions, tflite.PadOptionsEnd(builder)
-
 
 def _concatenation_options(builder: Builder, a: ConcatenationAttrs) -> tuple[int, int]:
     tflite.ConcatenationOptionsStart(builder)
@@ -404,10 +400,6 @@ def _concatenation_options(builder: Builder, a: ConcatenationAttrs) -> tuple[int
     return tflite.BuiltinOptions.ConcatenationOptions, tflite.ConcatenationOptionsEnd(builder)
 
 
-def _slice_options(builder: Builder, _: SliceAttrs) -> tuple[int, int]:
-    tflite.SliceOptionsStart(builder)
-    return tflite.BuiltinOptions.SliceOptions, tflite.SliceOptionsEnd(builder)
-
 
 def _leaky_relu_options(builder: Builder, a: LeakyReluAttrs) -> tuple[int, int]:
     tflite.LeakyReluOptionsStart(builder)
@@ -415,25 +407,19 @@ def _leaky_relu_options(builder: Builder, a: LeakyReluAttrs) -> tuple[int, int]:
     return tflite.BuiltinOptions.LeakyReluOptions, tflite.LeakyReluOptionsEnd(builder)
 
 
-def _hard_swish_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
-    tflite.HardSwishOptionsStart(builder)
-    return tflite.BuiltinOptions.HardSwishOptions, tflite.HardSwishOptionsEnd(builder)
 
 
-def _quantize_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
-    tflite.QuantizeOptionsStart(builder)
-    return tflite.BuiltinOptions.QuantizeOptions, tflite.QuantizeOptionsEnd(builder)
 
+def _empty_options(table: str) -> OptionsWriter:
+    """The writer of a fieldless options table, e.g. 'PadOptions'."""
+    start, end = getattr(tflite, f"{table}Start"), getattr(tflite, f"{table}End")
+    code = getattr(tflite.BuiltinOptions, table)
 
-def _dequantize_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
-    tflite.DequantizeOptionsStart(builder)
-    return tflite.BuiltinOptions.DequantizeOptions, tflite.DequantizeOptionsEnd(builder)
+    def write(builder: Builder, _: OpAttrs) -> tuple[int, int]:
+        start(builder)
+        return code, end(builder)
 
-
-def _maximum_minimum_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
-    tflite.MaximumMinimumOptionsStart(builder)
-    return (tflite.BuiltinOptions.MaximumMinimumOptions,
-            tflite.MaximumMinimumOptionsEnd(builder))
+    return write
 
 
 # --------------------------------------------------------------------------- the records
@@ -464,21 +450,24 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     ),
     OpKind.SQUEEZE: TfliteOp(OP.SQUEEZE, _squeeze, _squeeze_options),
     OpKind.SOFTMAX: TfliteOp(OP.SOFTMAX, _softmax, _softmax_options),
-    OpKind.PAD: TfliteOp(OP.PAD, _pad, _pad_options, (2, 2), constant_inputs=_paddings_input),
+    OpKind.PAD: TfliteOp(OP.PAD, _pad, _empty_options("PadOptions"), (2, 2),
+                         constant_inputs=_paddings_input),
     OpKind.CONCATENATION: TfliteOp(
         OP.CONCATENATION, _concatenation, _concatenation_options, (1, 1 << 16)
     ),
     OpKind.LOGISTIC: TfliteOp(OP.LOGISTIC),
     OpKind.TANH: TfliteOp(OP.TANH),
-    OpKind.HARD_SWISH: TfliteOp(OP.HARD_SWISH, write=_hard_swish_options),
+    OpKind.HARD_SWISH: TfliteOp(OP.HARD_SWISH, write=_empty_options("HardSwishOptions")),
     OpKind.RELU: TfliteOp(OP.RELU),
     OpKind.RELU6: TfliteOp(OP.RELU6),
     OpKind.LEAKY_RELU: TfliteOp(OP.LEAKY_RELU, _leaky_relu, _leaky_relu_options),
-    OpKind.QUANTIZE: TfliteOp(OP.QUANTIZE, write=_quantize_options),
-    OpKind.DEQUANTIZE: TfliteOp(OP.DEQUANTIZE, write=_dequantize_options),
-    OpKind.MAXIMUM: TfliteOp(OP.MAXIMUM, write=_maximum_minimum_options, operands=(2, 2)),
-    OpKind.MINIMUM: TfliteOp(OP.MINIMUM, write=_maximum_minimum_options, operands=(2, 2)),
-    OpKind.SLICE: TfliteOp(OP.SLICE, _slice, _slice_options, (3, 3),
+    OpKind.QUANTIZE: TfliteOp(OP.QUANTIZE, write=_empty_options("QuantizeOptions")),
+    OpKind.DEQUANTIZE: TfliteOp(OP.DEQUANTIZE, write=_empty_options("DequantizeOptions")),
+    OpKind.MAXIMUM: TfliteOp(OP.MAXIMUM, write=_empty_options("MaximumMinimumOptions"),
+                             operands=(2, 2)),
+    OpKind.MINIMUM: TfliteOp(OP.MINIMUM, write=_empty_options("MaximumMinimumOptions"),
+                             operands=(2, 2)),
+    OpKind.SLICE: TfliteOp(OP.SLICE, _slice, _empty_options("SliceOptions"), (3, 3),
                            constant_inputs=_begin_size_inputs),
 })
 """The TFLite form of every OpKind."""

@@ -6,7 +6,7 @@ import dataclasses
 
 from mcuflow.ir.graph import TensorUses
 from mcuflow.memory.inplace import alias_offset, in_place_rule
-from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError, Tier
+from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError, Step, Tier
 from mcuflow.memory.scratch import scratch_bytes
 
 
@@ -79,7 +79,8 @@ def _read_spans(plan: Plan) -> list[Buffer]:
     uses = plan.graph.uses()
     last = len(plan.steps) - 1
     spans = []
-    first = {name: _held_from(plan, uses, name) for name in plan.buffers}
+    steps = {step.op_index: step for step in plan.steps}
+    first = {name: _held_from(plan, uses, steps, name) for name in plan.buffers}
     for buffer in plan.buffers.values():
         if buffer.tier is not Tier.SRAM:
             continue
@@ -96,14 +97,16 @@ def _read_spans(plan: Plan) -> list[Buffer]:
     return spans
 
 
-def _held_from(plan: Plan, uses: TensorUses, name: str) -> int:
-    """The step from which the bytes of `name` hold its value (a view's: its source's)."""
-    buffer = plan.buffers[name]
+def _held_from(plan: Plan, uses: TensorUses, steps: dict[int, Step], name: str) -> int:
+    """The step from which the bytes of `name` hold its value (a view's: its source's).
+
+    `steps` maps op indices to their plan steps.
+    """
     producer = uses.producer.get(name)
-    step = next((s for s in plan.steps if s.op_index == producer), None)
+    step = steps.get(producer)
     if step is not None and step.inplace is InPlace.ALIAS:
-        return _held_from(plan, uses, plan.graph.operators[producer].inputs[0])
-    return buffer.first_step
+        return _held_from(plan, uses, steps, plan.graph.operators[producer].inputs[0])
+    return plan.buffers[name].first_step
 
 
 def _check_overlaps(plan: Plan) -> None:

@@ -285,19 +285,12 @@ class _Rewrite:
         """The graph being rewritten."""
         return self.tracer.graph
 
-    def fresh(self, base: str) -> str:
-        """`base`, or `base` with the first free numeric suffix."""
-        name, count = base, 0
-        while name in self.graph.tensors or name in self.source.tensors:
-            count += 1
-            name = f"{base}.{count}"
-        return name
 
     def window_tensor(self, of: str, region: Region, name: str) -> str:
         """Add a tensor holding `region` of stage tensor `of`; returns its name."""
         like = self.source.tensors[of]
         shape = (1, region[1] - region[0], region[3] - region[2], like.shape[3])
-        name = self.fresh(name)
+        name = unique_name(self.graph, name)
         self.graph.add_tensor(Tensor(name, shape, like.dtype, like.quant))
         return name
 
@@ -504,7 +497,7 @@ def _assemble(rewrite: _Rewrite, end: str, ends: list[list[str]]) -> None:
         if len(row) == 1:
             bands.append(row[0])
             continue
-        name = end if len(ends) == 1 else rewrite.fresh(f"{end}#band{r}")
+        name = end if len(ends) == 1 else unique_name(rewrite.graph, f"{end}#band{r}")
         if name != end:
             shape = rewrite.graph.tensors[row[0]].shape
             width = sum(rewrite.graph.tensors[n].shape[2] for n in row)
