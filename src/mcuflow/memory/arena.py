@@ -128,16 +128,37 @@ def _pairs_allow(block: Block, offset: int, pairs: list[Pair], placement: Placem
     return True
 
 
+def _lowest_base(forbidden_low: np.ndarray, forbidden_high: np.ndarray, alignment: int) -> int:
+    """The lowest aligned base >= 0 in no open interval (forbidden_low, forbidden_high)."""
+    ranked = np.argsort(forbidden_low, kind="stable")
+    lows = forbidden_low[ranked]
+    reach = np.maximum.accumulate(forbidden_high[ranked]) if len(ranked) else forbidden_high
+    base = 0
+    while True:
+        below = int(np.searchsorted(lows, base, "left"))
+        if below == 0 or reach[below - 1] <= base:
+            return base
+        base = align_up(int(reach[below - 1]), alignment)
+
+
+def _free_base(pieces: list[Block], placed: _Placed, alignment: int) -> int:
+    """The lowest aligned base where no piece (at its group offset) meets a placed block.
+
+    Meeting: sharing a time slot and a byte.
+    """
+    n = placed.count
+    lows, highs = [], []
+    for piece in pieces:
+        meets = (placed.first[:n] <= piece.last) & (placed.last[:n] >= piece.first)
+        lows.append(placed.start[:n][meets] - piece.group_offset - piece.size)
+        highs.append(placed.end[:n][meets] - piece.group_offset)
+    return _lowest_base(np.concatenate(lows), np.concatenate(highs), alignment)
+
+
 def _place_group(pieces: list[Block], placed: _Placed, placement: Placement,
                  alignment: int) -> None:
     """Place the pieces of one group at the lowest aligned base where every piece fits."""
-    occupied = [_Occupied.of(piece, placed) for piece in pieces]
-    candidates = {0}
-    for piece, taken in zip(pieces, occupied, strict=True):
-        candidates.update(end - piece.group_offset for end in taken.ends())
-    base = next(c for c in sorted({align_up(c, alignment) for c in candidates if c >= 0})
-                if not any(taken.overlaps(c + piece.group_offset, piece.size)
-                           for piece, taken in zip(pieces, occupied, strict=True)))
+    base = _free_base(pieces, placed, alignment)
     for piece in pieces:
         placed.add(piece, base + piece.group_offset)
         placement[piece.name] = base + piece.group_offset
@@ -166,6 +187,11 @@ def first_fit(blocks: list[Block], pairs: list[Pair], alignment: int,
                 _place_group(groups[block.group], placed, placement, alignment)
             continue
         mine = touching[block.name]
+        if not mine:
+            offset = _free_base([block], placed, alignment)
+            placed.add(block, offset)
+            placement[block.name] = offset
+            continue
         occupied = _Occupied.of(block, placed)
         candidates = {0, *occupied.ends(), *_pair_offsets(block, mine, placement)}
         chained = any(p.lower is block and p.upper.name in placement for p in mine)

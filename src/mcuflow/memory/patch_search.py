@@ -27,14 +27,15 @@ from mcuflow.memory.patches import (
     tiles,
 )
 from mcuflow.memory.placement import plan_for_order
-from mcuflow.memory.schedule import build_problem, evaluate
+from mcuflow.memory.plan import RUNS_NO_CODE
+from mcuflow.memory.schedule import Problem, build_problem, evaluate
 
 CP_SAT_STEPS = 300
 """A patch stage's rewrite of more steps keeps the greedy placement: CP-SAT gains little there
 for seconds of work."""
-SHORTLIST = 6
+SHORTLIST = 4
 """Screened options planned exactly (the screening's Pareto front, evenly thinned)."""
-NEAR_TARGET = 12
+NEAR_TARGET = 6
 """Screened options nearest the request's limit (overhead or budget) planned exactly too: the
 screening's estimates are a few points off, so the answer is among them."""
 DEFAULT_MAX_OVERHEAD = 0.10
@@ -101,9 +102,9 @@ class PatchOption:
     """One way to run the model: a patch stage (None: unpatched), its graph and its figures.
 
     `peak_bytes` is the planner's lower bound for the graph's own order, or for a patch stage
-    of more than CP_SAT_STEPS steps the arena of its greedy placement (what such a plan gets);
-    `instructions` the fitted kernel costs summed over its steps (MACs where a core has no
-    fitted costs).
+    of more than CP_SAT_STEPS steps that could be the answer the arena of its greedy placement
+    (what such a plan gets; see _place_promising); `instructions` the fitted kernel costs
+    summed over its steps (MACs where a core has no fitted costs).
     """
 
     choice: PatchChoice | None
@@ -112,6 +113,8 @@ class PatchOption:
     instructions: float
     halo: tuple[int, int, int, int] = (0, 0, 0, 0)
     """(rows, cols) of the source window of the largest patch, then of its tile at the end."""
+    problem: Problem | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The planning problem of `graph` (split in pieces for a patch stage), built once."""
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,16 @@ class PatchSearch:
         return tuple(front)
 
 
-def graph_instructions(graph: Graph, core: str, dsp: bool) -> float:
-    """Predicted instructions of every op of `graph` (MACs plus element work where unfitted)."""
-    return sum(_op_instructions(graph, op, core, dsp) for op in graph.operators)
+def _instructions(problem: Problem, core: str, dsp: bool) -> float:
+    """Predicted instructions of the steps of `problem` that run code.
+
+    MACs plus element work where a kernel has no fitted costs; aliases and concatenations
+    planned in place run no code.
+    """
+    graph = problem.graph
+    return sum(_op_instructions(graph, op, core, dsp)
+               for op, kind in zip(graph.operators, problem.static, strict=True)
+               if kind not in RUNS_NO_CODE)
 
 
 def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
@@ -155,17 +165,65 @@ def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
 
 
 def _evaluate(graph: Graph, choice: PatchChoice | None, core: str, dsp: bool,
-              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> PatchOption:
-    """The option running `graph`, its inputs streamed when asked (see fetch_inputs)."""
+              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+              ) -> tuple[PatchOption, Problem]:
+    """The option running `graph` with its lower bound as the peak, and its planning problem.
+
+    Its inputs are streamed when asked (see fetch_inputs).
+    """
     if streamed:
         graph = fetch_inputs(graph)
     problem = build_problem(graph, dsp=dsp, streamed=streamed_inputs(graph, streamed),
-                            split=choice is not None)
-    order = list(range(len(graph.operators)))
-    greedy = choice is not None and len(order) > CP_SAT_STEPS
-    peak = (plan_for_order(problem, order, quick=True).arena_bytes if greedy
-            else evaluate(problem, order)[0])
-    return PatchOption(choice, graph, peak, graph_instructions(graph, core, dsp), halo)
+                            split=choice is not None or streamed)
+    peak = evaluate(problem, list(range(len(graph.operators))))[0]
+    return PatchOption(choice, graph, peak, _instructions(problem, core, dsp), halo,
+                       problem), problem
+
+
+def _placed(option: PatchOption, problem: Problem) -> PatchOption:
+    """The option with the arena of its greedy placement as the peak.
+
+    Only for a patch stage of more than CP_SAT_STEPS steps, whose lower bound is far from what
+    its plan gets.
+    """
+    steps = len(option.graph.operators)
+    if option.choice is None or steps <= CP_SAT_STEPS:
+        return option
+    arena = plan_for_order(problem, list(range(steps)), quick=True).arena_bytes
+    return dataclasses.replace(option, peak_bytes=max(arena, option.peak_bytes))
+
+
+def _place_promising(bounded: list[tuple[PatchOption, Problem]], request: PatchRequest,
+                     budget: int, unpatched: float) -> tuple[PatchOption, ...]:
+    """The options, those that could be the request's answer placed (_placed).
+
+    A lower bound never exceeds the placed peak, so: for the smallest peak, options within the
+    overhead limit are placed by lower bound until the next bound reaches the smallest placed
+    peak; to fit the budget, by instructions until one fits (then as for the smallest peak when
+    none does). An asked grid places every option.
+    """
+    found = {id(option): option for option, _ in bounded}
+
+    def place(option: PatchOption, problem: Problem) -> PatchOption:
+        found[id(option)] = _placed(option, problem)
+        return found[id(option)]
+
+    if request.grid is not None:
+        for option, problem in bounded:
+            place(option, problem)
+        return tuple(found[id(option)] for option, _ in bounded)
+    if request.objective is Objective.FIT:
+        for option, problem in sorted(bounded, key=lambda b: b[0].instructions):
+            if option.peak_bytes <= budget and place(option, problem).peak_bytes <= budget:
+                return tuple(found[id(option)] for option, _ in bounded)
+    within = [b for b in bounded if b[0].instructions <= unpatched * (1 + request.max_overhead)]
+    smallest = None
+    for option, problem in sorted(within, key=lambda b: b[0].peak_bytes):
+        if smallest is not None and option.peak_bytes >= smallest:
+            break
+        peak = place(option, problem).peak_bytes
+        smallest = peak if smallest is None else min(smallest, peak)
+    return tuple(found[id(option)] for option, _ in bounded)
 
 
 def streamed_inputs(graph: Graph, streamed: bool) -> frozenset[str]:
@@ -183,7 +241,7 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
-    baseline = _evaluate(graph, None, core, dsp, streamed)
+    baseline = _evaluate(graph, None, core, dsp, streamed)[0]
     fits = (request.grid is None and request.objective is Objective.FIT
             and baseline.peak_bytes <= budget)
     if not request.enabled or fits:
@@ -193,8 +251,8 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     needs = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, core, dsp) if tracers else {}
-    screened = [_screen(tracer, costs, fixed, needs, choice, streamed) for tracer in tracers
-                for choice in _candidates(graph, tracer.stage, request)]
+    screened = [_screen(tracer, tracers[-1], costs, fixed, needs, choice, streamed)
+                for tracer in tracers for choice in _candidates(graph, tracer.stage, request)]
     if not screened and request.grid is None:
         return PatchSearch(baseline, (), baseline, budget)
     if not screened:
@@ -203,8 +261,9 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "a grid has at most as many rows and columns as the stage's end "
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
-    options = tuple(_evaluate(patch_graph(graph, stage, s.choice), s.choice, core, dsp,
-                              streamed, s.halo) for stage, s in shortlist)
+    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, core, dsp, streamed,
+                         s.halo) for stage, s in shortlist]
+    options = _place_promising(bounded, request, budget, baseline.instructions)
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)
 
@@ -325,15 +384,16 @@ def _window_of(tensor: Tensor, region: Region) -> Tensor:
     return Tensor(tensor.name, shape, tensor.dtype, tensor.quant)
 
 
-def _screen(tracer: Tracer, costs: list[float], fixed: dict[str, float], needs: list[int],
-            choice: PatchChoice, streamed: bool) -> _Screened:
+def _screen(tracer: Tracer, longest: Tracer, costs: list[float], fixed: dict[str, float],
+            needs: list[int], choice: PatchChoice, streamed: bool) -> _Screened:
     """Estimated peak and instructions of a choice, from its receptive fields alone.
 
     `costs` are the predicted instructions of each op of the unpatched graph, `fixed` what a
     stage op costs per extra call, `needs` the bytes live at each of its steps in the graph's
-    own order. A stage op's patches are charged its share of its cost by the pixels they
-    compute and the fixed cost per call; the steps after the stage keep their bytes.
-    A `streamed` source is not resident.
+    own order; `longest` traces the longest stage, whose row steps hold every shorter stage's
+    (stages are prefixes of the graph, and only a stage's end is read after it). A stage op's
+    patches are charged its share of its cost by the pixels they compute and the fixed cost
+    per call; the steps after the stage keep their bytes. A `streamed` source is not resident.
     """
     graph, stage = tracer.graph, tracer.stage
     channels = graph.tensors[stage.source].shape[3]
@@ -341,11 +401,12 @@ def _screen(tracer: Tracer, costs: list[float], fixed: dict[str, float], needs: 
         0 if streamed else graph.tensors[stage.source].nbytes)
     rest = max(needs[stage.ops[-1] + 1:], default=0)
     if choice.mode is PatchMode.CACHED:
-        steps = stream_steps(tracer, choice.rows)
-        peak, halo = _cached_peak(tracer, steps)
-        window = halo[0] * halo[1] * channels if streamed else 0
+        ours = {op.outputs[0] for op in tracer.ops}
+        steps = [[rows for rows in step if rows.op.outputs[0] in ours]
+                 for step in stream_steps(longest, choice.rows)]
+        peak, halo = _cached_peak(tracer, steps, streamed)
         calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
-        return _Screened(choice, max(resident + peak + window, rest),
+        return _Screened(choice, max(peak, rest),
                          sum(costs) + calls - sum(fixed[op.outputs[0]] for op in tracer.ops),
                          halo)
     fields = [tracer.fields(tile) for band in tiles(graph, choice) for tile in band]
@@ -392,25 +453,35 @@ def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
     return peak
 
 
-def _cached_peak(tracer: Tracer, steps: list[list[Rows]]
+def _cached_peak(tracer: Tracer, steps: list[list[Rows]], streamed: bool
                  ) -> tuple[int, tuple[int, int, int, int]]:
-    """Most bytes of step buffers live at once, and the largest step's rows (_source_rows).
+    """Most bytes live at once over the steps, and the largest step's rows (_source_rows).
 
-    The source and the end are not counted (the caller adds them whole).
+    At each step: the source rows still to be read (only the rows the step reads when the
+    source is `streamed`), the end rows written so far and the step buffers.
     """
     graph, stage = tracer.graph, tracer.stage
+    _, height, width, channels = graph.tensors[stage.source].shape
+    end_row = graph.tensors[stage.end].nbytes // graph.tensors[stage.end].shape[1]
     buffers: dict[str, int] = {}
-    peak, halo = 0, (0, 0, 0, 0)
+    peak, written, halo = 0, 0, (0, 0, 0, 0)
     for step in steps:
+        read = [tracer.reads(r.op, (r.start, r.end, 0, 1))[:2] for r in step
+                if stage.source in r.op.inputs]
+        rows_live = (max((b - a for a, b in read), default=0) if streamed
+                     else height - min((a for a, _ in read), default=height))
+        held = rows_live * width * channels
         for rows in step:
             name = rows.op.outputs[0]
-            _, _, width, channels = graph.tensors[name].shape
             if name == stage.end:
                 halo = max(halo, _source_rows(tracer, step, rows))
+                written = rows.end
                 continue
-            size = (rows.end - rows.keep_from) * width * channels
-            peak = max(peak, sum(buffers.values()) + size)
+            _, _, out_width, out_channels = graph.tensors[name].shape
+            size = (rows.end - rows.keep_from) * out_width * out_channels
+            peak = max(peak, held + written * end_row + sum(buffers.values()) + size)
             buffers[name] = size
+        peak = max(peak, held + written * end_row + sum(buffers.values()))
     return peak, halo
 
 

@@ -88,9 +88,8 @@ def _plan_option(graph: Graph, option: PatchOption, request: PatchRequest, time_
     streamed = streamed_inputs(option.graph, request.streamed_input)
     if option.choice is None and not streamed:
         return plan_memory(graph, time_limit_s, dsp=dsp)
-    executed = option.graph
-    budget = PATCHED_PLAN_BUDGET * time_limit_s if len(executed.operators) <= CP_SAT_STEPS else 0
-    plan = plan_memory(executed, budget, dsp=dsp, order=list(range(len(executed.operators))),
-                       streamed=streamed, split=True)
+    steps = len(option.graph.operators)
+    budget = PATCHED_PLAN_BUDGET * time_limit_s if steps <= CP_SAT_STEPS else 0
+    plan = plan_for_order(option.problem, list(range(steps)), budget * PLACEMENT_SHARE)
     plan.patch = option.choice
     return plan

@@ -125,7 +125,8 @@ def step(problem: Problem, done: int, v: int, memory: int) -> tuple[int, int, De
     storages = problem.storages
     after = done | (1 << v)
     new = sum(storages[s].size for s in problem.produces[v] if not _produced(storages[s], done))
-    dying = {s for s in problem.consumes[v] if not _alive_after(storages[s], after)}
+    dying = {s for s in problem.consumes[v]
+             if _alive_after(storages[s], done) and not _alive_after(storages[s], after)}
     freed = sum(storages[s].size for s in dying)
     freed += sum(storages[s].size for s in problem.produces[v]
                  if not _produced(storages[s], done) and not _alive_after(storages[s], after))
