@@ -12,10 +12,12 @@ from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.patch_search import PatchRequest, search_patches
 from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_graph
+from mcuflow.memory.plan import InPlace
 from mcuflow.memory.planner import plan_memory, plan_model
 from mcuflow.ref.interpreter import run
 from tests.support import SHARED_MODELS, litert_invoke
@@ -155,3 +157,22 @@ def test_a_streamed_input_stays_out_of_the_arena_and_the_outputs_stay_exact(text
 def test_an_unknown_input_mode_is_refused() -> None:
     with pytest.raises(McuflowError, match="--input takes arena or streamed"):
         PatchRequest.parse("auto", None, None, "camera")
+
+
+def test_the_lower_bound_of_a_split_plan_counts_every_step_it_must_hold() -> None:
+    """A step run apart from its inputs holds them and its output at once.
+
+    No lower bound may claim less (pieces of split storages were once freed twice, giving
+    negative needs).
+    """
+    graph = zoo.mobilenet_v2_like(96, 0.35, 10)
+    stage = find_stages(graph)[-1]
+    patched = patch_graph(graph, stage, PatchChoice(stage.end, 8, 1, PatchMode.CACHED))
+    plan = plan_memory(patched, 0.0, order=list(range(len(patched.operators))), split=True)
+    assert min(plan.step_bytes) >= 0
+    apart = [sum({patched.tensors[n].nbytes for n in (*op.inputs, *op.outputs)
+                  if not patched.tensors[n].is_constant})
+             for op, step in zip(patched.operators, plan.steps, strict=True)
+             if step.inplace is InPlace.NONE and op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D)]
+    assert plan.lower_bound_bytes >= max(apart)
+    assert plan.arena_bytes >= plan.lower_bound_bytes
