@@ -47,6 +47,6 @@ def test_compile_refuses_a_model_too_big_for_the_board(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "project"
     result = invoke(capsys, "compile", SHARED_MODELS / "vww_96_int8.tflite", "--board",
-                    "nucleo-f091rc", "--target", "cortex-m0", "-o", out)
+                    "nucleo-f091rc", "--target", "cortex-m0", "--patches", "off", "-o", out)
     assert_user_error(result, "does not fit nucleo-f091rc: needs 36,896 B of SRAM (has 32,768)")
     assert not out.exists()

@@ -213,6 +213,7 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
     for i, spec in enumerate(outputs):
         _spec_macros(header, f"OUTPUT_{i}", spec)
     _invoke_declarations(header, inputs, outputs)
+    header.define("STREAMED_INPUTS", sum(spec.offset < 0 for spec in inputs))
     if any(spec.offset < 0 for spec in inputs):
         _reader_declarations(header, inputs)
     header.lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]

@@ -225,7 +225,8 @@ def firmware_layout(core: CortexMCore, board: Board, firmware: Firmware) -> Link
 
 
 _APPLICATIONS = {Io.SEMIHOSTING: "main.c", Io.UART: "main_uart.c", Io.NONE: "main_none.c"}
-_SUPPORT = ("startup.c", "mcuflow_timing.c", "mcuflow_cortexm.h", "arm-none-eabi.cmake")
+_SUPPORT = ("startup.c", "mcuflow_timing.c", "mcuflow_cortexm.h", "mcuflow_arena_records.h",
+            "arm-none-eabi.cmake")
 
 
 def _cortex_m_files(core: CortexMCore, model: ModelSummary) -> dict[str, str]:

@@ -20,9 +20,7 @@
 #include "mcuflow_cortexm.h"
 #include "mcuflow_model.h"
 #include "mcuflow_records.h"
-
-static uint8_t input_record[MCUFLOW_INPUT_TOTAL_BYTES] __attribute__((aligned(8)));
-static uint8_t output_record[MCUFLOW_OUTPUT_TOTAL_BYTES] __attribute__((aligned(8)));
+#include "mcuflow_arena_records.h"
 
 static int32_t file_open(const char *name, int32_t mode)
 {
@@ -90,39 +88,56 @@ static void report_layers(int32_t report)
 }
 #endif
 
-static int invoke_record(void)
-{
-    const void *inputs[MCUFLOW_INPUT_COUNT];
-    void *outputs[MCUFLOW_OUTPUT_COUNT];
-    mcuflow_point_into_records(input_record, output_record, inputs, outputs);
-    return mcuflow_model_invoke_n(inputs, outputs);
-}
-
 static void report_calibration(int32_t report)
 {
     char line[MCUFLOW_LINE_BYTES];
     (void)file_write(report, line, mcuflow_calibration_line(line));
 }
 
+/* The bytes of one record read into the model's inputs (short at the end of the file). */
+static uint32_t read_record(int32_t input)
+{
+    uint32_t total = 0;
+    for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
+        const uint32_t got = file_read(input, mcuflow_record_input(i), mcuflow_input_bytes[i]);
+        total += got;
+        if (got != mcuflow_input_bytes[i]) {
+            break;
+        }
+    }
+    return total;
+}
+
+/* Nonzero when every output was written. */
+static int write_record(int32_t output)
+{
+    for (int i = 0; i < MCUFLOW_OUTPUT_COUNT; ++i) {
+        if (!file_write(output, mcuflow_record_output(i), mcuflow_output_bytes[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Run every record of input.bin; 0 on success, 2 on an I/O error, 3 when a kernel failed. */
 static int run_records(int32_t input, int32_t output, int32_t report)
 {
     for (;;) {
-        const uint32_t got = file_read(input, input_record, sizeof input_record);
+        const uint32_t got = read_record(input);
         if (got == 0u) {
             return 0;
         }
-        if (got != sizeof input_record) {
+        if (got != MCUFLOW_INPUT_TOTAL_BYTES) {
             return 2;
         }
         const uint64_t start = mcuflow_ticks_now();
-        const int status = invoke_record();
+        const int status = mcuflow_record_invoke();
         const uint64_t numbers[2] = {mcuflow_ticks_now() - start, (uint64_t)status};
         report_line(report, "run", numbers, 2);
         if (status != MCUFLOW_OK) {
             return 3;
         }
-        if (!file_write(output, output_record, sizeof output_record)) {
+        if (!write_record(output)) {
             return 2;
         }
     }

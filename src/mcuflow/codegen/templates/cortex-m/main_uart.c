@@ -15,14 +15,13 @@
  * the calibration's instructions per tick give executed instructions.
  */
 #include <stdint.h>
+#include <string.h>
 
 #include "mcuflow_board.h"
 #include "mcuflow_cortexm.h"
 #include "mcuflow_model.h"
 #include "mcuflow_records.h"
-
-static uint8_t input_record[MCUFLOW_INPUT_TOTAL_BYTES] __attribute__((aligned(8)));
-static uint8_t output_record[MCUFLOW_OUTPUT_TOTAL_BYTES] __attribute__((aligned(8)));
+#include "mcuflow_arena_records.h"
 
 static void say(const char *label, const uint64_t *numbers, uint32_t count)
 {
@@ -49,22 +48,22 @@ static void say_output(void)
     static const char hex[] = "0123456789abcdef";
     char pair[2];
     mcuflow_uart_write("output ", 7u);
-    for (uint32_t i = 0; i < sizeof output_record; ++i) {
-        pair[0] = hex[output_record[i] >> 4];
-        pair[1] = hex[output_record[i] & 15u];
-        mcuflow_uart_write(pair, 2u);
+    for (int k = 0; k < MCUFLOW_OUTPUT_COUNT; ++k) {
+        const uint8_t *bytes = (const uint8_t *)mcuflow_record_output(k);
+        for (uint32_t i = 0; i < mcuflow_output_bytes[k]; ++i) {
+            pair[0] = hex[bytes[i] >> 4];
+            pair[1] = hex[bytes[i] & 15u];
+            mcuflow_uart_write(pair, 2u);
+        }
     }
     mcuflow_uart_write("\n", 1u);
 }
 
-/* Run the model on input_record; say how long it took and what it returned. */
+/* Run the model on the record read; say how long it took and what it returned. */
 static int run_record(const char *label)
 {
-    const void *inputs[MCUFLOW_INPUT_COUNT];
-    void *outputs[MCUFLOW_OUTPUT_COUNT];
-    mcuflow_point_into_records(input_record, output_record, inputs, outputs);
     const uint64_t start = mcuflow_ticks_now();
-    const int status = mcuflow_model_invoke_n(inputs, outputs);
+    const int status = mcuflow_record_invoke();
     const uint64_t numbers[2] = {mcuflow_ticks_now() - start, (uint64_t)status};
     say(label, numbers, 2);
     return status;
@@ -77,7 +76,9 @@ static void serve_records(void)
     const uint32_t count = (uint32_t)count_bytes[0] | ((uint32_t)count_bytes[1] << 8) |
                            ((uint32_t)count_bytes[2] << 16) | ((uint32_t)count_bytes[3] << 24);
     for (uint32_t r = 0; r < count; ++r) {
-        mcuflow_uart_read(input_record, sizeof input_record);
+        for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
+            mcuflow_uart_read(mcuflow_record_input(i), mcuflow_input_bytes[i]);
+        }
         (void)run_record("run");
         say_output();
     }
@@ -95,8 +96,11 @@ int main(void)
     say_text("mcuflow", MCUFLOW_MODEL_NAME);
     say_text("clock", mcuflow_ticks_are_dwt() ? "dwt" : "systick");
     mcuflow_uart_write(line, mcuflow_calibration_line(line));
+    for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
+        memset(mcuflow_record_input(i), 0, mcuflow_input_bytes[i]);
+    }
     (void)run_record("example");
-    const uint64_t sizes[2] = {sizeof input_record, sizeof output_record};
+    const uint64_t sizes[2] = {MCUFLOW_INPUT_TOTAL_BYTES, MCUFLOW_OUTPUT_TOTAL_BYTES};
     say("ready", sizes, 2);
 #if MCUFLOW_RECORD_BATCHES
     for (uint32_t batch = 0; batch < MCUFLOW_RECORD_BATCHES; ++batch) {
