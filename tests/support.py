@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
+from mcuflow.ir.graph import Graph
 from mcuflow.ptq import QuantizeResult
 from mcuflow.ref.interpreter import Interpreter as RefInterpreter
 
@@ -62,3 +65,27 @@ def assert_litert_bit_exact(result: QuantizeResult, samples: np.ndarray) -> None
         x = result.quantize_input(sample[None])
         np.testing.assert_array_equal(interpreter.run([x]).outputs[0],
                                       litert_invoke(litert, [x])[0])
+
+
+def inception_block(size: int = 16, seed: int = 0, with_add: bool = False) -> Graph:
+    """An Inception-style block concatenating six branches on channels, then a 1x1 conv.
+
+    The branches of one input: 1x1 and 3x3 convolutions, 5x5 and 3x3 depthwise ones, a max and
+    an average pool, all of one quantisation (as an int8 concatenation needs).
+
+    `with_add` adds an ADD branch, whose kernel cannot write a channel slice.
+    """
+    b = GraphBuilder("inception_block", seed)
+    x = b.conv2d(b.input((1, size, size, 3), 0.02, 0), 8, activation=Activation.RELU)
+    branches = [b.conv2d(x, 12, (1, 1), activation=Activation.RELU),
+                b.conv2d(x, 8, (3, 3)),
+                b.depthwise_conv2d(x, (5, 5)),
+                b.depthwise_conv2d(x, (3, 3)),
+                b.max_pool2d(x, 3, 1, Padding.SAME),
+                b.average_pool2d(x, 3, 1, Padding.SAME)]
+    if with_add:
+        branches.append(b.add(x, x))
+    for name in branches:
+        b.graph.tensors[name].quant = b.quant(x)
+    y = b.conv2d(b.concatenation(branches, axis=3), 8, (1, 1), activation=Activation.RELU)
+    return b.output(y).build()

@@ -173,6 +173,7 @@ def test_the_lower_bound_of_a_split_plan_counts_every_step_it_must_hold() -> Non
     apart = [sum({patched.tensors[n].nbytes for n in (*op.inputs, *op.outputs)
                   if not patched.tensors[n].is_constant})
              for op, step in zip(patched.operators, plan.steps, strict=True)
-             if step.inplace is InPlace.NONE and op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D)]
+             if step.inplace is InPlace.NONE
+             and op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D)]
     assert plan.lower_bound_bytes >= max(apart)
     assert plan.arena_bytes >= plan.lower_bound_bytes

@@ -201,6 +201,16 @@ class EmitContext:
         """The op's output tensor number `index`."""
         return self.graph.tensors[self.op.outputs[index]]
 
+    def output_pixel_step(self) -> int:
+        """Elements between neighbouring NHWC pixels of the output.
+
+        Its channels, or more for a channel slice of a concatenation planned in place
+        (Buffer.pixel_step).
+        """
+        buffer = self.plan.buffers.get(self.op.outputs[0])
+        return buffer.pixel_step if buffer is not None and buffer.pixel_step else (
+            self.output().shape[-1])
+
     def quant(self, name: str) -> QuantParams:
         """Quantisation of a tensor (int8 tensors always have one after the support checks)."""
         quant = self.graph.tensors[name].quant

@@ -33,7 +33,7 @@ from mcuflow.ir.ops import (
     SoftmaxAttrs,
 )
 from mcuflow.ir.registry import OpTable
-from mcuflow.memory.inplace import alias_offset
+from mcuflow.memory.inplace import alias_offset, concat_slots
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
@@ -117,17 +117,21 @@ def _define(ctx: EmitContext, ctype: str, stem: str, fields: dict[str, int | str
 
 def _window(ctx: EmitContext, kernel: tuple[int, int], strides: tuple[int, int],
             dilations: tuple[int, int], pads: tuple[int, int], input_offset: int) -> str:
-    """Define the mcuflow_window_t of a window op with a dense NHWC output; returns its symbol."""
+    """Define the mcuflow_window_t of a window op; returns its symbol.
+
+    The output is strided when it is a channel slice of a concatenation planned in place.
+    """
     n, in_h, in_w, in_c = ctx.input(0).shape
     _, out_h, out_w, out_c = ctx.output().shape
+    step = ctx.output_pixel_step()
     fields = {
         "batches": n, "in_h": in_h, "in_w": in_w, "in_c": in_c,
         "out_h": out_h, "out_w": out_w, "out_c": out_c, "k_h": kernel[0], "k_w": kernel[1],
         "stride_h": strides[0], "stride_w": strides[1],
         "dilation_h": dilations[0], "dilation_w": dilations[1],
         "pad_top": pads[0], "pad_left": pads[1], "input_offset": input_offset,
-        "out_pixel_step": out_c, "out_row_step": out_w * out_c,
-        "out_batch_step": out_h * out_w * out_c,
+        "out_pixel_step": step, "out_row_step": out_w * step,
+        "out_batch_step": out_h * out_w * step,
     }
     return _define(ctx, "mcuflow_window_t", "window", fields)
 
@@ -406,21 +410,21 @@ def _concatenation(ctx: EmitContext) -> LayerCode:
     out = ctx.output()
     outer = math.prod(out.shape[:attrs.axis])
     out_row = math.prod(out.shape[attrs.axis:])
+    if ctx.inplace is InPlace.CONCAT_SLICE:
+        for name, slot in zip(ctx.op.inputs, concat_slots(ctx.graph, ctx.op), strict=True):
+            if ctx.offset(name) != ctx.offset(out.name) + slot.offset:
+                raise CodegenError(f"concat slice '{name}' is not at its planned place")
+        return LayerCode([], ctx.definitions, frozenset())
     calls = []
     offset = 0
     for name in ctx.op.inputs:
         tensor: Tensor = ctx.tensor(name)
         row = math.prod(tensor.shape[attrs.axis:])
-        if ctx.inplace is InPlace.CONCAT_SLICE:
-            if outer != 1 or ctx.offset(name) != ctx.offset(out.name) + offset:
-                raise CodegenError(f"concat slice '{name}' is not at its planned place")
-        else:
-            calls.append(_call(
-                "mcuflow_copy_rows", ctx.pointer(name, "U8"), str(row),
-                f"MCUFLOW_U8({ctx.offset(out.name) + offset})", str(out_row), str(outer),
-                str(row)))
+        calls.append(_call(
+            "mcuflow_copy_rows", ctx.pointer(name, "U8"), str(row),
+            f"MCUFLOW_U8({ctx.offset(out.name) + offset})", str(out_row), str(outer), str(row)))
         offset += row
-    return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_data"} if calls else ()))
+    return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_data"}))
 
 
 def _read_input(ctx: EmitContext, index: int) -> LayerCode:

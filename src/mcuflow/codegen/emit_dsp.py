@@ -456,9 +456,10 @@ def _dw_geometry(ctx: EmitContext, params: ConvParams, plane: DwPlane) -> dict[s
     attrs = ctx.op.attrs
     batches, in_h, in_w, depth = ctx.input(0).shape
     _, out_h, out_w, _ = ctx.output().shape
-    rows = {"in": (in_h, in_w * depth), "out": (out_h, out_w * depth),
+    step = ctx.output_pixel_step()
+    rows = {"in": (in_h, in_w * depth), "out": (out_h, out_w * step),
             "pad": params.pad_h, "stride": attrs.stride_h}
-    columns = {"in": (in_w, depth), "out": (out_w, depth), "pad": params.pad_w,
+    columns = {"in": (in_w, depth), "out": (out_w, step), "pad": params.pad_w,
                "stride": attrs.stride_w}
     across, along = (columns, rows) if plane.transposed else (rows, columns)
     return {
@@ -470,7 +471,7 @@ def _dw_geometry(ctx: EmitContext, params: ConvParams, plane: DwPlane) -> dict[s
         "stride_across": across["stride"], "stride_along": along["stride"],
         "out_across": across["out"][0], "out_along": along["out"][0],
         "out_across_step": across["out"][1], "out_along_step": along["out"][1],
-        "out_batch_step": out_h * out_w * depth,
+        "out_batch_step": out_h * out_w * step,
     }
 
 

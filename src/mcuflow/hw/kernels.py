@@ -32,8 +32,9 @@ class InPlace(Enum):
       (`Plan.delta(step)` is a multiple of C * itemsize, possibly 0 or negative), so output
       channel c only lands on input channel c, which is no longer needed, or outside the input.
     - ALIAS: no code runs; the output is the input's bytes (RESHAPE, SQUEEZE).
-    - CONCAT_SLICE: no code runs; the inputs were written straight into their (contiguous)
-      slices of the output by their producers.
+    - CONCAT_SLICE: no code runs; the inputs were written straight into their slices of the
+      output by their producers: contiguous blocks, or channel slices whose pixels the window
+      kernels write the output's channels apart (mcuflow_window_t's output pixel step).
     """
 
     NONE = "none"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mcuflow.ir.graph import TensorUses
-from mcuflow.memory.inplace import alias_offset, in_place_rule
+from mcuflow.memory.inplace import alias_offset, concat_slots, in_place_rule
 from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError, Step, Tier
 from mcuflow.memory.scratch import scratch_bytes
 
@@ -61,10 +61,10 @@ def _check_steps(plan: Plan) -> None:
                 plan.buffers[op.inputs[0]].offset + alias_offset(graph, op) != offset):
             raise PlanError(f"alias {op.outputs[0]!r} is not at its place in {op.inputs[0]!r}")
         if step.inplace is InPlace.CONCAT_SLICE:
-            for name in op.inputs:
-                if plan.buffers[name].offset != offset:
+            for name, slot in zip(op.inputs, concat_slots(graph, op), strict=True):
+                buffer = plan.buffers[name]
+                if (buffer.offset, buffer.pixel_step) != (offset + slot.offset, slot.pixel_step):
                     raise PlanError(f"slice {name!r} is not at its place in {op.outputs[0]!r}")
-                offset += graph.tensors[name].nbytes
 
 
 def _read_spans(plan: Plan) -> list[Buffer]:

@@ -70,10 +70,18 @@ def _bind(graph: Graph, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray],
 
 
 def _view(arena: np.ndarray, plan: Plan, name: str) -> np.ndarray:
-    """The arena bytes of tensor `name`, as an array of its shape and dtype."""
+    """The arena bytes of tensor `name`, as an array of its shape and dtype.
+
+    A channel slice of a concatenation (Buffer.pixel_step) is a strided view.
+    """
     tensor = plan.graph.tensors[name]
     buffer = plan.buffers[name]
-    return np.ndarray(tensor.shape, tensor.dtype.numpy, arena.data, buffer.offset)
+    strides = None
+    if buffer.pixel_step:
+        _, height, width, _ = tensor.shape
+        pixel = buffer.pixel_step * tensor.dtype.itemsize
+        strides = (height * width * pixel, width * pixel, pixel, tensor.dtype.itemsize)
+    return np.ndarray(tensor.shape, tensor.dtype.numpy, arena.data, buffer.offset, strides)
 
 
 def _scratch(arena: np.ndarray, buffer: Buffer) -> np.ndarray:

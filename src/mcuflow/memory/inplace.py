@@ -57,6 +57,24 @@ def _is_activation(graph: Graph, name: str) -> bool:
     return not graph.tensors[name].is_constant
 
 
+STRIDED_WRITERS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVERAGE_POOL_2D,
+                             OpKind.MAX_POOL_2D})
+"""Kinds whose kernels write NHWC output pixels any number of elements apart (the window
+kernels' output pixel step): they may write a channel slice of a concatenation in place."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a concatenation input lives in the output.
+
+    `offset` is its first byte; `pixel_step` the elements between its neighbouring pixels
+    when it is a channel slice, 0 when it is one contiguous block.
+    """
+
+    offset: int
+    pixel_step: int = 0
+
+
 def _contiguous_slices(graph: Graph, op: Operator) -> bool:
     """True when every input of a CONCATENATION is one contiguous block of the output."""
     attrs: ConcatenationAttrs = op.attrs
@@ -64,14 +82,32 @@ def _contiguous_slices(graph: Graph, op: Operator) -> bool:
     return int(np.prod(shape[: attrs.axis], dtype=np.int64)) == 1
 
 
+def _channel_slices(graph: Graph, op: Operator) -> bool:
+    """True for a CONCATENATION of NHWC tensors along their channels."""
+    shape = graph.tensors[op.outputs[0]].shape
+    return len(shape) == 4 and op.attrs.axis in (3, -1)
+
+
+def concat_slots(graph: Graph, op: Operator) -> list[Slot]:
+    """Where each input of a CONCATENATION lies in its output, inputs in order."""
+    itemsize = graph.tensors[op.outputs[0]].dtype.itemsize
+    if _contiguous_slices(graph, op):
+        sizes = [graph.tensors[name].nbytes for name in op.inputs]
+        return [Slot(sum(sizes[:k])) for k in range(len(sizes))]
+    channels = [graph.tensors[name].shape[3] for name in op.inputs]
+    step = graph.tensors[op.outputs[0]].shape[3]
+    return [Slot(sum(channels[:k]) * itemsize, step) for k in range(len(channels))]
+
+
 def _sliceable(graph: Graph, index: int, name: str, producer_kinds: dict[str, OpKind],
                uses: TensorUses) -> bool:
     """A concatenation input its producer can write straight into the output (op `index`)."""
     kind = producer_kinds.get(name)
     op = graph.operators[index]
-    return (kind is not None and kind not in _WHOLE_ALIAS_KINDS
-            and kind is not OpKind.CONCATENATION
-            and op.inputs.count(name) == 1 and uses.consumers.get(name) == [index]
+    writer = (kind is not None and kind not in _WHOLE_ALIAS_KINDS
+              and kind is not OpKind.CONCATENATION
+              and (_contiguous_slices(graph, op) or kind in STRIDED_WRITERS))
+    return (writer and op.inputs.count(name) == 1 and uses.consumers.get(name) == [index]
             and name not in graph.outputs
             and graph.tensors[name].dtype == graph.tensors[op.outputs[0]].dtype)
 
@@ -80,10 +116,11 @@ def shared_parents(graph: Graph, kinds: frozenset[InPlace] = ALL_KINDS,
                    streamed: frozenset[str] = frozenset()) -> dict[str, tuple[str, int]]:
     """Tensors that live inside another one by construction: tensor -> (container, byte offset).
 
-    RESHAPE/SQUEEZE outputs live in their input (ALIAS); the inputs of a CONCATENATION whose slices
-    are contiguous live in its output (CONCAT_SLICE) when their producers can write there; a
-    SLICE of contiguous bytes that is not such an input is a view of its input (ALIAS), unless
-    the input is `streamed` (not in memory).
+    RESHAPE/SQUEEZE outputs live in their input (ALIAS); the inputs of a CONCATENATION live in
+    its output (CONCAT_SLICE) when their producers can write there: contiguous slices, or
+    channel slices written by STRIDED_WRITERS (see concat_slots and strided_members); a SLICE
+    of contiguous bytes that is not such an input is a view of its input (ALIAS), unless the
+    input is `streamed` (not in memory).
     """
     parent: dict[str, tuple[str, int]] = {}
     producer_kinds = {out: op.kind for op in graph.operators for out in op.outputs}
@@ -94,10 +131,8 @@ def shared_parents(graph: Graph, kinds: frozenset[InPlace] = ALL_KINDS,
             parent[op.outputs[0]] = (op.inputs[0], 0)
         elif InPlace.CONCAT_SLICE in kinds and concat_is_sliced(graph, index, producer_kinds,
                                                                  uses):
-            offset = 0
-            for name in op.inputs:
-                parent[name] = (op.outputs[0], offset)
-                offset += graph.tensors[name].nbytes
+            for name, slot in zip(op.inputs, concat_slots(graph, op), strict=True):
+                parent[name] = (op.outputs[0], slot.offset)
     if InPlace.ALIAS in kinds:
         for op in graph.operators:
             view = slice_view(graph, op) if op.kind in ALIAS_KINDS - _WHOLE_ALIAS_KINDS else None
@@ -142,7 +177,8 @@ def concat_is_sliced(graph: Graph, index: int, producer_kinds: dict[str, OpKind]
     No code runs: its producers write the slices. `uses` is graph.uses().
     """
     op = graph.operators[index]
-    return (op.kind is OpKind.CONCATENATION and _contiguous_slices(graph, op)
+    return (op.kind is OpKind.CONCATENATION
+            and (_contiguous_slices(graph, op) or _channel_slices(graph, op))
             and op.attrs.activation is Activation.NONE
             and all(_sliceable(graph, index, name, producer_kinds, uses) for name in op.inputs)
             and _same_quantisation(graph, op))
@@ -151,6 +187,20 @@ def concat_is_sliced(graph: Graph, index: int, producer_kinds: dict[str, OpKind]
 def _same_quantisation(graph: Graph, op: Operator) -> bool:
     out = graph.tensors[op.outputs[0]].quant
     return all(graph.tensors[name].quant == out for name in op.inputs)
+
+
+def strided_members(graph: Graph, parent: dict[str, tuple[str, int]]) -> dict[str, int]:
+    """The channel slices of concatenations planned in place, with their pixel steps.
+
+    `parent` is shared_parents'; a pixel step counts the elements between neighbouring pixels.
+    """
+    found = {}
+    for op in graph.operators:
+        if (static_kind(graph, op, parent) is InPlace.CONCAT_SLICE
+                and not _contiguous_slices(graph, op)):
+            found |= {name: slot.pixel_step
+                      for name, slot in zip(op.inputs, concat_slots(graph, op), strict=True)}
+    return found
 
 
 def static_kind(graph: Graph, op: Operator, parent: dict[str, tuple[str, int]]) -> InPlace:

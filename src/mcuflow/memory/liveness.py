@@ -67,8 +67,12 @@ def build_storages(graph: Graph, parent: dict[str, tuple[str, int]],
     return storages
 
 
-def split_storages(graph: Graph, storages: list[Storage], silent: int) -> list[Storage]:
+def split_storages(graph: Graph, storages: list[Storage], silent: int,
+                   interleaved: frozenset[str] = frozenset()) -> list[Storage]:
     """Every storage with several members cut at its members' boundaries into pieces.
+
+    Storages holding `interleaved` members (channel slices, whose pixels alternate with the
+    other slices' pixels) stay whole.
 
     A piece is live from the first step that writes a member over it (the start for a graph
     input) to the last that reads one; `silent` (a bit mask) marks the ops that run no code
@@ -81,7 +85,7 @@ def split_storages(graph: Graph, storages: list[Storage], silent: int) -> list[S
     for storage in storages:
         cuts = sorted({0, storage.size, *(off for _, off in storage.members),
                        *(off + graph.tensors[n].nbytes for n, off in storage.members)})
-        if len(cuts) <= 2:
+        if len(cuts) <= 2 or any(name in interleaved for name, _ in storage.members):
             found.append(storage)
             continue
         for start, end in zip(cuts, cuts[1:], strict=False):

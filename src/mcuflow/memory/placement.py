@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcuflow.ir.graph import Graph
+from mcuflow.ir.graph import Graph, Tensor
 from mcuflow.memory.arena import (
     Block,
     Pair,
@@ -88,6 +88,14 @@ def _shared(problem: Problem, placement: Placement, v: int, shares: str | None) 
     return low[0] + low[1] > high[0]
 
 
+def _extent(tensor: Tensor, pixel_step: int) -> int:
+    """Bytes from a tensor's first byte to its last, its pixels `pixel_step` elements apart."""
+    if not pixel_step:
+        return tensor.nbytes
+    channels = tensor.shape[-1]
+    return ((tensor.size // channels - 1) * pixel_step + channels) * tensor.dtype.itemsize
+
+
 def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
                 scratch: dict[int, Block], placement: Placement, lower_bound: int) -> Plan:
     graph = problem.graph
@@ -110,8 +118,10 @@ def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
     for storage in (*problem.storages, *problem.groups.values()):
         for name, inner in storage.members:
             first, last = tensor_lifetime(graph, uses, name, step_of, len(order))
+            step = problem.pixel_steps.get(name, 0)
             buffers[name] = Buffer(name, bases[storage.name] + inner,
-                                   graph.tensors[name].nbytes, first, last, storage=storage.name)
+                                   _extent(graph.tensors[name], step), first, last,
+                                   storage=storage.name, pixel_step=step)
     for t, block in scratch.items():
         buffers[block.name] = Buffer(block.name, placement[block.name], block.size, t, t,
                                      is_scratch=True)

@@ -47,7 +47,9 @@ class Buffer:
     `first_step` and `last_step` index `Plan.steps` (inclusive); a graph input is live from step 0
     and a graph output until the last step. Buffers with the same `storage` share memory by
     construction (RESHAPE aliases, slices of a concatenated tensor); `storage` is the name of the
-    buffer that owns the memory (the buffer's own name when it owns it).
+    buffer that owns the memory (the buffer's own name when it owns it). A channel slice of a
+    concatenation has a `pixel_step`: its NHWC pixels lie that many elements apart (0: dense),
+    and `size` spans its first byte to its last.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Buffer:
     is_scratch: bool = False
     tier: Tier = Tier.SRAM
     storage: str = ""
+    pixel_step: int = 0
 
     @property
     def end(self) -> int:

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mcuflow.ir.graph import Graph
-from mcuflow.memory.inplace import ALL_KINDS, Option, options, shared_parents, static_kind
+from mcuflow.memory.inplace import (
+    ALL_KINDS,
+    Option,
+    options,
+    shared_parents,
+    static_kind,
+    strided_members,
+)
 from mcuflow.memory.liveness import Storage, build_storages, split_storages
 from mcuflow.memory.plan import RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
@@ -44,6 +51,8 @@ class Problem:
     streamed: frozenset[str] = frozenset()
     groups: dict[str, Storage] = field(default_factory=dict)
     """The storages planned in pieces (`storages` holds their pieces), by name."""
+    pixel_steps: dict[str, int] = field(default_factory=dict)
+    """Channel slices of concatenations planned in place: elements between their pixels."""
 
 
 def build_problem(graph: Graph, alignment: int = 16,
@@ -59,7 +68,8 @@ def build_problem(graph: Graph, alignment: int = 16,
     whole = build_storages(graph, parent, streamed)
     statics = [static_kind(graph, op, parent) for op in graph.operators]
     silent = sum(1 << v for v, kind in enumerate(statics) if kind in RUNS_NO_CODE)
-    storages = split_storages(graph, whole, silent) if split else whole
+    strided = strided_members(graph, parent)
+    storages = split_storages(graph, whole, silent, frozenset(strided)) if split else whole
     storage_of = {name: i for i, s in enumerate(storages) for name, _ in s.members}
     pieces_of = _pieces(graph, storages, whole)
     root_sizes = {name: s.size for s in storages for name, off in s.members if off == 0}
@@ -67,7 +77,7 @@ def build_problem(graph: Graph, alignment: int = 16,
     n = len(graph.operators)
     problem = Problem(graph, alignment, storages, storage_of, [0] * n, [], [], [], [], [],
                       streamed, {s.group: next(w for w in whole if w.name == s.group)
-                                 for s in storages if s.group})
+                                 for s in storages if s.group}, strided)
     for v, op in enumerate(graph.operators):
         for name in op.inputs:
             if name in producer:

@@ -1043,7 +1043,8 @@ typedef struct {
     MCUFLOW_DSP_SMALL_STORE_ASM("r4", "[r7, r10]", T3)                                          \
     MCUFLOW_DSP_SMALL_STORE_ASM("r3", "[r7], #1", T2) END                                       \
     "bne 4b\n\t"                                                                               \
-    "add r7, r7, r10\n\t"                                                                      \
+    "ldr r7, [sp, #76]\n\t"                                                                    \
+    "add r7, r7, r10, lsl #1\n\t"                                                              \
     "str r7, [sp, #76]\n\t"                                                                    \
     "ldr r1, [sp, #100]\n\t"                                                                   \
     "subs r1, r1, #1\n\t"                                                                      \
@@ -1098,7 +1099,7 @@ static void mcuflow_dsp_pointwise_small(const mcuflow_dsp_matrix_t *m,
         mcuflow_dsp_rows2((const mcuflow_word_t *)m->weights, columns, q->bias, q->rq, out,
                           out + p->out_second, m->rows >> 1, groups, q->negative);
         in += 2 * (size_t)(4 * groups);
-        out += 2 * (size_t)m->rows;
+        out += 2 * (size_t)p->out_second;
     }
 }
 #endif
@@ -1111,30 +1112,39 @@ static int mcuflow_dsp_small(const mcuflow_dsp_matrix_t *m, const mcuflow_dsp_re
 }
 
 /* mcuflow_dsp_pointwise through mcuflow_dsp_pointwise_small: the pixel pairs, then a lone last
- * pixel as a pair of itself; the fused activation clamps the whole (dense) output at the end. */
+ * pixel as a pair of itself; the fused activation clamps the output at the end (in one pass
+ * when it is dense, else pixel by pixel: a channel slice of a concatenation). */
 MCUFLOW_DSP_OUTLINE void mcuflow_dsp_pointwise_pairs(const mcuflow_window_t *g,
                                                      const mcuflow_dsp_matrix_t *m,
                                                      const mcuflow_dsp_requant_t *q,
                                                      const int8_t *input, int8_t *output,
                                                      mcuflow_word_t *columns, int32_t pixels)
 {
-    mcuflow_dsp_pixels_t p = {input, output, pixels >> 1, g->in_c, m->rows};
+    const size_t step = (size_t)g->out_pixel_step;
+    mcuflow_dsp_pixels_t p = {input, output, pixels >> 1, g->in_c, g->out_pixel_step};
     if (p.pairs > 0) {
         mcuflow_dsp_pointwise_small(m, q, &p, columns);
     }
     if (pixels & 1) {
         const size_t done = (size_t)pixels - 1;
-        mcuflow_dsp_pixels_t last = {input + done * (size_t)g->in_c,
-                                     output + done * (size_t)m->rows, 1, 0, 0};
+        mcuflow_dsp_pixels_t last = {input + done * (size_t)g->in_c, output + done * step, 1, 0,
+                                     0};
         mcuflow_dsp_pointwise_small(m, q, &last, columns);
     }
-    if (mcuflow_dsp_narrow(q)) {
+    if (!mcuflow_dsp_narrow(q)) {
+        return;
+    }
+    if (step == (size_t)m->rows) {
         mcuflow_dsp_clamp(q, output, pixels * m->rows);
+        return;
+    }
+    for (int32_t k = 0; k < pixels; ++k) {
+        mcuflow_dsp_clamp(q, output + (size_t)k * step, m->rows);
     }
 }
 
-/* A 1x1 convolution with stride 1 and a dense output: pixel p reads input p and writes output
- * p, so both move by a constant step. */
+/* A 1x1 convolution with stride 1: pixel p reads input p and writes output p, so both move
+ * by a constant step. */
 static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
                                   const mcuflow_dsp_requant_t *q, const int8_t *input,
                                   int8_t *output, mcuflow_word_t *columns, int32_t pixels)
@@ -1142,7 +1152,7 @@ static void mcuflow_dsp_pointwise(const mcuflow_window_t *g, const mcuflow_dsp_m
     const int32_t words = g->in_c / 4, rows = m->rows;
     const int narrow = mcuflow_dsp_narrow(q);
     const mcuflow_dsp_channels_fn channels = mcuflow_dsp_channels_of(q);
-    const size_t in_step = (size_t)g->in_c, out_step = (size_t)rows;
+    const size_t in_step = (size_t)g->in_c, out_step = (size_t)g->out_pixel_step;
     for (int32_t p = 0; p < pixels; p += 2, input += 2 * in_step, output += 2 * out_step) {
         const size_t second = p + 1 < pixels ? 1 : 0;
         mcuflow_dsp_copy_words(input, words, columns);
@@ -1208,7 +1218,7 @@ void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t
 {
     const int32_t pixels = g->batches * g->out_h * g->out_w;
     if (m->gather == MCUFLOW_DSP_GATHER_WORDS && g->k_h == 1 && g->k_w == 1 &&
-        g->stride_h == 1 && g->stride_w == 1 && g->out_pixel_step == g->out_c) {
+        g->stride_h == 1 && g->stride_w == 1) {
         if (mcuflow_dsp_small(m, q)) {
             mcuflow_dsp_pointwise_pairs(g, m, q, input, output, columns, pixels);
         } else {
