@@ -131,14 +131,14 @@ def _pairs_allow(block: Block, offset: int, pairs: list[Pair], placement: Placem
 def _lowest_base(forbidden_low: np.ndarray, forbidden_high: np.ndarray, alignment: int) -> int:
     """The lowest aligned base >= 0 in no open interval (forbidden_low, forbidden_high)."""
     ranked = np.argsort(forbidden_low, kind="stable")
-    lows = forbidden_low[ranked]
-    reach = np.maximum.accumulate(forbidden_high[ranked]) if len(ranked) else forbidden_high
+    lows = forbidden_low[ranked].tolist()
+    reach = np.maximum.accumulate(forbidden_high[ranked]).tolist() if lows else []
     base = 0
     while True:
-        below = int(np.searchsorted(lows, base, "left"))
+        below = bisect_left(lows, base)
         if below == 0 or reach[below - 1] <= base:
             return base
-        base = align_up(int(reach[below - 1]), alignment)
+        base = align_up(reach[below - 1], alignment)
 
 
 def _free_base(pieces: list[Block], placed: _Placed, alignment: int) -> int:

@@ -143,16 +143,45 @@ class PatchSearch:
         return tuple(front)
 
 
-def _instructions(problem: Problem, core: str, dsp: bool) -> float:
-    """Predicted instructions of the steps of `problem` that run code.
+@dataclass
+class _Pricing:
+    """Predicted instructions of steps on one core, each kind of step priced once.
 
-    MACs plus element work where a kernel has no fitted costs; aliases and concatenations
-    planned in place run no code.
+    A patch stage's rewrite repeats its layers per patch on windows of a few shapes.
     """
-    graph = problem.graph
-    return sum(_op_instructions(graph, op, core, dsp)
-               for op, kind in zip(graph.operators, problem.static, strict=True)
-               if kind not in RUNS_NO_CODE)
+
+    core: str
+    dsp: bool
+    known: dict[tuple[object, ...], float] = dataclasses.field(default_factory=dict)
+
+    def of(self, graph: Graph, op: Operator) -> float:
+        """Predicted instructions of one step (MACs plus element work where unfitted)."""
+        key = _signature(graph, op)
+        if key not in self.known:
+            self.known[key] = _op_instructions(graph, op, self.core, self.dsp)
+        return self.known[key]
+
+    def steps(self, problem: Problem) -> float:
+        """Predicted instructions of the steps of `problem` that run code.
+
+        Aliases and concatenations planned in place run no code.
+        """
+        graph = problem.graph
+        return sum(self.of(graph, op)
+                   for op, kind in zip(graph.operators, problem.static, strict=True)
+                   if kind not in RUNS_NO_CODE)
+
+
+def _signature(graph: Graph, op: Operator) -> tuple[object, ...]:
+    """What a step's predicted cost depends on.
+
+    Its kind, attributes and tensors: constants by name, activations by shape, type and
+    quantisation.
+    """
+    def tensor(name: str) -> object:
+        found = graph.tensors[name]
+        return name if found.is_constant else (found.shape, found.dtype, found.quant)
+    return (op.kind, op.attrs, tuple(map(tensor, op.inputs)), tuple(map(tensor, op.outputs)))
 
 
 def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
@@ -164,20 +193,18 @@ def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
     return op_macs(graph, op) + out.size * OP_DEFS[op.kind].element_ops
 
 
-def _evaluate(graph: Graph, choice: PatchChoice | None, core: str, dsp: bool,
-              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
-              ) -> tuple[PatchOption, Problem]:
+def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, streamed: bool,
+              halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[PatchOption, Problem]:
     """The option running `graph` with its lower bound as the peak, and its planning problem.
 
     Its inputs are streamed when asked (see fetch_inputs).
     """
     if streamed:
         graph = fetch_inputs(graph)
-    problem = build_problem(graph, dsp=dsp, streamed=streamed_inputs(graph, streamed),
+    problem = build_problem(graph, dsp=pricing.dsp, streamed=streamed_inputs(graph, streamed),
                             split=choice is not None or streamed)
     peak = evaluate(problem, list(range(len(graph.operators))))[0]
-    return PatchOption(choice, graph, peak, _instructions(problem, core, dsp), halo,
-                       problem), problem
+    return PatchOption(choice, graph, peak, pricing.steps(problem), halo, problem), problem
 
 
 def _placed(option: PatchOption, problem: Problem) -> PatchOption:
@@ -241,16 +268,17 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
-    baseline = _evaluate(graph, None, core, dsp, streamed)[0]
+    pricing = _Pricing(core, dsp)
+    baseline = _evaluate(graph, None, pricing, streamed)[0]
     fits = (request.grid is None and request.objective is Objective.FIT
             and baseline.peak_bytes <= budget)
     if not request.enabled or fits:
         return PatchSearch(baseline, (), baseline, budget)
     stages = _stages(graph, request)
-    costs = [_op_instructions(graph, op, core, dsp) for op in graph.operators]
+    costs = [pricing.of(graph, op) for op in graph.operators]
     needs = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
-    fixed = _call_costs(tracers[-1], costs, core, dsp) if tracers else {}
+    fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
     screened = [_screen(tracer, tracers[-1], costs, fixed, needs, choice, streamed)
                 for tracer in tracers for choice in _candidates(graph, tracer.stage, request)]
     if not screened and request.grid is None:
@@ -261,7 +289,7 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "a grid has at most as many rows and columns as the stage's end "
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
-    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, core, dsp, streamed,
+    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, pricing, streamed,
                          s.halo) for stage, s in shortlist]
     options = _place_promising(bounded, request, budget, baseline.instructions)
     search = PatchSearch(baseline, options, baseline, budget)
@@ -354,7 +382,7 @@ def _area(region: Region, channels: int) -> int:
     return (region[1] - region[0]) * (region[3] - region[2]) * channels
 
 
-def _call_costs(tracer: Tracer, costs: list[float], core: str, dsp: bool) -> dict[str, float]:
+def _call_costs(tracer: Tracer, costs: list[float], pricing: _Pricing) -> dict[str, float]:
     """The instructions each stage op costs per call beyond its share of the work.
 
     The op run for one output row, less 1/height of the whole op: what every patch or row
@@ -373,7 +401,7 @@ def _call_costs(tracer: Tracer, costs: list[float], core: str, dsp: bool) -> dic
                             for n in op.inputs})
         one.tensors[name] = _window_of(graph.tensors[name], row)
         step = Operator(op.kind, op.inputs, op.outputs, attrs, op.name)
-        found[name] = max(0.0, _op_instructions(one, step, core, dsp) - costs[index] / height)
+        found[name] = max(0.0, pricing.of(one, step) - costs[index] / height)
     return found
 
 
