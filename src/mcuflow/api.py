@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -10,25 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
+from mcuflow.advisor import Advice, FitMode, FitOption, FitRequest, Fitted, fit_analysis
 from mcuflow.codegen import GeneratedProject, generate_project
 from mcuflow.codegen.firmware import BOARD_MACHINES, QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
-from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.library import generate_library
 from mcuflow.codegen.names import Naming
 from mcuflow.codegen.project import SOURCE_MODEL
-from mcuflow.codegen.render import emit_layers
-from mcuflow.codegen.targets import CORTEX_M, LINKER_SCRIPT, board_target, get_target
+from mcuflow.codegen.targets import LINKER_SCRIPT, board_target
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.onnx_reader import read_onnx
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
-from mcuflow.hw.board import Board, get_board
+from mcuflow.hw.board import get_board
 from mcuflow.ir.graph import Graph
+from mcuflow.measure import PatchOverhead, measure_overhead, predicted_overhead
 from mcuflow.memory.patch_search import PatchOption, PatchRequest, PatchSearch
-from mcuflow.memory.plan import Plan
-from mcuflow.memory.planner import plan_model
+from mcuflow.memory.plan import Buffer, Plan
 from mcuflow.outputs import write_directory, write_file
+from mcuflow.planning import Analysis, Build, analyze_graph, planned_steps
 from mcuflow.ptq import (
     DEFAULT_CODEBOOK_SIZE,
     QUANT_SCHEMES,
@@ -50,6 +50,20 @@ from mcuflow.toolchain.uart import board_machine, machine_board, verify_board
 
 __all__ = [
     "Accuracy",
+    "Advice",
+    "Build",
+    "FitOption",
+    "FitRequest",
+    "Fitted",
+    "PatchOverhead",
+    "Verification",
+    "advice_json",
+    "build_for",
+    "does_not_fit",
+    "fit_for_compile",
+    "fit_json",
+    "fit_line",
+    "fit_model",
     "accuracy",
     "verify_compiled",
     "bench_models",
@@ -131,19 +145,15 @@ def model_path(model: Path | str) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """A model analysed on a board: the graph, its memory plan and the report.
+def build_for(board_id: str, board_file: Path | None = None, target: str | None = None,
+              application: Io | None = None) -> Build:
+    """What `analyze` plans for: the board, the target and the application.
 
-    `graph` is the model; `plan.graph` is what runs: the model, or with a patch stage a
-    rewrite of it (`patches` holds the search's options and choice).
+    `target` None is the board's core; `application` None is the one `compile` builds for the
+    board (see firmware_options), whose flash the estimate counts.
     """
-
-    graph: Graph
-    board: Board
-    plan: Plan
-    report: Report
-    patches: PatchSearch
+    board = get_board(board_id, board_file)
+    return Build(board, target, firmware_options(board_id, board_file, application).io)
 
 
 def analyze_model(
@@ -161,21 +171,55 @@ def analyze_model(
     linked firmware's, estimated for `application` (default: the one `compile` builds for the
     board, see firmware_options); on others, the constants only.
     """
+    return fit_model(model, board_id, board_file, quantize, target, application,
+                     patches).analysis
+
+
+def fit_model(
+    model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
+    quantize: QuantizeOptions | None = None, target: str | None = None,
+    application: Io | None = None, patches: PatchRequest | None = None,
+    fit: FitRequest | None = None, *, advise: bool = False,
+) -> Fitted:
+    """analyze_model, then --fit: the model as asked, or changed as the fit advisor says.
+
+    With `advise`, a model that does not fit gets the advisor's ranked options (see
+    advisor.fit_analysis); --fit auto weighs them whenever the model does not fit.
+    """
     graph = load_graph(model, quantize)
-    board = get_board(board_id, board_file)
-    dsp = get_target(target).dsp if target else board.dsp
-    firmware = target or board.core.value
-    core = firmware if firmware in CORTEX_M else board.core.value
-    plan, search = plan_model(graph, patches or PatchRequest(), board.sram_bytes, core, dsp=dsp)
-    executed = plan.graph
-    layers, pool = emit_layers(executed, plan, dsp)
-    flash = (estimate_flash(executed, layers, pool, firmware,
-                            firmware_options(board_id, board_file, application).io)
-             if firmware in CORTEX_M else None)
-    report = analyze(executed, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
-                     planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
-                     flash=flash)
-    return Analysis(graph, board, plan, report, search)
+    build = build_for(board_id, board_file, target, application)
+    request = patches or PatchRequest()
+    asked = analyze_graph(graph, build, request)
+    return fit_analysis(asked, build, request, fit or FitRequest(), advise=advise)
+
+
+def fit_line(fitted: Fitted) -> str | None:
+    """One line on what --fit applied (saying so when it changed the model), else None."""
+    option = fitted.applied
+    if option is None:
+        return None
+    name = fitted.asked.graph.name
+    if option.exact:
+        reader = f"; {option.detail}" if option.needs_reader else ""
+        return (f"fit: applied {option.name} to '{name}', exact: {option.description}: peak "
+                f"{option.peak_bytes:,} B, flash {option.flash_bytes:,} B, "
+                f"{100 * option.overhead:+.1f} % instructions (predicted){reader}")
+    return (f"fit: the model '{name}' was changed ({option.name}, lossy): "
+            f"{option.description}; {option.detail}; peak {option.peak_bytes:,} B, flash "
+            f"{option.flash_bytes:,} B")
+
+
+def fit_json(fitted: Fitted) -> dict[str, object]:
+    """What --fit did, as JSON: the option applied (null: none) and whether the model changed."""
+    applied = fitted.applied
+    return {"applied": applied.to_json() if applied else None,
+            "changed_model": fitted.changed_model}
+
+
+def advice_json(advice: Advice | None) -> dict[str, object]:
+    """The advisor's ranked options (`fit_options`) and the notes on those it left out."""
+    return {"fit_options": [option.to_json() for option in advice.options] if advice else [],
+            "fit_notes": list(advice.notes) if advice else []}
 
 
 def patches_line(search: PatchSearch) -> str:
@@ -207,12 +251,6 @@ def patches_json(search: PatchSearch) -> dict[str, object]:
     return {"budget_bytes": search.budget, "chosen": option(search.chosen),
             "unpatched": option(search.baseline),
             "pareto": [option(item) for item in search.pareto]}
-
-
-def planned_steps(plan: Plan) -> PlannedSteps:
-    """The planner's per-step live bytes and scratch sizes, for the analysis."""
-    scratch = tuple(plan.buffers[s.scratch].size if s.scratch else 0 for s in plan.steps)
-    return PlannedSteps(tuple(plan.step_bytes), scratch)
 
 
 def run_model(
@@ -254,10 +292,12 @@ def write_array(value: np.ndarray, path: Path) -> None:
     write_file(path, _npy_bytes(value), "output")
 
 
-def plan_to_json(plan: Plan, patches: PatchSearch | None = None) -> dict[str, object]:
+def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
+                 fitted: Fitted | None = None) -> dict[str, object]:
     """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime.
 
-    With `patches`, the patch search too (patches_json). `plan_hash` is plan_hash of the rest.
+    With `patches`, the patch search too (patches_json); with `fitted` whose --fit applied an
+    option, `fit` (fit_json). `plan_hash` is plan_hash of the rest.
     """
     operators = plan.graph.operators
     data: dict[str, object] = {
@@ -271,15 +311,23 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None) -> dict[str, ob
              "scratch": step.scratch}
             for index, step in enumerate(plan.steps)
         ],
-        "buffers": [
-            {"name": b.name, "offset": b.offset, "size": b.size, "first_step": b.first_step,
-             "last_step": b.last_step, "scratch": b.is_scratch}
-            for b in sorted(plan.buffers.values(), key=lambda b: (b.offset, b.name))
-        ],
+        "buffers": [_buffer_json(b) for b in sorted(plan.buffers.values(),
+                                                     key=lambda b: (b.offset, b.name))],
     }
     if patches is not None:
         data["patches"] = patches_json(patches)
+    if fitted is not None and fitted.applied is not None:
+        data["fit"] = fit_json(fitted)
     return {**data, "plan_hash": plan_hash(data)}
+
+
+def _buffer_json(buffer: Buffer) -> dict[str, object]:
+    """One buffer; a channel slice of a concatenation also gives its pixel step."""
+    data: dict[str, object] = {
+        "name": buffer.name, "offset": buffer.offset, "size": buffer.size,
+        "first_step": buffer.first_step, "last_step": buffer.last_step,
+        "scratch": buffer.is_scratch}
+    return data | ({"pixel_step": buffer.pixel_step} if buffer.pixel_step else {})
 
 
 def plan_hash(data: dict[str, object]) -> str:
@@ -311,13 +359,14 @@ def compile_model(
     board_file: Path | None = None, target: str | None = "host",
     quantize: QuantizeOptions | None = None, force: bool = False, *,
     prefix: str | None = None, library: bool = False, firmware: Firmware = QEMU_SEMIHOSTING,
-    fit_check: bool = True, patches: PatchRequest | None = None,
+    fit_check: bool = True, patches: PatchRequest | None = None, fit: FitRequest | None = None,
 ) -> GeneratedProject:
     """Plan and generate the C project for `model` into `out_dir` (written atomically).
 
     `target` None builds for the board's own core. `firmware` says how a Cortex-M project is
     built around the model (address map, application, placement of arena and weights). A model
-    that does not fit the board is refused, for the host target too, unless `fit_check` is off.
+    that does not fit the board is refused, for the host target too, unless `fit_check` is off;
+    `fit` may change it first (see fit_for_compile).
 
     An existing `out_dir` must be empty or an unchanged earlier mcuflow output; `force` replaces
     only the files mcuflow wrote there and keeps the rest. `prefix` (e.g. 'kws_') starts every
@@ -326,38 +375,86 @@ def compile_model(
     """
     if prefix is not None:
         Naming(prefix)
+    fitted = fit_for_compile(model, board_id, board_file, target, quantize, firmware.io,
+                             patches, fit, fit_check)
+    return compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host", force,
+                            prefix=prefix, library=library, firmware=firmware)
+
+
+def fit_for_compile(
+    model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
+    target: str | None = "host", quantize: QuantizeOptions | None = None,
+    application: Io | None = None, patches: PatchRequest | None = None,
+    fit: FitRequest | None = None, fit_check: bool = True,
+) -> Fitted:
+    """What `compile` generates: the model analysed for the build, --fit applied, fit-checked.
+
+    `target` None is the board's own core. A model that does not fit gets the fit advisor's
+    options; with `fit_check`, one that still does not fit raises the does-not-fit error, whose
+    hint names the advisor's best option.
+    """
     target = board_target(get_board(board_id, board_file), target)
-    analysis = analyze_model(model, board_id, board_file, quantize, target, firmware.io,
-                             patches)
-    if fit_check and not analysis.report.fits:
-        raise _does_not_fit(analysis, target)
-    return compile_analysis(analysis, out_dir, target, force, prefix=prefix, library=library,
-                            firmware=firmware)
+    fitted = fit_model(model, board_id, board_file, quantize, target, application, patches,
+                       fit, advise=True)
+    if fit_check and not fitted.analysis.fits:
+        raise does_not_fit(fitted)
+    return fitted
 
 
-def _does_not_fit(analysis: Analysis, target: str) -> McuflowError:
-    """Which memory of the board the model overflows, and how to proceed."""
+def does_not_fit(fitted: Fitted) -> McuflowError:
+    """Which memory of the board the model overflows, and the fit advisor's best option."""
+    analysis = fitted.analysis
     report = analysis.report
     needs = []
     if not report.fits_sram:
         needs.append(f"{report.sram_bytes - report.sram_margin_bytes:,} B of SRAM (has "
                      f"{report.sram_bytes:,})")
+    elif analysis.plan.arena_bytes > analysis.patches.budget:
+        needs.append(f"{analysis.plan.arena_bytes:,} B of SRAM (--sram-budget "
+                     f"{analysis.patches.budget:,})")
     if not report.fits_flash:
         what = "weights" if report.flash_estimate is None else "code and constants"
         needs.append(f"{report.flash_bytes:,} B of flash for {what} (has "
                      f"{report.flash_capacity:,})")
-    host = " (a host build is checked against the board too)" if target == "host" else ""
-    smallest = min(analysis.patches.options, key=lambda o: o.peak_bytes, default=None)
-    if (not report.fits_sram and smallest is not None
-            and smallest.peak_bytes < analysis.patches.baseline.peak_bytes):
-        needs[0] += (f"; patches bring the peak down to {smallest.peak_bytes:,} B at best "
-                     f"({smallest.choice.grid()}, "
-                     f"{100 * analysis.patches.overhead(smallest):+.0f} % instructions)")
+    host = (" (a host build is checked against the board too)"
+            if fitted.build.target == "host" else "")
+    needs[0] += _patches_at_best(analysis)
+    best = fitted.advice.best if fitted.advice else None
     return McuflowError(
         f"'{analysis.graph.name}' does not fit {analysis.board.id}{host}: needs "
-        f"{' and '.join(needs)}",
-        "pick a larger board (`mcuflow boards`) or a smaller model (`mcuflow analyze` shows "
-        "which layers need the memory), or pass --no-fit-check to generate the C anyway")
+        f"{' and '.join(needs)}{_best_needs(analysis, best)}", _fit_hint(best))
+
+
+def _best_needs(analysis: Analysis, best: FitOption | None) -> str:
+    """What the fit advisor's best option needs, when none fits and it differs from the model."""
+    if best is None or best.fits or (best.peak_bytes, best.flash_bytes) == (
+            analysis.plan.arena_bytes, analysis.report.flash_bytes):
+        return ""
+    return (f"; the fit advisor's best option, {best.name}, needs {best.peak_bytes:,} B of SRAM "
+            f"and {best.flash_bytes:,} B of flash")
+
+
+def _patches_at_best(analysis: Analysis) -> str:
+    """How far patches bring the peak down, when the search found them to lower it."""
+    search = analysis.patches
+    smallest = min(search.options, key=lambda o: o.peak_bytes, default=None)
+    if (analysis.report.fits_sram and analysis.plan.arena_bytes <= search.budget) or (
+            smallest is None or smallest.peak_bytes >= search.baseline.peak_bytes):
+        return ""
+    return (f"; patches bring the peak down to {smallest.peak_bytes:,} B at best "
+            f"({smallest.choice.grid()}, {100 * search.overhead(smallest):+.0f} % instructions)")
+
+
+def _fit_hint(best: FitOption | None) -> str:
+    """Where to go from a model that does not fit: the advisor's best option when it fits."""
+    if best is None or not best.fits:
+        return ("pick a larger board (`mcuflow boards`) or a smaller model (`mcuflow analyze` "
+                "shows which layers need the memory), or pass --no-fit-check to generate the C "
+                "anyway")
+    kind = "exact" if best.exact else "lossy: it changes the model"
+    return (f"the fit advisor's best option fits: {best.name} ({kind}), {best.description}, "
+            f"peak {best.peak_bytes:,} B; apply it with --fit auto (or --fit {best.name}); "
+            "`mcuflow analyze` lists every option ranked; --no-fit-check generates the C anyway")
 
 
 def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
@@ -374,14 +471,53 @@ def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
                             naming=naming, firmware=firmware)
 
 
+@dataclass(frozen=True)
+class Verification:
+    """A verification's outcome, what --fit applied, and the patch stage's overhead.
+
+    `overhead` is None without a patch stage; on QEMU's MPS2 machines (--target cortex-m*) it
+    is measured against the unpatched plan, elsewhere only predicted.
+    """
+
+    result: VerifyResult | CortexMResult
+    fitted: Fitted
+    overhead: PatchOverhead | None = None
+
+    @property
+    def bit_exact(self) -> bool:
+        """Every run bit-exact: the model's and the unpatched plan's of the overhead."""
+        unpatched = None if self.overhead is None else self.overhead.unpatched_bit_exact
+        return self.result.bit_exact and unpatched is not False
+
+    def to_json(self) -> dict[str, object]:
+        """The result's fields, `fit` (fit_json) and, with a patch stage, `patches`."""
+        data = {**dataclasses.asdict(self.result), "fit": fit_json(self.fitted)}
+        if self.overhead is not None:
+            data["patches"] = dataclasses.asdict(self.overhead)
+        return data
+
+
+def _fitting(fitted: Fitted, fit: FitRequest | None) -> Fitted:
+    """`fitted`, unless --fit auto found nothing that fits: then the does-not-fit error."""
+    if fit is not None and fit.mode is FitMode.AUTO and not fitted.analysis.fits:
+        raise does_not_fit(fitted)
+    return fitted
+
+
 def verify_model(
     model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
     runs: int = 20, seed: int = 0, sanitize: bool = True,
     quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
-) -> VerifyResult:
-    """Build the generated C on the host and compare `runs` random inferences to the bit."""
-    analysis = analyze_model(model, board_id, board_file, quantize, "host", patches=patches)
-    return verify_analysis(analysis, runs, seed, sanitize)
+    fit: FitRequest | None = None,
+) -> Verification:
+    """Build the generated C on the host and compare `runs` random inferences to the bit.
+
+    A patch stage's overhead is only predicted: the host counts no instructions.
+    """
+    fitted = _fitting(fit_model(model, board_id, board_file, quantize, "host", patches=patches,
+                                fit=fit), fit)
+    result = verify_analysis(fitted.analysis, runs, seed, sanitize)
+    return Verification(result, fitted, predicted_overhead(fitted.analysis))
 
 
 def verify_analysis(
@@ -401,28 +537,38 @@ def verify_cortexm_model(
     model: Path | str, target: str, board_id: str | None = None,
     board_file: Path | None = None, runs: int = 10, seed: int = 0, profile: bool = False,
     quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
-) -> CortexMResult:
+    fit: FitRequest | None = None, *, measure_patches: bool = True,
+) -> Verification:
     """Build for a Cortex-M target, run on QEMU, compare to the bit, measure instructions.
 
-    Without `board_id` the target's default board sizes the linker script.
+    Without `board_id` the target's default board sizes the linker script. With a patch stage
+    and `measure_patches`, the unpatched plan runs on the same inputs too and the overhead is
+    measured (see measure.measure_overhead).
     """
     if board_id is not None:
         board_target(get_board(board_id, board_file), target)
     board_id = board_id or default_board(target).id
-    analysis = analyze_model(model, board_id, board_file, quantize, target, patches=patches)
-    return verify_cortexm(analysis.graph, analysis.plan, target, analysis.board, runs, seed,
-                          profile)
+    fitted = _fitting(fit_model(model, board_id, board_file, quantize, target, patches=patches,
+                                fit=fit), fit)
+    analysis = fitted.analysis
+    result = verify_cortexm(analysis.graph, analysis.plan, target, analysis.board, runs, seed,
+                            profile)
+    overhead = (measure_overhead(analysis, fitted.build, result, runs, seed) if measure_patches
+                else None)
+    return Verification(result, fitted, overhead)
 
 
 def verify_board_model(
     model: Path | str, machine: str, board_id: str | None = None,
     board_file: Path | None = None, runs: int = 10, seed: int = 0,
     quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
-) -> CortexMResult:
+    fit: FitRequest | None = None,
+) -> Verification:
     """Check the board-ready firmware bit-exact on the QEMU machine emulating the board's MCU.
 
     The firmware is what `compile --board` writes; records go over the console UART. Without
     `board_id`, the board of `machine` (netduino2: nucleo-f207zg, netduinoplus2: nucleo-f429zi).
+    A patch stage's overhead is only predicted here (it is measured with --target).
     """
     board = get_board(board_id or machine_board(machine), board_file)
     emulated_by = board_machine(board.id).machine
@@ -430,17 +576,21 @@ def verify_board_model(
         raise McuflowError(f"board '{board.id}' runs on QEMU {emulated_by}, not {machine}",
                            f"pass --machine {emulated_by}")
     check_runs(runs)
-    analysis = analyze_model(model, board.id, board_file, quantize, board_target(board, None),
-                             patches=patches)
-    return verify_board(analysis.graph, analysis.plan, analysis.board, runs, seed)
+    fitted = _fitting(fit_model(model, board.id, board_file, quantize, board_target(board, None),
+                                patches=patches, fit=fit), fit)
+    analysis = fitted.analysis
+    result = verify_board(analysis.graph, analysis.plan, analysis.board, runs, seed)
+    note = f"measured with --target {result.target} (QEMU's MPS2 machines) only"
+    return Verification(result, fitted, predicted_overhead(analysis, note))
 
 
 def bench_models(
     models: list[Path], target: str, board_id: str | None = None, board_file: Path | None = None,
-    patches: PatchRequest | None = None,
-) -> list[CortexMResult]:
+    patches: PatchRequest | None = None, fit: FitRequest | None = None,
+) -> list[Verification]:
     """One bit-exact-checked QEMU measurement per model (two random inputs each)."""
-    return [verify_cortexm_model(model, target, board_id, board_file, runs=2, patches=patches)
+    return [verify_cortexm_model(model, target, board_id, board_file, runs=2, patches=patches,
+                                 fit=fit, measure_patches=False)
             for model in models]
 
 

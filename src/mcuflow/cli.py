@@ -16,9 +16,11 @@ from typing import Annotated, NoReturn
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mcuflow import api
+from mcuflow.advisor import Advice, FitMode, FitRequest, Fitted
 from mcuflow.analysis.plots import plot_format, plot_working_set
 from mcuflow.analysis.report import render_report
 from mcuflow.codegen.project import SOURCE_MODEL
@@ -88,6 +90,17 @@ MaxOverheadOption = Annotated[
 ]
 
 
+FitArg = Annotated[
+    str, typer.Option("--fit", help="off (the default: the model as the other options say), "
+                      "auto (when the model does not fit: apply the fit advisor's cheapest option "
+                      "that fits, exact ones first; a lossy one, such as a smaller input or "
+                      "clustered weights, only when no exact one fits, and the output says so) "
+                      "or the name of one option of the advisor's table (`mcuflow analyze` shows "
+                      "it for a model that does not fit): patches, patches-smallest, streamed, "
+                      "order, codebook-256, codebook-16, resolution.")
+]
+
+
 def _patch_request(patches: str, sram_budget: int | None, max_overhead: float | None,
                    input_mode: str) -> PatchRequest:
     return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode)
@@ -108,6 +121,39 @@ def _print_patches(search: PatchSearch, options: bool) -> None:
                       f"{rows}x{cols}" if option.choice else "", f"{tile_rows}x{tile_cols}"
                       if option.choice else "")
     console.print(table)
+
+
+def _print_advice(advice: Advice) -> None:
+    """The fit advisor's options, best first, each explained below; then those not offered."""
+    table = Table(title="How to make it fit (fit advisor, best first)")
+    for column in ("#", "option", "kind", "peak B", "flash B", "instr.", "fits", "apply with"):
+        table.add_column(column, justify="right" if column in (
+            "#", "peak B", "flash B", "instr.") else "left")
+    for rank, option in enumerate(advice.options, 1):
+        table.add_row(str(rank), option.name, "exact" if option.exact else "[yellow]lossy[/]",
+                      f"{option.peak_bytes:,}", f"{option.flash_bytes:,}",
+                      f"{100 * option.overhead:+.1f}%",
+                      "[green]yes[/]" if option.fits else "[red]no[/]",
+                      " ".join(option.flags) or "always on")
+    console.print(table)
+    for rank, option in enumerate(advice.options, 1):
+        console.print(f"  {rank}. {option.name}: {escape(option.description)}; "
+                      f"{escape(option.detail)}", highlight=False)
+    for note in advice.notes:
+        console.print(f"  not offered: {escape(note)}", highlight=False)
+
+
+def _print_fit(fitted: Fitted, fit: FitRequest) -> None:
+    """What --fit did: the option applied, or that none fits."""
+    line = api.fit_line(fitted)
+    if line is not None:
+        console.print(escape(line), style="yellow" if fitted.changed_model else None,
+                      highlight=False)
+    elif fit.mode is FitMode.AUTO and not fitted.analysis.fits and fitted.advice is not None:
+        best = fitted.advice.best
+        peak = f"; the best, {best.name}, needs {best.peak_bytes:,} B of SRAM" if best else ""
+        console.print(f"fit: no option fits {fitted.analysis.board.id}{escape(peak)}",
+                      style="red", highlight=False)
 
 
 def _quantize_options(calibration: Path | None, scheme: str) -> api.QuantizeOptions | None:
@@ -149,21 +195,33 @@ def analyze_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    fit: FitArg = "off",
 ) -> None:
-    """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy."""
+    """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy.
+
+    A model that does not fit gets the fit advisor's table: every way to make it fit (patches,
+    streamed input, operator order, codebook weights, a smaller input resolution), each planned
+    on the board, ranked (fitting first, exact before lossy, then fewer instructions).
+    """
     _check_plot(plot)
-    analysis = api.analyze_model(model, board, board_file,
-                                _quantize_options(calibration, scheme),
-                                patches=_patch_request(patches, sram_budget, max_overhead,
-                                                       input_mode))
+    fit_request = FitRequest.parse(fit)
+    fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
+                           patches=_patch_request(patches, sram_budget, max_overhead,
+                                                  input_mode), fit=fit_request, advise=True)
+    analysis = fitted.analysis
     if plot is not None:
         plot_working_set(analysis.report, plot)
     if as_json:
-        _print_json({**analysis.report.to_json(), "patches": api.patches_json(analysis.patches)})
+        _print_json({**analysis.report.to_json(), "patches": api.patches_json(analysis.patches),
+                     "fits_budget": analysis.fits, **api.advice_json(fitted.advice),
+                     "fit": api.fit_json(fitted)})
     else:
         render_report(analysis.report, console)
         _print_patches(analysis.patches, options=False)
-    if require_fit and not analysis.report.fits:
+        if fitted.advice is not None:
+            _print_advice(fitted.advice)
+        _print_fit(fitted, fit_request)
+    if require_fit and not analysis.fits:
         raise typer.Exit(1)
 
 
@@ -189,6 +247,7 @@ def plan_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    fit: FitArg = "off",
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
 
@@ -196,13 +255,14 @@ def plan_command(
     for the same model, board and options.
     """
     _check_plot(plot)
-    analysis = api.analyze_model(model, board, board_file,
-                                _quantize_options(calibration, scheme),
-                                patches=_patch_request(patches, sram_budget, max_overhead,
-                                                       input_mode))
+    fit_request = FitRequest.parse(fit)
+    fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
+                           patches=_patch_request(patches, sram_budget, max_overhead,
+                                                  input_mode), fit=fit_request)
+    analysis = fitted.analysis
     if plot is not None:
         plot_arena(analysis.plan, plot)
-    plan = api.plan_to_json(analysis.plan, analysis.patches)
+    plan = api.plan_to_json(analysis.plan, analysis.patches, fitted)
     if as_json:
         _print_json(plan)
         return
@@ -216,6 +276,7 @@ def plan_command(
     console.print(f"arena: {plan['arena_bytes']:,} B   lower bound for this order: "
                   f"{plan['lower_bound_bytes']:,} B   board SRAM: {analysis.board.sram_bytes:,} B")
     _print_patches(analysis.patches, options=True)
+    _print_fit(fitted, fit_request)
 
 
 def _ascii(name: str) -> str:
@@ -283,20 +344,25 @@ def compile_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    fit: FitArg = "off",
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
 
     An existing output directory is replaced only when it is empty or holds exactly what an
     earlier compile wrote (its mcuflow_manifest.json lists each file); files you added or
-    changed are never deleted.
+    changed are never deleted. A model that does not fit is refused; the error names the fit
+    advisor's best option (--fit auto applies it; with --no-fit-check the C is generated and
+    the advisor's table printed).
     """
     firmware = api.firmware_options(board, board_file, io, memory_map, arena_section,
                                     weights_section)
-    project = api.compile_model(model, out_dir, board, board_file, target,
-                                _quantize_options(calibration, scheme), force, prefix=prefix,
-                                library=library, firmware=firmware, fit_check=fit_check,
-                                patches=_patch_request(patches, sram_budget, max_overhead,
-                                                       input_mode))
+    fit_request = FitRequest.parse(fit)
+    fitted = api.fit_for_compile(model, board, board_file, target,
+                                 _quantize_options(calibration, scheme), firmware.io,
+                                 _patch_request(patches, sram_budget, max_overhead, input_mode),
+                                 fit_request, fit_check)
+    project = api.compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host",
+                                   force, prefix=prefix, library=library, firmware=firmware)
     portable = [(index, step) for index, step in enumerate(project.steps)
                 if step.portable_reason]
     summary = {"path": str(project.path), "files": list(project.files),
@@ -306,8 +372,11 @@ def compile_command(
                                     "reason": step.portable_reason}
                                    for index, step in portable]}
     if as_json:
-        _print_json(summary)
+        _print_json({**summary, **api.advice_json(fitted.advice), "fit": api.fit_json(fitted)})
         return
+    if fitted.advice is not None and not fitted.analysis.fits:
+        _print_advice(fitted.advice)
+    _print_fit(fitted, fit_request)
     console.print(f"wrote {len(project.files)} files to {project.path}: arena "
                   f"{project.arena_bytes:,} B, weights {project.weight_bytes:,} B")
     for index, step in portable:
@@ -345,39 +414,68 @@ def verify_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    fit: FitArg = "off",
 ) -> None:
-    """Build the generated C (of MODEL, or a directory written by compile), compare to the bit."""
+    """Build the generated C (of MODEL, or a directory written by compile), compare to the bit.
+
+    With a patch stage on a Cortex-M target, the unpatched plan runs on the same inputs too and
+    the patches' overhead is measured (QEMU's instructions), beside the predicted one.
+    """
     quantize = _quantize_options(calibration, scheme)
     request = _patch_request(patches, sram_budget, max_overhead, input_mode)
+    fit_request = FitRequest.parse(fit)
     if model.is_dir():
-        if target != "host":
-            raise McuflowError(f"a compiled directory is verified on the host, not on {target}",
-                               "verify the model it was compiled from: `mcuflow verify "
-                               f"{model / SOURCE_MODEL} --target {target}`")
-        with console.status(f"building and running {model}"):
-            result = api.verify_compiled(model, runs, seed)
-        show = _print_verify
-    elif machine is not None:
+        _verify_directory(model, target, fit_request, runs, seed, as_json)
+        return
+    if machine is not None:
         with console.status(f"building the board firmware and running it on QEMU {machine}"):
-            result = api.verify_board_model(model, machine, board, board_file, runs, seed,
-                                            quantize, request)
-        show = _print_cortexm
+            verified = api.verify_board_model(model, machine, board, board_file, runs, seed,
+                                              quantize, request, fit_request)
     elif target == "host":
         with console.status("building and running the generated C"):
-            result = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
-                                      quantize=quantize, patches=request)
-        show = _print_verify
+            verified = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
+                                        quantize=quantize, patches=request, fit=fit_request)
     else:
         with console.status(f"building for {target} and running on QEMU"):
-            result = api.verify_cortexm_model(model, target, board, board_file, runs, seed,
-                                              profile, quantize, request)
-        show = _print_cortexm
+            verified = api.verify_cortexm_model(model, target, board, board_file, runs, seed,
+                                                profile, quantize, request, fit_request)
+    if as_json:
+        _print_json(verified.to_json())
+    else:
+        _print_verification(verified, fit_request)
+    if not verified.bit_exact:
+        raise typer.Exit(1)
+
+
+def _verify_directory(directory: Path, target: str, fit: FitRequest, runs: int, seed: int,
+                      as_json: bool) -> None:
+    """verify DIR: the compiled project as it is, on the host."""
+    if target != "host":
+        raise McuflowError(f"a compiled directory is verified on the host, not on {target}",
+                           "verify the model it was compiled from: `mcuflow verify "
+                           f"{directory / SOURCE_MODEL} --target {target}`")
+    if fit.mode is not FitMode.OFF:
+        raise McuflowError("--fit does not apply to a compiled directory, verified as it is",
+                           "pass --fit to `mcuflow compile`, or verify the model file")
+    with console.status(f"building and running {directory}"):
+        result = api.verify_compiled(directory, runs, seed)
     if as_json:
         _print_json(dataclasses.asdict(result))
     else:
-        show(result)
+        _print_verify(result)
     if not result.bit_exact:
         raise typer.Exit(1)
+
+
+def _print_verification(verified: api.Verification, fit: FitRequest) -> None:
+    """The result, the patch stage's measured (or predicted) overhead, what --fit applied."""
+    _print_fit(verified.fitted, fit)
+    if isinstance(verified.result, CortexMResult):
+        _print_cortexm(verified.result)
+    else:
+        _print_verify(verified.result)
+    if verified.overhead is not None:
+        console.print(escape(verified.overhead.line()), highlight=False)
 
 
 def _print_cortexm(result: CortexMResult) -> None:
@@ -424,25 +522,30 @@ def bench_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    fit: FitArg = "off",
 ) -> None:
     """One table: instructions, MACs/instruction, flash and RAM per model on QEMU."""
     chosen = models or [api.demo_model_path()]
+    fit_request = FitRequest.parse(fit)
     with console.status(f"measuring {len(chosen)} model(s) on {target}"):
         rows = api.bench_models(chosen, target, board, board_file,
-                                _patch_request(patches, sram_budget, max_overhead, input_mode))
+                                _patch_request(patches, sram_budget, max_overhead, input_mode),
+                                fit_request)
     if as_json:
-        _print_json([dataclasses.asdict(row) for row in rows])
+        _print_json([row.to_json() for row in rows])
         return
     table = Table(title=f"{target} on QEMU")
     for column in ("model", "instructions", "MACs/instr", "est. ms", "flash B", "RAM B",
                    "arena B", "bit-exact"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for row in rows:
+    for row in (verified.result for verified in rows):
         table.add_row(_ascii(row.model), f"{row.instructions:,}",
                       f"{row.macs_per_instruction:.2f}", f"{row.estimated_ms:.2f}",
                       f"{row.flash_bytes:,}", f"{row.ram_bytes:,}", f"{row.arena_bytes:,}",
                       "yes" if row.bit_exact else "NO")
     console.print(table)
+    for verified in rows:
+        _print_fit(verified.fitted, fit_request)
 
 
 def _print_verify(result: VerifyResult) -> None:
