@@ -78,8 +78,17 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
         if best is None or plan.arena_bytes < best[0].arena_bytes:
             best = plan, option
         if plan.arena_bytes <= search.budget:
-            return plan, dataclasses.replace(search, chosen=option)
-    return best[0], dataclasses.replace(search, chosen=best[1])
+            break
+    return best[0], _planned(search, best[1], best[0])
+
+
+def _planned(search: PatchSearch, option: PatchOption, plan: Plan) -> PatchSearch:
+    """The search with `option` chosen, its peak the arena of its plan."""
+    chosen = dataclasses.replace(option, peak_bytes=plan.arena_bytes)
+    return dataclasses.replace(
+        search, chosen=chosen,
+        baseline=chosen if option is search.baseline else search.baseline,
+        options=tuple(chosen if o is option else o for o in search.options))
 
 
 def _plan_option(graph: Graph, option: PatchOption, request: PatchRequest, time_limit_s: float,
