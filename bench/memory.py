@@ -8,10 +8,7 @@ of the lower bound for the order chosen, planning under 2 s per model.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
-import os
-import re
 import sys
 import tempfile
 import time
@@ -25,6 +22,9 @@ from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.memory import check_plan, plan_memory
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support import tflm_arena  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
 ZOO: dict[str, Callable[[], Graph]] = {
@@ -58,42 +58,6 @@ class Row:
                 "<=TFLM head": self.ours <= self.tflm_head,
                 "<=1.05 lower bound": self.vs_bound <= 1.05,
                 "plan <2 s": self.plan_s < 2.0}
-
-
-def captured(action: Callable[[], None]) -> str:
-    """What `action` prints from C or C++ to file descriptors 1 and 2."""
-    libc = ctypes.CDLL(None)
-    with tempfile.TemporaryFile() as capture:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(capture.fileno(), 1)
-        os.dup2(capture.fileno(), 2)
-        try:
-            action()
-            libc.fflush(None)
-        finally:
-            for fd, copy in ((1, saved[0]), (2, saved[1])):
-                os.dup2(copy, fd)
-                os.close(copy)
-        capture.seek(0)
-        return capture.read().decode()
-
-
-def tflm_arena(path: Path) -> tuple[int, int]:
-    """(total, head) bytes of TFLM's arena, from the tflite-micro package's print_allocations().
-
-    It prints to stderr, not stdout.
-    """
-    from tflite_micro.python.tflite_micro import runtime
-
-    interpreter = runtime.Interpreter.from_file(str(path), arena_size=4 << 20)
-    text = captured(interpreter.print_allocations)
-    total = re.search(r"Arena allocation total (\d+) bytes", text)
-    head = re.search(r"Arena allocation head (\d+) bytes", text)
-    if not total or not head:
-        raise RuntimeError(f"no arena figures in TFLM's output for {path}:\n{text}")
-    return int(total.group(1)), int(head.group(1))
 
 
 def measure(name: str, graph: Graph, path: Path, time_limit: float) -> Row:

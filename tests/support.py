@@ -1,11 +1,18 @@
-"""Test helpers: the LiteRT oracle, random inputs and the shared model paths."""
+"""Test helpers: the LiteRT oracle, TFLM's arena, random inputs and the shared model paths."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from tflite_micro.python.tflite_micro import runtime as tflm
 
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
@@ -46,6 +53,36 @@ def litert_invoke(model: bytes | Path | Interpreter, inputs: list[np.ndarray]) -
         interpreter.set_tensor(detail["index"], value)
     interpreter.invoke()
     return [interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()]
+
+
+def fd_output(action: Callable[[], object]) -> str:
+    """What `action` prints, from C or C++ too, to file descriptors 1 and 2."""
+    with tempfile.TemporaryFile() as capture:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            action()
+            ctypes.CDLL(None).fflush(None)
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+        capture.seek(0)
+        return capture.read().decode()
+
+
+def tflm_arena(model: Path) -> tuple[int, int]:
+    """(total, head) bytes of TFLM's arena for `model`, from tflite-micro's print_allocations()."""
+    interpreter = tflm.Interpreter.from_file(str(model), arena_size=4 << 20)
+    text = fd_output(interpreter.print_allocations)
+    total = re.search(r"Arena allocation total (\d+) bytes", text)
+    head = re.search(r"Arena allocation head (\d+) bytes", text)
+    if not total or not head:
+        raise RuntimeError(f"no arena figures in TFLM's output for {model}:\n{text}")
+    return int(total.group(1)), int(head.group(1))
 
 
 def random_input(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:

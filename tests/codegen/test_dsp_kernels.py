@@ -29,7 +29,7 @@ from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, infer_output_shapes
-from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.quantization import INT32_MAX, INT32_MIN, QuantParams
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
@@ -100,8 +100,8 @@ def test_conv_requantisation_is_exact(case: str) -> None:
     assert requant is not None
     _check_requant(requantize, span, requant, act)
     forced = dsp.fast_requant(requantize, span, dsp.conv_natural(multipliers, shifts), *act,
-                              negative=dsp.INT32_MIN)
-    assert forced is not None and forced.negative == dsp.INT32_MIN
+                              negative=INT32_MIN)
+    assert forced is not None and forced.negative == INT32_MIN
     _check_requant(requantize, span, forced, act)
 
 
@@ -160,9 +160,9 @@ def _accumulators(rng: np.random.Generator) -> np.ndarray:
     """int32 accumulators: the ends, powers of two and their neighbours, small and random."""
     powers = np.array([1 << k for k in range(31)], np.int64)
     edges = np.concatenate([powers, powers - 1, powers + 1, -powers, -powers - 1, -powers + 1,
-                            [0, dsp.INT32_MIN, dsp.INT32_MAX], np.arange(-300, 301)])
-    edges = edges[(edges >= dsp.INT32_MIN) & (edges <= dsp.INT32_MAX)]
-    return np.concatenate([edges, rng.integers(dsp.INT32_MIN, dsp.INT32_MAX, 400,
+                            [0, INT32_MIN, INT32_MAX], np.arange(-300, 301)])
+    edges = edges[(edges >= INT32_MIN) & (edges <= INT32_MAX)]
+    return np.concatenate([edges, rng.integers(INT32_MIN, INT32_MAX, 400,
                                                endpoint=True)])
 
 

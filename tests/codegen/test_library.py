@@ -41,7 +41,8 @@ from mcuflow.toolchain.host import (
     random_inputs,
     run_host,
 )
-from mcuflow.toolchain.qemu import default_board, find_qemu, input_records, split_outputs
+from mcuflow.toolchain.qemu import default_board, find_qemu
+from mcuflow.toolchain.records import input_records, split_outputs
 from tests.child import run_mcuflow
 from tests.codegen.test_host_ops import planned
 from tests.support import SHARED_MODELS

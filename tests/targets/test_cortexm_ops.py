@@ -28,6 +28,7 @@ from mcuflow.toolchain import arm, qemu
 from mcuflow.toolchain.arm import build_cortexm
 from mcuflow.toolchain.host import random_inputs
 from mcuflow.toolchain.qemu import run_qemu, verify_cortexm
+from mcuflow.toolchain.records import input_records, split_outputs
 from tests.codegen.cases import FAMILIES, special_float_inputs
 from tests.codegen.test_dsp_kernels import FAMILIES as FAMILIES_DSP
 from tests.codegen.test_dsp_kernels import (
@@ -135,11 +136,11 @@ def test_shipped_makefile_builds_and_runs(tmp_path: Path) -> None:
     assert f"LENGTH = {board.flash_bytes}" in script and f"LENGTH = {board.sram_bytes}" in script
     inputs = [np.random.default_rng(4).integers(-128, 128, (3, *graph.tensors[n].shape),
                                                 dtype=np.int8) for n in graph.inputs]
-    (project.path / "input.bin").write_bytes(qemu.input_records(inputs))
+    (project.path / "input.bin").write_bytes(input_records(inputs))
     subprocess.run(["make", "-s", "run"], cwd=project.path, check=True, capture_output=True,
                    timeout=300)
     data = (project.path / "output.bin").read_bytes()
-    actual = qemu.split_outputs(data, 3, project.outputs)
+    actual = split_outputs(data, 3, project.outputs)
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
     assert qemu.parse_report((project.path / "report.txt").read_text()).status == 0
 

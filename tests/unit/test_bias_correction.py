@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mcuflow import api
-from mcuflow.ir.quantization import QuantParams
-from mcuflow.quant.affine import BIAS_HEADROOM, INT32_MAX, shifted_bias
+from mcuflow.ir.quantization import INT32_MAX, QuantParams
+from mcuflow.quant.affine import BIAS_HEADROOM, shifted_bias
 from mcuflow.quant.report import dequantize, sqnr_db
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter

@@ -7,7 +7,7 @@ import pytest
 
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation
-from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.quantization import INT32_MAX, INT32_MIN, QuantParams
 from mcuflow.quant import fixedpoint as fp
 from mcuflow.ref import activations, elementwise, quantize
 from mcuflow.ref.fully_connected import accumulator_thresholds, scale_and_round_thresholds
@@ -92,8 +92,8 @@ def test_scalar_reciprocal_equals_array_form() -> None:
 
 def test_scalar_gemmlowp_helpers_equal_array_forms() -> None:
     rng = np.random.default_rng(4)
-    values = [fp.INT32_MIN, fp.INT32_MIN + 1, -3, -2, -1, 0, 1, 2, 3, fp.INT32_MAX - 1,
-              fp.INT32_MAX, *rng.integers(fp.INT32_MIN, fp.INT32_MAX, 500).tolist()]
+    values = [INT32_MIN, INT32_MIN + 1, -3, -2, -1, 0, 1, 2, 3, INT32_MAX - 1,
+              INT32_MAX, *rng.integers(INT32_MIN, INT32_MAX, 500).tolist()]
     half = fp.rounding_half_sum_array(np.array(values), np.array(values[::-1]))
     assert [fp.rounding_half_sum(a, b) for a, b in zip(values, values[::-1], strict=True)] \
         == half.tolist()
@@ -108,8 +108,8 @@ def test_scalar_gemmlowp_helpers_equal_array_forms() -> None:
 
 def test_scaled_nonnegative_equals_general_rounding() -> None:
     rng = np.random.default_rng(5)
-    x = np.concatenate([[0, 1, fp.INT32_MAX], rng.integers(0, 1 << 31, 20000)])
-    multiplier = np.concatenate([[fp.INT32_MAX, 0, 1 << 30], rng.integers(0, 1 << 31, 20000)])
+    x = np.concatenate([[0, 1, INT32_MAX], rng.integers(0, 1 << 31, 20000)])
+    multiplier = np.concatenate([[INT32_MAX, 0, 1 << 30], rng.integers(0, 1 << 31, 20000)])
     for exponent in (1, 2, 23, 30, 31, rng.integers(1, 32, x.size)):
         general = fp.rounding_divide_by_pot_array(
             fp.saturating_rounding_doubling_high_mul_array(multiplier, x), exponent)

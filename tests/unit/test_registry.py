@@ -10,7 +10,7 @@ import pytest
 import mcuflow.api  # noqa: F401  (imports every stage, which fills every table)
 from mcuflow.hw.kernels import KERNELS as CATALOGUE
 from mcuflow.ir.ops import OP_DEFS, OpKind
-from mcuflow.ir.registry import TABLES
+from mcuflow.ir.registry import TABLES, Registry
 
 
 @pytest.mark.parametrize("kind", list(OpKind), ids=lambda k: k.value)
@@ -38,3 +38,11 @@ def test_every_c_kernel_has_one_catalogue_record() -> None:
             for name in re.findall(r"^(?:void|int) (mcuflow_\w+)\(", source.read_text(), re.M):
                 defined[name] = source.name.removesuffix(".c")
     assert defined == {name: record.source for name, record in CATALOGUE.items()}
+
+
+def test_a_key_takes_one_hook() -> None:
+    table: Registry[str, int] = Registry("number")
+    table.register("a", "b")(1)
+    with pytest.raises(ValueError, match="a already has a number"):
+        table.register("a")(2)
+    assert table == {"a": 1, "b": 1}

@@ -10,7 +10,7 @@ import numpy as np
 
 from mcuflow.codegen.names import Naming, c_comment, c_identifier
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.quantization import QuantParams
+from mcuflow.ir.quantization import INT32_MIN, QuantParams
 from mcuflow.memory.plan import InPlace, Plan, Step
 
 _CTYPE_OF = {
@@ -21,7 +21,6 @@ _CTYPE_OF = {
     DType.FLOAT32: "float",
 }
 _PER_LINE = {"int8_t": 16, "uint8_t": 16, "int16_t": 12, "int32_t": 8, "float": 6, "double": 4}
-INT32_MIN = -(1 << 31)
 STRUCT_LINE_CHARS = 96
 _KERNEL_CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.ir.quantization import INT32_MAX, INT32_MIN
 from mcuflow.quant.fixedpoint import (
     multiply_by_quantized_multiplier_array,
     scale_and_round_array,
 )
 
 Requantize = Callable[[np.ndarray], np.ndarray]
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
 SAFE = 1 << 62  # |acc * M| + |C| below this leaves room for D without leaving int64
 MAX_EXTRA_BITS = 34  # precision dropped from a multiplier whose addend would overflow
 

@@ -36,6 +36,7 @@ from mcuflow.hw.layouts import (
 )
 from mcuflow.ir.graph import Tensor
 from mcuflow.ir.ops import OpKind
+from mcuflow.ir.quantization import INT32_MIN
 from mcuflow.memory.plan import InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_array
@@ -210,7 +211,7 @@ def _doubled_requant(params: ConvParams, span: dsp.Domain) -> dsp.FastRequant | 
     requant = _conv_requant(params, span)
     if requant is not None and requant.negative == 0:
         return requant
-    return _conv_requant(params, span, dsp.INT32_MIN)
+    return _conv_requant(params, span, INT32_MIN)
 
 
 def _depthwise_words(ctx: EmitContext, params: ConvParams, span: dsp.Domain

@@ -52,6 +52,7 @@ from mcuflow.ir.ops import (
     SoftmaxAttrs,
     infer_output_shapes,
 )
+from mcuflow.ir.registry import Registry
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_MODEL_BYTES = 2 << 30
@@ -715,7 +716,7 @@ def _fuse_hard_swish(nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> lis
 # --- converters -------------------------------------------------------------------------------
 
 Converter = Callable[[_Importer, onnx.NodeProto], None]
-_CONVERTERS: dict[str, Converter] = {}
+_CONVERTERS: Registry[str, Converter] = Registry("converter")
 _SHAPE_OPS = ("Shape", "Size")
 _NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                          "Multinomial", "If", "Loop", "Scan"})
@@ -761,15 +762,8 @@ _WORK: dict[str, WorkEstimate] = {
 of its inputs' indices; a reflecting Pad loops once per input length it adds."""
 
 
-def converter(*op_types: str) -> Callable[[Converter], Converter]:
-    """Register a converter for ONNX op types."""
-
-    def register(function: Converter) -> Converter:
-        for op_type in op_types:
-            _CONVERTERS[op_type] = function
-        return function
-
-    return register
+converter = _CONVERTERS.register
+"""Register a converter for ONNX op types."""
 
 
 def _ints(value: object, count: int, default: int) -> tuple[int, ...]:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+"""The limits of the integer types quantised arithmetic accumulates and rescales in."""
 MIN_SCALE, MAX_SCALE = 2.0**-64, 2.0**31
 """Scales outside this range are corrupt; within it, requantisation ratios stay finite."""
 

@@ -17,7 +17,7 @@ from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.ir.constraints import FIXED_OUTPUT, SHARED_QUANT, WEIGHT_AXIS, check_supported
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
-from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
+from mcuflow.ir.quantization import INT32_MAX, MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import verify_graph
 from mcuflow.quant.calibrate import Range
 from mcuflow.quant.fixedpoint import round_half_away_array, tflite_round
@@ -25,7 +25,6 @@ from mcuflow.quant.fixedpoint import round_half_away_array, tflite_round
 QMIN, QMAX = -128, 127
 WEIGHT_MAX = 127
 """Symmetric weights use [-127, 127], as TFLite's quantiser does."""
-INT32_MAX = (1 << 31) - 1
 BIAS_HEADROOM = 0.5
 """A bias may use at most this fraction of the int32 range before its weights' scale grows."""
 

@@ -14,11 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.enums import Activation
-
-INT32_MIN = -(1 << 31)
-INT32_MAX = (1 << 31) - 1
-INT16_MIN = -(1 << 15)
-INT16_MAX = (1 << 15) - 1
+from mcuflow.ir.quantization import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 
 
 def tflite_round(value: float) -> int:

@@ -14,9 +14,8 @@ from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import LeakyReluAttrs, OpKind
+from mcuflow.ir.quantization import INT16_MAX, INT32_MAX
 from mcuflow.quant.fixedpoint import (
-    INT16_MAX,
-    INT32_MAX,
     QuantizedMultiplier,
     activation_range,
     multiply_by_quantized_multiplier_array,

@@ -6,12 +6,8 @@ import numpy as np
 
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
-from mcuflow.quant.fixedpoint import (
-    INT32_MAX,
-    INT32_MIN,
-    quantize_multiplier,
-    round_half_away_array,
-)
+from mcuflow.ir.quantization import INT32_MAX, INT32_MIN
+from mcuflow.quant.fixedpoint import quantize_multiplier, round_half_away_array
 from mcuflow.ref.common import (
     RequantizeParams,
     byte_kernel,

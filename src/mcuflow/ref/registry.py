@@ -44,10 +44,8 @@ def prepared_kernel(*kinds: OpKind) -> Callable[[PrepareFn], PrepareFn]:
     """
 
     def register(preparer: PrepareFn) -> PrepareFn:
-        for kind in kinds:
-            PREPARERS[kind] = preparer
-            KERNELS[kind] = lambda graph, op, inputs: prepare(graph, op)(inputs)
-        return preparer
+        KERNELS.register(*kinds)(lambda graph, op, inputs: prepare(graph, op)(inputs))
+        return PREPARERS.register(*kinds)(preparer)
 
     return register
 

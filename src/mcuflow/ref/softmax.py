@@ -9,8 +9,8 @@ import numpy as np
 from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, SoftmaxAttrs
+from mcuflow.ir.quantization import INT32_MAX
 from mcuflow.quant.fixedpoint import (
-    INT32_MAX,
     calculate_input_radius,
     exp_on_negative_values_array,
     get_reciprocal,

@@ -23,6 +23,7 @@ from mcuflow.frontends.files import check_regular, read_bounded
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.ref.interpreter import Interpreter
+from mcuflow.toolchain.records import input_records, split_outputs
 
 DEBIAN_PACKAGE = {"gcc": "gcc", "cc": "gcc", "clang": "clang"}
 WARNING_FLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -118,11 +119,7 @@ def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[
     `inputs[i]` holds graph input i of every run stacked on a leading axis (runs, *shape), in
     the input's dtype; the result holds each output the same way.
     """
-    runs = len(inputs[0])
-    if any(len(x) != runs for x in inputs):
-        raise ValueError("every input needs the same number of runs")
-    records = b"".join(b"".join(np.ascontiguousarray(x[r]).tobytes() for x in inputs)
-                       for r in range(runs))
+    records = input_records(inputs)
     env = {**os.environ, **_SANITIZER_ENV}
     with tempfile.TemporaryDirectory(prefix="mcuflow-run-") as scratch:
         in_path, out_path = Path(scratch) / "input.bin", Path(scratch) / "output.bin"
@@ -130,17 +127,7 @@ def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[
         run_tool([str(binary), str(in_path), str(out_path)], Path(scratch),
                  f"running {Path(binary).name}", env=env)
         data = out_path.read_bytes()
-    record = sum(spec.nbytes for spec in output_specs)
-    if len(data) != runs * record:
-        raise ToolchainError(f"{Path(binary).name} wrote {len(data)} bytes, "
-                             f"expected {runs} records of {record}")
-    rows = np.frombuffer(data, np.uint8).reshape(runs, record)
-    outputs, start = [], 0
-    for spec in output_specs:
-        chunk = np.ascontiguousarray(rows[:, start:start + spec.nbytes])
-        outputs.append(chunk.view(np.dtype(spec.dtype)).reshape(runs, *spec.shape))
-        start += spec.nbytes
-    return outputs
+    return split_outputs(data, len(inputs[0]), output_specs, Path(binary).name)
 
 
 def bench_host(binary: Path, inputs: Sequence[np.ndarray], iterations: int) -> float:

@@ -52,6 +52,7 @@ from mcuflow.toolchain.arm import (
     elf_sizes,
 )
 from mcuflow.toolchain.host import check_runs, compare_runs
+from mcuflow.toolchain.records import input_records, split_outputs
 
 QEMU = "qemu-system-arm"
 RUN_TIMEOUT_S = 600.0
@@ -126,30 +127,6 @@ def exit_message(code: int) -> str:
         name = EXCEPTIONS.get(code - FAULT_BASE, f"exception {code - FAULT_BASE}")
         return f"the firmware stopped on a {name}"
     return EXIT_REASONS.get(code, f"the firmware exited with status {code}")
-
-
-def input_records(inputs: Sequence[np.ndarray]) -> bytes:
-    """input.bin: per run, every input's raw bytes in input order (`inputs[i]` is (runs, ...))."""
-    runs = len(inputs[0])
-    if any(len(x) != runs for x in inputs):
-        raise ValueError("every input needs the same number of runs")
-    return b"".join(b"".join(np.ascontiguousarray(x[r]).tobytes() for x in inputs)
-                    for r in range(runs))
-
-
-def split_outputs(data: bytes, runs: int, specs: Sequence[TensorSpec]) -> list[np.ndarray]:
-    """The outputs of output.bin, each stacked over the runs as (runs, *shape)."""
-    record = sum(spec.nbytes for spec in specs)
-    if len(data) != runs * record:
-        raise ToolchainError(f"the firmware wrote {len(data)} bytes, expected {runs} records "
-                             f"of {record}")
-    rows = np.frombuffer(data, np.uint8).reshape(runs, record)
-    outputs, start = [], 0
-    for spec in specs:
-        chunk = np.ascontiguousarray(rows[:, start:start + spec.nbytes])
-        outputs.append(chunk.view(np.dtype(spec.dtype)).reshape(runs, *spec.shape))
-        start += spec.nbytes
-    return outputs
 
 
 def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],

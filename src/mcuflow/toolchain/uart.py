@@ -37,11 +37,10 @@ from mcuflow.toolchain.qemu import (
     QemuRun,
     exit_message,
     find_qemu,
-    input_records,
     measured_result,
     parse_report,
-    split_outputs,
 )
+from mcuflow.toolchain.records import input_records, split_outputs
 
 REPORT_LABELS = frozenset({"calibration", "run", "layer", "stack", "end"})
 READY_TIMEOUT_S = 60.0
