@@ -40,6 +40,7 @@ from mcuflow.hw.board import MAX_BOARD_FILE_BYTES, load_boards
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
+from mcuflow.quant import calibration_data
 from mcuflow.quant.calibrate import CalibrationError
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain import host
@@ -475,7 +476,7 @@ def test_calibration_fifo_and_folder_entries_are_refused(tmp_path: Path) -> None
 
 def test_calibration_folder_of_too_many_files(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ptq, "MAX_ARRAYS", 3)
+    monkeypatch.setattr(calibration_data, "MAX_ARRAYS", 3)
     for i in range(4):
         np.save(tmp_path / f"{i}.npy", np.zeros(3, np.float32))
     with pytest.raises(CalibrationError, match="holds more than 3 .npy or .npz files"):

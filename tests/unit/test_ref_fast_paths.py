@@ -7,7 +7,7 @@ import pytest
 
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation
-from mcuflow.ir.quantization import INT32_MAX, INT32_MIN, QuantParams
+from mcuflow.ir.quantization import INT32_MAX, QuantParams
 from mcuflow.quant import fixedpoint as fp
 from mcuflow.ref import activations, elementwise, quantize
 from mcuflow.ref.fully_connected import accumulator_thresholds, scale_and_round_thresholds
@@ -74,36 +74,6 @@ def test_softmax_kernel_equals_formula(scale: float, beta: float, shape: tuple) 
               np.full(shape, -128), np.where(rng.random(shape) < 0.5, 127, -128)):
         x8 = x.astype(np.int8)
         np.testing.assert_array_equal(SoftmaxKernel(params)(x8), _softmax_formula(x8, params))
-
-
-def _reciprocal_inputs() -> list[int]:
-    rng = np.random.default_rng(3)
-    edges = [1 << 19, (1 << 19) + 1, (1 << 20) - 1, 1 << 20, (1 << 31) - 1, (1 << 30) + 1]
-    powers = [(1 << bits) + delta for bits in range(19, 31) for delta in (-1, 0, 1)]
-    return edges + powers + rng.integers(1 << 19, 1 << 31, 3000).tolist()
-
-
-def test_scalar_reciprocal_equals_array_form() -> None:
-    sums = _reciprocal_inputs()
-    scales, bits = fp.get_reciprocal_array(np.array(sums), SOFTMAX_ACCUMULATION_INTEGER_BITS)
-    scalar = [fp.get_reciprocal(s, SOFTMAX_ACCUMULATION_INTEGER_BITS) for s in sums]
-    assert scalar == list(zip(scales.tolist(), bits.tolist(), strict=True))
-
-
-def test_scalar_gemmlowp_helpers_equal_array_forms() -> None:
-    rng = np.random.default_rng(4)
-    values = [INT32_MIN, INT32_MIN + 1, -3, -2, -1, 0, 1, 2, 3, INT32_MAX - 1,
-              INT32_MAX, *rng.integers(INT32_MIN, INT32_MAX, 500).tolist()]
-    half = fp.rounding_half_sum_array(np.array(values), np.array(values[::-1]))
-    assert [fp.rounding_half_sum(a, b) for a, b in zip(values, values[::-1], strict=True)] \
-        == half.tolist()
-    for exponent in (-3, 0, 1, 2, 5):
-        array = fp.saturating_rounding_multiply_by_pot_array(np.array(values), exponent)
-        assert [fp.saturating_rounding_multiply_by_pot(v, exponent) for v in values] \
-            == array.tolist()
-    fractions = [v for v in values if v >= 0]
-    assert [fp.one_over_one_plus_x_for_x_in_0_1(v) for v in fractions] \
-        == fp.one_over_one_plus_x_for_x_in_0_1_array(np.array(fractions)).tolist()
 
 
 def test_scaled_nonnegative_equals_general_rounding() -> None:

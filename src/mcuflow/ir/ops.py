@@ -198,7 +198,8 @@ MAX_OPERANDS = 1 << 16
 """Upper bound of a variadic op's operands (CONCATENATION)."""
 
 MAX_RANK = 5
-"""Dimensions the C kernels' shape structs hold (element-wise broadcast, MEAN, PAD)."""
+"""Dimensions the C kernels' shape structs hold (element-wise broadcast, MEAN, PAD, SLICE): the
+C side is MCUFLOW_MAX_RANK in codegen/kernels/mcuflow_common.h (tests/codegen/test_max_rank.py)."""
 
 BIAS_SCALE_TOLERANCE = 0.02
 """LiteRT's GetQuantizedConvolutionMultipler: |input x weight scale - bias scale| / output scale."""

@@ -3,6 +3,7 @@
 Every function here mirrors a function of TFLite's `quantization_util.cc`, `internal/common.h`
 or gemmlowp's `fixedpoint.h` to the bit. Scalar helpers take Python ints; the `*_array` variants
 take numpy arrays and compute in int64 so the reference kernels can run whole tensors at once.
+tests/unit/test_fixedpoint_twins.py checks every scalar helper against its array twin.
 Each op's Prepare step, which computes its constants with these, lives in `mcuflow.ref.<op>`.
 """
 

@@ -30,6 +30,11 @@
 #define MCUFLOW_WEIGHTS_PLACE
 #endif
 
+/* Most dimensions a shape struct holds (broadcast, MEAN, PAD, SLICE): mcuflow.ir.ops.MAX_RANK,
+ * which refuses higher ranks before code generation (tests/codegen/test_max_rank.py checks the
+ * two agree). */
+#define MCUFLOW_MAX_RANK 5
+
 /* C99 has no _Static_assert: a negative array size stops the build when `cond` is false. */
 #define MCUFLOW_STATIC_ASSERT(cond, name) typedef char mcuflow_static_assert_##name[(cond) ? 1 : -1]
 
@@ -102,13 +107,13 @@ typedef struct {
  * while writing pixel p, reads only the receptive fields of pixels >= p: the planner may place
  * the output overlapping the input (InPlace.OVERLAP) below it. */
 
-/* Broadcast iteration space: up to 5 dims, outermost first; strides are 0 on broadcast dims.
- * The innermost dim has stride 0 or 1 in each input. */
+/* Broadcast iteration space: up to MCUFLOW_MAX_RANK dims, outermost first; strides are 0 on
+ * broadcast dims. The innermost dim has stride 0 or 1 in each input. */
 typedef struct {
     int32_t rank;
-    int32_t dims[5];
-    int32_t stride1[5];
-    int32_t stride2[5];
+    int32_t dims[MCUFLOW_MAX_RANK];
+    int32_t stride1[MCUFLOW_MAX_RANK];
+    int32_t stride2[MCUFLOW_MAX_RANK];
 } mcuflow_broadcast_t;
 
 /* Rows of a broadcast iteration: the product of every dim but the innermost. */

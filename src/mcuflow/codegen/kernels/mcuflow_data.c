@@ -9,22 +9,22 @@
 void mcuflow_copy_rows(const uint8_t *input, int32_t in_step, uint8_t *output, int32_t out_step,
                        int32_t rows, int32_t row_bytes);
 
-/* PAD with `value` over up to 5 dims: out_dims = in_dims + before + after. */
+/* PAD with `value` over up to MCUFLOW_MAX_RANK dims: out_dims = in_dims + before + after. */
 typedef struct {
     int32_t rank;
-    int32_t in_dims[5];
-    int32_t before[5];
-    int32_t out_dims[5];
+    int32_t in_dims[MCUFLOW_MAX_RANK];
+    int32_t before[MCUFLOW_MAX_RANK];
+    int32_t out_dims[MCUFLOW_MAX_RANK];
 } mcuflow_pad_t;
 
 void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, int8_t *output);
 
-/* SLICE over up to 5 dims: out_dims elements from begin of each of in_dims. */
+/* SLICE over up to MCUFLOW_MAX_RANK dims: out_dims elements from begin of each of in_dims. */
 typedef struct {
     int32_t rank;
-    int32_t in_dims[5];
-    int32_t begin[5];
-    int32_t out_dims[5];
+    int32_t in_dims[MCUFLOW_MAX_RANK];
+    int32_t begin[MCUFLOW_MAX_RANK];
+    int32_t out_dims[MCUFLOW_MAX_RANK];
 } mcuflow_slice_t;
 
 void mcuflow_slice_s8(const mcuflow_slice_t *s, const int8_t *input, int8_t *output);
@@ -43,14 +43,14 @@ void mcuflow_copy_rows(const uint8_t *input, int32_t in_step, uint8_t *output, i
 void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, int8_t *output)
 {
     const int32_t last = p->rank - 1;
-    size_t out_stride[5];
+    size_t out_stride[MCUFLOW_MAX_RANK];
     size_t total = 1;
     for (int32_t d = last; d >= 0; --d) {
         out_stride[d] = total;
         total *= (size_t)p->out_dims[d];
     }
     memset(output, value, total);
-    int32_t index[5] = {0, 0, 0, 0, 0};
+    int32_t index[MCUFLOW_MAX_RANK] = {0};
     int32_t rows = 1;
     for (int32_t d = 0; d < last; ++d) {
         rows *= p->in_dims[d];
@@ -74,13 +74,13 @@ void mcuflow_pad_s8(const mcuflow_pad_t *p, int8_t value, const int8_t *input, i
 void mcuflow_slice_s8(const mcuflow_slice_t *s, const int8_t *input, int8_t *output)
 {
     const int32_t last = s->rank - 1;
-    size_t in_stride[5];
+    size_t in_stride[MCUFLOW_MAX_RANK];
     size_t total = 1;
     for (int32_t d = last; d >= 0; --d) {
         in_stride[d] = total;
         total *= (size_t)s->in_dims[d];
     }
-    int32_t index[5] = {0, 0, 0, 0, 0};
+    int32_t index[MCUFLOW_MAX_RANK] = {0};
     int32_t runs = 1;
     for (int32_t d = 0; d < last; ++d) {
         runs *= s->out_dims[d];

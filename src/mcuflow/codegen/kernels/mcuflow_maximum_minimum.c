@@ -33,7 +33,7 @@ void mcuflow_maximum_minimum_s8(const mcuflow_broadcast_t *b, int32_t maximum,
     const int32_t last = b->rank - 1;
     const int32_t n = b->dims[last];
     const int32_t rows = mcuflow_broadcast_rows(b);
-    int32_t index[5] = {0, 0, 0, 0, 0};
+    int32_t index[MCUFLOW_MAX_RANK] = {0};
     for (int32_t r = 0; r < rows; ++r, mcuflow_broadcast_next(b, index)) {
         size_t o1, o2;
         mcuflow_broadcast_offsets(b, index, &o1, &o2);

@@ -3,12 +3,12 @@
 
 /* mcuflow:interface */
 
-/* MEAN over any axes of an int8 tensor of up to 5 dims (adjacent dims merged when alike):
- * out = clamp(requantize(sum - input_zero_point * count) + output_zero_point, -128, 127). */
+/* MEAN over any axes of an int8 tensor (up to MCUFLOW_MAX_RANK dims, adjacent dims merged when
+ * alike): out = clamp(requantize(sum - input_zero_point * count) + output_zero_point, -128, 127). */
 typedef struct {
     int32_t rank;
-    int32_t dims[5];
-    int32_t reduced[5]; /* nonzero on the reduced dims */
+    int32_t dims[MCUFLOW_MAX_RANK];
+    int32_t reduced[MCUFLOW_MAX_RANK]; /* nonzero on the reduced dims */
     int32_t input_zero_point, output_zero_point;
     int32_t multiplier, shift, count;
 } mcuflow_mean_t;
@@ -41,9 +41,9 @@ static size_t mcuflow_offset(const int32_t *index, const size_t *stride, int32_t
 
 void mcuflow_mean_s8(const mcuflow_mean_t *p, const int8_t *input, int8_t *output)
 {
-    size_t stride[5];
-    int32_t kept[5], reduced[5], n_kept = 0, n_reduced = 0;
-    int32_t index[5] = {0, 0, 0, 0, 0};
+    size_t stride[MCUFLOW_MAX_RANK];
+    int32_t kept[MCUFLOW_MAX_RANK], reduced[MCUFLOW_MAX_RANK], n_kept = 0, n_reduced = 0;
+    int32_t index[MCUFLOW_MAX_RANK] = {0};
     size_t total = 1;
     for (int32_t d = p->rank - 1; d >= 0; --d) {
         stride[d] = total;
