@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_micro.python.tflite_micro import runtime as tflm
 
+from mcuflow.cli import main
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
@@ -126,3 +128,14 @@ def inception_block(size: int = 16, seed: int = 0, with_add: bool = False) -> Gr
         b.graph.tensors[name].quant = b.quant(x)
     y = b.conv2d(b.concatenation(branches, axis=3), 8, (1, 1), activation=Activation.RELU)
     return b.output(y).build()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str]:
+    """Run the CLI in-process; (exit code, stderr)."""
+    sys.argv = ["mcuflow", *args]
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = int(done.code or 0)
+    return code, capsys.readouterr().err

@@ -10,16 +10,15 @@ corpus/; when it is a valid model, its name goes into ACCEPTED too.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from mcuflow.cli import main
 from tests.fuzz.harness import Outcome, Status, execute
 from tests.fuzz.onnx_harness import execute_onnx
+from tests.support import run_cli
 
 CORPUS = Path(__file__).with_name("corpus")
 ACCEPTED = frozenset({"keras-flatten-scalar-pack.tflite"})
@@ -59,13 +58,7 @@ def compile_with_cli(model: Path, output: Path, capsys: pytest.CaptureFixture[st
     """`mcuflow compile MODEL -o OUTPUT` in-process (with calibration for ONNX): code, stderr."""
     onnx_model = model.suffix == ".onnx"
     extra = ["--calibration", str(calibration(model, output.parent))] if onnx_model else []
-    sys.argv = ["mcuflow", "compile", str(model), "-o", str(output), *extra]
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = int(done.code or 0)
-    return code, capsys.readouterr().err
+    return run_cli(capsys, ["compile", str(model), "-o", str(output), *extra])
 
 
 def test_the_corpus_holds_its_inputs() -> None:

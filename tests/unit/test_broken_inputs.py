@@ -23,12 +23,12 @@ from numpy.lib import format as npy_format
 from onnx import helper as onnx_helper
 from onnx import numpy_helper
 
-from mcuflow.cli import main
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from tests.fuzz.flat import ModelT, opcode_index, operators_of, pack, subgraph, tensor, unpack
 from tests.fuzz.onnx_seeds import onnx_seeds
+from tests.support import run_cli
 
 OP = tflite.BuiltinOperator
 HINT = (" (hint: re-export the model with the TFLite converter, or check that the file was "
@@ -694,17 +694,6 @@ OTHER_CASES: dict[str, Invocation] = {
         "input {d}/input.npz is not a .npy file" + NPY_HINT,
     ),
 }
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str]:
-    """Run the CLI in-process; (exit code, stderr)."""
-    sys.argv = ["mcuflow", *args]
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = int(done.code or 0)
-    return code, capsys.readouterr().err
 
 
 def assert_one_line(code: int, err: str, expected: str) -> None:
