@@ -139,3 +139,15 @@ def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, s
     except SystemExit as done:
         code = int(done.code or 0)
     return code, capsys.readouterr().err
+
+
+def keras_padded(size: int = 40) -> Graph:
+    """Keras MobileNet style: ZeroPadding2D (a PAD, asymmetric) before each stride-2 VALID conv."""
+    b = GraphBuilder("keras_padded", 3)
+    x = b.pad(b.input((1, size, size, 3), 0.02, 0), ((0, 0), (0, 1), (0, 1), (0, 0)))
+    x = b.conv2d(x, 8, stride=2, padding=Padding.VALID, activation=Activation.RELU)
+    x = b.depthwise_conv2d(x, activation=Activation.RELU)
+    x = b.pad(b.conv2d(x, 16, (1, 1), activation=Activation.RELU), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    x = b.depthwise_conv2d(x, stride=2, padding=Padding.VALID, activation=Activation.RELU)
+    x = b.conv2d(x, 16, (1, 1), activation=Activation.RELU)
+    return b.output(b.reshape(b.mean(x, (1, 2), keep_dims=True), (1, 16))).build()

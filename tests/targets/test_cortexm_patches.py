@@ -10,6 +10,7 @@ from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_graph
 from mcuflow.memory.planner import plan_memory, plan_model
 from mcuflow.toolchain.qemu import verify_cortexm
+from tests.support import keras_padded
 
 SMALL_BOARD = "nucleo-f429zi"
 
@@ -49,4 +50,12 @@ def test_a_streamed_input_runs_bit_exact(target: str) -> None:
     assert plan.streamed and plan.arena_bytes <= 20_000 < image
     board = SMALL_BOARD if target == "cortex-m4" else "nucleo-f767zi"
     result = verify_cortexm(graph, plan, target, board, runs=2, seed=7)
+    assert result.bit_exact and result.mismatches == 0
+
+
+def test_a_stage_through_pads_runs_bit_exact() -> None:
+    graph = keras_padded(40)
+    plan, _ = plan_model(graph, PatchRequest.parse("10x1"), 1 << 20, "cortex-m4", dsp=True)
+    assert plan.patch is not None
+    result = verify_cortexm(graph, plan, "cortex-m4", SMALL_BOARD, runs=2, seed=3)
     assert result.bit_exact and result.mismatches == 0

@@ -20,9 +20,10 @@ from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_gr
 from mcuflow.memory.plan import InPlace
 from mcuflow.memory.planner import plan_memory, plan_model
 from mcuflow.ref.interpreter import run
-from tests.support import SHARED_MODELS, litert_invoke
+from tests.support import SHARED_MODELS, keras_padded, litert_invoke
 
 GRAPHS: dict[str, Callable[[], Graph]] = {
+    "keras_padded": keras_padded,
     "mobilenet_v2": lambda: zoo.mobilenet_v2_like(48, 0.35, 10),
     "squeezenet": lambda: zoo.squeezenet_like(48),
     "resnet": lambda: zoo.resnet_like(24),

@@ -396,7 +396,7 @@ def _call_costs(tracer: Tracer, costs: list[float], pricing: _Pricing) -> dict[s
         _, height, width, _ = graph.tensors[name].shape
         row = (0, 1, 0, width)
         window = tracer.windows.get(name)
-        attrs = dataclasses.replace(op.attrs, padding=window.padding(row)) if window else op.attrs
+        attrs = window.attrs_for(op, row) if window else op.attrs
         one = Graph("row", {n: _window_of(graph.tensors[n], tracer.reads(op, row))
                             for n in op.inputs})
         one.tensors[name] = _window_of(graph.tensors[name], row)

@@ -29,6 +29,7 @@ from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     ConcatenationAttrs,
     OpKind,
+    PadAttrs,
     SliceAttrs,
 )
 from mcuflow.ir.shapes import conv_padding
@@ -86,7 +87,8 @@ class Stage:
 
 
 _WINDOW_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVERAGE_POOL_2D,
-                           OpKind.MAX_POOL_2D})
+                           OpKind.MAX_POOL_2D, OpKind.PAD})
+"""Ops whose output pixel reads a window of the input; a PAD is a 1x1 window with padding."""
 _POINT_KINDS = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.LOGISTIC,
                           OpKind.TANH, OpKind.HARD_SWISH, OpKind.ADD, OpKind.SUB, OpKind.MUL,
                           OpKind.MAXIMUM, OpKind.MINIMUM, OpKind.QUANTIZE})
@@ -105,6 +107,10 @@ def _is_local(graph: Graph, op: Operator) -> bool:
     activations = [n for n in op.inputs if not graph.tensors[n].is_constant]
     if not activations or not all(_is_image(graph, n) for n in activations):
         return False
+    if op.kind is OpKind.PAD:
+        paddings = op.attrs.paddings
+        return (activations == [op.inputs[0]] and len(paddings) == 4
+                and paddings[0] == paddings[3] == (0, 0))
     if op.kind in _WINDOW_KINDS:
         return activations == [op.inputs[0]]
     out_shape = graph.tensors[op.outputs[0]].shape
@@ -161,13 +167,16 @@ class _Window:
     @classmethod
     def of(cls, graph: Graph, op: Operator) -> _Window:
         attrs = op.attrs
+        size = graph.tensors[op.inputs[0]].shape[1:3]
+        if op.kind is OpKind.PAD:
+            before = (attrs.paddings[1][0], attrs.paddings[2][0])
+            return cls((1, 1), (1, 1), (1, 1), before, tuple(size))
         if op.kind in (OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D):
             kernel, dilation = (attrs.filter_h, attrs.filter_w), (1, 1)
         else:
             kernel = graph.tensors[op.inputs[1]].shape[1:3]
             dilation = (attrs.dilation_h, attrs.dilation_w)
         stride = (attrs.stride_h, attrs.stride_w)
-        size = graph.tensors[op.inputs[0]].shape[1:3]
         out = graph.tensors[op.outputs[0]].shape[1:3]
         before = tuple(conv_padding(size[a], kernel[a], stride[a], dilation[a], out[a],
                                     along(attrs.padding, a)) for a in (0, 1))
@@ -184,6 +193,28 @@ class _Window:
         """The input rows (axis 0) or columns [first, end) output rows [lo, hi) read, clipped."""
         first, end = self._span(axis, lo, hi)
         return max(first, 0), min(end, self.size[axis])
+
+    def reaching(self, out: Region) -> Region:
+        """`out` grown, axis by axis, until it reads at least one input row and column."""
+        grown = list(out)
+        for axis in (0, 1):
+            while True:
+                first, end = self.reads(axis, grown[2 * axis], grown[2 * axis + 1])
+                if first < end:
+                    break
+                if self._span(axis, grown[2 * axis], grown[2 * axis + 1])[0] >= self.size[axis]:
+                    grown[2 * axis] -= 1
+                else:
+                    grown[2 * axis + 1] += 1
+        return (grown[0], grown[1], grown[2], grown[3])
+
+    def attrs_for(self, op: Operator, out: Region) -> object:
+        """The attributes of window op `op` run on the window it reads to compute `out`."""
+        sides = self.padding(out)
+        if op.kind is OpKind.PAD:
+            return PadAttrs(((0, 0), (sides.top, sides.bottom), (sides.left, sides.right),
+                             (0, 0)))
+        return dataclasses.replace(op.attrs, padding=sides)
 
     def padding(self, out: Region) -> ExplicitPadding:
         """Per-side padding that makes the op, run on the window it reads, compute `out`."""
@@ -334,14 +365,26 @@ class _Rewrite:
         return sliced
 
     def run(self, op: Operator, out: Region, tag: str) -> None:
-        """One copy of stage op `op` computing window `out` of its output."""
+        """One copy of stage op `op` computing window `out` of its output.
+
+        A PAD tile lying wholly in the padding reads no input: it is computed with the nearest
+        input row or column and cut out of that.
+        """
+        window = self.tracer.windows.get(op.outputs[0])
+        grown = window.reaching(out) if op.kind is OpKind.PAD else out
+        self._compute(op, grown, tag)
+        if grown != out:
+            piece = self.pieces[op.outputs[0]][-1]
+            name = self._cut(op.outputs[0], piece, out, tag, always=True)
+            self.pieces[op.outputs[0]].append(_Piece(name, out))
+
+    def _compute(self, op: Operator, out: Region, tag: str) -> None:
         region = self.tracer.reads(op, out)
         inputs = [n if self.source.tensors[n].is_constant else self.take(n, region, tag)
                   for n in op.inputs]
         attrs = op.attrs
         if op.kind in _WINDOW_KINDS:
-            window = self.tracer.windows[op.outputs[0]]
-            attrs = dataclasses.replace(attrs, padding=window.padding(out))
+            attrs = self.tracer.windows[op.outputs[0]].attrs_for(op, out)
         output = self.window_tensor(op.outputs[0], out, f"{op.outputs[0]}#{tag}")
         self.add(op.kind, inputs, output, attrs, f"{op.name or op.outputs[0]}#{tag}")
         self.pieces.setdefault(op.outputs[0], []).append(_Piece(output, out))
@@ -445,8 +488,8 @@ def _ready(tracer: Tracer, op: Operator, ready: dict[str, int]) -> int:
     arrived = min(ready[n] for n in op.inputs if not graph.tensors[n].is_constant)
     height = _height(graph, op.outputs[0])
     window = tracer.windows.get(op.outputs[0])
-    if window is None or arrived >= _height(graph, name):
-        return min(arrived, height) if window is None else height
+    if window is None or arrived >= _height(graph, name) or arrived == 0:
+        return min(arrived, height) if window is None or arrived == 0 else height
     reach = (window.kernel[0] - 1) * window.dilation[0]
     return max(0, min(height, (arrived - 1 + window.before[0] - reach) // window.stride[0] + 1))
 
