@@ -189,15 +189,15 @@ def _same_quantisation(graph: Graph, op: Operator) -> bool:
     return all(graph.tensors[name].quant == out for name in op.inputs)
 
 
-def strided_members(graph: Graph, parent: dict[str, tuple[str, int]]) -> dict[str, int]:
+def strided_members(graph: Graph, statics: list[InPlace]) -> dict[str, int]:
     """The channel slices of concatenations planned in place, with their pixel steps.
 
-    `parent` is shared_parents'; a pixel step counts the elements between neighbouring pixels.
+    `statics` holds static_kind of every op; a pixel step counts the elements between
+    neighbouring pixels.
     """
     found = {}
-    for op in graph.operators:
-        if (static_kind(graph, op, parent) is InPlace.CONCAT_SLICE
-                and not _contiguous_slices(graph, op)):
+    for op, kind in zip(graph.operators, statics, strict=True):
+        if kind is InPlace.CONCAT_SLICE and not _contiguous_slices(graph, op):
             found |= {name: slot.pixel_step
                       for name, slot in zip(op.inputs, concat_slots(graph, op), strict=True)}
     return found

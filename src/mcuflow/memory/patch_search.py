@@ -276,7 +276,8 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
         return PatchSearch(baseline, (), baseline, budget)
     stages = _stages(graph, request)
     costs = [pricing.of(graph, op) for op in graph.operators]
-    needs = evaluate(build_problem(graph, dsp=dsp), list(range(len(graph.operators))))[1]
+    unpatched = build_problem(graph, dsp=dsp) if streamed else baseline.problem
+    needs = evaluate(unpatched, list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
     screened = [_screen(tracer, tracers[-1], costs, fixed, needs, choice, streamed)
