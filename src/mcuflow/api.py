@@ -19,7 +19,6 @@ from mcuflow.codegen.names import Naming
 from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.codegen.targets import LINKER_SCRIPT, board_target
 from mcuflow.errors import McuflowError
-from mcuflow.frontends.onnx_reader import read_onnx
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import get_board
@@ -39,14 +38,17 @@ from mcuflow.ptq import (
     load_calibration,
     load_float_model,
     quantize_model,
+    quantize_own,
 )
 from mcuflow.quant.affine import quantize_values
 from mcuflow.quant.calibrate import CalibrationError
+from mcuflow.quant.qdq import model_quantized
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter, RunResult, run
 from mcuflow.toolchain.host import VerifyResult, check_runs, verify_directory, verify_host
 from mcuflow.toolchain.qemu import CortexMResult, default_board, verify_cortexm
 from mcuflow.toolchain.uart import board_machine, machine_board, verify_board
+from mcuflow.validation import Dataset, Progress, Reference, Validation, validate
 
 __all__ = [
     "Accuracy",
@@ -98,6 +100,7 @@ __all__ = [
     "quantize_model",
     "run_model",
     "verify_analysis",
+    "validate_model",
     "verify_model",
     "write_array",
     "write_model",
@@ -119,18 +122,30 @@ class QuantizeOptions:
 
 
 def load_graph(model: Path | str, quantize: QuantizeOptions | None = None) -> Graph:
-    """Read an int8 model, or quantise a float one as `quantize` says; check support."""
+    """Read an int8 model, or quantise a float one as `quantize` says; check support.
+
+    An ONNX model that brings its own quantisation (QuantizeLinear/DequantizeLinear) keeps it.
+    """
+    path = model_path(model)
+    if quantize is not None or path.suffix.lower() == ".onnx":
+        return load_quantized(path, quantize).graph
+    return load_int8_model(path)
+
+
+def load_quantized(model: Path | str, quantize: QuantizeOptions | None = None) -> QuantizeResult:
+    """A float or QDQ model quantised (QDQ: with its own parameters), with its I/O layout."""
     path = model_path(model)
     if quantize is not None:
         return quantize_model(path, quantize.calibration, quantize.scheme, quantize.per_channel,
                               quantize.method, codebook_size=quantize.codebook_size,
-                              bias_correction=quantize.bias_correction).graph
-    if path.suffix.lower() == ".onnx":
-        read_onnx(path)  # a file that is no valid ONNX model says so first
-        raise McuflowError(f"'{path}' is a float ONNX model",
+                              bias_correction=quantize.bias_correction)
+    float_model = load_float_model(path)
+    if not model_quantized(float_model.graph):
+        kind = "ONNX model" if path.suffix.lower() == ".onnx" else "model"
+        raise McuflowError(f"'{path}' is a float {kind} with no quantisation of its own",
                            "pass --calibration DATA to quantise it on the fly, or run "
                            "`mcuflow quantize` first")
-    return load_int8_model(path)
+    return quantize_own(float_model)
 
 
 def model_path(model: Path | str) -> Path:
@@ -256,8 +271,20 @@ def patches_json(search: PatchSearch) -> dict[str, object]:
 def run_model(
     model: Path | str, inputs: list[np.ndarray], quantize: QuantizeOptions | None = None
 ) -> RunResult:
-    """Run the bit-exact reference interpreter, keeping every intermediate tensor."""
-    return run(load_graph(model, quantize), inputs, keep_intermediates=True)
+    """Run the bit-exact reference interpreter, keeping every intermediate tensor.
+
+    A model quantised here (a QDQ or a float model with `quantize`) takes and gives float32 in
+    its own layout: each float input is quantised as the graph's input is, each output
+    dequantised; an int8 input array is fed as it is.
+    """
+    path = model_path(model)
+    if quantize is None and path.suffix.lower() != ".onnx":
+        return run(load_graph(path), inputs, keep_intermediates=True)
+    quantized = load_quantized(path, quantize)
+    fed = [x if x.dtype == np.int8 else quantized.quantize_input(x, index)
+           for index, x in enumerate(inputs)]
+    result = run(quantized.graph, fed, keep_intermediates=True)
+    return RunResult(quantized.dequantize_outputs(result.outputs), result.tensors)
 
 
 def demo_model_path() -> Path:
@@ -666,3 +693,46 @@ def accuracy(result: QuantizeResult, samples: Calibration, labels: np.ndarray) -
                                == label)
     count = max(len(labels), 1)
     return Accuracy(len(labels), int8_right / count, float_right / count)
+
+
+def validate_model(
+    model: Path | str, data: Path | str, board_id: str | None = None,
+    board_file: Path | None = None, target: str = "host",
+    quantize: QuantizeOptions | None = None, float_model: Path | str | None = None,
+    patches: PatchRequest | None = None, fit: FitRequest | None = None,
+    progress: Progress | None = None,
+) -> tuple[Validation, Fitted]:
+    """`verify --data`: the C for `target` (host or QEMU) run over the samples of `data`.
+
+    `data` is an .npz (or a folder of them) of samples `x` in the model's layout and optional
+    labels `y` (see evaluation_data). A float model quantised on the fly (`quantize`) is also
+    the float model scored beside the int8 one; `float_model` (a float .tflite or .onnx) names
+    it for an int8 (or QDQ ONNX) model. With labels, LiteRT runs the int8 .tflite too (see
+    validation.validate).
+    """
+    if not Path(data).exists():
+        raise McuflowError(f"no such data file or folder: '{data}'",
+                           "pass an .npz holding samples x (and labels y), or a folder of them")
+    samples, labels = evaluation_data(data)
+    path = model_path(model)
+    if quantize is None and path.suffix.lower() != ".onnx":
+        graph = load_graph(path)
+        reference = Reference({n: tuple(range(len(graph.tensor(n).shape))) for n in graph.inputs},
+                              path)
+    else:
+        result = load_quantized(path, quantize)
+        graph = result.graph
+        own = None if quantize is None else FloatModel(result.float_graph, result.input_perms,
+                                                       result.output_perms)
+        reference = Reference(result.input_perms, result.tflite(), own)
+    if float_model is not None:
+        reference = dataclasses.replace(reference, float_model=load_float_model(float_model))
+    if target != "host" and board_id is not None:
+        board_target(get_board(board_id, board_file), target)
+    board_id = board_id or (DEFAULT_BOARD if target == "host" else default_board(target).id)
+    build = build_for(board_id, board_file, target)
+    request = patches or PatchRequest()
+    fitted = _fitting(fit_analysis(analyze_graph(graph, build, request), build, request,
+                                   fit or FitRequest()), fit)
+    return validate(fitted.analysis, Dataset(samples, labels), reference, target,
+                    progress), fitted

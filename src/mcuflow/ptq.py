@@ -20,8 +20,9 @@ from mcuflow.quant.calibrate import CalibrationError, Calibrator, Method, Range
 from mcuflow.quant.calibration_data import Calibration, load_calibration
 from mcuflow.quant.codebook import DEFAULT_SIZE as DEFAULT_CODEBOOK_SIZE
 from mcuflow.quant.codebook import quantize_codebook, stored_weight_bytes
+from mcuflow.quant.qdq import KeptReport, model_quantized, quantize_qdq
 from mcuflow.quant.qformat import quantize_qformat
-from mcuflow.quant.report import ErrorAccumulator, QuantReport, is_classifier
+from mcuflow.quant.report import ErrorAccumulator, QuantReport, dequantize, is_classifier
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 
@@ -131,14 +132,16 @@ class QuantizeResult:
 
     The int8 graph's inputs and outputs are int8: quantise a model input x with
     `quantize_input` (round(x / scale) + zero point of the graph input, after transposing an
-    ONNX NCHW image to NHWC); `input_perms` / `output_perms` give the layout change.
+    ONNX NCHW image to NHWC); `input_perms` / `output_perms` give the layout change. A model
+    that brought its own quantisation (QDQ) has no error `report` but a `kept` one.
     """
 
     graph: Graph
     float_graph: Graph
-    report: QuantReport
+    report: QuantReport | None
     input_perms: dict[str, tuple[int, ...]]
     output_perms: dict[str, tuple[int, ...]]
+    kept: KeptReport | None = None
 
     def tflite(self) -> bytes:
         """The int8 model as a .tflite flatbuffer."""
@@ -150,6 +153,14 @@ class QuantizeResult:
         ir_values = np.asarray(values, np.float32).transpose(self.input_perms[name])
         return quantize_values(ir_values, self.graph.tensor(name).quant)
 
+    def dequantize_outputs(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The int8 graph's outputs as float32 in the model's layout: scale * (q - zero point)."""
+        result = []
+        for name, values in zip(self.graph.outputs, outputs, strict=True):
+            real = dequantize(values, self.graph.tensor(name).quant).astype(np.float32)
+            result.append(real.transpose(np.argsort(self.output_perms[name])))
+        return result
+
 
 CalibrationData = Path | str | np.ndarray | Calibration
 """Samples as a path (see load_calibration), an array of samples of a one-input model, or a
@@ -157,7 +168,7 @@ Calibration."""
 
 
 def quantize_model(
-    model: Path | str, calibration: CalibrationData, scheme: str = "affine",
+    model: Path | str, calibration: CalibrationData | None, scheme: str = "affine",
     per_channel: bool = True, method: str = "minmax", classifier: bool | None = None,
     codebook_size: int = DEFAULT_CODEBOOK_SIZE, bias_correction: bool = True,
     evaluation: CalibrationData | None = None,
@@ -175,6 +186,15 @@ def quantize_model(
         raise McuflowError(f"unknown quantisation scheme {scheme!r}",
                            f"choose one of {', '.join(QUANT_SCHEMES)}")
     float_model = load_float_model(model)
+    if model_quantized(float_model.graph):
+        if scheme != "affine":
+            raise McuflowError(f"'{model}' brings its own int8 quantisation (QuantizeLinear/"
+                               f"DequantizeLinear), which --scheme {scheme} would replace",
+                               "use the affine scheme, or quantise the float model instead")
+        return quantize_own(float_model, calibration)
+    if calibration is None:
+        raise McuflowError(f"'{model}' is a float model", "pass --calibration DATA to "
+                           "quantise it (samples as .npy, .npz or a folder)")
     samples = calibration_samples(float_model, _as_calibration(calibration))
     measured = samples if evaluation is None else _evaluation_samples(float_model, evaluation)
     graph = with_biases(float_model.graph) if bias_correction else float_model.graph
@@ -190,6 +210,21 @@ def quantize_model(
                            held_out=evaluation is not None)
     return QuantizeResult(int8_graph, graph, report,
                           float_model.input_perms, float_model.output_perms)
+
+
+def quantize_own(model: FloatModel, calibration: CalibrationData | None = None
+                 ) -> QuantizeResult:
+    """The int8 graph of a model that brought its own parameters (see quant.qdq).
+
+    `calibration` only serves tensors the model left in float.
+    """
+    ranges = None
+    if calibration is not None:
+        samples = calibration_samples(model, _as_calibration(calibration))
+        ranges = _calibrated_ranges(model.graph, samples, Method.MINMAX, None)
+    int8_graph, kept = quantize_qdq(model.graph, ranges)
+    return QuantizeResult(int8_graph, model.graph, None, model.input_perms, model.output_perms,
+                          kept)
 
 
 def _as_calibration(data: CalibrationData) -> Calibration:

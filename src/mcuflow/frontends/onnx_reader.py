@@ -30,6 +30,7 @@ from onnx.reference import ReferenceEvaluator
 
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.files import read_bounded
+from mcuflow.frontends.onnx_qdq import ModelQuant, dequantize_linear, quantize_linear
 from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
@@ -104,6 +105,11 @@ class OnnxImport:
     graph: Graph
     input_perms: dict[str, tuple[int, ...]]
     output_perms: dict[str, tuple[int, ...]]
+
+    @property
+    def model_quantized(self) -> bool:
+        """True when the model's Q/DQ nodes gave tensors their int8 parameters (onnx_qdq)."""
+        return any(tensor.quant is not None for tensor in self.graph.tensors.values())
 
 
 @dataclass(frozen=True)
@@ -311,6 +317,7 @@ class _Importer:
         self.positions = _live(nodes, model.graph)
         self.nodes = [nodes[position] for position in self.positions]
         self.folded_bytes = 0
+        self.model_quant = ModelQuant()
         self.reserved = {name for node in nodes for name in node.output} | {
             value.name for value in model.graph.input}
 
@@ -328,6 +335,7 @@ class _Importer:
             self._node(position, node)
         for value_info in self.model.graph.output:
             self._graph_output(value_info.name)
+        self.model_quant.apply(self.graph)
 
     def _initializer(self, tensor: onnx.TensorProto) -> np.ndarray:
         expected = math.prod(tensor.dims)
@@ -397,7 +405,9 @@ class _Importer:
         if node.op_type in _SHAPE_OPS or all(not isinstance(v, _Act) for v in inputs):
             self._fold(node, inputs)
         else:
+            start = len(self.graph.operators)
             _CONVERTERS[node.op_type](self, node)
+            self.model_quant.attach(self.graph, node, self.graph.operators[start:])
 
     def _fold(self, node: onnx.NodeProto, inputs: list[Value | None]) -> None:
         """Evaluate a node on constants (activations only lend their shape) with onnx.reference.
@@ -426,6 +436,7 @@ class _Importer:
                 self._check_folded_total(node, self.folded_bytes + value.nbytes)
                 self.folded_bytes += value.nbytes
                 self.values[name] = value
+        self.model_quant.folded(node, constants)
 
     def _check_fold(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray],
                     constants: dict[str, np.ndarray]) -> None:
@@ -722,7 +733,8 @@ _NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "R
                          "Multinomial", "If", "Loop", "Scan"})
 _ELEMENTWISE = frozenset({
     "Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "BitwiseNot", "Cast", "CastLike",
-    "Ceil", "Celu", "Clip", "Cos", "Cosh", "Dropout", "Elu", "Erf", "Exp", "Floor", "Gelu",
+    "Ceil", "Celu", "Clip", "Cos", "Cosh", "DequantizeLinear", "Dropout", "Elu", "Erf", "Exp",
+    "Floor", "Gelu", "QuantizeLinear",
     "HardSigmoid", "HardSwish", "Identity", "IsInf", "IsNaN", "LeakyRelu", "Log", "Mish", "Neg",
     "Not", "Reciprocal", "Relu", "Round", "Selu", "Shrink", "Sigmoid", "Sign", "Sin", "Sinh",
     "Softplus", "Softsign", "Sqrt", "Tan", "Tanh", "ThresholdedRelu"})
@@ -983,6 +995,8 @@ def _unary(kind: OpKind, attrs_of: Callable[[dict[str, object]], OpAttrs] = lamb
 
 
 _CONVERTERS.update({
+    "QuantizeLinear": quantize_linear,
+    "DequantizeLinear": dequantize_linear,
     "Relu": _unary(OpKind.RELU),
     "Sigmoid": _unary(OpKind.LOGISTIC),
     "Tanh": _unary(OpKind.TANH),

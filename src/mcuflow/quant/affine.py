@@ -16,9 +16,10 @@ import numpy as np
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.ir.constraints import FIXED_OUTPUT, SHARED_QUANT, WEIGHT_AXIS, check_supported
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import NoAttrs, OpKind
 from mcuflow.ir.quantization import INT32_MAX, MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import verify_graph
+from mcuflow.passes.common import unique_name
 from mcuflow.quant.calibrate import Range
 from mcuflow.quant.fixedpoint import round_half_away_array, tflite_round
 
@@ -27,6 +28,10 @@ WEIGHT_MAX = 127
 """Symmetric weights use [-127, 127], as TFLite's quantiser does."""
 BIAS_HEADROOM = 0.5
 """A bias may use at most this fraction of the int32 range before its weights' scale grows."""
+SAME_SCALE_RTOL = 1e-6
+"""Scales this close are the same scale written by two tools that round differently."""
+KEPT_CODE_TOLERANCE = 1e-3
+"""A weight the model dequantised lies this close to an integer multiple of its scale."""
 
 
 
@@ -90,11 +95,48 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
         inputs: list[str] = []
         for _ in op.inputs:
             inputs.append(_input(graph, result, op, inputs, activations, rules, per_channel))
-        result.operators.append(Operator(op.kind, tuple(inputs), op.outputs, op.attrs, op.name))
+        result.operators += _requantized(result, Operator(op.kind, tuple(inputs), op.outputs,
+                                                          op.attrs, op.name))
     _check_scales(result)
     verify_graph(result)
     check_supported(result)
     return result
+
+
+def _requantized(graph: Graph, op: Operator) -> list[Operator]:
+    """`op`, with QUANTIZE ops where the model's parameters break an int8 kernel's rule.
+
+    An input of a SHARED_QUANT op quantised otherwise than the output is requantised first; an
+    op whose output parameters are fixed writes them and is requantised to the model's. Graphs
+    quantised from calibrated ranges never need either.
+    """
+    before: list[Operator] = []
+    if op.kind in SHARED_QUANT:
+        wanted = graph.tensors[op.outputs[0]].quant
+        shared = len(op.inputs) if op.kind is OpKind.CONCATENATION else 1
+        inputs = list(op.inputs)
+        for index, name in enumerate(inputs[:shared]):
+            if graph.tensors[name].quant != wanted and not graph.tensors[name].is_constant:
+                inputs[index] = _requantize(graph, name, f"{name}/requantized", wanted, before)
+        op.inputs = tuple(inputs)
+    fixed = FIXED_OUTPUT.get(op.kind)
+    output = op.outputs[0]
+    if fixed is None or graph.tensors[output].quant == fixed:
+        return [*before, op]
+    after: list[Operator] = []
+    written = _requantize(graph, output, f"{output}/fixed", fixed, [])
+    op.outputs = (written,)
+    after.append(Operator(OpKind.QUANTIZE, (written,), (output,), NoAttrs(), output))
+    return [*before, op, *after]
+
+
+def _requantize(graph: Graph, source: str, base: str, quant: QuantParams,
+                ops: list[Operator]) -> str:
+    """A new int8 tensor like `source` with parameters `quant`, appending its QUANTIZE to `ops`."""
+    name = unique_name(graph, base)
+    graph.add_tensor(Tensor(name, graph.tensors[source].shape, DType.INT8, quant))
+    ops.append(Operator(OpKind.QUANTIZE, (source,), (name,), NoAttrs(), name))
+    return name
 
 
 def _check_scales(graph: Graph) -> None:
@@ -113,20 +155,23 @@ def _check_scales(graph: Graph) -> None:
 
 def _activation_params(graph: Graph, ranges: Mapping[str, Range],
                        rules: ParamRules) -> dict[str, QuantParams]:
-    """Parameters of every activation tensor, shared across SHARED_QUANT groups."""
-    missing = [name for name in graph.activations() if name not in ranges]
-    if missing:
-        raise McuflowError(f"no calibration range for tensors {missing[:5]}",
-                           "calibrate on the same float graph that is being quantised")
+    """Parameters of every activation tensor, shared across SHARED_QUANT groups.
+
+    A tensor the model itself quantised (a float tensor carrying `quant`, see
+    frontends.onnx_qdq) keeps its parameters; the rest of its group takes them. Two tensors the
+    model quantised differently stay apart, and quantize_graph requantises between them.
+    """
+    kept = _kept_activations(graph)
     groups = _Groups(graph.activations())
     fixed: dict[str, QuantParams] = {}
     for op in graph.operators:
         if op.kind in SHARED_QUANT:
             for name in op.inputs[: None if op.kind is OpKind.CONCATENATION else 1]:
-                if not graph.tensors[name].is_constant:
+                if not graph.tensors[name].is_constant and not _differ(kept, name, op.outputs[0]):
                     groups.union(name, op.outputs[0])
         if op.kind in FIXED_OUTPUT:
             fixed[op.outputs[0]] = FIXED_OUTPUT[op.kind]
+    _check_ranges(graph, ranges, kept, groups)
     params: dict[str, QuantParams] = {}
     for members in groups.members().values():
         imposed = {fixed[name] for name in members if name in fixed}
@@ -134,10 +179,57 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
             raise UnsupportedModelError(
                 f"tensors {sorted(members)} must share quantisation but two ops fix different "
                 "output parameters for them", "insert an op between them in the float model")
-        joined = Range(min(ranges[n].low for n in members), max(ranges[n].high for n in members))
-        chosen = imposed.pop() if imposed else rules.activation(joined)
-        params.update(dict.fromkeys(members, chosen))
+        model = [kept[name] for name in members if name in kept]
+        if model:
+            chosen = _near(model[0], imposed)
+        elif imposed:
+            chosen = imposed.pop()
+        else:
+            chosen = rules.activation(Range(min(ranges[n].low for n in members),
+                                            max(ranges[n].high for n in members)))
+        params.update({name: _near(kept[name], imposed) if name in kept else chosen
+                       for name in members})
     return params
+
+
+def _kept_activations(graph: Graph) -> dict[str, QuantParams]:
+    """The activations' parameters the model file gave them."""
+    return {name: graph.tensors[name].quant for name in graph.activations()
+            if graph.tensors[name].quant is not None}
+
+
+def _differ(kept: Mapping[str, QuantParams], a: str, b: str) -> bool:
+    return a in kept and b in kept and kept[a] != kept[b]
+
+
+def _near(quant: QuantParams, imposed: set[QuantParams]) -> QuantParams:
+    """An op's imposed output parameters when the model's are the same up to float rounding."""
+    for required in imposed:
+        if required.zero_point == quant.zero_point and np.allclose(
+                required.scale, quant.scale, rtol=SAME_SCALE_RTOL, atol=0.0):
+            return required
+    return quant
+
+
+def _check_ranges(graph: Graph, ranges: Mapping[str, Range], kept: Mapping[str, QuantParams],
+                  groups: _Groups) -> None:
+    """Every group needs a calibrated range or the model's own parameters for some member."""
+    decided = {groups.find(name) for name in kept}
+    missing = [name for name in graph.activations()
+               if name not in ranges and groups.find(name) not in decided]
+    if not missing:
+        return
+    if kept:
+        writer = graph.producer(missing[0])
+        op = "a graph input" if writer is None else (
+            f"{graph.operators[writer].kind.value} '{graph.operators[writer].name}'")
+        raise McuflowError(f"tensor '{missing[0]}' (written by {op}) has no quantisation "
+                           f"parameters in the model ({len(missing)} such tensor(s))",
+                           "quantise every activation in the model (Q -> DQ pairs, as ONNX "
+                           "Runtime's quantize_static does), or pass --calibration DATA to "
+                           "calibrate the ones it leaves in float")
+    raise McuflowError(f"no calibration range for tensors {missing[:5]}",
+                       "calibrate on the same float graph that is being quantised")
 
 
 class _Groups:
@@ -183,8 +275,9 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
         raise ModelFormatError(f"constant '{name}' of {op.kind.value} '{op.name}' holds NaN or "
                                "infinite values", "check the float model's weights")
     if op.kind in WEIGHT_AXIS and index == 1:
-        data, quant = quantize_weights(tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules,
-                                       _bias_floor(source, op, activations))
+        data, quant = kept_weights(tensor) or quantize_weights(
+            tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules,
+            _bias_floor(source, op, activations))
     elif op.kind in WEIGHT_AXIS and index == 2:
         data, quant = quantize_bias(tensor.data, activations[op.inputs[0]],
                                     result.tensors[done[1]].quant)
@@ -207,6 +300,26 @@ def _bias_floor(graph: Graph, op: Operator, activations: Mapping[str, QuantParam
         return None
     bias = np.abs(graph.tensors[op.inputs[2]].data.astype(np.float64))
     return bias / (activations[op.inputs[0]].scale0 * BIAS_HEADROOM * INT32_MAX)
+
+
+def kept_weights(tensor: Tensor) -> tuple[np.ndarray, QuantParams] | None:
+    """The int8 codes of float weights the model dequantised with `tensor.quant`.
+
+    None unless every weight is an integer multiple of its scale in [-128, 127] with zero point
+    0 (TFLite's int8 weights are symmetric): then the quantiser chooses its own scales.
+    """
+    quant = tensor.quant
+    if quant is None or any(quant.zero_point):
+        return None
+    shape = [1] * tensor.data.ndim
+    if quant.is_per_channel:
+        shape[quant.axis] = -1
+    ratios = tensor.data.astype(np.float64) / np.asarray(quant.scale, np.float64).reshape(shape)
+    codes = np.round(ratios)
+    if ((np.abs(ratios - codes) > KEPT_CODE_TOLERANCE).any() or codes.min() < QMIN
+            or codes.max() > QMAX):
+        return None
+    return codes.astype(np.int8), quant
 
 
 def quantize_weights(weights: np.ndarray, axis: int, per_channel: bool, rules: ParamRules,
@@ -258,9 +371,6 @@ def quantize_values(values: np.ndarray, quant: QuantParams) -> np.ndarray:
 
 def _add_constant(graph: Graph, name: str, data: np.ndarray, quant: QuantParams) -> str:
     """Add a quantised constant (a second role of a shared float constant gets a new name)."""
-    unique, n = name, 0
-    while unique in graph.tensors:
-        n += 1
-        unique = f"{name}_{n}"
+    unique = unique_name(graph, name)
     graph.add_tensor(Tensor(unique, tuple(data.shape), DType(data.dtype.name), quant, data))
     return unique
