@@ -8,6 +8,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from mcuflow.codegen.targets import LINKER_SCRIPT, board_target
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.frontends.torch_reader import is_torch_model
 from mcuflow.hw.board import get_board
 from mcuflow.ir.graph import Graph
 from mcuflow.measure import PatchOverhead, measure_overhead, predicted_overhead
@@ -33,6 +35,7 @@ from mcuflow.ptq import (
     QUANT_SCHEMES,
     Calibration,
     FloatModel,
+    ModelSource,
     QuantizeResult,
     calibration_samples,
     load_calibration,
@@ -121,28 +124,38 @@ class QuantizeOptions:
     bias_correction: bool = True
 
 
-def load_graph(model: Path | str, quantize: QuantizeOptions | None = None) -> Graph:
+def load_graph(model: ModelSource, quantize: QuantizeOptions | None = None,
+               example_inputs: tuple[Any, ...] | None = None) -> Graph:
     """Read an int8 model, or quantise a float one as `quantize` says; check support.
 
-    An ONNX model that brings its own quantisation (QuantizeLinear/DequantizeLinear) keeps it.
+    `model`: a .tflite, .onnx or .pt2 path, or a PyTorch ExportedProgram or nn.Module (with
+    `example_inputs`). An ONNX or PyTorch model that brings its own quantisation (QDQ, PT2E)
+    keeps it.
     """
-    path = model_path(model)
-    if quantize is not None or path.suffix.lower() == ".onnx":
-        return load_quantized(path, quantize).graph
-    return load_int8_model(path)
+    if quantize is not None or _quantized_here(model):
+        return load_quantized(model, quantize, example_inputs).graph
+    return load_int8_model(model_path(model))
 
 
-def load_quantized(model: Path | str, quantize: QuantizeOptions | None = None) -> QuantizeResult:
+def _quantized_here(model: ModelSource) -> bool:
+    """True for the models mcuflow quantises itself: ONNX and PyTorch."""
+    return is_torch_model(model) or model_path(model).suffix.lower() == ".onnx"
+
+
+def load_quantized(model: ModelSource, quantize: QuantizeOptions | None = None,
+                   example_inputs: tuple[Any, ...] | None = None) -> QuantizeResult:
     """A float or QDQ model quantised (QDQ: with its own parameters), with its I/O layout."""
-    path = model_path(model)
+    source = model if is_torch_model(model) else model_path(model)
     if quantize is not None:
-        return quantize_model(path, quantize.calibration, quantize.scheme, quantize.per_channel,
-                              quantize.method, codebook_size=quantize.codebook_size,
-                              bias_correction=quantize.bias_correction)
-    float_model = load_float_model(path)
+        return quantize_model(source, quantize.calibration, quantize.scheme,
+                              quantize.per_channel, quantize.method,
+                              codebook_size=quantize.codebook_size,
+                              bias_correction=quantize.bias_correction,
+                              example_inputs=example_inputs)
+    float_model = load_float_model(source, example_inputs)
     if not model_quantized(float_model.graph):
-        kind = "ONNX model" if path.suffix.lower() == ".onnx" else "model"
-        raise McuflowError(f"'{path}' is a float {kind} with no quantisation of its own",
+        kind = "ONNX model" if Path(str(source)).suffix.lower() == ".onnx" else "model"
+        raise McuflowError(f"'{source}' is a float {kind} with no quantisation of its own",
                            "pass --calibration DATA to quantise it on the fly, or run "
                            "`mcuflow quantize` first")
     return quantize_own(float_model)
@@ -269,7 +282,7 @@ def patches_json(search: PatchSearch) -> dict[str, object]:
 
 
 def run_model(
-    model: Path | str, inputs: list[np.ndarray], quantize: QuantizeOptions | None = None
+    model: ModelSource, inputs: list[np.ndarray], quantize: QuantizeOptions | None = None
 ) -> RunResult:
     """Run the bit-exact reference interpreter, keeping every intermediate tensor.
 
@@ -277,10 +290,9 @@ def run_model(
     its own layout: each float input is quantised as the graph's input is, each output
     dequantised; an int8 input array is fed as it is.
     """
-    path = model_path(model)
-    if quantize is None and path.suffix.lower() != ".onnx":
-        return run(load_graph(path), inputs, keep_intermediates=True)
-    quantized = load_quantized(path, quantize)
+    if quantize is None and not _quantized_here(model):
+        return run(load_graph(model), inputs, keep_intermediates=True)
+    quantized = load_quantized(model, quantize)
     fed = [x if x.dtype == np.int8 else quantized.quantize_input(x, index)
            for index, x in enumerate(inputs)]
     result = run(quantized.graph, fed, keep_intermediates=True)

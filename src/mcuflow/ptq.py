@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.frontends.torch_reader import is_torch_model, torch_to_onnx
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.passes.pipeline import run_passes
 from mcuflow.quant.affine import quantize_affine, quantize_values
@@ -26,6 +28,8 @@ from mcuflow.quant.report import ErrorAccumulator, QuantReport, dequantize, is_c
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 
+ModelSource = Path | str | object
+"""A model file's path, or a PyTorch ExportedProgram or nn.Module."""
 QuantizeFn = Callable[[Graph, Mapping[str, Range], bool], Graph]
 QUANT_SCHEMES: dict[str, QuantizeFn] = {
     "affine": quantize_affine,
@@ -60,8 +64,17 @@ class FloatModel:
         return tuple(shape)
 
 
-def load_float_model(model: Path | str) -> FloatModel:
-    """Read a float .tflite or .onnx model and run the pass pipeline (fold, fuse, layout)."""
+def load_float_model(model: ModelSource, example_inputs: tuple[Any, ...] | None = None
+                     ) -> FloatModel:
+    """Read a float (or QDQ) model and run the pass pipeline (fold, fuse, layout).
+
+    `model` is a .tflite, .onnx or .pt2 path, or a PyTorch ExportedProgram or nn.Module (with
+    `example_inputs`).
+    """
+    if is_torch_model(model):
+        imported = import_onnx(torch_to_onnx(model, example_inputs))
+        return FloatModel(run_passes(imported.graph), imported.input_perms,
+                          imported.output_perms)
     path = Path(model)
     if not path.is_file():
         raise McuflowError(f"no such model file: {path}", hint="check the path")
@@ -168,10 +181,10 @@ Calibration."""
 
 
 def quantize_model(
-    model: Path | str, calibration: CalibrationData | None, scheme: str = "affine",
+    model: ModelSource, calibration: CalibrationData | None, scheme: str = "affine",
     per_channel: bool = True, method: str = "minmax", classifier: bool | None = None,
     codebook_size: int = DEFAULT_CODEBOOK_SIZE, bias_correction: bool = True,
-    evaluation: CalibrationData | None = None,
+    evaluation: CalibrationData | None = None, example_inputs: tuple[Any, ...] | None = None,
 ) -> QuantizeResult:
     """Quantise a float .tflite/.onnx model to int8 with calibration data.
 
@@ -185,7 +198,7 @@ def quantize_model(
     if scheme not in QUANT_SCHEMES:
         raise McuflowError(f"unknown quantisation scheme {scheme!r}",
                            f"choose one of {', '.join(QUANT_SCHEMES)}")
-    float_model = load_float_model(model)
+    float_model = load_float_model(model, example_inputs)
     if model_quantized(float_model.graph):
         if scheme != "affine":
             raise McuflowError(f"'{model}' brings its own int8 quantisation (QuantizeLinear/"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mcuflow.ir.graph import DType, Graph, Operator
@@ -25,8 +27,15 @@ def producer(graph: Graph, name: str) -> Operator | None:
 
 
 def bypass(graph: Graph, op: Operator, source: str) -> None:
-    """Remove `op` and let every reader of its output read `source` instead."""
+    """Remove `op` and let every reader of its output read `source` instead.
+
+    The same values, so when the model quantised the output but not `source` (a QDQ model's
+    reshape), `source` takes over the output's parameters.
+    """
     output = op.outputs[0]
+    kept, taker = graph.tensors[output].quant, graph.tensors[source]
+    if kept is not None and taker.quant is None and not taker.is_constant:
+        graph.tensors[source] = replace(taker, quant=kept)
     graph.operators.remove(op)
     for other in graph.operators:
         other.inputs = tuple(source if name == output else name for name in other.inputs)
