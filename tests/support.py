@@ -132,13 +132,20 @@ def inception_block(size: int = 16, seed: int = 0, with_add: bool = False) -> Gr
 
 def run_cli(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str]:
     """Run the CLI in-process; (exit code, stderr)."""
+    code, _, err = run_cli_output(capsys, args)
+    return code, err
+
+
+def run_cli_output(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; (exit code, stdout, stderr)."""
     sys.argv = ["mcuflow", *args]
     code = 0
     try:
         main()
     except SystemExit as done:
         code = int(done.code or 0)
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def keras_padded(size: int = 40) -> Graph:

@@ -158,17 +158,26 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
     """Parameters of every activation tensor, shared across SHARED_QUANT groups.
 
     A tensor the model itself quantised (a float tensor carrying `quant`, see
-    frontends.onnx_qdq) keeps its parameters; the rest of its group takes them. Two tensors the
-    model quantised differently stay apart, and quantize_graph requantises between them.
+    frontends.onnx_qdq) keeps its parameters; the rest of its group takes them. An input the
+    model quantised otherwise than a SHARED_QUANT op's output takes the output's when that op
+    is its only reader and nothing the model clamps is lost (a concatenated branch, as TFLite's
+    converter shares them); otherwise the two stay apart and quantize_graph requantises.
     """
     kept = _kept_activations(graph)
     groups = _Groups(graph.activations())
     fixed: dict[str, QuantParams] = {}
+    yielding: set[str] = set()
     for op in graph.operators:
         if op.kind in SHARED_QUANT:
             for name in op.inputs[: None if op.kind is OpKind.CONCATENATION else 1]:
-                if not graph.tensors[name].is_constant and not _differ(kept, name, op.outputs[0]):
-                    groups.union(name, op.outputs[0])
+                if graph.tensors[name].is_constant:
+                    continue
+                if _differ(kept, name, op.outputs[0]):
+                    if not (_read_only_by(graph, name, op)
+                            and _within(kept[op.outputs[0]], kept[name])):
+                        continue
+                    yielding.add(name)
+                groups.union(name, op.outputs[0])
         if op.kind in FIXED_OUTPUT:
             fixed[op.outputs[0]] = FIXED_OUTPUT[op.kind]
     _check_ranges(graph, ranges, kept, groups)
@@ -179,7 +188,8 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
             raise UnsupportedModelError(
                 f"tensors {sorted(members)} must share quantisation but two ops fix different "
                 "output parameters for them", "insert an op between them in the float model")
-        model = [kept[name] for name in members if name in kept]
+        own = {name: kept[name] for name in members if name in kept and name not in yielding}
+        model = list(own.values())
         if model:
             chosen = _near(model[0], imposed)
         elif imposed:
@@ -187,9 +197,31 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
         else:
             chosen = rules.activation(Range(min(ranges[n].low for n in members),
                                             max(ranges[n].high for n in members)))
-        params.update({name: _near(kept[name], imposed) if name in kept else chosen
+        params.update({name: _near(own[name], imposed) if name in own else chosen
                        for name in members})
     return params
+
+
+def _within(inner: QuantParams, outer: QuantParams) -> bool:
+    """True when `inner` represents no real value `outer` clamps away (to half an LSB).
+
+    A tensor may take other parameters only then: the model's own ones may be what clamps it
+    (a ReLU folded into its QuantizeLinear's range).
+    """
+    margin = inner.scale0 / 2
+    return (_real(inner, QMIN) >= _real(outer, QMIN) - margin
+            and _real(inner, QMAX) <= _real(outer, QMAX) + margin)
+
+
+def _real(quant: QuantParams, code: int) -> float:
+    return quant.scale0 * (code - quant.zero_point0)
+
+
+def _read_only_by(graph: Graph, name: str, reader: Operator) -> bool:
+    """True when `reader` is the only op reading `name`, which is computed, not an output."""
+    if name in graph.outputs or graph.producer(name) is None:
+        return False
+    return all(op is reader for op in graph.operators if name in op.inputs)
 
 
 def _kept_activations(graph: Graph) -> dict[str, QuantParams]:
