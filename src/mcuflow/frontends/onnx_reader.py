@@ -87,6 +87,10 @@ MAX_SHOWN_CHARS = 80
 MAX_REASON_CHARS = 240
 """What onnx's shape inference or evaluator said is quoted in a message cut to this length."""
 NHWC = (0, 2, 3, 1)
+CHANNELS_LAST_1D = (0, 2, 1)
+"""How a 1-D signal N, C, T is stored: N, T, C (a row of an NHWC image)."""
+_WINDOWED = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+_PASSING = ("QuantizeLinear", "DequantizeLinear", "Identity")
 _HINT = "re-export the model with torch.onnx.export, or check that the file was copied whole"
 _UNSUPPORTED_HINT = "run `mcuflow ops` for what mcuflow supports; re-export without those ops"
 _FOLD_HINT = ("a model for a microcontroller computes no constant this large; export it with "
@@ -356,8 +360,12 @@ class _Importer:
         shape = tuple(self._input_dim(name, axis, dim)
                       for axis, dim in enumerate(tensor_type.shape.dim))
         self.check_activation(f"input '{name}'", shape)
-        perm = NHWC if len(shape) == 4 and not self._feeds_transposes_only(name) else tuple(
-            range(len(shape)))
+        if len(shape) == 4 and not self._feeds_transposes_only(name):
+            perm = NHWC
+        elif len(shape) == 3 and self._feeds_windows(name):
+            perm = CHANNELS_LAST_1D
+        else:
+            perm = tuple(range(len(shape)))
         act = _Act(name, shape, perm)
         self.graph.add_tensor(Tensor(name, act.physical, DType.FLOAT32))
         self.graph.inputs.append(name)
@@ -372,6 +380,12 @@ class _Importer:
         raise UnsupportedModelError(
             f"{self.label}: input '{name}' has a dynamic dimension {axis} "
             f"('{dim.dim_param or '?'}')", "export the model with a fixed input shape")
+
+    def _feeds_windows(self, name: str) -> bool:
+        """True when `name` reaches a Conv or pool (through Q/DQ pairs): it is stored N, T, C."""
+        readers = [node for node in self.nodes if name in node.input[:1]]
+        return any(node.op_type in _WINDOWED or node.op_type in _PASSING
+                   and self._feeds_windows(node.output[0]) for node in readers)
 
     def _feeds_transposes_only(self, name: str) -> bool:
         readers = [node for node in self.nodes if name in node.input]
@@ -875,7 +889,54 @@ def _spatial_input(imp: _Importer, node: onnx.NodeProto, window: _Window, x: _Ac
     return padded, Padding.VALID
 
 
+def _one_d(convert: Converter) -> Converter:
+    """A 2-D window converter that also takes 1-D signals (N, C, T) as one-row images."""
+
+    def convert_either(imp: _Importer, node: onnx.NodeProto) -> None:
+        x = imp.act(node)
+        if len(x.shape) != 3:
+            convert(imp, node)
+            return
+        lifted = _lifted(imp, node, x)
+        convert(imp, lifted)
+        row = imp.values[lifted.output[0]]
+        n, c, _, t = row.shape
+        imp.set(node, imp.emit(OpKind.RESHAPE, [row.name], ReshapeAttrs((n, t, c)), row,
+                               node.output[0], (n, c, t), CHANNELS_LAST_1D))
+
+    return convert_either
+
+
+def _lifted(imp: _Importer, node: onnx.NodeProto, x: _Act) -> onnx.NodeProto:
+    """`node` on (N, C, 1, T) images: 1-D attributes and weights gain a leading unit axis."""
+    x = imp.to_layout(node, x, CHANNELS_LAST_1D)
+    n, c, t = x.shape
+    image = imp.emit(OpKind.RESHAPE, [x.name], ReshapeAttrs((n, 1, t, c)), x,
+                     imp.fresh(f"{x.name}/row"), (n, c, 1, t), NHWC)
+    lifted = onnx.NodeProto()
+    lifted.CopyFrom(node)
+    lifted.input[0] = _bind(imp, node.input[0], image)
+    if len(node.input) > 1 and node.input[1]:
+        weights = imp.const(node, 1, "weights")
+        lifted.input[1] = _bind(imp, node.input[1], weights[:, :, None, :])
+    lifted.output[0] = f"{node.output[0]}\0row"
+    for attribute in lifted.attribute:
+        if attribute.name in ("kernel_shape", "strides", "dilations"):
+            attribute.ints[:] = [1, *attribute.ints]
+        elif attribute.name == "pads":
+            attribute.ints[:] = [0, attribute.ints[0], 0, attribute.ints[1]]
+    return lifted
+
+
+def _bind(imp: _Importer, name: str, value: Value) -> str:
+    """`value` under a name no ONNX value has."""
+    bound = f"{name}\0row"
+    imp.values[bound] = value
+    return bound
+
+
 @converter("Conv")
+@_one_d
 def _conv(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
     weights = imp.const(node, 1, "weights")
@@ -924,6 +985,7 @@ def _pool(imp: _Importer, node: onnx.NodeProto, kind: OpKind, window: _Window, x
 
 
 @converter("MaxPool")
+@_one_d
 def _max_pool(imp: _Importer, node: onnx.NodeProto) -> None:
     """Explicit pads become zeros, exact only for non-negative input (after a RELU)."""
     x = imp.act(node)
@@ -937,6 +999,7 @@ def _max_pool(imp: _Importer, node: onnx.NodeProto) -> None:
 
 
 @converter("AveragePool")
+@_one_d
 def _average_pool(imp: _Importer, node: onnx.NodeProto) -> None:
     """Explicit pads are exact as zeros only when ONNX counts them (count_include_pad=1)."""
     x = imp.act(node)
@@ -949,12 +1012,14 @@ def _average_pool(imp: _Importer, node: onnx.NodeProto) -> None:
 
 
 @converter("GlobalAveragePool")
+@_one_d
 def _global_average_pool(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.to_layout(node, imp.act(node), NHWC)
     imp.set(node, imp.emit(OpKind.MEAN, [x.name], MeanAttrs((1, 2), True), x, node.output[0]))
 
 
 @converter("GlobalMaxPool")
+@_one_d
 def _global_max_pool(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.to_layout(node, imp.act(node), NHWC)
     height, width = x.shape[2:]
@@ -1265,6 +1330,8 @@ def _squeeze(imp: _Importer, node: onnx.NodeProto) -> None:
         dropped = {int(a) % rank for a in axes} if axes else {
             i for i, d in enumerate(x.shape) if d == 1}
         target = tuple(d for i, d in enumerate(x.shape) if i not in dropped)
+        remaining = [i for i in range(rank) if i not in dropped]
+        moved = {old: new for new, old in enumerate(remaining)}
     else:
         rank = len(x.shape) + len(axes)
         added = {int(a) % rank for a in axes}
@@ -1273,7 +1340,30 @@ def _squeeze(imp: _Importer, node: onnx.NodeProto) -> None:
                                    f"{[int(a) for a in axes]}", _HINT)
         dims = iter(x.shape)
         target = tuple(1 if i in added else next(dims) for i in range(rank))
-    _reshape_to(imp, node, x, target)
+        moved = dict(enumerate(i for i in range(rank) if i not in added))
+    if not _unit_axes_only(imp, node, x, target, moved):
+        _reshape_to(imp, node, x, target)
+
+
+def _unit_axes_only(imp: _Importer, node: onnx.NodeProto, x: _Act, target: tuple[int, ...],
+                    moved: dict[int, int]) -> bool:
+    """Add or drop unit axes without moving data, into a channels-last layout when one fits.
+
+    `moved` maps each of x's remaining logical axes to its axis in `target`. False when no
+    layout keeps x's physical order of non-unit axes (then a plain RESHAPE is needed).
+    """
+    if x.features is not None:
+        return False
+    order = [moved[a] for a in x.perm if x.shape[a] != 1]
+    rank = len(target)
+    layouts = {4: (NHWC,), 3: (CHANNELS_LAST_1D,)}.get(rank, ()) + (tuple(range(rank)),)
+    for perm in layouts:
+        if [a for a in perm if target[a] != 1] == order:
+            physical = tuple(target[p] for p in perm)
+            imp.set(node, imp.emit(OpKind.RESHAPE, [x.name], ReshapeAttrs(physical), x,
+                                   node.output[0], target, perm))
+            return True
+    return False
 
 
 @converter("Transpose")

@@ -25,7 +25,11 @@ _COMBINED = {
 
 
 def fuse_activation(graph: Graph) -> Graph:
-    """Fold each RELU/RELU6 into its producer when the producer's output feeds nothing else."""
+    """Fold each RELU/RELU6 into its producer when the producer's output feeds nothing else.
+
+    A RESHAPE between them (a 1-D convolution run as a one-row image) is looked through: the
+    activation moves before it.
+    """
     graph = graph.copy()
     for op in list(graph.operators):
         if op.kind in (OpKind.RELU, OpKind.RELU6):
@@ -35,11 +39,19 @@ def fuse_activation(graph: Graph) -> Graph:
 
 def _fuse(graph: Graph, activation: Operator) -> None:
     source = activation.inputs[0]
-    layer = producer(graph, source)
-    if layer is None or layer.kind not in FUSIBLE or source in graph.outputs:
-        return
-    if sum(source in op.inputs for op in graph.operators) != 1:
+    layer = _only_writer(graph, source)
+    reshape = None
+    if layer is not None and layer.kind is OpKind.RESHAPE:
+        reshape, layer = layer, _only_writer(graph, layer.inputs[0])
+    if layer is None or layer.kind not in FUSIBLE:
         return
     combined = _COMBINED[(layer.attrs.activation, activation.kind)]
     layer.attrs = replace(layer.attrs, activation=combined)
-    absorb(graph, layer, activation)
+    absorb(graph, reshape or layer, activation)
+
+
+def _only_writer(graph: Graph, name: str) -> Operator | None:
+    """The op writing `name` when `name` is read by exactly one op and is not an output."""
+    if name in graph.outputs or sum(name in op.inputs for op in graph.operators) != 1:
+        return None
+    return producer(graph, name)
