@@ -49,7 +49,7 @@ class _Samples(CalibrationDataReader):
         return next(self._samples, None)
 
 
-def _ort_quantized(tmp_path: Path, per_channel: bool, activations: QuantType) -> Path:
+def ort_quantized(tmp_path: Path, per_channel: bool, activations: QuantType) -> Path:
     source, target = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
     source.write_bytes(_float_cnn())
     quantize_static(source, target, _Samples(16), quant_format=QuantFormat.QDQ,
@@ -66,7 +66,7 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
                                                           (True, QuantType.QUInt8)])
 def test_onnxruntime_quantized_model_keeps_its_parameters(tmp_path: Path, per_channel: bool,
                                                           activations: QuantType) -> None:
-    path = _ort_quantized(tmp_path, per_channel, activations)
+    path = ort_quantized(tmp_path, per_channel, activations)
     result = quantize_model(path, None)
     concat = next(op for op in result.graph.operators if op.kind is OpKind.CONCATENATION)
     flagged = {t.tensor: t.origin.value for t in result.kept.flagged}
@@ -146,7 +146,7 @@ def test_branches_of_other_scales_are_shared_or_requantised(tmp_path: Path) -> N
 
 def test_run_takes_and_gives_float_in_the_model_layout(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _ort_quantized(tmp_path, True, QuantType.QUInt8)
+    path = ort_quantized(tmp_path, True, QuantType.QUInt8)
     x = RNG.standard_normal(SHAPE).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     code, _, err = run_cli_output(capsys, ["run", str(path), "-i", str(tmp_path / "x.npy"),
@@ -162,7 +162,7 @@ def test_run_takes_and_gives_float_in_the_model_layout(
 
 
 def test_qdq_model_compiles_bit_exact_on_the_host(tmp_path: Path) -> None:
-    verified = api.verify_model(_ort_quantized(tmp_path, True, QuantType.QInt8), runs=5)
+    verified = api.verify_model(ort_quantized(tmp_path, True, QuantType.QInt8), runs=5)
     assert verified.bit_exact
 
 
@@ -199,7 +199,7 @@ def test_what_int8_cannot_hold_is_refused_naming_the_node(
 
 def test_qdq_model_quantised_with_its_own_parameters_reports_them(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path, written = _ort_quantized(tmp_path, False, QuantType.QInt8), tmp_path / "m.tflite"
+    path, written = ort_quantized(tmp_path, False, QuantType.QInt8), tmp_path / "m.tflite"
     code, out, err = run_cli_output(capsys, ["quantize", str(path), "-o", str(written), "--json"])
     assert code == 0, err
     report = json.loads(out)

@@ -70,8 +70,10 @@ def _exported(torch: Any, model: object, example_inputs: tuple[Any, ...] | None)
         if example_inputs is None:
             raise McuflowError("an nn.Module needs example inputs to be exported",
                                "pass example_inputs=(torch.randn(1, C, H, W),)")
+        if not isinstance(model, torch.fx.GraphModule):  # an exported module refuses eval()
+            model = model.eval()
         with _quiet():
-            return torch.export.export(model.eval(), tuple(example_inputs))
+            return torch.export.export(model, tuple(example_inputs))
     raise McuflowError(f"cannot read a {type(model).__name__} as a PyTorch model",
                        "pass a .pt2 path, an ExportedProgram or an nn.Module")
 

@@ -20,10 +20,12 @@ def run_float(
     """Run a float32 graph op by op; inputs in graph input order or keyed by name.
 
     Quantised constants (the int8 weights of hybrid models) must have been dequantised first by
-    the passes pipeline (`passes.fold_constants`).
+    the passes pipeline (`passes.fold_constants`); a float constant may carry the parameters a
+    QDQ model gave it.
     """
     values = {name: t.data for name, t in graph.tensors.items() if t.is_constant}
-    quantised = [name for name, t in graph.tensors.items() if t.is_constant and t.quant]
+    quantised = [name for name, t in graph.tensors.items()
+                 if t.is_constant and t.dtype is not DType.FLOAT32]
     if quantised:
         raise UnsupportedModelError(
             f"float graph '{graph.name}' holds quantised constants {quantised[:3]}",
