@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import io
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,25 @@ from typing import Any
 import numpy as np
 
 from mcuflow.advisor import Advice, FitMode, FitOption, FitRequest, Fitted, fit_analysis
+from mcuflow.agreement import OnnxRuntimeAgreement, onnxruntime_agreement, random_model_inputs
+from mcuflow.analysis.energy import (
+    BATTERIES,
+    Battery,
+    EnergyReport,
+    energy_report,
+    life_figure,
+    weights_in_sram,
+)
+from mcuflow.analysis.html_report import (
+    Figures,
+    Page,
+    figure_svg,
+    layer_quant,
+    literal_text,
+    render_page,
+    svg_markup,
+)
+from mcuflow.analysis.plots import working_set_figure
 from mcuflow.codegen import GeneratedProject, generate_project
 from mcuflow.codegen.firmware import BOARD_MACHINES, QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
 from mcuflow.codegen.library import generate_library
@@ -22,12 +43,13 @@ from mcuflow.codegen.targets import LINKER_SCRIPT, board_target
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
-from mcuflow.frontends.torch_reader import is_torch_model
+from mcuflow.frontends.torch_reader import is_torch_model, torch_to_onnx
 from mcuflow.hw.board import get_board
 from mcuflow.ir.graph import Graph
 from mcuflow.measure import PatchOverhead, measure_overhead, predicted_overhead
 from mcuflow.memory.patch_search import PatchOption, PatchRequest, PatchSearch
 from mcuflow.memory.plan import Buffer, Plan
+from mcuflow.memory.plot import plot_arena
 from mcuflow.outputs import write_directory, write_file
 from mcuflow.planning import Analysis, Build, analyze_graph, planned_steps
 from mcuflow.ptq import (
@@ -101,6 +123,10 @@ __all__ = [
     "plan_to_json",
     "planned_steps",
     "quantize_model",
+    "DEFAULT_REPORT_RATE_HZ",
+    "report_model",
+    "report_page",
+    "write_report",
     "run_model",
     "verify_analysis",
     "validate_model",
@@ -727,7 +753,7 @@ def validate_model(
                            "pass an .npz holding samples x (and labels y), or a folder of them")
     samples, labels = evaluation_data(data)
     path = model_path(model)
-    if quantize is None and path.suffix.lower() != ".onnx":
+    if quantize is None and not _quantized_here(path):
         graph = load_graph(path)
         reference = Reference({n: tuple(range(len(graph.tensor(n).shape))) for n in graph.inputs},
                               path)
@@ -748,3 +774,121 @@ def validate_model(
                                    fit or FitRequest()), fit)
     return validate(fitted.analysis, Dataset(samples, labels), reference, target,
                     progress), fitted
+
+
+DEFAULT_REPORT_RATE_HZ = 1.0 / 60.0
+"""The inference rate the report's energy section assumes unless told: one a minute."""
+
+
+def report_page(
+    model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
+    quantize: QuantizeOptions | None = None, *, measure: bool = False, runs: int = 10,
+    seed: int = 0, rate_hz: float = DEFAULT_REPORT_RATE_HZ, battery: Battery | None = None,
+    patches: PatchRequest | None = None,
+) -> Page:
+    """What `mcuflow report` shows: analysis, advice, plots, quantisation, exactness, energy.
+
+    Exactness is checked on the host and, with `measure`, on QEMU for the board's core, with
+    the instructions of every layer.
+
+    The host verification is reported, not raised, when it cannot run (e.g. no C compiler);
+    with `measure`, a failure to build or run on QEMU is an error.
+    """
+    check_runs(runs)
+    fitted = fit_model(model, board_id, board_file, quantize, patches=patches, advise=True)
+    analysis = fitted.analysis
+    energy = _report_energy(analysis, rate_hz, battery or BATTERIES["CR2032"])
+    quantized = (load_quantized(model, quantize)
+                 if quantize is not None or _quantized_here(model) else None)
+    host, host_error = None, None
+    try:
+        host = dataclasses.asdict(verify_model(model, board_id, board_file, runs, seed,
+                                               quantize=quantize, patches=patches).result)
+    except McuflowError as error:
+        host_error = f"{error.message} ({error.hint})" if error.hint else error.message
+    measured, note = (_report_measure(analysis, model, board_id, board_file, runs, seed,
+                                      quantize, patches) if measure else (None, None))
+    return Page(
+        model=analysis.graph.name, source=model_path(model).name,
+        version=importlib.metadata.version("mcuflow"), report=analysis.report,
+        fits=analysis.fits, sram_budget=analysis.patches.budget,
+        arena_bytes=analysis.plan.arena_bytes, patches_line=patches_line(analysis.patches),
+        advice=advice_json(fitted.advice), fit_line=fit_line(fitted),
+        quant_layers=layer_quant(analysis.graph),
+        quant_report=quantized.report if quantized else None,
+        kept=quantized.kept if quantized else None, host=host, host_error=host_error,
+        measured=measured, measured_note=note, energy=energy, figures=_report_figures(
+            analysis, energy))
+
+
+def _report_figures(analysis: Analysis, energy: EnergyReport) -> Figures:
+    """The working-set, arena and battery-life plots as inline SVG."""
+    with literal_text():
+        return Figures(figure_svg(working_set_figure(analysis.report), "ws"),
+                       _arena_svg(analysis.plan), figure_svg(life_figure(energy), "life"))
+
+
+def report_model(
+    model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
+    quantize: QuantizeOptions | None = None, *, measure: bool = False, runs: int = 10,
+    seed: int = 0, rate_hz: float = DEFAULT_REPORT_RATE_HZ, battery: Battery | None = None,
+    patches: PatchRequest | None = None,
+) -> str:
+    """The one-page HTML report of `model` on the board (see report_page).
+
+    One self-contained document: inline CSS and SVG, no script, nothing loaded from the network.
+    """
+    return render_page(report_page(model, board_id, board_file, quantize, measure=measure,
+                                   runs=runs, seed=seed, rate_hz=rate_hz, battery=battery,
+                                   patches=patches))
+
+
+def write_report(page: str, path: Path) -> None:
+    """Write the HTML report atomically (see outputs.write_file)."""
+    write_file(path, page.encode("utf-8"), "report")
+
+
+def _report_energy(analysis: Analysis, rate_hz: float, battery: Battery) -> EnergyReport:
+    """The duty-cycle budget at `rate_hz`, as `mcuflow energy` computes it."""
+    plan = analysis.plan
+    sram = weights_in_sram(plan.graph, analysis.board, analysis.report, plan.order,
+                           planned_steps(plan))
+    return energy_report(analysis.board, analysis.report, sram, rate_hz, battery)
+
+
+def _report_measure(
+    analysis: Analysis, model: Path | str, board_id: str, board_file: Path | None, runs: int,
+    seed: int, quantize: QuantizeOptions | None, patches: PatchRequest | None,
+) -> tuple[dict[str, Any], str | None]:
+    """The QEMU run for the board's core, profiled per layer; a note when its steps differ."""
+    target = board_target(analysis.board, None)
+    verified = verify_cortexm_model(model, target, board_id, board_file, runs, seed,
+                                    profile=True, quantize=quantize, patches=patches,
+                                    measure_patches=False)
+    result = verified.result
+    steps = [(layer.op, layer.name) for layer in result.layers]
+    if steps == [(layer.op, layer.name) for layer in analysis.report.layers]:
+        return dataclasses.asdict(result), None
+    return dataclasses.asdict(result), ("the QEMU build planned other steps than the analysis "
+                                        "(see the per-layer profile of `mcuflow verify --target "
+                                        f"{target} --profile`); only the totals are shown")
+
+
+def _arena_svg(plan: Plan) -> str:
+    """The memory plan's picture (memory.plot) as inline SVG."""
+    with tempfile.TemporaryDirectory(prefix="mcuflow-report-") as scratch:
+        path = plot_arena(plan, Path(scratch) / "arena.svg")
+        return svg_markup(path.read_text(encoding="utf-8"), "arena")
+
+
+def onnxruntime_check(model: ModelSource, runs: int, seed: int
+                      ) -> OnnxRuntimeAgreement | None:
+    """A QDQ ONNX or PT2E model's int8 outputs against ONNX Runtime's, in LSB; None for others.
+
+    `runs` random inputs the model's first QuantizeLinear represents exactly (see agreement).
+    """
+    if not _quantized_here(model):
+        return None
+    quantized = load_quantized(model)
+    data = torch_to_onnx(model) if is_torch_model(model) else model_path(model).read_bytes()
+    return onnxruntime_agreement(data, quantized, random_model_inputs(quantized, runs, seed))

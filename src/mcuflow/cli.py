@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import math
 import os
@@ -10,6 +11,8 @@ import sys
 import tempfile
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -17,10 +20,20 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mcuflow import api
 from mcuflow.advisor import Advice, FitMode, FitRequest, Fitted
+from mcuflow.agreement import OnnxRuntimeAgreement
+from mcuflow.analysis.energy import (
+    EnergyReport,
+    energy_report,
+    parse_battery,
+    plot_life,
+    weights_in_sram,
+)
+from mcuflow.analysis.html_report import render_page
 from mcuflow.analysis.plots import plot_format, plot_working_set
 from mcuflow.analysis.report import render_report
 from mcuflow.codegen.project import SOURCE_MODEL
@@ -31,9 +44,12 @@ from mcuflow.ir.constraints import constraints_for, supported_ops_markdown
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch
 from mcuflow.memory.plot import plot_arena
+from mcuflow.planning import planned_steps
+from mcuflow.quant.qdq import KeptReport
 from mcuflow.quant.report import QuantReport
 from mcuflow.toolchain.host import VerifyResult
 from mcuflow.toolchain.qemu import CortexMResult
+from mcuflow.validation import Scores, Validation
 
 app = typer.Typer(
     help="mcuflow: will your network fit a microcontroller, how to make it fit, exact C for it.",
@@ -43,6 +59,22 @@ app = typer.Typer(
 )
 console = Console()
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"mcuflow {importlib.metadata.version('mcuflow')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                           help="Print mcuflow's version and exit.")
+    ] = False,
+) -> None:
+    """mcuflow: will your network fit a microcontroller, how to make it fit, exact C for it."""
+
 BoardOption = Annotated[
     str, typer.Option("--board", "-b", help="Board id (see `mcuflow boards`).")
 ]
@@ -50,6 +82,18 @@ BoardFileOption = Annotated[
     Path | None, typer.Option("--board-file", help="A TOML board database to use instead.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+PeriodOption = Annotated[
+    float | None, typer.Option("--period", help="Seconds between inferences: the board wakes, "
+                               "runs the model once and sleeps again (report: default 60).")
+]
+EventsPerHourOption = Annotated[
+    float | None, typer.Option("--events-per-hour", help="Inferences per hour (instead of "
+                               "--period).")
+]
+BatteryOption = Annotated[
+    str, typer.Option("--battery", help="CR2032 (225 mAh, 3 V), 2xAA (2500 mAh, 3 V), "
+                      "LIPO-500 (500 mAh, 3.7 V) or MAH@V, e.g. 1000@3.7.")
+]
 ModelArgument = Annotated[
     Path, typer.Argument(help="An int8 .tflite model, or a float .tflite/.onnx with --calibration.")
 ]
@@ -415,15 +459,36 @@ def verify_command(
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
     fit: FitArg = "off",
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Your test set (.npz with `x` samples in the model's layout "
+                     "and optional labels `y`, or a folder of them): run the C over it instead of "
+                     "random inputs; with labels, accuracy, per-class precision and recall and the "
+                     "confusion matrix beside LiteRT's and the float model's; without, the SQNR "
+                     "against the float model."),
+    ] = None,
+    float_model: Annotated[
+        Path | None,
+        typer.Option("--float", help="With --data: the float .tflite or .onnx model the int8 "
+                     "one was made from, scored beside it (a model quantised with --calibration "
+                     "is its own)."),
+    ] = None,
 ) -> None:
     """Build the generated C (of MODEL, or a directory written by compile), compare to the bit.
 
     With a patch stage on a Cortex-M target, the unpatched plan runs on the same inputs too and
-    the patches' overhead is measured (QEMU's instructions), beside the predicted one.
+    the patches' overhead is measured (QEMU's instructions), beside the predicted one. With
+    --data, the C runs over your samples instead (host or QEMU): bit-exact against the reference
+    interpreter on each, and scored (JSON: `accuracy`, `per_class`, `confusion_matrix`,
+    `litert`, `float`, or `sqnr_db` and `max_abs_error` without labels).
     """
     quantize = _quantize_options(calibration, scheme)
     request = _patch_request(patches, sram_budget, max_overhead, input_mode)
     fit_request = FitRequest.parse(fit)
+    if data is not None or float_model is not None:
+        _verify_data(model, data, float_model, machine, board, board_file, target, quantize,
+                     request, fit_request, as_json)
+        return
     if model.is_dir():
         _verify_directory(model, target, fit_request, runs, seed, as_json)
         return
@@ -439,12 +504,27 @@ def verify_command(
         with console.status(f"building for {target} and running on QEMU"):
             verified = api.verify_cortexm_model(model, target, board, board_file, runs, seed,
                                                 profile, quantize, request, fit_request)
+    agreement = None
+    if quantize is None:
+        with console.status("comparing with ONNX Runtime"):
+            agreement = api.onnxruntime_check(model, runs, seed)
     if as_json:
-        _print_json(verified.to_json())
+        _print_json({**verified.to_json(), **(agreement.to_json() if agreement else {})})
     else:
         _print_verification(verified, fit_request)
+        if agreement is not None:
+            _print_agreement(agreement)
     if not verified.bit_exact:
         raise typer.Exit(1)
+
+
+def _print_agreement(agreement: OnnxRuntimeAgreement) -> None:
+    """The QDQ model's semantics gap: integer requantisation against its float definition."""
+    ours, theirs = agreement.mcuflow, agreement.onnxruntime_int8
+    console.print(f"against ONNX Runtime's float definition of the QDQ model ({agreement.samples} "
+                  f"runs): max {ours.max_lsb} LSB, {ours.within_1lsb:.1%} of outputs within 1 "
+                  f"LSB; ONNX Runtime's own int8 kernels: max {theirs.max_lsb} LSB, "
+                  f"{theirs.within_1lsb:.1%} within 1 LSB")
 
 
 def _verify_directory(directory: Path, target: str, fit: FitRequest, runs: int, seed: int,
@@ -476,6 +556,96 @@ def _print_verification(verified: api.Verification, fit: FitRequest) -> None:
         _print_verify(verified.result)
     if verified.overhead is not None:
         console.print(escape(verified.overhead.line()), highlight=False)
+
+
+def _verify_data(model: Path, data: Path | None, float_model: Path | None, machine: str | None,
+                 board: str | None, board_file: Path | None, target: str,
+                 quantize: api.QuantizeOptions | None, request: PatchRequest, fit: FitRequest,
+                 as_json: bool) -> None:
+    """verify --data: the C over the user's samples, scored; exit 1 unless bit-exact."""
+    if data is None:
+        raise McuflowError("--float applies with --data only", "pass --data TEST.npz too")
+    if machine is not None or model.is_dir():
+        raise McuflowError("--data runs a model file on the host or QEMU's MPS2 machines",
+                           "pass the model file with --target host or --target cortex-m*")
+    with _data_progress(as_json, target) as advance:
+        validation, fitted = api.validate_model(model, data, board, board_file, target,
+                                                quantize, float_model, request, fit, advance)
+    if as_json:
+        _print_json({**validation.to_json(), "fit": api.fit_json(fitted)})
+    else:
+        _print_fit(fitted, fit)
+        _print_validation(validation)
+    if not validation.bit_exact:
+        raise typer.Exit(1)
+
+
+MAX_PRINTED_CLASSES = 20
+"""Classes up to which verify --data prints per-class tables (all are in --json)."""
+
+
+@contextmanager
+def _data_progress(as_json: bool, target: str) -> Iterator[api.Progress]:
+    """A progress bar on stderr over the samples (none with --json or off a terminal)."""
+    errors = Console(stderr=True)
+    where = "the host" if target == "host" else f"{target} (QEMU)"
+    with Progress(TextColumn(f"verifying on {where}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=errors, transient=True,
+                  disable=as_json or not errors.is_terminal) as bar:
+        task = bar.add_task("samples", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _print_validation(result: Validation) -> None:
+    """Bit-exactness over the data, the scores of each column, the output error or a note."""
+    verdict = "[green]bit-exact" if result.bit_exact else "[red]MISMATCH"
+    where = "the host" if result.target == "host" else f"{result.target} ({result.machine})"
+    console.print(f"{verdict}[/] on {where}: {result.samples:,} samples, "
+                  f"{result.mismatching_samples} mismatching the reference interpreter")
+    columns = {"target": result.scores, "LiteRT": result.litert, "float": result.float32}
+    scored = {name: scores for name, scores in columns.items() if scores is not None}
+    if scored:
+        _print_scores(scored)
+    if result.error is not None:
+        sqnr = result.error.sqnr_db
+        shown = f"{sqnr:.1f} dB" if math.isfinite(sqnr) else "infinite (exact)"
+        console.print(f"int8 outputs against the float model: SQNR {shown}, max abs error "
+                      f"{result.error.max_abs_error:.4g}", highlight=False)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+
+
+def _print_scores(scored: dict[str, Scores]) -> None:
+    """Accuracy line, per-class precision/recall table and the target's confusion matrix."""
+    console.print("top-1 accuracy: " + ", ".join(f"{name} {s.accuracy:.2%}"
+                                                  for name, s in scored.items()), highlight=False)
+    first = next(iter(scored.values()))
+    if len(first.per_class) > MAX_PRINTED_CLASSES:
+        console.print(f"{len(first.per_class)} classes: per-class figures and confusion matrices "
+                      "with --json")
+        return
+    table = Table(title="Per class: precision / recall")
+    table.add_column("class", justify="right")
+    table.add_column("support", justify="right")
+    for name in scored:
+        table.add_column(name, justify="right")
+    for index, score in enumerate(first.per_class):
+        table.add_row(str(score.label), str(score.support), *(
+            f"{s.per_class[index].precision:.2f} / {s.per_class[index].recall:.2f}"
+            for s in scored.values()))
+    console.print(table)
+    target = first.confusion_matrix
+    for name, scores in scored.items():
+        if scores is not first and scores.confusion_matrix == target:
+            console.print(f"{name}'s confusion matrix equals the target's")
+            continue
+        matrix = Table(title=f"Confusion matrix, {name} (rows: true class, columns: predicted)")
+        matrix.add_column("")
+        for label in range(len(scores.confusion_matrix)):
+            matrix.add_column(str(label), justify="right")
+        for label, row in enumerate(scores.confusion_matrix):
+            matrix.add_row(str(label), *(str(n) for n in row))
+        console.print(matrix)
 
 
 def _print_cortexm(result: CortexMResult) -> None:
@@ -558,6 +728,100 @@ def _print_verify(result: VerifyResult) -> None:
                   f"weights {result.weight_bytes:,} B ({result.compiler})")
 
 
+@app.command("energy")
+def energy_command(
+    model: ModelArgument,
+    board: BoardOption = api.DEFAULT_BOARD,
+    period: PeriodOption = None,
+    events_per_hour: EventsPerHourOption = None,
+    battery: BatteryOption = "CR2032",
+    board_file: BoardFileOption = None,
+    as_json: JsonOption = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write battery life against inference rate "
+                                  "(log-log, crossovers marked): PNG, SVG... as the suffix says.")
+    ] = None,
+    calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
+) -> None:
+    """Energy per inference, sleep modes, average power and battery life, duty-cycled.
+
+    Compares where the model lives while the board sleeps: read in place from flash at each
+    wake (xip), copied flash -> SRAM at each wake (copy), kept in retained SRAM (retained), or
+    never sleeping (always-on), each in its best sleep mode, and the rates where the best
+    strategy changes.
+    """
+    _check_plot(plot)
+    rate = _energy_rate(period, events_per_hour)
+    cell = parse_battery(battery)
+    analysis = api.analyze_model(model, board, board_file, _quantize_options(calibration, scheme))
+    sram = weights_in_sram(analysis.plan.graph, analysis.board, analysis.report,
+                           analysis.plan.order, planned_steps(analysis.plan))
+    report = energy_report(analysis.board, analysis.report, sram, rate, cell)
+    if plot is not None:
+        plot_life(report, plot)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        _print_energy(report)
+
+
+def _energy_rate(period: float | None, events_per_hour: float | None) -> float:
+    """Inferences per second from exactly one of --period and --events-per-hour."""
+    hint = "give either --period SECONDS (e.g. 60) or --events-per-hour N (e.g. 60)"
+    if (period is None) == (events_per_hour is None):
+        raise McuflowError("give exactly one of --period and --events-per-hour", hint)
+    given = period if period is not None else events_per_hour
+    if given is None or not (math.isfinite(given) and given > 0):
+        name = "--period" if period is not None else "--events-per-hour"
+        raise McuflowError(f"{name} must be a positive number, got {given}", hint)
+    return 1.0 / given if period is not None else given / 3600.0
+
+
+def _print_energy(report: EnergyReport) -> None:
+    run, best = report.run, report.best
+    console.print(f"[bold]{escape(report.model)}[/] on {report.board.name}: one inference "
+                  f"{run.latency_s * 1e3:.3f} ms, {run.energy_uj:,.1f} uJ "
+                  f"({run.power_mw:.1f} mW while running), every {1 / report.rate_hz:.4g} s; "
+                  f"battery {report.battery.name} ({report.battery.energy_j:,.0f} J)")
+    modes = Table(title="Sleep modes")
+    for column in ("mode", "kind", "uA", "uW", "SRAM kept B", "wake-up ms"):
+        modes.add_column(column, justify="left" if column in ("mode", "kind") else "right")
+    for mode in report.board.sleep_modes:
+        modes.add_row(mode.name, mode.kind.value, f"{mode.current_ua:g}",
+                      f"{mode.current_ua * report.board.supply_voltage_v:.3g}",
+                      f"{mode.retained_sram_bytes:,}", f"{mode.wakeup_s * 1e3:.3g}")
+    console.print(modes)
+    _print_strategies(report)
+    if best is not None:
+        console.print(f"best: [bold]{best.name}[/] ({best.best.mode.name if best.best else ''}), "
+                      f"{best.average_power_mw:.4g} mW average, "
+                      f"{best.battery_life_days:,.1f} days on {report.battery.name}")
+    for cross in report.crossovers:
+        how = "equal power" if cross.equal_power else f"{cross.below.strategy} cannot keep up"
+        console.print(f"crossover: {cross.below.strategy} -> {cross.above.strategy} at "
+                      f"{cross.rate_hz * 3600:,.4g} inferences/hour (every "
+                      f"{1 / cross.rate_hz:.4g} s, {how})")
+
+
+def _print_strategies(report: EnergyReport) -> None:
+    table = Table(title="Where the model lives while sleeping")
+    for column in ("strategy", "sleep mode", "wake uJ", "copy uJ", "inference uJ", "sleep uW",
+                   "average mW", "life days"):
+        table.add_column(column, justify="left" if column in ("strategy", "sleep mode")
+                         else "right")
+    for strategy in report.strategies:
+        chosen = strategy.best
+        if chosen is None:
+            table.add_row(strategy.name, f"not possible: {strategy.reason}", *[""] * 6)
+            continue
+        table.add_row(strategy.name, chosen.mode.name, f"{chosen.wake_uj:,.1f}",
+                      f"{chosen.copy_uj:,.1f}", f"{chosen.run.energy_uj:,.1f}",
+                      f"{chosen.sleep_mw * 1e3:.3g}", f"{strategy.average_power_mw:.4g}",
+                      f"{strategy.battery_life_days:,.1f}")
+    console.print(table)
+
+
 @app.command("run")
 def run_command(
     model: ModelArgument,
@@ -591,11 +855,13 @@ def _load_npy(path: Path) -> np.ndarray:
 
 @app.command("quantize")
 def quantize_command(
-    model: Annotated[Path, typer.Argument(help="A float .tflite or .onnx model.")],
-    calibration: Annotated[
-        Path, typer.Option("--calibration", help="Float samples: .npy, .npz or a folder.")
-    ],
+    model: Annotated[Path, typer.Argument(help="A float .tflite or .onnx model, or a QDQ "
+                                                "ONNX model (its own parameters are kept).")],
     out_file: Annotated[Path, typer.Option("--output", "-o", help="The int8 .tflite to write.")],
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", help="Float samples: .npy, .npz or a "
+                                  "folder (a QDQ model needs none).")
+    ] = None,
     scheme: Annotated[
         str, typer.Option("--scheme", help="affine (TFLite int8), qformat (power-of-two) or "
                           "codebook (k-means + Huffman; the .tflite holds the decoded weights).")
@@ -637,16 +903,37 @@ def quantize_command(
                                     bias_correction=bias_correction, evaluation=samples)
         scored = None if labels is None else api.accuracy(result, samples, labels)
     api.write_model(result.tflite(), out_file)
+    quality = result.kept or result.report
     if as_json:
         measured = {} if scored is None else {"accuracy": dataclasses.asdict(scored)}
-        _print_json({"output": str(out_file), **result.report.to_json(), **measured})
+        _print_json({"output": str(out_file), **quality.to_json(), **measured})
         return
-    console.print(f"wrote {out_file} ({scheme})")
-    if report:
+    kind = "the model's own parameters" if result.kept else scheme
+    console.print(f"wrote {out_file} ({kind})")
+    if result.kept is not None:
+        _print_kept_report(result.kept, report)
+    elif report:
         _print_quant_report(result.report)
     if scored is not None:
         console.print(f"top-1 accuracy on {scored.samples} labelled samples: int8 "
                       f"{scored.int8:.1%}, float {scored.float32:.1%}")
+
+
+def _print_kept_report(kept: KeptReport, every: bool) -> None:
+    """The parameters kept from a QDQ model; all of them with --report, else the flagged."""
+    shown = kept.tensors if every else kept.flagged
+    console.print(f"{len(kept.tensors) - len(kept.flagged)} of {len(kept.tensors)} int8 tensors "
+                  "keep the model's parameters (or share a neighbour's)")
+    if not shown:
+        return
+    table = Table(title="Quantisation parameters" if every else "Not the model's own")
+    for column in ("tensor", "role", "scale", "zero point", "channels", "origin", "model scale"):
+        table.add_column(column)
+    for t in shown:
+        table.add_row(_ascii(t.tensor), t.role, f"{t.scale:.6g}", str(t.zero_point),
+                      str(t.channels), t.origin.value,
+                      "" if t.model_scale is None else f"{t.model_scale:.6g}")
+    console.print(table)
 
 
 def _print_quant_report(report: QuantReport) -> None:
@@ -666,6 +953,80 @@ def _print_quant_report(report: QuantReport) -> None:
     console.print(f"weights: {report.stored_weight_bytes:,} B stored, "
                   f"{report.unpacked_weight_bytes:,} B unpacked, "
                   f"{report.float_weight_bytes:,} B as float32")
+
+
+@app.command("report")
+def report_command(
+    model: ModelArgument,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write "
+                                         "(replaced atomically when it exists).")],
+    board: BoardOption = api.DEFAULT_BOARD,
+    board_file: BoardFileOption = None,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="Also build the firmware for the board's core, "
+                           "run it on QEMU (bit-exact check) and put every layer's measured "
+                           "instructions beside the estimates. Needs arm-none-eabi-gcc and "
+                           "qemu-system-arm; takes longer.")
+    ] = False,
+    runs: Annotated[int, typer.Option("--runs", help="Random inputs compared to the bit "
+                                      "(host, and QEMU with --measure).")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random inputs.")] = 0,
+    period: PeriodOption = None,
+    events_per_hour: EventsPerHourOption = None,
+    battery: BatteryOption = "CR2032",
+    calibration: CalibrationOption = None,
+    scheme: SchemeOption = "affine",
+    patches: PatchesOption = "auto",
+    sram_budget: SramBudgetOption = None,
+    max_overhead: MaxOverheadOption = None,
+    input_mode: InputOption = "arena",
+    as_json: JsonOption = False,
+) -> None:
+    """Write one self-contained HTML page about the model on the board.
+
+    Fit verdict and the fit advisor's options; per-layer table (--measure:
+    QEMU's instructions of every layer beside the estimates); working-set
+    and arena plots; quantisation parameters (with --calibration the SQNR
+    per layer, for a QDQ ONNX model the parameters kept); exactness (the C
+    against the reference interpreter and LiteRT, to the bit); energy and
+    battery life at one inference a minute (--period, --events-per-hour).
+
+    Figures are inline SVG: the file loads nothing from the network and
+    runs no script. Exit code 1 when the C is not bit-exact.
+    """
+    _check_report_output(output)
+    rate = (api.DEFAULT_REPORT_RATE_HZ if period is None and events_per_hour is None
+            else _energy_rate(period, events_per_hour))
+    cell = parse_battery(battery)
+    request = _patch_request(patches, sram_budget, max_overhead, input_mode)
+    where = "the host and QEMU" if measure else "the host"
+    with console.status(f"analysing, verifying on {where}, drawing the report"):
+        page = api.report_page(model, board, board_file, _quantize_options(calibration, scheme),
+                               measure=measure, runs=runs, seed=seed, rate_hz=rate,
+                               battery=cell, patches=request)
+        api.write_report(render_page(page), output)
+    bit_exact = all(result["bit_exact"] for result in (page.host, page.measured) if result)
+    if as_json:
+        _print_json({"output": str(output), "fits": page.fits, "bit_exact": bit_exact,
+                     "host_verified": page.host is not None, "measured": page.measured is not None})
+    else:
+        verdict = "fits" if page.fits else "does not fit"
+        checked = ("not verified: " + page.host_error if page.host is None and page.host_error
+                   else "bit-exact" if bit_exact else "NOT bit-exact")
+        console.print(f"wrote {escape(str(output))}: {escape(page.model)} {verdict} "
+                      f"{page.report.board}; {escape(checked)}", highlight=False)
+    if not bit_exact:
+        raise typer.Exit(1)
+
+
+def _check_report_output(path: Path) -> None:
+    """Refuse an output that cannot be written before any work is done."""
+    if path.is_dir():
+        raise McuflowError(f"cannot write report '{path}': it is a directory",
+                           "name a file inside it, e.g. report.html")
+    if not path.parent.is_dir():
+        raise McuflowError(f"cannot write report '{path}': no directory '{path.parent}'",
+                           "check that the parent directory exists and is writable")
 
 
 @app.command("boards")

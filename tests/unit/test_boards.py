@@ -215,3 +215,18 @@ def test_typo_hint(tmp_path: Path) -> None:
 def test_missing_board_file(tmp_path: Path) -> None:
     with pytest.raises(BoardError, match="cannot read board file"):
         get_board("my-board", tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("board_id", ["nucleo-l4r5zi", "nrf52840"])
+def test_flash_read_energy_is_incremental_to_a_run_current_from_flash(board_id: str) -> None:
+    """A flash tier's read energy is incremental to a run current stated for code in flash.
+
+    The active current of these boards is a datasheet figure for code running from flash, so the
+    flash tier's energy per byte is what reading adds on top: at its full read bandwidth it must
+    draw less than the whole chip's active power.
+    """
+    board = get_board(board_id)
+    flash = board.tier(TierKind.ONCHIP_FLASH)
+    assert "flash" in board.power_source
+    flash_mw = flash.read_energy_nj_per_byte * flash.read_bandwidth * 1e-6
+    assert flash_mw < board.active_power_mw

@@ -9,12 +9,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "mcuflow"
 LAYERS = ["errors", "outputs", "ir", "frontends", "examples", "passes", "quant", "ref", "hw",
-          "analysis", "memory", "codegen", "toolchain", "bias_correction", "ptq", "planning",
-          "measure", "advisor", "api", "cli", "nas", "__main__"]
+          "analysis", "memory", "codegen", "toolchain", "bias_correction", "ptq", "agreement",
+          "planning",
+          "measure", "advisor", "validation", "api", "cli", "nas", "__main__"]
 """DESIGN.md's order, with the top-level modules placed: `examples` builds fixtures with the
 frontends, `ptq` and `bias_correction` wire quant and ref together below `api`; `planning`
 (a graph planned and analysed for a board), `measure` (a patch stage's overhead on QEMU) and
-`advisor` (the fit advisor) wire memory, codegen and toolchain together below `api`."""
+`advisor` (the fit advisor) wire memory, codegen and toolchain together below `api`;
+`validation` (verify over the user's data) runs the toolchain, the reference and LiteRT."""
 
 
 def _imports(path: Path) -> set[str]:

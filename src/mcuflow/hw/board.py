@@ -102,6 +102,37 @@ class MemoryTier:
         return {**asdict(self), "kind": self.kind.value}
 
 
+class SleepKind(StrEnum):
+    """How deep a low-power mode is: what keeps running and what a wake-up costs."""
+
+    IDLE = "idle"
+    """CPU halted (WFI), clocks and memories on: what an always-on device idles in."""
+    RETENTION = "retention"
+    """Clocks stopped, SRAM (all, or the bytes given) kept; execution resumes where it was."""
+    OFF = "off"
+    """Core powered down; waking is a reset, so the code restarts (some SRAM may be kept)."""
+
+
+@dataclass(frozen=True)
+class SleepMode:
+    """A low-power mode: its supply current, the SRAM it keeps and the time to wake from it.
+
+    `wakeup_s` runs from the wake-up event to the application running at full clock again
+    (regulator and clock restart, and for OFF modes the reset and start-up code).
+    """
+
+    name: str
+    kind: SleepKind
+    current_ua: float
+    retained_sram_bytes: int
+    wakeup_s: float
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The mode as plain JSON types."""
+        return {**asdict(self), "kind": self.kind.value}
+
+
 @dataclass(frozen=True)
 class CoreModel:
     """Cost-model coefficients of a core (calibrated against QEMU instruction counts).
@@ -145,6 +176,12 @@ class Board:
     power_source: str
     regions: tuple[MemoryRegion, ...] = ()
     console: Console | None = None
+    sleep_modes: tuple[SleepMode, ...] = ()
+
+    @property
+    def idle_mode(self) -> SleepMode:
+        """The mode an always-on device idles in between inferences."""
+        return next(mode for mode in self.sleep_modes if mode.kind is SleepKind.IDLE)
 
     def has_tier(self, kind: TierKind) -> bool:
         """True when the board has a memory of this kind."""
@@ -182,6 +219,7 @@ class Board:
             core=self.core.value, fpu=self.fpu.value, aliases=list(self.aliases),
             tiers=[tier.to_json() for tier in self.tiers],
             core_model={**asdict(self.core_model), "core": self.core.value},
+            sleep_modes=[mode.to_json() for mode in self.sleep_modes],
         )
         return data
 
@@ -219,7 +257,12 @@ _BOARD_FIELDS: dict[str, _Field] = {
     "aliases": _Field(list, required=False), "tiers": _Field(list),
     "source": _Field(str), "sram_source": _Field(str), "wait_states_source": _Field(str),
     "power_source": _Field(str), "regions": _Field(list, required=False),
-    "console": _Field(dict, required=False),
+    "console": _Field(dict, required=False), "sleep_modes": _Field(list, required=False),
+}
+
+_SLEEP_FIELDS: dict[str, _Field] = {
+    "name": _Field(str), "kind": _Field(str), "current_ua": _Field(NUMBER, positive=True),
+    "retained_sram": _Field((str, int)), "wakeup_s": _Field(NUMBER), "source": _Field(str),
 }
 
 _REGION_FIELDS: dict[str, _Field] = {
@@ -257,6 +300,8 @@ _BOARD_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 def _type_name(types: type | tuple[type, ...]) -> str:
     if types == NUMBER:
         return "a number"
+    if types == (str, int):
+        return 'an integer (bytes), "all" or "none"'
     return {int: "an integer", bool: "true or false", str: "a string", list: "a list",
             dict: "a table"}[types]
 
@@ -424,18 +469,69 @@ def _parse_board(board_id: str, table: Any, cores: dict[Core, CoreModel], where:
         raise BoardError(f"{where}: 'aliases' must be a list of strings", hint=SCHEMA_HINT)
     volts = float(table["supply_voltage_v"])
     regions = _parse_regions(table, where)
+    active_mw = _active_power_mw(table, table["clock_hz"], where)
     return Board(
         id=board_id, name=table["name"], mcu=table["mcu"], core=core, fpu=fpu,
         dsp=table["dsp"], clock_hz=table["clock_hz"], sram_bytes=table["sram_bytes"],
         sram_total_bytes=table["sram_total_bytes"], flash_bytes=table["flash_bytes"],
         flash_wait_states=table["flash_wait_states"], tiers=tiers, supply_voltage_v=volts,
-        active_power_mw=_active_power_mw(table, table["clock_hz"], where),
+        active_power_mw=active_mw,
         sleep_power_mw=float(table["sleep_current_ua"]) / 1000.0 * volts,
         sleep_mode=table["sleep_mode"], core_model=cores[core], aliases=tuple(aliases),
         source=table["source"], sram_source=table["sram_source"],
         wait_states_source=table["wait_states_source"], power_source=table["power_source"],
         regions=regions, console=_parse_console(table.get("console"), where),
+        sleep_modes=_parse_sleep_modes(table, active_mw / volts * 1000.0, where),
     )
+
+
+IDLE_FRACTION = 0.3
+"""Sleep (WFI) current over run current where a board lists no modes: Cortex-M Sleep-mode
+tables (flash on, peripherals off) give about a quarter to a third."""
+DEFAULT_WAKEUP_S = 1e-3
+"""Wake-up from the deepest mode where a board lists no modes: a reset and start-up code."""
+
+
+def _parse_sleep_modes(table: dict[str, Any], active_ua: float,
+                       where: str) -> tuple[SleepMode, ...]:
+    """The board's [[sleep_modes]], else an idle mode and `sleep_mode` derived as estimates."""
+    if "sleep_modes" not in table:
+        return _default_modes(table, active_ua)
+    modes = tuple(_parse_sleep_mode(i, entry, table["sram_total_bytes"], where)
+                  for i, entry in enumerate(table["sleep_modes"]))
+    kinds = [mode.kind for mode in modes]
+    if kinds.count(SleepKind.IDLE) != 1 or len(kinds) < 2:
+        raise BoardError(f"{where}: 'sleep_modes' needs exactly one mode of kind 'idle' and at "
+                         "least one 'retention' or 'off' mode", hint=SCHEMA_HINT)
+    return modes
+
+
+def _parse_sleep_mode(index: int, entry: Any, sram_total: int, where: str) -> SleepMode:
+    where = f"{where}, sleep mode {index}"
+    _check_table(entry, _SLEEP_FIELDS, where)
+    kind = _enum(SleepKind, entry["kind"], "sleep mode kind", where)
+    kept = entry["retained_sram"]
+    if isinstance(kept, str):
+        if kept not in ("all", "none"):
+            raise BoardError(f"{where}: 'retained_sram' must be bytes, \"all\" or \"none\", "
+                             f"got {_shown(kept)}", hint=SCHEMA_HINT)
+        kept = sram_total if kept == "all" else 0
+    if kept > sram_total:
+        raise BoardError(f"{where}: retained_sram ({kept}) exceeds sram_total_bytes "
+                         f"({sram_total})", hint=SCHEMA_HINT)
+    return SleepMode(entry["name"], kind, float(entry["current_ua"]), kept,
+                     float(entry["wakeup_s"]), entry["source"])
+
+
+def _default_modes(table: dict[str, Any], active_ua: float) -> tuple[SleepMode, ...]:
+    idle = SleepMode(
+        "sleep (WFI)", SleepKind.IDLE, active_ua * IDLE_FRACTION, table["sram_total_bytes"],
+        0.0, f"estimate: {IDLE_FRACTION:.0%} of the run current (no sleep_modes given)")
+    deepest = SleepMode(
+        table["sleep_mode"], SleepKind.OFF, float(table["sleep_current_ua"]), 0,
+        DEFAULT_WAKEUP_S, f"{table['power_source']}; estimate: SRAM taken as lost, "
+        f"{DEFAULT_WAKEUP_S * 1e3:g} ms wake-up (reset and start-up), no sleep_modes given")
+    return idle, deepest
 
 
 def _parse_regions(table: dict[str, Any], where: str) -> tuple[MemoryRegion, ...]:

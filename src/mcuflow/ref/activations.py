@@ -132,7 +132,14 @@ class LookupTable:
 
 @functools.cache
 def _c_float_function(name: str) -> Callable[[float], float] | None:
-    """The C library's float function `name` (expf, tanhf): what LiteRT's kernels call."""
+    """The C library's float function `name` (expf, tanhf): what LiteRT's kernels call.
+
+    LiteRT's LUTPopulate calls std::exp / std::tanh on a float, i.e. the C library's expf and
+    tanhf, which are not correctly rounded: over every float32 input, exp or tanh computed in
+    float64 and rounded (numpy) changes the int8 entry of 1 LOGISTIC and 104 TANH inputs that
+    LiteRT computes as expf and tanhf do (tests/unit/test_ref_part_b.py LUT_QUANT holds some).
+    So the tables come from the same functions; they are constants in the generated C.
+    """
     library = ctypes.util.find_library("m")
     try:
         function = getattr(ctypes.CDLL(library), name)

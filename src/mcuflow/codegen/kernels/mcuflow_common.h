@@ -116,29 +116,8 @@ typedef struct {
     int32_t stride2[MCUFLOW_MAX_RANK];
 } mcuflow_broadcast_t;
 
-/* Rows of a broadcast iteration: the product of every dim but the innermost. */
-static inline int32_t mcuflow_broadcast_rows(const mcuflow_broadcast_t *b)
-{
-    int32_t rows = 1;
-    for (int32_t d = 0; d < b->rank - 1; ++d) {
-        rows *= b->dims[d];
-    }
-    return rows;
-}
-
-/* The offsets in both inputs of the row at `index` (one index per dim but the innermost). */
-static inline void mcuflow_broadcast_offsets(const mcuflow_broadcast_t *b, const int32_t *index,
-                                             size_t *o1, size_t *o2)
-{
-    *o1 = 0;
-    *o2 = 0;
-    for (int32_t d = 0; d < b->rank - 1; ++d) {
-        *o1 += (size_t)index[d] * (size_t)b->stride1[d];
-        *o2 += (size_t)index[d] * (size_t)b->stride2[d];
-    }
-}
-
-/* Advances `index` to the next row, the last dim but the innermost fastest. */
+/* Advances `index` (one index per dim but the innermost) to the next row of `b`, the last dim
+ * but the innermost fastest. */
 static inline void mcuflow_broadcast_next(const mcuflow_broadcast_t *b, int32_t *index)
 {
     for (int32_t d = b->rank - 2; d >= 0; --d) {
@@ -146,6 +125,37 @@ static inline void mcuflow_broadcast_next(const mcuflow_broadcast_t *b, int32_t 
             return;
         }
         index[d] = 0;
+    }
+}
+
+/* One innermost row of a broadcast kernel: `n` outputs from `x` and `y`, each stepping by 0
+ * (broadcast) or 1. `params` is the kernel's own parameters. The output may alias an input that
+ * steps by 1: the row must read each element before it writes it. */
+typedef void (*mcuflow_broadcast_row_fn)(const void *params, const int8_t *x, int32_t step_x,
+                                         const int8_t *y, int32_t step_y, int8_t *out, int32_t n);
+
+/* The broadcast walker of every two-input element-wise kernel: calls `row` on each innermost row
+ * of `b` in order, the output written densely row after row. Each kernel calls it once with a
+ * constant `row`, so the compiler inlines both. */
+static inline void mcuflow_broadcast_s8(const mcuflow_broadcast_t *b, mcuflow_broadcast_row_fn row,
+                                        const void *params, const int8_t *input1,
+                                        const int8_t *input2, int8_t *output)
+{
+    const int32_t last = b->rank - 1;
+    const int32_t n = b->dims[last];
+    int32_t rows = 1;
+    for (int32_t d = 0; d < last; ++d) {
+        rows *= b->dims[d];
+    }
+    int32_t index[MCUFLOW_MAX_RANK] = {0};
+    for (int32_t r = 0; r < rows; ++r, mcuflow_broadcast_next(b, index)) {
+        size_t o1 = 0, o2 = 0;
+        for (int32_t d = 0; d < last; ++d) {
+            o1 += (size_t)index[d] * (size_t)b->stride1[d];
+            o2 += (size_t)index[d] * (size_t)b->stride2[d];
+        }
+        row(params, input1 + o1, b->stride1[last], input2 + o2, b->stride2[last],
+            output + (size_t)r * (size_t)n, n);
     }
 }
 

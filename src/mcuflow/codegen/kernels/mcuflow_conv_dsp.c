@@ -58,56 +58,66 @@ MCUFLOW_INLINE void mcuflow_dsp_group2(const mcuflow_word_t **w, const mcuflow_w
     acc[3] = mcuflow_smlad(y1, w1, acc[3]);
 }
 
+/* Defines NAME(w, x, fours, acc): `fours` (> 0) times four groups, GROUP(w, x, acc) each, the
+ * loop scaffolding shared by CONV_2D's pixel pairs (fours2) and FULLY_CONNECTED's channel quads
+ * (fours4). With MCUFLOW_DSP_ASM the loop is one assembly block of four GROUP_ASM (the asm twin
+ * of GROUP; accumulators acc[0..3] in operands s0..s3, pointers in w and x); a macro since an
+ * asm template must be a string literal. Elsewhere GROUP itself, four times a round. */
+#if MCUFLOW_DSP_ASM
+#define MCUFLOW_DSP_FOURS(NAME, GROUP_ASM, GROUP)                                               \
+    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t fours, \
+                             int32_t *acc)                                                      \
+    {                                                                                           \
+        const mcuflow_word_t *wp = *w, *xp = *x;                                                \
+        int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];                             \
+        __asm__ volatile("1:\n\t" GROUP_ASM GROUP_ASM GROUP_ASM GROUP_ASM                       \
+                         "subs %[n], %[n], #1\n\t"                                              \
+                         "bne 1b\n\t"                                                           \
+                         : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),          \
+                           [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(fours)                          \
+                         :                                                                      \
+                         : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");              \
+        acc[0] = s0;                                                                            \
+        acc[1] = s1;                                                                            \
+        acc[2] = s2;                                                                            \
+        acc[3] = s3;                                                                            \
+        *w = wp;                                                                                \
+        *x = xp;                                                                                \
+    }
+#else
+#define MCUFLOW_DSP_FOURS(NAME, GROUP_ASM, GROUP)                                               \
+    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t fours, \
+                             int32_t *acc)                                                      \
+    {                                                                                           \
+        for (; fours > 0; --fours) {                                                            \
+            GROUP(w, x, acc);                                                                   \
+            GROUP(w, x, acc);                                                                   \
+            GROUP(w, x, acc);                                                                   \
+            GROUP(w, x, acc);                                                                   \
+        }                                                                                       \
+    }
+#endif
+
 #if MCUFLOW_DSP_ASM
 /* One group of mcuflow_dsp_group2 in assembly: LDM of the four column words (r8-r11), LDRD
  * of the pair's two weight words (r12, lr). */
 #define MCUFLOW_DSP_GROUP2_ASM                                                                  \
     "ldmia %[x]!, {r8, r9, r10, r11}\n\t"                                                       \
     "ldrd r12, lr, [%[w]], #8\n\t"                                                             \
-    "smlad %[c0], r8, r12, %[c0]\n\t"                                                          \
-    "smlad %[c1], r9, r12, %[c1]\n\t"                                                          \
+    "smlad %[s2], r8, r12, %[s2]\n\t"                                                           \
+    "smlad %[s3], r9, r12, %[s3]\n\t"                                                           \
     "sxtb16 r12, r12\n\t"                                                                      \
-    "smlad %[a0], r8, r12, %[a0]\n\t"                                                          \
-    "smlad %[a1], r9, r12, %[a1]\n\t"                                                          \
-    "smlad %[c0], r10, lr, %[c0]\n\t"                                                          \
-    "smlad %[c1], r11, lr, %[c1]\n\t"                                                          \
+    "smlad %[s0], r8, r12, %[s0]\n\t"                                                           \
+    "smlad %[s1], r9, r12, %[s1]\n\t"                                                           \
+    "smlad %[s2], r10, lr, %[s2]\n\t"                                                           \
+    "smlad %[s3], r11, lr, %[s3]\n\t"                                                           \
     "sxtb16 lr, lr\n\t"                                                                        \
-    "smlad %[a0], r10, lr, %[a0]\n\t"                                                          \
-    "smlad %[a1], r11, lr, %[a1]\n\t"
+    "smlad %[s0], r10, lr, %[s0]\n\t"                                                           \
+    "smlad %[s1], r11, lr, %[s1]\n\t"
+#endif
 
 /* `fours` times four groups of a pair over both pixels (`fours` > 0). */
-MCUFLOW_INLINE void mcuflow_dsp_fours2(const mcuflow_word_t **w, const mcuflow_word_t **x,
-                                       int32_t fours, int32_t *acc)
-{
-    const mcuflow_word_t *wp = *w, *xp = *x;
-    int32_t a0 = acc[0], a1 = acc[1], c0 = acc[2], c1 = acc[3];
-    __asm__ volatile("1:\n\t" MCUFLOW_DSP_GROUP2_ASM MCUFLOW_DSP_GROUP2_ASM
-                     MCUFLOW_DSP_GROUP2_ASM MCUFLOW_DSP_GROUP2_ASM
-                     "subs %[n], %[n], #1\n\t"
-                     "bne 1b\n\t"
-                     : [a0] "+r"(a0), [a1] "+r"(a1), [c0] "+r"(c0), [c1] "+r"(c1),
-                       [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(fours)
-                     :
-                     : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = c0;
-    acc[3] = c1;
-    *w = wp;
-    *x = xp;
-}
-#else
-MCUFLOW_INLINE void mcuflow_dsp_fours2(const mcuflow_word_t **w, const mcuflow_word_t **x,
-                                       int32_t fours, int32_t *acc)
-{
-    for (; fours > 0; --fours) {
-        mcuflow_dsp_group2(w, x, acc);
-        mcuflow_dsp_group2(w, x, acc);
-        mcuflow_dsp_group2(w, x, acc);
-        mcuflow_dsp_group2(w, x, acc);
-    }
-}
-#endif
+MCUFLOW_DSP_FOURS(mcuflow_dsp_fours2, MCUFLOW_DSP_GROUP2_ASM, mcuflow_dsp_group2)
 
 /* `n` groups of a pair over both pixels. */
 MCUFLOW_INLINE void mcuflow_dsp_groups2(const mcuflow_word_t **w, const mcuflow_word_t **x,
@@ -129,11 +139,11 @@ MCUFLOW_INLINE void mcuflow_dsp_groups2(const mcuflow_word_t **w, const mcuflow_
 #define MCUFLOW_DSP_OUT_ASM(acc, out, D)                                                        \
     "ldrd %[lo], %[hi], [%[rq], #8]\n\t"                                                        \
     "smlal %[lo], %[hi], %[" acc "], %[m]\n\t" D                                                \
-    "asr %[hi], %[hi], %[sh]\n\t"                                                                \
-    "ssat %[hi], #8, %[hi]\n\t"                                                                  \
+    "asr %[hi], %[hi], %[sh]\n\t"                                                               \
+    "ssat %[hi], #8, %[hi]\n\t"                                                                 \
     "strb %[hi], [%[" out "]]\n\t"
 #define MCUFLOW_DSP_NEGATIVE_ASM(acc)                                                           \
-    "lsr %[n], %[" acc "], #31\n\t"                                                              \
+    "lsr %[n], %[" acc "], #31\n\t"                                                             \
     "smlal %[lo], %[hi], %[n], %[neg]\n\t"
 
 MCUFLOW_INLINE void mcuflow_dsp_store2(int32_t acc0, int32_t acc1, const int32_t *rq,
@@ -251,7 +261,7 @@ typedef struct {
     "ldr r6, [sp, #12]\n\t"                                                                    \
     "ldr r7, [sp, #16]\n\t"                                                                    \
     "ldr pc, [sp, #20]\n\t"                                                                    \
-    "2:\n\t" MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM             \
+    "2:\n\t" MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM            \
         MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                 \
             MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                                     \
     "subs r7, r7, #1\n\t"                                                                      \
@@ -1302,52 +1312,22 @@ static inline void mcuflow_dsp_group4(const mcuflow_word_t **w, const mcuflow_wo
 #define MCUFLOW_DSP_GROUP4_ASM                                                                  \
     "ldrd r12, lr, [%[x]], #8\n\t"                                                             \
     "ldmia %[w]!, {r8, r9, r10, r11}\n\t"                                                       \
-    "smlad %[c], r12, r8, %[c]\n\t"                                                            \
+    "smlad %[s1], r12, r8, %[s1]\n\t"                                                           \
     "sxtb16 r8, r8\n\t"                                                                        \
-    "smlad %[a], r12, r8, %[a]\n\t"                                                            \
-    "smlad %[c], lr, r9, %[c]\n\t"                                                             \
+    "smlad %[s0], r12, r8, %[s0]\n\t"                                                           \
+    "smlad %[s1], lr, r9, %[s1]\n\t"                                                            \
     "sxtb16 r9, r9\n\t"                                                                        \
-    "smlad %[a], lr, r9, %[a]\n\t"                                                             \
-    "smlad %[c2], r12, r10, %[c2]\n\t"                                                         \
+    "smlad %[s0], lr, r9, %[s0]\n\t"                                                            \
+    "smlad %[s3], r12, r10, %[s3]\n\t"                                                          \
     "sxtb16 r10, r10\n\t"                                                                      \
-    "smlad %[a2], r12, r10, %[a2]\n\t"                                                         \
-    "smlad %[c2], lr, r11, %[c2]\n\t"                                                          \
+    "smlad %[s2], r12, r10, %[s2]\n\t"                                                          \
+    "smlad %[s3], lr, r11, %[s3]\n\t"                                                           \
     "sxtb16 r11, r11\n\t"                                                                      \
-    "smlad %[a2], lr, r11, %[a2]\n\t"
+    "smlad %[s2], lr, r11, %[s2]\n\t"
+#endif
 
 /* `fours` times four groups of two channel pairs over one row (`fours` > 0). */
-MCUFLOW_INLINE void mcuflow_dsp_fours4(const mcuflow_word_t **w, const mcuflow_word_t **x,
-                                       int32_t fours, int32_t *acc)
-{
-    const mcuflow_word_t *wp = *w, *xp = *x;
-    int32_t a = acc[0], c = acc[1], a2 = acc[2], c2 = acc[3];
-    __asm__ volatile("1:\n\t" MCUFLOW_DSP_GROUP4_ASM MCUFLOW_DSP_GROUP4_ASM
-                     MCUFLOW_DSP_GROUP4_ASM MCUFLOW_DSP_GROUP4_ASM
-                     "subs %[n], %[n], #1\n\t"
-                     "bne 1b\n\t"
-                     : [a] "+r"(a), [c] "+r"(c), [a2] "+r"(a2), [c2] "+r"(c2),
-                       [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(fours)
-                     :
-                     : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");
-    acc[0] = a;
-    acc[1] = c;
-    acc[2] = a2;
-    acc[3] = c2;
-    *w = wp;
-    *x = xp;
-}
-#else
-MCUFLOW_INLINE void mcuflow_dsp_fours4(const mcuflow_word_t **w, const mcuflow_word_t **x,
-                                       int32_t fours, int32_t *acc)
-{
-    for (; fours > 0; --fours) {
-        mcuflow_dsp_group4(w, x, acc);
-        mcuflow_dsp_group4(w, x, acc);
-        mcuflow_dsp_group4(w, x, acc);
-        mcuflow_dsp_group4(w, x, acc);
-    }
-}
-#endif
+MCUFLOW_DSP_FOURS(mcuflow_dsp_fours4, MCUFLOW_DSP_GROUP4_ASM, mcuflow_dsp_group4)
 
 /* Two channel pairs (a, b), (a', b') over one gathered row, B extracted every `chunk` groups;
  * `acc` holds the biases of a, b, a', b' and gets their sums. */
@@ -1520,7 +1500,7 @@ typedef struct {
     "ldr r6, [sp, #8]\n\t"                                                                     \
     "ldr r7, [sp, #12]\n\t"                                                                    \
     "ldr pc, [sp, #16]\n\t"                                                                    \
-    "2:\n\t" MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM          \
+    "2:\n\t" MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM         \
         MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM              \
             MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM                                   \
     "subs r7, r7, #1\n\t"                                                                      \

@@ -38,11 +38,11 @@ static inline int8_t mcuflow_mul_one(const mcuflow_binary_t *p, int32_t a, int32
     return (int8_t)mcuflow_clamp(raw + p->output_offset, p->act_min, p->act_max);
 }
 
-/* One innermost row; each input steps by 0 (broadcast) or 1. The output may alias an input
- * that steps by 1: every element is read before it is written. */
-static void mcuflow_binary_row(const mcuflow_binary_t *p, const int8_t *a, int32_t step_a,
+/* One innermost row (an mcuflow_broadcast_row_fn over mcuflow_binary_t). */
+static void mcuflow_binary_row(const void *params, const int8_t *a, int32_t step_a,
                                const int8_t *b, int32_t step_b, int8_t *out, int32_t n)
 {
+    const mcuflow_binary_t *p = (const mcuflow_binary_t *)params;
     size_t ia = 0, ib = 0;
     if (p->op == MCUFLOW_MUL) {
         for (int32_t i = 0; i < n; ++i, ia += (size_t)step_a, ib += (size_t)step_b) {
@@ -59,14 +59,5 @@ static void mcuflow_binary_row(const mcuflow_binary_t *p, const int8_t *a, int32
 void mcuflow_binary_s8(const mcuflow_binary_t *p, const mcuflow_broadcast_t *b,
                        const int8_t *input1, const int8_t *input2, int8_t *output)
 {
-    const int32_t last = b->rank - 1;
-    const int32_t n = b->dims[last];
-    const int32_t rows = mcuflow_broadcast_rows(b);
-    int32_t index[MCUFLOW_MAX_RANK] = {0};
-    for (int32_t r = 0; r < rows; ++r, mcuflow_broadcast_next(b, index)) {
-        size_t o1, o2;
-        mcuflow_broadcast_offsets(b, index, &o1, &o2);
-        mcuflow_binary_row(p, input1 + o1, b->stride1[last], input2 + o2, b->stride2[last],
-                           output + (size_t)r * (size_t)n, n);
-    }
+    mcuflow_broadcast_s8(b, mcuflow_binary_row, p, input1, input2, output);
 }
