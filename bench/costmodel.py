@@ -49,7 +49,14 @@ from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import NoAttrs, OpKind, SliceAttrs
+from mcuflow.ir.ops import (
+    ArgAttrs,
+    MeanAttrs,
+    NoAttrs,
+    OpKind,
+    ResizeNearestNeighborAttrs,
+    SliceAttrs,
+)
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.plan import InPlace
@@ -291,13 +298,47 @@ def _slice(b: GraphBuilder, rng: np.random.Generator) -> str:
     return b.op(OpKind.SLICE, [x], SliceAttrs(tuple(begin), tuple(size)), b.quant(x))
 
 
+def _reduce(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """REDUCE_MAX / REDUCE_MIN: global max pooling over H, W or time, channels, or all axes."""
+    h, w = _spatial(rng, 1, 40)
+    x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 8, 16, 24, 40, 64, 128]))))
+    axes = _pick(rng, [(1, 2), (1, 2), (1,), (2,), (3,), (1, 2, 3)])
+    kind = _pick(rng, [OpKind.REDUCE_MAX, OpKind.REDUCE_MAX, OpKind.REDUCE_MIN])
+    return b.op(kind, [x], MeanAttrs(axes, bool(rng.integers(2))), b.quant(x))
+
+
+def _arg(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """ARG_MAX / ARG_MIN: mostly over a classifier's logits, some over channels or rows."""
+    if rng.integers(2):
+        shape: tuple[int, ...] = (1, int(_pick(rng, [2, 10, 12, 35, 100, 1000])))
+        axis = 1
+    else:
+        h, w = _spatial(rng, 1, 32)
+        shape = (1, h, w, int(_pick(rng, [2, 8, 16, 32])))
+        axis = int(_pick(rng, [3, 3, 1, 2]))
+    kind = _pick(rng, [OpKind.ARG_MAX, OpKind.ARG_MAX, OpKind.ARG_MIN])
+    return b.op(kind, [_input(b, rng, shape)], ArgAttrs(axis), None, DType.INT32)
+
+
+def _resize(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """RESIZE_NEAREST_NEIGHBOR up (x2, x3, fractional) and down, in each mode."""
+    h, w = _spatial(rng, 1, 24)
+    x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32]))))
+    factor = float(_pick(rng, [2.0, 2.0, 3.0, 1.5, 0.5]))
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    align, half = _pick(rng, [(False, False), (False, False), (True, False), (False, True)])
+    return b.op(OpKind.RESIZE_NEAREST_NEIGHBOR, [x],
+                ResizeNearestNeighborAttrs(size, align, half), b.quant(x))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
     "softmax": (_softmax, 24), "binary": (_binary, 40),
     "lookup": (_lookup, 24), "float": (_float_edge, 8), "pad": (_pad, 12),
     "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
-    "slice": (_slice, 24),
+    "slice": (_slice, 24), "reduce": (_reduce, 16), "arg": (_arg, 16),
+    "resize": (_resize, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

@@ -12,7 +12,14 @@ import numpy as np
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import NoAttrs, OpKind, SliceAttrs
+from mcuflow.ir.ops import (
+    ArgAttrs,
+    MeanAttrs,
+    NoAttrs,
+    OpKind,
+    ResizeNearestNeighborAttrs,
+    SliceAttrs,
+)
 from mcuflow.ir.quantization import QuantParams
 
 Family = Callable[[], Graph]
@@ -205,6 +212,59 @@ def float_edges() -> Graph:
     q = b.quantize(x, 0.03, -4)
     y = b.conv2d(q, 3, (3, 3), activation=Activation.RELU)
     b.output(b.dequantize(y), b.dequantize(b.logistic(q)))
+    return b.build()
+
+
+@family
+def reductions() -> Graph:
+    """REDUCE_MAX / REDUCE_MIN over several axis sets; ARG_MAX / ARG_MIN to int32 outputs."""
+    b = GraphBuilder("reductions", seed=21)
+    x = b.input((1, 7, 6, 5), 0.05, -3)
+    signal = b.reshape(x, (1, 42, 5))
+    logits = b.fully_connected(b.reshape(x, (1, 210)), 10)
+
+    def reduce(kind: OpKind, source: str, axes: tuple[int, ...], keep: bool) -> str:
+        return b.op(kind, [source], MeanAttrs(axes, keep), b.quant(source))
+
+    def arg(kind: OpKind, source: str, axis: int, dtype: DType = DType.INT32) -> str:
+        return b.op(kind, [source], ArgAttrs(axis, dtype), None, dtype)
+
+    b.output(
+        reduce(OpKind.REDUCE_MAX, x, (1, 2), True),
+        reduce(OpKind.REDUCE_MAX, signal, (1,), False),
+        reduce(OpKind.REDUCE_MIN, x, (3,), False),
+        reduce(OpKind.REDUCE_MIN, x, (0, 1, 2, 3), True),
+        reduce(OpKind.REDUCE_MAX, x, (0, 2), False),
+        arg(OpKind.ARG_MAX, logits, 1),
+        arg(OpKind.ARG_MAX, x, 3),
+        arg(OpKind.ARG_MIN, x, 1, DType.INT64),
+        arg(OpKind.ARG_MIN, signal, 2),
+        arg(OpKind.ARG_MAX, logits, 1, DType.INT64),
+    )
+    return b.build()
+
+
+@family
+def resizes() -> Graph:
+    """RESIZE_NEAREST_NEIGHBOR up and down, each mode, one channel and several, two images."""
+    b = GraphBuilder("resizes", seed=22)
+    x = b.input((1, 5, 6, 3), 0.04, 2)
+    pair = b.reshape(x, (2, 5, 3, 3))
+    column = b.conv2d(x, 1, (1, 1))
+
+    def resize(source: str, size: tuple[int, int], align: bool = False, half: bool = False
+               ) -> str:
+        return b.op(OpKind.RESIZE_NEAREST_NEIGHBOR, [source],
+                    ResizeNearestNeighborAttrs(size, align, half), b.quant(source))
+
+    b.output(
+        resize(x, (10, 12)),
+        resize(x, (7, 4), align=True),
+        resize(x, (3, 9), half=True),
+        resize(pair, (11, 5), half=True),
+        resize(column, (15, 18)),
+        resize(column, (2, 2), align=True),
+    )
     return b.build()
 
 

@@ -30,6 +30,7 @@ from mcuflow.ir.ops import (
     infer_output_shapes,
 )
 from mcuflow.ir.verify import verify_graph
+from tests.codegen import cases as codegen_cases
 from tests.support import (
     FLOAT_MODELS,
     INT8_MODELS,
@@ -191,6 +192,8 @@ CASES: dict[str, Callable[[], Graph]] = {
     "activations": _built(_activations),
     "quantize": _built(_quantize),
     "float": _float_graph,
+    "reductions": codegen_cases.reductions,
+    "resizes": codegen_cases.resizes,
 }
 
 

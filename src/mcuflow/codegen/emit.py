@@ -17,7 +17,7 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS, slice_kernel, slice_layout
+from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -41,6 +41,7 @@ from mcuflow.ref.elementwise import prepare_add, prepare_mul
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.mean import prepare_mean
 from mcuflow.ref.pooling import prepare_pool
+from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
 
 EmitFn = Callable[[EmitContext], LayerCode]
@@ -483,3 +484,48 @@ def _slice(ctx: EmitContext) -> LayerCode:
         "begin": _padded(list(layout.begin)), "out_dims": _padded(list(layout.out_dims))})
     call = _call("mcuflow_slice_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_data",))
+
+
+@emitter(OpKind.RESIZE_NEAREST_NEIGHBOR)
+def _resize_nearest(ctx: EmitContext) -> LayerCode:
+    x, out = ctx.input(0), ctx.output()
+    tables = prepare_resize(x.shape, ctx.op.attrs)
+    rows = ctx.constant("rows", "int32_t", tables.rows, f"{ctx.op.name}: source row of each "
+                        "output row")
+    cols = ctx.constant("cols", "int32_t", tables.cols, f"{ctx.op.name}: source column of each "
+                        "output column")
+    n, in_h, in_w, channels = x.shape
+    _, out_h, out_w, _ = out.shape
+    symbol = _define(ctx, "mcuflow_resize_t", "resize", {
+        "batches": n, "in_h": in_h, "in_w": in_w, "channels": channels, "out_h": out_h,
+        "out_w": out_w, "rows": rows, "cols": cols})
+    call = _call("mcuflow_resize_nearest_s8", f"&{symbol}", _input_pointer(ctx, 0),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_resize",))
+
+
+# --- REDUCE_MAX, REDUCE_MIN, ARG_MAX, ARG_MIN ---------------------------------------------------
+
+
+@emitter(OpKind.REDUCE_MAX, OpKind.REDUCE_MIN)
+def _reduce_extreme(ctx: EmitContext) -> LayerCode:
+    x = ctx.input(0)
+    axes = {axis % len(x.shape) for axis in ctx.op.attrs.axes}
+    dims, reduced = merge_dims(x.shape, [d in axes for d in range(len(x.shape))])
+    _require_rank(ctx, len(dims))
+    symbol = _define(ctx, "mcuflow_reduce_t", "reduce", {
+        "rank": len(dims), "dims": _padded(dims), "reduced": _padded([int(r) for r in reduced])})
+    maximum = str(int(ctx.op.kind is OpKind.REDUCE_MAX))
+    call = _call("mcuflow_reduce_extreme_s8", f"&{symbol}", maximum, _input_pointer(ctx, 0),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_reduce",))
+
+
+@emitter(OpKind.ARG_MAX, OpKind.ARG_MIN)
+def _arg_extreme(ctx: EmitContext) -> LayerCode:
+    outer, axis, inner = arg_layout(ctx.graph, ctx.op)
+    maximum = str(int(ctx.op.kind is OpKind.ARG_MAX))
+    call = _call("mcuflow_arg_extreme_s8", str(outer), str(axis), str(inner), maximum,
+                 str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
+                 ctx.pointer(ctx.op.outputs[0], "U8"))
+    return _code(ctx, call, ("mcuflow_reduce",))

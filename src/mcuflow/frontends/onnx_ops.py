@@ -23,8 +23,10 @@ from mcuflow.frontends.onnx_layout import (
 )
 from mcuflow.frontends.onnx_qdq import dequantize_linear, quantize_linear
 from mcuflow.ir.enums import Padding
+from mcuflow.ir.graph import DType
 from mcuflow.ir.ops import (
     OP_DEFS,
+    ArgAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -38,10 +40,12 @@ from mcuflow.ir.ops import (
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
+    ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
 )
 from mcuflow.ir.registry import Registry
+from mcuflow.ir.resize import nearest_indices
 
 if TYPE_CHECKING:
     from mcuflow.frontends.onnx_reader import _Importer
@@ -294,14 +298,21 @@ def _global_max_pool(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.set(node, imp.emit(OpKind.MAX_POOL_2D, [x.name], attrs, x, node.output[0]))
 
 
-@converter("ReduceMean")
+_REDUCE_KINDS = {"ReduceMean": OpKind.MEAN, "ReduceMax": OpKind.REDUCE_MAX,
+                 "ReduceMin": OpKind.REDUCE_MIN}
+
+
+@converter(*_REDUCE_KINDS)
 def _reduce_mean(imp: _Importer, node: onnx.NodeProto) -> None:
+    """MEAN, REDUCE_MAX or REDUCE_MIN (no axes: all, or none with noop_with_empty_axes=1)."""
     x = imp.act(node)
     attrs = imp.attrs(node)
     axes_input = imp.listed(node, 1, "axes")
     axes = attrs.get("axes") if axes_input is None else axes_input
     rank = len(x.shape)
-    logical = sorted({int(a) % rank for a in axes}) if axes else list(range(rank))
+    noop = bool(attrs.get("noop_with_empty_axes", 0)) and not axes
+    logical = [] if noop else sorted({int(a) % rank for a in axes}) if axes else list(
+        range(rank))
     keep = bool(attrs.get("keepdims", 1))
     if x.features is not None:
         raise imp.unsupported(node, "reduces a flattened NCHW tensor")
@@ -312,8 +323,37 @@ def _reduce_mean(imp: _Importer, node: onnx.NodeProto) -> None:
         remaining = [p for p in x.perm if p not in logical]
         perm = tuple(sorted(remaining).index(p) for p in remaining)
         shape = tuple(d for i, d in enumerate(x.shape) if i not in logical)
-    imp.set(node, imp.emit(OpKind.MEAN, [x.name], MeanAttrs(physical, keep), x, node.output[0],
-                           shape, perm))
+    imp.set(node, imp.emit(_REDUCE_KINDS[node.op_type], [x.name], MeanAttrs(physical, keep), x,
+                           node.output[0], shape, perm))
+
+
+@converter("ArgMax", "ArgMin")
+def _arg_max_min(imp: _Importer, node: onnx.NodeProto) -> None:
+    """ARG_MAX / ARG_MIN to int32 indices; keepdims=0 and select_last_index=0 only."""
+    x = imp.act(node)
+    attrs = imp.attrs(node)
+    if x.features is not None:
+        raise imp.unsupported(node, "reduces a flattened NCHW tensor")
+    if attrs.get("select_last_index", 0):
+        raise imp.unsupported(node, "has select_last_index=1; mcuflow, like TFLite, returns the "
+                                    "first extreme index")
+    if attrs.get("keepdims", 1):
+        raise imp.unsupported(node, "has keepdims=1; mcuflow's ARG_MAX drops the axis, as "
+                                    "TFLite's does: export it with keepdims=0 (torch.argmax's "
+                                    "default keepdim=False)")
+    rank = len(x.shape)
+    axis = int(attrs.get("axis", 0))
+    if not -rank <= axis < rank:
+        raise imp.unsupported(node, f"has axis {axis}, out of range for rank {rank}")
+    axis %= rank
+    kind = OpKind.ARG_MAX if node.op_type == "ArgMax" else OpKind.ARG_MIN
+    remaining = [p for p in x.perm if p != axis]
+    perm = tuple(sorted(remaining).index(p) for p in remaining)
+    shape = tuple(d for i, d in enumerate(x.shape) if i != axis)
+    result = imp.emit(kind, [x.name], ArgAttrs(x.perm.index(axis)), x, node.output[0], shape,
+                      perm)
+    imp.graph.tensors[result.name].dtype = DType.INT32
+    imp.set(node, result)
 
 
 def _unary(kind: OpKind, attrs_of: Callable[[dict[str, object]], OpAttrs] = lambda a: NoAttrs()
@@ -707,6 +747,125 @@ def _slice(imp: _Importer, node: onnx.NodeProto) -> None:
         raise imp.unsupported(node, f"has an empty output (starts {starts}, ends {ends})")
     attrs = SliceAttrs(tuple(begin[p] for p in x.perm), tuple(size[p] for p in x.perm))
     imp.set(node, imp.emit(OpKind.SLICE, [x.name], attrs, x, node.output[0], tuple(size)))
+
+
+_RESIZE_MODES = ((False, False), (False, True), (True, False))
+"""TFLite's RESIZE_NEAREST_NEIGHBOR modes: (align_corners, half_pixel_centers)."""
+
+
+def _onnx_nearest(in_size: int, out_size: int, scale: float, transform: str, rounding: str
+                  ) -> np.ndarray | None:
+    """The input index ONNX Runtime's nearest Resize picks for each output index along an axis.
+
+    Its float32 arithmetic; None for a transformation mode or nearest mode it lacks.
+    """
+    f32 = np.float32
+    x, s = np.arange(out_size, dtype=f32), f32(scale)
+    half = f32(0.5)
+    if transform == "asymmetric":
+        original = x / s
+    elif transform == "half_pixel":
+        original = (x + half) / s - half
+    elif transform == "pytorch_half_pixel":
+        original = (x + half) / s - half if out_size > 1 else np.zeros(out_size, f32)
+    elif transform == "tf_half_pixel_for_nn":
+        original = (x + half) / s
+    elif transform == "align_corners":
+        original = (x * f32(in_size - 1) / f32(out_size - 1) if out_size > 1
+                    else np.zeros(out_size, f32))
+    else:
+        return None
+    floor = np.floor(original)
+    if rounding == "floor":
+        index = floor
+    elif rounding == "ceil":
+        index = np.ceil(original)
+    elif rounding in ("round_prefer_floor", "round_prefer_ceil"):  # halves by the mode
+        fraction = original - floor
+        up = fraction > half if rounding == "round_prefer_floor" else fraction >= half
+        index = floor + up
+    elif rounding == "simple":  # Resize-10: truncated, rounded up when downsampling
+        index = np.ceil(original) if s < 1 else np.trunc(original)
+    else:
+        return None
+    return np.clip(index.astype(np.int64), 0, in_size - 1)
+
+
+def _resize_targets(imp: _Importer, node: onnx.NodeProto, shape: tuple[int, ...]
+                    ) -> tuple[list[int], list[float]]:
+    """Output sizes and scales of every axis, as ONNX Runtime computes them.
+
+    From sizes (scale out / in) or from scales (size the truncated float32 product).
+    """
+    attrs = imp.attrs(node)
+    scales = imp.const(node, 1 if imp.opset < 11 else 2, "scales")
+    sizes = None if imp.opset < 11 else imp.const(node, 3, "sizes")
+    rank = len(shape)
+    axes = [int(a) % rank for a in attrs.get("axes", range(rank))]
+    given = sizes if sizes is not None and sizes.size else scales
+    if given is None or given.size != len(axes):
+        raise ModelFormatError(f"{imp.label}: Resize '{node.name}' needs {len(axes)} scales or "
+                               "sizes", _HINT)
+    out = list(shape)
+    factors = [1.0] * rank
+    if given is sizes:
+        if _text(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
+            raise imp.unsupported(node, "keeps the aspect ratio; mcuflow resizes with "
+                                        "keep_aspect_ratio_policy 'stretch'")
+        for axis, size in zip(axes, sizes.reshape(-1).tolist(), strict=True):
+            out[axis] = int(size)
+            factors[axis] = float(np.float32(size) / np.float32(shape[axis]))
+    else:
+        for axis, scale in zip(axes, scales.reshape(-1).tolist(), strict=True):
+            factors[axis] = float(np.float32(scale))
+            out[axis] = int(np.float32(scale) * np.float32(shape[axis]))
+    if min(out) < 1:
+        raise ModelFormatError(f"{imp.label}: Resize '{node.name}' has the empty output "
+                               f"{tuple(out)}", _HINT)
+    return out, factors
+
+
+@converter("Resize")
+def _resize(imp: _Importer, node: onnx.NodeProto) -> None:
+    """RESIZE_NEAREST_NEIGHBOR of a 4-D NCHW image over H and W.
+
+    In the TFLite mode (asymmetric floor, half-pixel centers or aligned corners) that picks the
+    same input pixels as ONNX Runtime, else refused.
+    """
+    x = imp.act(node)
+    attrs = imp.attrs(node)
+    mode = _text(attrs.get("mode", "nearest"))
+    if mode != "nearest":
+        raise imp.unsupported(node, f"has mode '{mode}'; mcuflow resizes with mode 'nearest'")
+    if len(x.shape) != 4:
+        raise imp.unsupported(node, f"resizes a {len(x.shape)}-D tensor; mcuflow resizes 4-D "
+                                    "NCHW images")
+    x = imp.to_layout(node, x, NHWC)
+    out, factors = _resize_targets(imp, node, x.shape)
+    if out[:2] != list(x.shape[:2]):
+        raise imp.unsupported(node, f"resizes {tuple(x.shape)} to {tuple(out)}; mcuflow resizes "
+                                    "the height and width only")
+    old = imp.opset < 11
+    transform = "asymmetric" if old else _text(attrs.get("coordinate_transformation_mode",
+                                                         "half_pixel"))
+    rounding = "simple" if old else _text(attrs.get("nearest_mode", "round_prefer_floor"))
+    wanted = [_onnx_nearest(x.shape[axis], out[axis], factors[axis], transform, rounding)
+              for axis in (2, 3)]
+    for align, half in _RESIZE_MODES:
+        if all(table is not None and np.array_equal(
+                table, nearest_indices(x.shape[axis], out[axis], align, half))
+               for axis, table in zip((2, 3), wanted, strict=True)):
+            break
+    else:
+        raise imp.unsupported(
+            node, f"with coordinate_transformation_mode '{transform}' and nearest_mode "
+                  f"'{rounding}' picks input pixels no TFLite RESIZE_NEAREST_NEIGHBOR mode picks "
+                  f"for {tuple(x.shape[2:])} to {tuple(out[2:])}; asymmetric with floor, "
+                  "half_pixel or tf_half_pixel_for_nn with round_prefer_ceil, and align_corners "
+                  "with round_prefer_ceil map for most sizes")
+    resize = ResizeNearestNeighborAttrs((out[2], out[3]), align, half)
+    imp.set(node, imp.emit(OpKind.RESIZE_NEAREST_NEIGHBOR, [x.name], resize, x,
+                           node.output[0], tuple(out)))
 
 
 @converter("Identity", "Dropout", "Cast")

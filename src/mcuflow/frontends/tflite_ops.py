@@ -12,13 +12,16 @@ import tflite
 
 from mcuflow.frontends import tflite_checks as check
 from mcuflow.frontends.tflite_schema import (
+    DTYPE_OF_TENSOR_TYPE,
     FUSED_OF_ACTIVATION,
+    TENSOR_TYPE_OF_DTYPE,
     TFLITE_OF_PADDING,
     RawOp,
     RawSubgraph,
 )
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.ops import (
+    ArgAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -32,6 +35,7 @@ from mcuflow.ir.ops import (
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
+    ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
@@ -422,6 +426,69 @@ def _empty_options(table: str) -> OptionsWriter:
     return write
 
 
+# --- REDUCE_MAX, REDUCE_MIN (MEAN's reader and writers), ARG_MAX, ARG_MIN
+
+
+def _arg(options_class: type) -> Converter:
+    """ARG_MAX / ARG_MIN: the constant one-element axis input and the options' output_type."""
+
+    def convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+        o = check.options(op, options_class)
+        rank = len(subgraph.tensors[op.inputs[0]].shape)
+        axis = check.constant_input(op, subgraph, 1, "axis").reshape(-1)
+        if axis.size != 1:
+            raise check.op_error(op, f"has {axis.size} axes; it takes exactly one")
+        attrs = ArgAttrs(check.axis(op, int(axis[0]), rank))
+        if o is not None and o.OutputType() in DTYPE_OF_TENSOR_TYPE:
+            attrs = ArgAttrs(attrs.axis, DTYPE_OF_TENSOR_TYPE[o.OutputType()])
+        return attrs, [op.inputs[0]]
+
+    return convert
+
+
+def _arg_axis_input(a: ArgAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("axis", _int32([a.axis]))]
+
+
+def _arg_max_options(builder: Builder, a: ArgAttrs) -> tuple[int, int]:
+    tflite.ArgMaxOptionsStart(builder)
+    tflite.ArgMaxOptionsAddOutputType(builder, TENSOR_TYPE_OF_DTYPE[a.output_type])
+    return tflite.BuiltinOptions.ArgMaxOptions, tflite.ArgMaxOptionsEnd(builder)
+
+
+def _arg_min_options(builder: Builder, a: ArgAttrs) -> tuple[int, int]:
+    tflite.ArgMinOptionsStart(builder)
+    tflite.ArgMinOptionsAddOutputType(builder, TENSOR_TYPE_OF_DTYPE[a.output_type])
+    return tflite.BuiltinOptions.ArgMinOptions, tflite.ArgMinOptionsEnd(builder)
+
+
+# --- RESIZE_NEAREST_NEIGHBOR
+
+
+def _resize_nearest(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant size input [new_h, new_w]; the options' align_corners, half_pixel_centers."""
+    o = check.options(op, tflite.ResizeNearestNeighborOptions)
+    size = [int(d) for d in check.constant_input(op, subgraph, 1, "size").reshape(-1)]
+    if len(size) != 2 or min(size) < 1:
+        raise check.op_error(op, f"has size {size}; it takes two positive dimensions")
+    align_corners = bool(o.AlignCorners()) if o else False
+    half_pixel_centers = bool(o.HalfPixelCenters()) if o else False
+    return (ResizeNearestNeighborAttrs((size[0], size[1]), align_corners, half_pixel_centers),
+            [op.inputs[0]])
+
+
+def _resize_size_input(a: ResizeNearestNeighborAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("size", _int32(a.size))]
+
+
+def _resize_nearest_options(builder: Builder, a: ResizeNearestNeighborAttrs) -> tuple[int, int]:
+    tflite.ResizeNearestNeighborOptionsStart(builder)
+    tflite.ResizeNearestNeighborOptionsAddAlignCorners(builder, a.align_corners)
+    tflite.ResizeNearestNeighborOptionsAddHalfPixelCenters(builder, a.half_pixel_centers)
+    return (tflite.BuiltinOptions.ResizeNearestNeighborOptions,
+            tflite.ResizeNearestNeighborOptionsEnd(builder))
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -469,6 +536,17 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
                              operands=(2, 2)),
     OpKind.SLICE: TfliteOp(OP.SLICE, _slice, _empty_options("SliceOptions"), (3, 3),
                            constant_inputs=_begin_size_inputs),
+    OpKind.REDUCE_MAX: TfliteOp(OP.REDUCE_MAX, _mean, _reducer_options, (2, 2),
+                                constant_inputs=_axes_input),
+    OpKind.REDUCE_MIN: TfliteOp(OP.REDUCE_MIN, _mean, _reducer_options, (2, 2),
+                                constant_inputs=_axes_input),
+    OpKind.ARG_MAX: TfliteOp(OP.ARG_MAX, _arg(tflite.ArgMaxOptions), _arg_max_options, (2, 2),
+                             constant_inputs=_arg_axis_input, version=2),
+    OpKind.ARG_MIN: TfliteOp(OP.ARG_MIN, _arg(tflite.ArgMinOptions), _arg_min_options, (2, 2),
+                             constant_inputs=_arg_axis_input, version=2),
+    OpKind.RESIZE_NEAREST_NEIGHBOR: TfliteOp(
+        OP.RESIZE_NEAREST_NEIGHBOR, _resize_nearest, _resize_nearest_options, (2, 2),
+        constant_inputs=_resize_size_input, version=3),
 })
 """The TFLite form of every OpKind."""
 

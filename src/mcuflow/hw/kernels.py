@@ -306,6 +306,52 @@ _kernel("mcuflow_pad_s8", "mcuflow_data", (OpKind.PAD,), "PAD with the zero poin
 _kernel("mcuflow_slice_s8", "mcuflow_data", (OpKind.SLICE,),
         "Any other SLICE: a memcpy per contiguous run.",
         terms=_slice_terms)
+
+
+def arg_layout(graph: Graph, op: Operator) -> tuple[int, int, int]:
+    """(outer, axis, inner) of ARG_MAX / ARG_MIN `op`'s input around its axis."""
+    shape, axis = graph.tensors[op.inputs[0]].shape, op.attrs.axis
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+def _arg_terms(graph: Graph, op: Operator) -> Work:
+    """mcuflow_arg_extreme_s8: per output a scan along the axis (`elements` compared)."""
+    outer, axis, inner = arg_layout(graph, op)
+    return Work(calls=1, rows=outer, outputs=outer * inner, elements=outer * axis * inner)
+
+
+_kernel("mcuflow_reduce_extreme_s8", "mcuflow_reduce", (OpKind.REDUCE_MAX, OpKind.REDUCE_MIN),
+        "REDUCE_MAX and REDUCE_MIN over any axes: stored values compared.",
+        terms=work.mean_terms)
+_kernel("mcuflow_arg_extreme_s8", "mcuflow_reduce", (OpKind.ARG_MAX, OpKind.ARG_MIN),
+        "ARG_MAX and ARG_MIN along one axis: int32 index of the first extreme value.",
+        terms=_arg_terms)
+
+
+def _resize_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_resize_nearest_s8.
+
+    Per output row (`rows`): a memcpy of the row above (`loops`, `gathered` bytes) when it has
+    the same source row, else a memcpy per pixel (`pixels`, `elements` bytes), or with one
+    channel a byte per pixel (`outputs`).
+    """
+    from mcuflow.ref.resize_nearest_neighbor import prepare_resize  # ref imports ir only
+
+    batches, _, _, depth = graph.tensors[op.inputs[0]].shape
+    tables = prepare_resize(graph.tensors[op.inputs[0]].shape, op.attrs)
+    rows, width = tables.rows.tolist(), len(tables.cols)
+    repeated = batches * sum(above == row for above, row in zip(rows, rows[1:], strict=False))
+    fresh = batches * len(rows) - repeated
+    copied = Work(pixels=fresh * width, elements=fresh * width * depth) if depth > 1 else Work(
+        outputs=fresh * width)
+    return copied + Work(calls=1, rows=batches * len(rows), loops=repeated,
+                         gathered=repeated * width * depth)
+
+
+_kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NEIGHBOR,),
+        "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
+        "generation, a row copy where a row repeats the one above.",
+        terms=_resize_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -358,6 +404,10 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.CONCATENATION: ("mcuflow_copy_rows",), OpKind.RESHAPE: (), OpKind.SQUEEZE: (),
     OpKind.MAXIMUM: ("mcuflow_maximum_minimum_s8",),
     OpKind.MINIMUM: ("mcuflow_maximum_minimum_s8",),
+    OpKind.REDUCE_MAX: ("mcuflow_reduce_extreme_s8",),
+    OpKind.REDUCE_MIN: ("mcuflow_reduce_extreme_s8",),
+    OpKind.ARG_MAX: ("mcuflow_arg_extreme_s8",), OpKind.ARG_MIN: ("mcuflow_arg_extreme_s8",),
+    OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

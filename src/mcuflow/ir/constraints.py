@@ -255,13 +255,13 @@ def _int8_problem(graph: Graph, name: str, role: str) -> str | None:
 @constraint()
 def int8_activations(graph: Graph, op: Operator) -> str | None:
     """Activations and constant operands must be int8 with quantisation parameters (full-integer
-    quantisation). Only QUANTIZE may read float32 and only DEQUANTIZE may write float32.
-    Quantise float models with `mcuflow quantize`, or pass --calibration to quantise on the
-    fly."""
+    quantisation). Only QUANTIZE may read float32, only DEQUANTIZE may write float32, and
+    ARG_MAX and ARG_MIN write integer indices. Quantise float models with `mcuflow quantize`, or
+    pass --calibration to quantise on the fly."""
     definition = OP_DEFS[op.kind]
     problems = [] if definition.float_input else [
         _int8_problem(graph, name, "input") for name in data_inputs(op)]
-    if not definition.float_output:
+    if not definition.float_output and not definition.index_output:
         problems += [_int8_problem(graph, name, "output") for name in op.outputs]
     return _found([p for p in problems if p is not None])
 

@@ -47,6 +47,11 @@ class OpKind(Enum):
     MAXIMUM = "MAXIMUM"
     MINIMUM = "MINIMUM"
     SLICE = "SLICE"
+    REDUCE_MAX = "REDUCE_MAX"
+    REDUCE_MIN = "REDUCE_MIN"
+    ARG_MAX = "ARG_MAX"
+    ARG_MIN = "ARG_MIN"
+    RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ class Pool2DAttrs:
 
 @dataclass(frozen=True)
 class MeanAttrs:
-    """MEAN over `axes` (TFLite's constant axis tensor, folded into the attribute)."""
+    """MEAN, REDUCE_MAX and REDUCE_MIN over `axes` (TFLite's constant axis tensor, folded into
+    the attribute)."""
 
     axes: tuple[int, ...] = ()
     keep_dims: bool = False
@@ -166,6 +172,25 @@ class LeakyReluAttrs:
     alpha: float = 0.2
 
 
+@dataclass(frozen=True)
+class ResizeNearestNeighborAttrs:
+    """RESIZE_NEAREST_NEIGHBOR of an NHWC image to `size` (new_h, new_w): TFLite's constant size
+    input, folded. Each output pixel copies the input pixel LiteRT's GetNearestNeighbor picks."""
+
+    size: tuple[int, int] = (1, 1)
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+@dataclass(frozen=True)
+class ArgAttrs:
+    """ARG_MAX and ARG_MIN along `axis` (TFLite's constant axis input, folded; non-negative):
+    the index of the first largest (smallest) value, written as `output_type`."""
+
+    axis: int = 0
+    output_type: DType = DType.INT32
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -181,6 +206,8 @@ OpAttrs = (
     | ConcatenationAttrs
     | SliceAttrs
     | LeakyReluAttrs
+    | ArgAttrs
+    | ResizeNearestNeighborAttrs
 )
 
 
@@ -221,7 +248,8 @@ class OpDef:
     a weighted op's weights (input 1; input 2 is its int32 bias); `shared_quant` ops have one
     scale and zero point on every int8 input and output (TFLite's rule); `fixed_output` is the
     output quantisation TFLite's int8 kernel requires; only a `float_input` op may read float32
-    and only a `float_output` op may write it. `checks` are its own support rules, in the order
+    and only a `float_output` op may write it; an `index_output` op writes integer indices
+    (ARG_MAX), not int8 values. `checks` are its own support rules, in the order
     a user reads them (the rules of every op and of every weighted op are in ir.constraints).
     """
 
@@ -237,6 +265,7 @@ class OpDef:
     fixed_output: QuantParams | None = None
     float_input: bool = False
     float_output: bool = False
+    index_output: bool = False
     checks: tuple[Check, ...] = ()
 
 
@@ -368,6 +397,30 @@ def _same_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [input_shape(graph, op, 0)]
 
 
+def _resize_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: ResizeNearestNeighborAttrs = op.attrs
+    n, _, _, c = require_rank(graph, op, 0, 4)
+    if len(attrs.size) != 2 or min(attrs.size) < 1:
+        raise ShapeError(f"RESIZE_NEAREST_NEIGHBOR '{op.name}': size {attrs.size} is not two "
+                         "positive dimensions")
+    return [(n, *attrs.size, c)]
+
+
+def resize_not_both_modes(graph: Graph, op: Operator) -> str | None:
+    """align_corners and half_pixel_centers cannot both be set (TensorFlow refuses the pair)."""
+    attrs: ResizeNearestNeighborAttrs = op.attrs
+    both = attrs.align_corners and attrs.half_pixel_centers
+    return "align_corners and half_pixel_centers found" if both else None
+
+
+def _arg_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: ArgAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if not 0 <= attrs.axis < len(x):
+        raise ShapeError(f"{op.kind.value} '{op.name}': axis {attrs.axis} outside input {x}")
+    return [tuple(d for i, d in enumerate(x) if i != attrs.axis)]
+
+
 # --- MACs ---------------------------------------------------------------------------------------
 
 
@@ -492,6 +545,20 @@ def rank_at_most_5(graph: Graph, op: Operator) -> str | None:
     return f"rank {rank} found" if rank > MAX_RANK else None
 
 
+INDEX_TYPES = (DType.INT32, DType.INT64)
+"""The types ARG_MAX and ARG_MIN may write their indices as."""
+
+
+def integer_indices(graph: Graph, op: Operator) -> str | None:
+    """The output must hold int32 or int64 indices, of the type output_type names."""
+    out = graph.tensors[op.outputs[0]].dtype
+    declared = op.attrs.output_type
+    if out in INDEX_TYPES and declared is out:
+        return None
+    return f"{out.value} output found" if out not in INDEX_TYPES else (
+        f"output_type {declared.value} for an {out.value} output found")
+
+
 # --- the definitions ----------------------------------------------------------------------------
 
 
@@ -547,6 +614,16 @@ _DEFINITIONS = (
           checks=(rank_at_most_5,)),
     OpDef(OpKind.SLICE, SliceAttrs, _slice_shape, element_ops=1, shared_quant=True,
           checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.REDUCE_MAX, MeanAttrs, _mean_shape, macs=_input_macs, element_ops=1,
+          shared_quant=True, checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.REDUCE_MIN, MeanAttrs, _mean_shape, macs=_input_macs, element_ops=1,
+          shared_quant=True, checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.ARG_MAX, ArgAttrs, _arg_shape, macs=_input_macs, element_ops=1,
+          index_output=True, checks=(integer_indices, rank_at_most_5)),
+    OpDef(OpKind.ARG_MIN, ArgAttrs, _arg_shape, macs=_input_macs, element_ops=1,
+          index_output=True, checks=(integer_indices, rank_at_most_5)),
+    OpDef(OpKind.RESIZE_NEAREST_NEIGHBOR, ResizeNearestNeighborAttrs, _resize_shape,
+          element_ops=1, shared_quant=True, checks=(same_quantisation, resize_not_both_modes)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

@@ -31,7 +31,8 @@ def resize_input(graph: Graph, height: int, width: int) -> Graph:
     """A copy of `graph` reading a `height` x `width` image, its shapes re-derived op by op.
 
     Weights are kept: every op's output shape follows from the ops' shape rules. A pooling
-    window covering its whole input (global pooling) grows or shrinks with it; MEAN, SQUEEZE
+    window covering its whole input (global pooling) grows or shrinks with it, and so does the
+    size of a RESIZE_NEAREST_NEIGHBOR by whole factors (refused by others); MEAN, SQUEEZE
     and element-wise broadcasts follow by themselves. Refused, all at once: a RESHAPE or SLICE
     whose input changes (its sizes belong to the old resolution), a FULLY_CONNECTED flattening
     a changed input (the classifier's depth would change), and any op whose inputs no longer
@@ -63,6 +64,9 @@ def _rederive(original: Graph, resized: Graph, op: Operator) -> str | None:
         return f"{label} holds sizes of the original resolution"
     if changed and op.kind is OpKind.FULLY_CONNECTED and not op.attrs.keep_num_dims:
         return f"{label} flattens a spatial tensor"
+    if changed and op.kind is OpKind.RESIZE_NEAREST_NEIGHBOR and (
+            problem := _scaled_resize(original, resized, op)):
+        return problem
     if op.kind in POOLS and _is_global(original, op):
         _, in_h, in_w, _ = resized.tensors[op.inputs[0]].shape
         op.attrs = dataclasses.replace(op.attrs, filter_h=in_h, filter_w=in_w)
@@ -83,3 +87,16 @@ def _is_global(graph: Graph, op: Operator) -> bool:
     _, height, width, _ = graph.tensors[op.inputs[0]].shape
     _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
     return (attrs.filter_h, attrs.filter_w, out_h, out_w) == (height, width, 1, 1)
+
+
+def _scaled_resize(original: Graph, resized: Graph, op: Operator) -> str | None:
+    """A RESIZE_NEAREST_NEIGHBOR by a whole factor keeps it at the new size; else the refusal."""
+    _, in_h, in_w, _ = original.tensors[op.inputs[0]].shape
+    _, new_h, new_w, _ = resized.tensors[op.inputs[0]].shape
+    size = op.attrs.size
+    if size[0] % in_h or size[1] % in_w:
+        return (f"RESIZE_NEAREST_NEIGHBOR '{op.name}' resizes {in_h}x{in_w} to "
+                f"{size[0]}x{size[1]}, not by a whole factor")
+    op.attrs = dataclasses.replace(op.attrs, size=(new_h * (size[0] // in_h),
+                                                   new_w * (size[1] // in_w)))
+    return None

@@ -16,7 +16,7 @@ import numpy as np
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.ir.constraints import FIXED_OUTPUT, SHARED_QUANT, WEIGHT_AXIS, check_supported
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import NoAttrs, OpKind
+from mcuflow.ir.ops import INDEX_TYPES, NoAttrs, OpKind
 from mcuflow.ir.quantization import INT32_MAX, MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import verify_graph
 from mcuflow.passes.common import unique_name
@@ -90,6 +90,9 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
     result = Graph(graph.name, inputs=list(graph.inputs), outputs=list(graph.outputs))
     for name in graph.activations():
         tensor = graph.tensors[name]
+        if tensor.dtype in INDEX_TYPES:  # ARG_MAX / ARG_MIN indices stay integers
+            result.add_tensor(Tensor(name, tensor.shape, tensor.dtype))
+            continue
         result.add_tensor(Tensor(name, tensor.shape, DType.INT8, activations[name]))
     for op in graph.operators:
         inputs: list[str] = []

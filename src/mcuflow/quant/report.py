@@ -67,9 +67,14 @@ def sqnr_db(signal: float, noise: float) -> float:
     return 10.0 * math.log10(signal / noise)
 
 
-def dequantize(values: np.ndarray, quant: QuantParams) -> np.ndarray:
-    """Real values of integer codes: scale * (q - zero_point), per slice along the axis."""
+def dequantize(values: np.ndarray, quant: QuantParams | None) -> np.ndarray:
+    """Real values of integer codes: scale * (q - zero_point), per slice along the axis.
+
+    Without parameters (ARG_MAX's int32 indices) the values are their own.
+    """
     codes = values.astype(np.float64)
+    if quant is None:
+        return codes
     if not quant.is_per_channel:
         return quant.scale0 * (codes - quant.zero_point0)
     shape = [1] * codes.ndim

@@ -9,6 +9,7 @@ import numpy as np
 import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
 from mcuflow.errors import McuflowError, UnsupportedModelError
 from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import OP_DEFS
 from mcuflow.ref.interpreter import RunResult
 from mcuflow.ref.registry import FLOAT_KERNELS
 
@@ -33,7 +34,8 @@ def run_float(
     values.update(_bind(graph, inputs))
     for op in graph.operators:
         kernel = FLOAT_KERNELS.get(op.kind)
-        if kernel is None or any(graph.tensor(n).dtype is not DType.FLOAT32 for n in op.outputs):
+        written = op.attrs.output_type if OP_DEFS[op.kind].index_output else DType.FLOAT32
+        if kernel is None or any(graph.tensor(n).dtype is not written for n in op.outputs):
             raise UnsupportedModelError(
                 f"{op.kind.value} '{op.name}' has no float32 reference kernel",
                 "run_float executes float32 graphs; run quantised graphs with ref.interpreter")

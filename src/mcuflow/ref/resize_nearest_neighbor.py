@@ -1,0 +1,54 @@
+"""RESIZE_NEAREST_NEIGHBOR reference kernels (int8 and float32): a pixel copy, no requantisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs
+from mcuflow.ir.resize import nearest_indices
+from mcuflow.ref.common import require_int8
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+
+@dataclass(frozen=True)
+class ResizeParams:
+    """The source row of every output row and the source column of every output column."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+
+
+def prepare_resize(in_shape: tuple[int, ...], attrs: ResizeNearestNeighborAttrs
+                   ) -> ResizeParams:
+    """The index tables of a resize of an NHWC `in_shape` (the C emitter freezes them)."""
+    _, in_h, in_w, _ = in_shape
+    out_h, out_w = attrs.size
+    return ResizeParams(
+        nearest_indices(in_h, out_h, attrs.align_corners, attrs.half_pixel_centers),
+        nearest_indices(in_w, out_w, attrs.align_corners, attrs.half_pixel_centers))
+
+
+def resize_nearest(x: np.ndarray, params: ResizeParams) -> np.ndarray:
+    """`x` [N, H, W, C] gathered at the tables' rows and columns, C-contiguous."""
+    return np.ascontiguousarray(x[:, params.rows][:, :, params.cols])
+
+
+@prepared_kernel(OpKind.RESIZE_NEAREST_NEIGHBOR)
+def _prepare(graph: Graph, op: Operator) -> PreparedFn:
+    """resize_nearest_neighbor.h: copies the stored int8 values, no requantisation.
+
+    Input and output share one quantisation (the same_quantisation constraint).
+    """
+    x = graph.tensor(op.inputs[0])
+    require_int8(op, x, graph.tensor(op.outputs[0]))
+    params = prepare_resize(x.shape, op.attrs)
+    return lambda inputs: [resize_nearest(inputs[0], params)]
+
+
+@float_kernel(OpKind.RESIZE_NEAREST_NEIGHBOR)
+def _float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    params = prepare_resize(graph.tensor(op.inputs[0]).shape, op.attrs)
+    return [resize_nearest(inputs[0], params).astype(np.float32)]
