@@ -17,6 +17,7 @@ from mcuflow.agreement import onnxruntime_agreement, random_model_inputs
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.ir.ops import OpKind
 from mcuflow.ptq import quantize_model
+from mcuflow.ref.interpreter import Interpreter
 from tests.support import run_cli_output
 from tests.unit.test_onnx_reader import Net
 
@@ -229,3 +230,37 @@ def test_missing_torch_extra_is_one_clear_line(tmp_path: Path, capsys: pytest.Ca
     code, _, err = run_cli_output(capsys, ["analyze", str(path)])
     assert code == 2 and "mcuflow[torch]" in err and len(err.strip().splitlines()) == 1
 
+
+
+def test_a_classifier_ending_in_argmax_needs_no_parameters_for_its_indices(
+        tmp_path: Path) -> None:
+    """ONNX Runtime leaves ArgMax's int64 output unquantised: it stays an integer index."""
+    net = Net((1, 8))
+    logits = net.node("Gemm", "x", net.weights(4, 8), net.weights(4), transB=1)
+    model = onnx.load_from_string(net.model(net.node("ArgMax", logits, axis=1, keepdims=0)))
+    model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    source, path = tmp_path / "float.onnx", tmp_path / "argmax.onnx"
+    source.write_bytes(model.SerializeToString())
+    quantize_static(source, path, _Vectors(16), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantized = quantize_model(path, None)
+    assert quantized.graph.operators[-1].kind is OpKind.ARG_MAX
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(path, options)
+    interpreter = Interpreter(quantized.graph)
+    agree = 0
+    for _ in range(20):
+        x = RNG.standard_normal((1, 8)).astype(np.float32)
+        ours = interpreter.run([quantized.quantize_input(x)]).outputs[0]
+        agree += int(ours[0] == session.run(None, {"x": x})[0][0])
+    assert agree >= 19  # a tie within 1 LSB of the logits may pick the other class
+
+
+class _Vectors(CalibrationDataReader):
+    def __init__(self, count: int) -> None:
+        self._samples = iter([{"x": RNG.standard_normal((1, 8)).astype(np.float32)}
+                              for _ in range(count)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._samples, None)

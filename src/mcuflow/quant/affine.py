@@ -167,7 +167,7 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
     converter shares them); otherwise the two stay apart and quantize_graph requantises.
     """
     kept = _kept_activations(graph)
-    groups = _Groups(graph.activations())
+    groups = _Groups(_quantised_activations(graph))
     fixed: dict[str, QuantParams] = {}
     yielding: set[str] = set()
     for op in graph.operators:
@@ -227,6 +227,11 @@ def _read_only_by(graph: Graph, name: str, reader: Operator) -> bool:
     return all(op is reader for op in graph.operators if name in op.inputs)
 
 
+def _quantised_activations(graph: Graph) -> list[str]:
+    """The activations that become int8: all but ARG_MAX's integer indices."""
+    return [name for name in graph.activations() if graph.tensors[name].dtype not in INDEX_TYPES]
+
+
 def _kept_activations(graph: Graph) -> dict[str, QuantParams]:
     """The activations' parameters the model file gave them."""
     return {name: graph.tensors[name].quant for name in graph.activations()
@@ -250,7 +255,7 @@ def _check_ranges(graph: Graph, ranges: Mapping[str, Range], kept: Mapping[str, 
                   groups: _Groups) -> None:
     """Every group needs a calibrated range or the model's own parameters for some member."""
     decided = {groups.find(name) for name in kept}
-    missing = [name for name in graph.activations()
+    missing = [name for name in _quantised_activations(graph)
                if name not in ranges and groups.find(name) not in decided]
     if not missing:
         return
