@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mcuflow.cli import main
 from mcuflow.examples import DEMO_MODEL, build_demo_graph
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
@@ -18,7 +17,7 @@ from mcuflow.ir.constraints import supported_ops_markdown
 from mcuflow.ir.graph import DType
 from mcuflow.ir.ops import NoAttrs, OpKind
 from tests.fuzz.onnx_seeds import onnx_seeds
-from tests.support import SHARED_MODELS, litert_invoke
+from tests.support import SHARED_MODELS, litert_invoke, run_cli_output
 
 ROOT = Path(__file__).resolve().parents[2]
 KWS = SHARED_MODELS / "kws_ref_model.tflite"
@@ -26,14 +25,7 @@ KWS = SHARED_MODELS / "kws_ref_model.tflite"
 
 def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    sys.argv = ["mcuflow", *map(str, args)]
-    code = 0
-    try:
-        main()
-    except SystemExit as done:
-        code = int(done.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli_output(capsys, [str(arg) for arg in args])
 
 
 def assert_user_error(result: tuple[int, str, str], phrase: str) -> None:
