@@ -163,11 +163,19 @@ def data_movement() -> Graph:
     b.output(
         b.pad(x, ((0, 0), (1, 2), (0, 3), (0, 0))),
         b.squeeze(b.reshape(x, (1, 72, 1))),
+        _conv1d_as_converted(b, x),
         b.concatenation([c1, c2], axis=3),
         b.concatenation([x, b.relu(x)], axis=1),
         *_slices(b, x, c1),
     )
     return b.build()
+
+
+def _conv1d_as_converted(b: GraphBuilder, x: str) -> str:
+    """A Conv1D as TensorFlow's converter writes it: EXPAND_DIMS, CONV_2D, SQUEEZE."""
+    signal = b.reshape(x, (1, 24, 3))
+    image = b.expand_dims(signal, 1)
+    return b.squeeze(b.conv2d(image, 4, (1, 3), dilation=2), (1,))
 
 
 def _slices(b: GraphBuilder, x: str, c1: str) -> list[str]:

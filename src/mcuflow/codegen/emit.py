@@ -393,7 +393,7 @@ def _same_offset(ctx: EmitContext, shared: str, name: str) -> None:
                            f"offset of '{shared}'")
 
 
-@emitter(OpKind.RESHAPE, OpKind.SQUEEZE)
+@emitter(OpKind.RESHAPE, OpKind.SQUEEZE, OpKind.EXPAND_DIMS)
 def _reshape(ctx: EmitContext) -> LayerCode:
     source, target = ctx.op.inputs[0], ctx.op.outputs[0]
     if ctx.inplace is InPlace.ALIAS or ctx.offset(source) == ctx.offset(target):

@@ -26,6 +26,7 @@ from mcuflow.ir.ops import (
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
     ElementwiseAttrs,
+    ExpandDimsAttrs,
     FullyConnectedAttrs,
     LeakyReluAttrs,
     MeanAttrs,
@@ -234,6 +235,14 @@ def _squeeze(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     return SqueezeAttrs(tuple(sorted({check.axis(op, d, rank) for d in dims}))), list(op.inputs)
 
 
+def _expand_dims(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    axis = check.constant_input(op, subgraph, 1, "axis").reshape(-1)
+    if axis.size != 1:
+        raise check.op_error(op, f"has {axis.size} axes; EXPAND_DIMS takes one")
+    rank = len(subgraph.tensors[op.inputs[0]].shape) + 1
+    return ExpandDimsAttrs(check.axis(op, int(axis[0]), rank)), [op.inputs[0]]
+
+
 def _softmax(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     o = check.options(op, tflite.SoftmaxOptions, required=True)
     beta = float(o.Beta())
@@ -306,6 +315,10 @@ def _axes_input(a: MeanAttrs) -> list[tuple[str, np.ndarray]]:
 
 def _begin_size_inputs(a: SliceAttrs) -> list[tuple[str, np.ndarray]]:
     return [("begin", _int32(a.begin)), ("size", _int32(a.size))]
+
+
+def _expand_dims_axis_input(a: ExpandDimsAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("axis", _int32([a.axis]))]
 
 
 def _conv_options(builder: Builder, a: Conv2DAttrs) -> tuple[int, int]:
@@ -516,6 +529,8 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
         OP.RESHAPE, _reshape, _reshape_options, (1, 2), constant_inputs=_shape_input
     ),
     OpKind.SQUEEZE: TfliteOp(OP.SQUEEZE, _squeeze, _squeeze_options),
+    OpKind.EXPAND_DIMS: TfliteOp(OP.EXPAND_DIMS, _expand_dims, _empty_options("ExpandDimsOptions"),
+                                 (2, 2), constant_inputs=_expand_dims_axis_input),
     OpKind.SOFTMAX: TfliteOp(OP.SOFTMAX, _softmax, _softmax_options),
     OpKind.PAD: TfliteOp(OP.PAD, _pad, _empty_options("PadOptions"), (2, 2),
                          constant_inputs=_paddings_input),

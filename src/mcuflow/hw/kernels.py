@@ -31,7 +31,7 @@ class InPlace(Enum):
       Input and output have the same channel count and start a whole number of pixels apart
       (`Plan.delta(step)` is a multiple of C * itemsize, possibly 0 or negative), so output
       channel c only lands on input channel c, which is no longer needed, or outside the input.
-    - ALIAS: no code runs; the output is the input's bytes (RESHAPE, SQUEEZE).
+    - ALIAS: no code runs; the output is the input's bytes (RESHAPE, SQUEEZE, EXPAND_DIMS).
     - CONCAT_SLICE: no code runs; the inputs were written straight into their slices of the
       output by their producers: contiguous blocks, or channel slices whose pixels the window
       kernels write the output's channels apart (mcuflow_window_t's output pixel step).
@@ -297,9 +297,10 @@ _kernel("mcuflow_quantize_f32", "mcuflow_lookup", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_copy_rows", "mcuflow_data", (OpKind.RESHAPE, OpKind.SQUEEZE,
-                                              OpKind.CONCATENATION, OpKind.SLICE),
-        "RESHAPE, SQUEEZE and CONCATENATION not planned in place, and SLICE of rows with one "
-        "input stride (SliceLayout.rows_only): row copies.",
+                                              OpKind.CONCATENATION, OpKind.SLICE,
+                                              OpKind.EXPAND_DIMS),
+        "RESHAPE, SQUEEZE, EXPAND_DIMS and CONCATENATION not planned in place, and SLICE of rows "
+        "with one input stride (SliceLayout.rows_only): row copies.",
         terms=_copy_terms)
 _kernel("mcuflow_pad_s8", "mcuflow_data", (OpKind.PAD,), "PAD with the zero point.",
         terms=work.pad_terms)
@@ -359,6 +360,7 @@ _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
 
 STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
     OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
+    OpKind.EXPAND_DIMS: InPlace.ALIAS,
     OpKind.CONCATENATION: InPlace.CONCAT_SLICE, OpKind.SLICE: InPlace.ALIAS,
 })
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
@@ -402,6 +404,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.MEAN: ("mcuflow_mean_s8",), OpKind.SOFTMAX: ("mcuflow_softmax_s8",),
     OpKind.DEQUANTIZE: ("mcuflow_lookup_f32",), OpKind.PAD: ("mcuflow_pad_s8",),
     OpKind.CONCATENATION: ("mcuflow_copy_rows",), OpKind.RESHAPE: (), OpKind.SQUEEZE: (),
+    OpKind.EXPAND_DIMS: (),
     OpKind.MAXIMUM: ("mcuflow_maximum_minimum_s8",),
     OpKind.MINIMUM: ("mcuflow_maximum_minimum_s8",),
     OpKind.REDUCE_MAX: ("mcuflow_reduce_extreme_s8",),

@@ -13,6 +13,7 @@ from mcuflow.ir.ops import (
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
     ElementwiseAttrs,
+    ExpandDimsAttrs,
     FullyConnectedAttrs,
     LeakyReluAttrs,
     MeanAttrs,
@@ -234,6 +235,10 @@ class GraphBuilder:
     def squeeze(self, x: str, axes: tuple[int, ...] = ()) -> str:
         """SQUEEZE."""
         return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x))
+
+    def expand_dims(self, x: str, axis: int) -> str:
+        """EXPAND_DIMS: a size-1 axis at `axis` (non-negative) of the output."""
+        return self.op(OpKind.EXPAND_DIMS, [x], ExpandDimsAttrs(axis), self.quant(x))
 
     def softmax(self, x: str, beta: float = 1.0) -> str:
         """SOFTMAX with TFLite's int8 output quantisation (1/256, -128)."""

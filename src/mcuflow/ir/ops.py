@@ -52,6 +52,7 @@ class OpKind(Enum):
     ARG_MAX = "ARG_MAX"
     ARG_MIN = "ARG_MIN"
     RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
+    EXPAND_DIMS = "EXPAND_DIMS"
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,14 @@ class SqueezeAttrs:
 
 
 @dataclass(frozen=True)
+class ExpandDimsAttrs:
+    """EXPAND_DIMS: a size-1 axis inserted at `axis` of the output (TFLite's constant axis input,
+    folded; non-negative)."""
+
+    axis: int = 0
+
+
+@dataclass(frozen=True)
 class SoftmaxAttrs:
     """SOFTMAX along the last axis."""
 
@@ -201,6 +210,7 @@ OpAttrs = (
     | MeanAttrs
     | ReshapeAttrs
     | SqueezeAttrs
+    | ExpandDimsAttrs
     | SoftmaxAttrs
     | PadAttrs
     | ConcatenationAttrs
@@ -358,6 +368,15 @@ def _squeeze_shape(graph: Graph, op: Operator) -> list[Shape]:
     if any(x[axis] != 1 for axis in axes):
         raise ShapeError(f"SQUEEZE '{op.name}': cannot squeeze axes {sorted(axes)} of {x}")
     return [tuple(d for i, d in enumerate(x) if i not in axes)]
+
+
+def _expand_dims_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: ExpandDimsAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if not 0 <= attrs.axis <= len(x):
+        raise ShapeError(f"EXPAND_DIMS '{op.name}': axis {attrs.axis} outside output rank "
+                         f"{len(x) + 1}")
+    return [(*x[:attrs.axis], 1, *x[attrs.axis:])]
 
 
 def _pad_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -624,6 +643,8 @@ _DEFINITIONS = (
           index_output=True, checks=(integer_indices, rank_at_most_5)),
     OpDef(OpKind.RESIZE_NEAREST_NEIGHBOR, ResizeNearestNeighborAttrs, _resize_shape,
           element_ops=1, shared_quant=True, checks=(same_quantisation, resize_not_both_modes)),
+    OpDef(OpKind.EXPAND_DIMS, ExpandDimsAttrs, _expand_dims_shape, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

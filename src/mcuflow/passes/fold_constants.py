@@ -26,6 +26,7 @@ def _activated(op: Operator, value: np.ndarray) -> np.ndarray:
 _EVALUATORS: OpTable[Evaluate] = OpTable("constant evaluator", complete=False, entries={
     OpKind.RESHAPE: lambda op, xs, shape: xs[0].reshape(shape),
     OpKind.SQUEEZE: lambda op, xs, shape: xs[0].reshape(shape),
+    OpKind.EXPAND_DIMS: lambda op, xs, shape: xs[0].reshape(shape),
     OpKind.PAD: lambda op, xs, shape: np.pad(xs[0], op.attrs.paddings),
     OpKind.CONCATENATION: lambda op, xs, shape: _activated(op, np.concatenate(xs, op.attrs.axis)),
     OpKind.ADD: lambda op, xs, shape: _activated(op, xs[0] + xs[1]),

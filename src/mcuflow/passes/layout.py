@@ -6,7 +6,7 @@ from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, ReshapeAttrs
 from mcuflow.passes.common import bypass, producer, sole_consumer
 
-_RESHAPES = (OpKind.RESHAPE, OpKind.SQUEEZE)
+_RESHAPES = (OpKind.RESHAPE, OpKind.SQUEEZE, OpKind.EXPAND_DIMS)
 
 
 def clean_layout(graph: Graph) -> Graph:

@@ -1,4 +1,4 @@
-"""RESHAPE and SQUEEZE reference kernels (int8 and float32): the same bytes under a new shape."""
+"""RESHAPE, SQUEEZE and EXPAND_DIMS reference kernels (int8, float32): same bytes, new shape."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ def reshape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape(shape)
 
 
-@prepared_kernel(OpKind.RESHAPE, OpKind.SQUEEZE)
+@prepared_kernel(OpKind.RESHAPE, OpKind.SQUEEZE, OpKind.EXPAND_DIMS)
 def prepare_reshape(graph: Graph, op: Operator) -> PreparedFn:
-    """Prepare a graph's RESHAPE or SQUEEZE: the output shape comes from shape inference."""
+    """Prepare a RESHAPE, SQUEEZE or EXPAND_DIMS: the output shape comes from shape inference."""
     shape = graph.tensor(op.outputs[0]).shape
     return lambda inputs: [reshape(inputs[0], shape)]
 
 
-@float_kernel(OpKind.RESHAPE, OpKind.SQUEEZE)
+@float_kernel(OpKind.RESHAPE, OpKind.SQUEEZE, OpKind.EXPAND_DIMS)
 def _reshape_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [inputs[0].reshape(graph.tensor(op.outputs[0]).shape)]
