@@ -8,7 +8,8 @@ integer-quantised by the converter (random representative data) and handed to
 `mcuflow verify --json` on the host and on QEMU Cortex-M4; the table says whether mcuflow
 accepted it and whether the C is bit-exact against LiteRT.
 
-TensorFlow is not an mcuflow dependency: run the builder under a Python that has it.
+TensorFlow is not an mcuflow dependency: run the builder under a Python that has it
+(tensorflow-cpu and tf_keras; checked with 2.19).
 
 Run: .venv/bin/python bench/converter_models.py --tf-python /path/to/python-with-tensorflow
      [--target cortex-m4 --board nucleo-f429zi] [--json] [MODEL ...]
@@ -34,6 +35,8 @@ MODEL_NAMES = ("imu_dilated_conv1d", "unet_transpose_upsampling", "lstm_kws", "c
                "abs", "prelu", "squared_difference", "sum", "l2_normalization", "log_softmax",
                "reduce_max", "argmax")
 """Every model, in the order of the table (the builder's keys)."""
+LEGACY_KERAS = ("lstm_kws",)
+"""Models built with Keras 2 (the tf_keras package) instead of Keras 3."""
 
 
 # --------------------------------------------------------------------------- building (TF side)
@@ -83,6 +86,16 @@ def _keras_models() -> dict[str, tuple[Callable[[], object], str]]:
         y = layers.GlobalAveragePooling2D()(y)
         return layers.Dense(4, activation="softmax")(y)
 
+    def lstm_kws() -> object:
+        """An LSTM as Keras 2 builds it (tf.keras with TF_USE_LEGACY_KERAS=1).
+
+        The converter fuses it into UNIDIRECTIONAL_SEQUENCE_LSTM; Keras 3's LSTM crashes TF
+        2.19's full-integer converter.
+        """
+        legacy = tf.keras
+        return legacy.Sequential([legacy.Input((49, 10), batch_size=1), legacy.layers.LSTM(32),
+                                  legacy.layers.Dense(12, activation="softmax")])
+
     def lam(function: Callable[[object], object]) -> object:
         return layers.Lambda(function)
 
@@ -90,8 +103,7 @@ def _keras_models() -> dict[str, tuple[Callable[[], object], str]]:
     return {
         "imu_dilated_conv1d": (functional((128, 6), imu), "int8"),
         "unet_transpose_upsampling": (functional((32, 32, 3), unet), "int8"),
-        "lstm_kws": (sequential((49, 10), layers.LSTM(32), layers.Dense(12, activation="softmax")),
-                     "int8"),
+        "lstm_kws": (lstm_kws, "int8"),
         "cnn_int16x8": (functional((16, 16, 3), cnn), "int16x8"),
         "cnn_uint8_io": (functional((16, 16, 3), cnn), "uint8_io"),
         "transpose": (sequential(image, lam(lambda t: tf.transpose(t, [0, 2, 1, 3]))), "int8"),
@@ -186,8 +198,9 @@ def _ops(model: Path) -> str:
 def _row(name: str, directory: Path, args: argparse.Namespace) -> Row:
     """Convert model `name` in its own TensorFlow process (the converter may crash), verify."""
     built = subprocess.run([args.tf_python, __file__, "--build", str(directory), name],
-                           capture_output=True, text=True, env={**os.environ,
-                                                                "TF_CPP_MIN_LOG_LEVEL": "3"})
+                           capture_output=True, text=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                                "TF_USE_LEGACY_KERAS": "1" if name in LEGACY_KERAS else "0"})
     path = directory / f"{name}.tflite"
     if built.returncode != 0 or not path.is_file():
         failure = f"TensorFlow's converter failed (exit {built.returncode})"
