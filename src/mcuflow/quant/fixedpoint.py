@@ -380,3 +380,36 @@ def scaled_nonnegative_array(
     high += 1 << (exponent - 1)
     high >>= exponent
     return high
+
+
+def inv_sqrt_quantized_multiplier_exp(x: int, reverse_shift: int) -> tuple[int, int]:
+    """TFLite GetInvSqrtQuantizedMultiplierExp: 1 / sqrt(x) as (Q0.31 multiplier, shift).
+
+    x <= 1 gives (INT32_MAX, 0). Otherwise x is brought into [2**27, 2**29) by shifts of two
+    bits, then five Newton-Raphson steps in Q3.28 from 1, times sqrt(2) / 2; the shift is
+    right-positive until multiplied by `reverse_shift`.
+    """
+    if x <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while x >= 1 << 29:
+        x //= 4
+        shift += 1
+    pairs = (32 - x.bit_length() - 1) // 2 - 1
+    shift -= pairs
+    x <<= 2 * pairs
+    half_input = rounding_divide_by_pot(x >> 1, 1)
+    half_three = (1 << 28) + (1 << 27)
+    estimate = 1 << 28
+    for _ in range(5):
+        cube = saturating_rounding_doubling_high_mul(
+            saturating_rounding_doubling_high_mul(estimate, estimate), estimate)
+        cube = saturating_rounding_multiply_by_pot(cube, 6)
+        difference = (saturating_rounding_doubling_high_mul(half_three, estimate)
+                      - saturating_rounding_doubling_high_mul(half_input, cube))
+        estimate = saturating_rounding_multiply_by_pot(difference, 3)
+    multiplier = saturating_rounding_doubling_high_mul(estimate, 1518500250)
+    if shift < 0:
+        multiplier <<= -shift
+        shift = 0
+    return multiplier, shift * reverse_shift

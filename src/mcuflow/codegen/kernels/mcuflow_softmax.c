@@ -1,4 +1,5 @@
-/* SOFTMAX int8 kernel: TFLite's reference gemmlowp fixed-point arithmetic, bit-exact. */
+/* SOFTMAX and L2_NORMALIZATION int8 kernels: TFLite's reference gemmlowp fixed-point arithmetic,
+ * bit-exact. */
 #include "mcuflow_common.h"
 
 /* mcuflow:interface */
@@ -12,6 +13,12 @@ typedef struct {
 } mcuflow_softmax_t;
 
 void mcuflow_softmax_s8(const mcuflow_softmax_t *p, const int8_t *input, int8_t *output);
+
+/* L2_NORMALIZATION along the last axis (TFLite reference_integer_ops::L2Normalization): each of
+ * `rows` rows of `depth` values, centred on the input zero point, times the inverse square root
+ * of its sum of squares, into int8 with scale 1/128 and zero point 0. */
+void mcuflow_l2_normalization_s8(int32_t rows, int32_t depth, int32_t input_zero_point,
+                                 const int8_t *input, int8_t *output);
 
 /* mcuflow:end-interface */
 
@@ -95,5 +102,65 @@ void mcuflow_softmax_s8(const mcuflow_softmax_t *p, const int8_t *input, int8_t 
     for (int32_t r = 0; r < p->rows; ++r) {
         mcuflow_softmax_row(p, input + (size_t)r * (size_t)p->depth,
                             output + (size_t)r * (size_t)p->depth);
+    }
+}
+
+/* ---- L2_NORMALIZATION ------------------------------------------------------------------ */
+
+/* TFLite GetInvSqrtQuantizedMultiplierExp with kReverseShift: 1 / sqrt(x) as a Q0.31
+ * multiplier and a left shift (x <= 1 gives INT32_MAX, 0). */
+static void mcuflow_inv_sqrt(int32_t x, int32_t *multiplier, int32_t *shift)
+{
+    if (x <= 1) {
+        *multiplier = INT32_MAX;
+        *shift = 0;
+        return;
+    }
+    int32_t right = 11;
+    while (x >= ((int32_t)1 << 29)) {
+        x /= 4;
+        ++right;
+    }
+    const int32_t pairs = (mcuflow_leading_zeros((uint32_t)x) - 1) / 2 - 1;
+    right -= pairs;
+    x = (int32_t)((uint32_t)x << (2 * pairs));
+    const int32_t half_input = mcuflow_rdbpot(x >> 1, 1);
+    const int32_t half_three = ((int32_t)1 << 28) + ((int32_t)1 << 27);
+    int32_t estimate = (int32_t)1 << 28; /* 1 in Q3.28 */
+    for (int i = 0; i < 5; ++i) {
+        const int32_t cube = mcuflow_saturating_shift_left(
+            mcuflow_srdhm(mcuflow_srdhm(estimate, estimate), estimate), 6);
+        const int32_t step = mcuflow_srdhm(half_three, estimate) - mcuflow_srdhm(half_input, cube);
+        estimate = mcuflow_saturating_shift_left(step, 3);
+    }
+    int32_t result = mcuflow_srdhm(estimate, 1518500250); /* times sqrt(2) / 2 */
+    if (right < 0) {
+        result = (int32_t)((uint32_t)result << -right);
+        right = 0;
+    }
+    *multiplier = result;
+    *shift = -right;
+}
+
+#define MCUFLOW_L2_OUTPUT_BITS 7
+
+void mcuflow_l2_normalization_s8(int32_t rows, int32_t depth, int32_t input_zero_point,
+                                 const int8_t *input, int8_t *output)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int8_t *in = input + (size_t)r * (size_t)depth;
+        int8_t *out = output + (size_t)r * (size_t)depth;
+        int32_t squares = 0;
+        for (int32_t c = 0; c < depth; ++c) {
+            const int32_t centred = in[c] - input_zero_point;
+            squares += centred * centred;
+        }
+        int32_t multiplier, shift;
+        mcuflow_inv_sqrt(squares, &multiplier, &shift);
+        for (int32_t c = 0; c < depth; ++c) {
+            const int32_t scaled = mcuflow_requantize(in[c] - input_zero_point, multiplier,
+                                                      shift + MCUFLOW_L2_OUTPUT_BITS);
+            out[c] = (int8_t)mcuflow_clamp(scaled, INT8_MIN, INT8_MAX);
+        }
     }
 }
