@@ -277,7 +277,7 @@ def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
 
 @family
 def arithmetic() -> Graph:
-    """SQUARED_DIFFERENCE, PRELU, ABS, SUM and L2_NORMALIZATION.
+    """SQUARED_DIFFERENCE, PRELU, ABS, SUM, L2_NORMALIZATION and LOG_SOFTMAX.
 
     SQUARED_DIFFERENCE and PRELU broadcast (alpha a constant per channel, a scalar or a tensor);
     ABS with and without rescaling; SUM over several axis sets.
@@ -319,5 +319,9 @@ def arithmetic() -> Graph:
         unit(x),
         unit(b.reshape(y, (1, 120))),
         unit(column),
+        b.op(OpKind.LOG_SOFTMAX, [x], NoAttrs(), q(16.0 / 256.0, 127)),
+        b.op(OpKind.LOG_SOFTMAX, [b.reshape(y, (2, 60))], NoAttrs(), q(16.0 / 256.0, 127)),
+        b.op(OpKind.LOG_SOFTMAX, [b.fully_connected(b.reshape(x, (1, 120)), 10)], NoAttrs(),
+             q(16.0 / 256.0, 127)),
     )
     return b.build()

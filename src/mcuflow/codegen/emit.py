@@ -39,6 +39,7 @@ from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add, prepare_mul
 from mcuflow.ref.fully_connected import prepare_fully_connected
+from mcuflow.ref.log_softmax import prepare_log_softmax
 from mcuflow.ref.mean import MeanParams, prepare_mean
 from mcuflow.ref.pooling import prepare_pool
 from mcuflow.ref.prelu import prepare_prelu
@@ -590,4 +591,22 @@ def _l2_normalization(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_l2_normalization_s8", str(x.size // depth), str(depth),
                  c_int(ctx.quant(x.name).zero_point0),
                  _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_softmax",))
+
+
+@emitter(OpKind.LOG_SOFTMAX)
+def _log_softmax(ctx: EmitContext) -> LayerCode:
+    x = ctx.input(0)
+    params = prepare_log_softmax(x)
+    table = ctx.constant("exp", "int32_t", softmax_exp_table(params.softmax),
+                         f"{ctx.op.name}: exp of every scaled difference from the row maximum")
+    depth = x.shape[-1]
+    symbol = _define(ctx, "mcuflow_log_softmax_t", "log_softmax", {
+        "rows": x.size // depth, "depth": depth, "diff_min": params.softmax.diff_min,
+        "input_multiplier": params.softmax.input_multiplier,
+        "input_shift": params.softmax.input_left_shift,
+        "reverse_multiplier": params.reverse_multiplier, "reverse_shift": params.reverse_shift,
+        "exp_table": table})
+    call = _call("mcuflow_log_softmax_s8", f"&{symbol}", _input_pointer(ctx, 0),
+                 _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_softmax",))

@@ -277,6 +277,9 @@ _kernel("mcuflow_mean_s8", "mcuflow_mean", (OpKind.MEAN, OpKind.SUM),
 _kernel("mcuflow_softmax_s8", "mcuflow_softmax", (OpKind.SOFTMAX,),
         "SOFTMAX along the last axis, exp from a 256-entry table.",
         terms=work.softmax_terms)
+_kernel("mcuflow_log_softmax_s8", "mcuflow_softmax", (OpKind.LOG_SOFTMAX,),
+        "LOG_SOFTMAX along the last axis, exp from a 256-entry table, a fixed-point log per row.",
+        terms=work.softmax_terms)
 _kernel("mcuflow_l2_normalization_s8", "mcuflow_softmax", (OpKind.L2_NORMALIZATION,),
         "L2_NORMALIZATION along the last axis: per row an inverse square root (Newton-Raphson).",
         terms=work.softmax_terms)
@@ -418,6 +421,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.SQUARED_DIFFERENCE: ("mcuflow_binary_s8",), OpKind.PRELU: ("mcuflow_binary_s8",),
     OpKind.ABS: ("mcuflow_lookup_s8",), OpKind.SUM: ("mcuflow_mean_s8",),
     OpKind.L2_NORMALIZATION: ("mcuflow_l2_normalization_s8",),
+    OpKind.LOG_SOFTMAX: ("mcuflow_log_softmax_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

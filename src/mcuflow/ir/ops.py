@@ -601,6 +601,17 @@ def log_softmax_output_range(graph: Graph, op: Operator) -> str | None:
     return _output_range(graph, op)
 
 
+LOG_SOFTMAX_MAX_DEPTH = 4095
+"""The longest row LiteRT's int8 LOG_SOFTMAX sums exps of in Q12.19 without overflow."""
+
+
+def log_softmax_depth(graph: Graph, op: Operator) -> str | None:
+    """The last axis may hold at most 4095 values (LiteRT sums their exps in Q12.19)."""
+    shape = graph.tensors[op.inputs[0]].shape
+    depth = shape[-1] if shape else 1
+    return f"last axis of {depth} found" if depth > LOG_SOFTMAX_MAX_DEPTH else None
+
+
 # --- the definitions ----------------------------------------------------------------------------
 
 
@@ -678,7 +689,7 @@ _DEFINITIONS = (
           checks=(l2_output_range, rank_at_most_4)),
     OpDef(OpKind.LOG_SOFTMAX, NoAttrs, _same_shape, element_ops=8,
           fixed_output=QuantParams.per_tensor(16.0 / 256.0, 127),
-          checks=(log_softmax_output_range,)),
+          checks=(log_softmax_output_range, log_softmax_depth)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

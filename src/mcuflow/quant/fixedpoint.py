@@ -413,3 +413,50 @@ def inv_sqrt_quantized_multiplier_exp(x: int, reverse_shift: int) -> tuple[int, 
         multiplier <<= -shift
         shift = 0
     return multiplier, shift * reverse_shift
+
+
+# gemmlowp-style Q0.31 constants of TFLite's log_x_for_x_greater_than_or_equal_to_1_impl.
+_LOG_2 = 1488522236
+_SQRT_SQRT_HALF = 1805811301
+_SQRT_HALF = 1518500250
+_ONE_QUARTER = 536870912
+_ALPHA_N = 117049297
+_ALPHA_D = 127690142
+_ALPHA_I = 1057819769
+_ALPHA_F = 638450708
+
+
+def _saturate_int32(x: int) -> int:
+    return max(INT32_MIN, min(INT32_MAX, x))
+
+
+def log_x_for_x_greater_than_or_equal_to_1(x: int, output_bits: int, input_bits: int) -> int:
+    """TFLite log_x_for_x_greater_than_or_equal_to_1_impl: raw Q(input_bits) in, Q(output_bits) out.
+
+    The input's power of two (two candidates, one premultiplied by sqrt(1/2)) plus a rational
+    approximation of the log of the remaining mantissa, accumulated with one bit of headroom.
+    Plain additions wrap as int32, as in the C++.
+    """
+    srdhm = saturating_rounding_doubling_high_mul
+    accum_bits = output_bits + 1
+    shifted_quarter = saturating_rounding_multiply_by_pot(_ONE_QUARTER, -accum_bits)
+    headroom_a = 32 - x.bit_length()
+    r_a = saturating_rounding_multiply_by_pot(
+        srdhm(saturating_rounding_multiply_by_pot(x, headroom_a - 1), _SQRT_HALF), 1)
+    pow_2_a = _saturate_int32(saturating_rounding_multiply_by_pot(
+        input_bits - headroom_a, 31 - accum_bits) + shifted_quarter)
+    headroom_b = 32 - srdhm(x, _SQRT_HALF).bit_length() - 1
+    r_b = saturating_rounding_multiply_by_pot(x, headroom_b)
+    pow_2_b = _saturate_int32(saturating_rounding_multiply_by_pot(
+        input_bits - headroom_b, 31 - accum_bits) - shifted_quarter)
+    r, pow_2 = min(r_a, r_b), max(pow_2_a, pow_2_b)
+    p = rounding_half_sum(r, _SQRT_SQRT_HALF)
+    q = _wrap_int32(2 * _wrap_int32(r - _SQRT_SQRT_HALF))
+    square = srdhm(q, q)
+    num = _wrap_int32(srdhm(q, r) + srdhm(srdhm(q, square), _ALPHA_N))
+    inner = _wrap_int32(_ALPHA_I + q + srdhm(_ALPHA_D, square))
+    denominator_minus_one = _wrap_int32(srdhm(p, inner) + srdhm(_ALPHA_F, q))
+    reciprocal = one_over_one_plus_x_for_x_in_0_1(denominator_minus_one)
+    num_scaled = saturating_rounding_multiply_by_pot(num, -accum_bits)
+    total = _wrap_int32(srdhm(pow_2, _LOG_2) + srdhm(num_scaled, reciprocal))
+    return saturating_rounding_multiply_by_pot(total, accum_bits - output_bits)
