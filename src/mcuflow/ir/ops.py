@@ -591,6 +591,12 @@ def sum_requantises(graph: Graph, op: Operator) -> str | None:
     return f"shared {describe_quant(out)} found"
 
 
+def sum_reduces_an_axis(graph: Graph, op: Operator) -> str | None:
+    """SUM must reduce at least one axis (with none, LiteRT copies the stored values unchanged
+    instead of requantising them)."""
+    return None if op.attrs.axes else "no axes found"
+
+
 def l2_output_range(graph: Graph, op: Operator) -> str | None:
     """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement)."""
     return _output_range(graph, op)
@@ -683,7 +689,7 @@ _DEFINITIONS = (
           checks=(rank_at_most_4,)),
     OpDef(OpKind.ABS, NoAttrs, _same_shape, element_ops=1),
     OpDef(OpKind.SUM, MeanAttrs, _mean_shape, macs=_input_macs, element_ops=1,
-          checks=(sum_requantises, rank_at_most_5)),
+          checks=(sum_requantises, sum_reduces_an_axis, rank_at_most_5)),
     OpDef(OpKind.L2_NORMALIZATION, NoAttrs, _same_shape, macs=_input_macs, element_ops=3,
           fixed_output=QuantParams.per_tensor(1.0 / 128.0, 0),
           checks=(l2_output_range, rank_at_most_4)),
