@@ -16,9 +16,9 @@ typedef enum {
 typedef struct {
     mcuflow_binary_op_t op;
     int32_t input1_offset, input2_offset, output_offset;
-    int32_t left_shift;                      /* ADD / SUB only */
-    int32_t input1_multiplier, input1_shift; /* ADD / SUB only */
-    int32_t input2_multiplier, input2_shift; /* ADD / SUB only */
+    int32_t left_shift;                      /* ADD / SUB / SQUARED_DIFFERENCE */
+    int32_t input1_multiplier, input1_shift; /* ADD / SUB / SQUARED_DIFFERENCE / PRELU */
+    int32_t input2_multiplier, input2_shift; /* ADD / SUB / SQUARED_DIFFERENCE */
     int32_t output_multiplier, output_shift;
     int32_t act_min, act_max;
 } mcuflow_binary_t;
