@@ -547,7 +547,7 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
     return _code(ctx, call, ("mcuflow_reduce",))
 
 
-# --- SQUARED_DIFFERENCE, PRELU (mcuflow_binary_s8), ABS (a table), L2_NORMALIZATION -------------
+# --- SQUARED_DIFFERENCE, PRELU (mcuflow_binary_s8), ABS (a table), L2_NORMALIZATION, LOG_SOFTMAX
 
 
 @emitter(OpKind.SQUARED_DIFFERENCE)

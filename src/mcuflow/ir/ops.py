@@ -584,7 +584,7 @@ def broadcast_rank_at_most_4(graph: Graph, op: Operator) -> str | None:
 
 def sum_requantises(graph: Graph, op: Operator) -> str | None:
     """The int8 output must not share the input's scale and zero point: LiteRT's int8 SUM then
-    adds the stored values in int8, wrapping around, instead of requantising."""
+    skips its requantising path and keeps an int8 sum of the stored values."""
     x, out = graph.tensors[op.inputs[0]].quant, graph.tensors[op.outputs[0]].quant
     if x is None or out is None or x != out:
         return None
