@@ -331,6 +331,44 @@ def _resize(b: GraphBuilder, rng: np.random.Generator) -> str:
                 ResizeNearestNeighborAttrs(size, align, half), b.quant(x))
 
 
+def _squared_difference_prelu(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """mcuflow_binary_s8's SQUARED_DIFFERENCE and PRELU modes (alpha mostly per channel)."""
+    h, w = _spatial(rng, 1, 40)
+    channels = int(_pick(rng, [1, 3, 8, 16, 24, 40, 64, 96]))
+    shape = (1, h, w, channels)
+    x = _input(b, rng, shape)
+    out = QuantParams.per_tensor(float(rng.uniform(0.05, 0.5)), int(rng.integers(-20, 21)))
+    if rng.integers(2):
+        other = _pick(rng, [shape, shape, (1, 1, 1, channels), (1, h, w, 1)])
+        return b.op(OpKind.SQUARED_DIFFERENCE, [x, _input(b, rng, other)], NoAttrs(), out)
+    alpha_shape = _pick(rng, [(1, 1, channels), (1, 1, channels), (1,), shape[1:]])
+    alpha = b.constant_int8(alpha_shape, float(rng.uniform(0.002, 0.02)),
+                            int(rng.integers(-20, 21)))
+    return b.op(OpKind.PRELU, [x, alpha], NoAttrs(), out)
+
+
+def _abs_sum(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """ABS (mcuflow_lookup_s8) or SUM (mcuflow_mean_s8) over spatial, channel or all axes."""
+    h, w = _spatial(rng, 1, 40)
+    x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 8, 16, 24, 40, 96]))))
+    out = QuantParams.per_tensor(float(rng.uniform(0.2, 4.0)), int(rng.integers(-20, 21)))
+    if rng.integers(3) == 0:
+        return b.op(OpKind.ABS, [x], NoAttrs(), out)
+    axes = _pick(rng, [(1, 2), (1, 2), (3,), (1,), (1, 2, 3)])
+    return b.op(OpKind.SUM, [x], MeanAttrs(axes, bool(rng.integers(2))), out)
+
+
+def _normalization(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """L2_NORMALIZATION of embeddings or channels; LOG_SOFTMAX mostly of logits."""
+    rows = int(_pick(rng, [1, 1, 1, 2, 4, 16, 49, 100]))
+    depth = int(_pick(rng, [2, 3, 10, 12, 35, 64, 128, 256, 1000]))
+    x = _input(b, rng, (rows, depth))
+    if rng.integers(2):
+        return b.op(OpKind.L2_NORMALIZATION, [x], NoAttrs(),
+                    QuantParams.per_tensor(1.0 / 128.0, 0))
+    return b.op(OpKind.LOG_SOFTMAX, [x], NoAttrs(), QuantParams.per_tensor(16.0 / 256.0, 127))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -339,6 +377,8 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
     "slice": (_slice, 24), "reduce": (_reduce, 16), "arg": (_arg, 16),
     "resize": (_resize, 16),
+    "squared_difference_prelu": (_squared_difference_prelu, 20), "abs_sum": (_abs_sum, 16),
+    "normalization": (_normalization, 20),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

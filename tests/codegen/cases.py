@@ -281,3 +281,55 @@ def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],
                       dtype=np.float32)
     return np.resize(values, shape).astype(np.float32)
+
+
+@family
+def arithmetic() -> Graph:
+    """SQUARED_DIFFERENCE, PRELU, ABS, SUM, L2_NORMALIZATION and LOG_SOFTMAX.
+
+    SQUARED_DIFFERENCE and PRELU broadcast (alpha a constant per channel, a scalar or a tensor);
+    ABS with and without rescaling; SUM over several axis sets.
+
+    SUM reads ABS outputs: LiteRT 2.3's reference SUM reads int8 bytes as uint8 and clamps to
+    0..255, which agrees with the int8 arithmetic only on non-negative inputs and outputs
+    below 128 (tests/unit/test_arith_ops.py checks SUM in general against tflite-micro).
+    """
+    b = GraphBuilder("arithmetic", seed=23)
+    x = b.input((1, 5, 6, 4), 0.05, 2)
+    y = b.input((1, 5, 6, 4), 0.03, -6)
+    column = b.constant_int8((1, 5, 1, 1), 0.04, -3)
+    alpha = b.constant_int8((1, 1, 4), 0.01, 3)
+    scalar = b.constant_int8((1,), 0.004, -2)
+    q = QuantParams.per_tensor
+    magnitude = b.op(OpKind.ABS, [x], NoAttrs(), q(0.05, 0))
+    shifted = b.op(OpKind.ABS, [y], NoAttrs(), q(0.03, 5))
+
+    def total(source: str, axes: tuple[int, ...], keep: bool, scale: float, zero_point: int
+              ) -> str:
+        return b.op(OpKind.SUM, [source], MeanAttrs(axes, keep), q(scale, zero_point))
+
+    def unit(source: str) -> str:
+        return b.op(OpKind.L2_NORMALIZATION, [source], NoAttrs(), q(1.0 / 128.0, 0))
+
+    b.output(
+        b.op(OpKind.SQUARED_DIFFERENCE, [x, y], NoAttrs(), q(0.3, -128)),
+        b.op(OpKind.SQUARED_DIFFERENCE, [column, x], NoAttrs(), q(0.2, -120)),
+        b.op(OpKind.PRELU, [x, alpha], NoAttrs(), q(0.04, 10)),
+        b.op(OpKind.PRELU, [y, x], NoAttrs(), q(0.06, -5)),
+        b.op(OpKind.PRELU, [x, scalar], NoAttrs(), q(0.02, 0)),
+        magnitude,
+        b.op(OpKind.ABS, [x], NoAttrs(), q(0.05, -100)),
+        b.op(OpKind.ABS, [y], NoAttrs(), q(0.02, -128)),
+        total(magnitude, (1, 2), True, 1.6, 0),
+        total(magnitude, (3,), False, 0.25, 0),
+        total(shifted, (0, 1, 2, 3), False, 4.0, 1),
+        total(shifted, (2,), True, 0.9, 0),
+        unit(x),
+        unit(b.reshape(y, (1, 120))),
+        unit(column),
+        b.op(OpKind.LOG_SOFTMAX, [x], NoAttrs(), q(16.0 / 256.0, 127)),
+        b.op(OpKind.LOG_SOFTMAX, [b.reshape(y, (2, 60))], NoAttrs(), q(16.0 / 256.0, 127)),
+        b.op(OpKind.LOG_SOFTMAX, [b.fully_connected(b.reshape(x, (1, 120)), 10)], NoAttrs(),
+             q(16.0 / 256.0, 127)),
+    )
+    return b.build()

@@ -39,10 +39,17 @@ from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add, prepare_mul
 from mcuflow.ref.fully_connected import prepare_fully_connected
-from mcuflow.ref.mean import prepare_mean
+from mcuflow.ref.log_softmax import prepare_log_softmax
+from mcuflow.ref.mean import MeanParams, prepare_mean
 from mcuflow.ref.pooling import prepare_pool
+from mcuflow.ref.prelu import prepare_prelu
 from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
+from mcuflow.ref.squared_difference import (
+    SQUARED_DIFFERENCE_LEFT_SHIFT,
+    prepare_squared_difference,
+)
+from mcuflow.ref.sum import prepare_sum
 
 EmitFn = Callable[[EmitContext], LayerCode]
 
@@ -266,9 +273,18 @@ def _padded(values: list[int], fill: int = 0) -> str:
 
 @emitter(OpKind.MEAN)
 def _mean(ctx: EmitContext) -> LayerCode:
+    return _mean_kernel(ctx, prepare_mean(ctx.input(0), ctx.output(), ctx.op.attrs))
+
+
+@emitter(OpKind.SUM)
+def _sum(ctx: EmitContext) -> LayerCode:
+    return _mean_kernel(ctx, prepare_sum(ctx.input(0), ctx.output(), ctx.op.attrs))
+
+
+def _mean_kernel(ctx: EmitContext, params: MeanParams) -> LayerCode:
+    """mcuflow_mean_s8 with MEAN's constants or SUM's (the same arithmetic, no 1/count)."""
     attrs: MeanAttrs = ctx.op.attrs
     x = ctx.input(0)
-    params = prepare_mean(x, ctx.output(), attrs)
     axes = {axis % len(x.shape) for axis in attrs.axes}
     dims, reduced = merge_dims(x.shape, [d in axes for d in range(len(x.shape))])
     _require_rank(ctx, len(dims))
@@ -529,3 +545,68 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
                  str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
                  ctx.pointer(ctx.op.outputs[0], "U8"))
     return _code(ctx, call, ("mcuflow_reduce",))
+
+
+# --- SQUARED_DIFFERENCE, PRELU (mcuflow_binary_s8), ABS (a table), L2_NORMALIZATION, LOG_SOFTMAX
+
+
+@emitter(OpKind.SQUARED_DIFFERENCE)
+def _squared_difference(ctx: EmitContext) -> LayerCode:
+    p = prepare_squared_difference(ctx.input(0), ctx.input(1), ctx.output())
+    return _binary_call(ctx, {
+        "op": "MCUFLOW_SQUARED_DIFFERENCE", "input1_offset": p.input1_offset,
+        "input2_offset": p.input2_offset, "output_offset": p.output_offset,
+        "left_shift": SQUARED_DIFFERENCE_LEFT_SHIFT, "input1_multiplier": p.input1_multiplier,
+        "input1_shift": p.input1_shift, "input2_multiplier": p.input2_multiplier,
+        "input2_shift": p.input2_shift, "output_multiplier": p.output_multiplier,
+        "output_shift": p.output_shift, "act_min": -128, "act_max": 127})
+
+
+@emitter(OpKind.PRELU)
+def _prelu(ctx: EmitContext) -> LayerCode:
+    p = prepare_prelu(ctx.input(0), ctx.input(1), ctx.output())
+    return _binary_call(ctx, {
+        "op": "MCUFLOW_PRELU", "input1_offset": p.input_offset, "input2_offset": p.alpha_offset,
+        "output_offset": p.output_offset, "input1_multiplier": p.identity_multiplier,
+        "input1_shift": p.identity_shift, "output_multiplier": p.alpha_multiplier,
+        "output_shift": p.alpha_shift, "act_min": -128, "act_max": 127})
+
+
+def _binary_call(ctx: EmitContext, fields: dict[str, int | str]) -> LayerCode:
+    """mcuflow_binary_s8 with `fields` over the step's broadcast layout."""
+    layout = _broadcast(ctx)
+    params = _define(ctx, "mcuflow_binary_t", "params", fields)
+    call = _call("mcuflow_binary_s8", f"&{params}", f"&{layout}", _input_pointer(ctx, 0),
+                 _input_pointer(ctx, 1), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_elementwise",))
+
+
+emitter(OpKind.ABS)(_unary)
+
+
+@emitter(OpKind.L2_NORMALIZATION)
+def _l2_normalization(ctx: EmitContext) -> LayerCode:
+    x = ctx.input(0)
+    depth = x.shape[-1]
+    call = _call("mcuflow_l2_normalization_s8", str(x.size // depth), str(depth),
+                 c_int(ctx.quant(x.name).zero_point0),
+                 _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_softmax",))
+
+
+@emitter(OpKind.LOG_SOFTMAX)
+def _log_softmax(ctx: EmitContext) -> LayerCode:
+    x = ctx.input(0)
+    params = prepare_log_softmax(x)
+    table = ctx.constant("exp", "int32_t", softmax_exp_table(params.softmax),
+                         f"{ctx.op.name}: exp of every scaled difference from the row maximum")
+    depth = x.shape[-1]
+    symbol = _define(ctx, "mcuflow_log_softmax_t", "log_softmax", {
+        "rows": x.size // depth, "depth": depth, "diff_min": params.softmax.diff_min,
+        "input_multiplier": params.softmax.input_multiplier,
+        "input_shift": params.softmax.input_left_shift,
+        "reverse_multiplier": params.reverse_multiplier, "reverse_shift": params.reverse_shift,
+        "exp_table": table})
+    call = _call("mcuflow_log_softmax_s8", f"&{symbol}", _input_pointer(ctx, 0),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_softmax",))

@@ -302,9 +302,12 @@ _REDUCE_KINDS = {"ReduceMean": OpKind.MEAN, "ReduceMax": OpKind.REDUCE_MAX,
                  "ReduceMin": OpKind.REDUCE_MIN}
 
 
+_REDUCE_KINDS["ReduceSum"] = OpKind.SUM
+
+
 @converter(*_REDUCE_KINDS)
 def _reduce_mean(imp: _Importer, node: onnx.NodeProto) -> None:
-    """MEAN, REDUCE_MAX or REDUCE_MIN (no axes: all, or none with noop_with_empty_axes=1)."""
+    """MEAN, REDUCE_MAX, REDUCE_MIN or SUM (no axes: all, or none with noop_with_empty_axes=1)."""
     x = imp.act(node)
     attrs = imp.attrs(node)
     axes_input = imp.listed(node, 1, "axes")
@@ -373,6 +376,7 @@ _CONVERTERS.update({
     "Sigmoid": _unary(OpKind.LOGISTIC),
     "Tanh": _unary(OpKind.TANH),
     "HardSwish": _unary(OpKind.HARD_SWISH),
+    "Abs": _unary(OpKind.ABS),
 })
 
 
@@ -414,9 +418,9 @@ def _hard_sigmoid(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.set(node, x)
 
 
-@converter("Softmax")
+@converter("Softmax", "LogSoftmax")
 def _softmax(imp: _Importer, node: onnx.NodeProto) -> None:
-    """SOFTMAX normalises the IR's last axis, which must hold the ONNX axis."""
+    """SOFTMAX (LOG_SOFTMAX) normalises the IR's last axis, which must hold the ONNX axis."""
     x = imp.act(node)
     rank = len(x.shape)
     if rank == 0:
@@ -427,8 +431,42 @@ def _softmax(imp: _Importer, node: onnx.NodeProto) -> None:
                               f"{imp.opset}); TFLite's SOFTMAX normalises one axis")
     if x.perm[-1] != axis:
         x = imp.to_layout(node, x, tuple(p for p in x.perm if p != axis) + (axis,))
-    result = imp.emit(OpKind.SOFTMAX, [x.name], SoftmaxAttrs(1.0), x, node.output[0])
+    kind, attrs = ((OpKind.SOFTMAX, SoftmaxAttrs(1.0)) if node.op_type == "Softmax" else
+                   (OpKind.LOG_SOFTMAX, NoAttrs()))
+    result = imp.emit(kind, [x.name], attrs, x, node.output[0])
     imp.set(node, replace(result, features=x.features))
+
+
+@converter("LpNormalization")
+def _lp_normalization(imp: _Importer, node: onnx.NodeProto) -> None:
+    """L2_NORMALIZATION (p=2) of one axis, moved to the IR's last axis if it is not there."""
+    x = imp.act(node)
+    attrs = imp.attrs(node)
+    if int(attrs.get("p", 2)) != 2:
+        raise imp.unsupported(node, f"has p={attrs.get('p')}; only p=2 maps onto TFLite's "
+                              "L2_NORMALIZATION")
+    rank = len(x.shape)
+    axis = int(attrs.get("axis", -1))
+    if not -rank <= axis < rank:
+        raise imp.unsupported(node, f"has axis {axis}, out of range for rank {rank}")
+    if x.features is not None and axis % rank != len(x.perm) - 1:
+        raise imp.unsupported(node, "normalises a flattened NCHW tensor across features")
+    if x.perm[-1] != axis % rank:
+        x = imp.to_layout(node, x, tuple(p for p in x.perm if p != axis % rank) + (axis % rank,))
+    result = imp.emit(OpKind.L2_NORMALIZATION, [x.name], NoAttrs(), x, node.output[0])
+    imp.set(node, replace(result, features=x.features))
+
+
+@converter("PRelu")
+def _prelu(imp: _Importer, node: onnx.NodeProto) -> None:
+    """PRELU; a constant slope (e.g. one per NCHW channel) is laid out as the input is."""
+    x, slope = (imp.values[name] for name in node.input[:2])
+    if isinstance(x, np.ndarray):
+        raise imp.unsupported(node, "has a constant input")
+    if isinstance(slope, np.ndarray):
+        imp.set(node, _binary_with_constant(imp, OpKind.PRELU, x, slope, True, node.output[0]))
+        return
+    _computed_pair(imp, node, OpKind.PRELU, x, slope)
 
 
 @converter("BatchNormalization")

@@ -475,6 +475,23 @@ def _arg_min_options(builder: Builder, a: ArgAttrs) -> tuple[int, int]:
     return tflite.BuiltinOptions.ArgMinOptions, tflite.ArgMinOptionsEnd(builder)
 
 
+# --- L2_NORMALIZATION (its options' fused activation must be none)
+
+
+def _l2_normalization(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    o = check.options(op, tflite.L2NormOptions)
+    activation = check.activation(op, o.FusedActivationFunction()) if o else Activation.NONE
+    if activation is not Activation.NONE:
+        raise check.unsupported(op, f"fuses {activation.value}; L2_NORMALIZATION takes none")
+    return NoAttrs(), list(op.inputs)
+
+
+def _l2_norm_options(builder: Builder, _: OpAttrs) -> tuple[int, int]:
+    tflite.L2NormOptionsStart(builder)
+    tflite.L2NormOptionsAddFusedActivationFunction(builder, FUSED_OF_ACTIVATION[Activation.NONE])
+    return tflite.BuiltinOptions.L2NormOptions, tflite.L2NormOptionsEnd(builder)
+
+
 # --- RESIZE_NEAREST_NEIGHBOR
 
 
@@ -562,6 +579,17 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.RESIZE_NEAREST_NEIGHBOR: TfliteOp(
         OP.RESIZE_NEAREST_NEIGHBOR, _resize_nearest, _resize_nearest_options, (2, 2),
         constant_inputs=_resize_size_input, version=3),
+    OpKind.SQUARED_DIFFERENCE: TfliteOp(OP.SQUARED_DIFFERENCE,
+                                        write=_empty_options("SquaredDifferenceOptions"),
+                                        operands=(2, 2), version=2),
+    OpKind.PRELU: TfliteOp(OP.PRELU, operands=(2, 2)),
+    OpKind.ABS: TfliteOp(OP.ABS, write=_empty_options("AbsOptions"), version=2),
+    OpKind.SUM: TfliteOp(OP.SUM, _mean, _reducer_options, (2, 2), constant_inputs=_axes_input,
+                         version=2),
+    OpKind.L2_NORMALIZATION: TfliteOp(OP.L2_NORMALIZATION, _l2_normalization, _l2_norm_options,
+                                      version=2),
+    OpKind.LOG_SOFTMAX: TfliteOp(OP.LOG_SOFTMAX, write=_empty_options("LogSoftmaxOptions"),
+                                 version=2),
 })
 """The TFLite form of every OpKind."""
 

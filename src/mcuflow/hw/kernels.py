@@ -271,13 +271,22 @@ _kernel("mcuflow_avg_pool_s8", "mcuflow_pool", (OpKind.AVERAGE_POOL_2D,),
         terms=work.avg_pool_terms, inplace=_RASTER)
 _kernel("mcuflow_max_pool_s8", "mcuflow_pool", (OpKind.MAX_POOL_2D,), "MAX_POOL_2D.",
         terms=work.max_pool_terms, inplace=_RASTER)
-_kernel("mcuflow_mean_s8", "mcuflow_mean", (OpKind.MEAN,), "MEAN over any axes.",
+_kernel("mcuflow_mean_s8", "mcuflow_mean", (OpKind.MEAN, OpKind.SUM),
+        "MEAN and SUM over any axes (SUM: no 1/count in the multiplier).",
         terms=work.mean_terms)
 _kernel("mcuflow_softmax_s8", "mcuflow_softmax", (OpKind.SOFTMAX,),
         "SOFTMAX along the last axis, exp from a 256-entry table.",
         terms=work.softmax_terms)
-_kernel("mcuflow_binary_s8", "mcuflow_elementwise", (OpKind.ADD, OpKind.SUB, OpKind.MUL),
-        "ADD, SUB and MUL with broadcasting, TFLite's fixed-point rescaling per element.",
+_kernel("mcuflow_log_softmax_s8", "mcuflow_softmax", (OpKind.LOG_SOFTMAX,),
+        "LOG_SOFTMAX along the last axis, exp from a 256-entry table, a fixed-point log per row.",
+        terms=work.softmax_terms)
+_kernel("mcuflow_l2_normalization_s8", "mcuflow_softmax", (OpKind.L2_NORMALIZATION,),
+        "L2_NORMALIZATION along the last axis: per row an inverse square root (Newton-Raphson).",
+        terms=work.softmax_terms)
+_kernel("mcuflow_binary_s8", "mcuflow_elementwise",
+        (OpKind.ADD, OpKind.SUB, OpKind.MUL, OpKind.SQUARED_DIFFERENCE, OpKind.PRELU),
+        "ADD, SUB, MUL, SQUARED_DIFFERENCE and PRELU with broadcasting, TFLite's fixed-point "
+        "rescaling per element.",
         terms=work.binary_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_maximum_minimum_s8", "mcuflow_maximum_minimum",
         (OpKind.MAXIMUM, OpKind.MINIMUM), "MAXIMUM and MINIMUM with broadcasting.",
@@ -287,7 +296,8 @@ _kernel("mcuflow_add_dsp_s8", "mcuflow_elementwise_dsp", (OpKind.ADD, OpKind.SUB
         terms=work.add_dsp_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_s8", "mcuflow_lookup",
         (OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
-         OpKind.TANH, OpKind.QUANTIZE),
+         OpKind.TANH, OpKind.QUANTIZE,
+         OpKind.ABS),
         "int8 to int8 element-wise ops: one 256-entry table lookup per element.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_f32", "mcuflow_lookup", (OpKind.DEQUANTIZE,),
@@ -411,6 +421,10 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.REDUCE_MIN: ("mcuflow_reduce_extreme_s8",),
     OpKind.ARG_MAX: ("mcuflow_arg_extreme_s8",), OpKind.ARG_MIN: ("mcuflow_arg_extreme_s8",),
     OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
+    OpKind.SQUARED_DIFFERENCE: ("mcuflow_binary_s8",), OpKind.PRELU: ("mcuflow_binary_s8",),
+    OpKind.ABS: ("mcuflow_lookup_s8",), OpKind.SUM: ("mcuflow_mean_s8",),
+    OpKind.L2_NORMALIZATION: ("mcuflow_l2_normalization_s8",),
+    OpKind.LOG_SOFTMAX: ("mcuflow_log_softmax_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

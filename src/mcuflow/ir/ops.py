@@ -53,6 +53,12 @@ class OpKind(Enum):
     ARG_MIN = "ARG_MIN"
     RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
     EXPAND_DIMS = "EXPAND_DIMS"
+    SQUARED_DIFFERENCE = "SQUARED_DIFFERENCE"
+    PRELU = "PRELU"
+    ABS = "ABS"
+    SUM = "SUM"
+    L2_NORMALIZATION = "L2_NORMALIZATION"
+    LOG_SOFTMAX = "LOG_SOFTMAX"
 
 
 @dataclass(frozen=True)
@@ -578,6 +584,59 @@ def integer_indices(graph: Graph, op: Operator) -> str | None:
         f"output_type {declared.value} for an {out.value} output found")
 
 
+def _max_rank(graph: Graph, op: Operator) -> int:
+    return max(len(graph.tensors[name].shape) for name in (*op.inputs, *op.outputs))
+
+
+def rank_at_most_4(graph: Graph, op: Operator) -> str | None:
+    """Inputs and outputs may have at most 4 dimensions (LiteRT's kernel works in 4-D)."""
+    rank = _max_rank(graph, op)
+    return f"rank {rank} found" if rank > 4 else None
+
+
+def broadcast_rank_at_most_4(graph: Graph, op: Operator) -> str | None:
+    """Inputs of different shapes may have at most 4 dimensions (LiteRT broadcasts in 4-D)."""
+    shapes = {graph.tensors[name].shape for name in op.inputs}
+    rank = _max_rank(graph, op)
+    return f"rank {rank} broadcast found" if len(shapes) > 1 and rank > 4 else None
+
+
+def sum_requantises(graph: Graph, op: Operator) -> str | None:
+    """The int8 output must not share the input's scale and zero point: LiteRT's int8 SUM then
+    skips its requantising path and keeps an int8 sum of the stored values."""
+    x, out = graph.tensors[op.inputs[0]].quant, graph.tensors[op.outputs[0]].quant
+    if x is None or out is None or x != out:
+        return None
+    return f"shared {describe_quant(out)} found"
+
+
+def sum_reduces_an_axis(graph: Graph, op: Operator) -> str | None:
+    """SUM must reduce at least one axis (with none, LiteRT copies the stored values unchanged
+    instead of requantising them)."""
+    return None if op.attrs.axes else "no axes found"
+
+
+def l2_output_range(graph: Graph, op: Operator) -> str | None:
+    """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement)."""
+    return _output_range(graph, op)
+
+
+def log_softmax_output_range(graph: Graph, op: Operator) -> str | None:
+    """The int8 output must use scale 16/256 and zero point 127 (TFLite's int8 requirement)."""
+    return _output_range(graph, op)
+
+
+LOG_SOFTMAX_MAX_DEPTH = 4095
+"""The longest row LiteRT's int8 LOG_SOFTMAX sums exps of in Q12.19 without overflow."""
+
+
+def log_softmax_depth(graph: Graph, op: Operator) -> str | None:
+    """The last axis may hold at most 4095 values (LiteRT sums their exps in Q12.19)."""
+    shape = graph.tensors[op.inputs[0]].shape
+    depth = shape[-1] if shape else 1
+    return f"last axis of {depth} found" if depth > LOG_SOFTMAX_MAX_DEPTH else None
+
+
 # --- the definitions ----------------------------------------------------------------------------
 
 
@@ -645,6 +704,19 @@ _DEFINITIONS = (
           element_ops=1, shared_quant=True, checks=(same_quantisation, resize_not_both_modes)),
     OpDef(OpKind.EXPAND_DIMS, ExpandDimsAttrs, _expand_dims_shape, shared_quant=True,
           checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.SQUARED_DIFFERENCE, NoAttrs, _broadcast_shape, (2, 2), macs=_out_elems,
+          element_ops=3, checks=(rank_at_most_5, broadcast_rank_at_most_4)),
+    OpDef(OpKind.PRELU, NoAttrs, _broadcast_shape, (2, 2), macs=_out_elems, element_ops=2,
+          checks=(rank_at_most_4,)),
+    OpDef(OpKind.ABS, NoAttrs, _same_shape, element_ops=1),
+    OpDef(OpKind.SUM, MeanAttrs, _mean_shape, macs=_input_macs, element_ops=1,
+          checks=(sum_requantises, sum_reduces_an_axis, rank_at_most_5)),
+    OpDef(OpKind.L2_NORMALIZATION, NoAttrs, _same_shape, macs=_input_macs, element_ops=3,
+          fixed_output=QuantParams.per_tensor(1.0 / 128.0, 0),
+          checks=(l2_output_range, rank_at_most_4)),
+    OpDef(OpKind.LOG_SOFTMAX, NoAttrs, _same_shape, element_ops=8,
+          fixed_output=QuantParams.per_tensor(16.0 / 256.0, 127),
+          checks=(log_softmax_output_range, log_softmax_depth)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

@@ -380,3 +380,83 @@ def scaled_nonnegative_array(
     high += 1 << (exponent - 1)
     high >>= exponent
     return high
+
+
+def inv_sqrt_quantized_multiplier_exp(x: int, reverse_shift: int) -> tuple[int, int]:
+    """TFLite GetInvSqrtQuantizedMultiplierExp: 1 / sqrt(x) as (Q0.31 multiplier, shift).
+
+    x <= 1 gives (INT32_MAX, 0). Otherwise x is brought into [2**27, 2**29) by shifts of two
+    bits, then five Newton-Raphson steps in Q3.28 from 1, times sqrt(2) / 2; the shift is
+    right-positive until multiplied by `reverse_shift`.
+    """
+    if x <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while x >= 1 << 29:
+        x //= 4
+        shift += 1
+    pairs = (32 - x.bit_length() - 1) // 2 - 1
+    shift -= pairs
+    x <<= 2 * pairs
+    half_input = rounding_divide_by_pot(x >> 1, 1)
+    half_three = (1 << 28) + (1 << 27)
+    estimate = 1 << 28
+    for _ in range(5):
+        cube = saturating_rounding_doubling_high_mul(
+            saturating_rounding_doubling_high_mul(estimate, estimate), estimate)
+        cube = saturating_rounding_multiply_by_pot(cube, 6)
+        difference = (saturating_rounding_doubling_high_mul(half_three, estimate)
+                      - saturating_rounding_doubling_high_mul(half_input, cube))
+        estimate = saturating_rounding_multiply_by_pot(difference, 3)
+    multiplier = saturating_rounding_doubling_high_mul(estimate, 1518500250)
+    if shift < 0:
+        multiplier <<= -shift
+        shift = 0
+    return multiplier, shift * reverse_shift
+
+
+# gemmlowp-style Q0.31 constants of TFLite's log_x_for_x_greater_than_or_equal_to_1_impl.
+_LOG_2 = 1488522236
+_SQRT_SQRT_HALF = 1805811301
+_SQRT_HALF = 1518500250
+_ONE_QUARTER = 536870912
+_ALPHA_N = 117049297
+_ALPHA_D = 127690142
+_ALPHA_I = 1057819769
+_ALPHA_F = 638450708
+
+
+def _saturate_int32(x: int) -> int:
+    return max(INT32_MIN, min(INT32_MAX, x))
+
+
+def log_x_for_x_greater_than_or_equal_to_1(x: int, output_bits: int, input_bits: int) -> int:
+    """TFLite log_x_for_x_greater_than_or_equal_to_1_impl: raw Q(input_bits) in, Q(output_bits) out.
+
+    The input's power of two (two candidates, one premultiplied by sqrt(1/2)) plus a rational
+    approximation of the log of the remaining mantissa, accumulated with one bit of headroom.
+    Plain additions wrap as int32, as in the C++.
+    """
+    srdhm = saturating_rounding_doubling_high_mul
+    accum_bits = output_bits + 1
+    shifted_quarter = saturating_rounding_multiply_by_pot(_ONE_QUARTER, -accum_bits)
+    headroom_a = 32 - x.bit_length()
+    r_a = saturating_rounding_multiply_by_pot(
+        srdhm(saturating_rounding_multiply_by_pot(x, headroom_a - 1), _SQRT_HALF), 1)
+    pow_2_a = _saturate_int32(saturating_rounding_multiply_by_pot(
+        input_bits - headroom_a, 31 - accum_bits) + shifted_quarter)
+    headroom_b = 32 - srdhm(x, _SQRT_HALF).bit_length() - 1
+    r_b = saturating_rounding_multiply_by_pot(x, headroom_b)
+    pow_2_b = _saturate_int32(saturating_rounding_multiply_by_pot(
+        input_bits - headroom_b, 31 - accum_bits) - shifted_quarter)
+    r, pow_2 = min(r_a, r_b), max(pow_2_a, pow_2_b)
+    p = rounding_half_sum(r, _SQRT_SQRT_HALF)
+    q = _wrap_int32(2 * _wrap_int32(r - _SQRT_SQRT_HALF))
+    square = srdhm(q, q)
+    num = _wrap_int32(srdhm(q, r) + srdhm(srdhm(q, square), _ALPHA_N))
+    inner = _wrap_int32(_ALPHA_I + q + srdhm(_ALPHA_D, square))
+    denominator_minus_one = _wrap_int32(srdhm(p, inner) + srdhm(_ALPHA_F, q))
+    reciprocal = one_over_one_plus_x_for_x_in_0_1(denominator_minus_one)
+    num_scaled = saturating_rounding_multiply_by_pot(num, -accum_bits)
+    total = _wrap_int32(srdhm(pow_2, _LOG_2) + srdhm(num_scaled, reciprocal))
+    return saturating_rounding_multiply_by_pot(total, accum_bits - output_bits)
