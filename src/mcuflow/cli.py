@@ -723,7 +723,7 @@ def _print_verify(result: VerifyResult) -> None:
     litert = ("not available" if result.litert_mismatches is None
               else f"{result.litert_mismatches} mismatching runs")
     console.print(f"{verdict}[/]: {result.runs} runs, {result.mismatches} mismatching runs "
-                  f"against the reference interpreter, LiteRT: {litert}")
+                  f"against the reference interpreter, {result.peer}: {litert}")
     console.print(f"arena {result.arena_bytes:,} B, code {result.code_bytes:,} B, "
                   f"weights {result.weight_bytes:,} B ({result.compiler})")
 

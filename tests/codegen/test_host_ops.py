@@ -14,12 +14,14 @@ import pytest
 
 from mcuflow.codegen.project import GeneratedProject, generate_project
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import MeanAttrs, OpKind
+from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
-from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from mcuflow.toolchain.host import build_host, random_inputs, run_host, verify_host
 from tests.codegen.cases import FAMILIES, special_float_inputs
 from tests.support import litert_interpreter, litert_invoke
 
@@ -99,3 +101,15 @@ def test_many_records_in_one_process_are_independent(tmp_path: Path) -> None:
     repeated = [np.concatenate([x, x[::-1], x]) for x in inputs]
     out = run_host(binary, repeated, project.outputs)[0]
     assert (out[0:3] == out[6:9]).all() and (out[0:3] == out[5:2:-1]).all()
+
+
+def test_sum_is_checked_against_tflite_micro() -> None:
+    """LiteRT's reference int8 SUM is wrong on negative values: verify asks tflite-micro."""
+    b = GraphBuilder("sums", seed=3)
+    x = b.input((1, 6, 5, 4), 0.05, -3)
+    b.output(b.op(OpKind.SUM, [x], MeanAttrs((1, 2), False), QuantParams.per_tensor(0.4, 2)),
+             b.op(OpKind.SUM, [x], MeanAttrs((3,), True), QuantParams.per_tensor(0.12, -5)))
+    graph = b.build()
+    result = verify_host(graph, plan_memory(graph, PLAN_SECONDS), runs=8)
+    assert result.peer == "tflite-micro"
+    assert result.litert_mismatches == 0 and result.bit_exact

@@ -21,6 +21,7 @@ from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
 from mcuflow.frontends.files import check_regular, read_bounded
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
 from mcuflow.memory.plan import Plan
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.records import input_records, split_outputs
@@ -151,11 +152,12 @@ class VerifyResult:
     bit_exact: bool
     runs: int
     mismatches: int  # runs whose outputs differ from the reference interpreter in any byte
-    litert_mismatches: int | None  # the same against LiteRT; None when LiteRT is unavailable
+    litert_mismatches: int | None  # the same against the peer runtime; None when unavailable
     arena_bytes: int
     code_bytes: int
     weight_bytes: int
     compiler: str
+    peer: str = "LiteRT"  # the runtime litert_mismatches counts against (peer_runtime)
 
 
 def check_runs(runs: int) -> None:
@@ -213,6 +215,50 @@ Oracle = Callable[[list[np.ndarray]], list[list[np.ndarray]]]
 """Stacked inputs of some runs -> the outputs of each run."""
 
 
+TFLM_CHECKED_KINDS = frozenset({OpKind.SUM})
+"""Kinds LiteRT cannot check: its reference int8 SUM runs the uint8 code on int8 data, and its
+optimised SUM rounds differently from TensorFlow's reference arithmetic, which mcuflow and
+tflite-micro follow. Graphs with them are checked against tflite-micro instead."""
+TFLM_ARENA_BYTES = 1 << 24
+
+
+def peer_runtime(graph: Graph) -> str:
+    """The runtime a graph's outputs are checked against besides the reference interpreter."""
+    kinds = {op.kind for op in graph.operators}
+    return "tflite-micro" if kinds & TFLM_CHECKED_KINDS else "LiteRT"
+
+
+def _peer_oracle(graph: Graph) -> Oracle | None:
+    """The peer runtime (peer_runtime) loaded once; None when it is not installed."""
+    return _tflm_oracle(graph) if peer_runtime(graph) == "tflite-micro" else _litert_oracle(graph)
+
+
+def _tflm_oracle(graph: Graph) -> Oracle | None:
+    """tflite-micro's interpreter over `graph`, loaded once; None when it is not installed."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime as tflm
+    except ImportError:
+        return None
+    from mcuflow.frontends.tflite_writer import write_tflite
+
+    with _litert_errors():
+        interpreter = tflm.Interpreter.from_bytes(write_tflite(graph),
+                                                  arena_size=TFLM_ARENA_BYTES)
+
+    def outputs(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+        results = []
+        with _litert_errors():
+            for r in range(len(inputs[0])):
+                for index, x in enumerate(inputs):
+                    interpreter.set_input(x[r], index)
+                interpreter.invoke()
+                results.append([interpreter.get_output(i).copy()
+                                for i in range(len(graph.outputs))])
+        return results
+
+    return outputs
+
+
 def _litert_oracle(graph: Graph) -> Oracle | None:
     """LiteRT with its reference kernels, loaded once; None when LiteRT is not installed."""
     try:
@@ -246,7 +292,7 @@ def _litert_errors() -> Iterator[None]:
     try:
         yield
     except (RuntimeError, ValueError) as error:
-        raise ToolchainError(f"LiteRT could not run the model: {error}",
+        raise ToolchainError(f"the peer runtime could not run the model: {error}",
                              "verify against the reference interpreter only") from None
 
 
@@ -267,7 +313,7 @@ def compare_runs(graph: Graph, runs: int, seed: int,
     executed, compared and dropped before the next, so memory does not grow with `runs`.
     """
     interpreter = Interpreter(graph, order)
-    oracle = _litert_oracle(graph) if litert else None
+    oracle = _peer_oracle(graph) if litert else None
     mismatches, litert_mismatches = 0, 0
     for inputs in input_chunks(graph, runs, seed):
         actual = execute(inputs)
@@ -301,7 +347,7 @@ def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
         bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,
         mismatches=compared.mismatches, litert_mismatches=compared.litert_mismatches,
         arena_bytes=plan.arena_bytes, code_bytes=code, weight_bytes=project.weight_bytes,
-        compiler=compiler,
+        compiler=compiler, peer=peer_runtime(graph),
     )
 
 
@@ -345,5 +391,5 @@ def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int 
         bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,
         mismatches=compared.mismatches, litert_mismatches=compared.litert_mismatches,
         arena_bytes=arena_bytes, code_bytes=code_bytes(project_dir, compiler),
-        weight_bytes=weight_bytes, compiler=compiler,
+        weight_bytes=weight_bytes, compiler=compiler, peer=peer_runtime(graph),
     )
