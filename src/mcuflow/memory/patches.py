@@ -91,8 +91,11 @@ _WINDOW_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.AVER
 """Ops whose output pixel reads a window of the input; a PAD is a 1x1 window with padding."""
 _POINT_KINDS = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.LOGISTIC,
                           OpKind.TANH, OpKind.HARD_SWISH, OpKind.ADD, OpKind.SUB, OpKind.MUL,
-                          OpKind.MAXIMUM, OpKind.MINIMUM, OpKind.QUANTIZE})
-"""Ops whose output pixel depends on the same pixel of each activation input only."""
+                          OpKind.MAXIMUM, OpKind.MINIMUM, OpKind.QUANTIZE, OpKind.ABS,
+                          OpKind.PRELU, OpKind.SQUARED_DIFFERENCE, OpKind.L2_NORMALIZATION,
+                          OpKind.LOG_SOFTMAX})
+"""Ops whose output pixel depends on the same pixel of each activation input only (the last
+two normalise along channels)."""
 
 
 def _is_image(graph: Graph, name: str) -> bool:
