@@ -43,6 +43,7 @@ from mcuflow.ref.mean import prepare_mean
 from mcuflow.ref.pooling import prepare_pool
 from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
+from mcuflow.ref.transpose_conv import prepare_transpose_conv
 
 EmitFn = Callable[[EmitContext], LayerCode]
 
@@ -529,3 +530,20 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
                  str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
                  ctx.pointer(ctx.op.outputs[0], "U8"))
     return _code(ctx, call, ("mcuflow_reduce",))
+
+
+# --- TRANSPOSE_CONV -------------------------------------------------------------------------------
+
+
+@emitter(OpKind.TRANSPOSE_CONV)
+def _transpose_conv(ctx: EmitContext) -> LayerCode:
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    params = prepare_transpose_conv(x, weights, out, ctx.op.attrs)
+    window = _window(ctx, weights.shape[1:3], (params.stride_h, params.stride_w), (1, 1),
+                     (params.pad_h, params.pad_w), params.input_offset)
+    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=False)
+    requant = _conv_requant(ctx, params, bias)
+    call = _call("mcuflow_transpose_conv_s8", f"&{window}", f"&{requant}",
+                 _input_pointer(ctx, 0), ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_tconv",))

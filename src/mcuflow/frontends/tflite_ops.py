@@ -532,8 +532,7 @@ def _output_shape_input(a: TransposeConvAttrs) -> list[tuple[str, np.ndarray]]:
 
 
 def _transpose_conv_operands(written: list[int]) -> list[int]:
-    """(input, weights, bias or -1, output_shape) written as (output_shape, weights, input,
-    bias or -1)."""
+    """Written (input, weights, bias or -1, output_shape) in TFLite's operand order."""
     x, weights, bias, shape = written
     return [shape, weights, x, bias]
 

@@ -12,7 +12,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs
+from mcuflow.ir.ops import OpKind, SliceAttrs, transpose_conv_pad
 from mcuflow.ir.registry import OpTable
 
 
@@ -352,6 +352,35 @@ _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NE
         "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
         "generation, a row copy where a row repeats the one above.",
         terms=_resize_terms)
+
+
+def _reach(out_size: int, kernel: int, stride: int, size: int, pad: int) -> int:
+    """(input index, tap) pairs along one axis of a transpose convolution landing in its output."""
+    return sum(1 for i in range(size) for k in range(kernel)
+               if 0 <= i * stride + k - pad < out_size)
+
+
+def _transpose_conv_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_transpose_conv_s8.
+
+    Per output pixel (`pixels`) and channel (`outputs`): a dot product of Cin (`macs`) for each
+    input pixel and tap reaching it (`taps`).
+    """
+    n, in_h, in_w, in_c = graph.tensors[op.inputs[0]].shape
+    out_c, k_h, k_w, _ = graph.tensors[op.inputs[1]].shape
+    attrs = op.attrs
+    reached = [_reach(out, k, s, size, transpose_conv_pad(out, k, s, attrs.padding))
+               for out, k, s, size in ((attrs.output_hw[0], k_h, attrs.stride_h, in_h),
+                                       (attrs.output_hw[1], k_w, attrs.stride_w, in_w))]
+    taps = n * reached[0] * reached[1] * out_c
+    pixels = n * attrs.output_hw[0] * attrs.output_hw[1]
+    return Work(calls=1, pixels=pixels, outputs=pixels * out_c, taps=taps, macs=taps * in_c)
+
+
+_kernel("mcuflow_transpose_conv_s8", "mcuflow_tconv", (OpKind.TRANSPOSE_CONV,),
+        "TRANSPOSE_CONV gathered per output pixel: the input pixels and taps reaching it, one "
+        "dot product each per output channel, no scratch.",
+        terms=_transpose_conv_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -408,6 +437,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.REDUCE_MIN: ("mcuflow_reduce_extreme_s8",),
     OpKind.ARG_MAX: ("mcuflow_arg_extreme_s8",), OpKind.ARG_MIN: ("mcuflow_arg_extreme_s8",),
     OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
+    OpKind.TRANSPOSE_CONV: ("mcuflow_transpose_conv_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

@@ -293,8 +293,10 @@ class GraphBuilder:
         padding: Padding = Padding.SAME, activation: Activation = Activation.NONE,
         per_channel: bool = True, bias: bool = True, output_hw: tuple[int, int] | None = None,
     ) -> str:
-        """TRANSPOSE_CONV with random int8 weights and int32 bias; the output is `stride` times
-        the input's height and width unless `output_hw` says otherwise."""
+        """TRANSPOSE_CONV with random int8 weights and int32 bias.
+
+        The output is `stride` times the input's height and width unless `output_hw` is given.
+        """
         n, h, w, in_c = self.graph.tensors[x].shape
         w_name, wq = self._weights((out_channels, *kernel, in_c), 0, per_channel)
         depth = -(-kernel[0] // stride) * -(-kernel[1] // stride) * in_c

@@ -104,10 +104,12 @@ def transpose_conv(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
 
 @constraint(OpKind.TRANSPOSE_CONV)
 def transpose_conv_accumulator(graph: Graph, op: Operator) -> str | None:
-    """The int32 accumulator must not overflow, as LiteRT assumes: in every output channel, the
-    sum of absolute weights times the largest absolute input minus input zero point, plus the
-    absolute bias, doubled per left shift of a requantisation multiplier above 1, must stay
-    below 2**31. Reduce the layer's depth or its bias."""
+    """The int32 accumulator must not overflow, as LiteRT assumes.
+
+    In every output channel, the sum of absolute weights times the largest absolute input minus
+    input zero point, plus the absolute bias, doubled per left shift of a requantisation
+    multiplier above 1, must stay below 2**31. Reduce the layer's depth or its bias.
+    """
     return int32_accumulator(graph, op)
 
 

@@ -1,0 +1,82 @@
+/* TRANSPOSE_CONV int8 kernel (LiteRT reference_integer_ops::TransposeConv, bit-exact). */
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* TRANSPOSE_CONV gathered per output pixel: output (y, x) sums (input + input_offset) * filter
+ * over every input pixel (iy, ix) and tap (ky, kx) with y = iy * stride_h + ky - pad_top and
+ * x = ix * stride_w + kx - pad_left, the int32 sums LiteRT scatters, with no scratch. `g->k_h`,
+ * `g->k_w` are the filter's [O, KH, KW, C] size; dilations are unused. `q->bias` is the plain
+ * bias (zeros when the layer has none). The output must not overlap the input. */
+void mcuflow_transpose_conv_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q,
+                               const int8_t *input, const int8_t *filter, int8_t *output);
+
+/* mcuflow:end-interface */
+
+/* First tap along one axis reaching output index `o` (padded by `pad`) and how many do: taps
+ * t = first + j * stride with 0 <= (o + pad - t) / stride < size and t < kernel. */
+static void mcuflow_tconv_taps(int32_t o, int32_t pad, int32_t stride, int32_t kernel,
+                               int32_t size, int32_t *first, int32_t *count)
+{
+    const int32_t reach = o + pad;
+    int32_t t = reach % stride;
+    const int32_t lowest = reach - (size - 1) * stride; /* the tap of the last input index */
+    if (t < lowest) {
+        t += ((lowest - t + stride - 1) / stride) * stride;
+    }
+    const int32_t last = reach < kernel - 1 ? reach : kernel - 1;
+    *first = t;
+    *count = t > last ? 0 : (last - t) / stride + 1;
+}
+
+/* sum over `n` channels of (x + offset) * w. */
+static inline int32_t mcuflow_tconv_dot(const int8_t *x, const int8_t *w, int32_t n,
+                                        int32_t offset)
+{
+    int32_t acc = 0;
+    for (int32_t c = 0; c < n; ++c) {
+        acc += ((int32_t)x[c] + offset) * (int32_t)w[c];
+    }
+    return acc;
+}
+
+void mcuflow_transpose_conv_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q,
+                               const int8_t *input, const int8_t *filter, int8_t *output)
+{
+    const size_t depth = (size_t)g->in_c;
+    const size_t filter_row = (size_t)g->k_w * depth;
+    const size_t filter_channel = (size_t)g->k_h * filter_row;
+    for (int32_t b = 0; b < g->batches; ++b) {
+        const int8_t *image = input + (size_t)b * (size_t)g->in_h * (size_t)g->in_w * depth;
+        for (int32_t y = 0; y < g->out_h; ++y) {
+            int32_t ky0, rows;
+            mcuflow_tconv_taps(y, g->pad_top, g->stride_h, g->k_h, g->in_h, &ky0, &rows);
+            for (int32_t x = 0; x < g->out_w; ++x) {
+                int32_t kx0, cols;
+                mcuflow_tconv_taps(x, g->pad_left, g->stride_w, g->k_w, g->in_w, &kx0, &cols);
+                int8_t *out = output + (size_t)b * (size_t)g->out_batch_step +
+                              (size_t)y * (size_t)g->out_row_step +
+                              (size_t)x * (size_t)g->out_pixel_step;
+                for (int32_t o = 0; o < g->out_c; ++o) {
+                    int32_t acc = q->bias[o];
+                    const int8_t *channel = filter + (size_t)o * filter_channel;
+                    for (int32_t i = 0; i < rows; ++i) {
+                        const int32_t ky = ky0 + i * g->stride_h;
+                        const int32_t iy = (y + g->pad_top - ky) / g->stride_h;
+                        for (int32_t j = 0; j < cols; ++j) {
+                            const int32_t kx = kx0 + j * g->stride_w;
+                            const int32_t ix = (x + g->pad_left - kx) / g->stride_w;
+                            acc += mcuflow_tconv_dot(
+                                image + ((size_t)iy * (size_t)g->in_w + (size_t)ix) * depth,
+                                channel + (size_t)ky * filter_row + (size_t)kx * depth,
+                                g->in_c, g->input_offset);
+                        }
+                    }
+                    acc = mcuflow_requantize(acc, q->multiplier[o], q->shift[o]);
+                    out[o] = (int8_t)mcuflow_clamp(acc + q->output_offset, q->act_min,
+                                                   q->act_max);
+                }
+            }
+        }
+    }
+}
