@@ -331,6 +331,24 @@ def _resize(b: GraphBuilder, rng: np.random.Generator) -> str:
                 ResizeNearestNeighborAttrs(size, align, half), b.quant(x))
 
 
+def _transpose_conv(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """TRANSPOSE_CONV: decoder upsampling (2x2 / 3x3 / 4x4 stride 2, 3x3 stride 1)."""
+    while True:
+        kernel, stride = _pick(rng, [((2, 2), 2), ((3, 3), 2), ((4, 4), 2), ((3, 3), 1)])
+        in_c = int(_pick(rng, [1, 4, 8, 16, 24, 32, 64]))
+        out_c = int(_pick(rng, [1, 3, 8, 16, 24, 32]))
+        h, w = _spatial(rng, 1, 16)
+        if h * w * in_c * out_c * kernel[0] * kernel[1] <= MAX_MACS:
+            break
+    x = _input(b, rng, (1, h, w, in_c))
+    padding = _pick(rng, [Padding.SAME, Padding.SAME, Padding.VALID])
+    out_hw = None if padding is Padding.SAME else ((h - 1) * stride + kernel[0],
+                                                   (w - 1) * stride + kernel[1])
+    return b.transpose_conv(x, out_c, kernel, stride, padding, _pick(rng, list(ACTIVATIONS)),
+                            per_channel=bool(rng.integers(2)), bias=bool(rng.integers(4)),
+                            output_hw=out_hw)
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -339,6 +357,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
     "slice": (_slice, 24), "reduce": (_reduce, 16), "arg": (_arg, 16),
     "resize": (_resize, 16),
+    "transpose_conv": (_transpose_conv, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")
