@@ -42,6 +42,14 @@ def unet_graph(seed: int = 0) -> Graph:
     return b.output(b.conv2d(d1, CLASSES, (1, 1))).build()
 
 
+def images(count: int, seed: int) -> np.ndarray:
+    """Smooth random NCHW images: blobs of a few colours, like segmentation inputs."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-1.0, 1.0, (count, CHANNELS, SIZE // 4, SIZE // 4))
+    images = coarse.repeat(4, axis=2).repeat(4, axis=3)
+    return (images + 0.1 * rng.standard_normal(images.shape)).astype(np.float32)
+
+
 class _OnnxNet:
     """Nodes and initialisers of a float ONNX graph under construction."""
 

@@ -24,7 +24,7 @@ from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
 from tests.codegen.test_host_ops import assert_same_bits, reference
 from tests.support import litert_interpreter, litert_invoke
-from tests.unet_models import CHANNELS, CLASSES, SIZE, unet_graph, unet_onnx
+from tests.unet_models import CLASSES, SIZE, images, unet_graph, unet_onnx
 
 RUNS = 8
 PLAN_SECONDS = 0.3
@@ -51,21 +51,13 @@ def test_tflite_unet_is_bit_exact_on_the_host(tmp_path: Path) -> None:
     _compiled_equals_litert(graph, write_tflite(graph), tmp_path)
 
 
-def _images(count: int, seed: int) -> np.ndarray:
-    """Smooth random NCHW images: blobs of a few colours, like segmentation inputs."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(-1.0, 1.0, (count, CHANNELS, SIZE // 4, SIZE // 4))
-    images = coarse.repeat(4, axis=2).repeat(4, axis=3)
-    return (images + 0.1 * rng.standard_normal(images.shape)).astype(np.float32)
-
-
 def test_onnx_unet_quantised_is_bit_exact_and_close_to_onnxruntime(tmp_path: Path) -> None:
     """Float twin equals ONNX Runtime, int8 stays near it, and its C equals LiteRT to the bit."""
     path = tmp_path / "unet.onnx"
     path.write_bytes(unet_onnx())
-    result = api.quantize_model(path, _images(16, 1), "affine", True, "minmax")
+    result = api.quantize_model(path, images(16, 1), "affine", True, "minmax")
     session = ort.InferenceSession(path.read_bytes())
-    samples = _images(4, 2)
+    samples = images(4, 2)
     name, output = result.graph.inputs[0], result.graph.outputs[0]
     for sample in samples:
         expected = session.run(None, {"x": sample[None]})[0]
