@@ -13,20 +13,25 @@ void mcuflow_transpose_conv_s8(const mcuflow_window_t *g, const mcuflow_requant_
 
 /* mcuflow:end-interface */
 
-/* First tap along one axis reaching output index `o` (padded by `pad`) and how many do: taps
- * t = first + j * stride with 0 <= (o + pad - t) / stride < size and t < kernel. */
-static void mcuflow_tconv_taps(int32_t o, int32_t pad, int32_t stride, int32_t kernel,
-                               int32_t size, int32_t *first, int32_t *count)
+/* The taps along one axis reaching output index `o` (padded by `pad`): `count` taps
+ * first + j * stride reading input indices `index` - j, with 0 <= index - j < size and
+ * first + j * stride < kernel. */
+typedef struct {
+    int32_t first, count, index;
+} mcuflow_tconv_axis_t;
+
+static mcuflow_tconv_axis_t mcuflow_tconv_taps(int32_t o, int32_t pad, int32_t stride,
+                                               int32_t kernel, int32_t size)
 {
     const int32_t reach = o + pad;
     int32_t t = reach % stride;
     const int32_t lowest = reach - (size - 1) * stride; /* the tap of the last input index */
     if (t < lowest) {
-        t += ((lowest - t + stride - 1) / stride) * stride;
+        t = lowest;
     }
     const int32_t last = reach < kernel - 1 ? reach : kernel - 1;
-    *first = t;
-    *count = t > last ? 0 : (last - t) / stride + 1;
+    mcuflow_tconv_axis_t axis = {t, t > last ? 0 : (last - t) / stride + 1, (reach - t) / stride};
+    return axis;
 }
 
 /* sum over `n` channels of (x + offset) * w. */
@@ -44,32 +49,32 @@ void mcuflow_transpose_conv_s8(const mcuflow_window_t *g, const mcuflow_requant_
                                const int8_t *input, const int8_t *filter, int8_t *output)
 {
     const size_t depth = (size_t)g->in_c;
+    const size_t in_row = (size_t)g->in_w * depth;
     const size_t filter_row = (size_t)g->k_w * depth;
     const size_t filter_channel = (size_t)g->k_h * filter_row;
     for (int32_t b = 0; b < g->batches; ++b) {
-        const int8_t *image = input + (size_t)b * (size_t)g->in_h * (size_t)g->in_w * depth;
+        const int8_t *image = input + (size_t)b * (size_t)g->in_h * in_row;
         for (int32_t y = 0; y < g->out_h; ++y) {
-            int32_t ky0, rows;
-            mcuflow_tconv_taps(y, g->pad_top, g->stride_h, g->k_h, g->in_h, &ky0, &rows);
+            const mcuflow_tconv_axis_t v =
+                mcuflow_tconv_taps(y, g->pad_top, g->stride_h, g->k_h, g->in_h);
             for (int32_t x = 0; x < g->out_w; ++x) {
-                int32_t kx0, cols;
-                mcuflow_tconv_taps(x, g->pad_left, g->stride_w, g->k_w, g->in_w, &kx0, &cols);
+                const mcuflow_tconv_axis_t h =
+                    mcuflow_tconv_taps(x, g->pad_left, g->stride_w, g->k_w, g->in_w);
                 int8_t *out = output + (size_t)b * (size_t)g->out_batch_step +
                               (size_t)y * (size_t)g->out_row_step +
                               (size_t)x * (size_t)g->out_pixel_step;
                 for (int32_t o = 0; o < g->out_c; ++o) {
                     int32_t acc = q->bias[o];
                     const int8_t *channel = filter + (size_t)o * filter_channel;
-                    for (int32_t i = 0; i < rows; ++i) {
-                        const int32_t ky = ky0 + i * g->stride_h;
-                        const int32_t iy = (y + g->pad_top - ky) / g->stride_h;
-                        for (int32_t j = 0; j < cols; ++j) {
-                            const int32_t kx = kx0 + j * g->stride_w;
-                            const int32_t ix = (x + g->pad_left - kx) / g->stride_w;
+                    for (int32_t i = 0; i < v.count; ++i) {
+                        const int8_t *in = image + (size_t)(v.index - i) * in_row;
+                        const int8_t *taps =
+                            channel + (size_t)(v.first + i * g->stride_h) * filter_row;
+                        for (int32_t j = 0; j < h.count; ++j) {
                             acc += mcuflow_tconv_dot(
-                                image + ((size_t)iy * (size_t)g->in_w + (size_t)ix) * depth,
-                                channel + (size_t)ky * filter_row + (size_t)kx * depth,
-                                g->in_c, g->input_offset);
+                                in + (size_t)(h.index - j) * depth,
+                                taps + (size_t)(h.first + j * g->stride_w) * depth, g->in_c,
+                                g->input_offset);
                         }
                     }
                     acc = mcuflow_requantize(acc, q->multiplier[o], q->shift[o]);
