@@ -445,6 +445,7 @@ def measure_sweep(graph: Graph, target: str, dsp: bool, kinds: frozenset[InPlace
 
 DSP_FAMILIES = frozenset({"conv", "stem", "depthwise", "fully_connected", "binary"})
 """Families whose kernels differ with the DSP extension: on a DSP core, measured both ways."""
+DSP_FAMILIES |= {"transpose_conv"}
 IN_PLACE_FAMILIES = frozenset({"depthwise"})
 """Families whose kernels differ in place: planned out of place too."""
 

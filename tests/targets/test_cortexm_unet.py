@@ -1,11 +1,14 @@
-"""The U-Net-style segmentation network runs bit-exact on QEMU Cortex-M4, against LiteRT.
+"""The U-Net-style segmentation network runs bit-exact on QEMU Cortex-M, against LiteRT.
 
-Both forms: the int8 graph of the TFLite writer, and the float ONNX model quantised by PTQ.
+Both forms on Cortex-M4 (the DSP TRANSPOSE_CONV kernel): the int8 graph of the TFLite writer,
+and the float ONNX model quantised by PTQ; the graph also on Cortex-M0 (the portable kernel).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from mcuflow import api
 from mcuflow.codegen.project import generate_project
@@ -22,26 +25,30 @@ from tests.targets.support import BOARDS, PLAN_SECONDS
 from tests.unet_models import images, unet_graph, unet_onnx
 
 RUNS = 4
-TARGET = "cortex-m4"
+KERNELS = {"cortex-m4": "mcuflow_transpose_conv_dsp_s8(",
+           "cortex-m0": "mcuflow_transpose_conv_s8("}
+BOARDS_USED = {**BOARDS, "cortex-m0": "nucleo-f091rc"}
 
 
-def _bit_exact_on_qemu(graph: Graph, model: bytes, directory: Path) -> None:
-    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
-    project = generate_project(graph, plan, directory / "project", target=TARGET,
-                               board=get_board(BOARDS[TARGET]))
-    assert "mcuflow_transpose_conv_s8(" in (project.path / "mcuflow_model.c").read_text()
-    elf = build_cortexm(project.path, TARGET)
+def _bit_exact_on_qemu(graph: Graph, model: bytes, directory: Path,
+                       target: str = "cortex-m4") -> None:
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=target == "cortex-m4")
+    project = generate_project(graph, plan, directory / "project", target=target,
+                               board=get_board(BOARDS_USED[target]))
+    assert KERNELS[target] in (project.path / "mcuflow_model.c").read_text()
+    elf = build_cortexm(project.path, target)
     inputs = random_inputs(graph, RUNS, seed=9)
-    actual = run_qemu(elf, TARGET, inputs, project.outputs).outputs
+    actual = run_qemu(elf, target, inputs, project.outputs).outputs
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
     litert = litert_interpreter(model)
     oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
     assert_same_bits(oracle, actual, "LiteRT")
 
 
-def test_unet_is_bit_exact_on_qemu_cortex_m4(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", list(KERNELS))
+def test_unet_is_bit_exact_on_qemu(target: str, tmp_path: Path) -> None:
     graph = unet_graph()
-    _bit_exact_on_qemu(graph, write_tflite(graph), tmp_path)
+    _bit_exact_on_qemu(graph, write_tflite(graph), tmp_path, target)
 
 
 def test_quantised_onnx_unet_is_bit_exact_on_qemu_cortex_m4(tmp_path: Path) -> None:

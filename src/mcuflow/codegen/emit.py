@@ -17,7 +17,13 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout
+from mcuflow.hw.kernels import (
+    KERNELS,
+    arg_layout,
+    slice_kernel,
+    slice_layout,
+    transpose_conv_kernel,
+)
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -543,7 +549,10 @@ def _transpose_conv(ctx: EmitContext) -> LayerCode:
                      (params.pad_h, params.pad_w), params.input_offset)
     bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=False)
     requant = _conv_requant(ctx, params, bias)
-    call = _call("mcuflow_transpose_conv_s8", f"&{window}", f"&{requant}",
-                 _input_pointer(ctx, 0), ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]),
-                 _output_pointer(ctx))
-    return _code(ctx, call, ("mcuflow_tconv",))
+    args = [f"&{window}", f"&{requant}", _input_pointer(ctx, 0),
+            ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]), _output_pointer(ctx)]
+    chosen = KERNELS[transpose_conv_kernel(ctx.graph, ctx.op, ctx.dsp)]
+    if chosen.dsp:
+        _require_scratch(ctx, chosen.scratch_bytes(ctx.graph, ctx.op, ctx.inplace))
+        args.append(ctx.scratch())
+    return _code(ctx, _call(chosen.function, *args), (chosen.source,))

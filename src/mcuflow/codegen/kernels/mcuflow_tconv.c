@@ -13,27 +13,6 @@ void mcuflow_transpose_conv_s8(const mcuflow_window_t *g, const mcuflow_requant_
 
 /* mcuflow:end-interface */
 
-/* The taps along one axis reaching output index `o` (padded by `pad`): `count` taps
- * first + j * stride reading input indices `index` - j, with 0 <= index - j < size and
- * first + j * stride < kernel. */
-typedef struct {
-    int32_t first, count, index;
-} mcuflow_tconv_axis_t;
-
-static mcuflow_tconv_axis_t mcuflow_tconv_taps(int32_t o, int32_t pad, int32_t stride,
-                                               int32_t kernel, int32_t size)
-{
-    const int32_t reach = o + pad;
-    int32_t t = reach % stride;
-    const int32_t lowest = reach - (size - 1) * stride; /* the tap of the last input index */
-    if (t < lowest) {
-        t = lowest;
-    }
-    const int32_t last = reach < kernel - 1 ? reach : kernel - 1;
-    mcuflow_tconv_axis_t axis = {t, t > last ? 0 : (last - t) / stride + 1, (reach - t) / stride};
-    return axis;
-}
-
 /* sum over `n` channels of (x + offset) * w. */
 static inline int32_t mcuflow_tconv_dot(const int8_t *x, const int8_t *w, int32_t n,
                                         int32_t offset)
