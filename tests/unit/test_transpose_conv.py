@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from mcuflow import api
 from mcuflow.errors import UnsupportedModelError
@@ -170,3 +173,35 @@ def test_conv_transpose_refusals(attrs: dict, weights: tuple[int, ...], message:
     data = net.model(net.node("ConvTranspose", "x", net.weights(*weights), **attrs))
     with pytest.raises(UnsupportedModelError, match=message):
         import_onnx(data)
+
+
+class _Samples(CalibrationDataReader):
+    def __init__(self, count: int) -> None:
+        self._samples = iter([{"x": RNG.standard_normal(SHAPE).astype(np.float32)}
+                              for _ in range(count)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._samples, None)
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_onnxruntime_quantised_conv_transpose_keeps_its_weights(per_channel: bool,
+                                                                tmp_path: Path) -> None:
+    """ONNX Runtime's QDQ ConvTranspose keeps its int8 weights and is LiteRT to the bit.
+
+    Per channel, quantize_static scales the weights along axis 1, the output channels.
+    """
+    source, target = tmp_path / "float.onnx", tmp_path / "qdq.onnx"
+    source.write_bytes(_conv_transpose_model(ONNX_CASES["k3s2_pads_output_padding"]))
+    quantize_static(source, target, _Samples(8), quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+    result = api.quantize_model(target, None)
+    op = next(op for op in result.graph.operators if op.kind is OpKind.TRANSPOSE_CONV)
+    weights = result.graph.tensor(op.inputs[1])
+    assert weights.quant.is_per_channel is per_channel
+    stored = [numpy_helper.to_array(t) for t in onnx.load(target).graph.initializer]
+    codes = [v for v in stored if v.dtype == np.int8 and v.ndim == 4]
+    assert len(codes) == 1
+    np.testing.assert_array_equal(weights.data, codes[0].transpose(1, 2, 3, 0))
+    assert_litert_bit_exact(result, RNG.standard_normal((3, *SHAPE[1:])).astype(np.float32))
