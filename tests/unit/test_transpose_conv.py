@@ -205,3 +205,44 @@ def test_onnxruntime_quantised_conv_transpose_keeps_its_weights(per_channel: boo
     assert len(codes) == 1
     np.testing.assert_array_equal(weights.data, codes[0].transpose(1, 2, 3, 0))
     assert_litert_bit_exact(result, RNG.standard_normal((3, *SHAPE[1:])).astype(np.float32))
+
+
+def _qdq(nodes: list[onnx.NodeProto], name: str, scale: str, zero: str) -> str:
+    quantised, restored = f"{name}_q", f"{name}_dq"
+    nodes += [onnx.helper.make_node("QuantizeLinear", [name, scale, zero], [quantised]),
+              onnx.helper.make_node("DequantizeLinear", [quantised, scale, zero], [restored])]
+    return restored
+
+
+def test_weight_scales_per_input_channel_are_not_taken_for_output_channels(tmp_path: Path
+                                                                           ) -> None:
+    """Weights dequantised along axis 0 (input channels) are requantised per output channel.
+
+    The model has as many input as output channels, so the scales' count alone cannot tell.
+    """
+    codes = RNG.integers(-127, 128, (4, 4, 3, 3), dtype=np.int8)
+    scales = np.array([0.001, 0.01, 0.05, 0.2], np.float32)
+    init = [numpy_helper.from_array(v, n) for n, v in (
+        ("w", codes), ("w_scale", scales), ("w_zero", np.zeros(4, np.int8)),
+        ("s", np.float32(0.02)), ("z", np.int8(0)), ("so", np.float32(0.05)))]
+    nodes: list[onnx.NodeProto] = []
+    x = _qdq(nodes, "x", "s", "z")
+    nodes.append(onnx.helper.make_node("DequantizeLinear", ["w", "w_scale", "w_zero"], ["wf"],
+                                       axis=0))
+    nodes.append(onnx.helper.make_node("ConvTranspose", [x, "wf"], ["y"], strides=[2, 2]))
+    y = _qdq(nodes, "y", "so", "z")
+    shape = (1, 4, 3, 3)
+    graph = onnx.helper.make_graph(
+        nodes, "qdq", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+        [onnx.helper.make_tensor_value_info(y, onnx.TensorProto.FLOAT, None)], init)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "qdq.onnx"
+    path.write_bytes(model.SerializeToString())
+    result = api.quantize_model(path, None)
+    op = next(op for op in result.graph.operators if op.kind is OpKind.TRANSPOSE_CONV)
+    quant = result.graph.tensor(op.inputs[1]).quant
+    real = codes.astype(np.float64) * scales[:, None, None, None]
+    widest = np.abs(real).max(axis=(0, 2, 3))
+    np.testing.assert_allclose(np.asarray(quant.scale), widest / 127, rtol=1e-5)
+    assert_litert_bit_exact(result, RNG.standard_normal((3, *shape[1:])).astype(np.float32))
