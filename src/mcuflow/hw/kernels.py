@@ -405,9 +405,10 @@ def transpose_conv_kernel(graph: Graph, op: Operator, dsp: bool) -> str:
 
 
 def _tconv_columns(graph: Graph, op: Operator, way: InPlace) -> int:
-    """int16 input pixels reaching one output pixel, channels rounded up to 4 (C: COLUMN).
+    """int16 input pixels reaching one output pixel, channels rounded up to 4.
 
-    None below TCONV_DSP_DEPTH input channels, where the portable kernel runs instead.
+    As MCUFLOW_DSP_TCONV_COLUMN; none below TCONV_DSP_DEPTH input channels, where the portable
+    kernel runs instead.
     """
     depth = graph.tensors[op.inputs[0]].shape[3]
     if depth < TCONV_DSP_DEPTH:
