@@ -11,7 +11,7 @@ from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
 from mcuflow import api
-from mcuflow.errors import UnsupportedModelError
+from mcuflow.errors import ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
@@ -164,14 +164,20 @@ def test_quantised_conv_transpose_runs_in_litert_to_the_bit(name: str, tmp_path:
     assert_litert_bit_exact(result, calibration[:4])
 
 
-@pytest.mark.parametrize(("attrs", "weights", "message"), [
-    ({"group": 3}, (3, 1, 3, 3), "group 1"),
-    ({"dilations": [2, 2]}, (3, 5, 3, 3), "dilations"),
+@pytest.mark.parametrize(("attrs", "weights", "error", "message"), [
+    ({"group": 3}, (3, 1, 3, 3), UnsupportedModelError, "group 1"),
+    ({"dilations": [2, 2]}, (3, 5, 3, 3), UnsupportedModelError, "dilations"),
+    ({"strides": [2, 2], "output_padding": [2, 0]}, (3, 5, 3, 3), UnsupportedModelError,
+     "output_padding at least the stride"),
+    ({}, (4, 5, 3, 3), ModelFormatError, "weights for 4 input channels"),
+    ({"strides": [0, 1]}, (3, 5, 3, 3), ModelFormatError, "invalid kernel"),
+    ({}, (3, 5, 0, 3), ModelFormatError, "invalid kernel"),
 ])
-def test_conv_transpose_refusals(attrs: dict, weights: tuple[int, ...], message: str) -> None:
+def test_conv_transpose_refusals(attrs: dict, weights: tuple[int, ...], error: type,
+                                 message: str) -> None:
     net = Net(SHAPE)
     data = net.model(net.node("ConvTranspose", "x", net.weights(*weights), **attrs))
-    with pytest.raises(UnsupportedModelError, match=message):
+    with pytest.raises(error, match=message):
         import_onnx(data)
 
 

@@ -914,9 +914,11 @@ def _transposed_axes(imp: _Importer, node: onnx.NodeProto, hw: tuple[int, ...],
     shape = _ints(attrs.get("output_shape"), 2, -1)
     auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
     if len(strides) != 2 or len(extra) != 2 or len(pads) != 4 or len(shape) != 2 or min(
-            strides) < 1 or min(pads) < 0 or min(extra) < 0 or max(strides + pads) > MAX_WINDOW:
-        raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has invalid strides "
-                               f"{strides}, pads {pads} or output_padding {extra}", _HINT)
+            strides + kernel) < 1 or min(pads) < 0 or min(extra) < 0 or max(
+            strides + pads + kernel) > MAX_WINDOW:
+        raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has invalid kernel "
+                               f"{kernel}, strides {strides}, pads {pads} or output_padding "
+                               f"{extra}", _HINT)
     axes = []
     for axis in range(2):
         size, k, s = hw[axis], kernel[axis], strides[axis]
@@ -955,9 +957,12 @@ def _conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
         raise imp.unsupported(node, "is not a 2-D transposed convolution with constant weights")
     in_c, out_c, kh, kw = weights.shape
     attrs = imp.attrs(node)
-    if int(attrs.get("group", 1)) != 1 or in_c != x.shape[1]:
+    if int(attrs.get("group", 1)) != 1:
         raise imp.unsupported(node, f"is grouped (group {attrs.get('group', 1)}); TFLite's "
                                     "TRANSPOSE_CONV takes group 1")
+    if in_c != x.shape[1]:
+        raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has weights for "
+                               f"{in_c} input channels and an input of {x.shape[1]}", _HINT)
     if any(d != 1 for d in _ints(attrs.get("dilations"), 2, 1)):
         raise imp.unsupported(node, "has dilations; TFLite's TRANSPOSE_CONV has none")
     x = imp.to_layout(node, x, NHWC)
