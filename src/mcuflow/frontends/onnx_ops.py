@@ -917,8 +917,8 @@ def _transposed_axes(imp: _Importer, node: onnx.NodeProto, hw: tuple[int, ...],
             strides + kernel) < 1 or min(pads) < 0 or min(extra) < 0 or max(
             strides + pads + kernel) > MAX_WINDOW:
         raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has invalid kernel "
-                               f"{kernel}, strides {strides}, pads {pads} or output_padding "
-                               f"{extra}", _HINT)
+                               f"{kernel}, strides {strides}, pads {pads}, output_padding "
+                               f"{extra} or output_shape {shape}", _HINT)
     axes = []
     for axis in range(2):
         size, k, s = hw[axis], kernel[axis], strides[axis]
@@ -975,9 +975,10 @@ def _conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
                                                  max(axes[1].full, axes[1].before + axes[1].out)))
     if direct is None and not all(a.matches(Padding.VALID, o, 0) for a, o in zip(
             axes, out_hw, strict=True)):
-        raise imp.unsupported(node, f"has an output of {axes[0].out}x{axes[1].out} "
-                                    "(output_padding at least the stride) that TFLite's "
-                                    "TRANSPOSE_CONV cannot compute")
+        raise imp.unsupported(node, f"has an output of {axes[0].out}x{axes[1].out} that "
+                                    "TFLite's TRANSPOSE_CONV cannot compute from its "
+                                    f"{axes[0].size}x{axes[1].size} input (output_padding or "
+                                    "output_shape reaching a stride beyond the kernel)")
     inputs = [x.name, imp.constant(f"{node.output[0]}/weights", weights.transpose(1, 2, 3, 0))]
     if bias is not None:
         _check_bias(imp, node, bias, out_c)
