@@ -367,6 +367,22 @@ def _normalization(b: GraphBuilder, rng: np.random.Generator) -> str:
         return b.op(OpKind.L2_NORMALIZATION, [x], NoAttrs(),
                     QuantParams.per_tensor(1.0 / 128.0, 0))
     return b.op(OpKind.LOG_SOFTMAX, [x], NoAttrs(), QuantParams.per_tensor(16.0 / 256.0, 127))
+def _transpose_conv(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """TRANSPOSE_CONV: decoder upsampling (2x2 / 3x3 / 4x4 stride 2, 3x3 stride 1)."""
+    while True:
+        kernel, stride = _pick(rng, [((2, 2), 2), ((3, 3), 2), ((4, 4), 2), ((3, 3), 1)])
+        in_c = int(_pick(rng, [1, 4, 8, 16, 24, 32, 64]))
+        out_c = int(_pick(rng, [1, 3, 8, 16, 24, 32]))
+        h, w = _spatial(rng, 1, 16)
+        if h * w * in_c * out_c * kernel[0] * kernel[1] <= MAX_MACS:
+            break
+    x = _input(b, rng, (1, h, w, in_c))
+    padding = _pick(rng, [Padding.SAME, Padding.SAME, Padding.VALID])
+    out_hw = None if padding is Padding.SAME else ((h - 1) * stride + kernel[0],
+                                                   (w - 1) * stride + kernel[1])
+    return b.transpose_conv(x, out_c, kernel, stride, padding, _pick(rng, list(ACTIVATIONS)),
+                            per_channel=bool(rng.integers(2)), bias=bool(rng.integers(4)),
+                            output_hw=out_hw)
 
 
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
@@ -379,6 +395,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "resize": (_resize, 16),
     "squared_difference_prelu": (_squared_difference_prelu, 20), "abs_sum": (_abs_sum, 16),
     "normalization": (_normalization, 20),
+    "transpose_conv": (_transpose_conv, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")
@@ -466,6 +483,7 @@ def measure_sweep(graph: Graph, target: str, dsp: bool, kinds: frozenset[InPlace
 
 DSP_FAMILIES = frozenset({"conv", "stem", "depthwise", "fully_connected", "binary"})
 """Families whose kernels differ with the DSP extension: on a DSP core, measured both ways."""
+DSP_FAMILIES |= {"transpose_conv"}
 IN_PLACE_FAMILIES = frozenset({"depthwise"})
 """Families whose kernels differ in place: planned out of place too."""
 

@@ -276,6 +276,36 @@ def resizes() -> Graph:
     return b.build()
 
 
+@family
+def transpose_convs() -> Graph:
+    """TRANSPOSE_CONV: strides 1 to 3, SAME, VALID, per-tensor and per-channel, bias or none.
+
+    Also fused activations, non-square filters, output sizes other than stride x input, and
+    two images; the 13-channel input takes the DSP kernel on cores with the DSP extension.
+    """
+    b = GraphBuilder("transpose_convs", seed=23)
+    x = b.input((1, 5, 4, 6), 0.04, -5)
+    pair = b.reshape(x, (2, 5, 2, 6))
+    deep = b.input((1, 3, 4, 13), 0.03, 9)
+    b.output(
+        b.transpose_conv(deep, 5, (3, 3), 2, Padding.SAME, Activation.RELU),
+        b.transpose_conv(deep, 8, (4, 4), 2, Padding.VALID, per_channel=False, bias=False,
+                         output_hw=(9, 11)),
+        b.transpose_conv(b.reshape(deep, (2, 3, 2, 13)), 3, (2, 3), 3, Padding.SAME),
+    )
+    b.output(
+        b.transpose_conv(x, 7, (3, 3), 2, Padding.SAME, Activation.RELU),
+        b.transpose_conv(x, 5, (2, 2), 2, Padding.VALID, per_channel=False),
+        b.transpose_conv(x, 4, (3, 3), 1, Padding.SAME, Activation.RELU6, bias=False),
+        b.transpose_conv(x, 6, (4, 3), 2, Padding.VALID, output_hw=(12, 9)),
+        b.transpose_conv(x, 3, (3, 3), 2, Padding.SAME, per_channel=False, bias=False,
+                         output_hw=(9, 7)),
+        b.transpose_conv(pair, 8, (5, 5), 3, Padding.SAME, Activation.RELU_N1_TO_1),
+        b.transpose_conv(x, 2, (1, 1), 1, Padding.VALID),
+    )
+    return b.build()
+
+
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],

@@ -196,6 +196,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "resizes": codegen_cases.resizes,
     "data_movement": codegen_cases.data_movement,
     "arithmetic": codegen_cases.arithmetic,
+    "transpose_convs": codegen_cases.transpose_convs,
 }
 
 

@@ -17,7 +17,13 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout
+from mcuflow.hw.kernels import (
+    KERNELS,
+    arg_layout,
+    slice_kernel,
+    slice_layout,
+    transpose_conv_kernel,
+)
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -50,6 +56,7 @@ from mcuflow.ref.squared_difference import (
     prepare_squared_difference,
 )
 from mcuflow.ref.sum import prepare_sum
+from mcuflow.ref.transpose_conv import prepare_transpose_conv
 
 EmitFn = Callable[[EmitContext], LayerCode]
 
@@ -610,3 +617,21 @@ def _log_softmax(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_log_softmax_s8", f"&{symbol}", _input_pointer(ctx, 0),
                  _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_softmax",))
+# --- TRANSPOSE_CONV -------------------------------------------------------------------------------
+
+
+@emitter(OpKind.TRANSPOSE_CONV)
+def _transpose_conv(ctx: EmitContext) -> LayerCode:
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    params = prepare_transpose_conv(x, weights, out, ctx.op.attrs)
+    window = _window(ctx, weights.shape[1:3], (params.stride_h, params.stride_w), (1, 1),
+                     (params.pad_h, params.pad_w), params.input_offset)
+    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=False)
+    requant = _conv_requant(ctx, params, bias)
+    args = [f"&{window}", f"&{requant}", _input_pointer(ctx, 0),
+            ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]), _output_pointer(ctx)]
+    chosen = KERNELS[transpose_conv_kernel(ctx.graph, ctx.op, ctx.dsp)]
+    if chosen.dsp:
+        _require_scratch(ctx, chosen.scratch_bytes(ctx.graph, ctx.op, ctx.inplace))
+        args.append(ctx.scratch())
+    return _code(ctx, _call(chosen.function, *args), (chosen.source,))

@@ -43,6 +43,9 @@ from mcuflow.ir.ops import (
     ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
+    TransposeConvAttrs,
+    transpose_conv_pad,
+    transpose_conv_windows,
 )
 from mcuflow.ir.registry import Registry
 from mcuflow.ir.resize import nearest_indices
@@ -913,3 +916,117 @@ def _identity(imp: _Importer, node: onnx.NodeProto) -> None:
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
         raise imp.unsupported(node, "outputs its mask")
     imp.set(node, imp.act(node))
+
+
+# --- ConvTranspose ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Transposed:
+    """One axis of a ConvTranspose: sizes, ONNX's output size and its head padding (`before`)."""
+
+    size: int
+    kernel: int
+    stride: int
+    out: int
+    before: int
+
+    @property
+    def full(self) -> int:
+        """The output size of VALID TFLite (no padding, no output_padding)."""
+        return (self.size - 1) * self.stride + self.kernel
+
+    def matches(self, padding: Padding, out: int, before: int) -> bool:
+        """True when a TFLite output of `out` with `padding` starts `before` rows early."""
+        return (transpose_conv_windows(out, self.kernel, self.stride, padding) == self.size
+                and transpose_conv_pad(out, self.kernel, self.stride, padding) == before)
+
+
+def _transposed_axes(imp: _Importer, node: onnx.NodeProto, hw: tuple[int, ...],
+                     kernel: tuple[int, int]) -> list[_Transposed]:
+    """ONNX Runtime's output size and head padding of each axis (conv_transpose_attributes.h)."""
+    attrs = imp.attrs(node)
+    strides = _ints(attrs.get("strides"), 2, 1)
+    extra = _ints(attrs.get("output_padding"), 2, 0)
+    pads = _ints(attrs.get("pads"), 4, 0)
+    shape = _ints(attrs.get("output_shape"), 2, -1)
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if len(strides) != 2 or len(extra) != 2 or len(pads) != 4 or len(shape) != 2 or min(
+            strides + kernel) < 1 or min(pads) < 0 or min(extra) < 0 or max(
+            strides + pads + kernel) > MAX_WINDOW:
+        raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has invalid kernel "
+                               f"{kernel}, strides {strides}, pads {pads}, output_padding "
+                               f"{extra} or output_shape {shape}", _HINT)
+    axes = []
+    for axis in range(2):
+        size, k, s = hw[axis], kernel[axis], strides[axis]
+        reach = (size - 1) * s + extra[axis] + k
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER") or shape[axis] > 0:
+            out = shape[axis] if shape[axis] > 0 else size * s
+            total = max(reach - out, 0)
+            before = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        elif auto_pad == "VALID":
+            out, before = reach, 0
+        else:
+            out, before = reach - pads[axis] - pads[axis + 2], pads[axis]
+        axes.append(_Transposed(size, k, s, out, before))
+    return axes
+
+
+def _tflite_transposed(axes: list[_Transposed]) -> tuple[Padding, tuple[int, int]] | None:
+    """TFLite's padding and output size computing ONNX's output directly, else None."""
+    for padding in (Padding.SAME, Padding.VALID):
+        if all(a.matches(padding, a.out, a.before) for a in axes):
+            return padding, (axes[0].out, axes[1].out)
+    return None
+
+
+@converter("ConvTranspose")
+def _conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
+    """TRANSPOSE_CONV of group 1 without dilation.
+
+    A head padding TFLite's SAME and VALID cannot express becomes a larger VALID output cropped
+    by a SLICE.
+    """
+    x = imp.act(node)
+    weights = imp.const(node, 1, "weights")
+    bias = imp.const(node, 2, "bias")
+    if weights is None or weights.ndim != 4 or len(x.shape) != 4:
+        raise imp.unsupported(node, "is not a 2-D transposed convolution with constant weights")
+    in_c, out_c, kh, kw = weights.shape
+    attrs = imp.attrs(node)
+    if int(attrs.get("group", 1)) != 1:
+        raise imp.unsupported(node, f"is grouped (group {attrs.get('group', 1)}); TFLite's "
+                                    "TRANSPOSE_CONV takes group 1")
+    if in_c != x.shape[1]:
+        raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has weights for "
+                               f"{in_c} input channels and an input of {x.shape[1]}", _HINT)
+    if any(d != 1 for d in _ints(attrs.get("dilations"), 2, 1)):
+        raise imp.unsupported(node, "has dilations; TFLite's TRANSPOSE_CONV has none")
+    x = imp.to_layout(node, x, NHWC)
+    axes = _transposed_axes(imp, node, x.shape[2:], (kh, kw))
+    if min(a.out for a in axes) < 1:
+        raise ModelFormatError(f"{imp.label}: ConvTranspose '{node.name}' has an empty output",
+                               _HINT)
+    direct = _tflite_transposed(axes)
+    padding, out_hw = direct or (Padding.VALID, (max(axes[0].full, axes[0].before + axes[0].out),
+                                                 max(axes[1].full, axes[1].before + axes[1].out)))
+    if direct is None and not all(a.matches(Padding.VALID, o, 0) for a, o in zip(
+            axes, out_hw, strict=True)):
+        raise imp.unsupported(node, f"has an output of {axes[0].out}x{axes[1].out} that "
+                                    "TFLite's TRANSPOSE_CONV cannot compute from its "
+                                    f"{axes[0].size}x{axes[1].size} input (output_padding or "
+                                    "output_shape reaching a stride beyond the kernel)")
+    inputs = [x.name, imp.constant(f"{node.output[0]}/weights", weights.transpose(1, 2, 3, 0))]
+    if bias is not None:
+        _check_bias(imp, node, bias, out_c)
+        inputs.append(imp.constant(f"{node.output[0]}/bias", bias.reshape(-1)))
+    n = x.shape[0]
+    tconv = TransposeConvAttrs((n, *out_hw, out_c), axes[0].stride, axes[1].stride, padding)
+    shape = (n, out_c, axes[0].out, axes[1].out)
+    if direct is not None:
+        imp.set(node, imp.emit(OpKind.TRANSPOSE_CONV, inputs, tconv, x, node.output[0], shape))
+        return
+    full = imp.emit(OpKind.TRANSPOSE_CONV, inputs, tconv, x, imp.fresh(f"{node.output[0]}/full"))
+    crop = SliceAttrs((0, axes[0].before, axes[1].before, 0), (n, *shape[2:], out_c))
+    imp.set(node, imp.emit(OpKind.SLICE, [full.name], crop, full, node.output[0], shape))

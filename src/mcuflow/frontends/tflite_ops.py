@@ -40,6 +40,7 @@ from mcuflow.ir.ops import (
     SliceAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    TransposeConvAttrs,
 )
 from mcuflow.ir.registry import OpTable
 
@@ -54,6 +55,8 @@ OptionsWriter = Callable[[Builder, OpAttrs], tuple[int, int]]
 """Writes an op's builtin options: (BuiltinOptions type, options table offset)."""
 ConstantInputs = Callable[[OpAttrs], list[tuple[str, np.ndarray]]]
 """Attributes TFLite takes as int32 constant inputs: (tensor name suffix, values) each."""
+Arrange = Callable[[list[int]], list[int]]
+"""TFLite's operand order from the written inputs: the IR's, the bias placeholder, constants."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class TfliteOp:
     """The window whose padded input the reader checks fits in RAM."""
     version: int = 1
     """The operator code version written."""
+    arrange: Arrange | None = None
+    """TFLite's operand order when it differs from the IR's (TRANSPOSE_CONV); None keeps it."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -519,6 +524,49 @@ def _resize_nearest_options(builder: Builder, a: ResizeNearestNeighborAttrs) -> 
             tflite.ResizeNearestNeighborOptionsEnd(builder))
 
 
+# --- TRANSPOSE_CONV
+
+
+def _transpose_conv(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """Operands (output_shape, weights, input, optional bias); output_shape is folded."""
+    o = check.options(op, tflite.TransposeConvOptions, required=True)
+    if len(op.inputs) < 3 or op.inputs[2] < 0:
+        raise check.op_error(op, f"has inputs {op.inputs}; it lacks its input tensor")
+    shape = [int(d) for d in check.constant_input(op, subgraph, 0, "output_shape").reshape(-1)]
+    x, weights = (subgraph.tensors[op.inputs[i]].shape for i in (2, 1))
+    if len(shape) != 4 or min(shape) < 1 or len(x) != 4 or len(weights) != 4 or (
+            shape[0], shape[3]) != (x[0], weights[0]):
+        raise check.op_error(op, f"has output_shape {shape} for input {x} and weights {weights}")
+    attrs = TransposeConvAttrs(
+        output_shape=(shape[0], shape[1], shape[2], shape[3]),
+        stride_h=check.positive(op, "stride_h", o.StrideH()),
+        stride_w=check.positive(op, "stride_w", o.StrideW()),
+        padding=check.padding(op, o.Padding()),
+        activation=check.activation(op, o.FusedActivationFunction()),
+    )
+    return attrs, [op.inputs[2], op.inputs[1], *_present(op.inputs[3:])]
+
+
+def _transpose_conv_options(builder: Builder, a: TransposeConvAttrs) -> tuple[int, int]:
+    tflite.TransposeConvOptionsStart(builder)
+    tflite.TransposeConvOptionsAddPadding(builder, TFLITE_OF_PADDING[a.padding])
+    tflite.TransposeConvOptionsAddStrideW(builder, a.stride_w)
+    tflite.TransposeConvOptionsAddStrideH(builder, a.stride_h)
+    tflite.TransposeConvOptionsAddFusedActivationFunction(builder,
+                                                          FUSED_OF_ACTIVATION[a.activation])
+    return tflite.BuiltinOptions.TransposeConvOptions, tflite.TransposeConvOptionsEnd(builder)
+
+
+def _output_shape_input(a: TransposeConvAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("output_shape", _int32(a.output_shape))]
+
+
+def _transpose_conv_operands(written: list[int]) -> list[int]:
+    """Written (input, weights, bias or -1, output_shape) in TFLite's operand order."""
+    x, weights, bias, shape = written
+    return [shape, weights, x, bias]
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -590,6 +638,9 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
                                       version=2),
     OpKind.LOG_SOFTMAX: TfliteOp(OP.LOG_SOFTMAX, write=_empty_options("LogSoftmaxOptions"),
                                  version=2),
+    OpKind.TRANSPOSE_CONV: TfliteOp(
+        OP.TRANSPOSE_CONV, _transpose_conv, _transpose_conv_options, (3, 4), OptionalBias(),
+        constant_inputs=_output_shape_input, version=3, arrange=_transpose_conv_operands),
 })
 """The TFLite form of every OpKind."""
 

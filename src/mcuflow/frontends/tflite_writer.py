@@ -78,6 +78,8 @@ class _Layout:
         for op in graph.operators:
             inputs = [layout.lookup(name, op) for name in op.inputs]
             inputs += layout.extra_inputs(op)
+            if TFLITE_OPS[op.kind].arrange is not None:
+                inputs = TFLITE_OPS[op.kind].arrange(inputs)
             outputs = [layout.lookup(name, op) for name in op.outputs]
             layout.ops.append(_FlatOp(op, inputs, outputs))
             if op.kind not in layout.kinds:
@@ -102,13 +104,14 @@ class _Layout:
     def extra_inputs(self, op: Operator) -> list[int]:
         """Inputs TFLite expects beyond the IR's: attribute constants or the omitted bias."""
         form = TFLITE_OPS[op.kind]
+        indices = []
         if form.bias is not None and len(op.inputs) == BIAS_INDEX:
             if form.bias.zeros_axis is None:
-                return [NO_TENSOR]
-            return [self.add(self.zero_bias(op, form.bias.zeros_axis))]
+                indices.append(NO_TENSOR)
+            else:
+                indices.append(self.add(self.zero_bias(op, form.bias.zeros_axis)))
         if form.constant_inputs is None:
-            return []
-        indices = []
+            return indices
         for suffix, values in form.constant_inputs(op.attrs):
             name = self.unique_name(f"{op.outputs[0]}/{suffix}")
             indices.append(self.add(Tensor(name, values.shape, DType.INT32, data=values)))

@@ -12,7 +12,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs
+from mcuflow.ir.ops import OpKind, SliceAttrs, transpose_conv_pad
 from mcuflow.ir.registry import OpTable
 
 
@@ -363,6 +363,79 @@ _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NE
         "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
         "generation, a row copy where a row repeats the one above.",
         terms=_resize_terms)
+
+
+def _reach(out_size: int, kernel: int, stride: int, size: int, pad: int) -> int:
+    """(input index, tap) pairs along one axis of a transpose convolution landing in its output."""
+    return sum(1 for i in range(size) for k in range(kernel)
+               if 0 <= i * stride + k - pad < out_size)
+
+
+def _transpose_conv_reach(graph: Graph, op: Operator) -> tuple[int, int]:
+    """(input pixel, tap) pairs landing in the output, and the most landing on one pixel."""
+    n, in_h, in_w, _ = graph.tensors[op.inputs[0]].shape
+    _, k_h, k_w, _ = graph.tensors[op.inputs[1]].shape
+    attrs = op.attrs
+    axes = ((attrs.output_hw[0], k_h, attrs.stride_h, in_h),
+            (attrs.output_hw[1], k_w, attrs.stride_w, in_w))
+    reached = [_reach(out, k, s, size, transpose_conv_pad(out, k, s, attrs.padding))
+               for out, k, s, size in axes]
+    return n * reached[0] * reached[1], math.prod(-(-k // s) for _, k, s, _ in axes)
+
+
+def _transpose_conv_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_transpose_conv_s8.
+
+    Per output pixel (`pixels`) and channel (`outputs`): a dot product of Cin (`macs`) for each
+    input pixel and tap reaching it (`taps`).
+    """
+    out_c, _, _, in_c = graph.tensors[op.inputs[1]].shape
+    pairs, _ = _transpose_conv_reach(graph, op)
+    pixels = graph.tensors[op.outputs[0]].size // out_c
+    return Work(calls=1, pixels=pixels, outputs=pixels * out_c, taps=pairs * out_c,
+                macs=pairs * out_c * in_c)
+
+
+def _transpose_conv_dsp_terms(graph: Graph, op: Operator) -> Work:
+    """mcuflow_transpose_conv_dsp_s8: the portable kernel's work and `gathered` widened values."""
+    pairs, _ = _transpose_conv_reach(graph, op)
+    in_c = graph.tensors[op.inputs[0]].shape[3]
+    return _transpose_conv_terms(graph, op) + Work(gathered=pairs * in_c)
+
+
+TCONV_DSP_DEPTH = 8
+"""The fewest input channels at which mcuflow_transpose_conv_dsp_s8 beats the portable kernel
+(Cortex-M4 on QEMU: 0.9x the instructions at 8 channels, 0.5x-0.7x at 24 to 64, but 1.1x-1.3x
+at 1 to 4, where widening and the per-tap loop outweigh the SMLADs)."""
+
+
+def transpose_conv_kernel(graph: Graph, op: Operator, dsp: bool) -> str:
+    """The kernel of a TRANSPOSE_CONV step: the DSP one on a DSP core for deep enough inputs."""
+    deep = graph.tensors[op.inputs[0]].shape[3] >= TCONV_DSP_DEPTH
+    return "mcuflow_transpose_conv_dsp_s8" if dsp and deep else "mcuflow_transpose_conv_s8"
+
+
+def _tconv_columns(graph: Graph, op: Operator, way: InPlace) -> int:
+    """int16 input pixels reaching one output pixel, channels rounded up to 4.
+
+    As MCUFLOW_DSP_TCONV_COLUMN; none below TCONV_DSP_DEPTH input channels, where the portable
+    kernel runs instead.
+    """
+    depth = graph.tensors[op.inputs[0]].shape[3]
+    if depth < TCONV_DSP_DEPTH:
+        return 0
+    _, most = _transpose_conv_reach(graph, op)
+    return most * 2 * (-(-depth // 4) * 4)
+
+
+_kernel("mcuflow_transpose_conv_s8", "mcuflow_tconv", (OpKind.TRANSPOSE_CONV,),
+        "TRANSPOSE_CONV gathered per output pixel: the input pixels and taps reaching it, one "
+        "dot product each per output channel, no scratch.",
+        terms=_transpose_conv_terms)
+_kernel("mcuflow_transpose_conv_dsp_s8", "mcuflow_tconv_dsp", (OpKind.TRANSPOSE_CONV,),
+        _WEIGHTED_DSP + "TRANSPOSE_CONV of at least 8 input channels gathered per output pixel, "
+        "the input pixels reaching it widened to int16 in scratch once, two MACs per SMLAD.",
+        dsp=True, terms=_transpose_conv_dsp_terms, scratch=_tconv_columns)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -486,6 +559,8 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return ("mcuflow_lookup_s8",)
     if kind is OpKind.SLICE:
         return (slice_kernel(graph, op),)
+    if kind is OpKind.TRANSPOSE_CONV:
+        return (transpose_conv_kernel(graph, op, dsp),)
     return _SIMPLE.get(kind)
 
 

@@ -25,6 +25,7 @@ from mcuflow.ir.ops import (
     ReshapeAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    TransposeConvAttrs,
     infer_output_shapes,
 )
 from mcuflow.ir.quantization import QuantParams
@@ -291,3 +292,22 @@ class GraphBuilder:
     def dequantize(self, x: str) -> str:
         """DEQUANTIZE: int8 to float32."""
         return self.op(OpKind.DEQUANTIZE, [x], NoAttrs(), None, DType.FLOAT32)
+
+    def transpose_conv(
+        self, x: str, out_channels: int, kernel: tuple[int, int] = (3, 3), stride: int = 2,
+        padding: Padding = Padding.SAME, activation: Activation = Activation.NONE,
+        per_channel: bool = True, bias: bool = True, output_hw: tuple[int, int] | None = None,
+    ) -> str:
+        """TRANSPOSE_CONV with random int8 weights and int32 bias.
+
+        The output is `stride` times the input's height and width unless `output_hw` is given.
+        """
+        n, h, w, in_c = self.graph.tensors[x].shape
+        w_name, wq = self._weights((out_channels, *kernel, in_c), 0, per_channel)
+        depth = -(-kernel[0] // stride) * -(-kernel[1] // stride) * in_c
+        inputs = [x, w_name] + ([self._bias(out_channels, self.quant(x).scale0, wq, depth)]
+                                if bias else [])
+        out_h, out_w = output_hw or (h * stride, w * stride)
+        attrs = TransposeConvAttrs((n, out_h, out_w, out_channels), stride, stride, padding,
+                                   activation)
+        return self.op(OpKind.TRANSPOSE_CONV, inputs, attrs, self._accumulator_quant(x, wq, depth))

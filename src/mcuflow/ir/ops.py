@@ -59,6 +59,7 @@ class OpKind(Enum):
     SUM = "SUM"
     L2_NORMALIZATION = "L2_NORMALIZATION"
     LOG_SOFTMAX = "LOG_SOFTMAX"
+    TRANSPOSE_CONV = "TRANSPOSE_CONV"
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,26 @@ class ArgAttrs:
     output_type: DType = DType.INT32
 
 
+@dataclass(frozen=True)
+class TransposeConvAttrs:
+    """TRANSPOSE_CONV. Inputs: x [N,H,W,C], filter [O,KH,KW,C], optional bias [O] int32.
+
+    `output_shape` is TFLite's constant output_shape input [N, OH, OW, O], folded; the padding
+    is LiteRT's ComputePaddingHeightWidth over that output size.
+    """
+
+    output_shape: tuple[int, int, int, int] = (1, 1, 1, 1)
+    stride_h: int = 1
+    stride_w: int = 1
+    padding: Padding = Padding.VALID
+    activation: Activation = Activation.NONE
+
+    @property
+    def output_hw(self) -> tuple[int, int]:
+        """(OH, OW)."""
+        return self.output_shape[1], self.output_shape[2]
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -224,6 +245,7 @@ OpAttrs = (
     | LeakyReluAttrs
     | ArgAttrs
     | ResizeNearestNeighborAttrs
+    | TransposeConvAttrs
 )
 
 
@@ -446,6 +468,41 @@ def _arg_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [tuple(d for i, d in enumerate(x) if i != attrs.axis)]
 
 
+def transpose_conv_windows(out_size: int, kernel: int, stride: int, padding: Padding) -> int:
+    """LiteRT's ComputeOutSize over a transpose convolution's *output* size (dilation 1, C
+    division truncating toward zero): the input size LiteRT requires."""
+    if padding is Padding.SAME:
+        return (out_size + stride - 1) // stride
+    return int((out_size + stride - kernel) / stride)
+
+
+def transpose_conv_pad(out_size: int, kernel: int, stride: int, padding: Padding) -> int:
+    """LiteRT's padding before the first output element of a transpose convolution
+    (ComputePaddingHeightWidth with the output size as the image size)."""
+    windows = transpose_conv_windows(out_size, kernel, stride, padding)
+    return max((windows - 1) * stride + kernel - out_size, 0) // 2
+
+
+def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: TransposeConvAttrs = op.attrs
+    n, in_h, in_w, in_c = require_rank(graph, op, 0, 4)
+    out_c, kh, kw, depth = require_rank(graph, op, 1, 4)
+    if depth != in_c:
+        raise ShapeError(f"TRANSPOSE_CONV '{op.name}': the filter's depth {depth} differs from "
+                         f"the input's {in_c} channels")
+    shape = tuple(attrs.output_shape)
+    if len(shape) != 4 or min(shape) < 1 or (shape[0], shape[3]) != (n, out_c):
+        raise ShapeError(f"TRANSPOSE_CONV '{op.name}': output_shape {shape} does not hold "
+                         f"{n} images of {out_c} channels")
+    windows = (transpose_conv_windows(shape[1], kh, attrs.stride_h, attrs.padding),
+               transpose_conv_windows(shape[2], kw, attrs.stride_w, attrs.padding))
+    if windows != (in_h, in_w):
+        raise ShapeError(f"TRANSPOSE_CONV '{op.name}': a {attrs.padding.value} convolution of "
+                         f"the output {shape[1]}x{shape[2]} has {windows[0]}x{windows[1]} "
+                         f"windows, not the input's {in_h}x{in_w}")
+    return [shape]
+
+
 # --- MACs ---------------------------------------------------------------------------------------
 
 
@@ -478,6 +535,13 @@ def _pool_macs(graph: Graph, op: Operator) -> int:
 def _input_macs(graph: Graph, op: Operator) -> int:
     """Every input element is accumulated once."""
     return graph.tensors[op.inputs[0]].size
+
+
+def _transpose_conv_macs(graph: Graph, op: Operator) -> int:
+    """Filter [O, KH, KW, Cin]: each input element meets KH x KW x O weights (taps falling
+    outside the output included)."""
+    out_c, kh, kw, _ = graph.tensors[op.inputs[1]].shape
+    return graph.tensors[op.inputs[0]].size * kh * kw * out_c
 
 
 # --- support checks of particular ops -----------------------------------------------------------
@@ -717,6 +781,8 @@ _DEFINITIONS = (
     OpDef(OpKind.LOG_SOFTMAX, NoAttrs, _same_shape, element_ops=8,
           fixed_output=QuantParams.per_tensor(16.0 / 256.0, 127),
           checks=(log_softmax_output_range, log_softmax_depth)),
+    OpDef(OpKind.TRANSPOSE_CONV, TransposeConvAttrs, _transpose_conv_shape, _WEIGHTED_OPERANDS,
+          macs=_transpose_conv_macs, element_ops=1, weight_axis=0),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

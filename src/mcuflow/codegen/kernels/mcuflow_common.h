@@ -159,4 +159,27 @@ static inline void mcuflow_broadcast_s8(const mcuflow_broadcast_t *b, mcuflow_br
     }
 }
 
+/* ---- TRANSPOSE_CONV (mcuflow_tconv.c, mcuflow_tconv_dsp.c) ---------------------------- */
+
+/* The taps along one axis reaching output index `o` (padded by `pad`): `count` taps
+ * first + j * stride reading input indices `index` - j, with 0 <= index - j < size and
+ * first + j * stride < kernel. */
+typedef struct {
+    int32_t first, count, index;
+} mcuflow_tconv_axis_t;
+
+static inline mcuflow_tconv_axis_t mcuflow_tconv_taps(int32_t o, int32_t pad, int32_t stride,
+                                                      int32_t kernel, int32_t size)
+{
+    const int32_t reach = o + pad;
+    int32_t t = reach % stride;
+    const int32_t lowest = reach - (size - 1) * stride; /* the tap of the last input index */
+    if (t < lowest) {
+        t = lowest;
+    }
+    const int32_t last = reach < kernel - 1 ? reach : kernel - 1;
+    mcuflow_tconv_axis_t axis = {t, t > last ? 0 : (last - t) / stride + 1, (reach - t) / stride};
+    return axis;
+}
+
 #endif /* MCUFLOW_COMMON_H */

@@ -581,4 +581,18 @@ typedef struct {
 void mcuflow_add_dsp_s8(const mcuflow_dsp_add_t *p, const mcuflow_broadcast_t *b,
                         const int8_t *input1, const int8_t *input2, int8_t *output);
 
+/* ---- transpose convolution -------------------------------------------------------------- */
+
+/* Channels of one tap's int16 column in the scratch of mcuflow_transpose_conv_dsp_s8: the input
+ * channels rounded up to a multiple of 4 (hw.kernels sizes the scratch with it). */
+#define MCUFLOW_DSP_TCONV_COLUMN(channels) (((channels) + 3) / 4 * 4)
+
+/* TRANSPOSE_CONV as mcuflow_transpose_conv_s8 computes it, two MACs per SMLAD: per output pixel
+ * the (input + input_offset) of every input pixel reaching it is widened once into `columns`
+ * (word-aligned scratch of MCUFLOW_DSP_TCONV_COLUMN(in_c) halfwords per reaching tap), then
+ * each output channel sums them against its filter taps. `q->bias` is the plain bias. */
+void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requant_t *q,
+                                   const int8_t *input, const int8_t *filter, int8_t *output,
+                                   int8_t *columns);
+
 #endif /* MCUFLOW_DSP_H */
