@@ -51,11 +51,14 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
+    BlockAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
+    ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
+    TileAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
@@ -331,6 +334,40 @@ def _resize(b: GraphBuilder, rng: np.random.Generator) -> str:
                 ResizeNearestNeighborAttrs(size, align, half), b.quant(x))
 
 
+def _resize_bilinear(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """RESIZE_BILINEAR up (x2, x3, fractional) and down, in each mode."""
+    h, w = _spatial(rng, 1, 24)
+    x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32]))))
+    factor = float(_pick(rng, [2.0, 2.0, 3.0, 1.5, 0.5]))
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    align, half = _pick(rng, [(False, False), (False, True), (False, True), (True, False)])
+    return b.op(OpKind.RESIZE_BILINEAR, [x], ResizeBilinearAttrs(size, align, half), b.quant(x))
+
+
+def _tile(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """TILE: Keras UpSampling2D's repeat over a unit axis, channel and spatial tiling."""
+    h, w = _spatial(rng, 1, 24)
+    c = int(_pick(rng, [1, 3, 8, 16, 32]))
+    m = int(_pick(rng, [2, 2, 3, 4]))
+    shape, multiples = _pick(rng, [((1, h, 1, w, c), (1, 1, m, 1, 1)),
+                                   ((1, h, w, 1, c), (1, 1, 1, m, 1)),
+                                   ((1, h, w, c), (1, 1, 1, m)), ((1, h, w, c), (1, m, m, 1))])
+    x = _input(b, rng, shape)
+    return b.op(OpKind.TILE, [x], TileAttrs(multiples), b.quant(x))
+
+
+def _depth_space(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """DEPTH_TO_SPACE (pixel shuffle) and SPACE_TO_DEPTH, blocks 2 to 4."""
+    block = int(_pick(rng, [2, 2, 3, 4]))
+    h, w = _spatial(rng, 1, 16)
+    c = int(_pick(rng, [1, 2, 4, 8, 16]))
+    if rng.integers(2):
+        x = _input(b, rng, (1, h, w, c * block * block))
+        return b.op(OpKind.DEPTH_TO_SPACE, [x], BlockAttrs(block), b.quant(x))
+    x = _input(b, rng, (1, h * block, w * block, c))
+    return b.op(OpKind.SPACE_TO_DEPTH, [x], BlockAttrs(block), b.quant(x))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -339,6 +376,8 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
     "slice": (_slice, 24), "reduce": (_reduce, 16), "arg": (_arg, 16),
     "resize": (_resize, 16),
+    "resize_bilinear": (_resize_bilinear, 16), "tile": (_tile, 16),
+    "depth_space": (_depth_space, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

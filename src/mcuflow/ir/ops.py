@@ -13,6 +13,7 @@ from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
 from mcuflow.ir.registry import OpTable
+from mcuflow.ir.resize_bilinear import bilinear_axis
 from mcuflow.ir.shapes import Shape, ShapeError, conv_output_size, input_shape, require_rank
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ class OpKind(Enum):
     ARG_MIN = "ARG_MIN"
     RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
     EXPAND_DIMS = "EXPAND_DIMS"
+    RESIZE_BILINEAR = "RESIZE_BILINEAR"
+    TILE = "TILE"
+    DEPTH_TO_SPACE = "DEPTH_TO_SPACE"
+    SPACE_TO_DEPTH = "SPACE_TO_DEPTH"
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,33 @@ class ArgAttrs:
     output_type: DType = DType.INT32
 
 
+@dataclass(frozen=True)
+class ResizeBilinearAttrs:
+    """RESIZE_BILINEAR of an NHWC image to `size` (new_h, new_w): TFLite's constant size input,
+    folded. Each output pixel interpolates four input pixels with LiteRT's 10-bit fixed-point
+    weights (ResizeBilinearInteger)."""
+
+    size: tuple[int, int] = (1, 1)
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+@dataclass(frozen=True)
+class TileAttrs:
+    """TILE: the input repeated `multiples[d]` times along each axis d (TFLite's constant
+    multiples input, folded)."""
+
+    multiples: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockAttrs:
+    """DEPTH_TO_SPACE and SPACE_TO_DEPTH of an NHWC image by `block_size` (TFLite's order of the
+    channels within a block: row, column, channel; ONNX's DCR)."""
+
+    block_size: int = 2
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -218,6 +250,9 @@ OpAttrs = (
     | LeakyReluAttrs
     | ArgAttrs
     | ResizeNearestNeighborAttrs
+    | ResizeBilinearAttrs
+    | TileAttrs
+    | BlockAttrs
 )
 
 
@@ -430,6 +465,58 @@ def resize_not_both_modes(graph: Graph, op: Operator) -> str | None:
     attrs: ResizeNearestNeighborAttrs = op.attrs
     both = attrs.align_corners and attrs.half_pixel_centers
     return "align_corners and half_pixel_centers found" if both else None
+
+
+def _resize_bilinear_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: ResizeBilinearAttrs = op.attrs
+    n, _, _, c = require_rank(graph, op, 0, 4)
+    if len(attrs.size) != 2 or min(attrs.size) < 1:
+        raise ShapeError(f"RESIZE_BILINEAR '{op.name}': size {attrs.size} is not two positive "
+                         "dimensions")
+    return [(n, *attrs.size, c)]
+
+
+def bilinear_inside_input(graph: Graph, op: Operator) -> str | None:
+    """Every output pixel must interpolate input pixels inside the input: LiteRT's 10-bit scale
+    reads past the last row or column for some extreme upscalings (resize in two steps)."""
+    _, in_h, in_w, _ = input_shape(graph, op, 0)
+    attrs: ResizeBilinearAttrs = op.attrs
+    for axis, size, out in (("row", in_h, attrs.size[0]), ("column", in_w, attrs.size[1])):
+        lower = bilinear_axis(size, out, attrs.align_corners, attrs.half_pixel_centers).lower
+        if int(lower.max()) >= size:
+            return f"source {axis} {int(lower.max())} of a {size}-{axis} input found"
+    return None
+
+
+def _bilinear_macs(graph: Graph, op: Operator) -> int:
+    return 4 * _out_elems(graph, op)
+
+
+def _tile_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: TileAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if len(attrs.multiples) != len(x) or min(attrs.multiples, default=1) < 1:
+        raise ShapeError(f"TILE '{op.name}': multiples {attrs.multiples} are not one positive "
+                         f"count per axis of {x}")
+    return [tuple(d * m for d, m in zip(x, attrs.multiples, strict=True))]
+
+
+def _depth_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
+    block = op.attrs.block_size
+    n, h, w, c = require_rank(graph, op, 0, 4)
+    if block < 1 or c % (block * block):
+        raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': {c} channels do not split into blocks of "
+                         f"{block}x{block}")
+    return [(n, h * block, w * block, c // (block * block))]
+
+
+def _space_to_depth_shape(graph: Graph, op: Operator) -> list[Shape]:
+    block = op.attrs.block_size
+    n, h, w, c = require_rank(graph, op, 0, 4)
+    if block < 1 or h % block or w % block:
+        raise ShapeError(f"SPACE_TO_DEPTH '{op.name}': a {h}x{w} image does not split into "
+                         f"blocks of {block}x{block}")
+    return [(n, h // block, w // block, c * block * block)]
 
 
 def _arg_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -645,6 +732,15 @@ _DEFINITIONS = (
           element_ops=1, shared_quant=True, checks=(same_quantisation, resize_not_both_modes)),
     OpDef(OpKind.EXPAND_DIMS, ExpandDimsAttrs, _expand_dims_shape, shared_quant=True,
           checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.RESIZE_BILINEAR, ResizeBilinearAttrs, _resize_bilinear_shape,
+          macs=_bilinear_macs, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, resize_not_both_modes, bilinear_inside_input)),
+    OpDef(OpKind.TILE, TileAttrs, _tile_shape, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.DEPTH_TO_SPACE, BlockAttrs, _depth_to_space_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.SPACE_TO_DEPTH, BlockAttrs, _space_to_depth_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation,)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})
