@@ -16,6 +16,7 @@ from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import OpKind, ResizeBilinearAttrs
 from mcuflow.ir.quantization import QuantParams
+from mcuflow.passes.resize_input import ResizeError, resize_input
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import (
@@ -183,3 +184,12 @@ def test_onnx_pytorch_half_pixel_to_one_row_is_refused() -> None:
                 coordinate_transformation_mode="pytorch_half_pixel")
     with pytest.raises(UnsupportedModelError, match="to more than one row and column"):
         read_onnx(net.model(y))
+
+
+def test_another_input_resolution_keeps_whole_factors() -> None:
+    resized = resize_input(_graph((1, 4, 6, 2), (8, 18), (False, True)), 5, 3)
+    (op,) = resized.operators
+    assert op.attrs.size == (10, 9)
+    assert resized.tensors[op.outputs[0]].shape == (1, 10, 9, 2)
+    with pytest.raises(ResizeError, match="RESIZE_BILINEAR .* not by a whole factor"):
+        resize_input(_graph((1, 4, 6, 2), (6, 12), (False, False)), 5, 3)

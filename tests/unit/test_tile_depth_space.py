@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from mcuflow import api
 from mcuflow.errors import UnsupportedModelError
 from mcuflow.frontends.onnx_reader import read_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
@@ -15,7 +18,12 @@ from mcuflow.ir.ops import BlockAttrs, OpAttrs, OpKind, TileAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import ShapeError
 from mcuflow.ref.interpreter import Interpreter
-from tests.support import litert_interpreter, litert_invoke, random_input
+from tests.support import (
+    assert_litert_bit_exact,
+    litert_interpreter,
+    litert_invoke,
+    random_input,
+)
 from tests.unit.test_onnx_reader import Net, assert_matches_onnxruntime
 
 
@@ -135,3 +143,19 @@ def test_onnx_refuses_what_does_not_map(shape: tuple[int, ...], op_type: str, in
     net, y = _onnx(shape, op_type, *inputs, **attrs)
     with pytest.raises(UnsupportedModelError, match=message):
         read_onnx(net.model(y))
+
+
+def test_onnx_model_quantises_bit_exact_against_litert(tmp_path: Path) -> None:
+    """Tile, DepthToSpace and SpaceToDepth of a float ONNX model, quantised by mcuflow."""
+    shape = (1, 4, 4, 6)
+    net = Net(shape)
+    y = net.node("Relu", net.node("Conv", "x", net.weights(8, 4, 1, 1)))
+    y = net.node("DepthToSpace", y, blocksize=2)
+    y = net.node("Tile", y, net.const(np.array([1, 1, 2, 1], np.int64)))
+    y = net.node("SpaceToDepth", y, blocksize=2)
+    (tmp_path / "blocks.onnx").write_bytes(net.model(net.node("Conv", y, net.weights(3, 8, 1, 1))))
+    calibration = np.random.default_rng(3).standard_normal((8, *shape[1:])).astype(np.float32)
+    result = api.quantize_model(tmp_path / "blocks.onnx", calibration)
+    kinds = {op.kind for op in result.graph.operators}
+    assert {OpKind.TILE, OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH} <= kinds
+    assert_litert_bit_exact(result, calibration[:3])
