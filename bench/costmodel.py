@@ -52,6 +52,7 @@ from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
+    BroadcastToAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
@@ -345,7 +346,7 @@ def _resize_bilinear(b: GraphBuilder, rng: np.random.Generator) -> str:
 
 
 def _tile(b: GraphBuilder, rng: np.random.Generator) -> str:
-    """TILE: Keras UpSampling2D's repeat over a unit axis, channel and spatial tiling."""
+    """TILE and BROADCAST_TO: UpSampling2D's repeat over a unit axis, channel, spatial tiling."""
     h, w = _spatial(rng, 1, 24)
     c = int(_pick(rng, [1, 3, 8, 16, 32]))
     m = int(_pick(rng, [2, 2, 3, 4]))
@@ -353,6 +354,10 @@ def _tile(b: GraphBuilder, rng: np.random.Generator) -> str:
                                    ((1, h, w, 1, c), (1, 1, 1, m, 1)),
                                    ((1, h, w, c), (1, 1, 1, m)), ((1, h, w, c), (1, m, m, 1))])
     x = _input(b, rng, shape)
+    if rng.integers(3) == 0:  # BROADCAST_TO runs the same kernel
+        target = tuple(d * m for d, m in zip(shape, multiples, strict=True))
+        if all(d == 1 or m == 1 for d, m in zip(shape, multiples, strict=True)):
+            return b.op(OpKind.BROADCAST_TO, [x], BroadcastToAttrs(target), b.quant(x))
     return b.op(OpKind.TILE, [x], TileAttrs(multiples), b.quant(x))
 
 

@@ -15,6 +15,7 @@ from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
+    BroadcastToAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
@@ -305,7 +306,7 @@ def bilinear_resizes() -> Graph:
 
 @family
 def tiles_and_blocks() -> Graph:
-    """TILE over several axes and ranks; DEPTH_TO_SPACE and SPACE_TO_DEPTH, blocks 2 and 3."""
+    """TILE and BROADCAST_TO over several axes and ranks; DEPTH_TO_SPACE and SPACE_TO_DEPTH."""
     b = GraphBuilder("tiles_and_blocks", seed=32)
     x = b.input((1, 4, 6, 8), 0.05, -4)
 
@@ -322,6 +323,10 @@ def tiles_and_blocks() -> Graph:
         tile(b.reshape(x, (1, 4, 6, 2, 4)), (1, 1, 2, 1, 2)),
         tile(b.reshape(x, (24, 8)), (1, 1)),
         tile(b.expand_dims(x, 3), (1, 1, 1, 3, 1)),
+        b.op(OpKind.BROADCAST_TO, [b.expand_dims(x, 2)], BroadcastToAttrs((1, 4, 2, 6, 8)),
+             b.quant(x)),
+        b.op(OpKind.BROADCAST_TO, [b.reshape(x, (4, 1, 48))], BroadcastToAttrs((2, 4, 3, 48)),
+             b.quant(x)),
         block(OpKind.DEPTH_TO_SPACE, x, 2),
         block(OpKind.DEPTH_TO_SPACE, nine, 3),
         block(OpKind.SPACE_TO_DEPTH, x, 2),

@@ -14,7 +14,7 @@ from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import BlockAttrs, OpAttrs, OpKind, TileAttrs
+from mcuflow.ir.ops import BlockAttrs, BroadcastToAttrs, OpAttrs, OpKind, TileAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import ShapeError
 from mcuflow.ref.interpreter import Interpreter
@@ -53,6 +53,18 @@ def test_tile_bit_exact_against_litert_over_random_params(seed: int) -> None:
         _assert_bit_exact(_graph(OpKind.TILE, shape, TileAttrs(multiples)), shape, rng)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_broadcast_to_bit_exact_against_litert_over_random_params(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(10):
+        rank = int(rng.integers(1, 6))
+        target = tuple(int(d) for d in rng.integers(1, 5, rank))
+        kept = int(rng.integers(1, rank + 1))
+        shape = tuple(d if rng.integers(2) else 1 for d in target[rank - kept:])
+        graph = _graph(OpKind.BROADCAST_TO, shape, BroadcastToAttrs(target))
+        _assert_bit_exact(graph, shape, rng)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_depth_space_bit_exact_against_litert_over_random_params(seed: int) -> None:
     rng = np.random.default_rng(seed)
@@ -71,7 +83,8 @@ def test_depth_space_bit_exact_against_litert_over_random_params(seed: int) -> N
     (OpKind.TILE, (1, 3, 1, 4), TileAttrs((2, 1, 3, 1))),
     (OpKind.DEPTH_TO_SPACE, (1, 2, 3, 8), BlockAttrs(2)),
     (OpKind.SPACE_TO_DEPTH, (1, 6, 3, 2), BlockAttrs(3)),
-], ids=["tile", "depth_to_space", "space_to_depth"])
+    (OpKind.BROADCAST_TO, (3, 1, 4), BroadcastToAttrs((2, 3, 5, 4))),
+], ids=["tile", "depth_to_space", "space_to_depth", "broadcast_to"])
 def test_tflite_form_round_trips(kind: OpKind, shape: tuple[int, ...], attrs: OpAttrs) -> None:
     op = read_tflite(write_tflite(_graph(kind, shape, attrs))).operators[0]
     assert (op.kind, op.attrs, len(op.inputs)) == (kind, attrs, 1)
@@ -91,7 +104,9 @@ def test_refuses_a_change_of_quantisation(kind: OpKind) -> None:
     (OpKind.TILE, (1, 4, 4), TileAttrs((1, 2)), "not one positive count per axis"),
     (OpKind.DEPTH_TO_SPACE, (1, 2, 2, 6), BlockAttrs(2), "6 channels do not split"),
     (OpKind.SPACE_TO_DEPTH, (1, 5, 4, 1), BlockAttrs(2), "5x4 image does not split"),
-], ids=["tile", "depth_to_space", "space_to_depth"])
+    (OpKind.BROADCAST_TO, (1, 3, 4), BroadcastToAttrs((1, 6, 4)),
+     r"\(1, 3, 4\) does not broadcast"),
+], ids=["tile", "depth_to_space", "space_to_depth", "broadcast_to"])
 def test_shape_errors(kind: OpKind, shape: tuple[int, ...], attrs: OpAttrs, message: str) -> None:
     with pytest.raises(ShapeError, match=message):
         _graph(kind, shape, attrs)
@@ -122,7 +137,10 @@ def _onnx(shape: tuple[int, ...], op_type: str, *inputs: str, **attrs: object
     ((1, 8, 3, 4), "DepthToSpace", [], {"blocksize": 2, "mode": "DCR"}, OpKind.DEPTH_TO_SPACE),
     ((1, 9, 3, 2), "DepthToSpace", [], {"blocksize": 3, "mode": "CRD"}, OpKind.DEPTH_TO_SPACE),
     ((1, 3, 4, 6), "SpaceToDepth", [], {"blocksize": 2}, OpKind.SPACE_TO_DEPTH),
-], ids=["tile_hw", "tile_nc", "d2s", "d2s_dcr", "d2s_crd_one_channel", "s2d"])
+    ((1, 3, 1, 5), "Expand", [[1, 3, 4, 5]], {}, OpKind.BROADCAST_TO),
+    ((1, 3, 1, 5), "Expand", [[2, 1, 1, 1]], {}, OpKind.BROADCAST_TO),
+], ids=["tile_hw", "tile_nc", "d2s", "d2s_dcr", "d2s_crd_one_channel", "s2d", "expand_h",
+        "expand_bidirectional"])
 def test_onnx_matches_onnxruntime(shape: tuple[int, ...], op_type: str, inputs: list,
                                   attrs: dict[str, object], kind: OpKind) -> None:
     net, y = _onnx(shape, op_type, *inputs, **attrs)
@@ -137,7 +155,9 @@ def test_onnx_matches_onnxruntime(shape: tuple[int, ...], op_type: str, inputs: 
     ((1, 6, 3, 4), "DepthToSpace", [], {"blocksize": 2}, "splits 6 channels"),
     ((1, 3, 5, 4), "SpaceToDepth", [], {"blocksize": 2}, "splits a 5x4 image"),
     ((1, 3, 4, 4), "Tile", [[1, 2]], {}, "has repeats"),
-], ids=["crd", "d2s_channels", "s2d_size", "tile_repeats"])
+    ((1, 3, 4, 4), "Expand", [[1, 3, 5, 4]], {}, r"cannot broadcast \(1, 3, 4, 4\)"),
+    ((1, 3, 4, 4), "Expand", [[2, 1, 3, 4, 4]], {}, "adds axes to a tensor stored as"),
+], ids=["crd", "d2s_channels", "s2d_size", "tile_repeats", "expand_shape", "expand_rank"])
 def test_onnx_refuses_what_does_not_map(shape: tuple[int, ...], op_type: str, inputs: list,
                                         attrs: dict[str, object], message: str) -> None:
     net, y = _onnx(shape, op_type, *inputs, **attrs)

@@ -10,7 +10,7 @@ import pytest
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs, TileAttrs
+from mcuflow.ir.ops import BroadcastToAttrs, OpKind, ResizeNearestNeighborAttrs, TileAttrs
 from mcuflow.passes.pipeline import INT8_PASSES, run_passes
 from mcuflow.passes.upsampling import rewrite_upsampling
 from mcuflow.ref.interpreter import Interpreter
@@ -63,6 +63,21 @@ def test_a_reshape_inserting_the_unit_axis_is_recognised() -> None:
     graph = b.output(b.reshape(tiled, (1, 6, 5, 4))).build()
     rewritten = rewrite_upsampling(graph)
     assert _kinds(rewritten) == [OpKind.RESIZE_NEAREST_NEIGHBOR]
+    _assert_same_as_litert(graph, rewritten)
+
+
+def test_a_broadcast_over_the_unit_axis_is_recognised() -> None:
+    b = GraphBuilder(seed=3)
+    x = b.input(SHAPE, 0.05, -3)
+    rows = b.op(OpKind.BROADCAST_TO, [b.expand_dims(x, 2)], BroadcastToAttrs((1, 3, 2, 5, 4)),
+                b.quant(x))
+    y = b.reshape(rows, (1, 6, 5, 4))
+    columns = b.op(OpKind.BROADCAST_TO, [b.expand_dims(y, 3)],
+                   BroadcastToAttrs((1, 6, 5, 3, 4)), b.quant(x))
+    graph = b.output(b.reshape(columns, (1, 6, 15, 4))).build()
+    rewritten = rewrite_upsampling(graph)
+    assert _kinds(rewritten) == [OpKind.RESIZE_NEAREST_NEIGHBOR]
+    assert rewritten.operators[0].attrs == ResizeNearestNeighborAttrs((6, 15))
     _assert_same_as_litert(graph, rewritten)
 
 

@@ -17,7 +17,7 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout, tile_layout
+from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout, tile_of
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -555,9 +555,9 @@ def _resize_bilinear(ctx: EmitContext) -> LayerCode:
     return _code(ctx, call, ("mcuflow_resize_bilinear",))
 
 
-@emitter(OpKind.TILE)
+@emitter(OpKind.TILE, OpKind.BROADCAST_TO)
 def _tile(ctx: EmitContext) -> LayerCode:
-    dims, multiples = tile_layout(ctx.input(0).shape, ctx.op.attrs.multiples)
+    dims, multiples = tile_of(ctx.graph, ctx.op)
     _require_rank(ctx, len(dims))
     symbol = _define(ctx, "mcuflow_tile_t", "tile", {
         "rank": len(dims), "dims": _padded(dims), "multiples": _padded(multiples, 1)})

@@ -28,6 +28,7 @@ from mcuflow.ir.ops import (
     OP_DEFS,
     ArgAttrs,
     BlockAttrs,
+    BroadcastToAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -929,6 +930,31 @@ def _tile(imp: _Importer, node: onnx.NodeProto) -> None:
     shape = tuple(d * int(r) for d, r in zip(x.shape, repeats, strict=True))
     attrs = TileAttrs(tuple(int(repeats[p]) for p in x.perm))
     imp.set(node, imp.emit(OpKind.TILE, [x.name], attrs, x, node.output[0], shape))
+
+
+@converter("Expand")
+def _expand(imp: _Importer, node: onnx.NodeProto) -> None:
+    """BROADCAST_TO of the input and a constant shape broadcast together (ONNX's rule)."""
+    x = imp.act(node)
+    shape = imp.listed(node, 1, "shape")
+    if x.features is not None or shape is None:
+        raise imp.unsupported(node, "expands a flattened NCHW tensor or to a computed shape")
+    try:
+        out = tuple(int(d) for d in np.broadcast_shapes(tuple(x.shape), tuple(shape)))
+    except ValueError:
+        raise imp.unsupported(node, f"cannot broadcast {tuple(x.shape)} to {tuple(shape)}"
+                              ) from None
+    if len(out) != len(x.shape) and x.perm != tuple(range(len(x.shape))):
+        raise imp.unsupported(node, f"adds axes to a tensor stored as {x.perm}")
+    if len(out) != len(x.shape):
+        padded = (1,) * (len(out) - len(x.shape)) + tuple(x.shape)
+        x = imp.emit(OpKind.RESHAPE, [x.name], ReshapeAttrs(padded), x,
+                     imp.fresh(f"{x.name}/rank"), padded, tuple(range(len(out))))
+    if out == tuple(x.shape):
+        imp.set(node, x)
+        return
+    attrs = BroadcastToAttrs(tuple(out[p] for p in x.perm))
+    imp.set(node, imp.emit(OpKind.BROADCAST_TO, [x.name], attrs, x, node.output[0], out))
 
 
 @converter("DepthToSpace", "SpaceToDepth")

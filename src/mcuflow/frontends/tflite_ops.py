@@ -23,6 +23,7 @@ from mcuflow.ir.enums import Activation
 from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
+    BroadcastToAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -541,6 +542,18 @@ def _multiples_input(a: TileAttrs) -> list[tuple[str, np.ndarray]]:
     return [("multiples", _int32(a.multiples))]
 
 
+def _broadcast_to(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant shape input: the output's positive dims."""
+    shape = [int(d) for d in check.constant_input(op, subgraph, 1, "shape").reshape(-1)]
+    if min(shape, default=1) < 1:
+        raise check.op_error(op, f"has shape {shape}; it takes positive dims")
+    return BroadcastToAttrs(tuple(shape)), [op.inputs[0]]
+
+
+def _broadcast_shape_input(a: BroadcastToAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("shape", _int32(a.shape))]
+
+
 def _block(options_class: type) -> Converter:
     """DEPTH_TO_SPACE / SPACE_TO_DEPTH: the options' block_size."""
 
@@ -630,6 +643,9 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
         constant_inputs=_resize_size_input, version=3),
     OpKind.TILE: TfliteOp(OP.TILE, _tile, _empty_options("TileOptions"), (2, 2),
                           constant_inputs=_multiples_input, version=2),
+    OpKind.BROADCAST_TO: TfliteOp(OP.BROADCAST_TO, _broadcast_to,
+                                  _empty_options("BroadcastToOptions"), (2, 2),
+                                  constant_inputs=_broadcast_shape_input, version=2),
     OpKind.DEPTH_TO_SPACE: TfliteOp(OP.DEPTH_TO_SPACE, _block(tflite.DepthToSpaceOptions),
                                     _depth_to_space_options),
     OpKind.SPACE_TO_DEPTH: TfliteOp(OP.SPACE_TO_DEPTH, _block(tflite.SpaceToDepthOptions),

@@ -12,7 +12,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs
+from mcuflow.ir.ops import OpKind, SliceAttrs, broadcast_multiples
 from mcuflow.ir.registry import OpTable
 
 
@@ -390,6 +390,16 @@ def tile_layout(shape: tuple[int, ...], multiples: tuple[int, ...]
     return (dims, counts) if dims else ([math.prod(shape)], [1])
 
 
+def tile_of(graph: Graph, op: Operator) -> tuple[list[int], list[int]]:
+    """tile_layout of TILE `op`, or of BROADCAST_TO `op` (its input padded with leading 1s)."""
+    shape = graph.tensors[op.inputs[0]].shape
+    if op.kind is OpKind.TILE:
+        return tile_layout(shape, op.attrs.multiples)
+    target = op.attrs.shape
+    multiples = broadcast_multiples(shape, target) or ()
+    return tile_layout((1,) * (len(target) - len(shape)) + tuple(shape), multiples)
+
+
 def _tile_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_tile_s8.
 
@@ -397,7 +407,7 @@ def _tile_terms(graph: Graph, op: Operator) -> Work:
     of the tiled block (`loops`); the innermost runs copy the input once (`elements` bytes),
     the repeats the rest of the output (`gathered` bytes).
     """
-    dims, counts = tile_layout(graph.tensors[op.inputs[0]].shape, op.attrs.multiples)
+    dims, counts = tile_of(graph, op)
     blocks = [math.prod(dims[:k]) for k in range(len(dims))]
     size = math.prod(dims)
     out = size * math.prod(counts)
@@ -405,9 +415,9 @@ def _tile_terms(graph: Graph, op: Operator) -> Work:
                 loops=sum(b * (m - 1) for b, m in zip(blocks, counts, strict=True)))
 
 
-_kernel("mcuflow_tile_s8", "mcuflow_tile", (OpKind.TILE,),
-        "TILE: the input's innermost runs copied, then each tiled block copied multiples - 1 "
-        "times.",
+_kernel("mcuflow_tile_s8", "mcuflow_tile", (OpKind.TILE, OpKind.BROADCAST_TO),
+        "TILE and BROADCAST_TO: the input's innermost runs copied, then each tiled block copied "
+        "multiples - 1 times.",
         terms=_tile_terms)
 
 
@@ -489,6 +499,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
     OpKind.RESIZE_BILINEAR: ("mcuflow_resize_bilinear_s8",),
     OpKind.TILE: ("mcuflow_tile_s8",),
+    OpKind.BROADCAST_TO: ("mcuflow_tile_s8",),
     OpKind.DEPTH_TO_SPACE: ("mcuflow_depth_to_space_s8",),
     OpKind.SPACE_TO_DEPTH: ("mcuflow_space_to_depth_s8",),
 })

@@ -58,6 +58,7 @@ class OpKind(Enum):
     TILE = "TILE"
     DEPTH_TO_SPACE = "DEPTH_TO_SPACE"
     SPACE_TO_DEPTH = "SPACE_TO_DEPTH"
+    BROADCAST_TO = "BROADCAST_TO"
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,14 @@ class TileAttrs:
 
 
 @dataclass(frozen=True)
+class BroadcastToAttrs:
+    """BROADCAST_TO: the input broadcast to `shape` (TFLite's constant shape input, folded);
+    numpy's rule: missing leading axes and size-1 axes are repeated."""
+
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class BlockAttrs:
     """DEPTH_TO_SPACE and SPACE_TO_DEPTH of an NHWC image by `block_size` (TFLite's order of the
     channels within a block: row, column, channel; ONNX's DCR)."""
@@ -253,6 +262,7 @@ OpAttrs = (
     | ResizeBilinearAttrs
     | TileAttrs
     | BlockAttrs
+    | BroadcastToAttrs
 )
 
 
@@ -501,6 +511,23 @@ def _tile_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [tuple(d * m for d, m in zip(x, attrs.multiples, strict=True))]
 
 
+def broadcast_multiples(x: Shape, shape: Shape) -> tuple[int, ...] | None:
+    """The TILE multiples that broadcast `x` (left-padded with 1s) to `shape`, or None."""
+    if len(x) > len(shape):
+        return None
+    padded = (1,) * (len(shape) - len(x)) + tuple(x)
+    if any(d not in (1, s) for d, s in zip(padded, shape, strict=True)):
+        return None
+    return tuple(s // d for d, s in zip(padded, shape, strict=True))
+
+
+def _broadcast_to_shape(graph: Graph, op: Operator) -> list[Shape]:
+    x, shape = input_shape(graph, op, 0), op.attrs.shape
+    if min(shape, default=1) < 1 or broadcast_multiples(x, shape) is None:
+        raise ShapeError(f"BROADCAST_TO '{op.name}': {x} does not broadcast to {shape}")
+    return [tuple(shape)]
+
+
 def _depth_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
     block = op.attrs.block_size
     n, h, w, c = require_rank(graph, op, 0, 4)
@@ -741,6 +768,8 @@ _DEFINITIONS = (
           shared_quant=True, checks=(same_quantisation,)),
     OpDef(OpKind.SPACE_TO_DEPTH, BlockAttrs, _space_to_depth_shape, element_ops=1,
           shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.BROADCAST_TO, BroadcastToAttrs, _broadcast_to_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation, rank_at_most_5)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs
+from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs, broadcast_multiples
 from mcuflow.ir.resize import nearest_indices
 from mcuflow.passes.common import drop_unused_tensors, producer, sole_consumer
 
 _UNIT_AXIS = (OpKind.EXPAND_DIMS, OpKind.RESHAPE)
+_TILES = (OpKind.TILE, OpKind.BROADCAST_TO)
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,11 @@ def rewrite_upsampling(graph: Graph) -> Graph:
     """Every repeat of an NHWC image's rows or columns becomes a RESIZE_NEAREST_NEIGHBOR.
 
     Keras 3's UpSampling2D (ops.repeat) and tf.repeat are converted as a unit axis after the
-    repeated one (EXPAND_DIMS or RESHAPE), a TILE over it and a RESHAPE merging it back; a
-    repeat of the rows followed by one of the columns (or the other way round) becomes one
-    resize. Rewritten only where the resize (align_corners and half_pixel_centers off) picks
-    exactly the repeated pixels and no intermediate tensor is read elsewhere; else the ops stay.
+    repeated one (EXPAND_DIMS or RESHAPE), a TILE (or BROADCAST_TO) over it and a RESHAPE
+    merging it back; a repeat of the rows followed by one of the columns (or the other way
+    round) becomes one resize. Rewritten only where the resize (align_corners and
+    half_pixel_centers off) picks exactly the repeated pixels and no intermediate tensor is read
+    elsewhere; else the ops stay.
     """
     graph = graph.copy()
     while any(_rewrite(graph, op) for op in reversed(list(graph.operators))):
@@ -87,20 +89,22 @@ def _repeat(graph: Graph, reshape: Operator) -> Repeat | None:
     if reshape.kind is not OpKind.RESHAPE:
         return None
     tile = producer(graph, reshape.inputs[0])
-    if tile is None or tile.kind is not OpKind.TILE or sole_consumer(
+    if tile is None or tile.kind not in _TILES or sole_consumer(
             graph, tile.outputs[0]) is not reshape:
         return None
     unit = producer(graph, tile.inputs[0])
     if unit is None or unit.kind not in _UNIT_AXIS or sole_consumer(
             graph, unit.outputs[0]) is not tile:
         return None
-    tiled = [axis for axis, m in enumerate(tile.attrs.multiples) if m != 1]
+    multiples = broadcast_multiples(graph.tensors[tile.inputs[0]].shape,
+                                    graph.tensors[tile.outputs[0]].shape) or ()
+    tiled = [axis for axis, m in enumerate(multiples) if m != 1]
     source, names = unit.inputs[0], (unit.inputs[0], unit.outputs[0], tile.outputs[0],
                                      reshape.outputs[0])
     if len(tiled) != 1 or len({(graph.tensors[n].dtype, graph.tensors[n].quant)
                                 for n in names}) != 1:
         return None
-    unit_axis, factor = tiled[0], tile.attrs.multiples[tiled[0]]
+    unit_axis, factor = tiled[0], multiples[tiled[0]]
     shape = graph.tensors[source].shape
     expanded, out = graph.tensors[unit.outputs[0]].shape, graph.tensors[reshape.outputs[0]].shape
     axis = unit_axis - 1

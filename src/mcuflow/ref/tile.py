@@ -1,4 +1,4 @@
-"""TILE reference kernels (int8 and float32): the input repeated along each axis."""
+"""TILE and BROADCAST_TO reference kernels (int8 and float32): the input repeated per axis."""
 
 from __future__ import annotations
 
@@ -26,3 +26,16 @@ def _prepare(graph: Graph, op: Operator) -> PreparedFn:
 @float_kernel(OpKind.TILE)
 def _float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [tile(inputs[0], op.attrs.multiples).astype(np.float32)]
+
+
+@prepared_kernel(OpKind.BROADCAST_TO)
+def _prepare_broadcast(graph: Graph, op: Operator) -> PreparedFn:
+    """broadcast_to.cc: copies the stored int8 values; input and output share one quantisation."""
+    require_int8(op, graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0]))
+    shape = op.attrs.shape
+    return lambda inputs: [np.ascontiguousarray(np.broadcast_to(inputs[0], shape))]
+
+
+@float_kernel(OpKind.BROADCAST_TO)
+def _float_broadcast(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.ascontiguousarray(np.broadcast_to(inputs[0], op.attrs.shape), np.float32)]
