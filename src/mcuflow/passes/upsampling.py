@@ -54,7 +54,7 @@ def _rewrite(graph: Graph, op: Operator) -> bool:
     if first is not None and first.axis != last.axis:
         repeats.insert(0, first)
     source = repeats[0].source
-    n, height, width, _ = graph.tensors[source].shape
+    _, height, width, _ = graph.tensors[source].shape
     factors = {repeat.axis: repeat.factor for repeat in repeats}
     size = (height * factors.get(1, 1), width * factors.get(2, 1))
     if not (_exact(height, size[0]) and _exact(width, size[1])):
