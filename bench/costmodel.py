@@ -51,11 +51,15 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
+    BlockAttrs,
+    BroadcastToAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
+    ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
+    TileAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
@@ -367,6 +371,8 @@ def _normalization(b: GraphBuilder, rng: np.random.Generator) -> str:
         return b.op(OpKind.L2_NORMALIZATION, [x], NoAttrs(),
                     QuantParams.per_tensor(1.0 / 128.0, 0))
     return b.op(OpKind.LOG_SOFTMAX, [x], NoAttrs(), QuantParams.per_tensor(16.0 / 256.0, 127))
+
+
 def _transpose_conv(b: GraphBuilder, rng: np.random.Generator) -> str:
     """TRANSPOSE_CONV: decoder upsampling (2x2 / 3x3 / 4x4 stride 2, 3x3 stride 1)."""
     while True:
@@ -385,6 +391,44 @@ def _transpose_conv(b: GraphBuilder, rng: np.random.Generator) -> str:
                             output_hw=out_hw)
 
 
+def _resize_bilinear(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """RESIZE_BILINEAR up (x2, x3, fractional) and down, in each mode."""
+    h, w = _spatial(rng, 1, 24)
+    x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32]))))
+    factor = float(_pick(rng, [2.0, 2.0, 3.0, 1.5, 0.5]))
+    size = (max(1, round(h * factor)), max(1, round(w * factor)))
+    align, half = _pick(rng, [(False, False), (False, True), (False, True), (True, False)])
+    return b.op(OpKind.RESIZE_BILINEAR, [x], ResizeBilinearAttrs(size, align, half), b.quant(x))
+
+
+def _tile(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """TILE and BROADCAST_TO: UpSampling2D's repeat over a unit axis, channel, spatial tiling."""
+    h, w = _spatial(rng, 1, 24)
+    c = int(_pick(rng, [1, 3, 8, 16, 32]))
+    m = int(_pick(rng, [2, 2, 3, 4]))
+    shape, multiples = _pick(rng, [((1, h, 1, w, c), (1, 1, m, 1, 1)),
+                                   ((1, h, w, 1, c), (1, 1, 1, m, 1)),
+                                   ((1, h, w, c), (1, 1, 1, m)), ((1, h, w, c), (1, m, m, 1))])
+    x = _input(b, rng, shape)
+    if rng.integers(3) == 0:  # BROADCAST_TO runs the same kernel
+        target = tuple(d * m for d, m in zip(shape, multiples, strict=True))
+        if all(d == 1 or m == 1 for d, m in zip(shape, multiples, strict=True)):
+            return b.op(OpKind.BROADCAST_TO, [x], BroadcastToAttrs(target), b.quant(x))
+    return b.op(OpKind.TILE, [x], TileAttrs(multiples), b.quant(x))
+
+
+def _depth_space(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """DEPTH_TO_SPACE (pixel shuffle) and SPACE_TO_DEPTH, blocks 2 to 4."""
+    block = int(_pick(rng, [2, 2, 3, 4]))
+    h, w = _spatial(rng, 1, 16)
+    c = int(_pick(rng, [1, 2, 4, 8, 16]))
+    if rng.integers(2):
+        x = _input(b, rng, (1, h, w, c * block * block))
+        return b.op(OpKind.DEPTH_TO_SPACE, [x], BlockAttrs(block), b.quant(x))
+    x = _input(b, rng, (1, h * block, w * block, c))
+    return b.op(OpKind.SPACE_TO_DEPTH, [x], BlockAttrs(block), b.quant(x))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -396,6 +440,8 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "squared_difference_prelu": (_squared_difference_prelu, 20), "abs_sum": (_abs_sum, 16),
     "normalization": (_normalization, 20),
     "transpose_conv": (_transpose_conv, 16),
+    "resize_bilinear": (_resize_bilinear, 16), "tile": (_tile, 16),
+    "depth_space": (_depth_space, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

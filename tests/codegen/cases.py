@@ -14,11 +14,15 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
+    BlockAttrs,
+    BroadcastToAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
+    ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
+    TileAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
 
@@ -302,6 +306,61 @@ def transpose_convs() -> Graph:
                          output_hw=(9, 7)),
         b.transpose_conv(pair, 8, (5, 5), 3, Padding.SAME, Activation.RELU_N1_TO_1),
         b.transpose_conv(x, 2, (1, 1), 1, Padding.VALID),
+    )
+    return b.build()
+
+
+@family
+def bilinear_resizes() -> Graph:
+    """RESIZE_BILINEAR up and down, each mode, one channel and several, two images."""
+    b = GraphBuilder("bilinear_resizes", seed=31)
+    x = b.input((1, 5, 6, 3), 0.04, 2)
+    pair = b.reshape(x, (2, 5, 3, 3))
+    column = b.conv2d(x, 1, (1, 1))
+
+    def resize(source: str, size: tuple[int, int], align: bool = False, half: bool = False
+               ) -> str:
+        return b.op(OpKind.RESIZE_BILINEAR, [source], ResizeBilinearAttrs(size, align, half),
+                    b.quant(source))
+
+    b.output(
+        resize(x, (10, 12)),
+        resize(x, (7, 4), align=True),
+        resize(x, (9, 13), half=True),
+        resize(pair, (11, 5), half=True),
+        resize(column, (15, 18), align=True),
+        resize(column, (2, 3)),
+    )
+    return b.build()
+
+
+@family
+def tiles_and_blocks() -> Graph:
+    """TILE and BROADCAST_TO over several axes and ranks; DEPTH_TO_SPACE and SPACE_TO_DEPTH."""
+    b = GraphBuilder("tiles_and_blocks", seed=32)
+    x = b.input((1, 4, 6, 8), 0.05, -4)
+
+    def tile(source: str, multiples: tuple[int, ...]) -> str:
+        return b.op(OpKind.TILE, [source], TileAttrs(multiples), b.quant(source))
+
+    def block(kind: OpKind, source: str, size: int) -> str:
+        return b.op(kind, [source], BlockAttrs(size), b.quant(source))
+
+    nine = b.conv2d(x, 9, (1, 1))
+    b.output(
+        tile(x, (1, 2, 1, 3)),
+        tile(x, (2, 1, 1, 1)),
+        tile(b.reshape(x, (1, 4, 6, 2, 4)), (1, 1, 2, 1, 2)),
+        tile(b.reshape(x, (24, 8)), (1, 1)),
+        tile(b.expand_dims(x, 3), (1, 1, 1, 3, 1)),
+        b.op(OpKind.BROADCAST_TO, [b.expand_dims(x, 2)], BroadcastToAttrs((1, 4, 2, 6, 8)),
+             b.quant(x)),
+        b.op(OpKind.BROADCAST_TO, [b.reshape(x, (4, 1, 48))], BroadcastToAttrs((2, 4, 3, 48)),
+             b.quant(x)),
+        block(OpKind.DEPTH_TO_SPACE, x, 2),
+        block(OpKind.DEPTH_TO_SPACE, nine, 3),
+        block(OpKind.SPACE_TO_DEPTH, x, 2),
+        block(OpKind.SPACE_TO_DEPTH, tile(b.reshape(x, (2, 4, 3, 8)), (1, 3, 2, 1)), 3),
     )
     return b.build()
 

@@ -177,12 +177,12 @@ def test_onnx_resize_quantises_bit_exact_against_litert(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("attrs", "message"), [
-    ({"mode": "linear"}, "has mode 'linear'; mcuflow resizes with mode 'nearest'"),
+    ({"mode": "cubic"}, "has mode 'cubic'; mcuflow resizes with mode 'nearest'"),
     ({"scales": [1, 2, 1, 1]}, "resizes the height and width only"),
     ({"coordinate_transformation_mode": "asymmetric", "nearest_mode": "ceil"},
      "no TFLite RESIZE_NEAREST_NEIGHBOR mode picks"),
     ({"coordinate_transformation_mode": "tf_crop_and_resize"}, "'tf_crop_and_resize'"),
-], ids=["linear", "channels", "asymmetric_ceil", "crop_and_resize"])
+], ids=["cubic", "channels", "asymmetric_ceil", "crop_and_resize"])
 def test_onnx_resize_refuses_what_does_not_map(attrs: dict[str, object], message: str) -> None:
     attrs = {"scales": [1, 1, 2, 2], **attrs}
     scales = attrs.pop("scales")

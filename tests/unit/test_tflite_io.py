@@ -194,6 +194,8 @@ CASES: dict[str, Callable[[], Graph]] = {
     "float": _float_graph,
     "reductions": codegen_cases.reductions,
     "resizes": codegen_cases.resizes,
+    "bilinear_resizes": codegen_cases.bilinear_resizes,
+    "tiles_and_blocks": codegen_cases.tiles_and_blocks,
     "data_movement": codegen_cases.data_movement,
     "arithmetic": codegen_cases.arithmetic,
     "transpose_convs": codegen_cases.transpose_convs,

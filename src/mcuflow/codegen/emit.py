@@ -22,6 +22,7 @@ from mcuflow.hw.kernels import (
     arg_layout,
     slice_kernel,
     slice_layout,
+    tile_of,
     transpose_conv_kernel,
 )
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
@@ -49,6 +50,7 @@ from mcuflow.ref.log_softmax import prepare_log_softmax
 from mcuflow.ref.mean import MeanParams, prepare_mean
 from mcuflow.ref.pooling import prepare_pool
 from mcuflow.ref.prelu import prepare_prelu
+from mcuflow.ref.resize_bilinear import prepare_bilinear
 from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
 from mcuflow.ref.squared_difference import (
@@ -617,6 +619,8 @@ def _log_softmax(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_log_softmax_s8", f"&{symbol}", _input_pointer(ctx, 0),
                  _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_softmax",))
+
+
 # --- TRANSPOSE_CONV -------------------------------------------------------------------------------
 
 
@@ -635,3 +639,48 @@ def _transpose_conv(ctx: EmitContext) -> LayerCode:
         _require_scratch(ctx, chosen.scratch_bytes(ctx.graph, ctx.op, ctx.inplace))
         args.append(ctx.scratch())
     return _code(ctx, _call(chosen.function, *args), (chosen.source,))
+
+
+# --- RESIZE_BILINEAR, TILE, DEPTH_TO_SPACE, SPACE_TO_DEPTH ---------------------------------------
+
+
+@emitter(OpKind.RESIZE_BILINEAR)
+def _resize_bilinear(ctx: EmitContext) -> LayerCode:
+    x, out = ctx.input(0), ctx.output()
+    tables = prepare_bilinear(x.shape, ctx.op.attrs)
+    rows = ctx.constant("rows", "int32_t", np.stack(
+        [tables.rows.lower, tables.rows.upper, tables.rows.weight], axis=1).reshape(-1),
+        f"{ctx.op.name}: lower and upper source row and weight (1/1024) of each output row")
+    cols = ctx.constant("cols", "int32_t", np.stack(
+        [tables.cols.lower, tables.cols.upper, tables.cols.weight], axis=1).reshape(-1),
+        f"{ctx.op.name}: left and right source column and weight (1/1024) of each output column")
+    n, in_h, in_w, channels = x.shape
+    _, out_h, out_w, _ = out.shape
+    symbol = _define(ctx, "mcuflow_resize_bilinear_t", "resize", {
+        "batches": n, "in_h": in_h, "in_w": in_w, "channels": channels, "out_h": out_h,
+        "out_w": out_w, "rows": rows, "cols": cols})
+    call = _call("mcuflow_resize_bilinear_s8", f"&{symbol}", _input_pointer(ctx, 0),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_resize_bilinear",))
+
+
+@emitter(OpKind.TILE, OpKind.BROADCAST_TO)
+def _tile(ctx: EmitContext) -> LayerCode:
+    dims, multiples = tile_of(ctx.graph, ctx.op)
+    _require_rank(ctx, len(dims))
+    symbol = _define(ctx, "mcuflow_tile_t", "tile", {
+        "rank": len(dims), "dims": _padded(dims), "multiples": _padded(multiples, 1)})
+    call = _call("mcuflow_tile_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_tile",))
+
+
+@emitter(OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH)
+def _depth_space(ctx: EmitContext) -> LayerCode:
+    to_space = ctx.op.kind is OpKind.DEPTH_TO_SPACE
+    n, height, width, depth = (ctx.output() if to_space else ctx.input(0)).shape
+    symbol = _define(ctx, "mcuflow_depth_space_t", "blocks", {
+        "batches": n, "space_h": height, "space_w": width, "space_c": depth,
+        "block": ctx.op.attrs.block_size})
+    function = "mcuflow_depth_to_space_s8" if to_space else "mcuflow_space_to_depth_s8"
+    call = _call(function, f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_depth_space",))

@@ -27,6 +27,8 @@ from mcuflow.ir.graph import DType
 from mcuflow.ir.ops import (
     OP_DEFS,
     ArgAttrs,
+    BlockAttrs,
+    BroadcastToAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -40,9 +42,11 @@ from mcuflow.ir.ops import (
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
+    ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
+    TileAttrs,
     TransposeConvAttrs,
     transpose_conv_pad,
     transpose_conv_windows,
@@ -876,8 +880,12 @@ def _resize(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
     attrs = imp.attrs(node)
     mode = _text(attrs.get("mode", "nearest"))
+    if mode == "linear":
+        _resize_linear(imp, node, x)
+        return
     if mode != "nearest":
-        raise imp.unsupported(node, f"has mode '{mode}'; mcuflow resizes with mode 'nearest'")
+        raise imp.unsupported(node, f"has mode '{mode}'; mcuflow resizes with mode 'nearest' or "
+                                    "'linear'")
     if len(x.shape) != 4:
         raise imp.unsupported(node, f"resizes a {len(x.shape)}-D tensor; mcuflow resizes 4-D "
                                     "NCHW images")
@@ -907,6 +915,119 @@ def _resize(imp: _Importer, node: onnx.NodeProto) -> None:
     resize = ResizeNearestNeighborAttrs((out[2], out[3]), align, half)
     imp.set(node, imp.emit(OpKind.RESIZE_NEAREST_NEIGHBOR, [x.name], resize, x,
                            node.output[0], tuple(out)))
+
+
+_LINEAR_MODES = {"asymmetric": (False, False), "half_pixel": (False, True),
+                 "pytorch_half_pixel": (False, True), "align_corners": (True, False)}
+"""ONNX linear Resize's coordinate modes as TFLite's (align_corners, half_pixel_centers)."""
+
+
+def _resize_linear(imp: _Importer, node: onnx.NodeProto, x: _Act) -> None:
+    """RESIZE_BILINEAR of a 4-D NCHW image over H and W (Resize mode 'linear').
+
+    half_pixel (and pytorch_half_pixel to more than one row and column), align_corners and
+    asymmetric are TFLite's modes when the scale is the output size over the input size (as
+    TFLite computes it); others refused.
+    """
+    attrs = imp.attrs(node)
+    if len(x.shape) != 4:
+        raise imp.unsupported(node, f"resizes a {len(x.shape)}-D tensor; mcuflow resizes 4-D "
+                                    "NCHW images")
+    if attrs.get("antialias", 0):
+        raise imp.unsupported(node, "has antialias=1; TFLite's RESIZE_BILINEAR does not filter")
+    x = imp.to_layout(node, x, NHWC)
+    out, factors = _resize_targets(imp, node, x.shape)
+    if out[:2] != list(x.shape[:2]):
+        raise imp.unsupported(node, f"resizes {tuple(x.shape)} to {tuple(out)}; mcuflow resizes "
+                                    "the height and width only")
+    transform = "asymmetric" if imp.opset < 11 else _text(attrs.get(
+        "coordinate_transformation_mode", "half_pixel"))
+    if transform not in _LINEAR_MODES or (transform == "pytorch_half_pixel" and min(out[2:]) == 1):
+        raise imp.unsupported(node, f"has coordinate_transformation_mode '{transform}' (to "
+                                    f"{tuple(out[2:])}); TFLite's RESIZE_BILINEAR matches "
+                                    "half_pixel, align_corners, asymmetric, and "
+                                    "pytorch_half_pixel to more than one row and column")
+    for axis in (2, 3):
+        exact = np.float32(out[axis]) / np.float32(x.shape[axis])
+        if transform != "align_corners" and np.float32(factors[axis]) != exact:
+            raise imp.unsupported(node, f"scales axis {axis} by {factors[axis]:g} to "
+                                        f"{out[axis]}; TFLite's RESIZE_BILINEAR scales by the "
+                                        "output size over the input size")
+    resize = ResizeBilinearAttrs((out[2], out[3]), *_LINEAR_MODES[transform])
+    imp.set(node, imp.emit(OpKind.RESIZE_BILINEAR, [x.name], resize, x, node.output[0],
+                           tuple(out)))
+
+
+@converter("Tile")
+def _tile(imp: _Importer, node: onnx.NodeProto) -> None:
+    """TILE by constant repeats, one positive count per axis."""
+    x = imp.act(node)
+    if x.features is not None:
+        raise imp.unsupported(node, "tiles a flattened NCHW tensor")
+    repeats = imp.listed(node, 1, "repeats")
+    if repeats is None or len(repeats) != len(x.shape) or min(repeats, default=1) < 1:
+        raise imp.unsupported(node, f"has repeats {repeats}; mcuflow tiles by one positive "
+                                    f"count per axis of its {len(x.shape)}-D input")
+    shape = tuple(d * int(r) for d, r in zip(x.shape, repeats, strict=True))
+    attrs = TileAttrs(tuple(int(repeats[p]) for p in x.perm))
+    imp.set(node, imp.emit(OpKind.TILE, [x.name], attrs, x, node.output[0], shape))
+
+
+@converter("Expand")
+def _expand(imp: _Importer, node: onnx.NodeProto) -> None:
+    """BROADCAST_TO of the input and a constant shape broadcast together (ONNX's rule)."""
+    x = imp.act(node)
+    shape = imp.listed(node, 1, "shape")
+    if x.features is not None or shape is None:
+        raise imp.unsupported(node, "expands a flattened NCHW tensor or to a computed shape")
+    try:
+        out = tuple(int(d) for d in np.broadcast_shapes(tuple(x.shape), tuple(shape)))
+    except ValueError:
+        raise imp.unsupported(node, f"cannot broadcast {tuple(x.shape)} to {tuple(shape)}"
+                              ) from None
+    if len(out) != len(x.shape) and x.perm != tuple(range(len(x.shape))):
+        raise imp.unsupported(node, f"adds axes to a tensor stored as {x.perm}")
+    if len(out) != len(x.shape):
+        padded = (1,) * (len(out) - len(x.shape)) + tuple(x.shape)
+        x = imp.emit(OpKind.RESHAPE, [x.name], ReshapeAttrs(padded), x,
+                     imp.fresh(f"{x.name}/rank"), padded, tuple(range(len(out))))
+    if out == tuple(x.shape):
+        imp.set(node, x)
+        return
+    attrs = BroadcastToAttrs(tuple(out[p] for p in x.perm))
+    imp.set(node, imp.emit(OpKind.BROADCAST_TO, [x.name], attrs, x, node.output[0], out))
+
+
+@converter("DepthToSpace", "SpaceToDepth")
+def _depth_space(imp: _Importer, node: onnx.NodeProto) -> None:
+    """DEPTH_TO_SPACE and SPACE_TO_DEPTH of a 4-D NCHW image.
+
+    DepthToSpace's mode DCR is TFLite's order; CRD only where it is the same (one output
+    channel).
+    """
+    x = imp.act(node)
+    attrs = imp.attrs(node)
+    block = int(attrs.get("blocksize", 0))
+    if len(x.shape) != 4 or block < 1:
+        raise imp.unsupported(node, f"has blocksize {block} for a {len(x.shape)}-D tensor; "
+                                    "mcuflow moves blocks of 4-D NCHW images")
+    n, c, h, w = x.shape
+    if node.op_type == "DepthToSpace":
+        kind, shape = OpKind.DEPTH_TO_SPACE, (n, c // (block * block), h * block, w * block)
+        mode = _text(attrs.get("mode", "DCR"))
+        if c % (block * block):
+            raise imp.unsupported(node, f"splits {c} channels into {block}x{block} blocks")
+        if mode != "DCR" and not (mode == "CRD" and shape[1] == 1):
+            raise imp.unsupported(node, f"has mode '{mode}' with {shape[1]} output channels; "
+                                        "TFLite's DEPTH_TO_SPACE orders each block's channels "
+                                        "as mode 'DCR' does (CRD agrees with one output channel "
+                                        "only)")
+    else:
+        kind, shape = OpKind.SPACE_TO_DEPTH, (n, c * block * block, h // block, w // block)
+        if h % block or w % block:
+            raise imp.unsupported(node, f"splits a {h}x{w} image into {block}x{block} blocks")
+    x = imp.to_layout(node, x, NHWC)
+    imp.set(node, imp.emit(kind, [x.name], BlockAttrs(block), x, node.output[0], shape))
 
 
 @converter("Identity", "Dropout", "Cast")

@@ -22,6 +22,8 @@ from mcuflow.frontends.tflite_schema import (
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.ops import (
     ArgAttrs,
+    BlockAttrs,
+    BroadcastToAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -36,10 +38,12 @@ from mcuflow.ir.ops import (
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
+    ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    TileAttrs,
     TransposeConvAttrs,
 )
 from mcuflow.ir.registry import OpTable
@@ -567,6 +571,78 @@ def _transpose_conv_operands(written: list[int]) -> list[int]:
     return [shape, weights, x, bias]
 
 
+# --- RESIZE_BILINEAR, TILE, DEPTH_TO_SPACE, SPACE_TO_DEPTH
+
+
+def _resize_bilinear(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant size input [new_h, new_w]; the options' align_corners, half_pixel_centers."""
+    o = check.options(op, tflite.ResizeBilinearOptions)
+    size = [int(d) for d in check.constant_input(op, subgraph, 1, "size").reshape(-1)]
+    if len(size) != 2 or min(size) < 1:
+        raise check.op_error(op, f"has size {size}; it takes two positive dimensions")
+    align_corners = bool(o.AlignCorners()) if o else False
+    half_pixel_centers = bool(o.HalfPixelCenters()) if o else False
+    return (ResizeBilinearAttrs((size[0], size[1]), align_corners, half_pixel_centers),
+            [op.inputs[0]])
+
+
+def _resize_bilinear_options(builder: Builder, a: ResizeBilinearAttrs) -> tuple[int, int]:
+    tflite.ResizeBilinearOptionsStart(builder)
+    tflite.ResizeBilinearOptionsAddAlignCorners(builder, a.align_corners)
+    tflite.ResizeBilinearOptionsAddHalfPixelCenters(builder, a.half_pixel_centers)
+    return tflite.BuiltinOptions.ResizeBilinearOptions, tflite.ResizeBilinearOptionsEnd(builder)
+
+
+def _tile(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant multiples input, one positive count per axis."""
+    multiples = [int(m) for m in check.constant_input(op, subgraph, 1, "multiples").reshape(-1)]
+    rank = len(subgraph.tensors[op.inputs[0]].shape)
+    if len(multiples) != rank or min(multiples, default=1) < 1:
+        raise check.op_error(op, f"has multiples {multiples}; it takes one positive count per "
+                                 f"axis of its rank-{rank} input")
+    return TileAttrs(tuple(multiples)), [op.inputs[0]]
+
+
+def _multiples_input(a: TileAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("multiples", _int32(a.multiples))]
+
+
+def _broadcast_to(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant shape input: the output's positive dims."""
+    shape = [int(d) for d in check.constant_input(op, subgraph, 1, "shape").reshape(-1)]
+    if min(shape, default=1) < 1:
+        raise check.op_error(op, f"has shape {shape}; it takes positive dims")
+    return BroadcastToAttrs(tuple(shape)), [op.inputs[0]]
+
+
+def _broadcast_shape_input(a: BroadcastToAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("shape", _int32(a.shape))]
+
+
+def _block(options_class: type) -> Converter:
+    """DEPTH_TO_SPACE / SPACE_TO_DEPTH: the options' block_size."""
+
+    def convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+        o = check.options(op, options_class, required=True)
+        if o.BlockSize() < 1:
+            raise check.op_error(op, f"has block_size {o.BlockSize()}; it takes a positive one")
+        return BlockAttrs(int(o.BlockSize())), [op.inputs[0]]
+
+    return convert
+
+
+def _depth_to_space_options(builder: Builder, a: BlockAttrs) -> tuple[int, int]:
+    tflite.DepthToSpaceOptionsStart(builder)
+    tflite.DepthToSpaceOptionsAddBlockSize(builder, a.block_size)
+    return tflite.BuiltinOptions.DepthToSpaceOptions, tflite.DepthToSpaceOptionsEnd(builder)
+
+
+def _space_to_depth_options(builder: Builder, a: BlockAttrs) -> tuple[int, int]:
+    tflite.SpaceToDepthOptionsStart(builder)
+    tflite.SpaceToDepthOptionsAddBlockSize(builder, a.block_size)
+    return tflite.BuiltinOptions.SpaceToDepthOptions, tflite.SpaceToDepthOptionsEnd(builder)
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -641,6 +717,18 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.TRANSPOSE_CONV: TfliteOp(
         OP.TRANSPOSE_CONV, _transpose_conv, _transpose_conv_options, (3, 4), OptionalBias(),
         constant_inputs=_output_shape_input, version=3, arrange=_transpose_conv_operands),
+    OpKind.RESIZE_BILINEAR: TfliteOp(
+        OP.RESIZE_BILINEAR, _resize_bilinear, _resize_bilinear_options, (2, 2),
+        constant_inputs=_resize_size_input, version=3),
+    OpKind.TILE: TfliteOp(OP.TILE, _tile, _empty_options("TileOptions"), (2, 2),
+                          constant_inputs=_multiples_input, version=2),
+    OpKind.BROADCAST_TO: TfliteOp(OP.BROADCAST_TO, _broadcast_to,
+                                  _empty_options("BroadcastToOptions"), (2, 2),
+                                  constant_inputs=_broadcast_shape_input, version=2),
+    OpKind.DEPTH_TO_SPACE: TfliteOp(OP.DEPTH_TO_SPACE, _block(tflite.DepthToSpaceOptions),
+                                    _depth_to_space_options),
+    OpKind.SPACE_TO_DEPTH: TfliteOp(OP.SPACE_TO_DEPTH, _block(tflite.SpaceToDepthOptions),
+                                    _space_to_depth_options),
 })
 """The TFLite form of every OpKind."""
 

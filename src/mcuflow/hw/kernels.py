@@ -12,7 +12,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs, transpose_conv_pad
+from mcuflow.ir.ops import OpKind, SliceAttrs, broadcast_multiples, transpose_conv_pad
 from mcuflow.ir.registry import OpTable
 
 
@@ -436,6 +436,92 @@ _kernel("mcuflow_transpose_conv_dsp_s8", "mcuflow_tconv_dsp", (OpKind.TRANSPOSE_
         _WEIGHTED_DSP + "TRANSPOSE_CONV of at least 8 input channels gathered per output pixel, "
         "the input pixels reaching it widened to int16 in scratch once, two MACs per SMLAD.",
         dsp=True, terms=_transpose_conv_dsp_terms, scratch=_tconv_columns)
+
+
+def _resize_bilinear_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_resize_bilinear_s8.
+
+    Per output row (`rows`) and pixel (`pixels`) the tables read and weights multiplied, per
+    output value (`outputs`) four products and a rounding.
+    """
+    batches, _, _, depth = graph.tensors[op.inputs[0]].shape
+    out_h, out_w = op.attrs.size
+    pixels = batches * out_h * out_w
+    return Work(calls=1, rows=batches * out_h, pixels=pixels, outputs=pixels * depth)
+
+
+_kernel("mcuflow_resize_bilinear_s8", "mcuflow_resize_bilinear", (OpKind.RESIZE_BILINEAR,),
+        "RESIZE_BILINEAR: four weighted source values per output value, source indices and "
+        "10-bit weights frozen at code generation.",
+        terms=_resize_bilinear_terms)
+
+
+def tile_layout(shape: tuple[int, ...], multiples: tuple[int, ...]
+                ) -> tuple[list[int], list[int]]:
+    """TILE's dims and multiples, every untiled dim merged into the dim before it.
+
+    A block of whole rows tiles as one run; at least one dim.
+    """
+    dims: list[int] = []
+    counts: list[int] = []
+    for size, multiple in zip(shape, multiples, strict=True):
+        if dims and multiple == 1:
+            dims[-1] *= size
+        elif size > 1 or multiple > 1:
+            dims.append(size)
+            counts.append(multiple)
+    return (dims, counts) if dims else ([math.prod(shape)], [1])
+
+
+def tile_of(graph: Graph, op: Operator) -> tuple[list[int], list[int]]:
+    """tile_layout of TILE `op`, or of BROADCAST_TO `op` (its input padded with leading 1s)."""
+    shape = graph.tensors[op.inputs[0]].shape
+    if op.kind is OpKind.TILE:
+        return tile_layout(shape, op.attrs.multiples)
+    target = op.attrs.shape
+    multiples = broadcast_multiples(shape, target) or ()
+    return tile_layout((1,) * (len(target) - len(shape)) + tuple(shape), multiples)
+
+
+def _tile_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_tile_s8.
+
+    Per block of dims d.. of each outer input index a call (`rows`) and multiples[d] - 1 copies
+    of the tiled block (`loops`); the innermost runs copy the input once (`elements` bytes),
+    the repeats the rest of the output (`gathered` bytes).
+    """
+    dims, counts = tile_of(graph, op)
+    blocks = [math.prod(dims[:k]) for k in range(len(dims))]
+    size = math.prod(dims)
+    out = size * math.prod(counts)
+    return Work(calls=1, rows=sum(blocks), elements=size, gathered=out - size,
+                loops=sum(b * (m - 1) for b, m in zip(blocks, counts, strict=True)))
+
+
+_kernel("mcuflow_tile_s8", "mcuflow_tile", (OpKind.TILE, OpKind.BROADCAST_TO),
+        "TILE and BROADCAST_TO: the input's innermost runs copied, then each tiled block copied "
+        "multiples - 1 times.",
+        terms=_tile_terms)
+
+
+def _depth_space_terms(graph: Graph, op: Operator) -> Work:
+    """Work of DEPTH_TO_SPACE / SPACE_TO_DEPTH.
+
+    A memcpy of block x depth bytes per run (`pixels`), every byte (`elements`) copied once.
+    """
+    size = graph.tensors[op.inputs[0]].size
+    big = graph.tensors[op.outputs[0] if op.kind is OpKind.DEPTH_TO_SPACE else op.inputs[0]]
+    batches, height, width, depth = big.shape
+    return Work(calls=1, rows=batches * height, pixels=batches * height * width
+                // op.attrs.block_size, elements=size)
+
+
+_kernel("mcuflow_depth_to_space_s8", "mcuflow_depth_space", (OpKind.DEPTH_TO_SPACE,),
+        "DEPTH_TO_SPACE: a copy of block x depth values per run of output pixels.",
+        terms=_depth_space_terms)
+_kernel("mcuflow_space_to_depth_s8", "mcuflow_depth_space", (OpKind.SPACE_TO_DEPTH,),
+        "SPACE_TO_DEPTH: a copy of block x depth values per run of input pixels.",
+        terms=_depth_space_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -498,6 +584,11 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.ABS: ("mcuflow_lookup_s8",), OpKind.SUM: ("mcuflow_mean_s8",),
     OpKind.L2_NORMALIZATION: ("mcuflow_l2_normalization_s8",),
     OpKind.LOG_SOFTMAX: ("mcuflow_log_softmax_s8",),
+    OpKind.RESIZE_BILINEAR: ("mcuflow_resize_bilinear_s8",),
+    OpKind.TILE: ("mcuflow_tile_s8",),
+    OpKind.BROADCAST_TO: ("mcuflow_tile_s8",),
+    OpKind.DEPTH_TO_SPACE: ("mcuflow_depth_to_space_s8",),
+    OpKind.SPACE_TO_DEPTH: ("mcuflow_space_to_depth_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

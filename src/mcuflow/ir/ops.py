@@ -13,6 +13,7 @@ from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
 from mcuflow.ir.registry import OpTable
+from mcuflow.ir.resize_bilinear import bilinear_axis
 from mcuflow.ir.shapes import Shape, ShapeError, conv_output_size, input_shape, require_rank
 
 if TYPE_CHECKING:
@@ -60,6 +61,11 @@ class OpKind(Enum):
     L2_NORMALIZATION = "L2_NORMALIZATION"
     LOG_SOFTMAX = "LOG_SOFTMAX"
     TRANSPOSE_CONV = "TRANSPOSE_CONV"
+    RESIZE_BILINEAR = "RESIZE_BILINEAR"
+    TILE = "TILE"
+    DEPTH_TO_SPACE = "DEPTH_TO_SPACE"
+    SPACE_TO_DEPTH = "SPACE_TO_DEPTH"
+    BROADCAST_TO = "BROADCAST_TO"
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,41 @@ class TransposeConvAttrs:
         return self.output_shape[1], self.output_shape[2]
 
 
+@dataclass(frozen=True)
+class ResizeBilinearAttrs:
+    """RESIZE_BILINEAR of an NHWC image to `size` (new_h, new_w): TFLite's constant size input,
+    folded. Each output pixel interpolates four input pixels with LiteRT's 10-bit fixed-point
+    weights (ResizeBilinearInteger)."""
+
+    size: tuple[int, int] = (1, 1)
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+
+@dataclass(frozen=True)
+class TileAttrs:
+    """TILE: the input repeated `multiples[d]` times along each axis d (TFLite's constant
+    multiples input, folded)."""
+
+    multiples: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BroadcastToAttrs:
+    """BROADCAST_TO: the input broadcast to `shape` (TFLite's constant shape input, folded);
+    numpy's rule: missing leading axes and size-1 axes are repeated."""
+
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class BlockAttrs:
+    """DEPTH_TO_SPACE and SPACE_TO_DEPTH of an NHWC image by `block_size` (TFLite's order of the
+    channels within a block: row, column, channel; ONNX's DCR)."""
+
+    block_size: int = 2
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -246,6 +287,10 @@ OpAttrs = (
     | ArgAttrs
     | ResizeNearestNeighborAttrs
     | TransposeConvAttrs
+    | ResizeBilinearAttrs
+    | TileAttrs
+    | BlockAttrs
+    | BroadcastToAttrs
 )
 
 
@@ -458,6 +503,75 @@ def resize_not_both_modes(graph: Graph, op: Operator) -> str | None:
     attrs: ResizeNearestNeighborAttrs = op.attrs
     both = attrs.align_corners and attrs.half_pixel_centers
     return "align_corners and half_pixel_centers found" if both else None
+
+
+def _resize_bilinear_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: ResizeBilinearAttrs = op.attrs
+    n, _, _, c = require_rank(graph, op, 0, 4)
+    if len(attrs.size) != 2 or min(attrs.size) < 1:
+        raise ShapeError(f"RESIZE_BILINEAR '{op.name}': size {attrs.size} is not two positive "
+                         "dimensions")
+    return [(n, *attrs.size, c)]
+
+
+def bilinear_inside_input(graph: Graph, op: Operator) -> str | None:
+    """Every output pixel must interpolate input pixels inside the input: LiteRT's 10-bit scale
+    reads past the last row or column for some extreme upscalings (resize in two steps)."""
+    _, in_h, in_w, _ = input_shape(graph, op, 0)
+    attrs: ResizeBilinearAttrs = op.attrs
+    for axis, size, out in (("row", in_h, attrs.size[0]), ("column", in_w, attrs.size[1])):
+        lower = bilinear_axis(size, out, attrs.align_corners, attrs.half_pixel_centers).lower
+        if int(lower.max()) >= size:
+            return f"source {axis} {int(lower.max())} of a {size}-{axis} input found"
+    return None
+
+
+def _bilinear_macs(graph: Graph, op: Operator) -> int:
+    return 4 * _out_elems(graph, op)
+
+
+def _tile_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: TileAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if len(attrs.multiples) != len(x) or min(attrs.multiples, default=1) < 1:
+        raise ShapeError(f"TILE '{op.name}': multiples {attrs.multiples} are not one positive "
+                         f"count per axis of {x}")
+    return [tuple(d * m for d, m in zip(x, attrs.multiples, strict=True))]
+
+
+def broadcast_multiples(x: Shape, shape: Shape) -> tuple[int, ...] | None:
+    """The TILE multiples that broadcast `x` (left-padded with 1s) to `shape`, or None."""
+    if len(x) > len(shape):
+        return None
+    padded = (1,) * (len(shape) - len(x)) + tuple(x)
+    if any(d not in (1, s) for d, s in zip(padded, shape, strict=True)):
+        return None
+    return tuple(s // d for d, s in zip(padded, shape, strict=True))
+
+
+def _broadcast_to_shape(graph: Graph, op: Operator) -> list[Shape]:
+    x, shape = input_shape(graph, op, 0), op.attrs.shape
+    if min(shape, default=1) < 1 or broadcast_multiples(x, shape) is None:
+        raise ShapeError(f"BROADCAST_TO '{op.name}': {x} does not broadcast to {shape}")
+    return [tuple(shape)]
+
+
+def _depth_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
+    block = op.attrs.block_size
+    n, h, w, c = require_rank(graph, op, 0, 4)
+    if block < 1 or c % (block * block):
+        raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': {c} channels do not split into blocks of "
+                         f"{block}x{block}")
+    return [(n, h * block, w * block, c // (block * block))]
+
+
+def _space_to_depth_shape(graph: Graph, op: Operator) -> list[Shape]:
+    block = op.attrs.block_size
+    n, h, w, c = require_rank(graph, op, 0, 4)
+    if block < 1 or h % block or w % block:
+        raise ShapeError(f"SPACE_TO_DEPTH '{op.name}': a {h}x{w} image does not split into "
+                         f"blocks of {block}x{block}")
+    return [(n, h // block, w // block, c * block * block)]
 
 
 def _arg_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -783,6 +897,17 @@ _DEFINITIONS = (
           checks=(log_softmax_output_range, log_softmax_depth)),
     OpDef(OpKind.TRANSPOSE_CONV, TransposeConvAttrs, _transpose_conv_shape, _WEIGHTED_OPERANDS,
           macs=_transpose_conv_macs, element_ops=1, weight_axis=0),
+    OpDef(OpKind.RESIZE_BILINEAR, ResizeBilinearAttrs, _resize_bilinear_shape,
+          macs=_bilinear_macs, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, resize_not_both_modes, bilinear_inside_input)),
+    OpDef(OpKind.TILE, TileAttrs, _tile_shape, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.DEPTH_TO_SPACE, BlockAttrs, _depth_to_space_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.SPACE_TO_DEPTH, BlockAttrs, _space_to_depth_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.BROADCAST_TO, BroadcastToAttrs, _broadcast_to_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation, rank_at_most_5)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

@@ -11,6 +11,7 @@ from mcuflow.passes.fold_batchnorm import fold_batchnorm
 from mcuflow.passes.fold_constants import fold_constants
 from mcuflow.passes.fuse_activation import fuse_activation
 from mcuflow.passes.layout import clean_layout
+from mcuflow.passes.upsampling import rewrite_upsampling
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,14 @@ DEFAULT_PASSES: tuple[Pass, ...] = (
     Pass("fold_batchnorm", fold_batchnorm),
     Pass("fuse_activation", fuse_activation),
     Pass("clean_layout", clean_layout),
+    Pass("rewrite_upsampling", rewrite_upsampling),
 )
 """The float model pipeline of the study's Figure 1: fold, fuse, tidy the layout."""
+
+INT8_PASSES: tuple[Pass, ...] = (
+    Pass("rewrite_upsampling", rewrite_upsampling),
+)
+"""The rewrites of an int8 model read as it is: the same values, fewer or cheaper steps."""
 
 
 def run_passes(graph: Graph, passes: Sequence[Pass] = DEFAULT_PASSES) -> Graph:

@@ -32,11 +32,11 @@ def resize_input(graph: Graph, height: int, width: int) -> Graph:
 
     Weights are kept: every op's output shape follows from the ops' shape rules. A pooling
     window covering its whole input (global pooling) grows or shrinks with it, and so does the
-    size of a RESIZE_NEAREST_NEIGHBOR by whole factors (refused by others); MEAN, SQUEEZE
-    and element-wise broadcasts follow by themselves. Refused, all at once: a RESHAPE or SLICE
-    whose input changes (its sizes belong to the old resolution), a FULLY_CONNECTED flattening
-    a changed input (the classifier's depth would change), and any op whose inputs no longer
-    fit together at this size (ResizeError).
+    size of a RESIZE_NEAREST_NEIGHBOR or RESIZE_BILINEAR by whole factors (refused by others);
+    MEAN, SQUEEZE and element-wise broadcasts follow by themselves. Refused, all at once: a
+    RESHAPE or SLICE whose input changes (its sizes belong to the old resolution), a
+    FULLY_CONNECTED flattening a changed input (the classifier's depth would change), and any
+    op whose inputs no longer fit together at this size (ResizeError).
     """
     image_size(graph)
     if height < 1 or width < 1:
@@ -67,6 +67,9 @@ def _rederive(original: Graph, resized: Graph, op: Operator) -> str | None:
     if changed and op.kind is OpKind.RESIZE_NEAREST_NEIGHBOR and (
             problem := _scaled_resize(original, resized, op)):
         return problem
+    if changed and op.kind is OpKind.RESIZE_BILINEAR and (
+            problem := _scaled_resize(original, resized, op)):
+        return problem
     if op.kind in POOLS and _is_global(original, op):
         _, in_h, in_w, _ = resized.tensors[op.inputs[0]].shape
         op.attrs = dataclasses.replace(op.attrs, filter_h=in_h, filter_w=in_w)
@@ -90,12 +93,12 @@ def _is_global(graph: Graph, op: Operator) -> bool:
 
 
 def _scaled_resize(original: Graph, resized: Graph, op: Operator) -> str | None:
-    """A RESIZE_NEAREST_NEIGHBOR by a whole factor keeps it at the new size; else the refusal."""
+    """A resize by a whole factor keeps it at the new size; else the refusal."""
     _, in_h, in_w, _ = original.tensors[op.inputs[0]].shape
     _, new_h, new_w, _ = resized.tensors[op.inputs[0]].shape
     size = op.attrs.size
     if size[0] % in_h or size[1] % in_w:
-        return (f"RESIZE_NEAREST_NEIGHBOR '{op.name}' resizes {in_h}x{in_w} to "
+        return (f"{op.kind.value} '{op.name}' resizes {in_h}x{in_w} to "
                 f"{size[0]}x{size[1]}, not by a whole factor")
     op.attrs = dataclasses.replace(op.attrs, size=(new_h * (size[0] // in_h),
                                                    new_w * (size[1] // in_w)))
