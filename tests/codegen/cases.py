@@ -276,6 +276,32 @@ def resizes() -> Graph:
     return b.build()
 
 
+@family
+def batch_space() -> Graph:
+    """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND: 4-D and 3-D, padded and cropped, two images.
+
+    Also the dilated convolutions TensorFlow writes with them (unfolded: no pass runs here).
+    """
+    b = GraphBuilder("batch_space", seed=23)
+    x = b.input((1, 7, 6, 3), 0.05, 5)
+    pair = b.reshape(x, (2, 7, 3, 3))
+    signal = b.reshape(x, (1, 21, 6))
+    s2b = b.space_to_batch(x, (2, 3), ((1, 0), (2, 1)))
+    conv = b.conv2d(b.space_to_batch(x, (2, 2), ((2, 3), (2, 2))), 4, (3, 3),
+                    padding=Padding.VALID)
+    dw = b.depthwise_conv2d(b.space_to_batch(x, (2, 2), ((2, 1), (2, 2))), (3, 3),
+                            padding=Padding.VALID, activation=Activation.RELU)
+    b.output(
+        s2b,
+        b.batch_to_space(s2b, (2, 3), ((0, 1), (1, 2))),
+        b.space_to_batch(pair, (3, 1), ((1, 1), (0, 0))),
+        b.batch_to_space(b.space_to_batch(signal, (4,), ((2, 1),)), (4,), ((1, 2),)),
+        b.batch_to_space(conv, (2, 2), ((0, 1), (0, 0))),
+        b.batch_to_space(dw, (2, 2), ((0, 0), (0, 0))),
+    )
+    return b.build()
+
+
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],

@@ -195,6 +195,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "reductions": codegen_cases.reductions,
     "resizes": codegen_cases.resizes,
     "data_movement": codegen_cases.data_movement,
+    "batch_space": codegen_cases.batch_space,
 }
 
 

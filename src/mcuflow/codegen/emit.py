@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
+from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
@@ -529,3 +531,20 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
                  str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
                  ctx.pointer(ctx.op.outputs[0], "U8"))
     return _code(ctx, call, ("mcuflow_reduce",))
+
+
+# --- SPACE_TO_BATCH_ND, BATCH_TO_SPACE_ND -------------------------------------------------------
+
+
+@emitter(OpKind.SPACE_TO_BATCH_ND, OpKind.BATCH_TO_SPACE_ND)
+def _batch_space(ctx: EmitContext) -> LayerCode:
+    layout = batch_space_layout(ctx.graph, ctx.op)
+    symbol = _define(ctx, "mcuflow_batch_space_t", "batch_space", dataclasses.asdict(layout))
+    if ctx.op.kind is OpKind.SPACE_TO_BATCH_ND:
+        call = _call("mcuflow_space_to_batch_s8", f"&{symbol}",
+                     c_int(ctx.quant(ctx.op.outputs[0]).zero_point0), _input_pointer(ctx, 0),
+                     _output_pointer(ctx))
+    else:
+        call = _call("mcuflow_batch_to_space_s8", f"&{symbol}", _input_pointer(ctx, 0),
+                     _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_batch_space",))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from mcuflow.hw import work
+from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_bytes
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
@@ -353,6 +354,25 @@ _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NE
         "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
         "generation, a row copy where a row repeats the one above.",
         terms=_resize_terms)
+
+
+def _batch_space_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_space_to_batch_s8 and mcuflow_batch_to_space_s8.
+
+    Per row of the batched tensor (`rows`) a bounds test, per pixel (`pixels`) a memcpy or
+    memset of `depth` bytes (`elements` bytes in all).
+    """
+    g = batch_space_layout(graph, op)
+    rows = g.batches * g.block_h * g.block_w * g.batch_h
+    return Work(calls=1, rows=rows, pixels=rows * g.batch_w, elements=rows * g.batch_w * g.depth)
+
+
+_kernel("mcuflow_space_to_batch_s8", "mcuflow_batch_space", (OpKind.SPACE_TO_BATCH_ND,),
+        "SPACE_TO_BATCH_ND with a constant block and paddings: pixel copies, zero-point padding.",
+        terms=_batch_space_terms)
+_kernel("mcuflow_batch_to_space_s8", "mcuflow_batch_space", (OpKind.BATCH_TO_SPACE_ND,),
+        "BATCH_TO_SPACE_ND with a constant block and crops: pixel copies.",
+        terms=_batch_space_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -411,6 +431,8 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.REDUCE_MIN: ("mcuflow_reduce_extreme_s8",),
     OpKind.ARG_MAX: ("mcuflow_arg_extreme_s8",), OpKind.ARG_MIN: ("mcuflow_arg_extreme_s8",),
     OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
+    OpKind.SPACE_TO_BATCH_ND: ("mcuflow_space_to_batch_s8",),
+    OpKind.BATCH_TO_SPACE_ND: ("mcuflow_batch_to_space_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

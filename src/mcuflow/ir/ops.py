@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -53,6 +54,8 @@ class OpKind(Enum):
     ARG_MIN = "ARG_MIN"
     RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
     EXPAND_DIMS = "EXPAND_DIMS"
+    SPACE_TO_BATCH_ND = "SPACE_TO_BATCH_ND"
+    BATCH_TO_SPACE_ND = "BATCH_TO_SPACE_ND"
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,16 @@ class ExpandDimsAttrs:
 
 
 @dataclass(frozen=True)
+class BatchSpaceAttrs:
+    """SPACE_TO_BATCH_ND (`edges` are its paddings) and BATCH_TO_SPACE_ND (`edges` are its
+    crops): TFLite's constant block_shape and paddings / crops inputs, folded. One block size
+    and one (before, after) pair per spatial axis: two for NHWC, one for a 3-D [N, W, C] input."""
+
+    block_shape: tuple[int, ...] = (1, 1)
+    edges: tuple[tuple[int, int], ...] = ((0, 0), (0, 0))
+
+
+@dataclass(frozen=True)
 class SoftmaxAttrs:
     """SOFTMAX along the last axis."""
 
@@ -211,6 +224,7 @@ OpAttrs = (
     | ReshapeAttrs
     | SqueezeAttrs
     | ExpandDimsAttrs
+    | BatchSpaceAttrs
     | SoftmaxAttrs
     | PadAttrs
     | ConcatenationAttrs
@@ -377,6 +391,42 @@ def _expand_dims_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"EXPAND_DIMS '{op.name}': axis {attrs.axis} outside output rank "
                          f"{len(x) + 1}")
     return [(*x[:attrs.axis], 1, *x[attrs.axis:])]
+
+
+def _batch_space_attrs(graph: Graph, op: Operator) -> tuple[Shape, BatchSpaceAttrs]:
+    """The input shape and attributes of a SPACE_TO_BATCH_ND or BATCH_TO_SPACE_ND, checked."""
+    attrs: BatchSpaceAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    spatial = len(x) - 2
+    if spatial not in (1, 2) or len(attrs.block_shape) != spatial or len(attrs.edges) != spatial:
+        raise ShapeError(f"{op.kind.value} '{op.name}': block {attrs.block_shape} and edges "
+                         f"{attrs.edges} do not fit a 3-D or 4-D input {x}")
+    if min(attrs.block_shape) < 1 or min(min(pair) for pair in attrs.edges) < 0:
+        raise ShapeError(f"{op.kind.value} '{op.name}': block {attrs.block_shape} must be "
+                         f"positive and edges {attrs.edges} non-negative")
+    return x, attrs
+
+
+def _space_to_batch_shape(graph: Graph, op: Operator) -> list[Shape]:
+    x, attrs = _batch_space_attrs(graph, op)
+    padded = [d + before + after for d, (before, after) in zip(x[1:-1], attrs.edges,
+                                                               strict=True)]
+    if any(d % block for d, block in zip(padded, attrs.block_shape, strict=True)):
+        raise ShapeError(f"SPACE_TO_BATCH_ND '{op.name}': padded spatial dims {padded} are not "
+                         f"multiples of block {attrs.block_shape}")
+    spatial = [d // block for d, block in zip(padded, attrs.block_shape, strict=True)]
+    return [(x[0] * math.prod(attrs.block_shape), *spatial, x[-1])]
+
+
+def _batch_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
+    x, attrs = _batch_space_attrs(graph, op)
+    blocks = math.prod(attrs.block_shape)
+    spatial = [d * block - before - after for d, block, (before, after) in
+               zip(x[1:-1], attrs.block_shape, attrs.edges, strict=True)]
+    if x[0] % blocks or min(spatial) < 1:
+        raise ShapeError(f"BATCH_TO_SPACE_ND '{op.name}': input {x} does not split into block "
+                         f"{attrs.block_shape} with crops {attrs.edges}")
+    return [(x[0] // blocks, *spatial, x[-1])]
 
 
 def _pad_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -645,6 +695,10 @@ _DEFINITIONS = (
           element_ops=1, shared_quant=True, checks=(same_quantisation, resize_not_both_modes)),
     OpDef(OpKind.EXPAND_DIMS, ExpandDimsAttrs, _expand_dims_shape, shared_quant=True,
           checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.SPACE_TO_BATCH_ND, BatchSpaceAttrs, _space_to_batch_shape,
+          element_ops=1, shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.BATCH_TO_SPACE_ND, BatchSpaceAttrs, _batch_to_space_shape,
+          element_ops=1, shared_quant=True, checks=(same_quantisation,)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})
