@@ -51,6 +51,7 @@ from mcuflow.memory.patch_search import PatchOption, PatchRequest, PatchSearch
 from mcuflow.memory.plan import Buffer, Plan
 from mcuflow.memory.plot import plot_arena
 from mcuflow.outputs import write_directory, write_file
+from mcuflow.passes.pipeline import INT8_PASSES, run_passes
 from mcuflow.planning import Analysis, Build, analyze_graph, planned_steps
 from mcuflow.ptq import (
     DEFAULT_CODEBOOK_SIZE,
@@ -154,13 +155,14 @@ def load_graph(model: ModelSource, quantize: QuantizeOptions | None = None,
                example_inputs: tuple[Any, ...] | None = None) -> Graph:
     """Read an int8 model, or quantise a float one as `quantize` says; check support.
 
+    An int8 model gets the bit-exact rewrites of INT8_PASSES (dilated convolutions folded).
     `model`: a .tflite, .onnx or .pt2 path, or a PyTorch ExportedProgram or nn.Module (with
     `example_inputs`). An ONNX or PyTorch model that brings its own quantisation (QDQ, PT2E)
     keeps it.
     """
     if quantize is not None or _quantized_here(model):
         return load_quantized(model, quantize, example_inputs).graph
-    return load_int8_model(model_path(model))
+    return run_passes(load_int8_model(model_path(model)), INT8_PASSES)
 
 
 def _quantized_here(model: ModelSource) -> bool:
