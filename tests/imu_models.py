@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mcuflow.codegen.project import generate_project
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import MeanAttrs, OpKind
-from mcuflow.memory.planner import plan_memory
-from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from mcuflow.toolchain.host import random_inputs
 
 WINDOW, AXES, CLASSES = 128, 6, 5
 """128 samples of a 3-axis accelerometer and a 3-axis gyroscope; five activities."""
@@ -98,13 +94,6 @@ def imu_onnx(seed: int = 0) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def host_outputs(graph: Graph, inputs: list[np.ndarray], directory: Path) -> list[np.ndarray]:
-    """The generated C of `graph`, built on the host (sanitised), run on stacked `inputs`."""
-    plan = plan_memory(graph, 0.3)
-    project = generate_project(graph, plan, directory)
-    return run_host(build_host(project.path, sanitize=True), inputs, project.outputs)
 
 
 def imu_inputs(graph: Graph, runs: int) -> list[np.ndarray]:

@@ -302,6 +302,27 @@ def batch_space() -> Graph:
     return b.build()
 
 
+@family
+def uint8_edges() -> Graph:
+    """QUANTIZE from uint8 graph inputs and to uint8 graph outputs (LiteRT's Requantize).
+
+    The zero-point shift of 128 at one scale (its XOR fast path), other scales, uint8 to uint8.
+    """
+    b = GraphBuilder("uint8_edges", seed=24)
+    image = b.input((1, 5, 4, 3), 0.02, 128, dtype=DType.UINT8)
+    other = b.input((2, 7), 0.3, 17, dtype=DType.UINT8)
+    x = b.quantize(image, 0.02, 0)
+    y = b.relu(b.quantize(other, 0.11, -9))
+
+    def to_uint8(source: str, scale: float, zero_point: int) -> str:
+        return b.op(OpKind.QUANTIZE, [source], NoAttrs(),
+                    QuantParams.per_tensor(scale, zero_point), DType.UINT8)
+
+    b.output(to_uint8(x, 0.02, 128), to_uint8(b.conv2d(x, 2, (1, 1)), 0.05, 3),
+             to_uint8(y, 0.011, 250), to_uint8(other, 0.07, 40))
+    return b.build()
+
+
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],

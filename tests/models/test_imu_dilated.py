@@ -17,8 +17,13 @@ from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.ops import OpKind
 from mcuflow.ptq import quantize_model
 from mcuflow.ref.interpreter import Interpreter
-from tests.imu_models import AXES, WINDOW, host_outputs, imu_dilated, imu_inputs, imu_onnx
-from tests.support import assert_litert_bit_exact, litert_interpreter, litert_invoke
+from tests.imu_models import AXES, WINDOW, imu_dilated, imu_inputs, imu_onnx
+from tests.support import (
+    assert_litert_bit_exact,
+    host_outputs,
+    litert_interpreter,
+    litert_invoke,
+)
 
 RUNS = 12
 

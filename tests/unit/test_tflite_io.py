@@ -196,6 +196,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "resizes": codegen_cases.resizes,
     "data_movement": codegen_cases.data_movement,
     "batch_space": codegen_cases.batch_space,
+    "uint8_edges": codegen_cases.uint8_edges,
 }
 
 

@@ -354,7 +354,7 @@ def _unary(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.QUANTIZE)
 def _quantize(ctx: EmitContext) -> LayerCode:
     x, out = ctx.input(0), ctx.output()
-    if x.dtype is DType.INT8:
+    if x.dtype in (DType.INT8, DType.UINT8):
         return _unary(ctx)
     quant = ctx.quant(out.name)
     call = _call("mcuflow_quantize_f32", c_float(quant.scale0), c_int(quant.zero_point0),

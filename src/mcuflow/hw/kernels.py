@@ -488,7 +488,7 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return (fully_connected_dsp_kernel(graph, op) if dsp else "mcuflow_fully_connected_s8",)
     if kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
         return ("mcuflow_add_dsp_s8" if dsp and kind is not OpKind.MUL else "mcuflow_binary_s8",)
-    if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is not DType.INT8:
+    if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is DType.FLOAT32:
         return ("mcuflow_quantize_f32",)
     if kind in _LOOKUP:
         return ("mcuflow_lookup_s8",)

@@ -273,8 +273,9 @@ class OpDef:
     scale and zero point on every int8 input and output (TFLite's rule); `fixed_output` is the
     output quantisation TFLite's int8 kernel requires; only a `float_input` op may read float32
     and only a `float_output` op may write it; an `index_output` op writes integer indices
-    (ARG_MAX), not int8 values. `checks` are its own support rules, in the order
-    a user reads them (the rules of every op and of every weighted op are in ir.constraints).
+    (ARG_MAX), not int8 values; a `uint8_output` op (QUANTIZE) may write uint8 values.
+    `checks` are its own support rules, in the order a user reads them (the rules of every op
+    and of every weighted op are in ir.constraints).
     """
 
     kind: OpKind
@@ -290,6 +291,7 @@ class OpDef:
     float_input: bool = False
     float_output: bool = False
     index_output: bool = False
+    uint8_output: bool = False
     checks: tuple[Check, ...] = ()
 
 
@@ -591,12 +593,28 @@ def concat_no_activation(graph: Graph, op: Operator) -> str | None:
 
 
 def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
-    """QUANTIZE must read float32 or int8 and write per-tensor int8."""
+    """QUANTIZE must read float32, int8 or uint8 and write per-tensor int8, or uint8 from int8
+    or uint8 (LiteRT's Requantize)."""
     source = graph.tensors[op.inputs[0]].dtype
-    if source not in (DType.FLOAT32, DType.INT8):
+    if source not in (DType.FLOAT32, DType.INT8, DType.UINT8):
         return f"{source.value} input found"
+    target = graph.tensors[op.outputs[0]].dtype
+    if target is DType.UINT8 and source is DType.FLOAT32:
+        return "float32 input with a uint8 output found"
     quant = graph.tensors[op.outputs[0]].quant
     return "per-channel output found" if quant is not None and quant.is_per_channel else None
+
+
+def uint8_at_graph_edges(graph: Graph, op: Operator) -> str | None:
+    """A uint8 tensor may only be a graph input that QUANTIZE reads or a graph output that
+    QUANTIZE writes (a model converted with inference_input_type / inference_output_type uint8).
+    Inside the model every activation is int8."""
+    source, target = op.inputs[0], op.outputs[0]
+    if graph.tensors[source].dtype is DType.UINT8 and source not in graph.inputs:
+        return f"uint8 input '{source}' that is not a graph input found"
+    if graph.tensors[target].dtype is DType.UINT8 and target not in graph.outputs:
+        return f"uint8 output '{target}' that is not a graph output found"
+    return None
 
 
 def dequantize_to_float(graph: Graph, op: Operator) -> str | None:
@@ -674,7 +692,7 @@ _DEFINITIONS = (
     OpDef(OpKind.RELU6, NoAttrs, _same_shape, element_ops=1),
     OpDef(OpKind.LEAKY_RELU, LeakyReluAttrs, _same_shape, element_ops=2),
     OpDef(OpKind.QUANTIZE, NoAttrs, _same_shape, element_ops=2, float_input=True,
-          checks=(quantize_per_tensor,)),
+          uint8_output=True, checks=(quantize_per_tensor, uint8_at_graph_edges)),
     OpDef(OpKind.DEQUANTIZE, NoAttrs, _same_shape, element_ops=2, float_output=True,
           checks=(dequantize_to_float,)),
     OpDef(OpKind.MAXIMUM, NoAttrs, _broadcast_shape, (2, 2), element_ops=1, shared_quant=True,
