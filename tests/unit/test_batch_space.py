@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,13 +11,26 @@ from mcuflow.errors import UnsupportedModelError
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import BatchSpaceAttrs, OpKind
+from mcuflow.ir.enums import Activation
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
+from mcuflow.ir.ops import (
+    BatchSpaceAttrs,
+    Conv2DAttrs,
+    FullyConnectedAttrs,
+    OpKind,
+    infer_output_shapes,
+)
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import ShapeError
+from mcuflow.ptq import quantize_model
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
-from tests.support import litert_interpreter, litert_invoke, random_input
+from tests.support import (
+    assert_litert_bit_exact,
+    litert_interpreter,
+    litert_invoke,
+    random_input,
+)
 
 # (input shape, block, paddings, crops of the BATCH_TO_SPACE_ND applied to the result): square
 # and 1-D dilations, uneven blocks, two images, 3-D signals, one channel.
@@ -113,3 +128,53 @@ def test_refuses_bad_shapes(kind: OpKind, shape: tuple[int, ...], attrs: BatchSp
     x = b.input(shape, 0.05, 1)
     with pytest.raises(ShapeError, match=message):
         b.op(kind, [x], attrs, b.quant(x))
+
+
+def _float_dilated(pads: tuple[tuple[int, int], ...], crops: tuple[tuple[int, int], ...]
+                   ) -> Graph:
+    """A float model: SPACE_TO_BATCH_ND (block 2), CONV_2D 3x3 VALID, BATCH_TO_SPACE_ND, FC."""
+    rng = np.random.default_rng(3)
+    graph = Graph("float_dilated")
+
+    def add(name: str, shape: tuple[int, ...], data: bool = False) -> str:
+        values = rng.standard_normal(shape).astype(np.float32) if data else None
+        graph.add_tensor(Tensor(name, shape, DType.FLOAT32, data=values))
+        return name
+
+    def op(kind: OpKind, inputs: list[str], attrs: object, out: str) -> str:
+        operator = Operator(kind, tuple(inputs), (out,), attrs, out)
+        add(out, infer_output_shapes(graph, operator)[0])
+        graph.operators.append(operator)
+        return out
+
+    graph.inputs.append(add("x", (1, 7, 6, 3)))
+    y = op(OpKind.SPACE_TO_BATCH_ND, ["x"], BatchSpaceAttrs((2, 2), pads), "s2b")
+    y = op(OpKind.CONV_2D, [y, add("w", (4, 3, 3, 3), True), add("b", (4,), True)],
+           Conv2DAttrs(activation=Activation.RELU), "conv")
+    y = op(OpKind.BATCH_TO_SPACE_ND, [y], BatchSpaceAttrs((2, 2), crops), "b2s")
+    graph.outputs.append(op(OpKind.FULLY_CONNECTED, [y, add("fc", (5, _flat_size(graph, y)), True)],
+                            FullyConnectedAttrs(), "logits"))
+    return graph
+
+
+def _flat_size(graph: Graph, name: str) -> int:
+    """The flattened size of tensor `name` (FULLY_CONNECTED's depth)."""
+    return int(np.prod(graph.tensors[name].shape))
+
+
+@pytest.mark.parametrize(("pads", "crops", "folds"), [
+    (((2, 3), (2, 2)), ((0, 1), (0, 0)), True),
+    (((0, 1), (0, 0)), ((1, 0), (0, 0)), False),
+], ids=["folded", "cropping"])
+def test_float_model_quantises_bit_exact(pads: tuple[tuple[int, int], ...],
+                                         crops: tuple[tuple[int, int], ...], folds: bool,
+                                         tmp_path: Path) -> None:
+    """PTQ of a float TFLite model with the batch-space ops, folded or run, equals LiteRT."""
+    path = tmp_path / "float.tflite"
+    path.write_bytes(write_tflite(_float_dilated(pads, crops)))
+    samples = np.random.default_rng(1).standard_normal((30, 1, 7, 6, 3)).astype(np.float32)
+    np.save(tmp_path / "calibration.npy", samples[:, 0])
+    result = quantize_model(path, tmp_path / "calibration.npy")
+    kinds = {op.kind for op in result.graph.operators}
+    assert (OpKind.SPACE_TO_BATCH_ND not in kinds) is folds
+    assert_litert_bit_exact(result, samples[:6, 0])

@@ -289,7 +289,8 @@ _kernel("mcuflow_add_dsp_s8", "mcuflow_elementwise_dsp", (OpKind.ADD, OpKind.SUB
 _kernel("mcuflow_lookup_s8", "mcuflow_lookup",
         (OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
          OpKind.TANH, OpKind.QUANTIZE),
-        "int8 to int8 element-wise ops: one 256-entry table lookup per element.",
+        "int8 to int8 element-wise ops (and QUANTIZE from or to uint8): one 256-entry table "
+        "lookup per element.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_f32", "mcuflow_lookup", (OpKind.DEQUANTIZE,),
         "DEQUANTIZE: one 256-entry float table lookup per element.",
