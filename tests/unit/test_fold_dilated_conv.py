@@ -12,7 +12,7 @@ import pytest
 
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.enums import Padding
+from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.passes.pipeline import INT8_PASSES, run_passes
@@ -48,6 +48,21 @@ def _one_d(b: GraphBuilder, x: str) -> str:
     return b.batch_to_space(y, (4,), ((0, 3),))
 
 
+def _one_d_reshape(b: GraphBuilder, x: str) -> str:
+    """As _one_d with RESHAPEs for the views, and paddings SAME would not choose (a PAD)."""
+    signal = b.reshape(x, (1, 21, 6))
+    spread = b.reshape(b.space_to_batch(signal, (2,), ((2, 1),)), (2, 1, 12, 6))
+    y = b.conv2d(spread, 5, (1, 3), padding=Padding.VALID, activation=Activation.RELU)
+    return b.batch_to_space(b.reshape(y, (2, 10, 5)), (2,), ((1, 0),))
+
+
+def _swapping(b: GraphBuilder, x: str) -> str:
+    """A RESHAPE that moves values between the spatial axes: no fold."""
+    spread = b.reshape(b.space_to_batch(x, (2, 2), ((1, 0), (0, 0))), (4, 3, 4, 3))
+    y = b.reshape(b.conv2d(spread, 3, (1, 1), padding=Padding.VALID), (4, 4, 3, 3))
+    return b.batch_to_space(y, (2, 2), ((1, 0), (0, 0)))
+
+
 def _cropping(b: GraphBuilder, x: str) -> str:
     """Crops larger than the paddings: the folded conv would need negative padding."""
     y = b.conv2d(b.space_to_batch(x, (2, 2), ((0, 1), (0, 0))), 3, (3, 3), padding=Padding.VALID)
@@ -79,6 +94,8 @@ CASES = [
     (_odd_2d, True, Padding.VALID, True),
     (_valid_2d, True, Padding.VALID, False),
     (_one_d, True, Padding.SAME, False),
+    (_one_d_reshape, True, Padding.VALID, True),
+    (_swapping, False, None, False),
     (_cropping, False, None, False),
     (_strided, False, None, False),
     (_other_block, False, None, False),

@@ -6,10 +6,10 @@ from dataclasses import dataclass, replace
 
 from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import OpKind, PadAttrs, infer_output_shapes
+from mcuflow.ir.ops import OpKind, PadAttrs, ReshapeAttrs, infer_output_shapes
 from mcuflow.passes.common import drop_unused_tensors, sole_consumer, unique_name
 
-_VIEWS = (OpKind.EXPAND_DIMS, OpKind.SQUEEZE)
+_VIEWS = (OpKind.EXPAND_DIMS, OpKind.SQUEEZE, OpKind.RESHAPE)
 _CONVS = (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D)
 
 Label = str | int | None
@@ -28,6 +28,8 @@ class _Chain:
     b2s: Operator
     spatial: tuple[Label, Label]
     """The SPACE_TO_BATCH_ND spatial axis of the convolution's height and width."""
+    labels: dict[str, tuple[Label, ...]]
+    """What each axis of each view's output is."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,12 @@ def fold_dilated_conv(graph: Graph) -> Graph:
     """Fold each SPACE_TO_BATCH_ND -> conv -> BATCH_TO_SPACE_ND into the conv, block as dilation.
 
     Only when that is exactly the same computation. The convolution (CONV_2D or
-    DEPTHWISE_CONV_2D) must be VALID, stride 1, undilated; EXPAND_DIMS and SQUEEZE of unit axes may
-    stand between the ops (a Conv1D as TensorFlow's converter writes it). Bit-exact: the
-    batch-space ops only move values and pad with the zero point, which the convolution's own
-    padding contributes as nothing. The padding becomes SAME or VALID when the paddings and crops
-    are exactly those, else a PAD before a VALID convolution; a chain needing negative padding
-    (cropping the input) stays as it is and runs.
+    DEPTHWISE_CONV_2D) must be VALID, stride 1, undilated; EXPAND_DIMS, SQUEEZE and RESHAPE of
+    unit axes may stand between the ops (a Conv1D as TensorFlow's converter writes it).
+    Bit-exact: the batch-space ops only move values and pad with the zero point, which the
+    convolution's own padding contributes as nothing. The padding becomes SAME or VALID when the
+    paddings and crops are exactly those, else a PAD before a VALID convolution; a chain needing
+    negative padding (cropping the input) stays as it is and runs.
     """
     graph = graph.copy()
     for op in [op for op in graph.operators if op.kind is OpKind.SPACE_TO_BATCH_ND]:
@@ -62,42 +64,73 @@ def fold_dilated_conv(graph: Graph) -> Graph:
 
 def _match(graph: Graph, s2b: Operator) -> _Chain | None:
     x = graph.tensors[s2b.inputs[0]]
-    labels: list[Label] | None = ["N", *range(len(x.shape) - 2), "C"]
-    start = list(labels)
-    name, before = s2b.outputs[0], []
-    op = sole_consumer(graph, name)
-    while op is not None and op.kind in _VIEWS and labels is not None:
-        labels, name = _relabel(graph, op, labels), op.outputs[0]
-        before.append(op)
-        op = sole_consumer(graph, name)
-    if op is None or labels is None or not _plain_conv(op, name) or len(labels) != 4:
+    start: tuple[Label, ...] = ("N", *range(len(x.shape) - 2), "C")
+    before, conv, labels = _views(graph, s2b.outputs[0], start)
+    read = before[-1][0].outputs[0] if before else s2b.outputs[0]
+    if conv is None or labels is None or not _plain_conv(conv, read) or len(labels) != 4:
         return None
-    conv, spatial = op, (labels[1], labels[2])
+    spatial = (labels[1], labels[2])
     if labels[0] != "N" or labels[3] != "C" or not _ordered(spatial):
         return None
-    name, after = conv.outputs[0], []
-    op = sole_consumer(graph, name)
-    while op is not None and op.kind in _VIEWS and labels is not None:
-        labels, name = _relabel(graph, op, labels), op.outputs[0]
-        after.append(op)
-        op = sole_consumer(graph, name)
-    if (op is None or op.kind is not OpKind.BATCH_TO_SPACE_ND or labels != start
-            or op.attrs.block_shape != s2b.attrs.block_shape
+    after, b2s, end = _views(graph, conv.outputs[0], labels)
+    if (b2s is None or b2s.kind is not OpKind.BATCH_TO_SPACE_ND or end != start
+            or b2s.attrs.block_shape != s2b.attrs.block_shape
             or graph.tensors[s2b.outputs[0]].quant != x.quant):
         return None
-    return _Chain(s2b, tuple(before), conv, tuple(after), op, spatial)
+    return _Chain(s2b, tuple(op for op, _ in before), conv, tuple(op for op, _ in after), b2s,
+                  spatial, {op.outputs[0]: out for op, out in (*before, *after)})
 
 
-def _relabel(graph: Graph, view: Operator, labels: list[Label]) -> list[Label] | None:
-    """The labels after EXPAND_DIMS or SQUEEZE `view`, or None when it drops a labelled axis."""
+def _views(graph: Graph, name: str, labels: tuple[Label, ...] | None
+           ) -> tuple[list[tuple[Operator, tuple[Label, ...]]], Operator | None,
+                      tuple[Label, ...] | None]:
+    """The views reading `name` one after the other, each with its output's labels.
+
+    Also the op after them and the labels of its input (None once a view drops a labelled axis).
+    """
+    views = []
+    op = sole_consumer(graph, name)
+    while op is not None and op.kind in _VIEWS and labels is not None:
+        labels = _relabel(graph, op, labels)
+        if labels is not None:
+            views.append((op, labels))
+        op = sole_consumer(graph, op.outputs[0])
+    return views, op, labels
+
+
+def _relabel(graph: Graph, view: Operator, labels: tuple[Label, ...]
+             ) -> tuple[Label, ...] | None:
+    """The labels after view `view`, or None when it drops or merges a labelled axis."""
+    if view.kind is OpKind.RESHAPE:
+        return _reshape_labels(graph.tensors[view.inputs[0]].shape,
+                               graph.tensors[view.outputs[0]].shape, labels)
     if view.kind is OpKind.EXPAND_DIMS:
         axis = view.attrs.axis
-        return [*labels[:axis], None, *labels[axis:]]
-    shape = graph.tensors[view.inputs[0]].shape
-    axes = set(view.attrs.axes) or {axis for axis, d in enumerate(shape) if d == 1}
-    if any(labels[axis] is not None for axis in axes):
+        return (*labels[:axis], None, *labels[axis:])
+    axes = set(view.attrs.axes)
+    if not axes or any(labels[axis] is not None for axis in axes):
+        return None  # a SQUEEZE of every unit axis might take others after the fold
+    return tuple(label for axis, label in enumerate(labels) if axis not in axes)
+
+
+def _reshape_labels(source: tuple[int, ...], target: tuple[int, ...],
+                    labels: tuple[Label, ...]) -> tuple[Label, ...] | None:
+    """The labels after a RESHAPE that only inserts or removes unit axes, or None.
+
+    The batch and the channels must stay first and last; a labelled axis of size 1 is refused
+    (which unit axis it became would be a guess).
+    """
+    if (len(source) < 2 or len(target) < 2 or source[0] != target[0]
+            or source[-1] != target[-1] or labels[0] != "N" or labels[-1] != "C"):
         return None
-    return [label for axis, label in enumerate(labels) if axis not in axes]
+    middle = list(zip(source[1:-1], labels[1:-1], strict=True))
+    if any(d == 1 and label is not None for d, label in middle):
+        return None
+    kept = [(d, label) for d, label in middle if d != 1]
+    if [d for d, _ in kept] != [d for d in target[1:-1] if d != 1]:
+        return None
+    moved = iter(label for _, label in kept)
+    return ("N", *(None if d == 1 else next(moved) for d in target[1:-1]), "C")
 
 
 def _plain_conv(op: Operator, name: str) -> bool:
@@ -159,15 +192,31 @@ def _fold(graph: Graph, chain: _Chain, axes: tuple[_Axis, _Axis]) -> None:
     graph.operators.remove(chain.s2b)
     graph.operators.remove(chain.b2s)
     for op in chain.before:
-        _reshape_output(graph, op)
+        _view_output(graph, op, chain.labels[op.outputs[0]], chain.s2b.inputs[0])
     if padding is None:
         _pad_before(graph, chain.conv, axes)
     output = chain.b2s.outputs[0]
+    after = [(op, chain.labels[op.outputs[0]]) for op in chain.after]
     del graph.tensors[last.outputs[0]]
     last.outputs = (output,)
-    for op in (chain.conv, *chain.after):
-        _reshape_output(graph, op)
+    _reshape_output(graph, chain.conv)
+    for op, labels in after:
+        _view_output(graph, op, labels, output)
     drop_unused_tensors(graph)
+
+
+def _view_output(graph: Graph, view: Operator, labels: tuple[Label, ...], like: str) -> None:
+    """Give a view's output its shape after the fold.
+
+    Its axes are those of tensor `like` (x before the convolution, the chain's output after it)
+    or unit axes, as `labels` say.
+    """
+    shape = graph.tensors[like].shape
+    sizes = {"N": shape[0], "C": shape[-1], **{k: d for k, d in enumerate(shape[1:-1])}}
+    target = tuple(1 if label is None else sizes[label] for label in labels)
+    if view.kind is OpKind.RESHAPE:
+        view.attrs = ReshapeAttrs(target)
+    _reshape_output(graph, view)
 
 
 def _reshape_output(graph: Graph, op: Operator) -> None:
