@@ -10,7 +10,7 @@ from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.constraints import check_supported
-from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.graph import DType, Graph, Tensor
 from mcuflow.ir.ops import NoAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ref.interpreter import Interpreter
@@ -87,3 +87,10 @@ def test_float_to_uint8_is_refused() -> None:
     x = b.input((1, 8), dtype=DType.FLOAT32)
     y = b.op(OpKind.QUANTIZE, [x], NoAttrs(), QuantParams.per_tensor(0.1, 128), DType.UINT8)
     _refused(b.output(y).build(), "float32 input with a uint8 output")
+
+
+def test_uint8_input_needs_quantisation_parameters() -> None:
+    b = GraphBuilder(seed=0)
+    x = b.input((1, 8), 0.1, 128, dtype=DType.UINT8)
+    b.graph.tensors[x] = Tensor(x, (1, 8), DType.UINT8)
+    _refused(b.output(b.quantize(x, 0.1, 0)).build(), "uint8 input without quantisation")

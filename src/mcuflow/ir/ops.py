@@ -601,6 +601,8 @@ def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
     target = graph.tensors[op.outputs[0]].dtype
     if target is DType.UINT8 and source is DType.FLOAT32:
         return "float32 input with a uint8 output found"
+    if source is not DType.FLOAT32 and graph.tensors[op.inputs[0]].quant is None:
+        return f"{source.value} input without quantisation parameters found"
     quant = graph.tensors[op.outputs[0]].quant
     return "per-channel output found" if quant is not None and quant.is_per_channel else None
 
