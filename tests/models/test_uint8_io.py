@@ -51,12 +51,18 @@ def test_uint8_model_is_bit_exact_against_litert(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got, expected)
 
 
-def test_header_declares_uint8_and_verify_runs(tmp_path: Path) -> None:
+def test_header_declares_uint8_and_run_and_verify_take_uint8(tmp_path: Path) -> None:
     graph = uint8_cnn()
     project = generate_project(graph, plan_memory(graph, 0.3), tmp_path / "project")
     header = (project.path / "mcuflow_model.h").read_text()
     assert "typedef uint8_t mcuflow_input_0_t;" in header
     assert "typedef uint8_t mcuflow_output_1_t;" in header
     path = tmp_path / "uint8.tflite"
-    path.write_bytes(write_tflite(graph))
+    model = write_tflite(graph)
+    path.write_bytes(model)
     assert api.verify_model(path, runs=4).bit_exact
+    x = random_inputs(graph, 1, seed=2)[0][0]
+    outputs = api.run_model(path, [x]).outputs
+    for got, want in zip(outputs, litert_invoke(model, [x]), strict=True):
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
