@@ -429,6 +429,20 @@ def _depth_space(b: GraphBuilder, rng: np.random.Generator) -> str:
     return b.op(OpKind.SPACE_TO_DEPTH, [x], BlockAttrs(block), b.quant(x))
 
 
+def _batch_space(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """SPACE_TO_BATCH_ND or BATCH_TO_SPACE_ND with a dilation's block (2, 4 or [1, d] for 1-D)."""
+    d = int(_pick(rng, [2, 2, 4]))
+    block = _pick(rng, [(d, d), (d, d), (1, d)])
+    h, w = (int(rng.integers(1, 9)) * block[0], int(rng.integers(1, 9)) * block[1])
+    shape = (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32])))
+    if rng.integers(2):
+        pads = tuple((int(rng.integers(2)) * k, int(rng.integers(2)) * k) for k in block)
+        return b.space_to_batch(_input(b, rng, shape), block, pads)
+    batched = (block[0] * block[1], h // block[0], w // block[1], shape[3])
+    crops = tuple((0, int(rng.integers(k))) for k in block)
+    return b.batch_to_space(_input(b, rng, batched), block, crops)
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -442,6 +456,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "transpose_conv": (_transpose_conv, 16),
     "resize_bilinear": (_resize_bilinear, 16), "tile": (_tile, 16),
     "depth_space": (_depth_space, 16),
+    "batch_space": (_batch_space, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

@@ -16,11 +16,14 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_micro.python.tflite_micro import runtime as tflm
 
 from mcuflow.cli import main
+from mcuflow.codegen.project import generate_project
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
+from mcuflow.memory.planner import plan_memory
 from mcuflow.ptq import QuantizeResult
 from mcuflow.ref.interpreter import Interpreter as RefInterpreter
+from mcuflow.toolchain.host import build_host, run_host
 
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
 INT8_MODELS = [
@@ -158,3 +161,10 @@ def keras_padded(size: int = 40) -> Graph:
     x = b.depthwise_conv2d(x, stride=2, padding=Padding.VALID, activation=Activation.RELU)
     x = b.conv2d(x, 16, (1, 1), activation=Activation.RELU)
     return b.output(b.reshape(b.mean(x, (1, 2), keep_dims=True), (1, 16))).build()
+
+
+def host_outputs(graph: Graph, inputs: list[np.ndarray], directory: Path) -> list[np.ndarray]:
+    """The generated C of `graph`, built on the host (sanitised), run on stacked `inputs`."""
+    plan = plan_memory(graph, 0.3)
+    project = generate_project(graph, plan, directory)
+    return run_host(build_host(project.path, sanitize=True), inputs, project.outputs)

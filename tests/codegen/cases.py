@@ -311,6 +311,32 @@ def transpose_convs() -> Graph:
 
 
 @family
+def batch_space() -> Graph:
+    """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND: 4-D and 3-D, padded and cropped, two images.
+
+    Also the dilated convolutions TensorFlow writes with them (unfolded: no pass runs here).
+    """
+    b = GraphBuilder("batch_space", seed=23)
+    x = b.input((1, 7, 6, 3), 0.05, 5)
+    pair = b.reshape(x, (2, 7, 3, 3))
+    signal = b.reshape(x, (1, 21, 6))
+    s2b = b.space_to_batch(x, (2, 3), ((1, 0), (2, 1)))
+    conv = b.conv2d(b.space_to_batch(x, (2, 2), ((2, 3), (2, 2))), 4, (3, 3),
+                    padding=Padding.VALID)
+    dw = b.depthwise_conv2d(b.space_to_batch(x, (2, 2), ((2, 1), (2, 2))), (3, 3),
+                            padding=Padding.VALID, activation=Activation.RELU)
+    b.output(
+        s2b,
+        b.batch_to_space(s2b, (2, 3), ((0, 1), (1, 2))),
+        b.space_to_batch(pair, (3, 1), ((1, 1), (0, 0))),
+        b.batch_to_space(b.space_to_batch(signal, (4,), ((2, 1),)), (4,), ((1, 2),)),
+        b.batch_to_space(conv, (2, 2), ((0, 1), (0, 0))),
+        b.batch_to_space(dw, (2, 2), ((0, 0), (0, 0))),
+    )
+    return b.build()
+
+
+@family
 def bilinear_resizes() -> Graph:
     """RESIZE_BILINEAR up and down, each mode, one channel and several, two images."""
     b = GraphBuilder("bilinear_resizes", seed=31)
@@ -362,6 +388,27 @@ def tiles_and_blocks() -> Graph:
         block(OpKind.SPACE_TO_DEPTH, x, 2),
         block(OpKind.SPACE_TO_DEPTH, tile(b.reshape(x, (2, 4, 3, 8)), (1, 3, 2, 1)), 3),
     )
+    return b.build()
+
+
+@family
+def uint8_edges() -> Graph:
+    """QUANTIZE from uint8 graph inputs and to uint8 graph outputs (LiteRT's Requantize).
+
+    The zero-point shift of 128 at one scale (its XOR fast path), other scales, uint8 to uint8.
+    """
+    b = GraphBuilder("uint8_edges", seed=24)
+    image = b.input((1, 5, 4, 3), 0.02, 128, dtype=DType.UINT8)
+    other = b.input((2, 7), 0.3, 17, dtype=DType.UINT8)
+    x = b.quantize(image, 0.02, 0)
+    y = b.relu(b.quantize(other, 0.11, -9))
+
+    def to_uint8(source: str, scale: float, zero_point: int) -> str:
+        return b.op(OpKind.QUANTIZE, [source], NoAttrs(),
+                    QuantParams.per_tensor(scale, zero_point), DType.UINT8)
+
+    b.output(to_uint8(x, 0.02, 128), to_uint8(b.conv2d(x, 2, (1, 1)), 0.05, 3),
+             to_uint8(y, 0.011, 250), to_uint8(other, 0.07, 40))
     return b.build()
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
+import numpy as np
+
+from mcuflow.codegen.project import generate_project
 from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.hw.board import get_board
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
-from mcuflow.toolchain.arm import cortex_m_core
-from mcuflow.toolchain.qemu import CortexMResult, verify_cortexm
+from mcuflow.toolchain.arm import build_cortexm, cortex_m_core
+from mcuflow.toolchain.qemu import CortexMResult, run_qemu, verify_cortexm
 from tests.codegen.cases import FAMILIES
 from tests.support import SHARED_MODELS
 
@@ -44,3 +49,12 @@ def measured(name: str, target: str) -> CortexMResult:
     """A shared model verified on QEMU (RUNS random inputs), reused by every test."""
     graph, plan = planned_model(name, target)
     return verify_cortexm(graph, plan, target, BOARDS[target], runs=RUNS, seed=3)
+
+
+def qemu_outputs(graph: Graph, inputs: list[np.ndarray], directory: Path,
+                 target: str = "cortex-m4") -> list[np.ndarray]:
+    """The generated C of `graph` for `target`, run on QEMU over stacked `inputs`."""
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=cortex_m_core(target).dsp)
+    project = generate_project(graph, plan, directory, target=target,
+                               board=get_board(BOARDS[target]))
+    return run_qemu(build_cortexm(project.path, target), target, inputs, project.outputs).outputs

@@ -199,6 +199,8 @@ CASES: dict[str, Callable[[], Graph]] = {
     "data_movement": codegen_cases.data_movement,
     "arithmetic": codegen_cases.arithmetic,
     "transpose_convs": codegen_cases.transpose_convs,
+    "batch_space": codegen_cases.batch_space,
+    "uint8_edges": codegen_cases.uint8_edges,
 }
 
 

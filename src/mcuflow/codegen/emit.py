@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
+from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.kernels import (
     KERNELS,
     arg_layout,
@@ -377,7 +379,7 @@ def _unary(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.QUANTIZE)
 def _quantize(ctx: EmitContext) -> LayerCode:
     x, out = ctx.input(0), ctx.output()
-    if x.dtype is DType.INT8:
+    if x.dtype in (DType.INT8, DType.UINT8):
         return _unary(ctx)
     quant = ctx.quant(out.name)
     call = _call("mcuflow_quantize_f32", c_float(quant.scale0), c_int(quant.zero_point0),
@@ -684,3 +686,20 @@ def _depth_space(ctx: EmitContext) -> LayerCode:
     function = "mcuflow_depth_to_space_s8" if to_space else "mcuflow_space_to_depth_s8"
     call = _call(function, f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_depth_space",))
+
+
+# --- SPACE_TO_BATCH_ND, BATCH_TO_SPACE_ND -------------------------------------------------------
+
+
+@emitter(OpKind.SPACE_TO_BATCH_ND, OpKind.BATCH_TO_SPACE_ND)
+def _batch_space(ctx: EmitContext) -> LayerCode:
+    layout = batch_space_layout(ctx.graph, ctx.op)
+    symbol = _define(ctx, "mcuflow_batch_space_t", "batch_space", dataclasses.asdict(layout))
+    if ctx.op.kind is OpKind.SPACE_TO_BATCH_ND:
+        call = _call("mcuflow_space_to_batch_s8", f"&{symbol}",
+                     c_int(ctx.quant(ctx.op.outputs[0]).zero_point0), _input_pointer(ctx, 0),
+                     _output_pointer(ctx))
+    else:
+        call = _call("mcuflow_batch_to_space_s8", f"&{symbol}", _input_pointer(ctx, 0),
+                     _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_batch_space",))

@@ -38,7 +38,7 @@ class TensorSpec:
 
     name: str
     shape: tuple[int, ...]
-    dtype: str  # numpy dtype name: "int8", "float32" or (outputs) "int32", "int64"
+    dtype: str  # numpy dtype name: "int8", "uint8", "float32" or (outputs) "int32", "int64"
     scale: float | None
     zero_point: int | None
     offset: int  # arena offset
@@ -124,7 +124,8 @@ def _banner(graph: Graph) -> str:
 
 
 _CTYPES = {DType.INT8: "int8_t", DType.FLOAT32: "float", DType.INT32: "int32_t",
-           DType.INT64: "int64_t"}
+           DType.INT64: "int64_t",
+           DType.UINT8: "uint8_t"}
 """The C types of graph inputs and outputs (int32, int64: ARG_MAX / ARG_MIN indices, outputs
 only)."""
 

@@ -22,12 +22,18 @@ def _run_on_every_int8(graph: Graph, op: Operator) -> np.ndarray:
     probe.operators.append(probe_op)
     probe.inputs.append(x.name)
     probe.outputs.append(out.name)
-    return np.asarray(prepare(probe, probe_op)([INT8_VALUES])[0]).reshape(256)
+    codes = INT8_VALUES.view(x.dtype.numpy)  # a uint8 input (QUANTIZE): the same 256 bytes
+    return np.asarray(prepare(probe, probe_op)([codes])[0]).reshape(256)
 
 
 def lookup_table_s8(graph: Graph, op: Operator) -> np.ndarray:
-    """Output for every int8 input (index x + 128) of an element-wise int8 -> int8 op."""
-    return _run_on_every_int8(graph, op).astype(np.int8)
+    """Output for every int8 input (index x + 128) of an element-wise int8 -> int8 op.
+
+    A QUANTIZE from or to uint8 is a byte -> byte table too: entry x + 128 is its output byte
+    for the input byte of int8 x.
+    """
+    values = _run_on_every_int8(graph, op)
+    return values.view(np.int8) if values.dtype == np.uint8 else values.astype(np.int8)
 
 
 def lookup_table_f32(graph: Graph, op: Operator) -> np.ndarray:

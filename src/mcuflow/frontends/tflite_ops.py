@@ -22,6 +22,7 @@ from mcuflow.frontends.tflite_schema import (
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.ops import (
     ArgAttrs,
+    BatchSpaceAttrs,
     BlockAttrs,
     BroadcastToAttrs,
     ConcatenationAttrs,
@@ -631,6 +632,27 @@ def _block(options_class: type) -> Converter:
     return convert
 
 
+# --- SPACE_TO_BATCH_ND, BATCH_TO_SPACE_ND
+
+
+def _batch_space(edges_name: str) -> Converter:
+    """The constant block_shape [S] and paddings / crops [S, 2] inputs (S spatial axes)."""
+
+    def convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+        block = check.constant_input(op, subgraph, 1, "block_shape").reshape(-1)
+        edges = check.constant_input(op, subgraph, 2, edges_name)
+        spatial = len(subgraph.tensors[op.inputs[0]].shape) - 2
+        if (spatial not in (1, 2) or block.size != spatial or edges.shape != (spatial, 2)
+                or np.any(block < 1) or np.any(edges < 0)):
+            raise check.op_error(op, f"has block_shape {block.tolist()} and {edges_name} "
+                                     f"{edges.tolist()}; expected positive [{spatial}] and "
+                                     f"non-negative [{spatial}, 2] for a 3-D or 4-D input")
+        pairs = tuple((int(before), int(after)) for before, after in edges)
+        return BatchSpaceAttrs(tuple(int(b) for b in block), pairs), [op.inputs[0]]
+
+    return convert
+
+
 def _depth_to_space_options(builder: Builder, a: BlockAttrs) -> tuple[int, int]:
     tflite.DepthToSpaceOptionsStart(builder)
     tflite.DepthToSpaceOptionsAddBlockSize(builder, a.block_size)
@@ -641,6 +663,14 @@ def _space_to_depth_options(builder: Builder, a: BlockAttrs) -> tuple[int, int]:
     tflite.SpaceToDepthOptionsStart(builder)
     tflite.SpaceToDepthOptionsAddBlockSize(builder, a.block_size)
     return tflite.BuiltinOptions.SpaceToDepthOptions, tflite.SpaceToDepthOptionsEnd(builder)
+
+
+def _batch_space_inputs(edges_name: str) -> ConstantInputs:
+    def inputs(a: BatchSpaceAttrs) -> list[tuple[str, np.ndarray]]:
+        return [("block_shape", _int32(a.block_shape)),
+                (edges_name, _int32(a.edges).reshape(len(a.edges), 2))]
+
+    return inputs
 
 
 # --------------------------------------------------------------------------- the records
@@ -729,6 +759,12 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
                                     _depth_to_space_options),
     OpKind.SPACE_TO_DEPTH: TfliteOp(OP.SPACE_TO_DEPTH, _block(tflite.SpaceToDepthOptions),
                                     _space_to_depth_options),
+    OpKind.SPACE_TO_BATCH_ND: TfliteOp(
+        OP.SPACE_TO_BATCH_ND, _batch_space("paddings"), _empty_options("SpaceToBatchNDOptions"),
+        (3, 3), constant_inputs=_batch_space_inputs("paddings"), version=2),
+    OpKind.BATCH_TO_SPACE_ND: TfliteOp(
+        OP.BATCH_TO_SPACE_ND, _batch_space("crops"), _empty_options("BatchToSpaceNDOptions"),
+        (3, 3), constant_inputs=_batch_space_inputs("crops"), version=2),
 })
 """The TFLite form of every OpKind."""
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from mcuflow.hw import work
+from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_bytes
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
@@ -296,9 +297,9 @@ _kernel("mcuflow_add_dsp_s8", "mcuflow_elementwise_dsp", (OpKind.ADD, OpKind.SUB
         terms=work.add_dsp_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_s8", "mcuflow_lookup",
         (OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
-         OpKind.TANH, OpKind.QUANTIZE,
-         OpKind.ABS),
-        "int8 to int8 element-wise ops: one 256-entry table lookup per element.",
+         OpKind.TANH, OpKind.QUANTIZE, OpKind.ABS),
+        "int8 to int8 element-wise ops (and QUANTIZE from or to uint8): one 256-entry table "
+        "lookup per element.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_lookup_f32", "mcuflow_lookup", (OpKind.DEQUANTIZE,),
         "DEQUANTIZE: one 256-entry float table lookup per element.",
@@ -522,6 +523,25 @@ _kernel("mcuflow_depth_to_space_s8", "mcuflow_depth_space", (OpKind.DEPTH_TO_SPA
 _kernel("mcuflow_space_to_depth_s8", "mcuflow_depth_space", (OpKind.SPACE_TO_DEPTH,),
         "SPACE_TO_DEPTH: a copy of block x depth values per run of input pixels.",
         terms=_depth_space_terms)
+
+
+def _batch_space_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_space_to_batch_s8 and mcuflow_batch_to_space_s8.
+
+    Per row of the batched tensor (`rows`) a bounds test, per pixel (`pixels`) a memcpy or
+    memset of `depth` bytes (`elements` bytes in all).
+    """
+    g = batch_space_layout(graph, op)
+    rows = g.batches * g.block_h * g.block_w * g.batch_h
+    return Work(calls=1, rows=rows, pixels=rows * g.batch_w, elements=rows * g.batch_w * g.depth)
+
+
+_kernel("mcuflow_space_to_batch_s8", "mcuflow_batch_space", (OpKind.SPACE_TO_BATCH_ND,),
+        "SPACE_TO_BATCH_ND with a constant block and paddings: pixel copies, zero-point padding.",
+        terms=_batch_space_terms)
+_kernel("mcuflow_batch_to_space_s8", "mcuflow_batch_space", (OpKind.BATCH_TO_SPACE_ND,),
+        "BATCH_TO_SPACE_ND with a constant block and crops: pixel copies.",
+        terms=_batch_space_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -589,6 +609,8 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.BROADCAST_TO: ("mcuflow_tile_s8",),
     OpKind.DEPTH_TO_SPACE: ("mcuflow_depth_to_space_s8",),
     OpKind.SPACE_TO_DEPTH: ("mcuflow_space_to_depth_s8",),
+    OpKind.SPACE_TO_BATCH_ND: ("mcuflow_space_to_batch_s8",),
+    OpKind.BATCH_TO_SPACE_ND: ("mcuflow_batch_to_space_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 
@@ -644,7 +666,7 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return (fully_connected_dsp_kernel(graph, op) if dsp else "mcuflow_fully_connected_s8",)
     if kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
         return ("mcuflow_add_dsp_s8" if dsp and kind is not OpKind.MUL else "mcuflow_binary_s8",)
-    if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is not DType.INT8:
+    if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is DType.FLOAT32:
         return ("mcuflow_quantize_f32",)
     if kind in _LOOKUP:
         return ("mcuflow_lookup_s8",)

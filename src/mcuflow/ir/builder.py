@@ -9,6 +9,7 @@ import numpy as np
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
+    BatchSpaceAttrs,
     ConcatenationAttrs,
     Conv2DAttrs,
     DepthwiseConv2DAttrs,
@@ -249,6 +250,18 @@ class GraphBuilder:
     def pad(self, x: str, paddings: tuple[tuple[int, int], ...]) -> str:
         """PAD with the input's zero point."""
         return self.op(OpKind.PAD, [x], PadAttrs(paddings), self.quant(x))
+
+    def space_to_batch(self, x: str, block_shape: tuple[int, ...],
+                       paddings: tuple[tuple[int, int], ...]) -> str:
+        """SPACE_TO_BATCH_ND: pads with the zero point, moves blocks of pixels into the batch."""
+        return self.op(OpKind.SPACE_TO_BATCH_ND, [x], BatchSpaceAttrs(block_shape, paddings),
+                       self.quant(x))
+
+    def batch_to_space(self, x: str, block_shape: tuple[int, ...],
+                       crops: tuple[tuple[int, int], ...]) -> str:
+        """BATCH_TO_SPACE_ND: SPACE_TO_BATCH_ND's inverse, then crops."""
+        return self.op(OpKind.BATCH_TO_SPACE_ND, [x], BatchSpaceAttrs(block_shape, crops),
+                       self.quant(x))
 
     def concatenation(self, inputs: list[str], axis: int = 3,
                       activation: Activation = Activation.NONE) -> str:

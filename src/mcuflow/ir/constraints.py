@@ -240,9 +240,9 @@ def data_inputs(op: Operator) -> tuple[str, ...]:
     return op.inputs[:1] if op.kind in WEIGHTED else op.inputs
 
 
-def _int8_problem(graph: Graph, name: str, role: str) -> str | None:
+def _int8_problem(graph: Graph, name: str, role: str, uint8: bool = False) -> str | None:
     tensor = graph.tensors[name]
-    if tensor.dtype is not DType.INT8:
+    if tensor.dtype is not DType.INT8 and not (uint8 and tensor.dtype is DType.UINT8):
         return f"{tensor.dtype.value} {role}"
     if tensor.quant is None:
         return f"{role} without quantisation parameters"
@@ -255,14 +255,16 @@ def _int8_problem(graph: Graph, name: str, role: str) -> str | None:
 @constraint()
 def int8_activations(graph: Graph, op: Operator) -> str | None:
     """Activations and constant operands must be int8 with quantisation parameters (full-integer
-    quantisation). Only QUANTIZE may read float32, only DEQUANTIZE may write float32, and
-    ARG_MAX and ARG_MIN write integer indices. Quantise float models with `mcuflow quantize`, or
+    quantisation). Only QUANTIZE may read float32, only DEQUANTIZE may write float32,
+    ARG_MAX and ARG_MIN write integer indices, and QUANTIZE alone reads or writes uint8 at the
+    model's edges. Quantise float models with `mcuflow quantize`, or
     pass --calibration to quantise on the fly."""
     definition = OP_DEFS[op.kind]
     problems = [] if definition.float_input else [
         _int8_problem(graph, name, "input") for name in data_inputs(op)]
     if not definition.float_output and not definition.index_output:
-        problems += [_int8_problem(graph, name, "output") for name in op.outputs]
+        problems += [_int8_problem(graph, name, "output", definition.uint8_output)
+                     for name in op.outputs]
     return _found([p for p in problems if p is not None])
 
 

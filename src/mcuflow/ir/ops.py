@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -66,6 +67,8 @@ class OpKind(Enum):
     DEPTH_TO_SPACE = "DEPTH_TO_SPACE"
     SPACE_TO_DEPTH = "SPACE_TO_DEPTH"
     BROADCAST_TO = "BROADCAST_TO"
+    SPACE_TO_BATCH_ND = "SPACE_TO_BATCH_ND"
+    BATCH_TO_SPACE_ND = "BATCH_TO_SPACE_ND"
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,16 @@ class ExpandDimsAttrs:
     folded; non-negative)."""
 
     axis: int = 0
+
+
+@dataclass(frozen=True)
+class BatchSpaceAttrs:
+    """SPACE_TO_BATCH_ND (`edges` are its paddings) and BATCH_TO_SPACE_ND (`edges` are its
+    crops): TFLite's constant block_shape and paddings / crops inputs, folded. One block size
+    and one (before, after) pair per spatial axis: two for NHWC, one for a 3-D [N, W, C] input."""
+
+    block_shape: tuple[int, ...] = (1, 1)
+    edges: tuple[tuple[int, int], ...] = ((0, 0), (0, 0))
 
 
 @dataclass(frozen=True)
@@ -279,6 +292,7 @@ OpAttrs = (
     | ReshapeAttrs
     | SqueezeAttrs
     | ExpandDimsAttrs
+    | BatchSpaceAttrs
     | SoftmaxAttrs
     | PadAttrs
     | ConcatenationAttrs
@@ -332,8 +346,9 @@ class OpDef:
     scale and zero point on every int8 input and output (TFLite's rule); `fixed_output` is the
     output quantisation TFLite's int8 kernel requires; only a `float_input` op may read float32
     and only a `float_output` op may write it; an `index_output` op writes integer indices
-    (ARG_MAX), not int8 values. `checks` are its own support rules, in the order
-    a user reads them (the rules of every op and of every weighted op are in ir.constraints).
+    (ARG_MAX), not int8 values; a `uint8_output` op (QUANTIZE) may write uint8 values.
+    `checks` are its own support rules, in the order a user reads them (the rules of every op
+    and of every weighted op are in ir.constraints).
     """
 
     kind: OpKind
@@ -349,6 +364,7 @@ class OpDef:
     float_input: bool = False
     float_output: bool = False
     index_output: bool = False
+    uint8_output: bool = False
     checks: tuple[Check, ...] = ()
 
 
@@ -450,6 +466,42 @@ def _expand_dims_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"EXPAND_DIMS '{op.name}': axis {attrs.axis} outside output rank "
                          f"{len(x) + 1}")
     return [(*x[:attrs.axis], 1, *x[attrs.axis:])]
+
+
+def _batch_space_attrs(graph: Graph, op: Operator) -> tuple[Shape, BatchSpaceAttrs]:
+    """The input shape and attributes of a SPACE_TO_BATCH_ND or BATCH_TO_SPACE_ND, checked."""
+    attrs: BatchSpaceAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    spatial = len(x) - 2
+    if spatial not in (1, 2) or len(attrs.block_shape) != spatial or len(attrs.edges) != spatial:
+        raise ShapeError(f"{op.kind.value} '{op.name}': block {attrs.block_shape} and edges "
+                         f"{attrs.edges} do not fit a 3-D or 4-D input {x}")
+    if min(attrs.block_shape) < 1 or min(min(pair) for pair in attrs.edges) < 0:
+        raise ShapeError(f"{op.kind.value} '{op.name}': block {attrs.block_shape} must be "
+                         f"positive and edges {attrs.edges} non-negative")
+    return x, attrs
+
+
+def _space_to_batch_shape(graph: Graph, op: Operator) -> list[Shape]:
+    x, attrs = _batch_space_attrs(graph, op)
+    padded = [d + before + after for d, (before, after) in zip(x[1:-1], attrs.edges,
+                                                               strict=True)]
+    if any(d % block for d, block in zip(padded, attrs.block_shape, strict=True)):
+        raise ShapeError(f"SPACE_TO_BATCH_ND '{op.name}': padded spatial dims {padded} are not "
+                         f"multiples of block {attrs.block_shape}")
+    spatial = [d // block for d, block in zip(padded, attrs.block_shape, strict=True)]
+    return [(x[0] * math.prod(attrs.block_shape), *spatial, x[-1])]
+
+
+def _batch_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
+    x, attrs = _batch_space_attrs(graph, op)
+    blocks = math.prod(attrs.block_shape)
+    spatial = [d * block - before - after for d, block, (before, after) in
+               zip(x[1:-1], attrs.block_shape, attrs.edges, strict=True)]
+    if x[0] % blocks or min(spatial) < 1:
+        raise ShapeError(f"BATCH_TO_SPACE_ND '{op.name}': input {x} does not split into block "
+                         f"{attrs.block_shape} with crops {attrs.edges}")
+    return [(x[0] // blocks, *spatial, x[-1])]
 
 
 def _pad_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -725,12 +777,30 @@ def concat_no_activation(graph: Graph, op: Operator) -> str | None:
 
 
 def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
-    """QUANTIZE must read float32 or int8 and write per-tensor int8."""
+    """QUANTIZE must read float32, int8 or uint8 and write per-tensor int8, or uint8 from int8
+    or uint8 (LiteRT's Requantize)."""
     source = graph.tensors[op.inputs[0]].dtype
-    if source not in (DType.FLOAT32, DType.INT8):
+    if source not in (DType.FLOAT32, DType.INT8, DType.UINT8):
         return f"{source.value} input found"
+    target = graph.tensors[op.outputs[0]].dtype
+    if target is DType.UINT8 and source is DType.FLOAT32:
+        return "float32 input with a uint8 output found"
+    if source is not DType.FLOAT32 and graph.tensors[op.inputs[0]].quant is None:
+        return f"{source.value} input without quantisation parameters found"
     quant = graph.tensors[op.outputs[0]].quant
     return "per-channel output found" if quant is not None and quant.is_per_channel else None
+
+
+def uint8_at_graph_edges(graph: Graph, op: Operator) -> str | None:
+    """A uint8 tensor may only be a graph input that QUANTIZE reads or a graph output that
+    QUANTIZE writes (a model converted with inference_input_type / inference_output_type uint8).
+    Inside the model every activation is int8."""
+    source, target = op.inputs[0], op.outputs[0]
+    if graph.tensors[source].dtype is DType.UINT8 and source not in graph.inputs:
+        return f"uint8 input '{source}' that is not a graph input found"
+    if graph.tensors[target].dtype is DType.UINT8 and target not in graph.outputs:
+        return f"uint8 output '{target}' that is not a graph output found"
+    return None
 
 
 def dequantize_to_float(graph: Graph, op: Operator) -> str | None:
@@ -861,7 +931,7 @@ _DEFINITIONS = (
     OpDef(OpKind.RELU6, NoAttrs, _same_shape, element_ops=1),
     OpDef(OpKind.LEAKY_RELU, LeakyReluAttrs, _same_shape, element_ops=2),
     OpDef(OpKind.QUANTIZE, NoAttrs, _same_shape, element_ops=2, float_input=True,
-          checks=(quantize_per_tensor,)),
+          uint8_output=True, checks=(quantize_per_tensor, uint8_at_graph_edges)),
     OpDef(OpKind.DEQUANTIZE, NoAttrs, _same_shape, element_ops=2, float_output=True,
           checks=(dequantize_to_float,)),
     OpDef(OpKind.MAXIMUM, NoAttrs, _broadcast_shape, (2, 2), element_ops=1, shared_quant=True,
@@ -908,6 +978,10 @@ _DEFINITIONS = (
           shared_quant=True, checks=(same_quantisation,)),
     OpDef(OpKind.BROADCAST_TO, BroadcastToAttrs, _broadcast_to_shape, element_ops=1,
           shared_quant=True, checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.SPACE_TO_BATCH_ND, BatchSpaceAttrs, _space_to_batch_shape,
+          element_ops=1, shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.BATCH_TO_SPACE_ND, BatchSpaceAttrs, _batch_to_space_shape,
+          element_ops=1, shared_quant=True, checks=(same_quantisation,)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

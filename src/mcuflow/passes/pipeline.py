@@ -9,6 +9,7 @@ from mcuflow.ir.graph import Graph
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 from mcuflow.passes.fold_batchnorm import fold_batchnorm
 from mcuflow.passes.fold_constants import fold_constants
+from mcuflow.passes.fold_dilated_conv import fold_dilated_conv
 from mcuflow.passes.fuse_activation import fuse_activation
 from mcuflow.passes.layout import clean_layout
 from mcuflow.passes.upsampling import rewrite_upsampling
@@ -26,6 +27,7 @@ DEFAULT_PASSES: tuple[Pass, ...] = (
     Pass("fold_constants", fold_constants),
     Pass("fold_batchnorm", fold_batchnorm),
     Pass("fuse_activation", fuse_activation),
+    Pass("fold_dilated_conv", fold_dilated_conv),
     Pass("clean_layout", clean_layout),
     Pass("rewrite_upsampling", rewrite_upsampling),
 )
@@ -33,6 +35,7 @@ DEFAULT_PASSES: tuple[Pass, ...] = (
 
 INT8_PASSES: tuple[Pass, ...] = (
     Pass("rewrite_upsampling", rewrite_upsampling),
+    Pass("fold_dilated_conv", fold_dilated_conv),
 )
 """The rewrites of an int8 model read as it is: the same values, fewer or cheaper steps."""
 

@@ -1,9 +1,10 @@
-"""Reference kernels of QUANTIZE (float32 or int8 to int8) and DEQUANTIZE (int8 to float32)."""
+"""Reference kernels of QUANTIZE (float32, int8, uint8 to int8 / uint8) and DEQUANTIZE."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from mcuflow.ir.constraints import UncheckedModelError
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.quantization import INT32_MAX, INT32_MIN
@@ -19,11 +20,15 @@ from mcuflow.ref.registry import PreparedFn, prepared_kernel
 
 
 def prepare_requantize(x: Tensor, out: Tensor) -> RequantizeParams:
-    """quantize.cc Prepare for int8 -> int8: double(in) / double(out), no clamp but int8's."""
+    """quantize.cc Prepare for int8 / uint8 -> int8 / uint8.
+
+    The scale is double(in) / double(out); no clamp but the output type's range.
+    """
     in_q, out_q = quant_of(x), quant_of(out)
     scaled = quantize_multiplier(in_q.scale0 / out_q.scale0)
+    limits = np.iinfo(out.dtype.numpy)
     return RequantizeParams(in_q.zero_point0, out_q.zero_point0, scaled.multiplier, scaled.shift,
-                            -128, 127)
+                            int(limits.min), int(limits.max))
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -38,9 +43,13 @@ def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(whole + zero_point, -128, 127).astype(np.int8)
 
 
-def requantize(x: np.ndarray, params: RequantizeParams) -> np.ndarray:
-    """reference_ops::Requantize for int8 -> int8 (a change of scale and zero point)."""
-    return requantize_array(x, params).astype(np.int8)
+def requantize(x: np.ndarray, params: RequantizeParams, dtype: type = np.int8) -> np.ndarray:
+    """reference_ops::Requantize for int8 / uint8 -> int8 / uint8.
+
+    A change of scale and zero point; its XOR-0x80 fast path (equal scales, zero points 128
+    apart) gives the same values.
+    """
+    return requantize_array(x, params).astype(dtype)
 
 
 def dequantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -51,13 +60,25 @@ def dequantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 @prepared_kernel(OpKind.QUANTIZE)
 def _prepare_quantize(graph: Graph, op: Operator) -> PreparedFn:
     x, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    require_int8(op, out)
     if x.dtype is DType.FLOAT32:
+        require_int8(op, out)
         scale, zero_point = out.quant.scale0, out.quant.zero_point0
         return lambda inputs: [quantize(inputs[0], scale, zero_point)]
-    require_int8(op, x)
+    require_bytes(op, x, out)
     params = prepare_requantize(x, out)
-    return byte_kernel(lambda x: requantize(x, params))
+    source, target = x.dtype.numpy, out.dtype.numpy
+    return byte_kernel(lambda codes: requantize(codes.view(source), params, target))
+
+
+def require_bytes(op: Operator, *tensors: Tensor) -> None:
+    """Assert that a requantising QUANTIZE reads and writes int8 or uint8.
+
+    The constraint quantize_per_tensor refuses anything else.
+    """
+    for tensor in tensors:
+        if tensor.dtype not in (DType.INT8, DType.UINT8):
+            raise UncheckedModelError(
+                f"{op.kind.value} '{op.name}': tensor '{tensor.name}' is {tensor.dtype.value}")
 
 
 @prepared_kernel(OpKind.DEQUANTIZE)

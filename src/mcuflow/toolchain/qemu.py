@@ -44,6 +44,7 @@ from mcuflow.hw.costmodel import op_cost
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
+from mcuflow.passes.pipeline import INT8_PASSES, run_passes
 from mcuflow.toolchain.arm import (
     DEBIAN_PACKAGES,
     ElfSizes,
@@ -349,7 +350,7 @@ def bench_cortexm(models: Sequence[Path | str], target: str = "cortex-m4",
     chosen = default_board(target) if board is None else _board(board)
     rows = []
     for path in models:
-        graph = load_int8_model(path)
+        graph = run_passes(load_int8_model(path), INT8_PASSES)
         rows.append(verify_cortexm(graph, plan_for(graph, target), target, chosen, runs, seed=0))
     return rows
 
