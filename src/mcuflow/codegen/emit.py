@@ -33,6 +33,7 @@ from mcuflow.ir.ops import (
     SoftmaxAttrs,
 )
 from mcuflow.ir.registry import OpTable
+from mcuflow.ir.svdf import STATE_INPUT, svdf_bias
 from mcuflow.memory.inplace import alias_offset, concat_slots
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
@@ -43,6 +44,7 @@ from mcuflow.ref.mean import prepare_mean
 from mcuflow.ref.pooling import prepare_pool
 from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
+from mcuflow.ref.svdf import prepare_svdf
 
 EmitFn = Callable[[EmitContext], LayerCode]
 
@@ -529,3 +531,25 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
                  str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
                  ctx.pointer(ctx.op.outputs[0], "U8"))
     return _code(ctx, call, ("mcuflow_reduce",))
+
+
+# --- SVDF ---------------------------------------------------------------------------------------
+
+
+@emitter(OpKind.SVDF)
+def _svdf(ctx: EmitContext) -> LayerCode:
+    params = prepare_svdf(ctx.graph, ctx.op)
+    bias = svdf_bias(ctx.op)
+    state = ctx.op.inputs[STATE_INPUT]
+    symbol = _define(ctx, "mcuflow_svdf_t", "svdf", {
+        "batches": params.batch, "input_size": ctx.input(0).shape[1], "filters": params.filters,
+        "memory": params.memory, "rank": params.rank, "input_offset": -params.input_offset,
+        "output_offset": params.output_offset,
+        "feature_multiplier": params.feature.multiplier, "feature_shift": params.feature.shift,
+        "time_multiplier": params.time.multiplier, "time_shift": params.time.shift,
+        "weights_feature": ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]),
+        "weights_time": ctx.pool.tensor(ctx.graph, ctx.op.inputs[2]),
+        "bias": "NULL" if bias is None else ctx.pool.tensor(ctx.graph, bias)})
+    call = _call("mcuflow_svdf_s8", f"&{symbol}", _input_pointer(ctx, 0), ctx.state(state),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_svdf",))

@@ -39,6 +39,7 @@ from mcuflow.ir.ops import (
     SliceAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    SvdfAttrs,
 )
 from mcuflow.ir.registry import OpTable
 
@@ -102,6 +103,9 @@ class TfliteOp:
     """The window whose padded input the reader checks fits in RAM."""
     version: int = 1
     """The operator code version written."""
+    optional: tuple[int, ...] = ()
+    """Other operand positions that may be -1 (SVDF's bias): the reader drops an absent one,
+    the writer writes -1 there when the IR has fewer inputs."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -489,6 +493,24 @@ def _resize_nearest_options(builder: Builder, a: ResizeNearestNeighborAttrs) -> 
             tflite.ResizeNearestNeighborOptionsEnd(builder))
 
 
+def _svdf(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """rank and fused activation; the hybrid form (asymmetric_quantize_inputs) is refused."""
+    o = check.options(op, tflite.SVDFOptions, required=True)
+    if o.AsymmetricQuantizeInputs():
+        raise check.unsupported(op, "quantises its float input on the fly "
+                                "(asymmetric_quantize_inputs, the hybrid SVDF)")
+    attrs = SvdfAttrs(check.positive(op, "rank", o.Rank()),
+                      check.activation(op, o.FusedActivationFunction()))
+    return attrs, _present(op.inputs)
+
+
+def _svdf_options(builder: Builder, a: SvdfAttrs) -> tuple[int, int]:
+    tflite.SVDFOptionsStart(builder)
+    tflite.SVDFOptionsAddRank(builder, a.rank)
+    tflite.SVDFOptionsAddFusedActivationFunction(builder, FUSED_OF_ACTIVATION[a.activation])
+    return tflite.BuiltinOptions.SVDFOptions, tflite.SVDFOptionsEnd(builder)
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -547,6 +569,7 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.RESIZE_NEAREST_NEIGHBOR: TfliteOp(
         OP.RESIZE_NEAREST_NEIGHBOR, _resize_nearest, _resize_nearest_options, (2, 2),
         constant_inputs=_resize_size_input, version=3),
+    OpKind.SVDF: TfliteOp(OP.SVDF, _svdf, _svdf_options, (5, 5), version=3, optional=(3,)),
 })
 """The TFLite form of every OpKind."""
 

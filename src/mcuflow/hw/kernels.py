@@ -14,6 +14,7 @@ from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import OpKind, SliceAttrs
 from mcuflow.ir.registry import OpTable
+from mcuflow.ir.svdf import svdf_dims
 
 
 class InPlace(Enum):
@@ -352,6 +353,22 @@ _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NE
         "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
         "generation, a row copy where a row repeats the one above.",
         terms=_resize_terms)
+
+
+def _svdf_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_svdf_s8, per batch: a feature dot product per filter (`rows`, `macs`
+    over the input) requantised to int16, a time dot product per filter (`loops`, `taps` over
+    the memory), a requantised output per unit (`outputs`) and a state shift per filter
+    (`elements` values moved)."""
+    batch, size, filters, memory, units = svdf_dims(graph, op)
+    return Work(calls=1, rows=batch * filters, macs=batch * filters * size,
+                loops=batch * filters, taps=batch * filters * memory, outputs=batch * units,
+                elements=batch * filters * memory)
+
+
+_kernel("mcuflow_svdf_s8", "mcuflow_svdf", (OpKind.SVDF,),
+        "SVDF: feature and time dot products over an int16 state kept outside the arena.",
+        terms=_svdf_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -408,6 +425,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.REDUCE_MIN: ("mcuflow_reduce_extreme_s8",),
     OpKind.ARG_MAX: ("mcuflow_arg_extreme_s8",), OpKind.ARG_MIN: ("mcuflow_arg_extreme_s8",),
     OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
+    OpKind.SVDF: ("mcuflow_svdf_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

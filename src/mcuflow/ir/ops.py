@@ -14,6 +14,7 @@ from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.shapes import Shape, ShapeError, conv_output_size, input_shape, require_rank
+from mcuflow.ir.svdf import svdf_checks, svdf_macs, svdf_shape
 
 if TYPE_CHECKING:
     from mcuflow.ir.graph import Graph, Operator
@@ -52,6 +53,7 @@ class OpKind(Enum):
     ARG_MAX = "ARG_MAX"
     ARG_MIN = "ARG_MIN"
     RESIZE_NEAREST_NEIGHBOR = "RESIZE_NEAREST_NEIGHBOR"
+    SVDF = "SVDF"
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,18 @@ class ArgAttrs:
     output_type: DType = DType.INT32
 
 
+@dataclass(frozen=True)
+class SvdfAttrs:
+    """SVDF. Inputs: x [B, input_size], weights_feature [filters, input_size] int8,
+    weights_time [filters, memory] int16, optional bias [filters / rank] int32, and the variable
+    activation state [B, memory * filters] int16 it updates. `activation` is the fused
+    activation TFLite records (LiteRT's int8 kernel applies none: its output is clamped to int8
+    only; it refuses any activation but RELU)."""
+
+    rank: int = 1
+    activation: Activation = Activation.RELU
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -208,6 +222,7 @@ OpAttrs = (
     | LeakyReluAttrs
     | ArgAttrs
     | ResizeNearestNeighborAttrs
+    | SvdfAttrs
 )
 
 
@@ -267,6 +282,9 @@ class OpDef:
     float_output: bool = False
     index_output: bool = False
     checks: tuple[Check, ...] = ()
+    stateful: bool = False
+    """It reads and updates a variable tensor, its last input, kept across invocations (SVDF);
+    only its first input is an int8 activation, the others are constants."""
 
 
 # --- shape rules ------------------------------------------------------------------------------
@@ -624,6 +642,8 @@ _DEFINITIONS = (
           index_output=True, checks=(integer_indices, rank_at_most_5)),
     OpDef(OpKind.RESIZE_NEAREST_NEIGHBOR, ResizeNearestNeighborAttrs, _resize_shape,
           element_ops=1, shared_quant=True, checks=(same_quantisation, resize_not_both_modes)),
+    OpDef(OpKind.SVDF, SvdfAttrs, svdf_shape, (4, 5), macs=svdf_macs, element_ops=2,
+          checks=svdf_checks(), stateful=True),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})
