@@ -270,8 +270,10 @@ def resizes() -> Graph:
 
 @family
 def svdf() -> Graph:
-    """SVDF of rank 1 and 2, with and without bias, one and two batches, stacked: the state of
-    each layer carries over from one record to the next (20 records run in sequence)."""
+    """SVDF of rank 1 and 2, with and without bias, one and two batches, stacked.
+
+    The state of each layer carries over from one record to the next (records run in sequence).
+    """
     b = GraphBuilder("svdf", seed=23)
     x = b.input((1, 20), 0.05, 4)
     first = b.svdf(x, 6, rank=2, memory=5)

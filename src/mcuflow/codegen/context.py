@@ -264,8 +264,10 @@ class EmitContext:
 
 
 def state_symbol(graph: Graph, naming: Naming, name: str) -> str:
-    """The model's static array of variable tensor `name`: `<prefix>state<i>`, i its index
-    among the graph's variables."""
+    """The model's static array of variable tensor `name`: `<prefix>state<i>`.
+
+    `i` is its index among the graph's variables.
+    """
     return naming.symbol(f"state{graph.variables().index(name)}")
 
 

@@ -177,9 +177,11 @@ class GraphBuilder:
         self, x: str, units: int, rank: int = 1, memory: int = 4,
         activation: Activation = Activation.RELU, bias: bool = True,
     ) -> str:
-        """SVDF with random int8 weights_feature, int16 weights_time, int32 bias and a new
-        variable int16 state; its state scale keeps a typical feature value near 1/8 of
-        int16, its output scale a typical unit near 1/3 of int8."""
+        """SVDF with random weights, int32 bias and a new variable int16 state.
+
+        The state scale keeps a typical feature value near 1/8 of int16, the output scale a
+        typical unit near 1/3 of int8.
+        """
         batch, depth = self.graph.tensors[x].shape
         filters = units * rank
         feature, _ = self._weights((filters, depth), 0, per_channel=False)

@@ -67,8 +67,7 @@ def _per_tensor(tensor: Tensor, dtype: DType, role: str, symmetric: bool = True)
 
 
 def svdf_weights(graph: Graph, op: Operator) -> str | None:
-    """weights_feature must be a constant int8 tensor and weights_time a constant int16 tensor,
-    each with one symmetric scale (LiteRT's int8 SVDF)."""
+    """Weights must be constant: weights_feature int8, weights_time int16, one symmetric scale."""
     feature, time = (graph.tensors[op.inputs[i]] for i in (1, 2))
     problems = [p for p in (
         None if feature.is_constant else "non-constant weights_feature",
@@ -79,8 +78,7 @@ def svdf_weights(graph: Graph, op: Operator) -> str | None:
 
 
 def svdf_state(graph: Graph, op: Operator) -> str | None:
-    """The activation state must be a variable int16 tensor with one scale and zero point 0,
-    written by no op but this SVDF (its memory, kept across invocations)."""
+    """The activation state must be a variable int16 tensor, zero point 0, of this SVDF alone."""
     state = graph.tensors[op.inputs[STATE_INPUT]]
     problem = None if state.variable else "a non-variable activation state"
     problem = problem or _per_tensor(state, DType.INT16, "activation state")
@@ -103,8 +101,7 @@ def svdf_bias_int32(graph: Graph, op: Operator) -> str | None:
 
 
 def svdf_relu(graph: Graph, op: Operator) -> str | None:
-    """The fused activation must be RELU: LiteRT's int8 SVDF refuses any other (and, as TFLM's,
-    applies none: its output is only clamped to int8)."""
+    """The fused activation must be RELU, which LiteRT's int8 SVDF requires (and does not apply)."""
     activation = op.attrs.activation
     return None if activation is Activation.RELU else f"fused activation {activation.value} found"
 

@@ -81,9 +81,10 @@ def _check_inputs(graph: Graph) -> set[str]:
     for name in graph.inputs:
         if name not in graph.tensors:
             raise GraphInvariantError(f"graph input {name!r} is not a tensor of the graph")
+        if graph.tensors[name].variable:
+            raise GraphInvariantError(f"graph input {name!r} is a variable tensor")
         if name in available:
-            raise GraphInvariantError(f"graph input {name!r} is a constant, a variable or "
-                                      "listed twice")
+            raise GraphInvariantError(f"graph input {name!r} is a constant or listed twice")
         available.add(name)
     for name in graph.outputs:
         if name not in graph.tensors:
