@@ -358,14 +358,13 @@ _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NE
 def _svdf_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_svdf_s8.
 
-    Per batch: a feature dot product per filter (`rows`, `macs` over the input) requantised to
-    int16, a time dot product per filter (`loops`, `taps` over the memory), a requantised output
-    per unit (`outputs`) and a state shift per filter (`elements` values moved).
+    Per batch and filter (`rows`): a feature dot product (`macs` over the input) requantised to
+    int16, a time dot product and a state shift (`taps`, each over the memory); per unit a
+    requantised output (`outputs`).
     """
     batch, size, filters, memory, units = svdf_dims(graph, op)
     return Work(calls=1, rows=batch * filters, macs=batch * filters * size,
-                loops=batch * filters, taps=batch * filters * memory, outputs=batch * units,
-                elements=batch * filters * memory)
+                taps=batch * filters * memory, outputs=batch * units)
 
 
 _kernel("mcuflow_svdf_s8", "mcuflow_svdf", (OpKind.SVDF,),
