@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tflite
 
+from mcuflow import api
 from mcuflow.analysis.metrics import analyze
 from mcuflow.errors import UnsupportedModelError
 from mcuflow.frontends import tflite_ops
@@ -16,13 +18,14 @@ from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import get_board
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation
-from mcuflow.ir.graph import DType, Graph, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, SvdfAttrs, infer_output_shapes
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import ShapeError
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.planner import plan_memory
+from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke, random_input
 
@@ -204,3 +207,37 @@ def test_variable_tensor_is_not_an_activation() -> None:
     graph.add_tensor(Tensor("s", (1, 4), DType.INT16, QuantParams.per_tensor(0.1, 0),
                             variable=True))
     assert graph.activations() == [] and graph.variables() == ["s"]
+
+
+def _float_graph(activation: Activation) -> Graph:
+    """A float32 SVDF (rank 2, memory 3) with a float32 variable state."""
+    rng = np.random.default_rng(8)
+    graph = Graph("float_svdf", inputs=["x"], outputs=["y"])
+    values = {"x": None, "wf": rng.normal(size=(6, 5)), "wt": rng.normal(size=(6, 3)),
+              "b": rng.normal(size=(3,)), "s": None}
+    shapes = {"x": (1, 5), "s": (1, 18), "y": (1, 3)}
+    for name, data in values.items():
+        array = None if data is None else data.astype(np.float32)
+        shape = shapes.get(name, None if array is None else array.shape)
+        graph.add_tensor(Tensor(name, shape, DType.FLOAT32, data=array, variable=name == "s"))
+    graph.add_tensor(Tensor("y", (1, 3), DType.FLOAT32))
+    graph.operators.append(Operator(OpKind.SVDF, ("x", "wf", "wt", "b", "s"), ("y",),
+                                    SvdfAttrs(2, activation), "svdf"))
+    verify_graph(graph)
+    return graph
+
+
+@pytest.mark.parametrize("activation", [Activation.NONE, Activation.RELU])
+def test_float_twin_matches_litert_from_a_zero_state(activation: Activation) -> None:
+    graph = _float_graph(activation)
+    x = np.random.default_rng(2).normal(size=(1, 5)).astype(np.float32)
+    want = litert_invoke(write_tflite(graph), [x])[0]
+    np.testing.assert_allclose(run_float(graph, [x]).outputs[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_quantising_a_float_svdf_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "float_svdf.tflite"
+    path.write_bytes(write_tflite(_float_graph(Activation.RELU)))
+    samples = np.random.default_rng(0).normal(size=(8, 1, 5)).astype(np.float32)
+    with pytest.raises(UnsupportedModelError, match="stateful ops"):
+        api.quantize_model(path, samples)
