@@ -86,6 +86,8 @@ def test_host_c_is_bit_exact_every_frame(tmp_path: Path) -> None:
     assert len({row.tobytes() for row in actual}) > 1
     source = (project.path / "mcuflow_model.c").read_text()
     assert "mcuflow_model_reset" in source and "static int16_t mcuflow_state0[320];" in source
+    readme = (project.path / "README.md").read_text()
+    assert f"State: {STATE_BYTES} bytes" in readme and "`mcuflow_model_reset()`" in readme
 
 
 def test_same_frame_twice_gives_what_litert_gives(tmp_path: Path) -> None:

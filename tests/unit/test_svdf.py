@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tflite
+from rich.console import Console
 
 from mcuflow import api
 from mcuflow.analysis.metrics import analyze
+from mcuflow.analysis.report import totals_panel
 from mcuflow.errors import UnsupportedModelError
 from mcuflow.frontends import tflite_ops
 from mcuflow.frontends.tflite_reader import read_tflite
@@ -200,6 +202,9 @@ def test_report_counts_the_state_as_persistent_ram() -> None:
     assert report.state_bytes == state_bytes
     assert report.sram_margin_bytes == board.sram_bytes - plan.arena_bytes - state_bytes
     assert report.to_json()["state_bytes"] == state_bytes
+    console = Console(width=120, record=True)
+    console.print(totals_panel(report))
+    assert f"State RAM: {state_bytes:,} B" in console.export_text()
 
 
 def test_variable_tensor_is_not_an_activation() -> None:

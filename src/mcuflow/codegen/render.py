@@ -598,6 +598,16 @@ def invoke_call(sources: ModelSources) -> str:
     return f"{sources.naming.symbol('model_invoke_n')}(inputs, outputs)"
 
 
+def _state_readme(graph: Graph, naming: Naming) -> list[str]:
+    """The README line of a model with state (SVDF), none for a stateless one."""
+    if not graph.variables():
+        return []
+    state = sum(graph.tensor(name).nbytes for name in graph.variables())
+    return [f"- State: {state} bytes of static RAM (`{naming.macro('STATE_BYTES')}`) kept from "
+            "one inference to the next, zero at start-up; "
+            f"`{naming.symbol('model_reset')}()` zeroes it to start a new sequence."]
+
+
 def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_bytes: int,
                   model_files: list[str]) -> str:
     """README.md: what is in the directory and how to put the model into a project."""
@@ -611,6 +621,7 @@ def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_byt
         f"- RAM: one static arena of {arena_bytes} bytes (`{naming.macro('ARENA_BYTES')}`).",
         f"- Flash: {sources.weight_bytes} bytes of constant data "
         f"(`{naming.macro('WEIGHT_BYTES')}`) plus code.",
+        *_state_readme(graph, naming),
         "",
         *io_table(sources),
         "",
