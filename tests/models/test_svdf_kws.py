@@ -27,6 +27,7 @@ from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import build_host, run_host
 from tests.support import litert_interpreter, litert_invoke
+from tests.unit.test_svdf import tflm_outputs
 
 FEATURES = 40
 FRAMES = 16
@@ -34,12 +35,12 @@ LABELS = 4
 STATE_BYTES = 2 * (10 * 32 + 6 * 16 * 2)  # int16 [memory x filters] of each SVDF
 
 
-def svdf_kws_model() -> bytes:
+def svdf_kws_model(activation: Activation = Activation.RELU) -> bytes:
     """The keyword spotter as .tflite bytes (random weights, fixed seed)."""
     b = GraphBuilder("svdf_kws", seed=40)
     frame = b.input((1, FEATURES), 0.1, -128)
-    first = b.svdf(frame, 32, rank=1, memory=10)
-    second = b.svdf(first, 16, rank=2, memory=6)
+    first = b.svdf(frame, 32, rank=1, memory=10, activation=activation)
+    second = b.svdf(first, 16, rank=2, memory=6, activation=activation)
     return write_tflite(b.output(b.softmax(b.fully_connected(second, LABELS))).build())
 
 
@@ -150,9 +151,21 @@ def test_verify_and_analysis_through_the_api(tmp_path: Path) -> None:
                                                      "SOFTMAX"]
 
 
-def test_model_is_refused_without_relu() -> None:
-    """LiteRT's int8 SVDF runs RELU only; mcuflow says so instead of computing something else."""
+def test_model_with_another_activation_is_refused() -> None:
+    """Neither LiteRT nor TFLM run an int8 SVDF with RELU6: mcuflow says so."""
     graph = read_tflite(svdf_kws_model())
-    graph.operators[0].attrs = replace(graph.operators[0].attrs, activation=Activation.NONE)
+    graph.operators[0].attrs = replace(graph.operators[0].attrs, activation=Activation.RELU6)
     with pytest.raises(UnsupportedModelError, match="must be RELU"):
         Interpreter(graph)
+
+
+def test_tflm_style_model_without_activation_is_bit_exact_every_frame(tmp_path: Path) -> None:
+    """micro_speech's SVDFs had no fused activation: LiteRT refuses them, TFLM is the oracle."""
+    model = svdf_kws_model(Activation.NONE)
+    graph = read_tflite(model)
+    assert {op.attrs.activation for op in graph.operators[:2]} == {Activation.NONE}
+    project = generate_project(graph, plan_memory(graph, 0.5), tmp_path / "project")
+    binary = build_host(project.path, sanitize=True, opt_level="-O1")
+    frames = speech_frames(seed=12)
+    actual = run_host(binary, [frames], project.outputs)[0]
+    np.testing.assert_array_equal(actual, np.stack(tflm_outputs(model, list(frames))))

@@ -198,8 +198,8 @@ class SvdfAttrs:
     """SVDF. Inputs: x [B, input_size], weights_feature [filters, input_size] int8,
     weights_time [filters, memory] int16, optional bias [filters / rank] int32, and the variable
     activation state [B, memory * filters] int16 it updates. `activation` is the fused
-    activation TFLite records (LiteRT's int8 kernel applies none: its output is clamped to int8
-    only; it refuses any activation but RELU)."""
+    activation TFLite records: the int8 kernel applies none (its output is clamped to int8
+    only); LiteRT's accepts RELU only, TFLM's NONE too."""
 
     rank: int = 1
     activation: Activation = Activation.RELU

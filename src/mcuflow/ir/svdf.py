@@ -16,6 +16,8 @@ STATE_INPUT = -1
 """The activation state is an SVDF's last input (after the optional bias)."""
 BIAS_POSITION = 3
 """The bias, when present, is an SVDF's fourth input (as in TFLite)."""
+_ACTIVATIONS = (Activation.RELU, Activation.NONE)
+"""LiteRT's int8 SVDF accepts RELU only, TFLM's NONE too; neither applies it."""
 
 
 def svdf_bias(op: Operator) -> str | None:
@@ -100,12 +102,12 @@ def svdf_bias_int32(graph: Graph, op: Operator) -> str | None:
     return None
 
 
-def svdf_relu(graph: Graph, op: Operator) -> str | None:
-    """The fused activation must be RELU, which LiteRT's int8 SVDF requires (and does not apply)."""
+def svdf_activation(graph: Graph, op: Operator) -> str | None:
+    """The fused activation must be RELU (LiteRT) or NONE (TFLM): the int8 kernel applies none."""
     activation = op.attrs.activation
-    return None if activation is Activation.RELU else f"fused activation {activation.value} found"
+    return None if activation in _ACTIVATIONS else f"fused activation {activation.value} found"
 
 
 def svdf_checks() -> tuple[Check, ...]:
     """SVDF's own support rules, in the order a user reads them."""
-    return (svdf_relu, svdf_weights, svdf_state, svdf_bias_int32)
+    return (svdf_activation, svdf_weights, svdf_state, svdf_bias_int32)

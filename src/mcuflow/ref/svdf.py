@@ -5,9 +5,10 @@ point) with the filter's weights_feature row, scaled by effective_scale_1 = inpu
 weights_feature / state scale and saturated to int16, goes into the filter's newest state slot;
 the time dot product of the filter's `memory` state values with its weights_time row (int32);
 each unit sums its `rank` filters and its bias, is scaled by effective_scale_2 = state x
-weights_time / output scale, offset by the output zero point and clamped to int8 (LiteRT's int8
-kernel applies no fused activation). Then every filter's state shifts left by one, the newest
-slot becoming 0. The state array is updated in place: it persists across invocations.
+weights_time / output scale, offset by the output zero point and clamped to int8 (neither
+LiteRT's nor TFLM's int8 kernel applies the fused activation, RELU or NONE). Then every
+filter's state shifts left by one, the newest slot becoming 0. The state array is updated in
+place: it persists across invocations.
 """
 
 from __future__ import annotations
