@@ -19,16 +19,16 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, SvdfAttrs
+from mcuflow.ir.quantization import INT16_MAX, INT16_MIN
 from mcuflow.ir.svdf import STATE_INPUT, svdf_bias, svdf_dims
 from mcuflow.quant.fixedpoint import (
     QuantizedMultiplier,
     multiply_by_quantized_multiplier_array,
     quantize_multiplier,
+    wrap_int32_array,
 )
 from mcuflow.ref.common import apply_activation, quant_of, require_constant
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
-
-INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 
 
 @dataclass(frozen=True)
@@ -69,23 +69,18 @@ def _tensors(graph: Graph, op: Operator) -> tuple[Tensor, ...]:
     return tuple(graph.tensors[name] for name in names)
 
 
-def _wrap_int32(x: np.ndarray) -> np.ndarray:
-    """int64 sums wrapped to int32 as LiteRT's int32 accumulators (and the C kernel's) wrap."""
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
-
 def svdf_int8(p: SvdfParams, x: np.ndarray, feature: np.ndarray, time: np.ndarray,
               bias: np.ndarray | None, state: np.ndarray) -> np.ndarray:
     """One invocation: the int8 output; `state` (int16 [batch, memory x filters]) is updated."""
     memory = state.reshape(p.batch, p.filters, p.memory)
-    dots = _wrap_int32((x.astype(np.int64) - p.input_offset) @ feature.astype(np.int64).T)
+    dots = wrap_int32_array((x.astype(np.int64) - p.input_offset) @ feature.astype(np.int64).T)
     scaled = multiply_by_quantized_multiplier_array(dots, p.feature.multiplier, p.feature.shift)
     memory[:, :, -1] = np.clip(scaled, INT16_MIN, INT16_MAX)
     products = memory.astype(np.int64) * time.astype(np.int64)[None]
-    sums = _wrap_int32(products.sum(axis=2)).reshape(p.batch, p.units, p.rank).sum(axis=2)
+    sums = wrap_int32_array(products.sum(axis=2)).reshape(p.batch, p.units, p.rank).sum(axis=2)
     if bias is not None:
         sums = sums + bias.astype(np.int64)[None]
-    scaled = multiply_by_quantized_multiplier_array(_wrap_int32(sums), p.time.multiplier,
+    scaled = multiply_by_quantized_multiplier_array(wrap_int32_array(sums), p.time.multiplier,
                                                     p.time.shift)
     out = np.clip(scaled + p.output_offset, -128, 127).astype(np.int8)
     memory[:, :, :-1] = memory[:, :, 1:].copy()
