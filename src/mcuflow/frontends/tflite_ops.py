@@ -494,7 +494,7 @@ def _resize_nearest_options(builder: Builder, a: ResizeNearestNeighborAttrs) -> 
 
 
 def _svdf(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    """rank and fused activation; the hybrid form (asymmetric_quantize_inputs) is refused."""
+    """Rank and fused activation; the hybrid form (asymmetric_quantize_inputs) is refused."""
     o = check.options(op, tflite.SVDFOptions, required=True)
     if o.AsymmetricQuantizeInputs():
         raise check.unsupported(op, "quantises its float input on the fly "

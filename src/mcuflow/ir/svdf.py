@@ -35,9 +35,10 @@ def svdf_dims(graph: Graph, op: Operator) -> tuple[int, int, int, int, int]:
     if depth != size or time_filters != filters:
         raise ShapeError(f"{label}: weights_feature [{filters}, {depth}] and weights_time "
                          f"[{time_filters}, {memory}] do not fit an input of {size} features")
-    if rank < 1 or filters % rank or memory < 1:
-        raise ShapeError(f"{label}: rank {rank} does not divide {filters} filters (memory "
-                         f"{memory})")
+    if rank < 1 or filters % rank:
+        raise ShapeError(f"{label}: rank {rank} does not divide {filters} filters")
+    if memory < 1 or size < 1:
+        raise ShapeError(f"{label}: memory {memory} and input size {size} must be positive")
     state = graph.tensors[op.inputs[STATE_INPUT]].shape
     if tuple(state) != (batch, memory * filters):
         raise ShapeError(f"{label}: activation state {tuple(state)} is not [{batch}, "
@@ -57,13 +58,13 @@ def svdf_macs(graph: Graph, op: Operator) -> int:
     return batch * filters * (size + memory)
 
 
-def _per_tensor(tensor: Tensor, dtype: DType, role: str, symmetric: bool = True) -> str | None:
+def _per_tensor(tensor: Tensor, dtype: DType, role: str) -> str | None:
     if tensor.dtype is not dtype:
         return f"{tensor.dtype.value} {role}"
     quant = tensor.quant
     if quant is None or quant.is_per_channel or not 0.0 < float(quant.scale0) < float("inf"):
         return f"{role} without one positive scale"
-    if symmetric and int(quant.zero_point[0]) != 0:
+    if int(quant.zero_point[0]) != 0:
         return f"{role} zero point {int(quant.zero_point[0])}"
     return None
 
