@@ -111,6 +111,32 @@ def test_tflm_agrees_with_litert_on_relu() -> None:
         np.testing.assert_array_equal(litert_invoke(litert, [x])[0], want)
 
 
+def test_state_between_invocations_is_litert_s() -> None:
+    """LiteRT 2.x shifts the state before the feature matmul (older versions after the time one).
+
+    Between invocations every filter's last slot holds the newest feature value and the others
+    the ones before, as in ours and the C.
+    """
+    graph = _graph(CASES[2])
+    name = graph.variables()[0]
+    litert = litert_interpreter(write_tflite(graph))
+    index = next(d["index"] for d in litert.get_tensor_details() if d["name"] == name)
+    ours = Interpreter(graph)
+    for x in _inputs(graph, INVOCATIONS, seed=5):
+        litert_invoke(litert, [x])
+        ours.run([x])
+        np.testing.assert_array_equal(ours.state[name], litert.get_tensor(index))
+    assert ours.state[name].reshape(2, 8, 3)[:, :, -1].all()
+
+
+def test_an_svdf_without_state_is_invalid() -> None:
+    graph = _graph(CASES[0])
+    op = graph.operators[0]
+    graph.operators[0] = dataclasses.replace(op, inputs=op.inputs[:3])
+    with pytest.raises(GraphInvariantError, match="SVDF takes 4..5"):
+        verify_graph(graph)
+
+
 def test_state_is_what_makes_outputs_differ() -> None:
     """The same input twice gives different outputs (the state moved), as in LiteRT."""
     graph = _graph(CASES[0])

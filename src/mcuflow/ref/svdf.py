@@ -1,14 +1,16 @@
 """SVDF reference kernels: int8 (LiteRT's reference_ops::EvalIntegerSVDF to the bit), float32.
 
-Per invocation, per batch and filter: the feature dot product of the input (minus its zero
-point) with the filter's weights_feature row, scaled by effective_scale_1 = input x
-weights_feature / state scale and saturated to int16, goes into the filter's newest state slot;
+Per invocation, the state of every filter first shifts left by one, dropping its oldest value
+(LiteRT 2.x shifts before, as TFLM; older LiteRT shifted after the time matmul, which gives the
+same outputs but another state between invocations). Then per batch and filter: the feature
+dot product of the input (minus its zero point) with the filter's weights_feature row, scaled by
+effective_scale_1 = input x weights_feature / state scale and saturated to int16, goes into the
+filter's newest (last) state slot;
 the time dot product of the filter's `memory` state values with its weights_time row (int32);
 each unit sums its `rank` filters and its bias, is scaled by effective_scale_2 = state x
 weights_time / output scale, offset by the output zero point and clamped to int8 (neither
-LiteRT's nor TFLM's int8 kernel applies the fused activation, RELU or NONE). Then every
-filter's state shifts left by one, the newest slot becoming 0. The state array is updated in
-place: it persists across invocations.
+LiteRT's nor TFLM's int8 kernel applies the fused activation, RELU or NONE). The state array
+is updated in place: it persists across invocations.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def svdf_int8(p: SvdfParams, x: np.ndarray, feature: np.ndarray, time: np.ndarra
               bias: np.ndarray | None, state: np.ndarray) -> np.ndarray:
     """One invocation: the int8 output; `state` (int16 [batch, memory x filters]) is updated."""
     memory = state.reshape(p.batch, p.filters, p.memory)
+    memory[:, :, :-1] = memory[:, :, 1:].copy()
     dots = wrap_int32_array((x.astype(np.int64) - p.input_offset) @ feature.astype(np.int64).T)
     scaled = multiply_by_quantized_multiplier_array(dots, p.feature.multiplier, p.feature.shift)
     memory[:, :, -1] = np.clip(scaled, INT16_MIN, INT16_MAX)
@@ -82,10 +85,7 @@ def svdf_int8(p: SvdfParams, x: np.ndarray, feature: np.ndarray, time: np.ndarra
         sums = sums + bias.astype(np.int64)[None]
     scaled = multiply_by_quantized_multiplier_array(wrap_int32_array(sums), p.time.multiplier,
                                                     p.time.shift)
-    out = np.clip(scaled + p.output_offset, -128, 127).astype(np.int8)
-    memory[:, :, :-1] = memory[:, :, 1:].copy()
-    memory[:, :, -1] = 0
-    return out
+    return np.clip(scaled + p.output_offset, -128, 127).astype(np.int8)
 
 
 @prepared_kernel(OpKind.SVDF)
@@ -101,15 +101,14 @@ def prepare_svdf_kernel(graph: Graph, op: Operator) -> PreparedFn:
 
 @float_kernel(OpKind.SVDF)
 def _svdf_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """reference_ops::EvalFloatSVDF, the state updated in place."""
+    """reference_ops::EvalFloatSVDF, the state shifted first and updated in place."""
     attrs: SvdfAttrs = op.attrs
     batch, _, filters, memory_size, units = svdf_dims(graph, op)
     x, feature, time = (np.asarray(inputs[i], np.float32) for i in (0, 1, 2))
     memory = inputs[-1].reshape(batch, filters, memory_size)
+    memory[:, :, :-1] = memory[:, :, 1:].copy()
     memory[:, :, -1] = x @ feature.T
     sums = (memory * time[None]).sum(axis=2).reshape(batch, units, attrs.rank).sum(axis=2)
     if svdf_bias(op) is not None:
         sums = sums + np.asarray(inputs[3], np.float32)[None]
-    memory[:, :, :-1] = memory[:, :, 1:].copy()
-    memory[:, :, -1] = 0
     return [apply_activation(sums.astype(np.float32), attrs.activation)]

@@ -1,6 +1,7 @@
-/* SVDF int8 kernel (LiteRT's reference_ops::EvalIntegerSVDF, bit-exact): a feature matmul into
- * the newest slot of an int16 state kept across invocations, a time matmul over the state, a
- * sum over each unit's `rank` filters, bias, requantisation to int8. */
+/* SVDF int8 kernel (LiteRT's reference_ops::EvalIntegerSVDF, bit-exact): the int16 state kept
+ * across invocations shifts left by one, a feature matmul fills each filter's newest slot, a
+ * time matmul runs over the state, then a sum over each unit's `rank` filters, bias and
+ * requantisation to int8. */
 #include "mcuflow_common.h"
 
 #include <string.h>
@@ -30,7 +31,7 @@ typedef struct {
 
 /* One invocation: reads `input` [batches, input_size], updates `state` [batches, filters,
  * memory] (int16, zero at the start, kept between invocations: a filter's newest value is its
- * last slot) and writes `output` [batches, filters / rank]. */
+ * last slot, its oldest the first) and writes `output` [batches, filters / rank]. */
 void mcuflow_svdf_s8(const mcuflow_svdf_t *p, const int8_t *input, int16_t *state,
                      int8_t *output);
 
@@ -40,6 +41,10 @@ void mcuflow_svdf_s8(const mcuflow_svdf_t *p, const int8_t *input, int16_t *stat
                      int8_t *output)
 {
     const int32_t units = p->filters / p->rank;
+    const size_t slots = (size_t)p->batches * (size_t)p->filters * (size_t)p->memory;
+    /* Shift every filter's values one slot towards the oldest; each last slot, which takes the
+     * next filter's first value, is overwritten below. */
+    memmove(state, state + 1, (slots - 1u) * sizeof(int16_t));
     for (int32_t b = 0; b < p->batches; ++b) {
         const int8_t *x = input + (size_t)b * (size_t)p->input_size;
         int16_t *filter_state = state + (size_t)b * (size_t)p->filters * (size_t)p->memory;
@@ -72,11 +77,6 @@ void mcuflow_svdf_s8(const mcuflow_svdf_t *p, const int8_t *input, int16_t *stat
                                                       p->time_shift);
             output[(size_t)b * (size_t)units + (size_t)u] =
                 (int8_t)mcuflow_clamp(scaled + p->output_offset, -128, 127);
-        }
-        for (int32_t f = 0; f < p->filters; ++f) {
-            int16_t *slots = filter_state + (size_t)f * (size_t)p->memory;
-            memmove(slots, slots + 1, (size_t)(p->memory - 1) * sizeof(int16_t));
-            slots[p->memory - 1] = 0;
         }
     }
 }
