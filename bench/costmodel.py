@@ -443,6 +443,18 @@ def _batch_space(b: GraphBuilder, rng: np.random.Generator) -> str:
     return b.batch_to_space(_input(b, rng, batched), block, crops)
 
 
+def _svdf(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """SVDF of keyword spotters: 10 to 640 features, up to 256 units, rank 1 to 4, memory 1..32."""
+    while True:
+        depth = int(_pick(rng, [1, 10, 16, 40, 64, 100, 128, 250, 640]))
+        units = int(_pick(rng, [1, 4, 8, 16, 32, 64, 128, 256]))
+        rank, memory = int(_pick(rng, [1, 1, 2, 4])), int(_pick(rng, [1, 2, 4, 8, 10, 16, 32]))
+        if units * rank * (depth + memory) <= MAX_MACS:
+            break
+    x = _input(b, rng, (int(_pick(rng, [1, 1, 1, 2])), depth))
+    return b.svdf(x, units, rank, memory, bias=bool(rng.integers(4)))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -457,6 +469,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "resize_bilinear": (_resize_bilinear, 16), "tile": (_tile, 16),
     "depth_space": (_depth_space, 16),
     "batch_space": (_batch_space, 16),
+    "svdf": (_svdf, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

@@ -78,7 +78,9 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest) -> Analysis
     board = build.board
     if request.streamed_input:
         _check_streamable(graph)
-    plan, search = plan_model(graph, request, board.sram_bytes, build.core, dsp=build.dsp)
+    state = sum(graph.tensor(name).nbytes for name in graph.variables())  # outside the arena
+    plan, search = plan_model(graph, request, board.sram_bytes - state, build.core,
+                              dsp=build.dsp)
     executed = plan.graph
     layers, pool = emit_layers(executed, plan, build.dsp)
     flash = (estimate_flash(executed, layers, pool, build.firmware, build.io)

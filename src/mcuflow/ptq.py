@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 
 from mcuflow.bias_correction import LayerMeans, correct_biases, with_biases
-from mcuflow.errors import McuflowError
+from mcuflow.errors import McuflowError, UnsupportedModelError
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.frontends.torch_reader import is_torch_model, torch_to_onnx
 from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import OP_DEFS
 from mcuflow.passes.pipeline import run_passes
 from mcuflow.quant.affine import quantize_affine, quantize_values
 from mcuflow.quant.calibrate import CalibrationError, Calibrator, Method, Range
@@ -199,6 +200,12 @@ def quantize_model(
         raise McuflowError(f"unknown quantisation scheme {scheme!r}",
                            f"choose one of {', '.join(QUANT_SCHEMES)}")
     float_model = load_float_model(model, example_inputs)
+    stateful = [op.name for op in float_model.graph.operators if OP_DEFS[op.kind].stateful]
+    if stateful:
+        raise UnsupportedModelError(
+            f"'{model}' has stateful ops ({', '.join(stateful[:3])}: SVDF), which mcuflow "
+            "cannot quantise: their state's range depends on the whole input sequence",
+            "quantise it with the TFLite converter (int8 SVDF with an int16 state)")
     if model_quantized(float_model.graph):
         if scheme != "affine":
             raise McuflowError(f"'{model}' brings its own int8 quantisation (QuantizeLinear/"

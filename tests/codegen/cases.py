@@ -412,6 +412,21 @@ def uint8_edges() -> Graph:
     return b.build()
 
 
+@family
+def svdf() -> Graph:
+    """SVDF of rank 1 and 2, with and without bias, one and two batches, stacked.
+
+    The state of each layer carries over from one record to the next (records run in sequence).
+    """
+    b = GraphBuilder("svdf", seed=23)
+    x = b.input((1, 20), 0.05, 4)
+    first = b.svdf(x, 6, rank=2, memory=5)
+    second = b.svdf(first, 4, rank=1, memory=3, bias=False)
+    pair = b.reshape(x, (2, 10))
+    b.output(second, b.svdf(pair, 3, rank=1, memory=8))
+    return b.build()
+
+
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],

@@ -201,6 +201,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "transpose_convs": codegen_cases.transpose_convs,
     "batch_space": codegen_cases.batch_space,
     "uint8_edges": codegen_cases.uint8_edges,
+    "svdf": codegen_cases.svdf,
 }
 
 

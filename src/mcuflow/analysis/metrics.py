@@ -47,7 +47,8 @@ REPORT_JSON_FIELDS = """\
 | peak_from_planner | true when peak_ram_bytes came from the memory planner |
 | peak_layer | index of the layer with the largest working set (null for an empty graph) |
 | sram_bytes | usable contiguous SRAM of the board |
-| sram_margin_bytes | sram_bytes - peak_ram_bytes (- constant_bytes when weights_tier is "sram") |
+| sram_margin_bytes | sram_bytes - peak_ram_bytes - state_bytes (- constant_bytes when |
+| | weights_tier is "sram") |
 | fits_sram | sram_margin_bytes >= 0 |
 | fits | fits_sram and fits_flash |
 | latency_ms_estimate, energy_mj_estimate | sums of the per-layer estimates (cost model) |
@@ -63,6 +64,8 @@ REPORT_JSON_FIELDS = """\
 | layers[].weights_location | tier of its constants, "none" without constants, "overflow" |
 | layers[].latency_ms, layers[].energy_mj | cost-model estimates |
 | layers[].kernels | C kernel functions the generated step calls (mcuflow.hw.kernels) |
+| state_bytes | persistent RAM of the variable tensors (SVDF state), static storage outside the |
+| | arena kept from one inference to the next |
 """
 
 
@@ -113,6 +116,7 @@ class Report:
     fits: bool
     latency_ms_estimate: float
     energy_mj_estimate: float
+    state_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types, fields as documented in REPORT_JSON_FIELDS."""
@@ -133,6 +137,7 @@ def _check_order(graph: Graph, order: list[int]) -> None:
     if sorted(order) != list(range(len(graph.operators))):
         raise ValueError("order must list every operator index exactly once")
     produced = set(graph.inputs) | {n for n, t in graph.tensors.items() if t.is_constant}
+    produced |= set(graph.variables())
     for index in order:
         op = graph.operators[index]
         missing = [name for name in op.inputs if name not in produced]
@@ -290,7 +295,8 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
     peak = planner_peak if planner_peak is not None else (
         peak_layer.working_set_bytes if peak_layer else 0)
     sram_weights = weights.total_bytes if weights.tier.kind is TierKind.SRAM else 0
-    sram_margin = board.sram_bytes - peak - sram_weights
+    state = sum(graph.tensor(name).nbytes for name in graph.variables())
+    sram_margin = board.sram_bytes - peak - state - sram_weights
     flash_bytes = flash.total if flash is not None else weights.total_bytes
     flash_margin = weights.capacity - flash_bytes
     return Report(
@@ -306,4 +312,5 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
         fits=sram_margin >= 0 and flash_margin >= 0,
         latency_ms_estimate=sum(layer.latency_ms for layer in layers),
         energy_mj_estimate=sum(layer.energy_mj for layer in layers),
+        state_bytes=state,
     )

@@ -102,6 +102,8 @@ def totals_panel(report: Report) -> Panel:
         _fit_line("Peak RAM", report.peak_ram_bytes, report.sram_bytes,
                   report.sram_margin_bytes),
         Text(f"Peak from the {peak_source}; largest working set at layer {report.peak_layer}"),
+        *([Text(f"State RAM: {report.state_bytes:,} B kept between inferences, outside the "
+                "arena (counted in the SRAM margin)")] if report.state_bytes else []),
         Text(f"Latency (estimate): {_ms(report.latency_ms_estimate)} ms    "
              f"Energy (estimate): {report.energy_mj_estimate:.3g} mJ"),
     ]

@@ -236,6 +236,10 @@ class EmitContext:
             return symbol if kind == "S8" else f"(const uint8_t *){symbol}"
         return f"MCUFLOW_{kind}({self.offset(name)})"
 
+    def state(self, name: str) -> str:
+        """The static array holding variable tensor `name` (outside the arena)."""
+        return state_symbol(self.graph, self.pool.naming, name)
+
     def scratch(self) -> str:
         """C pointer to the step's planned scratch buffer."""
         if self.step.scratch is None:
@@ -257,6 +261,14 @@ class EmitContext:
             self.definitions.append(c_struct(ctype, symbol, fields))
             self.pool.structs[key] = symbol
         return self.pool.structs[key]
+
+
+def state_symbol(graph: Graph, naming: Naming, name: str) -> str:
+    """The model's static array of variable tensor `name`: `<prefix>state<i>`.
+
+    `i` is its index among the graph's variables.
+    """
+    return naming.symbol(f"state{graph.variables().index(name)}")
 
 
 def c_struct(ctype: str, symbol: str, fields: dict[str, int | str]) -> str:

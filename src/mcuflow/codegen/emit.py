@@ -42,6 +42,7 @@ from mcuflow.ir.ops import (
     SoftmaxAttrs,
 )
 from mcuflow.ir.registry import OpTable
+from mcuflow.ir.svdf import STATE_INPUT, svdf_bias
 from mcuflow.memory.inplace import alias_offset, concat_slots
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
@@ -60,6 +61,7 @@ from mcuflow.ref.squared_difference import (
     prepare_squared_difference,
 )
 from mcuflow.ref.sum import prepare_sum
+from mcuflow.ref.svdf import prepare_svdf
 from mcuflow.ref.transpose_conv import prepare_transpose_conv
 
 EmitFn = Callable[[EmitContext], LayerCode]
@@ -703,3 +705,25 @@ def _batch_space(ctx: EmitContext) -> LayerCode:
         call = _call("mcuflow_batch_to_space_s8", f"&{symbol}", _input_pointer(ctx, 0),
                      _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_batch_space",))
+
+
+# --- SVDF ---------------------------------------------------------------------------------------
+
+
+@emitter(OpKind.SVDF)
+def _svdf(ctx: EmitContext) -> LayerCode:
+    params = prepare_svdf(ctx.graph, ctx.op)
+    bias = svdf_bias(ctx.op)
+    state = ctx.op.inputs[STATE_INPUT]
+    symbol = _define(ctx, "mcuflow_svdf_t", "svdf", {
+        "batches": params.batch, "input_size": ctx.input(0).shape[1], "filters": params.filters,
+        "memory": params.memory, "rank": params.rank, "input_offset": -params.input_offset,
+        "output_offset": params.output_offset,
+        "feature_multiplier": params.feature.multiplier, "feature_shift": params.feature.shift,
+        "time_multiplier": params.time.multiplier, "time_shift": params.time.shift,
+        "weights_feature": ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]),
+        "weights_time": ctx.pool.tensor(ctx.graph, ctx.op.inputs[2]),
+        "bias": "NULL" if bias is None else ctx.pool.tensor(ctx.graph, bias)})
+    call = _call("mcuflow_svdf_s8", f"&{symbol}", _input_pointer(ctx, 0), ctx.state(state),
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_svdf",))

@@ -13,6 +13,7 @@ from mcuflow.codegen.context import (
     LayerCode,
     StepKernels,
     c_float,
+    state_symbol,
 )
 from mcuflow.codegen.emit import emit_step
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
@@ -130,6 +131,10 @@ _CTYPES = {DType.INT8: "int8_t", DType.FLOAT32: "float", DType.INT32: "int32_t",
 only)."""
 
 
+_STATE_CTYPES = {DType.INT8: "int8_t", DType.INT16: "int16_t"}
+"""The C types of variable tensors (SVDF's int16 state)."""
+
+
 def _ctype(spec: TensorSpec) -> str:
     return _CTYPES[DType(spec.dtype)]
 
@@ -221,11 +226,40 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
     for i, spec in enumerate(outputs):
         _spec_macros(header, f"OUTPUT_{i}", spec)
     _invoke_declarations(header, inputs, outputs)
+    if graph.variables():
+        _state_declarations(header, graph)
     header.define("STREAMED_INPUTS", sum(spec.offset < 0 for spec in inputs))
     if any(spec.offset < 0 for spec in inputs):
         _reader_declarations(header, inputs)
     header.lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return header
+
+
+def _state_declarations(header: _Header, graph: Graph) -> None:
+    """STATE_BYTES and the reset function of a model with variable tensors (SVDF state)."""
+    header.lines.append("/* Static RAM of the state the model keeps from one inference to the "
+                        "next (outside the arena). */")
+    header.define("STATE_BYTES", sum(graph.tensor(n).nbytes for n in graph.variables()))
+    header.lines += [
+        "/* Zero the state (as at start-up): the next inference starts a new sequence. */",
+        f"void {header.symbol('model_reset')}(void);",
+        "",
+    ]
+
+
+def _state_source(graph: Graph, naming: Naming) -> list[str]:
+    """The static arrays of the variable tensors (zero at start-up) and the reset function."""
+    lines = ["/* State kept from one inference to the next (static storage, not the arena). */"]
+    symbols = []
+    for name in graph.variables():
+        tensor = graph.tensor(name)
+        symbol = state_symbol(graph, naming, name)
+        symbols.append(symbol)
+        lines.append(f"static {_STATE_CTYPES[tensor.dtype]} {symbol}[{tensor.size}]; /* "
+                     f"{c_comment(name, 40)} */")
+    lines += ["", f"void {naming.symbol('model_reset')}(void)", "{"]
+    lines += [f"    memset({symbol}, 0, sizeof {symbol});" for symbol in symbols]
+    return [*lines, "}", ""]
 
 
 def _reader_declarations(header: _Header, inputs: list[TensorSpec]) -> None:
@@ -401,6 +435,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     ]
     if any(spec.offset < 0 for spec in inputs):
         lines += _reader_source(inputs, naming)
+    if graph.variables():
+        lines += _state_source(graph, naming)
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
     lines += [f"static int {run}(void)", "{"]
@@ -563,6 +599,16 @@ def invoke_call(sources: ModelSources) -> str:
     return f"{sources.naming.symbol('model_invoke_n')}(inputs, outputs)"
 
 
+def _state_readme(graph: Graph, naming: Naming) -> list[str]:
+    """The README line of a model with state (SVDF), none for a stateless one."""
+    if not graph.variables():
+        return []
+    state = sum(graph.tensor(name).nbytes for name in graph.variables())
+    return [f"- State: {state} bytes of static RAM (`{naming.macro('STATE_BYTES')}`) kept from "
+            "one inference to the next, zero at start-up; "
+            f"`{naming.symbol('model_reset')}()` zeroes it to start a new sequence."]
+
+
 def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_bytes: int,
                   model_files: list[str]) -> str:
     """README.md: what is in the directory and how to put the model into a project."""
@@ -576,6 +622,7 @@ def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_byt
         f"- RAM: one static arena of {arena_bytes} bytes (`{naming.macro('ARENA_BYTES')}`).",
         f"- Flash: {sources.weight_bytes} bytes of constant data "
         f"(`{naming.macro('WEIGHT_BYTES')}`) plus code.",
+        *_state_readme(graph, naming),
         "",
         *io_table(sources),
         "",

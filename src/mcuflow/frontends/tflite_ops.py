@@ -44,6 +44,7 @@ from mcuflow.ir.ops import (
     SliceAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    SvdfAttrs,
     TileAttrs,
     TransposeConvAttrs,
 )
@@ -113,6 +114,9 @@ class TfliteOp:
     """The operator code version written."""
     arrange: Arrange | None = None
     """TFLite's operand order when it differs from the IR's (TRANSPOSE_CONV); None keeps it."""
+    optional: tuple[int, ...] = ()
+    """Other operand positions that may be -1 (SVDF's bias): the reader drops an absent one,
+    the writer writes -1 there when the IR has fewer inputs."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -673,6 +677,24 @@ def _batch_space_inputs(edges_name: str) -> ConstantInputs:
     return inputs
 
 
+def _svdf(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """Rank and fused activation; the hybrid form (asymmetric_quantize_inputs) is refused."""
+    o = check.options(op, tflite.SVDFOptions, required=True)
+    if o.AsymmetricQuantizeInputs():
+        raise check.unsupported(op, "quantises its float input on the fly "
+                                "(asymmetric_quantize_inputs, the hybrid SVDF)")
+    attrs = SvdfAttrs(check.positive(op, "rank", o.Rank()),
+                      check.activation(op, o.FusedActivationFunction()))
+    return attrs, _present(op.inputs)
+
+
+def _svdf_options(builder: Builder, a: SvdfAttrs) -> tuple[int, int]:
+    tflite.SVDFOptionsStart(builder)
+    tflite.SVDFOptionsAddRank(builder, a.rank)
+    tflite.SVDFOptionsAddFusedActivationFunction(builder, FUSED_OF_ACTIVATION[a.activation])
+    return tflite.BuiltinOptions.SVDFOptions, tflite.SVDFOptionsEnd(builder)
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -765,6 +787,7 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.BATCH_TO_SPACE_ND: TfliteOp(
         OP.BATCH_TO_SPACE_ND, _batch_space("crops"), _empty_options("BatchToSpaceNDOptions"),
         (3, 3), constant_inputs=_batch_space_inputs("crops"), version=2),
+    OpKind.SVDF: TfliteOp(OP.SVDF, _svdf, _svdf_options, (5, 5), version=3, optional=(3,)),
 })
 """The TFLite form of every OpKind."""
 

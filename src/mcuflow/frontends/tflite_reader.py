@@ -370,7 +370,7 @@ def _tensor(
             f"{label}: tensor '{shown}' is sparse; mcuflow needs dense tensors",
             "convert the model without sparsity (no tf.lite.Optimize.EXPERIMENTAL_SPARSITY)",
         )
-    tensor = RawTensor(index, name, shape, type_code)
+    tensor = RawTensor(index, name, shape, type_code, variable=bool(fb.IsVariable()))
     tensor.quant = _quantization(fb.Quantization(), shape, shown, label)
     _check_zero_points(tensor, shown, label)
     buffer = fb.Buffer()
@@ -380,7 +380,7 @@ def _tensor(
             HINT,
         )
     raw = _buffer_bytes(model, buffer, data, label)
-    if raw.size and itemsize is not None:
+    if raw.size and itemsize is not None and not tensor.variable:
         budget.spend_constant(raw.size)
         tensor.data = _constant(raw, tensor, itemsize, shown, label)
     elif (itemsize or 1) * math.prod(shape) > MAX_ACTIVATION_BYTES:
@@ -594,7 +594,8 @@ def _to_graph(subgraph: RawSubgraph, name: str, label: str) -> Graph:
     for tensor in subgraph.tensors:
         if tensor.index in used:
             graph.add_tensor(
-                Tensor(tensor.name, tensor.shape, tensor.dtype, tensor.quant, tensor.data)
+                Tensor(tensor.name, tensor.shape, tensor.dtype, tensor.quant, tensor.data,
+                       variable=tensor.variable)
             )
     names = [t.name for t in subgraph.tensors]
     for (kind, attrs, inputs), op in zip(converted, subgraph.ops, strict=True):
@@ -613,7 +614,8 @@ def _convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpKind, OpAttrs, list[in
     form = TFLITE_OPS[kind]
     low, high = form.operands
     required = BIAS_INDEX if form.bias is not None else len(op.inputs)
-    if not low <= len(op.inputs) <= high or any(i < 0 for i in op.inputs[:required]):
+    absent = [k for k, i in enumerate(op.inputs[:required]) if i < 0 and k not in form.optional]
+    if not low <= len(op.inputs) <= high or absent:
         raise op_error(op, f"has inputs {op.inputs}; expected {low} to {high} tensors")
     if len(op.outputs) != 1:
         raise op_error(op, f"has {len(op.outputs)} outputs; expected 1")

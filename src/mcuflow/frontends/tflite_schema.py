@@ -66,6 +66,7 @@ class RawTensor:
     type_code: int
     quant: QuantParams | None = None
     data: np.ndarray | None = None
+    variable: bool = False
 
     @property
     def dtype(self) -> DType | None:

@@ -80,6 +80,7 @@ class _Layout:
             inputs += layout.extra_inputs(op)
             if TFLITE_OPS[op.kind].arrange is not None:
                 inputs = TFLITE_OPS[op.kind].arrange(inputs)
+            inputs = _absent_optional(op, inputs)
             outputs = [layout.lookup(name, op) for name in op.outputs]
             layout.ops.append(_FlatOp(op, inputs, outputs))
             if op.kind not in layout.kinds:
@@ -138,6 +139,15 @@ class _Layout:
         return name
 
 
+def _absent_optional(op: Operator, inputs: list[int]) -> list[int]:
+    """`inputs` with -1 at the op's optional operand positions the IR omits (SVDF's bias)."""
+    form = TFLITE_OPS[op.kind]
+    for position in form.optional:
+        if len(inputs) < form.operands[1]:
+            inputs = [*inputs[:position], NO_TENSOR, *inputs[position:]]
+    return inputs
+
+
 def _numpy_vector(builder: Builder, values: object, dtype: str) -> int:
     """A flatbuffer vector of scalars of numpy `dtype` (little-endian)."""
     return builder.CreateNumpyVector(np.asarray(values, dtype=dtype).reshape(-1))
@@ -187,6 +197,8 @@ def _tensor(builder: Builder, tensor: Tensor, buffer_index: int) -> int:
     if quant is not None:
         tflite.TensorAddQuantization(builder, quant)
     tflite.TensorAddHasRank(builder, True)
+    if tensor.variable:
+        tflite.TensorAddIsVariable(builder, True)
     return tflite.TensorEnd(builder)
 
 

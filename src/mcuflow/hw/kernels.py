@@ -15,6 +15,7 @@ from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import OpKind, SliceAttrs, broadcast_multiples, transpose_conv_pad
 from mcuflow.ir.registry import OpTable
+from mcuflow.ir.svdf import svdf_dims
 
 
 class InPlace(Enum):
@@ -542,6 +543,23 @@ _kernel("mcuflow_space_to_batch_s8", "mcuflow_batch_space", (OpKind.SPACE_TO_BAT
 _kernel("mcuflow_batch_to_space_s8", "mcuflow_batch_space", (OpKind.BATCH_TO_SPACE_ND,),
         "BATCH_TO_SPACE_ND with a constant block and crops: pixel copies.",
         terms=_batch_space_terms)
+
+
+def _svdf_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_svdf_s8.
+
+    Per batch and filter (`rows`): a feature dot product (`macs` over the input) requantised to
+    int16, a time dot product and a state shift (`taps`, each over the memory); per unit a
+    requantised output (`outputs`).
+    """
+    batch, size, filters, memory, units = svdf_dims(graph, op)
+    return Work(calls=1, rows=batch * filters, macs=batch * filters * size,
+                taps=batch * filters * memory, outputs=batch * units)
+
+
+_kernel("mcuflow_svdf_s8", "mcuflow_svdf", (OpKind.SVDF,),
+        "SVDF: feature and time dot products over an int16 state kept outside the arena.",
+        terms=_svdf_terms)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -611,6 +629,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.SPACE_TO_DEPTH: ("mcuflow_space_to_depth_s8",),
     OpKind.SPACE_TO_BATCH_ND: ("mcuflow_space_to_batch_s8",),
     OpKind.BATCH_TO_SPACE_ND: ("mcuflow_batch_to_space_s8",),
+    OpKind.SVDF: ("mcuflow_svdf_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

@@ -26,6 +26,7 @@ from mcuflow.ir.ops import (
     ReshapeAttrs,
     SoftmaxAttrs,
     SqueezeAttrs,
+    SvdfAttrs,
     TransposeConvAttrs,
     infer_output_shapes,
 )
@@ -174,6 +175,36 @@ class GraphBuilder:
         attrs = FullyConnectedAttrs(activation, keep_num_dims)
         return self.op(OpKind.FULLY_CONNECTED, inputs, attrs,
                        self._accumulator_quant(x, wq, depth))
+
+    def svdf(
+        self, x: str, units: int, rank: int = 1, memory: int = 4,
+        activation: Activation = Activation.RELU, bias: bool = True,
+    ) -> str:
+        """SVDF with random weights, int32 bias and a new variable int16 state.
+
+        The state scale keeps a typical feature value near 1/8 of int16, the output scale a
+        typical unit near 1/3 of int8.
+        """
+        batch, depth = self.graph.tensors[x].shape
+        filters = units * rank
+        feature, _ = self._weights((filters, depth), 0, per_channel=False)
+        sigma = _INT8_STD * self.quant(x).scale0
+        state_q = QuantParams.per_tensor(3.0 * sigma / 4096.0, 0)
+        time_data = self.rng.integers(-32767, 32768, size=(filters, memory)).astype(np.int16)
+        time_q = QuantParams.per_tensor(1.0 / (18918.0 * math.sqrt(memory)), 0)
+        time = self.constant("weights_time", time_data, time_q)
+        state = self._fresh("state")
+        self.graph.add_tensor(Tensor(state, (batch, memory * filters), DType.INT16, state_q,
+                                     variable=True))
+        inputs = [x, feature, time]
+        if bias:
+            spread = int(4096 * 18918 * math.sqrt(memory) / 4)
+            data = self.rng.integers(-spread, spread + 1, size=units).astype(np.int32)
+            scale = float(np.float32(state_q.scale0) * np.float32(time_q.scale0))
+            inputs.append(self.constant("bias", data, QuantParams.per_tensor(scale, 0)))
+        out_q = QuantParams.per_tensor(3.0 * sigma * math.sqrt(rank) / 128.0,
+                                       int(self.rng.integers(-20, 21)))
+        return self.op(OpKind.SVDF, [*inputs, state], SvdfAttrs(rank, activation), out_q)
 
     def _elementwise(self, kind: OpKind, a: str, b: str, activation: Activation,
                      quant: QuantParams | None) -> str:

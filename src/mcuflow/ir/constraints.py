@@ -236,8 +236,9 @@ FIXED_OUTPUT = {kind: d.fixed_output for kind, d in OP_DEFS.items() if d.fixed_o
 
 
 def data_inputs(op: Operator) -> tuple[str, ...]:
-    """The inputs an op computes on: all but the weights and bias of a weighted op."""
-    return op.inputs[:1] if op.kind in WEIGHTED else op.inputs
+    """The inputs an op computes on: all but the weights and bias of a weighted op, and only the
+    first of a stateful op (SVDF's others are its weights, bias and state)."""
+    return op.inputs[:1] if op.kind in WEIGHTED or OP_DEFS[op.kind].stateful else op.inputs
 
 
 def _int8_problem(graph: Graph, name: str, role: str, uint8: bool = False) -> str | None:

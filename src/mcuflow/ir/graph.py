@@ -44,6 +44,9 @@ class Tensor:
     """A named tensor; `data` is set for constants (weights, biases).
 
     `codebook`, when set, is how a constant is stored compressed; `data` holds its decoded values.
+    A `variable` tensor (TFLite's is_variable, SVDF's activation state) has no data and no
+    producer: the op reading it updates it in place, and it keeps its value from one invocation
+    to the next (zero at the start).
     """
 
     name: str
@@ -52,6 +55,7 @@ class Tensor:
     quant: QuantParams | None = None
     data: np.ndarray | None = None
     codebook: Codebook | None = None
+    variable: bool = False
 
     @property
     def is_constant(self) -> bool:
@@ -126,7 +130,12 @@ class Graph:
 
     def activations(self) -> list[str]:
         """Names of the non-constant tensors (graph inputs and op outputs)."""
-        return [name for name, t in self.tensors.items() if not t.is_constant]
+        return [name for name, t in self.tensors.items()
+                if not t.is_constant and not t.variable]
+
+    def variables(self) -> list[str]:
+        """Names of the variable tensors (state kept across invocations)."""
+        return [name for name, t in self.tensors.items() if t.variable]
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
         """Add a tensor; its name must be new."""

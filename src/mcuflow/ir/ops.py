@@ -16,6 +16,7 @@ from mcuflow.ir.quantization import QuantParams, describe_quant
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.resize_bilinear import bilinear_axis
 from mcuflow.ir.shapes import Shape, ShapeError, conv_output_size, input_shape, require_rank
+from mcuflow.ir.svdf import svdf_checks, svdf_macs, svdf_shape
 
 if TYPE_CHECKING:
     from mcuflow.ir.graph import Graph, Operator
@@ -69,6 +70,7 @@ class OpKind(Enum):
     BROADCAST_TO = "BROADCAST_TO"
     SPACE_TO_BATCH_ND = "SPACE_TO_BATCH_ND"
     BATCH_TO_SPACE_ND = "BATCH_TO_SPACE_ND"
+    SVDF = "SVDF"
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,18 @@ class BlockAttrs:
     block_size: int = 2
 
 
+@dataclass(frozen=True)
+class SvdfAttrs:
+    """SVDF. Inputs: x [B, input_size], weights_feature [filters, input_size] int8,
+    weights_time [filters, memory] int16, optional bias [filters / rank] int32, and the variable
+    activation state [B, memory * filters] int16 it updates. `activation` is the fused
+    activation TFLite records: the int8 kernel applies none (its output is clamped to int8
+    only); LiteRT's accepts RELU only, TFLM's NONE too."""
+
+    rank: int = 1
+    activation: Activation = Activation.RELU
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -305,6 +319,7 @@ OpAttrs = (
     | TileAttrs
     | BlockAttrs
     | BroadcastToAttrs
+    | SvdfAttrs
 )
 
 
@@ -366,6 +381,9 @@ class OpDef:
     index_output: bool = False
     uint8_output: bool = False
     checks: tuple[Check, ...] = ()
+    stateful: bool = False
+    """It reads and updates a variable tensor, its last input, kept across invocations (SVDF);
+    only its first input is an int8 activation, the others are constants."""
 
 
 # --- shape rules ------------------------------------------------------------------------------
@@ -982,6 +1000,8 @@ _DEFINITIONS = (
           element_ops=1, shared_quant=True, checks=(same_quantisation,)),
     OpDef(OpKind.BATCH_TO_SPACE_ND, BatchSpaceAttrs, _batch_to_space_shape,
           element_ops=1, shared_quant=True, checks=(same_quantisation,)),
+    OpDef(OpKind.SVDF, SvdfAttrs, svdf_shape, (4, 5), macs=svdf_macs, element_ops=2,
+          checks=svdf_checks(), stateful=True),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

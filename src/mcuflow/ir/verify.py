@@ -77,9 +77,12 @@ def _check_quant(graph: Graph, name: str) -> None:
 def _check_inputs(graph: Graph) -> set[str]:
     """Validate graph inputs; return the tensor names available before the first op."""
     available = {name for name, t in graph.tensors.items() if t.is_constant}
+    available |= set(graph.variables())
     for name in graph.inputs:
         if name not in graph.tensors:
             raise GraphInvariantError(f"graph input {name!r} is not a tensor of the graph")
+        if graph.tensors[name].variable:
+            raise GraphInvariantError(f"graph input {name!r} is a variable tensor")
         if name in available:
             raise GraphInvariantError(f"graph input {name!r} is a constant or listed twice")
         available.add(name)

@@ -26,11 +26,19 @@ Kernel = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
 def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndarray],
-                 keep_intermediates: bool = False) -> RunResult:
-    """Execute `plan.graph` in one arena of `plan.arena_bytes` bytes laid out by `plan`."""
+                 keep_intermediates: bool = False,
+                 state: Mapping[str, np.ndarray] | None = None) -> RunResult:
+    """Execute `plan.graph` in one arena of `plan.arena_bytes` bytes laid out by `plan`.
+
+    Variable tensors (SVDF's state) live outside the arena, as in the generated C: `state`
+    holds their arrays, updated in place (by default a zero state for this one run).
+    """
     graph = plan.graph
     arena = np.full(plan.arena_bytes, _POISON, dtype=np.uint8)
     bound = _bind(graph, inputs)
+    variables = dict(state) if state is not None else {
+        name: np.zeros(graph.tensors[name].shape, graph.tensors[name].dtype.numpy)
+        for name in graph.variables()}
     streamed = {name: value for name, value in bound.items() if name in plan.streamed}
     for name, value in bound.items():
         if name not in streamed:
@@ -43,7 +51,7 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
         if step.inplace is InPlace.DEPTHWISE:
             _depthwise_in_place(arena, plan, op, step.scratch)
         elif step.inplace not in RUNS_NO_CODE:
-            _run_op(arena, plan, op, streamed)
+            _run_op(arena, plan, op, {**streamed, **variables})
         if keep_intermediates:
             kept.update({name: _view(arena, plan, name).copy() for name in op.outputs})
     outputs = [_view(arena, plan, name).copy() for name in graph.outputs]
@@ -92,7 +100,8 @@ def _arguments(arena: np.ndarray, plan: Plan, op: Operator,
                streamed: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
     """The op's inputs as read now: arena copies for activations, data for constants.
 
-    `streamed` graph inputs are never in the arena: the caller's arrays are read instead.
+    `streamed` graph inputs and variable tensors are never in the arena: the caller's arrays
+    are read instead (a variable's array itself, which its op updates).
     """
     graph = plan.graph
     outside = streamed or {}

@@ -203,6 +203,11 @@ def scale_and_round_array(acc: np.ndarray, scales: np.ndarray | float) -> np.nda
 # --- gemmlowp fixed point: int16 (HARD_SWISH), exp and reciprocal (SOFTMAX) -----------------------
 
 
+def wrap_int32_array(x: np.ndarray) -> np.ndarray:
+    """Integer sums reduced to int32 as a wrapping int32 accumulator holds them (SVDF)."""
+    return _wrap_int32_array(np.asarray(x, dtype=np.int64))
+
+
 def wrap_int16_array(x: np.ndarray) -> np.ndarray:
     """Integers reduced to int16 the way C converts them (two's complement wrap-around)."""
     return ((np.asarray(x, dtype=np.int64) + (1 << 15)) & 0xFFFF) - (1 << 15)

@@ -22,7 +22,7 @@ def run_float(
 
     Quantised constants (the int8 weights of hybrid models) must have been dequantised first by
     the passes pipeline (`passes.fold_constants`); a float constant may carry the parameters a
-    QDQ model gave it.
+    QDQ model gave it. Variable tensors (SVDF's state) start at zero.
     """
     values = {name: t.data for name, t in graph.tensors.items() if t.is_constant}
     quantised = [name for name, t in graph.tensors.items()
@@ -32,6 +32,8 @@ def run_float(
             f"float graph '{graph.name}' holds quantised constants {quantised[:3]}",
             "run mcuflow.passes.pipeline.run_passes first: it dequantises hybrid weights")
     values.update(_bind(graph, inputs))
+    values.update({name: np.zeros(graph.tensor(name).shape, np.float32)
+                   for name in graph.variables()})  # one run from a zero state
     for op in graph.operators:
         kernel = FLOAT_KERNELS.get(op.kind)
         written = op.attrs.output_type if OP_DEFS[op.kind].index_output else DType.FLOAT32

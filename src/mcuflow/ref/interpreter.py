@@ -33,7 +33,8 @@ class Interpreter:
     `order` lists operator indices in execution order (the memory planner's schedule); it must be
     a permutation of the operators in which every tensor is produced before it is read.
     A graph mcuflow does not support is refused with every offending op (UnsupportedModelError).
-    Not thread-safe: prepared kernels reuse scratch buffers.
+    Variable tensors (SVDF's state) start at zero and carry over from one run to the next, as
+    in LiteRT; `reset` zeroes them. Not thread-safe: prepared kernels reuse scratch buffers.
     """
 
     def __init__(self, graph: Graph, order: Sequence[int] | None = None) -> None:
@@ -41,17 +42,24 @@ class Interpreter:
         self.order = _checked_order(graph, order)
         check_supported(graph)
         self._constants = {name: t.data for name, t in graph.tensors.items() if t.is_constant}
+        self.state = {name: np.zeros(graph.tensor(name).shape, graph.tensor(name).dtype.numpy)
+                      for name in graph.variables()}
         self._steps = [_prepared(graph, graph.operators[index]) for index in self.order]
         self._expected = {name: (tuple(graph.tensor(name).shape), graph.tensor(name).dtype.numpy)
                           for name in graph.inputs}
 
     def run(self, inputs: Inputs, keep_intermediates: bool = False) -> RunResult:
         """Execute the graph on `inputs` (a list in graph input order, or a dict by name)."""
-        values = {**self._constants, **self._bind(inputs)}
+        values = {**self._constants, **self.state, **self._bind(inputs)}
         for step in self._steps:
             step(values)
         outputs = [values[name] for name in self.graph.outputs]
         return RunResult(outputs, values if keep_intermediates else {})
+
+    def reset(self) -> None:
+        """Zero every variable tensor, as at the start."""
+        for value in self.state.values():
+            value[...] = 0
 
     def _bind(self, inputs: Inputs) -> dict[str, np.ndarray]:
         names = self.graph.inputs
@@ -114,6 +122,7 @@ def _checked_order(graph: Graph, order: Sequence[int] | None) -> list[int]:
     if sorted(steps) != list(range(count)):
         raise McuflowError(f"order {steps} is not a permutation of the {count} operators")
     ready = set(graph.inputs) | {name for name, t in graph.tensors.items() if t.is_constant}
+    ready |= set(graph.variables())
     for index in steps:
         op = graph.operators[index]
         missing = [name for name in op.inputs if name not in ready]

@@ -276,6 +276,7 @@ def _litert_oracle(graph: Graph) -> Oracle | None:
     def outputs(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
         results = []
         with _litert_errors():
+            interpreter.reset_all_variables()
             for r in range(len(inputs[0])):
                 for detail, x in zip(interpreter.get_input_details(), inputs, strict=True):
                     interpreter.set_tensor(detail["index"], x[r])
@@ -310,12 +311,15 @@ def compare_runs(graph: Graph, runs: int, seed: int,
     """Execute `runs` random inputs chunk by chunk and compare each chunk's outputs at once.
 
     `execute` maps stacked inputs to stacked outputs (a binary, QEMU). Every chunk is drawn,
-    executed, compared and dropped before the next, so memory does not grow with `runs`.
+    executed, compared and dropped before the next, so memory does not grow with `runs`. Each
+    chunk is a fresh program run, whose state (SVDF's) starts at zero: the oracles are reset
+    before each, and carry their state from one run of the chunk to the next as the program does.
     """
     interpreter = Interpreter(graph, order)
     oracle = _peer_oracle(graph) if litert else None
     mismatches, litert_mismatches = 0, 0
     for inputs in input_chunks(graph, runs, seed):
+        interpreter.reset()
         actual = execute(inputs)
         expected = [interpreter.run([x[r] for x in inputs]).outputs
                     for r in range(len(inputs[0]))]
