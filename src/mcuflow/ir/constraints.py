@@ -237,7 +237,7 @@ FIXED_OUTPUT = {kind: d.fixed_output for kind, d in OP_DEFS.items() if d.fixed_o
 
 def data_inputs(op: Operator) -> tuple[str, ...]:
     """The inputs an op computes on: all but the weights and bias of a weighted op."""
-    return op.inputs[:1] if op.kind in WEIGHTED else op.inputs
+    return op.inputs[:1] if op.kind in WEIGHTED else op.inputs[:OP_DEFS[op.kind].data_operands]
 
 
 def _int8_problem(graph: Graph, name: str, role: str) -> str | None:
