@@ -14,6 +14,7 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
@@ -265,6 +266,25 @@ def resizes() -> Graph:
         resize(column, (15, 18)),
         resize(column, (2, 2), align=True),
     )
+    return b.build()
+
+
+@family
+def lstms() -> Graph:
+    """Integer LSTMs, their states carried over runs.
+
+    Batch 2 batch-major, time-major with a cell clip, and a keyword-spotter head (last step by
+    SLICE + RESHAPE, FULLY_CONNECTED, SOFTMAX).
+    """
+    b = GraphBuilder("lstms", seed=23)
+    x = b.input((2, 6, 5), 0.05, -4)
+    major = b.reshape(x, (6, 2, 5))
+    sequence = b.lstm(x, 8)
+    clipped = b.lstm(major, 3, LstmAttrs(True, 0.75, 0.0, QuantParams.per_tensor(2.0**-12, 0)),
+                     gain=6.0)
+    last = b.op(OpKind.SLICE, [sequence], SliceAttrs((0, 5, 0), (2, 1, 8)), b.quant(sequence))
+    logits = b.fully_connected(b.reshape(last, (2, 8)), 4)
+    b.output(sequence, clipped, b.softmax(logits))
     return b.build()
 
 

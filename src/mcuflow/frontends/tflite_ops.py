@@ -539,7 +539,7 @@ _LSTM_ABSENT = {1: "CIFG (no input gate)", 9: "peephole", 10: "peephole", 11: "p
 """Optional operands mcuflow refuses when present (or, for the input gate, absent)."""
 _OUTPUT_STATE, _CELL_STATE = 18, 19
 _LSTM_INTERMEDIATES = 5
-_DEFAULT_GATE = QuantParams((2.0**-12,), (0,))
+_DEFAULT_GATE = LstmAttrs.gates[0]
 
 
 def _lstm_refusal(op: RawOp, subgraph: RawSubgraph) -> str | None:
@@ -581,7 +581,7 @@ def _lstm(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
         proj_clip=float(o.ProjClip()) if o else 0.0,
         cell_state=cell or LstmAttrs.cell_state,
         hidden=quants[-1] if quants and quants[-1] else LstmAttrs.hidden,
-        gates=tuple(q or _DEFAULT_GATE for q in quants[:-1]),
+        gates=tuple(q or _DEFAULT_GATE for q in quants[:-1]) or LstmAttrs.gates,
     )
     return attrs, [op.inputs[i] for i in _LSTM_READ]
 
@@ -611,9 +611,8 @@ def _lstm_layout(graph: Graph, op: Operator) -> FlatOperands:
                                        variable=True)
     inputs[_CELL_STATE] = HeldTensor("cell_state", (batch, units), DType.INT16,
                                      attrs.cell_state, variable=True)
-    gates = attrs.gates or (_DEFAULT_GATE,) * (_LSTM_INTERMEDIATES - 1)
     intermediates = [HeldTensor(f"intermediate_{i}", (), DType.INT16, q)
-                     for i, q in enumerate(gates)]
+                     for i, q in enumerate(attrs.gates)]
     intermediates.append(HeldTensor("hidden", (), DType.INT8, attrs.hidden))
     return FlatOperands(inputs, intermediates)
 

@@ -12,7 +12,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs
+from mcuflow.ir.ops import OpKind, SliceAttrs, lstm_dims
 from mcuflow.ir.registry import OpTable
 
 
@@ -352,6 +352,30 @@ _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NE
         "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
         "generation, a row copy where a row repeats the one above.",
         terms=_resize_terms)
+
+
+def _lstm_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_lstm_s8.
+
+    Per step and batch row (`rows`), 4 x units gate rows (`outputs`: two dot products
+    requantised, an activation) of features + units MACs, and units cell updates (`elements`:
+    CwiseMul, tanh, requantisation).
+    """
+    batch, time, features, units = lstm_dims(graph, op)
+    rows = batch * time
+    return Work(calls=1, rows=rows, outputs=rows * 4 * units,
+                macs=rows * 4 * units * (features + units), elements=rows * units)
+
+
+def _lstm_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
+    """The four gates of one batch row as int16."""
+    return 4 * graph.tensors[op.outputs[0]].shape[-1] * 2
+
+
+_kernel("mcuflow_lstm_s8", "mcuflow_lstm", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),
+        "UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16): gates in int16 scratch, the output and "
+        "cell states in static storage that persists across inferences.",
+        terms=_lstm_terms, scratch=_lstm_scratch)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -408,6 +432,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.REDUCE_MIN: ("mcuflow_reduce_extreme_s8",),
     OpKind.ARG_MAX: ("mcuflow_arg_extreme_s8",), OpKind.ARG_MIN: ("mcuflow_arg_extreme_s8",),
     OpKind.RESIZE_NEAREST_NEIGHBOR: ("mcuflow_resize_nearest_s8",),
+    OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: ("mcuflow_lstm_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

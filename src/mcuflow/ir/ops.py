@@ -211,7 +211,7 @@ class LstmAttrs:
     proj_clip: float = 0.0
     cell_state: QuantParams = QuantParams((2.0**-11,), (0,))
     hidden: QuantParams = QuantParams((2.0**-7,), (0,))
-    gates: tuple[QuantParams, ...] = ()
+    gates: tuple[QuantParams, ...] = (QuantParams((2.0**-12,), (0,)),) * 4
 
 
 OpAttrs = (
