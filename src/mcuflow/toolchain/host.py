@@ -230,6 +230,7 @@ def _litert_oracle(graph: Graph) -> Oracle | None:
     def outputs(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
         results = []
         with _litert_errors():
+            interpreter.reset_all_variables()
             for r in range(len(inputs[0])):
                 for detail, x in zip(interpreter.get_input_details(), inputs, strict=True):
                     interpreter.set_tensor(detail["index"], x[r])
@@ -264,12 +265,14 @@ def compare_runs(graph: Graph, runs: int, seed: int,
     """Execute `runs` random inputs chunk by chunk and compare each chunk's outputs at once.
 
     `execute` maps stacked inputs to stacked outputs (a binary, QEMU). Every chunk is drawn,
-    executed, compared and dropped before the next, so memory does not grow with `runs`.
+    executed, compared and dropped before the next, so memory does not grow with `runs`. Each
+    chunk runs in a fresh process, so the oracles start each chunk afresh too: models with
+    state (an LSTM's variable tensors) carry it over the runs of one chunk only.
     """
-    interpreter = Interpreter(graph, order)
     oracle = _litert_oracle(graph) if litert else None
     mismatches, litert_mismatches = 0, 0
     for inputs in input_chunks(graph, runs, seed):
+        interpreter = Interpreter(graph, order)
         actual = execute(inputs)
         expected = [interpreter.run([x[r] for x in inputs]).outputs
                     for r in range(len(inputs[0]))]
