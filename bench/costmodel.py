@@ -51,6 +51,7 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
@@ -331,6 +332,23 @@ def _resize(b: GraphBuilder, rng: np.random.Generator) -> str:
                 ResizeNearestNeighborAttrs(size, align, half), b.quant(x))
 
 
+def _lstm(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM: keyword-spotter and sensor sizes, either time layout."""
+    while True:
+        batch = int(_pick(rng, [1, 1, 1, 2]))
+        time = int(_pick(rng, [1, 4, 10, 25, 49]))
+        features = int(_pick(rng, [1, 3, 10, 13, 40]))
+        units = int(_pick(rng, [2, 8, 16, 32, 64]))
+        if batch * time * 4 * units * (features + units) <= MAX_MACS:
+            break
+    time_major = bool(rng.integers(2))
+    x = _input(b, rng, (time, batch, features) if time_major else (batch, time, features))
+    cell = QuantParams.per_tensor(2.0 ** int(rng.integers(-15, -8)), 0)
+    clip = float(_pick(rng, [0.0, 0.0, 3.0]))
+    return b.lstm(x, units, LstmAttrs(time_major, clip, 0.0, cell),
+                  gain=float(rng.uniform(1.0, 6.0)))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -339,6 +357,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "concatenation": (_concatenation, 12), "maximum_minimum": (_maximum_minimum, 12),
     "slice": (_slice, 24), "reduce": (_reduce, 16), "arg": (_arg, 16),
     "resize": (_resize, 16),
+    "lstm": (_lstm, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")
