@@ -78,3 +78,25 @@ def test_proj_clip_is_refused() -> None:
     graph = lstm_graph(1, 3, 2, 3, False, -11, 0.0, 0.3, 2.0)
     with pytest.raises(UnsupportedModelError, match="proj_clip must be 0"):
         Interpreter(graph)
+
+
+@pytest.mark.parametrize(("position", "variant"), [
+    (1, "CIFG"), (9, "peephole"), (16, "projection"), (20, "layer norm")])
+def test_lstm_variants_are_refused_with_the_variant_named(position: int, variant: str) -> None:
+    """Present (or, for the input gate, absent) optional operands name what is unsupported."""
+    from mcuflow.frontends.tflite_reader import _convert, _decode
+
+    subgraph = _decode(write_tflite(lstm_graph(*CASES[0])), "the model")
+    op = subgraph.ops[0]
+    op.inputs[position] = -1 if position == 1 else op.inputs[2]
+    with pytest.raises(UnsupportedModelError, match=f"uses {variant}"):
+        _convert(op, subgraph)
+
+
+def test_integer_lstm_without_intermediates_is_refused() -> None:
+    from mcuflow.frontends.tflite_reader import _convert, _decode
+
+    subgraph = _decode(write_tflite(lstm_graph(*CASES[0])), "the model")
+    subgraph.ops[0].intermediates = []
+    with pytest.raises(UnsupportedModelError, match="8x8_8"):
+        _convert(subgraph.ops[0], subgraph)
