@@ -29,7 +29,7 @@ from mcuflow.quant.fixedpoint import (
     wrap_int16_array,
 )
 from mcuflow.ref.common import quant_of, require_int8
-from mcuflow.ref.registry import PreparedFn, prepared_kernel
+from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 GATE_SCALE = 2.0**-12
 """The gates' matrix products are requantised to Q3.12 (no layer norm)."""
@@ -167,3 +167,29 @@ def prepare_lstm_kernel(graph: Graph, op: Operator) -> PreparedFn:
     weights = [graph.tensor(name).data.astype(np.int64)
                for name in op.inputs[1:1 + 2 * LSTM_GATES]]
     return lambda inputs: [state.run(inputs[0], weights)]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+@float_kernel(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM)
+def _lstm_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The float LSTM (TANH, no CIFG, peephole or projection), from zero states on each run."""
+    attrs: LstmAttrs = op.attrs
+    x, weights, biases = inputs[0], inputs[1:1 + 2 * LSTM_GATES], inputs[1 + 2 * LSTM_GATES:]
+    sequence = x if attrs.time_major else x.transpose(1, 0, 2)
+    units = weights[0].shape[0]
+    h = np.zeros((sequence.shape[1], units), np.float32)
+    c = np.zeros_like(h)
+    steps = []
+    for frame in sequence:
+        pre = [frame @ weights[g].T + h @ weights[LSTM_GATES + g].T + biases[g]
+               for g in range(LSTM_GATES)]
+        c = _sigmoid(pre[1]) * c + _sigmoid(pre[0]) * np.tanh(pre[2])
+        if attrs.cell_clip > 0:
+            c = np.clip(c, -attrs.cell_clip, attrs.cell_clip)
+        h = (_sigmoid(pre[3]) * np.tanh(c)).astype(np.float32)
+        steps.append(h)
+    out = np.stack(steps)
+    return [np.ascontiguousarray(out if attrs.time_major else out.transpose(1, 0, 2))]
