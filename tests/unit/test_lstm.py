@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
+from mcuflow.analysis.metrics import analyze
 from mcuflow.errors import UnsupportedModelError
-from mcuflow.frontends.tflite_reader import read_tflite
+from mcuflow.frontends.tflite_reader import _convert, _decode, read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.hw.board import get_board
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import LstmAttrs, OpKind
@@ -84,8 +86,6 @@ def test_proj_clip_is_refused() -> None:
     (1, "CIFG"), (9, "peephole"), (16, "projection"), (20, "layer norm")])
 def test_lstm_variants_are_refused_with_the_variant_named(position: int, variant: str) -> None:
     """Present (or, for the input gate, absent) optional operands name what is unsupported."""
-    from mcuflow.frontends.tflite_reader import _convert, _decode
-
     subgraph = _decode(write_tflite(lstm_graph(*CASES[0])), "the model")
     op = subgraph.ops[0]
     op.inputs[position] = -1 if position == 1 else op.inputs[2]
@@ -94,9 +94,15 @@ def test_lstm_variants_are_refused_with_the_variant_named(position: int, variant
 
 
 def test_integer_lstm_without_intermediates_is_refused() -> None:
-    from mcuflow.frontends.tflite_reader import _convert, _decode
-
     subgraph = _decode(write_tflite(lstm_graph(*CASES[0])), "the model")
     subgraph.ops[0].intermediates = []
     with pytest.raises(UnsupportedModelError, match="8x8_8"):
         _convert(subgraph.ops[0], subgraph)
+
+
+def test_analysis_counts_the_states_kept_outside_the_arena() -> None:
+    """LSTM states (int8 output, int16 cell: 3 bytes a batch row and unit) count against SRAM."""
+    graph = lstm_graph(2, 3, 4, 7, False, -11, 0.0, 0.0, 2.0)
+    board = get_board("nucleo-f429zi")
+    report = analyze(graph, board, peak_ram_bytes=1000)
+    assert report.sram_margin_bytes == board.sram_bytes - 1000 - 2 * 7 * 3

@@ -13,6 +13,7 @@ from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
 from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import state_bytes
 
 SCHEMA = "mcuflow.report/2"
 
@@ -48,6 +49,7 @@ REPORT_JSON_FIELDS = """\
 | peak_layer | index of the layer with the largest working set (null for an empty graph) |
 | sram_bytes | usable contiguous SRAM of the board |
 | sram_margin_bytes | sram_bytes - peak_ram_bytes (- constant_bytes when weights_tier is "sram") |
+| | - the LSTM states the C keeps outside the arena (ir.ops.state_bytes) |
 | fits_sram | sram_margin_bytes >= 0 |
 | fits | fits_sram and fits_flash |
 | latency_ms_estimate, energy_mj_estimate | sums of the per-layer estimates (cost model) |
@@ -290,7 +292,7 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
     peak = planner_peak if planner_peak is not None else (
         peak_layer.working_set_bytes if peak_layer else 0)
     sram_weights = weights.total_bytes if weights.tier.kind is TierKind.SRAM else 0
-    sram_margin = board.sram_bytes - peak - sram_weights
+    sram_margin = board.sram_bytes - peak - sram_weights - state_bytes(graph)
     flash_bytes = flash.total if flash is not None else weights.total_bytes
     flash_margin = weights.capacity - flash_bytes
     return Report(

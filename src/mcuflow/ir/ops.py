@@ -463,6 +463,20 @@ def lstm_dims(graph: Graph, op: Operator) -> tuple[int, int, int, int]:
     return batch, time, features, units
 
 
+def state_bytes(graph: Graph) -> int:
+    """RAM the graph's variable tensors take outside the arena.
+
+    Per LSTM, its int8 output state and int16 cell state (the generated C keeps them in static
+    storage).
+    """
+    total = 0
+    for op in graph.operators:
+        if op.kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            batch, _, _, units = lstm_dims(graph, op)
+            total += batch * units * (1 + 2)
+    return total
+
+
 def _lstm_shape(graph: Graph, op: Operator) -> list[Shape]:
     batch, time, features, units = lstm_dims(graph, op)
     expected = ([(units, features)] * LSTM_GATES + [(units, units)] * LSTM_GATES
