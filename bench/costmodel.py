@@ -53,6 +53,7 @@ from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
     BroadcastToAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
@@ -455,6 +456,23 @@ def _svdf(b: GraphBuilder, rng: np.random.Generator) -> str:
     return b.svdf(x, units, rank, memory, bias=bool(rng.integers(4)))
 
 
+def _lstm(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM: keyword-spotter and sensor sizes, either time layout."""
+    while True:
+        batch = int(_pick(rng, [1, 1, 1, 2]))
+        time = int(_pick(rng, [1, 4, 10, 25, 49]))
+        features = int(_pick(rng, [1, 3, 10, 13, 40]))
+        units = int(_pick(rng, [2, 8, 16, 32, 64]))
+        if batch * time * 4 * units * (features + units) <= MAX_MACS:
+            break
+    time_major = bool(rng.integers(2))
+    x = _input(b, rng, (time, batch, features) if time_major else (batch, time, features))
+    cell = QuantParams.per_tensor(2.0 ** int(rng.integers(-15, -8)), 0)
+    clip = float(_pick(rng, [0.0, 0.0, 3.0]))
+    return b.lstm(x, units, LstmAttrs(time_major, clip, 0.0, cell),
+                  gain=float(rng.uniform(1.0, 6.0)))
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -470,6 +488,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "depth_space": (_depth_space, 16),
     "batch_space": (_batch_space, 16),
     "svdf": (_svdf, 16),
+    "lstm": (_lstm, 16),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

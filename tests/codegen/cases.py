@@ -16,6 +16,7 @@ from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
     BroadcastToAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
@@ -424,6 +425,25 @@ def svdf() -> Graph:
     second = b.svdf(first, 4, rank=1, memory=3, bias=False)
     pair = b.reshape(x, (2, 10))
     b.output(second, b.svdf(pair, 3, rank=1, memory=8))
+    return b.build()
+
+
+@family
+def lstms() -> Graph:
+    """Integer LSTMs, their states carried over runs.
+
+    Batch 2 batch-major, time-major with a cell clip, and a keyword-spotter head (last step by
+    SLICE + RESHAPE, FULLY_CONNECTED, SOFTMAX).
+    """
+    b = GraphBuilder("lstms", seed=23)
+    x = b.input((2, 6, 5), 0.05, -4)
+    major = b.reshape(x, (6, 2, 5))
+    sequence = b.lstm(x, 8)
+    clipped = b.lstm(major, 3, LstmAttrs(True, 0.75, 0.0, QuantParams.per_tensor(2.0**-12, 0)),
+                     gain=6.0)
+    last = b.op(OpKind.SLICE, [sequence], SliceAttrs((0, 5, 0), (2, 1, 8)), b.quant(sequence))
+    logits = b.fully_connected(b.reshape(last, (2, 8)), 4)
+    b.output(sequence, clipped, b.softmax(logits))
     return b.build()
 
 

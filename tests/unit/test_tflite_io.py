@@ -202,6 +202,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "batch_space": codegen_cases.batch_space,
     "uint8_edges": codegen_cases.uint8_edges,
     "svdf": codegen_cases.svdf,
+    "lstms": codegen_cases.lstms,
 }
 
 

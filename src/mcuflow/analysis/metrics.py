@@ -13,6 +13,7 @@ from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
 from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.ops import state_bytes
 
 SCHEMA = "mcuflow.report/2"
 
@@ -64,8 +65,8 @@ REPORT_JSON_FIELDS = """\
 | layers[].weights_location | tier of its constants, "none" without constants, "overflow" |
 | layers[].latency_ms, layers[].energy_mj | cost-model estimates |
 | layers[].kernels | C kernel functions the generated step calls (mcuflow.hw.kernels) |
-| state_bytes | persistent RAM of the variable tensors (SVDF state), static storage outside the |
-| | arena kept from one inference to the next |
+| state_bytes | persistent RAM of the state (SVDF, LSTM: ir.ops.state_bytes), static storage |
+| | outside the arena kept from one inference to the next |
 """
 
 
@@ -295,7 +296,7 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
     peak = planner_peak if planner_peak is not None else (
         peak_layer.working_set_bytes if peak_layer else 0)
     sram_weights = weights.total_bytes if weights.tier.kind is TierKind.SRAM else 0
-    state = sum(graph.tensor(name).nbytes for name in graph.variables())
+    state = state_bytes(graph)
     sram_margin = board.sram_bytes - peak - state - sram_weights
     flash_bytes = flash.total if flash is not None else weights.total_bytes
     flash_margin = weights.capacity - flash_bytes

@@ -17,6 +17,7 @@ from mcuflow.codegen.context import (
     c_float,
     c_int,
 )
+from mcuflow.codegen.names import c_comment
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
 from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.kernels import (
@@ -50,6 +51,7 @@ from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add, prepare_mul
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.log_softmax import prepare_log_softmax
+from mcuflow.ref.lstm import prepare_lstm
 from mcuflow.ref.mean import MeanParams, prepare_mean
 from mcuflow.ref.pooling import prepare_pool
 from mcuflow.ref.prelu import prepare_prelu
@@ -727,3 +729,56 @@ def _svdf(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_svdf_s8", f"&{symbol}", _input_pointer(ctx, 0), ctx.state(state),
                  _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_svdf",))
+
+
+# --- UNIDIRECTIONAL_SEQUENCE_LSTM ---------------------------------------------------------------
+
+
+def _c_list(values: list[int]) -> str:
+    return "{" + ", ".join(c_int(v) for v in values) + "}"
+
+
+def _lstm_states(ctx: EmitContext, units: int, batch: int, zero_point: int) -> tuple[str, str]:
+    """The layer's variable tensors in static storage, not the arena that every run reuses.
+
+    The int8 output state starts at its zero point (LiteRT's ResetVariableTensor), the int16
+    cell state at 0.
+    """
+    output_state, cell_state = ctx.symbol("output_state"), ctx.symbol("cell_state")
+    count = batch * units
+    ctx.definitions += [
+        f"/* {c_comment(ctx.op.name)}: LSTM states, kept from one inference to the next. */",
+        f"static int8_t {output_state}[{count}] = {_c_list([zero_point] * count)};",
+        f"static int16_t {cell_state}[{count}];",
+    ]
+    return output_state, cell_state
+
+
+@emitter(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM)
+def _lstm(ctx: EmitContext) -> LayerCode:
+    p = prepare_lstm(ctx.graph, ctx.op)
+    biases = np.stack([p.input_bias, p.recurrent_bias])
+    if np.abs(biases).max(initial=0) >= 1 << 31:
+        raise CodegenError(f"UNIDIRECTIONAL_SEQUENCE_LSTM '{ctx.op.name}': a bias plus zero "
+                           "point times weight sum exceeds int32")
+    input_bias = ctx.constant("input_bias", "int32_t", p.input_bias.astype(np.int32),
+                              f"{ctx.op.name}: gate biases - input zero point * row sums")
+    recurrent_bias = ctx.constant("recurrent_bias", "int32_t", p.recurrent_bias.astype(np.int32),
+                                  f"{ctx.op.name}: - output zero point * recurrent row sums")
+    weights = [ctx.pool.tensor(ctx.graph, name) for name in ctx.op.inputs[1:9]]
+    output_state, cell_state = _lstm_states(ctx, p.units, p.batch, p.output_zero_point)
+    symbol = _define(ctx, "mcuflow_lstm_t", "lstm", {
+        "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
+        "time_major": int(p.time_major), "input_weights": "{" + ", ".join(weights[:4]) + "}",
+        "recurrent_weights": "{" + ", ".join(weights[4:]) + "}",
+        "input_bias": input_bias, "recurrent_bias": recurrent_bias,
+        "input_multiplier": _c_list([m.multiplier for m in p.input_multipliers]),
+        "input_shift": _c_list([m.shift for m in p.input_multipliers]),
+        "recurrent_multiplier": _c_list([m.multiplier for m in p.recurrent_multipliers]),
+        "recurrent_shift": _c_list([m.shift for m in p.recurrent_multipliers]),
+        "cell_exponent": p.cell_exponent, "hidden_multiplier": p.hidden.multiplier,
+        "hidden_shift": p.hidden.shift, "hidden_zero_point": p.hidden_zero_point,
+        "cell_clip": p.cell_clip})
+    call = _call("mcuflow_lstm_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx),
+                 output_state, cell_state, f"(int16_t *){ctx.scratch()}")
+    return _code(ctx, call, ("mcuflow_lstm",))

@@ -35,6 +35,7 @@ from mcuflow.ir.ops import (
     ElementwiseAttrs,
     FullyConnectedAttrs,
     LeakyReluAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpAttrs,
@@ -1028,6 +1029,76 @@ def _depth_space(imp: _Importer, node: onnx.NodeProto) -> None:
             raise imp.unsupported(node, f"splits a {h}x{w} image into {block}x{block} blocks")
     x = imp.to_layout(node, x, NHWC)
     imp.set(node, imp.emit(kind, [x.name], BlockAttrs(block), x, node.output[0], shape))
+
+
+_ONNX_GATES = (0, 2, 3, 1)
+"""Where ONNX's gate blocks (input, output, forget, cell) hold mcuflow's input, forget, cell and
+output gates."""
+_LSTM_ABSENT = {4: "sequence_lens", 5: "initial_h", 6: "initial_c", 7: "peepholes"}
+
+
+def _lstm_refusal(imp: _Importer, node: onnx.NodeProto, hidden: int) -> str | None:
+    """Why mcuflow cannot convert this LSTM node, or None."""
+    attrs = imp.attrs(node)
+    if _text(attrs.get("direction", "forward")) != "forward":
+        return "runs backward or both ways; only forward LSTMs are supported"
+    activations = [_text(a) for a in attrs.get("activations", [])]
+    if activations and activations != ["Sigmoid", "Tanh", "Tanh"]:
+        return f"uses activations {activations}; only Sigmoid, Tanh, Tanh are supported"
+    if "clip" in attrs or attrs.get("input_forget", 0):
+        return "clips its gates or couples input and forget gates (unsupported)"
+    present = [what for position, what in _LSTM_ABSENT.items()
+               if position < len(node.input) and node.input[position]]
+    if present:
+        return f"takes {', '.join(present)}; mcuflow's LSTM starts from zero states"
+    return None if hidden > 0 else "has no hidden_size"
+
+
+def _lstm_constants(imp: _Importer, node: onnx.NodeProto, hidden: int) -> list[np.ndarray]:
+    """The 4 input weights, 4 recurrent weights and 4 biases, in mcuflow's gate order."""
+    w, r = imp.const(node, 1, "input weights"), imp.const(node, 2, "recurrent weights")
+    if w is None or r is None or w.ndim != 3 or r.shape != (1, 4 * hidden, hidden) or (
+            w.shape[:2] != (1, 4 * hidden)):
+        raise imp.unsupported(node, "needs constant weights W [1, 4H, I] and R [1, 4H, H]")
+    b = imp.const(node, 3, "bias")
+    b = np.zeros((1, 8 * hidden), np.float32) if b is None else b.reshape(1, -1)
+    if b.shape != (1, 8 * hidden):
+        raise imp.unsupported(node, f"has a bias of {b.size} values; expected {8 * hidden}")
+    block = [slice(g * hidden, (g + 1) * hidden) for g in _ONNX_GATES]
+    return ([w[0, s] for s in block] + [r[0, s] for s in block]
+            + [b[0, s] + b[0, 4 * hidden:][s] for s in block])
+
+
+@converter("LSTM")
+def _lstm(imp: _Importer, node: onnx.NodeProto) -> None:
+    """A forward LSTM as UNIDIRECTIONAL_SEQUENCE_LSTM; Y and Y_h by RESHAPE (and SLICE)."""
+    hidden = int(imp.attrs(node).get("hidden_size", 0))
+    refusal = _lstm_refusal(imp, node, hidden)
+    if refusal is not None:
+        raise imp.unsupported(node, refusal)
+    x = imp.plain(imp.act(node), node)
+    if len(x.shape) != 3:
+        raise imp.unsupported(node, f"reads a rank-{len(x.shape)} input; expected 3")
+    time_major = int(imp.attrs(node).get("layout", 0)) == 0
+    inputs = [imp.constant(f"{node.output[0]}/lstm_{i}", data)
+              for i, data in enumerate(_lstm_constants(imp, node, hidden))]
+    seq, batch = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    plain3 = (seq, batch, hidden) if time_major else (batch, seq, hidden)
+    out = imp.emit(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, [x.name, *inputs],
+                   LstmAttrs(time_major=time_major), x, imp.fresh(f"{node.output[0]}/lstm"),
+                   plain3, (0, 1, 2))
+    y_shape = (seq, 1, batch, hidden) if time_major else (batch, seq, 1, hidden)
+    imp.set(node, imp.emit(OpKind.RESHAPE, [out.name], ReshapeAttrs(y_shape), out,
+                           node.output[0], y_shape, (0, 1, 2, 3)))
+    if len(node.output) > 1 and node.output[1]:
+        begin = (seq - 1, 0, 0) if time_major else (0, seq - 1, 0)
+        size = (1, batch, hidden) if time_major else (batch, 1, hidden)
+        last = imp.emit(OpKind.SLICE, [out.name], SliceAttrs(begin, size), out,
+                        imp.fresh(f"{node.output[1]}/last"), size, (0, 1, 2))
+        h_shape = (1, batch, hidden) if time_major else (batch, 1, hidden)
+        imp.values[node.output[1]] = imp.emit(
+            OpKind.RESHAPE, [last.name], ReshapeAttrs(h_shape), last, node.output[1], h_shape,
+            (0, 1, 2))
 
 
 @converter("Identity", "Dropout", "Cast")

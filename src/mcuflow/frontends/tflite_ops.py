@@ -20,6 +20,7 @@ from mcuflow.frontends.tflite_schema import (
     RawSubgraph,
 )
 from mcuflow.ir.enums import Activation
+from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import (
     ArgAttrs,
     BatchSpaceAttrs,
@@ -32,6 +33,7 @@ from mcuflow.ir.ops import (
     ExpandDimsAttrs,
     FullyConnectedAttrs,
     LeakyReluAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpAttrs,
@@ -48,6 +50,7 @@ from mcuflow.ir.ops import (
     TileAttrs,
     TransposeConvAttrs,
 )
+from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.registry import OpTable
 
 OP = tflite.BuiltinOperator
@@ -88,6 +91,35 @@ class OptionalBias:
     zeros_axis: int | None = None
 
 
+@dataclass(frozen=True)
+class HeldTensor:
+    """A tensor of an op's TFLite form that the IR keeps in the op's attributes.
+
+    An LSTM's states (variable tensors) and intermediates.
+    """
+
+    suffix: str
+    shape: tuple[int, ...]
+    dtype: DType
+    quant: QuantParams
+    variable: bool = False
+
+
+@dataclass(frozen=True)
+class FlatOperands:
+    """An op's TFLite inputs and intermediates.
+
+    Each input is an IR input position, a HeldTensor, or None for -1.
+    """
+
+    inputs: list[int | HeldTensor | None]
+    intermediates: list[HeldTensor]
+
+
+OperandLayout = Callable[[Graph, Operator], FlatOperands]
+"""The TFLite operands of an op whose IR inputs are not its TFLite inputs in order."""
+
+
 def _no_attrs(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     return NoAttrs(), list(op.inputs)
 
@@ -117,6 +149,10 @@ class TfliteOp:
     optional: tuple[int, ...] = ()
     """Other operand positions that may be -1 (SVDF's bias): the reader drops an absent one,
     the writer writes -1 there when the IR has fewer inputs."""
+    required: int | None = None
+    """How many leading inputs must be present (not -1); None: all, or those before the bias."""
+    layout: OperandLayout | None = None
+    """Its TFLite operands when they are not the IR's inputs in order (LSTM); None: they are."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -695,6 +731,98 @@ def _svdf_options(builder: Builder, a: SvdfAttrs) -> tuple[int, int]:
     return tflite.BuiltinOptions.SVDFOptions, tflite.SVDFOptionsEnd(builder)
 
 
+# --- UNIDIRECTIONAL_SEQUENCE_LSTM (fully integer)
+
+
+LSTM_TFLITE_INPUTS = 24
+"""lstm_shared.h: input, 4 input weights, 4 recurrent weights, 3 peephole weights, 4 biases,
+projection weights and bias, output and cell state, 4 layer-norm coefficients."""
+_LSTM_READ = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 15)
+"""The TFLite positions of the IR inputs (x, weights, biases)."""
+_LSTM_ABSENT = {1: "CIFG (no input gate)", 9: "peephole", 10: "peephole", 11: "peephole",
+                16: "projection", 17: "projection", 20: "layer norm", 21: "layer norm",
+                22: "layer norm", 23: "layer norm"}
+"""Optional operands mcuflow refuses when present (or, for the input gate, absent)."""
+_OUTPUT_STATE, _CELL_STATE = 18, 19
+_LSTM_INTERMEDIATES = 5
+_DEFAULT_GATE = LstmAttrs.gates[0]
+
+
+def _lstm_refusal(op: RawOp, subgraph: RawSubgraph) -> str | None:
+    """Why mcuflow cannot run this LSTM (a variant or an activation it lacks), or None."""
+    o = op.options
+    if o is not None and o.FusedActivationFunction() != tflite.ActivationFunctionType.TANH:
+        return "an activation other than TANH"
+    if o is not None and o.DiagonalRecurrentTensors():
+        return "diagonal recurrent weights"
+    for position, variant in _LSTM_ABSENT.items():
+        if (op.inputs[position] < 0) != (position != 1):
+            return variant
+    x = subgraph.tensors[op.inputs[0]]
+    if x.dtype is DType.INT8 and len(op.intermediates) != _LSTM_INTERMEDIATES:
+        return f"{len(op.intermediates)} intermediates (LiteRT's 8x8_8 kernel)"
+    return None
+
+
+def _lstm(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The integer LSTM: options, the states' and intermediates' quantisation.
+
+    CIFG, peephole, projection and layer norm are refused.
+    """
+    o = check.options(op, tflite.UnidirectionalSequenceLSTMOptions)
+    refusal = _lstm_refusal(op, subgraph)
+    if refusal is not None:
+        raise check.unsupported(op, f"uses {refusal}; mcuflow runs the integer LSTM without "
+                                "CIFG, peephole, projection or layer norm, activation TANH")
+    if min(op.inputs[_OUTPUT_STATE], op.inputs[_CELL_STATE]) < 0:
+        raise check.op_error(op, "lacks its output or cell state tensor")
+    output_state = subgraph.tensors[op.inputs[_OUTPUT_STATE]].quant
+    if output_state != subgraph.tensors[op.outputs[0]].quant:
+        raise check.unsupported(op, "has an output state quantised unlike its output")
+    quants = [subgraph.tensors[i].quant for i in op.intermediates]
+    cell = subgraph.tensors[op.inputs[_CELL_STATE]].quant
+    attrs = LstmAttrs(
+        time_major=bool(o.TimeMajor()) if o else False,
+        cell_clip=float(o.CellClip()) if o else 0.0,
+        proj_clip=float(o.ProjClip()) if o else 0.0,
+        cell_state=cell or LstmAttrs.cell_state,
+        hidden=quants[-1] if quants and quants[-1] else LstmAttrs.hidden,
+        gates=tuple(q or _DEFAULT_GATE for q in quants[:-1]) or LstmAttrs.gates,
+    )
+    return attrs, [op.inputs[i] for i in _LSTM_READ]
+
+
+def _lstm_options(builder: Builder, a: LstmAttrs) -> tuple[int, int]:
+    tflite.UnidirectionalSequenceLSTMOptionsStart(builder)
+    tflite.UnidirectionalSequenceLSTMOptionsAddFusedActivationFunction(
+        builder, tflite.ActivationFunctionType.TANH)
+    tflite.UnidirectionalSequenceLSTMOptionsAddCellClip(builder, a.cell_clip)
+    tflite.UnidirectionalSequenceLSTMOptionsAddProjClip(builder, a.proj_clip)
+    tflite.UnidirectionalSequenceLSTMOptionsAddTimeMajor(builder, a.time_major)
+    return (tflite.BuiltinOptions.UnidirectionalSequenceLSTMOptions,
+            tflite.UnidirectionalSequenceLSTMOptionsEnd(builder))
+
+
+def _lstm_layout(graph: Graph, op: Operator) -> FlatOperands:
+    """The 24 TFLite inputs (states as variable tensors) and the 5 intermediates."""
+    attrs: LstmAttrs = op.attrs
+    out = graph.tensors[op.outputs[0]]
+    units = out.shape[-1]
+    batch = out.shape[1] if attrs.time_major else out.shape[0]
+    inputs: list[int | HeldTensor | None] = [None] * LSTM_TFLITE_INPUTS
+    for ir_position, position in enumerate(_LSTM_READ):
+        inputs[position] = ir_position
+    assert out.quant is not None
+    inputs[_OUTPUT_STATE] = HeldTensor("output_state", (batch, units), DType.INT8, out.quant,
+                                       variable=True)
+    inputs[_CELL_STATE] = HeldTensor("cell_state", (batch, units), DType.INT16,
+                                     attrs.cell_state, variable=True)
+    intermediates = [HeldTensor(f"intermediate_{i}", (), DType.INT16, q)
+                     for i, q in enumerate(attrs.gates)]
+    intermediates.append(HeldTensor("hidden", (), DType.INT8, attrs.hidden))
+    return FlatOperands(inputs, intermediates)
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -788,6 +916,9 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
         OP.BATCH_TO_SPACE_ND, _batch_space("crops"), _empty_options("BatchToSpaceNDOptions"),
         (3, 3), constant_inputs=_batch_space_inputs("crops"), version=2),
     OpKind.SVDF: TfliteOp(OP.SVDF, _svdf, _svdf_options, (5, 5), version=3, optional=(3,)),
+    OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: TfliteOp(
+        OP.UNIDIRECTIONAL_SEQUENCE_LSTM, _lstm, _lstm_options,
+        (LSTM_TFLITE_INPUTS, LSTM_TFLITE_INPUTS), required=1, layout=_lstm_layout),
 })
 """The TFLite form of every OpKind."""
 

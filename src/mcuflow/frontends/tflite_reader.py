@@ -529,14 +529,15 @@ def _operator(
     code, name = opcodes[opcode_index]
     inputs = ints(fb.InputsAsNumpy())
     outputs = ints(fb.OutputsAsNumpy())
-    for tensor in [t for t in inputs if t != -1] + outputs:
+    intermediates = [] if fb.IntermediatesIsNone() else ints(fb.IntermediatesAsNumpy())
+    for tensor in [t for t in inputs if t != -1] + outputs + intermediates:
         if not 0 <= tensor < len(tensors):
             raise ModelFormatError(
                 f"{label}: op {index} ({name}) refers to tensor {tensor} but the subgraph has "
                 f"{len(tensors)}",
                 HINT,
             )
-    return RawOp(index, code, name, inputs, outputs, _options(fb))
+    return RawOp(index, code, name, inputs, outputs, _options(fb), intermediates)
 
 
 def _options(fb: tflite.Operator) -> object | None:
@@ -614,6 +615,7 @@ def _convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpKind, OpAttrs, list[in
     form = TFLITE_OPS[kind]
     low, high = form.operands
     required = BIAS_INDEX if form.bias is not None else len(op.inputs)
+    required = required if form.required is None else form.required
     absent = [k for k, i in enumerate(op.inputs[:required]) if i < 0 and k not in form.optional]
     if not low <= len(op.inputs) <= high or absent:
         raise op_error(op, f"has inputs {op.inputs}; expected {low} to {high} tensors")

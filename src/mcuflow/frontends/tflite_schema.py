@@ -78,7 +78,8 @@ class RawTensor:
 class RawOp:
     """An operator as decoded from the flatbuffer; inputs use -1 for an absent optional input.
 
-    `options` is the decoded builtin-options table of the `tflite` package (or None).
+    `options` is the decoded builtin-options table of the `tflite` package (or None);
+    `intermediates` the indices of its intermediate tensors (the integer LSTM's).
     """
 
     index: int
@@ -87,6 +88,7 @@ class RawOp:
     inputs: list[int]
     outputs: list[int]
     options: object | None = None
+    intermediates: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import flatbuffers
 import numpy as np
 import tflite
 
-from mcuflow.frontends.tflite_ops import BIAS_INDEX, TFLITE_OPS
+from mcuflow.frontends.tflite_ops import BIAS_INDEX, TFLITE_OPS, HeldTensor
 from mcuflow.frontends.tflite_schema import (
     FILE_IDENTIFIER,
     PLACEHOLDER_FOR_GREATER_OP_CODES,
@@ -42,7 +42,7 @@ def write_tflite(graph: Graph) -> bytes:
         if tensor.is_constant:
             buffers.append(_buffer(builder, tensor))
             buffer_index = len(buffers) - 1
-        tensors.append(_tensor(builder, tensor, buffer_index))
+        tensors.append(_tensor(builder, tensor, buffer_index, len(tensors) in layout.variables))
     operators = [_operator(builder, layout, op) for op in layout.ops]
     subgraph = _subgraph(builder, graph, layout, tensors, operators)
     opcodes = [_operator_code(builder, kind) for kind in layout.kinds]
@@ -58,6 +58,7 @@ class _FlatOp:
     source: Operator
     inputs: list[int]
     outputs: list[int]
+    intermediates: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class _Layout:
     index: dict[str, int] = field(default_factory=dict)
     ops: list[_FlatOp] = field(default_factory=list)
     kinds: list[OpKind] = field(default_factory=list)
+    variables: set[int] = field(default_factory=set)
 
     @classmethod
     def of(cls, graph: Graph) -> _Layout:
@@ -82,7 +84,10 @@ class _Layout:
                 inputs = TFLITE_OPS[op.kind].arrange(inputs)
             inputs = _absent_optional(op, inputs)
             outputs = [layout.lookup(name, op) for name in op.outputs]
-            layout.ops.append(_FlatOp(op, inputs, outputs))
+            if TFLITE_OPS[op.kind].layout is not None:
+                layout.ops.append(layout.laid_out(graph, op, outputs))
+            else:
+                layout.ops.append(_FlatOp(op, inputs, outputs))
             if op.kind not in layout.kinds:
                 layout.kinds.append(op.kind)
         return layout
@@ -101,6 +106,24 @@ class _Layout:
                 "run mcuflow.ir.verify.verify_graph on the graph before writing it",
             )
         return self.index[name]
+
+    def laid_out(self, graph: Graph, op: Operator, outputs: list[int]) -> _FlatOp:
+        """An op whose TFLite operands its record lays out (LSTM: states and intermediates)."""
+        layout = TFLITE_OPS[op.kind].layout
+        assert layout is not None
+        flat = layout(graph, op)
+        inputs = [NO_TENSOR if item is None
+                  else self.held(op, item) if isinstance(item, HeldTensor)
+                  else self.lookup(op.inputs[item], op) for item in flat.inputs]
+        return _FlatOp(op, inputs, outputs, [self.held(op, item) for item in flat.intermediates])
+
+    def held(self, op: Operator, held: HeldTensor) -> int:
+        """A new tensor for `held`, marked variable when it is a state."""
+        name = self.unique_name(f"{op.outputs[0]}/{held.suffix}")
+        index = self.add(Tensor(name, held.shape, held.dtype, held.quant))
+        if held.variable:
+            self.variables.add(index)
+        return index
 
     def extra_inputs(self, op: Operator) -> list[int]:
         """Inputs TFLite expects beyond the IR's: attribute constants or the omitted bias."""
@@ -184,8 +207,8 @@ def _quantization(builder: Builder, quant: QuantParams) -> int:
     return tflite.QuantizationParametersEnd(builder)
 
 
-def _tensor(builder: Builder, tensor: Tensor, buffer_index: int) -> int:
-    """A Tensor table."""
+def _tensor(builder: Builder, tensor: Tensor, buffer_index: int, variable: bool = False) -> int:
+    """A Tensor table (`variable`: a state LiteRT keeps across invocations)."""
     name = builder.CreateString(tensor.name)
     shape = _numpy_vector(builder, tensor.shape, "<i4")
     quant = _quantization(builder, tensor.quant) if tensor.quant is not None else None
@@ -197,7 +220,7 @@ def _tensor(builder: Builder, tensor: Tensor, buffer_index: int) -> int:
     if quant is not None:
         tflite.TensorAddQuantization(builder, quant)
     tflite.TensorAddHasRank(builder, True)
-    if tensor.variable:
+    if tensor.variable or variable:
         tflite.TensorAddIsVariable(builder, True)
     return tflite.TensorEnd(builder)
 
@@ -207,12 +230,16 @@ def _operator(builder: Builder, layout: _Layout, flat: _FlatOp) -> int:
     op = flat.source
     inputs = _numpy_vector(builder, flat.inputs, "<i4")
     outputs = _numpy_vector(builder, flat.outputs, "<i4")
+    intermediates = _numpy_vector(builder, flat.intermediates, "<i4") if flat.intermediates \
+        else None
     write_options = TFLITE_OPS[op.kind].write
     options = write_options(builder, op.attrs) if write_options is not None else None
     tflite.OperatorStart(builder)
     tflite.OperatorAddOpcodeIndex(builder, layout.kinds.index(op.kind))
     tflite.OperatorAddInputs(builder, inputs)
     tflite.OperatorAddOutputs(builder, outputs)
+    if intermediates is not None:
+        tflite.OperatorAddIntermediates(builder, intermediates)
     if options is not None:
         tflite.OperatorAddBuiltinOptionsType(builder, options[0])
         tflite.OperatorAddBuiltinOptions(builder, options[1])

@@ -13,7 +13,7 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs, broadcast_multiples, transpose_conv_pad
+from mcuflow.ir.ops import OpKind, SliceAttrs, broadcast_multiples, lstm_dims, transpose_conv_pad
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.svdf import svdf_dims
 
@@ -560,6 +560,30 @@ def _svdf_terms(graph: Graph, op: Operator) -> Work:
 _kernel("mcuflow_svdf_s8", "mcuflow_svdf", (OpKind.SVDF,),
         "SVDF: feature and time dot products over an int16 state kept outside the arena.",
         terms=_svdf_terms)
+
+
+def _lstm_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_lstm_s8.
+
+    Per step and batch row (`rows`), 4 x units gate rows (`outputs`: two dot products
+    requantised, an activation) of features + units MACs, and units cell updates (`elements`:
+    CwiseMul, tanh, requantisation).
+    """
+    batch, time, features, units = lstm_dims(graph, op)
+    rows = batch * time
+    return Work(calls=1, rows=rows, outputs=rows * 4 * units,
+                macs=rows * 4 * units * (features + units), elements=rows * units)
+
+
+def _lstm_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
+    """The four gates of one batch row as int16."""
+    return 4 * graph.tensors[op.outputs[0]].shape[-1] * 2
+
+
+_kernel("mcuflow_lstm_s8", "mcuflow_lstm", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),
+        "UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16): gates in int16 scratch, the output and "
+        "cell states in static storage that persists across inferences.",
+        terms=_lstm_terms, scratch=_lstm_scratch)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -630,6 +654,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.SPACE_TO_BATCH_ND: ("mcuflow_space_to_batch_s8",),
     OpKind.BATCH_TO_SPACE_ND: ("mcuflow_batch_to_space_s8",),
     OpKind.SVDF: ("mcuflow_svdf_s8",),
+    OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: ("mcuflow_lstm_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

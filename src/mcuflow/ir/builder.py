@@ -17,6 +17,7 @@ from mcuflow.ir.ops import (
     ExpandDimsAttrs,
     FullyConnectedAttrs,
     LeakyReluAttrs,
+    LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpAttrs,
@@ -355,3 +356,34 @@ class GraphBuilder:
         attrs = TransposeConvAttrs((n, out_h, out_w, out_channels), stride, stride, padding,
                                    activation)
         return self.op(OpKind.TRANSPOSE_CONV, inputs, attrs, self._accumulator_quant(x, wq, depth))
+
+    def lstm(
+        self, x: str, units: int, attrs: LstmAttrs | None = None,
+        output: QuantParams | None = None, gain: float = 2.0,
+    ) -> str:
+        """UNIDIRECTIONAL_SEQUENCE_LSTM as the converter quantises it.
+
+        Per-tensor symmetric int8 weights, int32 biases at input scale x weight scale; `gain` is
+        the typical magnitude of a gate's pre-activation. The hidden intermediate is quantised
+        as the output.
+        """
+        attrs = attrs or LstmAttrs()
+        features = self.graph.tensors[x].shape[-1]
+        x_scale = self.quant(x).scale0
+        out = output or QuantParams.per_tensor(float(self.rng.uniform(0.004, 0.009)),
+                                               int(self.rng.integers(-10, 11)))
+        inputs = [self._lstm_weights(units, depth, gain)
+                  for depth in [features] * 4 + [units] * 4]
+        for gate in range(4):
+            scale = float(np.float32(x_scale) * np.float32(self.quant(inputs[gate]).scale0))
+            data = self.rng.integers(-int(gain / scale), int(gain / scale) + 1, size=units)
+            inputs.append(self.constant("bias", data.astype(np.int32),
+                                        QuantParams.per_tensor(scale, 0)))
+        held = LstmAttrs(attrs.time_major, attrs.cell_clip, attrs.proj_clip, attrs.cell_state,
+                         out, attrs.gates)
+        return self.op(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, [x, *inputs], held, out)
+
+    def _lstm_weights(self, units: int, depth: int, gain: float) -> str:
+        data = self.rng.integers(-127, 128, size=(units, depth), dtype=np.int8)
+        scale = gain / (_INT8_STD * _INT8_STD * math.sqrt(depth) * 0.01)
+        return self.constant("weights", data, QuantParams.per_tensor(scale / 128.0, 0))

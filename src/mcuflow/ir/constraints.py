@@ -237,8 +237,11 @@ FIXED_OUTPUT = {kind: d.fixed_output for kind, d in OP_DEFS.items() if d.fixed_o
 
 def data_inputs(op: Operator) -> tuple[str, ...]:
     """The inputs an op computes on: all but the weights and bias of a weighted op, and only the
-    first of a stateful op (SVDF's others are its weights, bias and state)."""
-    return op.inputs[:1] if op.kind in WEIGHTED or OP_DEFS[op.kind].stateful else op.inputs
+    first of a stateful op (SVDF's others are its weights, bias and state) or of an op with
+    `data_operands` 1 (an LSTM's others are its weights and biases)."""
+    if op.kind in WEIGHTED or OP_DEFS[op.kind].stateful:
+        return op.inputs[:1]
+    return op.inputs[:OP_DEFS[op.kind].data_operands]
 
 
 def _int8_problem(graph: Graph, name: str, role: str, uint8: bool = False) -> str | None:

@@ -71,6 +71,7 @@ class OpKind(Enum):
     SPACE_TO_BATCH_ND = "SPACE_TO_BATCH_ND"
     BATCH_TO_SPACE_ND = "BATCH_TO_SPACE_ND"
     SVDF = "SVDF"
+    UNIDIRECTIONAL_SEQUENCE_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,28 @@ class SvdfAttrs:
     activation: Activation = Activation.RELU
 
 
+@dataclass(frozen=True)
+class LstmAttrs:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM, fully integer (LiteRT's "8x8_16" kernel), TANH activation.
+
+    IR inputs: x [batch, time, features] ([time, batch, features] when `time_major`), the int8
+    input weights [units, features] of the input, forget, cell and output gates, their
+    recurrent weights [units, units], and their four int32 biases [units]. The int8 output
+    state (quantised as the output) and the int16 cell state (`cell_state`: zero point 0, a
+    power-of-two scale) are TFLite variable tensors the op holds: zeroed at start, they persist
+    across inferences. `hidden` is the quantisation of the converter's fifth intermediate (the
+    output gate times tanh of the cell), `gates` those of the first four (unused without layer
+    norm, kept to write them back); `cell_clip`, `proj_clip` are the options' clips (0: none).
+    """
+
+    time_major: bool = False
+    cell_clip: float = 0.0
+    proj_clip: float = 0.0
+    cell_state: QuantParams = QuantParams((2.0**-11,), (0,))
+    hidden: QuantParams = QuantParams((2.0**-7,), (0,))
+    gates: tuple[QuantParams, ...] = (QuantParams((2.0**-12,), (0,)),) * 4
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -320,6 +343,7 @@ OpAttrs = (
     | BlockAttrs
     | BroadcastToAttrs
     | SvdfAttrs
+    | LstmAttrs
 )
 
 
@@ -384,6 +408,9 @@ class OpDef:
     stateful: bool = False
     """It reads and updates a variable tensor, its last input, kept across invocations (SVDF);
     only its first input is an int8 activation, the others are constants."""
+    data_operands: int | None = None
+    """How many leading inputs are activations when the rest are its own constants (LSTM's
+    weights and biases, checked by its `checks`); None: every input of a non-weighted op."""
 
 
 # --- shape rules ------------------------------------------------------------------------------
@@ -685,6 +712,83 @@ def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
                          f"the output {shape[1]}x{shape[2]} has {windows[0]}x{windows[1]} "
                          f"windows, not the input's {in_h}x{in_w}")
     return [shape]
+LSTM_GATES = 4
+"""Gates of an LSTM (input, forget, cell, output): its IR inputs are x, 4 input weights, 4
+recurrent weights, 4 biases."""
+LSTM_OPERANDS = 1 + 3 * LSTM_GATES
+
+
+def lstm_dims(graph: Graph, op: Operator) -> tuple[int, int, int, int]:
+    """(batch, time, features, units) of an UNIDIRECTIONAL_SEQUENCE_LSTM."""
+    attrs: LstmAttrs = op.attrs
+    first, second, features = require_rank(graph, op, 0, 3)
+    batch, time = (second, first) if attrs.time_major else (first, second)
+    units = input_shape(graph, op, 1)[0]
+    return batch, time, features, units
+
+
+def state_bytes(graph: Graph) -> int:
+    """RAM the graph's state takes outside the arena, in static storage of the generated C.
+
+    Its variable tensors (SVDF's state) and, per LSTM, its int8 output state and int16 cell
+    state (which the op holds).
+    """
+    total = sum(graph.tensors[name].nbytes for name in graph.variables())
+    for op in graph.operators:
+        if op.kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
+            batch, _, _, units = lstm_dims(graph, op)
+            total += batch * units * (1 + 2)
+    return total
+
+
+def _lstm_shape(graph: Graph, op: Operator) -> list[Shape]:
+    batch, time, features, units = lstm_dims(graph, op)
+    expected = ([(units, features)] * LSTM_GATES + [(units, units)] * LSTM_GATES
+                + [(units,)] * LSTM_GATES)
+    found = [input_shape(graph, op, i) for i in range(1, LSTM_OPERANDS)]
+    if found != expected:
+        raise ShapeError(f"UNIDIRECTIONAL_SEQUENCE_LSTM '{op.name}': weights and biases {found} "
+                         f"do not fit {features} features and {units} units")
+    first, second = (time, batch) if op.attrs.time_major else (batch, time)
+    return [(first, second, units)]
+
+
+def _lstm_macs(graph: Graph, op: Operator) -> int:
+    """Per step and batch, four gates of [units, features + units] weights."""
+    batch, time, features, units = lstm_dims(graph, op)
+    return batch * time * LSTM_GATES * units * (features + units)
+
+
+def lstm_cell_state(graph: Graph, op: Operator) -> str | None:
+    """The int16 cell state must have zero point 0 and a power-of-two scale from 2**-15 to
+    2**-9 (LiteRT's integer LSTM)."""
+    quant: QuantParams = op.attrs.cell_state
+    exponent = float(np.log2(quant.scale0))
+    if quant.zero_point0 == 0 and abs(exponent - round(exponent)) < 1e-3 and (
+            -15 <= round(exponent) <= -9):
+        return None
+    return f"cell state {describe_quant(quant)} found"
+
+
+def lstm_no_proj_clip(graph: Graph, op: Operator) -> str | None:
+    """proj_clip must be 0: it clips a projection, which mcuflow's LSTM does not have."""
+    clip = op.attrs.proj_clip
+    return f"proj_clip {clip:g} found" if clip > 0 else None
+
+
+def lstm_constants(graph: Graph, op: Operator) -> str | None:
+    """Weights must be constant int8 with one symmetric scale, biases constant int32 (the
+    converter's fully-integer LSTM)."""
+    problems = []
+    for position, name in enumerate(op.inputs[1:], start=1):
+        tensor = graph.tensors[name]
+        dtype = DType.INT8 if position <= 2 * LSTM_GATES else DType.INT32
+        symmetric = dtype is DType.INT32 or (
+            tensor.quant is not None and not tensor.quant.is_per_channel
+            and tensor.quant.zero_point0 == 0)
+        if not tensor.is_constant or tensor.dtype is not dtype or not symmetric:
+            problems.append(f"'{name}' ({tensor.dtype.value})")
+    return f"operands {', '.join(problems)} found" if problems else None
 
 
 # --- MACs ---------------------------------------------------------------------------------------
@@ -1002,6 +1106,9 @@ _DEFINITIONS = (
           element_ops=1, shared_quant=True, checks=(same_quantisation,)),
     OpDef(OpKind.SVDF, SvdfAttrs, svdf_shape, (4, 5), macs=svdf_macs, element_ops=2,
           checks=svdf_checks(), stateful=True),
+    OpDef(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, LstmAttrs, _lstm_shape,
+          (LSTM_OPERANDS, LSTM_OPERANDS), macs=_lstm_macs, element_ops=40,
+          checks=(lstm_constants, lstm_cell_state, lstm_no_proj_clip), data_operands=1),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

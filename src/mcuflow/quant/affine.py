@@ -9,15 +9,22 @@ int8 too: feed `round(x / scale) + zero_point` with the graph input's parameters
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.ir.constraints import FIXED_OUTPUT, SHARED_QUANT, WEIGHT_AXIS, check_supported
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import INDEX_TYPES, NoAttrs, OpKind
-from mcuflow.ir.quantization import INT32_MAX, MAX_SCALE, MIN_SCALE, QuantParams
+from mcuflow.ir.ops import (
+    INDEX_TYPES,
+    LSTM_GATES,
+    NoAttrs,
+    OpAttrs,
+    OpKind,
+    lstm_dims,
+)
+from mcuflow.ir.quantization import INT16_MAX, INT32_MAX, MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import verify_graph
 from mcuflow.passes.common import unique_name
 from mcuflow.quant.calibrate import Range
@@ -99,7 +106,7 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
         for _ in op.inputs:
             inputs.append(_input(graph, result, op, inputs, activations, rules, per_channel))
         result.operators += _requantized(result, Operator(op.kind, tuple(inputs), op.outputs,
-                                                          op.attrs, op.name))
+                                                          _attrs(graph, op, activations), op.name))
     _check_scales(result)
     verify_graph(result)
     check_supported(result)
@@ -314,7 +321,9 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
     if not np.isfinite(tensor.data).all():
         raise ModelFormatError(f"constant '{name}' of {op.kind.value} '{op.name}' holds NaN or "
                                "infinite values", "check the float model's weights")
-    if op.kind in WEIGHT_AXIS and index == 1:
+    if op.kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
+        data, quant = _lstm_constant(source, result, op, done, activations, rules)
+    elif op.kind in WEIGHT_AXIS and index == 1:
         data, quant = kept_weights(tensor) or quantize_weights(
             tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules,
             _bias_floor(source, op, activations))
@@ -327,6 +336,49 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
                                                                tensor.data.max()))
         data = quantize_values(tensor.data, quant)
     return _add_constant(result, name, data, quant)
+
+
+def _lstm_constant(source: Graph, result: Graph, op: Operator, done: list[str],
+                   activations: Mapping[str, QuantParams], rules: ParamRules
+                   ) -> tuple[np.ndarray, QuantParams]:
+    """An LSTM constant as the converter's fully-integer LSTM stores it.
+
+    Weights per-tensor symmetric int8, biases int32 at input scale x the gate's input-weight
+    scale.
+    """
+    index = len(done)
+    data = source.tensors[op.inputs[index]].data
+    if index <= 2 * LSTM_GATES:
+        return quantize_weights(data, 0, False, rules)
+    weights = result.tensors[done[index - 2 * LSTM_GATES]].quant
+    assert weights is not None
+    return quantize_bias(data, activations[op.inputs[0]], weights)
+
+
+CELL_EXPONENTS = (-15, -9)
+"""The power-of-two cell-state scales LiteRT's integer LSTM takes (log2)."""
+
+
+def lstm_cell_state(graph: Graph, op: Operator) -> QuantParams:
+    """The int16 cell state's scale: the finest power of two that holds every cell value.
+
+    A cell value grows by at most 1 a step (c = f c + i g, |f|, |i|, |g| <= 1), so the sequence
+    length (or the cell clip) bounds it without calibration.
+    """
+    bound = float(lstm_dims(graph, op)[1])
+    if op.attrs.cell_clip > 0:
+        bound = min(bound, op.attrs.cell_clip)
+    exponent = next((k for k in range(CELL_EXPONENTS[0], CELL_EXPONENTS[1])
+                     if INT16_MAX * 2.0**k >= bound), CELL_EXPONENTS[1])
+    return QuantParams.per_tensor(2.0**exponent, 0)
+
+
+def _attrs(graph: Graph, op: Operator, activations: Mapping[str, QuantParams]) -> OpAttrs:
+    """The op's attributes in the int8 graph: an LSTM's state and hidden quantisation."""
+    if op.kind is not OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
+        return op.attrs
+    return replace(op.attrs, cell_state=lstm_cell_state(graph, op),
+                   hidden=activations[op.outputs[0]])
 
 
 def _bias_floor(graph: Graph, op: Operator, activations: Mapping[str, QuantParams]

@@ -465,3 +465,94 @@ def log_x_for_x_greater_than_or_equal_to_1(x: int, output_bits: int, input_bits:
     num_scaled = saturating_rounding_multiply_by_pot(num, -accum_bits)
     total = _wrap_int32(srdhm(pow_2, _LOG_2) + srdhm(num_scaled, reciprocal))
     return saturating_rounding_multiply_by_pot(total, accum_bits - output_bits)
+
+
+# --- gemmlowp fixed point on int16: logistic and tanh (the integer LSTM's gates) ----------------
+
+
+def _constant16(int32_value: int) -> int:
+    """gemmlowp RescaleConstantInitializer<int16>: an int32 constant rounded to 16 bits."""
+    return rounding_divide_by_pot(int32_value, 16)
+
+
+def _multiply_by_pot16(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int16, exponent >= 0."""
+    threshold = (1 << (15 - exponent)) - 1
+    shifted = np.where(x > threshold, INT16_MAX, x << exponent)
+    return np.where(x < -threshold, INT16_MIN, shifted)
+
+
+_mul16 = saturating_rounding_doubling_high_mul_int16_array
+_ONE16 = INT16_MAX  # FixedPoint<int16, 0>::One()
+_F2_ONE16 = 1 << 13  # FixedPoint<int16, 2>::One()
+
+
+def _exp_quarter16(a: np.ndarray) -> np.ndarray:
+    """exp on [-1/4, 0) for int16 Q0.15 values (gemmlowp's Taylor series around -1/8).
+
+    The last addition saturates (gemmlowp's AddSaturatingIf16Bit).
+    """
+    constant_term = _constant16(1895147668)
+    x = wrap_int16_array(a + (1 << 12))
+    x2 = _mul16(x, x)
+    x3 = _mul16(x2, x)
+    x4 = _mul16(x2, x2)
+    x4_over_4 = rounding_divide_by_pot_int16_array(x4, 2)
+    series = rounding_divide_by_pot_int16_array(
+        wrap_int16_array(_mul16(wrap_int16_array(x4_over_4 + x3), _constant16(715827883)) + x2),
+        1)
+    product = _mul16(constant_term, wrap_int16_array(x + series))
+    return np.clip(constant_term + product, INT16_MIN, INT16_MAX)
+
+
+def exp_on_negative_values_int16(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    """gemmlowp exp_on_negative_values on int16: exp(a) in Q0.15 for Q(integer_bits) a <= 0."""
+    fractional_bits = 15 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    a_mod = wrap_int16_array((a & (one_quarter - 1)) - one_quarter)
+    result = _exp_quarter16(_multiply_by_pot16(a_mod, integer_bits))
+    remainder = wrap_int16_array(a_mod - a)
+    for exponent, multiplier in _EXP_BARREL_SHIFTER:
+        if integer_bits > exponent:
+            bit_set = (remainder & (1 << (fractional_bits + exponent))) != 0
+            result = np.where(bit_set, _mul16(result, _constant16(multiplier)), result)
+    if integer_bits > 5:
+        result = np.where(a < _constant16(-(1 << (36 - integer_bits))), 0, result)
+    return np.where(a == 0, _ONE16, result)
+
+
+def _newton_reciprocal16(a: np.ndarray) -> np.ndarray:
+    """gemmlowp's Newton-Raphson x ~= 2 / (1 + a) in Q2.13, for int16 Q0.15 a in [0, 1]."""
+    half_denominator = rounding_half_sum_array(a, _ONE16)
+    x = wrap_int16_array(_constant16(1515870810)
+                         + _mul16(half_denominator, _constant16(-1010580540)))
+    for _ in range(3):
+        product = _mul16(half_denominator, x)
+        correction = _mul16(x, wrap_int16_array(_F2_ONE16 - product))
+        x = wrap_int16_array(x + _multiply_by_pot16(correction, 2))
+    return x
+
+
+def logistic_int16(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    """gemmlowp logistic of int16 Q(integer_bits) values, in Q0.15 (ApplySigmoid: Q3.12)."""
+    a = np.asarray(a, dtype=np.int64)
+    positive = a > 0
+    absolute = np.where(positive, a, wrap_int16_array(-a))
+    exp = exp_on_negative_values_int16(wrap_int16_array(-absolute), integer_bits)
+    x = _newton_reciprocal16(exp)
+    if_positive = _multiply_by_pot16(x, 1)
+    if_negative = wrap_int16_array(_ONE16 - if_positive)
+    result = np.where(positive, if_positive, if_negative)
+    return np.where(a == 0, _constant16(1 << 30), result)
+
+
+def tanh_int16(a: np.ndarray, integer_bits: int) -> np.ndarray:
+    """gemmlowp tanh of int16 Q(integer_bits) values, in Q0.15 (tensor_utils ApplyTanh)."""
+    a = np.asarray(a, dtype=np.int64)
+    negative = a < 0
+    nonpositive = np.where(negative, a, wrap_int16_array(-a))
+    exp = exp_on_negative_values_int16(nonpositive, integer_bits + 1)
+    x = _newton_reciprocal16(exp)
+    t = _multiply_by_pot16(wrap_int16_array(x - _F2_ONE16), 2)
+    result = np.where(negative, wrap_int16_array(-t), t)
+    return np.where(a == 0, 0, result)

@@ -248,6 +248,7 @@ def _tflm_oracle(graph: Graph) -> Oracle | None:
     def outputs(inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
         results = []
         with _litert_errors():
+            interpreter.reset()
             for r in range(len(inputs[0])):
                 for index, x in enumerate(inputs):
                     interpreter.set_input(x[r], index)
@@ -312,14 +313,13 @@ def compare_runs(graph: Graph, runs: int, seed: int,
 
     `execute` maps stacked inputs to stacked outputs (a binary, QEMU). Every chunk is drawn,
     executed, compared and dropped before the next, so memory does not grow with `runs`. Each
-    chunk is a fresh program run, whose state (SVDF's) starts at zero: the oracles are reset
-    before each, and carry their state from one run of the chunk to the next as the program does.
+    chunk is a fresh program run, whose state (SVDF's, an LSTM's) starts afresh: so do the
+    oracles, which carry their state from one run of the chunk to the next as the program does.
     """
-    interpreter = Interpreter(graph, order)
     oracle = _peer_oracle(graph) if litert else None
     mismatches, litert_mismatches = 0, 0
     for inputs in input_chunks(graph, runs, seed):
-        interpreter.reset()
+        interpreter = Interpreter(graph, order)
         actual = execute(inputs)
         expected = [interpreter.run([x[r] for x in inputs]).outputs
                     for r in range(len(inputs[0]))]
