@@ -14,11 +14,16 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
     ArgAttrs,
+    GatherAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
+    PackAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
+    SplitAttrs,
+    StridedSliceAttrs,
+    TransposeAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
 
@@ -264,6 +269,39 @@ def resizes() -> Graph:
         resize(pair, (11, 5), half=True),
         resize(column, (15, 18)),
         resize(column, (2, 2), align=True),
+    )
+    return b.build()
+
+
+@family
+def shuffles() -> Graph:
+    """STRIDED_SLICE (strides, masks, shrink, negative strides, a plain slice), SPLIT, SPLIT_V,
+    UNPACK (outputs of several ops, viewed or copied), PACK, TRANSPOSE and GATHER."""
+    b = GraphBuilder("shuffles", seed=23)
+    x = b.input((1, 5, 6, 4), 0.05, -2)
+    y = b.conv2d(x, 3, (1, 1))
+    q = b.quant(x)
+
+    def strided(source: str, begin: tuple[int, ...], end: tuple[int, ...],
+                strides: tuple[int, ...], *masks: int) -> str:
+        return b.op(OpKind.STRIDED_SLICE, [source],
+                    StridedSliceAttrs(begin, end, strides, *masks), b.quant(source))
+
+    halves = b.op_outputs(OpKind.SPLIT, [x], SplitAttrs(3, (2, 2)), q)
+    rows = b.op_outputs(OpKind.SPLIT_V, [x], SplitAttrs(1, (1, 3, 1)), q)
+    columns = b.op_outputs(OpKind.UNPACK, [b.reshape(x, (5, 6, 4))], PackAttrs(1, 6), q)
+    b.output(
+        strided(x, (0, 1, 0, 0), (1, 5, 6, 4), (1, 2, 2, 1)),
+        strided(x, (0, -1, 5, 3), (1, 0, 0, 0), (1, -1, -2, -1), 0b0001, 0b0001),
+        strided(x, (0, 2, 1, 1), (1, 3, 5, 3), (1, 1, 1, 1), 0, 0, 0b0011),
+        strided(y, (0, 0, 0, 1), (0, 0, 0, 0), (1, 1, 3, 1), 0b0111, 0b0111, 0b1000),
+        *halves, rows[1], *columns[::3],
+        b.op(OpKind.PACK, [rows[0], rows[2], rows[0]], PackAttrs(2, 3), q),
+        b.op(OpKind.PACK, [halves[0], halves[1]], PackAttrs(0, 2), q),
+        b.op(OpKind.TRANSPOSE, [x], TransposeAttrs((0, 3, 1, 2)), q),
+        b.op(OpKind.TRANSPOSE, [b.reshape(x, (2, 3, 5, 4))], TransposeAttrs((2, 0, 3, 1)), q),
+        b.op(OpKind.GATHER, [x], GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3)), q),
+        b.op(OpKind.GATHER, [b.reshape(x, (30, 4))], GatherAttrs(0, (29, 0, 7), (3,)), q),
     )
     return b.build()
 

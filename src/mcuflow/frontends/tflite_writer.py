@@ -77,7 +77,8 @@ class _Layout:
             layout.add(tensor)
         for op in graph.operators:
             inputs = [layout.lookup(name, op) for name in op.inputs]
-            inputs += layout.extra_inputs(op)
+            extra = layout.extra_inputs(op)
+            inputs = extra + inputs if TFLITE_OPS[op.kind].constants_first else inputs + extra
             outputs = [layout.lookup(name, op) for name in op.outputs]
             layout.ops.append(_FlatOp(op, inputs, outputs))
             if op.kind not in layout.kinds:
