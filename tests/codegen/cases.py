@@ -275,8 +275,11 @@ def resizes() -> Graph:
 
 @family
 def shuffles() -> Graph:
-    """STRIDED_SLICE (strides, masks, shrink, negative strides, a plain slice), SPLIT, SPLIT_V,
-    UNPACK (outputs of several ops, viewed or copied), PACK, TRANSPOSE and GATHER."""
+    """Data movement: STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK, TRANSPOSE and GATHER.
+
+    Strided slices with steps, masks, shrunk axes, negative strides and a plain box; the outputs
+    of several multi-output ops; packs along a new inner and outer axis; permutations; gathers.
+    """
     b = GraphBuilder("shuffles", seed=23)
     x = b.input((1, 5, 6, 4), 0.05, -2)
     y = b.conv2d(x, 3, (1, 1))
@@ -295,6 +298,7 @@ def shuffles() -> Graph:
         strided(x, (0, -1, 5, 3), (1, 0, 0, 0), (1, -1, -2, -1), 0b0001, 0b0001),
         strided(x, (0, 2, 1, 1), (1, 3, 5, 3), (1, 1, 1, 1), 0, 0, 0b0011),
         strided(y, (0, 0, 0, 1), (0, 0, 0, 0), (1, 1, 3, 1), 0b0111, 0b0111, 0b1000),
+        strided(b.relu(x), (0, 2, 0, 0), (1, -1, 6, 4), (1, 1, 1, 1)),
         *halves, rows[1], *columns[::3],
         b.op(OpKind.PACK, [rows[0], rows[2], rows[0]], PackAttrs(2, 3), q),
         b.op(OpKind.PACK, [halves[0], halves[1]], PackAttrs(0, 2), q),

@@ -17,7 +17,15 @@ from mcuflow.codegen.context import (
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout
+from mcuflow.hw.kernels import (
+    KERNELS,
+    arg_layout,
+    gather_layout,
+    piece_copies,
+    slice_kernel,
+    slice_layout,
+    strided_layout,
+)
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -31,6 +39,7 @@ from mcuflow.ir.ops import (
     Pool2DAttrs,
     SliceAttrs,
     SoftmaxAttrs,
+    box_of,
 )
 from mcuflow.ir.registry import OpTable
 from mcuflow.memory.inplace import alias_offset, concat_slots
@@ -529,3 +538,51 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
                  str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
                  ctx.pointer(ctx.op.outputs[0], "U8"))
     return _code(ctx, call, ("mcuflow_reduce",))
+
+
+# --- STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK, TRANSPOSE, GATHER -----------------------------
+
+
+@emitter(OpKind.STRIDED_SLICE)
+def _strided_slice(ctx: EmitContext) -> LayerCode:
+    """A plain slice runs as SLICE (a view when planned in place), else a strided read."""
+    if box_of(ctx.graph, ctx.op) is not None:
+        return _slice(ctx)
+    return _strided_copy(ctx)
+
+
+@emitter(OpKind.TRANSPOSE)
+def _strided_copy(ctx: EmitContext) -> LayerCode:
+    layout = strided_layout(ctx.graph, ctx.op)
+    _require_rank(ctx, len(layout.dims))
+    symbol = _define(ctx, "mcuflow_strided_t", "strided", {
+        "rank": len(layout.dims), "dims": _padded(list(layout.dims)),
+        "steps": _padded(list(layout.steps))})
+    start = f" + {layout.start}" if layout.start else ""
+    call = _call("mcuflow_strided_copy_s8", f"&{symbol}", _input_pointer(ctx, 0) + start,
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_shuffle",))
+
+
+@emitter(OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK, OpKind.PACK)
+def _pieces(ctx: EmitContext) -> LayerCode:
+    calls = []
+    for c in piece_copies(ctx.graph, ctx.op):
+        source = ctx.pointer(ctx.op.inputs[c.input], "U8")
+        target = ctx.pointer(ctx.op.outputs[c.output], "U8")
+        calls.append(_call(
+            "mcuflow_copy_rows", source + (f" + {c.in_offset}" if c.in_offset else ""),
+            str(c.in_step), target + (f" + {c.out_offset}" if c.out_offset else ""),
+            str(c.out_step), str(c.rows), str(c.row_bytes)))
+    return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_data"}))
+
+
+@emitter(OpKind.GATHER)
+def _gather(ctx: EmitContext) -> LayerCode:
+    outer, axis_size, inner = gather_layout(ctx.graph, ctx.op)
+    indices = ctx.op.attrs.indices
+    table = ctx.constant("indices", "int32_t", np.asarray(indices, np.int32),
+                         f"{ctx.op.name}: the gathered slices")
+    call = _call("mcuflow_gather_s8", str(outer), str(axis_size), str(len(indices)), str(inner),
+                 table, _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_shuffle",))

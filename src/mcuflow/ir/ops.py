@@ -519,6 +519,22 @@ def _axis_range(extent: int, axis: int, attrs: StridedSliceAttrs) -> range:
     return range(start, stop, stride)
 
 
+def strided_box(shape: Shape, attrs: StridedSliceAttrs) -> SliceAttrs | None:
+    """The SLICE a STRIDED_SLICE of an input of `shape` equals (its unit strides, or axes it
+    keeps one element of), else None; its output is that box with the shrunk axes dropped."""
+    ranges = strided_slice_ranges(shape, attrs)
+    if any(len(r) > 1 and r.step != 1 for r in ranges):
+        return None
+    return SliceAttrs(tuple(r[0] for r in ranges), tuple(len(r) for r in ranges))
+
+
+def box_of(graph: Graph, op: Operator) -> SliceAttrs | None:
+    """The box a SLICE, or a STRIDED_SLICE that is a plain slice (strided_box), copies."""
+    if op.kind is OpKind.STRIDED_SLICE:
+        return strided_box(graph.tensors[op.inputs[0]].shape, op.attrs)
+    return op.attrs if op.kind is OpKind.SLICE else None
+
+
 def _strided_slice_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: StridedSliceAttrs = op.attrs
     try:

@@ -9,13 +9,13 @@ import numpy as np
 from mcuflow.hw.kernels import dsp_depthwise_plane
 from mcuflow.ir.enums import Activation, AxisPadding, along
 from mcuflow.ir.graph import Graph, Operator, TensorUses
-from mcuflow.ir.ops import ConcatenationAttrs, OpKind, SliceAttrs
+from mcuflow.ir.ops import ConcatenationAttrs, OpKind, box_of
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace, kinds_running
 from mcuflow.memory.scratch import scratch_bytes
 
 ALIAS_KINDS = kinds_running(InPlace.ALIAS)
-_WHOLE_ALIAS_KINDS = ALIAS_KINDS - {OpKind.SLICE}
+_WHOLE_ALIAS_KINDS = ALIAS_KINDS - {OpKind.SLICE, OpKind.STRIDED_SLICE}
 """Kinds whose output is always the whole input (a SLICE is a view only of a contiguous part)."""
 ELEMENTWISE_KINDS = kinds_running(InPlace.ELEMENTWISE)
 STREAMING_KINDS = kinds_running(InPlace.OVERLAP)
@@ -146,9 +146,9 @@ def alias_offset(graph: Graph, op: Operator) -> int:
 
     A contiguous SLICE's offset; 0 for RESHAPE and SQUEEZE.
     """
-    view = slice_view(graph, op) if op.kind is OpKind.SLICE else 0
+    view = slice_view(graph, op) if op.kind in (OpKind.SLICE, OpKind.STRIDED_SLICE) else 0
     if view is None:
-        raise ValueError(f"SLICE '{op.name}' is not contiguous and cannot be an alias")
+        raise ValueError(f"{op.kind.value} '{op.name}' is not contiguous and cannot be an alias")
     return view
 
 
@@ -156,11 +156,12 @@ def slice_view(graph: Graph, op: Operator) -> int | None:
     """Byte offset of a SLICE's output in its input when the slice is contiguous, else None.
 
     Contiguous: every axis before some axis keeps one element and every axis after it is whole.
+    A STRIDED_SLICE is a view when it is such a plain slice (ir.ops.box_of).
     """
     source = graph.tensors[op.inputs[0]]
-    if source.is_constant:
+    attrs = box_of(graph, op)
+    if source.is_constant or attrs is None:
         return None
-    attrs: SliceAttrs = op.attrs
     shape, begin, size = source.shape, attrs.begin, attrs.size
     split = next((a for a in range(len(shape)) if size[a] != 1), len(shape))
     if any(size[a] != shape[a] for a in range(split + 1, len(shape))):

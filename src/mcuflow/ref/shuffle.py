@@ -1,5 +1,4 @@
-"""Data-movement reference kernels (int8 and float32): STRIDED_SLICE, SPLIT, SPLIT_V, PACK,
-UNPACK, TRANSPOSE and GATHER copy stored values, the same quantisation in and out."""
+"""Data-movement reference kernels (int8, float32): copies of stored values, one quantisation."""
 
 from __future__ import annotations
 
