@@ -293,13 +293,14 @@ def shuffles() -> Graph:
     halves = b.op_outputs(OpKind.SPLIT, [x], SplitAttrs(3, (2, 2)), q)
     rows = b.op_outputs(OpKind.SPLIT_V, [x], SplitAttrs(1, (1, 3, 1)), q)
     columns = b.op_outputs(OpKind.UNPACK, [b.reshape(x, (5, 6, 4))], PackAttrs(1, 6), q)
+    lines = b.op_outputs(OpKind.UNPACK, [b.reshape(b.relu(x), (5, 24))], PackAttrs(0, 5), q)
     b.output(
         strided(x, (0, 1, 0, 0), (1, 5, 6, 4), (1, 2, 2, 1)),
         strided(x, (0, -1, 5, 3), (1, 0, 0, 0), (1, -1, -2, -1), 0b0001, 0b0001),
         strided(x, (0, 2, 1, 1), (1, 3, 5, 3), (1, 1, 1, 1), 0, 0, 0b0011),
         strided(y, (0, 0, 0, 1), (0, 0, 0, 0), (1, 1, 3, 1), 0b0111, 0b0111, 0b1000),
         strided(b.relu(x), (0, 2, 0, 0), (1, -1, 6, 4), (1, 1, 1, 1)),
-        *halves, rows[1], *columns[::3],
+        *halves, rows[1], *columns[::3], lines[1], b.relu(lines[4]),
         b.op(OpKind.PACK, [rows[0], rows[2], rows[0]], PackAttrs(2, 3), q),
         b.op(OpKind.PACK, [halves[0], halves[1]], PackAttrs(0, 2), q),
         b.op(OpKind.TRANSPOSE, [x], TransposeAttrs((0, 3, 1, 2)), q),

@@ -42,7 +42,7 @@ from mcuflow.ir.ops import (
     box_of,
 )
 from mcuflow.ir.registry import OpTable
-from mcuflow.memory.inplace import alias_offset, concat_slots
+from mcuflow.memory.inplace import alias_offset, concat_slots, piece_views
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
@@ -566,6 +566,13 @@ def _strided_copy(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK, OpKind.PACK)
 def _pieces(ctx: EmitContext) -> LayerCode:
+    if ctx.inplace is InPlace.ALIAS:
+        views = piece_views(ctx.graph, ctx.op) or []
+        places = [ctx.offset(ctx.op.inputs[0]) + at for at in views]
+        if [ctx.offset(name) for name in ctx.op.outputs] != places:
+            raise CodegenError(f"step {ctx.layer}: the pieces of '{ctx.op.name}' are not at "
+                               "their planned places")
+        return LayerCode([])
     calls = []
     for c in piece_copies(ctx.graph, ctx.op):
         source = ctx.pointer(ctx.op.inputs[c.input], "U8")

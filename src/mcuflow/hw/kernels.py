@@ -486,7 +486,8 @@ _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
 STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
     OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
     OpKind.CONCATENATION: InPlace.CONCAT_SLICE, OpKind.SLICE: InPlace.ALIAS,
-    OpKind.STRIDED_SLICE: InPlace.ALIAS,
+    OpKind.STRIDED_SLICE: InPlace.ALIAS, OpKind.SPLIT: InPlace.ALIAS,
+    OpKind.SPLIT_V: InPlace.ALIAS, OpKind.UNPACK: InPlace.ALIAS,
 })
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
 
