@@ -194,6 +194,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "float": _float_graph,
     "reductions": codegen_cases.reductions,
     "resizes": codegen_cases.resizes,
+    "shuffles": codegen_cases.shuffles,
 }
 
 

@@ -61,7 +61,7 @@ def _check_steps(plan: Plan) -> None:
                 plan.buffers[op.inputs[0]].offset + alias_offset(graph, op) != offset):
             raise PlanError(f"alias {op.outputs[0]!r} is not at its place in {op.inputs[0]!r}")
         views = piece_views(graph, op) if step.inplace is InPlace.ALIAS else None
-        for name, at in zip(op.outputs, views or [], strict=True):
+        for name, at in zip(op.outputs, views, strict=True) if views else ():
             if plan.buffers[name].offset != plan.buffers[op.inputs[0]].offset + at:
                 raise PlanError(f"piece {name!r} is not at its place in {op.inputs[0]!r}")
         if step.inplace is InPlace.CONCAT_SLICE:
