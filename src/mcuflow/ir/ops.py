@@ -512,9 +512,9 @@ def _axis_range(extent: int, axis: int, attrs: StridedSliceAttrs) -> range:
     start = min(max(start + extent if start < 0 else start, low), high)
     if attrs.shrink_axis_mask & bit:
         return range(start, start + 1, stride)
-    stop = attrs.end[axis]
     if attrs.end_mask & bit:
-        stop = high if stride > 0 else low
+        return range(start, high if stride > 0 else low, stride)
+    stop = attrs.end[axis]
     stop = min(max(stop + extent if stop < 0 else stop, low), high)
     return range(start, stop, stride)
 
