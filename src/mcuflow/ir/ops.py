@@ -511,7 +511,7 @@ def _axis_range(extent: int, axis: int, attrs: StridedSliceAttrs) -> range:
         start = low if stride > 0 else high
     start = min(max(start + extent if start < 0 else start, low), high)
     if attrs.shrink_axis_mask & bit:
-        return range(start, start + 1, stride)
+        return range(start, start + 1)
     if attrs.end_mask & bit:
         return range(start, high if stride > 0 else low, stride)
     stop = attrs.end[axis]
