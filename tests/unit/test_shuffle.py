@@ -241,3 +241,24 @@ def test_shapes_that_do_not_fit_are_shape_errors(kind: OpKind, shapes: list[tupl
                                                  attrs: OpAttrs) -> None:
     with pytest.raises(McuflowError):
         _graph(kind, shapes, attrs)
+
+
+def _strided_slice_options(builder: flatbuffers.Builder) -> int:
+    tflite.StridedSliceOptionsStart(builder)
+    tflite.StridedSliceOptionsAddShrinkAxisMask(builder, 1)
+    return tflite.StridedSliceOptionsEnd(builder)
+
+
+def test_strided_slice_takes_trailing_axes_whole() -> None:
+    """begin, end and strides shorter than the rank leave the trailing axes whole, as LiteRT."""
+    spec = RawModel(
+        [RawT("x", (2, 3, 4)), RawT("begin", (2,), TT.INT32, i32(1, 0)),
+         RawT("end", (2,), TT.INT32, i32(2, 3)), RawT("strides", (2,), TT.INT32, i32(1, 2)),
+         RawT("y", (2, 4))],
+        [RawO(OP.STRIDED_SLICE, [0, 1, 2, 3], [4],
+              (tflite.BuiltinOptions.StridedSliceOptions, _strided_slice_options))],
+        [0], [4])
+    model = raw_model(spec)
+    graph = read_tflite(model)
+    assert graph.operators[0].attrs == StridedSliceAttrs((1, 0, 0), (2, 3, 4), (1, 2, 1), 0, 0, 1)
+    assert_same_outputs(model, write_tflite(graph))

@@ -508,6 +508,10 @@ def _strided_slice(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]
     o = check.options(op, tflite.StridedSliceOptions)
     begin, end, strides = (_ints(op, subgraph, i, what)
                            for i, what in ((1, "begin"), (2, "end"), (3, "strides")))
+    shape = subgraph.tensors[op.inputs[0]].shape
+    rest = shape[len(begin):] if len(begin) == len(end) == len(strides) else ()
+    begin, end, strides = (begin + (0,) * len(rest), end + tuple(rest),
+                           strides + (1,) * len(rest))  # LiteRT takes trailing axes whole
     masks = (o.BeginMask(), o.EndMask(), o.ShrinkAxisMask(), o.EllipsisMask(),
              o.NewAxisMask(), bool(o.Offset())) if o else (0, 0, 0, 0, 0, False)
     return StridedSliceAttrs(begin, end, strides, *masks), [op.inputs[0]]
