@@ -14,8 +14,9 @@ from mcuflow.errors import McuflowError, UnsupportedModelError
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.graph import Graph
+from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import (
+    ElementwiseAttrs,
     GatherAttrs,
     OpAttrs,
     OpKind,
@@ -26,6 +27,8 @@ from mcuflow.ir.ops import (
 )
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import ShapeError
+from mcuflow.passes.fold_constants import fold_constants
+from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.ref.registry import prepare
 from tests.support import litert_interpreter, litert_invoke, random_input
@@ -262,3 +265,22 @@ def test_strided_slice_takes_trailing_axes_whole() -> None:
     graph = read_tflite(model)
     assert graph.operators[0].attrs == StridedSliceAttrs((1, 0, 0), (2, 3, 4), (1, 2, 1), 0, 0, 1)
     assert_same_outputs(model, write_tflite(graph))
+
+
+def test_float_constants_through_transpose_gather_and_strided_slice_are_folded() -> None:
+    """Float models' constant glue (a transposed, gathered, sliced table) folds at import."""
+    b = GraphBuilder(seed=5)
+    x = b.input((3, 2), dtype=DType.FLOAT32)
+    table = b.constant("table", np.arange(24, dtype=np.float32).reshape(4, 6), None)
+    moved = b.op(OpKind.TRANSPOSE, [table], TransposeAttrs((1, 0)), None, DType.FLOAT32)
+    picked = b.op(OpKind.GATHER, [moved], GatherAttrs(1, (3, 0), (2,)), None, DType.FLOAT32)
+    cut = b.op(OpKind.STRIDED_SLICE, [picked], StridedSliceAttrs((5, 0), (0, 2), (-2, 1), 0, 1),
+               None, DType.FLOAT32)
+    graph = b.output(b.op(OpKind.ADD, [x, cut], ElementwiseAttrs(), None, DType.FLOAT32)).build()
+    folded = fold_constants(graph)
+    assert [op.kind for op in folded.operators] == [OpKind.ADD]
+    value = np.ones((3, 2), np.float32)
+    np.testing.assert_array_equal(run_float(folded, [value]).outputs[0],
+                                  run_float(graph, [value]).outputs[0])
+    np.testing.assert_array_equal(run_float(graph, [value]).outputs[0],
+                                  value + np.arange(24.0).reshape(4, 6).T[[5, 3, 1]][:, [3, 0]])
