@@ -307,8 +307,22 @@ def shuffles() -> Graph:
         b.op(OpKind.TRANSPOSE, [b.reshape(x, (2, 3, 5, 4))], TransposeAttrs((2, 0, 3, 1)), q),
         b.op(OpKind.GATHER, [x], GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3)), q),
         b.op(OpKind.GATHER, [b.reshape(x, (30, 4))], GatherAttrs(0, (29, 0, 7), (3,)), q),
+        *_rank5_shuffles(b, b.reshape(x, (2, 3, 5, 2, 2))),
     )
     return b.build()
+
+
+def _rank5_shuffles(b: GraphBuilder, x: str) -> list[str]:
+    """Rank-5 TRANSPOSE, STRIDED_SLICE (steps both ways), GATHER and PACK of `x` [2, 3, 5, 2, 2]."""
+    q = b.quant(x)
+    return [
+        b.op(OpKind.TRANSPOSE, [x], TransposeAttrs((4, 2, 0, 3, 1)), q),
+        b.op(OpKind.STRIDED_SLICE, [x], StridedSliceAttrs(
+            (1, 0, 4, 0, 1), (0, 3, 0, 2, 0), (-1, 2, -3, 1, -1), 0b00001, 0b10001), q),
+        b.op(OpKind.GATHER, [x], GatherAttrs(2, (4, 4, 1, 0), (4,)), q),
+        b.op(OpKind.PACK, [b.reshape(b.relu(x), (6, 5, 2, 2)), b.reshape(x, (6, 5, 2, 2))],
+             PackAttrs(3, 2), q),
+    ]
 
 
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:

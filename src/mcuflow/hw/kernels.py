@@ -242,7 +242,7 @@ def piece_copies(graph: Graph, op: Operator) -> list[PieceCopy]:
 
 
 def _copy_terms(graph: Graph, op: Operator) -> Work:
-    """work.copy_terms, and for SLICE a memmove per row (`gathered` bytes)."""
+    """work.copy_terms, and for SLICE and PIECE_KINDS a memmove per row (`gathered` bytes)."""
     if op.kind in PIECE_KINDS:
         copies = piece_copies(graph, op)
         return Work(calls=len(copies), rows=sum(c.rows for c in copies),
