@@ -308,6 +308,8 @@ def shuffles() -> Graph:
         b.op(OpKind.GATHER, [x], GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3)), q),
         b.op(OpKind.GATHER, [b.reshape(x, (30, 4))], GatherAttrs(0, (29, 0, 7), (3,)), q),
         *_rank5_shuffles(b, b.reshape(x, (2, 3, 5, 2, 2))),
+        b.op(OpKind.GATHER, [b.constant("table", np.arange(-64, 64, 4, dtype=np.int8).reshape(
+            8, 4), q)], GatherAttrs(0, (6, 1, 6), (3,)), q),
     )
     return b.build()
 

@@ -213,14 +213,14 @@ def test_gather_refuses_indices_outside_and_batch_dims() -> None:
     _refused(_graph(OpKind.GATHER, [(4, 3)], GatherAttrs(1, (1,), (1,), 1)), "batch_dims")
 
 
-def test_gather_refuses_constant_params() -> None:
-    """A constant table read at constant indices is folded; at run-time indices, refused."""
+def test_gather_of_a_constant_table_equals_litert() -> None:
+    """An int8 constant table read at constant indices (an embedding lookup)."""
     b = GraphBuilder(seed=5)
-    x = b.input((1, 2), 0.05, -3)
-    table = b.constant("table", np.arange(12, dtype=np.int8).reshape(4, 3), b.quant(x))
-    graph = b.output(b.op(OpKind.GATHER, [table], GatherAttrs(0, (1, 2), (2,)), b.quant(x)),
-                     x).build()
-    _refused(graph, "constant table gathered")
+    x = b.input((2, 3), 0.05, -3)
+    table = b.constant("table", np.arange(-60, 60, 5, dtype=np.int8).reshape(8, 3), b.quant(x))
+    rows = b.op(OpKind.GATHER, [table], GatherAttrs(0, (7, 0, 3, 3), (2, 2)), b.quant(x))
+    graph = b.output(rows, b.relu(x)).build()
+    _assert_bit_exact(graph, 0)
 
 
 @pytest.mark.parametrize("kind", [OpKind.SPLIT, OpKind.PACK, OpKind.TRANSPOSE],

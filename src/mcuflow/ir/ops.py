@@ -248,7 +248,10 @@ class TransposeAttrs:
 @dataclass(frozen=True)
 class GatherAttrs:
     """GATHER of the input's slices along `axis` (non-negative) at constant `indices` (TFLite's
-    int32 indices tensor, folded, of shape `indices_shape`); batch_dims is refused unless 0."""
+    int32 indices tensor, folded, of shape `indices_shape`); batch_dims is refused unless 0.
+
+    The input may be an activation or a constant table; indices computed at run time are
+    refused on import."""
 
     axis: int = 0
     indices: tuple[int, ...] = (0,)
@@ -762,12 +765,6 @@ def gather_indices_inside(graph: Graph, op: Operator) -> str | None:
     return None
 
 
-def params_are_activations(graph: Graph, op: Operator) -> str | None:
-    """GATHER: the params must be an int8 activation (a constant table gathered at indices
-    computed at run time is not supported)."""
-    return "constant params found" if graph.tensors[op.inputs[0]].is_constant else None
-
-
 # --- the definitions ----------------------------------------------------------------------------
 
 
@@ -846,8 +843,7 @@ _DEFINITIONS = (
     OpDef(OpKind.TRANSPOSE, TransposeAttrs, _transpose_shape, element_ops=1, shared_quant=True,
           checks=(same_quantisation, rank_at_most_5)),
     OpDef(OpKind.GATHER, GatherAttrs, _gather_shape, element_ops=1, shared_quant=True,
-          checks=(same_quantisation, rank_at_most_5, gather_indices_inside,
-                  params_are_activations)),
+          checks=(same_quantisation, rank_at_most_5, gather_indices_inside)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})
