@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import flatbuffers
 import numpy as np
@@ -28,6 +29,7 @@ from mcuflow.ir.ops import (
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.shapes import ShapeError
 from mcuflow.passes.fold_constants import fold_constants
+from mcuflow.ptq import quantize_model
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.ref.registry import prepare
@@ -284,3 +286,31 @@ def test_float_constants_through_transpose_gather_and_strided_slice_are_folded()
                                   run_float(graph, [value]).outputs[0])
     np.testing.assert_array_equal(run_float(graph, [value]).outputs[0],
                                   value + np.arange(24.0).reshape(4, 6).T[[5, 3, 1]][:, [3, 0]])
+
+
+def test_quantised_float_model_with_pack_unpack_split_matches_litert(tmp_path: Path) -> None:
+    """PTQ gives every SPLIT / UNPACK output and PACK input one quantisation: LiteRT agrees."""
+    b = GraphBuilder(seed=5)
+    f32 = DType.FLOAT32
+    x = b.input((1, 6, 8), dtype=f32)
+    y = b.op(OpKind.ADD, [x, b.constant("shift", np.full((1, 1, 8), 0.5, np.float32), None)],
+             ElementwiseAttrs(), None, f32)
+    parts = b.op_outputs(OpKind.SPLIT_V, [y], SplitAttrs(1, (1, 2, 3)), None, f32)
+    rows = b.op_outputs(OpKind.UNPACK, [parts[2]], PackAttrs(1, 3), None, f32)
+    halves = b.op_outputs(OpKind.SPLIT, [parts[1]], SplitAttrs(1, (1, 1)), None, f32)
+    stacked = b.op(OpKind.PACK, [rows[2], rows[0], rows[1]],
+                   PackAttrs(2, 3), None, f32)
+    b.output(stacked, b.op(OpKind.PACK, [parts[0], halves[0]], PackAttrs(0, 2), None, f32))
+    path = tmp_path / "pieces.tflite"
+    path.write_bytes(write_tflite(b.build()))
+    calibration = np.random.default_rng(3).standard_normal((8, 6, 8)).astype(np.float32)
+    result = quantize_model(path, calibration, "affine", True, "minmax")
+    kinds = {op.kind for op in result.graph.operators}
+    assert {OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK, OpKind.PACK} <= kinds
+    litert = litert_interpreter(result.tflite())
+    interpreter = Interpreter(result.graph)
+    for sample in calibration[:4]:
+        q = result.quantize_input(sample[None])
+        for ours, theirs in zip(interpreter.run([q]).outputs, litert_invoke(litert, [q]),
+                                strict=True):
+            np.testing.assert_array_equal(ours, theirs)
