@@ -972,9 +972,11 @@ def _gather(imp: _Importer, node: onnx.NodeProto) -> None:
                                f"[-{extent}, {extent})", _HINT)
     depth = np.ndim(indices)
     perm: list[int] = []
-    for p in x.perm:
-        perm += [p] if p < axis else list(range(axis, axis + depth)) if p == axis else [
-            p + depth - 1]
+    for p in x.perm:  # the indices' axes replace the gathered axis where the IR holds it
+        if p == axis:
+            perm.extend(range(axis, axis + depth))
+        else:
+            perm.append(p if p < axis else p + depth - 1)
     attrs = GatherAttrs(x.perm.index(axis), tuple(i % extent for i in flat),
                         tuple(np.shape(indices)))
     shape = (*x.shape[:axis], *np.shape(indices), *x.shape[axis + 1:])
