@@ -53,14 +53,19 @@ from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
     BroadcastToAttrs,
+    GatherAttrs,
     LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
+    PackAttrs,
     ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
+    SplitAttrs,
+    StridedSliceAttrs,
     TileAttrs,
+    TransposeAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.inplace import ALL_KINDS
@@ -473,6 +478,56 @@ def _lstm(b: GraphBuilder, rng: np.random.Generator) -> str:
                   gain=float(rng.uniform(1.0, 6.0)))
 
 
+def _strided(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """mcuflow_strided_copy_s8: NHWC <-> NCHW and other TRANSPOSEs, STRIDED_SLICEs with steps."""
+    h, w = _spatial(rng, 1, 24)
+    x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32]))))
+    if rng.integers(2):
+        perm = _pick(rng, [(0, 3, 1, 2), (0, 2, 3, 1), (0, 2, 1, 3), (0, 3, 2, 1)])
+        return b.op(OpKind.TRANSPOSE, [x], TransposeAttrs(perm), b.quant(x))
+    strides = _pick(rng, [(1, 2, 2, 1), (1, 1, 2, 1), (1, 1, 1, 2), (1, -1, -1, 1),
+                          (1, 2, 2, 2)])
+    return b.op(OpKind.STRIDED_SLICE, [x], StridedSliceAttrs(
+        (0, 0, 0, 0), (0, 0, 0, 0), strides, 0b1111, 0b1111), b.quant(x))
+
+
+def _gather(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """mcuflow_gather_s8: rows of a table, pixels of an image, channels."""
+    h, w = _spatial(rng, 1, 24)
+    shape = (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32])))
+    axis = int(_pick(rng, [1, 2, 3]))
+    count = int(rng.integers(1, 2 * shape[axis] + 1))
+    indices = tuple(int(i) for i in rng.integers(0, shape[axis], count))
+    x = _input(b, rng, shape)
+    return b.op(OpKind.GATHER, [x], GatherAttrs(axis, indices, (count,)), b.quant(x))
+
+
+def _pieces(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """mcuflow_copy_rows per piece: SPLIT, SPLIT_V and UNPACK of W or C, PACK on any axis."""
+    h, w = _spatial(rng, 2, 24)
+    shape = (1, h, w, int(_pick(rng, [2, 4, 8, 16, 32])))
+    x = _input(b, rng, shape)
+    kind = _pick(rng, [OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK, OpKind.PACK])
+    if kind is OpKind.PACK:
+        parts = [x, *(b.input(shape, *_shared(b, x)) for _ in range(int(rng.integers(1, 4))))]
+        return b.op(kind, parts, PackAttrs(int(rng.integers(0, 5)), len(parts)), b.quant(x))
+    axis = int(_pick(rng, [2, 3]))
+    if kind is OpKind.UNPACK:
+        attrs: SplitAttrs | PackAttrs = PackAttrs(axis, shape[axis])
+    else:
+        first = int(rng.integers(1, shape[axis]))
+        attrs = SplitAttrs(axis, (first, shape[axis] - first) if kind is OpKind.SPLIT_V else (
+            (shape[axis] // 2,) * 2 if shape[axis] % 2 == 0 else (shape[axis],)))
+    first_piece, *rest = b.op_outputs(kind, [x], attrs, b.quant(x))
+    b.output(*rest)
+    return first_piece
+
+
+def _shared(b: GraphBuilder, x: str) -> tuple[float, int]:
+    quant = b.quant(x)
+    return quant.scale0, quant.zero_point0
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -489,6 +544,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "batch_space": (_batch_space, 16),
     "svdf": (_svdf, 16),
     "lstm": (_lstm, 16),
+    "strided": (_strided, 20), "gather": (_gather, 16), "pieces": (_pieces, 20),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

@@ -16,14 +16,19 @@ from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
     BroadcastToAttrs,
+    GatherAttrs,
     LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpKind,
+    PackAttrs,
     ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
     SliceAttrs,
+    SplitAttrs,
+    StridedSliceAttrs,
     TileAttrs,
+    TransposeAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
 
@@ -338,6 +343,47 @@ def batch_space() -> Graph:
 
 
 @family
+def shuffles() -> Graph:
+    """Data movement: STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK, TRANSPOSE and GATHER.
+
+    Strided slices with steps, masks, shrunk axes, negative strides and a plain box; the outputs
+    of several multi-output ops; packs along a new inner and outer axis; permutations; gathers.
+    """
+    b = GraphBuilder("shuffles", seed=23)
+    x = b.input((1, 5, 6, 4), 0.05, -2)
+    y = b.conv2d(x, 3, (1, 1))
+    q = b.quant(x)
+
+    def strided(source: str, begin: tuple[int, ...], end: tuple[int, ...],
+                strides: tuple[int, ...], *masks: int) -> str:
+        return b.op(OpKind.STRIDED_SLICE, [source],
+                    StridedSliceAttrs(begin, end, strides, *masks), b.quant(source))
+
+    halves = b.op_outputs(OpKind.SPLIT, [x], SplitAttrs(3, (2, 2)), q)
+    rows = b.op_outputs(OpKind.SPLIT_V, [x], SplitAttrs(1, (1, 3, 1)), q)
+    columns = b.op_outputs(OpKind.UNPACK, [b.reshape(x, (5, 6, 4))], PackAttrs(1, 6), q)
+    lines = b.op_outputs(OpKind.UNPACK, [b.reshape(b.relu(x), (5, 24))], PackAttrs(0, 5), q)
+    b.output(
+        strided(x, (0, 1, 0, 0), (1, 5, 6, 4), (1, 2, 2, 1)),
+        strided(x, (0, -1, 5, 3), (1, 0, 0, 0), (1, -1, -2, -1), 0b0001, 0b0001),
+        strided(x, (0, 2, 1, 1), (1, 3, 5, 3), (1, 1, 1, 1), 0, 0, 0b0011),
+        strided(y, (0, 0, 0, 1), (0, 0, 0, 0), (1, 1, 3, 1), 0b0111, 0b0111, 0b1000),
+        strided(b.relu(x), (0, 2, 0, 0), (1, -1, 6, 4), (1, 1, 1, 1)),
+        *halves, rows[1], *columns[::3], lines[1], b.relu(lines[4]),
+        b.op(OpKind.PACK, [rows[0], rows[2], rows[0]], PackAttrs(2, 3), q),
+        b.op(OpKind.PACK, [halves[0], halves[1]], PackAttrs(0, 2), q),
+        b.op(OpKind.TRANSPOSE, [x], TransposeAttrs((0, 3, 1, 2)), q),
+        b.op(OpKind.TRANSPOSE, [b.reshape(x, (2, 3, 5, 4))], TransposeAttrs((2, 0, 3, 1)), q),
+        b.op(OpKind.GATHER, [x], GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3)), q),
+        b.op(OpKind.GATHER, [b.reshape(x, (30, 4))], GatherAttrs(0, (29, 0, 7), (3,)), q),
+        *_rank5_shuffles(b, b.reshape(x, (2, 3, 5, 2, 2))),
+        b.op(OpKind.GATHER, [b.constant("table", np.arange(-64, 64, 4, dtype=np.int8).reshape(
+            8, 4), q)], GatherAttrs(0, (6, 1, 6), (3,)), q),
+    )
+    return b.build()
+
+
+@family
 def bilinear_resizes() -> Graph:
     """RESIZE_BILINEAR up and down, each mode, one channel and several, two images."""
     b = GraphBuilder("bilinear_resizes", seed=31)
@@ -445,6 +491,19 @@ def lstms() -> Graph:
     logits = b.fully_connected(b.reshape(last, (2, 8)), 4)
     b.output(sequence, clipped, b.softmax(logits))
     return b.build()
+
+
+def _rank5_shuffles(b: GraphBuilder, x: str) -> list[str]:
+    """Rank-5 TRANSPOSE, STRIDED_SLICE (steps both ways), GATHER and PACK of `x` [2, 3, 5, 2, 2]."""
+    q = b.quant(x)
+    return [
+        b.op(OpKind.TRANSPOSE, [x], TransposeAttrs((4, 2, 0, 3, 1)), q),
+        b.op(OpKind.STRIDED_SLICE, [x], StridedSliceAttrs(
+            (1, 0, 4, 0, 1), (0, 3, 0, 2, 0), (-1, 2, -3, 1, -1), 0b00001, 0b10001), q),
+        b.op(OpKind.GATHER, [x], GatherAttrs(2, (4, 4, 1, 0), (4,)), q),
+        b.op(OpKind.PACK, [b.reshape(b.relu(x), (6, 5, 2, 2)), b.reshape(x, (6, 5, 2, 2))],
+             PackAttrs(3, 2), q),
+    ]
 
 
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:

@@ -128,7 +128,7 @@ def _mixed_model(net: Net) -> str:
 
 @pytest.fixture(scope="module")
 def mixed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    net = Net((1, 3, 8, 8))
+    net = Net((1, 3, 8, 8), rng=np.random.default_rng(5))
     path = tmp_path_factory.mktemp("mixed") / "mixed.onnx"
     path.write_bytes(net.model(_mixed_model(net)))
     return path

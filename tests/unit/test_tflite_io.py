@@ -203,6 +203,7 @@ CASES: dict[str, Callable[[], Graph]] = {
     "uint8_edges": codegen_cases.uint8_edges,
     "svdf": codegen_cases.svdf,
     "lstms": codegen_cases.lstms,
+    "shuffles": codegen_cases.shuffles,
 }
 
 

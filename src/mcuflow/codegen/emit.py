@@ -23,8 +23,11 @@ from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.kernels import (
     KERNELS,
     arg_layout,
+    gather_layout,
+    piece_copies,
     slice_kernel,
     slice_layout,
+    strided_layout,
     tile_of,
     transpose_conv_kernel,
 )
@@ -41,10 +44,11 @@ from mcuflow.ir.ops import (
     Pool2DAttrs,
     SliceAttrs,
     SoftmaxAttrs,
+    box_of,
 )
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.svdf import STATE_INPUT, svdf_bias
-from mcuflow.memory.inplace import alias_offset, concat_slots
+from mcuflow.memory.inplace import alias_offset, concat_slots, piece_views
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
@@ -782,3 +786,58 @@ def _lstm(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_lstm_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx),
                  output_state, cell_state, f"(int16_t *){ctx.scratch()}")
     return _code(ctx, call, ("mcuflow_lstm",))
+
+
+# --- STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK, TRANSPOSE, GATHER -----------------------------
+
+
+@emitter(OpKind.STRIDED_SLICE)
+def _strided_slice(ctx: EmitContext) -> LayerCode:
+    """A plain slice runs as SLICE (a view when planned in place), else a strided read."""
+    if box_of(ctx.graph, ctx.op) is not None:
+        return _slice(ctx)
+    return _strided_copy(ctx)
+
+
+@emitter(OpKind.TRANSPOSE)
+def _strided_copy(ctx: EmitContext) -> LayerCode:
+    layout = strided_layout(ctx.graph, ctx.op)
+    _require_rank(ctx, len(layout.dims))
+    symbol = _define(ctx, "mcuflow_strided_t", "strided", {
+        "rank": len(layout.dims), "dims": _padded(list(layout.dims)),
+        "steps": _padded(list(layout.steps))})
+    start = f" + {layout.start}" if layout.start else ""
+    call = _call("mcuflow_strided_copy_s8", f"&{symbol}", _input_pointer(ctx, 0) + start,
+                 _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_shuffle",))
+
+
+@emitter(OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK, OpKind.PACK)
+def _pieces(ctx: EmitContext) -> LayerCode:
+    if ctx.inplace is InPlace.ALIAS:
+        views = piece_views(ctx.graph, ctx.op) or []
+        places = [ctx.offset(ctx.op.inputs[0]) + at for at in views]
+        if [ctx.offset(name) for name in ctx.op.outputs] != places:
+            raise CodegenError(f"step {ctx.layer}: the pieces of '{ctx.op.name}' are not at "
+                               "their planned places")
+        return LayerCode([])
+    calls = []
+    for c in piece_copies(ctx.graph, ctx.op):
+        source = ctx.pointer(ctx.op.inputs[c.input], "U8")
+        target = ctx.pointer(ctx.op.outputs[c.output], "U8")
+        calls.append(_call(
+            "mcuflow_copy_rows", source + (f" + {c.in_offset}" if c.in_offset else ""),
+            str(c.in_step), target + (f" + {c.out_offset}" if c.out_offset else ""),
+            str(c.out_step), str(c.rows), str(c.row_bytes)))
+    return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_data"}))
+
+
+@emitter(OpKind.GATHER)
+def _gather(ctx: EmitContext) -> LayerCode:
+    outer, axis_size, inner = gather_layout(ctx.graph, ctx.op)
+    indices = ctx.op.attrs.indices
+    table = ctx.constant("indices", "int32_t", np.asarray(indices, np.int32),
+                         f"{ctx.op.name}: the gathered slices")
+    call = _call("mcuflow_gather_s8", str(outer), str(axis_size), str(len(indices)), str(inner),
+                 table, _input_pointer(ctx, 0), _output_pointer(ctx))
+    return _code(ctx, call, ("mcuflow_shuffle",))

@@ -23,7 +23,7 @@ from mcuflow.frontends.onnx_layout import (
 )
 from mcuflow.frontends.onnx_qdq import dequantize_linear, quantize_linear
 from mcuflow.ir.enums import Padding
-from mcuflow.ir.graph import DType
+from mcuflow.ir.graph import DType, Operator, Tensor
 from mcuflow.ir.ops import (
     OP_DEFS,
     ArgAttrs,
@@ -34,6 +34,7 @@ from mcuflow.ir.ops import (
     DepthwiseConv2DAttrs,
     ElementwiseAttrs,
     FullyConnectedAttrs,
+    GatherAttrs,
     LeakyReluAttrs,
     LstmAttrs,
     MeanAttrs,
@@ -47,6 +48,8 @@ from mcuflow.ir.ops import (
     ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
+    SplitAttrs,
+    StridedSliceAttrs,
     TileAttrs,
     TransposeConvAttrs,
     transpose_conv_pad,
@@ -753,22 +756,22 @@ def _pad(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.set(node, imp.emit(OpKind.PAD, [x.name], attrs_ir, x, node.output[0], shape))
 
 
-def _slice_bounds(imp: _Importer, node: onnx.NodeProto) -> tuple[list, list, list | None]:
-    """Starts, ends and axes: inputs from opset 10 (steps must be 1), attributes before."""
+def _slice_bounds(imp: _Importer, node: onnx.NodeProto
+                  ) -> tuple[list, list, list | None, list[int]]:
+    """Starts, ends, axes and steps: inputs from opset 10, attributes (steps of 1) before."""
+    steps = None
     if imp.opset < 10:
         attrs = imp.attrs(node)
         starts, ends, axes = attrs.get("starts"), attrs.get("ends"), attrs.get("axes")
     else:
         starts, ends = imp.listed(node, 1, "starts"), imp.listed(node, 2, "ends")
         axes, steps = imp.listed(node, 3, "axes"), imp.listed(node, 4, "steps")
-        if steps is not None and any(int(step) != 1 for step in steps):
-            raise imp.unsupported(node, f"has steps {[int(v) for v in steps]}; mcuflow slices "
-                                        "with steps of 1")
     if starts is None or ends is None or len(ends) != len(starts) or (
-            axes is not None and len(axes) != len(starts)):
+            axes is not None and len(axes) != len(starts)) or (
+            steps is not None and (len(steps) != len(starts) or 0 in steps)):
         raise ModelFormatError(f"{imp.label}: Slice '{node.name}' needs starts and ends (and "
-                               "axes) of one length", _HINT)
-    return list(starts), list(ends), axes
+                               "axes, non-zero steps) of one length", _HINT)
+    return list(starts), list(ends), axes, [int(v) for v in steps or [1] * len(starts)]
 
 
 @converter("Slice")
@@ -777,12 +780,16 @@ def _slice(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.act(node)
     if x.features is not None:
         raise imp.unsupported(node, "slices a flattened NCHW tensor")
-    starts, ends, axes = _slice_bounds(imp, node)
+    starts, ends, axes, steps = _slice_bounds(imp, node)
     rank = len(x.shape)
     axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
     if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
         raise ModelFormatError(f"{imp.label}: Slice '{node.name}' has axes {axes} for rank "
                                f"{rank}", _HINT)
+    if any(step != 1 for step in steps):
+        _stepped_slice(imp, node, x, list(zip(starts, ends, [a % rank for a in axes], steps,
+                                              strict=True)))
+        return
     begin, end = [0] * rank, list(x.shape)
     for start, stop, axis in zip(starts, ends, axes, strict=True):
         extent = x.shape[axis % rank]
@@ -1222,3 +1229,103 @@ def _conv_transpose(imp: _Importer, node: onnx.NodeProto) -> None:
     full = imp.emit(OpKind.TRANSPOSE_CONV, inputs, tconv, x, imp.fresh(f"{node.output[0]}/full"))
     crop = SliceAttrs((0, axes[0].before, axes[1].before, 0), (n, *shape[2:], out_c))
     imp.set(node, imp.emit(OpKind.SLICE, [full.name], crop, full, node.output[0], shape))
+
+
+# --- Slice with steps, Split, Gather ------------------------------------------------------------
+
+
+def _onnx_range(start: int, stop: int, step: int, extent: int) -> range:
+    """The indices an ONNX Slice visits along an axis.
+
+    Negative bounds count from the end, then clamp to [0, extent] (step > 0) or
+    [-1, extent - 1] (step < 0).
+    """
+    low, high = (0, extent) if step > 0 else (-1, extent - 1)
+    start, stop = (min(max(v + extent if v < 0 else v, low), high) for v in (start, stop))
+    return range(start, stop, step)
+
+
+def _stepped_slice(imp: _Importer, node: onnx.NodeProto, x: _Act,
+                   bounds: list[tuple[int, int, int, int]]) -> None:
+    """STRIDED_SLICE of every IR axis; an axis running down to index 0 sets its end_mask bit."""
+    ranges = {axis: _onnx_range(int(a), int(b), step, x.shape[axis])
+              for a, b, axis, step in bounds}
+    if any(len(r) == 0 for r in ranges.values()):
+        raise imp.unsupported(node, "has an empty output")
+    begin, end, strides, end_mask = [], [], [], 0
+    for physical, axis in enumerate(x.perm):
+        r = ranges.get(axis, range(x.shape[axis]))
+        begin.append(r.start)
+        end.append(r.stop)
+        strides.append(r.step)
+        if r.stop < 0:
+            end_mask |= 1 << physical
+    attrs = StridedSliceAttrs(tuple(begin), tuple(end), tuple(strides), end_mask=end_mask)
+    shape = tuple(len(ranges.get(a, range(d))) for a, d in enumerate(x.shape))
+    imp.set(node, imp.emit(OpKind.STRIDED_SLICE, [x.name], attrs, x, node.output[0], shape))
+
+
+def _split_sizes(imp: _Importer, node: onnx.NodeProto, extent: int) -> list[int]:
+    """The split attribute or input, else num_outputs pieces (the last smaller), else equal."""
+    attrs = imp.attrs(node)
+    sizes = imp.listed(node, 1, "split") if len(node.input) > 1 else attrs.get("split")
+    count = int(attrs.get("num_outputs", len(node.output)))
+    if sizes is None:
+        piece = -(-extent // count)
+        sizes = [min(piece, extent - k * piece) for k in range(count)]
+    sizes = [int(n) for n in sizes]
+    if len(sizes) != len(node.output) or sum(sizes) != extent or min(sizes) < 1:
+        raise ModelFormatError(f"{imp.label}: Split '{node.name}' cuts an axis of {extent} into "
+                               f"{sizes} for {len(node.output)} outputs", _HINT)
+    return sizes
+
+
+@converter("Split")
+def _split(imp: _Importer, node: onnx.NodeProto) -> None:
+    """SPLIT (equal pieces) or SPLIT_V along the IR axis holding the ONNX axis."""
+    x = imp.act(node)
+    if x.features is not None:
+        raise imp.unsupported(node, "splits a flattened NCHW tensor")
+    axis = int(imp.attrs(node).get("axis", 0)) % len(x.shape)
+    sizes = _split_sizes(imp, node, x.shape[axis])
+    kind = OpKind.SPLIT if len(set(sizes)) == 1 else OpKind.SPLIT_V
+    physical = x.perm.index(axis)
+    names = [name if name not in imp.graph.tensors else imp.fresh(name) for name in node.output]
+    for name, n in zip(names, sizes, strict=True):
+        shape = tuple(n if i == physical else d for i, d in enumerate(x.physical))
+        imp.check_activation(f"{kind.value} output '{name}'", shape)
+        imp.graph.add_tensor(Tensor(name, shape, DType.FLOAT32))
+    imp.graph.operators.append(Operator(kind, (x.name,), tuple(names),
+                                        SplitAttrs(physical, tuple(sizes)), names[0]))
+    for output, name, n in zip(node.output, names, sizes, strict=True):
+        shape = tuple(n if i == axis else d for i, d in enumerate(x.shape))
+        imp.values[output] = _Act(name, shape, x.perm)
+
+
+@converter("Gather")
+def _gather(imp: _Importer, node: onnx.NodeProto) -> None:
+    """GATHER at constant indices (negative ones count from the end) of a computed tensor."""
+    x = imp.act(node)
+    if x.features is not None:
+        raise imp.unsupported(node, "gathers from a flattened NCHW tensor")
+    indices = imp.const(node, 1, "indices")
+    if indices is None:
+        raise imp.unsupported(node, "has no indices input")
+    axis = int(imp.attrs(node).get("axis", 0)) % len(x.shape)
+    extent = x.shape[axis]
+    flat = [int(i) for i in np.asarray(indices).reshape(-1)]
+    if any(not -extent <= i < extent for i in flat):
+        raise ModelFormatError(f"{imp.label}: Gather '{node.name}' has indices outside "
+                               f"[-{extent}, {extent})", _HINT)
+    depth = np.ndim(indices)
+    perm: list[int] = []
+    for p in x.perm:  # the indices' axes replace the gathered axis where the IR holds it
+        if p == axis:
+            perm.extend(range(axis, axis + depth))
+        else:
+            perm.append(p if p < axis else p + depth - 1)
+    attrs = GatherAttrs(x.perm.index(axis), tuple(i % extent for i in flat),
+                        tuple(np.shape(indices)))
+    shape = (*x.shape[:axis], *np.shape(indices), *x.shape[axis + 1:])
+    imp.set(node, imp.emit(OpKind.GATHER, [x.name], attrs, x, node.output[0], shape,
+                           tuple(perm)))

@@ -47,7 +47,7 @@ from mcuflow.frontends.onnx_ops import MAX_WINDOW as MAX_WINDOW  # re-exported: 
 from mcuflow.frontends.onnx_qdq import ModelQuant
 from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import OpAttrs, OpKind, ReshapeAttrs, infer_output_shapes
+from mcuflow.ir.ops import OpAttrs, OpKind, ReshapeAttrs, TransposeAttrs, infer_output_shapes
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
 MAX_MODEL_BYTES = 2 << 30
@@ -592,14 +592,15 @@ class _Importer:
         self.values[node.output[0]] = value
 
     def to_layout(self, node: onnx.NodeProto, value: _Act, perm: tuple[int, ...]) -> _Act:
-        """`value` stored with permutation `perm`: free, a RESHAPE, or an error."""
+        """`value` stored with permutation `perm`: free, a RESHAPE, or a TRANSPOSE."""
         if value.features is not None:
             raise self.unsupported(node, "reads a flattened NCHW tensor in a layout-sensitive way")
         if value.perm == perm:
             return value
         if not _free(value, perm):
-            raise self.unsupported(node, f"needs a transpose of a {value.shape} tensor from "
-                                   f"axis order {value.perm} to {perm}, which moves data")
+            order = TransposeAttrs(tuple(value.perm.index(p) for p in perm))
+            return self.emit(OpKind.TRANSPOSE, [value.name], order, value,
+                             self.fresh(f"{value.name}/layout"), value.shape, perm)
         target = tuple(value.shape[p] for p in perm)
         return self.emit(OpKind.RESHAPE, [value.name], ReshapeAttrs(target), value,
                          self.fresh(f"{value.name}/layout"), value.shape, perm)

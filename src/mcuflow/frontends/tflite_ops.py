@@ -32,12 +32,14 @@ from mcuflow.ir.ops import (
     ElementwiseAttrs,
     ExpandDimsAttrs,
     FullyConnectedAttrs,
+    GatherAttrs,
     LeakyReluAttrs,
     LstmAttrs,
     MeanAttrs,
     NoAttrs,
     OpAttrs,
     OpKind,
+    PackAttrs,
     PadAttrs,
     Pool2DAttrs,
     ReshapeAttrs,
@@ -45,9 +47,12 @@ from mcuflow.ir.ops import (
     ResizeNearestNeighborAttrs,
     SliceAttrs,
     SoftmaxAttrs,
+    SplitAttrs,
     SqueezeAttrs,
+    StridedSliceAttrs,
     SvdfAttrs,
     TileAttrs,
+    TransposeAttrs,
     TransposeConvAttrs,
 )
 from mcuflow.ir.quantization import QuantParams
@@ -140,6 +145,8 @@ class TfliteOp:
     """Its optional bias operand, if it has one."""
     constant_inputs: ConstantInputs | None = None
     """The attributes it takes as constant inputs (RESHAPE shape...), appended when written."""
+    constants_first: bool = False
+    """Its constant inputs come before its activations (SPLIT's axis)."""
     window: WindowOf | None = None
     """The window whose padded input the reader checks fits in RAM."""
     version: int = 1
@@ -823,6 +830,161 @@ def _lstm_layout(graph: Graph, op: Operator) -> FlatOperands:
     return FlatOperands(inputs, intermediates)
 
 
+# --- STRIDED_SLICE, SPLIT, SPLIT_V, PACK, UNPACK, TRANSPOSE, GATHER
+
+
+def _ints(op: RawOp, subgraph: RawSubgraph, position: int, what: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in check.constant_input(op, subgraph, position, what).reshape(-1))
+
+
+def _strided_slice(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant begin, end and strides inputs and the options' masks."""
+    o = check.options(op, tflite.StridedSliceOptions)
+    begin, end, strides = (_ints(op, subgraph, i, what)
+                           for i, what in ((1, "begin"), (2, "end"), (3, "strides")))
+    shape = subgraph.tensors[op.inputs[0]].shape
+    rest = shape[len(begin):] if len(begin) == len(end) == len(strides) else ()
+    begin, end, strides = (begin + (0,) * len(rest), end + tuple(rest),
+                           strides + (1,) * len(rest))  # LiteRT takes trailing axes whole
+    masks = (o.BeginMask(), o.EndMask(), o.ShrinkAxisMask(), o.EllipsisMask(),
+             o.NewAxisMask(), bool(o.Offset())) if o else (0, 0, 0, 0, 0, False)
+    return StridedSliceAttrs(begin, end, strides, *masks), [op.inputs[0]]
+
+
+def _strided_slice_inputs(a: StridedSliceAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("begin", _int32(a.begin)), ("end", _int32(a.end)), ("strides", _int32(a.strides))]
+
+
+def _strided_slice_options(builder: Builder, a: StridedSliceAttrs) -> tuple[int, int]:
+    tflite.StridedSliceOptionsStart(builder)
+    tflite.StridedSliceOptionsAddBeginMask(builder, a.begin_mask)
+    tflite.StridedSliceOptionsAddEndMask(builder, a.end_mask)
+    tflite.StridedSliceOptionsAddShrinkAxisMask(builder, a.shrink_axis_mask)
+    tflite.StridedSliceOptionsAddEllipsisMask(builder, a.ellipsis_mask)
+    tflite.StridedSliceOptionsAddNewAxisMask(builder, a.new_axis_mask)
+    tflite.StridedSliceOptionsAddOffset(builder, a.offset)
+    return tflite.BuiltinOptions.StridedSliceOptions, tflite.StridedSliceOptionsEnd(builder)
+
+
+def _one_axis(op: RawOp, subgraph: RawSubgraph, position: int, rank: int) -> int:
+    axis = _ints(op, subgraph, position, "axis")
+    if len(axis) != 1:
+        raise check.op_error(op, f"has {len(axis)} axes; it takes exactly one")
+    return check.axis(op, axis[0], rank)
+
+
+def _split(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant axis (input 0) and as many equal pieces as the op has outputs."""
+    shape = subgraph.tensors[op.inputs[1]].shape
+    axis = _one_axis(op, subgraph, 0, len(shape))
+    pieces = len(op.outputs)
+    if shape[axis] % pieces:
+        raise check.op_error(op, f"splits axis {axis} of {shape} into {pieces} unequal pieces")
+    return SplitAttrs(axis, (shape[axis] // pieces,) * pieces), [op.inputs[1]]
+
+
+def _split_v(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant size_splits (one -1 takes the rest) and axis inputs."""
+    shape = subgraph.tensors[op.inputs[0]].shape
+    axis = _one_axis(op, subgraph, 2, len(shape))
+    sizes = list(_ints(op, subgraph, 1, "size_splits"))
+    if sizes.count(-1) > 1 or len(sizes) != len(op.outputs):
+        raise check.op_error(op, f"has size_splits {sizes} for {len(op.outputs)} outputs")
+    if -1 in sizes:
+        sizes[sizes.index(-1)] = shape[axis] - sum(n for n in sizes if n != -1)
+    if sum(sizes) != shape[axis] or min(sizes) < 1:
+        raise check.op_error(op, f"has size_splits {sizes}, which do not cut axis {axis} of "
+                                 f"{shape} into non-empty pieces")
+    return SplitAttrs(axis, tuple(sizes)), [op.inputs[0]]
+
+
+def _split_axis_input(a: SplitAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("axis", _int32(a.axis))]
+
+
+def _split_v_inputs(a: SplitAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("size_splits", _int32(a.sizes)), ("axis", _int32(a.axis))]
+
+
+def _split_options(builder: Builder, a: SplitAttrs) -> tuple[int, int]:
+    tflite.SplitOptionsStart(builder)
+    tflite.SplitOptionsAddNumSplits(builder, len(a.sizes))
+    return tflite.BuiltinOptions.SplitOptions, tflite.SplitOptionsEnd(builder)
+
+
+def _split_v_options(builder: Builder, a: SplitAttrs) -> tuple[int, int]:
+    tflite.SplitVOptionsStart(builder)
+    tflite.SplitVOptionsAddNumSplits(builder, len(a.sizes))
+    return tflite.BuiltinOptions.SplitVOptions, tflite.SplitVOptionsEnd(builder)
+
+
+def _pack(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The options' axis (of the output) and values_count, which must count the inputs."""
+    o = check.options(op, tflite.PackOptions, required=True)
+    rank = len(subgraph.tensors[op.inputs[0]].shape) + 1
+    if o.ValuesCount() != len(op.inputs):
+        raise check.op_error(op, f"has values_count {o.ValuesCount()} for {len(op.inputs)} "
+                                 "inputs")
+    return PackAttrs(check.axis(op, o.Axis(), rank), len(op.inputs)), list(op.inputs)
+
+
+def _unpack(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The options' axis and num, which must count the outputs and the axis' elements."""
+    o = check.options(op, tflite.UnpackOptions, required=True)
+    shape = subgraph.tensors[op.inputs[0]].shape
+    axis = check.axis(op, o.Axis(), len(shape))
+    if not o.Num() == len(op.outputs) == shape[axis]:
+        raise check.op_error(op, f"has num {o.Num()} for {len(op.outputs)} outputs along axis "
+                                 f"{axis} of {shape}")
+    return PackAttrs(axis, o.Num()), [op.inputs[0]]
+
+
+def _pack_options(builder: Builder, a: PackAttrs) -> tuple[int, int]:
+    tflite.PackOptionsStart(builder)
+    tflite.PackOptionsAddAxis(builder, a.axis)
+    tflite.PackOptionsAddValuesCount(builder, a.count)
+    return tflite.BuiltinOptions.PackOptions, tflite.PackOptionsEnd(builder)
+
+
+def _unpack_options(builder: Builder, a: PackAttrs) -> tuple[int, int]:
+    tflite.UnpackOptionsStart(builder)
+    tflite.UnpackOptionsAddAxis(builder, a.axis)
+    tflite.UnpackOptionsAddNum(builder, a.count)
+    return tflite.BuiltinOptions.UnpackOptions, tflite.UnpackOptionsEnd(builder)
+
+
+def _transpose(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant perm input (negative axes counted from the end)."""
+    rank = len(subgraph.tensors[op.inputs[0]].shape)
+    perm = tuple(check.axis(op, a, rank) for a in _ints(op, subgraph, 1, "perm"))
+    return TransposeAttrs(perm), [op.inputs[0]]
+
+
+def _perm_input(a: TransposeAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("perm", _int32(a.perm))]
+
+
+def _gather(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The options' axis and batch_dims and the constant integer indices input."""
+    o = check.options(op, tflite.GatherOptions)
+    rank = len(subgraph.tensors[op.inputs[0]].shape)
+    indices = check.constant_input(op, subgraph, 1, "indices")
+    axis = check.axis(op, o.Axis() if o else 0, rank)
+    return (GatherAttrs(axis, tuple(int(i) for i in indices.reshape(-1)), indices.shape,
+                        o.BatchDims() if o else 0), [op.inputs[0]])
+
+
+def _indices_input(a: GatherAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("indices", _int32(a.indices).reshape(a.indices_shape))]
+
+
+def _gather_options(builder: Builder, a: GatherAttrs) -> tuple[int, int]:
+    tflite.GatherOptionsStart(builder)
+    tflite.GatherOptionsAddAxis(builder, a.axis)
+    tflite.GatherOptionsAddBatchDims(builder, a.batch_dims)
+    return tflite.BuiltinOptions.GatherOptions, tflite.GatherOptionsEnd(builder)
+
+
 # --------------------------------------------------------------------------- the records
 
 
@@ -919,6 +1081,18 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: TfliteOp(
         OP.UNIDIRECTIONAL_SEQUENCE_LSTM, _lstm, _lstm_options,
         (LSTM_TFLITE_INPUTS, LSTM_TFLITE_INPUTS), required=1, layout=_lstm_layout),
+    OpKind.STRIDED_SLICE: TfliteOp(OP.STRIDED_SLICE, _strided_slice, _strided_slice_options,
+                                   (4, 4), constant_inputs=_strided_slice_inputs, version=2),
+    OpKind.SPLIT: TfliteOp(OP.SPLIT, _split, _split_options, (2, 2),
+                           constant_inputs=_split_axis_input, constants_first=True, version=2),
+    OpKind.SPLIT_V: TfliteOp(OP.SPLIT_V, _split_v, _split_v_options, (3, 3),
+                             constant_inputs=_split_v_inputs, version=2),
+    OpKind.PACK: TfliteOp(OP.PACK, _pack, _pack_options, (1, 1 << 16), version=2),
+    OpKind.UNPACK: TfliteOp(OP.UNPACK, _unpack, _unpack_options, version=2),
+    OpKind.TRANSPOSE: TfliteOp(OP.TRANSPOSE, _transpose, _empty_options("TransposeOptions"),
+                               (2, 2), constant_inputs=_perm_input, version=2),
+    OpKind.GATHER: TfliteOp(OP.GATHER, _gather, _gather_options, (2, 2),
+                            constant_inputs=_indices_input, version=2),
 })
 """The TFLite form of every OpKind."""
 

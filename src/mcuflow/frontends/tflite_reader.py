@@ -35,7 +35,7 @@ from mcuflow.frontends.tflite_schema import (
 )
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.ir.ops import OpAttrs, OpKind
+from mcuflow.ir.ops import OP_DEFS, OpAttrs, OpKind
 from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
 from mcuflow.ir.verify import GraphInvariantError, verify_graph
 
@@ -619,8 +619,9 @@ def _convert(op: RawOp, subgraph: RawSubgraph) -> tuple[OpKind, OpAttrs, list[in
     absent = [k for k, i in enumerate(op.inputs[:required]) if i < 0 and k not in form.optional]
     if not low <= len(op.inputs) <= high or absent:
         raise op_error(op, f"has inputs {op.inputs}; expected {low} to {high} tensors")
-    if len(op.outputs) != 1:
-        raise op_error(op, f"has {len(op.outputs)} outputs; expected 1")
+    expected = OP_DEFS[kind].outputs
+    if (len(op.outputs) != expected if expected else not op.outputs):
+        raise op_error(op, f"has {len(op.outputs)} outputs; expected {expected or 'some'}")
     attrs, inputs = form.read(op, subgraph)
     if form.window is not None:
         _check_window(op, subgraph, form.window(attrs, op, subgraph))

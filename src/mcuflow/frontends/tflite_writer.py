@@ -79,7 +79,8 @@ class _Layout:
             layout.add(tensor)
         for op in graph.operators:
             inputs = [layout.lookup(name, op) for name in op.inputs]
-            inputs += layout.extra_inputs(op)
+            extra = layout.extra_inputs(op)
+            inputs = extra + inputs if TFLITE_OPS[op.kind].constants_first else inputs + extra
             if TFLITE_OPS[op.kind].arrange is not None:
                 inputs = TFLITE_OPS[op.kind].arrange(inputs)
             inputs = _absent_optional(op, inputs)

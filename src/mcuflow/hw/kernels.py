@@ -13,7 +13,14 @@ from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind, SliceAttrs, broadcast_multiples, lstm_dims, transpose_conv_pad
+from mcuflow.ir.ops import (
+    OpKind,
+    box_of,
+    broadcast_multiples,
+    lstm_dims,
+    strided_slice_ranges,
+    transpose_conv_pad,
+)
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.svdf import svdf_dims
 
@@ -182,8 +189,10 @@ class SliceLayout:
 
 
 def slice_layout(graph: Graph, op: Operator) -> SliceLayout:
-    """The merged layout of SLICE `op`."""
-    attrs: SliceAttrs = op.attrs
+    """The merged layout of SLICE `op` (or of a STRIDED_SLICE that is a plain slice)."""
+    attrs = box_of(graph, op)
+    if attrs is None:
+        raise ValueError(f"{op.kind.value} '{op.name}' is not a box of its input")
     dims: list[tuple[int, int, int]] = []
     for extent, first, size in zip(graph.tensors[op.inputs[0]].shape, attrs.begin, attrs.size,
                                    strict=True):
@@ -203,9 +212,51 @@ def slice_kernel(graph: Graph, op: Operator) -> str:
     return "mcuflow_copy_rows" if slice_layout(graph, op).rows_only else "mcuflow_slice_s8"
 
 
+@dataclass(frozen=True)
+class PieceCopy:
+    """One mcuflow_copy_rows call of a PIECE_KINDS op: byte offsets and steps.
+
+    SPLIT, SPLIT_V, UNPACK: the input's piece to output `output`; PACK: input `input` to its
+    rows of the output.
+    """
+
+    input: int
+    output: int
+    in_offset: int
+    in_step: int
+    out_offset: int
+    out_step: int
+    rows: int
+    row_bytes: int
+
+
+PIECE_KINDS = frozenset({OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK, OpKind.PACK})
+"""Kinds whose every input or output is rows of the other side (mcuflow_copy_rows)."""
+
+
+def piece_copies(graph: Graph, op: Operator) -> list[PieceCopy]:
+    """The row copies of a PIECE_KINDS op, one per output (one per input for PACK)."""
+    packed = op.kind is OpKind.PACK
+    whole = graph.tensors[op.outputs[0] if packed else op.inputs[0]]
+    axis = op.attrs.axis
+    inner = math.prod(whole.shape[axis + 1:]) * whole.dtype.itemsize
+    outer, line = math.prod(whole.shape[:axis]), whole.shape[axis] * inner
+    if packed:
+        return [PieceCopy(k, 0, 0, inner, k * inner, line, outer, inner)
+                for k in range(len(op.inputs))]
+    sizes = op.attrs.sizes if op.kind is not OpKind.UNPACK else (1,) * whole.shape[axis]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    return [PieceCopy(0, k, start * inner, line, 0, n * inner, outer, n * inner)
+            for k, (start, n) in enumerate(zip(starts, sizes, strict=True))]
+
+
 def _copy_terms(graph: Graph, op: Operator) -> Work:
-    """work.copy_terms, and for SLICE a memmove per row (`gathered` bytes)."""
-    if op.kind is not OpKind.SLICE:
+    """work.copy_terms, and for SLICE and PIECE_KINDS a memmove per row (`gathered` bytes)."""
+    if op.kind in PIECE_KINDS:
+        copies = piece_copies(graph, op)
+        return Work(calls=len(copies), rows=sum(c.rows for c in copies),
+                    gathered=sum(c.rows * c.row_bytes for c in copies))
+    if op.kind not in (OpKind.SLICE, OpKind.STRIDED_SLICE):
         return work.copy_terms(graph, op)
     return Work(calls=1, rows=slice_layout(graph, op).runs,
                 gathered=graph.tensors[op.outputs[0]].nbytes)
@@ -310,15 +361,97 @@ _kernel("mcuflow_quantize_f32", "mcuflow_lookup", (OpKind.QUANTIZE,),
         terms=work.lookup_terms, inplace=_ELEMENTWISE)
 _kernel("mcuflow_copy_rows", "mcuflow_data", (OpKind.RESHAPE, OpKind.SQUEEZE,
                                               OpKind.CONCATENATION, OpKind.SLICE,
-                                              OpKind.EXPAND_DIMS),
+                                              OpKind.EXPAND_DIMS, OpKind.STRIDED_SLICE,
+                                              OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK,
+                                              OpKind.PACK),
         "RESHAPE, SQUEEZE, EXPAND_DIMS and CONCATENATION not planned in place, and SLICE of rows "
-        "with one input stride (SliceLayout.rows_only): row copies.",
+        "with one input stride (SliceLayout.rows_only): row copies. "
+        "Also a STRIDED_SLICE that is such a SLICE, and SPLIT, SPLIT_V, UNPACK and PACK: a "
+        "call per piece (piece_copies).",
         terms=_copy_terms)
 _kernel("mcuflow_pad_s8", "mcuflow_data", (OpKind.PAD,), "PAD with the zero point.",
         terms=work.pad_terms)
-_kernel("mcuflow_slice_s8", "mcuflow_data", (OpKind.SLICE,),
-        "Any other SLICE: a memcpy per contiguous run.",
+_kernel("mcuflow_slice_s8", "mcuflow_data", (OpKind.SLICE, OpKind.STRIDED_SLICE),
+        "Any other SLICE: a memcpy per contiguous run. "
+        "Also a STRIDED_SLICE that is a plain slice (ir.ops.strided_box).",
         terms=_slice_terms)
+
+
+@dataclass(frozen=True)
+class StridedLayout:
+    """The read of mcuflow_strided_copy_s8, in input elements.
+
+    Output element (i0, i1, ...) in order is input element `start` + sum(i_d * steps[d]); dims
+    of extent 1 are dropped and dims read in one run merged.
+    """
+
+    dims: tuple[int, ...]
+    steps: tuple[int, ...]
+    start: int
+
+    @property
+    def runs(self) -> int:
+        """Runs along the last dim."""
+        return math.prod(self.dims[:-1])
+
+
+def strided_layout(graph: Graph, op: Operator) -> StridedLayout:
+    """The read of a TRANSPOSE, or of a STRIDED_SLICE with steps, in input elements."""
+    shape = graph.tensors[op.inputs[0]].shape
+    strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
+    if op.kind is OpKind.TRANSPOSE:
+        axes = [(shape[a], strides[a]) for a in op.attrs.perm]
+        start = 0
+    else:
+        ranges = strided_slice_ranges(shape, op.attrs)
+        axes = [(len(r), r.step * stride) for r, stride in zip(ranges, strides, strict=True)]
+        start = sum(r.start * stride for r, stride in zip(ranges, strides, strict=True))
+    merged: list[tuple[int, int]] = []
+    for extent, step in axes:
+        if extent == 1:
+            continue
+        if merged and merged[-1][1] == step * extent:
+            merged[-1] = (merged[-1][0] * extent, step)
+        else:
+            merged.append((extent, step))
+    dims, steps = zip(*merged or [(1, 1)], strict=True)
+    return StridedLayout(dims, steps, start)
+
+
+def _strided_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_strided_copy_s8.
+
+    Per run an offset over the dims (`loops`), then a memcpy (`gathered` bytes) when the last
+    step is 1, else a byte per element (`elements`).
+    """
+    layout = strided_layout(graph, op)
+    size = graph.tensors[op.outputs[0]].size
+    copied = Work(gathered=size) if layout.steps[-1] == 1 else Work(elements=size)
+    return copied + Work(calls=1, rows=layout.runs, loops=layout.runs * len(layout.dims))
+
+
+def gather_layout(graph: Graph, op: Operator) -> tuple[int, int, int]:
+    """(outer blocks, axis size, inner bytes) of a GATHER's input around its axis."""
+    x = graph.tensors[op.inputs[0]]
+    axis = op.attrs.axis
+    return (math.prod(x.shape[:axis]), x.shape[axis],
+            math.prod(x.shape[axis + 1:]) * x.dtype.itemsize)
+
+
+def _gather_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_gather_s8: a memcpy per gathered slice (`rows`, `gathered` bytes)."""
+    outer, _, _ = gather_layout(graph, op)
+    return Work(calls=1, rows=outer * len(op.attrs.indices),
+                gathered=graph.tensors[op.outputs[0]].nbytes)
+
+
+_kernel("mcuflow_strided_copy_s8", "mcuflow_shuffle", (OpKind.TRANSPOSE, OpKind.STRIDED_SLICE),
+        "TRANSPOSE, and STRIDED_SLICE with steps other than 1: a strided read, a memcpy per run "
+        "where the last read dim is contiguous.",
+        terms=_strided_terms)
+_kernel("mcuflow_gather_s8", "mcuflow_shuffle", (OpKind.GATHER,),
+        "GATHER along one axis at constant indices: a memcpy per gathered slice.",
+        terms=_gather_terms)
 
 
 def arg_layout(graph: Graph, op: Operator) -> tuple[int, int, int]:
@@ -593,6 +726,8 @@ STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=Fals
     OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
     OpKind.EXPAND_DIMS: InPlace.ALIAS,
     OpKind.CONCATENATION: InPlace.CONCAT_SLICE, OpKind.SLICE: InPlace.ALIAS,
+    OpKind.STRIDED_SLICE: InPlace.ALIAS, OpKind.SPLIT: InPlace.ALIAS,
+    OpKind.SPLIT_V: InPlace.ALIAS, OpKind.UNPACK: InPlace.ALIAS,
 })
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
 
@@ -655,6 +790,9 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.BATCH_TO_SPACE_ND: ("mcuflow_batch_to_space_s8",),
     OpKind.SVDF: ("mcuflow_svdf_s8",),
     OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: ("mcuflow_lstm_s8",),
+    OpKind.SPLIT: ("mcuflow_copy_rows",), OpKind.SPLIT_V: ("mcuflow_copy_rows",),
+    OpKind.UNPACK: ("mcuflow_copy_rows",), OpKind.PACK: ("mcuflow_copy_rows",),
+    OpKind.TRANSPOSE: ("mcuflow_strided_copy_s8",), OpKind.GATHER: ("mcuflow_gather_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 
@@ -718,6 +856,9 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return (slice_kernel(graph, op),)
     if kind is OpKind.TRANSPOSE_CONV:
         return (transpose_conv_kernel(graph, op, dsp),)
+    if kind is OpKind.STRIDED_SLICE:
+        box = box_of(graph, op) is not None
+        return (slice_kernel(graph, op),) if box else ("mcuflow_strided_copy_s8",)
     return _SIMPLE.get(kind)
 
 

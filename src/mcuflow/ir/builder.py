@@ -105,6 +105,18 @@ class GraphBuilder:
         self.graph.operators.append(operator)
         return name
 
+    def op_outputs(self, kind: OpKind, inputs: list[str], attrs: OpAttrs,
+                   quant: QuantParams | None, dtype: DType = DType.INT8) -> list[str]:
+        """Append an operator with as many outputs as shape inference gives (SPLIT)."""
+        stem = self._fresh(kind.value.lower())
+        probe = Operator(kind, tuple(inputs), (stem,), attrs, stem)
+        shapes = infer_output_shapes(self.graph, probe)
+        names = [f"{stem}_{k}" for k in range(len(shapes))]
+        for name, shape in zip(names, shapes, strict=True):
+            self.graph.add_tensor(Tensor(name, shape, dtype, quant))
+        self.graph.operators.append(Operator(kind, tuple(inputs), tuple(names), attrs, stem))
+        return names
+
     def _weights(
         self, shape: tuple[int, ...], axis: int, per_channel: bool
     ) -> tuple[str, QuantParams]:

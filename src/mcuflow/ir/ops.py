@@ -72,6 +72,13 @@ class OpKind(Enum):
     BATCH_TO_SPACE_ND = "BATCH_TO_SPACE_ND"
     SVDF = "SVDF"
     UNIDIRECTIONAL_SEQUENCE_LSTM = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+    STRIDED_SLICE = "STRIDED_SLICE"
+    SPLIT = "SPLIT"
+    SPLIT_V = "SPLIT_V"
+    PACK = "PACK"
+    UNPACK = "UNPACK"
+    TRANSPOSE = "TRANSPOSE"
+    GATHER = "GATHER"
 
 
 @dataclass(frozen=True)
@@ -318,6 +325,66 @@ class LstmAttrs:
     gates: tuple[QuantParams, ...] = (QuantParams((2.0**-12,), (0,)),) * 4
 
 
+@dataclass(frozen=True)
+class StridedSliceAttrs:
+    """STRIDED_SLICE: TFLite's constant begin, end and strides inputs, folded, and its masks.
+
+    Bit i of `begin_mask` (`end_mask`) ignores begin[i] (end[i]) and takes the whole axis;
+    bit i of `shrink_axis_mask` keeps the one element at begin[i] and drops axis i. Ellipsis,
+    new axes and `offset` are read but refused (ir.ops.strided_slice_plain).
+    """
+
+    begin: tuple[int, ...] = ()
+    end: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+    begin_mask: int = 0
+    end_mask: int = 0
+    shrink_axis_mask: int = 0
+    ellipsis_mask: int = 0
+    new_axis_mask: int = 0
+    offset: bool = False
+
+
+@dataclass(frozen=True)
+class SplitAttrs:
+    """SPLIT and SPLIT_V along `axis` (non-negative) into pieces of `sizes` elements (SPLIT's
+    num_splits equal pieces; SPLIT_V's size_splits with its one -1 resolved on import)."""
+
+    axis: int = 0
+    sizes: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class PackAttrs:
+    """PACK (stack) of its `count` same-shaped inputs along a new `axis` (non-negative, of the
+    output; TFLite's values_count); UNPACK of its input along `axis` into `count` outputs, one
+    per element (TFLite's num)."""
+
+    axis: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class TransposeAttrs:
+    """TRANSPOSE: output axis i is input axis perm[i] (TFLite's constant perm input, folded)."""
+
+    perm: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class GatherAttrs:
+    """GATHER of the input's slices along `axis` (non-negative) at constant `indices` (TFLite's
+    int32 indices tensor, folded, of shape `indices_shape`); batch_dims is refused unless 0.
+
+    The input may be an activation or a constant table; indices computed at run time are
+    refused on import."""
+
+    axis: int = 0
+    indices: tuple[int, ...] = (0,)
+    indices_shape: tuple[int, ...] = (1,)
+    batch_dims: int = 0
+
+
 OpAttrs = (
     NoAttrs
     | Conv2DAttrs
@@ -344,6 +411,11 @@ OpAttrs = (
     | BroadcastToAttrs
     | SvdfAttrs
     | LstmAttrs
+    | StridedSliceAttrs
+    | SplitAttrs
+    | PackAttrs
+    | TransposeAttrs
+    | GatherAttrs
 )
 
 
@@ -377,7 +449,8 @@ class OpDef:
     """Everything every stage knows of one op kind, independent of any kernel.
 
     `attrs` is its attribute dataclass; `inputs` the (fewest, most) operands in the IR, after
-    the importers fold constant shape and axis operands into attributes; `outputs` its results.
+    the importers fold constant shape and axis operands into attributes; `outputs` its results
+    (0: as many as its shape rule gives, SPLIT's pieces).
     `shape` gives the output shapes, `macs` its multiply-accumulates and `element_ops` its
     non-MAC work per output element (requantisation, table steps, copies: an estimate for
     cores without fitted kernels). Quantisation: `weight_axis` is the output-channel axis of
@@ -791,6 +864,109 @@ def lstm_constants(graph: Graph, op: Operator) -> str | None:
     return f"operands {', '.join(problems)} found" if problems else None
 
 
+def strided_slice_ranges(shape: Shape, attrs: StridedSliceAttrs) -> list[range]:
+    """The input indices each axis of a STRIDED_SLICE visits, as LiteRT's strided_slice_logic
+    resolves them: masks, negative indices counted from the end, clamping by stride sign."""
+    if not len(attrs.begin) == len(attrs.end) == len(attrs.strides) == len(shape):
+        raise ShapeError(f"STRIDED_SLICE: begin {attrs.begin}, end {attrs.end} and strides "
+                         f"{attrs.strides} do not each have one entry per axis of {shape}")
+    if 0 in attrs.strides:
+        raise ShapeError(f"STRIDED_SLICE: strides {attrs.strides} contain 0")
+    return [_axis_range(extent, axis, attrs) for axis, extent in enumerate(shape)]
+
+
+def _axis_range(extent: int, axis: int, attrs: StridedSliceAttrs) -> range:
+    stride, bit = attrs.strides[axis], 1 << axis
+    low, high = (0, extent) if stride > 0 else (-1, extent - 1)
+    start = attrs.begin[axis]
+    if attrs.begin_mask & bit:
+        start = low if stride > 0 else high
+    start = min(max(start + extent if start < 0 else start, low), high)
+    if attrs.shrink_axis_mask & bit:
+        return range(start, start + 1)
+    if attrs.end_mask & bit:
+        return range(start, high if stride > 0 else low, stride)
+    stop = attrs.end[axis]
+    stop = min(max(stop + extent if stop < 0 else stop, low), high)
+    return range(start, stop, stride)
+
+
+def strided_box(shape: Shape, attrs: StridedSliceAttrs) -> SliceAttrs | None:
+    """The SLICE a STRIDED_SLICE of an input of `shape` equals (its unit strides, or axes it
+    keeps one element of), else None; its output is that box with the shrunk axes dropped."""
+    ranges = strided_slice_ranges(shape, attrs)
+    if any(len(r) > 1 and r.step != 1 for r in ranges):
+        return None
+    return SliceAttrs(tuple(r[0] for r in ranges), tuple(len(r) for r in ranges))
+
+
+def box_of(graph: Graph, op: Operator) -> SliceAttrs | None:
+    """The box a SLICE, or a STRIDED_SLICE that is a plain slice (strided_box), copies."""
+    if op.kind is OpKind.STRIDED_SLICE:
+        return strided_box(graph.tensors[op.inputs[0]].shape, op.attrs)
+    return op.attrs if op.kind is OpKind.SLICE else None
+
+
+def _strided_slice_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: StridedSliceAttrs = op.attrs
+    try:
+        ranges = strided_slice_ranges(input_shape(graph, op, 0), attrs)
+    except ShapeError as error:
+        raise ShapeError(f"{error.message} ('{op.name}')") from None
+    if any(len(r) == 0 for r in ranges):
+        raise ShapeError(f"STRIDED_SLICE '{op.name}': its output is empty")
+    return [tuple(len(r) for axis, r in enumerate(ranges)
+                  if not attrs.shrink_axis_mask & (1 << axis))]
+
+
+def _split_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: SplitAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if not 0 <= attrs.axis < len(x) or sum(attrs.sizes) != x[attrs.axis] or min(
+            attrs.sizes, default=0) < 1:
+        raise ShapeError(f"{op.kind.value} '{op.name}': pieces {attrs.sizes} along axis "
+                         f"{attrs.axis} do not cut {x}")
+    return [tuple(n if i == attrs.axis else d for i, d in enumerate(x)) for n in attrs.sizes]
+
+
+def _pack_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: PackAttrs = op.attrs
+    shapes = {graph.tensors[name].shape for name in op.inputs}
+    first = input_shape(graph, op, 0)
+    if len(shapes) != 1 or not 0 <= attrs.axis <= len(first) or attrs.count != len(op.inputs):
+        raise ShapeError(f"PACK '{op.name}': inputs {sorted(shapes)} differ or do not number "
+                         f"values_count {attrs.count}, or axis {attrs.axis} lies outside them")
+    return [(*first[:attrs.axis], len(op.inputs), *first[attrs.axis:])]
+
+
+def _unpack_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: PackAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if not 0 <= attrs.axis < len(x) or attrs.count != x[attrs.axis]:
+        raise ShapeError(f"UNPACK '{op.name}': axis {attrs.axis} outside input {x} or num "
+                         f"{attrs.count} is not its size")
+    piece = x[:attrs.axis] + x[attrs.axis + 1:]
+    return [piece] * x[attrs.axis]
+
+
+def _transpose_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: TransposeAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if sorted(attrs.perm) != list(range(len(x))):
+        raise ShapeError(f"TRANSPOSE '{op.name}': perm {attrs.perm} is not a permutation of "
+                         f"the axes of {x}")
+    return [tuple(x[a] for a in attrs.perm)]
+
+
+def _gather_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: GatherAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if not 0 <= attrs.axis < len(x) or math.prod(attrs.indices_shape) != len(attrs.indices):
+        raise ShapeError(f"GATHER '{op.name}': axis {attrs.axis} or indices of shape "
+                         f"{attrs.indices_shape} do not fit {x}")
+    return [(*x[:attrs.axis], *attrs.indices_shape, *x[attrs.axis + 1:])]
+
+
 # --- MACs ---------------------------------------------------------------------------------------
 
 
@@ -1007,6 +1183,35 @@ def log_softmax_depth(graph: Graph, op: Operator) -> str | None:
     return f"last axis of {depth} found" if depth > LOG_SOFTMAX_MAX_DEPTH else None
 
 
+def all_same_quantisation(graph: Graph, op: Operator) -> str | None:
+    """Every input and output must share one scale and zero point (TFLite's int8 rule)."""
+    quants = [graph.tensors[name].quant for name in (*op.inputs, *op.outputs)]
+    found = {describe_quant(q) for q in quants if q is not None}
+    return f"{', '.join(sorted(found))} found" if len(found) > 1 else None
+
+
+def strided_slice_plain(graph: Graph, op: Operator) -> str | None:
+    """STRIDED_SLICE: ellipsis_mask, new_axis_mask and offset must be 0 (insert axes with
+    RESHAPE), and a shrunk axis needs a positive stride."""
+    attrs: StridedSliceAttrs = op.attrs
+    shrunk_backwards = any(attrs.shrink_axis_mask & (1 << a) and s < 0
+                           for a, s in enumerate(attrs.strides))
+    if attrs.ellipsis_mask or attrs.new_axis_mask or attrs.offset or shrunk_backwards:
+        return (f"ellipsis_mask {attrs.ellipsis_mask}, new_axis_mask {attrs.new_axis_mask}, "
+                f"offset {attrs.offset}, strides {attrs.strides} found")
+    return None
+
+
+def gather_indices_inside(graph: Graph, op: Operator) -> str | None:
+    """GATHER: batch_dims must be 0 and every index must lie in [0, axis size)."""
+    attrs: GatherAttrs = op.attrs
+    extent = graph.tensors[op.inputs[0]].shape[attrs.axis]
+    outside = [i for i in attrs.indices if not 0 <= i < extent]
+    if attrs.batch_dims or outside:
+        return f"batch_dims {attrs.batch_dims}, indices {outside[:4]} for axis size {extent} found"
+    return None
+
+
 # --- the definitions ----------------------------------------------------------------------------
 
 
@@ -1109,6 +1314,20 @@ _DEFINITIONS = (
     OpDef(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, LstmAttrs, _lstm_shape,
           (LSTM_OPERANDS, LSTM_OPERANDS), macs=_lstm_macs, element_ops=40,
           checks=(lstm_constants, lstm_cell_state, lstm_no_proj_clip), data_operands=1),
+    OpDef(OpKind.STRIDED_SLICE, StridedSliceAttrs, _strided_slice_shape, element_ops=1,
+          shared_quant=True, checks=(same_quantisation, rank_at_most_5, strided_slice_plain)),
+    OpDef(OpKind.SPLIT, SplitAttrs, _split_shape, outputs=0, element_ops=1, shared_quant=True,
+          checks=(all_same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.SPLIT_V, SplitAttrs, _split_shape, outputs=0, element_ops=1,
+          shared_quant=True, checks=(all_same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.PACK, PackAttrs, _pack_shape, (1, MAX_OPERANDS), element_ops=1,
+          shared_quant=True, checks=(all_same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.UNPACK, PackAttrs, _unpack_shape, outputs=0, element_ops=1, shared_quant=True,
+          checks=(all_same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.TRANSPOSE, TransposeAttrs, _transpose_shape, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5)),
+    OpDef(OpKind.GATHER, GatherAttrs, _gather_shape, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5, gather_indices_inside)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

@@ -102,7 +102,7 @@ def _check_operator(graph: Graph, index: int, op: Operator, available: set[str])
     if not fewest <= len(op.inputs) <= most:
         raise GraphInvariantError(f"{label} has {len(op.inputs)} inputs, {op.kind.value} takes "
                                   f"{fewest}..{most}")
-    if len(op.outputs) != definition.outputs:
+    if definition.outputs and len(op.outputs) != definition.outputs:
         raise GraphInvariantError(f"{label} has {len(op.outputs)} outputs, but {op.kind.value} "
                                   f"produces {definition.outputs}")
     for name in op.inputs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mcuflow.ir.graph import TensorUses
-from mcuflow.memory.inplace import alias_offset, concat_slots, in_place_rule
+from mcuflow.memory.inplace import alias_offset, concat_slots, in_place_rule, piece_views
 from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError, Step, Tier
 from mcuflow.memory.scratch import scratch_bytes
 
@@ -60,6 +60,10 @@ def _check_steps(plan: Plan) -> None:
         if step.inplace is InPlace.ALIAS and (
                 plan.buffers[op.inputs[0]].offset + alias_offset(graph, op) != offset):
             raise PlanError(f"alias {op.outputs[0]!r} is not at its place in {op.inputs[0]!r}")
+        views = piece_views(graph, op) if step.inplace is InPlace.ALIAS else None
+        for name, at in zip(op.outputs, views, strict=True) if views else ():
+            if plan.buffers[name].offset != plan.buffers[op.inputs[0]].offset + at:
+                raise PlanError(f"piece {name!r} is not at its place in {op.inputs[0]!r}")
         if step.inplace is InPlace.CONCAT_SLICE:
             for name, slot in zip(op.inputs, concat_slots(graph, op), strict=True):
                 buffer = plan.buffers[name]

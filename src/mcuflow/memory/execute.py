@@ -111,11 +111,11 @@ def _arguments(arena: np.ndarray, plan: Plan, op: Operator,
 
 
 def _overlapping_inputs(plan: Plan, op: Operator) -> list[str]:
-    """Activation inputs sharing bytes with the op's output."""
-    out = plan.buffers[op.outputs[0]]
+    """Activation inputs sharing bytes with one of the op's outputs."""
+    outs = [plan.buffers[name] for name in op.outputs]
     return [n for n in dict.fromkeys(op.inputs)
             if n in plan.buffers and n not in plan.streamed
-            and plan.buffers[n].overlaps_in_space(out)]
+            and any(plan.buffers[n].overlaps_in_space(out) for out in outs)]
 
 
 def _run_op(arena: np.ndarray, plan: Plan, op: Operator,
@@ -123,8 +123,9 @@ def _run_op(arena: np.ndarray, plan: Plan, op: Operator,
     kernel = prepare(plan.graph, op)
     shared = _overlapping_inputs(plan, op)
     if not shared:
-        _view(arena, plan, op.outputs[0])[...] = kernel(
-            _arguments(arena, plan, op, streamed))[0]
+        results = kernel(_arguments(arena, plan, op, streamed))
+        for name, result in zip(op.outputs, results, strict=True):
+            _view(arena, plan, name)[...] = result
         return
     if op.kind in ELEMENTWISE_KINDS:
         _stream(arena, plan, op, kernel, _element_units(plan, op, shared), own=False)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.hw.kernels import dsp_depthwise_plane
+from mcuflow.hw.kernels import dsp_depthwise_plane, piece_copies
 from mcuflow.ir.enums import Activation, AxisPadding, along
 from mcuflow.ir.graph import Graph, Operator, TensorUses
-from mcuflow.ir.ops import ConcatenationAttrs, OpKind, SliceAttrs
+from mcuflow.ir.ops import ConcatenationAttrs, OpKind, box_of
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.memory.plan import InPlace, kinds_running
 from mcuflow.memory.scratch import scratch_bytes
 
 ALIAS_KINDS = kinds_running(InPlace.ALIAS)
-_WHOLE_ALIAS_KINDS = ALIAS_KINDS - {OpKind.SLICE}
+PIECE_VIEW_KINDS = frozenset({OpKind.SPLIT, OpKind.SPLIT_V, OpKind.UNPACK})
+"""Multi-output kinds whose outputs are views of their input when the pieces are contiguous."""
+_WHOLE_ALIAS_KINDS = ALIAS_KINDS - {OpKind.SLICE, OpKind.STRIDED_SLICE} - PIECE_VIEW_KINDS
 """Kinds whose output is always the whole input (a SLICE is a view only of a contiguous part)."""
 ELEMENTWISE_KINDS = kinds_running(InPlace.ELEMENTWISE)
 STREAMING_KINDS = kinds_running(InPlace.OVERLAP)
@@ -138,7 +141,24 @@ def shared_parents(graph: Graph, kinds: frozenset[InPlace] = ALL_KINDS,
             view = slice_view(graph, op) if op.kind in ALIAS_KINDS - _WHOLE_ALIAS_KINDS else None
             if view is not None and op.outputs[0] not in parent and op.inputs[0] not in streamed:
                 parent[op.outputs[0]] = (op.inputs[0], view)
+        for op in graph.operators:
+            views = piece_views(graph, op)
+            if views and op.inputs[0] not in streamed and not parent.keys() & set(op.outputs):
+                parent.update({name: (op.inputs[0], at) for name, at in zip(op.outputs, views,
+                                                                             strict=True)})
     return parent
+
+
+def piece_views(graph: Graph, op: Operator) -> list[int] | None:
+    """Byte offsets of a SPLIT's, SPLIT_V's or UNPACK's outputs in its input, or None.
+
+    None unless every piece is contiguous: every axis before the split axis has size 1.
+    """
+    source = graph.tensors[op.inputs[0]]
+    if op.kind not in PIECE_VIEW_KINDS or source.is_constant or math.prod(
+            source.shape[:op.attrs.axis]) != 1:
+        return None
+    return [copy.in_offset for copy in piece_copies(graph, op)]
 
 
 def alias_offset(graph: Graph, op: Operator) -> int:
@@ -146,9 +166,9 @@ def alias_offset(graph: Graph, op: Operator) -> int:
 
     A contiguous SLICE's offset; 0 for RESHAPE and SQUEEZE.
     """
-    view = slice_view(graph, op) if op.kind is OpKind.SLICE else 0
+    view = slice_view(graph, op) if op.kind in (OpKind.SLICE, OpKind.STRIDED_SLICE) else 0
     if view is None:
-        raise ValueError(f"SLICE '{op.name}' is not contiguous and cannot be an alias")
+        raise ValueError(f"{op.kind.value} '{op.name}' is not contiguous and cannot be an alias")
     return view
 
 
@@ -156,11 +176,12 @@ def slice_view(graph: Graph, op: Operator) -> int | None:
     """Byte offset of a SLICE's output in its input when the slice is contiguous, else None.
 
     Contiguous: every axis before some axis keeps one element and every axis after it is whole.
+    A STRIDED_SLICE is a view when it is such a plain slice (ir.ops.box_of).
     """
     source = graph.tensors[op.inputs[0]]
-    if source.is_constant:
+    attrs = box_of(graph, op)
+    if source.is_constant or attrs is None:
         return None
-    attrs: SliceAttrs = op.attrs
     shape, begin, size = source.shape, attrs.begin, attrs.size
     split = next((a for a in range(len(shape)) if size[a] != 1), len(shape))
     if any(size[a] != shape[a] for a in range(split + 1, len(shape))):

@@ -8,7 +8,7 @@ import numpy as np
 
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import DType, Graph, Operator
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import OpKind, strided_slice_ranges
 from mcuflow.ir.registry import OpTable
 from mcuflow.passes.common import bypass, drop_unused_tensors, float_constant
 
@@ -34,6 +34,12 @@ _EVALUATORS: OpTable[Evaluate] = OpTable("constant evaluator", complete=False, e
     OpKind.MUL: lambda op, xs, shape: _activated(op, xs[0] * xs[1]),
     OpKind.RELU: lambda op, xs, shape: np.maximum(xs[0], 0.0),
     OpKind.RELU6: lambda op, xs, shape: np.clip(xs[0], 0.0, 6.0),
+    OpKind.TRANSPOSE: lambda op, xs, shape: np.transpose(xs[0], op.attrs.perm),
+    OpKind.GATHER: lambda op, xs, shape: np.take(
+        xs[0], np.reshape(op.attrs.indices, op.attrs.indices_shape), op.attrs.axis),
+    OpKind.STRIDED_SLICE: lambda op, xs, shape: xs[0][np.ix_(*(
+        np.arange(r.start, r.stop, r.step)
+        for r in strided_slice_ranges(xs[0].shape, op.attrs)))].reshape(shape),
 })
 """Numpy evaluation of the ops that appear on constants in float models (shape glue, scaling)."""
 

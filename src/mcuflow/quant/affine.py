@@ -113,6 +113,11 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
     return result
 
 
+EVERY_INPUT_SHARED = frozenset({OpKind.CONCATENATION, OpKind.PACK})
+"""SHARED_QUANT kinds whose every input (not only the first) shares the output's parameters;
+every output of a multi-output kind (SPLIT) shares them too."""
+
+
 def _requantized(graph: Graph, op: Operator) -> list[Operator]:
     """`op`, with QUANTIZE ops where the model's parameters break an int8 kernel's rule.
 
@@ -123,7 +128,7 @@ def _requantized(graph: Graph, op: Operator) -> list[Operator]:
     before: list[Operator] = []
     if op.kind in SHARED_QUANT:
         wanted = graph.tensors[op.outputs[0]].quant
-        shared = len(op.inputs) if op.kind is OpKind.CONCATENATION else 1
+        shared = len(op.inputs) if op.kind in EVERY_INPUT_SHARED else 1
         inputs = list(op.inputs)
         for index, name in enumerate(inputs[:shared]):
             if graph.tensors[name].quant != wanted and not graph.tensors[name].is_constant:
@@ -179,7 +184,9 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
     yielding: set[str] = set()
     for op in graph.operators:
         if op.kind in SHARED_QUANT:
-            for name in op.inputs[: None if op.kind is OpKind.CONCATENATION else 1]:
+            for extra in op.outputs[1:]:
+                groups.union(extra, op.outputs[0])
+            for name in op.inputs[: None if op.kind in EVERY_INPUT_SHARED else 1]:
                 if graph.tensors[name].is_constant:
                     continue
                 if _differ(kept, name, op.outputs[0]):
