@@ -235,6 +235,10 @@ FIXED_OUTPUT = {kind: d.fixed_output for kind, d in OP_DEFS.items() if d.fixed_o
 """Output parameters TFLite's int8 kernels require."""
 
 
+ACTIVATION_TYPES = (DType.INT8, DType.INT16)
+"""The integer activation types; int16_activations says which ops take int16."""
+
+
 def data_inputs(op: Operator) -> tuple[str, ...]:
     """The inputs an op computes on: all but the weights and bias of a weighted op."""
     return op.inputs[:1] if op.kind in WEIGHTED else op.inputs
@@ -242,7 +246,7 @@ def data_inputs(op: Operator) -> tuple[str, ...]:
 
 def _int8_problem(graph: Graph, name: str, role: str) -> str | None:
     tensor = graph.tensors[name]
-    if tensor.dtype is not DType.INT8:
+    if tensor.dtype not in ACTIVATION_TYPES:
         return f"{tensor.dtype.value} {role}"
     if tensor.quant is None:
         return f"{role} without quantisation parameters"
@@ -254,7 +258,8 @@ def _int8_problem(graph: Graph, name: str, role: str) -> str | None:
 
 @constraint()
 def int8_activations(graph: Graph, op: Operator) -> str | None:
-    """Activations and constant operands must be int8 with quantisation parameters (full-integer
+    """Activations and constant operands must be int8 (or int16, see int16_activations) with
+    quantisation parameters (full-integer
     quantisation). Only QUANTIZE may read float32, only DEQUANTIZE may write float32, and
     ARG_MAX and ARG_MIN write integer indices. Quantise float models with `mcuflow quantize`, or
     pass --calibration to quantise on the fly."""
@@ -264,6 +269,35 @@ def int8_activations(graph: Graph, op: Operator) -> str | None:
     if not definition.float_output and not definition.index_output:
         problems += [_int8_problem(graph, name, "output") for name in op.outputs]
     return _found([p for p in problems if p is not None])
+
+
+INT16_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
+                         OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE})
+"""The ops that run LiteRT's int16x8 scheme (int16 activations, int8 weights)."""
+
+
+def _int16_problem(graph: Graph, op: Operator, names: tuple[str, ...]) -> str | None:
+    tensors = [graph.tensors[name] for name in names]
+    wide = [t for t in tensors if t.dtype is DType.INT16]
+    if not wide:
+        return None
+    if op.kind not in INT16_KINDS:
+        return "int16 activations found"
+    if op.kind is not OpKind.QUANTIZE and any(t.dtype is DType.INT8 for t in tensors):
+        return "int8 and int16 activations found"
+    shifted = [z for t in wide if t.quant is not None for z in t.quant.zero_point if z != 0]
+    return f"int16 zero point {shifted[0]} found" if shifted else None
+
+
+@constraint(requires=(int8_activations,))
+def int16_activations(graph: Graph, op: Operator) -> str | None:
+    """int16 activations (LiteRT's int16x8 scheme: int8 symmetric weights, int64 bias) are
+    supported by CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, QUANTIZE (from float32 or int16),
+    DEQUANTIZE and RESHAPE only, with zero point 0 and every activation of the op int16 (only
+    QUANTIZE converts between the two)."""
+    names = data_inputs(op) + op.outputs
+    return _int16_problem(graph, op, tuple(
+        name for name in names if graph.tensors[name].dtype is not DType.FLOAT32))
 
 
 # --- weighted ops -------------------------------------------------------------------------------
@@ -300,14 +334,16 @@ def per_channel_axis(graph: Graph, op: Operator) -> str | None:
 
 @constraint(*WEIGHTED, requires=(int8_activations,))
 def int32_bias(graph: Graph, op: Operator) -> str | None:
-    """A bias, when present, must be a constant int32 tensor with one value per output channel."""
+    """A bias, when present, must be a constant int32 tensor (int64 with int16 activations)
+    with one value per output channel."""
     if len(op.inputs) < 3:
         return None
     bias = graph.tensors[op.inputs[2]]
     out_channels = graph.tensors[op.outputs[0]].shape[-1]
     if not bias.is_constant:
         return "non-constant bias found"
-    if bias.dtype is not DType.INT32:
+    wanted = DType.INT64 if graph.tensors[op.inputs[0]].dtype is DType.INT16 else DType.INT32
+    if bias.dtype is not wanted:
         return f"{bias.dtype.value} bias found"
     if bias.shape != (out_channels,):
         return f"bias of shape {bias.shape} for {out_channels} output channels found"

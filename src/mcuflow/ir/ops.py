@@ -522,16 +522,19 @@ def concat_no_activation(graph: Graph, op: Operator) -> str | None:
 
 
 def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
-    """QUANTIZE must read float32 or int8 and write per-tensor int8."""
+    """QUANTIZE must read float32 or int8 and write per-tensor int8, or read float32 or int16
+    and write per-tensor int16."""
     source = graph.tensors[op.inputs[0]].dtype
-    if source not in (DType.FLOAT32, DType.INT8):
+    target = graph.tensors[op.outputs[0]].dtype
+    wide = target is DType.INT16
+    if source not in ((DType.FLOAT32, DType.INT16) if wide else (DType.FLOAT32, DType.INT8)):
         return f"{source.value} input found"
     quant = graph.tensors[op.outputs[0]].quant
     return "per-channel output found" if quant is not None and quant.is_per_channel else None
 
 
 def dequantize_to_float(graph: Graph, op: Operator) -> str | None:
-    """DEQUANTIZE must read per-tensor int8 and write float32."""
+    """DEQUANTIZE must read per-tensor int8 or int16 and write float32."""
     target = graph.tensors[op.outputs[0]].dtype
     if target is not DType.FLOAT32:
         return f"{target.value} output found"

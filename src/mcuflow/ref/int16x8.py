@@ -1,0 +1,157 @@
+"""LiteRT's 16x8 kernels: int16 activations (zero point 0), int8 weights, int64 bias.
+
+CONV_2D and DEPTHWISE_CONV_2D are reference_integer_ops' ConvPerChannel / DepthwiseConvPerChannel
+for int16 input: an int64 accumulator requantised by the int64 MultiplyByQuantizedMultiplier
+(the Q31 multiplier rounded to Q15). FULLY_CONNECTED requantises the int64 accumulator in double
+precision, as LiteRT's int8 kernel does (`round(double(acc) * scale)`). The C kernels of
+codegen/kernels/mcuflow_s16.c evaluate the same arithmetic with the constants computed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.ir.constraints import UncheckedModelError
+from mcuflow.ir.enums import along
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
+from mcuflow.ir.ops import Conv2DAttrs, DepthwiseConv2DAttrs, FullyConnectedAttrs, OpKind
+from mcuflow.ir.quantization import INT16_MAX, INT16_MIN
+from mcuflow.ir.shapes import conv_padding
+from mcuflow.quant.fixedpoint import (
+    activation_range,
+    multiply_by_quantized_multiplier_int64_array,
+    per_channel_multipliers,
+    scale_and_round_array,
+)
+from mcuflow.ref.common import Geometry, WindowedInput, quant_of, require_constant
+from mcuflow.ref.registry import PreparedFn
+
+WeightedAttrs = Conv2DAttrs | DepthwiseConv2DAttrs
+
+
+@dataclass(frozen=True)
+class ConvS16Params:
+    """Constants of a 16x8 CONV_2D / DEPTHWISE_CONV_2D.
+
+    Per-channel Q31 multipliers and shifts, the int16 activation range and the implicit padding
+    before the first row and column.
+    """
+
+    multipliers: tuple[int, ...]
+    shifts: tuple[int, ...]
+    act_min: int
+    act_max: int
+    pad_h: int
+    pad_w: int
+
+
+@dataclass(frozen=True)
+class FullyConnectedS16Params:
+    """Constants of a 16x8 FULLY_CONNECTED: one double scale per unit, the int16 range."""
+
+    scales: tuple[float, ...]
+    act_min: int
+    act_max: int
+
+
+def require_int16x8(op: Operator, x: Tensor, weights: Tensor, out: Tensor) -> None:
+    """Assert the 16x8 operand types, which the support constraints require."""
+    if (x.dtype, weights.dtype, out.dtype) != (DType.INT16, DType.INT8, DType.INT16):
+        raise UncheckedModelError(f"{op.kind.value} '{op.name}': not int16 x int8 -> int16")
+
+
+def prepare_conv_s16(x: Tensor, weights: Tensor, out: Tensor, attrs: WeightedAttrs
+                     ) -> ConvS16Params:
+    """conv.cc / depthwise_conv.cc Prepare for kTfLiteInt16 input."""
+    in_q, w_q, out_q = quant_of(x), quant_of(weights), quant_of(out)
+    channels = out.shape[3]
+    scaled = per_channel_multipliers(in_q.scale0, w_q.scale, out_q.scale0, channels)
+    clamp = activation_range(attrs.activation, out_q.scale0, 0, INT16_MIN, INT16_MAX)
+    (_, height, width, _), (kernel_h, kernel_w) = x.shape, weights.shape[1:3]
+    return ConvS16Params(
+        scaled.multipliers, scaled.shifts, clamp.min, clamp.max,
+        conv_padding(height, kernel_h, attrs.stride_h, attrs.dilation_h, out.shape[1],
+                     along(attrs.padding, 0)),
+        conv_padding(width, kernel_w, attrs.stride_w, attrs.dilation_w, out.shape[2],
+                     along(attrs.padding, 1)))
+
+
+def prepare_fully_connected_s16(x: Tensor, weights: Tensor, out: Tensor,
+                                attrs: FullyConnectedAttrs) -> FullyConnectedS16Params:
+    """fully_connected.cc Prepare for int16 input: double(in) * double(w[c]) / double(out)."""
+    in_q, w_q, out_q = quant_of(x), quant_of(weights), quant_of(out)
+    units = weights.shape[0]
+    weight_scales = w_q.scale if w_q.is_per_channel else w_q.scale[:1] * units
+    clamp = activation_range(attrs.activation, out_q.scale0, 0, INT16_MIN, INT16_MAX)
+    return FullyConnectedS16Params(
+        tuple(in_q.scale0 * scale / out_q.scale0 for scale in weight_scales),
+        clamp.min, clamp.max)
+
+
+def _windows(x: np.ndarray, kernel_hw: tuple[int, int], attrs: WeightedAttrs,
+             params: ConvS16Params, out_hw: tuple[int, int], repeat: int = 1) -> np.ndarray:
+    """[N, OH, OW, KH, KW, C] int64 windows of `x`; padded taps hold 0 (the zero point)."""
+    geometry = Geometry((x.shape[1], x.shape[2]), out_hw, kernel_hw,
+                        (attrs.stride_h, attrs.stride_w), (attrs.dilation_h, attrs.dilation_w),
+                        (params.pad_h, params.pad_w))
+    return WindowedInput(x.shape, geometry, 0, np.dtype(np.int64), repeat).load(x)
+
+
+def _requantize_conv(acc: np.ndarray, params: ConvS16Params) -> np.ndarray:
+    scaled = multiply_by_quantized_multiplier_int64_array(
+        acc, np.asarray(params.multipliers, np.int64), np.asarray(params.shifts, np.int64))
+    return np.clip(scaled, params.act_min, params.act_max).astype(np.int16)
+
+
+def _with_bias(acc: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    return acc if bias is None else acc + bias.astype(np.int64)
+
+
+def conv2d_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
+               attrs: Conv2DAttrs, params: ConvS16Params, out_hw: tuple[int, int]) -> np.ndarray:
+    """int16 CONV_2D of x [N,H,W,C] with int8 weights [O,KH,KW,C] and int64 bias [O]."""
+    windows = _windows(x, weights.shape[1:3], attrs, params, out_hw)
+    acc = np.einsum("nhwijc,oijc->nhwo", windows, weights.astype(np.int64))
+    return _requantize_conv(_with_bias(acc, bias), params)
+
+
+def depthwise_conv2d_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
+                         attrs: DepthwiseConv2DAttrs, params: ConvS16Params,
+                         out_hw: tuple[int, int]) -> np.ndarray:
+    """int16 DEPTHWISE_CONV_2D of x [N,H,W,C] with weights [1,KH,KW,C*M], int64 bias [C*M]."""
+    windows = _windows(x, weights.shape[1:3], attrs, params, out_hw, attrs.depth_multiplier)
+    acc = np.einsum("nhwijc,ijc->nhwc", windows, weights[0].astype(np.int64))
+    return _requantize_conv(_with_bias(acc, bias), params)
+
+
+def fully_connected_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
+                        params: FullyConnectedS16Params, out_shape: tuple[int, ...]
+                        ) -> np.ndarray:
+    """int16 FULLY_CONNECTED of x [..., K] with int8 weights [O, K] and int64 bias [O]."""
+    rows = x.reshape(-1, weights.shape[1]).astype(np.int64)
+    acc = _with_bias(rows @ weights.T.astype(np.int64), bias)
+    rounded = scale_and_round_array(acc, np.asarray(params.scales, np.float64))
+    clamped = np.clip(rounded, params.act_min, params.act_max)
+    return clamped.astype(np.int16).reshape(out_shape)
+
+
+def _operands(graph: Graph, op: Operator) -> tuple[Tensor, np.ndarray, np.ndarray | None, Tensor]:
+    x, weights, out = (graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]),
+                       graph.tensor(op.outputs[0]))
+    require_int16x8(op, x, weights, out)
+    bias = require_constant(op, graph.tensor(op.inputs[2])) if len(op.inputs) > 2 else None
+    return x, require_constant(op, weights), bias, out
+
+
+def prepare_weighted_s16(graph: Graph, op: Operator) -> PreparedFn:
+    """The per-inference function of a 16x8 CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED."""
+    x, weights, bias, out = _operands(graph, op)
+    if op.kind is OpKind.FULLY_CONNECTED:
+        fc = prepare_fully_connected_s16(x, graph.tensor(op.inputs[1]), out, op.attrs)
+        return lambda inputs: [fully_connected_s16(inputs[0], weights, bias, fc, out.shape)]
+    params = prepare_conv_s16(x, graph.tensor(op.inputs[1]), out, op.attrs)
+    run = conv2d_s16 if op.kind is OpKind.CONV_2D else depthwise_conv2d_s16
+    out_hw = (out.shape[1], out.shape[2])
+    return lambda inputs: [run(inputs[0], weights, bias, op.attrs, params, out_hw)]
