@@ -268,6 +268,31 @@ def resizes() -> Graph:
     return b.build()
 
 
+@family
+def int16x8() -> Graph:
+    """LiteRT's int16x8 scheme.
+
+    float32 -> int16, CONV_2D, DEPTHWISE_CONV_2D (multipliers, strides, dilation, activations),
+    FULLY_CONNECTED (per-tensor, per-channel), a RESHAPE, int16 requantisation and DEQUANTIZE.
+    """
+    b = GraphBuilder("int16x8", seed=23)
+    x = b.input((1, 9, 8, 3), dtype=DType.FLOAT32)
+    q = b.quantize(x, 4.0 / 32768.0, 0, DType.INT16)
+    c = b.conv2d(q, 6, (3, 3), activation=Activation.RELU)
+    strided = b.conv2d(q, 4, (3, 2), stride=2, dilation=1, padding=Padding.VALID,
+                       per_channel=False, bias=False)
+    d = b.depthwise_conv2d(c, (3, 3), stride=2, activation=Activation.RELU6)
+    m = b.depthwise_conv2d(strided, (2, 3), dilation=2, depth_multiplier=2, per_channel=False)
+    flat = b.reshape(d, (1, -1))
+    f = b.fully_connected(flat, 7)
+    g = b.fully_connected(b.reshape(m, (2, -1)), 5, per_channel=True, bias=False,
+                          activation=Activation.RELU)
+    b.output(b.dequantize(f), b.dequantize(b.quantize(g, 0.75 * b.quant(g).scale0, 0,
+                                                      DType.INT16)),
+             b.dequantize(c))
+    return b.build()
+
+
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],

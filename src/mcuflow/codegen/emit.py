@@ -13,11 +13,12 @@ from mcuflow.codegen.context import (
     CodegenError,
     EmitContext,
     LayerCode,
+    c_double,
     c_float,
     c_int,
 )
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
-from mcuflow.hw.kernels import KERNELS, arg_layout, slice_kernel, slice_layout
+from mcuflow.hw.kernels import KERNELS, arg_layout, int16_step, slice_kernel, slice_layout
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
@@ -39,8 +40,14 @@ from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add, prepare_mul
 from mcuflow.ref.fully_connected import prepare_fully_connected
+from mcuflow.ref.int16x8 import (
+    ConvS16Params,
+    prepare_conv_s16,
+    prepare_fully_connected_s16,
+)
 from mcuflow.ref.mean import prepare_mean
 from mcuflow.ref.pooling import prepare_pool
+from mcuflow.ref.quantize import prepare_requantize
 from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
 
@@ -158,6 +165,8 @@ def _output_pointer(ctx: EmitContext) -> str:
 
 @emitter(OpKind.CONV_2D)
 def _conv2d(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _window_s16(ctx)
     attrs: Conv2DAttrs = ctx.op.attrs
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_conv(x, weights, out, attrs)
@@ -190,6 +199,8 @@ def _require_scratch(ctx: EmitContext, needed: int) -> None:
 
 @emitter(OpKind.DEPTHWISE_CONV_2D)
 def _depthwise(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _window_s16(ctx)
     if ctx.dsp and (code := emit_dsp.depthwise(ctx)) is not None:
         return code
     attrs: DepthwiseConv2DAttrs = ctx.op.attrs
@@ -223,6 +234,8 @@ def _depthwise(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.FULLY_CONNECTED)
 def _fully_connected(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _fully_connected_s16(ctx)
     if ctx.dsp and (code := emit_dsp.fully_connected(ctx)) is not None:
         return code
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
@@ -352,6 +365,8 @@ def _unary(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.QUANTIZE)
 def _quantize(ctx: EmitContext) -> LayerCode:
     x, out = ctx.input(0), ctx.output()
+    if out.dtype is DType.INT16:
+        return _quantize_s16(ctx)
     if x.dtype is DType.INT8:
         return _unary(ctx)
     quant = ctx.quant(out.name)
@@ -362,6 +377,12 @@ def _quantize(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.DEQUANTIZE)
 def _dequantize(ctx: EmitContext) -> LayerCode:
+    if ctx.input(0).dtype is DType.INT16:
+        quant = ctx.quant(ctx.op.inputs[0])
+        call = _call("mcuflow_dequantize_s16", c_double(quant.scale0),
+                     ctx.pointer(ctx.op.inputs[0], "S16"), ctx.pointer(ctx.op.outputs[0], "U8"),
+                     str(ctx.output().size))
+        return _code(ctx, call, ("mcuflow_s16",))
     table = ctx.constant("table", "float", lookup_table_f32(ctx.graph, ctx.op),
                          f"{ctx.op.name}: float value of every int8 input")
     call = _call("mcuflow_lookup_f32", table, _input_pointer(ctx, 0),
@@ -529,3 +550,68 @@ def _arg_extreme(ctx: EmitContext) -> LayerCode:
                  str(ctx.output().dtype.itemsize), _input_pointer(ctx, 0),
                  ctx.pointer(ctx.op.outputs[0], "U8"))
     return _code(ctx, call, ("mcuflow_reduce",))
+
+
+# --- LiteRT's int16x8 scheme (int16 activations, int8 weights, int64 bias) ----------------------
+
+
+def _requant_s16(ctx: EmitContext, multipliers: str, shifts: str, scale: str, act_min: int,
+                 act_max: int) -> str:
+    """Define the mcuflow_requant_s16_t of a 16x8 layer (bias from its third input)."""
+    bias = "NULL"
+    if len(ctx.op.inputs) > 2:
+        bias = ctx.constant("bias", "int64_t", ctx.input(2).data.astype(np.int64),
+                            f"{ctx.op.name}: int64 bias")
+    return _define(ctx, "mcuflow_requant_s16_t", "requant", {
+        "bias": bias, "multiplier": multipliers, "shift": shifts, "scale": scale,
+        "act_min": act_min, "act_max": act_max})
+
+
+def _window_s16(ctx: EmitContext) -> LayerCode:
+    """A 16x8 CONV_2D or DEPTHWISE_CONV_2D: mcuflow_conv2d_s16 / mcuflow_dwconv_s16."""
+    attrs: Conv2DAttrs | DepthwiseConv2DAttrs = ctx.op.attrs
+    weights = ctx.input(1)
+    params: ConvS16Params = prepare_conv_s16(ctx.input(0), weights, ctx.output(), attrs)
+    window = _window(ctx, weights.shape[1:3], (attrs.stride_h, attrs.stride_w),
+                     (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w), 0)
+    multipliers = ctx.constant("multiplier", "int32_t", np.array(params.multipliers, np.int32),
+                               f"{ctx.op.name}: Q31 multipliers")
+    shifts = ctx.constant("shift", "int32_t", np.array(params.shifts, np.int32),
+                          f"{ctx.op.name}: shifts")
+    requant = _requant_s16(ctx, multipliers, shifts, "NULL", params.act_min, params.act_max)
+    pointers = (ctx.pointer(ctx.op.inputs[0], "S16"), ctx.pool.tensor(ctx.graph, weights.name),
+                ctx.pointer(ctx.op.outputs[0], "S16"))
+    if ctx.op.kind is OpKind.CONV_2D:
+        call = _call("mcuflow_conv2d_s16", f"&{window}", f"&{requant}", *pointers)
+    else:
+        call = _call("mcuflow_dwconv_s16", f"&{window}", str(attrs.depth_multiplier),
+                     f"&{requant}", *pointers)
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _fully_connected_s16(ctx: EmitContext) -> LayerCode:
+    """A 16x8 FULLY_CONNECTED: mcuflow_fully_connected_s16 with double-precision scales."""
+    x, weights = ctx.input(0), ctx.input(1)
+    params = prepare_fully_connected_s16(x, weights, ctx.output(), ctx.op.attrs)
+    units, depth = weights.shape
+    scale = ctx.constant("scale", "double", np.array(params.scales, np.float64),
+                         f"{ctx.op.name}: double-precision output scales")
+    requant = _requant_s16(ctx, "NULL", "NULL", scale, params.act_min, params.act_max)
+    call = _call("mcuflow_fully_connected_s16", str(x.size // depth), str(depth), str(units),
+                 f"&{requant}", ctx.pointer(x.name, "S16"),
+                 ctx.pool.tensor(ctx.graph, weights.name), ctx.pointer(ctx.op.outputs[0], "S16"))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _quantize_s16(ctx: EmitContext) -> LayerCode:
+    """QUANTIZE to int16: from float32, or from int16 (a change of scale)."""
+    x, out = ctx.input(0), ctx.output()
+    target = ctx.pointer(out.name, "S16")
+    if x.dtype is DType.INT16:
+        params = prepare_requantize(x, out)
+        call = _call("mcuflow_requantize_s16", c_int(params.multiplier), c_int(params.shift),
+                     ctx.pointer(x.name, "S16"), target, str(out.size))
+    else:
+        call = _call("mcuflow_quantize_f32_s16", c_float(ctx.quant(out.name).scale0),
+                     ctx.pointer(x.name, "U8"), target, str(out.size))
+    return _code(ctx, call, ("mcuflow_s16",))

@@ -1,0 +1,212 @@
+/* LiteRT's int16x8 kernels: int16 activations (zero point 0), int8 weights, int64 bias
+ * (reference_integer_ops ConvPerChannel, DepthwiseConvPerChannel, FullyConnected for int16),
+ * and QUANTIZE / DEQUANTIZE between float32 and int16. */
+#include <math.h>
+#include <string.h>
+
+#include "mcuflow_common.h"
+
+/* mcuflow:interface */
+
+/* Per-output-channel requantisation of an int64 accumulator to int16: the int64
+ * MultiplyByQuantizedMultiplier (multiplier, shift) of CONV_2D and DEPTHWISE_CONV_2D or, when
+ * `scale` is not NULL, FULLY_CONNECTED's double-precision round(acc * scale). */
+typedef struct {
+    const int64_t *bias;       /* int64 per output channel, or NULL */
+    const int32_t *multiplier; /* Q31 mantissa per output channel */
+    const int32_t *shift;      /* power-of-two exponent per output channel */
+    const double *scale;       /* real multiplier per output channel, or NULL */
+    int32_t act_min;
+    int32_t act_max;
+} mcuflow_requant_s16_t;
+
+/* CONV_2D of int16 input (input_offset 0): a direct loop over the window, padded taps skipped. */
+void mcuflow_conv2d_s16(const mcuflow_window_t *g, const mcuflow_requant_s16_t *q,
+                        const int16_t *input, const int8_t *filter, int16_t *output);
+
+/* DEPTHWISE_CONV_2D of int16 input, any kernel size and depth multiplier. */
+void mcuflow_dwconv_s16(const mcuflow_window_t *g, int32_t depth_multiplier,
+                        const mcuflow_requant_s16_t *q, const int16_t *input,
+                        const int8_t *filter, int16_t *output);
+
+/* FULLY_CONNECTED: rows x depth int16 input, units x depth int8 weights. */
+void mcuflow_fully_connected_s16(int32_t rows, int32_t depth, int32_t units,
+                                 const mcuflow_requant_s16_t *q, const int16_t *input,
+                                 const int8_t *weights, int16_t *output);
+
+/* float32 -> int16 (QUANTIZE, zero point 0): round(x / scale) in float, saturated; NaN -> 0.
+ * Input bytes may be unaligned. */
+void mcuflow_quantize_f32_s16(float scale, const uint8_t *input, int16_t *output, int32_t size);
+
+/* int16 -> int16 (QUANTIZE between scales): MultiplyByQuantizedMultiplier, saturated. */
+void mcuflow_requantize_s16(int32_t multiplier, int32_t shift, const int16_t *input,
+                            int16_t *output, int32_t size);
+
+/* int16 -> float32 (DEQUANTIZE): float(scale * x) in double; output bytes may be unaligned. */
+void mcuflow_dequantize_s16(double scale, const int16_t *input, uint8_t *output, int32_t size);
+
+/* mcuflow:end-interface */
+
+/* MultiplyByQuantizedMultiplier of an int64 accumulator: the Q31 multiplier rounded to Q15,
+ * then one rounding right shift by 15 - shift (LiteRT's common.cc). */
+static inline int32_t mcuflow_requantize_s64(int64_t acc, int32_t multiplier, int32_t shift)
+{
+    const int64_t reduced = multiplier < 0x7FFF0000 ? ((int64_t)multiplier + (1 << 15)) >> 16
+                                                    : 0x7FFF;
+    const int32_t total = 15 - shift;
+    const int64_t round = (int64_t)1 << (total - 1);
+    return (int32_t)((acc * reduced + round) >> total);
+}
+
+/* round(acc * scale) in double precision, saturated far outside int16 before the conversion. */
+static int32_t mcuflow_scale_round_s16(int64_t acc, double scale)
+{
+    const double scaled = round((double)acc * scale);
+    return scaled > 1048576.0 ? 1048576 : (scaled < -1048576.0 ? -1048576 : (int32_t)scaled);
+}
+
+/* Requantise the accumulator of output channel `o`. */
+static inline int16_t mcuflow_out_s16(const mcuflow_requant_s16_t *q, int64_t acc, int32_t o)
+{
+    int32_t scaled;
+    if (q->bias != NULL) {
+        acc += q->bias[o];
+    }
+    if (q->scale != NULL) {
+        scaled = mcuflow_scale_round_s16(acc, q->scale[o]);
+    } else {
+        scaled = mcuflow_requantize_s64(acc, q->multiplier[o], q->shift[o]);
+    }
+    return (int16_t)mcuflow_clamp(scaled, q->act_min, q->act_max);
+}
+
+void mcuflow_conv2d_s16(const mcuflow_window_t *g, const mcuflow_requant_s16_t *q,
+                        const int16_t *input, const int8_t *filter, int16_t *output)
+{
+    for (int32_t b = 0; b < g->batches; ++b) {
+        const int16_t *image = input + (size_t)b * (size_t)(g->in_h * g->in_w * g->in_c);
+        for (int32_t oy = 0; oy < g->out_h; ++oy) {
+            for (int32_t ox = 0; ox < g->out_w; ++ox) {
+                int16_t *pixel = output + (size_t)b * (size_t)g->out_batch_step
+                                 + (size_t)oy * (size_t)g->out_row_step
+                                 + (size_t)ox * (size_t)g->out_pixel_step;
+                const int32_t y0 = oy * g->stride_h - g->pad_top;
+                const int32_t x0 = ox * g->stride_w - g->pad_left;
+                for (int32_t o = 0; o < g->out_c; ++o) {
+                    const int8_t *f = filter + (size_t)o * (size_t)(g->k_h * g->k_w * g->in_c);
+                    int64_t acc = 0;
+                    for (int32_t ky = 0; ky < g->k_h; ++ky) {
+                        const int32_t y = y0 + ky * g->dilation_h;
+                        if (y < 0 || y >= g->in_h) {
+                            continue;
+                        }
+                        for (int32_t kx = 0; kx < g->k_w; ++kx) {
+                            const int32_t x = x0 + kx * g->dilation_w;
+                            if (x < 0 || x >= g->in_w) {
+                                continue;
+                            }
+                            const int16_t *in = image + (size_t)(y * g->in_w + x) * (size_t)g->in_c;
+                            const int8_t *w = f + (size_t)(ky * g->k_w + kx) * (size_t)g->in_c;
+                            for (int32_t c = 0; c < g->in_c; ++c) {
+                                acc += (int32_t)in[c] * (int32_t)w[c];
+                            }
+                        }
+                    }
+                    pixel[o] = mcuflow_out_s16(q, acc, o);
+                }
+            }
+        }
+    }
+}
+
+void mcuflow_dwconv_s16(const mcuflow_window_t *g, int32_t depth_multiplier,
+                        const mcuflow_requant_s16_t *q, const int16_t *input,
+                        const int8_t *filter, int16_t *output)
+{
+    for (int32_t b = 0; b < g->batches; ++b) {
+        const int16_t *image = input + (size_t)b * (size_t)(g->in_h * g->in_w * g->in_c);
+        for (int32_t oy = 0; oy < g->out_h; ++oy) {
+            for (int32_t ox = 0; ox < g->out_w; ++ox) {
+                int16_t *pixel = output + (size_t)b * (size_t)g->out_batch_step
+                                 + (size_t)oy * (size_t)g->out_row_step
+                                 + (size_t)ox * (size_t)g->out_pixel_step;
+                const int32_t y0 = oy * g->stride_h - g->pad_top;
+                const int32_t x0 = ox * g->stride_w - g->pad_left;
+                for (int32_t o = 0; o < g->out_c; ++o) {
+                    const int32_t c = o / depth_multiplier;
+                    int64_t acc = 0;
+                    for (int32_t ky = 0; ky < g->k_h; ++ky) {
+                        const int32_t y = y0 + ky * g->dilation_h;
+                        if (y < 0 || y >= g->in_h) {
+                            continue;
+                        }
+                        for (int32_t kx = 0; kx < g->k_w; ++kx) {
+                            const int32_t x = x0 + kx * g->dilation_w;
+                            if (x < 0 || x >= g->in_w) {
+                                continue;
+                            }
+                            const int32_t value = image[(size_t)(y * g->in_w + x) * (size_t)g->in_c
+                                                        + (size_t)c];
+                            const int32_t tap = filter[(size_t)(ky * g->k_w + kx) * (size_t)g->out_c
+                                                       + (size_t)o];
+                            acc += value * tap;
+                        }
+                    }
+                    pixel[o] = mcuflow_out_s16(q, acc, o);
+                }
+            }
+        }
+    }
+}
+
+void mcuflow_fully_connected_s16(int32_t rows, int32_t depth, int32_t units,
+                                 const mcuflow_requant_s16_t *q, const int16_t *input,
+                                 const int8_t *weights, int16_t *output)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int16_t *row = input + (size_t)r * (size_t)depth;
+        for (int32_t u = 0; u < units; ++u) {
+            const int8_t *w = weights + (size_t)u * (size_t)depth;
+            int64_t acc = 0;
+            for (int32_t k = 0; k < depth; ++k) {
+                acc += (int32_t)row[k] * (int32_t)w[k];
+            }
+            output[(size_t)r * (size_t)units + (size_t)u] = mcuflow_out_s16(q, acc, u);
+        }
+    }
+}
+
+void mcuflow_quantize_f32_s16(float scale, const uint8_t *input, int16_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; ++i) {
+        float value;
+        memcpy(&value, input + (size_t)i * sizeof(float), sizeof(float));
+        float rounded = roundf(value / scale);
+        /* Saturate before the conversion; NaN maps to the zero point. */
+        if (isnan(rounded)) {
+            rounded = 0.0f;
+        } else if (rounded < -65536.0f) {
+            rounded = -65536.0f;
+        } else if (rounded > 65536.0f) {
+            rounded = 65536.0f;
+        }
+        output[i] = (int16_t)mcuflow_clamp((int32_t)rounded, INT16_MIN, INT16_MAX);
+    }
+}
+
+void mcuflow_requantize_s16(int32_t multiplier, int32_t shift, const int16_t *input,
+                            int16_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; ++i) {
+        const int32_t scaled = mcuflow_requantize((int32_t)input[i], multiplier, shift);
+        output[i] = (int16_t)mcuflow_clamp(scaled, INT16_MIN, INT16_MAX);
+    }
+}
+
+void mcuflow_dequantize_s16(double scale, const int16_t *input, uint8_t *output, int32_t size)
+{
+    for (int32_t i = 0; i < size; ++i) {
+        const float value = (float)(scale * (double)input[i]);
+        memcpy(output + (size_t)i * sizeof(float), &value, sizeof(float));
+    }
+}
