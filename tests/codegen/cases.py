@@ -273,7 +273,8 @@ def int16x8() -> Graph:
     """LiteRT's int16x8 scheme.
 
     float32 -> int16, CONV_2D, DEPTHWISE_CONV_2D (multipliers, strides, dilation, activations),
-    FULLY_CONNECTED (per-tensor, per-channel), a RESHAPE, int16 requantisation and DEQUANTIZE.
+    FULLY_CONNECTED (per-tensor, per-channel), RESHAPE, ADD (a residual), MUL (broadcast and
+    not), int16 requantisation and DEQUANTIZE; int16 and float32 outputs.
     """
     b = GraphBuilder("int16x8", seed=23)
     x = b.input((1, 9, 8, 3), dtype=DType.FLOAT32)
@@ -287,9 +288,11 @@ def int16x8() -> Graph:
     f = b.fully_connected(flat, 7)
     g = b.fully_connected(b.reshape(m, (2, -1)), 5, per_channel=True, bias=False,
                           activation=Activation.RELU)
+    residual = b.add(c, b.conv2d(c, 6, (1, 1)), Activation.RELU)
+    gate = b.reshape(b.fully_connected(flat, 6), (1, 1, 1, 6))
     b.output(b.dequantize(f), b.dequantize(b.quantize(g, 0.75 * b.quant(g).scale0, 0,
                                                       DType.INT16)),
-             b.dequantize(c))
+             b.dequantize(residual), b.mul(d, gate), b.mul(residual, c, Activation.RELU6))
     return b.build()
 
 

@@ -13,7 +13,7 @@ from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import FullyConnectedAttrs, NoAttrs, OpKind
+from mcuflow.ir.ops import FullyConnectedAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke, random_input
@@ -69,6 +69,29 @@ def test_weighted_layers_are_bit_exact_against_litert(kind: OpKind, seed: int) -
     _assert_litert_equal(_weighted(kind, seed))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_add_and_mul_are_bit_exact_against_litert(seed: int) -> None:
+    """Random scales (ADD's general path), activations and broadcast shapes."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(f"binary_{seed}", seed=seed)
+    s1, s2 = (float(s) for s in rng.uniform(1e-4, 1e-2, 2))
+    x = b.input((2, 3, 4), s1, 0, DType.INT16)
+    y = b.input([(2, 3, 4), (3, 1), (4,), (2, 1, 4)][seed % 4], s2, 0, DType.INT16)
+    activation = ACTIVATIONS[seed % 3]
+    added = QuantParams.per_tensor(max(s1, s2) * float(rng.uniform(0.3, 3.0)), 0)
+    product = QuantParams.per_tensor(s1 * s2 * float(rng.uniform(2e3, 4e4)), 0)
+    graph = b.output(b.add(x, y, activation, added), b.mul(x, y, activation, product),
+                     b.add(y, x)).build()
+    _assert_litert_equal(graph)
+
+
+def test_add_on_power_of_two_scales_is_refused() -> None:
+    b = GraphBuilder("pot")
+    x = b.input((1, 4), 2.0 ** -10, 0, DType.INT16)
+    y = b.add(x, x, quant=QuantParams.per_tensor(2.0 ** -9, 0))
+    assert "(power-of-two scales found)" in _message(b.output(y).build())
+
+
 @pytest.mark.parametrize("scale", [1e-4, 3.0517578125e-05, 0.01])
 def test_quantize_dequantize_and_requantize_against_litert(scale: float) -> None:
     b = GraphBuilder("edges")
@@ -116,9 +139,9 @@ def _message(graph: Graph) -> str:
 
 
 def test_ops_without_int16_kernels_refuse_int16() -> None:
-    b = GraphBuilder("add16")
+    b = GraphBuilder("sub16")
     x = b.input((1, 4), 1e-3, 0, DType.INT16)
-    y = b.op(OpKind.ADD, [x, x], NoAttrs(), QuantParams.per_tensor(2e-3, 0), DType.INT16)
+    y = b.sub(x, x)
     message = _message(b.output(y).build())
     assert "supported by CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED" in message
     assert "(int16 activations found)" in message

@@ -38,7 +38,7 @@ from mcuflow.memory.inplace import alias_offset, concat_slots
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
-from mcuflow.ref.elementwise import prepare_add, prepare_mul
+from mcuflow.ref.elementwise import prepare_add, prepare_add_s16, prepare_mul, prepare_mul_s16
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.int16x8 import (
     ConvS16Params,
@@ -322,6 +322,8 @@ def _broadcast(ctx: EmitContext) -> str:
 def _binary(ctx: EmitContext) -> LayerCode:
     x1, x2, out = ctx.input(0), ctx.input(1), ctx.output()
     layout = _broadcast(ctx)
+    if int16_step(ctx.graph, ctx.op):
+        return _binary_s16(ctx, layout)
     if ctx.dsp and (code := emit_dsp.add(ctx, layout)) is not None:
         return code
     fields: dict[str, int | str] = {"op": _BINARY_OP[ctx.op.kind]}
@@ -614,4 +616,27 @@ def _quantize_s16(ctx: EmitContext) -> LayerCode:
     else:
         call = _call("mcuflow_quantize_f32_s16", c_float(ctx.quant(out.name).scale0),
                      ctx.pointer(x.name, "U8"), target, str(out.size))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _binary_s16(ctx: EmitContext, layout: str) -> LayerCode:
+    """A 16x8 ADD or MUL: mcuflow_binary_s16 over the broadcast `layout`."""
+    tensors = (ctx.input(0), ctx.input(1), ctx.output())
+    fields: dict[str, int | str]
+    if ctx.op.kind is OpKind.MUL:
+        m = prepare_mul_s16(*tensors, ctx.op.attrs)
+        fields = {"op": "MCUFLOW_S16_MUL", "left_shift": 0, "input1_multiplier": 0,
+                  "input1_shift": 0, "input2_multiplier": 0, "input2_shift": 0,
+                  "output_multiplier": m.output_multiplier, "output_shift": m.output_shift,
+                  "act_min": m.act_min, "act_max": m.act_max}
+    else:
+        a = prepare_add_s16(*tensors, ctx.op.attrs)
+        fields = {"op": "MCUFLOW_S16_ADD", "left_shift": a.left_shift,
+                  "input1_multiplier": a.input1_multiplier, "input1_shift": a.input1_shift,
+                  "input2_multiplier": a.input2_multiplier, "input2_shift": a.input2_shift,
+                  "output_multiplier": a.output_multiplier, "output_shift": a.output_shift,
+                  "act_min": a.act_min, "act_max": a.act_max}
+    params = _define(ctx, "mcuflow_binary_s16_t", "params", fields)
+    call = _call("mcuflow_binary_s16", f"&{params}", f"&{layout}",
+                 *(ctx.pointer(name, "S16") for name in (*ctx.op.inputs, *ctx.op.outputs)))
     return _code(ctx, call, ("mcuflow_s16",))

@@ -391,6 +391,9 @@ _kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
         "int16x8 FULLY_CONNECTED: one int64 dot product per output unit, double-precision "
         "requantisation.",
         terms=_s16_fc_terms, int16=True)
+_kernel("mcuflow_binary_s16", "mcuflow_s16", (OpKind.ADD, OpKind.MUL),
+        "int16 ADD (LiteRT's general path) and MUL with broadcasting.",
+        terms=work.binary_terms, inplace=_ELEMENTWISE, int16=True)
 _kernel("mcuflow_quantize_f32_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input to int16.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
@@ -516,6 +519,7 @@ _S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
     OpKind.CONV_2D: "mcuflow_conv2d_s16", OpKind.DEPTHWISE_CONV_2D: "mcuflow_dwconv_s16",
     OpKind.FULLY_CONNECTED: "mcuflow_fully_connected_s16",
     OpKind.DEQUANTIZE: "mcuflow_dequantize_s16",
+    OpKind.ADD: "mcuflow_binary_s16", OpKind.MUL: "mcuflow_binary_s16",
 })
 """The kernel of each int16x8 kind with one kernel (QUANTIZE depends on its input)."""
 

@@ -190,11 +190,15 @@ class GraphBuilder:
 
     def _elementwise(self, kind: OpKind, a: str, b: str, activation: Activation,
                      quant: QuantParams | None) -> str:
+        wide = self._wide(a)
         if quant is None:
             sa, sb = self.quant(a).scale0, self.quant(b).scale0
-            scale = sa * sb * _INT8_STD * 3.0 if kind is OpKind.MUL else 2.0 * max(sa, sb)
-            quant = QuantParams.per_tensor(scale, int(self.rng.integers(-10, 11)))
-        return self.op(kind, [a, b], ElementwiseAttrs(activation), quant)
+            spread = _INT16_STD * 1.75 if wide else _INT8_STD * 3.0
+            scale = sa * sb * spread if kind is OpKind.MUL else 2.0 * max(sa, sb)
+            zero_point = 0 if wide else int(self.rng.integers(-10, 11))
+            quant = QuantParams.per_tensor(scale, zero_point)
+        return self.op(kind, [a, b], ElementwiseAttrs(activation), quant,
+                       self.graph.tensors[a].dtype)
 
     def add(self, a: str, b: str, activation: Activation = Activation.NONE,
             quant: QuantParams | None = None) -> str:

@@ -45,6 +45,23 @@ void mcuflow_requantize_s16(int32_t multiplier, int32_t shift, const int16_t *in
 /* int16 -> float32 (DEQUANTIZE): float(scale * x) in double; output bytes may be unaligned. */
 void mcuflow_dequantize_s16(double scale, const int16_t *input, uint8_t *output, int32_t size);
 
+/* ADD (LiteRT's general int16 path, left shift 15) and MUL of int16 tensors, zero points 0. */
+typedef struct {
+    int32_t op; /* MCUFLOW_S16_ADD or MCUFLOW_S16_MUL */
+    int32_t left_shift;
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t act_min, act_max;
+} mcuflow_binary_s16_t;
+
+#define MCUFLOW_S16_ADD 0
+#define MCUFLOW_S16_MUL 1
+
+/* Element-wise ADD or MUL with broadcasting (`b`, as mcuflow_broadcast_t describes). */
+void mcuflow_binary_s16(const mcuflow_binary_s16_t *p, const mcuflow_broadcast_t *b,
+                        const int16_t *input1, const int16_t *input2, int16_t *output);
+
 /* mcuflow:end-interface */
 
 /* MultiplyByQuantizedMultiplier of an int64 accumulator: the Q31 multiplier rounded to Q15,
@@ -208,5 +225,48 @@ void mcuflow_dequantize_s16(double scale, const int16_t *input, uint8_t *output,
     for (int32_t i = 0; i < size; ++i) {
         const float value = (float)(scale * (double)input[i]);
         memcpy(output + (size_t)i * sizeof(float), &value, sizeof(float));
+    }
+}
+
+/* One output of ADD or MUL (add.cc general int16 path / mul.cc MulElementwise). */
+static inline int16_t mcuflow_binary_one_s16(const mcuflow_binary_s16_t *p, int32_t x,
+                                             int32_t y)
+{
+    int32_t raw;
+    if (p->op == MCUFLOW_S16_MUL) {
+        raw = mcuflow_requantize(x * y, p->output_multiplier, p->output_shift);
+    } else {
+        const int32_t a = mcuflow_requantize((int32_t)((uint32_t)x << p->left_shift),
+                                             p->input1_multiplier, p->input1_shift);
+        const int32_t c = mcuflow_requantize((int32_t)((uint32_t)y << p->left_shift),
+                                             p->input2_multiplier, p->input2_shift);
+        raw = mcuflow_requantize(a + c, p->output_multiplier, p->output_shift);
+    }
+    return (int16_t)mcuflow_clamp(raw, p->act_min, p->act_max);
+}
+
+void mcuflow_binary_s16(const mcuflow_binary_s16_t *p, const mcuflow_broadcast_t *b,
+                        const int16_t *input1, const int16_t *input2, int16_t *output)
+{
+    const int32_t last = b->rank - 1;
+    const int32_t n = b->dims[last];
+    const int32_t step1 = b->stride1[last];
+    const int32_t step2 = b->stride2[last];
+    int32_t rows = 1;
+    for (int32_t d = 0; d < last; ++d) {
+        rows *= b->dims[d];
+    }
+    int32_t index[MCUFLOW_MAX_RANK] = {0};
+    for (int32_t r = 0; r < rows; ++r, mcuflow_broadcast_next(b, index)) {
+        size_t o1 = 0, o2 = 0;
+        for (int32_t d = 0; d < last; ++d) {
+            o1 += (size_t)index[d] * (size_t)b->stride1[d];
+            o2 += (size_t)index[d] * (size_t)b->stride2[d];
+        }
+        int16_t *out = output + (size_t)r * (size_t)n;
+        for (int32_t i = 0; i < n; ++i) {
+            out[i] = mcuflow_binary_one_s16(p, input1[o1 + (size_t)(i * step1)],
+                                            input2[o2 + (size_t)(i * step2)]);
+        }
     }
 }
