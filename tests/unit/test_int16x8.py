@@ -85,6 +85,20 @@ def test_add_and_mul_are_bit_exact_against_litert(seed: int) -> None:
     _assert_litert_equal(graph)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_pools_are_bit_exact_against_litert(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(f"pools_{seed}", seed=seed)
+    x = b.input((int(rng.integers(1, 3)), int(rng.integers(2, 9)), int(rng.integers(2, 9)), 3),
+                float(rng.uniform(1e-4, 1e-2)), 0, DType.INT16)
+    size, stride = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    padding = Padding.SAME if seed % 2 else Padding.VALID
+    activation = ACTIVATIONS[seed % 3]
+    graph = b.output(b.average_pool2d(x, size, stride, padding, activation),
+                     b.max_pool2d(x, size, stride, padding, activation)).build()
+    _assert_litert_equal(graph)
+
+
 def test_add_on_power_of_two_scales_is_refused() -> None:
     b = GraphBuilder("pot")
     x = b.input((1, 4), 2.0 ** -10, 0, DType.INT16)

@@ -266,6 +266,8 @@ def _pool(ctx: EmitContext) -> LayerCode:
                      (1, 1), (params.pad_h, params.pad_w), 0)
     args = (f"&{window}", c_int(params.act_min), c_int(params.act_max),
             _input_pointer(ctx, 0), _output_pointer(ctx))
+    if int16_step(ctx.graph, ctx.op):
+        return _pool_s16(ctx, args[:3])
     if ctx.op.kind is OpKind.MAX_POOL_2D:
         return _code(ctx, _call("mcuflow_max_pool_s8", *args), ("mcuflow_pool",))
     call = (f"if (mcuflow_avg_pool_s8({', '.join(args)}) != 0) {{\n"
@@ -639,4 +641,14 @@ def _binary_s16(ctx: EmitContext, layout: str) -> LayerCode:
     params = _define(ctx, "mcuflow_binary_s16_t", "params", fields)
     call = _call("mcuflow_binary_s16", f"&{params}", f"&{layout}",
                  *(ctx.pointer(name, "S16") for name in (*ctx.op.inputs, *ctx.op.outputs)))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _pool_s16(ctx: EmitContext, args: tuple[str, ...]) -> LayerCode:
+    """An int16 AVERAGE_POOL_2D or MAX_POOL_2D (`args`: window and clamp)."""
+    pointers = (ctx.pointer(ctx.op.inputs[0], "S16"), ctx.pointer(ctx.op.outputs[0], "S16"))
+    if ctx.op.kind is OpKind.MAX_POOL_2D:
+        return _code(ctx, _call("mcuflow_max_pool_s16", *args, *pointers), ("mcuflow_s16",))
+    call = (f"if (mcuflow_avg_pool_s16({', '.join((*args, *pointers))}) != 0) {{\n"
+            "    return MCUFLOW_ERROR_KERNEL;\n}")
     return _code(ctx, call, ("mcuflow_s16",))

@@ -394,6 +394,10 @@ _kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
 _kernel("mcuflow_binary_s16", "mcuflow_s16", (OpKind.ADD, OpKind.MUL),
         "int16 ADD (LiteRT's general path) and MUL with broadcasting.",
         terms=work.binary_terms, inplace=_ELEMENTWISE, int16=True)
+_kernel("mcuflow_avg_pool_s16", "mcuflow_s16", (OpKind.AVERAGE_POOL_2D,),
+        "int16 AVERAGE_POOL_2D.", terms=work.avg_pool_terms, int16=True)
+_kernel("mcuflow_max_pool_s16", "mcuflow_s16", (OpKind.MAX_POOL_2D,),
+        "int16 MAX_POOL_2D.", terms=work.max_pool_terms, int16=True)
 _kernel("mcuflow_quantize_f32_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input to int16.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
@@ -520,6 +524,7 @@ _S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
     OpKind.FULLY_CONNECTED: "mcuflow_fully_connected_s16",
     OpKind.DEQUANTIZE: "mcuflow_dequantize_s16",
     OpKind.ADD: "mcuflow_binary_s16", OpKind.MUL: "mcuflow_binary_s16",
+    OpKind.AVERAGE_POOL_2D: "mcuflow_avg_pool_s16", OpKind.MAX_POOL_2D: "mcuflow_max_pool_s16",
 })
 """The kernel of each int16x8 kind with one kernel (QUANTIZE depends on its input)."""
 

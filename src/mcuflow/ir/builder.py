@@ -225,7 +225,7 @@ class GraphBuilder:
     def _pool(self, kind: OpKind, x: str, size: int, stride: int, padding: Padding,
               activation: Activation) -> str:
         attrs = Pool2DAttrs(size, size, stride, stride, padding, activation)
-        return self.op(kind, [x], attrs, self.quant(x))
+        return self.op(kind, [x], attrs, self.quant(x), self.graph.tensors[x].dtype)
 
     def average_pool2d(self, x: str, size: int = 2, stride: int = 2,
                        padding: Padding = Padding.VALID,

@@ -62,6 +62,15 @@ typedef struct {
 void mcuflow_binary_s16(const mcuflow_binary_s16_t *p, const mcuflow_broadcast_t *b,
                         const int16_t *input1, const int16_t *input2, int16_t *output);
 
+/* AVERAGE_POOL_2D of int16 (LiteRT's rounding division by the valid taps); returns nonzero
+ * when a window holds no input element. */
+int mcuflow_avg_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                         const int16_t *input, int16_t *output);
+
+/* MAX_POOL_2D of int16 over the valid taps. */
+void mcuflow_max_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                          const int16_t *input, int16_t *output);
+
 /* mcuflow:end-interface */
 
 /* MultiplyByQuantizedMultiplier of an int64 accumulator: the Q31 multiplier rounded to Q15,
@@ -269,4 +278,57 @@ void mcuflow_binary_s16(const mcuflow_binary_s16_t *p, const mcuflow_broadcast_t
                                             input2[o2 + (size_t)(i * step2)]);
         }
     }
+}
+
+/* One pool over every output pixel and channel: `average` selects AVERAGE_POOL_2D. */
+static int mcuflow_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                            const int16_t *input, int16_t *output, int average)
+{
+    for (int32_t b = 0; b < g->batches; ++b) {
+        for (int32_t oy = 0; oy < g->out_h; ++oy) {
+            const int32_t top = oy * g->stride_h - g->pad_top;
+            const int32_t y0 = top < 0 ? 0 : top;
+            const int32_t y1 = top + g->k_h < g->in_h ? top + g->k_h : g->in_h;
+            for (int32_t ox = 0; ox < g->out_w; ++ox) {
+                const int32_t left = ox * g->stride_w - g->pad_left;
+                const int32_t x0 = left < 0 ? 0 : left;
+                const int32_t x1 = left + g->k_w < g->in_w ? left + g->k_w : g->in_w;
+                const int32_t count = (y1 - y0) * (x1 - x0);
+                if (count <= 0) {
+                    return 1;
+                }
+                int16_t *pixel = output + (size_t)b * (size_t)g->out_batch_step
+                                 + (size_t)oy * (size_t)g->out_row_step
+                                 + (size_t)ox * (size_t)g->out_pixel_step;
+                for (int32_t c = 0; c < g->in_c; ++c) {
+                    int32_t acc = average ? 0 : INT16_MIN;
+                    for (int32_t y = y0; y < y1; ++y) {
+                        for (int32_t x = x0; x < x1; ++x) {
+                            const int32_t value = input[(((size_t)b * (size_t)g->in_h + (size_t)y)
+                                                         * (size_t)g->in_w + (size_t)x)
+                                                            * (size_t)g->in_c + (size_t)c];
+                            acc = average ? acc + value : (value > acc ? value : acc);
+                        }
+                    }
+                    if (average) {
+                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    }
+                    pixel[c] = (int16_t)mcuflow_clamp(acc, act_min, act_max);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+int mcuflow_avg_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                         const int16_t *input, int16_t *output)
+{
+    return mcuflow_pool_s16(g, act_min, act_max, input, output, 1);
+}
+
+void mcuflow_max_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
+                          const int16_t *input, int16_t *output)
+{
+    (void)mcuflow_pool_s16(g, act_min, act_max, input, output, 0);
 }
