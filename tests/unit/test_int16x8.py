@@ -13,7 +13,7 @@ from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import FullyConnectedAttrs, OpKind
+from mcuflow.ir.ops import FullyConnectedAttrs, OpKind, SoftmaxAttrs
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke, random_input
@@ -97,6 +97,24 @@ def test_pools_are_bit_exact_against_litert(seed: int) -> None:
     graph = b.output(b.average_pool2d(x, size, stride, padding, activation),
                      b.max_pool2d(x, size, stride, padding, activation)).build()
     _assert_litert_equal(graph)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_softmax_is_bit_exact_against_litert(seed: int) -> None:
+    """Random depth, input scale and beta; LiteRT's exp and 1/(1+x) tables (gen_lut)."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(f"softmax_{seed}", seed=seed)
+    x = b.input((2, 3, int(rng.integers(1, 50))), float(rng.uniform(1e-4, 3e-3)), 0,
+                DType.INT16)
+    _assert_litert_equal(b.output(b.softmax(x, float(rng.uniform(0.3, 2.0)))).build(), runs=4)
+
+
+def test_int16_softmax_needs_litert_output_quantisation() -> None:
+    b = GraphBuilder("softmax_range")
+    x = b.input((1, 10), 1e-3, 0, DType.INT16)
+    y = b.op(OpKind.SOFTMAX, [x], SoftmaxAttrs(), QuantParams.per_tensor(1.0 / 256.0, 0),
+             DType.INT16)
+    assert "int16 output scale 1/32768 and zero point 0" in _message(b.output(y).build())
 
 
 def test_add_on_power_of_two_scales_is_refused() -> None:

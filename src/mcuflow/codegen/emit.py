@@ -44,6 +44,7 @@ from mcuflow.ref.int16x8 import (
     ConvS16Params,
     prepare_conv_s16,
     prepare_fully_connected_s16,
+    prepare_softmax_s16,
 )
 from mcuflow.ref.mean import prepare_mean
 from mcuflow.ref.pooling import prepare_pool
@@ -398,6 +399,8 @@ def _dequantize(ctx: EmitContext) -> LayerCode:
 def _softmax(ctx: EmitContext) -> LayerCode:
     attrs: SoftmaxAttrs = ctx.op.attrs
     x = ctx.input(0)
+    if int16_step(ctx.graph, ctx.op):
+        return _softmax_s16(ctx)
     params = prepare_softmax(x, attrs)
     table = ctx.constant("exp", "int32_t", softmax_exp_table(params),
                          f"{ctx.op.name}: exp of every scaled difference from the row maximum")
@@ -651,4 +654,19 @@ def _pool_s16(ctx: EmitContext, args: tuple[str, ...]) -> LayerCode:
         return _code(ctx, _call("mcuflow_max_pool_s16", *args, *pointers), ("mcuflow_s16",))
     call = (f"if (mcuflow_avg_pool_s16({', '.join((*args, *pointers))}) != 0) {{\n"
             "    return MCUFLOW_ERROR_KERNEL;\n}")
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _softmax_s16(ctx: EmitContext) -> LayerCode:
+    """An int16 SOFTMAX: mcuflow_softmax_s16 with LiteRT's exp and 1/(1+x) tables."""
+    x = ctx.input(0)
+    params = prepare_softmax_s16(x, ctx.op.attrs)
+    exp_table = ctx.constant("exp", "int16_t", params.exp_table,
+                             f"{ctx.op.name}: exp over [-10, 0], 513 entries")
+    reciprocal = ctx.constant("reciprocal", "int16_t", params.reciprocal_table,
+                              f"{ctx.op.name}: 1 / (1 + x) over [0, 1], 513 entries")
+    depth = x.shape[-1]
+    call = _call("mcuflow_softmax_s16", str(x.size // depth), str(depth),
+                 c_int(params.input_multiplier), c_int(params.input_left_shift), exp_table,
+                 reciprocal, ctx.pointer(x.name, "S16"), ctx.pointer(ctx.op.outputs[0], "S16"))
     return _code(ctx, call, ("mcuflow_s16",))

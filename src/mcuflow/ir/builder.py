@@ -257,7 +257,10 @@ class GraphBuilder:
         return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x))
 
     def softmax(self, x: str, beta: float = 1.0) -> str:
-        """SOFTMAX with TFLite's int8 output quantisation (1/256, -128)."""
+        """SOFTMAX with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""
+        if self._wide(x):
+            return self.op(OpKind.SOFTMAX, [x], SoftmaxAttrs(beta),
+                           QuantParams.per_tensor(1.0 / 32768.0, 0), DType.INT16)
         return self.op(OpKind.SOFTMAX, [x], SoftmaxAttrs(beta),
                        QuantParams.per_tensor(1.0 / 256.0, -128))
 

@@ -482,9 +482,15 @@ def same_quantisation(graph: Graph, op: Operator) -> str | None:
     return f"input ({describe_quant(source)}) and output ({describe_quant(target)}) found"
 
 
+S16_UNIT_OUTPUT = QuantParams.per_tensor(1.0 / 32768.0, 0)
+"""The output quantisation of LiteRT's int16 SOFTMAX (and int16 LOGISTIC and TANH)."""
+
+
 def _output_range(graph: Graph, op: Operator) -> str | None:
     quant = graph.tensors[op.outputs[0]].quant
     fixed = OP_DEFS[op.kind].fixed_output
+    if graph.tensors[op.outputs[0]].dtype is DType.INT16:
+        fixed = S16_UNIT_OUTPUT
     if quant is None or fixed is None or (quant.scale, quant.zero_point) == (
             fixed.scale, fixed.zero_point):
         return None
@@ -492,7 +498,8 @@ def _output_range(graph: Graph, op: Operator) -> str | None:
 
 
 def unit_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement)."""
+    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement; an
+    int16 output scale 1/32768 and zero point 0)."""
     return _output_range(graph, op)
 
 

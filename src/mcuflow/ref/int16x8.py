@@ -9,6 +9,8 @@ codegen/kernels/mcuflow_s16.c evaluate the same arithmetic with the constants co
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,14 +18,24 @@ import numpy as np
 from mcuflow.ir.constraints import UncheckedModelError
 from mcuflow.ir.enums import along
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import Conv2DAttrs, DepthwiseConv2DAttrs, FullyConnectedAttrs, OpKind
+from mcuflow.ir.ops import (
+    Conv2DAttrs,
+    DepthwiseConv2DAttrs,
+    FullyConnectedAttrs,
+    OpKind,
+    SoftmaxAttrs,
+)
 from mcuflow.ir.quantization import INT16_MAX, INT16_MIN
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.quant.fixedpoint import (
     activation_range,
+    multiply_by_quantized_multiplier_array,
     multiply_by_quantized_multiplier_int64_array,
     per_channel_multipliers,
+    quantize_multiplier,
     scale_and_round_array,
+    tflite_round,
+    wrap_int16_array,
 )
 from mcuflow.ref.common import Geometry, WindowedInput, quant_of, require_constant
 from mcuflow.ref.registry import PreparedFn
@@ -155,3 +167,79 @@ def prepare_weighted_s16(graph: Graph, op: Operator) -> PreparedFn:
     run = conv2d_s16 if op.kind is OpKind.CONV_2D else depthwise_conv2d_s16
     out_hw = (out.shape[1], out.shape[2])
     return lambda inputs: [run(inputs[0], weights, bias, op.attrs, params, out_hw)]
+
+
+# --- SOFTMAX (LiteRT's SoftmaxInt16: exp and 1/(1+x) from 513-entry interpolated tables) --------
+
+LUT_S16_ENTRIES = 513
+"""An int16 LUT: 512 base values and one more for the last slope (LiteRT's gen_lut)."""
+SOFTMAX_S16_DIFF_RANGE = 10.0
+"""SoftmaxInt16 maps input differences [-65535, 0] to [-10, 0] (exp(-10) is negligible)."""
+
+
+def gen_lut_s16(func: Callable[[float], float], input_min: float, input_max: float
+                ) -> np.ndarray:
+    """LiteRT's gen_lut for int16 input and output over the output range [-1, 1].
+
+    Each base value is func's sample (x 32768, rounded half away from zero) corrected by half
+    the error of linear interpolation at the step's midpoint, clamped to int16; the last entry
+    is func(input_max). Python's float arithmetic and math.exp are C's double ones.
+    """
+    steps = LUT_S16_ENTRIES - 1
+    step = (input_max - input_min) / steps
+    scale = 65536.0 / 2.0
+    table = np.empty(LUT_S16_ENTRIES, np.int16)
+    for i in range(steps):
+        sample = tflite_round(func(input_min + i * step) * scale)
+        interpolated = tflite_round((func(input_min + (i + 1) * step) * scale + sample) / 2)
+        midpoint = tflite_round(func(input_min + i * step + step / 2) * scale)
+        bias = tflite_round((interpolated - midpoint) / 2)
+        table[i] = min(max(sample - bias, INT16_MIN), INT16_MAX)
+    table[steps] = min(max(tflite_round(func(input_max) * scale), INT16_MIN), INT16_MAX)
+    return table
+
+
+def lut_lookup_s16(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """LiteRT's int16 LUTLookup: base at 256 + (v >> 7) plus the slope times v & 0x7f, rounded."""
+    v = np.asarray(values, dtype=np.int64)
+    index = 256 + (v >> 7)
+    lut = table.astype(np.int64)
+    slope = wrap_int16_array(lut[index + 1] - lut[index])
+    return wrap_int16_array(lut[index] + ((slope * (v & 0x7F) + 64) >> 7))
+
+
+@dataclass(frozen=True)
+class SoftmaxS16Params:
+    """Constants of int16 SOFTMAX: the input rescaling and the two tables."""
+
+    input_multiplier: int
+    input_left_shift: int
+    exp_table: np.ndarray
+    reciprocal_table: np.ndarray
+
+
+def prepare_softmax_s16(x: Tensor, attrs: SoftmaxAttrs) -> SoftmaxS16Params:
+    """activations.cc SoftmaxPrepare for int16: in scale x beta / (10 / 65535), the tables."""
+    real = quant_of(x).scale0 * attrs.beta / (SOFTMAX_S16_DIFF_RANGE / 65535.0)
+    scaled = quantize_multiplier(real)
+    return SoftmaxS16Params(
+        scaled.multiplier, scaled.shift,
+        gen_lut_s16(math.exp, -SOFTMAX_S16_DIFF_RANGE, 0.0),
+        gen_lut_s16(lambda value: 1.0 / (1.0 + value), 0.0, 1.0))
+
+
+def softmax_s16(x: np.ndarray, params: SoftmaxS16Params) -> np.ndarray:
+    """reference_ops::SoftmaxInt16 along the last axis."""
+    v = np.asarray(x, dtype=np.int64)
+    diff = v - v.max(axis=-1, keepdims=True)
+    scaled = multiply_by_quantized_multiplier_array(diff, params.input_multiplier,
+                                                    params.input_left_shift)
+    exps = lut_lookup_s16(np.clip(scaled + INT16_MAX, INT16_MIN, INT16_MAX), params.exp_table)
+    total = exps.sum(axis=-1, keepdims=True)
+    headroom_plus_one = 32 - np.frexp(total)[1].astype(np.int64)  # CountLeadingZeros
+    shifted = ((total << (headroom_plus_one - 1)) + (1 << 13)) >> 14
+    centred = np.clip(shifted - ((1 << 15) + (1 << 16)), INT16_MIN, INT16_MAX)
+    reciprocal = lut_lookup_s16(centred, params.reciprocal_table)
+    right_shift = 31 - headroom_plus_one
+    result = (exps * reciprocal + (np.int64(1) << (right_shift - 1))) >> right_shift
+    return np.clip(result, 0, INT16_MAX).astype(np.int16)

@@ -71,6 +71,12 @@ int mcuflow_avg_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act
 void mcuflow_max_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t act_max,
                           const int16_t *input, int16_t *output);
 
+/* SOFTMAX of int16 along rows of `depth` (LiteRT's SoftmaxInt16): exp and 1/(1+x) from
+ * 513-entry interpolated tables, output scale 1/32768. */
+void mcuflow_softmax_s16(int32_t rows, int32_t depth, int32_t multiplier, int32_t left_shift,
+                         const int16_t *exp_table, const int16_t *reciprocal_table,
+                         const int16_t *input, int16_t *output);
+
 /* mcuflow:end-interface */
 
 /* MultiplyByQuantizedMultiplier of an int64 accumulator: the Q31 multiplier rounded to Q15,
@@ -331,4 +337,49 @@ void mcuflow_max_pool_s16(const mcuflow_window_t *g, int32_t act_min, int32_t ac
                           const int16_t *input, int16_t *output)
 {
     (void)mcuflow_pool_s16(g, act_min, act_max, input, output, 0);
+}
+
+/* LiteRT's int16 LUTLookup: the base value at 256 + (v >> 7) plus the interpolated slope. */
+static inline int16_t mcuflow_lut_s16(int32_t value, const int16_t *table)
+{
+    const int32_t index = 256 + (value >> 7);
+    const int32_t slope = (int16_t)(table[index + 1] - table[index]);
+    return (int16_t)(table[index] + ((slope * (value & 0x7F) + 64) >> 7));
+}
+
+void mcuflow_softmax_s16(int32_t rows, int32_t depth, int32_t multiplier, int32_t left_shift,
+                         const int16_t *exp_table, const int16_t *reciprocal_table,
+                         const int16_t *input, int16_t *output)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int16_t *x = input + (size_t)r * (size_t)depth;
+        int16_t *y = output + (size_t)r * (size_t)depth;
+        int32_t max_in_row = INT16_MIN;
+        for (int32_t c = 0; c < depth; ++c) {
+            max_in_row = x[c] > max_in_row ? x[c] : max_in_row;
+        }
+        /* The exps are kept in the output row (the input is read first at each element). */
+        int32_t sum = 0;
+        for (int32_t c = 0; c < depth; ++c) {
+            const int32_t scaled = mcuflow_requantize(x[c] - max_in_row, multiplier, left_shift);
+            y[c] = mcuflow_lut_s16(mcuflow_clamp(scaled + INT16_MAX, INT16_MIN, INT16_MAX),
+                                   exp_table);
+            sum += y[c];
+        }
+        int32_t headroom_plus_one = 0; /* CountLeadingZeros(sum); sum >= 32767 */
+        while (((uint32_t)sum & (0x80000000u >> headroom_plus_one)) == 0u) {
+            ++headroom_plus_one;
+        }
+        const int32_t shifted =
+            (int32_t)((((int64_t)sum << (headroom_plus_one - 1)) + (1 << 13)) >> 14);
+        const int32_t centred = mcuflow_clamp(shifted - ((1 << 15) + (1 << 16)), INT16_MIN,
+                                              INT16_MAX);
+        const int64_t reciprocal = mcuflow_lut_s16(centred, reciprocal_table);
+        const int32_t right_shift = 31 - headroom_plus_one;
+        const int64_t round = (int64_t)1 << (right_shift - 1);
+        for (int32_t c = 0; c < depth; ++c) {
+            const int32_t result = (int32_t)(((int64_t)y[c] * reciprocal + round) >> right_shift);
+            y[c] = (int16_t)mcuflow_clamp(result, 0, INT16_MAX);
+        }
+    }
 }
