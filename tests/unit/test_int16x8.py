@@ -109,6 +109,20 @@ def test_softmax_is_bit_exact_against_litert(seed: int) -> None:
     _assert_litert_equal(b.output(b.softmax(x, float(rng.uniform(0.3, 2.0)))).build(), runs=4)
 
 
+@pytest.mark.parametrize("scale", [2.0 ** -12, 2.0 ** -11, 2.0 ** -13, 1e-4, 3.3e-4, 1e-3,
+                                   2.5e-5, 7e-3])
+def test_logistic_and_tanh_equal_litert_on_every_int16_input(scale: float) -> None:
+    """Power-of-two scales (LiteRT's multiplier-free case) and general ones, all 65536 inputs."""
+    b = GraphBuilder("sigmoids")
+    x = b.input((1, 1 << 16), scale, 0, DType.INT16)
+    graph = b.output(b.logistic(x), b.tanh(x)).build()
+    every = np.arange(-(1 << 15), 1 << 15, dtype=np.int16).reshape(1, -1)
+    want = litert_invoke(litert_interpreter(write_tflite(graph)), [every])
+    for w, g in zip(want, Interpreter(graph).run([every]).outputs, strict=True):
+        assert g.dtype == w.dtype == np.int16
+        np.testing.assert_array_equal(g, w)
+
+
 def test_int16_softmax_needs_litert_output_quantisation() -> None:
     b = GraphBuilder("softmax_range")
     x = b.input((1, 10), 1e-3, 0, DType.INT16)

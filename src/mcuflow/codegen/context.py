@@ -21,7 +21,7 @@ _CTYPE_OF = {
     DType.FLOAT32: "float",
 }
 _PER_LINE = {"int8_t": 16, "uint8_t": 16, "int16_t": 12, "int32_t": 8, "float": 6, "double": 4,
-             "int64_t": 4}
+             "int64_t": 4, "uint16_t": 12}
 STRUCT_LINE_CHARS = 96
 _KERNEL_CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 

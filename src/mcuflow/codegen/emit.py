@@ -41,9 +41,11 @@ from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add, prepare_add_s16, prepare_mul, prepare_mul_s16
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.int16x8 import (
+    SIGMOID_TABLE_S16,
     ConvS16Params,
     prepare_conv_s16,
     prepare_fully_connected_s16,
+    prepare_sigmoid_s16,
     prepare_softmax_s16,
 )
 from mcuflow.ref.mean import prepare_mean
@@ -360,6 +362,8 @@ def _maximum_minimum(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
          OpKind.TANH)
 def _unary(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _sigmoid_s16(ctx)
     table = ctx.constant("table", "int8_t", lookup_table_s8(ctx.graph, ctx.op),
                          f"{ctx.op.name}: {ctx.op.kind.value} of every int8 input")
     call = _call("mcuflow_lookup_s8", table, _input_pointer(ctx, 0), _output_pointer(ctx),
@@ -669,4 +673,16 @@ def _softmax_s16(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_softmax_s16", str(x.size // depth), str(depth),
                  c_int(params.input_multiplier), c_int(params.input_left_shift), exp_table,
                  reciprocal, ctx.pointer(x.name, "S16"), ctx.pointer(ctx.op.outputs[0], "S16"))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _sigmoid_s16(ctx: EmitContext) -> LayerCode:
+    """An int16 LOGISTIC or TANH: mcuflow_sigmoid_s16 over LiteRT's sigmoid table."""
+    x = ctx.input(0)
+    params = prepare_sigmoid_s16(x, ctx.op.kind)
+    table = ctx.constant("sigmoid", "uint16_t", SIGMOID_TABLE_S16.astype(np.uint16),
+                         "sigmoid(i / 24) in 0.16 fixed point (LiteRT's sigmoid_table_uint16)")
+    call = _call("mcuflow_sigmoid_s16", str(int(ctx.op.kind is OpKind.TANH)),
+                 c_int(params.multiplier), c_int(params.left_shift), table,
+                 ctx.pointer(x.name, "S16"), ctx.pointer(ctx.op.outputs[0], "S16"), str(x.size))
     return _code(ctx, call, ("mcuflow_s16",))

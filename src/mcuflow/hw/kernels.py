@@ -401,6 +401,10 @@ _kernel("mcuflow_max_pool_s16", "mcuflow_s16", (OpKind.MAX_POOL_2D,),
 _kernel("mcuflow_softmax_s16", "mcuflow_s16", (OpKind.SOFTMAX,),
         "int16 SOFTMAX along the last axis: exp and 1/(1+x) from 513-entry interpolated tables.",
         terms=work.softmax_terms, int16=True)
+_kernel("mcuflow_sigmoid_s16", "mcuflow_s16", (OpKind.LOGISTIC, OpKind.TANH),
+        "int16 LOGISTIC and TANH: a rescaling, then LiteRT's 256-entry sigmoid table "
+        "interpolated.",
+        terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
 _kernel("mcuflow_quantize_f32_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input to int16.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
@@ -529,6 +533,7 @@ _S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
     OpKind.ADD: "mcuflow_binary_s16", OpKind.MUL: "mcuflow_binary_s16",
     OpKind.AVERAGE_POOL_2D: "mcuflow_avg_pool_s16", OpKind.MAX_POOL_2D: "mcuflow_max_pool_s16",
     OpKind.SOFTMAX: "mcuflow_softmax_s16",
+    OpKind.LOGISTIC: "mcuflow_sigmoid_s16", OpKind.TANH: "mcuflow_sigmoid_s16",
 })
 """The kernel of each int16x8 kind with one kernel (QUANTIZE depends on its input)."""
 

@@ -276,11 +276,17 @@ class GraphBuilder:
         return self.op(OpKind.CONCATENATION, inputs, attrs, self.quant(inputs[0]))
 
     def logistic(self, x: str) -> str:
-        """LOGISTIC with TFLite's int8 output quantisation (1/256, -128)."""
+        """LOGISTIC with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""
+        if self._wide(x):
+            return self.op(OpKind.LOGISTIC, [x], NoAttrs(),
+                           QuantParams.per_tensor(1.0 / 32768.0, 0), DType.INT16)
         return self.op(OpKind.LOGISTIC, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 256.0, -128))
 
     def tanh(self, x: str) -> str:
-        """TANH with TFLite's int8 output quantisation (1/128, 0)."""
+        """TANH with TFLite's int8 output quantisation (1/128, 0; int16: 1/32768, 0)."""
+        if self._wide(x):
+            return self.op(OpKind.TANH, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 32768.0, 0),
+                           DType.INT16)
         return self.op(OpKind.TANH, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 128.0, 0))
 
     def _unary(self, kind: OpKind, x: str, quant: QuantParams | None,

@@ -498,13 +498,14 @@ def _output_range(graph: Graph, op: Operator) -> str | None:
 
 
 def unit_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement; an
-    int16 output scale 1/32768 and zero point 0)."""
+    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement), an
+    int16 output scale 1/32768 and zero point 0."""
     return _output_range(graph, op)
 
 
 def tanh_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement)."""
+    """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement), an
+    int16 output scale 1/32768 and zero point 0."""
     return _output_range(graph, op)
 
 

@@ -243,3 +243,93 @@ def softmax_s16(x: np.ndarray, params: SoftmaxS16Params) -> np.ndarray:
     right_shift = 31 - headroom_plus_one
     result = (exps * reciprocal + (np.int64(1) << (right_shift - 1))) >> right_shift
     return np.clip(result, 0, INT16_MAX).astype(np.int16)
+
+
+# --- LOGISTIC and TANH (reference_integer_ops' int16 Logistic / Tanh) ---------------------------
+
+SIGMOID_TABLE_S16 = np.array((
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149,
+    40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369,
+    47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169,
+    53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370,
+    60565, 60753, 60935, 61110, 61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302,
+    62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186, 63279, 63368, 63454, 63536,
+    63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786,
+    64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079,
+    65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474,
+    65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498,
+    65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522,
+    65523, 65523, 65524, 65524, 65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528,
+    65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531,
+    65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65534, 65535,
+), np.int64)
+"""LiteRT's (and CMSIS-NN's) sigmoid_table_uint16: sigmoid(i / 24) in 0.16 fixed point as those
+libraries tabulate it (within one step of rounding; tanh(x) is 2 sigmoid(2x) - 1). The tests
+compare every int16 input against LiteRT."""
+
+
+@dataclass(frozen=True)
+class SigmoidS16Params:
+    """The input rescaling of int16 LOGISTIC / TANH: x * multiplier, rounded >> left_shift."""
+
+    multiplier: int
+    left_shift: int
+
+
+def prepare_sigmoid_s16(x: Tensor, kind: OpKind) -> SigmoidS16Params:
+    """activations.cc Sigmoid/TanhPrepare for int16, and the kernels' power-of-two case.
+
+    A power-of-two input scale whose shift (12 + log2 scale) is 0 (LOGISTIC; 0 or 1 for TANH)
+    multiplies by 3 << shift; any other scale by int(scale x 3 x 4096 x 2**shift) with the
+    smallest shift taking it above 32767 / 2.
+    """
+    scale = quant_of(x).scale0
+    mantissa, exponent = math.frexp(scale)
+    shift = 12 + exponent - 1
+    if mantissa == 0.5 and shift in ((0, 1) if kind is OpKind.TANH else (0,)):
+        return SigmoidS16Params(3 << shift, 0)
+    multiplier, shift = scale * 4096.0 * 3.0, 0
+    while multiplier <= 32767.0 / 2.0 and shift <= 30:
+        shift += 1
+        multiplier *= 2.0
+    return SigmoidS16Params(int(multiplier), shift)
+
+
+def _rescaled_s16(x: np.ndarray, params: SigmoidS16Params) -> np.ndarray:
+    rounding = (1 << (params.left_shift - 1)) if params.left_shift > 0 else 0
+    return (np.asarray(x, np.int64) * params.multiplier + rounding) >> params.left_shift
+
+
+def _sigmoid_interpolated(magnitude: np.ndarray, fraction_bits: int) -> np.ndarray:
+    """The table interpolated at `magnitude` (its low `fraction_bits` the fraction), saturated."""
+    index = magnitude >> fraction_bits
+    inside = np.minimum(index, 254)
+    low, high = SIGMOID_TABLE_S16[inside], SIGMOID_TABLE_S16[inside + 1]
+    fraction = magnitude & ((1 << fraction_bits) - 1)
+    return np.where(index >= 255, 0x7FFF << (fraction_bits + 1) if fraction_bits == 9
+                    else 0xFFFF << fraction_bits, (low << fraction_bits) + fraction * (high - low))
+
+
+def logistic_s16(x: np.ndarray, params: SigmoidS16Params) -> np.ndarray:
+    """reference_integer_ops::Logistic for int16 (output scale 2**-15)."""
+    value = _rescaled_s16(x, params)
+    result = _sigmoid_interpolated(np.abs(value), 9)
+    result = np.where(value >= 0, result + (1 << 9), (1 << 25) - result + (1 << 9) - 1)
+    return wrap_int16_array(result >> 10).astype(np.int16)
+
+
+def tanh_s16(x: np.ndarray, params: SigmoidS16Params) -> np.ndarray:
+    """reference_integer_ops::Tanh for int16 (output scale 2**-15)."""
+    value = _rescaled_s16(x, params)
+    result = _sigmoid_interpolated(np.abs(value), 8)
+    result = np.where(value >= 0, result - (1 << 23) + (1 << 7),
+                      -result + (1 << 23) + (1 << 7) - 1)
+    return wrap_int16_array(result >> 8).astype(np.int16)

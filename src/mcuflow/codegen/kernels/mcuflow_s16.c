@@ -77,6 +77,13 @@ void mcuflow_softmax_s16(int32_t rows, int32_t depth, int32_t multiplier, int32_
                          const int16_t *exp_table, const int16_t *reciprocal_table,
                          const int16_t *input, int16_t *output);
 
+/* LOGISTIC (`tanh` 0) or TANH (`tanh` 1) of int16 (reference_integer_ops' int16 Logistic /
+ * Tanh): x * multiplier, rounded >> left_shift, then the 256-entry sigmoid table interpolated;
+ * output scale 1/32768. */
+void mcuflow_sigmoid_s16(int32_t tanh, int32_t multiplier, int32_t left_shift,
+                         const uint16_t *table, const int16_t *input, int16_t *output,
+                         int32_t size);
+
 /* mcuflow:end-interface */
 
 /* MultiplyByQuantizedMultiplier of an int64 accumulator: the Q31 multiplier rounded to Q15,
@@ -380,6 +387,37 @@ void mcuflow_softmax_s16(int32_t rows, int32_t depth, int32_t multiplier, int32_
         for (int32_t c = 0; c < depth; ++c) {
             const int32_t result = (int32_t)(((int64_t)y[c] * reciprocal + round) >> right_shift);
             y[c] = (int16_t)mcuflow_clamp(result, 0, INT16_MAX);
+        }
+    }
+}
+
+void mcuflow_sigmoid_s16(int32_t tanh, int32_t multiplier, int32_t left_shift,
+                         const uint16_t *table, const int16_t *input, int16_t *output,
+                         int32_t size)
+{
+    const int32_t round = left_shift > 0 ? (int32_t)1 << (left_shift - 1) : 0;
+    const int32_t bits = tanh ? 8 : 9; /* fraction bits of the table index */
+    for (int32_t i = 0; i < size; ++i) {
+        const int32_t value = (input[i] * multiplier + round) >> left_shift;
+        const uint32_t magnitude = (uint32_t)(value < 0 ? -value : value);
+        const uint32_t index = magnitude >> bits;
+        uint32_t result;
+        if (index >= 255u) {
+            result = tanh ? 0xFFFFu << 8 : 0x7FFFu << 10;
+        } else {
+            const uint32_t low = table[index];
+            const uint32_t high = table[index + 1u];
+            const uint32_t fraction = magnitude & ((1u << bits) - 1u);
+            result = (low << bits) + fraction * (high - low);
+        }
+        if (tanh) {
+            const int32_t signed_result = value >= 0
+                ? (int32_t)result - (1 << 23) + (1 << 7)
+                : -(int32_t)result + (1 << 23) + (1 << 7) - 1;
+            output[i] = (int16_t)(signed_result >> 8);
+        } else {
+            result = value >= 0 ? result + (1u << 9) : (1u << 25) - result + (1u << 9) - 1u;
+            output[i] = (int16_t)(result >> 10);
         }
     }
 }
