@@ -358,11 +358,13 @@ def _s16_fully_connected(b: GraphBuilder, rng: np.random.Generator) -> str:
 
 
 def _s16_elementwise(b: GraphBuilder, rng: np.random.Generator) -> str:
-    """int16 ADD / MUL (mcuflow_binary_s16), pools, SOFTMAX and the float32 / int16 edges."""
+    """int16 element-wise layers: ADD, MUL, pools, SOFTMAX, LOGISTIC, TANH and the edges."""
     h, w = _spatial(rng, 2, 24)
     channels = int(_pick(rng, [1, 8, 16, 32]))
     x = _input_s16(b, rng, (1, h, w, channels))
-    kind = int(rng.integers(6))
+    kind = int(rng.integers(7))
+    if kind == 6:
+        return (b.logistic if rng.integers(2) else b.tanh)(x)
     if kind < 2:
         y = _input_s16(b, rng, _pick(rng, [(1, h, w, channels), (1, 1, 1, channels)]))
         return (b.add if kind == 0 else b.mul)(x, y, _pick(rng, ACTIVATIONS))
