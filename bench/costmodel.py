@@ -362,9 +362,12 @@ def _s16_elementwise(b: GraphBuilder, rng: np.random.Generator) -> str:
     h, w = _spatial(rng, 2, 24)
     channels = int(_pick(rng, [1, 8, 16, 32]))
     x = _input_s16(b, rng, (1, h, w, channels))
-    kind = int(rng.integers(7))
+    kind = int(rng.integers(8))
     if kind == 6:
         return (b.logistic if rng.integers(2) else b.tanh)(x)
+    if kind == 7:
+        return b.quantize(b.input((1, h * w * channels), dtype=DType.FLOAT32),
+                          float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
     if kind < 2:
         y = _input_s16(b, rng, _pick(rng, [(1, h, w, channels), (1, 1, 1, channels)]))
         return (b.add if kind == 0 else b.mul)(x, y, _pick(rng, ACTIVATIONS))
@@ -375,8 +378,7 @@ def _s16_elementwise(b: GraphBuilder, rng: np.random.Generator) -> str:
         return b.softmax(b.reshape(x, (h * w, channels)), float(rng.uniform(0.5, 2.0)))
     if kind == 4:
         return b.dequantize(x)
-    source = b.input((1, h * w * channels), dtype=DType.FLOAT32) if rng.integers(2) else x
-    return b.quantize(source, float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
+    return b.quantize(x, float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
 
 
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
