@@ -118,6 +118,10 @@ class GraphBuilder:
         """True when activation `x` is int16 (LiteRT's int16x8 scheme: int64 bias, zero point 0)."""
         return self.graph.tensors[x].dtype is DType.INT16
 
+    def _activation(self, x: str) -> DType:
+        """The output type of a layer reading `x`: int16 after int16, else int8."""
+        return DType.INT16 if self._wide(x) else DType.INT8
+
     def _bias(self, channels: int, input_scale: float, weights: QuantParams, depth: int,
               wide: bool = False) -> str:
         scales = np.asarray(weights.scale, dtype=np.float64) * input_scale
@@ -156,7 +160,7 @@ class GraphBuilder:
                                        self._wide(x))] if bias else [])
         attrs = Conv2DAttrs(stride, stride, dilation, dilation, padding, activation)
         return self.op(OpKind.CONV_2D, inputs, attrs, self._accumulator_quant(x, wq, depth),
-                       self.graph.tensors[x].dtype)
+                       self._activation(x))
 
     def depthwise_conv2d(
         self, x: str, kernel: tuple[int, int] = (3, 3), stride: int = 1, dilation: int = 1,
@@ -173,7 +177,7 @@ class GraphBuilder:
             stride, stride, dilation, dilation, depth_multiplier, padding, activation
         )
         return self.op(OpKind.DEPTHWISE_CONV_2D, inputs, attrs,
-                       self._accumulator_quant(x, wq, depth), self.graph.tensors[x].dtype)
+                       self._accumulator_quant(x, wq, depth), self._activation(x))
 
     def fully_connected(
         self, x: str, units: int, activation: Activation = Activation.NONE,
@@ -186,7 +190,7 @@ class GraphBuilder:
                            if bias else [])
         attrs = FullyConnectedAttrs(activation, keep_num_dims)
         return self.op(OpKind.FULLY_CONNECTED, inputs, attrs,
-                       self._accumulator_quant(x, wq, depth), self.graph.tensors[x].dtype)
+                       self._accumulator_quant(x, wq, depth), self._activation(x))
 
     def _elementwise(self, kind: OpKind, a: str, b: str, activation: Activation,
                      quant: QuantParams | None) -> str:
@@ -198,7 +202,7 @@ class GraphBuilder:
             zero_point = 0 if wide else int(self.rng.integers(-10, 11))
             quant = QuantParams.per_tensor(scale, zero_point)
         return self.op(kind, [a, b], ElementwiseAttrs(activation), quant,
-                       self.graph.tensors[a].dtype)
+                       self._activation(a))
 
     def add(self, a: str, b: str, activation: Activation = Activation.NONE,
             quant: QuantParams | None = None) -> str:
@@ -225,7 +229,7 @@ class GraphBuilder:
     def _pool(self, kind: OpKind, x: str, size: int, stride: int, padding: Padding,
               activation: Activation) -> str:
         attrs = Pool2DAttrs(size, size, stride, stride, padding, activation)
-        return self.op(kind, [x], attrs, self.quant(x), self.graph.tensors[x].dtype)
+        return self.op(kind, [x], attrs, self.quant(x), self._activation(x))
 
     def average_pool2d(self, x: str, size: int = 2, stride: int = 2,
                        padding: Padding = Padding.VALID,
@@ -250,7 +254,7 @@ class GraphBuilder:
         known = int(np.prod([d for d in new_shape if d != -1], dtype=np.int64))
         resolved = tuple(size // known if d == -1 else d for d in new_shape)
         return self.op(OpKind.RESHAPE, [x], ReshapeAttrs(resolved), self.quant(x),
-                       self.graph.tensors[x].dtype)
+                       self._activation(x))
 
     def squeeze(self, x: str, axes: tuple[int, ...] = ()) -> str:
         """SQUEEZE."""
