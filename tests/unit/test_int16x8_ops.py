@@ -215,6 +215,15 @@ def test_int8_and_int16_do_not_mix_outside_quantize() -> None:
     y = b.op(OpKind.FULLY_CONNECTED, [x, weights], FullyConnectedAttrs(),
              QuantParams.per_tensor(0.01, 0))
     assert "(int8 and int16 activations found)" in _message(b.output(y).build())
-    b = GraphBuilder("int8_to_int16")
-    x = b.input((1, 8), 0.05, 0)
-    assert "(int8 input found)" in _message(b.output(b.quantize(x, 1e-3, 0, DType.INT16)).build())
+
+
+@pytest.mark.parametrize(("source", "target"), [((0.05, 3), (1e-3, 0)), ((0.01, -128), (3e-5, 0)),
+                                                ((1e-3, 0), (0.03, -5)), ((2e-5, 0), (0.5, 7))])
+def test_requantisation_between_int8_and_int16_against_litert(
+        source: tuple[float, int], target: tuple[float, int]) -> None:
+    """QUANTIZE int8 -> int16 and int16 -> int8 (any zero point on the int8 side)."""
+    b = GraphBuilder("requantize")
+    wide = source[1] == 0 and target[1] != 0 or source[0] < 1e-3
+    x = b.input((1, 4096), *source, DType.INT16 if wide else DType.INT8)
+    y = b.quantize(x, *target, DType.INT8 if wide else DType.INT16)
+    _assert_litert_equal(b.output(y).build())

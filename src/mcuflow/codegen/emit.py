@@ -374,7 +374,7 @@ def _unary(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.QUANTIZE)
 def _quantize(ctx: EmitContext) -> LayerCode:
     x, out = ctx.input(0), ctx.output()
-    if out.dtype is DType.INT16:
+    if DType.INT16 in (x.dtype, out.dtype):
         return _quantize_s16(ctx)
     if x.dtype is DType.INT8:
         return _unary(ctx)
@@ -615,16 +615,19 @@ def _fully_connected_s16(ctx: EmitContext) -> LayerCode:
 
 
 def _quantize_s16(ctx: EmitContext) -> LayerCode:
-    """QUANTIZE to int16: from float32, or from int16 (a change of scale)."""
+    """QUANTIZE to or from int16: from float32, or a change of scale (and type)."""
     x, out = ctx.input(0), ctx.output()
-    target = ctx.pointer(out.name, "S16")
-    if x.dtype is DType.INT16:
-        params = prepare_requantize(x, out)
-        call = _call("mcuflow_requantize_s16", c_int(params.multiplier), c_int(params.shift),
-                     ctx.pointer(x.name, "S16"), target, str(out.size))
-    else:
+    if x.dtype is DType.FLOAT32:
         call = _call("mcuflow_quantize_f32_s16", c_float(ctx.quant(out.name).scale0),
-                     ctx.pointer(x.name, "U8"), target, str(out.size))
+                     ctx.pointer(x.name, "U8"), ctx.pointer(out.name, "S16"), str(out.size))
+        return _code(ctx, call, ("mcuflow_s16",))
+    params = prepare_requantize(x, out)
+    symbol = _define(ctx, "mcuflow_requantize_s16_t", "requantize", {
+        "input_bits": 8 * x.dtype.itemsize, "input_zero_point": params.input_zero_point,
+        "multiplier": params.multiplier, "shift": params.shift,
+        "output_bits": 8 * out.dtype.itemsize, "output_zero_point": params.output_zero_point})
+    call = _call("mcuflow_requantize_s16", f"&{symbol}", ctx.pointer(x.name, "U8"),
+                 ctx.pointer(out.name, "U8"), str(out.size))
     return _code(ctx, call, ("mcuflow_s16",))
 
 

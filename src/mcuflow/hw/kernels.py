@@ -409,7 +409,7 @@ _kernel("mcuflow_quantize_f32_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input to int16.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
 _kernel("mcuflow_requantize_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
-        "QUANTIZE of an int16 input to int16 (a change of scale).",
+        "QUANTIZE between int8 and int16, or within int16 (a change of scale).",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
 _kernel("mcuflow_dequantize_s16", "mcuflow_s16", (OpKind.DEQUANTIZE,),
         "DEQUANTIZE of an int16 input.",
@@ -542,8 +542,8 @@ def _int16_kernels(graph: Graph, op: Operator) -> tuple[str, ...]:
     if op.kind is OpKind.RESHAPE:
         return ()
     if op.kind is OpKind.QUANTIZE:
-        wide = graph.tensors[op.inputs[0]].dtype is DType.INT16
-        return ("mcuflow_requantize_s16" if wide else "mcuflow_quantize_f32_s16",)
+        real = graph.tensors[op.inputs[0]].dtype is DType.FLOAT32
+        return ("mcuflow_quantize_f32_s16" if real else "mcuflow_requantize_s16",)
     return (_S16[op.kind],)
 
 

@@ -295,7 +295,7 @@ def _int16_problem(graph: Graph, op: Operator, names: tuple[str, ...]) -> str | 
 def int16_activations(graph: Graph, op: Operator) -> str | None:
     """int16 activations (LiteRT's int16x8 scheme: int8 symmetric weights, int64 bias) are
     supported by CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, AVERAGE_POOL_2D,
-    MAX_POOL_2D, SOFTMAX, LOGISTIC, TANH, QUANTIZE (from float32 or int16), DEQUANTIZE and
+    MAX_POOL_2D, SOFTMAX, LOGISTIC, TANH, QUANTIZE (from or to int16), DEQUANTIZE and
     RESHAPE only, with zero point 0 and every activation of the op int16 (only QUANTIZE
     converts between the two)."""
     names = data_inputs(op) + op.outputs

@@ -530,12 +530,9 @@ def concat_no_activation(graph: Graph, op: Operator) -> str | None:
 
 
 def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
-    """QUANTIZE must read float32 or int8 and write per-tensor int8, or read float32 or int16
-    and write per-tensor int16."""
+    """QUANTIZE must read float32, int8 or int16 and write per-tensor int8 or int16."""
     source = graph.tensors[op.inputs[0]].dtype
-    target = graph.tensors[op.outputs[0]].dtype
-    wide = target is DType.INT16
-    if source not in ((DType.FLOAT32, DType.INT16) if wide else (DType.FLOAT32, DType.INT8)):
+    if source not in (DType.FLOAT32, DType.INT8, DType.INT16):
         return f"{source.value} input found"
     quant = graph.tensors[op.outputs[0]].quant
     return "per-channel output found" if quant is not None and quant.is_per_channel else None

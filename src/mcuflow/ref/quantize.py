@@ -6,7 +6,7 @@ import numpy as np
 
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
-from mcuflow.ir.quantization import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
+from mcuflow.ir.quantization import INT32_MAX, INT32_MIN
 from mcuflow.quant.fixedpoint import quantize_multiplier, round_half_away_array
 from mcuflow.ref.common import (
     RequantizeParams,
@@ -19,7 +19,7 @@ from mcuflow.ref.registry import PreparedFn, prepared_kernel
 
 
 def prepare_requantize(x: Tensor, out: Tensor) -> RequantizeParams:
-    """quantize.cc Prepare for int8 -> int8 or int16 -> int16: double(in) / double(out).
+    """quantize.cc Prepare between int8 and int16 types: double(in) / double(out).
 
     No clamp but the output type's.
     """
@@ -51,9 +51,9 @@ def requantize(x: np.ndarray, params: RequantizeParams) -> np.ndarray:
     return requantize_array(x, params).astype(np.int8)
 
 
-def requantize_s16(x: np.ndarray, params: RequantizeParams) -> np.ndarray:
-    """reference_ops::Requantize for int16 -> int16."""
-    return np.clip(requantize_array(x, params), INT16_MIN, INT16_MAX).astype(np.int16)
+def requantize_s16(x: np.ndarray, params: RequantizeParams, dtype: DType) -> np.ndarray:
+    """reference_ops::Requantize between int8 and int16 or within int16 (output `dtype`)."""
+    return requantize_array(x, params).astype(dtype.numpy)
 
 
 def dequantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -67,9 +67,9 @@ def _prepare_quantize(graph: Graph, op: Operator) -> PreparedFn:
     if x.dtype is DType.FLOAT32:
         scale, zero_point = out.quant.scale0, out.quant.zero_point0
         return lambda inputs: [quantize(inputs[0], scale, zero_point, out.dtype)]
-    if x.dtype is DType.INT16:
+    if DType.INT16 in (x.dtype, out.dtype):
         wide = prepare_requantize(x, out)
-        return lambda inputs: [requantize_s16(inputs[0], wide)]
+        return lambda inputs: [requantize_s16(inputs[0], wide, out.dtype)]
     require_int8(op, x, out)
     params = prepare_requantize(x, out)
     return byte_kernel(lambda x: requantize(x, params))

@@ -38,9 +38,16 @@ void mcuflow_fully_connected_s16(int32_t rows, int32_t depth, int32_t units,
  * Input bytes may be unaligned. */
 void mcuflow_quantize_f32_s16(float scale, const uint8_t *input, int16_t *output, int32_t size);
 
-/* int16 -> int16 (QUANTIZE between scales): MultiplyByQuantizedMultiplier, saturated. */
-void mcuflow_requantize_s16(int32_t multiplier, int32_t shift, const int16_t *input,
-                            int16_t *output, int32_t size);
+/* QUANTIZE between int8 and int16 or within int16 (`input_bits`, `output_bits` 8 or 16):
+ * MultiplyByQuantizedMultiplier of x - input_zero_point, plus output_zero_point, saturated. */
+typedef struct {
+    int32_t input_bits, input_zero_point;
+    int32_t multiplier, shift;
+    int32_t output_bits, output_zero_point;
+} mcuflow_requantize_s16_t;
+
+void mcuflow_requantize_s16(const mcuflow_requantize_s16_t *p, const void *input, void *output,
+                            int32_t size);
 
 /* int16 -> float32 (DEQUANTIZE): float(scale * x) in double; output bytes may be unaligned. */
 void mcuflow_dequantize_s16(double scale, const int16_t *input, uint8_t *output, int32_t size);
@@ -233,12 +240,22 @@ void mcuflow_quantize_f32_s16(float scale, const uint8_t *input, int16_t *output
     }
 }
 
-void mcuflow_requantize_s16(int32_t multiplier, int32_t shift, const int16_t *input,
-                            int16_t *output, int32_t size)
+void mcuflow_requantize_s16(const mcuflow_requantize_s16_t *p, const void *input, void *output,
+                            int32_t size)
 {
+    const int32_t lo = p->output_bits == 8 ? INT8_MIN : INT16_MIN;
+    const int32_t hi = p->output_bits == 8 ? INT8_MAX : INT16_MAX;
     for (int32_t i = 0; i < size; ++i) {
-        const int32_t scaled = mcuflow_requantize((int32_t)input[i], multiplier, shift);
-        output[i] = (int16_t)mcuflow_clamp(scaled, INT16_MIN, INT16_MAX);
+        const int32_t x = p->input_bits == 8 ? ((const int8_t *)input)[i]
+                                             : ((const int16_t *)input)[i];
+        const int32_t y = mcuflow_clamp(
+            mcuflow_requantize(x - p->input_zero_point, p->multiplier, p->shift)
+                + p->output_zero_point, lo, hi);
+        if (p->output_bits == 8) {
+            ((int8_t *)output)[i] = (int8_t)y;
+        } else {
+            ((int16_t *)output)[i] = (int16_t)y;
+        }
     }
 }
 
