@@ -358,7 +358,7 @@ def _s16_fully_connected(b: GraphBuilder, rng: np.random.Generator) -> str:
 
 
 def _s16_elementwise(b: GraphBuilder, rng: np.random.Generator) -> str:
-    """int16 element-wise layers: ADD, MUL, pools, SOFTMAX, LOGISTIC, TANH and the edges."""
+    """int16 element-wise layers: ADD, MUL, pools, MEAN, SOFTMAX, LOGISTIC, TANH, the edges."""
     h, w = _spatial(rng, 2, 24)
     channels = int(_pick(rng, [1, 8, 16, 32]))
     x = _input_s16(b, rng, (1, h, w, channels))
@@ -372,6 +372,8 @@ def _s16_elementwise(b: GraphBuilder, rng: np.random.Generator) -> str:
         y = _input_s16(b, rng, _pick(rng, [(1, h, w, channels), (1, 1, 1, channels)]))
         return (b.add if kind == 0 else b.mul)(x, y, _pick(rng, ACTIVATIONS))
     if kind == 2:
+        if rng.integers(3) == 0:
+            return b.mean(x, _pick(rng, [(1, 2), (3,)]))
         pool = b.max_pool2d if rng.integers(2) else b.average_pool2d
         return pool(x, min(h, w, int(_pick(rng, [2, 3]))), 2, Padding.SAME)
     if kind == 3:

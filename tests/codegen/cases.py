@@ -274,7 +274,7 @@ def int16x8() -> Graph:
 
     float32 -> int16, CONV_2D, DEPTHWISE_CONV_2D (multipliers, strides, dilation, activations),
     FULLY_CONNECTED (per-tensor, per-channel), RESHAPE, ADD (a residual), MUL (broadcast and
-    not), AVERAGE_POOL_2D, MAX_POOL_2D, SOFTMAX, LOGISTIC, TANH, requantisation (int16 to
+    not), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH, requantisation (int16 to
     int16, to int8 and back) and DEQUANTIZE; int16 and float32 outputs.
     """
     b = GraphBuilder("int16x8", seed=23)
@@ -297,7 +297,8 @@ def int16x8() -> Graph:
              b.average_pool2d(residual, 3, 2, Padding.SAME, Activation.RELU6),
              b.max_pool2d(d, 2, 1, Padding.SAME), b.softmax(f, 0.7),
              b.softmax(b.reshape(residual, (1, 72, 6))), b.logistic(q), b.tanh(d),
-             b.quantize(b.quantize(c, 0.05, -7), 3e-4, 0, DType.INT16))
+             b.quantize(b.quantize(c, 0.05, -7), 3e-4, 0, DType.INT16),
+             b.mean(residual), b.mean(d, (3,), True), b.mean(q, (1, 2, 3)))
     return b.build()
 
 

@@ -131,6 +131,18 @@ def test_int16_softmax_needs_litert_output_quantisation() -> None:
     assert "int16 output scale 1/32768 and zero point 0" in _message(b.output(y).build())
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_mean_is_bit_exact_against_litert(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(f"mean_{seed}", seed=seed)
+    scale = float(rng.uniform(1e-4, 1e-3))
+    x = b.input((int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9)), 6),
+                scale, 0, DType.INT16)
+    axes = [(1, 2), (1,), (3,), (1, 2, 3), (0, 2)][seed % 5]
+    out = QuantParams.per_tensor(scale * float(rng.uniform(0.3, 2.0)), 0)
+    _assert_litert_equal(b.output(b.mean(x, axes, bool(seed % 2), out)).build())
+
+
 def test_add_on_power_of_two_scales_is_refused() -> None:
     b = GraphBuilder("pot")
     x = b.input((1, 4), 2.0 ** -10, 0, DType.INT16)

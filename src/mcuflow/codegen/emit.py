@@ -297,6 +297,10 @@ def _mean(ctx: EmitContext) -> LayerCode:
         "multiplier": params.multiplier, "shift": params.shift, "count": params.count,
     }
     symbol = _define(ctx, "mcuflow_mean_t", "mean", fields)
+    if int16_step(ctx.graph, ctx.op):
+        call = _call("mcuflow_mean_s16", f"&{symbol}", ctx.pointer(x.name, "S16"),
+                     ctx.pointer(ctx.op.outputs[0], "S16"))
+        return _code(ctx, call, ("mcuflow_mean",))
     call = _call("mcuflow_mean_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_mean",))
 

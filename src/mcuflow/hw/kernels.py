@@ -405,6 +405,8 @@ _kernel("mcuflow_sigmoid_s16", "mcuflow_s16", (OpKind.LOGISTIC, OpKind.TANH),
         "int16 LOGISTIC and TANH: a rescaling, then LiteRT's 256-entry sigmoid table "
         "interpolated.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
+_kernel("mcuflow_mean_s16", "mcuflow_mean", (OpKind.MEAN,), "int16 MEAN over any axes.",
+        terms=work.mean_terms, int16=True)
 _kernel("mcuflow_quantize_f32_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
         "QUANTIZE of a float32 input to int16.",
         terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
@@ -534,6 +536,7 @@ _S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
     OpKind.AVERAGE_POOL_2D: "mcuflow_avg_pool_s16", OpKind.MAX_POOL_2D: "mcuflow_max_pool_s16",
     OpKind.SOFTMAX: "mcuflow_softmax_s16",
     OpKind.LOGISTIC: "mcuflow_sigmoid_s16", OpKind.TANH: "mcuflow_sigmoid_s16",
+    OpKind.MEAN: "mcuflow_mean_s16",
 })
 """The kernel of each int16x8 kind with one kernel (QUANTIZE depends on its input)."""
 

@@ -246,7 +246,8 @@ class GraphBuilder:
     def mean(self, x: str, axes: tuple[int, ...] = (1, 2), keep_dims: bool = False,
              quant: QuantParams | None = None) -> str:
         """MEAN over `axes`."""
-        return self.op(OpKind.MEAN, [x], MeanAttrs(axes, keep_dims), quant or self.quant(x))
+        return self.op(OpKind.MEAN, [x], MeanAttrs(axes, keep_dims), quant or self.quant(x),
+                       self._activation(x))
 
     def reshape(self, x: str, new_shape: tuple[int, ...]) -> str:
         """RESHAPE (a -1 entry is resolved here)."""
