@@ -102,13 +102,18 @@ def prepare_fully_connected_s16(x: Tensor, weights: Tensor, out: Tensor,
         clamp.min, clamp.max)
 
 
+_EXACT = np.dtype(np.float64)
+"""Products of int16 and int8 summed over fewer than 2**31 taps stay below 2**53: float64 sums
+are exact, and BLAS computes them."""
+
+
 def _windows(x: np.ndarray, kernel_hw: tuple[int, int], attrs: WeightedAttrs,
              params: ConvS16Params, out_hw: tuple[int, int], repeat: int = 1) -> np.ndarray:
-    """[N, OH, OW, KH, KW, C] int64 windows of `x`; padded taps hold 0 (the zero point)."""
+    """[N, OH, OW, KH, KW, C] float64 windows of `x`; padded taps hold 0 (the zero point)."""
     geometry = Geometry((x.shape[1], x.shape[2]), out_hw, kernel_hw,
                         (attrs.stride_h, attrs.stride_w), (attrs.dilation_h, attrs.dilation_w),
                         (params.pad_h, params.pad_w))
-    return WindowedInput(x.shape, geometry, 0, np.dtype(np.int64), repeat).load(x)
+    return WindowedInput(x.shape, geometry, 0, _EXACT, repeat).load(x)
 
 
 def _requantize_conv(acc: np.ndarray, params: ConvS16Params) -> np.ndarray:
@@ -125,8 +130,8 @@ def conv2d_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
                attrs: Conv2DAttrs, params: ConvS16Params, out_hw: tuple[int, int]) -> np.ndarray:
     """int16 CONV_2D of x [N,H,W,C] with int8 weights [O,KH,KW,C] and int64 bias [O]."""
     windows = _windows(x, weights.shape[1:3], attrs, params, out_hw)
-    acc = np.einsum("nhwijc,oijc->nhwo", windows, weights.astype(np.int64))
-    return _requantize_conv(_with_bias(acc, bias), params)
+    acc = np.tensordot(windows, weights.astype(_EXACT), axes=((3, 4, 5), (1, 2, 3)))
+    return _requantize_conv(_with_bias(acc.astype(np.int64), bias), params)
 
 
 def depthwise_conv2d_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
@@ -134,16 +139,16 @@ def depthwise_conv2d_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | 
                          out_hw: tuple[int, int]) -> np.ndarray:
     """int16 DEPTHWISE_CONV_2D of x [N,H,W,C] with weights [1,KH,KW,C*M], int64 bias [C*M]."""
     windows = _windows(x, weights.shape[1:3], attrs, params, out_hw, attrs.depth_multiplier)
-    acc = np.einsum("nhwijc,ijc->nhwc", windows, weights[0].astype(np.int64))
-    return _requantize_conv(_with_bias(acc, bias), params)
+    acc = np.einsum("nhwijc,ijc->nhwc", windows, weights[0].astype(_EXACT))
+    return _requantize_conv(_with_bias(acc.astype(np.int64), bias), params)
 
 
 def fully_connected_s16(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None,
                         params: FullyConnectedS16Params, out_shape: tuple[int, ...]
                         ) -> np.ndarray:
     """int16 FULLY_CONNECTED of x [..., K] with int8 weights [O, K] and int64 bias [O]."""
-    rows = x.reshape(-1, weights.shape[1]).astype(np.int64)
-    acc = _with_bias(rows @ weights.T.astype(np.int64), bias)
+    rows = x.reshape(-1, weights.shape[1]).astype(_EXACT)
+    acc = _with_bias((rows @ weights.T.astype(_EXACT)).astype(np.int64), bias)
     rounded = scale_and_round_array(acc, np.asarray(params.scales, np.float64))
     clamped = np.clip(rounded, params.act_min, params.act_max)
     return clamped.astype(np.int16).reshape(out_shape)
