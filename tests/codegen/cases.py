@@ -273,9 +273,9 @@ def int16x8() -> Graph:
     """LiteRT's int16x8 scheme.
 
     float32 -> int16, CONV_2D, DEPTHWISE_CONV_2D (multipliers, strides, dilation, activations),
-    FULLY_CONNECTED (per-tensor, per-channel), RESHAPE, ADD (a residual), MUL (broadcast and
-    not), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH, requantisation (int16 to
-    int16, to int8 and back) and DEQUANTIZE; int16 and float32 outputs.
+    FULLY_CONNECTED (per-tensor, per-channel), RESHAPE, SQUEEZE, ADD (a residual), MUL
+    (broadcast and not), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH,
+    requantisation (int16 to int16, to int8 and back) and DEQUANTIZE; int16 and float32 outputs.
     """
     b = GraphBuilder("int16x8", seed=23)
     x = b.input((1, 9, 8, 3), dtype=DType.FLOAT32)
@@ -298,7 +298,8 @@ def int16x8() -> Graph:
              b.max_pool2d(d, 2, 1, Padding.SAME), b.softmax(f, 0.7),
              b.softmax(b.reshape(residual, (1, 72, 6))), b.logistic(q), b.tanh(d),
              b.quantize(b.quantize(c, 0.05, -7), 3e-4, 0, DType.INT16),
-             b.mean(residual), b.mean(d, (3,), True), b.mean(q, (1, 2, 3)))
+             b.mean(residual), b.mean(d, (3,), True), b.mean(q, (1, 2, 3)),
+             b.fully_connected(b.squeeze(b.mean(d, (1, 2), True), (1, 2)), 3))
     return b.build()
 
 

@@ -542,7 +542,7 @@ _S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
 
 
 def _int16_kernels(graph: Graph, op: Operator) -> tuple[str, ...]:
-    if op.kind is OpKind.RESHAPE:
+    if op.kind in (OpKind.RESHAPE, OpKind.SQUEEZE):
         return ()
     if op.kind is OpKind.QUANTIZE:
         real = graph.tensors[op.inputs[0]].dtype is DType.FLOAT32

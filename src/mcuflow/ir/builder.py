@@ -259,7 +259,8 @@ class GraphBuilder:
 
     def squeeze(self, x: str, axes: tuple[int, ...] = ()) -> str:
         """SQUEEZE."""
-        return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x))
+        return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x),
+                       self._activation(x))
 
     def softmax(self, x: str, beta: float = 1.0) -> str:
         """SOFTMAX with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""

@@ -272,7 +272,8 @@ def int8_activations(graph: Graph, op: Operator) -> str | None:
 
 
 INT16_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
-                         OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE, OpKind.ADD,
+                         OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE, OpKind.SQUEEZE,
+                         OpKind.ADD,
                          OpKind.MUL, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D,
                          OpKind.SOFTMAX, OpKind.LOGISTIC, OpKind.TANH, OpKind.MEAN})
 """The ops that run LiteRT's int16x8 scheme (int16 activations, int8 weights)."""
@@ -295,8 +296,8 @@ def _int16_problem(graph: Graph, op: Operator, names: tuple[str, ...]) -> str | 
 def int16_activations(graph: Graph, op: Operator) -> str | None:
     """int16 activations (LiteRT's int16x8 scheme: int8 symmetric weights, int64 bias) are
     supported by CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, AVERAGE_POOL_2D,
-    MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH, QUANTIZE (from or to int16), DEQUANTIZE and
-    RESHAPE only, with zero point 0 and every activation of the op int16 (only QUANTIZE
+    MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH, QUANTIZE (from or to int16), DEQUANTIZE,
+    RESHAPE and SQUEEZE only, with zero point 0 and every activation of the op int16 (only QUANTIZE
     converts between the two)."""
     names = data_inputs(op) + op.outputs
     return _int16_problem(graph, op, tuple(
