@@ -528,6 +528,58 @@ def _shared(b: GraphBuilder, x: str) -> tuple[float, int]:
     return quant.scale0, quant.zero_point0
 
 
+def _input_s16(b: GraphBuilder, rng: np.random.Generator, shape: tuple[int, ...]) -> str:
+    """An int16 input (LiteRT's int16x8 scheme: zero point 0)."""
+    return b.input(shape, float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
+
+
+def _s16_window(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """int16x8 CONV_2D and DEPTHWISE_CONV_2D (mcuflow_conv2d_s16, mcuflow_dwconv_s16)."""
+    kernel = _pick(rng, [(1, 1), (3, 3), (3, 3), (5, 5)])
+    in_c = int(_pick(rng, [1, 3, 8, 16, 32]))
+    h, w = _spatial(rng, max(kernel), 24)
+    x = _input_s16(b, rng, (1, h, w, in_c))
+    stride = int(_pick(rng, [1, 1, 2]))
+    activation = _pick(rng, ACTIVATIONS)
+    if rng.integers(2):
+        return b.depthwise_conv2d(x, kernel, stride, activation=activation,
+                                  depth_multiplier=int(_pick(rng, [1, 1, 2])))
+    return b.conv2d(x, int(_pick(rng, [4, 8, 16, 32])), kernel, stride, activation=activation)
+
+
+def _s16_fully_connected(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """int16x8 FULLY_CONNECTED (mcuflow_fully_connected_s16)."""
+    x = _input_s16(b, rng, (int(_pick(rng, [1, 1, 4])), int(_pick(rng, [8, 64, 256, 1000]))))
+    return b.fully_connected(x, int(_pick(rng, [2, 10, 32, 128])), _pick(rng, ACTIVATIONS),
+                             per_channel=bool(rng.integers(2)))
+
+
+def _s16_elementwise(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """int16 element-wise layers: ADD, MUL, pools, MEAN, SOFTMAX, LOGISTIC, TANH, the edges."""
+    h, w = _spatial(rng, 2, 24)
+    channels = int(_pick(rng, [1, 8, 16, 32]))
+    x = _input_s16(b, rng, (1, h, w, channels))
+    kind = int(rng.integers(8))
+    if kind == 6:
+        return (b.logistic if rng.integers(2) else b.tanh)(x)
+    if kind == 7:
+        return b.quantize(b.input((1, h * w * channels), dtype=DType.FLOAT32),
+                          float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
+    if kind < 2:
+        y = _input_s16(b, rng, _pick(rng, [(1, h, w, channels), (1, 1, 1, channels)]))
+        return (b.add if kind == 0 else b.mul)(x, y, _pick(rng, ACTIVATIONS))
+    if kind == 2:
+        if rng.integers(3) == 0:
+            return b.mean(x, _pick(rng, [(1, 2), (3,)]))
+        pool = b.max_pool2d if rng.integers(2) else b.average_pool2d
+        return pool(x, min(h, w, int(_pick(rng, [2, 3]))), 2, Padding.SAME)
+    if kind == 3:
+        return b.softmax(b.reshape(x, (h * w, channels)), float(rng.uniform(0.5, 2.0)))
+    if kind == 4:
+        return b.dequantize(x)
+    return b.quantize(x, float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
+
+
 FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "conv": (_conv, 110), "stem": (_stem, 24), "depthwise": (_depthwise, 80),
     "fully_connected": (_fully_connected, 40), "pool": (_pool, 30), "mean": (_mean, 20),
@@ -545,6 +597,8 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "svdf": (_svdf, 16),
     "lstm": (_lstm, 16),
     "strided": (_strided, 20), "gather": (_gather, 16), "pieces": (_pieces, 20),
+    "s16_window": (_s16_window, 24), "s16_fully_connected": (_s16_fully_connected, 12),
+    "s16_elementwise": (_s16_elementwise, 30),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")
@@ -571,7 +625,8 @@ def _batches(name: str, layer: LayerFn, count: int, rng: np.random.Generator
         layers += 1
         size = sum(t.nbytes for t in b.graph.tensors.values() if not t.is_constant)
         if layers == GRAPH_LAYERS or size > GRAPH_BYTES or index == count - 1:
-            first = next(n for n in b.graph.inputs if b.graph.tensors[n].dtype is DType.INT8)
+            first = next(n for n in b.graph.inputs
+                         if b.graph.tensors[n].dtype in (DType.INT8, DType.INT16))
             b.output(b.reshape(first, (-1,)))  # aliased: the marks' own cost
             yield b.build()
             b, layers = GraphBuilder(f"sweep_{name}_{index + 1}", int(rng.integers(1 << 30))), 0

@@ -506,6 +506,41 @@ def _rank5_shuffles(b: GraphBuilder, x: str) -> list[str]:
     ]
 
 
+@family
+def int16x8() -> Graph:
+    """LiteRT's int16x8 scheme.
+
+    float32 -> int16, CONV_2D, DEPTHWISE_CONV_2D (multipliers, strides, dilation, activations),
+    FULLY_CONNECTED (per-tensor, per-channel), RESHAPE, SQUEEZE, ADD (a residual), MUL
+    (broadcast and not), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH,
+    requantisation (int16 to int16, to int8 and back) and DEQUANTIZE; int16 and float32 outputs.
+    """
+    b = GraphBuilder("int16x8", seed=23)
+    x = b.input((1, 9, 8, 3), dtype=DType.FLOAT32)
+    q = b.quantize(x, 4.0 / 32768.0, 0, DType.INT16)
+    c = b.conv2d(q, 6, (3, 3), activation=Activation.RELU)
+    strided = b.conv2d(q, 4, (3, 2), stride=2, dilation=1, padding=Padding.VALID,
+                       per_channel=False, bias=False)
+    d = b.depthwise_conv2d(c, (3, 3), stride=2, activation=Activation.RELU6)
+    m = b.depthwise_conv2d(strided, (2, 3), dilation=2, depth_multiplier=2, per_channel=False)
+    flat = b.reshape(d, (1, -1))
+    f = b.fully_connected(flat, 7)
+    g = b.fully_connected(b.reshape(m, (2, -1)), 5, per_channel=True, bias=False,
+                          activation=Activation.RELU)
+    residual = b.add(c, b.conv2d(c, 6, (1, 1)), Activation.RELU)
+    gate = b.reshape(b.fully_connected(flat, 6), (1, 1, 1, 6))
+    b.output(b.dequantize(f), b.dequantize(b.quantize(g, 0.75 * b.quant(g).scale0, 0,
+                                                      DType.INT16)),
+             b.dequantize(residual), b.mul(d, gate), b.mul(residual, c, Activation.RELU6),
+             b.average_pool2d(residual, 3, 2, Padding.SAME, Activation.RELU6),
+             b.max_pool2d(d, 2, 1, Padding.SAME), b.softmax(f, 0.7),
+             b.softmax(b.reshape(residual, (1, 72, 6))), b.logistic(q), b.tanh(d),
+             b.quantize(b.quantize(c, 0.05, -7), 3e-4, 0, DType.INT16),
+             b.mean(residual), b.mean(d, (3,), True), b.mean(q, (1, 2, 3)),
+             b.fully_connected(b.squeeze(b.mean(d, (1, 2), True), (1, 2)), 3))
+    return b.build()
+
+
 def special_float_inputs(shape: tuple[int, ...]) -> np.ndarray:
     """Floats that stress QUANTIZE: NaN, infinities, halves, values far outside int8."""
     values = np.array([np.nan, np.inf, -np.inf, 0.5, -0.5, 1e9, -1e9, 0.015, -0.045, 3.8],

@@ -20,7 +20,8 @@ _CTYPE_OF = {
     DType.INT32: "int32_t",
     DType.FLOAT32: "float",
 }
-_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int16_t": 12, "int32_t": 8, "float": 6, "double": 4}
+_PER_LINE = {"int8_t": 16, "uint8_t": 16, "int16_t": 12, "int32_t": 8, "float": 6, "double": 4,
+             "int64_t": 4, "uint16_t": 12}
 STRUCT_LINE_CHARS = 96
 _KERNEL_CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 
@@ -228,8 +229,8 @@ class EmitContext:
     def pointer(self, name: str, kind: str = "S8") -> str:
         """C pointer to a tensor.
 
-        An arena address (`kind` S8 for int8_t*, U8 for uint8_t*) or the constant array of a
-        constant tensor.
+        An arena address (`kind` S8 for int8_t*, U8 for uint8_t*, S16 for int16_t*) or the
+        constant array of a constant tensor.
         """
         if self.graph.tensors[name].is_constant:
             symbol = self.pool.tensor(self.graph, name)

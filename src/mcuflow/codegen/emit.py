@@ -14,6 +14,7 @@ from mcuflow.codegen.context import (
     CodegenError,
     EmitContext,
     LayerCode,
+    c_double,
     c_float,
     c_int,
 )
@@ -24,6 +25,7 @@ from mcuflow.hw.kernels import (
     KERNELS,
     arg_layout,
     gather_layout,
+    int16_step,
     piece_copies,
     slice_kernel,
     slice_layout,
@@ -52,13 +54,22 @@ from mcuflow.memory.inplace import alias_offset, concat_slots, piece_views
 from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
-from mcuflow.ref.elementwise import prepare_add, prepare_mul
+from mcuflow.ref.elementwise import prepare_add, prepare_add_s16, prepare_mul, prepare_mul_s16
 from mcuflow.ref.fully_connected import prepare_fully_connected
+from mcuflow.ref.int16x8 import (
+    SIGMOID_TABLE_S16,
+    ConvS16Params,
+    prepare_conv_s16,
+    prepare_fully_connected_s16,
+    prepare_sigmoid_s16,
+    prepare_softmax_s16,
+)
 from mcuflow.ref.log_softmax import prepare_log_softmax
 from mcuflow.ref.lstm import prepare_lstm
 from mcuflow.ref.mean import MeanParams, prepare_mean
 from mcuflow.ref.pooling import prepare_pool
 from mcuflow.ref.prelu import prepare_prelu
+from mcuflow.ref.quantize import prepare_requantize
 from mcuflow.ref.resize_bilinear import prepare_bilinear
 from mcuflow.ref.resize_nearest_neighbor import prepare_resize
 from mcuflow.ref.softmax import prepare_softmax
@@ -184,6 +195,8 @@ def _output_pointer(ctx: EmitContext) -> str:
 
 @emitter(OpKind.CONV_2D)
 def _conv2d(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _window_s16(ctx)
     attrs: Conv2DAttrs = ctx.op.attrs
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_conv(x, weights, out, attrs)
@@ -216,6 +229,8 @@ def _require_scratch(ctx: EmitContext, needed: int) -> None:
 
 @emitter(OpKind.DEPTHWISE_CONV_2D)
 def _depthwise(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _window_s16(ctx)
     if ctx.dsp and (code := emit_dsp.depthwise(ctx)) is not None:
         return code
     attrs: DepthwiseConv2DAttrs = ctx.op.attrs
@@ -249,6 +264,8 @@ def _depthwise(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.FULLY_CONNECTED)
 def _fully_connected(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _fully_connected_s16(ctx)
     if ctx.dsp and (code := emit_dsp.fully_connected(ctx)) is not None:
         return code
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
@@ -279,6 +296,8 @@ def _pool(ctx: EmitContext) -> LayerCode:
                      (1, 1), (params.pad_h, params.pad_w), 0)
     args = (f"&{window}", c_int(params.act_min), c_int(params.act_max),
             _input_pointer(ctx, 0), _output_pointer(ctx))
+    if int16_step(ctx.graph, ctx.op):
+        return _pool_s16(ctx, args[:3])
     if ctx.op.kind is OpKind.MAX_POOL_2D:
         return _code(ctx, _call("mcuflow_max_pool_s8", *args), ("mcuflow_pool",))
     call = (f"if (mcuflow_avg_pool_s8({', '.join(args)}) != 0) {{\n"
@@ -314,6 +333,10 @@ def _mean_kernel(ctx: EmitContext, params: MeanParams) -> LayerCode:
         "multiplier": params.multiplier, "shift": params.shift, "count": params.count,
     }
     symbol = _define(ctx, "mcuflow_mean_t", "mean", fields)
+    if int16_step(ctx.graph, ctx.op):
+        call = _call("mcuflow_mean_s16", f"&{symbol}", ctx.pointer(x.name, "S16"),
+                     ctx.pointer(ctx.op.outputs[0], "S16"))
+        return _code(ctx, call, ("mcuflow_mean",))
     call = _call("mcuflow_mean_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_mean",))
 
@@ -344,6 +367,8 @@ def _broadcast(ctx: EmitContext) -> str:
 def _binary(ctx: EmitContext) -> LayerCode:
     x1, x2, out = ctx.input(0), ctx.input(1), ctx.output()
     layout = _broadcast(ctx)
+    if int16_step(ctx.graph, ctx.op):
+        return _binary_s16(ctx, layout)
     if ctx.dsp and (code := emit_dsp.add(ctx, layout)) is not None:
         return code
     fields: dict[str, int | str] = {"op": _BINARY_OP[ctx.op.kind]}
@@ -377,6 +402,8 @@ def _maximum_minimum(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.HARD_SWISH, OpKind.LOGISTIC,
          OpKind.TANH)
 def _unary(ctx: EmitContext) -> LayerCode:
+    if int16_step(ctx.graph, ctx.op):
+        return _sigmoid_s16(ctx)
     table = ctx.constant("table", "int8_t", lookup_table_s8(ctx.graph, ctx.op),
                          f"{ctx.op.name}: {ctx.op.kind.value} of every int8 input")
     call = _call("mcuflow_lookup_s8", table, _input_pointer(ctx, 0), _output_pointer(ctx),
@@ -387,6 +414,8 @@ def _unary(ctx: EmitContext) -> LayerCode:
 @emitter(OpKind.QUANTIZE)
 def _quantize(ctx: EmitContext) -> LayerCode:
     x, out = ctx.input(0), ctx.output()
+    if DType.INT16 in (x.dtype, out.dtype):
+        return _quantize_s16(ctx)
     if x.dtype in (DType.INT8, DType.UINT8):
         return _unary(ctx)
     quant = ctx.quant(out.name)
@@ -397,6 +426,12 @@ def _quantize(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.DEQUANTIZE)
 def _dequantize(ctx: EmitContext) -> LayerCode:
+    if ctx.input(0).dtype is DType.INT16:
+        quant = ctx.quant(ctx.op.inputs[0])
+        call = _call("mcuflow_dequantize_s16", c_double(quant.scale0),
+                     ctx.pointer(ctx.op.inputs[0], "S16"), ctx.pointer(ctx.op.outputs[0], "U8"),
+                     str(ctx.output().size))
+        return _code(ctx, call, ("mcuflow_s16",))
     table = ctx.constant("table", "float", lookup_table_f32(ctx.graph, ctx.op),
                          f"{ctx.op.name}: float value of every int8 input")
     call = _call("mcuflow_lookup_f32", table, _input_pointer(ctx, 0),
@@ -408,6 +443,8 @@ def _dequantize(ctx: EmitContext) -> LayerCode:
 def _softmax(ctx: EmitContext) -> LayerCode:
     attrs: SoftmaxAttrs = ctx.op.attrs
     x = ctx.input(0)
+    if int16_step(ctx.graph, ctx.op):
+        return _softmax_s16(ctx)
     params = prepare_softmax(x, attrs)
     table = ctx.constant("exp", "int32_t", softmax_exp_table(params),
                          f"{ctx.op.name}: exp of every scaled difference from the row maximum")
@@ -841,3 +878,131 @@ def _gather(ctx: EmitContext) -> LayerCode:
     call = _call("mcuflow_gather_s8", str(outer), str(axis_size), str(len(indices)), str(inner),
                  table, _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_shuffle",))
+
+
+# --- LiteRT's int16x8 scheme (int16 activations, int8 weights, int64 bias) ----------------------
+
+
+def _requant_s16(ctx: EmitContext, multipliers: str, shifts: str, scale: str, act_min: int,
+                 act_max: int) -> str:
+    """Define the mcuflow_requant_s16_t of a 16x8 layer (bias from its third input)."""
+    bias = "NULL"
+    if len(ctx.op.inputs) > 2:
+        bias = ctx.constant("bias", "int64_t", ctx.input(2).data.astype(np.int64),
+                            f"{ctx.op.name}: int64 bias")
+    return _define(ctx, "mcuflow_requant_s16_t", "requant", {
+        "bias": bias, "multiplier": multipliers, "shift": shifts, "scale": scale,
+        "act_min": act_min, "act_max": act_max})
+
+
+def _window_s16(ctx: EmitContext) -> LayerCode:
+    """A 16x8 CONV_2D or DEPTHWISE_CONV_2D: mcuflow_conv2d_s16 / mcuflow_dwconv_s16."""
+    attrs: Conv2DAttrs | DepthwiseConv2DAttrs = ctx.op.attrs
+    weights = ctx.input(1)
+    params: ConvS16Params = prepare_conv_s16(ctx.input(0), weights, ctx.output(), attrs)
+    window = _window(ctx, weights.shape[1:3], (attrs.stride_h, attrs.stride_w),
+                     (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w), 0)
+    multipliers = ctx.constant("multiplier", "int32_t", np.array(params.multipliers, np.int32),
+                               f"{ctx.op.name}: Q31 multipliers")
+    shifts = ctx.constant("shift", "int32_t", np.array(params.shifts, np.int32),
+                          f"{ctx.op.name}: shifts")
+    requant = _requant_s16(ctx, multipliers, shifts, "NULL", params.act_min, params.act_max)
+    pointers = (ctx.pointer(ctx.op.inputs[0], "S16"), ctx.pool.tensor(ctx.graph, weights.name),
+                ctx.pointer(ctx.op.outputs[0], "S16"))
+    if ctx.op.kind is OpKind.CONV_2D:
+        call = _call("mcuflow_conv2d_s16", f"&{window}", f"&{requant}", *pointers)
+    else:
+        call = _call("mcuflow_dwconv_s16", f"&{window}", str(attrs.depth_multiplier),
+                     f"&{requant}", *pointers)
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _fully_connected_s16(ctx: EmitContext) -> LayerCode:
+    """A 16x8 FULLY_CONNECTED: mcuflow_fully_connected_s16 with double-precision scales."""
+    x, weights = ctx.input(0), ctx.input(1)
+    params = prepare_fully_connected_s16(x, weights, ctx.output(), ctx.op.attrs)
+    units, depth = weights.shape
+    scale = ctx.constant("scale", "double", np.array(params.scales, np.float64),
+                         f"{ctx.op.name}: double-precision output scales")
+    requant = _requant_s16(ctx, "NULL", "NULL", scale, params.act_min, params.act_max)
+    call = _call("mcuflow_fully_connected_s16", str(x.size // depth), str(depth), str(units),
+                 f"&{requant}", ctx.pointer(x.name, "S16"),
+                 ctx.pool.tensor(ctx.graph, weights.name), ctx.pointer(ctx.op.outputs[0], "S16"))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _quantize_s16(ctx: EmitContext) -> LayerCode:
+    """QUANTIZE to or from int16: from float32, or a change of scale (and type)."""
+    x, out = ctx.input(0), ctx.output()
+    if x.dtype is DType.FLOAT32:
+        call = _call("mcuflow_quantize_f32_s16", c_float(ctx.quant(out.name).scale0),
+                     ctx.pointer(x.name, "U8"), ctx.pointer(out.name, "S16"), str(out.size))
+        return _code(ctx, call, ("mcuflow_s16",))
+    params = prepare_requantize(x, out)
+    symbol = _define(ctx, "mcuflow_requantize_s16_t", "requantize", {
+        "input_bits": 8 * x.dtype.itemsize, "input_zero_point": params.input_zero_point,
+        "multiplier": params.multiplier, "shift": params.shift,
+        "output_bits": 8 * out.dtype.itemsize, "output_zero_point": params.output_zero_point})
+    call = _call("mcuflow_requantize_s16", f"&{symbol}", ctx.pointer(x.name, "U8"),
+                 ctx.pointer(out.name, "U8"), str(out.size))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _binary_s16(ctx: EmitContext, layout: str) -> LayerCode:
+    """A 16x8 ADD or MUL: mcuflow_binary_s16 over the broadcast `layout`."""
+    tensors = (ctx.input(0), ctx.input(1), ctx.output())
+    fields: dict[str, int | str]
+    if ctx.op.kind is OpKind.MUL:
+        m = prepare_mul_s16(*tensors, ctx.op.attrs)
+        fields = {"op": "MCUFLOW_S16_MUL", "left_shift": 0, "input1_multiplier": 0,
+                  "input1_shift": 0, "input2_multiplier": 0, "input2_shift": 0,
+                  "output_multiplier": m.output_multiplier, "output_shift": m.output_shift,
+                  "act_min": m.act_min, "act_max": m.act_max}
+    else:
+        a = prepare_add_s16(*tensors, ctx.op.attrs)
+        fields = {"op": "MCUFLOW_S16_ADD", "left_shift": a.left_shift,
+                  "input1_multiplier": a.input1_multiplier, "input1_shift": a.input1_shift,
+                  "input2_multiplier": a.input2_multiplier, "input2_shift": a.input2_shift,
+                  "output_multiplier": a.output_multiplier, "output_shift": a.output_shift,
+                  "act_min": a.act_min, "act_max": a.act_max}
+    params = _define(ctx, "mcuflow_binary_s16_t", "params", fields)
+    call = _call("mcuflow_binary_s16", f"&{params}", f"&{layout}",
+                 *(ctx.pointer(name, "S16") for name in (*ctx.op.inputs, *ctx.op.outputs)))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _pool_s16(ctx: EmitContext, args: tuple[str, ...]) -> LayerCode:
+    """An int16 AVERAGE_POOL_2D or MAX_POOL_2D (`args`: window and clamp)."""
+    pointers = (ctx.pointer(ctx.op.inputs[0], "S16"), ctx.pointer(ctx.op.outputs[0], "S16"))
+    if ctx.op.kind is OpKind.MAX_POOL_2D:
+        return _code(ctx, _call("mcuflow_max_pool_s16", *args, *pointers), ("mcuflow_s16",))
+    call = (f"if (mcuflow_avg_pool_s16({', '.join((*args, *pointers))}) != 0) {{\n"
+            "    return MCUFLOW_ERROR_KERNEL;\n}")
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _softmax_s16(ctx: EmitContext) -> LayerCode:
+    """An int16 SOFTMAX: mcuflow_softmax_s16 with LiteRT's exp and 1/(1+x) tables."""
+    x = ctx.input(0)
+    params = prepare_softmax_s16(x, ctx.op.attrs)
+    exp_table = ctx.constant("exp", "int16_t", params.exp_table,
+                             f"{ctx.op.name}: exp over [-10, 0], 513 entries")
+    reciprocal = ctx.constant("reciprocal", "int16_t", params.reciprocal_table,
+                              f"{ctx.op.name}: 1 / (1 + x) over [0, 1], 513 entries")
+    depth = x.shape[-1]
+    call = _call("mcuflow_softmax_s16", str(x.size // depth), str(depth),
+                 c_int(params.input_multiplier), c_int(params.input_left_shift), exp_table,
+                 reciprocal, ctx.pointer(x.name, "S16"), ctx.pointer(ctx.op.outputs[0], "S16"))
+    return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _sigmoid_s16(ctx: EmitContext) -> LayerCode:
+    """An int16 LOGISTIC or TANH: mcuflow_sigmoid_s16 over LiteRT's sigmoid table."""
+    x = ctx.input(0)
+    params = prepare_sigmoid_s16(x, ctx.op.kind)
+    table = ctx.constant("sigmoid", "uint16_t", SIGMOID_TABLE_S16.astype(np.uint16),
+                         "sigmoid(i / 24) in 0.16 fixed point (LiteRT's sigmoid_table_uint16)")
+    call = _call("mcuflow_sigmoid_s16", str(int(ctx.op.kind is OpKind.TANH)),
+                 c_int(params.multiplier), c_int(params.left_shift), table,
+                 ctx.pointer(x.name, "S16"), ctx.pointer(ctx.op.outputs[0], "S16"), str(x.size))
+    return _code(ctx, call, ("mcuflow_s16",))

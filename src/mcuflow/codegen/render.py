@@ -125,8 +125,7 @@ def _banner(graph: Graph) -> str:
 
 
 _CTYPES = {DType.INT8: "int8_t", DType.FLOAT32: "float", DType.INT32: "int32_t",
-           DType.INT64: "int64_t",
-           DType.UINT8: "uint8_t"}
+           DType.INT64: "int64_t", DType.UINT8: "uint8_t", DType.INT16: "int16_t"}
 """The C types of graph inputs and outputs (int32, int64: ARG_MAX / ARG_MIN indices, outputs
 only)."""
 
@@ -421,6 +420,7 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
         "",
         f"#define MCUFLOW_U8(offset) ({arena} + (offset))",
         f"#define MCUFLOW_S8(offset) ((int8_t *)({arena} + (offset)))",
+        f"#define MCUFLOW_S16(offset) ((int16_t *)(void *)({arena} + (offset)))",
         "",
         "/* Every planned buffer lies inside the arena. */",
         f"MCUFLOW_STATIC_ASSERT({max(ends, default=0)} <= {naming.macro('ARENA_BYTES')}, "

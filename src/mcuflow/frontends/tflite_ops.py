@@ -413,6 +413,7 @@ def _fully_connected_options(builder: Builder, a: FullyConnectedAttrs) -> tuple[
 def _add_options(builder: Builder, a: ElementwiseAttrs) -> tuple[int, int]:
     tflite.AddOptionsStart(builder)
     tflite.AddOptionsAddFusedActivationFunction(builder, FUSED_OF_ACTIVATION[a.activation])
+    tflite.AddOptionsAddPotScaleInt16(builder, False)  # int16: the general path, as converted
     return tflite.BuiltinOptions.AddOptions, tflite.AddOptionsEnd(builder)
 
 

@@ -68,7 +68,8 @@ class Kernel:
     `scratch` sizes the scratch a step calling it needs (None: none). `terms` counts the work of
     one step that calls it (mcuflow.hw.work), which the cost model multiplies by the kernel's
     coefficients fitted per core (kernel_costs.toml); None counts the generic terms of
-    `generic_terms`.
+    `generic_terms`. `int16` marks a kernel of int16 activations (LiteRT's int16x8 scheme),
+    which serves exactly the steps whose activations are int16.
     """
 
     function: str
@@ -79,6 +80,7 @@ class Kernel:
     terms: TermsFn | None = None
     inplace: frozenset[InPlace] = frozenset()
     scratch: ScratchFn | None = None
+    int16: bool = False
 
     def work(self, graph: Graph, op: Operator) -> Work:
         """The work terms of one step `op` calling this kernel."""
@@ -99,9 +101,10 @@ CODEBOOK_DECODE = "mcuflow_codebook_decode_s8"
 
 def _kernel(function: str, source: str, kinds: tuple[OpKind, ...], applies: str,
             dsp: bool = False, terms: TermsFn | None = None,
-            inplace: tuple[InPlace, ...] = (), scratch: ScratchFn | None = None) -> Kernel:
+            inplace: tuple[InPlace, ...] = (), scratch: ScratchFn | None = None,
+            int16: bool = False) -> Kernel:
     record = Kernel(function, source, frozenset(kinds), dsp, " ".join(applies.split()), terms,
-                    frozenset(inplace), scratch)
+                    frozenset(inplace), scratch, int16)
     KERNELS[function] = record
     return record
 
@@ -722,6 +725,78 @@ _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         terms=work.codebook_terms,
         inplace=(InPlace.ELEMENTWISE, InPlace.OVERLAP, InPlace.DEPTHWISE))
 
+def _s16_window_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_conv2d_s16 and mcuflow_dwconv_s16.
+
+    Per output (`outputs`) the rows of its window (`rows`), its in-bounds taps (`taps`) and one
+    int64 MAC per tap and input channel (`macs`).
+    """
+    w = work.window(graph, op)
+    depth = w.in_c if op.kind is OpKind.CONV_2D else 1
+    return Work(calls=1, pixels=w.pixels, outputs=w.pixels * w.out_c,
+                rows=w.pixels * w.out_c * w.k_h, taps=w.taps * w.out_c,
+                macs=w.taps * w.out_c * depth)
+
+
+def _s16_fc_terms(graph: Graph, op: Operator) -> Work:
+    """mcuflow_fully_connected_s16: per unit and row an int64 dot product (`macs`)."""
+    units, depth = graph.tensors[op.inputs[1]].shape
+    rows = graph.tensors[op.inputs[0]].size // depth
+    return Work(calls=1, rows=rows, outputs=rows * units, macs=rows * units * depth)
+
+
+_kernel("mcuflow_conv2d_s16", "mcuflow_s16", (OpKind.CONV_2D,),
+        "int16x8 CONV_2D (int16 activations, int8 weights, int64 bias): a direct window loop, "
+        "int64 accumulator.",
+        terms=_s16_window_terms, int16=True)
+_kernel("mcuflow_dwconv_s16", "mcuflow_s16", (OpKind.DEPTHWISE_CONV_2D,),
+        "int16x8 DEPTHWISE_CONV_2D of any kernel size and depth multiplier, int64 accumulator.",
+        terms=_s16_window_terms, int16=True)
+_kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
+        "int16x8 FULLY_CONNECTED: one int64 dot product per output unit, double-precision "
+        "requantisation.",
+        terms=_s16_fc_terms, int16=True)
+_kernel("mcuflow_binary_s16", "mcuflow_s16", (OpKind.ADD, OpKind.MUL),
+        "int16 ADD (LiteRT's general path) and MUL with broadcasting.",
+        terms=work.binary_terms, inplace=_ELEMENTWISE, int16=True)
+_kernel("mcuflow_avg_pool_s16", "mcuflow_s16", (OpKind.AVERAGE_POOL_2D,),
+        "int16 AVERAGE_POOL_2D.", terms=work.avg_pool_terms, int16=True)
+_kernel("mcuflow_max_pool_s16", "mcuflow_s16", (OpKind.MAX_POOL_2D,),
+        "int16 MAX_POOL_2D.", terms=work.max_pool_terms, int16=True)
+_kernel("mcuflow_softmax_s16", "mcuflow_s16", (OpKind.SOFTMAX,),
+        "int16 SOFTMAX along the last axis: exp and 1/(1+x) from 513-entry interpolated tables.",
+        terms=work.softmax_terms, int16=True)
+_kernel("mcuflow_sigmoid_s16", "mcuflow_s16", (OpKind.LOGISTIC, OpKind.TANH),
+        "int16 LOGISTIC and TANH: a rescaling, then LiteRT's 256-entry sigmoid table "
+        "interpolated.",
+        terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
+_kernel("mcuflow_mean_s16", "mcuflow_mean", (OpKind.MEAN,), "int16 MEAN over any axes.",
+        terms=work.mean_terms, int16=True)
+_kernel("mcuflow_quantize_f32_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
+        "QUANTIZE of a float32 input to int16.",
+        terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
+_kernel("mcuflow_requantize_s16", "mcuflow_s16", (OpKind.QUANTIZE,),
+        "QUANTIZE between int8 and int16, or within int16 (a change of scale).",
+        terms=work.lookup_terms, inplace=_ELEMENTWISE, int16=True)
+_kernel("mcuflow_dequantize_s16", "mcuflow_s16", (OpKind.DEQUANTIZE,),
+        "DEQUANTIZE of an int16 input.",
+        terms=work.lookup_terms, int16=True)
+
+
+def int16_step(graph: Graph, op: Operator) -> bool:
+    """True when a step computes on int16 activations (LiteRT's int16x8 scheme)."""
+    return any(graph.tensors[name].dtype is DType.INT16 for name in (*op.inputs, *op.outputs)
+               if not graph.tensors[name].is_constant)
+
+
+def serves(record: Kernel, graph: Graph, op: Operator) -> bool:
+    """True when kernel `record` may run step `op`.
+
+    int16 kernels run exactly the int16 steps; the codebook decoder runs before any step.
+    """
+    return record.function == CODEBOOK_DECODE or record.int16 == int16_step(graph, op)
+
+
 STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
     OpKind.RESHAPE: InPlace.ALIAS, OpKind.SQUEEZE: InPlace.ALIAS,
     OpKind.EXPAND_DIMS: InPlace.ALIAS,
@@ -758,7 +833,7 @@ def kernel_scratch(graph: Graph, op: Operator, way: InPlace, dsp: bool) -> int:
     kernels), the DSP kernels' too.
     """
     return max((record.scratch_bytes(graph, op, way) for record in kernels_of(op.kind, dsp)
-                if record.runs_as(way)), default=0)
+                if record.runs_as(way) and serves(record, graph, op)), default=0)
 
 
 # --- the emitters' default choice --------------------------------------------------------------
@@ -838,8 +913,32 @@ def fully_connected_dsp_kernel(graph: Graph, op: Operator) -> str:
     return "mcuflow_fully_connected_dsp_s8"
 
 
+_S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
+    OpKind.CONV_2D: "mcuflow_conv2d_s16", OpKind.DEPTHWISE_CONV_2D: "mcuflow_dwconv_s16",
+    OpKind.FULLY_CONNECTED: "mcuflow_fully_connected_s16",
+    OpKind.DEQUANTIZE: "mcuflow_dequantize_s16",
+    OpKind.ADD: "mcuflow_binary_s16", OpKind.MUL: "mcuflow_binary_s16",
+    OpKind.AVERAGE_POOL_2D: "mcuflow_avg_pool_s16", OpKind.MAX_POOL_2D: "mcuflow_max_pool_s16",
+    OpKind.SOFTMAX: "mcuflow_softmax_s16",
+    OpKind.LOGISTIC: "mcuflow_sigmoid_s16", OpKind.TANH: "mcuflow_sigmoid_s16",
+    OpKind.MEAN: "mcuflow_mean_s16",
+})
+"""The kernel of each int16x8 kind with one kernel (QUANTIZE depends on its input)."""
+
+
+def _int16_kernels(graph: Graph, op: Operator) -> tuple[str, ...]:
+    if op.kind in (OpKind.RESHAPE, OpKind.SQUEEZE):
+        return ()
+    if op.kind is OpKind.QUANTIZE:
+        real = graph.tensors[op.inputs[0]].dtype is DType.FLOAT32
+        return ("mcuflow_quantize_f32_s16" if real else "mcuflow_requantize_s16",)
+    return (_S16[op.kind],)
+
+
 def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     kind = op.kind
+    if int16_step(graph, op):
+        return _int16_kernels(graph, op)
     if kind is OpKind.CONV_2D:
         return _conv(graph, op, dsp)
     if kind is OpKind.DEPTHWISE_CONV_2D:

@@ -35,6 +35,7 @@ from mcuflow.ir.quantization import QuantParams
 
 # Uniform int8 values have a standard deviation of about 73; three of them span the int8 range.
 _INT8_STD = 73.0
+_INT16_STD = 18918.0  # the same for uniform int16 values
 
 
 def _unit_gain_scale(depth: int) -> float:
@@ -130,19 +131,35 @@ class GraphBuilder:
             quant = QuantParams.per_tensor(float(self.rng.uniform(0.5, 1.5) * unit), 0)
         return self.constant("weights", data, quant), quant
 
-    def _bias(self, channels: int, input_scale: float, weights: QuantParams, depth: int) -> str:
+    def _wide(self, x: str) -> bool:
+        """True when activation `x` is int16 (LiteRT's int16x8 scheme: int64 bias, zero point 0)."""
+        return self.graph.tensors[x].dtype is DType.INT16
+
+    def _activation(self, x: str) -> DType:
+        """The output type of a layer reading `x`: int16 after int16, else int8."""
+        return DType.INT16 if self._wide(x) else DType.INT8
+
+    def _bias(self, channels: int, input_scale: float, weights: QuantParams, depth: int,
+              wide: bool = False) -> str:
         scales = np.asarray(weights.scale, dtype=np.float64) * input_scale
         if not weights.is_per_channel:
             scales = np.full(channels, scales[0])
-        spread = _INT8_STD * _INT8_STD * math.sqrt(depth)
-        data = self.rng.integers(-int(spread), int(spread) + 1, size=channels).astype(np.int32)
+        spread = (_INT16_STD if wide else _INT8_STD) * _INT8_STD * math.sqrt(depth)
+        data = self.rng.integers(-int(spread), int(spread) + 1, size=channels).astype(
+            np.int64 if wide else np.int32)
         quant = QuantParams.per_channel(scales, np.zeros(channels, dtype=np.int64), 0)
         return self.constant("bias", data, quant)
 
     def _accumulator_quant(self, x: str, weights: QuantParams, depth: int) -> QuantParams:
-        """Output scale so that a typical accumulator spans about +-3 sigma of int8."""
+        """Output scale so that a typical accumulator spans about +-3 sigma of int8.
+
+        After an int16 input: of int16, with zero point 0.
+        """
         in_scale = self.quant(x).scale0
         w_scale = float(np.mean(weights.scale))
+        if self._wide(x):
+            sigma = _INT16_STD * _INT8_STD * math.sqrt(depth) * in_scale * w_scale
+            return QuantParams.per_tensor(3.0 * sigma / 32768.0, 0)
         sigma = _INT8_STD * _INT8_STD * math.sqrt(depth) * in_scale * w_scale
         zero_point = int(self.rng.integers(-20, 21))
         return QuantParams.per_tensor(3.0 * sigma / 128.0, zero_point)
@@ -156,10 +173,11 @@ class GraphBuilder:
         in_c = self.graph.tensors[x].shape[3]
         w, wq = self._weights((out_channels, *kernel, in_c), 0, per_channel)
         depth = kernel[0] * kernel[1] * in_c
-        inputs = [x, w] + ([self._bias(out_channels, self.quant(x).scale0, wq, depth)]
-                           if bias else [])
+        inputs = [x, w] + ([self._bias(out_channels, self.quant(x).scale0, wq, depth,
+                                       self._wide(x))] if bias else [])
         attrs = Conv2DAttrs(stride, stride, dilation, dilation, padding, activation)
-        return self.op(OpKind.CONV_2D, inputs, attrs, self._accumulator_quant(x, wq, depth))
+        return self.op(OpKind.CONV_2D, inputs, attrs, self._accumulator_quant(x, wq, depth),
+                       self._activation(x))
 
     def depthwise_conv2d(
         self, x: str, kernel: tuple[int, int] = (3, 3), stride: int = 1, dilation: int = 1,
@@ -170,12 +188,13 @@ class GraphBuilder:
         out_c = self.graph.tensors[x].shape[3] * depth_multiplier
         w, wq = self._weights((1, *kernel, out_c), 3, per_channel)
         depth = kernel[0] * kernel[1]
-        inputs = [x, w] + ([self._bias(out_c, self.quant(x).scale0, wq, depth)] if bias else [])
+        inputs = [x, w] + ([self._bias(out_c, self.quant(x).scale0, wq, depth, self._wide(x))]
+                           if bias else [])
         attrs = DepthwiseConv2DAttrs(
             stride, stride, dilation, dilation, depth_multiplier, padding, activation
         )
         return self.op(OpKind.DEPTHWISE_CONV_2D, inputs, attrs,
-                       self._accumulator_quant(x, wq, depth))
+                       self._accumulator_quant(x, wq, depth), self._activation(x))
 
     def fully_connected(
         self, x: str, units: int, activation: Activation = Activation.NONE,
@@ -184,10 +203,11 @@ class GraphBuilder:
         """FULLY_CONNECTED with random int8 weights and int32 bias."""
         depth = self.graph.tensors[x].shape[-1]
         w, wq = self._weights((units, depth), 0, per_channel)
-        inputs = [x, w] + ([self._bias(units, self.quant(x).scale0, wq, depth)] if bias else [])
+        inputs = [x, w] + ([self._bias(units, self.quant(x).scale0, wq, depth, self._wide(x))]
+                           if bias else [])
         attrs = FullyConnectedAttrs(activation, keep_num_dims)
         return self.op(OpKind.FULLY_CONNECTED, inputs, attrs,
-                       self._accumulator_quant(x, wq, depth))
+                       self._accumulator_quant(x, wq, depth), self._activation(x))
 
     def svdf(
         self, x: str, units: int, rank: int = 1, memory: int = 4,
@@ -221,11 +241,15 @@ class GraphBuilder:
 
     def _elementwise(self, kind: OpKind, a: str, b: str, activation: Activation,
                      quant: QuantParams | None) -> str:
+        wide = self._wide(a)
         if quant is None:
             sa, sb = self.quant(a).scale0, self.quant(b).scale0
-            scale = sa * sb * _INT8_STD * 3.0 if kind is OpKind.MUL else 2.0 * max(sa, sb)
-            quant = QuantParams.per_tensor(scale, int(self.rng.integers(-10, 11)))
-        return self.op(kind, [a, b], ElementwiseAttrs(activation), quant)
+            spread = _INT16_STD * 1.75 if wide else _INT8_STD * 3.0
+            scale = sa * sb * spread if kind is OpKind.MUL else 2.0 * max(sa, sb)
+            zero_point = 0 if wide else int(self.rng.integers(-10, 11))
+            quant = QuantParams.per_tensor(scale, zero_point)
+        return self.op(kind, [a, b], ElementwiseAttrs(activation), quant,
+                       self._activation(a))
 
     def add(self, a: str, b: str, activation: Activation = Activation.NONE,
             quant: QuantParams | None = None) -> str:
@@ -252,7 +276,7 @@ class GraphBuilder:
     def _pool(self, kind: OpKind, x: str, size: int, stride: int, padding: Padding,
               activation: Activation) -> str:
         attrs = Pool2DAttrs(size, size, stride, stride, padding, activation)
-        return self.op(kind, [x], attrs, self.quant(x))
+        return self.op(kind, [x], attrs, self.quant(x), self._activation(x))
 
     def average_pool2d(self, x: str, size: int = 2, stride: int = 2,
                        padding: Padding = Padding.VALID,
@@ -269,25 +293,31 @@ class GraphBuilder:
     def mean(self, x: str, axes: tuple[int, ...] = (1, 2), keep_dims: bool = False,
              quant: QuantParams | None = None) -> str:
         """MEAN over `axes`."""
-        return self.op(OpKind.MEAN, [x], MeanAttrs(axes, keep_dims), quant or self.quant(x))
+        return self.op(OpKind.MEAN, [x], MeanAttrs(axes, keep_dims), quant or self.quant(x),
+                       self._activation(x))
 
     def reshape(self, x: str, new_shape: tuple[int, ...]) -> str:
         """RESHAPE (a -1 entry is resolved here)."""
         size = self.graph.tensors[x].size
         known = int(np.prod([d for d in new_shape if d != -1], dtype=np.int64))
         resolved = tuple(size // known if d == -1 else d for d in new_shape)
-        return self.op(OpKind.RESHAPE, [x], ReshapeAttrs(resolved), self.quant(x))
+        return self.op(OpKind.RESHAPE, [x], ReshapeAttrs(resolved), self.quant(x),
+                       self._activation(x))
 
     def squeeze(self, x: str, axes: tuple[int, ...] = ()) -> str:
         """SQUEEZE."""
-        return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x))
+        return self.op(OpKind.SQUEEZE, [x], SqueezeAttrs(axes), self.quant(x),
+                       self._activation(x))
 
     def expand_dims(self, x: str, axis: int) -> str:
         """EXPAND_DIMS: a size-1 axis at `axis` (non-negative) of the output."""
         return self.op(OpKind.EXPAND_DIMS, [x], ExpandDimsAttrs(axis), self.quant(x))
 
     def softmax(self, x: str, beta: float = 1.0) -> str:
-        """SOFTMAX with TFLite's int8 output quantisation (1/256, -128)."""
+        """SOFTMAX with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""
+        if self._wide(x):
+            return self.op(OpKind.SOFTMAX, [x], SoftmaxAttrs(beta),
+                           QuantParams.per_tensor(1.0 / 32768.0, 0), DType.INT16)
         return self.op(OpKind.SOFTMAX, [x], SoftmaxAttrs(beta),
                        QuantParams.per_tensor(1.0 / 256.0, -128))
 
@@ -315,11 +345,17 @@ class GraphBuilder:
         return self.op(OpKind.CONCATENATION, inputs, attrs, self.quant(inputs[0]))
 
     def logistic(self, x: str) -> str:
-        """LOGISTIC with TFLite's int8 output quantisation (1/256, -128)."""
+        """LOGISTIC with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""
+        if self._wide(x):
+            return self.op(OpKind.LOGISTIC, [x], NoAttrs(),
+                           QuantParams.per_tensor(1.0 / 32768.0, 0), DType.INT16)
         return self.op(OpKind.LOGISTIC, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 256.0, -128))
 
     def tanh(self, x: str) -> str:
-        """TANH with TFLite's int8 output quantisation (1/128, 0)."""
+        """TANH with TFLite's int8 output quantisation (1/128, 0; int16: 1/32768, 0)."""
+        if self._wide(x):
+            return self.op(OpKind.TANH, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 32768.0, 0),
+                           DType.INT16)
         return self.op(OpKind.TANH, [x], NoAttrs(), QuantParams.per_tensor(1.0 / 128.0, 0))
 
     def _unary(self, kind: OpKind, x: str, quant: QuantParams | None,
@@ -342,9 +378,10 @@ class GraphBuilder:
         """LEAKY_RELU."""
         return self._unary(OpKind.LEAKY_RELU, x, quant, LeakyReluAttrs(alpha))
 
-    def quantize(self, x: str, scale: float, zero_point: int) -> str:
-        """QUANTIZE: float to int8, or int8 to int8 requantisation."""
-        return self.op(OpKind.QUANTIZE, [x], NoAttrs(), QuantParams.per_tensor(scale, zero_point))
+    def quantize(self, x: str, scale: float, zero_point: int, dtype: DType = DType.INT8) -> str:
+        """QUANTIZE: float to int8 (int16 with `dtype`), or requantisation within a type."""
+        return self.op(OpKind.QUANTIZE, [x], NoAttrs(), QuantParams.per_tensor(scale, zero_point),
+                       dtype)
 
     def dequantize(self, x: str) -> str:
         """DEQUANTIZE: int8 to float32."""

@@ -235,6 +235,10 @@ FIXED_OUTPUT = {kind: d.fixed_output for kind, d in OP_DEFS.items() if d.fixed_o
 """Output parameters TFLite's int8 kernels require."""
 
 
+ACTIVATION_TYPES = (DType.INT8, DType.INT16)
+"""The integer activation types; int16_activations says which ops take int16."""
+
+
 def data_inputs(op: Operator) -> tuple[str, ...]:
     """The inputs an op computes on: all but the weights and bias of a weighted op, and only the
     first of a stateful op (SVDF's others are its weights, bias and state) or of an op with
@@ -246,7 +250,7 @@ def data_inputs(op: Operator) -> tuple[str, ...]:
 
 def _int8_problem(graph: Graph, name: str, role: str, uint8: bool = False) -> str | None:
     tensor = graph.tensors[name]
-    if tensor.dtype is not DType.INT8 and not (uint8 and tensor.dtype is DType.UINT8):
+    if tensor.dtype not in ACTIVATION_TYPES and not (uint8 and tensor.dtype is DType.UINT8):
         return f"{tensor.dtype.value} {role}"
     if tensor.quant is None:
         return f"{role} without quantisation parameters"
@@ -258,11 +262,11 @@ def _int8_problem(graph: Graph, name: str, role: str, uint8: bool = False) -> st
 
 @constraint()
 def int8_activations(graph: Graph, op: Operator) -> str | None:
-    """Activations and constant operands must be int8 with quantisation parameters (full-integer
-    quantisation). Only QUANTIZE may read float32, only DEQUANTIZE may write float32,
-    ARG_MAX and ARG_MIN write integer indices, and QUANTIZE alone reads or writes uint8 at the
-    model's edges. Quantise float models with `mcuflow quantize`, or
-    pass --calibration to quantise on the fly."""
+    """Activations and constant operands must be int8 (or int16, see int16_activations) with
+    quantisation parameters (full-integer quantisation). Only QUANTIZE may read float32, only
+    DEQUANTIZE may write float32, ARG_MAX and ARG_MIN write integer indices, and QUANTIZE alone
+    reads or writes uint8 at the model's edges. Quantise float models with `mcuflow quantize`,
+    or pass --calibration to quantise on the fly."""
     definition = OP_DEFS[op.kind]
     problems = [] if definition.float_input else [
         _int8_problem(graph, name, "input") for name in data_inputs(op)]
@@ -270,6 +274,39 @@ def int8_activations(graph: Graph, op: Operator) -> str | None:
         problems += [_int8_problem(graph, name, "output", definition.uint8_output)
                      for name in op.outputs]
     return _found([p for p in problems if p is not None])
+
+
+INT16_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
+                         OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE, OpKind.SQUEEZE,
+                         OpKind.ADD,
+                         OpKind.MUL, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D,
+                         OpKind.SOFTMAX, OpKind.LOGISTIC, OpKind.TANH, OpKind.MEAN})
+"""The ops that run LiteRT's int16x8 scheme (int16 activations, int8 weights)."""
+
+
+def _int16_problem(graph: Graph, op: Operator, names: tuple[str, ...]) -> str | None:
+    tensors = [graph.tensors[name] for name in names]
+    wide = [t for t in tensors if t.dtype is DType.INT16]
+    if not wide:
+        return None
+    if op.kind not in INT16_KINDS:
+        return "int16 activations found"
+    if op.kind is not OpKind.QUANTIZE and any(t.dtype is DType.INT8 for t in tensors):
+        return "int8 and int16 activations found"
+    shifted = [z for t in wide if t.quant is not None for z in t.quant.zero_point if z != 0]
+    return f"int16 zero point {shifted[0]} found" if shifted else None
+
+
+@constraint(requires=(int8_activations,))
+def int16_activations(graph: Graph, op: Operator) -> str | None:
+    """int16 activations (LiteRT's int16x8 scheme: int8 symmetric weights, int64 bias) are
+    supported by CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, AVERAGE_POOL_2D,
+    MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH, QUANTIZE (from or to int16), DEQUANTIZE,
+    RESHAPE and SQUEEZE only, with zero point 0 and every activation of the op int16 (only QUANTIZE
+    converts between the two)."""
+    names = data_inputs(op) + op.outputs
+    return _int16_problem(graph, op, tuple(
+        name for name in names if graph.tensors[name].dtype is not DType.FLOAT32))
 
 
 # --- weighted ops -------------------------------------------------------------------------------
@@ -306,14 +343,16 @@ def per_channel_axis(graph: Graph, op: Operator) -> str | None:
 
 @constraint(*WEIGHTED, requires=(int8_activations,))
 def int32_bias(graph: Graph, op: Operator) -> str | None:
-    """A bias, when present, must be a constant int32 tensor with one value per output channel."""
+    """A bias, when present, must be a constant int32 tensor (int64 with int16 activations)
+    with one value per output channel."""
     if len(op.inputs) < 3:
         return None
     bias = graph.tensors[op.inputs[2]]
     out_channels = graph.tensors[op.outputs[0]].shape[-1]
     if not bias.is_constant:
         return "non-constant bias found"
-    if bias.dtype is not DType.INT32:
+    wanted = DType.INT64 if graph.tensors[op.inputs[0]].dtype is DType.INT16 else DType.INT32
+    if bias.dtype is not wanted:
         return f"{bias.dtype.value} bias found"
     if bias.shape != (out_channels,):
         return f"bias of shape {bias.shape} for {out_channels} output channels found"

@@ -1035,9 +1035,15 @@ def same_quantisation(graph: Graph, op: Operator) -> str | None:
     return f"input ({describe_quant(source)}) and output ({describe_quant(target)}) found"
 
 
+S16_UNIT_OUTPUT = QuantParams.per_tensor(1.0 / 32768.0, 0)
+"""The output quantisation of LiteRT's int16 SOFTMAX (and int16 LOGISTIC and TANH)."""
+
+
 def _output_range(graph: Graph, op: Operator) -> str | None:
     quant = graph.tensors[op.outputs[0]].quant
     fixed = OP_DEFS[op.kind].fixed_output
+    if graph.tensors[op.outputs[0]].dtype is DType.INT16:
+        fixed = S16_UNIT_OUTPUT
     if quant is None or fixed is None or (quant.scale, quant.zero_point) == (
             fixed.scale, fixed.zero_point):
         return None
@@ -1045,12 +1051,14 @@ def _output_range(graph: Graph, op: Operator) -> str | None:
 
 
 def unit_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement)."""
+    """The int8 output must use scale 1/256 and zero point -128 (TFLite's int8 requirement), an
+    int16 output scale 1/32768 and zero point 0."""
     return _output_range(graph, op)
 
 
 def tanh_output_range(graph: Graph, op: Operator) -> str | None:
-    """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement)."""
+    """The int8 output must use scale 1/128 and zero point 0 (TFLite's int8 requirement), an
+    int16 output scale 1/32768 and zero point 0."""
     return _output_range(graph, op)
 
 
@@ -1075,14 +1083,14 @@ def concat_no_activation(graph: Graph, op: Operator) -> str | None:
 
 
 def quantize_per_tensor(graph: Graph, op: Operator) -> str | None:
-    """QUANTIZE must read float32, int8 or uint8 and write per-tensor int8, or uint8 from int8
-    or uint8 (LiteRT's Requantize)."""
+    """QUANTIZE must read float32, int8, uint8 or int16 and write per-tensor int8 or int16, or
+    uint8 from int8 or uint8 (LiteRT's Requantize)."""
     source = graph.tensors[op.inputs[0]].dtype
-    if source not in (DType.FLOAT32, DType.INT8, DType.UINT8):
+    if source not in (DType.FLOAT32, DType.INT8, DType.UINT8, DType.INT16):
         return f"{source.value} input found"
     target = graph.tensors[op.outputs[0]].dtype
-    if target is DType.UINT8 and source is DType.FLOAT32:
-        return "float32 input with a uint8 output found"
+    if DType.UINT8 in (source, target) and not {source, target} <= {DType.INT8, DType.UINT8}:
+        return f"{source.value} input with a {target.value} output found"
     if source is not DType.FLOAT32 and graph.tensors[op.inputs[0]].quant is None:
         return f"{source.value} input without quantisation parameters found"
     quant = graph.tensors[op.outputs[0]].quant
@@ -1102,7 +1110,7 @@ def uint8_at_graph_edges(graph: Graph, op: Operator) -> str | None:
 
 
 def dequantize_to_float(graph: Graph, op: Operator) -> str | None:
-    """DEQUANTIZE must read per-tensor int8 and write float32."""
+    """DEQUANTIZE must read per-tensor int8 or int16 and write float32."""
     target = graph.tensors[op.outputs[0]].dtype
     if target is not DType.FLOAT32:
         return f"{target.value} output found"

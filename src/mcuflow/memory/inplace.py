@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.hw.kernels import dsp_depthwise_plane, piece_copies
+from mcuflow.hw.kernels import dsp_depthwise_plane, int16_step, kernels_of, piece_copies
 from mcuflow.ir.enums import Activation, AxisPadding, along
 from mcuflow.ir.graph import Graph, Operator, TensorUses
 from mcuflow.ir.ops import ConcatenationAttrs, OpKind, box_of
@@ -301,6 +301,9 @@ def _depthwise_fits(graph: Graph, op: Operator, shares: str) -> bool:
 
 def in_place_rule(graph: Graph, op: Operator, kind: InPlace, shares: str) -> Rule | None:
     """The placement rule under which `op` may run as `kind` over input `shares`, else None."""
+    if int16_step(graph, op) and not any(record.int16 and record.runs_as(kind)
+                                         for record in kernels_of(op.kind, True)):
+        return None
     if kind is InPlace.ELEMENTWISE and op.kind in ELEMENTWISE_KINDS:
         delta = _elementwise_delta(graph, op, shares)
     elif kind is InPlace.OVERLAP and op.kind in STREAMING_KINDS:

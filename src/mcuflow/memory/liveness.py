@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mcuflow.ir.graph import Graph, TensorUses
@@ -26,6 +27,18 @@ class Storage:
     is_output: bool
     group: str = ""
     group_offset: int = 0
+
+
+def _op_mask(indices: Iterable[int]) -> int:
+    """The bit mask of operator indices; an op listed several times sets its bit once.
+
+    A multi-output op (SPLIT, UNPACK) produces several members of one storage: adding its bit
+    once per member would carry into other ops' bits.
+    """
+    mask = 0
+    for index in indices:
+        mask |= 1 << index
+    return mask
 
 
 def _root(parent: dict[str, tuple[str, int]], name: str) -> tuple[str, int]:
@@ -55,7 +68,7 @@ def build_storages(graph: Graph, parent: dict[str, tuple[str, int]],
     storages = []
     for root, members in groups.items():
         names = {name for name, _ in members}
-        producers = sum(1 << producer_of[n] for n in names if n in producer_of)
+        producers = _op_mask(producer_of[n] for n in names if n in producer_of)
         consumers = 0
         for name in names:
             consumers |= consumers_of.get(name, 0)
@@ -91,7 +104,7 @@ def split_storages(graph: Graph, storages: list[Storage], silent: int,
         for start, end in zip(cuts, cuts[1:], strict=False):
             over = [n for n, off in storage.members
                     if off < end and start < off + graph.tensors[n].nbytes]
-            producers = sum(1 << uses.producer[n] for n in over if n in uses.producer)
+            producers = _op_mask(uses.producer[n] for n in over if n in uses.producer)
             consumers = 0
             for name in over:
                 for index in uses.consumers.get(name, ()):

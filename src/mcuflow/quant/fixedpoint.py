@@ -118,6 +118,22 @@ def multiply_by_quantized_multiplier_array(
     )
 
 
+def multiply_by_quantized_multiplier_int64_array(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier of int64 accumulators (LiteRT's 16x8 kernels).
+
+    The Q31 multiplier is rounded to Q15 (saturating at 0x7FFF), then one rounding right shift
+    by 15 - shift, the result converted to int32 as C does; multiplier and shift broadcast
+    against x.
+    """
+    m64 = np.asarray(multiplier, dtype=np.int64)
+    reduced = np.where(m64 < 0x7FFF0000, (m64 + (1 << 15)) >> 16, 0x7FFF)
+    total_shift = 15 - np.asarray(shift, dtype=np.int64)
+    rounding = np.int64(1) << (total_shift - 1)
+    return _wrap_int32_array((np.asarray(x, dtype=np.int64) * reduced + rounding) >> total_shift)
+
+
 def _wrap_int32_array(x: np.ndarray) -> np.ndarray:
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 

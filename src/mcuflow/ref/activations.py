@@ -12,7 +12,7 @@ import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
 from mcuflow.ir.enums import Activation
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import LeakyReluAttrs, OpKind
 from mcuflow.ir.quantization import INT16_MAX, INT32_MAX
 from mcuflow.quant.fixedpoint import (
@@ -33,6 +33,12 @@ from mcuflow.ref.common import (
     quant_of,
     requantize_array,
     require_int8,
+)
+from mcuflow.ref.int16x8 import (
+    SigmoidS16Params,
+    logistic_s16,
+    prepare_sigmoid_s16,
+    tanh_s16,
 )
 from mcuflow.ref.registry import (
     FLOAT_KERNELS,
@@ -282,14 +288,24 @@ def _prepare_leaky_relu(graph: Graph, op: Operator) -> PreparedFn:
     return byte_kernel(lambda x: leaky_relu(x, params))
 
 
+def _int16_input(graph: Graph, op: Operator) -> SigmoidS16Params | None:
+    """The int16 LOGISTIC / TANH rescaling of `op`, None for an int8 op."""
+    x = graph.tensor(op.inputs[0])
+    return prepare_sigmoid_s16(x, op.kind) if x.dtype is DType.INT16 else None
+
+
 @prepared_kernel(OpKind.LOGISTIC)
 def _prepare_logistic(graph: Graph, op: Operator) -> PreparedFn:
+    if (wide := _int16_input(graph, op)) is not None:
+        return lambda inputs: [logistic_s16(inputs[0], wide)]
     table = prepare_logistic(*_int8_in_out(graph, op))
     return byte_kernel(lambda x: lookup(x, table))
 
 
 @prepared_kernel(OpKind.TANH)
 def _prepare_tanh(graph: Graph, op: Operator) -> PreparedFn:
+    if (wide := _int16_input(graph, op)) is not None:
+        return lambda inputs: [tanh_s16(inputs[0], wide)]
     table = prepare_tanh(*_int8_in_out(graph, op))
     return byte_kernel(lambda x: lookup(x, table))
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError
 from mcuflow.ir.enums import along
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import Conv2DAttrs, DepthwiseConv2DAttrs, OpKind
 from mcuflow.ir.shapes import conv_output_size, conv_padding
 from mcuflow.quant.fixedpoint import (
@@ -30,6 +30,7 @@ from mcuflow.ref.common import (
     require_constant,
     require_int8,
 )
+from mcuflow.ref.int16x8 import prepare_weighted_s16
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
@@ -155,6 +156,8 @@ def prepare_conv2d(graph: Graph, op: Operator) -> PreparedFn:
     """Prepare a graph's CONV_2D: constants from its tensors, then the per-inference function."""
     x, weights, out = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(
         op.outputs[0])
+    if x.dtype is DType.INT16:
+        return prepare_weighted_s16(graph, op)
     require_int8(op, x, weights, out)
     bias = require_constant(op, graph.tensor(op.inputs[2])) if len(op.inputs) > 2 else None
     kernel = Conv2DKernel(x.shape, require_constant(op, weights), bias, op.attrs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import DepthwiseConv2DAttrs, OpKind
 from mcuflow.ref.common import (
     Accumulators,
@@ -17,6 +17,7 @@ from mcuflow.ref.common import (
     require_int8,
 )
 from mcuflow.ref.conv2d import ConvParams, conv_geometry, conv_requantizer, prepare_conv
+from mcuflow.ref.int16x8 import prepare_weighted_s16
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 # Below this many outputs one einsum beats a multiply-add pass per filter tap.
@@ -87,6 +88,8 @@ def prepare_depthwise_conv2d(graph: Graph, op: Operator) -> PreparedFn:
     """Prepare a graph's DEPTHWISE_CONV_2D: constants from its tensors, then the run function."""
     x, weights, out = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(
         op.outputs[0])
+    if x.dtype is DType.INT16:
+        return prepare_weighted_s16(graph, op)
     require_int8(op, x, weights, out)
     bias = require_constant(op, graph.tensor(op.inputs[2])) if len(op.inputs) > 2 else None
     kernel = DepthwiseConv2DKernel(x.shape, require_constant(op, weights), bias, op.attrs,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import ElementwiseAttrs, OpKind
+from mcuflow.ir.quantization import INT16_MAX, INT16_MIN
 from mcuflow.quant.fixedpoint import (
     activation_range,
     multiplier_below_one,
@@ -19,6 +21,8 @@ from mcuflow.ref.common import apply_activation, pair_kernel, quant_of, require_
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 ADD_LEFT_SHIFT = 20
+ADD_LEFT_SHIFT_S16 = 15
+"""add.cc's left shift of int16 inputs on the general path (`general_scale_int16`)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class AddParams:
 
 
 def add_real_multipliers(
-    input1_scale: float, input2_scale: float, output_scale: float
+    input1_scale: float, input2_scale: float, output_scale: float,
+    left_shift: int = ADD_LEFT_SHIFT,
 ) -> tuple[float, float, float]:
     """add.cc / sub.cc Prepare: the real multipliers of both inputs and of the output.
 
@@ -52,7 +57,7 @@ def add_real_multipliers(
     """
     twice_max_input_scale = 2.0 * max(input1_scale, input2_scale)
     return (input1_scale / twice_max_input_scale, input2_scale / twice_max_input_scale,
-            twice_max_input_scale / ((1 << ADD_LEFT_SHIFT) * output_scale))
+            twice_max_input_scale / ((1 << left_shift) * output_scale))
 
 
 def prepare_add(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> AddParams:
@@ -114,12 +119,13 @@ def _rescaled(x: np.ndarray, offset: int, left_shift: int, multiplier: int,
     return multiply_by_quantized_multiplier_array(shifted, multiplier, shift)
 
 
-def _add_or_sub(x1: np.ndarray, x2: np.ndarray, params: AddParams, sign: int) -> np.ndarray:
+def _add_or_sub(x1: np.ndarray, x2: np.ndarray, params: AddParams, sign: int,
+                dtype: type = np.int8) -> np.ndarray:
     p = params
     a = _rescaled(x1, p.input1_offset, p.left_shift, p.input1_multiplier, p.input1_shift)
     b = _rescaled(x2, p.input2_offset, p.left_shift, p.input2_multiplier, p.input2_shift)
     raw = multiply_by_quantized_multiplier_array(a + sign * b, p.output_multiplier, p.output_shift)
-    return np.clip(raw + p.output_offset, p.act_min, p.act_max).astype(np.int8)
+    return np.clip(raw + p.output_offset, p.act_min, p.act_max).astype(dtype)
 
 
 def add(x1: np.ndarray, x2: np.ndarray, params: AddParams) -> np.ndarray:
@@ -132,13 +138,61 @@ def sub(x1: np.ndarray, x2: np.ndarray, params: AddParams) -> np.ndarray:
     return _add_or_sub(x1, x2, params, -1)
 
 
-def mul(x1: np.ndarray, x2: np.ndarray, params: MulParams) -> np.ndarray:
+def add_s16(x1: np.ndarray, x2: np.ndarray, params: AddParams) -> np.ndarray:
+    """reference_integer_ops::Add on int16 arrays, add.cc's general path (numpy broadcasting)."""
+    return _add_or_sub(x1, x2, params, 1, np.int16)
+
+
+def mul(x1: np.ndarray, x2: np.ndarray, params: MulParams, dtype: type = np.int8) -> np.ndarray:
     """reference_integer_ops::Mul / BroadcastMul6DSlow on int8 arrays (numpy broadcasting)."""
     p = params
     product = ((np.asarray(x1, dtype=np.int64) + p.input1_offset)
                * (np.asarray(x2, dtype=np.int64) + p.input2_offset))
     raw = multiply_by_quantized_multiplier_array(product, p.output_multiplier, p.output_shift)
-    return np.clip(raw + p.output_offset, p.act_min, p.act_max).astype(np.int8)
+    return np.clip(raw + p.output_offset, p.act_min, p.act_max).astype(dtype)
+
+
+def prepare_add_s16(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> AddParams:
+    """add.cc Prepare for int16 on the general path: left shift 15, zero points 0."""
+    q1, q2, out_q = quant_of(x1), quant_of(x2), quant_of(out)
+    m1, m2, mo = (multiplier_below_one(real) for real in add_real_multipliers(
+        q1.scale0, q2.scale0, out_q.scale0, ADD_LEFT_SHIFT_S16))
+    if m1 is None or m2 is None or mo is None:
+        raise UncheckedModelError(f"ADD output '{out.name}': a multiplier outside (0, 1)")
+    clamp = activation_range(attrs.activation, out_q.scale0, 0, INT16_MIN, INT16_MAX)
+    return AddParams(ADD_LEFT_SHIFT_S16, 0, m1.multiplier, m1.shift, 0, m2.multiplier, m2.shift,
+                     0, mo.multiplier, mo.shift, clamp.min, clamp.max)
+
+
+def prepare_mul_s16(x1: Tensor, x2: Tensor, out: Tensor, attrs: ElementwiseAttrs) -> MulParams:
+    """mul.cc Prepare for int16 (zero points 0): MUL's multiplier, int16's clamp."""
+    clamp = activation_range(attrs.activation, quant_of(out).scale0, 0, INT16_MIN, INT16_MAX)
+    return replace(prepare_mul(x1, x2, out, attrs), act_min=clamp.min, act_max=clamp.max)
+
+
+@constraint(OpKind.ADD)
+def add_s16_general_path(graph: Graph, op: Operator) -> str | None:
+    """An int16 ADD runs LiteRT's general rescaling (pot_scale_int16 false, as converted).
+
+    Its output scale must exceed twice the larger input scale / 2**15, and its scales may not
+    all be powers of two (LiteRT's power-of-two path is not supported).
+    """
+    tensors = [graph.tensors[name] for name in (*op.inputs, op.outputs[0])]
+    if any(t.dtype is not DType.INT16 or t.quant is None for t in tensors):
+        return None
+    scales = [t.quant.scale0 for t in tensors]
+    if all(math.frexp(scale)[0] == 0.5 for scale in scales):
+        return "power-of-two scales found"
+    reals = add_real_multipliers(*scales, ADD_LEFT_SHIFT_S16)
+    for what, real in zip(("input 1", "input 2", "output"), reals, strict=True):
+        if multiplier_below_one(real) is None:
+            return f"{what} multiplier {real:.6g} found"
+    return None
+
+
+def _int16_pair(graph: Graph, op: Operator) -> tuple[Tensor, Tensor, Tensor] | None:
+    tensors = (graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(op.outputs[0]))
+    return tensors if tensors[0].dtype is DType.INT16 else None
 
 
 def _int8_tensors(graph: Graph, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
@@ -149,6 +203,9 @@ def _int8_tensors(graph: Graph, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
 
 @prepared_kernel(OpKind.ADD)
 def _prepare_add(graph: Graph, op: Operator) -> PreparedFn:
+    if (wide := _int16_pair(graph, op)) is not None:
+        add16 = prepare_add_s16(*wide, op.attrs)
+        return lambda inputs: [add_s16(inputs[0], inputs[1], add16)]
     params = prepare_add(*_int8_tensors(graph, op), op.attrs)
     return pair_kernel(lambda x1, x2: add(x1, x2, params))
 
@@ -161,6 +218,9 @@ def _prepare_sub(graph: Graph, op: Operator) -> PreparedFn:
 
 @prepared_kernel(OpKind.MUL)
 def _prepare_mul(graph: Graph, op: Operator) -> PreparedFn:
+    if (wide := _int16_pair(graph, op)) is not None:
+        mul16 = prepare_mul_s16(*wide, op.attrs)
+        return lambda inputs: [mul(inputs[0], inputs[1], mul16, np.int16)]
     params = prepare_mul(*_int8_tensors(graph, op), op.attrs)
     return pair_kernel(lambda x1, x2: mul(x1, x2, params))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import FullyConnectedAttrs, OpKind
 from mcuflow.quant.fixedpoint import activation_range
 from mcuflow.ref.common import (
@@ -27,6 +27,7 @@ from mcuflow.ref.common import (
     require_constant,
     require_int8,
 )
+from mcuflow.ref.int16x8 import prepare_weighted_s16
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
@@ -175,6 +176,8 @@ def prepare_fully_connected_op(graph: Graph, op: Operator) -> PreparedFn:
     """Prepare a graph's FULLY_CONNECTED: constants from its tensors, then the run function."""
     x, weights, out = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(
         op.outputs[0])
+    if x.dtype is DType.INT16:
+        return prepare_weighted_s16(graph, op)
     require_int8(op, x, weights, out)
     bias = require_constant(op, graph.tensor(op.inputs[2])) if len(op.inputs) > 2 else None
     params = prepare_fully_connected(x, weights, out, op.attrs)

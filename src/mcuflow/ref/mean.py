@@ -1,4 +1,4 @@
-"""MEAN reference kernels: int8 (LiteRT's QuantizedMeanOrSum to the bit, any axes), float32."""
+"""MEAN reference kernels: int8 and int16 (LiteRT's QuantizedMeanOrSum, any axes), float32."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import MeanAttrs, OpKind
 from mcuflow.quant.fixedpoint import (
     QuantizedMultiplier,
@@ -49,25 +49,29 @@ def fold_count(ratio: QuantizedMultiplier, count: int) -> QuantizedMultiplier:
     return QuantizedMultiplier((ratio.multiplier << shift) // count, ratio.shift - shift)
 
 
-def mean(x: np.ndarray, attrs: MeanAttrs, params: MeanParams) -> np.ndarray:
-    """int8 MEAN of `x` over `attrs.axes`: integer sum, zero-point correction, one requantisation.
+def mean(x: np.ndarray, attrs: MeanAttrs, params: MeanParams,
+         dtype: type = np.int8) -> np.ndarray:
+    """MEAN of `x` over `attrs.axes`: integer sum, zero-point correction, one requantisation.
 
+    The output is int8, or int16 with `dtype` (LiteRT's int16 MEAN takes the same path).
     LiteRT's reference resolver takes this path for every axis set, keep_dims or not.
     """
     axes = tuple(sorted({axis % x.ndim for axis in attrs.axes}))
     total = x.sum(axis=axes, dtype=np.int64, keepdims=attrs.keep_dims)
     shifted = total - params.input_zero_point * params.count
     scaled = multiply_by_quantized_multiplier_array(shifted, params.multiplier, params.shift)
-    return np.clip(scaled + params.output_zero_point, -128, 127).astype(np.int8)
+    limits = np.iinfo(dtype)
+    return np.clip(scaled + params.output_zero_point, limits.min, limits.max).astype(dtype)
 
 
 @prepared_kernel(OpKind.MEAN)
 def prepare_mean_op(graph: Graph, op: Operator) -> PreparedFn:
     """Prepare a graph's MEAN."""
     x, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    require_int8(op, x, out)
+    if x.dtype is not DType.INT16:
+        require_int8(op, x, out)
     attrs, params = op.attrs, prepare_mean(x, out, op.attrs)
-    return lambda inputs: [mean(inputs[0], attrs, params)]
+    return lambda inputs: [mean(inputs[0], attrs, params, out.dtype.numpy.type)]
 
 
 @float_kernel(OpKind.MEAN)

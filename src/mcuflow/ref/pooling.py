@@ -1,4 +1,4 @@
-"""AVERAGE_POOL_2D and MAX_POOL_2D: int8 kernels (LiteRT's integer pools to the bit), float32."""
+"""AVERAGE_POOL_2D and MAX_POOL_2D: int8 and int16 kernels (LiteRT's integer pools), float32."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.enums import along
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, Pool2DAttrs
 from mcuflow.ir.shapes import conv_output_size, conv_padding
 from mcuflow.quant.fixedpoint import activation_range
@@ -21,6 +21,8 @@ from mcuflow.ref.common import (
     require_int8,
 )
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
+
+_INT8 = np.dtype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ class PoolParams:
 def prepare_pool(x: Tensor, out: Tensor, attrs: Pool2DAttrs) -> PoolParams:
     """pooling.cc Prepare: ComputePaddingHeightWidth (no dilation) and the activation range."""
     out_q = quant_of(out)
-    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
+    limits = np.iinfo(out.dtype.numpy)
+    clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0, int(limits.min),
+                             int(limits.max))
     return PoolParams(
         pad_h=conv_padding(x.shape[1], attrs.filter_h, attrs.stride_h, 1, out.shape[1],
                            along(attrs.padding, 0)),
@@ -48,14 +52,14 @@ def prepare_pool(x: Tensor, out: Tensor, attrs: Pool2DAttrs) -> PoolParams:
 
 
 def _windowed_input(input_shape: tuple[int, ...], attrs: Pool2DAttrs, params: PoolParams,
-                    fill: int) -> WindowedInput:
-    """The pool's int8 input buffer, padded taps holding `fill`."""
+                    fill: int, dtype: np.dtype) -> WindowedInput:
+    """The pool's input buffer (int8 or int16), padded taps holding `fill`."""
     in_hw, kernel = (input_shape[1], input_shape[2]), (attrs.filter_h, attrs.filter_w)
     strides = (attrs.stride_h, attrs.stride_w)
     out_hw = tuple(conv_output_size(in_hw[axis], kernel[axis], strides[axis], 1,
                                     along(attrs.padding, axis)) for axis in (0, 1))
     geometry = Geometry(in_hw, out_hw, kernel, strides, (1, 1), (params.pad_h, params.pad_w))
-    return WindowedInput(input_shape, geometry, fill, np.dtype(np.int8))
+    return WindowedInput(input_shape, geometry, fill, dtype)
 
 
 class AveragePool2DKernel:
@@ -66,10 +70,11 @@ class AveragePool2DKernel:
     """
 
     def __init__(self, input_shape: tuple[int, ...], attrs: Pool2DAttrs,
-                 params: PoolParams) -> None:
-        self._input = _windowed_input(input_shape, attrs, params, 0)
+                 params: PoolParams, dtype: np.dtype = _INT8) -> None:
+        self._input = _windowed_input(input_shape, attrs, params, 0, dtype)
         self._clamp = (params.act_min, params.act_max)
-        self._count = self._window_sum(np.ones(input_shape, np.int8))
+        self._dtype = dtype
+        self._count = self._window_sum(np.ones(input_shape, dtype))
         self._half = self._count // 2
 
     def _window_sum(self, x: np.ndarray) -> np.ndarray:
@@ -80,20 +85,22 @@ class AveragePool2DKernel:
         acc = self._window_sum(x)
         up = (acc + self._half) // self._count
         down = -((self._half - acc) // self._count)
-        return np.clip(np.where(acc > 0, up, down), *self._clamp).astype(np.int8)
+        return np.clip(np.where(acc > 0, up, down), *self._clamp).astype(self._dtype)
 
 
 class MaxPool2DKernel:
     """MAX_POOL_2D: the window maximum over valid taps, clamped to the activation range."""
 
     def __init__(self, input_shape: tuple[int, ...], attrs: Pool2DAttrs,
-                 params: PoolParams) -> None:
-        self._input = _windowed_input(input_shape, attrs, params, -128)
+                 params: PoolParams, dtype: np.dtype = _INT8) -> None:
+        self._input = _windowed_input(input_shape, attrs, params, int(np.iinfo(dtype).min),
+                                      dtype)
         self._clamp = (params.act_min, params.act_max)
+        self._dtype = dtype
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """The int8 output of input `x`."""
-        return np.clip(self._input.load(x).max(axis=(3, 4)), *self._clamp).astype(np.int8)
+        """The output of input `x`, of its type."""
+        return np.clip(self._input.load(x).max(axis=(3, 4)), *self._clamp).astype(self._dtype)
 
 
 def average_pool2d(x: np.ndarray, attrs: Pool2DAttrs, params: PoolParams) -> np.ndarray:
@@ -110,9 +117,10 @@ def max_pool2d(x: np.ndarray, attrs: Pool2DAttrs, params: PoolParams) -> np.ndar
 def prepare_pool2d(graph: Graph, op: Operator) -> PreparedFn:
     """Prepare a graph's AVERAGE_POOL_2D or MAX_POOL_2D."""
     x, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    require_int8(op, x, out)
+    if x.dtype is not DType.INT16:
+        require_int8(op, x, out)
     kind = AveragePool2DKernel if op.kind is OpKind.AVERAGE_POOL_2D else MaxPool2DKernel
-    kernel = kind(x.shape, op.attrs, prepare_pool(x, out, op.attrs))
+    kernel = kind(x.shape, op.attrs, prepare_pool(x, out, op.attrs), x.dtype.numpy)
     return lambda inputs: [kernel(inputs[0])]
 
 

@@ -1,4 +1,4 @@
-"""Reference kernels of QUANTIZE (float32, int8, uint8 to int8 / uint8) and DEQUANTIZE."""
+"""Reference kernels of QUANTIZE (to int8, uint8 or int16) and DEQUANTIZE (to float32)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mcuflow.ref.registry import PreparedFn, prepared_kernel
 
 
 def prepare_requantize(x: Tensor, out: Tensor) -> RequantizeParams:
-    """quantize.cc Prepare for int8 / uint8 -> int8 / uint8.
+    """quantize.cc Prepare between the integer types (int8, uint8, int16).
 
     The scale is double(in) / double(out); no clamp but the output type's range.
     """
@@ -31,20 +31,22 @@ def prepare_requantize(x: Tensor, out: Tensor) -> RequantizeParams:
                             int(limits.min), int(limits.max))
 
 
-def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """reference_ops::AffineQuantize: roundf(x / scale) + zero point in float32, clamped to int8.
+def quantize(x: np.ndarray, scale: float, zero_point: int,
+             dtype: DType = DType.INT8) -> np.ndarray:
+    """reference_ops::AffineQuantize: roundf(x / scale) + zero point in float32, clamped.
 
-    Values whose quotient leaves the int32 range (C's undefined conversion) saturate, and NaN
-    maps to the zero point.
+    The clamp is `dtype`'s range (int8 or int16). Values whose quotient leaves the int32 range
+    (C's undefined conversion) saturate, and NaN maps to the zero point.
     """
     quotient = np.asarray(x, dtype=np.float32) / np.float32(scale)
     rounded = np.nan_to_num(round_half_away_array(quotient), nan=0.0)
     whole = np.clip(rounded, INT32_MIN, INT32_MAX).astype(np.int64)
-    return np.clip(whole + zero_point, -128, 127).astype(np.int8)
+    limits = np.iinfo(dtype.numpy)
+    return np.clip(whole + zero_point, limits.min, limits.max).astype(dtype.numpy)
 
 
 def requantize(x: np.ndarray, params: RequantizeParams, dtype: type = np.int8) -> np.ndarray:
-    """reference_ops::Requantize for int8 / uint8 -> int8 / uint8.
+    """reference_ops::Requantize between int8, uint8 and int16 (output numpy `dtype`).
 
     A change of scale and zero point; its XOR-0x80 fast path (equal scales, zero points 128
     apart) gives the same values.
@@ -61,17 +63,20 @@ def dequantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 def _prepare_quantize(graph: Graph, op: Operator) -> PreparedFn:
     x, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
     if x.dtype is DType.FLOAT32:
-        require_int8(op, out)
+        if out.dtype is not DType.INT16:
+            require_int8(op, out)
         scale, zero_point = out.quant.scale0, out.quant.zero_point0
-        return lambda inputs: [quantize(inputs[0], scale, zero_point)]
-    require_bytes(op, x, out)
+        return lambda inputs: [quantize(inputs[0], scale, zero_point, out.dtype)]
     params = prepare_requantize(x, out)
+    if DType.INT16 in (x.dtype, out.dtype):
+        return lambda inputs: [requantize(inputs[0], params, out.dtype.numpy)]
+    require_bytes(op, x, out)
     source, target = x.dtype.numpy, out.dtype.numpy
     return byte_kernel(lambda codes: requantize(codes.view(source), params, target))
 
 
 def require_bytes(op: Operator, *tensors: Tensor) -> None:
-    """Assert that a requantising QUANTIZE reads and writes int8 or uint8.
+    """Assert that a byte-table QUANTIZE reads and writes int8 or uint8.
 
     The constraint quantize_per_tensor refuses anything else.
     """
@@ -84,6 +89,8 @@ def require_bytes(op: Operator, *tensors: Tensor) -> None:
 @prepared_kernel(OpKind.DEQUANTIZE)
 def _prepare_dequantize(graph: Graph, op: Operator) -> PreparedFn:
     x = graph.tensor(op.inputs[0])
-    require_int8(op, x)
     scale, zero_point = x.quant.scale0, x.quant.zero_point0
+    if x.dtype is DType.INT16:
+        return lambda inputs: [dequantize(inputs[0], scale, zero_point)]
+    require_int8(op, x)
     return byte_kernel(lambda x: dequantize(x, scale, zero_point))

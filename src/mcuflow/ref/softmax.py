@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError, constraint, int8_quant
-from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind, SoftmaxAttrs
 from mcuflow.ir.quantization import INT32_MAX
 from mcuflow.quant.fixedpoint import (
@@ -21,6 +21,7 @@ from mcuflow.quant.fixedpoint import (
     scaled_nonnegative_array,
 )
 from mcuflow.ref.common import quant_of, require_int8
+from mcuflow.ref.int16x8 import prepare_softmax_s16, softmax_s16
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 SOFTMAX_DIFF_INTEGER_BITS = 5
@@ -140,6 +141,9 @@ def softmax(x: np.ndarray, params: SoftmaxParams) -> np.ndarray:
 @prepared_kernel(OpKind.SOFTMAX)
 def _prepare_softmax(graph: Graph, op: Operator) -> PreparedFn:
     x, out = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
+    if x.dtype is DType.INT16:
+        wide = prepare_softmax_s16(x, op.attrs)
+        return lambda inputs: [softmax_s16(inputs[0], wide)]
     require_int8(op, x, out)
     kernel = SoftmaxKernel(prepare_softmax(x, op.attrs))
     return lambda inputs: [kernel(inputs[0])]
