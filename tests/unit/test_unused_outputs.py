@@ -20,12 +20,16 @@ from mcuflow.memory.liveness import build_storages
 from mcuflow.toolchain.host import verify_host
 
 
-def unpack_net() -> Graph:
-    """UNPACKs of a conv output into rows (views) and columns (copies), half of them unread.
+def unstack_net() -> Graph:
+    """TensorFlow's `tf.stack(tf.unstack(t, axis=1)[::2], axis=2)`: two ops, 12 rows unpacked."""
+    b = GraphBuilder("unstack_stack", seed=37)
+    x = b.input((1, 12, 3, 4), 0.05, 1)
+    rows = b.op_outputs(OpKind.UNPACK, [x], PackAttrs(1, 12), b.quant(x))
+    return b.output(b.op(OpKind.PACK, rows[::2], PackAttrs(2, 6), b.quant(x))).build()
 
-    Like TensorFlow's `tf.stack(tf.unstack(t, axis=1)[::2], axis=2)`: the model has only as
-    many ops as it has multi-output ops and packs, fewer than the rows unpacked.
-    """
+
+def unpack_net() -> Graph:
+    """UNPACKs of a conv output into rows (views) and columns (copies), some of them unread."""
     b = GraphBuilder("unpack_unused", seed=41)
     y = b.conv2d(b.input((1, 6, 4, 8), 0.05, -3), 8, (1, 1))
     q = b.quant(y)
@@ -47,7 +51,7 @@ def split_net() -> Graph:
     return b.output(b.relu(thirds[1]), channels[2]).build()
 
 
-NETS = [unpack_net, split_net]
+NETS = [unstack_net, unpack_net, split_net]
 KINDS = {"in-place": None, "apart": frozenset()}
 
 
