@@ -38,10 +38,15 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpKind
+from mcuflow.ir.svdf import svdf_bias
+from mcuflow.quant.fixedpoint import quantize_multiplier
 from mcuflow.ref.conv2d import prepare_conv
 from mcuflow.ref.fully_connected import prepare_fully_connected
+from mcuflow.ref.int16x8 import prepare_conv_s16, prepare_fully_connected_s16
+from mcuflow.ref.svdf import prepare_svdf
+from mcuflow.ref.transpose_conv import prepare_transpose_conv
 from mcuflow.toolchain.arm import build_cortexm, compiler_flags, find_cross_compiler
 from mcuflow.toolchain.host import random_inputs
 from mcuflow.toolchain.qemu import QemuRun, default_board, plan_for, run_qemu
@@ -50,6 +55,7 @@ RUNS = 3
 PEER_FILE = "cmsis_nn_layer.c"
 SCRATCH_BYTES = 32 * 1024
 """Static scratch the peer lends CMSIS-NN (each case's get_buffer_size must fit)."""
+CTYPES = {DType.INT8: "int8_t", DType.INT16: "int16_t"}
 FLOAT_SUFFIXES = ("_f16", "_f32")
 """CMSIS-NN's floating-point kernels, not built (int8/int16 layers only)."""
 
@@ -89,8 +95,8 @@ def _dims(name: str, shape: tuple[int, ...]) -> str:
 
 def _io(graph: Graph, op: Operator) -> str:
     x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-    return (f"static int8_t layer_input[{x.size}] __attribute__((aligned(8)));\n"
-            f"static int8_t layer_output[{y.size}] __attribute__((aligned(8)));\n"
+    return (f"static {CTYPES[x.dtype]} layer_input[{x.size}] __attribute__((aligned(8)));\n"
+            f"static {CTYPES[y.dtype]} layer_output[{y.size}] __attribute__((aligned(8)));\n"
             f"static int8_t scratch[{SCRATCH_BYTES}] __attribute__((aligned(8)));\n"
             "void *mcuflow_model_input(int index) { return index == 0 ? layer_input : NULL; }\n"
             "const void *mcuflow_model_output(int index)\n"
@@ -111,20 +117,32 @@ def _bias(graph: Graph, op: Operator, channels: int) -> np.ndarray:
     return np.zeros(channels, np.int32)
 
 
+def _operands(graph: Graph, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
+    return tuple(graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+
+
 def _conv_peer(graph: Graph, op: Operator) -> str:
-    x, w, y = (graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    params, a = prepare_conv(x, w, y, op.attrs), op.attrs
+    """arm_{convolve,depthwise_conv}_wrapper_{s8,s16}, as TFLM's CMSIS-NN conv kernels call them."""
+    x, w, y = _operands(graph, op)
+    wide, a = x.dtype is DType.INT16, op.attrs
+    params = prepare_conv_s16(x, w, y, a) if wide else prepare_conv(x, w, y, a)
+    offsets = (0, 0) if wide else (params.input_offset, params.output_offset)
     depthwise = op.kind is OpKind.DEPTHWISE_CONV_2D
-    constants = (_array("int8_t", "filter", w.data) + _array("int32_t", "bias",
-                                                             _bias(graph, op, y.shape[3]))
+    constants = (_array("int8_t", "filter", w.data)
+                 + _array("int64_t" if wide else "int32_t", "bias", _bias(graph, op, y.shape[3]))
                  + _array("int32_t", "multipliers", params.multipliers)
                  + _array("int32_t", "shifts", params.shifts))
-    kind, function = ("cmsis_nn_dw_conv_params", "arm_depthwise_conv_wrapper_s8") if depthwise \
-        else ("cmsis_nn_conv_params", "arm_convolve_wrapper_s8")
+    kind, stem = ("cmsis_nn_dw_conv_params", "depthwise_conv") if depthwise \
+        else ("cmsis_nn_conv_params", "convolve")
+    function = f"arm_{stem}_wrapper_{'s16' if wide else 's8'}"
+    wide_bias = wide and not depthwise  # arm_convolve_wrapper_s16 takes the int64 bias wrapped
+    bias = "&bias_data" if wide_bias else "bias"
+    bias_data = ("    const cmsis_nn_bias_data bias_data = {.data = bias, "
+                 ".is_int32_bias = false};\n" if wide_bias else "")
     multiplier = f"        .ch_mult = {a.depth_multiplier},\n" if depthwise else ""
     call = (f"    const {kind} conv = {{\n"
-            f"        .input_offset = {params.input_offset},\n"
-            f"        .output_offset = {params.output_offset},\n"
+            f"        .input_offset = {offsets[0]},\n"
+            f"        .output_offset = {offsets[1]},\n"
             f"{multiplier}"
             f"        .stride = {{.w = {a.stride_w}, .h = {a.stride_h}}},\n"
             f"        .padding = {{.w = {params.pad_w}, .h = {params.pad_h}}},\n"
@@ -132,50 +150,138 @@ def _conv_peer(graph: Graph, op: Operator) -> str:
             f"        .activation = {{.min = {params.act_min}, .max = {params.act_max}}}}};\n"
             "    const cmsis_nn_per_channel_quant_params quant = {\n"
             "        .multiplier = (int32_t *)multipliers, .shift = (int32_t *)shifts};\n"
+            f"{bias_data}"
             + _dims("input_dims", x.shape) + _dims("filter_dims", w.shape)
             + _dims("bias_dims", (y.shape[3],)) + _dims("output_dims", y.shape)
             + f"    const cmsis_nn_context context = {{.buf = scratch, .size = {SCRATCH_BYTES}}};\n"
             f"    const arm_cmsis_nn_status status = {function}(&context, &conv, &quant,\n"
-            "        &input_dims, layer_input, &filter_dims, filter, &bias_dims, bias,\n"
+            f"        &input_dims, layer_input, &filter_dims, filter, &bias_dims, {bias},\n"
             "        &output_dims, layer_output);\n")
     return _peer_source(graph, op, constants, call)
 
 
 def _fully_connected_peer(graph: Graph, op: Operator) -> str:
-    x, w, y = (graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
-    params = prepare_fully_connected(x, w, y, op.attrs)
-    scale = params.scales[0]
-    from mcuflow.quant.fixedpoint import quantize_multiplier
-
+    """arm_fully_connected_{s8,s16} with TFLM's per-tensor Q31 multiplier of the double scale."""
+    x, w, y = _operands(graph, op)
+    wide = x.dtype is DType.INT16
+    if wide:
+        wide_params = prepare_fully_connected_s16(x, w, y, op.attrs)
+        scale, act, offsets = (wide_params.scales[0], (wide_params.act_min, wide_params.act_max),
+                               (0, 0, 0))
+    else:
+        params = prepare_fully_connected(x, w, y, op.attrs)
+        scale, act = params.scales[0], (params.act_min, params.act_max)
+        offsets = (params.input_offset, params.weights_offset, params.output_offset)
     q = quantize_multiplier(scale)
     units, depth = w.shape
     constants = (_array("int8_t", "filter", w.data)
-                 + _array("int32_t", "bias", _bias(graph, op, units)))
+                 + _array("int64_t" if wide else "int32_t", "bias", _bias(graph, op, units)))
     call = ("    const cmsis_nn_fc_params fc = {\n"
-            f"        .input_offset = {params.input_offset}, .filter_offset = "
-            f"{params.weights_offset},\n"
-            f"        .output_offset = {params.output_offset},\n"
-            f"        .activation = {{.min = {params.act_min}, .max = {params.act_max}}}}};\n"
+            f"        .input_offset = {offsets[0]}, .filter_offset = {offsets[1]},\n"
+            f"        .output_offset = {offsets[2]},\n"
+            f"        .activation = {{.min = {act[0]}, .max = {act[1]}}}}};\n"
             f"    const cmsis_nn_per_tensor_quant_params quant = {{.multiplier = {q.multiplier}, "
             f".shift = {q.shift}}};\n"
             + _dims("input_dims", (x.size // depth, 1, 1, depth))
             + _dims("filter_dims", (depth, 1, 1, units))
             + _dims("bias_dims", (units,)) + _dims("output_dims", (x.size // depth, units))
             + f"    const cmsis_nn_context context = {{.buf = scratch, .size = {SCRATCH_BYTES}}};\n"
-            "    const arm_cmsis_nn_status status = arm_fully_connected_s8(&context, &fc, "
-            "&quant,\n        &input_dims, layer_input, &filter_dims, filter, &bias_dims, bias,\n"
-            "        &output_dims, layer_output);\n")
+            f"    const arm_cmsis_nn_status status = arm_fully_connected_{'s16' if wide else 's8'}"
+            "(&context, &fc, &quant,\n        &input_dims, layer_input, &filter_dims, filter, "
+            "&bias_dims, bias,\n        &output_dims, layer_output);\n")
+    return _peer_source(graph, op, constants, call)
+
+
+def _padding_offset(in_size: int, kernel: int, stride: int, out_size: int) -> int:
+    """TFLM's padding offset of a transpose convolution: the odd part of its total padding."""
+    return max((in_size - 1) * stride + kernel - out_size, 0) % 2
+
+
+def _transpose_conv_peer(graph: Graph, op: Operator) -> str:
+    """arm_transpose_conv_wrapper_s8, its two buffers sized by CMSIS-NN as TFLM sizes them."""
+    x, w, y = _operands(graph, op)
+    params = prepare_transpose_conv(x, w, y, op.attrs)
+    offset_h = _padding_offset(x.shape[1], w.shape[1], params.stride_h, y.shape[1])
+    offset_w = _padding_offset(x.shape[2], w.shape[2], params.stride_w, y.shape[2])
+    constants = (_array("int8_t", "filter", w.data)
+                 + _array("int32_t", "bias", _bias(graph, op, y.shape[3]))
+                 + _array("int32_t", "multipliers", params.multipliers)
+                 + _array("int32_t", "shifts", params.shifts))
+    call = ("    const cmsis_nn_transpose_conv_params conv = {\n"
+            f"        .input_offset = {params.input_offset},\n"
+            f"        .output_offset = {params.output_offset},\n"
+            f"        .stride = {{.w = {params.stride_w}, .h = {params.stride_h}}},\n"
+            f"        .padding = {{.w = {params.pad_w}, .h = {params.pad_h}}},\n"
+            f"        .padding_offsets = {{.w = {offset_w}, .h = {offset_h}}},\n"
+            "        .dilation = {.w = 1, .h = 1},\n"
+            f"        .activation = {{.min = {params.act_min}, .max = {params.act_max}}}}};\n"
+            "    const cmsis_nn_per_channel_quant_params quant = {\n"
+            "        .multiplier = (int32_t *)multipliers, .shift = (int32_t *)shifts};\n"
+            + _dims("input_dims", x.shape) + _dims("filter_dims", w.shape)
+            + _dims("bias_dims", (y.shape[3],)) + _dims("output_dims", y.shape)
+            + "    const int32_t size = arm_transpose_conv_s8_get_buffer_size(&conv, &input_dims,\n"
+            "        &filter_dims, &output_dims);\n"
+            "    const int32_t reverse_size = arm_transpose_conv_s8_get_reverse_conv_buffer_size(\n"
+            "        &conv, &input_dims, &filter_dims);\n"
+            "    const int32_t start = (size + 7) & ~7;\n"
+            f"    if (start + reverse_size > {SCRATCH_BYTES}) {{ return MCUFLOW_ERROR_KERNEL; }}\n"
+            "    const cmsis_nn_context context = {.buf = scratch, .size = size};\n"
+            "    const cmsis_nn_context reverse = {.buf = scratch + start, .size = reverse_size};\n"
+            "    const arm_cmsis_nn_status status = arm_transpose_conv_wrapper_s8(&context,\n"
+            "        &reverse, &conv, &quant, &input_dims, layer_input, &filter_dims, filter,\n"
+            "        &bias_dims, bias, &output_dims, layer_output);\n")
+    return _peer_source(graph, op, constants, call)
+
+
+def _svdf_peer(graph: Graph, op: Operator) -> str:
+    """arm_svdf_state_s16_s8 with the parameters TFLM's CMSIS-NN SVDF gives it.
+
+    The int16 state is static: it starts at zero and persists across the firmware's runs, as
+    mcuflow's variable tensor does.
+    """
+    p = prepare_svdf(graph, op)
+    bias, sums = svdf_bias(op), p.batch * p.filters
+    constants = (_array("int8_t", "weights_feature", graph.tensors[op.inputs[1]].data)
+                 + _array("int16_t", "weights_time", graph.tensors[op.inputs[2]].data)
+                 + _array("int32_t", "bias", [] if bias is None else graph.tensors[bias].data)
+                 + f"static int16_t state[{p.batch * p.memory * p.filters}];\n")
+    call = ("    const cmsis_nn_svdf_params svdf = {\n"
+            f"        .rank = {p.rank}, .input_offset = {p.input_offset}, "
+            f".output_offset = {p.output_offset},\n"
+            "        .input_activation = {.min = INT16_MIN, .max = INT16_MAX},\n"
+            "        .output_activation = {.min = INT8_MIN, .max = INT8_MAX}};\n"
+            "    const cmsis_nn_per_tensor_quant_params feature_quant = {\n"
+            f"        .multiplier = {p.feature.multiplier}, .shift = {p.feature.shift}}};\n"
+            "    const cmsis_nn_per_tensor_quant_params time_quant = {\n"
+            f"        .multiplier = {p.time.multiplier}, .shift = {p.time.shift}}};\n"
+            + _dims("input_dims", (p.batch, graph.tensors[op.inputs[0]].shape[1], 1, 1))
+            + _dims("state_dims", (p.batch, p.memory * p.filters, 1, 1))
+            + _dims("feature_dims", (*graph.tensors[op.inputs[1]].shape, 1, 1))
+            + _dims("time_dims", (p.filters, p.memory, 1, 1))
+            + _dims("bias_dims", (p.units, 1, 1, 1))
+            + _dims("output_dims", (p.batch, p.units, 1, 1))
+            + "    int32_t *sums = (int32_t *)scratch;  /* per filter, then per unit */\n"
+            f"    const cmsis_nn_context sums_ctx = {{.buf = sums, .size = {4 * sums}}};\n"
+            f"    const cmsis_nn_context units_ctx = {{.buf = sums + {sums}, "
+            f".size = {4 * p.batch * p.units}}};\n"
+            "    const arm_cmsis_nn_status status = arm_svdf_state_s16_s8(&sums_ctx, &units_ctx,\n"
+            "        &svdf, &feature_quant, &time_quant, &input_dims, layer_input, &state_dims,\n"
+            "        state, &feature_dims, weights_feature, &time_dims, weights_time, &bias_dims,\n"
+            f"        {'NULL' if bias is None else 'bias'}, &output_dims, layer_output);\n")
     return _peer_source(graph, op, constants, call)
 
 
 # --------------------------------------------------------------------------- cases
 
 
-def _one_layer(name: str, shape: tuple[int, ...], add: Callable[[GraphBuilder, str], str]
-               ) -> Callable[[], Graph]:
+def _one_layer(name: str, shape: tuple[int, ...], add: Callable[[GraphBuilder, str], str],
+               dtype: DType = DType.INT8) -> Callable[[], Graph]:
+    """A graph of one layer `add` on an input of `shape` (int16: LiteRT's zero point 0)."""
     def build() -> Graph:
         b = GraphBuilder(name, seed=5)
-        b.output(add(b, b.input(shape, 0.05, 3)))
+        x = b.input(shape, 4.0 / 32768, 0, dtype) if dtype is DType.INT16 \
+            else b.input(shape, 0.05, 3)
+        b.output(add(b, x))
         return b.build()
 
     return build
@@ -192,6 +298,23 @@ CASES = (
                                              b.depthwise_conv2d(x, (3, 3))), _conv_peer),
     Case("fully_connected_640_128", _one_layer("fc", (1, 640), lambda b, x: b.fully_connected(
         x, 128, per_channel=False)), _fully_connected_peer),
+    Case("transpose_conv3x3_s2_8x8x32_16", _one_layer("tconv", (1, 8, 8, 32), lambda b, x:
+                                                      b.transpose_conv(x, 16, (3, 3))),
+         _transpose_conv_peer),
+    Case("transpose_conv2x2_s2_8x8x32_16", _one_layer("tconv2", (1, 8, 8, 32), lambda b, x:
+                                                      b.transpose_conv(x, 16, (2, 2))),
+         _transpose_conv_peer),
+    Case("s16_conv3x3_16x16x16", _one_layer("conv3x3_s16", (1, 16, 16, 16), lambda b, x:
+                                            b.conv2d(x, 16, (3, 3), activation=Activation.RELU),
+                                            DType.INT16), _conv_peer),
+    Case("s16_depthwise3x3_24x24x32", _one_layer("dw3x3_s16", (1, 24, 24, 32), lambda b, x:
+                                                 b.depthwise_conv2d(x, (3, 3)), DType.INT16),
+         _conv_peer),
+    Case("s16_fully_connected_640_128", _one_layer("fc_s16", (1, 640), lambda b, x:
+                                                   b.fully_connected(x, 128), DType.INT16),
+         _fully_connected_peer),
+    Case("svdf_40_32_rank2_memory10", _one_layer("svdf", (1, 40), lambda b, x: b.svdf(
+        x, 32, rank=2, memory=10)), _svdf_peer),
 )
 
 

@@ -14,28 +14,13 @@ import numpy as np
 
 from mcuflow import api
 from mcuflow.frontends.tflite_writer import write_tflite
-from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.enums import Activation, Padding
-from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.graph import DType
 from mcuflow.toolchain.host import build_host, run_host
+from tests.coverage_models import INT16_INPUT_SHAPE as INPUT_SHAPE
+from tests.coverage_models import int16x8_cnn
 from tests.support import litert_invoke
 
 RUNS = 16
-INPUT_SHAPE = (1, 12, 12, 3)
-
-
-def int16x8_cnn() -> Graph:
-    """The CNN, with random int8 weights and int64 biases at realistic scales."""
-    b = GraphBuilder("int16x8_cnn", seed=5)
-    x = b.input(INPUT_SHAPE, dtype=DType.FLOAT32)
-    q = b.quantize(x, 4.0 / 32768.0, 0, DType.INT16)
-    stem = b.conv2d(q, 8, (3, 3), stride=2, activation=Activation.RELU6)
-    depthwise = b.depthwise_conv2d(stem, (3, 3), activation=Activation.RELU)
-    pointwise = b.conv2d(depthwise, 8, (1, 1))
-    residual = b.add(stem, pointwise, Activation.RELU)
-    pooled = b.average_pool2d(residual, 6, 6, Padding.VALID)
-    logits = b.fully_connected(b.reshape(pooled, (1, 8)), 10)
-    return b.output(b.dequantize(b.softmax(logits, beta=0.05))).build()
 
 
 def model_file(directory: Path) -> Path:

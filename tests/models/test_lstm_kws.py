@@ -12,27 +12,14 @@ import numpy as np
 
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
-from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import OpKind, SliceAttrs
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import random_inputs, verify_host
+from tests.coverage_models import kws_lstm_graph
 from tests.support import litert_interpreter, litert_invoke
 
-FRAMES, FEATURES, UNITS, KEYWORDS = 49, 10, 32, 12
 INVOKES = 8
-
-
-def kws_lstm_graph() -> Graph:
-    """The keyword spotter; the last step taken with SLICE + RESHAPE as converters write it."""
-    b = GraphBuilder("kws_lstm", seed=49)
-    x = b.input((1, FRAMES, FEATURES), 0.06, -11)
-    sequence = b.lstm(x, UNITS, gain=3.0)
-    last = b.op(OpKind.SLICE, [sequence], SliceAttrs((0, FRAMES - 1, 0), (1, 1, UNITS)),
-                b.quant(sequence))
-    logits = b.fully_connected(b.reshape(last, (1, UNITS)), KEYWORDS)
-    return b.output(b.softmax(logits)).build()
 
 
 def kws_lstm_model(directory: Path) -> tuple[Path, Graph]:

@@ -18,30 +18,20 @@ from mcuflow import api
 from mcuflow.codegen.project import generate_project
 from mcuflow.errors import UnsupportedModelError
 from mcuflow.frontends.tflite_reader import read_tflite
-from mcuflow.frontends.tflite_writer import write_tflite
-from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import build_host, run_host
+from tests.coverage_models import SVDF_FEATURES as FEATURES
+from tests.coverage_models import SVDF_LABELS as LABELS
+from tests.coverage_models import svdf_kws_model
 from tests.support import litert_interpreter, litert_invoke
 from tests.unit.test_svdf import tflm_outputs
 
-FEATURES = 40
 FRAMES = 16
-LABELS = 4
 STATE_BYTES = 2 * (10 * 32 + 6 * 16 * 2)  # int16 [memory x filters] of each SVDF
-
-
-def svdf_kws_model(activation: Activation = Activation.RELU) -> bytes:
-    """The keyword spotter as .tflite bytes (random weights, fixed seed)."""
-    b = GraphBuilder("svdf_kws", seed=40)
-    frame = b.input((1, FEATURES), 0.1, -128)
-    first = b.svdf(frame, 32, rank=1, memory=10, activation=activation)
-    second = b.svdf(first, 16, rank=2, memory=6, activation=activation)
-    return write_tflite(b.output(b.softmax(b.fully_connected(second, LABELS))).build())
 
 
 def speech_frames(count: int = FRAMES, seed: int = 1) -> np.ndarray:
