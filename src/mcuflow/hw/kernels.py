@@ -784,8 +784,9 @@ _kernel("mcuflow_dequantize_s16", "mcuflow_s16", (OpKind.DEQUANTIZE,),
 
 
 def int16_step(graph: Graph, op: Operator) -> bool:
-    """True when a step computes on int16 activations (LiteRT's int16x8 scheme); an SVDF's
-    int16 state (a variable tensor) is not an activation.
+    """True when a step computes on int16 activations (LiteRT's int16x8 scheme).
+
+    An SVDF's int16 state (a variable tensor) is not an activation.
     """
     return any(graph.tensors[name].dtype is DType.INT16 for name in (*op.inputs, *op.outputs)
                if not graph.tensors[name].is_constant and not graph.tensors[name].variable)
