@@ -2,14 +2,32 @@
 
 TFLM + CMSIS-NN runs a layer as CMSIS-NN's function plus the interpreter's work around it, so
 CMSIS-NN's instructions alone are a lower bound of that peer, and ours / CMSIS-NN an upper bound
-of ours / (TFLM + CMSIS-NN). Each layer is a one-op int8 graph; ours is the project `compile`
+of ours / (TFLM + CMSIS-NN). Each layer is a one-op graph; ours is the project `compile`
 writes, built and run on QEMU (method in mcuflow.toolchain.qemu). The peer firmware is the same
 driver (templates/cortex-m/main.c) with the model replaced by a C file calling the CMSIS-NN
-function on the same constants and parameters (prepared by mcuflow's reference `prepare_*`),
-linked against CMSIS-NN built with the same compiler and flags. Both run the same random inputs;
-the peer's outputs are compared with ours (`max_diff`, in LSB), which checks the parameters given
-to CMSIS-NN (LiteRT's FULLY_CONNECTED requantises in double precision, CMSIS-NN with a Q31
-multiplier: up to 1 LSB apart).
+function TFLM's CMSIS-NN kernel calls, on the same constants and with the parameters TFLM gives
+it (computed by mcuflow's reference `prepare_*`), linked against CMSIS-NN built with the same
+compiler and flags. Both run the same RUNS random inputs in one firmware; the peer's outputs are
+compared with ours (`max_diff`, the largest difference in LSB over all runs), which checks the
+parameters given to CMSIS-NN. The cases:
+
+- CONV_2D, DEPTHWISE_CONV_2D (arm_convolve_wrapper_s8, arm_depthwise_conv_wrapper_s8),
+  TRANSPOSE_CONV (arm_transpose_conv_wrapper_s8, both buffers sized by CMSIS-NN's
+  get_buffer_size functions; it convolves the upsampled input when there are more than 16 input
+  channels, else runs arm_transpose_conv_s8: the cases cover both): max_diff 0, the same
+  arithmetic as LiteRT.
+- FULLY_CONNECTED (arm_fully_connected_s8): LiteRT requantises in double precision, CMSIS-NN
+  with a Q31 multiplier: up to 1 LSB apart.
+- int16x8 CONV_2D, DEPTHWISE_CONV_2D (arm_convolve_wrapper_s16 with an int64 cmsis_nn_bias_data,
+  arm_depthwise_conv_wrapper_s16): max_diff 0; both round the Q31 multiplier to Q15.
+- int16x8 FULLY_CONNECTED (arm_fully_connected_s16): LiteRT requantises in double precision,
+  CMSIS-NN with the Q31 multiplier rounded to Q15: up to 1 LSB apart.
+- SVDF int8 with int16 state (arm_svdf_state_s16_s8): max_diff 0; the state starts at zero and
+  persists across the runs in both.
+- UNIDIRECTIONAL_SEQUENCE_LSTM int8 (arm_lstm_unidirectional_s8, both states persisting across
+  runs as in LiteRT): LiteRT's 8x8_16 LSTM computes its gates' sigmoid and tanh with gemmlowp's
+  fixed-point functions, CMSIS-NN by interpolating its 256-entry sigmoid table (as LiteRT's int16
+  LOGISTIC / TANH ops do): up to 1 LSB apart.
 
 CMSIS-NN is not shipped with mcuflow: pass --cmsis-nn DIR (a checkout of ARM-software/CMSIS-NN)
 or set CMSIS_NN_DIR.
@@ -39,12 +57,14 @@ from mcuflow.hw.board import Board
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import LSTM_GATES, OpKind
 from mcuflow.ir.svdf import svdf_bias
 from mcuflow.quant.fixedpoint import quantize_multiplier
+from mcuflow.ref.common import quant_of
 from mcuflow.ref.conv2d import prepare_conv
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.ref.int16x8 import prepare_conv_s16, prepare_fully_connected_s16
+from mcuflow.ref.lstm import LstmParams, prepare_lstm
 from mcuflow.ref.svdf import prepare_svdf
 from mcuflow.ref.transpose_conv import prepare_transpose_conv
 from mcuflow.toolchain.arm import build_cortexm, compiler_flags, find_cross_compiler
@@ -55,6 +75,8 @@ RUNS = 3
 PEER_FILE = "cmsis_nn_layer.c"
 SCRATCH_BYTES = 32 * 1024
 """Static scratch the peer lends CMSIS-NN (each case's get_buffer_size must fit)."""
+LSTM_GATE_NAMES = ("input", "forget", "cell", "output")
+"""mcuflow's gate order (its weights and biases); cmsis_nn_lstm_params names each gate."""
 CTYPES = {DType.INT8: "int8_t", DType.INT16: "int16_t"}
 FLOAT_SUFFIXES = ("_f16", "_f32")
 """CMSIS-NN's floating-point kernels, not built (int8/int16 layers only)."""
@@ -118,7 +140,8 @@ def _bias(graph: Graph, op: Operator, channels: int) -> np.ndarray:
 
 
 def _operands(graph: Graph, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
-    return tuple(graph.tensors[n] for n in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    """The input, the weights and the output of a weighted layer."""
+    return graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]], graph.tensors[op.outputs[0]]
 
 
 def _conv_peer(graph: Graph, op: Operator) -> str:
@@ -165,9 +188,8 @@ def _fully_connected_peer(graph: Graph, op: Operator) -> str:
     x, w, y = _operands(graph, op)
     wide = x.dtype is DType.INT16
     if wide:
-        wide_params = prepare_fully_connected_s16(x, w, y, op.attrs)
-        scale, act, offsets = (wide_params.scales[0], (wide_params.act_min, wide_params.act_max),
-                               (0, 0, 0))
+        s16 = prepare_fully_connected_s16(x, w, y, op.attrs)
+        scale, act, offsets = s16.scales[0], (s16.act_min, s16.act_max), (0, 0, 0)
     else:
         params = prepare_fully_connected(x, w, y, op.attrs)
         scale, act = params.scales[0], (params.act_min, params.act_max)
@@ -271,6 +293,69 @@ def _svdf_peer(graph: Graph, op: Operator) -> str:
     return _peer_source(graph, op, constants, call)
 
 
+def _lstm_gate(p: LstmParams, gate: int) -> str:
+    """The cmsis_nn_lstm_gate TFLM's CMSIS-NN LSTM builds (biases with the zero points folded)."""
+    name, x, h = (LSTM_GATE_NAMES[gate], p.input_multipliers[gate],
+                  p.recurrent_multipliers[gate])
+    return (f"        .{name}_gate = {{.input_multiplier = {x.multiplier}, "
+            f".input_shift = {x.shift},\n"
+            f"            .input_weights = {name}_weights, .input_effective_bias = {name}_bias,\n"
+            f"            .hidden_multiplier = {h.multiplier}, .hidden_shift = {h.shift},\n"
+            f"            .hidden_weights = {name}_recurrent, "
+            f".hidden_effective_bias = {name}_recurrent_bias,\n"
+            f"            .bias = {name}_gate_bias, "
+            f".activation_type = {'ARM_TANH' if name == 'cell' else 'ARM_SIGMOID'}}},\n")
+
+
+def _lstm_constants(graph: Graph, op: Operator, p: LstmParams) -> str:
+    text = ""
+    for gate, name in enumerate(LSTM_GATE_NAMES):
+        weights, recurrent, bias = (graph.tensors[op.inputs[1 + gate + k * LSTM_GATES]].data
+                                    for k in range(3))
+        text += (_array("int8_t", f"{name}_weights", weights)
+                 + _array("int8_t", f"{name}_recurrent", recurrent)
+                 + _array("int32_t", f"{name}_gate_bias", bias)
+                 + _array("int32_t", f"{name}_bias", p.input_bias[gate])
+                 + _array("int32_t", f"{name}_recurrent_bias", p.recurrent_bias[gate]))
+    start = ", ".join([str(p.output_zero_point)] * (p.batch * p.units))
+    return (text + f"static int16_t cell_state[{p.batch * p.units}];\n"
+            f"static int8_t hidden_state[{p.batch * p.units}] = {{{start}}};\n")
+
+
+def _lstm_peer(graph: Graph, op: Operator) -> str:
+    """arm_lstm_unidirectional_s8 with the parameters TFLM's CMSIS-NN LSTM gives it.
+
+    Both states are static and passed to CMSIS-NN (cell_state, hidden_state): they start at 0
+    and the output zero point and persist across the firmware's runs, as LiteRT's and mcuflow's
+    variable tensors do.
+    """
+    p, x = prepare_lstm(graph, op), graph.tensors[op.inputs[0]]
+    # TFLM's inter-gate scales: forget gate (Q0.15) x cell state -> cell state, and input gate
+    # (Q0.15) x cell gate (Q0.15) -> cell state (scale 2**cell_exponent).
+    forget_cell, input_cell = quantize_multiplier(2.0**-15), quantize_multiplier(
+        2.0**(-30 - p.cell_exponent))
+    gates = "".join(_lstm_gate(p, gate) for gate in range(LSTM_GATES))
+    call = ("    const cmsis_nn_lstm_params lstm = {\n"
+            f"        .time_major = {int(p.time_major)}, .batch_size = {p.batch}, "
+            f".time_steps = {p.time}, .input_size = {p.features},\n"
+            f"        .hidden_size = {p.units}, .input_offset = {-quant_of(x).zero_point0},\n"
+            f"        .forget_to_cell_multiplier = {forget_cell.multiplier}, "
+            f".forget_to_cell_shift = {forget_cell.shift},\n"
+            f"        .input_to_cell_multiplier = {input_cell.multiplier}, "
+            f".input_to_cell_shift = {input_cell.shift},\n"
+            f"        .cell_clip = {p.cell_clip}, .cell_scale_power = {p.cell_exponent},\n"
+            f"        .output_multiplier = {p.hidden.multiplier}, "
+            f".output_shift = {p.hidden.shift}, .output_offset = {p.hidden_zero_point},\n"
+            f"{gates}    }};\n"
+            "    int16_t *temp = (int16_t *)scratch;\n"
+            f"    cmsis_nn_lstm_context buffers = {{.temp1 = temp, .temp2 = temp + "
+            f"{p.batch * p.units},\n"
+            "        .cell_state = cell_state, .hidden_state = hidden_state};\n"
+            "    const arm_cmsis_nn_status status = arm_lstm_unidirectional_s8(layer_input, "
+            "layer_output, &lstm,\n        &buffers);\n")
+    return _peer_source(graph, op, _lstm_constants(graph, op, p), call)
+
+
 # --------------------------------------------------------------------------- cases
 
 
@@ -304,6 +389,9 @@ CASES = (
     Case("transpose_conv2x2_s2_8x8x32_16", _one_layer("tconv2", (1, 8, 8, 32), lambda b, x:
                                                       b.transpose_conv(x, 16, (2, 2))),
          _transpose_conv_peer),
+    Case("transpose_conv3x3_s2_16x16x16_8", _one_layer("tconv3", (1, 16, 16, 16), lambda b, x:
+                                                       b.transpose_conv(x, 8, (3, 3))),
+         _transpose_conv_peer),
     Case("s16_conv3x3_16x16x16", _one_layer("conv3x3_s16", (1, 16, 16, 16), lambda b, x:
                                             b.conv2d(x, 16, (3, 3), activation=Activation.RELU),
                                             DType.INT16), _conv_peer),
@@ -315,6 +403,8 @@ CASES = (
          _fully_connected_peer),
     Case("svdf_40_32_rank2_memory10", _one_layer("svdf", (1, 40), lambda b, x: b.svdf(
         x, 32, rank=2, memory=10)), _svdf_peer),
+    Case("lstm_49x10_32", _one_layer("lstm", (1, 49, 10), lambda b, x: b.lstm(x, 32)),
+         _lstm_peer),
 )
 
 
@@ -404,9 +494,9 @@ def main() -> None:
         return
     print(f"Per layer on QEMU {args.target} ({board.id}): mcuflow vs CMSIS-NN's kernel alone "
           "(a lower bound of TFLM + CMSIS-NN)")
-    print(f"{'case':32} {'op':18} {'mcuflow':>10} {'CMSIS-NN':>10} {'ratio':>6} {'max diff':>8}")
+    print(f"{'case':32} {'op':28} {'mcuflow':>10} {'CMSIS-NN':>10} {'ratio':>6} {'max diff':>8}")
     for r in rows:
-        print(f"{r.case:32} {r.kernel:18} {r.ours:>10,} {r.cmsis_nn:>10,} {r.ratio:>6.2f} "
+        print(f"{r.case:32} {r.kernel:28} {r.ours:>10,} {r.cmsis_nn:>10,} {r.ratio:>6.2f} "
               f"{r.max_diff:>8}")
 
 
