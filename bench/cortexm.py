@@ -7,6 +7,7 @@ quoted in issue 5, which the mcuflow team measured with TFLM + CMSIS-NN on the s
 instruction and the time at the board's clock.
 
 Run: .venv/bin/python bench/cortexm.py [--target cortex-m4] [--board ID] [--json] [MODEL ...]
+     .venv/bin/python bench/cortexm.py --coverage  # + the six models of issue 17
      .venv/bin/python bench/cortexm.py --profile [--target T] [MODEL ...]  # per layer
 
 The cost model's kernel coefficients are fitted by bench/costmodel.py --fit, which also checks
@@ -22,10 +23,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.hw.board import Board, get_board
+from mcuflow.ir.graph import Graph
+from mcuflow.passes.pipeline import INT8_PASSES, run_passes
 from mcuflow.toolchain.qemu import (
     CortexMResult,
     bench_cortexm,
@@ -36,6 +41,8 @@ from mcuflow.toolchain.qemu import (
 )
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test-suite's model builders (tests.coverage_models)
 SHARED = ["kws_ref_model.tflite", "vww_96_int8.tflite", "pretrainedResnet_quant.tflite",
           "ad01_int8.tflite", "str_ww_ref_model.tflite"]
 GOAL = 0.45
@@ -91,6 +98,22 @@ def print_table(rows: list[dict[str, object]]) -> None:
               f"(worst {max(ratios):.3f})")
 
 
+def coverage_rows(target: str, board: Board) -> list[CortexMResult]:
+    """The six models of the operator coverage (issue 17), built by the test-suite.
+
+    Each runs the int8 rewrites a loaded .tflite gets (INT8_PASSES); no TFLM peer figures exist
+    for them (bench/cmsis_nn.py compares their layers with CMSIS-NN's kernels).
+    """
+    from tests.coverage_models import COVERAGE_MODELS
+
+    return [_built_row(build, target, board) for build in COVERAGE_MODELS.values()]
+
+
+def _built_row(build: Callable[[], Graph], target: str, board: Board) -> CortexMResult:
+    graph = run_passes(build(), INT8_PASSES)
+    return verify_cortexm(graph, plan_for(graph, target), target, board, runs=2, seed=0)
+
+
 def profiles(paths: list[Path], target: str, board: Board) -> list[CortexMResult]:
     """One profiled run per model: instructions per layer."""
     results = []
@@ -135,13 +158,18 @@ def main() -> None:
     parser.add_argument("--board", default=None, help="board id (default: one per target)")
     parser.add_argument("--json", action="store_true", help="print JSON rows")
     parser.add_argument("--profile", action="store_true", help="instructions per layer")
+    parser.add_argument("--coverage", action="store_true",
+                        help="also the six models of the operator coverage (issue 17)")
     args = parser.parse_args()
     board = default_board(args.target) if args.board is None else get_board(args.board)
     paths = [MODELS / name for name in SHARED] + list(args.models)
     if args.profile:
         print_profile(profiles(list(args.models) or paths, args.target, board))
         return
-    rows = [table_row(result) for result in bench_cortexm(paths, args.target, board)]
+    results = bench_cortexm(paths, args.target, board)
+    if args.coverage:
+        results += coverage_rows(args.target, board)
+    rows = [table_row(result) for result in results]
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -327,14 +327,16 @@ def _broadcast(graph: Graph, op: Operator) -> tuple[int, int, bool]:
 def binary_terms(graph: Graph, op: Operator) -> Work:
     """Work of a two-input element-wise kernel over a broadcast layout (mcuflow_binary_s8...).
 
-    Per row of the layout an offset over its dims (`loops`); per element its arithmetic
-    (`elements`: ADD's and SUB's three requantisations), MUL's one requantisation as `macs`.
+    Per row of the layout an offset over its dims (`loops`); per element its arithmetic, a term
+    per kind of arithmetic: ADD's, SUB's (and MAXIMUM's, MINIMUM's) as `elements`, MUL's one
+    requantisation as `macs`, SQUARED_DIFFERENCE's three multipliers as `taps`, PRELU's choice
+    of two requantisations as `outputs`.
     """
     rows, rank, _ = _broadcast(graph, op)
-    size = _size(graph, op.outputs[0])
-    mul = op.kind is OpKind.MUL
-    return Work(calls=1, rows=rows, loops=rows * rank, elements=0 if mul else size,
-                macs=size if mul else 0)
+    per_element = {OpKind.MUL: "macs", OpKind.SQUARED_DIFFERENCE: "taps",
+                   OpKind.PRELU: "outputs"}.get(op.kind, "elements")
+    return Work(calls=1, rows=rows, loops=rows * rank,
+                **{per_element: float(_size(graph, op.outputs[0]))})
 
 
 def lookup_terms(graph: Graph, op: Operator) -> Work:
