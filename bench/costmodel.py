@@ -472,10 +472,10 @@ def _lstm(b: GraphBuilder, rng: np.random.Generator) -> str:
             break
     time_major = bool(rng.integers(2))
     x = _input(b, rng, (time, batch, features) if time_major else (batch, time, features))
-    cell = QuantParams.per_tensor(2.0 ** int(rng.integers(-15, -8)), 0)
+    cell_exponent = int(rng.integers(-15, -8))
     clip = float(_pick(rng, [0.0, 0.0, 3.0]))
-    return b.lstm(x, units, LstmAttrs(time_major, clip, 0.0, cell),
-                  gain=float(rng.uniform(1.0, 6.0)))
+    return b.lstm(x, units, LstmAttrs(time_major, clip), gain=float(rng.uniform(1.0, 6.0)),
+                  cell_exponent=cell_exponent)
 
 
 def _strided(b: GraphBuilder, rng: np.random.Generator) -> str:

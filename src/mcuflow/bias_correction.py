@@ -14,6 +14,7 @@ from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.passes.common import unique_name
 from mcuflow.quant.affine import quantize_values, shifted_bias
 from mcuflow.quant.report import dequantize
+from mcuflow.ref.interpreter import initial_state
 from mcuflow.ref.registry import FLOAT_KERNELS, prepare
 
 MIN_OBSERVATIONS = 4
@@ -64,6 +65,9 @@ def correct_biases(int8_graph: Graph, samples: Sequence[Sample], means: LayerMea
     float_ops = {op.outputs[0]: op for op in means.ops}
     values = [{name: quantize_values(x, int8_graph.tensor(name).quant)
                for name, x in zip(int8_graph.inputs, sample, strict=True)} for sample in samples]
+    for tensors in values:  # each sample from the start state (an LSTM's), as the float run
+        tensors.update({name: initial_state(int8_graph.tensor(name))
+                        for name in int8_graph.variables()})
     last_use = _last_uses(int8_graph)
     for index, op in enumerate(int8_graph.operators):
         name = op.outputs[0]

@@ -485,8 +485,7 @@ def lstms() -> Graph:
     x = b.input((2, 6, 5), 0.05, -4)
     major = b.reshape(x, (6, 2, 5))
     sequence = b.lstm(x, 8)
-    clipped = b.lstm(major, 3, LstmAttrs(True, 0.75, 0.0, QuantParams.per_tensor(2.0**-12, 0)),
-                     gain=6.0)
+    clipped = b.lstm(major, 3, LstmAttrs(True, 0.75), gain=6.0, cell_exponent=-12)
     last = b.op(OpKind.SLICE, [sequence], SliceAttrs((0, 5, 0), (2, 1, 8)), b.quant(sequence))
     logits = b.fully_connected(b.reshape(last, (2, 8)), 4)
     b.output(sequence, clipped, b.softmax(logits))

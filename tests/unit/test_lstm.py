@@ -12,9 +12,12 @@ from mcuflow.frontends.tflite_reader import _convert, _decode, read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import get_board
 from mcuflow.ir.builder import GraphBuilder
-from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import LstmAttrs, OpKind
+from mcuflow.ir.constraints import check_supported
+from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import LSTM_CELL_STATE, LSTM_OUTPUT_STATE, LstmAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
+from mcuflow.memory.execute import run_in_arena
+from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke, random_input
 
@@ -40,8 +43,8 @@ def lstm_graph(batch: int, time: int, features: int, units: int, time_major: boo
     b = GraphBuilder("lstm", seed=seed)
     shape = (time, batch, features) if time_major else (batch, time, features)
     x = b.input(shape, 0.04, int(b.rng.integers(-20, 21)))
-    attrs = LstmAttrs(time_major, cell_clip, proj_clip, QuantParams.per_tensor(2.0**exponent, 0))
-    return b.output(b.lstm(x, units, attrs, gain=gain)).build()
+    attrs = LstmAttrs(time_major, cell_clip, proj_clip)
+    return b.output(b.lstm(x, units, attrs, gain=gain, cell_exponent=exponent)).build()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
@@ -62,20 +65,75 @@ def test_reference_equals_litert_across_invokes(case: tuple) -> None:
 def test_round_trip_keeps_states_and_intermediates() -> None:
     graph = lstm_graph(*CASES[6])
     back = read_tflite(write_tflite(graph))
-    op = back.operators[0]
+    op, source = back.operators[0], graph.operators[0]
     assert op.kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM
-    assert op.attrs.cell_state == graph.operators[0].attrs.cell_state
-    assert op.attrs.hidden == graph.operators[0].attrs.hidden
+    assert op.attrs.hidden == source.attrs.hidden
     assert (op.attrs.time_major, op.attrs.cell_clip) == (True, 0.5)
-    assert len(op.attrs.gates) == 4 and len(op.inputs) == 13
+    assert len(op.attrs.gates) == 4 and len(op.inputs) == 15
+    assert back.variables() == list(op.inputs[LSTM_OUTPUT_STATE:])
+    for position, dtype in ((LSTM_OUTPUT_STATE, DType.INT8), (LSTM_CELL_STATE, DType.INT16)):
+        state, before = back.tensor(op.inputs[position]), graph.tensor(source.inputs[position])
+        assert state.variable and state.data is None and state.dtype is dtype
+        assert (state.shape, state.quant) == ((2, 7), before.quant) and before.shape == (2, 7)
+
+
+def test_output_state_starts_at_the_output_zero_point() -> None:
+    """LiteRT's ResetVariableTensor: an int8 variable starts at its zero point, int16 at 0."""
+    graph = lstm_graph(*CASES[0])
+    op = graph.operators[0]
+    ours = Interpreter(graph)
+    zero_point = graph.tensor(op.outputs[0]).quant.zero_point0
+    assert zero_point != 0
+    assert (ours.state[op.inputs[LSTM_OUTPUT_STATE]] == zero_point).all()
+    assert not ours.state[op.inputs[LSTM_CELL_STATE]].any()
+
+
+def test_reset_matches_litert_reset_all_variables() -> None:
+    graph = lstm_graph(*CASES[1], seed=4)
+    litert, ours = litert_interpreter(write_tflite(graph)), Interpreter(graph)
+    x = graph.tensor(graph.inputs[0])
+    inputs = [random_input(x.shape, np.dtype(np.int8), np.random.default_rng(seed))
+              for seed in range(5)]
+    for value in inputs[:3]:
+        litert_invoke(litert, [value])
+        ours.run([value])
+    litert.reset_all_variables()
+    ours.reset()
+    for value in inputs[3:]:
+        np.testing.assert_array_equal(ours.run([value]).outputs[0],
+                                      litert_invoke(litert, [value])[0])
+
+
+def test_states_are_kept_outside_the_arena() -> None:
+    graph = lstm_graph(*CASES[2])
+    plan = plan_memory(graph, 0.5)
+    assert len(graph.variables()) == 2 and not set(graph.variables()) & set(plan.buffers)
+    litert, state = litert_interpreter(write_tflite(graph)), Interpreter(graph).state
+    x = graph.tensor(graph.inputs[0])
+    for seed in range(3):
+        value = random_input(x.shape, np.dtype(np.int8), np.random.default_rng(seed))
+        got = run_in_arena(plan, [value], state=state).outputs[0]
+        np.testing.assert_array_equal(got, litert_invoke(litert, [value])[0])
 
 
 def test_cell_state_scale_must_be_a_power_of_two() -> None:
     graph = lstm_graph(1, 3, 2, 3, False, -11, 0.0, 0.0, 2.0)
-    op = graph.operators[0]
-    op.attrs = LstmAttrs(cell_state=QuantParams.per_tensor(0.0003, 0), hidden=op.attrs.hidden)
+    graph.tensor(graph.operators[0].inputs[LSTM_CELL_STATE]).quant = QuantParams.per_tensor(
+        0.0003, 0)
     with pytest.raises(UnsupportedModelError, match="power-of-two scale"):
         Interpreter(graph)
+
+
+def test_states_must_be_variable_and_quantised_as_litert_takes_them() -> None:
+    graph = lstm_graph(1, 3, 2, 3, False, -11, 0.0, 0.0, 2.0)
+    output_state = graph.tensor(graph.operators[0].inputs[LSTM_OUTPUT_STATE])
+    output_state.variable = False
+    output_state.quant = QuantParams.per_tensor(0.01, 3)
+    with pytest.raises(UnsupportedModelError, match="a non-variable int8 output state"):
+        check_supported(graph)
+    output_state.variable = True
+    with pytest.raises(UnsupportedModelError, match="quantised unlike the output"):
+        check_supported(graph)
 
 
 def test_proj_clip_is_refused() -> None:

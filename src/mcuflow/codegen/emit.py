@@ -18,7 +18,6 @@ from mcuflow.codegen.context import (
     c_float,
     c_int,
 )
-from mcuflow.codegen.names import c_comment
 from mcuflow.codegen.tables import lookup_table_f32, lookup_table_s8, softmax_exp_table
 from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.kernels import (
@@ -36,6 +35,8 @@ from mcuflow.hw.kernels import (
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
+    LSTM_CELL_STATE,
+    LSTM_OUTPUT_STATE,
     MAX_RANK,
     ConcatenationAttrs,
     Conv2DAttrs,
@@ -779,22 +780,6 @@ def _c_list(values: list[int]) -> str:
     return "{" + ", ".join(c_int(v) for v in values) + "}"
 
 
-def _lstm_states(ctx: EmitContext, units: int, batch: int, zero_point: int) -> tuple[str, str]:
-    """The layer's variable tensors in static storage, not the arena that every run reuses.
-
-    The int8 output state starts at its zero point (LiteRT's ResetVariableTensor), the int16
-    cell state at 0.
-    """
-    output_state, cell_state = ctx.symbol("output_state"), ctx.symbol("cell_state")
-    count = batch * units
-    ctx.definitions += [
-        f"/* {c_comment(ctx.op.name)}: LSTM states, kept from one inference to the next. */",
-        f"static int8_t {output_state}[{count}] = {_c_list([zero_point] * count)};",
-        f"static int16_t {cell_state}[{count}];",
-    ]
-    return output_state, cell_state
-
-
 @emitter(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM)
 def _lstm(ctx: EmitContext) -> LayerCode:
     p = prepare_lstm(ctx.graph, ctx.op)
@@ -807,7 +792,6 @@ def _lstm(ctx: EmitContext) -> LayerCode:
     recurrent_bias = ctx.constant("recurrent_bias", "int32_t", p.recurrent_bias.astype(np.int32),
                                   f"{ctx.op.name}: - output zero point * recurrent row sums")
     weights = [ctx.pool.tensor(ctx.graph, name) for name in ctx.op.inputs[1:9]]
-    output_state, cell_state = _lstm_states(ctx, p.units, p.batch, p.output_zero_point)
     symbol = _define(ctx, "mcuflow_lstm_t", "lstm", {
         "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
         "time_major": int(p.time_major), "input_weights": "{" + ", ".join(weights[:4]) + "}",
@@ -821,7 +805,8 @@ def _lstm(ctx: EmitContext) -> LayerCode:
         "hidden_shift": p.hidden.shift, "hidden_zero_point": p.hidden_zero_point,
         "cell_clip": p.cell_clip})
     call = _call("mcuflow_lstm_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx),
-                 output_state, cell_state, f"(int16_t *){ctx.scratch()}")
+                 ctx.state(ctx.op.inputs[LSTM_OUTPUT_STATE]),
+                 ctx.state(ctx.op.inputs[LSTM_CELL_STATE]), f"(int16_t *){ctx.scratch()}")
     return _code(ctx, call, ("mcuflow_lstm",))
 
 

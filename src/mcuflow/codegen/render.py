@@ -19,7 +19,7 @@ from mcuflow.codegen.emit import emit_step
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.names import Naming, c_comment, c_string
 from mcuflow.codegen.targets import Target
-from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.graph import DType, Graph, Tensor
 from mcuflow.ir.ops import INDEX_TYPES
 from mcuflow.memory.plan import RUNS_NO_CODE, Plan
 
@@ -235,30 +235,49 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
 
 
 def _state_declarations(header: _Header, graph: Graph) -> None:
-    """STATE_BYTES and the reset function of a model with variable tensors (SVDF state)."""
+    """STATE_BYTES and the reset function of a model with variable tensors (SVDF, LSTM state)."""
     header.lines.append("/* Static RAM of the state the model keeps from one inference to the "
                         "next (outside the arena). */")
     header.define("STATE_BYTES", sum(graph.tensor(n).nbytes for n in graph.variables()))
     header.lines += [
-        "/* Zero the state (as at start-up): the next inference starts a new sequence. */",
+        "/* Reset the state to its start-up values: the next inference starts a new sequence. */",
         f"void {header.symbol('model_reset')}(void);",
         "",
     ]
 
 
+_STATE_VALUES_PER_LINE = 16
+
+
+def _state_array(tensor: Tensor, symbol: str) -> list[str]:
+    """The static array of variable `tensor`, initialised to its `reset_value`.
+
+    A zero start is left to C's zeroing of static storage; another (an LSTM's int8 output
+    state at its zero point) is written out element by element.
+    """
+    head = f"static {_STATE_CTYPES[tensor.dtype]} {symbol}[{tensor.size}]"
+    comment = f" /* {c_comment(tensor.name, 40)} */"
+    if tensor.reset_value == 0:
+        return [f"{head};{comment}"]
+    value, per_line = str(tensor.reset_value), _STATE_VALUES_PER_LINE
+    rows = [", ".join([value] * min(per_line, tensor.size - start))
+            for start in range(0, tensor.size, per_line)]
+    return [f"{head} = {{{comment}", *(f"    {row}," for row in rows), "};"]
+
+
 def _state_source(graph: Graph, naming: Naming) -> list[str]:
-    """The static arrays of the variable tensors (zero at start-up) and the reset function."""
+    """The static arrays of the variable tensors and the function that resets them.
+
+    Each starts at, and is reset to, its `reset_value` (LiteRT's ResetVariableTensor: memset of
+    the int8 zero point, of 0 otherwise).
+    """
     lines = ["/* State kept from one inference to the next (static storage, not the arena). */"]
-    symbols = []
+    resets = []
     for name in graph.variables():
-        tensor = graph.tensor(name)
-        symbol = state_symbol(graph, naming, name)
-        symbols.append(symbol)
-        lines.append(f"static {_STATE_CTYPES[tensor.dtype]} {symbol}[{tensor.size}]; /* "
-                     f"{c_comment(name, 40)} */")
-    lines += ["", f"void {naming.symbol('model_reset')}(void)", "{"]
-    lines += [f"    memset({symbol}, 0, sizeof {symbol});" for symbol in symbols]
-    return [*lines, "}", ""]
+        tensor, symbol = graph.tensor(name), state_symbol(graph, naming, name)
+        lines += _state_array(tensor, symbol)
+        resets.append(f"    memset({symbol}, {tensor.reset_value}, sizeof {symbol});")
+    return [*lines, "", f"void {naming.symbol('model_reset')}(void)", "{", *resets, "}", ""]
 
 
 def _reader_declarations(header: _Header, inputs: list[TensorSpec]) -> None:
@@ -600,13 +619,14 @@ def invoke_call(sources: ModelSources) -> str:
 
 
 def _state_readme(graph: Graph, naming: Naming) -> list[str]:
-    """The README line of a model with state (SVDF), none for a stateless one."""
+    """The README line of a model with state (SVDF, LSTM), none for a stateless one."""
     if not graph.variables():
         return []
     state = sum(graph.tensor(name).nbytes for name in graph.variables())
     return [f"- State: {state} bytes of static RAM (`{naming.macro('STATE_BYTES')}`) kept from "
-            "one inference to the next, zero at start-up; "
-            f"`{naming.symbol('model_reset')}()` zeroes it to start a new sequence."]
+            "one inference to the next, at its start values at start-up (0, or an int8 "
+            f"zero point); `{naming.symbol('model_reset')}()` restores them to start a new "
+            "sequence."]
 
 
 def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_bytes: int,

@@ -1076,6 +1076,13 @@ def _lstm_constants(imp: _Importer, node: onnx.NodeProto, hidden: int) -> list[n
             + [b[0, s] + b[0, 4 * hidden:][s] for s in block])
 
 
+def _lstm_state(imp: _Importer, base: str, shape: tuple[int, int]) -> str:
+    """A new float32 variable tensor for a state of the LSTM (zero at the start)."""
+    name = imp.fresh(base)
+    imp.graph.add_tensor(Tensor(name, shape, DType.FLOAT32, variable=True))
+    return name
+
+
 @converter("LSTM")
 def _lstm(imp: _Importer, node: onnx.NodeProto) -> None:
     """A forward LSTM as UNIDIRECTIONAL_SEQUENCE_LSTM; Y and Y_h by RESHAPE (and SLICE)."""
@@ -1090,6 +1097,8 @@ def _lstm(imp: _Importer, node: onnx.NodeProto) -> None:
     inputs = [imp.constant(f"{node.output[0]}/lstm_{i}", data)
               for i, data in enumerate(_lstm_constants(imp, node, hidden))]
     seq, batch = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    inputs += [_lstm_state(imp, f"{node.output[0]}/{role}", (batch, hidden))
+               for role in ("output_state", "cell_state")]
     plain3 = (seq, batch, hidden) if time_major else (batch, seq, hidden)
     out = imp.emit(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, [x.name, *inputs],
                    LstmAttrs(time_major=time_major), x, imp.fresh(f"{node.output[0]}/lstm"),

@@ -20,7 +20,7 @@ from mcuflow.frontends.tflite_schema import (
     RawSubgraph,
 )
 from mcuflow.ir.enums import Activation
-from mcuflow.ir.graph import DType, Graph, Operator
+from mcuflow.ir.graph import DType
 from mcuflow.ir.ops import (
     ArgAttrs,
     BatchSpaceAttrs,
@@ -62,6 +62,8 @@ OP = tflite.BuiltinOperator
 Builder = flatbuffers.Builder
 BIAS_INDEX = 2
 """The operand position of the bias of ops with an OptionalBias."""
+NO_TENSOR = -1
+"""The tensor index of an absent optional operand."""
 
 Converter = Callable[[RawOp, RawSubgraph], tuple[OpAttrs, list[int]]]
 """Reads an op's options and constant inputs into (IR attributes, IR input tensor indices)."""
@@ -98,31 +100,18 @@ class OptionalBias:
 
 @dataclass(frozen=True)
 class HeldTensor:
-    """A tensor of an op's TFLite form that the IR keeps in the op's attributes.
+    """A scalar tensor of an op's TFLite form that the IR keeps in the op's attributes.
 
-    An LSTM's states (variable tensors) and intermediates.
+    An LSTM's intermediates (the quantisation of its gates and hidden value).
     """
 
     suffix: str
-    shape: tuple[int, ...]
     dtype: DType
     quant: QuantParams
-    variable: bool = False
 
 
-@dataclass(frozen=True)
-class FlatOperands:
-    """An op's TFLite inputs and intermediates.
-
-    Each input is an IR input position, a HeldTensor, or None for -1.
-    """
-
-    inputs: list[int | HeldTensor | None]
-    intermediates: list[HeldTensor]
-
-
-OperandLayout = Callable[[Graph, Operator], FlatOperands]
-"""The TFLite operands of an op whose IR inputs are not its TFLite inputs in order."""
+Intermediates = Callable[[OpAttrs], list[HeldTensor]]
+"""The intermediates an op's TFLite form records, from its IR attributes."""
 
 
 def _no_attrs(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
@@ -152,14 +141,15 @@ class TfliteOp:
     version: int = 1
     """The operator code version written."""
     arrange: Arrange | None = None
-    """TFLite's operand order when it differs from the IR's (TRANSPOSE_CONV); None keeps it."""
+    """TFLite's operand order when it differs from the IR's (TRANSPOSE_CONV; LSTM, -1 at the
+    operands it lacks); None keeps it."""
     optional: tuple[int, ...] = ()
     """Other operand positions that may be -1 (SVDF's bias): the reader drops an absent one,
     the writer writes -1 there when the IR has fewer inputs."""
     required: int | None = None
     """How many leading inputs must be present (not -1); None: all, or those before the bias."""
-    layout: OperandLayout | None = None
-    """Its TFLite operands when they are not the IR's inputs in order (LSTM); None: they are."""
+    intermediates: Intermediates | None = None
+    """The intermediates it writes (LSTM); None: none."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -745,13 +735,13 @@ def _svdf_options(builder: Builder, a: SvdfAttrs) -> tuple[int, int]:
 LSTM_TFLITE_INPUTS = 24
 """lstm_shared.h: input, 4 input weights, 4 recurrent weights, 3 peephole weights, 4 biases,
 projection weights and bias, output and cell state, 4 layer-norm coefficients."""
-_LSTM_READ = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 15)
-"""The TFLite positions of the IR inputs (x, weights, biases)."""
+_OUTPUT_STATE, _CELL_STATE = 18, 19
+_LSTM_READ = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 15, _OUTPUT_STATE, _CELL_STATE)
+"""The TFLite positions of the IR inputs (x, weights, biases, output state, cell state)."""
 _LSTM_ABSENT = {1: "CIFG (no input gate)", 9: "peephole", 10: "peephole", 11: "peephole",
                 16: "projection", 17: "projection", 20: "layer norm", 21: "layer norm",
                 22: "layer norm", 23: "layer norm"}
 """Optional operands mcuflow refuses when present (or, for the input gate, absent)."""
-_OUTPUT_STATE, _CELL_STATE = 18, 19
 _LSTM_INTERMEDIATES = 5
 _DEFAULT_GATE = LstmAttrs.gates[0]
 
@@ -773,7 +763,7 @@ def _lstm_refusal(op: RawOp, subgraph: RawSubgraph) -> str | None:
 
 
 def _lstm(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
-    """The integer LSTM: options, the states' and intermediates' quantisation.
+    """The integer LSTM: options, the intermediates' quantisation; its states are inputs.
 
     CIFG, peephole, projection and layer norm are refused.
     """
@@ -784,16 +774,11 @@ def _lstm(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
                                 "CIFG, peephole, projection or layer norm, activation TANH")
     if min(op.inputs[_OUTPUT_STATE], op.inputs[_CELL_STATE]) < 0:
         raise check.op_error(op, "lacks its output or cell state tensor")
-    output_state = subgraph.tensors[op.inputs[_OUTPUT_STATE]].quant
-    if output_state != subgraph.tensors[op.outputs[0]].quant:
-        raise check.unsupported(op, "has an output state quantised unlike its output")
     quants = [subgraph.tensors[i].quant for i in op.intermediates]
-    cell = subgraph.tensors[op.inputs[_CELL_STATE]].quant
     attrs = LstmAttrs(
         time_major=bool(o.TimeMajor()) if o else False,
         cell_clip=float(o.CellClip()) if o else 0.0,
         proj_clip=float(o.ProjClip()) if o else 0.0,
-        cell_state=cell or LstmAttrs.cell_state,
         hidden=quants[-1] if quants and quants[-1] else LstmAttrs.hidden,
         gates=tuple(q or _DEFAULT_GATE for q in quants[:-1]) or LstmAttrs.gates,
     )
@@ -811,24 +796,18 @@ def _lstm_options(builder: Builder, a: LstmAttrs) -> tuple[int, int]:
             tflite.UnidirectionalSequenceLSTMOptionsEnd(builder))
 
 
-def _lstm_layout(graph: Graph, op: Operator) -> FlatOperands:
-    """The 24 TFLite inputs (states as variable tensors) and the 5 intermediates."""
-    attrs: LstmAttrs = op.attrs
-    out = graph.tensors[op.outputs[0]]
-    units = out.shape[-1]
-    batch = out.shape[1] if attrs.time_major else out.shape[0]
-    inputs: list[int | HeldTensor | None] = [None] * LSTM_TFLITE_INPUTS
-    for ir_position, position in enumerate(_LSTM_READ):
-        inputs[position] = ir_position
-    assert out.quant is not None
-    inputs[_OUTPUT_STATE] = HeldTensor("output_state", (batch, units), DType.INT8, out.quant,
-                                       variable=True)
-    inputs[_CELL_STATE] = HeldTensor("cell_state", (batch, units), DType.INT16,
-                                     attrs.cell_state, variable=True)
-    intermediates = [HeldTensor(f"intermediate_{i}", (), DType.INT16, q)
-                     for i, q in enumerate(attrs.gates)]
-    intermediates.append(HeldTensor("hidden", (), DType.INT8, attrs.hidden))
-    return FlatOperands(inputs, intermediates)
+def _lstm_operands(written: list[int]) -> list[int]:
+    """The 15 written IR inputs at their places among the 24 TFLite operands, -1 elsewhere."""
+    operands = [NO_TENSOR] * LSTM_TFLITE_INPUTS
+    for index, position in zip(written, _LSTM_READ, strict=True):
+        operands[position] = index
+    return operands
+
+
+def _lstm_intermediates(attrs: LstmAttrs) -> list[HeldTensor]:
+    """The converter's 5 intermediates: the 4 gates (int16) and the hidden value (int8)."""
+    gates = [HeldTensor(f"intermediate_{i}", DType.INT16, q) for i, q in enumerate(attrs.gates)]
+    return [*gates, HeldTensor("hidden", DType.INT8, attrs.hidden)]
 
 
 # --- STRIDED_SLICE, SPLIT, SPLIT_V, PACK, UNPACK, TRANSPOSE, GATHER
@@ -1081,7 +1060,8 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
     OpKind.SVDF: TfliteOp(OP.SVDF, _svdf, _svdf_options, (5, 5), version=3, optional=(3,)),
     OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: TfliteOp(
         OP.UNIDIRECTIONAL_SEQUENCE_LSTM, _lstm, _lstm_options,
-        (LSTM_TFLITE_INPUTS, LSTM_TFLITE_INPUTS), required=1, layout=_lstm_layout),
+        (LSTM_TFLITE_INPUTS, LSTM_TFLITE_INPUTS), arrange=_lstm_operands, required=1,
+        intermediates=_lstm_intermediates),
     OpKind.STRIDED_SLICE: TfliteOp(OP.STRIDED_SLICE, _strided_slice, _strided_slice_options,
                                    (4, 4), constant_inputs=_strided_slice_inputs, version=2),
     OpKind.SPLIT: TfliteOp(OP.SPLIT, _split, _split_options, (2, 2),

@@ -8,7 +8,7 @@ import flatbuffers
 import numpy as np
 import tflite
 
-from mcuflow.frontends.tflite_ops import BIAS_INDEX, TFLITE_OPS, HeldTensor
+from mcuflow.frontends.tflite_ops import BIAS_INDEX, NO_TENSOR, TFLITE_OPS, HeldTensor
 from mcuflow.frontends.tflite_schema import (
     FILE_IDENTIFIER,
     PLACEHOLDER_FOR_GREATER_OP_CODES,
@@ -20,7 +20,6 @@ from mcuflow.ir.ops import OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.ir.verify import GraphInvariantError
 
-NO_TENSOR = -1
 BUFFER_ALIGNMENT = 16
 
 Builder = flatbuffers.Builder
@@ -42,7 +41,7 @@ def write_tflite(graph: Graph) -> bytes:
         if tensor.is_constant:
             buffers.append(_buffer(builder, tensor))
             buffer_index = len(buffers) - 1
-        tensors.append(_tensor(builder, tensor, buffer_index, len(tensors) in layout.variables))
+        tensors.append(_tensor(builder, tensor, buffer_index))
     operators = [_operator(builder, layout, op) for op in layout.ops]
     subgraph = _subgraph(builder, graph, layout, tensors, operators)
     opcodes = [_operator_code(builder, kind) for kind in layout.kinds]
@@ -69,7 +68,6 @@ class _Layout:
     index: dict[str, int] = field(default_factory=dict)
     ops: list[_FlatOp] = field(default_factory=list)
     kinds: list[OpKind] = field(default_factory=list)
-    variables: set[int] = field(default_factory=set)
 
     @classmethod
     def of(cls, graph: Graph) -> _Layout:
@@ -85,10 +83,7 @@ class _Layout:
                 inputs = TFLITE_OPS[op.kind].arrange(inputs)
             inputs = _absent_optional(op, inputs)
             outputs = [layout.lookup(name, op) for name in op.outputs]
-            if TFLITE_OPS[op.kind].layout is not None:
-                layout.ops.append(layout.laid_out(graph, op, outputs))
-            else:
-                layout.ops.append(_FlatOp(op, inputs, outputs))
+            layout.ops.append(_FlatOp(op, inputs, outputs, layout.intermediates(op)))
             if op.kind not in layout.kinds:
                 layout.kinds.append(op.kind)
         return layout
@@ -108,23 +103,15 @@ class _Layout:
             )
         return self.index[name]
 
-    def laid_out(self, graph: Graph, op: Operator, outputs: list[int]) -> _FlatOp:
-        """An op whose TFLite operands its record lays out (LSTM: states and intermediates)."""
-        layout = TFLITE_OPS[op.kind].layout
-        assert layout is not None
-        flat = layout(graph, op)
-        inputs = [NO_TENSOR if item is None
-                  else self.held(op, item) if isinstance(item, HeldTensor)
-                  else self.lookup(op.inputs[item], op) for item in flat.inputs]
-        return _FlatOp(op, inputs, outputs, [self.held(op, item) for item in flat.intermediates])
+    def intermediates(self, op: Operator) -> list[int]:
+        """New tensors for the intermediates `op`'s TFLite form records (LSTM), else none."""
+        form = TFLITE_OPS[op.kind].intermediates
+        return [] if form is None else [self.held(op, held) for held in form(op.attrs)]
 
     def held(self, op: Operator, held: HeldTensor) -> int:
-        """A new tensor for `held`, marked variable when it is a state."""
+        """A new scalar tensor for `held`."""
         name = self.unique_name(f"{op.outputs[0]}/{held.suffix}")
-        index = self.add(Tensor(name, held.shape, held.dtype, held.quant))
-        if held.variable:
-            self.variables.add(index)
-        return index
+        return self.add(Tensor(name, (), held.dtype, held.quant))
 
     def extra_inputs(self, op: Operator) -> list[int]:
         """Inputs TFLite expects beyond the IR's: attribute constants or the omitted bias."""
@@ -208,8 +195,8 @@ def _quantization(builder: Builder, quant: QuantParams) -> int:
     return tflite.QuantizationParametersEnd(builder)
 
 
-def _tensor(builder: Builder, tensor: Tensor, buffer_index: int, variable: bool = False) -> int:
-    """A Tensor table (`variable`: a state LiteRT keeps across invocations)."""
+def _tensor(builder: Builder, tensor: Tensor, buffer_index: int) -> int:
+    """A Tensor table (is_variable for a state LiteRT keeps across invocations)."""
     name = builder.CreateString(tensor.name)
     shape = _numpy_vector(builder, tensor.shape, "<i4")
     quant = _quantization(builder, tensor.quant) if tensor.quant is not None else None
@@ -221,7 +208,7 @@ def _tensor(builder: Builder, tensor: Tensor, buffer_index: int, variable: bool 
     if quant is not None:
         tflite.TensorAddQuantization(builder, quant)
     tflite.TensorAddHasRank(builder, True)
-    if tensor.variable or variable:
+    if tensor.variable:
         tflite.TensorAddIsVariable(builder, True)
     return tflite.TensorEnd(builder)
 

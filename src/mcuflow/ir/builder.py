@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -226,9 +227,7 @@ class GraphBuilder:
         time_data = self.rng.integers(-32767, 32768, size=(filters, memory)).astype(np.int16)
         time_q = QuantParams.per_tensor(1.0 / (18918.0 * math.sqrt(memory)), 0)
         time = self.constant("weights_time", time_data, time_q)
-        state = self._fresh("state")
-        self.graph.add_tensor(Tensor(state, (batch, memory * filters), DType.INT16, state_q,
-                                     variable=True))
+        state = self._variable("state", (batch, memory * filters), DType.INT16, state_q)
         inputs = [x, feature, time]
         if bias:
             spread = int(4096 * 18918 * math.sqrt(memory) / 4)
@@ -408,13 +407,14 @@ class GraphBuilder:
 
     def lstm(
         self, x: str, units: int, attrs: LstmAttrs | None = None,
-        output: QuantParams | None = None, gain: float = 2.0,
+        output: QuantParams | None = None, gain: float = 2.0, cell_exponent: int = -11,
     ) -> str:
-        """UNIDIRECTIONAL_SEQUENCE_LSTM as the converter quantises it.
+        """UNIDIRECTIONAL_SEQUENCE_LSTM as the converter quantises it, with new variable states.
 
         Per-tensor symmetric int8 weights, int32 biases at input scale x weight scale; `gain` is
-        the typical magnitude of a gate's pre-activation. The hidden intermediate is quantised
-        as the output.
+        the typical magnitude of a gate's pre-activation. The hidden intermediate and the int8
+        output state are quantised as the output, the int16 cell state at scale
+        2**`cell_exponent`, zero point 0.
         """
         attrs = attrs or LstmAttrs()
         features = self.graph.tensors[x].shape[-1]
@@ -428,9 +428,20 @@ class GraphBuilder:
             data = self.rng.integers(-int(gain / scale), int(gain / scale) + 1, size=units)
             inputs.append(self.constant("bias", data.astype(np.int32),
                                         QuantParams.per_tensor(scale, 0)))
-        held = LstmAttrs(attrs.time_major, attrs.cell_clip, attrs.proj_clip, attrs.cell_state,
-                         out, attrs.gates)
-        return self.op(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, [x, *inputs], held, out)
+        shape = self.graph.tensors[x].shape
+        batch = shape[1] if attrs.time_major else shape[0]
+        inputs += [self._variable("output_state", (batch, units), DType.INT8, out),
+                   self._variable("cell_state", (batch, units), DType.INT16,
+                                  QuantParams.per_tensor(2.0**cell_exponent, 0))]
+        return self.op(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, [x, *inputs],
+                       replace(attrs, hidden=out), out)
+
+    def _variable(self, stem: str, shape: tuple[int, ...], dtype: DType,
+                  quant: QuantParams) -> str:
+        """A new variable tensor (state kept across invocations)."""
+        name = self._fresh(stem)
+        self.graph.add_tensor(Tensor(name, shape, dtype, quant, variable=True))
+        return name
 
     def _lstm_weights(self, units: int, depth: int, gain: float) -> str:
         data = self.rng.integers(-127, 128, size=(units, depth), dtype=np.int8)

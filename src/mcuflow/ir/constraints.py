@@ -242,7 +242,7 @@ ACTIVATION_TYPES = (DType.INT8, DType.INT16)
 def data_inputs(op: Operator) -> tuple[str, ...]:
     """The inputs an op computes on: all but the weights and bias of a weighted op, and only the
     first of a stateful op (SVDF's others are its weights, bias and state) or of an op with
-    `data_operands` 1 (an LSTM's others are its weights and biases)."""
+    `data_operands` 1 (an LSTM's others are its weights, biases and two states)."""
     if op.kind in WEIGHTED or OP_DEFS[op.kind].stateful:
         return op.inputs[:1]
     return op.inputs[:OP_DEFS[op.kind].data_operands]

@@ -44,9 +44,9 @@ class Tensor:
     """A named tensor; `data` is set for constants (weights, biases).
 
     `codebook`, when set, is how a constant is stored compressed; `data` holds its decoded values.
-    A `variable` tensor (TFLite's is_variable, SVDF's activation state) has no data and no
-    producer: the op reading it updates it in place, and it keeps its value from one invocation
-    to the next (zero at the start).
+    A `variable` tensor (TFLite's is_variable: SVDF's activation state, an LSTM's output and
+    cell states) has no data and no producer: the op reading it updates it in place, and it
+    keeps its value from one invocation to the next (`reset_value` at the start).
     """
 
     name: str
@@ -61,6 +61,16 @@ class Tensor:
     def is_constant(self) -> bool:
         """True for tensors whose value is stored in the model (weights, biases)."""
         return self.data is not None
+
+    @property
+    def reset_value(self) -> int:
+        """The value a variable tensor starts from and is reset to (LiteRT's ResetVariableTensor).
+
+        An int8 tensor's zero point (an LSTM's output state), 0 for any other type.
+        """
+        if self.dtype is DType.INT8 and self.quant is not None:
+            return int(self.quant.zero_point0)
+        return 0
 
     @property
     def size(self) -> int:

@@ -309,18 +309,17 @@ class LstmAttrs:
 
     IR inputs: x [batch, time, features] ([time, batch, features] when `time_major`), the int8
     input weights [units, features] of the input, forget, cell and output gates, their
-    recurrent weights [units, units], and their four int32 biases [units]. The int8 output
-    state (quantised as the output) and the int16 cell state (`cell_state`: zero point 0, a
-    power-of-two scale) are TFLite variable tensors the op holds: zeroed at start, they persist
-    across inferences. `hidden` is the quantisation of the converter's fifth intermediate (the
-    output gate times tanh of the cell), `gates` those of the first four (unused without layer
-    norm, kept to write them back); `cell_clip`, `proj_clip` are the options' clips (0: none).
+    recurrent weights [units, units], their four int32 biases [units], then the two variable
+    tensors [batch, units] it updates (TFLite's operands 18 and 19): the int8 output state
+    (quantised as the output) and the int16 cell state (zero point 0, a power-of-two scale).
+    `hidden` is the quantisation of the converter's fifth intermediate (the output gate times
+    tanh of the cell), `gates` those of the first four (unused without layer norm, kept to write
+    them back); `cell_clip`, `proj_clip` are the options' clips (0: none).
     """
 
     time_major: bool = False
     cell_clip: float = 0.0
     proj_clip: float = 0.0
-    cell_state: QuantParams = QuantParams((2.0**-11,), (0,))
     hidden: QuantParams = QuantParams((2.0**-7,), (0,))
     gates: tuple[QuantParams, ...] = (QuantParams((2.0**-12,), (0,)),) * 4
 
@@ -482,8 +481,9 @@ class OpDef:
     """It reads and updates a variable tensor, its last input, kept across invocations (SVDF);
     only its first input is an int8 activation, the others are constants."""
     data_operands: int | None = None
-    """How many leading inputs are activations when the rest are its own constants (LSTM's
-    weights and biases, checked by its `checks`); None: every input of a non-weighted op."""
+    """How many leading inputs are activations when the rest are its own constants and state
+    (LSTM's weights, biases and variable states, checked by its `checks`); None: every input of
+    a non-weighted op."""
 
 
 # --- shape rules ------------------------------------------------------------------------------
@@ -787,8 +787,12 @@ def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [shape]
 LSTM_GATES = 4
 """Gates of an LSTM (input, forget, cell, output): its IR inputs are x, 4 input weights, 4
-recurrent weights, 4 biases."""
-LSTM_OPERANDS = 1 + 3 * LSTM_GATES
+recurrent weights, 4 biases, the output state and the cell state."""
+LSTM_OUTPUT_STATE = 1 + 3 * LSTM_GATES
+"""The IR input position of an LSTM's variable int8 output state."""
+LSTM_CELL_STATE = LSTM_OUTPUT_STATE + 1
+"""The IR input position of an LSTM's variable int16 cell state."""
+LSTM_OPERANDS = LSTM_CELL_STATE + 1
 
 
 def lstm_dims(graph: Graph, op: Operator) -> tuple[int, int, int, int]:
@@ -801,27 +805,19 @@ def lstm_dims(graph: Graph, op: Operator) -> tuple[int, int, int, int]:
 
 
 def state_bytes(graph: Graph) -> int:
-    """RAM the graph's state takes outside the arena, in static storage of the generated C.
-
-    Its variable tensors (SVDF's state) and, per LSTM, its int8 output state and int16 cell
-    state (which the op holds).
-    """
-    total = sum(graph.tensors[name].nbytes for name in graph.variables())
-    for op in graph.operators:
-        if op.kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
-            batch, _, _, units = lstm_dims(graph, op)
-            total += batch * units * (1 + 2)
-    return total
+    """RAM the graph's variable tensors take outside the arena, in static storage of the C."""
+    return sum(graph.tensors[name].nbytes for name in graph.variables())
 
 
 def _lstm_shape(graph: Graph, op: Operator) -> list[Shape]:
     batch, time, features, units = lstm_dims(graph, op)
     expected = ([(units, features)] * LSTM_GATES + [(units, units)] * LSTM_GATES
-                + [(units,)] * LSTM_GATES)
+                + [(units,)] * LSTM_GATES + [(batch, units)] * 2)
     found = [input_shape(graph, op, i) for i in range(1, LSTM_OPERANDS)]
     if found != expected:
-        raise ShapeError(f"UNIDIRECTIONAL_SEQUENCE_LSTM '{op.name}': weights and biases {found} "
-                         f"do not fit {features} features and {units} units")
+        raise ShapeError(f"UNIDIRECTIONAL_SEQUENCE_LSTM '{op.name}': weights, biases and states "
+                         f"{found} do not fit {batch} batches, {features} features and {units} "
+                         "units")
     first, second = (time, batch) if op.attrs.time_major else (batch, time)
     return [(first, second, units)]
 
@@ -832,15 +828,34 @@ def _lstm_macs(graph: Graph, op: Operator) -> int:
     return batch * time * LSTM_GATES * units * (features + units)
 
 
-def lstm_cell_state(graph: Graph, op: Operator) -> str | None:
-    """The int16 cell state must have zero point 0 and a power-of-two scale from 2**-15 to
-    2**-9 (LiteRT's integer LSTM)."""
-    quant: QuantParams = op.attrs.cell_state
-    exponent = float(np.log2(quant.scale0))
-    if quant.zero_point0 == 0 and abs(exponent - round(exponent)) < 1e-3 and (
+def _lstm_output_state(graph: Graph, op: Operator) -> str | None:
+    """Why the output state is not a variable int8 tensor quantised as the output, or None."""
+    state = graph.tensors[op.inputs[LSTM_OUTPUT_STATE]]
+    if not state.variable or state.dtype is not DType.INT8:
+        return f"a {'' if state.variable else 'non-variable '}{state.dtype.value} output state"
+    if state.quant != graph.tensors[op.outputs[0]].quant:
+        return "an output state quantised unlike the output"
+    return None
+
+
+def _lstm_cell_state(graph: Graph, op: Operator) -> str | None:
+    """Why the cell state is not a variable int16 tensor as LiteRT's integer LSTM takes, or None."""
+    state = graph.tensors[op.inputs[LSTM_CELL_STATE]]
+    if not state.variable or state.dtype is not DType.INT16 or state.quant is None:
+        return f"a {'' if state.variable else 'non-variable '}{state.dtype.value} cell state"
+    exponent = float(np.log2(state.quant.scale0))
+    if state.quant.zero_point0 == 0 and abs(exponent - round(exponent)) < 1e-3 and (
             -15 <= round(exponent) <= -9):
         return None
-    return f"cell state {describe_quant(quant)} found"
+    return f"cell state {describe_quant(state.quant)}"
+
+
+def lstm_states(graph: Graph, op: Operator) -> str | None:
+    """The output state must be a variable int8 tensor quantised as the output, the cell state
+    a variable int16 one with zero point 0 and a power-of-two scale from 2**-15 to 2**-9
+    (LiteRT's integer LSTM)."""
+    problems = [p for p in (_lstm_output_state(graph, op), _lstm_cell_state(graph, op)) if p]
+    return f"{', '.join(problems)} found" if problems else None
 
 
 def lstm_no_proj_clip(graph: Graph, op: Operator) -> str | None:
@@ -853,7 +868,7 @@ def lstm_constants(graph: Graph, op: Operator) -> str | None:
     """Weights must be constant int8 with one symmetric scale, biases constant int32 (the
     converter's fully-integer LSTM)."""
     problems = []
-    for position, name in enumerate(op.inputs[1:], start=1):
+    for position, name in enumerate(op.inputs[1:LSTM_OUTPUT_STATE], start=1):
         tensor = graph.tensors[name]
         dtype = DType.INT8 if position <= 2 * LSTM_GATES else DType.INT32
         symmetric = dtype is DType.INT32 or (
@@ -1321,7 +1336,7 @@ _DEFINITIONS = (
           checks=svdf_checks(), stateful=True),
     OpDef(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, LstmAttrs, _lstm_shape,
           (LSTM_OPERANDS, LSTM_OPERANDS), macs=_lstm_macs, element_ops=40,
-          checks=(lstm_constants, lstm_cell_state, lstm_no_proj_clip), data_operands=1),
+          checks=(lstm_constants, lstm_states, lstm_no_proj_clip), data_operands=1),
     OpDef(OpKind.STRIDED_SLICE, StridedSliceAttrs, _strided_slice_shape, element_ops=1,
           shared_quant=True, checks=(same_quantisation, rank_at_most_5, strided_slice_plain)),
     OpDef(OpKind.SPLIT, SplitAttrs, _split_shape, outputs=0, element_ops=1, shared_quant=True,

@@ -17,7 +17,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.memory.inplace import ELEMENTWISE_KINDS, STREAMING_KINDS, receptive_spans
 from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError
-from mcuflow.ref.interpreter import RunResult
+from mcuflow.ref.interpreter import RunResult, initial_state
 from mcuflow.ref.registry import prepare
 
 _POISON = 0xA5
@@ -30,15 +30,15 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
                  state: Mapping[str, np.ndarray] | None = None) -> RunResult:
     """Execute `plan.graph` in one arena of `plan.arena_bytes` bytes laid out by `plan`.
 
-    Variable tensors (SVDF's state) live outside the arena, as in the generated C: `state`
-    holds their arrays, updated in place (by default a zero state for this one run).
+    Variable tensors (SVDF's, an LSTM's states) live outside the arena, as in the generated C:
+    `state` holds their arrays, updated in place (by default their start values, for this one
+    run).
     """
     graph = plan.graph
     arena = np.full(plan.arena_bytes, _POISON, dtype=np.uint8)
     bound = _bind(graph, inputs)
     variables = dict(state) if state is not None else {
-        name: np.zeros(graph.tensors[name].shape, graph.tensors[name].dtype.numpy)
-        for name in graph.variables()}
+        name: initial_state(graph.tensors[name]) for name in graph.variables()}
     streamed = {name: value for name, value in bound.items() if name in plan.streamed}
     for name, value in bound.items():
         if name not in streamed:

@@ -18,7 +18,9 @@ from mcuflow.ir.constraints import FIXED_OUTPUT, SHARED_QUANT, WEIGHT_AXIS, chec
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     INDEX_TYPES,
+    LSTM_CELL_STATE,
     LSTM_GATES,
+    LSTM_OUTPUT_STATE,
     NoAttrs,
     OpAttrs,
     OpKind,
@@ -90,7 +92,8 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
     Activations take parameters from their calibrated range, except that tensors tied by
     SHARED_QUANT ops share one (their ranges joined) and FIXED_OUTPUT ops impose theirs.
     Weights are symmetric, per output channel when `per_channel`; biases are int32 with scale
-    input_scale * weight_scale. The result is verified and checked against the int8
+    input_scale * weight_scale. An LSTM's variable states become int8 (the output state, as the
+    output) and int16 (the cell state). The result is verified and checked against the int8
     constraints.
     """
     activations = _activation_params(graph, ranges, rules)
@@ -102,11 +105,13 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
             continue
         result.add_tensor(Tensor(name, tensor.shape, DType.INT8, activations[name]))
     for op in graph.operators:
+        for state in _lstm_states(graph, op, activations):
+            result.add_tensor(state)
         inputs: list[str] = []
         for _ in op.inputs:
             inputs.append(_input(graph, result, op, inputs, activations, rules, per_channel))
         result.operators += _requantized(result, Operator(op.kind, tuple(inputs), op.outputs,
-                                                          _attrs(graph, op, activations), op.name))
+                                                          _attrs(op, activations), op.name))
     _check_scales(result)
     verify_graph(result)
     check_supported(result)
@@ -380,12 +385,26 @@ def lstm_cell_state(graph: Graph, op: Operator) -> QuantParams:
     return QuantParams.per_tensor(2.0**exponent, 0)
 
 
-def _attrs(graph: Graph, op: Operator, activations: Mapping[str, QuantParams]) -> OpAttrs:
-    """The op's attributes in the int8 graph: an LSTM's state and hidden quantisation."""
+def _lstm_states(graph: Graph, op: Operator, activations: Mapping[str, QuantParams]
+                 ) -> list[Tensor]:
+    """An LSTM's variable tensors in the int8 graph (none for another op).
+
+    The output state int8, quantised as the output; the cell state int16 at `lstm_cell_state`.
+    """
+    if op.kind is not OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
+        return []
+    output, cell = (graph.tensors[op.inputs[i]] for i in (LSTM_OUTPUT_STATE, LSTM_CELL_STATE))
+    return [Tensor(output.name, output.shape, DType.INT8, activations[op.outputs[0]],
+                   variable=True),
+            Tensor(cell.name, cell.shape, DType.INT16, lstm_cell_state(graph, op),
+                   variable=True)]
+
+
+def _attrs(op: Operator, activations: Mapping[str, QuantParams]) -> OpAttrs:
+    """The op's attributes in the int8 graph: an LSTM's hidden quantisation."""
     if op.kind is not OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
         return op.attrs
-    return replace(op.attrs, cell_state=lstm_cell_state(graph, op),
-                   hidden=activations[op.outputs[0]])
+    return replace(op.attrs, hidden=activations[op.outputs[0]])
 
 
 def _bias_floor(graph: Graph, op: Operator, activations: Mapping[str, QuantParams]

@@ -11,7 +11,7 @@ import numpy as np
 import mcuflow.ref.kernels  # noqa: F401  (registers every kernel)
 from mcuflow.errors import McuflowError, UnsupportedModelError
 from mcuflow.ir.constraints import check_supported
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ref.registry import KERNELS, prepare
 
 Inputs = Sequence[np.ndarray] | Mapping[str, np.ndarray]
@@ -33,8 +33,9 @@ class Interpreter:
     `order` lists operator indices in execution order (the memory planner's schedule); it must be
     a permutation of the operators in which every tensor is produced before it is read.
     A graph mcuflow does not support is refused with every offending op (UnsupportedModelError).
-    Variable tensors (SVDF's state) start at zero and carry over from one run to the next, as
-    in LiteRT; `reset` zeroes them. Not thread-safe: prepared kernels reuse scratch buffers.
+    Variable tensors (SVDF's, an LSTM's states) start at their `reset_value` and carry over
+    from one run to the next, as in LiteRT; `reset` restores that start. Not thread-safe:
+    prepared kernels reuse scratch buffers.
     """
 
     def __init__(self, graph: Graph, order: Sequence[int] | None = None) -> None:
@@ -42,8 +43,7 @@ class Interpreter:
         self.order = _checked_order(graph, order)
         check_supported(graph)
         self._constants = {name: t.data for name, t in graph.tensors.items() if t.is_constant}
-        self.state = {name: np.zeros(graph.tensor(name).shape, graph.tensor(name).dtype.numpy)
-                      for name in graph.variables()}
+        self.state = {name: initial_state(graph.tensor(name)) for name in graph.variables()}
         self._steps = [_prepared(graph, graph.operators[index]) for index in self.order]
         self._expected = {name: (tuple(graph.tensor(name).shape), graph.tensor(name).dtype.numpy)
                           for name in graph.inputs}
@@ -57,9 +57,9 @@ class Interpreter:
         return RunResult(outputs, values if keep_intermediates else {})
 
     def reset(self) -> None:
-        """Zero every variable tensor, as at the start."""
-        for value in self.state.values():
-            value[...] = 0
+        """Reset every variable tensor to its start (LiteRT's ResetVariableTensors)."""
+        for name, value in self.state.items():
+            value[...] = self.graph.tensor(name).reset_value
 
     def _bind(self, inputs: Inputs) -> dict[str, np.ndarray]:
         names = self.graph.inputs
@@ -86,6 +86,11 @@ class Interpreter:
             raise McuflowError(
                 f"input '{name}' is {got}, expected shape {expected[0]} {expected[1]}",
                 "convert the input to the model's shape and dtype")
+
+
+def initial_state(tensor: Tensor) -> np.ndarray:
+    """A new array of variable `tensor` at its start value (its `reset_value`)."""
+    return np.full(tensor.shape, tensor.reset_value, tensor.dtype.numpy)
 
 
 def run(

@@ -5,9 +5,9 @@ scales in float32, gates in Q3.12 without layer norm) and PopulatePrecomputedZPT
 Bias; a run follows lstm_eval.cc EvalInteger8x8_16 step by step: per gate two int8 matrix
 products each requantised to int16 and accumulated with saturation (MatrixBatchVectorMultiply
 Accumulate), gemmlowp sigmoid / tanh on int16, the cell update by CwiseMul / CwiseAdd /
-CwiseClipping, the output o * tanh(c) requantised to int8. The output and cell states persist
-across runs of one prepared kernel (TFLite variable tensors), reset when prepared (the int8
-output state to its zero point, as LiteRT's ResetVariableTensor does).
+CwiseClipping, the output o * tanh(c) requantised to int8. The output and cell states are the
+op's variable input tensors (ir.ops.LSTM_OUTPUT_STATE, LSTM_CELL_STATE), updated in place: they
+persist across invocations, as SVDF's state does.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
-from mcuflow.ir.ops import LSTM_GATES, LstmAttrs, OpKind, lstm_dims
+from mcuflow.ir.ops import (
+    LSTM_CELL_STATE,
+    LSTM_GATES,
+    LSTM_OUTPUT_STATE,
+    LstmAttrs,
+    OpKind,
+    lstm_dims,
+)
 from mcuflow.ir.quantization import INT16_MAX, INT16_MIN
 from mcuflow.quant.fixedpoint import (
     QuantizedMultiplier,
@@ -46,8 +53,7 @@ class LstmParams:
     recurrent weights; the multipliers requantise the two products to Q3.12. `cell_exponent` is
     log2 of the cell state's scale; `hidden` requantises o * tanh(c) (Q0.15 x Q0.15) to int8 and
     `hidden_zero_point` is added after it; `cell_clip` is 0 when absent (proj_clip is refused).
-    LiteRT starts the int8 output state at `output_zero_point` (ResetVariableTensor), the cell
-    state at 0.
+    `output_zero_point` is the output state's (LiteRT starts it there: ResetVariableTensor).
     """
 
     batch: int
@@ -84,7 +90,8 @@ def prepare_lstm(graph: Graph, op: Operator) -> LstmParams:
     attrs: LstmAttrs = op.attrs
     batch, time, features, units = lstm_dims(graph, op)
     x_q, out_q = quant_of(graph.tensor(op.inputs[0])), quant_of(graph.tensor(op.outputs[0]))
-    tensors = [graph.tensor(name) for name in op.inputs[1:]]
+    cell_scale = quant_of(graph.tensor(op.inputs[LSTM_CELL_STATE])).scale0
+    tensors = [graph.tensor(name) for name in op.inputs[1:LSTM_OUTPUT_STATE]]
     weights = [t.data.astype(np.int64) for t in tensors[:2 * LSTM_GATES]]
     biases = np.stack([t.data.astype(np.int64) for t in tensors[2 * LSTM_GATES:]])
     rows = np.stack([w.sum(axis=1) for w in weights])
@@ -96,10 +103,10 @@ def prepare_lstm(graph: Graph, op: Operator) -> LstmParams:
         recurrent_bias=-out_q.zero_point0 * rows[LSTM_GATES:],
         input_multipliers=tuple(_effective(s, x_q.scale0) for s in scales[:LSTM_GATES]),
         recurrent_multipliers=tuple(_effective(s, out_q.scale0) for s in scales[LSTM_GATES:]),
-        cell_exponent=round(float(np.log2(attrs.cell_state.scale0))),
+        cell_exponent=round(float(np.log2(cell_scale))),
         hidden=quantize_multiplier(hidden_scale),
         hidden_zero_point=attrs.hidden.zero_point0,
-        cell_clip=_clip(attrs.cell_clip, attrs.cell_state.scale0, INT16_MAX),
+        cell_clip=_clip(attrs.cell_clip, cell_scale, INT16_MAX),
         output_zero_point=out_q.zero_point0,
     )
 
@@ -117,56 +124,58 @@ def _cwise_mul(a: np.ndarray, b: np.ndarray, shift: int) -> np.ndarray:
     return wrap_int16_array(rounding_divide_by_pot_array(a * b, shift))
 
 
-class LstmState:
-    """The variable tensors of one LSTM: output state (int8) and cell state (int16), per batch."""
+def lstm_step(p: LstmParams, x: np.ndarray, weights: list[np.ndarray], output_state: np.ndarray,
+              cell_state: np.ndarray) -> np.ndarray:
+    """One time step (LstmStepInteger8x8_16) for x [batch, features]; the new output state.
 
-    def __init__(self, params: LstmParams) -> None:
-        self.params = params
-        self.output = np.full((params.batch, params.units), params.output_zero_point, np.int64)
-        self.cell = np.zeros((params.batch, params.units), np.int64)
+    `output_state` (int8) and `cell_state` (int16), [batch, units], are updated in place.
+    """
+    output, cell = output_state.astype(np.int64), cell_state.astype(np.int64)
+    gates = []
+    for g in range(LSTM_GATES):
+        gate = _accumulate(np.zeros_like(cell), x, weights[g], p.input_bias[g],
+                           p.input_multipliers[g])
+        gate = _accumulate(gate, output, weights[LSTM_GATES + g], p.recurrent_bias[g],
+                           p.recurrent_multipliers[g])
+        gates.append(tanh_int16(gate, SIGMOID_BITS) if g == 2
+                     else logistic_int16(gate, SIGMOID_BITS))
+    input_gate, forget_gate, cell_gate, output_gate = gates
+    kept = _cwise_mul(forget_gate, cell, 15)
+    added = _cwise_mul(input_gate, cell_gate, 30 + p.cell_exponent)
+    cell = np.clip(kept + added, INT16_MIN, INT16_MAX)
+    if p.cell_clip > 0:
+        cell = np.clip(cell, -p.cell_clip, p.cell_clip)
+    hidden = multiply_by_quantized_multiplier_array(
+        output_gate * tanh_int16(cell, 15 + p.cell_exponent), p.hidden.multiplier,
+        p.hidden.shift)
+    cell_state[...] = cell
+    output_state[...] = np.clip(hidden + p.hidden_zero_point, -128, 127)
+    return output_state.copy()
 
-    def step(self, x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
-        """One time step (LstmStepInteger8x8_16) for x [batch, features]; the new output state."""
-        p = self.params
-        gates = []
-        for g in range(LSTM_GATES):
-            gate = _accumulate(np.zeros_like(self.cell), x, weights[g], p.input_bias[g],
-                               p.input_multipliers[g])
-            gate = _accumulate(gate, self.output, weights[LSTM_GATES + g], p.recurrent_bias[g],
-                               p.recurrent_multipliers[g])
-            gates.append(tanh_int16(gate, SIGMOID_BITS) if g == 2
-                         else logistic_int16(gate, SIGMOID_BITS))
-        input_gate, forget_gate, cell_gate, output_gate = gates
-        kept = _cwise_mul(forget_gate, self.cell, 15)
-        added = _cwise_mul(input_gate, cell_gate, 30 + p.cell_exponent)
-        cell = np.clip(kept + added, INT16_MIN, INT16_MAX)
-        if p.cell_clip > 0:
-            cell = np.clip(cell, -p.cell_clip, p.cell_clip)
-        self.cell = cell
-        hidden = multiply_by_quantized_multiplier_array(
-            output_gate * tanh_int16(cell, 15 + p.cell_exponent), p.hidden.multiplier,
-            p.hidden.shift)
-        output = np.clip(hidden + p.hidden_zero_point, -128, 127)
-        self.output = output
-        return output
 
-    def run(self, x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
-        """The whole sequence; the output [batch, time, units] (time-major: [time, batch, ...])."""
-        sequence = x.astype(np.int64)
-        if not self.params.time_major:
-            sequence = sequence.transpose(1, 0, 2)
-        steps = np.stack([self.step(frame, weights) for frame in sequence])
-        return (steps if self.params.time_major else steps.transpose(1, 0, 2)).astype(np.int8)
+def lstm_int8(p: LstmParams, x: np.ndarray, weights: list[np.ndarray],
+              output_state: np.ndarray, cell_state: np.ndarray) -> np.ndarray:
+    """The whole sequence; the output [batch, time, units] (time-major: [time, batch, ...]).
+
+    The states are updated in place, step by step.
+    """
+    sequence = x.astype(np.int64)
+    if not p.time_major:
+        sequence = sequence.transpose(1, 0, 2)
+    steps = np.stack([lstm_step(p, frame, weights, output_state, cell_state)
+                      for frame in sequence])
+    return np.ascontiguousarray(steps if p.time_major else steps.transpose(1, 0, 2))
 
 
 @prepared_kernel(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM)
 def prepare_lstm_kernel(graph: Graph, op: Operator) -> PreparedFn:
-    """Prepare an integer LSTM; its states live in the returned function and persist across runs."""
+    """Prepare an integer LSTM; the run function updates its two state inputs in place."""
     require_int8(op, graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0]))
-    state = LstmState(prepare_lstm(graph, op))
+    params = prepare_lstm(graph, op)
     weights = [graph.tensor(name).data.astype(np.int64)
                for name in op.inputs[1:1 + 2 * LSTM_GATES]]
-    return lambda inputs: [state.run(inputs[0], weights)]
+    return lambda inputs: [lstm_int8(params, inputs[0], weights, inputs[LSTM_OUTPUT_STATE],
+                                     inputs[LSTM_CELL_STATE])]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -175,13 +184,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @float_kernel(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM)
 def _lstm_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """The float LSTM (TANH, no CIFG, peephole or projection), from zero states on each run."""
+    """The float LSTM (TANH, no CIFG, peephole or projection); its states updated in place."""
     attrs: LstmAttrs = op.attrs
-    x, weights, biases = inputs[0], inputs[1:1 + 2 * LSTM_GATES], inputs[1 + 2 * LSTM_GATES:]
+    x, weights = inputs[0], inputs[1:1 + 2 * LSTM_GATES]
+    biases = inputs[1 + 2 * LSTM_GATES:LSTM_OUTPUT_STATE]
     sequence = x if attrs.time_major else x.transpose(1, 0, 2)
-    units = weights[0].shape[0]
-    h = np.zeros((sequence.shape[1], units), np.float32)
-    c = np.zeros_like(h)
+    h, c = inputs[LSTM_OUTPUT_STATE], inputs[LSTM_CELL_STATE]
     steps = []
     for frame in sequence:
         pre = [frame @ weights[g].T + h @ weights[LSTM_GATES + g].T + biases[g]
@@ -191,5 +199,6 @@ def _lstm_float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np
             c = np.clip(c, -attrs.cell_clip, attrs.cell_clip)
         h = (_sigmoid(pre[3]) * np.tanh(c)).astype(np.float32)
         steps.append(h)
+    inputs[LSTM_OUTPUT_STATE][...], inputs[LSTM_CELL_STATE][...] = h, c
     out = np.stack(steps)
     return [np.ascontiguousarray(out if attrs.time_major else out.transpose(1, 0, 2))]
