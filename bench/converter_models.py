@@ -35,6 +35,8 @@ MODEL_NAMES = ("imu_dilated_conv1d", "unet_transpose_upsampling", "lstm_kws", "c
                "abs", "prelu", "squared_difference", "sum", "l2_normalization", "log_softmax",
                "reduce_max", "argmax")
 """Every model, in the order of the table (the builder's keys)."""
+REASON_CHARS = 300
+"""How much of a refusal's message the table's footnote keeps."""
 LEGACY_KERAS = ("lstm_kws",)
 """Models built with Keras 2 (the tf_keras package) instead of Keras 3."""
 
@@ -195,6 +197,11 @@ def _ops(model: Path) -> str:
                            for c in codes))
 
 
+def _short(verdict: str) -> str:
+    """'bit-exact', 'refused' or 'MISMATCH' (the reasons are printed below the table)."""
+    return verdict.split(":")[0].split(" ")[0]
+
+
 def _row(name: str, directory: Path, args: argparse.Namespace) -> Row:
     """Convert model `name` in its own TensorFlow process (the converter may crash), verify."""
     built = subprocess.run([args.tf_python, __file__, "--build", str(directory), name],
@@ -230,9 +237,12 @@ def main() -> None:
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return
+    print(f"{'model':27}{'host':12}{args.target:12}ops")
     for row in rows:
-        print(f"{row.model:28} host: {row.host}\n{'':28} {args.target}: {row.cortex_m}\n"
-              f"{'':28} ops: {row.ops}")
+        print(f"{row.model:27}{_short(row.host):12}{_short(row.cortex_m):12}{row.ops}")
+    for row in rows:
+        if row.host != "bit-exact":
+            print(f"{row.model}: {row.host[:REASON_CHARS]}")
     exact = sum(r.host == r.cortex_m == "bit-exact" for r in rows)
     print(f"{exact} of {len(rows)} converter-written models bit-exact on the host and "
           f"{args.target}")

@@ -973,12 +973,13 @@ def _measure_core(job: tuple[str, list[Path]]) -> list[ModelRow]:
 
 def print_models(rows: list[ModelRow]) -> None:
     """The per model x core table and the goal verdict."""
-    print(f"{'model':<24}{'core':<12}{'estimate ms':>12}{'measured ms':>12}{'error':>8}"
+    width = max([24, *(len(r.model) + 1 for r in rows)])
+    print(f"{'model':<{width}}{'core':<12}{'estimate ms':>12}{'measured ms':>12}{'error':>8}"
           f"{'flash est B':>13}{'ELF flash B':>13}{'flash err':>10}{'ours/TFLM':>10}  exact")
     for r in rows:
         ratio = "-" if r.peer_ratio is None else f"{r.peer_ratio:.3f}"
         flash = r.flash_estimate / r.flash_elf - 1
-        print(f"{r.model:<24}{r.core:<12}{r.estimated_ms:>12.3f}{r.measured_ms:>12.3f}"
+        print(f"{r.model:<{width}}{r.core:<12}{r.estimated_ms:>12.3f}{r.measured_ms:>12.3f}"
               f"{r.error:>+8.1%}{r.flash_estimate:>13,}{r.flash_elf:>13,}{flash:>+10.1%}"
               f"{ratio:>10}  {r.bit_exact}")
     print_summary(rows)

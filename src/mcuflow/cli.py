@@ -1062,7 +1062,7 @@ def ops_command(
             kind.value: [c.message for c in constraints_for(kind)] for kind in OpKind
         })
         return
-    table = Table(title="Supported operators (int8)")
+    table = Table(title="Supported operators (int8; int16 where int16_activations says)")
     table.add_column("op")
     table.add_column("constraints")
     for kind in OpKind:
