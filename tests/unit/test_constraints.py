@@ -248,3 +248,16 @@ def test_a_bias_scale_litert_refuses_is_refused(tmp_path: Path) -> None:
     within = _fc_with_bias_scale_off(tmp_path, 0.01)
     litert_interpreter(within)
     assert api.analyze_model(within).report.layers
+
+
+def test_a_variable_tensor_outside_a_state_operand_is_refused() -> None:
+    """A variable tensor (is_variable) read by an ADD has no value: refused with the rule."""
+    b = GraphBuilder("stray_variable", seed=2)
+    x = b.input((1, 8), 0.05, 3)
+    state = b._variable("state", (1, 8), DType.INT8, QuantParams.per_tensor(0.05, 3))
+    graph = b.output(b.add(x, state)).build()
+    with pytest.raises(UnsupportedModelError, match="variable input 'state_[0-9]+' found"):
+        check_supported(graph)
+    svdf = GraphBuilder("svdf_state", seed=2)
+    frame = svdf.input((1, 16), 0.1, -128)
+    check_supported(svdf.output(svdf.svdf(frame, 8, rank=1, memory=4)).build())

@@ -666,6 +666,7 @@ def test_relu_model_helper_is_valid() -> None:
         (_relu_model(tensors=[RawT("x", (1, 4), buffer=17), RawT("y", (1, 4))]),
          "tensor 'x' refers to buffer 17 but the model has 1"),
         (_relu_model(ops=[RawO(OP.RELU, [0], [5])]), "refers to tensor 5 but the subgraph has 2"),
+        (_relu_model(outputs=[]), "has no outputs"),
         (_relu_model(ops=[RawO(OP.RELU, [0], [1], opcode_index=3)]),
          "refers to operator code 3 but the model has 1"),
         (_relu_model(tensors=[RawT("x", (1, -4)), RawT("y", (1, 4))]), "negative dimension"),

@@ -266,6 +266,9 @@ def _decode(data: bytes, label: str) -> RawSubgraph:
     budget.spend_values(fb_subgraph.InputsLength() + fb_subgraph.OutputsLength())
     inputs = _graph_ends(ints(fb_subgraph.InputsAsNumpy()), tensors, label, "input")
     outputs = _graph_ends(ints(fb_subgraph.OutputsAsNumpy()), tensors, label, "output")
+    if not outputs:
+        raise ModelFormatError(f"{label} has no outputs: a model's result must be a graph "
+                               "output", HINT)
     return RawSubgraph(_text(fb_subgraph.Name()), tensors, ops, inputs, outputs)
 
 

@@ -480,6 +480,9 @@ class OpDef:
     stateful: bool = False
     """It reads and updates a variable tensor, its last input, kept across invocations (SVDF);
     only its first input is an int8 activation, the others are constants."""
+    state_inputs: tuple[int, ...] = ()
+    """The input positions that hold its state, variable tensors kept across invocations
+    (SVDF's last input, an LSTM's output and cell states); no other input may be variable."""
     data_operands: int | None = None
     """How many leading inputs are activations when the rest are its own constants and state
     (LSTM's weights, biases and variable states, checked by its `checks`); None: every input of
@@ -1333,10 +1336,11 @@ _DEFINITIONS = (
     OpDef(OpKind.BATCH_TO_SPACE_ND, BatchSpaceAttrs, _batch_to_space_shape,
           element_ops=1, shared_quant=True, checks=(same_quantisation,)),
     OpDef(OpKind.SVDF, SvdfAttrs, svdf_shape, (4, 5), macs=svdf_macs, element_ops=2,
-          checks=svdf_checks(), stateful=True),
+          checks=svdf_checks(), stateful=True, state_inputs=(-1,)),
     OpDef(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM, LstmAttrs, _lstm_shape,
           (LSTM_OPERANDS, LSTM_OPERANDS), macs=_lstm_macs, element_ops=40,
-          checks=(lstm_constants, lstm_states, lstm_no_proj_clip), data_operands=1),
+          checks=(lstm_constants, lstm_states, lstm_no_proj_clip), data_operands=1,
+          state_inputs=(LSTM_OUTPUT_STATE, LSTM_CELL_STATE)),
     OpDef(OpKind.STRIDED_SLICE, StridedSliceAttrs, _strided_slice_shape, element_ops=1,
           shared_quant=True, checks=(same_quantisation, rank_at_most_5, strided_slice_plain)),
     OpDef(OpKind.SPLIT, SplitAttrs, _split_shape, outputs=0, element_ops=1, shared_quant=True,
