@@ -313,7 +313,7 @@ def int16_activations(graph: Graph, op: Operator) -> str | None:
 def variables_only_as_state(graph: Graph, op: Operator) -> str | None:
     """A variable tensor (TFLite's is_variable) may only be the state of an op that keeps one
     (SVDF's, an LSTM's): anywhere else it has no value to read."""
-    states = {position % len(op.inputs) for position in OP_DEFS[op.kind].state_inputs}
+    states = {position % max(len(op.inputs), 1) for position in OP_DEFS[op.kind].state_inputs}
     stray = [name for position, name in enumerate(op.inputs)
              if graph.tensors[name].variable and position not in states]
     return f"variable input '{stray[0]}' found" if stray else None
