@@ -12,6 +12,7 @@ from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_bytes
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
+from mcuflow.ir.constraints import data_inputs
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import (
     OpKind,
@@ -786,10 +787,10 @@ _kernel("mcuflow_dequantize_s16", "mcuflow_s16", (OpKind.DEQUANTIZE,),
 def int16_step(graph: Graph, op: Operator) -> bool:
     """True when a step computes on int16 activations (LiteRT's int16x8 scheme).
 
-    An SVDF's int16 state (a variable tensor) is not an activation.
+    The activations are those the support rules check (ir.constraints.data_inputs and the
+    outputs): an SVDF's or LSTM's int16 state and a layer's weights are not among them.
     """
-    return any(graph.tensors[name].dtype is DType.INT16 for name in (*op.inputs, *op.outputs)
-               if not graph.tensors[name].is_constant and not graph.tensors[name].variable)
+    return any(graph.tensors[name].dtype is DType.INT16 for name in (*data_inputs(op), *op.outputs))
 
 
 def serves(record: Kernel, graph: Graph, op: Operator) -> bool:
