@@ -32,12 +32,19 @@ parameters given to CMSIS-NN. The cases:
 CMSIS-NN is not shipped with mcuflow: pass --cmsis-nn DIR (a checkout of ARM-software/CMSIS-NN)
 or set CMSIS_NN_DIR.
 
-Run: .venv/bin/python bench/cmsis_nn.py --cmsis-nn DIR [--target cortex-m4] [--json] [CASE ...]
+With --models, also every layer of the six coverage models (tests/coverage_models.py, the
+int8 rewrites applied) that one of these CMSIS-NN kernels runs, each cut from its model as a
+one-layer graph with the model's own constants and parameters, and per model the sum over those
+layers: the check on whole models, not only on chosen shapes.
+
+Run: .venv/bin/python bench/cmsis_nn.py --cmsis-nn DIR [--target cortex-m4] [--models] [--json]
+     [CASE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -59,6 +66,7 @@ from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import LSTM_GATES, OpKind
 from mcuflow.ir.svdf import svdf_bias
+from mcuflow.passes.pipeline import INT8_PASSES, run_passes
 from mcuflow.quant.fixedpoint import quantize_multiplier
 from mcuflow.ref.common import quant_of
 from mcuflow.ref.conv2d import prepare_conv
@@ -71,6 +79,8 @@ from mcuflow.toolchain.arm import build_cortexm, compiler_flags, find_cross_comp
 from mcuflow.toolchain.host import random_inputs
 from mcuflow.toolchain.qemu import QemuRun, default_board, plan_for, run_qemu
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test-suite's model builders (tests.coverage_models)
 RUNS = 3
 PEER_FILE = "cmsis_nn_layer.c"
 SCRATCH_BYTES = 32 * 1024
@@ -408,6 +418,45 @@ CASES = (
 )
 
 
+PEERS: dict[OpKind, Callable[[Graph, Operator], str]] = {
+    OpKind.CONV_2D: _conv_peer, OpKind.DEPTHWISE_CONV_2D: _conv_peer,
+    OpKind.FULLY_CONNECTED: _fully_connected_peer, OpKind.TRANSPOSE_CONV: _transpose_conv_peer,
+    OpKind.SVDF: _svdf_peer, OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM: _lstm_peer,
+}
+"""The kinds a CMSIS-NN kernel runs in TFLM's CMSIS-NN kernels, and the peer of each."""
+
+
+def layer_graph(graph: Graph, op: Operator, name: str) -> Graph:
+    """`op` of `graph` alone: its activation inputs are the inputs, its outputs the outputs."""
+    used = [n for n in (*op.inputs, *op.outputs) if n]
+    inputs = [n for n in op.inputs
+              if n and not graph.tensors[n].is_constant and not graph.tensors[n].variable]
+    return Graph(name, {n: graph.tensors[n] for n in used}, [op], inputs, list(op.outputs))
+
+
+def _per_tensor(graph: Graph, op: Operator) -> bool:
+    """False for a FULLY_CONNECTED with per-channel weights: the peer takes one multiplier."""
+    if op.kind is not OpKind.FULLY_CONNECTED:
+        return True
+    quant = graph.tensors[op.inputs[1]].quant
+    return quant is None or len(quant.scale) == 1
+
+
+def model_cases() -> dict[str, list[Case]]:
+    """Per coverage model, a case for each of its layers a CMSIS-NN kernel runs."""
+    from tests.coverage_models import COVERAGE_MODELS
+
+    cases: dict[str, list[Case]] = {}
+    for model, build in COVERAGE_MODELS.items():
+        graph = run_passes(build(), INT8_PASSES)
+        cases[model] = [
+            Case(f"{model}#{index}", functools.partial(layer_graph, graph, op, f"{model}_{index}"),
+                 PEERS[op.kind])
+            for index, op in enumerate(graph.operators)
+            if op.kind in PEERS and _per_tensor(graph, op)]
+    return cases
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -472,32 +521,55 @@ def measure(case: Case, cmsis: Path, library: Path, target: str, board: Board,
     return Row(case.name, op.kind.value, mine, peer, mine / peer, diff)
 
 
+def _print_rows(rows: list[Row]) -> None:
+    print(f"{'case':32} {'op':28} {'mcuflow':>10} {'CMSIS-NN':>10} {'ratio':>6} {'max diff':>8}")
+    for r in rows:
+        print(f"{r.case:32} {r.kernel:28} {r.ours:>10,} {r.cmsis_nn:>10,} {r.ratio:>6.2f} "
+              f"{r.max_diff:>8}")
+
+
+def _print_models(models: dict[str, list[Row]]) -> None:
+    """Per model, the sum over its CMSIS-NN-run layers."""
+    print(f"{'model':24} {'layers':>6} {'mcuflow':>11} {'CMSIS-NN':>11} {'ratio':>6}")
+    for model, rows in models.items():
+        ours, theirs = sum(r.ours for r in rows), sum(r.cmsis_nn for r in rows)
+        ratio = f"{ours / theirs:>6.2f}" if theirs else f"{'-':>6}"
+        print(f"{model:24} {len(rows):>6} {ours:>11,} {theirs:>11,} {ratio}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", help="case names (default: all)")
     parser.add_argument("--cmsis-nn", type=Path, default=os.environ.get("CMSIS_NN_DIR"),
                         help="a checkout of ARM-software/CMSIS-NN (or CMSIS_NN_DIR)")
     parser.add_argument("--target", default="cortex-m4")
+    parser.add_argument("--models", action="store_true",
+                        help="also every CMSIS-NN-run layer of the six coverage models")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cmsis_nn is None or not (Path(args.cmsis_nn) / "Include").is_dir():
         sys.exit("bench/cmsis_nn.py: pass --cmsis-nn DIR, a checkout of ARM-software/CMSIS-NN")
     cases = [c for c in CASES if not args.cases or c.name in args.cases]
-    board = default_board(args.target)
+    per_model = model_cases() if args.models else {}
+    board, cmsis = default_board(args.target), Path(args.cmsis_nn)
     with tempfile.TemporaryDirectory(prefix="mcuflow-cmsis-nn-") as scratch:
         directory = Path(scratch)
-        library = _cmsis_library(Path(args.cmsis_nn), args.target, directory)
-        rows = [measure(c, Path(args.cmsis_nn), library, args.target, board, directory)
-                for c in cases]
+        library = _cmsis_library(cmsis, args.target, directory)
+        rows = [measure(c, cmsis, library, args.target, board, directory) for c in cases]
+        models = {m: [measure(c, cmsis, library, args.target, board, directory) for c in cs]
+                  for m, cs in per_model.items()}
     if args.json:
-        print(json.dumps([asdict(r) for r in rows], indent=2))
+        print(json.dumps({"layers": [asdict(r) for r in rows],
+                          "models": {m: [asdict(r) for r in rs] for m, rs in models.items()}},
+                         indent=2))
         return
     print(f"Per layer on QEMU {args.target} ({board.id}): mcuflow vs CMSIS-NN's kernel alone "
           "(a lower bound of TFLM + CMSIS-NN)")
-    print(f"{'case':32} {'op':28} {'mcuflow':>10} {'CMSIS-NN':>10} {'ratio':>6} {'max diff':>8}")
-    for r in rows:
-        print(f"{r.case:32} {r.kernel:28} {r.ours:>10,} {r.cmsis_nn:>10,} {r.ratio:>6.2f} "
-              f"{r.max_diff:>8}")
+    _print_rows(rows)
+    if models:
+        print("\nThe coverage models' layers that CMSIS-NN kernels run, one by one:")
+        _print_rows([r for rs in models.values() for r in rs])
+        _print_models(models)
 
 
 if __name__ == "__main__":
