@@ -29,7 +29,8 @@ from pathlib import Path
 
 SEED = 7
 CALIBRATION_SAMPLES = 32
-MODEL_NAMES = ("imu_dilated_conv1d", "unet_transpose_upsampling", "lstm_kws", "cnn_int16x8",
+MODEL_NAMES = ("imu_dilated_conv1d", "unet_transpose_upsampling", "lstm_kws",
+               "bidirectional_lstm_kws", "stacked_lstm_kws", "cnn_int16x8",
                "cnn_uint8_io", "transpose", "strided_slice", "split", "gather", "pack_unpack",
                "tile", "depth_to_space", "space_to_depth", "resize_bilinear", "resize_nearest",
                "abs", "prelu", "squared_difference", "sum", "l2_normalization", "log_softmax",
@@ -37,7 +38,7 @@ MODEL_NAMES = ("imu_dilated_conv1d", "unet_transpose_upsampling", "lstm_kws", "c
 """Every model, in the order of the table (the builder's keys)."""
 REASON_CHARS = 300
 """How much of a refusal's message the table's footnote keeps."""
-LEGACY_KERAS = ("lstm_kws",)
+LEGACY_KERAS = ("lstm_kws", "bidirectional_lstm_kws", "stacked_lstm_kws")
 """Models built with Keras 2 (the tf_keras package) instead of Keras 3."""
 
 
@@ -98,6 +99,22 @@ def _keras_models() -> dict[str, tuple[Callable[[], object], str]]:
         return legacy.Sequential([legacy.Input((49, 10), batch_size=1), legacy.layers.LSTM(32),
                                   legacy.layers.Dense(12, activation="softmax")])
 
+    def bidirectional_lstm_kws() -> object:
+        """Bidirectional(LSTM): REVERSE_V2 around the backward LSTM (Keras 2, as lstm_kws)."""
+        legacy = tf.keras
+        return legacy.Sequential([
+            legacy.Input((20, 8), batch_size=1),
+            legacy.layers.Bidirectional(legacy.layers.LSTM(8)),
+            legacy.layers.Dense(3)])
+
+    def stacked_lstm_kws() -> object:
+        """Two LSTMs, the first returning its sequence (Keras 2, as lstm_kws)."""
+        legacy = tf.keras
+        return legacy.Sequential([
+            legacy.Input((20, 8), batch_size=1),
+            legacy.layers.LSTM(16, return_sequences=True), legacy.layers.LSTM(8),
+            legacy.layers.Dense(3)])
+
     def lam(function: Callable[[object], object]) -> object:
         return layers.Lambda(function)
 
@@ -106,6 +123,8 @@ def _keras_models() -> dict[str, tuple[Callable[[], object], str]]:
         "imu_dilated_conv1d": (functional((128, 6), imu), "int8"),
         "unet_transpose_upsampling": (functional((32, 32, 3), unet), "int8"),
         "lstm_kws": (lstm_kws, "int8"),
+        "bidirectional_lstm_kws": (bidirectional_lstm_kws, "int8"),
+        "stacked_lstm_kws": (stacked_lstm_kws, "int8"),
         "cnn_int16x8": (functional((16, 16, 3), cnn), "int16x8"),
         "cnn_uint8_io": (functional((16, 16, 3), cnn), "uint8_io"),
         "transpose": (sequential(image, lam(lambda t: tf.transpose(t, [0, 2, 1, 3]))), "int8"),

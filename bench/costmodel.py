@@ -61,6 +61,7 @@ from mcuflow.ir.ops import (
     PackAttrs,
     ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
+    ReverseAttrs,
     SliceAttrs,
     SplitAttrs,
     StridedSliceAttrs,
@@ -479,12 +480,16 @@ def _lstm(b: GraphBuilder, rng: np.random.Generator) -> str:
 
 
 def _strided(b: GraphBuilder, rng: np.random.Generator) -> str:
-    """mcuflow_strided_copy_s8: NHWC <-> NCHW and other TRANSPOSEs, STRIDED_SLICEs with steps."""
+    """mcuflow_strided_copy_s8: TRANSPOSEs, REVERSE_V2s, STRIDED_SLICEs with steps."""
     h, w = _spatial(rng, 1, 24)
     x = _input(b, rng, (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32]))))
-    if rng.integers(2):
+    choice = int(rng.integers(3))
+    if choice == 0:
         perm = _pick(rng, [(0, 3, 1, 2), (0, 2, 3, 1), (0, 2, 1, 3), (0, 3, 2, 1)])
         return b.op(OpKind.TRANSPOSE, [x], TransposeAttrs(perm), b.quant(x))
+    if choice == 1:
+        axes = _pick(rng, [(1,), (2,), (3,), (1, 2)])
+        return b.op(OpKind.REVERSE_V2, [x], ReverseAttrs(axes), b.quant(x))
     strides = _pick(rng, [(1, 2, 2, 1), (1, 1, 2, 1), (1, 1, 1, 2), (1, -1, -1, 1),
                           (1, 2, 2, 2)])
     return b.op(OpKind.STRIDED_SLICE, [x], StridedSliceAttrs(

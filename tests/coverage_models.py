@@ -9,13 +9,15 @@ them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import OpKind, SliceAttrs
+from mcuflow.ir.ops import LSTM_OUTPUT_STATE, OpKind, ReverseAttrs, SliceAttrs
+from mcuflow.ir.quantization import QuantParams
 from tests.imu_models import imu_dilated
 from tests.uint8_models import uint8_cnn
 from tests.unet_models import unet_graph
@@ -37,6 +39,39 @@ def kws_lstm_graph() -> Graph:
                 SliceAttrs((0, LSTM_FRAMES - 1, 0), (1, 1, LSTM_UNITS)), b.quant(sequence))
     logits = b.fully_connected(b.reshape(last, (1, LSTM_UNITS)), LSTM_KEYWORDS)
     return b.output(b.softmax(logits)).build()
+
+
+def bidirectional_kws_graph() -> Graph:
+    """Keras' Bidirectional(LSTM) as TensorFlow's converter writes it.
+
+    The backward LSTM reads the frames through REVERSE_V2 and its sequence is reversed back
+    before CONCATENATION (both sequences quantised alike); as the converter quantises them, each
+    LSTM's output state, hidden intermediate and output carry three different quantisations.
+    """
+    b = GraphBuilder("bidirectional_kws", seed=21)
+    x = b.input((1, LSTM_FRAMES, LSTM_FEATURES), 0.06, -11)
+    sequence = QuantParams.per_tensor(0.0065, -4)
+    forward = _requantised_states(b, b.lstm(x, 12, output=sequence, gain=3.0))
+    backward = _requantised_states(b, b.lstm(_reversed(b, x), 12, output=sequence, gain=3.0))
+    both = b.concatenation([forward, _reversed(b, backward)], axis=2)
+    last = b.op(OpKind.SLICE, [both], SliceAttrs((0, LSTM_FRAMES - 1, 0), (1, 1, 24)),
+                b.quant(both))
+    return b.output(b.fully_connected(b.reshape(last, (1, 24)), LSTM_KEYWORDS)).build()
+
+
+def _reversed(b: GraphBuilder, sequence: str) -> str:
+    return b.op(OpKind.REVERSE_V2, [sequence], ReverseAttrs((1,)), b.quant(sequence))
+
+
+def _requantised_states(b: GraphBuilder, sequence: str) -> str:
+    """Quantise the output state and hidden intermediate of `sequence`'s LSTM unlike it."""
+    op = b.graph.operators[b.graph.producer(sequence)]
+    out = b.quant(sequence)
+    b.graph.tensors[op.inputs[LSTM_OUTPUT_STATE]].quant = QuantParams.per_tensor(
+        out.scale0 * 0.97, out.zero_point0 + 3)
+    b.graph.operators[b.graph.producer(sequence)] = replace(op, attrs=replace(
+        op.attrs, hidden=QuantParams.per_tensor(out.scale0 * 1.4, out.zero_point0 - 5)))
+    return sequence
 
 
 def svdf_kws_model(activation: Activation = Activation.RELU) -> bytes:

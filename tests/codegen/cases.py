@@ -24,6 +24,7 @@ from mcuflow.ir.ops import (
     PackAttrs,
     ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
+    ReverseAttrs,
     SliceAttrs,
     SplitAttrs,
     StridedSliceAttrs,
@@ -376,6 +377,9 @@ def shuffles() -> Graph:
         b.op(OpKind.TRANSPOSE, [b.reshape(x, (2, 3, 5, 4))], TransposeAttrs((2, 0, 3, 1)), q),
         b.op(OpKind.GATHER, [x], GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3)), q),
         b.op(OpKind.GATHER, [b.reshape(x, (30, 4))], GatherAttrs(0, (29, 0, 7), (3,)), q),
+        b.op(OpKind.REVERSE_V2, [x], ReverseAttrs((1,)), q),
+        b.op(OpKind.REVERSE_V2, [b.relu(x)], ReverseAttrs((1, 2, 3)), q),
+        b.op(OpKind.REVERSE_V2, [b.reshape(x, (30, 4))], ReverseAttrs((1,)), q),
         *_rank5_shuffles(b, b.reshape(x, (2, 3, 5, 2, 2))),
         b.op(OpKind.GATHER, [b.constant("table", np.arange(-64, 64, 4, dtype=np.int8).reshape(
             8, 4), q)], GatherAttrs(0, (6, 1, 6), (3,)), q),

@@ -18,7 +18,7 @@ from mcuflow.ir.graph import Graph
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import build_host, random_inputs, verify_host
-from tests.coverage_models import kws_lstm_graph
+from tests.coverage_models import bidirectional_kws_graph, kws_lstm_graph
 from tests.support import litert_interpreter, litert_invoke
 from tests.unit.test_lstm import CASES, lstm_graph
 
@@ -41,6 +41,34 @@ def test_reference_equals_litert_over_consecutive_inferences(tmp_path: Path) -> 
         np.testing.assert_array_equal(ours.run([inputs[run]]).outputs[0], want)
     again = litert_invoke(litert, [inputs[0]])[0]
     np.testing.assert_array_equal(ours.run([inputs[0]]).outputs[0], again)
+
+
+def bidirectional_kws_model(directory: Path) -> tuple[Path, Graph]:
+    """The bidirectional keyword spotter written as a .tflite file and read back by mcuflow."""
+    path = directory / "bidirectional_kws.tflite"
+    path.write_bytes(write_tflite(bidirectional_kws_graph()))
+    return path, load_int8_model(path)
+
+
+def test_bidirectional_reference_equals_litert_over_consecutive_inferences(
+        tmp_path: Path) -> None:
+    """REVERSE_V2 around the backward LSTM, whose states and hidden values are requantised.
+
+    As TensorFlow's converter writes Keras' Bidirectional: output state, hidden intermediate
+    and output each quantised their own way.
+    """
+    path, graph = bidirectional_kws_model(tmp_path)
+    litert, ours = litert_interpreter(path), Interpreter(graph)
+    inputs = random_inputs(graph, INVOKES, seed=11)[0]
+    for run in range(INVOKES):
+        want = litert_invoke(litert, [inputs[run]])[0]
+        np.testing.assert_array_equal(ours.run([inputs[run]]).outputs[0], want)
+
+
+def test_bidirectional_c_is_bit_exact_on_the_host(tmp_path: Path) -> None:
+    _, graph = bidirectional_kws_model(tmp_path)
+    result = verify_host(graph, plan_memory(graph, 0.5), runs=INVOKES, seed=3)
+    assert result.bit_exact and result.runs == INVOKES
 
 
 def test_generated_c_is_bit_exact_on_the_host(tmp_path: Path) -> None:

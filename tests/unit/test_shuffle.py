@@ -22,6 +22,7 @@ from mcuflow.ir.ops import (
     OpAttrs,
     OpKind,
     PackAttrs,
+    ReverseAttrs,
     SplitAttrs,
     StridedSliceAttrs,
     TransposeAttrs,
@@ -144,9 +145,18 @@ def _gather_case(seed: int) -> Graph:
     return _graph(OpKind.GATHER, [shape], GatherAttrs(axis, indices, indices_shape))
 
 
+def _reverse_case(seed: int) -> Graph:
+    rng = np.random.default_rng(seed)
+    shape = _shape(rng)
+    first = int(rng.integers(0, len(shape)))
+    count = int(rng.integers(1, len(shape) - first + 1))
+    return _graph(OpKind.REVERSE_V2, [shape], ReverseAttrs(tuple(range(first, first + count))))
+
+
 MAKERS = {OpKind.STRIDED_SLICE: _strided_case, OpKind.SPLIT: _split_case,
           OpKind.PACK: _pack_case, OpKind.UNPACK: _unpack_case,
-          OpKind.TRANSPOSE: _transpose_case, OpKind.GATHER: _gather_case}
+          OpKind.TRANSPOSE: _transpose_case, OpKind.GATHER: _gather_case,
+          OpKind.REVERSE_V2: _reverse_case}
 
 
 @pytest.mark.parametrize("seed", range(CASES))
@@ -170,6 +180,17 @@ def _split_v_options(builder: flatbuffers.Builder) -> int:
     tflite.SplitVOptionsStart(builder)
     tflite.SplitVOptionsAddNumSplits(builder, 3)
     return tflite.SplitVOptionsEnd(builder)
+
+
+def test_reverse_v2_reads_negative_axes() -> None:
+    """REVERSE_V2's axis input counts negative axes from the end, as LiteRT."""
+    spec = RawModel(
+        [RawT("x", (2, 3, 4)), RawT("axis", (1,), TT.INT32, i32(-1)), RawT("y", (2, 3, 4))],
+        [RawO(OP.REVERSE_V2, [0, 1], [2])], [0], [2])
+    model = raw_model(spec)
+    graph = read_tflite(model)
+    assert graph.operators[0].attrs == ReverseAttrs((2,))
+    assert_same_outputs(model, write_tflite(graph))
 
 
 def test_split_v_takes_the_rest_for_minus_one() -> None:
@@ -210,6 +231,10 @@ def test_strided_slice_refuses_ellipsis_new_axis_and_backward_shrink(
     _refused(_graph(OpKind.STRIDED_SLICE, [(2, 3, 3)], attrs), "ellipsis_mask, new_axis_mask")
 
 
+def test_reverse_v2_refuses_axes_apart() -> None:
+    _refused(_graph(OpKind.REVERSE_V2, [(2, 3, 4)], ReverseAttrs((0, 2))), "must be consecutive")
+
+
 def test_gather_refuses_indices_outside_and_batch_dims() -> None:
     _refused(_graph(OpKind.GATHER, [(4, 3)], GatherAttrs(0, (1, 4), (2,))), "every index must lie")
     _refused(_graph(OpKind.GATHER, [(4, 3)], GatherAttrs(1, (1,), (1,), 1)), "batch_dims")
@@ -240,6 +265,8 @@ def test_refuses_a_change_of_quantisation(kind: OpKind) -> None:
     (OpKind.PACK, [(4, 3), (4, 2)], PackAttrs(0, 2)),
     (OpKind.UNPACK, [(4, 3)], PackAttrs(1, 4)),
     (OpKind.TRANSPOSE, [(4, 3)], TransposeAttrs((0, 0))),
+    (OpKind.REVERSE_V2, [(4, 3)], ReverseAttrs((1, 1))),
+    (OpKind.REVERSE_V2, [(4, 3)], ReverseAttrs((2,))),
     (OpKind.STRIDED_SLICE, [(4, 3)], StridedSliceAttrs((3, 0), (1, 3), (1, 1))),
 ], ids=lambda v: getattr(v, "value", ""))
 def test_shapes_that_do_not_fit_are_shape_errors(kind: OpKind, shapes: list[tuple[int, ...]],

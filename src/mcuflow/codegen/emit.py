@@ -821,7 +821,7 @@ def _strided_slice(ctx: EmitContext) -> LayerCode:
     return _strided_copy(ctx)
 
 
-@emitter(OpKind.TRANSPOSE)
+@emitter(OpKind.TRANSPOSE, OpKind.REVERSE_V2)
 def _strided_copy(ctx: EmitContext) -> LayerCode:
     layout = strided_layout(ctx.graph, ctx.op)
     _require_rank(ctx, len(layout.dims))

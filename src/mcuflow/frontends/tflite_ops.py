@@ -45,6 +45,7 @@ from mcuflow.ir.ops import (
     ReshapeAttrs,
     ResizeBilinearAttrs,
     ResizeNearestNeighborAttrs,
+    ReverseAttrs,
     SliceAttrs,
     SoftmaxAttrs,
     SplitAttrs,
@@ -944,6 +945,17 @@ def _perm_input(a: TransposeAttrs) -> list[tuple[str, np.ndarray]]:
     return [("perm", _int32(a.perm))]
 
 
+def _reverse(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
+    """The constant axis input (negative axes counted from the end), in ascending order."""
+    rank = len(subgraph.tensors[op.inputs[0]].shape)
+    axes = tuple(sorted(check.axis(op, a, rank) for a in _ints(op, subgraph, 1, "axis")))
+    return ReverseAttrs(axes), [op.inputs[0]]
+
+
+def _reverse_axis_input(a: ReverseAttrs) -> list[tuple[str, np.ndarray]]:
+    return [("axis", _int32(a.axes))]
+
+
 def _gather(op: RawOp, subgraph: RawSubgraph) -> tuple[OpAttrs, list[int]]:
     """The options' axis and batch_dims and the constant integer indices input."""
     o = check.options(op, tflite.GatherOptions)
@@ -1074,6 +1086,8 @@ TFLITE_OPS: OpTable[TfliteOp] = OpTable("TFLite form", entries={
                                (2, 2), constant_inputs=_perm_input, version=2),
     OpKind.GATHER: TfliteOp(OP.GATHER, _gather, _gather_options, (2, 2),
                             constant_inputs=_indices_input, version=2),
+    OpKind.REVERSE_V2: TfliteOp(OP.REVERSE_V2, _reverse, _empty_options("ReverseV2Options"),
+                                (2, 2), constant_inputs=_reverse_axis_input, version=2),
 })
 """The TFLite form of every OpKind."""
 

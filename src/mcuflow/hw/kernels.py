@@ -400,12 +400,17 @@ class StridedLayout:
 
 
 def strided_layout(graph: Graph, op: Operator) -> StridedLayout:
-    """The read of a TRANSPOSE, or of a STRIDED_SLICE with steps, in input elements."""
+    """The read of a TRANSPOSE, a REVERSE_V2 or a STRIDED_SLICE with steps, in input elements."""
     shape = graph.tensors[op.inputs[0]].shape
     strides = [math.prod(shape[a + 1:]) for a in range(len(shape))]
     if op.kind is OpKind.TRANSPOSE:
         axes = [(shape[a], strides[a]) for a in op.attrs.perm]
         start = 0
+    elif op.kind is OpKind.REVERSE_V2:
+        flipped = op.attrs.axes
+        axes = [(n, -stride if a in flipped else stride)
+                for a, (n, stride) in enumerate(zip(shape, strides, strict=True))]
+        start = sum((shape[a] - 1) * strides[a] for a in flipped)
     else:
         ranges = strided_slice_ranges(shape, op.attrs)
         axes = [(len(r), r.step * stride) for r, stride in zip(ranges, strides, strict=True)]
@@ -449,9 +454,10 @@ def _gather_terms(graph: Graph, op: Operator) -> Work:
                 gathered=graph.tensors[op.outputs[0]].nbytes)
 
 
-_kernel("mcuflow_strided_copy_s8", "mcuflow_shuffle", (OpKind.TRANSPOSE, OpKind.STRIDED_SLICE),
-        "TRANSPOSE, and STRIDED_SLICE with steps other than 1: a strided read, a memcpy per run "
-        "where the last read dim is contiguous.",
+_kernel("mcuflow_strided_copy_s8", "mcuflow_shuffle",
+        (OpKind.TRANSPOSE, OpKind.STRIDED_SLICE, OpKind.REVERSE_V2),
+        "TRANSPOSE, REVERSE_V2, and STRIDED_SLICE with steps other than 1: a strided read, a "
+        "memcpy per run where the last read dim is contiguous.",
         terms=_strided_terms)
 _kernel("mcuflow_gather_s8", "mcuflow_shuffle", (OpKind.GATHER,),
         "GATHER along one axis at constant indices: a memcpy per gathered slice.",
@@ -872,6 +878,7 @@ _SIMPLE: OpTable[tuple[str, ...]] = OpTable("single default kernel", complete=Fa
     OpKind.SPLIT: ("mcuflow_copy_rows",), OpKind.SPLIT_V: ("mcuflow_copy_rows",),
     OpKind.UNPACK: ("mcuflow_copy_rows",), OpKind.PACK: ("mcuflow_copy_rows",),
     OpKind.TRANSPOSE: ("mcuflow_strided_copy_s8",), OpKind.GATHER: ("mcuflow_gather_s8",),
+    OpKind.REVERSE_V2: ("mcuflow_strided_copy_s8",),
 })
 """Kinds with one kernel whatever the core; RESHAPE and SQUEEZE are usually planned in place."""
 

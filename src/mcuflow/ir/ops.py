@@ -79,6 +79,7 @@ class OpKind(Enum):
     UNPACK = "UNPACK"
     TRANSPOSE = "TRANSPOSE"
     GATHER = "GATHER"
+    REVERSE_V2 = "REVERSE_V2"
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,14 @@ class TransposeAttrs:
     """TRANSPOSE: output axis i is input axis perm[i] (TFLite's constant perm input, folded)."""
 
     perm: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReverseAttrs:
+    """REVERSE_V2: the input with the order of its elements along each of `axes` reversed
+    (TFLite's constant axis input, folded; non-negative, distinct)."""
+
+    axes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -832,12 +841,10 @@ def _lstm_macs(graph: Graph, op: Operator) -> int:
 
 
 def _lstm_output_state(graph: Graph, op: Operator) -> str | None:
-    """Why the output state is not a variable int8 tensor quantised as the output, or None."""
+    """Why the output state is not a variable int8 tensor, or None."""
     state = graph.tensors[op.inputs[LSTM_OUTPUT_STATE]]
-    if not state.variable or state.dtype is not DType.INT8:
+    if not state.variable or state.dtype is not DType.INT8 or state.quant is None:
         return f"a {'' if state.variable else 'non-variable '}{state.dtype.value} output state"
-    if state.quant != graph.tensors[op.outputs[0]].quant:
-        return "an output state quantised unlike the output"
     return None
 
 
@@ -854,9 +861,8 @@ def _lstm_cell_state(graph: Graph, op: Operator) -> str | None:
 
 
 def lstm_states(graph: Graph, op: Operator) -> str | None:
-    """The output state must be a variable int8 tensor quantised as the output, the cell state
-    a variable int16 one with zero point 0 and a power-of-two scale from 2**-15 to 2**-9
-    (LiteRT's integer LSTM)."""
+    """The output state must be a variable int8 tensor, the cell state a variable int16 one
+    with zero point 0 and a power-of-two scale from 2**-15 to 2**-9 (LiteRT's integer LSTM)."""
     problems = [p for p in (_lstm_output_state(graph, op), _lstm_cell_state(graph, op)) if p]
     return f"{', '.join(problems)} found" if problems else None
 
@@ -880,6 +886,13 @@ def lstm_constants(graph: Graph, op: Operator) -> str | None:
         if not tensor.is_constant or tensor.dtype is not dtype or not symmetric:
             problems.append(f"'{name}' ({tensor.dtype.value})")
     return f"operands {', '.join(problems)} found" if problems else None
+
+
+def reverse_axes_consecutive(graph: Graph, op: Operator) -> str | None:
+    """The reversed axes must be consecutive, as LiteRT's REVERSE_V2 requires."""
+    axes = op.attrs.axes
+    consecutive = list(axes) == list(range(axes[0], axes[0] + len(axes))) if axes else True
+    return None if consecutive else f"axes {axes} found"
 
 
 def strided_slice_ranges(shape: Shape, attrs: StridedSliceAttrs) -> list[range]:
@@ -974,6 +987,15 @@ def _transpose_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"TRANSPOSE '{op.name}': perm {attrs.perm} is not a permutation of "
                          f"the axes of {x}")
     return [tuple(x[a] for a in attrs.perm)]
+
+
+def _reverse_shape(graph: Graph, op: Operator) -> list[Shape]:
+    attrs: ReverseAttrs = op.attrs
+    x = input_shape(graph, op, 0)
+    if len(set(attrs.axes)) != len(attrs.axes) or not all(0 <= a < len(x) for a in attrs.axes):
+        raise ShapeError(f"REVERSE_V2 '{op.name}': axes {attrs.axes} are not distinct axes of "
+                         f"{x}")
+    return [x]
 
 
 def _gather_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -1355,6 +1377,8 @@ _DEFINITIONS = (
           checks=(same_quantisation, rank_at_most_5)),
     OpDef(OpKind.GATHER, GatherAttrs, _gather_shape, element_ops=1, shared_quant=True,
           checks=(same_quantisation, rank_at_most_5, gather_indices_inside)),
+    OpDef(OpKind.REVERSE_V2, ReverseAttrs, _reverse_shape, element_ops=1, shared_quant=True,
+          checks=(same_quantisation, rank_at_most_5, reverse_axes_consecutive)),
 )
 
 OP_DEFS: OpTable[OpDef] = OpTable("definition", entries={d.kind: d for d in _DEFINITIONS})

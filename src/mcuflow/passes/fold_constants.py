@@ -35,6 +35,7 @@ _EVALUATORS: OpTable[Evaluate] = OpTable("constant evaluator", complete=False, e
     OpKind.RELU: lambda op, xs, shape: np.maximum(xs[0], 0.0),
     OpKind.RELU6: lambda op, xs, shape: np.clip(xs[0], 0.0, 6.0),
     OpKind.TRANSPOSE: lambda op, xs, shape: np.transpose(xs[0], op.attrs.perm),
+    OpKind.REVERSE_V2: lambda op, xs, shape: np.flip(xs[0], op.attrs.axes),
     OpKind.GATHER: lambda op, xs, shape: np.take(
         xs[0], np.reshape(op.attrs.indices, op.attrs.indices_shape), op.attrs.axis),
     OpKind.STRIDED_SLICE: lambda op, xs, shape: xs[0][np.ix_(*(

@@ -50,7 +50,10 @@ class LstmParams:
 
     `input_bias` [4, units] is each gate's bias minus the input zero point times the row sums of
     its input weights, `recurrent_bias` minus the output-state zero point times those of its
-    recurrent weights; the multipliers requantise the two products to Q3.12. `cell_exponent` is
+    recurrent weights; the multipliers requantise the two products to Q3.12 (the recurrent one
+    with the output state's scale, as LiteRT: a converter may quantise the output state, the
+    hidden intermediate and the output three ways, and the raw hidden values are written to all
+    of them). `cell_exponent` is
     log2 of the cell state's scale; `hidden` requantises o * tanh(c) (Q0.15 x Q0.15) to int8 and
     `hidden_zero_point` is added after it; `cell_clip` is 0 when absent (proj_clip is refused).
     `output_zero_point` is the output state's (LiteRT starts it there: ResetVariableTensor).
@@ -89,7 +92,8 @@ def prepare_lstm(graph: Graph, op: Operator) -> LstmParams:
     """PopulateQuantizedLstmParams8x8_16 and the zero-point-folded biases."""
     attrs: LstmAttrs = op.attrs
     batch, time, features, units = lstm_dims(graph, op)
-    x_q, out_q = quant_of(graph.tensor(op.inputs[0])), quant_of(graph.tensor(op.outputs[0]))
+    x_q = quant_of(graph.tensor(op.inputs[0]))
+    state_q = quant_of(graph.tensor(op.inputs[LSTM_OUTPUT_STATE]))
     cell_scale = quant_of(graph.tensor(op.inputs[LSTM_CELL_STATE])).scale0
     tensors = [graph.tensor(name) for name in op.inputs[1:LSTM_OUTPUT_STATE]]
     weights = [t.data.astype(np.int64) for t in tensors[:2 * LSTM_GATES]]
@@ -100,14 +104,14 @@ def prepare_lstm(graph: Graph, op: Operator) -> LstmParams:
     return LstmParams(
         batch, time, features, units, attrs.time_major,
         input_bias=biases - x_q.zero_point0 * rows[:LSTM_GATES],
-        recurrent_bias=-out_q.zero_point0 * rows[LSTM_GATES:],
+        recurrent_bias=-state_q.zero_point0 * rows[LSTM_GATES:],
         input_multipliers=tuple(_effective(s, x_q.scale0) for s in scales[:LSTM_GATES]),
-        recurrent_multipliers=tuple(_effective(s, out_q.scale0) for s in scales[LSTM_GATES:]),
+        recurrent_multipliers=tuple(_effective(s, state_q.scale0) for s in scales[LSTM_GATES:]),
         cell_exponent=round(float(np.log2(cell_scale))),
         hidden=quantize_multiplier(hidden_scale),
         hidden_zero_point=attrs.hidden.zero_point0,
         cell_clip=_clip(attrs.cell_clip, cell_scale, INT16_MAX),
-        output_zero_point=out_q.zero_point0,
+        output_zero_point=state_q.zero_point0,
     )
 
 

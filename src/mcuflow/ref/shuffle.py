@@ -53,10 +53,16 @@ def _gather(graph: Graph, op: Operator) -> Shuffle:
     return lambda inputs: [np.take(inputs[0], indices, axis=attrs.axis)]
 
 
+def _reverse(graph: Graph, op: Operator) -> Shuffle:
+    """LiteRT's reverse.cc: the elements along each axis in reverse order."""
+    axes = op.attrs.axes
+    return lambda inputs: [np.ascontiguousarray(np.flip(inputs[0], axes))]
+
+
 _SHUFFLES: dict[OpKind, Callable[[Graph, Operator], Shuffle]] = {
     OpKind.STRIDED_SLICE: _strided_slice, OpKind.SPLIT: _split, OpKind.SPLIT_V: _split,
     OpKind.UNPACK: _unpack, OpKind.PACK: _pack, OpKind.TRANSPOSE: _transpose,
-    OpKind.GATHER: _gather,
+    OpKind.GATHER: _gather, OpKind.REVERSE_V2: _reverse,
 }
 _KINDS = tuple(_SHUFFLES)
 

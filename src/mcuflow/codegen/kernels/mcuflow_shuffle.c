@@ -1,4 +1,4 @@
-/* Data movement by index: strided copies (TRANSPOSE, STRIDED_SLICE with steps) and GATHER. */
+/* Data movement by index: strided copies (TRANSPOSE, REVERSE_V2, STRIDED_SLICE with steps) and GATHER. */
 #include <stddef.h>
 #include <string.h>
 
