@@ -20,7 +20,7 @@ from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import get_board
-from mcuflow.hw.dw_s16 import FORM_3X3, FORM_S1, FORM_S2, dw_s16_plane
+from mcuflow.hw.dw_s16 import FORM_3X3, FORM_3X3_S2, FORM_S1, FORM_S2, dw_s16_plane
 from mcuflow.hw.kernels import default_kernels
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
@@ -108,7 +108,7 @@ FAMILIES = {"shapes": (shapes, 12), "declines": (declines, 1)}
 def test_plane_forms_and_sizes() -> None:
     graph = shapes()
     forms = [dw_s16_plane(graph, op).form for op in graph.operators]
-    assert forms[:5] == [FORM_3X3, FORM_S2, FORM_3X3, FORM_S1, FORM_S2]
+    assert forms[:5] == [FORM_3X3, FORM_3X3_S2, FORM_3X3, FORM_S1, FORM_S2]
     for op in graph.operators:
         plane = dw_s16_plane(graph, op)
         assert plane is not None and plane.columns % 2 == 0

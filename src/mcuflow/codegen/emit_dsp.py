@@ -23,6 +23,7 @@ from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode
 from mcuflow.hw.dw_s16 import (
     FORM_3X3,
+    FORM_3X3_S2,
     FORM_S2,
     HEADER_WORDS,
     DwS16Plane,
@@ -588,7 +589,8 @@ def depthwise_s16(ctx: EmitContext, window: Callable[[], str]) -> LayerCode | No
     records[:, :words.shape[1]] = words
     symbol = ctx.constant("channels", "int32_t", records.astype(np.uint32).view(np.int32),
                           f"{ctx.op.name}: per channel addend low and high (bias folded in), "
-                          "multiplier, shift, weights as int16 pairs per kernel row")
+                          "multiplier, shift, act_min, act_max, weights as int16 pairs per "
+                          "kernel row")
     d = _define(ctx, "mcuflow_dsp_dw_s16_t", "dws16", {
         "channels": symbol, "record_words": record, "form": plane.form,
         "row_words": plane.row_words, "plane_rows": plane.rows,
@@ -602,7 +604,7 @@ def depthwise_s16(ctx: EmitContext, window: Callable[[], str]) -> LayerCode | No
 
 def _s16_requant(ctx: EmitContext, params: ConvS16Params, taps: np.ndarray, bias: np.ndarray
                  ) -> np.ndarray | None:
-    """Per channel [addend low, addend high, multiplier, shift] as uint32-ranged int64.
+    """Per channel [addend low, addend high, multiplier, shift, act_min, act_max] (int64).
 
     LiteRT computes (acc + bias) * R + 2^(t-1) >> t in int64 (R the Q15 multiplier, t = 15 -
     shift). With t >= 16, R' = R << max(0, 32 - t) stays below 2^31 and the kernel takes the
@@ -627,7 +629,8 @@ def _s16_requant(ctx: EmitContext, params: ConvS16Params, taps: np.ndarray, bias
         addend = int(b) * scaled + (1 << (top - 1))
         if (abs(int(b)) + int(r)) * scaled + (1 << (top - 1)) >= INT64_LIMIT:
             return _decline(ctx, f"bias {int(b)} takes the requantisation outside int64")
-        rows.append([addend & 0xFFFFFFFF, (addend >> 32) & 0xFFFFFFFF, scaled, top - 32])
+        rows.append([addend & 0xFFFFFFFF, (addend >> 32) & 0xFFFFFFFF, scaled, top - 32,
+                     params.act_min, params.act_max])
     return np.array(rows, np.int64).reshape(-1, HEADER_WORDS)
 
 
@@ -649,7 +652,7 @@ def _s16_taps(taps: np.ndarray, plane: DwS16Plane) -> np.ndarray:
 
     if plane.form == FORM_3X3:
         words = [pair(0, 1), pair(1, 2)]
-    elif plane.form == FORM_S2:
+    elif plane.form in (FORM_S2, FORM_3X3_S2):
         words = [pair(2 * i, 2 * i + 1) for i in range(plane.row_words)]
     else:
         words = [p for i in range(plane.row_words // 2)

@@ -15,8 +15,8 @@ from mcuflow.ir.enums import Activation, along
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.shapes import conv_padding
 
-FORM_3X3, FORM_S1, FORM_S2 = 0, 1, 2  # MCUFLOW_DWS16_*
-HEADER_WORDS = 4  # MCUFLOW_DWS16_HEADER
+FORM_3X3, FORM_S1, FORM_S2, FORM_3X3_S2 = 0, 1, 2, 3  # MCUFLOW_DWS16_*
+HEADER_WORDS = 6  # MCUFLOW_DWS16_HEADER
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class DwS16Plane:
     @property
     def words(self) -> int:
         """Plane words each kernel row of one output pair reads."""
-        if self.form == FORM_S2:
+        if self.form in (FORM_S2, FORM_3X3_S2):
             return self.row_words + 1
         return self.row_words // 2 if self.form == FORM_S1 else 2
 
@@ -74,7 +74,8 @@ def dw_s16_plane(graph: Graph, op: Operator) -> DwS16Plane | None:
     pad_left = conv_padding(in_w, k_w, attrs.stride_w, 1, out_w, along(attrs.padding, 1))
     pairs = -(-out_w // 2)
     if attrs.stride_w == 2:
-        form, row_words = FORM_S2, -(-k_w // 2)
+        form = FORM_3X3_S2 if (k_h, k_w) == (3, 3) else FORM_S2
+        row_words = -(-k_w // 2)
         columns = 4 * pairs + 2 * row_words - 2
     elif (k_h, k_w) == (3, 3):
         form, row_words, columns = FORM_3X3, 2, 2 * pairs + 2

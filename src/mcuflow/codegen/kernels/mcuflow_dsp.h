@@ -598,15 +598,17 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
 /* ---- int16x8 depthwise convolution ------------------------------------------------------ */
 
 /* How mcuflow_dwconv_s16_dsp pairs outputs: 3x3 at stride 1 (row weights (w0, w1), (w1, w2)),
- * any width at stride 1 (per plane word the pair (U_i, V_i)) or at stride 2 (U_i). */
+ * any size at stride 1 (per plane word the pair (U_i, V_i)), any size at stride 2 (U_i) and
+ * 3x3 at stride 2 (the same weights as MCUFLOW_DWS16_S2). */
 #define MCUFLOW_DWS16_3X3 0
 #define MCUFLOW_DWS16_S1 1
 #define MCUFLOW_DWS16_S2 2
+#define MCUFLOW_DWS16_3X3_S2 3
 
 /* DEPTHWISE_CONV_2D of int16 input, int8 weights, depth multiplier 1, no dilation, stride 1 or
  * 2 along the width. Per channel a record of `record_words` int32: the 64-bit addend (bias
- * folded in) as low and high words, the multiplier, the shift, then `row_words` weight words
- * per kernel row as int16 pairs. The plane (scratch, word-aligned, `plane_rows` x
+ * folded in) as low and high words, the multiplier, the shift, act_min, act_max, then
+ * `row_words` weight words per kernel row as int16 pairs. The plane (scratch, word-aligned, `plane_rows` x
  * `plane_columns` halfwords, columns even) holds `copy_rows` x `copy_columns` input values at
  * (pad_top, pad_left), zeros elsewhere. */
 typedef struct {

@@ -9,8 +9,9 @@
  */
 #include "mcuflow_dsp.h"
 
-/* The channel's record: addend low and high words, multiplier, shift, then the weight words. */
-#define MCUFLOW_DWS16_HEADER 4
+/* The channel's record: addend low and high words, multiplier, shift, act_min, act_max, then
+ * the weight words. */
+#define MCUFLOW_DWS16_HEADER 6
 
 /* x saturated to int16. */
 static inline int32_t mcuflow_dws16_ssat16(int32_t x)
@@ -23,115 +24,310 @@ static inline int32_t mcuflow_dws16_ssat16(int32_t x)
 }
 
 /* Requantise the int32 sum `acc` of a channel with record `k` to an int16 output. */
-MCUFLOW_INLINE int32_t mcuflow_dws16_out(int32_t acc, const int32_t *k, int narrow,
-                                         int32_t act_min, int32_t act_max)
+MCUFLOW_INLINE int16_t mcuflow_dws16_out(int32_t acc, const int32_t *k, int narrow)
 {
     const int64_t addend = (int64_t)(((uint64_t)(uint32_t)k[1] << 32) | (uint32_t)k[0]);
     const int64_t t = addend + (int64_t)acc * k[2];
     const int32_t y = (int32_t)(t >> 32) >> k[3];
-    return narrow ? mcuflow_clamp(y, act_min, act_max) : mcuflow_dws16_ssat16(y);
+    return (int16_t)(narrow ? mcuflow_clamp(y, k[4], k[5]) : mcuflow_dws16_ssat16(y));
 }
 
-/* One output pair of kernel rows `rows` over the plane words `x` (rows `columns` words apart):
- * 3x3 stride 1, row weights (w0, w1), (w1, w2). p = x0 w0 + x1 w1 + x2 w2, q from x1. */
-MCUFLOW_INLINE void mcuflow_dws16_pair_3x3(const mcuflow_word_t *x, size_t columns,
-                                           const int32_t *w, int32_t *p, int32_t *q)
+#if MCUFLOW_DSP_ASM
+
+/* One kernel row of a 3x3 stride-1 pair: plane words (x0, x1), (x2, x3) from `x` (advanced one
+ * word), row weights (w0, w1), (w1, w2) at byte OFFSET of the record. */
+#define MCUFLOW_DWS16_ROW3(x, OFFSET, FIRST)                                                    \
+    "ldrd %[a], %[b], [%[" x "]], #4\n\t"                                                      \
+    "ldrd %[t0], %[t1], [%[k], #" #OFFSET "]\n\t" FIRST                                        \
+    "smlabt %[p], %[b], %[t1], %[p]\n\t"                                                        \
+    "smlad %[q], %[b], %[t1], %[q]\n\t"
+
+#define MCUFLOW_DWS16_START3 "smuad %[p], %[a], %[t0]\n\tsmultb %[q], %[a], %[t0]\n\t"
+#define MCUFLOW_DWS16_NEXT3 "smlad %[p], %[a], %[t0], %[p]\n\tsmlatb %[q], %[a], %[t0], %[q]\n\t"
+
+MCUFLOW_INLINE void mcuflow_dws16_pair_3x3(const mcuflow_word_t **x0, const mcuflow_word_t **x1,
+                                           const mcuflow_word_t **x2, const int32_t *k,
+                                           int32_t *p, int32_t *q)
 {
+    uint32_t a, b, t0, t1;
+    __asm__ volatile(MCUFLOW_DWS16_ROW3("x0", 24, MCUFLOW_DWS16_START3)
+                         MCUFLOW_DWS16_ROW3("x1", 32, MCUFLOW_DWS16_NEXT3)
+                             MCUFLOW_DWS16_ROW3("x2", 40, MCUFLOW_DWS16_NEXT3)
+                     : [p] "=&r"(*p), [q] "=&r"(*q), [a] "=&r"(a), [b] "=&r"(b),
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [x0] "+r"(*x0), [x1] "+r"(*x1),
+                       [x2] "+r"(*x2)
+                     : [k] "r"(k)
+                     : "memory");
+}
+
+/* One kernel row of a 3x3 stride-2 pair: plane words (x0, x1), (x2, x3), (x4, x5) from `x`
+ * (advanced two words), row weights (w0, w1), (w2, 0) at byte OFFSET. */
+#define MCUFLOW_DWS16_ROW3S2(x, OFFSET, FIRST)                                                  \
+    "ldrd %[a], %[b], [%[" x "]], #8\n\t"                                                      \
+    "ldr %[c], [%[" x "]]\n\t"                                                                 \
+    "ldrd %[t0], %[t1], [%[k], #" #OFFSET "]\n\t" FIRST                                        \
+    "smlad %[p], %[b], %[t1], %[p]\n\t"                                                         \
+    "smlad %[q], %[c], %[t1], %[q]\n\t"
+
+#define MCUFLOW_DWS16_START3S2 "smuad %[p], %[a], %[t0]\n\tsmuad %[q], %[b], %[t0]\n\t"
+#define MCUFLOW_DWS16_NEXT3S2 "smlad %[p], %[a], %[t0], %[p]\n\tsmlad %[q], %[b], %[t0], %[q]\n\t"
+
+MCUFLOW_INLINE void mcuflow_dws16_pair_3x3_s2(const mcuflow_word_t **x0,
+                                              const mcuflow_word_t **x1,
+                                              const mcuflow_word_t **x2, const int32_t *k,
+                                              int32_t *p, int32_t *q)
+{
+    uint32_t a, b, c, t0, t1;
+    __asm__ volatile(MCUFLOW_DWS16_ROW3S2("x0", 24, MCUFLOW_DWS16_START3S2)
+                         MCUFLOW_DWS16_ROW3S2("x1", 32, MCUFLOW_DWS16_NEXT3S2)
+                             MCUFLOW_DWS16_ROW3S2("x2", 40, MCUFLOW_DWS16_NEXT3S2)
+                     : [p] "=&r"(*p), [q] "=&r"(*q), [a] "=&r"(a), [b] "=&r"(b), [c] "=&r"(c),
+                       [t0] "=&r"(t0), [t1] "=&r"(t1), [x0] "+r"(*x0), [x1] "+r"(*x1),
+                       [x2] "+r"(*x2)
+                     : [k] "r"(k)
+                     : "memory");
+}
+
+/* Stride 1, any size: per kernel row `words` plane words from `x`, each against the pair
+ * (U_i, V_i) (the weights from `w` to `end`); `skip` bytes from a row's last word read to the
+ * next row's first. */
+MCUFLOW_INLINE void mcuflow_dws16_pair_s1(const mcuflow_word_t *x, const int32_t *w,
+                                          const int32_t *end, int32_t words, int32_t skip,
+                                          int32_t *p, int32_t *q)
+{
+    uint32_t a, u, v;
+    int32_t i;
+    __asm__ volatile("movs %[p], #0\n\t"
+                     "movs %[q], #0\n"
+                     "1:\n\t"
+                     "mov %[i], %[words]\n"
+                     "2:\n\t"
+                     "ldr %[a], [%[x]], #4\n\t"
+                     "ldrd %[u], %[v], [%[w]], #8\n\t"
+                     "smlad %[p], %[a], %[u], %[p]\n\t"
+                     "smlad %[q], %[a], %[v], %[q]\n\t"
+                     "subs %[i], %[i], #1\n\t"
+                     "bne 2b\n\t"
+                     "add %[x], %[x], %[skip]\n\t"
+                     "cmp %[w], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [p] "=&r"(*p), [q] "=&r"(*q), [a] "=&r"(a), [u] "=&r"(u), [v] "=&r"(v),
+                       [i] "=&r"(i), [x] "+r"(x), [w] "+r"(w)
+                     : [end] "r"(end), [words] "r"(words), [skip] "r"(skip)
+                     : "cc", "memory");
+}
+
+/* Stride 2, any size: per kernel row `words` weight pairs U_i from `w`; the first output reads
+ * plane words 0 .. words - 1 from `x`, the second 1 .. words. */
+MCUFLOW_INLINE void mcuflow_dws16_pair_s2(const mcuflow_word_t *x, const int32_t *w,
+                                          const int32_t *end, int32_t words, int32_t skip,
+                                          int32_t *p, int32_t *q)
+{
+    uint32_t a, b, u;
+    int32_t i;
+    __asm__ volatile("movs %[p], #0\n\t"
+                     "movs %[q], #0\n"
+                     "1:\n\t"
+                     "mov %[i], %[words]\n\t"
+                     "ldr %[a], [%[x]], #4\n"
+                     "2:\n\t"
+                     "ldr %[u], [%[w]], #4\n\t"
+                     "ldr %[b], [%[x]], #4\n\t"
+                     "smlad %[p], %[a], %[u], %[p]\n\t"
+                     "smlad %[q], %[b], %[u], %[q]\n\t"
+                     "mov %[a], %[b]\n\t"
+                     "subs %[i], %[i], #1\n\t"
+                     "bne 2b\n\t"
+                     "add %[x], %[x], %[skip]\n\t"
+                     "cmp %[w], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [p] "=&r"(*p), [q] "=&r"(*q), [a] "=&r"(a), [b] "=&r"(b), [u] "=&r"(u),
+                       [i] "=&r"(i), [x] "+r"(x), [w] "+r"(w)
+                     : [end] "r"(end), [words] "r"(words), [skip] "r"(skip)
+                     : "cc", "memory");
+}
+
+/* Both outputs of a pair requantised: C + acc * M (SMLAL), high word >> s, then saturated to
+ * int16 or, `narrow`, clamped to the record's act_min, act_max. */
+#define MCUFLOW_DWS16_RQ                                                                        \
+    "ldrd %[a], %[b], [%[k]]\n\t"                                                              \
+    "ldrd %[t0], %[t1], [%[k], #8]\n\t"                                                        \
+    "smlal %[a], %[b], %[p], %[t0]\n\t"                                                        \
+    "ldrd %[a], %[p], [%[k]]\n\t"                                                              \
+    "smlal %[a], %[p], %[q], %[t0]\n\t"                                                        \
+    "asr %[b], %[b], %[t1]\n\t"                                                                \
+    "asr %[p], %[p], %[t1]\n\t"
+
+#define MCUFLOW_DWS16_CLAMP(y)                                                                  \
+    "cmp %[" y "], %[t0]\n\t"                                                                  \
+    "it lt\n\t"                                                                                \
+    "movlt %[" y "], %[t0]\n\t"                                                                \
+    "cmp %[" y "], %[t1]\n\t"                                                                  \
+    "it gt\n\t"                                                                                \
+    "movgt %[" y "], %[t1]\n\t"
+
+MCUFLOW_INLINE void mcuflow_dws16_store2(int32_t p, int32_t q, const int32_t *k, int16_t *o,
+                                         size_t step, int narrow)
+{
+    uint32_t a, b, t0, t1;
+    const size_t bytes = 2 * step;
+    if (narrow) {
+        __asm__ volatile(MCUFLOW_DWS16_RQ "ldrd %[t0], %[t1], [%[k], #16]\n\t"
+                             MCUFLOW_DWS16_CLAMP("b") MCUFLOW_DWS16_CLAMP("p")
+                                 "strh %[b], [%[o]]\n\t"
+                                 "strh %[p], [%[o], %[bytes]]\n\t"
+                         : [p] "+&r"(p), [a] "=&r"(a), [b] "=&r"(b), [t0] "=&r"(t0),
+                           [t1] "=&r"(t1)
+                         : [q] "r"(q), [k] "r"(k), [o] "r"(o), [bytes] "r"(bytes)
+                         : "cc", "memory");
+    } else {
+        __asm__ volatile(MCUFLOW_DWS16_RQ "ssat %[b], #16, %[b]\n\t"
+                                          "ssat %[p], #16, %[p]\n\t"
+                                          "strh %[b], [%[o]]\n\t"
+                                          "strh %[p], [%[o], %[bytes]]\n\t"
+                         : [p] "+&r"(p), [a] "=&r"(a), [b] "=&r"(b), [t0] "=&r"(t0),
+                           [t1] "=&r"(t1)
+                         : [q] "r"(q), [k] "r"(k), [o] "r"(o), [bytes] "r"(bytes)
+                         : "cc", "memory");
+    }
+}
+
+#else
+
+MCUFLOW_INLINE void mcuflow_dws16_pair_3x3(const mcuflow_word_t **x0, const mcuflow_word_t **x1,
+                                           const mcuflow_word_t **x2, const int32_t *k,
+                                           int32_t *p, int32_t *q)
+{
+    const mcuflow_word_t *rows[3] = {*x0, *x1, *x2};
+    const int32_t *w = k + MCUFLOW_DWS16_HEADER;
     int32_t a0 = 0, a1 = 0;
-    for (int r = 0; r < 3; ++r, x += columns, w += 2) {
-        uint32_t a, b, t0, t1;
-        MCUFLOW_LOAD2_AT(x, a, b, 0);
-        MCUFLOW_LOAD2_AT(w, t0, t1, 0);
+    for (int r = 0; r < 3; ++r, w += 2) {
+        const uint32_t a = rows[r][0], b = rows[r][1];
+        const uint32_t t0 = (uint32_t)w[0], t1 = (uint32_t)w[1];
         a0 = mcuflow_smlad(a, t0, a0);
         a0 = mcuflow_smlabt(b, t1, a0);
         a1 = mcuflow_smlatb(a, t0, a1);
         a1 = mcuflow_smlad(b, t1, a1);
     }
+    ++*x0;
+    ++*x1;
+    ++*x2;
     *p = a0;
     *q = a1;
 }
 
-/* Stride 1, any width: per row `words` plane words, each against the pair (U_i, V_i):
- * U_i = (w[2i], w[2i+1]) for the first output, V_i = (w[2i-1], w[2i]) for the second. */
-MCUFLOW_INLINE void mcuflow_dws16_pair_s1(const mcuflow_word_t *x, size_t columns,
-                                          const int32_t *w, int32_t rows, int32_t words,
+MCUFLOW_INLINE void mcuflow_dws16_pair_3x3_s2(const mcuflow_word_t **x0,
+                                              const mcuflow_word_t **x1,
+                                              const mcuflow_word_t **x2, const int32_t *k,
+                                              int32_t *p, int32_t *q)
+{
+    const mcuflow_word_t *rows[3] = {*x0, *x1, *x2};
+    const int32_t *w = k + MCUFLOW_DWS16_HEADER;
+    int32_t a0 = 0, a1 = 0;
+    for (int r = 0; r < 3; ++r, w += 2) {
+        const uint32_t a = rows[r][0], b = rows[r][1], c = rows[r][2];
+        a0 = mcuflow_smlad(b, (uint32_t)w[1], mcuflow_smlad(a, (uint32_t)w[0], a0));
+        a1 = mcuflow_smlad(c, (uint32_t)w[1], mcuflow_smlad(b, (uint32_t)w[0], a1));
+    }
+    *x0 += 2;
+    *x1 += 2;
+    *x2 += 2;
+    *p = a0;
+    *q = a1;
+}
+
+MCUFLOW_INLINE void mcuflow_dws16_pair_s1(const mcuflow_word_t *x, const int32_t *w,
+                                          const int32_t *end, int32_t words, int32_t skip,
                                           int32_t *p, int32_t *q)
 {
     int32_t a0 = 0, a1 = 0;
-    for (int32_t r = 0; r < rows; ++r, x += columns) {
-        for (int32_t i = 0; i < words; ++i, w += 2) {
-            uint32_t u, v;
-            MCUFLOW_LOAD2_AT(w, u, v, 0);
-            const uint32_t a = x[i];
-            a0 = mcuflow_smlad(a, u, a0);
-            a1 = mcuflow_smlad(a, v, a1);
+    while (w != end) {
+        for (int32_t i = 0; i < words; ++i, ++x, w += 2) {
+            a0 = mcuflow_smlad(*x, (uint32_t)w[0], a0);
+            a1 = mcuflow_smlad(*x, (uint32_t)w[1], a1);
         }
+        x += skip / 4;
     }
     *p = a0;
     *q = a1;
 }
 
-/* Stride 2: per row `words` pairs U_i; the second output reads one word further. */
-MCUFLOW_INLINE void mcuflow_dws16_pair_s2(const mcuflow_word_t *x, size_t columns,
-                                          const int32_t *w, int32_t rows, int32_t words,
+MCUFLOW_INLINE void mcuflow_dws16_pair_s2(const mcuflow_word_t *x, const int32_t *w,
+                                          const int32_t *end, int32_t words, int32_t skip,
                                           int32_t *p, int32_t *q)
 {
     int32_t a0 = 0, a1 = 0;
-    for (int32_t r = 0; r < rows; ++r, x += columns) {
-        uint32_t a = x[0];
-        for (int32_t i = 0; i < words; ++i) {
-            const uint32_t u = (uint32_t)*w++;
-            const uint32_t b = x[i + 1];
-            a0 = mcuflow_smlad(a, u, a0);
-            a1 = mcuflow_smlad(b, u, a1);
-            a = b;
+    while (w != end) {
+        for (int32_t i = 0; i < words; ++i, ++w) {
+            a0 = mcuflow_smlad(x[i], (uint32_t)*w, a0);
+            a1 = mcuflow_smlad(x[i + 1], (uint32_t)*w, a1);
         }
+        x += words + 1 + skip / 4;
     }
     *p = a0;
     *q = a1;
 }
 
-/* The sums of the output pair whose first output reads plane word `x` (`form` a constant). */
-MCUFLOW_INLINE void mcuflow_dws16_pair(const mcuflow_dsp_dw_s16_t *d, int form, int32_t k_h,
-                                       const mcuflow_word_t *x, size_t columns, const int32_t *w,
-                                       int32_t *p, int32_t *q)
+MCUFLOW_INLINE void mcuflow_dws16_store2(int32_t p, int32_t q, const int32_t *k, int16_t *o,
+                                         size_t step, int narrow)
 {
+    o[0] = mcuflow_dws16_out(p, k, narrow);
+    o[step] = mcuflow_dws16_out(q, k, narrow);
+}
+
+#endif
+
+/* How a channel's pairs read the plane and the record (from the kernel's constants). */
+typedef struct {
+    size_t columns;     /* plane words per row */
+    int32_t words;      /* plane words per kernel row of the generic forms */
+    int32_t skip;       /* bytes from one kernel row's last word read to the next row's first */
+    int32_t weights;    /* weight words of the record */
+} mcuflow_dws16_reads_t;
+
+/* The sums of the output pair whose first output reads plane word `x` (rows `x`, `x1`, `x2`
+ * of the 3x3 forms, advanced to the next pair) with `form` (a constant). */
+MCUFLOW_INLINE void mcuflow_dws16_pair(const mcuflow_dws16_reads_t *r, int form,
+                                       const mcuflow_word_t **x, const mcuflow_word_t **x1,
+                                       const mcuflow_word_t **x2, const int32_t *k, int32_t *p,
+                                       int32_t *q)
+{
+    const int32_t *w = k + MCUFLOW_DWS16_HEADER;
     if (form == MCUFLOW_DWS16_3X3) {
-        mcuflow_dws16_pair_3x3(x, columns, w, p, q);
+        mcuflow_dws16_pair_3x3(x, x1, x2, k, p, q);
+    } else if (form == MCUFLOW_DWS16_3X3_S2) {
+        mcuflow_dws16_pair_3x3_s2(x, x1, x2, k, p, q);
     } else if (form == MCUFLOW_DWS16_S1) {
-        mcuflow_dws16_pair_s1(x, columns, w, k_h, d->row_words / 2, p, q);
+        mcuflow_dws16_pair_s1(*x, w, w + r->weights, r->words, r->skip, p, q);
+        *x += 1;
     } else {
-        mcuflow_dws16_pair_s2(x, columns, w, k_h, d->row_words, p, q);
+        mcuflow_dws16_pair_s2(*x, w, w + r->weights, r->words, r->skip, p, q);
+        *x += 2;
     }
 }
 
 /* Every output of channel record `k` from its plane, into `out` (the channel's first output). */
 MCUFLOW_INLINE void mcuflow_dws16_channel(const mcuflow_window_t *g,
-                                          const mcuflow_dsp_dw_s16_t *d, const int32_t *k,
+                                          const mcuflow_dws16_reads_t *r, const int32_t *k,
                                           const mcuflow_half_t *plane, int16_t *out, int form,
                                           int narrow)
 {
-    const size_t columns = (size_t)d->plane_columns / 2;
-    const size_t down = (size_t)g->stride_h * columns;
+    const size_t down = (size_t)g->stride_h * r->columns;
     const size_t step = (size_t)g->out_pixel_step;
-    const size_t advance = (size_t)g->stride_w; /* plane words from one pair to the next */
     const int32_t pairs = g->out_w / 2;
-    const int32_t *w = k + MCUFLOW_DWS16_HEADER;
-    const int32_t lo = d->act_min, hi = d->act_max;
     const mcuflow_word_t *top = (const mcuflow_word_t *)plane;
     for (int32_t oy = 0; oy < g->out_h; ++oy, top += down) {
-        const mcuflow_word_t *x = top;
+        const mcuflow_word_t *x = top, *x1 = top + r->columns, *x2 = x1 + r->columns;
         int16_t *o = out + (size_t)oy * (size_t)g->out_row_step;
-        for (int32_t m = 0; m < pairs; ++m, x += advance, o += 2 * step) {
+        for (int32_t m = 0; m < pairs; ++m, o += 2 * step) {
             int32_t p, q;
-            mcuflow_dws16_pair(d, form, g->k_h, x, columns, w, &p, &q);
-            o[0] = (int16_t)mcuflow_dws16_out(p, k, narrow, lo, hi);
-            o[step] = (int16_t)mcuflow_dws16_out(q, k, narrow, lo, hi);
+            mcuflow_dws16_pair(r, form, &x, &x1, &x2, k, &p, &q);
+            mcuflow_dws16_store2(p, q, k, o, step, narrow);
         }
         if (g->out_w & 1) {
             int32_t p, q;
-            mcuflow_dws16_pair(d, form, g->k_h, x, columns, w, &p, &q);
-            o[0] = (int16_t)mcuflow_dws16_out(p, k, narrow, lo, hi);
+            mcuflow_dws16_pair(r, form, &x, &x1, &x2, k, &p, &q);
+            o[0] = mcuflow_dws16_out(p, k, narrow);
         }
     }
 }
@@ -167,36 +363,49 @@ MCUFLOW_INLINE void mcuflow_dws16_image(const mcuflow_window_t *g, const mcuflow
                                         const int16_t *image, int16_t *out,
                                         mcuflow_half_t *plane, int form, int narrow)
 {
+    mcuflow_dws16_reads_t r;
+    r.columns = (size_t)d->plane_columns / 2;
+    r.words = form == MCUFLOW_DWS16_S2 ? d->row_words : d->row_words / 2;
+    r.skip = (int32_t)(4 * (r.columns - (size_t)r.words - (form == MCUFLOW_DWS16_S2)));
+    r.weights = g->k_h * d->row_words;
     for (int32_t c = 0; c < g->in_c; ++c) {
         mcuflow_dws16_gather(g, d, image, c, plane);
-        mcuflow_dws16_channel(g, d, d->channels + (size_t)c * (size_t)d->record_words, plane,
+        mcuflow_dws16_channel(g, &r, d->channels + (size_t)c * (size_t)d->record_words, plane,
                               out + c, form, narrow);
     }
 }
 
 /* One image by the routine of its form, requantised to the full int16 range or `narrow`. */
+MCUFLOW_INLINE void mcuflow_dws16_forms(const mcuflow_window_t *g, const mcuflow_dsp_dw_s16_t *d,
+                                        const int16_t *image, int16_t *out,
+                                        mcuflow_half_t *plane, int narrow)
+{
+    switch (d->form) {
+    case MCUFLOW_DWS16_3X3:
+        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_3X3, narrow);
+        break;
+    case MCUFLOW_DWS16_3X3_S2:
+        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_3X3_S2, narrow);
+        break;
+    case MCUFLOW_DWS16_S1:
+        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_S1, narrow);
+        break;
+    default:
+        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_S2, narrow);
+        break;
+    }
+}
+
 static void mcuflow_dws16_full(const mcuflow_window_t *g, const mcuflow_dsp_dw_s16_t *d,
                                const int16_t *image, int16_t *out, mcuflow_half_t *plane)
 {
-    if (d->form == MCUFLOW_DWS16_3X3) {
-        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_3X3, 0);
-    } else if (d->form == MCUFLOW_DWS16_S1) {
-        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_S1, 0);
-    } else {
-        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_S2, 0);
-    }
+    mcuflow_dws16_forms(g, d, image, out, plane, 0);
 }
 
 static void mcuflow_dws16_narrow(const mcuflow_window_t *g, const mcuflow_dsp_dw_s16_t *d,
                                  const int16_t *image, int16_t *out, mcuflow_half_t *plane)
 {
-    if (d->form == MCUFLOW_DWS16_3X3) {
-        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_3X3, 1);
-    } else if (d->form == MCUFLOW_DWS16_S1) {
-        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_S1, 1);
-    } else {
-        mcuflow_dws16_image(g, d, image, out, plane, MCUFLOW_DWS16_S2, 1);
-    }
+    mcuflow_dws16_forms(g, d, image, out, plane, 1);
 }
 
 void mcuflow_dwconv_s16_dsp(const mcuflow_window_t *g, const mcuflow_dsp_dw_s16_t *d,
