@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.emit_dsp import s16_requant_words
+from mcuflow.codegen.project import generate_project, kernel_files
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import get_board
@@ -25,9 +27,9 @@ from mcuflow.hw.kernels import default_kernels
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import DType, Graph
-from mcuflow.ir.ops import OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.planner import plan_memory
+from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_int64_array
 from mcuflow.toolchain.arm import build_cortexm
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
 from mcuflow.toolchain.qemu import run_qemu
@@ -68,8 +70,10 @@ def shapes() -> Graph:
 
 
 def _rescaled(b: GraphBuilder, name: str, factor: float) -> str:
-    """`name` with its output scale multiplied by `factor` (a requantisation shift of 0 or
-    more for small factors)."""
+    """`name` with its output scale multiplied by `factor`.
+
+    A small factor makes the requantisation shift 0 or more.
+    """
     tensor = b.graph.tensors[name]
     quant = QuantParams.per_tensor(tensor.quant.scale0 * factor, 0)
     b.graph.tensors[name] = dataclasses.replace(tensor, quant=quant)
@@ -99,6 +103,69 @@ def declines() -> Graph:
         b.depthwise_conv2d(x, (3, 3), stride=2, activation=Activation.RELU),
     )
     return b.build()
+
+
+def _kernel_formula(words: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """The kernel's requantisation in exact integers: (C + acc M) >> 32 >> s, 64-bit checked."""
+    low, high, multiplier, shift = (int(v) for v in words)
+    addend = (high << 32 | low) - ((high >> 31) << 64)
+    results = []
+    for a in acc:
+        full = addend + int(a) * multiplier
+        assert -(1 << 63) <= full < 1 << 63
+        results.append((full >> 32) >> shift)
+    return np.array(results, np.int64)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_requantisation_is_litert_on_every_reachable_sum(seed: int) -> None:
+    """Odd seeds: biases near 2^40 under shifts of -17 or less (R' = R below 2^15)."""
+    rng = np.random.default_rng(seed)
+    channels = 40
+    wide = seed % 2 == 1
+    multipliers = rng.integers(1 << 30, (1 << 31) - 1, channels)
+    multipliers[:3] = [0x7FFF0000, 0x7FFEFFFF, (1 << 31) - 1]  # the Q15 rounding's saturation
+    shifts = rng.integers(-47, -16 if wide else 0, channels)
+    shifts[3:6] = [-17, -47, -30] if wide else [-1, -47, -17]  # t = 32, 62, 45 / 16, 62, 32
+    reach = rng.integers(1, 1 << 31, channels)
+    limit = 1 << (40 if wide else 20)
+    bias = rng.integers(-limit, limit, channels)
+    words = s16_requant_words(tuple(int(m) for m in multipliers), tuple(int(s) for s in shifts),
+                              bias, reach)
+    assert not isinstance(words, str), words
+    for c in range(channels):
+        acc = np.unique(np.concatenate([[-reach[c], reach[c], 0, -1, 1],
+                                        rng.integers(-reach[c], reach[c] + 1, 500)]))
+        expected = multiply_by_quantized_multiplier_int64_array(
+            acc + bias[c], int(multipliers[c]), int(shifts[c]))
+        np.testing.assert_array_equal(_kernel_formula(words[c], acc), expected)
+
+
+def test_requantisation_declines_what_it_cannot_prove() -> None:
+    one = (1 << 30,)
+    assert "int32" in s16_requant_words(one, (-5,), np.zeros(1, np.int64),
+                                        np.array([1 << 31]))
+    assert "shift of 0" in s16_requant_words(one, (0,), np.zeros(1, np.int64), np.array([9]))
+    assert "int64" in s16_requant_words(one, (-1,), np.array([1 << 40]), np.array([9]))
+
+
+CROSS = shutil.which("arm-none-eabi-gcc")
+
+
+@pytest.mark.skipif(CROSS is None, reason="arm-none-eabi-gcc is not installed")
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33"])
+def test_kernel_cross_compiles_cleanly(cpu: str, tmp_path: Path) -> None:
+    for name, text in kernel_files(["mcuflow_dwconv_s16_dsp"]).items():
+        (tmp_path / name).write_text(text)
+    fpu = "-mfpu=fpv4-sp-d16" if cpu == "cortex-m4" else "-mfpu=fpv5-sp-d16"
+    result = subprocess.run(
+        [str(CROSS), f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=hard", fpu, "-std=c99", "-O2",
+         "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "mcuflow_dwconv_s16_dsp.c", "-o",
+         "kernel.o"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", "kernel.o"], cwd=tmp_path,
+                          capture_output=True, text=True).stdout
+    assert "smlad" in code and "smlal" in code
 
 
 FAMILIES = {"shapes": (shapes, 12), "declines": (declines, 1)}

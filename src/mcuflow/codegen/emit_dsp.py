@@ -604,34 +604,42 @@ def depthwise_s16(ctx: EmitContext, window: Callable[[], str]) -> LayerCode | No
 
 def _s16_requant(ctx: EmitContext, params: ConvS16Params, taps: np.ndarray, bias: np.ndarray
                  ) -> np.ndarray | None:
-    """Per channel [addend low, addend high, multiplier, shift, act_min, act_max] (int64).
-
-    LiteRT computes (acc + bias) * R + 2^(t-1) >> t in int64 (R the Q15 multiplier, t = 15 -
-    shift). With t >= 16, R' = R << max(0, 32 - t) stays below 2^31 and the kernel takes the
-    high word of C + acc * R' (C = bias * R' + 2^(T-1), T = max(t, 32)), shifted by T - 32:
-    the same integer, exactly, when every partial sum of acc stays inside int32 and the 64-bit
-    sum cannot overflow (checked here from the weights and the int16 range). None (declined)
-    otherwise.
-    """
+    """The channels' requantisation words (s16_requant_words), None (declined) when none."""
     reach = INT16_REACH * np.abs(taps).reshape(len(taps), -1).sum(axis=1)
+    words = s16_requant_words(params.multipliers, params.shifts, bias, reach)
+    if isinstance(words, str):
+        return _decline(ctx, words)
+    act = np.array([[params.act_min, params.act_max]] * len(taps), np.int64).reshape(-1, 2)
+    return np.concatenate([words, act], axis=1)
+
+
+def s16_requant_words(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.ndarray,
+                      reach: np.ndarray) -> np.ndarray | str:
+    """Per channel [addend low, addend high, multiplier, shift] (int64), or why there are none.
+
+    LiteRT computes ((acc + bias) * R + 2^(t-1)) >> t in int64 (R the Q15 multiplier, t = 15 -
+    shift), then keeps 32 bits. With t >= 16, R' = R << max(0, 32 - t) stays below 2^31 and the
+    kernel takes the high word of C + acc * R' (C = bias * R' + 2^(T-1), T = max(t, 32)),
+    shifted right by T - 32: the same integer, exactly, when every partial sum of acc stays
+    inside int32 (|acc| <= `reach`, below 2^31) and C + acc * R' inside int64; the result then
+    fits int32 as LiteRT's does.
+    """
     if int(reach.max(initial=0)) >= 1 << 31:
-        return _decline(ctx, f"a channel's sum can reach {int(reach.max())}, outside int32")
+        return f"a channel's sum can reach {int(reach.max())}, outside int32"
     rows = []
-    for multiplier, shift, b, r in zip(params.multipliers, params.shifts, bias, reach,
-                                       strict=True):
+    for multiplier, shift, b, r in zip(multipliers, shifts, bias, reach, strict=True):
         reduced = (multiplier + (1 << 15)) >> 16 if multiplier < 0x7FFF0000 else 0x7FFF
         total = 15 - shift
         if not 16 <= total <= 62:
-            return _decline(ctx, f"a requantisation shift of {shift} (the int16 DSP "
-                            "depthwise kernel takes -47..-1)")
+            return (f"a requantisation shift of {shift} (the int16 DSP depthwise kernel takes "
+                    "-47..-1)")
         scaled = reduced << max(0, 32 - total)
         top = max(total, 32)
         addend = int(b) * scaled + (1 << (top - 1))
         if (abs(int(b)) + int(r)) * scaled + (1 << (top - 1)) >= INT64_LIMIT:
-            return _decline(ctx, f"bias {int(b)} takes the requantisation outside int64")
-        rows.append([addend & 0xFFFFFFFF, (addend >> 32) & 0xFFFFFFFF, scaled, top - 32,
-                     params.act_min, params.act_max])
-    return np.array(rows, np.int64).reshape(-1, HEADER_WORDS)
+            return f"bias {int(b)} takes the requantisation outside int64"
+        rows.append([addend & 0xFFFFFFFF, (addend >> 32) & 0xFFFFFFFF, scaled, top - 32])
+    return np.array(rows, np.int64).reshape(-1, HEADER_WORDS - 2)
 
 
 def _s16_taps(taps: np.ndarray, plane: DwS16Plane) -> np.ndarray:
