@@ -193,6 +193,14 @@ def test_declined_layers_say_why() -> None:
         assert reason in reasons
 
 
+def test_a_plan_without_the_plane_runs_the_portable_kernel() -> None:
+    graph = shapes()
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=False)
+    layers, _ = emit_layers(graph, plan, dsp=True)
+    assert all(PORTABLE_CALL in layer.statements[0] and "scratch" in layer.portable_reason
+               for layer in layers)
+
+
 def _calls(project: Path) -> tuple[int, int]:
     source = (project / "mcuflow_model.c").read_text()
     return source.count(KERNEL_CALL), source.count(PORTABLE_CALL)

@@ -573,6 +573,8 @@ def depthwise_s16(ctx: EmitContext, window: Callable[[], str]) -> LayerCode | No
     if plane is None:
         return _decline(ctx, f"{dw_s16_decline(ctx.op)} (the int16 DSP depthwise kernel takes "
                         "depth multiplier 1, no dilation, stride 1 or 2 along the width)")
+    if ctx.inplace is not InPlace.NONE:
+        return _decline(ctx, f"a step planned in place ({ctx.inplace.value})")
     scratch = _scratch(ctx, plane.nbytes, "mcuflow_half_t")
     if scratch is None:
         return _decline(ctx, _no_scratch(ctx))

@@ -315,9 +315,12 @@ MCUFLOW_INLINE void mcuflow_dws16_channel(const mcuflow_window_t *g,
     const size_t down = (size_t)g->stride_h * r->columns;
     const size_t step = (size_t)g->out_pixel_step;
     const int32_t pairs = g->out_w / 2;
-    const mcuflow_word_t *top = (const mcuflow_word_t *)plane;
-    for (int32_t oy = 0; oy < g->out_h; ++oy, top += down) {
-        const mcuflow_word_t *x = top, *x1 = top + r->columns, *x2 = x1 + r->columns;
+    /* Plane words between the rows the 3x3 forms read through three pointers. */
+    const size_t next = form == MCUFLOW_DWS16_3X3 || form == MCUFLOW_DWS16_3X3_S2 ? r->columns
+                                                                                   : 0;
+    for (int32_t oy = 0; oy < g->out_h; ++oy) {
+        const mcuflow_word_t *x = (const mcuflow_word_t *)plane + (size_t)oy * down;
+        const mcuflow_word_t *x1 = x + next, *x2 = x1 + next;
         int16_t *o = out + (size_t)oy * (size_t)g->out_row_step;
         for (int32_t m = 0; m < pairs; ++m, o += 2 * step) {
             int32_t p, q;
