@@ -408,6 +408,16 @@ CASES = (
     Case("s16_depthwise3x3_24x24x32", _one_layer("dw3x3_s16", (1, 24, 24, 32), lambda b, x:
                                                  b.depthwise_conv2d(x, (3, 3)), DType.INT16),
          _conv_peer),
+    Case("s16_depthwise3x3_s2_32x32x16", _one_layer("dw3x3s2_s16", (1, 32, 32, 16), lambda b, x:
+                                                    b.depthwise_conv2d(x, (3, 3), stride=2),
+                                                    DType.INT16), _conv_peer),
+    Case("s16_depthwise5x5_12x12x24", _one_layer("dw5x5_s16", (1, 12, 12, 24), lambda b, x:
+                                                 b.depthwise_conv2d(x, (5, 5)), DType.INT16),
+         _conv_peer),
+    Case("s16_depthwise3x3_relu_15x15x7", _one_layer("dw3x3r_s16", (1, 15, 15, 7), lambda b, x:
+                                                     b.depthwise_conv2d(
+                                                         x, (3, 3), activation=Activation.RELU),
+                                                     DType.INT16), _conv_peer),
     Case("s16_fully_connected_640_128", _one_layer("fc_s16", (1, 640), lambda b, x:
                                                    b.fully_connected(x, 128), DType.INT16),
          _fully_connected_peer),

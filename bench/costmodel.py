@@ -552,6 +552,15 @@ def _s16_window(b: GraphBuilder, rng: np.random.Generator) -> str:
     return b.conv2d(x, int(_pick(rng, [4, 8, 16, 32])), kernel, stride, activation=activation)
 
 
+def _s16_depthwise(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """int16x8 DEPTHWISE_CONV_2D of depth multiplier 1 (mcuflow_dwconv_s16_dsp on DSP cores)."""
+    kernel = _pick(rng, [(3, 3), (3, 3), (5, 5), (2, 2), (1, 3), (7, 7)])
+    h, w = _spatial(rng, max(kernel), 24)
+    x = _input_s16(b, rng, (1, h, w, int(_pick(rng, [1, 3, 8, 16, 32]))))
+    return b.depthwise_conv2d(x, kernel, int(_pick(rng, [1, 1, 2])),
+                              activation=_pick(rng, ACTIVATIONS))
+
+
 def _s16_fully_connected(b: GraphBuilder, rng: np.random.Generator) -> str:
     """int16x8 FULLY_CONNECTED (mcuflow_fully_connected_s16)."""
     x = _input_s16(b, rng, (int(_pick(rng, [1, 1, 4])), int(_pick(rng, [8, 64, 256, 1000]))))
@@ -604,6 +613,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "strided": (_strided, 20), "gather": (_gather, 16), "pieces": (_pieces, 20),
     "s16_window": (_s16_window, 24), "s16_fully_connected": (_s16_fully_connected, 12),
     "s16_elementwise": (_s16_elementwise, 30),
+    "s16_depthwise": (_s16_depthwise, 24),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")
@@ -693,6 +703,7 @@ def measure_sweep(graph: Graph, target: str, dsp: bool, kinds: frozenset[InPlace
 DSP_FAMILIES = frozenset({"conv", "stem", "depthwise", "fully_connected", "binary",
                           "transpose_conv"})
 """Families whose kernels differ with the DSP extension: on a DSP core, measured both ways."""
+DSP_FAMILIES |= frozenset({"s16_window", "s16_depthwise"})  # int16x8 DEPTHWISE_CONV_2D too
 IN_PLACE_FAMILIES = frozenset({"depthwise"})
 """Families whose kernels differ in place: planned out of place too."""
 

@@ -16,6 +16,7 @@ from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
     BroadcastToAttrs,
+    DepthwiseConv2DAttrs,
     GatherAttrs,
     LstmAttrs,
     MeanAttrs,
@@ -541,6 +542,33 @@ def int16x8() -> Graph:
              b.quantize(b.quantize(c, 0.05, -7), 3e-4, 0, DType.INT16),
              b.mean(residual), b.mean(d, (3,), True), b.mean(q, (1, 2, 3)),
              b.fully_connected(b.squeeze(b.mean(d, (1, 2), True), (1, 2)), 3))
+    return b.build()
+
+
+@family
+def int16_depthwise() -> Graph:
+    """int16x8 DEPTHWISE_CONV_2D in the shapes of the Arm DSP kernel's routines.
+
+    3x3 at strides 1 and 2 (and 2 along the height only), 5x5, 2x2 and 1x3 kernels, odd and
+    even widths, VALID and SAME padding, two images, RELU, RELU6 and no activation; a depth
+    multiplier of 2 and a stride of 3 run the portable kernel.
+    """
+    b = GraphBuilder("int16_depthwise", seed=29)
+    x = b.input((2, 9, 7, 6), 4.0 / 32768.0, 0, DType.INT16)
+    y = b.input((1, 10, 12, 3), 3.0 / 32768.0, 0, DType.INT16)
+    valid = b.depthwise_conv2d(y, (3, 3), padding=Padding.VALID, activation=Activation.RELU)
+    tall = b.op(OpKind.DEPTHWISE_CONV_2D, list(b.graph.operators[-1].inputs),
+                DepthwiseConv2DAttrs(2, 1, 1, 1, 1, Padding.SAME, Activation.NONE),
+                b.quant(valid), DType.INT16)
+    b.output(b.depthwise_conv2d(x, (3, 3)),
+             b.depthwise_conv2d(x, (3, 3), stride=2, activation=Activation.RELU6),
+             valid, tall,
+             b.depthwise_conv2d(y, (5, 5), stride=2, per_channel=False),
+             b.depthwise_conv2d(y, (5, 5), bias=False),
+             b.depthwise_conv2d(x, (2, 2), padding=Padding.VALID),
+             b.depthwise_conv2d(y, (1, 3), stride=2, activation=Activation.RELU),
+             b.depthwise_conv2d(y, (3, 3), depth_multiplier=2),
+             b.depthwise_conv2d(x, (3, 3), stride=3))
     return b.build()
 
 

@@ -230,6 +230,9 @@ def _require_scratch(ctx: EmitContext, needed: int) -> None:
 
 @emitter(OpKind.DEPTHWISE_CONV_2D)
 def _depthwise(ctx: EmitContext) -> LayerCode:
+    if ctx.dsp and int16_step(ctx.graph, ctx.op) and (
+            code := emit_dsp.depthwise_s16(ctx, lambda: _window_of_s16(ctx))) is not None:
+        return code
     if int16_step(ctx.graph, ctx.op):
         return _window_s16(ctx)
     if ctx.dsp and (code := emit_dsp.depthwise(ctx)) is not None:
@@ -900,6 +903,14 @@ def _window_s16(ctx: EmitContext) -> LayerCode:
         call = _call("mcuflow_dwconv_s16", f"&{window}", str(attrs.depth_multiplier),
                      f"&{requant}", *pointers)
     return _code(ctx, call, ("mcuflow_s16",))
+
+
+def _window_of_s16(ctx: EmitContext) -> str:
+    """Define the mcuflow_window_t of a 16x8 window step (input zero point 0)."""
+    attrs: Conv2DAttrs | DepthwiseConv2DAttrs = ctx.op.attrs
+    params = prepare_conv_s16(ctx.input(0), ctx.input(1), ctx.output(), attrs)
+    return _window(ctx, ctx.input(1).shape[1:3], (attrs.stride_h, attrs.stride_w),
+                   (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w), 0)
 
 
 def _fully_connected_s16(ctx: EmitContext) -> LayerCode:

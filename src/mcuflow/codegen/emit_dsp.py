@@ -15,11 +15,21 @@ FULLY_CONNECTED the one-multiply formula on accumulators clamped to the unsatura
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
 from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode
+from mcuflow.hw.dw_s16 import (
+    FORM_3X3,
+    FORM_3X3_S2,
+    FORM_S2,
+    HEADER_WORDS,
+    DwS16Plane,
+    dw_s16_decline,
+    dw_s16_plane,
+)
 from mcuflow.hw.kernels import (
     FC_FEW_UNITS,
     FC_SHORT_DEPTH,
@@ -43,6 +53,7 @@ from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_array
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add
 from mcuflow.ref.fully_connected import FullyConnectedParams, prepare_fully_connected
+from mcuflow.ref.int16x8 import ConvS16Params, prepare_conv_s16
 
 DSP_HEADER = "mcuflow_dsp.h"
 DSP_SUFFIX = "_dsp"
@@ -546,3 +557,115 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])});")
     return _code(ctx, call, "mcuflow_dwconv_dsp")
+
+
+INT16_REACH = 1 << 15  # |int16 value| <= 2^15
+INT64_LIMIT = 1 << 63
+
+
+def depthwise_s16(ctx: EmitContext, window: Callable[[], str]) -> LayerCode | None:
+    """int16x8 DEPTHWISE_CONV_2D channel by channel over a zero-padded int16 plane.
+
+    `window` defines the step's mcuflow_window_t (only once the kernel applies).
+    """
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    plane = dw_s16_plane(ctx.graph, ctx.op)
+    if plane is None:
+        return _decline(ctx, f"{dw_s16_decline(ctx.op)} (the int16 DSP depthwise kernel takes "
+                        "depth multiplier 1, no dilation, stride 1 or 2 along the width)")
+    if ctx.inplace is not InPlace.NONE:
+        return _decline(ctx, f"a step planned in place ({ctx.inplace.value})")
+    scratch = _scratch(ctx, plane.nbytes, "mcuflow_half_t")
+    if scratch is None:
+        return _decline(ctx, _no_scratch(ctx))
+    params = prepare_conv_s16(x, weights, out, ctx.op.attrs)
+    taps = np.moveaxis(weights.data[0].astype(np.int64), 2, 0)  # [channels, k_h, k_w]
+    bias = (ctx.input(2).data.astype(np.int64).reshape(-1) if len(ctx.op.inputs) > 2
+            else np.zeros(len(taps), np.int64))
+    header = _s16_requant(ctx, params, taps, bias)
+    if header is None:
+        return None
+    words = np.concatenate([header, _s16_taps(taps, plane)], axis=1)
+    record = words.shape[1] + words.shape[1] % 2
+    records = np.zeros((len(taps), record), np.int64)
+    records[:, :words.shape[1]] = words
+    symbol = ctx.constant("channels", "int32_t", records.astype(np.uint32).view(np.int32),
+                          f"{ctx.op.name}: per channel addend low and high (bias folded in), "
+                          "multiplier, shift, act_min, act_max, weights as int16 pairs per "
+                          "kernel row")
+    d = _define(ctx, "mcuflow_dsp_dw_s16_t", "dws16", {
+        "channels": symbol, "record_words": record, "form": plane.form,
+        "row_words": plane.row_words, "plane_rows": plane.rows,
+        "plane_columns": plane.columns, "copy_rows": plane.copy_rows,
+        "copy_columns": plane.copy_columns, "act_min": params.act_min,
+        "act_max": params.act_max})
+    call = (f"mcuflow_dwconv_s16_dsp(&{window()}, &{d}, {ctx.pointer(ctx.op.inputs[0], 'S16')}, "
+            f"{ctx.pointer(ctx.op.outputs[0], 'S16')}, {scratch});")
+    return _code(ctx, call, "mcuflow_dwconv_s16_dsp")
+
+
+def _s16_requant(ctx: EmitContext, params: ConvS16Params, taps: np.ndarray, bias: np.ndarray
+                 ) -> np.ndarray | None:
+    """The channels' requantisation words (s16_requant_words), None (declined) when none."""
+    reach = INT16_REACH * np.abs(taps).reshape(len(taps), -1).sum(axis=1)
+    words = s16_requant_words(params.multipliers, params.shifts, bias, reach)
+    if isinstance(words, str):
+        return _decline(ctx, words)
+    act = np.array([[params.act_min, params.act_max]] * len(taps), np.int64).reshape(-1, 2)
+    return np.concatenate([words, act], axis=1)
+
+
+def s16_requant_words(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.ndarray,
+                      reach: np.ndarray) -> np.ndarray | str:
+    """Per channel [addend low, addend high, multiplier, shift] (int64), or why there are none.
+
+    LiteRT computes ((acc + bias) * R + 2^(t-1)) >> t in int64 (R the Q15 multiplier, t = 15 -
+    shift), then keeps 32 bits. With t >= 16, R' = R << max(0, 32 - t) stays below 2^31 and the
+    kernel takes the high word of C + acc * R' (C = bias * R' + 2^(T-1), T = max(t, 32)),
+    shifted right by T - 32: the same integer, exactly, when every partial sum of acc stays
+    inside int32 (|acc| <= `reach`, below 2^31) and C + acc * R' inside int64; the result then
+    fits int32 as LiteRT's does.
+    """
+    if int(reach.max(initial=0)) >= 1 << 31:
+        return f"a channel's sum can reach {int(reach.max())}, outside int32"
+    rows = []
+    for multiplier, shift, b, r in zip(multipliers, shifts, bias, reach, strict=True):
+        reduced = (multiplier + (1 << 15)) >> 16 if multiplier < 0x7FFF0000 else 0x7FFF
+        total = 15 - shift
+        if not 16 <= total <= 62:
+            return (f"a requantisation shift of {shift} (the int16 DSP depthwise kernel takes "
+                    "-47..-1)")
+        scaled = reduced << max(0, 32 - total)
+        top = max(total, 32)
+        addend = int(b) * scaled + (1 << (top - 1))
+        if (abs(int(b)) + int(r)) * scaled + (1 << (top - 1)) >= INT64_LIMIT:
+            return f"bias {int(b)} takes the requantisation outside int64"
+        rows.append([addend & 0xFFFFFFFF, (addend >> 32) & 0xFFFFFFFF, scaled, top - 32])
+    return np.array(rows, np.int64).reshape(-1, HEADER_WORDS - 2)
+
+
+def _s16_taps(taps: np.ndarray, plane: DwS16Plane) -> np.ndarray:
+    """[channels, k_h * row_words] int16 pairs (low | high << 16) in the kernel's read order.
+
+    3x3 stride 1: (w0, w1), (w1, w2); other widths at stride 1: per plane word i the pair
+    (U_i, V_i), U_i = (w[2i], w[2i+1]), V_i = (w[2i-1], w[2i]); stride 2: U_i.
+    """
+    channels, k_h, k_w = taps.shape
+    padded = np.zeros((channels, k_h, k_w + 3), np.int64)  # w[-1] .. w[k_w + 1]
+    padded[:, :, 1:k_w + 1] = taps
+
+    def w(index: int) -> np.ndarray:
+        return padded[:, :, index + 1]
+
+    def pair(low: int, high: int) -> np.ndarray:
+        return (w(low) & 0xFFFF) | ((w(high) & 0xFFFF) << 16)
+
+    if plane.form == FORM_3X3:
+        words = [pair(0, 1), pair(1, 2)]
+    elif plane.form in (FORM_S2, FORM_3X3_S2):
+        words = [pair(2 * i, 2 * i + 1) for i in range(plane.row_words)]
+    else:
+        words = [p for i in range(plane.row_words // 2)
+                 for p in (pair(2 * i, 2 * i + 1), pair(2 * i - 1, 2 * i))]
+    return np.stack(words, axis=2).reshape(channels, -1)
+

@@ -9,6 +9,7 @@ from enum import Enum
 
 from mcuflow.hw import work
 from mcuflow.hw.batch_space import batch_space_layout
+from mcuflow.hw.dw_s16 import dw_s16_plane, dw_s16_terms
 from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_bytes
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
@@ -759,6 +760,19 @@ _kernel("mcuflow_conv2d_s16", "mcuflow_s16", (OpKind.CONV_2D,),
 _kernel("mcuflow_dwconv_s16", "mcuflow_s16", (OpKind.DEPTHWISE_CONV_2D,),
         "int16x8 DEPTHWISE_CONV_2D of any kernel size and depth multiplier, int64 accumulator.",
         terms=_s16_window_terms, int16=True)
+
+
+def _dw_s16_plane(graph: Graph, op: Operator, way: InPlace) -> int:
+    """The zero-padded int16 plane of one input channel (hw.dw_s16)."""
+    plane = dw_s16_plane(graph, op)
+    return 0 if plane is None else plane.nbytes
+
+
+_kernel("mcuflow_dwconv_s16_dsp", "mcuflow_dwconv_s16_dsp", (OpKind.DEPTHWISE_CONV_2D,),
+        _WEIGHTED_DSP + "int16x8 DEPTHWISE_CONV_2D of depth multiplier 1, no dilation, stride "
+        "1 or 2 along the width: channel by channel over a zero-padded int16 plane, two outputs "
+        "per pass, int32 sums proven not to overflow.",
+        dsp=True, terms=dw_s16_terms, scratch=_dw_s16_plane, int16=True)
 _kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
         "int16x8 FULLY_CONNECTED: one int64 dot product per output unit, double-precision "
         "requantisation.",
@@ -948,6 +962,9 @@ def _int16_kernels(graph: Graph, op: Operator) -> tuple[str, ...]:
 
 def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     kind = op.kind
+    if dsp and kind is OpKind.DEPTHWISE_CONV_2D and int16_step(graph, op) and (
+            dw_s16_plane(graph, op) is not None):
+        return ("mcuflow_dwconv_s16_dsp",)
     if int16_step(graph, op):
         return _int16_kernels(graph, op)
     if kind is OpKind.CONV_2D:

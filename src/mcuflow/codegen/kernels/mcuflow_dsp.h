@@ -595,4 +595,33 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
                                    const int8_t *input, const int8_t *filter, int8_t *output,
                                    int8_t *columns);
 
+/* ---- int16x8 depthwise convolution ------------------------------------------------------ */
+
+/* How mcuflow_dwconv_s16_dsp pairs outputs: 3x3 at stride 1 (row weights (w0, w1), (w1, w2)),
+ * any size at stride 1 (per plane word the pair (U_i, V_i)), any size at stride 2 (U_i) and
+ * 3x3 at stride 2 (the same weights as MCUFLOW_DWS16_S2). */
+#define MCUFLOW_DWS16_3X3 0
+#define MCUFLOW_DWS16_S1 1
+#define MCUFLOW_DWS16_S2 2
+#define MCUFLOW_DWS16_3X3_S2 3
+
+/* DEPTHWISE_CONV_2D of int16 input, int8 weights, depth multiplier 1, no dilation, stride 1 or
+ * 2 along the width. Per channel a record of `record_words` int32: the 64-bit addend (bias
+ * folded in) as low and high words, the multiplier, the shift, act_min, act_max, then
+ * `row_words` weight words per kernel row as int16 pairs. The plane (scratch, word-aligned, `plane_rows` x
+ * `plane_columns` halfwords, columns even) holds `copy_rows` x `copy_columns` input values at
+ * (pad_top, pad_left), zeros elsewhere. */
+typedef struct {
+    const int32_t *channels;
+    int32_t record_words;
+    int32_t form; /* MCUFLOW_DWS16_* */
+    int32_t row_words;
+    int32_t plane_rows, plane_columns;
+    int32_t copy_rows, copy_columns;
+    int32_t act_min, act_max;
+} mcuflow_dsp_dw_s16_t;
+
+void mcuflow_dwconv_s16_dsp(const mcuflow_window_t *g, const mcuflow_dsp_dw_s16_t *d,
+                            const int16_t *input, int16_t *output, mcuflow_half_t *plane);
+
 #endif /* MCUFLOW_DSP_H */
