@@ -32,7 +32,7 @@ parameters given to CMSIS-NN. The cases:
 CMSIS-NN is not shipped with mcuflow: pass --cmsis-nn DIR (a checkout of ARM-software/CMSIS-NN)
 or set CMSIS_NN_DIR.
 
-With --models, also every layer of the six coverage models (tests/coverage_models.py, the
+With --models, also every layer of the coverage models (tests/coverage_models.py, the
 int8 rewrites applied) that one of these CMSIS-NN kernels runs, each cut from its model as a
 one-layer graph with the model's own constants and parameters, and per model the sum over those
 layers: the check on whole models, not only on chosen shapes.
@@ -554,7 +554,7 @@ def main() -> None:
                         help="a checkout of ARM-software/CMSIS-NN (or CMSIS_NN_DIR)")
     parser.add_argument("--target", default="cortex-m4")
     parser.add_argument("--models", action="store_true",
-                        help="also every CMSIS-NN-run layer of the six coverage models")
+                        help="also every CMSIS-NN-run layer of the coverage models")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.cmsis_nn is None or not (Path(args.cmsis_nn) / "Include").is_dir():

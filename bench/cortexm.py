@@ -7,7 +7,7 @@ quoted in issue 5, which the mcuflow team measured with TFLM + CMSIS-NN on the s
 instruction and the time at the board's clock.
 
 Run: .venv/bin/python bench/cortexm.py [--target cortex-m4] [--board ID] [--json] [MODEL ...]
-     .venv/bin/python bench/cortexm.py --coverage  # + the six models of issue 17
+     .venv/bin/python bench/cortexm.py --coverage  # + the coverage models of issue 17
      .venv/bin/python bench/cortexm.py --profile [--target T] [MODEL ...]  # per layer
 
 The cost model's kernel coefficients are fitted by bench/costmodel.py --fit, which also checks
@@ -99,7 +99,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 
 def coverage_rows(target: str, board: Board) -> list[CortexMResult]:
-    """The six models of the operator coverage (issue 17), built by the test-suite.
+    """The models of the operator coverage (issue 17), built by the test-suite.
 
     Each runs the int8 rewrites a loaded .tflite gets (INT8_PASSES); no TFLM peer figures exist
     for them (bench/cmsis_nn.py compares their layers with CMSIS-NN's kernels).
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON rows")
     parser.add_argument("--profile", action="store_true", help="instructions per layer")
     parser.add_argument("--coverage", action="store_true",
-                        help="also the six models of the operator coverage (issue 17)")
+                        help="also the models of the operator coverage (issue 17)")
     args = parser.parse_args()
     board = default_board(args.target) if args.board is None else get_board(args.board)
     paths = [MODELS / name for name in SHARED] + list(args.models)
