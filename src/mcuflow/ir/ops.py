@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mcuflow.ir.crop import Crop, whole_input_hw
 from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
@@ -225,6 +226,7 @@ class ResizeNearestNeighborAttrs:
     size: tuple[int, int] = (1, 1)
     align_corners: bool = False
     half_pixel_centers: bool = False
+    crop: Crop | None = None
 
 
 @dataclass(frozen=True)
@@ -249,11 +251,17 @@ class TransposeConvAttrs:
     stride_w: int = 1
     padding: Padding = Padding.VALID
     activation: Activation = Activation.NONE
+    crop: Crop | None = None
 
     @property
     def output_hw(self) -> tuple[int, int]:
         """(OH, OW)."""
         return self.output_shape[1], self.output_shape[2]
+
+    @property
+    def window_hw(self) -> tuple[int, int]:
+        """The (H, W) this op computes: the crop's output window, else (OH, OW)."""
+        return self.crop.out_size if self.crop is not None else self.output_hw
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,7 @@ class ResizeBilinearAttrs:
     size: tuple[int, int] = (1, 1)
     align_corners: bool = False
     half_pixel_centers: bool = False
+    crop: Crop | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +298,7 @@ class BlockAttrs:
     channels within a block: row, column, channel; ONNX's DCR)."""
 
     block_size: int = 2
+    crop: Crop | None = None
 
 
 @dataclass(frozen=True)
@@ -668,6 +678,8 @@ def _resize_shape(graph: Graph, op: Operator) -> list[Shape]:
     if len(attrs.size) != 2 or min(attrs.size) < 1:
         raise ShapeError(f"RESIZE_NEAREST_NEIGHBOR '{op.name}': size {attrs.size} is not two "
                          "positive dimensions")
+    if attrs.crop is not None:
+        return [(n, *attrs.crop.out_size, c)]
     return [(n, *attrs.size, c)]
 
 
@@ -684,14 +696,16 @@ def _resize_bilinear_shape(graph: Graph, op: Operator) -> list[Shape]:
     if len(attrs.size) != 2 or min(attrs.size) < 1:
         raise ShapeError(f"RESIZE_BILINEAR '{op.name}': size {attrs.size} is not two positive "
                          "dimensions")
+    if attrs.crop is not None:
+        return [(n, *attrs.crop.out_size, c)]
     return [(n, *attrs.size, c)]
 
 
 def bilinear_inside_input(graph: Graph, op: Operator) -> str | None:
     """Every output pixel must interpolate input pixels inside the input: LiteRT's 10-bit scale
     reads past the last row or column for some extreme upscalings (resize in two steps)."""
-    _, in_h, in_w, _ = input_shape(graph, op, 0)
     attrs: ResizeBilinearAttrs = op.attrs
+    in_h, in_w = whole_input_hw(input_shape(graph, op, 0), attrs.crop)
     for axis, size, out in (("row", in_h, attrs.size[0]), ("column", in_w, attrs.size[1])):
         lower = bilinear_axis(size, out, attrs.align_corners, attrs.half_pixel_centers).lower
         if int(lower.max()) >= size:
@@ -735,7 +749,20 @@ def _depth_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
     if block < 1 or c % (block * block):
         raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': {c} channels do not split into blocks of "
                          f"{block}x{block}")
+    if op.attrs.crop is not None:
+        return [(n, *op.attrs.crop.out_size, c // (block * block))]
     return [(n, h * block, w * block, c // (block * block))]
+
+
+def depth_to_space_phases(attrs: BlockAttrs) -> tuple[int, int]:
+    """How many rows and columns into the blocks of its input's first row and column a cropped
+    DEPTH_TO_SPACE's output starts; (0, 0) uncropped."""
+    crop = attrs.crop
+    if crop is None:
+        return 0, 0
+    block = attrs.block_size
+    return (crop.out_origin[0] - block * crop.in_origin[0],
+            crop.out_origin[1] - block * crop.in_origin[1])
 
 
 def _space_to_depth_shape(graph: Graph, op: Operator) -> list[Shape]:
@@ -770,6 +797,19 @@ def transpose_conv_pad(out_size: int, kernel: int, stride: int, padding: Padding
     return max((windows - 1) * stride + kernel - out_size, 0) // 2
 
 
+def transpose_conv_pads(attrs: TransposeConvAttrs, kernel: tuple[int, int]) -> tuple[int, int]:
+    """The rows and columns before the first output element of a TRANSPOSE_CONV: LiteRT's, or
+    for a cropped one the whole op's shifted so that output (oy, ox) of the window receives
+    window input (iy, ix) through tap (ky, kx) when oy = iy * stride_h + ky - pad_h."""
+    strides = (attrs.stride_h, attrs.stride_w)
+    pads = [transpose_conv_pad(attrs.output_hw[a], kernel[a], strides[a], attrs.padding)
+            for a in (0, 1)]
+    if attrs.crop is not None:
+        pads = [pads[a] + attrs.crop.out_origin[a] - attrs.crop.in_origin[a] * strides[a]
+                for a in (0, 1)]
+    return pads[0], pads[1]
+
+
 def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: TransposeConvAttrs = op.attrs
     n, in_h, in_w, in_c = require_rank(graph, op, 0, 4)
@@ -783,10 +823,13 @@ def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
                          f"{n} images of {out_c} channels")
     windows = (transpose_conv_windows(shape[1], kh, attrs.stride_h, attrs.padding),
                transpose_conv_windows(shape[2], kw, attrs.stride_w, attrs.padding))
+    in_h, in_w = whole_input_hw((n, in_h, in_w, in_c), attrs.crop)
     if windows != (in_h, in_w):
         raise ShapeError(f"TRANSPOSE_CONV '{op.name}': a {attrs.padding.value} convolution of "
                          f"the output {shape[1]}x{shape[2]} has {windows[0]}x{windows[1]} "
                          f"windows, not the input's {in_h}x{in_w}")
+    if attrs.crop is not None:
+        return [(n, *attrs.crop.out_size, out_c)]
     return [shape]
 LSTM_GATES = 4
 """Gates of an LSTM (input, forget, cell, output): its IR inputs are x, 4 input weights, 4
