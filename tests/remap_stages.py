@@ -14,8 +14,10 @@ def _head(b: GraphBuilder, x: str, channels: int) -> Graph:
 
 
 def transpose_conv_stage(size: int = 24) -> Graph:
-    """conv -> TRANSPOSE_CONV (3x3 stride 2 SAME) -> conv -> TRANSPOSE_CONV (2x2 stride 2 VALID,
-    and 5x5 stride 2 SAME with a ReLU) -> conv."""
+    """Convs between TRANSPOSE_CONVs: 3x3 stride 2 SAME, 2x2 stride 2 VALID, 5x5 SAME ReLU.
+
+    Every op up to the last conv runs in a patch stage.
+    """
     b = GraphBuilder("transpose_conv_stage", seed=11)
     x = b.conv2d(b.input((1, size, size, 3), 0.04, 3), 8, (3, 3), stride=2)
     x = b.transpose_conv(x, 6, (3, 3), stride=2)
@@ -28,9 +30,11 @@ def transpose_conv_stage(size: int = 24) -> Graph:
 
 
 def resize_stage(size: int = 24) -> Graph:
-    """conv -> RESIZE_BILINEAR (half-pixel centres, up) -> conv -> RESIZE_BILINEAR (aligned
-    corners, down) -> conv -> RESIZE_BILINEAR (neither) -> RESIZE_NEAREST_NEIGHBOR (half-pixel,
-    then aligned corners) -> conv."""
+    """Convs between resizes in every coordinate mode, up and down.
+
+    RESIZE_BILINEAR with half-pixel centres (up), aligned corners (down) and neither, then
+    RESIZE_NEAREST_NEIGHBOR with half-pixel centres, aligned corners and neither.
+    """
     b = GraphBuilder("resize_stage", seed=12)
 
     def bilinear(source: str, hw: tuple[int, int], align: bool, half: bool) -> str:
@@ -49,13 +53,13 @@ def resize_stage(size: int = 24) -> Graph:
     x = bilinear(x, (size - 3, size), False, False)
     x = nearest(x, (size // 2 + 3, size // 2 - 2), False, True)
     x = nearest(x, (size, size + 5), True, False)
+    x = nearest(x, (size - 2, size + 3), False, False)
     x = b.conv2d(x, 12, (3, 3), stride=2)
     return _head(b, x, 12)
 
 
 def block_stage(size: int = 24) -> Graph:
-    """SPACE_TO_DEPTH (block 2) -> conv -> DEPTH_TO_SPACE (block 2) -> conv -> DEPTH_TO_SPACE
-    (block 3) -> conv."""
+    """SPACE_TO_DEPTH (block 2), then convs around DEPTH_TO_SPACE of blocks 2 and 3."""
     b = GraphBuilder("block_stage", seed=13)
 
     def block(kind: OpKind, source: str, blocks: int) -> str:
