@@ -75,7 +75,7 @@ REMAP_STAGES = {"transpose_conv": (transpose_conv_stage, "conv_2d_22"),
 
 
 @pytest.mark.parametrize(("grid", "mode"), [((3, 2), PatchMode.RECOMPUTE),
-                                            ((5, 3), PatchMode.RECOMPUTE),
+                                            ((5, 5), PatchMode.RECOMPUTE),
                                             ((4, 1), PatchMode.CACHED),
                                             ((24, 1), PatchMode.CACHED)])
 @pytest.mark.parametrize("name", REMAP_STAGES)
