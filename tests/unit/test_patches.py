@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -14,7 +15,8 @@ from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import OpKind, infer_output_shapes
+from mcuflow.ir.shapes import ShapeError
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.patch_search import PatchRequest, search_patches
@@ -226,3 +228,25 @@ def test_a_transpose_conv_leaving_rows_of_bias_ends_the_stage() -> None:
     y = b.conv2d(y, 4, (3, 3), stride=2)
     graph = b.output(b.reshape(b.mean(y, (1, 2)), (1, 4))).build()
     assert [graph.tensors[s.end].shape for s in find_stages(graph)] == [(1, 12, 12, 4)]
+
+
+@pytest.mark.parametrize("make", [transpose_conv_stage, resize_stage, block_stage])
+def test_a_crop_missing_input_rows_is_refused(make: Callable[[], Graph]) -> None:
+    """A windowed op whose input window starts a row late lacks rows it reads: a ShapeError.
+
+    TRANSPOSE_CONV and DEPTH_TO_SPACE fail shape inference, the resizes their index tables.
+    """
+    graph = make()
+    stage = find_stages(graph)[-1]
+    patched = patch_graph(graph, stage, PatchChoice(stage.end, 3, 2, PatchMode.RECOMPUTE))
+    cropped = [op for op in patched.operators if getattr(op.attrs, "crop", None) is not None]
+    assert {op.kind for op in cropped} == ({op.kind for op in graph.operators} & REMAP_KINDS
+                                           - {OpKind.SPACE_TO_DEPTH})
+    for kind in {op.kind for op in cropped}:
+        op = next(o for o in cropped if o.kind is kind and o.attrs.crop.in_origin[0] == 0)
+        crop = dataclasses.replace(op.attrs.crop, in_origin=(1, op.attrs.crop.in_origin[1]))
+        bad = dataclasses.replace(op, attrs=dataclasses.replace(op.attrs, crop=crop))
+        broken = Graph("broken", dict(patched.tensors), [bad], [op.inputs[0]], list(op.outputs))
+        with pytest.raises(ShapeError, match=kind.value):
+            infer_output_shapes(broken, bad)
+            run(broken, _inputs(broken))

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.ir.shapes import ShapeError
+
 
 @dataclass(frozen=True)
 class Crop:
@@ -21,6 +23,29 @@ class Crop:
     in_origin: tuple[int, int]
     out_origin: tuple[int, int]
     out_size: tuple[int, int]
+
+
+def crop_error(crop: Crop, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> str | None:
+    """Why `crop` cannot describe an op with an `in_hw` input window, or None.
+
+    Both windows must lie inside the whole tensors (the whole output is `out_hw`).
+    """
+    for axis in (0, 1):
+        inside_in = 0 <= crop.in_origin[axis] <= crop.in_size[axis] - in_hw[axis]
+        inside_out = (crop.out_origin[axis] >= 0 and crop.out_size[axis] >= 1
+                      and crop.out_origin[axis] + crop.out_size[axis] <= out_hw[axis])
+        if not (inside_in and inside_out):
+            return (f"its crop {crop} does not fit an input window of {in_hw[0]}x{in_hw[1]} "
+                    f"and a whole output of {out_hw[0]}x{out_hw[1]}")
+    return None
+
+
+def check_indices(table: np.ndarray, size: int, what: str) -> np.ndarray:
+    """`table`, when all its input indices lie in [0, size); else a ShapeError."""
+    if table.size and (int(table.min()) < 0 or int(table.max()) >= size):
+        raise ShapeError(f"{what} reads input indices {int(table.min())}..{int(table.max())} "
+                         f"outside its {size}-wide input window")
+    return table
 
 
 def whole_input_hw(shape: tuple[int, ...], crop: Crop | None) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mcuflow.ir.crop import Crop, whole_input_hw
+from mcuflow.ir.crop import Crop, crop_error, whole_input_hw
 from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
@@ -672,6 +672,15 @@ def _same_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [input_shape(graph, op, 0)]
 
 
+def _require_crop(graph: Graph, op: Operator, whole_out: tuple[int, int]) -> Crop:
+    """The crop of a cropped op, checked against its input window and the whole output."""
+    crop: Crop = op.attrs.crop
+    reason = crop_error(crop, input_shape(graph, op, 0)[1:3], whole_out)
+    if reason is not None:
+        raise ShapeError(f"{op.kind.value} '{op.name}': {reason}")
+    return crop
+
+
 def _resize_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: ResizeNearestNeighborAttrs = op.attrs
     n, _, _, c = require_rank(graph, op, 0, 4)
@@ -679,7 +688,7 @@ def _resize_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"RESIZE_NEAREST_NEIGHBOR '{op.name}': size {attrs.size} is not two "
                          "positive dimensions")
     if attrs.crop is not None:
-        return [(n, *attrs.crop.out_size, c)]
+        return [(n, *_require_crop(graph, op, attrs.size).out_size, c)]
     return [(n, *attrs.size, c)]
 
 
@@ -697,7 +706,7 @@ def _resize_bilinear_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"RESIZE_BILINEAR '{op.name}': size {attrs.size} is not two positive "
                          "dimensions")
     if attrs.crop is not None:
-        return [(n, *attrs.crop.out_size, c)]
+        return [(n, *_require_crop(graph, op, attrs.size).out_size, c)]
     return [(n, *attrs.size, c)]
 
 
@@ -750,8 +759,25 @@ def _depth_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
         raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': {c} channels do not split into blocks of "
                          f"{block}x{block}")
     if op.attrs.crop is not None:
-        return [(n, *op.attrs.crop.out_size, c // (block * block))]
+        return [(n, *_cropped_depth_to_space(graph, op), c // (block * block))]
     return [(n, h * block, w * block, c // (block * block))]
+
+
+def _cropped_depth_to_space(graph: Graph, op: Operator) -> tuple[int, int]:
+    """The output window of a cropped DEPTH_TO_SPACE, checked.
+
+    Its phases are below the block size, its input window the blocks it covers.
+    """
+    block = op.attrs.block_size
+    crop = _require_crop(graph, op, (op.attrs.crop.in_size[0] * block,
+                                     op.attrs.crop.in_size[1] * block))
+    in_hw = input_shape(graph, op, 0)[1:3]
+    for phase, out, size in zip(depth_to_space_phases(op.attrs), crop.out_size, in_hw,
+                                strict=True):
+        if not 0 <= phase < block or -(-(phase + out) // block) != size:
+            raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': its crop {crop} does not cover the "
+                             f"blocks of its {in_hw[0]}x{in_hw[1]} input window")
+    return crop.out_size
 
 
 def depth_to_space_phases(attrs: BlockAttrs) -> tuple[int, int]:
@@ -768,6 +794,9 @@ def depth_to_space_phases(attrs: BlockAttrs) -> tuple[int, int]:
 def _space_to_depth_shape(graph: Graph, op: Operator) -> list[Shape]:
     block = op.attrs.block_size
     n, h, w, c = require_rank(graph, op, 0, 4)
+    if op.attrs.crop is not None:
+        raise ShapeError(f"SPACE_TO_DEPTH '{op.name}': a crop is DEPTH_TO_SPACE's only (a "
+                         "window of whole blocks is an uncropped SPACE_TO_DEPTH)")
     if block < 1 or h % block or w % block:
         raise ShapeError(f"SPACE_TO_DEPTH '{op.name}': a {h}x{w} image does not split into "
                          f"blocks of {block}x{block}")
@@ -829,8 +858,27 @@ def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
                          f"the output {shape[1]}x{shape[2]} has {windows[0]}x{windows[1]} "
                          f"windows, not the input's {in_h}x{in_w}")
     if attrs.crop is not None:
-        return [(n, *attrs.crop.out_size, out_c)]
+        crop = _require_crop(graph, op, attrs.output_hw)
+        if not _transpose_conv_crop_reads(attrs, (kh, kw), input_shape(graph, op, 0)[1:3]):
+            raise ShapeError(f"TRANSPOSE_CONV '{op.name}': the input window of its crop {crop} "
+                             "is not every input row and column its output window reads")
+        return [(n, *crop.out_size, out_c)]
     return [shape]
+
+
+def _transpose_conv_crop_reads(attrs: TransposeConvAttrs, kernel: tuple[int, int],
+                               window: tuple[int, int]) -> bool:
+    """True when a cropped TRANSPOSE_CONV's input window holds exactly every whole-input row
+    and column scattering into its output window, its padding at least 0."""
+    crop: Crop = attrs.crop
+    strides = (attrs.stride_h, attrs.stride_w)
+    for axis, pad in enumerate(transpose_conv_pads(attrs, kernel)):
+        reach = crop.in_origin[axis] * strides[axis] + pad
+        first = max(0, -((kernel[axis] - 1 - reach) // strides[axis]))
+        last = min(crop.in_size[axis], (reach + crop.out_size[axis] - 1) // strides[axis] + 1)
+        if pad < 0 or first < crop.in_origin[axis] or last > crop.in_origin[axis] + window[axis]:
+            return False
+    return True
 LSTM_GATES = 4
 """Gates of an LSTM (input, forget, cell, output): its IR inputs are x, 4 input weights, 4
 recurrent weights, 4 biases, the output state and the cell state."""

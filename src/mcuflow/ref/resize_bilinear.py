@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcuflow.ir.crop import Crop, crop_indices, crop_values, whole_input_hw
+from mcuflow.ir.crop import Crop, check_indices, crop_indices, crop_values, whole_input_hw
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, ResizeBilinearAttrs
 from mcuflow.ir.resize_bilinear import FRACTION_BITS, ONE, BilinearAxis, bilinear_axis
@@ -31,14 +31,19 @@ def prepare_bilinear(in_shape: tuple[int, ...], attrs: ResizeBilinearAttrs) -> B
     in_h, in_w = whole_input_hw(in_shape, attrs.crop)
     out_h, out_w = attrs.size
     mode = (attrs.align_corners, attrs.half_pixel_centers)
-    return BilinearParams(_cropped(bilinear_axis(in_h, out_h, *mode), attrs.crop, 0),
-                          _cropped(bilinear_axis(in_w, out_w, *mode), attrs.crop, 1))
+    return BilinearParams(
+        _cropped(bilinear_axis(in_h, out_h, *mode), attrs.crop, 0, in_shape[1]),
+        _cropped(bilinear_axis(in_w, out_w, *mode), attrs.crop, 1, in_shape[2]))
 
 
-def _cropped(axis: BilinearAxis, crop: Crop | None, along: int) -> BilinearAxis:
-    return BilinearAxis(crop_indices(axis.lower, crop, along),
-                        crop_indices(axis.upper, crop, along),
-                        crop_values(axis.weight, crop, along))
+def _cropped(axis: BilinearAxis, crop: Crop | None, along: int, window: int) -> BilinearAxis:
+    """`axis` cut to the crop's output window, its indices counted in the input `window`."""
+    if crop is None:
+        return axis
+    return BilinearAxis(
+        check_indices(crop_indices(axis.lower, crop, along), window, "RESIZE_BILINEAR"),
+        check_indices(crop_indices(axis.upper, crop, along), window, "RESIZE_BILINEAR"),
+        crop_values(axis.weight, crop, along))
 
 
 def _corners(x: np.ndarray, params: BilinearParams) -> tuple[np.ndarray, ...]:
