@@ -5,9 +5,11 @@ the rest. Split the end into a grid of tiles; each tile's receptive field, trace
 layer, is the window of every stage tensor that patch needs (MCUNetV2, Lin et al. 2021). The
 rewrite replaces the stage with one copy of each layer per patch, on windows: each copy pads
 with explicit per-side counts so that it reads exactly the taps the whole-tensor layer reads,
-and SLICE and CONCATENATION ops cut windows and assemble the end. The rewritten graph is an
-ordinary graph: the planner, the reference interpreter and the code generator run it as they
-run any other, so the patched C is checked to the bit like the rest.
+and SLICE and CONCATENATION ops cut windows and assemble the end. TRANSPOSE_CONV, the resizes
+and DEPTH_TO_SPACE, whose index arithmetic is no plain window, carry a Crop instead: the whole
+op's arithmetic shifted to the windows (SPACE_TO_DEPTH's windows are whole blocks). The
+rewritten graph is an ordinary graph: the planner, the reference interpreter and the code
+generator run it as they run any other, so the patched C is checked to the bit like the rest.
 
 Two modes. RECOMPUTE: every patch of an R x C grid computes its whole window, so neighbouring
 patches recompute their overlapping halos. CACHED: the source's rows arrive in steps and every
