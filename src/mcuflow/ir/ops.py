@@ -866,19 +866,28 @@ def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [shape]
 
 
+def transpose_conv_sources(reach: tuple[int, int], kernel: int, stride: int, size: int
+                           ) -> tuple[int, int]:
+    """The input indices [first, end) of a `size`-long input axis scattering into the output
+    indices whose index + pad runs from reach[0] to reach[1] (oy = iy * stride + ky - pad)."""
+    return max(0, -((kernel - 1 - reach[0]) // stride)), min(size, reach[1] // stride + 1)
+
+
 def _transpose_conv_crop_reads(attrs: TransposeConvAttrs, kernel: tuple[int, int],
                                window: tuple[int, int]) -> bool:
-    """True when a cropped TRANSPOSE_CONV's input window holds exactly every whole-input row
-    and column scattering into its output window, its padding at least 0."""
+    """True when a cropped TRANSPOSE_CONV's input window holds every whole-input row and
+    column scattering into its output window, its padding at least 0."""
     crop: Crop = attrs.crop
     strides = (attrs.stride_h, attrs.stride_w)
     for axis, pad in enumerate(transpose_conv_pads(attrs, kernel)):
         reach = crop.in_origin[axis] * strides[axis] + pad
-        first = max(0, -((kernel[axis] - 1 - reach) // strides[axis]))
-        last = min(crop.in_size[axis], (reach + crop.out_size[axis] - 1) // strides[axis] + 1)
-        if pad < 0 or first < crop.in_origin[axis] or last > crop.in_origin[axis] + window[axis]:
+        first, end = transpose_conv_sources((reach, reach + crop.out_size[axis] - 1),
+                                            kernel[axis], strides[axis], crop.in_size[axis])
+        if pad < 0 or first < crop.in_origin[axis] or end > crop.in_origin[axis] + window[axis]:
             return False
     return True
+
+
 LSTM_GATES = 4
 """Gates of an LSTM (input, forget, cell, output): its IR inputs are x, 4 input weights, 4
 recurrent weights, 4 biases, the output state and the cell state."""

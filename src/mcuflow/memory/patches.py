@@ -38,6 +38,7 @@ from mcuflow.ir.ops import (
     PadAttrs,
     SliceAttrs,
     transpose_conv_pad,
+    transpose_conv_sources,
 )
 from mcuflow.ir.resize import nearest_indices
 from mcuflow.ir.resize_bilinear import bilinear_axis
@@ -259,9 +260,10 @@ def _remap_axis(graph: Graph, op: Operator, axis: int) -> tuple[np.ndarray, np.n
     if op.kind is OpKind.TRANSPOSE_CONV:
         kernel = graph.tensors[op.inputs[1]].shape[1 + axis]
         stride = (attrs.stride_h, attrs.stride_w)[axis]
-        reach = index + transpose_conv_pad(out, kernel, stride, attrs.padding)
-        first = np.maximum(-((kernel - 1 - reach) // stride), 0)
-        return first, np.minimum(reach // stride + 1, size)
+        pad = transpose_conv_pad(out, kernel, stride, attrs.padding)
+        spans = np.array([transpose_conv_sources((o + pad, o + pad), kernel, stride, size)
+                          for o in range(out)], dtype=np.int64).reshape(out, 2)
+        return spans[:, 0], spans[:, 1]
     if op.kind is OpKind.RESIZE_NEAREST_NEIGHBOR:
         source = nearest_indices(size, out, attrs.align_corners, attrs.half_pixel_centers)
         return source.astype(np.int64), source.astype(np.int64) + 1
