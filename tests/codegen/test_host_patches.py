@@ -10,8 +10,10 @@ from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import NoAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.memory.planner import plan_model
+from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_graph
+from mcuflow.memory.planner import plan_memory, plan_model
 from mcuflow.toolchain.host import verify_host
+from tests.remap_stages import block_stage, resize_stage, transpose_conv_stage
 from tests.support import keras_padded
 
 
@@ -64,4 +66,33 @@ def test_pointwise_ops_run_patch_by_patch(text: str) -> None:
     assert {OpKind.PRELU, OpKind.ABS, OpKind.SQUARED_DIFFERENCE, OpKind.L2_NORMALIZATION,
             OpKind.LOG_SOFTMAX} <= patched
     result = verify_host(graph, plan, runs=3, seed=2)
+    assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+
+
+REMAP_STAGES = {"transpose_conv": (transpose_conv_stage, "conv_2d_22"),
+                "resize": (resize_stage, "conv_2d_19"),
+                "block": (block_stage, "conv_2d_13")}
+
+
+@pytest.mark.parametrize(("grid", "mode"), [((3, 2), PatchMode.RECOMPUTE),
+                                            ((5, 5), PatchMode.RECOMPUTE),
+                                            ((4, 1), PatchMode.CACHED),
+                                            ((24, 1), PatchMode.CACHED)])
+@pytest.mark.parametrize("name", REMAP_STAGES)
+def test_remap_ops_run_patch_by_patch_in_c(name: str, grid: tuple[int, int],
+                                           mode: PatchMode) -> None:
+    """TRANSPOSE_CONV, both resizes and the block ops run on windows inside a stage, bit-exact.
+
+    Each patch or row step runs them cropped; the C equals LiteRT's whole-tensor run.
+    """
+    make, end = REMAP_STAGES[name]
+    graph = make()
+    stage = next(s for s in find_stages(graph) if graph.operators[s.ops[-1]].name == end)
+    choice = PatchChoice(stage.end, *grid, mode)
+    patched = patch_graph(graph, stage, choice)
+    assert {graph.operators[i].kind for i in stage.ops} - {OpKind.CONV_2D} <= {
+        op.kind for op in patched.operators if "#" in op.name}
+    plan = plan_memory(patched, 0.2, order=list(range(len(patched.operators))))
+    plan.patch = choice
+    result = verify_host(graph, plan, runs=3, seed=4)
     assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0

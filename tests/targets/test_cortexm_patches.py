@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from mcuflow.hw.board import get_board
 from mcuflow.ir import zoo
+from mcuflow.ir.graph import Graph
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_graph
 from mcuflow.memory.planner import plan_memory, plan_model
 from mcuflow.toolchain.qemu import verify_cortexm
+from tests.remap_stages import block_stage, resize_stage, transpose_conv_stage
 from tests.support import keras_padded
 
 SMALL_BOARD = "nucleo-f429zi"
@@ -58,4 +62,21 @@ def test_a_stage_through_pads_runs_bit_exact() -> None:
     plan, _ = plan_model(graph, PatchRequest.parse("10x1"), 1 << 20, "cortex-m4", dsp=True)
     assert plan.patch is not None
     result = verify_cortexm(graph, plan, "cortex-m4", SMALL_BOARD, runs=2, seed=3)
+    assert result.bit_exact and result.mismatches == 0
+
+
+@pytest.mark.parametrize(("make", "end", "grid", "mode"), [
+    (transpose_conv_stage, "conv_2d_22", (3, 2), PatchMode.RECOMPUTE),
+    (resize_stage, "conv_2d_19", (8, 1), PatchMode.CACHED),
+    (block_stage, "conv_2d_13", (4, 4), PatchMode.RECOMPUTE),
+])
+def test_remap_ops_run_patch_by_patch_bit_exact(make: Callable[[], Graph], end: str,
+                                                grid: tuple[int, int], mode: PatchMode) -> None:
+    """TRANSPOSE_CONV (the DSP kernel), the resizes and the block ops on cropped windows."""
+    graph = make()
+    stage = next(s for s in find_stages(graph) if graph.operators[s.ops[-1]].name == end)
+    patched = patch_graph(graph, stage, PatchChoice(stage.end, *grid, mode))
+    plan = plan_memory(patched, 0.2, dsp=True, order=list(range(len(patched.operators))))
+    plan.patch = PatchChoice(stage.end, *grid, mode)
+    result = verify_cortexm(graph, plan, "cortex-m4", SMALL_BOARD, runs=2, seed=9)
     assert result.bit_exact and result.mismatches == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -11,8 +12,11 @@ from mcuflow.errors import McuflowError
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir import zoo
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Padding
 from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import OpKind, infer_output_shapes
+from mcuflow.ir.shapes import ShapeError
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.patch_search import PatchRequest, search_patches
@@ -20,6 +24,7 @@ from mcuflow.memory.patches import PatchChoice, PatchMode, find_stages, patch_gr
 from mcuflow.memory.plan import InPlace
 from mcuflow.memory.planner import plan_memory, plan_model
 from mcuflow.ref.interpreter import run
+from tests.remap_stages import block_stage, resize_stage, transpose_conv_stage
 from tests.support import SHARED_MODELS, keras_padded, litert_invoke
 
 GRAPHS: dict[str, Callable[[], Graph]] = {
@@ -28,6 +33,9 @@ GRAPHS: dict[str, Callable[[], Graph]] = {
     "squeezenet": lambda: zoo.squeezenet_like(48),
     "resnet": lambda: zoo.resnet_like(24),
     "vww": lambda: read_tflite(SHARED_MODELS / "vww_96_int8.tflite"),
+    "transpose_conv_stage": transpose_conv_stage,
+    "resize_stage": resize_stage,
+    "block_stage": block_stage,
 }
 
 
@@ -178,3 +186,67 @@ def test_the_lower_bound_of_a_split_plan_counts_every_step_it_must_hold() -> Non
              and op.kind in (OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D)]
     assert plan.lower_bound_bytes >= max(apart)
     assert plan.arena_bytes >= plan.lower_bound_bytes
+
+
+REMAP_KINDS = {OpKind.TRANSPOSE_CONV, OpKind.RESIZE_NEAREST_NEIGHBOR, OpKind.RESIZE_BILINEAR,
+               OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH}
+
+
+@pytest.mark.parametrize(("make", "end"), [(transpose_conv_stage, "conv_2d_22"),
+                                           (resize_stage, "conv_2d_19"),
+                                           (block_stage, "conv_2d_13")])
+def test_the_planner_runs_remap_ops_on_windows(make: Callable[[], Graph], end: str) -> None:
+    """The stage runs through every TRANSPOSE_CONV, resize and block op up to the last conv.
+
+    The planner's patched graph runs each on windows, all but SPACE_TO_DEPTH cropped.
+    """
+    graph = make()
+    longest = find_stages(graph)[-1]
+    assert graph.operators[longest.ops[-1]].name == end
+    inside = {graph.operators[i].kind for i in longest.ops} & REMAP_KINDS
+    assert inside == {op.kind for op in graph.operators} & REMAP_KINDS != set()
+    plan, _ = plan_model(graph, PatchRequest.parse(f"3x2@{end}"), 1 << 20, "cortex-m4")
+    assert plan.patch is not None and plan.patch.end == longest.end
+    windowed = [op for op in plan.graph.operators if op.kind in REMAP_KINDS]
+    assert {op.kind for op in windowed} == inside
+    assert all(op.attrs.crop is not None for op in windowed
+               if op.kind is not OpKind.SPACE_TO_DEPTH)
+    assert len(windowed) == 6 * len([i for i in longest.ops
+                                     if graph.operators[i].kind in REMAP_KINDS])
+    check_plan(plan)
+    inputs = _inputs(graph, seed=3)
+    expected = litert_invoke(write_tflite(graph), inputs)
+    got = run_in_arena(plan, inputs).outputs
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def test_a_transpose_conv_leaving_rows_of_bias_ends_the_stage() -> None:
+    """A stride above the kernel leaves output rows no input reaches: not run on windows."""
+    b = GraphBuilder("gappy", seed=5)
+    x = b.conv2d(b.input((1, 12, 12, 3), 0.04, 0), 4, (3, 3))
+    y = b.transpose_conv(x, 4, (2, 2), stride=3, padding=Padding.VALID)
+    y = b.conv2d(y, 4, (3, 3), stride=2)
+    graph = b.output(b.reshape(b.mean(y, (1, 2)), (1, 4))).build()
+    assert [graph.tensors[s.end].shape for s in find_stages(graph)] == [(1, 12, 12, 4)]
+
+
+@pytest.mark.parametrize("make", [transpose_conv_stage, resize_stage, block_stage])
+def test_a_crop_missing_input_rows_is_refused(make: Callable[[], Graph]) -> None:
+    """A windowed op whose input window starts a row late lacks rows it reads: a ShapeError.
+
+    TRANSPOSE_CONV and DEPTH_TO_SPACE fail shape inference, the resizes their index tables.
+    """
+    graph = make()
+    stage = find_stages(graph)[-1]
+    patched = patch_graph(graph, stage, PatchChoice(stage.end, 3, 2, PatchMode.RECOMPUTE))
+    cropped = [op for op in patched.operators if getattr(op.attrs, "crop", None) is not None]
+    assert {op.kind for op in cropped} == ({op.kind for op in graph.operators} & REMAP_KINDS
+                                           - {OpKind.SPACE_TO_DEPTH})
+    for kind in {op.kind for op in cropped}:
+        op = next(o for o in cropped if o.kind is kind and o.attrs.crop.in_origin[0] == 0)
+        crop = dataclasses.replace(op.attrs.crop, in_origin=(1, op.attrs.crop.in_origin[1]))
+        bad = dataclasses.replace(op, attrs=dataclasses.replace(op.attrs, crop=crop))
+        broken = Graph("broken", dict(patched.tensors), [bad], [op.inputs[0]], list(op.outputs))
+        with pytest.raises(ShapeError, match=kind.value):
+            infer_output_shapes(broken, bad)
+            run(broken, _inputs(broken))

@@ -48,6 +48,7 @@ from mcuflow.ir.ops import (
     SliceAttrs,
     SoftmaxAttrs,
     box_of,
+    depth_to_space_phases,
 )
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.svdf import STATE_INPUT, svdf_bias
@@ -729,9 +730,10 @@ def _tile(ctx: EmitContext) -> LayerCode:
 def _depth_space(ctx: EmitContext) -> LayerCode:
     to_space = ctx.op.kind is OpKind.DEPTH_TO_SPACE
     n, height, width, depth = (ctx.output() if to_space else ctx.input(0)).shape
+    phases = depth_to_space_phases(ctx.op.attrs)
     symbol = _define(ctx, "mcuflow_depth_space_t", "blocks", {
         "batches": n, "space_h": height, "space_w": width, "space_c": depth,
-        "block": ctx.op.attrs.block_size})
+        "block": ctx.op.attrs.block_size, "phase_h": phases[0], "phase_w": phases[1]})
     function = "mcuflow_depth_to_space_s8" if to_space else "mcuflow_space_to_depth_s8"
     call = _call(function, f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_depth_space",))

@@ -21,7 +21,7 @@ from mcuflow.ir.ops import (
     broadcast_multiples,
     lstm_dims,
     strided_slice_ranges,
-    transpose_conv_pad,
+    transpose_conv_pads,
 )
 from mcuflow.ir.registry import OpTable
 from mcuflow.ir.svdf import svdf_dims
@@ -522,10 +522,11 @@ def _transpose_conv_reach(graph: Graph, op: Operator) -> tuple[int, int]:
     n, in_h, in_w, _ = graph.tensors[op.inputs[0]].shape
     _, k_h, k_w, _ = graph.tensors[op.inputs[1]].shape
     attrs = op.attrs
-    axes = ((attrs.output_hw[0], k_h, attrs.stride_h, in_h),
-            (attrs.output_hw[1], k_w, attrs.stride_w, in_w))
-    reached = [_reach(out, k, s, size, transpose_conv_pad(out, k, s, attrs.padding))
-               for out, k, s, size in axes]
+    pads = transpose_conv_pads(attrs, (k_h, k_w))
+    axes = ((attrs.window_hw[0], k_h, attrs.stride_h, in_h),
+            (attrs.window_hw[1], k_w, attrs.stride_w, in_w))
+    reached = [_reach(out, k, s, size, pad) for (out, k, s, size), pad in zip(axes, pads,
+                                                                               strict=True)]
     return n * reached[0] * reached[1], math.prod(-(-k // s) for _, k, s, _ in axes)
 
 
@@ -591,7 +592,7 @@ def _resize_bilinear_terms(graph: Graph, op: Operator) -> Work:
     output value (`outputs`) four products and a rounding.
     """
     batches, _, _, depth = graph.tensors[op.inputs[0]].shape
-    out_h, out_w = op.attrs.size
+    _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
     pixels = batches * out_h * out_w
     return Work(calls=1, rows=batches * out_h, pixels=pixels, outputs=pixels * depth)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mcuflow.ir.crop import Crop, crop_error, whole_input_hw
 from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
@@ -226,6 +227,7 @@ class ResizeNearestNeighborAttrs:
     size: tuple[int, int] = (1, 1)
     align_corners: bool = False
     half_pixel_centers: bool = False
+    crop: Crop | None = None
 
 
 @dataclass(frozen=True)
@@ -250,11 +252,17 @@ class TransposeConvAttrs:
     stride_w: int = 1
     padding: Padding = Padding.VALID
     activation: Activation = Activation.NONE
+    crop: Crop | None = None
 
     @property
     def output_hw(self) -> tuple[int, int]:
         """(OH, OW)."""
         return self.output_shape[1], self.output_shape[2]
+
+    @property
+    def window_hw(self) -> tuple[int, int]:
+        """The (H, W) this op computes: the crop's output window, else (OH, OW)."""
+        return self.crop.out_size if self.crop is not None else self.output_hw
 
 
 @dataclass(frozen=True)
@@ -266,6 +274,7 @@ class ResizeBilinearAttrs:
     size: tuple[int, int] = (1, 1)
     align_corners: bool = False
     half_pixel_centers: bool = False
+    crop: Crop | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +299,7 @@ class BlockAttrs:
     channels within a block: row, column, channel; ONNX's DCR)."""
 
     block_size: int = 2
+    crop: Crop | None = None
 
 
 @dataclass(frozen=True)
@@ -671,12 +681,23 @@ def _same_shape(graph: Graph, op: Operator) -> list[Shape]:
     return [input_shape(graph, op, 0)]
 
 
+def _require_crop(graph: Graph, op: Operator, whole_out: tuple[int, int]) -> Crop:
+    """The crop of a cropped op, checked against its input window and the whole output."""
+    crop: Crop = op.attrs.crop
+    reason = crop_error(crop, input_shape(graph, op, 0)[1:3], whole_out)
+    if reason is not None:
+        raise ShapeError(f"{op.kind.value} '{op.name}': {reason}")
+    return crop
+
+
 def _resize_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: ResizeNearestNeighborAttrs = op.attrs
     n, _, _, c = require_rank(graph, op, 0, 4)
     if len(attrs.size) != 2 or min(attrs.size) < 1:
         raise ShapeError(f"RESIZE_NEAREST_NEIGHBOR '{op.name}': size {attrs.size} is not two "
                          "positive dimensions")
+    if attrs.crop is not None:
+        return [(n, *_require_crop(graph, op, attrs.size).out_size, c)]
     return [(n, *attrs.size, c)]
 
 
@@ -693,14 +714,16 @@ def _resize_bilinear_shape(graph: Graph, op: Operator) -> list[Shape]:
     if len(attrs.size) != 2 or min(attrs.size) < 1:
         raise ShapeError(f"RESIZE_BILINEAR '{op.name}': size {attrs.size} is not two positive "
                          "dimensions")
+    if attrs.crop is not None:
+        return [(n, *_require_crop(graph, op, attrs.size).out_size, c)]
     return [(n, *attrs.size, c)]
 
 
 def bilinear_inside_input(graph: Graph, op: Operator) -> str | None:
     """Every output pixel must interpolate input pixels inside the input: LiteRT's 10-bit scale
     reads past the last row or column for some extreme upscalings (resize in two steps)."""
-    _, in_h, in_w, _ = input_shape(graph, op, 0)
     attrs: ResizeBilinearAttrs = op.attrs
+    in_h, in_w = whole_input_hw(input_shape(graph, op, 0), attrs.crop)
     for axis, size, out in (("row", in_h, attrs.size[0]), ("column", in_w, attrs.size[1])):
         lower = bilinear_axis(size, out, attrs.align_corners, attrs.half_pixel_centers).lower
         if int(lower.max()) >= size:
@@ -744,12 +767,45 @@ def _depth_to_space_shape(graph: Graph, op: Operator) -> list[Shape]:
     if block < 1 or c % (block * block):
         raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': {c} channels do not split into blocks of "
                          f"{block}x{block}")
+    if op.attrs.crop is not None:
+        return [(n, *_cropped_depth_to_space(graph, op), c // (block * block))]
     return [(n, h * block, w * block, c // (block * block))]
+
+
+def _cropped_depth_to_space(graph: Graph, op: Operator) -> tuple[int, int]:
+    """The output window of a cropped DEPTH_TO_SPACE, checked.
+
+    Its phases are below the block size, its input window the blocks it covers.
+    """
+    block = op.attrs.block_size
+    crop = _require_crop(graph, op, (op.attrs.crop.in_size[0] * block,
+                                     op.attrs.crop.in_size[1] * block))
+    in_hw = input_shape(graph, op, 0)[1:3]
+    for phase, out, size in zip(depth_to_space_phases(op.attrs), crop.out_size, in_hw,
+                                strict=True):
+        if not 0 <= phase < block or -(-(phase + out) // block) != size:
+            raise ShapeError(f"DEPTH_TO_SPACE '{op.name}': its crop {crop} does not cover the "
+                             f"blocks of its {in_hw[0]}x{in_hw[1]} input window")
+    return crop.out_size
+
+
+def depth_to_space_phases(attrs: BlockAttrs) -> tuple[int, int]:
+    """How many rows and columns into the blocks of its input's first row and column a cropped
+    DEPTH_TO_SPACE's output starts; (0, 0) uncropped."""
+    crop = attrs.crop
+    if crop is None:
+        return 0, 0
+    block = attrs.block_size
+    return (crop.out_origin[0] - block * crop.in_origin[0],
+            crop.out_origin[1] - block * crop.in_origin[1])
 
 
 def _space_to_depth_shape(graph: Graph, op: Operator) -> list[Shape]:
     block = op.attrs.block_size
     n, h, w, c = require_rank(graph, op, 0, 4)
+    if op.attrs.crop is not None:
+        raise ShapeError(f"SPACE_TO_DEPTH '{op.name}': a crop is DEPTH_TO_SPACE's only (a "
+                         "window of whole blocks is an uncropped SPACE_TO_DEPTH)")
     if block < 1 or h % block or w % block:
         raise ShapeError(f"SPACE_TO_DEPTH '{op.name}': a {h}x{w} image does not split into "
                          f"blocks of {block}x{block}")
@@ -779,6 +835,19 @@ def transpose_conv_pad(out_size: int, kernel: int, stride: int, padding: Padding
     return max((windows - 1) * stride + kernel - out_size, 0) // 2
 
 
+def transpose_conv_pads(attrs: TransposeConvAttrs, kernel: tuple[int, int]) -> tuple[int, int]:
+    """The rows and columns before the first output element of a TRANSPOSE_CONV: LiteRT's, or
+    for a cropped one the whole op's shifted so that output (oy, ox) of the window receives
+    window input (iy, ix) through tap (ky, kx) when oy = iy * stride_h + ky - pad_h."""
+    strides = (attrs.stride_h, attrs.stride_w)
+    pads = [transpose_conv_pad(attrs.output_hw[a], kernel[a], strides[a], attrs.padding)
+            for a in (0, 1)]
+    if attrs.crop is not None:
+        pads = [pads[a] + attrs.crop.out_origin[a] - attrs.crop.in_origin[a] * strides[a]
+                for a in (0, 1)]
+    return pads[0], pads[1]
+
+
 def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
     attrs: TransposeConvAttrs = op.attrs
     n, in_h, in_w, in_c = require_rank(graph, op, 0, 4)
@@ -792,11 +861,42 @@ def _transpose_conv_shape(graph: Graph, op: Operator) -> list[Shape]:
                          f"{n} images of {out_c} channels")
     windows = (transpose_conv_windows(shape[1], kh, attrs.stride_h, attrs.padding),
                transpose_conv_windows(shape[2], kw, attrs.stride_w, attrs.padding))
+    in_h, in_w = whole_input_hw((n, in_h, in_w, in_c), attrs.crop)
     if windows != (in_h, in_w):
         raise ShapeError(f"TRANSPOSE_CONV '{op.name}': a {attrs.padding.value} convolution of "
                          f"the output {shape[1]}x{shape[2]} has {windows[0]}x{windows[1]} "
                          f"windows, not the input's {in_h}x{in_w}")
+    if attrs.crop is not None:
+        crop = _require_crop(graph, op, attrs.output_hw)
+        if not _transpose_conv_crop_reads(attrs, (kh, kw), input_shape(graph, op, 0)[1:3]):
+            raise ShapeError(f"TRANSPOSE_CONV '{op.name}': the input window of its crop {crop} "
+                             "is not every input row and column its output window reads")
+        return [(n, *crop.out_size, out_c)]
     return [shape]
+
+
+def transpose_conv_sources(reach: tuple[int, int], kernel: int, stride: int, size: int
+                           ) -> tuple[int, int]:
+    """The input indices [first, end) of a `size`-long input axis scattering into the output
+    indices whose index + pad runs from reach[0] to reach[1] (oy = iy * stride + ky - pad)."""
+    return max(0, -((kernel - 1 - reach[0]) // stride)), min(size, reach[1] // stride + 1)
+
+
+def _transpose_conv_crop_reads(attrs: TransposeConvAttrs, kernel: tuple[int, int],
+                               window: tuple[int, int]) -> bool:
+    """True when a cropped TRANSPOSE_CONV's input window holds every whole-input row and
+    column scattering into its output window, its padding at least 0."""
+    crop: Crop = attrs.crop
+    strides = (attrs.stride_h, attrs.stride_w)
+    for axis, pad in enumerate(transpose_conv_pads(attrs, kernel)):
+        reach = crop.in_origin[axis] * strides[axis] + pad
+        first, end = transpose_conv_sources((reach, reach + crop.out_size[axis] - 1),
+                                            kernel[axis], strides[axis], crop.in_size[axis])
+        if pad < 0 or first < crop.in_origin[axis] or end > crop.in_origin[axis] + window[axis]:
+            return False
+    return True
+
+
 LSTM_GATES = 4
 """Gates of an LSTM (input, forget, cell, output): its IR inputs are x, 4 input weights, 4
 recurrent weights, 4 biases, the output state and the cell state."""

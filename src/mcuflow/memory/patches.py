@@ -5,9 +5,11 @@ the rest. Split the end into a grid of tiles; each tile's receptive field, trace
 layer, is the window of every stage tensor that patch needs (MCUNetV2, Lin et al. 2021). The
 rewrite replaces the stage with one copy of each layer per patch, on windows: each copy pads
 with explicit per-side counts so that it reads exactly the taps the whole-tensor layer reads,
-and SLICE and CONCATENATION ops cut windows and assemble the end. The rewritten graph is an
-ordinary graph: the planner, the reference interpreter and the code generator run it as they
-run any other, so the patched C is checked to the bit like the rest.
+and SLICE and CONCATENATION ops cut windows and assemble the end. TRANSPOSE_CONV, the resizes
+and DEPTH_TO_SPACE, whose index arithmetic is no plain window, carry a Crop instead: the whole
+op's arithmetic shifted to the windows (SPACE_TO_DEPTH's windows are whole blocks). The
+rewritten graph is an ordinary graph: the planner, the reference interpreter and the code
+generator run it as they run any other, so the patched C is checked to the bit like the rest.
 
 Two modes. RECOMPUTE: every patch of an R x C grid computes its whole window, so neighbouring
 patches recompute their overlapping halos. CACHED: the source's rows arrive in steps and every
@@ -22,8 +24,12 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
+from itertools import takewhile
+
+import numpy as np
 
 from mcuflow.errors import McuflowError
+from mcuflow.ir.crop import Crop
 from mcuflow.ir.enums import ExplicitPadding, along
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import (
@@ -31,7 +37,11 @@ from mcuflow.ir.ops import (
     OpKind,
     PadAttrs,
     SliceAttrs,
+    transpose_conv_pad,
+    transpose_conv_sources,
 )
+from mcuflow.ir.resize import nearest_indices
+from mcuflow.ir.resize_bilinear import bilinear_axis
 from mcuflow.ir.shapes import conv_padding
 from mcuflow.ir.verify import verify_graph
 from mcuflow.passes.common import unique_name
@@ -96,6 +106,10 @@ _POINT_KINDS = frozenset({OpKind.RELU, OpKind.RELU6, OpKind.LEAKY_RELU, OpKind.L
                           OpKind.LOG_SOFTMAX})
 """Ops whose output pixel depends on the same pixel of each activation input only (the last
 two normalise along channels)."""
+_REMAP_KINDS = frozenset({OpKind.TRANSPOSE_CONV, OpKind.RESIZE_NEAREST_NEIGHBOR,
+                          OpKind.RESIZE_BILINEAR, OpKind.DEPTH_TO_SPACE, OpKind.SPACE_TO_DEPTH})
+"""Ops whose output row (column) reads the input rows (columns) their index arithmetic picks:
+the rows a TRANSPOSE_CONV scatters into it, a resize's source rows, a block op's block."""
 
 
 def _is_image(graph: Graph, name: str) -> bool:
@@ -116,6 +130,9 @@ def _is_local(graph: Graph, op: Operator) -> bool:
                 and paddings[0] == paddings[3] == (0, 0))
     if op.kind in _WINDOW_KINDS:
         return activations == [op.inputs[0]]
+    if op.kind in _REMAP_KINDS:
+        return (activations == [op.inputs[0]] and op.attrs.crop is None
+                and _Remap.of(graph, op).reaches_every_output())
     out_shape = graph.tensors[op.outputs[0]].shape
     if op.kind is OpKind.CONCATENATION:
         return op.attrs.axis == 3 and len(activations) == len(op.inputs)
@@ -229,6 +246,83 @@ class _Window:
         return ExplicitPadding(*sides)
 
 
+def _remap_axis(graph: Graph, op: Operator, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The input indices [first, end) each output index of remap op `op` reads along `axis`.
+
+    As each kernel's index arithmetic: a TRANSPOSE_CONV's output oy receives input iy through
+    tap ky when oy = iy * stride + ky - pad (LiteRT's padding); a resize reads the source
+    indices of LiteRT's GetNearestNeighbor or ResizeBilinearInteger (both neighbours, whatever
+    their weight); DEPTH_TO_SPACE reads oy / b, SPACE_TO_DEPTH rows oy * b to oy * b + b - 1.
+    """
+    size = graph.tensors[op.inputs[0]].shape[1 + axis]
+    out = graph.tensors[op.outputs[0]].shape[1 + axis]
+    index, attrs = np.arange(out, dtype=np.int64), op.attrs
+    if op.kind is OpKind.TRANSPOSE_CONV:
+        kernel = graph.tensors[op.inputs[1]].shape[1 + axis]
+        stride = (attrs.stride_h, attrs.stride_w)[axis]
+        pad = transpose_conv_pad(out, kernel, stride, attrs.padding)
+        spans = np.array([transpose_conv_sources((o + pad, o + pad), kernel, stride, size)
+                          for o in range(out)], dtype=np.int64).reshape(out, 2)
+        return spans[:, 0], spans[:, 1]
+    if op.kind is OpKind.RESIZE_NEAREST_NEIGHBOR:
+        source = nearest_indices(size, out, attrs.align_corners, attrs.half_pixel_centers)
+        return source.astype(np.int64), source.astype(np.int64) + 1
+    if op.kind is OpKind.RESIZE_BILINEAR:
+        pair = bilinear_axis(size, out, attrs.align_corners, attrs.half_pixel_centers)
+        return (np.minimum(pair.lower, pair.upper).astype(np.int64),
+                np.minimum(np.maximum(pair.lower, pair.upper).astype(np.int64) + 1, size))
+    block = attrs.block_size
+    if op.kind is OpKind.DEPTH_TO_SPACE:
+        return index // block, index // block + 1
+    return index * block, index * block + block
+
+
+@dataclass(frozen=True)
+class _Remap:
+    """The input rows and columns [first, end) each output row and column of a remap op reads.
+
+    Run on a window, the op keeps its index arithmetic and carries a Crop saying where its
+    input and output windows sit (SPACE_TO_DEPTH needs none: its windows are whole blocks).
+    """
+
+    first: tuple[tuple[int, ...], tuple[int, ...]]
+    end: tuple[tuple[int, ...], tuple[int, ...]]
+    size: tuple[int, int]
+
+    @classmethod
+    def of(cls, graph: Graph, op: Operator) -> _Remap:
+        rows, cols = _remap_axis(graph, op, 0), _remap_axis(graph, op, 1)
+        size = graph.tensors[op.inputs[0]].shape[1:3]
+        return cls((tuple(rows[0].tolist()), tuple(cols[0].tolist())),
+                   (tuple(rows[1].tolist()), tuple(cols[1].tolist())), (size[0], size[1]))
+
+    def reaches_every_output(self) -> bool:
+        """True when every output row and column reads some input.
+
+        A TRANSPOSE_CONV with a stride above its kernel, or a VALID one with a longer output,
+        leaves rows of bias only: it does not run on windows.
+        """
+        return all(f < e for a in (0, 1) for f, e in zip(self.first[a], self.end[a],
+                                                         strict=True))
+
+    def reads(self, axis: int, lo: int, hi: int) -> tuple[int, int]:
+        """The input rows (axis 0) or columns [first, end) output rows [lo, hi) read."""
+        return min(self.first[axis][lo:hi]), max(self.end[axis][lo:hi])
+
+    def ready(self, arrived: int) -> int:
+        """How many output rows the first `arrived` input rows (not all of them) let compute."""
+        return sum(1 for _ in takewhile(lambda end: end <= arrived, self.end[0]))
+
+    def attrs_for(self, op: Operator, out: Region) -> object:
+        """The attributes of remap op `op` run on the window it reads to compute `out`."""
+        if op.kind is OpKind.SPACE_TO_DEPTH:
+            return op.attrs
+        first_row, first_col = self.reads(0, out[0], out[1])[0], self.reads(1, out[2], out[3])[0]
+        crop = Crop(self.size, (first_row, first_col), (out[0], out[2]),
+                    (out[1] - out[0], out[3] - out[2]))
+        return dataclasses.replace(op.attrs, crop=crop)
+
+
 Span = tuple[int, int]
 
 
@@ -240,6 +334,8 @@ class Tracer:
         self.ops = [graph.operators[i] for i in stage.ops]
         self.windows = {op.outputs[0]: _Window.of(graph, op) for op in self.ops
                         if op.kind in _WINDOW_KINDS}
+        self.windows.update({op.outputs[0]: _Remap.of(graph, op) for op in self.ops
+                             if op.kind in _REMAP_KINDS})
         self.readers: dict[str, list[Operator]] = {}
         for op in self.ops:
             for name in dict.fromkeys(op.inputs):
@@ -388,6 +484,8 @@ class _Rewrite:
         attrs = op.attrs
         if op.kind in _WINDOW_KINDS:
             attrs = self.tracer.windows[op.outputs[0]].attrs_for(op, out)
+        if op.kind in _REMAP_KINDS:
+            attrs = self.tracer.windows[op.outputs[0]].attrs_for(op, out)
         output = self.window_tensor(op.outputs[0], out, f"{op.outputs[0]}#{tag}")
         self.add(op.kind, inputs, output, attrs, f"{op.name or op.outputs[0]}#{tag}")
         self.pieces.setdefault(op.outputs[0], []).append(_Piece(output, out))
@@ -493,6 +591,8 @@ def _ready(tracer: Tracer, op: Operator, ready: dict[str, int]) -> int:
     window = tracer.windows.get(op.outputs[0])
     if window is None or arrived >= _height(graph, name) or arrived == 0:
         return min(arrived, height) if window is None or arrived == 0 else height
+    if isinstance(window, _Remap):
+        return window.ready(arrived)
     reach = (window.kernel[0] - 1) * window.dilation[0]
     return max(0, min(height, (arrived - 1 + window.before[0] - reach) // window.stride[0] + 1))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.ir.crop import Crop, check_indices, crop_indices, crop_values, whole_input_hw
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, ResizeBilinearAttrs
 from mcuflow.ir.resize_bilinear import FRACTION_BITS, ONE, BilinearAxis, bilinear_axis
@@ -23,11 +24,26 @@ class BilinearParams:
 
 
 def prepare_bilinear(in_shape: tuple[int, ...], attrs: ResizeBilinearAttrs) -> BilinearParams:
-    """The tables of a bilinear resize of an NHWC `in_shape` (the C emitter freezes them)."""
-    _, in_h, in_w, _ = in_shape
+    """The tables of a bilinear resize of an NHWC `in_shape` (the C emitter freezes them).
+
+    Of a cropped one: the whole resize's tables cut to its window.
+    """
+    in_h, in_w = whole_input_hw(in_shape, attrs.crop)
     out_h, out_w = attrs.size
     mode = (attrs.align_corners, attrs.half_pixel_centers)
-    return BilinearParams(bilinear_axis(in_h, out_h, *mode), bilinear_axis(in_w, out_w, *mode))
+    return BilinearParams(
+        _cropped(bilinear_axis(in_h, out_h, *mode), attrs.crop, 0, in_shape[1]),
+        _cropped(bilinear_axis(in_w, out_w, *mode), attrs.crop, 1, in_shape[2]))
+
+
+def _cropped(axis: BilinearAxis, crop: Crop | None, along: int, window: int) -> BilinearAxis:
+    """`axis` cut to the crop's output window, its indices counted in the input `window`."""
+    if crop is None:
+        return axis
+    return BilinearAxis(
+        check_indices(crop_indices(axis.lower, crop, along), window, "RESIZE_BILINEAR"),
+        check_indices(crop_indices(axis.upper, crop, along), window, "RESIZE_BILINEAR"),
+        crop_values(axis.weight, crop, along))
 
 
 def _corners(x: np.ndarray, params: BilinearParams) -> tuple[np.ndarray, ...]:
@@ -54,7 +70,7 @@ def resize_bilinear_int8(x: np.ndarray, params: BilinearParams) -> np.ndarray:
 
 def resize_bilinear_float(x: np.ndarray, attrs: ResizeBilinearAttrs) -> np.ndarray:
     """LiteRT's float ResizeBilinear: float32 source coordinates, clamped neighbours."""
-    _, in_h, in_w, _ = x.shape
+    in_h, in_w = whole_input_hw(x.shape, attrs.crop)
     f32 = np.float32
 
     def axis(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,8 +85,13 @@ def resize_bilinear_float(x: np.ndarray, attrs: ResizeBilinearAttrs) -> np.ndarr
         upper = np.minimum(np.ceil(coordinate).astype(np.int64), in_size - 1)
         return lower, upper, (coordinate - lower.astype(f32)).astype(f32)
 
-    y0, y1, dy = axis(in_h, attrs.size[0])
-    x0, x1, dx = axis(in_w, attrs.size[1])
+    def cropped(along: int, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (crop_indices(lower, attrs.crop, along), crop_indices(upper, attrs.crop, along),
+                crop_values(weight, attrs.crop, along))
+
+    y0, y1, dy = cropped(0, *axis(in_h, attrs.size[0]))
+    x0, x1, dx = cropped(1, *axis(in_w, attrs.size[1]))
     dy, dx = dy[None, :, None, None], dx[None, None, :, None]
     top, bottom = x[:, y0], x[:, y1]
     one = f32(1)

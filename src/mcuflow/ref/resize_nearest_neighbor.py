@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mcuflow.ir.crop import check_indices, crop_indices, whole_input_hw
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs
 from mcuflow.ir.resize import nearest_indices
@@ -23,12 +24,17 @@ class ResizeParams:
 
 def prepare_resize(in_shape: tuple[int, ...], attrs: ResizeNearestNeighborAttrs
                    ) -> ResizeParams:
-    """The index tables of a resize of an NHWC `in_shape` (the C emitter freezes them)."""
-    _, in_h, in_w, _ = in_shape
+    """The index tables of a resize of an NHWC `in_shape` (the C emitter freezes them).
+
+    Of a cropped one: the whole resize's tables cut to its window.
+    """
+    in_h, in_w = whole_input_hw(in_shape, attrs.crop)
     out_h, out_w = attrs.size
-    return ResizeParams(
-        nearest_indices(in_h, out_h, attrs.align_corners, attrs.half_pixel_centers),
-        nearest_indices(in_w, out_w, attrs.align_corners, attrs.half_pixel_centers))
+    tables = [check_indices(crop_indices(nearest_indices(
+        whole, out, attrs.align_corners, attrs.half_pixel_centers), attrs.crop, axis),
+        window, "RESIZE_NEAREST_NEIGHBOR") for axis, whole, out, window in (
+            (0, in_h, out_h, in_shape[1]), (1, in_w, out_w, in_shape[2]))]
+    return ResizeParams(*tables)
 
 
 def resize_nearest(x: np.ndarray, params: ResizeParams) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from mcuflow.ir.constraints import UncheckedModelError, constraint
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.ir.ops import OpKind, TransposeConvAttrs, transpose_conv_pad
+from mcuflow.ir.ops import OpKind, TransposeConvAttrs, transpose_conv_pads
 from mcuflow.quant.fixedpoint import (
     activation_range,
     multiply_by_quantized_multiplier_array,
@@ -56,13 +56,12 @@ def prepare_transpose_conv(x: Tensor, weights: Tensor, out: Tensor,
             f"tensor '{weights.name}' has {len(w_q.scale)} scales for {channels} output channels")
     scaled = per_channel_multipliers(in_q.scale0, w_q.scale, out_q.scale0, channels)
     clamp = activation_range(attrs.activation, out_q.scale0, out_q.zero_point0)
-    out_h, out_w = attrs.output_hw
+    pad_h, pad_w = transpose_conv_pads(attrs, (kernel_h, kernel_w))
     return TransposeConvParams(
         input_offset=-in_q.zero_point0, output_offset=out_q.zero_point0,
         multipliers=scaled.multipliers, shifts=scaled.shifts, act_min=clamp.min,
         act_max=clamp.max, stride_h=attrs.stride_h, stride_w=attrs.stride_w,
-        pad_h=transpose_conv_pad(out_h, kernel_h, attrs.stride_h, attrs.padding),
-        pad_w=transpose_conv_pad(out_w, kernel_w, attrs.stride_w, attrs.padding))
+        pad_h=pad_h, pad_w=pad_w)
 
 
 def scatter_taps(x: np.ndarray, weights: np.ndarray, strides: tuple[int, int],
@@ -124,7 +123,7 @@ def prepare_transpose_conv_kernel(graph: Graph, op: Operator) -> PreparedFn:
     params = prepare_transpose_conv(x, weights, out, op.attrs)
     bounds = accumulator_bounds(data.reshape(len(data), -1), bias, params.input_offset)
     check_accumulator_bounds(op.name, bounds, np.asarray(params.shifts, np.int64))
-    return lambda inputs: [transpose_conv(inputs[0], data, bias, params, op.attrs.output_hw)]
+    return lambda inputs: [transpose_conv(inputs[0], data, bias, params, op.attrs.window_hw)]
 
 
 @float_kernel(OpKind.TRANSPOSE_CONV)
@@ -133,9 +132,8 @@ def _transpose_conv_float(graph: Graph, op: Operator, inputs: list[np.ndarray]
     attrs: TransposeConvAttrs = op.attrs
     x, weights = inputs[0].astype(np.float32), inputs[1].astype(np.float32)
     _, kernel_h, kernel_w, _ = weights.shape
-    pads = (transpose_conv_pad(attrs.output_hw[0], kernel_h, attrs.stride_h, attrs.padding),
-            transpose_conv_pad(attrs.output_hw[1], kernel_w, attrs.stride_w, attrs.padding))
-    out = scatter_taps(x, weights, (attrs.stride_h, attrs.stride_w), pads, attrs.output_hw)
+    pads = transpose_conv_pads(attrs, (kernel_h, kernel_w))
+    out = scatter_taps(x, weights, (attrs.stride_h, attrs.stride_w), pads, attrs.window_hw)
     if len(inputs) > 2:
         out = out + inputs[2].astype(np.float32)
     return [apply_activation(out.astype(np.float32), attrs.activation)]
