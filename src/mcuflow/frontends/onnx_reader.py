@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from onnx import defs, helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
+import mcuflow.frontends.onnx_gru  # noqa: F401  (registers the GRU converter)
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.files import read_bounded
 from mcuflow.frontends.onnx_layout import (

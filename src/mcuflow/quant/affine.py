@@ -360,7 +360,27 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
         quant = quant or rules.activation(Range.including_zero(tensor.data.min(),
                                                                tensor.data.max()))
         data = quantize_values(tensor.data, quant, rules.activation_dtype)
+    if op.kind in WEIGHT_AXIS and index == 1:
+        shared = _same_weights(result, name, data, quant)
+        if shared is not None:
+            return shared
     return _add_constant(result, name, data, quant)
+
+
+def _same_weights(graph: Graph, name: str, data: np.ndarray, quant: QuantParams) -> str | None:
+    """The weights already quantised from constant `name` to exactly `data` and `quant`, if any.
+
+    A layer applied at every step of an unrolled recurrence (an ONNX GRU) then stores one copy.
+    """
+    candidate, n = name, 0
+    while candidate in graph.tensors:
+        tensor = graph.tensors[candidate]
+        if tensor.quant == quant and tensor.data is not None and tensor.data.dtype == data.dtype \
+                and np.array_equal(tensor.data, data):
+            return candidate
+        n += 1
+        candidate = f"{name}_{n}"
+    return None
 
 
 def _lstm_constant(source: Graph, result: Graph, op: Operator, done: list[str],
