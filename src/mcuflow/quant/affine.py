@@ -346,10 +346,9 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
     if op.kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM:
         data, quant = _lstm_constant(source, result, op, done, activations, rules)
     elif op.kind in WEIGHT_AXIS and index == 1:
-        floor = _bias_floor(source, op, activations) if rules.activation_dtype is DType.INT8 \
-            else None  # an int64 bias needs no larger weight scale
         data, quant = kept_weights(tensor) or quantize_weights(
-            tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules, floor)
+            tensor.data, WEIGHT_AXIS[op.kind], per_channel, rules,
+            _bias_floor(source, op, activations))
     elif op.kind in WEIGHT_AXIS and index == 2:
         data, quant = quantize_bias(tensor.data, activations[op.inputs[0]],
                                     result.tensors[done[1]].quant)
