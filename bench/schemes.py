@@ -2,7 +2,8 @@
 
 "Deep Learning on Microcontrollers" (seeds/003, sections 6-7) compares Q-format, affine and
 codebook (k-means + Huffman) quantisation and warns that the codebook's decoding is a hidden
-cost. Here each float model is quantised under each scheme with the same calibration data,
+cost. LiteRT's int16x8 scheme (int16 activations, int8 weights) is measured beside them.
+Here each float model is quantised under each scheme with the same calibration data,
 compiled to C for the Cortex-M4 (arm-none-eabi-gcc -O2) and run on QEMU mps2-an386 with
 `-icount shift=0` (counting method in mcuflow.toolchain.qemu), every run checked bit-exact
 against the reference interpreter. Per model and scheme:
@@ -49,7 +50,7 @@ from mcuflow.toolchain.qemu import default_board, run_qemu  # noqa: E402
 from tests.support import FLOAT_MODELS, SHARED_MODELS  # noqa: E402
 
 TARGET = "cortex-m4"
-SCHEMES = (("affine", 0), ("qformat", 0), ("codebook", 16), ("codebook", 256))
+SCHEMES = (("affine", 0), ("qformat", 0), ("codebook", 16), ("codebook", 256), ("int16x8", 0))
 CALIBRATION = 50
 EVALUATION = 20
 QEMU_RUNS = 2

@@ -149,6 +149,7 @@ class QuantizeOptions:
     method: str = "minmax"
     codebook_size: int = DEFAULT_CODEBOOK_SIZE
     bias_correction: bool = True
+    io_dtype: str = "int8"
 
 
 def load_graph(model: ModelSource, quantize: QuantizeOptions | None = None,
@@ -178,7 +179,7 @@ def load_quantized(model: ModelSource, quantize: QuantizeOptions | None = None,
                               quantize.per_channel, quantize.method,
                               codebook_size=quantize.codebook_size,
                               bias_correction=quantize.bias_correction,
-                              example_inputs=example_inputs)
+                              example_inputs=example_inputs, io_dtype=quantize.io_dtype)
     float_model = load_float_model(source, example_inputs)
     if not model_quantized(float_model.graph):
         kind = "ONNX model" if Path(str(source)).suffix.lower() == ".onnx" else "model"
@@ -724,7 +725,7 @@ def accuracy(result: QuantizeResult, samples: Calibration, labels: np.ndarray) -
     graph, interpreter = result.graph, Interpreter(result.graph)
     int8_right = float_right = 0
     for sample, label in zip(inputs, labels, strict=True):
-        quantized = [quantize_values(x, graph.tensor(n).quant)
+        quantized = [quantize_values(x, graph.tensor(n).quant, graph.tensor(n).dtype)
                      for n, x in zip(graph.inputs, sample, strict=True)]
         int8_right += int(np.argmax(interpreter.run(quantized).outputs[0]) == label)
         with np.errstate(all="ignore"):

@@ -63,7 +63,8 @@ def correct_biases(int8_graph: Graph, samples: Sequence[Sample], means: LayerMea
     `int8_graph` itself is updated and returned.
     """
     float_ops = {op.outputs[0]: op for op in means.ops}
-    values = [{name: quantize_values(x, int8_graph.tensor(name).quant)
+    values = [{name: quantize_values(x, int8_graph.tensor(name).quant,
+                                     int8_graph.tensor(name).dtype)
                for name, x in zip(int8_graph.inputs, sample, strict=True)} for sample in samples]
     for tensors in values:  # each sample from the start state (an LSTM's), as the float run
         tensors.update({name: initial_state(int8_graph.tensor(name))

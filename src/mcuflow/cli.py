@@ -103,7 +103,8 @@ CalibrationOption = Annotated[
                  "quantise a float model to int8 on the fly."),
 ]
 SchemeOption = Annotated[
-    str, typer.Option("--scheme", help="With --calibration: affine, qformat or codebook.")
+    str, typer.Option("--scheme", help="With --calibration: affine, qformat, codebook or "
+                                   "int16x8.")
 ]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Write into an earlier mcuflow output directory that "
@@ -863,9 +864,16 @@ def quantize_command(
                                   "folder (a QDQ model needs none).")
     ] = None,
     scheme: Annotated[
-        str, typer.Option("--scheme", help="affine (TFLite int8), qformat (power-of-two) or "
-                          "codebook (k-means + Huffman; the .tflite holds the decoded weights).")
+        str, typer.Option("--scheme", help="affine (TFLite int8), qformat (power-of-two), "
+                          "codebook (k-means + Huffman; the .tflite holds the decoded weights) or "
+                          "int16x8 (LiteRT's 16x8: int16 activations, int8 weights, int64 "
+                          "biases).")
     ] = "affine",
+    io_dtype: Annotated[
+        str, typer.Option("--io-dtype", help="The model's inputs and outputs: int8, or uint8 "
+                          "(a QUANTIZE at each edge, as LiteRT's inference_input_type=uint8); "
+                          "int16x8 models take and give int16.")
+    ] = "int8",
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--per-tensor", help="Weight scales per channel.")
     ] = True,
@@ -900,7 +908,8 @@ def quantize_command(
     with console.status("calibrating and quantising"):
         result = api.quantize_model(model, calibration, scheme, per_channel, method,
                                     codebook_size=codebook_size,
-                                    bias_correction=bias_correction, evaluation=samples)
+                                    bias_correction=bias_correction, evaluation=samples,
+                                    io_dtype=io_dtype)
         scored = None if labels is None else api.accuracy(result, samples, labels)
     api.write_model(result.tflite(), out_file)
     quality = result.kept or result.report

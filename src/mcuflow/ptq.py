@@ -11,6 +11,7 @@ import numpy as np
 
 from mcuflow.bias_correction import LayerMeans, correct_biases, with_biases
 from mcuflow.errors import McuflowError, UnsupportedModelError
+from mcuflow.frontends.onnx_qdq import ModelTypes
 from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
@@ -18,14 +19,16 @@ from mcuflow.frontends.torch_reader import is_torch_model, torch_to_onnx
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.ops import OP_DEFS
 from mcuflow.passes.pipeline import run_passes
-from mcuflow.quant.affine import quantize_affine, quantize_values
+from mcuflow.quant.affine import AFFINE, quantize_affine, quantize_values
 from mcuflow.quant.calibrate import CalibrationError, Calibrator, Method, Range
 from mcuflow.quant.calibration_data import Calibration, load_calibration
 from mcuflow.quant.codebook import DEFAULT_SIZE as DEFAULT_CODEBOOK_SIZE
 from mcuflow.quant.codebook import quantize_codebook, stored_weight_bytes
+from mcuflow.quant.int16x8 import INT16X8, quantize_int16x8
 from mcuflow.quant.qdq import KeptReport, model_quantized, quantize_qdq
 from mcuflow.quant.qformat import quantize_qformat
 from mcuflow.quant.report import ErrorAccumulator, QuantReport, dequantize, is_classifier
+from mcuflow.quant.uint8_io import with_uint8_io
 from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 
@@ -36,8 +39,12 @@ QUANT_SCHEMES: dict[str, QuantizeFn] = {
     "affine": quantize_affine,
     "qformat": quantize_qformat,
     "codebook": quantize_codebook,
+    "int16x8": quantize_int16x8,
 }
 """`--scheme` name -> (float graph, calibrated ranges, per_channel) -> int8 graph."""
+IO_DTYPES = ("int8", "uint8")
+"""`--io-dtype`: the model's inputs and outputs as int8 codes, or as uint8 codes (LiteRT's
+inference_input_type / inference_output_type uint8: a QUANTIZE at each edge)."""
 
 MAX_CALIBRATION_SAMPLES = 10_000
 """Samples per input: each costs a float inference (two with the report), and a sample may be a
@@ -55,6 +62,8 @@ class FloatModel:
     graph: Graph
     input_perms: dict[str, tuple[int, ...]]
     output_perms: dict[str, tuple[int, ...]]
+    types: ModelTypes = ModelTypes()
+    """A QDQ model's activation type and uint8 inputs and outputs."""
 
     def model_shape(self, name: str) -> tuple[int, ...]:
         """The shape of input `name` in the model file's own layout."""
@@ -75,13 +84,15 @@ def load_float_model(model: ModelSource, example_inputs: tuple[Any, ...] | None 
     if is_torch_model(model):
         imported = import_onnx(torch_to_onnx(model, example_inputs))
         return FloatModel(run_passes(imported.graph), imported.input_perms,
-                          imported.output_perms)
+                          imported.output_perms, imported.types)
     path = Path(model)
     if not path.is_file():
         raise McuflowError(f"no such model file: {path}", hint="check the path")
+    types = ModelTypes()
     if path.suffix.lower() == ".onnx":
         imported = import_onnx(path)
         graph, inputs, outputs = imported.graph, imported.input_perms, imported.output_perms
+        types = imported.types
     else:
         graph = read_tflite(path)
         inputs = {n: tuple(range(len(graph.tensor(n).shape))) for n in graph.inputs}
@@ -91,7 +102,7 @@ def load_float_model(model: ModelSource, example_inputs: tuple[Any, ...] | None 
         raise McuflowError(f"'{path}' is not a float model: inputs {not_float} are "
                            f"{graph.tensor(not_float[0]).dtype.value}",
                            "quantise float models; int8 models need no `quantize`")
-    return FloatModel(run_passes(graph), inputs, outputs)
+    return FloatModel(run_passes(graph), inputs, outputs, types)
 
 
 def calibration_samples(model: FloatModel, calibration: Calibration) -> list[list[np.ndarray]]:
@@ -165,7 +176,8 @@ class QuantizeResult:
         """Model-layout float input `index` as the int8 graph's input (IR layout)."""
         name = self.graph.inputs[index]
         ir_values = np.asarray(values, np.float32).transpose(self.input_perms[name])
-        return quantize_values(ir_values, self.graph.tensor(name).quant)
+        tensor = self.graph.tensor(name)
+        return quantize_values(ir_values, tensor.quant, tensor.dtype)
 
     def dequantize_outputs(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         """The int8 graph's outputs as float32 in the model's layout: scale * (q - zero point)."""
@@ -186,6 +198,7 @@ def quantize_model(
     per_channel: bool = True, method: str = "minmax", classifier: bool | None = None,
     codebook_size: int = DEFAULT_CODEBOOK_SIZE, bias_correction: bool = True,
     evaluation: CalibrationData | None = None, example_inputs: tuple[Any, ...] | None = None,
+    io_dtype: str = "int8",
 ) -> QuantizeResult:
     """Quantise a float .tflite/.onnx model to int8 with calibration data.
 
@@ -194,11 +207,13 @@ def quantize_model(
     each layer's int32 bias so that its mean output over the calibration data matches the float
     model's (bias_correction.correct_biases). The report measures `evaluation` samples when
     given; otherwise the calibration samples, which the bias correction was fitted to, so it
-    then flatters a little.
+    then flatters a little. `io_dtype` "uint8" makes the model's inputs and outputs uint8
+    (int8 schemes only); int16x8 models take and give int16.
     """
     if scheme not in QUANT_SCHEMES:
         raise McuflowError(f"unknown quantisation scheme {scheme!r}",
                            f"choose one of {', '.join(QUANT_SCHEMES)}")
+    _check_io_dtype(io_dtype, scheme)
     float_model = load_float_model(model, example_inputs)
     stateful = [op.name for op in float_model.graph.operators if OP_DEFS[op.kind].stateful]
     if stateful:
@@ -211,7 +226,7 @@ def quantize_model(
             raise McuflowError(f"'{model}' brings its own int8 quantisation (QuantizeLinear/"
                                f"DequantizeLinear), which --scheme {scheme} would replace",
                                "use the affine scheme, or quantise the float model instead")
-        return quantize_own(float_model, calibration)
+        return quantize_own(float_model, calibration, io_dtype)
     if calibration is None:
         raise McuflowError(f"'{model}' is a float model", "pass --calibration DATA to "
                            "quantise it (samples as .npy, .npz or a folder)")
@@ -224,6 +239,8 @@ def quantize_model(
                   if scheme == "codebook" else QUANT_SCHEMES[scheme](graph, ranges, per_channel))
     if means is not None:
         int8_graph = correct_biases(int8_graph, samples, means)
+    if io_dtype == "uint8":
+        int8_graph = with_uint8_io(int8_graph, [*int8_graph.inputs, *int8_graph.outputs])
     classifier = is_classifier(graph) if classifier is None else classifier
     errors = _measured_errors(graph, int8_graph, measured, classifier)
     report = errors.report(scheme, stored_weight_bytes(int8_graph), bias_correction,
@@ -232,19 +249,34 @@ def quantize_model(
                           float_model.input_perms, float_model.output_perms)
 
 
-def quantize_own(model: FloatModel, calibration: CalibrationData | None = None
-                 ) -> QuantizeResult:
-    """The int8 graph of a model that brought its own parameters (see quant.qdq).
+def quantize_own(model: FloatModel, calibration: CalibrationData | None = None,
+                 io_dtype: str = "int8") -> QuantizeResult:
+    """The int8 (or int16x8) graph of a model that brought its own parameters (see quant.qdq).
 
-    `calibration` only serves tensors the model left in float.
+    `calibration` only serves tensors the model left in float. The inputs and outputs the model
+    takes or gives as uint8 codes are uint8, and all of them with `io_dtype` "uint8".
     """
     ranges = None
     if calibration is not None:
         samples = calibration_samples(model, _as_calibration(calibration))
         ranges = _calibrated_ranges(model.graph, samples, Method.MINMAX, None)
-    int8_graph, kept = quantize_qdq(model.graph, ranges)
+    rules = INT16X8 if model.types.activations is DType.INT16 else AFFINE
+    int8_graph, kept = quantize_qdq(model.graph, ranges, rules)
+    edges = [*int8_graph.inputs, *int8_graph.outputs]
+    uint8 = [name for name in edges if io_dtype == "uint8" or name in model.types.uint8_io]
+    if uint8:
+        int8_graph = with_uint8_io(int8_graph, uint8)
     return QuantizeResult(int8_graph, model.graph, None, model.input_perms, model.output_perms,
                           kept)
+
+
+def _check_io_dtype(io_dtype: str, scheme: str) -> None:
+    if io_dtype not in IO_DTYPES:
+        raise McuflowError(f"unknown model I/O type {io_dtype!r}",
+                           f"choose one of {', '.join(IO_DTYPES)}")
+    if io_dtype == "uint8" and scheme == "int16x8":
+        raise McuflowError("uint8 model I/O is for int8 models; int16x8 models take and give "
+                           "int16", "drop --io-dtype uint8, or quantise with an int8 scheme")
 
 
 def _as_calibration(data: CalibrationData) -> Calibration:
@@ -280,7 +312,7 @@ def _measured_errors(graph: Graph, int8_graph: Graph, samples: list[list[np.ndar
     errors = ErrorAccumulator(graph, int8_graph, classifier)
     interpreter = Interpreter(int8_graph)
     for sample in samples:
-        inputs = [quantize_values(x, int8_graph.tensor(n).quant)
+        inputs = [quantize_values(x, int8_graph.tensor(n).quant, int8_graph.tensor(n).dtype)
                   for n, x in zip(int8_graph.inputs, sample, strict=True)]
         errors.add(run_float(graph, sample, keep_intermediates=True).tensors,
                    interpreter.run(inputs, keep_intermediates=True).tensors)

@@ -211,7 +211,7 @@ def encode(values: np.ndarray, tensor: Tensor) -> np.ndarray:
     """Float values as a graph input takes them: int8 codes by its scale and zero point."""
     if tensor.dtype.numpy.kind == "f" or tensor.quant is None:
         return values.astype(tensor.dtype.numpy)
-    return quantize_values(values, tensor.quant)
+    return quantize_values(values, tensor.quant, tensor.dtype)
 
 
 @contextmanager

@@ -10,16 +10,21 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from mcuflow.codegen.project import generate_project
+from mcuflow.frontends.onnx_reader import import_onnx
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
 from mcuflow.memory.planner import plan_memory
+from mcuflow.ref.float_kernels import run_float
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import build_host, random_inputs, verify_host
 from tests.coverage_models import bidirectional_kws_graph, kws_lstm_graph
-from tests.support import litert_interpreter, litert_invoke
+from tests.onnx_recurrent_models import frames, litert_runs, quantised_kws, recurrent_kws
+from tests.support import host_outputs, litert_interpreter, litert_invoke
 from tests.unit.test_lstm import CASES, lstm_graph
 
 INVOKES = 8
@@ -133,3 +138,22 @@ def test_reset_starts_a_new_sequence(tmp_path: Path) -> None:
     second = [litert_invoke(litert, [x])[0].ravel() for x in inputs[RESTART:]]
     np.testing.assert_array_equal(got, np.stack([*first, *second]))
     assert not np.array_equal(first[RESTART], second[0])  # the state carried over matters
+
+
+def test_onnx_twin_equals_onnxruntime_and_compiles_bit_exact(tmp_path: Path) -> None:
+    """The float ONNX twin equals onnxruntime; quantised, its C equals LiteRT.
+
+    Transpose, LSTM, Gemm, Softmax; after mcuflow's PTQ, over consecutive inferences that carry
+    the LSTM's state.
+    """
+    model = recurrent_kws("LSTM")
+    imported, windows = import_onnx(model), frames(INVOKES, seed=8)
+    session = ort.InferenceSession(model)
+    for window in windows[:3]:
+        want = session.run(None, {"x": window[None]})[0]
+        got = run_float(imported.graph, [window[None]]).outputs[0]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    result = quantised_kws("LSTM", tmp_path)
+    assert OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM in {op.kind for op in result.graph.operators}
+    inputs, want = litert_runs(result, windows)
+    np.testing.assert_array_equal(host_outputs(result.graph, inputs, tmp_path / "c")[0], want)

@@ -176,7 +176,7 @@ def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], build: str) -> 
         x = net.node("DequantizeLinear", net.node("QuantizeLinear", x, s, z, axis=1), s, z,
                      axis=1)
     elif build == "int16":
-        s, z = net.const(np.float32(0.001)), net.const(np.int16(0))
+        s, z = net.const(np.float32(0.001)), net.const(np.int16(5))
         x = net.node("DequantizeLinear", net.node("QuantizeLinear", x, s, z), s, z)
     else:
         x = _qdq(net, x, 0.05, 0)
@@ -193,7 +193,7 @@ def test_what_int8_cannot_hold_is_refused_naming_the_node(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     per_axis = _refused(tmp_path, capsys, "per-axis")
     assert "per axis" in per_axis and "QuantizeLinear 'n" in per_axis
-    assert "int16" in _refused(tmp_path, capsys, "int16")
+    assert "int16 with zero point 5" in _refused(tmp_path, capsys, "int16")
     assert "no quantisation parameters in the model" in _refused(tmp_path, capsys,
                                                                 "float output")
 

@@ -5,7 +5,10 @@ graph with every Q -> DQ pair on an activation taken out, and every DequantizeLi
 constant folded. What the pairs said is kept on the IR tensors (`Tensor.quant` of a float32
 tensor): an activation's scale and zero point, and a weight's per-tensor or per-output-channel
 scales. `quant.qdq` turns that graph into the int8 graph with exactly those parameters.
-uint8 parameters become int8 ones: the same scale, the zero point less 128.
+uint8 parameters become int8 ones: the same scale, the zero point less 128. int16 ones (ONNX
+Runtime's QInt16 activations, zero point 0) make the graph LiteRT's int16x8 scheme. A uint8 (or
+int8) graph input read by DequantizeLinear, or a graph output written by QuantizeLinear, is the
+model's raw integer I/O: `ModelTypes` records it.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from mcuflow.errors import ModelFormatError
+from mcuflow.errors import ModelFormatError, UnsupportedModelError
 from mcuflow.ir.constraints import WEIGHT_AXIS
-from mcuflow.ir.graph import Graph, Operator
+from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
 
 if TYPE_CHECKING:
@@ -40,6 +43,21 @@ class _Dequantized:
     axis: int | None
 
 
+_ACTIVATION_TYPES = {np.dtype(np.int8): DType.INT8, np.dtype(np.uint8): DType.INT8,
+                     np.dtype(np.int16): DType.INT16}
+"""The quantised types of Q/DQ activations -> the IR activations they make."""
+
+
+@dataclass(frozen=True)
+class ModelTypes:
+    """The integer types a QDQ model gives its activations and its raw inputs and outputs."""
+
+    activations: DType = DType.INT8
+    """int8, or int16 (LiteRT's int16x8 scheme) when the model quantises activations to int16."""
+    uint8_io: frozenset[str] = frozenset()
+    """IR graph inputs and outputs the model reads or writes as uint8 codes."""
+
+
 @dataclass
 class ModelQuant:
     """What the model's Q/DQ nodes said, gathered while its graph is read."""
@@ -50,6 +68,26 @@ class ModelQuant:
     """ONNX value written by a QuantizeLinear of an activation -> its parameters."""
     dequantized: dict[str, _Dequantized] = field(default_factory=dict)
     """ONNX constant written by a DequantizeLinear (or moved by a layout fold) -> its parameters."""
+    activation_types: set[DType] = field(default_factory=set)
+    """The IR types the model's QuantizeLinear nodes quantise activations to."""
+    raw_inputs: dict[str, DType] = field(default_factory=dict)
+    """Graph input the model takes as integer codes (DequantizeLinear reads it) -> its type."""
+    written: dict[str, DType] = field(default_factory=dict)
+    """ONNX value written by a QuantizeLinear -> its integer type (for raw graph outputs)."""
+    uint8_io: set[str] = field(default_factory=set)
+    """IR graph inputs and outputs that are uint8 in the model."""
+
+    def types(self, label: str) -> ModelTypes:
+        """The model's activation type and uint8 I/O; mixed int8 and int16 are refused."""
+        if len(self.activation_types) > 1:
+            raise UnsupportedModelError(
+                f"{label} quantises some activations to int8 and others to int16",
+                "quantise every activation to one type (LiteRT's int16x8 scheme is all int16)")
+        activations = next(iter(self.activation_types), DType.INT8)
+        if activations is DType.INT16 and self.uint8_io:
+            raise UnsupportedModelError(f"{label} has int16 activations and uint8 inputs or "
+                                        "outputs", "uint8 model I/O is for int8 models")
+        return ModelTypes(activations, frozenset(self.uint8_io))
 
     def folded(self, node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> None:
         """Note a folded DequantizeLinear of a constant, or a layout op that moves one."""
@@ -102,6 +140,9 @@ def quantize_linear(imp: _Importer, node: onnx.NodeProto) -> None:
                               "parameters; mcuflow keeps one scale per tensor")
     imp.model_quant.kept[x.name] = quant
     imp.model_quant.quantized[node.output[0]] = quant
+    dtype = _quantized_type(node, imp.const(node, 2, "zero point"))
+    imp.model_quant.activation_types.add(_ACTIVATION_TYPES[dtype])
+    imp.model_quant.written[node.output[0]] = DType(dtype.name)
     imp.set(node, x)
 
 
@@ -109,6 +150,8 @@ def dequantize_linear(imp: _Importer, node: onnx.NodeProto) -> None:
     """DequantizeLinear of a quantised activation: the value it came from."""
     x = imp.act(node)
     source = imp.model_quant.quantized.get(node.input[0])
+    if source is None and node.input[0] in imp.model_quant.raw_inputs:
+        source = _raw_input(imp, node, x.name)
     if source is None:
         raise imp.unsupported(node, "dequantises a computed tensor that no QuantizeLinear "
                               "wrote; mcuflow reads int8 activations only from Q -> DQ pairs")
@@ -118,8 +161,21 @@ def dequantize_linear(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.set(node, x)
 
 
+def _raw_input(imp: _Importer, node: onnx.NodeProto, name: str) -> QuantParams:
+    """The parameters of a graph input of integer codes, from the DequantizeLinear reading it."""
+    quant = _activation_params(imp, node)
+    wanted = imp.model_quant.raw_inputs[node.input[0]]
+    if DType(_quantized_type(node, imp.const(node, 2, "zero point")).name) is not wanted:
+        raise imp.unsupported(node, f"dequantises the {wanted.value} input '{name}' as another "
+                              "type; give the zero point the input's type")
+    imp.model_quant.kept[name] = quant
+    imp.model_quant.quantized[node.input[0]] = quant
+    imp.model_quant.activation_types.add(_ACTIVATION_TYPES[wanted.numpy])
+    return quant
+
+
 def _activation_params(imp: _Importer, node: onnx.NodeProto) -> QuantParams:
-    """The node's per-tensor int8 (or uint8, moved to int8) parameters; others are refused."""
+    """The node's per-tensor int8 (uint8 moved to int8) or int16 parameters; others refused."""
     scale = imp.const(node, 1, "scale")
     zero_point = imp.const(node, 2, "zero point")
     if scale is None:
@@ -128,9 +184,13 @@ def _activation_params(imp: _Importer, node: onnx.NodeProto) -> QuantParams:
         raise imp.unsupported(node, f"quantises an activation per axis ({scale.size} scales); "
                               "mcuflow's int8 activations have one scale per tensor")
     dtype = _quantized_type(node, zero_point)
-    if dtype not in (np.int8, np.uint8):
+    if dtype not in _ACTIVATION_TYPES:
         raise imp.unsupported(node, f"quantises an activation to {dtype.name}; mcuflow runs "
-                              "int8 activations (uint8 is moved to int8)")
+                              "int8 activations (uint8 is moved to int8) or int16 ones")
+    if dtype == np.int16 and zero_point is not None and zero_point.reshape(-1)[0] != 0:
+        raise imp.unsupported(node, f"quantises an activation to int16 with zero point "
+                              f"{int(zero_point.reshape(-1)[0])}; LiteRT's int16 activations "
+                              "are symmetric (zero point 0)")
     value = float(np.float32(scale.reshape(-1)[0]))
     if not MIN_SCALE <= value <= MAX_SCALE:
         raise ModelFormatError(f"{imp.label}: {node.op_type} '{node.name}' has the scale "

@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from onnx import defs, helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
+import mcuflow.frontends.onnx_gru  # noqa: F401  (registers the GRU converter)
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.files import read_bounded
 from mcuflow.frontends.onnx_layout import (
@@ -44,7 +45,7 @@ from mcuflow.frontends.onnx_layout import (
 )
 from mcuflow.frontends.onnx_ops import _CONVERTERS
 from mcuflow.frontends.onnx_ops import MAX_WINDOW as MAX_WINDOW  # re-exported: part of the API
-from mcuflow.frontends.onnx_qdq import ModelQuant
+from mcuflow.frontends.onnx_qdq import ModelQuant, ModelTypes
 from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpAttrs, OpKind, ReshapeAttrs, TransposeAttrs, infer_output_shapes
@@ -80,6 +81,9 @@ MAX_REASON_CHARS = 240
 """What onnx's shape inference or evaluator said is quoted in a message cut to this length."""
 _WINDOWED = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 _PASSING = ("QuantizeLinear", "DequantizeLinear", "Identity")
+_RAW_TYPES = {onnx.TensorProto.UINT8: DType.UINT8, onnx.TensorProto.INT8: DType.INT8,
+              onnx.TensorProto.INT16: DType.INT16}
+"""Integer graph-input types a QDQ model may dequantise (its raw codes)."""
 _FOLD_HINT = ("a model for a microcontroller computes no constant this large; export it with "
               "constant folding done (torch.onnx.export(..., do_constant_folding=True))")
 
@@ -95,6 +99,8 @@ class OnnxImport:
     graph: Graph
     input_perms: dict[str, tuple[int, ...]]
     output_perms: dict[str, tuple[int, ...]]
+    types: ModelTypes = ModelTypes()
+    """A QDQ model's activation type and uint8 inputs and outputs (onnx_qdq)."""
 
     @property
     def model_quantized(self) -> bool:
@@ -122,7 +128,8 @@ def import_onnx(source: str | Path | bytes) -> OnnxImport:
         verify_graph(importer.graph)
     except GraphInvariantError as error:
         raise ModelFormatError(f"{label} is inconsistent: {error.message}", _HINT) from None
-    return OnnxImport(importer.graph, importer.input_perms, importer.output_perms)
+    return OnnxImport(importer.graph, importer.input_perms, importer.output_perms,
+                      importer.model_quant.types(label))
 
 
 def _load(source: str | Path | bytes) -> tuple[bytes, str, str]:
@@ -312,7 +319,11 @@ class _Importer:
     def _graph_input(self, value_info: onnx.ValueInfoProto) -> None:
         name = value_info.name
         tensor_type = value_info.type.tensor_type
-        if tensor_type.elem_type not in _FLOAT_TYPES:
+        if tensor_type.elem_type in _RAW_TYPES and self._dequantized_only(name):
+            self.model_quant.raw_inputs[name] = _RAW_TYPES[tensor_type.elem_type]
+            if _RAW_TYPES[tensor_type.elem_type] is DType.UINT8:
+                self.model_quant.uint8_io.add(name)
+        elif tensor_type.elem_type not in _FLOAT_TYPES:
             raise UnsupportedModelError(
                 f"{self.label}: input '{name}' has element type "
                 f"{onnx.TensorProto.DataType.Name(tensor_type.elem_type)}; mcuflow imports "
@@ -346,6 +357,12 @@ class _Importer:
         readers = [node for node in self.nodes if name in node.input[:1]]
         return any(node.op_type in _WINDOWED or node.op_type in _PASSING
                    and self._feeds_windows(node.output[0]) for node in readers)
+
+    def _dequantized_only(self, name: str) -> bool:
+        """True when only DequantizeLinear nodes read `name` (the model's raw integer input)."""
+        readers = [node for node in self.nodes if name in node.input]
+        return bool(readers) and all(node.op_type == "DequantizeLinear" and node.input[0] == name
+                                     for node in readers)
 
     def _feeds_transposes_only(self, name: str) -> bool:
         readers = [node for node in self.nodes if name in node.input]
@@ -502,6 +519,8 @@ class _Importer:
                                         "a model output must depend on the model's inputs")
         if value.features is not None:
             value = self.plain(value)
+        if self.model_quant.written.get(name) is DType.UINT8:
+            self.model_quant.uint8_io.add(value.name)
         self.graph.outputs.append(value.name)
         self.output_perms[value.name] = value.perm
 

@@ -21,6 +21,7 @@ from mcuflow.ir.ops import (
     LSTM_CELL_STATE,
     LSTM_GATES,
     LSTM_OUTPUT_STATE,
+    S16_UNIT_OUTPUT,
     NoAttrs,
     OpAttrs,
     OpKind,
@@ -51,6 +52,8 @@ class ParamRules:
     name: str
     activation: Callable[[Range], QuantParams]
     weight_scales: Callable[[np.ndarray], np.ndarray]
+    activation_dtype: DType = DType.INT8
+    """int8, or int16 for LiteRT's int16x8 scheme (int8 weights, int64 biases)."""
 
 
 def affine_activation(value_range: Range) -> QuantParams:
@@ -103,7 +106,7 @@ def quantize_graph(graph: Graph, ranges: Mapping[str, Range], rules: ParamRules,
         if tensor.dtype in INDEX_TYPES:  # ARG_MAX / ARG_MIN indices stay integers
             result.add_tensor(Tensor(name, tensor.shape, tensor.dtype))
             continue
-        result.add_tensor(Tensor(name, tensor.shape, DType.INT8, activations[name]))
+        result.add_tensor(Tensor(name, tensor.shape, rules.activation_dtype, activations[name]))
     for op in graph.operators:
         for state in _lstm_states(graph, op, activations):
             result.add_tensor(state)
@@ -139,8 +142,8 @@ def _requantized(graph: Graph, op: Operator) -> list[Operator]:
             if graph.tensors[name].quant != wanted and not graph.tensors[name].is_constant:
                 inputs[index] = _requantize(graph, name, f"{name}/requantized", wanted, before)
         op.inputs = tuple(inputs)
-    fixed = FIXED_OUTPUT.get(op.kind)
     output = op.outputs[0]
+    fixed = fixed_output(op.kind, graph.tensors[output].dtype)
     if fixed is None or graph.tensors[output].quant == fixed:
         return [*before, op]
     after: list[Operator] = []
@@ -152,9 +155,10 @@ def _requantized(graph: Graph, op: Operator) -> list[Operator]:
 
 def _requantize(graph: Graph, source: str, base: str, quant: QuantParams,
                 ops: list[Operator]) -> str:
-    """A new int8 tensor like `source` with parameters `quant`, appending its QUANTIZE to `ops`."""
+    """A new tensor like `source` with parameters `quant`, appending its QUANTIZE to `ops`."""
     name = unique_name(graph, base)
-    graph.add_tensor(Tensor(name, graph.tensors[source].shape, DType.INT8, quant))
+    tensor = graph.tensors[source]
+    graph.add_tensor(Tensor(name, tensor.shape, tensor.dtype, quant))
     ops.append(Operator(OpKind.QUANTIZE, (source,), (name,), NoAttrs(), name))
     return name
 
@@ -162,7 +166,7 @@ def _requantize(graph: Graph, source: str, base: str, quant: QuantParams,
 def _check_scales(graph: Graph) -> None:
     """Every scale lies in [MIN_SCALE, MAX_SCALE], as the TFLite reader requires of a file."""
     for name, tensor in graph.tensors.items():
-        if tensor.quant is None or tensor.dtype is DType.INT32:
+        if tensor.quant is None or tensor.dtype in (DType.INT32, DType.INT64):
             continue
         scales = np.asarray(tensor.quant.scale)
         bad = scales[(scales < MIN_SCALE) | (scales > MAX_SCALE)]
@@ -201,7 +205,7 @@ def _activation_params(graph: Graph, ranges: Mapping[str, Range],
                     yielding.add(name)
                 groups.union(name, op.outputs[0])
         if op.kind in FIXED_OUTPUT:
-            fixed[op.outputs[0]] = FIXED_OUTPUT[op.kind]
+            fixed[op.outputs[0]] = fixed_output(op.kind, rules.activation_dtype)
     _check_ranges(graph, ranges, kept, groups)
     params: dict[str, QuantParams] = {}
     for members in groups.members().values():
@@ -291,6 +295,12 @@ def _check_ranges(graph: Graph, ranges: Mapping[str, Range], kept: Mapping[str, 
                        "calibrate on the same float graph that is being quantised")
 
 
+def fixed_output(kind: OpKind, dtype: DType) -> QuantParams | None:
+    """The output parameters the kernel of `kind` imposes on its int8 or int16 output."""
+    fixed = FIXED_OUTPUT.get(kind)
+    return S16_UNIT_OUTPUT if fixed is not None and dtype is DType.INT16 else fixed
+
+
 class _Groups:
     """Union-find over tensor names."""
 
@@ -342,12 +352,34 @@ def _input(source: Graph, result: Graph, op: Operator, done: list[str],
     elif op.kind in WEIGHT_AXIS and index == 2:
         data, quant = quantize_bias(tensor.data, activations[op.inputs[0]],
                                     result.tensors[done[1]].quant)
+        if rules.activation_dtype is DType.INT16:
+            data = quantize_bias64(tensor.data, quant)
     else:
         quant = activations.get(op.outputs[0]) if op.kind in SHARED_QUANT else None
         quant = quant or rules.activation(Range.including_zero(tensor.data.min(),
                                                                tensor.data.max()))
-        data = quantize_values(tensor.data, quant)
+        data = quantize_values(tensor.data, quant, rules.activation_dtype)
+    if op.kind in WEIGHT_AXIS and index == 1:
+        shared = _same_weights(result, name, data, quant)
+        if shared is not None:
+            return shared
     return _add_constant(result, name, data, quant)
+
+
+def _same_weights(graph: Graph, name: str, data: np.ndarray, quant: QuantParams) -> str | None:
+    """The weights already quantised from constant `name` to exactly `data` and `quant`, if any.
+
+    A layer applied at every step of an unrolled recurrence (an ONNX GRU) then stores one copy.
+    """
+    candidate, n = name, 0
+    while candidate in graph.tensors:
+        tensor = graph.tensors[candidate]
+        if tensor.quant == quant and tensor.data is not None and tensor.data.dtype == data.dtype \
+                and np.array_equal(tensor.data, data):
+            return candidate
+        n += 1
+        candidate = f"{name}_{n}"
+    return None
 
 
 def _lstm_constant(source: Graph, result: Graph, op: Operator, done: list[str],
@@ -469,6 +501,12 @@ def quantize_bias(bias: np.ndarray, input_quant: QuantParams, weight_quant: Quan
     return codes, QuantParams.per_channel(scales, np.zeros(channels, np.int64), 0)
 
 
+def quantize_bias64(bias: np.ndarray, quant: QuantParams) -> np.ndarray:
+    """int64 bias codes (the int16x8 scheme's) on the scales quantize_bias chose."""
+    scales = np.asarray(quant.scale, np.float32).astype(np.float64)
+    return round_half_away_array(bias.astype(np.float64) / scales).astype(np.int64)
+
+
 def shifted_bias(codes: np.ndarray, quant: QuantParams, shift: np.ndarray) -> np.ndarray:
     """int32 bias codes for the real bias of `codes` minus `shift`, on the same scales.
 
@@ -478,13 +516,20 @@ def shifted_bias(codes: np.ndarray, quant: QuantParams, shift: np.ndarray) -> np
     scales = np.broadcast_to(np.asarray(quant.scale, np.float64), codes.shape)
     limit = int(BIAS_HEADROOM * INT32_MAX)
     moved = codes.astype(np.int64) + round_half_away_array(-shift / scales).astype(np.int64)
+    if codes.dtype == np.int64:  # int16x8's int64 bias: far from its range's ends
+        return moved
     return np.clip(moved, -limit, limit).astype(np.int32)
 
 
-def quantize_values(values: np.ndarray, quant: QuantParams) -> np.ndarray:
-    """Per-tensor int8 codes of float values: round(x / scale) + zero point, saturated."""
+def quantize_values(values: np.ndarray, quant: QuantParams, dtype: DType = DType.INT8
+                    ) -> np.ndarray:
+    """Per-tensor codes of float values: round(x / scale) + zero point, saturated.
+
+    int8 codes, or `dtype`'s (int16, uint8).
+    """
     codes = round_half_away_array(values.astype(np.float64) / quant.scale0) + quant.zero_point0
-    return np.clip(codes, QMIN, QMAX).astype(np.int8)
+    limits = np.iinfo(dtype.numpy)
+    return np.clip(codes, limits.min, limits.max).astype(dtype.numpy)
 
 
 def _add_constant(graph: Graph, name: str, data: np.ndarray, quant: QuantParams) -> str:

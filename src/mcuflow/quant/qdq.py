@@ -14,7 +14,7 @@ from enum import Enum
 from mcuflow.ir.constraints import WEIGHT_AXIS
 from mcuflow.ir.graph import DType, Graph
 from mcuflow.ir.quantization import QuantParams
-from mcuflow.quant.affine import quantize_affine
+from mcuflow.quant.affine import AFFINE, ParamRules, quantize_graph
 from mcuflow.quant.calibrate import Range
 
 
@@ -64,14 +64,14 @@ class KeptReport:
                 "flagged": [t.tensor for t in self.flagged]}
 
 
-def quantize_qdq(graph: Graph, ranges: Mapping[str, Range] | None = None
-                 ) -> tuple[Graph, KeptReport]:
+def quantize_qdq(graph: Graph, ranges: Mapping[str, Range] | None = None,
+                 rules: ParamRules = AFFINE) -> tuple[Graph, KeptReport]:
     """The int8 graph of a float graph whose tensors carry the model's parameters.
 
     `ranges` (calibrated) serve only tensors the model left in float; without them such a
-    tensor is an error naming it.
+    tensor is an error naming it. `rules` are int16x8's for a model of int16 activations.
     """
-    int8_graph = quantize_affine(graph, ranges or {}, per_channel=True)
+    int8_graph = quantize_graph(graph, ranges or {}, rules, per_channel=True)
     return int8_graph, kept_report(graph, int8_graph, ranges or {})
 
 
@@ -86,7 +86,7 @@ def kept_report(float_graph: Graph, int8_graph: Graph, ranges: Mapping[str, Rang
     roles = _roles(int8_graph)
     entries = []
     for name, tensor in int8_graph.tensors.items():
-        if tensor.quant is None or tensor.dtype is not DType.INT8:
+        if tensor.quant is None or tensor.dtype not in (DType.INT8, DType.INT16):
             continue
         source = float_graph.tensors.get(name)
         model = None if source is None else source.quant
