@@ -165,3 +165,13 @@ def _strides(dims: list[int], present: list[bool]) -> list[int]:
             strides[i] = step
             step *= dims[i]
     return strides
+
+
+def s16_tap_words(in_c: int) -> int:
+    """Column words per tap of the int16x8 DSP CONV_2D: in_c rounded up to even, halved."""
+    return (in_c + 1) // 2
+
+
+def s16_conv_depth(k_h: int, k_w: int, in_c: int) -> int:
+    """Columns of the int16x8 DSP CONV_2D's im2col: every tap's channels rounded up to even."""
+    return k_h * k_w * 2 * s16_tap_words(in_c)

@@ -1,0 +1,166 @@
+"""C emitters of the int16x8 Arm DSP kernels (mcuflow_s16_dsp.c); None where they do not apply.
+
+The kernels accumulate int16 x int8 products in int32 with SMLAD, so an emitter first proves
+from the weights that no dot product of the layer can leave int32 for any int16 input (the
+bias is added in int64 afterwards); otherwise it declines and the portable int64 kernel runs.
+CONV_2D requantises with LiteRT's int64 MultiplyByQuantizedMultiplier folded into one
+multiply-accumulate (S16Requant); FULLY_CONNECTED with LiteRT's double-precision round itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.codegen.context import EmitContext, LayerCode
+from mcuflow.codegen.emit_dsp import _decline, _no_scratch, _scratch
+from mcuflow.hw.layouts import dsp_groups, s16_tap_words
+from mcuflow.memory.scratch import scratch_bytes
+from mcuflow.ref.int16x8 import prepare_conv_s16, prepare_fully_connected_s16
+
+STEM = "mcuflow_s16_dsp"
+RQ_WORDS = 4  # MCUFLOW_S16_DSP_RQ_WORDS
+SAFE = 1 << 62  # |acc * M| and |addend| below this keep t inside int64
+INT16_LOW, INT16_HIGH = -32768, 32767
+
+
+def int32_sums(matrix: np.ndarray) -> bool:
+    """True when every row's dot product with any int16 vector stays inside int32.
+
+    The largest sum takes 32767 where the weight is positive and -32768 where it is negative;
+    the smallest the opposite. Partial sums may wrap (SMLAD wraps): only the total counts.
+    """
+    w = matrix.reshape(len(matrix), -1).astype(np.int64)
+    positive, negative = np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, -w, 0).sum(axis=1)
+    high = INT16_HIGH * positive + -INT16_LOW * negative
+    low = INT16_LOW * positive - INT16_HIGH * negative
+    return bool((high < 1 << 31).all() and (low >= -(1 << 31)).all())
+
+
+@dataclass(frozen=True)
+class S16Requant:
+    """Words [channels, RQ_WORDS] of CONV_2D's requantisation and whether it is `wide`.
+
+    LiteRT computes (acc + bias) * R + 2^(T-1) >> T (R the Q31 multiplier rounded to Q15,
+    T = 15 - shift) and converts to int32. With addend = bias * R + 2^(T-1) that is
+    t = acc * R + addend shifted by T; when R << (32 - T) fits in int31 for every channel
+    both are scaled by 2^(32 - T), so the result is t's high word exactly (it always fits in
+    int32, so the conversion changes nothing). Otherwise `wide`: t >> T converted to int32.
+    """
+
+    words: np.ndarray
+    wide: bool
+
+
+def s16_requant(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.ndarray
+                ) -> S16Requant | None:
+    """The requantisation words of a 16x8 CONV_2D, None when t could leave int64."""
+    m = np.asarray(multipliers, np.int64)
+    reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - np.asarray(shifts, np.int64)
+    if (total < 1).any() or (total > 62).any():
+        return None
+    addend = [int(b) * int(r) + (1 << (int(t) - 1))
+              for b, r, t in zip(bias, reduced, total, strict=True)]
+    scale = [32 - int(t) for t in total]
+    wide = any(s < 0 or int(r) << s >= 1 << 31 for r, s in zip(reduced, scale, strict=True))
+    reduced_words = [int(r) for r in reduced]
+    if not wide:
+        reduced_words = [r << s for r, s in zip(reduced_words, scale, strict=True)]
+        addend = [a << s for a, s in zip(addend, scale, strict=True)]
+    if any(abs(a) >= SAFE for a in addend):
+        return None
+    words = np.zeros((len(m), RQ_WORDS), np.int64)
+    words[:, 0] = reduced_words
+    words[:, 1] = total
+    words[:, 2] = [a & 0xFFFFFFFF for a in addend]
+    words[:, 3] = [(a >> 32) & 0xFFFFFFFF for a in addend]
+    return S16Requant(((words + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32), wide)
+
+
+def pack_s16(matrix: np.ndarray, block: int) -> np.ndarray:
+    """int16 pair words of `matrix` [rows, columns] in the kernels' order (uint32).
+
+    Rows padded with zeros to a multiple of `block`, columns to a multiple of 4; per block of
+    rows, per group of 4 columns, each row's words (c0, c1) and (c2, c3).
+    """
+    rows, columns = matrix.shape
+    padded = np.zeros((-(-rows // block) * block, -(-columns // 4) * 4), np.int16)
+    padded[:rows, :columns] = matrix
+    blocks = padded.reshape(len(padded) // block, block, -1, 4).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocks).reshape(-1).view(np.uint32)
+
+
+def _bias(ctx: EmitContext, units: int) -> np.ndarray:
+    if len(ctx.op.inputs) > 2:
+        return ctx.input(2).data.astype(np.int64).reshape(-1)
+    return np.zeros(units, np.int64)
+
+
+def _overflow(what: str) -> str:
+    return (f"a {what} dot product of int16 inputs can leave int32 (the int32-accumulating DSP "
+            "kernel needs every one inside)")
+
+
+def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
+    """16x8 CONV_2D as a 2 x 2 blocked matrix product over int16 im2col columns."""
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    rows, k_h, k_w, in_c = weights.shape
+    if not int32_sums(weights.data):
+        return _decline(ctx, _overflow("CONV_2D"))
+    params = prepare_conv_s16(x, weights, out, ctx.op.attrs)
+    requant = s16_requant(params.multipliers, params.shifts, _bias(ctx, rows))
+    if requant is None:
+        return _decline(ctx, "a requantisation whose int64 terms could overflow")
+    columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                       "mcuflow_word_t")
+    if columns is None:
+        return _decline(ctx, _no_scratch(ctx))
+    tap_words = s16_tap_words(in_c)
+    taps = np.zeros((rows, k_h, k_w, 2 * tap_words), np.int64)
+    taps[..., :in_c] = weights.data
+    matrix = taps.reshape(rows, -1)
+    name = ctx.op.name
+    packed = ctx.constant("weights", "int32_t", pack_s16(matrix, 2).view(np.int32),
+                          f"{name}: int8 weights as int16 pairs, channel pair by pair")
+    padded = np.zeros((rows + rows % 2, RQ_WORDS), np.int32)
+    padded[:rows] = requant.words
+    rq = ctx.constant("rq", "int32_t", padded,
+                      f"{name}: multiplier, shift, addend low and high per channel")
+    groups = dsp_groups(matrix.shape[1])
+    p = ctx.struct("mcuflow_s16_dsp_t", "s16", {
+        "weights": f"(const uint32_t *){packed}", "rq": rq, "rows": rows, "groups": groups,
+        "tap_words": tap_words, "wide": int(requant.wide), "act_min": params.act_min,
+        "act_max": params.act_max})
+    call = (f"mcuflow_conv2d_s16_dsp(&{window}, &{p}, {ctx.pointer(ctx.op.inputs[0], 'S16')}, "
+            f"{ctx.pointer(ctx.op.outputs[0], 'S16')}, {columns});")
+    return LayerCode([call], ctx.definitions, frozenset({STEM}))
+
+
+def fully_connected(ctx: EmitContext) -> LayerCode | None:
+    """16x8 FULLY_CONNECTED as a matrix-vector product, four units per pass over the row."""
+    x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    units, depth = weights.shape
+    if not int32_sums(weights.data):
+        return _decline(ctx, _overflow("FULLY_CONNECTED"))
+    row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                   "mcuflow_word_t")
+    if row is None:
+        return _decline(ctx, _no_scratch(ctx))
+    params = prepare_fully_connected_s16(x, weights, out, ctx.op.attrs)
+    name = ctx.op.name
+    packed = ctx.constant("weights", "int32_t", pack_s16(weights.data, 4).view(np.int32),
+                          f"{name}: int8 weights as int16 pairs, four units at a time")
+    bias = "NULL"
+    if len(ctx.op.inputs) > 2:
+        bias = ctx.constant("bias", "int64_t", _bias(ctx, units), f"{name}: int64 bias")
+    scales = ctx.constant("scale", "double", np.array(params.scales, np.float64),
+                          f"{name}: double-precision output scales")
+    p = ctx.struct("mcuflow_s16_dsp_t", "s16", {
+        "weights": f"(const uint32_t *){packed}", "bias": bias, "scales": scales,
+        "rows": units, "groups": dsp_groups(depth), "depth": depth,
+        "act_min": params.act_min, "act_max": params.act_max})
+    call = (f"mcuflow_fully_connected_s16_dsp({x.size // depth}, &{p}, "
+            f"{ctx.pointer(x.name, 'S16')}, {ctx.pointer(ctx.op.outputs[0], 'S16')}, {row});")
+    return LayerCode([call], ctx.definitions, frozenset({STEM}))

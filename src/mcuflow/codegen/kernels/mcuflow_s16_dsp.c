@@ -1,0 +1,261 @@
+/* int16x8 CONV_2D and FULLY_CONNECTED for the Arm DSP extension (LiteRT bit-exact).
+ *
+ * int16 activations are already int16 pairs in a word and the generator stores the weights as
+ * int16 pairs in the order the loops read them, so one SMLAD makes two MACs with no widening:
+ * per group of 4 columns, CONV_2D loads a channel pair's four weight words (LDM) and both
+ * pixels' columns (two LDRD) for 16 MACs (2 x 2 blocking); FULLY_CONNECTED loads the row's two
+ * words once and four units' words (two LDM). Accumulators are int32 (proven wide enough by the
+ * generator, see mcuflow_s16_dsp_t).
+ */
+#include "mcuflow_dsp.h"
+
+/* Defines NAME(w, x, n, acc): n (> 0) rounds of four groups, GROUP(w, x, acc) each. With
+ * MCUFLOW_DSP_ASM one assembly loop of four GROUP_ASM (accumulators in operands s0..s3,
+ * pointers in w and x, scratch registers r8-r12 and lr); a macro since an asm template must be
+ * a string literal. */
+#if MCUFLOW_DSP_ASM
+#define MCUFLOW_S16_FOURS(NAME, GROUP_ASM, GROUP)                                               \
+    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t n,     \
+                             int32_t *acc)                                                      \
+    {                                                                                           \
+        const mcuflow_word_t *wp = *w, *xp = *x;                                                \
+        int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];                             \
+        __asm__ volatile("1:\n\t" GROUP_ASM GROUP_ASM GROUP_ASM GROUP_ASM                       \
+                         "subs %[n], %[n], #1\n\t"                                              \
+                         "bne 1b\n\t"                                                           \
+                         : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),          \
+                           [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(n)                              \
+                         :                                                                      \
+                         : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");              \
+        acc[0] = s0;                                                                            \
+        acc[1] = s1;                                                                            \
+        acc[2] = s2;                                                                            \
+        acc[3] = s3;                                                                            \
+        *w = wp;                                                                                \
+        *x = xp;                                                                                \
+    }
+#else
+#define MCUFLOW_S16_FOURS(NAME, GROUP_ASM, GROUP)                                               \
+    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t n,     \
+                             int32_t *acc)                                                      \
+    {                                                                                           \
+        for (; n > 0; --n) {                                                                    \
+            GROUP(w, x, acc);                                                                   \
+            GROUP(w, x, acc);                                                                   \
+            GROUP(w, x, acc);                                                                   \
+            GROUP(w, x, acc);                                                                   \
+        }                                                                                       \
+    }
+#endif
+
+/* One group of a channel pair (a, b) over two pixels: acc holds a0, a1, b0, b1. */
+MCUFLOW_INLINE void mcuflow_s16_group2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t *acc)
+{
+    uint32_t a01, a23, b01, b23, x0, x1;
+    mcuflow_load2(w, &a01, &a23);
+    mcuflow_load2(w, &b01, &b23);
+    mcuflow_load2(x, &x0, &x1);
+    acc[0] = mcuflow_smlad(a01, x0, acc[0]);
+    acc[1] = mcuflow_smlad(a01, x1, acc[1]);
+    acc[2] = mcuflow_smlad(b01, x0, acc[2]);
+    acc[3] = mcuflow_smlad(b01, x1, acc[3]);
+    mcuflow_load2(x, &x0, &x1);
+    acc[0] = mcuflow_smlad(a23, x0, acc[0]);
+    acc[1] = mcuflow_smlad(a23, x1, acc[1]);
+    acc[2] = mcuflow_smlad(b23, x0, acc[2]);
+    acc[3] = mcuflow_smlad(b23, x1, acc[3]);
+}
+
+/* One group of four units over one row: acc holds the units' sums. */
+MCUFLOW_INLINE void mcuflow_s16_group4(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                       int32_t *acc)
+{
+    uint32_t x01, x23, p, q;
+    mcuflow_load2(x, &x01, &x23);
+    for (int32_t u = 0; u < 4; ++u) {
+        mcuflow_load2(w, &p, &q);
+        acc[u] = mcuflow_smlad(q, x23, mcuflow_smlad(p, x01, acc[u]));
+    }
+}
+
+#if MCUFLOW_DSP_ASM
+#define MCUFLOW_S16_GROUP2_ASM                                                                  \
+    "ldmia %[w]!, {r8, r9, r10, r11}\n\t"                                                      \
+    "ldrd r12, lr, [%[x]], #8\n\t"                                                             \
+    "smlad %[s0], r8, r12, %[s0]\n\t"                                                           \
+    "smlad %[s1], r8, lr, %[s1]\n\t"                                                            \
+    "smlad %[s2], r10, r12, %[s2]\n\t"                                                          \
+    "smlad %[s3], r10, lr, %[s3]\n\t"                                                           \
+    "ldrd r12, lr, [%[x]], #8\n\t"                                                             \
+    "smlad %[s0], r9, r12, %[s0]\n\t"                                                           \
+    "smlad %[s1], r9, lr, %[s1]\n\t"                                                            \
+    "smlad %[s2], r11, r12, %[s2]\n\t"                                                          \
+    "smlad %[s3], r11, lr, %[s3]\n\t"
+#define MCUFLOW_S16_GROUP4_ASM                                                                  \
+    "ldrd r12, lr, [%[x]], #8\n\t"                                                             \
+    "ldmia %[w]!, {r8, r9, r10, r11}\n\t"                                                      \
+    "smlad %[s0], r8, r12, %[s0]\n\t"                                                           \
+    "smlad %[s0], r9, lr, %[s0]\n\t"                                                            \
+    "smlad %[s1], r10, r12, %[s1]\n\t"                                                          \
+    "smlad %[s1], r11, lr, %[s1]\n\t"                                                           \
+    "ldmia %[w]!, {r8, r9, r10, r11}\n\t"                                                      \
+    "smlad %[s2], r8, r12, %[s2]\n\t"                                                           \
+    "smlad %[s2], r9, lr, %[s2]\n\t"                                                            \
+    "smlad %[s3], r10, r12, %[s3]\n\t"                                                          \
+    "smlad %[s3], r11, lr, %[s3]\n\t"
+#endif
+
+MCUFLOW_S16_FOURS(mcuflow_s16_fours2, MCUFLOW_S16_GROUP2_ASM, mcuflow_s16_group2)
+MCUFLOW_S16_FOURS(mcuflow_s16_fours4, MCUFLOW_S16_GROUP4_ASM, mcuflow_s16_group4)
+
+/* All `groups` groups of a channel pair over two pixels (acc zeroed here). */
+MCUFLOW_INLINE void mcuflow_s16_block2(const mcuflow_word_t **w, const mcuflow_word_t *x,
+                                       int32_t groups, int32_t *acc)
+{
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    if (groups >> 2) {
+        mcuflow_s16_fours2(w, &x, groups >> 2, acc);
+    }
+    for (int32_t left = groups & 3; left > 0; --left) {
+        mcuflow_s16_group2(w, &x, acc);
+    }
+}
+
+/* All `groups` groups of four units over one row (acc zeroed here). */
+MCUFLOW_INLINE void mcuflow_s16_block4(const mcuflow_word_t **w, const mcuflow_word_t *x,
+                                       int32_t groups, int32_t *acc)
+{
+    acc[0] = acc[1] = acc[2] = acc[3] = 0;
+    if (groups >> 2) {
+        mcuflow_s16_fours4(w, &x, groups >> 2, acc);
+    }
+    for (int32_t left = groups & 3; left > 0; --left) {
+        mcuflow_s16_group4(w, &x, acc);
+    }
+}
+
+/* ---- CONV_2D ---------------------------------------------------------------------------- */
+
+/* The requantised output of accumulator `acc` with the channel's words `rq`. */
+MCUFLOW_INLINE int16_t mcuflow_s16_conv_out(const mcuflow_s16_dsp_t *p, int32_t acc,
+                                            const int32_t *rq)
+{
+    const int64_t addend = (int64_t)(((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]);
+    const int64_t t = (int64_t)acc * rq[0] + addend;
+    const int32_t y = p->wide ? (int32_t)(t >> rq[1]) : (int32_t)(t >> 32);
+    return (int16_t)mcuflow_clamp(y, p->act_min, p->act_max);
+}
+
+/* The int16 columns of output pixel `pixel` (raster order over batches, rows, columns) into
+ * every other word from `column`. A tap's odd channel count is completed by a zero. */
+static void mcuflow_s16_gather(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
+                               const int16_t *input, int32_t pixel, mcuflow_word_t *column)
+{
+    const int32_t per_image = g->out_h * g->out_w;
+    const int32_t b = pixel / per_image;
+    const int32_t oy = (pixel - b * per_image) / g->out_w;
+    const int32_t ox = pixel - b * per_image - oy * g->out_w;
+    const int16_t *image = input + (size_t)b * (size_t)(g->in_h * g->in_w * g->in_c);
+    const int32_t y0 = oy * g->stride_h - g->pad_top;
+    const int32_t x0 = ox * g->stride_w - g->pad_left;
+    const int32_t pairs = g->in_c >> 1;
+    for (int32_t ky = 0; ky < g->k_h; ++ky) {
+        const int32_t y = y0 + ky * g->dilation_h;
+        for (int32_t kx = 0; kx < g->k_w; ++kx, column += 2 * p->tap_words) {
+            const int32_t x = x0 + kx * g->dilation_w;
+            if (y < 0 || y >= g->in_h || x < 0 || x >= g->in_w) {
+                for (int32_t j = 0; j < p->tap_words; ++j) {
+                    column[2 * j] = 0u;
+                }
+                continue;
+            }
+            const int16_t *in = image + (size_t)(y * g->in_w + x) * (size_t)g->in_c;
+            for (int32_t j = 0; j < pairs; ++j) {
+                uint32_t pair;
+                memcpy(&pair, in + 2 * j, sizeof pair);
+                column[2 * j] = pair;
+            }
+            if (g->in_c & 1) {
+                column[2 * pairs] = (uint16_t)in[g->in_c - 1];
+            }
+        }
+    }
+}
+
+/* Where output pixel `pixel` is written. */
+static int16_t *mcuflow_s16_pixel(const mcuflow_window_t *g, int16_t *output, int32_t pixel)
+{
+    const int32_t per_image = g->out_h * g->out_w;
+    const int32_t b = pixel / per_image;
+    const int32_t oy = (pixel - b * per_image) / g->out_w;
+    const int32_t ox = pixel - b * per_image - oy * g->out_w;
+    return output + (size_t)b * (size_t)g->out_batch_step + (size_t)oy * (size_t)g->out_row_step
+           + (size_t)ox * (size_t)g->out_pixel_step;
+}
+
+void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
+                            const int16_t *input, int16_t *output, mcuflow_word_t *columns)
+{
+    const int32_t pixels = g->batches * g->out_h * g->out_w;
+    const int32_t pairs = p->rows >> 1;
+    for (int32_t pixel = 0; pixel < pixels; pixel += 2) {
+        const int32_t second = pixel + 1 < pixels ? pixel + 1 : pixel;
+        mcuflow_s16_gather(g, p, input, pixel, columns);
+        mcuflow_s16_gather(g, p, input, second, columns + 1);
+        int16_t *out0 = mcuflow_s16_pixel(g, output, pixel);
+        int16_t *out1 = mcuflow_s16_pixel(g, output, second);
+        const mcuflow_word_t *w = p->weights;
+        const int32_t *rq = p->rq;
+        int32_t acc[4];
+        for (int32_t pair = 0; pair < pairs; ++pair, rq += 2 * MCUFLOW_S16_DSP_RQ_WORDS) {
+            mcuflow_s16_block2(&w, columns, p->groups, acc);
+            out1[2 * pair] = mcuflow_s16_conv_out(p, acc[1], rq);
+            out1[2 * pair + 1] = mcuflow_s16_conv_out(p, acc[3], rq + MCUFLOW_S16_DSP_RQ_WORDS);
+            out0[2 * pair] = mcuflow_s16_conv_out(p, acc[0], rq);
+            out0[2 * pair + 1] = mcuflow_s16_conv_out(p, acc[2], rq + MCUFLOW_S16_DSP_RQ_WORDS);
+        }
+        if (p->rows & 1) {
+            mcuflow_s16_block2(&w, columns, p->groups, acc);
+            out1[2 * pairs] = mcuflow_s16_conv_out(p, acc[1], rq);
+            out0[2 * pairs] = mcuflow_s16_conv_out(p, acc[0], rq);
+        }
+    }
+}
+
+/* ---- FULLY_CONNECTED ---------------------------------------------------------------------- */
+
+/* LiteRT's round(double(acc + bias) * scale) of unit `u`, saturated far outside int16, then
+ * clamped to the activation. */
+static int16_t mcuflow_s16_fc_out(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u)
+{
+    const int64_t sum = (int64_t)acc + (p->bias != NULL ? p->bias[u] : 0);
+    const double scaled = round((double)sum * p->scales[u]);
+    const int32_t y = scaled > 1048576.0 ? 1048576
+                      : (scaled < -1048576.0 ? -1048576 : (int32_t)scaled);
+    return (int16_t)mcuflow_clamp(y, p->act_min, p->act_max);
+}
+
+void mcuflow_fully_connected_s16_dsp(int32_t batches, const mcuflow_s16_dsp_t *p,
+                                     const int16_t *input, int16_t *output, mcuflow_word_t *row)
+{
+    const int32_t depth_words = 2 * p->groups;
+    const int32_t quads = (p->rows + 3) >> 2;
+    for (int32_t r = 0; r < batches; ++r) {
+        const int32_t depth = p->depth;
+        mcuflow_half_t *halves = (mcuflow_half_t *)row;
+        memcpy(row, input + (size_t)r * (size_t)depth, (size_t)depth * sizeof(int16_t));
+        for (int32_t k = depth; k < 2 * depth_words; ++k) {
+            halves[k] = 0u;
+        }
+        int16_t *out = output + (size_t)r * (size_t)p->rows;
+        const mcuflow_word_t *w = p->weights;
+        int32_t acc[4];
+        for (int32_t q = 0; q < quads; ++q) {
+            mcuflow_s16_block4(&w, row, p->groups, acc);
+            for (int32_t u = 0; u < 4 && 4 * q + u < p->rows; ++u) {
+                out[4 * q + u] = mcuflow_s16_fc_out(p, acc[u], 4 * q + u);
+            }
+        }
+    }
+}
