@@ -9,7 +9,9 @@ multiply-accumulate (S16Requant); FULLY_CONNECTED with LiteRT's double-precision
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -25,16 +27,24 @@ SAFE = 1 << 62  # |acc * M| and |addend| below this keep t inside int64
 INT16_LOW, INT16_HIGH = -32768, 32767
 
 
-def int32_sums(matrix: np.ndarray) -> bool:
-    """True when every row's dot product with any int16 vector stays inside int32.
+def sum_range(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row the smallest and largest dot product with any int16 vector.
 
-    The largest sum takes 32767 where the weight is positive and -32768 where it is negative;
-    the smallest the opposite. Partial sums may wrap (SMLAD wraps): only the total counts.
+    The largest takes 32767 where the weight is positive and -32768 where it is negative; the
+    smallest the opposite.
     """
     w = matrix.reshape(len(matrix), -1).astype(np.int64)
     positive, negative = np.where(w > 0, w, 0).sum(axis=1), np.where(w < 0, -w, 0).sum(axis=1)
-    high = INT16_HIGH * positive + -INT16_LOW * negative
-    low = INT16_LOW * positive - INT16_HIGH * negative
+    return (INT16_LOW * positive - INT16_HIGH * negative,
+            INT16_HIGH * positive - INT16_LOW * negative)
+
+
+def int32_sums(matrix: np.ndarray) -> bool:
+    """True when every row's dot product with any int16 vector stays inside int32.
+
+    Partial sums may wrap (SMLAD wraps): only the total counts.
+    """
+    low, high = sum_range(matrix)
     return bool((high < 1 << 31).all() and (low >= -(1 << 31)).all())
 
 
@@ -77,6 +87,56 @@ def s16_requant(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.
     words[:, 2] = [a & 0xFFFFFFFF for a in addend]
     words[:, 3] = [(a >> 32) & 0xFFFFFFFF for a in addend]
     return S16Requant(((words + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32), wide)
+
+
+FC_WORDS = 6  # MCUFLOW_S16_DSP_FC_WORDS
+FC_MAX_SCALE = 0.25  # larger scales leave no shift bit below t's high word
+FC_MAX_GAP = 1 << 28  # a wider ambiguous band would send too many outputs to the slow path
+
+
+def fc_unit_words(scale: float, bias: int, reach: int) -> list[int] | None:
+    """[M, r, C low, C high, E, span] of one unit (see fc_requant), or None.
+
+    M / 2^S approximates the scale with M in [2^30, 2^31), S = 32 + r; C = bias * M + 2^(S-1)
+    so that t = sum * M + C is (acc + 1/2) * 2^S up to the approximation. `reach` bounds |acc|.
+    """
+    if not 0.0 < scale < FC_MAX_SCALE:
+        return None
+    exact = Fraction(scale)
+    exponent = min(31 - math.frexp(scale)[1], 63)
+    multiplier = round(exact * (1 << exponent))
+    if multiplier >= 1 << 31:
+        exponent, multiplier = exponent - 1, round(exact * (1 << (exponent - 1)))
+    error = reach * abs(Fraction(multiplier, 1 << exponent) - exact) + reach * exact / (1 << 52)
+    gap = math.floor(error * (1 << 32)) + 2
+    addend = bias * multiplier + (1 << (exponent - 1))
+    if gap >= FC_MAX_GAP or reach * multiplier + abs(addend) >= SAFE:
+        return None
+    return [multiplier, exponent - 32, addend & 0xFFFFFFFF, (addend >> 32) & 0xFFFFFFFF, gap,
+            (1 << 32) - 2 * gap - 1]
+
+
+def fc_requant(scales: tuple[float, ...], bias: np.ndarray, weights: np.ndarray
+               ) -> np.ndarray | None:
+    """int32 [units, FC_WORDS] deciding LiteRT's round(double(acc) * scale) by integers.
+
+    v = t / 2^S is within e of fl(acc * scale) + 1/2 for every reachable acc (e: the
+    multiplier's error times |acc| plus the double product's rounding), so floor(v) is
+    LiteRT's result whenever v's fraction is at least e away from an integer: the kernel takes
+    the top 32 bits of the fraction and finishes in integers when they lie in [E, 2^32 - E - 1]
+    (E > e * 2^32), else runs the double-precision round itself. None when some unit has no
+    such words (a scale of 1/4 or more).
+    """
+    low, high = sum_range(weights)
+    rows = []
+    for u, scale in enumerate(scales):
+        reach = max(abs(int(low[u]) + int(bias[u])), abs(int(high[u]) + int(bias[u])))
+        words = fc_unit_words(scale, int(bias[u]), reach)
+        if words is None:
+            return None
+        rows.append(words)
+    table = np.array(rows, dtype=np.int64)
+    return ((table + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
 def pack_s16(matrix: np.ndarray, block: int) -> np.ndarray:
@@ -152,15 +212,20 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     name = ctx.op.name
     packed = ctx.constant("weights", "int32_t", pack_s16(weights.data, 4).view(np.int32),
                           f"{name}: int8 weights as int16 pairs, four units at a time")
-    bias = "NULL"
+    act = (params.act_min, params.act_max)
+    fields: dict[str, int | str] = {
+        "weights": f"(const uint32_t *){packed}", "rows": units, "groups": dsp_groups(depth),
+        "depth": depth, "act_min": act[0], "act_max": act[1]}
+    words = fc_requant(params.scales, _bias(ctx, units), weights.data)
+    if words is not None:
+        fields["rq"] = ctx.constant("rq", "int32_t", words, f"{name}: multiplier, shift - 32, "
+                                    "addend low and high, band edge and width per unit")
     if len(ctx.op.inputs) > 2:
-        bias = ctx.constant("bias", "int64_t", _bias(ctx, units), f"{name}: int64 bias")
-    scales = ctx.constant("scale", "double", np.array(params.scales, np.float64),
-                          f"{name}: double-precision output scales")
-    p = ctx.struct("mcuflow_s16_dsp_t", "s16", {
-        "weights": f"(const uint32_t *){packed}", "bias": bias, "scales": scales,
-        "rows": units, "groups": dsp_groups(depth), "depth": depth,
-        "act_min": params.act_min, "act_max": params.act_max})
+        fields["bias"] = ctx.constant("bias", "int64_t", _bias(ctx, units),
+                                      f"{name}: int64 bias")
+    fields["scales"] = ctx.constant("scale", "double", np.array(params.scales, np.float64),
+                                    f"{name}: double-precision output scales")
+    p = ctx.struct("mcuflow_s16_dsp_t", "s16", fields)
     call = (f"mcuflow_fully_connected_s16_dsp({x.size // depth}, &{p}, "
             f"{ctx.pointer(x.name, 'S16')}, {ctx.pointer(ctx.op.outputs[0], 'S16')}, {row});")
     return LayerCode([call], ctx.definitions, frozenset({STEM}))

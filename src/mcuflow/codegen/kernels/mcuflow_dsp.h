@@ -607,13 +607,19 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
  * CONV_2D requantises with MCUFLOW_S16_DSP_RQ_WORDS words per channel (multiplier M, shift S,
  * addend low and high): t = acc * M + addend is LiteRT's int64 MultiplyByQuantizedMultiplier
  * of acc + bias before its final shift, scaled so that the shift is 32 when `wide` is 0 (the
- * result is t's high word; S unused), else shifted right by S. FULLY_CONNECTED requantises in
- * double precision, round((acc + bias) * scale), as LiteRT does. */
+ * result is t's high word; S unused), else shifted right by S. FULLY_CONNECTED requantises
+ * with LiteRT's round(double(acc + bias) * scale) (`bias`, `scales`), decided in integers when
+ * `rq` holds MCUFLOW_S16_DSP_FC_WORDS words per unit (multiplier M, r, addend low and high, E,
+ * span): t = acc * M + addend is (acc + bias + 1/2) * 2^(32 + r) up to an error the generator
+ * bounds, so t >> (32 + r) is the result unless the top 32 bits f of t's fraction are within E
+ * of an integer (f - E > span, unsigned); only then the double-precision round runs. */
 #define MCUFLOW_S16_DSP_RQ_WORDS 4
+#define MCUFLOW_S16_DSP_FC_WORDS 6
 
 typedef struct {
     const uint32_t *weights;
-    const int32_t *rq;    /* CONV_2D: MCUFLOW_S16_DSP_RQ_WORDS per channel, or NULL */
+    const int32_t *rq;    /* words per channel: MCUFLOW_S16_DSP_RQ_WORDS (CONV_2D) or
+                             MCUFLOW_S16_DSP_FC_WORDS (FULLY_CONNECTED), or NULL */
     const int64_t *bias;  /* FULLY_CONNECTED: int64 per unit, or NULL */
     const double *scales; /* FULLY_CONNECTED: per unit, or NULL */
     int32_t rows;         /* output channels (units) */

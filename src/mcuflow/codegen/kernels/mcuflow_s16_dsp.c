@@ -137,19 +137,91 @@ MCUFLOW_INLINE void mcuflow_s16_block4(const mcuflow_word_t **w, const mcuflow_w
 
 /* ---- CONV_2D ---------------------------------------------------------------------------- */
 
-/* The requantised output of accumulator `acc` with the channel's words `rq`. */
-MCUFLOW_INLINE int16_t mcuflow_s16_conv_out(const mcuflow_s16_dsp_t *p, int32_t acc,
-                                            const int32_t *rq)
+/* The requantised output of accumulator `acc` with its channel's words `rq`, clamped to
+ * [lo, hi]; `wide` is the layer's (a constant where this is inlined). */
+MCUFLOW_INLINE int16_t mcuflow_s16_conv_out(int32_t acc, const int32_t *rq, int32_t lo,
+                                            int32_t hi, int wide)
 {
     const int64_t addend = (int64_t)(((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]);
     const int64_t t = (int64_t)acc * rq[0] + addend;
-    const int32_t y = p->wide ? (int32_t)(t >> rq[1]) : (int32_t)(t >> 32);
-    return (int16_t)mcuflow_clamp(y, p->act_min, p->act_max);
+    const int32_t y = wide ? (int32_t)(t >> rq[1]) : (int32_t)(t >> 32);
+    return (int16_t)(y < lo ? lo : (y > hi ? hi : y));
+}
+
+/* `words` zero words, every other one from `column`; returns the word after the last. */
+static inline mcuflow_word_t *mcuflow_s16_zeros(mcuflow_word_t *column, int32_t words)
+{
+    for (; words > 0; --words, column += 2) {
+        *column = 0u;
+    }
+    return column;
+}
+
+/* Two int16 values from any halfword alignment (an unaligned LDR on Cortex-M4/M7/M33). */
+static inline uint32_t mcuflow_s16_pair(const int16_t *in)
+{
+    uint32_t pair;
+    memcpy(&pair, in, sizeof pair);
+    return pair;
+}
+
+/* `words` int16 pairs from `in` (any halfword alignment), every other word from `column`;
+ * returns the word after the last. */
+static inline mcuflow_word_t *mcuflow_s16_copy(mcuflow_word_t *column, const int16_t *in,
+                                               int32_t words)
+{
+    for (; words >= 4; words -= 4, column += 8, in += 8) {
+        column[0] = mcuflow_s16_pair(in);
+        column[2] = mcuflow_s16_pair(in + 2);
+        column[4] = mcuflow_s16_pair(in + 4);
+        column[6] = mcuflow_s16_pair(in + 6);
+    }
+    for (; words > 0; --words, column += 2, in += 2) {
+        *column = mcuflow_s16_pair(in);
+    }
+    return column;
+}
+
+/* One window row whose taps are contiguous in the input (dilation_w 1, in_c even): the taps in
+ * the padding as zeros, the others one run. */
+static mcuflow_word_t *mcuflow_s16_gather_run(const mcuflow_window_t *g, int32_t tap_words,
+                                              const int16_t *line, int32_t x0,
+                                              mcuflow_word_t *column)
+{
+    const int32_t first = x0 < 0 ? -x0 : 0;
+    int32_t end = g->in_w - x0 < g->k_w ? g->in_w - x0 : g->k_w;
+    end = end < first ? first : end;
+    column = mcuflow_s16_zeros(column, first * tap_words);
+    column = mcuflow_s16_copy(column, line + (size_t)(x0 + first) * (size_t)g->in_c,
+                              (end - first) * tap_words);
+    return mcuflow_s16_zeros(column, (g->k_w - end) * tap_words);
+}
+
+/* One window row tap by tap (any dilation; an odd in_c completed by a zero channel). */
+static mcuflow_word_t *mcuflow_s16_gather_taps(const mcuflow_window_t *g, int32_t tap_words,
+                                               const int16_t *line, int32_t x0,
+                                               mcuflow_word_t *column)
+{
+    const int32_t pairs = g->in_c >> 1;
+    for (int32_t kx = 0; kx < g->k_w; ++kx) {
+        const int32_t x = x0 + kx * g->dilation_w;
+        if (x < 0 || x >= g->in_w) {
+            column = mcuflow_s16_zeros(column, tap_words);
+            continue;
+        }
+        const int16_t *in = line + (size_t)x * (size_t)g->in_c;
+        column = mcuflow_s16_copy(column, in, pairs);
+        if (g->in_c & 1) {
+            *column = (uint16_t)in[g->in_c - 1];
+            column += 2;
+        }
+    }
+    return column;
 }
 
 /* The int16 columns of output pixel `pixel` (raster order over batches, rows, columns) into
- * every other word from `column`. A tap's odd channel count is completed by a zero. */
-static void mcuflow_s16_gather(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
+ * every other word from `column`. */
+static void mcuflow_s16_gather(const mcuflow_window_t *g, int32_t tap_words,
                                const int16_t *input, int32_t pixel, mcuflow_word_t *column)
 {
     const int32_t per_image = g->out_h * g->out_w;
@@ -159,27 +231,16 @@ static void mcuflow_s16_gather(const mcuflow_window_t *g, const mcuflow_s16_dsp_
     const int16_t *image = input + (size_t)b * (size_t)(g->in_h * g->in_w * g->in_c);
     const int32_t y0 = oy * g->stride_h - g->pad_top;
     const int32_t x0 = ox * g->stride_w - g->pad_left;
-    const int32_t pairs = g->in_c >> 1;
+    const int runs = g->dilation_w == 1 && !(g->in_c & 1);
     for (int32_t ky = 0; ky < g->k_h; ++ky) {
         const int32_t y = y0 + ky * g->dilation_h;
-        for (int32_t kx = 0; kx < g->k_w; ++kx, column += 2 * p->tap_words) {
-            const int32_t x = x0 + kx * g->dilation_w;
-            if (y < 0 || y >= g->in_h || x < 0 || x >= g->in_w) {
-                for (int32_t j = 0; j < p->tap_words; ++j) {
-                    column[2 * j] = 0u;
-                }
-                continue;
-            }
-            const int16_t *in = image + (size_t)(y * g->in_w + x) * (size_t)g->in_c;
-            for (int32_t j = 0; j < pairs; ++j) {
-                uint32_t pair;
-                memcpy(&pair, in + 2 * j, sizeof pair);
-                column[2 * j] = pair;
-            }
-            if (g->in_c & 1) {
-                column[2 * pairs] = (uint16_t)in[g->in_c - 1];
-            }
+        if (y < 0 || y >= g->in_h) {
+            column = mcuflow_s16_zeros(column, g->k_w * tap_words);
+            continue;
         }
+        const int16_t *line = image + (size_t)y * (size_t)(g->in_w * g->in_c);
+        column = runs ? mcuflow_s16_gather_run(g, tap_words, line, x0, column)
+                      : mcuflow_s16_gather_taps(g, tap_words, line, x0, column);
     }
 }
 
@@ -194,32 +255,54 @@ static int16_t *mcuflow_s16_pixel(const mcuflow_window_t *g, int16_t *output, in
            + (size_t)ox * (size_t)g->out_pixel_step;
 }
 
+/* Every output channel of two gathered pixels, written to out0 and out1. */
+MCUFLOW_INLINE void mcuflow_s16_channels(const mcuflow_s16_dsp_t *p,
+                                         const mcuflow_word_t *columns, int16_t *out0,
+                                         int16_t *out1, int wide)
+{
+    const mcuflow_word_t *w = p->weights;
+    const int32_t *rq = p->rq;
+    const int32_t groups = p->groups, lo = p->act_min, hi = p->act_max;
+    int32_t acc[4];
+    for (int32_t pair = p->rows >> 1; pair > 0; --pair) {
+        mcuflow_s16_block2(&w, columns, groups, acc);
+        out1[0] = mcuflow_s16_conv_out(acc[1], rq, lo, hi, wide);
+        out1[1] = mcuflow_s16_conv_out(acc[3], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi, wide);
+        out0[0] = mcuflow_s16_conv_out(acc[0], rq, lo, hi, wide);
+        out0[1] = mcuflow_s16_conv_out(acc[2], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi, wide);
+        out0 += 2;
+        out1 += 2;
+        rq += 2 * MCUFLOW_S16_DSP_RQ_WORDS;
+    }
+    if (p->rows & 1) {
+        mcuflow_s16_block2(&w, columns, groups, acc);
+        out1[0] = mcuflow_s16_conv_out(acc[1], rq, lo, hi, wide);
+        out0[0] = mcuflow_s16_conv_out(acc[0], rq, lo, hi, wide);
+    }
+}
+
+/* The whole layer, `wide` a constant where inlined. */
+MCUFLOW_INLINE void mcuflow_s16_conv(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
+                                     const int16_t *input, int16_t *output,
+                                     mcuflow_word_t *columns, int wide)
+{
+    const int32_t pixels = g->batches * g->out_h * g->out_w;
+    for (int32_t pixel = 0; pixel < pixels; pixel += 2) {
+        const int32_t second = pixel + 1 < pixels ? pixel + 1 : pixel;
+        mcuflow_s16_gather(g, p->tap_words, input, pixel, columns);
+        mcuflow_s16_gather(g, p->tap_words, input, second, columns + 1);
+        mcuflow_s16_channels(p, columns, mcuflow_s16_pixel(g, output, pixel),
+                             mcuflow_s16_pixel(g, output, second), wide);
+    }
+}
+
 void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
                             const int16_t *input, int16_t *output, mcuflow_word_t *columns)
 {
-    const int32_t pixels = g->batches * g->out_h * g->out_w;
-    const int32_t pairs = p->rows >> 1;
-    for (int32_t pixel = 0; pixel < pixels; pixel += 2) {
-        const int32_t second = pixel + 1 < pixels ? pixel + 1 : pixel;
-        mcuflow_s16_gather(g, p, input, pixel, columns);
-        mcuflow_s16_gather(g, p, input, second, columns + 1);
-        int16_t *out0 = mcuflow_s16_pixel(g, output, pixel);
-        int16_t *out1 = mcuflow_s16_pixel(g, output, second);
-        const mcuflow_word_t *w = p->weights;
-        const int32_t *rq = p->rq;
-        int32_t acc[4];
-        for (int32_t pair = 0; pair < pairs; ++pair, rq += 2 * MCUFLOW_S16_DSP_RQ_WORDS) {
-            mcuflow_s16_block2(&w, columns, p->groups, acc);
-            out1[2 * pair] = mcuflow_s16_conv_out(p, acc[1], rq);
-            out1[2 * pair + 1] = mcuflow_s16_conv_out(p, acc[3], rq + MCUFLOW_S16_DSP_RQ_WORDS);
-            out0[2 * pair] = mcuflow_s16_conv_out(p, acc[0], rq);
-            out0[2 * pair + 1] = mcuflow_s16_conv_out(p, acc[2], rq + MCUFLOW_S16_DSP_RQ_WORDS);
-        }
-        if (p->rows & 1) {
-            mcuflow_s16_block2(&w, columns, p->groups, acc);
-            out1[2 * pairs] = mcuflow_s16_conv_out(p, acc[1], rq);
-            out0[2 * pairs] = mcuflow_s16_conv_out(p, acc[0], rq);
-        }
+    if (p->wide) {
+        mcuflow_s16_conv(g, p, input, output, columns, 1);
+    } else {
+        mcuflow_s16_conv(g, p, input, output, columns, 0);
     }
 }
 
@@ -227,7 +310,7 @@ void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *
 
 /* LiteRT's round(double(acc + bias) * scale) of unit `u`, saturated far outside int16, then
  * clamped to the activation. */
-static int16_t mcuflow_s16_fc_out(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u)
+static int16_t mcuflow_s16_fc_scaled(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u)
 {
     const int64_t sum = (int64_t)acc + (p->bias != NULL ? p->bias[u] : 0);
     const double scaled = round((double)sum * p->scales[u]);
@@ -236,25 +319,51 @@ static int16_t mcuflow_s16_fc_out(const mcuflow_s16_dsp_t *p, int32_t acc, int32
     return (int16_t)mcuflow_clamp(y, p->act_min, p->act_max);
 }
 
+/* The same output from the unit's words (MCUFLOW_S16_DSP_FC_WORDS), in integers unless the
+ * fraction falls in the band around an integer where only the double product decides. */
+MCUFLOW_INLINE int16_t mcuflow_s16_fc_fixed(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u,
+                                            int32_t lo, int32_t hi)
+{
+    const int32_t *r = p->rq + MCUFLOW_S16_DSP_FC_WORDS * u;
+    const int64_t addend = (int64_t)(((uint64_t)(uint32_t)r[3] << 32) | (uint32_t)r[2]);
+    const int64_t t = (int64_t)acc * r[0] + addend;
+    const int32_t high = (int32_t)(t >> 32);
+    const uint32_t fraction = ((uint32_t)high << (32 - r[1])) | ((uint32_t)t >> r[1]);
+    if (fraction - (uint32_t)r[4] > (uint32_t)r[5]) {
+        return mcuflow_s16_fc_scaled(p, acc, u);
+    }
+    const int32_t y = high >> r[1];
+    return (int16_t)(y < lo ? lo : (y > hi ? hi : y));
+}
+
+/* The input row `r` as int16 pairs, zero padded to whole groups. */
+static void mcuflow_s16_row(const mcuflow_s16_dsp_t *p, const int16_t *input, int32_t r,
+                            mcuflow_word_t *row)
+{
+    mcuflow_half_t *halves = (mcuflow_half_t *)row;
+    memcpy(row, input + (size_t)r * (size_t)p->depth, (size_t)p->depth * sizeof(int16_t));
+    for (int32_t k = p->depth; k < 4 * p->groups; ++k) {
+        halves[k] = 0u;
+    }
+}
+
 void mcuflow_fully_connected_s16_dsp(int32_t batches, const mcuflow_s16_dsp_t *p,
                                      const int16_t *input, int16_t *output, mcuflow_word_t *row)
 {
-    const int32_t depth_words = 2 * p->groups;
-    const int32_t quads = (p->rows + 3) >> 2;
+    const int32_t quads = (p->rows + 3) >> 2, groups = p->groups;
+    const int32_t lo = p->act_min, hi = p->act_max;
     for (int32_t r = 0; r < batches; ++r) {
-        const int32_t depth = p->depth;
-        mcuflow_half_t *halves = (mcuflow_half_t *)row;
-        memcpy(row, input + (size_t)r * (size_t)depth, (size_t)depth * sizeof(int16_t));
-        for (int32_t k = depth; k < 2 * depth_words; ++k) {
-            halves[k] = 0u;
-        }
+        mcuflow_s16_row(p, input, r, row);
         int16_t *out = output + (size_t)r * (size_t)p->rows;
         const mcuflow_word_t *w = p->weights;
+        const int32_t *rq = p->rq;
         int32_t acc[4];
-        for (int32_t q = 0; q < quads; ++q) {
-            mcuflow_s16_block4(&w, row, p->groups, acc);
-            for (int32_t u = 0; u < 4 && 4 * q + u < p->rows; ++u) {
-                out[4 * q + u] = mcuflow_s16_fc_out(p, acc[u], 4 * q + u);
+        for (int32_t q = 0; q < quads; ++q, out += 4) {
+            mcuflow_s16_block4(&w, row, groups, acc);
+            const int32_t units = p->rows - 4 * q < 4 ? p->rows - 4 * q : 4;
+            for (int32_t u = 0; u < units; ++u) {
+                out[u] = rq != NULL ? mcuflow_s16_fc_fixed(p, acc[u], 4 * q + u, lo, hi)
+                                    : mcuflow_s16_fc_scaled(p, acc[u], 4 * q + u);
             }
         }
     }
