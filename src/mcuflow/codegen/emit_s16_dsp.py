@@ -17,7 +17,7 @@ import numpy as np
 
 from mcuflow.codegen.context import EmitContext, LayerCode
 from mcuflow.codegen.emit_dsp import _decline, _no_scratch, _scratch
-from mcuflow.hw.layouts import dsp_groups, s16_tap_words
+from mcuflow.hw.layouts import dsp_groups, s16_row_words
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.int16x8 import prepare_conv_s16, prepare_fully_connected_s16
 
@@ -152,6 +152,24 @@ def pack_s16(matrix: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(blocks).reshape(-1).view(np.uint32)
 
 
+def conv_columns(weights: np.ndarray, dilation_w: int) -> np.ndarray:
+    """[out_c, columns]: the weights in the kernel's im2col order, zero where it pads.
+
+    Per window row s16_row_words pairs: dilation_w 1 the row's k_w * in_c weights (an odd
+    count completed by a zero), else each tap's in_c weights completed to even.
+    """
+    rows, k_h, k_w, in_c = weights.shape
+    row_words = s16_row_words(k_w, in_c, dilation_w)
+    taps = weights.astype(np.int64)
+    if dilation_w != 1:
+        taps = np.zeros((rows, k_h, k_w, 2 * ((in_c + 1) // 2)), np.int64)
+        taps[..., :in_c] = weights
+    flat = taps.reshape(rows, k_h, -1)
+    padded = np.zeros((rows, k_h, 2 * row_words), np.int64)
+    padded[..., :flat.shape[2]] = flat
+    return padded.reshape(rows, -1)
+
+
 def _bias(ctx: EmitContext, units: int) -> np.ndarray:
     if len(ctx.op.inputs) > 2:
         return ctx.input(2).data.astype(np.int64).reshape(-1)
@@ -166,7 +184,7 @@ def _overflow(what: str) -> str:
 def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     """16x8 CONV_2D as a 2 x 2 blocked matrix product over int16 im2col columns."""
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
-    rows, k_h, k_w, in_c = weights.shape
+    rows, k_h = weights.shape[:2]
     if not int32_sums(weights.data):
         return _decline(ctx, _overflow("CONV_2D"))
     params = prepare_conv_s16(x, weights, out, ctx.op.attrs)
@@ -177,10 +195,7 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
                        "mcuflow_word_t")
     if columns is None:
         return _decline(ctx, _no_scratch(ctx))
-    tap_words = s16_tap_words(in_c)
-    taps = np.zeros((rows, k_h, k_w, 2 * tap_words), np.int64)
-    taps[..., :in_c] = weights.data
-    matrix = taps.reshape(rows, -1)
+    matrix = conv_columns(weights.data, ctx.op.attrs.dilation_w)
     name = ctx.op.name
     packed = ctx.constant("weights", "int32_t", pack_s16(matrix, 2).view(np.int32),
                           f"{name}: int8 weights as int16 pairs, channel pair by pair")
@@ -191,8 +206,8 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     groups = dsp_groups(matrix.shape[1])
     p = ctx.struct("mcuflow_s16_dsp_t", "s16", {
         "weights": f"(const uint32_t *){packed}", "rq": rq, "rows": rows, "groups": groups,
-        "tap_words": tap_words, "wide": int(requant.wide), "act_min": params.act_min,
-        "act_max": params.act_max})
+        "row_words": matrix.shape[1] // (2 * k_h), "wide": int(requant.wide),
+        "act_min": params.act_min, "act_max": params.act_max})
     call = (f"mcuflow_conv2d_s16_dsp(&{window}, &{p}, {ctx.pointer(ctx.op.inputs[0], 'S16')}, "
             f"{ctx.pointer(ctx.op.outputs[0], 'S16')}, {columns});")
     return LayerCode([call], ctx.definitions, frozenset({STEM}))

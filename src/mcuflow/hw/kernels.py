@@ -15,7 +15,7 @@ from mcuflow.hw.layouts import (
     dsp_padded_channels,
     im2col_bytes,
     s16_conv_depth,
-    s16_tap_words,
+    s16_row_words,
 )
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
@@ -767,16 +767,20 @@ _kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
 def _s16_dsp_conv_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_conv2d_s16_dsp.
 
-    Per output pixel a gather (`pixels`) of its taps (`taps`), `gathered` column words in all;
-    per pair of pixels and pair of channels a block (`blocks`) over the groups of 4 columns
-    (`macs` the groups in whole fours, `tails` the rest); `outputs` requantised.
+    Per output pixel a gather (`pixels`) of its window rows (`rows`; `taps` too with a
+    dilation_w above 1), `gathered` column words in all; per pair of pixels and pair of
+    channels a block (`blocks`) over the groups of 4 columns (`macs` the groups in whole fours,
+    `tails` the rest); `outputs` requantised.
     """
     w = work.window(graph, op)
-    groups = dsp_groups(s16_conv_depth(w.k_h, w.k_w, w.in_c))
+    dilation_w = op.attrs.dilation_w
+    groups = dsp_groups(s16_conv_depth(w.k_h, w.k_w, w.in_c, dilation_w))
     blocks = -(-w.pixels // 2) * -(-w.out_c // 2)
-    taps = w.pixels * w.k_h * w.k_w
-    return Work(calls=1, pixels=w.pixels, taps=taps, gathered=taps * s16_tap_words(w.in_c),
-                blocks=blocks, macs=blocks * (groups - groups % 4), tails=blocks * (groups % 4),
+    rows = w.pixels * w.k_h
+    return Work(calls=1, pixels=w.pixels, rows=rows,
+                taps=rows * w.k_w if dilation_w > 1 else 0,
+                gathered=rows * s16_row_words(w.k_w, w.in_c, dilation_w), blocks=blocks,
+                macs=blocks * (groups - groups % 4), tails=blocks * (groups % 4),
                 outputs=w.pixels * w.out_c)
 
 
@@ -798,7 +802,7 @@ def _s16_dsp_fc_terms(graph: Graph, op: Operator) -> Work:
 def _s16_dsp_columns(graph: Graph, op: Operator, way: InPlace) -> int:
     """The int16 im2col of two output pixels (every tap's channels rounded up to even)."""
     _, k_h, k_w, in_c = graph.tensors[op.inputs[1]].shape
-    return 16 * dsp_groups(s16_conv_depth(k_h, k_w, in_c))
+    return 16 * dsp_groups(s16_conv_depth(k_h, k_w, in_c, op.attrs.dilation_w))
 
 
 def _s16_dsp_row(graph: Graph, op: Operator, way: InPlace) -> int:

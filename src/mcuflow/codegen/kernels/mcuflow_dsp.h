@@ -624,7 +624,8 @@ typedef struct {
     const double *scales; /* FULLY_CONNECTED: per unit, or NULL */
     int32_t rows;         /* output channels (units) */
     int32_t groups;       /* groups of 4 columns */
-    int32_t tap_words;    /* CONV_2D: column pairs per tap (in_c rounded up to even, halved) */
+    int32_t row_words;    /* CONV_2D: column pairs per window row: k_w * in_c (dilation_w 1),
+                             else k_w taps of in_c, each rounded up to even, halved */
     int32_t depth;        /* FULLY_CONNECTED: columns */
     int32_t wide;         /* CONV_2D: the requantisation shifts t right by S */
     int32_t act_min, act_max;

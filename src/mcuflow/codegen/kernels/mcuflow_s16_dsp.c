@@ -148,13 +148,12 @@ MCUFLOW_INLINE int16_t mcuflow_s16_conv_out(int32_t acc, const int32_t *rq, int3
     return (int16_t)(y < lo ? lo : (y > hi ? hi : y));
 }
 
-/* `words` zero words, every other one from `column`; returns the word after the last. */
-static inline mcuflow_word_t *mcuflow_s16_zeros(mcuflow_word_t *column, int32_t words)
+/* `words` zero words, every other one from `column`. */
+static inline void mcuflow_s16_zeros(mcuflow_word_t *column, int32_t words)
 {
     for (; words > 0; --words, column += 2) {
         *column = 0u;
     }
-    return column;
 }
 
 /* Two int16 values from any halfword alignment (an unaligned LDR on Cortex-M4/M7/M33). */
@@ -165,82 +164,132 @@ static inline uint32_t mcuflow_s16_pair(const int16_t *in)
     return pair;
 }
 
-/* `words` int16 pairs from `in` (any halfword alignment), every other word from `column`;
- * returns the word after the last. */
-static inline mcuflow_word_t *mcuflow_s16_copy(mcuflow_word_t *column, const int16_t *in,
-                                               int32_t words)
+/* `fours` (> 0) times four words from word-aligned `*src` into every other word from `*column`
+ * (one LDM and four stores each in assembly), advancing both pointers. */
+#if MCUFLOW_DSP_ASM
+MCUFLOW_INLINE void mcuflow_s16_copy4(mcuflow_word_t **column, const mcuflow_word_t **src,
+                                      int32_t fours)
 {
-    for (; words >= 4; words -= 4, column += 8, in += 8) {
-        column[0] = mcuflow_s16_pair(in);
-        column[2] = mcuflow_s16_pair(in + 2);
-        column[4] = mcuflow_s16_pair(in + 4);
-        column[6] = mcuflow_s16_pair(in + 6);
+    mcuflow_word_t *to = *column;
+    const mcuflow_word_t *from = *src;
+    __asm__ volatile("1:\n\t"
+                     "ldmia %[from]!, {r8, r9, r10, r11}\n\t"
+                     "str r8, [%[to]], #8\n\t"
+                     "str r9, [%[to]], #8\n\t"
+                     "str r10, [%[to]], #8\n\t"
+                     "str r11, [%[to]], #8\n\t"
+                     "subs %[n], %[n], #1\n\t"
+                     "bne 1b\n\t"
+                     : [to] "+r"(to), [from] "+r"(from), [n] "+r"(fours)
+                     :
+                     : "r8", "r9", "r10", "r11", "cc", "memory");
+    *column = to;
+    *src = from;
+}
+#else
+MCUFLOW_INLINE void mcuflow_s16_copy4(mcuflow_word_t **column, const mcuflow_word_t **src,
+                                      int32_t fours)
+{
+    mcuflow_word_t *to = *column;
+    const mcuflow_word_t *from = *src;
+    for (; fours > 0; --fours, to += 8, from += 4) {
+        to[0] = from[0];
+        to[2] = from[1];
+        to[4] = from[2];
+        to[6] = from[3];
+    }
+    *column = to;
+    *src = from;
+}
+#endif
+
+/* `n` int16 values from `in` as pairs into every other word from `column`, an odd last one
+ * completed by a zero. Word-aligned inputs are read four words per load. */
+static inline void mcuflow_s16_copy(mcuflow_word_t *column, const int16_t *in, int32_t n)
+{
+    int32_t words = n >> 1;
+    if (((uintptr_t)in & 3u) == 0u && words >= 4) {
+        const mcuflow_word_t *src = (const mcuflow_word_t *)(const void *)in;
+        mcuflow_s16_copy4(&column, &src, words >> 2);
+        words &= 3;
+        in = (const int16_t *)(const void *)src;
     }
     for (; words > 0; --words, column += 2, in += 2) {
         *column = mcuflow_s16_pair(in);
     }
-    return column;
+    if (n & 1) {
+        *column = (uint16_t)in[0];
+    }
 }
 
-/* One window row whose taps are contiguous in the input (dilation_w 1, in_c even): the taps in
- * the padding as zeros, the others one run. */
-static mcuflow_word_t *mcuflow_s16_gather_run(const mcuflow_window_t *g, int32_t tap_words,
-                                              const int16_t *line, int32_t x0,
-                                              mcuflow_word_t *column)
+/* One window row of dilation_w 1: its k_w * in_c values are contiguous in the input and in
+ * the columns (`row_words` words, padded with a zero). Across the input's edge the taps
+ * outside are zeros: whole words for an even in_c; for an odd one the row is zeroed, then its
+ * values inside the input copied one by one. */
+static void mcuflow_s16_gather_run(const mcuflow_window_t *g, int32_t row_words,
+                                   const int16_t *line, int32_t x0, mcuflow_word_t *column)
 {
     const int32_t first = x0 < 0 ? -x0 : 0;
     int32_t end = g->in_w - x0 < g->k_w ? g->in_w - x0 : g->k_w;
+    if (first == 0 && end == g->k_w) {
+        mcuflow_s16_copy(column, line + (size_t)x0 * (size_t)g->in_c, g->k_w * g->in_c);
+        return;
+    }
     end = end < first ? first : end;
-    column = mcuflow_s16_zeros(column, first * tap_words);
-    column = mcuflow_s16_copy(column, line + (size_t)(x0 + first) * (size_t)g->in_c,
-                              (end - first) * tap_words);
-    return mcuflow_s16_zeros(column, (g->k_w - end) * tap_words);
+    const int16_t *in = line + (ptrdiff_t)x0 * g->in_c;
+    if (!(g->in_c & 1)) {
+        const int32_t tap_words = g->in_c >> 1;
+        mcuflow_s16_zeros(column, first * tap_words);
+        mcuflow_s16_copy(column + 2 * first * tap_words, in + first * g->in_c,
+                         (end - first) * g->in_c);
+        mcuflow_s16_zeros(column + 2 * end * tap_words, (g->k_w - end) * tap_words);
+        return;
+    }
+    mcuflow_s16_zeros(column, row_words);
+    for (int32_t i = first * g->in_c; i < end * g->in_c; ++i) {
+        mcuflow_half_t *pair = (mcuflow_half_t *)(column + 2 * (i >> 1));
+        pair[i & 1] = (uint16_t)in[i];
+    }
 }
 
-/* One window row tap by tap (any dilation; an odd in_c completed by a zero channel). */
-static mcuflow_word_t *mcuflow_s16_gather_taps(const mcuflow_window_t *g, int32_t tap_words,
-                                               const int16_t *line, int32_t x0,
-                                               mcuflow_word_t *column)
+/* One window row tap by tap (dilation_w > 1), each tap's in_c values padded to even. */
+static void mcuflow_s16_gather_taps(const mcuflow_window_t *g, const int16_t *line, int32_t x0,
+                                    mcuflow_word_t *column)
 {
-    const int32_t pairs = g->in_c >> 1;
-    for (int32_t kx = 0; kx < g->k_w; ++kx) {
+    const int32_t tap_words = (g->in_c + 1) >> 1;
+    for (int32_t kx = 0; kx < g->k_w; ++kx, column += 2 * tap_words) {
         const int32_t x = x0 + kx * g->dilation_w;
         if (x < 0 || x >= g->in_w) {
-            column = mcuflow_s16_zeros(column, tap_words);
-            continue;
-        }
-        const int16_t *in = line + (size_t)x * (size_t)g->in_c;
-        column = mcuflow_s16_copy(column, in, pairs);
-        if (g->in_c & 1) {
-            *column = (uint16_t)in[g->in_c - 1];
-            column += 2;
+            mcuflow_s16_zeros(column, tap_words);
+        } else {
+            mcuflow_s16_copy(column, line + (size_t)x * (size_t)g->in_c, g->in_c);
         }
     }
-    return column;
 }
 
 /* The int16 columns of output pixel `pixel` (raster order over batches, rows, columns) into
- * every other word from `column`. */
-static void mcuflow_s16_gather(const mcuflow_window_t *g, int32_t tap_words,
+ * every other word from `column`, `row_words` per window row. */
+static void mcuflow_s16_gather(const mcuflow_window_t *g, int32_t row_words,
                                const int16_t *input, int32_t pixel, mcuflow_word_t *column)
 {
     const int32_t per_image = g->out_h * g->out_w;
     const int32_t b = pixel / per_image;
     const int32_t oy = (pixel - b * per_image) / g->out_w;
     const int32_t ox = pixel - b * per_image - oy * g->out_w;
-    const int16_t *image = input + (size_t)b * (size_t)(g->in_h * g->in_w * g->in_c);
+    const int32_t line_values = g->in_w * g->in_c;
+    const int16_t *image = input + (size_t)b * (size_t)(g->in_h * line_values);
     const int32_t y0 = oy * g->stride_h - g->pad_top;
     const int32_t x0 = ox * g->stride_w - g->pad_left;
-    const int runs = g->dilation_w == 1 && !(g->in_c & 1);
-    for (int32_t ky = 0; ky < g->k_h; ++ky) {
+    for (int32_t ky = 0; ky < g->k_h; ++ky, column += 2 * row_words) {
         const int32_t y = y0 + ky * g->dilation_h;
         if (y < 0 || y >= g->in_h) {
-            column = mcuflow_s16_zeros(column, g->k_w * tap_words);
-            continue;
+            mcuflow_s16_zeros(column, row_words);
+        } else if (g->dilation_w == 1) {
+            mcuflow_s16_gather_run(g, row_words, image + (size_t)y * (size_t)line_values, x0,
+                                   column);
+        } else {
+            mcuflow_s16_gather_taps(g, image + (size_t)y * (size_t)line_values, x0, column);
         }
-        const int16_t *line = image + (size_t)y * (size_t)(g->in_w * g->in_c);
-        column = runs ? mcuflow_s16_gather_run(g, tap_words, line, x0, column)
-                      : mcuflow_s16_gather_taps(g, tap_words, line, x0, column);
     }
 }
 
@@ -289,8 +338,8 @@ MCUFLOW_INLINE void mcuflow_s16_conv(const mcuflow_window_t *g, const mcuflow_s1
     const int32_t pixels = g->batches * g->out_h * g->out_w;
     for (int32_t pixel = 0; pixel < pixels; pixel += 2) {
         const int32_t second = pixel + 1 < pixels ? pixel + 1 : pixel;
-        mcuflow_s16_gather(g, p->tap_words, input, pixel, columns);
-        mcuflow_s16_gather(g, p->tap_words, input, second, columns + 1);
+        mcuflow_s16_gather(g, p->row_words, input, pixel, columns);
+        mcuflow_s16_gather(g, p->row_words, input, second, columns + 1);
         mcuflow_s16_channels(p, columns, mcuflow_s16_pixel(g, output, pixel),
                              mcuflow_s16_pixel(g, output, second), wide);
     }
