@@ -182,5 +182,6 @@ def test_fc_exact_ties_take_the_double_path() -> None:
 
 def test_fc_scales_of_a_quarter_or_more_keep_the_double_round() -> None:
     assert s16.fc_unit_words(0.25, 0, 1000) is None
+    assert s16.fc_unit_words(0.25 - 2.0 ** -40, 0, 1000) is None  # M would round to 2^31
     assert s16.fc_requant((0.3, 0.1, 0.1), np.zeros(3, np.int64), np.ones((3, 8))) is None
     assert s16.fc_requant((0.2, 0.1, 0.1), np.zeros(3, np.int64), np.ones((3, 8))) is not None

@@ -107,6 +107,8 @@ def fc_unit_words(scale: float, bias: int, reach: int) -> list[int] | None:
     multiplier = round(exact * (1 << exponent))
     if multiplier >= 1 << 31:
         exponent, multiplier = exponent - 1, round(exact * (1 << (exponent - 1)))
+    if exponent <= 32:
+        return None
     error = reach * abs(Fraction(multiplier, 1 << exponent) - exact) + reach * exact / (1 << 52)
     gap = math.floor(error * (1 << 32)) + 2
     addend = bias * multiplier + (1 << (exponent - 1))
