@@ -137,14 +137,35 @@ MCUFLOW_INLINE void mcuflow_s16_block4(const mcuflow_word_t **w, const mcuflow_w
 
 /* ---- CONV_2D ---------------------------------------------------------------------------- */
 
+/* The activation clamp of a CONV_2D layer: any [lo, hi], or the whole int16 range (SSAT), or
+ * RELU's [0, 32767] (USAT). */
+#define MCUFLOW_S16_CLAMP_ANY 0
+#define MCUFLOW_S16_CLAMP_FULL 1
+#define MCUFLOW_S16_CLAMP_RELU 2
+
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SAT)
+#define MCUFLOW_S16_SSAT16(x) __ssat((x), 16)
+#define MCUFLOW_S16_USAT15(x) ((int32_t)__usat((x), 15))
+#else
+#define MCUFLOW_S16_SSAT16(x) mcuflow_clamp((x), INT16_MIN, INT16_MAX)
+#define MCUFLOW_S16_USAT15(x) mcuflow_clamp((x), 0, INT16_MAX)
+#endif
+
 /* The requantised output of accumulator `acc` with its channel's words `rq`, clamped to
- * [lo, hi]; `wide` is the layer's (a constant where this is inlined). */
+ * [lo, hi]; `wide` and `clamp` (MCUFLOW_S16_CLAMP_*) are the layer's, constants where this is
+ * inlined. */
 MCUFLOW_INLINE int16_t mcuflow_s16_conv_out(int32_t acc, const int32_t *rq, int32_t lo,
-                                            int32_t hi, int wide)
+                                            int32_t hi, int wide, int clamp)
 {
     const int64_t addend = (int64_t)(((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]);
     const int64_t t = (int64_t)acc * rq[0] + addend;
     const int32_t y = wide ? (int32_t)(t >> rq[1]) : (int32_t)(t >> 32);
+    if (clamp == MCUFLOW_S16_CLAMP_FULL) {
+        return (int16_t)MCUFLOW_S16_SSAT16(y);
+    }
+    if (clamp == MCUFLOW_S16_CLAMP_RELU) {
+        return (int16_t)MCUFLOW_S16_USAT15(y);
+    }
     return (int16_t)(y < lo ? lo : (y > hi ? hi : y));
 }
 
@@ -307,7 +328,7 @@ static int16_t *mcuflow_s16_pixel(const mcuflow_window_t *g, int16_t *output, in
 /* Every output channel of two gathered pixels, written to out0 and out1. */
 MCUFLOW_INLINE void mcuflow_s16_channels(const mcuflow_s16_dsp_t *p,
                                          const mcuflow_word_t *columns, int16_t *out0,
-                                         int16_t *out1, int wide)
+                                         int16_t *out1, int wide, int clamp)
 {
     const mcuflow_word_t *w = p->weights;
     const int32_t *rq = p->rq;
@@ -315,25 +336,27 @@ MCUFLOW_INLINE void mcuflow_s16_channels(const mcuflow_s16_dsp_t *p,
     int32_t acc[4];
     for (int32_t pair = p->rows >> 1; pair > 0; --pair) {
         mcuflow_s16_block2(&w, columns, groups, acc);
-        out1[0] = mcuflow_s16_conv_out(acc[1], rq, lo, hi, wide);
-        out1[1] = mcuflow_s16_conv_out(acc[3], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi, wide);
-        out0[0] = mcuflow_s16_conv_out(acc[0], rq, lo, hi, wide);
-        out0[1] = mcuflow_s16_conv_out(acc[2], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi, wide);
+        out1[0] = mcuflow_s16_conv_out(acc[1], rq, lo, hi, wide, clamp);
+        out1[1] = mcuflow_s16_conv_out(acc[3], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi, wide,
+                                       clamp);
+        out0[0] = mcuflow_s16_conv_out(acc[0], rq, lo, hi, wide, clamp);
+        out0[1] = mcuflow_s16_conv_out(acc[2], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi, wide,
+                                       clamp);
         out0 += 2;
         out1 += 2;
         rq += 2 * MCUFLOW_S16_DSP_RQ_WORDS;
     }
     if (p->rows & 1) {
         mcuflow_s16_block2(&w, columns, groups, acc);
-        out1[0] = mcuflow_s16_conv_out(acc[1], rq, lo, hi, wide);
-        out0[0] = mcuflow_s16_conv_out(acc[0], rq, lo, hi, wide);
+        out1[0] = mcuflow_s16_conv_out(acc[1], rq, lo, hi, wide, clamp);
+        out0[0] = mcuflow_s16_conv_out(acc[0], rq, lo, hi, wide, clamp);
     }
 }
 
-/* The whole layer, `wide` a constant where inlined. */
+/* The whole layer, `wide` and `clamp` constants where inlined. */
 MCUFLOW_INLINE void mcuflow_s16_conv(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
                                      const int16_t *input, int16_t *output,
-                                     mcuflow_word_t *columns, int wide)
+                                     mcuflow_word_t *columns, int wide, int clamp)
 {
     const int32_t pixels = g->batches * g->out_h * g->out_w;
     for (int32_t pixel = 0; pixel < pixels; pixel += 2) {
@@ -341,7 +364,7 @@ MCUFLOW_INLINE void mcuflow_s16_conv(const mcuflow_window_t *g, const mcuflow_s1
         mcuflow_s16_gather(g, p->row_words, input, pixel, columns);
         mcuflow_s16_gather(g, p->row_words, input, second, columns + 1);
         mcuflow_s16_channels(p, columns, mcuflow_s16_pixel(g, output, pixel),
-                             mcuflow_s16_pixel(g, output, second), wide);
+                             mcuflow_s16_pixel(g, output, second), wide, clamp);
     }
 }
 
@@ -349,9 +372,13 @@ void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *
                             const int16_t *input, int16_t *output, mcuflow_word_t *columns)
 {
     if (p->wide) {
-        mcuflow_s16_conv(g, p, input, output, columns, 1);
+        mcuflow_s16_conv(g, p, input, output, columns, 1, MCUFLOW_S16_CLAMP_ANY);
+    } else if (p->act_min == INT16_MIN && p->act_max == INT16_MAX) {
+        mcuflow_s16_conv(g, p, input, output, columns, 0, MCUFLOW_S16_CLAMP_FULL);
+    } else if (p->act_min == 0 && p->act_max == INT16_MAX) {
+        mcuflow_s16_conv(g, p, input, output, columns, 0, MCUFLOW_S16_CLAMP_RELU);
     } else {
-        mcuflow_s16_conv(g, p, input, output, columns, 0);
+        mcuflow_s16_conv(g, p, input, output, columns, 0, MCUFLOW_S16_CLAMP_ANY);
     }
 }
 
