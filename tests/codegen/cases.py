@@ -631,10 +631,11 @@ def _ties(b: GraphBuilder, name: str) -> str:
 def int16x8_dsp() -> Graph:
     """int16x8 CONV_2D and FULLY_CONNECTED through the DSP kernels (mcuflow_s16_dsp).
 
-    CONV_2D: odd and even in_c (odd window rows padded, even ones copied by words), odd out_c,
-    strides, dilation (tap by tap), 1x1, 5x5, padding at every edge, two images and an odd
-    pixel count, activations, per-tensor and per-channel, no bias, a multiplier above 1/4 (the
-    wide requantisation) and a window whose sums can leave int32 (the portable kernel).
+    CONV_2D: odd and even in_c (odd window rows padded, even ones copied by words; odd first
+    and last values at the edges), odd out_c, strides, dilation (tap by tap), 1x1, 5x5,
+    padding at every edge, two images and an odd pixel count, every clamp (none, RELU, RELU6,
+    RELU_N1_TO_1), per-tensor and per-channel, no bias, a multiplier above 1/4 (the wide
+    requantisation) and a window whose sums can leave int32 (the portable kernel).
     FULLY_CONNECTED: units not a multiple of 4, an odd depth, two and four rows, no bias, a
     scale above 1/4 (double-precision requantisation), the scale 1/8 whose ties take the
     double-precision path of the integer requantisation, and a depth whose sums can leave int32
@@ -652,6 +653,7 @@ def int16x8_dsp() -> Graph:
         b.conv2d(odd, 6, (3, 3), stride=2, padding=Padding.VALID, per_channel=False, bias=False),
         b.conv2d(odd, 4, (3, 2), dilation=2),
         b.conv2d(odd, 5, (1, 1), stride=2),
+        b.conv2d(odd, 3, (5, 5), activation=Activation.RELU_N1_TO_1),
         b.conv2d(even, 9, (3, 3), activation=Activation.RELU6),
         b.conv2d(even, 3, (5, 5), stride=2),
         b.conv2d(even, 8, (1, 1)),

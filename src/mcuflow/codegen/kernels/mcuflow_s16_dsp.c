@@ -244,33 +244,32 @@ static inline void mcuflow_s16_copy(mcuflow_word_t *column, const int16_t *in, i
 }
 
 /* One window row of dilation_w 1: its k_w * in_c values are contiguous in the input and in
- * the columns (`row_words` words, padded with a zero). Across the input's edge the taps
- * outside are zeros: whole words for an even in_c; for an odd one the row is zeroed, then its
- * values inside the input copied one by one. */
+ * the columns (`row_words` words, padded with a zero), one run inside the input. Across the
+ * input's edge the values of taps outside are zeros: whole words outside [first, end), the
+ * word holding an odd first value built with a zero low half, the rest copied as pairs. */
 static void mcuflow_s16_gather_run(const mcuflow_window_t *g, int32_t row_words,
                                    const int16_t *line, int32_t x0, mcuflow_word_t *column)
 {
-    const int32_t first = x0 < 0 ? -x0 : 0;
-    int32_t end = g->in_w - x0 < g->k_w ? g->in_w - x0 : g->k_w;
-    if (first == 0 && end == g->k_w) {
+    const int32_t left = x0 < 0 ? -x0 : 0;
+    int32_t right = g->in_w - x0 < g->k_w ? g->in_w - x0 : g->k_w;
+    if (left == 0 && right == g->k_w) {
         mcuflow_s16_copy(column, line + (size_t)x0 * (size_t)g->in_c, g->k_w * g->in_c);
         return;
     }
-    end = end < first ? first : end;
-    const int16_t *in = line + (ptrdiff_t)x0 * g->in_c;
-    if (!(g->in_c & 1)) {
-        const int32_t tap_words = g->in_c >> 1;
-        mcuflow_s16_zeros(column, first * tap_words);
-        mcuflow_s16_copy(column + 2 * first * tap_words, in + first * g->in_c,
-                         (end - first) * g->in_c);
-        mcuflow_s16_zeros(column + 2 * end * tap_words, (g->k_w - end) * tap_words);
-        return;
+    right = right < left ? left : right;
+    const int32_t first = left * g->in_c, end = right * g->in_c;
+    const int32_t base = (x0 + left) * g->in_c - first; /* value i at line[base + i] */
+    int32_t i = first;
+    mcuflow_s16_zeros(column, first >> 1);
+    if (i & 1) {
+        column[i - 1] = i < end ? (uint32_t)(uint16_t)line[base + i] << 16 : 0u;
+        ++i;
     }
-    mcuflow_s16_zeros(column, row_words);
-    for (int32_t i = first * g->in_c; i < end * g->in_c; ++i) {
-        mcuflow_half_t *pair = (mcuflow_half_t *)(column + 2 * (i >> 1));
-        pair[i & 1] = (uint16_t)in[i];
+    if (end > i) {
+        mcuflow_s16_copy(column + i, line + base + i, end - i);
     }
+    const int32_t done = (end > i ? end + 1 : i + 1) >> 1;
+    mcuflow_s16_zeros(column + 2 * done, row_words - done);
 }
 
 /* One window row tap by tap (dilation_w > 1), each tap's in_c values padded to even. */
