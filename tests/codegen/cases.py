@@ -635,11 +635,11 @@ def int16x8_dsp() -> Graph:
     and last values at the edges), odd out_c, strides, dilation (tap by tap), 1x1, 5x5,
     padding at every edge, two images and an odd pixel count, every clamp (none, RELU, RELU6,
     RELU_N1_TO_1), per-tensor and per-channel, no bias, a multiplier above 1/4 (the wide
-    requantisation) and a window whose sums can leave int32 (the portable kernel).
+    requantisation) and a window whose sums can leave int32 (int64 sums of int32 chunks).
     FULLY_CONNECTED: units not a multiple of 4, an odd depth, two and four rows, no bias, a
     scale above 1/4 (double-precision requantisation), the scale 1/8 whose ties take the
     double-precision path of the integer requantisation, and a depth whose sums can leave int32
-    (portable).
+    (int64 sums of int32 chunks).
     """
     b = GraphBuilder("int16x8_dsp", seed=29)
     odd = b.input((2, 7, 9, 5), 3.0 / 32768.0, 0, DType.INT16)

@@ -4,8 +4,8 @@ On the host they run on the exact C emulations of the DSP instructions under the
 (gcc and clang) over tests/codegen/cases.py's int16x8_dsp family, which reaches every branch:
 odd and even channel counts, edges, dilation, the wide CONV_2D requantisation, FULLY_CONNECTED's
 integer requantisation with its double-precision band and its double-only form, and the layers
-whose sums can leave int32 (portable kernels). The requantisation words are checked here against
-LiteRT's arithmetic on many accumulators, ties included.
+whose sums can leave int32 (int64 sums of int32 chunks). The requantisation words are checked
+here against LiteRT's arithmetic on many accumulators, ties included.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ RUNS = 6
 PLAN_SECONDS = 0.2
 FAMILY = "int16x8_dsp"
 CONV_DSP, FC_DSP = "mcuflow_conv2d_s16_dsp(", "mcuflow_fully_connected_s16_dsp("
-OVERFLOW = "can leave int32"
 
 
 @functools.cache
@@ -59,9 +58,11 @@ def test_family_is_bit_exact_through_the_s16_dsp_kernels(compiler: str, tmp_path
     source = (project.path / "mcuflow_model.c").read_text()
     convs = sum(op.kind is OpKind.CONV_2D for op in graph.operators)
     fcs = sum(op.kind is OpKind.FULLY_CONNECTED for op in graph.operators)
-    assert source.count(CONV_DSP) == convs - 1 and source.count(FC_DSP) == fcs - 1
-    assert source.count("mcuflow_conv2d_s16(") == source.count("mcuflow_fully_connected_s16(") == 1
+    assert source.count(CONV_DSP) == convs and source.count(FC_DSP) == fcs
+    assert "mcuflow_conv2d_s16(" not in source and "mcuflow_fully_connected_s16(" not in source
     structs = _structs(source)
+    chunked = [s for s in structs if ".chunk_groups" in s]
+    assert len(chunked) == 2 and any(".depth" in s for s in chunked)
     assert any(".wide = 1" in s for s in structs) and any(".wide = 0" in s for s in structs)
     fc_structs = [s for s in structs if ".depth" in s]
     assert any(".rq" not in s for s in fc_structs) and any(".rq" in s for s in fc_structs)
@@ -74,13 +75,21 @@ def test_family_is_bit_exact_through_the_s16_dsp_kernels(compiler: str, tmp_path
     assert_same_bits(oracle, actual, "LiteRT")
 
 
-def test_layers_whose_sums_can_leave_int32_say_why_they_run_portable() -> None:
+def test_no_layer_of_the_family_falls_back_to_a_portable_kernel() -> None:
     graph, plan = planned()
     layers, _ = emit_layers(graph, plan, dsp=True)
-    portable = [layer for layer in layers
-                if {"mcuflow_conv2d_s16", "mcuflow_fully_connected_s16"} & set(layer.functions)]
-    assert len(portable) == 2
-    assert all(OVERFLOW in (layer.portable_reason or "") for layer in portable)
+    assert all(layer.portable_reason is None for layer in layers)
+
+
+def test_chunks_keep_every_partial_sum_inside_int32() -> None:
+    rng = np.random.default_rng(8)
+    weights = rng.integers(-127, 128, (5, 1500))
+    chunk = s16.chunk_groups(weights)
+    padded = np.pad(weights, ((0, 0), (0, -1500 % 4)))
+    for size, fits in ((chunk, True), (chunk + 1, False)):
+        chunks = [padded[:, start:start + 4 * size] for start in range(0, 1500, 4 * size)]
+        assert all(s16.int32_sums(c) for c in chunks) is fits
+    assert s16.chunk_groups(weights[:, :400]) == 0
 
 
 def test_the_dsp_kernels_are_the_default_choice_on_dsp_cores() -> None:

@@ -2,9 +2,11 @@
 
 The kernels accumulate int16 x int8 products in int32 with SMLAD, so an emitter first proves
 from the weights that no dot product of the layer can leave int32 for any int16 input (the
-bias is added in int64 afterwards); otherwise it declines and the portable int64 kernel runs.
-CONV_2D requantises with LiteRT's int64 MultiplyByQuantizedMultiplier folded into one
-multiply-accumulate (S16Requant); FULLY_CONNECTED with LiteRT's double-precision round itself.
+bias is added in int64 afterwards); otherwise it finds chunks of columns whose sums can't
+(chunk_groups), which the kernel adds up in int64. CONV_2D requantises with LiteRT's int64
+MultiplyByQuantizedMultiplier folded into one multiply-accumulate (S16Requant);
+FULLY_CONNECTED decides LiteRT's double-precision round in integers where it provably can
+(fc_requant), else rounds in double precision itself.
 """
 
 from __future__ import annotations
@@ -63,9 +65,12 @@ class S16Requant:
     wide: bool
 
 
-def s16_requant(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.ndarray
-                ) -> S16Requant | None:
-    """The requantisation words of a 16x8 CONV_2D, None when t could leave int64."""
+def s16_requant(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.ndarray,
+                reach: int = 1 << 31) -> S16Requant | None:
+    """The requantisation words of a 16x8 CONV_2D, None when t could leave int64.
+
+    `reach` bounds |acc|; above 2^31 (int64 sums of int32 chunks) the words are `wide`.
+    """
     m = np.asarray(multipliers, np.int64)
     reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
     total = 15 - np.asarray(shifts, np.int64)
@@ -74,12 +79,14 @@ def s16_requant(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.
     addend = [int(b) * int(r) + (1 << (int(t) - 1))
               for b, r, t in zip(bias, reduced, total, strict=True)]
     scale = [32 - int(t) for t in total]
-    wide = any(s < 0 or int(r) << s >= 1 << 31 for r, s in zip(reduced, scale, strict=True))
+    wide = reach > 1 << 31 or any(s < 0 or int(r) << s >= 1 << 31
+                                  for r, s in zip(reduced, scale, strict=True))
     reduced_words = [int(r) for r in reduced]
     if not wide:
         reduced_words = [r << s for r, s in zip(reduced_words, scale, strict=True)]
         addend = [a << s for a, s in zip(addend, scale, strict=True)]
-    if any(abs(a) >= SAFE for a in addend):
+    if any(abs(a) >= SAFE or reach * r >= SAFE for a, r in zip(addend, reduced_words,
+                                                                strict=True)):
         return None
     words = np.zeros((len(m), RQ_WORDS), np.int64)
     words[:, 0] = reduced_words
@@ -87,6 +94,36 @@ def s16_requant(multipliers: tuple[int, ...], shifts: tuple[int, ...], bias: np.
     words[:, 2] = [a & 0xFFFFFFFF for a in addend]
     words[:, 3] = [(a >> 32) & 0xFFFFFFFF for a in addend]
     return S16Requant(((words + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32), wide)
+
+
+def chunk_groups(columns: np.ndarray) -> int:
+    """Groups of 4 columns whose sums fit in int32, in every chunk of that many (0: all).
+
+    `columns` [rows, columns] in the kernel's order. Each chunk's int32 sum is added to an
+    int64 accumulator when the whole dot product can leave int32.
+    """
+    if int32_sums(columns):
+        return 0
+    groups = -(-columns.shape[1] // 4)
+    padded = np.zeros((len(columns), 4 * groups), np.int64)
+    padded[:, :columns.shape[1]] = columns
+    low, high = sum_range(padded.reshape(len(columns) * groups, 4))
+    zero = np.zeros((len(columns), 1), np.int64)
+    lows = np.hstack([zero, np.cumsum(low.reshape(len(columns), groups), axis=1)])
+    highs = np.hstack([zero, np.cumsum(high.reshape(len(columns), groups), axis=1)])
+    for size in range(groups, 0, -1):
+        starts = np.arange(0, groups, size)
+        ends = np.minimum(starts + size, groups)
+        if ((highs[:, ends] - highs[:, starts]) < 1 << 31).all() and (
+                (lows[:, ends] - lows[:, starts]) >= -(1 << 31)).all():
+            return size
+    raise ValueError("one group of int8 weights always fits in int32")
+
+
+def reach_of(columns: np.ndarray) -> int:
+    """The largest |dot product| of any row with an int16 vector."""
+    low, high = sum_range(columns)
+    return int(max(-low.min(), high.max()))
 
 
 FC_WORDS = 6  # MCUFLOW_S16_DSP_FC_WORDS
@@ -178,26 +215,21 @@ def _bias(ctx: EmitContext, units: int) -> np.ndarray:
     return np.zeros(units, np.int64)
 
 
-def _overflow(what: str) -> str:
-    return (f"a {what} dot product of int16 inputs can leave int32 (the int32-accumulating DSP "
-            "kernel needs every one inside)")
-
-
 def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     """16x8 CONV_2D as a 2 x 2 blocked matrix product over int16 im2col columns."""
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     rows, k_h = weights.shape[:2]
-    if not int32_sums(weights.data):
-        return _decline(ctx, _overflow("CONV_2D"))
     params = prepare_conv_s16(x, weights, out, ctx.op.attrs)
-    requant = s16_requant(params.multipliers, params.shifts, _bias(ctx, rows))
+    matrix = conv_columns(weights.data, ctx.op.attrs.dilation_w)
+    chunk = chunk_groups(matrix)
+    reach = reach_of(matrix) if chunk else 1 << 31
+    requant = s16_requant(params.multipliers, params.shifts, _bias(ctx, rows), reach)
     if requant is None:
         return _decline(ctx, "a requantisation whose int64 terms could overflow")
     columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
                        "mcuflow_word_t")
     if columns is None:
         return _decline(ctx, _no_scratch(ctx))
-    matrix = conv_columns(weights.data, ctx.op.attrs.dilation_w)
     name = ctx.op.name
     packed = ctx.constant("weights", "int32_t", pack_s16(matrix, 2).view(np.int32),
                           f"{name}: int8 weights as int16 pairs, channel pair by pair")
@@ -209,6 +241,7 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     p = ctx.struct("mcuflow_s16_dsp_t", "s16", {
         "weights": f"(const uint32_t *){packed}", "rq": rq, "rows": rows, "groups": groups,
         "row_words": matrix.shape[1] // (2 * k_h), "wide": int(requant.wide),
+        **({"chunk_groups": chunk} if chunk else {}),
         "act_min": params.act_min, "act_max": params.act_max})
     call = (f"mcuflow_conv2d_s16_dsp(&{window}, &{p}, {ctx.pointer(ctx.op.inputs[0], 'S16')}, "
             f"{ctx.pointer(ctx.op.outputs[0], 'S16')}, {columns});")
@@ -219,8 +252,7 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     """16x8 FULLY_CONNECTED as a matrix-vector product, four units per pass over the row."""
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     units, depth = weights.shape
-    if not int32_sums(weights.data):
-        return _decline(ctx, _overflow("FULLY_CONNECTED"))
+    chunk = chunk_groups(weights.data)
     row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
                    "mcuflow_word_t")
     if row is None:
@@ -233,7 +265,9 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     fields: dict[str, int | str] = {
         "weights": f"(const uint32_t *){packed}", "rows": units, "groups": dsp_groups(depth),
         "depth": depth, "act_min": act[0], "act_max": act[1]}
-    words = fc_requant(params.scales, _bias(ctx, units), weights.data)
+    words = None if chunk else fc_requant(params.scales, _bias(ctx, units), weights.data)
+    if chunk:
+        fields["chunk_groups"] = chunk
     if words is not None:
         fields["rq"] = ctx.constant("rq", "int32_t", words, f"{name}: multiplier, shift - 32, "
                                     "addend low and high, band edge and width per unit")

@@ -600,7 +600,7 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
 /* LiteRT's int16x8 CONV_2D and FULLY_CONNECTED: int16 activations (zero point 0), int8 weights
  * stored as int16 pairs, int64 bias. The generator proves that every dot product of the layer
  * (any int16 input, bias aside) fits in int32, so the kernels accumulate with SMLAD (wrapping
- * partial sums end exact); elsewhere the portable int64 kernels run. Weights: per pair of
+ * partial sums end exact), or else that every chunk of `chunk_groups` groups does. Weights: per pair of
  * output channels (CONV_2D) or quad of units (FULLY_CONNECTED), per group of 4 columns, each
  * channel's words (c0, c1) and (c2, c3); channels and columns padded with zero weights.
  *
@@ -628,6 +628,9 @@ typedef struct {
                              else k_w taps of in_c, each rounded up to even, halved */
     int32_t depth;        /* FULLY_CONNECTED: columns */
     int32_t wide;         /* CONV_2D: the requantisation shifts t right by S */
+    int32_t chunk_groups; /* > 0: the dot products may leave int32; every chunk of this many
+                             groups is summed in int32 and added to an int64 accumulator
+                             (CONV_2D words `wide`, FULLY_CONNECTED in double precision) */
     int32_t act_min, act_max;
 } mcuflow_s16_dsp_t;
 

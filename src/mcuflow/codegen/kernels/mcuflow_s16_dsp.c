@@ -135,6 +135,26 @@ MCUFLOW_INLINE void mcuflow_s16_block4(const mcuflow_word_t **w, const mcuflow_w
     }
 }
 
+/* mcuflow_s16_block2 (`words` 4) or mcuflow_s16_block4 (`words` 2: column words per group)
+ * chunk by chunk, each chunk's int32 sums added to the int64 `sum`. */
+MCUFLOW_INLINE void mcuflow_s16_long(const mcuflow_word_t **w, const mcuflow_word_t *x,
+                                     int32_t groups, int32_t chunk, int32_t words, int64_t *sum)
+{
+    int32_t acc[4];
+    sum[0] = sum[1] = sum[2] = sum[3] = 0;
+    for (int32_t done = 0; done < groups; done += chunk) {
+        const int32_t n = groups - done < chunk ? groups - done : chunk;
+        if (words == 4) {
+            mcuflow_s16_block2(w, x + 4 * done, n, acc);
+        } else {
+            mcuflow_s16_block4(w, x + 2 * done, n, acc);
+        }
+        for (int32_t i = 0; i < 4; ++i) {
+            sum[i] += acc[i];
+        }
+    }
+}
+
 /* ---- CONV_2D ---------------------------------------------------------------------------- */
 
 /* The activation clamp of a CONV_2D layer: any [lo, hi], or the whole int16 range (SSAT), or
@@ -352,6 +372,33 @@ MCUFLOW_INLINE void mcuflow_s16_channels(const mcuflow_s16_dsp_t *p,
     }
 }
 
+/* The output of an int64 sum with its channel's `wide` words. */
+static int16_t mcuflow_s16_conv_long_out(int64_t sum, const int32_t *rq, int32_t lo, int32_t hi)
+{
+    const int64_t addend = (int64_t)(((uint64_t)(uint32_t)rq[3] << 32) | (uint32_t)rq[2]);
+    const int32_t y = (int32_t)((sum * rq[0] + addend) >> rq[1]);
+    return (int16_t)(y < lo ? lo : (y > hi ? hi : y));
+}
+
+/* mcuflow_s16_channels for dot products that may leave int32 (`chunk_groups`). */
+static void mcuflow_s16_channels_long(const mcuflow_s16_dsp_t *p, const mcuflow_word_t *columns,
+                                      int16_t *out0, int16_t *out1)
+{
+    const mcuflow_word_t *w = p->weights;
+    const int32_t lo = p->act_min, hi = p->act_max;
+    int64_t sum[4];
+    for (int32_t c = 0; c < p->rows; c += 2) {
+        const int32_t *rq = p->rq + MCUFLOW_S16_DSP_RQ_WORDS * c;
+        mcuflow_s16_long(&w, columns, p->groups, p->chunk_groups, 4, sum);
+        out1[c] = mcuflow_s16_conv_long_out(sum[1], rq, lo, hi);
+        out0[c] = mcuflow_s16_conv_long_out(sum[0], rq, lo, hi);
+        if (c + 1 < p->rows) {
+            out1[c + 1] = mcuflow_s16_conv_long_out(sum[3], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi);
+            out0[c + 1] = mcuflow_s16_conv_long_out(sum[2], rq + MCUFLOW_S16_DSP_RQ_WORDS, lo, hi);
+        }
+    }
+}
+
 /* The whole layer, `wide` and `clamp` constants where inlined. */
 MCUFLOW_INLINE void mcuflow_s16_conv(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
                                      const int16_t *input, int16_t *output,
@@ -362,15 +409,20 @@ MCUFLOW_INLINE void mcuflow_s16_conv(const mcuflow_window_t *g, const mcuflow_s1
         const int32_t second = pixel + 1 < pixels ? pixel + 1 : pixel;
         mcuflow_s16_gather(g, p->row_words, input, pixel, columns);
         mcuflow_s16_gather(g, p->row_words, input, second, columns + 1);
-        mcuflow_s16_channels(p, columns, mcuflow_s16_pixel(g, output, pixel),
-                             mcuflow_s16_pixel(g, output, second), wide, clamp);
+        int16_t *out0 = mcuflow_s16_pixel(g, output, pixel);
+        int16_t *out1 = mcuflow_s16_pixel(g, output, second);
+        if (p->chunk_groups > 0) {
+            mcuflow_s16_channels_long(p, columns, out0, out1);
+        } else {
+            mcuflow_s16_channels(p, columns, out0, out1, wide, clamp);
+        }
     }
 }
 
 void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
                             const int16_t *input, int16_t *output, mcuflow_word_t *columns)
 {
-    if (p->wide) {
+    if (p->wide || p->chunk_groups > 0) {
         mcuflow_s16_conv(g, p, input, output, columns, 1, MCUFLOW_S16_CLAMP_ANY);
     } else if (p->act_min == INT16_MIN && p->act_max == INT16_MAX) {
         mcuflow_s16_conv(g, p, input, output, columns, 0, MCUFLOW_S16_CLAMP_FULL);
@@ -385,9 +437,9 @@ void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *
 
 /* LiteRT's round(double(acc + bias) * scale) of unit `u`, saturated far outside int16, then
  * clamped to the activation. */
-static int16_t mcuflow_s16_fc_scaled(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u)
+static int16_t mcuflow_s16_fc_scaled(const mcuflow_s16_dsp_t *p, int64_t acc, int32_t u)
 {
-    const int64_t sum = (int64_t)acc + (p->bias != NULL ? p->bias[u] : 0);
+    const int64_t sum = acc + (p->bias != NULL ? p->bias[u] : 0);
     const double scaled = round((double)sum * p->scales[u]);
     const int32_t y = scaled > 1048576.0 ? 1048576
                       : (scaled < -1048576.0 ? -1048576 : (int32_t)scaled);
@@ -433,9 +485,17 @@ void mcuflow_fully_connected_s16_dsp(int32_t batches, const mcuflow_s16_dsp_t *p
         const mcuflow_word_t *w = p->weights;
         const int32_t *rq = p->rq;
         int32_t acc[4];
+        int64_t sum[4];
         for (int32_t q = 0; q < quads; ++q, out += 4) {
-            mcuflow_s16_block4(&w, row, groups, acc);
             const int32_t units = p->rows - 4 * q < 4 ? p->rows - 4 * q : 4;
+            if (p->chunk_groups > 0) {
+                mcuflow_s16_long(&w, row, groups, p->chunk_groups, 2, sum);
+                for (int32_t u = 0; u < units; ++u) {
+                    out[u] = mcuflow_s16_fc_scaled(p, sum[u], 4 * q + u);
+                }
+                continue;
+            }
+            mcuflow_s16_block4(&w, row, groups, acc);
             for (int32_t u = 0; u < units; ++u) {
                 out[u] = rq != NULL ? mcuflow_s16_fc_fixed(p, acc[u], 4 * q + u, lo, hi)
                                     : mcuflow_s16_fc_scaled(p, acc[u], 4 * q + u);
