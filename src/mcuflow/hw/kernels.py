@@ -764,6 +764,8 @@ _kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
         "int16x8 FULLY_CONNECTED: one int64 dot product per output unit, double-precision "
         "requantisation.",
         terms=_s16_fc_terms, int16=True)
+
+
 def _s16_dsp_conv_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_conv2d_s16_dsp.
 
@@ -789,7 +791,7 @@ def _s16_dsp_fc_terms(graph: Graph, op: Operator) -> Work:
 
     Per input row a copy (`gathered` halfwords); per quad of units a block (`blocks`) over the
     groups of 4 columns (`macs` in whole fours, `tails` the rest); per unit and row a
-    double-precision requantisation (`outputs`).
+    requantisation (`outputs`).
     """
     units, depth = graph.tensors[op.inputs[1]].shape
     rows = graph.tensors[op.inputs[0]].size // depth
@@ -800,7 +802,7 @@ def _s16_dsp_fc_terms(graph: Graph, op: Operator) -> Work:
 
 
 def _s16_dsp_columns(graph: Graph, op: Operator, way: InPlace) -> int:
-    """The int16 im2col of two output pixels (every tap's channels rounded up to even)."""
+    """The int16 im2col of two output pixels (s16_conv_depth columns, whole groups of 4)."""
     _, k_h, k_w, in_c = graph.tensors[op.inputs[1]].shape
     return 16 * dsp_groups(s16_conv_depth(k_h, k_w, in_c, op.attrs.dilation_w))
 
@@ -811,13 +813,14 @@ def _s16_dsp_row(graph: Graph, op: Operator, way: InPlace) -> int:
 
 
 _kernel("mcuflow_conv2d_s16_dsp", "mcuflow_s16_dsp", (OpKind.CONV_2D,),
-        _WEIGHTED_DSP + "int16x8 CONV_2D whose dot products provably fit in int32: a 2x2 "
-        "blocked matrix product of int16 weight pairs and int16 im2col columns (SMLAD).",
+        _WEIGHTED_DSP + "int16x8 CONV_2D as a 2x2 blocked matrix product of int16 weight pairs "
+        "and int16 im2col columns (SMLAD), in int32 where proven to fit, else in int64 sums of "
+        "int32 chunks.",
         dsp=True, terms=_s16_dsp_conv_terms, scratch=_s16_dsp_columns, int16=True)
 _kernel("mcuflow_fully_connected_s16_dsp", "mcuflow_s16_dsp", (OpKind.FULLY_CONNECTED,),
-        _WEIGHTED_DSP + "int16x8 FULLY_CONNECTED whose dot products provably fit in int32: four "
-        "units per pass over the row, int16 weight pairs (SMLAD), double-precision "
-        "requantisation.",
+        _WEIGHTED_DSP + "int16x8 FULLY_CONNECTED, four units per pass over the row, int16 weight "
+        "pairs (SMLAD) in int32 or int64 sums of int32 chunks; LiteRT's double-precision "
+        "requantisation decided in integers where proven.",
         dsp=True, terms=_s16_dsp_fc_terms, scratch=_s16_dsp_row, int16=True)
 
 _kernel("mcuflow_binary_s16", "mcuflow_s16", (OpKind.ADD, OpKind.MUL),
