@@ -56,9 +56,10 @@ class S16Requant:
 
     LiteRT computes (acc + bias) * R + 2^(T-1) >> T (R the Q31 multiplier rounded to Q15,
     T = 15 - shift) and converts to int32. With addend = bias * R + 2^(T-1) that is
-    t = acc * R + addend shifted by T; when R << (32 - T) fits in int31 for every channel
-    both are scaled by 2^(32 - T), so the result is t's high word exactly (it always fits in
-    int32, so the conversion changes nothing). Otherwise `wide`: t >> T converted to int32.
+    t = acc * R + addend shifted by T; when R << (32 - T) is below 2^31 for every channel and
+    acc is int32, both are scaled by 2^(32 - T), so the result is t's high word exactly (it
+    always fits in int32, so the conversion changes nothing). Otherwise `wide`: t >> T
+    converted to int32.
     """
 
     words: np.ndarray
@@ -233,9 +234,7 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
     name = ctx.op.name
     packed = ctx.constant("weights", "int32_t", pack_s16(matrix, 2).view(np.int32),
                           f"{name}: int8 weights as int16 pairs, channel pair by pair")
-    padded = np.zeros((rows + rows % 2, RQ_WORDS), np.int32)
-    padded[:rows] = requant.words
-    rq = ctx.constant("rq", "int32_t", padded,
+    rq = ctx.constant("rq", "int32_t", requant.words,
                       f"{name}: multiplier, shift, addend low and high per channel")
     groups = dsp_groups(matrix.shape[1])
     p = ctx.struct("mcuflow_s16_dsp_t", "s16", {
