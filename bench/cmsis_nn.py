@@ -421,6 +421,16 @@ CASES = (
     Case("s16_fully_connected_640_128", _one_layer("fc_s16", (1, 640), lambda b, x:
                                                    b.fully_connected(x, 128), DType.INT16),
          _fully_connected_peer),
+    Case("s16_conv1x1_20x20x32_64", _one_layer("conv1x1_s16", (1, 20, 20, 32), lambda b, x:
+                                               b.conv2d(x, 64, (1, 1)), DType.INT16),
+         _conv_peer),
+    Case("s16_conv3x3_s2_23x23x7_13", _one_layer("conv3x3_s2_s16", (1, 23, 23, 7), lambda b, x:
+                                                 b.conv2d(x, 13, (3, 3), stride=2,
+                                                          activation=Activation.RELU6),
+                                                 DType.INT16), _conv_peer),
+    Case("s16_fully_connected_250_35", _one_layer("fc2_s16", (1, 250), lambda b, x:
+                                                  b.fully_connected(x, 35), DType.INT16),
+         _fully_connected_peer),
     Case("svdf_40_32_rank2_memory10", _one_layer("svdf", (1, 40), lambda b, x: b.svdf(
         x, 32, rank=2, memory=10)), _svdf_peer),
     Case("lstm_49x10_32", _one_layer("lstm", (1, 49, 10), lambda b, x: b.lstm(x, 32)),

@@ -629,3 +629,73 @@ def arithmetic() -> Graph:
              q(16.0 / 256.0, 127)),
     )
     return b.build()
+
+
+def _scaled_up(b: GraphBuilder, name: str, ratio: float) -> str:
+    """Make in * w / out of the layer that made `name` `ratio`.
+
+    Its output scale shrinks and its weights become -1..1, so that many outputs stay inside
+    the int16 range.
+    """
+    op = b.graph.operators[-1]
+    x, weights = (b.graph.tensors[n] for n in op.inputs[:2])
+    weights.data = b.rng.integers(-1, 2, weights.shape).astype(np.int8)
+    b.graph.tensors[name].quant = QuantParams.per_tensor(
+        x.quant.scale0 * weights.quant.scale0 / ratio, 0)
+    return name
+
+
+def _ties(b: GraphBuilder, name: str) -> str:
+    """Give the FULLY_CONNECTED that made `name` the exact scale 1/8.
+
+    Its input scale is a power of two and it has no bias; weights -1..1 of scale 2^-7 make
+    acc / 8 often a tie (k + 1/2).
+    """
+    op = b.graph.operators[-1]
+    x, weights = (b.graph.tensors[n] for n in op.inputs[:2])
+    weights.data = b.rng.integers(-1, 2, weights.shape).astype(np.int8)
+    weights.quant = QuantParams.per_tensor(2.0 ** -7, 0)
+    b.graph.tensors[name].quant = QuantParams.per_tensor(x.quant.scale0 * 2.0 ** -7 * 8.0, 0)
+    return name
+
+
+@family
+def int16x8_dsp() -> Graph:
+    """int16x8 CONV_2D and FULLY_CONNECTED through the DSP kernels (mcuflow_s16_dsp).
+
+    CONV_2D: odd and even in_c (odd window rows padded, even ones copied by words; odd first
+    and last values at the edges), odd out_c, strides, dilation (tap by tap), 1x1, 5x5,
+    padding at every edge, two images and an odd pixel count, every clamp (none, RELU, RELU6,
+    RELU_N1_TO_1), per-tensor and per-channel, no bias, a multiplier above 1/4 (the wide
+    requantisation) and a window whose sums can leave int32 (int64 sums of int32 chunks).
+    FULLY_CONNECTED: units not a multiple of 4, an odd depth, two and four rows, no bias, a
+    scale above 1/4 (double-precision requantisation), the scale 1/8 whose ties take the
+    double-precision path of the integer requantisation, and a depth whose sums can leave int32
+    (int64 sums of int32 chunks).
+    """
+    b = GraphBuilder("int16x8_dsp", seed=29)
+    odd = b.input((2, 7, 9, 5), 3.0 / 32768.0, 0, DType.INT16)
+    even = b.input((1, 6, 6, 16), 2.0 / 32768.0, 0, DType.INT16)
+    deep = b.input((1, 3, 3, 160), 1.0 / 32768.0, 0, DType.INT16)
+    row = b.input((1, 1500), 1.0 / 32768.0, 0, DType.INT16)
+    c = b.conv2d(odd, 7, (3, 3), activation=Activation.RELU)
+    wide = _scaled_up(b, b.conv2d(even, 6, (3, 3), per_channel=False), 0.6)
+    b.output(
+        c,
+        b.conv2d(odd, 6, (3, 3), stride=2, padding=Padding.VALID, per_channel=False, bias=False),
+        b.conv2d(odd, 4, (3, 2), dilation=2),
+        b.conv2d(odd, 5, (1, 1), stride=2),
+        b.conv2d(odd, 3, (5, 5), activation=Activation.RELU_N1_TO_1),
+        b.conv2d(even, 9, (3, 3), activation=Activation.RELU6),
+        b.conv2d(even, 3, (5, 5), stride=2),
+        b.conv2d(even, 8, (1, 1)),
+        wide,
+        b.conv2d(deep, 4, (3, 3)),
+        b.fully_connected(b.reshape(c, (2, -1)), 7),
+        b.fully_connected(b.reshape(even, (1, -1)), 4, per_channel=True, bias=False,
+                          activation=Activation.RELU),
+        _scaled_up(b, b.fully_connected(b.reshape(even, (2, -1)), 5, bias=False), 0.3),
+        _ties(b, b.fully_connected(b.reshape(even, (4, -1)), 6, bias=False)),
+        b.fully_connected(row, 3),
+    )
+    return b.build()

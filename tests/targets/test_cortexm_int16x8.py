@@ -47,5 +47,5 @@ def test_int16x8_cnn_runs_its_int16_kernels_on_cortex_m4() -> None:
     assert result.bit_exact and result.mismatches == 0 and result.instructions > 0
     kernels = {kernel for layer in result.layers if layer.instructions > 0
                for kernel in layer.kernels}
-    assert {"mcuflow_conv2d_s16", "mcuflow_dwconv_s16_dsp", "mcuflow_binary_s16",
-            "mcuflow_softmax_s16", "mcuflow_fully_connected_s16"} <= kernels
+    assert {"mcuflow_conv2d_s16_dsp", "mcuflow_dwconv_s16_dsp", "mcuflow_binary_s16",
+            "mcuflow_softmax_s16", "mcuflow_fully_connected_s16_dsp"} <= kernels

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mcuflow.codegen import emit_dsp
+from mcuflow.codegen import emit_dsp, emit_s16_dsp
 from mcuflow.codegen.codebook import emit_with_codebooks
 from mcuflow.codegen.context import (
     CodegenError,
@@ -892,6 +892,9 @@ def _window_s16(ctx: EmitContext) -> LayerCode:
     params: ConvS16Params = prepare_conv_s16(ctx.input(0), weights, ctx.output(), attrs)
     window = _window(ctx, weights.shape[1:3], (attrs.stride_h, attrs.stride_w),
                      (attrs.dilation_h, attrs.dilation_w), (params.pad_h, params.pad_w), 0)
+    if ctx.dsp and ctx.op.kind is OpKind.CONV_2D and (
+            code := emit_s16_dsp.conv2d(ctx, window)) is not None:
+        return code
     multipliers = ctx.constant("multiplier", "int32_t", np.array(params.multipliers, np.int32),
                                f"{ctx.op.name}: Q31 multipliers")
     shifts = ctx.constant("shift", "int32_t", np.array(params.shifts, np.int32),
@@ -917,6 +920,8 @@ def _window_of_s16(ctx: EmitContext) -> str:
 
 def _fully_connected_s16(ctx: EmitContext) -> LayerCode:
     """A 16x8 FULLY_CONNECTED: mcuflow_fully_connected_s16 with double-precision scales."""
+    if ctx.dsp and (code := emit_s16_dsp.fully_connected(ctx)) is not None:
+        return code
     x, weights = ctx.input(0), ctx.input(1)
     params = prepare_fully_connected_s16(x, weights, ctx.output(), ctx.op.attrs)
     units, depth = weights.shape

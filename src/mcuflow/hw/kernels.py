@@ -10,7 +10,14 @@ from enum import Enum
 from mcuflow.hw import work
 from mcuflow.hw.batch_space import batch_space_layout
 from mcuflow.hw.dw_s16 import dw_s16_plane, dw_s16_terms
-from mcuflow.hw.layouts import DwPlane, dsp_groups, dsp_padded_channels, im2col_bytes
+from mcuflow.hw.layouts import (
+    DwPlane,
+    dsp_groups,
+    dsp_padded_channels,
+    im2col_bytes,
+    s16_conv_depth,
+    s16_row_words,
+)
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.constraints import data_inputs
@@ -778,6 +785,65 @@ _kernel("mcuflow_fully_connected_s16", "mcuflow_s16", (OpKind.FULLY_CONNECTED,),
         "int16x8 FULLY_CONNECTED: one int64 dot product per output unit, double-precision "
         "requantisation.",
         terms=_s16_fc_terms, int16=True)
+
+
+def _s16_dsp_conv_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_conv2d_s16_dsp.
+
+    Per output pixel a gather (`pixels`) of its window rows (`rows`; `taps` too with a
+    dilation_w above 1), `gathered` column words in all; per pair of pixels and pair of
+    channels a block (`blocks`) over the groups of 4 columns (`macs` the groups in whole fours,
+    `tails` the rest); `outputs` requantised.
+    """
+    w = work.window(graph, op)
+    dilation_w = op.attrs.dilation_w
+    groups = dsp_groups(s16_conv_depth(w.k_h, w.k_w, w.in_c, dilation_w))
+    blocks = -(-w.pixels // 2) * -(-w.out_c // 2)
+    rows = w.pixels * w.k_h
+    return Work(calls=1, pixels=w.pixels, rows=rows,
+                taps=rows * w.k_w if dilation_w > 1 else 0,
+                gathered=rows * s16_row_words(w.k_w, w.in_c, dilation_w), blocks=blocks,
+                macs=blocks * (groups - groups % 4), tails=blocks * (groups % 4),
+                outputs=w.pixels * w.out_c)
+
+
+def _s16_dsp_fc_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_fully_connected_s16_dsp.
+
+    Per input row a copy (`gathered` halfwords); per quad of units a block (`blocks`) over the
+    groups of 4 columns (`macs` in whole fours, `tails` the rest); per unit and row a
+    requantisation (`outputs`).
+    """
+    units, depth = graph.tensors[op.inputs[1]].shape
+    rows = graph.tensors[op.inputs[0]].size // depth
+    groups, blocks = dsp_groups(depth), rows * -(-units // 4)
+    return Work(calls=1, rows=rows, gathered=rows * groups * 4, blocks=blocks,
+                macs=blocks * (groups - groups % 4), tails=blocks * (groups % 4),
+                outputs=rows * units)
+
+
+def _s16_dsp_columns(graph: Graph, op: Operator, way: InPlace) -> int:
+    """The int16 im2col of two output pixels (s16_conv_depth columns, whole groups of 4)."""
+    _, k_h, k_w, in_c = graph.tensors[op.inputs[1]].shape
+    return 16 * dsp_groups(s16_conv_depth(k_h, k_w, in_c, op.attrs.dilation_w))
+
+
+def _s16_dsp_row(graph: Graph, op: Operator, way: InPlace) -> int:
+    """One input row as int16, zero padded to whole groups of 4 columns."""
+    return 8 * dsp_groups(graph.tensors[op.inputs[1]].shape[1])
+
+
+_kernel("mcuflow_conv2d_s16_dsp", "mcuflow_s16_dsp", (OpKind.CONV_2D,),
+        _WEIGHTED_DSP + "int16x8 CONV_2D as a 2x2 blocked matrix product of int16 weight pairs "
+        "and int16 im2col columns (SMLAD), in int32 where proven to fit, else in int64 sums of "
+        "int32 chunks.",
+        dsp=True, terms=_s16_dsp_conv_terms, scratch=_s16_dsp_columns, int16=True)
+_kernel("mcuflow_fully_connected_s16_dsp", "mcuflow_s16_dsp", (OpKind.FULLY_CONNECTED,),
+        _WEIGHTED_DSP + "int16x8 FULLY_CONNECTED, four units per pass over the row, int16 weight "
+        "pairs (SMLAD) in int32 or int64 sums of int32 chunks; LiteRT's double-precision "
+        "requantisation decided in integers where proven.",
+        dsp=True, terms=_s16_dsp_fc_terms, scratch=_s16_dsp_row, int16=True)
+
 _kernel("mcuflow_binary_s16", "mcuflow_s16", (OpKind.ADD, OpKind.MUL),
         "int16 ADD (LiteRT's general path) and MUL with broadcasting.",
         terms=work.binary_terms, inplace=_ELEMENTWISE, int16=True)
@@ -952,6 +1018,13 @@ _S16: OpTable[str] = OpTable("int16x8 kernel", complete=False, entries={
 """The kernel of each int16x8 kind with one kernel (QUANTIZE depends on its input)."""
 
 
+S16_DSP: OpTable[str] = OpTable("int16x8 DSP kernel", complete=False, entries={
+    OpKind.CONV_2D: "mcuflow_conv2d_s16_dsp",
+    OpKind.FULLY_CONNECTED: "mcuflow_fully_connected_s16_dsp",
+})
+"""The DSP kernel an int16x8 step of these kinds tries first (its emitter may decline)."""
+
+
 def _int16_kernels(graph: Graph, op: Operator) -> tuple[str, ...]:
     if op.kind in (OpKind.RESHAPE, OpKind.SQUEEZE):
         return ()
@@ -966,6 +1039,8 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     if dsp and kind is OpKind.DEPTHWISE_CONV_2D and int16_step(graph, op) and (
             dw_s16_plane(graph, op) is not None):
         return ("mcuflow_dwconv_s16_dsp",)
+    if dsp and int16_step(graph, op) and op.kind in S16_DSP:
+        return (S16_DSP[op.kind],)
     if int16_step(graph, op):
         return _int16_kernels(graph, op)
     if kind is OpKind.CONV_2D:

@@ -165,3 +165,17 @@ def _strides(dims: list[int], present: list[bool]) -> list[int]:
             strides[i] = step
             step *= dims[i]
     return strides
+
+
+def s16_row_words(k_w: int, in_c: int, dilation_w: int) -> int:
+    """Column words per window row of the int16x8 DSP CONV_2D.
+
+    Dilation_w 1: the row's k_w * in_c values rounded up to even, halved; otherwise each tap's
+    in_c rounded up to even, halved, k_w times.
+    """
+    return (k_w * in_c + 1) // 2 if dilation_w == 1 else k_w * ((in_c + 1) // 2)
+
+
+def s16_conv_depth(k_h: int, k_w: int, in_c: int, dilation_w: int) -> int:
+    """Columns of the int16x8 DSP CONV_2D's im2col: k_h window rows of s16_row_words pairs."""
+    return k_h * 2 * s16_row_words(k_w, in_c, dilation_w)

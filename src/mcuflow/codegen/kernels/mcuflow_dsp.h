@@ -624,4 +624,54 @@ typedef struct {
 void mcuflow_dwconv_s16_dsp(const mcuflow_window_t *g, const mcuflow_dsp_dw_s16_t *d,
                             const int16_t *input, int16_t *output, mcuflow_half_t *plane);
 
+/* ---- int16x8 convolutions and fully connected (mcuflow_s16_dsp.c) ---------------------- */
+
+/* LiteRT's int16x8 CONV_2D and FULLY_CONNECTED: int16 activations (zero point 0), int8 weights
+ * stored as int16 pairs, int64 bias. The generator proves that every dot product of the layer
+ * (any int16 input, bias aside) fits in int32, so the kernels accumulate with SMLAD (wrapping
+ * partial sums end exact), or else that every chunk of `chunk_groups` groups does. Weights: per pair of
+ * output channels (CONV_2D) or quad of units (FULLY_CONNECTED), per group of 4 columns, each
+ * channel's words (c0, c1) and (c2, c3); channels and columns padded with zero weights.
+ *
+ * CONV_2D requantises with MCUFLOW_S16_DSP_RQ_WORDS words per channel (multiplier M, shift S,
+ * addend low and high): t = acc * M + addend is LiteRT's int64 MultiplyByQuantizedMultiplier
+ * of acc + bias before its final shift, scaled so that the shift is 32 when `wide` is 0 (the
+ * result is t's high word; S unused), else shifted right by S. FULLY_CONNECTED requantises
+ * with LiteRT's round(double(acc + bias) * scale) (`bias`, `scales`), decided in integers when
+ * `rq` holds MCUFLOW_S16_DSP_FC_WORDS words per unit (multiplier M, r, addend low and high, E,
+ * span): t = acc * M + addend is (acc + bias + 1/2) * 2^(32 + r) up to an error the generator
+ * bounds, so t >> (32 + r) is the result unless the top 32 bits f of t's fraction are within E
+ * of an integer (f - E > span, unsigned); only then the double-precision round runs. */
+#define MCUFLOW_S16_DSP_RQ_WORDS 4
+#define MCUFLOW_S16_DSP_FC_WORDS 6
+
+typedef struct {
+    const uint32_t *weights;
+    const int32_t *rq;    /* words per channel: MCUFLOW_S16_DSP_RQ_WORDS (CONV_2D) or
+                             MCUFLOW_S16_DSP_FC_WORDS (FULLY_CONNECTED), or NULL */
+    const int64_t *bias;  /* FULLY_CONNECTED: int64 per unit, or NULL */
+    const double *scales; /* FULLY_CONNECTED: per unit, or NULL */
+    int32_t rows;         /* output channels (units) */
+    int32_t groups;       /* groups of 4 columns */
+    int32_t row_words;    /* CONV_2D: column pairs per window row: k_w * in_c (dilation_w 1),
+                             else k_w taps of in_c, each rounded up to even, halved */
+    int32_t depth;        /* FULLY_CONNECTED: columns */
+    int32_t wide;         /* CONV_2D: the requantisation shifts t right by S */
+    int32_t chunk_groups; /* > 0: the dot products may leave int32; every chunk of this many
+                             groups is summed in int32 and added to an int64 accumulator
+                             (CONV_2D words `wide`, FULLY_CONNECTED in double precision) */
+    int32_t act_min, act_max;
+} mcuflow_s16_dsp_t;
+
+/* CONV_2D (any kernel, stride, dilation, padding; batches), two output pixels at a time over
+ * an int16 im2col: `columns` is 8-byte aligned scratch of 4 * groups words, word 2 j + s
+ * holding columns 2 j and 2 j + 1 of pixel s. */
+void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *p,
+                            const int16_t *input, int16_t *output, mcuflow_word_t *columns);
+
+/* FULLY_CONNECTED of `batches` rows, four units at a time. `row` is 8-byte aligned scratch of
+ * 2 * groups words (one input row, zero padded). */
+void mcuflow_fully_connected_s16_dsp(int32_t batches, const mcuflow_s16_dsp_t *p,
+                                     const int16_t *input, int16_t *output, mcuflow_word_t *row);
+
 #endif /* MCUFLOW_DSP_H */
