@@ -595,4 +595,21 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
                                    const int8_t *input, const int8_t *filter, int8_t *output,
                                    int8_t *columns);
 
+/* TRANSPOSE_CONV as one stride-1 CONV_2D per output phase (mcuflow.hw.tconv_phases): the
+ * outputs (r + s j, c + s k) of each residue pair are an ordinary convolution of the input with
+ * the filter taps reaching them, flipped, so no product by an inserted zero is computed. Each
+ * phase runs mcuflow_conv2d_dsp_s8 with its own window (its output steps multiplied by the
+ * strides), packed weights and requantisation (bias + input offset times its weight sums);
+ * `columns` is that kernel's scratch for the phase of most columns. */
+typedef struct {
+    const mcuflow_window_t *windows;      /* per phase */
+    const mcuflow_dsp_matrix_t *matrices; /* per phase */
+    const mcuflow_dsp_requant_t *requants; /* per phase */
+    const int32_t *offsets; /* per phase: output elements before its first pixel */
+    int32_t phases;
+} mcuflow_dsp_tconv_t;
+
+void mcuflow_transpose_conv_phases_dsp_s8(const mcuflow_dsp_tconv_t *t, const int8_t *input,
+                                          int8_t *output, mcuflow_word_t *columns);
+
 #endif /* MCUFLOW_DSP_H */
