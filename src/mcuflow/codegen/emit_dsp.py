@@ -572,9 +572,8 @@ def transpose_conv(ctx: EmitContext) -> LayerCode | None:
     """TRANSPOSE_CONV as one mcuflow_conv2d_dsp_s8 per output phase (hw.tconv_phases)."""
     phases = transpose_conv_phases(ctx.graph, ctx.op)
     if phases is None:
-        return _decline(ctx, "an output phase the filter reaches with no tap or only past the "
-                        "input's start (a kernel shorter than the stride, or a padding of a "
-                        "stride or more)")
+        return _decline(ctx, "an output phase no filter tap reaches (a kernel shorter than the "
+                        "stride) or whose first output reads past the input's first pixel")
     columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
                        "mcuflow_word_t")
     if columns is None:

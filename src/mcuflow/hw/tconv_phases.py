@@ -46,7 +46,8 @@ class TconvPhase:
 def phase_axes(out_size: int, kernel: int, stride: int, pad: int) -> tuple[PhaseAxis, ...] | None:
     """The phases along one axis, or None when one has no tap or would start inside the input.
 
-    (A kernel shorter than the stride, or a padding of a stride or more.)
+    (A kernel shorter than the stride, or a padding beyond a phase's taps: its convolution's
+    padding would be negative.)
     """
     axes = []
     for first in range(min(stride, out_size)):
