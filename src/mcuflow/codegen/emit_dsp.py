@@ -555,7 +555,7 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
 class _PhaseCode:
     """The constants of one TRANSPOSE_CONV output phase before they are defined."""
 
-    fields: dict[str, int]
+    fields: dict[str, int | str]
     """its window's fields (hw.tconv_phases geometry, the output steps strided)"""
     packed: np.ndarray
     gather: int
@@ -585,8 +585,8 @@ def transpose_conv(ctx: EmitContext) -> LayerCode | None:
         if code is None:
             return None
         codes.append(code)
-    t = _define(ctx, "mcuflow_dsp_tconv_t", "tconv", _tconv_fields(ctx, params, codes))
-    call = (f"mcuflow_transpose_conv_phases_dsp_s8(&{t}, {ctx.pointer(ctx.op.inputs[0])}, "
+    first = _tconv_chain(ctx, params, codes)
+    call = (f"mcuflow_transpose_conv_phases_dsp_s8({first}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])}, {columns});")
     return LayerCode([call], ctx.definitions, frozenset({"mcuflow_tconv_phases_dsp",
                                                          "mcuflow_conv_dsp"}))
@@ -637,9 +637,9 @@ def _tconv_phase(ctx: EmitContext, params: TransposeConvParams, phase: TconvPhas
                       np.asarray(words).reshape(-1), mode, negative, offset)
 
 
-def _tconv_fields(ctx: EmitContext, params: TransposeConvParams, codes: list[_PhaseCode]
-                  ) -> dict[str, int | str]:
-    """The mcuflow_dsp_tconv_t of a layer: its phases' arrays of structs and output offsets."""
+def _tconv_chain(ctx: EmitContext, params: TransposeConvParams, codes: list[_PhaseCode]
+                 ) -> str:
+    """Define the layer's chain of mcuflow_dsp_tconv_phase_t; returns a pointer to its first."""
     name, rows = ctx.op.name, ctx.output().shape[3]
     weights = ctx.constant("weights", "int32_t",
                            np.concatenate([c.packed for c in codes]).view(np.int32),
@@ -651,27 +651,23 @@ def _tconv_fields(ctx: EmitContext, params: TransposeConvParams, codes: list[_Ph
                       f"{name}: per phase and channel multiplier, shift, addend low and high "
                       "(or multiplier, left shift, right shift, output offset)")
     starts = np.cumsum([0] + [len(c.packed) for c in codes])
-    matrices = [{"weights": f"(const uint32_t *){weights} + {int(start)}", "rows": rows,
-                 "depth": c.depth, "groups": dsp_groups(c.depth), "chunk_groups": c.chunk,
-                 "gather": c.gather} for c, start in zip(codes, starts, strict=False)]
-    requants = [{"bias": f"{bias} + {k * len(c.bias)}", "rq": f"{rq} + {k * len(c.words)}",
-                 "negative": c.negative, "act_min": params.act_min,
-                 "act_max": params.act_max, "mode": c.mode} for k, c in enumerate(codes)]
-    offsets = ctx.constant("offsets", "int32_t", np.array([c.offset for c in codes], np.int32),
-                           f"{name}: output elements before each phase's first pixel")
-    return {"windows": _struct_array(ctx, "mcuflow_window_t", "windows",
-                                     [c.fields for c in codes]),
-            "matrices": _struct_array(ctx, "mcuflow_dsp_matrix_t", "matrices", matrices),
-            "requants": _struct_array(ctx, "mcuflow_dsp_requant_t", "requants", requants),
-            "offsets": offsets, "phases": len(codes)}
+    following = "NULL"
+    for k in reversed(range(len(codes))):
+        c = codes[k]
+        matrix = {"weights": f"(const uint32_t *){weights} + {int(starts[k])}", "rows": rows,
+                  "depth": c.depth, "groups": dsp_groups(c.depth), "chunk_groups": c.chunk,
+                  "gather": c.gather}
+        requant = {"bias": f"{bias} + {k * len(c.bias)}", "rq": f"{rq} + {k * len(c.words)}",
+                   "negative": c.negative, "act_min": params.act_min,
+                   "act_max": params.act_max, "mode": c.mode}
+        following = "&" + _define(ctx, "mcuflow_dsp_tconv_phase_t", f"phase{k}", {
+            "g": _initialiser(c.fields), "m": _initialiser(matrix), "q": _initialiser(requant),
+            "out_offset": c.offset, "next": following})
+    return following
 
 
-def _struct_array(ctx: EmitContext, ctype: str, stem: str, rows: list[dict[str, int | str]]
-                  ) -> str:
-    """Define a `static const` array of structs for this layer; returns its symbol."""
-    symbol = ctx.symbol(stem)
-    entries = ",\n".join("    {" + ", ".join(
-        f".{key} = {value if isinstance(value, str) else c_int(value)}"
-        for key, value in row.items()) + "}" for row in rows)
-    ctx.definitions.append(f"static const {ctype} {symbol}[] = {{\n{entries}\n}};")
-    return symbol
+def _initialiser(fields: dict[str, int | str]) -> str:
+    """A nested struct's designated initialiser."""
+    items = ", ".join(f".{key} = {value if isinstance(value, str) else c_int(value)}"
+                      for key, value in fields.items())
+    return f"{{{items}}}"

@@ -596,20 +596,21 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
                                    int8_t *columns);
 
 /* TRANSPOSE_CONV as one stride-1 CONV_2D per output phase (mcuflow.hw.tconv_phases): the
- * outputs (r + s j, c + s k) of each residue pair are an ordinary convolution of the input with
- * the filter taps reaching them, flipped, so no product by an inserted zero is computed. Each
- * phase runs mcuflow_conv2d_dsp_s8 with its own window (its output steps multiplied by the
- * strides), packed weights and requantisation (bias + input offset times its weight sums);
- * `columns` is that kernel's scratch for the phase of most columns. */
-typedef struct {
-    const mcuflow_window_t *windows;      /* per phase */
-    const mcuflow_dsp_matrix_t *matrices; /* per phase */
-    const mcuflow_dsp_requant_t *requants; /* per phase */
-    const int32_t *offsets; /* per phase: output elements before its first pixel */
-    int32_t phases;
-} mcuflow_dsp_tconv_t;
+ * outputs (r + s_h j, c + s_w k) of each residue pair are an ordinary convolution of the input
+ * with the filter taps reaching them, flipped, so no product by an inserted zero is computed.
+ * The layer is a chain of phases, each run by mcuflow_conv2d_dsp_s8 with its own window (output
+ * steps multiplied by the strides), packed weights and requantisation (bias + input offset
+ * times its weight sums); `columns` is that kernel's scratch for the phase of most columns. */
+typedef struct mcuflow_dsp_tconv_phase {
+    mcuflow_window_t g;
+    mcuflow_dsp_matrix_t m;
+    mcuflow_dsp_requant_t q;
+    int32_t out_offset; /* output elements before the phase's first pixel */
+    const struct mcuflow_dsp_tconv_phase *next; /* NULL after the last phase */
+} mcuflow_dsp_tconv_phase_t;
 
-void mcuflow_transpose_conv_phases_dsp_s8(const mcuflow_dsp_tconv_t *t, const int8_t *input,
-                                          int8_t *output, mcuflow_word_t *columns);
+void mcuflow_transpose_conv_phases_dsp_s8(const mcuflow_dsp_tconv_phase_t *phase,
+                                          const int8_t *input, int8_t *output,
+                                          mcuflow_word_t *columns);
 
 #endif /* MCUFLOW_DSP_H */
