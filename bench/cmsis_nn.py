@@ -402,6 +402,15 @@ CASES = (
     Case("transpose_conv3x3_s2_16x16x16_8", _one_layer("tconv3", (1, 16, 16, 16), lambda b, x:
                                                        b.transpose_conv(x, 8, (3, 3))),
          _transpose_conv_peer),
+    Case("transpose_conv4x4_s2_8x8x8_8", _one_layer("tconv4", (1, 8, 8, 8), lambda b, x:
+                                                    b.transpose_conv(x, 8, (4, 4))),
+         _transpose_conv_peer),
+    Case("transpose_conv3x3_s2_valid_10x10x12_7", _one_layer(
+        "tconv5", (1, 10, 10, 12), lambda b, x: b.transpose_conv(
+            x, 7, (3, 3), padding=Padding.VALID, output_hw=(21, 21))), _transpose_conv_peer),
+    Case("transpose_conv3x3_s2_12x12x3_8", _one_layer("tconv6", (1, 12, 12, 3), lambda b, x:
+                                                      b.transpose_conv(x, 8, (3, 3))),
+         _transpose_conv_peer),
     Case("s16_conv3x3_16x16x16", _one_layer("conv3x3_s16", (1, 16, 16, 16), lambda b, x:
                                             b.conv2d(x, 16, (3, 3), activation=Activation.RELU),
                                             DType.INT16), _conv_peer),

@@ -381,9 +381,14 @@ def _normalization(b: GraphBuilder, rng: np.random.Generator) -> str:
 
 
 def _transpose_conv(b: GraphBuilder, rng: np.random.Generator) -> str:
-    """TRANSPOSE_CONV: decoder upsampling (2x2 / 3x3 / 4x4 stride 2, 3x3 stride 1)."""
+    """TRANSPOSE_CONV: decoder upsampling (2x2 / 3x3 / 4x4 stride 2, 3x3 stride 1).
+
+    Also filters shorter than their stride (1x1 stride 2, 2x3 stride 3), whose output phases
+    no tap reaches: on a DSP core the gathering kernels run them, not the phased one.
+    """
     while True:
-        kernel, stride = _pick(rng, [((2, 2), 2), ((3, 3), 2), ((4, 4), 2), ((3, 3), 1)])
+        kernel, stride = _pick(rng, [((2, 2), 2), ((3, 3), 2), ((4, 4), 2), ((3, 3), 1),
+                                     ((1, 1), 2), ((2, 3), 3)])
         in_c = int(_pick(rng, [1, 4, 8, 16, 24, 32, 64]))
         out_c = int(_pick(rng, [1, 3, 8, 16, 24, 32]))
         h, w = _spatial(rng, 1, 16)

@@ -319,6 +319,36 @@ def transpose_convs() -> Graph:
 
 
 @family
+def transpose_convs_phased() -> Graph:
+    """TRANSPOSE_CONV phase by phase on DSP cores: every column gather of the DSP CONV_2D.
+
+    Inputs of 16 channels (whole words, 1x1 phases by window rows), 3 (a zero channel added),
+    2 under 4-wide filters (window rows) and 5 (value by value); odd output channels, two
+    images, output sizes past stride x input, strides 1 to 3, fused activations; and filters
+    shorter than their stride (phases no tap reaches), which the gathering kernels run.
+    """
+    b = GraphBuilder("transpose_convs_phased", seed=29)
+    words = b.input((1, 4, 5, 16), 0.03, -7)
+    padded = b.input((2, 3, 4, 3), 0.05, 4)
+    pairs = b.input((1, 5, 3, 2), 0.04, 0)
+    values = b.input((1, 4, 4, 5), 0.05, -2)
+    b.output(
+        b.transpose_conv(words, 7, (3, 3), 2, Padding.SAME),
+        b.transpose_conv(words, 8, (3, 3), 2, Padding.VALID, Activation.RELU6,
+                         output_hw=(9, 11)),
+        b.transpose_conv(words, 5, (1, 1), 2, Padding.VALID, output_hw=(7, 9)),
+        b.transpose_conv(padded, 6, (3, 3), 2, Padding.SAME, per_channel=False),
+        b.transpose_conv(padded, 3, (4, 4), 3, Padding.SAME, Activation.RELU),
+    )
+    b.output(
+        b.transpose_conv(pairs, 5, (4, 4), 2, Padding.SAME, bias=False),
+        b.transpose_conv(pairs, 4, (2, 2), 3, Padding.VALID, output_hw=(14, 8)),
+        b.transpose_conv(values, 9, (3, 2), 1, Padding.SAME),
+        b.transpose_conv(values, 1, (5, 5), 2, Padding.SAME, Activation.RELU_N1_TO_1),
+    )
+    return b.build()
+
+@family
 def batch_space() -> Graph:
     """SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND: 4-D and 3-D, padded and cropped, two images.
 

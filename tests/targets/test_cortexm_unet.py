@@ -1,6 +1,6 @@
 """The U-Net-style segmentation network runs bit-exact on QEMU Cortex-M, against LiteRT.
 
-Both forms on Cortex-M4 (the DSP TRANSPOSE_CONV kernel): the int8 graph of the TFLite writer,
+Both forms on Cortex-M4 (the phased DSP TRANSPOSE_CONV kernel): the int8 graph of the TFLite writer,
 and the float ONNX model quantised by PTQ; the graph also on Cortex-M0 (the portable kernel).
 """
 
@@ -25,7 +25,7 @@ from tests.targets.support import BOARDS, PLAN_SECONDS
 from tests.unet_models import images, unet_graph, unet_onnx
 
 RUNS = 4
-KERNELS = {"cortex-m4": "mcuflow_transpose_conv_dsp_s8(",
+KERNELS = {"cortex-m4": "mcuflow_transpose_conv_phases_dsp_s8(",
            "cortex-m0": "mcuflow_transpose_conv_s8("}
 BOARDS_USED = {**BOARDS, "cortex-m0": "nucleo-f091rc"}
 

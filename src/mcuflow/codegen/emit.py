@@ -678,6 +678,8 @@ def _log_softmax(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.TRANSPOSE_CONV)
 def _transpose_conv(ctx: EmitContext) -> LayerCode:
+    if ctx.dsp and (code := emit_dsp.transpose_conv(ctx)) is not None:
+        return code
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
     params = prepare_transpose_conv(x, weights, out, ctx.op.attrs)
     window = _window(ctx, weights.shape[1:3], (params.stride_h, params.stride_w), (1, 1),

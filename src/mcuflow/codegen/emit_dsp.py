@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from mcuflow.codegen import dsp
-from mcuflow.codegen.context import EmitContext, LayerCode
+from mcuflow.codegen.context import EmitContext, LayerCode, c_int
 from mcuflow.hw.dw_s16 import (
     FORM_3X3,
     FORM_3X3_S2,
@@ -44,6 +45,7 @@ from mcuflow.hw.layouts import (
     dsp_groups,
     dsp_padded_channels,
 )
+from mcuflow.hw.tconv_phases import TconvPhase, phase_gather, transpose_conv_phases
 from mcuflow.ir.graph import Tensor
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.quantization import INT32_MIN
@@ -54,6 +56,7 @@ from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add
 from mcuflow.ref.fully_connected import FullyConnectedParams, prepare_fully_connected
 from mcuflow.ref.int16x8 import ConvS16Params, prepare_conv_s16
+from mcuflow.ref.transpose_conv import TransposeConvParams, prepare_transpose_conv
 
 DSP_HEADER = "mcuflow_dsp.h"
 DSP_SUFFIX = "_dsp"
@@ -62,7 +65,7 @@ DOUBLED_LIMIT = 1 << 30  # |acc| below this keeps 2 * acc inside int32
 DW_WORDS = 12  # MCUFLOW_DSP_DW_WORDS
 RQ_FAST, RQ_EXACT, RQ_CLAMPED, RQ_SCALED = 0, 1, 2, 3  # MCUFLOW_DSP_RQ_*
 DSP_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
-                       OpKind.ADD, OpKind.SUB})
+                       OpKind.ADD, OpKind.SUB, OpKind.TRANSPOSE_CONV})
 """Op kinds with a DSP kernel: on a DSP core, a step of these kinds running a portable kernel
 has a `portable_reason`."""
 
@@ -669,3 +672,123 @@ def _s16_taps(taps: np.ndarray, plane: DwS16Plane) -> np.ndarray:
                  for p in (pair(2 * i, 2 * i + 1), pair(2 * i - 1, 2 * i))]
     return np.stack(words, axis=2).reshape(channels, -1)
 
+@dataclass(frozen=True)
+class _PhaseCode:
+    """The constants of one TRANSPOSE_CONV output phase before they are defined."""
+
+    fields: dict[str, int | str]
+    """its window's fields (hw.tconv_phases geometry, the output steps strided)"""
+    packed: np.ndarray
+    gather: int
+    depth: int
+    chunk: int
+    bias: np.ndarray
+    words: np.ndarray
+    mode: int
+    negative: int
+    offset: int
+
+
+def transpose_conv(ctx: EmitContext) -> LayerCode | None:
+    """TRANSPOSE_CONV as one mcuflow_conv2d_dsp_s8 per output phase (hw.tconv_phases)."""
+    phases = transpose_conv_phases(ctx.graph, ctx.op)
+    if phases is None:
+        return _decline(ctx, "an output phase no filter tap reaches (a kernel shorter than the "
+                        "stride) or whose first output reads past the input's first pixel")
+    columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                       "mcuflow_word_t")
+    if columns is None:
+        return _decline(ctx, _no_scratch(ctx))
+    params = prepare_transpose_conv(ctx.input(0), ctx.input(1), ctx.output(), ctx.op.attrs)
+    codes = []
+    for phase in phases:
+        code = _tconv_phase(ctx, params, phase)
+        if code is None:
+            return None
+        codes.append(code)
+    first = _tconv_chain(ctx, params, codes)
+    call = (f"mcuflow_transpose_conv_phases_dsp_s8({first}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.pointer(ctx.op.outputs[0])}, {columns});")
+    return LayerCode([call], ctx.definitions, frozenset({"mcuflow_tconv_phases_dsp",
+                                                         "mcuflow_conv_dsp"}))
+
+
+def _tconv_phase(ctx: EmitContext, params: TransposeConvParams, phase: TconvPhase
+                 ) -> _PhaseCode | None:
+    """One phase's weights, folded bias and requantisation, or None (declined)."""
+    n, in_h, in_w, in_c = ctx.input(0).shape
+    _, out_h, out_w, out_c = ctx.output().shape
+    taps = ctx.input(1).data[:, list(phase.rows.taps)][:, :, list(phase.columns.taps)]
+    gather = phase_gather(in_c, phase)
+    padding = ((0, 0),) * 3 + ((0, dsp_padded_channels(in_c) - in_c),)
+    columns_matrix = np.pad(taps, padding).reshape(out_c, -1)
+    lanes = dsp.NATURAL_LANES if gather == GATHER_VALUES else dsp.GATHER_WORDS_LANES
+    packed = dsp.pack_pairs(columns_matrix, lanes)
+    if packed is None:
+        return _decline(ctx, UNPACKABLE)
+    matrix = taps.reshape(out_c, -1)
+    bias = _folded(ctx, matrix, params.input_offset)
+    span = dsp.domain(matrix, bias)
+    if not _int32(span, live_only=False):
+        return _decline(ctx, _accumulators(span))
+    requant = _requant_of(params.multipliers, params.shifts, params.output_offset,
+                          params.act_min, params.act_max, None, span.low.dtype.str,
+                          span.low.tobytes(), span.high.tobytes())
+    if requant is not None:
+        words, mode, negative = requant.words(), RQ_FAST, requant.negative
+        bias = np.where(span.constant, 0, bias)
+    else:
+        exact = dsp.exact_words(params.multipliers, params.shifts, params.output_offset)
+        if exact is None:
+            return _decline(ctx, WIDE_SHIFT)
+        words, mode, negative = exact, RQ_EXACT, 0
+    step = ctx.output_pixel_step()
+    s_h, s_w = params.stride_h, params.stride_w
+    fields = {
+        "batches": n, "in_h": in_h, "in_w": in_w, "in_c": in_c,
+        "out_h": phase.rows.count, "out_w": phase.columns.count, "out_c": out_c,
+        "k_h": len(phase.rows.taps), "k_w": len(phase.columns.taps), "stride_h": 1,
+        "stride_w": 1, "dilation_h": 1, "dilation_w": 1, "pad_top": phase.rows.pad,
+        "pad_left": phase.columns.pad, "input_offset": params.input_offset,
+        "out_pixel_step": s_w * step, "out_row_step": s_h * out_w * step,
+        "out_batch_step": out_h * out_w * step}
+    offset = (phase.rows.first * out_w + phase.columns.first) * step
+    return _PhaseCode(fields, packed.reshape(-1), gather, columns_matrix.shape[1],
+                      dsp.chunk_groups(columns_matrix), _padded(bias, out_c + out_c % 2),
+                      np.asarray(words).reshape(-1), mode, negative, offset)
+
+
+def _tconv_chain(ctx: EmitContext, params: TransposeConvParams, codes: list[_PhaseCode]
+                 ) -> str:
+    """Define the layer's chain of mcuflow_dsp_tconv_phase_t; returns a pointer to its first."""
+    name, rows = ctx.op.name, ctx.output().shape[3]
+    weights = ctx.constant("weights", "int32_t",
+                           np.concatenate([c.packed for c in codes]).view(np.int32),
+                           f"{name}: int8 weights of each output phase, its taps flipped, "
+                           "packed in channel pairs")
+    bias = ctx.constant("bias", "int32_t", np.concatenate([c.bias for c in codes]).astype(
+        np.int32), f"{name}: per phase bias + input offset * its weight sums")
+    rq = ctx.constant("rq", "int32_t", np.concatenate([c.words for c in codes]).astype(np.int32),
+                      f"{name}: per phase and channel multiplier, shift, addend low and high "
+                      "(or multiplier, left shift, right shift, output offset)")
+    starts = np.cumsum([0] + [len(c.packed) for c in codes])
+    following = "NULL"
+    for k in reversed(range(len(codes))):
+        c = codes[k]
+        matrix = {"weights": f"(const uint32_t *){weights} + {int(starts[k])}", "rows": rows,
+                  "depth": c.depth, "groups": dsp_groups(c.depth), "chunk_groups": c.chunk,
+                  "gather": c.gather}
+        requant = {"bias": f"{bias} + {k * len(c.bias)}", "rq": f"{rq} + {k * len(c.words)}",
+                   "negative": c.negative, "act_min": params.act_min,
+                   "act_max": params.act_max, "mode": c.mode}
+        following = "&" + _define(ctx, "mcuflow_dsp_tconv_phase_t", f"phase{k}", {
+            "g": _initialiser(c.fields), "m": _initialiser(matrix), "q": _initialiser(requant),
+            "out_offset": c.offset, "next": following})
+    return following
+
+
+def _initialiser(fields: dict[str, int | str]) -> str:
+    """A nested struct's designated initialiser."""
+    items = ", ".join(f".{key} = {value if isinstance(value, str) else c_int(value)}"
+                      for key, value in fields.items())
+    return f"{{{items}}}"

@@ -19,6 +19,7 @@ from mcuflow.hw.layouts import (
     s16_row_words,
 )
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
+from mcuflow.hw.tconv_phases import phase_groups, transpose_conv_phases
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.constraints import data_inputs
 from mcuflow.ir.graph import DType, Graph, Operator
@@ -592,6 +593,31 @@ _kernel("mcuflow_transpose_conv_dsp_s8", "mcuflow_tconv_dsp", (OpKind.TRANSPOSE_
         dsp=True, terms=_transpose_conv_dsp_terms, scratch=_tconv_columns)
 
 
+def _tconv_phase_columns(graph: Graph, op: Operator, way: InPlace) -> int:
+    """mcuflow_conv2d_dsp_s8's columns for the output phase of most columns (hw.tconv_phases)."""
+    phases = transpose_conv_phases(graph, op)
+    depth = graph.tensors[op.inputs[0]].shape[3]
+    return 16 * max((phase_groups(depth, phase) for phase in phases or ()), default=0)
+
+
+def transpose_conv_phased_kernel(graph: Graph, op: Operator, dsp: bool) -> str:
+    """The kernel of a TRANSPOSE_CONV step: one DSP CONV_2D per output phase on a DSP core.
+
+    Where every phase has taps and starts before the input; else as transpose_conv_kernel.
+    """
+    if dsp and transpose_conv_phases(graph, op) is not None:
+        return "mcuflow_transpose_conv_phases_dsp_s8"
+    return transpose_conv_kernel(graph, op, dsp)
+
+
+_kernel("mcuflow_transpose_conv_phases_dsp_s8", "mcuflow_tconv_phases_dsp",
+        (OpKind.TRANSPOSE_CONV,),
+        _WEIGHTED_DSP + "TRANSPOSE_CONV as one stride-1 CONV_2D per output phase (the filter "
+        "taps reaching it, flipped, packed in channel pairs), 2x2 blocked SMLADs, no product by "
+        "an inserted zero.",
+        dsp=True, terms=work.transpose_conv_phases_dsp_terms, scratch=_tconv_phase_columns)
+
+
 def _resize_bilinear_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_resize_bilinear_s8.
 
@@ -1058,7 +1084,7 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     if kind is OpKind.SLICE:
         return (slice_kernel(graph, op),)
     if kind is OpKind.TRANSPOSE_CONV:
-        return (transpose_conv_kernel(graph, op, dsp),)
+        return (transpose_conv_phased_kernel(graph, op, dsp),)
     if kind is OpKind.STRIDED_SLICE:
         box = box_of(graph, op) is not None
         return (slice_kernel(graph, op),) if box else ("mcuflow_strided_copy_s8",)

@@ -20,6 +20,7 @@ from mcuflow.hw.layouts import (
     dsp_padded_channels,
     merge_dims,
 )
+from mcuflow.hw.tconv_phases import phase_gather, phase_groups, transpose_conv_phases
 from mcuflow.ir.enums import Activation, along
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import (
@@ -458,6 +459,38 @@ def conv2d_dsp_terms(graph: Graph, op: Operator) -> Work:
         blocks=pairs, macs=pairs * (groups - groups % 4), tails=pairs * (groups % 4),
         outputs=w.pixels * (w.out_c % 2), clamps=w.pixels if narrow else 0)
 
+
+
+def transpose_conv_phases_dsp_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_transpose_conv_phases_dsp_s8: mcuflow_conv2d_dsp_s8's, phase by phase.
+
+    Each output phase (hw.tconv_phases) counted as conv2d_dsp_terms counts a layer (`calls`
+    one per phase); a 1x1 phase gathers whole words per window row as GATHER_ROWS does.
+    """
+    phases = transpose_conv_phases(graph, op)
+    if phases is None:
+        return Work()
+    n, in_h, in_w, in_c = graph.tensors[op.inputs[0]].shape
+    out_c = graph.tensors[op.outputs[0]].shape[3]
+    narrow = _narrow(graph, op)
+    total = Work()
+    for phase in phases:
+        rows, columns = phase.rows, phase.columns
+        w = Window(n, rows.count, columns.count, in_c, out_c, len(rows.taps), len(columns.taps),
+                   _valid(rows.count, in_h, len(rows.taps), 1, 1, rows.pad),
+                   _valid(columns.count, in_w, len(columns.taps), 1, 1, columns.pad))
+        gather = (Work(pixels=w.pixels, channels=w.window_rows,
+                       gathered=w.pixels * w.k_h * (w.k_w * in_c // 4),
+                       edges=(w.pixels - w.interior) * w.k_h)
+                  if phase_gather(in_c, phase) == GATHER_ROWS else _dsp_gather(w, Conv2DAttrs()))
+        groups = phase_groups(in_c, phase)
+        pairs = -(-w.pixels // 2) * -(-out_c // 2)
+        total = total + gather + Work(
+            calls=1, signed=_signed(op, w.pixels * out_c),
+            clamped=w.pixels * out_c if narrow else 0, blocks=pairs,
+            macs=pairs * (groups - groups % 4), tails=pairs * (groups % 4),
+            outputs=w.pixels * (out_c % 2), clamps=w.pixels if narrow else 0)
+    return total
 
 def fully_connected_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_fully_connected_dsp_s8.

@@ -674,4 +674,22 @@ void mcuflow_conv2d_s16_dsp(const mcuflow_window_t *g, const mcuflow_s16_dsp_t *
 void mcuflow_fully_connected_s16_dsp(int32_t batches, const mcuflow_s16_dsp_t *p,
                                      const int16_t *input, int16_t *output, mcuflow_word_t *row);
 
+/* TRANSPOSE_CONV as one stride-1 CONV_2D per output phase (mcuflow.hw.tconv_phases): the
+ * outputs (r + s_h j, c + s_w k) of each residue pair are an ordinary convolution of the input
+ * with the filter taps reaching them, flipped, so no product by an inserted zero is computed.
+ * The layer is a chain of phases, each run by mcuflow_conv2d_dsp_s8 with its own window (output
+ * steps multiplied by the strides), packed weights and requantisation (bias + input offset
+ * times its weight sums); `columns` is that kernel's scratch for the phase of most columns. */
+typedef struct mcuflow_dsp_tconv_phase {
+    mcuflow_window_t g;
+    mcuflow_dsp_matrix_t m;
+    mcuflow_dsp_requant_t q;
+    int32_t out_offset; /* output elements before the phase's first pixel */
+    const struct mcuflow_dsp_tconv_phase *next; /* NULL after the last phase */
+} mcuflow_dsp_tconv_phase_t;
+
+void mcuflow_transpose_conv_phases_dsp_s8(const mcuflow_dsp_tconv_phase_t *phase,
+                                          const int8_t *input, int8_t *output,
+                                          mcuflow_word_t *columns);
+
 #endif /* MCUFLOW_DSP_H */
