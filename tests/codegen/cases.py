@@ -580,7 +580,8 @@ def int16_moves() -> Graph:
     CONCATENATION (channel slices written in place by int16 convolutions, and row copies), PAD,
     SLICE (row copies and mcuflow_slice_s8), STRIDED_SLICE (a box, steps, negative steps),
     TRANSPOSE, REVERSE_V2 of the last axis, TILE, BROADCAST_TO, RESIZE_NEAREST_NEIGHBOR (one
-    channel and several), SPLIT, SPLIT_V, PACK, UNPACK, GATHER and EXPAND_DIMS.
+    channel and several), SPLIT, SPLIT_V, PACK, UNPACK, GATHER (of an activation and of a
+    constant int16 table) and EXPAND_DIMS.
     """
     b = GraphBuilder("int16_moves", seed=37)
     x = b.input((1, 5, 6, 4), 3.0 / 32768.0, 0, DType.INT16)
@@ -627,6 +628,8 @@ def int16_moves() -> Graph:
         b.op(OpKind.PACK, [rows[0], rows[2], rows[0]], PackAttrs(2, 3), q, DType.INT16),
         move(OpKind.GATHER, x, GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3))),
         move(OpKind.GATHER, b.reshape(x, (30, 4)), GatherAttrs(0, (29, 0, 7), (3,))),
+        move(OpKind.GATHER, b.constant("table16", np.arange(-32000, 32000, 2000, dtype=np.int16)
+                                       .reshape(8, 4), q), GatherAttrs(0, (6, 1, 6), (3,))),
     )
     return b.build()
 

@@ -184,7 +184,11 @@ def _call(function: str, *args: str) -> str:
 
 
 def _input_pointer(ctx: EmitContext, index: int) -> str:
-    return ctx.pointer(ctx.op.inputs[index])
+    """An int8_t pointer to input `index`; a constant int16 table (GATHER's) cast to it."""
+    name = ctx.op.inputs[index]
+    tensor = ctx.graph.tensors[name]
+    wide = tensor.is_constant and tensor.dtype is DType.INT16
+    return f"(const int8_t *){ctx.pointer(name)}" if wide else ctx.pointer(name)
 
 
 def _output_pointer(ctx: EmitContext) -> str:
