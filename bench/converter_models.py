@@ -34,7 +34,8 @@ MODEL_NAMES = ("imu_dilated_conv1d", "unet_transpose_upsampling", "lstm_kws",
                "cnn_uint8_io", "transpose", "strided_slice", "split", "gather", "pack_unpack",
                "tile", "depth_to_space", "space_to_depth", "resize_bilinear", "resize_nearest",
                "abs", "prelu", "squared_difference", "sum", "l2_normalization", "log_softmax",
-               "reduce_max", "argmax")
+               "reduce_max", "argmax",
+               "unet_int16x8")
 """Every model, in the order of the table (the builder's keys)."""
 REASON_CHARS = 300
 """How much of a refusal's message the table's footnote keeps."""
@@ -72,6 +73,19 @@ def _keras_models() -> dict[str, tuple[Callable[[], object], str]]:
         d1 = layers.UpSampling2D(2)(d2)
         d1 = layers.Conv2D(8, 3, padding="same", activation="relu")(
             layers.Concatenate()([d1, e1]))
+        return layers.Conv2D(3, 1)(d1)
+
+    def unet16(x: object) -> object:
+        """A U-Net for the int16x8 scheme: tf.repeat and UpSampling2D upsampling, skips."""
+        e1 = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+        e2 = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(e1)
+        e3 = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(e2)
+        d2 = lam(lambda t: tf.repeat(tf.repeat(t, 2, axis=1), 2, axis=2))(e3)
+        d2 = layers.Conv2D(16, 3, padding="same", activation="relu")(
+            layers.Concatenate()([d2, e2]))
+        d1 = layers.UpSampling2D(2)(layers.ZeroPadding2D(1)(d2))
+        d1 = layers.Conv2D(8, 3, padding="same", activation="relu")(
+            layers.Concatenate()([layers.Cropping2D(2)(d1), e1]))
         return layers.Conv2D(3, 1)(d1)
 
     def imu(x: object) -> object:
@@ -149,6 +163,7 @@ def _keras_models() -> dict[str, tuple[Callable[[], object], str]]:
         "log_softmax": (sequential((10,), layers.Dense(10), lam(tf.nn.log_softmax)), "int8"),
         "reduce_max": (sequential(image, lam(lambda t: tf.reduce_max(t, axis=[1, 2]))), "int8"),
         "argmax": (sequential((10,), layers.Dense(10), lam(lambda t: tf.argmax(t, -1))), "int8"),
+        "unet_int16x8": (functional((32, 32, 3), unet16), "int16x8"),
     }
 
 

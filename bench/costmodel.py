@@ -543,6 +543,36 @@ def _input_s16(b: GraphBuilder, rng: np.random.Generator, shape: tuple[int, ...]
     return b.input(shape, float(rng.uniform(1e-4, 1e-3)), 0, DType.INT16)
 
 
+def _s16_moves(b: GraphBuilder, rng: np.random.Generator) -> str:
+    """The data-movement kernels on int16 values (their terms count bytes, as for int8).
+
+    Strided copies (TRANSPOSE, REVERSE_V2), PAD, TILE, RESIZE_NEAREST_NEIGHBOR, CONCATENATION.
+    """
+    h, w = _spatial(rng, 1, 24)
+    c = int(_pick(rng, [1, 3, 8, 16, 32]))
+    x = _input_s16(b, rng, (1, h, w, c))
+    q, kind = b.quant(x), int(rng.integers(6))
+    if kind == 0:
+        perm = _pick(rng, [(0, 3, 1, 2), (0, 2, 3, 1), (0, 2, 1, 3), (0, 3, 2, 1)])
+        return b.op(OpKind.TRANSPOSE, [x], TransposeAttrs(perm), q, DType.INT16)
+    if kind == 1:
+        axes = _pick(rng, [(1,), (2,), (3,), (1, 2)])
+        return b.op(OpKind.REVERSE_V2, [x], ReverseAttrs(axes), q, DType.INT16)
+    if kind == 2:
+        edges = [(int(rng.integers(3)), int(rng.integers(3))) for _ in range(2)]
+        return b.pad(x, ((0, 0), *edges, (0, 0)))
+    if kind == 3:
+        m = int(_pick(rng, [2, 3]))
+        return b.op(OpKind.TILE, [x], TileAttrs((1, m, m, 1)), q, DType.INT16)
+    if kind == 4:
+        size = (2 * h, 2 * w)
+        return b.op(OpKind.RESIZE_NEAREST_NEIGHBOR, [x],
+                    ResizeNearestNeighborAttrs(size, False, False), q, DType.INT16)
+    axis = int(_pick(rng, [3, 1]))
+    shape = (1, h, w, int(_pick(rng, [1, 8, 16]))) if axis == 3 else (1, 3, w, c)
+    return b.concatenation([x, b.input(shape, q.scale0, 0, DType.INT16)], axis)
+
+
 def _s16_window(b: GraphBuilder, rng: np.random.Generator) -> str:
     """int16x8 CONV_2D and DEPTHWISE_CONV_2D (mcuflow_conv2d_s16, mcuflow_dwconv_s16)."""
     kernel = _pick(rng, [(1, 1), (3, 3), (3, 3), (5, 5)])
@@ -619,6 +649,7 @@ FAMILIES: dict[str, tuple[LayerFn, int]] = {
     "s16_window": (_s16_window, 24), "s16_fully_connected": (_s16_fully_connected, 12),
     "s16_elementwise": (_s16_elementwise, 30),
     "s16_depthwise": (_s16_depthwise, 24),
+    "s16_moves": (_s16_moves, 24),
 }
 """Layer generator and how many layers of it the sweep builds."""
 CODEBOOK_FAMILIES = ("conv", "depthwise", "fully_connected")

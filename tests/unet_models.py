@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
-from mcuflow.ir.graph import Graph
-from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs
+from mcuflow.ir.graph import DType, Graph
+from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs, TileAttrs
 
 SIZE = 16
 CHANNELS = 3
@@ -40,6 +40,35 @@ def unet_graph(seed: int = 0) -> Graph:
                ResizeNearestNeighborAttrs((SIZE, SIZE)), b.quant(d2))
     d1 = b.conv2d(b.concatenation([up1, e1]), WIDTHS[0], (3, 3), activation=relu)
     return b.output(b.conv2d(d1, CLASSES, (1, 1))).build()
+
+
+def unet_int16x8_graph(seed: int = 0) -> Graph:
+    """The U-Net in LiteRT's int16x8 scheme: (1, SIZE, SIZE, CHANNELS) float32 to class scores.
+
+    QUANTIZE to int16, 3x3 convolutions (two with stride 2); the decoder upsamples twice by
+    nearest neighbour, once as TILE between RESHAPEs (each pixel repeated 2x2), once as
+    RESIZE_NEAREST_NEIGHBOR, each CONCATENATION with the encoder's skip connection, then 3x3
+    convolutions, a 1x1 convolution and DEQUANTIZE.
+    """
+    b = GraphBuilder("unet_int16x8", seed)
+    x = b.input((1, SIZE, SIZE, CHANNELS), dtype=DType.FLOAT32)
+    q = b.quantize(x, 4.0 / 32768.0, 0, DType.INT16)
+    relu = Activation.RELU
+    e1 = b.conv2d(q, WIDTHS[0], (3, 3), activation=relu)
+    e2 = b.conv2d(e1, WIDTHS[1], (3, 3), stride=2, activation=relu)
+    bottom = b.conv2d(e2, WIDTHS[1], (3, 3), stride=2, activation=relu)
+    b.graph.tensors[bottom].quant = b.quant(e2)  # one quantisation for the concatenation
+    half, quarter = SIZE // 2, SIZE // 4
+    blocks = b.reshape(bottom, (quarter, 1, quarter, 1, WIDTHS[1]))
+    tiled = b.op(OpKind.TILE, [blocks], TileAttrs((1, 2, 1, 2, 1)), b.quant(bottom),
+                 DType.INT16)
+    up2 = b.reshape(tiled, (1, half, half, WIDTHS[1]))
+    d2 = b.conv2d(b.concatenation([up2, e2]), WIDTHS[1], (3, 3), activation=relu)
+    b.graph.tensors[d2].quant = b.quant(e1)
+    up1 = b.op(OpKind.RESIZE_NEAREST_NEIGHBOR, [d2], ResizeNearestNeighborAttrs((SIZE, SIZE)),
+               b.quant(d2), DType.INT16)
+    d1 = b.conv2d(b.concatenation([up1, e1]), WIDTHS[0], (3, 3), activation=relu)
+    return b.output(b.dequantize(b.conv2d(d1, CLASSES, (1, 1)))).build()
 
 
 def images(count: int, seed: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from mcuflow.ir.ops import (
     ArgAttrs,
     BlockAttrs,
     BroadcastToAttrs,
+    Conv2DAttrs,
     DepthwiseConv2DAttrs,
     GatherAttrs,
     LstmAttrs,
@@ -599,6 +600,67 @@ def int16_depthwise() -> Graph:
              b.depthwise_conv2d(y, (1, 3), stride=2, activation=Activation.RELU),
              b.depthwise_conv2d(y, (3, 3), depth_multiplier=2),
              b.depthwise_conv2d(x, (3, 3), stride=3))
+    return b.build()
+
+
+@family
+def int16_moves() -> Graph:
+    """Data movement on int16 values (LiteRT's int16x8 scheme): 2-byte elements copied.
+
+    CONCATENATION (channel slices written in place by int16 convolutions, and row copies), PAD,
+    SLICE (row copies and mcuflow_slice_s8), STRIDED_SLICE (a box, steps, negative steps),
+    TRANSPOSE, REVERSE_V2 of the last axis, TILE, BROADCAST_TO, RESIZE_NEAREST_NEIGHBOR (one
+    channel and several), SPLIT, SPLIT_V, PACK, UNPACK, GATHER (of an activation and of a
+    constant int16 table) and EXPAND_DIMS.
+    """
+    b = GraphBuilder("int16_moves", seed=37)
+    x = b.input((1, 5, 6, 4), 3.0 / 32768.0, 0, DType.INT16)
+    q = b.quant(x)
+    left = b.conv2d(x, 3, (3, 3))
+    right = b.conv2d(x, 2, (1, 1))
+    right = b.quantize(right, b.quant(left).scale0, 0, DType.INT16)
+    column = b.conv2d(x, 1, (1, 1))
+    near = b.conv2d(x, 3, (3, 3), activation=Activation.RELU)
+    far = b.op(OpKind.CONV_2D, list(b.graph.operators[-1].inputs),
+               Conv2DAttrs(1, 1, 2, 2, Padding.SAME, Activation.NONE), b.quant(near), DType.INT16)
+
+    def move(kind: OpKind, source: str, attrs: object) -> str:
+        return b.op(kind, [source], attrs, b.quant(source), DType.INT16)
+
+    def pieces(kind: OpKind, source: str, attrs: object) -> list[str]:
+        return b.op_outputs(kind, [source], attrs, b.quant(source), DType.INT16)
+
+    halves = pieces(OpKind.SPLIT, x, SplitAttrs(3, (2, 2)))
+    rows = pieces(OpKind.SPLIT_V, x, SplitAttrs(1, (1, 3, 1)))
+    columns = pieces(OpKind.UNPACK, b.reshape(x, (5, 6, 4)), PackAttrs(1, 6))
+    b.output(
+        b.concatenation([left, right], axis=3),
+        b.concatenation([near, far], axis=3),
+        b.concatenation([x, x], axis=1),
+        b.pad(x, ((0, 0), (1, 2), (0, 3), (1, 0))),
+        move(OpKind.SLICE, x, SliceAttrs((0, 1, 2, 0), (1, 2, 3, 4))),
+        move(OpKind.SLICE, left, SliceAttrs((0, 1, 1, 1), (1, 3, 4, 2))),
+        move(OpKind.STRIDED_SLICE, x, StridedSliceAttrs((0, 1, 0, 0), (1, 5, 6, 4),
+                                                        (1, 2, 2, 1))),
+        move(OpKind.STRIDED_SLICE, x, StridedSliceAttrs((0, -1, 5, 3), (1, 0, 0, 0),
+                                                        (1, -1, -2, -1), 0b0001, 0b0001)),
+        move(OpKind.STRIDED_SLICE, left, StridedSliceAttrs((0, 2, 1, 1), (1, 3, 5, 3),
+                                                           (1, 1, 1, 1), 0, 0, 0b0011)),
+        move(OpKind.TRANSPOSE, x, TransposeAttrs((0, 3, 1, 2))),
+        move(OpKind.REVERSE_V2, x, ReverseAttrs((3,))),
+        move(OpKind.REVERSE_V2, left, ReverseAttrs((1, 2))),
+        move(OpKind.TILE, x, TileAttrs((1, 2, 1, 3))),
+        move(OpKind.TILE, column, TileAttrs((2, 1, 2, 1))),
+        move(OpKind.BROADCAST_TO, b.expand_dims(x, 2), BroadcastToAttrs((1, 5, 2, 6, 4))),
+        move(OpKind.RESIZE_NEAREST_NEIGHBOR, x, ResizeNearestNeighborAttrs((10, 12))),
+        move(OpKind.RESIZE_NEAREST_NEIGHBOR, column, ResizeNearestNeighborAttrs((7, 9), True)),
+        *halves, rows[1], *columns[::3],
+        b.op(OpKind.PACK, [rows[0], rows[2], rows[0]], PackAttrs(2, 3), q, DType.INT16),
+        move(OpKind.GATHER, x, GatherAttrs(3, (3, 0, 0, 2, 1, 3), (2, 3))),
+        move(OpKind.GATHER, b.reshape(x, (30, 4)), GatherAttrs(0, (29, 0, 7), (3,))),
+        move(OpKind.GATHER, b.constant("table16", np.arange(-32000, 32000, 2000, dtype=np.int16)
+                                       .reshape(8, 4), q), GatherAttrs(0, (6, 1, 6), (3,))),
+    )
     return b.build()
 
 

@@ -185,7 +185,11 @@ def _call(function: str, *args: str) -> str:
 
 
 def _input_pointer(ctx: EmitContext, index: int) -> str:
-    return ctx.pointer(ctx.op.inputs[index])
+    """An int8_t pointer to input `index`; a constant int16 table (GATHER's) cast to it."""
+    name = ctx.op.inputs[index]
+    tensor = ctx.graph.tensors[name]
+    wide = tensor.is_constant and tensor.dtype is DType.INT16
+    return f"(const int8_t *){ctx.pointer(name)}" if wide else ctx.pointer(name)
 
 
 def _output_pointer(ctx: EmitContext) -> str:
@@ -487,7 +491,7 @@ def _concatenation(ctx: EmitContext) -> LayerCode:
     attrs: ConcatenationAttrs = ctx.op.attrs
     out = ctx.output()
     outer = math.prod(out.shape[:attrs.axis])
-    out_row = math.prod(out.shape[attrs.axis:])
+    out_row = math.prod(out.shape[attrs.axis:]) * out.dtype.itemsize
     if ctx.inplace is InPlace.CONCAT_SLICE:
         for name, slot in zip(ctx.op.inputs, concat_slots(ctx.graph, ctx.op), strict=True):
             if ctx.offset(name) != ctx.offset(out.name) + slot.offset:
@@ -497,7 +501,7 @@ def _concatenation(ctx: EmitContext) -> LayerCode:
     offset = 0
     for name in ctx.op.inputs:
         tensor: Tensor = ctx.tensor(name)
-        row = math.prod(tensor.shape[attrs.axis:])
+        row = math.prod(tensor.shape[attrs.axis:]) * tensor.dtype.itemsize
         calls.append(_call(
             "mcuflow_copy_rows", ctx.pointer(name, "U8"), str(row),
             f"MCUFLOW_U8({ctx.offset(out.name) + offset})", str(out_row), str(outer), str(row)))
@@ -526,13 +530,18 @@ def _pad(ctx: EmitContext) -> LayerCode:
     attrs: PadAttrs = ctx.op.attrs
     x, out = ctx.input(0), ctx.output()
     _require_rank(ctx, len(x.shape))
-    befores = [before for before, _ in attrs.paddings]
+    befores = _in_bytes([before for before, _ in attrs.paddings], x)
     symbol = _define(ctx, "mcuflow_pad_t", "pad", {
-        "rank": len(x.shape), "in_dims": _padded(list(x.shape)), "before": _padded(befores),
-        "out_dims": _padded(list(out.shape))})
+        "rank": len(x.shape), "in_dims": _padded(_in_bytes(list(x.shape), x)),
+        "before": _padded(befores), "out_dims": _padded(_in_bytes(list(out.shape), x))})
     call = _call("mcuflow_pad_s8", f"&{symbol}", c_int(ctx.quant(out.name).zero_point0),
                  _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_data",))
+
+
+def _in_bytes(dims: list[int], tensor: Tensor) -> list[int]:
+    """`dims` with the last, a contiguous run of `tensor`'s elements, counted in bytes."""
+    return [*dims[:-1], dims[-1] * tensor.dtype.itemsize]
 
 
 @emitter(OpKind.SLICE)
@@ -556,9 +565,11 @@ def _slice(ctx: EmitContext) -> LayerCode:
                      str(layout.in_dims[-1] * itemsize), ctx.pointer(ctx.op.outputs[0], "U8"),
                      row, str(layout.runs), row)
         return _code(ctx, call, ("mcuflow_data",))
+    x = ctx.input(0)
     symbol = _define(ctx, "mcuflow_slice_t", "slice", {
-        "rank": len(layout.in_dims), "in_dims": _padded(list(layout.in_dims)),
-        "begin": _padded(list(layout.begin)), "out_dims": _padded(list(layout.out_dims))})
+        "rank": len(layout.in_dims), "in_dims": _padded(_in_bytes(list(layout.in_dims), x)),
+        "begin": _padded(_in_bytes(list(layout.begin), x)),
+        "out_dims": _padded(_in_bytes(list(layout.out_dims), x))})
     call = _call("mcuflow_slice_s8", f"&{symbol}", _input_pointer(ctx, 0), _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_data",))
 
@@ -574,7 +585,8 @@ def _resize_nearest(ctx: EmitContext) -> LayerCode:
     n, in_h, in_w, channels = x.shape
     _, out_h, out_w, _ = out.shape
     symbol = _define(ctx, "mcuflow_resize_t", "resize", {
-        "batches": n, "in_h": in_h, "in_w": in_w, "channels": channels, "out_h": out_h,
+        "batches": n, "in_h": in_h, "in_w": in_w, "channels": channels * x.dtype.itemsize,
+        "out_h": out_h,
         "out_w": out_w, "rows": rows, "cols": cols})
     call = _call("mcuflow_resize_nearest_s8", f"&{symbol}", _input_pointer(ctx, 0),
                  _output_pointer(ctx))
@@ -832,10 +844,11 @@ def _strided_slice(ctx: EmitContext) -> LayerCode:
 def _strided_copy(ctx: EmitContext) -> LayerCode:
     layout = strided_layout(ctx.graph, ctx.op)
     _require_rank(ctx, len(layout.dims))
+    itemsize = ctx.input(0).dtype.itemsize
     symbol = _define(ctx, "mcuflow_strided_t", "strided", {
         "rank": len(layout.dims), "dims": _padded(list(layout.dims)),
-        "steps": _padded(list(layout.steps))})
-    start = f" + {layout.start}" if layout.start else ""
+        "steps": _padded(list(layout.steps)), "element_bytes": itemsize})
+    start = f" + {layout.start * itemsize}" if layout.start else ""
     call = _call("mcuflow_strided_copy_s8", f"&{symbol}", _input_pointer(ctx, 0) + start,
                  _output_pointer(ctx))
     return _code(ctx, call, ("mcuflow_shuffle",))

@@ -21,7 +21,7 @@ from mcuflow.hw.layouts import (
 from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.tconv_phases import phase_groups, transpose_conv_phases
 from mcuflow.hw.work import TermsFn, Work, generic_terms
-from mcuflow.ir.constraints import data_inputs
+from mcuflow.ir.constraints import INT16_MOVES, data_inputs
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import (
     OpKind,
@@ -79,7 +79,8 @@ class Kernel:
     one step that calls it (mcuflow.hw.work), which the cost model multiplies by the kernel's
     coefficients fitted per core (kernel_costs.toml); None counts the generic terms of
     `generic_terms`. `int16` marks a kernel of int16 activations (LiteRT's int16x8 scheme),
-    which serves exactly the steps whose activations are int16.
+    which serves exactly the steps whose activations are int16; `any_width` a data-movement
+    kernel that copies elements of the step's own width, int8 or int16, and serves both.
     """
 
     function: str
@@ -91,6 +92,7 @@ class Kernel:
     inplace: frozenset[InPlace] = frozenset()
     scratch: ScratchFn | None = None
     int16: bool = False
+    any_width: bool = False
 
     def work(self, graph: Graph, op: Operator) -> Work:
         """The work terms of one step `op` calling this kernel."""
@@ -112,9 +114,9 @@ CODEBOOK_DECODE = "mcuflow_codebook_decode_s8"
 def _kernel(function: str, source: str, kinds: tuple[OpKind, ...], applies: str,
             dsp: bool = False, terms: TermsFn | None = None,
             inplace: tuple[InPlace, ...] = (), scratch: ScratchFn | None = None,
-            int16: bool = False) -> Kernel:
+            int16: bool = False, any_width: bool = False) -> Kernel:
     record = Kernel(function, source, frozenset(kinds), dsp, " ".join(applies.split()), terms,
-                    frozenset(inplace), scratch, int16)
+                    frozenset(inplace), scratch, int16, any_width)
     KERNELS[function] = record
     return record
 
@@ -381,13 +383,13 @@ _kernel("mcuflow_copy_rows", "mcuflow_data", (OpKind.RESHAPE, OpKind.SQUEEZE,
         "with one input stride (SliceLayout.rows_only): row copies. "
         "Also a STRIDED_SLICE that is such a SLICE, and SPLIT, SPLIT_V, UNPACK and PACK: a "
         "call per piece (piece_copies).",
-        terms=_copy_terms)
+        terms=_copy_terms, any_width=True)
 _kernel("mcuflow_pad_s8", "mcuflow_data", (OpKind.PAD,), "PAD with the zero point.",
-        terms=work.pad_terms)
+        terms=work.pad_terms, any_width=True)
 _kernel("mcuflow_slice_s8", "mcuflow_data", (OpKind.SLICE, OpKind.STRIDED_SLICE),
         "Any other SLICE: a memcpy per contiguous run. "
         "Also a STRIDED_SLICE that is a plain slice (ir.ops.strided_box).",
-        terms=_slice_terms)
+        terms=_slice_terms, any_width=True)
 
 
 @dataclass(frozen=True)
@@ -440,11 +442,11 @@ def _strided_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_strided_copy_s8.
 
     Per run an offset over the dims (`loops`), then a memcpy (`gathered` bytes) when the last
-    step is 1, else a byte per element (`elements`).
+    step is 1, else an element (int8 or int16) at a time (`elements`).
     """
     layout = strided_layout(graph, op)
-    size = graph.tensors[op.outputs[0]].size
-    copied = Work(gathered=size) if layout.steps[-1] == 1 else Work(elements=size)
+    out = graph.tensors[op.outputs[0]]
+    copied = Work(gathered=out.nbytes) if layout.steps[-1] == 1 else Work(elements=out.size)
     return copied + Work(calls=1, rows=layout.runs, loops=layout.runs * len(layout.dims))
 
 
@@ -467,10 +469,10 @@ _kernel("mcuflow_strided_copy_s8", "mcuflow_shuffle",
         (OpKind.TRANSPOSE, OpKind.STRIDED_SLICE, OpKind.REVERSE_V2),
         "TRANSPOSE, REVERSE_V2, and STRIDED_SLICE with steps other than 1: a strided read, a "
         "memcpy per run where the last read dim is contiguous.",
-        terms=_strided_terms)
+        terms=_strided_terms, any_width=True)
 _kernel("mcuflow_gather_s8", "mcuflow_shuffle", (OpKind.GATHER,),
         "GATHER along one axis at constant indices: a memcpy per gathered slice.",
-        terms=_gather_terms)
+        terms=_gather_terms, any_width=True)
 
 
 def arg_layout(graph: Graph, op: Operator) -> tuple[int, int, int]:
@@ -498,11 +500,13 @@ def _resize_terms(graph: Graph, op: Operator) -> Work:
 
     Per output row (`rows`): a memcpy of the row above (`loops`, `gathered` bytes) when it has
     the same source row, else a memcpy per pixel (`pixels`, `elements` bytes), or with one
-    channel a byte per pixel (`outputs`).
+    byte per pixel (one int8 channel) a byte per pixel (`outputs`).
     """
     from mcuflow.ref.resize_nearest_neighbor import prepare_resize  # ref imports ir only
 
-    batches, _, _, depth = graph.tensors[op.inputs[0]].shape
+    x = graph.tensors[op.inputs[0]]
+    batches, _, _, channels = x.shape
+    depth = channels * x.dtype.itemsize
     tables = prepare_resize(graph.tensors[op.inputs[0]].shape, op.attrs)
     rows, width = tables.rows.tolist(), len(tables.cols)
     repeated = batches * sum(above == row for above, row in zip(rows, rows[1:], strict=False))
@@ -516,7 +520,7 @@ def _resize_terms(graph: Graph, op: Operator) -> Work:
 _kernel("mcuflow_resize_nearest_s8", "mcuflow_resize", (OpKind.RESIZE_NEAREST_NEIGHBOR,),
         "RESIZE_NEAREST_NEIGHBOR: a copy per output pixel from index tables frozen at code "
         "generation, a row copy where a row repeats the one above.",
-        terms=_resize_terms)
+        terms=_resize_terms, any_width=True)
 
 
 def _reach(out_size: int, kernel: int, stride: int, size: int, pad: int) -> int:
@@ -654,13 +658,17 @@ def tile_layout(shape: tuple[int, ...], multiples: tuple[int, ...]
 
 
 def tile_of(graph: Graph, op: Operator) -> tuple[list[int], list[int]]:
-    """tile_layout of TILE `op`, or of BROADCAST_TO `op` (its input padded with leading 1s)."""
-    shape = graph.tensors[op.inputs[0]].shape
+    """tile_layout of TILE `op`, or of BROADCAST_TO `op` (its input padded with leading 1s).
+
+    In bytes: the last dim, a contiguous run, counts the bytes of its elements.
+    """
+    x = graph.tensors[op.inputs[0]]
+    shape = x.shape + (x.dtype.itemsize,)
     if op.kind is OpKind.TILE:
-        return tile_layout(shape, op.attrs.multiples)
+        return tile_layout(shape, (*op.attrs.multiples, 1))
     target = op.attrs.shape
-    multiples = broadcast_multiples(shape, target) or ()
-    return tile_layout((1,) * (len(target) - len(shape)) + tuple(shape), multiples)
+    multiples = broadcast_multiples(x.shape, target) or ()
+    return tile_layout((1,) * (len(target) - len(x.shape)) + tuple(shape), (*multiples, 1))
 
 
 def _tile_terms(graph: Graph, op: Operator) -> Work:
@@ -681,7 +689,7 @@ def _tile_terms(graph: Graph, op: Operator) -> Work:
 _kernel("mcuflow_tile_s8", "mcuflow_tile", (OpKind.TILE, OpKind.BROADCAST_TO),
         "TILE and BROADCAST_TO: the input's innermost runs copied, then each tiled block copied "
         "multiples - 1 times.",
-        terms=_tile_terms)
+        terms=_tile_terms, any_width=True)
 
 
 def _depth_space_terms(graph: Graph, op: Operator) -> Work:
@@ -909,9 +917,11 @@ def int16_step(graph: Graph, op: Operator) -> bool:
 def serves(record: Kernel, graph: Graph, op: Operator) -> bool:
     """True when kernel `record` may run step `op`.
 
-    int16 kernels run exactly the int16 steps; the codebook decoder runs before any step.
+    int16 kernels run exactly the int16 steps; the codebook decoder runs before any step, and
+    the data-movement kernels (`any_width`) run int8 and int16 steps.
     """
-    return record.function == CODEBOOK_DECODE or record.int16 == int16_step(graph, op)
+    return (record.function == CODEBOOK_DECODE or record.any_width
+            or record.int16 == int16_step(graph, op))
 
 
 STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
@@ -1067,7 +1077,7 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return ("mcuflow_dwconv_s16_dsp",)
     if dsp and int16_step(graph, op) and op.kind in S16_DSP:
         return (S16_DSP[op.kind],)
-    if int16_step(graph, op):
+    if int16_step(graph, op) and kind not in INT16_MOVES:
         return _int16_kernels(graph, op)
     if kind is OpKind.CONV_2D:
         return _conv(graph, op, dsp)

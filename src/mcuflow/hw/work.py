@@ -358,14 +358,14 @@ def copy_terms(graph: Graph, op: Operator) -> Work:
 def pad_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_pad_s8.
 
-    Memset of the output (`elements`), per input row an offset over the dims (`loops`) and a
-    memcpy (`gathered` bytes).
+    Memset of the output (`elements` bytes), per input row an offset over the dims (`loops`)
+    and a memcpy (`gathered` bytes).
     """
     attrs: PadAttrs = op.attrs
-    shape = graph.tensors[op.inputs[0]].shape
-    rows = math.prod(shape[:-1])
+    x = graph.tensors[op.inputs[0]]
+    rows = math.prod(x.shape[:-1])
     return Work(calls=1, rows=rows, loops=rows * len(attrs.paddings),
-                gathered=math.prod(shape), elements=_size(graph, op.outputs[0]))
+                gathered=x.nbytes, elements=graph.tensors[op.outputs[0]].nbytes)
 
 
 def codebook_terms(graph: Graph, op: Operator) -> Work:

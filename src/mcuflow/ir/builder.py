@@ -310,7 +310,8 @@ class GraphBuilder:
 
     def expand_dims(self, x: str, axis: int) -> str:
         """EXPAND_DIMS: a size-1 axis at `axis` (non-negative) of the output."""
-        return self.op(OpKind.EXPAND_DIMS, [x], ExpandDimsAttrs(axis), self.quant(x))
+        return self.op(OpKind.EXPAND_DIMS, [x], ExpandDimsAttrs(axis), self.quant(x),
+                       self._activation(x))
 
     def softmax(self, x: str, beta: float = 1.0) -> str:
         """SOFTMAX with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""
@@ -322,7 +323,7 @@ class GraphBuilder:
 
     def pad(self, x: str, paddings: tuple[tuple[int, int], ...]) -> str:
         """PAD with the input's zero point."""
-        return self.op(OpKind.PAD, [x], PadAttrs(paddings), self.quant(x))
+        return self.op(OpKind.PAD, [x], PadAttrs(paddings), self.quant(x), self._activation(x))
 
     def space_to_batch(self, x: str, block_shape: tuple[int, ...],
                        paddings: tuple[tuple[int, int], ...]) -> str:
@@ -341,7 +342,8 @@ class GraphBuilder:
         """CONCATENATION; the output takes the first input's quantisation."""
         rank = len(self.graph.tensors[inputs[0]].shape)
         attrs = ConcatenationAttrs(axis % rank, activation)
-        return self.op(OpKind.CONCATENATION, inputs, attrs, self.quant(inputs[0]))
+        return self.op(OpKind.CONCATENATION, inputs, attrs, self.quant(inputs[0]),
+                       self._activation(inputs[0]))
 
     def logistic(self, x: str) -> str:
         """LOGISTIC with TFLite's int8 output quantisation (1/256, -128; int16: 1/32768, 0)."""

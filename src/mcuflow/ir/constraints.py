@@ -276,11 +276,16 @@ def int8_activations(graph: Graph, op: Operator) -> str | None:
     return _found([p for p in problems if p is not None])
 
 
+INT16_MOVES = frozenset({OpKind.CONCATENATION, OpKind.PAD, OpKind.SLICE, OpKind.STRIDED_SLICE,
+                         OpKind.TRANSPOSE, OpKind.REVERSE_V2, OpKind.TILE, OpKind.BROADCAST_TO,
+                         OpKind.RESIZE_NEAREST_NEIGHBOR, OpKind.SPLIT, OpKind.SPLIT_V,
+                         OpKind.PACK, OpKind.UNPACK, OpKind.GATHER, OpKind.EXPAND_DIMS})
+"""Data-movement ops LiteRT runs on int16 values: copied, one quantisation in and out."""
 INT16_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
                          OpKind.QUANTIZE, OpKind.DEQUANTIZE, OpKind.RESHAPE, OpKind.SQUEEZE,
                          OpKind.ADD,
                          OpKind.MUL, OpKind.AVERAGE_POOL_2D, OpKind.MAX_POOL_2D,
-                         OpKind.SOFTMAX, OpKind.LOGISTIC, OpKind.TANH, OpKind.MEAN})
+                         OpKind.SOFTMAX, OpKind.LOGISTIC, OpKind.TANH, OpKind.MEAN}) | INT16_MOVES
 """The ops that run LiteRT's int16x8 scheme (int16 activations, int8 weights)."""
 
 
@@ -302,8 +307,11 @@ def int16_activations(graph: Graph, op: Operator) -> str | None:
     """int16 activations (LiteRT's int16x8 scheme: int8 symmetric weights, int64 bias) are
     supported by CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, AVERAGE_POOL_2D,
     MAX_POOL_2D, MEAN, SOFTMAX, LOGISTIC, TANH, QUANTIZE (from or to int16), DEQUANTIZE,
-    RESHAPE and SQUEEZE only, with zero point 0 and every activation of the op int16 (only QUANTIZE
-    converts between the two)."""
+    RESHAPE, SQUEEZE and the data-movement ops CONCATENATION, PAD, SLICE, STRIDED_SLICE,
+    TRANSPOSE, REVERSE_V2, TILE, BROADCAST_TO, RESIZE_NEAREST_NEIGHBOR, SPLIT, SPLIT_V, PACK,
+    UNPACK, GATHER and EXPAND_DIMS only (LiteRT has no int16 DEPTH_TO_SPACE or SPACE_TO_DEPTH),
+    with zero point 0 and every activation of the op int16 (only QUANTIZE converts between the
+    two)."""
     names = data_inputs(op) + op.outputs
     return _int16_problem(graph, op, tuple(
         name for name in names if graph.tensors[name].dtype is not DType.FLOAT32))

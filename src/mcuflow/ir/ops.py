@@ -962,8 +962,8 @@ def _lstm_cell_state(graph: Graph, op: Operator) -> str | None:
 
 def lstm_states(graph: Graph, op: Operator) -> str | None:
     """The output state must be a variable int8 tensor, the cell state a variable int16 one
-    with zero point 0 and a power-of-two scale from 2**-15 to 2**-9 (LiteRT's integer LSTM;
-    below 2**-15 LiteRT's tanh leaves the hidden values unset, so no result is defined:
+    with zero point 0 and a power-of-two scale from 2**-15 to 2**-9 (LiteRT's integer LSTM,
+    whose tanh leaves the hidden values unset below 2**-15, so no result is defined there:
     calibrate with inputs that reach the cell's real range)."""
     problems = [p for p in (_lstm_output_state(graph, op), _lstm_cell_state(graph, op)) if p]
     return f"{', '.join(problems)} found" if problems else None

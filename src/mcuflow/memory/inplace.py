@@ -301,7 +301,8 @@ def _depthwise_fits(graph: Graph, op: Operator, shares: str) -> bool:
 
 def in_place_rule(graph: Graph, op: Operator, kind: InPlace, shares: str) -> Rule | None:
     """The placement rule under which `op` may run as `kind` over input `shares`, else None."""
-    if int16_step(graph, op) and not any(record.int16 and record.runs_as(kind)
+    if int16_step(graph, op) and not any((record.int16 or record.any_width)
+                                         and record.runs_as(kind)
                                          for record in kernels_of(op.kind, True)):
         return None
     if kind is InPlace.ELEMENTWISE and op.kind in ELEMENTWISE_KINDS:

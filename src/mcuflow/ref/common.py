@@ -84,6 +84,15 @@ def require_int8(op: Operator, *tensors: Tensor) -> None:
                 f"{op.kind.value} '{op.name}': tensor '{tensor.name}' is {tensor.dtype.value}")
 
 
+def require_copied(op: Operator, *tensors: Tensor) -> None:
+    """Assert that a data-movement op's activations are int8, or all int16 (values copied).
+
+    The support constraints (int8_activations, int16_activations) refuse anything else.
+    """
+    if {tensor.dtype for tensor in tensors} != {DType.INT16}:
+        require_int8(op, *tensors)
+
+
 def require_constant(op: Operator, tensor: Tensor) -> np.ndarray:
     """The data of a weight or bias tensor, which the support constraints require constant."""
     if tensor.data is None:

@@ -1,4 +1,4 @@
-"""RESIZE_NEAREST_NEIGHBOR reference kernels (int8 and float32): a pixel copy, no requantisation."""
+"""RESIZE_NEAREST_NEIGHBOR reference kernels (int8, int16, float32): a pixel copy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mcuflow.ir.crop import check_indices, crop_indices, whole_input_hw
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind, ResizeNearestNeighborAttrs
 from mcuflow.ir.resize import nearest_indices
-from mcuflow.ref.common import require_int8
+from mcuflow.ref.common import require_copied
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
@@ -44,12 +44,12 @@ def resize_nearest(x: np.ndarray, params: ResizeParams) -> np.ndarray:
 
 @prepared_kernel(OpKind.RESIZE_NEAREST_NEIGHBOR)
 def _prepare(graph: Graph, op: Operator) -> PreparedFn:
-    """resize_nearest_neighbor.h: copies the stored int8 values, no requantisation.
+    """resize_nearest_neighbor.h: copies the stored int8 or int16 values, no requantisation.
 
     Input and output share one quantisation (the same_quantisation constraint).
     """
     x = graph.tensor(op.inputs[0])
-    require_int8(op, x, graph.tensor(op.outputs[0]))
+    require_copied(op, x, graph.tensor(op.outputs[0]))
     params = prepare_resize(x.shape, op.attrs)
     return lambda inputs: [resize_nearest(inputs[0], params)]
 

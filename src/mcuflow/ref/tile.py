@@ -1,4 +1,4 @@
-"""TILE and BROADCAST_TO reference kernels (int8 and float32): the input repeated per axis."""
+"""TILE and BROADCAST_TO reference kernels (int8, int16, float32): the input repeated per axis."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
-from mcuflow.ref.common import require_int8
+from mcuflow.ref.common import require_copied
 from mcuflow.ref.registry import PreparedFn, float_kernel, prepared_kernel
 
 
@@ -17,8 +17,8 @@ def tile(x: np.ndarray, multiples: tuple[int, ...]) -> np.ndarray:
 
 @prepared_kernel(OpKind.TILE)
 def _prepare(graph: Graph, op: Operator) -> PreparedFn:
-    """tile.cc: copies the stored int8 values; input and output share one quantisation."""
-    require_int8(op, graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0]))
+    """tile.cc: copies the stored int8 or int16 values; input and output share one quantisation."""
+    require_copied(op, graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0]))
     multiples = op.attrs.multiples
     return lambda inputs: [tile(inputs[0], multiples)]
 
@@ -30,8 +30,11 @@ def _float(graph: Graph, op: Operator, inputs: list[np.ndarray]) -> list[np.ndar
 
 @prepared_kernel(OpKind.BROADCAST_TO)
 def _prepare_broadcast(graph: Graph, op: Operator) -> PreparedFn:
-    """broadcast_to.cc: copies the stored int8 values; input and output share one quantisation."""
-    require_int8(op, graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0]))
+    """broadcast_to.cc: copies the stored int8 or int16 values.
+
+    Input and output share one quantisation.
+    """
+    require_copied(op, graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0]))
     shape = op.attrs.shape
     return lambda inputs: [np.ascontiguousarray(np.broadcast_to(inputs[0], shape))]
 
