@@ -1645,6 +1645,20 @@ void mcuflow_fully_connected_dsp_s8(int32_t batches, const mcuflow_dsp_matrix_t 
     }
 }
 
+void mcuflow_dsp_matvec_s32(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                            const int8_t *input, mcuflow_word_t *row, int32_t *acc)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    mcuflow_dsp_gather_row(input, m->depth, row);
+    for (int32_t o = 0; o < m->rows; o += 4) {
+        acc[o] = bias[o];
+        acc[o + 1] = bias[o + 1];
+        acc[o + 2] = bias[o + 2];
+        acc[o + 3] = bias[o + 3];
+        mcuflow_dsp_quad(&w, row, m->groups, m->chunk_groups, acc + o);
+    }
+}
+
 /* ---- FULLY_CONNECTED in registers: short rows, few units ------------------------------- */
 
 /* Clamp one output row of a small layer to a fused activation narrower than int8. */
