@@ -8,12 +8,14 @@ kernel treats apart, chunked pair sums and the cases where the portable kernel r
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from mcuflow.codegen import dsp
-from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.project import generate_project, kernel_files
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.layouts import dsp_groups
@@ -99,3 +101,55 @@ def test_a_plan_without_dsp_scratch_runs_the_portable_kernel() -> None:
     assert all("mcuflow_svdf" in layer.kernels for layer in svdf_steps)
     assert all("scratch" in (layer.portable_reason or "") for layer in svdf_steps)
 
+
+
+# --- Cortex-M ---------------------------------------------------------------------------------
+
+CROSS = shutil.which("arm-none-eabi-gcc")
+QEMU = shutil.which("qemu-system-arm")
+SOURCES = ("mcuflow_svdf_dsp.c", "mcuflow_conv_dsp.c")
+
+
+@pytest.mark.skipif(CROSS is None, reason="arm-none-eabi-gcc is not installed")
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7", "cortex-m33"])
+def test_svdf_kernel_cross_compiles_cleanly(cpu: str, tmp_path: Path) -> None:
+    for name, text in kernel_files([Path(source).stem for source in SOURCES]).items():
+        (tmp_path / name).write_text(text)
+    fpu = "-mfpu=fpv4-sp-d16" if cpu == "cortex-m4" else "-mfpu=fpv5-sp-d16"
+    result = subprocess.run(
+        [CROSS, f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=hard", fpu, "-std=c99", "-O2", "-Wall",
+         "-Wextra", "-Werror", "-pedantic", "-c", SOURCES[0], "-o", "kernel.o"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", "kernel.o"], cwd=tmp_path,
+                          capture_output=True, text=True).stdout
+    assert "smlad" in code and "pkhbt" in code
+
+
+def _verify_on_qemu(graph: Graph, target: str) -> None:
+    from mcuflow.toolchain.qemu import default_board, verify_cortexm
+
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    board = "nucleo-f767zi" if target == "cortex-m33" else default_board(target)
+    result = verify_cortexm(graph, plan, target, board, runs=12, seed=3, profile=True)
+    assert result.bit_exact, f"{result.mismatches} of {result.runs} runs differ"
+    chosen = [layer.kernels for layer in result.layers if layer.op == OpKind.SVDF.value]
+    assert len(chosen) == _svdfs(graph)
+    assert all("mcuflow_svdf_dsp_s8" in kernels for kernels in chosen), chosen
+
+
+QEMU_BUILDS = [(name, target) for name in FAMILIES
+               for target in ("cortex-m4", "cortex-m7", "cortex-m33")]
+
+
+@pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
+@pytest.mark.parametrize(("name", "target"), QEMU_BUILDS,
+                         ids=[f"{n}-{t}" for n, t in QEMU_BUILDS])
+def test_svdf_families_are_bit_exact_on_qemu(name: str, target: str) -> None:
+    _verify_on_qemu(FAMILIES[name](), target)
+
+
+@pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
+def test_tflite_requantisation_is_bit_exact_on_qemu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dsp, "fast_requant", lambda *args, **kwargs: None)
+    _verify_on_qemu(svdf_shapes(), "cortex-m4")
