@@ -594,7 +594,7 @@ def svdf(ctx: EmitContext) -> LayerCode | None:
     call = (f"mcuflow_svdf_dsp_s8(&{s}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.state(ctx.op.inputs[STATE_INPUT])}, {ctx.pointer(ctx.op.outputs[0])}, "
             f"{scratch});")
-    return LayerCode([call], ctx.definitions, frozenset({"mcuflow_svdf_dsp", "mcuflow_conv_dsp"}))
+    return _code(ctx, call, "mcuflow_conv_dsp")
 
 
 def _union(span: dsp.Domain) -> tuple[int, int]:

@@ -597,14 +597,6 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
 
 /* ---- SVDF ------------------------------------------------------------------------------- */
 
-/* The int32 accumulators bias[c] + sum_k w[c][k] * input[k] of every output channel c of `m`
- * (FULLY_CONNECTED's layout: groups of two channel pairs, rows padded to a multiple of 4) over
- * one int8 input row, gathered as int16 into `row` (8-byte aligned, 2 * groups words). `bias`
- * and `acc` hold the rows rounded up to a multiple of 4. The sums wrap as int32 arithmetic
- * does, whatever their range. */
-void mcuflow_dsp_matvec_s32(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
-                            const int8_t *input, mcuflow_word_t *row, int32_t *acc);
-
 /* One requantisation of mcuflow_svdf_dsp_s8. When `fast`, the one-multiply words (multiplier,
  * shift, addend low, addend high; `negative` added when the sum is negative), proven by the
  * generator on every reachable sum, output offset included; else TFLite's
