@@ -1957,30 +1957,34 @@ static void mcuflow_svdf_features(const mcuflow_dsp_svdf_rq_t *q, int32_t *sums,
     }
 }
 
-/* A unit's sum requantised by `q` to int8 (TFLite's path adds the output offset). */
-static inline int8_t mcuflow_svdf_output(int32_t sum, const mcuflow_dsp_svdf_rq_t *q,
-                                         int32_t output_offset)
+/* The `units` sums plus their bias (none when NULL) requantised by `q` to int8 (TFLite's path
+ * adds the output offset). */
+static void mcuflow_svdf_outputs(const mcuflow_dsp_svdf_rq_t *q, const int32_t *bias,
+                                 int32_t output_offset, const int32_t *sums, int8_t *output,
+                                 int32_t units)
 {
-    if (q->fast) {
-        return (int8_t)mcuflow_ssat8(mcuflow_svdf_fast(sum, q));
+    const mcuflow_dsp_svdf_rq_t c = *q;
+    for (int32_t u = 0; u < units; ++u) {
+        const int32_t sum = (int32_t)((uint32_t)sums[u] + (bias != NULL ? (uint32_t)bias[u] : 0u));
+        output[u] = (int8_t)(c.fast ? mcuflow_ssat8(mcuflow_svdf_fast(sum, &c))
+                                    : mcuflow_clamp(mcuflow_requantize(sum, c.multiplier, c.shift) +
+                                                        output_offset,
+                                                    -128, 127));
     }
-    return (int8_t)mcuflow_clamp(mcuflow_requantize(sum, q->multiplier, q->shift) +
-                                     output_offset,
-                                 -128, 127);
 }
 
 #if MCUFLOW_DSP_ASM
 /* One filter: its state values at `*s` shift one slot towards the oldest (`pairs` pairs,
  * each loaded from one slot up, stored back and multiplied with its time weights), then the
  * last old value with `fresh` (`joined`: an even memory) or `fresh` alone enters the last
- * slot; returns the dot product of the new state with the time weights at `*w`. Both pointers
- * end at the next filter. The LDR and STR of a pair may be unaligned. */
+ * slot; returns `dot` plus the dot product of the new state with the time weights at `*w`
+ * (wrapping). Both pointers end at the next filter. The LDR and STR of a pair may be unaligned. */
 MCUFLOW_INLINE int32_t mcuflow_svdf_filter(int16_t **s, const int16_t **w, int32_t pairs,
-                                           int joined, int32_t fresh)
+                                           int joined, int32_t fresh, int32_t dot)
 {
     int16_t *sp = *s;
     const int16_t *wp = *w;
-    int32_t dot = 0, n = pairs;
+    int32_t n = pairs;
     uint32_t a, b;
     if (n > 0) {
         __asm__ volatile("1:\n\t"
@@ -2033,11 +2037,10 @@ static inline void mcuflow_svdf_store(int16_t *p, uint32_t x)
 
 /* One filter, as the assembly above computes it. */
 MCUFLOW_INLINE int32_t mcuflow_svdf_filter(int16_t **s, const int16_t **w, int32_t pairs,
-                                           int joined, int32_t fresh)
+                                           int joined, int32_t fresh, int32_t dot)
 {
     int16_t *at = *s;
     const int16_t *weights = *w;
-    int32_t dot = 0;
     for (int32_t k = pairs; k > 0; --k, at += 2, weights += 2) {
         const uint32_t pair = mcuflow_svdf_load(at + 1);
         mcuflow_svdf_store(at, pair);
@@ -2057,36 +2060,39 @@ MCUFLOW_INLINE int32_t mcuflow_svdf_filter(int16_t **s, const int16_t **w, int32
 }
 #endif
 
-/* The state shift, time dot products and outputs of one batch (`fresh`: its filters' new
- * state values); `joined` is a constant of each instance. */
-MCUFLOW_INLINE void mcuflow_svdf_units(const mcuflow_dsp_svdf_t *p, int32_t units,
-                                       const int32_t *fresh, int16_t *state, int8_t *output,
-                                       int joined)
+/* The state shift and time dot products of one batch's `filters` filters: each unit's sum of
+ * its `rank` filters' dot products replaces `sums[u]` (the filters' new state values, read
+ * first); `joined` is a constant of each instance. */
+MCUFLOW_INLINE void mcuflow_svdf_units(const mcuflow_dsp_svdf_t *p, int32_t filters,
+                                       int32_t *sums, int16_t *state, int joined)
 {
     const int16_t *w = p->weights_time;
-    const int32_t *bias = p->bias;
+    const int32_t *fresh = sums;
+    const int32_t *const end = sums + filters;
     const int32_t rank = p->rank, pairs = (p->memory - 1) >> 1;
-    for (int32_t u = 0; u < units; ++u) {
-        uint32_t sum = bias != NULL ? (uint32_t)bias[u] : 0u;
-        for (int32_t r = 0; r < rank; ++r) {
-            sum += (uint32_t)mcuflow_svdf_filter(&state, &w, pairs, joined, *fresh++);
+    int32_t sum = 0, left = rank;
+    while (fresh != end) {
+        sum = mcuflow_svdf_filter(&state, &w, pairs, joined, *fresh++, sum);
+        if (--left == 0) {
+            *sums++ = sum;
+            sum = 0;
+            left = rank;
         }
-        output[u] = mcuflow_svdf_output((int32_t)sum, &p->time, p->output_offset);
     }
 }
 
 /* mcuflow_svdf_units of an even memory: the last old value pairs with the new one. */
-static void mcuflow_svdf_units_even(const mcuflow_dsp_svdf_t *p, int32_t units,
-                                    const int32_t *fresh, int16_t *state, int8_t *output)
+MCUFLOW_DSP_OUTLINE void mcuflow_svdf_units_even(const mcuflow_dsp_svdf_t *p, int32_t filters,
+                                                 int32_t *sums, int16_t *state)
 {
-    mcuflow_svdf_units(p, units, fresh, state, output, 1);
+    mcuflow_svdf_units(p, filters, sums, state, 1);
 }
 
 /* mcuflow_svdf_units of an odd memory: the new value alone. */
-static void mcuflow_svdf_units_odd(const mcuflow_dsp_svdf_t *p, int32_t units,
-                                   const int32_t *fresh, int16_t *state, int8_t *output)
+MCUFLOW_DSP_OUTLINE void mcuflow_svdf_units_odd(const mcuflow_dsp_svdf_t *p, int32_t filters,
+                                                int32_t *sums, int16_t *state)
 {
-    mcuflow_svdf_units(p, units, fresh, state, output, 0);
+    mcuflow_svdf_units(p, filters, sums, state, 0);
 }
 
 void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16_t *state,
@@ -2100,11 +2106,12 @@ void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16
                                sums);
         mcuflow_svdf_features(&p->feature, sums, m->rows);
         int16_t *batch_state = state + (size_t)b * (size_t)m->rows * (size_t)p->memory;
-        int8_t *out = output + (size_t)b * (size_t)units;
         if (p->memory & 1) {
-            mcuflow_svdf_units_odd(p, units, sums, batch_state, out);
+            mcuflow_svdf_units_odd(p, m->rows, sums, batch_state);
         } else {
-            mcuflow_svdf_units_even(p, units, sums, batch_state, out);
+            mcuflow_svdf_units_even(p, m->rows, sums, batch_state);
         }
+        mcuflow_svdf_outputs(&p->time, p->bias, p->output_offset, sums,
+                             output + (size_t)b * (size_t)units, units);
     }
 }
