@@ -585,7 +585,8 @@ def svdf(ctx: EmitContext) -> LayerCode | None:
     s = _define(ctx, "mcuflow_dsp_svdf_t", "svdf", {
         "matrix": f"&{m}", "feature_bias": feature_bias,
         "weights_time": ctx.pool.tensor(ctx.graph, ctx.op.inputs[2]),
-        "bias": "NULL" if bias is None else ctx.pool.tensor(ctx.graph, bias),
+        "bias": ctx.pool.tensor(ctx.graph, bias) if bias is not None else ctx.constant(
+            "bias", "int32_t", np.zeros(params.units, np.int32), f"{ctx.op.name}: no bias"),
         "batches": params.batch, "memory": params.memory, "rank": params.rank,
         "output_offset": params.output_offset,
         "feature": _svdf_requant(params.feature, 0, _union(span), (INT16_MIN, INT16_MAX)),

@@ -1903,24 +1903,6 @@ void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const i
  * arithmetic does; each requantisation is a one-multiply formula the generator proved exact on
  * every reachable sum, or TFLite's MultiplyByQuantizedMultiplier. */
 
-/* The int32 accumulators bias[c] + sum_k w[c][k] * input[k] of every output channel c of `m`
- * (FULLY_CONNECTED's layout: groups of two channel pairs, rows padded to a multiple of 4) over
- * one int8 input row, gathered as int16 into `row`. `bias` and `acc` hold the rows rounded up
- * to a multiple of 4. The sums wrap as int32 arithmetic does, whatever their range. */
-static void mcuflow_dsp_matvec_s32(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
-                                   const int8_t *input, mcuflow_word_t *row, int32_t *acc)
-{
-    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
-    mcuflow_dsp_gather_row(input, m->depth, row);
-    for (int32_t o = 0; o < m->rows; o += 4) {
-        acc[o] = bias[o];
-        acc[o + 1] = bias[o + 1];
-        acc[o + 2] = bias[o + 2];
-        acc[o + 3] = bias[o + 3];
-        mcuflow_dsp_quad(&w, row, m->groups, m->chunk_groups, acc + o);
-    }
-}
-
 /* x saturated to int16 (SSAT with the DSP extension). */
 static inline int32_t mcuflow_svdf_ssat16(int32_t x)
 {
@@ -1957,20 +1939,60 @@ static void mcuflow_svdf_features(const mcuflow_dsp_svdf_rq_t *q, int32_t *sums,
     }
 }
 
-/* The `units` sums plus their bias (none when NULL) requantised by `q` to int8 (TFLite's path
- * adds the output offset). */
+/* The `units` sums plus their bias requantised by `q` to int8 (TFLite's path adds the output
+ * offset); one loop per path, so that each keeps its constants in registers. */
 static void mcuflow_svdf_outputs(const mcuflow_dsp_svdf_rq_t *q, const int32_t *bias,
                                  int32_t output_offset, const int32_t *sums, int8_t *output,
                                  int32_t units)
 {
     const mcuflow_dsp_svdf_rq_t c = *q;
-    for (int32_t u = 0; u < units; ++u) {
-        const int32_t sum = (int32_t)((uint32_t)sums[u] + (bias != NULL ? (uint32_t)bias[u] : 0u));
-        output[u] = (int8_t)(c.fast ? mcuflow_ssat8(mcuflow_svdf_fast(sum, &c))
-                                    : mcuflow_clamp(mcuflow_requantize(sum, c.multiplier, c.shift) +
-                                                        output_offset,
-                                                    -128, 127));
+    int8_t *const end = output + units;
+    if (c.fast) {
+        while (output != end) {
+            const int32_t sum = (int32_t)((uint32_t)*sums++ + (uint32_t)*bias++);
+            *output++ = (int8_t)mcuflow_ssat8(mcuflow_svdf_fast(sum, &c));
+        }
+    } else {
+        while (output != end) {
+            const int32_t sum = (int32_t)((uint32_t)*sums++ + (uint32_t)*bias++);
+            *output++ = (int8_t)mcuflow_clamp(
+                mcuflow_requantize(sum, c.multiplier, c.shift) + output_offset, -128, 127);
+        }
     }
+}
+
+/* mcuflow_dsp_gather_row, eight values per step from a word-aligned input. */
+static void mcuflow_svdf_gather(const int8_t *x, int32_t depth, mcuflow_word_t *row)
+{
+    int32_t eights = ((uintptr_t)x & 3u) == 0u ? depth >> 3 : 0;
+    const int32_t k = eights * 8;
+#if MCUFLOW_DSP_ASM
+    const int8_t *xp = x;
+    if (eights > 0) {
+        __asm__ volatile("1:\n\t"
+                         "ldrd r10, r11, [%[x]], #8\n\t"
+                         "sxtb16 r8, r10\n\t"
+                         "sxtb16 r9, r10, ror #8\n\t"
+                         "sxtb16 r10, r11\n\t"
+                         "sxtb16 r11, r11, ror #8\n\t"
+                         "stmia %[r]!, {r8, r9, r10, r11}\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b\n\t"
+                         : [x] "+r"(xp), [r] "+r"(row), [n] "+r"(eights)
+                         :
+                         : "r8", "r9", "r10", "r11", "cc", "memory");
+    }
+#else
+    const mcuflow_word_t *words = (const mcuflow_word_t *)(const void *)x;
+    for (; eights > 0; --eights, words += 2, row += 4) {
+        const uint32_t a = words[0], b = words[1];
+        row[0] = mcuflow_sxtb16(a);
+        row[1] = mcuflow_sxtb16_ror8(a);
+        row[2] = mcuflow_sxtb16(b);
+        row[3] = mcuflow_sxtb16_ror8(b);
+    }
+#endif
+    mcuflow_dsp_gather_row(x + k, depth - k, row);
 }
 
 #if MCUFLOW_DSP_ASM
@@ -2093,6 +2115,64 @@ MCUFLOW_DSP_OUTLINE void mcuflow_svdf_units_odd(const mcuflow_dsp_svdf_t *p, int
                                                 int32_t *sums, int16_t *state)
 {
     mcuflow_svdf_units(p, filters, sums, state, 0);
+}
+
+/* Two groups of mcuflow_dsp_group4. */
+MCUFLOW_INLINE void mcuflow_svdf_group4x2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                          int32_t *acc)
+{
+    mcuflow_dsp_group4(w, x, acc);
+    mcuflow_dsp_group4(w, x, acc);
+}
+
+/* `eights` (> 0) times eight groups of two channel pairs over one row: mcuflow_dsp_fours4 with
+ * half the loop steps. */
+MCUFLOW_DSP_FOURS(mcuflow_svdf_eights4, MCUFLOW_DSP_GROUP4_ASM MCUFLOW_DSP_GROUP4_ASM,
+                  mcuflow_svdf_group4x2)
+
+/* One quad of mcuflow_dsp_quad when B needs no extraction before the end, the sums kept in
+ * registers: acc gets the sums of the quad's four channels from their biases. */
+MCUFLOW_INLINE void mcuflow_svdf_quad(const mcuflow_word_t **w, const mcuflow_word_t *row,
+                                      int32_t groups, const int32_t *bias, int32_t *acc)
+{
+    int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
+    const mcuflow_word_t *x = row;
+    if (groups >> 3) {
+        mcuflow_svdf_eights4(w, &x, groups >> 3, sums);
+    }
+    if (groups & 4) {
+        mcuflow_dsp_fours4(w, &x, 1, sums);
+    }
+    for (int32_t rest = groups & 3; rest > 0; --rest) {
+        mcuflow_dsp_group4(w, &x, sums);
+    }
+    acc[0] = sums[0];
+    acc[1] = bias[1] + mcuflow_wrapped_diff_8(sums[1], sums[0]);
+    acc[2] = sums[2];
+    acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
+}
+
+/* The int32 accumulators bias[c] + sum_k w[c][k] * input[k] of every output channel c of `m`
+ * (FULLY_CONNECTED's layout: groups of two channel pairs, rows padded to a multiple of 4) over
+ * one int8 input row, gathered as int16 into `row`. `bias` and `acc` hold the rows rounded up
+ * to a multiple of 4. The sums wrap as int32 arithmetic does, whatever their range. */
+static void mcuflow_dsp_matvec_s32(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                                   const int8_t *input, mcuflow_word_t *row, int32_t *acc)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    const int32_t groups = m->groups, chunk = m->chunk_groups;
+    mcuflow_svdf_gather(input, m->depth, row);
+    for (int32_t o = 0; o < m->rows; o += 4) {
+        if (chunk >= groups) {
+            mcuflow_svdf_quad(&w, row, groups, bias + o, acc + o);
+        } else {
+            acc[o] = bias[o];
+            acc[o + 1] = bias[o + 1];
+            acc[o + 2] = bias[o + 2];
+            acc[o + 3] = bias[o + 3];
+            mcuflow_dsp_quad(&w, row, groups, chunk, acc + o);
+        }
+    }
 }
 
 void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16_t *state,

@@ -614,15 +614,15 @@ typedef struct {
  * filter's weight sum; each sum is requantised by `feature` and saturated to int16. The state
  * [batches, filters, memory] is then shifted one slot towards the oldest, filter by filter, by
  * the time dot product that reads it (two int16 values per load and SMLAD), the new value
- * entering each filter's last slot; the `rank` dot products of a unit plus its bias (none when
- * NULL) are requantised by `time` and saturated to int8. The state after an invocation is
+ * entering each filter's last slot; the `rank` dot products of a unit plus its bias are
+ * requantised by `time` and saturated to int8. The state after an invocation is
  * LiteRT's. `scratch` is 8-byte aligned: one gathered input row (2 * groups words), then one
  * int32 per filter rounded up to a multiple of 4. */
 typedef struct {
     const mcuflow_dsp_matrix_t *matrix;
     const int32_t *feature_bias; /* the input offset times each row's weight sum, padded */
     const int16_t *weights_time; /* [filters, memory] */
-    const int32_t *bias;         /* [filters / rank] or NULL */
+    const int32_t *bias;         /* [filters / rank] (zeros when the layer has none) */
     int32_t batches;
     int32_t memory;
     int32_t rank;
