@@ -721,8 +721,8 @@ def _svdf_dsp_terms(graph: Graph, op: Operator) -> Work:
 
 
 _kernel("mcuflow_svdf_dsp_s8", "mcuflow_conv_dsp", (OpKind.SVDF,),
-        _WEIGHTED_DSP + "SVDF: FULLY_CONNECTED's matrix-vector product for the features, the "
-        "state shifted by the time dot products that read it (SMLAD on int16 pairs).",
+        _WEIGHTED_DSP + "SVDF with FULLY_CONNECTED's matrix-vector product for the features "
+        "and the state shifted by the time dot products that read it (SMLAD on int16 pairs).",
         dsp=True, terms=_svdf_dsp_terms, scratch=_svdf_dsp_scratch)
 
 

@@ -1896,12 +1896,12 @@ void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const i
 /* ---- SVDF ------------------------------------------------------------------------------- */
 
 /* SVDF int8 with int16 state (LiteRT's reference_ops::EvalIntegerSVDF, bit-exact). The feature
- * matmul is FULLY_CONNECTED's matrix-vector product above (mcuflow_dsp_matvec_s32, four filters
- * per pass). The state is not moved by memmove: each filter's values are shifted one slot
- * towards the oldest by the time dot product itself, which loads them two at a time, stores
- * them one slot lower and multiplies them with SMLAD. Every sum wraps as LiteRT's int32
- * arithmetic does; each requantisation is a one-multiply formula the generator proved exact on
- * every reachable sum, or TFLite's MultiplyByQuantizedMultiplier. */
+ * matmul is FULLY_CONNECTED's matrix-vector code on its packed weights (mcuflow_dsp_matvec_s32
+ * below, four filters per pass). The state is not moved by memmove: each filter's values are
+ * shifted one slot towards the oldest by the time dot product itself, which loads them two at
+ * a time, stores them one slot lower and multiplies them with SMLAD. Every sum wraps as
+ * LiteRT's int32 arithmetic does; each requantisation is a one-multiply formula the generator
+ * proved exact on every reachable sum, or TFLite's MultiplyByQuantizedMultiplier. */
 
 /* x saturated to int16 (SSAT with the DSP extension). */
 static inline int32_t mcuflow_svdf_ssat16(int32_t x)
@@ -2147,9 +2147,9 @@ MCUFLOW_INLINE void mcuflow_svdf_quad(const mcuflow_word_t **w, const mcuflow_wo
         mcuflow_dsp_group4(w, &x, sums);
     }
     acc[0] = sums[0];
-    acc[1] = bias[1] + mcuflow_wrapped_diff_8(sums[1], sums[0]);
+    acc[1] = (int32_t)((uint32_t)bias[1] + (uint32_t)mcuflow_wrapped_diff_8(sums[1], sums[0]));
     acc[2] = sums[2];
-    acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
+    acc[3] = (int32_t)((uint32_t)bias[3] + (uint32_t)mcuflow_wrapped_diff_8(sums[3], sums[2]));
 }
 
 /* The int32 accumulators bias[c] + sum_k w[c][k] * input[k] of every output channel c of `m`
