@@ -442,6 +442,12 @@ CASES = (
          _fully_connected_peer),
     Case("svdf_40_32_rank2_memory10", _one_layer("svdf", (1, 40), lambda b, x: b.svdf(
         x, 32, rank=2, memory=10)), _svdf_peer),
+    Case("svdf_64_64_rank1_memory8", _one_layer("svdf_speech", (1, 64), lambda b, x: b.svdf(
+        x, 64, rank=1, memory=8)), _svdf_peer),
+    Case("svdf_400_32_rank1_memory5", _one_layer("svdf_wide", (1, 400), lambda b, x: b.svdf(
+        x, 32, rank=1, memory=5)), _svdf_peer),
+    Case("svdf_2x36_10_rank3_memory6", _one_layer("svdf_batches", (2, 36), lambda b, x: b.svdf(
+        x, 10, rank=3, memory=6)), _svdf_peer),
     Case("lstm_49x10_32", _one_layer("lstm", (1, 49, 10), lambda b, x: b.lstm(x, 32)),
          _lstm_peer),
 )

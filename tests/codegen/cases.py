@@ -511,6 +511,33 @@ def svdf() -> Graph:
 
 
 @family
+def svdf_shapes() -> Graph:
+    """SVDF shapes the DSP kernel treats apart: memory 1, 2 (no whole pair), odd and even.
+
+    An input of 37 features (a partial group of 4), filter counts that are not multiples of 4,
+    rank 3 (units across groups of 4 filters), no bias, two batches, and an input one byte
+    into the arena's words (a slice planned as an alias).
+    """
+    b = GraphBuilder("svdf_shapes", seed=29)
+    x = b.input((1, 37), 0.04, -6)
+    pair = b.input((2, 12), 0.06, 9)
+    tail = b.op(OpKind.SLICE, [x], SliceAttrs((0, 1), (1, 36)), b.quant(x))
+    b.output(b.svdf(x, 5, rank=3, memory=1), b.svdf(x, 7, rank=1, memory=2, bias=False),
+             b.svdf(x, 4, rank=2, memory=7), b.svdf(pair, 6, rank=1, memory=6),
+             b.svdf(tail, 3, rank=1, memory=4))
+    return b.build()
+
+
+@family
+def svdf_wide() -> Graph:
+    """An SVDF over 1,100 features: the DSP kernel's pair sums are split into chunks."""
+    b = GraphBuilder("svdf_wide", seed=31)
+    x = b.input((1, 1100), 0.03, 2)
+    b.output(b.svdf(x, 3, rank=2, memory=4))
+    return b.build()
+
+
+@family
 def lstms() -> Graph:
     """Integer LSTMs, their states carried over runs.
 

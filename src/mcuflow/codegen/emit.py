@@ -775,6 +775,8 @@ def _batch_space(ctx: EmitContext) -> LayerCode:
 
 @emitter(OpKind.SVDF)
 def _svdf(ctx: EmitContext) -> LayerCode:
+    if ctx.dsp and (code := emit_dsp.svdf(ctx)) is not None:
+        return code
     params = prepare_svdf(ctx.graph, ctx.op)
     bias = svdf_bias(ctx.op)
     state = ctx.op.inputs[STATE_INPUT]

@@ -48,14 +48,16 @@ from mcuflow.hw.layouts import (
 from mcuflow.hw.tconv_phases import TconvPhase, phase_gather, transpose_conv_phases
 from mcuflow.ir.graph import Tensor
 from mcuflow.ir.ops import OpKind
-from mcuflow.ir.quantization import INT32_MIN
+from mcuflow.ir.quantization import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
+from mcuflow.ir.svdf import STATE_INPUT, svdf_bias
 from mcuflow.memory.plan import InPlace
 from mcuflow.memory.scratch import scratch_bytes
-from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_array
+from mcuflow.quant.fixedpoint import QuantizedMultiplier, multiply_by_quantized_multiplier_array
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add
 from mcuflow.ref.fully_connected import FullyConnectedParams, prepare_fully_connected
 from mcuflow.ref.int16x8 import ConvS16Params, prepare_conv_s16
+from mcuflow.ref.svdf import SvdfParams, prepare_svdf
 from mcuflow.ref.transpose_conv import TransposeConvParams, prepare_transpose_conv
 
 DSP_HEADER = "mcuflow_dsp.h"
@@ -65,7 +67,7 @@ DOUBLED_LIMIT = 1 << 30  # |acc| below this keeps 2 * acc inside int32
 DW_WORDS = 12  # MCUFLOW_DSP_DW_WORDS
 RQ_FAST, RQ_EXACT, RQ_CLAMPED, RQ_SCALED = 0, 1, 2, 3  # MCUFLOW_DSP_RQ_*
 DSP_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
-                       OpKind.ADD, OpKind.SUB, OpKind.TRANSPOSE_CONV})
+                       OpKind.ADD, OpKind.SUB, OpKind.TRANSPOSE_CONV, OpKind.SVDF})
 """Op kinds with a DSP kernel: on a DSP core, a step of these kinds running a portable kernel
 has a `portable_reason`."""
 
@@ -792,3 +794,83 @@ def _initialiser(fields: dict[str, int | str]) -> str:
     items = ", ".join(f".{key} = {value if isinstance(value, str) else c_int(value)}"
                       for key, value in fields.items())
     return f"{{{items}}}"
+def _wrapped(values: np.ndarray) -> np.ndarray:
+    """int64 values wrapped to int32 as the kernels' int32 arithmetic wraps them."""
+    return ((values + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def svdf(ctx: EmitContext) -> LayerCode | None:
+    """SVDF: FULLY_CONNECTED's matrix-vector product, the state shifted by the time products.
+
+    Exact on every input: the feature sums wrap as LiteRT's int32 sums do (the input offset
+    folded into a bias wraps the same way), and each requantisation is the one-multiply formula
+    proven on every reachable sum (_svdf_requant) or TFLite's own.
+    """
+    feature = ctx.input(1)
+    filters, depth = feature.shape
+    scratch = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                       "mcuflow_word_t")
+    packed = dsp.pack_quads(feature.data)
+    if scratch is None:
+        return _decline(ctx, _no_scratch(ctx))
+    if packed is None:
+        return _decline(ctx, UNPACKABLE)
+    params = prepare_svdf(ctx.graph, ctx.op)
+    quads = -(-filters // 4) * 4
+    folded = -params.input_offset * feature.data.astype(np.int64).sum(axis=1)
+    feature_bias = ctx.constant("feature_bias", "int32_t", _padded(_wrapped(folded), quads),
+                                f"{ctx.op.name}: minus the input zero point times each filter's "
+                                "weight sum (int32, wrapped)")
+    m = _matrix(ctx, packed, filters, depth, dsp.chunk_groups(_padded_rows(feature, quads)),
+                GATHER_WORDS, "in groups of two filter pairs")
+    span = dsp.domain(feature.data, folded)
+    bias = svdf_bias(ctx.op)
+    s = _define(ctx, "mcuflow_dsp_svdf_t", "svdf", {
+        "matrix": f"&{m}", "feature_bias": feature_bias,
+        "weights_time": ctx.pool.tensor(ctx.graph, ctx.op.inputs[2]),
+        "bias": ctx.pool.tensor(ctx.graph, bias) if bias is not None else ctx.constant(
+            "bias", "int32_t", np.zeros(params.units, np.int32), f"{ctx.op.name}: no bias"),
+        "batches": params.batch, "memory": params.memory, "rank": params.rank,
+        "output_offset": params.output_offset,
+        "feature": _svdf_requant(params.feature, 0, _union(span), (INT16_MIN, INT16_MAX)),
+        "time": _svdf_requant(params.time, params.output_offset, _time_span(ctx, params),
+                              (-128, 127))})
+    call = (f"mcuflow_svdf_dsp_s8(&{s}, {ctx.pointer(ctx.op.inputs[0])}, "
+            f"{ctx.state(ctx.op.inputs[STATE_INPUT])}, {ctx.pointer(ctx.op.outputs[0])}, "
+            f"{scratch});")
+    return _code(ctx, call, "mcuflow_conv_dsp")
+
+
+def _union(span: dsp.Domain) -> tuple[int, int]:
+    """[low, high] of every channel's sums, all of int32 when some sum can leave it (it wraps)."""
+    low, high = int(span.low.min()), int(span.high.max())
+    return (low, high) if low >= INT32_MIN and high <= INT32_MAX else (INT32_MIN, INT32_MAX)
+
+
+def _time_span(ctx: EmitContext, params: SvdfParams) -> tuple[int, int]:
+    """The reachable unit sums: bias + the rank filters' dot products over int16 states."""
+    time = ctx.input(2).data.astype(np.int64).reshape(params.units, -1)
+    bias_name = svdf_bias(ctx.op)
+    bias = (np.zeros(params.units, np.int64) if bias_name is None
+            else ctx.tensor(bias_name).data.astype(np.int64))
+    low = bias + np.minimum(INT16_MIN * time, INT16_MAX * time).sum(axis=1)
+    high = bias + np.maximum(INT16_MIN * time, INT16_MAX * time).sum(axis=1)
+    return _union(dsp.Domain(low, high))
+
+
+def _svdf_requant(multiplier: QuantizedMultiplier, offset: int, span: tuple[int, int],
+                  act: tuple[int, int]) -> str:
+    """An mcuflow_dsp_svdf_rq_t: one-multiply words exact on `span`, else TFLite's arithmetic.
+
+    One multiplier and shift serve every filter (unit), so constants proven on the union of
+    their sums serve each.
+    """
+    m, s = [multiplier.multiplier], [multiplier.shift]
+    domain = dsp.Domain(np.array([span[0]], np.int64), np.array([span[1]], np.int64))
+    fast = dsp.fast_requant(dsp.conv_function(m, s, offset), domain, dsp.conv_natural(m, s),
+                            *act)
+    words = [0] * 4 if fast is None else fast.words()[0].tolist()
+    negative = 0 if fast is None else fast.negative
+    rq = ", ".join(c_int(w) for w in words)
+    return (f"{{.fast = {int(fast is not None)}, .rq = {{{rq}}}, .negative = {c_int(negative)}, "
+            f".multiplier = {c_int(m[0])}, .shift = {s[0]}}}")

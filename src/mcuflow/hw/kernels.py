@@ -748,6 +748,33 @@ _kernel("mcuflow_svdf_s8", "mcuflow_svdf", (OpKind.SVDF,),
         terms=_svdf_terms)
 
 
+def _svdf_dsp_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
+    """One input row as int16, then one int32 feature sum per filter (rounded up to 4)."""
+    filters = graph.tensors[op.inputs[1]].shape[0]
+    return _dsp_row(graph, op, way) + 16 * -(-filters // 4)
+
+
+def _svdf_dsp_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_svdf_dsp_s8.
+
+    Per batch a gather of the input row (`gathered` groups of 4 columns) and a block per quad
+    of filters (`blocks`) over the groups (`macs`); per batch and filter (`rows`) an int16
+    requantisation and the state shift with the time dot product, two values per step
+    (`pairs`); per unit a requantised output (`outputs`).
+    """
+    batch, size, filters, memory, units = svdf_dims(graph, op)
+    groups = dsp_groups(size)
+    quads = batch * -(-filters // 4)
+    return Work(calls=1, rows=batch * filters, gathered=batch * groups, blocks=quads,
+                macs=quads * groups, pairs=batch * filters * (memory // 2), outputs=batch * units)
+
+
+_kernel("mcuflow_svdf_dsp_s8", "mcuflow_conv_dsp", (OpKind.SVDF,),
+        _WEIGHTED_DSP + "SVDF with FULLY_CONNECTED's matrix-vector product for the features "
+        "and the state shifted by the time dot products that read it (SMLAD on int16 pairs).",
+        dsp=True, terms=_svdf_dsp_terms, scratch=_svdf_dsp_scratch)
+
+
 def _lstm_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_lstm_s8.
 
@@ -1085,6 +1112,8 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
         return _depthwise(graph, op, dsp)
     if kind is OpKind.FULLY_CONNECTED:
         return (fully_connected_dsp_kernel(graph, op) if dsp else "mcuflow_fully_connected_s8",)
+    if kind is OpKind.SVDF and dsp:
+        return ("mcuflow_svdf_dsp_s8",)
     if kind in (OpKind.ADD, OpKind.SUB, OpKind.MUL):
         return ("mcuflow_add_dsp_s8" if dsp and kind is not OpKind.MUL else "mcuflow_binary_s8",)
     if kind is OpKind.QUANTIZE and graph.tensors[op.inputs[0]].dtype is DType.FLOAT32:

@@ -1892,3 +1892,306 @@ void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const i
 {
     mcuflow_dsp_few_layers[f->routine](f, input, output);
 }
+
+/* ---- SVDF ------------------------------------------------------------------------------- */
+
+/* SVDF int8 with int16 state (LiteRT's reference_ops::EvalIntegerSVDF, bit-exact). The feature
+ * matmul is FULLY_CONNECTED's matrix-vector code on its packed weights (mcuflow_dsp_matvec_s32
+ * below, four filters per pass). The state is not moved by memmove: each filter's values are
+ * shifted one slot towards the oldest by the time dot product itself, which loads them two at
+ * a time, stores them one slot lower and multiplies them with SMLAD. Every sum wraps as
+ * LiteRT's int32 arithmetic does; each requantisation is a one-multiply formula the generator
+ * proved exact on every reachable sum, or TFLite's MultiplyByQuantizedMultiplier. */
+
+/* x saturated to int16 (SSAT with the DSP extension). */
+static inline int32_t mcuflow_svdf_ssat16(int32_t x)
+{
+#if defined(__ARM_FEATURE_DSP)
+    return __ssat(x, 16);
+#else
+    return mcuflow_clamp(x, INT16_MIN, INT16_MAX);
+#endif
+}
+
+/* The one-multiply formula of `q` (its `fast` words) on `sum`, before saturation. */
+MCUFLOW_INLINE int32_t mcuflow_svdf_fast(int32_t sum, const mcuflow_dsp_svdf_rq_t *q)
+{
+    uint64_t t = ((uint64_t)(uint32_t)q->rq[3] << 32) | (uint32_t)q->rq[2];
+    t += (uint64_t)((int64_t)sum * q->rq[0]);
+    t += (uint64_t)((int64_t)mcuflow_opaque((int32_t)((uint32_t)sum >> 31)) * q->negative);
+    return (int32_t)(uint32_t)(t >> 32) >> q->rq[1];
+}
+
+/* The `n` feature sums requantised to int16 in place (one loop per path, so that each keeps
+ * its constants in registers). */
+static void mcuflow_svdf_features(const mcuflow_dsp_svdf_rq_t *q, int32_t *sums, int32_t n)
+{
+    const mcuflow_dsp_svdf_rq_t c = *q;
+    int32_t *const end = sums + n;
+    if (c.fast) {
+        for (; sums != end; ++sums) {
+            *sums = mcuflow_svdf_ssat16(mcuflow_svdf_fast(*sums, &c));
+        }
+    } else {
+        for (; sums != end; ++sums) {
+            *sums = mcuflow_svdf_ssat16(mcuflow_requantize(*sums, c.multiplier, c.shift));
+        }
+    }
+}
+
+/* The `units` sums plus their bias requantised by `q` to int8 (TFLite's path adds the output
+ * offset); one loop per path, so that each keeps its constants in registers. */
+static void mcuflow_svdf_outputs(const mcuflow_dsp_svdf_rq_t *q, const int32_t *bias,
+                                 int32_t output_offset, const int32_t *sums, int8_t *output,
+                                 int32_t units)
+{
+    const mcuflow_dsp_svdf_rq_t c = *q;
+    int8_t *const end = output + units;
+    if (c.fast) {
+        while (output != end) {
+            const int32_t sum = (int32_t)((uint32_t)*sums++ + (uint32_t)*bias++);
+            *output++ = (int8_t)mcuflow_ssat8(mcuflow_svdf_fast(sum, &c));
+        }
+    } else {
+        while (output != end) {
+            const int32_t sum = (int32_t)((uint32_t)*sums++ + (uint32_t)*bias++);
+            *output++ = (int8_t)mcuflow_clamp(
+                mcuflow_requantize(sum, c.multiplier, c.shift) + output_offset, -128, 127);
+        }
+    }
+}
+
+/* mcuflow_dsp_gather_row, eight values per step from a word-aligned input. */
+static void mcuflow_svdf_gather(const int8_t *x, int32_t depth, mcuflow_word_t *row)
+{
+    int32_t eights = ((uintptr_t)x & 3u) == 0u ? depth >> 3 : 0;
+    const int32_t k = eights * 8;
+#if MCUFLOW_DSP_ASM
+    const int8_t *xp = x;
+    if (eights > 0) {
+        __asm__ volatile("1:\n\t"
+                         "ldrd r10, r11, [%[x]], #8\n\t"
+                         "sxtb16 r8, r10\n\t"
+                         "sxtb16 r9, r10, ror #8\n\t"
+                         "sxtb16 r10, r11\n\t"
+                         "sxtb16 r11, r11, ror #8\n\t"
+                         "stmia %[r]!, {r8, r9, r10, r11}\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b\n\t"
+                         : [x] "+r"(xp), [r] "+r"(row), [n] "+r"(eights)
+                         :
+                         : "r8", "r9", "r10", "r11", "cc", "memory");
+    }
+#else
+    const mcuflow_word_t *words = (const mcuflow_word_t *)(const void *)x;
+    for (; eights > 0; --eights, words += 2, row += 4) {
+        const uint32_t a = words[0], b = words[1];
+        row[0] = mcuflow_sxtb16(a);
+        row[1] = mcuflow_sxtb16_ror8(a);
+        row[2] = mcuflow_sxtb16(b);
+        row[3] = mcuflow_sxtb16_ror8(b);
+    }
+#endif
+    mcuflow_dsp_gather_row(x + k, depth - k, row);
+}
+
+#if MCUFLOW_DSP_ASM
+/* One filter: its state values at `*s` shift one slot towards the oldest (`pairs` pairs,
+ * each loaded from one slot up, stored back and multiplied with its time weights), then the
+ * last old value with `fresh` (`joined`: an even memory) or `fresh` alone enters the last
+ * slot; returns `dot` plus the dot product of the new state with the time weights at `*w`
+ * (wrapping). Both pointers end at the next filter. The LDR and STR of a pair may be unaligned. */
+MCUFLOW_INLINE int32_t mcuflow_svdf_filter(int16_t **s, const int16_t **w, int32_t pairs,
+                                           int joined, int32_t fresh, int32_t dot)
+{
+    int16_t *sp = *s;
+    const int16_t *wp = *w;
+    int32_t n = pairs;
+    uint32_t a, b;
+    if (n > 0) {
+        __asm__ volatile("1:\n\t"
+                         "ldr %[a], [%[s], #2]\n\t"
+                         "ldr %[b], [%[w]], #4\n\t"
+                         "str %[a], [%[s]], #4\n\t"
+                         "smlad %[dot], %[a], %[b], %[dot]\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "bne 1b\n\t"
+                         : [a] "=&r"(a), [b] "=&r"(b), [dot] "+r"(dot), [s] "+r"(sp),
+                           [w] "+r"(wp), [n] "+r"(n)
+                         :
+                         : "cc", "memory");
+    }
+    if (joined) {
+        __asm__ volatile("ldrh %[a], [%[s], #2]\n\t"
+                         "pkhbt %[a], %[a], %[f], lsl #16\n\t"
+                         "ldr %[b], [%[w]], #4\n\t"
+                         "str %[a], [%[s]], #4\n\t"
+                         "smlad %[dot], %[a], %[b], %[dot]\n\t"
+                         : [a] "=&r"(a), [b] "=&r"(b), [dot] "+r"(dot), [s] "+r"(sp),
+                           [w] "+r"(wp)
+                         : [f] "r"(fresh)
+                         : "memory");
+    } else {
+        __asm__ volatile("ldrh %[b], [%[w]], #2\n\t"
+                         "strh %[f], [%[s]], #2\n\t"
+                         "smlabb %[dot], %[f], %[b], %[dot]\n\t"
+                         : [b] "=&r"(b), [dot] "+r"(dot), [s] "+r"(sp), [w] "+r"(wp)
+                         : [f] "r"(fresh)
+                         : "memory");
+    }
+    *s = sp;
+    *w = wp;
+    return dot;
+}
+#else
+/* Two int16 values from any halfword address. */
+static inline uint32_t mcuflow_svdf_load(const int16_t *p)
+{
+    uint32_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+static inline void mcuflow_svdf_store(int16_t *p, uint32_t x)
+{
+    memcpy(p, &x, sizeof x);
+}
+
+/* One filter, as the assembly above computes it. */
+MCUFLOW_INLINE int32_t mcuflow_svdf_filter(int16_t **s, const int16_t **w, int32_t pairs,
+                                           int joined, int32_t fresh, int32_t dot)
+{
+    int16_t *at = *s;
+    const int16_t *weights = *w;
+    for (int32_t k = pairs; k > 0; --k, at += 2, weights += 2) {
+        const uint32_t pair = mcuflow_svdf_load(at + 1);
+        mcuflow_svdf_store(at, pair);
+        dot = mcuflow_smlad(pair, mcuflow_svdf_load(weights), dot);
+    }
+    if (joined) {
+        const uint32_t pair = (uint32_t)(uint16_t)at[1] | ((uint32_t)fresh << 16);
+        mcuflow_svdf_store(at, pair);
+        *s = at + 2;
+        *w = weights + 2;
+        return mcuflow_smlad(pair, mcuflow_svdf_load(weights), dot);
+    }
+    at[0] = (int16_t)fresh;
+    *s = at + 1;
+    *w = weights + 1;
+    return mcuflow_smlabb((uint32_t)fresh, (uint32_t)(uint16_t)weights[0], dot);
+}
+#endif
+
+/* The state shift and time dot products of one batch's `filters` filters: each unit's sum of
+ * its `rank` filters' dot products replaces `sums[u]` (the filters' new state values, read
+ * first); `joined` is a constant of each instance. */
+MCUFLOW_INLINE void mcuflow_svdf_units(const mcuflow_dsp_svdf_t *p, int32_t filters,
+                                       int32_t *sums, int16_t *state, int joined)
+{
+    const int16_t *w = p->weights_time;
+    const int32_t *fresh = sums;
+    const int32_t *const end = sums + filters;
+    const int32_t rank = p->rank, pairs = (p->memory - 1) >> 1;
+    int32_t sum = 0, left = rank;
+    while (fresh != end) {
+        sum = mcuflow_svdf_filter(&state, &w, pairs, joined, *fresh++, sum);
+        if (--left == 0) {
+            *sums++ = sum;
+            sum = 0;
+            left = rank;
+        }
+    }
+}
+
+/* mcuflow_svdf_units of an even memory: the last old value pairs with the new one. */
+MCUFLOW_DSP_OUTLINE void mcuflow_svdf_units_even(const mcuflow_dsp_svdf_t *p, int32_t filters,
+                                                 int32_t *sums, int16_t *state)
+{
+    mcuflow_svdf_units(p, filters, sums, state, 1);
+}
+
+/* mcuflow_svdf_units of an odd memory: the new value alone. */
+MCUFLOW_DSP_OUTLINE void mcuflow_svdf_units_odd(const mcuflow_dsp_svdf_t *p, int32_t filters,
+                                                int32_t *sums, int16_t *state)
+{
+    mcuflow_svdf_units(p, filters, sums, state, 0);
+}
+
+/* Two groups of mcuflow_dsp_group4. */
+MCUFLOW_INLINE void mcuflow_svdf_group4x2(const mcuflow_word_t **w, const mcuflow_word_t **x,
+                                          int32_t *acc)
+{
+    mcuflow_dsp_group4(w, x, acc);
+    mcuflow_dsp_group4(w, x, acc);
+}
+
+/* `eights` (> 0) times eight groups of two channel pairs over one row: mcuflow_dsp_fours4 with
+ * half the loop steps. */
+MCUFLOW_DSP_FOURS(mcuflow_svdf_eights4, MCUFLOW_DSP_GROUP4_ASM MCUFLOW_DSP_GROUP4_ASM,
+                  mcuflow_svdf_group4x2)
+
+/* One quad of mcuflow_dsp_quad when B needs no extraction before the end, the sums kept in
+ * registers: acc gets the sums of the quad's four channels from their biases. */
+MCUFLOW_INLINE void mcuflow_svdf_quad(const mcuflow_word_t **w, const mcuflow_word_t *row,
+                                      int32_t groups, const int32_t *bias, int32_t *acc)
+{
+    int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
+    const mcuflow_word_t *x = row;
+    if (groups >> 3) {
+        mcuflow_svdf_eights4(w, &x, groups >> 3, sums);
+    }
+    if (groups & 4) {
+        mcuflow_dsp_fours4(w, &x, 1, sums);
+    }
+    for (int32_t rest = groups & 3; rest > 0; --rest) {
+        mcuflow_dsp_group4(w, &x, sums);
+    }
+    acc[0] = sums[0];
+    acc[1] = (int32_t)((uint32_t)bias[1] + (uint32_t)mcuflow_wrapped_diff_8(sums[1], sums[0]));
+    acc[2] = sums[2];
+    acc[3] = (int32_t)((uint32_t)bias[3] + (uint32_t)mcuflow_wrapped_diff_8(sums[3], sums[2]));
+}
+
+/* The int32 accumulators bias[c] + sum_k w[c][k] * input[k] of every output channel c of `m`
+ * (FULLY_CONNECTED's layout: groups of two channel pairs, rows padded to a multiple of 4) over
+ * one int8 input row, gathered as int16 into `row`. `bias` and `acc` hold the rows rounded up
+ * to a multiple of 4. The sums wrap as int32 arithmetic does, whatever their range. */
+static void mcuflow_dsp_matvec_s32(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                                   const int8_t *input, mcuflow_word_t *row, int32_t *acc)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    const int32_t groups = m->groups, chunk = m->chunk_groups;
+    mcuflow_svdf_gather(input, m->depth, row);
+    for (int32_t o = 0; o < m->rows; o += 4) {
+        if (chunk >= groups) {
+            mcuflow_svdf_quad(&w, row, groups, bias + o, acc + o);
+        } else {
+            acc[o] = bias[o];
+            acc[o + 1] = bias[o + 1];
+            acc[o + 2] = bias[o + 2];
+            acc[o + 3] = bias[o + 3];
+            mcuflow_dsp_quad(&w, row, groups, chunk, acc + o);
+        }
+    }
+}
+
+void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16_t *state,
+                         int8_t *output, mcuflow_word_t *scratch)
+{
+    const mcuflow_dsp_matrix_t *m = p->matrix;
+    const int32_t units = m->rows / p->rank;
+    int32_t *sums = (int32_t *)(scratch + 2 * m->groups);
+    for (int32_t b = 0; b < p->batches; ++b) {
+        mcuflow_dsp_matvec_s32(m, p->feature_bias, input + (size_t)b * (size_t)m->depth, scratch,
+                               sums);
+        mcuflow_svdf_features(&p->feature, sums, m->rows);
+        int16_t *batch_state = state + (size_t)b * (size_t)m->rows * (size_t)p->memory;
+        if (p->memory & 1) {
+            mcuflow_svdf_units_odd(p, m->rows, sums, batch_state);
+        } else {
+            mcuflow_svdf_units_even(p, m->rows, sums, batch_state);
+        }
+        mcuflow_svdf_outputs(&p->time, p->bias, p->output_offset, sums,
+                             output + (size_t)b * (size_t)units, units);
+    }
+}

@@ -692,4 +692,43 @@ void mcuflow_transpose_conv_phases_dsp_s8(const mcuflow_dsp_tconv_phase_t *phase
                                           const int8_t *input, int8_t *output,
                                           mcuflow_word_t *columns);
 
+/* ---- SVDF ------------------------------------------------------------------------------- */
+
+/* One requantisation of mcuflow_svdf_dsp_s8. When `fast`, the one-multiply words (multiplier,
+ * shift, addend low, addend high; `negative` added when the sum is negative), proven by the
+ * generator on every reachable sum, output offset included; else TFLite's
+ * MultiplyByQuantizedMultiplier(sum, multiplier, shift) plus the output offset. */
+typedef struct {
+    int32_t fast;
+    int32_t rq[MCUFLOW_DSP_RQ_WORDS];
+    int32_t negative;
+    int32_t multiplier;
+    int32_t shift;
+} mcuflow_dsp_svdf_rq_t;
+
+/* SVDF int8 with int16 state (LiteRT's EvalIntegerSVDF, bit-exact). The feature matmul is
+ * mcuflow_dsp_matvec_s32 over `matrix` (rows = filters), its bias the input offset times each
+ * filter's weight sum; each sum is requantised by `feature` and saturated to int16. The state
+ * [batches, filters, memory] is then shifted one slot towards the oldest, filter by filter, by
+ * the time dot product that reads it (two int16 values per load and SMLAD), the new value
+ * entering each filter's last slot; the `rank` dot products of a unit plus its bias are
+ * requantised by `time` and saturated to int8. The state after an invocation is
+ * LiteRT's. `scratch` is 8-byte aligned: one gathered input row (2 * groups words), then one
+ * int32 per filter rounded up to a multiple of 4. */
+typedef struct {
+    const mcuflow_dsp_matrix_t *matrix;
+    const int32_t *feature_bias; /* the input offset times each row's weight sum, padded */
+    const int16_t *weights_time; /* [filters, memory] */
+    const int32_t *bias;         /* [filters / rank] (zeros when the layer has none) */
+    int32_t batches;
+    int32_t memory;
+    int32_t rank;
+    int32_t output_offset;       /* added by the exact `time` requantisation */
+    mcuflow_dsp_svdf_rq_t feature;
+    mcuflow_dsp_svdf_rq_t time;
+} mcuflow_dsp_svdf_t;
+
+void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16_t *state,
+                         int8_t *output, mcuflow_word_t *scratch);
+
 #endif /* MCUFLOW_DSP_H */
