@@ -58,46 +58,6 @@ MCUFLOW_INLINE void mcuflow_dsp_group2(const mcuflow_word_t **w, const mcuflow_w
     acc[3] = mcuflow_smlad(y1, w1, acc[3]);
 }
 
-/* Defines NAME(w, x, fours, acc): `fours` (> 0) times four groups, GROUP(w, x, acc) each, the
- * loop scaffolding shared by CONV_2D's pixel pairs (fours2) and FULLY_CONNECTED's channel quads
- * (fours4). With MCUFLOW_DSP_ASM the loop is one assembly block of four GROUP_ASM (the asm twin
- * of GROUP; accumulators acc[0..3] in operands s0..s3, pointers in w and x); a macro since an
- * asm template must be a string literal. Elsewhere GROUP itself, four times a round. */
-#if MCUFLOW_DSP_ASM
-#define MCUFLOW_DSP_FOURS(NAME, GROUP_ASM, GROUP)                                               \
-    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t fours, \
-                             int32_t *acc)                                                      \
-    {                                                                                           \
-        const mcuflow_word_t *wp = *w, *xp = *x;                                                \
-        int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];                             \
-        __asm__ volatile("1:\n\t" GROUP_ASM GROUP_ASM GROUP_ASM GROUP_ASM                       \
-                         "subs %[n], %[n], #1\n\t"                                              \
-                         "bne 1b\n\t"                                                           \
-                         : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),          \
-                           [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(fours)                          \
-                         :                                                                      \
-                         : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");              \
-        acc[0] = s0;                                                                            \
-        acc[1] = s1;                                                                            \
-        acc[2] = s2;                                                                            \
-        acc[3] = s3;                                                                            \
-        *w = wp;                                                                                \
-        *x = xp;                                                                                \
-    }
-#else
-#define MCUFLOW_DSP_FOURS(NAME, GROUP_ASM, GROUP)                                               \
-    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t fours, \
-                             int32_t *acc)                                                      \
-    {                                                                                           \
-        for (; fours > 0; --fours) {                                                            \
-            GROUP(w, x, acc);                                                                   \
-            GROUP(w, x, acc);                                                                   \
-            GROUP(w, x, acc);                                                                   \
-            GROUP(w, x, acc);                                                                   \
-        }                                                                                       \
-    }
-#endif
-
 #if MCUFLOW_DSP_ASM
 /* One group of mcuflow_dsp_group2 in assembly: LDM of the four column words (r8-r11), LDRD
  * of the pair's two weight words (r12, lr). */

@@ -9,45 +9,6 @@
  */
 #include "mcuflow_dsp.h"
 
-/* Defines NAME(w, x, n, acc): n (> 0) rounds of four groups, GROUP(w, x, acc) each. With
- * MCUFLOW_DSP_ASM one assembly loop of four GROUP_ASM (accumulators in operands s0..s3,
- * pointers in w and x, scratch registers r8-r12 and lr); a macro since an asm template must be
- * a string literal. */
-#if MCUFLOW_DSP_ASM
-#define MCUFLOW_S16_FOURS(NAME, GROUP_ASM, GROUP)                                               \
-    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t n,     \
-                             int32_t *acc)                                                      \
-    {                                                                                           \
-        const mcuflow_word_t *wp = *w, *xp = *x;                                                \
-        int32_t s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];                             \
-        __asm__ volatile("1:\n\t" GROUP_ASM GROUP_ASM GROUP_ASM GROUP_ASM                       \
-                         "subs %[n], %[n], #1\n\t"                                              \
-                         "bne 1b\n\t"                                                           \
-                         : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3),          \
-                           [w] "+r"(wp), [x] "+r"(xp), [n] "+r"(n)                              \
-                         :                                                                      \
-                         : "r8", "r9", "r10", "r11", "r12", "lr", "cc", "memory");              \
-        acc[0] = s0;                                                                            \
-        acc[1] = s1;                                                                            \
-        acc[2] = s2;                                                                            \
-        acc[3] = s3;                                                                            \
-        *w = wp;                                                                                \
-        *x = xp;                                                                                \
-    }
-#else
-#define MCUFLOW_S16_FOURS(NAME, GROUP_ASM, GROUP)                                               \
-    MCUFLOW_INLINE void NAME(const mcuflow_word_t **w, const mcuflow_word_t **x, int32_t n,     \
-                             int32_t *acc)                                                      \
-    {                                                                                           \
-        for (; n > 0; --n) {                                                                    \
-            GROUP(w, x, acc);                                                                   \
-            GROUP(w, x, acc);                                                                   \
-            GROUP(w, x, acc);                                                                   \
-            GROUP(w, x, acc);                                                                   \
-        }                                                                                       \
-    }
-#endif
-
 /* One group of a channel pair (a, b) over two pixels: acc holds a0, a1, b0, b1. */
 MCUFLOW_INLINE void mcuflow_s16_group2(const mcuflow_word_t **w, const mcuflow_word_t **x,
                                        int32_t *acc)
@@ -106,8 +67,8 @@ MCUFLOW_INLINE void mcuflow_s16_group4(const mcuflow_word_t **w, const mcuflow_w
     "smlad %[s3], r11, lr, %[s3]\n\t"
 #endif
 
-MCUFLOW_S16_FOURS(mcuflow_s16_fours2, MCUFLOW_S16_GROUP2_ASM, mcuflow_s16_group2)
-MCUFLOW_S16_FOURS(mcuflow_s16_fours4, MCUFLOW_S16_GROUP4_ASM, mcuflow_s16_group4)
+MCUFLOW_DSP_FOURS(mcuflow_s16_fours2, MCUFLOW_S16_GROUP2_ASM, mcuflow_s16_group2)
+MCUFLOW_DSP_FOURS(mcuflow_s16_fours4, MCUFLOW_S16_GROUP4_ASM, mcuflow_s16_group4)
 
 /* All `groups` groups of a channel pair over two pixels (acc zeroed here). */
 MCUFLOW_INLINE void mcuflow_s16_block2(const mcuflow_word_t **w, const mcuflow_word_t *x,
