@@ -42,13 +42,31 @@ def dsp_gather_mode(in_c: int, k_w: int, dilation_w: int) -> int:
 
     Whole words per tap when they hold whole taps (with a zero channel for 3 more than a
     multiple of 4), else whole words along each window row when it is contiguous and a multiple
-    of 4 bytes long, else value by value.
+    of 4 bytes long or little shorter (ROW_PADDING; zero weights meet the bytes that round it up
+    to words), else value by value.
     """
     if dsp_padded_channels(in_c) > in_c:
         return GATHER_PADDED
     if in_c % 4 == 0:
         return GATHER_WORDS
-    return GATHER_ROWS if dilation_w == 1 and k_w * in_c % 4 == 0 else GATHER_VALUES
+    row = k_w * in_c
+    padded_row = -(-row // 4) * 4
+    return GATHER_ROWS if dilation_w == 1 and ROW_PADDING * padded_row <= (
+        ROW_PADDING + 1) * row else GATHER_VALUES
+
+
+ROW_PADDING = 4
+"""GATHER_ROWS takes window rows whose length rounded up to words is at most 1 + 1/ROW_PADDING
+times the row (a 1x3 row of 6 channels: 20 columns for 18); longer padding costs more
+multiplies than gathering value by value saves."""
+
+
+def dsp_row_columns(in_c: int, k_w: int, dilation_w: int) -> int:
+    """Columns of one window row in the DSP CONV_2D matrix (dsp_gather_mode's rows padded)."""
+    row = k_w * dsp_padded_channels(in_c)
+    if dsp_gather_mode(in_c, k_w, dilation_w) == GATHER_ROWS:
+        return -(-row // 4) * 4
+    return row
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from mcuflow.hw.layouts import (
     dsp_gather_mode,
     dsp_groups,
     dsp_padded_channels,
+    dsp_row_columns,
     merge_dims,
 )
 from mcuflow.ir.enums import Activation, along
@@ -406,7 +407,7 @@ def _dsp_gather(w: Window, attrs: Conv2DAttrs) -> Work:
     taps = w.pixels * w.k_h * w.k_w
     if mode == GATHER_ROWS:
         return Work(pixels=w.pixels, channels=w.window_rows,
-                    gathered=w.pixels * w.k_h * (w.k_w * w.in_c // 4),
+                    gathered=w.pixels * w.k_h * -(-w.k_w * w.in_c // 4),
                     edges=(w.pixels - w.interior) * w.k_h)
     if mode == GATHER_VALUES:
         return Work(pixels=w.pixels, loops=w.pixels * w.k_h, elements=taps * w.in_c)
@@ -446,7 +447,7 @@ def conv2d_dsp_terms(graph: Graph, op: Operator) -> Work:
     `clamps` passes for a narrow activation (one pass for the small 1x1 loop).
     """
     w = window(graph, op)
-    groups = dsp_groups(w.k_h * w.k_w * dsp_padded_channels(w.in_c))
+    groups = dsp_groups(w.k_h * dsp_row_columns(w.in_c, w.k_w, op.attrs.dilation_w))
     pairs = -(-w.pixels // 2) * -(-w.out_c // 2)
     narrow = _narrow(graph, op)
     common = _dsp_gather(w, op.attrs) + Work(
@@ -502,15 +503,22 @@ def fully_connected_short_dsp_terms(graph: Graph, op: Operator) -> Work:
     return common
 
 
+FEW_UNITS = 4
+"""Units per call of mcuflow_fully_connected_few_dsp_s8 (MCUFLOW_DSP_FEW_UNITS, the catalogue's
+FC_FEW_UNITS)."""
+
+
 def fully_connected_few_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_fully_connected_few_dsp_s8.
 
     Per row its groups of 4 columns (`blocks`: a word loaded and widened), each feeding every
-    unit (`macs`: groups x units).
+    unit (`macs`: groups x units); one call, and one pass over the row's groups, per FEW_UNITS
+    units (kernels.fc_few_passes).
     """
     units, depth, rows, common = _fc_small(graph, op)
     groups = rows * (depth // 4)
-    return common + Work(blocks=groups, macs=groups * units)
+    passes = -(-units // FEW_UNITS)
+    return common + Work(calls=passes - 1, blocks=groups * passes, macs=groups * units)
 
 
 def dwconv_3x3_dsp_terms(graph: Graph, op: Operator) -> Work:

@@ -447,7 +447,8 @@ typedef struct {
 #define MCUFLOW_DSP_GATHER_PADDED 2 /* SXTB16 order, in_c + 1 per tap (in_c % 4 == 3): the
                                        extra channel's weights are zero */
 #define MCUFLOW_DSP_GATHER_ROWS 3   /* SXTB16 order, four columns per load along each window
-                                       row (dilation_w 1, k_w * in_c % 4 == 0) */
+                                       row (dilation_w 1), each row's columns rounded up
+                                       to a multiple of 4 with zero weights */
 
 /* CONV_2D (any kernel, stride, dilation, padding; batches). `columns` is 8-byte aligned scratch
  * of 4 * groups words: the int16 im2col of two output pixels, word 2 j + s holding columns 2 j
@@ -457,6 +458,12 @@ typedef struct {
 void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
                            const mcuflow_dsp_requant_t *q, const int8_t *input, int8_t *output,
                            mcuflow_word_t *columns);
+
+/* DEPTHWISE_CONV_2D of few input channels, any depth multiplier: mcuflow_conv2d_dsp_s8 on its
+ * weights widened to CONV_2D's (zero outside each output channel's input channel). */
+void mcuflow_dwconv_dense_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
+                                 const mcuflow_dsp_requant_t *q, const int8_t *input,
+                                 int8_t *output, mcuflow_word_t *columns);
 
 /* FULLY_CONNECTED of `batches` rows. `row` is 8-byte aligned scratch of 2 * groups words (one
  * input row as int16). Weights: groups of two pairs, rows padded to a multiple of 4. With
