@@ -43,8 +43,7 @@ from tests.support import INT8_MODELS, SHARED_MODELS, litert_interpreter, litert
 
 RUNS = 6
 PLAN_SECONDS = 0.2
-DSP_KERNELS = ("mcuflow_conv_dsp.c", "mcuflow_dwconv_dsp.c", "mcuflow_elementwise_dsp.c",
-               "mcuflow_dwconv_dense_dsp.c")
+DSP_KERNELS = ("mcuflow_conv_dsp.c", "mcuflow_dwconv_dsp.c", "mcuflow_elementwise_dsp.c")
 
 
 # --- the exact requantisation ------------------------------------------------------------------
@@ -592,11 +591,34 @@ def fully_connected_few_split() -> Graph:
     return b.build()
 
 
+def depthwise_edge_classes() -> Graph:
+    """Pixel-kernel layers of 9 taps over groups of 4 channels: edge pixels by class.
+
+    Dilated 3x3 (sign corrections, a narrow activation), 1x9 and 9x1 windows, stride 3 SAME
+    and VALID, batches; 32 channels on a small plane keep the padding pointers (their classes
+    would take too much flash).
+    """
+    b = GraphBuilder("dsp_depthwise_edge_classes", seed=46)
+    small = b.input((1, 8, 8, 8), 0.04, -12)
+    two = b.input((2, 7, 9, 4), 0.05, 3)
+    deep = b.input((1, 6, 6, 32), 0.03, 5)
+    b.output(
+        b.depthwise_conv2d(small, (3, 3), dilation=2, activation=Activation.RELU6),
+        binary_scales(b, b.depthwise_conv2d(small, (3, 3), dilation=2, per_channel=False), 8),
+        b.depthwise_conv2d(small, (1, 9)),
+        b.depthwise_conv2d(two, (9, 1), activation=Activation.RELU),
+        b.depthwise_conv2d(two, (3, 3), stride=3, bias=False),
+        b.depthwise_conv2d(two, (3, 3), stride=3, padding=Padding.VALID, per_channel=False),
+        b.depthwise_conv2d(deep, (3, 3), dilation=2),
+    )
+    return b.build()
+
+
 FAMILIES = {f.__name__: f for f in (conv_channels, conv_deep, depthwise_shapes,
                                     fully_connected_shapes, fully_connected_per_channel,
                                     fully_connected_small, general_requant, mobilenet_chain)}
 FAMILIES |= {f.__name__: f for f in (conv_padded_rows, depthwise_dense,
-                                     fully_connected_few_split)}
+                                     fully_connected_few_split, depthwise_edge_classes)}
 FAMILIES |= {name: COMMON_FAMILIES[name]
              for name in ("depthwise", "elementwise", "residual_and_concat")}
 
@@ -762,6 +784,30 @@ def test_new_dsp_paths_are_the_ones_chosen(tmp_path: Path) -> None:
     assert few.count("mcuflow_fully_connected_dsp_s8(") == 2 and ".ties = 1" in few
 
 
+def test_small_depthwise_edges_run_by_class(tmp_path: Path) -> None:
+    """Edge classes where they fit, also for the 3x3 layer the planner overlaps with its input.
+
+    The small layer of an 8x8x8 image (RELU6) in place with OVERLAP is bit-exact with LiteRT.
+    """
+    graph, plan = planned("depthwise_edge_classes")
+    source = (generate_project(graph, plan, tmp_path / "family", dsp=True).path
+              / "mcuflow_model.c").read_text()
+    assert source.count("mcuflow_dwconv_dsp_s8(") == 7 and source.count(".edges = ") == 6
+    b = GraphBuilder("dsp_depthwise_classes_in_place", seed=47)
+    x = b.input((1, 8, 8, 3), 0.05, 2)
+    y = b.conv2d(x, 8, (1, 1), activation=Activation.RELU)
+    y = b.depthwise_conv2d(y, (3, 3), activation=Activation.RELU6)
+    b.output(b.conv2d(y, 5, (1, 1)))
+    chain = b.build()
+    plan = plan_memory(chain, PLAN_SECONDS, kinds=frozenset({InPlace.OVERLAP}), dsp=True)
+    assert InPlace.OVERLAP in {step.inplace for step in plan.steps}
+    inputs, actual, project = _run_on_host(chain, plan, tmp_path / "chain", "gcc", 4)
+    assert ".edges = " in (project / "mcuflow_model.c").read_text()
+    litert = litert_interpreter(write_tflite(chain))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
 def test_dense_depthwise_weights_keep_each_channel_in_its_input() -> None:
     rng = np.random.default_rng(3)
     weights = rng.integers(-128, 128, (1, 2, 3, 6)).astype(np.int8)
@@ -920,7 +966,7 @@ QEMU = shutil.which("qemu-system-arm")
 @pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes",
                                   "fully_connected_per_channel", "fully_connected_small",
                                   "general_requant", "conv_padded_rows", "depthwise_dense",
-                                  "fully_connected_few_split"])
+                                  "fully_connected_few_split", "depthwise_edge_classes"])
 def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
     from mcuflow.toolchain.qemu import default_board, verify_cortexm
 

@@ -619,10 +619,88 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     pads = ctx.constant("pads", "int8_t", np.full(-(-x.shape[3] // 4) * 4, -params.input_offset,
                                                   np.int8),
                         f"{ctx.op.name}: the input zero point, read by taps in the padding")
+    edges = None if exact else _dw_edge_classes(ctx, params, bias2, words)
     d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
         "groups": groups, "pads": pads,
         "act_min": params.act_min, "act_max": params.act_max, "ties": ties,
-        **({"exact": 1} if exact else {})})
+        **({"exact": 1} if exact else {}), **(edges or {})})
     call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])});")
     return _code(ctx, call, "mcuflow_dwconv_dsp")
+
+
+DWP_CLASS_BYTES = 4096
+"""The most flash the edge classes of mcuflow_dwconv_dsp_s8 may take (their records repeat the
+layer's once per class): small layers, whose edge pixels are many, get them."""
+
+
+def _taps_inside(start: int, dilation: int, kernel: int, size: int) -> tuple[int, int]:
+    """Taps [lo, hi) of a window from `start` (stride `dilation`) inside [0, size)."""
+    first = -(start // dilation) if start < 0 else 0
+    room = size - start
+    return first, min(-(-room // dilation) if room > 0 else 0, kernel)
+
+
+def _dw_edge_classes(ctx: EmitContext, params: ConvParams, bias2: np.ndarray,
+                     words: np.ndarray) -> dict[str, int | str] | None:
+    """The edge-class fields of mcuflow_dsp_dw_pixels_t (see mcuflow_dsp.h), or None.
+
+    For 9-tap windows over whole groups of 4 channels whose classes fit DWP_CLASS_BYTES and
+    each keep a tap inside the input.
+    """
+    x, weights = ctx.input(0), ctx.input(1)
+    attrs = ctx.op.attrs
+    _, in_h, in_w, in_c = x.shape
+    _, out_h, out_w, _ = ctx.output().shape
+    _, kh, kw, _ = weights.shape
+    rows = [_taps_inside(oy * attrs.stride_h - params.pad_h, attrs.dilation_h, kh, in_h)
+            for oy in range(out_h)]
+    columns = [_taps_inside(ox * attrs.stride_w - params.pad_w, attrs.dilation_w, kw, in_w)
+               for ox in range(out_w)]
+    row_ranges = [(0, kh), *sorted(set(rows) - {(0, kh)})]
+    column_ranges = [(0, kw), *sorted(set(columns) - {(0, kw)})]
+    count = len(row_ranges) * len(column_ranges)
+    if (kh * kw != 9 or in_c % 4 or any(lo >= hi for lo, hi in row_ranges + column_ranges)
+            or count * in_c * 4 * DWP_WORDS_9 > 4 * DWP_CLASS_BYTES):
+        return None
+    records, taps = [], []
+    for ky, ky_end in row_ranges:
+        for kx, kx_end in column_ranges:
+            inside = np.zeros((1, kh, kw, 1), np.int64)
+            inside[:, ky:ky_end, kx:kx_end] = 1
+            records.append(dsp.dw_pixel_records(weights.data * inside, bias2, words))
+            taps.append([ky, kx, *_class_taps(attrs, in_w, in_c, (kh, kw), (ky, ky_end),
+                                              (kx, kx_end))])
+    name = ctx.op.name
+    return {
+        "edges": ctx.constant("edges", "int32_t", np.concatenate(records),
+                              f"{name}: the group records again per edge class, zero weights "
+                              "at the taps outside the input"),
+        "edge_taps": ctx.constant("edge_taps", "int32_t", np.array(taps, np.int32),
+                                  f"{name}: per edge class its first tap inside, the taps' "
+                                  "offsets from it"),
+        "row_classes": ctx.constant("row_classes", "int8_t",
+                                    np.array([row_ranges.index(r) for r in rows], np.int8),
+                                    f"{name}: the edge class of each output row"),
+        "column_classes": ctx.constant("column_classes", "int8_t",
+                                       np.array([column_ranges.index(c) for c in columns],
+                                                np.int8),
+                                       f"{name}: the edge class of each output column"),
+        "column_count": len(column_ranges)}
+
+
+DWP_WORDS_9 = 4 + 2 * 9 + 16  # MCUFLOW_DSP_DWP_WORDS(9): the int32 of a group's record
+
+
+def _class_taps(attrs: object, in_w: int, in_c: int, kernel: tuple[int, int],
+                rows: tuple[int, int], columns: tuple[int, int]) -> list[int]:
+    """mcuflow_dwp_run_t's tap offsets from the class's first tap inside (outside: itself)."""
+    first = (rows[0] * attrs.dilation_h * in_w + columns[0] * attrs.dilation_w) * in_c
+    offsets = []
+    for ky in range(kernel[0]):
+        for kx in range(kernel[1]):
+            inside = rows[0] <= ky < rows[1] and columns[0] <= kx < columns[1]
+            at = (ky * attrs.dilation_h * in_w + kx * attrs.dilation_w) * in_c - first
+            offsets.append(at - 4 if inside else -4)
+    offsets[0] = 0
+    return offsets

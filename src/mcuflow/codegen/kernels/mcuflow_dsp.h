@@ -568,7 +568,20 @@ typedef struct {
     int32_t ties; /* nonzero: the requantisation's sign correction (negative term -2^31) */
     int32_t exact; /* nonzero: the records hold MCUFLOW_DSP_RQ_EXACT words (accumulator not
                       doubled) */
+    /* Edge classes (9 taps, in_c % 4 == 0, not exact; NULL `edges`: none). The output rows and
+     * columns whose windows have the same taps inside the input share a class (0: all inside);
+     * class k = row class * column_count + column class has its own records (`edges`, in_c / 4
+     * records per class), the same with zero weights at the taps outside, and its entry of
+     * MCUFLOW_DSP_DWP_CLASS_WORDS in `edge_taps`: the first tap inside (ky, kx), then the tap
+     * offsets of mcuflow_dwp_run_t from that tap (taps outside read it). Every pixel then runs
+     * the inside pixels' assembly, a row's pixels of one class in one pass. */
+    const int32_t *edges;
+    const int32_t *edge_taps;
+    const int8_t *row_classes;    /* per output row */
+    const int8_t *column_classes; /* per output column */
+    int32_t column_count;
 } mcuflow_dsp_dw_pixels_t;
+#define MCUFLOW_DSP_DWP_CLASS_WORDS 11
 
 void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
                            const int8_t *input, int8_t *output);
