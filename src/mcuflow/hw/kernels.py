@@ -354,7 +354,8 @@ _kernel("mcuflow_fully_connected_short_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULL
         dsp=True, terms=work.fully_connected_short_dsp_terms)
 _kernel("mcuflow_fully_connected_few_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULLY_CONNECTED,),
         _WEIGHTED_DSP + "FULLY_CONNECTED of 1 to 4 units, depth a multiple of 4 (one-multiply "
-        "requantisation): every accumulator in registers.",
+        "requantisation): every accumulator in registers; 5 to 8 units of one input row in "
+        "two calls.",
         dsp=True, terms=work.fully_connected_few_dsp_terms)
 _kernel("mcuflow_avg_pool_s8", "mcuflow_pool", (OpKind.AVERAGE_POOL_2D,),
         "AVERAGE_POOL_2D.",
