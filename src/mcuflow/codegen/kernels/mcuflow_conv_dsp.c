@@ -545,7 +545,7 @@ static void mcuflow_dsp_gather_rows(const mcuflow_window_t *g, const int8_t *ima
     const uint32_t pad_byte = (uint32_t)(uint8_t)(int8_t)(-g->input_offset);
     const int32_t in_c = g->in_c, in_w = g->in_w, in_h = g->in_h;
     const size_t line = (size_t)in_w * (size_t)in_c;
-    const int whole = x0 >= 0 && (size_t)x0 * (size_t)in_c + 4 * (size_t)row_words <= line;
+    const int whole = x0 >= 0 && x0 * in_c + 4 * row_words <= in_w * in_c;
     for (int32_t ky = 0, y = y0; ky < g->k_h; ++ky, y += g->dilation_h) {
         if (y < 0 || y >= in_h) {
             slot = mcuflow_dsp_fill_words(pad, row_words, slot);
@@ -625,10 +625,10 @@ static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
     }
     /* A window's last word starts at its first tap + span_h * line + span_w * in_c and covers
      * in_c + over bytes (over: PADDED's word reads one byte past the tap, ROWS' last word of a
-     * window row the bytes that round the row up to whole words). */
-    const int32_t over = mode == MCUFLOW_DSP_GATHER_PADDED ? 1
-                         : mode == MCUFLOW_DSP_GATHER_ROWS ? 4 * s->row_words - g->k_w * g->in_c
-                                                           : 0;
+     * window row the bytes that round the row up to whole words; 0 for WORDS, whose rows and
+     * taps are whole words, and VALUES, never gathered by words). */
+    const int32_t over =
+        mode == MCUFLOW_DSP_GATHER_PADDED ? 1 : -(g->k_w * g->in_c) & 3;
     s->limit = (ptrdiff_t)(s->end - input) - (ptrdiff_t)s->span_h * (ptrdiff_t)s->line -
                (ptrdiff_t)s->span_w * g->in_c - g->in_c - over + 1;
     /* Stepping to the next pixel adds in_x; ending a row also in_row, an image also in_image. */
