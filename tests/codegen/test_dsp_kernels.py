@@ -25,6 +25,7 @@ from mcuflow.codegen.project import generate_project, kernel_files
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.hw.layouts import dw_edge_classes
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph, Operator
@@ -806,6 +807,21 @@ def test_small_depthwise_edges_run_by_class(tmp_path: Path) -> None:
     litert = litert_interpreter(write_tflite(chain))
     oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
     assert_same_bits(oracle, actual, "LiteRT")
+
+
+def test_edge_classes_of_a_small_same_layer() -> None:
+    """3x3 SAME on 8x8x8: top, inside and bottom rows by left, inside and right columns."""
+    b = GraphBuilder("dsp_edge_classes", seed=48)
+    b.output(b.depthwise_conv2d(b.input((1, 8, 8, 8), 0.04, 1), (3, 3)))
+    graph = b.build()
+    classes = dw_edge_classes(graph, graph.operators[0])
+    assert classes is not None and classes.count == 9
+    assert classes.rows == (2, 0, 0, 0, 0, 0, 0, 1) and classes.columns == classes.rows
+    assert classes.row_ranges == ((0, 3), (0, 2), (1, 3)) and classes.runs() == 8 * 3
+    wide = GraphBuilder("dsp_edge_classes_wide", seed=48)
+    wide.output(wide.depthwise_conv2d(wide.input((1, 8, 8, 32), 0.04, 1), (3, 3)))
+    too_big = wide.build()
+    assert dw_edge_classes(too_big, too_big.operators[0]) is None
 
 
 def test_dense_depthwise_weights_keep_each_channel_in_its_input() -> None:

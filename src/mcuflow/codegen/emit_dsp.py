@@ -37,9 +37,10 @@ from mcuflow.hw.layouts import (
     dsp_groups,
     dsp_padded_channels,
     dsp_row_columns,
+    dw_edge_classes,
 )
 from mcuflow.ir.graph import Tensor
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import DepthwiseConv2DAttrs, OpKind
 from mcuflow.ir.quantization import INT32_MIN
 from mcuflow.memory.plan import InPlace
 from mcuflow.memory.scratch import scratch_bytes
@@ -619,7 +620,7 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     pads = ctx.constant("pads", "int8_t", np.full(-(-x.shape[3] // 4) * 4, -params.input_offset,
                                                   np.int8),
                         f"{ctx.op.name}: the input zero point, read by taps in the padding")
-    edges = None if exact else _dw_edge_classes(ctx, params, bias2, words)
+    edges = None if exact else _dw_edge_classes(ctx, bias2, words)
     d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
         "groups": groups, "pads": pads,
         "act_min": params.act_min, "act_max": params.act_max, "ties": ties,
@@ -629,48 +630,28 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     return _code(ctx, call, "mcuflow_dwconv_dsp")
 
 
-DWP_CLASS_BYTES = 4096
-"""The most flash the edge classes of mcuflow_dwconv_dsp_s8 may take (their records repeat the
-layer's once per class): small layers, whose edge pixels are many, get them."""
 
-
-def _taps_inside(start: int, dilation: int, kernel: int, size: int) -> tuple[int, int]:
-    """Taps [lo, hi) of a window from `start` (stride `dilation`) inside [0, size)."""
-    first = -(start // dilation) if start < 0 else 0
-    room = size - start
-    return first, min(-(-room // dilation) if room > 0 else 0, kernel)
-
-
-def _dw_edge_classes(ctx: EmitContext, params: ConvParams, bias2: np.ndarray,
-                     words: np.ndarray) -> dict[str, int | str] | None:
+def _dw_edge_classes(ctx: EmitContext, bias2: np.ndarray, words: np.ndarray
+                     ) -> dict[str, int | str] | None:
     """The edge-class fields of mcuflow_dsp_dw_pixels_t (see mcuflow_dsp.h), or None.
 
-    For 9-tap windows over whole groups of 4 channels whose classes fit DWP_CLASS_BYTES and
-    each keep a tap inside the input.
+    Where layouts.dw_edge_classes gives classes: per class the records with zero weights at
+    the taps outside the input, and its taps.
     """
-    x, weights = ctx.input(0), ctx.input(1)
-    attrs = ctx.op.attrs
-    _, in_h, in_w, in_c = x.shape
-    _, out_h, out_w, _ = ctx.output().shape
-    _, kh, kw, _ = weights.shape
-    rows = [_taps_inside(oy * attrs.stride_h - params.pad_h, attrs.dilation_h, kh, in_h)
-            for oy in range(out_h)]
-    columns = [_taps_inside(ox * attrs.stride_w - params.pad_w, attrs.dilation_w, kw, in_w)
-               for ox in range(out_w)]
-    row_ranges = [(0, kh), *sorted(set(rows) - {(0, kh)})]
-    column_ranges = [(0, kw), *sorted(set(columns) - {(0, kw)})]
-    count = len(row_ranges) * len(column_ranges)
-    if (kh * kw != 9 or in_c % 4 or any(lo >= hi for lo, hi in row_ranges + column_ranges)
-            or count * in_c * 4 * DWP_WORDS_9 > 4 * DWP_CLASS_BYTES):
+    classes = dw_edge_classes(ctx.graph, ctx.op)
+    if classes is None:
         return None
+    weights = ctx.input(1)
+    _, kh, kw, _ = weights.shape
+    _, _, in_w, in_c = ctx.input(0).shape
     records, taps = [], []
-    for ky, ky_end in row_ranges:
-        for kx, kx_end in column_ranges:
+    for ky, ky_end in classes.row_ranges:
+        for kx, kx_end in classes.column_ranges:
             inside = np.zeros((1, kh, kw, 1), np.int64)
             inside[:, ky:ky_end, kx:kx_end] = 1
             records.append(dsp.dw_pixel_records(weights.data * inside, bias2, words))
-            taps.append([ky, kx, *_class_taps(attrs, in_w, in_c, (kh, kw), (ky, ky_end),
-                                              (kx, kx_end))])
+            taps.append([ky, kx, *_class_taps(ctx.op.attrs, in_w, in_c, (kh, kw),
+                                              (ky, ky_end), (kx, kx_end))])
     name = ctx.op.name
     return {
         "edges": ctx.constant("edges", "int32_t", np.concatenate(records),
@@ -679,20 +660,15 @@ def _dw_edge_classes(ctx: EmitContext, params: ConvParams, bias2: np.ndarray,
         "edge_taps": ctx.constant("edge_taps", "int32_t", np.array(taps, np.int32),
                                   f"{name}: per edge class its first tap inside, the taps' "
                                   "offsets from it"),
-        "row_classes": ctx.constant("row_classes", "int8_t",
-                                    np.array([row_ranges.index(r) for r in rows], np.int8),
+        "row_classes": ctx.constant("row_classes", "int8_t", np.array(classes.rows, np.int8),
                                     f"{name}: the edge class of each output row"),
         "column_classes": ctx.constant("column_classes", "int8_t",
-                                       np.array([column_ranges.index(c) for c in columns],
-                                                np.int8),
+                                       np.array(classes.columns, np.int8),
                                        f"{name}: the edge class of each output column"),
-        "column_count": len(column_ranges)}
+        "column_count": len(classes.column_ranges)}
 
 
-DWP_WORDS_9 = 4 + 2 * 9 + 16  # MCUFLOW_DSP_DWP_WORDS(9): the int32 of a group's record
-
-
-def _class_taps(attrs: object, in_w: int, in_c: int, kernel: tuple[int, int],
+def _class_taps(attrs: DepthwiseConv2DAttrs, in_w: int, in_c: int, kernel: tuple[int, int],
                 rows: tuple[int, int], columns: tuple[int, int]) -> list[int]:
     """mcuflow_dwp_run_t's tap offsets from the class's first tap inside (outside: itself)."""
     first = (rows[0] * attrs.dilation_h * in_w + columns[0] * attrs.dilation_w) * in_c

@@ -13,12 +13,14 @@ from mcuflow.hw.layouts import (
     GATHER_ROWS,
     GATHER_VALUES,
     GATHER_WORDS,
+    DwEdgeClasses,
     broadcast_layout,
     dsp_depthwise_plane,
     dsp_gather_mode,
     dsp_groups,
     dsp_padded_channels,
     dsp_row_columns,
+    dw_edge_classes,
     merge_dims,
 )
 from mcuflow.ir.enums import Activation, along
@@ -563,6 +565,8 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
     passes for a narrow activation.
     """
     w = window(graph, op)
+    if (classes := dw_edge_classes(graph, op)) is not None:
+        return _dwconv_classes_terms(graph, op, w, classes)
     groups, rest = divmod(w.in_c, 4)
     taps = w.k_h * w.k_w
     interior = w.interior if taps <= DWP_MAX_TAPS else 0
@@ -578,6 +582,22 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
                 tails=(w.pixels * taps if taps == 9 else w.taps) * rest,
                 outputs=w.pixels * rest, signed=_signed(op, w.pixels * w.in_c),
                 clamps=w.pixels if narrow else 0, clamped=w.pixels * w.in_c if narrow else 0)
+
+
+def _dwconv_classes_terms(graph: Graph, op: Operator, w: Window, classes: DwEdgeClasses
+                          ) -> Work:
+    """mcuflow_dwconv_dsp_s8 by edge classes (layouts.dw_edge_classes).
+
+    Every pixel (`pixels`) and group of 4 channels (`blocks`) through the 9-tap assembly
+    (`macs`), one run (`rows`) per output row's inside columns and per edge pixel of it;
+    `clamped` outputs of a narrow activation, one pass per image.
+    """
+    groups = w.in_c // 4
+    narrow = _narrow(graph, op)
+    return Work(calls=1, rows=w.batches * classes.runs(), pixels=w.pixels,
+                blocks=w.pixels * groups, macs=w.pixels * 9 * groups,
+                signed=_signed(op, w.pixels * w.in_c), clamps=w.batches if narrow else 0,
+                clamped=w.pixels * w.in_c if narrow else 0)
 
 
 def add_dsp_terms(graph: Graph, op: Operator) -> Work:
