@@ -393,6 +393,29 @@ CASES = (
                                              b.depthwise_conv2d(x, (3, 3))), _conv_peer),
     Case("fully_connected_640_128", _one_layer("fc", (1, 640), lambda b, x: b.fully_connected(
         x, 128, per_channel=False)), _fully_connected_peer),
+    Case("conv1x3_valid_1x64x6_8", _one_layer("conv1x3", (1, 1, 64, 6), lambda b, x: b.conv2d(
+        x, 8, (1, 3), padding=Padding.VALID, activation=Activation.RELU)), _conv_peer),
+    Case("conv3x5_s2_12x12x2_12", _one_layer("conv3x5", (1, 12, 12, 2), lambda b, x: b.conv2d(
+        x, 12, (3, 5), stride=2)), _conv_peer),
+    Case("depthwise1x3_m2_dil2_1x96x8", _one_layer("dw_m2", (1, 1, 96, 8), lambda b, x:
+                                                   b.depthwise_conv2d(
+                                                       x, (1, 3), dilation=2,
+                                                       depth_multiplier=2)), _conv_peer),
+    Case("depthwise3x3_m3_s2_12x12x3", _one_layer("dw_m3", (1, 12, 12, 3), lambda b, x:
+                                                  b.depthwise_conv2d(
+                                                      x, (3, 3), stride=2, depth_multiplier=3,
+                                                      activation=Activation.RELU)), _conv_peer),
+    Case("depthwise3x3_8x8x8_relu6", _one_layer("dw_small", (1, 8, 8, 8), lambda b, x:
+                                                b.depthwise_conv2d(
+                                                    x, (3, 3), activation=Activation.RELU6)),
+         _conv_peer),
+    Case("depthwise3x3_dil2_10x10x4", _one_layer("dw_dil", (1, 10, 10, 4), lambda b, x:
+                                                 b.depthwise_conv2d(x, (3, 3), dilation=2)),
+         _conv_peer),
+    Case("fully_connected_16_5", _one_layer("fc5", (1, 16), lambda b, x: b.fully_connected(
+        x, 5, per_channel=False)), _fully_connected_peer),
+    Case("fully_connected_64_8", _one_layer("fc8", (1, 64), lambda b, x: b.fully_connected(
+        x, 8, per_channel=False, activation=Activation.RELU)), _fully_connected_peer),
     Case("transpose_conv3x3_s2_8x8x32_16", _one_layer("tconv", (1, 8, 8, 32), lambda b, x:
                                                       b.transpose_conv(x, 16, (3, 3))),
          _transpose_conv_peer),

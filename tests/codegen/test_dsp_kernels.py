@@ -25,6 +25,7 @@ from mcuflow.codegen.project import generate_project, kernel_files
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.hw.layouts import dw_edge_classes
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph, Operator
@@ -520,9 +521,105 @@ def mobilenet_chain() -> Graph:
     return b.build()
 
 
+def conv_padded_rows() -> Graph:
+    """Window rows gathered by words, rounded up with zero weights (k_w * in_c % 4 != 0).
+
+    A 1x3 row of 6 channels (the Conv1D of a 6-axis IMU), 5x2, 7x1 and 5x5 rows of 1 channel
+    (VALID: the last windows' rounded words would pass the input's end), stride 2, SAME windows
+    across the edges, batches, and a 3x3 row of 2 channels left value by value.
+    """
+    b = GraphBuilder("dsp_conv_padded_rows", seed=43)
+    imu = b.input((1, 1, 40, 6), 0.05, 3)
+    two = b.input((2, 5, 9, 2), 0.04, -11)
+    one = b.input((1, 9, 11, 1), 0.03, 17)
+    b.output(
+        b.conv2d(imu, 8, (1, 3), padding=Padding.VALID, activation=Activation.RELU),
+        b.conv2d(imu, 5, (1, 3), stride=2, per_channel=False),
+        b.conv2d(two, 7, (3, 5), activation=Activation.RELU6),
+        b.conv2d(two, 4, (2, 5), padding=Padding.VALID, bias=False),
+        b.conv2d(two, 3, (3, 3)),
+        b.conv2d(one, 6, (3, 7), padding=Padding.VALID),
+        b.conv2d(one, 9, (4, 7), stride=2),
+    )
+    return b.build()
+
+
+def depthwise_dense() -> Graph:
+    """Depth multipliers 2 and 3 on 1 to 8 input channels: dilations, strides, kernel sizes.
+
+    The IMU model's 1x3 layer of multiplier 2 and dilation 2, SAME and VALID, per-tensor
+    weights, batches, narrow activations; 9 input channels stay on the portable kernel.
+    """
+    b = GraphBuilder("dsp_depthwise_dense", seed=44)
+    imu = b.input((1, 1, 30, 8), 0.04, 0)
+    odd = b.input((2, 7, 6, 3), 0.05, -6)
+    one = b.input((1, 6, 9, 1), 0.03, 12)
+    wide = b.input((1, 5, 5, 9), 0.04, 2)
+    b.output(
+        b.depthwise_conv2d(imu, (1, 3), dilation=2, depth_multiplier=2,
+                           activation=Activation.RELU),
+        b.depthwise_conv2d(imu, (1, 3), dilation=2, depth_multiplier=3,
+                           padding=Padding.VALID, per_channel=False),
+        b.depthwise_conv2d(odd, (3, 3), depth_multiplier=2, activation=Activation.RELU6),
+        b.depthwise_conv2d(odd, (3, 3), stride=2, dilation=2, depth_multiplier=3, bias=False),
+        b.depthwise_conv2d(odd, (2, 4), depth_multiplier=2, padding=Padding.VALID),
+        b.depthwise_conv2d(one, (3, 3), depth_multiplier=5),
+        b.depthwise_conv2d(one, (5, 3), stride=2, depth_multiplier=2),
+        b.depthwise_conv2d(wide, (3, 3), depth_multiplier=2),
+    )
+    return b.build()
+
+
+def fully_connected_few_split() -> Graph:
+    """5 to 8 units over depths that are multiples of 4, one input row: two _few calls.
+
+    Sign corrections, per-channel scales, narrow activations; two rows and 9 units keep the
+    four-unit kernel.
+    """
+    b = GraphBuilder("dsp_fully_connected_few_split", seed=45)
+    row = b.input((1, 16), 0.04, 11)
+    deep = b.input((1, 72), 0.03, -4)
+    rows = b.input((2, 16), 0.05, 1)
+    b.output(
+        b.fully_connected(row, 5),
+        spread_scales(b, b.fully_connected(row, 6, per_channel=True,
+                                           activation=Activation.RELU)),
+        binary_scales(b, b.fully_connected(row, 7), 9),
+        b.fully_connected(deep, 8, activation=Activation.RELU6),
+        b.fully_connected(deep, 9),
+        b.fully_connected(rows, 6),
+    )
+    return b.build()
+
+
+def depthwise_edge_classes() -> Graph:
+    """Pixel-kernel layers of 9 taps over groups of 4 channels: edge pixels by class.
+
+    Dilated 3x3 (sign corrections, a narrow activation), 1x9 and 9x1 windows, stride 3 SAME
+    and VALID, batches; 32 channels on a small plane keep the padding pointers (their classes
+    would take too much flash).
+    """
+    b = GraphBuilder("dsp_depthwise_edge_classes", seed=46)
+    small = b.input((1, 8, 8, 8), 0.04, -12)
+    two = b.input((2, 7, 9, 4), 0.05, 3)
+    deep = b.input((1, 6, 6, 32), 0.03, 5)
+    b.output(
+        b.depthwise_conv2d(small, (3, 3), dilation=2, activation=Activation.RELU6),
+        binary_scales(b, b.depthwise_conv2d(small, (3, 3), dilation=2, per_channel=False), 8),
+        b.depthwise_conv2d(small, (1, 9)),
+        b.depthwise_conv2d(two, (9, 1), activation=Activation.RELU),
+        b.depthwise_conv2d(two, (3, 3), stride=3, bias=False),
+        b.depthwise_conv2d(two, (3, 3), stride=3, padding=Padding.VALID, per_channel=False),
+        b.depthwise_conv2d(deep, (3, 3), dilation=2),
+    )
+    return b.build()
+
+
 FAMILIES = {f.__name__: f for f in (conv_channels, conv_deep, depthwise_shapes,
                                     fully_connected_shapes, fully_connected_per_channel,
                                     fully_connected_small, general_requant, mobilenet_chain)}
+FAMILIES |= {f.__name__: f for f in (conv_padded_rows, depthwise_dense,
+                                     fully_connected_few_split, depthwise_edge_classes)}
 FAMILIES |= {name: COMMON_FAMILIES[name]
              for name in ("depthwise", "elementwise", "residual_and_concat")}
 
@@ -543,7 +640,7 @@ def _dsp_calls(project_dir: Path) -> int:
     source = (project_dir / "mcuflow_model.c").read_text()
     return sum(source.count(f"{stem}_s8(") for stem in (
         "mcuflow_conv2d_dsp", "mcuflow_dwconv_3x3_dsp", *FC_DSP,
-        "mcuflow_add_dsp"))
+        "mcuflow_add_dsp", "mcuflow_dwconv_dense_dsp"))
 
 
 def _run_on_host(graph: Graph, plan: Plan, directory: Path, compiler: str, seed: int
@@ -671,6 +768,72 @@ def test_small_fully_connected_layers_stay_in_registers(tmp_path: Path) -> None:
     assert ".ties = 1" in source and ".narrow = 1" in source
 
 
+def test_new_dsp_paths_are_the_ones_chosen(tmp_path: Path) -> None:
+    """Padded window rows, the dense depthwise product and the split _few calls run."""
+    sources = {}
+    for name in ("conv_padded_rows", "depthwise_dense", "fully_connected_few_split"):
+        graph, plan = planned(name)
+        sources[name] = (generate_project(graph, plan, tmp_path / name, dsp=True).path
+                         / "mcuflow_model.c").read_text()
+    rows = sources["conv_padded_rows"]
+    assert rows.count("mcuflow_conv2d_dsp_s8(") == 7
+    assert rows.count(".gather = 3") == 6 and rows.count(".gather = 0") == 1
+    dense = sources["depthwise_dense"]
+    assert dense.count("mcuflow_dwconv_dense_dsp_s8(") == 7 and "mcuflow_dwconv_s8(" in dense
+    few = sources["fully_connected_few_split"]
+    assert few.count("mcuflow_fully_connected_few_dsp_s8(") == 8
+    assert few.count("mcuflow_fully_connected_dsp_s8(") == 2 and ".ties = 1" in few
+
+
+def test_small_depthwise_edges_run_by_class(tmp_path: Path) -> None:
+    """Edge classes where they fit, also for the 3x3 layer the planner overlaps with its input.
+
+    The small layer of an 8x8x8 image (RELU6) in place with OVERLAP is bit-exact with LiteRT.
+    """
+    graph, plan = planned("depthwise_edge_classes")
+    source = (generate_project(graph, plan, tmp_path / "family", dsp=True).path
+              / "mcuflow_model.c").read_text()
+    assert source.count("mcuflow_dwconv_dsp_s8(") == 7 and source.count(".edges = ") == 6
+    b = GraphBuilder("dsp_depthwise_classes_in_place", seed=47)
+    x = b.input((1, 8, 8, 3), 0.05, 2)
+    y = b.conv2d(x, 8, (1, 1), activation=Activation.RELU)
+    y = b.depthwise_conv2d(y, (3, 3), activation=Activation.RELU6)
+    b.output(b.conv2d(y, 5, (1, 1)))
+    chain = b.build()
+    plan = plan_memory(chain, PLAN_SECONDS, kinds=frozenset({InPlace.OVERLAP}), dsp=True)
+    assert InPlace.OVERLAP in {step.inplace for step in plan.steps}
+    inputs, actual, project = _run_on_host(chain, plan, tmp_path / "chain", "gcc", 4)
+    assert ".edges = " in (project / "mcuflow_model.c").read_text()
+    litert = litert_interpreter(write_tflite(chain))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
+def test_edge_classes_of_a_small_same_layer() -> None:
+    """3x3 SAME on 8x8x8: top, inside and bottom rows by left, inside and right columns."""
+    b = GraphBuilder("dsp_edge_classes", seed=48)
+    b.output(b.depthwise_conv2d(b.input((1, 8, 8, 8), 0.04, 1), (3, 3)))
+    graph = b.build()
+    classes = dw_edge_classes(graph, graph.operators[0])
+    assert classes is not None and classes.count == 9
+    assert classes.rows == (2, 0, 0, 0, 0, 0, 0, 1) and classes.columns == classes.rows
+    assert classes.row_ranges == ((0, 3), (0, 2), (1, 3)) and classes.runs() == 8 * 3
+    wide = GraphBuilder("dsp_edge_classes_wide", seed=48)
+    wide.output(wide.depthwise_conv2d(wide.input((1, 8, 8, 32), 0.04, 1), (3, 3)))
+    too_big = wide.build()
+    assert dw_edge_classes(too_big, too_big.operators[0]) is None
+
+
+def test_dense_depthwise_weights_keep_each_channel_in_its_input() -> None:
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-128, 128, (1, 2, 3, 6)).astype(np.int8)
+    dense = dsp.dense_depthwise(weights, 3)
+    assert dense.shape == (6, 2, 3, 2)
+    for o in range(6):
+        np.testing.assert_array_equal(dense[o, :, :, o // 3], weights[0, :, :, o])
+        assert not dense[o, :, :, 1 - o // 3].any()
+
+
 def _depthwise_chain(exact: bool = False) -> Graph:
     """A depthwise layer between convolutions, the planner free to run it in place."""
     b = GraphBuilder("dsp_depthwise_in_place", seed=37)
@@ -747,7 +910,7 @@ def test_weights_the_packing_cannot_hold_fall_back_to_portable(tmp_path: Path) -
 def test_portable_steps_of_a_dsp_core_say_why() -> None:
     """A depth multiplier of 2, a plan without DSP scratch; DSP steps and host builds: None."""
     b = GraphBuilder("dsp_reasons", seed=42)
-    x = b.input((1, 6, 6, 4), 0.05, 1)
+    x = b.input((1, 6, 6, 12), 0.05, 1)
     y = b.depthwise_conv2d(x, (3, 3), depth_multiplier=2)
     b.output(b.conv2d(y, 6, (3, 3)), b.depthwise_conv2d(x, (3, 3)))
     graph = b.build()
@@ -758,11 +921,13 @@ def test_portable_steps_of_a_dsp_core_say_why() -> None:
         return [by_op[i].portable_reason for i in range(len(graph.operators))]
 
     dsp_plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({InPlace.NONE}), dsp=True)
-    assert reasons(dsp_plan, True) == ["depth multiplier 2", None, None]
+    found = reasons(dsp_plan, True)
+    assert found[0].startswith("depth multiplier 2, and more than 8 input channels")
+    assert found[1:] == [None, None]
     host_plan = plan_memory(graph, PLAN_SECONDS, kinds=frozenset({InPlace.NONE}))
     assert reasons(host_plan, False) == [None, None, None]
     found = reasons(host_plan, True)  # a plan made without the DSP scratch rules
-    assert found[0] == "depth multiplier 2" and "scratch" in found[1]
+    assert found[0].startswith("depth multiplier 2") and "scratch" in found[1]
 
 
 def test_plans_for_dsp_hold_the_larger_scratch() -> None:
@@ -816,7 +981,8 @@ QEMU = shutil.which("qemu-system-arm")
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m33"])
 @pytest.mark.parametrize("name", ["conv_channels", "depthwise_shapes", "fully_connected_shapes",
                                   "fully_connected_per_channel", "fully_connected_small",
-                                  "general_requant"])
+                                  "general_requant", "conv_padded_rows", "depthwise_dense",
+                                  "fully_connected_few_split", "depthwise_edge_classes"])
 def test_family_is_bit_exact_on_qemu(name: str, target: str) -> None:
     from mcuflow.toolchain.qemu import default_board, verify_cortexm
 

@@ -496,3 +496,16 @@ def dw_taps(weights: np.ndarray) -> np.ndarray:
     first = (w[:, :, 0] & 0xFFFF) | ((w[:, :, 1] & 0xFFFF) << 16)
     second = (w[:, :, 1] & 0xFFFF) | ((w[:, :, 2] & 0xFFFF) << 16)
     return np.stack([first, second], axis=2).reshape(len(w), 6).astype(np.uint32)
+
+
+def dense_depthwise(weights: np.ndarray, multiplier: int) -> np.ndarray:
+    """[C * multiplier, KH, KW, C] CONV_2D weights of depthwise weights [1, KH, KW, C * m].
+
+    Output channel o keeps its taps in input channel o // multiplier, zeros elsewhere: the
+    convolution then computes exactly the depthwise accumulators.
+    """
+    _, kh, kw, out_c = weights.shape
+    dense = np.zeros((out_c, kh, kw, out_c // multiplier), weights.dtype)
+    channels = np.arange(out_c)
+    dense[channels, :, :, channels // multiplier] = np.moveaxis(weights[0], 2, 0)
+    return dense

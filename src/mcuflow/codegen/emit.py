@@ -251,6 +251,8 @@ def _depthwise(ctx: EmitContext) -> LayerCode:
                      params.input_offset)
     if ctx.dsp and (code := emit_dsp.depthwise_pixels(ctx, window)) is not None:
         return code
+    if ctx.dsp and (code := emit_dsp.depthwise_dense(ctx, window)) is not None:
+        return code
     per_channel = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
     bias = _weighted_bias(ctx, per_channel, params.input_offset, fold=False)
     requant = _conv_requant(ctx, params, bias)

@@ -32,9 +32,12 @@ from mcuflow.hw.dw_s16 import (
     dw_s16_plane,
 )
 from mcuflow.hw.kernels import (
+    DENSE_DW_CHANNELS,
     FC_FEW_UNITS,
     FC_SHORT_DEPTH,
+    depthwise_dense_applies,
     dsp_depthwise_plane,
+    fc_few_passes,
     fully_connected_dsp_kernel,
 )
 from mcuflow.hw.layouts import (
@@ -44,10 +47,12 @@ from mcuflow.hw.layouts import (
     dsp_gather_mode,
     dsp_groups,
     dsp_padded_channels,
+    dsp_row_columns,
+    dw_edge_classes,
 )
 from mcuflow.hw.tconv_phases import TconvPhase, phase_gather, transpose_conv_phases
 from mcuflow.ir.graph import Tensor
-from mcuflow.ir.ops import OpKind
+from mcuflow.ir.ops import DepthwiseConv2DAttrs, OpKind
 from mcuflow.ir.quantization import INT16_MAX, INT16_MIN, INT32_MAX, INT32_MIN
 from mcuflow.ir.svdf import STATE_INPUT, svdf_bias
 from mcuflow.memory.plan import InPlace
@@ -261,16 +266,24 @@ def _code(ctx: EmitContext, call: str, stem: str) -> LayerCode:
     return LayerCode([call], ctx.definitions, frozenset({stem}))
 
 
-def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
-    """CONV_2D as a 2 x 2 blocked matrix product over int16 im2col columns."""
+def conv2d(ctx: EmitContext, window: str, dense: np.ndarray | None = None
+           ) -> LayerCode | None:
+    """CONV_2D as a 2 x 2 blocked matrix product over int16 im2col columns.
+
+    `dense`: the [out_c, KH, KW, in_c] weights of a DEPTHWISE_CONV_2D run as this product
+    (depthwise_dense), instead of the op's.
+    """
     x, weights, out = ctx.input(0), ctx.input(1), ctx.output()
+    data = weights.data if dense is None else dense
     columns = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
                        "mcuflow_word_t")
     in_c = x.shape[3]
-    gather = dsp_gather_mode(in_c, weights.shape[2], ctx.op.attrs.dilation_w)
-    matrix = weights.data.reshape(weights.shape[0], -1)
+    gather = dsp_gather_mode(in_c, data.shape[2], ctx.op.attrs.dilation_w)
+    matrix = data.reshape(data.shape[0], -1)
     padding = ((0, 0),) * 3 + ((0, dsp_padded_channels(in_c) - in_c),)
-    columns_matrix = np.pad(weights.data, padding).reshape(weights.shape[0], -1)
+    columns_matrix = np.pad(data, padding).reshape(data.shape[0], -1)
+    columns_matrix = _row_padded(columns_matrix, data.shape[1],
+                                 dsp_row_columns(in_c, data.shape[2], ctx.op.attrs.dilation_w))
     lanes = dsp.NATURAL_LANES if gather == GATHER_VALUES else dsp.GATHER_WORDS_LANES
     packed = dsp.pack_pairs(columns_matrix, lanes)
     if columns is None:
@@ -294,9 +307,33 @@ def conv2d(ctx: EmitContext, window: str) -> LayerCode | None:
         q = _general_requant(ctx, RQ_EXACT, bias, rows + rows % 2, act, words)
     m = _matrix(ctx, packed, rows, columns_matrix.shape[1], dsp.chunk_groups(columns_matrix),
                 gather, "in channel pairs")
-    call = (f"mcuflow_conv2d_dsp_s8(&{window}, &{m}, &{q}, {ctx.pointer(ctx.op.inputs[0])}, "
+    function = "mcuflow_conv2d_dsp_s8" if dense is None else "mcuflow_dwconv_dense_dsp_s8"
+    call = (f"{function}(&{window}, &{m}, &{q}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])}, {columns});")
-    return _code(ctx, call, "mcuflow_conv_dsp")
+    if dense is None:
+        return _code(ctx, call, "mcuflow_conv_dsp")
+    return LayerCode([call], ctx.definitions,
+                     frozenset({"mcuflow_conv_dsp", "mcuflow_dwconv_dense_dsp"}))
+
+
+def depthwise_dense(ctx: EmitContext, window: str) -> LayerCode | None:
+    """DEPTHWISE_CONV_2D of few input channels as CONV_2D's matrix product (any multiplier).
+
+    Output channel o reads input channel o // multiplier: its weights are the depthwise taps
+    in that channel's columns and zero in every other (kernels.depthwise_dense_applies).
+    """
+    if not depthwise_dense_applies(ctx.graph, ctx.op):
+        return _decline(ctx, f"{ctx.portable_reason}, and more than {DENSE_DW_CHANNELS} "
+                        "input channels for the depthwise layer as a dense matrix product")
+    return conv2d(ctx, window, dsp.dense_depthwise(ctx.input(1).data,
+                                                   ctx.op.attrs.depth_multiplier))
+
+
+def _row_padded(matrix: np.ndarray, k_h: int, row_columns: int) -> np.ndarray:
+    """[rows, k_h * row_columns]: each window row's columns followed by zero weights."""
+    rows = matrix.reshape(len(matrix), k_h, -1)
+    extra = row_columns - rows.shape[2]
+    return np.pad(rows, ((0, 0), (0, 0), (0, extra))).reshape(len(matrix), -1)
 
 
 def fully_connected(ctx: EmitContext) -> LayerCode | None:
@@ -355,6 +392,8 @@ def _fc_small(ctx: EmitContext, params: FullyConnectedParams, bias: np.ndarray,
     function = fully_connected_dsp_kernel(ctx.graph, ctx.op)
     if function == "mcuflow_fully_connected_dsp_s8":
         return None
+    if fc_few_passes(ctx.graph, ctx.op) > 1:
+        return _fc_few_split(ctx, params, bias, span, requant)
     short = function == "mcuflow_fully_connected_short_dsp_s8"
     layout = "per unit" if short else "for all units"
     records = ctx.constant("records", "int32_t", _fc_records(ctx, bias, span, requant),
@@ -366,10 +405,48 @@ def _fc_small(ctx: EmitContext, params: FullyConnectedParams, bias: np.ndarray,
     return _code(ctx, call, "mcuflow_conv_dsp")
 
 
+def _fc_few_split(ctx: EmitContext, params: FullyConnectedParams, bias: np.ndarray,
+                  span: dsp.Domain, requant: dsp.FastRequant) -> LayerCode:
+    """One input row of more than FC_FEW_UNITS units: one _few call per FC_FEW_UNITS units.
+
+    Each call has its own records and fields, as a layer of its units alone, and writes its
+    outputs after the previous call's.
+    """
+    calls = []
+    units = ctx.input(1).shape[0]
+    for first in range(0, units, FC_FEW_UNITS):
+        part = slice(first, min(first + FC_FEW_UNITS, units))
+        rq = _fc_part_requant(requant, part)
+        records = ctx.constant(f"records{first}", "int32_t",
+                               _fc_records(ctx, bias[part], _span_part(span, part), rq, part),
+                               f"{ctx.op.name}: units {part.start}..{part.stop - 1}: bias, "
+                               "int16 weight pairs, addend low and high, multiplier, shift, "
+                               "negative term")
+        f = _define(ctx, "mcuflow_dsp_fc_small_t", f"fc{first}",
+                    _fc_fields(ctx, params, rq, records, part.stop - part.start))
+        calls.append(f"mcuflow_fully_connected_few_dsp_s8(&{f}, "
+                     f"{ctx.pointer(ctx.op.inputs[0])}, {ctx.pointer(ctx.op.outputs[0])} + "
+                     f"{first});")
+    return LayerCode(calls, ctx.definitions, frozenset({"mcuflow_conv_dsp"}))
+
+
+def _fc_part_requant(requant: dsp.FastRequant, part: slice) -> dsp.FastRequant:
+    """The constants of units `part` alone."""
+    return dsp.FastRequant(requant.multipliers[part], requant.exponents[part],
+                           requant.addends[part], requant.negatives[part])
+
+
+def _span_part(span: dsp.Domain, part: slice) -> dsp.Domain:
+    return dsp.Domain(span.low[part], span.high[part])
+
+
 def _fc_records(ctx: EmitContext, bias: np.ndarray, span: dsp.Domain,
-                requant: dsp.FastRequant) -> np.ndarray:
-    """int32 records of mcuflow_dsp_fc_small_t: per unit (_short) or for all units (_few)."""
-    weights = ctx.input(1).data
+                requant: dsp.FastRequant, part: slice = slice(None)) -> np.ndarray:
+    """int32 records of mcuflow_dsp_fc_small_t: per unit (_short) or for all units (_few).
+
+    `part`: the units of one _few call (the bias, span and constants are theirs already).
+    """
+    weights = ctx.input(1).data[part]
     units, depth = weights.shape
     live = np.where(span.constant, 0, bias)
     rq = requant.words()
@@ -383,9 +460,13 @@ def _fc_records(ctx: EmitContext, bias: np.ndarray, span: dsp.Domain,
 
 
 def _fc_fields(ctx: EmitContext, params: FullyConnectedParams, requant: dsp.FastRequant,
-               records: str) -> dict[str, int | str]:
-    """The fields of mcuflow_dsp_fc_small_t (_few's Duff's device entry and routine too)."""
+               records: str, part_units: int | None = None) -> dict[str, int | str]:
+    """The fields of mcuflow_dsp_fc_small_t (_few's Duff's device entry and routine too).
+
+    `part_units`: the units of one of several _few calls (kernels.fc_few_passes).
+    """
     units, depth = ctx.input(1).shape
+    units = part_units or units
     narrow = (params.act_min, params.act_max) != (-128, 127)
     batches, ties = ctx.input(0).size // depth, int(any(requant.negatives))
     fields: dict[str, int | str] = {"records": records}
@@ -555,10 +636,11 @@ def depthwise_pixels(ctx: EmitContext, window: str) -> LayerCode | None:
     pads = ctx.constant("pads", "int8_t", np.full(-(-x.shape[3] // 4) * 4, -params.input_offset,
                                                   np.int8),
                         f"{ctx.op.name}: the input zero point, read by taps in the padding")
+    edges = None if exact else _dw_edge_classes(ctx, bias2, words)
     d = _define(ctx, "mcuflow_dsp_dw_pixels_t", "dwp", {
         "groups": groups, "pads": pads,
         "act_min": params.act_min, "act_max": params.act_max, "ties": ties,
-        **({"exact": 1} if exact else {})})
+        **({"exact": 1} if exact else {}), **(edges or {})})
     call = (f"mcuflow_dwconv_dsp_s8(&{window}, &{d}, {ctx.pointer(ctx.op.inputs[0])}, "
             f"{ctx.pointer(ctx.op.outputs[0])});")
     return _code(ctx, call, "mcuflow_dwconv_dsp")
@@ -874,3 +956,53 @@ def _svdf_requant(multiplier: QuantizedMultiplier, offset: int, span: tuple[int,
     rq = ", ".join(c_int(w) for w in words)
     return (f"{{.fast = {int(fast is not None)}, .rq = {{{rq}}}, .negative = {c_int(negative)}, "
             f".multiplier = {c_int(m[0])}, .shift = {s[0]}}}")
+
+def _dw_edge_classes(ctx: EmitContext, bias2: np.ndarray, words: np.ndarray
+                     ) -> dict[str, int | str] | None:
+    """The edge-class fields of mcuflow_dsp_dw_pixels_t (see mcuflow_dsp.h), or None.
+
+    Where layouts.dw_edge_classes gives classes: per class the records with zero weights at
+    the taps outside the input, and its taps.
+    """
+    classes = dw_edge_classes(ctx.graph, ctx.op)
+    if classes is None:
+        return None
+    weights = ctx.input(1)
+    _, kh, kw, _ = weights.shape
+    _, _, in_w, in_c = ctx.input(0).shape
+    records, taps = [], []
+    for ky, ky_end in classes.row_ranges:
+        for kx, kx_end in classes.column_ranges:
+            inside = np.zeros((1, kh, kw, 1), np.int64)
+            inside[:, ky:ky_end, kx:kx_end] = 1
+            records.append(dsp.dw_pixel_records(weights.data * inside, bias2, words))
+            taps.append([ky, kx, *_class_taps(ctx.op.attrs, in_w, in_c, (kh, kw),
+                                              (ky, ky_end), (kx, kx_end))])
+    name = ctx.op.name
+    return {
+        "edges": ctx.constant("edges", "int32_t", np.concatenate(records),
+                              f"{name}: the group records again per edge class, zero weights "
+                              "at the taps outside the input"),
+        "edge_taps": ctx.constant("edge_taps", "int32_t", np.array(taps, np.int32),
+                                  f"{name}: per edge class its first tap inside, the taps' "
+                                  "offsets from it"),
+        "row_classes": ctx.constant("row_classes", "int8_t", np.array(classes.rows, np.int8),
+                                    f"{name}: the edge class of each output row"),
+        "column_classes": ctx.constant("column_classes", "int8_t",
+                                       np.array(classes.columns, np.int8),
+                                       f"{name}: the edge class of each output column"),
+        "column_count": len(classes.column_ranges)}
+
+
+def _class_taps(attrs: DepthwiseConv2DAttrs, in_w: int, in_c: int, kernel: tuple[int, int],
+                rows: tuple[int, int], columns: tuple[int, int]) -> list[int]:
+    """mcuflow_dwp_run_t's tap offsets from the class's first tap inside (outside: itself)."""
+    first = (rows[0] * attrs.dilation_h * in_w + columns[0] * attrs.dilation_w) * in_c
+    offsets = []
+    for ky in range(kernel[0]):
+        for kx in range(kernel[1]):
+            inside = rows[0] <= ky < rows[1] and columns[0] <= kx < columns[1]
+            at = (ky * attrs.dilation_h * in_w + kx * attrs.dilation_w) * in_c - first
+            offsets.append(at - 4 if inside else -4)
+    offsets[0] = 0
+    return offsets

@@ -13,7 +13,7 @@ from mcuflow.hw.dw_s16 import dw_s16_plane, dw_s16_terms
 from mcuflow.hw.layouts import (
     DwPlane,
     dsp_groups,
-    dsp_padded_channels,
+    dsp_row_columns,
     im2col_bytes,
     s16_conv_depth,
     s16_row_words,
@@ -146,7 +146,34 @@ def _one_channel(graph: Graph, op: Operator, way: InPlace) -> int:
 def _dsp_columns(graph: Graph, op: Operator, way: InPlace) -> int:
     """im2col of two output pixels as int16, every 1x1 convolution included."""
     _, kh, kw, cin = graph.tensors[op.inputs[1]].shape
-    return 16 * dsp_groups(kh * kw * dsp_padded_channels(cin))
+    return 16 * dsp_groups(kh * dsp_row_columns(cin, kw, op.attrs.dilation_w))
+
+
+DENSE_DW_CHANNELS = 8
+"""The most input channels of a DEPTHWISE_CONV_2D that mcuflow_dwconv_dense_dsp_s8 runs as a
+dense matrix product: each output channel multiplies every input channel's columns (all but
+its own weighted zero), in_c times the depthwise work, which the DSP product's speed repays on
+few channels."""
+
+
+def depthwise_dense_applies(graph: Graph, op: Operator) -> bool:
+    """True when mcuflow_dwconv_dense_dsp_s8 runs a DEPTHWISE_CONV_2D step on a DSP core.
+
+    The step's DSP depthwise kernels do not (no 3x3 channel-by-channel plane, a depth
+    multiplier above 1) and it has at most DENSE_DW_CHANNELS input channels.
+    """
+    in_c = graph.tensors[op.inputs[0]].shape[3]
+    return (op.attrs.depth_multiplier > 1 and in_c <= DENSE_DW_CHANNELS
+            and dsp_depthwise_plane(graph, op) is None)
+
+
+def _dense_columns(graph: Graph, op: Operator, way: InPlace) -> int:
+    """The im2col columns of mcuflow_dwconv_dense_dsp_s8 (as CONV_2D's), 0 where it declines."""
+    if not depthwise_dense_applies(graph, op):
+        return 0
+    _, kh, kw, _ = graph.tensors[op.inputs[1]].shape
+    in_c = graph.tensors[op.inputs[0]].shape[3]
+    return 16 * dsp_groups(kh * dsp_row_columns(in_c, kw, op.attrs.dilation_w))
 
 
 def _dsp_row(graph: Graph, op: Operator, way: InPlace) -> int:
@@ -319,6 +346,12 @@ _kernel("mcuflow_dwconv_dsp_s8", "mcuflow_dwconv_dsp", (OpKind.DEPTHWISE_CONV_2D
         _WEIGHTED_DSP + "DEPTHWISE_CONV_2D pixel by pixel, four channels per step, no scratch.",
         dsp=True,
         terms=work.dwconv_dsp_terms, inplace=_RASTER)
+_kernel("mcuflow_dwconv_dense_dsp_s8", "mcuflow_dwconv_dense_dsp", (OpKind.DEPTHWISE_CONV_2D,),
+        _WEIGHTED_DSP + "DEPTHWISE_CONV_2D of at most 8 input channels and a depth multiplier "
+        "above 1 (any kernel, stride, dilation) as CONV_2D's 2x2 blocked matrix product, each "
+        "output channel's weights zero outside its input channel.",
+        dsp=True,
+        terms=work.conv2d_dsp_terms, inplace=_RASTER, scratch=_dense_columns)
 _kernel("mcuflow_fully_connected_s8", "mcuflow_conv", (OpKind.FULLY_CONNECTED,),
         "FULLY_CONNECTED: one dot product per output unit.",
         terms=work.fully_connected_terms)
@@ -332,7 +365,8 @@ _kernel("mcuflow_fully_connected_short_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULL
         dsp=True, terms=work.fully_connected_short_dsp_terms)
 _kernel("mcuflow_fully_connected_few_dsp_s8", "mcuflow_conv_dsp", (OpKind.FULLY_CONNECTED,),
         _WEIGHTED_DSP + "FULLY_CONNECTED of 1 to 4 units, depth a multiple of 4 (one-multiply "
-        "requantisation): every accumulator in registers.",
+        "requantisation): every accumulator in registers; 5 to 8 units of one input row in "
+        "two calls.",
         dsp=True, terms=work.fully_connected_few_dsp_terms)
 _kernel("mcuflow_avg_pool_s8", "mcuflow_pool", (OpKind.AVERAGE_POOL_2D,),
         "AVERAGE_POOL_2D.",
@@ -1031,6 +1065,8 @@ def _depthwise(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...]:
     if dsp:
         if dsp_depthwise_plane(graph, op) is not None:
             return ("mcuflow_dwconv_3x3_dsp_s8",)
+        if depthwise_dense_applies(graph, op):
+            return ("mcuflow_dwconv_dense_dsp_s8",)
         if op.attrs.depth_multiplier == 1:
             return ("mcuflow_dwconv_dsp_s8",)
     kernel_3x3 = graph.tensors[op.inputs[1]].shape[1:3] == (3, 3)
@@ -1054,6 +1090,26 @@ FC_FEW_UNITS = 4
 (MCUFLOW_DSP_FEW_UNITS)."""
 
 
+FC_FEW_PASSES = 2
+"""The most calls of mcuflow_fully_connected_few_dsp_s8 one FULLY_CONNECTED step of a single
+input row makes, each over the next FC_FEW_UNITS units (their outputs are consecutive)."""
+
+
+def fc_few_passes(graph: Graph, op: Operator) -> int:
+    """Calls of mcuflow_fully_connected_few_dsp_s8 for a step: ceil(units / FC_FEW_UNITS).
+
+    0 when that kernel does not run the step: the depth is not a multiple of 4, the step has
+    more units than FC_FEW_PASSES calls hold, or more than FC_FEW_UNITS units on several rows
+    (each call writes its units of every row, so the rows' outputs must not interleave).
+    """
+    units, depth = graph.tensors[op.inputs[1]].shape
+    passes = -(-units // FC_FEW_UNITS)
+    rows = graph.tensors[op.inputs[0]].size // depth
+    if depth <= FC_SHORT_DEPTH or depth % 4 or passes > FC_FEW_PASSES or (passes > 1 and rows > 1):
+        return 0
+    return passes
+
+
 def fully_connected_dsp_kernel(graph: Graph, op: Operator) -> str:
     """The DSP kernel of a FULLY_CONNECTED step by its shape, when its requantisation is FAST.
 
@@ -1064,6 +1120,8 @@ def fully_connected_dsp_kernel(graph: Graph, op: Operator) -> str:
     if depth <= FC_SHORT_DEPTH:
         return "mcuflow_fully_connected_short_dsp_s8"
     if units <= FC_FEW_UNITS and depth % 4 == 0:
+        return "mcuflow_fully_connected_few_dsp_s8"
+    if fc_few_passes(graph, op) > 1:
         return "mcuflow_fully_connected_few_dsp_s8"
     return "mcuflow_fully_connected_dsp_s8"
 

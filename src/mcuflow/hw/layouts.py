@@ -42,13 +42,31 @@ def dsp_gather_mode(in_c: int, k_w: int, dilation_w: int) -> int:
 
     Whole words per tap when they hold whole taps (with a zero channel for 3 more than a
     multiple of 4), else whole words along each window row when it is contiguous and a multiple
-    of 4 bytes long, else value by value.
+    of 4 bytes long or little shorter (ROW_PADDING; zero weights meet the bytes that round it up
+    to words), else value by value.
     """
     if dsp_padded_channels(in_c) > in_c:
         return GATHER_PADDED
     if in_c % 4 == 0:
         return GATHER_WORDS
-    return GATHER_ROWS if dilation_w == 1 and k_w * in_c % 4 == 0 else GATHER_VALUES
+    row = k_w * in_c
+    padded_row = -(-row // 4) * 4
+    return GATHER_ROWS if dilation_w == 1 and ROW_PADDING * padded_row <= (
+        ROW_PADDING + 1) * row else GATHER_VALUES
+
+
+ROW_PADDING = 4
+"""GATHER_ROWS takes window rows whose length rounded up to words is at most 1 + 1/ROW_PADDING
+times the row (a 1x3 row of 6 channels: 20 columns for 18); longer padding costs more
+multiplies than gathering value by value saves."""
+
+
+def dsp_row_columns(in_c: int, k_w: int, dilation_w: int) -> int:
+    """Columns of one window row in the DSP CONV_2D matrix (dsp_gather_mode's rows padded)."""
+    row = k_w * dsp_padded_channels(in_c)
+    if dsp_gather_mode(in_c, k_w, dilation_w) == GATHER_ROWS:
+        return -(-row // 4) * 4
+    return row
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,79 @@ def dsp_depthwise_plane(graph: Graph, op: Operator, channel_by_channel: bool = T
                (pad_left, pad_top), True),
     ) if option is not None]
     return min(options, key=lambda option: option[0])[1] if options else None
+
+
+DWP_CLASS_BYTES = 4096
+"""The most flash the edge classes of mcuflow_dwconv_dsp_s8 may take (their records repeat the
+layer's once per class): small layers, whose edge pixels are many, get them."""
+DWP_RECORD_BYTES = 4 * (4 + 2 * 9 + 16)  # MCUFLOW_DSP_DWP_WORDS(9) int32: a group's record
+
+
+@dataclass(frozen=True)
+class DwEdgeClasses:
+    """The edge classes of a 9-tap mcuflow_dwconv_dsp_s8 layer (mcuflow_dsp_dw_pixels_t).
+
+    Output rows (columns) whose windows have the same taps inside the input share a row
+    (column) class; `row_ranges` and `column_ranges` are each class's taps [lo, hi), class 0
+    all of them.
+    """
+
+    rows: tuple[int, ...]
+    columns: tuple[int, ...]
+    row_ranges: tuple[tuple[int, int], ...]
+    column_ranges: tuple[tuple[int, int], ...]
+
+    @property
+    def count(self) -> int:
+        """Classes: row classes x column classes."""
+        return len(self.row_ranges) * len(self.column_ranges)
+
+    def runs(self) -> int:
+        """Calls of the assembly per image: per row its inside columns and each edge column."""
+        edge_columns = sum(1 for c in self.columns if c)
+        return len(self.rows) * (edge_columns + (edge_columns < len(self.columns)))
+
+
+def _taps_inside(start: int, dilation: int, kernel: int, size: int) -> tuple[int, int]:
+    """Taps [lo, hi) of a window from `start` (stride `dilation`) inside [0, size)."""
+    first = -(start // dilation) if start < 0 else 0
+    room = size - start
+    return first, min(-(-room // dilation) if room > 0 else 0, kernel)
+
+
+def _classes(starts: list[int], dilation: int, kernel: int, size: int
+             ) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """Each position's class and the classes' tap ranges, class 0 the whole kernel."""
+    ranges = [_taps_inside(start, dilation, kernel, size) for start in starts]
+    distinct = ((0, kernel), *sorted(set(ranges) - {(0, kernel)}))
+    return tuple(distinct.index(r) for r in ranges), distinct
+
+
+def dw_edge_classes(graph: Graph, op: Operator) -> DwEdgeClasses | None:
+    """The edge classes of a DEPTHWISE_CONV_2D run by mcuflow_dwconv_dsp_s8, or None.
+
+    For windows of 9 taps over whole groups of 4 channels (depth multiplier 1), whose classes'
+    records fit DWP_CLASS_BYTES and each keep a tap inside the input.
+    """
+    attrs: DepthwiseConv2DAttrs = op.attrs
+    _, in_h, in_w, in_c = graph.tensors[op.inputs[0]].shape
+    _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
+    kh, kw = graph.tensors[op.inputs[1]].shape[1:3]
+    if kh * kw != 9 or in_c % 4 or attrs.depth_multiplier != 1:
+        return None
+    pad_top = conv_padding(in_h, kh, attrs.stride_h, attrs.dilation_h, out_h,
+                           along(attrs.padding, 0))
+    pad_left = conv_padding(in_w, kw, attrs.stride_w, attrs.dilation_w, out_w,
+                            along(attrs.padding, 1))
+    rows, row_ranges = _classes([oy * attrs.stride_h - pad_top for oy in range(out_h)],
+                                attrs.dilation_h, kh, in_h)
+    columns, column_ranges = _classes([ox * attrs.stride_w - pad_left for ox in range(out_w)],
+                                      attrs.dilation_w, kw, in_w)
+    classes = DwEdgeClasses(rows, columns, row_ranges, column_ranges)
+    empty = any(lo >= hi for lo, hi in row_ranges + column_ranges)
+    if empty or classes.count * in_c // 4 * DWP_RECORD_BYTES > DWP_CLASS_BYTES:
+        return None
+    return classes
 
 
 def merge_dims(shape: tuple[int, ...], flags: list[bool]) -> tuple[list[int], list[bool]]:

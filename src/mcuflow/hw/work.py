@@ -13,11 +13,14 @@ from mcuflow.hw.layouts import (
     GATHER_ROWS,
     GATHER_VALUES,
     GATHER_WORDS,
+    DwEdgeClasses,
     broadcast_layout,
     dsp_depthwise_plane,
     dsp_gather_mode,
     dsp_groups,
     dsp_padded_channels,
+    dsp_row_columns,
+    dw_edge_classes,
     merge_dims,
 )
 from mcuflow.hw.tconv_phases import phase_gather, phase_groups, transpose_conv_phases
@@ -407,7 +410,7 @@ def _dsp_gather(w: Window, attrs: Conv2DAttrs) -> Work:
     taps = w.pixels * w.k_h * w.k_w
     if mode == GATHER_ROWS:
         return Work(pixels=w.pixels, channels=w.window_rows,
-                    gathered=w.pixels * w.k_h * (w.k_w * w.in_c // 4),
+                    gathered=w.pixels * w.k_h * -(-w.k_w * w.in_c // 4),
                     edges=(w.pixels - w.interior) * w.k_h)
     if mode == GATHER_VALUES:
         return Work(pixels=w.pixels, loops=w.pixels * w.k_h, elements=taps * w.in_c)
@@ -447,7 +450,7 @@ def conv2d_dsp_terms(graph: Graph, op: Operator) -> Work:
     `clamps` passes for a narrow activation (one pass for the small 1x1 loop).
     """
     w = window(graph, op)
-    groups = dsp_groups(w.k_h * w.k_w * dsp_padded_channels(w.in_c))
+    groups = dsp_groups(w.k_h * dsp_row_columns(w.in_c, w.k_w, op.attrs.dilation_w))
     pairs = -(-w.pixels // 2) * -(-w.out_c // 2)
     narrow = _narrow(graph, op)
     common = _dsp_gather(w, op.attrs) + Work(
@@ -535,15 +538,22 @@ def fully_connected_short_dsp_terms(graph: Graph, op: Operator) -> Work:
     return common
 
 
+FEW_UNITS = 4
+"""Units per call of mcuflow_fully_connected_few_dsp_s8 (MCUFLOW_DSP_FEW_UNITS, the catalogue's
+FC_FEW_UNITS)."""
+
+
 def fully_connected_few_dsp_terms(graph: Graph, op: Operator) -> Work:
     """Work of mcuflow_fully_connected_few_dsp_s8.
 
     Per row its groups of 4 columns (`blocks`: a word loaded and widened), each feeding every
-    unit (`macs`: groups x units).
+    unit (`macs`: groups x units); one call, and one pass over the row's groups, per FEW_UNITS
+    units (kernels.fc_few_passes).
     """
     units, depth, rows, common = _fc_small(graph, op)
     groups = rows * (depth // 4)
-    return common + Work(blocks=groups, macs=groups * units)
+    passes = -(-units // FEW_UNITS)
+    return common + Work(calls=passes - 1, blocks=groups * passes, macs=groups * units)
 
 
 def dwconv_3x3_dsp_terms(graph: Graph, op: Operator) -> Work:
@@ -588,6 +598,8 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
     passes for a narrow activation.
     """
     w = window(graph, op)
+    if (classes := dw_edge_classes(graph, op)) is not None:
+        return _dwconv_classes_terms(graph, op, w, classes)
     groups, rest = divmod(w.in_c, 4)
     taps = w.k_h * w.k_w
     interior = w.interior if taps <= DWP_MAX_TAPS else 0
@@ -603,6 +615,22 @@ def dwconv_dsp_terms(graph: Graph, op: Operator) -> Work:
                 tails=(w.pixels * taps if taps == 9 else w.taps) * rest,
                 outputs=w.pixels * rest, signed=_signed(op, w.pixels * w.in_c),
                 clamps=w.pixels if narrow else 0, clamped=w.pixels * w.in_c if narrow else 0)
+
+
+def _dwconv_classes_terms(graph: Graph, op: Operator, w: Window, classes: DwEdgeClasses
+                          ) -> Work:
+    """mcuflow_dwconv_dsp_s8 by edge classes (layouts.dw_edge_classes).
+
+    Every pixel (`pixels`) and group of 4 channels (`blocks`) through the 9-tap assembly
+    (`macs`), one run (`rows`) per output row's inside columns and per edge pixel of it;
+    `clamped` outputs of a narrow activation, one pass per image.
+    """
+    groups = w.in_c // 4
+    narrow = _narrow(graph, op)
+    return Work(calls=1, rows=w.batches * classes.runs(), pixels=w.pixels,
+                blocks=w.pixels * groups, macs=w.pixels * 9 * groups,
+                signed=_signed(op, w.pixels * w.in_c), clamps=w.batches if narrow else 0,
+                clamped=w.pixels * w.in_c if narrow else 0)
 
 
 def add_dsp_terms(graph: Graph, op: Operator) -> Work:

@@ -494,9 +494,10 @@ static void mcuflow_dsp_gather_padded(const mcuflow_window_t *g, const int8_t *i
     }
 }
 
-/* Receptive field of one pixel in SXTB16 order, whole window rows of k_w * in_c bytes (a
- * multiple of 4, dilation_w 1) word by word; a word with taps left or right of the image is
- * assembled byte by byte with the input zero point (an int8) for those taps. */
+/* Receptive field of one pixel in SXTB16 order, whole window rows of k_w * in_c bytes (dilation_w
+ * 1) word by word, rounded up to whole words (the bytes past the row meet zero weights); a word
+ * with taps left or right of the image, or reading past the input row, is assembled byte by
+ * byte with the input zero point (an int8) for the bytes outside. */
 static void mcuflow_dsp_gather_rows(const mcuflow_window_t *g, const int8_t *image, int32_t y0,
                                     int32_t x0, mcuflow_word_t *slot, int32_t row_words)
 {
@@ -504,7 +505,7 @@ static void mcuflow_dsp_gather_rows(const mcuflow_window_t *g, const int8_t *ima
     const uint32_t pad_byte = (uint32_t)(uint8_t)(int8_t)(-g->input_offset);
     const int32_t in_c = g->in_c, in_w = g->in_w, in_h = g->in_h;
     const size_t line = (size_t)in_w * (size_t)in_c;
-    const int whole = x0 >= 0 && x0 + g->k_w - 1 < in_w;
+    const int whole = x0 >= 0 && x0 * in_c + 4 * row_words <= in_w * in_c;
     for (int32_t ky = 0, y = y0; ky < g->k_h; ++ky, y += g->dilation_h) {
         if (y < 0 || y >= in_h) {
             slot = mcuflow_dsp_fill_words(pad, row_words, slot);
@@ -574,7 +575,7 @@ static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
     s->span_h = (g->k_h - 1) * g->dilation_h;
     s->span_w = (g->k_w - 1) * g->dilation_w;
     s->words = mode == MCUFLOW_DSP_GATHER_PADDED ? (g->in_c + 1) / 4 : g->in_c / 4;
-    s->row_words = mode == MCUFLOW_DSP_GATHER_ROWS ? g->k_w * g->in_c / 4
+    s->row_words = mode == MCUFLOW_DSP_GATHER_ROWS ? (g->k_w * g->in_c + 3) / 4
                    : s->tap_step == 4 * (size_t)s->words ? s->words * g->k_w
                                                           : 0;
     mcuflow_dsp_inside_range(g->in_w, g->stride_w, g->pad_left, s->span_w, &s->ox_lo, &s->ox_hi);
@@ -583,8 +584,11 @@ static void mcuflow_dsp_gather_setup(const mcuflow_window_t *g, int32_t mode,
         s->oy_hi = -1;
     }
     /* A window's last word starts at its first tap + span_h * line + span_w * in_c and covers
-     * in_c + over bytes (over: PADDED's word reads one byte past the tap). */
-    const int32_t over = mode == MCUFLOW_DSP_GATHER_PADDED ? 1 : 0;
+     * in_c + over bytes (over: PADDED's word reads one byte past the tap, ROWS' last word of a
+     * window row the bytes that round the row up to whole words; 0 for WORDS, whose rows and
+     * taps are whole words, and VALUES, never gathered by words). */
+    const int32_t over =
+        mode == MCUFLOW_DSP_GATHER_PADDED ? 1 : -(g->k_w * g->in_c) & 3;
     s->limit = (ptrdiff_t)(s->end - input) - (ptrdiff_t)s->span_h * (ptrdiff_t)s->line -
                (ptrdiff_t)s->span_w * g->in_c - g->in_c - over + 1;
     /* Stepping to the next pixel adds in_x; ending a row also in_row, an image also in_image. */

@@ -488,7 +488,8 @@ typedef struct {
 #define MCUFLOW_DSP_GATHER_PADDED 2 /* SXTB16 order, in_c + 1 per tap (in_c % 4 == 3): the
                                        extra channel's weights are zero */
 #define MCUFLOW_DSP_GATHER_ROWS 3   /* SXTB16 order, four columns per load along each window
-                                       row (dilation_w 1, k_w * in_c % 4 == 0) */
+                                       row (dilation_w 1), each row's columns rounded up
+                                       to a multiple of 4 with zero weights */
 
 /* CONV_2D (any kernel, stride, dilation, padding; batches). `columns` is 8-byte aligned scratch
  * of 4 * groups words: the int16 im2col of two output pixels, word 2 j + s holding columns 2 j
@@ -498,6 +499,12 @@ typedef struct {
 void mcuflow_conv2d_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
                            const mcuflow_dsp_requant_t *q, const int8_t *input, int8_t *output,
                            mcuflow_word_t *columns);
+
+/* DEPTHWISE_CONV_2D of few input channels, any depth multiplier: mcuflow_conv2d_dsp_s8 on its
+ * weights widened to CONV_2D's (zero outside each output channel's input channel). */
+void mcuflow_dwconv_dense_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_matrix_t *m,
+                                 const mcuflow_dsp_requant_t *q, const int8_t *input,
+                                 int8_t *output, mcuflow_word_t *columns);
 
 /* FULLY_CONNECTED of `batches` rows. `row` is 8-byte aligned scratch of 2 * groups words (one
  * input row as int16). Weights: groups of two pairs, rows padded to a multiple of 4. With
@@ -602,7 +609,20 @@ typedef struct {
     int32_t ties; /* nonzero: the requantisation's sign correction (negative term -2^31) */
     int32_t exact; /* nonzero: the records hold MCUFLOW_DSP_RQ_EXACT words (accumulator not
                       doubled) */
+    /* Edge classes (9 taps, in_c % 4 == 0, not exact; NULL `edges`: none). The output rows and
+     * columns whose windows have the same taps inside the input share a class (0: all inside);
+     * class k = row class * column_count + column class has its own records (`edges`, in_c / 4
+     * records per class), the same with zero weights at the taps outside, and its entry of
+     * MCUFLOW_DSP_DWP_CLASS_WORDS in `edge_taps`: the first tap inside (ky, kx), then the tap
+     * offsets of mcuflow_dwp_run_t from that tap (taps outside read it). Every pixel then runs
+     * the inside pixels' assembly, a row's pixels of one class in one pass. */
+    const int32_t *edges;
+    const int32_t *edge_taps;
+    const int8_t *row_classes;    /* per output row */
+    const int8_t *column_classes; /* per output column */
+    int32_t column_count;
 } mcuflow_dsp_dw_pixels_t;
+#define MCUFLOW_DSP_DWP_CLASS_WORDS 11
 
 void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
                            const int8_t *input, int8_t *output);

@@ -847,15 +847,76 @@ static void mcuflow_dwp_locate(const mcuflow_window_t *g, const int8_t *image, i
     v->first = image + ((size_t)y * (size_t)g->in_w + (size_t)x) * (size_t)g->in_c;
 }
 
+/* Output pixels [ox, ox + count) of one row (`row`, its first input row y0) of edge class
+ * `k`, all of that class, through the inside pixels' assembly with the class's taps and
+ * records (`edge`: a copy of the layer's run). */
+static void mcuflow_dwp_class_run(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                  mcuflow_dwp_run_t *edge, int32_t k, const int8_t *image,
+                                  int32_t y0, int32_t ox, int32_t count, int8_t *row)
+{
+    const int32_t *entry = d->edge_taps + (size_t)k * MCUFLOW_DSP_DWP_CLASS_WORDS;
+    const size_t words = (size_t)(g->in_c / 4) * MCUFLOW_DSP_DWP_WORDS(9);
+    memcpy(edge->taps, entry + 2, sizeof edge->taps);
+    edge->records = d->edges + (size_t)k * words;
+    edge->last = edge->records + words - MCUFLOW_DSP_DWP_WORDS(9);
+    const int32_t y = y0 + entry[0] * g->dilation_h;
+    const int32_t x = ox * g->stride_w - g->pad_left + entry[1] * g->dilation_w;
+    const int8_t *base = image + ((size_t)y * (size_t)g->in_w + (size_t)x) * (size_t)g->in_c;
+    int8_t *out = row + (size_t)ox * (size_t)g->out_pixel_step;
+    edge->out_end = out + (size_t)count * (size_t)g->out_pixel_step;
+    mcuflow_dwp_run(edge, mcuflow_pair16(g->input_offset), base, out,
+                    mcuflow_dw_mode(d->ties, 0));
+}
+
+/* One output row by edge classes: the inside columns [lo, hi) in one pass, the others one by
+ * one. */
+static void mcuflow_dwp_class_row(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                  mcuflow_dwp_run_t *edge, const int8_t *image, int32_t oy,
+                                  int32_t lo, int32_t hi, int8_t *row)
+{
+    const int32_t y0 = oy * g->stride_h - g->pad_top;
+    const int32_t first = d->row_classes[oy] * d->column_count;
+    for (int32_t ox = 0; ox < g->out_w; ++ox) {
+        const int32_t count = ox == lo && hi > lo ? hi - lo : 1;
+        mcuflow_dwp_class_run(g, d, edge, first + d->column_classes[ox], image, y0, ox, count,
+                              row);
+        ox += count - 1;
+    }
+}
+
 /* Clamp one image's outputs to a fused activation narrower than int8. */
 static void mcuflow_dwp_clamp_image(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
                                     int8_t *out)
 {
+    if (g->out_pixel_step == g->in_c && g->out_row_step == g->out_w * g->in_c) {
+        mcuflow_clamp_bytes(out, g->out_h * g->out_row_step, d->act_min, d->act_max);
+        return;
+    }
     for (int32_t oy = 0; oy < g->out_h; ++oy) {
         for (int32_t ox = 0; ox < g->out_w; ++ox) {
             mcuflow_clamp_bytes(out + (size_t)oy * (size_t)g->out_row_step +
                                     (size_t)ox * (size_t)g->out_pixel_step,
                                 g->in_c, d->act_min, d->act_max);
+        }
+    }
+}
+
+/* Every image by edge classes (mcuflow_dwp_class_row), each clamped when the activation is
+ * narrow. */
+static void mcuflow_dwp_classes(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixels_t *d,
+                                mcuflow_dwp_run_t *edge, const int8_t *input, int8_t *output,
+                                int32_t lo, int32_t hi)
+{
+    const size_t image_bytes = (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
+    for (int32_t b = 0; b < g->batches; ++b) {
+        const int8_t *image = input + (size_t)b * image_bytes;
+        int8_t *plane = output + (size_t)b * (size_t)g->out_batch_step;
+        for (int32_t oy = 0; oy < g->out_h; ++oy) {
+            mcuflow_dwp_class_row(g, d, edge, image, oy, lo, hi,
+                                  plane + (size_t)oy * (size_t)g->out_row_step);
+        }
+        if (d->act_min != -128 || d->act_max != 127) {
+            mcuflow_dwp_clamp_image(g, d, plane);
         }
     }
 }
@@ -884,6 +945,10 @@ void mcuflow_dwconv_dsp_s8(const mcuflow_window_t *g, const mcuflow_dsp_dw_pixel
     const int32_t lo = inner_lo < g->out_w ? inner_lo : g->out_w;
     const int32_t hi = inner_hi < lo ? lo : (inner_hi > g->out_w ? g->out_w : inner_hi);
     const size_t step = (size_t)g->stride_w * (size_t)g->in_c;
+    if (d->edges != NULL) {
+        mcuflow_dwp_classes(g, d, &edge, input, output, lo, hi);
+        return;
+    }
     for (int32_t b = 0; b < g->batches; ++b) {
         const int8_t *image =
             input + (size_t)b * (size_t)g->in_h * (size_t)g->in_w * (size_t)g->in_c;
