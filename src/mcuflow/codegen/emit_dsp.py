@@ -54,6 +54,7 @@ DSP_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CO
                        OpKind.ADD, OpKind.SUB})
 """Op kinds with a DSP kernel: on a DSP core, a step of these kinds running a portable kernel
 has a `portable_reason`."""
+DSP_KINDS |= {OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM}  # mcuflow_lstm_dsp_s8 (codegen/lstm_dsp.py)
 
 
 def uses_dsp(kernels: frozenset[str] | set[str]) -> bool:

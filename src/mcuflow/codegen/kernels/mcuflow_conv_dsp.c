@@ -1892,3 +1892,19 @@ void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const i
 {
     mcuflow_dsp_few_layers[f->routine](f, input, output);
 }
+
+/* ---- matrix-vector products to int32 (the LSTM's gates) -------------------------------- */
+
+void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias, const int8_t *x,
+                           mcuflow_word_t *row, int32_t *acc)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    mcuflow_dsp_gather_row(x, m->depth, row);
+    for (int32_t o = 0; o < m->rows; o += 4) {
+        acc[o] = bias[o];
+        acc[o + 1] = bias[o + 1];
+        acc[o + 2] = bias[o + 2];
+        acc[o + 3] = bias[o + 3];
+        mcuflow_dsp_quad(&w, row, m->groups, m->chunk_groups, acc + o);
+    }
+}

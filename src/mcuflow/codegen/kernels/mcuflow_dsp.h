@@ -595,4 +595,48 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
                                    const int8_t *input, const int8_t *filter, int8_t *output,
                                    int8_t *columns);
 
+/* ---- matrix-vector products to int32 ---------------------------------------------------- */
+
+/* acc = bias + W x for every row of a FULLY_CONNECTED-packed matrix `m` (rows a multiple of 4)
+ * over one int8 row `x`, gathered as int16 into `row` (8-byte aligned, 2 * groups words). */
+void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias, const int8_t *x,
+                           mcuflow_word_t *row, int32_t *acc);
+
+/* ---- UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) ------------------------------------- */
+
+/* MultiplyByQuantizedMultiplier of an accumulator whose shifted value stays inside int32,
+ * exactly: y = (SMMLAR(acc << left, multiplier, round) + (negative & (acc >> 31))) >> right.
+ * With TFLite's right shift r >= 1: left 1, round 2^(r-1), negative -1, right r; with a left
+ * shift s >= 0: left s + 1, round 0, negative 0, right 0. */
+typedef struct {
+    int32_t left, multiplier, round, negative, right;
+} mcuflow_dsp_lstm_rq_t;
+
+/* One integer LSTM layer (mcuflow_lstm_s8's arithmetic): the four gates' rows stacked (input,
+ * forget, cell, output) in two FULLY_CONNECTED-packed matrices, their zero points folded into
+ * the biases; `quarter` tabulates gemmlowp's exp on [-1/4, 0): entry i is its value at
+ * -1/4 + i * 2^(quarter_bits - 15), for integer bits down to quarter_bits. */
+typedef struct {
+    int32_t batch, time, features, units;
+    int32_t time_major;
+    mcuflow_dsp_matrix_t input, recurrent; /* [4 units, features], [4 units, units] */
+    const int32_t *input_bias, *recurrent_bias;
+    mcuflow_dsp_lstm_rq_t input_rq[4], recurrent_rq[4]; /* to Q3.12 */
+    mcuflow_dsp_lstm_rq_t hidden_rq;                    /* o * tanh(c) to int8 */
+    const int16_t *quarter;
+    int32_t quarter_bits;
+    int32_t cell_bits; /* integer bits of the cell state: 15 + log2 of its scale, 0 .. 6 */
+    int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */
+    int32_t hidden_zero_point;
+    int32_t cell_clip; /* 0: none */
+} mcuflow_dsp_lstm_t;
+
+/* Scratch words of mcuflow_lstm_dsp_s8: the gathered row, then 8 * units accumulators. */
+#define MCUFLOW_DSP_LSTM_SCRATCH_WORDS(groups, units) (2 * (groups) + 8 * (units))
+
+/* The whole sequence, as mcuflow_lstm_s8 (the same states); `scratch` 8-byte aligned,
+ * MCUFLOW_DSP_LSTM_SCRATCH_WORDS(groups of the deeper matrix, units) words. */
+void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_t *output,
+                         int8_t *output_state, int16_t *cell_state, mcuflow_word_t *scratch);
+
 #endif /* MCUFLOW_DSP_H */

@@ -1,0 +1,157 @@
+"""The Arm DSP integer LSTM (mcuflow_lstm_dsp_s8): packed gate matrices, SMMLAR requantisation.
+
+The four gates' weights are stacked (input, forget, cell, output) and packed as
+FULLY_CONNECTED's (codegen/dsp.py pack_quads), the zero points folded into the biases as the
+portable kernel has them. Each product is requantised to Q3.12 by one SMMLAR: with TFLite's
+right shift r >= 1, MultiplyByQuantizedMultiplier(acc, m, -r) equals
+(SMMLAR(2 acc, m, 2^(r-1)) - [acc < 0]) >> r on every acc with 2 acc inside int32 (its two
+roundings are one floor, see dsp.conv_natural), and with a left shift s it is
+SMMLAR(acc << (s + 1), m, 0); the emitter declines when some reachable accumulator would leave
+int32 once shifted. gemmlowp's exp on [-1/4, 0) is tabulated here with its own series
+(exp_on_negative_values_int16 of values above -1/4 runs no barrel-shifter step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mcuflow.codegen import dsp
+from mcuflow.codegen.context import EmitContext, LayerCode, c_int
+from mcuflow.hw.layouts import dsp_groups
+from mcuflow.ir.ops import LSTM_CELL_STATE, LSTM_GATES, LSTM_OUTPUT_STATE
+from mcuflow.quant.fixedpoint import QuantizedMultiplier, exp_on_negative_values_int16
+from mcuflow.ref.lstm import SIGMOID_BITS, prepare_lstm
+
+STEM = "mcuflow_lstm_dsp"
+FUNCTION = "mcuflow_lstm_dsp_s8"
+CELL_BITS = range(0, 7)
+"""Integer bits of the cell state the kernel serves (cell scale 2^-15 .. 2^-9)."""
+INT32_LOW, INT32_HIGH = -(1 << 31), (1 << 31) - 1
+PRODUCT_BOUND = 32767 * 32768
+"""|o * tanh(c)|: a Q0.15 gate times a Q0.15 tanh."""
+
+
+def rq_words(multiplier: QuantizedMultiplier) -> tuple[int, int, int, int, int]:
+    """(left, multiplier, round, negative, right) of mcuflow_dsp_lstm_rq_t."""
+    if multiplier.shift <= -1:
+        right = -multiplier.shift
+        return 1, multiplier.multiplier, 1 << (right - 1), -1, right
+    return multiplier.shift + 1, multiplier.multiplier, 0, 0, 0
+
+
+def rq_fits(multiplier: QuantizedMultiplier, low: int, high: int) -> bool:
+    """True when every accumulator in [low, high] stays inside int32 once shifted left."""
+    left = rq_words(multiplier)[0]
+    return INT32_LOW <= low << left and high << left <= INT32_HIGH
+
+
+def quarter_bits(cell_bits: int) -> int:
+    """The step of the exp table: the fewest integer bits an exp of the layer has.
+
+    Sigmoid Q3.12 has 3; tanh of Q(n) runs exp in Q(n + 1).
+    """
+    return min(SIGMOID_BITS, cell_bits + 1)
+
+
+def quarter_table(bits: int) -> np.ndarray:
+    """gemmlowp's exp at -1/4 + i * 2^(bits - 15), i < 2^(13 - bits), as int16 Q0.15."""
+    count = 1 << (13 - bits)
+    return exp_on_negative_values_int16(np.arange(count, dtype=np.int64) - count,
+                                        bits).astype(np.int16)
+
+
+def scratch_words(features: int, units: int) -> int:
+    """MCUFLOW_DSP_LSTM_SCRATCH_WORDS: the gathered row, then both products' accumulators."""
+    return 2 * max(dsp_groups(features), dsp_groups(units)) + 8 * units
+
+
+def _decline(ctx: EmitContext, reason: str) -> None:
+    ctx.portable_reason = reason
+
+
+def _rq(multiplier: QuantizedMultiplier) -> str:
+    return "{" + ", ".join(c_int(v) for v in rq_words(multiplier)) + "}"
+
+
+def _matrix(ctx: EmitContext, stem: str, matrix: np.ndarray, packed: np.ndarray, what: str
+            ) -> str:
+    weights = ctx.constant(stem, "int32_t", packed.view(np.int32),
+                           f"{ctx.op.name}: {what} weights of the 4 gates packed as "
+                           "FULLY_CONNECTED's")
+    rows, depth = matrix.shape
+    return (f"{{(const uint32_t *){weights}, {rows}, {depth}, {dsp_groups(depth)}, "
+            f"{dsp.chunk_groups(matrix)}, 0}}")
+
+
+def _stacked(ctx: EmitContext, first: int) -> np.ndarray:
+    """The 4 gates' weight matrices from input `first` on, stacked [4 units, depth]."""
+    names = ctx.op.inputs[first:first + LSTM_GATES]
+    return np.concatenate([ctx.tensor(name).data.astype(np.int64) for name in names])
+
+
+def _unfit(ctx: EmitContext, multipliers: tuple[QuantizedMultiplier, ...], span: dsp.Domain,
+           units: int, what: str) -> str | None:
+    """Why some gate's accumulators of one product cannot be requantised by SMMLAR, or None."""
+    for gate, multiplier in enumerate(multipliers):
+        low = int(span.low[gate * units:(gate + 1) * units].min())
+        high = int(span.high[gate * units:(gate + 1) * units].max())
+        if not rq_fits(multiplier, low, high):
+            return (f"{what} accumulators of gate {gate} ({low}..{high}) leave int32 once "
+                    f"shifted by {rq_words(multiplier)[0]}")
+    return None
+
+
+def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode | None:
+    """mcuflow_lstm_dsp_s8, or None (ctx.portable_reason set) where it does not apply."""
+    p = prepare_lstm(ctx.graph, ctx.op)
+    cell_bits = 15 + p.cell_exponent
+    wx, wh = _stacked(ctx, 1), _stacked(ctx, 1 + LSTM_GATES)
+    bias_x, bias_h = p.input_bias.reshape(-1), p.recurrent_bias.reshape(-1)
+    span_x, span_h = dsp.domain(wx, bias_x), dsp.domain(wh, bias_h)
+    packed_x, packed_h = dsp.pack_quads(wx), dsp.pack_quads(wh)
+    scratch = None
+    if ctx.step.scratch is not None and ctx.plan.buffers[ctx.step.scratch].offset % 8 == 0 \
+            and ctx.plan.buffers[ctx.step.scratch].size >= 4 * scratch_words(p.features, p.units):
+        scratch = f"(mcuflow_word_t *){ctx.scratch()}"
+    reason = (
+        f"cell state scale 2^{p.cell_exponent} (the DSP kernel serves 2^-15 .. 2^-9)"
+        if cell_bits not in CELL_BITS else
+        dsp_unpackable() if packed_x is None or packed_h is None else
+        _unfit(ctx, p.input_multipliers, span_x, p.units, "input")
+        or _unfit(ctx, p.recurrent_multipliers, span_h, p.units, "recurrent")
+        or (None if rq_fits(p.hidden, -PRODUCT_BOUND, PRODUCT_BOUND) else
+            f"output scale needs a left shift of {p.hidden.shift}")
+        or (None if scratch is not None else
+            "the plan gives the step no DSP-sized, 8-byte aligned scratch"))
+    if reason is not None:
+        return _decline(ctx, reason)
+    table_bits = quarter_bits(cell_bits)
+    quarter = ctx.constant("quarter", "int16_t", quarter_table(table_bits),
+                           f"{ctx.op.name}: gemmlowp exp on [-1/4, 0), step 2^{table_bits - 15}")
+    name = ctx.op.name
+    fields: dict[str, int | str] = {
+        "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
+        "time_major": int(p.time_major),
+        "input": _matrix(ctx, "input_weights", wx, packed_x, "input"),
+        "recurrent": _matrix(ctx, "recurrent_weights", wh, packed_h, "recurrent"),
+        "input_bias": ctx.constant("input_bias", "int32_t", bias_x.astype(np.int32),
+                                   f"{name}: gate biases - input zero point * row sums"),
+        "recurrent_bias": ctx.constant("recurrent_bias", "int32_t", bias_h.astype(np.int32),
+                                       f"{name}: - output zero point * recurrent row sums"),
+        "input_rq": "{" + ", ".join(map(_rq, p.input_multipliers)) + "}",
+        "recurrent_rq": "{" + ", ".join(map(_rq, p.recurrent_multipliers)) + "}",
+        "hidden_rq": _rq(p.hidden), "quarter": quarter, "quarter_bits": table_bits,
+        "cell_bits": cell_bits, "cell_shift": 30 + p.cell_exponent,
+        "hidden_zero_point": p.hidden_zero_point, "cell_clip": p.cell_clip}
+    symbol = ctx.struct("mcuflow_dsp_lstm_t", "lstm", fields)
+    call = (f"{FUNCTION}(&{symbol}, {input_pointer}, {output_pointer}, "
+            f"{ctx.state(ctx.op.inputs[LSTM_OUTPUT_STATE])}, "
+            f"{ctx.state(ctx.op.inputs[LSTM_CELL_STATE])}, {scratch});")
+    return LayerCode([call], ctx.definitions, frozenset({STEM, "mcuflow_conv_dsp"}))
+
+
+def dsp_unpackable() -> str:
+    """Why pack_quads refused the weights."""
+    return ("weight -128 in a gate row whose pair partner has a negative weight in the same "
+            "column (the int16 pair packing cannot hold it)")
+
