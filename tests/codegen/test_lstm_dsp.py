@@ -1,0 +1,223 @@
+"""The DSP integer LSTM (mcuflow_lstm_dsp_s8): its arithmetic proven, its layers bit-exact.
+
+The kernel's sigmoid and tanh (exp table, barrel shifter and Newton-Raphson as plain
+multiply-adds) equal mcuflow.quant.fixedpoint's gemmlowp functions on every int16 input for
+every integer bits the kernel serves; its SMMLAR requantisation equals TFLite's
+MultiplyByQuantizedMultiplier on accumulators across the whole range the emitter accepts;
+layers that reach each branch (cell scales, left and right shifts, batch and time-major
+layouts, odd sizes) run bit-exact with LiteRT through the DSP kernel, and the declines fall back
+to the portable kernel with their reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mcuflow.codegen
+from mcuflow.codegen.lstm_dsp import CELL_BITS, quarter_bits, quarter_table, rq_fits, rq_words
+from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.render import emit_layers
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import LstmAttrs
+from mcuflow.memory.plan import Plan
+from mcuflow.memory.planner import plan_memory
+from mcuflow.quant.fixedpoint import (
+    QuantizedMultiplier,
+    logistic_int16,
+    multiply_by_quantized_multiplier_array,
+    tanh_int16,
+)
+from mcuflow.toolchain.host import build_host, find_compiler, random_inputs, run_host
+from tests.codegen.test_host_ops import assert_same_bits, reference
+from tests.support import litert_interpreter, litert_invoke
+
+KERNELS = Path(mcuflow.codegen.__file__).parent / "kernels"
+RUNS = 4
+PLAN_SECONDS = 0.2
+CALL = "mcuflow_lstm_dsp_s8("
+HARNESS = """#include <stdio.h>
+#include "mcuflow_conv_dsp.c"
+#include "mcuflow_lstm_dsp.c"
+#include "quarter.h"
+static int32_t rq(int32_t acc, const int32_t *w) { return mcuflow_lstm_rq(acc, w[0], w[1], w[2],
+                                                                          w[3], w[4]); }
+int main(void)
+{
+    for (int32_t a = INT16_MIN; a <= INT16_MAX; ++a) {
+        printf("%d", (int)mcuflow_lstm_sigmoid(a, quarter, QUARTER_BITS));
+        for (int32_t bits = 0; bits <= 6; ++bits) {
+            printf(" %d", (int)mcuflow_lstm_tanh(a, bits, quarter, QUARTER_BITS));
+        }
+        printf("\\n");
+    }
+    for (int32_t i = 0; i < RQ_COUNT; ++i) {
+        printf("%d\\n", (int)rq(accumulators[i], words[i]));
+    }
+    return 0;
+}
+"""
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
+    body = ", ".join(str(int(v)) for v in values.reshape(-1))
+    return f"static const {ctype} {name}[] = {{{body}}};\n"
+
+
+def _requant_cases(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accumulators, their rq words and TFLite's result, over right and left shifts.
+
+    For each multiplier the accumulators span the widest range rq_fits accepts: its ends,
+    values around 0 and random ones.
+    """
+    accumulators, words, expected = [], [], []
+    for shift in (-31, -20, -12, -3, -2, -1, 0, 1, 4):
+        for multiplier in (1 << 30, (1 << 31) - 1, int(rng.integers(1 << 30, 1 << 31))):
+            q = QuantizedMultiplier(multiplier, shift)
+            bound = ((1 << 31) - 1) >> rq_words(q)[0]
+            acc = np.concatenate([[-bound - 1, bound, 0, 1, -1],
+                                  np.arange(-300, 300), rng.integers(-bound - 1, bound, 500)])
+            assert rq_fits(q, int(acc.min()), int(acc.max()))
+            accumulators.append(acc)
+            words.append(np.tile(rq_words(q), (len(acc), 1)))
+            expected.append(multiply_by_quantized_multiplier_array(acc, multiplier, shift))
+    return np.concatenate(accumulators), np.concatenate(words), np.concatenate(expected)
+
+
+def test_activations_and_requantisation_are_exact(tmp_path: Path) -> None:
+    accumulators, words, expected = _requant_cases(np.random.default_rng(3))
+    bits = quarter_bits(min(CELL_BITS))
+    (tmp_path / "quarter.h").write_text(
+        f"#define QUARTER_BITS {bits}\n#define RQ_COUNT {len(accumulators)}\n"
+        + _c_array("int16_t", "quarter", quarter_table(bits))
+        + _c_array("int32_t", "accumulators", accumulators)
+        + _c_array("int32_t", "flat_words", words).replace("[]", f"[{words.size}]")
+        + "static const int32_t (*words)[5] = (const int32_t (*)[5])flat_words;\n")
+    (tmp_path / "harness.c").write_text(HARNESS)
+    binary = tmp_path / "harness"
+    subprocess.run([find_compiler("gcc"), "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror",
+                    "-Wno-unused-function", "-fsanitize=address,undefined",
+                    "-fno-sanitize-recover=undefined", f"-I{KERNELS}", f"-I{tmp_path}",
+                    str(tmp_path / "harness.c"), "-o", str(binary)], check=True)
+    lines = subprocess.run([str(binary)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    table = np.array([line.split() for line in lines[:1 << 16]], dtype=np.int64)
+    inputs = np.arange(-(1 << 15), 1 << 15, dtype=np.int64)
+    np.testing.assert_array_equal(table[:, 0], logistic_int16(inputs, 3))
+    for cell_bits in CELL_BITS:
+        np.testing.assert_array_equal(table[:, 1 + cell_bits], tanh_int16(inputs, cell_bits))
+    np.testing.assert_array_equal(np.array(lines[1 << 16:], dtype=np.int64), expected)
+
+
+def test_quarter_table_is_gemmlowps_series_on_its_points() -> None:
+    """Entry i is exp at -1/4 + i 2^(bits - 15); coarser tables take every 2^k-th entry."""
+    fine = quarter_table(1)
+    assert len(fine) == 4096 and fine[0] == 25520 and (np.diff(fine) >= 0).all()
+    np.testing.assert_array_equal(quarter_table(3), fine[::4])
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+
+def lstm_dsp_shapes() -> Graph:
+    """Odd feature and unit counts (tails of the 4-column groups), batch 3, time-major,
+    cell scales 2^-15 and 2^-9, a cell clip, a single step."""
+    b = GraphBuilder("lstm_dsp_shapes", seed=31)
+    x = b.input((3, 5, 7), 0.05, -2)
+    odd = b.lstm(x, 5)
+    major = b.lstm(b.reshape(x, (5, 3, 7)), 6, LstmAttrs(True, 0.5), gain=5.0,
+                   cell_exponent=-15)
+    fine = b.lstm(b.reshape(x, (15, 1, 7)), 9, LstmAttrs(True), cell_exponent=-9)
+    single = b.lstm(b.reshape(x, (1, 15, 7)), 13)
+    b.output(odd, major, fine, single)
+    return b.build()
+
+
+def lstm_dsp_scales() -> Graph:
+    """Input products with a left shift (a coarse input scale) and a deep recurrence."""
+    b = GraphBuilder("lstm_dsp_scales", seed=32)
+    x = b.input((1, 4, 16), 2.0, 0)
+    b.output(b.lstm(x, 20, gain=4.0), b.lstm(b.input((1, 6, 3), 0.05, 7), 36))
+    return b.build()
+
+
+FAMILIES = {f.__name__: f for f in (lstm_dsp_shapes, lstm_dsp_scales)}
+
+
+@functools.cache
+def planned(name: str) -> tuple[Graph, Plan]:
+    graph = FAMILIES[name]()
+    return graph, plan_memory(graph, PLAN_SECONDS, dsp=True)
+
+
+def _run(graph: Graph, plan: Plan, directory: Path, compiler: str
+         ) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    project = generate_project(graph, plan, directory, dsp=True)
+    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    inputs = random_inputs(graph, RUNS, 7)
+    return inputs, run_host(binary, inputs, project.outputs), (
+        project.path / "mcuflow_model.c").read_text()
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_lstm_layers_are_bit_exact_through_the_dsp_kernel(name: str, compiler: str,
+                                                         tmp_path: Path) -> None:
+    graph, plan = planned(name)
+    inputs, actual, source = _run(graph, plan, tmp_path / "p", compiler)
+    lstms = sum(op.kind.value == "UNIDIRECTIONAL_SEQUENCE_LSTM" for op in graph.operators)
+    assert source.count(CALL) == lstms
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+    litert = litert_interpreter(write_tflite(graph))
+    oracle = [litert_invoke(litert, [x[r] for x in inputs]) for r in range(RUNS)]
+    assert_same_bits(oracle, actual, "LiteRT")
+
+
+def test_left_shifted_products_keep_the_dsp_kernel() -> None:
+    graph, plan = planned("lstm_dsp_scales")
+    source = emit_layers(graph, plan, dsp=True)[0]
+    first = next(layer for layer in source if any(CALL in s for s in layer.statements))
+    assert first.portable_reason is None
+
+
+def _declined(graph: Graph, plan: Plan) -> list[str | None]:
+    layers = emit_layers(graph, plan, dsp=True)[0]
+    return [layer.portable_reason for layer in layers
+            if any("lstm" in s for s in layer.statements)]
+
+
+def test_unpackable_weights_fall_back_to_the_portable_kernel(tmp_path: Path) -> None:
+    b = GraphBuilder("lstm_unpackable", seed=33)
+    b.output(b.lstm(b.input((1, 3, 4), 0.05, 1), 4))
+    graph = b.build()
+    weights = graph.tensors[graph.operators[0].inputs[1]].data
+    weights[0, 0], weights[1, 0] = -3, -128
+    plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
+    reasons = _declined(graph, plan)
+    assert len(reasons) == 1 and reasons[0] is not None and "-128" in reasons[0]
+    inputs, actual, source = _run(graph, plan, tmp_path / "p", "gcc")
+    assert CALL not in source and "mcuflow_lstm_s8(" in source
+    assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
+
+
+def test_plans_without_dsp_scratch_fall_back_with_a_reason() -> None:
+    b = GraphBuilder("lstm_host_plan", seed=34)
+    b.output(b.lstm(b.input((1, 3, 4), 0.05, 1), 4))
+    graph = b.build()
+    reasons = _declined(graph, plan_memory(graph, PLAN_SECONDS))
+    assert reasons[0] is not None and "scratch" in reasons[0]
+
+
+def test_wide_accumulators_fall_back_with_a_reason() -> None:
+    """A left shift so large that the shifted accumulators leave int32."""
+    b = GraphBuilder("lstm_wide", seed=35)
+    b.output(b.lstm(b.input((1, 3, 64), 20000.0, 0), 4))
+    graph = b.build()
+    reasons = _declined(graph, plan_memory(graph, PLAN_SECONDS, dsp=True))
+    assert reasons[0] is not None and "leave int32" in reasons[0]
