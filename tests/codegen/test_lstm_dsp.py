@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import mcuflow.codegen
-from mcuflow.codegen.lstm_dsp import CELL_BITS, quarter_bits, quarter_table, rq_fits, rq_words
+from mcuflow.codegen.lstm_dsp import CELL_BITS, cell_exp_bits, exp_table, rq_fits, rq_words
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_writer import write_tflite
@@ -45,15 +45,16 @@ CALL = "mcuflow_lstm_dsp_s8("
 HARNESS = """#include <stdio.h>
 #include "mcuflow_conv_dsp.c"
 #include "mcuflow_lstm_dsp.c"
-#include "quarter.h"
+#include "tables.h"
 static int32_t rq(int32_t acc, const int32_t *w) { return mcuflow_lstm_rq(acc, w[0], w[1], w[2],
                                                                           w[3], w[4]); }
 int main(void)
 {
     for (int32_t a = INT16_MIN; a <= INT16_MAX; ++a) {
-        printf("%d", (int)mcuflow_lstm_sigmoid(a, quarter, QUARTER_BITS));
+        printf("%d %d", (int)mcuflow_lstm_sigmoid(a, sigmoid_exp), (int)mcuflow_lstm_tanh(a,
+                                                                                 tanh_exp));
         for (int32_t bits = 0; bits <= 6; ++bits) {
-            printf(" %d", (int)mcuflow_lstm_tanh(a, bits, quarter, QUARTER_BITS));
+            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, bits, cell_exp[bits], cell_exp_bits[bits]));
         }
         printf("\\n");
     }
@@ -92,10 +93,16 @@ def _requant_cases(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np
 
 def test_activations_and_requantisation_are_exact(tmp_path: Path) -> None:
     accumulators, words, expected = _requant_cases(np.random.default_rng(3))
-    bits = quarter_bits(min(CELL_BITS))
-    (tmp_path / "quarter.h").write_text(
-        f"#define QUARTER_BITS {bits}\n#define RQ_COUNT {len(accumulators)}\n"
-        + _c_array("int16_t", "quarter", quarter_table(bits))
+    tables = [exp_table(bits + 1, cell_exp_bits(bits)) for bits in CELL_BITS]
+    (tmp_path / "tables.h").write_text(
+        f"#define RQ_COUNT {len(accumulators)}\n"
+        + _c_array("int16_t", "sigmoid_exp", exp_table(3))
+        + _c_array("int16_t", "tanh_exp", exp_table(4))
+        + "".join(_c_array("int16_t", f"cell_exp{b}", t) for b, t in zip(CELL_BITS, tables,
+                                                                          strict=True))
+        + "static const int16_t *const cell_exp[] = {"
+        + ", ".join(f"cell_exp{b}" for b in CELL_BITS) + "};\n"
+        + _c_array("int32_t", "cell_exp_bits", np.array([cell_exp_bits(b) for b in CELL_BITS]))
         + _c_array("int32_t", "accumulators", accumulators)
         + _c_array("int32_t", "flat_words", words).replace("[]", f"[{words.size}]")
         + "static const int32_t (*words)[5] = (const int32_t (*)[5])flat_words;\n")
@@ -110,16 +117,21 @@ def test_activations_and_requantisation_are_exact(tmp_path: Path) -> None:
     table = np.array([line.split() for line in lines[:1 << 16]], dtype=np.int64)
     inputs = np.arange(-(1 << 15), 1 << 15, dtype=np.int64)
     np.testing.assert_array_equal(table[:, 0], logistic_int16(inputs, 3))
+    np.testing.assert_array_equal(table[:, 1], tanh_int16(inputs, 3))
     for cell_bits in CELL_BITS:
-        np.testing.assert_array_equal(table[:, 1 + cell_bits], tanh_int16(inputs, cell_bits))
+        np.testing.assert_array_equal(table[:, 2 + cell_bits], tanh_int16(inputs, cell_bits))
     np.testing.assert_array_equal(np.array(lines[1 << 16:], dtype=np.int64), expected)
 
 
-def test_quarter_table_is_gemmlowps_series_on_its_points() -> None:
-    """Entry i is exp at -1/4 + i 2^(bits - 15); coarser tables take every 2^k-th entry."""
-    fine = quarter_table(1)
-    assert len(fine) == 4096 and fine[0] == 25520 and (np.diff(fine) >= 0).all()
-    np.testing.assert_array_equal(quarter_table(3), fine[::4])
+def test_exp_tables_are_gemmlowps_exp() -> None:
+    """Entry i is exp(-(i + 1) 2^(bits - 15)), decreasing down to exp(-1/2) in Q3.12.
+
+    exp(-1/2) is the barrel shifter's constant for that step (gemmlowp's 19875).
+    """
+    table = exp_table(3)
+    assert len(table) == 2048 and table[0] == 32760 and table[-1] == 19875
+    assert (np.diff(table) <= 0).all()
+    assert len(exp_table(1, cell_exp_bits(0))) == 4096
 
 
 # --- layers ------------------------------------------------------------------------------------

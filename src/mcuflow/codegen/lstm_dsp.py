@@ -7,8 +7,8 @@ right shift r >= 1, MultiplyByQuantizedMultiplier(acc, m, -r) equals
 (SMMLAR(2 acc, m, 2^(r-1)) - [acc < 0]) >> r on every acc with 2 acc inside int32 (its two
 roundings are one floor, see dsp.conv_natural), and with a left shift s it is
 SMMLAR(acc << (s + 1), m, 0); the emitter declines when some reachable accumulator would leave
-int32 once shifted. gemmlowp's exp on [-1/4, 0) is tabulated here with its own series
-(exp_on_negative_values_int16 of values above -1/4 runs no barrel-shifter step).
+int32 once shifted. gemmlowp's exp of the smallest arguments is tabulated here with gemmlowp's
+own arithmetic (exp_table), 2^EXP_BITS entries per gate activation.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ FUNCTION = "mcuflow_lstm_dsp_s8"
 CELL_BITS = range(0, 7)
 """Integer bits of the cell state the kernel serves (cell scale 2^-15 .. 2^-9)."""
 INT32_LOW, INT32_HIGH = -(1 << 31), (1 << 31) - 1
+EXP_BITS = 11
+"""MCUFLOW_DSP_LSTM_EXP_BITS: entries (log2) of the gates' exp tables."""
 PRODUCT_BOUND = 32767 * 32768
 """|o * tanh(c)|: a Q0.15 gate times a Q0.15 tanh."""
 
@@ -45,19 +47,19 @@ def rq_fits(multiplier: QuantizedMultiplier, low: int, high: int) -> bool:
     return INT32_LOW <= low << left and high << left <= INT32_HIGH
 
 
-def quarter_bits(cell_bits: int) -> int:
-    """The step of the exp table: the fewest integer bits an exp of the layer has.
+def exp_table(bits: int, entries_bits: int = EXP_BITS) -> np.ndarray:
+    """gemmlowp's exp of -(i + 1) in Q(bits), i < 2^entries_bits, as int16 Q0.15.
 
-    Sigmoid Q3.12 has 3; tanh of Q(n) runs exp in Q(n + 1).
+    Its barrel-shifter steps below bit `entries_bits` are in the table, the kernel runs the
+    others.
     """
-    return min(SIGMOID_BITS, cell_bits + 1)
-
-
-def quarter_table(bits: int) -> np.ndarray:
-    """gemmlowp's exp at -1/4 + i * 2^(bits - 15), i < 2^(13 - bits), as int16 Q0.15."""
-    count = 1 << (13 - bits)
-    return exp_on_negative_values_int16(np.arange(count, dtype=np.int64) - count,
+    return exp_on_negative_values_int16(-1 - np.arange(1 << entries_bits, dtype=np.int64),
                                         bits).astype(np.int16)
+
+
+def cell_exp_bits(cell_bits: int) -> int:
+    """Entries (log2) of the cell tanh's exp table: at least one quarter in Q(cell_bits + 1)."""
+    return max(EXP_BITS, 12 - cell_bits)
 
 
 def scratch_words(features: int, units: int) -> int:
@@ -125,10 +127,12 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
             "the plan gives the step no DSP-sized, 8-byte aligned scratch"))
     if reason is not None:
         return _decline(ctx, reason)
-    table_bits = quarter_bits(cell_bits)
-    quarter = ctx.constant("quarter", "int16_t", quarter_table(table_bits),
-                           f"{ctx.op.name}: gemmlowp exp on [-1/4, 0), step 2^{table_bits - 15}")
     name = ctx.op.name
+    tables = {stem: ctx.constant(stem, "int16_t", exp_table(bits, entries),
+                                 f"{name}: gemmlowp exp of -1, -2 .. in Q{bits}")
+              for stem, bits, entries in (("sigmoid_exp", SIGMOID_BITS, EXP_BITS),
+                                          ("tanh_exp", SIGMOID_BITS + 1, EXP_BITS),
+                                          ("cell_exp", cell_bits + 1, cell_exp_bits(cell_bits)))}
     fields: dict[str, int | str] = {
         "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
         "time_major": int(p.time_major),
@@ -140,8 +144,10 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
                                        f"{name}: - output zero point * recurrent row sums"),
         "input_rq": "{" + ", ".join(map(_rq, p.input_multipliers)) + "}",
         "recurrent_rq": "{" + ", ".join(map(_rq, p.recurrent_multipliers)) + "}",
-        "hidden_rq": _rq(p.hidden), "quarter": quarter, "quarter_bits": table_bits,
-        "cell_bits": cell_bits, "cell_shift": 30 + p.cell_exponent,
+        "hidden_rq": _rq(p.hidden),
+        "right_shifts": int(all(m.shift <= -1 for m in (*p.input_multipliers,
+                                                         *p.recurrent_multipliers))),
+        **tables, "cell_exp_bits": cell_exp_bits(cell_bits), "cell_bits": cell_bits, "cell_shift": 30 + p.cell_exponent,
         "hidden_zero_point": p.hidden_zero_point, "cell_clip": p.cell_clip}
     symbol = ctx.struct("mcuflow_dsp_lstm_t", "lstm", fields)
     call = (f"{FUNCTION}(&{symbol}, {input_pointer}, {output_pointer}, "

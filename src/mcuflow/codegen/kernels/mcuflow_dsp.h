@@ -612,10 +612,14 @@ typedef struct {
     int32_t left, multiplier, round, negative, right;
 } mcuflow_dsp_lstm_rq_t;
 
+/* Entries of the gates' exp tables: gemmlowp's exp of -(i + 1) for i below 2^this. */
+#define MCUFLOW_DSP_LSTM_EXP_BITS 11
+
 /* One integer LSTM layer (mcuflow_lstm_s8's arithmetic): the four gates' rows stacked (input,
  * forget, cell, output) in two FULLY_CONNECTED-packed matrices, their zero points folded into
- * the biases; `quarter` tabulates gemmlowp's exp on [-1/4, 0): entry i is its value at
- * -1/4 + i * 2^(quarter_bits - 15), for integer bits down to quarter_bits. */
+ * the biases. Each exp table holds gemmlowp's exp_on_negative_values of -(i + 1) (sigmoid's in
+ * Q3.12, the gate tanh's in Q4.11, the cell tanh's in Q(cell_bits + 1)), the later steps of its
+ * barrel shifter left to the kernel. */
 typedef struct {
     int32_t batch, time, features, units;
     int32_t time_major;
@@ -623,8 +627,10 @@ typedef struct {
     const int32_t *input_bias, *recurrent_bias;
     mcuflow_dsp_lstm_rq_t input_rq[4], recurrent_rq[4]; /* to Q3.12 */
     mcuflow_dsp_lstm_rq_t hidden_rq;                    /* o * tanh(c) to int8 */
-    const int16_t *quarter;
-    int32_t quarter_bits;
+    int32_t right_shifts; /* nonzero: every gate's rq has a right shift >= 1 */
+    const int16_t *sigmoid_exp, *tanh_exp; /* 2^MCUFLOW_DSP_LSTM_EXP_BITS entries each */
+    const int16_t *cell_exp;               /* 2^cell_exp_bits entries */
+    int32_t cell_exp_bits;
     int32_t cell_bits; /* integer bits of the cell state: 15 + log2 of its scale, 0 .. 6 */
     int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */
     int32_t hidden_zero_point;

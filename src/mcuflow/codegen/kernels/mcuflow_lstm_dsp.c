@@ -44,95 +44,175 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_rq(int32_t acc, int32_t left, int32_t multip
     return (u + (negative & (acc >> 31))) >> right;
 }
 
-/* gemmlowp's exp_on_negative_values of -n (1 <= n <= 32768) in Q(bits), as Q0.15. The series
- * comes from `quarter`; every SaturatingRoundingDoublingHighMul has a result in [0, 32767] and
- * a constant in (0, 32768): (r * m + 2^14) >> 15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_exp(int32_t n, int32_t bits, const int16_t *quarter,
-                                        int32_t quarter_bits)
+/* One barrel-shifter step of gemmlowp's exp: SaturatingRoundingDoublingHighMul of a result in
+ * [0, 32767] by a constant in (0, 32768), (r * m + 2^14) >> 15, when bit `bit` of `m1` is set. */
+#define MCUFLOW_LSTM_BARREL(r, m1, bit, m)                                                       \
+    do {                                                                                        \
+        if ((m1) & (1 << (bit))) {                                                              \
+            (r) = ((r) * (m) + (1 << 14)) >> 15;                                                \
+        }                                                                                       \
+    } while (0)
+
+/* The barrel shifter's constants exp(-1/4), exp(-1/2) .. exp(-16), then zeros: the steps past
+ * exp(-16) only run where gemmlowp's result is 0 anyway (below -32, see mcuflow_lstm_cell_exp). */
+static const int32_t mcuflow_lstm_barrel[9] = {25520, 19875, 12055, 4435, 600, 11, 0, 0, 0};
+
+/* gemmlowp's exp_on_negative_values of -(m1 + 1) in Q3.12 (sigmoid): the table holds the
+ * steps below bit MCUFLOW_DSP_LSTM_EXP_BITS, the bits above it run the barrel shifter. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid_exp(int32_t m1, const int16_t *table)
 {
-    static const int32_t barrel[7] = {25520, 19875, 12055, 4435, 600, 11, 0};
-    const int32_t fraction = 13 - bits; /* log2 of one quarter */
-    const int32_t low = -n & ((1 << fraction) - 1);
-    const int32_t remainder = low - (1 << fraction) + n;
-    const int32_t taps = bits + 2 < 7 ? bits + 2 : 7;
-    int32_t r = quarter[low << (bits - quarter_bits)];
-    for (int32_t k = 0; k < taps; ++k) {
-        if (remainder & (1 << (fraction + k))) {
-            r = (r * barrel[k] + (1 << 14)) >> 15;
-        }
-    }
-    if (bits > 5 && n > (1 << (20 - bits))) {
-        r = 0;
+    int32_t r = table[m1 & ((1 << MCUFLOW_DSP_LSTM_EXP_BITS) - 1)];
+    if (m1 >> MCUFLOW_DSP_LSTM_EXP_BITS) {
+        MCUFLOW_LSTM_BARREL(r, m1, 11, 19875);
+        MCUFLOW_LSTM_BARREL(r, m1, 12, 12055);
+        MCUFLOW_LSTM_BARREL(r, m1, 13, 4435);
+        MCUFLOW_LSTM_BARREL(r, m1, 14, 600);
     }
     return r;
 }
 
+/* The same in Q4.11 (the gates' tanh). */
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_exp(int32_t m1, const int16_t *table)
+{
+    int32_t r = table[m1 & ((1 << MCUFLOW_DSP_LSTM_EXP_BITS) - 1)];
+    if (m1 >> MCUFLOW_DSP_LSTM_EXP_BITS) {
+        MCUFLOW_LSTM_BARREL(r, m1, 11, 12055);
+        MCUFLOW_LSTM_BARREL(r, m1, 12, 4435);
+        MCUFLOW_LSTM_BARREL(r, m1, 13, 600);
+        MCUFLOW_LSTM_BARREL(r, m1, 14, 11);
+    }
+    return r;
+}
+
+/* The same in Q(bits) for the cell state's tanh (bits 1 .. 7, `table_bits` >= 13 - bits). */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, int32_t bits, const int16_t *table,
+                                             int32_t table_bits)
+{
+    int32_t r = table[m1 & ((1 << table_bits) - 1)];
+    const int32_t *m = mcuflow_lstm_barrel + (table_bits - 13 + bits);
+    for (int32_t rest = m1 >> table_bits; rest != 0; rest >>= 1, ++m) {
+        if (rest & 1) {
+            r = (r * *m + (1 << 14)) >> 15;
+        }
+    }
+    return bits > 5 && m1 >= (1 << (20 - bits)) ? 0 : r;
+}
+
 /* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]: half the denominator in
  * [16384, 32767], every iterate in [8190, 16384], 8192 - hd * x by one MLS. */
+#define MCUFLOW_LSTM_NEWTON(x, hd)                                                              \
+    (x) += (((x) * (((1 << 28) + (1 << 14) - 1 - (hd) * (x)) >> 15) + (1 << 14)) >> 15) * 4
+
 MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e)
 {
     const int32_t hd = (e + 32768) >> 1;
     int32_t x = 23130 + ((hd * -15420 + (1 << 14)) >> 15);
-    for (int32_t i = 0; i < 3; ++i) {
-        const int32_t d = ((1 << 28) + (1 << 14) - 1 - hd * x) >> 15;
-        x += ((x * d + (1 << 14)) >> 15) * 4;
-    }
+    MCUFLOW_LSTM_NEWTON(x, hd);
+    MCUFLOW_LSTM_NEWTON(x, hd);
+    MCUFLOW_LSTM_NEWTON(x, hd);
     return x;
 }
 
 /* gemmlowp logistic of a Q3.12 int16, in Q0.15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid(int32_t a, const int16_t *quarter, int32_t quarter_bits)
+MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid(int32_t a, const int16_t *table)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 1 << 14;
     }
-    const int32_t x = mcuflow_lstm_reciprocal(mcuflow_lstm_exp(n, 3, quarter, quarter_bits));
+    const int32_t x = mcuflow_lstm_reciprocal(mcuflow_lstm_sigmoid_exp(n - 1, table));
     const int32_t positive = mcuflow_lstm_ssat16(2 * x);
     return a > 0 ? positive : INT16_MAX - positive;
 }
 
-/* gemmlowp tanh of a Q(bits) int16 (bits 0 .. 6), in Q0.15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, int32_t bits, const int16_t *quarter,
-                                         int32_t quarter_bits)
+/* Q0.15 tanh from 2 / (1 + exp(-2|a|)) in Q2.13 and the sign of a. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_of(int32_t a, int32_t x)
+{
+    const int32_t t = mcuflow_lstm_ssat16(4 * (x - (1 << 13)));
+    return a < 0 ? -t : t;
+}
+
+/* gemmlowp tanh of a Q3.12 int16, in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 0;
     }
-    const int32_t x = mcuflow_lstm_reciprocal(mcuflow_lstm_exp(n, bits + 1, quarter, quarter_bits));
-    const int32_t t = mcuflow_lstm_ssat16(4 * (x - (1 << 13)));
-    return a < 0 ? -t : t;
+    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(mcuflow_lstm_tanh_exp(n - 1, table)));
 }
 
-/* One gate's rows: both products requantised and added with int16 saturation, then the gate's
- * activation (`tanh` a constant of each instance), in place of the input accumulators. */
-MCUFLOW_INLINE void mcuflow_lstm_gate(const mcuflow_dsp_lstm_t *p, int32_t g, int32_t *ax,
-                                      const int32_t *ah, int tanh)
+/* gemmlowp tanh of a Q(bits) int16 (bits 0 .. 6), in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, int32_t bits, const int16_t *table,
+                                              int32_t table_bits)
 {
-    const mcuflow_dsp_lstm_rq_t qx = p->input_rq[g], qh = p->recurrent_rq[g];
-    const int16_t *quarter = p->quarter;
-    const int32_t quarter_bits = p->quarter_bits;
-    for (int32_t r = 0; r < p->units; ++r) {
-        int32_t v = mcuflow_lstm_ssat16(
+    const int32_t n = a < 0 ? -a : a;
+    if (n == 0) {
+        return 0;
+    }
+    const int32_t e = mcuflow_lstm_cell_exp(n - 1, bits + 1, table, table_bits);
+    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(e));
+}
+
+/* Q3.12 pre-activations of one gate's rows: both products requantised and added with int16
+ * saturation, in place of the input accumulators. */
+MCUFLOW_INLINE void mcuflow_lstm_preactivate(int32_t *ax, const int32_t *ah, int32_t units,
+                                             mcuflow_dsp_lstm_rq_t qx, mcuflow_dsp_lstm_rq_t qh)
+{
+    for (int32_t r = 0; r < units; ++r) {
+        const int32_t v = mcuflow_lstm_ssat16(
             mcuflow_lstm_rq(ax[r], qx.left, qx.multiplier, qx.round, qx.negative, qx.right));
-        v = mcuflow_lstm_ssat16(
+        ax[r] = mcuflow_lstm_ssat16(
             v + mcuflow_lstm_rq(ah[r], qh.left, qh.multiplier, qh.round, qh.negative, qh.right));
-        ax[r] = tanh ? mcuflow_lstm_tanh(v, 3, quarter, quarter_bits)
-                     : mcuflow_lstm_sigmoid(v, quarter, quarter_bits);
     }
 }
 
-static void mcuflow_lstm_sigmoid_gate(const mcuflow_dsp_lstm_t *p, int32_t g, int32_t *ax,
-                                      const int32_t *ah)
+/* mcuflow_lstm_preactivate of gates whose requantisations all shift right (left 1, negative
+ * -1): fewer live constants. */
+static void mcuflow_lstm_preactivate_right(int32_t *ax, const int32_t *ah, int32_t units,
+                                           const mcuflow_dsp_lstm_rq_t *qx,
+                                           const mcuflow_dsp_lstm_rq_t *qh)
 {
-    mcuflow_lstm_gate(p, g, ax, ah, 0);
+    const int32_t mx = qx->multiplier, rx = qx->round, sx = qx->right;
+    const int32_t mh = qh->multiplier, rh = qh->round, sh = qh->right;
+    for (int32_t r = 0; r < units; ++r) {
+        const int32_t v = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r], 1, mx, rx, -1, sx));
+        ax[r] = mcuflow_lstm_ssat16(v + mcuflow_lstm_rq(ah[r], 1, mh, rh, -1, sh));
+    }
 }
 
-static void mcuflow_lstm_tanh_gate(const mcuflow_dsp_lstm_t *p, int32_t g, int32_t *ax,
-                                   const int32_t *ah)
+static void mcuflow_lstm_preactivate_any(int32_t *ax, const int32_t *ah, int32_t units,
+                                         const mcuflow_dsp_lstm_rq_t *qx,
+                                         const mcuflow_dsp_lstm_rq_t *qh)
 {
-    mcuflow_lstm_gate(p, g, ax, ah, 1);
+    mcuflow_lstm_preactivate(ax, ah, units, *qx, *qh);
+}
+
+/* The gates of one batch row, in place of the input accumulators: pre-activations, then
+ * sigmoid (input, forget, output gates) or tanh (cell gate). */
+static void mcuflow_lstm_gates(const mcuflow_dsp_lstm_t *p, int32_t *ax, const int32_t *ah)
+{
+    const int32_t units = p->units;
+    for (int32_t g = 0; g < MCUFLOW_LSTM_DSP_GATES; ++g) {
+        int32_t *rows = ax + g * units;
+        if (p->right_shifts) {
+            mcuflow_lstm_preactivate_right(rows, ah + g * units, units, &p->input_rq[g],
+                                           &p->recurrent_rq[g]);
+        } else {
+            mcuflow_lstm_preactivate_any(rows, ah + g * units, units, &p->input_rq[g],
+                                         &p->recurrent_rq[g]);
+        }
+    }
+    const int16_t *sigmoid = p->sigmoid_exp, *tanh = p->tanh_exp;
+    for (int32_t r = 0; r < 2 * units; ++r) {
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid);
+    }
+    for (int32_t r = 2 * units; r < 3 * units; ++r) {
+        ax[r] = mcuflow_lstm_tanh(ax[r], tanh);
+    }
+    for (int32_t r = 3 * units; r < 4 * units; ++r) {
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid);
+    }
 }
 
 /* (x + 2^(e-1) - [x < 0]) >> e: RoundingDivideByPOT. */
@@ -148,8 +228,9 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
                                 int8_t *h)
 {
     const int32_t units = p->units, shift = p->cell_shift, clip = p->cell_clip;
-    const int32_t bits = p->cell_bits, quarter_bits = p->quarter_bits, zero = p->hidden_zero_point;
-    const int16_t *quarter = p->quarter;
+    const int32_t bits = p->cell_bits, table_bits = p->cell_exp_bits;
+    const int32_t zero = p->hidden_zero_point;
+    const int16_t *table = p->cell_exp;
     const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
     for (int32_t r = 0; r < units; ++r) {
         const int32_t kept = mcuflow_lstm_rdbpot(gates[units + r] * cell[r], 15);
@@ -159,8 +240,8 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
             c = mcuflow_clamp(c, -clip, clip);
         }
         cell[r] = (int16_t)c;
-        const int32_t product = gates[3 * units + r] * mcuflow_lstm_tanh(c, bits, quarter,
-                                                                          quarter_bits);
+        const int32_t product =
+            gates[3 * units + r] * mcuflow_lstm_cell_tanh(c, bits, table, table_bits);
         const int32_t hidden = mcuflow_lstm_rq(product, q.left, q.multiplier, q.round,
                                                q.negative, q.right);
         h[r] = (int8_t)mcuflow_ssat8(hidden + zero);
@@ -182,10 +263,7 @@ void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_
             mcuflow_dsp_matvec_s8(&p->input, p->input_bias, input + step * p->features, scratch,
                                   ax);
             mcuflow_dsp_matvec_s8(&p->recurrent, p->recurrent_bias, h, scratch, ah);
-            mcuflow_lstm_sigmoid_gate(p, 0, ax, ah);
-            mcuflow_lstm_sigmoid_gate(p, 1, ax + units, ah + units);
-            mcuflow_lstm_tanh_gate(p, 2, ax + 2 * units, ah + 2 * units);
-            mcuflow_lstm_sigmoid_gate(p, 3, ax + 3 * units, ah + 3 * units);
+            mcuflow_lstm_gates(p, ax, ah);
             mcuflow_lstm_update(p, ax, cell_state + b * units, h);
             memcpy(output + step * units, h, (size_t)units);
         }
