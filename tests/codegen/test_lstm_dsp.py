@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 import mcuflow.codegen
-from mcuflow.codegen.lstm_dsp import CELL_BITS, cell_exp_bits, exp_table, rq_fits, rq_words
+from mcuflow.codegen.lstm_dsp import (
+    CELL_BITS,
+    cell_exp_bits,
+    exp_table,
+    reciprocal_table,
+    rq_fits,
+    rq_words,
+)
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_writer import write_tflite
@@ -51,10 +58,11 @@ static int32_t rq(int32_t acc, const int32_t *w) { return mcuflow_lstm_rq(acc, w
 int main(void)
 {
     for (int32_t a = INT16_MIN; a <= INT16_MAX; ++a) {
-        printf("%d %d", (int)mcuflow_lstm_sigmoid(a, sigmoid_exp), (int)mcuflow_lstm_tanh(a,
-                                                                                 tanh_exp));
+        printf("%d %d", (int)mcuflow_lstm_sigmoid(a, sigmoid_exp, reciprocal),
+               (int)mcuflow_lstm_tanh(a, tanh_exp, reciprocal));
         for (int32_t bits = 0; bits <= 6; ++bits) {
-            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, bits, cell_exp[bits], cell_exp_bits[bits]));
+            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, bits, cell_exp[bits], cell_exp_bits[bits],
+                                                      reciprocal));
         }
         printf("\\n");
     }
@@ -98,6 +106,7 @@ def test_activations_and_requantisation_are_exact(tmp_path: Path) -> None:
         f"#define RQ_COUNT {len(accumulators)}\n"
         + _c_array("int16_t", "sigmoid_exp", exp_table(3))
         + _c_array("int16_t", "tanh_exp", exp_table(4))
+        + _c_array("uint8_t", "reciprocal", reciprocal_table())
         + "".join(_c_array("int16_t", f"cell_exp{b}", t) for b, t in zip(CELL_BITS, tables,
                                                                           strict=True))
         + "static const int16_t *const cell_exp[] = {"

@@ -19,7 +19,11 @@ from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode, c_int
 from mcuflow.hw.layouts import dsp_groups
 from mcuflow.ir.ops import LSTM_CELL_STATE, LSTM_GATES, LSTM_OUTPUT_STATE
-from mcuflow.quant.fixedpoint import QuantizedMultiplier, exp_on_negative_values_int16
+from mcuflow.quant.fixedpoint import (
+    QuantizedMultiplier,
+    exp_on_negative_values_int16,
+    newton_reciprocal_int16,
+)
 from mcuflow.ref.lstm import SIGMOID_BITS, prepare_lstm
 
 STEM = "mcuflow_lstm_dsp"
@@ -55,6 +59,20 @@ def exp_table(bits: int, entries_bits: int = EXP_BITS) -> np.ndarray:
     """
     return exp_on_negative_values_int16(-1 - np.arange(1 << entries_bits, dtype=np.int64),
                                         bits).astype(np.int16)
+
+
+def reciprocal_table() -> np.ndarray:
+    """MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e) in Q2.13 as nibbles.
+
+    It depends on e only through hd = (e + 32768) >> 1; nibble j (low half of byte j / 2 for
+    even j) holds its offset from 2^28 // hd - 2 for hd = 16384 + j. ValueError if an offset
+    left [0, 15] (it spans 0 .. 5).
+    """
+    hd = np.arange(1 << 14, 1 << 15, dtype=np.int64)
+    offsets = newton_reciprocal_int16(2 * hd - 32768) - ((1 << 28) // hd - 2)
+    if offsets.min() < 0 or offsets.max() > 15:
+        raise ValueError("a Newton-Raphson reciprocal is too far from 2^28 / hd")
+    return (offsets[0::2] | (offsets[1::2] << 4)).astype(np.uint8)
 
 
 def cell_exp_bits(cell_bits: int) -> int:
@@ -133,6 +151,8 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
               for stem, bits, entries in (("sigmoid_exp", SIGMOID_BITS, EXP_BITS),
                                           ("tanh_exp", SIGMOID_BITS + 1, EXP_BITS),
                                           ("cell_exp", cell_bits + 1, cell_exp_bits(cell_bits)))}
+    tables["reciprocal"] = ctx.constant("reciprocal", "uint8_t", reciprocal_table(),
+                                        f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd + 2, nibbles")
     fields: dict[str, int | str] = {
         "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
         "time_major": int(p.time_major),

@@ -614,6 +614,7 @@ typedef struct {
 
 /* Entries of the gates' exp tables: gemmlowp's exp of -(i + 1) for i below 2^this. */
 #define MCUFLOW_DSP_LSTM_EXP_BITS 11
+#define MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES 8192
 
 /* One integer LSTM layer (mcuflow_lstm_s8's arithmetic): the four gates' rows stacked (input,
  * forget, cell, output) in two FULLY_CONNECTED-packed matrices, their zero points folded into
@@ -630,6 +631,8 @@ typedef struct {
     int32_t right_shifts; /* nonzero: every gate's rq has a right shift >= 1 */
     const int16_t *sigmoid_exp, *tanh_exp; /* 2^MCUFLOW_DSP_LSTM_EXP_BITS entries each */
     const int16_t *cell_exp;               /* 2^cell_exp_bits entries */
+    const uint8_t *reciprocal; /* MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e)
+                                  minus 2^28 / hd + 2, hd = (e + 32768) >> 1, two per byte */
     int32_t cell_exp_bits;
     int32_t cell_bits; /* integer bits of the cell state: 15 + log2 of its scale, 0 .. 6 */
     int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */

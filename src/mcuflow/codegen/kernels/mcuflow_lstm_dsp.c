@@ -6,8 +6,9 @@
  * one SMMLAR (mcuflow_dsp_lstm_rq_t, exact while the shifted accumulator stays inside int32, which
  * the generator checks), and gemmlowp's int16 sigmoid and tanh are evaluated with their own
  * arithmetic but fewer instructions: exp on [-1/4, 0) read from a table the generator computes
- * with gemmlowp's series, the barrel shifter and Newton-Raphson steps as multiply-adds whose
- * operands provably stay inside int16 (tests/codegen/test_lstm_dsp.py compares them with
+ * with gemmlowp's arithmetic (the first barrel-shifter steps included, the others as SMLABBs),
+ * and the Newton-Raphson reciprocal as one UDIV plus its offset from a nibble table
+ * (tests/codegen/test_lstm_dsp.py compares them with
  * mcuflow.quant.fixedpoint on every int16 input).
  */
 #include "mcuflow_dsp.h"
@@ -44,12 +45,19 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_rq(int32_t acc, int32_t left, int32_t multip
     return (u + (negative & (acc >> 31))) >> right;
 }
 
-/* One barrel-shifter step of gemmlowp's exp: SaturatingRoundingDoublingHighMul of a result in
- * [0, 32767] by a constant in (0, 32768), (r * m + 2^14) >> 15, when bit `bit` of `m1` is set. */
+/* gemmlowp's int16 SaturatingRoundingDoublingHighMul, (a * b + 2^14) >> 15 by one SMLABB, for
+ * operands inside int16 that are not both -32768 (true of every call below). */
+static inline int32_t mcuflow_lstm_mul16(int32_t a, int32_t b)
+{
+    return mcuflow_smlabb((uint32_t)a, (uint32_t)b, 1 << 14) >> 15;
+}
+
+/* One barrel-shifter step of gemmlowp's exp (a result in [0, 32767] times a constant in
+ * (0, 32768)) when bit `bit` of `m1` is set. */
 #define MCUFLOW_LSTM_BARREL(r, m1, bit, m)                                                       \
     do {                                                                                        \
         if ((m1) & (1 << (bit))) {                                                              \
-            (r) = ((r) * (m) + (1 << 14)) >> 15;                                                \
+            (r) = mcuflow_lstm_mul16(r, m);                                                     \
         }                                                                                       \
     } while (0)
 
@@ -92,35 +100,33 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, int32_t bits, const int
     const int32_t *m = mcuflow_lstm_barrel + (table_bits - 13 + bits);
     for (int32_t rest = m1 >> table_bits; rest != 0; rest >>= 1, ++m) {
         if (rest & 1) {
-            r = (r * *m + (1 << 14)) >> 15;
+            r = mcuflow_lstm_mul16(r, *m);
         }
     }
     return bits > 5 && m1 >= (1 << (20 - bits)) ? 0 : r;
 }
 
-/* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]: half the denominator in
- * [16384, 32767], every iterate in [8190, 16384], 8192 - hd * x by one MLS. */
-#define MCUFLOW_LSTM_NEWTON(x, hd)                                                              \
-    (x) += (((x) * (((1 << 28) + (1 << 14) - 1 - (hd) * (x)) >> 15) + (1 << 14)) >> 15) * 4
-
-MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e)
+/* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]. It depends on e through
+ * hd = (e + 32768) >> 1 alone and lies within [-2, 3] of 2^28 / hd: the table holds its offset
+ * from 2^28 / hd - 2, two per byte (low nibble for even e >> 1). */
+MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e, const uint8_t *table)
 {
-    const int32_t hd = (e + 32768) >> 1;
-    int32_t x = 23130 + ((hd * -15420 + (1 << 14)) >> 15);
-    MCUFLOW_LSTM_NEWTON(x, hd);
-    MCUFLOW_LSTM_NEWTON(x, hd);
-    MCUFLOW_LSTM_NEWTON(x, hd);
-    return x;
+    const uint32_t j = (uint32_t)e >> 1;
+    const uint32_t quotient = ((uint32_t)1 << 28) / (j + 16384u);
+    const uint32_t offset = ((uint32_t)table[j >> 1] >> ((j & 1u) << 2)) & 15u;
+    return (int32_t)(quotient + offset) - 2;
 }
 
 /* gemmlowp logistic of a Q3.12 int16, in Q0.15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid(int32_t a, const int16_t *table)
+MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid(int32_t a, const int16_t *table,
+                                             const uint8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 1 << 14;
     }
-    const int32_t x = mcuflow_lstm_reciprocal(mcuflow_lstm_sigmoid_exp(n - 1, table));
+    const int32_t e = mcuflow_lstm_sigmoid_exp(n - 1, table);
+    const int32_t x = mcuflow_lstm_reciprocal(e, reciprocal);
     const int32_t positive = mcuflow_lstm_ssat16(2 * x);
     return a > 0 ? positive : INT16_MAX - positive;
 }
@@ -133,25 +139,27 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_of(int32_t a, int32_t x)
 }
 
 /* gemmlowp tanh of a Q3.12 int16, in Q0.15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table)
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table,
+                                          const uint8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 0;
     }
-    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(mcuflow_lstm_tanh_exp(n - 1, table)));
+    return mcuflow_lstm_tanh_of(
+        a, mcuflow_lstm_reciprocal(mcuflow_lstm_tanh_exp(n - 1, table), reciprocal));
 }
 
 /* gemmlowp tanh of a Q(bits) int16 (bits 0 .. 6), in Q0.15. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, int32_t bits, const int16_t *table,
-                                              int32_t table_bits)
+                                              int32_t table_bits, const uint8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 0;
     }
     const int32_t e = mcuflow_lstm_cell_exp(n - 1, bits + 1, table, table_bits);
-    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(e));
+    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(e, reciprocal));
 }
 
 /* Q3.12 pre-activations of one gate's rows: both products requantised and added with int16
@@ -204,14 +212,15 @@ static void mcuflow_lstm_gates(const mcuflow_dsp_lstm_t *p, int32_t *ax, const i
         }
     }
     const int16_t *sigmoid = p->sigmoid_exp, *tanh = p->tanh_exp;
+    const uint8_t *reciprocal = p->reciprocal;
     for (int32_t r = 0; r < 2 * units; ++r) {
-        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid);
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
     }
     for (int32_t r = 2 * units; r < 3 * units; ++r) {
-        ax[r] = mcuflow_lstm_tanh(ax[r], tanh);
+        ax[r] = mcuflow_lstm_tanh(ax[r], tanh, reciprocal);
     }
     for (int32_t r = 3 * units; r < 4 * units; ++r) {
-        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid);
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
     }
 }
 
@@ -231,6 +240,7 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
     const int32_t bits = p->cell_bits, table_bits = p->cell_exp_bits;
     const int32_t zero = p->hidden_zero_point;
     const int16_t *table = p->cell_exp;
+    const uint8_t *reciprocal = p->reciprocal;
     const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
     for (int32_t r = 0; r < units; ++r) {
         const int32_t kept = mcuflow_lstm_rdbpot(gates[units + r] * cell[r], 15);
@@ -240,8 +250,8 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
             c = mcuflow_clamp(c, -clip, clip);
         }
         cell[r] = (int16_t)c;
-        const int32_t product =
-            gates[3 * units + r] * mcuflow_lstm_cell_tanh(c, bits, table, table_bits);
+        const int32_t tanh = mcuflow_lstm_cell_tanh(c, bits, table, table_bits, reciprocal);
+        const int32_t product = gates[3 * units + r] * tanh;
         const int32_t hidden = mcuflow_lstm_rq(product, q.left, q.multiplier, q.round,
                                                q.negative, q.right);
         h[r] = (int8_t)mcuflow_ssat8(hidden + zero);
