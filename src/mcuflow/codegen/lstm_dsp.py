@@ -1,8 +1,8 @@
 """The Arm DSP integer LSTM (mcuflow_lstm_dsp_s8): packed gate matrices, SMMLAR requantisation.
 
-The four gates' weights are stacked (input, forget, cell, output) and packed as
-FULLY_CONNECTED's (codegen/dsp.py pack_quads), the zero points folded into the biases as the
-portable kernel has them. Each product is requantised to Q3.12 by one SMMLAR: with TFLite's
+The four gates' weights are stacked (input, forget, cell, output) and packed as CONV_2D's
+(input weights, two steps' input rows at a time: pack_pairs) and FULLY_CONNECTED's (recurrent
+weights: pack_quads), the zero points folded into the biases as the portable kernel has them. Each product is requantised to Q3.12 by one SMMLAR: with TFLite's
 right shift r >= 1, MultiplyByQuantizedMultiplier(acc, m, -r) equals
 (SMMLAR(2 acc, m, 2^(r-1)) - [acc < 0]) >> r on every acc with 2 acc inside int32 (its two
 roundings are one floor, see dsp.conv_natural), and with a left shift s it is
@@ -81,8 +81,8 @@ def cell_exp_bits(cell_bits: int) -> int:
 
 
 def scratch_words(features: int, units: int) -> int:
-    """MCUFLOW_DSP_LSTM_SCRATCH_WORDS: the gathered row, then both products' accumulators."""
-    return 2 * max(dsp_groups(features), dsp_groups(units)) + 8 * units
+    """MCUFLOW_DSP_LSTM_SCRATCH_WORDS: two gathered input rows, three rows of accumulators."""
+    return max(4 * dsp_groups(features), 2 * dsp_groups(units)) + 12 * units
 
 
 def _decline(ctx: EmitContext, reason: str) -> None:
@@ -93,11 +93,10 @@ def _rq(multiplier: QuantizedMultiplier) -> str:
     return "{" + ", ".join(c_int(v) for v in rq_words(multiplier)) + "}"
 
 
-def _matrix(ctx: EmitContext, stem: str, matrix: np.ndarray, packed: np.ndarray, what: str
-            ) -> str:
+def _matrix(ctx: EmitContext, stem: str, matrix: np.ndarray, packed: np.ndarray, what: str,
+            layout: str) -> str:
     weights = ctx.constant(stem, "int32_t", packed.view(np.int32),
-                           f"{ctx.op.name}: {what} weights of the 4 gates packed as "
-                           "FULLY_CONNECTED's")
+                           f"{ctx.op.name}: {what} weights of the 4 gates packed {layout}")
     rows, depth = matrix.shape
     return (f"{{(const uint32_t *){weights}, {rows}, {depth}, {dsp_groups(depth)}, "
             f"{dsp.chunk_groups(matrix)}, 0}}")
@@ -128,7 +127,7 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
     wx, wh = _stacked(ctx, 1), _stacked(ctx, 1 + LSTM_GATES)
     bias_x, bias_h = p.input_bias.reshape(-1), p.recurrent_bias.reshape(-1)
     span_x, span_h = dsp.domain(wx, bias_x), dsp.domain(wh, bias_h)
-    packed_x, packed_h = dsp.pack_quads(wx), dsp.pack_quads(wh)
+    packed_x, packed_h = dsp.pack_pairs(wx, dsp.GATHER_WORDS_LANES), dsp.pack_quads(wh)
     scratch = None
     if ctx.step.scratch is not None and ctx.plan.buffers[ctx.step.scratch].offset % 8 == 0 \
             and ctx.plan.buffers[ctx.step.scratch].size >= 4 * scratch_words(p.features, p.units):
@@ -156,8 +155,9 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
     fields: dict[str, int | str] = {
         "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
         "time_major": int(p.time_major),
-        "input": _matrix(ctx, "input_weights", wx, packed_x, "input"),
-        "recurrent": _matrix(ctx, "recurrent_weights", wh, packed_h, "recurrent"),
+        "input": _matrix(ctx, "input_weights", wx, packed_x, "input", "in row pairs (CONV_2D)"),
+        "recurrent": _matrix(ctx, "recurrent_weights", wh, packed_h, "recurrent",
+                             "in row quads (FULLY_CONNECTED)"),
         "input_bias": ctx.constant("input_bias", "int32_t", bias_x.astype(np.int32),
                                    f"{name}: gate biases - input zero point * row sums"),
         "recurrent_bias": ctx.constant("recurrent_bias", "int32_t", bias_h.astype(np.int32),

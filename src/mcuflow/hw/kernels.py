@@ -738,9 +738,9 @@ def _lstm_dsp_terms(graph: Graph, op: Operator) -> Work:
 
 
 def _lstm_dsp_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
-    """MCUFLOW_DSP_LSTM_SCRATCH_WORDS: one gathered row, both products' accumulators."""
+    """MCUFLOW_DSP_LSTM_SCRATCH_WORDS: two gathered input rows, three rows of accumulators."""
     _, _, features, units = lstm_dims(graph, op)
-    return 4 * (2 * max(dsp_groups(features), dsp_groups(units)) + 8 * units)
+    return 4 * (max(4 * dsp_groups(features), 2 * dsp_groups(units)) + 12 * units)
 
 
 _kernel("mcuflow_lstm_dsp_s8", "mcuflow_lstm_dsp", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),

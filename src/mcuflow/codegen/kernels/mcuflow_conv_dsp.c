@@ -1908,3 +1908,37 @@ void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias, c
         mcuflow_dsp_quad(&w, row, m->groups, m->chunk_groups, acc + o);
     }
 }
+
+/* Columns [k, k + 4) of `x` (depth columns) as one word, zeros past the depth. */
+MCUFLOW_INLINE uint32_t mcuflow_dsp_row_word(const int8_t *x, int32_t k, int32_t depth)
+{
+    if (k + 4 <= depth) {
+        return mcuflow_read_u32(x + k);
+    }
+    uint32_t v = 0;
+    memcpy(&v, x + k, (size_t)(depth - k));
+    return v;
+}
+
+void mcuflow_dsp_matmul2_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                            const int8_t *x0, const int8_t *x1, mcuflow_word_t *columns,
+                            int32_t *acc0, int32_t *acc1)
+{
+    for (int32_t g = 0; g < m->groups; ++g) {
+        const uint32_t v0 = mcuflow_dsp_row_word(x0, 4 * g, m->depth);
+        const uint32_t v1 = mcuflow_dsp_row_word(x1, 4 * g, m->depth);
+        columns[4 * g] = mcuflow_sxtb16(v0);
+        columns[4 * g + 1] = mcuflow_sxtb16(v1);
+        columns[4 * g + 2] = mcuflow_sxtb16_ror8(v0);
+        columns[4 * g + 3] = mcuflow_sxtb16_ror8(v1);
+    }
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    for (int32_t o = 0; o < m->rows; o += 2, w += 2 * m->groups) {
+        int32_t out[4];
+        mcuflow_dsp_pair2_chunked(m, w, columns, bias + o, out);
+        acc0[o] = out[0];
+        acc1[o] = out[1];
+        acc0[o + 1] = out[2];
+        acc1[o + 1] = out[3];
+    }
+}

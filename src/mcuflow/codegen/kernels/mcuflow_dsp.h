@@ -602,6 +602,13 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
 void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias, const int8_t *x,
                            mcuflow_word_t *row, int32_t *acc);
 
+/* acc0 = bias + W x0 and acc1 = bias + W x1 for two int8 rows of `m->depth` columns and a
+ * CONV_2D-packed matrix (channel pairs, SXTB16 column order, rows even), 2 x 2 blocked: both
+ * rows are gathered into `columns` (8-byte aligned, 4 * groups words) as CONV_2D's pixel pairs. */
+void mcuflow_dsp_matmul2_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                            const int8_t *x0, const int8_t *x1, mcuflow_word_t *columns,
+                            int32_t *acc0, int32_t *acc1);
+
 /* ---- UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) ------------------------------------- */
 
 /* MultiplyByQuantizedMultiplier of an accumulator whose shifted value stays inside int32,
@@ -624,7 +631,8 @@ typedef struct {
 typedef struct {
     int32_t batch, time, features, units;
     int32_t time_major;
-    mcuflow_dsp_matrix_t input, recurrent; /* [4 units, features], [4 units, units] */
+    mcuflow_dsp_matrix_t input;     /* [4 units, features] in pairs (mcuflow_dsp_matmul2_s8) */
+    mcuflow_dsp_matrix_t recurrent; /* [4 units, units] in quads (mcuflow_dsp_matvec_s8) */
     const int32_t *input_bias, *recurrent_bias;
     mcuflow_dsp_lstm_rq_t input_rq[4], recurrent_rq[4]; /* to Q3.12 */
     mcuflow_dsp_lstm_rq_t hidden_rq;                    /* o * tanh(c) to int8 */
@@ -640,11 +648,14 @@ typedef struct {
     int32_t cell_clip; /* 0: none */
 } mcuflow_dsp_lstm_t;
 
-/* Scratch words of mcuflow_lstm_dsp_s8: the gathered row, then 8 * units accumulators. */
-#define MCUFLOW_DSP_LSTM_SCRATCH_WORDS(groups, units) (2 * (groups) + 8 * (units))
+/* Scratch words of mcuflow_lstm_dsp_s8: two gathered input rows (or one output state), then
+ * 12 * units accumulators. */
+#define MCUFLOW_DSP_LSTM_SCRATCH_WORDS(input_groups, recurrent_groups, units)                    \
+    ((4 * (input_groups) > 2 * (recurrent_groups) ? 4 * (input_groups)                          \
+                                                   : 2 * (recurrent_groups)) + 12 * (units))
 
-/* The whole sequence, as mcuflow_lstm_s8 (the same states); `scratch` 8-byte aligned,
- * MCUFLOW_DSP_LSTM_SCRATCH_WORDS(groups of the deeper matrix, units) words. */
+/* The whole sequence, as mcuflow_lstm_s8 (the same states), the input products of two steps at
+ * a time; `scratch` 8-byte aligned, MCUFLOW_DSP_LSTM_SCRATCH_WORDS words. */
 void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_t *output,
                          int8_t *output_state, int16_t *cell_state, mcuflow_word_t *scratch);
 

@@ -258,24 +258,46 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
     }
 }
 
+/* Step `s` of the sequence (time-major order of time and batch): its input row offset. */
+static inline int32_t mcuflow_lstm_row(const mcuflow_dsp_lstm_t *p, int32_t s)
+{
+    const int32_t t = s / p->batch, b = s % p->batch;
+    return p->time_major ? s : b * p->time + t;
+}
+
+/* One step of batch row `b` from its input accumulators `ax` (input row `row`). */
+static void mcuflow_lstm_step(const mcuflow_dsp_lstm_t *p, int32_t b, int32_t row, int32_t *ax,
+                              int32_t *ah, int8_t *output, int8_t *output_state,
+                              int16_t *cell_state, mcuflow_word_t *scratch)
+{
+    const int32_t units = p->units;
+    int8_t *h = output_state + b * units;
+    mcuflow_dsp_matvec_s8(&p->recurrent, p->recurrent_bias, h, scratch, ah);
+    mcuflow_lstm_gates(p, ax, ah);
+    mcuflow_lstm_update(p, ax, cell_state + b * units, h);
+    memcpy(output + row * units, h, (size_t)units);
+}
+
 void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_t *output,
                          int8_t *output_state, int16_t *cell_state, mcuflow_word_t *scratch)
 {
-    const int32_t units = p->units;
-    const int32_t groups =
-        p->input.groups > p->recurrent.groups ? p->input.groups : p->recurrent.groups;
-    int32_t *ax = (int32_t *)(scratch + 2 * groups);
-    int32_t *ah = ax + MCUFLOW_LSTM_DSP_GATES * units;
-    for (int32_t t = 0; t < p->time; ++t) {
-        for (int32_t b = 0; b < p->batch; ++b) {
-            const int32_t step = p->time_major ? t * p->batch + b : b * p->time + t;
-            int8_t *h = output_state + b * units;
-            mcuflow_dsp_matvec_s8(&p->input, p->input_bias, input + step * p->features, scratch,
-                                  ax);
-            mcuflow_dsp_matvec_s8(&p->recurrent, p->recurrent_bias, h, scratch, ah);
-            mcuflow_lstm_gates(p, ax, ah);
-            mcuflow_lstm_update(p, ax, cell_state + b * units, h);
-            memcpy(output + step * units, h, (size_t)units);
+    const int32_t units = p->units, features = p->features, steps = p->time * p->batch;
+    const int32_t words = 4 * p->input.groups > 2 * p->recurrent.groups
+                              ? 4 * p->input.groups
+                              : 2 * p->recurrent.groups;
+    int32_t *ax0 = (int32_t *)(scratch + words);
+    int32_t *ax1 = ax0 + MCUFLOW_LSTM_DSP_GATES * units;
+    int32_t *ah = ax1 + MCUFLOW_LSTM_DSP_GATES * units;
+    for (int32_t s = 0; s < steps; s += 2) {
+        const int32_t row0 = mcuflow_lstm_row(p, s);
+        const int32_t row1 = s + 1 < steps ? mcuflow_lstm_row(p, s + 1) : row0;
+        mcuflow_dsp_matmul2_s8(&p->input, p->input_bias, input + row0 * features,
+                               input + row1 * features, scratch, ax0, ax1);
+        mcuflow_lstm_step(p, s % p->batch, row0, ax0, ah, output, output_state, cell_state,
+                          scratch);
+        if (s + 1 < steps) {
+            mcuflow_lstm_step(p, (s + 1) % p->batch, row1, ax1, ah, output, output_state,
+                              cell_state, scratch);
         }
     }
 }
