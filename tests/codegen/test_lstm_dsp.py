@@ -21,6 +21,7 @@ import pytest
 import mcuflow.codegen
 from mcuflow.codegen.lstm_dsp import (
     CELL_BITS,
+    cell_barrel,
     cell_exp_bits,
     exp_table,
     reciprocal_table,
@@ -61,8 +62,7 @@ int main(void)
         printf("%d %d", (int)mcuflow_lstm_sigmoid(a, sigmoid_exp, reciprocal),
                (int)mcuflow_lstm_tanh(a, tanh_exp, reciprocal));
         for (int32_t bits = 0; bits <= 6; ++bits) {
-            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, bits, cell_exp[bits], cell_exp_bits[bits],
-                                                      reciprocal));
+            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, &cells[bits], reciprocal));
         }
         printf("\\n");
     }
@@ -77,6 +77,12 @@ int main(void)
 def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
     body = ", ".join(str(int(v)) for v in values.reshape(-1))
     return f"static const {ctype} {name}[] = {{{body}}};\n"
+
+
+def _cell(bits: int) -> str:
+    steps, zero = cell_barrel(bits)
+    return (f"{{cell_exp{bits}, {cell_exp_bits(bits)}, {{{', '.join(map(str, steps))}}}, "
+            f"{zero}}}")
 
 
 def _requant_cases(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,9 +115,8 @@ def test_activations_and_requantisation_are_exact(tmp_path: Path) -> None:
         + _c_array("uint8_t", "reciprocal", reciprocal_table())
         + "".join(_c_array("int16_t", f"cell_exp{b}", t) for b, t in zip(CELL_BITS, tables,
                                                                           strict=True))
-        + "static const int16_t *const cell_exp[] = {"
-        + ", ".join(f"cell_exp{b}" for b in CELL_BITS) + "};\n"
-        + _c_array("int32_t", "cell_exp_bits", np.array([cell_exp_bits(b) for b in CELL_BITS]))
+        + "static const mcuflow_dsp_lstm_cell_t cells[] = {"
+        + ", ".join(_cell(b) for b in CELL_BITS) + "};\n"
         + _c_array("int32_t", "accumulators", accumulators)
         + _c_array("int32_t", "flat_words", words).replace("[]", f"[{words.size}]")
         + "static const int32_t (*words)[5] = (const int32_t (*)[5])flat_words;\n")

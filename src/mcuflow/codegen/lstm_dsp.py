@@ -31,6 +31,8 @@ FUNCTION = "mcuflow_lstm_dsp_s8"
 CELL_BITS = range(0, 7)
 """Integer bits of the cell state the kernel serves (cell scale 2^-15 .. 2^-9)."""
 INT32_LOW, INT32_HIGH = -(1 << 31), (1 << 31) - 1
+BARREL = (25520, 19875, 12055, 4435, 600, 11, 0)
+"""gemmlowp's exp barrel-shifter constants exp(-1/4) .. exp(-16) in Q0.15 (int16)."""
 EXP_BITS = 11
 """MCUFLOW_DSP_LSTM_EXP_BITS: entries (log2) of the gates' exp tables."""
 PRODUCT_BOUND = 32767 * 32768
@@ -78,6 +80,23 @@ def reciprocal_table() -> np.ndarray:
 def cell_exp_bits(cell_bits: int) -> int:
     """Entries (log2) of the cell tanh's exp table: at least one quarter in Q(cell_bits + 1)."""
     return max(EXP_BITS, 12 - cell_bits)
+
+
+def cell_barrel(cell_bits: int) -> tuple[tuple[int, int, int, int], int]:
+    """mcuflow_dsp_lstm_cell_t's multipliers of bits 11 .. 14 of m1 = n - 1 and its zero.
+
+    exp in Q(b), b = cell_bits + 1, steps bit 13 - b + k by BARREL[k] for k < b + 2; bits inside
+    the table or past the steps get 32768 (no step: the latter only occur where gemmlowp flushes
+    the result to 0, from m1 = 2^(20 - b) for b > 5).
+    """
+    bits = cell_bits + 1
+    steps = []
+    for position in range(EXP_BITS, 15):
+        k = position - (13 - bits)
+        inside = 0 <= k < min(bits + 2, len(BARREL)) and position >= cell_exp_bits(cell_bits)
+        steps.append(BARREL[k] if inside else 1 << 15)
+    zero = 1 << (20 - bits) if bits > 5 else 1 << 15
+    return (steps[0], steps[1], steps[2], steps[3]), zero
 
 
 def scratch_words(features: int, units: int) -> int:
@@ -150,6 +169,9 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
               for stem, bits, entries in (("sigmoid_exp", SIGMOID_BITS, EXP_BITS),
                                           ("tanh_exp", SIGMOID_BITS + 1, EXP_BITS),
                                           ("cell_exp", cell_bits + 1, cell_exp_bits(cell_bits)))}
+    steps, zero = cell_barrel(cell_bits)
+    tables["cell_tanh"] = (f"{{{tables.pop('cell_exp')}, {cell_exp_bits(cell_bits)}, "
+                           f"{{{', '.join(map(str, steps))}}}, {zero}}}")
     tables["reciprocal"] = ctx.constant("reciprocal", "uint8_t", reciprocal_table(),
                                         f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd + 2, nibbles")
     fields: dict[str, int | str] = {
@@ -167,7 +189,7 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
         "hidden_rq": _rq(p.hidden),
         "right_shifts": int(all(m.shift <= -1 for m in (*p.input_multipliers,
                                                          *p.recurrent_multipliers))),
-        **tables, "cell_exp_bits": cell_exp_bits(cell_bits), "cell_bits": cell_bits, "cell_shift": 30 + p.cell_exponent,
+        **tables, "cell_shift": 30 + p.cell_exponent,
         "hidden_zero_point": p.hidden_zero_point, "cell_clip": p.cell_clip}
     symbol = ctx.struct("mcuflow_dsp_lstm_t", "lstm", fields)
     call = (f"{FUNCTION}(&{symbol}, {input_pointer}, {output_pointer}, "

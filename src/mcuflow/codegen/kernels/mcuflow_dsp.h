@@ -623,10 +623,20 @@ typedef struct {
 #define MCUFLOW_DSP_LSTM_EXP_BITS 11
 #define MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES 8192
 
+/* gemmlowp's exp in Q(bits + 1) of the cell state's tanh, Q(bits): exp of -(i + 1) for i below
+ * 2^table_bits (11, or 12 for bits 0), the barrel shifter's multipliers of bits 11 .. 14 of i
+ * (32768: no step), and the smallest i whose exp is flushed to 0 (32768: none). */
+typedef struct {
+    const int16_t *table;
+    int32_t table_bits;
+    int32_t barrel[4];
+    int32_t zero;
+} mcuflow_dsp_lstm_cell_t;
+
 /* One integer LSTM layer (mcuflow_lstm_s8's arithmetic): the four gates' rows stacked (input,
  * forget, cell, output) in two FULLY_CONNECTED-packed matrices, their zero points folded into
  * the biases. Each exp table holds gemmlowp's exp_on_negative_values of -(i + 1) (sigmoid's in
- * Q3.12, the gate tanh's in Q4.11, the cell tanh's in Q(cell_bits + 1)), the later steps of its
+ * Q3.12, the gate tanh's in Q4.11, the cell tanh's in Q(cell bits + 1)), the later steps of its
  * barrel shifter left to the kernel. */
 typedef struct {
     int32_t batch, time, features, units;
@@ -638,11 +648,9 @@ typedef struct {
     mcuflow_dsp_lstm_rq_t hidden_rq;                    /* o * tanh(c) to int8 */
     int32_t right_shifts; /* nonzero: every gate's rq has a right shift >= 1 */
     const int16_t *sigmoid_exp, *tanh_exp; /* 2^MCUFLOW_DSP_LSTM_EXP_BITS entries each */
-    const int16_t *cell_exp;               /* 2^cell_exp_bits entries */
+    mcuflow_dsp_lstm_cell_t cell_tanh;
     const uint8_t *reciprocal; /* MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e)
                                   minus 2^28 / hd + 2, hd = (e + 32768) >> 1, two per byte */
-    int32_t cell_exp_bits;
-    int32_t cell_bits; /* integer bits of the cell state: 15 + log2 of its scale, 0 .. 6 */
     int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */
     int32_t hidden_zero_point;
     int32_t cell_clip; /* 0: none */

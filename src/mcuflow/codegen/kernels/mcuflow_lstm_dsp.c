@@ -52,30 +52,42 @@ static inline int32_t mcuflow_lstm_mul16(int32_t a, int32_t b)
     return mcuflow_smlabb((uint32_t)a, (uint32_t)b, 1 << 14) >> 15;
 }
 
-/* One barrel-shifter step of gemmlowp's exp (a result in [0, 32767] times a constant in
- * (0, 32768)) when bit `bit` of `m1` is set. */
-#define MCUFLOW_LSTM_BARREL(r, m1, bit, m)                                                       \
-    do {                                                                                        \
-        if ((m1) & (1 << (bit))) {                                                              \
-            (r) = mcuflow_lstm_mul16(r, m);                                                     \
-        }                                                                                       \
-    } while (0)
+/* The last four barrel-shifter steps of gemmlowp's exp (bits 11 to 14 of m1, `high`, lowest
+ * first, with constants M0 .. M3): one jump to the multiplies `high` needs. */
+#define MCUFLOW_LSTM_STEPS(r, high, MUL, M0, M1, M2, M3)                                        \
+    switch (high) {                                                                             \
+    case 0: break;                                                                              \
+    case 1: (r) = MUL(r, M0); break;                                                            \
+    case 2: (r) = MUL(r, M1); break;                                                            \
+    case 3: (r) = MUL(r, M0); (r) = MUL(r, M1); break;                                          \
+    case 4: (r) = MUL(r, M2); break;                                                            \
+    case 5: (r) = MUL(r, M0); (r) = MUL(r, M2); break;                                          \
+    case 6: (r) = MUL(r, M1); (r) = MUL(r, M2); break;                                          \
+    case 7: (r) = MUL(r, M0); (r) = MUL(r, M1); (r) = MUL(r, M2); break;                        \
+    case 8: (r) = MUL(r, M3); break;                                                            \
+    case 9: (r) = MUL(r, M0); (r) = MUL(r, M3); break;                                          \
+    case 10: (r) = MUL(r, M1); (r) = MUL(r, M3); break;                                         \
+    case 11: (r) = MUL(r, M0); (r) = MUL(r, M1); (r) = MUL(r, M3); break;                       \
+    case 12: (r) = MUL(r, M2); (r) = MUL(r, M3); break;                                         \
+    case 13: (r) = MUL(r, M0); (r) = MUL(r, M2); (r) = MUL(r, M3); break;                       \
+    case 14: (r) = MUL(r, M1); (r) = MUL(r, M2); (r) = MUL(r, M3); break;                       \
+    case 15: (r) = MUL(r, M0); (r) = MUL(r, M1); (r) = MUL(r, M2); (r) = MUL(r, M3); break;     \
+    default: break;                                                                             \
+    }
 
-/* The barrel shifter's constants exp(-1/4), exp(-1/2) .. exp(-16), then zeros: the steps past
- * exp(-16) only run where gemmlowp's result is 0 anyway (below -32, see mcuflow_lstm_cell_exp). */
-static const int32_t mcuflow_lstm_barrel[9] = {25520, 19875, 12055, 4435, 600, 11, 0, 0, 0};
+/* (r * m + 2^14) >> 15 for a multiplier up to 32768 (which leaves r as it is). */
+static inline int32_t mcuflow_lstm_mul32(int32_t r, int32_t m)
+{
+    return (r * m + (1 << 14)) >> 15;
+}
 
 /* gemmlowp's exp_on_negative_values of -(m1 + 1) in Q3.12 (sigmoid): the table holds the
  * steps below bit MCUFLOW_DSP_LSTM_EXP_BITS, the bits above it run the barrel shifter. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid_exp(int32_t m1, const int16_t *table)
 {
     int32_t r = table[m1 & ((1 << MCUFLOW_DSP_LSTM_EXP_BITS) - 1)];
-    if (m1 >> MCUFLOW_DSP_LSTM_EXP_BITS) {
-        MCUFLOW_LSTM_BARREL(r, m1, 11, 19875);
-        MCUFLOW_LSTM_BARREL(r, m1, 12, 12055);
-        MCUFLOW_LSTM_BARREL(r, m1, 13, 4435);
-        MCUFLOW_LSTM_BARREL(r, m1, 14, 600);
-    }
+    MCUFLOW_LSTM_STEPS(r, m1 >> MCUFLOW_DSP_LSTM_EXP_BITS, mcuflow_lstm_mul16, 19875, 12055,
+                       4435, 600);
     return r;
 }
 
@@ -83,27 +95,20 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid_exp(int32_t m1, const int16_t *table
 MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_exp(int32_t m1, const int16_t *table)
 {
     int32_t r = table[m1 & ((1 << MCUFLOW_DSP_LSTM_EXP_BITS) - 1)];
-    if (m1 >> MCUFLOW_DSP_LSTM_EXP_BITS) {
-        MCUFLOW_LSTM_BARREL(r, m1, 11, 12055);
-        MCUFLOW_LSTM_BARREL(r, m1, 12, 4435);
-        MCUFLOW_LSTM_BARREL(r, m1, 13, 600);
-        MCUFLOW_LSTM_BARREL(r, m1, 14, 11);
-    }
+    MCUFLOW_LSTM_STEPS(r, m1 >> MCUFLOW_DSP_LSTM_EXP_BITS, mcuflow_lstm_mul16, 12055, 4435, 600,
+                       11);
     return r;
 }
 
-/* The same in Q(bits) for the cell state's tanh (bits 1 .. 7, `table_bits` >= 13 - bits). */
-MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, int32_t bits, const int16_t *table,
-                                             int32_t table_bits)
+/* The same in Q(cell_bits + 1) for the cell state's tanh: `c->table` holds 2^c->table_bits
+ * entries (2^12 for Q1, whose quarter is 2^12: its first multiplier is 32768, no step), the
+ * multipliers of bits 11 .. 14 and the smallest m1 whose exp gemmlowp flushes to 0. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, const mcuflow_dsp_lstm_cell_t *c)
 {
-    int32_t r = table[m1 & ((1 << table_bits) - 1)];
-    const int32_t *m = mcuflow_lstm_barrel + (table_bits - 13 + bits);
-    for (int32_t rest = m1 >> table_bits; rest != 0; rest >>= 1, ++m) {
-        if (rest & 1) {
-            r = mcuflow_lstm_mul16(r, *m);
-        }
-    }
-    return bits > 5 && m1 >= (1 << (20 - bits)) ? 0 : r;
+    int32_t r = c->table[m1 & ((1 << c->table_bits) - 1)];
+    MCUFLOW_LSTM_STEPS(r, m1 >> MCUFLOW_DSP_LSTM_EXP_BITS, mcuflow_lstm_mul32, c->barrel[0],
+                       c->barrel[1], c->barrel[2], c->barrel[3]);
+    return m1 >= c->zero ? 0 : r;
 }
 
 /* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]. It depends on e through
@@ -150,16 +155,16 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table,
         a, mcuflow_lstm_reciprocal(mcuflow_lstm_tanh_exp(n - 1, table), reciprocal));
 }
 
-/* gemmlowp tanh of a Q(bits) int16 (bits 0 .. 6), in Q0.15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, int32_t bits, const int16_t *table,
-                                              int32_t table_bits, const uint8_t *reciprocal)
+/* gemmlowp tanh of the cell state (Q(cell_bits)), in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, const mcuflow_dsp_lstm_cell_t *c,
+                                              const uint8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 0;
     }
-    const int32_t e = mcuflow_lstm_cell_exp(n - 1, bits + 1, table, table_bits);
-    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(e, reciprocal));
+    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(mcuflow_lstm_cell_exp(n - 1, c),
+                                                           reciprocal));
 }
 
 /* Q3.12 pre-activations of one gate's rows: both products requantised and added with int16
@@ -237,9 +242,8 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
                                 int8_t *h)
 {
     const int32_t units = p->units, shift = p->cell_shift, clip = p->cell_clip;
-    const int32_t bits = p->cell_bits, table_bits = p->cell_exp_bits;
     const int32_t zero = p->hidden_zero_point;
-    const int16_t *table = p->cell_exp;
+    const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
     const uint8_t *reciprocal = p->reciprocal;
     const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
     for (int32_t r = 0; r < units; ++r) {
@@ -250,7 +254,7 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
             c = mcuflow_clamp(c, -clip, clip);
         }
         cell[r] = (int16_t)c;
-        const int32_t tanh = mcuflow_lstm_cell_tanh(c, bits, table, table_bits, reciprocal);
+        const int32_t tanh = mcuflow_lstm_cell_tanh(c, tanh_of, reciprocal);
         const int32_t product = gates[3 * units + r] * tanh;
         const int32_t hidden = mcuflow_lstm_rq(product, q.left, q.multiplier, q.round,
                                                q.negative, q.right);
