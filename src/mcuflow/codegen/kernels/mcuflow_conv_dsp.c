@@ -1895,11 +1895,37 @@ void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const i
 
 /* ---- matrix-vector products to int32 (the LSTM's gates) -------------------------------- */
 
+/* mcuflow_dsp_matvec_s8's quads when B needs no extraction before the end (chunk >= groups). */
+static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word_t *row,
+                                     const int32_t *bias, int32_t *acc, int32_t quads,
+                                     int32_t groups)
+{
+    const int32_t fours = groups >> 2, rest = groups & 3;
+    for (; quads > 0; --quads, bias += 4, acc += 4) {
+        int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
+        const mcuflow_word_t *x = row;
+        if (fours) {
+            mcuflow_dsp_fours4(&w, &x, fours, sums);
+        }
+        for (int32_t left = rest; left > 0; --left) {
+            mcuflow_dsp_group4(&w, &x, sums);
+        }
+        acc[0] = sums[0];
+        acc[1] = bias[1] + mcuflow_wrapped_diff_8(sums[1], sums[0]);
+        acc[2] = sums[2];
+        acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
+    }
+}
+
 void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias, const int8_t *x,
                            mcuflow_word_t *row, int32_t *acc)
 {
     const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
     mcuflow_dsp_gather_row(x, m->depth, row);
+    if (m->chunk_groups >= m->groups) {
+        mcuflow_dsp_matvec_whole(w, row, bias, acc, m->rows >> 2, m->groups);
+        return;
+    }
     for (int32_t o = 0; o < m->rows; o += 4) {
         acc[o] = bias[o];
         acc[o + 1] = bias[o + 1];
@@ -1920,6 +1946,22 @@ MCUFLOW_INLINE uint32_t mcuflow_dsp_row_word(const int8_t *x, int32_t k, int32_t
     return v;
 }
 
+/* mcuflow_dsp_matmul2_s8's channel pairs when B needs no extraction before the end. */
+static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_word_t *columns,
+                                      const int32_t *bias, int32_t *acc0, int32_t *acc1,
+                                      int32_t pairs, int32_t groups)
+{
+    for (; pairs > 0; --pairs, bias += 2, acc0 += 2, acc1 += 2) {
+        int32_t sums[4] = {bias[0], bias[0], bias[0], bias[0]};
+        const mcuflow_word_t *x = columns;
+        mcuflow_dsp_groups2(&w, &x, groups, sums);
+        acc0[0] = sums[0];
+        acc1[0] = sums[1];
+        acc0[1] = bias[1] + mcuflow_wrapped_diff_8(sums[2], sums[0]);
+        acc1[1] = bias[1] + mcuflow_wrapped_diff_8(sums[3], sums[1]);
+    }
+}
+
 void mcuflow_dsp_matmul2_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
                             const int8_t *x0, const int8_t *x1, mcuflow_word_t *columns,
                             int32_t *acc0, int32_t *acc1)
@@ -1933,6 +1975,10 @@ void mcuflow_dsp_matmul2_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
         columns[4 * g + 3] = mcuflow_sxtb16_ror8(v1);
     }
     const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    if (m->chunk_groups >= m->groups) {
+        mcuflow_dsp_matmul2_whole(w, columns, bias, acc0, acc1, m->rows >> 1, m->groups);
+        return;
+    }
     for (int32_t o = 0; o < m->rows; o += 2, w += 2 * m->groups) {
         int32_t out[4];
         mcuflow_dsp_pair2_chunked(m, w, columns, bias + o, out);

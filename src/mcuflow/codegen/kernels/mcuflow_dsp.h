@@ -621,7 +621,7 @@ typedef struct {
 
 /* Entries of the gates' exp tables: gemmlowp's exp of -(i + 1) for i below 2^this. */
 #define MCUFLOW_DSP_LSTM_EXP_BITS 11
-#define MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES 8192
+#define MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES 16384
 
 /* gemmlowp's exp in Q(bits + 1) of the cell state's tanh, Q(bits): exp of -(i + 1) for i below
  * 2^table_bits (11, or 12 for bits 0), the barrel shifter's multipliers of bits 11 .. 14 of i
@@ -650,7 +650,7 @@ typedef struct {
     const int16_t *sigmoid_exp, *tanh_exp; /* 2^MCUFLOW_DSP_LSTM_EXP_BITS entries each */
     mcuflow_dsp_lstm_cell_t cell_tanh;
     const uint8_t *reciprocal; /* MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e)
-                                  minus 2^28 / hd + 2, hd = (e + 32768) >> 1, two per byte */
+                                  minus 2^28 / hd + 2, hd = (e + 32768) >> 1, by hd - 16384 */
     int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */
     int32_t hidden_zero_point;
     int32_t cell_clip; /* 0: none */

@@ -7,7 +7,7 @@
  * the generator checks), and gemmlowp's int16 sigmoid and tanh are evaluated with their own
  * arithmetic but fewer instructions: exp on [-1/4, 0) read from a table the generator computes
  * with gemmlowp's arithmetic (the first barrel-shifter steps included, the others as SMLABBs),
- * and the Newton-Raphson reciprocal as one UDIV plus its offset from a nibble table
+ * and the Newton-Raphson reciprocal as one UDIV plus its offset from a byte table
  * (tests/codegen/test_lstm_dsp.py compares them with
  * mcuflow.quant.fixedpoint on every int16 input).
  */
@@ -52,10 +52,10 @@ static inline int32_t mcuflow_lstm_mul16(int32_t a, int32_t b)
     return mcuflow_smlabb((uint32_t)a, (uint32_t)b, 1 << 14) >> 15;
 }
 
-/* The last four barrel-shifter steps of gemmlowp's exp (bits 11 to 14 of m1, `high`, lowest
- * first, with constants M0 .. M3): one jump to the multiplies `high` needs. */
+/* The last four barrel-shifter steps of gemmlowp's exp (bits 11 to 14 of m1, `high` < 16,
+ * lowest first, with constants M0 .. M3): one jump to the multiplies `high` needs. */
 #define MCUFLOW_LSTM_STEPS(r, high, MUL, M0, M1, M2, M3)                                        \
-    switch (high) {                                                                             \
+    switch ((high) & 15) {                                                                      \
     case 0: break;                                                                              \
     case 1: (r) = MUL(r, M0); break;                                                            \
     case 2: (r) = MUL(r, M1); break;                                                            \
@@ -113,13 +113,12 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, const mcuflow_dsp_lstm_
 
 /* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]. It depends on e through
  * hd = (e + 32768) >> 1 alone and lies within [-2, 3] of 2^28 / hd: the table holds its offset
- * from 2^28 / hd - 2, two per byte (low nibble for even e >> 1). */
+ * from 2^28 / hd - 2 for j = e >> 1 = hd - 16384. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e, const uint8_t *table)
 {
     const uint32_t j = (uint32_t)e >> 1;
     const uint32_t quotient = ((uint32_t)1 << 28) / (j + 16384u);
-    const uint32_t offset = ((uint32_t)table[j >> 1] >> ((j & 1u) << 2)) & 15u;
-    return (int32_t)(quotient + offset) - 2;
+    return (int32_t)(quotient + table[j]) - 2;
 }
 
 /* gemmlowp logistic of a Q3.12 int16, in Q0.15. */
