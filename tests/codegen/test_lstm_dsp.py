@@ -5,13 +5,14 @@ multiply-adds) equal mcuflow.quant.fixedpoint's gemmlowp functions on every int1
 every integer bits the kernel serves; its SMMLAR requantisation equals TFLite's
 MultiplyByQuantizedMultiplier on accumulators across the whole range the emitter accepts;
 layers that reach each branch (cell scales, left and right shifts, batch and time-major
-layouts, odd sizes) run bit-exact with LiteRT through the DSP kernel, and the declines fall back
-to the portable kernel with their reason.
+layouts, odd sizes) run bit-exact with LiteRT through the DSP kernel on the host and on QEMU
+Cortex-M4 / M7, and the declines fall back to the portable kernel with their reason.
 """
 
 from __future__ import annotations
 
 import functools
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from mcuflow.quant.fixedpoint import (
     tanh_int16,
 )
 from mcuflow.toolchain.host import build_host, find_compiler, random_inputs, run_host
+from mcuflow.toolchain.qemu import default_board, verify_cortexm
 from tests.codegen.test_host_ops import assert_same_bits, reference
 from tests.support import litert_interpreter, litert_invoke
 
@@ -152,8 +154,10 @@ def test_exp_tables_are_gemmlowps_exp() -> None:
 
 
 def lstm_dsp_shapes() -> Graph:
-    """Odd feature and unit counts (tails of the 4-column groups), batch 3, time-major,
-    cell scales 2^-15 and 2^-9, a cell clip, a single step."""
+    """Odd feature and unit counts, batch 3, time-major layouts and the cell scale's ends.
+
+    Tails of the 4-column groups, cell scales 2^-15 and 2^-9, a cell clip, a single time step.
+    """
     b = GraphBuilder("lstm_dsp_shapes", seed=31)
     x = b.input((3, 5, 7), 0.05, -2)
     odd = b.lstm(x, 5)
@@ -247,3 +251,21 @@ def test_wide_accumulators_fall_back_with_a_reason() -> None:
     graph = b.build()
     reasons = _declined(graph, plan_memory(graph, PLAN_SECONDS, dsp=True))
     assert reasons[0] is not None and "leave int32" in reasons[0]
+
+
+# --- Cortex-M ----------------------------------------------------------------------------------
+
+CROSS = shutil.which("arm-none-eabi-gcc")
+QEMU = shutil.which("qemu-system-arm")
+
+
+@pytest.mark.skipif(CROSS is None or QEMU is None, reason="the Arm toolchain or QEMU is missing")
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_lstm_layers_are_bit_exact_on_qemu(name: str, target: str) -> None:
+    graph, plan = planned(name)
+    layers = emit_layers(graph, plan, dsp=True)[0]
+    calls = [s for layer in layers for s in layer.statements if "lstm" in s]
+    assert calls and all(s.startswith(CALL) for s in calls)
+    result = verify_cortexm(graph, plan, target, default_board(target), runs=3, seed=2)
+    assert result.bit_exact, f"{result.mismatches} of {result.runs} runs differ"

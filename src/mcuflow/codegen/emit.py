@@ -8,8 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mcuflow.codegen import emit_dsp
-from mcuflow.codegen import lstm_dsp
+from mcuflow.codegen import emit_dsp, lstm_dsp
 from mcuflow.codegen.codebook import emit_with_codebooks
 from mcuflow.codegen.context import (
     CodegenError,

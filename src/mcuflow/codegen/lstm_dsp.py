@@ -2,13 +2,16 @@
 
 The four gates' weights are stacked (input, forget, cell, output) and packed as CONV_2D's
 (input weights, two steps' input rows at a time: pack_pairs) and FULLY_CONNECTED's (recurrent
-weights: pack_quads), the zero points folded into the biases as the portable kernel has them. Each product is requantised to Q3.12 by one SMMLAR: with TFLite's
-right shift r >= 1, MultiplyByQuantizedMultiplier(acc, m, -r) equals
-(SMMLAR(2 acc, m, 2^(r-1)) - [acc < 0]) >> r on every acc with 2 acc inside int32 (its two
-roundings are one floor, see dsp.conv_natural), and with a left shift s it is
-SMMLAR(acc << (s + 1), m, 0); the emitter declines when some reachable accumulator would leave
-int32 once shifted. gemmlowp's exp of the smallest arguments is tabulated here with gemmlowp's
-own arithmetic (exp_table), 2^EXP_BITS entries per gate activation.
+weights: pack_quads), the zero points folded into the biases as the portable kernel has them.
+Each product is requantised to Q3.12 by one SMMLAR: with TFLite's right shift r >= 1,
+MultiplyByQuantizedMultiplier(acc, m, -r) equals (SMMLAR(2 acc, m, 2^(r-1)) - [acc < 0]) >> r on
+every acc with 2 acc inside int32 (its two roundings are one floor, see dsp.conv_natural), and
+with a left shift s it is SMMLAR(acc << (s + 1), m, 0); the emitter declines when some reachable
+accumulator would leave int32 once shifted. gemmlowp's int16 sigmoid and tanh keep their own
+arithmetic but read two tables computed here with mcuflow.quant.fixedpoint: exp of the smallest
+arguments (exp_table, 2^EXP_BITS int16 per activation, its first barrel-shifter steps included)
+and the Newton-Raphson reciprocal's offset from 2^28 / hd (reciprocal_table, 16 KiB shared by
+all the model's LSTMs). tests/codegen/test_lstm_dsp.py checks the C on every int16 input.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def rq_words(multiplier: QuantizedMultiplier) -> tuple[int, int, int, int, int]:
 def rq_fits(multiplier: QuantizedMultiplier, low: int, high: int) -> bool:
     """True when every accumulator in [low, high] stays inside int32 once shifted left."""
     left = rq_words(multiplier)[0]
-    return INT32_LOW <= low << left and high << left <= INT32_HIGH
+    return low << left >= INT32_LOW and high << left <= INT32_HIGH
 
 
 def exp_table(bits: int, entries_bits: int = EXP_BITS) -> np.ndarray:
