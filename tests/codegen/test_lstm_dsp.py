@@ -54,7 +54,6 @@ PLAN_SECONDS = 0.2
 CALL = "mcuflow_lstm_dsp_s8("
 HARNESS = """#include <stdio.h>
 #include "mcuflow_conv_dsp.c"
-#include "mcuflow_lstm_dsp.c"
 #include "tables.h"
 static int32_t rq(int32_t acc, const int32_t *w) { return mcuflow_lstm_rq(acc, w[0], w[1], w[2],
                                                                           w[3], w[4]); }

@@ -29,7 +29,7 @@ from mcuflow.quant.fixedpoint import (
 )
 from mcuflow.ref.lstm import SIGMOID_BITS, prepare_lstm
 
-STEM = "mcuflow_lstm_dsp"
+STEM = "mcuflow_conv_dsp"
 FUNCTION = "mcuflow_lstm_dsp_s8"
 CELL_BITS = range(0, 7)
 """Integer bits of the cell state the kernel serves (cell scale 2^-15 .. 2^-9)."""
@@ -197,7 +197,7 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
     call = (f"{FUNCTION}(&{symbol}, {input_pointer}, {output_pointer}, "
             f"{ctx.state(ctx.op.inputs[LSTM_OUTPUT_STATE])}, "
             f"{ctx.state(ctx.op.inputs[LSTM_CELL_STATE])}, {scratch});")
-    return LayerCode([call], ctx.definitions, frozenset({STEM, "mcuflow_conv_dsp"}))
+    return LayerCode([call], ctx.definitions, frozenset({STEM}))
 
 
 def dsp_unpackable() -> str:

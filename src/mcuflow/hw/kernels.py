@@ -743,7 +743,7 @@ def _lstm_dsp_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
     return 4 * (max(4 * dsp_groups(features), 2 * dsp_groups(units)) + 12 * units)
 
 
-_kernel("mcuflow_lstm_dsp_s8", "mcuflow_lstm_dsp", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),
+_kernel("mcuflow_lstm_dsp_s8", "mcuflow_conv_dsp", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),
         "UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) on the DSP extension: the stacked gates' "
         "packed products, SMMLAR requantisation, gemmlowp sigmoid / tanh from an exp table.",
         dsp=True, terms=_lstm_dsp_terms, scratch=_lstm_dsp_scratch)

@@ -595,20 +595,6 @@ void mcuflow_transpose_conv_dsp_s8(const mcuflow_window_t *g, const mcuflow_requ
                                    const int8_t *input, const int8_t *filter, int8_t *output,
                                    int8_t *columns);
 
-/* ---- matrix-vector products to int32 ---------------------------------------------------- */
-
-/* acc = bias + W x for every row of a FULLY_CONNECTED-packed matrix `m` (rows a multiple of 4)
- * over one int8 row `x`, gathered as int16 into `row` (8-byte aligned, 2 * groups words). */
-void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias, const int8_t *x,
-                           mcuflow_word_t *row, int32_t *acc);
-
-/* acc0 = bias + W x0 and acc1 = bias + W x1 for two int8 rows of `m->depth` columns and a
- * CONV_2D-packed matrix (channel pairs, SXTB16 column order, rows even), 2 x 2 blocked: both
- * rows are gathered into `columns` (8-byte aligned, 4 * groups words) as CONV_2D's pixel pairs. */
-void mcuflow_dsp_matmul2_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
-                            const int8_t *x0, const int8_t *x1, mcuflow_word_t *columns,
-                            int32_t *acc0, int32_t *acc1);
-
 /* ---- UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) ------------------------------------- */
 
 /* MultiplyByQuantizedMultiplier of an accumulator whose shifted value stays inside int32,
