@@ -113,7 +113,7 @@ def test_activations_and_requantisation_are_exact(tmp_path: Path) -> None:
         f"#define RQ_COUNT {len(accumulators)}\n"
         + _c_array("int16_t", "sigmoid_exp", exp_table(3))
         + _c_array("int16_t", "tanh_exp", exp_table(4))
-        + _c_array("uint8_t", "reciprocal", reciprocal_table())
+        + _c_array("int8_t", "reciprocal", reciprocal_table())
         + "".join(_c_array("int16_t", f"cell_exp{b}", t) for b, t in zip(CELL_BITS, tables,
                                                                           strict=True))
         + "static const mcuflow_dsp_lstm_cell_t cells[] = {"

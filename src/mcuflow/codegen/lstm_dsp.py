@@ -67,16 +67,16 @@ def exp_table(bits: int, entries_bits: int = EXP_BITS) -> np.ndarray:
 
 
 def reciprocal_table() -> np.ndarray:
-    """MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e) in Q2.13 as byte offsets.
+    """MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e) in Q2.13 as int8 offsets.
 
     It depends on e only through hd = (e + 32768) >> 1; byte hd - 16384 holds its offset from
-    2^28 // hd - 2. ValueError if an offset left a byte (they span 0 .. 5).
+    2^28 // hd. ValueError if an offset left int8 (they span -2 .. 3).
     """
     hd = np.arange(1 << 14, 1 << 15, dtype=np.int64)
-    offsets = newton_reciprocal_int16(2 * hd - 32768) - ((1 << 28) // hd - 2)
-    if offsets.min() < 0 or offsets.max() > 255:
+    offsets = newton_reciprocal_int16(2 * hd - 32768) - (1 << 28) // hd
+    if offsets.min() < -128 or offsets.max() > 127:
         raise ValueError("a Newton-Raphson reciprocal is too far from 2^28 / hd")
-    return offsets.astype(np.uint8)
+    return offsets.astype(np.int8)
 
 
 def cell_exp_bits(cell_bits: int) -> int:
@@ -174,8 +174,8 @@ def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode
     steps, zero = cell_barrel(cell_bits)
     tables["cell_tanh"] = (f"{{{tables.pop('cell_exp')}, {cell_exp_bits(cell_bits)}, "
                            f"{{{', '.join(map(str, steps))}}}, {zero}}}")
-    tables["reciprocal"] = ctx.constant("reciprocal", "uint8_t", reciprocal_table(),
-                                        f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd + 2")
+    tables["reciprocal"] = ctx.constant("reciprocal", "int8_t", reciprocal_table(),
+                                        f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd")
     fields: dict[str, int | str] = {
         "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
         "time_major": int(p.time_major),

@@ -2109,17 +2109,17 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, const mcuflow_dsp_lstm_
 
 /* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]. It depends on e through
  * hd = (e + 32768) >> 1 alone and lies within [-2, 3] of 2^28 / hd: the table holds its offset
- * from 2^28 / hd - 2 for j = e >> 1 = hd - 16384. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e, const uint8_t *table)
+ * from 2^28 / hd for j = e >> 1 = hd - 16384. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e, const int8_t *table)
 {
     const uint32_t j = (uint32_t)e >> 1;
     const uint32_t quotient = ((uint32_t)1 << 28) / (j + 16384u);
-    return (int32_t)(quotient + table[j]) - 2;
+    return (int32_t)quotient + table[j];
 }
 
 /* gemmlowp logistic of a Q3.12 int16, in Q0.15. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid(int32_t a, const int16_t *table,
-                                             const uint8_t *reciprocal)
+                                             const int8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
@@ -2140,7 +2140,7 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_of(int32_t a, int32_t x)
 
 /* gemmlowp tanh of a Q3.12 int16, in Q0.15. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table,
-                                          const uint8_t *reciprocal)
+                                          const int8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
@@ -2152,7 +2152,7 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table,
 
 /* gemmlowp tanh of the cell state (Q(cell_bits)), in Q0.15. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, const mcuflow_dsp_lstm_cell_t *c,
-                                              const uint8_t *reciprocal)
+                                              const int8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
@@ -2212,7 +2212,7 @@ static void mcuflow_lstm_gates(const mcuflow_dsp_lstm_t *p, int32_t *ax, const i
         }
     }
     const int16_t *sigmoid = p->sigmoid_exp, *tanh = p->tanh_exp;
-    const uint8_t *reciprocal = p->reciprocal;
+    const int8_t *reciprocal = p->reciprocal;
     for (int32_t r = 0; r < 2 * units; ++r) {
         ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
     }
@@ -2231,15 +2231,15 @@ static inline int32_t mcuflow_lstm_rdbpot(int32_t x, int32_t e)
 }
 
 /* The cell update and the new output state of one batch row from its gates (input, forget,
- * cell, output, `units` each). The products of two Q0.15 gates (or a gate and the cell) divided
+ * cell, output, `units` each), also written to `out`. The products of two Q0.15 gates (or a gate and the cell) divided
  * by at least 2^15 stay inside int16: no wrap. */
 static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gates, int16_t *cell,
-                                int8_t *h)
+                                int8_t *h, int8_t *out)
 {
     const int32_t units = p->units, shift = p->cell_shift, clip = p->cell_clip;
     const int32_t zero = p->hidden_zero_point;
     const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
-    const uint8_t *reciprocal = p->reciprocal;
+    const int8_t *reciprocal = p->reciprocal;
     const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
     for (int32_t r = 0; r < units; ++r) {
         const int32_t kept = mcuflow_lstm_rdbpot(gates[units + r] * cell[r], 15);
@@ -2253,7 +2253,7 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gate
         const int32_t product = gates[3 * units + r] * tanh;
         const int32_t hidden = mcuflow_lstm_rq(product, q.left, q.multiplier, q.round,
                                                q.negative, q.right);
-        h[r] = (int8_t)mcuflow_ssat8(hidden + zero);
+        h[r] = out[r] = (int8_t)mcuflow_ssat8(hidden + zero);
     }
 }
 
@@ -2273,8 +2273,7 @@ static void mcuflow_lstm_step(const mcuflow_dsp_lstm_t *p, int32_t b, int32_t ro
     int8_t *h = output_state + b * units;
     mcuflow_dsp_matvec_s8(&p->recurrent, p->recurrent_bias, h, scratch, ah);
     mcuflow_lstm_gates(p, ax, ah);
-    mcuflow_lstm_update(p, ax, cell_state + b * units, h);
-    memcpy(output + row * units, h, (size_t)units);
+    mcuflow_lstm_update(p, ax, cell_state + b * units, h, output + row * units);
 }
 
 void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_t *output,

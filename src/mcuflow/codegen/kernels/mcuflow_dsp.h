@@ -635,8 +635,8 @@ typedef struct {
     int32_t right_shifts; /* nonzero: every gate's rq has a right shift >= 1 */
     const int16_t *sigmoid_exp, *tanh_exp; /* 2^MCUFLOW_DSP_LSTM_EXP_BITS entries each */
     mcuflow_dsp_lstm_cell_t cell_tanh;
-    const uint8_t *reciprocal; /* MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e)
-                                  minus 2^28 / hd + 2, hd = (e + 32768) >> 1, by hd - 16384 */
+    const int8_t *reciprocal; /* MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e)
+                                 minus 2^28 / hd, hd = (e + 32768) >> 1, by hd - 16384 */
     int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */
     int32_t hidden_zero_point;
     int32_t cell_clip; /* 0: none */
