@@ -20,6 +20,7 @@ import numpy as np
 
 from mcuflow.codegen import dsp
 from mcuflow.codegen.context import EmitContext, LayerCode, c_int
+from mcuflow.codegen.emit_dsp import UNPACKABLE
 from mcuflow.hw.layouts import dsp_groups
 from mcuflow.ir.ops import LSTM_CELL_STATE, LSTM_GATES, LSTM_OUTPUT_STATE
 from mcuflow.quant.fixedpoint import (
@@ -27,7 +28,7 @@ from mcuflow.quant.fixedpoint import (
     exp_on_negative_values_int16,
     newton_reciprocal_int16,
 )
-from mcuflow.ref.lstm import SIGMOID_BITS, prepare_lstm
+from mcuflow.ref.lstm import SIGMOID_BITS, LstmParams, prepare_lstm
 
 STEM = "mcuflow_conv_dsp"
 FUNCTION = "mcuflow_lstm_dsp_s8"
@@ -106,10 +107,6 @@ def scratch_words(features: int, units: int) -> int:
     return max(4 * dsp_groups(features), 2 * dsp_groups(units)) + 12 * units
 
 
-def _decline(ctx: EmitContext, reason: str) -> None:
-    ctx.portable_reason = reason
-
-
 def _rq(multiplier: QuantizedMultiplier) -> str:
     return "{" + ", ".join(c_int(v) for v in rq_words(multiplier)) + "}"
 
@@ -129,8 +126,8 @@ def _stacked(ctx: EmitContext, first: int) -> np.ndarray:
     return np.concatenate([ctx.tensor(name).data.astype(np.int64) for name in names])
 
 
-def _unfit(ctx: EmitContext, multipliers: tuple[QuantizedMultiplier, ...], span: dsp.Domain,
-           units: int, what: str) -> str | None:
+def _unfit(multipliers: tuple[QuantizedMultiplier, ...], span: dsp.Domain, units: int,
+           what: str) -> str | None:
     """Why some gate's accumulators of one product cannot be requantised by SMMLAR, or None."""
     for gate, multiplier in enumerate(multipliers):
         low = int(span.low[gate * units:(gate + 1) * units].min())
@@ -141,67 +138,87 @@ def _unfit(ctx: EmitContext, multipliers: tuple[QuantizedMultiplier, ...], span:
     return None
 
 
-def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode | None:
-    """mcuflow_lstm_dsp_s8, or None (ctx.portable_reason set) where it does not apply."""
-    p = prepare_lstm(ctx.graph, ctx.op)
-    cell_bits = 15 + p.cell_exponent
-    wx, wh = _stacked(ctx, 1), _stacked(ctx, 1 + LSTM_GATES)
-    bias_x, bias_h = p.input_bias.reshape(-1), p.recurrent_bias.reshape(-1)
-    span_x, span_h = dsp.domain(wx, bias_x), dsp.domain(wh, bias_h)
-    packed_x, packed_h = dsp.pack_pairs(wx, dsp.GATHER_WORDS_LANES), dsp.pack_quads(wh)
-    scratch = None
-    if ctx.step.scratch is not None and ctx.plan.buffers[ctx.step.scratch].offset % 8 == 0 \
-            and ctx.plan.buffers[ctx.step.scratch].size >= 4 * scratch_words(p.features, p.units):
-        scratch = f"(mcuflow_word_t *){ctx.scratch()}"
-    reason = (
-        f"cell state scale 2^{p.cell_exponent} (the DSP kernel serves 2^-15 .. 2^-9)"
-        if cell_bits not in CELL_BITS else
-        dsp_unpackable() if packed_x is None or packed_h is None else
-        _unfit(ctx, p.input_multipliers, span_x, p.units, "input")
-        or _unfit(ctx, p.recurrent_multipliers, span_h, p.units, "recurrent")
-        or (None if rq_fits(p.hidden, -PRODUCT_BOUND, PRODUCT_BOUND) else
-            f"output scale needs a left shift of {p.hidden.shift}")
-        or (None if scratch is not None else
-            "the plan gives the step no DSP-sized, 8-byte aligned scratch"))
-    if reason is not None:
-        return _decline(ctx, reason)
+def _scratch(ctx: EmitContext, p: LstmParams) -> str | None:
+    """The step's scratch as a word pointer when it holds the kernel's 8-byte aligned words."""
+    if ctx.step.scratch is None:
+        return None
+    buffer = ctx.plan.buffers[ctx.step.scratch]
+    if buffer.offset % 8 or buffer.size < 4 * scratch_words(p.features, p.units):
+        return None
+    return f"(mcuflow_word_t *){ctx.scratch()}"
+
+
+def _reason(p: LstmParams, wx: np.ndarray, wh: np.ndarray, packed: bool, scratch: str | None
+            ) -> str | None:
+    """Why mcuflow_lstm_dsp_s8 does not apply to the layer (`packed`: both matrices packed)."""
+    if 15 + p.cell_exponent not in CELL_BITS:
+        return f"cell state scale 2^{p.cell_exponent} (the DSP kernel serves 2^-15 .. 2^-9)"
+    if not packed:
+        return UNPACKABLE
+    span_x = dsp.domain(wx, p.input_bias.reshape(-1))
+    span_h = dsp.domain(wh, p.recurrent_bias.reshape(-1))
+    unfit = (_unfit(p.input_multipliers, span_x, p.units, "input")
+             or _unfit(p.recurrent_multipliers, span_h, p.units, "recurrent"))
+    if unfit is not None:
+        return unfit
+    if not rq_fits(p.hidden, -PRODUCT_BOUND, PRODUCT_BOUND):
+        return f"output scale needs a left shift of {p.hidden.shift}"
+    return None if scratch is not None else (
+        "the plan gives the step no DSP-sized, 8-byte aligned scratch")
+
+
+def _tables(ctx: EmitContext, cell_bits: int) -> dict[str, str]:
+    """The struct fields of the activations' tables (constants shared by all the LSTMs)."""
     name = ctx.op.name
-    tables = {stem: ctx.constant(stem, "int16_t", exp_table(bits, entries),
-                                 f"{name}: gemmlowp exp of -1, -2 .. in Q{bits}")
-              for stem, bits, entries in (("sigmoid_exp", SIGMOID_BITS, EXP_BITS),
-                                          ("tanh_exp", SIGMOID_BITS + 1, EXP_BITS),
-                                          ("cell_exp", cell_bits + 1, cell_exp_bits(cell_bits)))}
+    exp = {stem: ctx.constant(stem, "int16_t", exp_table(bits, entries),
+                              f"{name}: gemmlowp exp of -1, -2 .. in Q{bits}")
+           for stem, bits, entries in (("sigmoid_exp", SIGMOID_BITS, EXP_BITS),
+                                       ("tanh_exp", SIGMOID_BITS + 1, EXP_BITS),
+                                       ("cell_exp", cell_bits + 1, cell_exp_bits(cell_bits)))}
     steps, zero = cell_barrel(cell_bits)
-    tables["cell_tanh"] = (f"{{{tables.pop('cell_exp')}, {cell_exp_bits(cell_bits)}, "
-                           f"{{{', '.join(map(str, steps))}}}, {zero}}}")
-    tables["reciprocal"] = ctx.constant("reciprocal", "int8_t", reciprocal_table(),
-                                        f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd")
-    fields: dict[str, int | str] = {
+    cell = (f"{{{exp.pop('cell_exp')}, {cell_exp_bits(cell_bits)}, "
+            f"{{{', '.join(map(str, steps))}}}, {zero}}}")
+    reciprocal = ctx.constant("reciprocal", "int8_t", reciprocal_table(),
+                              f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd")
+    return {**exp, "cell_tanh": cell, "reciprocal": reciprocal}
+
+
+def _fields(ctx: EmitContext, p: LstmParams, matrices: tuple[np.ndarray, np.ndarray],
+            packed: tuple[np.ndarray, np.ndarray]) -> dict[str, int | str]:
+    """mcuflow_dsp_lstm_t of the layer: its stacked weight matrices and their packings."""
+    name = ctx.op.name
+    (wx, wh), (packed_x, packed_h) = matrices, packed
+    right = all(m.shift <= -1 for m in (*p.input_multipliers, *p.recurrent_multipliers))
+    return {
         "batch": p.batch, "time": p.time, "features": p.features, "units": p.units,
         "time_major": int(p.time_major),
         "input": _matrix(ctx, "input_weights", wx, packed_x, "input", "in row pairs (CONV_2D)"),
         "recurrent": _matrix(ctx, "recurrent_weights", wh, packed_h, "recurrent",
                              "in row quads (FULLY_CONNECTED)"),
-        "input_bias": ctx.constant("input_bias", "int32_t", bias_x.astype(np.int32),
-                                   f"{name}: gate biases - input zero point * row sums"),
-        "recurrent_bias": ctx.constant("recurrent_bias", "int32_t", bias_h.astype(np.int32),
-                                       f"{name}: - output zero point * recurrent row sums"),
+        "input_bias": ctx.constant("input_bias", "int32_t", p.input_bias.reshape(-1).astype(
+            np.int32), f"{name}: gate biases - input zero point * row sums"),
+        "recurrent_bias": ctx.constant("recurrent_bias", "int32_t", p.recurrent_bias.reshape(
+            -1).astype(np.int32), f"{name}: - output zero point * recurrent row sums"),
         "input_rq": "{" + ", ".join(map(_rq, p.input_multipliers)) + "}",
         "recurrent_rq": "{" + ", ".join(map(_rq, p.recurrent_multipliers)) + "}",
-        "hidden_rq": _rq(p.hidden),
-        "right_shifts": int(all(m.shift <= -1 for m in (*p.input_multipliers,
-                                                         *p.recurrent_multipliers))),
-        **tables, "cell_shift": 30 + p.cell_exponent,
+        "hidden_rq": _rq(p.hidden), "right_shifts": int(right),
+        **_tables(ctx, 15 + p.cell_exponent), "cell_shift": 30 + p.cell_exponent,
         "hidden_zero_point": p.hidden_zero_point, "cell_clip": p.cell_clip}
+
+
+def lstm(ctx: EmitContext, input_pointer: str, output_pointer: str) -> LayerCode | None:
+    """mcuflow_lstm_dsp_s8, or None (ctx.portable_reason set) where it does not apply."""
+    p = prepare_lstm(ctx.graph, ctx.op)
+    wx, wh = _stacked(ctx, 1), _stacked(ctx, 1 + LSTM_GATES)
+    packed_x, packed_h = dsp.pack_pairs(wx, dsp.GATHER_WORDS_LANES), dsp.pack_quads(wh)
+    scratch = _scratch(ctx, p)
+    reason = _reason(p, wx, wh, packed_x is not None and packed_h is not None, scratch)
+    if reason is not None or packed_x is None or packed_h is None:
+        ctx.portable_reason = reason
+        return None
+    fields = _fields(ctx, p, (wx, wh), (packed_x, packed_h))
     symbol = ctx.struct("mcuflow_dsp_lstm_t", "lstm", fields)
     call = (f"{FUNCTION}(&{symbol}, {input_pointer}, {output_pointer}, "
             f"{ctx.state(ctx.op.inputs[LSTM_OUTPUT_STATE])}, "
             f"{ctx.state(ctx.op.inputs[LSTM_CELL_STATE])}, {scratch});")
     return LayerCode([call], ctx.definitions, frozenset({STEM}))
-
-
-def dsp_unpackable() -> str:
-    """Why pack_quads refused the weights."""
-    return ("weight -128 in a gate row whose pair partner has a negative weight in the same "
-            "column (the int16 pair packing cannot hold it)")
-
