@@ -169,10 +169,15 @@ def lstm_dsp_shapes() -> Graph:
 
 
 def lstm_dsp_scales() -> Graph:
-    """Input products with a left shift (a coarse input scale) and a deep recurrence."""
+    """Left-shifted input products, a deep recurrence, input rows extracted part-way.
+
+    A coarse input scale gives the input products a left shift; rows of 1200 features make the
+    packed product extract B every 512 columns.
+    """
     b = GraphBuilder("lstm_dsp_scales", seed=32)
     x = b.input((1, 4, 16), 2.0, 0)
-    b.output(b.lstm(x, 20, gain=4.0), b.lstm(b.input((1, 6, 3), 0.05, 7), 36))
+    long = b.lstm(b.input((1, 3, 1200), 0.05, 1), 4)
+    b.output(b.lstm(x, 20, gain=4.0), b.lstm(b.input((1, 6, 3), 0.05, 7), 36), long)
     return b.build()
 
 
@@ -208,11 +213,14 @@ def test_lstm_layers_are_bit_exact_through_the_dsp_kernel(name: str, compiler: s
     assert_same_bits(oracle, actual, "LiteRT")
 
 
-def test_left_shifted_products_keep_the_dsp_kernel() -> None:
+def test_left_shifts_and_chunks_keep_the_dsp_kernel() -> None:
     graph, plan = planned("lstm_dsp_scales")
-    source = emit_layers(graph, plan, dsp=True)[0]
-    first = next(layer for layer in source if any(CALL in s for s in layer.statements))
-    assert first.portable_reason is None
+    layers = emit_layers(graph, plan, dsp=True)[0]
+    lstms = [layer for layer in layers if any("lstm" in s for s in layer.statements)]
+    assert len(lstms) == 3 and all(layer.portable_reason is None for layer in lstms)
+    structs = "".join(str(d) for layer in lstms for d in layer.definitions)
+    assert "1200, 300, 128, 0}" in structs  # input matrix: 300 groups, B every 128
+    assert ".right_shifts = 0" in structs
 
 
 def _declined(graph: Graph, plan: Plan) -> list[str | None]:
