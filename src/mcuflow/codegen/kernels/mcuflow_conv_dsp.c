@@ -1945,7 +1945,9 @@ MCUFLOW_INLINE uint32_t mcuflow_dsp_row_word(const int8_t *x, int32_t k, int32_t
         return mcuflow_read_u32(x + k);
     }
     uint32_t v = 0;
-    memcpy(&v, x + k, (size_t)(depth - k));
+    for (int32_t j = 0; k + j < depth; ++j) {
+        v |= (uint32_t)(uint8_t)x[k + j] << (8 * j);
+    }
     return v;
 }
 
@@ -2213,8 +2215,9 @@ static void mcuflow_lstm_gates(const mcuflow_dsp_lstm_t *p, int32_t *ax, const i
     }
     const int16_t *sigmoid = p->sigmoid_exp, *tanh = p->tanh_exp;
     const int8_t *reciprocal = p->reciprocal;
-    for (int32_t r = 0; r < 2 * units; ++r) {
+    for (int32_t r = 0; r < 2 * units; r += 2) {
         ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
+        ax[r + 1] = mcuflow_lstm_sigmoid(ax[r + 1], sigmoid, reciprocal);
     }
     for (int32_t r = 2 * units; r < 3 * units; ++r) {
         ax[r] = mcuflow_lstm_tanh(ax[r], tanh, reciprocal);
