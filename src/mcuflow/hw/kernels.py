@@ -745,7 +745,8 @@ def _lstm_dsp_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
 
 _kernel("mcuflow_lstm_dsp_s8", "mcuflow_conv_dsp", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),
         "UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) on the DSP extension: the stacked gates' "
-        "packed products, SMMLAR requantisation, gemmlowp sigmoid / tanh from an exp table.",
+        "packed products, SMMLAR requantisation, gemmlowp sigmoid / tanh from exp and "
+        "reciprocal tables.",
         dsp=True, terms=_lstm_dsp_terms, scratch=_lstm_dsp_scratch)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
