@@ -63,7 +63,9 @@ int main(void)
         printf("%d %d", (int)mcuflow_lstm_sigmoid(a, sigmoid_exp, reciprocal),
                (int)mcuflow_lstm_tanh(a, tanh_exp, reciprocal));
         for (int32_t bits = 0; bits <= 6; ++bits) {
-            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, &cells[bits], reciprocal));
+            const mcuflow_dsp_lstm_cell_t *c = &cells[bits];
+            printf(" %d", (int)mcuflow_lstm_cell_tanh(a, c->table, (1 << c->table_bits) - 1, c,
+                                                      reciprocal));
         }
         printf("\\n");
     }
@@ -81,9 +83,9 @@ def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
 
 
 def _cell(bits: int) -> str:
-    steps, zero = cell_barrel(bits)
+    steps, mask, zero = cell_barrel(bits)
     return (f"{{cell_exp{bits}, {cell_exp_bits(bits)}, {{{', '.join(map(str, steps))}}}, "
-            f"{zero}}}")
+            f"{mask}, {zero}}}")
 
 
 def _requant_cases(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -85,21 +85,22 @@ def cell_exp_bits(cell_bits: int) -> int:
     return max(EXP_BITS, 12 - cell_bits)
 
 
-def cell_barrel(cell_bits: int) -> tuple[tuple[int, int, int, int], int]:
-    """mcuflow_dsp_lstm_cell_t's multipliers of bits 11 .. 14 of m1 = n - 1 and its zero.
+def cell_barrel(cell_bits: int) -> tuple[tuple[int, int, int, int], int, int]:
+    """mcuflow_dsp_lstm_cell_t's multipliers and step mask of bits 11 .. 14 of m1, its zero.
 
-    exp in Q(b), b = cell_bits + 1, steps bit 13 - b + k by BARREL[k] for k < b + 2; bits inside
-    the table or past the steps get 32768 (no step: the latter only occur where gemmlowp flushes
-    the result to 0, from m1 = 2^(20 - b) for b > 5).
+    exp in Q(b), b = cell_bits + 1, steps bit 13 - b + k by BARREL[k] for k < b + 2. Bits inside
+    the table take no step (out of the mask); bits past gemmlowp's steps get BARREL's 0, as they
+    only occur where gemmlowp flushes the result to 0 (from m1 = 2^(20 - b) for b > 5).
     """
     bits = cell_bits + 1
-    steps = []
-    for position in range(EXP_BITS, 15):
+    steps, mask = [], 0
+    for i, position in enumerate(range(EXP_BITS, 15)):
         k = position - (13 - bits)
-        inside = 0 <= k < min(bits + 2, len(BARREL)) and position >= cell_exp_bits(cell_bits)
-        steps.append(BARREL[k] if inside else 1 << 15)
+        if position >= cell_exp_bits(cell_bits):
+            mask |= 1 << i
+        steps.append(BARREL[k] if 0 <= k < min(bits + 2, len(BARREL)) else 0)
     zero = 1 << (20 - bits) if bits > 5 else 1 << 15
-    return (steps[0], steps[1], steps[2], steps[3]), zero
+    return (steps[0], steps[1], steps[2], steps[3]), mask, zero
 
 
 def scratch_words(features: int, units: int) -> int:
@@ -175,9 +176,9 @@ def _tables(ctx: EmitContext, cell_bits: int) -> dict[str, str]:
            for stem, bits, entries in (("sigmoid_exp", SIGMOID_BITS, EXP_BITS),
                                        ("tanh_exp", SIGMOID_BITS + 1, EXP_BITS),
                                        ("cell_exp", cell_bits + 1, cell_exp_bits(cell_bits)))}
-    steps, zero = cell_barrel(cell_bits)
+    steps, mask, zero = cell_barrel(cell_bits)
     cell = (f"{{{exp.pop('cell_exp')}, {cell_exp_bits(cell_bits)}, "
-            f"{{{', '.join(map(str, steps))}}}, {zero}}}")
+            f"{{{', '.join(map(str, steps))}}}, {mask}, {zero}}}")
     reciprocal = ctx.constant("reciprocal", "int8_t", reciprocal_table(),
                               f"{name}: gemmlowp 2 / (1 + e) - 2^28 / hd")
     return {**exp, "cell_tanh": cell, "reciprocal": reciprocal}

@@ -2073,12 +2073,6 @@ static inline int32_t mcuflow_lstm_mul16(int32_t a, int32_t b)
     default: break;                                                                             \
     }
 
-/* (r * m + 2^14) >> 15 for a multiplier up to 32768 (which leaves r as it is). */
-static inline int32_t mcuflow_lstm_mul32(int32_t r, int32_t m)
-{
-    return (r * m + (1 << 14)) >> 15;
-}
-
 /* gemmlowp's exp_on_negative_values of -(m1 + 1) in Q3.12 (sigmoid): the table holds the
  * steps below bit MCUFLOW_DSP_LSTM_EXP_BITS, the bits above it run the barrel shifter. */
 MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid_exp(int32_t m1, const int16_t *table)
@@ -2098,14 +2092,15 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_exp(int32_t m1, const int16_t *table)
     return r;
 }
 
-/* The same in Q(cell_bits + 1) for the cell state's tanh: `c->table` holds 2^c->table_bits
- * entries (2^12 for Q1, whose quarter is 2^12: its first multiplier is 32768, no step), the
- * multipliers of bits 11 .. 14 and the smallest m1 whose exp gemmlowp flushes to 0. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, const mcuflow_dsp_lstm_cell_t *c)
+/* The same in Q(cell bits + 1) for the cell state's tanh (see mcuflow_dsp_lstm_cell_t): the
+ * table's 2^table_bits entries (`mask` = 2^table_bits - 1), then the steps of bits 11 .. 14
+ * that `c->steps` keeps. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, const int16_t *table, int32_t mask,
+                                             const mcuflow_dsp_lstm_cell_t *c)
 {
-    int32_t r = c->table[m1 & ((1 << c->table_bits) - 1)];
-    MCUFLOW_LSTM_STEPS(r, m1 >> MCUFLOW_DSP_LSTM_EXP_BITS, mcuflow_lstm_mul32, c->barrel[0],
-                       c->barrel[1], c->barrel[2], c->barrel[3]);
+    int32_t r = table[m1 & mask];
+    MCUFLOW_LSTM_STEPS(r, (m1 >> MCUFLOW_DSP_LSTM_EXP_BITS) & c->steps, mcuflow_lstm_mul16,
+                       c->barrel[0], c->barrel[1], c->barrel[2], c->barrel[3]);
     return m1 >= c->zero ? 0 : r;
 }
 
@@ -2152,16 +2147,17 @@ MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table,
         a, mcuflow_lstm_reciprocal(mcuflow_lstm_tanh_exp(n - 1, table), reciprocal));
 }
 
-/* gemmlowp tanh of the cell state (Q(cell_bits)), in Q0.15. */
-MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, const mcuflow_dsp_lstm_cell_t *c,
+/* gemmlowp tanh of the cell state (Q(cell bits)), in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, const int16_t *table, int32_t mask,
+                                              const mcuflow_dsp_lstm_cell_t *c,
                                               const int8_t *reciprocal)
 {
     const int32_t n = a < 0 ? -a : a;
     if (n == 0) {
         return 0;
     }
-    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(mcuflow_lstm_cell_exp(n - 1, c),
-                                                           reciprocal));
+    const int32_t e = mcuflow_lstm_cell_exp(n - 1, table, mask, c);
+    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(e, reciprocal));
 }
 
 /* Q3.12 pre-activations of one gate's rows: both products requantised and added with int16
@@ -2185,7 +2181,14 @@ static void mcuflow_lstm_preactivate_right(int32_t *ax, const int32_t *ah, int32
 {
     const int32_t mx = qx->multiplier, rx = qx->round, sx = qx->right;
     const int32_t mh = qh->multiplier, rh = qh->round, sh = qh->right;
-    for (int32_t r = 0; r < units; ++r) {
+    int32_t r = 0;
+    for (; r + 1 < units; r += 2) {
+        const int32_t v0 = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r], 1, mx, rx, -1, sx));
+        const int32_t v1 = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r + 1], 1, mx, rx, -1, sx));
+        ax[r] = mcuflow_lstm_ssat16(v0 + mcuflow_lstm_rq(ah[r], 1, mh, rh, -1, sh));
+        ax[r + 1] = mcuflow_lstm_ssat16(v1 + mcuflow_lstm_rq(ah[r + 1], 1, mh, rh, -1, sh));
+    }
+    if (r < units) {
         const int32_t v = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r], 1, mx, rx, -1, sx));
         ax[r] = mcuflow_lstm_ssat16(v + mcuflow_lstm_rq(ah[r], 1, mh, rh, -1, sh));
     }
@@ -2219,10 +2222,19 @@ static void mcuflow_lstm_gates(const mcuflow_dsp_lstm_t *p, int32_t *ax, const i
         ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
         ax[r + 1] = mcuflow_lstm_sigmoid(ax[r + 1], sigmoid, reciprocal);
     }
-    for (int32_t r = 2 * units; r < 3 * units; ++r) {
+    int32_t r = 2 * units;
+    for (; r + 1 < 3 * units; r += 2) {
+        ax[r] = mcuflow_lstm_tanh(ax[r], tanh, reciprocal);
+        ax[r + 1] = mcuflow_lstm_tanh(ax[r + 1], tanh, reciprocal);
+    }
+    if (r < 3 * units) {
         ax[r] = mcuflow_lstm_tanh(ax[r], tanh, reciprocal);
     }
-    for (int32_t r = 3 * units; r < 4 * units; ++r) {
+    for (r = 3 * units; r + 1 < 4 * units; r += 2) {
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
+        ax[r + 1] = mcuflow_lstm_sigmoid(ax[r + 1], sigmoid, reciprocal);
+    }
+    if (r < 4 * units) {
         ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
     }
 }
@@ -2234,28 +2246,35 @@ static inline int32_t mcuflow_lstm_rdbpot(int32_t x, int32_t e)
 }
 
 /* The cell update and the new output state of one batch row from its gates (input, forget,
- * cell, output, `units` each), also written to `out`. The products of two Q0.15 gates (or a gate and the cell) divided
+ * cell, output, `units` each; the cell gate is overwritten by the new cell state), the output
+ * state also written to `out`. The products of two Q0.15 gates (or a gate and the cell) divided
  * by at least 2^15 stay inside int16: no wrap. */
-static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, const int32_t *gates, int16_t *cell,
+static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, int32_t *gates, int16_t *cell,
                                 int8_t *h, int8_t *out)
 {
     const int32_t units = p->units, shift = p->cell_shift, clip = p->cell_clip;
-    const int32_t zero = p->hidden_zero_point;
-    const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
-    const int8_t *reciprocal = p->reciprocal;
-    const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
+    int32_t *cells = gates + 2 * units; /* the cell gate, replaced by the new cell state */
     for (int32_t r = 0; r < units; ++r) {
         const int32_t kept = mcuflow_lstm_rdbpot(gates[units + r] * cell[r], 15);
-        const int32_t added = mcuflow_lstm_rdbpot(gates[r] * gates[2 * units + r], shift);
+        const int32_t added = mcuflow_lstm_rdbpot(gates[r] * cells[r], shift);
         int32_t c = mcuflow_lstm_ssat16(kept + added);
         if (clip > 0) {
             c = mcuflow_clamp(c, -clip, clip);
         }
         cell[r] = (int16_t)c;
-        const int32_t tanh = mcuflow_lstm_cell_tanh(c, tanh_of, reciprocal);
-        const int32_t product = gates[3 * units + r] * tanh;
-        const int32_t hidden = mcuflow_lstm_rq(product, q.left, q.multiplier, q.round,
-                                               q.negative, q.right);
+        cells[r] = c;
+    }
+    const int32_t zero = p->hidden_zero_point;
+    const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
+    const int16_t *table = tanh_of->table;
+    const int32_t mask = (1 << tanh_of->table_bits) - 1;
+    const int8_t *reciprocal = p->reciprocal;
+    const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
+    const int32_t *output_gate = gates + 3 * units;
+    for (int32_t r = 0; r < units; ++r) {
+        const int32_t tanh = mcuflow_lstm_cell_tanh(cells[r], table, mask, tanh_of, reciprocal);
+        const int32_t hidden = mcuflow_lstm_rq(output_gate[r] * tanh, q.left, q.multiplier,
+                                               q.round, q.negative, q.right);
         h[r] = out[r] = (int8_t)mcuflow_ssat8(hidden + zero);
     }
 }

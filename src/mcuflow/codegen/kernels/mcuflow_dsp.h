@@ -610,12 +610,15 @@ typedef struct {
 #define MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES 16384
 
 /* gemmlowp's exp in Q(bits + 1) of the cell state's tanh, Q(bits): exp of -(i + 1) for i below
- * 2^table_bits (11, or 12 for bits 0), the barrel shifter's multipliers of bits 11 .. 14 of i
- * (32768: no step), and the smallest i whose exp is flushed to 0 (32768: none). */
+ * 2^table_bits (11, or 12 for bits 0), the barrel shifter's multipliers of bits 11 .. 14 of i,
+ * the mask of those bits that take a step (bit 11 is in the table for bits 0; past gemmlowp's
+ * last step the result is flushed anyway), and the smallest i whose exp is flushed to 0 (32768:
+ * none). */
 typedef struct {
     const int16_t *table;
     int32_t table_bits;
     int32_t barrel[4];
+    int32_t steps;
     int32_t zero;
 } mcuflow_dsp_lstm_cell_t;
 
