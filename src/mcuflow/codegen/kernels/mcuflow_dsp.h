@@ -624,9 +624,10 @@ typedef struct {
 
 /* One integer LSTM layer (mcuflow_lstm_s8's arithmetic): the four gates' rows stacked (input,
  * forget, cell, output) in two packed matrices (input weights as CONV_2D's channel pairs,
- * recurrent weights as FULLY_CONNECTED's quads), their zero points folded into the biases. Each exp table holds gemmlowp's exp_on_negative_values of -(i + 1) (sigmoid's in
- * Q3.12, the gate tanh's in Q4.11, the cell tanh's in Q(cell bits + 1)), the later steps of its
- * barrel shifter left to the kernel. */
+ * recurrent weights as FULLY_CONNECTED's quads), their zero points folded into the biases.
+ * Each exp table holds gemmlowp's exp_on_negative_values of -(i + 1) (sigmoid's in Q3.12, the
+ * gate tanh's in Q4.11, the cell tanh's in Q(cell bits + 1)), the later steps of its barrel
+ * shifter left to the kernel. */
 typedef struct {
     int32_t batch, time, features, units;
     int32_t time_major;
