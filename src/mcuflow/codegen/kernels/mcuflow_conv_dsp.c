@@ -1896,12 +1896,33 @@ void mcuflow_fully_connected_few_dsp_s8(const mcuflow_dsp_fc_small_t *f, const i
 
 /* ---- matrix-vector products to int32 (the LSTM's gates) -------------------------------- */
 
+/* mcuflow_dsp_matvec_whole of a depth that is a multiple of 16 (`fours` > 0 rounds of four
+ * groups, no group left). */
+static void mcuflow_dsp_matvec_fours(const mcuflow_word_t *w, const mcuflow_word_t *row,
+                                     const int32_t *bias, int32_t *acc, int32_t quads,
+                                     int32_t fours)
+{
+    for (; quads > 0; --quads, bias += 4, acc += 4) {
+        int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
+        const mcuflow_word_t *x = row;
+        mcuflow_dsp_fours4(&w, &x, fours, sums);
+        acc[0] = sums[0];
+        acc[1] = bias[1] + mcuflow_wrapped_diff_8(sums[1], sums[0]);
+        acc[2] = sums[2];
+        acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
+    }
+}
+
 /* mcuflow_dsp_matvec_s8's quads when B needs no extraction before the end (chunk >= groups). */
 static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word_t *row,
                                      const int32_t *bias, int32_t *acc, int32_t quads,
                                      int32_t groups)
 {
     const int32_t fours = groups >> 2, rest = groups & 3;
+    if (fours > 0 && rest == 0) {
+        mcuflow_dsp_matvec_fours(w, row, bias, acc, quads, fours);
+        return;
+    }
     for (; quads > 0; --quads, bias += 4, acc += 4) {
         int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
         const mcuflow_word_t *x = row;
