@@ -473,6 +473,12 @@ CASES = (
         x, 10, rank=3, memory=6)), _svdf_peer),
     Case("lstm_49x10_32", _one_layer("lstm", (1, 49, 10), lambda b, x: b.lstm(x, 32)),
          _lstm_peer),
+    Case("lstm_25x40_64", _one_layer("lstm2", (1, 25, 40), lambda b, x: b.lstm(x, 64)),
+         _lstm_peer),
+    Case("lstm_10x8_16", _one_layer("lstm3", (1, 10, 8), lambda b, x: b.lstm(x, 16)),
+         _lstm_peer),
+    Case("lstm_batch2_12x13_20", _one_layer("lstm4", (2, 12, 13), lambda b, x: b.lstm(x, 20)),
+         _lstm_peer),
 )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mcuflow.codegen import emit_dsp, emit_s16_dsp
+from mcuflow.codegen import emit_dsp, emit_s16_dsp, lstm_dsp
 from mcuflow.codegen.codebook import emit_with_codebooks
 from mcuflow.codegen.context import (
     CodegenError,
@@ -805,6 +805,9 @@ def _c_list(values: list[int]) -> str:
 
 @emitter(OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM)
 def _lstm(ctx: EmitContext) -> LayerCode:
+    if ctx.dsp and (code := lstm_dsp.lstm(ctx, _input_pointer(ctx, 0),
+                                          _output_pointer(ctx))) is not None:
+        return code
     p = prepare_lstm(ctx.graph, ctx.op)
     biases = np.stack([p.input_bias, p.recurrent_bias])
     if np.abs(biases).max(initial=0) >= 1 << 31:

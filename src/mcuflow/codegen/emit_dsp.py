@@ -72,7 +72,8 @@ DOUBLED_LIMIT = 1 << 30  # |acc| below this keeps 2 * acc inside int32
 DW_WORDS = 12  # MCUFLOW_DSP_DW_WORDS
 RQ_FAST, RQ_EXACT, RQ_CLAMPED, RQ_SCALED = 0, 1, 2, 3  # MCUFLOW_DSP_RQ_*
 DSP_KINDS = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED,
-                       OpKind.ADD, OpKind.SUB, OpKind.TRANSPOSE_CONV, OpKind.SVDF})
+                       OpKind.ADD, OpKind.SUB, OpKind.TRANSPOSE_CONV, OpKind.SVDF,
+                       OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM})
 """Op kinds with a DSP kernel: on a DSP core, a step of these kinds running a portable kernel
 has a `portable_reason`."""
 

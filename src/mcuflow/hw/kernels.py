@@ -831,6 +831,33 @@ _kernel("mcuflow_lstm_s8", "mcuflow_lstm", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,
         "UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16): gates in int16 scratch, the output and "
         "cell states in static storage that persists across inferences.",
         terms=_lstm_terms, scratch=_lstm_scratch)
+
+
+def _lstm_dsp_terms(graph: Graph, op: Operator) -> Work:
+    """Work of mcuflow_lstm_dsp_s8.
+
+    Per step and batch row (`rows`) two packed products over the stacked gates (`macs`, both
+    depths rounded up to groups of 4), 4 x units requantisations and activations (`outputs`)
+    and units cell updates (`elements`).
+    """
+    batch, time, features, units = lstm_dims(graph, op)
+    rows = batch * time
+    depth = 4 * (dsp_groups(features) + dsp_groups(units))
+    return Work(calls=1, rows=rows, outputs=rows * 4 * units, macs=rows * 4 * units * depth,
+                elements=rows * units)
+
+
+def _lstm_dsp_scratch(graph: Graph, op: Operator, way: InPlace) -> int:
+    """MCUFLOW_DSP_LSTM_SCRATCH_WORDS: two gathered input rows, three rows of accumulators."""
+    _, _, features, units = lstm_dims(graph, op)
+    return 4 * (max(4 * dsp_groups(features), 2 * dsp_groups(units)) + 12 * units)
+
+
+_kernel("mcuflow_lstm_dsp_s8", "mcuflow_conv_dsp", (OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM,),
+        "UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) on the DSP extension: the stacked gates' "
+        "packed products, SMMLAR requantisation, gemmlowp sigmoid / tanh from exp and "
+        "reciprocal tables.",
+        dsp=True, terms=_lstm_dsp_terms, scratch=_lstm_dsp_scratch)
 _kernel("mcuflow_codebook_decode_s8", "mcuflow_codebook", tuple(OpKind),
         "Before any step reading a codebook-stored constant: Huffman-decodes it into scratch.",
         terms=work.codebook_terms,
@@ -1185,6 +1212,8 @@ def _by_kind(graph: Graph, op: Operator, dsp: bool) -> tuple[str, ...] | None:
     if kind is OpKind.STRIDED_SLICE:
         box = box_of(graph, op) is not None
         return (slice_kernel(graph, op),) if box else ("mcuflow_strided_copy_s8",)
+    if kind is OpKind.UNIDIRECTIONAL_SEQUENCE_LSTM and dsp:
+        return ("mcuflow_lstm_dsp_s8",)
     return _SIMPLE.get(kind)
 
 

@@ -572,3 +572,8 @@ def tanh_int16(a: np.ndarray, integer_bits: int) -> np.ndarray:
     t = _multiply_by_pot16(wrap_int16_array(x - _F2_ONE16), 2)
     result = np.where(negative, wrap_int16_array(-t), t)
     return np.where(a == 0, 0, result)
+
+
+def newton_reciprocal_int16(a: np.ndarray) -> np.ndarray:
+    """gemmlowp's Newton-Raphson 2 / (1 + a) in Q2.13 of the int16 logistic and tanh."""
+    return _newton_reciprocal16(np.asarray(a, dtype=np.int64))

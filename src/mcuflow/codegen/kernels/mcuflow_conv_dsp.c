@@ -5,7 +5,8 @@
  * group of 4 columns a pair needs one weight load, one SXTB16 per word and two SMLADs per pixel
  * for its eight MACs, and a CONV_2D computes two pixels at once (2 x 2 blocking). Small
  * FULLY_CONNECTED layers instead keep their input row or their accumulators in registers, over
- * int16 weights (see mcuflow_dsp_fc_small_t).
+ * int16 weights (see mcuflow_dsp_fc_small_t). The integer LSTM (at the end) runs its gates'
+ * products through the same loops.
  */
 #include "mcuflow_dsp.h"
 
@@ -2157,5 +2158,454 @@ void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16
         }
         mcuflow_svdf_outputs(&p->time, p->bias, p->output_offset, sums,
                              output + (size_t)b * (size_t)units, units);
+    }
+}
+
+/* ---- matrix-vector products to int32 (the LSTM's gates) -------------------------------- */
+
+/* mcuflow_dsp_matvec_whole of a depth that is a multiple of 16 (`fours` > 0 rounds of four
+ * groups, no group left). */
+static void mcuflow_dsp_matvec_fours(const mcuflow_word_t *w, const mcuflow_word_t *row,
+                                     const int32_t *bias, int32_t *acc, int32_t quads,
+                                     int32_t fours)
+{
+    for (; quads > 0; --quads, bias += 4, acc += 4) {
+        int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
+        const mcuflow_word_t *x = row;
+        mcuflow_dsp_fours4(&w, &x, fours, sums);
+        acc[0] = sums[0];
+        acc[1] = bias[1] + mcuflow_wrapped_diff_8(sums[1], sums[0]);
+        acc[2] = sums[2];
+        acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
+    }
+}
+
+/* mcuflow_dsp_matvec_s8's quads when B needs no extraction before the end (chunk >= groups). */
+static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word_t *row,
+                                     const int32_t *bias, int32_t *acc, int32_t quads,
+                                     int32_t groups)
+{
+    const int32_t fours = groups >> 2, rest = groups & 3;
+    if (fours > 0 && rest == 0) {
+        mcuflow_dsp_matvec_fours(w, row, bias, acc, quads, fours);
+        return;
+    }
+    for (; quads > 0; --quads, bias += 4, acc += 4) {
+        int32_t sums[4] = {bias[0], bias[0], bias[2], bias[2]};
+        const mcuflow_word_t *x = row;
+        if (fours) {
+            mcuflow_dsp_fours4(&w, &x, fours, sums);
+        }
+        for (int32_t left = rest; left > 0; --left) {
+            mcuflow_dsp_group4(&w, &x, sums);
+        }
+        acc[0] = sums[0];
+        acc[1] = bias[1] + mcuflow_wrapped_diff_8(sums[1], sums[0]);
+        acc[2] = sums[2];
+        acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
+    }
+}
+
+/* acc = bias + W x for every row of a FULLY_CONNECTED-packed matrix `m` (rows a multiple of 4)
+ * over one int8 row `x`, gathered as int16 into `row` (8-byte aligned, 2 * groups words). */
+static void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                                  const int8_t *x, mcuflow_word_t *row, int32_t *acc)
+{
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    mcuflow_dsp_gather_row(x, m->depth, row);
+    if (m->chunk_groups >= m->groups) {
+        mcuflow_dsp_matvec_whole(w, row, bias, acc, m->rows >> 2, m->groups);
+        return;
+    }
+    for (int32_t o = 0; o < m->rows; o += 4) {
+        acc[o] = bias[o];
+        acc[o + 1] = bias[o + 1];
+        acc[o + 2] = bias[o + 2];
+        acc[o + 3] = bias[o + 3];
+        mcuflow_dsp_quad(&w, row, m->groups, m->chunk_groups, acc + o);
+    }
+}
+
+/* Columns [k, k + 4) of `x` (depth columns) as one word, zeros past the depth. */
+MCUFLOW_INLINE uint32_t mcuflow_dsp_row_word(const int8_t *x, int32_t k, int32_t depth)
+{
+    if (k + 4 <= depth) {
+        return mcuflow_read_u32(x + k);
+    }
+    uint32_t v = 0;
+    for (int32_t j = 0; k + j < depth; ++j) {
+        v |= (uint32_t)(uint8_t)x[k + j] << (8 * j);
+    }
+    return v;
+}
+
+/* mcuflow_dsp_matmul2_s8's channel pairs when B needs no extraction before the end. */
+static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_word_t *columns,
+                                      const int32_t *bias, int32_t *acc0, int32_t *acc1,
+                                      int32_t pairs, int32_t groups)
+{
+    for (; pairs > 0; --pairs, bias += 2, acc0 += 2, acc1 += 2) {
+        int32_t sums[4] = {bias[0], bias[0], bias[0], bias[0]};
+        const mcuflow_word_t *x = columns;
+        mcuflow_dsp_groups2(&w, &x, groups, sums);
+        acc0[0] = sums[0];
+        acc1[0] = sums[1];
+        acc0[1] = bias[1] + mcuflow_wrapped_diff_8(sums[2], sums[0]);
+        acc1[1] = bias[1] + mcuflow_wrapped_diff_8(sums[3], sums[1]);
+    }
+}
+
+/* acc0 = bias + W x0 and acc1 = bias + W x1 for two int8 rows of `m->depth` columns and a
+ * CONV_2D-packed matrix (channel pairs, SXTB16 column order, rows even), 2 x 2 blocked: both
+ * rows are gathered into `columns` (8-byte aligned, 4 * groups words) as CONV_2D's pixel pairs. */
+static void mcuflow_dsp_matmul2_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
+                                   const int8_t *x0, const int8_t *x1, mcuflow_word_t *columns,
+                                   int32_t *acc0, int32_t *acc1)
+{
+    for (int32_t g = 0; g < m->groups; ++g) {
+        const uint32_t v0 = mcuflow_dsp_row_word(x0, 4 * g, m->depth);
+        const uint32_t v1 = mcuflow_dsp_row_word(x1, 4 * g, m->depth);
+        columns[4 * g] = mcuflow_sxtb16(v0);
+        columns[4 * g + 1] = mcuflow_sxtb16(v1);
+        columns[4 * g + 2] = mcuflow_sxtb16_ror8(v0);
+        columns[4 * g + 3] = mcuflow_sxtb16_ror8(v1);
+    }
+    const mcuflow_word_t *w = (const mcuflow_word_t *)m->weights;
+    if (m->chunk_groups >= m->groups) {
+        mcuflow_dsp_matmul2_whole(w, columns, bias, acc0, acc1, m->rows >> 1, m->groups);
+        return;
+    }
+    for (int32_t o = 0; o < m->rows; o += 2, w += 2 * m->groups) {
+        int32_t out[4];
+        mcuflow_dsp_pair2_chunked(m, w, columns, bias + o, out);
+        acc0[o] = out[0];
+        acc1[o] = out[1];
+        acc0[o + 1] = out[2];
+        acc1[o + 1] = out[3];
+    }
+}
+
+/* ---- UNIDIRECTIONAL_SEQUENCE_LSTM ------------------------------------------------------- */
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM (LiteRT's integer 8x8_16), bit-exact with mcuflow_lstm_s8.
+ *
+ * Per step the gates' two matrix products run as FULLY_CONNECTED does (mcuflow_dsp_matvec_s8:
+ * four stacked gate rows per pass, SMLAD on packed weights), each accumulator is requantised by
+ * one SMMLAR (mcuflow_dsp_lstm_rq_t, exact while the shifted accumulator stays inside int32, which
+ * the generator checks), and gemmlowp's int16 sigmoid and tanh are evaluated with their own
+ * arithmetic but fewer instructions: exp on [-1/4, 0) read from a table the generator computes
+ * with gemmlowp's arithmetic (the first barrel-shifter steps included, the others as SMLABBs),
+ * and the Newton-Raphson reciprocal as one UDIV plus its offset from a byte table
+ * (tests/codegen/test_lstm_dsp.py compares them with
+ * mcuflow.quant.fixedpoint on every int16 input).
+ */
+#define MCUFLOW_LSTM_DSP_GATES 4
+
+/* (a * b + (round << 32) + 2^31) >> 32: SMMLAR. */
+static inline int32_t mcuflow_lstm_smmlar(int32_t a, int32_t b, int32_t round)
+{
+#if defined(__ARM_FEATURE_DSP) && (defined(__GNUC__) || defined(__clang__))
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(round));
+    return r;
+#else
+    const int64_t t = (int64_t)a * b + (int64_t)round * ((int64_t)1 << 32) + ((int64_t)1 << 31);
+    return (int32_t)(t >> 32);
+#endif
+}
+
+/* x saturated to int16. */
+static inline int32_t mcuflow_lstm_ssat16(int32_t x)
+{
+#if defined(__ARM_FEATURE_DSP)
+    return __ssat(x, 16);
+#else
+    return x < INT16_MIN ? INT16_MIN : (x > INT16_MAX ? INT16_MAX : x);
+#endif
+}
+
+MCUFLOW_INLINE int32_t mcuflow_lstm_rq(int32_t acc, int32_t left, int32_t multiplier,
+                                       int32_t round, int32_t negative, int32_t right)
+{
+    const int32_t u = mcuflow_lstm_smmlar((int32_t)((uint32_t)acc << left), multiplier, round);
+    return (u + (negative & (acc >> 31))) >> right;
+}
+
+/* gemmlowp's int16 SaturatingRoundingDoublingHighMul, (a * b + 2^14) >> 15 by one SMLABB, for
+ * operands inside int16 that are not both -32768 (true of every call below). */
+static inline int32_t mcuflow_lstm_mul16(int32_t a, int32_t b)
+{
+    return mcuflow_smlabb((uint32_t)a, (uint32_t)b, 1 << 14) >> 15;
+}
+
+/* The last four barrel-shifter steps of gemmlowp's exp (bits 11 to 14 of m1, `high` < 16,
+ * lowest first, with constants M0 .. M3): one jump to the multiplies `high` needs. */
+#define MCUFLOW_LSTM_STEPS(r, high, MUL, M0, M1, M2, M3)                                        \
+    switch ((high) & 15) {                                                                      \
+    case 0: break;                                                                              \
+    case 1: (r) = MUL(r, M0); break;                                                            \
+    case 2: (r) = MUL(r, M1); break;                                                            \
+    case 3: (r) = MUL(r, M0); (r) = MUL(r, M1); break;                                          \
+    case 4: (r) = MUL(r, M2); break;                                                            \
+    case 5: (r) = MUL(r, M0); (r) = MUL(r, M2); break;                                          \
+    case 6: (r) = MUL(r, M1); (r) = MUL(r, M2); break;                                          \
+    case 7: (r) = MUL(r, M0); (r) = MUL(r, M1); (r) = MUL(r, M2); break;                        \
+    case 8: (r) = MUL(r, M3); break;                                                            \
+    case 9: (r) = MUL(r, M0); (r) = MUL(r, M3); break;                                          \
+    case 10: (r) = MUL(r, M1); (r) = MUL(r, M3); break;                                         \
+    case 11: (r) = MUL(r, M0); (r) = MUL(r, M1); (r) = MUL(r, M3); break;                       \
+    case 12: (r) = MUL(r, M2); (r) = MUL(r, M3); break;                                         \
+    case 13: (r) = MUL(r, M0); (r) = MUL(r, M2); (r) = MUL(r, M3); break;                       \
+    case 14: (r) = MUL(r, M1); (r) = MUL(r, M2); (r) = MUL(r, M3); break;                       \
+    case 15: (r) = MUL(r, M0); (r) = MUL(r, M1); (r) = MUL(r, M2); (r) = MUL(r, M3); break;     \
+    default: break;                                                                             \
+    }
+
+/* gemmlowp's exp_on_negative_values of -(m1 + 1) in Q3.12 (sigmoid): the table holds the
+ * steps below bit MCUFLOW_DSP_LSTM_EXP_BITS, the bits above it run the barrel shifter. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid_exp(int32_t m1, const int16_t *table)
+{
+    int32_t r = table[m1 & ((1 << MCUFLOW_DSP_LSTM_EXP_BITS) - 1)];
+    MCUFLOW_LSTM_STEPS(r, m1 >> MCUFLOW_DSP_LSTM_EXP_BITS, mcuflow_lstm_mul16, 19875, 12055,
+                       4435, 600);
+    return r;
+}
+
+/* The same in Q4.11 (the gates' tanh). */
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_exp(int32_t m1, const int16_t *table)
+{
+    int32_t r = table[m1 & ((1 << MCUFLOW_DSP_LSTM_EXP_BITS) - 1)];
+    MCUFLOW_LSTM_STEPS(r, m1 >> MCUFLOW_DSP_LSTM_EXP_BITS, mcuflow_lstm_mul16, 12055, 4435, 600,
+                       11);
+    return r;
+}
+
+/* The same in Q(cell bits + 1) for the cell state's tanh (see mcuflow_dsp_lstm_cell_t): the
+ * table's 2^table_bits entries (`mask` = 2^table_bits - 1), then the steps of bits 11 .. 14
+ * that `c->steps` keeps. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_exp(int32_t m1, const int16_t *table, int32_t mask,
+                                             const mcuflow_dsp_lstm_cell_t *c)
+{
+    int32_t r = table[m1 & mask];
+    MCUFLOW_LSTM_STEPS(r, (m1 >> MCUFLOW_DSP_LSTM_EXP_BITS) & c->steps, mcuflow_lstm_mul16,
+                       c->barrel[0], c->barrel[1], c->barrel[2], c->barrel[3]);
+    return m1 >= c->zero ? 0 : r;
+}
+
+/* gemmlowp's Newton-Raphson 2 / (1 + e) in Q2.13 for e in [0, 32767]. It depends on e through
+ * hd = (e + 32768) >> 1 alone and lies within [-2, 3] of 2^28 / hd: the table holds its offset
+ * from 2^28 / hd for j = e >> 1 = hd - 16384. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_reciprocal(int32_t e, const int8_t *table)
+{
+    const uint32_t j = (uint32_t)e >> 1;
+    const uint32_t quotient = ((uint32_t)1 << 28) / (j + 16384u);
+    return (int32_t)quotient + table[j];
+}
+
+/* gemmlowp logistic of a Q3.12 int16, in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_sigmoid(int32_t a, const int16_t *table,
+                                             const int8_t *reciprocal)
+{
+    const int32_t n = a < 0 ? -a : a;
+    if (n == 0) {
+        return 1 << 14;
+    }
+    const int32_t e = mcuflow_lstm_sigmoid_exp(n - 1, table);
+    const int32_t x = mcuflow_lstm_reciprocal(e, reciprocal);
+    const int32_t positive = mcuflow_lstm_ssat16(2 * x);
+    return a > 0 ? positive : INT16_MAX - positive;
+}
+
+/* Q0.15 tanh from 2 / (1 + exp(-2|a|)) in Q2.13 and the sign of a. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh_of(int32_t a, int32_t x)
+{
+    const int32_t t = mcuflow_lstm_ssat16(4 * (x - (1 << 13)));
+    return a < 0 ? -t : t;
+}
+
+/* gemmlowp tanh of a Q3.12 int16, in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_tanh(int32_t a, const int16_t *table,
+                                          const int8_t *reciprocal)
+{
+    const int32_t n = a < 0 ? -a : a;
+    if (n == 0) {
+        return 0;
+    }
+    return mcuflow_lstm_tanh_of(
+        a, mcuflow_lstm_reciprocal(mcuflow_lstm_tanh_exp(n - 1, table), reciprocal));
+}
+
+/* gemmlowp tanh of the cell state (Q(cell bits)), in Q0.15. */
+MCUFLOW_INLINE int32_t mcuflow_lstm_cell_tanh(int32_t a, const int16_t *table, int32_t mask,
+                                              const mcuflow_dsp_lstm_cell_t *c,
+                                              const int8_t *reciprocal)
+{
+    const int32_t n = a < 0 ? -a : a;
+    if (n == 0) {
+        return 0;
+    }
+    const int32_t e = mcuflow_lstm_cell_exp(n - 1, table, mask, c);
+    return mcuflow_lstm_tanh_of(a, mcuflow_lstm_reciprocal(e, reciprocal));
+}
+
+/* Q3.12 pre-activations of one gate's rows: both products requantised and added with int16
+ * saturation, in place of the input accumulators. */
+MCUFLOW_INLINE void mcuflow_lstm_preactivate(int32_t *ax, const int32_t *ah, int32_t units,
+                                             mcuflow_dsp_lstm_rq_t qx, mcuflow_dsp_lstm_rq_t qh)
+{
+    for (int32_t r = 0; r < units; ++r) {
+        const int32_t v = mcuflow_lstm_ssat16(
+            mcuflow_lstm_rq(ax[r], qx.left, qx.multiplier, qx.round, qx.negative, qx.right));
+        ax[r] = mcuflow_lstm_ssat16(
+            v + mcuflow_lstm_rq(ah[r], qh.left, qh.multiplier, qh.round, qh.negative, qh.right));
+    }
+}
+
+/* mcuflow_lstm_preactivate of gates whose requantisations all shift right (left 1, negative
+ * -1): fewer live constants. */
+static void mcuflow_lstm_preactivate_right(int32_t *ax, const int32_t *ah, int32_t units,
+                                           const mcuflow_dsp_lstm_rq_t *qx,
+                                           const mcuflow_dsp_lstm_rq_t *qh)
+{
+    const int32_t mx = qx->multiplier, rx = qx->round, sx = qx->right;
+    const int32_t mh = qh->multiplier, rh = qh->round, sh = qh->right;
+    int32_t r = 0;
+    for (; r + 1 < units; r += 2) {
+        const int32_t v0 = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r], 1, mx, rx, -1, sx));
+        const int32_t v1 = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r + 1], 1, mx, rx, -1, sx));
+        ax[r] = mcuflow_lstm_ssat16(v0 + mcuflow_lstm_rq(ah[r], 1, mh, rh, -1, sh));
+        ax[r + 1] = mcuflow_lstm_ssat16(v1 + mcuflow_lstm_rq(ah[r + 1], 1, mh, rh, -1, sh));
+    }
+    if (r < units) {
+        const int32_t v = mcuflow_lstm_ssat16(mcuflow_lstm_rq(ax[r], 1, mx, rx, -1, sx));
+        ax[r] = mcuflow_lstm_ssat16(v + mcuflow_lstm_rq(ah[r], 1, mh, rh, -1, sh));
+    }
+}
+
+static void mcuflow_lstm_preactivate_any(int32_t *ax, const int32_t *ah, int32_t units,
+                                         const mcuflow_dsp_lstm_rq_t *qx,
+                                         const mcuflow_dsp_lstm_rq_t *qh)
+{
+    mcuflow_lstm_preactivate(ax, ah, units, *qx, *qh);
+}
+
+/* The gates of one batch row, in place of the input accumulators: pre-activations, then
+ * sigmoid (input, forget, output gates) or tanh (cell gate). */
+static void mcuflow_lstm_gates(const mcuflow_dsp_lstm_t *p, int32_t *ax, const int32_t *ah)
+{
+    const int32_t units = p->units;
+    for (int32_t g = 0; g < MCUFLOW_LSTM_DSP_GATES; ++g) {
+        int32_t *rows = ax + g * units;
+        if (p->right_shifts) {
+            mcuflow_lstm_preactivate_right(rows, ah + g * units, units, &p->input_rq[g],
+                                           &p->recurrent_rq[g]);
+        } else {
+            mcuflow_lstm_preactivate_any(rows, ah + g * units, units, &p->input_rq[g],
+                                         &p->recurrent_rq[g]);
+        }
+    }
+    const int16_t *sigmoid = p->sigmoid_exp, *tanh = p->tanh_exp;
+    const int8_t *reciprocal = p->reciprocal;
+    for (int32_t r = 0; r < 2 * units; r += 2) {
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
+        ax[r + 1] = mcuflow_lstm_sigmoid(ax[r + 1], sigmoid, reciprocal);
+    }
+    int32_t r = 2 * units;
+    for (; r + 1 < 3 * units; r += 2) {
+        ax[r] = mcuflow_lstm_tanh(ax[r], tanh, reciprocal);
+        ax[r + 1] = mcuflow_lstm_tanh(ax[r + 1], tanh, reciprocal);
+    }
+    if (r < 3 * units) {
+        ax[r] = mcuflow_lstm_tanh(ax[r], tanh, reciprocal);
+    }
+    for (r = 3 * units; r + 1 < 4 * units; r += 2) {
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
+        ax[r + 1] = mcuflow_lstm_sigmoid(ax[r + 1], sigmoid, reciprocal);
+    }
+    if (r < 4 * units) {
+        ax[r] = mcuflow_lstm_sigmoid(ax[r], sigmoid, reciprocal);
+    }
+}
+
+/* (x + 2^(e-1) - [x < 0]) >> e: RoundingDivideByPOT. */
+static inline int32_t mcuflow_lstm_rdbpot(int32_t x, int32_t e)
+{
+    return (x + (1 << (e - 1)) + (x >> 31)) >> e;
+}
+
+/* The cell update and the new output state of one batch row from its gates (input, forget,
+ * cell, output, `units` each; the cell gate is overwritten by the new cell state), the output
+ * state also written to `out`. The products of two Q0.15 gates (or a gate and the cell) divided
+ * by at least 2^15 stay inside int16: no wrap. */
+static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, int32_t *gates, int16_t *cell,
+                                int8_t *h, int8_t *out)
+{
+    const int32_t units = p->units, shift = p->cell_shift, clip = p->cell_clip;
+    int32_t *cells = gates + 2 * units; /* the cell gate, replaced by the new cell state */
+    for (int32_t r = 0; r < units; ++r) {
+        const int32_t kept = mcuflow_lstm_rdbpot(gates[units + r] * cell[r], 15);
+        const int32_t added = mcuflow_lstm_rdbpot(gates[r] * cells[r], shift);
+        int32_t c = mcuflow_lstm_ssat16(kept + added);
+        if (clip > 0) {
+            c = mcuflow_clamp(c, -clip, clip);
+        }
+        cell[r] = (int16_t)c;
+        cells[r] = c;
+    }
+    const int32_t zero = p->hidden_zero_point;
+    const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
+    const int16_t *table = tanh_of->table;
+    const int32_t mask = (1 << tanh_of->table_bits) - 1;
+    const int8_t *reciprocal = p->reciprocal;
+    const mcuflow_dsp_lstm_rq_t q = p->hidden_rq;
+    const int32_t *output_gate = gates + 3 * units;
+    for (int32_t r = 0; r < units; ++r) {
+        const int32_t tanh = mcuflow_lstm_cell_tanh(cells[r], table, mask, tanh_of, reciprocal);
+        const int32_t hidden = mcuflow_lstm_rq(output_gate[r] * tanh, q.left, q.multiplier,
+                                               q.round, q.negative, q.right);
+        h[r] = out[r] = (int8_t)mcuflow_ssat8(hidden + zero);
+    }
+}
+
+/* Step `s` of the sequence (time-major order of time and batch): its input row offset. */
+static inline int32_t mcuflow_lstm_row(const mcuflow_dsp_lstm_t *p, int32_t s)
+{
+    const int32_t t = s / p->batch, b = s % p->batch;
+    return p->time_major ? s : b * p->time + t;
+}
+
+/* One step of batch row `b` from its input accumulators `ax` (input row `row`). */
+static void mcuflow_lstm_step(const mcuflow_dsp_lstm_t *p, int32_t b, int32_t row, int32_t *ax,
+                              int32_t *ah, int8_t *output, int8_t *output_state,
+                              int16_t *cell_state, mcuflow_word_t *scratch)
+{
+    const int32_t units = p->units;
+    int8_t *h = output_state + b * units;
+    mcuflow_dsp_matvec_s8(&p->recurrent, p->recurrent_bias, h, scratch, ah);
+    mcuflow_lstm_gates(p, ax, ah);
+    mcuflow_lstm_update(p, ax, cell_state + b * units, h, output + row * units);
+}
+
+void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_t *output,
+                         int8_t *output_state, int16_t *cell_state, mcuflow_word_t *scratch)
+{
+    const int32_t units = p->units, features = p->features, steps = p->time * p->batch;
+    const int32_t words = 4 * p->input.groups > 2 * p->recurrent.groups
+                              ? 4 * p->input.groups
+                              : 2 * p->recurrent.groups;
+    int32_t *ax0 = (int32_t *)(scratch + words);
+    int32_t *ax1 = ax0 + MCUFLOW_LSTM_DSP_GATES * units;
+    int32_t *ah = ax1 + MCUFLOW_LSTM_DSP_GATES * units;
+    for (int32_t s = 0; s < steps; s += 2) {
+        const int32_t row0 = mcuflow_lstm_row(p, s);
+        const int32_t row1 = s + 1 < steps ? mcuflow_lstm_row(p, s + 1) : row0;
+        mcuflow_dsp_matmul2_s8(&p->input, p->input_bias, input + row0 * features,
+                               input + row1 * features, scratch, ax0, ax1);
+        mcuflow_lstm_step(p, s % p->batch, row0, ax0, ah, output, output_state, cell_state,
+                          scratch);
+        if (s + 1 < steps) {
+            mcuflow_lstm_step(p, (s + 1) % p->batch, row1, ax1, ah, output, output_state,
+                              cell_state, scratch);
+        }
     }
 }

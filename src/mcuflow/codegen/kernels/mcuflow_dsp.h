@@ -792,4 +792,66 @@ typedef struct {
 void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16_t *state,
                          int8_t *output, mcuflow_word_t *scratch);
 
+/* ---- UNIDIRECTIONAL_SEQUENCE_LSTM (integer 8x8_16) ------------------------------------- */
+
+/* MultiplyByQuantizedMultiplier of an accumulator whose shifted value stays inside int32,
+ * exactly: y = (SMMLAR(acc << left, multiplier, round) + (negative & (acc >> 31))) >> right.
+ * With TFLite's right shift r >= 1: left 1, round 2^(r-1), negative -1, right r; with a left
+ * shift s >= 0: left s + 1, round 0, negative 0, right 0. */
+typedef struct {
+    int32_t left, multiplier, round, negative, right;
+} mcuflow_dsp_lstm_rq_t;
+
+/* Entries of the gates' exp tables: gemmlowp's exp of -(i + 1) for i below 2^this. */
+#define MCUFLOW_DSP_LSTM_EXP_BITS 11
+#define MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES 16384
+
+/* gemmlowp's exp in Q(bits + 1) of the cell state's tanh, Q(bits): exp of -(i + 1) for i below
+ * 2^table_bits (11, or 12 for bits 0), the barrel shifter's multipliers of bits 11 .. 14 of i,
+ * the mask of those bits that take a step (bit 11 is in the table for bits 0; past gemmlowp's
+ * last step the result is flushed anyway), and the smallest i whose exp is flushed to 0 (32768:
+ * none). */
+typedef struct {
+    const int16_t *table;
+    int32_t table_bits;
+    int32_t barrel[4];
+    int32_t steps;
+    int32_t zero;
+} mcuflow_dsp_lstm_cell_t;
+
+/* One integer LSTM layer (mcuflow_lstm_s8's arithmetic): the four gates' rows stacked (input,
+ * forget, cell, output) in two packed matrices (input weights as CONV_2D's channel pairs,
+ * recurrent weights as FULLY_CONNECTED's quads), their zero points folded into the biases.
+ * Each exp table holds gemmlowp's exp_on_negative_values of -(i + 1) (sigmoid's in Q3.12, the
+ * gate tanh's in Q4.11, the cell tanh's in Q(cell bits + 1)), the later steps of its barrel
+ * shifter left to the kernel. */
+typedef struct {
+    int32_t batch, time, features, units;
+    int32_t time_major;
+    mcuflow_dsp_matrix_t input;     /* [4 units, features] in pairs (mcuflow_dsp_matmul2_s8) */
+    mcuflow_dsp_matrix_t recurrent; /* [4 units, units] in quads (mcuflow_dsp_matvec_s8) */
+    const int32_t *input_bias, *recurrent_bias;
+    mcuflow_dsp_lstm_rq_t input_rq[4], recurrent_rq[4]; /* to Q3.12 */
+    mcuflow_dsp_lstm_rq_t hidden_rq;                    /* o * tanh(c) to int8 */
+    int32_t right_shifts; /* nonzero: every gate's rq has a right shift >= 1 */
+    const int16_t *sigmoid_exp, *tanh_exp; /* 2^MCUFLOW_DSP_LSTM_EXP_BITS entries each */
+    mcuflow_dsp_lstm_cell_t cell_tanh;
+    const int8_t *reciprocal; /* MCUFLOW_DSP_LSTM_RECIPROCAL_BYTES: gemmlowp's 2 / (1 + e)
+                                 minus 2^28 / hd, hd = (e + 32768) >> 1, by hd - 16384 */
+    int32_t cell_shift; /* input gate x cell gate to the cell state: 30 + log2 of its scale */
+    int32_t hidden_zero_point;
+    int32_t cell_clip; /* 0: none */
+} mcuflow_dsp_lstm_t;
+
+/* Scratch words of mcuflow_lstm_dsp_s8: two gathered input rows (or one output state), then
+ * 12 * units accumulators. */
+#define MCUFLOW_DSP_LSTM_SCRATCH_WORDS(input_groups, recurrent_groups, units)                    \
+    ((4 * (input_groups) > 2 * (recurrent_groups) ? 4 * (input_groups)                          \
+                                                   : 2 * (recurrent_groups)) + 12 * (units))
+
+/* The whole sequence, as mcuflow_lstm_s8 (the same states), the input products of two steps at
+ * a time; `scratch` 8-byte aligned, MCUFLOW_DSP_LSTM_SCRATCH_WORDS words. */
+void mcuflow_lstm_dsp_s8(const mcuflow_dsp_lstm_t *p, const int8_t *input, int8_t *output,
+                         int8_t *output_state, int16_t *cell_state, mcuflow_word_t *scratch);
+
 #endif /* MCUFLOW_DSP_H */
