@@ -586,9 +586,11 @@ def measure(case: Case, cmsis: Path, library: Path, target: str, board: Board,
 
 
 def _print_rows(rows: list[Row]) -> None:
-    print(f"{'case':32} {'op':28} {'mcuflow':>10} {'CMSIS-NN':>10} {'ratio':>6} {'max diff':>8}")
+    width = max([len("case"), *(len(r.case) for r in rows)])
+    print(f"{'case':{width}} {'op':28} {'mcuflow':>10} {'CMSIS-NN':>10} {'ratio':>6} "
+          f"{'max diff':>8}")
     for r in rows:
-        print(f"{r.case:32} {r.kernel:28} {r.ours:>10,} {r.cmsis_nn:>10,} {r.ratio:>6.2f} "
+        print(f"{r.case:{width}} {r.kernel:28} {r.ours:>10,} {r.cmsis_nn:>10,} {r.ratio:>6.2f} "
               f"{r.max_diff:>8}")
 
 
