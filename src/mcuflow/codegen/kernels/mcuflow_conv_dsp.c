@@ -2163,6 +2163,74 @@ void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16
 
 /* ---- matrix-vector products to int32 (the LSTM's gates) -------------------------------- */
 
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_matvec_whole in assembly: the first five words pushed on the stack
+ * in this order (r1-r4, r6) below the caller's r7, which the loop borrows as its group counter;
+ * then the weights (r5) and the accumulators (r0). */
+typedef struct {
+    const int32_t *bias;
+    const mcuflow_word_t *row;
+    int32_t blocks; /* blocks of eight groups, the first one entered part-way */
+    int32_t entry;  /* bytes of the first block skipped, plus the Thumb bit */
+    const int32_t *acc_end;
+    const mcuflow_word_t *w;
+    int32_t *acc;
+} mcuflow_dsp_matvec_state_t;
+
+/* The whole loop over quads of mcuflow_dsp_quads_whole's assembly (the groups as its Duff's
+ * device, MCUFLOW_DSP_GROUP4_R_ASM), each quad's four sums stored to the accumulators (r0). */
+#define MCUFLOW_DSP_MATVEC_ASM                                                                  \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r6}\n\t"                                                       \
+    MCUFLOW_DSP_ADR("r7", "2f")                                                                \
+    "add r4, r4, r7\n\t"                                                                       \
+    "push {r1, r2, r3, r4, r6}\n\t"                                                            \
+    "ldrd r5, r0, [r0, #20]\n\t"                                                               \
+    "1:\n\t"                                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r1, [r12], #16\n\t"                                                                   \
+    "ldr r3, [r12, #-8]\n\t"                                                                   \
+    "str r12, [sp, #0]\n\t"                                                                    \
+    "mov r2, r1\n\t"                                                                           \
+    "mov r4, r3\n\t"                                                                           \
+    "ldr r6, [sp, #4]\n\t"                                                                     \
+    "ldr r7, [sp, #8]\n\t"                                                                     \
+    "ldr pc, [sp, #12]\n\t"                                                                    \
+    "2:\n\t" MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM         \
+        MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM              \
+            MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM                                   \
+    "subs r7, r7, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr lr, [r12, #-12]\n\t"                                                                  \
+    "ldr r12, [r12, #-4]\n\t"                                                                  \
+    "sub r2, r2, r1\n\t"                                                                       \
+    "add r2, lr, r2, asr #8\n\t"                                                               \
+    "sub r4, r4, r3\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t"                                                              \
+    "stmia r0!, {r1, r2, r3, r4}\n\t"                                                          \
+    "ldr r12, [sp, #16]\n\t"                                                                   \
+    "cmp r0, r12\n\t"                                                                          \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #20\n\t"                                                                      \
+    "pop {r7}\n\t"
+
+/* mcuflow_dsp_matvec_s8's quads when B needs no extraction before the end (chunk >= groups):
+ * one assembly loop over every quad. */
+static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word_t *row,
+                                     const int32_t *bias, int32_t *acc, int32_t quads,
+                                     int32_t groups)
+{
+    mcuflow_dsp_matvec_state_t state = {bias, row, (groups + 7) >> 3,
+                                        mcuflow_dsp_duff8_entry(groups, MCUFLOW_DSP_GROUP4_BYTES),
+                                        acc + (size_t)quads * 4, w, acc};
+    register mcuflow_dsp_matvec_state_t *r0 __asm__("r0") = &state;
+    if (quads <= 0) {
+        return;
+    }
+    __asm__ volatile(MCUFLOW_DSP_MATVEC_ASM : "+r"(r0) : : MCUFLOW_DSP_LOOP_CLOBBERS);
+}
+#else
 /* mcuflow_dsp_matvec_whole of a depth that is a multiple of 16 (`fours` > 0 rounds of four
  * groups, no group left). */
 static void mcuflow_dsp_matvec_fours(const mcuflow_word_t *w, const mcuflow_word_t *row,
@@ -2205,6 +2273,8 @@ static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word
         acc[3] = bias[3] + mcuflow_wrapped_diff_8(sums[3], sums[2]);
     }
 }
+
+#endif
 
 /* acc = bias + W x for every row of a FULLY_CONNECTED-packed matrix `m` (rows a multiple of 4)
  * over one int8 row `x`, gathered as int16 into `row` (8-byte aligned, 2 * groups words). */
