@@ -2309,6 +2309,77 @@ MCUFLOW_INLINE uint32_t mcuflow_dsp_row_word(const int8_t *x, int32_t k, int32_t
     return v;
 }
 
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_matmul2_whole in assembly: the first six words pushed on the stack
+ * in this order (r1-r4, r6, r8) below the caller's r7, which the loop borrows as its group
+ * counter; then the weights (r5) and the first row's accumulators (r0). */
+typedef struct {
+    const int32_t *bias;
+    int32_t *acc1;
+    const mcuflow_word_t *columns;
+    int32_t blocks; /* blocks of eight groups, the first one entered part-way */
+    int32_t entry;  /* bytes of the first block skipped, plus the Thumb bit */
+    const int32_t *acc0_end;
+    const mcuflow_word_t *w;
+    int32_t *acc0;
+} mcuflow_dsp_matmul2_state_t;
+
+/* The whole loop over channel pairs of mcuflow_dsp_rows2's assembly (the groups as its Duff's
+ * device, MCUFLOW_DSP_GROUP_R_ASM), each pair's sums stored to both rows' accumulators. */
+#define MCUFLOW_DSP_MATMUL2_ASM                                                                 \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r6, r8}\n\t"                                                   \
+    MCUFLOW_DSP_ADR("r7", "2f")                                                                \
+    "add r6, r6, r7\n\t"                                                                       \
+    "push {r1, r2, r3, r4, r6, r8}\n\t"                                                        \
+    "ldrd r5, r0, [r0, #24]\n\t"                                                               \
+    "1:\n\t"                                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r1, [r12], #8\n\t"                                                                    \
+    "str r12, [sp, #0]\n\t"                                                                    \
+    "mov r2, r1\n\t"                                                                           \
+    "mov r3, r1\n\t"                                                                           \
+    "mov r4, r1\n\t"                                                                           \
+    "ldr r6, [sp, #8]\n\t"                                                                     \
+    "ldr r7, [sp, #12]\n\t"                                                                    \
+    "ldr pc, [sp, #16]\n\t"                                                                    \
+    "2:\n\t" MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM            \
+        MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                 \
+            MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                                     \
+    "subs r7, r7, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r12, [r12, #-4]\n\t"                                                                  \
+    "sub r3, r3, r1\n\t"                                                                       \
+    "add r3, r12, r3, asr #8\n\t"                                                              \
+    "sub r4, r4, r2\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t"                                                              \
+    "strd r1, r3, [r0], #8\n\t"                                                                \
+    "ldr r12, [sp, #4]\n\t"                                                                    \
+    "strd r2, r4, [r12], #8\n\t"                                                               \
+    "str r12, [sp, #4]\n\t"                                                                    \
+    "ldr r12, [sp, #20]\n\t"                                                                   \
+    "cmp r0, r12\n\t"                                                                          \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #24\n\t"                                                                      \
+    "pop {r7}\n\t"
+
+/* mcuflow_dsp_matmul2_s8's channel pairs when B needs no extraction before the end: one
+ * assembly loop over every pair. */
+static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_word_t *columns,
+                                      const int32_t *bias, int32_t *acc0, int32_t *acc1,
+                                      int32_t pairs, int32_t groups)
+{
+    mcuflow_dsp_matmul2_state_t state = {bias, acc1, columns, (groups + 7) >> 3,
+                                         mcuflow_dsp_duff8_entry(groups, MCUFLOW_DSP_GROUP_BYTES),
+                                         acc0 + (size_t)pairs * 2, w, acc0};
+    register mcuflow_dsp_matmul2_state_t *r0 __asm__("r0") = &state;
+    if (pairs <= 0) {
+        return;
+    }
+    __asm__ volatile(MCUFLOW_DSP_MATMUL2_ASM : "+r"(r0) : : MCUFLOW_DSP_LOOP_CLOBBERS);
+}
+#else
 /* mcuflow_dsp_matmul2_s8's channel pairs when B needs no extraction before the end. */
 static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_word_t *columns,
                                       const int32_t *bias, int32_t *acc0, int32_t *acc1,
@@ -2324,6 +2395,8 @@ static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_wor
         acc1[1] = bias[1] + mcuflow_wrapped_diff_8(sums[3], sums[1]);
     }
 }
+
+#endif
 
 /* acc0 = bias + W x0 and acc1 = bias + W x1 for two int8 rows of `m->depth` columns and a
  * CONV_2D-packed matrix (channel pairs, SXTB16 column order, rows even), 2 x 2 blocked: both
