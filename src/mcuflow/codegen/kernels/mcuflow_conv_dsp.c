@@ -2696,7 +2696,8 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, int32_t *gates, int
         cells[r] = c;
     }
     const int32_t zero = p->hidden_zero_point;
-    const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
+    /* a local copy, which the stores below cannot alias: not reloaded after each of them */
+    const mcuflow_dsp_lstm_cell_t cell_tanh = p->cell_tanh, *tanh_of = &cell_tanh;
     const int16_t *table = tanh_of->table;
     const int32_t mask = (1 << tanh_of->table_bits) - 1;
     const int8_t *reciprocal = p->reciprocal;
