@@ -2163,6 +2163,74 @@ void mcuflow_svdf_dsp_s8(const mcuflow_dsp_svdf_t *p, const int8_t *input, int16
 
 /* ---- matrix-vector products to int32 (the LSTM's gates) -------------------------------- */
 
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_matvec_whole in assembly: the first five words pushed on the stack
+ * in this order (r1-r4, r6) below the caller's r7, which the loop borrows as its group counter;
+ * then the weights (r5) and the accumulators (r0). */
+typedef struct {
+    const int32_t *bias;
+    const mcuflow_word_t *row;
+    int32_t blocks; /* blocks of eight groups, the first one entered part-way */
+    int32_t entry;  /* bytes of the first block skipped, plus the Thumb bit */
+    const int32_t *acc_end;
+    const mcuflow_word_t *w;
+    int32_t *acc;
+} mcuflow_dsp_matvec_state_t;
+
+/* The whole loop over quads of mcuflow_dsp_quads_whole's assembly (the groups as its Duff's
+ * device, MCUFLOW_DSP_GROUP4_R_ASM), each quad's four sums stored to the accumulators (r0). */
+#define MCUFLOW_DSP_MATVEC_ASM                                                                  \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r6}\n\t"                                                       \
+    MCUFLOW_DSP_ADR("r7", "2f")                                                                \
+    "add r4, r4, r7\n\t"                                                                       \
+    "push {r1, r2, r3, r4, r6}\n\t"                                                            \
+    "ldrd r5, r0, [r0, #20]\n\t"                                                               \
+    "1:\n\t"                                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r1, [r12], #16\n\t"                                                                   \
+    "ldr r3, [r12, #-8]\n\t"                                                                   \
+    "str r12, [sp, #0]\n\t"                                                                    \
+    "mov r2, r1\n\t"                                                                           \
+    "mov r4, r3\n\t"                                                                           \
+    "ldr r6, [sp, #4]\n\t"                                                                     \
+    "ldr r7, [sp, #8]\n\t"                                                                     \
+    "ldr pc, [sp, #12]\n\t"                                                                    \
+    "2:\n\t" MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM         \
+        MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM              \
+            MCUFLOW_DSP_GROUP4_R_ASM MCUFLOW_DSP_GROUP4_R_ASM                                   \
+    "subs r7, r7, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr lr, [r12, #-12]\n\t"                                                                  \
+    "ldr r12, [r12, #-4]\n\t"                                                                  \
+    "sub r2, r2, r1\n\t"                                                                       \
+    "add r2, lr, r2, asr #8\n\t"                                                               \
+    "sub r4, r4, r3\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t"                                                              \
+    "stmia r0!, {r1, r2, r3, r4}\n\t"                                                          \
+    "ldr r12, [sp, #16]\n\t"                                                                   \
+    "cmp r0, r12\n\t"                                                                          \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #20\n\t"                                                                      \
+    "pop {r7}\n\t"
+
+/* mcuflow_dsp_matvec_s8's quads when B needs no extraction before the end (chunk >= groups):
+ * one assembly loop over every quad. */
+static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word_t *row,
+                                     const int32_t *bias, int32_t *acc, int32_t quads,
+                                     int32_t groups)
+{
+    mcuflow_dsp_matvec_state_t state = {bias, row, (groups + 7) >> 3,
+                                        mcuflow_dsp_duff8_entry(groups, MCUFLOW_DSP_GROUP4_BYTES),
+                                        acc + (size_t)quads * 4, w, acc};
+    register mcuflow_dsp_matvec_state_t *r0 __asm__("r0") = &state;
+    if (quads <= 0) {
+        return;
+    }
+    __asm__ volatile(MCUFLOW_DSP_MATVEC_ASM : "+r"(r0) : : MCUFLOW_DSP_LOOP_CLOBBERS);
+}
+#else
 /* mcuflow_dsp_matvec_whole of a depth that is a multiple of 16 (`fours` > 0 rounds of four
  * groups, no group left). */
 static void mcuflow_dsp_matvec_fours(const mcuflow_word_t *w, const mcuflow_word_t *row,
@@ -2206,6 +2274,8 @@ static void mcuflow_dsp_matvec_whole(const mcuflow_word_t *w, const mcuflow_word
     }
 }
 
+#endif
+
 /* acc = bias + W x for every row of a FULLY_CONNECTED-packed matrix `m` (rows a multiple of 4)
  * over one int8 row `x`, gathered as int16 into `row` (8-byte aligned, 2 * groups words). */
 static void mcuflow_dsp_matvec_s8(const mcuflow_dsp_matrix_t *m, const int32_t *bias,
@@ -2239,6 +2309,77 @@ MCUFLOW_INLINE uint32_t mcuflow_dsp_row_word(const int8_t *x, int32_t k, int32_t
     return v;
 }
 
+#if MCUFLOW_DSP_ASM
+/* The state of mcuflow_dsp_matmul2_whole in assembly: the first six words pushed on the stack
+ * in this order (r1-r4, r6, r8) below the caller's r7, which the loop borrows as its group
+ * counter; then the weights (r5) and the first row's accumulators (r0). */
+typedef struct {
+    const int32_t *bias;
+    int32_t *acc1;
+    const mcuflow_word_t *columns;
+    int32_t blocks; /* blocks of eight groups, the first one entered part-way */
+    int32_t entry;  /* bytes of the first block skipped, plus the Thumb bit */
+    const int32_t *acc0_end;
+    const mcuflow_word_t *w;
+    int32_t *acc0;
+} mcuflow_dsp_matmul2_state_t;
+
+/* The whole loop over channel pairs of mcuflow_dsp_rows2's assembly (the groups as its Duff's
+ * device, MCUFLOW_DSP_GROUP_R_ASM), each pair's sums stored to both rows' accumulators. */
+#define MCUFLOW_DSP_MATMUL2_ASM                                                                 \
+    "push {r7}\n\t"                                                                            \
+    "ldmia r0, {r1, r2, r3, r4, r6, r8}\n\t"                                                   \
+    MCUFLOW_DSP_ADR("r7", "2f")                                                                \
+    "add r6, r6, r7\n\t"                                                                       \
+    "push {r1, r2, r3, r4, r6, r8}\n\t"                                                        \
+    "ldrd r5, r0, [r0, #24]\n\t"                                                               \
+    "1:\n\t"                                                                                   \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r1, [r12], #8\n\t"                                                                    \
+    "str r12, [sp, #0]\n\t"                                                                    \
+    "mov r2, r1\n\t"                                                                           \
+    "mov r3, r1\n\t"                                                                           \
+    "mov r4, r1\n\t"                                                                           \
+    "ldr r6, [sp, #8]\n\t"                                                                     \
+    "ldr r7, [sp, #12]\n\t"                                                                    \
+    "ldr pc, [sp, #16]\n\t"                                                                    \
+    "2:\n\t" MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM            \
+        MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                 \
+            MCUFLOW_DSP_GROUP_R_ASM MCUFLOW_DSP_GROUP_R_ASM                                     \
+    "subs r7, r7, #1\n\t"                                                                      \
+    "bne 2b\n\t"                                                                               \
+    "ldr r12, [sp, #0]\n\t"                                                                    \
+    "ldr r12, [r12, #-4]\n\t"                                                                  \
+    "sub r3, r3, r1\n\t"                                                                       \
+    "add r3, r12, r3, asr #8\n\t"                                                              \
+    "sub r4, r4, r2\n\t"                                                                       \
+    "add r4, r12, r4, asr #8\n\t"                                                              \
+    "strd r1, r3, [r0], #8\n\t"                                                                \
+    "ldr r12, [sp, #4]\n\t"                                                                    \
+    "strd r2, r4, [r12], #8\n\t"                                                               \
+    "str r12, [sp, #4]\n\t"                                                                    \
+    "ldr r12, [sp, #20]\n\t"                                                                   \
+    "cmp r0, r12\n\t"                                                                          \
+    "bne 1b\n\t"                                                                               \
+    "add sp, sp, #24\n\t"                                                                      \
+    "pop {r7}\n\t"
+
+/* mcuflow_dsp_matmul2_s8's channel pairs when B needs no extraction before the end: one
+ * assembly loop over every pair. */
+static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_word_t *columns,
+                                      const int32_t *bias, int32_t *acc0, int32_t *acc1,
+                                      int32_t pairs, int32_t groups)
+{
+    mcuflow_dsp_matmul2_state_t state = {bias, acc1, columns, (groups + 7) >> 3,
+                                         mcuflow_dsp_duff8_entry(groups, MCUFLOW_DSP_GROUP_BYTES),
+                                         acc0 + (size_t)pairs * 2, w, acc0};
+    register mcuflow_dsp_matmul2_state_t *r0 __asm__("r0") = &state;
+    if (pairs <= 0) {
+        return;
+    }
+    __asm__ volatile(MCUFLOW_DSP_MATMUL2_ASM : "+r"(r0) : : MCUFLOW_DSP_LOOP_CLOBBERS);
+}
+#else
 /* mcuflow_dsp_matmul2_s8's channel pairs when B needs no extraction before the end. */
 static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_word_t *columns,
                                       const int32_t *bias, int32_t *acc0, int32_t *acc1,
@@ -2254,6 +2395,8 @@ static void mcuflow_dsp_matmul2_whole(const mcuflow_word_t *w, const mcuflow_wor
         acc1[1] = bias[1] + mcuflow_wrapped_diff_8(sums[3], sums[1]);
     }
 }
+
+#endif
 
 /* acc0 = bias + W x0 and acc1 = bias + W x1 for two int8 rows of `m->depth` columns and a
  * CONV_2D-packed matrix (channel pairs, SXTB16 column order, rows even), 2 x 2 blocked: both
@@ -2553,7 +2696,8 @@ static void mcuflow_lstm_update(const mcuflow_dsp_lstm_t *p, int32_t *gates, int
         cells[r] = c;
     }
     const int32_t zero = p->hidden_zero_point;
-    const mcuflow_dsp_lstm_cell_t *tanh_of = &p->cell_tanh;
+    /* a local copy, which the stores below cannot alias: not reloaded after each of them */
+    const mcuflow_dsp_lstm_cell_t cell_tanh = p->cell_tanh, *tanh_of = &cell_tanh;
     const int16_t *table = tanh_of->table;
     const int32_t mask = (1 << tanh_of->table_bits) - 1;
     const int8_t *reciprocal = p->reciprocal;
