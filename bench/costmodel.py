@@ -737,9 +737,10 @@ def measure_sweep(graph: Graph, target: str, dsp: bool, kinds: frozenset[InPlace
 
 
 DSP_FAMILIES = frozenset({"conv", "stem", "depthwise", "fully_connected", "binary",
-                          "transpose_conv"})
-"""Families whose kernels differ with the DSP extension: on a DSP core, measured both ways."""
-DSP_FAMILIES |= frozenset({"s16_window", "s16_depthwise"})  # int16x8 DEPTHWISE_CONV_2D too
+                          "transpose_conv", "svdf", "lstm", "s16_window", "s16_fully_connected",
+                          "s16_depthwise"})
+"""Families whose kernels differ with the DSP extension: on a DSP core, measured both ways (the
+portable kernel still runs there where a DSP emitter declines)."""
 IN_PLACE_FAMILIES = frozenset({"depthwise"})
 """Families whose kernels differ in place: planned out of place too."""
 
