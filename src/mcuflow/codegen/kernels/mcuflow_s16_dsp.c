@@ -4,8 +4,9 @@
  * int16 pairs in the order the loops read them, so one SMLAD makes two MACs with no widening:
  * per group of 4 columns, CONV_2D loads a channel pair's four weight words (LDM) and both
  * pixels' columns (two LDRD) for 16 MACs (2 x 2 blocking); FULLY_CONNECTED loads the row's two
- * words once and four units' words (two LDM). Accumulators are int32 (proven wide enough by the
- * generator, see mcuflow_s16_dsp_t).
+ * words once and four units' words (two LDM); a depth of at most 16 with integer
+ * requantisation keeps the whole row in registers and packs the weights unit by unit.
+ * Accumulators are int32 (proven wide enough by the generator, see mcuflow_s16_dsp_t).
  */
 #include "mcuflow_dsp.h"
 
@@ -407,9 +408,8 @@ static int16_t mcuflow_s16_fc_scaled(const mcuflow_s16_dsp_t *p, int64_t acc, in
     return (int16_t)mcuflow_clamp(y, p->act_min, p->act_max);
 }
 
-/* The same output from unit `u`'s words `r` (MCUFLOW_S16_DSP_FC_WORDS), in integers unless the
- * fraction falls in the band around an integer where only the double product decides; `full`
- * (a constant): [lo, hi] is all of int16. */
+/* mcuflow_s16_fc_fixed from unit `u`'s words `r`; `full` (a constant): [lo, hi] is all of
+ * int16, one SSAT. */
 MCUFLOW_INLINE int16_t mcuflow_s16_fc_out(const mcuflow_s16_dsp_t *p, const int32_t *r,
                                           int32_t acc, int32_t u, int32_t lo, int32_t hi,
                                           int full)
@@ -427,11 +427,21 @@ MCUFLOW_INLINE int16_t mcuflow_s16_fc_out(const mcuflow_s16_dsp_t *p, const int3
     return (int16_t)mcuflow_clamp(high >> r[1], lo, hi);
 }
 
-/* mcuflow_s16_fc_out of unit `u` with any clamp. */
+/* The same output from the unit's words (MCUFLOW_S16_DSP_FC_WORDS), in integers unless the
+ * fraction falls in the band around an integer where only the double product decides. */
 MCUFLOW_INLINE int16_t mcuflow_s16_fc_fixed(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u,
                                             int32_t lo, int32_t hi)
 {
-    return mcuflow_s16_fc_out(p, p->rq + MCUFLOW_S16_DSP_FC_WORDS * u, acc, u, lo, hi, 0);
+    const int32_t *r = p->rq + MCUFLOW_S16_DSP_FC_WORDS * u;
+    const int64_t addend = (int64_t)(((uint64_t)(uint32_t)r[3] << 32) | (uint32_t)r[2]);
+    const int64_t t = (int64_t)acc * r[0] + addend;
+    const int32_t high = (int32_t)(t >> 32);
+    const uint32_t fraction = ((uint32_t)high << (32 - r[1])) | ((uint32_t)t >> r[1]);
+    if (fraction - (uint32_t)r[4] > (uint32_t)r[5]) {
+        return mcuflow_s16_fc_scaled(p, acc, u);
+    }
+    const int32_t y = high >> r[1];
+    return (int16_t)(y < lo ? lo : (y > hi ? hi : y));
 }
 
 /* The input row `r` as int16 pairs, zero padded to whole groups. */
