@@ -463,6 +463,15 @@ CASES = (
     Case("s16_fully_connected_250_35", _one_layer("fc2_s16", (1, 250), lambda b, x:
                                                   b.fully_connected(x, 35), DType.INT16),
          _fully_connected_peer),
+    Case("s16_fully_connected_8_10", _one_layer("fc3_s16", (1, 8), lambda b, x:
+                                                b.fully_connected(x, 10), DType.INT16),
+         _fully_connected_peer),
+    Case("s16_fully_connected_13_7", _one_layer("fc4_s16", (1, 13), lambda b, x:
+                                                b.fully_connected(x, 7), DType.INT16),
+         _fully_connected_peer),
+    Case("s16_fully_connected_2x16_32", _one_layer("fc5_s16", (2, 16), lambda b, x:
+                                                   b.fully_connected(x, 32), DType.INT16),
+         _fully_connected_peer),
     Case("svdf_40_32_rank2_memory10", _one_layer("svdf", (1, 40), lambda b, x: b.svdf(
         x, 32, rank=2, memory=10)), _svdf_peer),
     Case("svdf_64_64_rank1_memory8", _one_layer("svdf_speech", (1, 64), lambda b, x: b.svdf(

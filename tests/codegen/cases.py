@@ -790,7 +790,8 @@ def int16x8_dsp() -> Graph:
     FULLY_CONNECTED: units not a multiple of 4, an odd depth, two and four rows, no bias, a
     scale above 1/4 (double-precision requantisation), the scale 1/8 whose ties take the
     double-precision path of the integer requantisation, and a depth whose sums can leave int32
-    (int64 sums of int32 chunks).
+    (int64 sums of int32 chunks). Depths of at most 16 (row in registers): 1 to 4 groups, odd
+    depths, many rows, RELU and the whole int16 range, and ties.
     """
     b = GraphBuilder("int16x8_dsp", seed=29)
     odd = b.input((2, 7, 9, 5), 3.0 / 32768.0, 0, DType.INT16)
@@ -816,5 +817,9 @@ def int16x8_dsp() -> Graph:
         _scaled_up(b, b.fully_connected(b.reshape(even, (2, -1)), 5, bias=False), 0.3),
         _ties(b, b.fully_connected(b.reshape(even, (4, -1)), 6, bias=False)),
         b.fully_connected(row, 3),
+        b.fully_connected(b.reshape(odd, (-1, 7)), 10, activation=Activation.RELU),
+        b.fully_connected(b.reshape(even, (-1, 16)), 9, per_channel=True),
+        b.fully_connected(b.reshape(odd, (-1, 3)), 5, bias=False),
+        _ties(b, b.fully_connected(b.reshape(odd, (-1, 10)), 6, bias=False)),
     )
     return b.build()

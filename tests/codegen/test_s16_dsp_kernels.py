@@ -66,6 +66,9 @@ def test_family_is_bit_exact_through_the_s16_dsp_kernels(compiler: str, tmp_path
     assert any(".wide = 1" in s for s in structs) and any(".wide = 0" in s for s in structs)
     fc_structs = [s for s in structs if ".depth" in s]
     assert any(".rq" not in s for s in fc_structs) and any(".rq" in s for s in fc_structs)
+    small = {int(m) for s in fc_structs if ".rq" in s
+             for m in re.findall(r"\.groups = (\d+)", s) if int(m) <= s16.SMALL_GROUPS}
+    assert small == {1, 2, 3, 4}
     binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
     inputs = random_inputs(graph, RUNS, 5)
     actual = run_host(binary, inputs, project.outputs)

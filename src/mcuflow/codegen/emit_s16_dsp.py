@@ -128,6 +128,7 @@ def reach_of(columns: np.ndarray) -> int:
 
 
 FC_WORDS = 6  # MCUFLOW_S16_DSP_FC_WORDS
+SMALL_GROUPS = 4  # with fc_requant words, up to this many groups run unit by unit, row in registers
 FC_MAX_SCALE = 0.25  # larger scales leave no shift bit below t's high word
 FC_MAX_GAP = 1 << 28  # a wider ambiguous band would send too many outputs to the slow path
 
@@ -258,13 +259,14 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
         return _decline(ctx, _no_scratch(ctx))
     params = prepare_fully_connected_s16(x, weights, out, ctx.op.attrs)
     name = ctx.op.name
-    packed = ctx.constant("weights", "int32_t", pack_s16(weights.data, 4).view(np.int32),
-                          f"{name}: int8 weights as int16 pairs, four units at a time")
+    words = None if chunk else fc_requant(params.scales, _bias(ctx, units), weights.data)
+    block = 1 if words is not None and dsp_groups(depth) <= SMALL_GROUPS else 4
+    packed = ctx.constant("weights", "int32_t", pack_s16(weights.data, block).view(np.int32),
+                          f"{name}: int8 weights as int16 pairs, {block} unit(s) at a time")
     act = (params.act_min, params.act_max)
     fields: dict[str, int | str] = {
         "weights": f"(const uint32_t *){packed}", "rows": units, "groups": dsp_groups(depth),
         "depth": depth, "act_min": act[0], "act_max": act[1]}
-    words = None if chunk else fc_requant(params.scales, _bias(ctx, units), weights.data)
     if chunk:
         fields["chunk_groups"] = chunk
     if words is not None:

@@ -4,8 +4,9 @@
  * int16 pairs in the order the loops read them, so one SMLAD makes two MACs with no widening:
  * per group of 4 columns, CONV_2D loads a channel pair's four weight words (LDM) and both
  * pixels' columns (two LDRD) for 16 MACs (2 x 2 blocking); FULLY_CONNECTED loads the row's two
- * words once and four units' words (two LDM). Accumulators are int32 (proven wide enough by the
- * generator, see mcuflow_s16_dsp_t).
+ * words once and four units' words (two LDM); a depth of at most 16 with integer
+ * requantisation keeps the whole row in registers and packs the weights unit by unit.
+ * Accumulators are int32 (proven wide enough by the generator, see mcuflow_s16_dsp_t).
  */
 #include "mcuflow_dsp.h"
 
@@ -407,6 +408,25 @@ static int16_t mcuflow_s16_fc_scaled(const mcuflow_s16_dsp_t *p, int64_t acc, in
     return (int16_t)mcuflow_clamp(y, p->act_min, p->act_max);
 }
 
+/* mcuflow_s16_fc_fixed from unit `u`'s words `r`; `full` (a constant): [lo, hi] is all of
+ * int16, one SSAT. */
+MCUFLOW_INLINE int16_t mcuflow_s16_fc_out(const mcuflow_s16_dsp_t *p, const int32_t *r,
+                                          int32_t acc, int32_t u, int32_t lo, int32_t hi,
+                                          int full)
+{
+    const int64_t addend = (int64_t)(((uint64_t)(uint32_t)r[3] << 32) | (uint32_t)r[2]);
+    const int64_t t = (int64_t)acc * r[0] + addend;
+    const int32_t high = (int32_t)(t >> 32);
+    const uint32_t fraction = ((uint32_t)high << (32 - r[1])) | ((uint32_t)t >> r[1]);
+    if (fraction - (uint32_t)r[4] > (uint32_t)r[5]) {
+        return mcuflow_s16_fc_scaled(p, acc, u);
+    }
+    if (full) {
+        return (int16_t)MCUFLOW_S16_SSAT16(high >> r[1]);
+    }
+    return (int16_t)mcuflow_clamp(high >> r[1], lo, hi);
+}
+
 /* The same output from the unit's words (MCUFLOW_S16_DSP_FC_WORDS), in integers unless the
  * fraction falls in the band around an integer where only the double product decides. */
 MCUFLOW_INLINE int16_t mcuflow_s16_fc_fixed(const mcuflow_s16_dsp_t *p, int32_t acc, int32_t u,
@@ -435,9 +455,105 @@ static void mcuflow_s16_row(const mcuflow_s16_dsp_t *p, const int16_t *input, in
     }
 }
 
+/* Word k of an input row of `depth` values as an int16 pair, zero past the row. */
+MCUFLOW_INLINE uint32_t mcuflow_s16_row_word(const int16_t *in, int32_t depth, int32_t k)
+{
+    if (2 * k + 1 < depth) {
+        return mcuflow_s16_pair(in + 2 * k);
+    }
+    return 2 * k < depth ? (uint32_t)(uint16_t)in[2 * k] : 0u;
+}
+
+/* The sum of the unit whose 2 * groups words (`groups` constant) start at `w`. */
+MCUFLOW_INLINE int32_t mcuflow_s16_fc_dot(const mcuflow_word_t *w, const uint32_t *x,
+                                          int32_t groups)
+{
+    int32_t acc = mcuflow_smlad(w[1], x[1], mcuflow_smlad(w[0], x[0], 0));
+    if (groups > 1) {
+        acc = mcuflow_smlad(w[3], x[3], mcuflow_smlad(w[2], x[2], acc));
+    }
+    if (groups > 2) {
+        acc = mcuflow_smlad(w[5], x[5], mcuflow_smlad(w[4], x[4], acc));
+    }
+    if (groups > 3) {
+        acc = mcuflow_smlad(w[7], x[7], mcuflow_smlad(w[6], x[6], acc));
+    }
+    return acc;
+}
+
+/* FULLY_CONNECTED of `groups` (a constant, at most 4) groups with integer requantisation,
+ * weights packed unit by unit: the row stays in registers and each unit is one SMLAD chain. */
+MCUFLOW_INLINE void mcuflow_s16_fc_small(int32_t batches, const mcuflow_s16_dsp_t *p,
+                                         const int16_t *input, int16_t *output, int32_t groups,
+                                         int full)
+{
+    const int32_t rows = p->rows, depth = p->depth, lo = p->act_min, hi = p->act_max;
+    for (int32_t r = 0; r < batches; ++r, input += depth, output += rows) {
+        uint32_t x[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
+        x[0] = mcuflow_s16_row_word(input, depth, 0);
+        x[1] = mcuflow_s16_row_word(input, depth, 1);
+        if (groups > 1) {
+            x[2] = mcuflow_s16_row_word(input, depth, 2);
+            x[3] = mcuflow_s16_row_word(input, depth, 3);
+        }
+        if (groups > 2) {
+            x[4] = mcuflow_s16_row_word(input, depth, 4);
+            x[5] = mcuflow_s16_row_word(input, depth, 5);
+        }
+        if (groups > 3) {
+            x[6] = mcuflow_s16_row_word(input, depth, 6);
+            x[7] = mcuflow_s16_row_word(input, depth, 7);
+        }
+        const mcuflow_word_t *w = p->weights;
+        const int32_t *rq = p->rq;
+        for (int32_t u = 0; u < rows; ++u, w += 2 * groups, rq += MCUFLOW_S16_DSP_FC_WORDS) {
+            output[u] = mcuflow_s16_fc_out(p, rq, mcuflow_s16_fc_dot(w, x, groups), u, lo, hi,
+                                           full);
+        }
+    }
+}
+
+/* Kept out of the general FULLY_CONNECTED so that its frame stays small. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MCUFLOW_S16_APART static __attribute__((noinline))
+#else
+#define MCUFLOW_S16_APART static
+#endif
+
+/* mcuflow_s16_fc_small with the layer's groups as a constant. */
+MCUFLOW_INLINE void mcuflow_s16_fc_groups(int32_t batches, const mcuflow_s16_dsp_t *p,
+                                          const int16_t *input, int16_t *output, int full)
+{
+    if (p->groups == 1) {
+        mcuflow_s16_fc_small(batches, p, input, output, 1, full);
+    } else if (p->groups == 2) {
+        mcuflow_s16_fc_small(batches, p, input, output, 2, full);
+    } else if (p->groups == 3) {
+        mcuflow_s16_fc_small(batches, p, input, output, 3, full);
+    } else {
+        mcuflow_s16_fc_small(batches, p, input, output, 4, full);
+    }
+}
+
+/* mcuflow_s16_fc_groups with the clamp as a constant. */
+MCUFLOW_S16_APART void mcuflow_s16_fc_apart(int32_t batches, const mcuflow_s16_dsp_t *p,
+                                            const int16_t *input, int16_t *output)
+{
+    if (p->act_min == INT16_MIN && p->act_max == INT16_MAX) {
+        mcuflow_s16_fc_groups(batches, p, input, output, 1);
+    } else {
+        mcuflow_s16_fc_groups(batches, p, input, output, 0);
+    }
+}
+
+/* Layers of at most 4 groups with integer requantisation run mcuflow_s16_fc_small. */
 void mcuflow_fully_connected_s16_dsp(int32_t batches, const mcuflow_s16_dsp_t *p,
                                      const int16_t *input, int16_t *output, mcuflow_word_t *row)
 {
+    if (p->rq != NULL && p->groups <= 4) {
+        mcuflow_s16_fc_apart(batches, p, input, output);
+        return;
+    }
     const int32_t quads = (p->rows + 3) >> 2, groups = p->groups;
     const int32_t lo = p->act_min, hi = p->act_max;
     for (int32_t r = 0; r < batches; ++r) {
