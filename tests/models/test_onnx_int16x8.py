@@ -93,13 +93,13 @@ def test_quantize_cli_writes_int16x8(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_int16x8_refuses_ops_outside_the_scheme(tmp_path: Path) -> None:
     net = Net((1, 2, 4, 4), rng=np.random.default_rng(1))
-    branch = net.node("Conv", "x", net.weights(2, 2, 1, 1))
-    (tmp_path / "concat.onnx").write_bytes(net.model(net.node("Concat", "x", branch, axis=1)))
+    branch = net.node("Conv", "x", net.weights(4, 2, 1, 1))
+    (tmp_path / "d2s.onnx").write_bytes(net.model(net.node("DepthToSpace", branch, blocksize=2)))
     calibration = np.random.default_rng(2).standard_normal((8, 2, 4, 4)).astype(np.float32)
-    with pytest.raises(UnsupportedModelError, match="CONCATENATION.*int16 activations"):
-        quantize_model(tmp_path / "concat.onnx", calibration, "int16x8")
+    with pytest.raises(UnsupportedModelError, match="DEPTH_TO_SPACE.*int16 activations"):
+        quantize_model(tmp_path / "d2s.onnx", calibration, "int16x8")
     with pytest.raises(McuflowError, match="unknown model I/O type"):
-        quantize_model(tmp_path / "concat.onnx", calibration, io_dtype="int4")
+        quantize_model(tmp_path / "d2s.onnx", calibration, io_dtype="int4")
 
 
 def test_onnxruntime_int16_qdq_is_bit_exact_and_near_onnxruntime(tmp_path: Path) -> None:

@@ -212,9 +212,12 @@ def test_float_onnx_needs_calibration(capsys: pytest.CaptureFixture[str],
 
 def test_compile_names_the_layers_that_run_portable_kernels(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A depth multiplier of 2 has no DSP kernel: compile for an M4 says so, for the host not."""
+    """A depth multiplier of 2 on 12 channels runs portable: compile for an M4 says why.
+
+    For the host it says nothing.
+    """
     b = GraphBuilder("portable_note", seed=7)
-    x = b.input((1, 6, 6, 4), 0.05, 1)
+    x = b.input((1, 6, 6, 12), 0.05, 1)
     b.output(b.conv2d(b.depthwise_conv2d(x, (3, 3), depth_multiplier=2), 6, (3, 3)))
     model = tmp_path / "m.tflite"
     model.write_bytes(write_tflite(b.build()))
@@ -224,7 +227,8 @@ def test_compile_names_the_layers_that_run_portable_kernels(
     assert code == 0
     portable = json.loads(out)["portable_layers"]
     assert [(p["op"], p["kernels"], p["reason"]) for p in portable] == [
-        ("DEPTHWISE_CONV_2D", ["mcuflow_dwconv_s8"], "depth multiplier 2")]
+        ("DEPTHWISE_CONV_2D", ["mcuflow_dwconv_s8"], "depth multiplier 2, and more than 8 input "
+         "channels for the depthwise layer as a dense matrix product")]
     code, out, _ = invoke(capsys, "compile", str(model), *board, "-o", str(tmp_path / "text"))
     assert code == 0 and "(DEPTHWISE_CONV_2D) runs a portable kernel on this DSP core: depth " \
         "multiplier 2" in " ".join(out.split())

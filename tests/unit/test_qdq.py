@@ -22,7 +22,6 @@ from tests.support import run_cli_output
 from tests.unit.test_onnx_reader import Net
 
 SHAPE = (1, 3, 12, 12)
-RNG = np.random.default_rng(11)
 
 
 def _float_cnn() -> bytes:
@@ -43,7 +42,8 @@ def _float_cnn() -> bytes:
 
 class _Samples(CalibrationDataReader):
     def __init__(self, count: int) -> None:
-        self._samples = iter([{"x": RNG.standard_normal(SHAPE).astype(np.float32)}
+        rng = np.random.default_rng(11)
+        self._samples = iter([{"x": rng.standard_normal(SHAPE).astype(np.float32)}
                               for _ in range(count)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -117,9 +117,10 @@ def _concat_of_two_scales() -> bytes:
     """
     net = Net((1, 2, 6, 6))
     x = _qdq(net, "x", 0.02, 3)
-    left = _qdq(net, net.node("Conv", x, _qdq_weights(net, RNG.standard_normal((3, 2, 1, 1)))),
+    rng = np.random.default_rng(13)
+    left = _qdq(net, net.node("Conv", x, _qdq_weights(net, rng.standard_normal((3, 2, 1, 1)))),
                 0.03, -10)
-    right = _qdq(net, net.node("Conv", x, _qdq_weights(net, RNG.standard_normal((4, 2, 3, 3))),
+    right = _qdq(net, net.node("Conv", x, _qdq_weights(net, rng.standard_normal((4, 2, 3, 3))),
                                pads=[1, 1, 1, 1]), 0.11, 7)
     joined = _qdq(net, net.node("Concat", left, right, axis=1), 0.08, 2)
     return net.model(_qdq(net, net.node("MaxPool", joined, kernel_shape=[2, 2], strides=[2, 2]),
@@ -148,7 +149,7 @@ def test_branches_of_other_scales_are_shared_or_requantised(tmp_path: Path) -> N
 def test_run_takes_and_gives_float_in_the_model_layout(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = ort_quantized(tmp_path, True, QuantType.QUInt8)
-    x = RNG.standard_normal(SHAPE).astype(np.float32)
+    x = np.random.default_rng(14).standard_normal(SHAPE).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     code, _, err = run_cli_output(capsys, ["run", str(path), "-i", str(tmp_path / "x.npy"),
                             "-o", str(tmp_path / "y.npy")])
@@ -169,7 +170,8 @@ def test_qdq_model_compiles_bit_exact_on_the_host(tmp_path: Path) -> None:
 
 def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], build: str) -> str:
     net = Net((1, 4))
-    weights = _qdq_weights(net, RNG.standard_normal((3, 4)).astype(np.float32))
+    weights = _qdq_weights(net, np.random.default_rng(15).standard_normal((3, 4)).astype(
+        np.float32))
     x = "x"
     if build == "per-axis":
         s, z = net.const(np.full(4, 0.1, np.float32)), net.const(np.zeros(4, np.int8))
@@ -250,8 +252,9 @@ def test_a_classifier_ending_in_argmax_needs_no_parameters_for_its_indices(
     session = ort.InferenceSession(path, options)
     interpreter = Interpreter(quantized.graph)
     agree = 0
+    rng = np.random.default_rng(16)
     for _ in range(20):
-        x = RNG.standard_normal((1, 8)).astype(np.float32)
+        x = rng.standard_normal((1, 8)).astype(np.float32)
         ours = interpreter.run([quantized.quantize_input(x)]).outputs[0]
         agree += int(ours[0] == session.run(None, {"x": x})[0][0])
     assert agree >= 19  # a tie within 1 LSB of the logits may pick the other class
@@ -259,7 +262,8 @@ def test_a_classifier_ending_in_argmax_needs_no_parameters_for_its_indices(
 
 class _Vectors(CalibrationDataReader):
     def __init__(self, count: int) -> None:
-        self._samples = iter([{"x": RNG.standard_normal((1, 8)).astype(np.float32)}
+        rng = np.random.default_rng(12)
+        self._samples = iter([{"x": rng.standard_normal((1, 8)).astype(np.float32)}
                               for _ in range(count)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:

@@ -777,6 +777,8 @@ class _PhaseCode:
 def transpose_conv(ctx: EmitContext) -> LayerCode | None:
     """TRANSPOSE_CONV as one mcuflow_conv2d_dsp_s8 per output phase (hw.tconv_phases)."""
     phases = transpose_conv_phases(ctx.graph, ctx.op)
+    if phases is None and ctx.op.attrs.crop is not None:
+        return _decline(ctx, "a patch window of the layer (its phases are the whole layer's)")
     if phases is None:
         return _decline(ctx, "an output phase no filter tap reaches (a kernel shorter than the "
                         "stride) or whose first output reads past the input's first pixel")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from mcuflow.hw.layouts import (
     GATHER_ROWS,
+    GATHER_VALUES,
     GATHER_WORDS,
     dsp_gather_mode,
     dsp_groups,
@@ -61,9 +62,14 @@ def phase_axes(out_size: int, kernel: int, stride: int, pad: int) -> tuple[Phase
 
 
 def transpose_conv_phases(graph: Graph, op: Operator) -> tuple[TconvPhase, ...] | None:
-    """The output phases of a TRANSPOSE_CONV, rows outermost; None as phase_axes says."""
+    """The output phases of a TRANSPOSE_CONV, rows outermost; None as phase_axes says.
+
+    None too for a window of a patch stage (a crop): the phases are of the whole op's padding.
+    """
     _, k_h, k_w, _ = graph.tensors[op.inputs[1]].shape
     attrs = op.attrs
+    if attrs.crop is not None:
+        return None
     out_h, out_w = attrs.output_hw
     rows = phase_axes(out_h, k_h, attrs.stride_h,
                       transpose_conv_pad(out_h, k_h, attrs.stride_h, attrs.padding))
@@ -79,10 +85,15 @@ def phase_gather(in_c: int, phase: TconvPhase) -> int:
 
     As for a CONV_2D, but a 1x1 phase gathered by words runs as window rows (the same words):
     its output is strided, which the kernel's loop over contiguous 1x1 pixels does not handle.
+    Window rows only when they are whole words: the phases' packing has no zero weights for the
+    bytes that would round a row up to words.
     """
-    mode = dsp_gather_mode(in_c, len(phase.columns.taps), 1)
+    k_w = len(phase.columns.taps)
+    mode = dsp_gather_mode(in_c, k_w, 1)
     one_tap = len(phase.rows.taps) == len(phase.columns.taps) == 1
-    return GATHER_ROWS if mode == GATHER_WORDS and one_tap else mode
+    if mode == GATHER_WORDS and one_tap:
+        return GATHER_ROWS
+    return GATHER_VALUES if mode == GATHER_ROWS and k_w * in_c % 4 else mode
 
 
 def phase_groups(in_c: int, phase: TconvPhase) -> int:
