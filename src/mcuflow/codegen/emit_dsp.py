@@ -128,6 +128,19 @@ def _scratch(ctx: EmitContext, needed: int, kind: str) -> str | None:
     return f"({kind} *){ctx.scratch()}"
 
 
+def _quads_and_row(ctx: EmitContext, weights: np.ndarray) -> tuple[np.ndarray, str] | str:
+    """The quad-packed rows of `weights` and the step's word scratch, or why the kernel declines.
+
+    The matrix-vector DSP kernels (FULLY_CONNECTED, SVDF's features) need both.
+    """
+    row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
+                   "mcuflow_word_t")
+    if row is None:
+        return _no_scratch(ctx)
+    packed = dsp.pack_quads(weights)
+    return UNPACKABLE if packed is None else (packed, row)
+
+
 def _bias(ctx: EmitContext, units: int) -> np.ndarray:
     if len(ctx.op.inputs) > 2:
         return ctx.input(2).data.astype(np.int64).reshape(-1)
@@ -355,13 +368,10 @@ def fully_connected(ctx: EmitContext) -> LayerCode | None:
     requant = _fc_requant(params, span)
     if requant is not None and (small := _fc_small(ctx, params, bias, span, requant)):
         return small
-    row = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
-                   "mcuflow_word_t")
-    packed = dsp.pack_quads(weights.data)
-    if row is None:
-        return _decline(ctx, _no_scratch(ctx))
-    if packed is None:
-        return _decline(ctx, UNPACKABLE)
+    prepared = _quads_and_row(ctx, weights.data)
+    if isinstance(prepared, str):
+        return _decline(ctx, prepared)
+    packed, row = prepared
     quads = -(-units // 4) * 4
     act = (params.act_min, params.act_max)
     if requant is not None:
@@ -893,13 +903,10 @@ def svdf(ctx: EmitContext) -> LayerCode | None:
     """
     feature = ctx.input(1)
     filters, depth = feature.shape
-    scratch = _scratch(ctx, scratch_bytes(ctx.graph, ctx.op, ctx.inplace, dsp=True),
-                       "mcuflow_word_t")
-    packed = dsp.pack_quads(feature.data)
-    if scratch is None:
-        return _decline(ctx, _no_scratch(ctx))
-    if packed is None:
-        return _decline(ctx, UNPACKABLE)
+    prepared = _quads_and_row(ctx, feature.data)
+    if isinstance(prepared, str):
+        return _decline(ctx, prepared)
+    packed, scratch = prepared
     params = prepare_svdf(ctx.graph, ctx.op)
     quads = -(-filters // 4) * 4
     folded = -params.input_offset * feature.data.astype(np.int64).sum(axis=1)
