@@ -205,8 +205,9 @@ def _shape(shape: Sequence[int]) -> str:
     return "x".join(map(str, dims))
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], left: Iterable[int] = (0,),
-           row_classes: Sequence[str] | None = None, caption: str = "") -> str:
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
+               left: Iterable[int] = (0,), row_classes: Sequence[str] | None = None,
+               caption: str = "") -> str:
     """A table of already escaped cells; columns in `left` align left."""
     left = set(left)
     head = "".join(f'<th{" class=l" if i in left else ""}>{_e(h)}</th>'
@@ -222,7 +223,8 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], left: Iterable
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
-def _figure(markup: str | None, alt: str) -> str:
+def html_figure(markup: str | None, alt: str) -> str:
+    """A figure's inline SVG markup in its frame, or a note that it was not drawn."""
     if markup is None:
         return f'<p class=note>({_e(alt)}: not drawn)</p>'
     return f'<div class=figure role=img aria-label="{_e(alt)}">{markup}</div>'
@@ -255,7 +257,7 @@ def _verdict(page: Page) -> str:
                      _margin(page.sram_budget - page.arena_bytes)])
     parts = [
         "<h2 id=verdict>Fit verdict</h2>", f"<p>{badge}</p>",
-        _table(["memory", "needs", "has", "margin"], rows),
+        html_table(["memory", "needs", "has", "margin"], rows),
         f"<p>MACs: {report.macs:,} &middot; latency (estimate): "
         f"{report.latency_ms_estimate:,.3f} ms &middot; energy per inference (estimate): "
         f"{report.energy_mj_estimate * 1e3:,.1f} &micro;J &middot; flash: {flash_parts}</p>",
@@ -291,7 +293,7 @@ def _advice(page: Page) -> str:
             "<span class=good>yes</span>" if option["fits"] else "<span class=bad>no</span>",
             _e(" ".join(option["flags"]) or "always on"),
             f"<span class=text>{_e(option['description'])}; {_e(option['detail'])}</span>"])
-    table = _table(["#", "option", "kind", "peak B", "flash B", "instr.", "fits",
+    table = html_table(["#", "option", "kind", "peak B", "flash B", "instr.", "fits",
                     "apply with", "what it does"], rows, left=(1, 2, 6, 7, 8))
     noted = "".join(f"<li>{_e(note)}</li>" for note in notes)
     return ("<h3>How to make it fit (fit advisor, best first)</h3>" + table
@@ -335,7 +337,7 @@ def _layers(page: Page) -> str:
                     f"{_e(measured['machine'])}, -icount), ms at the board's clock")
     left = (1, 2, 7, 12) if profile else (1, 2, 7)
     parts = ["<h2 id=layers>Per layer</h2>",
-             _table(headers, rows, left=left, row_classes=classes, caption=caption)]
+             html_table(headers, rows, left=left, row_classes=classes, caption=caption)]
     if page.measured_note:
         parts.append(f"<p class=note>{_e(page.measured_note)}</p>")
     return "\n".join(parts)
@@ -345,9 +347,9 @@ def _plots(page: Page) -> str:
     return "\n".join([
         "<h2 id=memory>Memory</h2>",
         "<h3>Working set per layer</h3>",
-        _figure(page.figures.working_set, "per-layer working set against the board's SRAM"),
+        html_figure(page.figures.working_set, "per-layer working set against the board's SRAM"),
         "<h3>Arena over time (memory plan)</h3>",
-        _figure(page.figures.arena, "the arena's buffers over the steps"),
+        html_figure(page.figures.arena, "the arena's buffers over the steps"),
     ])
 
 
@@ -362,7 +364,7 @@ def _quant(page: Page) -> str:
         rows = [[str(q.index), f"<span class=name>{_e(q.name)}</span>", _e(q.op),
                  *_quant_cells(q.input), _weights_cell(q.weights), *_quant_cells(q.output)]
                 for q in page.quant_layers]
-        parts.append(_table(["#", "name", "op", "input scale", "input zp", "weight scales",
+        parts.append(html_table(["#", "name", "op", "input scale", "input zp", "weight scales",
                              "output scale", "output zp"], rows, left=(1, 2)))
     return "\n".join(parts)
 
@@ -390,7 +392,7 @@ def _quant_report(report: QuantReport) -> str:
                  f"<p>Top-1 agreement with the float model: {report.top1_agreement:.1%}</p>")
     return (f"<h3>Quantisation error ({_e(report.scheme)}{corrected}) on {report.samples} "
             f"{measured} samples</h3>"
-            + _table(["layer", "op", "SQNR dB"], rows, left=(0, 1))
+            + html_table(["layer", "op", "SQNR dB"], rows, left=(0, 1))
             + f"<p>Output SQNR: {outputs}</p>{agreement}"
             f"<p>Weights: {report.stored_weight_bytes:,} B stored, "
             f"{report.unpacked_weight_bytes:,} B unpacked, {report.float_weight_bytes:,} B as "
@@ -410,7 +412,7 @@ def _kept(kept: KeptReport) -> str:
     return (f"<h3>Parameters kept from the model</h3><p>{len(kept.tensors) - len(flagged)} of "
             f"{len(kept.tensors)} int8 tensors keep the model's parameters (or share a "
             "neighbour's); highlighted: chosen or added by mcuflow</p>"
-            + _table(["tensor", "role", "scale", "zero point", "channels", "origin",
+            + html_table(["tensor", "role", "scale", "zero point", "channels", "origin",
                       "model scale"], rows, left=(0, 1, 5), row_classes=classes))
 
 
@@ -473,7 +475,7 @@ def _energy(page: Page) -> str:
                      _n(chosen.sleep_mw * 1e3, 3), _n(strategy.average_power_mw),
                      _n(strategy.battery_life_days)])
         classes.append("peak" if best is not None and strategy.name == best.name else "")
-    parts.append(_table(["where the model lives", "sleep mode", "wake µJ",
+    parts.append(html_table(["where the model lives", "sleep mode", "wake µJ",
                          "copy µJ", "inference µJ", "sleep µW",
                          "average mW", "battery life, days"], rows, left=(0, 1),
                         row_classes=classes,
@@ -489,7 +491,7 @@ def _energy(page: Page) -> str:
                  ")</li>" for c in report.crossovers]
     if crossings:
         parts.append(f"<p>Where the best strategy changes:</p><ul>{''.join(crossings)}</ul>")
-    parts.append(_figure(page.figures.battery_life, "battery life against inference rate"))
+    parts.append(html_figure(page.figures.battery_life, "battery life against inference rate"))
     return "\n".join(parts)
 
 
@@ -501,14 +503,24 @@ def render_page(page: Page) -> str:
     nav = " &middot; ".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in (
         ("verdict", "fit"), ("layers", "layers"), ("memory", "memory"),
         ("quantisation", "quantisation"), ("exactness", "exactness"), ("energy", "energy")))
+    return html_document(
+        title,
+        f"<h1>{_e(page.model)} on {_e(page.report.board_name)}</h1>\n"
+        f"<p class=sub>model file {_e(page.source)} &middot; board {_e(page.report.board)} "
+        f"&middot; {len(page.report.layers)} layers &middot; {nav}</p>\n"
+        + "\n".join(sections), page.version)
+
+
+def html_document(title: str, body: str, version: str) -> str:
+    """One self-contained HTML document around `body` (markup): inline CSS, the policy, footer.
+
+    The page loads nothing: the Content-Security-Policy forbids fetching and scripts.
+    """
     return (
         "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
         f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">\n'
         '<meta name=viewport content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f"<h1>{_e(page.model)} on {_e(page.report.board_name)}</h1>\n"
-        f"<p class=sub>model file {_e(page.source)} &middot; board {_e(page.report.board)} "
-        f"&middot; {len(page.report.layers)} layers &middot; {nav}</p>\n"
-        + "\n".join(sections)
-        + f"\n<footer>Written by mcuflow {_e(page.version)}. This file is self-contained: it "
+        + body
+        + f"\n<footer>Written by mcuflow {_e(version)}. This file is self-contained: it "
         "loads nothing from the network.</footer>\n</main>\n</body>\n</html>\n")
