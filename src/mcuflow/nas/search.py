@@ -151,6 +151,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
     and the seed: 1 and N workers, and a resumed run, give the same result.
     """
     budget = budget_for(options.minutes)
+    _check_workers(options)
     report = progress or _no_progress
     data = split.train
     fitcheck = FitCheck(options.build, options.limits, space, data.input_channels, data.classes)
@@ -166,7 +167,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
         state.supernet = _train_supernet(split, space, chosen, budget, options.seed)
         state.save()
         report("supernet", 1, 1)
-    with _evaluator(split, space, chosen, state.supernet, budget, options) as evaluate:
+    with _evaluator(split, space, state.supernet, budget, options) as evaluate:
         _evolve(space, chosen, budget, options.seed, fits, evaluate, state, report)
     return _result(space, state, chosen, baseline, baseline_fit, fits)
 
@@ -436,6 +437,20 @@ class _OnRay:
             self.ray.shutdown()
 
 
+def _on_ray(options: SearchOptions) -> bool:
+    """True when candidates are evaluated as Ray tasks: N workers or a cluster address."""
+    return options.workers > 1 or bool(options.ray_address)
+
+
+def _check_workers(options: SearchOptions) -> None:
+    """Refuse a worker count below 1, and Ray work without ray, before any training."""
+    if options.workers < 1:
+        raise McuflowError(f"--workers must be 1 or more, not {options.workers}",
+                           "1 evaluates in this process; N runs N Ray workers")
+    if _on_ray(options):
+        _import_ray()
+
+
 def _import_ray() -> Any:
     """The ray module, or a McuflowError saying how to install it."""
     try:
@@ -455,15 +470,12 @@ def _init_ray(ray: Any, options: SearchOptions) -> None:
         ray.init(num_cpus=options.workers, **settings)
 
 
-def _evaluator(split: Split, space: SearchSpace, chosen: SpaceChoice, supernet: bytes,
-               budget: Budget, options: SearchOptions) -> _InProcess | _OnRay:
+def _evaluator(split: Split, space: SearchSpace, supernet: bytes, budget: Budget,
+               options: SearchOptions) -> _InProcess | _OnRay:
     """In process for 1 worker without an address, else on Ray."""
-    if options.workers < 1:
-        raise McuflowError(f"--workers must be 1 or more, not {options.workers}",
-                           "1 evaluates in this process; N runs N Ray workers")
-    if options.workers == 1 and not options.ray_address:
-        return _InProcess(supernet, space, split, budget, options.seed)
-    return _OnRay(supernet, space, split, budget, options)
+    if _on_ray(options):
+        return _OnRay(supernet, space, split, budget, options)
+    return _InProcess(supernet, space, split, budget, options.seed)
 
 
 def _evolve(space: SearchSpace, chosen: SpaceChoice, budget: Budget, seed: int, fits: _Fits,
@@ -517,7 +529,7 @@ def _next_population(space: SearchSpace, budget: Budget, rng: np.random.Generato
 
     def cross() -> Arch:
         first, second = rng.choice(len(parents), size=2, replace=len(parents) < 2)
-        return mutate(crossover(parents[first], parents[second], rng), space, rng,
+        return mutate(crossover(parents[first], parents[second], rng, space), space, rng,
                       budget.mutation_probability)
 
     children = _fitting_draws(mutant, mutations, fits, seen)

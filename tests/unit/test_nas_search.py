@@ -1,0 +1,181 @@
+"""nas/search.py on sklearn digits with the tiny budget: fit, determinism, resume, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from mcuflow import api  # noqa: E402
+from mcuflow.errors import McuflowError  # noqa: E402
+from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
+from mcuflow.nas.data import load_dataset, split  # noqa: E402
+from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
+from mcuflow.nas.search import (  # noqa: E402
+    SearchOptions,
+    SearchResult,
+    budget_for,
+    mobilenet_v2,
+    search,
+)
+from mcuflow.nas.space import arch_graph, default_space, macs  # noqa: E402
+from mcuflow.planning import analyze_graph  # noqa: E402
+
+BOARD_FILE = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
+TINY_MINUTES = 1
+
+
+class Interrupted(Exception):
+    """Raised from the progress callback to stop a search as a kill would."""
+
+
+@pytest.fixture(scope="module")
+def setting():
+    build = api.build_for("tiny16k", BOARD_FILE)
+    parts = split(load_dataset("digits"), seed=0)
+    space = dataclasses.replace(default_space(2, 8), widths=(0.25, 0.5, 1.0),
+                                resolutions=(8, 12))
+    options = SearchOptions(build, limits_for(build, None, None, None), minutes=TINY_MINUTES)
+    return parts, space, options
+
+
+@pytest.fixture(scope="module")
+def result(setting) -> SearchResult:
+    parts, space, options = setting
+    return search(parts, space, options)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def comparable(result: SearchResult) -> SearchResult:
+    """The result without its one measured figure (fit checks per second)."""
+    return dataclasses.replace(result, fit_checks_per_second=0.0)
+
+
+def planner_fits(arch, space, parts, options) -> bool:
+    """mcuflow's planner on the arch's int8 graph: within the board's SRAM and flash."""
+    train = parts.train
+    graph = arch_graph(arch, space, train.input_channels, train.classes)
+    analysis = analyze_graph(graph, options.build, PatchRequest())
+    report = analysis.report
+    return (analysis.fits and analysis.plan.arena_bytes <= options.limits.sram_bytes
+            and report.flash_bytes <= options.limits.flash_bytes)
+
+
+def test_budget_table_grows_with_minutes_and_refuses_nonsense():
+    tiny, default, goal = budget_for(1), budget_for(10), budget_for(20)
+    assert budget_for(0.5) == tiny and budget_for(600) == goal
+    for small, large in ((tiny, default), (default, goal)):
+        assert all(getattr(large, f.name) >= getattr(small, f.name)
+                   for f in dataclasses.fields(small) if f.name != "mutation_probability")
+    with pytest.raises(McuflowError, match="--minutes"):
+        budget_for(0)
+
+
+def test_space_optimisation_chooses_the_space_with_most_fitting_macs(result, setting):
+    parts, space, options = setting
+    assert len(result.spaces) == len(space.widths) * len(space.resolutions)
+    assert result.chosen in result.spaces and result.chosen.fitting > 0
+    best_mean = max(choice.mean_macs for choice in result.spaces)
+    assert result.chosen.mean_macs == best_mean
+    assert all(choice.macs == tuple(sorted(choice.macs)) and len(choice.macs) == choice.fitting
+               for choice in result.spaces)
+    # Every evaluated candidate belongs to the chosen space.
+    assert {(c.arch.width, c.arch.resolution) for c in result.pareto} == {
+        (result.chosen.width, result.chosen.resolution)}
+
+
+def test_best_candidate_fits_by_fitcheck_and_by_the_planner(result, setting):
+    parts, space, options = setting
+    best = result.best
+    assert best.fit.fits
+    assert planner_fits(best.arch, space, parts, options)
+    train = parts.train
+    assert best.fit.macs == macs(best.arch, space, train.input_channels, train.classes)
+    assert best in result.pareto and best.accuracy == max(c.accuracy for c in result.pareto)
+    assert 0.0 <= best.accuracy <= 1.0
+    assert result.generations == tuple(sorted(result.generations))
+    assert result.generations[-1] == best.accuracy
+
+
+def test_pareto_front_is_monotone_in_macs_and_accuracy(result):
+    front = result.pareto
+    assert [c.fit.macs for c in front] == sorted(c.fit.macs for c in front)
+    assert all(a.accuracy < b.accuracy for a, b in zip(front, front[1:], strict=False))
+    assert result.evaluated >= len(front) and result.fit_checks >= result.evaluated
+
+
+def test_baseline_is_the_largest_fitting_mobilenet_v2(result, setting):
+    parts, space, options = setting
+    train = parts.train
+    assert planner_fits(result.baseline, space, parts, options)
+    assert result.baseline_fit.fits
+    grid = [mobilenet_v2(space, w, r) for w in space.widths for r in space.resolutions]
+    larger = [arch for arch in grid if macs(arch, space, train.input_channels, train.classes)
+              > macs(result.baseline, space, train.input_channels, train.classes)]
+    smallest_larger = min(larger, default=None, key=lambda a: macs(
+        a, space, train.input_channels, train.classes))
+    if smallest_larger is not None:
+        assert not planner_fits(smallest_larger, space, parts, options)
+
+
+def test_one_and_two_ray_workers_give_the_same_result(result, setting, ray_session):
+    parts, space, options = setting
+    on_ray = search(parts, space, dataclasses.replace(options, workers=2))
+    assert comparable(on_ray) == comparable(result)
+
+
+def test_resumed_search_equals_an_uninterrupted_one(result, setting, tmp_path):
+    parts, space, options = setting
+    checkpoint = tmp_path / "search.json"
+    resumable = dataclasses.replace(options, checkpoint=checkpoint, resume=True)
+
+    def stop_after_first_generation(stage: str, done: int, total: int) -> None:
+        if stage == "evolution" and done == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        search(parts, space, resumable, stop_after_first_generation)
+    assert checkpoint.exists() and checkpoint.with_suffix(".supernet.pt").exists()
+    assert comparable(search(parts, space, resumable)) == comparable(result)
+
+
+def test_checkpoint_of_other_options_is_refused(setting, tmp_path):
+    parts, space, options = setting
+    checkpoint = tmp_path / "search.json"
+
+    def stop_after_space(stage: str, done: int, total: int) -> None:
+        if stage == "supernet":
+            raise Interrupted
+
+    first = dataclasses.replace(options, checkpoint=checkpoint, resume=True)
+    with pytest.raises(Interrupted):
+        search(parts, space, first, stop_after_space)
+    with pytest.raises(McuflowError, match="another search"):
+        search(parts, space, dataclasses.replace(first, seed=1))
+
+
+def test_nothing_fits_is_a_user_error(setting):
+    parts, space, options = setting
+    small = dataclasses.replace(space, widths=(0.25,), resolutions=(8,))
+    starved = dataclasses.replace(options, limits=Limits(sram_bytes=64, flash_bytes=64))
+    with pytest.raises(McuflowError, match="fits"):
+        search(parts, small, starved)
+
+
+def test_workers_without_ray_say_how_to_install_it(setting, monkeypatch):
+    parts, space, options = setting
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(McuflowError) as error:
+        search(parts, space, dataclasses.replace(options, workers=2))
+    assert "mcuflow[nas]" in error.value.hint
