@@ -1,0 +1,278 @@
+"""`mcuflow search` end to end: search, train the winner and a baseline, quantise, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow import api
+from mcuflow.codegen.targets import board_target
+from mcuflow.errors import McuflowError
+from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
+from mcuflow.nas.fitcheck import Limits
+from mcuflow.nas.report import render_report
+from mcuflow.nas.search import Budget, SearchOptions, SearchResult, budget_for, search
+from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
+from mcuflow.outputs import Manifest, write_directory
+from mcuflow.planning import Analysis, analyze_graph
+from mcuflow.ptq import Calibration, QuantizeResult
+from mcuflow.toolchain.qemu import verify_cortexm
+
+Progress = Callable[[str, int, int], None]
+"""Told (stage, done, total) as the search and the deployment advance."""
+
+CALIBRATION_SAMPLES = 200
+"""Training samples the post-training quantisation calibrates on (the first of the split)."""
+QEMU_RUNS = 5
+"""Random inputs the found model's firmware runs on QEMU, each compared to the bit."""
+DEPLOY_STEPS = ("fine-tune the winner", "train the baseline", "quantise and score",
+                "run the winner on QEMU")
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A trained model as deployed: test-split accuracies and its analysis on the board.
+
+    `float_accuracy` is the exported float ONNX model's (mcuflow's float kernels),
+    `int8_accuracy` the quantised model's on mcuflow's reference interpreter, to which the
+    generated C is bit-exact. Memory and latency are `analyze`'s figures for the int8 model.
+    """
+
+    arch: Arch
+    macs: int
+    float_accuracy: float
+    int8_accuracy: float
+    peak_ram_bytes: int
+    flash_bytes: int
+    latency_ms: float
+    fits: bool
+
+    def to_json(self) -> dict[str, object]:
+        """The figures as JSON, the architecture as Arch.to_json."""
+        return {**dataclasses.asdict(self), "arch": self.arch.to_json()}
+
+
+@dataclass(frozen=True)
+class QemuCheck:
+    """The found model's firmware on QEMU, linked for the board: bit-exact and instructions."""
+
+    target: str
+    machine: str
+    bit_exact: bool
+    runs: int
+    instructions: int
+    flash_bytes: int
+    ram_bytes: int
+    estimated_ms: float
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    """Everything `mcuflow search` found and measured (report.json and report.html)."""
+
+    dataset: str
+    samples: int
+    classes: int
+    board: str
+    options: SearchOptions
+    budget: Budget
+    result: SearchResult
+    found: Deployed
+    baseline: Deployed
+    qemu: QemuCheck
+
+    def to_json(self) -> dict[str, object]:
+        """report.json: accuracies, architectures, the search's tables and figures, checks."""
+        result, options = self.result, self.options
+        return {
+            "dataset": self.dataset, "samples": self.samples, "classes": self.classes,
+            "board": self.board, "target": self.qemu.target,
+            "limits": dataclasses.asdict(options.limits),
+            "accuracy": self.found.int8_accuracy,
+            "baseline_accuracy": self.baseline.int8_accuracy,
+            "float_accuracy": self.found.float_accuracy,
+            "baseline_float_accuracy": self.baseline.float_accuracy,
+            "arch": self.found.arch.to_json(), "baseline_arch": self.baseline.arch.to_json(),
+            "found": self.found.to_json(), "baseline": self.baseline.to_json(),
+            "qemu": dataclasses.asdict(self.qemu),
+            "pareto": [{"arch": c.arch.to_json(), "val_accuracy": c.accuracy,
+                        **c.fit.to_json()} for c in result.pareto],
+            "spaces": [{"width": s.width, "resolution": s.resolution, "samples": s.samples,
+                        "fitting": s.fitting, "mean_macs": s.mean_macs,
+                        "chosen": s == result.chosen} for s in result.spaces],
+            "generations": list(result.generations),
+            "search": {"evaluated": result.evaluated, "fit_checks": result.fit_checks,
+                       "fit_checks_per_second": result.fit_checks_per_second,
+                       "best_val_accuracy": result.best.accuracy},
+            "budget": dataclasses.asdict(self.budget), "minutes": options.minutes,
+            "seed": options.seed, "workers": options.workers,
+        }
+
+
+def run_search(dataset: str, options: SearchOptions, out_dir: Path,
+               progress: Progress | None = None) -> SearchReport:
+    """Search `dataset` for the board of `options`, deploy the winner and a baseline, report.
+
+    Writes OUT/model.onnx (float), OUT/model_int8.tflite, the baseline's baseline.onnx and
+    baseline_int8.tflite, OUT/report.json and OUT/report.html, all or nothing (see
+    outputs.write_directory): an error leaves no half-written OUT.
+    """
+    check_output(out_dir)
+    data = load_dataset(dataset)
+    parts = split(data, options.seed)
+    space = default_space(data.dims, data.native_size)
+    result = search(parts, space, options, progress)
+    budget = budget_for(options.minutes)
+    report, files = _deploy(data, parts, space, result, options, budget, progress or _silent)
+    files["report.json"] = report_json(report)
+    files["report.html"] = render_report(report)
+    write_directory(files, out_dir, what="search output")
+    return report
+
+
+def check_output(out_dir: Path) -> None:
+    """Refuse, before a long search, an OUT that the results could not replace."""
+    if out_dir.is_symlink() or out_dir.exists() and not out_dir.is_dir():
+        raise McuflowError(f"'{out_dir}' exists and is not a directory",
+                           "choose a new output directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and Manifest.read(out_dir) is None:
+        raise McuflowError(f"'{out_dir}' exists and is not an mcuflow output directory",
+                           "choose a new or empty output directory")
+
+
+def report_json(report: SearchReport) -> str:
+    """report.json's text: sorted keys, two-space indent, strict JSON."""
+    return json.dumps(report.to_json(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _silent(_stage: str, _done: int, _total: int) -> None:
+    """No progress to show."""
+
+
+def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResult,
+            options: SearchOptions, budget: Budget, progress: Progress
+            ) -> tuple[SearchReport, dict[str, str | bytes]]:
+    """Train, export, quantise and verify the winner and the baseline; their files."""
+    from mcuflow.nas import supernet
+
+    def step(done: int) -> None:
+        progress("deploy", done, len(DEPLOY_STEPS))
+
+    step(0)
+    arch = result.best.arch
+    net = supernet.Supernet(space, arch.width, data.input_channels, data.classes)
+    supernet.load_state(net, result.supernet_state)
+    winner = supernet.extract(net, arch)
+    supernet.train_model(winner, parts, arch.resolution,
+                         supernet.TrainBudget(budget.finetune_epochs),
+                         derived_seed(options.seed, "finetune", arch))
+    step(1)
+    base = result.baseline
+    baseline = supernet.build_model(base, space, data.input_channels, data.classes,
+                                    derived_seed(options.seed, "baseline", base))
+    supernet.train_model(baseline, parts, base.resolution,
+                         supernet.TrainBudget(budget.baseline_epochs),
+                         derived_seed(options.seed, "baseline", base))
+    step(2)
+    with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
+        found = _quantised(winner, arch, space, parts, Path(scratch) / "model")
+        reference = _quantised(baseline, base, space, parts, Path(scratch) / "baseline")
+        found_analysis = _analysis(found.quantized, options)
+        step(3)
+        qemu = _qemu(found_analysis, options)
+    step(4)
+    report = SearchReport(data.name, len(data.y), data.classes, options.build.board.id, options,
+                          budget, result, _deployed(found, found_analysis, options),
+                          _deployed(reference, _analysis(reference.quantized, options), options),
+                          qemu)
+    files: dict[str, str | bytes] = {
+        "model.onnx": found.onnx, "model_int8.tflite": found.quantized.tflite(),
+        "baseline.onnx": reference.onnx,
+        "baseline_int8.tflite": reference.quantized.tflite()}
+    return report, files
+
+
+def derived_seed(seed: int, purpose: str, arch: Arch) -> int:
+    """A stable 31-bit seed for one use of one architecture (the same on every machine)."""
+    digest = hashlib.sha256(f"{seed}:{purpose}:{arch.key()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFF_FFFF
+
+
+@dataclass(frozen=True)
+class _Quantised:
+    """A trained model exported to ONNX and quantised, scored on the test split."""
+
+    arch: Arch
+    macs: int
+    onnx: bytes
+    quantized: QuantizeResult
+    accuracy: api.Accuracy
+
+
+def _quantised(model: object, arch: Arch, space: SearchSpace, parts: Split,
+               stem: Path) -> _Quantised:
+    """Export `model` (float ONNX), quantise it with mcuflow's PTQ, score it on the test split."""
+    from mcuflow.nas import supernet
+
+    train = parts.train
+    onnx = stem.with_suffix(".onnx")
+    supernet.export_onnx(model, arch, train.input_channels, onnx)
+    calibration = stem.with_name(f"{stem.name}_calibration.npz")
+    np.savez(calibration, x=onnx_layout(train.x[:CALIBRATION_SAMPLES], arch, train.dims))
+    quantized = api.load_quantized(onnx, api.QuantizeOptions(calibration=calibration))
+    test = Calibration({"": onnx_layout(parts.test.x, arch, parts.test.dims)})
+    return _Quantised(arch, macs(arch, space, train.input_channels, train.classes),
+                      onnx.read_bytes(), quantized, api.accuracy(quantized, test, parts.test.y))
+
+
+def onnx_layout(x: np.ndarray, arch: Arch, dims: int) -> np.ndarray:
+    """Samples (N x H x W x C or N x T x C) resized for `arch`, in the ONNX input's layout.
+
+    The exported model takes NCHW images, or N x C x T series (Conv1d).
+    """
+    resized = resize(x, arch.resolution, dims)
+    order = (0, 3, 1, 2) if dims == 2 else (0, 2, 1)
+    return np.ascontiguousarray(resized.transpose(order), dtype=np.float32)
+
+
+def _analysis(quantized: QuantizeResult, options: SearchOptions) -> Analysis:
+    """`analyze`'s plan and report of the int8 model on the board, under the SRAM budget."""
+    build = options.build
+    budget = options.limits.sram_bytes
+    request = PatchRequest(sram_budget=budget if budget < build.board.sram_bytes else None)
+    return analyze_graph(quantized.graph, build, request)
+
+
+def _deployed(model: _Quantised, analysis: Analysis, options: SearchOptions) -> Deployed:
+    report = analysis.report
+    return Deployed(model.arch, model.macs, model.accuracy.float32, model.accuracy.int8,
+                    report.peak_ram_bytes, report.flash_bytes, report.latency_ms_estimate,
+                    within(options.limits, analysis))
+
+
+def within(limits: Limits, analysis: Analysis) -> bool:
+    """The analysed model fits the board and the search's flash and latency limits.
+
+    The SRAM budget is the analysis's own (see _analysis).
+    """
+    report = analysis.report
+    latency_ok = limits.latency_ms is None or report.latency_ms_estimate <= limits.latency_ms
+    return analysis.fits and report.flash_bytes <= limits.flash_bytes and latency_ok
+
+
+def _qemu(analysis: Analysis, options: SearchOptions) -> QemuCheck:
+    """Build the firmware for the board's core, linked in its SRAM and flash; run it on QEMU."""
+    target = board_target(analysis.board, options.build.target)
+    result = verify_cortexm(analysis.graph, analysis.plan, target, analysis.board,
+                            QEMU_RUNS, options.seed)
+    return QemuCheck(result.target, result.machine, result.bit_exact, result.runs,
+                     result.instructions, result.flash_bytes, result.ram_bytes,
+                     result.estimated_ms)
