@@ -1,0 +1,358 @@
+"""The search space: MobileNetV2-style architectures, their variation, MACs and int8 graphs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from mcuflow.errors import McuflowError
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.enums import Activation, Padding
+from mcuflow.ir.graph import Graph
+
+RELU6 = Activation.RELU6
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of blocks: output channels (before the width), depth range, first stride."""
+
+    channels: int
+    min_depth: int
+    max_depth: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The network family's choices: stages, per-block kernels and expansions, the grid axes.
+
+    `dims` is 2 for images (NHWC) and 1 for series (run as one-row images); `widths` and
+    `resolutions` span the grid that space optimisation chooses one cell of.
+    """
+
+    dims: int
+    stages: tuple[Stage, ...]
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expansions: tuple[int, ...] = (3, 4, 6)
+    widths: tuple[float, ...] = (0.25, 0.35, 0.5, 0.75, 1.0)
+    resolutions: tuple[int, ...] = (8, 12, 16)
+    stem_channels: int = 16
+    stem_stride: int = 1
+    head_channels: int = 0
+
+    @property
+    def slots(self) -> int:
+        """The number of block slots: every stage's maximum depth."""
+        return sum(stage.max_depth for stage in self.stages)
+
+    def stage_slots(self) -> tuple[range, ...]:
+        """The slot indices of each stage, in stage order."""
+        ranges, start = [], 0
+        for stage in self.stages:
+            ranges.append(range(start, start + stage.max_depth))
+            start += stage.max_depth
+        return tuple(ranges)
+
+
+def default_space(dims: int, native_size: int) -> SearchSpace:
+    """A space for small inputs: 8x8 images (sklearn digits) or series of T=40 (MNIST-1D).
+
+    Resolutions are the native size and smaller/larger steps around it; stages of 16..64
+    channels keep many candidates within 16-32 KB of SRAM.
+    """
+    if dims not in (1, 2):
+        raise McuflowError(f"a search space has 1 or 2 spatial dimensions, not {dims}",
+                           "use 2 for images (N x H x W x C) and 1 for series (N x T x C)")
+    if dims == 2:
+        stages = (Stage(16, 1, 2, 1), Stage(24, 1, 3, 2), Stage(32, 1, 3, 2),
+                  Stage(64, 1, 2, 1))
+        steps = (1.0, 1.5, 2.0)
+    else:
+        stages = (Stage(16, 1, 2, 2), Stage(24, 1, 3, 2), Stage(32, 1, 3, 2),
+                  Stage(64, 1, 2, 1))
+        steps = (0.6, 0.8, 1.0)
+    resolutions = tuple(sorted({max(4, int(round(native_size * step))) for step in steps}))
+    return SearchSpace(dims, stages, resolutions=resolutions)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture: width and resolution, depth per stage, kernel and expansion per slot.
+
+    Slots beyond a stage's depth hold the smallest options (see `canonical`).
+    """
+
+    width: float
+    resolution: int
+    depths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    expansions: tuple[int, ...]
+
+    def key(self) -> str:
+        """Canonical, stable text naming the architecture (seeds, caches, JSON)."""
+        return (f"w{self.width:g}-r{self.resolution}-d{'.'.join(map(str, self.depths))}"
+                f"-k{'.'.join(map(str, self.kernels))}-e{'.'.join(map(str, self.expansions))}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return {"width": self.width, "resolution": self.resolution, "depths": list(self.depths),
+                "kernels": list(self.kernels), "expansions": list(self.expansions)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Arch:
+        """The inverse of to_json."""
+        return cls(float(data["width"]), int(data["resolution"]),
+                   tuple(int(v) for v in data["depths"]),
+                   tuple(int(v) for v in data["kernels"]),
+                   tuple(int(v) for v in data["expansions"]))
+
+
+def canonical(arch: Arch, space: SearchSpace) -> Arch:
+    """`arch` with unused slots (beyond each stage's depth) set to the smallest options."""
+    kernels, expansions = list(arch.kernels), list(arch.expansions)
+    for depth, slots in zip(arch.depths, space.stage_slots(), strict=True):
+        for slot in slots[depth:]:
+            kernels[slot], expansions[slot] = min(space.kernels), min(space.expansions)
+    return replace(arch, kernels=tuple(kernels), expansions=tuple(expansions))
+
+
+def _pick(rng: np.random.Generator, options: tuple[int, ...]) -> int:
+    return int(options[int(rng.integers(len(options)))])
+
+
+def _depth(rng: np.random.Generator, stage: Stage) -> int:
+    return int(rng.integers(stage.min_depth, stage.max_depth + 1))
+
+
+def sample(space: SearchSpace, rng: np.random.Generator, width: float,
+           resolution: int) -> Arch:
+    """A uniformly random architecture of the (width, resolution) space."""
+    depths = tuple(_depth(rng, stage) for stage in space.stages)
+    kernels = tuple(_pick(rng, space.kernels) for _ in range(space.slots))
+    expansions = tuple(_pick(rng, space.expansions) for _ in range(space.slots))
+    return canonical(Arch(width, resolution, depths, kernels, expansions), space)
+
+
+def mutate(arch: Arch, space: SearchSpace, rng: np.random.Generator,
+           probability: float) -> Arch:
+    """Each depth, kernel and expansion resampled with `probability`; width/resolution kept."""
+    depths = tuple(_depth(rng, stage) if rng.random() < probability else depth
+                   for depth, stage in zip(arch.depths, space.stages, strict=True))
+    kernels = tuple(_pick(rng, space.kernels) if rng.random() < probability else kernel
+                    for kernel in arch.kernels)
+    expansions = tuple(_pick(rng, space.expansions) if rng.random() < probability else e
+                       for e in arch.expansions)
+    return canonical(replace(arch, depths=depths, kernels=kernels, expansions=expansions), space)
+
+
+def crossover(a: Arch, b: Arch, rng: np.random.Generator, space: SearchSpace) -> Arch:
+    """Each depth, kernel and expansion taken from `a` or `b` with equal chance.
+
+    `space` gives the stage boundaries, to reset the child's unused slots (see `canonical`).
+    """
+    if (a.width, a.resolution) != (b.width, b.resolution):
+        raise ValueError("crossover needs parents of the same width and resolution")
+    depths = tuple(x if rng.random() < 0.5 else y for x, y in zip(a.depths, b.depths, strict=True))
+    pairs = zip(a.kernels, b.kernels, a.expansions, b.expansions, strict=True)
+    chosen = [(ka, ea) if rng.random() < 0.5 else (kb, eb) for ka, kb, ea, eb in pairs]
+    child = replace(a, depths=depths, kernels=tuple(k for k, _ in chosen),
+                    expansions=tuple(e for _, e in chosen))
+    return canonical(child, space)
+
+
+def largest(space: SearchSpace, width: float, resolution: int) -> Arch:
+    """Every stage at its maximum depth, the largest kernel and expansion in every slot."""
+    return Arch(width, resolution, tuple(stage.max_depth for stage in space.stages),
+                (max(space.kernels),) * space.slots, (max(space.expansions),) * space.slots)
+
+
+def smallest(space: SearchSpace, width: float, resolution: int) -> Arch:
+    """Every stage at its minimum depth, the smallest kernel and expansion in every slot."""
+    return Arch(width, resolution, tuple(stage.min_depth for stage in space.stages),
+                (min(space.kernels),) * space.slots, (min(space.expansions),) * space.slots)
+
+
+def make_divisible(value: float) -> int:
+    """A channel count rounded to a multiple of 8 (at least 8), as MobileNetV2 rounds."""
+    return max(8, int(value + 4) // 8 * 8)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One inverted-residual block as built: channels, hidden width, kernel, stride, residual."""
+
+    in_channels: int
+    hidden: int
+    out_channels: int
+    kernel: int
+    stride: int
+
+    @property
+    def residual(self) -> bool:
+        """True when the block's input is added to its output."""
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+
+def blocks(arch: Arch, space: SearchSpace) -> tuple[Block, ...]:
+    """The blocks `arch` builds, in order, after the stem."""
+    built, channels = [], make_divisible(space.stem_channels * arch.width)
+    for stage, depth, slots in zip(space.stages, arch.depths, space.stage_slots(), strict=True):
+        out_channels = make_divisible(stage.channels * arch.width)
+        for index, slot in enumerate(slots[:depth]):
+            stride = stage.stride if index == 0 else 1
+            built.append(Block(channels, channels * arch.expansions[slot], out_channels,
+                               arch.kernels[slot], stride))
+            channels = out_channels
+    return tuple(built)
+
+
+def _shrink(size: tuple[int, int], stride: int, dims: int) -> tuple[int, int]:
+    """(rows, columns) after a padded window (k // 2 each side, odd k) of `stride`.
+
+    Series are one row: their stride applies to the columns only.
+    """
+    rows = -(-size[0] // stride) if dims == 2 else 1
+    return rows, -(-size[1] // stride)
+
+
+def macs(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> int:
+    """Multiply-accumulates of the convolutions, depthwise convolutions and the classifier."""
+    taps = (lambda k: k * k) if space.dims == 2 else (lambda k: k)
+    size = _shrink((arch.resolution, arch.resolution), space.stem_stride, space.dims)
+    channels = make_divisible(space.stem_channels * arch.width)
+    total = size[0] * size[1] * channels * taps(3) * input_channels
+    for block in blocks(arch, space):
+        if block.hidden != block.in_channels:
+            total += size[0] * size[1] * block.in_channels * block.hidden
+        size = _shrink(size, block.stride, space.dims)
+        total += size[0] * size[1] * block.hidden * (taps(block.kernel) + block.out_channels)
+        channels = block.out_channels
+    if space.head_channels > 0:
+        head = make_divisible(space.head_channels * arch.width)
+        total += size[0] * size[1] * channels * head
+        channels = head
+    return total + channels * classes
+
+
+def _paddings(size: int, kernel: int, stride: int) -> set[Padding]:
+    """TFLite paddings that compute what torch's k // 2 pads do along one axis.
+
+    The rule of mcuflow's ONNX import: an axis without pads matches VALID (and SAME where the
+    latter pads nothing), padded axes match SAME where TFLite puts the same pads first.
+    """
+    pad = kernel // 2
+    matching = {Padding.VALID} if pad == 0 else set()
+    out = -(-size // stride)
+    before = max((out - 1) * stride + kernel - size, 0) // 2
+    if out == (size + 2 * pad - kernel) // stride + 1 and before == pad:
+        matching.add(Padding.SAME)
+    return matching
+
+
+class _Net:
+    """Builds the family's layers as mcuflow's PTQ imports a torch export of them.
+
+    Series run as one-row images: each convolution reads a (1, 1, T, C) view and, where a
+    residual ADD reads a tensor, the ADD works on the (1, T, C) form, as the importer emits.
+    """
+
+    def __init__(self, space: SearchSpace, name: str) -> None:
+        self.dims = space.dims
+        self.b = GraphBuilder(name, 0)
+
+    def shape(self, x: str) -> tuple[int, ...]:
+        return self.b.graph.tensors[x].shape
+
+    def image(self, x: str) -> str:
+        """`x` as NHWC (series: a one-row image)."""
+        shape = self.shape(x)
+        return x if len(shape) == 4 else self.b.reshape(x, (shape[0], 1, shape[1], shape[2]))
+
+    def series(self, x: str) -> str:
+        """`x` in the form a residual ADD reads (series: N x T x C)."""
+        shape = self.shape(x)
+        if self.dims == 2 or len(shape) == 3:
+            return x
+        return self.b.reshape(x, (shape[0], shape[2], shape[3]))
+
+    def window(self, x: str, kernel: int, stride: int) -> tuple[str, Padding, tuple[int, int]]:
+        """The (padded) input, padding and (kh, kw) of a k x k (series: 1 x k) window."""
+        x = self.image(x)
+        _, rows, cols, _ = self.shape(x)
+        kh, sh = (kernel, stride) if self.dims == 2 else (1, 1)
+        matching = _paddings(rows, kh, sh) & _paddings(cols, kernel, stride)
+        for padding in (Padding.VALID, Padding.SAME):
+            if padding in matching:
+                return x, padding, (kh, kernel)
+        pads = ((0, 0), (kh // 2, kh // 2), (kernel // 2, kernel // 2), (0, 0))
+        return self.b.pad(x, pads), Padding.VALID, (kh, kernel)
+
+    def restride(self, y: str, stride: int) -> str:
+        """Series strides run along the columns only (the builder strides both axes)."""
+        op = self.b.graph.operators[-1]
+        if self.dims == 1 and stride != 1:
+            attrs = replace(op.attrs, stride_h=1, stride_w=stride)
+            self.b.graph.operators[-1] = replace(op, attrs=attrs)
+        return y
+
+    def conv(self, x: str, channels: int, kernel: int, stride: int,
+             activation: Activation) -> str:
+        x, padding, taps = self.window(x, kernel, stride)
+        y = self.b.conv2d(x, channels, taps, stride, padding=padding, activation=activation)
+        return self.restride(y, stride)
+
+    def depthwise(self, x: str, kernel: int, stride: int) -> str:
+        x, padding, taps = self.window(x, kernel, stride)
+        y = self.b.depthwise_conv2d(x, taps, stride, padding=padding, activation=RELU6)
+        return self.restride(y, stride)
+
+    def block(self, x: str, block: Block) -> str:
+        if block.residual:
+            x = self.series(x)
+        y = x
+        if block.hidden != block.in_channels:
+            y = self.conv(y, block.hidden, 1, 1, RELU6)
+        y = self.depthwise(y, block.kernel, block.stride)
+        y = self.conv(y, block.out_channels, 1, 1, Activation.NONE)
+        return self.b.add(x, self.series(y)) if block.residual else y
+
+    def classifier(self, x: str, classes: int) -> str:
+        pooled = self.b.mean(self.image(x), (1, 2), keep_dims=True)
+        channels = self.shape(pooled)[3]
+        flat = self.b.reshape(pooled, (1, channels))
+        logits = self.b.fully_connected(flat, classes, per_channel=True)
+        self.unflatten(flat, (1, channels, 1, 1) if self.dims == 2 else (1, channels, 1))
+        return logits
+
+    def unflatten(self, flat: str, shape: tuple[int, ...]) -> None:
+        """The importer's classifier input: RESHAPE `flat` to `shape` (channels, then ones).
+
+        The builder's FULLY_CONNECTED reads the last axis as the depth, so the layer is made
+        on the (1, C) form and the RESHAPE's result takes the importer's shape afterwards.
+        """
+        index = next(i for i, op in enumerate(self.b.graph.operators) if flat in op.outputs)
+        op = self.b.graph.operators[index]
+        self.b.graph.operators[index] = replace(op, attrs=replace(op.attrs, new_shape=shape))
+        self.b.graph.tensors[flat] = replace(self.b.graph.tensors[flat], shape=shape)
+
+
+def arch_graph(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> Graph:
+    """The int8 graph of `arch` as mcuflow's PTQ builds it from the torch subnet's ONNX.
+
+    Batch norms are folded and ReLU6 fused; weights are random per-channel int8 (the fit
+    check needs shapes, not values). Images enter as (1, R, R, C), series as (1, T, C).
+    """
+    net = _Net(space, f"nas_{arch.key()}")
+    shape = ((1, arch.resolution, arch.resolution, input_channels) if space.dims == 2
+             else (1, arch.resolution, input_channels))
+    x = net.b.input(shape, 1.0 / 255.0, -128)
+    x = net.conv(x, make_divisible(space.stem_channels * arch.width), 3, space.stem_stride,
+                 RELU6)
+    for block in blocks(arch, space):
+        x = net.block(x, block)
+    if space.head_channels > 0:
+        x = net.conv(x, make_divisible(space.head_channels * arch.width), 1, 1, RELU6)
+    return net.b.output(net.classifier(x, classes)).build()
