@@ -1,0 +1,228 @@
+"""Datasets for the architecture search: digits, MNIST-1D, .npz files and image folders."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcuflow.errors import McuflowError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp")
+"""The image files a class folder may hold (others are ignored)."""
+MIN_PER_CLASS = 5
+"""The fewest samples of a class that still give every part of a 60/20/20 split one sample."""
+MNIST1D_SEED = 42
+"""The generator seed of MNIST-1D (the package's default: the published dataset)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Labelled samples: x float32 N x H x W x C (images) or N x T x C (series), y int64 N."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    classes: int
+
+    @property
+    def dims(self) -> int:
+        """2 for images, 1 for series."""
+        return self.x.ndim - 2
+
+    @property
+    def native_size(self) -> int:
+        """The image height or the series length."""
+        return int(self.x.shape[1])
+
+    @property
+    def input_channels(self) -> int:
+        """Channels per pixel or time step."""
+        return int(self.x.shape[-1])
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        """The samples at `indices` (same name and class count)."""
+        return Dataset(self.name, self.x[indices], self.y[indices], self.classes)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training, validation (ranks candidates) and test (only reported) parts of a dataset."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+def load_dataset(spec: str) -> Dataset:
+    """"digits", "mnist1d", a .npz file with x and y, or a folder of one sub-folder per class."""
+    if spec == "digits":
+        return _digits()
+    if spec == "mnist1d":
+        return _mnist1d()
+    path = Path(spec)
+    if path.is_dir():
+        return _image_folder(path)
+    if path.suffix == ".npz" and path.is_file():
+        return _npz(path)
+    raise McuflowError(f"no dataset {spec!r}",
+                       "give digits, mnist1d, a .npz file with x and y, or a folder with one "
+                       "sub-folder of images per class")
+
+
+def split(dataset: Dataset, seed: int) -> Split:
+    """Stratified 60/20/20 parts, drawn by a generator seeded with `seed`."""
+    rng = np.random.default_rng(seed)
+    parts: tuple[list[np.ndarray], ...] = ([], [], [])
+    for label in range(dataset.classes):
+        members = rng.permutation(np.flatnonzero(dataset.y == label))
+        train_end = round(0.6 * len(members))
+        val_end = train_end + round(0.2 * len(members))
+        for part, chosen in zip(parts, np.split(members, [train_end, val_end]), strict=True):
+            part.append(chosen)
+    train, val, test = (dataset.subset(np.sort(np.concatenate(part))) for part in parts)
+    return Split(train, val, test)
+
+
+def resize(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
+    """Images to R x R (bilinear) or series to length R (linear), as torch interpolates."""
+    import torch
+
+    channels_first = np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1)
+    mode, size = ("bilinear", (resolution, resolution)) if dims == 2 else ("linear", (resolution,))
+    if channels_first.shape[2:] == size:
+        return np.array(x, dtype=np.float32)
+    resized = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(
+        channels_first)), size=size, mode=mode, align_corners=False)
+    return np.ascontiguousarray(np.moveaxis(resized.numpy(), 1, -1))
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    x = (images / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
+    return Dataset("digits", x, labels.astype(np.int64), 10)
+
+
+def _mnist1d() -> Dataset:
+    """MNIST-1D made by the package's own generator (offline; global RNG states restored)."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as error:
+        raise McuflowError("the mnist1d package is not installed",
+                           "pip install 'mcuflow[nas]'") from error
+    args = get_dataset_args()
+    args.seed = MNIST1D_SEED
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        made = make_dataset(args)
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    x = np.concatenate([made["x"], made["x_test"]]).astype(np.float32)[..., None]
+    y = np.concatenate([made["y"], made["y_test"]]).astype(np.int64)
+    return Dataset("mnist1d", x, y, 10)
+
+
+def _npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = sorted({"x", "y"} - set(arrays.files))
+            if missing:
+                raise McuflowError(f"{path} has no array {', '.join(missing)} "
+                                   f"(it holds {', '.join(arrays.files) or 'nothing'})",
+                                   "save the samples as x (N x H x W x C or N x T x C) and the "
+                                   "labels as y (class indices or one-hot)")
+            x, y = arrays["x"], arrays["y"]
+    except (OSError, ValueError) as error:
+        raise McuflowError(f"cannot read {path}: {error}",
+                           "write it with numpy.savez(path, x=..., y=...)") from error
+    return _checked(path.stem, _samples(path, x), _labels(path, y, len(x)))
+
+
+def _samples(path: Path, x: np.ndarray) -> np.ndarray:
+    if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4):
+        raise McuflowError(f"{path}: x is {x.dtype} of shape {x.shape}",
+                           "x must be numbers shaped N x H x W x C (images) or N x T x C "
+                           "(series; N x T for one channel)")
+    scaled = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return scaled[..., None] if x.ndim == 2 else scaled
+
+
+def _labels(path: Path, y: np.ndarray, samples: int) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "fiub":
+        y = y.argmax(axis=1)
+    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != samples:
+        raise McuflowError(f"{path}: y is {y.dtype} of shape {y.shape} for {samples} samples",
+                           "y must hold one integer class index per sample, or one-hot rows")
+    return y.astype(np.int64)
+
+
+def _checked(name: str, x: np.ndarray, y: np.ndarray) -> Dataset:
+    """A Dataset once the samples are finite and every class 0..K-1 has enough samples."""
+    if not np.all(np.isfinite(x)):
+        raise McuflowError(f"{name}: x holds NaN or infinite values", "clean the samples")
+    if len(y) == 0 or y.min() < 0:
+        raise McuflowError(f"{name}: labels must be class indices 0, 1, ...",
+                           "number the classes from 0")
+    counts = np.bincount(y)
+    if len(counts) < 2:
+        raise McuflowError(f"{name}: only one class", "a classifier needs two classes or more")
+    scarce = np.flatnonzero(counts < MIN_PER_CLASS)
+    if len(scarce):
+        raise McuflowError(f"{name}: class {scarce[0]} has {counts[scarce[0]]} samples",
+                           f"every class 0..{len(counts) - 1} needs at least {MIN_PER_CLASS} "
+                           "samples for the 60/20/20 train/val/test split")
+    return Dataset(name, np.ascontiguousarray(x), y, len(counts))
+
+
+def _image_folder(path: Path) -> Dataset:
+    folders = sorted(entry for entry in path.iterdir() if entry.is_dir())
+    if not folders:
+        raise McuflowError(f"{path} has no sub-folders",
+                           "put the images of each class in a sub-folder named after the class")
+    files = [sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+             for folder in folders]
+    empty = [folder.name for folder, images in zip(folders, files, strict=True) if not images]
+    if empty:
+        raise McuflowError(f"{path}: class folder {empty[0]!r} holds no images",
+                           f"images must end in {', '.join(IMAGE_SUFFIXES)}")
+    pixels = [_read_image(file) for images in files for file in images]
+    colour = any(image.ndim == 3 for image in pixels)
+    pixels = [_as_rgb(image) if colour else image[..., None] for image in pixels]
+    shapes = sorted({image.shape for image in pixels})
+    if len(shapes) > 1:
+        raise McuflowError(f"{path}: images of different sizes ({shapes[0]} and {shapes[-1]})",
+                           "resize every image to one size first")
+    labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
+    return _checked(path.name, np.stack(pixels), labels.astype(np.int64))
+
+
+def _read_image(file: Path) -> np.ndarray:
+    """Pixels in [0, 1]: H x W (grey) or H x W x 3 (colour; alpha dropped)."""
+    try:
+        from PIL import Image
+
+        with Image.open(file) as image:
+            grey = image.mode in ("1", "L", "I", "I;16", "F")
+            pixels = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+    except ImportError:
+        import matplotlib.image
+
+        pixels = _unit_range(matplotlib.image.imread(file))
+    except OSError as error:
+        raise McuflowError(f"cannot read image {file}: {error}",
+                           "remove or repair the file") from error
+    return pixels
+
+
+def _unit_range(pixels: np.ndarray) -> np.ndarray:
+    scaled = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 1.0)
+    return scaled[..., :3] if scaled.ndim == 3 else scaled
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
