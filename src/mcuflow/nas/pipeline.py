@@ -15,9 +15,8 @@ import numpy as np
 from mcuflow import api
 from mcuflow.codegen.targets import board_target
 from mcuflow.errors import McuflowError
-from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
-from mcuflow.nas.fitcheck import Limits
+from mcuflow.nas.fitcheck import Fit, fit_of, request_for
 from mcuflow.nas.report import render_report
 from mcuflow.nas.search import Budget, SearchOptions, SearchResult, budget_for, search
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
@@ -43,21 +42,19 @@ class Deployed:
 
     `float_accuracy` is the exported float ONNX model's (mcuflow's float kernels),
     `int8_accuracy` the quantised model's on mcuflow's reference interpreter, to which the
-    generated C is bit-exact. Memory and latency are `analyze`'s figures for the int8 model.
+    generated C is bit-exact. `fit` is the planner's figures and verdict for the int8 model
+    under the search's limits, as the fit check computes them for candidates.
     """
 
     arch: Arch
-    macs: int
+    fit: Fit
     float_accuracy: float
     int8_accuracy: float
-    peak_ram_bytes: int
-    flash_bytes: int
-    latency_ms: float
-    fits: bool
 
     def to_json(self) -> dict[str, object]:
-        """The figures as JSON, the architecture as Arch.to_json."""
-        return {**dataclasses.asdict(self), "arch": self.arch.to_json()}
+        """The accuracies, the fit figures (Fit.to_json) and the architecture (Arch.to_json)."""
+        return {"arch": self.arch.to_json(), "float_accuracy": self.float_accuracy,
+                "int8_accuracy": self.int8_accuracy, **self.fit.to_json()}
 
 
 @dataclass(frozen=True)
@@ -244,28 +241,13 @@ def onnx_layout(x: np.ndarray, arch: Arch, dims: int) -> np.ndarray:
 
 
 def _analysis(quantized: QuantizeResult, options: SearchOptions) -> Analysis:
-    """`analyze`'s plan and report of the int8 model on the board, under the SRAM budget."""
-    build = options.build
-    budget = options.limits.sram_bytes
-    request = PatchRequest(sram_budget=budget if budget < build.board.sram_bytes else None)
-    return analyze_graph(quantized.graph, build, request)
+    """`analyze`'s plan and report of the int8 model on the board, as the fit check plans."""
+    return analyze_graph(quantized.graph, options.build, request_for(options.limits))
 
 
 def _deployed(model: _Quantised, analysis: Analysis, options: SearchOptions) -> Deployed:
-    report = analysis.report
-    return Deployed(model.arch, model.macs, model.accuracy.float32, model.accuracy.int8,
-                    report.peak_ram_bytes, report.flash_bytes, report.latency_ms_estimate,
-                    within(options.limits, analysis))
-
-
-def within(limits: Limits, analysis: Analysis) -> bool:
-    """The analysed model fits the board and the search's flash and latency limits.
-
-    The SRAM budget is the analysis's own (see _analysis).
-    """
-    report = analysis.report
-    latency_ok = limits.latency_ms is None or report.latency_ms_estimate <= limits.latency_ms
-    return analysis.fits and report.flash_bytes <= limits.flash_bytes and latency_ok
+    return Deployed(model.arch, fit_of(analysis, options.limits, model.macs),
+                    model.accuracy.float32, model.accuracy.int8)
 
 
 def _qemu(analysis: Analysis, options: SearchOptions) -> QemuCheck:

@@ -85,13 +85,13 @@ def _comparison(report: SearchReport) -> str:
         return [_e(name), *(_e(cell(model)) for model in (found, baseline))]
 
     rows = [row("architecture", lambda m: describe(m.arch)),
-            row("MACs", lambda m: f"{m.macs:,}"),
+            row("MACs", lambda m: f"{m.fit.macs:,}"),
             row("int8 test accuracy", lambda m: _pct(m.int8_accuracy)),
             row("float test accuracy", lambda m: _pct(m.float_accuracy)),
-            row("peak RAM (B)", lambda m: f"{m.peak_ram_bytes:,}"),
-            row("flash (B)", lambda m: f"{m.flash_bytes:,}"),
-            row("latency (ms, estimated)", lambda m: f"{m.latency_ms:.2f}"),
-            row("fits the limits", lambda m: "yes" if m.fits else "no")]
+            row("peak RAM (B)", lambda m: f"{m.fit.peak_ram_bytes:,}"),
+            row("flash (B)", lambda m: f"{m.fit.flash_bytes:,}"),
+            row("latency (ms, estimated)", lambda m: f"{m.fit.latency_ms:.2f}"),
+            row("fits the limits", lambda m: "yes" if m.fit.fits else "no")]
     qemu = report.qemu
     verdict = ('<span class=good>bit-exact</span>' if qemu.bit_exact
                else '<span class=bad>MISMATCH</span>')
@@ -181,7 +181,7 @@ def pareto_figure(report: SearchReport) -> Figure:
 
 
 def _mark(axes: Axes, model: Deployed, marker: str, colour: str, label: str) -> None:
-    axes.plot([model.macs], [100 * model.int8_accuracy], marker, color=colour, markersize=14,
+    axes.plot([model.fit.macs], [100 * model.int8_accuracy], marker, color=colour, markersize=14,
               linestyle="none", label=label)
 
 
