@@ -22,6 +22,7 @@ def main() -> None:
     """Run the command line; on Ctrl-C, clean up (partial output is removed) and say so."""
     signal.signal(signal.SIGINT, _interrupt)
     try:
+        import mcuflow.nas.command  # noqa: F401  (registers `mcuflow search`)
         from mcuflow.cli import main as run_cli
 
         run_cli()
