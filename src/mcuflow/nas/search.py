@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, Split
+from mcuflow.nas.data import Dataset, Split, resize
 from mcuflow.nas.fitcheck import Fit, FitCheck, Limits
 from mcuflow.nas.space import Arch, SearchSpace, crossover, macs, mutate, sample
 from mcuflow.planning import Build
@@ -167,7 +167,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
         state.supernet = _train_supernet(split, space, chosen, budget, options.seed)
         state.save()
         report("supernet", 1, 1)
-    with _evaluator(split, space, state.supernet, budget, options) as evaluate:
+    with _evaluator(split, space, chosen, state.supernet, budget, options) as evaluate:
         _evolve(space, chosen, budget, options.seed, fits, evaluate, state, report)
     return _result(space, state, chosen, baseline, baseline_fit, fits)
 
@@ -367,11 +367,12 @@ def _train_supernet(split: Split, space: SearchSpace, chosen: SpaceChoice, budge
     return state_bytes(net)
 
 
-def evaluate_candidate(supernet: bytes, space: SearchSpace, arch: Arch, train_x: np.ndarray,
-                       val: Dataset, seed: int, batches: int) -> float:
-    """Val accuracy of `arch` with the supernet's weights and recalibrated batch norm.
+def evaluate_candidate(supernet: bytes, space: SearchSpace, train_x: np.ndarray, val: Dataset,
+                       batches: int, arch: Arch, seed: int) -> float:
+    """Val accuracy of `arch` with the supernet's weights and batch norm recalibrated on `train_x`.
 
-    The unit of work of a worker: a function of its arguments only.
+    `train_x` holds training samples at the arch's resolution. The unit of work of a worker: a
+    function of its arguments only.
     """
     import torch
 
@@ -388,15 +389,14 @@ def evaluate_candidate(supernet: bytes, space: SearchSpace, arch: Arch, train_x:
 class _InProcess:
     """Evaluates candidates one after another in this process."""
 
-    def __init__(self, supernet: bytes, space: SearchSpace, split: Split, budget: Budget,
+    def __init__(self, shared: tuple[bytes, SearchSpace, np.ndarray, Dataset, int],
                  seed: int) -> None:
-        self.arguments = (supernet, space, split, budget, seed)
+        self.shared = shared
+        self.seed = seed
 
     def __call__(self, archs: Sequence[Arch]) -> list[float]:
         """The val accuracy of each arch, in order."""
-        supernet, space, split, budget, seed = self.arguments
-        return [evaluate_candidate(supernet, space, arch, split.train.x, split.val,
-                                   evaluation_seed(seed, arch), budget.recalibration_batches)
+        return [evaluate_candidate(*self.shared, arch, evaluation_seed(self.seed, arch))
                 for arch in archs]
 
     def __enter__(self) -> _InProcess:
@@ -407,25 +407,24 @@ class _InProcess:
 
 
 class _OnRay:
-    """Evaluates candidates as Ray tasks, gathered in submission order."""
+    """Evaluates candidates as Ray tasks, gathered in submission order.
 
-    def __init__(self, supernet: bytes, space: SearchSpace, split: Split, budget: Budget,
+    The supernet state and the data go to the object store once; each task gets references.
+    """
+
+    def __init__(self, shared: tuple[bytes, SearchSpace, np.ndarray, Dataset, int],
                  options: SearchOptions) -> None:
         self.ray = _import_ray()
         self.started = not self.ray.is_initialized()
         if self.started:
             _init_ray(self.ray, options)
         self.task = self.ray.remote(num_cpus=1)(evaluate_candidate)
-        self.shared = tuple(self.ray.put(value)
-                            for value in (supernet, space, split.train.x, split.val))
+        self.shared = tuple(self.ray.put(value) for value in shared)
         self.seed = options.seed
-        self.batches = budget.recalibration_batches
 
     def __call__(self, archs: Sequence[Arch]) -> list[float]:
         """The val accuracy of each arch, in order."""
-        supernet, space, train_x, val = self.shared
-        refs = [self.task.remote(supernet, space, arch, train_x, val,
-                                 evaluation_seed(self.seed, arch), self.batches)
+        refs = [self.task.remote(*self.shared, arch, evaluation_seed(self.seed, arch))
                 for arch in archs]
         return [float(value) for value in self.ray.get(refs)]
 
@@ -470,12 +469,17 @@ def _init_ray(ray: Any, options: SearchOptions) -> None:
         ray.init(num_cpus=options.workers, **settings)
 
 
-def _evaluator(split: Split, space: SearchSpace, supernet: bytes, budget: Budget,
-               options: SearchOptions) -> _InProcess | _OnRay:
-    """In process for 1 worker without an address, else on Ray."""
+def _evaluator(split: Split, space: SearchSpace, chosen: SpaceChoice, supernet: bytes,
+               budget: Budget, options: SearchOptions) -> _InProcess | _OnRay:
+    """In process for 1 worker without an address, else on Ray.
+
+    Batch norm recalibrates on the training samples at the chosen space's resolution.
+    """
+    train_x = resize(split.train.x, chosen.resolution, split.train.dims)
+    shared = (supernet, space, train_x, split.val, budget.recalibration_batches)
     if _on_ray(options):
-        return _OnRay(supernet, space, split, budget, options)
-    return _InProcess(supernet, space, split, budget, options.seed)
+        return _OnRay(shared, options)
+    return _InProcess(shared, options.seed)
 
 
 def _evolve(space: SearchSpace, chosen: SpaceChoice, budget: Budget, seed: int, fits: _Fits,
