@@ -9,6 +9,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.verify import GraphInvariantError
 from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.memory.patches import PatchError
 from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs
 from mcuflow.planning import Analysis, Build, analyze_graph
 
@@ -60,12 +61,12 @@ def request_for(limits: Limits) -> PatchRequest:
 def analyze(graph: Graph, build: Build, limits: Limits) -> Analysis:
     """mcuflow's analysis with automatic patches aiming at the SRAM limit.
 
-    Where the patch rewrite fails on a graph (GraphInvariantError, an mcuflow defect), the
+    Where the patch rewrite fails on a graph (PatchError, GraphInvariantError: mcuflow defects), the
     model is analysed unpatched, as `--patches off` deploys it.
     """
     try:
         return analyze_graph(graph, build, request_for(limits))
-    except GraphInvariantError:
+    except (GraphInvariantError, PatchError):
         return analyze_graph(graph, build, PatchRequest(enabled=False,
                                                         sram_budget=limits.sram_bytes))
 
