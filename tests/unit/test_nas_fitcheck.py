@@ -1,0 +1,88 @@
+"""nas.fitcheck: verdicts and figures equal mcuflow's planner (analyze_graph) on two boards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcuflow.errors import McuflowError
+from mcuflow.hw.board import get_board
+from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.memory.patches import PatchError
+from mcuflow.nas.fitcheck import FitCheck, Limits, limits_for
+from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample
+from mcuflow.planning import Analysis, Build, analyze_graph
+
+TINY = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
+BOARDS = {"nucleo-f091rc": None, "tiny16k": TINY}
+SRAM_BUDGETS = {"nucleo-f091rc": 8192, "tiny16k": None}
+"""On NUCLEO-F091RC (32 KB) every sample fits: a budget puts the patch search to work."""
+
+
+def _planner(arch, space: SearchSpace, build: Build, limits: Limits) -> Analysis:
+    """The oracle: mcuflow's analysis with automatic patches aiming at the SRAM limit.
+
+    Where its patch rewrite fails (an mcuflow defect), the model as `--patches off` plans it.
+    """
+    graph = arch_graph(arch, space, 1, 10)
+    try:
+        return analyze_graph(graph, build, PatchRequest(sram_budget=limits.sram_bytes))
+    except (PatchError, McuflowError):
+        return analyze_graph(graph, build, PatchRequest(False, sram_budget=limits.sram_bytes))
+
+
+def _samples(space: SearchSpace, count: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return [sample(space, rng, float(rng.choice(space.widths)), int(rng.choice(space.resolutions)))
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("board_id", sorted(BOARDS))
+def test_verdict_and_figures_equal_the_planners(board_id: str) -> None:
+    build = Build(get_board(board_id, BOARDS[board_id]))
+    verdicts = []
+    for space, count in ((default_space(1, 40), 20), (default_space(2, 8), 8)):
+        limits = limits_for(build, SRAM_BUDGETS[board_id], None, None)
+        check = FitCheck(build, limits, space, 1, 10)
+        for arch in _samples(space, count, 11):
+            fit, analysis = check(arch), _planner(arch, space, build, limits)
+            report = analysis.report
+            expected = (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
+                        and report.flash_bytes <= limits.flash_bytes)
+            assert fit.fits == expected, arch.key()
+            assert (fit.peak_ram_bytes, fit.flash_bytes, fit.latency_ms) == (
+                analysis.plan.arena_bytes, report.flash_bytes, report.latency_ms_estimate)
+            assert fit.macs == macs(arch, space, 1, 10)
+            verdicts.append(fit.fits)
+    assert any(verdicts) and not all(verdicts), "the sample should hold both verdicts"
+
+
+def test_budgets_and_latency_limit_tighten_the_verdict() -> None:
+    build = Build(get_board("nucleo-f091rc"))
+    space = default_space(1, 40)
+    archs = _samples(space, 12, 5)
+    loose = FitCheck(build, limits_for(build, None, None, None), space, 1, 10)
+    figures = [loose(arch) for arch in archs]
+    peaks = sorted(f.peak_ram_bytes for f in figures)
+    latencies = sorted(f.latency_ms for f in figures)
+    limits = limits_for(build, peaks[6], None, latencies[8])
+    tight = FitCheck(build, limits, space, 1, 10)
+    for arch, before in zip(archs, figures, strict=True):
+        analysis = _planner(arch, space, build, limits)
+        expected = (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
+                    and analysis.report.latency_ms_estimate <= latencies[8])
+        assert tight(arch).fits == expected, arch.key()
+        assert before.fits
+    assert sum(tight(arch).fits for arch in archs) < len(archs)
+
+
+def test_limits_default_to_the_board_and_reject_nonsense() -> None:
+    build = Build(get_board("tiny16k", TINY))
+    assert limits_for(build, None, None, None) == Limits(16384, 65536, None)
+    assert limits_for(build, 8000, 30000, 5.0) == Limits(8000, 30000, 5.0)
+    with pytest.raises(McuflowError):
+        limits_for(build, 0, None, None)
+    with pytest.raises(McuflowError):
+        limits_for(build, None, None, -1.0)
