@@ -225,7 +225,7 @@ def _quantised(model: object, arch: Arch, space: SearchSpace, parts: Split,
     calibration = stem.with_name(f"{stem.name}_calibration.npz")
     np.savez(calibration, x=onnx_layout(train.x[:CALIBRATION_SAMPLES], arch, train.dims))
     quantized = api.load_quantized(onnx, api.QuantizeOptions(calibration=calibration))
-    test = Calibration({"": onnx_layout(parts.test.x, arch, parts.test.dims)})
+    test = Calibration({"": [onnx_layout(parts.test.x, arch, parts.test.dims)]})
     return _Quantised(arch, macs(arch, space, train.input_channels, train.classes),
                       onnx.read_bytes(), quantized, api.accuracy(quantized, test, parts.test.y))
 

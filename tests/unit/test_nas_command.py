@@ -1,0 +1,76 @@
+"""`mcuflow search`: user errors are one line and exit 2, before any training, and write nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mcuflow.nas.command  # noqa: F401  (registers `mcuflow search` on the CLI)
+from tests.support import run_cli, run_cli_output
+
+pytest.importorskip("torch")
+
+
+def _error_line(code: int, err: str) -> str:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mcuflow: error: "), err
+    return lines[0]
+
+
+def test_missing_data_file_is_one_line(capsys: pytest.CaptureFixture[str],
+                                       tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    line = _error_line(*run_cli(capsys, ["search", "--data", str(tmp_path / "none.npz"),
+                                         "--board", "nucleo-f091rc", "-o", str(out)]))
+    assert "none.npz" in line
+    assert not out.exists() and not (tmp_path / "out.checkpoint").exists()
+
+
+def test_impossible_sram_budget_is_one_line(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, stdout, err = run_cli_output(capsys, [
+        "search", "--data", "digits", "--board", "nucleo-f091rc", "--sram-budget", "256",
+        "--minutes", "1", "-o", str(out), "--json"])
+    line = _error_line(code, err)
+    assert "hint:" in line
+    assert '"error"' in stdout  # --json: the error as JSON on stdout too
+    assert not out.exists()
+
+
+def test_unknown_board_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board", "no-such",
+                                         "-o", str(tmp_path / "out")]))
+    assert "no-such" in line
+
+
+def test_foreign_output_directory_is_refused_first(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board",
+                                         "nucleo-f091rc", "-o", str(out)]))
+    assert "not an mcuflow output directory" in line
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_without_torch_names_the_extra(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails
+    line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board",
+                                         "nucleo-f091rc", "-o", str(tmp_path / "out")]))
+    assert "pip install 'mcuflow[nas]'" in line
+
+
+def test_python_m_mcuflow_has_the_search_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "mcuflow", "search", "--help"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    for option in ("--data", "--board", "--sram-budget", "--flash-budget", "--latency-ms",
+                   "--minutes", "--workers", "--ray-address", "--resume", "--json"):
+        assert option in done.stdout
