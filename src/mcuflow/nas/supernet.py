@@ -17,7 +17,16 @@ from torch.nn import functional
 
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, resize
-from mcuflow.nas.space import Arch, SearchSpace, largest, sample, smallest
+from mcuflow.nas.space import (
+    Arch,
+    Block,
+    SearchSpace,
+    blocks,
+    largest,
+    make_divisible,
+    sample,
+    smallest,
+)
 
 EVAL_BATCH = 256
 """Samples per forward pass when measuring accuracy."""
@@ -25,26 +34,6 @@ RECALIBRATION_BATCH = 64
 """Samples per batch when re-estimating batch-norm statistics."""
 DISTILLATION = 0.5
 """The share of a smaller subnet's loss that imitates the largest subnet (in-place distillation)."""
-
-
-def make_divisible(value: float) -> int:
-    """Channels rounded as MobileNetV2 rounds them: a multiple of 8, at least 8."""
-    return max(8, int(value + 4) // 8 * 8)
-
-
-@dataclass(frozen=True)
-class SlotShape:
-    """The fixed shape of one block slot at a width: its channels, stride and stage."""
-
-    c_in: int
-    c_out: int
-    stride: int
-    stage: int
-
-    @property
-    def residual(self) -> bool:
-        """Whether the block adds its input to its output."""
-        return self.stride == 1 and self.c_in == self.c_out
 
 
 @dataclass(frozen=True)
@@ -61,19 +50,13 @@ def stem_channels(space: SearchSpace, width: float) -> int:
     return make_divisible(space.stem_channels * width)
 
 
-def slot_shapes(space: SearchSpace, width: float) -> tuple[SlotShape, ...]:
-    """Every slot's channels and stride at `width` (a stage's first slot takes its stride)."""
-    shapes, c_in = [], stem_channels(space, width)
-    for index, stage in enumerate(space.stages):
-        c_out = make_divisible(stage.channels * width)
-        for block in range(stage.max_depth):
-            shapes.append(SlotShape(c_in, c_out, stage.stride if block == 0 else 1, index))
-            c_in = c_out
-    return tuple(shapes)
-
-
-def _conv(dims: int) -> Callable[..., torch.Tensor]:
-    return functional.conv2d if dims == 2 else functional.conv1d
+def _convolve(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
+              groups: int = 1) -> torch.Tensor:
+    """A bias-free convolution; images run channels-last (oneDNN's depthwise is faster so)."""
+    if x.ndim == 3:
+        return functional.conv1d(x, weight, None, stride, padding, 1, groups)
+    x = x.contiguous(memory_format=torch.channels_last)
+    return functional.conv2d(x, weight, None, stride, padding, 1, groups)
 
 
 def _batch_norm(dims: int, channels: int) -> nn.Module:
@@ -103,8 +86,7 @@ class ElasticConvBN(nn.Module):
 
     def forward(self, x: torch.Tensor, c_out: int) -> torch.Tensor:
         """Convolve `x` into `c_out` channels and normalise them."""
-        y = _conv(self.dims)(x, self.active_weight(x.shape[1], c_out), None, self.stride,
-                             self.padding)
+        y = _convolve(x, self.active_weight(x.shape[1], c_out), self.stride, self.padding)
         return _sliced_batch_norm(self.bn, y)
 
 
@@ -125,33 +107,37 @@ class ElasticDepthwiseBN(nn.Module):
             else self.weight[:channels, :, window]
 
     def forward(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
-        """Filter each channel of `x` with the active kernel and normalise."""
+        """Filter each channel of `x` with the active kernel and normalise.
+
+        Taps further than the map's extent from the centre only ever meet padding, so a kernel
+        wider than 2 * size - 1 runs as its centre crop of that width: same result, less work.
+        """
         channels = x.shape[1]
-        y = _conv(self.dims)(x, self.active_weight(channels, kernel), None, self.stride,
-                             kernel // 2, 1, channels)
+        reach = min(kernel, 2 * max(x.shape[2:]) - 1)
+        y = _convolve(x, self.active_weight(channels, reach), self.stride, reach // 2, channels)
         return _sliced_batch_norm(self.bn, y)
 
 
 class ElasticBlock(nn.Module):
-    """An inverted residual block at its largest expansion and kernel."""
+    """An inverted residual block at its largest expansion and kernel (`block`: the largest)."""
 
-    def __init__(self, dims: int, shape: SlotShape, space: SearchSpace) -> None:
+    def __init__(self, dims: int, block: Block) -> None:
         super().__init__()
-        self.shape = shape
-        hidden = shape.c_in * max(space.expansions)
-        self.expand = ElasticConvBN(dims, shape.c_in, hidden, 1, 1) \
-            if max(space.expansions) != 1 else None
-        self.depthwise = ElasticDepthwiseBN(dims, hidden, max(space.kernels), shape.stride)
-        self.project = ElasticConvBN(dims, hidden, shape.c_out, 1, 1)
+        self.in_channels, self.out_channels = block.in_channels, block.out_channels
+        self.residual = block.residual
+        self.expand = ElasticConvBN(dims, block.in_channels, block.hidden, 1, 1) \
+            if block.hidden != block.in_channels else None
+        self.depthwise = ElasticDepthwiseBN(dims, block.hidden, block.kernel, block.stride)
+        self.project = ElasticConvBN(dims, block.hidden, block.out_channels, 1, 1)
 
     def forward(self, x: torch.Tensor, kernel: int, expansion: int) -> torch.Tensor:
         """The block with `kernel` and `expansion` active."""
         hidden = x
         if expansion != 1:
-            hidden = functional.relu6(self.expand(x, self.shape.c_in * expansion))
+            hidden = functional.relu6(self.expand(x, self.in_channels * expansion))
         hidden = functional.relu6(self.depthwise(hidden, kernel))
-        y = self.project(hidden, self.shape.c_out)
-        return x + y if self.shape.residual else y
+        y = self.project(hidden, self.out_channels)
+        return x + y if self.residual else y
 
 
 class Supernet(nn.Module):
@@ -161,18 +147,18 @@ class Supernet(nn.Module):
                  seed: int = 0) -> None:
         super().__init__()
         self.space, self.width, self.dims = space, width, space.dims
-        shapes = slot_shapes(space, width)
+        self.arch = largest(space, width, max(space.resolutions))
         self.stem = ElasticConvBN(space.dims, input_channels, stem_channels(space, width), 3,
                                   space.stem_stride)
-        self.blocks = nn.ModuleList(ElasticBlock(space.dims, shape, space) for shape in shapes)
-        features = shapes[-1].c_out
+        slots = blocks(self.arch, space)
+        self.blocks = nn.ModuleList(ElasticBlock(space.dims, block) for block in slots)
+        features = slots[-1].out_channels
         self.head = None
         if space.head_channels > 0:
             self.head = ElasticConvBN(space.dims, features,
                                       make_divisible(space.head_channels * width), 1, 1)
             features = self.head.weight.shape[0]
         self.classifier = nn.Linear(features, classes)
-        self.arch = largest(space, width, max(space.resolutions))
         _initialise(self, seed)
 
     def set_active(self, arch: Arch) -> None:
@@ -216,15 +202,12 @@ class Subnet(nn.Module):
                  classes: int) -> None:
         super().__init__()
         self.dims, self.resolution = space.dims, arch.resolution
-        layers = _conv_bn(space.dims, input_channels, stem_channels(space, arch.width), 3,
-                          space.stem_stride, 1, relu=True)
-        shapes = slot_shapes(space, arch.width)
         features = stem_channels(space, arch.width)
-        for depth, slots in zip(arch.depths, space.stage_slots(), strict=True):
-            for slot in slots[:depth]:
-                layers.append(_plain_block(space.dims, shapes[slot], arch.kernels[slot],
-                                           arch.expansions[slot]))
-                features = shapes[slot].c_out
+        layers = _conv_bn(space.dims, input_channels, features, 3, space.stem_stride, 1,
+                          relu=True)
+        for block in blocks(arch, space):
+            layers.append(_plain_block(space.dims, block))
+            features = block.out_channels
         if space.head_channels > 0:
             head = make_divisible(space.head_channels * arch.width)
             layers.extend(_conv_bn(space.dims, features, head, 1, 1, 1, relu=True))
@@ -252,12 +235,13 @@ def _conv_bn(dims: int, c_in: int, c_out: int, kernel: int, stride: int, groups:
     return [*layers, nn.ReLU6()] if relu else layers
 
 
-def _plain_block(dims: int, shape: SlotShape, kernel: int, expansion: int) -> InvertedResidual:
-    hidden = shape.c_in * expansion
-    layers = _conv_bn(dims, shape.c_in, hidden, 1, 1, 1, relu=True) if expansion != 1 else []
-    layers += _conv_bn(dims, hidden, hidden, kernel, shape.stride, hidden, relu=True)
-    layers += _conv_bn(dims, hidden, shape.c_out, 1, 1, 1, relu=False)
-    return InvertedResidual(nn.Sequential(*layers), shape.residual)
+def _plain_block(dims: int, block: Block) -> InvertedResidual:
+    hidden = block.hidden
+    layers = _conv_bn(dims, block.in_channels, hidden, 1, 1, 1, relu=True) \
+        if hidden != block.in_channels else []
+    layers += _conv_bn(dims, hidden, hidden, block.kernel, block.stride, hidden, relu=True)
+    layers += _conv_bn(dims, hidden, block.out_channels, 1, 1, 1, relu=False)
+    return InvertedResidual(nn.Sequential(*layers), block.residual)
 
 
 def _initialise(model: nn.Module, seed: int) -> None:
@@ -282,11 +266,11 @@ def _active_layers(net: Supernet) -> Iterator[tuple[torch.Tensor, nn.Module]]:
     for slot in net.active_slots():
         block: ElasticBlock = net.blocks[slot]
         kernel, expansion = net.arch.kernels[slot], net.arch.expansions[slot]
-        hidden = block.shape.c_in * expansion
+        hidden = block.in_channels * expansion
         if expansion != 1:
-            yield block.expand.active_weight(block.shape.c_in, hidden), block.expand.bn
+            yield block.expand.active_weight(block.in_channels, hidden), block.expand.bn
         yield block.depthwise.active_weight(hidden, kernel), block.depthwise.bn
-        yield block.project.active_weight(hidden, block.shape.c_out), block.project.bn
+        yield block.project.active_weight(hidden, block.out_channels), block.project.bn
     if net.head is not None:
         yield net.head.weight, net.head.bn
 
