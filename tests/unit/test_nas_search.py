@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +13,9 @@ pytest.importorskip("torch")
 
 from mcuflow import api  # noqa: E402
 from mcuflow.errors import McuflowError  # noqa: E402
+from mcuflow.ir.verify import GraphInvariantError  # noqa: E402
 from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
+from mcuflow.memory.patches import PatchError  # noqa: E402
 from mcuflow.nas.data import load_dataset, split  # noqa: E402
 from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
@@ -37,16 +40,42 @@ class Interrupted(Exception):
 def setting():
     build = api.build_for("tiny16k", BOARD_FILE)
     parts = split(load_dataset("digits"), seed=0)
-    space = dataclasses.replace(default_space(2, 8), widths=(0.25, 0.5, 1.0),
-                                resolutions=(8, 12))
+    space = dataclasses.replace(default_space(2, 8), widths=(0.25, 0.5), resolutions=(8,))
     options = SearchOptions(build, limits_for(build, None, None, None), minutes=TINY_MINUTES)
     return parts, space, options
 
 
 @pytest.fixture(scope="module")
 def result(setting) -> SearchResult:
+    """An uninterrupted search in this process."""
     parts, space, options = setting
     return search(parts, space, options)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(setting, tmp_path_factory) -> dict[str, Path]:
+    """Checkpoints of one search stopped after its first generation.
+
+    "supernet" is the one written after supernet training (copied when the evolution starts),
+    "generation" the one written after generation 0.
+    """
+    parts, space, options = setting
+    folder = tmp_path_factory.mktemp("checkpoints")
+    written = folder / "search.json"
+    copies = {"supernet": folder / "supernet" / "search.json", "generation": written}
+
+    def stop_after_first_generation(stage: str, done: int, total: int) -> None:
+        if (stage, done) == ("evolution", 0):
+            copies["supernet"].parent.mkdir()
+            for source in (written, written.with_suffix(".supernet.pt")):
+                shutil.copy(source, copies["supernet"].parent / source.name)
+        if (stage, done) == ("evolution", 1):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        search(parts, space, dataclasses.replace(options, checkpoint=written, resume=True),
+               stop_after_first_generation)
+    return copies
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +92,20 @@ def comparable(result: SearchResult) -> SearchResult:
 
 
 def planner_fits(arch, space, parts, options) -> bool:
-    """mcuflow's planner on the arch's int8 graph: within the board's SRAM and flash."""
-    train = parts.train
+    """mcuflow's planner on the arch's int8 graph: within the SRAM and flash limits.
+
+    Automatic patches aim at the SRAM limit; where mcuflow cannot patch the graph, it is
+    planned unpatched (as `--patches off` deploys it).
+    """
+    train, limits = parts.train, options.limits
     graph = arch_graph(arch, space, train.input_channels, train.classes)
-    analysis = analyze_graph(graph, options.build, PatchRequest())
-    report = analysis.report
-    return (analysis.fits and analysis.plan.arena_bytes <= options.limits.sram_bytes
-            and report.flash_bytes <= options.limits.flash_bytes)
+    try:
+        analysis = analyze_graph(graph, options.build, PatchRequest(sram_budget=limits.sram_bytes))
+    except (GraphInvariantError, PatchError):
+        analysis = analyze_graph(graph, options.build,
+                                 PatchRequest(enabled=False, sram_budget=limits.sram_bytes))
+    return (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
+            and analysis.report.flash_bytes <= limits.flash_bytes)
 
 
 def test_budget_table_grows_with_minutes_and_refuses_nonsense():
@@ -129,40 +165,30 @@ def test_baseline_is_the_largest_fitting_mobilenet_v2(result, setting):
         assert not planner_fits(smallest_larger, space, parts, options)
 
 
-def test_one_and_two_ray_workers_give_the_same_result(result, setting, ray_session):
+def test_two_ray_workers_continue_a_one_worker_search_to_the_same_result(
+        result, setting, checkpoints, ray_session):
+    # Space optimisation and supernet training done in process; the whole evolution on Ray.
     parts, space, options = setting
-    on_ray = search(parts, space, dataclasses.replace(options, workers=2))
-    assert comparable(on_ray) == comparable(result)
+    on_ray = dataclasses.replace(options, workers=2, checkpoint=checkpoints["supernet"],
+                                 resume=True)
+    assert comparable(search(parts, space, on_ray)) == comparable(result)
 
 
-def test_resumed_search_equals_an_uninterrupted_one(result, setting, tmp_path):
+def test_resumed_search_equals_an_uninterrupted_one(result, setting, checkpoints):
     parts, space, options = setting
-    checkpoint = tmp_path / "search.json"
-    resumable = dataclasses.replace(options, checkpoint=checkpoint, resume=True)
-
-    def stop_after_first_generation(stage: str, done: int, total: int) -> None:
-        if stage == "evolution" and done == 1:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        search(parts, space, resumable, stop_after_first_generation)
-    assert checkpoint.exists() and checkpoint.with_suffix(".supernet.pt").exists()
-    assert comparable(search(parts, space, resumable)) == comparable(result)
+    resumed = dataclasses.replace(options, checkpoint=checkpoints["generation"], resume=True)
+    stages = []
+    outcome = search(parts, space, resumed, lambda stage, done, total: stages.append(stage))
+    assert "space" not in stages and "supernet" not in stages  # continued, not redone
+    assert comparable(outcome) == comparable(result)
 
 
-def test_checkpoint_of_other_options_is_refused(setting, tmp_path):
+def test_checkpoint_of_other_options_is_refused(setting, checkpoints):
     parts, space, options = setting
-    checkpoint = tmp_path / "search.json"
-
-    def stop_after_space(stage: str, done: int, total: int) -> None:
-        if stage == "supernet":
-            raise Interrupted
-
-    first = dataclasses.replace(options, checkpoint=checkpoint, resume=True)
-    with pytest.raises(Interrupted):
-        search(parts, space, first, stop_after_space)
+    other_seed = dataclasses.replace(options, seed=1, checkpoint=checkpoints["supernet"],
+                                     resume=True)
     with pytest.raises(McuflowError, match="another search"):
-        search(parts, space, dataclasses.replace(first, seed=1))
+        search(parts, space, other_seed)
 
 
 def test_nothing_fits_is_a_user_error(setting):

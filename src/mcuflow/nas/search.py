@@ -47,7 +47,7 @@ class Budget:
 # beyond it. Sized on sklearn digits on 2 cores with --workers 2: 1 is the tests' tiny run,
 # 10 the default, 20 the issue's goal (whole search, fine-tune, PTQ and QEMU within 20 min).
 _BUDGETS: tuple[tuple[float, Budget], ...] = (
-    (1, Budget(supernet_epochs=2, space_samples=6, population=4, generations=2,
+    (1, Budget(supernet_epochs=1, space_samples=4, population=4, generations=2,
                mutation_probability=0.3, finetune_epochs=1, baseline_epochs=2,
                recalibration_batches=2)),
     (5, Budget(supernet_epochs=15, space_samples=40, population=12, generations=6,
