@@ -52,10 +52,15 @@ def stem_channels(space: SearchSpace, width: float) -> int:
 
 def _convolve(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
               groups: int = 1) -> torch.Tensor:
-    """A bias-free convolution; images run channels-last (oneDNN's depthwise is faster so)."""
-    if x.ndim == 3:
-        return functional.conv1d(x, weight, None, stride, padding, 1, groups)
+    """A bias-free convolution of a channels-last image (a series is a one-row image).
+
+    oneDNN's depthwise convolutions are several times faster channels-last, and a series runs
+    faster as a one-row image than through conv1d; the result is the same.
+    """
     x = x.contiguous(memory_format=torch.channels_last)
+    if weight.ndim == 3:
+        return functional.conv2d(x, weight.unsqueeze(2), None, (1, stride), (0, padding), 1,
+                                 groups)
     return functional.conv2d(x, weight, None, stride, padding, 1, groups)
 
 
@@ -174,12 +179,14 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the active architecture; x is NCHW (images) or NCL (series)."""
+        if x.ndim == 3:
+            x = x.unsqueeze(2)
         x = functional.relu6(self.stem(x, self.stem.weight.shape[0]))
         for slot in self.active_slots():
             x = self.blocks[slot](x, self.arch.kernels[slot], self.arch.expansions[slot])
         if self.head is not None:
             x = functional.relu6(self.head(x, self.head.weight.shape[0]))
-        return self.classifier(x.mean(dim=tuple(range(2, x.ndim))))
+        return self.classifier(x.mean(dim=(2, 3)))
 
 
 class InvertedResidual(nn.Module):
