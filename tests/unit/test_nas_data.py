@@ -1,0 +1,154 @@
+"""nas.data against its sources: sklearn's digits, the mnist1d package, Pillow, numpy.interp."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from mcuflow.errors import McuflowError
+from mcuflow.nas.data import load_dataset, resize, split
+
+pytest.importorskip("torch")
+
+
+def test_digits_are_sklearns_images_in_unit_range() -> None:
+    images, labels = load_digits(return_X_y=True)
+    data = load_dataset("digits")
+    assert data.x.dtype == np.float32 and data.x.shape == (len(labels), 8, 8, 1)
+    np.testing.assert_array_equal(data.x.reshape(len(labels), 64) * 16, images)
+    np.testing.assert_array_equal(data.y, labels)
+    assert (data.dims, data.native_size, data.input_channels, data.classes) == (2, 8, 1, 10)
+
+
+def test_mnist1d_is_generated_offline_and_leaves_global_randomness_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("MNIST-1D must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    np.random.seed(7)
+    expected_next = np.random.random()
+    np.random.seed(7)
+    data = load_dataset("mnist1d")
+    assert np.random.random() == expected_next
+    assert data.x.shape == (5000, 40, 1) and data.x.dtype == np.float32
+    assert (data.dims, data.native_size, data.classes) == (1, 40, 10)
+    np.testing.assert_array_equal(np.bincount(data.y), [500] * 10)
+    again = load_dataset("mnist1d")
+    np.testing.assert_array_equal(again.x, data.x)
+
+
+def test_split_is_stratified_disjoint_and_seeded() -> None:
+    data = load_dataset("digits")
+    parts = split(data, seed=3)
+    counts = np.bincount(data.y)
+    for part, share in ((parts.train, 0.6), (parts.val, 0.2), (parts.test, 0.2)):
+        assert np.all(np.abs(np.bincount(part.y, minlength=10) - share * counts) <= 1)
+    rows = {row.tobytes() for part in parts.__dict__.values() for row in part.x}
+    assert len(parts.train.y) + len(parts.val.y) + len(parts.test.y) == len(data.y)
+    assert len(rows) == len({row.tobytes() for row in data.x})
+    np.testing.assert_array_equal(split(data, seed=3).val.x, parts.val.x)
+    assert not np.array_equal(split(data, seed=4).val.x, parts.val.x)
+
+
+def _interp_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Half-pixel linear resampling along one axis (numpy's interp as the oracle)."""
+    length = x.shape[axis]
+    source = (np.arange(size) + 0.5) * length / size - 0.5
+    return np.apply_along_axis(lambda row: np.interp(source, np.arange(length), row), axis, x)
+
+
+@pytest.mark.parametrize("size", [5, 12])
+def test_resize_matches_separable_half_pixel_interpolation(size: int) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 8, 8, 2)).astype(np.float32)
+    expected = _interp_axis(_interp_axis(images, size, 1), size, 2)
+    np.testing.assert_allclose(resize(images, size, 2), expected, atol=1e-5)
+    series = rng.random((3, 40, 2)).astype(np.float32)
+    np.testing.assert_allclose(resize(series, size * 3, 1), _interp_axis(series, size * 3, 1),
+                               atol=1e-5)
+    np.testing.assert_array_equal(resize(images, 8, 2), images)
+
+
+def _samples(classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return (rng.random((classes * per_class, 6, 6, 3)).astype(np.float32),
+            np.repeat(np.arange(classes), per_class))
+
+
+def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
+    x, y = _samples(3, 6)
+    np.savez(tmp_path / "mine.npz", x=(x * 255).astype(np.uint8), y=np.eye(3)[y])
+    data = load_dataset(str(tmp_path / "mine.npz"))
+    assert (data.name, data.classes, data.x.shape) == ("mine", 3, (18, 6, 6, 3))
+    np.testing.assert_allclose(data.x, (x * 255).astype(np.uint8) / 255.0)
+    np.testing.assert_array_equal(data.y, y)
+    np.savez(tmp_path / "series.npz", x=x[:, :, 0, 0], y=y)
+    assert load_dataset(str(tmp_path / "series.npz")).x.shape == (18, 6, 1)
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"x": np.zeros((10, 4, 4, 1))}, "no array y"),
+    ({"images": np.zeros((10, 4, 4, 1)), "y": np.zeros(10, int)}, "no array x"),
+    ({"x": np.zeros((10, 4, 4, 1)), "y": np.zeros(10, int)}, "only one class"),
+    ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(10) % 3}, "class 0 has 4 samples"),
+    ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(9) % 2}, "for 10 samples"),
+    ({"x": np.full((10, 4, 4, 1), np.nan), "y": np.arange(10) % 2}, "NaN"),
+    ({"x": np.zeros((10, 2, 2, 2, 2)), "y": np.arange(10) % 2}, "x is float64"),
+    ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(10) % 2 - 1}, "class indices"),
+])
+def test_bad_npz_files_raise_with_a_hint(tmp_path: Path, arrays: dict[str, np.ndarray],
+                                         message: str) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(McuflowError, match=message) as caught:
+        load_dataset(str(tmp_path / "bad.npz"))
+    assert caught.value.hint
+
+
+def _write_folder(root: Path, images: dict[str, list[np.ndarray]], suffix: str = ".png") -> Path:
+    for label, pixels in images.items():
+        (root / label).mkdir(parents=True)
+        for index, image in enumerate(pixels):
+            Image.fromarray(image).save(root / label / f"{index}{suffix}")
+    return root
+
+
+def test_image_folder_grey_and_colour(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    grey = {name: [rng.integers(0, 256, (7, 7), dtype=np.uint8) for _ in range(5)]
+            for name in ("cat", "dog")}
+    data = load_dataset(str(_write_folder(tmp_path / "grey", grey, ".pgm")))
+    assert (data.classes, data.x.shape, data.name) == (2, (10, 7, 7, 1), "grey")
+    np.testing.assert_allclose(data.x[5:, ..., 0], np.stack(grey["dog"]) / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(data.y, [0] * 5 + [1] * 5)
+    colour = {"a": [rng.integers(0, 256, (4, 4, 3), dtype=np.uint8) for _ in range(5)],
+              "b": [rng.integers(0, 256, (4, 4), dtype=np.uint8) for _ in range(5)]}
+    mixed = load_dataset(str(_write_folder(tmp_path / "colour", colour)))
+    assert mixed.x.shape == (10, 4, 4, 3)
+    np.testing.assert_allclose(mixed.x[0], colour["a"][0] / 255.0, atol=1e-7)
+    np.testing.assert_allclose(mixed.x[5, ..., 2], colour["b"][0] / 255.0, atol=1e-7)
+
+
+def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:
+    pixels = np.zeros((4, 4), np.uint8)
+    cases = {
+        "ragged": {"a": [pixels] * 5, "b": [pixels] * 4 + [np.zeros((5, 4), np.uint8)]},
+        "single": {"a": [pixels] * 5},
+        "empty": {"a": [pixels] * 5, "b": []},
+    }
+    messages = {"ragged": "different sizes", "single": "only one class", "empty": "no images"}
+    for name, images in cases.items():
+        with pytest.raises(McuflowError, match=messages[name]) as caught:
+            load_dataset(str(_write_folder(tmp_path / name, images)))
+        assert caught.value.hint
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(McuflowError, match="no sub-folders"):
+        load_dataset(str(tmp_path / "flat"))
+    with pytest.raises(McuflowError, match="no dataset"):
+        load_dataset(str(tmp_path / "missing.npz"))
+
