@@ -2,7 +2,8 @@
 
 Usage: PYTHONPATH=src python bench/search_fit_rate.py [--count N] [--dims 2|1] [--board ID]
 The default board is bench/boards/tiny16k.toml (16 KB SRAM, 64 KB flash). Timing uses the
-process's CPU time (one core); the architectures depend only on the seed.
+process's CPU time (one core); the architectures depend only on the seed. The rate is over
+every candidate; the share of verdicts each path gave (a lower bound or the planner) follows.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main() -> None:
     print(f"{len(archs)} candidates ({len({a.key() for a in archs})} distinct), "
           f"{sum(f.fits for f in fits)} fit on {board.id}: {seconds:.2f} s CPU, "
           f"{len(archs) / seconds:.1f} candidates/s on one core")
+    shares = ", ".join(f"{path} {count / len(archs):.0%}"
+                       for path, count in sorted(check.decided.items()))
+    print(f"verdicts by path: {shares}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +12,16 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import get_board
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.patches import PatchError
-from mcuflow.nas.fitcheck import FitCheck, Limits, limits_for
+from mcuflow.nas.fitcheck import FitCheck, Limits, bounds_of, limits_for
 from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample
 from mcuflow.planning import Analysis, Build, analyze_graph
 
 TINY = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
-BOARDS = {"nucleo-f091rc": None, "tiny16k": TINY}
-SRAM_BUDGETS = {"nucleo-f091rc": 8192, "tiny16k": None}
+BOARDS = {"nucleo-f091rc": None, "tiny16k": TINY, "tight": TINY}
+SRAM_BUDGETS = {"nucleo-f091rc": 8192, "tiny16k": None, "tight": 4096}
 """On NUCLEO-F091RC (32 KB) every sample fits: a budget puts the patch search to work."""
+FLASH_BUDGETS = {"nucleo-f091rc": None, "tiny16k": None, "tight": 48000}
+"""tight: tiny16k under budgets that the bounds' rejections decide for many samples."""
 
 
 def _planner(arch, space: SearchSpace, build: Build, limits: Limits) -> Analysis:
@@ -39,12 +42,12 @@ def _samples(space: SearchSpace, count: int, seed: int) -> list:
             for _ in range(count)]
 
 
-@pytest.mark.parametrize("board_id", sorted(BOARDS))
-def test_verdict_and_figures_equal_the_planners(board_id: str) -> None:
-    build = Build(get_board(board_id, BOARDS[board_id]))
-    verdicts = []
-    for space, count in ((default_space(1, 40), 20), (default_space(2, 8), 8)):
-        limits = limits_for(build, SRAM_BUDGETS[board_id], None, None)
+@pytest.mark.parametrize("case", sorted(BOARDS))
+def test_verdict_and_figures_equal_the_planners(case: str) -> None:
+    build = Build(get_board("tiny16k" if case == "tight" else case, BOARDS[case]))
+    verdicts, decided = [], Counter()
+    limits = limits_for(build, SRAM_BUDGETS[case], FLASH_BUDGETS[case], None)
+    for space, count in ((default_space(1, 40), 24), (default_space(2, 8), 8)):
         check = FitCheck(build, limits, space, 1, 10)
         for arch in _samples(space, count, 11):
             fit, analysis = check(arch), _planner(arch, space, build, limits)
@@ -52,10 +55,20 @@ def test_verdict_and_figures_equal_the_planners(board_id: str) -> None:
             expected = (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
                         and report.flash_bytes <= limits.flash_bytes)
             assert fit.fits == expected, arch.key()
-            assert (fit.peak_ram_bytes, fit.flash_bytes, fit.latency_ms) == (
-                analysis.plan.arena_bytes, report.flash_bytes, report.latency_ms_estimate)
+            bounds = bounds_of(arch_graph(arch, space, 1, 10), build)
+            assert bounds.arena_bytes <= analysis.plan.arena_bytes, arch.key()
+            assert bounds.flash_bytes <= report.flash_bytes, arch.key()
+            figures = (fit.peak_ram_bytes, fit.flash_bytes, fit.latency_ms)
+            if fit.exact:
+                assert figures == (analysis.plan.arena_bytes, report.flash_bytes,
+                                   report.latency_ms_estimate)
+            else:
+                assert figures == (bounds.arena_bytes, bounds.flash_bytes, 0.0)
             assert fit.macs == macs(arch, space, 1, 10)
             verdicts.append(fit.fits)
+        decided += check.decided
+    if case == "tight":
+        assert decided["arena bound"] and decided["flash bound"], decided
     assert any(verdicts) and not all(verdicts), "the sample should hold both verdicts"
 
 

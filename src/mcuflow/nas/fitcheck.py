@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mcuflow.codegen.flash import CONSTANT_ALIGNMENT
+from mcuflow.codegen.targets import CORTEX_M
 from mcuflow.errors import McuflowError
+from mcuflow.hw.kernel_code import target_code
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
 from mcuflow.ir.verify import GraphInvariantError
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.memory.patches import PatchError
+from mcuflow.memory.patches import PatchError, find_stages
+from mcuflow.memory.schedule import build_problem, evaluate
 from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs
 from mcuflow.planning import Analysis, Build, analyze_graph
+
+FILTERED = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED})
+"""Ops whose int8 emitters (codegen/emit.py, no DSP) put their filter (input 1) in the constant
+pool as it is (ConstantPool.tensor)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,9 @@ class Fit:
     latency_ms: float
     macs: int
     fits: bool
+    exact: bool = True
+    """False when a lower bound rejected the candidate before planning: `peak_ram_bytes` and
+    `flash_bytes` are then the planner's lower bounds, `latency_ms` 0 (not estimated)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -81,8 +94,76 @@ def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
                model_macs, fits)
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """Lower bounds of the planner's arena and flash estimate for a graph, found before planning.
+
+    `arena_bytes` (0: no bound) is the largest step need, in the graph's order, of the steps
+    after the longest patch stage (all steps when the graph has none). `flash_bytes` (0: no
+    bound) is what estimate_flash counts for sure: the filters' arrays and the runtime.
+    """
+
+    arena_bytes: int
+    flash_bytes: int
+
+
+def is_chain(graph: Graph) -> bool:
+    """True when each op reads the output of the op before it: the only order is the graph's."""
+    produced = [set(op.outputs) for op in graph.operators]
+    return all(produced[index - 1] & set(op.inputs)
+               for index, op in enumerate(graph.operators) if index)
+
+
+def arena_bound(graph: Graph, build: Build) -> int:
+    """A lower bound of the arena of every plan analyze_graph may choose for a chain `graph`.
+
+    The patch search's rewrites (memory/patch_search.py) replace a prefix of the ops (a stage of
+    find_stages) and keep the steps after it, with the same tensors live, so the step needs of
+    the baseline's planning problem after the longest stage are needs of every option (the
+    screening's `rest`); the unpatched plan runs the graph's order (the only one of a chain) and
+    needs every step. An arena never is below the needs of its order (schedule.evaluate).
+    """
+    if not is_chain(graph):
+        return 0
+    stages = find_stages(graph)
+    after = stages[-1].ops[-1] + 1 if stages else 0
+    problem = build_problem(graph, dsp=build.dsp)
+    needs = evaluate(problem, list(range(len(graph.operators))))[1]
+    return max(needs[after:], default=0)
+
+
+def flash_bound(graph: Graph, build: Build) -> int:
+    """A lower bound of estimate_flash for `graph` on the build (0 where none is proven).
+
+    estimate_flash sums the constants (every pool array aligned to CONSTANT_ALIGNMENT, plus
+    structs), the code (>= 0) and the runtime (the application's, the slack and per-tensor
+    bytes, from the graph's inputs and outputs alone). Without the DSP kernels, the int8
+    emitters of FILTERED ops pool their filter tensors as they are, once per distinct value
+    (ConstantPool.add), and a patch rewrite runs the same filters.
+    """
+    if build.firmware not in CORTEX_M or build.dsp:
+        return 0
+    code = target_code(build.firmware)
+    filters = {(t.dtype, t.data.tobytes()): t.nbytes for t in (
+        graph.tensors[op.inputs[1]] for op in graph.operators if op.kind in FILTERED)}
+    constants = sum(-(-n // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT for n in filters.values())
+    tensors = len(graph.inputs) + len(graph.outputs)
+    runtime = (code.runtime.get(build.io, 0) + code.slack
+               + code.per_tensor * max(tensors - 2, 0))
+    return constants + runtime
+
+
+def bounds_of(graph: Graph, build: Build) -> Bounds:
+    """The arena and flash lower bounds of `graph` on the build."""
+    return Bounds(arena_bound(graph, build), flash_bound(graph, build))
+
+
 class FitCheck:
-    """The fit of architectures on a build under limits, as mcuflow's planner answers it."""
+    """The fit of architectures on a build under limits, as mcuflow's planner answers it.
+
+    A candidate whose arena or flash lower bound (Bounds) exceeds a limit is rejected without
+    planning; every other one is analysed in full. `decided` counts the verdicts of each path.
+    """
 
     def __init__(self, build: Build, limits: Limits, space: SearchSpace, input_channels: int,
                  classes: int) -> None:
@@ -91,6 +172,7 @@ class FitCheck:
         self.space = space
         self.input_channels = input_channels
         self.classes = classes
+        self.decided: Counter[str] = Counter()
 
     def analysis(self, arch: Arch) -> Analysis:
         """The full analysis of `arch` (the planner's figures for a chosen model)."""
@@ -100,4 +182,13 @@ class FitCheck:
     def __call__(self, arch: Arch) -> Fit:
         """The planner's figures and verdict for `arch`."""
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
-        return fit_of(self.analysis(arch), self.limits, model_macs)
+        graph = arch_graph(arch, self.space, self.input_channels, self.classes)
+        bounds = bounds_of(graph, self.build)
+        if bounds.flash_bytes > self.limits.flash_bytes:
+            self.decided["flash bound"] += 1
+        elif bounds.arena_bytes > self.limits.sram_bytes:
+            self.decided["arena bound"] += 1
+        else:
+            self.decided["planner"] += 1
+            return fit_of(analyze(graph, self.build, self.limits), self.limits, model_macs)
+        return Fit(bounds.arena_bytes, bounds.flash_bytes, 0.0, model_macs, False, exact=False)
