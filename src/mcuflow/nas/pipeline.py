@@ -16,19 +16,19 @@ from mcuflow import api
 from mcuflow.codegen.targets import board_target
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
-from mcuflow.nas.fitcheck import Fit, fit_of, request_for
+from mcuflow.nas.fitcheck import Fit, analyze, fit_of
 from mcuflow.nas.report import render_report
 from mcuflow.nas.search import Budget, SearchOptions, SearchResult, budget_for, search
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
 from mcuflow.outputs import Manifest, write_directory
-from mcuflow.planning import Analysis, analyze_graph
+from mcuflow.planning import Analysis
 from mcuflow.ptq import Calibration, QuantizeResult
 from mcuflow.toolchain.qemu import verify_cortexm
 
 Progress = Callable[[str, int, int], None]
 """Told (stage, done, total) as the search and the deployment advance."""
 
-CALIBRATION_SAMPLES = 200
+CALIBRATION_SAMPLES = 100
 """Training samples the post-training quantisation calibrates on (the first of the split)."""
 QEMU_RUNS = 5
 """Random inputs the found model's firmware runs on QEMU, each compared to the bit."""
@@ -241,8 +241,8 @@ def onnx_layout(x: np.ndarray, arch: Arch, dims: int) -> np.ndarray:
 
 
 def _analysis(quantized: QuantizeResult, options: SearchOptions) -> Analysis:
-    """`analyze`'s plan and report of the int8 model on the board, as the fit check plans."""
-    return analyze_graph(quantized.graph, options.build, request_for(options.limits))
+    """The plan and report of the int8 model on the board, planned as the fit check plans."""
+    return analyze(quantized.graph, options.build, options.limits)
 
 
 def _deployed(model: _Quantised, analysis: Analysis, options: SearchOptions) -> Deployed:

@@ -1,0 +1,105 @@
+"""One tiny end-to-end search on digits for NUCLEO-F091RC, against LiteRT, ORT, planner, QEMU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from mcuflow import api
+from mcuflow.nas.data import Dataset, load_dataset, resize, split
+from mcuflow.nas.fitcheck import limits_for
+from mcuflow.nas.pipeline import SearchReport, onnx_layout, run_search
+from mcuflow.nas.search import SearchOptions, budget_for
+from mcuflow.nas.space import Arch
+from mcuflow.ref.interpreter import Interpreter
+from tests.support import litert_interpreter, litert_invoke
+
+torch = pytest.importorskip("torch")
+
+BOARD = "nucleo-f091rc"
+SEED = 0
+SRAM_BUDGET = 28 * 1024
+"""Of the board's 32 KB, what the arena may take: the firmware's stack reserve and driver
+buffers need the rest (mcuflow's analysis counts only the arena)."""
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[SearchReport, Path]:
+    torch.set_num_threads(1)
+    scratch = tmp_path_factory.mktemp("search")
+    build = api.build_for(BOARD)
+    options = SearchOptions(build, limits_for(build, SRAM_BUDGET, None, None), minutes=1, seed=SEED,
+                            checkpoint=scratch / "search.checkpoint")
+    out = scratch / "out"
+    return run_search("digits", options, out), out
+
+
+@pytest.fixture(scope="module")
+def test_split() -> Dataset:
+    return split(load_dataset("digits"), SEED).test
+
+
+def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
+    report, out = searched
+    for name in ("model.onnx", "model_int8.tflite", "report.json", "report.html"):
+        assert (out / name).is_file(), name
+    data = json.loads((out / "report.json").read_text())
+    for key in ("accuracy", "baseline_accuracy", "float_accuracy", "baseline_float_accuracy",
+                "arch", "pareto", "spaces", "found", "baseline", "qemu", "search", "budget",
+                "seed", "workers", "generations"):
+        assert key in data, key
+    assert Arch.from_json(data["arch"]) == report.result.best.arch
+    assert len(data["generations"]) == budget_for(1).generations
+    assert sum(space["chosen"] for space in data["spaces"]) == 1
+    assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
+    page = (out / "report.html").read_text()
+    assert "<script" not in page and page.count("<svg") == 3
+
+
+def test_int8_model_is_litert_exact_and_scored_as_reported(
+        searched: tuple[SearchReport, Path], test_split: Dataset) -> None:
+    report, out = searched
+    model = (out / "model_int8.tflite").read_bytes()
+    litert = litert_interpreter(model)
+    detail = litert.get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    images = resize(test_split.x, report.found.arch.resolution, test_split.dims)
+    assert tuple(detail["shape"][1:]) == images.shape[1:]
+    ours = Interpreter(api.load_graph(out / "model_int8.tflite"))
+    right = 0
+    for image, label in zip(images, test_split.y, strict=True):
+        x = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)[None]
+        expected = litert_invoke(litert, [x])[0]
+        np.testing.assert_array_equal(ours.run([x]).outputs[0], expected)
+        right += int(np.argmax(expected) == label)
+    tolerance = 1 / len(test_split.y)  # an input that rounds the other way, at most one sample
+    assert abs(right / len(test_split.y) - report.found.int8_accuracy) <= tolerance + 1e-9
+    assert report.found.int8_accuracy > 0.3, "the tiny search learnt nothing"
+
+
+def test_float_model_agrees_with_onnxruntime(searched: tuple[SearchReport, Path],
+                                             test_split: Dataset) -> None:
+    report, out = searched
+    session = ort.InferenceSession(str(out / "model.onnx"))
+    x = onnx_layout(test_split.x, report.found.arch, test_split.dims)
+    name = session.get_inputs()[0].name
+    logits = np.concatenate([session.run(None, {name: sample[None]})[0] for sample in x])
+    accuracy = float(np.mean(logits.argmax(axis=1) == test_split.y))
+    assert abs(accuracy - report.found.float_accuracy) <= 1 / len(test_split.y) + 1e-9
+
+
+def test_found_model_fits_and_runs_bit_exact_on_qemu(searched: tuple[SearchReport, Path]
+                                                     ) -> None:
+    report, out = searched
+    analysis = api.analyze_model(out / "model_int8.tflite", BOARD)
+    assert analysis.fits
+    assert report.found.fit.fits
+    assert report.found.fit.peak_ram_bytes == analysis.report.peak_ram_bytes
+    assert report.found.fit.flash_bytes == analysis.report.flash_bytes
+    assert report.qemu.target == "cortex-m0" and report.qemu.bit_exact
+    assert report.qemu.flash_bytes <= analysis.board.flash_bytes
+    assert report.qemu.ram_bytes <= analysis.board.sram_bytes
