@@ -25,7 +25,7 @@ Progress = Callable[[str, int, int], None]
 _CHECKPOINT_VERSION = 1
 _PARENT_FRACTION = 0.25          # top share of the population that breeds
 _MUTATION_FRACTION = 0.5         # share of the children made by mutation (rest: crossover)
-_ATTEMPTS_PER_CHILD = 50         # draws before a child slot is left empty
+_DRAW_ROUNDS = 50                # rounds of draws before missing children are left out
 _RAY_HINT = "install the search extra: pip install 'mcuflow[nas]' (it brings ray), or --workers 1"
 
 
@@ -156,18 +156,19 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
     data = split.train
     fitcheck = FitCheck(options.build, options.limits, space, data.input_channels, data.classes)
     state = _State.start(split, space, options, budget)
-    fits = _Fits(fitcheck, state)
-    if state.spaces is None:
-        state.spaces = _optimise_space(space, budget, options.seed, fits, report)
-    chosen = _choose_space(state.spaces)
-    baseline, baseline_fit = _baseline(space, data.input_channels, data.classes, fits)
-    state.save()
-    if state.supernet is None:
-        report("supernet", 0, 1)
-        state.supernet = _train_supernet(split, space, chosen, budget, options.seed)
+    with _pool(options) as pool:
+        fits = _Fits(fitcheck, state, pool)
+        if state.spaces is None:
+            state.spaces = _optimise_space(space, budget, options.seed, fits, report)
+        chosen = _choose_space(state.spaces)
+        baseline, baseline_fit = _baseline(space, data.input_channels, data.classes, fits)
         state.save()
-        report("supernet", 1, 1)
-    with _evaluator(split, space, chosen, state.supernet, budget, options) as evaluate:
+        if state.supernet is None:
+            report("supernet", 0, 1)
+            state.supernet = _train_supernet(split, space, chosen, budget, options.seed)
+            state.save()
+            report("supernet", 1, 1)
+        evaluate = _evaluator(pool, split, chosen, state.supernet, space, budget, options.seed)
         _evolve(space, chosen, budget, options.seed, fits, evaluate, state, report)
     return _result(space, state, chosen, baseline, baseline_fit, fits)
 
@@ -310,22 +311,32 @@ def _write_atomic(path: Path, content: bytes) -> None:
 
 
 class _Fits:
-    """FitCheck with a cache by arch key, counting and timing the checks it runs."""
+    """FitCheck run by the pool, cached by arch key, counting and timing the checks it runs."""
 
-    def __init__(self, fitcheck: FitCheck, state: _State) -> None:
-        self.fitcheck = fitcheck
+    def __init__(self, fitcheck: FitCheck, state: _State, pool: _Local | _Ray) -> None:
+        self.shared = (pool.share(fitcheck),)
         self.state = state
+        self.pool = pool
 
     def __call__(self, arch: Arch) -> Fit:
         """The arch's fit, checked once per arch."""
-        key = arch.key()
-        if key not in self.state.fits:
+        return self.all([arch])[0]
+
+    def all(self, archs: Sequence[Arch]) -> list[Fit]:
+        """The fit of each arch; those not checked yet are checked in one parallel batch."""
+        new = list({a.key(): a for a in archs if a.key() not in self.state.fits}.values())
+        if new:
             started = time.perf_counter()
-            fit = self.fitcheck(arch)
+            checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in new])
             self.state.fit_seconds += time.perf_counter() - started
-            self.state.fit_checks += 1
-            self.state.fits[key] = (arch, fit)
-        return self.state.fits[key][1]
+            self.state.fit_checks += len(new)
+            self.state.fits.update((a.key(), (a, f)) for a, f in zip(new, checked, strict=True))
+        return [self.state.fits[arch.key()][1] for arch in archs]
+
+
+def check_fit(fitcheck: FitCheck, arch: Arch) -> Fit:
+    """One fit check: a unit of work of a worker."""
+    return fitcheck(arch)
 
 
 def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
@@ -337,7 +348,7 @@ def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
         report("space", done, len(grid))
         rng = np.random.default_rng([_stage_seed(seed, "space"), done])
         archs = [sample(space, rng, width, resolution) for _ in range(budget.space_samples)]
-        fitting = sorted(fit.macs for fit in map(fits, archs) if fit.fits)
+        fitting = sorted(fit.macs for fit in fits.all(archs) if fit.fits)
         mean = float(np.mean(fitting)) if fitting else 0.0
         choices.append(SpaceChoice(width, resolution, len(archs), len(fitting), mean,
                                    tuple(fitting)))
@@ -386,54 +397,79 @@ def evaluate_candidate(supernet: bytes, space: SearchSpace, train_x: np.ndarray,
     return accuracy(model, val, arch.resolution)
 
 
-class _InProcess:
-    """Evaluates candidates one after another in this process."""
+class _Local:
+    """Runs units of work one after another in this process."""
 
-    def __init__(self, shared: tuple[bytes, SearchSpace, np.ndarray, Dataset, int],
-                 seed: int) -> None:
-        self.shared = shared
-        self.seed = seed
+    def share(self, value: Any) -> Any:
+        """`value` itself: nothing to ship."""
+        return value
 
-    def __call__(self, archs: Sequence[Arch]) -> list[float]:
-        """The val accuracy of each arch, in order."""
-        return [evaluate_candidate(*self.shared, arch, evaluation_seed(self.seed, arch))
-                for arch in archs]
+    def map(self, function: Callable[..., Any], shared: tuple[Any, ...],
+            items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """`function(*shared, *item)` for each item, in order."""
+        return [function(*shared, *item) for item in items]
 
-    def __enter__(self) -> _InProcess:
+    def __enter__(self) -> _Local:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
 
-class _OnRay:
-    """Evaluates candidates as Ray tasks, gathered in submission order.
+class _Ray:
+    """Runs units of work as Ray tasks of one CPU, gathered in submission order.
 
-    The supernet state and the data go to the object store once; each task gets references.
+    Shared arguments (supernet state, data, the fit check) go to the object store once.
     """
 
-    def __init__(self, shared: tuple[bytes, SearchSpace, np.ndarray, Dataset, int],
-                 options: SearchOptions) -> None:
+    def __init__(self, options: SearchOptions) -> None:
         self.ray = _import_ray()
         self.started = not self.ray.is_initialized()
         if self.started:
             _init_ray(self.ray, options)
-        self.task = self.ray.remote(num_cpus=1)(evaluate_candidate)
-        self.shared = tuple(self.ray.put(value) for value in shared)
-        self.seed = options.seed
+        self.tasks: dict[Callable[..., Any], Any] = {}
 
-    def __call__(self, archs: Sequence[Arch]) -> list[float]:
-        """The val accuracy of each arch, in order."""
-        refs = [self.task.remote(*self.shared, arch, evaluation_seed(self.seed, arch))
-                for arch in archs]
-        return [float(value) for value in self.ray.get(refs)]
+    def share(self, value: Any) -> Any:
+        """A reference to `value` in the object store."""
+        return self.ray.put(value)
 
-    def __enter__(self) -> _OnRay:
+    def map(self, function: Callable[..., Any], shared: tuple[Any, ...],
+            items: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """`function(*shared, *item)` for each item on the workers, results in item order."""
+        if function not in self.tasks:
+            self.tasks[function] = self.ray.remote(num_cpus=1)(function)
+        task = self.tasks[function]
+        return list(self.ray.get([task.remote(*shared, *item) for item in items]))
+
+    def __enter__(self) -> _Ray:
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.started:
             self.ray.shutdown()
+
+
+def _pool(options: SearchOptions) -> _Local | _Ray:
+    """The pool: in process for 1 worker without an address, else Ray."""
+    return _Ray(options) if _on_ray(options) else _Local()
+
+
+def _evaluator(pool: _Local | _Ray, split: Split, chosen: SpaceChoice, supernet: bytes,
+               space: SearchSpace, budget: Budget, seed: int
+               ) -> Callable[[Sequence[Arch]], list[float]]:
+    """Val accuracy of archs of the chosen space, evaluated by the pool.
+
+    Batch norm recalibrates on the training samples at the chosen space's resolution.
+    """
+    train_x = resize(split.train.x, chosen.resolution, split.train.dims)
+    shared = tuple(pool.share(value) for value in (supernet, space, train_x, split.val,
+                                                    budget.recalibration_batches))
+
+    def evaluate(archs: Sequence[Arch]) -> list[float]:
+        items = [(arch, evaluation_seed(seed, arch)) for arch in archs]
+        return [float(value) for value in pool.map(evaluate_candidate, shared, items)]
+
+    return evaluate
 
 
 def _on_ray(options: SearchOptions) -> bool:
@@ -467,19 +503,6 @@ def _init_ray(ray: Any, options: SearchOptions) -> None:
         ray.init(address=options.ray_address, **settings)
     else:
         ray.init(num_cpus=options.workers, **settings)
-
-
-def _evaluator(split: Split, space: SearchSpace, chosen: SpaceChoice, supernet: bytes,
-               budget: Budget, options: SearchOptions) -> _InProcess | _OnRay:
-    """In process for 1 worker without an address, else on Ray.
-
-    Batch norm recalibrates on the training samples at the chosen space's resolution.
-    """
-    train_x = resize(split.train.x, chosen.resolution, split.train.dims)
-    shared = (supernet, space, train_x, split.val, budget.recalibration_batches)
-    if _on_ray(options):
-        return _OnRay(shared, options)
-    return _InProcess(shared, options.seed)
 
 
 def _evolve(space: SearchSpace, chosen: SpaceChoice, budget: Budget, seed: int, fits: _Fits,
@@ -544,15 +567,19 @@ def _next_population(space: SearchSpace, budget: Budget, rng: np.random.Generato
 
 def _fitting_draws(draw: Callable[[], Arch], count: int, fits: _Fits,
                    seen: set[str]) -> list[Arch]:
-    """Up to `count` fitting archs not in `seen`, drawn in order; unfit ones are redrawn."""
+    """Up to `count` fitting archs not in `seen`, drawn in order; unfit ones are redrawn.
+
+    Each round draws the archs still missing and fit-checks them in one batch.
+    """
     archs: list[Arch] = []
-    for _ in range(count * _ATTEMPTS_PER_CHILD):
+    for _ in range(_DRAW_ROUNDS):
         if len(archs) == count:
             break
-        arch = draw()
-        if arch.key() not in seen and fits(arch).fits:
-            seen.add(arch.key())
-            archs.append(arch)
+        drawn = [draw() for _ in range(count - len(archs))]
+        for arch, fit in zip(drawn, fits.all(drawn), strict=True):
+            if fit.fits and arch.key() not in seen and len(archs) < count:
+                seen.add(arch.key())
+                archs.append(arch)
     return archs
 
 
