@@ -42,7 +42,7 @@ class TrainBudget:
 
     epochs: int
     batch: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
 
 
 def stem_channels(space: SearchSpace, width: float) -> int:
