@@ -1,0 +1,163 @@
+"""Architecture search benchmark: the found model against a scaled MobileNetV2 on two boards.
+
+Run: .venv/bin/python bench/search.py [--minutes 10] [--workers 2] [--json]
+For digits and MNIST-1D on NUCLEO-F091RC (32 KB SRAM, 256 KB flash) and bench/boards/tiny16k
+(16 KB SRAM, 64 KB flash), both Cortex-M0: int8 test accuracy of the found model and of the
+baseline trained for as long, peak RAM, flash and latency (mcuflow's analysis), QEMU
+bit-exactness, fit checks per second (one process: per core) and the search's wall-clock time
+(printed only: results never depend on it). Then the 1-vs-2-workers identity check: the same
+tiny search on 1 and on 2 Ray workers must write the same models and report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mcuflow import api
+from mcuflow.errors import McuflowError
+from mcuflow.nas.fitcheck import limits_for
+from mcuflow.nas.pipeline import SearchReport, report_json, run_search
+from mcuflow.nas.search import SearchOptions
+
+TINY16K = Path(__file__).resolve().parent / "boards" / "tiny16k.toml"
+BOARDS: dict[str, Path | None] = {"nucleo-f091rc": None, "tiny16k": TINY16K}
+DATASETS = ("digits", "mnist1d")
+MEASURED = "fit_checks_per_second"
+"""The one report.json figure that is measured (time), left out of the identity check."""
+
+
+@dataclass
+class Row:
+    dataset: str
+    board: str
+    found_int8: float | None = None
+    baseline_int8: float | None = None
+    found_float: float | None = None
+    found_peak_ram: int | None = None
+    baseline_peak_ram: int | None = None
+    found_flash: int | None = None
+    baseline_flash: int | None = None
+    found_latency_ms: float | None = None
+    baseline_latency_ms: float | None = None
+    qemu_bit_exact: bool | None = None
+    qemu_instructions: int | None = None
+    fit_checks_per_second: float | None = None
+    found_arch: str | None = None
+    error: str | None = None
+
+
+def options_for(board: str, minutes: float, workers: int, seed: int, sram_reserve: int,
+                checkpoint: Path) -> SearchOptions:
+    build = api.build_for(board, BOARDS[board])
+    sram = build.board.sram_bytes - sram_reserve if sram_reserve else None
+    return SearchOptions(build, limits_for(build, sram, None, None), minutes, seed, workers,
+                         checkpoint=checkpoint)
+
+
+def measure(dataset: str, board: str, args: argparse.Namespace, scratch: Path) -> Row:
+    row = Row(dataset, board)
+    options = options_for(board, args.minutes, args.workers, args.seed, args.sram_reserve,
+                          scratch / f"{dataset}-{board}.checkpoint")
+    start = time.perf_counter()
+    try:
+        report = run_search(dataset, options, scratch / f"{dataset}-{board}")
+    except McuflowError as error:
+        row.error = error.message
+        return row
+    print(f"{dataset} on {board}: search and deployment took "
+          f"{time.perf_counter() - start:,.0f} s (wall clock)", file=sys.stderr)
+    return fill(row, report)
+
+
+def fill(row: Row, report: SearchReport) -> Row:
+    found, baseline = report.found, report.baseline
+    row.found_int8, row.baseline_int8 = found.int8_accuracy, baseline.int8_accuracy
+    row.found_float = found.float_accuracy
+    row.found_peak_ram, row.baseline_peak_ram = (found.fit.peak_ram_bytes,
+                                                 baseline.fit.peak_ram_bytes)
+    row.found_flash, row.baseline_flash = found.fit.flash_bytes, baseline.fit.flash_bytes
+    row.found_latency_ms, row.baseline_latency_ms = found.fit.latency_ms, baseline.fit.latency_ms
+    row.qemu_bit_exact, row.qemu_instructions = report.qemu.bit_exact, report.qemu.instructions
+    row.fit_checks_per_second = report.result.fit_checks_per_second
+    row.found_arch = found.arch.key()
+    return row
+
+
+def identical_across_workers(args: argparse.Namespace, scratch: Path) -> bool:
+    """The tiny search on digits / tiny16k with 1 and 2 workers: same files, same report."""
+    outputs = []
+    for workers in (1, 2):
+        out = scratch / f"identity-{workers}"
+        options = options_for("tiny16k", 1, workers, args.seed, args.sram_reserve,
+                              scratch / f"identity-{workers}.checkpoint")
+        report = json.loads(report_json(run_search("digits", options, out)))
+        report["search"].pop(MEASURED)
+        report.pop("workers")
+        models = [(out / name).read_bytes() for name in ("model.onnx", "model_int8.tflite",
+                                                          "baseline_int8.tflite")]
+        outputs.append((report, models))
+    return outputs[0] == outputs[1]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:,.0f}{unit}"
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"{'dataset':8} {'board':14} {'found':>7} {'base':>7} {'RAM found/base':>16} "
+          f"{'flash found/base':>18} {'ms found/base':>14} {'QEMU':>9} {'checks/s':>9}")
+    for row in rows:
+        if row.error:
+            print(f"{row.dataset:8} {row.board:14} error: {row.error}")
+            continue
+        qemu = "bit-exact" if row.qemu_bit_exact else "MISMATCH"
+        print(f"{row.dataset:8} {row.board:14} {_pct(row.found_int8):>7} "
+              f"{_pct(row.baseline_int8):>7} "
+              f"{_num(row.found_peak_ram)}/{_num(row.baseline_peak_ram):>7} "
+              f"{_num(row.found_flash)}/{_num(row.baseline_flash):>8} "
+              f"{row.found_latency_ms:.0f}/{row.baseline_latency_ms:.0f} {qemu:>9} "
+              f"{_num(row.fit_checks_per_second):>9}")
+        print(f"{'':23} found: {row.found_arch}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--boards", default=",".join(BOARDS))
+    parser.add_argument("--sram-reserve", type=int, default=4096,
+                        help="SRAM bytes kept from the arena for the firmware's stack and "
+                        "driver (mcuflow's analysis counts only the arena); 0: none")
+    parser.add_argument("--no-identity", action="store_true",
+                        help="skip the 1-vs-2-workers identity check (needs ray)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mcuflow-bench-search-") as scratch:
+        rows = [measure(dataset, board, args, Path(scratch))
+                for dataset in args.datasets.split(",") for board in args.boards.split(",")]
+        identical = None if args.no_identity else identical_across_workers(args, Path(scratch))
+    if args.json:
+        print(json.dumps({"minutes": args.minutes, "seed": args.seed,
+                          "rows": [asdict(row) for row in rows],
+                          "identical_1_vs_2_workers": identical}, indent=2))
+        return
+    print_table(rows)
+    if identical is not None:
+        print(f"1 vs 2 workers (digits, tiny16k, --minutes 1): "
+              f"{'identical' if identical else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main()
