@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 
@@ -53,29 +52,19 @@ def result(setting) -> SearchResult:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(setting, tmp_path_factory) -> dict[str, Path]:
-    """Checkpoints of one search stopped after its first generation.
-
-    "supernet" is the one written after supernet training (copied when the evolution starts),
-    "generation" the one written after generation 0.
-    """
+def checkpoint(setting, tmp_path_factory) -> Path:
+    """The checkpoint of a search stopped (as by a kill) after its first generation."""
     parts, space, options = setting
-    folder = tmp_path_factory.mktemp("checkpoints")
-    written = folder / "search.json"
-    copies = {"supernet": folder / "supernet" / "search.json", "generation": written}
+    written = tmp_path_factory.mktemp("checkpoint") / "search.json"
 
     def stop_after_first_generation(stage: str, done: int, total: int) -> None:
-        if (stage, done) == ("evolution", 0):
-            copies["supernet"].parent.mkdir()
-            for source in (written, written.with_suffix(".supernet.pt")):
-                shutil.copy(source, copies["supernet"].parent / source.name)
         if (stage, done) == ("evolution", 1):
             raise Interrupted
 
     with pytest.raises(Interrupted):
         search(parts, space, dataclasses.replace(options, checkpoint=written, resume=True),
                stop_after_first_generation)
-    return copies
+    return written
 
 
 @pytest.fixture(scope="module")
@@ -165,28 +154,25 @@ def test_baseline_is_the_largest_fitting_mobilenet_v2(result, setting):
         assert not planner_fits(smallest_larger, space, parts, options)
 
 
-def test_two_ray_workers_continue_a_one_worker_search_to_the_same_result(
-        result, setting, checkpoints, ray_session):
-    # Space optimisation and supernet training done in process; the whole evolution on Ray.
+def test_one_and_two_ray_workers_give_the_same_result(result, setting, ray_session):
     parts, space, options = setting
-    on_ray = dataclasses.replace(options, workers=2, checkpoint=checkpoints["supernet"],
-                                 resume=True)
-    assert comparable(search(parts, space, on_ray)) == comparable(result)
+    on_ray = search(parts, space, dataclasses.replace(options, workers=2))
+    assert comparable(on_ray) == comparable(result)
 
 
-def test_resumed_search_equals_an_uninterrupted_one(result, setting, checkpoints):
+def test_resumed_search_equals_an_uninterrupted_one(result, setting, checkpoint):
     parts, space, options = setting
-    resumed = dataclasses.replace(options, checkpoint=checkpoints["generation"], resume=True)
+    assert checkpoint.with_suffix(".supernet.pt").exists()
+    resumed = dataclasses.replace(options, checkpoint=checkpoint, resume=True)
     stages = []
     outcome = search(parts, space, resumed, lambda stage, done, total: stages.append(stage))
     assert "space" not in stages and "supernet" not in stages  # continued, not redone
     assert comparable(outcome) == comparable(result)
 
 
-def test_checkpoint_of_other_options_is_refused(setting, checkpoints):
+def test_checkpoint_of_other_options_is_refused(setting, checkpoint):
     parts, space, options = setting
-    other_seed = dataclasses.replace(options, seed=1, checkpoint=checkpoints["supernet"],
-                                     resume=True)
+    other_seed = dataclasses.replace(options, seed=1, checkpoint=checkpoint, resume=True)
     with pytest.raises(McuflowError, match="another search"):
         search(parts, space, other_seed)
 
