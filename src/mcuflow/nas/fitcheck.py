@@ -9,7 +9,8 @@ from typing import Any
 from mcuflow.codegen.flash import CONSTANT_ALIGNMENT
 from mcuflow.codegen.targets import CORTEX_M
 from mcuflow.errors import McuflowError
-from mcuflow.hw.kernel_code import target_code
+from mcuflow.hw.kernel_code import TargetCode, target_code
+from mcuflow.hw.kernels import int16_step
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.verify import GraphInvariantError
@@ -22,6 +23,8 @@ from mcuflow.planning import Analysis, Build, analyze_graph
 FILTERED = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED})
 """Ops whose int8 emitters (codegen/emit.py, no DSP) put their filter (input 1) in the constant
 pool as it is (ConstantPool.tensor)."""
+FULLY_CONNECTED_S8 = "mcuflow_fully_connected_s8"
+"""The one kernel the int8 FULLY_CONNECTED emitter calls without the DSP kernels."""
 
 
 @dataclass(frozen=True)
@@ -136,21 +139,40 @@ def flash_bound(graph: Graph, build: Build) -> int:
     """A lower bound of estimate_flash for `graph` on the build (0 where none is proven).
 
     estimate_flash sums the constants (every pool array aligned to CONSTANT_ALIGNMENT, plus
-    structs), the code (>= 0) and the runtime (the application's, the slack and per-tensor
-    bytes, from the graph's inputs and outputs alone). Without the DSP kernels, the int8
-    emitters of FILTERED ops pool their filter tensors as they are, once per distinct value
-    (ConstantPool.add), and a patch rewrite runs the same filters.
+    structs), the code (each kernel called and the support routines they share, once, plus
+    the run function) and the runtime (the application's, the slack and per-tensor bytes, from
+    the graph's inputs and outputs alone). Without the DSP kernels, the int8 emitters of
+    FILTERED ops pool their filter tensors as they are, once per distinct value
+    (ConstantPool.add), and a patch rewrite runs the same filters; an int8 FULLY_CONNECTED
+    calls FULLY_CONNECTED_S8.
     """
     if build.firmware not in CORTEX_M or build.dsp:
         return 0
     code = target_code(build.firmware)
+    return _filters_bound(graph) + _kernels_bound(graph, code) + _runtime(graph, code, build)
+
+
+def _filters_bound(graph: Graph) -> int:
+    """Pooled bytes of the distinct filters of FILTERED ops."""
     filters = {(t.dtype, t.data.tobytes()): t.nbytes for t in (
         graph.tensors[op.inputs[1]] for op in graph.operators if op.kind in FILTERED)}
-    constants = sum(-(-n // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT for n in filters.values())
+    return sum(-(-n // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT for n in filters.values())
+
+
+def _kernels_bound(graph: Graph, code: TargetCode) -> int:
+    """Code of FULLY_CONNECTED_S8 and its support routines where an int8 layer calls it."""
+    if not any(op.kind is OpKind.FULLY_CONNECTED and not int16_step(graph, op)
+               for op in graph.operators):
+        return 0
+    kernel = code.kernels[FULLY_CONNECTED_S8]
+    return kernel.code + sum(code.support[key] for key in set(kernel.support))
+
+
+def _runtime(graph: Graph, code: TargetCode, build: Build) -> int:
+    """The runtime bytes estimate_flash adds for the build's application."""
     tensors = len(graph.inputs) + len(graph.outputs)
-    runtime = (code.runtime.get(build.io, 0) + code.slack
-               + code.per_tensor * max(tensors - 2, 0))
-    return constants + runtime
+    return (code.runtime.get(build.io, 0) + code.slack
+            + code.per_tensor * max(tensors - 2, 0))
 
 
 def bounds_of(graph: Graph, build: Build) -> Bounds:
