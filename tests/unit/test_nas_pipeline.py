@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from mcuflow import api
+from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.nas.data import Dataset, load_dataset, resize, split
 from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import SearchReport, onnx_layout, run_search
@@ -95,8 +96,9 @@ def test_float_model_agrees_with_onnxruntime(searched: tuple[SearchReport, Path]
 def test_found_model_fits_and_runs_bit_exact_on_qemu(searched: tuple[SearchReport, Path]
                                                      ) -> None:
     report, out = searched
-    analysis = api.analyze_model(out / "model_int8.tflite", BOARD)
-    assert analysis.fits
+    analysis = api.analyze_model(out / "model_int8.tflite", BOARD,
+                                 patches=PatchRequest(sram_budget=SRAM_BUDGET))
+    assert analysis.fits and analysis.plan.arena_bytes <= SRAM_BUDGET
     assert report.found.fit.fits
     assert report.found.fit.peak_ram_bytes == analysis.report.peak_ram_bytes
     assert report.found.fit.flash_bytes == analysis.report.flash_bytes
