@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from mcuflow.outputs import Manifest, write_directory
 from mcuflow.planning import Analysis
 from mcuflow.ptq import Calibration, QuantizeResult
 from mcuflow.toolchain.qemu import verify_cortexm
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Progress = Callable[[str, int, int], None]
 """Told (stage, done, total) as the search and the deployment advance."""
@@ -158,26 +162,15 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
             options: SearchOptions, budget: Budget, progress: Progress
             ) -> tuple[SearchReport, dict[str, str | bytes]]:
     """Train, export, quantise and verify the winner and the baseline; their files."""
-    from mcuflow.nas import supernet
 
     def step(done: int) -> None:
         progress("deploy", done, len(DEPLOY_STEPS))
 
     step(0)
-    arch = result.best.arch
-    net = supernet.Supernet(space, arch.width, data.input_channels, data.classes)
-    supernet.load_state(net, result.supernet_state)
-    winner = supernet.extract(net, arch)
-    supernet.train_model(winner, parts, arch.resolution,
-                         supernet.TrainBudget(budget.finetune_epochs),
-                         derived_seed(options.seed, "finetune", arch))
+    arch, base = result.best.arch, result.baseline
+    winner = _fine_tuned(result, data, parts, space, budget, options.seed)
     step(1)
-    base = result.baseline
-    baseline = supernet.build_model(base, space, data.input_channels, data.classes,
-                                    derived_seed(options.seed, "baseline", base))
-    supernet.train_model(baseline, parts, base.resolution,
-                         supernet.TrainBudget(budget.baseline_epochs),
-                         derived_seed(options.seed, "baseline", base))
+    baseline = _trained(base, data, parts, space, budget, options.seed)
     step(2)
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
         found = _quantised(winner, arch, space, parts, Path(scratch) / "model")
@@ -197,6 +190,34 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     return report, files
 
 
+def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: SearchSpace,
+                budget: Budget, seed: int) -> nn.Module:
+    """The winner with the supernet's weights, fine-tuned on the training split."""
+    from mcuflow.nas import supernet
+
+    arch = result.best.arch
+    net = supernet.Supernet(space, arch.width, data.input_channels, data.classes)
+    supernet.load_state(net, result.supernet_state)
+    winner = supernet.extract(net, arch)
+    supernet.train_model(winner, parts, arch.resolution,
+                         supernet.TrainBudget(budget.finetune_epochs),
+                         derived_seed(seed, "finetune", arch))
+    return winner
+
+
+def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, budget: Budget,
+             seed: int) -> nn.Module:
+    """The baseline trained from scratch for as many epochs as the search and fine-tune."""
+    from mcuflow.nas import supernet
+
+    model = supernet.build_model(arch, space, data.input_channels, data.classes,
+                                 derived_seed(seed, "baseline", arch))
+    supernet.train_model(model, parts, arch.resolution,
+                         supernet.TrainBudget(budget.baseline_epochs),
+                         derived_seed(seed, "baseline", arch))
+    return model
+
+
 def derived_seed(seed: int, purpose: str, arch: Arch) -> int:
     """A stable 31-bit seed for one use of one architecture (the same on every machine)."""
     digest = hashlib.sha256(f"{seed}:{purpose}:{arch.key()}".encode()).digest()
@@ -214,7 +235,7 @@ class _Quantised:
     accuracy: api.Accuracy
 
 
-def _quantised(model: object, arch: Arch, space: SearchSpace, parts: Split,
+def _quantised(model: nn.Module, arch: Arch, space: SearchSpace, parts: Split,
                stem: Path) -> _Quantised:
     """Export `model` (float ONNX), quantise it with mcuflow's PTQ, score it on the test split."""
     from mcuflow.nas import supernet
