@@ -261,9 +261,8 @@ def _initialise(model: nn.Module, seed: int) -> None:
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0.0, 0.01, generator=generator)
                 nn.init.zeros_(module.bias)
-            weight = getattr(module, "weight", None)
-            if isinstance(module, nn.Conv1d | nn.Conv2d | ElasticConvBN | ElasticDepthwiseBN):
-                nn.init.kaiming_normal_(weight, mode="fan_out", generator=generator)
+            elif isinstance(module, nn.Conv1d | nn.Conv2d | ElasticConvBN | ElasticDepthwiseBN):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", generator=generator)
 
 
 def _active_layers(net: Supernet) -> Iterator[tuple[torch.Tensor, nn.Module]]:
@@ -283,7 +282,11 @@ def _active_layers(net: Supernet) -> Iterator[tuple[torch.Tensor, nn.Module]]:
 
 
 def extract(net: Supernet, arch: Arch) -> Subnet:
-    """`arch` as a standalone plain network holding copies of the supernet's weights."""
+    """`arch` as a standalone plain network holding copies of the supernet's weights.
+
+    Leaves `arch` active in `net`. Batch-norm statistics are copied too (the first channels');
+    they mix every subnet trained, so `recalibrate_bn` the result before measuring it.
+    """
     net.set_active(arch)
     model = Subnet(arch, net.space, net.stem.weight.shape[1], net.classifier.out_features)
     with torch.no_grad():
@@ -335,7 +338,7 @@ def _fit(model: nn.Module, data: Split, resolution: int, budget: TrainBudget, se
     x, y = _tensors(data.train, resolution)
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
-    steps = budget.epochs * len(_batches(len(x), budget, torch.Generator()))
+    steps = budget.epochs * (-(-len(x) // budget.batch) - (len(x) % budget.batch == 1))
     step = 0
     model.train()
     with _one_thread():
