@@ -170,7 +170,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
             report("supernet", 1, 1)
         evaluate = _evaluator(pool, split, chosen, state.supernet, space, budget, options.seed)
         _evolve(space, chosen, budget, options.seed, fits, evaluate, state, report)
-    return _result(space, state, chosen, baseline, baseline_fit, fits)
+    return _result(space, state, chosen, baseline, baseline_fit)
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -598,10 +598,9 @@ def _rank(arch: Arch, state: _State) -> tuple[float, int, str]:
 
 def mobilenet_v2(space: SearchSpace, width: float, resolution: int) -> Arch:
     """The width/resolution-scaled MobileNetV2 of the family: kernels 3, expansions 6, max depth."""
-    slots = sum(stage.max_depth for stage in space.stages)
     return Arch(width=width, resolution=resolution,
                 depths=tuple(stage.max_depth for stage in space.stages),
-                kernels=(3,) * slots, expansions=(6,) * slots)
+                kernels=(3,) * space.slots, expansions=(6,) * space.slots)
 
 
 def _baseline(space: SearchSpace, input_channels: int, classes: int,
@@ -620,10 +619,10 @@ def _baseline(space: SearchSpace, input_channels: int, classes: int,
 
 
 def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Arch,
-            baseline_fit: Fit, fits: _Fits) -> SearchResult:
+            baseline_fit: Fit) -> SearchResult:
     """Gather the state into the search's result."""
-    candidates = [Candidate(arch, fits(arch), state.accuracy[key])
-                  for key, (arch, _) in sorted(state.fits.items()) if key in state.accuracy]
+    candidates = [Candidate(arch, fit, state.accuracy[key])
+                  for key, (arch, fit) in sorted(state.fits.items()) if key in state.accuracy]
     candidates.sort(key=lambda c: _rank(c.arch, state))
     assert state.spaces is not None and state.supernet is not None
     speed = state.fit_checks / state.fit_seconds if state.fit_seconds > 0 else 0.0
