@@ -17,7 +17,7 @@ from mcuflow.memory.patch_search import (
 )
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import InPlace, Plan
-from mcuflow.memory.schedule import best_order, build_problem, evaluate
+from mcuflow.memory.schedule import Problem, best_order, build_problem, evaluate
 
 ORDER_SHARE = 0.4
 """Of the planning budget, the share of the operator-order search."""
@@ -36,7 +36,7 @@ placement gets 30 % of it)."""
 def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
                 kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
                 order: list[int] | None = None, streamed: frozenset[str] = frozenset(),
-                split: bool = False) -> Plan:
+                split: bool = False, problem: Problem | None = None) -> Plan:
     """The plan with the smallest arena found within a budget of about `time_limit_s` seconds.
 
     The budget is counted in work (search steps, CP-SAT deterministic time), never on the
@@ -46,9 +46,11 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
     `dsp` sizes the scratch buffers for the Arm DSP kernels (cores with the DSP extension); an
     `order` given is kept (no order search). `streamed` graph inputs are not in the arena (each
     must be read by SLICEs only, see patches.fetch_inputs). With `split`, storages of several
-    members are planned in pieces (liveness.split_storages).
+    members are planned in pieces (liveness.split_storages). A `problem` given is the one
+    build_problem makes of `graph` with these options (built once elsewhere, e.g. by the patch
+    search's baseline); it is planned as is.
     """
-    problem = build_problem(graph, alignment, kinds, dsp, streamed, split)
+    problem = problem or build_problem(graph, alignment, kinds, dsp, streamed, split)
     if order is not None:
         return plan_for_order(problem, order, time_limit_s * PLACEMENT_SHARE)
     searched = best_order(problem, time_limit_s * ORDER_SHARE)
@@ -96,7 +98,7 @@ def _plan_option(graph: Graph, option: PatchOption, request: PatchRequest, time_
     """The plan of one option of the search."""
     streamed = streamed_inputs(option.graph, request.streamed_input)
     if option.choice is None and not streamed:
-        return plan_memory(graph, time_limit_s, dsp=dsp)
+        return plan_memory(graph, time_limit_s, dsp=dsp, problem=option.problem)
     steps = len(option.graph.operators)
     budget = PATCHED_PLAN_BUDGET * time_limit_s if steps <= CP_SAT_STEPS else 0
     plan = plan_for_order(option.problem, list(range(steps)), budget * PLACEMENT_SHARE)
