@@ -30,11 +30,11 @@ def test_missing_data_file_is_one_line(capsys: pytest.CaptureFixture[str],
     assert not out.exists() and not (tmp_path / "out.checkpoint").exists()
 
 
-def test_impossible_sram_budget_is_one_line(capsys: pytest.CaptureFixture[str],
+def test_impossible_flash_budget_is_one_line(capsys: pytest.CaptureFixture[str],
                                             tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, stdout, err = run_cli_output(capsys, [
-        "search", "--data", "digits", "--board", "nucleo-f091rc", "--sram-budget", "256",
+        "search", "--data", "digits", "--board", "nucleo-f091rc", "--flash-budget", "4096",
         "--minutes", "1", "-o", str(out), "--json"])
     line = _error_line(code, err)
     assert "hint:" in line
