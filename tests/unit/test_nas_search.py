@@ -138,6 +138,7 @@ def test_pareto_front_is_monotone_in_macs_and_accuracy(result):
     assert [c.fit.macs for c in front] == sorted(c.fit.macs for c in front)
     assert all(a.accuracy < b.accuracy for a, b in zip(front, front[1:], strict=False))
     assert result.evaluated >= len(front) and result.fit_checks >= result.evaluated
+    assert result.fit_checks_per_second > 0
 
 
 def test_baseline_is_the_largest_fitting_mobilenet_v2(result, setting):
@@ -191,3 +192,13 @@ def test_workers_without_ray_say_how_to_install_it(setting, monkeypatch):
     with pytest.raises(McuflowError) as error:
         search(parts, space, dataclasses.replace(options, workers=2))
     assert "mcuflow[nas]" in error.value.hint
+
+
+def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path):
+    parts, space, options = setting
+    with pytest.raises(McuflowError, match="--workers"):
+        search(parts, space, dataclasses.replace(options, workers=0))
+    broken = tmp_path / "search.json"
+    broken.write_text("{not json")
+    with pytest.raises(McuflowError, match="cannot read checkpoint"):
+        search(parts, space, dataclasses.replace(options, checkpoint=broken, resume=True))
