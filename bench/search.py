@@ -52,17 +52,16 @@ class Row:
     error: str | None = None
 
 
-def options_for(board: str, minutes: float, workers: int, seed: int, sram_reserve: int,
+def options_for(board: str, minutes: float, workers: int, seed: int,
                 checkpoint: Path) -> SearchOptions:
     build = api.build_for(board, BOARDS[board])
-    sram = build.board.sram_bytes - sram_reserve if sram_reserve else None
-    return SearchOptions(build, limits_for(build, sram, None, None), minutes, seed, workers,
+    return SearchOptions(build, limits_for(build, None, None, None), minutes, seed, workers,
                          checkpoint=checkpoint)
 
 
 def measure(dataset: str, board: str, args: argparse.Namespace, scratch: Path) -> Row:
     row = Row(dataset, board)
-    options = options_for(board, args.minutes, args.workers, args.seed, args.sram_reserve,
+    options = options_for(board, args.minutes, args.workers, args.seed,
                           scratch / f"{dataset}-{board}.checkpoint")
     start = time.perf_counter()
     try:
@@ -94,7 +93,7 @@ def differing_across_workers(args: argparse.Namespace, scratch: Path) -> list[st
     outputs = []
     for workers in (1, 2):
         out = scratch / f"identity-{workers}"
-        options = options_for("tiny16k", 1, workers, args.seed, args.sram_reserve,
+        options = options_for("tiny16k", 1, workers, args.seed,
                               scratch / f"identity-{workers}.checkpoint")
         report = json.loads(report_json(run_search("digits", options, out)))
         report["search"].pop(MEASURED)
@@ -138,9 +137,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--boards", default=",".join(BOARDS))
-    parser.add_argument("--sram-reserve", type=int, default=4096,
-                        help="SRAM bytes kept from the arena for the firmware's stack and "
-                        "driver (mcuflow's analysis counts only the arena); 0: none")
     parser.add_argument("--no-identity", action="store_true",
                         help="skip the 1-vs-2-workers identity check (needs ray)")
     parser.add_argument("--json", action="store_true")

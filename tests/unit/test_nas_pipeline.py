@@ -12,10 +12,10 @@ import pytest
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.nas.data import Dataset, load_dataset, resize, split
-from mcuflow.nas.fitcheck import limits_for
+from mcuflow.nas.fitcheck import firmware_reserve, limits_for
 from mcuflow.nas.pipeline import SearchReport, onnx_layout, run_search
 from mcuflow.nas.search import SearchOptions, budget_for
-from mcuflow.nas.space import Arch
+from mcuflow.nas.space import Arch, default_space
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke
 
@@ -23,9 +23,6 @@ torch = pytest.importorskip("torch")
 
 BOARD = "nucleo-f091rc"
 SEED = 0
-SRAM_BUDGET = 28 * 1024
-"""Of the board's 32 KB, what the arena may take: the firmware's stack reserve and driver
-buffers need the rest (mcuflow's analysis counts only the arena)."""
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +30,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[SearchReport, Pa
     torch.set_num_threads(1)
     scratch = tmp_path_factory.mktemp("search")
     build = api.build_for(BOARD)
-    options = SearchOptions(build, limits_for(build, SRAM_BUDGET, None, None), minutes=1, seed=SEED,
+    options = SearchOptions(build, limits_for(build, None, None, None), minutes=1, seed=SEED,
                             checkpoint=scratch / "search.checkpoint")
     out = scratch / "out"
     return run_search("digits", options, out), out
@@ -96,9 +93,11 @@ def test_float_model_agrees_with_onnxruntime(searched: tuple[SearchReport, Path]
 def test_found_model_fits_and_runs_bit_exact_on_qemu(searched: tuple[SearchReport, Path]
                                                      ) -> None:
     report, out = searched
+    build = api.build_for(BOARD)
+    limit = build.board.sram_bytes - firmware_reserve(build, default_space(2, 8), 1, 10)
     analysis = api.analyze_model(out / "model_int8.tflite", BOARD,
-                                 patches=PatchRequest(sram_budget=SRAM_BUDGET))
-    assert analysis.fits and analysis.plan.arena_bytes <= SRAM_BUDGET
+                                 patches=PatchRequest(sram_budget=limit))
+    assert analysis.fits and analysis.plan.arena_bytes <= limit
     assert report.found.fit.fits
     assert report.found.fit.peak_ram_bytes == analysis.report.peak_ram_bytes
     assert report.found.fit.flash_bytes == analysis.report.flash_bytes

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from mcuflow.codegen.flash import CONSTANT_ALIGNMENT
-from mcuflow.codegen.targets import CORTEX_M
+from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernel_code import TargetCode, target_code
 from mcuflow.hw.kernels import int16_step
@@ -17,8 +20,9 @@ from mcuflow.ir.verify import GraphInvariantError
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.patches import PatchError, find_stages
 from mcuflow.memory.schedule import build_problem, evaluate
-from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs
+from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs, smallest
 from mcuflow.planning import Analysis, Build, analyze_graph
+from mcuflow.toolchain.arm import build_cortexm, elf_sizes
 
 FILTERED = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED})
 """Ops whose int8 emitters (codegen/emit.py, no DSP) put their filter (input 1) in the constant
@@ -67,6 +71,36 @@ def limits_for(build: Build, sram_budget: int | None, flash_budget: int | None,
                            "e.g. --latency 50")
     return Limits(sram_budget if sram_budget is not None else board.sram_bytes,
                   flash_budget if flash_budget is not None else board.flash_bytes, latency_ms)
+
+
+def firmware_reserve(build: Build, space: SearchSpace, input_channels: int, classes: int) -> int:
+    """SRAM the verification firmware needs beside the arena, measured from a linked ELF.
+
+    The firmware (the QEMU application the found model is verified in, under the board's
+    linker script) of the space's smallest architecture is generated and linked for the
+    build's target: its static RAM (data + bss) less the arena, plus the linker script's stack
+    reserve. Neither depends on the architecture: no buffer of the application is sized by the
+    layers (the per-layer timer marks exist only in profiling builds). 0 when the build is not
+    a Cortex-M firmware.
+    """
+    if build.firmware not in CORTEX_M:
+        return 0
+    arch = smallest(space, min(space.widths), min(space.resolutions))
+    graph = arch_graph(arch, space, input_channels, classes)
+    plan = analyze_graph(graph, build, PatchRequest(enabled=False)).plan
+    with tempfile.TemporaryDirectory(prefix="mcuflow-reserve-") as scratch:
+        project = Path(scratch) / "firmware"
+        generate_project(graph, plan, project, target=build.firmware, board=build.board)
+        static = elf_sizes(build_cortexm(project, build.firmware)).static_ram_bytes
+    return static - plan.arena_bytes + STACK_RESERVE_BYTES
+
+
+def within_firmware(limits: Limits, reserve: int) -> Limits:
+    """`limits` with the firmware's own SRAM (firmware_reserve) taken from the SRAM limit."""
+    if reserve >= limits.sram_bytes:
+        raise McuflowError(f"the firmware alone needs {reserve:,} B of the {limits.sram_bytes:,}"
+                           " B SRAM limit", "raise --sram-budget or choose a larger board")
+    return replace(limits, sram_bytes=limits.sram_bytes - reserve)
 
 
 def request_for(limits: Limits) -> PatchRequest:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,7 @@ from mcuflow import api
 from mcuflow.codegen.targets import board_target
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
-from mcuflow.nas.fitcheck import Fit, analyze, fit_of
+from mcuflow.nas.fitcheck import Fit, analyze, firmware_reserve, fit_of, within_firmware
 from mcuflow.nas.report import render_report
 from mcuflow.nas.search import Budget, SearchOptions, SearchResult, budget_for, search
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
@@ -130,6 +130,8 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     data = load_dataset(dataset)
     parts = split(data, options.seed)
     space = default_space(data.dims, data.native_size)
+    reserve = firmware_reserve(options.build, space, data.input_channels, data.classes)
+    options = replace(options, limits=within_firmware(options.limits, reserve))
     result = search(parts, space, options, progress)
     budget = budget_for(options.minutes)
     report, files = _deploy(data, parts, space, result, options, budget, progress or _silent)
