@@ -395,7 +395,7 @@ def _call_costs(tracer: Tracer, costs: list[float], pricing: _Pricing) -> dict[s
         op = graph.operators[index]
         name = op.outputs[0]
         _, height, width, _ = graph.tensors[name].shape
-        row = (0, 1, 0, width)
+        row = tracer.computed(op, (0, 1, 0, width))
         window = tracer.windows.get(name)
         attrs = window.attrs_for(op, row) if window else op.attrs
         one = Graph("row", {n: _window_of(graph.tensors[n], tracer.reads(op, row))

@@ -214,19 +214,30 @@ class _Window:
         first, end = self._span(axis, lo, hi)
         return max(first, 0), min(end, self.size[axis])
 
+    def reached(self, axis: int, lo: int, hi: int) -> tuple[int, int]:
+        """Output rows (axis 0) or columns [lo, hi) grown until they read an input one.
+
+        Only output lying wholly in a PAD's padding reads none: it grows towards the input.
+        """
+        while True:
+            first, end = self.reads(axis, lo, hi)
+            if first < end:
+                return lo, hi
+            if self._span(axis, lo, hi)[0] >= self.size[axis]:
+                lo -= 1
+            else:
+                hi += 1
+
+    def needs(self, axis: int, lo: int, hi: int) -> tuple[int, int]:
+        """The input rows (axis 0) or columns [first, end) computing output [lo, hi) reads.
+
+        Those the rows `reached` read: never empty, so a receptive field always holds them.
+        """
+        return self.reads(axis, *self.reached(axis, lo, hi))
+
     def reaching(self, out: Region) -> Region:
         """`out` grown, axis by axis, until it reads at least one input row and column."""
-        grown = list(out)
-        for axis in (0, 1):
-            while True:
-                first, end = self.reads(axis, grown[2 * axis], grown[2 * axis + 1])
-                if first < end:
-                    break
-                if self._span(axis, grown[2 * axis], grown[2 * axis + 1])[0] >= self.size[axis]:
-                    grown[2 * axis] -= 1
-                else:
-                    grown[2 * axis + 1] += 1
-        return (grown[0], grown[1], grown[2], grown[3])
+        return (*self.reached(0, out[0], out[1]), *self.reached(1, out[2], out[3]))
 
     def attrs_for(self, op: Operator, out: Region) -> object:
         """The attributes of window op `op` run on the window it reads to compute `out`."""
@@ -309,6 +320,10 @@ class _Remap:
         """The input rows (axis 0) or columns [first, end) output rows [lo, hi) read."""
         return min(self.first[axis][lo:hi]), max(self.end[axis][lo:hi])
 
+    def needs(self, axis: int, lo: int, hi: int) -> tuple[int, int]:
+        """The input rows (axis 0) or columns [first, end) output rows [lo, hi) take: reads."""
+        return self.reads(axis, lo, hi)
+
     def ready(self, arrived: int) -> int:
         """How many output rows the first `arrived` input rows (not all of them) let compute."""
         return sum(1 for _ in takewhile(lambda end: end <= arrived, self.end[0]))
@@ -344,11 +359,20 @@ class Tracer:
         self._steps: dict[int, list[list[Rows]]] = {}
 
     def reads(self, op: Operator, out: Region) -> Region:
-        """The window of every activation input of stage op `op` that output window `out` reads."""
+        """The window of every activation input of stage op `op` that computing `out` reads.
+
+        Output lying wholly in a PAD's padding is computed from the nearest input row or column
+        (see _Window.reached).
+        """
         window = self.windows.get(op.outputs[0])
         if window is None:
             return out
-        return (*window.reads(0, out[0], out[1]), *window.reads(1, out[2], out[3]))
+        return (*window.needs(0, out[0], out[1]), *window.needs(1, out[2], out[3]))
+
+    def computed(self, op: Operator, out: Region) -> Region:
+        """The output window a copy of stage op `op` computes to hold `out` (_Window.reached)."""
+        window = self.windows.get(op.outputs[0])
+        return window.reaching(out) if isinstance(window, _Window) else out
 
     def _trace(self, axis: int, lo: int, hi: int) -> dict[str, Span]:
         key = (axis, lo, hi)
@@ -359,7 +383,7 @@ class Tracer:
                 if out is None:
                     continue
                 window = self.windows.get(op.outputs[0])
-                span = window.reads(axis, *out) if window else out
+                span = window.needs(axis, *out) if window else out
                 for name in op.inputs:
                     if not self.graph.tensors[name].is_constant:
                         known = need.get(name)
@@ -463,19 +487,19 @@ class _Rewrite:
         self.add(OpKind.SLICE, [piece.name], sliced, SliceAttrs(begin, size), f"{sliced}:slice")
         return sliced
 
-    def run(self, op: Operator, out: Region, tag: str) -> None:
-        """One copy of stage op `op` computing window `out` of its output.
+    def run(self, op: Operator, out: Region, tag: str) -> str:
+        """One copy of stage op `op` computing window `out` of its output; returns its tensor.
 
         A PAD tile lying wholly in the padding reads no input: it is computed with the nearest
-        input row or column and cut out of that.
+        input row or column and cut out of that (the tensor returned).
         """
-        window = self.tracer.windows.get(op.outputs[0])
-        grown = window.reaching(out) if op.kind is OpKind.PAD else out
+        grown = self.tracer.computed(op, out)
         self._compute(op, grown, tag)
+        piece = self.pieces[op.outputs[0]][-1]
         if grown != out:
-            piece = self.pieces[op.outputs[0]][-1]
-            name = self._cut(op.outputs[0], piece, out, tag, always=True)
-            self.pieces[op.outputs[0]].append(_Piece(name, out))
+            piece = _Piece(self._cut(op.outputs[0], piece, out, tag, always=True), out)
+            self.pieces[op.outputs[0]].append(piece)
+        return piece.name
 
     def _compute(self, op: Operator, out: Region, tag: str) -> None:
         region = self.tracer.reads(op, out)
@@ -534,9 +558,8 @@ def _recompute(rewrite: _Rewrite, ops: list[Operator], stage: Stage,
         for c, tile in enumerate(band):
             rewrite.pieces = {stage.source: source}
             need = rewrite.tracer.fields(tile)
-            for op in ops:
-                rewrite.run(op, need[op.outputs[0]], f"p{r}.{c}")
-            ends[-1].append(rewrite.pieces[stage.end][0].name)
+            written = [rewrite.run(op, need[op.outputs[0]], f"p{r}.{c}") for op in ops]
+            ends[-1].append(written[-1])  # the stage's last op writes its end
     return ends
 
 
@@ -624,13 +647,13 @@ def _cached(rewrite: _Rewrite, stage: Stage, steps: int) -> list[list[str]]:
             carry = (rewrite.copy(name, (rows.keep_from, rows.start, 0, width), f"s{k}")
                      if rows.keep_from < rows.start else None)
             rewrite.pieces[name] = []
-            rewrite.run(rows.op, (rows.start, rows.end, 0, width), f"s{k}")
+            computed = rewrite.run(rows.op, (rows.start, rows.end, 0, width), f"s{k}")
             if name == stage.end:
-                ends.append([rewrite.pieces[name][0].name])
+                ends.append([computed])
             elif carry is not None:
                 region = (rows.keep_from, rows.end, 0, width)
                 held = rewrite.window_tensor(name, region, f"{name}#s{k}:rows")
-                rewrite.add(OpKind.CONCATENATION, [carry, rewrite.pieces[name][0].name], held,
+                rewrite.add(OpKind.CONCATENATION, [carry, computed], held,
                             ConcatenationAttrs(axis=1), f"{held}:stack")
                 rewrite.pieces[name] = [_Piece(held, region)]
     return ends
