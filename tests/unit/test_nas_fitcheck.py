@@ -11,7 +11,6 @@ import pytest
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import get_board
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.memory.patches import PatchError
 from mcuflow.nas.fitcheck import FitCheck, Limits, bounds_of, limits_for
 from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample
 from mcuflow.planning import Analysis, Build, analyze_graph
@@ -25,15 +24,9 @@ FLASH_BUDGETS = {"nucleo-f091rc": None, "tiny16k": None, "tight": 48000}
 
 
 def _planner(arch, space: SearchSpace, build: Build, limits: Limits) -> Analysis:
-    """The oracle: mcuflow's analysis with automatic patches aiming at the SRAM limit.
-
-    Where its patch rewrite fails (an mcuflow defect), the model as `--patches off` plans it.
-    """
+    """The oracle: mcuflow's analysis with automatic patches aiming at the SRAM limit."""
     graph = arch_graph(arch, space, 1, 10)
-    try:
-        return analyze_graph(graph, build, PatchRequest(sram_budget=limits.sram_bytes))
-    except (PatchError, McuflowError):
-        return analyze_graph(graph, build, PatchRequest(False, sram_budget=limits.sram_bytes))
+    return analyze_graph(graph, build, PatchRequest(sram_budget=limits.sram_bytes))
 
 
 def _samples(space: SearchSpace, count: int, seed: int) -> list:

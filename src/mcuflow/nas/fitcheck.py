@@ -16,9 +16,8 @@ from mcuflow.hw.kernel_code import TargetCode, target_code
 from mcuflow.hw.kernels import int16_step
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
-from mcuflow.ir.verify import GraphInvariantError
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.memory.patches import PatchError, find_stages
+from mcuflow.memory.patches import find_stages
 from mcuflow.memory.schedule import build_problem, evaluate
 from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs, smallest
 from mcuflow.planning import Analysis, Build, analyze_graph
@@ -109,16 +108,8 @@ def request_for(limits: Limits) -> PatchRequest:
 
 
 def analyze(graph: Graph, build: Build, limits: Limits) -> Analysis:
-    """mcuflow's analysis with automatic patches aiming at the SRAM limit.
-
-    Where the patch rewrite fails on a graph (PatchError, GraphInvariantError: mcuflow defects), the
-    model is analysed unpatched, as `--patches off` deploys it.
-    """
-    try:
-        return analyze_graph(graph, build, request_for(limits))
-    except (GraphInvariantError, PatchError):
-        return analyze_graph(graph, build, PatchRequest(enabled=False,
-                                                        sram_budget=limits.sram_bytes))
+    """mcuflow's analysis with automatic patches aiming at the SRAM limit."""
+    return analyze_graph(graph, build, request_for(limits))
 
 
 def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
