@@ -12,9 +12,7 @@ pytest.importorskip("torch")
 
 from mcuflow import api  # noqa: E402
 from mcuflow.errors import McuflowError  # noqa: E402
-from mcuflow.ir.verify import GraphInvariantError  # noqa: E402
 from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
-from mcuflow.memory.patches import PatchError  # noqa: E402
 from mcuflow.nas.data import load_dataset, split  # noqa: E402
 from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
@@ -81,18 +79,13 @@ def comparable(result: SearchResult) -> SearchResult:
 
 
 def planner_fits(arch, space, parts, options) -> bool:
-    """mcuflow's planner on the arch's int8 graph: within the SRAM and flash limits.
+    """True when mcuflow's planner keeps the arch's int8 graph within the SRAM and flash limits.
 
-    Automatic patches aim at the SRAM limit; where mcuflow cannot patch the graph, it is
-    planned unpatched (as `--patches off` deploys it).
+    Automatic patches aim at the SRAM limit, as the deployed model is planned.
     """
     train, limits = parts.train, options.limits
     graph = arch_graph(arch, space, train.input_channels, train.classes)
-    try:
-        analysis = analyze_graph(graph, options.build, PatchRequest(sram_budget=limits.sram_bytes))
-    except (GraphInvariantError, PatchError):
-        analysis = analyze_graph(graph, options.build,
-                                 PatchRequest(enabled=False, sram_budget=limits.sram_bytes))
+    analysis = analyze_graph(graph, options.build, PatchRequest(sram_budget=limits.sram_bytes))
     return (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
             and analysis.report.flash_bytes <= limits.flash_bytes)
 
