@@ -85,13 +85,15 @@ def search_command(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Search a network that fits the board (SRAM, flash, latency), train, quantise and verify it.
+    """Search a network that fits the board, train, quantise and verify it.
 
-    TinyNAS style: the (width, resolution) space whose fitting networks have the most MACs is
-    chosen, a weight-shared supernet is trained for it, and an evolution ranks candidates that
-    pass mcuflow's fit check by validation accuracy. The winner is fine-tuned, quantised by
-    mcuflow's PTQ, compared with a MobileNetV2 scaled to fit and trained for as long, and run on
-    QEMU linked in the board's memory.
+    TinyNAS style: the (width, resolution) space whose fitting networks
+    have the most MACs is chosen, a weight-shared supernet is trained for
+    it, and an evolution ranks the candidates that pass mcuflow's fit
+    check (SRAM, flash, latency) by validation accuracy. The winner is
+    fine-tuned, quantised by mcuflow's PTQ, compared with a MobileNetV2
+    scaled to fit and trained for as long, and run on QEMU linked in the
+    board's memory.
     """
     build = api.build_for(board, board_file)
     options = SearchOptions(build, limits_for(build, sram_budget, flash_budget, latency_ms),
