@@ -5,7 +5,7 @@ generation (every BUILD_EVERY-th rendered project is also built with the sanitiz
 ONNX inputs through import, passes, quantisation, constraints, plan and run; hostile board files
 and calibration arrays through their readers (tests/fuzz/readers.py), and hostile output paths
 through the writers (tests/fuzz/outputs.py). The shards take about
-90-120 s of CPU in all, split over the xdist workers. A failing input is written to the
+70-90 s of CPU in all, split over the xdist workers. A failing input is written to the
 test's temporary directory to be replayed and, once fixed, kept in tests/fuzz/corpus/.
 """
 
@@ -20,7 +20,7 @@ from tests.fuzz.campaign import FORMATS, Campaign
 from tests.fuzz.harness import FuzzInput, Outcome, Status
 
 CAMPAIGN = "ci"
-SHARDS = {"tflite": (4, 3500), "onnx": (2, 6000), "boards": (1, 1000), "arrays": (1, 1000),
+SHARDS = {"tflite": (4, 2500), "onnx": (2, 4000), "boards": (1, 1000), "arrays": (1, 1000),
           "outputs": (1, 1000)}
 """Per format: shards, and inputs per shard."""
 BUILD_EVERY = 150
