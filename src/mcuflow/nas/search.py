@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, resize
 from mcuflow.nas.fitcheck import Fit, FitCheck, Limits
 from mcuflow.nas.space import Arch, SearchSpace, crossover, macs, mutate, sample
+from mcuflow.outputs import write_file
 from mcuflow.planning import Build
 
 Progress = Callable[[str, int, int], None]
@@ -228,12 +228,12 @@ class _State:
         return self.path.with_suffix(".supernet.pt")
 
     def save(self) -> None:
-        """Write the checkpoint atomically (temp file + os.replace), when there is one."""
+        """Write the checkpoint atomically (outputs.write_file), when there is one."""
         if self.path is None:
             return
         if self.supernet is not None:
-            _write_atomic(self.weights_path, self.supernet)
-        _write_atomic(self.path, json.dumps(self.to_json(), indent=1).encode())
+            write_file(self.weights_path, self.supernet, "checkpoint")
+        write_file(self.path, json.dumps(self.to_json(), indent=1).encode(), "checkpoint")
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON (the supernet weights go to `weights_path`)."""
@@ -305,17 +305,6 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         raise McuflowError(f"checkpoint {path} is not a search checkpoint",
                            "drop --resume to start afresh")
     return data
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    """Write `content` to `path` through a temp file and os.replace."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise McuflowError(f"cannot write checkpoint {path}: {error}",
-                           "choose a writable --checkpoint path") from error
 
 
 class _Fits:
