@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from mcuflow.analysis.html_report import literal_text
 from mcuflow.analysis.metrics import REPORT_JSON_FIELDS, analyze, lifetimes
-from mcuflow.analysis.plots import plot_working_set
+from mcuflow.analysis.plots import plain_log_scale, plot_working_set
 from mcuflow.analysis.report import render_report
 from mcuflow.errors import BoardError
 from mcuflow.hw.board import Board, TierKind, get_board
@@ -351,3 +352,24 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     path = tmp_path / "working_set.png"
     plot_working_set(analyze(branching_graph(), tiny_board(sram=600, flash=1 << 20)), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("low", "high"), [(1.6e6, 5.6e6), (2e5, 4e6), (1e-3, 1e4)])
+def test_log_axes_under_literal_text_are_labelled_in_plain_text(low: float, high: float) -> None:
+    """matplotlib draws the labels: some are shown, none is raw mathtext."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with literal_text():
+        figure = Figure()
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.plot([low, high], [low, high])
+        plain_log_scale(axes, "x")
+        plain_log_scale(axes, "y")
+        figure.canvas.draw()
+        labels = [t.get_text() for t in [*axes.get_xticklabels(minor=True),
+                                         *axes.get_xticklabels(), *axes.get_yticklabels()]]
+    shown = [label for label in labels if label]
+    assert len(shown) >= 2, labels
+    assert not any("$" in label or "mathdefault" in label for label in labels), labels

@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
-from mcuflow.analysis.plots import save_figure
+from mcuflow.analysis.plots import plain_log_scale, save_figure
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, SleepKind, SleepMode, TierKind
 from mcuflow.ir.graph import Graph
@@ -424,8 +424,8 @@ def life_figure(report: EnergyReport, points: int = 200) -> Figure:
                   markersize=4)
     axes.axvline(report.rate_hz * 3600, color="black", linestyle="--", linewidth=1,
                  label="asked rate")
-    axes.set_xscale("log")
-    axes.set_yscale("log")
+    plain_log_scale(axes, "x")
+    plain_log_scale(axes, "y")
     axes.set_xlabel("inferences per hour")
     axes.set_ylabel(f"battery life, days ({report.battery.name})")
     axes.set_title(f"{report.model} on {report.board.name}: crossovers dotted")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import math
 import stat
 from pathlib import Path
 
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import EngFormatter, FuncFormatter
 
 from mcuflow.analysis.metrics import Report
 from mcuflow.errors import OutputError
@@ -20,6 +24,39 @@ PLOT_FORMATS = tuple(sorted(set(FigureCanvasAgg.get_supported_filetypes()) - {"p
 """What --plot writes, named by the file's suffix: matplotlib's formats but PGF (needs LaTeX)."""
 _FORMAT_HINT = ("end the file name with .png, .svg or .pdf; matplotlib also writes "
                 + ", ".join(f for f in PLOT_FORMATS if f not in ("png", "svg", "pdf")))
+
+
+PLAIN_MINOR_DECADES = 2
+"""A log axis spanning fewer decades also labels its minor ticks at 2x and 5x."""
+
+
+def plain_log_scale(axes: Axes, which: str = "x") -> None:
+    """Put axis `which` ("x" or "y") on a log scale labelled in plain text (0.1, 100, 2k, 1M).
+
+    matplotlib's own log labels are mathtext, which a figure drawn under literal_text (names
+    from a model shown as they are) would print as raw `$\\mathdefault{10^{5}}$`.
+    """
+    axis = axes.xaxis if which == "x" else axes.yaxis
+    (axes.set_xscale if which == "x" else axes.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda value, _: plain_number(value)))
+    axis.set_minor_formatter(FuncFormatter(lambda value, _: _minor_label(axis, value)))
+
+
+_LARGE = EngFormatter(sep="")
+
+
+def plain_number(value: float) -> str:
+    """`value` as a short label: 0.01, 0.5, 20, 999, then 1k, 20k, 3M with SI prefixes."""
+    return _LARGE(value) if abs(value) >= 1000 else f"{value:g}"
+
+
+def _minor_label(axis: Axis, value: float) -> str:
+    """The 2x and 5x minor ticks of an axis spanning few decades, else nothing."""
+    low, high = sorted(axis.get_view_interval())
+    if value <= 0 or low <= 0 or math.log10(high / low) >= PLAIN_MINOR_DECADES:
+        return ""
+    lead = round(value / 10 ** math.floor(math.log10(value)))
+    return plain_number(value) if lead in (2, 5) else ""
 
 
 def plot_format(path: Path) -> str:

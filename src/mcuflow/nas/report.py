@@ -18,6 +18,7 @@ from mcuflow.analysis.html_report import (
     html_table,
     literal_text,
 )
+from mcuflow.analysis.plots import plain_log_scale
 
 if TYPE_CHECKING:
     from mcuflow.nas.pipeline import Deployed, SearchReport
@@ -150,7 +151,7 @@ def macs_cdf_figure(report: SearchReport) -> Figure:
                   alpha=1.0 if is_chosen else 0.6,
                   label=f"w {space.width:g}, r {space.resolution}" + (" (chosen)" if is_chosen
                                                                         else ""))
-    axes.set_xscale("log")
+    plain_log_scale(axes, "x")
     axes.set_xlabel("MACs")
     axes.set_ylabel("share of samples that fit, up to these MACs")
     axes.set_title("MACs of the fitting samples per (width, resolution)")
@@ -171,7 +172,7 @@ def pareto_figure(report: SearchReport) -> Figure:
               color="#555555", label="Pareto front (val, supernet weights)")
     _mark(axes, report.found, "*", _FOUND_COLOUR, "found (test, int8, fine-tuned)")
     _mark(axes, report.baseline, "s", _BASELINE_COLOUR, "baseline (test, int8, trained)")
-    axes.set_xscale("log")
+    plain_log_scale(axes, "x")
     axes.set_xlabel("MACs")
     axes.set_ylabel("top-1 accuracy (%)")
     axes.set_title("Accuracy against MACs")
