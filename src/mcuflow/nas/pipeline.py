@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -19,7 +18,14 @@ from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
 from mcuflow.nas.fitcheck import Fit, analyze, firmware_reserve, fit_of, within_firmware
 from mcuflow.nas.report import render_report
-from mcuflow.nas.search import Budget, SearchOptions, SearchResult, budget_for, search
+from mcuflow.nas.search import (
+    Budget,
+    SearchOptions,
+    SearchResult,
+    budget_for,
+    search,
+    stable_seed,
+)
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
 from mcuflow.outputs import Manifest, write_directory
 from mcuflow.planning import Analysis
@@ -222,8 +228,7 @@ def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, budget
 
 def derived_seed(seed: int, purpose: str, arch: Arch) -> int:
     """A stable 31-bit seed for one use of one architecture (the same on every machine)."""
-    digest = hashlib.sha256(f"{seed}:{purpose}:{arch.key()}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFF_FFFF
+    return stable_seed(seed, purpose, arch.key()) & 0x7FFF_FFFF
 
 
 @dataclass(frozen=True)

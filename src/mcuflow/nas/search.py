@@ -185,15 +185,12 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     """The progress callback when the caller gives none."""
 
 
-def evaluation_seed(seed: int, arch: Arch) -> int:
-    """The seed of one candidate's evaluation: a stable hash of the search seed and the arch."""
-    digest = hashlib.sha256(f"{seed}:{arch.key()}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+def stable_seed(seed: int, *parts: str) -> int:
+    """A 32-bit seed from the search seed and `parts` (a SHA-256 of their text).
 
-
-def _stage_seed(seed: int, stage: str) -> int:
-    """A stable seed per search stage, so stages draw independent streams."""
-    digest = hashlib.sha256(f"{seed}:{stage}".encode()).digest()
+    Every machine, process and Ray worker derives the same stream (Python's hash() is salted).
+    """
+    digest = hashlib.sha256(":".join((str(seed), *parts)).encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
@@ -343,7 +340,7 @@ def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
     choices = []
     for done, (width, resolution) in enumerate(grid):
         report("space", done, len(grid))
-        rng = np.random.default_rng([_stage_seed(seed, "space"), done])
+        rng = np.random.default_rng([stable_seed(seed, "space"), done])
         archs = [sample(space, rng, width, resolution) for _ in range(budget.space_samples)]
         fitting = sorted(fit.macs for fit in fits.all(archs) if fit.fits)
         mean = float(np.mean(fitting)) if fitting else 0.0
@@ -371,7 +368,7 @@ def _train_supernet(split: Split, space: SearchSpace, chosen: SpaceChoice, budge
     data = split.train
     net = Supernet(space, chosen.width, data.input_channels, data.classes)
     train_supernet(net, space, split, chosen.resolution, TrainBudget(budget.supernet_epochs),
-                   _stage_seed(seed, "supernet"))
+                   stable_seed(seed, "supernet"))
     return state_bytes(net)
 
 
@@ -463,7 +460,7 @@ def _evaluator(pool: _Local | _Ray, split: Split, chosen: SpaceChoice, supernet:
                                                     budget.recalibration_batches))
 
     def evaluate(archs: Sequence[Arch]) -> list[float]:
-        items = [(arch, evaluation_seed(seed, arch)) for arch in archs]
+        items = [(arch, stable_seed(seed, arch.key())) for arch in archs]
         return [float(value) for value in pool.map(evaluate_candidate, shared, items)]
 
     return evaluate
@@ -512,7 +509,7 @@ def _evolve(space: SearchSpace, chosen: SpaceChoice, budget: Budget, seed: int, 
     """
     for generation in range(len(state.generations), budget.generations):
         report("evolution", generation, budget.generations)
-        rng = np.random.default_rng([_stage_seed(seed, "evolution"), generation])
+        rng = np.random.default_rng([stable_seed(seed, "evolution"), generation])
         if generation == 0:
             archs = _first_population(space, chosen, budget, rng, fits)
         else:
