@@ -95,6 +95,22 @@ class Step:
     shares: str | None = None
 
 
+@dataclass(frozen=True)
+class ExternalWeights:
+    """Steps whose constants live in an external storage tier (out-of-core execution).
+
+    The constant arrays of each listed step that no other step reads form one chunk of the
+    external image (`weights_external.bin`). Before the step runs, the generated code reads its
+    chunk into an SRAM staging buffer of two halves: the chunk of the next listed step is
+    requested (mcuflow_storage_begin_read) while the current one computes.
+    """
+
+    tier: str
+    """The TierKind value of the board tier holding the image (e.g. "sd_card")."""
+    steps: frozenset[int]
+    """Indices into Plan.steps."""
+
+
 @dataclass
 class Plan:
     """Everything the interpreter and the code generator need to lay out memory."""
@@ -114,6 +130,8 @@ class Plan:
     """Graph inputs read window by window through the input reader, not held in the arena."""
     split: frozenset[str] = frozenset()
     """Storages planned in pieces: bytes of them no member needs any more hold other buffers."""
+    external: ExternalWeights | None = None
+    """Steps whose constants are read from external storage (None: every constant in flash)."""
 
     def order_in(self, model: Graph) -> list[int] | None:
         """The execution order as op indices of `model` (None for a patch stage's rewrite).
