@@ -48,6 +48,41 @@ def mobilenet_v2_like(size: int = 64, width: float = 0.35, classes: int = 10,
     return b.output(_classifier(b, x, classes)).build()
 
 
+MOBILENET_V2_IMAGENET_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+"""MobileNetV2's (expansion, output channels, repeats, first stride) per stage (Sandler et al.,
+Table 2)."""
+
+
+def _make_divisible(value: float) -> int:
+    """Keras' rounding of MobileNetV2 channel counts: a multiple of 8, never below 90 %."""
+    rounded = max(8, int(value + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * value else rounded
+
+
+def mobilenet_v2(size: int = 224, width: float = 1.0, classes: int = 1000, seed: int = 0
+                 ) -> Graph:
+    """MobileNetV2 as Keras builds it (ImageNet head: 1,280-channel last conv, 1000 classes).
+
+    Random int8 weights; MobileNetV2-0.35-128 has 1.66 M parameters, MobileNetV2-1.0-224 3.5 M.
+    """
+    b = GraphBuilder(f"mobilenet_v2_{width:g}_{size}", seed)
+    relu6 = Activation.RELU6
+    x = b.conv2d(b.input((1, size, size, 3), 0.02, 0), _make_divisible(32 * width), stride=2,
+                 activation=relu6)
+    for expansion, channels, repeats, first_stride in MOBILENET_V2_IMAGENET_BLOCKS:
+        out_c = _make_divisible(channels * width)
+        for index in range(repeats):
+            stride = first_stride if index == 0 else 1
+            in_c = b.graph.tensors[x].shape[3]
+            y = (b.conv2d(x, in_c * expansion, (1, 1), activation=relu6) if expansion > 1
+                 else x)
+            y = b.conv2d(b.depthwise_conv2d(y, stride=stride, activation=relu6), out_c, (1, 1))
+            x = b.add(x, y) if stride == 1 and in_c == out_c else y
+    x = b.conv2d(x, _make_divisible(1280 * max(width, 1.0)), (1, 1), activation=relu6)
+    return b.output(_classifier(b, x, classes)).build()
+
+
 def _squeeze_excite(b: GraphBuilder, x: str) -> str:
     """MEAN -> FC -> RELU -> FC -> LOGISTIC -> MUL (broadcast over H and W)."""
     channels = b.graph.tensors[x].shape[3]

@@ -1,0 +1,80 @@
+"""Layers whose weights exceed a byte limit become groups of output channels and a CONCATENATION."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mcuflow.ir.graph import Graph, Operator, Tensor
+from mcuflow.ir.ops import ConcatenationAttrs, OpKind
+from mcuflow.ir.quantization import QuantParams
+from mcuflow.passes.common import unique_name
+
+SPLITTABLE = frozenset({OpKind.CONV_2D, OpKind.FULLY_CONNECTED})
+"""Op kinds whose output channels are computed independently of each other from their own
+weight rows (filter [O, ...] with per-row scales), so that a group of rows is the same op."""
+GROUP_MULTIPLE = 4
+"""Channels per group are a multiple of this where the limit allows (the DSP kernels' blocks)."""
+
+
+def split_wide_layers(graph: Graph, max_weight_bytes: int) -> Graph:
+    """Every CONV_2D or FULLY_CONNECTED whose weights exceed `max_weight_bytes` is split.
+
+    It becomes ops each computing a group of its output channels from those channels' weight
+    rows, bias and scales, and a CONCATENATION on the last axis writing the original output:
+    the same values bit for bit, with every group's weights within the limit. Layers whose one
+    output channel alone exceeds the limit stay whole.
+    """
+    graph = graph.copy()
+    for op in [op for op in graph.operators if _too_wide(graph, op, max_weight_bytes)]:
+        _split(graph, op, _group_size(graph, op, max_weight_bytes))
+    return graph
+
+
+def _too_wide(graph: Graph, op: Operator, limit: int) -> bool:
+    if op.kind not in SPLITTABLE:
+        return False
+    weights = graph.tensors[op.inputs[1]]
+    row_bytes = weights.nbytes // weights.shape[0]
+    return weights.is_constant and weights.nbytes > limit and row_bytes <= limit
+
+
+def _group_size(graph: Graph, op: Operator, limit: int) -> int:
+    weights = graph.tensors[op.inputs[1]]
+    rows = limit // (weights.nbytes // weights.shape[0])
+    return rows // GROUP_MULTIPLE * GROUP_MULTIPLE or rows
+
+
+def _split(graph: Graph, op: Operator, group: int) -> None:
+    output = graph.tensors[op.outputs[0]]
+    channels = graph.tensors[op.inputs[1]].shape[0]
+    parts: list[Operator] = []
+    for first in range(0, channels, group):
+        rows = slice(first, min(first + group, channels))
+        name = unique_name(graph, f"{output.name}__ch{first}")
+        graph.add_tensor(replace(output, name=name, shape=(*output.shape[:-1], rows.stop - first)))
+        inputs = (op.inputs[0], *(_rows(graph, constant, rows) for constant in op.inputs[1:]))
+        parts.append(Operator(op.kind, inputs, (name,), op.attrs,
+                              f"{op.name or output.name}[{first}:{rows.stop}]"))
+    concat = Operator(OpKind.CONCATENATION, tuple(p.outputs[0] for p in parts), op.outputs,
+                      ConcatenationAttrs(axis=len(output.shape) - 1), op.name)
+    at = graph.operators.index(op)
+    graph.operators[at:at + 1] = [*parts, concat]
+    for constant in op.inputs[1:]:
+        if not any(constant in other.inputs for other in graph.operators):
+            del graph.tensors[constant]
+
+
+def _rows(graph: Graph, name: str, rows: slice) -> str:
+    """A new constant holding rows `rows` of constant `name` (with their scales)."""
+    tensor = graph.tensors[name]
+    data = tensor.data[rows].copy()
+    part = Tensor(unique_name(graph, f"{name}__ch{rows.start}"), data.shape, tensor.dtype,
+                  _row_quant(tensor.quant, rows, tensor.shape[0]), data)
+    return graph.add_tensor(part).name
+
+
+def _row_quant(quant: QuantParams | None, rows: slice, channels: int) -> QuantParams | None:
+    if quant is None or not quant.is_per_channel or len(quant.scale) != channels:
+        return quant
+    return QuantParams(quant.scale[rows], quant.zero_point[rows], quant.axis)
+

@@ -1,0 +1,61 @@
+"""split_wide_layers: groups of output channels give LiteRT's outputs of the unsplit model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir import zoo
+from mcuflow.ir.builder import GraphBuilder
+from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
+from mcuflow.ir.verify import verify_graph
+from mcuflow.memory.execute import run_in_arena
+from mcuflow.memory.planner import plan_memory
+from mcuflow.passes.split_channels import split_wide_layers
+from tests.support import litert_invoke
+
+
+def _fc_model(per_channel: bool) -> Graph:
+    b = GraphBuilder("wide_fc", 3)
+    x = b.fully_connected(b.input((1, 96), 0.05, 0), 37, per_channel=per_channel)
+    return b.output(b.softmax(x)).build()
+
+
+def _logits(graph: Graph) -> Graph:
+    """The model without its final SOFTMAX, whose int8 output random weights saturate."""
+    graph = graph.copy()
+    softmax = graph.operators.pop()
+    graph.outputs = [softmax.inputs[0]]
+    del graph.tensors[softmax.outputs[0]]
+    return graph
+
+
+def _weighted(graph: Graph) -> list[int]:
+    return [graph.tensors[op.inputs[1]].nbytes for op in graph.operators
+            if op.kind in (OpKind.CONV_2D, OpKind.FULLY_CONNECTED)]
+
+
+@pytest.mark.parametrize("graph, limit", [
+    (_logits(zoo.mobilenet_v2(32, 0.35, 100)), 4096),
+    (_logits(_fc_model(True)), 1000),
+    (_logits(_fc_model(False)), 500),
+], ids=["mobilenet_v2_imagenet_head", "fc_per_channel", "fc_per_tensor"])
+def test_split_layers_are_bit_exact_against_litert(graph: Graph, limit: int) -> None:
+    split = split_wide_layers(graph, limit)
+    verify_graph(split)
+    assert max(_weighted(split)) <= limit < max(_weighted(graph))
+    rng = np.random.default_rng(7)
+    shape = graph.tensors[graph.inputs[0]].shape
+    for _ in range(3):
+        x = rng.integers(-128, 128, shape, dtype=np.int8)
+        expected = litert_invoke(write_tflite(graph), [x])[0]
+        np.testing.assert_array_equal(litert_invoke(write_tflite(split), [x])[0], expected)
+        assert len(np.unique(expected)) > 10
+        np.testing.assert_array_equal(run_in_arena(plan_memory(split), [x]).outputs[0], expected)
+
+
+def test_a_layer_whose_one_channel_exceeds_the_limit_stays_whole() -> None:
+    graph = _fc_model(True)
+    assert len(split_wide_layers(graph, 95).operators) == len(graph.operators)
