@@ -188,8 +188,8 @@ def test_memory_hierarchy_matches_the_study() -> None:
 
 def test_placement_on_missing_tier_is_a_board_error() -> None:
     cost = op_cost(*study_last_layer())
-    with pytest.raises(BoardError, match="has no sd_card memory"):
-        estimate(cost, get_board("nucleo-f091rc"), Placement(TierKind.SD_CARD))
+    with pytest.raises(BoardError, match="has no sdram memory"):
+        estimate(cost, get_board("nucleo-f091rc"), Placement(TierKind.SDRAM))
 
 
 # --- working set, peak and the fit verdict on a branching graph ---------------------------

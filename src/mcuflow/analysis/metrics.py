@@ -12,6 +12,7 @@ from mcuflow.hw.costmodel import Placement, estimate, op_cost
 from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
+from mcuflow.hw.storage_io import ExternalReads, StorageCost, double_buffered
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import state_bytes
 
@@ -67,6 +68,21 @@ REPORT_JSON_FIELDS = """\
 | layers[].kernels | C kernel functions the generated step calls (mcuflow.hw.kernels) |
 | state_bytes | persistent RAM of the state (SVDF, LSTM: ir.ops.state_bytes), static storage |
 | | outside the arena kept from one inference to the next |
+| external_tier | tier holding the constants read from external storage ("sd_card", |
+| | "qspi_flash"...; "" when every constant is on chip: the fields below are then 0, |
+| | modelled_ms = latency_ms_estimate and slowdown 1) |
+| external_image_bytes | bytes of weights_external.bin's payload (not in flash_bytes) |
+| external_read_bytes, external_write_bytes | bytes read from / written to external storage |
+| | per inference |
+| external_reads | read requests per inference (one chunk per step reading from it) |
+| erases_per_inference | external flash blocks erased per inference |
+| staging_bytes | SRAM staging buffer the chunks are read into (two halves), static storage |
+| | beside the arena, counted in sram_margin_bytes |
+| io_stall_ms | time the core waits for a chunk its computation did not hide (the next chunk |
+| | is read while the current steps compute, as with a DMA) |
+| modelled_ms | latency_ms_estimate + io_stall_ms |
+| slowdown | modelled_ms / latency_ms_estimate |
+| energy_mj_estimate | includes the external reads and the stalled time |
 """
 
 
@@ -118,6 +134,16 @@ class Report:
     latency_ms_estimate: float
     energy_mj_estimate: float
     state_bytes: int = 0
+    external_tier: str = ""
+    external_image_bytes: int = 0
+    external_read_bytes: int = 0
+    external_write_bytes: int = 0
+    external_reads: int = 0
+    erases_per_inference: int = 0
+    staging_bytes: int = 0
+    io_stall_ms: float = 0.0
+    modelled_ms: float = 0.0
+    slowdown: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types, fields as documented in REPORT_JSON_FIELDS."""
@@ -193,8 +219,11 @@ def _layer_name(graph: Graph, index: int) -> str:
 
 
 def _plan_weights(graph: Graph, board: Board, order: list[int], weights_tier: TierKind | None,
-                  flash: FlashEstimate | None = None) -> _WeightsPlan:
+                  flash: FlashEstimate | None = None, external: ExternalReads | None = None,
+                  ) -> _WeightsPlan:
     """Place constants in their storage tier in execution order; flag those that overflow.
+
+    The constants of the steps `external` reads are in its tier, not in flash.
 
     With `flash`, what it counts beyond the constant tensors (code, runtime, tables) comes first.
     """
@@ -204,12 +233,19 @@ def _plan_weights(graph: Graph, board: Board, order: list[int], weights_tier: Ti
     if tier.kind.volatile and tier.kind is not TierKind.SRAM:
         capacity = min(capacity, tier.size_bytes)
     total = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
-    seen: set[str] = set()
-    used = max(flash.total - total, 0) if flash is not None else 0
+    streamed = _external_ops(order, external)
+    off_chip = {n for index in streamed for n in graph.operators[index].inputs
+                if graph.tensor(n).is_constant}
+    on_chip = total - sum(graph.tensor(n).nbytes for n in off_chip)
+    seen: set[str] = set(off_chip)
+    used = max(flash.total - on_chip, 0) if flash is not None else 0
     locations: dict[int, str] = {}
     not_fitting: list[str] = []
     for index in order:
         constants = [n for n in graph.operators[index].inputs if graph.tensor(n).is_constant]
+        if index in streamed:
+            locations[index] = external.tier.value if external else NO_WEIGHTS
+            continue
         fresh = [n for n in constants if n not in seen]
         seen.update(fresh)
         used += sum(graph.tensor(n).nbytes for n in fresh)
@@ -219,6 +255,11 @@ def _plan_weights(graph: Graph, board: Board, order: list[int], weights_tier: Ti
             not_fitting.append(_layer_name(graph, index))
         locations[index] = location
     return _WeightsPlan(tier, capacity, locations, tuple(not_fitting), total)
+
+
+def _external_ops(order: list[int], external: ExternalReads | None) -> frozenset[int]:
+    """Op indices of the steps that read their constants from external storage."""
+    return frozenset(order[read.position] for read in external.reads) if external else frozenset()
 
 
 @dataclass(frozen=True)
@@ -248,6 +289,7 @@ def analyze(
     planned: PlannedSteps | None = None,
     kernels: Sequence[tuple[str, ...]] | None = None,
     flash: FlashEstimate | None = None,
+    external: ExternalReads | None = None,
 ) -> Report:
     """Analyse `graph` on `board`, running operators in `order` (graph order by default).
 
@@ -261,11 +303,13 @@ def analyze(
     fitted instructions (hw.kernel_costs), and without `kernels` those of the emitters' default
     choice (hw.kernels.default_kernels). `flash` is the linked firmware's flash on a Cortex-M
     target (mcuflow.codegen.flash): flash_bytes and the flash verdict use it, else they count
-    the constant tensors only.
+    the constant tensors only. `external` (an out-of-core plan) names the steps whose constants
+    are read from external storage: they are not in flash, the staging buffer counts against
+    SRAM, and the reads' stalls and energy are modelled (hw.storage_io).
     """
     order = list(range(len(graph.operators))) if order is None else list(order)
     _check_order(graph, order)
-    weights = _plan_weights(graph, board, order, weights_tier, flash)
+    weights = _plan_weights(graph, board, order, weights_tier, flash, external)
     placement = Placement(weights=weights.tier.kind)
     costs = [op_cost(graph, graph.operators[index]) for index in order]
     if planned is not None:
@@ -287,7 +331,23 @@ def analyze(
             working_set_bytes=working_set, weights_location=weights.locations[index],
             latency_ms=est.latency_ms, energy_mj=est.energy_mj, kernels=tuple(functions or ()),
         ))
-    return _report(graph, board, tuple(layers), weights, peak_ram_bytes, flash)
+    storage = (double_buffered(board, board.tier(external.tier),
+                               [layer.latency_ms for layer in layers], external.reads)
+               if external is not None else None)
+    report = _report(graph, board, tuple(layers), weights, peak_ram_bytes, flash)
+    return _with_storage(report, external, storage) if external and storage else report
+
+
+def _with_storage(report: Report, external: ExternalReads, storage: StorageCost) -> Report:
+    """The report of an out-of-core plan: its staging in SRAM, its reads' figures and costs."""
+    margin = report.sram_margin_bytes - external.staging_bytes
+    return replace(
+        report, external_tier=storage.tier, external_image_bytes=external.image_bytes,
+        external_read_bytes=storage.read_bytes, external_reads=storage.reads,
+        staging_bytes=external.staging_bytes, io_stall_ms=storage.stall_ms,
+        modelled_ms=storage.modelled_ms, slowdown=storage.slowdown,
+        energy_mj_estimate=report.energy_mj_estimate + storage.energy_mj,
+        sram_margin_bytes=margin, fits_sram=margin >= 0, fits=margin >= 0 and report.fits_flash)
 
 
 def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights: _WeightsPlan,
@@ -313,5 +373,5 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
         fits=sram_margin >= 0 and flash_margin >= 0,
         latency_ms_estimate=sum(layer.latency_ms for layer in layers),
         energy_mj_estimate=sum(layer.energy_mj for layer in layers),
-        state_bytes=state,
+        state_bytes=state, modelled_ms=sum(layer.latency_ms for layer in layers),
     )

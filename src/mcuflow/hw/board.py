@@ -96,6 +96,9 @@ class MemoryTier:
     erase_block_bytes: int = 0
     erase_time_s: float = 0.0
     endurance_cycles: int = 0
+    access_latency_s: float = 0.0
+    """Seconds from a read request to its first byte (command, seek, an SD card's block read
+    latency); a read of n bytes takes access_latency_s + n / read_bandwidth."""
 
     def to_json(self) -> dict[str, Any]:
         """The tier as plain JSON types."""
@@ -285,6 +288,7 @@ _TIER_FIELDS: dict[str, _Field] = {
     "erase_block_bytes": _Field(int, required=False),
     "erase_time_s": _Field(NUMBER, required=False),
     "endurance_cycles": _Field(int, required=False), "source": _Field(str),
+    "access_latency_s": _Field(NUMBER, required=False),
 }
 
 _CORE_FIELDS: dict[str, _Field] = {
@@ -414,7 +418,7 @@ def _parse_tier(index: int, table: Any, where: str) -> MemoryTier:
     kind = _enum(TierKind, table["kind"], "tier kind", where)
     numbers = {k: float(v) for k, v in table.items() if k in
                ("read_bandwidth", "write_bandwidth", "read_energy_nj_per_byte",
-                "write_energy_nj_per_byte", "erase_time_s")}
+                "write_energy_nj_per_byte", "erase_time_s", "access_latency_s")}
     return MemoryTier(**{**table, **numbers, "kind": kind})
 
 

@@ -1,0 +1,88 @@
+"""Modelled time and energy of reading constants from an external tier while the model computes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mcuflow.hw.board import Board, MemoryTier, TierKind
+
+
+@dataclass(frozen=True)
+class ChunkRead:
+    """One read of the external image: before the step at `position` (in execution order)."""
+
+    position: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class StorageCost:
+    """Per inference: what the external tier delivers and what waiting for it costs.
+
+    `compute_ms` is the model's latency with every constant on chip; `stall_ms` is the time the
+    core waits for a chunk that the previous steps' computation did not hide.
+    """
+
+    tier: str
+    read_bytes: int
+    reads: int
+    transfer_ms: float
+    stall_ms: float
+    compute_ms: float
+    energy_mj: float
+
+    @property
+    def modelled_ms(self) -> float:
+        """Latency with the reads: computation plus the waits it does not overlap."""
+        return self.compute_ms + self.stall_ms
+
+    @property
+    def slowdown(self) -> float:
+        """modelled_ms over the latency with every constant on chip."""
+        return self.modelled_ms / self.compute_ms if self.compute_ms else 1.0
+
+
+def transfer_s(tier: MemoryTier, nbytes: int) -> float:
+    """Seconds one read of `nbytes` takes on `tier`."""
+    return tier.access_latency_s + nbytes / tier.read_bandwidth
+
+
+def double_buffered(board: Board, tier: MemoryTier, compute_ms: Sequence[float],
+                    reads: Sequence[ChunkRead]) -> StorageCost:
+    """The cost of `reads` into a staging buffer of two halves, one transfer at a time.
+
+    The first chunk is requested when the inference starts; when a step waits for its chunk,
+    the next chunk is requested into the other half, so it loads while the steps up to its own
+    compute, as a DMA would. Stalled time is spent at the board's active power.
+    """
+    ordered = sorted(reads, key=lambda read: read.position)
+    times = [transfer_s(tier, read.nbytes) * 1e3 for read in ordered]
+    clock, ready, stall = 0.0, times[0] if times else 0.0, 0.0
+    chunk = 0
+    for position, step_ms in enumerate(compute_ms):
+        if chunk < len(ordered) and ordered[chunk].position == position:
+            stall += max(ready - clock, 0.0)
+            clock = max(clock, ready)
+            chunk += 1
+            ready = clock + times[chunk] if chunk < len(ordered) else ready
+        clock += step_ms
+    read_bytes = sum(read.nbytes for read in ordered)
+    energy = (read_bytes * tier.read_energy_nj_per_byte * 1e-6
+              + board.active_power_mw * stall * 1e-3)
+    return StorageCost(tier.kind.value, read_bytes, len(ordered), sum(times), stall,
+                       sum(compute_ms), energy)
+
+
+@dataclass(frozen=True)
+class ExternalReads:
+    """Constants an out-of-core plan reads from an external tier, as the analysis needs them.
+
+    `reads` are positions in the executed order; `image_bytes` is the external image's payload
+    and `staging_bytes` the SRAM staging buffer (both halves), static storage beside the arena.
+    """
+
+    tier: TierKind
+    reads: tuple[ChunkRead, ...]
+    staging_bytes: int
+    image_bytes: int
