@@ -5,16 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
+from mcuflow.codegen.context import ConstantPool, LayerCode
+from mcuflow.codegen.external import ExternalLayout, external_layout
 from mcuflow.codegen.firmware import Io
 from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.render import emit_layers
 from mcuflow.codegen.targets import CORTEX_M, get_target
 from mcuflow.errors import McuflowError
-from mcuflow.hw.board import Board
+from mcuflow.hw.board import Board, TierKind
+from mcuflow.hw.kernel_code import FlashEstimate
+from mcuflow.hw.storage_io import ChunkRead, ExternalReads
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch
-from mcuflow.memory.plan import Plan
+from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_model
+from mcuflow.memory.tiers import choose_steps, chunk_limit, external_tier
+from mcuflow.passes.split_channels import split_wide_layers
+
+FLASH_PASSES = 4
+"""Rounds of step choice an out-of-core plan gets to bring the flash estimate within flash (the
+arrays' alignment makes the flash freed differ from the chunks' bytes by a few bytes)."""
 
 
 @dataclass(frozen=True)
@@ -22,12 +32,14 @@ class Build:
     """What a model is planned for: the board, the target built for and the application.
 
     `target` None builds for the board's own core (with the Arm DSP kernels where it has the
-    extension); `io` is the Cortex-M application the flash estimate counts.
+    extension); `io` is the Cortex-M application the flash estimate counts. With `out_of_core`,
+    a firmware too large for the board's flash reads constants from its external tier.
     """
 
     board: Board
     target: str | None = None
     io: Io = Io.SEMIHOSTING
+    out_of_core: bool = True
 
     @property
     def firmware(self) -> str:
@@ -73,22 +85,95 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest) -> Analysis
 
     The scratch buffers are sized for the kernels of the build's target. On a Cortex-M target
     the flash is the linked firmware's, estimated for the build's application; on others, the
-    constants only.
+    constants only. When the firmware does not fit the board's flash and the board has an
+    external non-volatile tier, the plan reads some steps' constants from it (out_of_core).
     """
-    board = build.board
     if request.streamed_input:
         _check_streamable(graph)
     state = sum(graph.tensor(name).nbytes for name in graph.variables())  # outside the arena
-    plan, search = plan_model(graph, request, board.sram_bytes - state, build.core,
+    plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
                               dsp=build.dsp)
+    layers, pool = emit_layers(plan.graph, plan, build.dsp)
+    flash = _flash(plan, layers, pool, build)
+    if build.out_of_core and flash is not None and flash.total > _flash_capacity(build.board):
+        fitted = out_of_core(graph, build, request, state)
+        if fitted is not None:
+            return fitted
+    return _analysis(graph, build, plan, search, layers, flash)
+
+
+def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
+                ) -> Analysis | None:
+    """The analysis of `graph` with constants in the board's external tier (None: no tier).
+
+    Layers whose weights exceed one staging half are split into groups of output channels
+    (passes.split_channels); the patch search plans within the SRAM left beside the staging
+    buffer; the steps read from external storage are the fewest bytes that bring the
+    firmware within flash (memory.tiers.choose_steps).
+    """
+    board = build.board
+    constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
+    tier = external_tier(board, constants)
+    if tier is None:
+        return None
+    limit = chunk_limit(board)
+    plan, search = plan_model(split_wide_layers(graph, limit), request,
+                              board.sram_bytes - state - 2 * limit, build.core, dsp=build.dsp)
+    layers, pool = emit_layers(plan.graph, plan, build.dsp)
+    layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit)
+    if layout is None:
+        return None
+    return _analysis(graph, build, plan, search, layers, _flash(plan, layers, pool, build, layout),
+                     layout)
+
+
+def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build,
+                    tier: str, limit: int) -> ExternalLayout | None:
+    """Sets plan.external to the steps whose chunks bring the flash within the board's."""
+    plan.external = ExternalWeights(tier, frozenset(range(len(plan.steps))))
+    every = external_layout(plan, layers, pool)
+    chunks = {c.step: c.size for c in every.chunks if c.size <= limit} if every else {}
+    flash = _flash(plan, layers, pool, build)
+    overflow = flash.total - _flash_capacity(build.board) if flash else 0
+    for _ in range(FLASH_PASSES):
+        steps = choose_steps(chunks, overflow)
+        if not steps:
+            break
+        plan.external = ExternalWeights(tier, steps)
+        layout = external_layout(plan, layers, pool)
+        excess = _flash(plan, layers, pool, build, layout).total - _flash_capacity(build.board)
+        if excess <= 0:
+            return layout
+        overflow += excess
+    plan.external = None
+    return None
+
+
+def _flash_capacity(board: Board) -> int:
+    """Bytes of the tier the firmware's constants are stored in (on-chip or XIP flash)."""
+    return board.weights_tier.size_bytes
+
+
+def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build,
+           layout: ExternalLayout | None = None) -> FlashEstimate | None:
+    """The firmware's flash on a Cortex-M target (without the external arrays), else None."""
+    if build.firmware not in CORTEX_M:
+        return None
+    external = layout.symbols if layout is not None else frozenset()
+    return estimate_flash(plan.graph, layers, pool, build.firmware, build.io, external=external)
+
+
+def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
+              layers: list[LayerCode], flash: FlashEstimate | None,
+              layout: ExternalLayout | None = None) -> Analysis:
     executed = plan.graph
-    layers, pool = emit_layers(executed, plan, build.dsp)
-    flash = (estimate_flash(executed, layers, pool, build.firmware, build.io)
-             if build.firmware in CORTEX_M else None)
-    report = analyze(executed, board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
+    reads = None if layout is None else ExternalReads(
+        TierKind(layout.tier), tuple(ChunkRead(c.step, c.size) for c in layout.chunks),
+        layout.staging_bytes, layout.external_bytes)
+    report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
-                     flash=flash)
-    return Analysis(graph, board, plan, report, search)
+                     flash=flash, external=reads)
+    return Analysis(graph, build.board, plan, report, search)
 
 
 def _check_streamable(graph: Graph) -> None:
