@@ -51,8 +51,8 @@ def _lookup(table: dict[str, T], key: str, what: str, target: str) -> T:
 
 
 def _constants(layers: Sequence[LayerCode], pool: ConstantPool, code: TargetCode,
-               target: str) -> int:
-    arrays = sum(_aligned(array.nbytes) for array in pool.arrays)
+               target: str, external: frozenset[str]) -> int:
+    arrays = sum(_aligned(array.nbytes) for array in pool.arrays if array.symbol not in external)
     types = [m.group(1) for layer in layers for d in layer.definitions
              if (m := _STRUCT.match(d))]
     return arrays + sum(_lookup(code.structs, t, "struct", target) for t in types)
@@ -67,18 +67,20 @@ def _code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> int:
 
 
 def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool, target: str,
-                   application: str = "semihosting", code: TargetCode | None = None
-                   ) -> FlashEstimate:
+                   application: str = "semihosting", code: TargetCode | None = None,
+                   external: frozenset[str] = frozenset()) -> FlashEstimate:
     """Flash of the firmware of `graph` on Cortex-M `target`, from emit_layers' output.
 
     `application` is the Cortex-M main (codegen.firmware.Io: semihosting, uart or none).
     Constants are exact to alignment; code comes from the kernels' linked sizes in
     mcuflow.hw.kernel_code (shared library routines counted once) plus a fitted run function;
-    `code` replaces the packaged measurements of the target (while measuring them).
+    `code` replaces the packaged measurements of the target (while measuring them); the
+    arrays named in `external` are read from external storage (ExternalLayout.symbols), not
+    flash.
     """
     code = code or target_code(target)
     tensors = len(graph.inputs) + len(graph.outputs)
     runtime = _lookup(code.runtime, application, "application", target) + code.slack
-    return FlashEstimate(target, _constants(layers, pool, code, target),
+    return FlashEstimate(target, _constants(layers, pool, code, target, external),
                          _code(layers, code, target),
                          runtime + code.per_tensor * max(tensors - 2, 0))

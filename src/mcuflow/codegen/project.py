@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from mcuflow.codegen.context import CodegenError, StepKernels
 from mcuflow.codegen.emit_dsp import DSP_HEADER, DSP_SUFFIX, uses_dsp
+from mcuflow.codegen.external import IMAGE_FILE, ExternalLayout
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware
 from mcuflow.codegen.names import DEFAULT_PREFIX, Naming
 from mcuflow.codegen.render import (
     COMMON_HEADER,
     DEFAULT_NAMING,
     KERNELS_HEADER,
+    STORAGE_HEADER,
     ModelSources,
     TensorSpec,
     render_driver_header,
     render_model,
     render_readme,
 )
-from mcuflow.codegen.targets import ModelSummary, get_target
+from mcuflow.codegen.targets import ModelSummary, get_target, template
 from mcuflow.hw.board import Board
 from mcuflow.ir.constraints import check_supported
 from mcuflow.ir.graph import Graph
@@ -38,6 +40,8 @@ _KERNELS_BANNER = f"""\
 #define MCUFLOW_KERNELS_H"""
 MARKER = "mcuflow_model.h"
 SOURCE_MODEL = "model.tflite"
+STORAGE_SOURCES = {"host": "mcuflow_storage_file.c", "cortex-m": "mcuflow_storage_semihosting.c"}
+"""The storage implementation each kind of target ships (templates/<kind>/<file>)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class GeneratedProject:
     target: str
     steps: tuple[StepKernels, ...] = ()
     """Per planned step, the kernels it calls (and why portable on a DSP core)."""
+    external: ExternalLayout | None = None
+    """The layout of the external weights image (None: every constant in flash)."""
+    external_image: bytes = field(default=b"", repr=False)
+    """The bytes of IMAGE_FILE, written beside the sources (empty without external weights)."""
 
 
 def kernel_source(stem: str) -> str:
@@ -130,6 +138,13 @@ def kernels_id() -> str:
     return digest.hexdigest()[:16]
 
 
+def storage_files(target: str) -> dict[str, str]:
+    """STORAGE_HEADER and the storage implementation `target` ships (file or semihosting)."""
+    kind = "host" if target == "host" else "cortex-m"
+    name = STORAGE_SOURCES[kind]
+    return {STORAGE_HEADER: template("common", STORAGE_HEADER), name: template(kind, name)}
+
+
 def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, naming: Naming
                    ) -> ModelSources:
     """The model's C files for `target`, after checking that the plan and the ops fit.
@@ -162,6 +177,8 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     model = render_sources(graph, plan, target, dsp, naming)
     chosen = get_target(target)
     files = {**model.files, **kernel_files(model.kernels)}
+    if model.external is not None:
+        files |= storage_files(target)
     sources = tuple(sorted(n for n in files if n.endswith(".c")))
     if not naming.is_default:
         files[MARKER] = render_driver_header(graph, model)
@@ -174,7 +191,7 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     files["README.md"] = render_readme(graph, chosen, model, plan.arena_bytes, model_files)
     project = GeneratedProject(Path(), tuple(sorted(files)), plan.arena_bytes,
                                model.weight_bytes, tuple(model.inputs), tuple(model.outputs),
-                               target, model.steps)
+                               target, model.steps, model.external, model.external_image)
     return files, project
 
 
@@ -188,14 +205,18 @@ def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "
     An existing `out_dir` is replaced only when it is empty or holds exactly what an earlier
     mcuflow run wrote there (its manifest says which files); with `force` only those files are
     replaced. `source_model` (the int8 .tflite the C was made from) is kept as SOURCE_MODEL so
-    the directory can be verified later. `naming` prefixes the model's files and symbols.
+    the directory can be verified later. `naming` prefixes the model's files and symbols. A
+    plan with external weights also gets IMAGE_FILE, the image its storage reads.
     """
     files, project = render_project(graph, plan, target, board, dsp, firmware, naming)
     stored: dict[str, str | bytes] = dict(files)
     if source_model is not None:
         stored[SOURCE_MODEL] = source_model
+    if project.external is not None:
+        stored[IMAGE_FILE] = project.external_image
     path = write_directory(stored, out_dir, build_products=get_target(target).build_products,
                            force=force)
     return GeneratedProject(path, tuple(sorted([*stored, MANIFEST])), project.arena_bytes,
                             project.weight_bytes, project.inputs, project.outputs,
-                            project.target, project.steps)
+                            project.target, project.steps, project.external,
+                            project.external_image)

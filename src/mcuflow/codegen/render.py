@@ -17,6 +17,7 @@ from mcuflow.codegen.context import (
 )
 from mcuflow.codegen.emit import emit_step
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
+from mcuflow.codegen.external import HEADER, IMAGE_FILE, ExternalLayout, external_layout
 from mcuflow.codegen.names import Naming, c_comment, c_string
 from mcuflow.codegen.targets import Target
 from mcuflow.ir.graph import DType, Graph, Tensor
@@ -31,6 +32,8 @@ COMMON_HEADER = "mcuflow_common.h"
 """What several kernel files share: macros, fixed-point helpers, structs (copied as it is)."""
 KERNELS_HEADER = "mcuflow_kernels.h"
 """The model's declarations of the kernels it calls (project.kernels_header writes it)."""
+STORAGE_HEADER = "mcuflow_storage.h"
+"""The storage interface a model with external weights reads its image through."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class ModelSources:
     naming: Naming
     aliases: dict[str, str]
     steps: tuple[StepKernels, ...]
+    external: ExternalLayout | None = None
+    """The external image's layout (None: every constant in flash)."""
+    external_image: bytes = b""
+    """The bytes of IMAGE_FILE (empty without external weights)."""
 
 
 def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]:
@@ -100,18 +107,26 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
     `dsp` lets the emitters choose the Arm DSP kernels; `naming` gives every model-level name.
     """
     layers, pool = emit_layers(graph, plan, dsp, naming)
+    external = external_layout(plan, layers, pool)
+    symbols = external.symbols if external is not None else frozenset()
+    flash_bytes = sum(a.nbytes for a in pool.arrays if a.symbol not in symbols)
     inputs = tensor_specs(graph, plan, graph.inputs)
     outputs = tensor_specs(graph, plan, graph.outputs)
     kernels = sorted(set().union(*(layer.kernels for layer in layers)))
-    header = _model_header(graph, plan, inputs, outputs, pool.nbytes, naming)
+    header = _model_header(graph, plan, inputs, outputs, flash_bytes, naming)
+    if external is not None:
+        _external_macros(header, external)
+    header.lines += _header_end(naming)
     files = {
         naming.file("model.h"): "\n".join(header.lines),
-        naming.file("model.c"): _model_source(graph, plan, layers, inputs, outputs, naming),
-        naming.file("weights.h"): _weights_header(graph, pool, naming),
-        naming.file("weights.c"): _weights_source(graph, pool, naming),
+        naming.file("model.c"): _model_source(graph, plan, layers, inputs, outputs, naming,
+                                              external),
+        naming.file("weights.h"): _weights_header(graph, pool, naming, external),
+        naming.file("weights.c"): _weights_source(graph, pool, naming, symbols),
     }
-    return ModelSources(files, kernels, inputs, outputs, pool.nbytes, naming, header.aliases,
-                        _step_kernels(graph, plan, layers))
+    return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
+                        _step_kernels(graph, plan, layers), external,
+                        external.image(pool) if external is not None else b"")
 
 
 def _step_kernels(graph: Graph, plan: Plan, layers: list[LayerCode]) -> tuple[StepKernels, ...]:
@@ -204,6 +219,10 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
         "#ifndef MCUFLOW_ERROR_INPUT",
         "#define MCUFLOW_ERROR_INPUT 4  /* the input reader of a streamed input failed */",
         "#endif",
+        "#ifndef MCUFLOW_ERROR_STORAGE",
+        "#define MCUFLOW_ERROR_STORAGE 5 /* reading the external weights image failed */",
+        "#define MCUFLOW_ERROR_IMAGE 6   /* the external image is not this model's (header) */",
+        "#endif",
         "",
     ]
     header.define("INPUT_COUNT", len(inputs))
@@ -230,8 +249,25 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
     header.define("STREAMED_INPUTS", sum(spec.offset < 0 for spec in inputs))
     if any(spec.offset < 0 for spec in inputs):
         _reader_declarations(header, inputs)
-    header.lines += ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""]
     return header
+
+
+def _header_end(naming: Naming) -> list[str]:
+    return ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {naming.macro('MODEL_H')} */",
+            ""]
+
+
+def _external_macros(header: _Header, external: ExternalLayout) -> None:
+    """The macros of a model whose constants partly live in an external image."""
+    header.lines += [
+        f"/* Constant data read from external storage ({external.tier}): {IMAGE_FILE},",
+        f" * through {STORAGE_HEADER}, chunk by chunk into a static staging buffer in SRAM. */",
+    ]
+    header.define("EXTERNAL_BYTES", external.external_bytes)
+    header.define("EXTERNAL_CHUNKS", len(external.chunks))
+    header.define("EXTERNAL_LAYOUT_ID", f"{external.layout_id}u")
+    header.define("STAGING_BYTES", external.staging_bytes)
+    header.lines.append("")
 
 
 def _state_declarations(header: _Header, graph: Graph) -> None:
@@ -414,7 +450,8 @@ def _indent(text: str) -> str:
 
 
 def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: list[TensorSpec],
-                  outputs: list[TensorSpec], naming: Naming) -> str:
+                  outputs: list[TensorSpec], naming: Naming,
+                  external: ExternalLayout | None = None) -> str:
     ends = [b.end for name, b in plan.buffers.items() if name not in plan.streamed]
     arena, run = naming.symbol("arena"), naming.symbol("model_run")
     lines = [
@@ -427,6 +464,7 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
           else []),
         f'#include "{naming.file("model.h")}"',
         f'#include "{naming.file("weights.h")}"',
+        *([f'#include "{STORAGE_HEADER}"'] if external is not None else []),
         "",
         f"#ifdef {naming.macro('EXTERNAL_ARENA')}",
         f"static uint8_t *{arena} = NULL;",
@@ -456,17 +494,111 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
         lines += _reader_source(inputs, naming)
     if graph.variables():
         lines += _state_source(graph, naming)
+    if external is not None:
+        lines += _staging_source(external, naming)
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
     lines += [f"static int {run}(void)", "{"]
+    if external is not None:
+        lines += ["    int status;", *_staged(f"{naming.symbol('first_chunk')}()")]
     for index, layer in enumerate(layers):
         lines.append(f"    {_layer_comment(graph, plan, index)}")
         lines.append(f"    MCUFLOW_MARK({index});")
+        if external is not None and external.chunk_of(index) is not None:
+            lines += _next_chunk(external, index, naming)
         lines += [_indent(statement) for statement in layer.statements]
     lines += [f"    MCUFLOW_MARK({len(layers)});", "    return MCUFLOW_OK;", "}", ""]
     lines += _invoke_functions(inputs, outputs, naming)
     lines += _zero_copy_functions(inputs, outputs, naming)
     return "\n".join(lines)
+
+
+def _staged(call: str) -> list[str]:
+    """Run function lines: `call` returns a status; any error ends the run with it."""
+    return [f"    status = {call};", "    if (status != MCUFLOW_OK) {", "        return status;",
+            "    }"]
+
+
+def _next_chunk(external: ExternalLayout, index: int, naming: Naming) -> list[str]:
+    """Before external step `index`: wait for its chunk, begin reading the next one."""
+    chunks = external.chunks
+    position = next(i for i, chunk in enumerate(chunks) if chunk.step == index)
+    if position + 1 == len(chunks):
+        return [f"    /* staging half {chunks[position].half}: wait for this step's chunk */",
+                *_staged(f"{naming.symbol('next_chunk')}(0u, 0u, 0u)")]
+    upcoming = chunks[position + 1]
+    return [f"    /* staging half {chunks[position].half}: wait for this step's chunk, begin "
+            f"reading step {upcoming.step}'s */",
+            *_staged(f"{naming.symbol('next_chunk')}({upcoming.offset}u, "
+                     f"{upcoming.half * external.half_bytes}u, {upcoming.size}u)")]
+
+
+def _staging_source(external: ExternalLayout, naming: Naming) -> list[str]:
+    """The staging buffer and the functions that check the image and read its chunks."""
+    staging, checked = naming.symbol("staging"), naming.symbol("image_checked")
+    first = external.chunks[0]
+    fields = [1, HEADER.size, external.external_bytes, external.layout_id, len(external.chunks)]
+    return [
+        "/* External weights: each external step's chunk of the image is read into one half of",
+        " * the staging buffer while the step before computes on the other half. */",
+        f"static uint8_t {staging}[{naming.macro('STAGING_BYTES')}] "
+        f"MCUFLOW_ALIGNED({ARENA_ALIGNMENT});",
+        f"static int {checked} = 0;",
+        "",
+        "/* Wait for the pending chunk; begin reading `size` bytes at payload `offset` into",
+        " * the staging buffer at `at` (size 0: nothing more to read). */",
+        f"static int {naming.symbol('next_chunk')}(uint32_t offset, uint32_t at, uint32_t size)",
+        "{",
+        "    if (mcuflow_storage_wait() != 0) {",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        f"    if (size != 0u && mcuflow_storage_begin_read({HEADER.size}u + offset, "
+        f"{staging} + at, size) != 0) {{",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        "    return MCUFLOW_OK;",
+        "}",
+        "",
+        "/* The image header: magic, then little-endian format version, header size, payload",
+        " * size, layout id and chunk count. */",
+        f"static int {naming.symbol('check_image')}(void)",
+        "{",
+        f"    static const uint32_t expected[{len(fields)}] = "
+        f"{{{', '.join(f'{v}u' for v in fields)}}};",
+        f"    uint8_t header[{HEADER.size}];",
+        "    if (mcuflow_storage_read(0u, header, sizeof header) != 0) {",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        "    if (memcmp(header, \"MCFX\", 4) != 0) {",
+        "        return MCUFLOW_ERROR_IMAGE;",
+        "    }",
+        f"    for (int i = 0; i < {len(fields)}; ++i) {{",
+        "        const uint8_t *field = header + 4 + 4 * i;",
+        "        const uint32_t value = (uint32_t)field[0] | ((uint32_t)field[1] << 8) |",
+        "                               ((uint32_t)field[2] << 16) | ((uint32_t)field[3] << 24);",
+        "        if (value != expected[i]) {",
+        "            return MCUFLOW_ERROR_IMAGE;",
+        "        }",
+        "    }",
+        "    return MCUFLOW_OK;",
+        "}",
+        "",
+        "/* Check the image once, then begin reading the first chunk (after any read an",
+        " * earlier run left pending when it failed). */",
+        f"static int {naming.symbol('first_chunk')}(void)",
+        "{",
+        f"    if (!{checked}) {{",
+        f"        const int status = {naming.symbol('check_image')}();",
+        "        if (status != MCUFLOW_OK) {",
+        "            return status;",
+        "        }",
+        f"        {checked} = 1;",
+        "    }",
+        f"    return {naming.symbol('next_chunk')}({first.offset}u, "
+        f"{first.half * external.half_bytes}u, {first.size}u);",
+        "}",
+        "",
+    ]
 
 
 def _invoke_functions(inputs: list[TensorSpec], outputs: list[TensorSpec], naming: Naming
@@ -566,19 +698,32 @@ def _zero_copy_functions(inputs: list[TensorSpec], outputs: list[TensorSpec], na
     ]
 
 
-def _weights_header(graph: Graph, pool: ConstantPool, naming: Naming) -> str:
+def _weights_header(graph: Graph, pool: ConstantPool, naming: Naming,
+                    external: ExternalLayout | None = None) -> str:
     guard = naming.macro("WEIGHTS_H")
     lines = [_banner(graph).rstrip("\n"), f"#ifndef {guard}", f"#define {guard}",
              "", "#include <stdint.h>", ""]
-    lines += [array.declaration() for array in pool.arrays]
+    staged = _staged_arrays(external, naming)
+    lines += [staged.get(array.symbol, array.declaration()) for array in pool.arrays]
     lines += ["", f"#endif /* {guard} */", ""]
     return "\n".join(lines)
 
 
-def _weights_source(graph: Graph, pool: ConstantPool, naming: Naming) -> str:
+def _staged_arrays(external: ExternalLayout | None, naming: Naming) -> dict[str, str]:
+    """Per external array, the macro placing it in the staging buffer (model.c's only)."""
+    if external is None:
+        return {}
+    staging = naming.symbol("staging")
+    return {a.symbol: f"#define {a.symbol} ((const {a.ctype} *)(const void *)({staging} + "
+                      f"{chunk.half * external.half_bytes + a.offset}))"
+            for chunk in external.chunks for a in chunk.arrays}
+
+
+def _weights_source(graph: Graph, pool: ConstantPool, naming: Naming,
+                    external: frozenset[str] = frozenset()) -> str:
     lines = [_banner(graph).rstrip("\n"), f'#include "{COMMON_HEADER}"',
              f'#include "{naming.file("weights.h")}"', ""]
-    lines += [array.definition() for array in pool.arrays]
+    lines += [array.definition() for array in pool.arrays if array.symbol not in external]
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.project import MARKER, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
@@ -113,18 +114,27 @@ def code_bytes(project_dir: Path, compiler: str = "gcc", opt_level: str = "-O2")
         return total
 
 
+def external_image(project_dir: Path) -> Path | None:
+    """The project's external weights image (IMAGE_FILE), None when it has none."""
+    path = Path(project_dir) / IMAGE_FILE
+    return path if path.is_file() else None
+
+
 def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[TensorSpec],
-             ) -> list[np.ndarray]:
+             image: Path | None = None) -> list[np.ndarray]:
     """Run a host binary on many inferences at once.
 
     `inputs[i]` holds graph input i of every run stacked on a leading axis (runs, *shape), in
-    the input's dtype; the result holds each output the same way.
+    the input's dtype; the result holds each output the same way. `image` (a model with
+    external weights) is copied beside the records as IMAGE_FILE, where the binary reads it.
     """
     records = input_records(inputs)
     env = {**os.environ, **_SANITIZER_ENV}
     with tempfile.TemporaryDirectory(prefix="mcuflow-run-") as scratch:
         in_path, out_path = Path(scratch) / "input.bin", Path(scratch) / "output.bin"
         in_path.write_bytes(records)
+        if image is not None:
+            shutil.copyfile(image, Path(scratch) / IMAGE_FILE)
         run_tool([str(binary), str(in_path), str(out_path)], Path(scratch),
                  f"running {Path(binary).name}", env=env)
         data = out_path.read_bytes()
@@ -344,7 +354,8 @@ def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
         binary = build_host(project.path, sanitize=sanitize, compiler=compiler,
                             opt_level="-O1" if sanitize else "-O2")
         compared = compare_runs(graph, runs, seed,
-                                lambda inputs: run_host(binary, inputs, project.outputs),
+                                lambda inputs: run_host(binary, inputs, project.outputs,
+                                                        external_image(project.path)),
                                 order=plan.order_in(graph), litert=litert)
         code = code_bytes(project.path, compiler)
     return VerifyResult(
@@ -389,7 +400,9 @@ def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int 
         binary = build_host(project_dir, sanitize=sanitize, compiler=compiler,
                             opt_level="-O1" if sanitize else "-O2",
                             output=Path(scratch) / "model")
-        compared = compare_runs(graph, runs, seed, lambda inputs: run_host(binary, inputs, specs),
+        image = external_image(project_dir)
+        compared = compare_runs(graph, runs, seed,
+                                lambda inputs: run_host(binary, inputs, specs, image),
                                 litert=litert)
     return VerifyResult(
         bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,

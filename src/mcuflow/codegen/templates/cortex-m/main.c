@@ -8,6 +8,8 @@
  *                 run <ticks> <status>                 one line per inference
  *                 layer <index> <ticks>                per layer, summed over the runs
  *                                                      (built with -DMCUFLOW_PROFILE only)
+ *                 storage <bytes> <reads>              read from the external weights
+ *                                                      image since reset (models with one)
  *                 stack <bytes>                        peak stack since reset
  *                 end <status>                         0 when every record ran
  *
@@ -21,6 +23,9 @@
 #include "mcuflow_model.h"
 #include "mcuflow_records.h"
 #include "mcuflow_arena_records.h"
+#ifdef MCUFLOW_EXTERNAL_BYTES
+#include "mcuflow_storage.h"
+#endif
 
 static int32_t file_open(const char *name, int32_t mode)
 {
@@ -155,6 +160,10 @@ int main(void)
     report_calibration(report);
     const int status = run_records(input, output, report);
     report_layers(report);
+#ifdef MCUFLOW_EXTERNAL_BYTES
+    const uint64_t storage[2] = {mcuflow_storage_bytes_read(), mcuflow_storage_reads()};
+    report_line(report, "storage", storage, 2);
+#endif
     const uint64_t stack[1] = {mcuflow_stack_peak_bytes()};
     report_line(report, "stack", stack, 1);
     const uint64_t end[1] = {(uint64_t)status};

@@ -29,6 +29,7 @@ static int run_file(const char *input_path, const char *output_path)
     FILE *in = fopen(input_path, "rb");
     FILE *out = fopen(output_path, "wb");
     int status = 0;
+    int code;
     if (in == NULL || out == NULL) {
         fprintf(stderr, "cannot open %s\n", in == NULL ? input_path : output_path);
         status = 2;
@@ -41,8 +42,8 @@ static int run_file(const char *input_path, const char *output_path)
         if (got != sizeof input_record) {
             fprintf(stderr, "input file ends inside a record\n");
             status = 2;
-        } else if (invoke_record() != MCUFLOW_OK) {
-            fprintf(stderr, "inference failed\n");
+        } else if ((code = invoke_record()) != MCUFLOW_OK) {
+            fprintf(stderr, "inference failed (status %d)\n", code);
             status = 3;
         } else if (fwrite(output_record, 1, sizeof output_record, out) != sizeof output_record) {
             fprintf(stderr, "cannot write %s\n", output_path);

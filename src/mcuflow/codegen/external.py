@@ -1,0 +1,180 @@
+"""Out-of-core weights: which constant arrays an external image holds, chunk by chunk."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mcuflow.codegen.context import CArray, CodegenError, ConstantPool, LayerCode
+from mcuflow.memory.plan import Plan
+
+IMAGE_FILE = "weights_external.bin"
+"""The external image of a generated project (what the storage implementation reads)."""
+MAGIC = b"MCFX"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<4sIIIII")
+"""magic, format version, header size, payload size, layout id, chunk count (little endian)."""
+ALIGNMENT = 16
+"""Arrays start 16-byte aligned inside their chunk, chunks inside the payload and staging."""
+_C_DTYPES = {"int8_t": "<i1", "uint8_t": "<u1", "int16_t": "<i2", "uint16_t": "<u2",
+             "int32_t": "<i4", "int64_t": "<i8", "float": "<f4", "double": "<f8"}
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+_STRUCT = re.compile(r"^static const \w+ (\w+) =")
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // ALIGNMENT) * ALIGNMENT
+
+
+def c_bytes(array: CArray) -> bytes:
+    """The bytes of `array` as the C compiler lays it out on a little-endian core."""
+    if array.ctype not in _C_DTYPES:
+        raise CodegenError(f"no external layout for C type {array.ctype}")
+    return np.asarray(array.values).astype(_C_DTYPES[array.ctype]).tobytes()
+
+
+@dataclass(frozen=True)
+class ExternalArray:
+    """A constant array read from the image: `offset` is from the start of its chunk."""
+
+    symbol: str
+    ctype: str
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class ExternalChunk:
+    """The arrays of step `step`: `size` bytes at `offset` of the payload, staged in `half`."""
+
+    step: int
+    offset: int
+    size: int
+    half: int
+    arrays: tuple[ExternalArray, ...]
+
+
+@dataclass(frozen=True)
+class ExternalLayout:
+    """The external image of a plan: chunks in execution order and the payload's digest."""
+
+    tier: str
+    chunks: tuple[ExternalChunk, ...]
+    payload_sha256: bytes
+
+    @property
+    def half_bytes(self) -> int:
+        """Bytes of one staging half: the largest chunk, rounded up to ALIGNMENT."""
+        return _aligned(max(chunk.size for chunk in self.chunks))
+
+    @property
+    def staging_bytes(self) -> int:
+        """SRAM of the staging buffer: two halves."""
+        return 2 * self.half_bytes
+
+    @property
+    def external_bytes(self) -> int:
+        """Bytes of the payload (every chunk; the header excluded)."""
+        return sum(chunk.size for chunk in self.chunks)
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The symbols of the arrays the image holds (not defined in flash)."""
+        return frozenset(a.symbol for chunk in self.chunks for a in chunk.arrays)
+
+    @property
+    def layout_id(self) -> int:
+        """A 32-bit digest of the payload and the chunk table: an image matches its code."""
+        digest = hashlib.sha256(self.payload_sha256)
+        for chunk in self.chunks:
+            digest.update(struct.pack("<5I", chunk.step, chunk.offset, chunk.size, chunk.half,
+                                      len(chunk.arrays)))
+        return int.from_bytes(digest.digest()[:4], "little")
+
+    def chunk_of(self, step: int) -> ExternalChunk | None:
+        """The chunk of step `step`, None when it has none."""
+        return next((chunk for chunk in self.chunks if chunk.step == step), None)
+
+    def header(self) -> bytes:
+        """The image header (HEADER)."""
+        return HEADER.pack(MAGIC, FORMAT_VERSION, HEADER.size, self.external_bytes,
+                           self.layout_id, len(self.chunks))
+
+    def image(self, pool: ConstantPool) -> bytes:
+        """The image file: the header, then the payload with each chunk at its offset."""
+        return self.header() + payload(self.chunks, pool)
+
+
+def payload(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> bytes:
+    """The payload bytes of `chunks`, zero padded to each array's alignment."""
+    data = {array.symbol: array for array in pool.arrays}
+    out = bytearray(sum(chunk.size for chunk in chunks))
+    for chunk in chunks:
+        for array in chunk.arrays:
+            start = chunk.offset + array.offset
+            out[start:start + array.nbytes] = c_bytes(data[array.symbol])
+    return bytes(out)
+
+
+def _struct_fields(layers: Sequence[LayerCode]) -> dict[str, set[str]]:
+    """Per struct symbol of any layer's definitions, the identifiers its initialiser names."""
+    fields: dict[str, set[str]] = {}
+    for definition in (d for layer in layers for d in layer.definitions):
+        if match := _STRUCT.match(definition):
+            fields[match.group(1)] = set(_IDENTIFIER.findall(definition[match.end():]))
+    return fields
+
+
+def _step_uses(layer: LayerCode, fields: dict[str, set[str]]) -> set[str]:
+    """Identifiers step `layer` names: statements, definitions, then through structs."""
+    named = set(_IDENTIFIER.findall("\n".join([*layer.statements, *layer.definitions])))
+    named |= set().union(*(fields[n] for n in named & fields.keys()))
+    return named
+
+
+def _users(layers: Sequence[LayerCode], pool: ConstantPool) -> dict[str, set[int]]:
+    """Per constant array symbol, the steps that read it."""
+    fields, symbols = _struct_fields(layers), {a.symbol for a in pool.arrays}
+    users: dict[str, set[int]] = {symbol: set() for symbol in symbols}
+    for index, layer in enumerate(layers):
+        for symbol in _step_uses(layer, fields) & symbols:
+            users[symbol].add(index)
+    return users
+
+
+def _chunk_arrays(arrays: list[CArray]) -> tuple[tuple[ExternalArray, ...], int]:
+    """The arrays laid out one after another, each aligned; and the chunk's size."""
+    laid, offset = [], 0
+    for array in arrays:
+        nbytes = len(c_bytes(array))
+        laid.append(ExternalArray(array.symbol, array.ctype, offset, nbytes))
+        offset = _aligned(offset + nbytes)
+    return tuple(laid), offset
+
+
+def external_layout(plan: Plan, layers: Sequence[LayerCode], pool: ConstantPool
+                    ) -> ExternalLayout | None:
+    """The external image of `plan` (plan.external), or None when no array qualifies.
+
+    An array is external when exactly one step reads it (directly, through its definitions
+    or a struct naming it) and that step is listed; arrays keep the pool's order.
+    """
+    if plan.external is None:
+        return None
+    users = _users(layers, pool)
+    chunks: list[ExternalChunk] = []
+    for step in sorted(plan.external.steps):
+        own = [a for a in pool.arrays if users[a.symbol] == {step}]
+        if own:
+            arrays, size = _chunk_arrays(own)
+            offset = sum(chunk.size for chunk in chunks)
+            chunks.append(ExternalChunk(step, offset, size, len(chunks) % 2, arrays))
+    if not chunks:
+        return None
+    return ExternalLayout(plan.external.tier, tuple(chunks),
+                          hashlib.sha256(payload(chunks, pool)).digest())
