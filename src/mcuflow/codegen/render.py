@@ -774,6 +774,31 @@ def _state_readme(graph: Graph, naming: Naming) -> list[str]:
             "sequence."]
 
 
+def _external_readme(sources: ModelSources) -> list[str]:
+    """The README section of a model whose constants partly live in an external image."""
+    external, n = sources.external, sources.naming
+    if external is None:
+        return []
+    return [
+        "## External weights",
+        "",
+        f"{external.external_bytes} bytes of constants (`{n.macro('EXTERNAL_BYTES')}`, "
+        f"{len(external.chunks)} layers) live in `{IMAGE_FILE}` on the {external.tier}, not in",
+        f"flash. Put the file on the storage and implement `{STORAGE_HEADER}` for your board",
+        "(the project's implementation reads a file: stdio on the host, semihosting on QEMU).",
+        f"Each layer's chunk is read into a static staging buffer of {external.staging_bytes} "
+        f"bytes of SRAM (`{n.macro('STAGING_BYTES')}`, two halves: the next chunk is requested "
+        "while the current layer runs). The first inference checks the image's header.",
+        "",
+        "| return code | meaning |",
+        "| --- | --- |",
+        "| `MCUFLOW_ERROR_STORAGE` (5) | a read from the storage failed (missing or short image) |",
+        "| `MCUFLOW_ERROR_IMAGE` (6) | the image's header does not match this model (magic, "
+        "version, sizes, layout id) |",
+        "",
+    ]
+
+
 def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_bytes: int,
                   model_files: list[str]) -> str:
     """README.md: what is in the directory and how to put the model into a project."""
@@ -805,6 +830,7 @@ def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_byt
         "Inputs and outputs are row-major; int8 values use the scale and zero point above",
         "(real = scale * (q - zero_point)). The call is not reentrant (one static arena).",
         "",
+        *_external_readme(sources),
         f"## Build and run (target `{target.name}`: {target.description})",
         "",
         target.build,

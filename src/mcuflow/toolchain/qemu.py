@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.project import GeneratedProject, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
@@ -52,7 +53,7 @@ from mcuflow.toolchain.arm import (
     cortex_m_core,
     elf_sizes,
 )
-from mcuflow.toolchain.host import check_runs, compare_runs
+from mcuflow.toolchain.host import check_runs, compare_runs, external_image
 from mcuflow.toolchain.records import input_records, split_outputs
 
 QEMU = "qemu-system-arm"
@@ -62,7 +63,7 @@ FAULT_BASE = 64
 EXCEPTIONS = {2: "NMI", 3: "HardFault", 4: "MemManage fault", 5: "BusFault", 6: "UsageFault",
               7: "SecureFault", 11: "SVCall", 12: "DebugMonitor", 14: "PendSV"}
 EXIT_REASONS = {2: "could not read input.bin or write its outputs through semihosting",
-                3: "a kernel rejected its data"}
+                3: "an inference failed (report.txt's run line has its status)"}
 # The board each Cortex-M target is measured on when none is given (its figures size the build
 # and give the clock); each holds every shared model. The RP2040's Cortex-M0+ runs M0 code.
 DEFAULT_BOARDS = {"cortex-m0": "rp2040", "cortex-m0plus": "rp2040", "cortex-m3": "nucleo-f207zg",
@@ -88,6 +89,10 @@ class Report:
     layer_ticks: tuple[int, ...]
     stack_bytes: int
     status: int
+    storage_bytes_read: int = 0
+    """Bytes read from the external weights image since reset (header included; 0 without)."""
+    storage_reads: int = 0
+    """Reads from the external weights image since reset."""
 
     @property
     def instructions_per_tick(self) -> float:
@@ -110,8 +115,9 @@ def parse_report(text: str) -> Report:
         raise ToolchainError("SysTick did not advance during the calibration loop",
                              "run QEMU with -icount shift=0")
     layers = sorted(values.get("layer", []))
+    storage_bytes, storage_reads = values.get("storage", [[0, 0]])[-1]
     return Report(instructions, ticks, tuple(t for t, _ in values.get("run", [])),
-                  tuple(t for _, t in layers), stack, status)
+                  tuple(t for _, t in layers), stack, status, storage_bytes, storage_reads)
 
 
 @dataclass(frozen=True)
@@ -131,17 +137,21 @@ def exit_message(code: int) -> str:
 
 
 def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
-             output_specs: Sequence[TensorSpec], timeout: float = RUN_TIMEOUT_S) -> QemuRun:
+             output_specs: Sequence[TensorSpec], timeout: float = RUN_TIMEOUT_S,
+             image: Path | None = None) -> QemuRun:
     """Run the firmware `elf` of `target` on QEMU over many inferences at once.
 
     `inputs[i]` holds graph input i of every run stacked on a leading axis; the outputs come
-    back the same way, with the firmware's report (ticks per run, calibration, stack).
+    back the same way, with the firmware's report (ticks per run, calibration, stack). `image`
+    (a model with external weights) is copied as IMAGE_FILE where semihosting reads it.
     """
     command = [find_qemu(), *cortex_m_core(target).qemu_flags, "-kernel", str(Path(elf).absolute())]
     runs = len(inputs[0])
     with tempfile.TemporaryDirectory(prefix="mcuflow-qemu-") as scratch:
         directory = Path(scratch)
         (directory / "input.bin").write_bytes(input_records(inputs))
+        if image is not None:
+            shutil.copyfile(image, directory / IMAGE_FILE)
         try:
             result = subprocess.run(command, cwd=directory, capture_output=True, text=True,
                                     timeout=timeout)
@@ -201,6 +211,7 @@ class CortexMResult:
     clock_hz: int
     estimated_ms: float  # instructions x cycles per instruction / board clock
     layers: tuple[LayerProfile, ...] = field(default=())
+    storage_bytes_read: int = 0  # from the external weights image, every boot (headers too)
 
 
 def _board(board: Board | str) -> Board:
@@ -222,6 +233,7 @@ class QemuChunks:
         self.run_ticks = 0
         self.runs = 0
         self.stack_bytes = 0
+        self.storage_bytes_read = 0
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The outputs of one chunk (stacked like `inputs`); its report is summed in."""
@@ -231,6 +243,7 @@ class QemuChunks:
         self.run_ticks += sum(run.report.run_ticks)
         self.runs += len(run.report.run_ticks)
         self.stack_bytes = max(self.stack_bytes, run.report.stack_bytes)
+        self.storage_bytes_read += run.report.storage_bytes_read
         return run.outputs
 
     @property
@@ -283,15 +296,16 @@ def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, ru
         project = generate_project(graph, plan, Path(scratch) / "project", target=target,
                                    board=board)
         elf = build_cortexm(project.path, target)
+        image = external_image(project.path)
         runner = QemuChunks(lambda inputs: run_qemu(elf, target, inputs, project.outputs,
-                                                    timeout))
+                                                    timeout, image))
         mismatches = compare_runs(graph, runs, seed, runner,
                                   order=plan.order_in(graph)).mismatches
         sizes = elf_sizes(elf)
         layers: tuple[LayerProfile, ...] = ()
         if profile:
             profiled = build_cortexm(project.path, target, profile=True)
-            first = run_qemu(profiled, target, runner.first, project.outputs, timeout)
+            first = run_qemu(profiled, target, runner.first, project.outputs, timeout, image)
             layers = _layer_profiles(plan, project, first.report, 1)
     return measured_result(Measurement(graph, plan, target, core.machine, board, runs,
                                        mismatches, sizes, project.weight_bytes), runner, layers)
@@ -329,6 +343,7 @@ def measured_result(measurement: Measurement, runner: QemuChunks,
         data_bytes=m.sizes.data, bss_bytes=m.sizes.bss, arena_bytes=m.plan.arena_bytes,
         weight_bytes=m.weight_bytes, cycles_per_instruction=cpi, clock_hz=m.board.clock_hz,
         estimated_ms=instructions * cpi / m.board.clock_hz * 1e3, layers=layers,
+        storage_bytes_read=runner.storage_bytes_read,
     )
 
 
