@@ -25,6 +25,9 @@ from mcuflow.passes.split_channels import split_wide_layers
 FLASH_PASSES = 4
 """Rounds of step choice an out-of-core plan gets to bring the flash estimate within flash (the
 arrays' alignment makes the flash freed differ from the chunks' bytes by a few bytes)."""
+SPLIT_SHARE = 0.75
+"""A split layer's group of weights takes at most this share of a staging half: the rest holds
+its bias, requantisation constants and the kernels' weight packing."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     if tier is None:
         return None
     limit = chunk_limit(board)
-    plan, search = plan_model(split_wide_layers(graph, limit), request,
+    plan, search = plan_model(split_wide_layers(graph, int(limit * SPLIT_SHARE)), request,
                               board.sram_bytes - state - 2 * limit, build.core, dsp=build.dsp)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit)

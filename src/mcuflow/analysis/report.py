@@ -87,6 +87,21 @@ def _flash_parts(report: Report) -> Text:
                 f", code {flash.code / 1024:,.1f}, runtime {flash.runtime / 1024:,.1f} KiB")
 
 
+def _external_lines(report: Report) -> list[Text]:
+    """What an out-of-core plan reads from external storage and what waiting for it costs."""
+    if not report.external_tier:
+        return []
+    return [
+        Text(f"Out of core: {report.external_image_bytes:,} B of constants on "
+             f"{report.external_tier} (weights_external.bin), read in "
+             f"{report.external_reads} chunks per inference into a {report.staging_bytes:,} B "
+             "staging buffer (counted in the SRAM margin)"),
+        Text(f"Modelled latency with the reads: {_ms(report.modelled_ms)} ms = compute "
+             f"{_ms(report.latency_ms_estimate)} + waiting {_ms(report.io_stall_ms)} "
+             f"({report.slowdown:.2f}x)"),
+    ]
+
+
 def totals_panel(report: Report) -> Panel:
     """Totals, margins and the verdict, green when the model fits and red when it does not."""
     problems = [name for name, ok in (("SRAM", report.fits_sram), ("flash", report.fits_flash))
@@ -104,6 +119,7 @@ def totals_panel(report: Report) -> Panel:
         Text(f"Peak from the {peak_source}; largest working set at layer {report.peak_layer}"),
         *([Text(f"State RAM: {report.state_bytes:,} B kept between inferences, outside the "
                 "arena (counted in the SRAM margin)")] if report.state_bytes else []),
+        *_external_lines(report),
         Text(f"Latency (estimate): {_ms(report.latency_ms_estimate)} ms    "
              f"Energy (estimate): {report.energy_mj_estimate:.3g} mJ"),
     ]

@@ -150,9 +150,10 @@ def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, nami
     """The model's C files for `target`, after checking that the plan and the ops fit.
 
     `graph` is rendered as the plan lays it out, unless the plan runs a rewrite of it (a patch
-    stage, a streamed input): then the plan's own graph, with the same inputs and outputs.
+    stage, a streamed input, split layers): then the plan's own graph, with the same inputs and
+    outputs.
     """
-    rewritten = plan.patch is not None or bool(plan.streamed)
+    rewritten = plan.rewrites_model
     executed = plan.graph if rewritten else graph
     if not rewritten and len(plan.graph.operators) != len(graph.operators) or (
             executed.inputs, executed.outputs) != (graph.inputs, graph.outputs):

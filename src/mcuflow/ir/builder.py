@@ -53,10 +53,19 @@ def _unit_gain_scale(depth: int) -> float:
 class GraphBuilder:
     """Fluent construction of int8 graphs; every method returns the new output tensor's name."""
 
-    def __init__(self, name: str = "model", seed: int = 0) -> None:
+    def __init__(self, name: str = "model", seed: int = 0, accumulator_sigmas: float = 3.0
+                 ) -> None:
+        """A builder of graph `name` whose random values come from `seed`.
+
+        `accumulator_sigmas`: how many standard deviations of a typical int8 accumulator the
+        output range of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED spans. At 3 each layer's
+        scale is 1.7x its input's; 128 / 73 keeps it (deep graphs, whose scales would grow past
+        what TFLite files may hold).
+        """
         self.graph = Graph(name)
         self.rng = np.random.default_rng(seed)
         self._counter = 0
+        self._sigmas = accumulator_sigmas
 
     def _fresh(self, stem: str) -> str:
         self._counter += 1
@@ -152,7 +161,7 @@ class GraphBuilder:
         return self.constant("bias", data, quant)
 
     def _accumulator_quant(self, x: str, weights: QuantParams, depth: int) -> QuantParams:
-        """Output scale so that a typical accumulator spans about +-3 sigma of int8.
+        """Output scale so that a typical accumulator spans about +-3 sigma of int8 (see __init__).
 
         After an int16 input: of int16, with zero point 0.
         """
@@ -163,7 +172,7 @@ class GraphBuilder:
             return QuantParams.per_tensor(3.0 * sigma / 32768.0, 0)
         sigma = _INT8_STD * _INT8_STD * math.sqrt(depth) * in_scale * w_scale
         zero_point = int(self.rng.integers(-20, 21))
-        return QuantParams.per_tensor(3.0 * sigma / 128.0, zero_point)
+        return QuantParams.per_tensor(self._sigmas * sigma / 128.0, zero_point)
 
     def conv2d(
         self, x: str, out_channels: int, kernel: tuple[int, int] = (3, 3), stride: int = 1,

@@ -54,6 +54,11 @@ MOBILENET_V2_IMAGENET_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6,
 Table 2)."""
 
 
+_INT8_SPAN = 128 / 73
+"""Accumulator sigmas that keep a layer's scale at its input's (GraphBuilder): over MobileNetV2's
+52 layers the default 3 would grow the scales 1.7x per layer."""
+
+
 def _make_divisible(value: float) -> int:
     """Keras' rounding of MobileNetV2 channel counts: a multiple of 8, never below 90 %."""
     rounded = max(8, int(value + 4) // 8 * 8)
@@ -66,7 +71,7 @@ def mobilenet_v2(size: int = 224, width: float = 1.0, classes: int = 1000, seed:
 
     Random int8 weights; MobileNetV2-0.35-128 has 1.66 M parameters, MobileNetV2-1.0-224 3.5 M.
     """
-    b = GraphBuilder(f"mobilenet_v2_{width:g}_{size}", seed)
+    b = GraphBuilder(f"mobilenet_v2_{width:g}_{size}", seed, accumulator_sigmas=_INT8_SPAN)
     relu6 = Activation.RELU6
     x = b.conv2d(b.input((1, size, size, 3), 0.02, 0), _make_divisible(32 * width), stride=2,
                  activation=relu6)

@@ -133,12 +133,18 @@ class Plan:
     external: ExternalWeights | None = None
     """Steps whose constants are read from external storage (None: every constant in flash)."""
 
-    def order_in(self, model: Graph) -> list[int] | None:
-        """The execution order as op indices of `model` (None for a patch stage's rewrite).
+    @property
+    def rewrites_model(self) -> bool:
+        """True when `graph` is a rewrite of the model, whose ops are not the model's.
 
-        A plan with a patch stage runs a rewrite of the model whose ops are not the model's.
+        A patch stage, a streamed input, or an out-of-core plan's layers split to fit its
+        staging buffer (passes.split_channels).
         """
-        return None if self.patch is not None or self.streamed else self.order
+        return self.patch is not None or bool(self.streamed) or self.external is not None
+
+    def order_in(self, model: Graph) -> list[int] | None:
+        """The execution order as op indices of `model` (None when the plan runs a rewrite)."""
+        return None if self.rewrites_model else self.order
 
     @property
     def order(self) -> list[int]:

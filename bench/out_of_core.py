@@ -1,0 +1,152 @@
+"""Out-of-core benchmark (issue 13): MobileNetV2 ImageNet models on the study's boards, QEMU-checked.
+
+Models: MobileNetV2-0.35-128 (the study's model, 1.66 M parameters) and MobileNetV2-1.0-224
+(3.5 M), built by mcuflow.ir.zoo with ImageNet heads and random int8 weights, written to
+.tflite. Per (model, board), from `mcuflow analyze`'s plan for the board's own core:
+- the firmware's flash against the board's, the constants in the external image, the tier;
+- SRAM: arena + staging buffer against the board's;
+- reads per inference, bytes read, modelled compute, waiting and slowdown (hw.storage_io);
+- on QEMU (the board's core on an MPS2 machine, linked in the board's SRAM and flash; the
+  external image read through semihosting file I/O): bit-exact against mcuflow's reference on
+  two random inputs (the reference is itself checked against LiteRT by the test suite) and the
+  instructions of one inference.
+Then the goals of issue 13, each PASS or FAIL from this run's numbers.
+
+Run: .venv/bin/python bench/out_of_core.py [--json] [--no-qemu] (QEMU runs take minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mcuflow import api
+from mcuflow.errors import McuflowError
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.ir import zoo
+from mcuflow.ir.graph import Graph
+from mcuflow.toolchain.qemu import verify_cortexm
+
+MODELS: dict[str, Callable[[], Graph]] = {
+    "mobilenet_v2_0.35_128": lambda: zoo.mobilenet_v2(128, 0.35),
+    "mobilenet_v2_1.0_224": lambda: zoo.mobilenet_v2(224, 1.0),
+}
+CASES = (
+    ("mobilenet_v2_0.35_128", "nucleo-f767zi"),
+    ("mobilenet_v2_0.35_128", "nucleo-f746zg"),
+    ("mobilenet_v2_0.35_128", "nucleo-f429zi"),
+    ("mobilenet_v2_0.35_128", "nucleo-f207zg"),
+    ("mobilenet_v2_0.35_128", "nucleo-f091rc"),
+    ("mobilenet_v2_0.35_128", "stm32f746g-disco"),
+    ("mobilenet_v2_1.0_224", "nucleo-f767zi"),
+    ("mobilenet_v2_1.0_224", "stm32f746g-disco"),
+)
+RUNS = 2
+QSPI_SLOWDOWN_GOAL = 1.3
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (model, board): the plan's figures and the QEMU check."""
+
+    model: str
+    board: str
+    fits: bool
+    flash_bytes: int
+    flash_capacity: int
+    tier: str
+    image_bytes: int
+    arena_bytes: int
+    staging_bytes: int
+    sram_bytes: int
+    reads: int
+    read_bytes: int
+    compute_ms: float
+    stall_ms: float
+    modelled_ms: float
+    slowdown: float
+    energy_mj: float
+    qemu: str
+    instructions: int | None
+
+
+def measure(name: str, board: str, directory: Path, qemu: bool) -> Row:
+    """Plan `name` for `board`; when it fits and `qemu`, run it on QEMU in the board's limits."""
+    path = directory / f"{name}.tflite"
+    if not path.exists():
+        path.write_bytes(write_tflite(MODELS[name]()))
+    analysis = api.fit_model(path, board).analysis
+    report = analysis.report
+    verdict, instructions = "not run", None
+    if analysis.fits and qemu:
+        try:
+            result = verify_cortexm(analysis.graph, analysis.plan, analysis.board.core.value,
+                                    analysis.board, RUNS, 0)
+            verdict = "bit-exact" if result.bit_exact else "MISMATCH"
+            instructions = result.instructions
+        except McuflowError as error:
+            verdict = f"failed: {error}"
+    return Row(name, board, analysis.fits, report.flash_bytes, report.flash_capacity,
+               report.external_tier or "-", report.external_image_bytes, analysis.plan.arena_bytes,
+               report.staging_bytes, report.sram_bytes, report.external_reads,
+               report.external_read_bytes, report.latency_ms_estimate, report.io_stall_ms,
+               report.modelled_ms, report.slowdown, report.energy_mj_estimate, verdict,
+               instructions)
+
+
+def print_table(rows: list[Row]) -> None:
+    """One line per (model, board)."""
+    print(f"{'model':22} {'board':17} {'flash/capacity':>21} {'tier':>10} {'external':>10} "
+          f"{'arena+staging/SRAM':>24} {'reads':>5} {'compute':>8} {'wait':>8} {'slowdown':>8}"
+          f" {'mJ':>6}  QEMU")
+    for r in rows:
+        flash = f"{r.flash_bytes:,}/{r.flash_capacity:,}"
+        sram = f"{r.arena_bytes:,}+{r.staging_bytes:,}/{r.sram_bytes:,}"
+        qemu = r.qemu + (f" {r.instructions:,} instr" if r.instructions else "")
+        if not r.fits:
+            qemu = "DOES NOT FIT"
+        print(f"{r.model:22} {r.board:17} {flash:>21} {r.tier:>10} {r.image_bytes:>10,} "
+              f"{sram:>24} {r.reads:>5} {r.compute_ms:>8.1f} {r.stall_ms:>8.1f} "
+              f"{r.slowdown:>7.2f}x {r.energy_mj:>6.1f}  {qemu}")
+
+
+def goals(rows: list[Row]) -> list[tuple[str, bool]]:
+    """Issue 13's goals, judged on this run's rows."""
+    by = {(r.model, r.board): r for r in rows}
+    study = [r for r in rows if r.model == "mobilenet_v2_0.35_128" and r.board.startswith("nucleo")]
+    big = by[("mobilenet_v2_1.0_224", "nucleo-f767zi")]
+    qspi = [r for r in rows if r.tier == "qspi_flash"]
+    return [
+        ("the study's model bit-exact on QEMU within each study board's SRAM and flash: "
+         + ", ".join(f"{r.board} {r.qemu if r.fits else 'does not fit'}" for r in study),
+         all(r.qemu == "bit-exact" for r in study)),
+        (f"MobileNetV2-1.0-224 bit-exact on QEMU within nucleo-f767zi's limits: {big.qemu}",
+         big.qemu == "bit-exact"),
+        ("weights streamed from memory-mapped QSPI: modelled slowdown <= "
+         f"{QSPI_SLOWDOWN_GOAL}x: " + ", ".join(f"{r.model} {r.slowdown:.2f}x" for r in qspi),
+         bool(qspi) and all(r.slowdown <= QSPI_SLOWDOWN_GOAL for r in qspi)),
+    ]
+
+
+def main() -> None:
+    """Measure every case, print the table and the goals."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-qemu", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mcuflow-ooc-") as scratch:
+        rows = [measure(model, board, Path(scratch), not args.no_qemu) for model, board in CASES]
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return
+    print_table(rows)
+    for text, passed in goals(rows):
+        print(f"{'PASS' if passed else 'FAIL'}  {text}")
+
+
+if __name__ == "__main__":
+    main()
