@@ -1,4 +1,4 @@
-"""Out-of-core benchmark (issue 13): MobileNetV2 ImageNet models on the study's boards, QEMU-checked.
+"""Out-of-core benchmark (issue 13): MobileNetV2 ImageNet models on the study's boards, on QEMU.
 
 Models: MobileNetV2-0.35-128 (the study's model, 1.66 M parameters) and MobileNetV2-1.0-224
 (3.5 M), built by mcuflow.ir.zoo with ImageNet heads and random int8 weights, written to

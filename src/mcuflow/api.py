@@ -385,7 +385,23 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
         data["patches"] = patches_json(patches)
     if fitted is not None and fitted.applied is not None:
         data["fit"] = fit_json(fitted)
+    if plan.external is not None:
+        data["external_steps"] = sorted(plan.external.steps)
     return {**data, "plan_hash": plan_hash(data)}
+
+
+EXTERNAL_FIELDS = ("external_tier", "external_image_bytes", "external_read_bytes",
+                   "external_write_bytes", "external_reads", "erases_per_inference",
+                   "staging_bytes", "io_stall_ms", "modelled_ms", "slowdown")
+"""The report's out-of-core figures (see analysis.metrics.REPORT_JSON_FIELDS)."""
+
+
+def external_json(analysis: Analysis) -> dict[str, object] | None:
+    """What an out-of-core plan reads from external storage per inference (None: nothing)."""
+    report = analysis.report
+    if not report.external_tier:
+        return None
+    return {name: getattr(report, name) for name in EXTERNAL_FIELDS}
 
 
 def _buffer_json(buffer: Buffer) -> dict[str, object]:
@@ -557,8 +573,9 @@ class Verification:
         return self.result.bit_exact and unpatched is not False
 
     def to_json(self) -> dict[str, object]:
-        """The result's fields, `fit` (fit_json) and, with a patch stage, `patches`."""
-        data = {**dataclasses.asdict(self.result), "fit": fit_json(self.fitted)}
+        """The result's fields, `fit`, `external` (external_json) and `patches` (patch stage)."""
+        data = {**dataclasses.asdict(self.result), "fit": fit_json(self.fitted),
+                "external": external_json(self.fitted.analysis)}
         if self.overhead is not None:
             data["patches"] = dataclasses.asdict(self.overhead)
         return data

@@ -36,6 +36,7 @@ from mcuflow.analysis.energy import (
 from mcuflow.analysis.html_report import render_page
 from mcuflow.analysis.plots import plot_format, plot_working_set
 from mcuflow.analysis.report import render_report
+from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.arrays import read_npy
@@ -128,6 +129,12 @@ InputOption = Annotated[
                       "streamed (the model reads the windows it needs through an input reader, "
                       "e.g. a camera's line DMA, so the image never sits in SRAM whole).")
 ]
+ExternalOption = Annotated[
+    str, typer.Option("--external", help="auto (when the firmware does not fit the board's "
+                      "flash: the largest layers' constants go to its external storage, an SD "
+                      "card or QSPI flash, as weights_external.bin, read chunk by chunk into a "
+                      "staging buffer while the model runs; bit-exact) or off.")
+]
 MaxOverheadOption = Annotated[
     float | None, typer.Option("--max-overhead", help="Percent of extra instructions the "
                                "patches may cost (default 10); alone, it asks for the smallest "
@@ -147,8 +154,8 @@ FitArg = Annotated[
 
 
 def _patch_request(patches: str, sram_budget: int | None, max_overhead: float | None,
-                   input_mode: str) -> PatchRequest:
-    return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode)
+                   input_mode: str, external: str) -> PatchRequest:
+    return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode, external)
 
 
 def _print_patches(search: PatchSearch, options: bool) -> None:
@@ -240,6 +247,7 @@ def analyze_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    external: ExternalOption = "auto",
     fit: FitArg = "off",
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy.
@@ -252,7 +260,8 @@ def analyze_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
                            patches=_patch_request(patches, sram_budget, max_overhead,
-                                                  input_mode), fit=fit_request, advise=True)
+                                                  input_mode, external),
+                           fit=fit_request, advise=True)
     analysis = fitted.analysis
     if plot is not None:
         plot_working_set(analysis.report, plot)
@@ -292,6 +301,7 @@ def plan_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    external: ExternalOption = "auto",
     fit: FitArg = "off",
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
@@ -303,13 +313,13 @@ def plan_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
                            patches=_patch_request(patches, sram_budget, max_overhead,
-                                                  input_mode), fit=fit_request)
+                                                  input_mode, external), fit=fit_request)
     analysis = fitted.analysis
     if plot is not None:
         plot_arena(analysis.plan, plot)
     plan = api.plan_to_json(analysis.plan, analysis.patches, fitted)
     if as_json:
-        _print_json(plan)
+        _print_json({**plan, "external": api.external_json(analysis)})
         return
     table = Table(title=f"Memory plan of {analysis.graph.name}")
     for column in ("buffer", "offset", "size", "steps"):
@@ -389,6 +399,7 @@ def compile_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    external: ExternalOption = "auto",
     fit: FitArg = "off",
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
@@ -404,7 +415,8 @@ def compile_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_for_compile(model, board, board_file, target,
                                  _quantize_options(calibration, scheme), firmware.io,
-                                 _patch_request(patches, sram_budget, max_overhead, input_mode),
+                                 _patch_request(patches, sram_budget, max_overhead, input_mode,
+                                                external),
                                  fit_request, fit_check)
     project = api.compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host",
                                    force, prefix=prefix, library=library, firmware=firmware)
@@ -415,7 +427,8 @@ def compile_command(
                "portable_layers": [{"layer": index, "op": step.op, "name": step.name,
                                     "kernels": list(step.functions),
                                     "reason": step.portable_reason}
-                                   for index, step in portable]}
+                                   for index, step in portable],
+               "external": api.external_json(fitted.analysis)}
     if as_json:
         _print_json({**summary, **api.advice_json(fitted.advice), "fit": api.fit_json(fitted)})
         return
@@ -424,6 +437,12 @@ def compile_command(
     _print_fit(fitted, fit_request)
     console.print(f"wrote {len(project.files)} files to {project.path}: arena "
                   f"{project.arena_bytes:,} B, weights {project.weight_bytes:,} B")
+    if project.external is not None:
+        console.print(f"{project.external.external_bytes:,} B of constants in "
+                      f"{project.path / IMAGE_FILE} for the board's {project.external.tier}: "
+                      f"{len(project.external.chunks)} chunks read per inference into a "
+                      f"{project.external.staging_bytes:,} B staging buffer through "
+                      "mcuflow_storage.h (implement it for your board)")
     for index, step in portable:
         _print_portable(index, step.op, step.name, step.portable_reason or "")
 
@@ -459,6 +478,7 @@ def verify_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    external: ExternalOption = "auto",
     fit: FitArg = "off",
     data: Annotated[
         Path | None,
@@ -484,7 +504,7 @@ def verify_command(
     `litert`, `float`, or `sqnr_db` and `max_abs_error` without labels).
     """
     quantize = _quantize_options(calibration, scheme)
-    request = _patch_request(patches, sram_budget, max_overhead, input_mode)
+    request = _patch_request(patches, sram_budget, max_overhead, input_mode, external)
     fit_request = FitRequest.parse(fit)
     if data is not None or float_model is not None:
         _verify_data(model, data, float_model, machine, board, board_file, target, quantize,
@@ -693,6 +713,7 @@ def bench_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    external: ExternalOption = "auto",
     fit: FitArg = "off",
 ) -> None:
     """One table: instructions, MACs/instruction, flash and RAM per model on QEMU."""
@@ -700,7 +721,8 @@ def bench_command(
     fit_request = FitRequest.parse(fit)
     with console.status(f"measuring {len(chosen)} model(s) on {target}"):
         rows = api.bench_models(chosen, target, board, board_file,
-                                _patch_request(patches, sram_budget, max_overhead, input_mode),
+                                _patch_request(patches, sram_budget, max_overhead, input_mode,
+                                               external),
                                 fit_request)
     if as_json:
         _print_json([row.to_json() for row in rows])
@@ -989,6 +1011,7 @@ def report_command(
     sram_budget: SramBudgetOption = None,
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
+    external: ExternalOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Write one self-contained HTML page about the model on the board.
@@ -1007,7 +1030,7 @@ def report_command(
     rate = (api.DEFAULT_REPORT_RATE_HZ if period is None and events_per_hour is None
             else _energy_rate(period, events_per_hour))
     cell = parse_battery(battery)
-    request = _patch_request(patches, sram_budget, max_overhead, input_mode)
+    request = _patch_request(patches, sram_budget, max_overhead, input_mode, external)
     where = "the host and QEMU" if measure else "the host"
     with console.status(f"analysing, verifying on {where}, drawing the report"):
         page = api.report_page(model, board, board_file, _quantize_options(calibration, scheme),

@@ -35,14 +35,12 @@ class Build:
     """What a model is planned for: the board, the target built for and the application.
 
     `target` None builds for the board's own core (with the Arm DSP kernels where it has the
-    extension); `io` is the Cortex-M application the flash estimate counts. With `out_of_core`,
-    a firmware too large for the board's flash reads constants from its external tier.
+    extension); `io` is the Cortex-M application the flash estimate counts.
     """
 
     board: Board
     target: str | None = None
     io: Io = Io.SEMIHOSTING
-    out_of_core: bool = True
 
     @property
     def firmware(self) -> str:
@@ -94,11 +92,15 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest) -> Analysis
     if request.streamed_input:
         _check_streamable(graph)
     state = sum(graph.tensor(name).nbytes for name in graph.variables())  # outside the arena
+    constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
+    if request.out_of_core and constants > _flash_capacity(build.board) and (
+            fitted := out_of_core(graph, build, request, state)) is not None:
+        return fitted
     plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
                               dsp=build.dsp)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
-    if build.out_of_core and flash is not None and flash.total > _flash_capacity(build.board):
+    if request.out_of_core and flash is not None and flash.total > _flash_capacity(build.board):
         fitted = out_of_core(graph, build, request, state)
         if fitted is not None:
             return fitted

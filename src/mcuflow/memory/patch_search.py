@@ -64,15 +64,23 @@ class PatchRequest:
     streamed_input: bool = False
     """--input streamed: the image is not held in the arena; the model reads the windows it
     needs through the input reader."""
+    out_of_core: bool = True
+    """--external auto: a firmware too large for the board's flash reads constants from the
+    board's external tier (planning.out_of_core)."""
 
     @classmethod
     def parse(cls, text: str, sram_budget: int | None = None,
-              max_overhead_pct: float | None = None, input_mode: str = "arena"
-              ) -> PatchRequest:
-        """From --patches, --sram-budget, --max-overhead (percent) and --input.
+              max_overhead_pct: float | None = None, input_mode: str = "arena",
+              external: str = "auto") -> PatchRequest:
+        """From --patches, --sram-budget, --max-overhead (percent), --input and --external.
 
-        --patches takes auto, off or RxC[@LAYER]; --input takes arena or streamed.
+        --patches takes auto, off or RxC[@LAYER]; --input takes arena or streamed; --external
+        takes auto or off.
         """
+        if external not in ("auto", "off"):
+            raise McuflowError(f"--external takes auto or off, not {external!r}",
+                               "auto moves constants to the board's external storage only "
+                               "when the firmware does not fit its flash")
         if input_mode not in ("arena", "streamed"):
             raise McuflowError(f"--input takes arena or streamed, not {input_mode!r}",
                                "arena keeps the input image in the arena; streamed reads it "
@@ -87,7 +95,7 @@ class PatchRequest:
                      else Objective.FIT)
         overhead = DEFAULT_MAX_OVERHEAD if max_overhead_pct is None else max_overhead_pct / 100
         common = {"sram_budget": sram_budget, "max_overhead": overhead, "objective": objective,
-                  "streamed_input": input_mode == "streamed"}
+                  "streamed_input": input_mode == "streamed", "out_of_core": external == "auto"}
         if text in ("auto", "off", "1x1"):
             return cls(enabled=text == "auto", **common)
         match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)(?:@(.+))?", text)

@@ -103,17 +103,16 @@ def within_firmware(limits: Limits, reserve: int) -> Limits:
 
 
 def request_for(limits: Limits) -> PatchRequest:
-    """The planner's request: automatic patches aiming at the SRAM limit."""
-    return PatchRequest(sram_budget=limits.sram_bytes)
-
-
-def analyze(graph: Graph, build: Build, limits: Limits) -> Analysis:
-    """mcuflow's analysis with automatic patches aiming at the SRAM limit.
+    """The planner's request: automatic patches aiming at the SRAM limit.
 
     Every constant stays on chip: the search designs models that fit the board's own flash.
     """
-    return analyze_graph(graph, replace(build, out_of_core=False),
-                         request_for(limits))
+    return PatchRequest(sram_budget=limits.sram_bytes, out_of_core=False)
+
+
+def analyze(graph: Graph, build: Build, limits: Limits) -> Analysis:
+    """mcuflow's analysis with automatic patches aiming at the SRAM limit."""
+    return analyze_graph(graph, build, request_for(limits))
 
 
 def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
