@@ -59,3 +59,15 @@ def test_split_layers_are_bit_exact_against_litert(graph: Graph, limit: int) -> 
 def test_a_layer_whose_one_channel_exceeds_the_limit_stays_whole() -> None:
     graph = _fc_model(True)
     assert len(split_wide_layers(graph, 95).operators) == len(graph.operators)
+
+
+def test_the_pooled_wide_layer_is_never_whole() -> None:
+    graph = zoo.mobilenet_v2(64, 0.35, 10)
+    split = split_wide_layers(graph, 4096)
+    wide = [t.name for t in split.tensors.values() if len(t.shape) == 4 and t.shape[1] > 1
+            and t.shape[-1] == 1280]
+    assert wide == [] and any(len(t.shape) == 4 and t.shape[-1] == 1280
+                              for t in graph.tensors.values())
+    x = np.random.default_rng(3).integers(-128, 128, (1, 64, 64, 3), dtype=np.int8)
+    np.testing.assert_array_equal(litert_invoke(write_tflite(_logits(split)), [x])[0],
+                                  litert_invoke(write_tflite(_logits(graph)), [x])[0])

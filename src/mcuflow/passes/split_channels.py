@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.ir.ops import ConcatenationAttrs, OpKind
+from mcuflow.ir.ops import ConcatenationAttrs, MeanAttrs, OpKind
 from mcuflow.ir.quantization import QuantParams
 from mcuflow.passes.common import unique_name
 
 SPLITTABLE = frozenset({OpKind.CONV_2D, OpKind.FULLY_CONNECTED})
 """Op kinds whose output channels are computed independently of each other from their own
 weight rows (filter [O, ...] with per-row scales), so that a group of rows is the same op."""
+REDUCTIONS = frozenset({OpKind.MEAN, OpKind.REDUCE_MAX, OpKind.REDUCE_MIN})
+"""Reductions computed channel by channel: over the groups of a split layer, one per group."""
 GROUP_MULTIPLE = 4
 """Channels per group are a multiple of this where the limit allows (the DSP kernels' blocks)."""
 
@@ -22,11 +24,14 @@ def split_wide_layers(graph: Graph, max_weight_bytes: int) -> Graph:
     It becomes ops each computing a group of its output channels from those channels' weight
     rows, bias and scales, and a CONCATENATION on the last axis writing the original output:
     the same values bit for bit, with every group's weights within the limit. Layers whose one
-    output channel alone exceeds the limit stay whole.
+    output channel alone exceeds the limit stay whole. When the output's one reader reduces
+    over other axes than the channels (MobileNet's global average pool after its widest
+    layer), each group is reduced right after it is computed and the reductions concatenated:
+    the wide output is never whole in memory.
     """
     graph = graph.copy()
     for op in [op for op in graph.operators if _too_wide(graph, op, max_weight_bytes)]:
-        _split(graph, op, _group_size(graph, op, max_weight_bytes))
+        _reduce_in_groups(graph, _split(graph, op, _group_size(graph, op, max_weight_bytes)))
     return graph
 
 
@@ -44,7 +49,7 @@ def _group_size(graph: Graph, op: Operator, limit: int) -> int:
     return rows // GROUP_MULTIPLE * GROUP_MULTIPLE or rows
 
 
-def _split(graph: Graph, op: Operator, group: int) -> None:
+def _split(graph: Graph, op: Operator, group: int) -> Operator:
     output = graph.tensors[op.outputs[0]]
     channels = graph.tensors[op.inputs[1]].shape[0]
     parts: list[Operator] = []
@@ -62,6 +67,35 @@ def _split(graph: Graph, op: Operator, group: int) -> None:
     for constant in op.inputs[1:]:
         if not any(constant in other.inputs for other in graph.operators):
             del graph.tensors[constant]
+    return concat
+
+
+def _reduce_in_groups(graph: Graph, concat: Operator) -> None:
+    """Reduce each group before concatenating, when the only reader reduces its concatenation."""
+    output = concat.outputs[0]
+    readers = [op for op in graph.operators if output in op.inputs]
+    if output in graph.outputs or len(readers) != 1 or readers[0].kind not in REDUCTIONS:
+        return
+    reduce = readers[0]
+    attrs = reduce.attrs
+    rank = len(graph.tensors[output].shape)
+    if not isinstance(attrs, MeanAttrs) or rank - 1 in [axis % rank for axis in attrs.axes]:
+        return
+    reduced = graph.tensors[reduce.outputs[0]]
+    names: list[str] = []
+    for part in concat.inputs:
+        channels = graph.tensors[part].shape[-1]
+        name = unique_name(graph, f"{reduced.name}__{part}")
+        graph.add_tensor(replace(reduced, name=name, shape=(*reduced.shape[:-1], channels)))
+        producer = next(i for i, op in enumerate(graph.operators) if part in op.outputs)
+        graph.operators.insert(producer + 1, Operator(reduce.kind, (part,), (name,), attrs,
+                                                      f"{reduce.name}[{part}]"))
+        names.append(name)
+    joined = Operator(OpKind.CONCATENATION, tuple(names), reduce.outputs,
+                      ConcatenationAttrs(axis=len(reduced.shape) - 1), reduce.name)
+    graph.operators.remove(concat)
+    graph.operators[graph.operators.index(reduce)] = joined
+    del graph.tensors[output]
 
 
 def _rows(graph: Graph, name: str, rows: slice) -> str:
