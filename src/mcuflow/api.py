@@ -844,7 +844,8 @@ def _report_figures(analysis: Analysis, energy: EnergyReport) -> Figures:
     """The working-set, arena and battery-life plots as inline SVG."""
     with literal_text():
         return Figures(figure_svg(working_set_figure(analysis.report), "ws"),
-                       _arena_svg(analysis.plan), figure_svg(life_figure(energy), "life"))
+                       _arena_svg(analysis.plan, analysis.report.staging_bytes),
+                       figure_svg(life_figure(energy), "life"))
 
 
 def report_model(
@@ -893,10 +894,10 @@ def _report_measure(
                                         f"{target} --profile`); only the totals are shown")
 
 
-def _arena_svg(plan: Plan) -> str:
+def _arena_svg(plan: Plan, staging_bytes: int) -> str:
     """The memory plan's picture (memory.plot) as inline SVG."""
     with tempfile.TemporaryDirectory(prefix="mcuflow-report-") as scratch:
-        path = plot_arena(plan, Path(scratch) / "arena.svg")
+        path = plot_arena(plan, Path(scratch) / "arena.svg", staging_bytes)
         return svg_markup(path.read_text(encoding="utf-8"), "arena")
 
 

@@ -316,7 +316,7 @@ def plan_command(
                                                   input_mode, external), fit=fit_request)
     analysis = fitted.analysis
     if plot is not None:
-        plot_arena(analysis.plan, plot)
+        plot_arena(analysis.plan, plot, analysis.report.staging_bytes)
     plan = api.plan_to_json(analysis.plan, analysis.patches, fitted)
     if as_json:
         _print_json({**plan, "external": api.external_json(analysis)})

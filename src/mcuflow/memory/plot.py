@@ -14,8 +14,12 @@ from mcuflow.analysis.plots import save_figure  # noqa: E402
 from mcuflow.memory.plan import Plan  # noqa: E402
 
 
-def plot_arena(plan: Plan, path: str | Path) -> Path:
-    """Draw the arena over time to `path` (PNG, SVG, PDF... by suffix), scratch hatched."""
+def plot_arena(plan: Plan, path: str | Path, staging_bytes: int = 0) -> Path:
+    """Draw the arena over time to `path` (PNG, SVG, PDF... by suffix), scratch hatched.
+
+    An out-of-core plan's staging buffer (`staging_bytes`, static storage beside the arena) is
+    drawn above it, with a mark at each step reading its constants from the external tier.
+    """
     figure, axes = plt.subplots(figsize=(10, 5))
     colours = plt.get_cmap("tab20")
     for index, buffer in enumerate(sorted(plan.buffers.values(), key=lambda b: b.name)):
@@ -30,15 +34,28 @@ def plot_arena(plan: Plan, path: str | Path) -> Path:
                  label=f"arena {plan.arena_bytes:,} B")
     axes.axhline(plan.lower_bound_bytes, color="grey", linestyle="--", linewidth=1,
                  label=f"lower bound {plan.lower_bound_bytes:,} B")
+    if plan.external is not None and staging_bytes:
+        _draw_staging(axes, plan, staging_bytes)
     axes.set_xlim(-0.5, steps - 0.5)
-    axes.set_ylim(0, max(plan.arena_bytes, 1) * 1.05)
+    axes.set_ylim(0, max(plan.arena_bytes + staging_bytes, 1) * 1.05)
     axes.set_xlabel("step")
     axes.set_ylabel("arena offset (bytes)")
     axes.set_title(f"{plan.graph.name}: memory plan")
-    axes.legend(loc="upper right")
+    axes.legend(loc="center right")
     figure.tight_layout()
     try:
         save_figure(figure, Path(path))
     finally:
         plt.close(figure)
     return Path(path)
+
+
+def _draw_staging(axes: plt.Axes, plan: Plan, staging_bytes: int) -> None:
+    """The staging buffer above the arena; a tick per step whose chunk is read into it."""
+    tier = plan.external.tier if plan.external else ""
+    axes.add_patch(Rectangle((-0.5, plan.arena_bytes), len(plan.steps), staging_bytes,
+                             facecolor="lightgrey", edgecolor="black", linewidth=0.4,
+                             label=f"staging {staging_bytes:,} B (constants from {tier})"))
+    steps = sorted(plan.external.steps) if plan.external else []
+    axes.plot(steps, [plan.arena_bytes + staging_bytes / 2] * len(steps), "|", color="black",
+              markersize=6)
