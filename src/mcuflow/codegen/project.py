@@ -43,6 +43,8 @@ MARKER = "mcuflow_model.h"
 SOURCE_MODEL = "model.tflite"
 STORAGE_SOURCES = {"host": "mcuflow_storage_file.c", "cortex-m": "mcuflow_storage_semihosting.c"}
 """The storage implementation each kind of target ships (templates/<kind>/<file>)."""
+KEY_SOURCES = {"host": "mcuflow_key_file.c", "cortex-m": "mcuflow_key_semihosting.c"}
+"""The test implementation of mcuflow_external_key() each kind of target ships (encrypted)."""
 
 
 @dataclass(frozen=True)
@@ -142,13 +144,15 @@ def kernels_id() -> str:
 def storage_files(target: str, encrypted: bool = False) -> dict[str, str]:
     """STORAGE_HEADER and the storage implementation `target` ships (file or semihosting).
 
-    With `encrypted`, the AES-128, CTR and CMAC sources (CRYPTO_FILES) too.
+    With `encrypted`, the AES-128, CTR and CMAC sources (CRYPTO_FILES) and the key hook's
+    test implementation (KEY_SOURCES) too.
     """
     kind = "host" if target == "host" else "cortex-m"
     name = STORAGE_SOURCES[kind]
     files = {STORAGE_HEADER: template("common", STORAGE_HEADER), name: template(kind, name)}
     if encrypted:
         files |= {crypto: template("common", crypto) for crypto in CRYPTO_FILES}
+        files[KEY_SOURCES[kind]] = template(kind, KEY_SOURCES[kind])
     return files
 
 

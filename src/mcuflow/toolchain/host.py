@@ -389,13 +389,14 @@ def _check_sources(project_dir: Path) -> None:
 
 
 def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int = 0, *,
-                     sanitize: bool = True, compiler: str = "gcc", litert: bool = True
-                     ) -> VerifyResult:
+                     sanitize: bool = True, compiler: str = "gcc", litert: bool = True,
+                     external_key: bytes | None = None) -> VerifyResult:
     """Build an existing project directory as it is and compare its outputs to the bit.
 
     `graph` is the model the directory was generated from; the reference interpreter's outputs
     do not depend on the memory plan, so any plan's C must reproduce them. The runs go in
-    chunks (compare_runs): memory does not depend on `runs`.
+    chunks (compare_runs): memory does not depend on `runs`. `external_key` (an encrypted
+    image's) is given to the binary as KEY_FILE.
     """
     check_runs(runs)
     _check_sources(project_dir)
@@ -409,7 +410,8 @@ def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int 
                             output=Path(scratch) / "model")
         image = external_image(project_dir)
         compared = compare_runs(graph, runs, seed,
-                                lambda inputs: run_host(binary, inputs, specs, image),
+                                lambda inputs: run_host(binary, inputs, specs, image,
+                                                        external_key),
                                 litert=litert)
     return VerifyResult(
         bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,

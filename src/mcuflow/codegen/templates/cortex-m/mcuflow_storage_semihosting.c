@@ -2,9 +2,7 @@
  * external image is a host file, MCUFLOW_EXTERNAL_IMAGE (default weights_external.bin in the
  * directory QEMU runs in), read with SYS_OPEN, SYS_SEEK and SYS_READ straight into the
  * staging buffer. Built without MCUFLOW_SEMIHOSTING every read fails: on a board, replace this
- * file by your SD card or SPI flash driver (see mcuflow_storage.h). Reads are synchronous.
- * The key of an encrypted image is the host file MCUFLOW_EXTERNAL_KEY (default
- * external_key.bin), a test key: on a board, read it from OTP or a secure element. */
+ * file by your SD card or SPI flash driver (see mcuflow_storage.h). Reads are synchronous. */
 #include <stdint.h>
 
 #include "mcuflow_cortexm.h"
@@ -12,9 +10,6 @@
 
 #ifndef MCUFLOW_EXTERNAL_IMAGE
 #define MCUFLOW_EXTERNAL_IMAGE "weights_external.bin"
-#endif
-#ifndef MCUFLOW_EXTERNAL_KEY
-#define MCUFLOW_EXTERNAL_KEY "external_key.bin"
 #endif
 #define MCUFLOW_SYS_SEEK 0x0A
 
@@ -46,28 +41,7 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
     reads += 1;
     return 0;
 }
-
-int mcuflow_external_key(uint8_t key[16])
-{
-    static const char name[] = MCUFLOW_EXTERNAL_KEY;
-    const uint32_t open[3] = {(uint32_t)(uintptr_t)name, MCUFLOW_OPEN_RB, sizeof name - 1u};
-    const int32_t file = mcuflow_semihost(MCUFLOW_SYS_OPEN, open);
-    if (file < 0) {
-        return -1;
-    }
-    const uint32_t read[3] = {(uint32_t)file, (uint32_t)(uintptr_t)key, 16u};
-    const int32_t missing = mcuflow_semihost(MCUFLOW_SYS_READ, read);
-    const uint32_t close[1] = {(uint32_t)file};
-    (void)mcuflow_semihost(MCUFLOW_SYS_CLOSE, close);
-    return missing == 0 ? 0 : -1;
-}
 #else
-int mcuflow_external_key(uint8_t key[16])
-{
-    (void)key;
-    return -1;
-}
-
 int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
 {
     (void)offset;
