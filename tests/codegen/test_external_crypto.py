@@ -35,6 +35,7 @@ from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.toolchain.host import build_host, random_inputs, run_host, verify_host
 from tests.codegen.test_external_weights import planned
+from tests.support import run_cli
 
 KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 NIST_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
@@ -242,3 +243,16 @@ def test_tampering_a_wrong_key_or_a_plain_image_fail_with_distinct_codes(
     assert _status(built, image, bytes(16)) == 7
     assert _status(built, image, None) == 8
     assert _status(built, built.plain_image, KEY) == 6
+
+
+def test_the_cli_refuses_encryption_without_a_key(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"")
+    code, output = run_cli(capsys, ["compile", str(model), "-o", str(tmp_path / "out"),
+                            "--encrypt-external"])
+    assert code == 2 and "mcuflow: error: --encrypt-external needs the key" in output
+    assert "head -c 16 /dev/urandom > key.bin" in output
+    code, output = run_cli(capsys, ["compile", str(model), "-o", str(tmp_path / "out"),
+                            "--external-key", str(tmp_path / "key.bin")])
+    assert code == 2 and "add --encrypt-external" in output
