@@ -443,6 +443,7 @@ def compile_model(
     quantize: QuantizeOptions | None = None, force: bool = False, *,
     prefix: str | None = None, library: bool = False, firmware: Firmware = QEMU_SEMIHOSTING,
     fit_check: bool = True, patches: PatchRequest | None = None, fit: FitRequest | None = None,
+    external_key: bytes | None = None,
 ) -> GeneratedProject:
     """Plan and generate the C project for `model` into `out_dir` (written atomically).
 
@@ -455,13 +456,15 @@ def compile_model(
     only the files mcuflow wrote there and keeps the rest. `prefix` (e.g. 'kws_') starts every
     model-level file, function, macro and symbol name instead of 'mcuflow_'; `library` writes
     a library (include/, src/, kernels/, CMake and make glue) instead of a runnable project.
+    `external_key` (16 bytes) encrypts the external image (see compile_analysis).
     """
     if prefix is not None:
         Naming(prefix)
     fitted = fit_for_compile(model, board_id, board_file, target, quantize, firmware.io,
                              patches, fit, fit_check)
     return compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host", force,
-                            prefix=prefix, library=library, firmware=firmware)
+                            prefix=prefix, library=library, firmware=firmware,
+                            external_key=external_key)
 
 
 def fit_for_compile(
@@ -542,16 +545,34 @@ def _fit_hint(best: FitOption | None) -> str:
 
 def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
                      force: bool = False, *, prefix: str | None = None, library: bool = False,
-                     firmware: Firmware = QEMU_SEMIHOSTING) -> GeneratedProject:
-    """Generate the C project (or with `library`, the library) of an analysed model."""
+                     firmware: Firmware = QEMU_SEMIHOSTING, external_key: bytes | None = None
+                     ) -> GeneratedProject:
+    """Generate the C project (or with `library`, the library) of an analysed model.
+
+    With `external_key`, a plan with external weights gets its image AES-128-CTR encrypted and
+    CMAC-authenticated under that key (the key is written nowhere; the firmware asks for it
+    through mcuflow_external_key()); a plan without has nothing to encrypt.
+    """
     naming = Naming() if prefix is None else Naming(prefix)
     source = write_tflite(analysis.graph)
+    plan = encrypting(analysis.plan, external_key)
     if library:
+        if external_key is not None:
+            raise McuflowError("--encrypt-external makes a project, not a --library",
+                               "compile without --library")
         return generate_library(analysis.graph, analysis.plan, out_dir, naming=naming,
                                 target=target, source_model=source, force=force)
-    return generate_project(analysis.graph, analysis.plan, out_dir, target=target,
+    return generate_project(analysis.graph, plan, out_dir, target=target,
                             board=analysis.board, source_model=source, force=force,
-                            naming=naming, firmware=firmware)
+                            naming=naming, firmware=firmware, external_key=external_key)
+
+
+def encrypting(plan: Plan, external_key: bytes | None) -> Plan:
+    """`plan` with its external image encrypted when `external_key` is given and it has one."""
+    if external_key is None or plan.external is None:
+        return plan
+    return dataclasses.replace(plan, external=dataclasses.replace(plan.external,
+                                                                  encrypted=True))
 
 
 @dataclass(frozen=True)
@@ -592,24 +613,27 @@ def verify_model(
     model: Path | str, board_id: str = DEFAULT_BOARD, board_file: Path | None = None,
     runs: int = 20, seed: int = 0, sanitize: bool = True,
     quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
-    fit: FitRequest | None = None,
+    fit: FitRequest | None = None, external_key: bytes | None = None,
 ) -> Verification:
     """Build the generated C on the host and compare `runs` random inferences to the bit.
 
-    A patch stage's overhead is only predicted: the host counts no instructions.
+    A patch stage's overhead is only predicted: the host counts no instructions. With
+    `external_key` the external image is encrypted (compile_analysis).
     """
     fitted = _fitting(fit_model(model, board_id, board_file, quantize, "host", patches=patches,
                                 fit=fit), fit)
-    result = verify_analysis(fitted.analysis, runs, seed, sanitize)
+    result = verify_analysis(fitted.analysis, runs, seed, sanitize, external_key)
     return Verification(result, fitted, predicted_overhead(fitted.analysis))
 
 
 def verify_analysis(
-    analysis: Analysis, runs: int = 20, seed: int = 0, sanitize: bool = True
+    analysis: Analysis, runs: int = 20, seed: int = 0, sanitize: bool = True,
+    external_key: bytes | None = None,
 ) -> VerifyResult:
     """Build the C of an analysed model on the host; compare `runs` random inferences."""
     check_runs(runs)
-    return verify_host(analysis.graph, analysis.plan, runs, seed, sanitize=sanitize)
+    return verify_host(analysis.graph, encrypting(analysis.plan, external_key), runs, seed,
+                       sanitize=sanitize, external_key=external_key)
 
 
 def write_model(data: bytes, path: Path) -> None:
@@ -622,12 +646,14 @@ def verify_cortexm_model(
     board_file: Path | None = None, runs: int = 10, seed: int = 0, profile: bool = False,
     quantize: QuantizeOptions | None = None, patches: PatchRequest | None = None,
     fit: FitRequest | None = None, *, measure_patches: bool = True,
+    external_key: bytes | None = None,
 ) -> Verification:
     """Build for a Cortex-M target, run on QEMU, compare to the bit, measure instructions.
 
     Without `board_id` the target's default board sizes the linker script. With a patch stage
     and `measure_patches`, the unpatched plan runs on the same inputs too and the overhead is
-    measured (see measure.measure_overhead).
+    measured (see measure.measure_overhead). With `external_key` the external image is
+    encrypted (compile_analysis).
     """
     if board_id is not None:
         board_target(get_board(board_id, board_file), target)
@@ -635,8 +661,8 @@ def verify_cortexm_model(
     fitted = _fitting(fit_model(model, board_id, board_file, quantize, target, patches=patches,
                                 fit=fit), fit)
     analysis = fitted.analysis
-    result = verify_cortexm(analysis.graph, analysis.plan, target, analysis.board, runs, seed,
-                            profile)
+    result = verify_cortexm(analysis.graph, encrypting(analysis.plan, external_key), target,
+                            analysis.board, runs, seed, profile, external_key=external_key)
     overhead = (measure_overhead(analysis, fitted.build, result, runs, seed) if measure_patches
                 else None)
     return Verification(result, fitted, overhead)
@@ -679,9 +705,13 @@ def bench_models(
 
 
 def verify_compiled(
-    directory: Path, runs: int = 20, seed: int = 0, sanitize: bool = True
+    directory: Path, runs: int = 20, seed: int = 0, sanitize: bool = True,
+    external_key: bytes | None = None,
 ) -> VerifyResult:
-    """Build a directory written by `compile` as it is and compare it with the reference."""
+    """Build a directory written by `compile` as it is and compare it with the reference.
+
+    `external_key` is the key of an encrypted external image (given to the binary at run time).
+    """
     model = directory / SOURCE_MODEL
     if not model.is_file():
         raise McuflowError(f"'{directory}' holds no {SOURCE_MODEL}",
@@ -694,7 +724,8 @@ def verify_compiled(
                            f"`mcuflow verify MODEL` with {machines}, or --target for QEMU's "
                            "MPS2 machines")
     check_runs(runs)
-    return verify_directory(directory, load_graph(model), runs, seed, sanitize=sanitize)
+    return verify_directory(directory, load_graph(model), runs, seed, sanitize=sanitize,
+                            external_key=external_key)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from mcuflow.analysis.html_report import render_page
 from mcuflow.analysis.plots import plot_format, plot_working_set
 from mcuflow.analysis.report import render_report
 from mcuflow.codegen.external import IMAGE_FILE
+from mcuflow.codegen.external_crypto import KEY_HINT, read_key
 from mcuflow.codegen.project import SOURCE_MODEL
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.arrays import read_npy
@@ -135,6 +136,18 @@ ExternalOption = Annotated[
                       "card or QSPI flash, as weights_external.bin, read chunk by chunk into a "
                       "staging buffer while the model runs; bit-exact) or off.")
 ]
+EncryptOption = Annotated[
+    bool, typer.Option("--encrypt-external", help="Encrypt the external weights image "
+                       "(AES-128-CTR) and authenticate each chunk (AES-CMAC over its place and "
+                       "ciphertext) under the key of --external-key: the firmware gets the key at "
+                       "run time from mcuflow_external_key() (implement it from OTP or a secure "
+                       "element) and a tampered chunk returns MCUFLOW_ERROR_TAG (7).")
+]
+ExternalKeyOption = Annotated[
+    Path | None, typer.Option("--external-key", help="File of the 16-byte key of "
+                              "--encrypt-external (e.g. `head -c 16 /dev/urandom > key.bin`); "
+                              "never written into the output.")
+]
 MaxOverheadOption = Annotated[
     float | None, typer.Option("--max-overhead", help="Percent of extra instructions the "
                                "patches may cost (default 10); alone, it asks for the smallest "
@@ -151,6 +164,18 @@ FitArg = Annotated[
                       "it for a model that does not fit): patches, patches-smallest, streamed, "
                       "order, codebook-256, codebook-16, resolution.")
 ]
+
+
+def _external_key(encrypt: bool, key_file: Path | None) -> bytes | None:
+    """The key of --encrypt-external (None: no encryption); each option needs the other."""
+    if key_file is not None and not encrypt:
+        raise McuflowError("--external-key is the key of --encrypt-external, which is not set",
+                           "add --encrypt-external, or drop --external-key")
+    if not encrypt:
+        return None
+    if key_file is None:
+        raise McuflowError("--encrypt-external needs the key: --external-key FILE", KEY_HINT)
+    return read_key(key_file)
 
 
 def _patch_request(patches: str, sram_budget: int | None, max_overhead: float | None,
@@ -400,6 +425,8 @@ def compile_command(
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
     external: ExternalOption = "auto",
+    encrypt_external: EncryptOption = False,
+    external_key: ExternalKeyOption = None,
     fit: FitArg = "off",
 ) -> None:
     """Generate a self-contained C99 project (no malloc, no interpreter) for the model.
@@ -412,6 +439,7 @@ def compile_command(
     """
     firmware = api.firmware_options(board, board_file, io, memory_map, arena_section,
                                     weights_section)
+    key = _external_key(encrypt_external, external_key)
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_for_compile(model, board, board_file, target,
                                  _quantize_options(calibration, scheme), firmware.io,
@@ -419,7 +447,8 @@ def compile_command(
                                                 external),
                                  fit_request, fit_check)
     project = api.compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host",
-                                   force, prefix=prefix, library=library, firmware=firmware)
+                                   force, prefix=prefix, library=library, firmware=firmware,
+                                   external_key=key)
     portable = [(index, step) for index, step in enumerate(project.steps)
                 if step.portable_reason]
     summary = {"path": str(project.path), "files": list(project.files),
@@ -443,6 +472,11 @@ def compile_command(
                       f"{len(project.external.chunks)} chunks read per inference into a "
                       f"{project.external.staging_bytes:,} B staging buffer through "
                       "mcuflow_storage.h (implement it for your board)")
+        if project.external.encrypted:
+            console.print("the image is encrypted (AES-128-CTR, a CMAC tag per chunk): "
+                          "implement mcuflow_external_key() to give the firmware its key")
+    elif key is not None:
+        console.print("no external weights image: --encrypt-external had nothing to encrypt")
     for index, step in portable:
         _print_portable(index, step.op, step.name, step.portable_reason or "")
 
@@ -479,6 +513,8 @@ def verify_command(
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
     external: ExternalOption = "auto",
+    encrypt_external: EncryptOption = False,
+    external_key: ExternalKeyOption = None,
     fit: FitArg = "off",
     data: Annotated[
         Path | None,
@@ -506,12 +542,16 @@ def verify_command(
     quantize = _quantize_options(calibration, scheme)
     request = _patch_request(patches, sram_budget, max_overhead, input_mode, external)
     fit_request = FitRequest.parse(fit)
+    key = _external_key(encrypt_external, external_key)
+    if key is not None and (data is not None or float_model is not None or machine is not None):
+        raise McuflowError("--encrypt-external is verified with random inputs on the host or "
+                           "QEMU's MPS2 machines (--target)", "drop --data, --float and --machine")
     if data is not None or float_model is not None:
         _verify_data(model, data, float_model, machine, board, board_file, target, quantize,
                      request, fit_request, as_json)
         return
     if model.is_dir():
-        _verify_directory(model, target, fit_request, runs, seed, as_json)
+        _verify_directory(model, target, fit_request, runs, seed, as_json, key)
         return
     if machine is not None:
         with console.status(f"building the board firmware and running it on QEMU {machine}"):
@@ -520,11 +560,13 @@ def verify_command(
     elif target == "host":
         with console.status("building and running the generated C"):
             verified = api.verify_model(model, board or api.DEFAULT_BOARD, board_file, runs, seed,
-                                        quantize=quantize, patches=request, fit=fit_request)
+                                        quantize=quantize, patches=request, fit=fit_request,
+                                        external_key=key)
     else:
         with console.status(f"building for {target} and running on QEMU"):
             verified = api.verify_cortexm_model(model, target, board, board_file, runs, seed,
-                                                profile, quantize, request, fit_request)
+                                                profile, quantize, request, fit_request,
+                                                external_key=key)
     agreement = None
     if quantize is None:
         with console.status("comparing with ONNX Runtime"):
@@ -549,7 +591,7 @@ def _print_agreement(agreement: OnnxRuntimeAgreement) -> None:
 
 
 def _verify_directory(directory: Path, target: str, fit: FitRequest, runs: int, seed: int,
-                      as_json: bool) -> None:
+                      as_json: bool, key: bytes | None = None) -> None:
     """verify DIR: the compiled project as it is, on the host."""
     if target != "host":
         raise McuflowError(f"a compiled directory is verified on the host, not on {target}",
@@ -559,7 +601,7 @@ def _verify_directory(directory: Path, target: str, fit: FitRequest, runs: int, 
         raise McuflowError("--fit does not apply to a compiled directory, verified as it is",
                            "pass --fit to `mcuflow compile`, or verify the model file")
     with console.status(f"building and running {directory}"):
-        result = api.verify_compiled(directory, runs, seed)
+        result = api.verify_compiled(directory, runs, seed, external_key=key)
     if as_json:
         _print_json(dataclasses.asdict(result))
     else:

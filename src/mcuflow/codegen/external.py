@@ -19,6 +19,8 @@ MAGIC = b"MCFX"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("<4sIIIII")
 """magic, format version, header size, payload size, layout id, chunk count (little endian)."""
+TAG_BYTES = 16
+"""The CMAC tag after each chunk of an encrypted image (external_crypto)."""
 ALIGNMENT = 16
 """Arrays start 16-byte aligned inside their chunk, chunks inside the payload and staging."""
 _C_DTYPES = {"int8_t": "<i1", "uint8_t": "<u1", "int16_t": "<i2", "uint16_t": "<u2",
@@ -61,16 +63,21 @@ class ExternalChunk:
 
 @dataclass(frozen=True)
 class ExternalLayout:
-    """The external image of a plan: chunks in execution order and the payload's digest."""
+    """The external image of a plan: chunks in execution order and the payload's digest.
+
+    An `encrypted` image (external_crypto) stores each chunk's ciphertext followed by its tag.
+    """
 
     tier: str
     chunks: tuple[ExternalChunk, ...]
     payload_sha256: bytes
+    encrypted: bool = False
 
     @property
     def half_bytes(self) -> int:
-        """Bytes of one staging half: the largest chunk, rounded up to ALIGNMENT."""
-        return _aligned(max(chunk.size for chunk in self.chunks))
+        """Bytes of one staging half: the largest chunk rounded up to ALIGNMENT, plus a tag."""
+        tag = TAG_BYTES if self.encrypted else 0
+        return _aligned(max(chunk.size for chunk in self.chunks)) + tag
 
     @property
     def staging_bytes(self) -> int:
@@ -177,4 +184,4 @@ def external_layout(plan: Plan, layers: Sequence[LayerCode], pool: ConstantPool
     if not chunks:
         return None
     return ExternalLayout(plan.external.tier, tuple(chunks),
-                          hashlib.sha256(payload(chunks, pool)).digest())
+                          hashlib.sha256(payload(chunks, pool)).digest(), plan.external.encrypted)

@@ -11,6 +11,7 @@ from pathlib import Path
 from mcuflow.codegen.context import CodegenError, StepKernels
 from mcuflow.codegen.emit_dsp import DSP_HEADER, DSP_SUFFIX, uses_dsp
 from mcuflow.codegen.external import IMAGE_FILE, ExternalLayout
+from mcuflow.codegen.external_crypto import CRYPTO_FILES
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware
 from mcuflow.codegen.names import DEFAULT_PREFIX, Naming
 from mcuflow.codegen.render import (
@@ -42,6 +43,8 @@ MARKER = "mcuflow_model.h"
 SOURCE_MODEL = "model.tflite"
 STORAGE_SOURCES = {"host": "mcuflow_storage_file.c", "cortex-m": "mcuflow_storage_semihosting.c"}
 """The storage implementation each kind of target ships (templates/<kind>/<file>)."""
+KEY_SOURCES = {"host": "mcuflow_key_file.c", "cortex-m": "mcuflow_key_semihosting.c"}
+"""The test implementation of mcuflow_external_key() each kind of target ships (encrypted)."""
 
 
 @dataclass(frozen=True)
@@ -138,15 +141,23 @@ def kernels_id() -> str:
     return digest.hexdigest()[:16]
 
 
-def storage_files(target: str) -> dict[str, str]:
-    """STORAGE_HEADER and the storage implementation `target` ships (file or semihosting)."""
+def storage_files(target: str, encrypted: bool = False) -> dict[str, str]:
+    """STORAGE_HEADER and the storage implementation `target` ships (file or semihosting).
+
+    With `encrypted`, the AES-128, CTR and CMAC sources (CRYPTO_FILES) and the key hook's
+    test implementation (KEY_SOURCES) too.
+    """
     kind = "host" if target == "host" else "cortex-m"
     name = STORAGE_SOURCES[kind]
-    return {STORAGE_HEADER: template("common", STORAGE_HEADER), name: template(kind, name)}
+    files = {STORAGE_HEADER: template("common", STORAGE_HEADER), name: template(kind, name)}
+    if encrypted:
+        files |= {crypto: template("common", crypto) for crypto in CRYPTO_FILES}
+        files[KEY_SOURCES[kind]] = template(kind, KEY_SOURCES[kind])
+    return files
 
 
-def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, naming: Naming
-                   ) -> ModelSources:
+def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, naming: Naming,
+                   external_key: bytes | None = None) -> ModelSources:
     """The model's C files for `target`, after checking that the plan and the ops fit.
 
     `graph` is rendered as the plan lays it out, unless the plan runs a rewrite of it (a patch
@@ -160,12 +171,14 @@ def render_sources(graph: Graph, plan: Plan, target: str, dsp: bool | None, nami
         raise CodegenError("the plan was made for another graph")
     check_supported(executed)
     chosen = get_target(target)
-    return render_model(executed, plan, chosen.dsp if dsp is None else dsp, naming)
+    return render_model(executed, plan, chosen.dsp if dsp is None else dsp, naming,
+                        external_key)
 
 
 def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board | None = None,
                    dsp: bool | None = None, firmware: Firmware = QEMU_SEMIHOSTING,
-                   naming: Naming = DEFAULT_NAMING) -> tuple[dict[str, str], GeneratedProject]:
+                   naming: Naming = DEFAULT_NAMING, external_key: bytes | None = None
+                   ) -> tuple[dict[str, str], GeneratedProject]:
     """Every file of the project (name -> text) and its description (path left empty).
 
     `board` sizes the memories of targets that have a linker script (the Cortex-M targets).
@@ -173,13 +186,13 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     other machines they run on exact C emulations of the instructions). `firmware` is the
     Cortex-M application and address map. `naming` names the model's files and symbols; with
     another prefix than `mcuflow_`, MARKER is a generated header mapping the names the drivers
-    use to the model's.
+    use to the model's. `external_key` (16 bytes) encrypts an encrypted plan's external image.
     """
-    model = render_sources(graph, plan, target, dsp, naming)
+    model = render_sources(graph, plan, target, dsp, naming, external_key)
     chosen = get_target(target)
     files = {**model.files, **kernel_files(model.kernels)}
     if model.external is not None:
-        files |= storage_files(target)
+        files |= storage_files(target, model.external.encrypted)
     sources = tuple(sorted(n for n in files if n.endswith(".c")))
     if not naming.is_default:
         files[MARKER] = render_driver_header(graph, model)
@@ -199,17 +212,19 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
 def generate_project(graph: Graph, plan: Plan, out_dir: Path, *, target: str = "host",
                      board: Board | None = None, dsp: bool | None = None,
                      source_model: bytes | None = None, force: bool = False,
-                     firmware: Firmware = QEMU_SEMIHOSTING, naming: Naming = DEFAULT_NAMING
-                     ) -> GeneratedProject:
+                     firmware: Firmware = QEMU_SEMIHOSTING, naming: Naming = DEFAULT_NAMING,
+                     external_key: bytes | None = None) -> GeneratedProject:
     """Write the C project of `plan` to `out_dir`, atomically (see outputs.write_directory).
 
     An existing `out_dir` is replaced only when it is empty or holds exactly what an earlier
     mcuflow run wrote there (its manifest says which files); with `force` only those files are
     replaced. `source_model` (the int8 .tflite the C was made from) is kept as SOURCE_MODEL so
     the directory can be verified later. `naming` prefixes the model's files and symbols. A
-    plan with external weights also gets IMAGE_FILE, the image its storage reads.
+    plan with external weights also gets IMAGE_FILE, the image its storage reads, encrypted
+    with `external_key` when the plan's ExternalWeights say so (the key is written nowhere).
     """
-    files, project = render_project(graph, plan, target, board, dsp, firmware, naming)
+    files, project = render_project(graph, plan, target, board, dsp, firmware, naming,
+                                    external_key)
     stored: dict[str, str | bytes] = dict(files)
     if source_model is not None:
         stored[SOURCE_MODEL] = source_model

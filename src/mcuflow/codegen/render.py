@@ -18,6 +18,7 @@ from mcuflow.codegen.context import (
 from mcuflow.codegen.emit import emit_step
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.external import HEADER, IMAGE_FILE, ExternalLayout, external_layout
+from mcuflow.codegen.external_crypto import CRYPTO_FILES, encrypted_image, staging_source
 from mcuflow.codegen.names import Naming, c_comment, c_string
 from mcuflow.codegen.targets import Target
 from mcuflow.ir.graph import DType, Graph, Tensor
@@ -100,11 +101,13 @@ def emit_layers(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = DE
     return layers, pool
 
 
-def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = DEFAULT_NAMING
-                 ) -> ModelSources:
+def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = DEFAULT_NAMING,
+                 external_key: bytes | None = None) -> ModelSources:
     """<prefix>model.h/.c and <prefix>weights.h/.c for `plan`; kernels lists the kernel stems.
 
     `dsp` lets the emitters choose the Arm DSP kernels; `naming` gives every model-level name.
+    `external_key` encrypts the external image of a plan whose ExternalWeights are encrypted
+    (it goes into the image's ciphertext and tags only, never into a source).
     """
     layers, pool = emit_layers(graph, plan, dsp, naming)
     external = external_layout(plan, layers, pool)
@@ -126,7 +129,18 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
     }
     return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
                         _step_kernels(graph, plan, layers), external,
-                        external.image(pool) if external is not None else b"")
+                        _image(external, pool, external_key))
+
+
+def _image(external: ExternalLayout | None, pool: ConstantPool, key: bytes | None) -> bytes:
+    """The bytes of IMAGE_FILE: none, the plain image, or the encrypted one."""
+    if external is None:
+        return b""
+    if not external.encrypted:
+        return external.image(pool)
+    if key is None:
+        raise CodegenError("the external image is to be encrypted but no key was given")
+    return encrypted_image(external, external.image(pool)[HEADER.size:], key)
 
 
 def _step_kernels(graph: Graph, plan: Plan, layers: list[LayerCode]) -> tuple[StepKernels, ...]:
@@ -223,6 +237,10 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
         "#define MCUFLOW_ERROR_STORAGE 5 /* reading the external weights image failed */",
         "#define MCUFLOW_ERROR_IMAGE 6   /* the external image is not this model's (header) */",
         "#endif",
+        "#ifndef MCUFLOW_ERROR_TAG",
+        "#define MCUFLOW_ERROR_TAG 7 /* an encrypted image's chunk failed its CMAC (tampered) */",
+        "#define MCUFLOW_ERROR_KEY 8 /* mcuflow_external_key() failed */",
+        "#endif",
         "",
     ]
     header.define("INPUT_COUNT", len(inputs))
@@ -267,6 +285,7 @@ def _external_macros(header: _Header, external: ExternalLayout) -> None:
     header.define("EXTERNAL_CHUNKS", len(external.chunks))
     header.define("EXTERNAL_LAYOUT_ID", f"{external.layout_id}u")
     header.define("STAGING_BYTES", external.staging_bytes)
+    header.define("EXTERNAL_ENCRYPTED", int(external.encrypted))
     header.lines.append("")
 
 
@@ -465,6 +484,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
         f'#include "{naming.file("model.h")}"',
         f'#include "{naming.file("weights.h")}"',
         *([f'#include "{STORAGE_HEADER}"'] if external is not None else []),
+        *([f'#include "{CRYPTO_FILES[0]}"'] if external is not None and external.encrypted
+          else []),
         "",
         f"#ifdef {naming.macro('EXTERNAL_ARENA')}",
         f"static uint8_t *{arena} = NULL;",
@@ -495,7 +516,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     if graph.variables():
         lines += _state_source(graph, naming)
     if external is not None:
-        lines += _staging_source(external, naming)
+        lines += (staging_source(external, naming, ARENA_ALIGNMENT) if external.encrypted
+                  else _staging_source(external, naming))
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
     lines += [f"static int {run}(void)", "{"]
@@ -523,6 +545,10 @@ def _next_chunk(external: ExternalLayout, index: int, naming: Naming) -> list[st
     """Before external step `index`: wait for its chunk, begin reading the next one."""
     chunks = external.chunks
     position = next(i for i, chunk in enumerate(chunks) if chunk.step == index)
+    if external.encrypted:
+        return [f"    /* staging half {chunks[position].half}: verify and decrypt this step's "
+                "chunk, begin reading the next */",
+                *_staged(f"{naming.symbol('next_chunk')}({position + 1}u)")]
     if position + 1 == len(chunks):
         return [f"    /* staging half {chunks[position].half}: wait for this step's chunk */",
                 *_staged(f"{naming.symbol('next_chunk')}(0u, 0u, 0u)")]
@@ -795,7 +821,35 @@ def _external_readme(sources: ModelSources) -> list[str]:
         "| `MCUFLOW_ERROR_STORAGE` (5) | a read from the storage failed (missing or short image) |",
         "| `MCUFLOW_ERROR_IMAGE` (6) | the image's header does not match this model (magic, "
         "version, sizes, layout id) |",
+        *_encrypted_readme(external),
         "",
+    ]
+
+
+def _encrypted_readme(external: ExternalLayout) -> list[str]:
+    """The return codes and the key hook of an encrypted external image."""
+    if not external.encrypted:
+        return []
+    return [
+        "| `MCUFLOW_ERROR_TAG` (7) | a chunk failed its AES-CMAC tag: the image was altered, is "
+        "another model's, or the key is wrong; nothing was computed from it |",
+        "| `MCUFLOW_ERROR_KEY` (8) | `mcuflow_external_key()` returned nonzero |",
+        "",
+        "The image is encrypted (format version 2): each chunk is AES-128-CTR ciphertext "
+        "followed by a 16-byte",
+        "AES-CMAC tag over the image's nonce, the layout id, the chunk's index, offset and size, "
+        "and the ciphertext",
+        "(encrypt-then-MAC; a chunk moved, replayed or from another image does not verify). "
+        "Each chunk is verified,",
+        "then decrypted in place in the staging buffer before its layer runs (mcuflow_crypto.c, "
+        "portable C99).",
+        "The key is in no file of this directory: every inference asks "
+        "`int mcuflow_external_key(uint8_t key[16])`",
+        f"(declared in `{STORAGE_HEADER}`) for it; implement it on your board from OTP, a "
+        "secure element or a",
+        "key store. The shipped storage implementations read `external_key.bin` from the "
+        "working directory",
+        "(stdio on the host, semihosting on QEMU), for testing only.",
     ]
 
 

@@ -109,6 +109,9 @@ class ExternalWeights:
     """The TierKind value of the board tier holding the image (e.g. "sd_card")."""
     steps: frozenset[int]
     """Indices into Plan.steps."""
+    encrypted: bool = False
+    """The image is AES-128-CTR encrypted and each chunk CMAC-authenticated (the key comes
+    from a user hook at run time, never from the plan)."""
 
 
 @dataclass

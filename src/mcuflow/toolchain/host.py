@@ -17,6 +17,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from mcuflow.codegen.external import IMAGE_FILE
+from mcuflow.codegen.external_crypto import KEY_FILE
 from mcuflow.codegen.project import MARKER, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
@@ -121,12 +122,13 @@ def external_image(project_dir: Path) -> Path | None:
 
 
 def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[TensorSpec],
-             image: Path | None = None) -> list[np.ndarray]:
+             image: Path | None = None, key: bytes | None = None) -> list[np.ndarray]:
     """Run a host binary on many inferences at once.
 
     `inputs[i]` holds graph input i of every run stacked on a leading axis (runs, *shape), in
     the input's dtype; the result holds each output the same way. `image` (a model with
-    external weights) is copied beside the records as IMAGE_FILE, where the binary reads it.
+    external weights) is copied beside the records as IMAGE_FILE, where the binary reads it;
+    `key` (an encrypted image's) is written there as KEY_FILE.
     """
     records = input_records(inputs)
     env = {**os.environ, **_SANITIZER_ENV}
@@ -135,6 +137,8 @@ def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[
         in_path.write_bytes(records)
         if image is not None:
             shutil.copyfile(image, Path(scratch) / IMAGE_FILE)
+        if key is not None:
+            (Path(scratch) / KEY_FILE).write_bytes(key)
         run_tool([str(binary), str(in_path), str(out_path)], Path(scratch),
                  f"running {Path(binary).name}", env=env)
         data = out_path.read_bytes()
@@ -340,22 +344,25 @@ def compare_runs(graph: Graph, runs: int, seed: int,
 
 
 def verify_host(graph: Graph, plan: Plan, runs: int = 20, seed: int = 0, *,
-                sanitize: bool = True, compiler: str = "gcc", litert: bool = True
-                ) -> VerifyResult:
+                sanitize: bool = True, compiler: str = "gcc", litert: bool = True,
+                external_key: bytes | None = None) -> VerifyResult:
     """Generate, build and run the C of `plan` on `runs` random inputs; compare the outputs.
 
     Every output is compared with the reference interpreter, and with LiteRT when it is
     installed and `litert` is true. The runs go in chunks (compare_runs): memory does not
-    depend on `runs`.
+    depend on `runs`. `external_key` encrypts an encrypted plan's image and is given to the
+    binary as KEY_FILE.
     """
     check_runs(runs)
     with tempfile.TemporaryDirectory(prefix="mcuflow-verify-") as scratch:
-        project = generate_project(graph, plan, Path(scratch) / "project")
+        project = generate_project(graph, plan, Path(scratch) / "project",
+                                   external_key=external_key)
         binary = build_host(project.path, sanitize=sanitize, compiler=compiler,
                             opt_level="-O1" if sanitize else "-O2")
         compared = compare_runs(graph, runs, seed,
                                 lambda inputs: run_host(binary, inputs, project.outputs,
-                                                        external_image(project.path)),
+                                                        external_image(project.path),
+                                                        external_key),
                                 order=plan.order_in(graph), litert=litert)
         code = code_bytes(project.path, compiler)
     return VerifyResult(
@@ -382,13 +389,14 @@ def _check_sources(project_dir: Path) -> None:
 
 
 def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int = 0, *,
-                     sanitize: bool = True, compiler: str = "gcc", litert: bool = True
-                     ) -> VerifyResult:
+                     sanitize: bool = True, compiler: str = "gcc", litert: bool = True,
+                     external_key: bytes | None = None) -> VerifyResult:
     """Build an existing project directory as it is and compare its outputs to the bit.
 
     `graph` is the model the directory was generated from; the reference interpreter's outputs
     do not depend on the memory plan, so any plan's C must reproduce them. The runs go in
-    chunks (compare_runs): memory does not depend on `runs`.
+    chunks (compare_runs): memory does not depend on `runs`. `external_key` (an encrypted
+    image's) is given to the binary as KEY_FILE.
     """
     check_runs(runs)
     _check_sources(project_dir)
@@ -402,7 +410,8 @@ def verify_directory(project_dir: Path, graph: Graph, runs: int = 20, seed: int 
                             output=Path(scratch) / "model")
         image = external_image(project_dir)
         compared = compare_runs(graph, runs, seed,
-                                lambda inputs: run_host(binary, inputs, specs, image),
+                                lambda inputs: run_host(binary, inputs, specs, image,
+                                                        external_key),
                                 litert=litert)
     return VerifyResult(
         bit_exact=compared.mismatches == 0 and not compared.litert_mismatches, runs=runs,

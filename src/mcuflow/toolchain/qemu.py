@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mcuflow.codegen.external import IMAGE_FILE
+from mcuflow.codegen.external_crypto import KEY_FILE
 from mcuflow.codegen.project import GeneratedProject, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
@@ -138,12 +139,13 @@ def exit_message(code: int) -> str:
 
 def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
              output_specs: Sequence[TensorSpec], timeout: float = RUN_TIMEOUT_S,
-             image: Path | None = None) -> QemuRun:
+             image: Path | None = None, key: bytes | None = None) -> QemuRun:
     """Run the firmware `elf` of `target` on QEMU over many inferences at once.
 
     `inputs[i]` holds graph input i of every run stacked on a leading axis; the outputs come
     back the same way, with the firmware's report (ticks per run, calibration, stack). `image`
-    (a model with external weights) is copied as IMAGE_FILE where semihosting reads it.
+    (a model with external weights) is copied as IMAGE_FILE where semihosting reads it, `key`
+    (an encrypted image's) written as KEY_FILE beside it.
     """
     command = [find_qemu(), *cortex_m_core(target).qemu_flags, "-kernel", str(Path(elf).absolute())]
     runs = len(inputs[0])
@@ -152,6 +154,8 @@ def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
         (directory / "input.bin").write_bytes(input_records(inputs))
         if image is not None:
             shutil.copyfile(image, directory / IMAGE_FILE)
+        if key is not None:
+            (directory / KEY_FILE).write_bytes(key)
         try:
             result = subprocess.run(command, cwd=directory, capture_output=True, text=True,
                                     timeout=timeout)
@@ -279,33 +283,35 @@ def model_macs(graph: Graph) -> int:
 
 
 def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, runs: int = 10,
-                   seed: int = 0, profile: bool = False, *, timeout: float = RUN_TIMEOUT_S
-                   ) -> CortexMResult:
+                   seed: int = 0, profile: bool = False, *, timeout: float = RUN_TIMEOUT_S,
+                   external_key: bytes | None = None) -> CortexMResult:
     """Build the C of `plan` for `target`, run `runs` random inputs on QEMU, compare to the bit.
 
     The linker script is sized by `board` (a model that does not fit raises McuflowError).
     Returns the instructions per inference, the ELF's flash and RAM (with the measured peak
     stack) and, when `profile`, the instructions of every layer (a second, profiling build run
     on the first input). The runs go in chunks (host.compare_runs), one QEMU boot each, so
-    memory does not depend on `runs`.
+    memory does not depend on `runs`. `external_key` encrypts an encrypted plan's image and is
+    given to the firmware as KEY_FILE.
     """
     check_runs(runs)
     board = _board(board)
     core = cortex_m_core(target)
     with tempfile.TemporaryDirectory(prefix="mcuflow-cortexm-") as scratch:
         project = generate_project(graph, plan, Path(scratch) / "project", target=target,
-                                   board=board)
+                                   board=board, external_key=external_key)
         elf = build_cortexm(project.path, target)
         image = external_image(project.path)
         runner = QemuChunks(lambda inputs: run_qemu(elf, target, inputs, project.outputs,
-                                                    timeout, image))
+                                                    timeout, image, external_key))
         mismatches = compare_runs(graph, runs, seed, runner,
                                   order=plan.order_in(graph)).mismatches
         sizes = elf_sizes(elf)
         layers: tuple[LayerProfile, ...] = ()
         if profile:
             profiled = build_cortexm(project.path, target, profile=True)
-            first = run_qemu(profiled, target, runner.first, project.outputs, timeout, image)
+            first = run_qemu(profiled, target, runner.first, project.outputs, timeout, image,
+                             external_key)
             layers = _layer_profiles(plan, project, first.report, 1)
     return measured_result(Measurement(graph, plan, target, core.machine, board, runs,
                                        mismatches, sizes, project.weight_bytes), runner, layers)

@@ -23,6 +23,13 @@ int mcuflow_storage_begin_read(uint32_t offset, void *dst, uint32_t size);
 /* Wait for the read begun last; nonzero when it failed. */
 int mcuflow_storage_wait(void);
 
+/* The 16-byte key of an encrypted image (compile --encrypt-external), asked for by every
+ * inference and wiped after use: return 0 with the key in `key`, nonzero when it is not
+ * available (the inference then returns MCUFLOW_ERROR_KEY). Implement it from OTP memory, a
+ * secure element or your key store; the shipped implementations read external_key.bin (a
+ * test key) beside the image. A model with a plain image never calls it. */
+int mcuflow_external_key(uint8_t key[16]);
+
 /* Counters since start-up (this slice only reads: written and erased stay 0). */
 uint64_t mcuflow_storage_bytes_read(void);
 uint64_t mcuflow_storage_reads(void);

@@ -1,0 +1,238 @@
+"""Encrypted external image: AES-128-CTR per chunk, then AES-CMAC over its place and ciphertext."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC
+
+from mcuflow.codegen.context import CodegenError
+from mcuflow.codegen.external import HEADER, MAGIC, TAG_BYTES, ExternalLayout
+from mcuflow.codegen.names import Naming
+from mcuflow.errors import McuflowError
+
+KEY_BYTES = 16
+KEY_FILE = "external_key.bin"
+"""Where the shipped storage implementations read the key at run time (host and QEMU)."""
+ENCRYPTED_VERSION = 2
+"""The image format version of an encrypted image (a plain one is external.FORMAT_VERSION)."""
+NONCE_BYTES = 12
+ENCRYPTED_HEADER_BYTES = HEADER.size + NONCE_BYTES
+"""HEADER, then the nonce: the first 12 bytes of every CTR counter block of the image."""
+CRYPTO_FILES = ("mcuflow_crypto.h", "mcuflow_crypto.c")
+"""The AES-128, CTR and CMAC sources of an encrypting project (templates/common)."""
+KEY_HINT = (f"make a {KEY_BYTES}-byte key file with `head -c {KEY_BYTES} /dev/urandom > key.bin`"
+            " and pass --external-key key.bin (keep it out of the project directory)")
+_CTR_LABEL = b"mcuflow ctr key\0"
+_MAC_LABEL = b"mcuflow mac key\0"
+
+
+def read_key(path: Path) -> bytes:
+    """The 16 key bytes of file `path`, or McuflowError with a hint to make one."""
+    try:
+        key = Path(path).read_bytes()
+    except OSError as error:
+        raise McuflowError(f"cannot read the external key '{path}': {error.strerror}",
+                           KEY_HINT) from None
+    if len(key) != KEY_BYTES:
+        raise McuflowError(f"the external key '{path}' holds {len(key)} bytes, not {KEY_BYTES}",
+                           KEY_HINT)
+    return key
+
+
+def _aes_block(key: bytes, block: bytes) -> bytes:
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def derived_keys(key: bytes) -> tuple[bytes, bytes]:
+    """The CTR key and the CMAC key: AES-128 of two fixed labels under the user's key."""
+    if len(key) != KEY_BYTES:
+        raise CodegenError(f"the external key must be {KEY_BYTES} bytes, not {len(key)}")
+    return _aes_block(key, _CTR_LABEL), _aes_block(key, _MAC_LABEL)
+
+
+def image_nonce(key: bytes, layout: ExternalLayout) -> bytes:
+    """The image's nonce: HMAC-SHA256 under the key of the payload digest and the layout id.
+
+    Deterministic; two different payloads under one key get different nonces (short of an
+    HMAC collision), so no counter block is used twice with one key.
+    """
+    message = b"mcuflow nonce" + layout.payload_sha256 + struct.pack("<I", layout.layout_id)
+    return hmac.new(key, message, hashlib.sha256).digest()[:NONCE_BYTES]
+
+
+def chunk_tag(mac_key: bytes, nonce: bytes, layout_id: int, index: int, offset: int,
+              ciphertext: bytes) -> bytes:
+    """The chunk's CMAC tag: a chunk of another image, place or model does not verify.
+
+    The message is the nonce and layout id, then chunk index, payload offset, size and format
+    version, then the ciphertext.
+    """
+    cmac = CMAC(algorithms.AES(mac_key))
+    cmac.update(nonce + struct.pack("<I", layout_id))
+    cmac.update(struct.pack("<4I", index, offset, len(ciphertext), ENCRYPTED_VERSION))
+    cmac.update(ciphertext)
+    return cmac.finalize()
+
+
+def counter_block(nonce: bytes, offset: int) -> bytes:
+    """The CTR counter block of the payload's 16 bytes at `offset`: nonce, block index."""
+    return nonce + struct.pack(">I", offset // 16)
+
+
+def encrypted_image(layout: ExternalLayout, plain: bytes, key: bytes) -> bytes:
+    """The image of an encrypting build, from the plain payload `plain`.
+
+    Its header with the nonce, then per chunk the AES-128-CTR ciphertext followed by its tag.
+    """
+    ctr_key, mac_key = derived_keys(key)
+    nonce = image_nonce(key, layout)
+    out = bytearray(encrypted_header(layout) + nonce)
+    for index, chunk in enumerate(layout.chunks):
+        encryptor = Cipher(algorithms.AES(ctr_key),
+                           modes.CTR(counter_block(nonce, chunk.offset))).encryptor()
+        sealed = encryptor.update(plain[chunk.offset:chunk.offset + chunk.size])
+        out += sealed + chunk_tag(mac_key, nonce, layout.layout_id, index, chunk.offset, sealed)
+    return bytes(out)
+
+
+def encrypted_header(layout: ExternalLayout) -> bytes:
+    """HEADER of an encrypted image: version 2, the header with the nonce, the bytes after it."""
+    stored = layout.external_bytes + TAG_BYTES * len(layout.chunks)
+    return HEADER.pack(MAGIC, ENCRYPTED_VERSION, ENCRYPTED_HEADER_BYTES, stored,
+                       layout.layout_id, len(layout.chunks))
+
+
+def staging_source(layout: ExternalLayout, naming: Naming, alignment: int) -> list[str]:
+    """model.c's staging buffer and chunk functions of an encrypted image.
+
+    They check the image, fetch the key and open (verify, then decrypt) each chunk after its
+    read.
+    """
+    staging, count = naming.symbol("staging"), len(layout.chunks)
+    table = ", ".join(f"{{{c.offset}u, {c.half * layout.half_bytes}u, {c.size}u}}"
+                      for c in layout.chunks)
+    return [
+        "/* External weights, encrypted: each external step's chunk (ciphertext, then its CMAC",
+        " * tag) is read into one half of the staging buffer while the step before computes on",
+        " * the other half, then verified and decrypted in place before its step runs. */",
+        f"static uint8_t {staging}[{naming.macro('STAGING_BYTES')}] "
+        f"MCUFLOW_ALIGNED({alignment});",
+        f"static int {naming.symbol('image_checked')} = 0;",
+        f"static uint8_t {naming.symbol('image_nonce')}[MCUFLOW_NONCE_BYTES];",
+        f"static mcuflow_image_keys_t {naming.symbol('image_keys')};",
+        "/* Per chunk: its payload offset, where it is staged, its size (the tag follows). */",
+        f"static const uint32_t {naming.symbol('chunks')}[{count}][3] = {{{table}}};",
+        f"static uint32_t {naming.symbol('pending')} = {count}u; /* the chunk being read */",
+        "",
+        *_next_chunk_source(layout, naming),
+        *_check_source(layout, naming),
+        *_first_chunk_source(layout, naming),
+    ]
+
+
+def _next_chunk_source(layout: ExternalLayout, naming: Naming) -> list[str]:
+    staging, chunks = naming.symbol("staging"), naming.symbol("chunks")
+    pending, count = naming.symbol("pending"), len(layout.chunks)
+    return [
+        "/* Wait for the pending chunk, verify and decrypt it; begin reading chunk `next`",
+        f" * ({count}: nothing more to read). */",
+        f"static int {naming.symbol('next_chunk')}(uint32_t next)",
+        "{",
+        "    if (mcuflow_storage_wait() != 0) {",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        f"    if ({pending} < {count}u) {{",
+        f"        const uint32_t *chunk = {chunks}[{pending}];",
+        f"        const uint32_t index = {pending};",
+        f"        {pending} = {count}u;",
+        f"        if (mcuflow_image_open(&{naming.symbol('image_keys')}, index, chunk[0], "
+        f"{staging} + chunk[1], chunk[2]) != 0) {{",
+        "            return MCUFLOW_ERROR_TAG;",
+        "        }",
+        "    }",
+        f"    if (next < {count}u) {{",
+        f"        const uint32_t *chunk = {chunks}[next];",
+        f"        if (mcuflow_storage_begin_read({ENCRYPTED_HEADER_BYTES}u + chunk[0] + "
+        f"{TAG_BYTES}u * next, {staging} + chunk[1], chunk[2] + {TAG_BYTES}u) != 0) {{",
+        "            return MCUFLOW_ERROR_STORAGE;",
+        "        }",
+        f"        {pending} = next;",
+        "    }",
+        "    return MCUFLOW_OK;",
+        "}",
+        "",
+    ]
+
+
+def _check_source(layout: ExternalLayout, naming: Naming) -> list[str]:
+    fields = struct.unpack_from("<5I", encrypted_header(layout), 4)
+    return [
+        "/* The image header: magic, then little-endian format version (2: encrypted), header",
+        " * size, stored payload size, layout id and chunk count; then the nonce. */",
+        f"static int {naming.symbol('check_image')}(void)",
+        "{",
+        f"    static const uint32_t expected[{len(fields)}] = "
+        f"{{{', '.join(f'{v}u' for v in fields)}}};",
+        f"    uint8_t header[{ENCRYPTED_HEADER_BYTES}];",
+        "    if (mcuflow_storage_read(0u, header, sizeof header) != 0) {",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        "    if (memcmp(header, \"MCFX\", 4) != 0) {",
+        "        return MCUFLOW_ERROR_IMAGE;",
+        "    }",
+        f"    for (int i = 0; i < {len(fields)}; ++i) {{",
+        "        const uint8_t *field = header + 4 + 4 * i;",
+        "        const uint32_t value = (uint32_t)field[0] | ((uint32_t)field[1] << 8) |",
+        "                               ((uint32_t)field[2] << 16) | ((uint32_t)field[3] << 24);",
+        "        if (value != expected[i]) {",
+        "            return MCUFLOW_ERROR_IMAGE;",
+        "        }",
+        "    }",
+        f"    memcpy({naming.symbol('image_nonce')}, header + {HEADER.size}, "
+        "MCUFLOW_NONCE_BYTES);",
+        "    return MCUFLOW_OK;",
+        "}",
+        "",
+    ]
+
+
+def _first_chunk_source(layout: ExternalLayout, naming: Naming) -> list[str]:
+    checked = naming.symbol("image_checked")
+    return [
+        "/* Check the image once; derive the keys from mcuflow_external_key() (every inference,",
+        " * the key itself wiped at once); forget any read an earlier run left pending when it",
+        " * failed, then begin reading the first chunk. */",
+        f"static int {naming.symbol('first_chunk')}(void)",
+        "{",
+        "    uint8_t key[16];",
+        "    int status;",
+        f"    if (!{checked}) {{",
+        f"        status = {naming.symbol('check_image')}();",
+        "        if (status != MCUFLOW_OK) {",
+        "            return status;",
+        "        }",
+        f"        {checked} = 1;",
+        "    }",
+        "    status = mcuflow_external_key(key) != 0 ? MCUFLOW_ERROR_KEY : MCUFLOW_OK;",
+        "    if (status == MCUFLOW_OK) {",
+        f"        mcuflow_image_keys_init(&{naming.symbol('image_keys')}, key, "
+        f"{naming.symbol('image_nonce')}, {naming.macro('EXTERNAL_LAYOUT_ID')});",
+        "    }",
+        "    mcuflow_wipe(key, sizeof key);",
+        "    if (status != MCUFLOW_OK) {",
+        "        return status;",
+        "    }",
+        "    if (mcuflow_storage_wait() != 0) {",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        f"    {naming.symbol('pending')} = {len(layout.chunks)}u;",
+        f"    return {naming.symbol('next_chunk')}(0u);",
+        "}",
+        "",
+    ]

@@ -1,0 +1,34 @@
+"""Measured instructions per byte of verifying and decrypting an encrypted external image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcuflow.errors import McuflowError
+
+
+@dataclass(frozen=True)
+class CryptoCost:
+    """Instructions per external byte read: AES-CMAC check plus AES-128-CTR decryption."""
+
+    core: str
+    instructions_per_byte: float
+    source: str
+
+
+_SOURCE = ("measured on QEMU by bench/external_crypto.py: mobilenet_v2_like(32, 0.35, 10), "
+           "plain and encrypted image, instruction difference / external bytes read "
+           "(mcuflow_crypto.c at -O2, arm-none-eabi-gcc)")
+COSTS = {
+    "cortex-m4": CryptoCost("cortex-m4", 261.2, _SOURCE),
+    "cortex-m0": CryptoCost("cortex-m0", 482.5, _SOURCE),
+}
+"""Per core: the figure bench/external_crypto.py printed."""
+
+
+def crypto_instructions_per_byte(core: str) -> float:
+    """Instructions to verify and decrypt one byte of an encrypted image on `core`."""
+    if core not in COSTS:
+        raise McuflowError(f"no measured encryption cost for {core}",
+                           f"measured cores: {', '.join(COSTS)}")
+    return COSTS[core].instructions_per_byte
