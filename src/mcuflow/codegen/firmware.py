@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from mcuflow.errors import McuflowError
-from mcuflow.hw.board import Board
+from mcuflow.hw.board import Board, TierKind
 from mcuflow.hw.memory_map import CODE_REGION, RAM_REGION, MemoryRegion, UartKind, region
 
 ARENA_SECTION = ".bss.mcuflow_arena"
@@ -46,10 +46,33 @@ class Firmware:
     io: Io = Io.SEMIHOSTING
     arena_region: str | None = None
     weights_region: str | None = None
+    xip: MemoryRegion | None = None
+    """The window an external weights image is read from by memcpy (memory-mapped storage),
+    whatever the map: QEMU's PSRAM holding the image, say. None: the board's region for the
+    plan's tier (XIP_REGIONS) on the board's own map, else a file through semihosting."""
 
 
 QEMU_SEMIHOSTING = Firmware()
 """The firmware `verify --target` runs: QEMU's MPS2 map, records through semihosting files."""
+
+
+XIP_REGIONS: dict[TierKind, str] = {TierKind.QSPI_FLASH: "qspi"}
+"""The board region a memory-mapped external tier is read through (execute in place)."""
+
+
+def xip_region(board: Board | None, firmware: Firmware, tier: str) -> MemoryRegion | None:
+    """The window the external image on `tier` is read from, or None (a storage driver).
+
+    `firmware.xip` when given; on the board's own map, the region XIP_REGIONS names for a
+    memory-mapped tier of `board`; otherwise None.
+    """
+    if firmware.xip is not None:
+        return firmware.xip
+    kind = TierKind(tier)
+    if (board is None or firmware.memory_map is not MemoryMap.BOARD or kind not in XIP_REGIONS
+            or not board.has_tier(kind) or not board.tier(kind).memory_mapped):
+        return None
+    return region(board.regions, XIP_REGIONS[kind])
 
 
 @dataclass(frozen=True)

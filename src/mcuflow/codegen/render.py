@@ -800,7 +800,7 @@ def _state_readme(graph: Graph, naming: Naming) -> list[str]:
             "sequence."]
 
 
-def _external_readme(sources: ModelSources) -> list[str]:
+def _external_readme(sources: ModelSources, storage: str) -> list[str]:
     """The README section of a model whose constants partly live in an external image."""
     external, n = sources.external, sources.naming
     if external is None:
@@ -810,8 +810,7 @@ def _external_readme(sources: ModelSources) -> list[str]:
         "",
         f"{external.external_bytes} bytes of constants (`{n.macro('EXTERNAL_BYTES')}`, "
         f"{len(external.chunks)} layers) live in `{IMAGE_FILE}` on the {external.tier}, not in",
-        f"flash. Put the file on the storage and implement `{STORAGE_HEADER}` for your board",
-        "(the project's implementation reads a file: stdio on the host, semihosting on QEMU).",
+        f"flash, read through `{STORAGE_HEADER}`. {storage}",
         f"Each layer's chunk is read into a static staging buffer of {external.staging_bytes} "
         f"bytes of SRAM (`{n.macro('STAGING_BYTES')}`, two halves: the next chunk is requested "
         "while the current layer runs). The first inference checks the image's header.",
@@ -854,8 +853,12 @@ def _encrypted_readme(external: ExternalLayout) -> list[str]:
 
 
 def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_bytes: int,
-                  model_files: list[str]) -> str:
-    """README.md: what is in the directory and how to put the model into a project."""
+                  model_files: list[str], storage: str) -> str:
+    """README.md: what is in the directory and how to put the model into a project.
+
+    `storage` says which storage implementation a model with external weights ships and what
+    the user must do for it.
+    """
     naming = sources.naming
     return "\n".join([
         f"# {c_comment(graph.name)}: generated C (mcuflow, target `{target.name}`)",
@@ -884,7 +887,7 @@ def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_byt
         "Inputs and outputs are row-major; int8 values use the scale and zero point above",
         "(real = scale * (q - zero_point)). The call is not reentrant (one static arena).",
         "",
-        *_external_readme(sources),
+        *_external_readme(sources, storage),
         f"## Build and run (target `{target.name}`: {target.description})",
         "",
         target.build,

@@ -37,12 +37,14 @@ import numpy as np
 
 from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.external_crypto import KEY_FILE
+from mcuflow.codegen.firmware import Firmware
 from mcuflow.codegen.project import GeneratedProject, generate_project
 from mcuflow.codegen.render import TensorSpec
 from mcuflow.errors import McuflowError, ToolchainError
 from mcuflow.frontends.tflite_reader import load_int8_model
 from mcuflow.hw.board import Board, get_board, get_core_model
 from mcuflow.hw.costmodel import op_cost
+from mcuflow.hw.memory_map import MemoryRegion
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.plan import Plan
 from mcuflow.memory.planner import plan_memory
@@ -67,6 +69,10 @@ EXIT_REASONS = {2: "could not read input.bin or write its outputs through semiho
                 3: "an inference failed (report.txt's run line has its status)"}
 # The board each Cortex-M target is measured on when none is given (its figures size the build
 # and give the clock); each holds every shared model. The RP2040's Cortex-M0+ runs M0 code.
+PSRAM_ORIGINS = {"mps2-an385": 0x2100_0000, "mps2-an386": 0x2100_0000, "mps2-an500": 0x6000_0000}
+"""Where QEMU's MPS2 machines map their 16 MiB PSRAM (QEMU hw/arm/mps2.c, the memory map
+comment): the window a memory-mapped (XIP) image is loaded into with -device loader."""
+PSRAM_BYTES = 16 << 20
 DEFAULT_BOARDS = {"cortex-m0": "rp2040", "cortex-m0plus": "rp2040", "cortex-m3": "nucleo-f207zg",
                   "cortex-m4": "nucleo-f429zi", "cortex-m7": "nucleo-f767zi"}
 
@@ -137,22 +143,42 @@ def exit_message(code: int) -> str:
     return EXIT_REASONS.get(code, f"the firmware exited with status {code}")
 
 
+def psram_window(target: str) -> MemoryRegion:
+    """The PSRAM of the QEMU machine `target` runs on, as the window of an XIP image."""
+    machine = cortex_m_core(target).machine
+    if machine not in PSRAM_ORIGINS:
+        raise McuflowError(f"QEMU's {machine} ({target}) has no PSRAM window mcuflow knows",
+                           f"run memory-mapped storage on {', '.join(PSRAM_ORIGINS)}")
+    return MemoryRegion("psram", PSRAM_ORIGINS[machine], PSRAM_BYTES, True,
+                        f"QEMU hw/arm/mps2.c: {machine} PSRAM (16 MiB)")
+
+
+def _image_args(image: Path | None, address: int | None) -> list[str]:
+    """QEMU's generic loader putting `image` raw at `address` (none without an address)."""
+    if image is None or address is None:
+        return []
+    return ["-device", f"loader,file={Path(image).absolute()},addr=0x{address:08X},force-raw=on"]
+
+
 def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
              output_specs: Sequence[TensorSpec], timeout: float = RUN_TIMEOUT_S,
-             image: Path | None = None, key: bytes | None = None) -> QemuRun:
+             image: Path | None = None, key: bytes | None = None, *,
+             image_address: int | None = None) -> QemuRun:
     """Run the firmware `elf` of `target` on QEMU over many inferences at once.
 
     `inputs[i]` holds graph input i of every run stacked on a leading axis; the outputs come
     back the same way, with the firmware's report (ticks per run, calibration, stack). `image`
-    (a model with external weights) is copied as IMAGE_FILE where semihosting reads it, `key`
-    (an encrypted image's) written as KEY_FILE beside it.
+    (a model with external weights) is copied as IMAGE_FILE where semihosting reads it, or with
+    `image_address` loaded into emulated memory there (memory-mapped storage); `key` (an
+    encrypted image's) is written as KEY_FILE beside it.
     """
-    command = [find_qemu(), *cortex_m_core(target).qemu_flags, "-kernel", str(Path(elf).absolute())]
+    command = [find_qemu(), *cortex_m_core(target).qemu_flags, "-kernel", str(Path(elf).absolute()),
+               *_image_args(image, image_address)]
     runs = len(inputs[0])
     with tempfile.TemporaryDirectory(prefix="mcuflow-qemu-") as scratch:
         directory = Path(scratch)
         (directory / "input.bin").write_bytes(input_records(inputs))
-        if image is not None:
+        if image is not None and image_address is None:
             shutil.copyfile(image, directory / IMAGE_FILE)
         if key is not None:
             (directory / KEY_FILE).write_bytes(key)
@@ -284,7 +310,7 @@ def model_macs(graph: Graph) -> int:
 
 def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, runs: int = 10,
                    seed: int = 0, profile: bool = False, *, timeout: float = RUN_TIMEOUT_S,
-                   external_key: bytes | None = None) -> CortexMResult:
+                   external_key: bytes | None = None, xip: bool = False) -> CortexMResult:
     """Build the C of `plan` for `target`, run `runs` random inputs on QEMU, compare to the bit.
 
     The linker script is sized by `board` (a model that does not fit raises McuflowError).
@@ -292,18 +318,23 @@ def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, ru
     stack) and, when `profile`, the instructions of every layer (a second, profiling build run
     on the first input). The runs go in chunks (host.compare_runs), one QEMU boot each, so
     memory does not depend on `runs`. `external_key` encrypts an encrypted plan's image and is
-    given to the firmware as KEY_FILE.
+    given to the firmware as KEY_FILE. With `xip` the image is read as memory-mapped storage
+    (mcuflow_storage_xip.c) from the machine's PSRAM, where QEMU loads it (psram_window).
     """
     check_runs(runs)
     board = _board(board)
     core = cortex_m_core(target)
+    window = psram_window(target) if xip else None
+    address = None if window is None else window.origin
     with tempfile.TemporaryDirectory(prefix="mcuflow-cortexm-") as scratch:
         project = generate_project(graph, plan, Path(scratch) / "project", target=target,
-                                   board=board, external_key=external_key)
+                                   board=board, external_key=external_key,
+                                   firmware=Firmware(xip=window))
         elf = build_cortexm(project.path, target)
         image = external_image(project.path)
         runner = QemuChunks(lambda inputs: run_qemu(elf, target, inputs, project.outputs,
-                                                    timeout, image, external_key))
+                                                    timeout, image, external_key,
+                                                    image_address=address))
         mismatches = compare_runs(graph, runs, seed, runner,
                                   order=plan.order_in(graph)).mismatches
         sizes = elf_sizes(elf)
@@ -311,7 +342,7 @@ def verify_cortexm(graph: Graph, plan: Plan, target: str, board: Board | str, ru
         if profile:
             profiled = build_cortexm(project.path, target, profile=True)
             first = run_qemu(profiled, target, runner.first, project.outputs, timeout, image,
-                             external_key)
+                             external_key, image_address=address)
             layers = _layer_profiles(plan, project, first.report, 1)
     return measured_result(Measurement(graph, plan, target, core.machine, board, runs,
                                        mismatches, sizes, project.weight_bytes), runner, layers)

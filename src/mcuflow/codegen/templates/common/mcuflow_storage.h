@@ -2,12 +2,13 @@
  * its image (weights_external.bin: a header, then one chunk per external layer).
  *
  * Implement these functions for your board (SD card, SPI flash); every one returns 0 on
- * success. The project ships a file-backed implementation for the host and a semihosting one
- * for QEMU. Offsets are bytes from the start of the image.
+ * success. The project ships a file-backed implementation for the host, a semihosting one
+ * for QEMU, or, when the image sits in memory-mapped flash (QSPI in XIP mode), one that copies
+ * from that window (mcuflow_storage_xip.c). Offsets are bytes from the start of the image.
  *
  * The model calls mcuflow_storage_begin_read() for the next layer's chunk and computes the
  * current layer meanwhile, then mcuflow_storage_wait() before using it: a DMA implementation
- * overlaps the transfer with computation; a synchronous one (both shipped ones) completes the
+ * overlaps the transfer with computation; a synchronous one (every shipped one) completes the
  * read inside begin_read and returns 0 from wait. At most one read is pending; wait returns 0
  * at once when none is.
  */
