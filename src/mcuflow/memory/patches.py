@@ -152,23 +152,14 @@ def _spatially_constant(shape: tuple[int, ...]) -> bool:
 
 def find_stages(graph: Graph) -> list[Stage]:
     """Every prefix of the graph's op order that can run patch by patch, shortest first."""
-    return find_segments(graph, 0)
-
-
-def find_segments(graph: Graph, start: int) -> list[Stage]:
-    """Every run of ops from index `start` on that can run patch by patch, shortest first.
-
-    Its ops read one activation from before it (the source: the input image for a prefix, a
-    tensor an earlier op wrote otherwise) and hand on one tensor.
-    """
     stages: list[Stage] = []
     uses = graph.uses()
     produced: list[str] = []
     sources: set[str] = set()
-    for index, op in enumerate(graph.operators[start:], start):
+    for index, op in enumerate(graph.operators):
         if not _is_local(graph, op):
             break
-        sources |= {n for n in op.inputs if uses.producer.get(n, -1) < start
+        sources |= {n for n in op.inputs if n not in uses.producer
                     and not graph.tensors[n].is_constant}
         produced.extend(op.outputs)
         if len(sources) != 1 or any(n in graph.outputs for n in produced):
@@ -176,8 +167,7 @@ def find_segments(graph: Graph, start: int) -> list[Stage]:
         escaping = [n for n in produced
                     if any(c > index for c in uses.consumers.get(n, ()))]
         if escaping == [op.outputs[0]] and graph.tensors[escaping[0]].shape[1] > 1:
-            stages.append(Stage(tuple(range(start, index + 1)), next(iter(sources)),
-                                escaping[0]))
+            stages.append(Stage(tuple(range(index + 1)), next(iter(sources)), escaping[0]))
     return stages
 
 
@@ -536,11 +526,7 @@ def _full(graph: Graph, name: str) -> Region:
 
 
 def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
-    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact).
-
-    The ops before the stage (a segment after the graph's start, see find_segments) and after
-    it keep their order around the stage's rewrite.
-    """
+    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact)."""
     if choice.mode is PatchMode.CACHED and choice.cols != 1:
         raise PatchError(f"cached patches run in full-width bands, not {choice.cols} columns",
                          "pass a grid of R x 1 for the cached mode")
@@ -548,8 +534,8 @@ def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
             for n in (*op.inputs, *op.outputs)} | set(graph.inputs) | set(graph.outputs)
     stage_ops = [graph.operators[i] for i in stage.ops]
     kept |= {n for op in stage_ops for n in op.inputs if graph.tensors[n].is_constant}
-    patched = Graph(graph.name, {n: t for n, t in graph.tensors.items() if n in kept},
-                    graph.operators[:stage.ops[0]], list(graph.inputs), list(graph.outputs))
+    patched = Graph(graph.name, {n: t for n, t in graph.tensors.items() if n in kept}, [],
+                    list(graph.inputs), list(graph.outputs))
     source = [_Piece(stage.source, _full(graph, stage.source))]
     rewrite = _Rewrite(Tracer(graph, stage), patched, {stage.source: source})
     if choice.mode is PatchMode.RECOMPUTE:
@@ -557,7 +543,7 @@ def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
     else:
         ends = _cached(rewrite, stage, choice.rows)
     _assemble(rewrite, stage.end, ends)
-    patched.operators.extend(graph.operators[stage.ops[-1] + 1:])
+    patched.operators.extend(op for i, op in enumerate(graph.operators) if i not in stage.ops)
     verify_graph(patched)
     return patched
 
