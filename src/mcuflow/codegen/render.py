@@ -341,6 +341,8 @@ def _reader_declarations(header: _Header, inputs: list[TensorSpec]) -> None:
     streamed = [i for i, spec in enumerate(inputs) if spec.offset < 0]
     for i in streamed:
         header.define(f"INPUT_{i}_STREAMED", 1)
+    header.lines.append("/* Each input's N, H, W, C extents: the dimensions of a reader's box. */")
+    header.define("INPUT_DIMS_LIST", "{" + ", ".join(map(_list, _window_dims(inputs))) + "}")
     header.lines += [
         "/* Streamed inputs are never held whole in the arena: the model reads the windows it",
         " * needs through the input reader. A reader copies the box begin[d] .. begin[d] +",
@@ -355,12 +357,16 @@ def _reader_declarations(header: _Header, inputs: list[TensorSpec]) -> None:
     ]
 
 
+def _window_dims(inputs: list[TensorSpec]) -> list[list[int]]:
+    """Each input's N, H, W, C extents (1, 1, 1, 1 for an input of another rank)."""
+    return [list(spec.shape) if len(spec.shape) == 4 else [1, 1, 1, 1] for spec in inputs]
+
+
 def _reader_source(inputs: list[TensorSpec], naming: Naming) -> list[str]:
     """The input reader's state, the default reader and its setter."""
     reader, current = naming.symbol("input_reader"), naming.symbol("streamed_inputs")
     context, kind = naming.symbol("input_reader_context"), naming.symbol("input_reader_t")
     default = naming.symbol("copy_input_window")
-    dims = [list(spec.shape) if len(spec.shape) == 4 else [1, 1, 1, 1] for spec in inputs]
     return [
         f"static const void *const *{current} = NULL;",
         "",
@@ -368,8 +374,7 @@ def _reader_source(inputs: list[TensorSpec], naming: Naming) -> list[str]:
         f"static int {default}(int index, const int32_t begin[4], const int32_t size[4], "
         "void *dest, void *context)",
         "{",
-        f"    static const int32_t dims[{len(inputs)}][4] = "
-        f"{{{', '.join(_list(d) for d in dims)}}};",
+        f"    static const int32_t dims[{len(inputs)}][4] = {naming.macro('INPUT_DIMS_LIST')};",
         "    const int32_t *d = dims[index];",
         f"    const uint8_t *source = (const uint8_t *){current}[index];",
         "    uint8_t *out = (uint8_t *)dest;",

@@ -13,6 +13,14 @@
  *                 stack <bytes>                        peak stack since reset
  *                 end <status>                         0 when every record ran
  *
+ * Records are read at their place in input.bin (SYS_SEEK, SYS_READ): record k starts at
+ * k x MCUFLOW_INPUT_TOTAL_BYTES and, within it, input i after the bytes of inputs 0 .. i - 1.
+ * An input held in the arena is read there before each inference (the model's zero-copy
+ * interface). A streamed input (--input streamed) never is, nor has it a buffer here: the
+ * model's input reader, set to read_window, reads each window it asks for straight from the
+ * record in input.bin, one seek and read per contiguous run, so an image larger than the
+ * SRAM runs. Those reads happen inside the inference and count in its ticks.
+ *
  * Ticks come from mcuflow_timing.c: SysTick at the processor clock under QEMU, where with
  * -icount shift=0 ticks x (instructions per tick, measured by the calibration loop) = executed
  * instructions, to within one tick.
@@ -22,10 +30,20 @@
 #include "mcuflow_cortexm.h"
 #include "mcuflow_model.h"
 #include "mcuflow_records.h"
+#define MCUFLOW_DRIVER_READS_STREAMED 1 /* streamed inputs: read_window, no record buffer */
 #include "mcuflow_arena_records.h"
 #ifdef MCUFLOW_EXTERNAL_BYTES
 #include "mcuflow_storage.h"
 #endif
+
+#define MCUFLOW_SYS_SEEK 0x0A
+#define MCUFLOW_SYS_FLEN 0x0C
+
+/* input.bin and the number of the record being run. */
+typedef struct {
+    int32_t handle;
+    uint32_t record;
+} input_file_t;
 
 static int32_t file_open(const char *name, int32_t mode)
 {
@@ -42,6 +60,20 @@ static uint32_t file_read(int32_t handle, void *data, uint32_t size)
 {
     const uint32_t block[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)data, size};
     return size - (uint32_t)mcuflow_semihost(MCUFLOW_SYS_READ, block);
+}
+
+/* Nonzero when `size` bytes at byte `position` of the file were read into `data`. */
+static int file_read_at(int32_t handle, uint32_t position, void *data, uint32_t size)
+{
+    const uint32_t block[2] = {(uint32_t)handle, position};
+    return mcuflow_semihost(MCUFLOW_SYS_SEEK, block) == 0 && file_read(handle, data, size) == size;
+}
+
+/* The file's length in bytes, or -1. */
+static int32_t file_length(int32_t handle)
+{
+    const uint32_t block[1] = {(uint32_t)handle};
+    return mcuflow_semihost(MCUFLOW_SYS_FLEN, block);
 }
 
 /* Nonzero when every byte was written. */
@@ -99,19 +131,103 @@ static void report_calibration(int32_t report)
     (void)file_write(report, line, mcuflow_calibration_line(line));
 }
 
-/* The bytes of one record read into the model's inputs (short at the end of the file). */
-static uint32_t read_record(int32_t input)
+/* Where input `index` of record `record` starts in input.bin. */
+static uint32_t input_position(uint32_t record, int index)
 {
-    uint32_t total = 0;
+    uint32_t position = record * (uint32_t)MCUFLOW_INPUT_TOTAL_BYTES;
+    for (int i = 0; i < index; ++i) {
+        position += mcuflow_input_bytes[i];
+    }
+    return position;
+}
+
+/* The inputs of the record held in the arena read there (streamed ones have no place: NULL);
+ * nonzero when every byte was read. */
+static int read_record(const input_file_t *file)
+{
     for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
-        const uint32_t got = file_read(input, mcuflow_record_input(i), mcuflow_input_bytes[i]);
-        total += got;
-        if (got != mcuflow_input_bytes[i]) {
-            break;
+        void *place = mcuflow_record_input(i);
+        if (place != NULL && !file_read_at(file->handle, input_position(file->record, i), place,
+                                           mcuflow_input_bytes[i])) {
+            return 0;
         }
     }
-    return total;
+    return 1;
 }
+
+#if MCUFLOW_STREAMED_INPUTS
+/* Nonzero when the box begin .. begin + size - 1 is non-empty and inside `dims`. */
+static int box_inside(const int32_t dims[4], const int32_t begin[4], const int32_t size[4])
+{
+    for (int d = 0; d < 4; ++d) {
+        if (begin[d] < 0 || size[d] <= 0 || begin[d] + size[d] > dims[d]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The outermost dimension of the box's runs, contiguous in the record: every dimension inside
+ * it is whole. Their bytes go to *run. */
+static int run_dimension(const int32_t dims[4], const int32_t size[4], uint32_t *run)
+{
+    int first = 3;
+    *run = (uint32_t)size[3];
+    while (first > 0 && size[first] == dims[first]) {
+        --first;
+        *run *= (uint32_t)size[first];
+    }
+    return first;
+}
+
+/* Offset in the input (row-major, one byte an element) of the element begin + at. */
+static uint32_t element_offset(const int32_t dims[4], const int32_t begin[4], const int32_t at[4])
+{
+    uint32_t offset = 0;
+    for (int d = 0; d < 4; ++d) {
+        offset = offset * (uint32_t)dims[d] + (uint32_t)(begin[d] + at[d]);
+    }
+    return offset;
+}
+
+/* `at` stepped to the next run over dimensions 0 .. first - 1; 0 after the last run. */
+static int next_run(int32_t at[4], const int32_t size[4], int first)
+{
+    for (int d = first - 1; d >= 0; --d) {
+        if (++at[d] < size[d]) {
+            return 1;
+        }
+        at[d] = 0;
+    }
+    return 0;
+}
+
+/* The model's input reader: the box of streamed input `index` read from the current record of
+ * input.bin (`context`, an input_file_t) into `dest`, one run at a time; nonzero when the box
+ * is outside the input or a read fails. */
+static int read_window(int index, const int32_t begin[4], const int32_t size[4], void *dest,
+                       void *context)
+{
+    static const int32_t all_dims[MCUFLOW_INPUT_COUNT][4] = MCUFLOW_INPUT_DIMS_LIST;
+    const input_file_t *file = (const input_file_t *)context;
+    const int32_t *dims = all_dims[index];
+    if (!box_inside(dims, begin, size)) {
+        return 1;
+    }
+    uint32_t run;
+    const int first = run_dimension(dims, size, &run);
+    const uint32_t base = input_position(file->record, index);
+    int32_t at[4] = {0, 0, 0, 0};
+    uint8_t *out = (uint8_t *)dest;
+    do {
+        if (!file_read_at(file->handle, base + element_offset(dims, begin, at), out, run)) {
+            return 1;
+        }
+        out += run;
+    } while (next_run(at, size, first));
+    return 0;
+}
+#endif
 
 /* Nonzero when every output was written. */
 static int write_record(int32_t output)
@@ -124,28 +240,42 @@ static int write_record(int32_t output)
     return 1;
 }
 
-/* Run every record of input.bin; 0 on success, 2 on an I/O error, 3 when a kernel failed. */
+/* One inference on the record read, timed and reported, then its outputs written: 0, or 2 on
+ * an I/O error, 3 when it failed. */
+static int run_record(int32_t output, int32_t report)
+{
+    const uint64_t start = mcuflow_ticks_now();
+    const int status = mcuflow_record_invoke();
+    const uint64_t numbers[2] = {mcuflow_ticks_now() - start, (uint64_t)status};
+    report_line(report, "run", numbers, 2);
+    if (status != MCUFLOW_OK) {
+        return 3;
+    }
+    return write_record(output) ? 0 : 2;
+}
+
+/* Run every record of input.bin; 0 on success, 2 on an I/O error (or a partial record), 3 when
+ * an inference failed. */
 static int run_records(int32_t input, int32_t output, int32_t report)
 {
-    for (;;) {
-        const uint32_t got = read_record(input);
-        if (got == 0u) {
-            return 0;
-        }
-        if (got != MCUFLOW_INPUT_TOTAL_BYTES) {
+    const int32_t length = file_length(input);
+    if (length < 0 || (uint32_t)length % MCUFLOW_INPUT_TOTAL_BYTES != 0u) {
+        return 2;
+    }
+    input_file_t file = {input, 0u};
+#if MCUFLOW_STREAMED_INPUTS
+    (void)mcuflow_model_set_input_reader(read_window, &file);
+#endif
+    for (; file.record < (uint32_t)length / MCUFLOW_INPUT_TOTAL_BYTES; ++file.record) {
+        if (!read_record(&file)) {
             return 2;
         }
-        const uint64_t start = mcuflow_ticks_now();
-        const int status = mcuflow_record_invoke();
-        const uint64_t numbers[2] = {mcuflow_ticks_now() - start, (uint64_t)status};
-        report_line(report, "run", numbers, 2);
-        if (status != MCUFLOW_OK) {
-            return 3;
-        }
-        if (!write_record(output)) {
-            return 2;
+        const int status = run_record(output, report);
+        if (status != 0) {
+            return status;
         }
     }
+    return 0;
 }
 
 int main(void)
