@@ -13,13 +13,13 @@
  *                 stack <bytes>                        peak stack since reset
  *                 end <status>                         0 when every record ran
  *
- * Records are read at their place in input.bin (SYS_SEEK, SYS_READ): record k starts at
- * k x MCUFLOW_INPUT_TOTAL_BYTES and, within it, input i after the bytes of inputs 0 .. i - 1.
- * An input held in the arena is read there before each inference (the model's zero-copy
- * interface). A streamed input (--input streamed) never is, nor has it a buffer here: the
- * model's input reader, set to read_window, reads each window it asks for straight from the
- * record in input.bin, one seek and read per contiguous run, so an image larger than the
- * SRAM runs. Those reads happen inside the inference and count in its ticks.
+ * Records are read one after the other into the model's inputs in the arena (its zero-copy
+ * interface). A model with a streamed input reads each record at its place in input.bin
+ * (SYS_SEEK, SYS_READ): record k starts at k x MCUFLOW_INPUT_TOTAL_BYTES and, within it,
+ * input i after the bytes of inputs 0 .. i - 1. A streamed input (--input streamed) is never
+ * in the arena, nor has it a buffer here: the model's input reader, set to read_window, reads
+ * each window it asks for straight from the record in input.bin, one seek and read per
+ * contiguous run, so an image larger than the SRAM runs. Those reads happen inside the inference and count in its ticks.
  *
  * Ticks come from mcuflow_timing.c: SysTick at the processor clock under QEMU, where with
  * -icount shift=0 ticks x (instructions per tick, measured by the calibration loop) = executed
@@ -36,14 +36,13 @@
 #include "mcuflow_storage.h"
 #endif
 
-#define MCUFLOW_SYS_SEEK 0x0A
-#define MCUFLOW_SYS_FLEN 0x0C
-
+#if MCUFLOW_STREAMED_INPUTS
 /* input.bin and the number of the record being run. */
 typedef struct {
     int32_t handle;
     uint32_t record;
 } input_file_t;
+#endif
 
 static int32_t file_open(const char *name, int32_t mode)
 {
@@ -62,19 +61,6 @@ static uint32_t file_read(int32_t handle, void *data, uint32_t size)
     return size - (uint32_t)mcuflow_semihost(MCUFLOW_SYS_READ, block);
 }
 
-/* Nonzero when `size` bytes at byte `position` of the file were read into `data`. */
-static int file_read_at(int32_t handle, uint32_t position, void *data, uint32_t size)
-{
-    const uint32_t block[2] = {(uint32_t)handle, position};
-    return mcuflow_semihost(MCUFLOW_SYS_SEEK, block) == 0 && file_read(handle, data, size) == size;
-}
-
-/* The file's length in bytes, or -1. */
-static int32_t file_length(int32_t handle)
-{
-    const uint32_t block[1] = {(uint32_t)handle};
-    return mcuflow_semihost(MCUFLOW_SYS_FLEN, block);
-}
 
 /* Nonzero when every byte was written. */
 static int file_write(int32_t handle, const void *data, uint32_t size)
@@ -131,6 +117,21 @@ static void report_calibration(int32_t report)
     (void)file_write(report, line, mcuflow_calibration_line(line));
 }
 
+#if MCUFLOW_STREAMED_INPUTS
+/* Nonzero when `size` bytes at byte `position` of the file were read into `data`. */
+static int file_read_at(int32_t handle, uint32_t position, void *data, uint32_t size)
+{
+    const uint32_t block[2] = {(uint32_t)handle, position};
+    return mcuflow_semihost(MCUFLOW_SYS_SEEK, block) == 0 && file_read(handle, data, size) == size;
+}
+
+/* The file's length in bytes, or -1. */
+static int32_t file_length(int32_t handle)
+{
+    const uint32_t block[1] = {(uint32_t)handle};
+    return mcuflow_semihost(MCUFLOW_SYS_FLEN, block);
+}
+
 /* Where input `index` of record `record` starts in input.bin. */
 static uint32_t input_position(uint32_t record, int index)
 {
@@ -155,7 +156,6 @@ static int read_record(const input_file_t *file)
     return 1;
 }
 
-#if MCUFLOW_STREAMED_INPUTS
 /* Nonzero when the box begin .. begin + size - 1 is non-empty and inside `dims`. */
 static int box_inside(const int32_t dims[4], const int32_t begin[4], const int32_t size[4])
 {
@@ -240,6 +240,7 @@ static int write_record(int32_t output)
     return 1;
 }
 
+#if MCUFLOW_STREAMED_INPUTS
 /* One inference on the record read, timed and reported, then its outputs written: 0, or 2 on
  * an I/O error, 3 when it failed. */
 static int run_record(int32_t output, int32_t report)
@@ -263,9 +264,7 @@ static int run_records(int32_t input, int32_t output, int32_t report)
         return 2;
     }
     input_file_t file = {input, 0u};
-#if MCUFLOW_STREAMED_INPUTS
     (void)mcuflow_model_set_input_reader(read_window, &file);
-#endif
     for (; file.record < (uint32_t)length / MCUFLOW_INPUT_TOTAL_BYTES; ++file.record) {
         if (!read_record(&file)) {
             return 2;
@@ -277,6 +276,45 @@ static int run_records(int32_t input, int32_t output, int32_t report)
     }
     return 0;
 }
+#else
+/* The bytes of one record read into the model's inputs (short at the end of the file). */
+static uint32_t read_record(int32_t input)
+{
+    uint32_t total = 0;
+    for (int i = 0; i < MCUFLOW_INPUT_COUNT; ++i) {
+        const uint32_t got = file_read(input, mcuflow_record_input(i), mcuflow_input_bytes[i]);
+        total += got;
+        if (got != mcuflow_input_bytes[i]) {
+            break;
+        }
+    }
+    return total;
+}
+
+/* Run every record of input.bin; 0 on success, 2 on an I/O error, 3 when a kernel failed. */
+static int run_records(int32_t input, int32_t output, int32_t report)
+{
+    for (;;) {
+        const uint32_t got = read_record(input);
+        if (got == 0u) {
+            return 0;
+        }
+        if (got != MCUFLOW_INPUT_TOTAL_BYTES) {
+            return 2;
+        }
+        const uint64_t start = mcuflow_ticks_now();
+        const int status = mcuflow_record_invoke();
+        const uint64_t numbers[2] = {mcuflow_ticks_now() - start, (uint64_t)status};
+        report_line(report, "run", numbers, 2);
+        if (status != MCUFLOW_OK) {
+            return 3;
+        }
+        if (!write_record(output)) {
+            return 2;
+        }
+    }
+}
+#endif
 
 int main(void)
 {

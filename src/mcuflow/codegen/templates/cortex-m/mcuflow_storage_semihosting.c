@@ -11,7 +11,6 @@
 #ifndef MCUFLOW_EXTERNAL_IMAGE
 #define MCUFLOW_EXTERNAL_IMAGE "weights_external.bin"
 #endif
-#define MCUFLOW_SYS_SEEK 0x0A
 
 static int32_t image = -1;
 static uint64_t bytes_read = 0;
