@@ -214,7 +214,7 @@ class _Context:
         """Patches allowed where needed (the fewest instructions that fit), as asked otherwise."""
         r = self.request
         return PatchRequest(sram_budget=r.sram_budget, max_overhead=r.max_overhead,
-                            streamed_input=r.streamed_input)
+                            streamed_input=r.streamed_input, out_of_core=r.out_of_core)
 
     @property
     def reference(self) -> float:

@@ -364,7 +364,8 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
     """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime.
 
     With `patches`, the patch search too (patches_json); with `fitted` whose --fit applied an
-    option, `fit` (fit_json). `plan_hash` is plan_hash of the rest.
+    option, `fit` (fit_json); an out-of-core plan's `external_steps` and, with `fitted`, its
+    `external` figures (external_json). `plan_hash` is plan_hash of the rest.
     """
     operators = plan.graph.operators
     data: dict[str, object] = {
@@ -387,6 +388,8 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
         data["fit"] = fit_json(fitted)
     if plan.external is not None:
         data["external_steps"] = sorted(plan.external.steps)
+        if fitted is not None:
+            data["external"] = external_json(fitted.analysis)
     return {**data, "plan_hash": plan_hash(data)}
 
 

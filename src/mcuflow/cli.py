@@ -344,7 +344,7 @@ def plan_command(
         plot_arena(analysis.plan, plot, analysis.report.staging_bytes)
     plan = api.plan_to_json(analysis.plan, analysis.patches, fitted)
     if as_json:
-        _print_json({**plan, "external": api.external_json(analysis)})
+        _print_json(plan)
         return
     table = Table(title=f"Memory plan of {analysis.graph.name}")
     for column in ("buffer", "offset", "size", "steps"):

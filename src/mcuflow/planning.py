@@ -122,14 +122,24 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     if tier is None:
         return None
     limit = chunk_limit(board)
-    plan, search = plan_model(split_wide_layers(graph, int(limit * SPLIT_SHARE)), request,
-                              board.sram_bytes - state - 2 * limit, build.core, dsp=build.dsp)
+    split = split_wide_layers(graph, int(limit * SPLIT_SHARE))
+    if _movable(split, limit) < constants - _flash_capacity(board):
+        return None
+    plan, search = plan_model(split, request, board.sram_bytes - state - 2 * limit, build.core,
+                              dsp=build.dsp)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit)
     if layout is None:
         return None
     return _analysis(graph, build, plan, search, layers, _flash(plan, layers, pool, build, layout),
                      layout)
+
+
+def _movable(graph: Graph, limit: int) -> int:
+    """Bytes of the constants of the ops whose constants fit one staging half (`limit`)."""
+    sizes = [sum(graph.tensors[n].nbytes for n in op.inputs if graph.tensors[n].is_constant)
+             for op in graph.operators]
+    return sum(size for size in sizes if size <= limit)
 
 
 def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build,

@@ -36,7 +36,7 @@ def report_of(model: Path, board: str, *options: str) -> dict[str, object]:
 @pytest.mark.parametrize(("model", "overflows", "options"), [
     ("vww_96_int8.tflite", "fits_sram", ["--patches", "off"]),
     ("vww_96_int8.tflite", "fits_flash", []),
-    ("ad01_int8.tflite", "fits_flash", []),
+    ("ad01_int8.tflite", "fits_flash", ["--external", "off"]),
 ])
 def test_require_fit_exits_1_after_the_json_report(model: str, overflows: str,
                                                    options: list[str]) -> None:
@@ -86,9 +86,9 @@ def test_compile_for_the_host_checks_the_fit_against_the_board(tmp_path: Path) -
 
 def test_compile_names_the_flash_overflow(tmp_path: Path) -> None:
     model = SHARED_MODELS / "ad01_int8.tflite"
-    report = report_of(model, "nucleo-f091rc")
+    report = report_of(model, "nucleo-f091rc", "--external", "off")
     out = tmp_path / "fw"
-    done = run_mcuflow(["compile", model, "-b", "nucleo-f091rc", "-o", out])
+    done = run_mcuflow(["compile", model, "-b", "nucleo-f091rc", "-o", out, "--external", "off"])
     assert done.code == 2 and len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith(f"mcuflow: error: 'ad01_int8' does not fit nucleo-f091rc: "
                                   f"needs {report['flash_bytes']:,} B of flash for ")

@@ -33,11 +33,15 @@ def _aligned(nbytes: int) -> int:
     return -(-nbytes // ALIGNMENT) * ALIGNMENT
 
 
+def _c_dtype(ctype: str) -> np.dtype:
+    if ctype not in _C_DTYPES:
+        raise CodegenError(f"no external layout for C type {ctype}")
+    return np.dtype(_C_DTYPES[ctype])
+
+
 def c_bytes(array: CArray) -> bytes:
     """The bytes of `array` as the C compiler lays it out on a little-endian core."""
-    if array.ctype not in _C_DTYPES:
-        raise CodegenError(f"no external layout for C type {array.ctype}")
-    return np.asarray(array.values).astype(_C_DTYPES[array.ctype]).tobytes()
+    return np.asarray(array.values).astype(_c_dtype(array.ctype)).tobytes()
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,19 @@ def payload(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> bytes:
     return bytes(out)
 
 
+def payload_digest(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> bytes:
+    """SHA-256 of payload(chunks, pool), hashed array by array (the payload is never whole)."""
+    data = {array.symbol: array for array in pool.arrays}
+    digest, at = hashlib.sha256(), 0
+    for chunk in chunks:
+        for array in chunk.arrays:
+            digest.update(bytes(chunk.offset + array.offset - at))
+            digest.update(c_bytes(data[array.symbol]))
+            at = chunk.offset + array.offset + array.nbytes
+    digest.update(bytes(sum(chunk.size for chunk in chunks) - at))
+    return digest.digest()
+
+
 def _struct_fields(layers: Sequence[LayerCode]) -> dict[str, set[str]]:
     """Per struct symbol of any layer's definitions, the identifiers its initialiser names."""
     fields: dict[str, set[str]] = {}
@@ -158,7 +175,7 @@ def _chunk_arrays(arrays: list[CArray]) -> tuple[tuple[ExternalArray, ...], int]
     """The arrays laid out one after another, each aligned; and the chunk's size."""
     laid, offset = [], 0
     for array in arrays:
-        nbytes = len(c_bytes(array))
+        nbytes = array.values.size * _c_dtype(array.ctype).itemsize
         laid.append(ExternalArray(array.symbol, array.ctype, offset, nbytes))
         offset = _aligned(offset + nbytes)
     return tuple(laid), offset
@@ -174,14 +191,18 @@ def external_layout(plan: Plan, layers: Sequence[LayerCode], pool: ConstantPool
     if plan.external is None:
         return None
     users = _users(layers, pool)
+    owned: dict[int, list[CArray]] = {}
+    for array in pool.arrays:
+        if len(users[array.symbol]) == 1:
+            owned.setdefault(next(iter(users[array.symbol])), []).append(array)
     chunks: list[ExternalChunk] = []
     for step in sorted(plan.external.steps):
-        own = [a for a in pool.arrays if users[a.symbol] == {step}]
+        own = owned.get(step, [])
         if own:
             arrays, size = _chunk_arrays(own)
             offset = sum(chunk.size for chunk in chunks)
             chunks.append(ExternalChunk(step, offset, size, len(chunks) % 2, arrays))
     if not chunks:
         return None
-    return ExternalLayout(plan.external.tier, tuple(chunks),
-                          hashlib.sha256(payload(chunks, pool)).digest(), plan.external.encrypted)
+    return ExternalLayout(plan.external.tier, tuple(chunks), payload_digest(chunks, pool),
+                          plan.external.encrypted)

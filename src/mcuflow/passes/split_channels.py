@@ -29,7 +29,8 @@ def split_wide_layers(graph: Graph, max_weight_bytes: int) -> Graph:
     layer), each group is reduced right after it is computed and the reductions concatenated:
     the wide output is never whole in memory.
     """
-    graph = graph.copy()
+    graph = Graph(graph.name, dict(graph.tensors), list(graph.operators), list(graph.inputs),
+                  list(graph.outputs))  # the constants are shared, never written
     for op in [op for op in graph.operators if _too_wide(graph, op, max_weight_bytes)]:
         _reduce_in_groups(graph, _split(graph, op, _group_size(graph, op, max_weight_bytes)))
     return graph

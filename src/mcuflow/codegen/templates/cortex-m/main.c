@@ -19,7 +19,8 @@
  * input i after the bytes of inputs 0 .. i - 1. A streamed input (--input streamed) is never
  * in the arena, nor has it a buffer here: the model's input reader, set to read_window, reads
  * each window it asks for straight from the record in input.bin, one seek and read per
- * contiguous run, so an image larger than the SRAM runs. Those reads happen inside the inference and count in its ticks.
+ * contiguous run, so an image larger than the SRAM runs. Those reads happen inside the
+ * inference and count in its ticks.
  *
  * Ticks come from mcuflow_timing.c: SysTick at the processor clock under QEMU, where with
  * -icount shift=0 ticks x (instructions per tick, measured by the calibration loop) = executed
