@@ -13,6 +13,7 @@ from mcuflow.ir import zoo
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.planning import Build, analyze_graph
 from mcuflow.toolchain.qemu import verify_cortexm
+from mcuflow.toolchain.uart import verify_board
 from tests.support import run_cli_output
 from tests.unit.test_out_of_core import small_flash
 
@@ -32,6 +33,14 @@ def test_the_external_constants_run_bit_exact_within_the_linked_flash(board_id: 
     assert result.flash_bytes <= FLASH
     assert abs(result.flash_bytes - report.flash_bytes) <= 0.03 * result.flash_bytes
     assert result.ram_bytes <= board.sram_bytes
+
+
+def test_the_board_firmware_reads_its_image_on_the_boards_machine() -> None:
+    board = small_flash("nucleo-f207zg", FLASH)
+    analysis = analyze_graph(zoo.mobilenet_v2(48, 0.35, 100), Build(board), PatchRequest())
+    assert analysis.report.external_reads > 0
+    result = verify_board(analysis.graph, analysis.plan, board, runs=RUNS, seed=5)
+    assert result.bit_exact and result.machine == "netduino2"
 
 
 def test_compile_writes_the_image_and_reports_the_reads(tmp_path: Path,

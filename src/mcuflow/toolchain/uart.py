@@ -73,11 +73,16 @@ def qemu_command(machine: BoardMachine, elf: Path) -> list[str]:
 
 
 def run_uart(elf: Path, machine: BoardMachine, inputs: Sequence[np.ndarray],
-             output_specs: Sequence[TensorSpec], timeout: float) -> QemuRun:
-    """Run every record of `inputs` (stacked per graph input) through the firmware's UART."""
+             output_specs: Sequence[TensorSpec], timeout: float, cwd: Path | None = None
+             ) -> QemuRun:
+    """Run every record of `inputs` (stacked per graph input) through the firmware's UART.
+
+    QEMU runs in `cwd`, where semihosting finds the external weights image of a project that
+    has one (the project's own directory).
+    """
     runs = len(inputs[0])
     process = subprocess.Popen(qemu_command(machine, elf), stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
     watchdog = threading.Timer(timeout, process.kill)
     watchdog.start()
     try:
@@ -143,7 +148,7 @@ def verify_board(graph: Graph, plan: Plan, board: Board, runs: int = 10, seed: i
                                    board=board, firmware=BOARD_FIRMWARE)
         elf = build_cortexm(project.path, target)
         runner = QemuChunks(lambda inputs: run_uart(elf, machine, inputs, project.outputs,
-                                                    timeout))
+                                                    timeout, project.path))
         mismatches = compare_runs(graph, runs, seed, runner,
                                   order=plan.order_in(graph)).mismatches
         sizes = elf_sizes(elf)
