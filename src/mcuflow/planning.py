@@ -10,7 +10,7 @@ from mcuflow.codegen.external import ExternalLayout, external_layout
 from mcuflow.codegen.firmware import Io
 from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.render import emit_layers
-from mcuflow.codegen.targets import CORTEX_M, get_target
+from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.hw.kernel_code import FlashEstimate
@@ -25,6 +25,9 @@ from mcuflow.passes.split_channels import split_wide_layers
 FLASH_PASSES = 4
 """Rounds of step choice an out-of-core plan gets to bring the flash estimate within flash (the
 arrays' alignment makes the flash freed differ from the chunks' bytes by a few bytes)."""
+FLASH_MARGIN = 0.02
+"""Share of the board's flash an out-of-core plan leaves free: the flash estimate is within 3 %
+of the linked ELF, and moving a little more to external storage is cheap."""
 SPLIT_SHARE = 0.75
 """A split layer's group of weights takes at most this share of a staging half: the rest holds
 its bias, requantisation constants and the kernels' weight packing."""
@@ -113,8 +116,9 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
 
     Layers whose weights exceed one staging half are split into groups of output channels
     (passes.split_channels); the patch search plans within the SRAM left beside the staging
-    buffer; the steps read from external storage are the fewest bytes that bring the
-    firmware within flash (memory.tiers.choose_steps).
+    buffer and the firmware's stack reserve; the steps read from external storage are the
+    fewest bytes that bring the firmware within flash less FLASH_MARGIN
+    (memory.tiers.choose_steps).
     """
     board = build.board
     constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
@@ -125,8 +129,8 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     split = split_wide_layers(graph, int(limit * SPLIT_SHARE))
     if _movable(split, limit) < constants - _flash_capacity(board):
         return None
-    plan, search = plan_model(split, request, board.sram_bytes - state - 2 * limit, build.core,
-                              dsp=build.dsp)
+    budget = board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES
+    plan, search = plan_model(split, request, budget, build.core, dsp=build.dsp)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit)
     if layout is None:
@@ -148,15 +152,16 @@ def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, bui
     plan.external = ExternalWeights(tier, frozenset(range(len(plan.steps))))
     every = external_layout(plan, layers, pool)
     chunks = {c.step: c.size for c in every.chunks if c.size <= limit} if every else {}
+    capacity = int(_flash_capacity(build.board) * (1 - FLASH_MARGIN))
     flash = _flash(plan, layers, pool, build)
-    overflow = flash.total - _flash_capacity(build.board) if flash else 0
+    overflow = flash.total - capacity if flash else 0
     for _ in range(FLASH_PASSES):
         steps = choose_steps(chunks, overflow)
         if not steps:
             break
         plan.external = ExternalWeights(tier, steps)
         layout = external_layout(plan, layers, pool)
-        excess = _flash(plan, layers, pool, build, layout).total - _flash_capacity(build.board)
+        excess = _flash(plan, layers, pool, build, layout).total - capacity
         if excess <= 0:
             return layout
         overflow += excess
