@@ -13,7 +13,13 @@ Models: MobileNetV2-0.35-128 (the study's model, 1.66 M parameters) and MobileNe
   suite) and the instructions of one inference.
 Then the goals of issue 13, each PASS or FAIL from this run's numbers.
 
-Run: .venv/bin/python bench/out_of_core.py [--json] [--no-qemu] (QEMU runs take minutes).
+With --sweep, models it was never shaped on instead: the MLPerf Tiny models (../shared/models)
+and mcuflow's zoo graphs, each planned for a NUCLEO-F429ZI (Cortex-M4, DSP kernels) and a
+NUCLEO-F091RC (Cortex-M0) whose flash is cut to SWEEP_SHARE of the firmware's own flash, then
+run on QEMU within those limits: what moved out, and bit-exactness.
+
+Run: .venv/bin/python bench/out_of_core.py [--json] [--no-qemu] [--sweep] (QEMU runs take
+minutes).
 """
 
 from __future__ import annotations
@@ -22,15 +28,33 @@ import argparse
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from mcuflow import api
 from mcuflow.errors import McuflowError
+from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.hw.board import Board, TierKind, get_board
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph
+from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.planning import Build, analyze_graph
 from mcuflow.toolchain.qemu import verify_cortexm
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "models" / "mlperf_tiny"
+SWEEP_MODELS: dict[str, Callable[[], Graph]] = {
+    "ad01": lambda: read_tflite(SHARED / "ad01_int8.tflite"),
+    "kws_ref": lambda: read_tflite(SHARED / "kws_ref_model.tflite"),
+    "resnet": lambda: read_tflite(SHARED / "pretrainedResnet_quant.tflite"),
+    "vww_96": lambda: read_tflite(SHARED / "vww_96_int8.tflite"),
+    "str_ww": lambda: read_tflite(SHARED / "str_ww_ref_model.tflite"),
+    "squeezenet_like": lambda: zoo.squeezenet_like(64),
+    "mobilenet_v3_like": lambda: zoo.mobilenet_v3_like(64),
+    "resnet_like": lambda: zoo.resnet_like(32),
+}
+SWEEP_BOARDS = (("cortex-m4", "nucleo-f429zi"), ("cortex-m0", "nucleo-f091rc"))
+SWEEP_SHARE = 0.6
 
 MODELS: dict[str, Callable[[], Graph]] = {
     "mobilenet_v2_0.35_128": lambda: zoo.mobilenet_v2(128, 0.35),
@@ -136,12 +160,51 @@ def goals(rows: list[Row]) -> list[tuple[str, bool]]:
     ]
 
 
+def smaller_flash(board: Board, flash: int) -> Board:
+    """`board` with `flash` bytes of on-chip flash."""
+    tiers = tuple(replace(t, size_bytes=flash) if t.kind is TierKind.ONCHIP_FLASH else t
+                  for t in board.tiers)
+    return replace(board, flash_bytes=flash, tiers=tiers)
+
+
+def sweep_line(name: str, target: str, board_id: str) -> str:
+    """One model on one board cut to SWEEP_SHARE of its flash: what moved, and QEMU's verdict."""
+    graph = SWEEP_MODELS[name]()
+    whole = analyze_graph(graph, Build(get_board(board_id), target), PatchRequest()).report
+    board = smaller_flash(get_board(board_id), int(whole.flash_bytes * SWEEP_SHARE))
+    analysis = analyze_graph(graph, Build(board, target), PatchRequest())
+    report = analysis.report
+    head = (f"{name:18} {target:10} {whole.flash_bytes:>9,} -> {board.flash_bytes:>9,} "
+            f"{report.flash_bytes:>9,} {report.external_image_bytes:>9,} "
+            f"{report.external_reads:>5}")
+    if not analysis.fits:
+        why = " and ".join(w for w, ok in (("flash", report.fits_flash),
+                                            ("SRAM", report.fits_sram)) if not ok) or "arena"
+        return f"{head}  does not fit ({why})"
+    result = verify_cortexm(analysis.graph, analysis.plan, target, board, RUNS, 0)
+    return (f"{head}  {'bit-exact' if result.bit_exact else 'MISMATCH'}, ELF flash "
+            f"{result.flash_bytes:,}")
+
+
+def sweep() -> None:
+    """Every SWEEP_MODELS model on every SWEEP_BOARDS board, one line each."""
+    print(f"{'model':18} {'core':10} {'flash':>9}    {'cut to':>9} {'firmware':>9} "
+          f"{'external':>9} {'reads':>5}  QEMU")
+    for target, board_id in SWEEP_BOARDS:
+        for name in SWEEP_MODELS:
+            print(sweep_line(name, target, board_id), flush=True)
+
+
 def main() -> None:
     """Measure every case, print the table and the goals."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-qemu", action="store_true")
+    parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
+    if args.sweep:
+        sweep()
+        return
     with tempfile.TemporaryDirectory(prefix="mcuflow-ooc-") as scratch:
         rows = [measure(model, board, Path(scratch), not args.no_qemu) for model, board in CASES]
     if args.json:
