@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mcuflow.codegen.context import CArray, CodegenError, ConstantPool, LayerCode
+from mcuflow.codegen.names import Naming
 from mcuflow.memory.plan import Plan
 
 IMAGE_FILE = "weights_external.bin"
@@ -206,3 +207,35 @@ def external_layout(plan: Plan, layers: Sequence[LayerCode], pool: ConstantPool
         return None
     return ExternalLayout(plan.external.tier, tuple(chunks), payload_digest(chunks, pool),
                           plan.external.encrypted)
+
+
+def check_image_source(naming: Naming, fields: Sequence[int], header_bytes: int,
+                       tail: Sequence[str] = ()) -> list[str]:
+    """The C function checking an image's header: its magic, then its 32-bit words.
+
+    `fields` are the little-endian words after the magic; `tail` runs before it returns OK.
+    """
+    expected = ", ".join(f"{value}u" for value in fields)
+    return [
+        f"static int {naming.symbol('check_image')}(void)",
+        "{",
+        f"    static const uint32_t expected[{len(fields)}] = {{{expected}}};",
+        f"    uint8_t header[{header_bytes}];",
+        "    if (mcuflow_storage_read(0u, header, sizeof header) != 0) {",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        f"    if (memcmp(header, \"{MAGIC.decode()}\", {len(MAGIC)}) != 0) {{",
+        "        return MCUFLOW_ERROR_IMAGE;",
+        "    }",
+        f"    for (int i = 0; i < {len(fields)}; ++i) {{",
+        f"        const uint8_t *field = header + {len(MAGIC)} + 4 * i;",
+        "        const uint32_t value = (uint32_t)field[0] | ((uint32_t)field[1] << 8) |",
+        "                               ((uint32_t)field[2] << 16) | ((uint32_t)field[3] << 24);",
+        "        if (value != expected[i]) {",
+        "            return MCUFLOW_ERROR_IMAGE;",
+        "        }",
+        "    }",
+        *tail,
+        "    return MCUFLOW_OK;",
+        "}",
+    ]

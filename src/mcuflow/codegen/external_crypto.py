@@ -11,7 +11,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
 from mcuflow.codegen.context import CodegenError
-from mcuflow.codegen.external import HEADER, MAGIC, TAG_BYTES, ExternalLayout
+from mcuflow.codegen.external import (
+    HEADER,
+    MAGIC,
+    TAG_BYTES,
+    ExternalLayout,
+    check_image_source,
+)
 from mcuflow.codegen.names import Naming
 from mcuflow.errors import McuflowError
 
@@ -175,29 +181,9 @@ def _check_source(layout: ExternalLayout, naming: Naming) -> list[str]:
     return [
         "/* The image header: magic, then little-endian format version (2: encrypted), header",
         " * size, stored payload size, layout id and chunk count; then the nonce. */",
-        f"static int {naming.symbol('check_image')}(void)",
-        "{",
-        f"    static const uint32_t expected[{len(fields)}] = "
-        f"{{{', '.join(f'{v}u' for v in fields)}}};",
-        f"    uint8_t header[{ENCRYPTED_HEADER_BYTES}];",
-        "    if (mcuflow_storage_read(0u, header, sizeof header) != 0) {",
-        "        return MCUFLOW_ERROR_STORAGE;",
-        "    }",
-        "    if (memcmp(header, \"MCFX\", 4) != 0) {",
-        "        return MCUFLOW_ERROR_IMAGE;",
-        "    }",
-        f"    for (int i = 0; i < {len(fields)}; ++i) {{",
-        "        const uint8_t *field = header + 4 + 4 * i;",
-        "        const uint32_t value = (uint32_t)field[0] | ((uint32_t)field[1] << 8) |",
-        "                               ((uint32_t)field[2] << 16) | ((uint32_t)field[3] << 24);",
-        "        if (value != expected[i]) {",
-        "            return MCUFLOW_ERROR_IMAGE;",
-        "        }",
-        "    }",
-        f"    memcpy({naming.symbol('image_nonce')}, header + {HEADER.size}, "
-        "MCUFLOW_NONCE_BYTES);",
-        "    return MCUFLOW_OK;",
-        "}",
+        *check_image_source(naming, fields, ENCRYPTED_HEADER_BYTES, [
+            f"    memcpy({naming.symbol('image_nonce')}, header + {HEADER.size}, "
+            "MCUFLOW_NONCE_BYTES);"]),
         "",
     ]
 

@@ -43,6 +43,8 @@ _KERNELS_BANNER = f"""\
 #define MCUFLOW_KERNELS_H"""
 MARKER = "mcuflow_model.h"
 SOURCE_MODEL = "model.tflite"
+STORAGE_SYNC = ("mcuflow_storage_sync.c", "mcuflow_storage_sync.h")
+"""What the shipped storage implementations share: the synchronous begin/wait and counters."""
 STORAGE_SOURCES = {"host": "mcuflow_storage_file.c", "cortex-m": "mcuflow_storage_semihosting.c"}
 """The storage implementation each kind of target ships (templates/<kind>/<file>)."""
 XIP_SOURCE = "mcuflow_storage_xip.c"
@@ -147,14 +149,14 @@ def kernels_id() -> str:
 
 def storage_files(target: str, encrypted: bool = False, xip: MemoryRegion | None = None
                   ) -> dict[str, str]:
-    """STORAGE_HEADER and the storage implementation `target` ships.
+    """STORAGE_HEADER and the storage implementation `target` ships, with STORAGE_SYNC.
 
     A file read with stdio (host) or semihosting (Cortex-M), or on a Cortex-M target with an
     `xip` window, XIP_SOURCE reading that window. With `encrypted`, the AES-128, CTR and CMAC
     sources (CRYPTO_FILES) and the key hook's test implementation (KEY_SOURCES) too.
     """
     kind = "host" if target == "host" else "cortex-m"
-    files = {STORAGE_HEADER: template("common", STORAGE_HEADER)}
+    files = {name: template("common", name) for name in (STORAGE_HEADER, *STORAGE_SYNC)}
     if xip is None or kind == "host":
         files[STORAGE_SOURCES[kind]] = template(kind, STORAGE_SOURCES[kind])
     else:

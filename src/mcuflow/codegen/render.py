@@ -17,7 +17,13 @@ from mcuflow.codegen.context import (
 )
 from mcuflow.codegen.emit import emit_step
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
-from mcuflow.codegen.external import HEADER, IMAGE_FILE, ExternalLayout, external_layout
+from mcuflow.codegen.external import (
+    HEADER,
+    IMAGE_FILE,
+    ExternalLayout,
+    check_image_source,
+    external_layout,
+)
 from mcuflow.codegen.external_crypto import CRYPTO_FILES, encrypted_image, staging_source
 from mcuflow.codegen.names import Naming, c_comment, c_string
 from mcuflow.codegen.targets import Target
@@ -592,27 +598,7 @@ def _staging_source(external: ExternalLayout, naming: Naming) -> list[str]:
         "",
         "/* The image header: magic, then little-endian format version, header size, payload",
         " * size, layout id and chunk count. */",
-        f"static int {naming.symbol('check_image')}(void)",
-        "{",
-        f"    static const uint32_t expected[{len(fields)}] = "
-        f"{{{', '.join(f'{v}u' for v in fields)}}};",
-        f"    uint8_t header[{HEADER.size}];",
-        "    if (mcuflow_storage_read(0u, header, sizeof header) != 0) {",
-        "        return MCUFLOW_ERROR_STORAGE;",
-        "    }",
-        "    if (memcmp(header, \"MCFX\", 4) != 0) {",
-        "        return MCUFLOW_ERROR_IMAGE;",
-        "    }",
-        f"    for (int i = 0; i < {len(fields)}; ++i) {{",
-        "        const uint8_t *field = header + 4 + 4 * i;",
-        "        const uint32_t value = (uint32_t)field[0] | ((uint32_t)field[1] << 8) |",
-        "                               ((uint32_t)field[2] << 16) | ((uint32_t)field[3] << 24);",
-        "        if (value != expected[i]) {",
-        "            return MCUFLOW_ERROR_IMAGE;",
-        "        }",
-        "    }",
-        "    return MCUFLOW_OK;",
-        "}",
+        *check_image_source(naming, fields, HEADER.size),
         "",
         "/* Check the image once, then begin reading the first chunk (after any read an",
         " * earlier run left pending when it failed). */",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
@@ -29,21 +31,33 @@ def _classifier(b: GraphBuilder, x: str, classes: int) -> str:
     return b.softmax(b.fully_connected(flat, classes))
 
 
+def _inverted_residuals(b: GraphBuilder, x: str, blocks: tuple[tuple[int, int, int, int], ...],
+                        channels_of: Callable[[float], int], activation: Activation) -> str:
+    """MobileNetV2's stages of inverted residual blocks, from `x`.
+
+    Per (expansion, channels, repeats, first stride) of `blocks`: 1x1 expand, 3x3 depthwise,
+    1x1 project, and an ADD where the shapes allow.
+    """
+    for expansion, channels, repeats, first_stride in blocks:
+        out_c = channels_of(channels)
+        for index in range(repeats):
+            stride = first_stride if index == 0 else 1
+            in_c = b.graph.tensors[x].shape[3]
+            y = (b.conv2d(x, in_c * expansion, (1, 1), activation=activation) if expansion > 1
+                 else x)
+            y = b.conv2d(b.depthwise_conv2d(y, stride=stride, activation=activation), out_c,
+                         (1, 1))
+            x = b.add(x, y) if stride == 1 and in_c == out_c else y
+    return x
+
+
 def mobilenet_v2_like(size: int = 64, width: float = 0.35, classes: int = 10,
                       seed: int = 0) -> Graph:
     """MobileNetV2: inverted residual blocks (1x1 expand, 3x3 depthwise, 1x1 project, ADD)."""
     b = GraphBuilder("mobilenet_v2_like", seed)
     x = b.conv2d(b.input((1, size, size, 3), 0.02, 0), _channels(32 * width), stride=2,
                  activation=RELU)
-    for expansion, channels, repeats, first_stride in MOBILENET_V2_BLOCKS:
-        out_c = _channels(channels * width)
-        for index in range(repeats):
-            stride = first_stride if index == 0 else 1
-            in_c = b.graph.tensors[x].shape[3]
-            y = b.conv2d(x, in_c * expansion, (1, 1), activation=RELU) if expansion > 1 else x
-            y = b.depthwise_conv2d(y, stride=stride, activation=RELU)
-            y = b.conv2d(y, out_c, (1, 1))
-            x = b.add(x, y) if stride == 1 and in_c == out_c else y
+    x = _inverted_residuals(b, x, MOBILENET_V2_BLOCKS, lambda c: _channels(c * width), RELU)
     x = b.conv2d(x, _channels(1280 * width / 4), (1, 1), activation=RELU)
     return b.output(_classifier(b, x, classes)).build()
 
@@ -75,15 +89,8 @@ def mobilenet_v2(size: int = 224, width: float = 1.0, classes: int = 1000, seed:
     relu6 = Activation.RELU6
     x = b.conv2d(b.input((1, size, size, 3), 0.02, 0), _make_divisible(32 * width), stride=2,
                  activation=relu6)
-    for expansion, channels, repeats, first_stride in MOBILENET_V2_IMAGENET_BLOCKS:
-        out_c = _make_divisible(channels * width)
-        for index in range(repeats):
-            stride = first_stride if index == 0 else 1
-            in_c = b.graph.tensors[x].shape[3]
-            y = (b.conv2d(x, in_c * expansion, (1, 1), activation=relu6) if expansion > 1
-                 else x)
-            y = b.conv2d(b.depthwise_conv2d(y, stride=stride, activation=relu6), out_c, (1, 1))
-            x = b.add(x, y) if stride == 1 and in_c == out_c else y
+    x = _inverted_residuals(b, x, MOBILENET_V2_IMAGENET_BLOCKS,
+                            lambda c: _make_divisible(c * width), relu6)
     x = b.conv2d(x, _make_divisible(1280 * max(width, 1.0)), (1, 1), activation=relu6)
     return b.output(_classifier(b, x, classes)).build()
 

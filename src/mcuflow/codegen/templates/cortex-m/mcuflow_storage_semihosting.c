@@ -7,14 +7,13 @@
 
 #include "mcuflow_cortexm.h"
 #include "mcuflow_storage.h"
+#include "mcuflow_storage_sync.h"
 
 #ifndef MCUFLOW_EXTERNAL_IMAGE
 #define MCUFLOW_EXTERNAL_IMAGE "weights_external.bin"
 #endif
 
 static int32_t image = -1;
-static uint64_t bytes_read = 0;
-static uint64_t reads = 0;
 
 #if MCUFLOW_SEMIHOSTING
 static int open_image(void)
@@ -36,8 +35,7 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
         mcuflow_semihost(MCUFLOW_SYS_READ, read) != 0) {
         return -1;
     }
-    bytes_read += size;
-    reads += 1;
+    mcuflow_storage_count(size);
     return 0;
 }
 #else
@@ -50,33 +48,3 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
     return -1;
 }
 #endif
-
-int mcuflow_storage_begin_read(uint32_t offset, void *dst, uint32_t size)
-{
-    return mcuflow_storage_read(offset, dst, size);
-}
-
-int mcuflow_storage_wait(void)
-{
-    return 0;
-}
-
-uint64_t mcuflow_storage_bytes_read(void)
-{
-    return bytes_read;
-}
-
-uint64_t mcuflow_storage_reads(void)
-{
-    return reads;
-}
-
-uint64_t mcuflow_storage_bytes_written(void)
-{
-    return 0;
-}
-
-uint64_t mcuflow_storage_bytes_erased(void)
-{
-    return 0;
-}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mcuflow_storage.h"
+#include "mcuflow_storage_sync.h"
 
 #ifndef MCUFLOW_XIP_BASE
 #error "define MCUFLOW_XIP_BASE, the address the external flash is mapped at"
@@ -16,8 +17,6 @@
 #define MCUFLOW_XIP_BYTES 0xFFFFFFFFu
 #endif
 
-static uint64_t bytes_read = 0;
-static uint64_t reads = 0;
 
 int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
 {
@@ -25,37 +24,6 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
         return -1;
     }
     memcpy(dst, (const void *)(uintptr_t)(MCUFLOW_XIP_BASE + offset), size);
-    bytes_read += size;
-    reads += 1;
-    return 0;
-}
-
-int mcuflow_storage_begin_read(uint32_t offset, void *dst, uint32_t size)
-{
-    return mcuflow_storage_read(offset, dst, size);
-}
-
-int mcuflow_storage_wait(void)
-{
-    return 0;
-}
-
-uint64_t mcuflow_storage_bytes_read(void)
-{
-    return bytes_read;
-}
-
-uint64_t mcuflow_storage_reads(void)
-{
-    return reads;
-}
-
-uint64_t mcuflow_storage_bytes_written(void)
-{
-    return 0;
-}
-
-uint64_t mcuflow_storage_bytes_erased(void)
-{
+    mcuflow_storage_count(size);
     return 0;
 }

@@ -4,14 +4,13 @@
 #include <stdio.h>
 
 #include "mcuflow_storage.h"
+#include "mcuflow_storage_sync.h"
 
 #ifndef MCUFLOW_EXTERNAL_IMAGE
 #define MCUFLOW_EXTERNAL_IMAGE "weights_external.bin"
 #endif
 
 static FILE *image = NULL;
-static uint64_t bytes_read = 0;
-static uint64_t reads = 0;
 
 int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
 {
@@ -24,37 +23,6 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
     if (fseek(image, (long)offset, SEEK_SET) != 0 || fread(dst, 1, size, image) != size) {
         return -1;
     }
-    bytes_read += size;
-    reads += 1;
-    return 0;
-}
-
-int mcuflow_storage_begin_read(uint32_t offset, void *dst, uint32_t size)
-{
-    return mcuflow_storage_read(offset, dst, size);
-}
-
-int mcuflow_storage_wait(void)
-{
-    return 0;
-}
-
-uint64_t mcuflow_storage_bytes_read(void)
-{
-    return bytes_read;
-}
-
-uint64_t mcuflow_storage_reads(void)
-{
-    return reads;
-}
-
-uint64_t mcuflow_storage_bytes_written(void)
-{
-    return 0;
-}
-
-uint64_t mcuflow_storage_bytes_erased(void)
-{
+    mcuflow_storage_count(size);
     return 0;
 }

@@ -1,0 +1,10 @@
+/* The counters of mcuflow's shipped storage implementations (mcuflow_storage_sync.c). */
+#ifndef MCUFLOW_STORAGE_SYNC_H
+#define MCUFLOW_STORAGE_SYNC_H
+
+#include <stdint.h>
+
+/* Count one read of `size` bytes (mcuflow_storage_bytes_read, mcuflow_storage_reads). */
+void mcuflow_storage_count(uint32_t size);
+
+#endif /* MCUFLOW_STORAGE_SYNC_H */
