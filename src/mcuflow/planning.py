@@ -96,17 +96,17 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest) -> Analysis
         _check_streamable(graph)
     state = sum(graph.tensor(name).nbytes for name in graph.variables())  # outside the arena
     constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
-    if request.out_of_core and constants > _flash_capacity(build.board) and (
-            fitted := out_of_core(graph, build, request, state)) is not None:
+    at_once = request.out_of_core and constants > _flash_capacity(build.board)
+    if at_once and (fitted := out_of_core(graph, build, request, state)) is not None:
         return fitted
     plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
                               dsp=build.dsp)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
-    if request.out_of_core and flash is not None and flash.total > _flash_capacity(build.board):
-        fitted = out_of_core(graph, build, request, state)
-        if fitted is not None:
-            return fitted
+    if (request.out_of_core and not at_once and flash is not None
+            and flash.total > _flash_capacity(build.board)
+            and (fitted := out_of_core(graph, build, request, state)) is not None):
+        return fitted
     return _analysis(graph, build, plan, search, layers, flash)
 
 

@@ -331,11 +331,12 @@ def analyze(
             working_set_bytes=working_set, weights_location=weights.locations[index],
             latency_ms=est.latency_ms, energy_mj=est.energy_mj, kernels=tuple(functions or ()),
         ))
-    storage = (double_buffered(board, board.tier(external.tier),
-                               [layer.latency_ms for layer in layers], external.reads)
-               if external is not None else None)
     report = _report(graph, board, tuple(layers), weights, peak_ram_bytes, flash)
-    return _with_storage(report, external, storage) if external and storage else report
+    if external is None:
+        return report
+    storage = double_buffered(board, board.tier(external.tier),
+                              [layer.latency_ms for layer in layers], external.reads)
+    return _with_storage(report, external, storage)
 
 
 def _with_storage(report: Report, external: ExternalReads, storage: StorageCost) -> Report:

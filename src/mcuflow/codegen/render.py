@@ -18,6 +18,7 @@ from mcuflow.codegen.context import (
 from mcuflow.codegen.emit import emit_step
 from mcuflow.codegen.emit_dsp import DSP_HEADER, uses_dsp
 from mcuflow.codegen.external import (
+    FORMAT_VERSION,
     HEADER,
     IMAGE_FILE,
     ExternalLayout,
@@ -574,7 +575,8 @@ def _staging_source(external: ExternalLayout, naming: Naming) -> list[str]:
     """The staging buffer and the functions that check the image and read its chunks."""
     staging, checked = naming.symbol("staging"), naming.symbol("image_checked")
     first = external.chunks[0]
-    fields = [1, HEADER.size, external.external_bytes, external.layout_id, len(external.chunks)]
+    fields = [FORMAT_VERSION, HEADER.size, external.external_bytes, external.layout_id,
+              len(external.chunks)]
     return [
         "/* External weights: each external step's chunk of the image is read into one half of",
         " * the staging buffer while the step before computes on the other half. */",

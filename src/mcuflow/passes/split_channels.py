@@ -24,10 +24,11 @@ def split_wide_layers(graph: Graph, max_weight_bytes: int) -> Graph:
     It becomes ops each computing a group of its output channels from those channels' weight
     rows, bias and scales, and a CONCATENATION on the last axis writing the original output:
     the same values bit for bit, with every group's weights within the limit. Layers whose one
-    output channel alone exceeds the limit stay whole. When the output's one reader reduces
-    over other axes than the channels (MobileNet's global average pool after its widest
-    layer), each group is reduced right after it is computed and the reductions concatenated:
-    the wide output is never whole in memory.
+    output channel alone exceeds the limit stay whole, and so do codebook-compressed weights
+    (a group would lose its codebook). When the output's one reader reduces over other axes
+    than the channels (MobileNet's global average pool after its widest layer), each group is
+    reduced right after it is computed and the reductions concatenated: the wide output is
+    never whole in memory.
     """
     graph = Graph(graph.name, dict(graph.tensors), list(graph.operators), list(graph.inputs),
                   list(graph.outputs))  # the constants are shared, never written
@@ -41,7 +42,8 @@ def _too_wide(graph: Graph, op: Operator, limit: int) -> bool:
         return False
     weights = graph.tensors[op.inputs[1]]
     row_bytes = weights.nbytes // weights.shape[0]
-    return weights.is_constant and weights.nbytes > limit and row_bytes <= limit
+    return (weights.is_constant and weights.codebook is None and weights.nbytes > limit
+            and row_bytes <= limit)
 
 
 def _group_size(graph: Graph, op: Operator, limit: int) -> int:
