@@ -563,6 +563,11 @@ def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
         if external_key is not None:
             raise McuflowError("--encrypt-external makes a project, not a --library",
                                "compile without --library")
+        if plan.external is not None:
+            raise McuflowError(f"'{analysis.graph.name}' reads constants from the board's "
+                               "external storage, which a --library does not ship yet",
+                               "compile it as a project (without --library), or pick a board "
+                               "whose flash holds it")
         return generate_library(analysis.graph, analysis.plan, out_dir, naming=naming,
                                 target=target, source_model=source, force=force)
     return generate_project(analysis.graph, plan, out_dir, target=target,

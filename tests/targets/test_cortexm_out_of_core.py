@@ -57,6 +57,10 @@ def test_compile_writes_the_image_and_reports_the_reads(tmp_path: Path,
     image = (tmp_path / "out" / IMAGE_FILE).read_bytes()
     assert image[:len(MAGIC)] == MAGIC
     assert len(image) == HEADER.size + external["external_image_bytes"]
+    code, _, err = run_cli_output(capsys, ["compile", str(model), "--board", "nucleo-f207zg",
+                                           "--library", "-o", str(tmp_path / "lib")])
+    assert code == 2 and "a --library does not ship yet" in err
+    assert not (tmp_path / "lib").exists()
     code, out, err = run_cli_output(capsys, ["analyze", str(model), "--board", "nucleo-f207zg",
                                              "--external", "off", "--json"])
     report = json.loads(out)
