@@ -38,7 +38,7 @@ from mcuflow.analysis.plots import plot_format, plot_working_set
 from mcuflow.analysis.report import render_report
 from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.external_crypto import KEY_HINT, read_key
-from mcuflow.codegen.project import SOURCE_MODEL
+from mcuflow.codegen.project import SOURCE_MODEL, XIP_SOURCE
 from mcuflow.errors import McuflowError
 from mcuflow.frontends.arrays import read_npy
 from mcuflow.hw.board import load_boards
@@ -359,6 +359,14 @@ def plan_command(
     _print_fit(fitted, fit_request)
 
 
+def _storage_note(files: tuple[str, ...]) -> str:
+    """What a compiled project's storage implementation leaves to the user."""
+    if XIP_SOURCE in files:
+        return (f"{XIP_SOURCE} reads it memory-mapped: program the image at the window's "
+                "base")
+    return "implement it for your board's SD card or SPI flash"
+
+
 def _ascii(name: str) -> str:
     return name.encode("ascii", "backslashreplace").decode("ascii")[:60]
 
@@ -471,7 +479,7 @@ def compile_command(
                       f"{project.path / IMAGE_FILE} for the board's {project.external.tier}: "
                       f"{len(project.external.chunks)} chunks read per inference into a "
                       f"{project.external.staging_bytes:,} B staging buffer through "
-                      "mcuflow_storage.h (implement it for your board)")
+                      f"mcuflow_storage.h ({_storage_note(project.files)})")
         if project.external.encrypted:
             console.print("the image is encrypted (AES-128-CTR, a CMAC tag per chunk): "
                           "implement mcuflow_external_key() to give the firmware its key")
