@@ -115,6 +115,17 @@ def code_bytes(project_dir: Path, compiler: str = "gcc", opt_level: str = "-O2")
         return total
 
 
+def place_external(directory: Path, image: Path | None, key: bytes | None) -> None:
+    """Put an external image (IMAGE_FILE) and its key (KEY_FILE) where the program reads them.
+
+    `directory` is the working directory of the host binary or of QEMU (semihosting).
+    """
+    if image is not None:
+        shutil.copyfile(image, directory / IMAGE_FILE)
+    if key is not None:
+        (directory / KEY_FILE).write_bytes(key)
+
+
 def external_image(project_dir: Path) -> Path | None:
     """The project's external weights image (IMAGE_FILE), None when it has none."""
     path = Path(project_dir) / IMAGE_FILE
@@ -135,10 +146,7 @@ def run_host(binary: Path, inputs: Sequence[np.ndarray], output_specs: Sequence[
     with tempfile.TemporaryDirectory(prefix="mcuflow-run-") as scratch:
         in_path, out_path = Path(scratch) / "input.bin", Path(scratch) / "output.bin"
         in_path.write_bytes(records)
-        if image is not None:
-            shutil.copyfile(image, Path(scratch) / IMAGE_FILE)
-        if key is not None:
-            (Path(scratch) / KEY_FILE).write_bytes(key)
+        place_external(Path(scratch), image, key)
         run_tool([str(binary), str(in_path), str(out_path)], Path(scratch),
                  f"running {Path(binary).name}", env=env)
         data = out_path.read_bytes()

@@ -35,8 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mcuflow.codegen.external import IMAGE_FILE
-from mcuflow.codegen.external_crypto import KEY_FILE
 from mcuflow.codegen.firmware import Firmware
 from mcuflow.codegen.project import GeneratedProject, generate_project
 from mcuflow.codegen.render import TensorSpec
@@ -56,7 +54,7 @@ from mcuflow.toolchain.arm import (
     cortex_m_core,
     elf_sizes,
 )
-from mcuflow.toolchain.host import check_runs, compare_runs, external_image
+from mcuflow.toolchain.host import check_runs, compare_runs, external_image, place_external
 from mcuflow.toolchain.records import input_records, split_outputs
 
 QEMU = "qemu-system-arm"
@@ -178,10 +176,7 @@ def run_qemu(elf: Path, target: str, inputs: Sequence[np.ndarray],
     with tempfile.TemporaryDirectory(prefix="mcuflow-qemu-") as scratch:
         directory = Path(scratch)
         (directory / "input.bin").write_bytes(input_records(inputs))
-        if image is not None and image_address is None:
-            shutil.copyfile(image, directory / IMAGE_FILE)
-        if key is not None:
-            (directory / KEY_FILE).write_bytes(key)
+        place_external(directory, image if image_address is None else None, key)
         try:
             result = subprocess.run(command, cwd=directory, capture_output=True, text=True,
                                     timeout=timeout)
