@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,27 +122,28 @@ class ExternalLayout:
         return self.header() + payload(self.chunks, pool)
 
 
-def payload(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> bytes:
-    """The payload bytes of `chunks`, zero padded to each array's alignment."""
+def _payload_pieces(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> Iterator[bytes]:
+    """The payload of `chunks` piece by piece: zero padding, then each array's bytes."""
     data = {array.symbol: array for array in pool.arrays}
-    out = bytearray(sum(chunk.size for chunk in chunks))
+    at = 0
     for chunk in chunks:
         for array in chunk.arrays:
-            start = chunk.offset + array.offset
-            out[start:start + array.nbytes] = c_bytes(data[array.symbol])
-    return bytes(out)
+            yield bytes(chunk.offset + array.offset - at)
+            yield c_bytes(data[array.symbol])
+            at = chunk.offset + array.offset + array.nbytes
+    yield bytes(sum(chunk.size for chunk in chunks) - at)
+
+
+def payload(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> bytes:
+    """The payload bytes of `chunks`, zero padded to each array's alignment."""
+    return b"".join(_payload_pieces(chunks, pool))
 
 
 def payload_digest(chunks: Sequence[ExternalChunk], pool: ConstantPool) -> bytes:
-    """SHA-256 of payload(chunks, pool), hashed array by array (the payload is never whole)."""
-    data = {array.symbol: array for array in pool.arrays}
-    digest, at = hashlib.sha256(), 0
-    for chunk in chunks:
-        for array in chunk.arrays:
-            digest.update(bytes(chunk.offset + array.offset - at))
-            digest.update(c_bytes(data[array.symbol]))
-            at = chunk.offset + array.offset + array.nbytes
-    digest.update(bytes(sum(chunk.size for chunk in chunks) - at))
+    """SHA-256 of payload(chunks, pool), hashed piece by piece (the payload is never whole)."""
+    digest = hashlib.sha256()
+    for piece in _payload_pieces(chunks, pool):
+        digest.update(piece)
     return digest.digest()
 
 
