@@ -165,7 +165,7 @@ def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions) 
                   f"{qemu.instructions:,} instructions per inference", highlight=False)
     result = report.result
     console.print(f"search: {result.evaluated:,} candidates evaluated, {result.fit_checks:,} "
-                  f"fit checks ({result.fit_checks_per_second:,.0f} per second)",
+                  f"fit checks ({result.fit_checks_per_second:,.0f} per second per core)",
                   highlight=False)
     console.print(f"wrote {escape(str(out_dir))}/: model.onnx, model_int8.tflite, "
                   f"baseline.onnx, baseline_int8.tflite, report.json, report.html; checkpoint "

@@ -208,20 +208,20 @@ def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: Search
     supernet.load_state(net, result.supernet_state)
     winner = supernet.extract(net, arch)
     supernet.train_model(winner, parts, arch.resolution,
-                         supernet.TrainBudget(budget.finetune_epochs),
+                         supernet.TrainBudget(budget.final_epochs),
                          derived_seed(seed, "finetune", arch))
     return winner
 
 
 def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, budget: Budget,
              seed: int) -> nn.Module:
-    """The baseline trained from scratch for as many epochs as the search and fine-tune."""
+    """The baseline trained from scratch for as many epochs as the winner is fine-tuned."""
     from mcuflow.nas import supernet
 
     model = supernet.build_model(arch, space, data.input_channels, data.classes,
                                  derived_seed(seed, "baseline", arch))
     supernet.train_model(model, parts, arch.resolution,
-                         supernet.TrainBudget(budget.baseline_epochs),
+                         supernet.TrainBudget(budget.final_epochs),
                          derived_seed(seed, "baseline", arch))
     return model
 

@@ -102,9 +102,10 @@ def _comparison(report: SearchReport) -> str:
             f"{qemu.runs} random inputs, {qemu.instructions:,} instructions per inference "
             f"(about {qemu.estimated_ms:.2f} ms on the board), flash {qemu.flash_bytes:,} B, "
             f"RAM {qemu.ram_bytes:,} B.</p>"
-            "<p class=note>Both models train for the same epochs (the baseline from scratch; "
-            "the found one in the supernet, then fine-tuned), are quantised by mcuflow's PTQ "
-            "on the same calibration samples and scored on the held-out test split.</p>")
+            "<p class=note>After the search, both models train for the same epochs (the "
+            "baseline from scratch, the found one fine-tuned from the supernet), are quantised "
+            "by mcuflow's PTQ on the same calibration samples and scored on the held-out test "
+            "split.</p>")
 
 
 def _spaces(report: SearchReport) -> str:
@@ -132,7 +133,7 @@ def _pareto(report: SearchReport) -> str:
 def _search_figures(report: SearchReport) -> str:
     result = report.result
     return (f"<p>{result.evaluated:,} candidates evaluated, {result.fit_checks:,} fit checks "
-            f"through mcuflow's planner ({result.fit_checks_per_second:,.0f} per second, "
+            f"through mcuflow's planner ({result.fit_checks_per_second:,.0f} per second per core, "
             "measured). Budget: "
             + _e(", ".join(f"{name} {value}" for name, value in vars(report.budget).items()))
             + ".</p>")

@@ -38,8 +38,10 @@ class Budget:
     population: int
     generations: int
     mutation_probability: float
-    finetune_epochs: int
-    baseline_epochs: int
+    final_epochs: int
+    """Training of each final model: the winner fine-tuned from the supernet's weights, the
+    baseline from scratch. The same for both, so that the architectures are compared; the
+    supernet is the search's own cost."""
     recalibration_batches: int
 
 
@@ -55,16 +57,16 @@ class Budget:
 # 10 the default.
 _BUDGETS: tuple[tuple[float, Budget], ...] = (
     (1, Budget(supernet_epochs=1, space_samples=4, population=4, generations=2,
-               mutation_probability=0.3, finetune_epochs=1, baseline_epochs=2,
+               mutation_probability=0.3, final_epochs=2,
                recalibration_batches=2)),
     (5, Budget(supernet_epochs=8, space_samples=8, population=8, generations=4,
-               mutation_probability=0.2, finetune_epochs=5, baseline_epochs=15,
+               mutation_probability=0.2, final_epochs=15,
                recalibration_batches=4)),
     (10, Budget(supernet_epochs=18, space_samples=16, population=12, generations=6,
-                mutation_probability=0.2, finetune_epochs=10, baseline_epochs=30,
+                mutation_probability=0.2, final_epochs=30,
                 recalibration_batches=8)),
     (20, Budget(supernet_epochs=35, space_samples=24, population=16, generations=8,
-                mutation_probability=0.2, finetune_epochs=20, baseline_epochs=60,
+                mutation_probability=0.2, final_epochs=60,
                 recalibration_batches=8)),
 )
 
@@ -147,6 +149,7 @@ class SearchResult:
     evaluated: int
     fit_checks: int
     fit_checks_per_second: float
+    """Per core: the checks over the sum of their own times (_Fits)."""
 
 
 def search(split: Split, space: SearchSpace, options: SearchOptions,
@@ -305,7 +308,11 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 class _Fits:
-    """FitCheck run by the pool, cached by arch key, counting and timing the checks it runs."""
+    """FitCheck run by the pool, cached by arch key, counting and timing the checks it runs.
+
+    The time is each check's own, taken on the core that ran it: the sum over checks gives
+    the rate per core, whatever the number of workers and their dispatch overhead.
+    """
 
     def __init__(self, fitcheck: FitCheck, state: _State, pool: _Local | _Ray) -> None:
         self.shared = (pool.share(fitcheck),)
@@ -320,17 +327,19 @@ class _Fits:
         """The fit of each arch; those not checked yet are checked in one parallel batch."""
         new = list({a.key(): a for a in archs if a.key() not in self.state.fits}.values())
         if new:
-            started = time.perf_counter()
             checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in new])
-            self.state.fit_seconds += time.perf_counter() - started
+            self.state.fit_seconds += sum(seconds for _, seconds in checked)
             self.state.fit_checks += len(new)
-            self.state.fits.update((a.key(), (a, f)) for a, f in zip(new, checked, strict=True))
+            self.state.fits.update((a.key(), (a, fit))
+                                   for a, (fit, _) in zip(new, checked, strict=True))
         return [self.state.fits[arch.key()][1] for arch in archs]
 
 
-def check_fit(fitcheck: FitCheck, arch: Arch) -> Fit:
-    """One fit check: a unit of work of a worker."""
-    return fitcheck(arch)
+def check_fit(fitcheck: FitCheck, arch: Arch) -> tuple[Fit, float]:
+    """One fit check, a unit of work of a worker, and the seconds it took."""
+    started = time.perf_counter()
+    fit = fitcheck(arch)
+    return fit, time.perf_counter() - started
 
 
 def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
