@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mcuflow import api
+from mcuflow.codegen.project import generate_project
+from mcuflow.codegen.targets import STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import get_board
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.nas.fitcheck import FitCheck, Limits, bounds_of, limits_for
-from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample
+from mcuflow.nas.fitcheck import FitCheck, Limits, bounds_of, firmware_reserve, limits_for
+from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample, smallest
 from mcuflow.planning import Analysis, Build, analyze_graph
+from mcuflow.toolchain.arm import build_cortexm, elf_sizes
 
 TINY = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
 BOARDS = {"nucleo-f091rc": None, "tiny16k": TINY, "tight": TINY}
@@ -92,3 +96,21 @@ def test_limits_default_to_the_board_and_reject_nonsense() -> None:
         limits_for(build, 0, None, None)
     with pytest.raises(McuflowError):
         limits_for(build, None, None, -1.0)
+
+
+def test_firmware_reserve_holds_where_the_smallest_model_overflows_the_board(
+        tmp_path: Path) -> None:
+    """The reserve does not link the smallest architecture in the board's memory.
+
+    On 28 x 28 images that architecture does not fit the NUCLEO-F091RC unpatched, and the
+    search stopped with "the model does not fit". The reserve is what the board's linker
+    script leaves besides the arena of a model that does fit there.
+    """
+    build = api.build_for("nucleo-f091rc")
+    space = default_space(2, 8)
+    graph = arch_graph(smallest(space, min(space.widths), min(space.resolutions)), space, 1, 10)
+    plan = analyze_graph(graph, build, PatchRequest(enabled=False)).plan
+    generate_project(graph, plan, tmp_path / "fw", target=build.firmware, board=build.board)
+    static = elf_sizes(build_cortexm(tmp_path / "fw", build.firmware)).static_ram_bytes
+    expected = static - plan.arena_bytes + STACK_RESERVE_BYTES
+    assert firmware_reserve(build, default_space(2, 28), 1, 10) == expected

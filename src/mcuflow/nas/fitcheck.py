@@ -75,12 +75,13 @@ def limits_for(build: Build, sram_budget: int | None, flash_budget: int | None,
 def firmware_reserve(build: Build, space: SearchSpace, input_channels: int, classes: int) -> int:
     """SRAM the verification firmware needs beside the arena, measured from a linked ELF.
 
-    The firmware (the QEMU application the found model is verified in, under the board's
-    linker script) of the space's smallest architecture is generated and linked for the
-    build's target: its static RAM (data + bss) less the arena, plus the linker script's stack
-    reserve. Neither depends on the architecture: no buffer of the application is sized by the
-    layers (the per-layer timer marks exist only in profiling builds). 0 when the build is not
-    a Cortex-M firmware.
+    The firmware (the QEMU application the found model is verified in) of the space's
+    smallest architecture is generated and linked for the build's target: its static RAM
+    (data + bss) less the arena, plus the linker script's stack reserve. Neither depends on the
+    architecture: no buffer of the application is sized by the layers (the per-layer timer
+    marks exist only in profiling builds). The board's SRAM is grown by the arena for this
+    link: that architecture need not fit the board unpatched (on 28 x 28 images it does not
+    fit the NUCLEO-F091RC). 0 when the build is not a Cortex-M firmware.
     """
     if build.firmware not in CORTEX_M:
         return 0
@@ -89,7 +90,8 @@ def firmware_reserve(build: Build, space: SearchSpace, input_channels: int, clas
     plan = analyze_graph(graph, build, PatchRequest(enabled=False)).plan
     with tempfile.TemporaryDirectory(prefix="mcuflow-reserve-") as scratch:
         project = Path(scratch) / "firmware"
-        generate_project(graph, plan, project, target=build.firmware, board=build.board)
+        roomy = replace(build.board, sram_bytes=build.board.sram_bytes + plan.arena_bytes)
+        generate_project(graph, plan, project, target=build.firmware, board=roomy)
         static = elf_sizes(build_cortexm(project, build.firmware)).static_ram_bytes
     return static - plan.arena_bytes + STACK_RESERVE_BYTES
 
