@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -16,11 +17,15 @@ from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
 from mcuflow.nas.data import load_dataset, split  # noqa: E402
 from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
+    REFERENCE_ARCH,
+    REFERENCE_SAMPLES,
     SearchOptions,
     SearchResult,
+    SpaceChoice,
     budget_for,
     mobilenet_v2,
     search,
+    training_epochs,
 )
 from mcuflow.nas.space import arch_graph, default_space, macs  # noqa: E402
 from mcuflow.planning import analyze_graph  # noqa: E402
@@ -195,3 +200,25 @@ def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path)
     broken.write_text("{not json")
     with pytest.raises(McuflowError, match="cannot read checkpoint"):
         search(parts, space, dataclasses.replace(options, checkpoint=broken, resume=True))
+
+
+def test_training_epochs_shrink_with_the_cost_of_an_epoch() -> None:
+    """The table's epochs hold for digits; four times the samples get a quarter of them.
+
+    A costlier architecture gets fewer again, but never less than one epoch or more than the
+    row.
+    """
+    digits = split(load_dataset("digits"), seed=0)
+    assert len(digits.train.y) == REFERENCE_SAMPLES
+    native, width, resolution = REFERENCE_ARCH
+    space = default_space(2, native)
+    reference = SpaceChoice(width, resolution, 1, 1, 0.0, ())
+    assert training_epochs(60, digits, space, reference) == 60
+    repeat = np.tile(np.arange(len(digits.train.y)), 4)
+    more = dataclasses.replace(digits, train=digits.train.subset(repeat))
+    assert training_epochs(60, more, space, reference) == 15
+    wider = SpaceChoice(1.0, 16, 1, 1, 0.0, ())
+    assert 1 <= training_epochs(60, more, space, wider) < 15
+    assert training_epochs(1, more, space, wider) == 1
+    narrower = SpaceChoice(0.25, 8, 1, 1, 0.0, ())
+    assert training_epochs(60, digits, space, narrower) == 60

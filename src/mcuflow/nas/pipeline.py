@@ -25,6 +25,7 @@ from mcuflow.nas.search import (
     budget_for,
     search,
     stable_seed,
+    training_epochs,
 )
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
 from mcuflow.outputs import Manifest, write_directory
@@ -82,6 +83,15 @@ class QemuCheck:
 
 
 @dataclass(frozen=True)
+class TrainingEpochs:
+    """The epochs the budget's row gave on this data (search.training_epochs)."""
+
+    supernet: int
+    final: int
+    """Each final model's: the winner fine-tuned, the baseline from scratch."""
+
+
+@dataclass(frozen=True)
 class SearchReport:
     """Everything `mcuflow search` found and measured (report.json and report.html)."""
 
@@ -95,6 +105,7 @@ class SearchReport:
     found: Deployed
     baseline: Deployed
     qemu: QemuCheck
+    epochs: TrainingEpochs
 
     def to_json(self) -> dict[str, object]:
         """report.json: accuracies, architectures, the search's tables and figures, checks."""
@@ -119,7 +130,8 @@ class SearchReport:
             "search": {"evaluated": result.evaluated, "fit_checks": result.fit_checks,
                        "fit_checks_per_second": result.fit_checks_per_second,
                        "best_val_accuracy": result.best.accuracy},
-            "budget": dataclasses.asdict(self.budget), "minutes": options.minutes,
+            "budget": dataclasses.asdict(self.budget),
+            "epochs": dataclasses.asdict(self.epochs), "minutes": options.minutes,
             "seed": options.seed, "workers": options.workers,
         }
 
@@ -176,9 +188,11 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
 
     step(0)
     arch, base = result.best.arch, result.baseline
-    winner = _fine_tuned(result, data, parts, space, budget, options.seed)
+    epochs = TrainingEpochs(*(training_epochs(row, parts, space, result.chosen)
+                              for row in (budget.supernet_epochs, budget.final_epochs)))
+    winner = _fine_tuned(result, data, parts, space, epochs.final, options.seed)
     step(1)
-    baseline = _trained(base, data, parts, space, budget, options.seed)
+    baseline = _trained(base, data, parts, space, epochs.final, options.seed)
     step(2)
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
         found = _quantised(winner, arch, space, parts, Path(scratch) / "model")
@@ -190,7 +204,7 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     report = SearchReport(data.name, len(data.y), data.classes, options.build.board.id, options,
                           budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
-                          qemu)
+                          qemu, epochs)
     files: dict[str, str | bytes] = {
         "model.onnx": found.onnx, "model_int8.tflite": found.quantized.tflite(),
         "baseline.onnx": reference.onnx,
@@ -199,7 +213,7 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
 
 
 def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: SearchSpace,
-                budget: Budget, seed: int) -> nn.Module:
+                epochs: int, seed: int) -> nn.Module:
     """The winner with the supernet's weights, fine-tuned on the training split."""
     from mcuflow.nas import supernet
 
@@ -208,12 +222,11 @@ def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: Search
     supernet.load_state(net, result.supernet_state)
     winner = supernet.extract(net, arch)
     supernet.train_model(winner, parts, arch.resolution,
-                         supernet.TrainBudget(budget.final_epochs),
-                         derived_seed(seed, "finetune", arch))
+                         supernet.TrainBudget(epochs), derived_seed(seed, "finetune", arch))
     return winner
 
 
-def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, budget: Budget,
+def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, epochs: int,
              seed: int) -> nn.Module:
     """The baseline trained from scratch for as many epochs as the winner is fine-tuned."""
     from mcuflow.nas import supernet
@@ -221,8 +234,7 @@ def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, budget
     model = supernet.build_model(arch, space, data.input_channels, data.classes,
                                  derived_seed(seed, "baseline", arch))
     supernet.train_model(model, parts, arch.resolution,
-                         supernet.TrainBudget(budget.final_epochs),
-                         derived_seed(seed, "baseline", arch))
+                         supernet.TrainBudget(epochs), derived_seed(seed, "baseline", arch))
     return model
 
 

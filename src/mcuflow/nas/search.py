@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -16,7 +17,16 @@ import numpy as np
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, resize
 from mcuflow.nas.fitcheck import Fit, FitCheck, Limits
-from mcuflow.nas.space import Arch, SearchSpace, crossover, macs, mutate, sample
+from mcuflow.nas.space import (
+    Arch,
+    SearchSpace,
+    crossover,
+    default_space,
+    largest,
+    macs,
+    mutate,
+    sample,
+)
 from mcuflow.outputs import write_file
 from mcuflow.planning import Build
 
@@ -82,6 +92,36 @@ def budget_for(minutes: float) -> Budget:
                            "10 is the default; 1 gives a tiny search, 20 the largest")
     reached = [budget for row, budget in _BUDGETS if row <= minutes]
     return reached[-1] if reached else _BUDGETS[0][1]
+
+
+REFERENCE_SAMPLES = 1078
+"""The training split (60 %) of sklearn's 1,797 digits: the data the budget table was sized on."""
+REFERENCE_ARCH = (8, 0.75, 16)
+"""(native size, width, resolution) of the space's largest architecture the table was sized on."""
+
+
+def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: SpaceChoice) -> int:
+    """A table row's `epochs` for this data: fewer where an epoch costs more than on digits.
+
+    An epoch's cost is taken as the training samples times the MACs of the chosen space's
+    largest architecture; against the table's reference (REFERENCE_SAMPLES, REFERENCE_ARCH)
+    a costlier epoch gets proportionally fewer epochs, at least one, never more than the row.
+    So the row's minutes hold on larger images and data sets (28 x 28 images at 42 x 42 cost
+    ten times digits' epoch), and every model the search trains gets the same count.
+    """
+    data = split.train
+    work = len(data.y) * macs(largest(space, chosen.width, chosen.resolution), space,
+                              data.input_channels, data.classes)
+    scaled = round(epochs * _reference_work() / work)
+    return max(1, min(epochs, scaled))
+
+
+@functools.cache
+def _reference_work() -> int:
+    """Training samples times MACs of the table's reference (digits, 1 channel, 10 classes)."""
+    native, width, resolution = REFERENCE_ARCH
+    reference = default_space(2, native)
+    return REFERENCE_SAMPLES * macs(largest(reference, width, resolution), reference, 1, 10)
 
 
 @dataclass(frozen=True)
@@ -376,7 +416,8 @@ def _train_supernet(split: Split, space: SearchSpace, chosen: SpaceChoice, budge
 
     data = split.train
     net = Supernet(space, chosen.width, data.input_channels, data.classes)
-    train_supernet(net, space, split, chosen.resolution, TrainBudget(budget.supernet_epochs),
+    epochs = training_epochs(budget.supernet_epochs, split, space, chosen)
+    train_supernet(net, space, split, chosen.resolution, TrainBudget(epochs),
                    stable_seed(seed, "supernet"))
     return state_bytes(net)
 
