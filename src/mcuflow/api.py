@@ -395,7 +395,7 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
 
 EXTERNAL_FIELDS = ("external_tier", "external_image_bytes", "external_read_bytes",
                    "external_write_bytes", "external_reads", "erases_per_inference",
-                   "staging_bytes", "io_stall_ms", "modelled_ms", "slowdown")
+                   "staging_bytes", "io_stall_ms", "decrypt_ms", "modelled_ms", "slowdown")
 """The report's out-of-core figures (see analysis.metrics.REPORT_JSON_FIELDS)."""
 
 
@@ -464,7 +464,7 @@ def compile_model(
     if prefix is not None:
         Naming(prefix)
     fitted = fit_for_compile(model, board_id, board_file, target, quantize, firmware.io,
-                             patches, fit, fit_check)
+                             sealed_request(patches, external_key), fit, fit_check)
     return compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host", force,
                             prefix=prefix, library=library, firmware=firmware,
                             external_key=external_key)
@@ -575,6 +575,14 @@ def compile_analysis(analysis: Analysis, out_dir: Path, target: str = "host",
                             naming=naming, firmware=firmware, external_key=external_key)
 
 
+def sealed_request(patches: PatchRequest | None, external_key: bytes | None
+                   ) -> PatchRequest | None:
+    """`patches` modelling an encrypted external image when `external_key` is given."""
+    if external_key is None:
+        return patches
+    return dataclasses.replace(patches or PatchRequest(), encrypt_external=True)
+
+
 def encrypting(plan: Plan, external_key: bytes | None) -> Plan:
     """`plan` with its external image encrypted when `external_key` is given and it has one."""
     if external_key is None or plan.external is None:
@@ -628,8 +636,8 @@ def verify_model(
     A patch stage's overhead is only predicted: the host counts no instructions. With
     `external_key` the external image is encrypted (compile_analysis).
     """
-    fitted = _fitting(fit_model(model, board_id, board_file, quantize, "host", patches=patches,
-                                fit=fit), fit)
+    fitted = _fitting(fit_model(model, board_id, board_file, quantize, "host",
+                                patches=sealed_request(patches, external_key), fit=fit), fit)
     result = verify_analysis(fitted.analysis, runs, seed, sanitize, external_key)
     return Verification(result, fitted, predicted_overhead(fitted.analysis))
 
@@ -666,7 +674,8 @@ def verify_cortexm_model(
     if board_id is not None:
         board_target(get_board(board_id, board_file), target)
     board_id = board_id or default_board(target).id
-    fitted = _fitting(fit_model(model, board_id, board_file, quantize, target, patches=patches,
+    fitted = _fitting(fit_model(model, board_id, board_file, quantize, target,
+                                patches=sealed_request(patches, external_key),
                                 fit=fit), fit)
     analysis = fitted.analysis
     result = verify_cortexm(analysis.graph, encrypting(analysis.plan, external_key), target,

@@ -143,6 +143,12 @@ EncryptOption = Annotated[
                        "run time from mcuflow_external_key() (implement it from OTP or a secure "
                        "element) and a tampered chunk returns MCUFLOW_ERROR_TAG (7).")
 ]
+ModelEncryptionOption = Annotated[
+    bool, typer.Option("--encrypt-external", help="Model an encrypted external weights image "
+                       "(compile and verify take its key): the core verifies and decrypts each "
+                       "chunk it reads, at the cost per byte measured on QEMU, which "
+                       "decrypt_ms and modelled_ms include.")
+]
 ExternalKeyOption = Annotated[
     Path | None, typer.Option("--external-key", help="File of the 16-byte key of "
                               "--encrypt-external (e.g. `head -c 16 /dev/urandom > key.bin`); "
@@ -179,8 +185,10 @@ def _external_key(encrypt: bool, key_file: Path | None) -> bytes | None:
 
 
 def _patch_request(patches: str, sram_budget: int | None, max_overhead: float | None,
-                   input_mode: str, external: str) -> PatchRequest:
-    return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode, external)
+                   input_mode: str, external: str, encrypt_external: bool = False
+                   ) -> PatchRequest:
+    return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode, external,
+                              encrypt_external)
 
 
 def _print_patches(search: PatchSearch, options: bool) -> None:
@@ -273,6 +281,7 @@ def analyze_command(
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
     external: ExternalOption = "auto",
+    encrypt_external: ModelEncryptionOption = False,
     fit: FitArg = "off",
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy.
@@ -285,7 +294,7 @@ def analyze_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
                            patches=_patch_request(patches, sram_budget, max_overhead,
-                                                  input_mode, external),
+                                                  input_mode, external, encrypt_external),
                            fit=fit_request, advise=True)
     analysis = fitted.analysis
     if plot is not None:
@@ -327,6 +336,7 @@ def plan_command(
     max_overhead: MaxOverheadOption = None,
     input_mode: InputOption = "arena",
     external: ExternalOption = "auto",
+    encrypt_external: ModelEncryptionOption = False,
     fit: FitArg = "off",
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
@@ -338,7 +348,8 @@ def plan_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
                            patches=_patch_request(patches, sram_budget, max_overhead,
-                                                  input_mode, external), fit=fit_request)
+                                                  input_mode, external, encrypt_external),
+                           fit=fit_request)
     analysis = fitted.analysis
     if plot is not None:
         plot_arena(analysis.plan, plot, analysis.report.staging_bytes)
@@ -452,7 +463,7 @@ def compile_command(
     fitted = api.fit_for_compile(model, board, board_file, target,
                                  _quantize_options(calibration, scheme), firmware.io,
                                  _patch_request(patches, sram_budget, max_overhead, input_mode,
-                                                external),
+                                                external, encrypt_external),
                                  fit_request, fit_check)
     project = api.compile_analysis(fitted.analysis, out_dir, fitted.build.target or "host",
                                    force, prefix=prefix, library=library, firmware=firmware,
@@ -548,7 +559,8 @@ def verify_command(
     `litert`, `float`, or `sqnr_db` and `max_abs_error` without labels).
     """
     quantize = _quantize_options(calibration, scheme)
-    request = _patch_request(patches, sram_budget, max_overhead, input_mode, external)
+    request = _patch_request(patches, sram_budget, max_overhead, input_mode, external,
+                             encrypt_external)
     fit_request = FitRequest.parse(fit)
     key = _external_key(encrypt_external, external_key)
     if key is not None and (data is not None or float_model is not None or machine is not None):

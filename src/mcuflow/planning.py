@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.external import ExternalLayout, external_layout
+from mcuflow.codegen.external_crypto import TAG_BYTES
 from mcuflow.codegen.firmware import Io
 from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.render import emit_layers
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
+from mcuflow.hw.external_crypto import crypto_instructions_per_byte
 from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.storage_io import ChunkRead, ExternalReads
 from mcuflow.ir.graph import Graph
@@ -132,7 +134,8 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     budget = board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES
     plan, search = plan_model(split, request, budget, build.core, dsp=build.dsp)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
-    layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit)
+    layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit,
+                             request.encrypt_external)
     if layout is None:
         return None
     return _analysis(graph, build, plan, search, layers, _flash(plan, layers, pool, build, layout),
@@ -147,7 +150,7 @@ def _movable(graph: Graph, limit: int) -> int:
 
 
 def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build,
-                    tier: str, limit: int) -> ExternalLayout | None:
+                    tier: str, limit: int, encrypted: bool) -> ExternalLayout | None:
     """Sets plan.external to the steps whose chunks bring the flash within the board's."""
     plan.external = ExternalWeights(tier, frozenset(range(len(plan.steps))))
     every = external_layout(plan, layers, pool)
@@ -159,7 +162,7 @@ def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, bui
         steps = choose_steps(chunks, overflow)
         if not steps:
             break
-        plan.external = ExternalWeights(tier, steps)
+        plan.external = ExternalWeights(tier, steps, encrypted)
         layout = external_layout(plan, layers, pool)
         excess = _flash(plan, layers, pool, build, layout).total - capacity
         if excess <= 0:
@@ -187,13 +190,23 @@ def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
               layers: list[LayerCode], flash: FlashEstimate | None,
               layout: ExternalLayout | None = None) -> Analysis:
     executed = plan.graph
-    reads = None if layout is None else ExternalReads(
-        TierKind(layout.tier), tuple(ChunkRead(c.step, c.size) for c in layout.chunks),
-        layout.staging_bytes, layout.external_bytes)
+    reads = None if layout is None else _reads(layout, plan, build)
     report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
                      flash=flash, external=reads)
     return Analysis(graph, build.board, plan, report, search)
+
+
+def _reads(layout: ExternalLayout, plan: Plan, build: Build) -> ExternalReads:
+    """The chunk reads of `layout` for the storage model, with an encrypted image's costs."""
+    encrypted = plan.external is not None and plan.external.encrypted
+    tag = TAG_BYTES if encrypted else 0
+    board = build.board
+    decrypt = (crypto_instructions_per_byte(build.core) * board.core_model.cycles_per_instruction
+               / board.clock_hz * 1e3 if encrypted else 0.0)
+    return ExternalReads(TierKind(layout.tier),
+                         tuple(ChunkRead(c.step, c.size, tag) for c in layout.chunks),
+                         layout.staging_bytes, layout.external_bytes, decrypt)
 
 
 def _check_streamable(graph: Graph) -> None:

@@ -85,3 +85,38 @@ def test_a_model_too_large_for_flash_reads_its_largest_layers_from_the_sd_card()
     assert len(external) == report.external_reads == len(analysis.plan.external.steps)
     off = analyze_graph(graph, Build(board), PatchRequest(out_of_core=False)).report
     assert not off.fits_flash and off.external_tier == "" and off.slowdown == 1.0
+
+
+def test_the_next_read_overlaps_the_decryption_as_next_chunk_does() -> None:
+    """The core requests the next chunk when it has waited for one, then decrypts that one.
+
+    Chunks of 4,096 B (+ 16 B tag) before steps 0 and 1, 1 ms of compute each, an SD card
+    read of `one` ms, 1e-4 ms per byte of decryption: the first read is waited for, the second
+    requested and ready `one` ms later, while the first is decrypted (0.4096 ms) and step 0
+    computes (1 ms).
+    """
+    board = get_board("nucleo-f207zg")
+    tier = board.tier(TierKind.SD_CARD)
+    reads = [ChunkRead(0, 4096, 16), ChunkRead(1, 4096, 16)]
+    one = transfer_s(tier, 4112) * 1e3
+    cost = double_buffered(board, tier, [1.0, 1.0], reads, 1e-4)
+    assert cost.decrypt_ms == pytest.approx(2 * 0.4096)
+    assert cost.stall_ms == pytest.approx(one + max(one - 1.4096, 0.0))
+    assert cost.modelled_ms == pytest.approx(2.0 + cost.decrypt_ms + cost.stall_ms)
+    assert cost.read_bytes == 2 * 4112
+    plain = double_buffered(board, tier, [1.0, 1.0], reads)
+    assert plain.decrypt_ms == 0.0 and cost.energy_mj > plain.energy_mj
+
+
+def test_an_encrypted_image_adds_its_decryption_to_the_modelled_latency() -> None:
+    board = small_flash("nucleo-f207zg", 256 * 1024)
+    graph = zoo.mobilenet_v2(48, 0.35, 100)
+    plain = analyze_graph(graph, Build(board), PatchRequest()).report
+    sealed = analyze_graph(graph, Build(board), PatchRequest(encrypt_external=True))
+    report = sealed.report
+    assert sealed.plan.external is not None and sealed.plan.external.encrypted
+    assert report.external_read_bytes == plain.external_read_bytes + 16 * report.external_reads
+    assert report.decrypt_ms > 0 and plain.decrypt_ms == 0
+    assert report.modelled_ms == pytest.approx(report.latency_ms_estimate + report.decrypt_ms
+                                               + report.io_stall_ms)
+    assert report.energy_mj_estimate > plain.energy_mj_estimate

@@ -73,16 +73,18 @@ REPORT_JSON_FIELDS = """\
 | | modelled_ms = latency_ms_estimate and slowdown 1) |
 | external_image_bytes | bytes of weights_external.bin's payload (not in flash_bytes) |
 | external_read_bytes, external_write_bytes | bytes read from / written to external storage |
-| | per inference |
+| | per inference (an encrypted image's tags included) |
 | external_reads | read requests per inference (one chunk per step reading from it) |
 | erases_per_inference | external flash blocks erased per inference |
 | staging_bytes | SRAM staging buffer the chunks are read into (two halves), static storage |
 | | beside the arena, counted in sram_margin_bytes |
 | io_stall_ms | time the core waits for a chunk its computation did not hide (the next chunk |
 | | is read while the current steps compute, as with a DMA) |
-| modelled_ms | latency_ms_estimate + io_stall_ms |
+| decrypt_ms | time the core verifies and decrypts an encrypted image's chunks (AES-CMAC |
+| | and AES-128-CTR, mcuflow.hw.external_crypto's measured cost per byte; 0: plain) |
+| modelled_ms | latency_ms_estimate + decrypt_ms + io_stall_ms |
 | slowdown | modelled_ms / latency_ms_estimate |
-| energy_mj_estimate | includes the external reads and the stalled time |
+| energy_mj_estimate | includes the external reads, the decryption and the stalled time |
 """
 
 
@@ -142,6 +144,7 @@ class Report:
     erases_per_inference: int = 0
     staging_bytes: int = 0
     io_stall_ms: float = 0.0
+    decrypt_ms: float = 0.0
     modelled_ms: float = 0.0
     slowdown: float = 1.0
 
@@ -335,7 +338,8 @@ def analyze(
     if external is None:
         return report
     storage = double_buffered(board, board.tier(external.tier),
-                              [layer.latency_ms for layer in layers], external.reads)
+                              [layer.latency_ms for layer in layers], external.reads,
+                              external.decrypt_ms_per_byte)
     return _with_storage(report, external, storage)
 
 
@@ -346,7 +350,7 @@ def _with_storage(report: Report, external: ExternalReads, storage: StorageCost)
         report, external_tier=storage.tier, external_image_bytes=external.image_bytes,
         external_read_bytes=storage.read_bytes, external_reads=storage.reads,
         staging_bytes=external.staging_bytes, io_stall_ms=storage.stall_ms,
-        modelled_ms=storage.modelled_ms, slowdown=storage.slowdown,
+        decrypt_ms=storage.decrypt_ms, modelled_ms=storage.modelled_ms, slowdown=storage.slowdown,
         energy_mj_estimate=report.energy_mj_estimate + storage.energy_mj,
         sram_margin_bytes=margin, fits_sram=margin >= 0, fits=margin >= 0 and report.fits_flash)
 

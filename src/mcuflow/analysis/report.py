@@ -97,9 +97,14 @@ def _external_lines(report: Report) -> list[Text]:
              f"{report.external_reads} chunks per inference into a {report.staging_bytes:,} B "
              "staging buffer (counted in the SRAM margin)"),
         Text(f"Modelled latency with the reads: {_ms(report.modelled_ms)} ms = compute "
-             f"{_ms(report.latency_ms_estimate)} + waiting {_ms(report.io_stall_ms)} "
-             f"({report.slowdown:.2f}x)"),
+             f"{_ms(report.latency_ms_estimate)}{_decrypting(report)} + waiting "
+             f"{_ms(report.io_stall_ms)} ({report.slowdown:.2f}x)"),
     ]
+
+
+def _decrypting(report: Report) -> str:
+    """The decryption term of the modelled latency, empty for a plain image."""
+    return f" + decrypting {_ms(report.decrypt_ms)}" if report.decrypt_ms else ""
 
 
 def totals_panel(report: Report) -> Panel:

@@ -146,22 +146,16 @@ def _next_chunk_source(layout: ExternalLayout, naming: Naming) -> list[str]:
     staging, chunks = naming.symbol("staging"), naming.symbol("chunks")
     pending, count = naming.symbol("pending"), len(layout.chunks)
     return [
-        "/* Wait for the pending chunk, verify and decrypt it; begin reading chunk `next`",
-        f" * ({count}: nothing more to read). */",
+        "/* Wait for the pending chunk; begin reading chunk `next` into the other half",
+        f" * ({count}: nothing more to read), so that it loads while the pending one is verified",
+        " * and decrypted. */",
         f"static int {naming.symbol('next_chunk')}(uint32_t next)",
         "{",
+        f"    const uint32_t arrived = {pending};",
         "    if (mcuflow_storage_wait() != 0) {",
         "        return MCUFLOW_ERROR_STORAGE;",
         "    }",
-        f"    if ({pending} < {count}u) {{",
-        f"        const uint32_t *chunk = {chunks}[{pending}];",
-        f"        const uint32_t index = {pending};",
-        f"        {pending} = {count}u;",
-        f"        if (mcuflow_image_open(&{naming.symbol('image_keys')}, index, chunk[0], "
-        f"{staging} + chunk[1], chunk[2]) != 0) {{",
-        "            return MCUFLOW_ERROR_TAG;",
-        "        }",
-        "    }",
+        f"    {pending} = {count}u;",
         f"    if (next < {count}u) {{",
         f"        const uint32_t *chunk = {chunks}[next];",
         f"        if (mcuflow_storage_begin_read({ENCRYPTED_HEADER_BYTES}u + chunk[0] + "
@@ -169,6 +163,13 @@ def _next_chunk_source(layout: ExternalLayout, naming: Naming) -> list[str]:
         "            return MCUFLOW_ERROR_STORAGE;",
         "        }",
         f"        {pending} = next;",
+        "    }",
+        f"    if (arrived < {count}u) {{",
+        f"        const uint32_t *chunk = {chunks}[arrived];",
+        f"        if (mcuflow_image_open(&{naming.symbol('image_keys')}, arrived, chunk[0], "
+        f"{staging} + chunk[1], chunk[2]) != 0) {{",
+        "            return MCUFLOW_ERROR_TAG;",
+        "        }",
         "    }",
         "    return MCUFLOW_OK;",
         "}",

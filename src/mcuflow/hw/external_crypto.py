@@ -20,8 +20,12 @@ _SOURCE = ("measured on QEMU by bench/external_crypto.py: mobilenet_v2_like(32, 
            "plain and encrypted image, instruction difference / external bytes read "
            "(mcuflow_crypto.c at -O2, arm-none-eabi-gcc)")
 COSTS = {
-    "cortex-m4": CryptoCost("cortex-m4", 261.2, _SOURCE),
     "cortex-m0": CryptoCost("cortex-m0", 482.5, _SOURCE),
+    "cortex-m0plus": CryptoCost("cortex-m0plus", 482.5, _SOURCE),
+    "cortex-m3": CryptoCost("cortex-m3", 256.6, _SOURCE),
+    "cortex-m4": CryptoCost("cortex-m4", 261.2, _SOURCE),
+    "cortex-m7": CryptoCost("cortex-m7", 256.1, _SOURCE),
+    "cortex-m33": CryptoCost("cortex-m33", 256.2, _SOURCE),
 }
 """Per core: the figure bench/external_crypto.py printed."""
 

@@ -10,10 +10,19 @@ from mcuflow.hw.board import Board, MemoryTier, TierKind
 
 @dataclass(frozen=True)
 class ChunkRead:
-    """One read of the external image: before the step at `position` (in execution order)."""
+    """One read of the external image: before the step at `position` (in execution order).
+
+    `nbytes` of constants, followed in an encrypted image by `tag_bytes` of authentication tag.
+    """
 
     position: int
     nbytes: int
+    tag_bytes: int = 0
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes the read transfers."""
+        return self.nbytes + self.tag_bytes
 
 
 @dataclass(frozen=True)
@@ -21,7 +30,8 @@ class StorageCost:
     """Per inference: what the external tier delivers and what waiting for it costs.
 
     `compute_ms` is the model's latency with every constant on chip; `stall_ms` is the time the
-    core waits for a chunk that the previous steps' computation did not hide.
+    core waits for a chunk that the previous steps' computation did not hide; `decrypt_ms` the
+    time it verifies and decrypts the chunks of an encrypted image.
     """
 
     tier: str
@@ -31,11 +41,12 @@ class StorageCost:
     stall_ms: float
     compute_ms: float
     energy_mj: float
+    decrypt_ms: float = 0.0
 
     @property
     def modelled_ms(self) -> float:
-        """Latency with the reads: computation plus the waits it does not overlap."""
-        return self.compute_ms + self.stall_ms
+        """Latency with the reads: computation, decryption and the waits they do not overlap."""
+        return self.compute_ms + self.decrypt_ms + self.stall_ms
 
     @property
     def slowdown(self) -> float:
@@ -49,29 +60,35 @@ def transfer_s(tier: MemoryTier, nbytes: int) -> float:
 
 
 def double_buffered(board: Board, tier: MemoryTier, compute_ms: Sequence[float],
-                    reads: Sequence[ChunkRead]) -> StorageCost:
+                    reads: Sequence[ChunkRead], decrypt_ms_per_byte: float = 0.0
+                    ) -> StorageCost:
     """The cost of `reads` into a staging buffer of two halves, one transfer at a time.
 
     The first chunk is requested when the inference starts; when a step waits for its chunk,
-    the next chunk is requested into the other half, so it loads while the steps up to its own
-    compute, as a DMA would. Stalled time is spent at the board's active power.
+    the next chunk is requested into the other half, so it loads while the core verifies and
+    decrypts the arrived one (`decrypt_ms_per_byte`, 0 for a plain image) and the steps up to
+    its own compute, as a DMA would (the generated next_chunk). Stalled and decrypting time is
+    spent at the board's active power.
     """
     ordered = sorted(reads, key=lambda read: read.position)
-    times = [transfer_s(tier, read.nbytes) * 1e3 for read in ordered]
+    times = [transfer_s(tier, read.stored_bytes) * 1e3 for read in ordered]
     clock, ready, stall = 0.0, times[0] if times else 0.0, 0.0
     chunk = 0
     for position, step_ms in enumerate(compute_ms):
         if chunk < len(ordered) and ordered[chunk].position == position:
             stall += max(ready - clock, 0.0)
             clock = max(clock, ready)
+            arrived = ordered[chunk]
             chunk += 1
             ready = clock + times[chunk] if chunk < len(ordered) else ready
+            clock += arrived.nbytes * decrypt_ms_per_byte
         clock += step_ms
-    read_bytes = sum(read.nbytes for read in ordered)
+    read_bytes = sum(read.stored_bytes for read in ordered)
+    decrypt = sum(read.nbytes for read in ordered) * decrypt_ms_per_byte
     energy = (read_bytes * tier.read_energy_nj_per_byte * 1e-6
-              + board.active_power_mw * stall * 1e-3)
+              + board.active_power_mw * (stall + decrypt) * 1e-3)
     return StorageCost(tier.kind.value, read_bytes, len(ordered), sum(times), stall,
-                       sum(compute_ms), energy)
+                       sum(compute_ms), energy, decrypt)
 
 
 @dataclass(frozen=True)
@@ -86,3 +103,5 @@ class ExternalReads:
     reads: tuple[ChunkRead, ...]
     staging_bytes: int
     image_bytes: int
+    decrypt_ms_per_byte: float = 0.0
+    """The core's time to verify and decrypt a byte of an encrypted image (0: a plain one)."""

@@ -67,12 +67,15 @@ class PatchRequest:
     out_of_core: bool = True
     """--external auto: a firmware too large for the board's flash reads constants from the
     board's external tier (planning.out_of_core)."""
+    encrypt_external: bool = False
+    """--encrypt-external: that tier's image is encrypted, and the core's time to verify and
+    decrypt it is modelled."""
 
     @classmethod
     def parse(cls, text: str, sram_budget: int | None = None,
               max_overhead_pct: float | None = None, input_mode: str = "arena",
-              external: str = "auto") -> PatchRequest:
-        """From --patches, --sram-budget, --max-overhead (percent), --input and --external.
+              external: str = "auto", encrypt_external: bool = False) -> PatchRequest:
+        """From --patches, --sram-budget, --max-overhead (%), --input, --external, encryption.
 
         --patches takes auto, off or RxC[@LAYER]; --input takes arena or streamed; --external
         takes auto or off.
@@ -95,7 +98,8 @@ class PatchRequest:
                      else Objective.FIT)
         overhead = DEFAULT_MAX_OVERHEAD if max_overhead_pct is None else max_overhead_pct / 100
         common = {"sram_budget": sram_budget, "max_overhead": overhead, "objective": objective,
-                  "streamed_input": input_mode == "streamed", "out_of_core": external == "auto"}
+                  "streamed_input": input_mode == "streamed", "out_of_core": external == "auto",
+                  "encrypt_external": encrypt_external}
         if text in ("auto", "off", "1x1"):
             return cls(enabled=text == "auto", **common)
         match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)(?:@(.+))?", text)
