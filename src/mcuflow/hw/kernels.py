@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 
 from mcuflow.hw import work
 from mcuflow.hw.batch_space import batch_space_layout
@@ -1022,10 +1023,14 @@ STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=Fals
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
 
 
-def kernels_of(kind: OpKind, dsp: bool) -> list[Kernel]:
-    """The records of the kernels a step of `kind` may call (`dsp`: DSP kernels included)."""
-    return [record for record in KERNELS.values()
-            if kind in record.kinds and (dsp or not record.dsp)]
+@cache
+def kernels_of(kind: OpKind, dsp: bool) -> tuple[Kernel, ...]:
+    """The records of the kernels a step of `kind` may call (`dsp`: DSP kernels included).
+
+    Looked up once per (kind, dsp): the catalogue is complete once this module is imported.
+    """
+    return tuple(record for record in KERNELS.values()
+                 if kind in record.kinds and (dsp or not record.dsp))
 
 
 def inplace_ways(kind: OpKind) -> frozenset[InPlace]:

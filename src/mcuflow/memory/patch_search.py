@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
@@ -288,8 +290,9 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     needs = evaluate(unpatched, list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
-    screened = [_screen(tracer, tracers[-1], costs, fixed, needs, choice, streamed)
-                for tracer in tracers for choice in _candidates(graph, tracer.stage, request)]
+    screened = [_screen(fields, tracers[-1], costs, fixed, needs, choice, streamed)
+                for fields in map(_Fields, tracers)
+                for choice in _candidates(graph, fields.tracer.stage, request)]
     if not screened and request.grid is None:
         return PatchSearch(baseline, (), baseline, budget)
     if not screened:
@@ -387,10 +390,6 @@ def _shortlist(stages: list[Stage], screened: list[_Screened], request: PatchReq
     return [(by_end[front[k].choice.end], front[k]) for k in sorted(kept)]
 
 
-def _area(region: Region, channels: int) -> int:
-    return (region[1] - region[0]) * (region[3] - region[2]) * channels
-
-
 def _call_costs(tracer: Tracer, costs: list[float], pricing: _Pricing) -> dict[str, float]:
     """The instructions each stage op costs per call beyond its share of the work.
 
@@ -421,7 +420,52 @@ def _window_of(tensor: Tensor, region: Region) -> Tensor:
     return Tensor(tensor.name, shape, tensor.dtype, tensor.quant)
 
 
-def _screen(tracer: Tracer, longest: Tracer, costs: list[float], fixed: dict[str, float],
+class _Fields:
+    """A stage's receptive fields as the screening weighs them: window lengths by axis.
+
+    Along each axis, the length of the window of every stage op's output (then of the source)
+    that a band (or column) of the end's tiles needs; a patch's window of a tensor is its band's
+    length times its column's. `live` has a row per stage op: 1 for each op output one patch
+    holds while the op runs (its own included, the end not counted).
+    """
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+        graph = tracer.graph
+        self.names = [op.outputs[0] for op in tracer.ops]
+        self.end = self.names.index(tracer.stage.end)
+        self.channels = np.array([graph.tensors[n].shape[3] for n in self.names], dtype=np.int64)
+        self.live = _live_matrix(tracer.ops, tracer.stage.end)
+        self._lengths: dict[tuple[int, int, int], tuple[int, ...]] = {}
+
+    def lengths(self, axis: int, lo: int, hi: int) -> tuple[int, ...]:
+        """Window lengths along `axis` (op outputs, then the source) the end's [lo, hi) needs."""
+        key = (axis, lo, hi)
+        if key not in self._lengths:
+            spans = self.tracer.trace(axis, lo, hi)
+            self._lengths[key] = tuple(spans[name][1] - spans[name][0]
+                                       for name in (*self.names, self.tracer.stage.source))
+        return self._lengths[key]
+
+
+def _live_matrix(ops: list[Operator], end: str) -> np.ndarray:
+    """Per op, 1 for each op output live while it runs, `end` not counted (see _Fields).
+
+    An output lives from its op to the last op reading it (to its own op when none does).
+    """
+    column = {op.outputs[0]: k for k, op in enumerate(ops)}
+    last = {name: k for k, op in enumerate(ops) for name in op.inputs}
+    matrix = np.zeros((len(ops), len(ops)), dtype=np.int64)
+    live: list[str] = []
+    for k, op in enumerate(ops):
+        live.append(op.outputs[0])
+        for name in live:
+            matrix[k, column[name]] = name != end
+        live = [name for name in live if last.get(name, -1) > k]
+    return matrix
+
+
+def _screen(fields: _Fields, longest: Tracer, costs: list[float], fixed: dict[str, float],
             needs: list[int], choice: PatchChoice, streamed: bool) -> _Screened:
     """Estimated peak and instructions of a choice, from its receptive fields alone.
 
@@ -431,63 +475,50 @@ def _screen(tracer: Tracer, longest: Tracer, costs: list[float], fixed: dict[str
     (stages are prefixes of the graph, and only a stage's end is read after it). A stage op's
     patches are charged its share of its cost by the pixels they compute and the fixed cost
     per call; the steps after the stage keep their bytes. A `streamed` source is not resident.
+    The peak is that of the patches whose source window is largest: the ones that set it.
     """
+    tracer = fields.tracer
     graph, stage = tracer.graph, tracer.stage
     channels = graph.tensors[stage.source].shape[3]
     resident = graph.tensors[stage.end].nbytes + (
         0 if streamed else graph.tensors[stage.source].nbytes)
     rest = max(needs[stage.ops[-1] + 1:], default=0)
     if choice.mode is PatchMode.CACHED:
-        ours = {op.outputs[0] for op in tracer.ops}
-        steps = [[rows for rows in step if rows.op.outputs[0] in ours]
-                 for step in stream_steps(longest, choice.rows)]
-        peak, halo = _cached_peak(tracer, steps, streamed)
-        calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
-        return _Screened(choice, max(peak, rest),
-                         sum(costs) + calls - sum(fixed[op.outputs[0]] for op in tracer.ops),
-                         halo)
-    fields = [tracer.fields(tile) for band in tiles(graph, choice) for tile in band]
-    computed = {op.outputs[0]: sum(_area(need[op.outputs[0]], 1) for need in fields)
-                for op in tracer.ops}
-    patches = len(fields) - 1
+        return _screen_cached(tracer, longest, costs, fixed, choice, streamed, rest)
+    grid = tiles(graph, choice)
+    rows = np.array([fields.lengths(0, band[0][0], band[0][1]) for band in grid], dtype=np.int64)
+    cols = np.array([fields.lengths(1, tile[2], tile[3]) for tile in grid[0]], dtype=np.int64)
+    computed = (rows.sum(axis=0) * cols.sum(axis=0)).tolist()
+    patches = rows.shape[0] * cols.shape[0] - 1
     instructions = sum(costs) + sum(
-        costs[i] * (computed[graph.operators[i].outputs[0]] /
-                    _pixels(graph, graph.operators[i].outputs[0]) - 1)
-        + patches * fixed[graph.operators[i].outputs[0]] for i in stage.ops)
-    peak = max(_recompute_peak(graph, tracer.ops, stage, need)
-               for need in _largest(fields, stage.source))
-    largest = max(fields, key=lambda need: _area(need[stage.source], 1))
-    source, end = largest[stage.source], largest[stage.end]
-    halo = (source[1] - source[0], source[3] - source[2], end[1] - end[0], end[3] - end[2])
+        costs[i] * (computed[k] / _pixels(graph, name) - 1) + patches * fixed[name]
+        for k, (i, name) in enumerate(zip(stage.ops, fields.names, strict=True)))
+    source = np.outer(rows[:, -1], cols[:, -1])
+    band, column = np.nonzero(source == source.max())
+    windows = rows[band, :-1] * cols[column, :-1] * fields.channels
+    peak = int((windows @ fields.live.T).max())
+    first, end = rows[band[0]].tolist(), cols[column[0]].tolist()
+    halo = (first[-1], end[-1], first[fields.end], end[fields.end])
     window = halo[0] * halo[1] * channels if streamed else 0
     return _Screened(choice, max(resident + peak + window, rest), instructions, halo)
 
 
-def _largest(fields: list[dict[str, Region]], source: str) -> list[dict[str, Region]]:
-    """The patches whose source window is largest: the ones that set a grid's peak."""
-    most = max(_area(need[source], 1) for need in fields)
-    return [need for need in fields if _area(need[source], 1) == most]
+def _screen_cached(tracer: Tracer, longest: Tracer, costs: list[float],
+                   fixed: dict[str, float], choice: PatchChoice, streamed: bool,
+                   rest: int) -> _Screened:
+    """_screen of a CACHED choice: the stage's ops run in the longest stage's row steps."""
+    ours = {op.outputs[0] for op in tracer.ops}
+    steps = [[rows for rows in step if rows.op.outputs[0] in ours]
+             for step in stream_steps(longest, choice.rows)]
+    peak, halo = _cached_peak(tracer, steps, streamed)
+    calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
+    return _Screened(choice, max(peak, rest),
+                     sum(costs) + calls - sum(fixed[op.outputs[0]] for op in tracer.ops), halo)
 
 
 def _pixels(graph: Graph, name: str) -> int:
     _, height, width, _ = graph.tensors[name].shape
     return height * width
-
-
-def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
-                    need: dict[str, Region]) -> int:
-    """Most bytes of one patch's windows live at once (the source and the end not counted)."""
-    last = {name: k for k, op in enumerate(ops) for name in op.inputs}
-    live: dict[str, int] = {}
-    peak = 0
-    for k, op in enumerate(ops):
-        name = op.outputs[0]
-        size = 0 if name == stage.end else _area(need[name], graph.tensors[name].shape[3])
-        peak = max(peak, sum(live.values()) + size)
-        live[name] = size
-        for dead in [n for n in live if last.get(n, -1) <= k]:
-            del live[dead]
-    return peak
 
 
 def _cached_peak(tracer: Tracer, steps: list[list[Rows]], streamed: bool

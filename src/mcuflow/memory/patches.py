@@ -374,7 +374,8 @@ class Tracer:
         window = self.windows.get(op.outputs[0])
         return window.reaching(out) if isinstance(window, _Window) else out
 
-    def _trace(self, axis: int, lo: int, hi: int) -> dict[str, Span]:
+    def trace(self, axis: int, lo: int, hi: int) -> dict[str, Span]:
+        """The rows (axis 0) or columns of every stage tensor the end's [lo, hi) needs."""
         key = (axis, lo, hi)
         if key not in self._traced:
             need: dict[str, Span] = {self.stage.end: (lo, hi)}
@@ -394,7 +395,7 @@ class Tracer:
 
     def fields(self, tile: Region) -> dict[str, Region]:
         """The window of every stage tensor (and the source) the end's `tile` needs."""
-        rows, cols = self._trace(0, tile[0], tile[1]), self._trace(1, tile[2], tile[3])
+        rows, cols = self.trace(0, tile[0], tile[1]), self.trace(1, tile[2], tile[3])
         return {name: (*rows[name], *cols[name]) for name in rows}
 
 
