@@ -30,7 +30,7 @@ from mcuflow.memory.patches import (
 )
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import RUNS_NO_CODE
-from mcuflow.memory.schedule import Problem, build_problem, evaluate
+from mcuflow.memory.schedule import Problem, StepCache, build_problem, evaluate, step_signature
 
 CP_SAT_STEPS = 300
 """A patch stage's rewrite of more steps keeps the greedy placement: CP-SAT gains little there
@@ -166,7 +166,7 @@ class _Pricing:
 
     def of(self, graph: Graph, op: Operator) -> float:
         """Predicted instructions of one step (MACs plus element work where unfitted)."""
-        key = _signature(graph, op)
+        key = step_signature(graph, op)
         if key not in self.known:
             self.known[key] = _op_instructions(graph, op, self.core, self.dsp)
         return self.known[key]
@@ -182,18 +182,6 @@ class _Pricing:
                    if kind not in RUNS_NO_CODE)
 
 
-def _signature(graph: Graph, op: Operator) -> tuple[object, ...]:
-    """What a step's predicted cost depends on.
-
-    Its kind, attributes and tensors: constants by name, activations by shape, type and
-    quantisation.
-    """
-    def tensor(name: str) -> object:
-        found = graph.tensors[name]
-        return name if found.is_constant else (found.shape, found.dtype, found.quant)
-    return (op.kind, op.attrs, tuple(map(tensor, op.inputs)), tuple(map(tensor, op.outputs)))
-
-
 def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
     chosen = default_kernels(graph, op, dsp)
     fitted = step_instructions(graph, op, chosen, core) if chosen is not None else None
@@ -203,16 +191,17 @@ def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
     return op_macs(graph, op) + out.size * OP_DEFS[op.kind].element_ops
 
 
-def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, streamed: bool,
-              halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[PatchOption, Problem]:
+def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, cache: StepCache,
+              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+              ) -> tuple[PatchOption, Problem]:
     """The option running `graph` with its lower bound as the peak, and its planning problem.
 
-    Its inputs are streamed when asked (see fetch_inputs).
+    Its inputs are streamed when asked (see fetch_inputs); `cache` holds the search's step work.
     """
     if streamed:
         graph = fetch_inputs(graph)
     problem = build_problem(graph, dsp=pricing.dsp, streamed=streamed_inputs(graph, streamed),
-                            split=choice is not None or streamed)
+                            split=choice is not None or streamed, cache=cache)
     peak = evaluate(problem, list(range(len(graph.operators))))[0]
     return PatchOption(choice, graph, peak, pricing.steps(problem), halo, problem), problem
 
@@ -278,15 +267,15 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
-    pricing = _Pricing(core, dsp)
-    baseline = _evaluate(graph, None, pricing, streamed)[0]
+    pricing, cache = _Pricing(core, dsp), StepCache()
+    baseline = _evaluate(graph, None, pricing, cache, streamed)[0]
     fits = (request.grid is None and request.objective is Objective.FIT
             and baseline.peak_bytes <= budget)
     if not request.enabled or fits:
         return PatchSearch(baseline, (), baseline, budget)
     stages = _stages(graph, request)
     costs = [pricing.of(graph, op) for op in graph.operators]
-    unpatched = build_problem(graph, dsp=dsp) if streamed else baseline.problem
+    unpatched = build_problem(graph, dsp=dsp, cache=cache) if streamed else baseline.problem
     needs = evaluate(unpatched, list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
@@ -301,8 +290,8 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "a grid has at most as many rows and columns as the stage's end "
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
-    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, pricing, streamed,
-                         s.halo) for stage, s in shortlist]
+    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, pricing, cache,
+                         streamed, s.halo) for stage, s in shortlist]
     options = _place_promising(bounded, request, budget, baseline.instructions)
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)
