@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Work:
 
     def values(self) -> tuple[float, ...]:
         """The fields in declaration order."""
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return _FIELDS(self)
 
     def dot(self, coefficients: Work) -> float:
         """sum of field x the same field of `coefficients`."""
@@ -98,6 +99,9 @@ class Work:
         """The field names in declaration order."""
         return tuple(f.name for f in fields(cls))
 
+
+_FIELDS = attrgetter(*Work.names())
+"""The tuple of a Work's fields in declaration order."""
 
 TermsFn = Callable[[Graph, Operator], Work]
 

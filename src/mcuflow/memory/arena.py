@@ -237,15 +237,22 @@ def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int,
     """TFLM-style greedy by size (plus a few other orders); the smallest arena wins.
 
     `quick` (or many blocks) tries the order by size only. Groups (pieces of one buffer) rank
-    by their whole extent, and are also tried before every other block.
+    by their whole extent, and are also tried before every other block. An order met before is
+    not placed again, nor reserving room where no pair asks for any (first_fit's `reserve`).
     """
     best: Placement = {}
     whole = _group_extents(blocks)
+    tried: set[tuple[str, ...]] = set()
+    reserves = (False, True) if any(not p.modulus and p.delta for p in pairs) else (False,)
     for key in _GREEDY_KEYS[:1] if quick or len(blocks) > _MANY_BLOCKS else _GREEDY_KEYS:
         for groups_first in (False, True) if whole else (False,):
             ranked = sorted(blocks, key=lambda b: (groups_first and not b.group,
                                                    key(whole.get(b.group, b))))
-            for reserve in (False, True):
+            order = tuple(block.name for block in ranked)
+            if order in tried:
+                continue
+            tried.add(order)
+            for reserve in reserves:
                 placement = first_fit(ranked, pairs, alignment, reserve)
                 if not best or arena_size(blocks, placement) < arena_size(blocks, best):
                     best = placement
