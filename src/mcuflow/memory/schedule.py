@@ -82,11 +82,11 @@ class StepCache:
         default_factory=dict)
     scratch: dict[tuple[object, ...], int] = field(default_factory=dict)
 
-    def options_of(self, graph: Graph, op: Operator, alignment: int, kinds: frozenset[InPlace],
-                   sizes: dict[str, int], dsp: bool) -> list[Option]:
-        """inplace.options of `op`, computed once per signature, sizes and settings."""
-        key = (step_signature(graph, op), alignment, kinds, dsp,
-               tuple(sizes.get(name) for name in op.inputs))
+    def options_of(self, signature: tuple[object, ...], graph: Graph, op: Operator,
+                   alignment: int, kinds: frozenset[InPlace], sizes: dict[str, int], dsp: bool
+                   ) -> list[Option]:
+        """inplace.options of `op`, once per signature (its step_signature), sizes and settings."""
+        key = (signature, alignment, kinds, dsp, tuple(sizes.get(name) for name in op.inputs))
         if key not in self.options:
             self.options[key] = op.inputs, options(graph, op, alignment, kinds, sizes, dsp)
         inputs, found = self.options[key]
@@ -95,9 +95,10 @@ class StepCache:
                 else dataclasses.replace(option, shares=shares[option.shares])
                 for option in found]
 
-    def plain_scratch(self, graph: Graph, op: Operator, dsp: bool) -> int:
-        """scratch_bytes of `op` run out of place, computed once per signature."""
-        key = (step_signature(graph, op), dsp)
+    def plain_scratch(self, signature: tuple[object, ...], graph: Graph, op: Operator,
+                      dsp: bool) -> int:
+        """scratch_bytes of `op` run out of place, once per signature (its step_signature)."""
+        key = (signature, dsp)
         if key not in self.scratch:
             self.scratch[key] = scratch_bytes(graph, op, InPlace.NONE, dsp)
         return self.scratch[key]
@@ -137,13 +138,16 @@ def build_problem(graph: Graph, alignment: int = 16,
         problem.consumes.append(sorted({p for i in op.inputs for p in pieces_of.get(i, ())}))
         static = statics[v]
         problem.static.append(static)
+        if static is not InPlace.NONE:
+            problem.options.append([])
+            problem.plain_scratch.append(0)
+            continue
         output = storage_of.get(op.outputs[0])
-        plain = (static is InPlace.NONE and output is not None
-                 and storages[output].name == op.outputs[0])
+        signature = step_signature(graph, op)
         problem.options.append(
-            cache.options_of(graph, op, alignment, kinds, root_sizes, dsp) if plain else [])
-        problem.plain_scratch.append(
-            cache.plain_scratch(graph, op, dsp) if static is InPlace.NONE else 0)
+            cache.options_of(signature, graph, op, alignment, kinds, root_sizes, dsp)
+            if output is not None and storages[output].name == op.outputs[0] else [])
+        problem.plain_scratch.append(cache.plain_scratch(signature, graph, op, dsp))
     return problem
 
 
