@@ -22,11 +22,11 @@ from mcuflow.memory.patches import (
     Stage,
     Tracer,
     choices,
+    cuts,
     fetch_inputs,
     find_stages,
     patch_graph,
     stream_steps,
-    tiles,
 )
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import RUNS_NO_CODE
@@ -279,8 +279,8 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     needs = evaluate(unpatched, list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
-    screened = [_screen(fields, tracers[-1], costs, fixed, needs, choice, streamed)
-                for fields in map(_Fields, tracers)
+    screened = [_screen(fields, tracers[-1], needs, choice, streamed)
+                for fields in (_Fields(tracer, costs, fixed) for tracer in tracers)
                 for choice in _candidates(graph, fields.tracer.stage, request)]
     if not screened and request.grid is None:
         return PatchSearch(baseline, (), baseline, budget)
@@ -410,31 +410,46 @@ def _window_of(tensor: Tensor, region: Region) -> Tensor:
 
 
 class _Fields:
-    """A stage's receptive fields as the screening weighs them: window lengths by axis.
+    """A stage's receptive fields and costs as the screening weighs them.
 
     Along each axis, the length of the window of every stage op's output (then of the source)
     that a band (or column) of the end's tiles needs; a patch's window of a tensor is its band's
     length times its column's. `live` has a row per stage op: 1 for each op output one patch
-    holds while the op runs (its own included, the end not counted).
+    holds while the op runs (its own included, the end not counted). `costs` are the predicted
+    instructions of each op of the unpatched graph, `fixed` what a stage op costs per extra
+    call (see _screen).
     """
 
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, costs: list[float], fixed: dict[str, float]) -> None:
         self.tracer = tracer
-        graph = tracer.graph
+        graph, stage = tracer.graph, tracer.stage
         self.names = [op.outputs[0] for op in tracer.ops]
-        self.end = self.names.index(tracer.stage.end)
+        self.end = self.names.index(stage.end)
         self.channels = np.array([graph.tensors[n].shape[3] for n in self.names], dtype=np.int64)
-        self.live = _live_matrix(tracer.ops, tracer.stage.end)
-        self._lengths: dict[tuple[int, int, int], tuple[int, ...]] = {}
+        self.live = _live_matrix(tracer.ops, stage.end)
+        self.costs, self.fixed, self.total = costs, fixed, sum(costs)
+        self.stage_costs = np.array([costs[i] for i in stage.ops], dtype=np.float64)
+        self.pixels = np.array([_pixels(graph, n) for n in self.names], dtype=np.int64)
+        self.per_call = np.array([fixed[n] for n in self.names], dtype=np.float64)
+        self._bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def lengths(self, axis: int, lo: int, hi: int) -> tuple[int, ...]:
-        """Window lengths along `axis` (op outputs, then the source) the end's [lo, hi) needs."""
-        key = (axis, lo, hi)
-        if key not in self._lengths:
-            spans = self.tracer.trace(axis, lo, hi)
-            self._lengths[key] = tuple(spans[name][1] - spans[name][0]
-                                       for name in (*self.names, self.tracer.stage.source))
-        return self._lengths[key]
+    def bands(self, axis: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+        """The end cut in `parts` along `axis`: the window lengths each part needs, and sums.
+
+        A row per part, a column per op output and a last for the source; then the columns'
+        sums.
+        """
+        key = (axis, parts)
+        if key not in self._bands:
+            tracer = self.tracer
+            bounds = cuts(tracer.graph.tensors[tracer.stage.end].shape[1 + axis], parts)
+            names = (*self.names, tracer.stage.source)
+            spans = [tracer.trace(axis, lo, hi)
+                     for lo, hi in zip(bounds, bounds[1:], strict=False)]
+            lengths = np.array([[need[n][1] - need[n][0] for n in names] for need in spans],
+                               dtype=np.int64)
+            self._bands[key] = lengths, lengths.sum(axis=0)
+        return self._bands[key]
 
 
 def _live_matrix(ops: list[Operator], end: str) -> np.ndarray:
@@ -454,17 +469,16 @@ def _live_matrix(ops: list[Operator], end: str) -> np.ndarray:
     return matrix
 
 
-def _screen(fields: _Fields, longest: Tracer, costs: list[float], fixed: dict[str, float],
-            needs: list[int], choice: PatchChoice, streamed: bool) -> _Screened:
+def _screen(fields: _Fields, longest: Tracer, needs: list[int], choice: PatchChoice,
+            streamed: bool) -> _Screened:
     """Estimated peak and instructions of a choice, from its receptive fields alone.
 
-    `costs` are the predicted instructions of each op of the unpatched graph, `fixed` what a
-    stage op costs per extra call, `needs` the bytes live at each of its steps in the graph's
-    own order; `longest` traces the longest stage, whose row steps hold every shorter stage's
-    (stages are prefixes of the graph, and only a stage's end is read after it). A stage op's
-    patches are charged its share of its cost by the pixels they compute and the fixed cost
-    per call; the steps after the stage keep their bytes. A `streamed` source is not resident.
-    The peak is that of the patches whose source window is largest: the ones that set it.
+    `needs` are the bytes live at each step of the graph in its own order; `longest` traces
+    the longest stage, whose row steps hold every shorter stage's (stages are prefixes of the
+    graph, and only a stage's end is read after it). A stage op's patches are charged its share
+    of its cost by the pixels they compute and the fixed cost per call; the steps after the
+    stage keep their bytes. A `streamed` source is not resident. The peak is that of the
+    patches whose source window is largest: the ones that set it.
     """
     tracer = fields.tracer
     graph, stage = tracer.graph, tracer.stage
@@ -473,15 +487,12 @@ def _screen(fields: _Fields, longest: Tracer, costs: list[float], fixed: dict[st
         0 if streamed else graph.tensors[stage.source].nbytes)
     rest = max(needs[stage.ops[-1] + 1:], default=0)
     if choice.mode is PatchMode.CACHED:
-        return _screen_cached(tracer, longest, costs, fixed, choice, streamed, rest)
-    grid = tiles(graph, choice)
-    rows = np.array([fields.lengths(0, band[0][0], band[0][1]) for band in grid], dtype=np.int64)
-    cols = np.array([fields.lengths(1, tile[2], tile[3]) for tile in grid[0]], dtype=np.int64)
-    computed = (rows.sum(axis=0) * cols.sum(axis=0)).tolist()
-    patches = rows.shape[0] * cols.shape[0] - 1
-    instructions = sum(costs) + sum(
-        costs[i] * (computed[k] / _pixels(graph, name) - 1) + patches * fixed[name]
-        for k, (i, name) in enumerate(zip(stage.ops, fields.names, strict=True)))
+        return _screen_cached(fields, longest, choice, streamed, rest)
+    (rows, row_sums), (cols, col_sums) = fields.bands(0, choice.rows), fields.bands(1, choice.cols)
+    patches = choice.rows * choice.cols - 1
+    computed = row_sums[:-1] * col_sums[:-1]
+    instructions = fields.total + sum(
+        (fields.stage_costs * (computed / fields.pixels - 1) + patches * fields.per_call).tolist())
     source = np.outer(rows[:, -1], cols[:, -1])
     band, column = np.nonzero(source == source.max())
     windows = rows[band, :-1] * cols[column, :-1] * fields.channels
@@ -492,17 +503,17 @@ def _screen(fields: _Fields, longest: Tracer, costs: list[float], fixed: dict[st
     return _Screened(choice, max(resident + peak + window, rest), instructions, halo)
 
 
-def _screen_cached(tracer: Tracer, longest: Tracer, costs: list[float],
-                   fixed: dict[str, float], choice: PatchChoice, streamed: bool,
+def _screen_cached(fields: _Fields, longest: Tracer, choice: PatchChoice, streamed: bool,
                    rest: int) -> _Screened:
     """_screen of a CACHED choice: the stage's ops run in the longest stage's row steps."""
+    tracer, fixed = fields.tracer, fields.fixed
     ours = {op.outputs[0] for op in tracer.ops}
     steps = [[rows for rows in step if rows.op.outputs[0] in ours]
              for step in stream_steps(longest, choice.rows)]
     peak, halo = _cached_peak(tracer, steps, streamed)
     calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
     return _Screened(choice, max(peak, rest),
-                     sum(costs) + calls - sum(fixed[op.outputs[0]] for op in tracer.ops), halo)
+                     fields.total + calls - sum(fixed[op.outputs[0]] for op in tracer.ops), halo)
 
 
 def _pixels(graph: Graph, name: str) -> int:
