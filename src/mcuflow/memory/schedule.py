@@ -75,33 +75,40 @@ class StepCache:
     """build_problem's work per step, shared by the steps of equal step_signature.
 
     Scope one to graphs whose constants of one name are one tensor: a graph and its patch
-    stage rewrites (the rewrites keep the model's constants).
+    stage rewrites (the rewrites keep the model's constants). `signatures` numbers the step
+    signatures met, which key the rest.
     """
 
+    signatures: dict[tuple[object, ...], int] = field(default_factory=dict)
     options: dict[tuple[object, ...], tuple[tuple[str, ...], list[Option]]] = field(
         default_factory=dict)
-    scratch: dict[tuple[object, ...], int] = field(default_factory=dict)
+    scratch: dict[tuple[int, bool], int] = field(default_factory=dict)
 
-    def options_of(self, signature: tuple[object, ...], graph: Graph, op: Operator,
-                   alignment: int, kinds: frozenset[InPlace], sizes: dict[str, int], dsp: bool
-                   ) -> list[Option]:
-        """inplace.options of `op`, once per signature (its step_signature), sizes and settings."""
-        key = (signature, alignment, kinds, dsp, tuple(sizes.get(name) for name in op.inputs))
-        if key not in self.options:
-            self.options[key] = op.inputs, options(graph, op, alignment, kinds, sizes, dsp)
-        inputs, found = self.options[key]
+    def number(self, graph: Graph, op: Operator) -> int:
+        """The number of the step_signature of `op`."""
+        return self.signatures.setdefault(step_signature(graph, op), len(self.signatures))
+
+    def options_of(self, number: int, graph: Graph, op: Operator, alignment: int,
+                   kinds: frozenset[InPlace], sizes: dict[str, int], dsp: bool) -> list[Option]:
+        """inplace.options of `op` (of signature `number`), once per signature, sizes, settings."""
+        key = (number, alignment, kinds, dsp, tuple(sizes.get(name) for name in op.inputs))
+        known = self.options.get(key)
+        if known is None:
+            known = self.options[key] = op.inputs, options(graph, op, alignment, kinds, sizes,
+                                                           dsp)
+        inputs, found = known
         shares = {name: ours for name, ours in zip(inputs, op.inputs, strict=True)}
         return [option if shares[option.shares] == option.shares
                 else dataclasses.replace(option, shares=shares[option.shares])
                 for option in found]
 
-    def plain_scratch(self, signature: tuple[object, ...], graph: Graph, op: Operator,
-                      dsp: bool) -> int:
-        """scratch_bytes of `op` run out of place, once per signature (its step_signature)."""
-        key = (signature, dsp)
-        if key not in self.scratch:
-            self.scratch[key] = scratch_bytes(graph, op, InPlace.NONE, dsp)
-        return self.scratch[key]
+    def plain_scratch(self, number: int, graph: Graph, op: Operator, dsp: bool) -> int:
+        """scratch_bytes of `op` (of signature `number`) run out of place, once per signature."""
+        key = (number, dsp)
+        known = self.scratch.get(key)
+        if known is None:
+            known = self.scratch[key] = scratch_bytes(graph, op, InPlace.NONE, dsp)
+        return known
 
 
 def build_problem(graph: Graph, alignment: int = 16,
@@ -143,11 +150,11 @@ def build_problem(graph: Graph, alignment: int = 16,
             problem.plain_scratch.append(0)
             continue
         output = storage_of.get(op.outputs[0])
-        signature = step_signature(graph, op)
+        number = cache.number(graph, op)
         problem.options.append(
-            cache.options_of(signature, graph, op, alignment, kinds, root_sizes, dsp)
+            cache.options_of(number, graph, op, alignment, kinds, root_sizes, dsp)
             if output is not None and storages[output].name == op.outputs[0] else [])
-        problem.plain_scratch.append(cache.plain_scratch(signature, graph, op, dsp))
+        problem.plain_scratch.append(cache.plain_scratch(number, graph, op, dsp))
     return problem
 
 
