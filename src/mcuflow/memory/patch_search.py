@@ -257,17 +257,18 @@ def streamed_inputs(graph: Graph, streamed: bool) -> frozenset[str]:
     return frozenset(graph.inputs) if streamed else frozenset()
 
 
-def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool
-                   ) -> PatchSearch:
+def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool,
+                   cache: StepCache | None = None) -> PatchSearch:
     """Screen every stage, grid and mode; plan the promising ones; choose by `request`.
 
     `budget` is the arena bytes the board allows (a request's sram_budget replaces it). A model
     that fits gets no patches unless the request asks for them, and no search. Peaks are the
-    planner's lower bounds for each graph's own order.
+    planner's lower bounds for each graph's own order. A `cache` given may hold step work of
+    `graph` done before (see StepCache).
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
-    pricing, cache = _Pricing(core, dsp), StepCache()
+    pricing, cache = _Pricing(core, dsp), cache if cache is not None else StepCache()
     baseline = _evaluate(graph, None, pricing, cache, streamed)[0]
     fits = (request.grid is None and request.objective is Objective.FIT
             and baseline.peak_bytes <= budget)
