@@ -291,8 +291,9 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "a grid has at most as many rows and columns as the stage's end "
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
-    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, pricing, cache,
-                         streamed, s.halo) for stage, s in shortlist]
+    tracer_of = {tracer.stage.end: tracer for tracer in tracers}
+    bounded = [_evaluate(patch_graph(graph, stage, s.choice, tracer_of[stage.end]), s.choice,
+                         pricing, cache, streamed, s.halo) for stage, s in shortlist]
     options = _place_promising(bounded, request, budget, baseline.instructions)
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)

@@ -529,8 +529,12 @@ def _full(graph: Graph, name: str) -> Region:
     return (0, height, 0, width)
 
 
-def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
-    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact)."""
+def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice,
+                tracer: Tracer | None = None) -> Graph:
+    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact).
+
+    `tracer`, when given, is the Tracer of `graph` and `stage` (its traces are reused).
+    """
     if choice.mode is PatchMode.CACHED and choice.cols != 1:
         raise PatchError(f"cached patches run in full-width bands, not {choice.cols} columns",
                          "pass a grid of R x 1 for the cached mode")
@@ -541,7 +545,8 @@ def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
     patched = Graph(graph.name, {n: t for n, t in graph.tensors.items() if n in kept}, [],
                     list(graph.inputs), list(graph.outputs))
     source = [_Piece(stage.source, _full(graph, stage.source))]
-    rewrite = _Rewrite(Tracer(graph, stage), patched, {stage.source: source})
+    tracer = tracer if tracer is not None else Tracer(graph, stage)
+    rewrite = _Rewrite(tracer, patched, {stage.source: source})
     if choice.mode is PatchMode.RECOMPUTE:
         ends = _recompute(rewrite, stage_ops, stage, tiles(graph, choice))
     else:
