@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from operator import attrgetter
 
 import numpy as np
@@ -109,12 +110,15 @@ TermsFn = Callable[[Graph, Operator], Work]
 # --- geometry shared by the window kernels -----------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def _valid(out_size: int, size: int, kernel: int, stride: int, dilation: int, pad: int
            ) -> np.ndarray:
-    """In-bounds taps along one axis of each output index."""
+    """In-bounds taps along one axis of each output index (read-only: it is remembered)."""
     starts = np.arange(out_size) * stride - pad
     positions = starts[:, None] + np.arange(kernel)[None, :] * dilation
-    return ((positions >= 0) & (positions < size)).sum(axis=1)
+    valid = ((positions >= 0) & (positions < size)).sum(axis=1)
+    valid.flags.writeable = False
+    return valid
 
 
 @dataclass(frozen=True)
