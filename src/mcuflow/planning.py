@@ -21,6 +21,7 @@ from mcuflow.ir.graph import Graph
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch
 from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_model
+from mcuflow.memory.schedule import StepCache
 from mcuflow.memory.tiers import choose_steps, chunk_limit, external_tier
 from mcuflow.passes.split_channels import split_wide_layers
 
@@ -86,13 +87,15 @@ class Analysis:
         return self.report.fits and self.plan.arena_bytes <= self.patches.budget
 
 
-def analyze_graph(graph: Graph, build: Build, request: PatchRequest) -> Analysis:
+def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
+                  cache: StepCache | None = None) -> Analysis:
     """Plan memory for `graph` (patches as `request` says) and report its costs on the board.
 
     The scratch buffers are sized for the kernels of the build's target. On a Cortex-M target
     the flash is the linked firmware's, estimated for the build's application; on others, the
     constants only. When the firmware does not fit the board's flash and the board has an
     external non-volatile tier, the plan reads some steps' constants from it (out_of_core).
+    A `cache` given may hold step work of `graph` done before (see StepCache).
     """
     if request.streamed_input:
         _check_streamable(graph)
@@ -102,7 +105,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest) -> Analysis
     if at_once and (fitted := out_of_core(graph, build, request, state)) is not None:
         return fitted
     plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
-                              dsp=build.dsp)
+                              dsp=build.dsp, cache=cache)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
     if (request.out_of_core and not at_once and flash is not None

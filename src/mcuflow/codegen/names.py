@@ -20,6 +20,8 @@ _C_KEYWORDS = frozenset({
 
 def _printable_ascii(text: str) -> str:
     """Non-ASCII and control characters become '?' (so nothing invisible reaches the C file)."""
+    if text.isascii() and text.isprintable():
+        return text
     return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 

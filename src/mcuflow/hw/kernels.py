@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 
 from mcuflow.hw import work
 from mcuflow.hw.batch_space import batch_space_layout
@@ -1002,14 +1003,13 @@ def int16_step(graph: Graph, op: Operator) -> bool:
     return any(graph.tensors[name].dtype is DType.INT16 for name in (*data_inputs(op), *op.outputs))
 
 
-def serves(record: Kernel, graph: Graph, op: Operator) -> bool:
-    """True when kernel `record` may run step `op`.
+def serves(record: Kernel, int16: bool) -> bool:
+    """True when kernel `record` may run a step, int16 or not (`int16`: int16_step).
 
     int16 kernels run exactly the int16 steps; the codebook decoder runs before any step, and
     the data-movement kernels (`any_width`) run int8 and int16 steps.
     """
-    return (record.function == CODEBOOK_DECODE or record.any_width
-            or record.int16 == int16_step(graph, op))
+    return record.function == CODEBOOK_DECODE or record.any_width or record.int16 == int16
 
 
 STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=False, entries={
@@ -1022,10 +1022,14 @@ STEPS_WITHOUT_CODE: OpTable[InPlace] = OpTable("way without code", complete=Fals
 """Kinds whose step may run no kernel at all, and the way the planner then plans it."""
 
 
-def kernels_of(kind: OpKind, dsp: bool) -> list[Kernel]:
-    """The records of the kernels a step of `kind` may call (`dsp`: DSP kernels included)."""
-    return [record for record in KERNELS.values()
-            if kind in record.kinds and (dsp or not record.dsp)]
+@cache
+def kernels_of(kind: OpKind, dsp: bool) -> tuple[Kernel, ...]:
+    """The records of the kernels a step of `kind` may call (`dsp`: DSP kernels included).
+
+    Looked up once per (kind, dsp): the catalogue is complete once this module is imported.
+    """
+    return tuple(record for record in KERNELS.values()
+                 if kind in record.kinds and (dsp or not record.dsp))
 
 
 def inplace_ways(kind: OpKind) -> frozenset[InPlace]:
@@ -1047,8 +1051,9 @@ def kernel_scratch(graph: Graph, op: Operator, way: InPlace, dsp: bool) -> int:
     With `dsp` (a core with the Arm DSP extension, whose emitters fall back to the portable
     kernels), the DSP kernels' too.
     """
+    int16 = int16_step(graph, op)
     return max((record.scratch_bytes(graph, op, way) for record in kernels_of(op.kind, dsp)
-                if record.runs_as(way) and serves(record, graph, op)), default=0)
+                if record.runs_as(way) and serves(record, int16)), default=0)
 
 
 # --- the emitters' default choice --------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import lru_cache
+from operator import attrgetter
 
 import numpy as np
 
@@ -87,7 +89,7 @@ class Work:
 
     def values(self) -> tuple[float, ...]:
         """The fields in declaration order."""
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return _FIELDS(self)
 
     def dot(self, coefficients: Work) -> float:
         """sum of field x the same field of `coefficients`."""
@@ -99,18 +101,24 @@ class Work:
         return tuple(f.name for f in fields(cls))
 
 
+_FIELDS = attrgetter(*Work.names())
+"""The tuple of a Work's fields in declaration order."""
+
 TermsFn = Callable[[Graph, Operator], Work]
 
 
 # --- geometry shared by the window kernels -----------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def _valid(out_size: int, size: int, kernel: int, stride: int, dilation: int, pad: int
            ) -> np.ndarray:
-    """In-bounds taps along one axis of each output index."""
+    """In-bounds taps along one axis of each output index (read-only: it is remembered)."""
     starts = np.arange(out_size) * stride - pad
     positions = starts[:, None] + np.arange(kernel)[None, :] * dilation
-    return ((positions >= 0) & (positions < size)).sum(axis=1)
+    valid = ((positions >= 0) & (positions < size)).sum(axis=1)
+    valid.flags.writeable = False
+    return valid
 
 
 @dataclass(frozen=True)

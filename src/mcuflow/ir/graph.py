@@ -28,6 +28,9 @@ class DType(Enum):
     FLOAT32 = "float32"
     BOOL = "bool"
 
+    def __init__(self, value: str) -> None:
+        self._itemsize = np.dtype(value).itemsize
+
     @property
     def numpy(self) -> np.dtype:
         """The matching numpy dtype."""
@@ -36,7 +39,7 @@ class DType(Enum):
     @property
     def itemsize(self) -> int:
         """Bytes per element."""
-        return self.numpy.itemsize
+        return self._itemsize
 
 
 @dataclass

@@ -237,19 +237,48 @@ def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int,
     """TFLM-style greedy by size (plus a few other orders); the smallest arena wins.
 
     `quick` (or many blocks) tries the order by size only. Groups (pieces of one buffer) rank
-    by their whole extent, and are also tried before every other block.
+    by their whole extent, and are also tried before every other block. An order met before is
+    not placed again, nor reserving room where no pair asks for any (first_fit's `reserve`),
+    and no order is tried once a placement reaches slot_floor (none can be smaller).
     """
     best: Placement = {}
+    best_size = 0
+    floor = slot_floor(blocks)
     whole = _group_extents(blocks)
+    tried: set[tuple[str, ...]] = set()
+    reserves = (False, True) if any(not p.modulus and p.delta for p in pairs) else (False,)
     for key in _GREEDY_KEYS[:1] if quick or len(blocks) > _MANY_BLOCKS else _GREEDY_KEYS:
         for groups_first in (False, True) if whole else (False,):
             ranked = sorted(blocks, key=lambda b: (groups_first and not b.group,
                                                    key(whole.get(b.group, b))))
-            for reserve in (False, True):
+            order = tuple(block.name for block in ranked)
+            if order in tried:
+                continue
+            tried.add(order)
+            for reserve in reserves:
                 placement = first_fit(ranked, pairs, alignment, reserve)
-                if not best or arena_size(blocks, placement) < arena_size(blocks, best):
-                    best = placement
+                size = arena_size(blocks, placement)
+                if not best or size < best_size:
+                    best, best_size = placement, size
+                if best_size <= floor:
+                    return best
     return best
+
+
+def slot_floor(blocks: list[Block]) -> int:
+    """The most bytes of blocks live in one time slot: no placement's arena is smaller.
+
+    Blocks that meet in a slot never share a byte (an in-place pair meets in none).
+    """
+    change: dict[int, int] = {}
+    for block in blocks:
+        change[block.first] = change.get(block.first, 0) + block.size
+        change[block.last + 1] = change.get(block.last + 1, 0) - block.size
+    live = most = 0
+    for slot in sorted(change):
+        live += change[slot]
+        most = max(most, live)
+    return most
 
 
 def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_limit_s: float,

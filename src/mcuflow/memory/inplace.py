@@ -282,14 +282,30 @@ def _streaming_delta(graph: Graph, op: Operator, shares: str) -> int | None:
     """Smallest delta so that no write up to pixel q reaches the first byte pixel q reads.
 
     Output bytes are written in increasing order, so when pixel q is computed the writes end at
-    (q + 1) * pixel_bytes above the output's start.
+    (q + 1) * pixel_bytes above the output's start. Their excess over the first byte pixel q
+    reads (receptive_spans) is a sum of a term of its batch, one of its row and one of its
+    column, so its largest value is the sum of theirs.
     """
     if shares != op.inputs[0]:
         return None
-    y = graph.tensors[op.outputs[0]]
-    starts, _ = receptive_spans(graph, op)
-    written = (np.arange(len(starts)) + 1) * (y.shape[-1] * y.dtype.itemsize)
-    return max(0, int(np.max(written - starts)))
+    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    n, h, w, c = x.shape
+    _, oh, ow, _ = y.shape
+    kh, kw, dh, dw = _geometry(graph, op)
+    read, written = c * x.dtype.itemsize, y.shape[-1] * y.dtype.itemsize
+    top = _first_reads(h, kh, op.attrs.stride_h, dh, oh, along(op.attrs.padding, 0))
+    left = _first_reads(w, kw, op.attrs.stride_w, dw, ow, along(op.attrs.padding, 1))
+    batch = max(0, (n - 1) * (oh * ow * written - h * w * read))
+    row = max(oy * ow * written - first * w * read for oy, first in enumerate(top))
+    column = max((ox + 1) * written - first * read for ox, first in enumerate(left))
+    return max(0, batch + row + column)
+
+
+def _first_reads(size: int, kernel: int, stride: int, dilation: int, out: int,
+                 padding: AxisPadding) -> list[int]:
+    """First input index each output position reads (clipped to the input): _window's first."""
+    pad = conv_padding(size, kernel, stride, dilation, out, padding)
+    return [min(max(o * stride - pad, 0), size - 1) for o in range(out)]
 
 
 def _depthwise_fits(graph: Graph, op: Operator, shares: str) -> bool:

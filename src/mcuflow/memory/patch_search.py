@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
@@ -20,15 +22,15 @@ from mcuflow.memory.patches import (
     Stage,
     Tracer,
     choices,
+    cuts,
     fetch_inputs,
     find_stages,
     patch_graph,
     stream_steps,
-    tiles,
 )
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import RUNS_NO_CODE
-from mcuflow.memory.schedule import Problem, build_problem, evaluate
+from mcuflow.memory.schedule import Problem, StepCache, build_problem, evaluate, step_signature
 
 CP_SAT_STEPS = 300
 """A patch stage's rewrite of more steps keeps the greedy placement: CP-SAT gains little there
@@ -168,7 +170,7 @@ class _Pricing:
 
     def of(self, graph: Graph, op: Operator) -> float:
         """Predicted instructions of one step (MACs plus element work where unfitted)."""
-        key = _signature(graph, op)
+        key = step_signature(graph, op)
         if key not in self.known:
             self.known[key] = _op_instructions(graph, op, self.core, self.dsp)
         return self.known[key]
@@ -184,18 +186,6 @@ class _Pricing:
                    if kind not in RUNS_NO_CODE)
 
 
-def _signature(graph: Graph, op: Operator) -> tuple[object, ...]:
-    """What a step's predicted cost depends on.
-
-    Its kind, attributes and tensors: constants by name, activations by shape, type and
-    quantisation.
-    """
-    def tensor(name: str) -> object:
-        found = graph.tensors[name]
-        return name if found.is_constant else (found.shape, found.dtype, found.quant)
-    return (op.kind, op.attrs, tuple(map(tensor, op.inputs)), tuple(map(tensor, op.outputs)))
-
-
 def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
     chosen = default_kernels(graph, op, dsp)
     fitted = step_instructions(graph, op, chosen, core) if chosen is not None else None
@@ -205,16 +195,17 @@ def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
     return op_macs(graph, op) + out.size * OP_DEFS[op.kind].element_ops
 
 
-def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, streamed: bool,
-              halo: tuple[int, int, int, int] = (0, 0, 0, 0)) -> tuple[PatchOption, Problem]:
+def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, cache: StepCache,
+              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
+              ) -> tuple[PatchOption, Problem]:
     """The option running `graph` with its lower bound as the peak, and its planning problem.
 
-    Its inputs are streamed when asked (see fetch_inputs).
+    Its inputs are streamed when asked (see fetch_inputs); `cache` holds the search's step work.
     """
     if streamed:
         graph = fetch_inputs(graph)
     problem = build_problem(graph, dsp=pricing.dsp, streamed=streamed_inputs(graph, streamed),
-                            split=choice is not None or streamed)
+                            split=choice is not None or streamed, cache=cache)
     peak = evaluate(problem, list(range(len(graph.operators))))[0]
     return PatchOption(choice, graph, peak, pricing.steps(problem), halo, problem), problem
 
@@ -270,30 +261,32 @@ def streamed_inputs(graph: Graph, streamed: bool) -> frozenset[str]:
     return frozenset(graph.inputs) if streamed else frozenset()
 
 
-def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool
-                   ) -> PatchSearch:
+def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool,
+                   cache: StepCache | None = None) -> PatchSearch:
     """Screen every stage, grid and mode; plan the promising ones; choose by `request`.
 
     `budget` is the arena bytes the board allows (a request's sram_budget replaces it). A model
     that fits gets no patches unless the request asks for them, and no search. Peaks are the
-    planner's lower bounds for each graph's own order.
+    planner's lower bounds for each graph's own order. A `cache` given may hold step work of
+    `graph` done before (see StepCache).
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
-    pricing = _Pricing(core, dsp)
-    baseline = _evaluate(graph, None, pricing, streamed)[0]
+    pricing, cache = _Pricing(core, dsp), cache if cache is not None else StepCache()
+    baseline = _evaluate(graph, None, pricing, cache, streamed)[0]
     fits = (request.grid is None and request.objective is Objective.FIT
             and baseline.peak_bytes <= budget)
     if not request.enabled or fits:
         return PatchSearch(baseline, (), baseline, budget)
     stages = _stages(graph, request)
     costs = [pricing.of(graph, op) for op in graph.operators]
-    unpatched = build_problem(graph, dsp=dsp) if streamed else baseline.problem
+    unpatched = build_problem(graph, dsp=dsp, cache=cache) if streamed else baseline.problem
     needs = evaluate(unpatched, list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
-    screened = [_screen(tracer, tracers[-1], costs, fixed, needs, choice, streamed)
-                for tracer in tracers for choice in _candidates(graph, tracer.stage, request)]
+    screened = [_screen(fields, tracers[-1], needs, choice, streamed)
+                for fields in (_Fields(tracer, costs, fixed) for tracer in tracers)
+                for choice in _candidates(graph, fields.tracer.stage, request)]
     if not screened and request.grid is None:
         return PatchSearch(baseline, (), baseline, budget)
     if not screened:
@@ -302,8 +295,9 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "a grid has at most as many rows and columns as the stage's end "
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
-    bounded = [_evaluate(patch_graph(graph, stage, s.choice), s.choice, pricing, streamed,
-                         s.halo) for stage, s in shortlist]
+    tracer_of = {tracer.stage.end: tracer for tracer in tracers}
+    bounded = [_evaluate(patch_graph(graph, stage, s.choice, tracer_of[stage.end]), s.choice,
+                         pricing, cache, streamed, s.halo) for stage, s in shortlist]
     options = _place_promising(bounded, request, budget, baseline.instructions)
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)
@@ -391,10 +385,6 @@ def _shortlist(stages: list[Stage], screened: list[_Screened], request: PatchReq
     return [(by_end[front[k].choice.end], front[k]) for k in sorted(kept)]
 
 
-def _area(region: Region, channels: int) -> int:
-    return (region[1] - region[0]) * (region[3] - region[2]) * channels
-
-
 def _call_costs(tracer: Tracer, costs: list[float], pricing: _Pricing) -> dict[str, float]:
     """The instructions each stage op costs per call beyond its share of the work.
 
@@ -425,73 +415,116 @@ def _window_of(tensor: Tensor, region: Region) -> Tensor:
     return Tensor(tensor.name, shape, tensor.dtype, tensor.quant)
 
 
-def _screen(tracer: Tracer, longest: Tracer, costs: list[float], fixed: dict[str, float],
-            needs: list[int], choice: PatchChoice, streamed: bool) -> _Screened:
+class _Fields:
+    """A stage's receptive fields and costs as the screening weighs them.
+
+    Along each axis, the length of the window of every stage op's output (then of the source)
+    that a band (or column) of the end's tiles needs; a patch's window of a tensor is its band's
+    length times its column's. `live` has a row per stage op: 1 for each op output one patch
+    holds while the op runs (its own included, the end not counted). `costs` are the predicted
+    instructions of each op of the unpatched graph, `fixed` what a stage op costs per extra
+    call (see _screen).
+    """
+
+    def __init__(self, tracer: Tracer, costs: list[float], fixed: dict[str, float]) -> None:
+        self.tracer = tracer
+        graph, stage = tracer.graph, tracer.stage
+        self.names = [op.outputs[0] for op in tracer.ops]
+        self.end = self.names.index(stage.end)
+        self.channels = np.array([graph.tensors[n].shape[3] for n in self.names], dtype=np.int64)
+        self.live = _live_matrix(tracer.ops, stage.end)
+        self.costs, self.fixed, self.total = costs, fixed, sum(costs)
+        self.stage_costs = np.array([costs[i] for i in stage.ops], dtype=np.float64)
+        self.pixels = np.array([_pixels(graph, n) for n in self.names], dtype=np.int64)
+        self.per_call = np.array([fixed[n] for n in self.names], dtype=np.float64)
+        self._bands: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def bands(self, axis: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+        """The end cut in `parts` along `axis`: the window lengths each part needs, and sums.
+
+        A row per part, a column per op output and a last for the source; then the columns'
+        sums.
+        """
+        key = (axis, parts)
+        if key not in self._bands:
+            tracer = self.tracer
+            bounds = cuts(tracer.graph.tensors[tracer.stage.end].shape[1 + axis], parts)
+            names = (*self.names, tracer.stage.source)
+            spans = [tracer.trace(axis, lo, hi)
+                     for lo, hi in zip(bounds, bounds[1:], strict=False)]
+            lengths = np.array([[need[n][1] - need[n][0] for n in names] for need in spans],
+                               dtype=np.int64)
+            self._bands[key] = lengths, lengths.sum(axis=0)
+        return self._bands[key]
+
+
+def _live_matrix(ops: list[Operator], end: str) -> np.ndarray:
+    """Per op, 1 for each op output live while it runs, `end` not counted (see _Fields).
+
+    An output lives from its op to the last op reading it (to its own op when none does).
+    """
+    column = {op.outputs[0]: k for k, op in enumerate(ops)}
+    last = {name: k for k, op in enumerate(ops) for name in op.inputs}
+    matrix = np.zeros((len(ops), len(ops)), dtype=np.int64)
+    live: list[str] = []
+    for k, op in enumerate(ops):
+        live.append(op.outputs[0])
+        for name in live:
+            matrix[k, column[name]] = name != end
+        live = [name for name in live if last.get(name, -1) > k]
+    return matrix
+
+
+def _screen(fields: _Fields, longest: Tracer, needs: list[int], choice: PatchChoice,
+            streamed: bool) -> _Screened:
     """Estimated peak and instructions of a choice, from its receptive fields alone.
 
-    `costs` are the predicted instructions of each op of the unpatched graph, `fixed` what a
-    stage op costs per extra call, `needs` the bytes live at each of its steps in the graph's
-    own order; `longest` traces the longest stage, whose row steps hold every shorter stage's
-    (stages are prefixes of the graph, and only a stage's end is read after it). A stage op's
-    patches are charged its share of its cost by the pixels they compute and the fixed cost
-    per call; the steps after the stage keep their bytes. A `streamed` source is not resident.
+    `needs` are the bytes live at each step of the graph in its own order; `longest` traces
+    the longest stage, whose row steps hold every shorter stage's (stages are prefixes of the
+    graph, and only a stage's end is read after it). A stage op's patches are charged its share
+    of its cost by the pixels they compute and the fixed cost per call; the steps after the
+    stage keep their bytes. A `streamed` source is not resident. The peak is that of the
+    patches whose source window is largest: the ones that set it.
     """
+    tracer = fields.tracer
     graph, stage = tracer.graph, tracer.stage
     channels = graph.tensors[stage.source].shape[3]
     resident = graph.tensors[stage.end].nbytes + (
         0 if streamed else graph.tensors[stage.source].nbytes)
     rest = max(needs[stage.ops[-1] + 1:], default=0)
     if choice.mode is PatchMode.CACHED:
-        ours = {op.outputs[0] for op in tracer.ops}
-        steps = [[rows for rows in step if rows.op.outputs[0] in ours]
-                 for step in stream_steps(longest, choice.rows)]
-        peak, halo = _cached_peak(tracer, steps, streamed)
-        calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
-        return _Screened(choice, max(peak, rest),
-                         sum(costs) + calls - sum(fixed[op.outputs[0]] for op in tracer.ops),
-                         halo)
-    fields = [tracer.fields(tile) for band in tiles(graph, choice) for tile in band]
-    computed = {op.outputs[0]: sum(_area(need[op.outputs[0]], 1) for need in fields)
-                for op in tracer.ops}
-    patches = len(fields) - 1
-    instructions = sum(costs) + sum(
-        costs[i] * (computed[graph.operators[i].outputs[0]] /
-                    _pixels(graph, graph.operators[i].outputs[0]) - 1)
-        + patches * fixed[graph.operators[i].outputs[0]] for i in stage.ops)
-    peak = max(_recompute_peak(graph, tracer.ops, stage, need)
-               for need in _largest(fields, stage.source))
-    largest = max(fields, key=lambda need: _area(need[stage.source], 1))
-    source, end = largest[stage.source], largest[stage.end]
-    halo = (source[1] - source[0], source[3] - source[2], end[1] - end[0], end[3] - end[2])
+        return _screen_cached(fields, longest, choice, streamed, rest)
+    (rows, row_sums), (cols, col_sums) = fields.bands(0, choice.rows), fields.bands(1, choice.cols)
+    patches = choice.rows * choice.cols - 1
+    computed = row_sums[:-1] * col_sums[:-1]
+    instructions = fields.total + sum(
+        (fields.stage_costs * (computed / fields.pixels - 1) + patches * fields.per_call).tolist())
+    source = np.outer(rows[:, -1], cols[:, -1])
+    band, column = np.nonzero(source == source.max())
+    windows = rows[band, :-1] * cols[column, :-1] * fields.channels
+    peak = int((windows @ fields.live.T).max())
+    first, end = rows[band[0]].tolist(), cols[column[0]].tolist()
+    halo = (first[-1], end[-1], first[fields.end], end[fields.end])
     window = halo[0] * halo[1] * channels if streamed else 0
     return _Screened(choice, max(resident + peak + window, rest), instructions, halo)
 
 
-def _largest(fields: list[dict[str, Region]], source: str) -> list[dict[str, Region]]:
-    """The patches whose source window is largest: the ones that set a grid's peak."""
-    most = max(_area(need[source], 1) for need in fields)
-    return [need for need in fields if _area(need[source], 1) == most]
+def _screen_cached(fields: _Fields, longest: Tracer, choice: PatchChoice, streamed: bool,
+                   rest: int) -> _Screened:
+    """_screen of a CACHED choice: the stage's ops run in the longest stage's row steps."""
+    tracer, fixed = fields.tracer, fields.fixed
+    ours = {op.outputs[0] for op in tracer.ops}
+    steps = [[rows for rows in step if rows.op.outputs[0] in ours]
+             for step in stream_steps(longest, choice.rows)]
+    peak, halo = _cached_peak(tracer, steps, streamed)
+    calls = sum(fixed[rows.op.outputs[0]] for step in steps for rows in step)
+    return _Screened(choice, max(peak, rest),
+                     fields.total + calls - sum(fixed[op.outputs[0]] for op in tracer.ops), halo)
 
 
 def _pixels(graph: Graph, name: str) -> int:
     _, height, width, _ = graph.tensors[name].shape
     return height * width
-
-
-def _recompute_peak(graph: Graph, ops: list[Operator], stage: Stage,
-                    need: dict[str, Region]) -> int:
-    """Most bytes of one patch's windows live at once (the source and the end not counted)."""
-    last = {name: k for k, op in enumerate(ops) for name in op.inputs}
-    live: dict[str, int] = {}
-    peak = 0
-    for k, op in enumerate(ops):
-        name = op.outputs[0]
-        size = 0 if name == stage.end else _area(need[name], graph.tensors[name].shape[3])
-        peak = max(peak, sum(live.values()) + size)
-        live[name] = size
-        for dead in [n for n in live if last.get(n, -1) <= k]:
-            del live[dead]
-    return peak
 
 
 def _cached_peak(tracer: Tracer, steps: list[list[Rows]], streamed: bool

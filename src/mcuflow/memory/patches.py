@@ -233,7 +233,8 @@ class _Window:
 
         Those the rows `reached` read: never empty, so a receptive field always holds them.
         """
-        return self.reads(axis, *self.reached(axis, lo, hi))
+        first, end = self.reads(axis, lo, hi)
+        return (first, end) if first < end else self.reads(axis, *self.reached(axis, lo, hi))
 
     def reaching(self, out: Region) -> Region:
         """`out` grown, axis by axis, until it reads at least one input row and column."""
@@ -355,6 +356,10 @@ class Tracer:
         for op in self.ops:
             for name in dict.fromkeys(op.inputs):
                 self.readers.setdefault(name, []).append(op)
+        # per op, last first: its output, its window (None: none) and its activation inputs
+        self._backward = [(op.outputs[0], self.windows.get(op.outputs[0]),
+                           [n for n in op.inputs if not graph.tensors[n].is_constant])
+                          for op in reversed(self.ops)]
         self._traced: dict[tuple[int, int, int], dict[str, Span]] = {}
         self._steps: dict[int, list[list[Rows]]] = {}
 
@@ -374,31 +379,30 @@ class Tracer:
         window = self.windows.get(op.outputs[0])
         return window.reaching(out) if isinstance(window, _Window) else out
 
-    def _trace(self, axis: int, lo: int, hi: int) -> dict[str, Span]:
+    def trace(self, axis: int, lo: int, hi: int) -> dict[str, Span]:
+        """The rows (axis 0) or columns of every stage tensor the end's [lo, hi) needs."""
         key = (axis, lo, hi)
         if key not in self._traced:
             need: dict[str, Span] = {self.stage.end: (lo, hi)}
-            for op in reversed(self.ops):
-                out = need.get(op.outputs[0])
+            for output, window, inputs in self._backward:
+                out = need.get(output)
                 if out is None:
                     continue
-                window = self.windows.get(op.outputs[0])
                 span = window.needs(axis, *out) if window else out
-                for name in op.inputs:
-                    if not self.graph.tensors[name].is_constant:
-                        known = need.get(name)
-                        need[name] = span if known is None else (min(known[0], span[0]),
-                                                                 max(known[1], span[1]))
+                for name in inputs:
+                    known = need.get(name)
+                    need[name] = span if known is None else (min(known[0], span[0]),
+                                                             max(known[1], span[1]))
             self._traced[key] = need
         return self._traced[key]
 
     def fields(self, tile: Region) -> dict[str, Region]:
         """The window of every stage tensor (and the source) the end's `tile` needs."""
-        rows, cols = self._trace(0, tile[0], tile[1]), self._trace(1, tile[2], tile[3])
+        rows, cols = self.trace(0, tile[0], tile[1]), self.trace(1, tile[2], tile[3])
         return {name: (*rows[name], *cols[name]) for name in rows}
 
 
-def _cuts(size: int, parts: int) -> list[int]:
+def cuts(size: int, parts: int) -> list[int]:
     """Boundaries splitting `size` into `parts` near-equal pieces (larger pieces first)."""
     return [size * k // parts for k in range(parts + 1)]
 
@@ -406,7 +410,7 @@ def _cuts(size: int, parts: int) -> list[int]:
 def tiles(graph: Graph, choice: PatchChoice) -> list[list[Region]]:
     """The end's tiles, by band (row of the grid) and column."""
     _, height, width, _ = graph.tensors[choice.end].shape
-    rows, cols = _cuts(height, choice.rows), _cuts(width, choice.cols)
+    rows, cols = cuts(height, choice.rows), cuts(width, choice.cols)
     return [[(rows[r], rows[r + 1], cols[c], cols[c + 1]) for c in range(choice.cols)]
             for r in range(choice.rows)]
 
@@ -525,8 +529,12 @@ def _full(graph: Graph, name: str) -> Region:
     return (0, height, 0, width)
 
 
-def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
-    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact)."""
+def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice,
+                tracer: Tracer | None = None) -> Graph:
+    """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact).
+
+    `tracer`, when given, is the Tracer of `graph` and `stage` (its traces are reused).
+    """
     if choice.mode is PatchMode.CACHED and choice.cols != 1:
         raise PatchError(f"cached patches run in full-width bands, not {choice.cols} columns",
                          "pass a grid of R x 1 for the cached mode")
@@ -537,7 +545,8 @@ def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice) -> Graph:
     patched = Graph(graph.name, {n: t for n, t in graph.tensors.items() if n in kept}, [],
                     list(graph.inputs), list(graph.outputs))
     source = [_Piece(stage.source, _full(graph, stage.source))]
-    rewrite = _Rewrite(Tracer(graph, stage), patched, {stage.source: source})
+    tracer = tracer if tracer is not None else Tracer(graph, stage)
+    rewrite = _Rewrite(tracer, patched, {stage.source: source})
     if choice.mode is PatchMode.RECOMPUTE:
         ends = _recompute(rewrite, stage_ops, stage, tiles(graph, choice))
     else:
@@ -589,7 +598,7 @@ def stream_steps(tracer: Tracer, steps: int) -> list[list[Rows]]:
     graph, source = tracer.graph, tracer.stage.source
     done: dict[str, int] = {}
     found: list[list[Rows]] = []
-    for arrived in _cuts(graph.tensors[source].shape[1], steps)[1:]:
+    for arrived in cuts(graph.tensors[source].shape[1], steps)[1:]:
         ready = {source: arrived}
         for op in tracer.ops:
             ready[op.outputs[0]] = _ready(tracer, op, ready)

@@ -9,9 +9,10 @@ minimises is exactly the plan's lower bound.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from mcuflow.ir.graph import Graph
+from mcuflow.ir.graph import Graph, Operator
 from mcuflow.memory.inplace import (
     ALL_KINDS,
     Option,
@@ -55,15 +56,73 @@ class Problem:
     """Channel slices of concatenations planned in place: elements between their pixels."""
 
 
+def step_signature(graph: Graph, op: Operator) -> tuple[object, ...]:
+    """What a step's in-place options, scratch and predicted cost depend on.
+
+    Its kind, attributes and tensors: constants by name, activations by shape, type,
+    quantisation and whether they are variables; and which inputs are the same tensor.
+    """
+    def tensor(name: str) -> object:
+        found = graph.tensors[name]
+        return name if found.is_constant else (found.shape, found.dtype, found.quant,
+                                               found.variable)
+    return (op.kind, op.attrs, tuple(map(tensor, op.inputs)), tuple(map(tensor, op.outputs)),
+            tuple(map(op.inputs.index, op.inputs)))
+
+
+@dataclass
+class StepCache:
+    """build_problem's work per step, shared by the steps of equal step_signature.
+
+    Scope one to graphs whose constants of one name are one tensor: a graph and its patch
+    stage rewrites (the rewrites keep the model's constants). `signatures` numbers the step
+    signatures met, which key the rest.
+    """
+
+    signatures: dict[tuple[object, ...], int] = field(default_factory=dict)
+    options: dict[tuple[object, ...], tuple[tuple[str, ...], list[Option]]] = field(
+        default_factory=dict)
+    scratch: dict[tuple[int, bool], int] = field(default_factory=dict)
+
+    def number(self, graph: Graph, op: Operator) -> int:
+        """The number of the step_signature of `op`."""
+        return self.signatures.setdefault(step_signature(graph, op), len(self.signatures))
+
+    def options_of(self, number: int, graph: Graph, op: Operator, alignment: int,
+                   kinds: frozenset[InPlace], sizes: dict[str, int], dsp: bool) -> list[Option]:
+        """inplace.options of `op` (of signature `number`), once per signature, sizes, settings."""
+        key = (number, alignment, kinds, dsp, tuple(sizes.get(name) for name in op.inputs))
+        known = self.options.get(key)
+        if known is None:
+            known = self.options[key] = op.inputs, options(graph, op, alignment, kinds, sizes,
+                                                           dsp)
+        inputs, found = known
+        shares = {name: ours for name, ours in zip(inputs, op.inputs, strict=True)}
+        return [option if shares[option.shares] == option.shares
+                else dataclasses.replace(option, shares=shares[option.shares])
+                for option in found]
+
+    def plain_scratch(self, number: int, graph: Graph, op: Operator, dsp: bool) -> int:
+        """scratch_bytes of `op` (of signature `number`) run out of place, once per signature."""
+        key = (number, dsp)
+        known = self.scratch.get(key)
+        if known is None:
+            known = self.scratch[key] = scratch_bytes(graph, op, InPlace.NONE, dsp)
+        return known
+
+
 def build_problem(graph: Graph, alignment: int = 16,
                   kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
-                  streamed: frozenset[str] = frozenset(), split: bool = False) -> Problem:
+                  streamed: frozenset[str] = frozenset(), split: bool = False,
+                  cache: StepCache | None = None) -> Problem:
     """Storages, dependencies and in-place options of `graph` (scratch for DSP kernels: `dsp`).
 
     `streamed` graph inputs take no memory: their readers fetch what they need. With `split`,
     storages of several members are planned in pieces (split_storages): a patch stage's input
-    image, its windows and its assembled end.
+    image, its windows and its assembled end. A `cache` given shares the steps' work with
+    other graphs (see StepCache).
     """
+    cache = cache if cache is not None else StepCache()
     parent = shared_parents(graph, kinds, streamed)
     whole = build_storages(graph, parent, streamed)
     statics = [static_kind(graph, op, parent) for op in graph.operators]
@@ -86,13 +145,16 @@ def build_problem(graph: Graph, alignment: int = 16,
         problem.consumes.append(sorted({p for i in op.inputs for p in pieces_of.get(i, ())}))
         static = statics[v]
         problem.static.append(static)
+        if static is not InPlace.NONE:
+            problem.options.append([])
+            problem.plain_scratch.append(0)
+            continue
         output = storage_of.get(op.outputs[0])
-        plain = (static is InPlace.NONE and output is not None
-                 and storages[output].name == op.outputs[0])
+        number = cache.number(graph, op)
         problem.options.append(
-            options(graph, op, alignment, kinds, root_sizes, dsp) if plain else [])
-        problem.plain_scratch.append(
-            scratch_bytes(graph, op, InPlace.NONE, dsp) if static is InPlace.NONE else 0)
+            cache.options_of(number, graph, op, alignment, kinds, root_sizes, dsp)
+            if output is not None and storages[output].name == op.outputs[0] else [])
+        problem.plain_scratch.append(cache.plain_scratch(number, graph, op, dsp))
     return problem
 
 

@@ -18,7 +18,7 @@ from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.patches import find_stages
-from mcuflow.memory.schedule import build_problem, evaluate
+from mcuflow.memory.schedule import StepCache, build_problem, evaluate
 from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs, smallest
 from mcuflow.planning import Analysis, Build, analyze_graph
 from mcuflow.toolchain.arm import build_cortexm, elf_sizes
@@ -112,9 +112,13 @@ def request_for(limits: Limits) -> PatchRequest:
     return PatchRequest(sram_budget=limits.sram_bytes, out_of_core=False)
 
 
-def analyze(graph: Graph, build: Build, limits: Limits) -> Analysis:
-    """mcuflow's analysis with automatic patches aiming at the SRAM limit."""
-    return analyze_graph(graph, build, request_for(limits))
+def analyze(graph: Graph, build: Build, limits: Limits, cache: StepCache | None = None
+            ) -> Analysis:
+    """mcuflow's analysis with automatic patches aiming at the SRAM limit.
+
+    A `cache` given may hold step work of `graph` done before (see StepCache).
+    """
+    return analyze_graph(graph, build, request_for(limits), cache)
 
 
 def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
@@ -147,7 +151,7 @@ def is_chain(graph: Graph) -> bool:
                for index, op in enumerate(graph.operators) if index)
 
 
-def arena_bound(graph: Graph, build: Build) -> int:
+def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> int:
     """A lower bound of the arena of every plan analyze_graph may choose for a chain `graph`.
 
     The patch search's rewrites (memory/patch_search.py) replace a prefix of the ops (a stage of
@@ -155,12 +159,13 @@ def arena_bound(graph: Graph, build: Build) -> int:
     the baseline's planning problem after the longest stage are needs of every option (the
     screening's `rest`); the unpatched plan runs the graph's order (the only one of a chain) and
     needs every step. An arena never is below the needs of its order (schedule.evaluate).
+    The planning problem's step work goes to `cache` when given (see StepCache).
     """
     if not is_chain(graph):
         return 0
     stages = find_stages(graph)
     after = stages[-1].ops[-1] + 1 if stages else 0
-    problem = build_problem(graph, dsp=build.dsp)
+    problem = build_problem(graph, dsp=build.dsp, cache=cache)
     needs = evaluate(problem, list(range(len(graph.operators))))[1]
     return max(needs[after:], default=0)
 
@@ -205,9 +210,9 @@ def _runtime(graph: Graph, code: TargetCode, build: Build) -> int:
             + code.per_tensor * max(tensors - 2, 0))
 
 
-def bounds_of(graph: Graph, build: Build) -> Bounds:
-    """The arena and flash lower bounds of `graph` on the build."""
-    return Bounds(arena_bound(graph, build), flash_bound(graph, build))
+def bounds_of(graph: Graph, build: Build, cache: StepCache | None = None) -> Bounds:
+    """The arena and flash lower bounds of `graph` on the build (see arena_bound for `cache`)."""
+    return Bounds(arena_bound(graph, build, cache), flash_bound(graph, build))
 
 
 class FitCheck:
@@ -235,12 +240,14 @@ class FitCheck:
         """The planner's figures and verdict for `arch`."""
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
         graph = arch_graph(arch, self.space, self.input_channels, self.classes)
-        bounds = bounds_of(graph, self.build)
+        cache = StepCache()
+        bounds = bounds_of(graph, self.build, cache)
         if bounds.flash_bytes > self.limits.flash_bytes:
             self.decided["flash bound"] += 1
         elif bounds.arena_bytes > self.limits.sram_bytes:
             self.decided["arena bound"] += 1
         else:
             self.decided["planner"] += 1
-            return fit_of(analyze(graph, self.build, self.limits), self.limits, model_macs)
+            return fit_of(analyze(graph, self.build, self.limits, cache), self.limits,
+                          model_macs)
         return Fit(bounds.arena_bytes, bounds.flash_bytes, 0.0, model_macs, False, exact=False)

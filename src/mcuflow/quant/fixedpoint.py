@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -178,12 +179,14 @@ class ChannelMultipliers:
     shifts: tuple[int, ...]
 
 
+@lru_cache(maxsize=1024)
 def per_channel_multipliers(
     input_scale: float, filter_scales: tuple[float, ...], output_scale: float, channels: int
 ) -> ChannelMultipliers:
     """TFLite PopulateConvolutionQuantizationParams: double(in) * double(w[c]) / double(out).
 
-    A per-tensor filter scale is broadcast to every output channel.
+    A per-tensor filter scale is broadcast to every output channel. Remembered for the last
+    layers asked (a patch stage's copies of a layer share its scales).
     """
     scales = filter_scales if len(filter_scales) == channels else filter_scales[:1] * channels
     quantized = [quantize_multiplier(input_scale * s / output_scale) for s in scales]
