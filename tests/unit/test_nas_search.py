@@ -14,14 +14,16 @@ pytest.importorskip("torch")
 from mcuflow import api  # noqa: E402
 from mcuflow.errors import McuflowError  # noqa: E402
 from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
-from mcuflow.nas.data import load_dataset, split  # noqa: E402
+from mcuflow.nas.data import Dataset, load_dataset, split  # noqa: E402
 from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
+    RANKED_SAMPLES,
     REFERENCE_ARCH,
     REFERENCE_SAMPLES,
     SearchOptions,
     SearchResult,
     SpaceChoice,
+    at_most,
     budget_for,
     mobilenet_v2,
     search,
@@ -222,3 +224,15 @@ def test_training_epochs_shrink_with_the_cost_of_an_epoch() -> None:
     assert training_epochs(1, more, space, wider) == 1
     narrower = SpaceChoice(0.25, 8, 1, 1, 0.0, ())
     assert training_epochs(60, digits, space, narrower) == 60
+
+
+def test_large_data_is_ranked_on_a_seeded_random_subset() -> None:
+    """An image folder's samples come class by class: the first 2,000 would be a few classes."""
+    y = np.repeat(np.arange(10), 300)
+    ordered = Dataset("folder", np.zeros((len(y), 4, 4, 1), np.float32), y, 10)
+    ranked = at_most(ordered, RANKED_SAMPLES, 0, "ranking")
+    assert len(ranked.y) == RANKED_SAMPLES
+    assert set(np.bincount(ranked.y)) <= set(range(150, 251))
+    assert np.array_equal(ranked.y, at_most(ordered, RANKED_SAMPLES, 0, "ranking").y)
+    small = ordered.subset(np.arange(100))
+    assert at_most(small, RANKED_SAMPLES, 0, "ranking") is small

@@ -498,15 +498,33 @@ def _pool(options: SearchOptions) -> _Local | _Ray:
     return _Ray(options) if _on_ray(options) else _Local()
 
 
+RANKED_SAMPLES = 2000
+"""Validation samples candidates are ranked on, at most: an evaluation costs in proportion."""
+RECALIBRATION_SAMPLES = 4096
+"""Training samples batch norm recalibrates on, at most (each evaluation draws its batches)."""
+
+
+def at_most(data: Dataset, count: int, seed: int, purpose: str) -> Dataset:
+    """`data`, or a seeded random `count` of its samples (in their order) when it has more."""
+    if len(data.y) <= count:
+        return data
+    rng = np.random.default_rng(stable_seed(seed, purpose))
+    return data.subset(np.sort(rng.permutation(len(data.y))[:count]))
+
+
 def _evaluator(pool: _Local | _Ray, split: Split, chosen: SpaceChoice, supernet: bytes,
                space: SearchSpace, budget: Budget, seed: int
                ) -> Callable[[Sequence[Arch]], list[float]]:
     """Val accuracy of archs of the chosen space, evaluated by the pool.
 
-    Batch norm recalibrates on the training samples at the chosen space's resolution.
+    Batch norm recalibrates on training samples at the chosen space's resolution. On large
+    data sets both are subsets (RANKED_SAMPLES, RECALIBRATION_SAMPLES), so that the
+    evaluations keep to the budget's minutes.
     """
-    train_x = resize(split.train.x, chosen.resolution, split.train.dims)
-    shared = tuple(pool.share(value) for value in (supernet, space, train_x, split.val,
+    pool_x = at_most(split.train, RECALIBRATION_SAMPLES, seed, "recalibration").x
+    train_x = resize(pool_x, chosen.resolution, split.train.dims)
+    ranked = at_most(split.val, RANKED_SAMPLES, seed, "ranking")
+    shared = tuple(pool.share(value) for value in (supernet, space, train_x, ranked,
                                                     budget.recalibration_batches))
 
     def evaluate(archs: Sequence[Arch]) -> list[float]:
