@@ -9,7 +9,7 @@ from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.external import ExternalLayout, external_layout
 from mcuflow.codegen.external_crypto import TAG_BYTES
 from mcuflow.codegen.firmware import Io
-from mcuflow.codegen.flash import estimate_flash
+from mcuflow.codegen.flash import estimate_flash, external_code
 from mcuflow.codegen.render import emit_layers
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
@@ -154,13 +154,19 @@ def _movable(graph: Graph, limit: int) -> int:
 
 def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build,
                     tier: str, limit: int, encrypted: bool) -> ExternalLayout | None:
-    """Sets plan.external to the steps whose chunks bring the flash within the board's."""
+    """Sets plan.external to the steps whose chunks bring the flash within the board's.
+
+    A chunk frees its bytes less the code that reads it; the code reading the first one is
+    added to the overflow (flash.external_code).
+    """
     plan.external = ExternalWeights(tier, frozenset(range(len(plan.steps))))
     every = external_layout(plan, layers, pool)
-    chunks = {c.step: c.size for c in every.chunks if c.size <= limit} if every else {}
     capacity = int(_flash_capacity(build.board) * (1 - FLASH_MARGIN))
     flash = _flash(plan, layers, pool, build)
-    overflow = flash.total - capacity if flash else 0
+    first, each = external_code(build.firmware, encrypted) if flash else (0, 0)
+    chunks = ({c.step: c.size - each for c in every.chunks if each < c.size <= limit}
+              if every else {})
+    overflow = flash.total - capacity + first - each if flash else 0
     for _ in range(FLASH_PASSES):
         steps = choose_steps(chunks, overflow)
         if not steps:
@@ -185,8 +191,7 @@ def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build
     """The firmware's flash on a Cortex-M target (without the external arrays), else None."""
     if build.firmware not in CORTEX_M:
         return None
-    external = layout.symbols if layout is not None else frozenset()
-    return estimate_flash(plan.graph, layers, pool, build.firmware, build.io, external=external)
+    return estimate_flash(plan.graph, layers, pool, build.firmware, build.io, external=layout)
 
 
 def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,

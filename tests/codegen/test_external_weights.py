@@ -125,7 +125,7 @@ def test_flash_estimate_drops_by_the_external_arrays() -> None:
     layout = external_layout(plan, layers, pool)
     assert layout is not None
     flash = estimate_flash(graph, layers, pool, "cortex-m4")
-    out = estimate_flash(graph, layers, pool, "cortex-m4", external=layout.symbols)
+    out = estimate_flash(graph, layers, pool, "cortex-m4", external=layout)
     aligned = sum(-(-a.nbytes // ALIGNMENT) * ALIGNMENT for c in layout.chunks for a in c.arrays)
     assert flash.constants - out.constants == aligned >= layout.external_bytes * 0.9
 

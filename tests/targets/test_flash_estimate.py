@@ -17,6 +17,7 @@ import pytest
 
 from mcuflow import api
 from mcuflow.analysis.metrics import analyze
+from mcuflow.codegen.external import external_layout
 from mcuflow.codegen.flash import estimate_flash
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.render import emit_layers
@@ -26,10 +27,15 @@ from mcuflow.hw.board import Board, TierKind, get_board
 from mcuflow.hw.kernel_code import REMEASURE, FlashEstimate, measured_toolchain, target_code
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph
-from mcuflow.memory.plan import Plan
+from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.toolchain.arm import build_cortexm, cortex_m_core, elf_sizes
-from mcuflow.toolchain.code_size import PROBE_BOARD, compiler_version, measure_target
+from mcuflow.toolchain.code_size import (
+    ALIGNMENT_ALLOWANCE,
+    PROBE_BOARD,
+    compiler_version,
+    measure_target,
+)
 from tests.support import SHARED_MODELS
 
 TOLERANCE = 0.03
@@ -123,3 +129,27 @@ def test_kernel_code_sizes_are_current(target: str, tmp_path: Path) -> None:
     differences = _differences(asdict(target_code(target)),
                                asdict(measure_target(target, tmp_path)))
     assert not differences, f"re-measure ({REMEASURE}): " + "; ".join(differences[:20])
+
+
+@pytest.mark.parametrize(("encrypted", "target"), [(False, "cortex-m4"), (True, "cortex-m0")])
+def test_an_out_of_core_firmware_is_estimated_with_its_storage_code(
+        encrypted: bool, target: str, tmp_path: Path) -> None:
+    """The estimate of a firmware reading some weights from an external image holds.
+
+    The weights leave flash; reading them adds the storage, image check and chunk code, and
+    for an encrypted image the AES: the estimate counts them.
+    """
+    graph, dsp = zoo.mobilenet_v2_like(32, 0.35, 10), cortex_m_core(target).dsp
+    unpacked = plan_memory(graph, PLAN_SECONDS, dsp=dsp)
+    plan = replace(unpacked, external=ExternalWeights(
+        "sd_card", frozenset(range(0, len(unpacked.steps), 3)), encrypted))
+    layers, pool = emit_layers(graph, plan, dsp)
+    layout = external_layout(plan, layers, pool)
+    assert layout is not None and len(layout.chunks) > 3
+    estimate = estimate_flash(graph, layers, pool, target, external=layout)
+    project = generate_project(graph, plan, tmp_path / "project", target=target,
+                               board=get_board(PROBE_BOARD),
+                               external_key=bytes(16) if encrypted else None)
+    elf = elf_sizes(build_cortexm(project.path, target)).flash_bytes
+    assert abs(estimate.total / elf - 1) <= TOLERANCE, (estimate, elf)
+    assert estimate.total >= elf - ALIGNMENT_ALLOWANCE, (estimate, elf)

@@ -115,7 +115,8 @@ def test_an_encrypted_image_adds_its_decryption_to_the_modelled_latency() -> Non
     sealed = analyze_graph(graph, Build(board), PatchRequest(encrypt_external=True))
     report = sealed.report
     assert sealed.plan.external is not None and sealed.plan.external.encrypted
-    assert report.external_read_bytes == plain.external_read_bytes + 16 * report.external_reads
+    assert report.external_read_bytes == report.external_image_bytes + 16 * report.external_reads
+    assert plain.external_read_bytes == plain.external_image_bytes
     assert report.decrypt_ms > 0 and plain.decrypt_ms == 0
     assert report.modelled_ms == pytest.approx(report.latency_ms_estimate + report.decrypt_ms
                                                + report.io_stall_ms)

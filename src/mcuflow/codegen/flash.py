@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from mcuflow.codegen.context import ConstantPool, LayerCode
+from mcuflow.codegen.external import ExternalLayout
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernel_code import REMEASURE, FlashEstimate, TargetCode, target_code
 from mcuflow.ir.graph import Graph
@@ -66,21 +67,42 @@ def _code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> int:
             + code.run.bytes(*kernel_calls(layers)))
 
 
+def external_code(target: str, encrypted: bool, code: TargetCode | None = None
+                  ) -> tuple[int, int]:
+    """Flash that reading an external image adds on `target`: with one chunk, and per more.
+
+    The measured kernel_code.TargetCode.external and per_chunk.
+    """
+    code = code or target_code(target)
+    mode = "encrypted" if encrypted else "plain"
+    return _lookup(code.external, mode, "out-of-core runtime", target), code.per_chunk
+
+
+def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | None) -> int:
+    """What reading `external`'s chunks adds: its storage, image and crypto code, its chunks."""
+    if external is None or not external.chunks:
+        return 0
+    first, each = external_code(target, external.encrypted, code)
+    return first + each * (len(external.chunks) - 1)
+
+
 def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool, target: str,
                    application: str = "semihosting", code: TargetCode | None = None,
-                   external: frozenset[str] = frozenset()) -> FlashEstimate:
+                   external: ExternalLayout | None = None) -> FlashEstimate:
     """Flash of the firmware of `graph` on Cortex-M `target`, from emit_layers' output.
 
     `application` is the Cortex-M main (codegen.firmware.Io: semihosting, uart or none).
     Constants are exact to alignment; code comes from the kernels' linked sizes in
     mcuflow.hw.kernel_code (shared library routines counted once) plus a fitted run function;
     `code` replaces the packaged measurements of the target (while measuring them); the
-    arrays named in `external` are read from external storage (ExternalLayout.symbols), not
-    flash.
+    arrays of an `external` image are read from external storage, not flash, and its reading
+    code is in the runtime (_external_runtime).
     """
     code = code or target_code(target)
     tensors = len(graph.inputs) + len(graph.outputs)
-    runtime = _lookup(code.runtime, application, "application", target) + code.slack
-    return FlashEstimate(target, _constants(layers, pool, code, target, external),
+    runtime = (_lookup(code.runtime, application, "application", target) + code.slack
+               + _external_runtime(code, target, external))
+    moved = external.symbols if external is not None else frozenset()
+    return FlashEstimate(target, _constants(layers, pool, code, target, moved),
                          _code(layers, code, target),
                          runtime + code.per_tensor * max(tensors - 2, 0))

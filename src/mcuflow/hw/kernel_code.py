@@ -53,7 +53,11 @@ class TargetCode:
     steps run no kernel (startup, driver, timing, the model's invoke function, libc);
     `per_tensor` the bytes each further model input or output adds; `slack` what the sum of
     the parts may miss (alignment padding between sections), so that an estimate does not
-    undercount; `structs` sizeof each kernel parameter struct.
+    undercount; `structs` sizeof each kernel parameter struct; `external`, for a plain and an
+    encrypted external image, what reading one chunk of constants from it adds to the firmware
+    (the storage interface and the shipped semihosting storage, the image check and chunk
+    functions, and for an encrypted image the AES-CMAC/CTR code and the key hook), and
+    `per_chunk` what each further chunk adds (its table row and its read).
     """
 
     runtime: dict[str, int]
@@ -63,6 +67,8 @@ class TargetCode:
     structs: dict[str, int]
     kernels: dict[str, KernelCode]
     support: dict[str, int] = field(default_factory=dict)
+    external: dict[str, int] = field(default_factory=dict)
+    per_chunk: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,8 @@ def _target_code(table: dict) -> TargetCode:
                       RunFit(**table["run"]),
                       dict(table["structs"]),
                       {name: _kernel_code(entry) for name, entry in table["kernels"].items()},
-                      dict(table.get("support", {})))
+                      dict(table.get("support", {})), dict(table["external"]),
+                      table["per_chunk"])
 
 
 def load_table(text: str) -> tuple[str, dict[str, TargetCode]]:
@@ -147,7 +154,8 @@ def dump_table(toolchain: str, tables: dict[str, TargetCode], comment: str) -> s
     for target, code in tables.items():
         lines += ["", f"[{target}]", f"runtime = {_value(code.runtime)}",
                   f"per_tensor = {code.per_tensor}", f"slack = {code.slack}",
-                  f"run = {_value(vars(code.run))}", "", f"[{target}.structs]"]
+                  f"run = {_value(vars(code.run))}", f"external = {_value(code.external)}",
+                  f"per_chunk = {code.per_chunk}", "", f"[{target}.structs]"]
         lines += [f"{_key(k)} = {v}" for k, v in code.structs.items()]
         lines += ["", f"[{target}.kernels]"]
         lines += [f"{_key(k)} = {_value(_kernel_entry(v))}" for k, v in code.kernels.items()]

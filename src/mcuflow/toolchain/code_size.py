@@ -20,8 +20,9 @@ from elftools.elf.elffile import ELFFile
 
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.emit_dsp import DSP_HEADER
+from mcuflow.codegen.external import external_layout
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
-from mcuflow.codegen.flash import estimate_flash, kernel_calls
+from mcuflow.codegen.flash import CONSTANT_ALIGNMENT, estimate_flash, kernel_calls
 from mcuflow.codegen.project import kernel_files, render_project
 from mcuflow.codegen.render import COMMON_HEADER, KERNELS_HEADER, emit_layers
 from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
@@ -31,7 +32,7 @@ from mcuflow.hw.kernels import KERNELS, Kernel
 from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
-from mcuflow.memory.plan import Plan
+from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.quant.codebook import compress_graph
 from mcuflow.toolchain.arm import (
@@ -51,6 +52,10 @@ FLASH_SECTIONS = frozenset({".vectors", ".text", ".rodata", ".ARM.exidx", ".data
 STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER)
 """The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's)."""
 PLAN_SECONDS = 0.2
+EXTERNAL_PROBE_LAYERS = 3
+"""Layers of the probe whose constants are read from an external image (_external)."""
+PROBE_KEY = bytes(range(16))
+"""The key the encrypted probe's image is sealed with (its size does not depend on it)."""
 ALIGNMENT_ALLOWANCE = 32
 """The largest alignment of a section the firmware links (newlib's strlen): a model's padding
 may exceed that of every fit model by up to this."""
@@ -136,9 +141,14 @@ def _plan(graph: Graph, target: str) -> Plan:
 
 
 def _project(directory: Path, graph: Graph, target: str, board: Board,
-             firmware: Firmware = QEMU_SEMIHOSTING) -> list[str]:
-    """Write the project of `graph` with every kernel file of `target`; its C files in order."""
-    files, _ = render_project(graph, _plan(graph, target), target, board, firmware=firmware)
+             firmware: Firmware = QEMU_SEMIHOSTING, plan: Plan | None = None) -> list[str]:
+    """Write the project of `graph` with every kernel file of `target`; its C files in order.
+
+    `plan` lays it out (by default its own plan).
+    """
+    plan = plan or _plan(graph, target)
+    key = PROBE_KEY if plan.external is not None and plan.external.encrypted else None
+    files, _ = render_project(graph, plan, target, board, firmware=firmware, external_key=key)
     files |= kernel_files(sorted({k.source for k in _kernels(target)}))
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -161,10 +171,10 @@ class _Probe:
         return {name: obj for name, obj in self.objects.items() if name in stems}
 
     def build(self, name: str, graph: Graph, board: Board,
-              firmware: Firmware = QEMU_SEMIHOSTING) -> Linked:
+              firmware: Firmware = QEMU_SEMIHOSTING, plan: Plan | None = None) -> Linked:
         """Link the firmware of `graph`, compiling all but the kernels (reused from the base)."""
         directory = self.directory / name
-        sources = _project(directory, graph, self.target, board, firmware)
+        sources = _project(directory, graph, self.target, board, firmware, plan)
         kernels = self.kernel_objects()
         own = compile_objects(directory, self.target, [s for s in sources if s not in kernels])
         return link(directory, self.target, [own.get(s) or kernels[s] for s in sources], name)
@@ -236,6 +246,48 @@ def _per_tensor(probe: _Probe) -> int:
     """Bytes per model input or output beyond one of each (three of each vs one)."""
     linked = probe.build("tensors", _nocode_graph(3), get_board(PROBE_BOARD))
     return round((sum(linked.sections.values()) - sum(probe.base.sections.values())) / 4)
+
+
+def _layers_graph() -> Graph:
+    """EXTERNAL_PROBE_LAYERS FULLY_CONNECTED layers, each with its own weights and bias."""
+    b = GraphBuilder("external_probe")
+    x = b.input((1, 32), 0.05, 0)
+    for _ in range(EXTERNAL_PROBE_LAYERS):
+        x = b.fully_connected(x, 32)
+    return b.output(x).build()
+
+
+def _reading(plan: Plan, steps: int, encrypted: bool) -> Plan:
+    """`plan` with the constants of its first `steps` steps read from an external image."""
+    return replace(plan, external=ExternalWeights("sd_card", frozenset(range(steps)),
+                                                  encrypted))
+
+
+def _external(probe: _Probe) -> tuple[dict[str, int], int]:
+    """What one external chunk adds, plain and encrypted, and each further chunk.
+
+    The probe's layers are linked with every constant in flash, then with the first layer's
+    (one chunk) and with all of them (EXTERNAL_PROBE_LAYERS chunks) read externally; the bytes
+    of the arrays that left flash are added back.
+    """
+    graph = _layers_graph()
+    plan = _plan(graph, probe.target)
+    board = get_board(PROBE_BOARD)
+    inside = probe.build("external-none", graph, board, plan=plan).flash_bytes
+
+    def added(name: str, steps: int, encrypted: bool) -> int:
+        reading = _reading(plan, steps, encrypted)
+        layout = external_layout(reading, *emit_layers(graph, reading,
+                                                       cortex_m_core(probe.target).dsp))
+        assert layout is not None
+        moved = sum(-(-a.nbytes // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT
+                    for chunk in layout.chunks for a in chunk.arrays)
+        return probe.build(name, graph, board, plan=reading).flash_bytes + moved - inside
+
+    one = {"plain": added("external-plain", 1, False),
+           "encrypted": added("external-encrypted", 1, True)}
+    every = added("external-every", EXTERNAL_PROBE_LAYERS, False)
+    return one, round((every - one["plain"]) / (EXTERNAL_PROBE_LAYERS - 1))
 
 
 def _struct_sizes(probe: _Probe) -> dict[str, int]:
@@ -318,7 +370,8 @@ def measure_target(target: str, directory: Path) -> TargetCode:
     probe = _base_probe(directory / "base", target)
     kernels, support = _kernel_codes(probe)
     samples = _samples(probe)
+    external, per_chunk = _external(probe)
     code = TargetCode(_runtimes(probe), _per_tensor(probe), 0, RunFit(0, 0, 0),
-                      _struct_sizes(probe), kernels, support)
+                      _struct_sizes(probe), kernels, support, external, per_chunk)
     code = replace(code, run=_run_fit(samples, code, target))
     return replace(code, slack=_slack(samples, code, target))
