@@ -61,10 +61,10 @@ class Budget:
 # 0.05-0.5 s, a supernet (sandwich) epoch 8 s, a candidate evaluation 0.3 s, a plain training
 # epoch 1.5 s; with --workers 2 fit checks and evaluations run two at a time. The 20-minute
 # row (the issue's goal: search, fine-tune, baseline, PTQ and QEMU within 20 min on 2 cores)
-# spends about 2.5 min on fit checks, 5 on the supernet, under 1 on evaluations and 2.5 on
-# fine-tuning and the baseline (a measured 20-minute search of 50 supernet epochs and 990 fit
-# checks took 13.7 min under a load of 4 on 2 cores: too long); 1 is the tests' tiny run,
-# 10 the default.
+# took 7.1-9.6 min per bench/search.py row on a shared machine, its final models training 60
+# epochs each (a 20-minute search of 50 supernet epochs and 990 fit checks once took 13.7 min
+# under a load of 4 on 2 cores: too long); 1 is the tests' tiny run, 10 the default. Costlier
+# data get fewer epochs (training_epochs).
 _BUDGETS: tuple[tuple[float, Budget], ...] = (
     (1, Budget(supernet_epochs=1, space_samples=4, population=4, generations=2,
                mutation_probability=0.3, final_epochs=2,
