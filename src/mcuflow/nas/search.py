@@ -106,8 +106,8 @@ def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: Space
     An epoch's cost is taken as the training samples times the MACs of the chosen space's
     largest architecture; against the table's reference (REFERENCE_SAMPLES, REFERENCE_ARCH)
     a costlier epoch gets proportionally fewer epochs, at least one, never more than the row.
-    So the row's minutes hold on larger images and data sets (28 x 28 images at 42 x 42 cost
-    ten times digits' epoch), and every model the search trains gets the same count.
+    So the row's minutes hold on larger images and data sets (digits upscaled to 28 x 28, at
+    width 1, cost four times digits' epoch), and both final models get the same count.
     """
     data = split.train
     work = len(data.y) * macs(largest(space, chosen.width, chosen.resolution), space,
