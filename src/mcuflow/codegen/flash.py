@@ -19,7 +19,8 @@ _CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 T = TypeVar("T")
 
 
-def _aligned(nbytes: int) -> int:
+def array_flash_bytes(nbytes: int) -> int:
+    """Flash a constant array of `nbytes` takes: rounded up to CONSTANT_ALIGNMENT."""
     return -(-nbytes // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT
 
 
@@ -53,7 +54,8 @@ def _lookup(table: dict[str, T], key: str, what: str, target: str) -> T:
 
 def _constants(layers: Sequence[LayerCode], pool: ConstantPool, code: TargetCode,
                target: str, external: frozenset[str]) -> int:
-    arrays = sum(_aligned(array.nbytes) for array in pool.arrays if array.symbol not in external)
+    arrays = sum(array_flash_bytes(array.nbytes) for array in pool.arrays
+                 if array.symbol not in external)
     types = [m.group(1) for layer in layers for d in layer.definitions
              if (m := _STRUCT.match(d))]
     return arrays + sum(_lookup(code.structs, t, "struct", target) for t in types)

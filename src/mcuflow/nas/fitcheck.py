@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mcuflow.codegen.flash import CONSTANT_ALIGNMENT
+from mcuflow.codegen.flash import array_flash_bytes
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
@@ -191,7 +191,7 @@ def _filters_bound(graph: Graph) -> int:
     """Pooled bytes of the distinct filters of FILTERED ops."""
     filters = {(t.dtype, t.data.tobytes()): t.nbytes for t in (
         graph.tensors[op.inputs[1]] for op in graph.operators if op.kind in FILTERED)}
-    return sum(-(-n // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT for n in filters.values())
+    return sum(array_flash_bytes(n) for n in filters.values())
 
 
 def _kernels_bound(graph: Graph, code: TargetCode) -> int:

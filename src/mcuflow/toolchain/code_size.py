@@ -22,7 +22,7 @@ from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.emit_dsp import DSP_HEADER
 from mcuflow.codegen.external import external_layout
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
-from mcuflow.codegen.flash import CONSTANT_ALIGNMENT, estimate_flash, kernel_calls
+from mcuflow.codegen.flash import array_flash_bytes, estimate_flash, kernel_calls
 from mcuflow.codegen.project import kernel_files, render_project
 from mcuflow.codegen.render import COMMON_HEADER, KERNELS_HEADER, emit_layers
 from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
@@ -280,8 +280,7 @@ def _external(probe: _Probe) -> tuple[dict[str, int], int]:
         layout = external_layout(reading, *emit_layers(graph, reading,
                                                        cortex_m_core(probe.target).dsp))
         assert layout is not None
-        moved = sum(-(-a.nbytes // CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT
-                    for chunk in layout.chunks for a in chunk.arrays)
+        moved = sum(array_flash_bytes(a.nbytes) for chunk in layout.chunks for a in chunk.arrays)
         return probe.build(name, graph, board, plan=reading).flash_bytes + moved - inside
 
     one = {"plain": added("external-plain", 1, False),
