@@ -97,6 +97,7 @@ def emit_step(ctx: EmitContext) -> LayerCode:
             f"{ctx.op.kind.value} '{ctx.op.name}' cannot run in place as {ctx.inplace.value}"
         )
     code = emit_with_codebooks(ctx, EMITTERS[ctx.op.kind])
+    code.statements += _spill_writes(ctx)
     if ctx.dsp and code.statements and not emit_dsp.uses_dsp(code.kernels):
         code.portable_reason = code.portable_reason or emit_dsp.portable_reason(ctx)
     if ctx.inplace in RUNS_NO_CODE and code.statements:
@@ -527,6 +528,33 @@ def _read_input(ctx: EmitContext, index: int) -> LayerCode:
     ])
 
 
+def _spill_writes(ctx: EmitContext) -> list[str]:
+    """Writes of the step's spilled outputs to the spill area (see render._spill_macros)."""
+    offsets = ctx.plan.spill_offsets
+    return [line for name in ctx.op.outputs if name in ctx.plan.spilled for line in (
+        f"if (MCUFLOW_SPILL_WRITE({offsets[name]}u, {ctx.pointer(name, 'U8')}, "
+        f"{ctx.tensor(name).nbytes}u) != 0) {{",
+        "    return MCUFLOW_ERROR_STORAGE;",
+        "}")]
+
+
+def _read_spilled(ctx: EmitContext) -> LayerCode:
+    """Rows of a spilled tensor read back from the spill area: one read (full-width rows)."""
+    attrs: SliceAttrs = ctx.op.attrs
+    source = ctx.tensor(ctx.op.inputs[0])
+    if (len(attrs.begin) != 4 or attrs.begin[2] != 0 or attrs.begin[3] != 0
+            or tuple(attrs.size[2:]) != tuple(source.shape[2:])):
+        raise CodegenError(f"step {ctx.layer} reads a window of spilled '{source.name}' that is "
+                           "not whole rows")
+    row = math.prod(source.shape[2:]) * source.dtype.itemsize
+    at = ctx.plan.spill_offsets[source.name] + attrs.begin[1] * row
+    return LayerCode([
+        f"if (MCUFLOW_SPILL_READ({at}u, {_output_pointer(ctx)}, {attrs.size[1] * row}u) != 0) {{",
+        "    return MCUFLOW_ERROR_STORAGE;",
+        "}",
+    ])
+
+
 @emitter(OpKind.PAD)
 def _pad(ctx: EmitContext) -> LayerCode:
     attrs: PadAttrs = ctx.op.attrs
@@ -551,6 +579,8 @@ def _slice(ctx: EmitContext) -> LayerCode:
     source = ctx.op.inputs[0]
     if source in ctx.plan.streamed:
         return _read_input(ctx, ctx.graph.inputs.index(source))
+    if source in ctx.plan.spilled:
+        return _read_spilled(ctx)
     if ctx.inplace is InPlace.ALIAS:
         place = ctx.offset(ctx.op.inputs[0]) + alias_offset(ctx.graph, ctx.op)
         if ctx.offset(ctx.op.outputs[0]) != place:

@@ -42,6 +42,8 @@ KERNELS_HEADER = "mcuflow_kernels.h"
 """The model's declarations of the kernels it calls (project.kernels_header writes it)."""
 STORAGE_HEADER = "mcuflow_storage.h"
 """The storage interface a model with external weights reads its image through."""
+SPILL_ALIGNMENT = 4096
+"""The spill area starts at a multiple of this (a NOR flash sector, an SD card's 512 B too)."""
 
 
 @dataclass(frozen=True)
@@ -126,17 +128,20 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
     header = _model_header(graph, plan, inputs, outputs, flash_bytes, naming)
     if external is not None:
         _external_macros(header, external)
+    if plan.spilled:
+        header.lines.append("/* Bytes of external storage the spilled activations take. */")
+        header.define("SPILL_BYTES", plan.spill_bytes)
     header.lines += _header_end(naming)
+    image = _image(external, pool, external_key)
     files = {
         naming.file("model.h"): "\n".join(header.lines),
         naming.file("model.c"): _model_source(graph, plan, layers, inputs, outputs, naming,
-                                              external),
+                                              external, spill_base(image)),
         naming.file("weights.h"): _weights_header(graph, pool, naming, external),
         naming.file("weights.c"): _weights_source(graph, pool, naming, symbols),
     }
     return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
-                        _step_kernels(graph, plan, layers), external,
-                        _image(external, pool, external_key))
+                        _step_kernels(graph, plan, layers), external, image)
 
 
 def _image(external: ExternalLayout | None, pool: ConstantPool, key: bytes | None) -> bytes:
@@ -482,7 +487,7 @@ def _indent(text: str) -> str:
 
 def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: list[TensorSpec],
                   outputs: list[TensorSpec], naming: Naming,
-                  external: ExternalLayout | None = None) -> str:
+                  external: ExternalLayout | None = None, spill_at: int = 0) -> str:
     ends = [b.end for name, b in plan.buffers.items() if name not in plan.streamed]
     arena, run = naming.symbol("arena"), naming.symbol("model_run")
     lines = [
@@ -495,7 +500,7 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
           else []),
         f'#include "{naming.file("model.h")}"',
         f'#include "{naming.file("weights.h")}"',
-        *([f'#include "{STORAGE_HEADER}"'] if external is not None else []),
+        *([f'#include "{STORAGE_HEADER}"'] if external is not None or plan.spilled else []),
         *([f'#include "{CRYPTO_FILES[0]}"'] if external is not None and external.encrypted
           else []),
         "",
@@ -525,6 +530,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     ]
     if any(spec.offset < 0 for spec in inputs):
         lines += _reader_source(inputs, naming)
+    if plan.spilled:
+        lines += _spill_macros(spill_at)
     if graph.variables():
         lines += _state_source(graph, naming)
     if external is not None:
@@ -545,6 +552,26 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     lines += _invoke_functions(inputs, outputs, naming)
     lines += _zero_copy_functions(inputs, outputs, naming)
     return "\n".join(lines)
+
+
+def _spill_macros(base: int) -> list[str]:
+    """The spill area's place in external storage and the reads and writes of its tensors."""
+    return [
+        "/* Spilled activations: each written to external storage by the step computing it and",
+        " * read back, rows at a time, by the steps reading it; the spill area starts after the",
+        " * external weights image. */",
+        f"#define MCUFLOW_SPILL_BASE {base}u",
+        "#define MCUFLOW_SPILL_WRITE(at, src, size) "
+        "mcuflow_storage_write(MCUFLOW_SPILL_BASE + (at), (src), (size))",
+        "#define MCUFLOW_SPILL_READ(at, dst, size) "
+        "mcuflow_storage_read(MCUFLOW_SPILL_BASE + (at), (dst), (size))",
+        "",
+    ]
+
+
+def spill_base(image: bytes) -> int:
+    """Where the spill area starts in external storage: after the image, SPILL_ALIGNMENT aligned."""
+    return -(-len(image) // SPILL_ALIGNMENT) * SPILL_ALIGNMENT
 
 
 def _staged(call: str) -> list[str]:

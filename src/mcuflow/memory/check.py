@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mcuflow.ir.graph import TensorUses
+from mcuflow.ir.ops import OpKind
 from mcuflow.memory.inplace import alias_offset, concat_slots, in_place_rule, piece_views
 from mcuflow.memory.plan import RUNS_NO_CODE, Buffer, InPlace, Plan, PlanError, Step, Tier
 from mcuflow.memory.scratch import scratch_bytes
@@ -17,8 +18,9 @@ def check_plan(plan: Plan) -> None:
     outputs to the end), every kernel has the scratch it needs, every buffer lies inside the
     arena, aliases and concatenation slices sit where they claim, and two buffers live at the
     same step share no byte unless the plan declares it: one storage (aliases, slices), or an
-    in-place step's input and output placed as its kernel contract requires. Messages name the
-    buffers involved.
+    in-place step's input and output placed as its kernel contract requires. A spilled tensor
+    needs its buffer at its producer's step only, and only SLICEs (reads from external storage)
+    read it. Messages name the buffers involved.
     """
     _check_lifetimes(plan)
     _check_steps(plan)
@@ -37,7 +39,11 @@ def _check_lifetimes(plan: Plan) -> None:
             raise PlanError(f"tensor {name!r} has no buffer")
         buffer = plan.buffers[name]
         producer = uses.producer.get(name)
-        needed = [step_of[i] for i in uses.consumers.get(name, ())] + (
+        readers = uses.consumers.get(name, ())
+        if name in plan.spilled and any(graph.operators[i].kind is not OpKind.SLICE
+                                        for i in readers):
+            raise PlanError(f"spilled tensor {name!r} is read by an op other than a SLICE")
+        needed = [] if name in plan.spilled else [step_of[i] for i in readers] + (
             [last] if name in graph.outputs else [])
         first = 0 if producer is None else step_of[producer]
         if buffer.first_step > first or buffer.last_step < max(needed, default=first):

@@ -32,7 +32,8 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
 
     Variable tensors (SVDF's, an LSTM's states) live outside the arena, as in the generated C:
     `state` holds their arrays, updated in place (by default their start values, for this one
-    run).
+    run). A spilled tensor is copied out of the arena when its step has written it, as the C
+    writes it to external storage; its readers read that copy.
     """
     graph = plan.graph
     arena = np.full(plan.arena_bytes, _POISON, dtype=np.uint8)
@@ -44,6 +45,7 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
         if name not in streamed:
             _view(arena, plan, name)[...] = value
     kept: dict[str, np.ndarray] = {}
+    spilled: dict[str, np.ndarray] = {}
     for index, step in enumerate(plan.steps):
         op = graph.operators[step.op_index]
         if step.scratch is not None:
@@ -51,7 +53,9 @@ def run_in_arena(plan: Plan, inputs: Sequence[np.ndarray] | Mapping[str, np.ndar
         if step.inplace is InPlace.DEPTHWISE:
             _depthwise_in_place(arena, plan, op, step.scratch)
         elif step.inplace not in RUNS_NO_CODE:
-            _run_op(arena, plan, op, {**streamed, **variables})
+            _run_op(arena, plan, op, {**streamed, **spilled, **variables})
+        spilled.update({name: _view(arena, plan, name).copy() for name in op.outputs
+                        if name in plan.spilled})
         if keep_intermediates:
             kept.update({name: _view(arena, plan, name).copy() for name in op.outputs})
     outputs = [_view(arena, plan, name).copy() for name in graph.outputs]
@@ -114,7 +118,7 @@ def _overlapping_inputs(plan: Plan, op: Operator) -> list[str]:
     """Activation inputs sharing bytes with one of the op's outputs."""
     outs = [plan.buffers[name] for name in op.outputs]
     return [n for n in dict.fromkeys(op.inputs)
-            if n in plan.buffers and n not in plan.streamed
+            if n in plan.buffers and n not in plan.streamed and n not in plan.spilled
             and any(plan.buffers[n].overlaps_in_space(out) for out in outs)]
 
 

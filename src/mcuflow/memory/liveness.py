@@ -50,11 +50,13 @@ def _root(parent: dict[str, tuple[str, int]], name: str) -> tuple[str, int]:
 
 
 def build_storages(graph: Graph, parent: dict[str, tuple[str, int]],
-                   streamed: frozenset[str] = frozenset()) -> list[Storage]:
+                   streamed: frozenset[str] = frozenset(),
+                   spilled: frozenset[str] = frozenset()) -> list[Storage]:
     """Group the activation tensors into storages (streamed graph inputs have none).
 
     `parent` maps a tensor to (tensor it lives in, byte offset inside it), e.g. a RESHAPE output
-    to its input at offset 0 or a concatenation input to the concatenated tensor.
+    to its input at offset 0 or a concatenation input to the concatenated tensor. The reads of
+    a `spilled` tensor come from external storage: they do not keep its bytes alive.
     """
     groups: dict[str, list[tuple[str, int]]] = {}
     for name in (n for n in graph.activations() if n not in streamed):
@@ -63,7 +65,7 @@ def build_storages(graph: Graph, parent: dict[str, tuple[str, int]],
     producer_of = {out: i for i, op in enumerate(graph.operators) for out in op.outputs}
     consumers_of: dict[str, int] = {}
     for i, op in enumerate(graph.operators):
-        for name in op.inputs:
+        for name in (n for n in op.inputs if n not in spilled):
             consumers_of[name] = consumers_of.get(name, 0) | (1 << i)
     storages = []
     for root, members in groups.items():

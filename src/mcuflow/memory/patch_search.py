@@ -25,7 +25,7 @@ from mcuflow.memory.patches import (
     cuts,
     fetch_inputs,
     find_stages,
-    patch_graph,
+    patch_rewrite,
     stream_steps,
 )
 from mcuflow.memory.placement import plan_for_order
@@ -196,16 +196,17 @@ def _op_instructions(graph: Graph, op: Operator, core: str, dsp: bool) -> float:
 
 
 def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, cache: StepCache,
-              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0)
-              ) -> tuple[PatchOption, Problem]:
+              streamed: bool, halo: tuple[int, int, int, int] = (0, 0, 0, 0),
+              spilled: frozenset[str] = frozenset()) -> tuple[PatchOption, Problem]:
     """The option running `graph` with its lower bound as the peak, and its planning problem.
 
-    Its inputs are streamed when asked (see fetch_inputs); `cache` holds the search's step work.
+    Its inputs are streamed when asked (see fetch_inputs); `cache` holds the search's step work;
+    `spilled` tensors are held in external storage (PatchChoice.spilled).
     """
     if streamed:
         graph = fetch_inputs(graph)
     problem = build_problem(graph, dsp=pricing.dsp, streamed=streamed_inputs(graph, streamed),
-                            split=choice is not None or streamed, cache=cache)
+                            split=choice is not None or streamed, cache=cache, spilled=spilled)
     peak = evaluate(problem, list(range(len(graph.operators))))[0]
     return PatchOption(choice, graph, peak, pricing.steps(problem), halo, problem), problem
 
@@ -296,8 +297,9 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
     tracer_of = {tracer.stage.end: tracer for tracer in tracers}
-    bounded = [_evaluate(patch_graph(graph, stage, s.choice, tracer_of[stage.end]), s.choice,
-                         pricing, cache, streamed, s.halo) for stage, s in shortlist]
+    bounded = [_evaluate(patched.graph, s.choice, pricing, cache, streamed, s.halo,
+                         patched.spilled) for stage, s in shortlist
+               for patched in (patch_rewrite(graph, stage, s.choice, tracer_of[stage.end]),)]
     options = _place_promising(bounded, request, budget, baseline.instructions)
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)

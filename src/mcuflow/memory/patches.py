@@ -75,11 +75,15 @@ class PatchChoice:
     rows: int
     cols: int
     mode: PatchMode
+    spilled: tuple[str, ...] = ()
+    """Stage tensors (CACHED only) whose rows are written to external storage as they are
+    computed, not kept in a line buffer: their readers read the rows they need back."""
 
     def grid(self) -> str:
-        """E.g. '4x4 patches' or '32 row steps (cached)'."""
+        """E.g. '4x4 patches', '32 row steps (cached)' or '128 row steps (cached, 3 spilled)'."""
         if self.mode is PatchMode.CACHED:
-            return f"{self.rows} row steps (cached)"
+            spilled = f", {len(self.spilled)} spilled" if self.spilled else ""
+            return f"{self.rows} row steps (cached{spilled})"
         return f"{self.rows}x{self.cols} patches"
 
     def describe(self) -> str:
@@ -432,11 +436,16 @@ class _Piece:
 
 @dataclass
 class _Rewrite:
-    """The patched graph under construction."""
+    """The patched graph under construction.
+
+    `spilled` names the pieces written to external storage: only SLICEs read them (each a
+    read of rows back from storage).
+    """
 
     tracer: Tracer
     graph: Graph
     pieces: dict[str, list[_Piece]]
+    spilled: set[str] = dataclasses.field(default_factory=set)
 
     @property
     def source(self) -> Graph:
@@ -483,7 +492,7 @@ class _Rewrite:
 
     def _cut(self, of: str, piece: _Piece, region: Region, tag: str,
              always: bool = False) -> str:
-        if piece.region == region and not always:
+        if piece.region == region and not always and piece.name not in self.spilled:
             return piece.name
         sliced = self.window_tensor(of, region, f"{of}#{tag}:cut")
         begin = (0, region[0] - piece.region[0], region[2] - piece.region[2], 0)
@@ -491,15 +500,18 @@ class _Rewrite:
         self.add(OpKind.SLICE, [piece.name], sliced, SliceAttrs(begin, size), f"{sliced}:slice")
         return sliced
 
-    def run(self, op: Operator, out: Region, tag: str) -> str:
+    def run(self, op: Operator, out: Region, tag: str, spill: bool = False) -> str:
         """One copy of stage op `op` computing window `out` of its output; returns its tensor.
 
         A PAD tile lying wholly in the padding reads no input: it is computed with the nearest
-        input row or column and cut out of that (the tensor returned).
+        input row or column and cut out of that (the tensor returned). With `spill` the window
+        computed is written to external storage.
         """
         grown = self.tracer.computed(op, out)
         self._compute(op, grown, tag)
         piece = self.pieces[op.outputs[0]][-1]
+        if spill:
+            self.spilled.add(piece.name)
         if grown != out:
             piece = _Piece(self._cut(op.outputs[0], piece, out, tag, always=True), out)
             self.pieces[op.outputs[0]].append(piece)
@@ -529,15 +541,32 @@ def _full(graph: Graph, name: str) -> Region:
     return (0, height, 0, width)
 
 
+@dataclass(frozen=True)
+class Patched:
+    """A patch stage's rewrite: the new graph and the tensors of it held in external storage."""
+
+    graph: Graph
+    spilled: frozenset[str]
+
+
 def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice,
                 tracer: Tracer | None = None) -> Graph:
     """`graph` with `stage` run patch by patch as `choice` says (a new graph; bit-exact).
 
     `tracer`, when given, is the Tracer of `graph` and `stage` (its traces are reused).
     """
+    return patch_rewrite(graph, stage, choice, tracer).graph
+
+
+def patch_rewrite(graph: Graph, stage: Stage, choice: PatchChoice,
+                  tracer: Tracer | None = None) -> Patched:
+    """patch_graph, with the pieces of the choice's spilled tensors (see PatchChoice.spilled)."""
     if choice.mode is PatchMode.CACHED and choice.cols != 1:
         raise PatchError(f"cached patches run in full-width bands, not {choice.cols} columns",
                          "pass a grid of R x 1 for the cached mode")
+    if choice.spilled and (choice.mode is not PatchMode.CACHED or choice.end in choice.spilled):
+        raise PatchError("only a cached stage spills, and never its end",
+                         "spill the tensors inside a cached stage")
     kept = {n for i, op in enumerate(graph.operators) if i not in stage.ops
             for n in (*op.inputs, *op.outputs)} | set(graph.inputs) | set(graph.outputs)
     stage_ops = [graph.operators[i] for i in stage.ops]
@@ -550,11 +579,11 @@ def patch_graph(graph: Graph, stage: Stage, choice: PatchChoice,
     if choice.mode is PatchMode.RECOMPUTE:
         ends = _recompute(rewrite, stage_ops, stage, tiles(graph, choice))
     else:
-        ends = _cached(rewrite, stage, choice.rows)
+        ends = _cached(rewrite, stage, choice.rows, frozenset(choice.spilled))
     _assemble(rewrite, stage.end, ends)
     patched.operators.extend(op for i, op in enumerate(graph.operators) if i not in stage.ops)
     verify_graph(patched)
-    return patched
+    return Patched(patched, frozenset(rewrite.spilled))
 
 
 def _recompute(rewrite: _Rewrite, ops: list[Operator], stage: Stage,
@@ -640,23 +669,28 @@ def _keep_from(tracer: Tracer, name: str, done: dict[str, int]) -> int:
     return first
 
 
-def _cached(rewrite: _Rewrite, stage: Stage, steps: int) -> list[list[str]]:
+def _cached(rewrite: _Rewrite, stage: Stage, steps: int,
+            spilled: frozenset[str] = frozenset()) -> list[list[str]]:
     """The steps of stream_steps; returns the end's pieces, one per step that computes some.
 
     Each step keeps one buffer per stage tensor. First the rows still to be read are copied
     from the previous buffer to the top of the new one, which frees the old; then the op writes
     the rows it computes below them (the buffer is a CONCATENATION the planner runs in place).
-    Consumers read row ranges of it (SLICEs the planner makes views).
+    Consumers read row ranges of it (SLICEs the planner makes views). A `spilled` tensor keeps
+    no buffer: each step's rows are written to external storage, every piece stays there, and
+    consumers read the rows they need back (SLICEs of the pieces, stacked when several).
     """
     ends: list[list[str]] = []
     for k, step in enumerate(stream_steps(rewrite.tracer, steps)):
         for rows in step:
             name = rows.op.outputs[0]
             width = rewrite.source.tensors[name].shape[2]
+            spill = name in spilled
             carry = (rewrite.copy(name, (rows.keep_from, rows.start, 0, width), f"s{k}")
-                     if rows.keep_from < rows.start else None)
-            rewrite.pieces[name] = []
-            computed = rewrite.run(rows.op, (rows.start, rows.end, 0, width), f"s{k}")
+                     if rows.keep_from < rows.start and not spill else None)
+            if not spill:
+                rewrite.pieces[name] = []
+            computed = rewrite.run(rows.op, (rows.start, rows.end, 0, width), f"s{k}", spill)
             if name == stage.end:
                 ends.append([computed])
             elif carry is not None:

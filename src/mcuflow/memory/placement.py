@@ -118,6 +118,7 @@ def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
     for storage in (*problem.storages, *problem.groups.values()):
         for name, inner in storage.members:
             first, last = tensor_lifetime(graph, uses, name, step_of, len(order))
+            last = first if name in problem.spilled else last
             step = problem.pixel_steps.get(name, 0)
             buffers[name] = Buffer(name, bases[storage.name] + inner,
                                    _extent(graph.tensors[name], step), first, last,
@@ -131,4 +132,5 @@ def _build_plan(problem: Problem, order: list[int], decisions: list[Decision],
         buffers[name] = Buffer(name, 0, graph.tensors[name].nbytes, first, last,
                                tier=Tier.STREAM)
     return Plan(graph, steps, buffers, arena, lower_bound, problem.alignment,
-                streamed=problem.streamed, split=frozenset(problem.groups))
+                streamed=problem.streamed, split=frozenset(problem.groups),
+                spilled=problem.spilled)

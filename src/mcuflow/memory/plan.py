@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import Enum
 
 from mcuflow.errors import McuflowError
@@ -135,6 +136,9 @@ class Plan:
     """Storages planned in pieces: bytes of them no member needs any more hold other buffers."""
     external: ExternalWeights | None = None
     """Steps whose constants are read from external storage (None: every constant in flash)."""
+    spilled: frozenset[str] = frozenset()
+    """Activations written to external storage by the step producing them (their buffer holds
+    them during that step only) and read back by SLICEs (patches.PatchChoice.spilled)."""
 
     @property
     def rewrites_model(self) -> bool:
@@ -144,6 +148,23 @@ class Plan:
         staging buffer (passes.split_channels).
         """
         return self.patch is not None or bool(self.streamed) or self.external is not None
+
+    @cached_property
+    def spill_offsets(self) -> dict[str, int]:
+        """Each spilled tensor's byte offset in the spill area, in the order steps write them."""
+        offsets: dict[str, int] = {}
+        at = 0
+        for step in self.steps:
+            for name in self.graph.operators[step.op_index].outputs:
+                if name in self.spilled:
+                    offsets[name] = at
+                    at += self.graph.tensors[name].nbytes
+        return offsets
+
+    @property
+    def spill_bytes(self) -> int:
+        """Bytes of the spill area: every spilled tensor, written once per inference."""
+        return sum(self.graph.tensors[name].nbytes for name in self.spilled)
 
     def order_in(self, model: Graph) -> list[int] | None:
         """The execution order as op indices of `model` (None when the plan runs a rewrite)."""

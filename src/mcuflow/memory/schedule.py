@@ -54,6 +54,8 @@ class Problem:
     """The storages planned in pieces (`storages` holds their pieces), by name."""
     pixel_steps: dict[str, int] = field(default_factory=dict)
     """Channel slices of concatenations planned in place: elements between their pixels."""
+    spilled: frozenset[str] = frozenset()
+    """Tensors written to external storage by their producer: in SRAM during that step only."""
 
 
 def step_signature(graph: Graph, op: Operator) -> tuple[object, ...]:
@@ -114,17 +116,20 @@ class StepCache:
 def build_problem(graph: Graph, alignment: int = 16,
                   kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
                   streamed: frozenset[str] = frozenset(), split: bool = False,
-                  cache: StepCache | None = None) -> Problem:
+                  cache: StepCache | None = None, spilled: frozenset[str] = frozenset()
+                  ) -> Problem:
     """Storages, dependencies and in-place options of `graph` (scratch for DSP kernels: `dsp`).
 
     `streamed` graph inputs take no memory: their readers fetch what they need. With `split`,
     storages of several members are planned in pieces (split_storages): a patch stage's input
     image, its windows and its assembled end. A `cache` given shares the steps' work with
-    other graphs (see StepCache).
+    other graphs (see StepCache). `spilled` tensors are written to external storage by their
+    producer and read back by SLICEs (patches.PatchChoice.spilled): they take memory during
+    the producing step only.
     """
     cache = cache if cache is not None else StepCache()
-    parent = shared_parents(graph, kinds, streamed)
-    whole = build_storages(graph, parent, streamed)
+    parent = shared_parents(graph, kinds, streamed | spilled)
+    whole = build_storages(graph, parent, streamed, spilled)
     statics = [static_kind(graph, op, parent) for op in graph.operators]
     silent = sum(1 << v for v, kind in enumerate(statics) if kind in RUNS_NO_CODE)
     strided = strided_members(graph, statics)
@@ -136,13 +141,14 @@ def build_problem(graph: Graph, alignment: int = 16,
     n = len(graph.operators)
     problem = Problem(graph, alignment, storages, storage_of, [0] * n, [], [], [], [], [],
                       streamed, {s.group: next(w for w in whole if w.name == s.group)
-                                 for s in storages if s.group}, strided)
+                                 for s in storages if s.group}, strided, spilled)
     for v, op in enumerate(graph.operators):
         for name in op.inputs:
             if name in producer:
                 problem.preds[v] |= 1 << producer[name]
         problem.produces.append(sorted({p for o in op.outputs for p in pieces_of.get(o, ())}))
-        problem.consumes.append(sorted({p for i in op.inputs for p in pieces_of.get(i, ())}))
+        problem.consumes.append(sorted({p for i in op.inputs if i not in spilled
+                                        for p in pieces_of.get(i, ())}))
         static = statics[v]
         problem.static.append(static)
         if static is not InPlace.NONE:

@@ -98,6 +98,10 @@ class Report:
     """Bytes read from the external weights image since reset (header included; 0 without)."""
     storage_reads: int = 0
     """Reads from the external weights image since reset."""
+    storage_bytes_written: int = 0
+    """Bytes of spilled activations written to external storage since reset."""
+    storage_writes: int = 0
+    """Writes of spilled activations since reset."""
 
     @property
     def instructions_per_tick(self) -> float:
@@ -120,9 +124,9 @@ def parse_report(text: str) -> Report:
         raise ToolchainError("SysTick did not advance during the calibration loop",
                              "run QEMU with -icount shift=0")
     layers = sorted(values.get("layer", []))
-    storage_bytes, storage_reads = values.get("storage", [[0, 0]])[-1]
+    storage = values.get("storage", [[0, 0, 0, 0]])[-1]
     return Report(instructions, ticks, tuple(t for t, _ in values.get("run", [])),
-                  tuple(t for _, t in layers), stack, status, storage_bytes, storage_reads)
+                  tuple(t for _, t in layers), stack, status, *storage)
 
 
 @dataclass(frozen=True)

@@ -6,5 +6,7 @@
 
 /* Count one read of `size` bytes (mcuflow_storage_bytes_read, mcuflow_storage_reads). */
 void mcuflow_storage_count(uint32_t size);
+/* Count one write of `size` bytes (mcuflow_storage_bytes_written, mcuflow_storage_writes). */
+void mcuflow_storage_count_write(uint32_t size);
 
 #endif /* MCUFLOW_STORAGE_SYNC_H */

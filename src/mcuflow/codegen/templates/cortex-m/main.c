@@ -323,9 +323,10 @@ int main(void)
     report_calibration(report);
     const int status = run_records(input, output, report);
     report_layers(report);
-#ifdef MCUFLOW_EXTERNAL_BYTES
-    const uint64_t storage[2] = {mcuflow_storage_bytes_read(), mcuflow_storage_reads()};
-    report_line(report, "storage", storage, 2);
+#if defined(MCUFLOW_EXTERNAL_BYTES) || defined(MCUFLOW_SPILL_BYTES)
+    const uint64_t storage[4] = {mcuflow_storage_bytes_read(), mcuflow_storage_reads(),
+                                 mcuflow_storage_bytes_written(), mcuflow_storage_writes()};
+    report_line(report, "storage", storage, 4);
 #endif
     const uint64_t stack[1] = {mcuflow_stack_peak_bytes()};
     report_line(report, "stack", stack, 1);

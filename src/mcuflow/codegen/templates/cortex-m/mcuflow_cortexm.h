@@ -33,6 +33,8 @@
 #define MCUFLOW_ADP_APPLICATION_EXIT 0x20026
 #define MCUFLOW_OPEN_RB 1
 #define MCUFLOW_OPEN_WB 5
+#define MCUFLOW_OPEN_RPB 3 /* "r+b": read and write an existing file */
+#define MCUFLOW_OPEN_WPB 7 /* "w+b": make the file, read and write it */
 
 /* Exit codes beyond the driver's own: 64 + the number of the exception that faulted. */
 #define MCUFLOW_EXIT_FAULT_BASE 64

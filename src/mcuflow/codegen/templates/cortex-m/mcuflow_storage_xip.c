@@ -27,3 +27,13 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
     mcuflow_storage_count(size);
     return 0;
 }
+
+/* Memory-mapped flash is read in place; the model never spills to it (the planner spills to a
+ * writable tier only). */
+int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size)
+{
+    (void)offset;
+    (void)src;
+    (void)size;
+    return -1;
+}
