@@ -29,8 +29,10 @@ CODEBOOK_SIZES = (256, 16)
 only, exact), 16 clusters them (lossy)."""
 SQNR_RUNS = 3
 """Random inputs on which a lossy option's outputs are compared with the model's."""
-EXTERNAL_TIER_NOTE = ("external tier: weights or activations in external flash or PSRAM become "
-                      "an option with out-of-core execution (issue 13); not available yet")
+EXTERNAL_TIER_NOTE = ("external tier: not weighed here, --external auto applies it: constants "
+                      "move to the board's external storage when the firmware overflows flash, "
+                      "and a cached patch stage spills activations there when nothing else "
+                      "fits SRAM")
 
 
 class FitMode(Enum):

@@ -16,9 +16,10 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.hw.external_crypto import crypto_instructions_per_byte
 from mcuflow.hw.kernel_code import FlashEstimate
-from mcuflow.hw.storage_io import ChunkRead, ExternalReads
+from mcuflow.hw.storage_io import ChunkRead, ExternalReads, spill_cost, spill_tier
 from mcuflow.ir.graph import Graph
-from mcuflow.memory.patch_search import PatchRequest, PatchSearch
+from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget
+from mcuflow.memory.patches import spill_traffic
 from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_model
 from mcuflow.memory.schedule import StepCache
@@ -105,7 +106,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
     if at_once and (fitted := out_of_core(graph, build, request, state)) is not None:
         return fitted
     plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
-                              dsp=build.dsp, cache=cache)
+                              dsp=build.dsp, cache=cache, spill=spill_target(build.board, request))
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
     if (request.out_of_core and not at_once and flash is not None
@@ -135,7 +136,8 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     if _movable(split, limit) < constants - _flash_capacity(board):
         return None
     budget = board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES
-    plan, search = plan_model(split, request, budget, build.core, dsp=build.dsp)
+    plan, search = plan_model(split, request, budget, build.core, dsp=build.dsp,
+                              spill=spill_target(board, request))
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     layout = _external_steps(plan, layers, pool, build, tier.kind.value, limit,
                              request.encrypt_external)
@@ -143,6 +145,17 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
         return None
     return _analysis(graph, build, plan, search, layers, _flash(plan, layers, pool, build, layout),
                      layout)
+
+
+def spill_target(board: Board, request: PatchRequest) -> SpillTarget | None:
+    """Where the plan may spill activations: the board's spill tier with --external auto.
+
+    None without one, and with --encrypt-external (spilled activations are not encrypted).
+    """
+    tier = spill_tier(board)
+    if tier is None or not request.out_of_core or request.encrypt_external:
+        return None
+    return SpillTarget(board, tier)
 
 
 def _movable(graph: Graph, limit: int) -> int:
@@ -199,9 +212,12 @@ def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
               layout: ExternalLayout | None = None) -> Analysis:
     executed = plan.graph
     reads = None if layout is None else _reads(layout, plan, build)
+    tier = spill_tier(build.board) if plan.spilled else None
+    spill = (spill_cost(build.board, tier, spill_traffic(executed, plan.spilled))
+             if tier is not None else None)
     report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
-                     flash=flash, external=reads)
+                     flash=flash, external=reads, spill=spill)
     return Analysis(graph, build.board, plan, report, search)
 
 

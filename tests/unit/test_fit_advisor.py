@@ -147,7 +147,7 @@ def test_the_options_are_ranked_fitting_exact_then_cheapest(
         assert option.peak_bytes == option.analysis.plan.arena_bytes
         assert option.fits == (option.peak_bytes <= BUDGET and option.analysis.report.fits)
         assert option.flags == (() if option.applied else ("--fit", option.name))
-    assert any("issue 13" in note for note in advice.notes)
+    assert any("--external auto applies it" in note for note in advice.notes)
 
 
 def test_the_resolution_option_is_the_largest_that_fits_and_runs_exact_in_its_arena(

@@ -36,7 +36,7 @@ def test_analyze_lists_the_options_after_the_verdict(capsys: pytest.CaptureFixtu
     for name in ("resolution", "patches", "streamed", "order"):
         assert f"--fit {name}" in out or name == "order"
     assert "1. resolution: input 32x32 instead of 48x48" in out
-    assert "not offered: external tier" in out and "issue 13" in out
+    assert "not offered: external tier" in out and "--external auto" in out
 
 
 def test_analyze_json_has_the_ranked_options(capsys: pytest.CaptureFixture[str],
@@ -54,7 +54,7 @@ def test_analyze_json_has_the_ranked_options(capsys: pytest.CaptureFixture[str],
                                "flash_bytes", "instructions", "overhead_pct", "latency_ms",
                                "macs", "flags", "detail", "over_bytes", "sqnr_db"}
         assert option["fits"] == (option["peak_bytes"] <= int(BUDGET))
-    assert any("issue 13" in note for note in report["fit_notes"])
+    assert any("--external auto applies it" in note for note in report["fit_notes"])
 
 
 def test_compile_refuses_and_points_at_the_best_option(capsys: pytest.CaptureFixture[str],

@@ -12,7 +12,13 @@ from mcuflow.hw.costmodel import Placement, estimate, op_cost
 from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
-from mcuflow.hw.storage_io import ExternalReads, StorageCost, double_buffered
+from mcuflow.hw.storage_io import (
+    ExternalReads,
+    SpillCost,
+    StorageCost,
+    double_buffered,
+    lifetime_years,
+)
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import state_bytes
 
@@ -74,17 +80,27 @@ REPORT_JSON_FIELDS = """\
 | external_image_bytes | bytes of weights_external.bin's payload (not in flash_bytes) |
 | external_read_bytes, external_write_bytes | bytes read from / written to external storage |
 | | per inference (an encrypted image's tags included) |
-| external_reads | read requests per inference (one chunk per step reading from it) |
+| external_reads | read requests per inference (one chunk per step reading from it, plus |
+| | the reads of spilled activations) |
 | erases_per_inference | external flash blocks erased per inference |
+| spill_tier | tier spilled activations are written to and read back from ("" without) |
+| spill_bytes | bytes of the spill area (each spilled activation, written once per inference) |
+| external_writes | write requests per inference (one per spilled piece) |
+| spill_read_bytes, spill_reads | of external_read_bytes and external_reads, the spill's |
+| spill_ms | time the core waits for the spill writes and reads (each access synchronous) |
+| lifetime_years | years until the spill tier wears out at one inference a second (its |
+| | endurance; writes spread over a card, the same sectors on raw NOR flash); null |
+| | without spills or an endurance figure |
 | staging_bytes | SRAM staging buffer the chunks are read into (two halves), static storage |
 | | beside the arena, counted in sram_margin_bytes |
 | io_stall_ms | time the core waits for a chunk its computation did not hide (the next chunk |
 | | is read while the current steps compute, as with a DMA) |
 | decrypt_ms | time the core verifies and decrypts an encrypted image's chunks (AES-CMAC |
 | | and AES-128-CTR, mcuflow.hw.external_crypto's measured cost per byte; 0: plain) |
-| modelled_ms | latency_ms_estimate + decrypt_ms + io_stall_ms |
+| modelled_ms | latency_ms_estimate + decrypt_ms + io_stall_ms + spill_ms |
 | slowdown | modelled_ms / latency_ms_estimate |
-| energy_mj_estimate | includes the external reads, the decryption and the stalled time |
+| energy_mj_estimate | includes the external reads and writes, the decryption and the |
+| | stalled time |
 """
 
 
@@ -147,6 +163,13 @@ class Report:
     decrypt_ms: float = 0.0
     modelled_ms: float = 0.0
     slowdown: float = 1.0
+    spill_tier: str = ""
+    spill_bytes: int = 0
+    external_writes: int = 0
+    spill_read_bytes: int = 0
+    spill_reads: int = 0
+    spill_ms: float = 0.0
+    lifetime_years: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types, fields as documented in REPORT_JSON_FIELDS."""
@@ -293,6 +316,7 @@ def analyze(
     kernels: Sequence[tuple[str, ...]] | None = None,
     flash: FlashEstimate | None = None,
     external: ExternalReads | None = None,
+    spill: SpillCost | None = None,
 ) -> Report:
     """Analyse `graph` on `board`, running operators in `order` (graph order by default).
 
@@ -308,7 +332,8 @@ def analyze(
     target (mcuflow.codegen.flash): flash_bytes and the flash verdict use it, else they count
     the constant tensors only. `external` (an out-of-core plan) names the steps whose constants
     are read from external storage: they are not in flash, the staging buffer counts against
-    SRAM, and the reads' stalls and energy are modelled (hw.storage_io).
+    SRAM, and the reads' stalls and energy are modelled (hw.storage_io). `spill` is the cost of
+    a plan's spilled activations (hw.storage_io.spill_cost), added to the time and energy.
     """
     order = list(range(len(graph.operators))) if order is None else list(order)
     _check_order(graph, order)
@@ -335,12 +360,33 @@ def analyze(
             latency_ms=est.latency_ms, energy_mj=est.energy_mj, kernels=tuple(functions or ()),
         ))
     report = _report(graph, board, tuple(layers), weights, peak_ram_bytes, flash)
-    if external is None:
-        return report
-    storage = double_buffered(board, board.tier(external.tier),
-                              [layer.latency_ms for layer in layers], external.reads,
-                              external.decrypt_ms_per_byte)
-    return _with_storage(report, external, storage)
+    if external is not None:
+        storage = double_buffered(board, board.tier(external.tier),
+                                  [layer.latency_ms for layer in layers], external.reads,
+                                  external.decrypt_ms_per_byte)
+        report = _with_storage(report, external, storage)
+    return report if spill is None else _with_spill(report, board, spill)
+
+
+SPILL_LIFETIME_RATE = 3600.0
+"""Inferences per hour lifetime_years is given at (one a second)."""
+
+
+def _with_spill(report: Report, board: Board, spill: SpillCost) -> Report:
+    """The report with the spilled activations' traffic, time, energy, erases and lifetime."""
+    traffic = spill.traffic
+    modelled = report.modelled_ms + spill.ms
+    return replace(
+        report, spill_tier=spill.tier, spill_bytes=traffic.write_bytes,
+        external_write_bytes=traffic.write_bytes, external_writes=len(traffic.writes),
+        external_read_bytes=report.external_read_bytes + traffic.read_bytes,
+        external_reads=report.external_reads + len(traffic.reads),
+        spill_read_bytes=traffic.read_bytes, spill_reads=len(traffic.reads),
+        erases_per_inference=spill.erases, spill_ms=spill.ms, modelled_ms=modelled,
+        slowdown=modelled / report.latency_ms_estimate if report.latency_ms_estimate else 1.0,
+        energy_mj_estimate=report.energy_mj_estimate + spill.energy_mj,
+        lifetime_years=lifetime_years(board.tier(TierKind(spill.tier)), traffic.write_bytes,
+                                      SPILL_LIFETIME_RATE))
 
 
 def _with_storage(report: Report, external: ExternalReads, storage: StorageCost) -> Report:

@@ -89,17 +89,28 @@ def _flash_parts(report: Report) -> Text:
 
 def _external_lines(report: Report) -> list[Text]:
     """What an out-of-core plan reads from external storage and what waiting for it costs."""
-    if not report.external_tier:
-        return []
-    return [
-        Text(f"Out of core: {report.external_image_bytes:,} B of constants on "
-             f"{report.external_tier} (weights_external.bin), read in "
-             f"{report.external_reads} chunks per inference into a {report.staging_bytes:,} B "
-             "staging buffer (counted in the SRAM margin)"),
-        Text(f"Modelled latency with the reads: {_ms(report.modelled_ms)} ms = compute "
-             f"{_ms(report.latency_ms_estimate)}{_decrypting(report)} + waiting "
-             f"{_ms(report.io_stall_ms)} ({report.slowdown:.2f}x)"),
-    ]
+    lines = []
+    if report.external_tier:
+        lines.append(Text(
+            f"Out of core: {report.external_image_bytes:,} B of constants on "
+            f"{report.external_tier} (weights_external.bin), read in "
+            f"{report.external_reads - report.spill_reads} chunks per inference into a "
+            f"{report.staging_bytes:,} B staging buffer (counted in the SRAM margin)"))
+    if report.spill_tier:
+        lifetime = (f"; the {report.spill_tier} lasts {report.lifetime_years:,.0f} years at one "
+                    "inference a second" if report.lifetime_years is not None else "")
+        lines.append(Text(
+            f"Spilled activations: {report.spill_bytes:,} B written to {report.spill_tier} in "
+            f"{report.external_writes} writes and {report.spill_read_bytes:,} B read back in "
+            f"{report.spill_reads} reads per inference, {report.erases_per_inference} erases"
+            f"{lifetime}"))
+    if lines:
+        spilling = f" + spilling {_ms(report.spill_ms)}" if report.spill_tier else ""
+        lines.append(Text(
+            f"Modelled latency with the reads: {_ms(report.modelled_ms)} ms = compute "
+            f"{_ms(report.latency_ms_estimate)}{_decrypting(report)} + waiting "
+            f"{_ms(report.io_stall_ms)}{spilling} ({report.slowdown:.2f}x)"))
+    return lines
 
 
 def _decrypting(report: Report) -> str:

@@ -16,6 +16,7 @@ CONSTANT_ALIGNMENT = 16
 """Every constant array is defined MCUFLOW_ALIGNED(16)."""
 _STRUCT = re.compile(r"^static const (\w+) \w+ =")
 _CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
+_SPILL_ACCESS = re.compile(r"\bMCUFLOW_SPILL_(?:READ|WRITE)\(")
 T = TypeVar("T")
 
 
@@ -80,6 +81,15 @@ def external_code(target: str, encrypted: bool, code: TargetCode | None = None
     return _lookup(code.external, mode, "out-of-core runtime", target), code.per_chunk
 
 
+def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> int:
+    """What spilled activations add: the storage code and each write or read statement."""
+    accesses = sum(len(_SPILL_ACCESS.findall(s)) for layer in layers for s in layer.statements)
+    if not accesses:
+        return 0
+    spill = code.spill or _lookup({}, "spill", "spilled activations", target)
+    return spill["storage"] + spill["access"] * accesses
+
+
 def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | None) -> int:
     """What reading `external`'s chunks adds: its storage, image and crypto code, its chunks."""
     if external is None or not external.chunks:
@@ -106,5 +116,5 @@ def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool
                + _external_runtime(code, target, external))
     moved = external.symbols if external is not None else frozenset()
     return FlashEstimate(target, _constants(layers, pool, code, target, moved),
-                         _code(layers, code, target),
+                         _code(layers, code, target) + _spill_code(layers, code, target),
                          runtime + code.per_tensor * max(tensors - 2, 0))

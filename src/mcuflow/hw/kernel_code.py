@@ -69,6 +69,9 @@ class TargetCode:
     support: dict[str, int] = field(default_factory=dict)
     external: dict[str, int] = field(default_factory=dict)
     per_chunk: int = 0
+    spill: dict[str, int] = field(default_factory=dict)
+    """What spilled activations add: `storage` (the storage code with reads and writes, beside
+    the first access) and `access` (each read or write statement of the run function)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def _target_code(table: dict) -> TargetCode:
                       dict(table["structs"]),
                       {name: _kernel_code(entry) for name, entry in table["kernels"].items()},
                       dict(table.get("support", {})), dict(table["external"]),
-                      table["per_chunk"])
+                      table["per_chunk"], dict(table["spill"]))
 
 
 def load_table(text: str) -> tuple[str, dict[str, TargetCode]]:
@@ -155,7 +158,8 @@ def dump_table(toolchain: str, tables: dict[str, TargetCode], comment: str) -> s
         lines += ["", f"[{target}]", f"runtime = {_value(code.runtime)}",
                   f"per_tensor = {code.per_tensor}", f"slack = {code.slack}",
                   f"run = {_value(vars(code.run))}", f"external = {_value(code.external)}",
-                  f"per_chunk = {code.per_chunk}", "", f"[{target}.structs]"]
+                  f"per_chunk = {code.per_chunk}", f"spill = {_value(code.spill)}", "",
+                  f"[{target}.structs]"]
         lines += [f"{_key(k)} = {v}" for k, v in code.structs.items()]
         lines += ["", f"[{target}.kernels]"]
         lines += [f"{_key(k)} = {_value(_kernel_entry(v))}" for k, v in code.kernels.items()]

@@ -105,3 +105,77 @@ class ExternalReads:
     image_bytes: int
     decrypt_ms_per_byte: float = 0.0
     """The core's time to verify and decrypt a byte of an encrypted image (0: a plain one)."""
+
+
+@dataclass(frozen=True)
+class SpillTraffic:
+    """Per inference: the bytes of each write of spilled activations and of each read back."""
+
+    writes: tuple[int, ...]
+    reads: tuple[int, ...]
+
+    @property
+    def write_bytes(self) -> int:
+        """Bytes written to the spill area."""
+        return sum(self.writes)
+
+    @property
+    def read_bytes(self) -> int:
+        """Bytes read back from it."""
+        return sum(self.reads)
+
+
+@dataclass(frozen=True)
+class SpillCost:
+    """What spilling costs per inference on its tier: every access waits (no overlap)."""
+
+    tier: str
+    traffic: SpillTraffic
+    ms: float
+    energy_mj: float
+    erases: int
+    """Erase blocks erased before the writes (NOR flash; 0 on RAM and SD cards)."""
+
+
+def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic) -> SpillCost:
+    """Time and energy of `traffic` on `tier`; the core waits for it at active power.
+
+    Each access takes its latency plus its bytes over the bandwidth, with erases before the
+    writes where the tier needs them.
+    """
+    erases = (-(-traffic.write_bytes // tier.erase_block_bytes)
+              if tier.needs_erase and tier.erase_block_bytes else 0)
+    seconds = (sum(tier.access_latency_s + n / tier.write_bandwidth for n in traffic.writes)
+               + sum(transfer_s(tier, n) for n in traffic.reads) + erases * tier.erase_time_s)
+    energy = (traffic.write_bytes * tier.write_energy_nj_per_byte
+              + traffic.read_bytes * tier.read_energy_nj_per_byte) * 1e-6
+    return SpillCost(tier.kind.value, traffic, seconds * 1e3,
+                     energy + board.active_power_mw * seconds, erases)
+
+
+def spill_tier(board: Board) -> MemoryTier | None:
+    """The off-chip tier activations spill to (None: the board has none).
+
+    A writable tier reached through the storage interface: RAM first (no wear), then the
+    fastest writes.
+    """
+    tiers = [tier for tier in board.tiers
+             if tier.kind not in (TierKind.SRAM, TierKind.ONCHIP_FLASH) and tier.writable
+             and not tier.memory_mapped]
+    return max(tiers, key=lambda t: (t.kind.volatile, t.write_bandwidth, t.kind.value),
+               default=None)
+
+
+def lifetime_years(tier: MemoryTier, write_bytes: int, inferences_per_hour: float
+                   ) -> float | None:
+    """Years until `tier` wears out writing `write_bytes` each inference at that rate.
+
+    The writes are spread over the whole tier (an SD card's controller levels its wear; the
+    spill area's place is the same every inference on a raw NOR flash, whose sectors then wear
+    at one erase per inference). None when the tier has no endurance figure or nothing is
+    written.
+    """
+    if not tier.endurance_cycles or not write_bytes or inferences_per_hour <= 0:
+        return None
+    spread = tier.size_bytes / write_bytes if not tier.needs_erase else 1.0
+    return tier.endurance_cycles * spread / inferences_per_hour / (24 * 365.25)

@@ -10,10 +10,12 @@ from enum import Enum
 import numpy as np
 
 from mcuflow.errors import McuflowError
+from mcuflow.hw.board import Board, MemoryTier
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
+from mcuflow.hw.storage_io import spill_cost
 from mcuflow.ir.graph import Graph, Operator, Tensor
-from mcuflow.ir.ops import OP_DEFS, op_macs
+from mcuflow.ir.ops import OP_DEFS, OpKind, op_macs
 from mcuflow.memory.patches import (
     PatchChoice,
     PatchMode,
@@ -26,6 +28,7 @@ from mcuflow.memory.patches import (
     fetch_inputs,
     find_stages,
     patch_rewrite,
+    spill_traffic,
     stream_steps,
 )
 from mcuflow.memory.placement import plan_for_order
@@ -42,6 +45,9 @@ NEAR_TARGET = 6
 screening's estimates are a few points off, so the answer is among them."""
 DEFAULT_MAX_OVERHEAD = 0.10
 """Default of --max-overhead: at most 10 % more instructions than the unpatched model."""
+SPILL_ROWS_PER_STEP = (1, 2, 4)
+"""Source rows per step of a spilling stage: one gives the smallest buffers, more give fewer
+storage accesses."""
 
 
 class Objective(Enum):
@@ -129,6 +135,20 @@ class PatchOption:
     """(rows, cols) of the source window of the largest patch, then of its tile at the end."""
     problem: Problem | None = dataclasses.field(default=None, compare=False, repr=False)
     """The planning problem of `graph` (split in pieces for a patch stage), built once."""
+    spilled: frozenset[str] = frozenset()
+    """Tensors of `graph` held in external storage (PatchChoice.spilled)."""
+
+
+@dataclass(frozen=True)
+class SpillTarget:
+    """Where a plan may spill activations when nothing else fits: a board's spill tier."""
+
+    board: Board
+    tier: MemoryTier
+
+    def ms(self, graph: Graph, spilled: frozenset[str]) -> float:
+        """Milliseconds the core waits for the spill traffic of `graph` per inference."""
+        return spill_cost(self.board, self.tier, spill_traffic(graph, spilled)).ms
 
 
 @dataclass(frozen=True)
@@ -208,7 +228,8 @@ def _evaluate(graph: Graph, choice: PatchChoice | None, pricing: _Pricing, cache
     problem = build_problem(graph, dsp=pricing.dsp, streamed=streamed_inputs(graph, streamed),
                             split=choice is not None or streamed, cache=cache, spilled=spilled)
     peak = evaluate(problem, list(range(len(graph.operators))))[0]
-    return PatchOption(choice, graph, peak, pricing.steps(problem), halo, problem), problem
+    return PatchOption(choice, graph, peak, pricing.steps(problem), halo, problem,
+                       spilled), problem
 
 
 def _placed(option: PatchOption, problem: Problem) -> PatchOption:
@@ -263,13 +284,15 @@ def streamed_inputs(graph: Graph, streamed: bool) -> frozenset[str]:
 
 
 def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool,
-                   cache: StepCache | None = None) -> PatchSearch:
+                   cache: StepCache | None = None, spill: SpillTarget | None = None
+                   ) -> PatchSearch:
     """Screen every stage, grid and mode; plan the promising ones; choose by `request`.
 
     `budget` is the arena bytes the board allows (a request's sram_budget replaces it). A model
     that fits gets no patches unless the request asks for them, and no search. Peaks are the
     planner's lower bounds for each graph's own order. A `cache` given may hold step work of
-    `graph` done before (see StepCache).
+    `graph` done before (see StepCache). When no option fits and a `spill` target is given,
+    the option spilling least to it that fits is added (_spill_option).
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
@@ -301,8 +324,67 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                          patched.spilled) for stage, s in shortlist
                for patched in (patch_rewrite(graph, stage, s.choice, tracer_of[stage.end]),)]
     options = _place_promising(bounded, request, budget, baseline.instructions)
+    if spill is not None and request.grid is None and all(
+            o.peak_bytes > budget for o in (baseline, *options)):
+        spilling = _spill_option(graph, stages, needs, budget, pricing, cache, streamed, spill)
+        options += (spilling,) if spilling is not None else ()
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)
+
+
+def _spill_option(graph: Graph, stages: list[Stage], needs: list[int], budget: int,
+                  pricing: _Pricing, cache: StepCache, streamed: bool, spill: SpillTarget
+                  ) -> PatchOption | None:
+    """A cached stage spilling its largest tensors to external storage, placed within `budget`.
+
+    Stages whose later steps fit the budget are tried shortest first; the first with a fitting
+    option gives the one of least spill time over SPILL_ROWS_PER_STEP, each spilling the
+    fewest of its largest tensors that fit (_fewest_spilled). None when no stage fits.
+    """
+    for stage in stages:
+        if max(needs[stage.ops[-1] + 1:], default=0) > budget:
+            continue
+        tracer = Tracer(graph, stage)
+        spillable = sorted((op.outputs[0] for op in tracer.ops
+                            if op.kind is not OpKind.PAD and op.outputs[0] != stage.end),
+                           key=lambda name: (-graph.tensors[name].nbytes, name))
+        rows = graph.tensors[stage.source].shape[1]
+        found = [option for share in SPILL_ROWS_PER_STEP if rows // share >= 1
+                 for option in [_fewest_spilled(graph, stage, tracer, spillable, rows // share,
+                                                budget, pricing, cache, streamed)]
+                 if option is not None]
+        if found:
+            return min(found, key=lambda o: (spill.ms(o.graph, o.spilled), o.instructions))
+    return None
+
+
+def _fewest_spilled(graph: Graph, stage: Stage, tracer: Tracer, spillable: list[str],
+                    steps: int, budget: int, pricing: _Pricing, cache: StepCache,
+                    streamed: bool) -> PatchOption | None:
+    """The CACHED choice of `steps` spilling the fewest of `spillable` that fits `budget`.
+
+    The largest are spilled first; bisection on the lower bound, then the count grows until
+    the placed arena fits too.
+    """
+    halo = _cached_peak(tracer, stream_steps(tracer, steps), streamed)[1]
+
+    def spilling(count: int) -> tuple[PatchOption, Problem]:
+        choice = PatchChoice(stage.end, steps, 1, PatchMode.CACHED, tuple(spillable[:count]))
+        patched = patch_rewrite(graph, stage, choice, tracer)
+        return _evaluate(patched.graph, choice, pricing, cache, streamed, halo,
+                         patched.spilled)
+
+    if not spillable or spilling(len(spillable))[0].peak_bytes > budget:
+        return None
+    low, high = 0, len(spillable)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if spilling(middle)[0].peak_bytes <= budget else (middle, high)
+    for count in range(high, len(spillable) + 1):
+        placed = _placed(*spilling(count))
+        if placed.peak_bytes <= budget:
+            return placed
+    return None
 
 
 def _stages(graph: Graph, request: PatchRequest) -> list[Stage]:

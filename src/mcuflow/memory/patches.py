@@ -29,6 +29,7 @@ from itertools import takewhile
 import numpy as np
 
 from mcuflow.errors import McuflowError
+from mcuflow.hw.storage_io import SpillTraffic
 from mcuflow.ir.crop import Crop
 from mcuflow.ir.enums import ExplicitPadding, along
 from mcuflow.ir.graph import Graph, Operator, Tensor
@@ -539,6 +540,15 @@ def _inside(inner: Region, outer: Region) -> bool:
 def _full(graph: Graph, name: str) -> Region:
     _, height, width, _ = graph.tensors[name].shape
     return (0, height, 0, width)
+
+
+def spill_traffic(graph: Graph, spilled: frozenset[str]) -> SpillTraffic:
+    """The writes of `spilled` tensors (one each) and the reads back (one per SLICE of one)."""
+    return SpillTraffic(
+        tuple(graph.tensors[n].nbytes for op in graph.operators for n in op.outputs
+              if n in spilled),
+        tuple(graph.tensors[op.outputs[0]].nbytes for op in graph.operators
+              if op.kind is OpKind.SLICE and op.inputs[0] in spilled))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import Enum
+from functools import cached_property
 
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernels import InPlace, inplace_ways

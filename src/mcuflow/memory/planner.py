@@ -11,6 +11,7 @@ from mcuflow.memory.patch_search import (
     PatchOption,
     PatchRequest,
     PatchSearch,
+    SpillTarget,
     ranked,
     search_patches,
     streamed_inputs,
@@ -65,17 +66,18 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
 
 
 def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
-               dsp: bool = False, time_limit_s: float = 1.0, cache: StepCache | None = None
-               ) -> tuple[Plan, PatchSearch]:
+               dsp: bool = False, time_limit_s: float = 1.0, cache: StepCache | None = None,
+               spill: SpillTarget | None = None) -> tuple[Plan, PatchSearch]:
     """The plan of `graph`, with a patch stage where `request` and `budget` call for one.
 
     See search_patches for the choice; `budget` is the SRAM bytes the arena may use and `core`
     names the core whose fitted kernel costs weigh the patches' overhead. The search weighs
     lower bounds: when the plan of its first choice does not fit the budget, the next
     PLAN_TRIES choices are planned too and the first that fits (else the smallest) is kept.
-    A `cache` given may hold step work of `graph` done before (see StepCache).
+    A `cache` given may hold step work of `graph` done before (see StepCache); a `spill`
+    target lets the search spill activations when nothing else fits.
     """
-    search = search_patches(graph, request, budget, core, dsp, cache)
+    search = search_patches(graph, request, budget, core, dsp, cache, spill)
     best: tuple[Plan, PatchOption] | None = None
     for option in ranked(search, request)[:PLAN_TRIES]:
         plan = _plan_option(graph, option, request, time_limit_s, dsp)

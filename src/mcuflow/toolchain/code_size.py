@@ -32,8 +32,18 @@ from mcuflow.hw.kernels import KERNELS, Kernel
 from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
+from mcuflow.memory.patches import (
+    PatchChoice,
+    PatchMode,
+    find_stages,
+    patch_rewrite,
+    spill_traffic,
+)
+from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_memory
+from mcuflow.memory.schedule import build_problem
 from mcuflow.quant.codebook import compress_graph
 from mcuflow.toolchain.arm import (
     BUILD_TIMEOUT_S,
@@ -53,6 +63,11 @@ STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER)
 """The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's)."""
 PLAN_SECONDS = 0.2
 EXTERNAL_PROBE_LAYERS = 3
+SPILL_PROBE_STEPS = 8
+"""Row steps of the spilling probe's cached stage."""
+_SPILL_STATEMENT = re.compile(r"\n[ \t]*if \(MCUFLOW_SPILL_(?:READ|WRITE)\(.*\) != 0\) \{\n"
+                              r"[ \t]*return MCUFLOW_ERROR_STORAGE;\n[ \t]*\}")
+"""A write or read of a spilled activation in the run function (emit._spill_writes)."""
 """Layers of the probe whose constants are read from an external image (_external)."""
 PROBE_KEY = bytes(range(16))
 """The key the encrypted probe's image is sealed with (its size does not depend on it)."""
@@ -141,14 +156,18 @@ def _plan(graph: Graph, target: str) -> Plan:
 
 
 def _project(directory: Path, graph: Graph, target: str, board: Board,
-             firmware: Firmware = QEMU_SEMIHOSTING, plan: Plan | None = None) -> list[str]:
+             firmware: Firmware = QEMU_SEMIHOSTING, plan: Plan | None = None,
+             unspilled: bool = False) -> list[str]:
     """Write the project of `graph` with every kernel file of `target`; its C files in order.
 
-    `plan` lays it out (by default its own plan).
+    `plan` lays it out (by default its own plan); `unspilled` drops the statements that write
+    and read spilled activations (to measure what they add).
     """
     plan = plan or _plan(graph, target)
     key = PROBE_KEY if plan.external is not None and plan.external.encrypted else None
     files, _ = render_project(graph, plan, target, board, firmware=firmware, external_key=key)
+    if unspilled:
+        files = {name: _SPILL_STATEMENT.sub("", text) for name, text in files.items()}
     files |= kernel_files(sorted({k.source for k in _kernels(target)}))
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -171,10 +190,11 @@ class _Probe:
         return {name: obj for name, obj in self.objects.items() if name in stems}
 
     def build(self, name: str, graph: Graph, board: Board,
-              firmware: Firmware = QEMU_SEMIHOSTING, plan: Plan | None = None) -> Linked:
+              firmware: Firmware = QEMU_SEMIHOSTING, plan: Plan | None = None,
+              unspilled: bool = False) -> Linked:
         """Link the firmware of `graph`, compiling all but the kernels (reused from the base)."""
         directory = self.directory / name
-        sources = _project(directory, graph, self.target, board, firmware, plan)
+        sources = _project(directory, graph, self.target, board, firmware, plan, unspilled)
         kernels = self.kernel_objects()
         own = compile_objects(directory, self.target, [s for s in sources if s not in kernels])
         return link(directory, self.target, [own.get(s) or kernels[s] for s in sources], name)
@@ -289,6 +309,42 @@ def _external(probe: _Probe) -> tuple[dict[str, int], int]:
     return one, round((every - one["plain"]) / (EXTERNAL_PROBE_LAYERS - 1))
 
 
+def _spilling_plans() -> tuple[Graph, list[Plan]]:
+    """A model and two plans of it whose cached stage spills few and many tensors."""
+    graph = zoo.mobilenet_v2_like(32, 0.35, 10)
+    stage = find_stages(graph)[-1]
+    spillable = [graph.operators[i].outputs[0] for i in stage.ops[:-1]
+                 if graph.operators[i].kind is not OpKind.PAD]
+    plans = []
+    for spilled in (spillable[:2], spillable):
+        choice = PatchChoice(stage.end, SPILL_PROBE_STEPS, 1, PatchMode.CACHED, tuple(spilled))
+        patched = patch_rewrite(graph, stage, choice)
+        problem = build_problem(patched.graph, split=True, spilled=patched.spilled)
+        plan = plan_for_order(problem, list(range(len(patched.graph.operators))))
+        plan.patch = choice
+        plans.append(plan)
+    return graph, plans
+
+
+def _spill(probe: _Probe) -> dict[str, int]:
+    """What spilling adds: the storage code beside the first access, and each access.
+
+    Each plan's firmware is linked as is and with its spill statements dropped; the difference
+    is the storage code plus its accesses, fitted on the two plans.
+    """
+    graph, plans = _spilling_plans()
+    board = get_board(PROBE_BOARD)
+    added, accesses = [], []
+    for index, plan in enumerate(plans):
+        linked = probe.build(f"spill-{index}", graph, board, plan=plan).flash_bytes
+        bare = probe.build(f"spill-{index}-bare", graph, board, plan=plan, unspilled=True)
+        added.append(linked - bare.flash_bytes)
+        traffic = spill_traffic(plan.graph, plan.spilled)
+        accesses.append(len(traffic.writes) + len(traffic.reads))
+    access = (added[1] - added[0]) / (accesses[1] - accesses[0])
+    return {"storage": round(added[0] - access * accesses[0]), "access": round(access)}
+
+
 def _struct_sizes(probe: _Probe) -> dict[str, int]:
     """sizeof every parameter struct of the kernel headers, from a probe object's symbols."""
     headers = [h for h in STRUCT_HEADERS if (probe.directory / h).exists()]
@@ -371,6 +427,6 @@ def measure_target(target: str, directory: Path) -> TargetCode:
     samples = _samples(probe)
     external, per_chunk = _external(probe)
     code = TargetCode(_runtimes(probe), _per_tensor(probe), 0, RunFit(0, 0, 0),
-                      _struct_sizes(probe), kernels, support, external, per_chunk)
+                      _struct_sizes(probe), kernels, support, external, per_chunk, _spill(probe))
     code = replace(code, run=_run_fit(samples, code, target))
     return replace(code, slack=_slack(samples, code, target))

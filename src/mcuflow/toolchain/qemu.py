@@ -241,6 +241,7 @@ class CortexMResult:
     estimated_ms: float  # instructions x cycles per instruction / board clock
     layers: tuple[LayerProfile, ...] = field(default=())
     storage_bytes_read: int = 0  # from the external weights image, every boot (headers too)
+    storage_bytes_written: int = 0  # spilled activations, every run
 
 
 def _board(board: Board | str) -> Board:
@@ -263,6 +264,7 @@ class QemuChunks:
         self.runs = 0
         self.stack_bytes = 0
         self.storage_bytes_read = 0
+        self.storage_bytes_written = 0
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """The outputs of one chunk (stacked like `inputs`); its report is summed in."""
@@ -273,6 +275,7 @@ class QemuChunks:
         self.runs += len(run.report.run_ticks)
         self.stack_bytes = max(self.stack_bytes, run.report.stack_bytes)
         self.storage_bytes_read += run.report.storage_bytes_read
+        self.storage_bytes_written += run.report.storage_bytes_written
         return run.outputs
 
     @property
@@ -380,6 +383,7 @@ def measured_result(measurement: Measurement, runner: QemuChunks,
         weight_bytes=m.weight_bytes, cycles_per_instruction=cpi, clock_hz=m.board.clock_hz,
         estimated_ms=instructions * cpi / m.board.clock_hz * 1e3, layers=layers,
         storage_bytes_read=runner.storage_bytes_read,
+        storage_bytes_written=runner.storage_bytes_written,
     )
 
 

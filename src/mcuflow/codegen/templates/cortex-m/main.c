@@ -8,8 +8,10 @@
  *                 run <ticks> <status>                 one line per inference
  *                 layer <index> <ticks>                per layer, summed over the runs
  *                                                      (built with -DMCUFLOW_PROFILE only)
- *                 storage <bytes> <reads>              read from the external weights
- *                                                      image since reset (models with one)
+ *                 storage <bytes> <reads> <bytes> <writes>  read from the external weights
+ *                                                      image and spill area, then written to
+ *                                                      the spill area, since reset (models
+ *                                                      with either)
  *                 stack <bytes>                        peak stack since reset
  *                 end <status>                         0 when every record ran
  *
@@ -33,7 +35,7 @@
 #include "mcuflow_records.h"
 #define MCUFLOW_DRIVER_READS_STREAMED 1 /* streamed inputs: read_window, no record buffer */
 #include "mcuflow_arena_records.h"
-#ifdef MCUFLOW_EXTERNAL_BYTES
+#if defined(MCUFLOW_EXTERNAL_BYTES) || defined(MCUFLOW_SPILL_BYTES)
 #include "mcuflow_storage.h"
 #endif
 
