@@ -6,6 +6,8 @@ Models: MobileNetV2-0.35-128 (the study's model, 1.66 M parameters) and MobileNe
 - the firmware's flash against the board's, the constants in the external image, the tier;
 - SRAM: arena + staging buffer against the board's;
 - reads per inference, bytes read, modelled compute, waiting and slowdown (hw.storage_io);
+- for a plan spilling activations (a board whose SRAM patches alone cannot meet): the bytes
+  written per inference, the time they and their reads back take, the tier's lifetime;
 - on QEMU (the board's core on an MPS2 machine, linked in the board's SRAM and flash; the
   external image read through semihosting file I/O, or for QSPI flash from the machine's
   PSRAM, where QEMU's loader puts it, through the XIP storage): bit-exact against mcuflow's
@@ -70,6 +72,9 @@ CASES = (
     ("mobilenet_v2_1.0_224", "nucleo-f767zi"),
     ("mobilenet_v2_1.0_224", "stm32f746g-disco"),
 )
+STREAMED = frozenset({"nucleo-f091rc"})
+"""Boards whose SRAM cannot hold the 49,152 B input image: it is streamed (--input streamed),
+read window by window from input.bin on QEMU (a camera or the SD card on the board)."""
 RUNS = 2
 XIP = ("qspi_flash",)
 """Tiers read in place on the board: on QEMU the image is loaded into the machine's PSRAM and
@@ -100,6 +105,10 @@ class Row:
     energy_mj: float
     qemu: str
     instructions: int | None
+    written: int
+    spill_ms: float
+    lifetime_years: float | None
+    qemu_written: int | None
 
 
 def measure(name: str, board: str, directory: Path, qemu: bool) -> Row:
@@ -107,15 +116,16 @@ def measure(name: str, board: str, directory: Path, qemu: bool) -> Row:
     path = directory / f"{name}.tflite"
     if not path.exists():
         path.write_bytes(write_tflite(MODELS[name]()))
-    analysis = api.fit_model(path, board).analysis
+    request = PatchRequest(streamed_input=board in STREAMED)
+    analysis = api.fit_model(path, board, patches=request).analysis
     report = analysis.report
-    verdict, instructions = "not run", None
+    verdict, instructions, written = "not run", None, None
     if analysis.fits and qemu:
         try:
             result = verify_cortexm(analysis.graph, analysis.plan, analysis.board.core.value,
                                     analysis.board, RUNS, 0, xip=report.external_tier in XIP)
             verdict = "bit-exact" if result.bit_exact else "MISMATCH"
-            instructions = result.instructions
+            instructions, written = result.instructions, result.storage_bytes_written // RUNS
         except McuflowError as error:
             verdict = f"failed: {error}"
     return Row(name, board, analysis.fits, report.flash_bytes, report.flash_capacity,
@@ -123,16 +133,22 @@ def measure(name: str, board: str, directory: Path, qemu: bool) -> Row:
                report.staging_bytes, report.sram_bytes, report.external_reads,
                report.external_read_bytes, report.latency_ms_estimate, report.io_stall_ms,
                report.modelled_ms, report.slowdown, report.energy_mj_estimate, verdict,
-               instructions)
+               instructions, report.external_write_bytes, report.spill_ms,
+               report.lifetime_years, written)
 
 
 def print_table(rows: list[Row]) -> None:
-    """One line per (model, board)."""
+    """One line per (model, board), then the rows that spill activations."""
+    spilled: list[str] = []
     print(f"{'model':22} {'board':17} {'flash/capacity':>21} {'tier':>10} {'external':>10} "
           f"{'arena+staging/SRAM':>24} {'reads':>5} {'compute':>8} {'wait':>8} {'slowdown':>8}"
           f" {'mJ':>6}  QEMU")
     for r in rows:
         flash = f"{r.flash_bytes:,}/{r.flash_capacity:,}"
+        if r.written:
+            qemu_written = "-" if r.qemu_written is None else f"{r.qemu_written:,}"
+            spilled.append(f"{r.model:22} {r.board:17} {r.written:>10,} {qemu_written:>10} "
+                           f"{r.spill_ms:>9.1f} {r.lifetime_years or 0:>10,.0f}")
         sram = f"{r.arena_bytes:,}+{r.staging_bytes:,}/{r.sram_bytes:,}"
         qemu = r.qemu + (f" {r.instructions:,} instr" if r.instructions else "")
         if not r.fits:
@@ -140,6 +156,12 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.model:22} {r.board:17} {flash:>21} {r.tier:>10} {r.image_bytes:>10,} "
               f"{sram:>24} {r.reads:>5} {r.compute_ms:>8.1f} {r.stall_ms:>8.1f} "
               f"{r.slowdown:>7.2f}x {r.energy_mj:>6.1f}  {qemu}")
+    if spilled:
+        print("\nSpilled activations, per inference: bytes written (modelled, counted by the "
+              "QEMU firmware), the wait, the tier's lifetime at one inference a second")
+        print(f"{'model':22} {'board':17} {'written':>10} {'on QEMU':>10} {'spill ms':>9} "
+              f"{'years':>10}")
+        print("\n".join(spilled))
 
 
 def goals(rows: list[Row]) -> list[tuple[str, bool]]:
@@ -206,7 +228,8 @@ def main() -> None:
         sweep()
         return
     with tempfile.TemporaryDirectory(prefix="mcuflow-ooc-") as scratch:
-        rows = [measure(model, board, Path(scratch), not args.no_qemu) for model, board in CASES]
+        rows = [measure(model, board, Path(scratch), not args.no_qemu)
+                for model, board in CASES]
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return

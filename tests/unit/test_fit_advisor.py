@@ -71,7 +71,7 @@ def _inputs(graph: Graph, seed: int = 0) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def squeezenet() -> tuple[Analysis, Advice]:
-    request = PatchRequest(sram_budget=BUDGET)
+    request = PatchRequest(sram_budget=BUDGET, out_of_core=False)
     asked = analyze_graph(squeezenet_48(), M4, request)
     return asked, advise_fit(asked, M4, request)
 
@@ -166,7 +166,7 @@ def test_the_resolution_option_is_the_largest_that_fits_and_runs_exact_in_its_ar
     got = run_in_arena(plan, inputs).outputs
     assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
     larger = analyze_graph(resize_input(asked.graph, height + 16, width + 16), M4,
-                           PatchRequest(sram_budget=BUDGET))
+                           PatchRequest(sram_budget=BUDGET, out_of_core=False))
     assert not larger.fits
     assert option.macs == sum(layer.macs for layer in option.analysis.report.layers)
     assert option.macs < asked.report.macs and option.overhead < 0
@@ -247,7 +247,7 @@ def test_fit_auto_applies_a_lossy_option_only_when_no_exact_one_fits(
         squeezenet: tuple[Analysis, Advice]) -> None:
     asked, advice = squeezenet
     assert not any(o.fits and o.exact for o in advice.options)
-    request = PatchRequest(sram_budget=BUDGET)
+    request = PatchRequest(sram_budget=BUDGET, out_of_core=False)
     fitted = fit_analysis(asked, M4, request, FitRequest(FitMode.AUTO))
     assert fitted.applied == advice.named("resolution") and fitted.changed_model
     assert fitted.analysis.plan.arena_bytes <= BUDGET and fitted.analysis.fits

@@ -18,7 +18,8 @@ from tests.unit.test_cli import assert_user_error, invoke
 
 BUDGET = "8000"
 """SqueezeNet-48 fits this SRAM budget only at a smaller input resolution."""
-M4 = ["-b", "nucleo-f429zi", "--sram-budget", BUDGET]
+M4 = ["-b", "nucleo-f429zi", "--sram-budget", BUDGET, "--external", "off"]
+"""Without external storage: no option spills activations to the SD card."""
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,7 @@ FLASH_SECTIONS = frozenset({".vectors", ".text", ".rodata", ".ARM.exidx", ".data
 STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER)
 """The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's)."""
 PLAN_SECONDS = 0.2
-EXTERNAL_PROBE_LAYERS = 3
+EXTERNAL_PROBE_LAYERS = 8
 SPILL_PROBE_STEPS = 8
 """Row steps of the spilling probe's cached stage."""
 _SPILL_STATEMENT = re.compile(r"\n[ \t]*if \(MCUFLOW_SPILL_(?:READ|WRITE)\(.*\) != 0\) \{\n"
@@ -269,11 +269,15 @@ def _per_tensor(probe: _Probe) -> int:
 
 
 def _layers_graph() -> Graph:
-    """EXTERNAL_PROBE_LAYERS FULLY_CONNECTED layers, each with its own weights and bias."""
+    """EXTERNAL_PROBE_LAYERS layers, each with its own weights and bias.
+
+    3 x 3 convolutions and depthwise convolutions in turn: window structs, as most image
+    models' steps have.
+    """
     b = GraphBuilder("external_probe")
-    x = b.input((1, 32), 0.05, 0)
-    for _ in range(EXTERNAL_PROBE_LAYERS):
-        x = b.fully_connected(x, 32)
+    x = b.input((1, 8, 8, 16), 0.05, 0)
+    for layer in range(EXTERNAL_PROBE_LAYERS):
+        x = b.depthwise_conv2d(x, (3, 3)) if layer % 2 else b.conv2d(x, 16, (3, 3))
     return b.output(x).build()
 
 

@@ -1,0 +1,148 @@
+"""Spilled activations: a cached stage writing tensors to external storage and reading them back.
+
+It runs bit-exact against LiteRT, in the planned arena and in C, and the planner spills only
+when nothing else fits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mcuflow.advisor import advise_fit
+from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.hw.board import get_board
+from mcuflow.hw.storage_io import lifetime_years, spill_tier
+from mcuflow.ir import zoo
+from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import OpKind
+from mcuflow.memory.check import check_plan
+from mcuflow.memory.execute import run_in_arena
+from mcuflow.memory.patch_search import PatchRequest, SpillTarget
+from mcuflow.memory.patches import PatchChoice, PatchError, PatchMode, find_stages, patch_rewrite
+from mcuflow.memory.placement import plan_for_order
+from mcuflow.memory.plan import Plan, PlanError
+from mcuflow.memory.planner import plan_model
+from mcuflow.memory.schedule import build_problem
+from mcuflow.planning import Build, analyze_graph, spill_target
+from mcuflow.toolchain.host import verify_host
+from tests.support import litert_invoke
+
+GRAPH = zoo.mobilenet_v2_like(48, 0.35, 10)
+F091RC = get_board("nucleo-f091rc")
+
+
+def _spilling(graph: Graph, steps: int, share: int) -> Plan:
+    """The deepest stage of `graph` in `steps` row steps, every `share`-th tensor spilled."""
+    stage = find_stages(graph)[-1]
+    spillable = [graph.operators[i].outputs[0] for i in stage.ops[:-1]
+                 if graph.operators[i].kind is not OpKind.PAD]
+    choice = PatchChoice(stage.end, steps, 1, PatchMode.CACHED, tuple(spillable[::share]))
+    patched = patch_rewrite(graph, stage, choice)
+    problem = build_problem(patched.graph, split=True, spilled=patched.spilled)
+    plan = plan_for_order(problem, list(range(len(patched.graph.operators))))
+    plan.patch = choice
+    return plan
+
+
+@pytest.mark.parametrize(("steps", "share"), [(5, 1), (48, 1), (12, 3)])
+def test_a_spilling_stage_is_bit_exact_in_its_arena(steps: int, share: int) -> None:
+    plan = _spilling(GRAPH, steps, share)
+    check_plan(plan)
+    unspilled = _spilling_none(steps)
+    assert plan.spilled and plan.arena_bytes < unspilled.arena_bytes
+    rng = np.random.default_rng(steps)
+    x = rng.integers(-128, 128, GRAPH.tensors[GRAPH.inputs[0]].shape, dtype=np.int8)
+    expected = litert_invoke(write_tflite(GRAPH), [x])
+    got = run_in_arena(plan, [x]).outputs
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+def _spilling_none(steps: int) -> Plan:
+    stage = find_stages(GRAPH)[-1]
+    choice = PatchChoice(stage.end, steps, 1, PatchMode.CACHED)
+    patched = patch_rewrite(GRAPH, stage, choice)
+    problem = build_problem(patched.graph, split=True)
+    return plan_for_order(problem, list(range(len(patched.graph.operators))))
+
+
+def test_only_slices_read_a_spilled_tensor_and_its_buffer_lives_one_step() -> None:
+    plan = _spilling(GRAPH, 12, 1)
+    uses = plan.graph.uses()
+    for name in plan.spilled:
+        assert all(plan.graph.operators[i].kind is OpKind.SLICE for i in uses.consumers[name])
+        assert plan.buffers[name].first_step == plan.buffers[name].last_step
+    bad = dataclasses.replace(plan, spilled=frozenset())
+    with pytest.raises(PlanError, match="live at steps"):
+        check_plan(bad)
+
+
+def test_a_stage_end_or_a_recompute_stage_is_never_spilled() -> None:
+    stage = find_stages(GRAPH)[-1]
+    with pytest.raises(PatchError, match="only a cached stage spills"):
+        patch_rewrite(GRAPH, stage, PatchChoice(stage.end, 4, 1, PatchMode.CACHED, (stage.end,)))
+    inner = GRAPH.operators[stage.ops[0]].outputs[0]
+    with pytest.raises(PatchError, match="only a cached stage spills"):
+        patch_rewrite(GRAPH, stage, PatchChoice(stage.end, 2, 2, PatchMode.RECOMPUTE, (inner,)))
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_the_c_of_a_spilling_stage_is_bit_exact_with_litert(compiler: str) -> None:
+    plan = _spilling(GRAPH, 12, 2)
+    result = verify_host(GRAPH, plan, runs=3, seed=4, compiler=compiler)
+    assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+
+
+def test_the_planner_spills_only_when_nothing_else_fits() -> None:
+    """A streamed 96 x 96 MobileNetV2 under a budget patches alone cannot meet."""
+    graph = zoo.mobilenet_v2(96, 0.35, 10)
+    target = SpillTarget(F091RC, spill_tier(F091RC))
+    roomy = PatchRequest(sram_budget=20_000, streamed_input=True)
+    plan, _ = plan_model(graph, roomy, roomy.sram_budget, "cortex-m0", spill=target)
+    assert not plan.spilled
+    tight = PatchRequest(sram_budget=SPILL_BUDGET, streamed_input=True)
+    unspilled, _ = plan_model(graph, tight, SPILL_BUDGET, "cortex-m0")
+    assert unspilled.arena_bytes > SPILL_BUDGET
+    plan, search = plan_model(graph, tight, SPILL_BUDGET, "cortex-m0", spill=target)
+    assert plan.spilled and plan.arena_bytes <= SPILL_BUDGET
+    assert search.chosen.choice is not None and search.chosen.choice.spilled
+    check_plan(plan)
+    result = verify_host(graph, plan, runs=2, seed=1)
+    assert result.bit_exact and result.litert_mismatches == 0
+
+
+SPILL_BUDGET = 16_000
+
+
+def test_spilling_needs_a_writable_tier_and_no_encryption() -> None:
+    assert spill_target(F091RC, PatchRequest()) is not None
+    assert spill_target(F091RC, PatchRequest(encrypt_external=True)) is None
+    assert spill_target(F091RC, PatchRequest(out_of_core=False)) is None
+    assert spill_tier(get_board("nucleo-h743zi")) is None
+
+
+def test_a_card_wears_out_slower_than_raw_flash_sectors() -> None:
+    """SD cards level wear over their capacity; raw NOR sectors take one erase per inference."""
+    card = spill_tier(F091RC)
+    years = lifetime_years(card, 10**6, 3600)
+    assert years == pytest.approx(card.endurance_cycles * card.size_bytes / 10**6
+                                  / 3600 / (24 * 365.25))
+    nor = dataclasses.replace(card, needs_erase=True)
+    assert lifetime_years(nor, 10**6, 3600) < years
+    assert lifetime_years(card, 0, 3600) is None
+
+
+def test_the_fit_advisor_offers_a_spilling_plan_as_an_exact_option() -> None:
+    """With the NUCLEO-F429ZI's SD card, streaming the input and spilling meets 8,000 B."""
+    build = Build(get_board("nucleo-f429zi"), "cortex-m4")
+    request = PatchRequest(sram_budget=8000)
+    asked = analyze_graph(zoo.squeezenet_like(48), build, request)
+    option = advise_fit(asked, build, request).named("streamed")
+    analysis = option.analysis
+    assert option.fits and option.exact and analysis.plan.spilled
+    assert analysis.report.spill_tier == "sd_card" and analysis.report.spill_ms > 0
+    assert "spilled" in analysis.plan.patch.describe()
+    result = verify_host(analysis.graph, analysis.plan, runs=2, seed=3)
+    assert result.bit_exact and result.litert_mismatches == 0
