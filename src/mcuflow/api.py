@@ -364,8 +364,9 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
     """The plan as JSON: order, in-place decisions, every buffer's offset, size and lifetime.
 
     With `patches`, the patch search too (patches_json); with `fitted` whose --fit applied an
-    option, `fit` (fit_json); an out-of-core plan's `external_steps` and, with `fitted`, its
-    `external` figures (external_json). `plan_hash` is plan_hash of the rest.
+    option, `fit` (fit_json); an out-of-core plan's `external_steps`, a spilling plan's
+    `spilled` tensors with their offsets in the spill area and, with `fitted`, its `external`
+    figures (external_json). `plan_hash` is plan_hash of the rest.
     """
     operators = plan.graph.operators
     data: dict[str, object] = {
@@ -388,21 +389,28 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
         data["fit"] = fit_json(fitted)
     if plan.external is not None:
         data["external_steps"] = sorted(plan.external.steps)
-        if fitted is not None:
-            data["external"] = external_json(fitted.analysis)
+    if plan.spilled:
+        data["spilled"] = plan.spill_offsets
+    if fitted is not None and (plan.external is not None or plan.spilled):
+        data["external"] = external_json(fitted.analysis)
     return {**data, "plan_hash": plan_hash(data)}
 
 
 EXTERNAL_FIELDS = ("external_tier", "external_image_bytes", "external_read_bytes",
                    "external_write_bytes", "external_reads", "erases_per_inference",
-                   "staging_bytes", "io_stall_ms", "decrypt_ms", "modelled_ms", "slowdown")
+                   "staging_bytes", "io_stall_ms", "decrypt_ms", "modelled_ms", "slowdown",
+                   "spill_tier", "spill_bytes", "external_writes", "spill_read_bytes",
+                   "spill_reads", "spill_ms", "lifetime_years")
 """The report's out-of-core figures (see analysis.metrics.REPORT_JSON_FIELDS)."""
 
 
 def external_json(analysis: Analysis) -> dict[str, object] | None:
-    """What an out-of-core plan reads from external storage per inference (None: nothing)."""
+    """What an out-of-core plan reads from and writes to external storage per inference.
+
+    None when it uses none.
+    """
     report = analysis.report
-    if not report.external_tier:
+    if not report.external_tier and not report.spill_tier:
         return None
     return {name: getattr(report, name) for name in EXTERNAL_FIELDS}
 

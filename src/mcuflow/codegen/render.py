@@ -83,6 +83,8 @@ class ModelSources:
     """The external image's layout (None: every constant in flash)."""
     external_image: bytes = b""
     """The bytes of IMAGE_FILE (empty without external weights)."""
+    spill_bytes: int = 0
+    """Bytes of spilled activations written to external storage per inference (0: none)."""
 
 
 def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]:
@@ -141,7 +143,7 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
         naming.file("weights.c"): _weights_source(graph, pool, naming, symbols),
     }
     return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
-                        _step_kernels(graph, plan, layers), external, image)
+                        _step_kernels(graph, plan, layers), external, image, plan.spill_bytes)
 
 
 def _image(external: ExternalLayout | None, pool: ConstantPool, key: bytes | None) -> bytes:
@@ -845,6 +847,28 @@ def _external_readme(sources: ModelSources, storage: str) -> list[str]:
     ]
 
 
+def _spill_readme(sources: ModelSources, storage: str) -> list[str]:
+    """The README section of a model that spills activations to external storage."""
+    if not sources.spill_bytes:
+        return []
+    n = sources.naming
+    told = "" if sources.external is not None else f" {storage}"
+    return [
+        "## Spilled activations",
+        "",
+        f"The arena is too small for some activations of the first layers: each inference writes "
+        f"{sources.spill_bytes} bytes of them (`{n.macro('SPILL_BYTES')}`) to external storage",
+        f"after `{IMAGE_FILE}` (`mcuflow_storage_write`) and reads the rows it needs back.{told}",
+        "On NOR flash, erase what a write covers first; the storage's wear and the modelled time",
+        "of these accesses are in `mcuflow analyze --json` (spill_ms, lifetime_years).",
+        "",
+        "| return code | meaning |",
+        "| --- | --- |",
+        "| `MCUFLOW_ERROR_STORAGE` (5) | a write or a read back of a spilled activation failed |",
+        "",
+    ]
+
+
 def _encrypted_readme(external: ExternalLayout) -> list[str]:
     """The return codes and the key hook of an encrypted external image."""
     if not external.encrypted:
@@ -908,6 +932,7 @@ def render_readme(graph: Graph, target: Target, sources: ModelSources, arena_byt
         "(real = scale * (q - zero_point)). The call is not reentrant (one static arena).",
         "",
         *_external_readme(sources, storage),
+        *_spill_readme(sources, storage),
         f"## Build and run (target `{target.name}`: {target.description})",
         "",
         target.build,
