@@ -134,7 +134,9 @@ ExternalOption = Annotated[
     str, typer.Option("--external", help="auto (when the firmware does not fit the board's "
                       "flash: the largest layers' constants go to its external storage, an SD "
                       "card or QSPI flash, as weights_external.bin, read chunk by chunk into a "
-                      "staging buffer while the model runs; bit-exact) or off.")
+                      "staging buffer while the model runs; and when no patch stage fits the "
+                      "SRAM, the first stage's largest activations are spilled to a writable "
+                      "tier, an SD card, and read back; bit-exact) or off.")
 ]
 EncryptOption = Annotated[
     bool, typer.Option("--encrypt-external", help="Encrypt the external weights image "
