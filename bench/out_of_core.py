@@ -148,7 +148,7 @@ def print_table(rows: list[Row]) -> None:
         if r.written:
             qemu_written = "-" if r.qemu_written is None else f"{r.qemu_written:,}"
             spilled.append(f"{r.model:22} {r.board:17} {r.written:>10,} {qemu_written:>10} "
-                           f"{r.spill_ms:>9.1f} {r.lifetime_years or 0:>10,.0f}")
+                           f"{r.spill_ms:>9.1f} {r.lifetime_years or 0:>10,.1f}")
         sram = f"{r.arena_bytes:,}+{r.staging_bytes:,}/{r.sram_bytes:,}"
         qemu = r.qemu + (f" {r.instructions:,} instr" if r.instructions else "")
         if not r.fits:

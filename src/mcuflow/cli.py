@@ -884,6 +884,9 @@ def _print_energy(report: EnergyReport) -> None:
         console.print(f"best: [bold]{best.name}[/] ({best.best.mode.name if best.best else ''}), "
                       f"{best.average_power_mw:.4g} mW average, "
                       f"{best.battery_life_days:,.1f} days on {report.battery.name}")
+    if report.storage_lifetime_years is not None:
+        console.print(f"spilled activations wear the external storage out in "
+                      f"{report.storage_lifetime_years:,.3g} years at this rate")
     for cross in report.crossovers:
         how = "equal power" if cross.equal_power else f"{cross.below.strategy} cannot keep up"
         console.print(f"crossover: {cross.below.strategy} -> {cross.above.strategy} at "

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from mcuflow.advisor import advise_fit
+from mcuflow.analysis.energy import energy_report, parse_battery, weights_in_sram
 from mcuflow.frontends.tflite_writer import write_tflite
-from mcuflow.hw.board import get_board
+from mcuflow.hw.board import TierKind, get_board
 from mcuflow.hw.storage_io import lifetime_years, spill_tier
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph
@@ -26,7 +27,7 @@ from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import Plan, PlanError
 from mcuflow.memory.planner import plan_model
 from mcuflow.memory.schedule import build_problem
-from mcuflow.planning import Build, analyze_graph, spill_target
+from mcuflow.planning import Build, analyze_graph, planned_steps, spill_target
 from mcuflow.toolchain.host import verify_host
 from tests.support import litert_invoke
 
@@ -146,3 +147,21 @@ def test_the_fit_advisor_offers_a_spilling_plan_as_an_exact_option() -> None:
     assert "spilled" in analysis.plan.patch.describe()
     result = verify_host(analysis.graph, analysis.plan, runs=2, seed=3)
     assert result.bit_exact and result.litert_mismatches == 0
+
+
+def test_energy_counts_the_spill_waits_and_gives_the_storage_lifetime_at_its_rate() -> None:
+    board = get_board("nucleo-f429zi")
+    analysis = analyze_graph(zoo.squeezenet_like(48), Build(board, "cortex-m4"),
+                             PatchRequest(sram_budget=8000, streamed_input=True))
+    report = analysis.report
+    assert report.spill_ms > 0 and report.modelled_ms > report.latency_ms_estimate
+    sram = weights_in_sram(analysis.plan.graph, board, report, analysis.plan.order,
+                           planned_steps(analysis.plan))
+    hourly, minutely = (energy_report(board, report, sram, rate, parse_battery("CR2032"))
+                        for rate in (1 / 3600, 1 / 60))
+    assert hourly.run.latency_s == pytest.approx(report.modelled_ms * 1e-3)
+    card = board.tier(TierKind.SD_CARD)
+    years = card.endurance_cycles * card.size_bytes / report.spill_bytes / (24 * 365.25)
+    assert hourly.storage_lifetime_years == pytest.approx(years)
+    assert minutely.storage_lifetime_years == pytest.approx(years / 60)
+    assert hourly.to_json()["storage_lifetime_years"] == hourly.storage_lifetime_years

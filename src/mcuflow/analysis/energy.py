@@ -16,6 +16,7 @@ from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.analysis.plots import plain_log_scale, save_figure
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, SleepKind, SleepMode, TierKind
+from mcuflow.hw.storage_io import lifetime_years
 from mcuflow.ir.graph import Graph
 
 SECONDS_PER_DAY = 86_400.0
@@ -93,8 +94,12 @@ class Inference:
 
 
 def inference(report: Report) -> Inference:
-    """The analysis' latency and energy (compute at active power + every tier's bytes moved)."""
-    return Inference(report.weights_tier, report.latency_ms_estimate * 1e-3,
+    """The analysis' latency and energy (compute at active power + every tier's bytes moved).
+
+    The latency is the modelled one: an out-of-core plan's waits for external storage
+    included.
+    """
+    return Inference(report.weights_tier, report.modelled_ms * 1e-3,
                      report.energy_mj_estimate * 1e3, report.fits)
 
 
@@ -346,6 +351,9 @@ class EnergyReport:
     options: Options
     strategies: tuple[Strategy, ...]
     crossovers: tuple[Crossover, ...]
+    storage_lifetime_years: float | None = None
+    """Years until the tier spilled activations are written to wears out at `rate_hz` (None:
+    nothing spilled, or no endurance figure)."""
 
     @property
     def best(self) -> Strategy | None:
@@ -371,6 +379,7 @@ class EnergyReport:
             "sleep_modes": [_mode_json(self.board, m) for m in self.board.sleep_modes],
             "strategies": [s.to_json() for s in self.strategies],
             "crossovers": [c.to_json() for c in self.crossovers],
+            "storage_lifetime_years": self.storage_lifetime_years,
         }
 
 
@@ -384,9 +393,11 @@ def energy_report(board: Board, xip: Report, sram: Report, rate_hz: float,
     run = inference(xip)
     check_rate(rate_hz, run.latency_s)
     found = options(board, xip, sram)
+    wear = (lifetime_years(board.tier(TierKind(xip.spill_tier)), xip.spill_bytes,
+                           rate_hz * 3600.0) if xip.spill_tier else None)
     return EnergyReport(xip.model, board, battery, rate_hz, run, found,
                         tuple(strategies(found, rate_hz, battery)),
-                        tuple(crossovers(found.candidates)))
+                        tuple(crossovers(found.candidates)), wear)
 
 
 def check_rate(rate_hz: float, latency_s: float) -> None:
