@@ -7,12 +7,16 @@ when nothing else fits.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mcuflow.advisor import advise_fit
 from mcuflow.analysis.energy import energy_report, parse_battery, weights_in_sram
+from mcuflow.codegen.external import IMAGE_FILE
+from mcuflow.codegen.project import generate_project
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import TierKind, get_board
 from mcuflow.hw.storage_io import lifetime_years, spill_tier
@@ -28,7 +32,7 @@ from mcuflow.memory.plan import Plan, PlanError
 from mcuflow.memory.planner import plan_model
 from mcuflow.memory.schedule import build_problem
 from mcuflow.planning import Build, analyze_graph, planned_steps, spill_target
-from mcuflow.toolchain.host import verify_host
+from mcuflow.toolchain.host import build_host, input_records, random_inputs, verify_host
 from tests.support import litert_invoke
 
 GRAPH = zoo.mobilenet_v2_like(48, 0.35, 10)
@@ -165,3 +169,24 @@ def test_energy_counts_the_spill_waits_and_gives_the_storage_lifetime_at_its_rat
     assert hourly.storage_lifetime_years == pytest.approx(years)
     assert minutely.storage_lifetime_years == pytest.approx(years / 60)
     assert hourly.to_json()["storage_lifetime_years"] == hourly.storage_lifetime_years
+
+
+def test_a_failed_spill_write_makes_invoke_return_the_storage_error(tmp_path: Path) -> None:
+    """The spill area is a file beside the binary; when it cannot be written, status 5."""
+    plan = _spilling(GRAPH, 12, 2)
+    project = generate_project(GRAPH, plan, tmp_path / "project", target="host")
+    binary = build_host(project.path)
+    records = input_records(random_inputs(GRAPH, 1, 0))
+    for name, blocked in (("fine", False), ("blocked", True)):
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "input.bin").write_bytes(records)
+        if blocked:
+            (directory / IMAGE_FILE).mkdir()
+        result = subprocess.run([str(binary), "input.bin", "output.bin"], cwd=directory,
+                                capture_output=True, text=True, timeout=60)
+        if blocked:
+            assert result.returncode != 0 and "status 5" in result.stderr + result.stdout
+        else:
+            assert result.returncode == 0, result.stderr
+            assert (directory / IMAGE_FILE).stat().st_size == plan.spill_bytes
