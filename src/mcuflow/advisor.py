@@ -216,7 +216,8 @@ class _Context:
         """Patches allowed where needed (the fewest instructions that fit), as asked otherwise."""
         r = self.request
         return PatchRequest(sram_budget=r.sram_budget, max_overhead=r.max_overhead,
-                            streamed_input=r.streamed_input, out_of_core=r.out_of_core)
+                            streamed_input=r.streamed_input, out_of_core=r.out_of_core,
+                            encrypt_external=r.encrypt_external)
 
     @property
     def reference(self) -> float:
