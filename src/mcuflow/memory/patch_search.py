@@ -45,6 +45,8 @@ NEAR_TARGET = 6
 screening's estimates are a few points off, so the answer is among them."""
 DEFAULT_MAX_OVERHEAD = 0.10
 """Default of --max-overhead: at most 10 % more instructions than the unpatched model."""
+SPILL_STAGES = 3
+"""Stages a spilling search tries (the shortest after which the rest of the model fits)."""
 SPILL_ROWS_PER_STEP = (1, 2, 4)
 """Source rows per step of a spilling stage: one gives the smallest buffers, more give fewer
 storage accesses."""
@@ -337,13 +339,13 @@ def _spill_option(graph: Graph, stages: list[Stage], needs: list[int], budget: i
                   ) -> PatchOption | None:
     """A cached stage spilling its largest tensors to external storage, placed within `budget`.
 
-    Stages whose later steps fit the budget are tried shortest first; the first with a fitting
-    option gives the one of least spill time over SPILL_ROWS_PER_STEP, each spilling the
-    fewest of its largest tensors that fit (_fewest_spilled). None when no stage fits.
+    Stages whose later steps fit the budget are tried shortest first, at most SPILL_STAGES of
+    them; the first with a fitting option gives the one of least spill time over
+    SPILL_ROWS_PER_STEP, each spilling the fewest of its largest tensors that fit
+    (_fewest_spilled). None when no stage fits.
     """
-    for stage in stages:
-        if max(needs[stage.ops[-1] + 1:], default=0) > budget:
-            continue
+    tails = [stage for stage in stages if max(needs[stage.ops[-1] + 1:], default=0) <= budget]
+    for stage in tails[:SPILL_STAGES]:
         tracer = Tracer(graph, stage)
         spillable = sorted((op.outputs[0] for op in tracer.ops
                             if op.kind is not OpKind.PAD and op.outputs[0] != stage.end),
