@@ -38,6 +38,7 @@ from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_array, quantize_multiplier
 from mcuflow.ref.fully_connected import prepare_fully_connected
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from tests.cc_cache import cached_compiler
 from tests.codegen.cases import FAMILIES as COMMON_FAMILIES
 from tests.codegen.test_host_ops import assert_same_bits, reference
 from tests.support import INT8_MODELS, SHARED_MODELS, litert_interpreter, litert_invoke
@@ -646,7 +647,8 @@ def _dsp_calls(project_dir: Path) -> int:
 def _run_on_host(graph: Graph, plan: Plan, directory: Path, compiler: str, seed: int
                  ) -> tuple[list[np.ndarray], list[np.ndarray], Path]:
     project = generate_project(graph, plan, directory, dsp=True)
-    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
     inputs = random_inputs(graph, RUNS, seed)
     return inputs, run_host(binary, inputs, project.outputs), project.path
 

@@ -33,6 +33,7 @@ from mcuflow.quant.fixedpoint import multiply_by_quantized_multiplier_int64_arra
 from mcuflow.toolchain.arm import build_cortexm
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
 from mcuflow.toolchain.qemu import run_qemu
+from tests.cc_cache import cached_compiler
 from tests.codegen.test_host_ops import assert_same_bits, reference
 from tests.support import litert_interpreter, litert_invoke
 
@@ -221,7 +222,8 @@ def test_bit_exact_on_the_host(name: str, compiler: str, tmp_path: Path) -> None
     plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
     project = generate_project(graph, plan, tmp_path / "p", dsp=True)
     assert _calls(project.path) == (kernels, len(graph.operators) - kernels)
-    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
     inputs = random_inputs(graph, RUNS, seed=len(name))
     actual = run_host(binary, inputs, project.outputs)
     ours, litert = _oracles(graph, plan, inputs)

@@ -22,6 +22,7 @@ from mcuflow.memory.plan import InPlace, Plan
 from mcuflow.memory.planner import plan_memory
 from mcuflow.ref.interpreter import Interpreter
 from mcuflow.toolchain.host import build_host, random_inputs, run_host, verify_host
+from tests.cc_cache import cached_compiler
 from tests.codegen.cases import FAMILIES, special_float_inputs
 from tests.support import litert_interpreter, litert_invoke
 
@@ -44,7 +45,9 @@ def planned(name: str, inplace: bool) -> tuple[Graph, Plan]:
 def build(graph: Graph, plan: Plan, directory: Path, compiler: str
           ) -> tuple[GeneratedProject, Path]:
     project = generate_project(graph, plan, directory)
-    return project, build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
+    return project, binary
 
 
 def reference(graph: Graph, plan: Plan, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:

@@ -45,6 +45,7 @@ from mcuflow.quant.fixedpoint import (
 )
 from mcuflow.toolchain.host import build_host, find_compiler, random_inputs, run_host
 from mcuflow.toolchain.qemu import default_board, verify_cortexm
+from tests.cc_cache import cached_compiler
 from tests.codegen.test_host_ops import assert_same_bits, reference
 from tests.support import litert_interpreter, litert_invoke
 
@@ -195,7 +196,8 @@ def planned(name: str) -> tuple[Graph, Plan]:
 def _run(graph: Graph, plan: Plan, directory: Path, compiler: str
          ) -> tuple[list[np.ndarray], list[np.ndarray], str]:
     project = generate_project(graph, plan, directory, dsp=True)
-    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
     inputs = random_inputs(graph, RUNS, 7)
     return inputs, run_host(binary, inputs, project.outputs), (
         project.path / "mcuflow_model.c").read_text()

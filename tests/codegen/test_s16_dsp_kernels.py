@@ -31,6 +31,7 @@ from mcuflow.quant.fixedpoint import (
     scale_and_round_array,
 )
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from tests.cc_cache import cached_compiler
 from tests.codegen.cases import FAMILIES
 from tests.codegen.test_host_ops import assert_same_bits, reference
 from tests.support import litert_interpreter, litert_invoke
@@ -69,7 +70,8 @@ def test_family_is_bit_exact_through_the_s16_dsp_kernels(compiler: str, tmp_path
     small = {int(m) for s in fc_structs if ".rq" in s
              for m in re.findall(r"\.groups = (\d+)", s) if int(m) <= s16.SMALL_GROUPS}
     assert small == {1, 2, 3, 4}
-    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
     inputs = random_inputs(graph, RUNS, 5)
     actual = run_host(binary, inputs, project.outputs)
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")

@@ -23,6 +23,7 @@ from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.planner import plan_memory
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from tests.cc_cache import cached_compiler
 from tests.codegen.cases import svdf, svdf_shapes, svdf_wide
 from tests.codegen.test_host_ops import RUNS, assert_same_bits, reference
 from tests.support import litert_interpreter, litert_invoke
@@ -40,7 +41,8 @@ def _run(graph: Graph, directory: Path, compiler: str = "gcc") -> str:
     """Build `graph` for a DSP core on the host, check it against both oracles; the C source."""
     plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
     project = generate_project(graph, plan, directory, dsp=True)
-    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
     inputs = random_inputs(graph, RUNS, seed=4)
     actual = run_host(binary, inputs, project.outputs)
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")

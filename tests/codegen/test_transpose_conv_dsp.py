@@ -30,6 +30,7 @@ from mcuflow.memory.planner import plan_memory
 from mcuflow.quant.codebook import compress_graph
 from mcuflow.ref.transpose_conv import scatter_taps
 from mcuflow.toolchain.host import build_host, random_inputs, run_host
+from tests.cc_cache import cached_compiler
 from tests.codegen.cases import FAMILIES
 from tests.codegen.test_dsp_kernels import overscaled
 from tests.codegen.test_host_ops import RUNS, assert_same_bits, reference
@@ -89,7 +90,8 @@ def _bit_exact(graph: Graph, directory: Path, compiler: str = "gcc", seed: int =
     """
     plan = plan_memory(graph, PLAN_SECONDS, dsp=True)
     project = generate_project(graph, plan, directory, dsp=True)
-    binary = build_host(project.path, sanitize=True, compiler=compiler, opt_level="-O1")
+    binary = build_host(project.path, sanitize=True, compiler=cached_compiler(compiler),
+                        opt_level="-O1")
     inputs = random_inputs(graph, RUNS, seed=seed)
     actual = run_host(binary, inputs, project.outputs)
     assert_same_bits(reference(graph, plan, inputs), actual, "the reference interpreter")
