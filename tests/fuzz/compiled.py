@@ -34,6 +34,8 @@ _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_])\d[\w.]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _SANITISED = re.compile(r"mcuflow_c\d+(?:_[a-z0-9]+)*")
+_UNPRINTABLE = re.compile(r"[^\n\t -~]")
+"""The first character that is neither printable ASCII nor a newline or tab."""
 
 
 class UnsafeCode(Exception):
@@ -52,7 +54,11 @@ def fast_plan(graph: Graph) -> Plan:
 
 def _tokens(text: str) -> tuple[set[str], set[str]]:
     """(identifiers, string literals) of C source outside comments; numbers are skipped."""
-    code = _COMMENT.sub(" ", text)
+    return _code_tokens(_COMMENT.sub(" ", text))
+
+
+def _code_tokens(code: str) -> tuple[set[str], set[str]]:
+    """_tokens of C source whose comments are already blanked out."""
     strings = set(_STRING.findall(code))
     code = _NUMBER.sub(" ", _STRING.sub(" ", code))
     return set(_IDENTIFIER.findall(code)), strings
@@ -86,14 +92,15 @@ def check_rendered(graph: Graph, files: dict[str, str]) -> None:
     """Raise UnsafeCode unless every file is printable ASCII and the C leaks no model text."""
     model_name = c_string(graph.name)
     for name, text in files.items():
-        bad = next((c for c in text if c not in "\n\t" and not " " <= c <= "~"), None)
+        bad = _UNPRINTABLE.search(text)
         if bad is not None:
-            raise UnsafeCode(f"{name} holds the character {bad!r}")
+            raise UnsafeCode(f"{name} holds the character {bad.group()!r}")
         if not name.endswith((".c", ".h")):
             continue
-        if "*/" in _COMMENT.sub(" ", text) or "/*" in _COMMENT.sub(" ", text):
+        code = _COMMENT.sub(" ", text)
+        if "*/" in code or "/*" in code:
             raise UnsafeCode(f"{name} has a comment delimiter outside a comment")
-        identifiers, strings = _tokens(text)
+        identifiers, strings = _code_tokens(code)
         for token in sorted(identifiers | (strings - {model_name})):
             safe = _SANITISED.fullmatch(token) and len(token) <= MAX_IDENTIFIER_CHARS
             if not safe and _normal(token) not in vocabulary():
