@@ -130,6 +130,11 @@ InputOption = Annotated[
                       "streamed (the model reads the windows it needs through an input reader, "
                       "e.g. a camera's line DMA, so the image never sits in SRAM whole).")
 ]
+InferencesPerHourOption = Annotated[
+    float | None, typer.Option("--inferences-per-hour", help="How often the model runs (default "
+                               "3600, once a second): the rate at which the lifetime of the "
+                               "storage spilled activations are written to is given.")
+]
 ExternalOption = Annotated[
     str, typer.Option("--external", help="auto (when the firmware does not fit the board's "
                       "flash: the largest layers' constants go to its external storage, an SD "
@@ -187,10 +192,10 @@ def _external_key(encrypt: bool, key_file: Path | None) -> bytes | None:
 
 
 def _patch_request(patches: str, sram_budget: int | None, max_overhead: float | None,
-                   input_mode: str, external: str, encrypt_external: bool = False
-                   ) -> PatchRequest:
+                   input_mode: str, external: str, encrypt_external: bool = False,
+                   inferences_per_hour: float | None = None) -> PatchRequest:
     return PatchRequest.parse(patches, sram_budget, max_overhead, input_mode, external,
-                              encrypt_external)
+                              encrypt_external, inferences_per_hour)
 
 
 def _print_patches(search: PatchSearch, options: bool) -> None:
@@ -284,6 +289,7 @@ def analyze_command(
     input_mode: InputOption = "arena",
     external: ExternalOption = "auto",
     encrypt_external: ModelEncryptionOption = False,
+    inferences_per_hour: InferencesPerHourOption = None,
     fit: FitArg = "off",
 ) -> None:
     """Per-layer MACs, weights, working set, peak RAM, fit verdict, latency and energy.
@@ -296,7 +302,8 @@ def analyze_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
                            patches=_patch_request(patches, sram_budget, max_overhead,
-                                                  input_mode, external, encrypt_external),
+                                                  input_mode, external, encrypt_external,
+                                                  inferences_per_hour),
                            fit=fit_request, advise=True)
     analysis = fitted.analysis
     if plot is not None:
@@ -339,6 +346,7 @@ def plan_command(
     input_mode: InputOption = "arena",
     external: ExternalOption = "auto",
     encrypt_external: ModelEncryptionOption = False,
+    inferences_per_hour: InferencesPerHourOption = None,
     fit: FitArg = "off",
 ) -> None:
     """The memory plan: order, in-place steps, every buffer's offset, size and lifetime.
@@ -350,7 +358,8 @@ def plan_command(
     fit_request = FitRequest.parse(fit)
     fitted = api.fit_model(model, board, board_file, _quantize_options(calibration, scheme),
                            patches=_patch_request(patches, sram_budget, max_overhead,
-                                                  input_mode, external, encrypt_external),
+                                                  input_mode, external, encrypt_external,
+                                                  inferences_per_hour),
                            fit=fit_request)
     analysis = fitted.analysis
     if plot is not None:

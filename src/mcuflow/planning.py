@@ -113,7 +113,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
             and flash.total > _flash_capacity(build.board)
             and (fitted := out_of_core(graph, build, request, state)) is not None):
         return fitted
-    return _analysis(graph, build, plan, search, layers, flash)
+    return _analysis(graph, build, plan, search, layers, flash, request)
 
 
 def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
@@ -144,7 +144,7 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     if layout is None:
         return None
     return _analysis(graph, build, plan, search, layers, _flash(plan, layers, pool, build, layout),
-                     layout)
+                     request, layout)
 
 
 def spill_target(board: Board, request: PatchRequest) -> SpillTarget | None:
@@ -208,8 +208,9 @@ def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build
 
 
 def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
-              layers: list[LayerCode], flash: FlashEstimate | None,
+              layers: list[LayerCode], flash: FlashEstimate | None, request: PatchRequest,
               layout: ExternalLayout | None = None) -> Analysis:
+    """The Analysis of `plan`: its report with the reads of `layout` and its spill's costs."""
     executed = plan.graph
     reads = None if layout is None else _reads(layout, plan, build)
     tier = spill_tier(build.board) if plan.spilled else None
@@ -217,7 +218,8 @@ def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
              if tier is not None else None)
     report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
-                     flash=flash, external=reads, spill=spill)
+                     flash=flash, external=reads, spill=spill,
+                     inferences_per_hour=request.inferences_per_hour)
     return Analysis(graph, build.board, plan, report, search)
 
 

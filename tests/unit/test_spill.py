@@ -7,6 +7,7 @@ when nothing else fits.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from mcuflow.memory.planner import plan_model
 from mcuflow.memory.schedule import build_problem
 from mcuflow.planning import Build, analyze_graph, planned_steps, spill_target
 from mcuflow.toolchain.host import build_host, input_records, random_inputs, verify_host
-from tests.support import litert_invoke
+from tests.support import litert_invoke, run_cli_output
 
 GRAPH = zoo.mobilenet_v2_like(48, 0.35, 10)
 F091RC = get_board("nucleo-f091rc")
@@ -190,3 +191,22 @@ def test_a_failed_spill_write_makes_invoke_return_the_storage_error(tmp_path: Pa
         else:
             assert result.returncode == 0, result.stderr
             assert (directory / IMAGE_FILE).stat().st_size == plan.spill_bytes
+
+
+def test_the_lifetime_is_given_at_the_asked_rate(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "squeezenet.tflite"
+    model.write_bytes(write_tflite(zoo.squeezenet_like(48)))
+    common = ["analyze", str(model), "--board", "nucleo-f429zi", "--sram-budget", "8000",
+              "--input", "streamed", "--json"]
+    years = {}
+    for rate in ("3600", "60"):
+        code, out, err = run_cli_output(capsys, [*common, "--inferences-per-hour", rate])
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["spill_tier"] == "sd_card" and report["inferences_per_hour"] == float(rate)
+        years[rate] = report["lifetime_years"]
+    assert years["60"] == pytest.approx(years["3600"] * 60)
+    code, out, err = run_cli_output(capsys, [*common[:-1], "--inferences-per-hour", "0"])
+    assert code == 2 and out == ""
+    assert err.startswith("mcuflow: error: --inferences-per-hour must be a positive number")

@@ -13,6 +13,7 @@ from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
 from mcuflow.hw.storage_io import (
+    DEFAULT_INFERENCES_PER_HOUR,
     ExternalReads,
     SpillCost,
     StorageCost,
@@ -88,9 +89,10 @@ REPORT_JSON_FIELDS = """\
 | external_writes | write requests per inference (one per spilled piece) |
 | spill_read_bytes, spill_reads | of external_read_bytes and external_reads, the spill's |
 | spill_ms | time the core waits for the spill writes and reads (each access synchronous) |
-| lifetime_years | years until the spill tier wears out at one inference a second (its |
+| lifetime_years | years until the spill tier wears out at --inferences-per-hour (its |
 | | endurance; writes spread over a card, the same sectors on raw NOR flash); null |
 | | without spills or an endurance figure |
+| inferences_per_hour | the rate lifetime_years is given at (--inferences-per-hour) |
 | staging_bytes | SRAM staging buffer the chunks are read into (two halves), static storage |
 | | beside the arena, counted in sram_margin_bytes |
 | io_stall_ms | time the core waits for a chunk its computation did not hide (the next chunk |
@@ -170,6 +172,7 @@ class Report:
     spill_reads: int = 0
     spill_ms: float = 0.0
     lifetime_years: float | None = None
+    inferences_per_hour: float = DEFAULT_INFERENCES_PER_HOUR
 
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON types, fields as documented in REPORT_JSON_FIELDS."""
@@ -317,6 +320,7 @@ def analyze(
     flash: FlashEstimate | None = None,
     external: ExternalReads | None = None,
     spill: SpillCost | None = None,
+    inferences_per_hour: float = DEFAULT_INFERENCES_PER_HOUR,
 ) -> Report:
     """Analyse `graph` on `board`, running operators in `order` (graph order by default).
 
@@ -333,7 +337,8 @@ def analyze(
     the constant tensors only. `external` (an out-of-core plan) names the steps whose constants
     are read from external storage: they are not in flash, the staging buffer counts against
     SRAM, and the reads' stalls and energy are modelled (hw.storage_io). `spill` is the cost of
-    a plan's spilled activations (hw.storage_io.spill_cost), added to the time and energy.
+    a plan's spilled activations (hw.storage_io.spill_cost), added to the time and energy; the
+    spill tier's lifetime is given at `inferences_per_hour`.
     """
     order = list(range(len(graph.operators))) if order is None else list(order)
     _check_order(graph, order)
@@ -365,14 +370,10 @@ def analyze(
                                   [layer.latency_ms for layer in layers], external.reads,
                                   external.decrypt_ms_per_byte)
         report = _with_storage(report, external, storage)
-    return report if spill is None else _with_spill(report, board, spill)
+    return report if spill is None else _with_spill(report, board, spill, inferences_per_hour)
 
 
-SPILL_LIFETIME_RATE = 3600.0
-"""Inferences per hour lifetime_years is given at (one a second)."""
-
-
-def _with_spill(report: Report, board: Board, spill: SpillCost) -> Report:
+def _with_spill(report: Report, board: Board, spill: SpillCost, rate: float) -> Report:
     """The report with the spilled activations' traffic, time, energy, erases and lifetime."""
     traffic = spill.traffic
     modelled = report.modelled_ms + spill.ms
@@ -386,7 +387,7 @@ def _with_spill(report: Report, board: Board, spill: SpillCost) -> Report:
         slowdown=modelled / report.latency_ms_estimate if report.latency_ms_estimate else 1.0,
         energy_mj_estimate=report.energy_mj_estimate + spill.energy_mj,
         lifetime_years=lifetime_years(board.tier(TierKind(spill.tier)), traffic.write_bytes,
-                                      SPILL_LIFETIME_RATE))
+                                      rate), inferences_per_hour=rate)
 
 
 def _with_storage(report: Report, external: ExternalReads, storage: StorageCost) -> Report:

@@ -97,8 +97,9 @@ def _external_lines(report: Report) -> list[Text]:
             f"{report.external_reads - report.spill_reads} chunks per inference into a "
             f"{report.staging_bytes:,} B staging buffer (counted in the SRAM margin)"))
     if report.spill_tier:
-        lifetime = (f"; the {report.spill_tier} lasts {report.lifetime_years:,.0f} years at one "
-                    "inference a second" if report.lifetime_years is not None else "")
+        lifetime = (f"; the {report.spill_tier} lasts {report.lifetime_years:,.1f} years at "
+                    f"{report.inferences_per_hour:,.4g} inferences an hour"
+                    if report.lifetime_years is not None else "")
         lines.append(Text(
             f"Spilled activations: {report.spill_bytes:,} B written to {report.spill_tier} in "
             f"{report.external_writes} writes and {report.spill_read_bytes:,} B read back in "

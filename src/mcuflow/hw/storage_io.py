@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from mcuflow.hw.board import Board, MemoryTier, TierKind
 
+DEFAULT_INFERENCES_PER_HOUR = 3600.0
+"""The rate a spill tier's lifetime is given at unless asked otherwise (one a second)."""
+
 
 @dataclass(frozen=True)
 class ChunkRead:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -13,7 +14,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, MemoryTier
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
-from mcuflow.hw.storage_io import spill_cost
+from mcuflow.hw.storage_io import DEFAULT_INFERENCES_PER_HOUR, spill_cost
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OP_DEFS, OpKind, op_macs
 from mcuflow.memory.patches import (
@@ -80,12 +81,17 @@ class PatchRequest:
     encrypt_external: bool = False
     """--encrypt-external: that tier's image is encrypted, and the core's time to verify and
     decrypt it is modelled."""
+    inferences_per_hour: float = DEFAULT_INFERENCES_PER_HOUR
+    """--inferences-per-hour: the rate the lifetime of a spill tier is given at."""
 
     @classmethod
     def parse(cls, text: str, sram_budget: int | None = None,
               max_overhead_pct: float | None = None, input_mode: str = "arena",
-              external: str = "auto", encrypt_external: bool = False) -> PatchRequest:
-        """From --patches, --sram-budget, --max-overhead (%), --input, --external, encryption.
+              external: str = "auto", encrypt_external: bool = False,
+              inferences_per_hour: float | None = None) -> PatchRequest:
+        """From --patches, --sram-budget, --max-overhead (%), --input, --external and the rest.
+
+        The rest: --encrypt-external and --inferences-per-hour.
 
         --patches takes auto, off or RxC[@LAYER]; --input takes arena or streamed; --external
         takes auto or off.
@@ -101,6 +107,10 @@ class PatchRequest:
         if sram_budget is not None and sram_budget <= 0:
             raise McuflowError(f"--sram-budget must be positive, got {sram_budget}",
                                "pass the bytes of SRAM the arena may use, e.g. 196608")
+        rate = DEFAULT_INFERENCES_PER_HOUR if inferences_per_hour is None else inferences_per_hour
+        if not (math.isfinite(rate) and rate > 0):
+            raise McuflowError(f"--inferences-per-hour must be a positive number, got {rate}",
+                               "pass how often the model runs, e.g. 60 (once a minute)")
         if max_overhead_pct is not None and not 0 <= max_overhead_pct <= 1000:
             raise McuflowError(f"--max-overhead must be 0..1000 %, got {max_overhead_pct}",
                                "pass a percentage, e.g. 10")
@@ -109,7 +119,7 @@ class PatchRequest:
         overhead = DEFAULT_MAX_OVERHEAD if max_overhead_pct is None else max_overhead_pct / 100
         common = {"sram_budget": sram_budget, "max_overhead": overhead, "objective": objective,
                   "streamed_input": input_mode == "streamed", "out_of_core": external == "auto",
-                  "encrypt_external": encrypt_external}
+                  "encrypt_external": encrypt_external, "inferences_per_hour": rate}
         if text in ("auto", "off", "1x1"):
             return cls(enabled=text == "auto", **common)
         match = re.fullmatch(r"([1-9][0-9]*)x([1-9][0-9]*)(?:@(.+))?", text)
