@@ -16,14 +16,14 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.hw.external_crypto import crypto_instructions_per_byte
 from mcuflow.hw.kernel_code import FlashEstimate
-from mcuflow.hw.storage_io import ChunkRead, ExternalReads, spill_cost, spill_tier
+from mcuflow.hw.storage_io import ChunkRead, ExternalReads, spill_cost
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget
 from mcuflow.memory.patches import spill_traffic
 from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_model
 from mcuflow.memory.schedule import StepCache
-from mcuflow.memory.tiers import choose_steps, chunk_limit, external_tier
+from mcuflow.memory.tiers import choose_steps, chunk_limit, external_tier, spill_tier
 from mcuflow.passes.split_channels import split_wide_layers
 
 FLASH_PASSES = 4

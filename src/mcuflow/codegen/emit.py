@@ -528,14 +528,17 @@ def _read_input(ctx: EmitContext, index: int) -> LayerCode:
     ])
 
 
+def _spill_access(call: str) -> list[str]:
+    """A spill write or read (render._spill_macros); a failed one ends the run."""
+    return [f"if ({call} != 0) {{", "    return MCUFLOW_ERROR_STORAGE;", "}"]
+
+
 def _spill_writes(ctx: EmitContext) -> list[str]:
-    """Writes of the step's spilled outputs to the spill area (see render._spill_macros)."""
+    """Writes of the step's spilled outputs to the spill area."""
     offsets = ctx.plan.spill_offsets
-    return [line for name in ctx.op.outputs if name in ctx.plan.spilled for line in (
-        f"if (MCUFLOW_SPILL_WRITE({offsets[name]}u, {ctx.pointer(name, 'U8')}, "
-        f"{ctx.tensor(name).nbytes}u) != 0) {{",
-        "    return MCUFLOW_ERROR_STORAGE;",
-        "}")]
+    return [line for name in ctx.op.outputs if name in ctx.plan.spilled
+            for line in _spill_access(f"MCUFLOW_SPILL_WRITE({offsets[name]}u, "
+                                      f"{ctx.pointer(name, 'U8')}, {ctx.tensor(name).nbytes}u)")]
 
 
 def _read_spilled(ctx: EmitContext) -> LayerCode:
@@ -548,11 +551,8 @@ def _read_spilled(ctx: EmitContext) -> LayerCode:
                            "not whole rows")
     row = math.prod(source.shape[2:]) * source.dtype.itemsize
     at = ctx.plan.spill_offsets[source.name] + attrs.begin[1] * row
-    return LayerCode([
-        f"if (MCUFLOW_SPILL_READ({at}u, {_output_pointer(ctx)}, {attrs.size[1] * row}u) != 0) {{",
-        "    return MCUFLOW_ERROR_STORAGE;",
-        "}",
-    ])
+    return LayerCode(_spill_access(
+        f"MCUFLOW_SPILL_READ({at}u, {_output_pointer(ctx)}, {attrs.size[1] * row}u)"))
 
 
 @emitter(OpKind.PAD)

@@ -86,8 +86,8 @@ def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> i
     accesses = sum(len(_SPILL_ACCESS.findall(s)) for layer in layers for s in layer.statements)
     if not accesses:
         return 0
-    spill = code.spill or _lookup({}, "spill", "spilled activations", target)
-    return spill["storage"] + spill["access"] * accesses
+    storage = _lookup(code.spill, "storage", "spilled-activation code", target)
+    return storage + _lookup(code.spill, "access", "spilled-activation code", target) * accesses
 
 
 def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | None) -> int:

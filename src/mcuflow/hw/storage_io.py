@@ -156,19 +156,6 @@ def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic) -> SpillCo
                      energy + board.active_power_mw * seconds, erases)
 
 
-def spill_tier(board: Board) -> MemoryTier | None:
-    """The off-chip tier activations spill to (None: the board has none).
-
-    A writable tier reached through the storage interface: RAM first (no wear), then the
-    fastest writes.
-    """
-    tiers = [tier for tier in board.tiers
-             if tier.kind not in (TierKind.SRAM, TierKind.ONCHIP_FLASH) and tier.writable
-             and not tier.memory_mapped]
-    return max(tiers, key=lambda t: (t.kind.volatile, t.write_bandwidth, t.kind.value),
-               default=None)
-
-
 def lifetime_years(tier: MemoryTier, write_bytes: int, inferences_per_hour: float
                    ) -> float | None:
     """Years until `tier` wears out writing `write_bytes` each inference at that rate.

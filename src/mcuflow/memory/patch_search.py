@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -380,6 +381,7 @@ def _fewest_spilled(graph: Graph, stage: Stage, tracer: Tracer, spillable: list[
     """
     halo = _cached_peak(tracer, stream_steps(tracer, steps), streamed)[1]
 
+    @functools.cache
     def spilling(count: int) -> tuple[PatchOption, Problem]:
         choice = PatchChoice(stage.end, steps, 1, PatchMode.CACHED, tuple(spillable[:count]))
         patched = patch_rewrite(graph, stage, choice, tracer)

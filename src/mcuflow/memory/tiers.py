@@ -1,4 +1,4 @@
-"""Out-of-core placement: the external tier, the staging chunk limit and the steps read from it."""
+"""Out-of-core placement: the external and spill tiers, the staging chunk limit, the steps read."""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ def external_tier(board: Board, nbytes: int) -> MemoryTier | None:
     tiers = [tier for tier in board.tiers if tier.kind not in ON_CHIP
              and not tier.kind.volatile and tier.size_bytes >= nbytes]
     return max(tiers, key=lambda tier: (tier.read_bandwidth, tier.kind.value), default=None)
+
+
+def spill_tier(board: Board) -> MemoryTier | None:
+    """The off-chip tier activations spill to (None: the board has none).
+
+    A writable tier reached through the storage interface: RAM first (no wear), then the
+    fastest writes.
+    """
+    tiers = [tier for tier in board.tiers if tier.kind not in ON_CHIP and tier.writable
+             and not tier.memory_mapped]
+    return max(tiers, key=lambda t: (t.kind.volatile, t.write_bandwidth, t.kind.value),
+               default=None)
 
 
 def choose_steps(chunk_bytes: Mapping[int, int], overflow: int) -> frozenset[int] | None:

@@ -26,6 +26,7 @@ from mcuflow.codegen.flash import array_flash_bytes, estimate_flash, kernel_call
 from mcuflow.codegen.project import kernel_files, render_project
 from mcuflow.codegen.render import COMMON_HEADER, KERNELS_HEADER, emit_layers
 from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
+from mcuflow.errors import ToolchainError
 from mcuflow.hw.board import Board, get_board, load_boards
 from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
 from mcuflow.hw.kernels import KERNELS, Kernel
@@ -167,7 +168,7 @@ def _project(directory: Path, graph: Graph, target: str, board: Board,
     key = PROBE_KEY if plan.external is not None and plan.external.encrypted else None
     files, _ = render_project(graph, plan, target, board, firmware=firmware, external_key=key)
     if unspilled:
-        files = {name: _SPILL_STATEMENT.sub("", text) for name, text in files.items()}
+        files = _unspilled(files, plan)
     files |= kernel_files(sorted({k.source for k in _kernels(target)}))
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -311,6 +312,16 @@ def _external(probe: _Probe) -> tuple[dict[str, int], int]:
            "encrypted": added("external-encrypted", 1, True)}
     every = added("external-every", EXTERNAL_PROBE_LAYERS, False)
     return one, round((every - one["plain"]) / (EXTERNAL_PROBE_LAYERS - 1))
+
+
+def _unspilled(files: dict[str, str], plan: Plan) -> dict[str, str]:
+    """`files` without the plan's spill writes and reads; each must be found once."""
+    stripped = {name: _SPILL_STATEMENT.subn("", text) for name, text in files.items()}
+    traffic = spill_traffic(plan.graph, plan.spilled)
+    if sum(count for _, count in stripped.values()) != len(traffic.writes) + len(traffic.reads):
+        raise ToolchainError("the spill statements the model emits no longer match "
+                             "code_size._SPILL_STATEMENT", "update the pattern to the emitter")
+    return {name: text for name, (text, _) in stripped.items()}
 
 
 def _spilling_plans() -> tuple[Graph, list[Plan]]:

@@ -2,8 +2,9 @@
  * external image is a host file, MCUFLOW_EXTERNAL_IMAGE (default weights_external.bin in the
  * directory QEMU runs in), read with SYS_OPEN, SYS_SEEK and SYS_READ straight into the
  * staging buffer; spilled activations are written to it after the image with SYS_WRITE (the
- * file is made when there is none). Built without MCUFLOW_SEMIHOSTING every read fails: on a board, replace this
- * file by your SD card or SPI flash driver (see mcuflow_storage.h). Reads are synchronous. */
+ * file is made when there is none). Built without MCUFLOW_SEMIHOSTING every read and write
+ * fails: on a board, replace this file by your SD card or SPI flash driver (see
+ * mcuflow_storage.h). Reads and writes are synchronous. */
 #include <stdint.h>
 
 #include "mcuflow_cortexm.h"
