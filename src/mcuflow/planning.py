@@ -213,7 +213,7 @@ def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
     """The Analysis of `plan`: its report with the reads of `layout` and its spill's costs."""
     executed = plan.graph
     reads = None if layout is None else _reads(layout, plan, build)
-    tier = spill_tier(build.board) if plan.spilled else None
+    tier = (plan.spill_tier or spill_tier(build.board)) if plan.spilled else None
     spill = (spill_cost(build.board, tier, spill_traffic(executed, plan.spilled))
              if tier is not None else None)
     report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,

@@ -7,6 +7,7 @@ from enum import Enum
 from functools import cached_property
 
 from mcuflow.errors import McuflowError
+from mcuflow.hw.board import MemoryTier
 from mcuflow.hw.kernels import InPlace, inplace_ways
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
@@ -139,6 +140,9 @@ class Plan:
     spilled: frozenset[str] = frozenset()
     """Activations written to external storage by the step producing them (their buffer holds
     them during that step only) and read back by SLICEs (patches.PatchChoice.spilled)."""
+    spill_tier: MemoryTier | None = None
+    """The tier `spilled` goes to (None: a storage reached through the storage interface that
+    needs no erase, as an SD card)."""
 
     @property
     def rewrites_model(self) -> bool:

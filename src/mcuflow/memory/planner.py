@@ -85,6 +85,8 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
             best = plan, option
         if plan.arena_bytes <= search.budget:
             break
+    if best[0].spilled and spill is not None:
+        best[0].spill_tier = spill.tier
     return best[0], _planned(search, best[1], best[0])
 
 
