@@ -23,7 +23,13 @@ from mcuflow.memory.patches import spill_traffic
 from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_model
 from mcuflow.memory.schedule import StepCache
-from mcuflow.memory.tiers import choose_steps, chunk_limit, external_tier, spill_tier
+from mcuflow.memory.tiers import (
+    choose_steps,
+    chunk_limit,
+    external_tier,
+    spill_tier,
+    spills_to_memory,
+)
 from mcuflow.passes.split_channels import split_wide_layers
 
 FLASH_PASSES = 4
@@ -204,7 +210,8 @@ def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build
     """The firmware's flash on a Cortex-M target (without the external arrays), else None."""
     if build.firmware not in CORTEX_M:
         return None
-    return estimate_flash(plan.graph, layers, pool, build.firmware, build.io, external=layout)
+    return estimate_flash(plan.graph, layers, pool, build.firmware, build.io, external=layout,
+                          spill_in_ram=spills_to_memory(plan.spill_tier))
 
 
 def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,

@@ -32,3 +32,19 @@ def test_spilled_activations_run_bit_exact_within_the_boards_memories() -> None:
     assert result.storage_bytes_read == HEADER.size + RUNS * report.external_read_bytes
     assert result.flash_bytes <= board.flash_bytes and result.ram_bytes <= board.sram_bytes
     assert abs(result.flash_bytes - report.flash_bytes) <= 0.03 * result.flash_bytes
+
+
+def test_activations_spilled_to_external_ram_run_bit_exact_outside_the_sram() -> None:
+    """On the STM32F746G-DISCO the spill area lives in its SDRAM: QEMU's PSRAM stands in."""
+    board = get_board("stm32f746g-disco")
+    graph = zoo.mobilenet_v2(96, 0.35, 10)
+    request = PatchRequest(streamed_input=True, sram_budget=SRAM_BUDGET)
+    analysis = analyze_graph(graph, Build(board), request)
+    report = analysis.report
+    assert analysis.fits and analysis.plan.spilled and report.spill_tier == "sdram"
+    assert report.lifetime_years is None and report.modelled_ms > report.latency_ms_estimate
+    result = verify_cortexm(analysis.graph, analysis.plan, board.core.value, board, RUNS, 7)
+    assert result.bit_exact and result.mismatches == 0 and result.storage_bytes_written == 0
+    assert result.external_ram_bytes == report.spill_bytes
+    assert result.ram_bytes < SRAM_BUDGET + 4096
+    assert abs(result.flash_bytes - report.flash_bytes) <= 0.03 * result.flash_bytes

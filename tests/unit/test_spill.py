@@ -123,6 +123,22 @@ def test_the_planner_spills_only_when_nothing_else_fits() -> None:
 
 
 
+def test_external_ram_holds_a_spill_area_that_no_storage_call_reaches(tmp_path: Path) -> None:
+    """The STM32F746G-DISCO spills to its SDRAM (before its SD card): a buffer, no file."""
+    disco = get_board("stm32f746g-disco")
+    sdram = spill_tier(disco)
+    assert sdram is not None and sdram.kind is TierKind.SDRAM
+    plan = _spilling(GRAPH, 12, 2)
+    plan.spill_tier = sdram
+    project = generate_project(GRAPH, plan, tmp_path / "project", target="host")
+    files = {path.name for path in project.path.iterdir()}
+    model = (project.path / "mcuflow_model.c").read_text()
+    assert "mcuflow_storage.h" not in files and "mcuflow_storage_write" not in model
+    assert "mcuflow_spill_area[MCUFLOW_SPILL_BYTES]" in model
+    result = verify_host(GRAPH, plan, runs=2, seed=4)
+    assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+
+
 def test_spilling_needs_a_writable_tier_and_no_encryption() -> None:
     assert spill_target(F091RC, PatchRequest()) is not None
     assert spill_target(F091RC, PatchRequest(encrypt_external=True)) is None

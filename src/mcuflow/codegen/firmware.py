@@ -13,6 +13,12 @@ ARENA_SECTION = ".bss.mcuflow_arena"
 """The arena's input section (MCUFLOW_ARENA_PLACE in mcuflow_common.h); .bss by default."""
 WEIGHTS_SECTION = ".rodata.mcuflow_weights"
 """The weights' input section (MCUFLOW_WEIGHTS_PLACE); .rodata by default."""
+SPILL_SECTION = ".bss.mcuflow_spill"
+"""The input section of a spill area in external RAM (MCUFLOW_SPILL_PLACE)."""
+SPILL_OUTPUT = ".mcuflow_spill"
+"""The output section the linker script gathers SPILL_SECTION into."""
+SPILL_REGION = "EXTRAM"
+"""The linker script's region for that external RAM."""
 BOARD_HEADER = "mcuflow_board.h"
 _HINT_REGIONS = "`mcuflow boards --json` lists each board's regions"
 
@@ -50,6 +56,10 @@ class Firmware:
     """The window an external weights image is read from by memcpy (memory-mapped storage),
     whatever the map: QEMU's PSRAM holding the image, say. None: the board's region for the
     plan's tier (XIP_REGIONS) on the board's own map, else a file through semihosting."""
+    spill_ram: MemoryRegion | None = None
+    """The external RAM a spill area in RAM is linked into, whatever the map. None: the board's
+    region of the plan's spill tier (RAM_REGIONS) on its own map, else the upper half of the
+    QEMU machine's PSRAM."""
 
 
 QEMU_SEMIHOSTING = Firmware()
@@ -58,6 +68,8 @@ QEMU_SEMIHOSTING = Firmware()
 
 XIP_REGIONS: dict[TierKind, str] = {TierKind.QSPI_FLASH: "qspi"}
 """The board region a memory-mapped external tier is read through (execute in place)."""
+RAM_REGIONS: dict[TierKind, str] = {TierKind.SDRAM: "sdram", TierKind.PSRAM: "psram"}
+"""The board region of an external RAM tier that spilled activations may live in."""
 
 
 def xip_region(board: Board | None, firmware: Firmware, tier: str) -> MemoryRegion | None:
@@ -119,6 +131,25 @@ class LinkerLayout:
     arena: str | None
     weights: str | None
     note: str
+    spill: str | None = None
+    """The region of a spill area in external RAM (SPILL_REGION), or None."""
+
+
+def with_spill_ram(layout: LinkerLayout, ram: MemoryRegion) -> LinkerLayout:
+    """`layout` with SPILL_REGION at `ram`, where the spill area of external RAM goes."""
+    setup = f"; {ram.name}: set up {ram.needs_init} before using it" if ram.needs_init else ""
+    return LinkerLayout((*layout.regions, LinkerRegion(SPILL_REGION, ram.origin, ram.size_bytes,
+                                                       "rw")),
+                        layout.arena, layout.weights, layout.note + setup, SPILL_REGION)
+
+
+def board_spill_ram(board: Board, kind: TierKind) -> MemoryRegion:
+    """The board's region of the external RAM `kind` (RAM_REGIONS), or McuflowError."""
+    found = region(board.regions, RAM_REGIONS[kind]) if kind in RAM_REGIONS else None
+    if found is None or not found.writable:
+        raise McuflowError(f"board '{board.id}' has no {kind.value} region for the spilled "
+                           "activations", _HINT_REGIONS)
+    return found
 
 
 def board_layout(board: Board, firmware: Firmware) -> LinkerLayout:
@@ -175,6 +206,8 @@ def placement_sections(layout: LinkerLayout) -> str:
     if layout.arena is not None:
         blocks.append(_output_section(".mcuflow_arena", " (NOLOAD)", ARENA_SECTION,
                                       layout.arena))
+    if layout.spill is not None:
+        blocks.append(_output_section(SPILL_OUTPUT, " (NOLOAD)", SPILL_SECTION, layout.spill))
     return "\n".join(blocks)
 
 

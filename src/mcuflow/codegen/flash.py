@@ -81,13 +81,19 @@ def external_code(target: str, encrypted: bool, code: TargetCode | None = None
     return _lookup(code.external, mode, "out-of-core runtime", target), code.per_chunk
 
 
-def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> int:
-    """What spilled activations add: the storage code and each write or read statement."""
+def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str, in_ram: bool
+                ) -> int:
+    """What spilled activations add: the storage code and each write or read statement.
+
+    `in_ram`: they are copied to a spill area in external RAM, not through the storage.
+    """
     accesses = sum(len(_SPILL_ACCESS.findall(s)) for layer in layers for s in layer.statements)
     if not accesses:
         return 0
-    storage = _lookup(code.spill, "storage", "spilled-activation code", target)
-    return storage + _lookup(code.spill, "access", "spilled-activation code", target) * accesses
+    fixed, each = ("ram", "ram_access") if in_ram else ("storage", "access")
+    what = "spilled-activation code"
+    return (_lookup(code.spill, fixed, what, target)
+            + _lookup(code.spill, each, what, target) * accesses)
 
 
 def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | None) -> int:
@@ -100,7 +106,8 @@ def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | 
 
 def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool, target: str,
                    application: str = "semihosting", code: TargetCode | None = None,
-                   external: ExternalLayout | None = None) -> FlashEstimate:
+                   external: ExternalLayout | None = None, spill_in_ram: bool = False
+                   ) -> FlashEstimate:
     """Flash of the firmware of `graph` on Cortex-M `target`, from emit_layers' output.
 
     `application` is the Cortex-M main (codegen.firmware.Io: semihosting, uart or none).
@@ -108,7 +115,8 @@ def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool
     mcuflow.hw.kernel_code (shared library routines counted once) plus a fitted run function;
     `code` replaces the packaged measurements of the target (while measuring them); the
     arrays of an `external` image are read from external storage, not flash, and its reading
-    code is in the runtime (_external_runtime).
+    code is in the runtime (_external_runtime); `spill_in_ram`: spilled activations go to
+    external RAM, not to the storage.
     """
     code = code or target_code(target)
     tensors = len(graph.inputs) + len(graph.outputs)
@@ -116,5 +124,6 @@ def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool
                + _external_runtime(code, target, external))
     moved = external.symbols if external is not None else frozenset()
     return FlashEstimate(target, _constants(layers, pool, code, target, moved),
-                         _code(layers, code, target) + _spill_code(layers, code, target),
+                         _code(layers, code, target)
+                         + _spill_code(layers, code, target, spill_in_ram),
                          runtime + code.per_tensor * max(tensors - 2, 0))

@@ -24,6 +24,7 @@ from mcuflow.codegen.render import (
     render_driver_header,
     render_model,
     render_readme,
+    spills_to_storage,
 )
 from mcuflow.codegen.targets import ModelSummary, get_target, template
 from mcuflow.errors import McuflowError
@@ -242,14 +243,14 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     chosen = get_target(target)
     files = {**model.files, **kernel_files(model.kernels)}
     window = storage_window(target, board, firmware, model)
-    if model.external is not None or plan.spilled:
+    if model.external is not None or spills_to_storage(plan):
         files |= storage_files(target, model.external is not None and model.external.encrypted,
                                window)
     sources = tuple(sorted(n for n in files if n.endswith(".c")))
     if not naming.is_default:
         files[MARKER] = render_driver_header(graph, model)
     summary = ModelSummary(graph.name, sources, plan.arena_bytes, model.weight_bytes, board,
-                           firmware)
+                           firmware, model.spill_ram)
     files.update(chosen.files(summary))
     model_files = [name for name in sorted([*files, "README.md"])
                    if name.startswith((DEFAULT_PREFIX, naming.prefix))

@@ -23,10 +23,13 @@ from mcuflow.codegen.firmware import (
     MemoryMap,
     board_header,
     board_layout,
+    board_spill_ram,
     placement_sections,
+    with_spill_ram,
 )
 from mcuflow.errors import McuflowError
-from mcuflow.hw.board import Board
+from mcuflow.hw.board import Board, TierKind
+from mcuflow.hw.memory_map import MemoryRegion
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class ModelSummary:
     weight_bytes: int
     board: Board | None = None
     firmware: Firmware = QEMU_SEMIHOSTING
+    spill_ram: TierKind | None = None
+    """The external RAM holding the model's spill area (render.ModelSources.spill_ram)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,24 @@ class CortexMCore:
     flash_limit: int
     ram_limit: int
     memory_note: str
+    psram_origin: int | None = None
+    """Where the machine maps its 16 MiB PSRAM (QEMU hw/arm/mps2.c, the memory map comment),
+    or None (the AN505 map is not modelled)."""
+
+    @property
+    def psram_halves(self) -> tuple[MemoryRegion, MemoryRegion]:
+        """The PSRAM's lower half (an XIP image's window) and upper half (spilled activations).
+
+        McuflowError on a machine without a known PSRAM.
+        """
+        if self.psram_origin is None:
+            raise McuflowError(f"QEMU's {self.machine} ({self.core}) has no PSRAM mcuflow knows",
+                               "run external memories on cortex-m0, m3, m4 or m7")
+        half = PSRAM_BYTES // 2
+        source = f"QEMU hw/arm/mps2.c: {self.machine} PSRAM (16 MiB)"
+        return (MemoryRegion("psram", self.psram_origin, half, True, source + ", lower half"),
+                MemoryRegion("psram", self.psram_origin + half, half, True,
+                             source + ", upper half"))
 
     @property
     def qemu_flags(self) -> tuple[str, ...]:
@@ -155,12 +178,17 @@ class CortexMCore:
         return ("-machine", self.machine, *QEMU_COMMON_FLAGS)
 
 
+PSRAM_BYTES = 16 * MIB
+_PSRAM_ORIGINS = {"mps2-an385": 0x2100_0000, "mps2-an386": 0x2100_0000, "mps2-an500": 0x6000_0000}
+
+
 def _core(core: str, fpu: str | None, dsp: bool, machine: str, secure: bool = False
           ) -> CortexMCore:
     float_flags = ("-mfloat-abi=soft",) if fpu is None else ("-mfloat-abi=hard", f"-mfpu={fpu}")
     origins = (0x1000_0000, 0x3800_0000) if secure else (0x0000_0000, 0x2000_0000)
     return CortexMCore(core, (f"-mcpu={core}", "-mthumb", *float_flags), dsp, machine,
-                       *origins, 4 * MIB, 4 * MIB, _AN505_RAMS if secure else _MPS2_RAMS)
+                       *origins, 4 * MIB, 4 * MIB, _AN505_RAMS if secure else _MPS2_RAMS,
+                       _PSRAM_ORIGINS.get(machine))
 
 
 CORTEX_M: dict[str, CortexMCore] = {
@@ -214,14 +242,27 @@ def qemu_layout(core: CortexMCore, board: Board) -> LinkerLayout:
                         "itself, link with --memory-map board")
 
 
-def firmware_layout(core: CortexMCore, board: Board, firmware: Firmware) -> LinkerLayout:
-    """The linker layout `firmware` asks for on `board`."""
+def firmware_layout(core: CortexMCore, board: Board, firmware: Firmware,
+                    spill_ram: TierKind | None = None) -> LinkerLayout:
+    """The linker layout `firmware` asks for on `board`.
+
+    With `spill_ram`, a region for the spill area too: `firmware.spill_ram`, the board's region
+    of that RAM on its own map, or on QEMU's the upper half of the machine's PSRAM.
+    """
     if firmware.memory_map is MemoryMap.BOARD:
-        return board_layout(board, firmware)
-    if firmware.arena_region or firmware.weights_region:
+        layout = board_layout(board, firmware)
+    elif firmware.arena_region or firmware.weights_region:
         raise McuflowError("--arena-section and --weights-section place data in the board's "
                            "own regions", "use them with --memory-map board")
-    return qemu_layout(core, board)
+    else:
+        layout = qemu_layout(core, board)
+    if spill_ram is None:
+        return layout
+    if firmware.spill_ram is not None:
+        return with_spill_ram(layout, firmware.spill_ram)
+    if firmware.memory_map is MemoryMap.BOARD:
+        return with_spill_ram(layout, board_spill_ram(board, spill_ram))
+    return with_spill_ram(layout, core.psram_halves[1])
 
 
 _APPLICATIONS = {Io.SEMIHOSTING: "main.c", Io.UART: "main_uart.c", Io.NONE: "main_none.c"}
@@ -234,7 +275,7 @@ def _cortex_m_files(core: CortexMCore, model: ModelSummary) -> dict[str, str]:
     if board is None:
         raise McuflowError(f"target {core.core} needs a board for its flash and SRAM sizes",
                            "pass --board (see `mcuflow boards`)")
-    layout = firmware_layout(core, board, firmware)
+    layout = firmware_layout(core, board, firmware, model.spill_ram)
     files = {"main.c": template("cortex-m", _APPLICATIONS[firmware.io])}
     files |= {name: template("cortex-m", name) for name in _SUPPORT}
     files[RECORDS_HEADER] = template("common", RECORDS_HEADER)

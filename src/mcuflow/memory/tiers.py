@@ -34,11 +34,11 @@ def external_tier(board: Board, nbytes: int) -> MemoryTier | None:
 def spill_tier(board: Board) -> MemoryTier | None:
     """The off-chip tier activations spill to (None: the board has none).
 
-    A writable tier reached through the storage interface: RAM first (no wear), then the
-    fastest writes.
+    A writable tier: external RAM (SDRAM, PSRAM: memory-mapped, no wear) first, then one
+    reached through the storage interface, the fastest writes first.
     """
     tiers = [tier for tier in board.tiers if tier.kind not in ON_CHIP and tier.writable
-             and not tier.memory_mapped]
+             and (tier.kind.volatile or not tier.memory_mapped)]
     return max(tiers, key=lambda t: (t.kind.volatile, t.write_bandwidth, t.kind.value),
                default=None)
 
@@ -65,3 +65,8 @@ def choose_steps(chunk_bytes: Mapping[int, int], overflow: int) -> frozenset[int
             chosen.remove(step)
             freed -= chunk_bytes[step]
     return frozenset(chosen)
+
+
+def spills_to_memory(tier: MemoryTier | None) -> bool:
+    """True when spilled activations live in memory-mapped external RAM (a buffer, not storage)."""
+    return tier is not None and tier.memory_mapped and tier.kind.volatile

@@ -11,6 +11,7 @@ from pathlib import Path
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from mcuflow.codegen.firmware import SPILL_OUTPUT
 from mcuflow.codegen.targets import (
     CORTEX_M,
     CORTEX_M_CFLAGS,
@@ -133,6 +134,7 @@ class ElfSizes:
     rodata: int  # read-only data: weights, tables, vector table
     data: int  # initialised RAM (its initial image also occupies flash)
     bss: int  # zeroed RAM: the arena and the driver's buffers
+    external_ram: int = 0  # the spill area in external RAM (SDRAM, PSRAM), not the MCU's SRAM
 
     @property
     def flash_bytes(self) -> int:
@@ -147,13 +149,15 @@ class ElfSizes:
 
 def elf_sizes(elf: Path) -> ElfSizes:
     """Section sizes of a linked ELF, read with pyelftools from its allocated sections."""
-    sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
+    sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0, "external_ram": 0}
     with Path(elf).open("rb") as handle:
         for section in ELFFile(handle).iter_sections():
             flags = section["sh_flags"]
             if not flags & SH_FLAGS.SHF_ALLOC or section.name == STACK_SECTION:
                 continue
-            if section["sh_type"] == "SHT_NOBITS":
+            if section.name == SPILL_OUTPUT:
+                kind = "external_ram"
+            elif section["sh_type"] == "SHT_NOBITS":
                 kind = "bss"
             elif flags & SH_FLAGS.SHF_EXECINSTR:
                 kind = "text"

@@ -9,6 +9,7 @@ routines) are recorded once as support entries.
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 from collections import Counter
@@ -21,15 +22,16 @@ from elftools.elf.elffile import ELFFile
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.emit_dsp import DSP_HEADER
 from mcuflow.codegen.external import external_layout
-from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, Firmware, Io, MemoryMap
+from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, RAM_REGIONS, Firmware, Io, MemoryMap
 from mcuflow.codegen.flash import array_flash_bytes, estimate_flash, kernel_calls
 from mcuflow.codegen.project import kernel_files, render_project
 from mcuflow.codegen.render import COMMON_HEADER, KERNELS_HEADER, emit_layers
 from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
 from mcuflow.errors import ToolchainError
-from mcuflow.hw.board import Board, get_board, load_boards
+from mcuflow.hw.board import Board, TierKind, get_board, load_boards
 from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
 from mcuflow.hw.kernels import KERNELS, Kernel
+from mcuflow.hw.memory_map import region
 from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
@@ -64,12 +66,16 @@ STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER)
 """The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's)."""
 PLAN_SECONDS = 0.2
 EXTERNAL_PROBE_LAYERS = 8
+"""Layers of the probe whose constants are read from an external image (_external)."""
 SPILL_PROBE_STEPS = 8
 """Row steps of the spilling probe's cached stage."""
+SPILL_RAM_BOARD = "stm32f746g-disco"
+"""Its SDRAM tier and region hold the spill area of the probe spilling to external RAM."""
 _SPILL_STATEMENT = re.compile(r"\n[ \t]*if \(MCUFLOW_SPILL_(?:READ|WRITE)\(.*\) != 0\) \{\n"
                               r"[ \t]*return MCUFLOW_ERROR_STORAGE;\n[ \t]*\}")
 """A write or read of a spilled activation in the run function (emit._spill_writes)."""
-"""Layers of the probe whose constants are read from an external image (_external)."""
+_SPILL_AREA = re.compile(r"\nstatic uint8_t \w+spill_area\[[^\n]*;")
+"""The spill area in external RAM (render._spill_buffer), unused once its accesses are gone."""
 PROBE_KEY = bytes(range(16))
 """The key the encrypted probe's image is sealed with (its size does not depend on it)."""
 ALIGNMENT_ALLOWANCE = 32
@@ -321,7 +327,7 @@ def _unspilled(files: dict[str, str], plan: Plan) -> dict[str, str]:
     if sum(count for _, count in stripped.values()) != len(traffic.writes) + len(traffic.reads):
         raise ToolchainError("the spill statements the model emits no longer match "
                              "code_size._SPILL_STATEMENT", "update the pattern to the emitter")
-    return {name: text for name, (text, _) in stripped.items()}
+    return {name: _SPILL_AREA.sub("", text) for name, (text, _) in stripped.items()}
 
 
 def _spilling_plans() -> tuple[Graph, list[Plan]]:
@@ -345,19 +351,35 @@ def _spill(probe: _Probe) -> dict[str, int]:
     """What spilling adds: the storage code beside the first access, and each access.
 
     Each plan's firmware is linked as is and with its spill statements dropped; the difference
-    is the storage code plus its accesses, fitted on the two plans.
+    is the storage code plus its accesses, fitted on the two plans: `storage` and `access`
+    through the storage interface, `ram` and `ram_access` copying to a spill area in external
+    RAM.
     """
     graph, plans = _spilling_plans()
+    storage, access = _spill_fit(probe, graph, plans, QEMU_SEMIHOSTING, "spill")
+    ram_board = get_board(SPILL_RAM_BOARD)
+    sdram = region(ram_board.regions, RAM_REGIONS[TierKind.SDRAM])
+    in_ram = [copy.copy(plan) for plan in plans]
+    for plan in in_ram:
+        plan.spill_tier = ram_board.tier(TierKind.SDRAM)
+    ram, ram_access = _spill_fit(probe, graph, in_ram, Firmware(spill_ram=sdram), "spill-ram")
+    return {"storage": storage, "access": access, "ram": ram, "ram_access": ram_access}
+
+
+def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], firmware: Firmware,
+               name: str) -> tuple[int, int]:
+    """The fixed bytes and the bytes per access that the plans' spill statements add."""
     board = get_board(PROBE_BOARD)
     added, accesses = [], []
     for index, plan in enumerate(plans):
-        linked = probe.build(f"spill-{index}", graph, board, plan=plan).flash_bytes
-        bare = probe.build(f"spill-{index}-bare", graph, board, plan=plan, unspilled=True)
+        linked = probe.build(f"{name}-{index}", graph, board, firmware, plan=plan).flash_bytes
+        bare = probe.build(f"{name}-{index}-bare", graph, board, firmware, plan=plan,
+                           unspilled=True)
         added.append(linked - bare.flash_bytes)
         traffic = spill_traffic(plan.graph, plan.spilled)
         accesses.append(len(traffic.writes) + len(traffic.reads))
     access = (added[1] - added[0]) / (accesses[1] - accesses[0])
-    return {"storage": round(added[0] - access * accesses[0]), "access": round(access)}
+    return round(added[0] - access * accesses[0]), round(access)
 
 
 def _struct_sizes(probe: _Probe) -> dict[str, int]:

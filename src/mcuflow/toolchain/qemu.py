@@ -67,10 +67,6 @@ EXIT_REASONS = {2: "could not read input.bin or write its outputs through semiho
                 3: "an inference failed (report.txt's run line has its status)"}
 # The board each Cortex-M target is measured on when none is given (its figures size the build
 # and give the clock); each holds every shared model. The RP2040's Cortex-M0+ runs M0 code.
-PSRAM_ORIGINS = {"mps2-an385": 0x2100_0000, "mps2-an386": 0x2100_0000, "mps2-an500": 0x6000_0000}
-"""Where QEMU's MPS2 machines map their 16 MiB PSRAM (QEMU hw/arm/mps2.c, the memory map
-comment): the window a memory-mapped (XIP) image is loaded into with -device loader."""
-PSRAM_BYTES = 16 << 20
 DEFAULT_BOARDS = {"cortex-m0": "rp2040", "cortex-m0plus": "rp2040", "cortex-m3": "nucleo-f207zg",
                   "cortex-m4": "nucleo-f429zi", "cortex-m7": "nucleo-f767zi"}
 
@@ -146,13 +142,11 @@ def exit_message(code: int) -> str:
 
 
 def psram_window(target: str) -> MemoryRegion:
-    """The PSRAM of the QEMU machine `target` runs on, as the window of an XIP image."""
-    machine = cortex_m_core(target).machine
-    if machine not in PSRAM_ORIGINS:
-        raise McuflowError(f"QEMU's {machine} ({target}) has no PSRAM window mcuflow knows",
-                           f"run memory-mapped storage on {', '.join(PSRAM_ORIGINS)}")
-    return MemoryRegion("psram", PSRAM_ORIGINS[machine], PSRAM_BYTES, True,
-                        f"QEMU hw/arm/mps2.c: {machine} PSRAM (16 MiB)")
+    """The lower half of the PSRAM of the QEMU machine `target` runs on: an XIP image's window.
+
+    QEMU loads the image there with -device loader; the upper half holds spilled activations.
+    """
+    return cortex_m_core(target).psram_halves[0]
 
 
 def _image_args(image: Path | None, address: int | None) -> list[str]:
@@ -242,6 +236,7 @@ class CortexMResult:
     layers: tuple[LayerProfile, ...] = field(default=())
     storage_bytes_read: int = 0  # from the external weights image, every boot (headers too)
     storage_bytes_written: int = 0  # spilled activations, every run
+    external_ram_bytes: int = 0  # the spill area linked into external RAM (not in ram_bytes)
 
 
 def _board(board: Board | str) -> Board:
@@ -384,6 +379,7 @@ def measured_result(measurement: Measurement, runner: QemuChunks,
         estimated_ms=instructions * cpi / m.board.clock_hz * 1e3, layers=layers,
         storage_bytes_read=runner.storage_bytes_read,
         storage_bytes_written=runner.storage_bytes_written,
+        external_ram_bytes=m.sizes.external_ram,
     )
 
 

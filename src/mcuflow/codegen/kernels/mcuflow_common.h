@@ -21,13 +21,16 @@
 
 /* Bare-metal Arm builds keep the arena and the weights in input sections of their own, which
  * the generated linker script sends to the regions chosen with --arena-section and
- * --weights-section (by default they join .bss and .rodata like any other data). */
+ * --weights-section (by default they join .bss and .rodata like any other data), and the
+ * spill area of activations spilled to external RAM in one the script sends to that RAM. */
 #if defined(__arm__) && defined(__ELF__) && !defined(__linux__)
 #define MCUFLOW_ARENA_PLACE __attribute__((section(".bss.mcuflow_arena")))
 #define MCUFLOW_WEIGHTS_PLACE __attribute__((section(".rodata.mcuflow_weights")))
+#define MCUFLOW_SPILL_PLACE __attribute__((section(".bss.mcuflow_spill")))
 #else
 #define MCUFLOW_ARENA_PLACE
 #define MCUFLOW_WEIGHTS_PLACE
+#define MCUFLOW_SPILL_PLACE
 #endif
 
 /* Most dimensions a shape struct holds (broadcast, MEAN, PAD, SLICE): mcuflow.ir.ops.MAX_RANK,

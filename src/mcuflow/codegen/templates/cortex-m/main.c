@@ -35,7 +35,7 @@
 #include "mcuflow_records.h"
 #define MCUFLOW_DRIVER_READS_STREAMED 1 /* streamed inputs: read_window, no record buffer */
 #include "mcuflow_arena_records.h"
-#if defined(MCUFLOW_EXTERNAL_BYTES) || defined(MCUFLOW_SPILL_BYTES)
+#ifdef MCUFLOW_USES_STORAGE
 #include "mcuflow_storage.h"
 #endif
 
@@ -325,7 +325,7 @@ int main(void)
     report_calibration(report);
     const int status = run_records(input, output, report);
     report_layers(report);
-#if defined(MCUFLOW_EXTERNAL_BYTES) || defined(MCUFLOW_SPILL_BYTES)
+#ifdef MCUFLOW_USES_STORAGE
     const uint64_t storage[4] = {mcuflow_storage_bytes_read(), mcuflow_storage_reads(),
                                  mcuflow_storage_bytes_written(), mcuflow_storage_writes()};
     report_line(report, "storage", storage, 4);
