@@ -141,7 +141,7 @@ ExternalOption = Annotated[
                       "card or QSPI flash, as weights_external.bin, read chunk by chunk into a "
                       "staging buffer while the model runs; and when no patch stage fits the "
                       "SRAM, the first stage's largest activations are spilled to a writable "
-                      "tier, an SD card, and read back; bit-exact) or off.")
+                      "tier (external RAM, else an SD card) and read back; bit-exact) or off.")
 ]
 EncryptOption = Annotated[
     bool, typer.Option("--encrypt-external", help="Encrypt the external weights image "

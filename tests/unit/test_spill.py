@@ -31,6 +31,7 @@ from mcuflow.memory.patches import PatchChoice, PatchError, PatchMode, find_stag
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import Plan, PlanError
 from mcuflow.memory.planner import plan_model
+from mcuflow.memory.plot import plot_arena
 from mcuflow.memory.schedule import build_problem
 from mcuflow.memory.tiers import spill_tier
 from mcuflow.planning import Build, analyze_graph, planned_steps, spill_target
@@ -137,6 +138,8 @@ def test_external_ram_holds_a_spill_area_that_no_storage_call_reaches(tmp_path: 
     assert "mcuflow_spill_area[MCUFLOW_SPILL_BYTES]" in model
     result = verify_host(GRAPH, plan, runs=2, seed=4)
     assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+    picture = plot_arena(plan, tmp_path / "plan.svg").read_text()
+    assert "rows written to sdram" in picture and "rows read back from sdram" in picture
 
 
 def test_spilling_needs_a_writable_tier_and_no_encryption() -> None:

@@ -18,7 +18,9 @@ def plot_arena(plan: Plan, path: str | Path, staging_bytes: int = 0) -> Path:
     """Draw the arena over time to `path` (PNG, SVG, PDF... by suffix), scratch hatched.
 
     An out-of-core plan's staging buffer (`staging_bytes`, static storage beside the arena) is
-    drawn above it, with a mark at each step reading its constants from the external tier.
+    drawn above it, with a mark at each step reading its constants from the external tier;
+    a plan spilling activations gets a mark at each step writing to and reading back from its
+    spill tier.
     """
     figure, axes = plt.subplots(figsize=(10, 5))
     colours = plt.get_cmap("tab20")
@@ -36,6 +38,8 @@ def plot_arena(plan: Plan, path: str | Path, staging_bytes: int = 0) -> Path:
                  label=f"lower bound {plan.lower_bound_bytes:,} B")
     if plan.external is not None and staging_bytes:
         _draw_staging(axes, plan, staging_bytes)
+    if plan.spilled:
+        _draw_spills(axes, plan)
     axes.set_xlim(-0.5, steps - 0.5)
     axes.set_ylim(0, max(plan.arena_bytes + staging_bytes, 1) * 1.05)
     axes.set_xlabel("step")
@@ -59,3 +63,16 @@ def _draw_staging(axes: plt.Axes, plan: Plan, staging_bytes: int) -> None:
     steps = sorted(plan.external.steps) if plan.external else []
     axes.plot(steps, [plan.arena_bytes + staging_bytes / 2] * len(steps), "|", color="black",
               markersize=6)
+
+
+def _draw_spills(axes: plt.Axes, plan: Plan) -> None:
+    """Marks along the bottom at the steps writing (down) and reading back (up) spilled rows."""
+    tier = plan.spill_tier.kind.value if plan.spill_tier is not None else "external storage"
+    ops = [plan.graph.operators[step.op_index] for step in plan.steps]
+    writes = [i for i, op in enumerate(ops) if plan.spilled.intersection(op.outputs)]
+    reads = [i for i, op in enumerate(ops) if plan.spilled.intersection(op.inputs)]
+    low = plan.arena_bytes * 0.02
+    axes.plot(writes, [low] * len(writes), "v", color="darkred", markersize=4,
+              label=f"rows written to {tier} ({len(writes)} steps)")
+    axes.plot(reads, [low] * len(reads), "^", color="darkblue", markersize=4,
+              label=f"rows read back from {tier} ({len(reads)} steps)")
