@@ -10,6 +10,7 @@ routines) are recorded once as support entries.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import subprocess
 from collections import Counter
@@ -368,7 +369,11 @@ def _spill(probe: _Probe) -> dict[str, int]:
 
 def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], firmware: Firmware,
                name: str) -> tuple[int, int]:
-    """The fixed bytes and the bytes per access that the plans' spill statements add."""
+    """The fixed bytes and the bytes per access that the plans' spill statements add.
+
+    A line through the two plans; when it would start below zero (the accesses of the plan with
+    few cost less each, as where they share literals), no fixed bytes and the dearer access.
+    """
     board = get_board(PROBE_BOARD)
     added, accesses = [], []
     for index, plan in enumerate(plans):
@@ -379,7 +384,10 @@ def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], firmware: Firmwar
         traffic = spill_traffic(plan.graph, plan.spilled)
         accesses.append(len(traffic.writes) + len(traffic.reads))
     access = (added[1] - added[0]) / (accesses[1] - accesses[0])
-    return round(added[0] - access * accesses[0]), round(access)
+    fixed = added[0] - access * accesses[0]
+    if fixed < 0:
+        return 0, math.ceil(max(a / n for a, n in zip(added, accesses, strict=True)))
+    return round(fixed), round(access)
 
 
 def _struct_sizes(probe: _Probe) -> dict[str, int]:
