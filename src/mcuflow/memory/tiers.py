@@ -34,13 +34,15 @@ def external_tier(board: Board, nbytes: int) -> MemoryTier | None:
 def spill_tier(board: Board) -> MemoryTier | None:
     """The off-chip tier activations spill to (None: the board has none).
 
-    A writable tier reached through the storage interface: RAM first (no wear), then the
-    fastest writes.
+    A writable tier reached through the storage interface (a NOR flash even when it is
+    memory-mapped: the spill is written through the interface, not the window). RAM first (no
+    wear), then tiers without erases (SD cards), then NOR flash (erases, wear); the fastest
+    writes within each.
     """
     tiers = [tier for tier in board.tiers if tier.kind not in ON_CHIP and tier.writable
-             and not tier.memory_mapped]
-    return max(tiers, key=lambda t: (t.kind.volatile, t.write_bandwidth, t.kind.value),
-               default=None)
+             and (not tier.memory_mapped or tier.needs_erase)]
+    return max(tiers, key=lambda t: (t.kind.volatile, not t.needs_erase, t.write_bandwidth,
+                                     t.kind.value), default=None)
 
 
 def choose_steps(chunk_bytes: Mapping[int, int], overflow: int) -> frozenset[int] | None:
