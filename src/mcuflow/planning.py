@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.external import ExternalLayout, external_layout
-from mcuflow.codegen.external_crypto import TAG_BYTES
+from mcuflow.codegen.external_crypto import TAG_BYTES, image_bytes
 from mcuflow.codegen.firmware import Io
 from mcuflow.codegen.flash import estimate_flash, external_code
-from mcuflow.codegen.render import emit_layers
+from mcuflow.codegen.render import emit_layers, spill_region
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
@@ -217,11 +217,17 @@ def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build
 def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
               layers: list[LayerCode], flash: FlashEstimate | None, request: PatchRequest,
               layout: ExternalLayout | None = None) -> Analysis:
-    """The Analysis of `plan`: its report with the reads of `layout` and its spill's costs."""
+    """The Analysis of `plan`: its report with the reads of `layout` and its spill's costs.
+
+    The spill region's slots are the generated C's (render.spill_region, after the image; one
+    in external RAM).
+    """
     executed = plan.graph
     reads = None if layout is None else _reads(layout, plan, build)
     tier = (plan.spill_tier or spill_tier(build.board)) if plan.spilled else None
-    spill = (spill_cost(build.board, tier, spill_traffic(executed, plan.spilled))
+    region = spill_region(plan, image_bytes(layout))
+    spill = (spill_cost(build.board, tier, spill_traffic(executed, plan.spilled),
+                        region.slots if region is not None else 1)
              if tier is not None else None)
     report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],

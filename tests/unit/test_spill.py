@@ -20,7 +20,7 @@ from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.project import generate_project
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.hw.board import TierKind, get_board
-from mcuflow.hw.storage_io import lifetime_years
+from mcuflow.hw.storage_io import MAX_SPILL_SLOTS, lifetime_years, spill_slots
 from mcuflow.ir import zoo
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
@@ -34,8 +34,16 @@ from mcuflow.memory.planner import plan_model
 from mcuflow.memory.plot import plot_arena
 from mcuflow.memory.schedule import build_problem
 from mcuflow.memory.tiers import spill_tier
-from mcuflow.planning import Build, analyze_graph, planned_steps, spill_target
-from mcuflow.toolchain.host import build_host, input_records, random_inputs, verify_host
+from mcuflow.planning import Analysis, Build, analyze_graph, planned_steps, spill_target
+from mcuflow.toolchain.host import (
+    WARNING_FLAGS,
+    build_host,
+    input_records,
+    model_sources,
+    random_inputs,
+    run_tool,
+    verify_host,
+)
 from tests.support import litert_invoke, run_cli_output
 
 GRAPH = zoo.mobilenet_v2_like(48, 0.35, 10)
@@ -158,6 +166,19 @@ def test_a_card_wears_out_slower_than_raw_flash_sectors() -> None:
     nor = dataclasses.replace(card, needs_erase=True)
     assert lifetime_years(nor, 10**6, 3600) < years
     assert lifetime_years(card, 0, 3600) is None
+    assert lifetime_years(nor, 10**6, 3600, 8) == pytest.approx(8 * lifetime_years(nor, 10**6,
+                                                                                    3600))
+    nor = dataclasses.replace(nor, erase_block_bytes=4096, size_bytes=1 << 20)
+    assert spill_slots(nor, 4097, 4096) == ((1 << 20) - 4096) // 8192
+    assert spill_slots(nor, 4096, 1 << 20) == 1 and spill_slots(card, 4096, 0) == 1
+    assert spill_slots(dataclasses.replace(nor, size_bytes=1 << 30), 4096, 0) == MAX_SPILL_SLOTS
+
+
+def test_the_spill_goes_to_ram_then_a_card_then_nor_flash() -> None:
+    """The STM32F746G-DISCO has both a card and a QSPI NOR flash; the nRF52840 DK only NOR."""
+    assert spill_tier(get_board("stm32f746g-disco")).kind is TierKind.SD_CARD
+    nor = spill_tier(get_board("nrf52840"))
+    assert nor.kind is TierKind.QSPI_FLASH and nor.needs_erase and nor.memory_mapped
 
 
 def test_the_fit_advisor_offers_a_spilling_plan_as_an_exact_option() -> None:
@@ -230,3 +251,105 @@ def test_the_lifetime_is_given_at_the_asked_rate(tmp_path: Path,
     code, out, err = run_cli_output(capsys, [*common[:-1], "--inferences-per-hour", "0"])
     assert code == 2 and out == ""
     assert err.startswith("mcuflow: error: --inferences-per-hour must be a positive number")
+
+
+NOR_PROBE = r"""
+#include <stdio.h>
+
+#include "mcuflow_model.h"
+#include "mcuflow_storage.h"
+
+/* What a model.c whose erase was taken out calls instead: nothing is erased. */
+int mcuflow_probe_no_erase(uint32_t offset, uint32_t size);
+int mcuflow_probe_no_erase(uint32_t offset, uint32_t size)
+{
+    (void)offset;
+    (void)size;
+    return 0;
+}
+
+static int8_t input[MCUFLOW_INPUT_0_BYTES];
+static int8_t output[MCUFLOW_OUTPUT_0_BYTES];
+
+/* Two inferences of input.bin, their outputs to output.bin; prints the status of each, the
+ * bytes erased and written. */
+int main(void)
+{
+    FILE *in = fopen("input.bin", "rb");
+    FILE *out = fopen("output.bin", "wb");
+    int run;
+    if (in == NULL || out == NULL || fread(input, 1, sizeof input, in) != sizeof input) {
+        return 2;
+    }
+    for (run = 0; run < 2; run++) {
+        printf("%d ", mcuflow_model_invoke(input, output));
+        (void)fwrite(output, 1, sizeof output, out);
+    }
+    printf("%llu %llu\n", (unsigned long long)mcuflow_storage_bytes_erased(),
+           (unsigned long long)mcuflow_storage_bytes_written());
+    (void)fclose(in);
+    return fclose(out) != 0;
+}
+"""
+"""A host driver reading the storage's own counters (the shipped main.c does not print them)."""
+
+
+@pytest.fixture(scope="module")
+def nor_spill() -> Analysis:
+    """The nRF52840 DK (QSPI NOR flash, no card) under 8,000 B: the plan spills to NOR."""
+    return analyze_graph(zoo.squeezenet_like(48), Build(get_board("nrf52840"), "cortex-m4"),
+                         PatchRequest(sram_budget=8000, streamed_input=True))
+
+
+def _probe(project: Path, model_c: str, name: str) -> Path:
+    """The NOR_PROBE driver built with the project's sources, `model_c` as the model's source."""
+    (project / "probe.c").write_text(NOR_PROBE)
+    sources = [source for source in model_sources(project)
+               if source not in ("probe.c", "unerased.c", "mcuflow_model.c")]
+    run_tool(["gcc", *WARNING_FLAGS, "-O1", "-o", name, "probe.c", model_c, *sources, "-lm"],
+             project, f"probe build {name}")
+    return project / name
+
+
+def test_a_nor_flash_spill_erases_the_next_slot_each_inference(tmp_path: Path,
+                                                              nor_spill: Analysis) -> None:
+    """Bit-exact on the emulated NOR flash; the storage's counters match the report.
+
+    Two inferences write the same bytes into two slots, each erased first; a model whose
+    erase is taken out fails with the storage error on bytes the first run wrote.
+    """
+    report, plan = nor_spill.report, nor_spill.plan
+    tier = get_board("nrf52840").tier(TierKind.QSPI_FLASH)
+    assert report.spill_tier == "qspi_flash" and plan.spill_tier == tier
+    area = report.erases_per_inference * tier.erase_block_bytes
+    assert plan.spill_bytes <= area < plan.spill_bytes + tier.erase_block_bytes
+    assert report.spill_slots == min(MAX_SPILL_SLOTS, tier.size_bytes // area) > 1
+    assert report.lifetime_years == pytest.approx(
+        tier.endurance_cycles * report.spill_slots / report.inferences_per_hour / (24 * 365.25))
+    assert report.spill_ms * 1e-3 >= report.erases_per_inference * tier.erase_time_s
+    project = generate_project(nor_spill.graph, plan, tmp_path / "project", target="host").path
+    assert "#define MCUFLOW_STORAGE_NOR 1" in (project / "mcuflow_storage_file.c").read_text()
+    model_c = (project / "mcuflow_model.c").read_text()
+    storage = '#include "mcuflow_storage.h"'
+    (project / "unerased.c").write_text(
+        model_c.replace("mcuflow_storage_erase(", "mcuflow_probe_no_erase(").replace(
+            storage, f"{storage}\nint mcuflow_probe_no_erase(uint32_t offset, uint32_t size);"))
+    good = _probe(project, "mcuflow_model.c", "probe")
+    unerased = _probe(project, "unerased.c", "probe-unerased")
+    x = random_inputs(nor_spill.graph, 1, 5)
+    (tmp_path / "input.bin").write_bytes(input_records(x))
+    result = subprocess.run([str(good)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, check=True)
+    statuses, erased, written = result.stdout.split()[:2], *map(int, result.stdout.split()[2:])
+    assert statuses == ["0", "0"]
+    assert erased == 2 * area and written == 2 * plan.spill_bytes
+    expected = litert_invoke(write_tflite(nor_spill.graph), [x[0][0]])[0].tobytes()
+    assert (tmp_path / "output.bin").read_bytes() == expected * 2
+    data = (tmp_path / IMAGE_FILE).read_bytes()
+    assert len(data) == 2 * area
+    slot0, slot1 = data[:plan.spill_bytes], data[area:area + plan.spill_bytes]
+    assert slot0 == slot1 and slot0 != b"\xff" * plan.spill_bytes
+    assert data[plan.spill_bytes:area] == b"\xff" * (area - plan.spill_bytes)
+    result = subprocess.run([str(unerased)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split()[:2] == ["5", "5"]

@@ -394,7 +394,7 @@ def energy_report(board: Board, xip: Report, sram: Report, rate_hz: float,
     check_rate(rate_hz, run.latency_s)
     found = options(board, xip, sram)
     wear = (lifetime_years(board.tier(TierKind(xip.spill_tier)), xip.spill_bytes,
-                           rate_hz * 3600.0) if xip.spill_tier else None)
+                           rate_hz * 3600.0, xip.spill_slots) if xip.spill_tier else None)
     return EnergyReport(xip.model, board, battery, rate_hz, run, found,
                         tuple(strategies(found, rate_hz, battery)),
                         tuple(crossovers(found.candidates)), wear)

@@ -83,14 +83,18 @@ REPORT_JSON_FIELDS = """\
 | | per inference (an encrypted image's tags included) |
 | external_reads | read requests per inference (one chunk per step reading from it, plus |
 | | the reads of spilled activations) |
-| erases_per_inference | external flash blocks erased per inference |
+| erases_per_inference | external flash blocks erased per inference (a spill to NOR flash |
+| | erases its slot, the spill in whole erase blocks, before writing it) |
 | spill_tier | tier spilled activations are written to and read back from ("" without) |
 | spill_bytes | bytes of the spill area (each spilled activation, written once per inference) |
 | external_writes | write requests per inference (one per spilled piece) |
 | spill_read_bytes, spill_reads | of external_read_bytes and external_reads, the spill's |
-| spill_ms | time the core waits for the spill writes and reads (each access synchronous) |
+| spill_ms | time the core waits for the spill's erases, writes and reads (each synchronous) |
+| spill_slots | slots of the spill region successive inferences take in turn (NOR flash wear |
+| | levelling: a sector is erased once every spill_slots inferences; 1 on other tiers, |
+| | 0 without spills) |
 | lifetime_years | years until the spill tier wears out at --inferences-per-hour (its |
-| | endurance; writes spread over a card, the same sectors on raw NOR flash); null |
+| | endurance; writes spread over a card, over spill_slots slots on raw NOR flash); null |
 | | without spills or an endurance figure |
 | inferences_per_hour | the rate lifetime_years is given at (--inferences-per-hour) |
 | staging_bytes | SRAM staging buffer the chunks are read into (two halves), static storage |
@@ -171,6 +175,7 @@ class Report:
     spill_read_bytes: int = 0
     spill_reads: int = 0
     spill_ms: float = 0.0
+    spill_slots: int = 0
     lifetime_years: float | None = None
     inferences_per_hour: float = DEFAULT_INFERENCES_PER_HOUR
 
@@ -383,11 +388,12 @@ def _with_spill(report: Report, board: Board, spill: SpillCost, rate: float) -> 
         external_read_bytes=report.external_read_bytes + traffic.read_bytes,
         external_reads=report.external_reads + len(traffic.reads),
         spill_read_bytes=traffic.read_bytes, spill_reads=len(traffic.reads),
-        erases_per_inference=spill.erases, spill_ms=spill.ms, modelled_ms=modelled,
+        erases_per_inference=spill.erases, spill_ms=spill.ms, spill_slots=spill.slots,
+        modelled_ms=modelled,
         slowdown=modelled / report.latency_ms_estimate if report.latency_ms_estimate else 1.0,
         energy_mj_estimate=report.energy_mj_estimate + spill.energy_mj,
         lifetime_years=lifetime_years(board.tier(TierKind(spill.tier)), traffic.write_bytes,
-                                      rate), inferences_per_hour=rate)
+                                      rate, spill.slots), inferences_per_hour=rate)
 
 
 def _with_storage(report: Report, external: ExternalReads, storage: StorageCost) -> Report:

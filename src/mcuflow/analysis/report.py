@@ -104,6 +104,7 @@ def _external_lines(report: Report) -> list[Text]:
             f"Spilled activations: {report.spill_bytes:,} B written to {report.spill_tier} in "
             f"{report.external_writes} writes and {report.spill_read_bytes:,} B read back in "
             f"{report.spill_reads} reads per inference, {report.erases_per_inference} erases"
+            f"{f' (each sector once every {report.spill_slots})' if report.spill_slots > 1 else ''}"
             f"{lifetime}"))
     if lines:
         spilling = f" + spilling {_ms(report.spill_ms)}" if report.spill_tier else ""

@@ -107,6 +107,18 @@ def encrypted_image(layout: ExternalLayout, plain: bytes, key: bytes) -> bytes:
     return bytes(out)
 
 
+def image_bytes(layout: ExternalLayout | None) -> int:
+    """Bytes of the image file of `layout` (0 without one), plain or encrypted.
+
+    What the spill area follows in external storage (render.spill_base).
+    """
+    if layout is None:
+        return 0
+    if layout.encrypted:
+        return ENCRYPTED_HEADER_BYTES + layout.external_bytes + TAG_BYTES * len(layout.chunks)
+    return HEADER.size + layout.external_bytes
+
+
 def encrypted_header(layout: ExternalLayout) -> bytes:
     """HEADER of an encrypted image: version 2, the header with the nonce, the bytes after it."""
     stored = layout.external_bytes + TAG_BYTES * len(layout.chunks)

@@ -29,6 +29,7 @@ from mcuflow.codegen.external_crypto import CRYPTO_FILES, encrypted_image, stagi
 from mcuflow.codegen.names import Naming, c_comment, c_string
 from mcuflow.codegen.targets import Target
 from mcuflow.hw.board import TierKind
+from mcuflow.hw.storage_io import spill_area_bytes, spill_slots
 from mcuflow.ir.graph import DType, Graph, Tensor
 from mcuflow.ir.ops import INDEX_TYPES
 from mcuflow.memory.plan import RUNS_NO_CODE, Plan
@@ -65,6 +66,20 @@ class TensorSpec:
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
+@dataclass(frozen=True)
+class SpillRegion:
+    """The spill region in external storage: from `base`, `slots` slots of `area` bytes.
+
+    On a tier that needs erases (`erase_block` bytes, 0 on others) each inference erases the
+    next slot before writing into it (wear levelling); elsewhere there is one slot.
+    """
+
+    base: int
+    area: int
+    slots: int = 1
+    erase_block: int = 0
+
+
 @dataclass
 class ModelSources:
     """The rendered model files and what they hold.
@@ -90,6 +105,25 @@ class ModelSources:
     spill_ram: TierKind | None = None
     """The external RAM (SDRAM, PSRAM) whose region holds the spill area as a buffer, or None
     (no spill, or one through the storage interface)."""
+    spill_region: SpillRegion | None = None
+    """Where they go (None: no spill)."""
+
+
+def spill_region(plan: Plan, image_size: int) -> SpillRegion | None:
+    """The spill region of `plan` after an image of `image_size` bytes.
+
+    None when nothing spills to the storage (no spill, or one to external RAM). On a tier that
+    needs erases it starts on an erase block too.
+    """
+    if not spills_to_storage(plan):
+        return None
+    tier = plan.spill_tier
+    if tier is None or not tier.needs_erase or not tier.erase_block_bytes:
+        return SpillRegion(spill_base(image_size), plan.spill_bytes)
+    block = max(SPILL_ALIGNMENT, tier.erase_block_bytes)
+    base = -(-image_size // block) * block
+    return SpillRegion(base, spill_area_bytes(tier, plan.spill_bytes),
+                       spill_slots(tier, plan.spill_bytes, base), tier.erase_block_bytes)
 
 
 def tensor_specs(graph: Graph, plan: Plan, names: list[str]) -> list[TensorSpec]:
@@ -135,24 +169,24 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
     header = _model_header(graph, plan, inputs, outputs, flash_bytes, naming)
     if external is not None:
         _external_macros(header, external)
-    if plan.spilled:
-        header.lines.append("/* Bytes of external storage the spilled activations take. */")
-        header.define("SPILL_BYTES", plan.spill_bytes)
     if external is not None or spills_to_storage(plan):
         header.lines.append(f"/* The model calls the storage interface ({STORAGE_HEADER}). */")
         header.define("USES_STORAGE", 1)
-    header.lines += _header_end(naming)
     image = _image(external, pool, external_key)
+    region = spill_region(plan, len(image))
+    if plan.spilled:
+        _spill_declarations(header, plan, region)
+    header.lines += _header_end(naming)
     files = {
         naming.file("model.h"): "\n".join(header.lines),
         naming.file("model.c"): _model_source(graph, plan, layers, inputs, outputs, naming,
-                                              external, spill_base(image)),
+                                              external, region),
         naming.file("weights.h"): _weights_header(graph, pool, naming, external),
         naming.file("weights.c"): _weights_source(graph, pool, naming, symbols),
     }
     return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
                         _step_kernels(graph, plan, layers), external, image, plan.spill_bytes,
-                        _spill_ram(plan))
+                        region, _spill_ram(plan))
 
 
 def _spill_ram(plan: Plan) -> TierKind | None:
@@ -304,6 +338,32 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
 def _header_end(naming: Naming) -> list[str]:
     return ["#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {naming.macro('MODEL_H')} */",
             ""]
+
+
+def _spill_declarations(header: _Header, plan: Plan, region: SpillRegion | None) -> None:
+    """The macros of a model spilling activations, with the slot hook on NOR flash."""
+    header.lines.append("/* Bytes of external storage the spilled activations take. */")
+    header.define("SPILL_BYTES", plan.spill_bytes)
+    if region is None or not region.erase_block:
+        return
+    slot, set_slot = header.symbol("spill_slot"), header.symbol("set_spill_slot")
+    area, slots = header.naming.macro("SPILL_AREA_BYTES"), header.naming.macro("SPILL_SLOTS")
+    header.lines += [
+        f"/* NOR flash: each inference erases one slot of {area} (the spill in whole erase",
+        f" * blocks) and writes into it; successive inferences take the next of {slots} slots",
+        " * in turn, so each sector is erased once every that many inferences. */",
+    ]
+    header.define("SPILL_ERASE_BLOCK", region.erase_block)
+    header.define("SPILL_AREA_BYTES", region.area)
+    header.define("SPILL_SLOTS", region.slots)
+    header.lines += [
+        "/* The slot the next inference spills to. The count starts at 0 at start-up: to keep",
+        f" * spreading the erases across resets, save {slot}() (after an inference, or now and",
+        f" * then) and restore it with {set_slot}() before the first inference. */",
+        f"uint32_t {slot}(void);",
+        f"void {set_slot}(uint32_t slot);",
+        "",
+    ]
 
 
 def _external_macros(header: _Header, external: ExternalLayout) -> None:
@@ -506,7 +566,8 @@ def _indent(text: str) -> str:
 
 def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: list[TensorSpec],
                   outputs: list[TensorSpec], naming: Naming,
-                  external: ExternalLayout | None = None, spill_at: int = 0) -> str:
+                  external: ExternalLayout | None = None,
+                  region: SpillRegion | None = None) -> str:
     ends = [b.end for name, b in plan.buffers.items() if name not in plan.streamed]
     arena, run = naming.symbol("arena"), naming.symbol("model_run")
     lines = [
@@ -550,8 +611,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     ]
     if any(spec.offset < 0 for spec in inputs):
         lines += _reader_source(inputs, naming)
-    if spills_to_storage(plan):
-        lines += _spill_macros(spill_at)
+    if region is not None:
+        lines += _spill_macros(region, naming)
     elif plan.spilled:
         lines += _spill_buffer(plan, naming)
     if graph.variables():
@@ -562,6 +623,9 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
     lines += [f"static int {run}(void)", "{"]
+    if region is not None and region.erase_block:
+        lines += [f"    if ({naming.symbol('spill_begin')}() != 0) {{",
+                  "        return MCUFLOW_ERROR_STORAGE;", "    }"]
     if external is not None:
         lines += ["    int status;", *_staged(f"{naming.symbol('first_chunk')}()")]
     for index, layer in enumerate(layers):
@@ -576,17 +640,22 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
     return "\n".join(lines)
 
 
-def _spill_macros(base: int) -> list[str]:
-    """The spill area's place in external storage and the reads and writes of its tensors."""
+def _spill_macros(region: SpillRegion, naming: Naming) -> list[str]:
+    """The spill area's place in external storage and the reads and writes of its tensors.
+
+    On NOR flash, the area is the slot spill_begin took and erased (_spill_slots).
+    """
+    at = f" + {naming.symbol('spill_at')}" if region.erase_block else ""
     return [
         "/* Spilled activations: each written to external storage by the step computing it and",
         " * read back, rows at a time, by the steps reading it; the spill area starts after the",
         " * external weights image. */",
-        f"#define MCUFLOW_SPILL_BASE {base}u",
+        f"#define MCUFLOW_SPILL_BASE {region.base}u",
+        *(_spill_slots(naming) if region.erase_block else []),
         "#define MCUFLOW_SPILL_WRITE(at, src, size) "
-        "mcuflow_storage_write(MCUFLOW_SPILL_BASE + (at), (src), (size))",
+        f"mcuflow_storage_write(MCUFLOW_SPILL_BASE{at} + (at), (src), (size))",
         "#define MCUFLOW_SPILL_READ(at, dst, size) "
-        "mcuflow_storage_read(MCUFLOW_SPILL_BASE + (at), (dst), (size))",
+        f"mcuflow_storage_read(MCUFLOW_SPILL_BASE{at} + (at), (dst), (size))",
         "",
     ]
 
@@ -609,14 +678,45 @@ def _spill_buffer(plan: Plan, naming: Naming) -> list[str]:
     ]
 
 
+def _spill_slots(naming: Naming) -> list[str]:
+    """The slot counter of a NOR flash spill region and the erase starting each inference."""
+    following, at = naming.symbol("spill_following"), naming.symbol("spill_at")
+    slots, area = naming.macro("SPILL_SLOTS"), naming.macro("SPILL_AREA_BYTES")
+    return [
+        "/* NOR flash (wear levelling): the slot the next inference takes, and where in the spill",
+        " * region this inference's slot starts. */",
+        f"static uint32_t {following} = 0u;",
+        f"static uint32_t {at} = 0u;",
+        "",
+        f"uint32_t {naming.symbol('spill_slot')}(void)",
+        "{",
+        f"    return {following};",
+        "}",
+        "",
+        f"void {naming.symbol('set_spill_slot')}(uint32_t slot)",
+        "{",
+        f"    {following} = slot % {slots};",
+        "}",
+        "",
+        "/* Take the next slot and erase it before the writes; nonzero when the erase failed. */",
+        f"static int {naming.symbol('spill_begin')}(void)",
+        "{",
+        f"    {at} = {following} * {area};",
+        f"    {following} = ({following} + 1u) % {slots};",
+        f"    return mcuflow_storage_erase(MCUFLOW_SPILL_BASE + {at}, {area});",
+        "}",
+        "",
+    ]
+
+
 def spills_to_storage(plan: Plan) -> bool:
     """True when the plan's spilled activations go through the storage interface."""
     return bool(plan.spilled) and not spills_to_memory(plan.spill_tier)
 
 
-def spill_base(image: bytes) -> int:
+def spill_base(image_size: int) -> int:
     """Where the spill area starts in external storage: after the image, SPILL_ALIGNMENT aligned."""
-    return -(-len(image) // SPILL_ALIGNMENT) * SPILL_ALIGNMENT
+    return -(-image_size // SPILL_ALIGNMENT) * SPILL_ALIGNMENT
 
 
 def _staged(call: str) -> list[str]:
@@ -904,12 +1004,37 @@ def _spill_readme(sources: ModelSources, storage: str) -> list[str]:
         f"The arena is too small for some activations of the first layers: each inference writes "
         f"{sources.spill_bytes} bytes of them (`{n.macro('SPILL_BYTES')}`) to external storage",
         f"after `{IMAGE_FILE}` (`mcuflow_storage_write`) and reads the rows it needs back.{told}",
-        "On NOR flash, erase what a write covers first; the storage's wear and the modelled time",
-        "of these accesses are in `mcuflow analyze --json` (spill_ms, lifetime_years).",
+        *_nor_readme(sources),
+        "The storage's wear and the modelled time of these accesses are in",
+        "`mcuflow analyze --json` (spill_ms, erases_per_inference, spill_slots, lifetime_years).",
         "",
         "| return code | meaning |",
         "| --- | --- |",
-        "| `MCUFLOW_ERROR_STORAGE` (5) | a write or a read back of a spilled activation failed |",
+        "| `MCUFLOW_ERROR_STORAGE` (5) | a write, erase or read back of a spilled activation "
+        "failed |",
+        "",
+    ]
+
+
+def _nor_readme(sources: ModelSources) -> list[str]:
+    """The README's sentences on a spill region on NOR flash: erases and wear levelling."""
+    region, n = sources.spill_region, sources.naming
+    if region is None or not region.erase_block:
+        return []
+    return [
+        "",
+        f"The spill goes to NOR flash, which programs only erased bytes: the spill region at "
+        f"byte {region.base} holds",
+        f"{region.slots} slots (`{n.macro('SPILL_SLOTS')}`) of {region.area} bytes "
+        f"(`{n.macro('SPILL_AREA_BYTES')}`, whole {region.erase_block}-byte erase blocks), "
+        f"{region.slots * region.area} bytes",
+        "in all, which must hold nothing else. Each inference first erases the next slot "
+        "(`mcuflow_storage_erase`, once,",
+        "before computing), then writes into it, so each sector is erased once every "
+        f"{region.slots} inferences (wear levelling).",
+        f"The slot count restarts at 0 at start-up: save `{n.symbol('spill_slot')}()` and "
+        f"restore it with `{n.symbol('set_spill_slot')}()`",
+        "before the first inference to keep spreading the erases across resets.",
         "",
     ]
 

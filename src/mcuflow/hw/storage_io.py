@@ -9,6 +9,9 @@ from mcuflow.hw.board import Board, MemoryTier, TierKind
 
 DEFAULT_INFERENCES_PER_HOUR = 3600.0
 """The rate a spill tier's lifetime is given at unless asked otherwise (one a second)."""
+MAX_SPILL_SLOTS = 1024
+"""At most this many slots of a NOR flash spill region (wear levelling): the region stays a
+bounded share of the flash, which may hold the user's own data past it."""
 
 
 @dataclass(frozen=True)
@@ -138,34 +141,60 @@ class SpillCost:
     energy_mj: float
     erases: int
     """Erase blocks erased before the writes (NOR flash; 0 on RAM and SD cards)."""
+    slots: int = 1
+    """Slots of the spill region that successive inferences take in turn (spill_slots)."""
 
 
-def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic) -> SpillCost:
+def spill_area_bytes(tier: MemoryTier, spill_bytes: int) -> int:
+    """Bytes one inference's spill takes on `tier`: whole erase blocks where it needs erases."""
+    if not tier.needs_erase or not tier.erase_block_bytes:
+        return spill_bytes
+    return -(-spill_bytes // tier.erase_block_bytes) * tier.erase_block_bytes
+
+
+def spill_slots(tier: MemoryTier, spill_bytes: int, base: int) -> int:
+    """Slots of the spill region starting at byte `base` of `tier` (wear levelling).
+
+    On a tier that needs erases, as many spill areas (spill_area_bytes) as fit between `base`
+    and the tier's end, at most MAX_SPILL_SLOTS and at least 1: each inference erases and
+    writes the next slot, so a sector is erased once every that many inferences. 1 elsewhere
+    (RAM needs no levelling, an SD card's controller levels its own wear).
+    """
+    area = spill_area_bytes(tier, spill_bytes)
+    if not tier.needs_erase or not area:
+        return 1
+    return max(1, min(MAX_SPILL_SLOTS, (tier.size_bytes - base) // area))
+
+
+def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic, slots: int = 1
+               ) -> SpillCost:
     """Time and energy of `traffic` on `tier`; the core waits for it at active power.
 
-    Each access takes its latency plus its bytes over the bandwidth, with erases before the
-    writes where the tier needs them.
+    Each access takes its latency plus its bytes over the bandwidth; where the tier needs
+    erases, the inference first erases the erase blocks its writes cover (the generated C
+    erases its slot, spill_area_bytes, before the first write). `slots` is the spill region's
+    (spill_slots).
     """
-    erases = (-(-traffic.write_bytes // tier.erase_block_bytes)
+    erases = (spill_area_bytes(tier, traffic.write_bytes) // tier.erase_block_bytes
               if tier.needs_erase and tier.erase_block_bytes else 0)
     seconds = (sum(tier.access_latency_s + n / tier.write_bandwidth for n in traffic.writes)
                + sum(transfer_s(tier, n) for n in traffic.reads) + erases * tier.erase_time_s)
     energy = (traffic.write_bytes * tier.write_energy_nj_per_byte
               + traffic.read_bytes * tier.read_energy_nj_per_byte) * 1e-6
     return SpillCost(tier.kind.value, traffic, seconds * 1e3,
-                     energy + board.active_power_mw * seconds, erases)
+                     energy + board.active_power_mw * seconds, erases, slots)
 
 
-def lifetime_years(tier: MemoryTier, write_bytes: int, inferences_per_hour: float
-                   ) -> float | None:
+def lifetime_years(tier: MemoryTier, write_bytes: int, inferences_per_hour: float,
+                   slots: int = 1) -> float | None:
     """Years until `tier` wears out writing `write_bytes` each inference at that rate.
 
-    The writes are spread over the whole tier (an SD card's controller levels its wear; the
-    spill area's place is the same every inference on a raw NOR flash, whose sectors then wear
-    at one erase per inference). None when the tier has no endurance figure or nothing is
+    An SD card's controller spreads the writes over the whole card; on a raw NOR flash each
+    inference erases one of the spill region's `slots` (spill_slots), so each sector is erased
+    once every `slots` inferences. None when the tier has no endurance figure or nothing is
     written.
     """
     if not tier.endurance_cycles or not write_bytes or inferences_per_hour <= 0:
         return None
-    spread = tier.size_bytes / write_bytes if not tier.needs_erase else 1.0
+    spread = tier.size_bytes / write_bytes if not tier.needs_erase else float(slots)
     return tier.endurance_cycles * spread / inferences_per_hour / (24 * 365.25)

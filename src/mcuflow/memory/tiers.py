@@ -34,13 +34,15 @@ def external_tier(board: Board, nbytes: int) -> MemoryTier | None:
 def spill_tier(board: Board) -> MemoryTier | None:
     """The off-chip tier activations spill to (None: the board has none).
 
-    A writable tier: external RAM (SDRAM, PSRAM: memory-mapped, no wear) first, then one
-    reached through the storage interface, the fastest writes first.
+    A writable tier: external RAM first (SDRAM, PSRAM; memory-mapped, the spill area is a
+    buffer there, no wear), then tiers reached through the storage interface without erases
+    (SD cards), then NOR flash (erases, wear; written through the interface even when it is
+    memory-mapped); the fastest writes within each.
     """
     tiers = [tier for tier in board.tiers if tier.kind not in ON_CHIP and tier.writable
-             and (tier.kind.volatile or not tier.memory_mapped)]
-    return max(tiers, key=lambda t: (t.kind.volatile, t.write_bandwidth, t.kind.value),
-               default=None)
+             and (tier.kind.volatile or not tier.memory_mapped or tier.needs_erase)]
+    return max(tiers, key=lambda t: (t.kind.volatile, not t.needs_erase, t.write_bandwidth,
+                                     t.kind.value), default=None)
 
 
 def choose_steps(chunk_bytes: Mapping[int, int], overflow: int) -> frozenset[int] | None:

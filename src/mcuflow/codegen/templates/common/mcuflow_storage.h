@@ -27,9 +27,20 @@ int mcuflow_storage_begin_read(uint32_t offset, void *dst, uint32_t size);
 /* Wait for the read begun last; nonzero when it failed. */
 int mcuflow_storage_wait(void);
 /* Write `size` bytes from `src` at `offset` and return when they are stored (spilled
- * activations; a model without them never calls it). On NOR flash, erase what the write
- * covers first; the shipped implementations write a host file. */
+ * activations; a model without them never calls it). On NOR flash, program only bytes erased
+ * since they were last written (the model erases first, see mcuflow_storage_erase); fail
+ * otherwise. The shipped implementations write a host file. */
 int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size);
+/* Erase `size` bytes at `offset` (NOR flash: every byte reads 0xFF afterwards) and return when
+ * done; both are multiples of the erase block (MCUFLOW_SPILL_ERASE_BLOCK in the model's
+ * header). Only a model spilling to a tier that needs erases calls it: once per inference,
+ * for the slot of the spill region it is about to write (MCUFLOW_SPILL_AREA_BYTES, one of
+ * MCUFLOW_SPILL_SLOTS; wear levelling). Issue the flash's sector (or block) erase command
+ * for each erase block and wait for each. The shipped file storages write 0xFF over the range;
+ * built with MCUFLOW_STORAGE_NOR they also refuse (-1) a write over bytes that are not 0xFF
+ * and an erase not on erase block boundaries (MCUFLOW_STORAGE_ERASE_BLOCK), so a missing
+ * erase is caught. */
+int mcuflow_storage_erase(uint32_t offset, uint32_t size);
 
 /* The 16-byte key of an encrypted image (compile --encrypt-external), asked for by every
  * inference and wiped after use: return 0 with the key in `key`, nonzero when it is not
@@ -38,7 +49,7 @@ int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size);
  * test key) beside the image. A model with a plain image never calls it. */
 int mcuflow_external_key(uint8_t key[16]);
 
-/* Counters since start-up (the shipped implementations erase nothing: erased stays 0). */
+/* Counters since start-up: bytes and requests of the reads and writes, bytes erased. */
 uint64_t mcuflow_storage_bytes_read(void);
 uint64_t mcuflow_storage_reads(void);
 uint64_t mcuflow_storage_bytes_written(void);

@@ -2,10 +2,14 @@
  * external image is a host file, MCUFLOW_EXTERNAL_IMAGE (default weights_external.bin in the
  * directory QEMU runs in), read with SYS_OPEN, SYS_SEEK and SYS_READ straight into the
  * staging buffer; spilled activations are written to it after the image with SYS_WRITE (the
- * file is made when there is none). Built without MCUFLOW_SEMIHOSTING every read and write
- * fails: on a board, replace this file by your SD card or SPI flash driver (see
- * mcuflow_storage.h). Reads and writes are synchronous. */
+ * file is made when there is none), and an erase writes 0xFF over its range. Built with
+ * MCUFLOW_STORAGE_NOR the file behaves as a NOR flash: a write over bytes that are not erased
+ * (0xFF; past the file's end they never were) and an erase off MCUFLOW_STORAGE_ERASE_BLOCK
+ * boundaries fail. Built without MCUFLOW_SEMIHOSTING every read, write and erase fails: on a
+ * board, replace this file by your SD card or SPI flash driver (see mcuflow_storage.h). Reads,
+ * writes and erases are synchronous. */
 #include <stdint.h>
+#include <string.h>
 
 #include "mcuflow_cortexm.h"
 #include "mcuflow_storage.h"
@@ -14,6 +18,13 @@
 #ifndef MCUFLOW_EXTERNAL_IMAGE
 #define MCUFLOW_EXTERNAL_IMAGE "weights_external.bin"
 #endif
+
+#ifndef MCUFLOW_STORAGE_ERASE_BLOCK
+#define MCUFLOW_STORAGE_ERASE_BLOCK 4096u
+#endif
+
+/* Bytes erased or checked per semihosting call. */
+#define MCUFLOW_STORAGE_PIECE 256u
 
 static int32_t image = -1;
 
@@ -42,11 +53,42 @@ static int open_image(int write)
     return image >= 0;
 }
 
+#ifdef MCUFLOW_STORAGE_NOR
+/* 1 when the `size` bytes at `offset` are all erased (0xFF): NOR flash programs only those. */
+static int erased(uint32_t offset, uint32_t size)
+{
+    uint8_t piece[MCUFLOW_STORAGE_PIECE];
+    const uint32_t seek[2] = {(uint32_t)image, offset};
+    uint32_t count;
+    if (mcuflow_semihost(MCUFLOW_SYS_SEEK, seek) != 0) {
+        return 0;
+    }
+    for (uint32_t done = 0u; done < size; done += count) {
+        count = size - done < MCUFLOW_STORAGE_PIECE ? size - done : MCUFLOW_STORAGE_PIECE;
+        const uint32_t read[3] = {(uint32_t)image, (uint32_t)(uintptr_t)piece, count};
+        if (mcuflow_semihost(MCUFLOW_SYS_READ, read) != 0) {
+            return 0;
+        }
+        for (uint32_t i = 0u; i < count; i++) {
+            if (piece[i] != 0xFFu) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+#endif
+
 int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size)
 {
     if (!open_image(1)) {
         return -1;
     }
+#ifdef MCUFLOW_STORAGE_NOR
+    if (!erased(offset, size)) {
+        return -1;
+    }
+#endif
     const uint32_t seek[2] = {(uint32_t)image, offset};
     const uint32_t write[3] = {(uint32_t)image, (uint32_t)(uintptr_t)src, size};
     if (mcuflow_semihost(MCUFLOW_SYS_SEEK, seek) != 0 ||
@@ -54,6 +96,34 @@ int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size)
         return -1;
     }
     mcuflow_storage_count_write(size);
+    return 0;
+}
+
+int mcuflow_storage_erase(uint32_t offset, uint32_t size)
+{
+    uint8_t ones[MCUFLOW_STORAGE_PIECE];
+    uint32_t count;
+#ifdef MCUFLOW_STORAGE_NOR
+    if (offset % MCUFLOW_STORAGE_ERASE_BLOCK != 0u || size % MCUFLOW_STORAGE_ERASE_BLOCK != 0u) {
+        return -1;
+    }
+#endif
+    if (!open_image(1)) {
+        return -1;
+    }
+    const uint32_t seek[2] = {(uint32_t)image, offset};
+    if (mcuflow_semihost(MCUFLOW_SYS_SEEK, seek) != 0) {
+        return -1;
+    }
+    memset(ones, 0xFF, sizeof ones);
+    for (uint32_t done = 0u; done < size; done += count) {
+        count = size - done < MCUFLOW_STORAGE_PIECE ? size - done : MCUFLOW_STORAGE_PIECE;
+        const uint32_t write[3] = {(uint32_t)image, (uint32_t)(uintptr_t)ones, count};
+        if (mcuflow_semihost(MCUFLOW_SYS_WRITE, write) != 0) {
+            return -1;
+        }
+    }
+    mcuflow_storage_count_erase(size);
     return 0;
 }
 
@@ -85,6 +155,13 @@ int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size)
 {
     (void)offset;
     (void)src;
+    (void)size;
+    return -1;
+}
+
+int mcuflow_storage_erase(uint32_t offset, uint32_t size)
+{
+    (void)offset;
     (void)size;
     return -1;
 }

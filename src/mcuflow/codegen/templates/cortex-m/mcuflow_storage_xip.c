@@ -28,12 +28,21 @@ int mcuflow_storage_read(uint32_t offset, void *dst, uint32_t size)
     return 0;
 }
 
-/* Memory-mapped flash is read in place; the model never spills to it (the planner spills to a
- * writable tier only). */
+/* Writing and erasing memory-mapped NOR flash takes the QSPI controller out of memory-mapped
+ * mode to issue program and erase commands: board specific, so not done here. A model that
+ * spills activations to this flash needs them: implement both with your QSPI driver (see
+ * mcuflow_storage.h); these refuse. */
 int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size)
 {
     (void)offset;
     (void)src;
+    (void)size;
+    return -1;
+}
+
+int mcuflow_storage_erase(uint32_t offset, uint32_t size)
+{
+    (void)offset;
     (void)size;
     return -1;
 }
