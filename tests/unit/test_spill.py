@@ -123,9 +123,8 @@ def test_the_planner_spills_only_when_nothing_else_fits() -> None:
 
 
 
-def test_spilling_needs_a_writable_tier_and_no_encryption() -> None:
+def test_spilling_needs_a_writable_tier() -> None:
     assert spill_target(F091RC, PatchRequest()) is not None
-    assert spill_target(F091RC, PatchRequest(encrypt_external=True)) is None
     assert spill_target(F091RC, PatchRequest(out_of_core=False)) is None
     assert spill_tier(get_board("nucleo-h743zi")) is None
 

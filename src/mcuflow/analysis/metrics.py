@@ -85,10 +85,13 @@ REPORT_JSON_FIELDS = """\
 | | the reads of spilled activations) |
 | erases_per_inference | external flash blocks erased per inference |
 | spill_tier | tier spilled activations are written to and read back from ("" without) |
-| spill_bytes | bytes of the spill area (each spilled activation, written once per inference) |
-| external_writes | write requests per inference (one per spilled piece) |
+| spill_bytes | bytes of the spill area (each spilled activation, written once per inference; |
+| | encrypted, with a 16-byte tag per row) |
+| external_writes | write requests per inference (one per spilled piece; encrypted, two: rows |
+| | then tags) |
 | spill_read_bytes, spill_reads | of external_read_bytes and external_reads, the spill's |
-| spill_ms | time the core waits for the spill writes and reads (each access synchronous) |
+| spill_ms | time the core waits for the spill writes and reads (each access synchronous); |
+| | encrypted, with the AES time of sealing and opening the rows |
 | lifetime_years | years until the spill tier wears out at --inferences-per-hour (its |
 | | endurance; writes spread over a card, the same sectors on raw NOR flash); null |
 | | without spills or an endurance figure |

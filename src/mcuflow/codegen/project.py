@@ -243,8 +243,8 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     files = {**model.files, **kernel_files(model.kernels)}
     window = storage_window(target, board, firmware, model)
     if model.external is not None or plan.spilled:
-        files |= storage_files(target, model.external is not None and model.external.encrypted,
-                               window)
+        files |= storage_files(target, plan.spill_encrypted or (
+            model.external is not None and model.external.encrypted), window)
     sources = tuple(sorted(n for n in files if n.endswith(".c")))
     if not naming.is_default:
         files[MARKER] = render_driver_header(graph, model)

@@ -9,6 +9,8 @@ from mcuflow.hw.board import Board, MemoryTier, TierKind
 
 DEFAULT_INFERENCES_PER_HOUR = 3600.0
 """The rate a spill tier's lifetime is given at unless asked otherwise (one a second)."""
+TAG_BYTES = 16
+"""An AES-CMAC tag: after each chunk of an encrypted image, and each row of an encrypted spill."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,16 @@ class ExternalReads:
 
 @dataclass(frozen=True)
 class SpillTraffic:
-    """Per inference: the bytes of each write of spilled activations and of each read back."""
+    """Per inference: the bytes of each write of spilled activations and of each read back.
+
+    Encrypted, each write and read of rows is followed by one of their tags; `sealed_bytes`
+    are the activation bytes encrypted and authenticated on write plus those verified and
+    decrypted on read (0: a plain spill).
+    """
 
     writes: tuple[int, ...]
     reads: tuple[int, ...]
+    sealed_bytes: int = 0
 
     @property
     def write_bytes(self) -> int:
@@ -140,16 +148,19 @@ class SpillCost:
     """Erase blocks erased before the writes (NOR flash; 0 on RAM and SD cards)."""
 
 
-def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic) -> SpillCost:
+def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic,
+               crypto_ms_per_byte: float = 0.0) -> SpillCost:
     """Time and energy of `traffic` on `tier`; the core waits for it at active power.
 
     Each access takes its latency plus its bytes over the bandwidth, with erases before the
-    writes where the tier needs them.
+    writes where the tier needs them; an encrypted spill adds `crypto_ms_per_byte` of the
+    core's time per sealed byte (hw.external_crypto.crypto_ms_per_byte).
     """
     erases = (-(-traffic.write_bytes // tier.erase_block_bytes)
               if tier.needs_erase and tier.erase_block_bytes else 0)
     seconds = (sum(tier.access_latency_s + n / tier.write_bandwidth for n in traffic.writes)
-               + sum(transfer_s(tier, n) for n in traffic.reads) + erases * tier.erase_time_s)
+               + sum(transfer_s(tier, n) for n in traffic.reads) + erases * tier.erase_time_s
+               + traffic.sealed_bytes * crypto_ms_per_byte * 1e-3)
     energy = (traffic.write_bytes * tier.write_energy_nj_per_byte
               + traffic.read_bytes * tier.read_energy_nj_per_byte) * 1e-6
     return SpillCost(tier.kind.value, traffic, seconds * 1e3,
