@@ -593,11 +593,15 @@ def sealed_request(patches: PatchRequest | None, external_key: bytes | None
 
 
 def encrypting(plan: Plan, external_key: bytes | None) -> Plan:
-    """`plan` with its external image encrypted when `external_key` is given and it has one."""
-    if external_key is None or plan.external is None:
+    """`plan` with its external image and spilled activations encrypted under `external_key`.
+
+    Unchanged without a key, or when it has neither an external image nor spills.
+    """
+    if external_key is None or (plan.external is None and not plan.spilled):
         return plan
-    return dataclasses.replace(plan, external=dataclasses.replace(plan.external,
-                                                                  encrypted=True))
+    external = (None if plan.external is None
+                else dataclasses.replace(plan.external, encrypted=True))
+    return dataclasses.replace(plan, external=external, spill_encrypted=bool(plan.spilled))
 
 
 @dataclass(frozen=True)

@@ -146,15 +146,19 @@ ExternalOption = Annotated[
 EncryptOption = Annotated[
     bool, typer.Option("--encrypt-external", help="Encrypt the external weights image "
                        "(AES-128-CTR) and authenticate each chunk (AES-CMAC over its place and "
-                       "ciphertext) under the key of --external-key: the firmware gets the key at "
-                       "run time from mcuflow_external_key() (implement it from OTP or a secure "
-                       "element) and a tampered chunk returns MCUFLOW_ERROR_TAG (7).")
+                       "ciphertext) under the key of --external-key, and likewise each spilled "
+                       "activation row under keys derived from it and a fresh nonce per "
+                       "inference: the firmware gets the key at run time from "
+                       "mcuflow_external_key() (implement it from OTP or a secure element), the "
+                       "nonce from mcuflow_spill_nonce(), and a tampered chunk or row returns "
+                       "MCUFLOW_ERROR_TAG (7).")
 ]
 ModelEncryptionOption = Annotated[
     bool, typer.Option("--encrypt-external", help="Model an encrypted external weights image "
                        "(compile and verify take its key): the core verifies and decrypts each "
                        "chunk it reads, at the cost per byte measured on QEMU, which "
-                       "decrypt_ms and modelled_ms include.")
+                       "decrypt_ms and modelled_ms include; spilled activations are encrypted "
+                       "and tagged per row at the same cost, in spill_ms.")
 ]
 ExternalKeyOption = Annotated[
     Path | None, typer.Option("--external-key", help="File of the 16-byte key of "
@@ -505,8 +509,12 @@ def compile_command(
         if project.external.encrypted:
             console.print("the image is encrypted (AES-128-CTR, a CMAC tag per chunk): "
                           "implement mcuflow_external_key() to give the firmware its key")
-    elif key is not None:
-        console.print("no external weights image: --encrypt-external had nothing to encrypt")
+    if key is not None and fitted.analysis.plan.spilled:
+        console.print("spilled activations are encrypted (AES-128-CTR, a CMAC tag per row): "
+                      "implement mcuflow_external_key() and mcuflow_spill_nonce()")
+    elif key is not None and project.external is None:
+        console.print("no external weights image or spill: --encrypt-external had nothing to "
+                      "encrypt")
     for index, step in portable:
         _print_portable(index, step.op, step.name, step.portable_reason or "")
 

@@ -14,9 +14,9 @@ from mcuflow.codegen.render import emit_layers, spill_region
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
-from mcuflow.hw.external_crypto import crypto_instructions_per_byte
+from mcuflow.hw.external_crypto import crypto_ms_per_byte
 from mcuflow.hw.kernel_code import FlashEstimate
-from mcuflow.hw.storage_io import ChunkRead, ExternalReads, spill_cost
+from mcuflow.hw.storage_io import TAG_BYTES, ChunkRead, ExternalReads, spill_cost
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget
 from mcuflow.memory.patches import spill_traffic
@@ -156,12 +156,14 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
 def spill_target(board: Board, request: PatchRequest) -> SpillTarget | None:
     """Where the plan may spill activations: the board's spill tier with --external auto.
 
-    None without one, and with --encrypt-external (spilled activations are not encrypted).
+    None without one. With --encrypt-external the spilled rows are encrypted and tagged, at
+    the measured cost per byte of the board's core.
     """
     tier = spill_tier(board)
-    if tier is None or not request.out_of_core or request.encrypt_external:
+    if tier is None or not request.out_of_core:
         return None
-    return SpillTarget(board, tier)
+    crypto = crypto_ms_per_byte(board, board.core.value) if request.encrypt_external else None
+    return SpillTarget(board, tier, crypto)
 
 
 def _movable(graph: Graph, limit: int) -> int:
@@ -226,8 +228,10 @@ def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
     reads = None if layout is None else _reads(layout, plan, build)
     tier = (plan.spill_tier or spill_tier(build.board)) if plan.spilled else None
     region = spill_region(plan, image_bytes(layout))
-    spill = (spill_cost(build.board, tier, spill_traffic(executed, plan.spilled),
-                        region.slots if region is not None else 1)
+    crypto = crypto_ms_per_byte(build.board, build.core) if plan.spill_encrypted else 0.0
+    spill = (spill_cost(build.board, tier,
+                        spill_traffic(executed, plan.spilled, plan.spill_encrypted),
+                        region.slots if region is not None else 1, crypto)
              if tier is not None else None)
     report = analyze(executed, build.board, order=plan.order, peak_ram_bytes=plan.arena_bytes,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
@@ -240,9 +244,7 @@ def _reads(layout: ExternalLayout, plan: Plan, build: Build) -> ExternalReads:
     """The chunk reads of `layout` for the storage model, with an encrypted image's costs."""
     encrypted = plan.external is not None and plan.external.encrypted
     tag = TAG_BYTES if encrypted else 0
-    board = build.board
-    decrypt = (crypto_instructions_per_byte(build.core) * board.core_model.cycles_per_instruction
-               / board.clock_hz * 1e3 if encrypted else 0.0)
+    decrypt = crypto_ms_per_byte(build.board, build.core) if encrypted else 0.0
     return ExternalReads(TierKind(layout.tier),
                          tuple(ChunkRead(c.step, c.size, tag) for c in layout.chunks),
                          layout.staging_bytes, layout.external_bytes, decrypt)

@@ -150,9 +150,8 @@ def test_external_ram_holds_a_spill_area_that_no_storage_call_reaches(tmp_path: 
     assert "rows written to sdram" in picture and "rows read back from sdram" in picture
 
 
-def test_spilling_needs_a_writable_tier_and_no_encryption() -> None:
+def test_spilling_needs_a_writable_tier() -> None:
     assert spill_target(F091RC, PatchRequest()) is not None
-    assert spill_target(F091RC, PatchRequest(encrypt_external=True)) is None
     assert spill_target(F091RC, PatchRequest(out_of_core=False)) is None
     assert spill_tier(get_board("nucleo-h743zi")) is None
 

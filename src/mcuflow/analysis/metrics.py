@@ -86,10 +86,13 @@ REPORT_JSON_FIELDS = """\
 | erases_per_inference | external flash blocks erased per inference (a spill to NOR flash |
 | | erases its slot, the spill in whole erase blocks, before writing it) |
 | spill_tier | tier spilled activations are written to and read back from ("" without) |
-| spill_bytes | bytes of the spill area (each spilled activation, written once per inference) |
-| external_writes | write requests per inference (one per spilled piece) |
+| spill_bytes | bytes of the spill area (each spilled activation, written once per inference; |
+| | encrypted, with a 16-byte tag per row) |
+| external_writes | write requests per inference (one per spilled piece; encrypted, two: rows |
+| | then tags) |
 | spill_read_bytes, spill_reads | of external_read_bytes and external_reads, the spill's |
-| spill_ms | time the core waits for the spill's erases, writes and reads (each synchronous) |
+| spill_ms | time the core waits for the spill's erases, writes and reads (each synchronous); |
+| | encrypted, with the AES time of sealing and opening the rows |
 | spill_slots | slots of the spill region successive inferences take in turn (NOR flash wear |
 | | levelling: a sector is erased once every spill_slots inferences; 1 on other tiers, |
 | | 0 without spills) |

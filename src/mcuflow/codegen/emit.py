@@ -33,6 +33,7 @@ from mcuflow.hw.kernels import (
     transpose_conv_kernel,
 )
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
+from mcuflow.hw.storage_io import TAG_BYTES
 from mcuflow.ir.graph import DType, Tensor
 from mcuflow.ir.ops import (
     LSTM_CELL_STATE,
@@ -533,12 +534,51 @@ def _spill_access(call: str) -> list[str]:
     return [f"if ({call} != 0) {{", "    return MCUFLOW_ERROR_STORAGE;", "}"]
 
 
+def _sealed_access(call: str) -> list[str]:
+    """An encrypted spill's write or read: a status but MCUFLOW_OK (storage, tag) ends the run."""
+    return ["{", f"    const int sealed = {call};", "    if (sealed != MCUFLOW_OK) {",
+            "        return sealed;", "    }", "}"]
+
+
+def _row_bytes(tensor: Tensor) -> int:
+    """Bytes of one full-width row of an NHWC tensor."""
+    return math.prod(tensor.shape[2:]) * tensor.dtype.itemsize
+
+
 def _spill_writes(ctx: EmitContext) -> list[str]:
-    """Writes of the step's spilled outputs to the spill area."""
+    """Writes of the step's spilled outputs to the spill area.
+
+    Encrypted, each is encrypted in place row by row and written with its rows' tags after
+    it: its buffer must hold nothing live after this step.
+    """
     offsets = ctx.plan.spill_offsets
-    return [line for name in ctx.op.outputs if name in ctx.plan.spilled
-            for line in _spill_access(f"MCUFLOW_SPILL_WRITE({offsets[name]}u, "
-                                      f"{ctx.pointer(name, 'U8')}, {ctx.tensor(name).nbytes}u)")]
+    spilled = [name for name in ctx.op.outputs if name in ctx.plan.spilled]
+    if not ctx.plan.spill_encrypted:
+        return [line for name in spilled
+                for line in _spill_access(f"MCUFLOW_SPILL_WRITE({offsets[name]}u, "
+                                          f"{ctx.pointer(name, 'U8')}, "
+                                          f"{ctx.tensor(name).nbytes}u)")]
+    for name in spilled:
+        _check_dead_after(ctx, name)
+    return [line for name in spilled
+            for line in _sealed_access(f"MCUFLOW_SPILL_SEAL({offsets[name]}u, "
+                                       f"{ctx.pointer(name, 'U8')}, "
+                                       f"{_row_bytes(ctx.tensor(name))}u, "
+                                       f"{ctx.tensor(name).shape[1]}u)")]
+
+
+def _check_dead_after(ctx: EmitContext, name: str) -> None:
+    """CodegenError when a view of `name`'s storage is read after this step.
+
+    Buffers of other storages sharing its bytes are dead after its step (check_plan), as it
+    is live at its step only.
+    """
+    own = ctx.plan.buffers[name]
+    for other, buffer in ctx.plan.buffers.items():
+        if (other != name and buffer.owner == own.owner and buffer.last_step > ctx.layer
+                and buffer.offset < own.end and own.offset < buffer.end):
+            raise CodegenError(f"step {ctx.layer} would encrypt spilled '{name}' in place over "
+                               f"'{other}', which is read later")
 
 
 def _read_spilled(ctx: EmitContext) -> LayerCode:
@@ -549,8 +589,13 @@ def _read_spilled(ctx: EmitContext) -> LayerCode:
             or tuple(attrs.size[2:]) != tuple(source.shape[2:])):
         raise CodegenError(f"step {ctx.layer} reads a window of spilled '{source.name}' that is "
                            "not whole rows")
-    row = math.prod(source.shape[2:]) * source.dtype.itemsize
-    at = ctx.plan.spill_offsets[source.name] + attrs.begin[1] * row
+    row = _row_bytes(source)
+    start = ctx.plan.spill_offsets[source.name]
+    at = start + attrs.begin[1] * row
+    if ctx.plan.spill_encrypted:
+        tags = start + source.nbytes + TAG_BYTES * attrs.begin[1]
+        return LayerCode(_sealed_access(f"MCUFLOW_SPILL_OPEN({at}u, {tags}u, "
+                                        f"{_output_pointer(ctx)}, {row}u, {attrs.size[1]}u)"))
     return LayerCode(_spill_access(
         f"MCUFLOW_SPILL_READ({at}u, {_output_pointer(ctx)}, {attrs.size[1] * row}u)"))
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from mcuflow.codegen.context import CArray, CodegenError, ConstantPool, LayerCode
 from mcuflow.codegen.names import Naming
+from mcuflow.hw.storage_io import TAG_BYTES
 from mcuflow.memory.plan import Plan
 
 IMAGE_FILE = "weights_external.bin"
@@ -19,9 +20,9 @@ IMAGE_FILE = "weights_external.bin"
 MAGIC = b"MCFX"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("<4sIIIII")
-"""magic, format version, header size, payload size, layout id, chunk count (little endian)."""
-TAG_BYTES = 16
-"""The CMAC tag after each chunk of an encrypted image (external_crypto)."""
+"""magic, format version, header size, payload size, layout id, chunk count (little endian).
+
+Each chunk of an encrypted image is followed by its CMAC tag of TAG_BYTES (external_crypto)."""
 ALIGNMENT = 16
 """Arrays start 16-byte aligned inside their chunk, chunks inside the payload and staging."""
 _C_DTYPES = {"int8_t": "<i1", "uint8_t": "<u1", "int16_t": "<i2", "uint16_t": "<u2",

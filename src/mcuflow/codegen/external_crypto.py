@@ -1,4 +1,9 @@
-"""Encrypted external image: AES-128-CTR per chunk, then AES-CMAC over its place and ciphertext."""
+"""Encrypted external image and spills: AES-128-CTR, then AES-CMAC over place and ciphertext.
+
+The image's chunks (encrypted_image, staging_source) are sealed here, at generation time;
+spilled rows (sealed_spill_source) are sealed by the firmware, under keys of their own and a
+fresh nonce every inference (mcuflow_crypto.h describes their counter blocks and tags).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from mcuflow.codegen.external import (
 )
 from mcuflow.codegen.names import Naming
 from mcuflow.errors import McuflowError
+from mcuflow.memory.plan import Plan
 
 KEY_BYTES = 16
 KEY_FILE = "external_key.bin"
@@ -232,6 +238,96 @@ def _first_chunk_source(layout: ExternalLayout, naming: Naming) -> list[str]:
         "    }",
         f"    {naming.symbol('pending')} = {len(layout.chunks)}u;",
         f"    return {naming.symbol('next_chunk')}(0u);",
+        "}",
+        "",
+    ]
+
+
+def sealed_spill_source(plan: Plan, naming: Naming) -> list[str]:
+    """model.c's spill keys, tag buffer and the sealed writes and reads of an encrypted spill.
+
+    MCUFLOW_SPILL_SEAL encrypts a spilled tensor's rows in place (its buffer is dead after its
+    step), tags each and writes the rows, then the tags; MCUFLOW_SPILL_OPEN reads a window of
+    rows and their tags, verifies every tag, then decrypts the rows in place.
+    """
+    keys, tags = naming.symbol("spill_keys"), naming.symbol("spill_tags")
+    rows = max(plan.graph.tensors[name].shape[1] for name in plan.spilled)
+    seal, unseal = naming.symbol("spill_seal"), naming.symbol("spill_open")
+    return [
+        "/* Encrypted spills: this inference's spill keys (model_run derives and wipes them)",
+        f" * and the tags of up to {rows} rows, a spilled tensor's. Each spilled tensor's rows",
+        " * are followed in the spill area by their 16-byte tags (mcuflow_crypto.h). */",
+        f"static mcuflow_spill_keys_t {keys};",
+        f"static uint8_t {tags}[{rows * TAG_BYTES}u];",
+        "",
+        "/* Encrypt in place and tag the `rows` rows of `row` bytes at `src` (dead after this",
+        " * step), then write them at spill offset `at` and their tags after them. */",
+        f"static int {seal}(uint32_t at, uint8_t *src, uint32_t row, uint32_t rows)",
+        "{",
+        "    for (uint32_t r = 0; r < rows; ++r) {",
+        f"        mcuflow_spill_crypt(&{keys}, at + r * row, src + r * row, row);",
+        f"        mcuflow_spill_tag(&{keys}, at + r * row, src + r * row, row, "
+        f"{tags} + {TAG_BYTES}u * r);",
+        "    }",
+        "    if (MCUFLOW_SPILL_WRITE(at, src, row * rows) != 0 ||",
+        f"        MCUFLOW_SPILL_WRITE(at + row * rows, {tags}, {TAG_BYTES}u * rows) != 0) {{",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        "    return MCUFLOW_OK;",
+        "}",
+        "",
+        "/* Read the `rows` rows of `row` bytes at spill offset `at` into `dst` and their tags at",
+        " * `tags_at`; check every tag before decrypting any row in place. */",
+        f"static int {unseal}(uint32_t at, uint32_t tags_at, uint8_t *dst, uint32_t row,",
+        "                     uint32_t rows)",
+        "{",
+        "    uint8_t tag[16];",
+        "    int intact = 1;",
+        "    if (MCUFLOW_SPILL_READ(at, dst, row * rows) != 0 ||",
+        f"        MCUFLOW_SPILL_READ(tags_at, {tags}, {TAG_BYTES}u * rows) != 0) {{",
+        "        return MCUFLOW_ERROR_STORAGE;",
+        "    }",
+        "    for (uint32_t r = 0; r < rows; ++r) {",
+        f"        mcuflow_spill_tag(&{keys}, at + r * row, dst + r * row, row, tag);",
+        f"        intact &= mcuflow_tags_equal(tag, {tags} + {TAG_BYTES}u * r);",
+        "    }",
+        "    if (!intact) {",
+        "        return MCUFLOW_ERROR_TAG;",
+        "    }",
+        "    for (uint32_t r = 0; r < rows; ++r) {",
+        f"        mcuflow_spill_crypt(&{keys}, at + r * row, dst + r * row, row);",
+        "    }",
+        "    return MCUFLOW_OK;",
+        "}",
+        f"#define MCUFLOW_SPILL_SEAL(at, src, row, rows) {seal}((at), (src), (row), (rows))",
+        f"#define MCUFLOW_SPILL_OPEN(at, tags_at, dst, row, rows) "
+        f"{unseal}((at), (tags_at), (uint8_t *)(void *)(dst), (row), (rows))",
+        "",
+    ]
+
+
+def sealed_run_source(naming: Naming) -> list[str]:
+    """model_run of an encrypted spill: model_steps between deriving and wiping the spill keys."""
+    keys = naming.symbol("spill_keys")
+    return [
+        "/* One inference: its spill keys from mcuflow_external_key() (the key wiped at once) and",
+        " * a nonce never used before from mcuflow_spill_nonce(); the keys are wiped when the",
+        " * steps end, however they end. */",
+        f"static int {naming.symbol('model_run')}(void)",
+        "{",
+        "    uint8_t key[16];",
+        "    uint8_t nonce[MCUFLOW_SPILL_NONCE_BYTES];",
+        "    int status = mcuflow_external_key(key) != 0 || mcuflow_spill_nonce(nonce) != 0",
+        "                     ? MCUFLOW_ERROR_KEY : MCUFLOW_OK;",
+        "    if (status == MCUFLOW_OK) {",
+        f"        mcuflow_spill_keys_init(&{keys}, key, nonce);",
+        "    }",
+        "    mcuflow_wipe(key, sizeof key);",
+        "    if (status == MCUFLOW_OK) {",
+        f"        status = {naming.symbol('model_steps')}();",
+        "    }",
+        f"    mcuflow_wipe(&{keys}, sizeof {keys});",
+        "    return status;",
         "}",
         "",
     ]

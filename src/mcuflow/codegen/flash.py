@@ -16,7 +16,7 @@ CONSTANT_ALIGNMENT = 16
 """Every constant array is defined MCUFLOW_ALIGNED(16)."""
 _STRUCT = re.compile(r"^static const (\w+) \w+ =")
 _CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
-_SPILL_ACCESS = re.compile(r"\bMCUFLOW_SPILL_(?:READ|WRITE)\(")
+_SPILL_ACCESS = re.compile(r"\bMCUFLOW_SPILL_(?:READ|WRITE|OPEN|SEAL)\(")
 T = TypeVar("T")
 
 

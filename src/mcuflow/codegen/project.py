@@ -247,10 +247,10 @@ def render_project(graph: Graph, plan: Plan, target: str = "host", board: Board 
     chosen = get_target(target)
     files = {**model.files, **kernel_files(model.kernels)}
     window = storage_window(target, board, firmware, model)
-    if model.external is not None or spills_to_storage(plan):
-        files |= storage_files(target, model.external is not None and model.external.encrypted,
-                               window, model.spill_region.erase_block if model.spill_region
-                               else 0)
+    if model.external is not None or spills_to_storage(plan) or plan.spill_encrypted:
+        files |= storage_files(target, plan.spill_encrypted or (
+            model.external is not None and model.external.encrypted), window,
+            model.spill_region.erase_block if model.spill_region else 0)
     sources = tuple(sorted(n for n in files if n.endswith(".c")))
     if not naming.is_default:
         files[MARKER] = render_driver_header(graph, model)

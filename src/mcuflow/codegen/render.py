@@ -25,7 +25,13 @@ from mcuflow.codegen.external import (
     check_image_source,
     external_layout,
 )
-from mcuflow.codegen.external_crypto import CRYPTO_FILES, encrypted_image, staging_source
+from mcuflow.codegen.external_crypto import (
+    CRYPTO_FILES,
+    encrypted_image,
+    sealed_run_source,
+    sealed_spill_source,
+    staging_source,
+)
 from mcuflow.codegen.names import Naming, c_comment, c_string
 from mcuflow.codegen.targets import Target
 from mcuflow.hw.board import TierKind
@@ -107,6 +113,9 @@ class ModelSources:
     (no spill, or one through the storage interface)."""
     spill_region: SpillRegion | None = None
     """Where they go (None: no spill)."""
+    spill_encrypted: bool = False
+    """The spilled rows are encrypted and tagged (Plan.spill_encrypted)."""
+
 
 
 def spill_region(plan: Plan, image_size: int) -> SpillRegion | None:
@@ -186,7 +195,7 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
     }
     return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
                         _step_kernels(graph, plan, layers), external, image, plan.spill_bytes,
-                        region, _spill_ram(plan))
+                        region, _spill_ram(plan), plan.spill_encrypted)
 
 
 def _spill_ram(plan: Plan) -> TierKind | None:
@@ -303,8 +312,8 @@ def _model_header(graph: Graph, plan: Plan, inputs: list[TensorSpec], outputs: l
         "#define MCUFLOW_ERROR_IMAGE 6   /* the external image is not this model's (header) */",
         "#endif",
         "#ifndef MCUFLOW_ERROR_TAG",
-        "#define MCUFLOW_ERROR_TAG 7 /* an encrypted image's chunk failed its CMAC (tampered) */",
-        "#define MCUFLOW_ERROR_KEY 8 /* mcuflow_external_key() failed */",
+        "#define MCUFLOW_ERROR_TAG 7 /* an encrypted chunk or spilled row failed its CMAC */",
+        "#define MCUFLOW_ERROR_KEY 8 /* mcuflow_external_key() or mcuflow_spill_nonce() failed */",
         "#endif",
         "",
     ]
@@ -581,9 +590,9 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
         f'#include "{naming.file("model.h")}"',
         f'#include "{naming.file("weights.h")}"',
         *([f'#include "{STORAGE_HEADER}"'] if external is not None or spills_to_storage(plan)
-          else []),
-        *([f'#include "{CRYPTO_FILES[0]}"'] if external is not None and external.encrypted
-          else []),
+          or plan.spill_encrypted else []),
+        *([f'#include "{CRYPTO_FILES[0]}"'] if plan.spill_encrypted
+          or (external is not None and external.encrypted) else []),
         "",
         f"#ifdef {naming.macro('EXTERNAL_ARENA')}",
         f"static uint8_t *{arena} = NULL;",
@@ -615,6 +624,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
         lines += _spill_macros(region, naming)
     elif plan.spilled:
         lines += _spill_buffer(plan, naming)
+    if plan.spill_encrypted:
+        lines += sealed_spill_source(plan, naming)
     if graph.variables():
         lines += _state_source(graph, naming)
     if external is not None:
@@ -622,7 +633,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
                   else _staging_source(external, naming))
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
-    lines += [f"static int {run}(void)", "{"]
+    steps = naming.symbol("model_steps") if plan.spill_encrypted else run
+    lines += [f"static int {steps}(void)", "{"]
     if region is not None and region.erase_block:
         lines += [f"    if ({naming.symbol('spill_begin')}() != 0) {{",
                   "        return MCUFLOW_ERROR_STORAGE;", "    }"]
@@ -635,6 +647,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
             lines += _next_chunk(external, index, naming)
         lines += [_indent(statement) for statement in layer.statements]
     lines += [f"    MCUFLOW_MARK({len(layers)});", "    return MCUFLOW_OK;", "}", ""]
+    if plan.spill_encrypted:
+        lines += sealed_run_source(naming)
     lines += _invoke_functions(inputs, outputs, naming)
     lines += _zero_copy_functions(inputs, outputs, naming)
     return "\n".join(lines)
@@ -1012,6 +1026,7 @@ def _spill_readme(sources: ModelSources, storage: str) -> list[str]:
         "| --- | --- |",
         "| `MCUFLOW_ERROR_STORAGE` (5) | a write, erase or read back of a spilled activation "
         "failed |",
+        *_sealed_spill_readme(sources),
         "",
     ]
 
@@ -1053,6 +1068,32 @@ def _spill_ram_readme(sources: ModelSources) -> list[str]:
         f"script sends it to the {ram} region, whose controller your start-up code must set up "
         "before the first inference.",
         "",
+    ]
+
+
+def _sealed_spill_readme(sources: ModelSources) -> list[str]:
+    """The return codes, hooks and format of encrypted spills (mcuflow_crypto.h)."""
+    if not sources.spill_encrypted:
+        return []
+    return [
+        "| `MCUFLOW_ERROR_TAG` (7) | a spilled row read back failed its AES-CMAC tag: it was "
+        "altered, moved or kept from an earlier inference; nothing was computed from it |",
+        "| `MCUFLOW_ERROR_KEY` (8) | `mcuflow_external_key()` or `mcuflow_spill_nonce()` "
+        "returned nonzero |",
+        "",
+        "The spilled activations are encrypted: each row is AES-128-CTR encrypted in place "
+        "and written with a 16-byte",
+        "AES-CMAC tag in a tag region after its tensor; a read checks every tag of the rows it "
+        "reads, then decrypts",
+        "them. Every inference asks `mcuflow_external_key()` for the key (wiped at once) and "
+        "`int mcuflow_spill_nonce(uint8_t nonce[8])`",
+        f"(declared in `{STORAGE_HEADER}`) for a nonce never used before with that key, across "
+        "resets too: keep a",
+        "counter in backup registers or flash, or draw it from a TRNG. The keys derived from "
+        "both are wiped when",
+        "the inference ends. The shipped implementation counts in `spill_nonce.bin` in the "
+        "working directory (test only).",
+        "Key derivation, counter blocks and tags: `mcuflow_crypto.h`.",
     ]
 
 

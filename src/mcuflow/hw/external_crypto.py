@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcuflow.errors import McuflowError
+from mcuflow.hw.board import Board
 
 
 @dataclass(frozen=True)
@@ -36,3 +37,13 @@ def crypto_instructions_per_byte(core: str) -> float:
         raise McuflowError(f"no measured encryption cost for {core}",
                            f"measured cores: {', '.join(COSTS)}")
     return COSTS[core].instructions_per_byte
+
+
+def crypto_ms_per_byte(board: Board, core: str) -> float:
+    """Milliseconds `board` takes to authenticate and en- or decrypt one byte on `core`.
+
+    Verifying and decrypting (an image's chunk, a spilled row read back) and encrypting and
+    tagging (a spilled row written) are each one AES-CTR and one AES-CMAC pass over the byte.
+    """
+    return (crypto_instructions_per_byte(core) * board.core_model.cycles_per_instruction
+            / board.clock_hz * 1e3)

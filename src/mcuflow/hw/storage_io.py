@@ -12,6 +12,8 @@ DEFAULT_INFERENCES_PER_HOUR = 3600.0
 MAX_SPILL_SLOTS = 1024
 """At most this many slots of a NOR flash spill region (wear levelling): the region stays a
 bounded share of the flash, which may hold the user's own data past it."""
+TAG_BYTES = 16
+"""An AES-CMAC tag: after each chunk of an encrypted image, and each row of an encrypted spill."""
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,16 @@ class ExternalReads:
 
 @dataclass(frozen=True)
 class SpillTraffic:
-    """Per inference: the bytes of each write of spilled activations and of each read back."""
+    """Per inference: the bytes of each write of spilled activations and of each read back.
+
+    Encrypted, each write and read of rows is followed by one of their tags; `sealed_bytes`
+    are the activation bytes encrypted and authenticated on write plus those verified and
+    decrypted on read (0: a plain spill).
+    """
 
     writes: tuple[int, ...]
     reads: tuple[int, ...]
+    sealed_bytes: int = 0
 
     @property
     def write_bytes(self) -> int:
@@ -166,19 +174,21 @@ def spill_slots(tier: MemoryTier, spill_bytes: int, base: int) -> int:
     return max(1, min(MAX_SPILL_SLOTS, (tier.size_bytes - base) // area))
 
 
-def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic, slots: int = 1
-               ) -> SpillCost:
+def spill_cost(board: Board, tier: MemoryTier, traffic: SpillTraffic, slots: int = 1,
+               crypto_ms_per_byte: float = 0.0) -> SpillCost:
     """Time and energy of `traffic` on `tier`; the core waits for it at active power.
 
     Each access takes its latency plus its bytes over the bandwidth; where the tier needs
     erases, the inference first erases the erase blocks its writes cover (the generated C
     erases its slot, spill_area_bytes, before the first write). `slots` is the spill region's
-    (spill_slots).
+    (spill_slots). An encrypted spill adds `crypto_ms_per_byte` of the core's time per sealed
+    byte (hw.external_crypto.crypto_ms_per_byte).
     """
     erases = (spill_area_bytes(tier, traffic.write_bytes) // tier.erase_block_bytes
               if tier.needs_erase and tier.erase_block_bytes else 0)
     seconds = (sum(tier.access_latency_s + n / tier.write_bandwidth for n in traffic.writes)
-               + sum(transfer_s(tier, n) for n in traffic.reads) + erases * tier.erase_time_s)
+               + sum(transfer_s(tier, n) for n in traffic.reads) + erases * tier.erase_time_s
+               + traffic.sealed_bytes * crypto_ms_per_byte * 1e-3)
     energy = (traffic.write_bytes * tier.write_energy_nj_per_byte
               + traffic.read_bytes * tier.read_energy_nj_per_byte) * 1e-6
     return SpillCost(tier.kind.value, traffic, seconds * 1e3,

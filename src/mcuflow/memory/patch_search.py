@@ -158,10 +158,14 @@ class SpillTarget:
 
     board: Board
     tier: MemoryTier
+    crypto_ms_per_byte: float | None = None
+    """Encrypted spills (--encrypt-external): the core's time to seal or open a byte."""
 
     def ms(self, graph: Graph, spilled: frozenset[str]) -> float:
-        """Milliseconds the core waits for the spill traffic of `graph` per inference."""
-        return spill_cost(self.board, self.tier, spill_traffic(graph, spilled)).ms
+        """Milliseconds the core waits for (and encrypts) the spill traffic of `graph`."""
+        encrypted = self.crypto_ms_per_byte is not None
+        return spill_cost(self.board, self.tier, spill_traffic(graph, spilled, encrypted),
+                          self.crypto_ms_per_byte or 0.0).ms
 
 
 @dataclass(frozen=True)

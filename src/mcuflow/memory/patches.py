@@ -29,7 +29,7 @@ from itertools import takewhile
 import numpy as np
 
 from mcuflow.errors import McuflowError
-from mcuflow.hw.storage_io import SpillTraffic
+from mcuflow.hw.storage_io import TAG_BYTES, SpillTraffic
 from mcuflow.ir.crop import Crop
 from mcuflow.ir.enums import ExplicitPadding, along
 from mcuflow.ir.graph import Graph, Operator, Tensor
@@ -542,13 +542,22 @@ def _full(graph: Graph, name: str) -> Region:
     return (0, height, 0, width)
 
 
-def spill_traffic(graph: Graph, spilled: frozenset[str]) -> SpillTraffic:
-    """The writes of `spilled` tensors (one each) and the reads back (one per SLICE of one)."""
+def spill_traffic(graph: Graph, spilled: frozenset[str], encrypted: bool = False
+                  ) -> SpillTraffic:
+    """The writes of `spilled` tensors (one each) and the reads back (one per SLICE of one).
+
+    `encrypted`: each write and read of rows is followed by one of their tags (TAG_BYTES a
+    row), and every byte written or read back is sealed (SpillTraffic.sealed_bytes).
+    """
+    written = [graph.tensors[n] for op in graph.operators for n in op.outputs if n in spilled]
+    read = [graph.tensors[op.outputs[0]] for op in graph.operators
+            if op.kind is OpKind.SLICE and op.inputs[0] in spilled]
+    if not encrypted:
+        return SpillTraffic(tuple(t.nbytes for t in written), tuple(t.nbytes for t in read))
     return SpillTraffic(
-        tuple(graph.tensors[n].nbytes for op in graph.operators for n in op.outputs
-              if n in spilled),
-        tuple(graph.tensors[op.outputs[0]].nbytes for op in graph.operators
-              if op.kind is OpKind.SLICE and op.inputs[0] in spilled))
+        tuple(n for t in written for n in (t.nbytes, TAG_BYTES * t.shape[1])),
+        tuple(n for t in read for n in (t.nbytes, TAG_BYTES * t.shape[1])),
+        sum(t.nbytes for t in (*written, *read)))
 
 
 @dataclass(frozen=True)

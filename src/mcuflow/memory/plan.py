@@ -9,6 +9,7 @@ from functools import cached_property
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import MemoryTier
 from mcuflow.hw.kernels import InPlace, inplace_ways
+from mcuflow.hw.storage_io import TAG_BYTES
 from mcuflow.ir.graph import Graph
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.registry import OpTable
@@ -143,6 +144,9 @@ class Plan:
     spill_tier: MemoryTier | None = None
     """The tier `spilled` goes to (None: a storage reached through the storage interface that
     needs no erase, as an SD card)."""
+    spill_encrypted: bool = False
+    """`spilled` rows are written AES-128-CTR encrypted, each followed in its tensor's tag
+    region by an AES-CMAC tag of TAG_BYTES (--encrypt-external; codegen/external_crypto)."""
 
     @property
     def rewrites_model(self) -> bool:
@@ -162,13 +166,18 @@ class Plan:
             for name in self.graph.operators[step.op_index].outputs:
                 if name in self.spilled:
                     offsets[name] = at
-                    at += self.graph.tensors[name].nbytes
+                    at += self.spill_stored(name)
         return offsets
+
+    def spill_stored(self, name: str) -> int:
+        """Bytes spilled tensor `name` takes in the spill area: its rows, then their tags."""
+        tensor = self.graph.tensors[name]
+        return tensor.nbytes + (TAG_BYTES * tensor.shape[1] if self.spill_encrypted else 0)
 
     @property
     def spill_bytes(self) -> int:
-        """Bytes of the spill area: every spilled tensor, written once per inference."""
-        return sum(self.graph.tensors[name].nbytes for name in self.spilled)
+        """Bytes of the spill area: every spilled tensor and its tags, written once a run."""
+        return sum(self.spill_stored(name) for name in self.spilled)
 
     def order_in(self, model: Graph) -> list[int] | None:
         """The execution order as op indices of `model` (None when the plan runs a rewrite)."""

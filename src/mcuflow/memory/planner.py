@@ -87,6 +87,7 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
             break
     if best[0].spilled and spill is not None:
         best[0].spill_tier = spill.tier
+        best[0].spill_encrypted = spill.crypto_ms_per_byte is not None
     return best[0], _planned(search, best[1], best[0])
 
 

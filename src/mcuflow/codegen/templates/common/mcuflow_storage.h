@@ -49,6 +49,17 @@ int mcuflow_storage_erase(uint32_t offset, uint32_t size);
  * test key) beside the image. A model with a plain image never calls it. */
 int mcuflow_external_key(uint8_t key[16]);
 
+/* A model that spills activations under --encrypt-external also asks every inference for the
+ * key above and for an 8-byte nonce, and encrypts and authenticates each spilled row with
+ * keys derived from both (mcuflow_crypto.h): a row altered, moved or kept from an earlier
+ * inference makes the inference return MCUFLOW_ERROR_TAG. Return 0 with a nonce this key
+ * has never been used with before, across resets too: a monotonic counter kept in backup
+ * registers or flash (best), or 8 bytes of a true random number generator; nonzero when
+ * none is available (MCUFLOW_ERROR_KEY). A repeated nonce lets an attacker replay that
+ * inference's rows and read the XOR of two inferences' activations. The shipped
+ * implementations count in spill_nonce.bin beside the image (test only). */
+int mcuflow_spill_nonce(uint8_t nonce[8]);
+
 /* Counters since start-up: bytes and requests of the reads and writes, bytes erased. */
 uint64_t mcuflow_storage_bytes_read(void);
 uint64_t mcuflow_storage_reads(void);

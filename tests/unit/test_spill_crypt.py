@@ -1,0 +1,166 @@
+"""Encrypted spills (--encrypt-external): spilled rows are AES-128-CTR ciphertext with a CMAC.
+
+The C runs bit-exact with LiteRT; its spill area decrypts and verifies with `cryptography`
+under the documented key derivation, nonce and counter blocks (mcuflow_crypto.h); a row
+altered or replayed from an earlier inference between its write and its read makes invoke
+return MCUFLOW_ERROR_TAG.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC
+
+from mcuflow.codegen.external import IMAGE_FILE
+from mcuflow.codegen.external_crypto import KEY_FILE
+from mcuflow.codegen.project import generate_project
+from mcuflow.ir.ops import OpKind
+from mcuflow.memory.check import check_plan
+from mcuflow.memory.execute import run_in_arena
+from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.memory.plan import Plan
+from mcuflow.planning import spill_target
+from mcuflow.toolchain.host import build_host, input_records, random_inputs, verify_host
+from tests.unit.test_spill import F091RC, GRAPH, _spilling
+
+KEY = bytes(range(0x30, 0x40))
+TAG = 16
+SHIM = """
+#include <stdlib.h>
+#include <string.h>
+
+/* Test shim: MCUFLOW_TAMPER="flip AT" flips the byte at spill-file offset AT after every
+ * write covering it; "drop AT" skips the second write covering it and the write after it
+ * (its tags): the row and tags of the inference before stay, a replay. */
+int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size)
+{
+    static int seen = 0;
+    static int skip_next = 0;
+    const char *tamper = getenv("MCUFLOW_TAMPER");
+    const uint32_t at = tamper != NULL ? (uint32_t)strtoul(tamper + 5, NULL, 10) : 0u;
+    if (skip_next) {
+        skip_next = 0;
+        return 0;
+    }
+    if (tamper == NULL || at < offset || at >= offset + size) {
+        return stored_write(offset, src, size);
+    }
+    if (strncmp(tamper, "drop", 4) == 0) {
+        skip_next = ++seen == 2;
+        return skip_next ? 0 : stored_write(offset, src, size);
+    }
+    uint8_t flipped[1];
+    if (stored_write(offset, src, size) != 0 ||
+        mcuflow_storage_read(at, flipped, 1u) != 0) {
+        return -1;
+    }
+    flipped[0] ^= 0x01u;
+    return stored_write(at, flipped, 1u);
+}
+"""
+
+
+def _sealed() -> Plan:
+    return dataclasses.replace(_spilling(GRAPH, 12, 2), spill_encrypted=True)
+
+
+@pytest.fixture(scope="module")
+def shimmed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Plan, Path]:
+    """An encrypted spilling plan and its host binary, storage writes through SHIM."""
+    plan = _sealed()
+    project = generate_project(GRAPH, plan, tmp_path_factory.mktemp("sealed") / "project",
+                               target="host", external_key=KEY)
+    storage = project.path / "mcuflow_storage_file.c"
+    text = storage.read_text()
+    assert text.count("int mcuflow_storage_write(") == 1
+    storage.write_text(text.replace("int mcuflow_storage_write(", "static int stored_write(")
+                       + SHIM)
+    return plan, build_host(project.path)
+
+
+def _run(binary: Path, directory: Path, runs: int, tamper: str | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    directory.mkdir()
+    (directory / "input.bin").write_bytes(input_records(random_inputs(GRAPH, runs, 5)))
+    (directory / KEY_FILE).write_bytes(KEY)
+    env = {"MCUFLOW_TAMPER": tamper} if tamper else {}
+    return subprocess.run([str(binary), "input.bin", "output.bin"], cwd=directory, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _read_row(plan: Plan) -> tuple[int, int]:
+    """The spill offsets of a row some SLICE reads back and of its tag."""
+    op = next(op for op in plan.graph.operators
+              if op.kind is OpKind.SLICE and op.inputs[0] in plan.spilled)
+    source, row = plan.graph.tensors[op.inputs[0]], op.attrs.begin[1]
+    start = plan.spill_offsets[source.name]
+    return (start + row * source.nbytes // source.shape[1],
+            start + source.nbytes + TAG * row)
+
+
+def _aes(key: bytes, block: bytes) -> bytes:
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return encryptor.update(block) + encryptor.finalize()
+
+
+def test_an_encrypted_spill_is_bit_exact_with_litert() -> None:
+    plan = _sealed()
+    check_plan(plan)
+    plain = _spilling(GRAPH, 12, 2)
+    rows = sum(plan.graph.tensors[name].shape[1] for name in plan.spilled)
+    assert plan.spill_bytes == plain.spill_bytes + TAG * rows
+    assert plan.arena_bytes == plain.arena_bytes
+    result = verify_host(GRAPH, plan, runs=2, seed=4, external_key=KEY)
+    assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+
+
+def test_the_spill_area_decrypts_and_verifies_with_cryptography(
+        shimmed: tuple[Plan, Path], tmp_path: Path) -> None:
+    """Keys AES(key, label); row at `at`: CTR from nonce|at|0, CMAC of nonce|at|size|ct."""
+    plan, binary = shimmed
+    result = _run(binary, tmp_path / "run", 1)
+    assert result.returncode == 0, result.stderr
+    area = (tmp_path / "run" / IMAGE_FILE).read_bytes()
+    nonce = (tmp_path / "run" / "spill_nonce.bin").read_bytes()
+    assert len(area) == plan.spill_bytes and nonce == (1).to_bytes(8, "big")
+    ctr_key, mac_key = _aes(KEY, b"mcuflow spl ctr\0"), _aes(KEY, b"mcuflow spl mac\0")
+    kept = run_in_arena(plan, [x[0] for x in random_inputs(GRAPH, 1, 5)],
+                        keep_intermediates=True).tensors
+    for name, start in plan.spill_offsets.items():
+        tensor = plan.graph.tensors[name]
+        row, expected = tensor.nbytes // tensor.shape[1], kept[name].tobytes()
+        for r in range(tensor.shape[1]):
+            at = start + r * row
+            sealed = area[at:at + row]
+            decryptor = Cipher(algorithms.AES(ctr_key), modes.CTR(
+                nonce + at.to_bytes(4, "big") + bytes(4))).decryptor()
+            assert decryptor.update(sealed) == expected[r * row:(r + 1) * row]
+            cmac = CMAC(algorithms.AES(mac_key))
+            cmac.update(nonce + at.to_bytes(4, "big") + row.to_bytes(4, "big") + sealed)
+            tag = start + tensor.nbytes + TAG * r
+            cmac.verify(area[tag:tag + TAG])
+
+
+@pytest.mark.parametrize("tamper", ["flip", "flip-tag", "drop"])
+def test_a_tampered_or_replayed_row_makes_invoke_return_the_tag_error(
+        shimmed: tuple[Plan, Path], tmp_path: Path, tamper: str) -> None:
+    """A flipped ciphertext or tag byte, or the row of the inference before kept (replay)."""
+    plan, binary = shimmed
+    row, tag = _read_row(plan)
+    at = tag + 3 if tamper == "flip-tag" else row
+    result = _run(binary, tmp_path / "run", 2, f"{tamper[:4]} {at}")
+    assert result.returncode != 0 and "status 7" in result.stderr + result.stdout
+
+
+def test_encryption_no_longer_stops_spilling_and_prices_the_aes() -> None:
+    plain = spill_target(F091RC, PatchRequest())
+    sealed = spill_target(F091RC, PatchRequest(encrypt_external=True))
+    assert plain is not None and sealed is not None and sealed.crypto_ms_per_byte
+    graph, spilled = _sealed().graph, _sealed().spilled
+    assert sealed.ms(graph, spilled) > plain.ms(graph, spilled)
+
