@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.external import ExternalLayout, external_layout
-from mcuflow.codegen.external_crypto import TAG_BYTES, image_bytes
+from mcuflow.codegen.external_crypto import image_bytes
 from mcuflow.codegen.firmware import Io
-from mcuflow.codegen.flash import estimate_flash, external_code
+from mcuflow.codegen.flash import SpillKind, estimate_flash, external_code
 from mcuflow.codegen.render import emit_layers, spill_region
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
@@ -213,7 +213,15 @@ def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build
     if build.firmware not in CORTEX_M:
         return None
     return estimate_flash(plan.graph, layers, pool, build.firmware, build.io, external=layout,
-                          spill_in_ram=spills_to_memory(plan.spill_tier))
+                          spill=spill_kind(plan))
+
+
+def spill_kind(plan: Plan) -> SpillKind:
+    """Where and how `plan` spills, as its code's size depends on it."""
+    tier = plan.spill_tier
+    return SpillKind(in_ram=spills_to_memory(tier),
+                     on_nor=tier is not None and tier.needs_erase and not spills_to_memory(tier),
+                     sealed=plan.spill_encrypted)
 
 
 def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,

@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives.cmac import CMAC
 from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.external_crypto import KEY_FILE
 from mcuflow.codegen.project import generate_project
+from mcuflow.hw.board import get_board
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.plan import Plan
+from mcuflow.memory.tiers import spill_tier
 from mcuflow.planning import spill_target
 from mcuflow.toolchain.host import build_host, input_records, random_inputs, verify_host
 from tests.unit.test_spill import F091RC, GRAPH, _spilling
@@ -108,8 +110,11 @@ def _aes(key: bytes, block: bytes) -> bytes:
     return encryptor.update(block) + encryptor.finalize()
 
 
-def test_an_encrypted_spill_is_bit_exact_with_litert() -> None:
+@pytest.mark.parametrize("board", [None, "stm32f746g-disco", "nrf52840"])
+def test_an_encrypted_spill_is_bit_exact_with_litert(board: str | None) -> None:
+    """Through the storage (a card, then NOR flash with its erases) and in external RAM."""
     plan = _sealed()
+    plan.spill_tier = spill_tier(get_board(board)) if board else None
     check_plan(plan)
     plain = _spilling(GRAPH, 12, 2)
     rows = sum(plan.graph.tensors[name].shape[1] for name in plan.spilled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from mcuflow.codegen.context import ConstantPool, LayerCode
@@ -18,6 +19,18 @@ _STRUCT = re.compile(r"^static const (\w+) \w+ =")
 _CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 _SPILL_ACCESS = re.compile(r"\bMCUFLOW_SPILL_(?:READ|WRITE|OPEN|SEAL)\(")
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SpillKind:
+    """Where spilled activations go and how: what their code depends on."""
+
+    in_ram: bool = False
+    """Copied to a spill area in external RAM, not through the storage."""
+    on_nor: bool = False
+    """Through the storage to NOR flash (slots and erases)."""
+    sealed: bool = False
+    """Encrypted and authenticated (--encrypt-external)."""
 
 
 def array_flash_bytes(nbytes: int) -> int:
@@ -81,19 +94,28 @@ def external_code(target: str, encrypted: bool, code: TargetCode | None = None
     return _lookup(code.external, mode, "out-of-core runtime", target), code.per_chunk
 
 
-def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str, in_ram: bool
-                ) -> int:
-    """What spilled activations add: the storage code and each write or read statement.
+def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str,
+                spill: SpillKind) -> int:
+    """What spilled activations add: the fixed code and each write or read statement.
 
-    `in_ram`: they are copied to a spill area in external RAM, not through the storage.
+    The fixed code is the storage's, or none in external RAM, plus what NOR flash (slots and
+    erases) and encryption (AES, CMAC, key and nonce) add to it, each measured alone.
     """
     accesses = sum(len(_SPILL_ACCESS.findall(s)) for layer in layers for s in layer.statements)
     if not accesses:
         return 0
-    fixed, each = ("ram", "ram_access") if in_ram else ("storage", "access")
-    what = "spilled-activation code"
-    return (_lookup(code.spill, fixed, what, target)
-            + _lookup(code.spill, each, what, target) * accesses)
+    table, what = code.spill, "spilled-activation code"
+
+    def measured(key: str) -> int:
+        return _lookup(table, key, what, target)
+
+    fixed = measured("ram") if spill.in_ram else measured("storage")
+    if spill.on_nor:
+        fixed += measured("nor") - measured("storage")
+    if spill.sealed:
+        fixed += measured("sealed") - measured("storage")
+    each = ("sealed_access" if spill.sealed else "ram_access" if spill.in_ram else "access")
+    return fixed + measured(each) * accesses
 
 
 def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | None) -> int:
@@ -106,8 +128,8 @@ def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | 
 
 def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool, target: str,
                    application: str = "semihosting", code: TargetCode | None = None,
-                   external: ExternalLayout | None = None, spill_in_ram: bool = False
-                   ) -> FlashEstimate:
+                   external: ExternalLayout | None = None,
+                   spill: SpillKind = SpillKind()) -> FlashEstimate:
     """Flash of the firmware of `graph` on Cortex-M `target`, from emit_layers' output.
 
     `application` is the Cortex-M main (codegen.firmware.Io: semihosting, uart or none).
@@ -115,8 +137,8 @@ def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool
     mcuflow.hw.kernel_code (shared library routines counted once) plus a fitted run function;
     `code` replaces the packaged measurements of the target (while measuring them); the
     arrays of an `external` image are read from external storage, not flash, and its reading
-    code is in the runtime (_external_runtime); `spill_in_ram`: spilled activations go to
-    external RAM, not to the storage.
+    code is in the runtime (_external_runtime); `spill` says where and how spilled
+    activations go.
     """
     code = code or target_code(target)
     tensors = len(graph.inputs) + len(graph.outputs)
@@ -125,5 +147,5 @@ def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool
     moved = external.symbols if external is not None else frozenset()
     return FlashEstimate(target, _constants(layers, pool, code, target, moved),
                          _code(layers, code, target)
-                         + _spill_code(layers, code, target, spill_in_ram),
+                         + _spill_code(layers, code, target, spill),
                          runtime + code.per_tensor * max(tensors - 2, 0))

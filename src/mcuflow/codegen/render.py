@@ -112,7 +112,7 @@ class ModelSources:
     """The external RAM (SDRAM, PSRAM) whose region holds the spill area as a buffer, or None
     (no spill, or one through the storage interface)."""
     spill_region: SpillRegion | None = None
-    """Where they go (None: no spill)."""
+    """Where they go in the storage (None: no spill, or one to external RAM)."""
     spill_encrypted: bool = False
     """The spilled rows are encrypted and tagged (Plan.spill_encrypted)."""
 
@@ -195,7 +195,8 @@ def render_model(graph: Graph, plan: Plan, dsp: bool = False, naming: Naming = D
     }
     return ModelSources(files, kernels, inputs, outputs, flash_bytes, naming, header.aliases,
                         _step_kernels(graph, plan, layers), external, image, plan.spill_bytes,
-                        region, _spill_ram(plan), plan.spill_encrypted)
+                        spill_ram=_spill_ram(plan), spill_region=region,
+                        spill_encrypted=plan.spill_encrypted)
 
 
 def _spill_ram(plan: Plan) -> TierKind | None:

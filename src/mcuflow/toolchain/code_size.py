@@ -72,6 +72,8 @@ SPILL_PROBE_STEPS = 8
 """Row steps of the spilling probe's cached stage."""
 SPILL_RAM_BOARD = "stm32f746g-disco"
 """Its SDRAM tier and region hold the spill area of the probe spilling to external RAM."""
+SPILL_NOR_BOARD = "nrf52840"
+"""Its QSPI NOR flash tier is the spill tier of the probe spilling to NOR flash."""
 _SPILL_STATEMENT = re.compile(r"\n[ \t]*if \(MCUFLOW_SPILL_(?:READ|WRITE)\(.*\) != 0\) \{\n"
                               r"[ \t]*return MCUFLOW_ERROR_STORAGE;\n[ \t]*\}")
 """A write or read of a spilled activation in the run function (emit._spill_writes)."""
@@ -349,40 +351,57 @@ def _spilling_plans() -> tuple[Graph, list[Plan]]:
 
 
 def _spill(probe: _Probe) -> dict[str, int]:
-    """What spilling adds: the storage code beside the first access, and each access.
+    """What spilling adds: the fixed code beside the first access, and each access.
 
     Each plan's firmware is linked as is and with its spill statements dropped; the difference
-    is the storage code plus its accesses, fitted on the two plans: `storage` and `access`
+    is the fixed code plus the accesses, fitted on the two plans: `storage` and `access`
     through the storage interface, `ram` and `ram_access` copying to a spill area in external
-    RAM.
+    RAM, `nor` the fixed code on NOR flash (the storage's with the slot and erase code),
+    `sealed` and `sealed_access` encrypted (--encrypt-external: the storage, AES, CMAC, key
+    and nonce code, and each sealing or opening call).
     """
     graph, plans = _spilling_plans()
-    storage, access = _spill_fit(probe, graph, plans, QEMU_SEMIHOSTING, "spill")
+    storage, access = _spill_fit(probe, graph, plans, plans, QEMU_SEMIHOSTING, "spill")
     ram_board = get_board(SPILL_RAM_BOARD)
     sdram = region(ram_board.regions, RAM_REGIONS[TierKind.SDRAM])
-    in_ram = [copy.copy(plan) for plan in plans]
-    for plan in in_ram:
-        plan.spill_tier = ram_board.tier(TierKind.SDRAM)
-    ram, ram_access = _spill_fit(probe, graph, in_ram, Firmware(spill_ram=sdram), "spill-ram")
-    return {"storage": storage, "access": access, "ram": ram, "ram_access": ram_access}
+    in_ram = [_variant(plan, spill_tier=ram_board.tier(TierKind.SDRAM)) for plan in plans]
+    ram, ram_access = _spill_fit(probe, graph, in_ram, in_ram, Firmware(spill_ram=sdram),
+                                 "spill-ram")
+    nor_tier = get_board(SPILL_NOR_BOARD).tier(TierKind.QSPI_FLASH)
+    on_nor = [_variant(plan, spill_tier=nor_tier) for plan in plans]
+    nor, _ = _spill_fit(probe, graph, on_nor, plans, QEMU_SEMIHOSTING, "spill-nor")
+    sealed_plans = [_variant(plan, spill_encrypted=True) for plan in plans]
+    sealed, sealed_access = _spill_fit(probe, graph, sealed_plans, plans, QEMU_SEMIHOSTING,
+                                       "spill-sealed")
+    return {"storage": storage, "access": access, "ram": ram, "ram_access": ram_access,
+            "nor": nor, "sealed": sealed, "sealed_access": sealed_access}
 
 
-def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], firmware: Firmware,
-               name: str) -> tuple[int, int]:
+def _variant(plan: Plan, **changes: object) -> Plan:
+    """A copy of `plan` with the attributes `changes` set (how and where it spills)."""
+    changed = copy.copy(plan)
+    for name, value in changes.items():
+        setattr(changed, name, value)
+    return changed
+
+
+def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], bare: list[Plan],
+               firmware: Firmware, name: str) -> tuple[int, int]:
     """The fixed bytes and the bytes per access that the plans' spill statements add.
 
-    A line through the two plans; when it would start below zero (the accesses of the plan with
-    few cost less each, as where they share literals), no fixed bytes and the dearer access.
+    Each plan is measured against its `bare` plan with the spill statements dropped. A line
+    through the two plans; when it would start below zero (the accesses of the plan with few
+    cost less each, as where they share literals), no fixed bytes and the dearer access.
     """
     board = get_board(PROBE_BOARD)
     added, accesses = [], []
-    for index, plan in enumerate(plans):
+    for index, (plan, without) in enumerate(zip(plans, bare, strict=True)):
         linked = probe.build(f"{name}-{index}", graph, board, firmware, plan=plan).flash_bytes
-        bare = probe.build(f"{name}-{index}-bare", graph, board, firmware, plan=plan,
-                           unspilled=True)
-        added.append(linked - bare.flash_bytes)
-        traffic = spill_traffic(plan.graph, plan.spilled)
-        accesses.append(len(traffic.writes) + len(traffic.reads))
+        dropped = probe.build(f"{name}-{index}-bare", graph, board, firmware, plan=without,
+                              unspilled=True)
+        added.append(linked - dropped.flash_bytes)
+        statements = spill_traffic(plan.graph, plan.spilled)
+        accesses.append(len(statements.writes) + len(statements.reads))
     access = (added[1] - added[0]) / (accesses[1] - accesses[0])
     fixed = added[0] - access * accesses[0]
     if fixed < 0:
