@@ -5,6 +5,8 @@ Its constants are read from the SD card and its first stage's largest activation
 
 from __future__ import annotations
 
+import pytest
+
 from mcuflow.codegen.external import HEADER
 from mcuflow.hw.board import get_board
 from mcuflow.ir import zoo
@@ -13,20 +15,26 @@ from mcuflow.planning import Build, analyze_graph
 from mcuflow.toolchain.qemu import verify_cortexm
 
 RUNS = 2
+KEY = bytes(range(0x40, 0x50))
 SRAM_BUDGET = 16_000
 """Below what patches alone reach on this model (18,432 B): the planner spills."""
 
 
-def test_spilled_activations_run_bit_exact_within_the_boards_memories() -> None:
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_spilled_activations_run_bit_exact_within_the_boards_memories(encrypted: bool) -> None:
+    """Encrypted, each row is sealed on the Cortex-M0 and the key and nonce come by semihosting."""
     board = get_board("nucleo-f091rc")
     graph = zoo.mobilenet_v2(96, 0.35, 10)
-    request = PatchRequest(streamed_input=True, sram_budget=SRAM_BUDGET)
+    request = PatchRequest(streamed_input=True, sram_budget=SRAM_BUDGET,
+                           encrypt_external=encrypted)
     analysis = analyze_graph(graph, Build(board), request)
     report = analysis.report
     assert analysis.fits and analysis.plan.spilled and report.spill_tier == "sd_card"
+    assert analysis.plan.spill_encrypted == encrypted
     assert report.external_write_bytes == report.spill_bytes > 0
     assert report.modelled_ms > report.latency_ms_estimate + report.spill_ms * 0.99
-    result = verify_cortexm(analysis.graph, analysis.plan, board.core.value, board, RUNS, 7)
+    result = verify_cortexm(analysis.graph, analysis.plan, board.core.value, board, RUNS, 7,
+                            external_key=KEY if encrypted else None)
     assert result.bit_exact and result.mismatches == 0
     assert result.storage_bytes_written == RUNS * report.external_write_bytes
     assert result.storage_bytes_read == HEADER.size + RUNS * report.external_read_bytes

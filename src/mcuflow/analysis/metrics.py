@@ -382,11 +382,17 @@ def analyze(
 
 
 def _with_spill(report: Report, board: Board, spill: SpillCost, rate: float) -> Report:
-    """The report with the spilled activations' traffic, time, energy, erases and lifetime."""
+    """The report with the spilled activations' traffic, time, energy, erases and lifetime.
+
+    An encrypted spill's tag buffer is static SRAM beside the arena: the margin counts it.
+    """
     traffic = spill.traffic
     modelled = report.modelled_ms + spill.ms
+    margin = report.sram_margin_bytes - traffic.buffer_bytes
     return replace(
-        report, spill_tier=spill.tier, spill_bytes=traffic.write_bytes,
+        report, sram_margin_bytes=margin, fits_sram=margin >= 0,
+        fits=margin >= 0 and report.fits_flash, spill_tier=spill.tier,
+        spill_bytes=traffic.write_bytes,
         external_write_bytes=traffic.write_bytes, external_writes=len(traffic.writes),
         external_read_bytes=report.external_read_bytes + traffic.read_bytes,
         external_reads=report.external_reads + len(traffic.reads),

@@ -127,6 +127,8 @@ class SpillTraffic:
     writes: tuple[int, ...]
     reads: tuple[int, ...]
     sealed_bytes: int = 0
+    buffer_bytes: int = 0
+    """Static SRAM beside the arena: encrypted, the tag buffer (a tag per row of a tensor)."""
 
     @property
     def write_bytes(self) -> int:

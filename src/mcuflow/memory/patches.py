@@ -547,7 +547,8 @@ def spill_traffic(graph: Graph, spilled: frozenset[str], encrypted: bool = False
     """The writes of `spilled` tensors (one each) and the reads back (one per SLICE of one).
 
     `encrypted`: each write and read of rows is followed by one of their tags (TAG_BYTES a
-    row), and every byte written or read back is sealed (SpillTraffic.sealed_bytes).
+    row), every byte written or read back is sealed (SpillTraffic.sealed_bytes), and the tags of
+    the most rows written at once take a static buffer (SpillTraffic.buffer_bytes).
     """
     written = [graph.tensors[n] for op in graph.operators for n in op.outputs if n in spilled]
     read = [graph.tensors[op.outputs[0]] for op in graph.operators
@@ -557,7 +558,8 @@ def spill_traffic(graph: Graph, spilled: frozenset[str], encrypted: bool = False
     return SpillTraffic(
         tuple(n for t in written for n in (t.nbytes, TAG_BYTES * t.shape[1])),
         tuple(n for t in read for n in (t.nbytes, TAG_BYTES * t.shape[1])),
-        sum(t.nbytes for t in (*written, *read)))
+        sum(t.nbytes for t in (*written, *read)),
+        TAG_BYTES * max((t.shape[1] for t in written), default=0))
 
 
 @dataclass(frozen=True)
