@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from mcuflow.codegen.external import HEADER
+from mcuflow.codegen.external_crypto import ENCRYPTED_HEADER_BYTES
 from mcuflow.hw.board import get_board
 from mcuflow.ir import zoo
 from mcuflow.memory.patch_search import PatchRequest
@@ -37,7 +38,8 @@ def test_spilled_activations_run_bit_exact_within_the_boards_memories(encrypted:
                             external_key=KEY if encrypted else None)
     assert result.bit_exact and result.mismatches == 0
     assert result.storage_bytes_written == RUNS * report.external_write_bytes
-    assert result.storage_bytes_read == HEADER.size + RUNS * report.external_read_bytes
+    header = ENCRYPTED_HEADER_BYTES if encrypted else HEADER.size
+    assert result.storage_bytes_read == header + RUNS * report.external_read_bytes
     assert result.flash_bytes <= board.flash_bytes and result.ram_bytes <= board.sram_bytes
     assert abs(result.flash_bytes - report.flash_bytes) <= 0.03 * result.flash_bytes
 
