@@ -20,6 +20,7 @@ from mcuflow.codegen.external import IMAGE_FILE
 from mcuflow.codegen.external_crypto import KEY_FILE
 from mcuflow.codegen.project import generate_project
 from mcuflow.hw.board import get_board
+from mcuflow.hw.storage_io import spill_cost
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
@@ -168,4 +169,10 @@ def test_encryption_no_longer_stops_spilling_and_prices_the_aes() -> None:
     assert plain is not None and sealed is not None and sealed.crypto_ms_per_byte
     graph, spilled = _sealed().graph, _sealed().spilled
     assert sealed.ms(graph, spilled) > plain.ms(graph, spilled)
+    traffic = sealed.traffic(graph, spilled)
+    untimed = spill_cost(F091RC, sealed.tier, traffic).ms
+    assert sealed.ms(graph, spilled) - untimed == pytest.approx(
+        traffic.sealed_bytes * sealed.crypto_ms_per_byte)
+    rows = max(graph.tensors[name].shape[1] for name in spilled)
+    assert traffic.buffer_bytes == TAG * rows
 

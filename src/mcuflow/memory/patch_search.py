@@ -15,7 +15,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, MemoryTier
 from mcuflow.hw.kernel_costs import step_instructions
 from mcuflow.hw.kernels import default_kernels
-from mcuflow.hw.storage_io import DEFAULT_INFERENCES_PER_HOUR, spill_cost
+from mcuflow.hw.storage_io import DEFAULT_INFERENCES_PER_HOUR, SpillTraffic, spill_cost
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OP_DEFS, OpKind, op_macs
 from mcuflow.memory.patches import (
@@ -161,11 +161,14 @@ class SpillTarget:
     crypto_ms_per_byte: float | None = None
     """Encrypted spills (--encrypt-external): the core's time to seal or open a byte."""
 
+    def traffic(self, graph: Graph, spilled: frozenset[str]) -> SpillTraffic:
+        """The spill traffic of `graph`, sealed when encrypted."""
+        return spill_traffic(graph, spilled, self.crypto_ms_per_byte is not None)
+
     def ms(self, graph: Graph, spilled: frozenset[str]) -> float:
         """Milliseconds the core waits for (and encrypts) the spill traffic of `graph`."""
-        encrypted = self.crypto_ms_per_byte is not None
-        return spill_cost(self.board, self.tier, spill_traffic(graph, spilled, encrypted),
-                          self.crypto_ms_per_byte or 0.0).ms
+        return spill_cost(self.board, self.tier, self.traffic(graph, spilled),
+                          crypto_ms_per_byte=self.crypto_ms_per_byte or 0.0).ms
 
 
 @dataclass(frozen=True)
@@ -368,7 +371,7 @@ def _spill_option(graph: Graph, stages: list[Stage], needs: list[int], budget: i
         rows = graph.tensors[stage.source].shape[1]
         found = [option for share in SPILL_ROWS_PER_STEP if rows // share >= 1
                  for option in [_fewest_spilled(graph, stage, tracer, spillable, rows // share,
-                                                budget, pricing, cache, streamed)]
+                                                budget, pricing, cache, streamed, spill)]
                  if option is not None]
         if found:
             return min(found, key=lambda o: (spill.ms(o.graph, o.spilled), o.instructions))
@@ -377,11 +380,11 @@ def _spill_option(graph: Graph, stages: list[Stage], needs: list[int], budget: i
 
 def _fewest_spilled(graph: Graph, stage: Stage, tracer: Tracer, spillable: list[str],
                     steps: int, budget: int, pricing: _Pricing, cache: StepCache,
-                    streamed: bool) -> PatchOption | None:
+                    streamed: bool, spill: SpillTarget) -> PatchOption | None:
     """The CACHED choice of `steps` spilling the fewest of `spillable` that fits `budget`.
 
     The largest are spilled first; bisection on the lower bound, then the count grows until
-    the placed arena fits too.
+    the placed arena fits too, beside the spill's static buffer (an encrypted spill's tags).
     """
     halo = _cached_peak(tracer, stream_steps(tracer, steps), streamed)[1]
 
@@ -400,7 +403,8 @@ def _fewest_spilled(graph: Graph, stage: Stage, tracer: Tracer, spillable: list[
         low, high = (low, middle) if spilling(middle)[0].peak_bytes <= budget else (middle, high)
     for count in range(high, len(spillable) + 1):
         placed = _placed(*spilling(count))
-        if placed.peak_bytes <= budget:
+        tags = spill.traffic(placed.graph, placed.spilled).buffer_bytes
+        if placed.peak_bytes + tags <= budget:
             return placed
     return None
 
