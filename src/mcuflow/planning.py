@@ -16,6 +16,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
 from mcuflow.hw.external_crypto import crypto_ms_per_byte
 from mcuflow.hw.kernel_code import FlashEstimate
+from mcuflow.hw.kernels import FC_FEW_PASSES, FC_FEW_UNITS
 from mcuflow.hw.storage_io import TAG_BYTES, ChunkRead, ExternalReads, spill_cost
 from mcuflow.ir.graph import Graph
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget
@@ -138,7 +139,8 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     if tier is None:
         return None
     limit = chunk_limit(board)
-    split = split_wide_layers(graph, int(limit * SPLIT_SHARE))
+    widened = FC_FEW_UNITS * FC_FEW_PASSES if build.dsp else 0
+    split = split_wide_layers(graph, int(limit * SPLIT_SHARE), widened)
     if _movable(split, limit) < constants - _flash_capacity(board):
         return None
     budget = board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES

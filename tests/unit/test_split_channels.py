@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mcuflow.codegen.render import emit_layers
 from mcuflow.frontends.tflite_writer import write_tflite
+from mcuflow.hw.kernels import FC_FEW_PASSES, FC_FEW_UNITS
 from mcuflow.ir import zoo
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.graph import Graph
@@ -71,3 +73,21 @@ def test_the_pooled_wide_layer_is_never_whole() -> None:
     x = np.random.default_rng(3).integers(-128, 128, (1, 64, 64, 3), dtype=np.int8)
     np.testing.assert_array_equal(litert_invoke(write_tflite(_logits(split)), [x])[0],
                                   litert_invoke(write_tflite(_logits(graph)), [x])[0])
+
+
+def test_a_split_fc_groups_chunk_fits_its_limit_with_the_dsp_kernels() -> None:
+    """Groups of 5-8 units would run the _few kernel, which widens weights to int16 (2x)."""
+    b = GraphBuilder("deep_fc", 5)
+    x = b.fully_connected(b.input((1, 1280), 0.05, 0), 100, per_channel=True)
+    graph = b.output(x).build()
+    limit = 16_384
+    split = split_wide_layers(graph, int(limit * 0.75), FC_FEW_UNITS * FC_FEW_PASSES)
+    layers, pool = emit_layers(split, plan_memory(split), dsp=True)
+    sizes = {a.symbol: a.nbytes for a in pool.arrays}
+    for index, op in enumerate(split.operators):
+        if op.kind is OpKind.FULLY_CONNECTED:
+            text = "\n".join((*layers[index].statements, *layers[index].definitions))
+            assert sum(n for symbol, n in sizes.items() if symbol in text) <= limit
+    np.testing.assert_array_equal(
+        run_in_arena(plan_memory(split), [np.full((1, 1280), 3, np.int8)]).outputs[0],
+        litert_invoke(write_tflite(graph), [np.full((1, 1280), 3, np.int8)])[0])

@@ -18,7 +18,7 @@ GROUP_MULTIPLE = 4
 """Channels per group are a multiple of this where the limit allows (the DSP kernels' blocks)."""
 
 
-def split_wide_layers(graph: Graph, max_weight_bytes: int) -> Graph:
+def split_wide_layers(graph: Graph, max_weight_bytes: int, expanded_units: int = 0) -> Graph:
     """Every CONV_2D or FULLY_CONNECTED whose weights exceed `max_weight_bytes` is split.
 
     It becomes ops each computing a group of its output channels from those channels' weight
@@ -28,12 +28,15 @@ def split_wide_layers(graph: Graph, max_weight_bytes: int) -> Graph:
     (a group would lose its codebook). When the output's one reader reduces over other axes
     than the channels (MobileNet's global average pool after its widest layer), each group is
     reduced right after it is computed and the reductions concatenated: the wide output is
-    never whole in memory.
+    never whole in memory. A FULLY_CONNECTED group of at most `expanded_units` units may be
+    run by a kernel storing its weights widened to twice their bytes: its groups get more units
+    than that where the limit allows (unrounded).
     """
     graph = Graph(graph.name, dict(graph.tensors), list(graph.operators), list(graph.inputs),
                   list(graph.outputs))  # the constants are shared, never written
     for op in [op for op in graph.operators if _too_wide(graph, op, max_weight_bytes)]:
-        _reduce_in_groups(graph, _split(graph, op, _group_size(graph, op, max_weight_bytes)))
+        group = _group_size(graph, op, max_weight_bytes, expanded_units)
+        _reduce_in_groups(graph, _split(graph, op, group))
     return graph
 
 
@@ -46,10 +49,13 @@ def _too_wide(graph: Graph, op: Operator, limit: int) -> bool:
             and row_bytes <= limit)
 
 
-def _group_size(graph: Graph, op: Operator, limit: int) -> int:
+def _group_size(graph: Graph, op: Operator, limit: int, expanded_units: int) -> int:
     weights = graph.tensors[op.inputs[1]]
     rows = limit // (weights.nbytes // weights.shape[0])
-    return rows // GROUP_MULTIPLE * GROUP_MULTIPLE or rows
+    group = rows // GROUP_MULTIPLE * GROUP_MULTIPLE or rows
+    if op.kind is OpKind.FULLY_CONNECTED and group <= expanded_units < rows:
+        return rows
+    return group
 
 
 def _split(graph: Graph, op: Operator, group: int) -> Operator:
