@@ -204,7 +204,7 @@ def print_spill_table(rows: list[SpillRow]) -> None:
           f" {'erases':>6} {'slots':>5} {'spill ms':>9} {'slowdown':>8} {'years':>7}  QEMU")
     for r in rows:
         on_qemu = "-" if r.qemu_written is None else f"{r.qemu_written:,}"
-        years = "-" if r.lifetime_years is None else f"{r.lifetime_years:,.1f}"
+        years = "-" if r.lifetime_years is None else f"{r.lifetime_years:,.2f}"
         print(f"{r.board:17} {r.tier:>10} {'yes' if r.encrypted else 'no':>6} "
               f"{r.arena_bytes:>7,} {r.written:>10,} {on_qemu:>10} {r.erases:>6} {r.slots:>5} "
               f"{r.spill_ms:>9.1f} {r.slowdown:>7.2f}x {years:>7}  {r.qemu}")
