@@ -222,17 +222,24 @@ static void derive(const uint8_t key[16], const char label[16], uint8_t out[16])
     mcuflow_wipe(&aes, sizeof aes);
 }
 
+/* The CTR key and the CMAC key under `key`: AES-128 of each label; the derived bytes wiped. */
+static void derive_keys(const uint8_t key[16], const char ctr_label[16],
+                        const char mac_label[16], mcuflow_aes128_t *ctr, mcuflow_cmac_t *mac)
+{
+    uint8_t derived[16];
+    derive(key, ctr_label, derived);
+    mcuflow_aes128_init(ctr, derived);
+    derive(key, mac_label, derived);
+    mcuflow_cmac_init(mac, derived);
+    mcuflow_wipe(derived, sizeof derived);
+}
+
 void mcuflow_image_keys_init(mcuflow_image_keys_t *keys, const uint8_t key[16],
                              const uint8_t nonce[MCUFLOW_NONCE_BYTES], uint32_t layout_id)
 {
     static const char ctr_label[16] = "mcuflow ctr key";
     static const char mac_label[16] = "mcuflow mac key";
-    uint8_t derived[16];
-    derive(key, ctr_label, derived);
-    mcuflow_aes128_init(&keys->ctr, derived);
-    derive(key, mac_label, derived);
-    mcuflow_cmac_init(&keys->mac, derived);
-    mcuflow_wipe(derived, sizeof derived);
+    derive_keys(key, ctr_label, mac_label, &keys->ctr, &keys->mac);
     for (unsigned i = 0; i < MCUFLOW_NONCE_BYTES; ++i) {
         keys->nonce[i] = nonce[i];
         keys->bound[i] = nonce[i];
@@ -269,12 +276,7 @@ void mcuflow_spill_keys_init(mcuflow_spill_keys_t *keys, const uint8_t key[16],
 {
     static const char ctr_label[16] = "mcuflow spl ctr";
     static const char mac_label[16] = "mcuflow spl mac";
-    uint8_t derived[16];
-    derive(key, ctr_label, derived);
-    mcuflow_aes128_init(&keys->ctr, derived);
-    derive(key, mac_label, derived);
-    mcuflow_cmac_init(&keys->mac, derived);
-    mcuflow_wipe(derived, sizeof derived);
+    derive_keys(key, ctr_label, mac_label, &keys->ctr, &keys->mac);
     for (unsigned i = 0; i < MCUFLOW_SPILL_NONCE_BYTES; ++i) {
         keys->nonce[i] = nonce[i];
     }
