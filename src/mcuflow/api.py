@@ -398,7 +398,8 @@ def plan_to_json(plan: Plan, patches: PatchSearch | None = None,
 
 EXTERNAL_FIELDS = ("external_tier", "external_image_bytes", "external_read_bytes",
                    "external_write_bytes", "external_reads", "erases_per_inference",
-                   "staging_bytes", "io_stall_ms", "decrypt_ms", "modelled_ms", "slowdown",
+                   "staging_bytes", "key_bytes", "io_stall_ms", "decrypt_ms", "modelled_ms",
+                   "slowdown",
                    "spill_tier", "spill_bytes", "external_writes", "spill_read_bytes",
                    "spill_reads", "spill_ms", "spill_slots", "lifetime_years",
                    "inferences_per_hour")

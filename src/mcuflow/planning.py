@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
+from mcuflow.analysis.metrics import PlannedSteps, Report, analyze, with_keys
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.external import ExternalLayout, external_layout
 from mcuflow.codegen.external_crypto import image_bytes
@@ -14,7 +14,7 @@ from mcuflow.codegen.render import emit_layers, spill_region
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES, get_target
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, TierKind
-from mcuflow.hw.external_crypto import crypto_ms_per_byte
+from mcuflow.hw.external_crypto import crypto_ms_per_byte, crypto_ram_bytes
 from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernels import FC_FEW_PASSES, FC_FEW_UNITS
 from mcuflow.hw.storage_io import TAG_BYTES, ChunkRead, ExternalReads, spill_cost
@@ -143,7 +143,8 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     split = split_wide_layers(graph, int(limit * SPLIT_SHARE), widened)
     if _movable(split, limit) < constants - _flash_capacity(board):
         return None
-    budget = board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES
+    budget = (board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES
+              - _key_bytes(build, request.encrypt_external, request.encrypt_external))
     plan, search = plan_model(split, request, budget, build.core, dsp=build.dsp,
                               spill=spill_target(board, request))
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
@@ -247,7 +248,14 @@ def _analysis(graph: Graph, build: Build, plan: Plan, search: PatchSearch,
                      planned=planned_steps(plan), kernels=[layer.functions for layer in layers],
                      flash=flash, external=reads, spill=spill,
                      inferences_per_hour=request.inferences_per_hour)
-    return Analysis(graph, build.board, plan, report, search)
+    image_sealed = plan.external is not None and plan.external.encrypted
+    keys = _key_bytes(build, image_sealed, plan.spill_encrypted)
+    return Analysis(graph, build.board, plan, with_keys(report, keys) if keys else report, search)
+
+
+def _key_bytes(build: Build, image: bool, spill: bool) -> int:
+    """Static RAM of the encryption keys on a Cortex-M firmware (hw.external_crypto)."""
+    return crypto_ram_bytes(build.firmware, image, spill) if build.firmware in CORTEX_M else 0
 
 
 def _reads(layout: ExternalLayout, plan: Plan, build: Build) -> ExternalReads:

@@ -31,7 +31,7 @@ def test_spilled_activations_run_bit_exact_within_the_boards_memories(encrypted:
     analysis = analyze_graph(graph, Build(board), request)
     report = analysis.report
     assert analysis.fits and analysis.plan.spilled and report.spill_tier == "sd_card"
-    assert analysis.plan.spill_encrypted == encrypted
+    assert analysis.plan.spill_encrypted == encrypted and (report.key_bytes > 0) == encrypted
     assert report.external_write_bytes == report.spill_bytes > 0
     assert report.modelled_ms > report.latency_ms_estimate + report.spill_ms * 0.99
     result = verify_cortexm(analysis.graph, analysis.plan, board.core.value, board, RUNS, 7,

@@ -102,6 +102,8 @@ REPORT_JSON_FIELDS = """\
 | inferences_per_hour | the rate lifetime_years is given at (--inferences-per-hour) |
 | staging_bytes | SRAM staging buffer the chunks are read into (two halves), static storage |
 | | beside the arena, counted in sram_margin_bytes |
+| key_bytes | static SRAM of the AES and CMAC keys of an encrypted image or spill (their |
+| | structs as measured per core), counted in sram_margin_bytes |
 | io_stall_ms | time the core waits for a chunk its computation did not hide (the next chunk |
 | | is read while the current steps compute, as with a DMA) |
 | decrypt_ms | time the core verifies and decrypts an encrypted image's chunks (AES-CMAC |
@@ -168,6 +170,7 @@ class Report:
     external_reads: int = 0
     erases_per_inference: int = 0
     staging_bytes: int = 0
+    key_bytes: int = 0
     io_stall_ms: float = 0.0
     decrypt_ms: float = 0.0
     modelled_ms: float = 0.0
@@ -442,3 +445,10 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
         energy_mj_estimate=sum(layer.energy_mj for layer in layers),
         state_bytes=state, modelled_ms=sum(layer.latency_ms for layer in layers),
     )
+
+
+def with_keys(report: Report, key_bytes: int) -> Report:
+    """The report with the encryption keys' static SRAM (`key_bytes`) counted in its margin."""
+    margin = report.sram_margin_bytes - key_bytes
+    return replace(report, key_bytes=key_bytes, sram_margin_bytes=margin, fits_sram=margin >= 0,
+                   fits=margin >= 0 and report.fits_flash)

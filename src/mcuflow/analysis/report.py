@@ -96,6 +96,9 @@ def _external_lines(report: Report) -> list[Text]:
             f"{report.external_tier} (weights_external.bin), read in "
             f"{report.external_reads - report.spill_reads} chunks per inference into a "
             f"{report.staging_bytes:,} B staging buffer (counted in the SRAM margin)"))
+    if report.key_bytes:
+        lines.append(Text(f"Encrypted: {report.key_bytes:,} B of AES and CMAC keys in SRAM "
+                          "(counted in the SRAM margin)"))
     if report.spill_tier:
         lifetime = (f"; the {report.spill_tier} lasts {report.lifetime_years:,.1f} years at "
                     f"{report.inferences_per_hour:,.4g} inferences an hour"

@@ -25,6 +25,7 @@ from mcuflow.codegen.external import (
 )
 from mcuflow.codegen.names import Naming
 from mcuflow.errors import McuflowError
+from mcuflow.hw.external_crypto import IMAGE_NONCE_BYTES
 from mcuflow.memory.plan import Plan
 
 KEY_BYTES = 16
@@ -32,7 +33,7 @@ KEY_FILE = "external_key.bin"
 """Where the shipped storage implementations read the key at run time (host and QEMU)."""
 ENCRYPTED_VERSION = 2
 """The image format version of an encrypted image (a plain one is external.FORMAT_VERSION)."""
-NONCE_BYTES = 12
+NONCE_BYTES = IMAGE_NONCE_BYTES
 ENCRYPTED_HEADER_BYTES = HEADER.size + NONCE_BYTES
 """HEADER, then the nonce: the first 12 bytes of every CTR counter block of the image."""
 CRYPTO_FILES = ("mcuflow_crypto.h", "mcuflow_crypto.c")

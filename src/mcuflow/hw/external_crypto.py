@@ -1,4 +1,4 @@
-"""Measured instructions per byte of verifying and decrypting an encrypted external image."""
+"""Measured costs of encrypted external data: instructions per byte, and the keys' static RAM."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board
+from mcuflow.hw.kernel_code import target_code
+
+IMAGE_NONCE_BYTES = 12
+"""The nonce of an encrypted image: the first 12 bytes of every CTR counter block, kept in RAM
+beside the image's keys."""
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,16 @@ def crypto_ms_per_byte(board: Board, core: str) -> float:
     """
     return (crypto_instructions_per_byte(core) * board.core_model.cycles_per_instruction
             / board.clock_hz * 1e3)
+
+
+def crypto_ram_bytes(target: str, image: bool, spill: bool) -> int:
+    """Static RAM of the keys on Cortex-M `target`: an encrypted image's, a spill's.
+
+    sizeof mcuflow_image_keys_t (with the image's nonce beside it) and mcuflow_spill_keys_t, as
+    bench/kernel_code.py measured them; 0 for neither.
+    """
+    if not image and not spill:
+        return 0
+    structs = target_code(target).structs
+    return ((structs["mcuflow_image_keys_t"] + IMAGE_NONCE_BYTES if image else 0)
+            + (structs["mcuflow_spill_keys_t"] if spill else 0))

@@ -23,11 +23,12 @@ from elftools.elf.elffile import ELFFile
 from mcuflow.codegen.context import ConstantPool, LayerCode
 from mcuflow.codegen.emit_dsp import DSP_HEADER
 from mcuflow.codegen.external import external_layout
+from mcuflow.codegen.external_crypto import CRYPTO_FILES
 from mcuflow.codegen.firmware import QEMU_SEMIHOSTING, RAM_REGIONS, Firmware, Io, MemoryMap
 from mcuflow.codegen.flash import array_flash_bytes, estimate_flash, kernel_calls
 from mcuflow.codegen.project import kernel_files, render_project
 from mcuflow.codegen.render import COMMON_HEADER, KERNELS_HEADER, emit_layers
-from mcuflow.codegen.targets import CORTEX_M_LDFLAGS
+from mcuflow.codegen.targets import CORTEX_M_LDFLAGS, template
 from mcuflow.errors import ToolchainError
 from mcuflow.hw.board import Board, TierKind, get_board, load_boards
 from mcuflow.hw.kernel_code import KernelCode, RunFit, TargetCode
@@ -63,8 +64,9 @@ PROBE_BOARD = "nucleo-f767zi"
 """Sizes the probes' linker script (2 MiB flash, 512 KiB SRAM: room for every probe)."""
 FLASH_SECTIONS = frozenset({".vectors", ".text", ".rodata", ".ARM.exidx", ".data"})
 """Output sections of mcuflow.ld stored in flash (.data by its load image)."""
-STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER)
-"""The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's)."""
+STRUCT_HEADERS = (COMMON_HEADER, KERNELS_HEADER, DSP_HEADER, CRYPTO_FILES[0])
+"""The probe's headers declaring parameter structs (its KERNELS_HEADER: every kernel's), and
+the crypto header declaring the keys' structs (their static RAM: crypto_ram_bytes)."""
 PLAN_SECONDS = 0.2
 EXTERNAL_PROBE_LAYERS = 8
 """Layers of the probe whose constants are read from an external image (_external)."""
@@ -411,6 +413,7 @@ def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], bare: list[Plan],
 
 def _struct_sizes(probe: _Probe) -> dict[str, int]:
     """sizeof every parameter struct of the kernel headers, from a probe object's symbols."""
+    (probe.directory / CRYPTO_FILES[0]).write_text(template("common", CRYPTO_FILES[0]))
     headers = [h for h in STRUCT_HEADERS if (probe.directory / h).exists()]
     types = [t for h in headers for t in _STRUCT_TYPE.findall((probe.directory / h).read_text())]
     lines = [f'#include "{h}"' for h in headers]
