@@ -106,6 +106,20 @@ def test_a_stage_end_or_a_recompute_stage_is_never_spilled() -> None:
         patch_rewrite(GRAPH, stage, PatchChoice(stage.end, 2, 2, PatchMode.RECOMPUTE, (inner,)))
 
 
+def test_a_spilled_tensor_read_by_a_narrower_window_is_read_back_in_whole_rows() -> None:
+    """A stride-2 3x3 VALID-like read takes 47 of 48 columns: the rows come back whole."""
+    graph = zoo.resnet_like(48, (8, 16, 32), 10)
+    plan = _spilling(graph, 12, 1)
+    check_plan(plan)
+    narrower = [op for op in plan.graph.operators if op.kind is OpKind.SLICE
+                and op.inputs[0] in plan.spilled
+                and plan.graph.tensors[op.outputs[0]].shape[2:]
+                != plan.graph.tensors[op.inputs[0]].shape[2:]]
+    assert narrower == []
+    result = verify_host(graph, plan, runs=1, seed=2)
+    assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+
+
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_the_c_of_a_spilling_stage_is_bit_exact_with_litert(compiler: str) -> None:
     plan = _spilling(GRAPH, 12, 2)

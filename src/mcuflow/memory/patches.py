@@ -493,8 +493,17 @@ class _Rewrite:
 
     def _cut(self, of: str, piece: _Piece, region: Region, tag: str,
              always: bool = False) -> str:
+        """A SLICE of `piece` holding `region` (the piece itself when it is that, unspilled).
+
+        A spilled piece is read back in whole rows (the storage holds rows): a narrower window
+        is then cut from those rows in the arena.
+        """
         if piece.region == region and not always and piece.name not in self.spilled:
             return piece.name
+        if piece.name in self.spilled and region[2:] != piece.region[2:]:
+            rows = (region[0], region[1], *piece.region[2:])
+            whole = self._cut(of, piece, rows, f"{tag}r", always=True)
+            return self._cut(of, _Piece(whole, rows), region, tag, always=True)
         sliced = self.window_tensor(of, region, f"{of}#{tag}:cut")
         begin = (0, region[0] - piece.region[0], region[2] - piece.region[2], 0)
         size = self.graph.tensors[sliced].shape
