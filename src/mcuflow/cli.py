@@ -45,7 +45,9 @@ from mcuflow.hw.board import load_boards
 from mcuflow.ir.constraints import constraints_for, supported_ops_markdown
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch
+from mcuflow.memory.plan import Plan
 from mcuflow.memory.plot import plot_arena
+from mcuflow.memory.tiers import spills_to_memory
 from mcuflow.planning import planned_steps
 from mcuflow.quant.qdq import KeptReport
 from mcuflow.quant.report import QuantReport
@@ -385,6 +387,19 @@ def plan_command(
     _print_fit(fitted, fit_request)
 
 
+def _spill_note(plan: Plan, spill_bytes: int, files: tuple[str, ...]) -> str:
+    """Where a compiled project's spilled activations go, and what that leaves to the user."""
+    tier = plan.spill_tier.kind.value if plan.spill_tier is not None else "external storage"
+    where = f"{spill_bytes:,} B of activations spilled per inference to the {tier}"
+    if spills_to_memory(plan.spill_tier):
+        return (f"{where}: a buffer the linker script places in its region (set up its "
+                "controller before the first inference)")
+    if XIP_SOURCE in files:
+        return (f"{where} through mcuflow_storage.h: {XIP_SOURCE} refuses writes and erases, "
+                "implement them with your board's flash driver")
+    return f"{where} through mcuflow_storage.h ({_storage_note(files)})"
+
+
 def _storage_note(files: tuple[str, ...]) -> str:
     """What a compiled project's storage implementation leaves to the user."""
     if XIP_SOURCE in files:
@@ -509,6 +524,9 @@ def compile_command(
         if project.external.encrypted:
             console.print("the image is encrypted (AES-128-CTR, a CMAC tag per chunk): "
                           "implement mcuflow_external_key() to give the firmware its key")
+    if fitted.analysis.plan.spilled:
+        console.print(_spill_note(fitted.analysis.plan, fitted.analysis.report.spill_bytes,
+                                  project.files))
     if key is not None and fitted.analysis.plan.spilled:
         console.print("spilled activations are encrypted (AES-128-CTR, a CMAC tag per row): "
                       "implement mcuflow_external_key() and mcuflow_spill_nonce()")

@@ -370,3 +370,19 @@ def test_a_nor_flash_spill_erases_the_next_slot_each_inference(tmp_path: Path,
     result = subprocess.run([str(unerased)], cwd=tmp_path, capture_output=True, text=True,
                             timeout=60)
     assert result.stdout.split()[:2] == ["5", "5"]
+
+
+@pytest.mark.parametrize(("board", "said"), [
+    ("stm32f746g-disco", "to the sdram: a buffer the linker script places in its region"),
+    ("nucleo-f091rc", "to the sd_card through mcuflow_storage.h"),
+])
+def test_compile_says_where_the_activations_spill(tmp_path: Path, board: str, said: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "mobilenet.tflite"
+    model.write_bytes(write_tflite(zoo.mobilenet_v2(96, 0.35, 10)))
+    code, out, err = run_cli_output(capsys, [
+        "compile", str(model), "--board", board, "--sram-budget", str(SPILL_BUDGET),
+        "--input", "streamed", "-o", str(tmp_path / "project")])
+    assert code == 0, err
+    assert said in " ".join(out.split())
+    assert "B of activations spilled per inference" in " ".join(out.split())
