@@ -391,10 +391,8 @@ def _with_spill(report: Report, board: Board, spill: SpillCost, rate: float) -> 
     """
     traffic = spill.traffic
     modelled = report.modelled_ms + spill.ms
-    margin = report.sram_margin_bytes - traffic.buffer_bytes
     return replace(
-        report, sram_margin_bytes=margin, fits_sram=margin >= 0,
-        fits=margin >= 0 and report.fits_flash, spill_tier=spill.tier,
+        _less_sram(report, traffic.buffer_bytes), spill_tier=spill.tier,
         spill_bytes=traffic.write_bytes,
         external_write_bytes=traffic.write_bytes, external_writes=len(traffic.writes),
         external_read_bytes=report.external_read_bytes + traffic.read_bytes,
@@ -410,14 +408,20 @@ def _with_spill(report: Report, board: Board, spill: SpillCost, rate: float) -> 
 
 def _with_storage(report: Report, external: ExternalReads, storage: StorageCost) -> Report:
     """The report of an out-of-core plan: its staging in SRAM, its reads' figures and costs."""
-    margin = report.sram_margin_bytes - external.staging_bytes
     return replace(
-        report, external_tier=storage.tier, external_image_bytes=external.image_bytes,
+        _less_sram(report, external.staging_bytes), external_tier=storage.tier,
+        external_image_bytes=external.image_bytes,
         external_read_bytes=storage.read_bytes, external_reads=storage.reads,
         staging_bytes=external.staging_bytes, io_stall_ms=storage.stall_ms,
         decrypt_ms=storage.decrypt_ms, modelled_ms=storage.modelled_ms, slowdown=storage.slowdown,
-        energy_mj_estimate=report.energy_mj_estimate + storage.energy_mj,
-        sram_margin_bytes=margin, fits_sram=margin >= 0, fits=margin >= 0 and report.fits_flash)
+        energy_mj_estimate=report.energy_mj_estimate + storage.energy_mj)
+
+
+def _less_sram(report: Report, static_bytes: int) -> Report:
+    """The report with `static_bytes` more of static SRAM beside the arena in its margin."""
+    margin = report.sram_margin_bytes - static_bytes
+    return replace(report, sram_margin_bytes=margin, fits_sram=margin >= 0,
+                   fits=margin >= 0 and report.fits_flash)
 
 
 def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights: _WeightsPlan,
@@ -449,6 +453,4 @@ def _report(graph: Graph, board: Board, layers: tuple[LayerReport, ...], weights
 
 def with_keys(report: Report, key_bytes: int) -> Report:
     """The report with the encryption keys' static SRAM (`key_bytes`) counted in its margin."""
-    margin = report.sram_margin_bytes - key_bytes
-    return replace(report, key_bytes=key_bytes, sram_margin_bytes=margin, fits_sram=margin >= 0,
-                   fits=margin >= 0 and report.fits_flash)
+    return replace(_less_sram(report, key_bytes), key_bytes=key_bytes)
