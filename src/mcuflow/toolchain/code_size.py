@@ -9,7 +9,6 @@ routines) are recorded once as support entries.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 import subprocess
@@ -366,25 +365,17 @@ def _spill(probe: _Probe) -> dict[str, int]:
     storage, access = _spill_fit(probe, graph, plans, plans, QEMU_SEMIHOSTING, "spill")
     ram_board = get_board(SPILL_RAM_BOARD)
     sdram = region(ram_board.regions, RAM_REGIONS[TierKind.SDRAM])
-    in_ram = [_variant(plan, spill_tier=ram_board.tier(TierKind.SDRAM)) for plan in plans]
+    in_ram = [replace(plan, spill_tier=ram_board.tier(TierKind.SDRAM)) for plan in plans]
     ram, ram_access = _spill_fit(probe, graph, in_ram, in_ram, Firmware(spill_ram=sdram),
                                  "spill-ram")
     nor_tier = get_board(SPILL_NOR_BOARD).tier(TierKind.QSPI_FLASH)
-    on_nor = [_variant(plan, spill_tier=nor_tier) for plan in plans]
+    on_nor = [replace(plan, spill_tier=nor_tier) for plan in plans]
     nor, _ = _spill_fit(probe, graph, on_nor, plans, QEMU_SEMIHOSTING, "spill-nor")
-    sealed_plans = [_variant(plan, spill_encrypted=True) for plan in plans]
+    sealed_plans = [replace(plan, spill_encrypted=True) for plan in plans]
     sealed, sealed_access = _spill_fit(probe, graph, sealed_plans, plans, QEMU_SEMIHOSTING,
                                        "spill-sealed")
     return {"storage": storage, "access": access, "ram": ram, "ram_access": ram_access,
             "nor": nor, "sealed": sealed, "sealed_access": sealed_access}
-
-
-def _variant(plan: Plan, **changes: object) -> Plan:
-    """A copy of `plan` with the attributes `changes` set (how and where it spills)."""
-    changed = copy.copy(plan)
-    for name, value in changes.items():
-        setattr(changed, name, value)
-    return changed
 
 
 def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], bare: list[Plan],
