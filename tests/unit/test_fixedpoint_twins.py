@@ -165,6 +165,22 @@ def _reciprocal_cases() -> Iterator[Case]:
         yield (positive,), (integer_bits,)
 
 
+def _quantize_multiplier_cases() -> Iterator[Case]:
+    rng = _rng(10)
+    near_carry = 1.0 - 2.0 ** -np.arange(30, 34)
+    edges = np.array([0.0, 2.0 ** -31, 2.0 ** -32, 2.0 ** -33, 1.0, 0.5, *near_carry,
+                      *(near_carry * 2.0 ** -31), *(near_carry * 2.0 ** -32), -0.75, 3e9])
+    scales = rng.uniform(0.5, 1.5, RANDOM) * 10.0 ** rng.integers(-12, 3, RANDOM)
+    yield (edges,), ()
+    yield (scales,), ()
+    yield (np.float64(np.float32(0.02)) * scales.astype(np.float32) / 0.07,), ()
+
+
+def _quantize_multiplier(real: float) -> tuple[int, int]:
+    found = fp.quantize_multiplier(real)
+    return found.multiplier, found.shift
+
+
 TWINS = {
     "tflite_round": Twin(fp.tflite_round, fp.round_half_away_array, _round_cases),
     "wrap_int32": Twin(fp._wrap_int32, fp._wrap_int32_array, _wrap_cases),
@@ -184,6 +200,8 @@ TWINS = {
         fp.one_over_one_plus_x_for_x_in_0_1, fp.one_over_one_plus_x_for_x_in_0_1_array,
         _one_over_cases),
     "get_reciprocal": Twin(fp.get_reciprocal, fp.get_reciprocal_array, _reciprocal_cases),
+    "quantize_multiplier": Twin(_quantize_multiplier, fp.quantize_multiplier_array,
+                                _quantize_multiplier_cases),
 }
 
 

@@ -52,6 +52,18 @@ def quantize_multiplier(real_multiplier: float) -> QuantizedMultiplier:
     return QuantizedMultiplier(int(q_fixed), int(shift))
 
 
+def quantize_multiplier_array(real_multipliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """quantize_multiplier of every element: (multipliers, shifts), int64."""
+    reals = np.asarray(real_multipliers, dtype=np.float64)
+    mantissas, shifts = np.frexp(reals)
+    fixed = round_half_away_array(mantissas * float(1 << 31)).astype(np.int64)
+    carry = fixed == (1 << 31)
+    fixed = np.where(carry, fixed // 2, fixed)
+    shifts = shifts.astype(np.int64) + carry
+    lost = (reals == 0.0) | (shifts < -31)
+    return np.where(lost, 0, fixed), np.where(lost, 0, shifts)
+
+
 def saturating_rounding_doubling_high_mul(a: int, b: int) -> int:
     """gemmlowp SaturatingRoundingDoublingHighMul for int32 a, b."""
     if a == b == INT32_MIN:
@@ -189,10 +201,9 @@ def per_channel_multipliers(
     layers asked (a patch stage's copies of a layer share its scales).
     """
     scales = filter_scales if len(filter_scales) == channels else filter_scales[:1] * channels
-    quantized = [quantize_multiplier(input_scale * s / output_scale) for s in scales]
-    return ChannelMultipliers(
-        tuple(q.multiplier for q in quantized), tuple(q.shift for q in quantized)
-    )
+    multipliers, shifts = quantize_multiplier_array(
+        input_scale * np.asarray(scales, dtype=np.float64) / output_scale)
+    return ChannelMultipliers(tuple(multipliers.tolist()), tuple(shifts.tolist()))
 
 
 def multiplier_below_one(real_multiplier: float) -> QuantizedMultiplier | None:
