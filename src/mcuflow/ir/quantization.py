@@ -37,8 +37,8 @@ class QuantParams:
     def per_channel(cls, scales: np.ndarray, zero_points: np.ndarray, axis: int) -> QuantParams:
         """One scale and zero point per slice along `axis`."""
         return cls(
-            tuple(float(s) for s in np.asarray(scales, dtype=np.float32)),
-            tuple(int(z) for z in np.asarray(zero_points)),
+            tuple(np.asarray(scales, dtype=np.float32).tolist()),
+            tuple(np.asarray(zero_points, dtype=np.int64).tolist()),
             axis,
         )
 

@@ -74,7 +74,8 @@ def step_signature(graph: Graph, op: Operator) -> tuple[object, ...]:
 
 @dataclass
 class StepCache:
-    """build_problem's work per step, shared by the steps of equal step_signature.
+    """build_problem's work per step, shared by the steps of equal step_signature, and its
+    problems, each built once per graph and options.
 
     Scope one to graphs whose constants of one name are one tensor: a graph and its patch
     stage rewrites (the rewrites keep the model's constants). `signatures` numbers the step
@@ -85,6 +86,8 @@ class StepCache:
     options: dict[tuple[object, ...], tuple[tuple[str, ...], list[Option]]] = field(
         default_factory=dict)
     scratch: dict[tuple[int, bool], int] = field(default_factory=dict)
+    problems: dict[tuple[object, ...], Problem] = field(default_factory=dict)
+    """build_problem's answers by the graph's identity and the options."""
 
     def number(self, graph: Graph, op: Operator) -> int:
         """The number of the step_signature of `op`."""
@@ -128,6 +131,19 @@ def build_problem(graph: Graph, alignment: int = 16,
     the producing step only.
     """
     cache = cache if cache is not None else StepCache()
+    key = (id(graph), alignment, kinds, dsp, streamed, split, spilled)
+    known = cache.problems.get(key)
+    if known is not None and known.graph is graph:
+        return known
+    problem = _new_problem(graph, alignment, kinds, dsp, streamed, split, cache, spilled)
+    cache.problems[key] = problem
+    return problem
+
+
+def _new_problem(graph: Graph, alignment: int, kinds: frozenset[InPlace], dsp: bool,
+                 streamed: frozenset[str], split: bool, cache: StepCache,
+                 spilled: frozenset[str]) -> Problem:
+    """build_problem without the cache's problems."""
     parent = shared_parents(graph, kinds, streamed | spilled)
     whole = build_storages(graph, parent, streamed, spilled)
     statics = [static_kind(graph, op, parent) for op in graph.operators]

@@ -50,7 +50,8 @@ class Fit:
     fits: bool
     exact: bool = True
     """False when a lower bound rejected the candidate before planning: `peak_ram_bytes` and
-    `flash_bytes` are then the planner's lower bounds, `latency_ms` 0 (not estimated)."""
+    `flash_bytes` are then the planner's lower bounds (the arena's 0 when the flash bound,
+    checked first, rejected it), `latency_ms` 0 (not estimated)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -241,13 +242,13 @@ class FitCheck:
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
         graph = arch_graph(arch, self.space, self.input_channels, self.classes)
         cache = StepCache()
-        bounds = bounds_of(graph, self.build, cache)
-        if bounds.flash_bytes > self.limits.flash_bytes:
+        flash = flash_bound(graph, self.build)
+        if flash > self.limits.flash_bytes:
             self.decided["flash bound"] += 1
-        elif bounds.arena_bytes > self.limits.sram_bytes:
+            return Fit(0, flash, 0.0, model_macs, False, exact=False)
+        arena = arena_bound(graph, self.build, cache)
+        if arena > self.limits.sram_bytes:
             self.decided["arena bound"] += 1
-        else:
-            self.decided["planner"] += 1
-            return fit_of(analyze(graph, self.build, self.limits, cache), self.limits,
-                          model_macs)
-        return Fit(bounds.arena_bytes, bounds.flash_bytes, 0.0, model_macs, False, exact=False)
+            return Fit(arena, flash, 0.0, model_macs, False, exact=False)
+        self.decided["planner"] += 1
+        return fit_of(analyze(graph, self.build, self.limits, cache), self.limits, model_macs)
