@@ -74,10 +74,9 @@ def step_signature(graph: Graph, op: Operator) -> tuple[object, ...]:
 
 @dataclass
 class StepCache:
-    """build_problem's work per step, shared by the steps of equal step_signature, and its
-    problems, each built once per graph and options.
+    """build_problem's work per step and its problems, each built once per graph and options.
 
-    Scope one to graphs whose constants of one name are one tensor: a graph and its patch
+    Steps of equal step_signature share their work. Scope one to graphs whose constants of one name are one tensor: a graph and its patch
     stage rewrites (the rewrites keep the model's constants). `signatures` numbers the step
     signatures met, which key the rest.
     """
