@@ -76,9 +76,9 @@ def step_signature(graph: Graph, op: Operator) -> tuple[object, ...]:
 class StepCache:
     """build_problem's work per step and its problems, each built once per graph and options.
 
-    Steps of equal step_signature share their work. Scope one to graphs whose constants of one name are one tensor: a graph and its patch
-    stage rewrites (the rewrites keep the model's constants). `signatures` numbers the step
-    signatures met, which key the rest.
+    Steps of equal step_signature share their work. Scope one to graphs whose constants of
+    one name are one tensor: a graph and its patch stage rewrites (the rewrites keep the
+    model's constants). `signatures` numbers the step signatures met, which key the rest.
     """
 
     signatures: dict[tuple[object, ...], int] = field(default_factory=dict)
