@@ -62,6 +62,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+PIPED_WIDTH = 120
+"""Columns of a wide table written to a file or a pipe (Rich assumes 80 there)."""
 
 
 def _print_version(value: bool) -> None:
@@ -1171,15 +1173,19 @@ def boards_command(board_file: BoardFileOption = None, as_json: JsonOption = Fal
         _print_json([board.to_json() for board in boards.values()])
         return
     table = Table(title="Boards")
-    for column in ("id", "name", "core", "clock MHz", "SRAM KiB", "flash KiB", "tiers"):
-        table.add_column(column)
+    table.add_column("id", no_wrap=True, min_width=max(len(board_id) for board_id in boards))
+    table.add_column("name", overflow="fold")
+    table.add_column("core", no_wrap=True, min_width=len("cortex-m0plus"))
+    for column in ("clock MHz", "SRAM KiB", "flash KiB"):
+        table.add_column(column, justify="right")
+    table.add_column("tiers", no_wrap=True)
     for board in boards.values():
         table.add_row(
             board.id, board.name, board.core, f"{board.clock_hz / 1e6:g}",
             f"{board.sram_bytes / 1024:g}", f"{board.flash_bytes / 1024:g}",
-            ", ".join(tier.kind.value for tier in board.tiers),
+            "\n".join(tier.kind.value for tier in board.tiers),
         )
-    console.print(table)
+    (console if console.is_terminal else Console(width=PIPED_WIDTH)).print(table)
 
 
 @app.command("ops")

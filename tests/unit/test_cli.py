@@ -85,6 +85,17 @@ def test_boards_json(capsys: pytest.CaptureFixture[str]) -> None:
             "nucleo-f091rc", "nucleo-l4r5zi", "rp2040", "nrf52840"} <= ids
 
 
+def test_boards_table_written_to_a_pipe_shows_every_id_whole(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The ids are what --board takes: an 80-column table once cut them to 'nucleo-…'."""
+    _, listed, _ = invoke(capsys, "boards", "--json")
+    code, out, _ = invoke(capsys, "boards")
+    assert code == 0
+    first_cells = {line.split("│")[1].strip() for line in out.splitlines()
+                   if line.startswith("│") and line.split("│")[1].strip()}
+    assert first_cells == {board["id"] for board in json.loads(listed)}
+
+
 def test_supported_ops_md_is_generated() -> None:
     assert (ROOT / "SUPPORTED_OPS.md").read_text() == supported_ops_markdown()
 
