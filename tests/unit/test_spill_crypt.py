@@ -9,6 +9,7 @@ return MCUFLOW_ERROR_TAG.
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,10 +26,17 @@ from mcuflow.ir.ops import OpKind
 from mcuflow.memory.check import check_plan
 from mcuflow.memory.execute import run_in_arena
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.memory.plan import Plan
+from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.tiers import spill_tier
 from mcuflow.planning import spill_target
-from mcuflow.toolchain.host import build_host, input_records, random_inputs, verify_host
+from mcuflow.toolchain.host import (
+    build_host,
+    input_records,
+    place_external,
+    random_inputs,
+    verify_host,
+)
+from tests.codegen.test_external_weights import steps_with_constants
 from tests.unit.test_spill import F091RC, GRAPH, _spilling
 
 KEY = bytes(range(0x30, 0x40))
@@ -176,3 +184,90 @@ def test_encryption_no_longer_stops_spilling_and_prices_the_aes() -> None:
     rows = max(graph.tensors[name].shape[1] for name in spilled)
     assert traffic.buffer_bytes == TAG * rows
 
+
+
+KEY_SHIM = """
+#include <stdlib.h>
+
+/* Test shim: count the key requests; at each, and at exit, check that no key derived by
+ * an earlier inference is left in model.c's statics (mcuflow_test_keys_wiped, appended
+ * there); write both counts to key_requests.txt. */
+int mcuflow_test_keys_wiped(void);
+static unsigned requests = 0u;
+static unsigned unwiped = 0u;
+static void report(void)
+{
+    FILE *file = fopen("key_requests.txt", "w");
+    unwiped += !mcuflow_test_keys_wiped();
+    if (file != NULL) {
+        fprintf(file, "%u %u\\n", requests, unwiped);
+        fclose(file);
+    }
+}
+int mcuflow_external_key(uint8_t key[16])
+{
+    if (requests++ == 0u) {
+        atexit(report);
+    }
+    unwiped += !mcuflow_test_keys_wiped();
+    return stored_key(key);
+}
+"""
+
+
+KEYS_CHECK = """
+static int all_zero(const void *data, size_t size)
+{
+    const uint8_t *bytes = (const uint8_t *)data;
+    int zero = 1;
+    for (size_t i = 0; i < size; ++i) {
+        zero &= bytes[i] == 0u;
+    }
+    return zero;
+}
+
+int mcuflow_test_keys_wiped(void);
+int mcuflow_test_keys_wiped(void)
+{
+    return CHECKS;
+}
+"""
+
+
+def _keys_check(model_c: str) -> str:
+    """mcuflow_test_keys_wiped for model.c: 1 when its derived key structs hold only zeros."""
+    structs = re.findall(r"^static mcuflow_(?:image|spill)_keys_t (\w+);", model_c, re.M)
+    assert len(structs) == 2, structs
+    checks = " && ".join(f"all_zero(&{name}, sizeof {name})" for name in structs)
+    return model_c + KEYS_CHECK.replace("CHECKS", checks)
+
+
+def test_an_inference_asks_for_the_key_once_and_leaves_no_derived_key(tmp_path: Path) -> None:
+    """An encrypted image and encrypted spills: both keys come from one request.
+
+    Neither the image's nor the spill's derived keys outlive the inference (a RAM dump
+    between inferences finds none). The C is bit-exact with LiteRT.
+    """
+    plan = _sealed()
+    plan.external = ExternalWeights("sd_card", steps_with_constants(plan), encrypted=True)
+    result = verify_host(GRAPH, plan, runs=2, seed=4, external_key=KEY)
+    assert result.bit_exact and result.mismatches == 0 and result.litert_mismatches == 0
+    project = generate_project(GRAPH, plan, tmp_path / "project", target="host",
+                               external_key=KEY).path
+    model_c = next(project.glob("*model.c"))
+    model_c.write_text(_keys_check(model_c.read_text()))
+    hook = project / "mcuflow_key_file.c"
+    text = hook.read_text()
+    assert text.count("int mcuflow_external_key(") == 1
+    hook.write_text(text.replace("int mcuflow_external_key(", "static int stored_key(")
+                    + KEY_SHIM)
+    binary, run = build_host(project), tmp_path / "run"
+    run.mkdir()
+    runs = 3
+    (run / "input.bin").write_bytes(input_records(random_inputs(GRAPH, runs, 5)))
+    place_external(run, project / IMAGE_FILE, KEY)
+    done = subprocess.run([str(binary), "input.bin", "output.bin"], cwd=run,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    requests, unwiped = map(int, (run / "key_requests.txt").read_text().split())
+    assert (requests, unwiped) == (runs, 0)

@@ -209,31 +209,11 @@ def _check_source(layout: ExternalLayout, naming: Naming) -> list[str]:
 
 
 def _first_chunk_source(layout: ExternalLayout, naming: Naming) -> list[str]:
-    checked = naming.symbol("image_checked")
     return [
-        "/* Check the image once; derive the keys from mcuflow_external_key() (every inference,",
-        " * the key itself wiped at once); forget any read an earlier run left pending when it",
-        " * failed, then begin reading the first chunk. */",
+        "/* Forget any read an earlier run left pending when it failed, then begin reading the",
+        " * first chunk (model_run has checked the image and derived this inference's keys). */",
         f"static int {naming.symbol('first_chunk')}(void)",
         "{",
-        "    uint8_t key[16];",
-        "    int status;",
-        f"    if (!{checked}) {{",
-        f"        status = {naming.symbol('check_image')}();",
-        "        if (status != MCUFLOW_OK) {",
-        "            return status;",
-        "        }",
-        f"        {checked} = 1;",
-        "    }",
-        "    status = mcuflow_external_key(key) != 0 ? MCUFLOW_ERROR_KEY : MCUFLOW_OK;",
-        "    if (status == MCUFLOW_OK) {",
-        f"        mcuflow_image_keys_init(&{naming.symbol('image_keys')}, key, "
-        f"{naming.symbol('image_nonce')}, {naming.macro('EXTERNAL_LAYOUT_ID')});",
-        "    }",
-        "    mcuflow_wipe(key, sizeof key);",
-        "    if (status != MCUFLOW_OK) {",
-        "        return status;",
-        "    }",
         "    if (mcuflow_storage_wait() != 0) {",
         "        return MCUFLOW_ERROR_STORAGE;",
         "    }",
@@ -307,28 +287,54 @@ def sealed_spill_source(plan: Plan, naming: Naming) -> list[str]:
     ]
 
 
-def sealed_run_source(naming: Naming) -> list[str]:
-    """model_run of an encrypted spill: model_steps between deriving and wiping the spill keys."""
-    keys = naming.symbol("spill_keys")
+def keyed_run_source(naming: Naming, image: bool, spill: bool) -> list[str]:
+    """model_run of a model with an encrypted image, encrypted spills or both.
+
+    One request to mcuflow_external_key() per inference derives every key (the key itself
+    wiped at once): the image's, once its header is checked (the first inference only), and
+    the spill's with a nonce never used before from mcuflow_spill_nonce(); model_steps runs
+    between, and every derived key is wiped when the steps end, however they end.
+    """
+    derived = [naming.symbol(name) for name, wanted in (("image_keys", image),
+                                                         ("spill_keys", spill)) if wanted]
+    request = "mcuflow_external_key(key) != 0" + (
+        " || mcuflow_spill_nonce(nonce) != 0" if spill else "")
     return [
-        "/* One inference: its spill keys from mcuflow_external_key() (the key wiped at once) and",
-        " * a nonce never used before from mcuflow_spill_nonce(); the keys are wiped when the",
-        " * steps end, however they end. */",
+        "/* One inference: its keys derived from one mcuflow_external_key() request (the key",
+        " * wiped at once), wiped when the steps end, however they end. */",
         f"static int {naming.symbol('model_run')}(void)",
         "{",
         "    uint8_t key[16];",
-        "    uint8_t nonce[MCUFLOW_SPILL_NONCE_BYTES];",
-        "    int status = mcuflow_external_key(key) != 0 || mcuflow_spill_nonce(nonce) != 0",
-        "                     ? MCUFLOW_ERROR_KEY : MCUFLOW_OK;",
+        *(["    uint8_t nonce[MCUFLOW_SPILL_NONCE_BYTES];"] if spill else []),
+        "    int status = MCUFLOW_OK;",
+        *(_image_check(naming) if image else []),
         "    if (status == MCUFLOW_OK) {",
-        f"        mcuflow_spill_keys_init(&{keys}, key, nonce);",
+        f"        status = {request} ? MCUFLOW_ERROR_KEY : MCUFLOW_OK;",
+        "    }",
+        "    if (status == MCUFLOW_OK) {",
+        *([f"        mcuflow_image_keys_init(&{naming.symbol('image_keys')}, key, "
+           f"{naming.symbol('image_nonce')}, {naming.macro('EXTERNAL_LAYOUT_ID')});"]
+          if image else []),
+        *([f"        mcuflow_spill_keys_init(&{naming.symbol('spill_keys')}, key, nonce);"]
+          if spill else []),
         "    }",
         "    mcuflow_wipe(key, sizeof key);",
         "    if (status == MCUFLOW_OK) {",
         f"        status = {naming.symbol('model_steps')}();",
         "    }",
-        f"    mcuflow_wipe(&{keys}, sizeof {keys});",
+        *[f"    mcuflow_wipe(&{keys}, sizeof {keys});" for keys in derived],
         "    return status;",
         "}",
         "",
+    ]
+
+
+def _image_check(naming: Naming) -> list[str]:
+    """model_run's check of the image header, done by the first inference that passes it."""
+    checked = naming.symbol("image_checked")
+    return [
+        f"    if (!{checked}) {{",
+        f"        status = {naming.symbol('check_image')}();",
+        f"        {checked} = status == MCUFLOW_OK;",
+        "    }",
     ]

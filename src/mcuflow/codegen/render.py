@@ -28,7 +28,7 @@ from mcuflow.codegen.external import (
 from mcuflow.codegen.external_crypto import (
     CRYPTO_FILES,
     encrypted_image,
-    sealed_run_source,
+    keyed_run_source,
     sealed_spill_source,
     staging_source,
 )
@@ -634,7 +634,9 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
                   else _staging_source(external, naming))
     for layer in layers:
         lines += [*layer.definitions, ""] if layer.definitions else []
-    steps = naming.symbol("model_steps") if plan.spill_encrypted else run
+    image_sealed = external is not None and external.encrypted
+    keyed = plan.spill_encrypted or image_sealed
+    steps = naming.symbol("model_steps") if keyed else run
     lines += [f"static int {steps}(void)", "{"]
     if region is not None and region.erase_block:
         lines += [f"    if ({naming.symbol('spill_begin')}() != 0) {{",
@@ -648,8 +650,8 @@ def _model_source(graph: Graph, plan: Plan, layers: list[LayerCode], inputs: lis
             lines += _next_chunk(external, index, naming)
         lines += [_indent(statement) for statement in layer.statements]
     lines += [f"    MCUFLOW_MARK({len(layers)});", "    return MCUFLOW_OK;", "}", ""]
-    if plan.spill_encrypted:
-        lines += sealed_run_source(naming)
+    if keyed:
+        lines += keyed_run_source(naming, image_sealed, plan.spill_encrypted)
     lines += _invoke_functions(inputs, outputs, naming)
     lines += _zero_copy_functions(inputs, outputs, naming)
     return "\n".join(lines)
@@ -1117,11 +1119,13 @@ def _encrypted_readme(external: ExternalLayout) -> list[str]:
         "portable C99).",
         "The key is in no file of this directory: every inference asks "
         "`int mcuflow_external_key(uint8_t key[16])`",
-        f"(declared in `{STORAGE_HEADER}`) for it; implement it on your board from OTP, a "
-        "secure element or a",
-        "key store. The shipped storage implementations read `external_key.bin` from the "
-        "working directory",
-        "(stdio on the host, semihosting on QEMU), for testing only.",
+        f"(declared in `{STORAGE_HEADER}`) for it once, wipes it as soon as the keys are "
+        "derived from it, and wipes",
+        "those when it ends; implement the hook on your board from OTP, a secure element or "
+        "a key store. The shipped",
+        "storage implementations read `external_key.bin` from the working directory (stdio "
+        "on the host, semihosting",
+        "on QEMU), for testing only.",
     ]
 
 

@@ -42,8 +42,9 @@ int mcuflow_storage_write(uint32_t offset, const void *src, uint32_t size);
  * erase is caught. */
 int mcuflow_storage_erase(uint32_t offset, uint32_t size);
 
-/* The 16-byte key of an encrypted image (compile --encrypt-external), asked for by every
- * inference and wiped after use: return 0 with the key in `key`, nonzero when it is not
+/* The 16-byte key of an encrypted image (compile --encrypt-external), asked for once by every
+ * inference and wiped as soon as the image's and the spill's keys are derived from it (those
+ * are wiped when the inference ends): return 0 with the key in `key`, nonzero when it is not
  * available (the inference then returns MCUFLOW_ERROR_KEY). Implement it from OTP memory, a
  * secure element or your key store; the shipped implementations read external_key.bin (a
  * test key) beside the image. A model with a plain image never calls it. */
