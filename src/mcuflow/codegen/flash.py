@@ -95,11 +95,13 @@ def external_code(target: str, encrypted: bool, code: TargetCode | None = None
 
 
 def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str,
-                spill: SpillKind) -> int:
+                spill: SpillKind, external: ExternalLayout | None = None) -> int:
     """What spilled activations add: the fixed code and each write or read statement.
 
     The fixed code is the storage's, or none in external RAM, plus what NOR flash (slots and
-    erases) and encryption (AES, CMAC, key and nonce) add to it, each measured alone.
+    erases) and encryption (AES, CMAC, key and nonce) add to it, each measured alone. Beside
+    an `external` image read through the storage, the storage code (and, both encrypted, the
+    AES, CMAC and key code) is the image's already: what a spill adds there was measured.
     """
     accesses = sum(len(_SPILL_ACCESS.findall(s)) for layer in layers for s in layer.statements)
     if not accesses:
@@ -109,13 +111,20 @@ def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str,
     def measured(key: str) -> int:
         return _lookup(table, key, what, target)
 
-    fixed = measured("ram") if spill.in_ram else measured("storage")
+    imaged = not spill.in_ram and external is not None and bool(external.chunks)
+    if spill.sealed and imaged and external.encrypted:
+        fixed, each = measured("sealed_beside_image"), measured("sealed_beside_image_access")
+    elif imaged:
+        fixed, each = measured("beside_image"), measured("beside_image_access")
+    else:
+        fixed = measured("ram") if spill.in_ram else measured("storage")
+        each = measured("ram_access") if spill.in_ram else measured("access")
+    if spill.sealed and not (imaged and external.encrypted):
+        fixed += measured("sealed") - measured("storage")
+        each = measured("sealed_access")
     if spill.on_nor:
         fixed += measured("nor") - measured("storage")
-    if spill.sealed:
-        fixed += measured("sealed") - measured("storage")
-    each = ("sealed_access" if spill.sealed else "ram_access" if spill.in_ram else "access")
-    return fixed + measured(each) * accesses
+    return fixed + each * accesses
 
 
 def _external_runtime(code: TargetCode, target: str, external: ExternalLayout | None) -> int:
@@ -147,5 +156,5 @@ def estimate_flash(graph: Graph, layers: Sequence[LayerCode], pool: ConstantPool
     moved = external.symbols if external is not None else frozenset()
     return FlashEstimate(target, _constants(layers, pool, code, target, moved),
                          _code(layers, code, target)
-                         + _spill_code(layers, code, target, spill),
+                         + _spill_code(layers, code, target, spill, external),
                          runtime + code.per_tensor * max(tensors - 2, 0))

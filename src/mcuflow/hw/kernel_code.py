@@ -71,7 +71,9 @@ class TargetCode:
     per_chunk: int = 0
     spill: dict[str, int] = field(default_factory=dict)
     """What spilled activations add: `storage` (the storage code with reads and writes, beside
-    the first access) and `access` (each read or write statement of the run function)."""
+    the first access) and `access` (each read or write statement of the run function); the
+    other kinds' keys are code_size._spill's, `beside_image` and `sealed_beside_image` what
+    the storage (and the AES) already linked for an external image leaves to add."""
 
 
 @dataclass(frozen=True)

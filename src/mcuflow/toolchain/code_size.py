@@ -359,7 +359,10 @@ def _spill(probe: _Probe) -> dict[str, int]:
     through the storage interface, `ram` and `ram_access` copying to a spill area in external
     RAM, `nor` the fixed code on NOR flash (the storage's with the slot and erase code),
     `sealed` and `sealed_access` encrypted (--encrypt-external: the storage, AES, CMAC, key
-    and nonce code, and each sealing or opening call).
+    and nonce code, and each sealing or opening call); `beside_image` and
+    `sealed_beside_image` the fixed code of a plain spill beside a plain external image and
+    of an encrypted one beside an encrypted image, which share the storage (and the AES,
+    CMAC and key code) with the image's, and each access there.
     """
     graph, plans = _spilling_plans()
     storage, access = _spill_fit(probe, graph, plans, plans, QEMU_SEMIHOSTING, "spill")
@@ -374,8 +377,26 @@ def _spill(probe: _Probe) -> dict[str, int]:
     sealed_plans = [replace(plan, spill_encrypted=True) for plan in plans]
     sealed, sealed_access = _spill_fit(probe, graph, sealed_plans, plans, QEMU_SEMIHOSTING,
                                        "spill-sealed")
+    imaged = [_imaged(plan, False) for plan in plans]
+    beside, beside_access = _spill_fit(probe, graph, imaged, imaged, QEMU_SEMIHOSTING,
+                                       "spill-image")
+    sealed_beside, sealed_beside_access = _spill_fit(
+        probe, graph, [_imaged(p, True) for p in sealed_plans],
+        [_imaged(p, True) for p in plans], QEMU_SEMIHOSTING, "spill-sealed-image")
     return {"storage": storage, "access": access, "ram": ram, "ram_access": ram_access,
-            "nor": nor, "sealed": sealed, "sealed_access": sealed_access}
+            "nor": nor, "sealed": sealed, "sealed_access": sealed_access,
+            "beside_image": beside, "beside_image_access": beside_access,
+            "sealed_beside_image": sealed_beside,
+            "sealed_beside_image_access": sealed_beside_access}
+
+
+def _imaged(plan: Plan, encrypted: bool) -> Plan:
+    """`plan` with every step that has constants reading them from an external image."""
+    graph = plan.graph
+    steps = frozenset(index for index, step in enumerate(plan.steps)
+                      if any(graph.tensors[name].is_constant
+                             for name in graph.operators[step.op_index].inputs))
+    return replace(plan, external=ExternalWeights("sd_card", steps, encrypted))
 
 
 def _spill_fit(probe: _Probe, graph: Graph, plans: list[Plan], bare: list[Plan],
