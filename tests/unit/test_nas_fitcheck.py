@@ -14,7 +14,14 @@ from mcuflow.codegen.targets import STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import get_board
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.nas.fitcheck import FitCheck, Limits, bounds_of, firmware_reserve, limits_for
+from mcuflow.nas.fitcheck import (
+    FitCheck,
+    Limits,
+    arena_bound,
+    firmware_reserve,
+    flash_bound,
+    limits_for,
+)
 from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample, smallest
 from mcuflow.planning import Analysis, Build, analyze_graph
 from mcuflow.toolchain.arm import build_cortexm, elf_sizes
@@ -52,17 +59,17 @@ def test_verdict_and_figures_equal_the_planners(case: str) -> None:
             expected = (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
                         and report.flash_bytes <= limits.flash_bytes)
             assert fit.fits == expected, arch.key()
-            bounds = bounds_of(arch_graph(arch, space, 1, 10), build)
-            assert bounds.arena_bytes <= analysis.plan.arena_bytes, arch.key()
-            assert bounds.flash_bytes <= report.flash_bytes, arch.key()
+            graph = arch_graph(arch, space, 1, 10)
+            arena, flash = arena_bound(graph, build), flash_bound(graph, build)
+            assert arena <= analysis.plan.arena_bytes, arch.key()
+            assert flash <= report.flash_bytes, arch.key()
             figures = (fit.peak_ram_bytes, fit.flash_bytes, fit.latency_ms)
             if fit.exact:
                 assert figures == (analysis.plan.arena_bytes, report.flash_bytes,
                                    report.latency_ms_estimate)
             else:
-                flash_rejects = bounds.flash_bytes > limits.flash_bytes
-                assert figures == (0 if flash_rejects else bounds.arena_bytes,
-                                   bounds.flash_bytes, 0.0)
+                flash_rejects = flash > limits.flash_bytes
+                assert figures == (0 if flash_rejects else arena, flash, 0.0)
             assert fit.macs == macs(arch, space, 1, 10)
             verdicts.append(fit.fits)
         decided += check.decided

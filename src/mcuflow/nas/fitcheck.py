@@ -132,19 +132,6 @@ def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
                model_macs, fits)
 
 
-@dataclass(frozen=True)
-class Bounds:
-    """Lower bounds of the planner's arena and flash estimate for a graph, found before planning.
-
-    `arena_bytes` (0: no bound) is the largest step need, in the graph's order, of the steps
-    after the longest patch stage (all steps when the graph has none). `flash_bytes` (0: no
-    bound) is what estimate_flash counts for sure: the filters' arrays and the runtime.
-    """
-
-    arena_bytes: int
-    flash_bytes: int
-
-
 def is_chain(graph: Graph) -> bool:
     """True when each op reads the output of the op before it: the only order is the graph's."""
     produced = [set(op.outputs) for op in graph.operators]
@@ -211,16 +198,12 @@ def _runtime(graph: Graph, code: TargetCode, build: Build) -> int:
             + code.per_tensor * max(tensors - 2, 0))
 
 
-def bounds_of(graph: Graph, build: Build, cache: StepCache | None = None) -> Bounds:
-    """The arena and flash lower bounds of `graph` on the build (see arena_bound for `cache`)."""
-    return Bounds(arena_bound(graph, build, cache), flash_bound(graph, build))
-
-
 class FitCheck:
     """The fit of architectures on a build under limits, as mcuflow's planner answers it.
 
-    A candidate whose arena or flash lower bound (Bounds) exceeds a limit is rejected without
-    planning; every other one is analysed in full. `decided` counts the verdicts of each path.
+    A candidate whose flash lower bound (flash_bound), then arena lower bound (arena_bound),
+    exceeds a limit is rejected without planning; every other one is analysed in full.
+    `decided` counts the verdicts of each path.
     """
 
     def __init__(self, build: Build, limits: Limits, space: SearchSpace, input_channels: int,
