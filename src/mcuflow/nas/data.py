@@ -16,6 +16,8 @@ MIN_PER_CLASS = 5
 """The fewest samples of a class that still give every part of a 60/20/20 split one sample."""
 MNIST1D_SEED = 42
 """The generator seed of MNIST-1D (the package's default: the published dataset)."""
+TRAIN_BATCH = 64
+"""Samples per training batch (a training split is trained in batches of this many)."""
 
 
 @dataclass(frozen=True)

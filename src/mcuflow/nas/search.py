@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, Split, resize
+from mcuflow.nas.data import TRAIN_BATCH, Dataset, Split, resize
 from mcuflow.nas.fitcheck import Fit, FitCheck, Limits
 from mcuflow.nas.space import (
     Arch,
@@ -100,26 +100,30 @@ REFERENCE_ARCH = (8, 0.75, 16)
 """(native size, width, resolution) of the space's largest architecture the table was sized on."""
 
 
-MAX_EPOCH_SCALE = 10
-"""The most times a row's epochs that cheap data get (a few hundred samples of short series)."""
-
-
 def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: SpaceChoice) -> int:
     """A table row's `epochs` for this data: as many as hold the row's work on digits.
 
     An epoch's cost is taken as the training samples times the MACs of the chosen space's
     largest architecture; against the table's reference (REFERENCE_SAMPLES, REFERENCE_ARCH)
-    a costlier epoch gets proportionally fewer epochs, at least one, and a cheaper one
-    proportionally more, at most MAX_EPOCH_SCALE times the row. So the row's minutes hold on
-    larger images and data sets (digits upscaled to 28 x 28, at width 1, cost four times
-    digits' epoch), small data sets still get the row's optimiser steps' worth of training,
-    and both final models get the same count.
+    a costlier epoch gets proportionally fewer epochs, at least one. A cheaper one gets more
+    only where the data has fewer batches than the reference: at most as many more as keep
+    the reference's optimiser steps, so a few hundred samples still train for the row's
+    steps. So the row's minutes hold on larger images and data sets (digits upscaled to
+    28 x 28, at width 1, cost four times digits' epoch), and both final models get the same
+    count.
     """
     data = split.train
     work = len(data.y) * macs(largest(space, chosen.width, chosen.resolution), space,
                               data.input_channels, data.classes)
-    scaled = round(epochs * _reference_work() / work)
-    return max(1, min(epochs * MAX_EPOCH_SCALE, scaled))
+    scale = _reference_work() / work
+    if scale > 1:
+        scale = min(scale, max(1.0, _batches(REFERENCE_SAMPLES) / _batches(len(data.y))))
+    return max(1, round(epochs * scale))
+
+
+def _batches(samples: int) -> int:
+    """Training batches an epoch of `samples` has."""
+    return -(-samples // TRAIN_BATCH)
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, Split, resize
+from mcuflow.nas.data import TRAIN_BATCH, Dataset, Split, resize
 from mcuflow.nas.space import (
     Arch,
     Block,
@@ -41,7 +41,7 @@ class TrainBudget:
     """How long to train: epochs, batch size and the (peak) Adam learning rate."""
 
     epochs: int
-    batch: int = 64
+    batch: int = TRAIN_BATCH
     lr: float = 1e-2
 
 
