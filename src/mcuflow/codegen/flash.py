@@ -112,14 +112,12 @@ def _spill_code(layers: Sequence[LayerCode], code: TargetCode, target: str,
         return _lookup(table, key, what, target)
 
     imaged = not spill.in_ram and external is not None and bool(external.chunks)
+    keys = (("beside_image", "beside_image_access") if imaged
+            else ("ram", "ram_access") if spill.in_ram else ("storage", "access"))
+    fixed, each = map(measured, keys)
     if spill.sealed and imaged and external.encrypted:
         fixed, each = measured("sealed_beside_image"), measured("sealed_beside_image_access")
-    elif imaged:
-        fixed, each = measured("beside_image"), measured("beside_image_access")
-    else:
-        fixed = measured("ram") if spill.in_ram else measured("storage")
-        each = measured("ram_access") if spill.in_ram else measured("access")
-    if spill.sealed and not (imaged and external.encrypted):
+    elif spill.sealed:
         fixed += measured("sealed") - measured("storage")
         each = measured("sealed_access")
     if spill.on_nor:
