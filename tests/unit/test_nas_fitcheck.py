@@ -25,6 +25,7 @@ from mcuflow.nas.fitcheck import (
 from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample, smallest
 from mcuflow.planning import Analysis, Build, analyze_graph
 from mcuflow.toolchain.arm import build_cortexm, elf_sizes
+from tests.support import SHARED_MODELS
 
 TINY = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
 BOARDS = {"nucleo-f091rc": None, "tiny16k": TINY, "tight": TINY}
@@ -68,8 +69,11 @@ def test_verdict_and_figures_equal_the_planners(case: str) -> None:
                 assert figures == (analysis.plan.arena_bytes, report.flash_bytes,
                                    report.latency_ms_estimate)
             else:
-                flash_rejects = flash > limits.flash_bytes
-                assert figures == (0 if flash_rejects else arena, flash, 0.0)
+                assert fit.flash_bytes <= report.flash_bytes, arch.key()
+                assert fit.peak_ram_bytes <= analysis.plan.arena_bytes, arch.key()
+                assert (fit.flash_bytes > limits.flash_bytes
+                        or fit.peak_ram_bytes > limits.sram_bytes), arch.key()
+                assert fit.latency_ms == 0.0
             assert fit.macs == macs(arch, space, 1, 10)
             verdicts.append(fit.fits)
         decided += check.decided
@@ -123,3 +127,17 @@ def test_firmware_reserve_holds_where_the_smallest_model_overflows_the_board(
     static = elf_sizes(build_cortexm(tmp_path / "fw", build.firmware)).static_ram_bytes
     expected = static - plan.arena_bytes + STACK_RESERVE_BYTES
     assert firmware_reserve(build, default_space(2, 28), 1, 10) == expected
+
+
+@pytest.mark.parametrize("board_id", ["nucleo-f091rc", "nucleo-l4r5zi"])
+@pytest.mark.parametrize("model", ["kws_ref_model.tflite", "str_ww_ref_model.tflite"])
+def test_flash_bound_holds_on_models_built_elsewhere(board_id: str, model: str) -> None:
+    """The bound is below the planner's flash on MLPerf Tiny models; `above` keeps its verdict."""
+    graph = api.load_graph(SHARED_MODELS / model)
+    build = api.build_for(board_id)
+    analysis = analyze_graph(graph, build, PatchRequest(sram_budget=build.board.sram_bytes,
+                                                        out_of_core=False))
+    bound = flash_bound(graph, build)
+    assert 0 < bound <= analysis.report.flash_bytes
+    for above in (bound - 1, bound, analysis.report.flash_bytes):
+        assert (flash_bound(graph, build, above) > above) == (bound > above)

@@ -34,7 +34,7 @@ from mcuflow.hw.kernels import (
 )
 from mcuflow.hw.layouts import broadcast_layout, merge_dims
 from mcuflow.hw.storage_io import TAG_BYTES
-from mcuflow.ir.graph import DType, Tensor
+from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import (
     LSTM_CELL_STATE,
     LSTM_OUTPUT_STATE,
@@ -58,7 +58,7 @@ from mcuflow.memory.plan import INPLACE_OF, RUNS_NO_CODE, InPlace
 from mcuflow.memory.scratch import scratch_bytes
 from mcuflow.ref.conv2d import ConvParams, prepare_conv
 from mcuflow.ref.elementwise import prepare_add, prepare_add_s16, prepare_mul, prepare_mul_s16
-from mcuflow.ref.fully_connected import prepare_fully_connected
+from mcuflow.ref.fully_connected import FullyConnectedParams, prepare_fully_connected
 from mcuflow.ref.int16x8 import (
     SIGMOID_TABLE_S16,
     ConvS16Params,
@@ -117,23 +117,77 @@ def emit_step(ctx: EmitContext) -> LayerCode:
 # --- shared pieces ------------------------------------------------------------------------------
 
 
-def _weighted_bias(ctx: EmitContext, weights: np.ndarray, input_offset: int, fold: bool) -> str:
-    """The int32 bias array of a conv / FC layer.
+@dataclasses.dataclass(frozen=True)
+class DerivedArray:
+    """A constant array a layer's emitter computes from its tensors (not a tensor of the graph)."""
+
+    stem: str
+    ctype: str
+    values: np.ndarray
+    what: str
+    """What the array holds, for its comment in the generated C."""
+
+
+def bias_array(graph: Graph, op: Operator, weights: np.ndarray, input_offset: int,
+               fold: bool) -> DerivedArray:
+    """The int32 bias array of a conv / FC layer whose filter rows are `weights`.
 
     With `fold`, input_offset * sum(weights[o]) is folded in (the kernel then multiplies raw
     int8 inputs).
     """
     units = weights.shape[0]
     bias = np.zeros(units, np.int64)
-    if len(ctx.op.inputs) > 2:
-        bias += ctx.input(2).data.astype(np.int64).reshape(-1)
+    if len(op.inputs) > 2:
+        bias += graph.tensors[op.inputs[2]].data.astype(np.int64).reshape(-1)
     if fold:
         bias += input_offset * weights.reshape(units, -1).astype(np.int64).sum(axis=1)
     if np.abs(bias).max(initial=0) >= 1 << 31:  # the int32_accumulator constraint bounds it
-        raise CodegenError(f"{ctx.op.kind.value} '{ctx.op.name}': bias plus input offset times "
+        raise CodegenError(f"{op.kind.value} '{op.name}': bias plus input offset times "
                            "weight sum exceeds int32, which int32_accumulator should refuse")
     what = "bias + input offset * weight sums" if fold else "bias"
-    return ctx.constant("bias", "int32_t", bias.astype(np.int32), f"{ctx.op.name}: {what}")
+    return DerivedArray("bias", "int32_t", bias.astype(np.int32), what)
+
+
+def requant_arrays(params: ConvParams) -> tuple[DerivedArray, DerivedArray]:
+    """The per-channel Q31 multipliers and shifts of a conv layer."""
+    return (DerivedArray("multiplier", "int32_t", np.array(params.multipliers, np.int32),
+                         "Q31 multipliers"),
+            DerivedArray("shift", "int32_t", np.array(params.shifts, np.int32), "shifts"))
+
+
+def portable_arrays(graph: Graph, op: Operator,
+                    params: ConvParams | FullyConnectedParams | None = None
+                    ) -> tuple[DerivedArray, ...]:
+    """The arrays a portable int8 conv or FC emitter defines beside its filter, in its order.
+
+    The emitters of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED pool the filter as it is.
+    `params` are the step's prepared parameters when the caller has them.
+    """
+    x, weights, out = (graph.tensors[name] for name in (*op.inputs[:2], op.outputs[0]))
+    if op.kind is OpKind.FULLY_CONNECTED:
+        fc = params or prepare_fully_connected(x, weights, out, op.attrs)
+        return (bias_array(graph, op, weights.data, fc.input_offset, fold=True),
+                _scale_array(fc))
+    params = params or prepare_conv(x, weights, out, op.attrs)
+    if op.kind is OpKind.DEPTHWISE_CONV_2D:
+        return (bias_array(graph, op, _depthwise_rows(weights), params.input_offset, False),
+                *requant_arrays(params))
+    return bias_array(graph, op, weights.data, params.input_offset, True), *requant_arrays(params)
+
+
+def _depthwise_rows(weights: Tensor) -> np.ndarray:
+    """A depthwise filter (1, kh, kw, C) as one row per channel."""
+    return np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
+
+
+def _scale_array(params: FullyConnectedParams) -> DerivedArray:
+    return DerivedArray("scale", "double", np.array(params.scales, np.float64),
+                        "double-precision output scales")
+
+
+def _define_array(ctx: EmitContext, array: DerivedArray) -> str:
+    """Pool `array` for the step's layer; returns its symbol."""
+    return ctx.constant(array.stem, array.ctype, array.values, f"{ctx.op.name}: {array.what}")
 
 
 def _requant_fields(bias: str, multiplier: str, shift: str, scale: str, output_offset: int,
@@ -142,12 +196,9 @@ def _requant_fields(bias: str, multiplier: str, shift: str, scale: str, output_o
             "output_offset": output_offset, "act_min": act_min, "act_max": act_max}
 
 
-def _conv_requant(ctx: EmitContext, params: ConvParams, bias: str) -> str:
-    """Define the mcuflow_requant_t of a conv layer; returns its symbol."""
-    multiplier = ctx.constant("multiplier", "int32_t", np.array(params.multipliers, np.int32),
-                              f"{ctx.op.name}: Q31 multipliers")
-    shift = ctx.constant("shift", "int32_t", np.array(params.shifts, np.int32),
-                         f"{ctx.op.name}: shifts")
+def _requant(ctx: EmitContext, params: ConvParams, arrays: tuple[DerivedArray, ...]) -> str:
+    """Pool a conv layer's bias, multipliers and shifts and define its mcuflow_requant_t."""
+    bias, multiplier, shift = (_define_array(ctx, array) for array in arrays)
     fields = _requant_fields(bias, multiplier, shift, "NULL", params.output_offset,
                              params.act_min, params.act_max)
     return _define(ctx, "mcuflow_requant_t", "requant", fields)
@@ -214,8 +265,7 @@ def _conv2d(ctx: EmitContext) -> LayerCode:
                      params.input_offset)
     if ctx.dsp and (code := emit_dsp.conv2d(ctx, window)) is not None:
         return code
-    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=True)
-    requant = _conv_requant(ctx, params, bias)
+    requant = _requant(ctx, params, portable_arrays(ctx.graph, ctx.op, params))
     filter_symbol = ctx.pool.tensor(ctx.graph, ctx.op.inputs[1])
     needed = scratch_bytes(ctx.graph, ctx.op, ctx.inplace)
     if needed == 0:
@@ -255,9 +305,7 @@ def _depthwise(ctx: EmitContext) -> LayerCode:
         return code
     if ctx.dsp and (code := emit_dsp.depthwise_dense(ctx, window)) is not None:
         return code
-    per_channel = np.moveaxis(weights.data.reshape(-1, weights.shape[3]), 1, 0)
-    bias = _weighted_bias(ctx, per_channel, params.input_offset, fold=False)
-    requant = _conv_requant(ctx, params, bias)
+    requant = _requant(ctx, params, portable_arrays(ctx.graph, ctx.op, params))
     filter_symbol = ctx.pool.tensor(ctx.graph, ctx.op.inputs[1])
     common = (f"&{window}", f"&{requant}")
     if ctx.inplace is InPlace.DEPTHWISE:
@@ -286,9 +334,7 @@ def _fully_connected(ctx: EmitContext) -> LayerCode:
     if params.weights_offset != 0:
         raise CodegenError(f"FULLY_CONNECTED '{ctx.op.name}' has a weights zero point")
     units, depth = weights.shape
-    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=True)
-    scale = ctx.constant("scale", "double", np.array(params.scales, np.float64),
-                         f"{ctx.op.name}: double-precision output scales")
+    bias, scale = (_define_array(ctx, a) for a in portable_arrays(ctx.graph, ctx.op, params))
     fields = _requant_fields(bias, "NULL", "NULL", scale, params.output_offset,
                              params.act_min, params.act_max)
     requant = _define(ctx, "mcuflow_requant_t", "requant", fields)
@@ -773,8 +819,8 @@ def _transpose_conv(ctx: EmitContext) -> LayerCode:
     params = prepare_transpose_conv(x, weights, out, ctx.op.attrs)
     window = _window(ctx, weights.shape[1:3], (params.stride_h, params.stride_w), (1, 1),
                      (params.pad_h, params.pad_w), params.input_offset)
-    bias = _weighted_bias(ctx, weights.data, params.input_offset, fold=False)
-    requant = _conv_requant(ctx, params, bias)
+    bias = bias_array(ctx.graph, ctx.op, weights.data, params.input_offset, fold=False)
+    requant = _requant(ctx, params, (bias, *requant_arrays(params)))
     args = [f"&{window}", f"&{requant}", _input_pointer(ctx, 0),
             ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]), _output_pointer(ctx)]
     chosen = KERNELS[transpose_conv_kernel(ctx.graph, ctx.op, ctx.dsp)]

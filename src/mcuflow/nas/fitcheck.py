@@ -8,13 +8,21 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mcuflow.codegen.context import ConstantPool
+from mcuflow.codegen.emit import portable_arrays
 from mcuflow.codegen.flash import array_flash_bytes
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
 from mcuflow.hw.kernel_code import TargetCode, target_code
-from mcuflow.hw.kernels import int16_step
-from mcuflow.ir.graph import Graph
+from mcuflow.hw.kernels import (
+    CODEBOOK_DECODE,
+    STEPS_WITHOUT_CODE,
+    int16_step,
+    kernels_of,
+    serves,
+)
+from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.memory.patches import find_stages
@@ -25,9 +33,7 @@ from mcuflow.toolchain.arm import build_cortexm, elf_sizes
 
 FILTERED = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED})
 """Ops whose int8 emitters (codegen/emit.py, no DSP) put their filter (input 1) in the constant
-pool as it is (ConstantPool.tensor)."""
-FULLY_CONNECTED_S8 = "mcuflow_fully_connected_s8"
-"""The one kernel the int8 FULLY_CONNECTED emitter calls without the DSP kernels."""
+pool as it is (ConstantPool.tensor), beside the arrays of portable_arrays."""
 
 
 @dataclass(frozen=True)
@@ -158,37 +164,104 @@ def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> i
     return max(needs[after:], default=0)
 
 
-def flash_bound(graph: Graph, build: Build) -> int:
+def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
     """A lower bound of estimate_flash for `graph` on the build (0 where none is proven).
 
-    estimate_flash sums the constants (every pool array aligned to CONSTANT_ALIGNMENT, plus
-    structs), the code (each kernel called and the support routines they share, once, plus
-    the run function) and the runtime (the application's, the slack and per-tensor bytes, from
-    the graph's inputs and outputs alone). Without the DSP kernels, the int8 emitters of
-    FILTERED ops pool their filter tensors as they are, once per distinct value
-    (ConstantPool.add), and a patch rewrite runs the same filters; an int8 FULLY_CONNECTED
-    calls FULLY_CONNECTED_S8.
+    For plans with every constant on chip (request_for's). estimate_flash sums the constants
+    (every pool array aligned to CONSTANT_ALIGNMENT, plus structs), the code (each kernel
+    called and the support routines they share, once, plus the run function) and the runtime
+    (the application's, the slack and per-tensor bytes, from the graph's inputs and outputs
+    alone). Constants: without the DSP kernels, the int8 emitters of FILTERED ops pool their
+    filter as it is and the arrays of portable_arrays, once per distinct value
+    (ConstantPool.add), and a patch rewrite runs the same layers. Code: see _code_bound.
+
+    With `above`, the arrays of portable_arrays are derived only when the rest of the bound
+    plus their sizes (_derived_ceiling) exceeds `above`: the bound returned exceeds `above`
+    exactly when the whole bound does.
     """
-    if build.firmware not in CORTEX_M or build.dsp:
+    if build.firmware not in CORTEX_M:
         return 0
     code = target_code(build.firmware)
-    return _filters_bound(graph) + _kernels_bound(graph, code) + _runtime(graph, code, build)
+    layers = [] if build.dsp else _pooled_layers(graph)
+    pool = ConstantPool()
+    for op in layers:
+        pool.tensor(graph, op.inputs[1])
+    bound = (_pool_bytes(pool) + _code_bound(graph, code, build.dsp)
+             + _runtime(graph, code, build))
+    if above is not None and bound + _derived_ceiling(graph, layers) <= above:
+        return bound
+    derived = ConstantPool()
+    for array in (array for op in layers for array in portable_arrays(graph, op)):
+        derived.add(array.stem, array.ctype, array.values, array.what)
+    return bound + _pool_bytes(derived)
 
 
-def _filters_bound(graph: Graph) -> int:
-    """Pooled bytes of the distinct filters of FILTERED ops."""
-    filters = {(t.dtype, t.data.tobytes()): t.nbytes for t in (
-        graph.tensors[op.inputs[1]] for op in graph.operators if op.kind in FILTERED)}
-    return sum(array_flash_bytes(n) for n in filters.values())
+def _pooled_layers(graph: Graph) -> list[Operator]:
+    """The int8 FILTERED layers whose filter and portable_arrays every plan pools.
+
+    Layers with codebook-stored inputs are left out (their filter is decoded, not pooled).
+    """
+    return [op for op in graph.operators
+            if op.kind in FILTERED and not int16_step(graph, op)
+            and all(graph.tensors[name].codebook is None for name in op.inputs)]
 
 
-def _kernels_bound(graph: Graph, code: TargetCode) -> int:
-    """Code of FULLY_CONNECTED_S8 and its support routines where an int8 layer calls it."""
-    if not any(op.kind is OpKind.FULLY_CONNECTED and not int16_step(graph, op)
-               for op in graph.operators):
-        return 0
-    kernel = code.kernels[FULLY_CONNECTED_S8]
-    return kernel.code + sum(code.support[key] for key in set(kernel.support))
+def _pool_bytes(pool: ConstantPool) -> int:
+    return sum(array_flash_bytes(array.nbytes) for array in pool.arrays)
+
+
+def _derived_ceiling(graph: Graph, layers: list[Operator]) -> int:
+    """The pooled bytes of portable_arrays of `layers` were no two equal.
+
+    A bias, multiplier and shift of int32 per output channel, or a FULLY_CONNECTED's bias
+    and double scale per unit. Were it to fall short of them, flash_bound would only reject
+    fewer candidates without planning, never another verdict.
+    """
+    total = 0
+    for op in layers:
+        units = graph.tensors[op.outputs[0]].shape[-1]
+        fc = op.kind is OpKind.FULLY_CONNECTED
+        sizes = (4 * units, 8 * units) if fc else (4 * units,) * 3
+        total += sum(map(array_flash_bytes, sizes))
+    return total
+
+
+def _code_bound(graph: Graph, code: TargetCode, dsp: bool) -> int:
+    """Code every plan's firmware has: kernels the steps after the longest patch stage call.
+
+    A patch rewrite keeps the steps after its stage (find_stages: prefixes of the op order).
+    A step of a kind that may not run without code (STEPS_WITHOUT_CODE) calls one of the
+    kernels the catalogue lists for its kind and width (kernels_of, serves; the codebook
+    decoder only runs besides one). Where that is one kernel, its code and support routines
+    count; where several, the smallest of them, if none counted already may be the one. The
+    run function makes a call of at least one argument per such step (kernel_calls), which
+    RunFit.bytes counts at least as one when a call and an argument add bytes.
+    """
+    stages = find_stages(graph)
+    after = stages[-1].ops[-1] + 1 if stages else 0
+    running = [op for op in graph.operators[after:] if op.kind not in STEPS_WITHOUT_CODE]
+    choices = {_kernel_choice(graph, op, dsp) for op in running}
+    sizes = {name: code.kernels[name] for choice in choices for name in choice
+             if name in code.kernels}
+    certain = {name for choice in choices if len(choice) == 1 for name in choice if name in sizes}
+    kernels = sum(sizes[name].code for name in certain)
+    support = {key for name in certain for key in sizes[name].support}
+    claimed = set(certain)
+    for choice in sorted((c for c in choices if len(c) > 1), key=sorted):
+        if not choice & claimed:
+            kernels += min(sizes[name].code if name in sizes else 0 for name in choice)
+            claimed |= choice
+    run = code.run
+    monotone = run.argument >= 0 and run.call + run.argument >= 0
+    calls = run.bytes(len(running), len(running)) if monotone else 0
+    return kernels + sum(code.support[key] for key in support) + calls
+
+
+def _kernel_choice(graph: Graph, op: Operator, dsp: bool) -> frozenset[str]:
+    """The kernels one of which a step `op` that runs code calls."""
+    int16 = int16_step(graph, op)
+    return frozenset(record.function for record in kernels_of(op.kind, dsp)
+                     if serves(record, int16) and record.function != CODEBOOK_DECODE)
 
 
 def _runtime(graph: Graph, code: TargetCode, build: Build) -> int:
@@ -225,7 +298,7 @@ class FitCheck:
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
         graph = arch_graph(arch, self.space, self.input_channels, self.classes)
         cache = StepCache()
-        flash = flash_bound(graph, self.build)
+        flash = flash_bound(graph, self.build, self.limits.flash_bytes)
         if flash > self.limits.flash_bytes:
             self.decided["flash bound"] += 1
             return Fit(0, flash, 0.0, model_macs, False, exact=False)
