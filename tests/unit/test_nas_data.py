@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
+from sklearn.preprocessing import LabelEncoder
 
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import load_dataset, resize, split
@@ -100,7 +101,7 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(9) % 2}, "for 10 samples"),
     ({"x": np.full((10, 4, 4, 1), np.nan), "y": np.arange(10) % 2}, "NaN"),
     ({"x": np.zeros((10, 2, 2, 2, 2)), "y": np.arange(10) % 2}, "x is float64"),
-    ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(10) % 2 - 1}, "class indices"),
+    ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(10) / 4}, "fractional values such as 0.25"),
 ])
 def test_bad_npz_files_raise_with_a_hint(tmp_path: Path, arrays: dict[str, np.ndarray],
                                          message: str) -> None:
@@ -134,14 +135,45 @@ def test_image_folder_grey_and_colour(tmp_path: Path) -> None:
     np.testing.assert_allclose(mixed.x[5, ..., 2], colour["b"][0] / 255.0, atol=1e-7)
 
 
+@pytest.mark.parametrize("labels", [
+    np.array(["walk", "run", "sit", "run", "walk"] * 4),
+    np.array([9, 3, 3, 9, 7] * 4),
+    np.array([-1.0, 2.0, 2.0, 5.0, -1.0] * 4),
+    np.array([True, False, False, True, True] * 4),
+])
+def test_labels_are_numbered_as_label_encoder_numbers_them(tmp_path: Path,
+                                                           labels: np.ndarray) -> None:
+    labels = np.concatenate([labels, labels[:5]])
+    x = np.random.default_rng(3).random((len(labels), 12, 2)).astype(np.float32)
+    np.savez(tmp_path / "named.npz", x=x, y=labels)
+    data = load_dataset(str(tmp_path / "named.npz"))
+    encoder = LabelEncoder().fit(labels)
+    np.testing.assert_array_equal(data.y, encoder.transform(labels))
+    assert data.classes == len(encoder.classes_)
+    numbers = labels.dtype.kind == "f"  # whole numbers stored as floats name classes as ints
+    assert [data.label(i) for i in range(data.classes)] == [
+        str(int(c) if numbers else c) for c in encoder.classes_]
+
+
+def test_image_folder_of_several_sizes_takes_the_most_common(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    small = [rng.integers(0, 256, (6, 6, 3), dtype=np.uint8) for _ in range(6)]
+    large = [rng.integers(0, 256, (9, 11, 3), dtype=np.uint8) for _ in range(5)]
+    data = load_dataset(str(_write_folder(tmp_path / "sizes", {"b": small, "a": large})))
+    assert data.x.shape == (11, 6, 6, 3)
+    assert [data.label(i) for i in range(data.classes)] == ["a", "b"]
+    expected = _interp_axis(_interp_axis(large[0] / 255.0, 6, 0), 6, 1)
+    np.testing.assert_allclose(data.x[0], expected, atol=1e-5)
+    np.testing.assert_allclose(data.x[5], small[0] / 255.0, atol=1e-7)
+
+
 def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:
     pixels = np.zeros((4, 4), np.uint8)
     cases = {
-        "ragged": {"a": [pixels] * 5, "b": [pixels] * 4 + [np.zeros((5, 4), np.uint8)]},
         "single": {"a": [pixels] * 5},
         "empty": {"a": [pixels] * 5, "b": []},
     }
-    messages = {"ragged": "different sizes", "single": "only one class", "empty": "no images"}
+    messages = {"single": "only one class", "empty": "no images"}
     for name, images in cases.items():
         with pytest.raises(McuflowError, match=messages[name]) as caught:
             load_dataset(str(_write_folder(tmp_path / name, images)))

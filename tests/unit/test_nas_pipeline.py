@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from sklearn.datasets import load_digits
 
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
@@ -53,6 +54,7 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert Arch.from_json(data["arch"]) == report.result.best.arch
     assert len(data["generations"]) == budget_for(1).generations
     assert sum(space["chosen"] for space in data["spaces"]) == 1
+    assert data["class_labels"] == [str(label) for label in load_digits().target_names]
     assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
     page = (out / "report.html").read_text()
     assert "<script" not in page and page.count("<svg") == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,21 @@ TRAIN_BATCH = 64
 
 @dataclass(frozen=True)
 class Dataset:
-    """Labelled samples: x float32 N x H x W x C (images) or N x T x C (series), y int64 N."""
+    """Labelled samples: x float32 N x H x W x C (images) or N x T x C (series), y int64 N.
+
+    `labels` names the classes 0..K-1 as the data named them (the labels of a .npz file in
+    sorted order, or the class folders); empty: the indices themselves.
+    """
 
     name: str
     x: np.ndarray
     y: np.ndarray
     classes: int
+    labels: tuple[str, ...] = ()
+
+    def label(self, index: int) -> str:
+        """The data's name of class `index`."""
+        return self.labels[index] if self.labels else str(index)
 
     @property
     def dims(self) -> int:
@@ -46,7 +56,7 @@ class Dataset:
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The samples at `indices` (same name and class count)."""
-        return Dataset(self.name, self.x[indices], self.y[indices], self.classes)
+        return Dataset(self.name, self.x[indices], self.y[indices], self.classes, self.labels)
 
 
 @dataclass(frozen=True)
@@ -90,14 +100,19 @@ def split(dataset: Dataset, seed: int) -> Split:
 
 def resize(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
     """Images to R x R (bilinear) or series to length R (linear), as torch interpolates."""
+    mode, size = ("bilinear", (resolution, resolution)) if dims == 2 else ("linear", (resolution,))
+    if x.shape[1:-1] == size:
+        return np.array(x, dtype=np.float32)
+    return _interpolated(x, size, mode)
+
+
+def _interpolated(x: np.ndarray, size: tuple[int, ...], mode: str) -> np.ndarray:
+    """N x ... x C samples resampled to `size` along the middle axes (half-pixel centres)."""
     import torch
 
-    channels_first = np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1)
-    mode, size = ("bilinear", (resolution, resolution)) if dims == 2 else ("linear", (resolution,))
-    if channels_first.shape[2:] == size:
-        return np.array(x, dtype=np.float32)
-    resized = torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(
-        channels_first)), size=size, mode=mode, align_corners=False)
+    channels_first = np.ascontiguousarray(np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1))
+    resized = torch.nn.functional.interpolate(torch.from_numpy(channels_first), size=size,
+                                              mode=mode, align_corners=False)
     return np.ascontiguousarray(np.moveaxis(resized.numpy(), 1, -1))
 
 
@@ -142,7 +157,7 @@ def _npz(path: Path) -> Dataset:
     except (OSError, ValueError) as error:
         raise McuflowError(f"cannot read {path}: {error}",
                            "write it with numpy.savez(path, x=..., y=...)") from error
-    return _checked(path.stem, _samples(path, x), _labels(path, y, len(x)))
+    return _checked(path.stem, _samples(path, x), *_labels(path, y, len(x)))
 
 
 def _samples(path: Path, x: np.ndarray) -> np.ndarray:
@@ -154,31 +169,47 @@ def _samples(path: Path, x: np.ndarray) -> np.ndarray:
     return scaled[..., None] if x.ndim == 2 else scaled
 
 
-def _labels(path: Path, y: np.ndarray, samples: int) -> np.ndarray:
+def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices 0..K-1 of the labels `y` (numbers, text or one-hot rows), and their names.
+
+    The distinct labels, sorted, are the classes in order (as scikit-learn's LabelEncoder).
+    """
     if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "fiub":
         y = y.argmax(axis=1)
-    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != samples:
+    if y.ndim != 1 or y.dtype.kind not in "fiubUS" or len(y) != samples:
         raise McuflowError(f"{path}: y is {y.dtype} of shape {y.shape} for {samples} samples",
-                           "y must hold one integer class index per sample, or one-hot rows")
-    return y.astype(np.int64)
+                           "y must hold one label (a class number or name) per sample, or "
+                           "one-hot rows")
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        raise McuflowError(f"{path}: y holds fractional values such as {_fractional(y)}",
+                           "y must hold class labels; the search trains classifiers, not "
+                           "regression")
+    if y.dtype.kind == "f":
+        y = y.astype(np.int64)
+    names, indices = np.unique(y, return_inverse=True)
+    return indices.astype(np.int64), tuple(str(name) for name in names.tolist())
 
 
-def _checked(name: str, x: np.ndarray, y: np.ndarray) -> Dataset:
-    """A Dataset once the samples are finite and every class 0..K-1 has enough samples."""
+def _fractional(y: np.ndarray) -> float:
+    return float(y[np.flatnonzero(y != np.round(y))[0]])
+
+
+def _checked(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -> Dataset:
+    """A Dataset once the samples are finite and every class has enough samples.
+
+    `y` holds class indices 0..K-1 and `labels` their K names.
+    """
     if not np.all(np.isfinite(x)):
         raise McuflowError(f"{name}: x holds NaN or infinite values", "clean the samples")
-    if len(y) == 0 or y.min() < 0:
-        raise McuflowError(f"{name}: labels must be class indices 0, 1, ...",
-                           "number the classes from 0")
-    counts = np.bincount(y)
-    if len(counts) < 2:
+    if len(labels) < 2:
         raise McuflowError(f"{name}: only one class", "a classifier needs two classes or more")
+    counts = np.bincount(y, minlength=len(labels))
     scarce = np.flatnonzero(counts < MIN_PER_CLASS)
     if len(scarce):
-        raise McuflowError(f"{name}: class {scarce[0]} has {counts[scarce[0]]} samples",
-                           f"every class 0..{len(counts) - 1} needs at least {MIN_PER_CLASS} "
-                           "samples for the 60/20/20 train/val/test split")
-    return Dataset(name, np.ascontiguousarray(x), y, len(counts))
+        raise McuflowError(f"{name}: class {labels[scarce[0]]} has {counts[scarce[0]]} samples",
+                           f"every class needs at least {MIN_PER_CLASS} samples for the "
+                           "60/20/20 train/val/test split")
+    return Dataset(name, np.ascontiguousarray(x), y, len(labels), labels)
 
 
 def _image_folder(path: Path) -> Dataset:
@@ -195,12 +226,21 @@ def _image_folder(path: Path) -> Dataset:
     pixels = [_read_image(file) for images in files for file in images]
     colour = any(image.ndim == 3 for image in pixels)
     pixels = [_as_rgb(image) if colour else image[..., None] for image in pixels]
-    shapes = sorted({image.shape for image in pixels})
-    if len(shapes) > 1:
-        raise McuflowError(f"{path}: images of different sizes ({shapes[0]} and {shapes[-1]})",
-                           "resize every image to one size first")
     labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
-    return _checked(path.name, np.stack(pixels), labels.astype(np.int64))
+    return _checked(path.name, np.stack(_common_size(pixels)), labels.astype(np.int64),
+                    tuple(folder.name for folder in folders))
+
+
+def _common_size(pixels: list[np.ndarray]) -> list[np.ndarray]:
+    """The images at the size most of them have (the smallest such on a tie), bilinear.
+
+    Images of other sizes are resampled as `resize` resamples (half-pixel centres).
+    """
+    sizes = Counter(image.shape[:2] for image in pixels)
+    target = min(sizes, key=lambda size: (-sizes[size], size))
+    return [image if image.shape[:2] == target else _interpolated(image[None], target,
+                                                                  "bilinear")[0]
+            for image in pixels]
 
 
 def _read_image(file: Path) -> np.ndarray:

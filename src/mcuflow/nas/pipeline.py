@@ -98,6 +98,8 @@ class SearchReport:
     dataset: str
     samples: int
     classes: int
+    class_labels: tuple[str, ...]
+    """The data's name of each output index (labels sorted, or class folders)."""
     board: str
     options: SearchOptions
     budget: Budget
@@ -112,6 +114,7 @@ class SearchReport:
         result, options = self.result, self.options
         return {
             "dataset": self.dataset, "samples": self.samples, "classes": self.classes,
+            "class_labels": list(self.class_labels),
             "board": self.board, "target": self.qemu.target,
             "limits": dataclasses.asdict(options.limits),
             "accuracy": self.found.int8_accuracy,
@@ -201,8 +204,9 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
         step(3)
         qemu = _qemu(found_analysis, options)
     step(4)
-    report = SearchReport(data.name, len(data.y), data.classes, options.build.board.id, options,
-                          budget, result, _deployed(found, found_analysis, options),
+    labels = tuple(data.label(index) for index in range(data.classes))
+    report = SearchReport(data.name, len(data.y), data.classes, labels, options.build.board.id,
+                          options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
                           qemu, epochs)
     files: dict[str, str | bytes] = {
