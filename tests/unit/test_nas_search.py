@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import sys
 from pathlib import Path
 
@@ -241,3 +242,22 @@ def test_large_data_is_ranked_on_a_seeded_random_subset() -> None:
     assert np.array_equal(ranked.y, at_most(ordered, RANKED_SAMPLES, 0, "ranking").y)
     small = ordered.subset(np.arange(100))
     assert at_most(small, RANKED_SAMPLES, 0, "ranking") is small
+
+
+def test_a_local_ray_cluster_starts_without_notices() -> None:
+    """`--workers 2` output holds the search's own lines, not Ray's start-up notices."""
+    pytest.importorskip("ray")
+    script = ("import ray\n"
+              "from mcuflow import api\n"
+              "from mcuflow.nas.fitcheck import limits_for\n"
+              "from mcuflow.nas.search import SearchOptions, _init_ray\n"
+              "build = api.build_for('nucleo-f091rc')\n"
+              "_init_ray(ray, SearchOptions(build, limits_for(build, None, None, None),"
+              " workers=2))\n"
+              "print(ray.cluster_resources()['CPU'])\n"
+              "ray.shutdown()\n")
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert ran.stdout.strip() == "2.0"
+    assert "Started a local Ray instance" not in ran.stderr, ran.stderr
+    assert "WARNING" not in ran.stderr and "INFO" not in ran.stderr, ran.stderr

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -569,8 +570,13 @@ def _import_ray() -> Any:
 
 
 def _init_ray(ray: Any, options: SearchOptions) -> None:
-    """Start local Ray with `workers` CPUs, or connect to `ray_address`."""
-    settings = {"include_dashboard": False, "log_to_driver": False}
+    """Start local Ray with `workers` CPUs, or connect to `ray_address`.
+
+    Ray's own notices (its start, token authentication) stay out of the command's output;
+    its errors still show.
+    """
+    settings = {"include_dashboard": False, "log_to_driver": False,
+                "logging_level": logging.ERROR}
     if options.ray_address:
         ray.init(address=options.ray_address, **settings)
     else:
