@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from mcuflow import api  # noqa: E402
 from mcuflow.errors import McuflowError  # noqa: E402
 from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
-from mcuflow.nas.data import Dataset, load_dataset, split  # noqa: E402
+from mcuflow.nas.data import Dataset, Split, load_dataset, split  # noqa: E402
 from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
     RANKED_SAMPLES,
@@ -27,6 +27,7 @@ from mcuflow.nas.search import (  # noqa: E402
     at_most,
     budget_for,
     mobilenet_v2,
+    reachable_space,
     search,
     training_epochs,
 )
@@ -261,3 +262,23 @@ def test_a_local_ray_cluster_starts_without_notices() -> None:
     assert ran.stdout.strip() == "2.0"
     assert "Started a local Ray instance" not in ran.stderr, ran.stderr
     assert "WARNING" not in ran.stderr and "INFO" not in ran.stderr, ran.stderr
+
+
+def test_long_series_get_a_resolution_the_board_holds() -> None:
+    """T=1000 on the NUCLEO-F091RC: no scaled MobileNetV2 of the grid fits, half the lowest does."""
+    build = api.build_for("nucleo-f091rc")
+    limits = limits_for(build, None, None, None)
+    space = default_space(1, 1000)
+    series = Dataset("long", np.zeros((15, 1000, 4), np.float32), np.arange(15) % 3, 3)
+    parts = Split(series, series, series)
+    options = SearchOptions(build, limits)
+    reached = reachable_space(space, build, limits, 4, 3)
+    added = sorted(set(reached.resolutions) - set(space.resolutions))
+    assert added and set(space.resolutions) < set(reached.resolutions)
+    assert any(planner_fits(mobilenet_v2(reached, w, added[0]), reached, parts, options)
+               for w in space.widths)
+    for resolution in [*added[1:], min(space.resolutions)]:
+        assert not any(planner_fits(mobilenet_v2(reached, w, resolution), reached, parts,
+                                    options) for w in space.widths)
+    digits = default_space(2, 8)
+    assert reachable_space(digits, build, limits, 1, 10) == digits

@@ -23,6 +23,7 @@ from mcuflow.nas.search import (
     SearchOptions,
     SearchResult,
     budget_for,
+    reachable_space,
     search,
     stable_seed,
     training_epochs,
@@ -153,6 +154,8 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     space = default_space(data.dims, data.native_size)
     reserve = firmware_reserve(options.build, space, data.input_channels, data.classes)
     options = replace(options, limits=within_firmware(options.limits, reserve))
+    space = reachable_space(space, options.build, options.limits, data.input_channels,
+                            data.classes)
     result = search(parts, space, options, progress)
     budget = budget_for(options.minutes)
     report, files = _deploy(data, parts, space, result, options, budget, progress or _silent)

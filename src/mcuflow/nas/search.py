@@ -681,6 +681,29 @@ def mobilenet_v2(space: SearchSpace, width: float, resolution: int) -> Arch:
                 kernels=(3,) * space.slots, expansions=(6,) * space.slots)
 
 
+MIN_RESOLUTION = 8
+"""The smallest resolution reachable_space adds to a grid."""
+
+
+def reachable_space(space: SearchSpace, build: Build, limits: Limits, input_channels: int,
+                    classes: int) -> SearchSpace:
+    """`space`, with smaller resolutions while no scaled MobileNetV2 of it fits `limits`.
+
+    While no mobilenet_v2 of any width at the grid's smallest resolution fits, half that
+    resolution (at least MIN_RESOLUTION) joins the grid: long series and large images get
+    inputs the board can hold, which space optimisation then weighs like the others. A space
+    with a fitting MobileNetV2 is returned as it is.
+    """
+    fitcheck = FitCheck(build, limits, space, input_channels, classes)
+    while True:
+        lowest = min(space.resolutions)
+        if lowest <= MIN_RESOLUTION or any(
+                fitcheck(mobilenet_v2(space, width, lowest)).fits for width in space.widths):
+            return space
+        space = dataclasses.replace(
+            space, resolutions=(max(MIN_RESOLUTION, lowest // 2), *space.resolutions))
+
+
 def _baseline(space: SearchSpace, input_channels: int, classes: int,
               fits: _Fits) -> tuple[Arch, Fit]:
     """The MobileNetV2 of the grid with the most MACs that fits."""
