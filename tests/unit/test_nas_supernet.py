@@ -182,3 +182,25 @@ def test_plain_training_learns_digits_at_another_resolution(digits: Split) -> No
     after = float((logits.argmax(dim=1).numpy() == digits.test.y).mean())
     assert accuracy(model, digits.test, 12) == after
     assert before < 0.3 < 0.9 < after
+
+
+class _CountingNet(torch.nn.Module):
+    """A linear classifier counting the training batches it sees."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(features, classes)
+        self.batches = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches += self.training
+        return self.linear(x.flatten(1))
+
+
+@pytest.mark.parametrize(("epochs", "batches"), [(2, 2 * 17), (0.25, 4), (0.001, 1)])
+def test_training_runs_the_budgets_share_of_batches(digits: Split, epochs: float,
+                                                    batches: int) -> None:
+    """Digits' 1,078 training samples are 17 batches of 64 (the last of 54)."""
+    model = _CountingNet(64, 10)
+    train_model(model, digits, 8, TrainBudget(epochs=epochs), seed=0)
+    assert model.batches == batches

@@ -87,8 +87,8 @@ class QemuCheck:
 class TrainingEpochs:
     """The epochs the budget's row gave on this data (search.training_epochs)."""
 
-    supernet: int
-    final: int
+    supernet: float
+    final: float
     """Each final model's: the winner fine-tuned, the baseline from scratch."""
 
 
@@ -220,7 +220,7 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
 
 
 def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: SearchSpace,
-                epochs: int, seed: int) -> nn.Module:
+                epochs: float, seed: int) -> nn.Module:
     """The winner with the supernet's weights, fine-tuned on the training split."""
     from mcuflow.nas import supernet
 
@@ -233,7 +233,7 @@ def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: Search
     return winner
 
 
-def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, epochs: int,
+def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, epochs: float,
              seed: int) -> nn.Module:
     """The baseline trained from scratch for as many epochs as the winner is fine-tuned."""
     from mcuflow.nas import supernet

@@ -101,17 +101,19 @@ REFERENCE_ARCH = (8, 0.75, 16)
 """(native size, width, resolution) of the space's largest architecture the table was sized on."""
 
 
-def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: SpaceChoice) -> int:
+def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: SpaceChoice
+                    ) -> float:
     """A table row's `epochs` for this data: as many as hold the row's work on digits.
 
     An epoch's cost is taken as the training samples times the MACs of the chosen space's
     largest architecture; against the table's reference (REFERENCE_SAMPLES, REFERENCE_ARCH)
-    a costlier epoch gets proportionally fewer epochs, at least one. A cheaper one gets more
-    only where the data has fewer batches than the reference: at most as many more as keep
-    the reference's optimiser steps, so a few hundred samples still train for the row's
-    steps. So the row's minutes hold on larger images and data sets (digits upscaled to
-    28 x 28, at width 1, cost four times digits' epoch), and both final models get the same
-    count.
+    a costlier epoch gets proportionally fewer epochs, whole ones down to one, below half an
+    epoch that share of one (TrainBudget), so the row's minutes hold on data sets of any
+    size. A cheaper one gets more only where the data has fewer batches than the reference:
+    at most as many more as keep the reference's optimiser steps, so a few hundred samples
+    still train for the row's steps. So the row's minutes hold on larger images and data sets
+    (digits upscaled to 28 x 28, at width 1, cost four times digits' epoch), and both final
+    models get the same count.
     """
     data = split.train
     work = len(data.y) * macs(largest(space, chosen.width, chosen.resolution), space,
@@ -119,7 +121,8 @@ def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: Space
     scale = _reference_work() / work
     if scale > 1:
         scale = min(scale, max(1.0, _batches(REFERENCE_SAMPLES) / _batches(len(data.y))))
-    return max(1, round(epochs * scale))
+    scaled = epochs * scale
+    return float(max(1, round(scaled))) if scaled >= 0.5 else scaled
 
 
 def _batches(samples: int) -> int:

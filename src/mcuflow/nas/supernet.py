@@ -38,9 +38,12 @@ DISTILLATION = 0.5
 
 @dataclass(frozen=True)
 class TrainBudget:
-    """How long to train: epochs, batch size and the (peak) Adam learning rate."""
+    """How long to train: epochs, batch size and the (peak) Adam learning rate.
 
-    epochs: int
+    Fewer than one epoch trains on that share of an epoch's batches (at least one).
+    """
+
+    epochs: float
     batch: int = TRAIN_BATCH
     lr: float = 1e-2
 
@@ -338,12 +341,13 @@ def _fit(model: nn.Module, data: Split, resolution: int, budget: TrainBudget, se
     x, y = _tensors(data.train, resolution)
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=budget.lr)
-    steps = budget.epochs * (-(-len(x) // budget.batch) - (len(x) % budget.batch == 1))
+    per_epoch = -(-len(x) // budget.batch) - (len(x) % budget.batch == 1)
+    steps = max(1, round(budget.epochs * per_epoch))
     step = 0
     model.train()
     with _one_thread():
-        for _ in range(budget.epochs):
-            for batch in _batches(len(x), budget, generator):
+        while step < steps:
+            for batch in _batches(len(x), budget, generator)[:steps - step]:
                 for group in optimiser.param_groups:
                     group["lr"] = budget.lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
                 optimiser.zero_grad()
