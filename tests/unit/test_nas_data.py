@@ -91,6 +91,11 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.y, y)
     np.savez(tmp_path / "series.npz", x=x[:, :, 0, 0], y=y)
     assert load_dataset(str(tmp_path / "series.npz")).x.shape == (18, 6, 1)
+    np.savez(tmp_path / "channels.npz", x=x[..., 0], y=y)
+    assert load_dataset(str(tmp_path / "channels.npz")).x.shape == (18, 6, 6)
+    grey = (x[..., 0] * 255).astype(np.uint8)
+    np.savez(tmp_path / "grey.npz", x=grey, y=y)
+    np.testing.assert_allclose(load_dataset(str(tmp_path / "grey.npz")).x[..., 0], grey / 255.0)
 
 
 @pytest.mark.parametrize(("arrays", "message"), [

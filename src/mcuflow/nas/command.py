@@ -39,11 +39,11 @@ STAGES = {"space": "search-space optimisation (fit checks)", "supernet": "traini
 def search_command(
     data: Annotated[
         str, typer.Option("--data", help="Labelled training data: digits (scikit-learn's 8x8 "
-                          "digits), mnist1d, an .npz holding x (N x H x W x C images or N x T "
-                          "x C series) and y (labels: numbers, text or one-hot rows; sorted, "
-                          "they become output indices), or a folder with one sub-folder of "
-                          "images per class (resampled to their most common size). 60/20/20 "
-                          "train/val/test, stratified.")
+                          "digits), mnist1d, an .npz holding x (N x H x W x C images, uint8 N "
+                          "x H x W grey images, or N x T x C series) and y (labels: numbers, "
+                          "text or one-hot rows; sorted, they become output indices), or a "
+                          "folder with one sub-folder of images per class (resampled to their "
+                          "most common size). 60/20/20 train/val/test, stratified.")
     ],
     out_dir: Annotated[
         Path, typer.Option("--output", "-o", help="Directory to write: model.onnx, "

@@ -161,12 +161,18 @@ def _npz(path: Path) -> Dataset:
 
 
 def _samples(path: Path, x: np.ndarray) -> np.ndarray:
+    """x as float32 samples with a channel axis; uint8 is pixels, scaled to [0, 1].
+
+    N x T is a series of one channel, and so is uint8 N x H x W an image of one (grey
+    pixels, as Keras keeps MNIST); other N x T x C arrays are series.
+    """
     if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4):
         raise McuflowError(f"{path}: x is {x.dtype} of shape {x.shape}",
                            "x must be numbers shaped N x H x W x C (images) or N x T x C "
-                           "(series; N x T for one channel)")
-    scaled = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    return scaled[..., None] if x.ndim == 2 else scaled
+                           "(series; N x T for one channel, uint8 N x H x W for grey images)")
+    pixels = x.dtype == np.uint8
+    scaled = x.astype(np.float32) / 255.0 if pixels else x.astype(np.float32)
+    return scaled[..., None] if x.ndim == 2 or (pixels and x.ndim == 3) else scaled
 
 
 def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[str, ...]]:
