@@ -55,7 +55,7 @@ class Dataset:
         return int(self.x.shape[-1])
 
     def subset(self, indices: np.ndarray) -> Dataset:
-        """The samples at `indices` (same name and class count)."""
+        """The samples at `indices` (same name, class count and labels)."""
         return Dataset(self.name, self.x[indices], self.y[indices], self.classes, self.labels)
 
 
