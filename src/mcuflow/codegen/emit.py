@@ -128,7 +128,7 @@ class DerivedArray:
     """What the array holds, for its comment in the generated C."""
 
 
-def bias_array(graph: Graph, op: Operator, weights: np.ndarray, input_offset: int,
+def _bias_array(graph: Graph, op: Operator, weights: np.ndarray, input_offset: int,
                fold: bool) -> DerivedArray:
     """The int32 bias array of a conv / FC layer whose filter rows are `weights`.
 
@@ -148,7 +148,7 @@ def bias_array(graph: Graph, op: Operator, weights: np.ndarray, input_offset: in
     return DerivedArray("bias", "int32_t", bias.astype(np.int32), what)
 
 
-def requant_arrays(params: ConvParams) -> tuple[DerivedArray, DerivedArray]:
+def _requant_arrays(params: ConvParams) -> tuple[DerivedArray, DerivedArray]:
     """The per-channel Q31 multipliers and shifts of a conv layer."""
     return (DerivedArray("multiplier", "int32_t", np.array(params.multipliers, np.int32),
                          "Q31 multipliers"),
@@ -166,13 +166,13 @@ def portable_arrays(graph: Graph, op: Operator,
     x, weights, out = (graph.tensors[name] for name in (*op.inputs[:2], op.outputs[0]))
     if op.kind is OpKind.FULLY_CONNECTED:
         fc = params or prepare_fully_connected(x, weights, out, op.attrs)
-        return (bias_array(graph, op, weights.data, fc.input_offset, fold=True),
+        return (_bias_array(graph, op, weights.data, fc.input_offset, fold=True),
                 _scale_array(fc))
     params = params or prepare_conv(x, weights, out, op.attrs)
     if op.kind is OpKind.DEPTHWISE_CONV_2D:
-        return (bias_array(graph, op, _depthwise_rows(weights), params.input_offset, False),
-                *requant_arrays(params))
-    return bias_array(graph, op, weights.data, params.input_offset, True), *requant_arrays(params)
+        return (_bias_array(graph, op, _depthwise_rows(weights), params.input_offset, False),
+                *_requant_arrays(params))
+    return _bias_array(graph, op, weights.data, params.input_offset, True), *_requant_arrays(params)
 
 
 def _depthwise_rows(weights: Tensor) -> np.ndarray:
@@ -819,8 +819,8 @@ def _transpose_conv(ctx: EmitContext) -> LayerCode:
     params = prepare_transpose_conv(x, weights, out, ctx.op.attrs)
     window = _window(ctx, weights.shape[1:3], (params.stride_h, params.stride_w), (1, 1),
                      (params.pad_h, params.pad_w), params.input_offset)
-    bias = bias_array(ctx.graph, ctx.op, weights.data, params.input_offset, fold=False)
-    requant = _requant(ctx, params, (bias, *requant_arrays(params)))
+    bias = _bias_array(ctx.graph, ctx.op, weights.data, params.input_offset, fold=False)
+    requant = _requant(ctx, params, (bias, *_requant_arrays(params)))
     args = [f"&{window}", f"&{requant}", _input_pointer(ctx, 0),
             ctx.pool.tensor(ctx.graph, ctx.op.inputs[1]), _output_pointer(ctx)]
     chosen = KERNELS[transpose_conv_kernel(ctx.graph, ctx.op, ctx.dsp)]
