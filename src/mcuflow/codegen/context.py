@@ -26,6 +26,11 @@ STRUCT_LINE_CHARS = 96
 _KERNEL_CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
 
 
+def c_type_of(tensor: Tensor) -> str:
+    """The C element type of a constant tensor's array."""
+    return _CTYPE_OF[tensor.dtype]
+
+
 class CodegenError(Exception):
     """An internal inconsistency between the plan, the graph and the emitters (a bug)."""
 
@@ -109,11 +114,16 @@ class ConstantPool:
         values = np.ascontiguousarray(values).reshape(-1)
         if values.size == 0:
             raise CodegenError(f"empty constant {symbol}")
-        key = (ctype, values.dtype.str, values.tobytes())
+        key = self.identity(ctype, values)
         if key not in self._of_values:
             self.arrays.append(CArray(symbol, ctype, values, c_comment(comment)))
             self._of_values[key] = symbol
         return self._of_values[key]
+
+    @staticmethod
+    def identity(ctype: str, values: np.ndarray) -> tuple[str, str, bytes]:
+        """What makes two arrays one array of the pool: C type, element type and bytes."""
+        return ctype, values.dtype.str, np.ascontiguousarray(values).tobytes()
 
     def tensor(self, graph: Graph, name: str) -> str:
         """The symbol of a constant tensor of the graph, emitted once however many ops read it."""
@@ -121,7 +131,7 @@ class ConstantPool:
             tensor = graph.tensors[name]
             symbol = c_identifier(name, self.naming.symbol(f"c{len(self._of_tensor)}"))
             comment = f"{name} {list(tensor.shape)} {tensor.dtype.value}"
-            self._of_tensor[name] = self.add(symbol, _CTYPE_OF[tensor.dtype], tensor.data, comment)
+            self._of_tensor[name] = self.add(symbol, c_type_of(tensor), tensor.data, comment)
         return self._of_tensor[name]
 
     @property

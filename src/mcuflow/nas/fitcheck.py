@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mcuflow.codegen.context import ConstantPool
+import numpy as np
+
+from mcuflow.codegen.context import ConstantPool, c_type_of
 from mcuflow.codegen.emit import portable_arrays
 from mcuflow.codegen.flash import array_flash_bytes
 from mcuflow.codegen.project import generate_project
@@ -173,7 +176,7 @@ def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
     (the application's, the slack and per-tensor bytes, from the graph's inputs and outputs
     alone). Constants: without the DSP kernels, the int8 emitters of FILTERED ops pool their
     filter as it is and the arrays of portable_arrays, once per distinct value
-    (ConstantPool.add), and a patch rewrite runs the same layers. Code: see _code_bound.
+    (ConstantPool.identity), and a patch rewrite runs the same layers. Code: see _code_bound.
 
     With `above`, the arrays of portable_arrays are derived only when the rest of the bound
     plus their sizes (_derived_ceiling) exceeds `above`: the bound returned exceeds `above`
@@ -183,17 +186,14 @@ def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
         return 0
     code = target_code(build.firmware)
     layers = [] if build.dsp else _pooled_layers(graph)
-    pool = ConstantPool()
-    for op in layers:
-        pool.tensor(graph, op.inputs[1])
-    bound = (_pool_bytes(pool) + _code_bound(graph, code, build.dsp)
+    filters = [(c_type_of(graph.tensors[op.inputs[1]]), graph.tensors[op.inputs[1]].data)
+               for op in layers]
+    bound = (_pooled_bytes(filters) + _code_bound(graph, code, build.dsp)
              + _runtime(graph, code, build))
     if above is not None and bound + _derived_ceiling(graph, layers) <= above:
         return bound
-    derived = ConstantPool()
-    for array in (array for op in layers for array in portable_arrays(graph, op)):
-        derived.add(array.stem, array.ctype, array.values, array.what)
-    return bound + _pool_bytes(derived)
+    return bound + _pooled_bytes([(array.ctype, array.values) for op in layers
+                                  for array in portable_arrays(graph, op)])
 
 
 def _pooled_layers(graph: Graph) -> list[Operator]:
@@ -206,8 +206,10 @@ def _pooled_layers(graph: Graph) -> list[Operator]:
             and all(graph.tensors[name].codebook is None for name in op.inputs)]
 
 
-def _pool_bytes(pool: ConstantPool) -> int:
-    return sum(array_flash_bytes(array.nbytes) for array in pool.arrays)
+def _pooled_bytes(arrays: list[tuple[str, np.ndarray]]) -> int:
+    """Flash of (C type, values) arrays in the constant pool: one of each ConstantPool.identity."""
+    sizes = {ConstantPool.identity(ctype, values): values.nbytes for ctype, values in arrays}
+    return sum(array_flash_bytes(size) for size in sizes.values())
 
 
 def _derived_ceiling(graph: Graph, layers: list[Operator]) -> int:
@@ -259,8 +261,13 @@ def _code_bound(graph: Graph, code: TargetCode, dsp: bool) -> int:
 
 def _kernel_choice(graph: Graph, op: Operator, dsp: bool) -> frozenset[str]:
     """The kernels one of which a step `op` that runs code calls."""
-    int16 = int16_step(graph, op)
-    return frozenset(record.function for record in kernels_of(op.kind, dsp)
+    return _kernels_serving(op.kind, int16_step(graph, op), dsp)
+
+
+@functools.cache
+def _kernels_serving(kind: OpKind, int16: bool, dsp: bool) -> frozenset[str]:
+    """The catalogue's kernels a step of `kind` (int16 or not) may call, the decoder aside."""
+    return frozenset(record.function for record in kernels_of(kind, dsp)
                      if serves(record, int16) and record.function != CODEBOOK_DECODE)
 
 
