@@ -148,6 +148,16 @@ def is_chain(graph: Graph) -> bool:
                for index, op in enumerate(graph.operators) if index)
 
 
+def _kept_from(graph: Graph) -> int:
+    """The first step every patch rewrite keeps as it is: the one after the longest stage.
+
+    The patch search's rewrites replace a prefix of the ops (a stage of find_stages) and keep
+    the steps after it; 0 where no stage can run patch by patch.
+    """
+    stages = find_stages(graph)
+    return stages[-1].ops[-1] + 1 if stages else 0
+
+
 def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> int:
     """A lower bound of the arena of every plan analyze_graph may choose for a chain `graph`.
 
@@ -160,11 +170,9 @@ def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> i
     """
     if not is_chain(graph):
         return 0
-    stages = find_stages(graph)
-    after = stages[-1].ops[-1] + 1 if stages else 0
     problem = build_problem(graph, dsp=build.dsp, cache=cache)
     needs = evaluate(problem, list(range(len(graph.operators))))[1]
-    return max(needs[after:], default=0)
+    return max(needs[_kept_from(graph):], default=0)
 
 
 def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
@@ -186,8 +194,8 @@ def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
         return 0
     code = target_code(build.firmware)
     layers = [] if build.dsp else _pooled_layers(graph)
-    filters = [(c_type_of(graph.tensors[op.inputs[1]]), graph.tensors[op.inputs[1]].data)
-               for op in layers]
+    filters = [(c_type_of(tensor), tensor.data)
+               for tensor in (graph.tensors[op.inputs[1]] for op in layers)]
     bound = (_pooled_bytes(filters) + _code_bound(graph, code, build.dsp)
              + _runtime(graph, code, build))
     if above is not None and bound + _derived_ceiling(graph, layers) <= above:
@@ -231,17 +239,16 @@ def _derived_ceiling(graph: Graph, layers: list[Operator]) -> int:
 def _code_bound(graph: Graph, code: TargetCode, dsp: bool) -> int:
     """Code every plan's firmware has: kernels the steps after the longest patch stage call.
 
-    A patch rewrite keeps the steps after its stage (find_stages: prefixes of the op order).
-    A step of a kind that may not run without code (STEPS_WITHOUT_CODE) calls one of the
-    kernels the catalogue lists for its kind and width (kernels_of, serves; the codebook
-    decoder only runs besides one). Where that is one kernel, its code and support routines
-    count; where several, the smallest of them, if none counted already may be the one. The
-    run function makes a call of at least one argument per such step (kernel_calls), which
+    Every patch rewrite keeps the steps from _kept_from on. A step of a kind that may not
+    run without code (STEPS_WITHOUT_CODE) calls one of the kernels the catalogue lists for
+    its kind and width (kernels_of, serves; the codebook decoder only runs besides one).
+    Where that is one kernel, its code and support routines count; where several, the
+    smallest of them, if none counted already may be the one. The run function makes a call
+    of at least one argument per such step (kernel_calls), which
     RunFit.bytes counts at least as one when a call and an argument add bytes.
     """
-    stages = find_stages(graph)
-    after = stages[-1].ops[-1] + 1 if stages else 0
-    running = [op for op in graph.operators[after:] if op.kind not in STEPS_WITHOUT_CODE]
+    running = [op for op in graph.operators[_kept_from(graph):]
+               if op.kind not in STEPS_WITHOUT_CODE]
     choices = {_kernel_choice(graph, op, dsp) for op in running}
     sizes = {name: code.kernels[name] for choice in choices for name in choice
              if name in code.kernels}
