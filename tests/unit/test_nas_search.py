@@ -266,11 +266,11 @@ def test_a_local_ray_cluster_starts_without_notices() -> None:
 
 
 def test_long_series_get_a_resolution_the_board_holds() -> None:
-    """T=1000 on the NUCLEO-F091RC: no scaled MobileNetV2 of the grid fits, half the lowest does."""
+    """T=2000 on the NUCLEO-F091RC: no scaled MobileNetV2 of the grid fits, half the lowest does."""
     build = api.build_for("nucleo-f091rc")
     limits = limits_for(build, None, None, None)
-    space = default_space(1, 1000)
-    series = Dataset("long", np.zeros((15, 1000, 4), np.float32), np.arange(15) % 3, 3)
+    space = default_space(1, 2000)
+    series = Dataset("long", np.zeros((15, 2000, 4), np.float32), np.arange(15) % 3, 3)
     parts = Split(series, series, series)
     options = SearchOptions(build, limits)
     reached = reachable_space(space, build, limits, 4, 3)

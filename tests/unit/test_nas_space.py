@@ -11,6 +11,7 @@ from mcuflow.hw.board import get_board
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.verify import verify_graph
 from mcuflow.nas.space import (
+    FINAL_SIZE,
     Arch,
     arch_graph,
     canonical,
@@ -25,6 +26,7 @@ from mcuflow.nas.space import (
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 SPACES = (default_space(2, 8), default_space(1, 40))
+STRIDED = (default_space(2, 96), default_space(1, 1000))
 
 
 def _archs(space, count: int, seed: int) -> list[Arch]:
@@ -33,7 +35,7 @@ def _archs(space, count: int, seed: int) -> list[Arch]:
             for _ in range(count)]
 
 
-@pytest.mark.parametrize("space", SPACES, ids=("2d", "1d"))
+@pytest.mark.parametrize("space", SPACES + STRIDED, ids=("2d", "1d", "2d-96", "1d-1000"))
 def test_macs_equal_mcuflows_count_of_the_weighted_layers(space) -> None:
     board = get_board("nucleo-f091rc")
     for arch in [*_archs(space, 6, 1), largest(space, 1.0, space.resolutions[-1]),
@@ -60,6 +62,26 @@ def test_graph_follows_the_family(space) -> None:
     if space.dims == 1:
         assert all(h == 1 for h, _ in strides) and any(w == 2 for _, w in strides)
         assert graph.tensors[graph.inputs[0]].shape == (1, arch.resolution, 3)
+
+
+@pytest.mark.parametrize(("dims", "native", "last"), [
+    (2, 8, 2), (2, 32, 8), (2, 48, 6), (2, 96, 6), (2, 224, 7), (1, 40, 5), (1, 128, 8),
+    (1, 1000, 32)])
+def test_large_inputs_reach_the_last_stage_at_final_size(dims: int, native: int,
+                                                          last: int) -> None:
+    """The classifier's MEAN reads at most FINAL_SIZE rows (series: steps) where strides allow.
+
+    Digits and MNIST-1D keep the strides they were designed with; 1,000 steps run out of
+    unstrided stages (32 is 2 ** 5).
+    """
+    space = default_space(dims, native)
+    graph = arch_graph(largest(space, 0.5, native), space, 3, 4)
+    (mean,) = [op for op in graph.operators if op.kind is OpKind.MEAN]
+    shape = graph.tensors[mean.inputs[0]].shape
+    assert shape[1:3] == ((last, last) if dims == 2 else (1, last))
+    assert last <= FINAL_SIZE or space.stem_stride * 2 ** len(space.stages) == 32
+    if native in (8, 40):
+        assert space.stem_stride == 1
 
 
 @pytest.mark.parametrize("space", SPACES, ids=("2d", "1d"))

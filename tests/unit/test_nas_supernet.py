@@ -48,6 +48,9 @@ IMAGES = SearchSpace(2, (Stage(16, 1, 2, 1), Stage(24, 1, 2, 2)), kernels=(3, 5,
                      expansions=(1, 3, 6), resolutions=(8, 10), head_channels=32)
 SERIES = SearchSpace(1, (Stage(16, 1, 2, 2), Stage(24, 1, 3, 2)), kernels=(3, 7),
                      expansions=(3, 4), resolutions=(24, 40), stem_stride=2)
+STRIDED = SearchSpace(2, (Stage(16, 1, 2, 2), Stage(24, 1, 2, 2)), kernels=(3, 5),
+                      expansions=(3, 6), resolutions=(12, 15), stem_stride=2)
+"""A space as strided() makes them for larger images: the stem and every stage halve."""
 DIGITS = default_space(2, 8)
 
 
@@ -96,7 +99,7 @@ def test_extracted_subnets_compute_what_the_supernet_computes(space: SearchSpace
     assert not torch.allclose(outputs[0], outputs[1])  # the subnets do differ
 
 
-@pytest.mark.parametrize("space", [IMAGES, SERIES], ids=["images", "series"])
+@pytest.mark.parametrize("space", [IMAGES, SERIES, STRIDED], ids=["images", "series", "strided"])
 def test_onnx_export_runs_the_same_in_onnxruntime(space: SearchSpace, tmp_path: Path) -> None:
     arch = sample(space, np.random.default_rng(5), 0.5, space.resolutions[-1])
     model = build_model(arch, space, 3, 4, seed=6)
@@ -110,7 +113,7 @@ def test_onnx_export_runs_the_same_in_onnxruntime(space: SearchSpace, tmp_path: 
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("space", [IMAGES, SERIES], ids=["images", "series"])
+@pytest.mark.parametrize("space", [IMAGES, SERIES, STRIDED], ids=["images", "series", "strided"])
 def test_quantised_export_has_arch_graphs_operators(space: SearchSpace, tmp_path: Path) -> None:
     arch = largest(space, 0.5, space.resolutions[0])
     model = build_model(arch, space, 1, 3, seed=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -67,7 +68,8 @@ def default_space(dims: int, native_size: int) -> SearchSpace:
     """A space for small inputs: 8x8 images (sklearn digits) or series of T=40 (MNIST-1D).
 
     Resolutions are the native size and smaller or larger steps around it (UPSCALED_SIZE);
-    stages of 16..64 channels keep many candidates within 16-32 KB of SRAM.
+    stages of 16..64 channels keep many candidates within 16-32 KB of SRAM. Larger inputs
+    get more strides (strided).
     """
     if dims not in (1, 2):
         raise McuflowError(f"a search space has 1 or 2 spatial dimensions, not {dims}",
@@ -81,7 +83,32 @@ def default_space(dims: int, native_size: int) -> SearchSpace:
                   Stage(64, 1, 2, 1))
         steps = (0.6, 0.8, 1.0)
     resolutions = tuple(sorted({max(4, int(round(native_size * step))) for step in steps}))
-    return SearchSpace(dims, stages, resolutions=resolutions)
+    stem_stride, stages = strided(stages, native_size)
+    return SearchSpace(dims, stages, resolutions=resolutions, stem_stride=stem_stride)
+
+
+FINAL_SIZE = 8
+"""The most rows (series: steps) the last stage sees at the native size, where strides allow."""
+
+
+def strided(stages: tuple[Stage, ...], native_size: int) -> tuple[int, tuple[Stage, ...]]:
+    """The stem's stride and the stages, halving once more until the last stage sees FINAL_SIZE.
+
+    The stem strides first (MobileNetV2's does), then the unstrided stages from the last: a
+    96 x 96 image reaches the last stage at 6 x 6, not 24 x 24 (whose activations no 32 KB
+    board holds). Small inputs keep every stride as given.
+    """
+    stem, stages = 1, list(stages)
+    unstrided = [index for index, stage in enumerate(stages) if stage.stride == 1][::-1]
+    while native_size / (stem * math.prod(s.stride for s in stages)) > FINAL_SIZE:
+        if stem == 1:
+            stem = 2
+        elif unstrided:
+            index = unstrided.pop(0)
+            stages[index] = replace(stages[index], stride=2)
+        else:
+            break
+    return stem, tuple(stages)
 
 
 @dataclass(frozen=True)
