@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import LabelEncoder
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import load_dataset, resize, split
+from mcuflow.nas.data import Dataset, load_dataset, resize, split
 
 pytest.importorskip("torch")
 
@@ -74,6 +74,16 @@ def test_resize_matches_separable_half_pixel_interpolation(size: int) -> None:
     np.testing.assert_allclose(resize(series, size * 3, 1), _interp_axis(series, size * 3, 1),
                                atol=1e-5)
     np.testing.assert_array_equal(resize(images, 8, 2), images)
+
+
+def test_resize_keeps_the_images_aspect() -> None:
+    """10 x 4 images at 5 rows are 5 x 2 (the columns scale with the rows), 20 rows 20 x 8."""
+    images = np.random.default_rng(1).random((3, 10, 4, 2)).astype(np.float32)
+    data = Dataset("tall", images, np.arange(3), 3)
+    assert data.aspect == 0.4
+    for rows, columns in ((5, 2), (20, 8)):
+        expected = _interp_axis(_interp_axis(images, rows, 1), columns, 2)
+        np.testing.assert_allclose(resize(images, rows, 2), expected, atol=1e-5)
 
 
 def _samples(classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:

@@ -63,22 +63,43 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
 def test_int8_model_is_litert_exact_and_scored_as_reported(
         searched: tuple[SearchReport, Path], test_split: Dataset) -> None:
     report, out = searched
+    _check_int8_model(report, out, test_split)
+    assert report.found.int8_accuracy > 0.3, "the tiny search learnt nothing"
+
+
+def _check_int8_model(report: SearchReport, out: Path, test: Dataset) -> None:
+    """model_int8.tflite takes the test images as resized, runs as LiteRT does, scores so."""
     model = (out / "model_int8.tflite").read_bytes()
     litert = litert_interpreter(model)
     detail = litert.get_input_details()[0]
     scale, zero_point = detail["quantization"]
-    images = resize(test_split.x, report.found.arch.resolution, test_split.dims)
+    images = resize(test.x, report.found.arch.resolution, test.dims)
     assert tuple(detail["shape"][1:]) == images.shape[1:]
     ours = Interpreter(api.load_graph(out / "model_int8.tflite"))
     right = 0
-    for image, label in zip(images, test_split.y, strict=True):
+    for image, label in zip(images, test.y, strict=True):
         x = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)[None]
         expected = litert_invoke(litert, [x])[0]
         np.testing.assert_array_equal(ours.run([x]).outputs[0], expected)
         right += int(np.argmax(expected) == label)
-    tolerance = 1 / len(test_split.y)  # an input that rounds the other way, at most one sample
-    assert abs(right / len(test_split.y) - report.found.int8_accuracy) <= tolerance + 1e-9
-    assert report.found.int8_accuracy > 0.3, "the tiny search learnt nothing"
+    tolerance = 1 / len(test.y)  # an input that rounds the other way, at most one sample
+    assert abs(right / len(test.y) - report.found.int8_accuracy) <= tolerance + 1e-9
+
+
+def test_images_keep_their_aspect(tmp_path: Path) -> None:
+    """Digits' middle 8 x 4 columns: the found model reads R x R/2 images, LiteRT-exact."""
+    torch.set_num_threads(1)
+    digits = load_dataset("digits")
+    np.savez(tmp_path / "halves.npz", x=digits.x[:, :, 2:6], y=digits.y)
+    build = api.build_for(BOARD)
+    options = SearchOptions(build, limits_for(build, None, None, None), minutes=1, seed=SEED)
+    report = run_search(str(tmp_path / "halves.npz"), options, tmp_path / "out")
+    resolution = report.found.arch.resolution
+    assert report.result.space.input_size(resolution) == (resolution, resolution // 2)
+    test = split(load_dataset(str(tmp_path / "halves.npz")), SEED).test
+    assert resize(test.x, resolution, 2).shape[1:] == (resolution, resolution // 2, 1)
+    _check_int8_model(report, tmp_path / "out", test)
+    assert report.qemu.bit_exact and report.found.fit.fits
 
 
 def test_float_model_agrees_with_onnxruntime(searched: tuple[SearchReport, Path],

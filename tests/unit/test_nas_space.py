@@ -26,7 +26,7 @@ from mcuflow.nas.space import (
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 SPACES = (default_space(2, 8), default_space(1, 40))
-STRIDED = (default_space(2, 96), default_space(1, 1000))
+STRIDED = (default_space(2, 96), default_space(1, 1000), default_space(2, 49, 10 / 49))
 
 
 def _archs(space, count: int, seed: int) -> list[Arch]:
@@ -35,7 +35,8 @@ def _archs(space, count: int, seed: int) -> list[Arch]:
             for _ in range(count)]
 
 
-@pytest.mark.parametrize("space", SPACES + STRIDED, ids=("2d", "1d", "2d-96", "1d-1000"))
+@pytest.mark.parametrize("space", SPACES + STRIDED,
+                         ids=("2d", "1d", "2d-96", "1d-1000", "2d-49x10"))
 def test_macs_equal_mcuflows_count_of_the_weighted_layers(space) -> None:
     board = get_board("nucleo-f091rc")
     for arch in [*_archs(space, 6, 1), largest(space, 1.0, space.resolutions[-1]),
@@ -82,6 +83,16 @@ def test_large_inputs_reach_the_last_stage_at_final_size(dims: int, native: int,
     assert last <= FINAL_SIZE or space.stem_stride * 2 ** len(space.stages) == 32
     if native in (8, 40):
         assert space.stem_stride == 1
+
+
+def test_images_keep_their_aspect() -> None:
+    """49 x 10 spectrograms are searched at R x round(R * 10 / 49), not squeezed into R x R."""
+    space = default_space(2, 49, 10 / 49)
+    assert space.resolutions == (24, 37, 49)
+    for resolution, columns in zip(space.resolutions, (5, 8, 10), strict=True):
+        graph = arch_graph(smallest(space, 0.5, resolution), space, 1, 12)
+        assert graph.tensors[graph.inputs[0]].shape == (1, resolution, columns, 1)
+    assert default_space(2, 28).aspect == 1.0 and default_space(1, 40, 3.0).aspect == 1.0
 
 
 @pytest.mark.parametrize("space", SPACES, ids=("2d", "1d"))

@@ -48,9 +48,10 @@ IMAGES = SearchSpace(2, (Stage(16, 1, 2, 1), Stage(24, 1, 2, 2)), kernels=(3, 5,
                      expansions=(1, 3, 6), resolutions=(8, 10), head_channels=32)
 SERIES = SearchSpace(1, (Stage(16, 1, 2, 2), Stage(24, 1, 3, 2)), kernels=(3, 7),
                      expansions=(3, 4), resolutions=(24, 40), stem_stride=2)
-STRIDED = SearchSpace(2, (Stage(16, 1, 2, 2), Stage(24, 1, 2, 2)), kernels=(3, 5),
+STRIDED = SearchSpace(2, (Stage(16, 1, 2, 2), Stage(24, 1, 2, 2)), 0.5, kernels=(3, 5),
                       expansions=(3, 6), resolutions=(12, 15), stem_stride=2)
-"""A space as strided() makes them for larger images: the stem and every stage halve."""
+"""A space as strided() makes them for larger images (the stem and every stage halve), of
+images half as wide as tall."""
 DIGITS = default_space(2, 8)
 
 
@@ -88,7 +89,7 @@ def test_extracted_subnets_compute_what_the_supernet_computes(space: SearchSpace
     resolution = space.resolutions[0]
     archs = [largest(space, 0.75, resolution), smallest(space, 0.75, resolution)]
     archs += [sample(space, rng, 0.75, resolution) for _ in range(2)]
-    x = torch.randn(6, 2, *(resolution,) * space.dims, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(6, 2, *space.input_size(resolution), generator=torch.Generator().manual_seed(4))
     outputs = []
     for arch in archs:
         net.set_active(arch)
@@ -104,8 +105,8 @@ def test_onnx_export_runs_the_same_in_onnxruntime(space: SearchSpace, tmp_path: 
     arch = sample(space, np.random.default_rng(5), 0.5, space.resolutions[-1])
     model = build_model(arch, space, 3, 4, seed=6)
     _scramble_batch_norms(model, 7)
-    export_onnx(model, arch, 3, tmp_path / "model.onnx")
-    x = np.random.default_rng(8).standard_normal((1, 3, *(arch.resolution,) * space.dims))
+    export_onnx(model, 3, tmp_path / "model.onnx")
+    x = np.random.default_rng(8).standard_normal((1, 3, *space.input_size(arch.resolution)))
     session = ort.InferenceSession(str(tmp_path / "model.onnx"))
     (logits,) = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})
     with torch.no_grad():
@@ -117,8 +118,8 @@ def test_onnx_export_runs_the_same_in_onnxruntime(space: SearchSpace, tmp_path: 
 def test_quantised_export_has_arch_graphs_operators(space: SearchSpace, tmp_path: Path) -> None:
     arch = largest(space, 0.5, space.resolutions[0])
     model = build_model(arch, space, 1, 3, seed=0)
-    export_onnx(model, arch, 1, tmp_path / "model.onnx")
-    samples = np.random.default_rng(0).random((4, 1, *(arch.resolution,) * space.dims))
+    export_onnx(model, 1, tmp_path / "model.onnx")
+    samples = np.random.default_rng(0).random((4, 1, *space.input_size(arch.resolution)))
     np.savez(tmp_path / "calibration.npz", x=samples.astype(np.float32))
     imported = api.load_graph(tmp_path / "model.onnx",
                               api.QuantizeOptions(calibration=tmp_path / "calibration.npz"))

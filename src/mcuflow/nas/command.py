@@ -160,8 +160,9 @@ def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions) 
     for name, cell in rows:
         table.add_row(name, cell(found), cell(baseline))
     console.print(table)
-    console.print(f"found: {escape(describe(found.arch))}", highlight=False)
-    console.print(f"baseline: {escape(describe(baseline.arch))}", highlight=False)
+    space = report.result.space
+    console.print(f"found: {escape(describe(found.arch, space))}", highlight=False)
+    console.print(f"baseline: {escape(describe(baseline.arch, space))}", highlight=False)
     verdict = "[green]bit-exact[/]" if qemu.bit_exact else "[red]MISMATCH[/]"
     console.print(f"QEMU ({qemu.target}, {qemu.machine}, linked for {report.board}): {verdict}, "
                   f"{qemu.instructions:,} instructions per inference", highlight=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mcuflow.errors import McuflowError
+from mcuflow.nas.space import columns
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp")
 """The image files a class folder may hold (others are ignored)."""
@@ -48,6 +49,11 @@ class Dataset:
     def native_size(self) -> int:
         """The image height or the series length."""
         return int(self.x.shape[1])
+
+    @property
+    def aspect(self) -> float:
+        """Columns per row of the images (1 for series)."""
+        return self.x.shape[2] / self.x.shape[1] if self.dims == 2 else 1.0
 
     @property
     def input_channels(self) -> int:
@@ -99,8 +105,13 @@ def split(dataset: Dataset, seed: int) -> Split:
 
 
 def resize(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
-    """Images to R x R (bilinear) or series to length R (linear), as torch interpolates."""
-    mode, size = ("bilinear", (resolution, resolution)) if dims == 2 else ("linear", (resolution,))
+    """Images to R rows, their aspect kept (bilinear), or series to length R (linear).
+
+    As torch interpolates; the columns are space.columns of the images' aspect.
+    """
+    size = (resolution, columns(resolution, x.shape[2] / x.shape[1])) if dims == 2 else (
+        resolution,)
+    mode = "bilinear" if dims == 2 else "linear"
     if x.shape[1:-1] == size:
         return np.array(x, dtype=np.float32)
     return _interpolated(x, size, mode)

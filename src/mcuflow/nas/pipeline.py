@@ -151,7 +151,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     check_output(out_dir)
     data = load_dataset(dataset)
     parts = split(data, options.seed)
-    space = default_space(data.dims, data.native_size)
+    space = default_space(data.dims, data.native_size, data.aspect)
     reserve = firmware_reserve(options.build, space, data.input_channels, data.classes)
     options = replace(options, limits=within_firmware(options.limits, reserve))
     space = reachable_space(space, options.build, options.limits, data.input_channels,
@@ -268,7 +268,7 @@ def _quantised(model: nn.Module, arch: Arch, space: SearchSpace, parts: Split,
 
     train = parts.train
     onnx = stem.with_suffix(".onnx")
-    supernet.export_onnx(model, arch, train.input_channels, onnx)
+    supernet.export_onnx(model, train.input_channels, onnx)
     calibration = stem.with_name(f"{stem.name}_calibration.npz")
     np.savez(calibration, x=onnx_layout(train.x[:CALIBRATION_SAMPLES], arch, train.dims))
     quantized = api.load_quantized(onnx, api.QuantizeOptions(calibration=calibration))

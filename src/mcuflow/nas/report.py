@@ -22,7 +22,7 @@ from mcuflow.analysis.plots import plain_log_scale
 
 if TYPE_CHECKING:
     from mcuflow.nas.pipeline import Deployed, SearchReport
-    from mcuflow.nas.space import Arch
+    from mcuflow.nas.space import Arch, SearchSpace
 
 _FOUND_COLOUR = "#c62828"
 _BASELINE_COLOUR = "#1565c0"
@@ -71,10 +71,15 @@ def _limits(report: SearchReport) -> str:
     return _e(f"SRAM {limits.sram_bytes:,} B, flash {limits.flash_bytes:,} B{latency}")
 
 
-def describe(arch: Arch) -> str:
-    """An architecture in a few words: width, resolution, depths, kernels and expansions used."""
+def describe(arch: Arch, space: SearchSpace) -> str:
+    """An architecture in a few words: width, resolution, depths, kernels and expansions used.
+
+    The resolution names the columns too where they differ from the rows (e.g. 49 x 10).
+    """
     used = sum(arch.depths)
-    return (f"width {arch.width:g}, resolution {arch.resolution}, depths "
+    size = space.input_size(arch.resolution)
+    resolution = " x ".join(map(str, size)) if len(set(size)) > 1 else str(arch.resolution)
+    return (f"width {arch.width:g}, resolution {resolution}, depths "
             f"{'-'.join(map(str, arch.depths))}, kernels "
             f"{''.join(map(str, arch.kernels[:used]))}, expansions "
             f"{''.join(map(str, arch.expansions[:used]))}")
@@ -86,7 +91,7 @@ def _comparison(report: SearchReport) -> str:
     def row(name: str, cell: Callable[[Deployed], str]) -> list[str]:
         return [_e(name), *(_e(cell(model)) for model in (found, baseline))]
 
-    rows = [row("architecture", lambda m: describe(m.arch)),
+    rows = [row("architecture", lambda m: describe(m.arch, report.result.space)),
             row("MACs", lambda m: f"{m.fit.macs:,}"),
             row("int8 test accuracy", lambda m: _pct(m.int8_accuracy)),
             row("float test accuracy", lambda m: _pct(m.float_accuracy)),
@@ -120,7 +125,7 @@ def _spaces(report: SearchReport) -> str:
 
 def _pareto(report: SearchReport) -> str:
     best = report.result.best.arch
-    rows = [[_e(describe(candidate.arch)), f"{candidate.fit.macs:,}",
+    rows = [[_e(describe(candidate.arch, report.result.space)), f"{candidate.fit.macs:,}",
              f"{candidate.fit.peak_ram_bytes:,}", f"{candidate.fit.flash_bytes:,}",
              f"{candidate.fit.latency_ms:.2f}", _pct(candidate.accuracy),
              "winner" if candidate.arch == best else ""]

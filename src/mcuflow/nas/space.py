@@ -36,6 +36,8 @@ class SearchSpace:
 
     dims: int
     stages: tuple[Stage, ...]
+    aspect: float = 1.0
+    """Columns per row of the images (their native width over height); 1 for series."""
     kernels: tuple[int, ...] = (3, 5, 7)
     expansions: tuple[int, ...] = (3, 4, 6)
     widths: tuple[float, ...] = (0.25, 0.35, 0.5, 0.75, 1.0)
@@ -48,6 +50,10 @@ class SearchSpace:
     def slots(self) -> int:
         """The number of block slots: every stage's maximum depth."""
         return sum(stage.max_depth for stage in self.stages)
+
+    def input_size(self, resolution: int) -> tuple[int, ...]:
+        """An input's (rows, columns) at `resolution` rows (series: its steps)."""
+        return (resolution, columns(resolution, self.aspect)) if self.dims == 2 else (resolution,)
 
     def stage_slots(self) -> tuple[range, ...]:
         """The slot indices of each stage, in stage order."""
@@ -64,12 +70,18 @@ their last rows to the strides); larger ones at 0.5 and 0.75 times: upscaling 28
 adds MACs and training time but no information."""
 
 
-def default_space(dims: int, native_size: int) -> SearchSpace:
+def columns(rows: int, aspect: float) -> int:
+    """Columns of an image of `rows` rows that keeps `aspect` (columns per row), at least 1."""
+    return max(1, round(rows * aspect))
+
+
+def default_space(dims: int, native_size: int, aspect: float = 1.0) -> SearchSpace:
     """A space for small inputs: 8x8 images (sklearn digits) or series of T=40 (MNIST-1D).
 
-    Resolutions are the native size and smaller or larger steps around it (UPSCALED_SIZE);
-    stages of 16..64 channels keep many candidates within 16-32 KB of SRAM. Larger inputs
-    get more strides (strided).
+    Resolutions are the native size (rows) and smaller or larger steps around it
+    (UPSCALED_SIZE); images keep their `aspect` (a 49 x 10 spectrogram stays 49 x 10, not
+    49 x 49). Stages of 16..64 channels keep many candidates within 16-32 KB of SRAM. Larger
+    inputs get more strides (strided).
     """
     if dims not in (1, 2):
         raise McuflowError(f"a search space has 1 or 2 spatial dimensions, not {dims}",
@@ -83,8 +95,9 @@ def default_space(dims: int, native_size: int) -> SearchSpace:
                   Stage(64, 1, 2, 1))
         steps = (0.6, 0.8, 1.0)
     resolutions = tuple(sorted({max(4, int(round(native_size * step))) for step in steps}))
-    stem_stride, stages = strided(stages, native_size)
-    return SearchSpace(dims, stages, resolutions=resolutions, stem_stride=stem_stride)
+    aspect = aspect if dims == 2 else 1.0
+    stem_stride, stages = strided(stages, max(native_size, columns(native_size, aspect)))
+    return SearchSpace(dims, stages, aspect, resolutions=resolutions, stem_stride=stem_stride)
 
 
 FINAL_SIZE = 8
@@ -92,7 +105,7 @@ FINAL_SIZE = 8
 
 
 def strided(stages: tuple[Stage, ...], native_size: int) -> tuple[int, tuple[Stage, ...]]:
-    """The stem's stride and the stages, halving once more until the last stage sees FINAL_SIZE.
+    """The stem's stride and the stages, halving until the last stage sees FINAL_SIZE or fewer.
 
     The stem strides first (MobileNetV2's does), then the unstrided stages from the last: a
     96 x 96 image reaches the last stage at 6 x 6, not 24 x 24 (whose activations no 32 KB
@@ -251,10 +264,15 @@ def _shrink(size: tuple[int, int], stride: int, dims: int) -> tuple[int, int]:
     return rows, -(-size[1] // stride)
 
 
+def _plane(space: SearchSpace, resolution: int) -> tuple[int, int]:
+    """(rows, columns) of the input at `resolution`; a series is one row."""
+    return (1, resolution) if space.dims == 1 else (resolution, columns(resolution, space.aspect))
+
+
 def macs(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> int:
     """Multiply-accumulates of the convolutions, depthwise convolutions and the classifier."""
     taps = (lambda k: k * k) if space.dims == 2 else (lambda k: k)
-    size = _shrink((arch.resolution, arch.resolution), space.stem_stride, space.dims)
+    size = _shrink(_plane(space, arch.resolution), space.stem_stride, space.dims)
     channels = make_divisible(space.stem_channels * arch.width)
     total = size[0] * size[1] * channels * taps(3) * input_channels
     for block in blocks(arch, space):
@@ -376,11 +394,10 @@ def arch_graph(arch: Arch, space: SearchSpace, input_channels: int, classes: int
     """The int8 graph of `arch` as mcuflow's PTQ builds it from the torch subnet's ONNX.
 
     Batch norms are folded and ReLU6 fused; weights are random per-channel int8 (the fit
-    check needs shapes, not values). Images enter as (1, R, R, C), series as (1, T, C).
+    check needs shapes, not values). Images enter as (1, R, columns, C), series as (1, T, C).
     """
     net = _Net(space, f"nas_{arch.key()}")
-    shape = ((1, arch.resolution, arch.resolution, input_channels) if space.dims == 2
-             else (1, arch.resolution, input_channels))
+    shape = (1, *space.input_size(arch.resolution), input_channels)
     x = net.b.input(shape, 1.0 / 255.0, -128)
     x = net.conv(x, make_divisible(space.stem_channels * arch.width), 3, space.stem_stride,
                  RELU6)

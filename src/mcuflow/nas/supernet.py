@@ -211,7 +211,7 @@ class Subnet(nn.Module):
     def __init__(self, arch: Arch, space: SearchSpace, input_channels: int,
                  classes: int) -> None:
         super().__init__()
-        self.dims, self.resolution = space.dims, arch.resolution
+        self.dims, self.input_size = space.dims, space.input_size(arch.resolution)
         features = stem_channels(space, arch.width)
         layers = _conv_bn(space.dims, input_channels, features, 3, space.stem_stride, 1,
                           relu=True)
@@ -435,10 +435,9 @@ def accuracy(model: nn.Module, data: Dataset, resolution: int) -> float:
     return float(np.mean(predict(model, data, resolution).argmax(axis=1) == data.y))
 
 
-def export_onnx(model: Subnet, arch: Arch, input_channels: int, path: Path) -> None:
+def export_onnx(model: Subnet, input_channels: int, path: Path) -> None:
     """The plain model as ONNX (opset 17): input x NCHW (images) or NCL (series), logits out."""
-    size = (arch.resolution,) * model.dims
-    example = torch.zeros(1, input_channels, *size)
+    example = torch.zeros(1, input_channels, *model.input_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, opset_version=17,
