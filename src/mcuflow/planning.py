@@ -19,7 +19,7 @@ from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernels import FC_FEW_PASSES, FC_FEW_UNITS
 from mcuflow.hw.storage_io import TAG_BYTES, ChunkRead, ExternalReads, spill_cost
 from mcuflow.ir.graph import Graph
-from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget
+from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget, search_patches
 from mcuflow.memory.patches import spill_traffic
 from mcuflow.memory.plan import ExternalWeights, Plan
 from mcuflow.memory.planner import plan_model
@@ -96,24 +96,29 @@ class Analysis:
 
 
 def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
-                  cache: StepCache | None = None) -> Analysis:
+                  cache: StepCache | None = None, search: PatchSearch | None = None
+                  ) -> Analysis:
     """Plan memory for `graph` (patches as `request` says) and report its costs on the board.
 
     The scratch buffers are sized for the kernels of the build's target. On a Cortex-M target
     the flash is the linked firmware's, estimated for the build's application; on others, the
     constants only. When the firmware does not fit the board's flash and the board has an
     external non-volatile tier, the plan reads some steps' constants from it (out_of_core).
-    A `cache` given may hold step work of `graph` done before (see StepCache).
+    A `cache` given may hold step work of `graph` done before (see StepCache); a `search`
+    given is patch_search's answer for these arguments, planned as is where constants stay
+    on chip.
     """
     if request.streamed_input:
         _check_streamable(graph)
-    state = sum(graph.tensor(name).nbytes for name in graph.variables())  # outside the arena
+    state = _state_bytes(graph)
     constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
     at_once = request.out_of_core and constants > _flash_capacity(build.board)
     if at_once and (fitted := out_of_core(graph, build, request, state)) is not None:
         return fitted
+    search = search or patch_search(graph, build, request, cache)
     plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
-                              dsp=build.dsp, cache=cache, spill=spill_target(build.board, request))
+                              dsp=build.dsp, spill=spill_target(build.board, request),
+                              search=search)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
     if (request.out_of_core and not at_once and flash is not None
@@ -121,6 +126,18 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
             and (fitted := out_of_core(graph, build, request, state)) is not None):
         return fitted
     return _analysis(graph, build, plan, search, layers, flash, request)
+
+
+def patch_search(graph: Graph, build: Build, request: PatchRequest,
+                 cache: StepCache | None = None) -> PatchSearch:
+    """The patch search analyze_graph plans `graph` from, where constants stay on chip."""
+    return search_patches(graph, request, build.board.sram_bytes - _state_bytes(graph),
+                          build.core, build.dsp, cache, spill_target(build.board, request))
+
+
+def _state_bytes(graph: Graph) -> int:
+    """Bytes of the variable tensors, kept outside the arena."""
+    return sum(graph.tensor(name).nbytes for name in graph.variables())
 
 
 def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int

@@ -82,6 +82,24 @@ def test_verdict_and_figures_equal_the_planners(case: str) -> None:
     assert any(verdicts) and not all(verdicts), "the sample should hold both verdicts"
 
 
+def test_patch_search_rejects_what_no_plan_of_it_fits() -> None:
+    """120 x 160 images on the NUCLEO-F091RC: most need patches and no plan fits.
+
+    The search's plans are not made for those; the verdicts equal the planner's and the
+    arena given is at most the planner's, over the limit.
+    """
+    build = Build(get_board("nucleo-f091rc"))
+    limits = limits_for(build, None, None, None)
+    space = default_space(2, 120, 4 / 3)
+    check = FitCheck(build, limits, space, 1, 10)
+    for arch in _samples(space, 4, 2):
+        fit, analysis = check(arch), _planner(arch, space, build, limits)
+        assert fit.fits == (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes)
+        if not fit.exact:
+            assert limits.sram_bytes < fit.peak_ram_bytes <= analysis.plan.arena_bytes
+    assert check.decided["patch search"] >= 2, check.decided
+
+
 def test_budgets_and_latency_limit_tighten_the_verdict() -> None:
     build = Build(get_board("nucleo-f091rc"))
     space = default_space(1, 40)

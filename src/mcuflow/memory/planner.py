@@ -18,7 +18,14 @@ from mcuflow.memory.patch_search import (
 )
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import InPlace, Plan
-from mcuflow.memory.schedule import Problem, StepCache, best_order, build_problem, evaluate
+from mcuflow.memory.schedule import (
+    Problem,
+    StepCache,
+    best_order,
+    build_problem,
+    evaluate,
+    is_chain,
+)
 
 ORDER_SHARE = 0.4
 """Of the planning budget, the share of the operator-order search."""
@@ -67,7 +74,8 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
 
 def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
                dsp: bool = False, time_limit_s: float = 1.0, cache: StepCache | None = None,
-               spill: SpillTarget | None = None) -> tuple[Plan, PatchSearch]:
+               spill: SpillTarget | None = None, search: PatchSearch | None = None
+               ) -> tuple[Plan, PatchSearch]:
     """The plan of `graph`, with a patch stage where `request` and `budget` call for one.
 
     See search_patches for the choice; `budget` is the SRAM bytes the arena may use and `core`
@@ -75,9 +83,10 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
     lower bounds: when the plan of its first choice does not fit the budget, the next
     PLAN_TRIES choices are planned too and the first that fits (else the smallest) is kept.
     A `cache` given may hold step work of `graph` done before (see StepCache); a `spill`
-    target lets the search spill activations when nothing else fits.
+    target lets the search spill activations when nothing else fits. A `search` given is
+    search_patches' answer for these arguments (see unfit_arena), planned as is.
     """
-    search = search_patches(graph, request, budget, core, dsp, cache, spill)
+    search = search or search_patches(graph, request, budget, core, dsp, cache, spill)
     best: tuple[Plan, PatchOption] | None = None
     for option in ranked(search, request)[:PLAN_TRIES]:
         plan = _plan_option(graph, option, request, time_limit_s, dsp)
@@ -89,6 +98,28 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
         best[0].spill_tier = spill.tier
         best[0].spill_encrypted = spill.crypto_ms_per_byte is not None
     return best[0], _planned(search, best[1], best[0])
+
+
+def unfit_arena(graph: Graph, search: PatchSearch, request: PatchRequest) -> int | None:
+    """When no plan plan_model may make of `search` fits its budget: the least arena of them.
+
+    plan_model plans the first PLAN_TRIES options ranked and keeps the first that fits, else
+    the smallest; no plan's arena is below the needs of its order (schedule.evaluate), an
+    option's peak unless its greedy placement replaced it (_placed). The unpatched option's
+    order is searched, so its needs bound it only on a chain (is_chain); a patch stage's
+    rewrite runs in its own order. None where some plan could fit.
+    """
+    least = None
+    for option in ranked(search, request)[:PLAN_TRIES]:
+        if option.problem is None or (option.choice is None and not is_chain(graph)):
+            return None
+        steps = len(option.graph.operators)
+        bound = (option.peak_bytes if option.choice is None or steps <= CP_SAT_STEPS
+                 else evaluate(option.problem, list(range(steps)))[0])
+        if bound <= search.budget:
+            return None
+        least = bound if least is None else min(least, bound)
+    return least
 
 
 def _planned(search: PatchSearch, option: PatchOption, plan: Plan) -> PatchSearch:

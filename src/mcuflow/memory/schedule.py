@@ -115,6 +115,13 @@ class StepCache:
         return known
 
 
+def is_chain(graph: Graph) -> bool:
+    """True when each op reads the output of the op before it: the only order is the graph's."""
+    produced = [set(op.outputs) for op in graph.operators]
+    return all(produced[index - 1] & set(op.inputs)
+               for index, op in enumerate(graph.operators) if index)
+
+
 def build_problem(graph: Graph, alignment: int = 16,
                   kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
                   streamed: frozenset[str] = frozenset(), split: bool = False,

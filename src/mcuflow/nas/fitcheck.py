@@ -27,11 +27,12 @@ from mcuflow.hw.kernels import (
 )
 from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
-from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.memory.patch_search import PatchRequest, PatchSearch
 from mcuflow.memory.patches import find_stages
-from mcuflow.memory.schedule import StepCache, build_problem, evaluate
+from mcuflow.memory.planner import unfit_arena
+from mcuflow.memory.schedule import StepCache, build_problem, evaluate, is_chain
 from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs, smallest
-from mcuflow.planning import Analysis, Build, analyze_graph
+from mcuflow.planning import Analysis, Build, analyze_graph, patch_search
 from mcuflow.toolchain.arm import build_cortexm, elf_sizes
 
 FILTERED = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED})
@@ -58,9 +59,10 @@ class Fit:
     macs: int
     fits: bool
     exact: bool = True
-    """False when a lower bound rejected the candidate before planning: `peak_ram_bytes` and
-    `flash_bytes` are then the planner's lower bounds (the arena's 0 when the flash bound,
-    checked first, rejected it), `latency_ms` 0 (not estimated)."""
+    """False when a lower bound rejected the candidate before its plans were made (see
+    FitCheck): `peak_ram_bytes` and `flash_bytes` are then the planner's lower bounds (the
+    arena's 0 when the flash bound, checked first, rejected it), `latency_ms` 0 (not
+    estimated)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -122,13 +124,14 @@ def request_for(limits: Limits) -> PatchRequest:
     return PatchRequest(sram_budget=limits.sram_bytes, out_of_core=False)
 
 
-def analyze(graph: Graph, build: Build, limits: Limits, cache: StepCache | None = None
-            ) -> Analysis:
+def analyze(graph: Graph, build: Build, limits: Limits, cache: StepCache | None = None,
+            search: PatchSearch | None = None) -> Analysis:
     """mcuflow's analysis with automatic patches aiming at the SRAM limit.
 
-    A `cache` given may hold step work of `graph` done before (see StepCache).
+    A `cache` given may hold step work of `graph` done before (see StepCache); a `search`
+    given is patch_search's answer for the request.
     """
-    return analyze_graph(graph, build, request_for(limits), cache)
+    return analyze_graph(graph, build, request_for(limits), cache, search)
 
 
 def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
@@ -139,13 +142,6 @@ def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
             and (limits.latency_ms is None or report.latency_ms_estimate <= limits.latency_ms))
     return Fit(analysis.plan.arena_bytes, report.flash_bytes, report.latency_ms_estimate,
                model_macs, fits)
-
-
-def is_chain(graph: Graph) -> bool:
-    """True when each op reads the output of the op before it: the only order is the graph's."""
-    produced = [set(op.outputs) for op in graph.operators]
-    return all(produced[index - 1] & set(op.inputs)
-               for index, op in enumerate(graph.operators) if index)
 
 
 def _kept_from(graph: Graph) -> int:
@@ -289,7 +285,8 @@ class FitCheck:
     """The fit of architectures on a build under limits, as mcuflow's planner answers it.
 
     A candidate whose flash lower bound (flash_bound), then arena lower bound (arena_bound),
-    exceeds a limit is rejected without planning; every other one is analysed in full.
+    exceeds a limit is rejected without planning; so is one whose patch search leaves no
+    plan that could fit (unfit_arena). Every other one is analysed in full.
     `decided` counts the verdicts of each path.
     """
 
@@ -320,5 +317,11 @@ class FitCheck:
         if arena > self.limits.sram_bytes:
             self.decided["arena bound"] += 1
             return Fit(arena, flash, 0.0, model_macs, False, exact=False)
+        search = patch_search(graph, self.build, request_for(self.limits), cache)
+        least = unfit_arena(graph, search, request_for(self.limits))
+        if least is not None:
+            self.decided["patch search"] += 1
+            return Fit(least, flash, 0.0, model_macs, False, exact=False)
         self.decided["planner"] += 1
-        return fit_of(analyze(graph, self.build, self.limits, cache), self.limits, model_macs)
+        return fit_of(analyze(graph, self.build, self.limits, cache, search), self.limits,
+                      model_macs)
