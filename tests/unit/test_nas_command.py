@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 import mcuflow.nas.command  # noqa: F401  (registers `mcuflow search` on the CLI)
+from mcuflow import api
+from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.nas.space import arch_graph, default_space, smallest
+from mcuflow.planning import analyze_graph
 from tests.support import run_cli, run_cli_output
 
 pytest.importorskip("torch")
@@ -30,16 +35,32 @@ def test_missing_data_file_is_one_line(capsys: pytest.CaptureFixture[str],
     assert not out.exists() and not (tmp_path / "out.checkpoint").exists()
 
 
-def test_impossible_flash_budget_is_one_line(capsys: pytest.CaptureFixture[str],
-                                            tmp_path: Path) -> None:
+@pytest.mark.parametrize(("option", "limit", "unit"), [("--flash-budget", "4096", "B"),
+                                                       ("--latency-ms", "1", "ms")])
+def test_impossible_limit_is_one_line_naming_the_smallest_need(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str, limit: str,
+        unit: str) -> None:
+    """The line gives what the smallest architecture needs: at least the planner's figure."""
     out = tmp_path / "out"
     code, stdout, err = run_cli_output(capsys, [
-        "search", "--data", "digits", "--board", "nucleo-f091rc", "--flash-budget", "4096",
+        "search", "--data", "digits", "--board", "nucleo-f091rc", option, limit,
         "--minutes", "1", "-o", str(out), "--json"])
     line = _error_line(code, err)
-    assert "hint:" in line
+    assert "hint:" in line and "--latency-ms" in line
     assert '"error"' in stdout  # --json: the error as JSON on stdout too
     assert not out.exists()
+    space = default_space(2, 8)
+    graph = arch_graph(smallest(space, min(space.widths), 8), space, 1, 10)
+    report = analyze_graph(graph, api.build_for("nucleo-f091rc"),
+                           PatchRequest(sram_budget=32768)).report
+    planned = report.flash_bytes if unit == "B" else report.latency_ms_estimate
+    shown = f"{float(limit):,g}"
+    match = re.search(rf"needs (at least )?([0-9,.]+) {unit} .*over the limit of {shown} ", line)
+    assert match, line
+    need = float(match[2].replace(",", ""))
+    assert float(limit) < need <= planned + 0.05
+    if match[1] is None:
+        assert need == pytest.approx(planned, abs=0.05)
 
 
 def test_unknown_board_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

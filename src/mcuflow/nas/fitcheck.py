@@ -78,8 +78,8 @@ def limits_for(build: Build, sram_budget: int | None, flash_budget: int | None,
             raise McuflowError(f"{name} must be a positive number of bytes, got {value}",
                                "e.g. --sram-budget 16384")
     if latency_ms is not None and latency_ms <= 0:
-        raise McuflowError(f"--latency must be positive milliseconds, got {latency_ms}",
-                           "e.g. --latency 50")
+        raise McuflowError(f"--latency-ms must be positive milliseconds, got {latency_ms}",
+                           "e.g. --latency-ms 50")
     return Limits(sram_budget if sram_budget is not None else board.sram_bytes,
                   flash_budget if flash_budget is not None else board.flash_bytes, latency_ms)
 

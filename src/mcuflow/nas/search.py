@@ -27,6 +27,7 @@ from mcuflow.nas.space import (
     macs,
     mutate,
     sample,
+    smallest,
 )
 from mcuflow.outputs import write_file
 from mcuflow.planning import Build
@@ -226,7 +227,11 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
         if state.spaces is None:
             state.spaces = _optimise_space(space, budget, options.seed, fits, report)
         chosen = _choose_space(state.spaces)
-        baseline, baseline_fit = _baseline(space, data.input_channels, data.classes, fits)
+        if chosen is None:
+            raise _unfit("no architecture of the search space fits the limits", space, fits,
+                         options.limits)
+        baseline, baseline_fit = _baseline(space, data.input_channels, data.classes, fits,
+                                           options.limits)
         state.save()
         if state.supernet is None:
             report("supernet", 0, 1)
@@ -413,14 +418,37 @@ def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
     return tuple(choices)
 
 
-def _choose_space(spaces: Sequence[SpaceChoice]) -> SpaceChoice:
-    """The space with the largest mean MACs of fitting samples (more fitting, smaller width)."""
+def _choose_space(spaces: Sequence[SpaceChoice]) -> SpaceChoice | None:
+    """The space with the largest mean MACs of fitting samples (more fitting, smaller width).
+
+    None when no sample of any space fits.
+    """
     viable = [choice for choice in spaces if choice.fitting]
     if not viable:
-        raise McuflowError("no architecture of the search space fits the limits",
-                           "raise --sram-budget/--flash-budget/--latency, or give a smaller "
-                           "space (lower widths or resolutions)")
+        return None
     return min(viable, key=lambda c: (-c.mean_macs, -c.fitting, c.width, c.resolution))
+
+
+def _unfit(what: str, space: SearchSpace, fits: Callable[[Arch], Fit],
+           limits: Limits) -> McuflowError:
+    """The error `what`, with what the space's smallest architecture needs over the limits."""
+    width, resolution = min(space.widths), min(space.resolutions)
+    fit = fits(smallest(space, width, resolution))
+    least = "" if fit.exact else "at least "
+    over = []
+    if fit.peak_ram_bytes > limits.sram_bytes:
+        over.append(f"{least}{fit.peak_ram_bytes:,} B of arena where the SRAM limit leaves "
+                    f"{limits.sram_bytes:,} B beside the firmware")
+    if fit.flash_bytes > limits.flash_bytes:
+        over.append(f"{least}{fit.flash_bytes:,} B of flash over the limit of "
+                    f"{limits.flash_bytes:,} B")
+    if fit.exact and limits.latency_ms is not None and fit.latency_ms > limits.latency_ms:
+        over.append(f"{fit.latency_ms:,.1f} ms over the limit of {limits.latency_ms:g} ms")
+    size = " x ".join(map(str, space.input_size(resolution)))
+    needs = f"needs {' and '.join(over)}" if over else "fits, but no sample of the spaces did"
+    return McuflowError(f"{what}: the smallest (width {width:g}, {size} inputs) {needs}",
+                        "raise --sram-budget, --flash-budget or --latency-ms, or choose a "
+                        "board with more SRAM or flash")
 
 
 def _train_supernet(split: Split, space: SearchSpace, chosen: SpaceChoice, budget: Budget,
@@ -707,8 +735,8 @@ def reachable_space(space: SearchSpace, build: Build, limits: Limits, input_chan
             space, resolutions=(max(MIN_RESOLUTION, lowest // 2), *space.resolutions))
 
 
-def _baseline(space: SearchSpace, input_channels: int, classes: int,
-              fits: _Fits) -> tuple[Arch, Fit]:
+def _baseline(space: SearchSpace, input_channels: int, classes: int, fits: _Fits,
+              limits: Limits) -> tuple[Arch, Fit]:
     """The MobileNetV2 of the grid with the most MACs that fits."""
     archs = [mobilenet_v2(space, w, r) for w in space.widths for r in space.resolutions]
     archs.sort(key=lambda a: (-macs(a, space, input_channels, classes), a.key()))
@@ -716,10 +744,8 @@ def _baseline(space: SearchSpace, input_channels: int, classes: int,
         fit = fits(arch)
         if fit.fits:
             return arch, fit
-    raise McuflowError("no width/resolution-scaled MobileNetV2 of the space fits the limits, "
-                       "so there is no baseline to compare with",
-                       "raise --sram-budget/--flash-budget/--latency, or add lower widths or "
-                       "resolutions to the space")
+    raise _unfit("no width/resolution-scaled MobileNetV2 of the space fits the limits, so "
+                 "there is no baseline to compare with", space, fits, limits)
 
 
 def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Arch,
