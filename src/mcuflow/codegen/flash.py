@@ -17,6 +17,7 @@ CONSTANT_ALIGNMENT = 16
 """Every constant array is defined MCUFLOW_ALIGNED(16)."""
 _STRUCT = re.compile(r"^static const (\w+) \w+ =")
 _CALL = re.compile(r"\b(mcuflow_[a-z0-9_]+)\(")
+_PUNCTUATION = re.compile(r"[(),]")
 _SPILL_ACCESS = re.compile(r"\bMCUFLOW_SPILL_(?:READ|WRITE|OPEN|SEAL)\(")
 T = TypeVar("T")
 
@@ -41,8 +42,9 @@ def array_flash_bytes(nbytes: int) -> int:
 def _arguments(text: str, start: int) -> int:
     """Arguments of the call whose '(' is at `start`: the commas at its own depth, plus one."""
     depth, commas = 0, 0
-    for char in text[start:]:
-        depth += {"(": 1, ")": -1}.get(char, 0)
+    for mark in _PUNCTUATION.finditer(text, start):
+        char = mark.group()
+        depth += 1 if char == "(" else -1 if char == ")" else 0
         commas += char == "," and depth == 1
         if depth == 0:
             break

@@ -61,8 +61,10 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
     problem = problem or build_problem(graph, alignment, kinds, dsp, streamed, split)
     if order is not None:
         return plan_for_order(problem, order, time_limit_s * PLACEMENT_SHARE)
-    searched = best_order(problem, time_limit_s * ORDER_SHARE)
-    orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(len(graph.operators)))])]
+    steps = len(graph.operators)
+    searched = (list(range(steps)) if is_chain(graph)  # the only order: nothing to search
+                else best_order(problem, time_limit_s * ORDER_SHARE))
+    orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(steps))])]
     placing = time_limit_s * PLACEMENT_SHARE
     best = plan_for_order(problem, orders[0], placing)
     for order in orders[1:]:
