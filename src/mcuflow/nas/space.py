@@ -266,7 +266,8 @@ def _shrink(size: tuple[int, int], stride: int, dims: int) -> tuple[int, int]:
 
 def _plane(space: SearchSpace, resolution: int) -> tuple[int, int]:
     """(rows, columns) of the input at `resolution`; a series is one row."""
-    return (1, resolution) if space.dims == 1 else (resolution, columns(resolution, space.aspect))
+    size = space.input_size(resolution)
+    return (size[0], size[1]) if space.dims == 2 else (1, size[0])
 
 
 def macs(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> int:

@@ -211,7 +211,7 @@ class Subnet(nn.Module):
     def __init__(self, arch: Arch, space: SearchSpace, input_channels: int,
                  classes: int) -> None:
         super().__init__()
-        self.dims, self.input_size = space.dims, space.input_size(arch.resolution)
+        self.input_size = space.input_size(arch.resolution)
         features = stem_channels(space, arch.width)
         layers = _conv_bn(space.dims, input_channels, features, 3, space.stem_stride, 1,
                           relu=True)
