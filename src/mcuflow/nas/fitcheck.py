@@ -317,8 +317,9 @@ class FitCheck:
         if arena > self.limits.sram_bytes:
             self.decided["arena bound"] += 1
             return Fit(arena, flash, 0.0, model_macs, False, exact=False)
-        search = patch_search(graph, self.build, request_for(self.limits), cache)
-        least = unfit_arena(graph, search, request_for(self.limits))
+        request = request_for(self.limits)
+        search = patch_search(graph, self.build, request, cache)
+        least = unfit_arena(graph, search, request)
         if least is not None:
             self.decided["patch search"] += 1
             return Fit(least, flash, 0.0, model_macs, False, exact=False)
