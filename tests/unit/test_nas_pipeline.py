@@ -56,6 +56,8 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert sum(space["chosen"] for space in data["spaces"]) == 1
     assert data["class_labels"] == [str(label) for label in load_digits().target_names]
     assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
+    epochs = data["epochs"]  # the baseline sees as many epochs as the found model in all
+    assert epochs["baseline"] == epochs["supernet"] + epochs["final"] > epochs["final"]
     page = (out / "report.html").read_text()
     assert "<script" not in page and page.count("<svg") == 3
 

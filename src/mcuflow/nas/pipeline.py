@@ -85,11 +85,15 @@ class QemuCheck:
 
 @dataclass(frozen=True)
 class TrainingEpochs:
-    """The epochs the budget's row gave on this data (search.training_epochs)."""
+    """The epochs the budget's row gave on this data (search.training_epochs).
+
+    The winner trains in the supernet, then is fine-tuned for `final`; the baseline trains
+    from scratch for both together (`baseline`): each model sees the same epochs of data.
+    """
 
     supernet: float
     final: float
-    """Each final model's: the winner fine-tuned, the baseline from scratch."""
+    baseline: float
 
 
 @dataclass(frozen=True)
@@ -194,11 +198,12 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
 
     step(0)
     arch, base = result.best.arch, result.baseline
-    epochs = TrainingEpochs(*(training_epochs(row, parts, space, result.chosen)
-                              for row in (budget.supernet_epochs, budget.final_epochs)))
+    supernet_epochs, final = (training_epochs(row, parts, space, result.chosen)
+                              for row in (budget.supernet_epochs, budget.final_epochs))
+    epochs = TrainingEpochs(supernet_epochs, final, supernet_epochs + final)
     winner = _fine_tuned(result, data, parts, space, epochs.final, options.seed)
     step(1)
-    baseline = _trained(base, data, parts, space, epochs.final, options.seed)
+    baseline = _trained(base, data, parts, space, epochs.baseline, options.seed)
     step(2)
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
         found = _quantised(winner, arch, space, parts, Path(scratch) / "model")
@@ -235,7 +240,7 @@ def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: Search
 
 def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, epochs: float,
              seed: int) -> nn.Module:
-    """The baseline trained from scratch for as many epochs as the winner is fine-tuned."""
+    """The baseline trained from scratch for `epochs` (TrainingEpochs.baseline)."""
     from mcuflow.nas import supernet
 
     model = supernet.build_model(arch, space, data.input_channels, data.classes,

@@ -108,10 +108,10 @@ def _comparison(report: SearchReport) -> str:
             f"{qemu.runs} random inputs, {qemu.instructions:,} instructions per inference "
             f"(about {qemu.estimated_ms:.2f} ms on the board), flash {qemu.flash_bytes:,} B, "
             f"RAM {qemu.ram_bytes:,} B.</p>"
-            "<p class=note>After the search, both models train for the same epochs (the "
-            "baseline from scratch, the found one fine-tuned from the supernet), are quantised "
-            "by mcuflow's PTQ on the same calibration samples and scored on the held-out test "
-            "split.</p>")
+            "<p class=note>Both models see the same epochs of training data: the found one "
+            "in the supernet and then fine-tuned, the baseline from scratch for both together. "
+            "Both are quantised by mcuflow's PTQ on the same calibration samples and scored on "
+            "the held-out test split.</p>")
 
 
 def _spaces(report: SearchReport) -> str:
