@@ -96,8 +96,8 @@ class Analysis:
 
 
 def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
-                  cache: StepCache | None = None, search: PatchSearch | None = None
-                  ) -> Analysis:
+                  cache: StepCache | None = None, search: PatchSearch | None = None,
+                  settle: bool = False) -> Analysis:
     """Plan memory for `graph` (patches as `request` says) and report its costs on the board.
 
     The scratch buffers are sized for the kernels of the build's target. On a Cortex-M target
@@ -106,7 +106,8 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
     external non-volatile tier, the plan reads some steps' constants from it (out_of_core).
     A `cache` given may hold step work of `graph` done before (see StepCache); a `search`
     given is patch_search's answer for these arguments, planned as is where constants stay
-    on chip.
+    on chip. With `settle` a greedy placement within the budget is kept (see plan_model):
+    the verdict is the same, the arena may be larger.
     """
     if request.streamed_input:
         _check_streamable(graph)
@@ -118,7 +119,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
     search = search or patch_search(graph, build, request, cache)
     plan, search = plan_model(graph, request, build.board.sram_bytes - state, build.core,
                               dsp=build.dsp, spill=spill_target(build.board, request),
-                              search=search)
+                              search=search, settle=settle)
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
     if (request.out_of_core and not at_once and flash is not None

@@ -17,19 +17,21 @@ from mcuflow.memory.schedule import Decision, Problem, evaluate
 
 
 def plan_for_order(problem: Problem, order: list[int], time_limit_s: float = 0.0,
-                   quick: bool = False) -> Plan:
+                   quick: bool = False, enough: int | None = None) -> Plan:
     """The plan for one fixed order: in-place decisions, lower bound and placement.
 
-    With `time_limit_s` > 0, CP-SAT tries to improve the greedy placement for that long;
-    `quick` tries one greedy order only (place_greedy).
+    With `time_limit_s` > 0, CP-SAT tries to improve the greedy placement for that long,
+    unless its arena is within `enough` bytes when given; `quick` tries one greedy order only
+    (place_greedy).
     """
     lower_bound, needs, decisions = evaluate(problem, order)
     blocks, pairs, scratch = _blocks(problem, order, decisions)
     placement = place_greedy(blocks, pairs, problem.alignment, quick)
-    if time_limit_s > 0 and arena_size(blocks, placement) > lower_bound:
+    greedy = arena_size(blocks, placement)
+    if time_limit_s > 0 and greedy > lower_bound and (enough is None or greedy > enough):
         better = place_optimal(blocks, pairs, problem.alignment, time_limit_s, placement,
                                lower_bound)
-        if better is not None and arena_size(blocks, better) < arena_size(blocks, placement):
+        if better is not None and arena_size(blocks, better) < greedy:
             placement = better
     plan = _build_plan(problem, order, decisions, scratch, placement, lower_bound)
     plan.step_bytes = needs

@@ -44,7 +44,8 @@ placement gets 30 % of it)."""
 def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
                 kinds: frozenset[InPlace] = ALL_KINDS, dsp: bool = False,
                 order: list[int] | None = None, streamed: frozenset[str] = frozenset(),
-                split: bool = False, problem: Problem | None = None) -> Plan:
+                split: bool = False, problem: Problem | None = None,
+                enough: int | None = None) -> Plan:
     """The plan with the smallest arena found within a budget of about `time_limit_s` seconds.
 
     The budget is counted in work (search steps, CP-SAT deterministic time), never on the
@@ -56,28 +57,29 @@ def plan_memory(graph: Graph, time_limit_s: float = 1.0, *, alignment: int = 16,
     must be read by SLICEs only, see patches.fetch_inputs). With `split`, storages of several
     members are planned in pieces (liveness.split_storages). A `problem` given is the one
     build_problem makes of `graph` with these options (built once elsewhere, e.g. by the patch
-    search's baseline); it is planned as is.
+    search's baseline); it is planned as is. A placement within `enough` bytes is kept as
+    placed greedily (see plan_for_order).
     """
     problem = problem or build_problem(graph, alignment, kinds, dsp, streamed, split)
     if order is not None:
-        return plan_for_order(problem, order, time_limit_s * PLACEMENT_SHARE)
+        return plan_for_order(problem, order, time_limit_s * PLACEMENT_SHARE, enough=enough)
     steps = len(graph.operators)
     searched = (list(range(steps)) if is_chain(graph)  # the only order: nothing to search
                 else best_order(problem, time_limit_s * ORDER_SHARE))
     orders = [list(o) for o in dict.fromkeys([tuple(searched), tuple(range(steps))])]
     placing = time_limit_s * PLACEMENT_SHARE
-    best = plan_for_order(problem, orders[0], placing)
+    best = plan_for_order(problem, orders[0], placing, enough=enough)
     for order in orders[1:]:
         if evaluate(problem, order)[0] < best.arena_bytes:
-            plan = plan_for_order(problem, order, placing)
+            plan = plan_for_order(problem, order, placing, enough=enough)
             best = plan if plan.arena_bytes < best.arena_bytes else best
     return best
 
 
 def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
                dsp: bool = False, time_limit_s: float = 1.0, cache: StepCache | None = None,
-               spill: SpillTarget | None = None, search: PatchSearch | None = None
-               ) -> tuple[Plan, PatchSearch]:
+               spill: SpillTarget | None = None, search: PatchSearch | None = None,
+               settle: bool = False) -> tuple[Plan, PatchSearch]:
     """The plan of `graph`, with a patch stage where `request` and `budget` call for one.
 
     See search_patches for the choice; `budget` is the SRAM bytes the arena may use and `core`
@@ -87,11 +89,15 @@ def plan_model(graph: Graph, request: PatchRequest, budget: int, core: str, *,
     A `cache` given may hold step work of `graph` done before (see StepCache); a `spill`
     target lets the search spill activations when nothing else fits. A `search` given is
     search_patches' answer for these arguments (see unfit_arena), planned as is.
+    With `settle`, a greedy placement within the budget is kept (CP-SAT only makes an arena
+    smaller): the option chosen is the same, its arena an upper bound of the one planned
+    without `settle`.
     """
     search = search or search_patches(graph, request, budget, core, dsp, cache, spill)
     best: tuple[Plan, PatchOption] | None = None
     for option in ranked(search, request)[:PLAN_TRIES]:
-        plan = _plan_option(graph, option, request, time_limit_s, dsp)
+        plan = _plan_option(graph, option, request, time_limit_s, dsp,
+                            search.budget if settle else None)
         if best is None or plan.arena_bytes < best[0].arena_bytes:
             best = plan, option
         if plan.arena_bytes <= search.budget:
@@ -134,13 +140,14 @@ def _planned(search: PatchSearch, option: PatchOption, plan: Plan) -> PatchSearc
 
 
 def _plan_option(graph: Graph, option: PatchOption, request: PatchRequest, time_limit_s: float,
-                 dsp: bool) -> Plan:
-    """The plan of one option of the search."""
+                 dsp: bool, enough: int | None) -> Plan:
+    """The plan of one option of the search; a greedy placement within `enough` is kept."""
     streamed = streamed_inputs(option.graph, request.streamed_input)
     if option.choice is None and not streamed:
-        return plan_memory(graph, time_limit_s, dsp=dsp, problem=option.problem)
+        return plan_memory(graph, time_limit_s, dsp=dsp, problem=option.problem, enough=enough)
     steps = len(option.graph.operators)
     budget = PATCHED_PLAN_BUDGET * time_limit_s if steps <= CP_SAT_STEPS else 0
-    plan = plan_for_order(option.problem, list(range(steps)), budget * PLACEMENT_SHARE)
+    plan = plan_for_order(option.problem, list(range(steps)), budget * PLACEMENT_SHARE,
+                          enough=enough)
     plan.patch = option.choice
     return plan

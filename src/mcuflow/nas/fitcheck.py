@@ -59,10 +59,12 @@ class Fit:
     macs: int
     fits: bool
     exact: bool = True
-    """False when a lower bound rejected the candidate before its plans were made (see
-    FitCheck): `peak_ram_bytes` and `flash_bytes` are then the planner's lower bounds (the
-    arena's 0 when the flash bound, checked first, rejected it), `latency_ms` 0 (not
-    estimated)."""
+    """False when the arena, or the flash, is a bound (see FitCheck). Where the candidate fits,
+    `peak_ram_bytes` is an upper bound of the planner's arena (a greedy placement that fits
+    is kept) and the rest are the planner's. Where it does not, `peak_ram_bytes` and
+    `flash_bytes` are lower bounds: where a bound rejected it before its plans were made,
+    the arena's 0 when the flash bound, checked first, rejected it, and `latency_ms` 0 (not
+    estimated); else the arena's is that of its plan's order, the rest the planner's."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -125,23 +127,34 @@ def request_for(limits: Limits) -> PatchRequest:
 
 
 def analyze(graph: Graph, build: Build, limits: Limits, cache: StepCache | None = None,
-            search: PatchSearch | None = None) -> Analysis:
+            search: PatchSearch | None = None, settle: bool = False) -> Analysis:
     """mcuflow's analysis with automatic patches aiming at the SRAM limit.
 
     A `cache` given may hold step work of `graph` done before (see StepCache); a `search`
-    given is patch_search's answer for the request.
+    given is patch_search's answer for the request; `settle` keeps a greedy placement that
+    fits (see analyze_graph).
     """
-    return analyze_graph(graph, build, request_for(limits), cache, search)
+    return analyze_graph(graph, build, request_for(limits), cache, search, settle)
 
 
-def fit_of(analysis: Analysis, limits: Limits, model_macs: int) -> Fit:
+def fit_of(analysis: Analysis, limits: Limits, model_macs: int, exact: bool = True) -> Fit:
     """The figures and verdict of a full analysis under `limits`."""
     report = analysis.report
     fits = (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
             and report.flash_bytes <= limits.flash_bytes
             and (limits.latency_ms is None or report.latency_ms_estimate <= limits.latency_ms))
     return Fit(analysis.plan.arena_bytes, report.flash_bytes, report.latency_ms_estimate,
-               model_macs, fits)
+               model_macs, fits, exact)
+
+
+def _short_of_sram(analysis: Analysis, limits: Limits) -> bool:
+    """True when the analysis's arena is over a limit, or the board's SRAM over its margin.
+
+    What a smaller arena of the same plan could change: flash and latency do not depend on
+    the placement.
+    """
+    return (analysis.plan.arena_bytes > min(limits.sram_bytes, analysis.patches.budget)
+            or not analysis.report.fits_sram)
 
 
 def _kept_from(graph: Graph) -> int:
@@ -233,18 +246,18 @@ def _derived_ceiling(graph: Graph, layers: list[Operator]) -> int:
 
 
 def _code_bound(graph: Graph, code: TargetCode, dsp: bool) -> int:
-    """Code every plan's firmware has: kernels the steps after the longest patch stage call.
+    """Code every plan's firmware has: a kernel for each step of the graph that runs code.
 
-    Every patch rewrite keeps the steps from _kept_from on. A step of a kind that may not
-    run without code (STEPS_WITHOUT_CODE) calls one of the kernels the catalogue lists for
-    its kind and width (kernels_of, serves; the codebook decoder only runs besides one).
-    Where that is one kernel, its code and support routines count; where several, the
-    smallest of them, if none counted already may be the one. The run function makes a call
-    of at least one argument per such step (kernel_calls), which
+    A patch rewrite (memory/patches.py) keeps the steps after its stage and runs every stage
+    op at least once, as an op of the same kind on windows of the same tensors. A step of a
+    kind that may not run without code (STEPS_WITHOUT_CODE) calls one of the kernels the
+    catalogue lists for its kind and width (kernels_of, serves; the codebook decoder only runs
+    besides one). Where that is one kernel, its code and support routines count; where
+    several, the smallest of them, if none counted already may be the one. The run function
+    makes a call of at least one argument per such step (kernel_calls), which
     RunFit.bytes counts at least as one when a call and an argument add bytes.
     """
-    running = [op for op in graph.operators[_kept_from(graph):]
-               if op.kind not in STEPS_WITHOUT_CODE]
+    running = [op for op in graph.operators if op.kind not in STEPS_WITHOUT_CODE]
     choices = {_kernel_choice(graph, op, dsp) for op in running}
     sizes = {name: code.kernels[name] for choice in choices for name in choice
              if name in code.kernels}
@@ -286,8 +299,11 @@ class FitCheck:
 
     A candidate whose flash lower bound (flash_bound), then arena lower bound (arena_bound),
     exceeds a limit is rejected without planning; so is one whose patch search leaves no
-    plan that could fit (unfit_arena). Every other one is analysed in full.
-    `decided` counts the verdicts of each path.
+    plan that could fit (unfit_arena). Every other one is analysed with its greedy placement
+    kept where it fits (`settle`): the verdict is the planner's, as CP-SAT only makes an
+    arena smaller and flash and latency do not depend on the placement; an analysis short of
+    SRAM only is made again in full. `figures` gives the full analysis's (for what a search
+    reports). `decided` counts the verdicts of each path.
     """
 
     def __init__(self, build: Build, limits: Limits, space: SearchSpace, input_channels: int,
@@ -303,6 +319,11 @@ class FitCheck:
         """The full analysis of `arch` (the planner's figures for a chosen model)."""
         graph = arch_graph(arch, self.space, self.input_channels, self.classes)
         return analyze(graph, self.build, self.limits)
+
+    def figures(self, arch: Arch) -> Fit:
+        """The planner's exact figures and verdict for `arch` (its full analysis)."""
+        return fit_of(self.analysis(arch), self.limits,
+                      macs(arch, self.space, self.input_channels, self.classes))
 
     def __call__(self, arch: Arch) -> Fit:
         """The planner's figures and verdict for `arch`."""
@@ -324,5 +345,11 @@ class FitCheck:
             self.decided["patch search"] += 1
             return Fit(least, flash, 0.0, model_macs, False, exact=False)
         self.decided["planner"] += 1
+        settled = analyze(graph, self.build, self.limits, cache, search, settle=True)
+        fit = fit_of(settled, self.limits, model_macs, exact=False)
+        if fit.fits:
+            return fit
+        if not _short_of_sram(settled, self.limits):
+            return replace(fit, peak_ram_bytes=settled.plan.lower_bound_bytes)
         return fit_of(analyze(graph, self.build, self.limits, cache, search), self.limits,
                       model_macs)

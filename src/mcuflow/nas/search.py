@@ -230,8 +230,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
         if chosen is None:
             raise _unfit("no architecture of the search space fits the limits", space, fits,
                          options.limits)
-        baseline, baseline_fit = _baseline(space, data.input_channels, data.classes, fits,
-                                           options.limits)
+        baseline = _baseline(space, data.input_channels, data.classes, fits, options.limits)
         state.save()
         if state.supernet is None:
             report("supernet", 0, 1)
@@ -240,7 +239,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
             report("supernet", 1, 1)
         evaluate = _evaluator(pool, split, chosen, state.supernet, space, budget, options.seed)
         _evolve(space, chosen, budget, options.seed, fits, evaluate, state, report)
-    return _result(space, state, chosen, baseline, baseline_fit)
+    return _result(space, state, chosen, baseline, fitcheck)
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -442,7 +441,7 @@ def _unfit(what: str, space: SearchSpace, fits: Callable[[Arch], Fit],
     if fit.flash_bytes > limits.flash_bytes:
         over.append(f"{least}{fit.flash_bytes:,} B of flash over the limit of "
                     f"{limits.flash_bytes:,} B")
-    if fit.exact and limits.latency_ms is not None and fit.latency_ms > limits.latency_ms:
+    if limits.latency_ms is not None and fit.latency_ms > limits.latency_ms:  # bounds give 0
         over.append(f"{fit.latency_ms:,.1f} ms over the limit of {limits.latency_ms:g} ms")
     size = " x ".join(map(str, space.input_size(resolution)))
     needs = f"needs {' and '.join(over)}" if over else "fits, but no sample of the spaces did"
@@ -736,29 +735,39 @@ def reachable_space(space: SearchSpace, build: Build, limits: Limits, input_chan
 
 
 def _baseline(space: SearchSpace, input_channels: int, classes: int, fits: _Fits,
-              limits: Limits) -> tuple[Arch, Fit]:
+              limits: Limits) -> Arch:
     """The MobileNetV2 of the grid with the most MACs that fits."""
     archs = [mobilenet_v2(space, w, r) for w in space.widths for r in space.resolutions]
     archs.sort(key=lambda a: (-macs(a, space, input_channels, classes), a.key()))
     for arch in archs:
-        fit = fits(arch)
-        if fit.fits:
-            return arch, fit
+        if fits(arch).fits:
+            return arch
     raise _unfit("no width/resolution-scaled MobileNetV2 of the space fits the limits, so "
                  "there is no baseline to compare with", space, fits, limits)
 
 
 def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Arch,
-            baseline_fit: Fit) -> SearchResult:
-    """Gather the state into the search's result."""
+            fitcheck: FitCheck) -> SearchResult:
+    """Gather the state into the search's result, with the planner's exact figures.
+
+    The candidates the result reports (the winner, the Pareto front) and the baseline get
+    their full analysis's figures (FitCheck.figures): a fit check may give an upper bound of
+    a fitting candidate's arena.
+    """
     candidates = [Candidate(arch, fit, state.accuracy[key])
                   for key, (arch, fit) in sorted(state.fits.items()) if key in state.accuracy]
     candidates.sort(key=lambda c: _rank(c.arch, state))
     assert state.spaces is not None and state.supernet is not None
     speed = state.fit_checks / state.fit_seconds if state.fit_seconds > 0 else 0.0
-    return SearchResult(space=space, spaces=state.spaces, chosen=chosen, best=candidates[0],
-                        pareto=pareto_front(candidates), generations=tuple(state.generations),
-                        baseline=baseline, baseline_fit=baseline_fit,
+
+    def exact(candidate: Candidate) -> Candidate:
+        return dataclasses.replace(candidate, fit=fitcheck.figures(candidate.arch))
+
+    return SearchResult(space=space, spaces=state.spaces, chosen=chosen,
+                        best=exact(candidates[0]),
+                        pareto=tuple(map(exact, pareto_front(candidates))),
+                        generations=tuple(state.generations),
+                        baseline=baseline, baseline_fit=fitcheck.figures(baseline),
                         supernet_state=state.supernet, evaluated=len(candidates),
                         fit_checks=state.fit_checks, fit_checks_per_second=speed)
 
