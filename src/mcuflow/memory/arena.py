@@ -233,17 +233,18 @@ def _group_extents(blocks: list[Block]) -> dict[str, Block]:
 
 
 def place_greedy(blocks: list[Block], pairs: list[Pair], alignment: int,
-                 quick: bool = False) -> Placement:
+                 quick: bool = False, enough: int = 0) -> Placement:
     """TFLM-style greedy by size (plus a few other orders); the smallest arena wins.
 
     `quick` (or many blocks) tries the order by size only. Groups (pieces of one buffer) rank
     by their whole extent, and are also tried before every other block. An order met before is
     not placed again, nor reserving room where no pair asks for any (first_fit's `reserve`),
-    and no order is tried once a placement reaches slot_floor (none can be smaller).
+    and no order is tried once a placement reaches slot_floor (none can be smaller) or is
+    within `enough` bytes.
     """
     best: Placement = {}
     best_size = 0
-    floor = slot_floor(blocks)
+    floor = max(slot_floor(blocks), enough)
     whole = _group_extents(blocks)
     tried: set[tuple[str, ...]] = set()
     reserves = (False, True) if any(not p.modulus and p.delta for p in pairs) else (False,)

@@ -20,13 +20,13 @@ def plan_for_order(problem: Problem, order: list[int], time_limit_s: float = 0.0
                    quick: bool = False, enough: int | None = None) -> Plan:
     """The plan for one fixed order: in-place decisions, lower bound and placement.
 
-    With `time_limit_s` > 0, CP-SAT tries to improve the greedy placement for that long,
-    unless its arena is within `enough` bytes when given; `quick` tries one greedy order only
-    (place_greedy).
+    With `time_limit_s` > 0, CP-SAT tries to improve the greedy placement for that long;
+    `quick` tries one greedy order only (place_greedy). A greedy placement within `enough`
+    bytes, when given, is kept as it is: no more orders are tried, CP-SAT does not run.
     """
     lower_bound, needs, decisions = evaluate(problem, order)
     blocks, pairs, scratch = _blocks(problem, order, decisions)
-    placement = place_greedy(blocks, pairs, problem.alignment, quick)
+    placement = place_greedy(blocks, pairs, problem.alignment, quick, enough or 0)
     greedy = arena_size(blocks, placement)
     if time_limit_s > 0 and greedy > lower_bound and (enough is None or greedy > enough):
         better = place_optimal(blocks, pairs, problem.alignment, time_limit_s, placement,
