@@ -237,15 +237,70 @@ class _Choice:
     bounds: _Bounds
 
 
+def _holds(bounds: _Bounds, multiplier: int, low: int, high: int) -> bool:
+    """True when the constraints leave a C and the kernel's sums stay inside 64 bits."""
+    reach = max(abs(low), abs(high))
+    return bounds.feasible() and reach * multiplier + bounds.magnitude() + (1 << 32) < SAFE
+
+
 def _choose(row: np.ndarray, levels: np.ndarray, low: int, high: int,
             natural: tuple[int, int] | None) -> _Choice | None:
     """The first candidate (M, S) whose constraints hold without overflowing 64 bits."""
-    reach = max(abs(low), abs(high))
     for multiplier, exponent in _candidates(natural):
         bounds = _bounds(row, levels, low, high, multiplier, exponent)
-        if bounds.feasible() and reach * multiplier + bounds.magnitude() + (1 << 32) < SAFE:
+        if _holds(bounds, multiplier, low, high):
             return _Choice(multiplier, exponent, bounds)
     return None
+
+
+_WORD = (1 << 32) - 1
+
+
+def _natural_bounds(rows: np.ndarray, levels: np.ndarray, span: Domain,
+                    natural: list[tuple[int, int] | None]) -> list[_Bounds | None]:
+    """_bounds of every channel for its natural (M, S), all channels at once.
+
+    The values exceed 64 bits, so each is held as a high and a low word (_words). None for a
+    channel without a natural pair, or whose products T * M may leave int64.
+    """
+    largest = [int(v) + 1 for v in np.abs(rows).max(axis=1, initial=0).tolist()]
+    usable = [pair is not None and pair[1] >= 32 and reach * pair[0] < 1 << 62
+              for pair, reach in zip(natural, largest, strict=True)]
+    pairs = [pair if ok else (0, 32) for pair, ok in zip(natural, usable, strict=True)]
+    multipliers = np.array([m for m, _ in pairs], dtype=np.int64)[:, None]
+    shifted = levels[None, :] << (np.array([e for _, e in pairs], dtype=np.int64)[:, None] - 32)
+    at, below = rows, rows - 1
+    lower = _words(shifted, at, multiplier=multipliers, minus=0)
+    upper = _words(shifted, below, multiplier=multipliers, minus=1)
+    reached, left = at <= span.high[:, None], at > span.low[:, None]
+    columns = zip(_extremes(lower, reached & (at >= 0), largest=True),
+                  _extremes(upper, left & (below >= 0), largest=False),
+                  _extremes(lower, reached & (at < 0), largest=True),
+                  _extremes(upper, left & (below < 0), largest=False), strict=True)
+    return [_Bounds(*column) if ok else None
+            for column, ok in zip(columns, usable, strict=True)]
+
+
+def _words(shifted: np.ndarray, acc: np.ndarray, multiplier: np.ndarray, minus: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(high, low) words of shifted * 2**32 - acc * multiplier - minus, low in [0, 2**32)."""
+    product = acc * multiplier
+    low = -(product & _WORD) - minus
+    return shifted - (product >> 32) + (low >> 32), low & _WORD
+
+
+def _extremes(words: tuple[np.ndarray, np.ndarray], mask: np.ndarray, largest: bool
+              ) -> list[int | None]:
+    """Per row, the largest (or smallest) of the masked values; None where none is."""
+    high, low = words
+    fill = np.iinfo(np.int64).min if largest else np.iinfo(np.int64).max
+    best = np.where(mask, high, fill)
+    best = best.max(axis=1, initial=fill) if largest else best.min(axis=1, initial=fill)
+    ties = np.where(mask & (high == best[:, None]), low, fill)
+    ties = ties.max(axis=1, initial=fill) if largest else ties.min(axis=1, initial=fill)
+    return [(b << 32) + t if any_ else None
+            for b, t, any_ in zip(best.tolist(), ties.tolist(), mask.any(axis=1).tolist(),
+                                  strict=True)]
 
 
 def fast_requant(requantize: Requantize, span: Domain, natural: list[tuple[int, int] | None],
@@ -260,13 +315,17 @@ def fast_requant(requantize: Requantize, span: Domain, natural: list[tuple[int, 
     """
     levels = np.arange(act_min + 1, act_max + 1, dtype=np.int64)
     rows = thresholds(requantize, span.low, span.high, levels)
+    firsts = _natural_bounds(rows, levels, span, natural)
     choices: list[_Choice | int] = []
     for c, row in enumerate(rows):
         low, high = int(span.low[c]), int(span.high[c])
         if low == high:
             choices.append(act_min + int((row <= low).sum()))
             continue
-        choice = _choose(row, levels, low, high, natural[c])
+        first, pair = firsts[c], natural[c]
+        choice = (_Choice(*pair, first) if first is not None and pair is not None
+                  and _holds(first, pair[0], low, high)
+                  else _choose(row, levels, low, high, pair))
         if choice is None:
             return None
         choices.append(choice)
