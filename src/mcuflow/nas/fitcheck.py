@@ -301,9 +301,9 @@ class FitCheck:
     exceeds a limit is rejected without planning; so is one whose patch search leaves no
     plan that could fit (unfit_arena). Every other one is analysed with its greedy placement
     kept where it fits (`settle`): the verdict is the planner's, as CP-SAT only makes an
-    arena smaller and flash and latency do not depend on the placement; an analysis short of
-    SRAM only is made again in full. `figures` gives the full analysis's (for what a search
-    reports). `decided` counts the verdicts of each path.
+    arena smaller and flash and latency do not depend on the placement. A settled analysis
+    that does not fit for lack of SRAM is made again in full. `figures` gives the full
+    analysis's (for what a search reports). `decided` counts the verdicts of each path.
     """
 
     def __init__(self, build: Build, limits: Limits, space: SearchSpace, input_channels: int,
