@@ -19,6 +19,7 @@ from mcuflow.hw.kernel_code import FlashEstimate
 from mcuflow.hw.kernels import FC_FEW_PASSES, FC_FEW_UNITS
 from mcuflow.hw.storage_io import TAG_BYTES, ChunkRead, ExternalReads, spill_cost
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.ops import state_bytes
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch, SpillTarget, search_patches
 from mcuflow.memory.patches import spill_traffic
 from mcuflow.memory.plan import ExternalWeights, Plan
@@ -111,7 +112,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
     """
     if request.streamed_input:
         _check_streamable(graph)
-    state = _state_bytes(graph)
+    state = state_bytes(graph)
     constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
     at_once = request.out_of_core and constants > _flash_capacity(build.board)
     if at_once and (fitted := out_of_core(graph, build, request, state)) is not None:
@@ -132,13 +133,8 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
 def patch_search(graph: Graph, build: Build, request: PatchRequest,
                  cache: StepCache | None = None) -> PatchSearch:
     """The patch search analyze_graph plans `graph` from, where constants stay on chip."""
-    return search_patches(graph, request, build.board.sram_bytes - _state_bytes(graph),
+    return search_patches(graph, request, build.board.sram_bytes - state_bytes(graph),
                           build.core, build.dsp, cache, spill_target(build.board, request))
-
-
-def _state_bytes(graph: Graph) -> int:
-    """Bytes of the variable tensors, kept outside the arena."""
-    return sum(graph.tensor(name).nbytes for name in graph.variables())
 
 
 def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int

@@ -93,7 +93,15 @@ class TrainingEpochs:
 
     supernet: float
     final: float
-    baseline: float
+
+    @property
+    def baseline(self) -> float:
+        """The baseline's epochs: the supernet's and the fine-tuning's together."""
+        return self.supernet + self.final
+
+    def to_json(self) -> dict[str, float]:
+        """The three counts, for report.json."""
+        return {**dataclasses.asdict(self), "baseline": self.baseline}
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,7 @@ class SearchReport:
                        "fit_checks_per_second": result.fit_checks_per_second,
                        "best_val_accuracy": result.best.accuracy},
             "budget": dataclasses.asdict(self.budget),
-            "epochs": dataclasses.asdict(self.epochs), "minutes": options.minutes,
+            "epochs": self.epochs.to_json(), "minutes": options.minutes,
             "seed": options.seed, "workers": options.workers,
         }
 
@@ -198,9 +206,8 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
 
     step(0)
     arch, base = result.best.arch, result.baseline
-    supernet_epochs, final = (training_epochs(row, parts, space, result.chosen)
-                              for row in (budget.supernet_epochs, budget.final_epochs))
-    epochs = TrainingEpochs(supernet_epochs, final, supernet_epochs + final)
+    epochs = TrainingEpochs(*(training_epochs(row, parts, space, result.chosen)
+                              for row in (budget.supernet_epochs, budget.final_epochs)))
     winner = _fine_tuned(result, data, parts, space, epochs.final, options.seed)
     step(1)
     baseline = _trained(base, data, parts, space, epochs.baseline, options.seed)
