@@ -313,10 +313,8 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
         _add_pair(model, pair, offsets[pair.upper.name], offsets[pair.lower.name])
     model.minimize(arena)
     solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = time_limit_s  # reproducible plans
-    # A backstop for a pathological model only: on any machine the deterministic limit binds
-    # first, so the plan does not depend on the clock.
-    solver.parameters.max_time_in_seconds = 20 * time_limit_s + 10
+    # Work, not the clock, bounds the solve: the plan is the same on every machine.
+    solver.parameters.max_deterministic_time = time_limit_s
     # One worker: reproducible plans, and OR-Tools 9.15 can abort the process in its
     # multi-worker interleaved search (google/or-tools#5048).
     solver.parameters.num_workers = 1
