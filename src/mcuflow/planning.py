@@ -131,10 +131,14 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
 
 
 def patch_search(graph: Graph, build: Build, request: PatchRequest,
-                 cache: StepCache | None = None) -> PatchSearch:
-    """The patch search analyze_graph plans `graph` from, where constants stay on chip."""
+                 cache: StepCache | None = None, settle: bool = False) -> PatchSearch:
+    """The patch search analyze_graph plans `graph` from, where constants stay on chip.
+
+    With `settle`, possibly only its first choice (see search_patches).
+    """
     return search_patches(graph, request, build.board.sram_bytes - state_bytes(graph),
-                          build.core, build.dsp, cache, spill_target(build.board, request))
+                          build.core, build.dsp, cache, spill_target(build.board, request),
+                          settle)
 
 
 def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -14,12 +15,13 @@ import numpy as np
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, MemoryTier
 from mcuflow.hw.kernel_costs import step_instructions
-from mcuflow.hw.kernels import default_kernels
+from mcuflow.hw.kernels import InPlace, default_kernels
 from mcuflow.hw.storage_io import DEFAULT_INFERENCES_PER_HOUR, SpillTraffic, spill_cost
 from mcuflow.ir.graph import Graph, Operator, Tensor
 from mcuflow.ir.ops import OP_DEFS, OpKind, op_macs
 from mcuflow.memory.patches import (
     PatchChoice,
+    Patched,
     PatchMode,
     Region,
     Rows,
@@ -35,7 +37,14 @@ from mcuflow.memory.patches import (
 )
 from mcuflow.memory.placement import plan_for_order
 from mcuflow.memory.plan import RUNS_NO_CODE
-from mcuflow.memory.schedule import Problem, StepCache, build_problem, evaluate, step_signature
+from mcuflow.memory.schedule import (
+    Problem,
+    StepCache,
+    build_problem,
+    evaluate,
+    static_kinds,
+    step_signature,
+)
 
 CP_SAT_STEPS = 300
 """A patch stage's rewrite of more steps keeps the greedy placement: CP-SAT gains little there
@@ -179,6 +188,9 @@ class PatchSearch:
     options: tuple[PatchOption, ...]
     chosen: PatchOption
     budget: int
+    settled: bool = False
+    """Only the option plan_model plans first was evaluated (search_patches' `settle`): valid
+    where its plan fits `budget`, as plan_model then keeps it."""
 
     def overhead(self, option: PatchOption) -> float:
         """Extra instructions of `option` over the unpatched model (0.05: 5 % more)."""
@@ -216,13 +228,15 @@ class _Pricing:
         return self.known[key]
 
     def steps(self, problem: Problem) -> float:
-        """Predicted instructions of the steps of `problem` that run code.
+        """Predicted instructions of the steps of `problem` that run code."""
+        return self.running(problem.graph, problem.static)
+
+    def running(self, graph: Graph, statics: list[InPlace]) -> float:
+        """Predicted instructions of the steps of `graph` that run code under `statics`.
 
         Aliases and concatenations planned in place run no code.
         """
-        graph = problem.graph
-        return sum(self.of(graph, op)
-                   for op, kind in zip(graph.operators, problem.static, strict=True)
+        return sum(self.of(graph, op) for op, kind in zip(graph.operators, statics, strict=True)
                    if kind not in RUNS_NO_CODE)
 
 
@@ -304,15 +318,17 @@ def streamed_inputs(graph: Graph, streamed: bool) -> frozenset[str]:
 
 
 def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, dsp: bool,
-                   cache: StepCache | None = None, spill: SpillTarget | None = None
-                   ) -> PatchSearch:
+                   cache: StepCache | None = None, spill: SpillTarget | None = None,
+                   settle: bool = False) -> PatchSearch:
     """Screen every stage, grid and mode; plan the promising ones; choose by `request`.
 
     `budget` is the arena bytes the board allows (a request's sram_budget replaces it). A model
     that fits gets no patches unless the request asks for them, and no search. Peaks are the
     planner's lower bounds for each graph's own order. A `cache` given may hold step work of
     `graph` done before (see StepCache). When no option fits and a `spill` target is given,
-    the option spilling least to it that fits is added (_spill_option).
+    the option spilling least to it that fits is added (_spill_option). With `settle`, an
+    automatic search for the fewest instructions that fit keeps only the option plan_model
+    plans first where one fits (_first_fitting; PatchSearch.settled).
     """
     budget = request.sram_budget or budget
     streamed = request.streamed_input
@@ -340,9 +356,22 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
                            "tensor; try --patches auto")
     shortlist = _shortlist(stages, screened, request, budget, baseline.instructions)
     tracer_of = {tracer.stage.end: tracer for tracer in tracers}
-    bounded = [_evaluate(patched.graph, s.choice, pricing, cache, streamed, s.halo,
-                         patched.spilled) for stage, s in shortlist
-               for patched in (patch_rewrite(graph, stage, s.choice, tracer_of[stage.end]),)]
+    rewrites = [(s, patch_rewrite(graph, stage, s.choice, tracer_of[stage.end]))
+                for stage, s in shortlist]
+    evaluated: dict[int, tuple[PatchOption, Problem]] = {}
+
+    def bound(index: int) -> tuple[PatchOption, Problem]:
+        if index not in evaluated:
+            s, patched = rewrites[index]
+            evaluated[index] = _evaluate(patched.graph, s.choice, pricing, cache, streamed,
+                                         s.halo, patched.spilled)
+        return evaluated[index]
+
+    if settle and not streamed and request.grid is None and request.objective is Objective.FIT:
+        first = _first_fitting([patched for _, patched in rewrites], bound, pricing, budget)
+        if first is not None:
+            return PatchSearch(baseline, (first,), first, budget, settled=True)
+    bounded = [bound(index) for index in range(len(rewrites))]
     options = _place_promising(bounded, request, budget, baseline.instructions)
     if spill is not None and request.grid is None and all(
             o.peak_bytes > budget for o in (baseline, *options)):
@@ -350,6 +379,30 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
         options += (spilling,) if spilling is not None else ()
     search = PatchSearch(baseline, options, baseline, budget)
     return PatchSearch(baseline, options, ranked(search, request)[0], budget)
+
+
+def _first_fitting(rewrites: list[Patched], bound: Callable[[int], tuple[PatchOption, Problem]],
+                   pricing: _Pricing, budget: int) -> PatchOption | None:
+    """The option plan_model plans first for the fewest instructions that fit, or None.
+
+    _place_promising places the options by instructions until one fits `budget` placed, and
+    `ranked` puts first the fitting option of fewest instructions (then smallest peak): that
+    one is among the rewrites up to the first that fits placed and those of its instructions.
+    Only they are evaluated (`bound`, by index); the rest cannot precede them. None when no
+    rewrite fits.
+    """
+    costs = [pricing.running(patched.graph, static_kinds(patched.graph, excluded=patched.spilled))
+             for patched in rewrites]
+    found: list[tuple[float, int, int, PatchOption]] = []
+    for index in sorted(range(len(rewrites)), key=costs.__getitem__):
+        if found and costs[index] > found[0][0]:
+            break
+        option, problem = bound(index)
+        if not found and option.peak_bytes <= budget:
+            option = _placed(option, problem)
+        if option.peak_bytes <= budget:
+            found.append((option.instructions, option.peak_bytes, index, option))
+    return min(found)[3] if found else None
 
 
 def _spill_option(graph: Graph, stages: list[Stage], needs: list[int], budget: int,

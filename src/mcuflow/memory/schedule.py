@@ -150,9 +150,8 @@ def _new_problem(graph: Graph, alignment: int, kinds: frozenset[InPlace], dsp: b
                  streamed: frozenset[str], split: bool, cache: StepCache,
                  spilled: frozenset[str]) -> Problem:
     """build_problem without the cache's problems."""
-    parent = shared_parents(graph, kinds, streamed | spilled)
+    parent, statics = _parents(graph, kinds, streamed | spilled)
     whole = build_storages(graph, parent, streamed, spilled)
-    statics = [static_kind(graph, op, parent) for op in graph.operators]
     silent = sum(1 << v for v, kind in enumerate(statics) if kind in RUNS_NO_CODE)
     strided = strided_members(graph, statics)
     storages = split_storages(graph, whole, silent, frozenset(strided)) if split else whole
@@ -184,6 +183,22 @@ def _new_problem(graph: Graph, alignment: int, kinds: frozenset[InPlace], dsp: b
             if output is not None and storages[output].name == op.outputs[0] else [])
         problem.plain_scratch.append(cache.plain_scratch(number, graph, op, dsp))
     return problem
+
+
+def static_kinds(graph: Graph, kinds: frozenset[InPlace] = ALL_KINDS,
+                 excluded: frozenset[str] = frozenset()) -> list[InPlace]:
+    """The static kind of each step (inplace.static_kind), as build_problem plans it.
+
+    `excluded` are its streamed and spilled tensors, which share no storage.
+    """
+    return _parents(graph, kinds, excluded)[1]
+
+
+def _parents(graph: Graph, kinds: frozenset[InPlace], excluded: frozenset[str]
+             ) -> tuple[dict[str, tuple[str, int]], list[InPlace]]:
+    """The storage each tensor shares (inplace.shared_parents), and each step's static kind."""
+    parent = shared_parents(graph, kinds, excluded)
+    return parent, [static_kind(graph, op, parent) for op in graph.operators]
 
 
 def _pieces(graph: Graph, storages: list[Storage], whole: list[Storage]

@@ -339,13 +339,16 @@ class FitCheck:
             self.decided["arena bound"] += 1
             return Fit(arena, flash, 0.0, model_macs, False, exact=False)
         request = request_for(self.limits)
-        search = patch_search(graph, self.build, request, cache)
+        search = patch_search(graph, self.build, request, cache, settle=True)
         least = unfit_arena(graph, search, request)
         if least is not None:
             self.decided["patch search"] += 1
             return Fit(least, flash, 0.0, model_macs, False, exact=False)
         self.decided["planner"] += 1
         settled = analyze(graph, self.build, self.limits, cache, search, settle=True)
+        if search.settled and settled.plan.arena_bytes > search.budget:
+            search = patch_search(graph, self.build, request, cache)
+            settled = analyze(graph, self.build, self.limits, cache, search, settle=True)
         fit = fit_of(settled, self.limits, model_macs, exact=False)
         if fit.fits:
             return fit
