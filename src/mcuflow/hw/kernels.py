@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from functools import cache
 
 from mcuflow.hw import work
@@ -23,6 +22,7 @@ from mcuflow.hw.layouts import dsp_depthwise_plane as plane_geometry
 from mcuflow.hw.tconv_phases import phase_groups, transpose_conv_phases
 from mcuflow.hw.work import TermsFn, Work, generic_terms
 from mcuflow.ir.constraints import INT16_MOVES, data_inputs
+from mcuflow.ir.enums import IdentityEnum
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.ops import (
     OpKind,
@@ -36,7 +36,7 @@ from mcuflow.ir.registry import OpTable
 from mcuflow.ir.svdf import svdf_dims
 
 
-class InPlace(Enum):
+class InPlace(IdentityEnum):
     """How a step's output shares memory with one of its inputs (`Step.shares`).
 
     Kernel contract (`Kernel.inplace` lists the ones each kernel honours):

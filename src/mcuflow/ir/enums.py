@@ -6,7 +6,16 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-class Padding(Enum):
+class IdentityEnum(Enum):
+    """An Enum hashed by identity, as its members are singletons compared by identity.
+
+    Enum's own hash (of the member's name, in Python) is a hot spot of the planner's caches.
+    """
+
+    __hash__ = object.__hash__
+
+
+class Padding(IdentityEnum):
     """Spatial padding scheme of convolutions and pools (TFLite semantics)."""
 
     SAME = "SAME"
@@ -41,7 +50,7 @@ def along(padding: WindowPadding, axis: int) -> AxisPadding:
     return padding
 
 
-class Activation(Enum):
+class Activation(IdentityEnum):
     """Activation fused into the producing op (TFLite's ActivationFunctionType)."""
 
     NONE = "NONE"

@@ -5,19 +5,19 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mcuflow.ir.codebook import Codebook
+from mcuflow.ir.enums import IdentityEnum
 from mcuflow.ir.quantization import QuantParams
 
 if TYPE_CHECKING:
     from mcuflow.ir.ops import OpAttrs, OpKind
 
 
-class DType(Enum):
+class DType(IdentityEnum):
     """Element types a tensor can hold."""
 
     INT8 = "int8"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mcuflow.ir.crop import Crop, crop_error, whole_input_hw
-from mcuflow.ir.enums import Activation, Padding, WindowPadding, along
+from mcuflow.ir.enums import Activation, IdentityEnum, Padding, WindowPadding, along
 from mcuflow.ir.graph import DType
 from mcuflow.ir.quantization import QuantParams, describe_quant
 from mcuflow.ir.registry import OpTable
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
     from mcuflow.ir.graph import Graph, Operator
 
 
-class OpKind(Enum):
+class OpKind(IdentityEnum):
     """Every operator mcuflow knows; each has an OpDef below and a hook in every registry."""
 
     CONV_2D = "CONV_2D"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.verify import verify_graph
 from mcuflow.memory.inplace import ALL_KINDS
 from mcuflow.memory.patch_search import (
     CP_SAT_STEPS,
@@ -141,10 +142,14 @@ def _planned(search: PatchSearch, option: PatchOption, plan: Plan) -> PatchSearc
 
 def _plan_option(graph: Graph, option: PatchOption, request: PatchRequest, time_limit_s: float,
                  dsp: bool, enough: int | None) -> Plan:
-    """The plan of one option of the search; a greedy placement within `enough` is kept."""
+    """The plan of one option of the search; a greedy placement within `enough` is kept.
+
+    A patch stage's rewrite is verified (ir.verify) before it is planned.
+    """
     streamed = streamed_inputs(option.graph, request.streamed_input)
     if option.choice is None and not streamed:
         return plan_memory(graph, time_limit_s, dsp=dsp, problem=option.problem, enough=enough)
+    verify_graph(option.graph)
     steps = len(option.graph.operators)
     budget = PATCHED_PLAN_BUDGET * time_limit_s if steps <= CP_SAT_STEPS else 0
     plan = plan_for_order(option.problem, list(range(steps)), budget * PLACEMENT_SHARE,
