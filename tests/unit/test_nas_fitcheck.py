@@ -14,7 +14,8 @@ from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.targets import STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import get_board
-from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.memory.patch_search import PatchRequest, PatchSearch
+from mcuflow.nas import fitcheck
 from mcuflow.nas.fitcheck import (
     FitCheck,
     Limits,
@@ -23,8 +24,16 @@ from mcuflow.nas.fitcheck import (
     flash_bound,
     limits_for,
 )
-from mcuflow.nas.space import SearchSpace, arch_graph, default_space, macs, sample, smallest
-from mcuflow.planning import Analysis, Build, analyze_graph
+from mcuflow.nas.space import (
+    Arch,
+    SearchSpace,
+    arch_graph,
+    default_space,
+    macs,
+    sample,
+    smallest,
+)
+from mcuflow.planning import Analysis, Build, analyze_graph, patch_search
 from mcuflow.toolchain.arm import build_cortexm, elf_sizes
 from tests.support import SHARED_MODELS
 
@@ -88,6 +97,35 @@ def test_verdict_and_figures_equal_the_planners(case: str) -> None:
         assert decided["arena bound"] and decided["flash bound"], decided
     assert any(verdicts) and not all(verdicts), "the sample should hold both verdicts"
     assert settled, "some fitting sample should keep its greedy placement"
+
+
+def test_a_first_patch_option_that_does_not_fit_placed_falls_back_to_the_whole_search(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fit check's patch search stops at the option the planner plans first (settle).
+
+    On this architecture that option's lower bound fits the 8 KB budget and its plan does not:
+    the check searches again in full, and its verdict and figures are the planner's.
+    """
+    build = Build(get_board("nucleo-f091rc"))
+    limits = limits_for(build, 8192, None, None)
+    space = default_space(2, 8)
+    arch = Arch(0.35, 16, (1, 2, 3, 2), (5, 3, 3, 5, 3, 7, 5, 7, 5, 7),
+                (4, 3, 3, 4, 3, 3, 4, 4, 6, 3))
+    searches: list[tuple[bool, bool]] = []
+
+    def spy(*args: object, settle: bool = False) -> PatchSearch:
+        search = patch_search(*args, settle=settle)
+        searches.append((settle, search.settled))
+        return search
+
+    monkeypatch.setattr(fitcheck, "patch_search", spy)
+    fit, analysis = FitCheck(build, limits, space, 1, 10)(arch), _planner(arch, space, build,
+                                                                          limits)
+    assert searches == [(True, True), (False, False)]
+    assert fit.fits and analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
+    assert (fit.flash_bytes, fit.latency_ms) == (analysis.report.flash_bytes,
+                                                 analysis.report.latency_ms_estimate)
+    assert analysis.plan.arena_bytes <= fit.peak_ram_bytes <= limits.sram_bytes
 
 
 def test_patch_search_rejects_what_no_plan_of_it_fits() -> None:

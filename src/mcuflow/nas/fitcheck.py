@@ -299,7 +299,9 @@ class FitCheck:
 
     A candidate whose flash lower bound (flash_bound), then arena lower bound (arena_bound),
     exceeds a limit is rejected without planning; so is one whose patch search leaves no
-    plan that could fit (unfit_arena). Every other one is analysed with its greedy placement
+    plan that could fit (unfit_arena). The patch search stops at the option plan_model plans
+    first (search_patches' settle); where that option's plan does not fit, the search is made
+    again in full. Every other candidate is analysed with its greedy placement
     kept where it fits (`settle`): the verdict is the planner's, as CP-SAT only makes an
     arena smaller and flash and latency do not depend on the placement. A settled analysis
     that does not fit for lack of SRAM is made again in full. `figures` gives the full
