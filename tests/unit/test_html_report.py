@@ -16,7 +16,7 @@ import pytest
 from matplotlib.image import imread
 
 from mcuflow import api
-from mcuflow.analysis.html_report import Page, render_page, svg_markup
+from mcuflow.analysis.html_report import Page, html_document, render_page, svg_markup
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation
@@ -163,6 +163,13 @@ def test_names_from_the_model_are_escaped(tmp_path: Path) -> None:
     assert HOSTILE not in page
     assert "<script" not in page.lower()
     assert html_escaped(HOSTILE) in page
+
+
+def test_the_page_is_ascii_with_other_characters_as_references() -> None:
+    """Names from a model or a data set may hold any character; the page's bytes are ASCII."""
+    page = html_document("café", "<p>ünï 日本</p>", "1.0")
+    assert page.isascii()
+    assert "<title>caf&#233;</title>" in page and "&#252;n&#239; &#26085;&#26412;" in page
 
 
 def html_escaped(text: str) -> str:

@@ -117,6 +117,8 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     ({"x": np.full((10, 4, 4, 1), np.nan), "y": np.arange(10) % 2}, "NaN"),
     ({"x": np.zeros((10, 2, 2, 2, 2)), "y": np.arange(10) % 2}, "x is float64"),
     ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(10) / 4}, "fractional values such as 0.25"),
+    ({"x": np.zeros((10, 32, 0)), "y": np.arange(10) % 2}, r"shape \(10, 32, 0\)"),
+    ({"x": np.zeros((0, 4, 4, 1)), "y": np.zeros(0, int)}, "no samples"),
 ])
 def test_bad_npz_files_raise_with_a_hint(tmp_path: Path, arrays: dict[str, np.ndarray],
                                          message: str) -> None:
@@ -124,6 +126,31 @@ def test_bad_npz_files_raise_with_a_hint(tmp_path: Path, arrays: dict[str, np.nd
     with pytest.raises(McuflowError, match=message) as caught:
         load_dataset(str(tmp_path / "bad.npz"))
     assert caught.value.hint
+
+
+def test_files_that_are_not_npz_archives_raise_with_a_hint(tmp_path: Path) -> None:
+    """A truncated archive, a .npy file and a text file, each named .npz."""
+    np.savez(tmp_path / "good.npz", x=np.zeros((10, 4, 4, 1)), y=np.arange(10) % 2)
+    (tmp_path / "truncated.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:300])
+    np.save(tmp_path / "array.npy", np.zeros((10, 4)))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    for name in ("truncated", "array", "text"):
+        with pytest.raises(McuflowError, match=f"{name}.npz") as caught:
+            load_dataset(str(tmp_path / f"{name}.npz"))
+        assert caught.value.hint, name
+
+
+def test_sixteen_bit_grey_images_keep_their_range_and_hidden_folders_are_skipped(
+        tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    deep = {name: [rng.integers(0, 65536, (5, 5), dtype=np.uint16) for _ in range(5)]
+            for name in ("a", "b")}
+    root = _write_folder(tmp_path / "deep", deep)
+    (root / ".ipynb_checkpoints").mkdir()
+    data = load_dataset(str(root))
+    assert (data.classes, data.x.shape) == (2, (10, 5, 5, 1))
+    np.testing.assert_allclose(data.x[:5, ..., 0], np.stack(deep["a"]) / 65535.0, atol=1e-7)
 
 
 def _write_folder(root: Path, images: dict[str, list[np.ndarray]], suffix: str = ".png") -> Path:

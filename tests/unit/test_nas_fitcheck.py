@@ -171,8 +171,12 @@ def test_limits_default_to_the_board_and_reject_nonsense() -> None:
     assert limits_for(build, 8000, 30000, 5.0) == Limits(8000, 30000, 5.0)
     with pytest.raises(McuflowError):
         limits_for(build, 0, None, None)
-    with pytest.raises(McuflowError):
-        limits_for(build, None, None, -1.0)
+    for latency in (-1.0, 0.0, float("inf"), float("nan")):
+        with pytest.raises(McuflowError, match="--latency-ms"):
+            limits_for(build, None, None, latency)
+    with pytest.raises(McuflowError) as raised:
+        limits_for(build, None, 0, None)
+    assert raised.value.hint == "e.g. --flash-budget 65536"
 
 
 def test_firmware_reserve_holds_where_the_smallest_model_overflows_the_board(

@@ -16,7 +16,7 @@ from mcuflow import api  # noqa: E402
 from mcuflow.errors import McuflowError  # noqa: E402
 from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
 from mcuflow.nas.data import Dataset, Split, load_dataset, split  # noqa: E402
-from mcuflow.nas.fitcheck import Limits, limits_for  # noqa: E402
+from mcuflow.nas.fitcheck import FitCheck, Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
     RANKED_SAMPLES,
     REFERENCE_ARCH,
@@ -31,7 +31,7 @@ from mcuflow.nas.search import (  # noqa: E402
     search,
     training_epochs,
 )
-from mcuflow.nas.space import arch_graph, default_space, macs  # noqa: E402
+from mcuflow.nas.space import arch_graph, default_space, macs, smallest  # noqa: E402
 from mcuflow.planning import analyze_graph  # noqa: E402
 
 BOARD_FILE = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
@@ -186,6 +186,26 @@ def test_nothing_fits_is_a_user_error(setting):
     starved = dataclasses.replace(options, limits=Limits(sram_bytes=64, flash_bytes=64))
     with pytest.raises(McuflowError, match="fits"):
         search(parts, small, starved)
+
+
+def test_limits_only_the_smallest_architecture_meets_still_give_a_model_and_a_baseline(
+        setting):
+    """Under the smallest architecture's flash, the found model and a slimmed baseline fit.
+
+    No random sample and no MobileNetV2 of expansion 6 fits that limit; both fit by the planner.
+    """
+    parts, space, options = setting
+    small = dataclasses.replace(space, widths=(0.25,), resolutions=(8,))
+    train = parts.train
+    check = FitCheck(options.build, options.limits, small, train.input_channels, train.classes)
+    least = smallest(small, 0.25, 8)
+    tight = dataclasses.replace(options, limits=dataclasses.replace(
+        options.limits, flash_bytes=check.figures(least).flash_bytes))
+    assert not planner_fits(mobilenet_v2(small, 0.25, 8), small, parts, tight)
+    outcome = search(parts, small, tight)
+    assert planner_fits(outcome.best.arch, small, parts, tight)
+    assert planner_fits(outcome.baseline, small, parts, tight)
+    assert outcome.baseline.expansions != mobilenet_v2(small, 0.25, 8).expansions
 
 
 def test_workers_without_ray_say_how_to_install_it(setting, monkeypatch):

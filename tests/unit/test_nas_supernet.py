@@ -188,6 +188,20 @@ def test_plain_training_learns_digits_at_another_resolution(digits: Split) -> No
     assert before < 0.3 < 0.9 < after
 
 
+def test_a_short_training_leaves_batch_norm_the_training_samples_statistics(
+        digits: Split) -> None:
+    """Four batches of training: batch norm's running averages would still be near their
+    initial 0 and 1; the statistics the model is exported with are the training samples'."""
+    model = build_model(smallest(DIGITS, 0.5, 8), DIGITS, 1, 10, seed=0)
+    train_model(model, digits, 8, TrainBudget(epochs=0.25), seed=0)
+    stem, bn = model.features[0], model.features[1]
+    with torch.no_grad():
+        features = stem(torch.from_numpy(np.moveaxis(digits.train.x, -1, 1).copy()))
+    mean, variance = features.mean(dim=(0, 2, 3)), features.var(dim=(0, 2, 3))
+    assert torch.all((bn.running_mean - mean).abs() < 0.2 * variance.sqrt())
+    assert torch.all((bn.running_var - variance).abs() < 0.2 * variance)
+
+
 class _CountingNet(torch.nn.Module):
     """A linear classifier counting the training batches it sees."""
 

@@ -514,9 +514,10 @@ def render_page(page: Page) -> str:
 def html_document(title: str, body: str, version: str) -> str:
     """One self-contained HTML document around `body` (markup): inline CSS, the policy, footer.
 
-    The page loads nothing: the Content-Security-Policy forbids fetching and scripts.
+    The page loads nothing: the Content-Security-Policy forbids fetching and scripts. It is
+    ASCII: other characters (a model's or a label's name) are character references.
     """
-    return (
+    page = (
         "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
         f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">\n'
         '<meta name=viewport content="width=device-width, initial-scale=1">\n'
@@ -524,3 +525,4 @@ def html_document(title: str, body: str, version: str) -> str:
         + body
         + f"\n<footer>Written by mcuflow {_e(version)}. This file is self-contained: it "
         "loads nothing from the network.</footer>\n</main>\n</body>\n</html>\n")
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,8 @@ import numpy as np
 from mcuflow.errors import McuflowError
 from mcuflow.nas.space import columns
 
+ZIP_MAGIC = b"PK\x03\x04"
+"""The first bytes of a zip archive, as numpy.savez writes a .npz."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp")
 """The image files a class folder may hold (others are ignored)."""
 MIN_PER_CLASS = 5
@@ -156,7 +160,12 @@ def _mnist1d() -> Dataset:
 
 
 def _npz(path: Path) -> Dataset:
+    hint = "write it with numpy.savez(path, x=..., y=...)"
     try:
+        with path.open("rb") as file:
+            if file.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
+                raise McuflowError(f"{path} is not a .npz archive (numpy.savez writes a zip "
+                                   "file)", hint)
         with np.load(path, allow_pickle=False) as arrays:
             missing = sorted({"x", "y"} - set(arrays.files))
             if missing:
@@ -165,9 +174,8 @@ def _npz(path: Path) -> Dataset:
                                    "save the samples as x (N x H x W x C or N x T x C) and the "
                                    "labels as y (class indices or one-hot)")
             x, y = arrays["x"], arrays["y"]
-    except (OSError, ValueError) as error:
-        raise McuflowError(f"cannot read {path}: {error}",
-                           "write it with numpy.savez(path, x=..., y=...)") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise McuflowError(f"cannot read {path}: {error}", hint) from error
     return _checked(path.stem, _samples(path, x), *_labels(path, y, len(x)))
 
 
@@ -177,7 +185,7 @@ def _samples(path: Path, x: np.ndarray) -> np.ndarray:
     N x T is a series of one channel, and so is uint8 N x H x W an image of one (grey
     pixels, as Keras keeps MNIST); other N x T x C arrays are series.
     """
-    if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4):
+    if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4) or 0 in x.shape[1:]:
         raise McuflowError(f"{path}: x is {x.dtype} of shape {x.shape}",
                            "x must be numbers shaped N x H x W x C (images) or N x T x C "
                            "(series; N x T for one channel, uint8 N x H x W for grey images)")
@@ -216,6 +224,8 @@ def _checked(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -
 
     `y` holds class indices 0..K-1 and `labels` their K names.
     """
+    if not len(x):
+        raise McuflowError(f"{name}: no samples", "give labelled samples of two classes or more")
     if not np.all(np.isfinite(x)):
         raise McuflowError(f"{name}: x holds NaN or infinite values", "clean the samples")
     if len(labels) < 2:
@@ -230,7 +240,9 @@ def _checked(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -
 
 
 def _image_folder(path: Path) -> Dataset:
-    folders = sorted(entry for entry in path.iterdir() if entry.is_dir())
+    """A class per sub-folder, hidden ones (.ipynb_checkpoints) aside."""
+    folders = sorted(entry for entry in path.iterdir()
+                     if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
         raise McuflowError(f"{path} has no sub-folders",
                            "put the images of each class in a sub-folder named after the class")
@@ -261,13 +273,20 @@ def _common_size(pixels: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _read_image(file: Path) -> np.ndarray:
-    """Pixels in [0, 1]: H x W (grey) or H x W x 3 (colour; alpha dropped)."""
+    """Pixels in [0, 1]: H x W (grey) or H x W x 3 (colour; alpha dropped).
+
+    16-bit grey images (PIL's modes I;16 and I) are scaled from their 16-bit range.
+    """
     try:
         from PIL import Image
 
         with Image.open(file) as image:
-            grey = image.mode in ("1", "L", "I", "I;16", "F")
-            pixels = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+            if image.mode.startswith("I"):
+                pixels = np.asarray(image, dtype=np.float32) / 65535.0
+            else:
+                grey = image.mode in ("1", "L")
+                pixels = np.asarray(image.convert("L" if grey else "RGB"),
+                                    dtype=np.float32) / 255.0
     except ImportError:
         import matplotlib.image
 

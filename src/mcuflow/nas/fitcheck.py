@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -75,13 +76,14 @@ def limits_for(build: Build, sram_budget: int | None, flash_budget: int | None,
                latency_ms: float | None) -> Limits:
     """The board's SRAM and flash, unless a (smaller) budget is given; latency as given."""
     board = build.board
-    for name, value in (("--sram-budget", sram_budget), ("--flash-budget", flash_budget)):
+    for name, value, example in (("--sram-budget", sram_budget, 16384),
+                                 ("--flash-budget", flash_budget, 65536)):
         if value is not None and value <= 0:
             raise McuflowError(f"{name} must be a positive number of bytes, got {value}",
-                               "e.g. --sram-budget 16384")
-    if latency_ms is not None and latency_ms <= 0:
-        raise McuflowError(f"--latency-ms must be positive milliseconds, got {latency_ms}",
-                           "e.g. --latency-ms 50")
+                               f"e.g. {name} {example}")
+    if latency_ms is not None and not (math.isfinite(latency_ms) and latency_ms > 0):
+        raise McuflowError(f"--latency-ms must be a positive, finite number of milliseconds, "
+                           f"got {latency_ms}", "e.g. --latency-ms 50")
     return Limits(sram_budget if sram_budget is not None else board.sram_bytes,
                   flash_budget if flash_budget is not None else board.flash_bytes, latency_ms)
 

@@ -414,7 +414,20 @@ def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
         choices.append(SpaceChoice(width, resolution, len(archs), len(fitting), mean,
                                    tuple(fitting)))
     report("space", len(grid), len(grid))
+    if not any(choice.fitting for choice in choices):
+        return tuple(_with_smallest(space, choice, fits) for choice in choices)
     return tuple(choices)
+
+
+def _with_smallest(space: SearchSpace, choice: SpaceChoice, fits: _Fits) -> SpaceChoice:
+    """`choice` with its space's smallest architecture as one more sample.
+
+    For limits so tight that no random sample fits: the smallest may.
+    """
+    fit = fits(smallest(space, choice.width, choice.resolution))
+    fitting = (fit.macs,) if fit.fits else ()
+    return dataclasses.replace(choice, samples=choice.samples + 1, fitting=len(fitting),
+                               mean_macs=float(fit.macs) if fit.fits else 0.0, macs=fitting)
 
 
 def _choose_space(spaces: Sequence[SpaceChoice]) -> SpaceChoice | None:
@@ -638,11 +651,18 @@ def _evolve(space: SearchSpace, chosen: SpaceChoice, budget: Budget, seed: int, 
 
 def _first_population(space: SearchSpace, chosen: SpaceChoice, budget: Budget,
                       rng: np.random.Generator, fits: _Fits) -> list[Arch]:
-    """`population` distinct fitting random archs of the chosen space."""
+    """`population` distinct fitting random archs of the chosen space.
+
+    Where the draws fall short, the space's smallest architecture joins them if it fits.
+    """
     def draw() -> Arch:
         return sample(space, rng, chosen.width, chosen.resolution)
 
     archs = _fitting_draws(draw, budget.population, fits, set())
+    least = smallest(space, chosen.width, chosen.resolution)
+    drawn = {arch.key() for arch in archs}
+    if len(archs) < budget.population and least.key() not in drawn and fits(least).fits:
+        archs.append(least)
     if not archs:
         raise McuflowError(f"no sampled architecture of width {chosen.width} and resolution "
                            f"{chosen.resolution} fits the limits",
@@ -704,11 +724,16 @@ def _rank(arch: Arch, state: _State) -> tuple[float, int, str]:
     return (-state.accuracy[arch.key()], state.fits[arch.key()][1].macs, arch.key())
 
 
-def mobilenet_v2(space: SearchSpace, width: float, resolution: int) -> Arch:
-    """The width/resolution-scaled MobileNetV2 of the family: kernels 3, expansions 6, max depth."""
+def mobilenet_v2(space: SearchSpace, width: float, resolution: int, expansion: int = 6,
+                 shallow: bool = False) -> Arch:
+    """The width/resolution-scaled MobileNetV2 of the family: kernels 3, expansions 6, max depth.
+
+    Slimmer ones take a smaller `expansion`, and with `shallow` each stage's least depth.
+    """
     return Arch(width=width, resolution=resolution,
-                depths=tuple(stage.max_depth for stage in space.stages),
-                kernels=(3,) * space.slots, expansions=(6,) * space.slots)
+                depths=tuple(stage.min_depth if shallow else stage.max_depth
+                             for stage in space.stages),
+                kernels=(3,) * space.slots, expansions=(expansion,) * space.slots)
 
 
 MIN_RESOLUTION = 8
@@ -736,14 +761,23 @@ def reachable_space(space: SearchSpace, build: Build, limits: Limits, input_chan
 
 def _baseline(space: SearchSpace, input_channels: int, classes: int, fits: _Fits,
               limits: Limits) -> Arch:
-    """The MobileNetV2 of the grid with the most MACs that fits."""
-    archs = [mobilenet_v2(space, w, r) for w in space.widths for r in space.resolutions]
-    archs.sort(key=lambda a: (-macs(a, space, input_channels, classes), a.key()))
-    for arch in archs:
-        if fits(arch).fits:
-            return arch
-    raise _unfit("no width/resolution-scaled MobileNetV2 of the space fits the limits, so "
-                 "there is no baseline to compare with", space, fits, limits)
+    """The MobileNetV2 of the grid with the most MACs that fits.
+
+    Where none fits, the slimmer ones (expansions of the space from the largest, then each
+    stage at its least depth) are tried the same way, and the first slimming that fits gives it.
+    """
+    expansions = sorted({6, *space.expansions}, reverse=True)
+    for shallow in (False, True):
+        for expansion in expansions:
+            archs = [mobilenet_v2(space, w, r, expansion, shallow)
+                     for w in space.widths for r in space.resolutions]
+            archs.sort(key=lambda a: (-macs(a, space, input_channels, classes), a.key()))
+            for arch in archs:
+                if fits(arch).fits:
+                    return arch
+    raise _unfit("no width/resolution-scaled MobileNetV2 of the space fits the limits, even "
+                 "at its least expansion and depth, so there is no baseline to compare with",
+                 space, fits, limits)
 
 
 def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Arch,

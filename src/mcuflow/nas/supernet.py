@@ -389,7 +389,11 @@ def train_supernet(net: Supernet, space: SearchSpace, data: Split, resolution: i
 
 def train_model(model: nn.Module, data: Split, resolution: int, budget: TrainBudget,
                 seed: int) -> None:
-    """Plain training on the labels (baseline from scratch, or fine-tuning a subnet)."""
+    """Plain training on the labels (baseline from scratch, or fine-tuning a subnet).
+
+    Batch norm's statistics are then re-estimated on the training samples (recalibrate_bn):
+    the running averages of a short training still hold mostly their initial values.
+    """
 
     def plain(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = functional.cross_entropy(model(x), y)
@@ -397,6 +401,7 @@ def train_model(model: nn.Module, data: Split, resolution: int, budget: TrainBud
         return loss
 
     _fit(model, data, resolution, budget, seed, plain)
+    recalibrate_bn(model, resize(data.train.x, resolution, data.train.dims), seed)
 
 
 def recalibrate_bn(model: nn.Module, x: np.ndarray, seed: int, batches: int = 8) -> None:
@@ -404,9 +409,12 @@ def recalibrate_bn(model: nn.Module, x: np.ndarray, seed: int, batches: int = 8)
 
     `x` is in the dataset's layout (N x H x W x C or N x T x C) at the model's resolution;
     `batches` batches of up to 64 samples, drawn by a generator seeded with `seed`, are averaged
-    with equal weight. Meant for plain models (extract, build_model).
+    with equal weight. Meant for plain models (extract, build_model); a model without batch
+    norm is left as it is.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    if not norms:
+        return
     order = np.random.default_rng(seed).permutation(len(x))[:batches * RECALIBRATION_BATCH]
     samples = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x[np.sort(order)], -1, 1)))
     momenta = [bn.momentum for bn in norms]
