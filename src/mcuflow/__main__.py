@@ -1,4 +1,4 @@
-"""The `mcuflow` command and `python -m mcuflow`: Ctrl-C anywhere is one line and exit 130."""
+"""The `mcuflow` command and `python -m mcuflow`: Ctrl-C or SIGTERM is one line and 128 + signal."""
 
 from __future__ import annotations
 
@@ -6,43 +6,52 @@ import signal
 import sys
 from types import FrameType
 
-INTERRUPTED_EXIT = 130
-"""128 + SIGINT, as a shell reports a command stopped by Ctrl-C."""
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+"""As a shell reports a command stopped by Ctrl-C (130); SIGTERM gives 143."""
+STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+"""The signals that stop a command cleanly, and what it then says."""
 
 
 class Interrupted(BaseException):
-    """Ctrl-C. Not a KeyboardInterrupt, which click would turn into its own `Aborted!`."""
+    """Ctrl-C or SIGTERM. Not a KeyboardInterrupt, which click would turn into `Aborted!`."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise Interrupted
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
 
 
-def _caused_by_interrupt(error: BaseException | None) -> bool:
-    """Whether Ctrl-C is behind `error`: Python may wrap it, e.g. in a RuntimeError."""
+def _interrupt_behind(error: BaseException | None) -> Interrupted | None:
+    """The Ctrl-C or SIGTERM behind `error`: Python may wrap it, e.g. in a RuntimeError."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, Interrupted):
-            return True
+            return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 def main() -> None:
-    """Run the command line; on Ctrl-C, clean up (partial output is removed) and say so."""
-    signal.signal(signal.SIGINT, _interrupt)
+    """Run the command line; when stopped, clean up (partial output is removed) and say so."""
+    for signum in STOPPING:
+        signal.signal(signum, _interrupt)
     try:
         import mcuflow.nas.command  # noqa: F401  (registers `mcuflow search`)
         from mcuflow.cli import main as run_cli
 
         run_cli()
     except BaseException as error:
-        if not _caused_by_interrupt(error):
+        stopped = _interrupt_behind(error)
+        if stopped is None:
             raise
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sys.stderr.write("mcuflow: interrupted\n")
-        sys.exit(INTERRUPTED_EXIT)
+        for signum in STOPPING:
+            signal.signal(signum, signal.SIG_IGN)
+        sys.stderr.write(f"mcuflow: {STOPPING[stopped.signum]}\n")
+        sys.exit(128 + stopped.signum)
 
 
 if __name__ == "__main__":

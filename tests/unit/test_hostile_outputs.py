@@ -246,10 +246,13 @@ def _signalled_compile(signal_name: str, out: Path) -> subprocess.CompletedProce
                           timeout=120)
 
 
-def test_ctrl_c_while_writing_leaves_nothing(tmp_path: Path) -> None:
-    """SIGINT after the third file is written; CP-SAT ran before and must not keep Ctrl-C."""
-    done = _signalled_compile("SIGINT", tmp_path / "out")
-    assert (done.returncode, done.stderr) == (130, "mcuflow: interrupted\n")
+@pytest.mark.parametrize(("name", "code", "said"), [("SIGINT", 130, "interrupted"),
+                                                    ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_or_sigterm_while_writing_leaves_nothing(name: str, code: int, said: str,
+                                                        tmp_path: Path) -> None:
+    """The signal after the third file is written; CP-SAT ran before and must not keep it."""
+    done = _signalled_compile(name, tmp_path / "out")
+    assert (done.returncode, done.stderr) == (code, f"mcuflow: {said}\n")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -99,6 +99,8 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     assert (data.name, data.classes, data.x.shape) == ("mine", 3, (18, 6, 6, 3))
     np.testing.assert_allclose(data.x, (x * 255).astype(np.uint8) / 255.0)
     np.testing.assert_array_equal(data.y, y)
+    np.savez(tmp_path / "column.npz", x=x, y=y[:, None])
+    np.testing.assert_array_equal(load_dataset(str(tmp_path / "column.npz")).y, y)
     np.savez(tmp_path / "series.npz", x=x[:, :, 0, 0], y=y)
     assert load_dataset(str(tmp_path / "series.npz")).x.shape == (18, 6, 1)
     np.savez(tmp_path / "channels.npz", x=x[..., 0], y=y)
@@ -119,6 +121,7 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     ({"x": np.zeros((10, 4, 4, 1)), "y": np.arange(10) / 4}, "fractional values such as 0.25"),
     ({"x": np.zeros((10, 32, 0)), "y": np.arange(10) % 2}, r"shape \(10, 32, 0\)"),
     ({"x": np.zeros((0, 4, 4, 1)), "y": np.zeros(0, int)}, "no samples"),
+    ({"x": np.zeros((10, 4, 4, 1)), "y": np.where(np.arange(10) % 2, 1.0, np.nan)}, "NaN"),
 ])
 def test_bad_npz_files_raise_with_a_hint(tmp_path: Path, arrays: dict[str, np.ndarray],
                                          message: str) -> None:

@@ -190,8 +190,10 @@ def test_plain_training_learns_digits_at_another_resolution(digits: Split) -> No
 
 def test_a_short_training_leaves_batch_norm_the_training_samples_statistics(
         digits: Split) -> None:
-    """Four batches of training: batch norm's running averages would still be near their
-    initial 0 and 1; the statistics the model is exported with are the training samples'."""
+    """After four batches, batch norm holds the training samples' statistics.
+
+    Its running averages would still be near their initial 0 and 1.
+    """
     model = build_model(smallest(DIGITS, 0.5, 8), DIGITS, 1, 10, seed=0)
     train_model(model, digits, 8, TrainBudget(epochs=0.25), seed=0)
     stem, bn = model.features[0], model.features[1]

@@ -195,16 +195,20 @@ def _samples(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class indices 0..K-1 of the labels `y` (numbers, text or one-hot rows), and their names.
+    """Class indices 0..K-1 of the labels `y` (numbers, text, a column or one-hot rows), names.
 
     The distinct labels, sorted, are the classes in order (as scikit-learn's LabelEncoder).
     """
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "fiub":
         y = y.argmax(axis=1)
     if y.ndim != 1 or y.dtype.kind not in "fiubUS" or len(y) != samples:
         raise McuflowError(f"{path}: y is {y.dtype} of shape {y.shape} for {samples} samples",
                            "y must hold one label (a class number or name) per sample, or "
                            "one-hot rows")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise McuflowError(f"{path}: y holds NaN or infinite labels", "label every sample")
     if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
         raise McuflowError(f"{path}: y holds fractional values such as {_fractional(y)}",
                            "y must hold class labels; the search trains classifiers, not "
