@@ -120,6 +120,9 @@ def test_found_model_fits_and_runs_bit_exact_on_qemu(searched: tuple[SearchRepor
     report, out = searched
     build = api.build_for(BOARD)
     limit = build.board.sram_bytes - firmware_reserve(build, default_space(2, 8), 1, 10)
+    data = json.loads((out / "report.json").read_text())
+    assert data["limits"]["sram_bytes"] + data["firmware_reserve_bytes"] == (
+        build.board.sram_bytes)
     analysis = api.analyze_model(out / "model_int8.tflite", BOARD,
                                  patches=PatchRequest(sram_budget=limit))
     assert analysis.fits and analysis.plan.arena_bytes <= limit

@@ -121,6 +121,9 @@ class SearchReport:
     baseline: Deployed
     qemu: QemuCheck
     epochs: TrainingEpochs
+    firmware_reserve_bytes: int = 0
+    """SRAM the verification firmware needs beside the arena: the SRAM limit the candidates
+    met (`options.limits`) is the board's SRAM, or --sram-budget, less this."""
 
     def to_json(self) -> dict[str, object]:
         """report.json: accuracies, architectures, the search's tables and figures, checks."""
@@ -130,6 +133,7 @@ class SearchReport:
             "class_labels": list(self.class_labels),
             "board": self.board, "target": self.qemu.target,
             "limits": dataclasses.asdict(options.limits),
+            "firmware_reserve_bytes": self.firmware_reserve_bytes,
             "accuracy": self.found.int8_accuracy,
             "baseline_accuracy": self.baseline.int8_accuracy,
             "float_accuracy": self.found.float_accuracy,
@@ -171,6 +175,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     result = search(parts, space, options, progress)
     budget = budget_for(options.minutes)
     report, files = _deploy(data, parts, space, result, options, budget, progress or _silent)
+    report = replace(report, firmware_reserve_bytes=reserve)
     files["report.json"] = report_json(report)
     files["report.html"] = render_report(report)
     write_directory(files, out_dir, what="search output")
