@@ -6,10 +6,9 @@ import signal
 import sys
 from types import FrameType
 
-INTERRUPTED_EXIT = 128 + signal.SIGINT
-"""As a shell reports a command stopped by Ctrl-C (130); SIGTERM gives 143."""
 STOPPING = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-"""The signals that stop a command cleanly, and what it then says."""
+"""The signals that stop a command cleanly, and what it then says; it exits with 128 + the
+signal, as a shell reports a command they stopped (Ctrl-C: 130)."""
 
 
 class Interrupted(BaseException):

@@ -401,7 +401,14 @@ def train_model(model: nn.Module, data: Split, resolution: int, budget: TrainBud
         return loss
 
     _fit(model, data, resolution, budget, seed, plain)
-    recalibrate_bn(model, resize(data.train.x, resolution, data.train.dims), seed)
+    drawn = data.train.x[recalibration_rows(len(data.train.x), seed)]
+    recalibrate_bn(model, resize(drawn, resolution, data.train.dims), seed)
+
+
+def recalibration_rows(samples: int, seed: int, batches: int = 8) -> np.ndarray:
+    """The rows of `samples` recalibrate_bn draws `batches` batches from, in order."""
+    order = np.random.default_rng(seed).permutation(samples)[:batches * RECALIBRATION_BATCH]
+    return np.sort(order)
 
 
 def recalibrate_bn(model: nn.Module, x: np.ndarray, seed: int, batches: int = 8) -> None:
@@ -415,8 +422,8 @@ def recalibrate_bn(model: nn.Module, x: np.ndarray, seed: int, batches: int = 8)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
     if not norms:
         return
-    order = np.random.default_rng(seed).permutation(len(x))[:batches * RECALIBRATION_BATCH]
-    samples = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x[np.sort(order)], -1, 1)))
+    rows = recalibration_rows(len(x), seed, batches)
+    samples = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x[rows], -1, 1)))
     momenta = [bn.momentum for bn in norms]
     for bn in norms:
         bn.reset_running_stats()
