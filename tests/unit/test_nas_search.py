@@ -60,9 +60,12 @@ def result(setting) -> SearchResult:
 
 @pytest.fixture(scope="module")
 def checkpoint(setting, tmp_path_factory) -> Path:
-    """The checkpoint of a search stopped (as by a kill) after its first generation."""
+    """The checkpoint of a search stopped (as by a kill) after its first generation.
+
+    Its folder does not exist yet: the search makes it.
+    """
     parts, space, options = setting
-    written = tmp_path_factory.mktemp("checkpoint") / "search.json"
+    written = tmp_path_factory.mktemp("checkpoint") / "new" / "search.json"
 
     def stop_after_first_generation(stage: str, done: int, total: int) -> None:
         if (stage, done) == ("evolution", 1):

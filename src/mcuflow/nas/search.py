@@ -286,9 +286,18 @@ class _State:
         return self.path.with_suffix(".supernet.pt")
 
     def save(self) -> None:
-        """Write the checkpoint atomically (outputs.write_file), when there is one."""
+        """Write the checkpoint atomically (outputs.write_file), when there is one.
+
+        Its folder is made first, as `-o` makes OUT's.
+        """
         if self.path is None:
             return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise McuflowError(f"cannot make the checkpoint's folder '{self.path.parent}': "
+                               f"{error.strerror or error}",
+                               "check that the path is writable, or pass --checkpoint") from error
         if self.supernet is not None:
             write_file(self.weights_path, self.supernet, "checkpoint")
         write_file(self.path, json.dumps(self.to_json(), indent=1).encode(), "checkpoint")
