@@ -344,9 +344,9 @@ def search_patches(graph: Graph, request: PatchRequest, budget: int, core: str, 
     needs = evaluate(unpatched, list(range(len(graph.operators))))[1]
     tracers = [Tracer(graph, stage) for stage in stages]
     fixed = _call_costs(tracers[-1], costs, pricing) if tracers else {}
-    screened = [_screen(fields, tracers[-1], needs, choice, streamed)
-                for fields in (_Fields(tracer, costs, fixed) for tracer in tracers)
-                for choice in _candidates(graph, fields.tracer.stage, request)]
+    screened = [screen for fields in (_Fields(tracer, costs, fixed) for tracer in tracers)
+                for screen in _screen(fields, tracers[-1], needs,
+                                      _candidates(graph, fields.tracer.stage, request), streamed)]
     if not screened and request.grid is None:
         return PatchSearch(baseline, (), baseline, budget)
     if not screened:
@@ -634,9 +634,9 @@ def _live_matrix(ops: list[Operator], end: str) -> np.ndarray:
     return matrix
 
 
-def _screen(fields: _Fields, longest: Tracer, needs: list[int], choice: PatchChoice,
-            streamed: bool) -> _Screened:
-    """Estimated peak and instructions of a choice, from its receptive fields alone.
+def _screen(fields: _Fields, longest: Tracer, needs: list[int], choices: list[PatchChoice],
+            streamed: bool) -> list[_Screened]:
+    """Estimated peak and instructions of each choice of a stage, from its receptive fields.
 
     `needs` are the bytes live at each step of the graph in its own order; `longest` traces
     the longest stage, whose row steps hold every shorter stage's (stages are prefixes of the
@@ -645,27 +645,50 @@ def _screen(fields: _Fields, longest: Tracer, needs: list[int], choice: PatchCho
     stage keep their bytes. A `streamed` source is not resident. The peak is that of the
     patches whose source window is largest: the ones that set it.
     """
-    tracer = fields.tracer
-    graph, stage = tracer.graph, tracer.stage
-    channels = graph.tensors[stage.source].shape[3]
+    graph, stage = fields.tracer.graph, fields.tracer.stage
     resident = graph.tensors[stage.end].nbytes + (
         0 if streamed else graph.tensors[stage.source].nbytes)
     rest = max(needs[stage.ops[-1] + 1:], default=0)
-    if choice.mode is PatchMode.CACHED:
-        return _screen_cached(fields, longest, choice, streamed, rest)
-    (rows, row_sums), (cols, col_sums) = fields.bands(0, choice.rows), fields.bands(1, choice.cols)
-    patches = choice.rows * choice.cols - 1
-    computed = row_sums[:-1] * col_sums[:-1]
-    instructions = fields.total + sum(
-        (fields.stage_costs * (computed / fields.pixels - 1) + patches * fields.per_call).tolist())
-    source = np.outer(rows[:, -1], cols[:, -1])
-    band, column = np.nonzero(source == source.max())
-    windows = rows[band, :-1] * cols[column, :-1] * fields.channels
-    peak = int((windows @ fields.live.T).max())
-    first, end = rows[band[0]].tolist(), cols[column[0]].tolist()
-    halo = (first[-1], end[-1], first[fields.end], end[fields.end])
-    window = halo[0] * halo[1] * channels if streamed else 0
-    return _Screened(choice, max(resident + peak + window, rest), instructions, halo)
+    grids = [choice for choice in choices if choice.mode is PatchMode.RECOMPUTE]
+    by_grid = dict(zip(grids, _screen_grids(fields, grids, resident, rest, streamed),
+                       strict=True))
+    return [by_grid[choice] if choice.mode is PatchMode.RECOMPUTE
+            else _screen_cached(fields, longest, choice, streamed, rest) for choice in choices]
+
+
+def _screen_grids(fields: _Fields, grids: list[PatchChoice], resident: int, rest: int,
+                  streamed: bool) -> list[_Screened]:
+    """_screen of RECOMPUTE choices, those of one band count at once.
+
+    A choice's instructions add its ops' terms one by one (as Python's float sum of 3.11),
+    so that they do not depend on how many choices are screened together.
+    """
+    channels = fields.tracer.graph.tensors[fields.tracer.stage.source].shape[3]
+    found: dict[PatchChoice, _Screened] = {}
+    for parts in dict.fromkeys(choice.rows for choice in grids):
+        ours = [choice for choice in grids if choice.rows == parts]
+        rows, row_sums = fields.bands(0, parts)
+        first = rows[np.flatnonzero(rows[:, -1] == rows[:, -1].max())]
+        columns = [fields.bands(1, choice.cols) for choice in ours]
+        sums = np.stack([col_sums[:-1] for _, col_sums in columns])
+        patches = np.array([parts * choice.cols - 1 for choice in ours], dtype=np.int64)
+        terms = (fields.stage_costs * (row_sums[:-1] * sums / fields.pixels - 1)
+                 + patches[:, None] * fields.per_call)
+        instructions = np.zeros(len(ours))
+        for term in terms.T:
+            instructions = instructions + term
+        wide = [cols[cols[:, -1] == cols[:, -1].max()] for cols, _ in columns]
+        windows = first[:, None, :-1] * np.concatenate(wide)[None, :, :-1] * fields.channels
+        peaks = np.maximum.reduceat((windows @ fields.live.T).max(axis=(0, 2)),
+                                    np.cumsum([0, *map(len, wide[:-1])]))
+        for choice, total, peak, end in zip(ours, instructions.tolist(), peaks.tolist(), wide,
+                                            strict=True):
+            halo = (int(first[0, -1]), int(end[0, -1]), int(first[0, fields.end]),
+                    int(end[0, fields.end]))
+            window = halo[0] * halo[1] * channels if streamed else 0
+            found[choice] = _Screened(choice, max(resident + peak + window, rest),
+                                      fields.total + total, halo)
+    return [found[choice] for choice in grids]
 
 
 def _screen_cached(fields: _Fields, longest: Tracer, choice: PatchChoice, streamed: bool,
