@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +218,18 @@ def test_workers_without_ray_say_how_to_install_it(setting, monkeypatch):
     with pytest.raises(McuflowError) as error:
         search(parts, space, dataclasses.replace(options, workers=2))
     assert "mcuflow[nas]" in error.value.hint
+
+
+def test_a_ray_address_nothing_answers_at_is_a_user_error(setting):
+    """Ray itself retries such an address for minutes, then raises ConnectionError."""
+    pytest.importorskip("ray")
+    parts, space, options = setting
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(McuflowError, match="no Ray cluster answers") as error:
+        search(parts, space, dataclasses.replace(options, ray_address=f"127.0.0.1:{port}"))
+    assert "ray start --head" in error.value.hint
 
 
 def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path):

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -629,10 +630,37 @@ def _init_ray(ray: Any, options: SearchOptions) -> None:
     """
     settings = {"include_dashboard": False, "log_to_driver": False,
                 "logging_level": logging.ERROR}
-    if options.ray_address:
-        ray.init(address=options.ray_address, **settings)
-    else:
+    if not options.ray_address:
         ray.init(num_cpus=options.workers, **settings)
+        return
+    hint = "start one with `ray start --head` and pass the address it prints, or use --workers"
+    if not _answers(options.ray_address):
+        raise McuflowError(f"no Ray cluster answers at {options.ray_address!r}", hint)
+    try:
+        ray.init(address=options.ray_address, **settings)
+    except ConnectionError as error:
+        raise McuflowError(f"cannot join the Ray cluster at {options.ray_address!r}: {error}",
+                           hint) from error
+
+
+RAY_CONNECT_SECONDS = 10.0
+"""How long a --ray-address's host may take to accept a connection (Ray itself retries for
+minutes, then fails with a traceback)."""
+
+
+def _answers(address: str) -> bool:
+    """Whether HOST:PORT (or ray://HOST:PORT) accepts a TCP connection; True for others.
+
+    Addresses without a port ("auto", "local") are left to Ray.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return True
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), RAY_CONNECT_SECONDS):
+            return True
+    except OSError:
+        return False
 
 
 def _evolve(space: SearchSpace, chosen: SpaceChoice, budget: Budget, seed: int, fits: _Fits,
