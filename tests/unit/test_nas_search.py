@@ -109,8 +109,9 @@ def test_budget_table_grows_with_minutes_and_refuses_nonsense():
     for small, large in ((tiny, default), (default, goal)):
         assert all(getattr(large, f.name) >= getattr(small, f.name)
                    for f in dataclasses.fields(small) if f.name != "mutation_probability")
-    with pytest.raises(McuflowError, match="--minutes"):
-        budget_for(0)
+    for nonsense in (0, float("inf"), float("nan")):
+        with pytest.raises(McuflowError, match="--minutes"):
+            budget_for(nonsense)
 
 
 def test_space_optimisation_chooses_the_space_with_most_fitting_macs(result, setting):
@@ -234,8 +235,10 @@ def test_a_ray_address_nothing_answers_at_is_a_user_error(setting):
 
 def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path):
     parts, space, options = setting
-    with pytest.raises(McuflowError, match="--workers"):
-        search(parts, space, dataclasses.replace(options, workers=0))
+    for bad, message in (({"workers": 0}, "--workers must"), ({"seed": -1}, "--seed"),
+                         ({"workers": 2, "ray_address": "127.0.0.1:1"}, "not both")):
+        with pytest.raises(McuflowError, match=message):
+            search(parts, space, dataclasses.replace(options, **bad))
     broken = tmp_path / "search.json"
     broken.write_text("{not json")
     with pytest.raises(McuflowError, match="cannot read checkpoint"):

@@ -10,6 +10,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.hw.board import get_board
 from mcuflow.ir.ops import OpKind
 from mcuflow.ir.verify import verify_graph
+from mcuflow.nas.report import describe
 from mcuflow.nas.space import (
     FINAL_SIZE,
     Arch,
@@ -137,3 +138,15 @@ def test_same_seed_same_samples() -> None:
 def test_default_space_rejects_other_dims() -> None:
     with pytest.raises(McuflowError):
         default_space(3, 8)
+
+
+def test_description_names_the_kernels_the_graph_runs() -> None:
+    """Stages below their full depth skip slots: the kernels named are the graph's."""
+    space = default_space(1, 40)
+    arch = Arch(1.0, 40, (1, 1, 1, 2), (7, 3, 3, 3, 3, 3, 3, 3, 5, 5),
+                (3, 3, 6, 3, 3, 6, 3, 3, 4, 3))
+    graph = arch_graph(arch, space, 1, 10)
+    kernels = "".join(str(graph.tensors[op.inputs[1]].shape[2]) for op in graph.operators
+                      if op.kind is OpKind.DEPTHWISE_CONV_2D)
+    assert f"kernels {kernels}," in describe(arch, space)
+    assert kernels == "73355"

@@ -202,6 +202,10 @@ def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "fiub":
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise McuflowError(f"{path}: y is {y.dtype} of shape {y.shape} but its rows are "
+                               "not one-hot", "give one class label per sample, or rows of "
+                               "zeros with a single 1")
         y = y.argmax(axis=1)
     if y.ndim != 1 or y.dtype.kind not in "fiubUS" or len(y) != samples:
         raise McuflowError(f"{path}: y is {y.dtype} of shape {y.shape} for {samples} samples",

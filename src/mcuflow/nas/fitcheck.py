@@ -95,18 +95,21 @@ def firmware_reserve(build: Build, space: SearchSpace, input_channels: int, clas
     smallest architecture is generated and linked for the build's target: its static RAM
     (data + bss) less the arena, plus the linker script's stack reserve. Neither depends on the
     architecture: no buffer of the application is sized by the layers (the per-layer timer
-    marks exist only in profiling builds). The board's SRAM is grown by the arena for this
-    link: that architecture need not fit the board unpatched (on 28 x 28 images it does not
-    fit the NUCLEO-F091RC). 0 when the build is not a Cortex-M firmware.
+    marks exist only in profiling builds). The board's SRAM is grown by the arena, and its
+    flash by the firmware's estimate, for this link: that architecture need not fit the board
+    (on 28 x 28 images it does not fit the NUCLEO-F091RC unpatched; a board of 16 KB flash
+    holds none), which the search then says. 0 when the build is not a Cortex-M firmware.
     """
     if build.firmware not in CORTEX_M:
         return 0
     arch = smallest(space, min(space.widths), min(space.resolutions))
     graph = arch_graph(arch, space, input_channels, classes)
-    plan = analyze_graph(graph, build, PatchRequest(enabled=False)).plan
+    analysis = analyze_graph(graph, build, PatchRequest(enabled=False))
+    plan = analysis.plan
     with tempfile.TemporaryDirectory(prefix="mcuflow-reserve-") as scratch:
         project = Path(scratch) / "firmware"
-        roomy = replace(build.board, sram_bytes=build.board.sram_bytes + plan.arena_bytes)
+        roomy = replace(build.board, sram_bytes=build.board.sram_bytes + plan.arena_bytes,
+                        flash_bytes=build.board.flash_bytes + analysis.report.flash_bytes)
         generate_project(graph, plan, project, target=build.firmware, board=roomy)
         static = elf_sizes(build_cortexm(project, build.firmware)).static_ram_bytes
     return static - plan.arena_bytes + STACK_RESERVE_BYTES

@@ -23,6 +23,7 @@ from mcuflow.nas.search import (
     SearchOptions,
     SearchResult,
     budget_for,
+    check_options,
     reachable_space,
     search,
     stable_seed,
@@ -165,6 +166,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     outputs.write_directory): an error leaves no half-written OUT.
     """
     check_output(out_dir)
+    check_options(options)
     data = load_dataset(dataset)
     parts = split(data, options.seed)
     space = default_space(data.dims, data.native_size, data.aspect)

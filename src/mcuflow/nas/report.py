@@ -76,13 +76,14 @@ def describe(arch: Arch, space: SearchSpace) -> str:
 
     The resolution names the columns too where they differ from the rows (e.g. 49 x 10).
     """
-    used = sum(arch.depths)
+    used = [slot for depth, slots in zip(arch.depths, space.stage_slots(), strict=True)
+            for slot in slots[:depth]]
     size = space.input_size(arch.resolution)
     resolution = " x ".join(map(str, size)) if len(set(size)) > 1 else str(arch.resolution)
     return (f"width {arch.width:g}, resolution {resolution}, depths "
             f"{'-'.join(map(str, arch.depths))}, kernels "
-            f"{''.join(map(str, arch.kernels[:used]))}, expansions "
-            f"{''.join(map(str, arch.expansions[:used]))}")
+            f"{''.join(str(arch.kernels[slot]) for slot in used)}, expansions "
+            f"{''.join(str(arch.expansions[slot]) for slot in used)}")
 
 
 def _comparison(report: SearchReport) -> str:

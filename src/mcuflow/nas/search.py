@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -90,8 +91,8 @@ def budget_for(minutes: float) -> Budget:
     Rows at 1 (the tests' tiny search; also below 1), 5, 10 (the default) and 20 minutes (the
     issue's goal: the whole search within 20 minutes on 2 cores with --workers 2; also above).
     """
-    if not minutes > 0:
-        raise McuflowError(f"--minutes must be positive, not {minutes}",
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise McuflowError(f"--minutes must be a positive, finite number, not {minutes}",
                            "10 is the default; 1 gives a tiny search, 20 the largest")
     reached = [budget for row, budget in _BUDGETS if row <= minutes]
     return reached[-1] if reached else _BUDGETS[0][1]
@@ -218,7 +219,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
     and the seed: 1 and N workers, and a resumed run, give the same result.
     """
     budget = budget_for(options.minutes)
-    _check_workers(options)
+    check_options(options)
     report = progress or _no_progress
     data = split.train
     fitcheck = FitCheck(options.build, options.limits, space, data.input_channels, data.classes)
@@ -603,11 +604,21 @@ def _on_ray(options: SearchOptions) -> bool:
     return options.workers > 1 or bool(options.ray_address)
 
 
-def _check_workers(options: SearchOptions) -> None:
-    """Refuse a worker count below 1, and Ray work without ray, before any training."""
+def check_options(options: SearchOptions) -> None:
+    """Refuse options no search can run with, before any work.
+
+    --minutes that are not positive and finite, a worker count below 1, both --workers N and
+    --ray-address, a negative seed, and Ray work without ray.
+    """
+    budget_for(options.minutes)
     if options.workers < 1:
         raise McuflowError(f"--workers must be 1 or more, not {options.workers}",
                            "1 evaluates in this process; N runs N Ray workers")
+    if options.workers > 1 and options.ray_address:
+        raise McuflowError("--workers starts a local Ray cluster, --ray-address joins one: "
+                           "not both", "drop one of them")
+    if options.seed < 0:
+        raise McuflowError(f"--seed must be 0 or more, not {options.seed}", "e.g. --seed 7")
     if _on_ray(options):
         _import_ray()
 
