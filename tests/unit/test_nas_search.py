@@ -221,16 +221,23 @@ def test_workers_without_ray_say_how_to_install_it(setting, monkeypatch):
     assert "mcuflow[nas]" in error.value.hint
 
 
-def test_a_ray_address_nothing_answers_at_is_a_user_error(setting):
-    """Ray itself retries such an address for minutes, then raises ConnectionError."""
+def test_a_ray_address_nothing_answers_at_is_a_user_error(tmp_path):
+    """Ray itself retries such an address for minutes, then raises ConnectionError.
+
+    The command runs in a process of its own: this one may hold a Ray session already.
+    """
     pytest.importorskip("ray")
-    parts, space, options = setting
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(McuflowError, match="no Ray cluster answers") as error:
-        search(parts, space, dataclasses.replace(options, ray_address=f"127.0.0.1:{port}"))
-    assert "ray start --head" in error.value.hint
+    done = subprocess.run([sys.executable, "-m", "mcuflow", "search", "--data", "digits",
+                           "--board", "nucleo-f091rc", "--minutes", "1", "--ray-address",
+                           f"127.0.0.1:{port}", "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"mcuflow: error: no Ray cluster answers at '127.0.0.1:{port}'")
+    assert "ray start --head" in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path):
