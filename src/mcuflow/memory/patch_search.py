@@ -650,15 +650,14 @@ def _screen(fields: _Fields, longest: Tracer, needs: list[int], choices: list[Pa
         0 if streamed else graph.tensors[stage.source].nbytes)
     rest = max(needs[stage.ops[-1] + 1:], default=0)
     grids = [choice for choice in choices if choice.mode is PatchMode.RECOMPUTE]
-    by_grid = dict(zip(grids, _screen_grids(fields, grids, resident, rest, streamed),
-                       strict=True))
+    by_grid = _screen_grids(fields, grids, resident, rest, streamed)
     return [by_grid[choice] if choice.mode is PatchMode.RECOMPUTE
             else _screen_cached(fields, longest, choice, streamed, rest) for choice in choices]
 
 
 def _screen_grids(fields: _Fields, grids: list[PatchChoice], resident: int, rest: int,
-                  streamed: bool) -> list[_Screened]:
-    """_screen of RECOMPUTE choices, those of one band count at once.
+                  streamed: bool) -> dict[PatchChoice, _Screened]:
+    """_screen of RECOMPUTE choices, by choice; those of one band count at once.
 
     A choice's instructions add its ops' terms one by one (as Python's float sum of 3.11),
     so that they do not depend on how many choices are screened together.
@@ -688,7 +687,7 @@ def _screen_grids(fields: _Fields, grids: list[PatchChoice], resident: int, rest
             window = halo[0] * halo[1] * channels if streamed else 0
             found[choice] = _Screened(choice, max(resident + peak + window, rest),
                                       fields.total + total, halo)
-    return [found[choice] for choice in grids]
+    return found
 
 
 def _screen_cached(fields: _Fields, longest: Tracer, choice: PatchChoice, streamed: bool,

@@ -122,7 +122,7 @@ class SearchReport:
     baseline: Deployed
     qemu: QemuCheck
     epochs: TrainingEpochs
-    firmware_reserve_bytes: int = 0
+    firmware_reserve_bytes: int
     """SRAM the verification firmware needs beside the arena: the SRAM limit the candidates
     met (`options.limits`) is the board's SRAM, or --sram-budget, less this."""
 
@@ -176,8 +176,8 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
                             data.classes)
     result = search(parts, space, options, progress)
     budget = budget_for(options.minutes)
-    report, files = _deploy(data, parts, space, result, options, budget, progress or _silent)
-    report = replace(report, firmware_reserve_bytes=reserve)
+    report, files = _deploy(data, parts, space, result, options, budget, reserve,
+                            progress or _silent)
     files["report.json"] = report_json(report)
     files["report.html"] = render_report(report)
     write_directory(files, out_dir, what="search output")
@@ -204,9 +204,12 @@ def _silent(_stage: str, _done: int, _total: int) -> None:
 
 
 def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResult,
-            options: SearchOptions, budget: Budget, progress: Progress
+            options: SearchOptions, budget: Budget, reserve: int, progress: Progress
             ) -> tuple[SearchReport, dict[str, str | bytes]]:
-    """Train, export, quantise and verify the winner and the baseline; their files."""
+    """Train, export, quantise and verify the winner and the baseline; their files.
+
+    `reserve` is the firmware's SRAM beside the arena (firmware_reserve), for the report.
+    """
 
     def step(done: int) -> None:
         progress("deploy", done, len(DEPLOY_STEPS))
@@ -230,7 +233,7 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     report = SearchReport(data.name, len(data.y), data.classes, labels, options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
-                          qemu, epochs)
+                          qemu, epochs, reserve)
     files: dict[str, str | bytes] = {
         "model.onnx": found.onnx, "model_int8.tflite": found.quantized.tflite(),
         "baseline.onnx": reference.onnx,
