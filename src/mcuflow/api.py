@@ -74,7 +74,7 @@ from mcuflow.ref.interpreter import Interpreter, RunResult, run
 from mcuflow.toolchain.host import VerifyResult, check_runs, verify_directory, verify_host
 from mcuflow.toolchain.qemu import CortexMResult, default_board, verify_cortexm
 from mcuflow.toolchain.uart import board_machine, machine_board, verify_board
-from mcuflow.validation import Dataset, Progress, Reference, Validation, validate
+from mcuflow.validation import Dataset, Progress, Reference, Validation, scores, validate
 
 __all__ = [
     "Accuracy",
@@ -761,11 +761,17 @@ def verify_compiled(
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Top-1 accuracy on labelled samples of the int8 model and of its float original."""
+    """Top-1 accuracy on labelled samples of the int8 model and of its float original.
+
+    `int8_balanced` is the int8 model's recall averaged over the classes the labels hold:
+    on data of one dominant class, a model that always answers it scores its share in
+    `int8`, but one over the classes here.
+    """
 
     samples: int
     int8: float
     float32: float
+    int8_balanced: float
 
 
 def evaluation_data(path: Path | str) -> tuple[Calibration, np.ndarray | None]:
@@ -802,16 +808,18 @@ def accuracy(result: QuantizeResult, samples: Calibration, labels: np.ndarray) -
         raise McuflowError(f"evaluation data: {len(inputs)} samples in 'x' but {len(labels)} "
                            "labels in 'y'", "give one label per sample")
     graph, interpreter = result.graph, Interpreter(result.graph)
-    int8_right = float_right = 0
+    int8_answers, float_right = [], 0
     for sample, label in zip(inputs, labels, strict=True):
         quantized = [quantize_values(x, graph.tensor(n).quant, graph.tensor(n).dtype)
                      for n, x in zip(graph.inputs, sample, strict=True)]
-        int8_right += int(np.argmax(interpreter.run(quantized).outputs[0]) == label)
+        int8_answers.append(int(np.argmax(interpreter.run(quantized).outputs[0])))
         with np.errstate(all="ignore"):
             float_right += int(np.argmax(run_float(result.float_graph, sample).outputs[0])
                                == label)
-    count = max(len(labels), 1)
-    return Accuracy(len(labels), int8_right / count, float_right / count)
+    answers, truth = np.asarray(int8_answers, np.int64), np.asarray(labels, np.int64)
+    int8 = scores(truth, answers, int(max(truth.max(initial=0), answers.max(initial=0))) + 1)
+    return Accuracy(len(labels), int8.accuracy, float_right / max(len(labels), 1),
+                    int8.balanced_accuracy)
 
 
 def validate_model(

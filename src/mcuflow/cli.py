@@ -1051,7 +1051,8 @@ def quantize_command(
         _print_quant_report(result.report)
     if scored is not None:
         console.print(f"top-1 accuracy on {scored.samples} labelled samples: int8 "
-                      f"{scored.int8:.1%}, float {scored.float32:.1%}")
+                      f"{scored.int8:.1%} (balanced {scored.int8_balanced:.1%}), float "
+                      f"{scored.float32:.1%}")
 
 
 def _print_kept_report(kept: KeptReport, every: bool) -> None:

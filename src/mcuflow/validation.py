@@ -80,6 +80,12 @@ class Scores:
     per_class: tuple[ClassScore, ...]
     confusion_matrix: tuple[tuple[int, ...], ...]
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """Recall averaged over the classes that have labelled samples (0 without any)."""
+        recalls = [score.recall for score in self.per_class if score.support]
+        return float(np.mean(recalls)) if recalls else 0.0
+
     def to_json(self) -> dict[str, object]:
         """`accuracy`, `per_class` and `confusion_matrix`."""
         return {"accuracy": self.accuracy,

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.ir.zoo import squeezenet_like
 from tests.child import ChildRun, run_mcuflow
-from tests.support import SHARED_MODELS, litert_invoke
+from tests.support import SHARED_MODELS, litert_interpreter, litert_invoke
 
 KWS = SHARED_MODELS / "kws_ref_model.tflite"
 KWS_FLOAT = SHARED_MODELS / "kws_ref_model_float32.tflite"
@@ -227,11 +228,24 @@ def test_evaluation_labels_give_accuracy(tmp_path: Path) -> None:
     assert accuracy["samples"] == 6 and accuracy["float32"] == 0.5
     # The int8 model differs from the float one on 1 - top1_agreement of the samples at most.
     assert abs(accuracy["int8"] - 0.5) <= 1 - report["top1_agreement"] + 1e-9
+    answers = [np.argmax(litert_invoke(tmp_path / "q.tflite", [_quantized_input(
+        tmp_path / "q.tflite", x[i:i + 1])])[0]) for i in range(len(x))]
+    assert accuracy["int8"] == accuracy_score(labels, answers)
+    assert accuracy["int8_balanced"] == pytest.approx(balanced_accuracy_score(labels, answers))
     text = run_mcuflow(["quantize", KWS_FLOAT, "--calibration", calibration, "--evaluation",
                         tmp_path / "eval.npz", "-o", tmp_path / "q.tflite"])
     assert text.code == 0
-    assert f"top-1 accuracy on 6 labelled samples: int8 {accuracy['int8']:.1%}, float 50.0%" \
-        in text.stdout
+    assert (f"top-1 accuracy on 6 labelled samples: int8 {accuracy['int8']:.1%} (balanced "
+            f"{accuracy['int8_balanced']:.1%}), float 50.0%") in " ".join(text.stdout.split())
+
+
+def _quantized_input(model: Path, x: np.ndarray) -> np.ndarray:
+    """`x` in the model's input type: quantised by its scale and zero point where int8."""
+    detail = litert_interpreter(model).get_input_details()[0]
+    if detail["dtype"] != np.int8:
+        return x.astype(detail["dtype"])
+    scale, zero_point = detail["quantization"]
+    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
 
 
 def test_evaluation_labels_must_match_the_samples(tmp_path: Path) -> None:

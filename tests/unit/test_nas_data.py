@@ -124,6 +124,7 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     ({"x": np.zeros((10, 4, 4, 1)), "y": np.stack([np.arange(10) % 3, np.arange(10) % 2], 1)},
      "not one-hot"),
     ({"x": np.zeros((10, 4, 4, 1)), "y": np.where(np.arange(10) % 2, 1.0, np.nan)}, "NaN"),
+    ({"x": np.ones((10, 4, 4, 1)), "y": np.arange(10) % 2}, "every sample of x is the same"),
 ])
 def test_bad_npz_files_raise_with_a_hint(tmp_path: Path, arrays: dict[str, np.ndarray],
                                          message: str) -> None:

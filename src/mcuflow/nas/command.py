@@ -151,6 +151,7 @@ def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions) 
         table.add_column(column, justify="left" if not column else "right")
     rows: tuple[tuple[str, Callable[[Deployed], str]], ...] = (
             ("int8 test accuracy", lambda m: f"{100 * m.int8_accuracy:.1f} %"),
+            ("int8 balanced accuracy", lambda m: f"{100 * m.int8_balanced_accuracy:.1f} %"),
             ("float test accuracy", lambda m: f"{100 * m.float_accuracy:.1f} %"),
             ("MACs", lambda m: f"{m.fit.macs:,}"),
             ("peak RAM", lambda m: f"{m.fit.peak_ram_bytes:,} B"),

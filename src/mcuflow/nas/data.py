@@ -244,6 +244,9 @@ def _checked(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -
         raise McuflowError(f"{name}: class {labels[scarce[0]]} has {counts[scarce[0]]} samples",
                            f"every class needs at least {MIN_PER_CLASS} samples for the "
                            "60/20/20 train/val/test split")
+    if np.all(x == x[:1]):
+        raise McuflowError(f"{name}: every sample of x is the same",
+                           "nothing tells the classes apart: check that x holds the samples")
     return Dataset(name, np.ascontiguousarray(x), y, len(labels), labels)
 
 

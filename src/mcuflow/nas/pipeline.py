@@ -55,19 +55,27 @@ class Deployed:
 
     `float_accuracy` is the exported float ONNX model's (mcuflow's float kernels),
     `int8_accuracy` the quantised model's on mcuflow's reference interpreter, to which the
-    generated C is bit-exact. `fit` is the planner's figures and verdict for the int8 model
-    under the search's limits, as the fit check computes them for candidates.
+    generated C is bit-exact, and `int8_balanced_accuracy` its recall averaged over the
+    classes (api.Accuracy). `input_shape` is the int8 model's input shape, as its .tflite
+    takes it (an image's rows are the architecture's resolution, its columns follow the
+    data's aspect). `fit` is the planner's figures and verdict
+    for the int8 model under the search's limits, as the fit check computes them for
+    candidates.
     """
 
     arch: Arch
     fit: Fit
     float_accuracy: float
     int8_accuracy: float
+    int8_balanced_accuracy: float
+    input_shape: tuple[int, ...]
 
     def to_json(self) -> dict[str, object]:
         """The accuracies, the fit figures (Fit.to_json) and the architecture (Arch.to_json)."""
         return {"arch": self.arch.to_json(), "float_accuracy": self.float_accuracy,
-                "int8_accuracy": self.int8_accuracy, **self.fit.to_json()}
+                "int8_accuracy": self.int8_accuracy,
+                "int8_balanced_accuracy": self.int8_balanced_accuracy,
+                "input_shape": list(self.input_shape), **self.fit.to_json()}
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,8 @@ class SearchReport:
             "firmware_reserve_bytes": self.firmware_reserve_bytes,
             "accuracy": self.found.int8_accuracy,
             "baseline_accuracy": self.baseline.int8_accuracy,
+            "balanced_accuracy": self.found.int8_balanced_accuracy,
+            "baseline_balanced_accuracy": self.baseline.int8_balanced_accuracy,
             "float_accuracy": self.found.float_accuracy,
             "baseline_float_accuracy": self.baseline.float_accuracy,
             "arch": self.found.arch.to_json(), "baseline_arch": self.baseline.arch.to_json(),
@@ -315,8 +325,10 @@ def _analysis(quantized: QuantizeResult, options: SearchOptions) -> Analysis:
 
 
 def _deployed(model: _Quantised, analysis: Analysis, options: SearchOptions) -> Deployed:
+    graph = model.quantized.graph
     return Deployed(model.arch, fit_of(analysis, options.limits, model.macs),
-                    model.accuracy.float32, model.accuracy.int8)
+                    model.accuracy.float32, model.accuracy.int8, model.accuracy.int8_balanced,
+                    graph.tensors[graph.inputs[0]].shape)
 
 
 def _qemu(analysis: Analysis, options: SearchOptions) -> QemuCheck:

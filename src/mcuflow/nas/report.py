@@ -95,6 +95,8 @@ def _comparison(report: SearchReport) -> str:
     rows = [row("architecture", lambda m: describe(m.arch, report.result.space)),
             row("MACs", lambda m: f"{m.fit.macs:,}"),
             row("int8 test accuracy", lambda m: _pct(m.int8_accuracy)),
+            row("int8 balanced accuracy (mean recall of the classes)",
+                lambda m: _pct(m.int8_balanced_accuracy)),
             row("float test accuracy", lambda m: _pct(m.float_accuracy)),
             row("peak RAM (B)", lambda m: f"{m.fit.peak_ram_bytes:,}"),
             row("flash (B)", lambda m: f"{m.fit.flash_bytes:,}"),
@@ -134,7 +136,9 @@ def _pareto(report: SearchReport) -> str:
     return html_table(["architecture", "MACs", "peak RAM (B)", "flash (B)", "latency (ms)",
                        "val accuracy", ""], rows, left=(0, 6),
                       caption="validation accuracy with the supernet's weights (batch norm "
-                      "recalibrated) against MACs")
+                      "recalibrated) against MACs; RAM, flash and latency as the fit check "
+                      "planned each architecture, with stand-in int8 weights (the found model's "
+                      "figures below are its deployed weights', after fine-tuning and PTQ)")
 
 
 def _search_figures(report: SearchReport) -> str:
