@@ -176,7 +176,7 @@ def _npz(path: Path) -> Dataset:
             x, y = arrays["x"], arrays["y"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise McuflowError(f"cannot read {path}: {error}", hint) from error
-    return _checked(path.stem, _samples(path, x), *_labels(path, y, len(x)))
+    return _checked(path, path.stem, _samples(path, x), *_labels(path, y, len(x)))
 
 
 def _samples(path: Path, x: np.ndarray) -> np.ndarray:
@@ -227,25 +227,26 @@ def _fractional(y: np.ndarray) -> float:
     return float(y[np.flatnonzero(y != np.round(y))[0]])
 
 
-def _checked(name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]) -> Dataset:
-    """A Dataset once the samples are finite and every class has enough samples.
+def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]
+             ) -> Dataset:
+    """The Dataset `name` once the samples of `path` are finite and every class has enough.
 
     `y` holds class indices 0..K-1 and `labels` their K names.
     """
     if not len(x):
-        raise McuflowError(f"{name}: no samples", "give labelled samples of two classes or more")
+        raise McuflowError(f"{path}: no samples", "give labelled samples of two classes or more")
     if not np.all(np.isfinite(x)):
-        raise McuflowError(f"{name}: x holds NaN or infinite values", "clean the samples")
+        raise McuflowError(f"{path}: x holds NaN or infinite values", "clean the samples")
     if len(labels) < 2:
-        raise McuflowError(f"{name}: only one class", "a classifier needs two classes or more")
+        raise McuflowError(f"{path}: only one class", "a classifier needs two classes or more")
     counts = np.bincount(y, minlength=len(labels))
     scarce = np.flatnonzero(counts < MIN_PER_CLASS)
     if len(scarce):
-        raise McuflowError(f"{name}: class {labels[scarce[0]]} has {counts[scarce[0]]} samples",
+        raise McuflowError(f"{path}: class {labels[scarce[0]]} has {counts[scarce[0]]} samples",
                            f"every class needs at least {MIN_PER_CLASS} samples for the "
                            "60/20/20 train/val/test split")
     if np.all(x == x[:1]):
-        raise McuflowError(f"{name}: every sample of x is the same",
+        raise McuflowError(f"{path}: every sample of x is the same",
                            "nothing tells the classes apart: check that x holds the samples")
     return Dataset(name, np.ascontiguousarray(x), y, len(labels), labels)
 
@@ -267,8 +268,8 @@ def _image_folder(path: Path) -> Dataset:
     colour = any(image.ndim == 3 for image in pixels)
     pixels = [_as_rgb(image) if colour else image[..., None] for image in pixels]
     labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
-    return _checked(path.name, np.stack(_common_size(pixels)), labels.astype(np.int64),
-                    tuple(folder.name for folder in folders))
+    return _checked(path, path.name, np.stack(_common_size(pixels)),
+                    labels.astype(np.int64), tuple(folder.name for folder in folders))
 
 
 def _common_size(pixels: list[np.ndarray]) -> list[np.ndarray]:
