@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.nas.data import Dataset, load_dataset, resize, split
 from mcuflow.nas.fitcheck import firmware_reserve, limits_for
-from mcuflow.nas.pipeline import SearchReport, onnx_layout, run_search
+from mcuflow.nas.pipeline import SearchReport, TrainedModels, onnx_layout, run_search
 from mcuflow.nas.search import SearchOptions, budget_for
 from mcuflow.nas.space import Arch, default_space
 from mcuflow.ref.interpreter import Interpreter
@@ -137,3 +138,53 @@ def test_found_model_fits_and_runs_bit_exact_on_qemu(searched: tuple[SearchRepor
     assert report.qemu.target == "cortex-m0" and report.qemu.bit_exact
     assert report.qemu.flash_bytes <= analysis.board.flash_bytes
     assert report.qemu.ram_bytes <= analysis.board.sram_bytes
+
+
+def test_a_resumed_deployment_loads_the_trained_models_and_writes_the_same_files(
+        searched: tuple[SearchReport, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--resume after a finished run trains nothing again, and writes the same models."""
+    from mcuflow.nas import supernet
+
+    report, out = searched
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a resumed deployment trained a model again")
+
+    monkeypatch.setattr(supernet, "train_model", forbidden)
+    options = dataclasses.replace(report.options, limits=limits_for(
+        report.options.build, None, None, None), resume=True)
+    again = run_search("digits", options, tmp_path / "again")
+    for name in ("model.onnx", "model_int8.tflite", "baseline.onnx", "baseline_int8.tflite"):
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+    assert again.found == report.found and again.baseline == report.baseline
+
+
+def test_trained_models_load_only_for_the_same_search_and_architecture(tmp_path: Path) -> None:
+    """A saved model is loaded for its own search (fingerprint), architecture and epochs."""
+    arch, other = Arch(1.0, 8, (1, 1, 1, 1), (3,) * 10, (3,) * 10), Arch(
+        1.0, 8, (1, 1, 1, 1), (5,) * 10, (3,) * 10)
+    trainings: list[torch.nn.Module] = []
+
+    def train(model: torch.nn.Module) -> None:
+        trainings.append(model)
+        torch.nn.init.normal_(model.weight, generator=torch.Generator().manual_seed(
+            len(trainings)))
+
+    def network() -> torch.nn.Module:
+        return torch.nn.Linear(3, 2)
+
+    checkpoint = tmp_path / "run.checkpoint"
+    first = TrainedModels(checkpoint, False, "a").trained("winner", arch, 2.0, network, train)
+    assert (tmp_path / "run.winner.pt").is_file() and len(trainings) == 1
+    loaded = TrainedModels(checkpoint, True, "a").trained("winner", arch, 2.0, network, train)
+    assert len(trainings) == 1 and not loaded.training
+    for ours, theirs in zip(loaded.state_dict().values(), first.state_dict().values(),
+                            strict=True):
+        assert torch.equal(ours, theirs)
+    for fingerprint, resume, model, epochs in (("b", True, arch, 2.0), ("a", True, other, 2.0),
+                                               ("a", True, arch, 3.0), ("a", False, arch, 2.0)):
+        changed = TrainedModels(checkpoint, resume, fingerprint).trained(
+            "winner", model, epochs, network, train)
+        assert changed is trainings[-1]
+    assert len(trainings) == 5

@@ -83,7 +83,8 @@ def search_command(
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted search from its "
-                           "checkpoint (same data and options).")
+                           "checkpoint (same data and options), the models it had trained "
+                           "included.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:

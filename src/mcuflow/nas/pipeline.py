@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from mcuflow.nas.search import (
     training_epochs,
 )
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
-from mcuflow.outputs import Manifest, write_directory
+from mcuflow.outputs import Manifest, write_directory, write_file
 from mcuflow.planning import Analysis
 from mcuflow.ptq import Calibration, QuantizeResult
 from mcuflow.toolchain.qemu import verify_cortexm
@@ -228,9 +229,16 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     arch, base = result.best.arch, result.baseline
     epochs = TrainingEpochs(*(training_epochs(row, parts, space, result.chosen)
                               for row in (budget.supernet_epochs, budget.final_epochs)))
-    winner = _fine_tuned(result, data, parts, space, epochs.final, options.seed)
+    saved = TrainedModels(options.checkpoint, options.resume, result.fingerprint)
+    tuning, initial = (derived_seed(options.seed, purpose, model)
+                       for purpose, model in (("finetune", arch), ("baseline", base)))
+    winner = saved.trained("winner", arch, epochs.final,
+                           lambda: _winner_network(result, data, space),
+                           lambda model: _train(model, parts, arch, epochs.final, tuning))
     step(1)
-    baseline = _trained(base, data, parts, space, epochs.baseline, options.seed)
+    baseline = saved.trained("baseline", base, epochs.baseline,
+                             lambda: _baseline_network(base, data, space, initial),
+                             lambda model: _train(model, parts, base, epochs.baseline, initial))
     step(2)
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
         found = _quantised(winner, arch, space, parts, Path(scratch) / "model")
@@ -251,30 +259,65 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     return report, files
 
 
-def _fine_tuned(result: SearchResult, data: Dataset, parts: Split, space: SearchSpace,
-                epochs: float, seed: int) -> nn.Module:
-    """The winner with the supernet's weights, fine-tuned on the training split."""
+@dataclass(frozen=True)
+class TrainedModels:
+    """The deployment's trained models, saved beside the search's checkpoint for --resume.
+
+    Each goes to `<checkpoint stem>.<role>.pt` once trained: the SHA-256 of what its training
+    depends on (the search's fingerprint, which holds the data, options and seed; the role,
+    architecture and epochs), then its weights (supernet.state_bytes). A resumed deployment
+    loads a model whose digest matches instead of training it again, so it writes the same
+    files as an uninterrupted run. Without a checkpoint nothing is saved.
+    """
+
+    checkpoint: Path | None
+    resume: bool
+    fingerprint: str
+
+    def trained(self, role: str, arch: Arch, epochs: float, network: Callable[[], nn.Module],
+                train: Callable[[nn.Module], None]) -> nn.Module:
+        """The `network` trained by `train`, or loaded as a matching earlier run saved it."""
+        from mcuflow.nas import supernet
+
+        model = network()
+        if self.checkpoint is None:
+            train(model)
+            return model
+        path = self.checkpoint.with_suffix(f".{role}.pt")
+        digest = hashlib.sha256(
+            f"{self.fingerprint}:{role}:{arch.key()}:{epochs!r}".encode()).digest()
+        saved = path.read_bytes() if self.resume and path.is_file() else b""
+        if saved[:len(digest)] == digest:
+            supernet.load_state(model, saved[len(digest):])
+            model.eval()
+            return model
+        train(model)
+        write_file(path, digest + supernet.state_bytes(model), "checkpoint")
+        return model
+
+
+def _winner_network(result: SearchResult, data: Dataset, space: SearchSpace) -> nn.Module:
+    """The winner with the supernet's weights."""
     from mcuflow.nas import supernet
 
     arch = result.best.arch
     net = supernet.Supernet(space, arch.width, data.input_channels, data.classes)
     supernet.load_state(net, result.supernet_state)
-    winner = supernet.extract(net, arch)
-    supernet.train_model(winner, parts, arch.resolution,
-                         supernet.TrainBudget(epochs), derived_seed(seed, "finetune", arch))
-    return winner
+    return supernet.extract(net, arch)
 
 
-def _trained(arch: Arch, data: Dataset, parts: Split, space: SearchSpace, epochs: float,
-             seed: int) -> nn.Module:
-    """The baseline trained from scratch for `epochs` (TrainingEpochs.baseline)."""
+def _baseline_network(arch: Arch, data: Dataset, space: SearchSpace, seed: int) -> nn.Module:
+    """The baseline, initialised from `seed`."""
     from mcuflow.nas import supernet
 
-    model = supernet.build_model(arch, space, data.input_channels, data.classes,
-                                 derived_seed(seed, "baseline", arch))
-    supernet.train_model(model, parts, arch.resolution,
-                         supernet.TrainBudget(epochs), derived_seed(seed, "baseline", arch))
-    return model
+    return supernet.build_model(arch, space, data.input_channels, data.classes, seed)
+
+
+def _train(model: nn.Module, parts: Split, arch: Arch, epochs: float, seed: int) -> None:
+    """Train `model` (of `arch`) on the training split for `epochs`."""
+    from mcuflow.nas import supernet
+
+    supernet.train_model(model, parts, arch.resolution, supernet.TrainBudget(epochs), seed)
 
 
 def derived_seed(seed: int, purpose: str, arch: Arch) -> int:

@@ -207,6 +207,8 @@ class SearchResult:
     fit_checks: int
     fit_checks_per_second: float
     """Per core: the checks over the sum of their own times (_Fits)."""
+    fingerprint: str
+    """A digest of everything the result depends on (the checkpoint's)."""
 
 
 def search(split: Split, space: SearchSpace, options: SearchOptions,
@@ -851,7 +853,8 @@ def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Ar
                         generations=tuple(state.generations),
                         baseline=baseline, baseline_fit=fitcheck.figures(baseline),
                         supernet_state=state.supernet, evaluated=len(candidates),
-                        fit_checks=state.fit_checks, fit_checks_per_second=speed)
+                        fit_checks=state.fit_checks, fit_checks_per_second=speed,
+                        fingerprint=state.fingerprint)
 
 
 def pareto_front(candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:
