@@ -59,9 +59,8 @@ class Deployed:
     generated C is bit-exact, and `int8_balanced_accuracy` its recall averaged over the
     classes (api.Accuracy). `input_shape` is the int8 model's input shape, as its .tflite
     takes it (an image's rows are the architecture's resolution, its columns follow the
-    data's aspect). `fit` is the planner's figures and verdict
-    for the int8 model under the search's limits, as the fit check computes them for
-    candidates.
+    data's aspect). `fit` is the planner's figures and verdict for the int8 model under the
+    search's limits, as the fit check computes them for candidates.
     """
 
     arch: Arch
