@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import mcuflow.nas.command  # noqa: F401  (registers `mcuflow search` on the CLI)
+import mcuflow.nas.pipeline
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.nas.space import arch_graph, default_space, smallest
@@ -67,6 +68,21 @@ def test_unknown_board_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path:
     line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board", "no-such",
                                          "-o", str(tmp_path / "out")]))
     assert "no-such" in line
+
+
+def test_a_board_without_a_cortex_m_core_is_refused_before_the_search(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The found model could not be verified on QEMU: the search does not start."""
+    monkeypatch.setattr(mcuflow.nas.pipeline, "search", _never_called)
+    line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board", "esp32-s3",
+                                         "-o", str(tmp_path / "out")]))
+    assert "esp32-s3" in line and "xtensa-lx7" in line and "Cortex-M" in line
+    assert not (tmp_path / "out").exists()
+
+
+def _never_called(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the search started")
 
 
 def test_foreign_output_directory_is_refused_first(capsys: pytest.CaptureFixture[str],

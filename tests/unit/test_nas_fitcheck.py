@@ -179,6 +179,18 @@ def test_limits_default_to_the_board_and_reject_nonsense() -> None:
     assert raised.value.hint == "e.g. --flash-budget 65536"
 
 
+@pytest.mark.parametrize("board", ["rp2040", "esp32-s3"])
+def test_boards_without_on_chip_flash_take_the_flash_they_execute_from(board: str) -> None:
+    """The analysis's flash capacity is the limit: the smallest architecture fits as it says."""
+    build = api.build_for(board)
+    limits = limits_for(build, None, None, None)
+    space = default_space(2, 8)
+    analysis = _planner(smallest(space, 0.25, 8), space, build, limits)
+    assert limits.flash_bytes == analysis.report.flash_capacity > 0
+    assert analysis.report.fits
+    assert FitCheck(build, limits, space, 1, 10)(smallest(space, 0.25, 8)).fits
+
+
 def test_firmware_reserve_holds_where_the_smallest_model_overflows_the_board(
         tmp_path: Path) -> None:
     """The reserve does not link the smallest architecture in the board's memory.

@@ -57,7 +57,8 @@ def search_command(
     ] = None,
     flash_budget: Annotated[
         int | None, typer.Option("--flash-budget", help="Bytes of flash the firmware may use "
-                                 "(default: the board's).")
+                                 "(default: the board's, or the external flash it executes "
+                                 "in place from).")
     ] = None,
     latency_ms: Annotated[
         float | None, typer.Option("--latency-ms", help="Largest estimated latency of one "

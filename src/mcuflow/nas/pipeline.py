@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mcuflow import api
-from mcuflow.codegen.targets import board_target
+from mcuflow.codegen.targets import CORTEX_M, board_target
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
 from mcuflow.nas.fitcheck import Fit, analyze, firmware_reserve, fit_of, within_firmware
@@ -32,7 +32,7 @@ from mcuflow.nas.search import (
 )
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
 from mcuflow.outputs import Manifest, write_directory, write_file
-from mcuflow.planning import Analysis
+from mcuflow.planning import Analysis, Build
 from mcuflow.ptq import Calibration, QuantizeResult
 from mcuflow.toolchain.qemu import verify_cortexm
 
@@ -177,6 +177,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     """
     check_output(out_dir)
     check_options(options)
+    check_verifiable(options.build)
     data = load_dataset(dataset)
     parts = split(data, options.seed)
     space = default_space(data.dims, data.native_size, data.aspect)
@@ -192,6 +193,18 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     files["report.html"] = render_report(report)
     write_directory(files, out_dir, what="search output")
     return report
+
+
+def check_verifiable(build: Build) -> None:
+    """Refuse, before a long search, a board whose core the found model cannot be verified on.
+
+    The found model's firmware is built for the board's Cortex-M core and run on QEMU.
+    """
+    core = build.board.core.value
+    if core not in CORTEX_M:
+        raise McuflowError(f"board '{build.board.id}' has a {core} core: mcuflow search verifies "
+                           "the found model on QEMU for a Cortex-M core",
+                           "choose a board with a Cortex-M core (see `mcuflow boards`)")
 
 
 def check_output(out_dir: Path) -> None:
