@@ -64,6 +64,17 @@ def test_impossible_limit_is_one_line_naming_the_smallest_need(
         assert need == pytest.approx(planned, abs=0.05)
 
 
+def test_resume_without_a_checkpoint_says_the_search_starts_afresh(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _out, err = run_cli_output(capsys, [
+        "search", "--data", str(tmp_path / "none.npz"), "--board", "nucleo-f091rc", "--resume",
+        "-o", str(tmp_path / "out")])
+    assert code == 2
+    notice, error = " ".join(err.split()).split(" mcuflow: error: ")
+    assert notice == f"no checkpoint at {tmp_path / 'out.checkpoint'}: the search starts afresh"
+    assert "none.npz" in error
+
+
 def test_unknown_board_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board", "no-such",
                                          "-o", str(tmp_path / "out")]))

@@ -100,11 +100,14 @@ def search_command(
     board's memory.
     """
     build = api.build_for(board, board_file)
+    saved = checkpoint or default_checkpoint(out_dir)
     options = SearchOptions(build, limits_for(build, sram_budget, flash_budget, latency_ms),
-                            minutes, seed, workers, ray_address,
-                            checkpoint or default_checkpoint(out_dir), resume)
+                            minutes, seed, workers, ray_address, saved, resume)
     check_output(out_dir)
     _require_torch()
+    if resume and not saved.exists():
+        Console(stderr=True).print(f"no checkpoint at {escape(str(saved))}: the search starts "
+                                   "afresh", highlight=False, soft_wrap=True)
     with _progress(as_json) as progress:
         report = run_search(data, options, out_dir, progress)
     if as_json:

@@ -242,7 +242,9 @@ def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[
     counts = np.bincount(y, minlength=len(labels))
     scarce = np.flatnonzero(counts < MIN_PER_CLASS)
     if len(scarce):
-        raise McuflowError(f"{path}: class {labels[scarce[0]]} has {counts[scarce[0]]} samples",
+        count = counts[scarce[0]]
+        raise McuflowError(f"{path}: class {labels[scarce[0]]} has {count} "
+                           f"sample{'' if count == 1 else 's'}",
                            f"every class needs at least {MIN_PER_CLASS} samples for the "
                            "60/20/20 train/val/test split")
     if np.all(x == x[:1]):
