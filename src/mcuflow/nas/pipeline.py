@@ -23,6 +23,7 @@ from mcuflow.nas.search import (
     Budget,
     SearchOptions,
     SearchResult,
+    at_most,
     budget_for,
     check_options,
     reachable_space,
@@ -44,6 +45,11 @@ Progress = Callable[[str, int, int], None]
 
 CALIBRATION_SAMPLES = 100
 """Training samples the post-training quantisation calibrates on (the first of the split)."""
+TEST_SAMPLES = 2000
+"""Test samples the deployed models are scored on at most: a seeded random subset of a larger
+test split (search.at_most), as candidates are ranked on at most RANKED_SAMPLES. Scoring runs
+mcuflow's reference interpreter and float kernels sample by sample: 10,000 samples of a
+20-MMAC model took 7 minutes per model."""
 QEMU_RUNS = 5
 """Random inputs the found model's firmware runs on QEMU, each compared to the bit."""
 DEPLOY_STEPS = ("fine-tune the winner", "train the baseline", "quantise and score",
@@ -69,13 +75,16 @@ class Deployed:
     int8_accuracy: float
     int8_balanced_accuracy: float
     input_shape: tuple[int, ...]
+    test_samples: int
+    """How many test samples scored it (at most TEST_SAMPLES)."""
 
     def to_json(self) -> dict[str, object]:
         """The accuracies, the fit figures (Fit.to_json) and the architecture (Arch.to_json)."""
         return {"arch": self.arch.to_json(), "float_accuracy": self.float_accuracy,
                 "int8_accuracy": self.int8_accuracy,
                 "int8_balanced_accuracy": self.int8_balanced_accuracy,
-                "input_shape": list(self.input_shape), **self.fit.to_json()}
+                "input_shape": list(self.input_shape), "test_samples": self.test_samples,
+                **self.fit.to_json()}
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ class SearchReport:
             "firmware_reserve_bytes": self.firmware_reserve_bytes,
             "accuracy": self.found.int8_accuracy,
             "baseline_accuracy": self.baseline.int8_accuracy,
+            "test_samples": self.found.test_samples,
             "balanced_accuracy": self.found.int8_balanced_accuracy,
             "baseline_balanced_accuracy": self.baseline.int8_balanced_accuracy,
             "float_accuracy": self.found.float_accuracy,
@@ -252,9 +262,11 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
                              lambda: _baseline_network(base, data, space, initial),
                              lambda model: _train(model, parts, base, epochs.baseline, initial))
     step(2)
+    test = at_most(parts.test, TEST_SAMPLES, options.seed, "test")
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
-        found = _quantised(winner, arch, space, parts, Path(scratch) / "model")
-        reference = _quantised(baseline, base, space, parts, Path(scratch) / "baseline")
+        found = _quantised(winner, arch, space, parts.train, test, Path(scratch) / "model")
+        reference = _quantised(baseline, base, space, parts.train, test,
+                               Path(scratch) / "baseline")
         found_analysis = _analysis(found.quantized, options)
         step(3)
         qemu = _qemu(found_analysis, options)
@@ -348,20 +360,19 @@ class _Quantised:
     accuracy: api.Accuracy
 
 
-def _quantised(model: nn.Module, arch: Arch, space: SearchSpace, parts: Split,
-               stem: Path) -> _Quantised:
-    """Export `model` (float ONNX), quantise it with mcuflow's PTQ, score it on the test split."""
+def _quantised(model: nn.Module, arch: Arch, space: SearchSpace, train: Dataset,
+               test: Dataset, stem: Path) -> _Quantised:
+    """Export `model` (float ONNX), quantise it with mcuflow's PTQ, score it on `test`."""
     from mcuflow.nas import supernet
 
-    train = parts.train
     onnx = stem.with_suffix(".onnx")
     supernet.export_onnx(model, train.input_channels, onnx)
     calibration = stem.with_name(f"{stem.name}_calibration.npz")
     np.savez(calibration, x=onnx_layout(train.x[:CALIBRATION_SAMPLES], arch, train.dims))
     quantized = api.load_quantized(onnx, api.QuantizeOptions(calibration=calibration))
-    test = Calibration({"": [onnx_layout(parts.test.x, arch, parts.test.dims)]})
+    samples = Calibration({"": [onnx_layout(test.x, arch, test.dims)]})
     return _Quantised(arch, macs(arch, space, train.input_channels, train.classes),
-                      onnx.read_bytes(), quantized, api.accuracy(quantized, test, parts.test.y))
+                      onnx.read_bytes(), quantized, api.accuracy(quantized, samples, test.y))
 
 
 def onnx_layout(x: np.ndarray, arch: Arch, dims: int) -> np.ndarray:
@@ -383,7 +394,7 @@ def _deployed(model: _Quantised, analysis: Analysis, options: SearchOptions) -> 
     graph = model.quantized.graph
     return Deployed(model.arch, fit_of(analysis, options.limits, model.macs),
                     model.accuracy.float32, model.accuracy.int8, model.accuracy.int8_balanced,
-                    graph.tensors[graph.inputs[0]].shape)
+                    graph.tensors[graph.inputs[0]].shape, model.accuracy.samples)
 
 
 def _qemu(analysis: Analysis, options: SearchOptions) -> QemuCheck:
