@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,15 @@ from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
 from mcuflow.nas.data import Dataset, load_dataset, resize, split
 from mcuflow.nas.fitcheck import firmware_reserve, limits_for
-from mcuflow.nas.pipeline import SearchReport, TrainedModels, onnx_layout, run_search
-from mcuflow.nas.search import SearchOptions, budget_for
-from mcuflow.nas.space import Arch, default_space
+from mcuflow.nas.pipeline import (
+    SearchReport,
+    TrainedModels,
+    TrainingJob,
+    onnx_layout,
+    run_search,
+)
+from mcuflow.nas.search import SearchOptions, budget_for, mobilenet_v2, worker_pool
+from mcuflow.nas.space import Arch, default_space, smallest
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke
 
@@ -160,31 +167,59 @@ def test_a_resumed_deployment_loads_the_trained_models_and_writes_the_same_files
     assert again.found == report.found and again.baseline == report.baseline
 
 
-def test_trained_models_load_only_for_the_same_search_and_architecture(tmp_path: Path) -> None:
-    """A saved model is loaded for its own search (fingerprint), architecture and epochs."""
-    arch, other = Arch(1.0, 8, (1, 1, 1, 1), (3,) * 10, (3,) * 10), Arch(
-        1.0, 8, (1, 1, 1, 1), (5,) * 10, (3,) * 10)
-    trainings: list[torch.nn.Module] = []
+class _CountingPool:
+    """The in-process pool, counting the units of work it runs."""
 
-    def train(model: torch.nn.Module) -> None:
-        trainings.append(model)
-        torch.nn.init.normal_(model.weight, generator=torch.Generator().manual_seed(
-            len(trainings)))
+    def __init__(self) -> None:
+        self.runs = 0
 
-    def network() -> torch.nn.Module:
-        return torch.nn.Linear(3, 2)
+    def share(self, value: object) -> object:
+        return value
 
-    checkpoint = tmp_path / "run.checkpoint"
-    first = TrainedModels(checkpoint, False, "a").trained("winner", arch, 2.0, network, train)
-    assert (tmp_path / "run.winner.pt").is_file() and len(trainings) == 1
-    loaded = TrainedModels(checkpoint, True, "a").trained("winner", arch, 2.0, network, train)
-    assert len(trainings) == 1 and not loaded.training
-    for ours, theirs in zip(loaded.state_dict().values(), first.state_dict().values(),
-                            strict=True):
-        assert torch.equal(ours, theirs)
-    for fingerprint, resume, model, epochs in (("b", True, arch, 2.0), ("a", True, other, 2.0),
-                                               ("a", True, arch, 3.0), ("a", False, arch, 2.0)):
-        changed = TrainedModels(checkpoint, resume, fingerprint).trained(
-            "winner", model, epochs, network, train)
-        assert changed is trainings[-1]
-    assert len(trainings) == 5
+    def map(self, function: Callable[..., object], shared: tuple[object, ...],
+            items: list[tuple[object, ...]]) -> list[object]:
+        self.runs += len(items)
+        return [function(*shared, *item) for item in items]
+
+
+def _states(models: list[torch.nn.Module]) -> list[list[torch.Tensor]]:
+    return [list(model.state_dict().values()) for model in models]
+
+
+def _same(ours: list[list[torch.Tensor]], theirs: list[list[torch.Tensor]]) -> bool:
+    return all(torch.equal(a, b) for x, y in zip(ours, theirs, strict=True)
+               for a, b in zip(x, y, strict=True))
+
+
+def test_trained_models_load_only_for_the_same_search_and_train_alike_on_ray(
+        tmp_path: Path) -> None:
+    """Saved models load for their own search, architecture and epochs; Ray trains alike.
+
+    Two Ray workers train the winner and the baseline to the weights this process gives.
+    """
+    from mcuflow.nas.supernet import Supernet, state_bytes
+
+    torch.set_num_threads(1)
+    parts = split(load_dataset("digits"), SEED)
+    space = default_space(2, 8)
+    arch, base = smallest(space, 0.25, 8), mobilenet_v2(space, 0.25, 8)
+    supernet = state_bytes(Supernet(space, 0.25, 1, 10))
+    jobs = [TrainingJob("winner", arch, 0.1, 1, supernet), TrainingJob("baseline", base, 0.1, 2,
+                                                                         None)]
+    checkpoint, pool = tmp_path / "run.checkpoint", _CountingPool()
+    first = TrainedModels(checkpoint, False, "a").trained(jobs, parts, space, pool)
+    assert pool.runs == 2 and (tmp_path / "run.winner.pt").is_file()
+    loaded = TrainedModels(checkpoint, True, "a").trained(jobs, parts, space, pool)
+    assert pool.runs == 2 and not any(model.training for model in loaded)
+    assert _same(_states(loaded), _states(first))
+    other = [dataclasses.replace(jobs[0], arch=smallest(space, 0.25, 10)),
+             dataclasses.replace(jobs[0], epochs=0.2)]
+    for fingerprint, resume, job in (("b", True, jobs[0]), ("a", True, other[0]),
+                                     ("a", True, other[1]), ("a", False, jobs[0])):
+        TrainedModels(checkpoint, resume, fingerprint).trained([job], parts, space, pool)
+    assert pool.runs == 6
+    build = api.build_for(BOARD)
+    options = SearchOptions(build, limits_for(build, None, None, None), workers=2)
+    with worker_pool(options) as ray_pool:
+        remote = TrainedModels(None, False, "a").trained(jobs, parts, space, ray_pool)
+    assert _same(_states(remote), _states(first))

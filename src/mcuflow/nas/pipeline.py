@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,7 @@ from mcuflow.nas.fitcheck import Fit, analyze, firmware_reserve, fit_of, within_
 from mcuflow.nas.report import render_report
 from mcuflow.nas.search import (
     Budget,
+    Pool,
     SearchOptions,
     SearchResult,
     at_most,
@@ -30,6 +31,7 @@ from mcuflow.nas.search import (
     search,
     stable_seed,
     training_epochs,
+    worker_pool,
 )
 from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
 from mcuflow.outputs import Manifest, write_directory, write_file
@@ -52,7 +54,7 @@ mcuflow's reference interpreter and float kernels sample by sample: 10,000 sampl
 20-MMAC model took 7 minutes per model."""
 QEMU_RUNS = 5
 """Random inputs the found model's firmware runs on QEMU, each compared to the bit."""
-DEPLOY_STEPS = ("fine-tune the winner", "train the baseline", "quantise and score",
+DEPLOY_STEPS = ("fine-tune the winner and train the baseline", "quantise and score",
                 "run the winner on QEMU")
 
 
@@ -195,10 +197,11 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     options = replace(options, limits=within_firmware(options.limits, reserve))
     space = reachable_space(space, options.build, options.limits, data.input_channels,
                             data.classes)
-    result = search(parts, space, options, progress)
     budget = budget_for(options.minutes)
-    report, files = _deploy(data, parts, space, result, options, budget, reserve,
-                            progress or _silent)
+    with worker_pool(options) as pool:
+        result = search(parts, space, options, progress, pool)
+        report, files = _deploy(data, parts, space, result, options, budget, reserve, pool,
+                                progress or _silent)
     files["report.json"] = report_json(report)
     files["report.html"] = render_report(report)
     write_directory(files, out_dir, what="search output")
@@ -237,9 +240,9 @@ def _silent(_stage: str, _done: int, _total: int) -> None:
 
 
 def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResult,
-            options: SearchOptions, budget: Budget, reserve: int, progress: Progress
-            ) -> tuple[SearchReport, dict[str, str | bytes]]:
-    """Train, export, quantise and verify the winner and the baseline; their files.
+            options: SearchOptions, budget: Budget, reserve: int, pool: Pool,
+            progress: Progress) -> tuple[SearchReport, dict[str, str | bytes]]:
+    """Train (on `pool`), export, quantise and verify the winner and the baseline; their files.
 
     `reserve` is the firmware's SRAM beside the arena (firmware_reserve), for the report.
     """
@@ -251,26 +254,22 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     arch, base = result.best.arch, result.baseline
     epochs = TrainingEpochs(*(training_epochs(row, parts, space, result.chosen)
                               for row in (budget.supernet_epochs, budget.final_epochs)))
+    jobs = (TrainingJob("winner", arch, epochs.final,
+                        derived_seed(options.seed, "finetune", arch), result.supernet_state),
+            TrainingJob("baseline", base, epochs.baseline,
+                        derived_seed(options.seed, "baseline", base), None))
     saved = TrainedModels(options.checkpoint, options.resume, result.fingerprint)
-    tuning, initial = (derived_seed(options.seed, purpose, model)
-                       for purpose, model in (("finetune", arch), ("baseline", base)))
-    winner = saved.trained("winner", arch, epochs.final,
-                           lambda: _winner_network(result, data, space),
-                           lambda model: _train(model, parts, arch, epochs.final, tuning))
+    winner, baseline = saved.trained(jobs, parts, space, pool)
     step(1)
-    baseline = saved.trained("baseline", base, epochs.baseline,
-                             lambda: _baseline_network(base, data, space, initial),
-                             lambda model: _train(model, parts, base, epochs.baseline, initial))
-    step(2)
     test = at_most(parts.test, TEST_SAMPLES, options.seed, "test")
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
         found = _quantised(winner, arch, space, parts.train, test, Path(scratch) / "model")
         reference = _quantised(baseline, base, space, parts.train, test,
                                Path(scratch) / "baseline")
         found_analysis = _analysis(found.quantized, options)
-        step(3)
+        step(2)
         qemu = _qemu(found_analysis, options)
-    step(4)
+    step(3)
     labels = tuple(data.label(index) for index in range(data.classes))
     report = SearchReport(data.name, len(data.y), data.classes, labels, options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
@@ -281,6 +280,45 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
         "baseline.onnx": reference.onnx,
         "baseline_int8.tflite": reference.quantized.tflite()}
     return report, files
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One model the deployment trains, on the training split, for `epochs`.
+
+    The winner is fine-tuned from the supernet's weights (`supernet` given), the baseline
+    trained from scratch (initialised from `seed`, which also shuffles its batches).
+    """
+
+    role: str
+    arch: Arch
+    epochs: float
+    seed: int
+    supernet: bytes | None
+
+    def network(self, space: SearchSpace, input_channels: int, classes: int) -> nn.Module:
+        """The model before its training."""
+        from mcuflow.nas import supernet
+
+        if self.supernet is None:
+            return supernet.build_model(self.arch, space, input_channels, classes, self.seed)
+        net = supernet.Supernet(space, self.arch.width, input_channels, classes)
+        supernet.load_state(net, self.supernet)
+        return supernet.extract(net, self.arch)
+
+
+def train_job(parts: Split, space: SearchSpace, job: TrainingJob) -> bytes:
+    """The weights (supernet.state_bytes) of `job`'s model trained on the training split.
+
+    The unit of work of a worker: a function of its arguments only, trained on one thread.
+    """
+    from mcuflow.nas import supernet
+
+    train = parts.train
+    model = job.network(space, train.input_channels, train.classes)
+    supernet.train_model(model, parts, job.arch.resolution, supernet.TrainBudget(job.epochs),
+                         job.seed)
+    return supernet.state_bytes(model)
 
 
 @dataclass(frozen=True)
@@ -298,50 +336,49 @@ class TrainedModels:
     resume: bool
     fingerprint: str
 
-    def trained(self, role: str, arch: Arch, epochs: float, network: Callable[[], nn.Module],
-                train: Callable[[nn.Module], None]) -> nn.Module:
-        """The `network` trained by `train`, or loaded as a matching earlier run saved it."""
+    def trained(self, jobs: Sequence[TrainingJob], parts: Split, space: SearchSpace,
+                pool: Pool) -> list[nn.Module]:
+        """The models of `jobs`: loaded as a matching earlier run saved them, or trained.
+
+        Those to train are trained by the pool at once (train_job): with two workers, the
+        winner and the baseline train side by side, each as it would alone.
+        """
         from mcuflow.nas import supernet
 
-        model = network()
-        if self.checkpoint is None:
-            train(model)
-            return model
-        path = self.checkpoint.with_suffix(f".{role}.pt")
-        digest = hashlib.sha256(
-            f"{self.fingerprint}:{role}:{arch.key()}:{epochs!r}".encode()).digest()
-        saved = path.read_bytes() if self.resume and path.is_file() else b""
-        if saved[:len(digest)] == digest:
-            supernet.load_state(model, saved[len(digest):])
+        train = parts.train
+        models = [job.network(space, train.input_channels, train.classes) for job in jobs]
+        states = [self._saved(job) for job in jobs]
+        missing = [index for index, state in enumerate(states) if state is None]
+        shared = (pool.share(parts), space)
+        for index, state in zip(missing, pool.map(train_job, shared,
+                                                  [(jobs[i],) for i in missing]), strict=True):
+            states[index] = state
+            self._save(jobs[index], state)
+        for model, state in zip(models, states, strict=True):
+            assert state is not None
+            supernet.load_state(model, state)
             model.eval()
-            return model
-        train(model)
-        write_file(path, digest + supernet.state_bytes(model), "checkpoint")
-        return model
+        return models
 
+    def _path_and_digest(self, job: TrainingJob) -> tuple[Path, bytes] | None:
+        if self.checkpoint is None:
+            return None
+        digest = hashlib.sha256(
+            f"{self.fingerprint}:{job.role}:{job.arch.key()}:{job.epochs!r}".encode()).digest()
+        return self.checkpoint.with_suffix(f".{job.role}.pt"), digest
 
-def _winner_network(result: SearchResult, data: Dataset, space: SearchSpace) -> nn.Module:
-    """The winner with the supernet's weights."""
-    from mcuflow.nas import supernet
+    def _saved(self, job: TrainingJob) -> bytes | None:
+        """`job`'s weights as an earlier run of this search saved them, when resuming."""
+        found = self._path_and_digest(job)
+        if found is None or not self.resume or not found[0].is_file():
+            return None
+        saved = found[0].read_bytes()
+        return saved[len(found[1]):] if saved[:len(found[1])] == found[1] else None
 
-    arch = result.best.arch
-    net = supernet.Supernet(space, arch.width, data.input_channels, data.classes)
-    supernet.load_state(net, result.supernet_state)
-    return supernet.extract(net, arch)
-
-
-def _baseline_network(arch: Arch, data: Dataset, space: SearchSpace, seed: int) -> nn.Module:
-    """The baseline, initialised from `seed`."""
-    from mcuflow.nas import supernet
-
-    return supernet.build_model(arch, space, data.input_channels, data.classes, seed)
-
-
-def _train(model: nn.Module, parts: Split, arch: Arch, epochs: float, seed: int) -> None:
-    """Train `model` (of `arch`) on the training split for `epochs`."""
-    from mcuflow.nas import supernet
-
-    supernet.train_model(model, parts, arch.resolution, supernet.TrainBudget(epochs), seed)
+    def _save(self, job: TrainingJob, state: bytes) -> None:
+        found = self._path_and_digest(job)
+        if found is not None:
+            write_file(found[0], found[1] + state, "checkpoint")
 
 
 def derived_seed(seed: int, purpose: str, arch: Arch) -> int:

@@ -11,6 +11,7 @@ import math
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,13 +214,14 @@ class SearchResult:
 
 
 def search(split: Split, space: SearchSpace, options: SearchOptions,
-           progress: Progress | None = None) -> SearchResult:
+           progress: Progress | None = None, pool: Pool | None = None) -> SearchResult:
     """Search `space` for the most accurate architecture that fits `options.limits`.
 
     Space optimisation picks the (width, resolution) whose fitting samples have the most MACs,
     one supernet is trained for it, and an evolution over its architectures ranks fit-checked
     candidates by val accuracy with inherited weights. Depends only on the inputs, the options
-    and the seed: 1 and N workers, and a resumed run, give the same result.
+    and the seed: 1 and N workers, and a resumed run, give the same result. A `pool` given
+    (worker_pool's for these options) runs the work; else one is started for the search.
     """
     budget = budget_for(options.minutes)
     check_options(options)
@@ -227,7 +229,7 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
     data = split.train
     fitcheck = FitCheck(options.build, options.limits, space, data.input_channels, data.classes)
     state = _State.start(split, space, options, budget)
-    with _pool(options) as pool:
+    with nullcontext(pool) if pool is not None else worker_pool(options) as pool:
         fits = _Fits(fitcheck, state, pool)
         if state.spaces is None:
             state.spaces = _optimise_space(space, budget, options.seed, fits, report)
@@ -386,7 +388,7 @@ class _Fits:
     the rate per core, whatever the number of workers and their dispatch overhead.
     """
 
-    def __init__(self, fitcheck: FitCheck, state: _State, pool: _Local | _Ray) -> None:
+    def __init__(self, fitcheck: FitCheck, state: _State, pool: Pool) -> None:
         self.shared = (pool.share(fitcheck),)
         self.state = state
         self.pool = pool
@@ -561,7 +563,11 @@ class _Ray:
             self.ray.shutdown()
 
 
-def _pool(options: SearchOptions) -> _Local | _Ray:
+Pool = _Local | _Ray
+"""Where units of work run: in this process, or as Ray tasks."""
+
+
+def worker_pool(options: SearchOptions) -> Pool:
     """The pool: in process for 1 worker without an address, else Ray."""
     return _Ray(options) if _on_ray(options) else _Local()
 
@@ -580,7 +586,7 @@ def at_most(data: Dataset, count: int, seed: int, purpose: str) -> Dataset:
     return data.subset(np.sort(rng.permutation(len(data.y))[:count]))
 
 
-def _evaluator(pool: _Local | _Ray, split: Split, chosen: SpaceChoice, supernet: bytes,
+def _evaluator(pool: Pool, split: Split, chosen: SpaceChoice, supernet: bytes,
                space: SearchSpace, budget: Budget, seed: int
                ) -> Callable[[Sequence[Arch]], list[float]]:
     """Val accuracy of archs of the chosen space, evaluated by the pool.
