@@ -19,6 +19,7 @@ from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
 from mcuflow.nas.data import Dataset, Split, load_dataset, split  # noqa: E402
 from mcuflow.nas.fitcheck import FitCheck, Limits, limits_for  # noqa: E402
 from mcuflow.nas.search import (  # noqa: E402
+    LEAST_RANKED_SAMPLES,
     RANKED_SAMPLES,
     REFERENCE_ARCH,
     REFERENCE_SAMPLES,
@@ -28,11 +29,12 @@ from mcuflow.nas.search import (  # noqa: E402
     at_most,
     budget_for,
     mobilenet_v2,
+    ranked_samples,
     reachable_space,
     search,
     training_epochs,
 )
-from mcuflow.nas.space import arch_graph, default_space, macs, smallest  # noqa: E402
+from mcuflow.nas.space import arch_graph, default_space, largest, macs, smallest  # noqa: E402
 from mcuflow.planning import analyze_graph  # noqa: E402
 
 BOARD_FILE = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
@@ -282,6 +284,24 @@ def test_training_epochs_follow_the_cost_of_an_epoch() -> None:
         np.arange(len(digits.train.y) // 4)))
     assert training_epochs(60, fewer, space, narrower) == round(60 * 17 / 5)
     assert 60 < training_epochs(60, fewer, space, reference) <= round(60 * 17 / 5)
+
+
+def test_costlier_samples_rank_on_fewer_validation_samples() -> None:
+    """The evaluations' work (samples x MACs) holds the reference's, down to a floor."""
+    digits = split(load_dataset("digits"), seed=0)
+    native, width, resolution = REFERENCE_ARCH
+    space = default_space(2, native)
+    reference = SpaceChoice(width, resolution, 1, 1, 0.0, ())
+    assert ranked_samples(space, reference, digits.val) == RANKED_SAMPLES
+    assert ranked_samples(space, SpaceChoice(0.25, 8, 1, 1, 0.0, ()), digits.val) \
+        == RANKED_SAMPLES
+    work = RANKED_SAMPLES * macs(largest(space, width, resolution), space, 1, 10)
+    rgb = dataclasses.replace(digits.val, x=np.repeat(digits.val.x, 3, axis=-1))
+    for native, (width, resolution) in ((8, (1.0, 16)), (32, (1.0, 32)), (32, (0.5, 24))):
+        images = default_space(2, native)
+        ranked = ranked_samples(images, SpaceChoice(width, resolution, 1, 1, 0.0, ()), rgb)
+        cost = macs(largest(images, width, resolution), images, 3, 10)
+        assert ranked == max(LEAST_RANKED_SAMPLES, round(work / cost)) < RANKED_SAMPLES
 
 
 def test_large_data_is_ranked_on_a_seeded_random_subset() -> None:
