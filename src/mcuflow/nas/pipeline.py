@@ -349,9 +349,9 @@ class TrainedModels:
         models = [job.network(space, train.input_channels, train.classes) for job in jobs]
         states = [self._saved(job) for job in jobs]
         missing = [index for index, state in enumerate(states) if state is None]
-        shared = (pool.share(parts), space)
-        for index, state in zip(missing, pool.map(train_job, shared,
-                                                  [(jobs[i],) for i in missing]), strict=True):
+        trained = pool.map(train_job, (pool.share(parts), space),
+                           [(jobs[i],) for i in missing]) if missing else []
+        for index, state in zip(missing, trained, strict=True):
             states[index] = state
             self._save(jobs[index], state)
         for model, state in zip(models, states, strict=True):

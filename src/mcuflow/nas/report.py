@@ -19,6 +19,7 @@ from mcuflow.analysis.html_report import (
     literal_text,
 )
 from mcuflow.analysis.plots import plain_log_scale
+from mcuflow.nas.space import used_slots
 
 if TYPE_CHECKING:
     from mcuflow.nas.pipeline import Deployed, SearchReport
@@ -76,8 +77,7 @@ def describe(arch: Arch, space: SearchSpace) -> str:
 
     The resolution names the columns too where they differ from the rows (e.g. 49 x 10).
     """
-    used = [slot for depth, slots in zip(arch.depths, space.stage_slots(), strict=True)
-            for slot in slots[:depth]]
+    used = used_slots(arch, space)
     size = space.input_size(arch.resolution)
     resolution = " x ".join(map(str, size)) if len(set(size)) > 1 else str(arch.resolution)
     return (f"width {arch.width:g}, resolution {resolution}, depths "

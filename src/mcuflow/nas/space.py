@@ -156,6 +156,12 @@ class Arch:
                    tuple(int(v) for v in data["expansions"]))
 
 
+def used_slots(arch: Arch, space: SearchSpace) -> tuple[int, ...]:
+    """The slots `arch` runs, in order: each stage's first `depth`."""
+    return tuple(slot for depth, slots in zip(arch.depths, space.stage_slots(), strict=True)
+                 for slot in slots[:depth])
+
+
 def canonical(arch: Arch, space: SearchSpace) -> Arch:
     """`arch` with unused slots (beyond each stage's depth) set to the smallest options."""
     kernels, expansions = list(arch.kernels), list(arch.expansions)

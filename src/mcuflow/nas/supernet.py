@@ -26,6 +26,7 @@ from mcuflow.nas.space import (
     make_divisible,
     sample,
     smallest,
+    used_slots,
 )
 
 EVAL_BATCH = 256
@@ -177,8 +178,7 @@ class Supernet(nn.Module):
 
     def active_slots(self) -> Iterator[int]:
         """The slots the active architecture runs, in order."""
-        for depth, slots in zip(self.arch.depths, self.space.stage_slots(), strict=True):
-            yield from slots[:depth]
+        yield from used_slots(self.arch, self.space)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the active architecture; x is NCHW (images) or NCL (series)."""
