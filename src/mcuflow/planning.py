@@ -114,7 +114,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
         _check_streamable(graph)
     state = state_bytes(graph)
     constants = sum(t.nbytes for t in graph.tensors.values() if t.is_constant)
-    at_once = request.out_of_core and constants > _flash_capacity(build.board)
+    at_once = request.out_of_core and constants > build.board.firmware_flash_bytes
     if at_once and (fitted := out_of_core(graph, build, request, state)) is not None:
         return fitted
     search = search or patch_search(graph, build, request, cache)
@@ -124,7 +124,7 @@ def analyze_graph(graph: Graph, build: Build, request: PatchRequest,
     layers, pool = emit_layers(plan.graph, plan, build.dsp)
     flash = _flash(plan, layers, pool, build)
     if (request.out_of_core and not at_once and flash is not None
-            and flash.total > _flash_capacity(build.board)
+            and flash.total > build.board.firmware_flash_bytes
             and (fitted := out_of_core(graph, build, request, state)) is not None):
         return fitted
     return _analysis(graph, build, plan, search, layers, flash, request)
@@ -159,7 +159,7 @@ def out_of_core(graph: Graph, build: Build, request: PatchRequest, state: int
     limit = chunk_limit(board)
     widened = FC_FEW_UNITS * FC_FEW_PASSES if build.dsp else 0
     split = split_wide_layers(graph, int(limit * SPLIT_SHARE), widened)
-    if _movable(split, limit) < constants - _flash_capacity(board):
+    if _movable(split, limit) < constants - board.firmware_flash_bytes:
         return None
     budget = (board.sram_bytes - state - 2 * limit - STACK_RESERVE_BYTES
               - _key_bytes(build, request.encrypt_external, request.encrypt_external))
@@ -203,7 +203,7 @@ def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, bui
     """
     plan.external = ExternalWeights(tier, frozenset(range(len(plan.steps))))
     every = external_layout(plan, layers, pool)
-    capacity = int(_flash_capacity(build.board) * (1 - FLASH_MARGIN))
+    capacity = int(build.board.firmware_flash_bytes * (1 - FLASH_MARGIN))
     flash = _flash(plan, layers, pool, build)
     first, each = external_code(build.firmware, encrypted) if flash else (0, 0)
     chunks = ({c.step: c.size - each for c in every.chunks if each < c.size <= limit}
@@ -221,11 +221,6 @@ def _external_steps(plan: Plan, layers: list[LayerCode], pool: ConstantPool, bui
         overflow += excess
     plan.external = None
     return None
-
-
-def _flash_capacity(board: Board) -> int:
-    """Bytes of the tier the firmware's constants are stored in (on-chip or XIP flash)."""
-    return board.weights_tier.size_bytes
 
 
 def _flash(plan: Plan, layers: list[LayerCode], pool: ConstantPool, build: Build,

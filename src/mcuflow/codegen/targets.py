@@ -229,8 +229,8 @@ def memory_sizes(core: CortexMCore, board: Board) -> tuple[int, int]:
 
     A board without on-chip flash runs from its memory-mapped (XIP) flash.
     """
-    flash = board.flash_bytes or board.weights_tier.size_bytes
-    return min(flash, core.flash_limit), min(board.sram_bytes, core.ram_limit)
+    return (min(board.firmware_flash_bytes, core.flash_limit),
+            min(board.sram_bytes, core.ram_limit))
 
 
 def qemu_layout(core: CortexMCore, board: Board) -> LinkerLayout:

@@ -205,6 +205,15 @@ class Board:
         return _storage_tier(self.tiers)
 
     @property
+    def firmware_flash_bytes(self) -> int:
+        """Bytes of the flash the firmware (code and constants) is linked into.
+
+        The on-chip flash, or on a board without (RP2040, ESP32-S3) the flash it executes in
+        place from (weights_tier).
+        """
+        return self.flash_bytes or self.weights_tier.size_bytes
+
+    @property
     def cycles_per_mac(self) -> float:
         """Cycles per int8 MAC on this core, with the DSP/SIMD path when the board has it."""
         model = self.core_model

@@ -76,9 +76,8 @@ def limits_for(build: Build, sram_budget: int | None, flash_budget: int | None,
                latency_ms: float | None) -> Limits:
     """The board's SRAM and flash, unless a (smaller) budget is given; latency as given.
 
-    The flash is that of the tier holding the firmware's constants (Board.weights_tier): the
-    on-chip flash, or on a board without (RP2040, ESP32-S3) the flash it executes in place
-    from, as the analysis's `flash_capacity`.
+    The flash is the one the firmware is linked into (Board.firmware_flash_bytes), as the
+    analysis's `flash_capacity`.
     """
     board = build.board
     for name, value, example in (("--sram-budget", sram_budget, 16384),
@@ -90,7 +89,7 @@ def limits_for(build: Build, sram_budget: int | None, flash_budget: int | None,
         raise McuflowError(f"--latency-ms must be a positive, finite number of milliseconds, "
                            f"got {latency_ms}", "e.g. --latency-ms 50")
     return Limits(sram_budget if sram_budget is not None else board.sram_bytes,
-                  flash_budget if flash_budget is not None else board.weights_tier.size_bytes,
+                  flash_budget if flash_budget is not None else board.firmware_flash_bytes,
                   latency_ms)
 
 
