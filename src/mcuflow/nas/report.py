@@ -127,16 +127,19 @@ def _spaces(report: SearchReport) -> str:
 
 
 def _pareto(report: SearchReport) -> str:
-    best = report.result.best.arch
+    best = report.result.best
+    listed = [*report.result.pareto, *([] if best in report.result.pareto else [best])]
     rows = [[_e(describe(candidate.arch, report.result.space)), f"{candidate.fit.macs:,}",
              f"{candidate.fit.peak_ram_bytes:,}", f"{candidate.fit.flash_bytes:,}",
              f"{candidate.fit.latency_ms:.2f}", _pct(candidate.accuracy),
-             "winner" if candidate.arch == best else ""]
-            for candidate in report.result.pareto]
+             "winner" if candidate == best else ""]
+            for candidate in sorted(listed, key=lambda candidate: candidate.fit.macs)]
     return html_table(["architecture", "MACs", "peak RAM (B)", "flash (B)", "latency (ms)",
                        "val accuracy", ""], rows, left=(0, 6),
                       caption="validation accuracy with the supernet's weights (batch norm "
-                      "recalibrated) against MACs; RAM, flash and latency as the fit check "
+                      "recalibrated) against MACs, and the winner: the candidate of most MACs "
+                      f"within a standard error of the best on {report.result.ranked_samples:,} "
+                      "validation samples; RAM, flash and latency as the fit check "
                       "planned each architecture, with stand-in int8 weights (the found model's "
                       "figures below are its deployed weights', after fine-tuning and PTQ)")
 
