@@ -94,7 +94,8 @@ def search_command(
     TinyNAS style: the (width, resolution) space whose fitting networks
     have the most MACs is chosen, a weight-shared supernet is trained for
     it, and an evolution ranks the candidates that pass mcuflow's fit
-    check (SRAM, flash, latency) by validation accuracy. The winner is
+    check (SRAM, flash, latency) by validation accuracy. The winner, the
+    candidate of most MACs within a standard error of the best, is
     fine-tuned, quantised by mcuflow's PTQ, compared with a MobileNetV2
     scaled to fit and trained for as long, and run on QEMU linked in the
     board's memory.
