@@ -306,9 +306,9 @@ def test_costlier_samples_rank_on_fewer_validation_samples() -> None:
 
 
 def _candidate(accuracy: float, model_macs: int) -> Candidate:
-    arch = smallest(default_space(2, 8), 1.0, 8)
-    return Candidate(dataclasses.replace(arch, resolution=model_macs),
-                     Fit(0, 0, 0.0, model_macs, True), accuracy)
+    """A candidate of these val accuracy and MACs (the rest does not enter the winner)."""
+    return Candidate(smallest(default_space(2, 8), 1.0, 8), Fit(0, 0, 0.0, model_macs, True),
+                     accuracy)
 
 
 def test_the_winner_is_the_largest_within_a_standard_error_of_the_best() -> None:
