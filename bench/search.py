@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/search.py [--minutes 10] [--workers 2] [--json]
 For digits and MNIST-1D on NUCLEO-F091RC (32 KB SRAM, 256 KB flash) and bench/boards/tiny16k
 (16 KB SRAM, 64 KB flash), both Cortex-M0: int8 test accuracy of the found model and of the
-baseline trained for as long, peak RAM, flash and latency (mcuflow's analysis), QEMU
+baseline trained for as long, McNemar's exact p of their test answers (pipeline.Paired),
+peak RAM, flash and latency (mcuflow's analysis), QEMU
 bit-exactness, fit checks per second per core (the checks over the sum of their own times, on
 whichever worker ran them) and the search's wall-clock time
 (printed only: results never depend on it). Then the 1-vs-2-workers identity check: the same
@@ -40,6 +41,7 @@ class Row:
     found_int8: float | None = None
     baseline_int8: float | None = None
     found_float: float | None = None
+    paired_p: float | None = None
     found_peak_ram: int | None = None
     baseline_peak_ram: int | None = None
     found_flash: int | None = None
@@ -79,6 +81,7 @@ def fill(row: Row, report: SearchReport) -> Row:
     found, baseline = report.found, report.baseline
     row.found_int8, row.baseline_int8 = found.int8_accuracy, baseline.int8_accuracy
     row.found_float = found.float_accuracy
+    row.paired_p = report.paired.p_value
     row.found_peak_ram, row.baseline_peak_ram = (found.fit.peak_ram_bytes,
                                                  baseline.fit.peak_ram_bytes)
     row.found_flash, row.baseline_flash = found.fit.flash_bytes, baseline.fit.flash_bytes
@@ -110,12 +113,16 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _num(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:,.0f}{unit}"
 
 
 def print_table(rows: list[Row]) -> None:
-    print(f"{'dataset':8} {'board':14} {'found':>7} {'base':>7} {'RAM found/base':>16} "
+    print(f"{'dataset':8} {'board':14} {'found':>7} {'base':>7} {'p':>5} {'RAM found/base':>16} "
           f"{'flash found/base':>18} {'ms found/base':>14} {'QEMU':>9} {'checks/s':>9}")
     for row in rows:
         if row.error:
@@ -123,7 +130,7 @@ def print_table(rows: list[Row]) -> None:
             continue
         qemu = "bit-exact" if row.qemu_bit_exact else "MISMATCH"
         print(f"{row.dataset:8} {row.board:14} {_pct(row.found_int8):>7} "
-              f"{_pct(row.baseline_int8):>7} "
+              f"{_pct(row.baseline_int8):>7} {_p(row.paired_p):>5} "
               f"{_num(row.found_peak_ram)}/{_num(row.baseline_peak_ram):>7} "
               f"{_num(row.found_flash)}/{_num(row.baseline_flash):>8} "
               f"{row.found_latency_ms:.0f}/{row.baseline_latency_ms:.0f} {qemu:>9} "

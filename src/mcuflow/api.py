@@ -772,6 +772,13 @@ class Accuracy:
     int8: float
     float32: float
     int8_balanced: float
+    int8_answers: tuple[int, ...] = ()
+    """The int8 model's class for each sample, in the samples' order."""
+
+    def to_json(self) -> dict[str, float]:
+        """The sample count and the accuracies (the answers left out)."""
+        return {"samples": self.samples, "int8": self.int8, "float32": self.float32,
+                "int8_balanced": self.int8_balanced}
 
 
 def evaluation_data(path: Path | str) -> tuple[Calibration, np.ndarray | None]:
@@ -819,7 +826,7 @@ def accuracy(result: QuantizeResult, samples: Calibration, labels: np.ndarray) -
     answers, truth = np.asarray(int8_answers, np.int64), np.asarray(labels, np.int64)
     int8 = scores(truth, answers, int(max(truth.max(initial=0), answers.max(initial=0))) + 1)
     return Accuracy(len(labels), int8.accuracy, float_right / max(len(labels), 1),
-                    int8.balanced_accuracy)
+                    int8.balanced_accuracy, tuple(int8_answers))
 
 
 def validate_model(

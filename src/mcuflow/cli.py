@@ -1040,7 +1040,7 @@ def quantize_command(
     api.write_model(result.tflite(), out_file)
     quality = result.kept or result.report
     if as_json:
-        measured = {} if scored is None else {"accuracy": dataclasses.asdict(scored)}
+        measured = {} if scored is None else {"accuracy": scored.to_json()}
         _print_json({"output": str(out_file), **quality.to_json(), **measured})
         return
     kind = "the model's own parameters" if result.kept else scheme

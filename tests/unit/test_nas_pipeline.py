@@ -22,6 +22,7 @@ from mcuflow.nas.pipeline import (
     TrainedModels,
     TrainingJob,
     onnx_layout,
+    paired,
     run_search,
 )
 from mcuflow.nas.search import SearchOptions, budget_for, mobilenet_v2, worker_pool
@@ -99,6 +100,47 @@ def _check_int8_model(report: SearchReport, out: Path, test: Dataset) -> None:
     tolerance = 1 / np.bincount(test.y).min() / test.classes  # that sample's class's recall
     assert abs(balanced_accuracy_score(test.y, answers)
                - report.found.int8_balanced_accuracy) <= tolerance + 1e-9
+
+
+def _litert_answers(model: Path, resolution: int, test: Dataset) -> list[int]:
+    """LiteRT's class for each test sample, resized to `resolution` and quantised as it takes."""
+    litert = litert_interpreter(model.read_bytes())
+    scale, zero_point = litert.get_input_details()[0]["quantization"]
+    answers = []
+    for image in resize(test.x, resolution, test.dims):
+        x = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)[None]
+        answers.append(int(np.argmax(litert_invoke(litert, [x])[0])))
+    return answers
+
+
+def test_the_paired_comparison_counts_litert_answers(searched: tuple[SearchReport, Path],
+                                                     test_split: Dataset) -> None:
+    """report.json's paired counts are those of both .tflite files' answers under LiteRT."""
+    report, out = searched
+    found = np.array(_litert_answers(out / "model_int8.tflite", report.found.arch.resolution,
+                                     test_split)) == test_split.y
+    baseline = np.array(_litert_answers(out / "baseline_int8.tflite",
+                                        report.baseline.arch.resolution, test_split)
+                        ) == test_split.y
+    data = json.loads((out / "report.json").read_text())["paired"]
+    assert data["samples"] == len(test_split.y)
+    # an input that rounds the other way changes one model's answer on at most one sample
+    assert abs(data["found_only_right"] - int(np.sum(found & ~baseline))) <= 1
+    assert abs(data["baseline_only_right"] - int(np.sum(baseline & ~found))) <= 1
+
+
+def test_mcnemar_exact_p_values() -> None:
+    """Hand-computed: 4 against 1 disagreements give 2 * P(X <= 1), X ~ B(5, 1/2)."""
+    labels = np.zeros(10, np.int64)
+    found = [0] * 9 + [1]  # right on samples 0-8
+    baseline = [0] * 5 + [1] * 4 + [0]  # right on 0-4 and on 9
+    result = paired(labels, found, baseline)
+    assert (result.found_only_right, result.baseline_only_right) == (4, 1)
+    assert result.p_value == pytest.approx(2 * 6 / 32)
+    assert paired(labels, [0] * 10, [1] * 10).p_value == pytest.approx(2 / 2 ** 10)
+    same = paired(labels, found, found)
+    assert (same.found_only_right, same.baseline_only_right, same.p_value) == (0, 0, 1.0)
+    assert "same ones" in same.summary() and "p = 0.38" in result.summary()
 
 
 def test_images_keep_their_aspect(tmp_path: Path) -> None:

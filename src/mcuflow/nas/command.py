@@ -167,6 +167,7 @@ def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions) 
     for name, cell in rows:
         table.add_row(name, cell(found), cell(baseline))
     console.print(table)
+    console.print(escape(report.paired.summary()), highlight=False)
     space = report.result.space
     console.print(f"found: {escape(describe(found.arch, space))}", highlight=False)
     console.print(f"baseline: {escape(describe(baseline.arch, space))}", highlight=False)

@@ -104,6 +104,45 @@ class QemuCheck:
 
 
 @dataclass(frozen=True)
+class Paired:
+    """The found model against the baseline on the same test samples (McNemar's exact test).
+
+    Only the samples exactly one model classifies right tell them apart: where neither model
+    is the better, which of the two that is splits them as fair coin tosses, so `p_value`
+    is the two-sided binomial p of the split (1 where they never disagree). A small p says
+    the difference in accuracy is unlikely to be chance alone.
+    """
+
+    samples: int
+    found_only_right: int
+    baseline_only_right: int
+    p_value: float
+
+    def summary(self) -> str:
+        """One sentence of the comparison, for the command's summary and the report page."""
+        if not self.found_only_right + self.baseline_only_right:
+            return (f"On the {self.samples:,} test samples both int8 models are right on the "
+                    "same ones.")
+        return (f"On the {self.samples:,} test samples only the found int8 model is right on "
+                f"{self.found_only_right:,}, only the baseline on "
+                f"{self.baseline_only_right:,} (McNemar's exact test: p = "
+                f"{self.p_value:.2g}; below 0.05 the difference is unlikely to be chance).")
+
+
+def paired(labels: np.ndarray, found: Sequence[int], baseline: Sequence[int]) -> Paired:
+    """McNemar's exact test of two classifiers' `found` and `baseline` answers to `labels`."""
+    from scipy.stats import binomtest
+
+    found_right = np.asarray(found) == labels
+    baseline_right = np.asarray(baseline) == labels
+    found_only = int(np.sum(found_right & ~baseline_right))
+    baseline_only = int(np.sum(baseline_right & ~found_right))
+    disagreeing = found_only + baseline_only
+    p_value = binomtest(found_only, disagreeing).pvalue if disagreeing else 1.0
+    return Paired(len(labels), found_only, baseline_only, float(p_value))
+
+
+@dataclass(frozen=True)
 class TrainingEpochs:
     """The epochs the budget's row gave on this data (search.training_epochs).
 
@@ -144,6 +183,8 @@ class SearchReport:
     firmware_reserve_bytes: int
     """SRAM the verification firmware needs beside the arena: the SRAM limit the candidates
     met (`options.limits`) is the board's SRAM, or --sram-budget, less this."""
+    paired: Paired
+    """The two int8 models' answers on the test samples, compared."""
 
     def to_json(self) -> dict[str, object]:
         """report.json: accuracies, architectures, the search's tables and figures, checks."""
@@ -157,6 +198,7 @@ class SearchReport:
             "accuracy": self.found.int8_accuracy,
             "baseline_accuracy": self.baseline.int8_accuracy,
             "test_samples": self.found.test_samples,
+            "paired": dataclasses.asdict(self.paired),
             "balanced_accuracy": self.found.int8_balanced_accuracy,
             "baseline_balanced_accuracy": self.baseline.int8_balanced_accuracy,
             "float_accuracy": self.found.float_accuracy,
@@ -275,7 +317,9 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     report = SearchReport(data.name, len(data.y), data.classes, labels, options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
-                          qemu, epochs, reserve)
+                          qemu, epochs, reserve,
+                          paired(test.y, found.accuracy.int8_answers,
+                                 reference.accuracy.int8_answers))
     files: dict[str, str | bytes] = {
         "model.onnx": found.onnx, "model_int8.tflite": found.quantized.tflite(),
         "baseline.onnx": reference.onnx,

@@ -106,6 +106,7 @@ def _comparison(report: SearchReport) -> str:
     verdict = ('<span class=good>bit-exact</span>' if qemu.bit_exact
                else '<span class=bad>MISMATCH</span>')
     return (html_table(["", "found", "baseline (MobileNetV2 scaled to fit)"], rows, left=(0, 1, 2))
+            + f"<p>{_e(report.paired.summary())}</p>"
             + f"<p>The found model's firmware for {_e(qemu.target)}, linked in "
             f"{_e(report.board)}'s memory, on QEMU {_e(qemu.machine)}: {verdict} on "
             f"{qemu.runs} random inputs, {qemu.instructions:,} instructions per inference "
