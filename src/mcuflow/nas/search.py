@@ -900,8 +900,8 @@ def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Ar
     The winner is chosen among the candidates ranked on `ranked` validation samples (winner).
 
     The candidates the result reports (the winner, the Pareto front) and the baseline get
-    their full analysis's figures (FitCheck.figures): a fit check may give an upper bound of
-    a fitting candidate's arena.
+    their full analysis's figures (FitCheck.figures, once per architecture): a fit check may
+    give an upper bound of a fitting candidate's arena.
     """
     candidates = [Candidate(arch, fit, state.accuracy[key])
                   for key, (arch, fit) in sorted(state.fits.items()) if key in state.accuracy]
@@ -909,8 +909,13 @@ def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Ar
     assert state.spaces is not None and state.supernet is not None
     speed = state.fit_checks / state.fit_seconds if state.fit_seconds > 0 else 0.0
 
+    figures: dict[str, Fit] = {}
+
     def exact(candidate: Candidate) -> Candidate:
-        return dataclasses.replace(candidate, fit=fitcheck.figures(candidate.arch))
+        key = candidate.arch.key()
+        if key not in figures:
+            figures[key] = fitcheck.figures(candidate.arch)
+        return dataclasses.replace(candidate, fit=figures[key])
 
     return SearchResult(space=space, spaces=state.spaces, chosen=chosen,
                         best=exact(winner(candidates, ranked)),
