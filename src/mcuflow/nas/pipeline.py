@@ -107,10 +107,10 @@ class QemuCheck:
 class Paired:
     """The found model against the baseline on the same test samples (McNemar's exact test).
 
-    Only the samples exactly one model classifies right tell them apart: where neither model
-    is the better, which of the two that is splits them as fair coin tosses, so `p_value`
-    is the two-sided binomial p of the split (1 where they never disagree). A small p says
-    the difference in accuracy is unlikely to be chance alone.
+    Only the samples exactly one model classifies right tell the models apart. Were neither
+    better, each such sample would be the found model's with probability 1/2, so `p_value`
+    is the two-sided binomial p of their split (1 where the models never disagree). A small
+    p says the difference in accuracy is unlikely to be chance alone.
     """
 
     samples: int
