@@ -81,18 +81,12 @@ def test_int8_model_is_litert_exact_and_scored_as_reported(
 
 def _check_int8_model(report: SearchReport, out: Path, test: Dataset) -> None:
     """model_int8.tflite takes the test images as resized, runs as LiteRT does, scores so."""
-    model = (out / "model_int8.tflite").read_bytes()
-    litert = litert_interpreter(model)
-    detail = litert.get_input_details()[0]
-    scale, zero_point = detail["quantization"]
-    images = resize(test.x, report.found.arch.resolution, test.dims)
-    assert tuple(detail["shape"][1:]) == images.shape[1:]
-    assert tuple(detail["shape"]) == report.found.input_shape
+    shape, runs = _litert_runs(out / "model_int8.tflite", report.found.arch.resolution, test)
+    assert shape[1:] == runs[0][0].shape[1:]
+    assert shape == report.found.input_shape
     ours = Interpreter(api.load_graph(out / "model_int8.tflite"))
     answers = []
-    for image in images:
-        x = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)[None]
-        expected = litert_invoke(litert, [x])[0]
+    for x, expected in runs:
         np.testing.assert_array_equal(ours.run([x]).outputs[0], expected)
         answers.append(int(np.argmax(expected)))
     tolerance = 1 / len(test.y)  # an input that rounds the other way, at most one sample
@@ -102,15 +96,25 @@ def _check_int8_model(report: SearchReport, out: Path, test: Dataset) -> None:
                - report.found.int8_balanced_accuracy) <= tolerance + 1e-9
 
 
-def _litert_answers(model: Path, resolution: int, test: Dataset) -> list[int]:
-    """LiteRT's class for each test sample, resized to `resolution` and quantised as it takes."""
+def _litert_runs(model: Path, resolution: int, test: Dataset
+                 ) -> tuple[tuple[int, ...], list[tuple[np.ndarray, np.ndarray]]]:
+    """The .tflite's input shape, and each test sample with LiteRT's output for it.
+
+    The samples are resized to `resolution` and quantised as the model takes them.
+    """
     litert = litert_interpreter(model.read_bytes())
-    scale, zero_point = litert.get_input_details()[0]["quantization"]
-    answers = []
+    detail = litert.get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    runs = []
     for image in resize(test.x, resolution, test.dims):
         x = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)[None]
-        answers.append(int(np.argmax(litert_invoke(litert, [x])[0])))
-    return answers
+        runs.append((x, litert_invoke(litert, [x])[0]))
+    return tuple(detail["shape"]), runs
+
+
+def _litert_answers(model: Path, resolution: int, test: Dataset) -> list[int]:
+    """LiteRT's class for each test sample (see _litert_runs)."""
+    return [int(np.argmax(output)) for _, output in _litert_runs(model, resolution, test)[1]]
 
 
 def test_the_paired_comparison_counts_litert_answers(searched: tuple[SearchReport, Path],
