@@ -30,6 +30,8 @@ from mcuflow.nas.space import (
     arch_graph,
     default_space,
     macs,
+    mutate,
+    part_keys,
     sample,
     smallest,
 )
@@ -55,6 +57,39 @@ def _samples(space: SearchSpace, count: int, seed: int) -> list:
     rng = np.random.default_rng(seed)
     return [sample(space, rng, float(rng.choice(space.widths)), int(rng.choice(space.resolutions)))
             for _ in range(count)]
+
+
+@pytest.mark.parametrize(("board", "dims", "native", "width", "resolution"), [
+    ("nucleo-f091rc", 1, 40, 1.0, 40), ("tiny16k", 1, 40, 0.75, 32),
+    ("nucleo-f091rc", 2, 8, 0.5, 8), ("tiny16k", 2, 8, 0.5, 8)])
+def test_figures_composed_from_other_candidates_equal_the_full_plans(
+        board: str, dims: int, native: int, width: float, resolution: int) -> None:
+    """A candidate whose parts were all met in earlier candidates gets its own plan's figures.
+
+    As in an evolution: mutants of a few parents. The oracle is mcuflow's full analysis of the
+    candidate's own graph, CP-SAT placement included: its arena, flash and latency equal the
+    composed ones to the byte and the bit, and so do the verdicts.
+    """
+    build = Build(get_board(board, BOARDS[board]))
+    space = default_space(dims, native)
+    limits = limits_for(build, None, None, None)
+    check = FitCheck(build, limits, space, 1, 10)
+    rng = np.random.default_rng(5)
+    parents = [sample(space, rng, width, resolution) for _ in range(4)]
+    composed = 0
+    for arch in [mutate(parents[k % 4], space, rng, 0.3) for k in range(48)]:
+        known = all(key in check.tables for key in part_keys(arch, space))
+        fit = check(arch)
+        if not known or fit.peak_ram_bytes > limits.sram_bytes:
+            continue
+        analysis = _planner(arch, space, build, limits)
+        report = analysis.report
+        assert analysis.plan.patch is None, arch.key()
+        assert (fit.peak_ram_bytes, fit.flash_bytes, fit.latency_ms) == (
+            analysis.plan.arena_bytes, report.flash_bytes, report.latency_ms_estimate), arch.key()
+        assert fit.fits == (analysis.fits and report.flash_bytes <= limits.flash_bytes)
+        composed += 1
+    assert composed >= 12
 
 
 @pytest.mark.parametrize("case", sorted(BOARDS))

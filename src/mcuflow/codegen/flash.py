@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -74,15 +74,29 @@ def _constants(layers: Sequence[LayerCode], pool: ConstantPool, code: TargetCode
                  if array.symbol not in external)
     types = [m.group(1) for layer in layers for d in layer.definitions
              if (m := _STRUCT.match(d))]
-    return arrays + sum(_lookup(code.structs, t, "struct", target) for t in types)
+    return arrays + sum(struct_bytes(t, code, target) for t in types)
+
+
+def struct_bytes(ctype: str, code: TargetCode, target: str) -> int:
+    """Flash of one `static const` struct of C type `ctype` on `target`."""
+    return _lookup(code.structs, ctype, "struct", target)
 
 
 def _code(layers: Sequence[LayerCode], code: TargetCode, target: str) -> int:
-    functions = sorted(set().union(*(layer.functions for layer in layers)))
-    kernels = [_lookup(code.kernels, f, "kernel", target) for f in functions]
+    functions = set().union(*(layer.functions for layer in layers))
+    return code_bytes(functions, *kernel_calls(layers), code, target)
+
+
+def code_bytes(functions: Iterable[str], calls: int, arguments: int, code: TargetCode,
+               target: str) -> int:
+    """Code of kernel `functions` and their library routines (each once) and a run function.
+
+    The run function makes `calls` kernel calls that pass `arguments` arguments in all.
+    """
+    kernels = [_lookup(code.kernels, f, "kernel", target) for f in sorted(set(functions))]
     support = {key for kernel in kernels for key in kernel.support}
     return (sum(kernel.code for kernel in kernels) + sum(code.support[key] for key in support)
-            + code.run.bytes(*kernel_calls(layers)))
+            + code.run.bytes(calls, arguments))
 
 
 def external_code(target: str, encrypted: bool, code: TargetCode | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
@@ -12,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from mcuflow.codegen.context import ConstantPool, c_type_of
-from mcuflow.codegen.emit import portable_arrays
-from mcuflow.codegen.flash import array_flash_bytes
+from mcuflow.analysis.metrics import analyze as metrics_analyze
+from mcuflow.codegen.context import ConstantPool, EmitContext, LayerCode, c_type_of
+from mcuflow.codegen.emit import emit_step, portable_arrays
+from mcuflow.codegen.flash import array_flash_bytes, code_bytes, kernel_calls, struct_bytes
 from mcuflow.codegen.project import generate_project
 from mcuflow.codegen.targets import CORTEX_M, STACK_RESERVE_BYTES
 from mcuflow.errors import McuflowError
@@ -30,10 +32,19 @@ from mcuflow.ir.graph import Graph, Operator
 from mcuflow.ir.ops import OpKind
 from mcuflow.memory.patch_search import PatchRequest, PatchSearch
 from mcuflow.memory.patches import find_stages
-from mcuflow.memory.planner import unfit_arena
+from mcuflow.memory.planner import plan_memory, unfit_arena
 from mcuflow.memory.schedule import StepCache, build_problem, evaluate, is_chain
-from mcuflow.nas.space import Arch, SearchSpace, arch_graph, macs, smallest
-from mcuflow.planning import Analysis, Build, analyze_graph, patch_search
+from mcuflow.nas.space import (
+    Arch,
+    PartKey,
+    SearchSpace,
+    arch_graph,
+    arch_graph_parts,
+    macs,
+    part_keys,
+    smallest,
+)
+from mcuflow.planning import Analysis, Build, analyze_graph, patch_search, planned_steps
 from mcuflow.toolchain.arm import build_cortexm, elf_sizes
 
 FILTERED = frozenset({OpKind.CONV_2D, OpKind.DEPTHWISE_CONV_2D, OpKind.FULLY_CONNECTED})
@@ -60,9 +71,12 @@ class Fit:
     macs: int
     fits: bool
     exact: bool = True
-    """False when the arena, or the flash, is a bound (see FitCheck). Where the candidate fits,
-    `peak_ram_bytes` is an upper bound of the planner's arena (a greedy placement that fits
-    is kept) and the rest are the planner's. Where it does not, `peak_ram_bytes` and
+    """False when a figure is a bound (see FitCheck). Where the planner's needs of the
+    unpatched plan are within the SRAM limit, the figures are its parts' (PartFacts):
+    `peak_ram_bytes` the needs (the arena's lower bound), `flash_bytes` an upper bound
+    (no array shared between steps), `latency_ms` the cost model's. Where a patched candidate
+    fits, `peak_ram_bytes` is an upper bound of the planner's arena (a greedy placement that
+    fits is kept) and the rest are the planner's. Where it does not, `peak_ram_bytes` and
     `flash_bytes` are lower bounds: where a bound rejected it before its plans were made,
     the arena's 0 when the flash bound, checked first, rejected it, and `latency_ms` 0 (not
     estimated); else the arena's is that of its plan's order, the rest the planner's."""
@@ -187,11 +201,19 @@ def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> i
     needs every step. An arena never is below the needs of its order (schedule.evaluate).
     The planning problem's step work goes to `cache` when given (see StepCache).
     """
+    return max(step_needs(graph, build, cache)[_kept_from(graph):], default=0)
+
+
+def step_needs(graph: Graph, build: Build, cache: StepCache | None = None) -> list[int]:
+    """The bytes live at each step of a chain `graph` run unpatched (empty for other graphs).
+
+    Those of the baseline's planning problem in the graph's order (schedule.evaluate), whose
+    most is the unpatched plan's lower bound. The step work goes to `cache` (see StepCache).
+    """
     if not is_chain(graph):
-        return 0
+        return []
     problem = build_problem(graph, dsp=build.dsp, cache=cache)
-    needs = evaluate(problem, list(range(len(graph.operators))))[1]
-    return max(needs[_kept_from(graph):], default=0)
+    return evaluate(problem, list(range(len(graph.operators))))[1]
 
 
 def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
@@ -304,18 +326,89 @@ def _runtime(graph: Graph, code: TargetCode, build: Build) -> int:
             + code.per_tensor * max(tensors - 2, 0))
 
 
+@dataclass(frozen=True)
+class PartFacts:
+    """One part's steps in its unpatched plan, as the planner, emitter and cost model see them.
+
+    `needs`: the most bytes live at one of its steps (the plan's step_bytes). `arrays` and
+    `structs`: its constant arrays and `static const` structs, each as (identity, flash bytes),
+    the identity what makes two of them one in the constant pool (an array named in a struct's
+    fields stands for its identity, so structs of equal arrays are one). `functions`: the
+    kernels its steps call, in `calls` calls that pass `arguments` arguments. `latencies`: the
+    cost model's estimate of each step.
+    """
+
+    needs: int
+    arrays: frozenset[tuple[object, int]]
+    structs: frozenset[tuple[object, int]]
+    functions: frozenset[str]
+    calls: int
+    arguments: int
+    latencies: tuple[float, ...]
+
+
+def part_facts(graph: Graph, parts: dict[PartKey, range], build: Build,
+               cache: StepCache | None = None) -> dict[PartKey, PartFacts]:
+    """The PartFacts of `parts` (their ops, by key) of a chain `graph` planned unpatched.
+
+    For a Cortex-M build. The plan runs the graph's order with the first greedy placement
+    kept (the facts do not depend on the placement); each part's steps are emitted with a
+    constant pool of their own; the latencies are those mcuflow's analysis reports for the
+    kernels the steps call. The planning problem comes from `cache` when it holds it.
+    """
+    problem = build_problem(graph, dsp=build.dsp, cache=cache)
+    plan = plan_memory(graph, dsp=build.dsp, problem=problem, enough=sys.maxsize)
+    code = target_code(build.firmware)
+    emitted: dict[int, LayerCode] = {}
+    pools = {}
+    for key, ops in parts.items():
+        pool = pools[key] = ConstantPool()
+        emitted.update((index, emit_step(EmitContext(graph, plan, plan.steps[index], index,
+                                                     pool, dsp=build.dsp))) for index in ops)
+    kernels = [emitted[index].functions if index in emitted else None
+               for index in range(len(plan.steps))]
+    report = metrics_analyze(graph, build.board, plan.order, plan.arena_bytes,
+                             planned=planned_steps(plan), kernels=kernels)
+    facts = {}
+    for key, ops in parts.items():
+        layers, pool = [emitted[index] for index in ops], pools[key]
+        identity = {array.symbol: ConstantPool.identity(array.ctype, array.values)
+                    for array in pool.arrays}
+        facts[key] = PartFacts(
+            max(plan.step_bytes[index] for index in ops),
+            frozenset((identity[array.symbol], array_flash_bytes(array.nbytes))
+                      for array in pool.arrays),
+            frozenset(((ctype, tuple((name, identity.get(value, value))
+                                     for name, value in fields)),
+                       struct_bytes(ctype, code, build.firmware))
+                      for ctype, fields in pool.structs),
+            frozenset().union(*(layer.functions for layer in layers)),
+            *kernel_calls(layers), tuple(report.layers[index].latency_ms for index in ops))
+    return facts
+
+
 class FitCheck:
     """The fit of architectures on a build under limits, as mcuflow's planner answers it.
 
-    A candidate whose flash lower bound (flash_bound), then arena lower bound (arena_bound),
-    exceeds a limit is rejected without planning; so is one whose patch search leaves no
-    plan that could fit (unfit_arena). The patch search stops at the option plan_model plans
-    first (search_patches' settle); where that option's plan does not fit, the search is made
-    again in full. Every other candidate is analysed with its greedy placement
-    kept where it fits (`settle`): the verdict is the planner's, as CP-SAT only makes an
-    arena smaller and flash and latency do not depend on the placement. A settled analysis
-    that does not fit for lack of SRAM is made again in full. `figures` gives the full
-    analysis's (for what a search reports). `decided` counts the verdicts of each path.
+    A candidate's graph is made of parts (nas.space.part_keys: the stem, each block, the head)
+    whose steps' facts follow from the part's key alone. Where the planner's needs of the
+    unpatched plan (schedule.evaluate's bytes live at each step, the arena's lower bound) are
+    within the SRAM limit, the verdict is that of its parts' facts (PartFacts) composed: the
+    most needs, the flash of their constants, of the kernels they call (each once) and of the
+    run function and runtime, the sum of their latencies. Parts met before come from `tables`;
+    a candidate with a part not met yet is planned unpatched and its parts are recorded. So
+    the verdict does not depend on which candidates came before, nor on the worker checking
+    it. The arena is the needs bound, which the planner's arena meets on chains (the tests
+    check it): the search plans in full (`figures`) every candidate it reports.
+
+    Other candidates need patches. One whose flash lower bound (flash_bound), then arena lower
+    bound (arena_bound), exceeds a limit is rejected without planning; so is one whose patch
+    search leaves no plan that could fit (unfit_arena). The patch search stops at the option
+    plan_model plans first (search_patches' settle); where that option's plan does not fit, the
+    search is made again in full. The rest are analysed with their greedy placement kept where
+    it fits (`settle`): the verdict is the planner's, as CP-SAT only makes an arena smaller
+    and flash and latency do not depend on the placement. A settled analysis that does not
+    fit for lack of SRAM is made again in full. `decided` counts the verdicts of each path.
     """
 
     def __init__(self, build: Build, limits: Limits, space: SearchSpace, input_channels: int,
@@ -326,6 +419,11 @@ class FitCheck:
         self.input_channels = input_channels
         self.classes = classes
         self.decided: Counter[str] = Counter()
+        self.tables: dict[PartKey, PartFacts] = {}
+        self.runtime = 0
+        """The runtime's flash (estimate_flash's), the same for every architecture."""
+        self.planned: dict[str, Fit] = {}
+        """`figures` by architecture key."""
 
     def analysis(self, arch: Arch) -> Analysis:
         """The full analysis of `arch` (the planner's figures for a chosen model)."""
@@ -333,20 +431,61 @@ class FitCheck:
         return analyze(graph, self.build, self.limits)
 
     def figures(self, arch: Arch) -> Fit:
-        """The planner's exact figures and verdict for `arch` (its full analysis)."""
-        return fit_of(self.analysis(arch), self.limits,
-                      macs(arch, self.space, self.input_channels, self.classes))
+        """The planner's exact figures and verdict for `arch` (its full analysis, made once)."""
+        key = arch.key()
+        if key not in self.planned:
+            self.planned[key] = fit_of(self.analysis(arch), self.limits,
+                                       macs(arch, self.space, self.input_channels,
+                                            self.classes))
+        return self.planned[key]
 
     def __call__(self, arch: Arch) -> Fit:
-        """The planner's figures and verdict for `arch`."""
+        """The figures and verdict for `arch` (see the class)."""
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
-        graph = arch_graph(arch, self.space, self.input_channels, self.classes)
+        keys = part_keys(arch, self.space)
+        if all(key in self.tables for key in keys):
+            composed = self._composed(keys, model_macs)
+            if composed.peak_ram_bytes <= self.limits.sram_bytes:
+                self.decided["tables"] += 1
+                return composed
+        graph, parts = arch_graph_parts(arch, self.space, self.input_channels, self.classes)
         cache = StepCache()
+        needs = step_needs(graph, self.build, cache)
+        if (needs and max(needs) <= self.limits.sram_bytes
+                and self.build.firmware in CORTEX_M):
+            self.decided["planner, unpatched"] += 1
+            missing = {key: ops for key, ops in zip(keys, parts, strict=True)
+                       if key not in self.tables}
+            self.tables.update(part_facts(graph, missing, self.build, cache))
+            self.runtime = _runtime(graph, target_code(self.build.firmware), self.build)
+            return self._composed(keys, model_macs)
         flash = flash_bound(graph, self.build, self.limits.flash_bytes)
         if flash > self.limits.flash_bytes:
             self.decided["flash bound"] += 1
             return Fit(0, flash, 0.0, model_macs, False, exact=False)
-        arena = arena_bound(graph, self.build, cache)
+        return self._patched(graph, cache, flash, model_macs,
+                             max(needs[_kept_from(graph):], default=0))
+
+    def _composed(self, keys: tuple[PartKey, ...], model_macs: int) -> Fit:
+        """The verdict of the parts' facts (see the class)."""
+        facts = [self.tables[key] for key in keys]
+        code = code_bytes(frozenset().union(*(fact.functions for fact in facts)),
+                          sum(fact.calls for fact in facts),
+                          sum(fact.arguments for fact in facts),
+                          target_code(self.build.firmware), self.build.firmware)
+        constants = sum(size for _, size in frozenset().union(
+            *(fact.arrays | fact.structs for fact in facts)))
+        arena = max(fact.needs for fact in facts)
+        flash = constants + code + self.runtime
+        latency = sum(latency for fact in facts for latency in fact.latencies)
+        limits = self.limits
+        fits = (arena <= limits.sram_bytes and flash <= limits.flash_bytes
+                and (limits.latency_ms is None or latency <= limits.latency_ms))
+        return Fit(arena, flash, latency, model_macs, fits, exact=False)
+
+    def _patched(self, graph: Graph, cache: StepCache, flash: int, model_macs: int,
+                 arena: int) -> Fit:
+        """The verdict of a candidate whose unpatched plan needs more SRAM than the limit."""
         if arena > self.limits.sram_bytes:
             self.decided["arena bound"] += 1
             return Fit(arena, flash, 0.0, model_macs, False, exact=False)

@@ -31,6 +31,7 @@ from mcuflow.nas.space import (
     mutate,
     sample,
     smallest,
+    stable_seed,
 )
 from mcuflow.outputs import write_file
 from mcuflow.planning import Build
@@ -245,7 +246,8 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
         if chosen is None:
             raise _unfit("no architecture of the search space fits the limits", space, fits,
                          options.limits)
-        baseline = _baseline(space, data.input_channels, data.classes, fits, options.limits)
+        baseline = _baseline(space, data.input_channels, data.classes, fits, fitcheck,
+                             options.limits)
         state.save()
         if state.supernet is None:
             report("supernet", 0, 1)
@@ -261,15 +263,6 @@ def search(split: Split, space: SearchSpace, options: SearchOptions,
 
 def _no_progress(stage: str, done: int, total: int) -> None:
     """The progress callback when the caller gives none."""
-
-
-def stable_seed(seed: int, *parts: str) -> int:
-    """A 32-bit seed from the search seed and `parts` (a SHA-256 of their text).
-
-    Every machine, process and Ray worker derives the same stream (Python's hash() is salted).
-    """
-    digest = hashlib.sha256(":".join((str(seed), *parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 class _State:
@@ -873,11 +866,12 @@ def reachable_space(space: SearchSpace, build: Build, limits: Limits, input_chan
 
 
 def _baseline(space: SearchSpace, input_channels: int, classes: int, fits: _Fits,
-              limits: Limits) -> Arch:
-    """The MobileNetV2 of the grid with the most MACs that fits.
+              fitcheck: FitCheck, limits: Limits) -> Arch:
+    """The MobileNetV2 of the grid with the most MACs that fits, by the fit check and planned.
 
     Where none fits, the slimmer ones (expansions of the space from the largest, then each
     stage at its least depth) are tried the same way, and the first slimming that fits gives it.
+    A fit check's verdict is confirmed by the full plan (FitCheck.figures).
     """
     expansions = sorted({6, *space.expansions}, reverse=True)
     for shallow in (False, True):
@@ -886,7 +880,7 @@ def _baseline(space: SearchSpace, input_channels: int, classes: int, fits: _Fits
                      for w in space.widths for r in space.resolutions]
             archs.sort(key=lambda a: (-macs(a, space, input_channels, classes), a.key()))
             for arch in archs:
-                if fits(arch).fits:
+                if fits(arch).fits and fitcheck.figures(arch).fits:
                     return arch
     raise _unfit("no width/resolution-scaled MobileNetV2 of the space fits the limits, even "
                  "at its least expansion and depth, so there is no baseline to compare with",
@@ -900,8 +894,8 @@ def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Ar
     The winner is chosen among the candidates ranked on `ranked` validation samples (winner).
 
     The candidates the result reports (the winner, the Pareto front) and the baseline get
-    their full analysis's figures (FitCheck.figures, once per architecture): a fit check may
-    give an upper bound of a fitting candidate's arena.
+    their full analysis's figures (FitCheck.figures): a fit check may give a bound of a fitting
+    candidate's arena. A winner whose full plan does not fit gives way to the next.
     """
     candidates = [Candidate(arch, fit, state.accuracy[key])
                   for key, (arch, fit) in sorted(state.fits.items()) if key in state.accuracy]
@@ -909,22 +903,31 @@ def _result(space: SearchSpace, state: _State, chosen: SpaceChoice, baseline: Ar
     assert state.spaces is not None and state.supernet is not None
     speed = state.fit_checks / state.fit_seconds if state.fit_seconds > 0 else 0.0
 
-    figures: dict[str, Fit] = {}
-
     def exact(candidate: Candidate) -> Candidate:
-        key = candidate.arch.key()
-        if key not in figures:
-            figures[key] = fitcheck.figures(candidate.arch)
-        return dataclasses.replace(candidate, fit=figures[key])
+        return dataclasses.replace(candidate, fit=fitcheck.figures(candidate.arch))
 
     return SearchResult(space=space, spaces=state.spaces, chosen=chosen,
-                        best=exact(winner(candidates, ranked)),
+                        best=_planned_winner(candidates, ranked, exact),
                         pareto=tuple(map(exact, pareto_front(candidates))),
                         generations=tuple(state.generations),
                         baseline=baseline, baseline_fit=fitcheck.figures(baseline),
                         supernet_state=state.supernet, evaluated=len(candidates),
                         fit_checks=state.fit_checks, fit_checks_per_second=speed,
                         fingerprint=state.fingerprint, ranked_samples=ranked)
+
+
+def _planned_winner(candidates: list[Candidate], ranked: int,
+                    exact: Callable[[Candidate], Candidate]) -> Candidate:
+    """The winner among `candidates` whose full plan fits, with its full figures."""
+    left = list(candidates)
+    while left:
+        chosen = winner(left, ranked)
+        planned = exact(chosen)
+        if planned.fit.fits:
+            return planned
+        left.remove(chosen)
+    raise McuflowError("no candidate the search evaluated fits the limits once fully planned",
+                       "raise --sram-budget or --flash-budget, or search longer (--minutes)")
 
 
 def pareto_front(candidates: Iterable[Candidate]) -> tuple[Candidate, ...]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -12,6 +14,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.ir.builder import GraphBuilder
 from mcuflow.ir.enums import Activation, Padding
 from mcuflow.ir.graph import Graph
+from mcuflow.ir.quantization import QuantParams
 
 RELU6 = Activation.RELU6
 
@@ -310,6 +313,11 @@ def _paddings(size: int, kernel: int, stride: int) -> set[Padding]:
     return matching
 
 
+BOUNDARY = QuantParams.per_tensor(0.05, 0)
+"""The quantisation of every part's output in arch_graph: a part's constants and requantisation
+then depend on its own key alone (part_keys), however the parts before it ran."""
+
+
 class _Net:
     """Builds the family's layers as mcuflow's PTQ imports a torch export of them.
 
@@ -377,6 +385,11 @@ class _Net:
         y = self.conv(y, block.out_channels, 1, 1, Activation.NONE)
         return self.b.add(x, self.series(y)) if block.residual else y
 
+    def bound(self, x: str) -> str:
+        """`x`, a part's output, with the quantisation every part's output has (BOUNDARY)."""
+        self.b.graph.tensors[x] = replace(self.b.graph.tensors[x], quant=BOUNDARY)
+        return x
+
     def classifier(self, x: str, classes: int) -> str:
         pooled = self.b.mean(self.image(x), (1, 2), keep_dims=True)
         channels = self.shape(pooled)[3]
@@ -397,19 +410,84 @@ class _Net:
         self.b.graph.tensors[flat] = replace(self.b.graph.tensors[flat], shape=shape)
 
 
+def stable_seed(seed: int, *parts: str) -> int:
+    """A 32-bit seed from the search seed and `parts` (a SHA-256 of their text).
+
+    Every machine, process and Ray worker derives the same stream (Python's hash() is salted).
+    """
+    digest = hashlib.sha256(":".join((str(seed), *parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+PartKey = tuple[object, ...]
+"""What decides the ops of one part of an architecture's graph and their tensors' shapes."""
+
+
+def part_keys(arch: Arch, space: SearchSpace) -> tuple[PartKey, ...]:
+    """The keys of the parts arch_graph builds, in order: the stem, each block, the head.
+
+    A part's ops, their attributes and their tensors' shapes follow from its key alone (for
+    the FitCheck's input channels and classes): the stem's from the width and input size; a
+    block's from the Block, its input's (rows, columns) and whether a series arrives in the
+    (1, T, C) form of a residual ADD; the head's (head layer and classifier) from the width,
+    the last block's channels, its size and form. Only weights and scales differ.
+    The last item counts the parts of that key before it: arch_graph_parts draws each part's
+    weights and scales from a generator seeded with its key (part_seed) and quantises its output
+    as BOUNDARY, so a part's values are the same in every architecture that has it, and two
+    equal parts of one differ.
+    """
+    size = _plane(space, arch.resolution)
+    keys: list[tuple[object, ...]] = [("stem", float(arch.width), size)]
+    size = _shrink(size, space.stem_stride, space.dims)
+    channels, added = make_divisible(space.stem_channels * arch.width), False
+    for block in blocks(arch, space):
+        keys.append(("block", block, size, added))
+        size = _shrink(size, block.stride, space.dims)
+        channels, added = block.out_channels, space.dims == 1 and block.residual
+    keys.append(("head", float(arch.width), channels, size, added))
+    seen: Counter[tuple[object, ...]] = Counter()
+    numbered = []
+    for key in keys:
+        numbered.append((*key, seen[key]))
+        seen[key] += 1
+    return tuple(numbered)
+
+
+def part_seed(key: PartKey) -> int:
+    """The seed of a part's weights and scales: stable_seed of its key's text."""
+    return stable_seed(0, repr(key))
+
+
 def arch_graph(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> Graph:
     """The int8 graph of `arch` as mcuflow's PTQ builds it from the torch subnet's ONNX.
 
     Batch norms are folded and ReLU6 fused; weights are random per-channel int8 (the fit
-    check needs shapes, not values). Images enter as (1, R, columns, C), series as (1, T, C).
+    check needs shapes, not values), each part's drawn from its own seed (part_keys).
+    Images enter as (1, R, columns, C), series as (1, T, C).
     """
+    return arch_graph_parts(arch, space, input_channels, classes)[0]
+
+
+def arch_graph_parts(arch: Arch, space: SearchSpace, input_channels: int, classes: int
+                     ) -> tuple[Graph, tuple[range, ...]]:
+    """arch_graph, and the ops of each of its parts (in the order of part_keys)."""
     net = _Net(space, f"nas_{arch.key()}")
+    ops = net.b.graph.operators
+    keys = iter(part_keys(arch, space))
+    starts = [0]
     shape = (1, *space.input_size(arch.resolution), input_channels)
     x = net.b.input(shape, 1.0 / 255.0, -128)
-    x = net.conv(x, make_divisible(space.stem_channels * arch.width), 3, space.stem_stride,
-                 RELU6)
+    net.b.rng = np.random.default_rng(part_seed(next(keys)))
+    x = net.bound(net.conv(x, make_divisible(space.stem_channels * arch.width), 3,
+                           space.stem_stride, RELU6))
     for block in blocks(arch, space):
-        x = net.block(x, block)
+        starts.append(len(ops))
+        net.b.rng = np.random.default_rng(part_seed(next(keys)))
+        x = net.bound(net.block(x, block))
+    starts.append(len(ops))
+    net.b.rng = np.random.default_rng(part_seed(next(keys)))
     if space.head_channels > 0:
         x = net.conv(x, make_divisible(space.head_channels * arch.width), 1, 1, RELU6)
-    return net.b.output(net.classifier(x, classes)).build()
+    graph = net.b.output(net.classifier(x, classes)).build()
+    ends = [*starts[1:], len(graph.operators)]
+    return graph, tuple(range(start, end) for start, end in zip(starts, ends, strict=True))
