@@ -6,6 +6,7 @@ import functools
 import math
 import sys
 import tempfile
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -321,9 +322,12 @@ def _kernels_serving(kind: OpKind, int16: bool, dsp: bool) -> frozenset[str]:
 
 def _runtime(graph: Graph, code: TargetCode, build: Build) -> int:
     """The runtime bytes estimate_flash adds for the build's application."""
-    tensors = len(graph.inputs) + len(graph.outputs)
-    return (code.runtime.get(build.io, 0) + code.slack
-            + code.per_tensor * max(tensors - 2, 0))
+    return _runtime_bytes(len(graph.inputs) + len(graph.outputs), code, build)
+
+
+def _runtime_bytes(tensors: int, code: TargetCode, build: Build) -> int:
+    """The runtime bytes estimate_flash adds for a graph of `tensors` inputs and outputs."""
+    return code.runtime.get(build.io, 0) + code.slack + code.per_tensor * max(tensors - 2, 0)
 
 
 @dataclass(frozen=True)
@@ -420,10 +424,13 @@ class FitCheck:
         self.classes = classes
         self.decided: Counter[str] = Counter()
         self.tables: dict[PartKey, PartFacts] = {}
-        self.runtime = 0
-        """The runtime's flash (estimate_flash's), the same for every architecture."""
+        self.runtime = (_runtime_bytes(2, target_code(build.firmware), build)
+                        if build.firmware in CORTEX_M else 0)
+        """The runtime's flash (estimate_flash's) of arch_graph's one input and one output."""
         self.planned: dict[str, Fit] = {}
         """`figures` by architecture key."""
+        self.token = uuid.uuid4().hex
+        """Names this fit check in its copies (a Ray worker keeps one: search.check_fit)."""
 
     def analysis(self, arch: Arch) -> Analysis:
         """The full analysis of `arch` (the planner's figures for a chosen model)."""
@@ -439,15 +446,37 @@ class FitCheck:
                                             self.classes))
         return self.planned[key]
 
+    def composed(self, arch: Arch) -> Fit | None:
+        """The verdict of `arch`'s parts, where the tables hold them all and its needs fit.
+
+        None where a part is missing or the needs are over the SRAM limit (see the class).
+        """
+        keys = part_keys(arch, self.space)
+        if not all(key in self.tables for key in keys):
+            return None
+        fit = self._composed(keys, macs(arch, self.space, self.input_channels, self.classes))
+        if fit.peak_ram_bytes > self.limits.sram_bytes:
+            return None
+        self.decided["tables"] += 1
+        return fit
+
+    def parts_of(self, arch: Arch) -> dict[PartKey, PartFacts]:
+        """The facts the tables hold of `arch`'s parts (for another copy's `learn`)."""
+        return {key: self.tables[key] for key in part_keys(arch, self.space)
+                if key in self.tables}
+
+    def learn(self, facts: dict[PartKey, PartFacts]) -> None:
+        """Add parts another copy of this fit check recorded (parts_of) to the tables."""
+        for key, fact in facts.items():
+            self.tables.setdefault(key, fact)
+
     def __call__(self, arch: Arch) -> Fit:
         """The figures and verdict for `arch` (see the class)."""
+        known = self.composed(arch)
+        if known is not None:
+            return known
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
         keys = part_keys(arch, self.space)
-        if all(key in self.tables for key in keys):
-            composed = self._composed(keys, model_macs)
-            if composed.peak_ram_bytes <= self.limits.sram_bytes:
-                self.decided["tables"] += 1
-                return composed
         graph, parts = arch_graph_parts(arch, self.space, self.input_channels, self.classes)
         cache = StepCache()
         needs = step_needs(graph, self.build, cache)
@@ -457,7 +486,6 @@ class FitCheck:
             missing = {key: ops for key, ops in zip(keys, parts, strict=True)
                        if key not in self.tables}
             self.tables.update(part_facts(graph, missing, self.build, cache))
-            self.runtime = _runtime(graph, target_code(self.build.firmware), self.build)
             return self._composed(keys, model_macs)
         flash = flash_bound(graph, self.build, self.limits.flash_bytes)
         if flash > self.limits.flash_bytes:

@@ -20,9 +20,10 @@ import numpy as np
 
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import TRAIN_BATCH, Dataset, Split, resize
-from mcuflow.nas.fitcheck import Fit, FitCheck, Limits
+from mcuflow.nas.fitcheck import Fit, FitCheck, Limits, PartFacts
 from mcuflow.nas.space import (
     Arch,
+    PartKey,
     SearchSpace,
     crossover,
     default_space,
@@ -392,6 +393,7 @@ class _Fits:
     """
 
     def __init__(self, fitcheck: FitCheck, state: _State, pool: Pool) -> None:
+        self.fitcheck = fitcheck
         self.shared = (pool.share(fitcheck),)
         self.state = state
         self.pool = pool
@@ -401,22 +403,53 @@ class _Fits:
         return self.all([arch])[0]
 
     def all(self, archs: Sequence[Arch]) -> list[Fit]:
-        """The fit of each arch; those not checked yet are checked in one parallel batch."""
+        """The fit of each arch; those not checked yet are checked in one parallel batch.
+
+        Those whose parts the fit check's tables all hold are composed here; the others go to
+        the pool, and the parts their checks recorded join the tables.
+        """
         new = list({a.key(): a for a in archs if a.key() not in self.state.fits}.values())
-        if new:
-            checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in new])
-            self.state.fit_seconds += sum(seconds for _, seconds in checked)
-            self.state.fit_checks += len(new)
-            self.state.fits.update((a.key(), (a, fit))
-                                   for a, (fit, _) in zip(new, checked, strict=True))
+        found: dict[str, Fit] = {}
+        for arch in new:
+            started = time.perf_counter()
+            fit = self.fitcheck.composed(arch)
+            self.state.fit_seconds += time.perf_counter() - started
+            if fit is not None:
+                found[arch.key()] = fit
+        missing = [arch for arch in new if arch.key() not in found]
+        if missing:
+            checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in missing])
+            for arch, (fit, seconds, facts) in zip(missing, checked, strict=True):
+                self.fitcheck.learn(facts)
+                self.state.fit_seconds += seconds
+                found[arch.key()] = fit
+        self.state.fit_checks += len(new)
+        self.state.fits.update((arch.key(), (arch, found[arch.key()])) for arch in new)
         return [self.state.fits[arch.key()][1] for arch in archs]
 
 
-def check_fit(fitcheck: FitCheck, arch: Arch) -> tuple[Fit, float]:
-    """One fit check, a unit of work of a worker, and the seconds it took."""
+def check_fit(fitcheck: FitCheck, arch: Arch
+              ) -> tuple[Fit, float, dict[PartKey, PartFacts]]:
+    """One fit check, a unit of work of a worker: the fit, its seconds and the arch's parts.
+
+    A Ray task gets its own copy of `fitcheck`: the worker keeps the copy its last check used
+    (_kept_fitcheck), so the parts it recorded serve the worker's next checks.
+    """
     started = time.perf_counter()
-    fit = fitcheck(arch)
-    return fit, time.perf_counter() - started
+    kept = _kept_fitcheck(fitcheck)
+    fit = kept(arch)
+    return fit, time.perf_counter() - started, kept.parts_of(arch)
+
+
+_KEPT: list[FitCheck] = []
+"""The fit check this process ran last (check_fit)."""
+
+
+def _kept_fitcheck(fitcheck: FitCheck) -> FitCheck:
+    """The fit check this process kept for the same search as `fitcheck`, else `fitcheck`."""
+    if not _KEPT or _KEPT[0].token != fitcheck.token:
+        _KEPT[:] = [fitcheck]
+    return _KEPT[0]
 
 
 def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
