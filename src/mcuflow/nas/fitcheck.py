@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 import tempfile
 import uuid
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mcuflow.analysis.metrics import analyze as metrics_analyze
-from mcuflow.codegen.context import ConstantPool, EmitContext, LayerCode, c_type_of
+from mcuflow.codegen.context import ConstantPool, EmitContext, c_type_of
 from mcuflow.codegen.emit import emit_step, portable_arrays
 from mcuflow.codegen.flash import array_flash_bytes, code_bytes, kernel_calls, struct_bytes
 from mcuflow.codegen.project import generate_project
@@ -40,8 +41,8 @@ from mcuflow.nas.space import (
     PartKey,
     SearchSpace,
     arch_graph,
-    arch_graph_parts,
     macs,
+    part_graph,
     part_keys,
     smallest,
 )
@@ -202,19 +203,11 @@ def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> i
     needs every step. An arena never is below the needs of its order (schedule.evaluate).
     The planning problem's step work goes to `cache` when given (see StepCache).
     """
-    return max(step_needs(graph, build, cache)[_kept_from(graph):], default=0)
-
-
-def step_needs(graph: Graph, build: Build, cache: StepCache | None = None) -> list[int]:
-    """The bytes live at each step of a chain `graph` run unpatched (empty for other graphs).
-
-    Those of the baseline's planning problem in the graph's order (schedule.evaluate), whose
-    most is the unpatched plan's lower bound. The step work goes to `cache` (see StepCache).
-    """
     if not is_chain(graph):
-        return []
+        return 0
     problem = build_problem(graph, dsp=build.dsp, cache=cache)
-    return evaluate(problem, list(range(len(graph.operators))))[1]
+    needs = evaluate(problem, list(range(len(graph.operators))))[1]
+    return max(needs[_kept_from(graph):], default=0)
 
 
 def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
@@ -336,8 +329,8 @@ class PartFacts:
 
     `needs`: the most bytes live at one of its steps (the plan's step_bytes). `arrays` and
     `structs`: its constant arrays and `static const` structs, each as (identity, flash bytes),
-    the identity what makes two of them one in the constant pool (an array named in a struct's
-    fields stands for its identity, so structs of equal arrays are one). `functions`: the
+    the identity what makes two of them one in the constant pool (an array a struct's field
+    names stands for its identity, so structs of equal arrays are one). `functions`: the
     kernels its steps call, in `calls` calls that pass `arguments` arguments. `latencies`: the
     cost model's estimate of each step.
     """
@@ -351,44 +344,44 @@ class PartFacts:
     latencies: tuple[float, ...]
 
 
-def part_facts(graph: Graph, parts: dict[PartKey, range], build: Build,
-               cache: StepCache | None = None) -> dict[PartKey, PartFacts]:
-    """The PartFacts of `parts` (their ops, by key) of a chain `graph` planned unpatched.
+def part_facts(graph: Graph, build: Build) -> PartFacts:
+    """The PartFacts of a part alone (nas.space.part_graph) planned on a Cortex-M build.
 
-    For a Cortex-M build. The plan runs the graph's order with the first greedy placement
-    kept (the facts do not depend on the placement); each part's steps are emitted with a
-    constant pool of their own; the latencies are those mcuflow's analysis reports for the
-    kernels the steps call. The planning problem comes from `cache` when it holds it.
+    The plan runs the graph's order with the first greedy placement kept (the facts do not
+    depend on the placement); the latencies are those mcuflow's analysis reports for the
+    kernels the steps call.
     """
-    problem = build_problem(graph, dsp=build.dsp, cache=cache)
-    plan = plan_memory(graph, dsp=build.dsp, problem=problem, enough=sys.maxsize)
-    code = target_code(build.firmware)
-    emitted: dict[int, LayerCode] = {}
-    pools = {}
-    for key, ops in parts.items():
-        pool = pools[key] = ConstantPool()
-        emitted.update((index, emit_step(EmitContext(graph, plan, plan.steps[index], index,
-                                                     pool, dsp=build.dsp))) for index in ops)
-    kernels = [emitted[index].functions if index in emitted else None
-               for index in range(len(plan.steps))]
+    plan = plan_memory(graph, dsp=build.dsp, enough=sys.maxsize)
+    code, pool = target_code(build.firmware), ConstantPool()
+    layers = [emit_step(EmitContext(graph, plan, step, index, pool, dsp=build.dsp))
+              for index, step in enumerate(plan.steps)]
     report = metrics_analyze(graph, build.board, plan.order, plan.arena_bytes,
-                             planned=planned_steps(plan), kernels=kernels)
-    facts = {}
-    for key, ops in parts.items():
-        layers, pool = [emitted[index] for index in ops], pools[key]
-        identity = {array.symbol: ConstantPool.identity(array.ctype, array.values)
-                    for array in pool.arrays}
-        facts[key] = PartFacts(
-            max(plan.step_bytes[index] for index in ops),
-            frozenset((identity[array.symbol], array_flash_bytes(array.nbytes))
-                      for array in pool.arrays),
-            frozenset(((ctype, tuple((name, identity.get(value, value))
-                                     for name, value in fields)),
-                       struct_bytes(ctype, code, build.firmware))
-                      for ctype, fields in pool.structs),
-            frozenset().union(*(layer.functions for layer in layers)),
-            *kernel_calls(layers), tuple(report.layers[index].latency_ms for index in ops))
-    return facts
+                             planned=planned_steps(plan),
+                             kernels=[layer.functions for layer in layers])
+    identity = {array.symbol: ConstantPool.identity(array.ctype, array.values)
+                for array in pool.arrays}
+    return PartFacts(
+        max(plan.step_bytes),
+        frozenset((identity[array.symbol], array_flash_bytes(array.nbytes))
+                  for array in pool.arrays),
+        frozenset(((ctype, tuple((name, _named(value, identity)) for name, value in fields)),
+                   struct_bytes(ctype, code, build.firmware))
+                  for ctype, fields in pool.structs),
+        frozenset().union(*(layer.functions for layer in layers)), *kernel_calls(layers),
+        tuple(layer.latency_ms for layer in report.layers))
+
+
+_WORD = re.compile(r"(\w+)")
+
+
+def _named(value: int | str, identity: dict[str, object]) -> object:
+    """A struct field's value, each array symbol it names (in a cast, say) as its identity.
+
+    Symbols are numbered per graph; identities are the same in every graph.
+    """
+    if not isinstance(value, str):
+        return value
+    return tuple(identity.get(word, word) for word in _WORD.split(value))
 
 
 class FitCheck:
@@ -400,10 +393,11 @@ class FitCheck:
     within the SRAM limit, the verdict is that of its parts' facts (PartFacts) composed: the
     most needs, the flash of their constants, of the kernels they call (each once) and of the
     run function and runtime, the sum of their latencies. Parts met before come from `tables`;
-    a candidate with a part not met yet is planned unpatched and its parts are recorded. So
-    the verdict does not depend on which candidates came before, nor on the worker checking
-    it. The arena is the needs bound, which the planner's arena meets on chains (the tests
-    check it): the search plans in full (`figures`) every candidate it reports.
+    a part not met yet is planned alone (nas.space.part_graph: its values, and the input it
+    reads, are those it has in every architecture) and recorded. So the verdict does not
+    depend on which candidates came before, nor on the worker checking it. The arena is the
+    needs bound, which the planner's arena meets on these chains (the tests check it): the
+    search plans in full (`figures`) the candidates it reports.
 
     Other candidates need patches. One whose flash lower bound (flash_bound), then arena lower
     bound (arena_bound), exceeds a limit is rejected without planning; so is one whose patch
@@ -476,23 +470,23 @@ class FitCheck:
         if known is not None:
             return known
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
-        keys = part_keys(arch, self.space)
-        graph, parts = arch_graph_parts(arch, self.space, self.input_channels, self.classes)
+        if self.build.firmware in CORTEX_M:
+            keys = part_keys(arch, self.space)
+            for key in (key for key in keys if key not in self.tables):
+                self.tables[key] = part_facts(
+                    part_graph(key, self.space, self.input_channels, self.classes), self.build)
+            composed = self._composed(keys, model_macs)
+            if composed.peak_ram_bytes <= self.limits.sram_bytes:
+                self.decided["parts planned"] += 1
+                return composed
+        graph = arch_graph(arch, self.space, self.input_channels, self.classes)
         cache = StepCache()
-        needs = step_needs(graph, self.build, cache)
-        if (needs and max(needs) <= self.limits.sram_bytes
-                and self.build.firmware in CORTEX_M):
-            self.decided["planner, unpatched"] += 1
-            missing = {key: ops for key, ops in zip(keys, parts, strict=True)
-                       if key not in self.tables}
-            self.tables.update(part_facts(graph, missing, self.build, cache))
-            return self._composed(keys, model_macs)
         flash = flash_bound(graph, self.build, self.limits.flash_bytes)
         if flash > self.limits.flash_bytes:
             self.decided["flash bound"] += 1
             return Fit(0, flash, 0.0, model_macs, False, exact=False)
         return self._patched(graph, cache, flash, model_macs,
-                             max(needs[_kept_from(graph):], default=0))
+                             arena_bound(graph, self.build, cache))
 
     def _composed(self, keys: tuple[PartKey, ...], model_macs: int) -> Fit:
         """The verdict of the parts' facts (see the class)."""

@@ -313,9 +313,11 @@ def _paddings(size: int, kernel: int, stride: int) -> set[Padding]:
     return matching
 
 
-BOUNDARY = QuantParams.per_tensor(0.05, 0)
-"""The quantisation of every part's output in arch_graph: a part's constants and requantisation
-then depend on its own key alone (part_keys), however the parts before it ran."""
+INPUT_QUANT = (1.0 / 255.0, -128)
+"""The (scale, zero point) of arch_graph's input."""
+BOUNDARY = (0.05, 0)
+"""The (scale, zero point) of every part's output in arch_graph: a part's constants and
+requantisation then depend on its own key alone (part_keys), however the parts before it ran."""
 
 
 class _Net:
@@ -326,8 +328,25 @@ class _Net:
     """
 
     def __init__(self, space: SearchSpace, name: str) -> None:
+        self.space = space
         self.dims = space.dims
         self.b = GraphBuilder(name, 0)
+
+    def part(self, x: str, key: PartKey, classes: int) -> str:
+        """The part of `key` (part_keys) built on `x`, its values drawn from its own seed.
+
+        A stem's or block's output is quantised as BOUNDARY; the head's is the logits.
+        """
+        self.b.rng = np.random.default_rng(part_seed(key))
+        space, kind = self.space, key[0]
+        if kind == "stem":
+            return self.bound(self.conv(x, make_divisible(space.stem_channels * key[1]), 3,
+                                        space.stem_stride, RELU6))
+        if kind == "block":
+            return self.bound(self.block(x, key[1]))
+        if space.head_channels > 0:
+            x = self.conv(x, make_divisible(space.head_channels * key[1]), 1, 1, RELU6)
+        return self.classifier(x, classes)
 
     def shape(self, x: str) -> tuple[int, ...]:
         return self.b.graph.tensors[x].shape
@@ -387,7 +406,8 @@ class _Net:
 
     def bound(self, x: str) -> str:
         """`x`, a part's output, with the quantisation every part's output has (BOUNDARY)."""
-        self.b.graph.tensors[x] = replace(self.b.graph.tensors[x], quant=BOUNDARY)
+        self.b.graph.tensors[x] = replace(self.b.graph.tensors[x],
+                                          quant=QuantParams.per_tensor(*BOUNDARY))
         return x
 
     def classifier(self, x: str, classes: int) -> str:
@@ -465,29 +485,27 @@ def arch_graph(arch: Arch, space: SearchSpace, input_channels: int, classes: int
     check needs shapes, not values), each part's drawn from its own seed (part_keys).
     Images enter as (1, R, columns, C), series as (1, T, C).
     """
-    return arch_graph_parts(arch, space, input_channels, classes)[0]
-
-
-def arch_graph_parts(arch: Arch, space: SearchSpace, input_channels: int, classes: int
-                     ) -> tuple[Graph, tuple[range, ...]]:
-    """arch_graph, and the ops of each of its parts (in the order of part_keys)."""
     net = _Net(space, f"nas_{arch.key()}")
-    ops = net.b.graph.operators
-    keys = iter(part_keys(arch, space))
-    starts = [0]
-    shape = (1, *space.input_size(arch.resolution), input_channels)
-    x = net.b.input(shape, 1.0 / 255.0, -128)
-    net.b.rng = np.random.default_rng(part_seed(next(keys)))
-    x = net.bound(net.conv(x, make_divisible(space.stem_channels * arch.width), 3,
-                           space.stem_stride, RELU6))
-    for block in blocks(arch, space):
-        starts.append(len(ops))
-        net.b.rng = np.random.default_rng(part_seed(next(keys)))
-        x = net.bound(net.block(x, block))
-    starts.append(len(ops))
-    net.b.rng = np.random.default_rng(part_seed(next(keys)))
-    if space.head_channels > 0:
-        x = net.conv(x, make_divisible(space.head_channels * arch.width), 1, 1, RELU6)
-    graph = net.b.output(net.classifier(x, classes)).build()
-    ends = [*starts[1:], len(graph.operators)]
-    return graph, tuple(range(start, end) for start, end in zip(starts, ends, strict=True))
+    x = net.b.input((1, *space.input_size(arch.resolution), input_channels), *INPUT_QUANT)
+    for key in part_keys(arch, space):
+        x = net.part(x, key, classes)
+    return net.b.output(x).build()
+
+
+def part_graph(key: PartKey, space: SearchSpace, input_channels: int, classes: int) -> Graph:
+    """The part of `key` alone, as arch_graph builds it: its input is the graph's input.
+
+    That input has the shape and quantisation the part reads in arch_graph: the model's input
+    for the stem; else the BOUNDARY-quantised output of the part before, its channels and size
+    in the key (a series in the (1, T, C) form after a residual ADD).
+    """
+    kind, size = key[0], key[2] if key[0] != "head" else key[3]
+    if kind == "stem":
+        series = space.dims == 1
+        shape, quant = (1, *size[series:], input_channels), INPUT_QUANT
+    else:
+        channels = key[1].in_channels if kind == "block" else key[2]
+        series = key[3] if kind == "block" else key[4]
+        shape, quant = (1, *size[series:], channels), BOUNDARY
+    net = _Net(space, f"nas_{kind}")
+    return net.b.output(net.part(net.b.input(shape, *quant), key, classes)).build()
