@@ -450,11 +450,10 @@ def part_keys(arch: Arch, space: SearchSpace) -> tuple[PartKey, ...]:
     the FitCheck's input channels and classes): the stem's from the width and input size; a
     block's from the Block, its input's (rows, columns) and whether a series arrives in the
     (1, T, C) form of a residual ADD; the head's (head layer and classifier) from the width,
-    the last block's channels, its size and form. Only weights and scales differ.
-    The last item counts the parts of that key before it: arch_graph_parts draws each part's
-    weights and scales from a generator seeded with its key (part_seed) and quantises its output
-    as BOUNDARY, so a part's values are the same in every architecture that has it, and two
-    equal parts of one differ.
+    the last block's channels, its size and form. The last item counts the parts of that key
+    before it. arch_graph draws each part's weights and scales from a generator seeded with
+    its key (part_seed) and quantises its output as BOUNDARY, so a part's values are the same
+    in every architecture that has it, and two equal parts of one differ.
     """
     size = _plane(space, arch.resolution)
     keys: list[tuple[object, ...]] = [("stem", float(arch.width), size)]
