@@ -7,8 +7,8 @@ import math
 import re
 import sys
 import tempfile
-import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -423,8 +423,6 @@ class FitCheck:
         """The runtime's flash (estimate_flash's) of arch_graph's one input and one output."""
         self.planned: dict[str, Fit] = {}
         """`figures` by architecture key."""
-        self.token = uuid.uuid4().hex
-        """Names this fit check in its copies (a Ray worker keeps one: search.check_fit)."""
 
     def analysis(self, arch: Arch) -> Analysis:
         """The full analysis of `arch` (the planner's figures for a chosen model)."""
@@ -440,6 +438,25 @@ class FitCheck:
                                             self.classes))
         return self.planned[key]
 
+    @property
+    def composes(self) -> bool:
+        """True when verdicts are composed from parts (a Cortex-M build: see the class)."""
+        return self.build.firmware in CORTEX_M
+
+    def missing_parts(self, archs: Sequence[Arch]) -> list[PartKey]:
+        """The parts of `archs` the tables lack, each once, in order of first use."""
+        keys = (key for arch in archs for key in part_keys(arch, self.space))
+        return list(dict.fromkeys(key for key in keys if key not in self.tables))
+
+    def plan_part(self, key: PartKey) -> PartFacts:
+        """The facts of the part `key`, planned alone (nas.space.part_graph)."""
+        return part_facts(part_graph(key, self.space, self.input_channels, self.classes),
+                          self.build)
+
+    def record(self, key: PartKey, facts: PartFacts) -> None:
+        """Add a part's facts (plan_part's, made by any copy of this fit check) to the tables."""
+        self.tables.setdefault(key, facts)
+
     def composed(self, arch: Arch) -> Fit | None:
         """The verdict of `arch`'s parts, where the tables hold them all and its needs fit.
 
@@ -451,34 +468,22 @@ class FitCheck:
         fit = self._composed(keys, macs(arch, self.space, self.input_channels, self.classes))
         if fit.peak_ram_bytes > self.limits.sram_bytes:
             return None
-        self.decided["tables"] += 1
+        self.decided["parts"] += 1
         return fit
-
-    def parts_of(self, arch: Arch) -> dict[PartKey, PartFacts]:
-        """The facts the tables hold of `arch`'s parts (for another copy's `learn`)."""
-        return {key: self.tables[key] for key in part_keys(arch, self.space)
-                if key in self.tables}
-
-    def learn(self, facts: dict[PartKey, PartFacts]) -> None:
-        """Add parts another copy of this fit check recorded (parts_of) to the tables."""
-        for key, fact in facts.items():
-            self.tables.setdefault(key, fact)
 
     def __call__(self, arch: Arch) -> Fit:
         """The figures and verdict for `arch` (see the class)."""
-        known = self.composed(arch)
-        if known is not None:
-            return known
+        if self.composes:
+            for key in self.missing_parts([arch]):
+                self.record(key, self.plan_part(key))
+            known = self.composed(arch)
+            if known is not None:
+                return known
+        return self.in_full(arch)
+
+    def in_full(self, arch: Arch) -> Fit:
+        """The verdict of `arch`'s graph: a bound's, the patch search's or the planner's."""
         model_macs = macs(arch, self.space, self.input_channels, self.classes)
-        if self.build.firmware in CORTEX_M:
-            keys = part_keys(arch, self.space)
-            for key in (key for key in keys if key not in self.tables):
-                self.tables[key] = part_facts(
-                    part_graph(key, self.space, self.input_channels, self.classes), self.build)
-            composed = self._composed(keys, model_macs)
-            if composed.peak_ram_bytes <= self.limits.sram_bytes:
-                self.decided["parts planned"] += 1
-                return composed
         graph = arch_graph(arch, self.space, self.input_channels, self.classes)
         cache = StepCache()
         flash = flash_bound(graph, self.build, self.limits.flash_bytes)

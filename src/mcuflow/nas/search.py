@@ -403,12 +403,19 @@ class _Fits:
         return self.all([arch])[0]
 
     def all(self, archs: Sequence[Arch]) -> list[Fit]:
-        """The fit of each arch; those not checked yet are checked in one parallel batch.
+        """The fit of each arch; those not checked yet are checked in parallel batches.
 
-        Those whose parts the fit check's tables all hold are composed here; the others go to
-        the pool, and the parts their checks recorded join the tables.
+        On a build that composes verdicts, the parts of the new archs that the fit check's
+        tables lack are planned in one batch, each once; the archs whose needs then fit are
+        composed here, and the rest are checked in full in one batch (FitCheck.in_full).
         """
         new = list({a.key(): a for a in archs if a.key() not in self.state.fits}.values())
+        if self.fitcheck.composes:
+            missing = self.fitcheck.missing_parts(new)
+            planned = self.pool.map(plan_part, self.shared, [(key,) for key in missing])
+            for key, (facts, seconds) in zip(missing, planned, strict=True):
+                self.fitcheck.record(key, facts)
+                self.state.fit_seconds += seconds
         found: dict[str, Fit] = {}
         for arch in new:
             started = time.perf_counter()
@@ -416,40 +423,28 @@ class _Fits:
             self.state.fit_seconds += time.perf_counter() - started
             if fit is not None:
                 found[arch.key()] = fit
-        missing = [arch for arch in new if arch.key() not in found]
-        if missing:
-            checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in missing])
-            for arch, (fit, seconds, facts) in zip(missing, checked, strict=True):
-                self.fitcheck.learn(facts)
-                self.state.fit_seconds += seconds
-                found[arch.key()] = fit
+        rest = [arch for arch in new if arch.key() not in found]
+        checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in rest])
+        for arch, (fit, seconds) in zip(rest, checked, strict=True):
+            self.state.fit_seconds += seconds
+            found[arch.key()] = fit
         self.state.fit_checks += len(new)
         self.state.fits.update((arch.key(), (arch, found[arch.key()])) for arch in new)
         return [self.state.fits[arch.key()][1] for arch in archs]
 
 
-def check_fit(fitcheck: FitCheck, arch: Arch
-              ) -> tuple[Fit, float, dict[PartKey, PartFacts]]:
-    """One fit check, a unit of work of a worker: the fit, its seconds and the arch's parts.
-
-    A Ray task gets its own copy of `fitcheck`: the worker keeps the copy its last check used
-    (_kept_fitcheck), so the parts it recorded serve the worker's next checks.
-    """
+def plan_part(fitcheck: FitCheck, key: PartKey) -> tuple[PartFacts, float]:
+    """One part planned alone, a unit of work of a worker, and the seconds it took."""
     started = time.perf_counter()
-    kept = _kept_fitcheck(fitcheck)
-    fit = kept(arch)
-    return fit, time.perf_counter() - started, kept.parts_of(arch)
+    facts = fitcheck.plan_part(key)
+    return facts, time.perf_counter() - started
 
 
-_KEPT: list[FitCheck] = []
-"""The fit check this process ran last (check_fit)."""
-
-
-def _kept_fitcheck(fitcheck: FitCheck) -> FitCheck:
-    """The fit check this process kept for the same search as `fitcheck`, else `fitcheck`."""
-    if not _KEPT or _KEPT[0].token != fitcheck.token:
-        _KEPT[:] = [fitcheck]
-    return _KEPT[0]
+def check_fit(fitcheck: FitCheck, arch: Arch) -> tuple[Fit, float]:
+    """One fit check of a graph in full, a unit of work of a worker, and the seconds it took."""
+    started = time.perf_counter()
+    fit = fitcheck.in_full(arch)
+    return fit, time.perf_counter() - started
 
 
 def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
