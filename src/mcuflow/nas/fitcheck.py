@@ -62,6 +62,11 @@ class Limits:
     flash_bytes: int
     latency_ms: float | None = None
 
+    def allow(self, arena_bytes: int, flash_bytes: int, latency_ms: float) -> bool:
+        """True when an arena, a flash and a latency are all within the limits."""
+        return (arena_bytes <= self.sram_bytes and flash_bytes <= self.flash_bytes
+                and (self.latency_ms is None or latency_ms <= self.latency_ms))
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -75,8 +80,8 @@ class Fit:
     exact: bool = True
     """False when a figure is a bound (see FitCheck). Where the planner's needs of the
     unpatched plan are within the SRAM limit, the figures are its parts' (PartFacts):
-    `peak_ram_bytes` the needs (the arena's lower bound), `flash_bytes` an upper bound
-    (no array shared between steps), `latency_ms` the cost model's. Where a patched candidate
+    `peak_ram_bytes` the needs (the arena's lower bound), `flash_bytes` and `latency_ms` the
+    planner's and the cost model's. Where a patched candidate
     fits, `peak_ram_bytes` is an upper bound of the planner's arena (a greedy placement that
     fits is kept) and the rest are the planner's. Where it does not, `peak_ram_bytes` and
     `flash_bytes` are lower bounds: where a bound rejected it before its plans were made,
@@ -166,9 +171,8 @@ def analyze(graph: Graph, build: Build, limits: Limits, cache: StepCache | None 
 def fit_of(analysis: Analysis, limits: Limits, model_macs: int, exact: bool = True) -> Fit:
     """The figures and verdict of a full analysis under `limits`."""
     report = analysis.report
-    fits = (analysis.fits and analysis.plan.arena_bytes <= limits.sram_bytes
-            and report.flash_bytes <= limits.flash_bytes
-            and (limits.latency_ms is None or report.latency_ms_estimate <= limits.latency_ms))
+    fits = analysis.fits and limits.allow(analysis.plan.arena_bytes, report.flash_bytes,
+                                          report.latency_ms_estimate)
     return Fit(analysis.plan.arena_bytes, report.flash_bytes, report.latency_ms_estimate,
                model_macs, fits, exact)
 
@@ -490,29 +494,7 @@ class FitCheck:
         if flash > self.limits.flash_bytes:
             self.decided["flash bound"] += 1
             return Fit(0, flash, 0.0, model_macs, False, exact=False)
-        return self._patched(graph, cache, flash, model_macs,
-                             arena_bound(graph, self.build, cache))
-
-    def _composed(self, keys: tuple[PartKey, ...], model_macs: int) -> Fit:
-        """The verdict of the parts' facts (see the class)."""
-        facts = [self.tables[key] for key in keys]
-        code = code_bytes(frozenset().union(*(fact.functions for fact in facts)),
-                          sum(fact.calls for fact in facts),
-                          sum(fact.arguments for fact in facts),
-                          target_code(self.build.firmware), self.build.firmware)
-        constants = sum(size for _, size in frozenset().union(
-            *(fact.arrays | fact.structs for fact in facts)))
-        arena = max(fact.needs for fact in facts)
-        flash = constants + code + self.runtime
-        latency = sum(latency for fact in facts for latency in fact.latencies)
-        limits = self.limits
-        fits = (arena <= limits.sram_bytes and flash <= limits.flash_bytes
-                and (limits.latency_ms is None or latency <= limits.latency_ms))
-        return Fit(arena, flash, latency, model_macs, fits, exact=False)
-
-    def _patched(self, graph: Graph, cache: StepCache, flash: int, model_macs: int,
-                 arena: int) -> Fit:
-        """The verdict of a candidate whose unpatched plan needs more SRAM than the limit."""
+        arena = arena_bound(graph, self.build, cache)
         if arena > self.limits.sram_bytes:
             self.decided["arena bound"] += 1
             return Fit(arena, flash, 0.0, model_macs, False, exact=False)
@@ -534,3 +516,18 @@ class FitCheck:
             return replace(fit, peak_ram_bytes=settled.plan.lower_bound_bytes)
         return fit_of(analyze(graph, self.build, self.limits, cache, search), self.limits,
                       model_macs)
+
+    def _composed(self, keys: tuple[PartKey, ...], model_macs: int) -> Fit:
+        """The verdict of the parts' facts (see the class)."""
+        facts = [self.tables[key] for key in keys]
+        code = code_bytes(frozenset().union(*(fact.functions for fact in facts)),
+                          sum(fact.calls for fact in facts),
+                          sum(fact.arguments for fact in facts),
+                          target_code(self.build.firmware), self.build.firmware)
+        constants = sum(size for _, size in frozenset().union(
+            *(fact.arrays | fact.structs for fact in facts)))
+        arena = max(fact.needs for fact in facts)
+        flash = constants + code + self.runtime
+        latency = sum(latency for fact in facts for latency in fact.latencies)
+        return Fit(arena, flash, latency, model_macs, self.limits.allow(arena, flash, latency),
+                   exact=False)
