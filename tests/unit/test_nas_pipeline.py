@@ -25,7 +25,13 @@ from mcuflow.nas.pipeline import (
     paired,
     run_search,
 )
-from mcuflow.nas.search import SearchOptions, budget_for, mobilenet_v2, worker_pool
+from mcuflow.nas.search import (
+    SearchOptions,
+    budget_for,
+    mobilenet_v2,
+    ranking_samples,
+    worker_pool,
+)
 from mcuflow.nas.space import Arch, default_space, smallest
 from mcuflow.ref.interpreter import Interpreter
 from tests.support import litert_interpreter, litert_invoke
@@ -66,8 +72,8 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert sum(space["chosen"] for space in data["spaces"]) == 1
     assert data["class_labels"] == [str(label) for label in load_digits().target_names]
     assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
-    epochs = data["epochs"]  # the baseline sees as many epochs as the found model in all
-    assert epochs["baseline"] == epochs["supernet"] + epochs["final"] > epochs["final"]
+    epochs = data["epochs"]  # from scratch, as many epochs as the supernet and fine-tuning
+    assert epochs["scratch"] == epochs["supernet"] + epochs["final"] > epochs["final"]
     page = (out / "report.html").read_text()
     assert "<script" not in page and page.count("<svg") == 3
 
@@ -166,12 +172,36 @@ def test_images_keep_their_aspect(tmp_path: Path) -> None:
 def test_float_model_agrees_with_onnxruntime(searched: tuple[SearchReport, Path],
                                              test_split: Dataset) -> None:
     report, out = searched
-    session = ort.InferenceSession(str(out / "model.onnx"))
-    x = onnx_layout(test_split.x, report.found.arch, test_split.dims)
+    accuracy = _onnx_accuracy(out / "model.onnx", report.found.arch, test_split)
+    assert abs(accuracy - report.found.float_accuracy) <= 1 / len(test_split.y) + 1e-9
+
+
+def _onnx_accuracy(path: Path, arch: Arch, data: Dataset) -> float:
+    """Top-1 accuracy of a float ONNX model on `data`, by onnxruntime."""
+    session = ort.InferenceSession(str(path))
+    x = onnx_layout(data.x, arch, data.dims)
     name = session.get_inputs()[0].name
     logits = np.concatenate([session.run(None, {name: sample[None]})[0] for sample in x])
-    accuracy = float(np.mean(logits.argmax(axis=1) == test_split.y))
-    assert abs(accuracy - report.found.float_accuracy) <= 1 / len(test_split.y) + 1e-9
+    return float(np.mean(logits.argmax(axis=1) == data.y))
+
+
+def test_each_model_deploys_its_start_of_higher_validation_accuracy(
+        searched: tuple[SearchReport, Path]) -> None:
+    """Each model deploys its start that scored highest on the ranked validation samples.
+
+    Both starts of the winner (the supernet holds it) were tried; the deployed ONNX scores
+    there, by onnxruntime, as the report says.
+    """
+    report, out = searched
+    result = report.result
+    ranked = ranking_samples(split(load_dataset("digits"), SEED), result.space, result.chosen,
+                             SEED)
+    assert len(ranked.y) == result.ranked_samples
+    assert set(report.found.val_accuracies) == {"supernet", "scratch"}
+    for model, onnx in ((report.found, "model.onnx"), (report.baseline, "baseline.onnx")):
+        assert model.val_accuracies[model.start] == max(model.val_accuracies.values())
+        accuracy = _onnx_accuracy(out / onnx, model.arch, ranked)
+        assert abs(accuracy - model.val_accuracies[model.start]) <= 1 / len(ranked.y) + 1e-9
 
 
 def test_found_model_fits_and_runs_bit_exact_on_qemu(searched: tuple[SearchReport, Path]

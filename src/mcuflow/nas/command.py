@@ -31,7 +31,7 @@ from mcuflow.nas.search import SearchOptions
 
 STAGES = {"space": "search-space optimisation (fit checks)", "supernet": "training the supernet",
           "evolution": "evolutionary search (generations)",
-          "deploy": "fine-tune, baseline, PTQ, QEMU"}
+          "deploy": "training, PTQ, QEMU"}
 """What each stage the search reports is called on the progress bars."""
 
 
@@ -96,9 +96,10 @@ def search_command(
     it, and an evolution ranks the candidates that pass mcuflow's fit
     check (SRAM, flash, latency) by validation accuracy. The winner, the
     candidate of most MACs within a standard error of the best, is
-    fine-tuned, quantised by mcuflow's PTQ, compared with a MobileNetV2
-    scaled to fit and trained for as long, and run on QEMU linked in the
-    board's memory.
+    fine-tuned from the supernet and trained from scratch (the start of
+    higher validation accuracy is kept), quantised by mcuflow's PTQ,
+    compared with a MobileNetV2 scaled to fit and trained alike, and run
+    on QEMU linked in the board's memory.
     """
     build = api.build_for(board, board_file)
     saved = checkpoint or default_checkpoint(out_dir)
@@ -163,7 +164,8 @@ def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions) 
             ("peak RAM", lambda m: f"{m.fit.peak_ram_bytes:,} B"),
             ("flash", lambda m: f"{m.fit.flash_bytes:,} B"),
             ("latency (estimated)", lambda m: f"{m.fit.latency_ms:.2f} ms"),
-            ("fits", lambda m: "yes" if m.fit.fits else "[red]no[/]"))
+            ("fits", lambda m: "yes" if m.fit.fits else "[red]no[/]"),
+            ("trained from", lambda m: escape(m.training())))
     for name, cell in rows:
         table.add_row(name, cell(found), cell(baseline))
     console.print(table)

@@ -101,7 +101,8 @@ def _comparison(report: SearchReport) -> str:
             row("peak RAM (B)", lambda m: f"{m.fit.peak_ram_bytes:,}"),
             row("flash (B)", lambda m: f"{m.fit.flash_bytes:,}"),
             row("latency (ms, estimated)", lambda m: f"{m.fit.latency_ms:.2f}"),
-            row("fits the limits", lambda m: "yes" if m.fit.fits else "no")]
+            row("fits the limits", lambda m: "yes" if m.fit.fits else "no"),
+            row("trained from", lambda m: m.training())]
     qemu = report.qemu
     verdict = ('<span class=good>bit-exact</span>' if qemu.bit_exact
                else '<span class=bad>MISMATCH</span>')
@@ -112,8 +113,9 @@ def _comparison(report: SearchReport) -> str:
             f"{qemu.runs} random inputs, {qemu.instructions:,} instructions per inference "
             f"(about {qemu.estimated_ms:.2f} ms on the board), flash {qemu.flash_bytes:,} B, "
             f"RAM {qemu.ram_bytes:,} B.</p>"
-            "<p class=note>Both models see the same epochs of training data: the found one "
-            "in the supernet and then fine-tuned, the baseline from scratch for both together. "
+            "<p class=note>Each model is trained from scratch for the supernet's and the "
+            "fine-tuning's epochs together, and, where the supernet holds it, fine-tuned from "
+            "the supernet's weights; the start of higher validation accuracy is deployed. "
             "Both are quantised by mcuflow's PTQ on the same calibration samples and scored on "
             "the held-out test split.</p>")
 
@@ -142,7 +144,7 @@ def _pareto(report: SearchReport) -> str:
                       f"within a standard error of the best on {report.result.ranked_samples:,} "
                       "validation samples; RAM, flash and latency as the fit check "
                       "planned each architecture, with stand-in int8 weights (the found model's "
-                      "figures below are its deployed weights', after fine-tuning and PTQ)")
+                      "figures below are its deployed weights', after training and PTQ)")
 
 
 def _search_figures(report: SearchReport) -> str:
@@ -186,7 +188,7 @@ def pareto_figure(report: SearchReport) -> Figure:
     front = sorted(report.result.pareto, key=lambda candidate: candidate.fit.macs)
     axes.plot([c.fit.macs for c in front], [100 * c.accuracy for c in front], "o-",
               color="#555555", label="Pareto front (val, supernet weights)")
-    _mark(axes, report.found, "*", _FOUND_COLOUR, "found (test, int8, fine-tuned)")
+    _mark(axes, report.found, "*", _FOUND_COLOUR, "found (test, int8, trained)")
     _mark(axes, report.baseline, "s", _BASELINE_COLOUR, "baseline (test, int8, trained)")
     plain_log_scale(axes, "x")
     axes.set_xlabel("MACs")

@@ -56,9 +56,9 @@ class Budget:
     generations: int
     mutation_probability: float
     final_epochs: int
-    """Training of each final model: the winner fine-tuned from the supernet's weights, the
-    baseline from scratch. The same for both, so that the architectures are compared; the
-    supernet is the search's own cost."""
+    """Fine-tuning of each final model from the supernet's weights; from scratch, a model
+    trains for these and the supernet's epochs together (pipeline.training_jobs). The same for
+    the found model and the baseline, so that the architectures are compared."""
     recalibration_batches: int
 
 
