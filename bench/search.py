@@ -5,8 +5,8 @@ For digits and MNIST-1D on NUCLEO-F091RC (32 KB SRAM, 256 KB flash) and bench/bo
 (16 KB SRAM, 64 KB flash), both Cortex-M0: int8 test accuracy of the found model and of the
 baseline trained for as long, McNemar's exact p of their test answers (pipeline.Paired),
 peak RAM, flash and latency (mcuflow's analysis), QEMU
-bit-exactness, fit checks per second per core (the checks over the sum of their own times, on
-whichever worker ran them) and the search's wall-clock time
+bit-exactness, fit checks per second per core (the checks over the sum of their own CPU
+times, on whichever worker ran them) and the search's wall-clock time
 (printed only: results never depend on it). Then the 1-vs-2-workers identity check: the same
 tiny search on 1 and on 2 Ray workers must write the same models and report.
 """

@@ -388,8 +388,9 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 class _Fits:
     """FitCheck run by the pool, cached by arch key, counting and timing the checks it runs.
 
-    The time is each check's own, taken on the core that ran it: the sum over checks gives
-    the rate per core, whatever the number of workers and their dispatch overhead.
+    The time is each check's own CPU time (time.process_time of the process that ran it):
+    the sum over checks gives the rate per core, whatever the number of workers, their
+    dispatch overhead, and the other processes sharing the cores.
     """
 
     def __init__(self, fitcheck: FitCheck, state: _State, pool: Pool) -> None:
@@ -418,9 +419,9 @@ class _Fits:
                 self.state.fit_seconds += seconds
         found: dict[str, Fit] = {}
         for arch in new:
-            started = time.perf_counter()
+            started = time.process_time()
             fit = self.fitcheck.composed(arch)
-            self.state.fit_seconds += time.perf_counter() - started
+            self.state.fit_seconds += time.process_time() - started
             if fit is not None:
                 found[arch.key()] = fit
         rest = [arch for arch in new if arch.key() not in found]
@@ -435,16 +436,16 @@ class _Fits:
 
 def plan_part(fitcheck: FitCheck, key: PartKey) -> tuple[PartFacts, float]:
     """One part planned alone, a unit of work of a worker, and the seconds it took."""
-    started = time.perf_counter()
+    started = time.process_time()
     facts = fitcheck.plan_part(key)
-    return facts, time.perf_counter() - started
+    return facts, time.process_time() - started
 
 
 def check_fit(fitcheck: FitCheck, arch: Arch) -> tuple[Fit, float]:
     """One fit check of a graph in full, a unit of work of a worker, and the seconds it took."""
-    started = time.perf_counter()
+    started = time.process_time()
     fit = fitcheck.in_full(arch)
-    return fit, time.perf_counter() - started
+    return fit, time.process_time() - started
 
 
 def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
