@@ -402,15 +402,18 @@ class TrainedModels:
                 pool: Pool) -> list[nn.Module]:
         """The models of `jobs`: loaded as a matching earlier run saved them, or trained.
 
-        Those to train are trained by the pool at once (train_job): with two workers, the
-        winner and the baseline train side by side, each as it would alone.
+        Those to train are trained by the pool at once (train_job), each as it would alone,
+        the most epochs first: two workers given two trainings from scratch and then two
+        fine-tunings finish together, where in the jobs' order one would train two from
+        scratch after each other.
         """
         from mcuflow.nas import supernet
 
         train = parts.train
         models = [job.network(space, train.input_channels, train.classes) for job in jobs]
         states = [self._saved(job) for job in jobs]
-        missing = [index for index, state in enumerate(states) if state is None]
+        missing = sorted((index for index, state in enumerate(states) if state is None),
+                         key=lambda index: -jobs[index].epochs)
         trained = pool.map(train_job, (pool.share(parts), space),
                            [(jobs[i],) for i in missing]) if missing else []
         for index, state in zip(missing, trained, strict=True):
