@@ -309,13 +309,13 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
     arch, base = result.best.arch, result.baseline
     epochs = TrainingEpochs(*(training_epochs(row, parts, space, result.chosen)
                               for row in (budget.supernet_epochs, budget.final_epochs)))
-    jobs = {role: training_jobs(role, model, epochs, result, options.seed)
-            for role, model in (("winner", arch), ("baseline", base))}
+    ours = training_jobs("winner", arch, epochs, result, options.seed)
+    theirs = training_jobs("baseline", base, epochs, result, options.seed)
     saved = TrainedModels(options.checkpoint, options.resume, result.fingerprint)
-    models = iter(saved.trained([*jobs["winner"], *jobs["baseline"]], parts, space, pool))
+    models = saved.trained([*ours, *theirs], parts, space, pool)
     ranked = ranking_samples(parts, space, result.chosen, options.seed)
-    winner, baseline = (_better(role_jobs, [next(models) for _ in role_jobs], ranked)
-                        for role_jobs in jobs.values())
+    winner = _better(ours, models[:len(ours)], ranked)
+    baseline = _better(theirs, models[len(ours):], ranked)
     step(1)
     test = at_most(parts.test, TEST_SAMPLES, options.seed, "test")
     with tempfile.TemporaryDirectory(prefix="mcuflow-search-") as scratch:
