@@ -6,9 +6,11 @@ For digits and MNIST-1D on NUCLEO-F091RC (32 KB SRAM, 256 KB flash) and bench/bo
 baseline trained for as long, McNemar's exact p of their test answers (pipeline.Paired),
 peak RAM, flash and latency (mcuflow's analysis), QEMU
 bit-exactness, fit checks per second per core (the checks over the sum of their own CPU
-times, on whichever worker ran them) and the search's wall-clock time
-(printed only: results never depend on it). Then the 1-vs-2-workers identity check: the same
-tiny search on 1 and on 2 Ray workers must write the same models and report.
+times, on whichever worker ran them), the start each final model kept (its weights trained
+from scratch or fine-tuned from the supernet, whichever scored higher on validation) and the
+search's wall-clock time (printed only: results never depend on it). Then the
+1-vs-2-workers identity check: the same tiny search on 1 and on 2 Ray workers must write the
+same models and report.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class Row:
     qemu_instructions: int | None = None
     fit_checks_per_second: float | None = None
     found_arch: str | None = None
+    found_start: str | None = None
+    baseline_start: str | None = None
+    wall_minutes: float | None = None
     error: str | None = None
 
 
@@ -72,8 +77,9 @@ def measure(dataset: str, board: str, args: argparse.Namespace, scratch: Path) -
     except McuflowError as error:
         row.error = error.message
         return row
+    row.wall_minutes = (time.perf_counter() - start) / 60
     print(f"{dataset} on {board}: search and deployment took "
-          f"{time.perf_counter() - start:,.0f} s (wall clock)", file=sys.stderr)
+          f"{60 * row.wall_minutes:,.0f} s (wall clock)", file=sys.stderr)
     return fill(row, report)
 
 
@@ -89,6 +95,7 @@ def fill(row: Row, report: SearchReport) -> Row:
     row.qemu_bit_exact, row.qemu_instructions = report.qemu.bit_exact, report.qemu.instructions
     row.fit_checks_per_second = report.result.fit_checks_per_second
     row.found_arch = found.arch.key()
+    row.found_start, row.baseline_start = found.start, baseline.start
     return row
 
 
@@ -136,6 +143,8 @@ def print_table(rows: list[Row]) -> None:
               f"{row.found_latency_ms:.0f}/{row.baseline_latency_ms:.0f} {qemu:>9} "
               f"{_num(row.fit_checks_per_second):>9}")
         print(f"{'':23} found: {row.found_arch}")
+        print(f"{'':23} trained from: found {row.found_start}, baseline {row.baseline_start}; "
+              f"{row.wall_minutes:.1f} min wall clock")
 
 
 def main() -> None:

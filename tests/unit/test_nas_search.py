@@ -109,7 +109,12 @@ def planner_fits(arch, space, parts, options) -> bool:
 
 def test_budget_table_grows_with_minutes_and_refuses_nonsense():
     tiny, default, goal = budget_for(1), budget_for(10), budget_for(20)
-    assert budget_for(0.5) == tiny and budget_for(15) == default and budget_for(600) == goal
+    assert budget_for(0.5) == tiny and budget_for(15) == default
+    longer = budget_for(40)
+    assert (longer.supernet_epochs, longer.final_epochs) == (
+        2 * goal.supernet_epochs, 2 * goal.final_epochs)
+    assert dataclasses.replace(longer, supernet_epochs=goal.supernet_epochs,
+                               final_epochs=goal.final_epochs) == goal
     for small, large in ((tiny, default), (default, goal)):
         assert all(getattr(large, f.name) >= getattr(small, f.name)
                    for f in dataclasses.fields(small) if f.name != "mutation_probability")

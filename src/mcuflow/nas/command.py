@@ -67,7 +67,8 @@ def search_command(
     minutes: Annotated[
         float, typer.Option("--minutes", help="Size of the search: a fixed table of epochs, "
                             "samples and generations that takes about this long on 2 cores (1: "
-                            "a tiny search, 20: the largest). Never a timer: the result depends "
+                            "a tiny search, 20: the largest search; above 20 the training's "
+                            "epochs grow in proportion). Never a timer: the result depends "
                             "only on the data, the options and --seed.")
     ] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice.")] = 0,
