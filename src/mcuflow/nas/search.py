@@ -62,8 +62,9 @@ class Budget:
     recalibration_batches: int
 
 
-# (minutes, budget) rows: --minutes takes the largest row it reaches (below 1: the first), so
-# the row's minutes bound the whole `mcuflow search`. Sized from single-thread CPU costs on
+# (minutes, budget) rows: --minutes takes the largest row it reaches (below 1: the first; above
+# the last, that row training longer: budget_for), so the row's minutes bound the whole
+# `mcuflow search`. Sized from single-thread CPU costs on
 # sklearn digits at width 0.75, resolution 16 (the space tiny16k's SRAM favours): a fit check
 # 0.05-0.5 s, a supernet (sandwich) epoch 8 s, a candidate evaluation 0.3 s, a plain training
 # epoch 1.5 s; with --workers 2 fit checks and evaluations run two at a time. The 20-minute
@@ -89,7 +90,7 @@ _BUDGETS: tuple[tuple[float, Budget], ...] = (
 
 
 def budget_for(minutes: float) -> Budget:
-    """The budget of `--minutes`: the largest row of a fixed table it reaches, not a timer.
+    """The budget of `--minutes`: the largest row of a fixed table it reaches, never a timer.
 
     Rows at 1 (the tests' tiny search; also below 1), 5, 10 (the default) and 20 minutes (the
     issue's goal: the whole search within 20 minutes on 2 cores with --workers 2). Above the
