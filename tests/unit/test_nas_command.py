@@ -75,6 +75,19 @@ def test_resume_without_a_checkpoint_says_the_search_starts_afresh(
     assert "none.npz" in error
 
 
+@pytest.mark.parametrize(("layout", "message"), [
+    ("series", "--layout series does not apply to digits: it holds images"),
+    ("rows", "'rows' is not one of 'auto', 'images', 'series'")])
+def test_a_layout_that_does_not_apply_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path, layout: str,
+                                                  message: str) -> None:
+    line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board",
+                                         "nucleo-f091rc", "--layout", layout, "--minutes", "1",
+                                         "-o", str(tmp_path / "out")]))
+    assert message in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_board_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = _error_line(*run_cli(capsys, ["search", "--data", "digits", "--board", "no-such",
                                          "-o", str(tmp_path / "out")]))
@@ -120,5 +133,5 @@ def test_python_m_mcuflow_has_the_search_command() -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     for option in ("--data", "--board", "--sram-budget", "--flash-budget", "--latency-ms",
-                   "--minutes", "--workers", "--ray-address", "--resume", "--json"):
+                   "--minutes", "--workers", "--ray-address", "--resume", "--json", "--layout"):
         assert option in done.stdout

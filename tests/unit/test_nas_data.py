@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import LabelEncoder
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, load_dataset, resize, split
+from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, split
 
 pytest.importorskip("torch")
 
@@ -108,6 +108,46 @@ def test_npz_with_one_hot_labels_and_uint8_pixels(tmp_path: Path) -> None:
     grey = (x[..., 0] * 255).astype(np.uint8)
     np.savez(tmp_path / "grey.npz", x=grey, y=y)
     np.testing.assert_allclose(load_dataset(str(tmp_path / "grey.npz")).x[..., 0], grey / 255.0)
+
+
+def test_layout_reads_three_axes_as_grey_images_or_as_series(tmp_path: Path) -> None:
+    """scikit-learn's digits saved as they come (float64 N x 8 x 8, 0..16), and uint8 series."""
+    digits = load_digits()
+    np.savez(tmp_path / "digits.npz", x=digits.images, y=digits.target)
+    path = str(tmp_path / "digits.npz")
+    images = load_dataset(path, Layout.IMAGES)
+    np.testing.assert_array_equal(images.x, digits.images[..., None].astype(np.float32))
+    assert (images.dims, images.sample_form()) == (2, "8 x 8 images of 1 channel")
+    series = load_dataset(path)
+    assert (series.dims, series.x.shape[1:], series.sample_form()) == (
+        1, (8, 8), "series of 8 steps of 8 channels")
+    assert load_dataset(path, Layout.SERIES).x.shape == series.x.shape
+    counts = (digits.images * 15).astype(np.uint8)
+    np.savez(tmp_path / "counts.npz", x=counts, y=digits.target)
+    assert load_dataset(str(tmp_path / "counts.npz")).dims == 2
+    read = load_dataset(str(tmp_path / "counts.npz"), Layout.SERIES)
+    np.testing.assert_allclose(read.x, counts / 255.0)
+    assert read.dims == 1
+
+
+@pytest.mark.parametrize(("shape", "layout", "message"), [
+    ((10, 6), Layout.IMAGES, r"x of shape \(10, 6\) is not images: they are N x H x W x C"),
+    ((10, 4, 4, 1), Layout.SERIES, r"is not series: they are N x T x C, or N x T"),
+])
+def test_layout_refuses_shapes_it_does_not_read(tmp_path: Path, shape: tuple[int, ...],
+                                                layout: Layout, message: str) -> None:
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random(shape), y=np.arange(10) % 2)
+    with pytest.raises(McuflowError, match=message) as caught:
+        load_dataset(str(tmp_path / "x.npz"), layout)
+    assert "--layout" in caught.value.hint
+
+
+def test_layout_must_not_contradict_the_built_in_data() -> None:
+    with pytest.raises(McuflowError, match="--layout series does not apply to digits: it "
+                       "holds images") as caught:
+        load_dataset("digits", Layout.SERIES)
+    assert caught.value.hint
+    assert load_dataset("digits", Layout.IMAGES).dims == 2
 
 
 @pytest.mark.parametrize(("arrays", "message"), [

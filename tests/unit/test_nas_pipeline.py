@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
-from mcuflow.nas.data import Dataset, load_dataset, resize, split
+from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, split
 from mcuflow.nas.fitcheck import firmware_reserve, limits_for
 from mcuflow.nas.pipeline import (
     SearchReport,
@@ -71,6 +71,8 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert len(data["generations"]) == budget_for(1).generations
     assert sum(space["chosen"] for space in data["spaces"]) == 1
     assert data["class_labels"] == [str(label) for label in load_digits().target_names]
+    rows, columns = load_digits().images.shape[1:]
+    assert (data["layout"], data["sample_shape"]) == ("images", [rows, columns, 1])
     assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
     epochs = data["epochs"]  # from scratch, as many epochs as the supernet and fine-tuning
     assert epochs["scratch"] == epochs["supernet"] + epochs["final"] > epochs["final"]
@@ -154,16 +156,21 @@ def test_mcnemar_exact_p_values() -> None:
 
 
 def test_images_keep_their_aspect(tmp_path: Path) -> None:
-    """Digits' middle 8 x 4 columns: the found model reads R x R/2 images, LiteRT-exact."""
+    """Digits' middle 8 x 4 columns: the found model reads R x R/2 images, LiteRT-exact.
+
+    Saved as float N x 8 x 4, which --layout images reads as grey images (auto: as series).
+    """
     torch.set_num_threads(1)
     digits = load_dataset("digits")
-    np.savez(tmp_path / "halves.npz", x=digits.x[:, :, 2:6], y=digits.y)
+    np.savez(tmp_path / "halves.npz", x=digits.x[:, :, 2:6, 0], y=digits.y)
     build = api.build_for(BOARD)
     options = SearchOptions(build, limits_for(build, None, None, None), minutes=1, seed=SEED)
-    report = run_search(str(tmp_path / "halves.npz"), options, tmp_path / "out")
+    report = run_search(str(tmp_path / "halves.npz"), options, tmp_path / "out",
+                        layout=Layout.IMAGES)
+    assert (report.layout, report.sample_form()) == (Layout.IMAGES, "8 x 4 images of 1 channel")
     resolution = report.found.arch.resolution
     assert report.result.space.input_size(resolution) == (resolution, resolution // 2)
-    test = split(load_dataset(str(tmp_path / "halves.npz")), SEED).test
+    test = split(load_dataset(str(tmp_path / "halves.npz"), Layout.IMAGES), SEED).test
     assert resize(test.x, resolution, 2).shape[1:] == (resolution, resolution // 2, 1)
     _check_int8_model(report, tmp_path / "out", test)
     assert report.qemu.bit_exact and report.found.fit.fits

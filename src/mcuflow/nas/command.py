@@ -24,6 +24,7 @@ from rich.table import Table
 from mcuflow import api
 from mcuflow.cli import BoardFileOption, JsonOption, app, console
 from mcuflow.errors import McuflowError
+from mcuflow.nas.data import Layout
 from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import Deployed, SearchReport, check_output, report_json, run_search
 from mcuflow.nas.report import describe
@@ -51,6 +52,12 @@ def search_command(
     ],
     board: Annotated[str, typer.Option("--board", "-b", help="Board id (see `mcuflow boards`).")],
     board_file: BoardFileOption = None,
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="How an .npz's x is read: images (N x H x W x "
+                             "C, or N x H x W grey images of any type), series (N x T x C, or "
+                             "N x T) or auto (N x H x W x C and uint8 N x H x W are images, "
+                             "the rest series).", case_sensitive=False)
+    ] = Layout.AUTO,
     sram_budget: Annotated[
         int | None, typer.Option("--sram-budget", help="Bytes of SRAM the model may use "
                                  "(default: the board's).")
@@ -112,11 +119,11 @@ def search_command(
         Console(stderr=True).print(f"no checkpoint at {escape(str(saved))}: the search starts "
                                    "afresh", highlight=False, soft_wrap=True)
     with _progress(as_json) as progress:
-        report = run_search(data, options, out_dir, progress)
+        report = run_search(data, options, out_dir, progress, layout)
     if as_json:
         sys.stdout.write(report_json(report))
     else:
-        _print_summary(report, out_dir, options)
+        _print_summary(report, out_dir, options, layout)
 
 
 def default_checkpoint(out_dir: Path) -> Path:
@@ -151,9 +158,19 @@ def _progress(as_json: bool) -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
-def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions) -> None:
-    """The found model beside the baseline, the QEMU check and the files written."""
+def _layout_hint(report: SearchReport, layout: Layout) -> str:
+    """Where --layout auto read N x T x C series: how to read them as grey images instead."""
+    if layout is Layout.AUTO and report.layout is Layout.SERIES and report.sample_shape[-1] > 1:
+        return " (x read as N x T x C; --layout images reads N x H x W grey images)"
+    return ""
+
+
+def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
+                   layout: Layout) -> None:
+    """The data, the found model beside the baseline, the QEMU check and the files written."""
     found, baseline, qemu = report.found, report.baseline, report.qemu
+    console.print(f"data: {report.samples:,} samples, {escape(report.sample_form())}, "
+                  f"{report.classes} classes{_layout_hint(report, layout)}", highlight=False)
     table = Table(title=f"{report.dataset} on {report.board}: found vs baseline")
     for column in ("", "found", "baseline"):
         table.add_column(column, justify="left" if not column else "right")

@@ -7,6 +7,7 @@ import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,17 @@ MNIST1D_SEED = 42
 """The generator seed of MNIST-1D (the package's default: the published dataset)."""
 TRAIN_BATCH = 64
 """Samples per training batch (a training split is trained in batches of this many)."""
+
+
+class Layout(Enum):
+    """How an .npz's x is read (--layout): its axes after the samples' N."""
+
+    AUTO = "auto"
+    """N x H x W x C images, uint8 N x H x W grey images, N x T x C or N x T series."""
+    IMAGES = "images"
+    """N x H x W x C images or N x H x W grey images, whatever the type of x."""
+    SERIES = "series"
+    """N x T x C series or N x T series of one channel, whatever the type of x."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +76,26 @@ class Dataset:
         """Channels per pixel or time step."""
         return int(self.x.shape[-1])
 
+    @property
+    def layout(self) -> Layout:
+        """IMAGES or SERIES: how the samples were read."""
+        return Layout.IMAGES if self.dims == 2 else Layout.SERIES
+
+    def sample_form(self) -> str:
+        """One sample in words (sample_form)."""
+        return sample_form(self.layout, self.x.shape[1:])
+
     def subset(self, indices: np.ndarray) -> Dataset:
         """The samples at `indices` (same name, class count and labels)."""
         return Dataset(self.name, self.x[indices], self.y[indices], self.classes, self.labels)
+
+
+def sample_form(layout: Layout, shape: tuple[int, ...]) -> str:
+    """One sample of `shape` (H x W x C or T x C) in words, e.g. '8 x 8 images of 1 channel'."""
+    channels = f"{shape[-1]} channel{'' if shape[-1] == 1 else 's'}"
+    if layout is Layout.IMAGES:
+        return f"{shape[0]} x {shape[1]} images of {channels}"
+    return f"series of {shape[0]} steps of {channels}"
 
 
 @dataclass(frozen=True)
@@ -78,20 +107,29 @@ class Split:
     test: Dataset
 
 
-def load_dataset(spec: str) -> Dataset:
-    """"digits", "mnist1d", a .npz file with x and y, or a folder of one sub-folder per class."""
-    if spec == "digits":
-        return _digits()
-    if spec == "mnist1d":
-        return _mnist1d()
+def load_dataset(spec: str, layout: Layout = Layout.AUTO) -> Dataset:
+    """"digits", "mnist1d", a .npz file with x and y, or a folder of one sub-folder per class.
+
+    `layout` says how an .npz's x is read; the others have theirs, which it must not contradict.
+    """
     path = Path(spec)
-    if path.is_dir():
-        return _image_folder(path)
-    if path.suffix == ".npz" and path.is_file():
-        return _npz(path)
-    raise McuflowError(f"no dataset {spec!r}",
-                       "give digits, mnist1d, a .npz file with x and y, or a folder with one "
-                       "sub-folder of images per class")
+    if spec not in ("digits", "mnist1d") and path.suffix == ".npz" and path.is_file():
+        return _npz(path, layout)
+    if spec == "digits":
+        data = _digits()
+    elif spec == "mnist1d":
+        data = _mnist1d()
+    elif path.is_dir():
+        data = _image_folder(path)
+    else:
+        raise McuflowError(f"no dataset {spec!r}",
+                           "give digits, mnist1d, a .npz file with x and y, or a folder with "
+                           "one sub-folder of images per class")
+    if layout not in (Layout.AUTO, data.layout):
+        raise McuflowError(f"--layout {layout.value} does not apply to {spec}: it holds "
+                           f"{data.layout.value}", "--layout chooses how an .npz's x is read; "
+                           "drop it for this data")
+    return data
 
 
 def split(dataset: Dataset, seed: int) -> Split:
@@ -159,7 +197,7 @@ def _mnist1d() -> Dataset:
     return Dataset("mnist1d", x, y, 10)
 
 
-def _npz(path: Path) -> Dataset:
+def _npz(path: Path, layout: Layout) -> Dataset:
     hint = "write it with numpy.savez(path, x=..., y=...)"
     try:
         with path.open("rb") as file:
@@ -176,22 +214,33 @@ def _npz(path: Path) -> Dataset:
             x, y = arrays["x"], arrays["y"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise McuflowError(f"cannot read {path}: {error}", hint) from error
-    return _checked(path, path.stem, _samples(path, x), *_labels(path, y, len(x)))
+    return _checked(path, path.stem, _samples(path, x, layout), *_labels(path, y, len(x)))
 
 
-def _samples(path: Path, x: np.ndarray) -> np.ndarray:
+SHAPES = {Layout.IMAGES: "N x H x W x C, or N x H x W for grey images",
+          Layout.SERIES: "N x T x C, or N x T for one channel"}
+"""The shapes of x each layout reads, as the user is told them."""
+
+
+def _samples(path: Path, x: np.ndarray, layout: Layout) -> np.ndarray:
     """x as float32 samples with a channel axis; uint8 is pixels, scaled to [0, 1].
 
-    N x T is a series of one channel, and so is uint8 N x H x W an image of one (grey
-    pixels, as Keras keeps MNIST); other N x T x C arrays are series.
+    Read as `layout` says; AUTO reads N x H x W x C and uint8 N x H x W (grey pixels, as Keras
+    keeps MNIST) as images, N x T and other N x T x C arrays as series.
     """
     if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4) or 0 in x.shape[1:]:
         raise McuflowError(f"{path}: x is {x.dtype} of shape {x.shape}",
                            "x must be numbers shaped N x H x W x C (images) or N x T x C "
                            "(series; N x T for one channel, uint8 N x H x W for grey images)")
     pixels = x.dtype == np.uint8
+    if layout is Layout.AUTO:
+        layout = Layout.IMAGES if x.ndim == 4 or (pixels and x.ndim == 3) else Layout.SERIES
+    least = 3 if layout is Layout.IMAGES else 2
+    if x.ndim not in (least, least + 1):
+        raise McuflowError(f"{path}: x of shape {x.shape} is not {layout.value}: they are "
+                           f"{SHAPES[layout]}", "check x's shape, or the --layout given")
     scaled = x.astype(np.float32) / 255.0 if pixels else x.astype(np.float32)
-    return scaled[..., None] if x.ndim == 2 or (pixels and x.ndim == 3) else scaled
+    return scaled[..., None] if x.ndim == least else scaled
 
 
 def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -16,7 +16,15 @@ import numpy as np
 from mcuflow import api
 from mcuflow.codegen.targets import CORTEX_M, board_target
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, Split, load_dataset, resize, split
+from mcuflow.nas.data import (
+    Dataset,
+    Layout,
+    Split,
+    load_dataset,
+    resize,
+    sample_form,
+    split,
+)
 from mcuflow.nas.fitcheck import Fit, analyze, firmware_reserve, fit_of, within_firmware
 from mcuflow.nas.report import render_report
 from mcuflow.nas.search import (
@@ -184,6 +192,10 @@ class SearchReport:
     classes: int
     class_labels: tuple[str, ...]
     """The data's name of each output index (labels sorted, or class folders)."""
+    layout: Layout
+    """How the samples were read: IMAGES or SERIES."""
+    sample_shape: tuple[int, ...]
+    """One sample's axes: H x W x C (images) or T x C (series)."""
     board: str
     options: SearchOptions
     budget: Budget
@@ -198,12 +210,17 @@ class SearchReport:
     paired: Paired
     """The two int8 models' answers on the test samples, compared."""
 
+    def sample_form(self) -> str:
+        """One sample in words (data.sample_form)."""
+        return sample_form(self.layout, self.sample_shape)
+
     def to_json(self) -> dict[str, object]:
         """report.json: accuracies, architectures, the search's tables and figures, checks."""
         result, options = self.result, self.options
         return {
             "dataset": self.dataset, "samples": self.samples, "classes": self.classes,
-            "class_labels": list(self.class_labels),
+            "class_labels": list(self.class_labels), "layout": self.layout.value,
+            "sample_shape": list(self.sample_shape),
             "board": self.board, "target": self.qemu.target,
             "limits": dataclasses.asdict(options.limits),
             "firmware_reserve_bytes": self.firmware_reserve_bytes,
@@ -235,8 +252,10 @@ class SearchReport:
 
 
 def run_search(dataset: str, options: SearchOptions, out_dir: Path,
-               progress: Progress | None = None) -> SearchReport:
+               progress: Progress | None = None, layout: Layout = Layout.AUTO) -> SearchReport:
     """Search `dataset` for the board of `options`, deploy the winner and a baseline, report.
+
+    `layout` says how an .npz's x is read (load_dataset).
 
     Writes OUT/model.onnx (float), OUT/model_int8.tflite, the baseline's baseline.onnx and
     baseline_int8.tflite, OUT/report.json and OUT/report.html, all or nothing (see
@@ -245,7 +264,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     check_output(out_dir)
     check_options(options)
     check_verifiable(options.build)
-    data = load_dataset(dataset)
+    data = load_dataset(dataset, layout)
     parts = split(data, options.seed)
     space = default_space(data.dims, data.native_size, data.aspect)
     reserve = firmware_reserve(options.build, space, data.input_channels, data.classes)
@@ -326,7 +345,8 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
         qemu = _qemu(found_analysis, options)
     step(3)
     labels = tuple(data.label(index) for index in range(data.classes))
-    report = SearchReport(data.name, len(data.y), data.classes, labels, options.build.board.id,
+    report = SearchReport(data.name, len(data.y), data.classes, labels, data.layout,
+                          data.x.shape[1:], options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
                           qemu, epochs, reserve,

@@ -38,7 +38,8 @@ def render_report(report: SearchReport) -> str:
                    figure_svg(generations_figure(report), "gen"))
     body = "\n".join([
         f"<h1>{_e(title)}</h1>",
-        f"<p class=sub>{report.samples:,} samples, {report.classes} classes "
+        f"<p class=sub>{report.samples:,} samples ({_e(report.sample_form())}), "
+        f"{report.classes} classes "
         f"({_e(', '.join(report.class_labels))}, by output index) &middot; seed "
         f"{report.options.seed} &middot; --minutes {report.options.minutes:g} &middot; "
         f"{report.options.workers} worker(s) &middot; limits: {_limits(report)}</p>",
