@@ -7,8 +7,9 @@ import math
 import re
 import sys
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -477,13 +478,37 @@ class FitCheck:
 
     def __call__(self, arch: Arch) -> Fit:
         """The figures and verdict for `arch` (see the class)."""
+        return self.check([arch], run_here(self))[0][0]
+
+    def check(self, archs: Sequence[Arch], run: Runner) -> tuple[list[Fit], float]:
+        """The fit of each of the distinct `archs` (see the class), and the checks' CPU seconds.
+
+        `run` does the units of work (timed_part, timed_in_full) on a copy of this fit check,
+        here or on workers, and gives their results in order. On a build that composes
+        verdicts, the parts the tables lack are planned first, each once, and recorded; the
+        archs whose needs then fit are composed here, and the rest are checked in full. The
+        seconds are each unit's own CPU time, so that their sum gives the rate per core
+        whatever runs them.
+        """
+        seconds, found = 0.0, {}
         if self.composes:
-            for key in self.missing_parts([arch]):
-                self.record(key, self.plan_part(key))
-            known = self.composed(arch)
-            if known is not None:
-                return known
-        return self.in_full(arch)
+            missing = self.missing_parts(archs)
+            for key, (facts, spent) in zip(missing, run(timed_part, [(key,) for key in missing]),
+                                           strict=True):
+                self.record(key, facts)
+                seconds += spent
+            for arch in archs:
+                started = time.process_time()
+                fit = self.composed(arch)
+                seconds += time.process_time() - started
+                if fit is not None:
+                    found[arch.key()] = fit
+        rest = [arch for arch in archs if arch.key() not in found]
+        for arch, (fit, spent) in zip(rest, run(timed_in_full, [(arch,) for arch in rest]),
+                                      strict=True):
+            found[arch.key()] = fit
+            seconds += spent
+        return [found[arch.key()] for arch in archs], seconds
 
     def in_full(self, arch: Arch) -> Fit:
         """The verdict of `arch`'s graph: a bound's, the patch search's or the planner's."""
@@ -531,3 +556,26 @@ class FitCheck:
         latency = sum(latency for fact in facts for latency in fact.latencies)
         return Fit(arena, flash, latency, model_macs, self.limits.allow(arena, flash, latency),
                    exact=False)
+
+
+Runner = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
+"""Runs a unit of work `function(fitcheck, *item)` for each item, results in item order."""
+
+
+def run_here(fitcheck: FitCheck) -> Runner:
+    """A Runner doing each unit on `fitcheck` in this process, one after another."""
+    return lambda function, items: [function(fitcheck, *item) for item in items]
+
+
+def timed_part(fitcheck: FitCheck, key: PartKey) -> tuple[PartFacts, float]:
+    """One part planned alone (FitCheck.plan_part), and its CPU seconds."""
+    started = time.process_time()
+    facts = fitcheck.plan_part(key)
+    return facts, time.process_time() - started
+
+
+def timed_in_full(fitcheck: FitCheck, arch: Arch) -> tuple[Fit, float]:
+    """One architecture checked in full (FitCheck.in_full), and its CPU seconds."""
+    started = time.process_time()
+    fit = fitcheck.in_full(arch)
+    return fit, time.process_time() - started

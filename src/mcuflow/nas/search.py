@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import socket
-import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -20,10 +19,9 @@ import numpy as np
 
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import TRAIN_BATCH, Dataset, Split, resize
-from mcuflow.nas.fitcheck import Fit, FitCheck, Limits, PartFacts
+from mcuflow.nas.fitcheck import Fit, FitCheck, Limits
 from mcuflow.nas.space import (
     Arch,
-    PartKey,
     SearchSpace,
     crossover,
     default_space,
@@ -424,46 +422,16 @@ class _Fits:
     def all(self, archs: Sequence[Arch]) -> list[Fit]:
         """The fit of each arch; those not checked yet are checked in parallel batches.
 
-        On a build that composes verdicts, the parts of the new archs that the fit check's
-        tables lack are planned in one batch, each once; the archs whose needs then fit are
-        composed here, and the rest are checked in full in one batch (FitCheck.in_full).
+        FitCheck.check, its units of work run by the pool on the shared fit check.
         """
         new = list({a.key(): a for a in archs if a.key() not in self.state.fits}.values())
-        if self.fitcheck.composes:
-            missing = self.fitcheck.missing_parts(new)
-            planned = self.pool.map(plan_part, self.shared, [(key,) for key in missing])
-            for key, (facts, seconds) in zip(missing, planned, strict=True):
-                self.fitcheck.record(key, facts)
-                self.state.fit_seconds += seconds
-        found: dict[str, Fit] = {}
-        for arch in new:
-            started = time.process_time()
-            fit = self.fitcheck.composed(arch)
-            self.state.fit_seconds += time.process_time() - started
-            if fit is not None:
-                found[arch.key()] = fit
-        rest = [arch for arch in new if arch.key() not in found]
-        checked = self.pool.map(check_fit, self.shared, [(arch,) for arch in rest])
-        for arch, (fit, seconds) in zip(rest, checked, strict=True):
-            self.state.fit_seconds += seconds
-            found[arch.key()] = fit
+        fits, seconds = self.fitcheck.check(
+            new, lambda function, items: self.pool.map(function, self.shared, items))
+        self.state.fit_seconds += seconds
         self.state.fit_checks += len(new)
-        self.state.fits.update((arch.key(), (arch, found[arch.key()])) for arch in new)
+        self.state.fits.update((arch.key(), (arch, fit)) for arch, fit in
+                               zip(new, fits, strict=True))
         return [self.state.fits[arch.key()][1] for arch in archs]
-
-
-def plan_part(fitcheck: FitCheck, key: PartKey) -> tuple[PartFacts, float]:
-    """One part planned alone, a unit of work of a worker, and the seconds it took."""
-    started = time.process_time()
-    facts = fitcheck.plan_part(key)
-    return facts, time.process_time() - started
-
-
-def check_fit(fitcheck: FitCheck, arch: Arch) -> tuple[Fit, float]:
-    """One fit check of a graph in full, a unit of work of a worker, and the seconds it took."""
-    started = time.process_time()
-    fit = fitcheck.in_full(arch)
-    return fit, time.process_time() - started
 
 
 def _optimise_space(space: SearchSpace, budget: Budget, seed: int, fits: _Fits,
