@@ -490,7 +490,7 @@ class FitCheck:
         seconds are each unit's own CPU time, so that their sum gives the rate per core
         whatever runs them.
         """
-        seconds, found = 0.0, {}
+        seconds, found = 0.0, dict[str, Fit]()
         if self.composes:
             missing = self.missing_parts(archs)
             for key, (facts, spent) in zip(missing, run(timed_part, [(key,) for key in missing]),
