@@ -1,6 +1,7 @@
 """Architecture search benchmark: the found model against a scaled MobileNetV2 on two boards.
 
 Run: .venv/bin/python bench/search.py [--minutes 10] [--workers 2] [--json]
+     [--datasets digits,mnist1d,mine.npz] [--layout auto|images|series] [--boards ...]
 For digits and MNIST-1D on NUCLEO-F091RC (32 KB SRAM, 256 KB flash) and bench/boards/tiny16k
 (16 KB SRAM, 64 KB flash), both Cortex-M0: int8 test accuracy of the found model and of the
 baseline trained for as long, McNemar's exact p of their test answers (pipeline.Paired),
@@ -9,8 +10,9 @@ bit-exactness, fit checks per second per core (the checks over the sum of their 
 times, on whichever worker ran them), the start each final model kept (its weights trained
 from scratch or fine-tuned from the supernet, whichever scored higher on validation) and the
 search's wall-clock time (printed only: results never depend on it). Then the
-1-vs-2-workers identity check: the same tiny search on 1 and on 2 Ray workers must write the
-same models and report.
+1-vs-2-workers identity check: the same tiny search (the first of --datasets, on tiny16k) on 1
+and on 2 Ray workers must write the same models and report. --datasets takes your own .npz
+files and image folders too, read as `mcuflow search --layout` reads them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from mcuflow import api
 from mcuflow.errors import McuflowError
+from mcuflow.nas.data import Layout
 from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import SearchReport, report_json, run_search
 from mcuflow.nas.search import SearchOptions
@@ -70,21 +73,23 @@ def options_for(board: str, minutes: float, workers: int, seed: int,
 def measure(dataset: str, board: str, args: argparse.Namespace, scratch: Path) -> Row:
     row = Row(dataset, board)
     options = options_for(board, args.minutes, args.workers, args.seed,
-                          scratch / f"{dataset}-{board}.checkpoint")
+                          scratch / f"{Path(dataset).name}-{board}.checkpoint")
     start = time.perf_counter()
     try:
-        report = run_search(dataset, options, scratch / f"{dataset}-{board}")
+        report = run_search(dataset, options, scratch / f"{Path(dataset).name}-{board}",
+                            layout=Layout(args.layout))
     except McuflowError as error:
         row.error = error.message
         return row
     row.wall_minutes = (time.perf_counter() - start) / 60
-    print(f"{dataset} on {board}: search and deployment took "
+    print(f"{report.dataset} on {board}: search and deployment took "
           f"{60 * row.wall_minutes:,.0f} s (wall clock)", file=sys.stderr)
     return fill(row, report)
 
 
 def fill(row: Row, report: SearchReport) -> Row:
     found, baseline = report.found, report.baseline
+    row.dataset = report.dataset
     row.found_int8, row.baseline_int8 = found.int8_accuracy, baseline.int8_accuracy
     row.found_float = found.float_accuracy
     row.paired_p = report.paired.p_value
@@ -99,14 +104,16 @@ def fill(row: Row, report: SearchReport) -> Row:
     return row
 
 
-def differing_across_workers(args: argparse.Namespace, scratch: Path) -> list[str]:
-    """The tiny search on digits / tiny16k with 1 and 2 workers: what differs (nothing: [])."""
+def differing_across_workers(dataset: str, args: argparse.Namespace, scratch: Path
+                             ) -> list[str]:
+    """The tiny search on `dataset` / tiny16k with 1 and 2 workers: what differs (nothing: [])."""
     outputs = []
     for workers in (1, 2):
         out = scratch / f"identity-{workers}"
         options = options_for("tiny16k", 1, workers, args.seed,
                               scratch / f"identity-{workers}.checkpoint")
-        report = json.loads(report_json(run_search("digits", options, out)))
+        report = json.loads(report_json(run_search(dataset, options, out,
+                                                   layout=Layout(args.layout))))
         report["search"].pop(MEASURED)
         report.pop("workers")
         files = {name: (out / name).read_bytes() for name in ("model.onnx", "model_int8.tflite",
@@ -153,15 +160,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--layout", choices=[layout.value for layout in Layout], default="auto",
+                        help="how an .npz's x is read (mcuflow search --layout)")
     parser.add_argument("--boards", default=",".join(BOARDS))
     parser.add_argument("--no-identity", action="store_true",
                         help="skip the 1-vs-2-workers identity check (needs ray)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    datasets = args.datasets.split(",")
     with tempfile.TemporaryDirectory(prefix="mcuflow-bench-search-") as scratch:
         rows = [measure(dataset, board, args, Path(scratch))
-                for dataset in args.datasets.split(",") for board in args.boards.split(",")]
-        differing = None if args.no_identity else differing_across_workers(args, Path(scratch))
+                for dataset in datasets for board in args.boards.split(",")]
+        differing = None if args.no_identity else differing_across_workers(datasets[0], args,
+                                                                           Path(scratch))
     if args.json:
         print(json.dumps({"minutes": args.minutes, "seed": args.seed,
                           "rows": [asdict(row) for row in rows],
@@ -169,7 +180,7 @@ def main() -> None:
         return
     print_table(rows)
     if differing is not None:
-        print(f"1 vs 2 workers (digits, tiny16k, --minutes 1): "
+        print(f"1 vs 2 workers ({Path(datasets[0]).stem}, tiny16k, --minutes 1): "
               f"{'DIFFERENT: ' + ', '.join(differing) if differing else 'identical'}")
 
 
