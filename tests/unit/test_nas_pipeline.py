@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.nas.command import print_summary
 from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, split
 from mcuflow.nas.fitcheck import firmware_reserve, limits_for
 from mcuflow.nas.pipeline import (
@@ -78,6 +79,19 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert epochs["scratch"] == epochs["supernet"] + epochs["final"] > epochs["final"]
     page = (out / "report.html").read_text()
     assert "<script" not in page and page.count("<svg") == 3
+
+
+def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(
+        searched: tuple[SearchReport, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    report, out = searched
+    print_summary(report, out, report.options, Layout.AUTO)
+    text = " ".join(capsys.readouterr().out.split())
+    images = load_digits().images
+    assert (f"data: {len(images):,} samples, {images.shape[1]} x {images.shape[2]} images of 1 "
+            "channel, 10 classes digits on nucleo-f091rc: found vs baseline") in text
+    slower = report.found.fit.latency_ms > report.baseline.fit.latency_ms
+    assert ("times the baseline's: without --latency-ms the search does not weigh" in text
+            ) == slower
 
 
 def test_int8_model_is_litert_exact_and_scored_as_reported(

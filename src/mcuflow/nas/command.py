@@ -123,7 +123,7 @@ def search_command(
     if as_json:
         sys.stdout.write(report_json(report))
     else:
-        _print_summary(report, out_dir, options, layout)
+        print_summary(report, out_dir, options, layout)
 
 
 def default_checkpoint(out_dir: Path) -> Path:
@@ -165,7 +165,17 @@ def _layout_hint(report: SearchReport, layout: Layout) -> str:
     return ""
 
 
-def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
+def _latency_note(report: SearchReport, options: SearchOptions) -> str:
+    """Where the found model is the slower and no --latency-ms limited it: how to weigh it."""
+    found, baseline = report.found.fit.latency_ms, report.baseline.fit.latency_ms
+    if options.limits.latency_ms is not None or found <= baseline:
+        return ""
+    return (f"The found model's estimated latency is {found / baseline:.1f} times the "
+            f"baseline's: without --latency-ms the search does not weigh latency "
+            f"(--latency-ms {baseline:.0f} keeps the candidates as fast as the baseline).")
+
+
+def print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
                    layout: Layout) -> None:
     """The data, the found model beside the baseline, the QEMU check and the files written."""
     found, baseline, qemu = report.found, report.baseline, report.qemu
@@ -188,6 +198,9 @@ def _print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
         table.add_row(name, cell(found), cell(baseline))
     console.print(table)
     console.print(escape(report.paired.summary()), highlight=False)
+    note = _latency_note(report, options)
+    if note:
+        console.print(note, highlight=False)
     space = report.result.space
     console.print(f"found: {escape(describe(found.arch, space))}", highlight=False)
     console.print(f"baseline: {escape(describe(baseline.arch, space))}", highlight=False)
