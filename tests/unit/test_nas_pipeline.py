@@ -83,15 +83,20 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
 
 def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(
         searched: tuple[SearchReport, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """The latency line is checked both ways: as run, and with the two models swapped."""
     report, out = searched
-    print_summary(report, out, report.options, Layout.AUTO)
-    text = " ".join(capsys.readouterr().out.split())
     images = load_digits().images
-    assert (f"data: {len(images):,} samples, {images.shape[1]} x {images.shape[2]} images of 1 "
-            "channel, 10 classes digits on nucleo-f091rc: found vs baseline") in text
-    slower = report.found.fit.latency_ms > report.baseline.fit.latency_ms
-    assert ("times the baseline's: without --latency-ms the search does not weigh" in text
-            ) == slower
+    swapped = dataclasses.replace(report, found=report.baseline, baseline=report.found)
+    for shown in (report, swapped):
+        print_summary(shown, out, report.options, Layout.AUTO)
+        text = " ".join(capsys.readouterr().out.split())
+        assert (f"data: {len(images):,} samples, {images.shape[1]} x {images.shape[2]} images "
+                "of 1 channel, 10 classes digits on nucleo-f091rc: found vs baseline") in text
+        found, baseline = shown.found.fit.latency_ms, shown.baseline.fit.latency_ms
+        note = (f"latency is {found / baseline:.1f} times the baseline's: without --latency-ms "
+                f"the search does not weigh latency (--latency-ms {baseline:.0f} keeps")
+        assert (note in text) == (found > baseline), text
+    assert report.found.fit.latency_ms != report.baseline.fit.latency_ms
 
 
 def test_int8_model_is_litert_exact_and_scored_as_reported(

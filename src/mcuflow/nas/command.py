@@ -176,7 +176,7 @@ def _latency_note(report: SearchReport, options: SearchOptions) -> str:
 
 
 def print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
-                   layout: Layout) -> None:
+                  layout: Layout) -> None:
     """The data, the found model beside the baseline, the QEMU check and the files written."""
     found, baseline, qemu = report.found, report.baseline, report.qemu
     console.print(f"data: {report.samples:,} samples, {escape(report.sample_form())}, "
