@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from mcuflow.nas.pipeline import (
     paired,
     run_search,
 )
+from mcuflow.nas.report import render_report
 from mcuflow.nas.search import (
     SearchOptions,
     budget_for,
@@ -83,7 +85,7 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
 
 def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(
         searched: tuple[SearchReport, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    """The latency line is checked both ways: as run, and with the two models swapped."""
+    """The latency line (and the page's) is checked both ways: as run, and the models swapped."""
     report, out = searched
     images = load_digits().images
     swapped = dataclasses.replace(report, found=report.baseline, baseline=report.found)
@@ -96,6 +98,8 @@ def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(
         note = (f"latency is {found / baseline:.1f} times the baseline's: without --latency-ms "
                 f"the search does not weigh latency (--latency-ms {baseline:.0f} keeps")
         assert (note in text) == (found > baseline), text
+        page = html.unescape(render_report(shown))
+        assert (f"<p>The found model's estimated {note}" in page) == (found > baseline)
     assert report.found.fit.latency_ms != report.baseline.fit.latency_ms
 
 

@@ -27,7 +27,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Layout
 from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import Deployed, SearchReport, check_output, report_json, run_search
-from mcuflow.nas.report import describe
+from mcuflow.nas.report import describe, latency_note
 from mcuflow.nas.search import SearchOptions
 
 STAGES = {"space": "search-space optimisation (fit checks)", "supernet": "training the supernet",
@@ -165,16 +165,6 @@ def _layout_hint(report: SearchReport, layout: Layout) -> str:
     return ""
 
 
-def _latency_note(report: SearchReport, options: SearchOptions) -> str:
-    """Where the found model is the slower and no --latency-ms limited it: how to weigh it."""
-    found, baseline = report.found.fit.latency_ms, report.baseline.fit.latency_ms
-    if options.limits.latency_ms is not None or found <= baseline:
-        return ""
-    return (f"The found model's estimated latency is {found / baseline:.1f} times the "
-            f"baseline's: without --latency-ms the search does not weigh latency "
-            f"(--latency-ms {baseline:.0f} keeps the candidates as fast as the baseline).")
-
-
 def print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
                   layout: Layout) -> None:
     """The data, the found model beside the baseline, the QEMU check and the files written."""
@@ -198,7 +188,7 @@ def print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
         table.add_row(name, cell(found), cell(baseline))
     console.print(table)
     console.print(escape(report.paired.summary()), highlight=False)
-    note = _latency_note(report, options)
+    note = latency_note(report)
     if note:
         console.print(note, highlight=False)
     space = report.result.space

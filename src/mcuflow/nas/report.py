@@ -87,6 +87,16 @@ def describe(arch: Arch, space: SearchSpace) -> str:
             f"{''.join(str(arch.expansions[slot]) for slot in used)}")
 
 
+def latency_note(report: SearchReport) -> str:
+    """Where the found model is the slower and no --latency-ms limited it: how to weigh it."""
+    found, baseline = report.found.fit.latency_ms, report.baseline.fit.latency_ms
+    if report.options.limits.latency_ms is not None or found <= baseline:
+        return ""
+    return (f"The found model's estimated latency is {found / baseline:.1f} times the "
+            f"baseline's: without --latency-ms the search does not weigh latency "
+            f"(--latency-ms {baseline:.0f} keeps the candidates as fast as the baseline).")
+
+
 def _comparison(report: SearchReport) -> str:
     found, baseline = report.found, report.baseline
 
@@ -109,6 +119,7 @@ def _comparison(report: SearchReport) -> str:
                else '<span class=bad>MISMATCH</span>')
     return (html_table(["", "found", "baseline (MobileNetV2 scaled to fit)"], rows, left=(0, 1, 2))
             + f"<p>{_e(report.paired.summary())}</p>"
+            + (f"<p>{_e(note)}</p>" if (note := latency_note(report)) else "")
             + f"<p>The found model's firmware for {_e(qemu.target)}, linked in "
             f"{_e(report.board)}'s memory, on QEMU {_e(qemu.machine)}: {verdict} on "
             f"{qemu.runs} random inputs, {qemu.instructions:,} instructions per inference "
