@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import LabelEncoder
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, split
+from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, sample_form, split
 
 pytest.importorskip("torch")
 
@@ -117,9 +117,9 @@ def test_layout_reads_three_axes_as_grey_images_or_as_series(tmp_path: Path) -> 
     path = str(tmp_path / "digits.npz")
     images = load_dataset(path, Layout.IMAGES)
     np.testing.assert_array_equal(images.x, digits.images[..., None].astype(np.float32))
-    assert (images.dims, images.sample_form()) == (2, "8 x 8 images of 1 channel")
+    assert (images.dims, sample_form(images.x.shape[1:])) == (2, "8 x 8 images of 1 channel")
     series = load_dataset(path)
-    assert (series.dims, series.x.shape[1:], series.sample_form()) == (
+    assert (series.dims, series.x.shape[1:], sample_form(series.x.shape[1:])) == (
         1, (8, 8), "series of 8 steps of 8 channels")
     assert load_dataset(path, Layout.SERIES).x.shape == series.x.shape
     counts = (digits.images * 15).astype(np.uint8)

@@ -79,21 +79,22 @@ class Dataset:
     @property
     def layout(self) -> Layout:
         """IMAGES or SERIES: how the samples were read."""
-        return Layout.IMAGES if self.dims == 2 else Layout.SERIES
-
-    def sample_form(self) -> str:
-        """One sample in words (sample_form)."""
-        return sample_form(self.layout, self.x.shape[1:])
+        return layout_of(self.x.shape[1:])
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The samples at `indices` (same name, class count and labels)."""
         return Dataset(self.name, self.x[indices], self.y[indices], self.classes, self.labels)
 
 
-def sample_form(layout: Layout, shape: tuple[int, ...]) -> str:
+def layout_of(shape: tuple[int, ...]) -> Layout:
+    """IMAGES for samples of `shape` H x W x C, SERIES for T x C."""
+    return Layout.IMAGES if len(shape) == 3 else Layout.SERIES
+
+
+def sample_form(shape: tuple[int, ...]) -> str:
     """One sample of `shape` (H x W x C or T x C) in words, e.g. '8 x 8 images of 1 channel'."""
     channels = f"{shape[-1]} channel{'' if shape[-1] == 1 else 's'}"
-    if layout is Layout.IMAGES:
+    if layout_of(shape) is Layout.IMAGES:
         return f"{shape[0]} x {shape[1]} images of {channels}"
     return f"series of {shape[0]} steps of {channels}"
 
@@ -113,7 +114,7 @@ def load_dataset(spec: str, layout: Layout = Layout.AUTO) -> Dataset:
     `layout` says how an .npz's x is read; the others have theirs, which it must not contradict.
     """
     path = Path(spec)
-    if spec not in ("digits", "mnist1d") and path.suffix == ".npz" and path.is_file():
+    if path.suffix == ".npz" and path.is_file():
         return _npz(path, layout)
     if spec == "digits":
         data = _digits()

@@ -20,6 +20,7 @@ from mcuflow.nas.data import (
     Dataset,
     Layout,
     Split,
+    layout_of,
     load_dataset,
     resize,
     sample_form,
@@ -192,8 +193,6 @@ class SearchReport:
     classes: int
     class_labels: tuple[str, ...]
     """The data's name of each output index (labels sorted, or class folders)."""
-    layout: Layout
-    """How the samples were read: IMAGES or SERIES."""
     sample_shape: tuple[int, ...]
     """One sample's axes: H x W x C (images) or T x C (series)."""
     board: str
@@ -210,9 +209,14 @@ class SearchReport:
     paired: Paired
     """The two int8 models' answers on the test samples, compared."""
 
+    @property
+    def layout(self) -> Layout:
+        """How the samples were read: IMAGES or SERIES."""
+        return layout_of(self.sample_shape)
+
     def sample_form(self) -> str:
         """One sample in words (data.sample_form)."""
-        return sample_form(self.layout, self.sample_shape)
+        return sample_form(self.sample_shape)
 
     def to_json(self) -> dict[str, object]:
         """report.json: accuracies, architectures, the search's tables and figures, checks."""
@@ -345,8 +349,8 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
         qemu = _qemu(found_analysis, options)
     step(3)
     labels = tuple(data.label(index) for index in range(data.classes))
-    report = SearchReport(data.name, len(data.y), data.classes, labels, data.layout,
-                          data.x.shape[1:], options.build.board.id,
+    report = SearchReport(data.name, len(data.y), data.classes, labels, data.x.shape[1:],
+                          options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
                           qemu, epochs, reserve,
