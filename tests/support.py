@@ -168,3 +168,20 @@ def host_outputs(graph: Graph, inputs: list[np.ndarray], directory: Path) -> lis
     plan = plan_memory(graph, 0.3)
     project = generate_project(graph, plan, directory)
     return run_host(build_host(project.path, sanitize=True), inputs, project.outputs)
+
+
+def barometer_series(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Series of 64 steps of a pressure (hPa) and a temperature (K) channel, 3 classes.
+
+    Each class is a tone of its own frequency, 1.5 hPa and 0.3 K deep, in noise: far from
+    zero, each channel's standard deviation spans under one step of an int8 input whose range
+    contains zero.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, samples)
+    steps = np.arange(64)
+    phase = rng.uniform(0, 2 * np.pi, (samples, 1))
+    angle = 2 * np.pi * np.array([0.05, 0.12, 0.25])[y][:, None] * steps + phase
+    pressure = 1013.0 + 1.5 * np.sin(angle) + rng.normal(0, 0.5, angle.shape)
+    temperature = 300.0 + 0.3 * np.cos(angle) + rng.normal(0, 0.3, angle.shape)
+    return np.stack([pressure, temperature], axis=-1).astype(np.float32), y

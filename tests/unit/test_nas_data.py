@@ -9,10 +9,20 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
-from sklearn.preprocessing import LabelEncoder
+from sklearn.preprocessing import LabelEncoder, StandardScaler
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, sample_form, split
+from mcuflow.nas.data import (
+    INPUT_STEPS,
+    Dataset,
+    Layout,
+    load_dataset,
+    resize,
+    sample_form,
+    split,
+    standardization_for,
+)
+from tests.support import barometer_series
 
 pytest.importorskip("torch")
 
@@ -272,3 +282,51 @@ def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(McuflowError, match="no dataset"):
         load_dataset(str(tmp_path / "missing.npz"))
 
+
+
+def _int8_steps(x: np.ndarray) -> np.ndarray:
+    """Each channel's standard deviation in steps of TFLite's int8 input for x's range.
+
+    TFLite's GetAsymmetricQuantizationParams: the range widened to contain 0, in 255 steps.
+    """
+    scale = (max(x.max(), 0.0) - min(x.min(), 0.0)) / 255
+    return x.reshape(-1, x.shape[-1]).std(axis=0) / scale
+
+
+def test_standardization_where_the_int8_input_blurs_a_channel(tmp_path: Path) -> None:
+    """Far from zero, series are standardised as scikit-learn's StandardScaler does it."""
+    x, y = barometer_series(600, seed=1)
+    np.savez(tmp_path / "barometer.npz", x=x, y=y)
+    train = split(load_dataset(str(tmp_path / "barometer.npz")), 0).train
+    assert _int8_steps(train.x).max() < 1
+    found = standardization_for(train)
+    assert found is not None
+    scaler = StandardScaler().fit(train.x.reshape(-1, 2))
+    np.testing.assert_allclose(found.mean, scaler.mean_, rtol=1e-6)
+    np.testing.assert_allclose(found.std, scaler.scale_, rtol=1e-6)
+    standardized = found.apply(train).x
+    np.testing.assert_allclose(standardized.reshape(-1, 2),
+                               scaler.transform(train.x.reshape(-1, 2)), atol=1e-4)
+    assert _int8_steps(standardized).min() >= INPUT_STEPS
+    assert found.blurred == int(np.argmin(_int8_steps(train.x)))
+
+
+@pytest.mark.parametrize("spec", ["digits", "mnist1d"])
+def test_data_whose_int8_input_keeps_every_channel_stays_as_it_came(spec: str) -> None:
+    train = split(load_dataset(spec), 0).train
+    assert _int8_steps(train.x).min() >= INPUT_STEPS
+    assert standardization_for(train) is None
+
+
+def test_no_standardization_where_it_would_blur_as_much(tmp_path: Path) -> None:
+    """Digits as series of 8 rows: column 0 is almost always blank.
+
+    Standardised, its rare strokes would set the range, and it would span as few steps as
+    before.
+    """
+    np.savez(tmp_path / "rows.npz", x=load_digits().images, y=load_digits().target)
+    train = split(load_dataset(str(tmp_path / "rows.npz"), Layout.SERIES), 0).train
+    assert _int8_steps(train.x)[0] < INPUT_STEPS
+    scaled = StandardScaler().fit_transform(train.x.reshape(-1, 8))
+    assert _int8_steps(scaled)[scaled.std(axis=0) > 0].min() < INPUT_STEPS
+    assert standardization_for(train) is None

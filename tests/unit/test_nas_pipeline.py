@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.preprocessing import StandardScaler
 
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
@@ -37,7 +38,7 @@ from mcuflow.nas.search import (
 )
 from mcuflow.nas.space import Arch, default_space, smallest
 from mcuflow.ref.interpreter import Interpreter
-from tests.support import litert_interpreter, litert_invoke
+from tests.support import barometer_series, litert_interpreter, litert_invoke
 
 torch = pytest.importorskip("torch")
 
@@ -76,6 +77,7 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert data["class_labels"] == [str(label) for label in load_digits().target_names]
     rows, columns = load_digits().images.shape[1:]
     assert (data["layout"], data["sample_shape"]) == ("images", [rows, columns, 1])
+    assert data["input_standardization"] is None  # digits' pixels keep their int8 steps
     assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
     epochs = data["epochs"]  # from scratch, as many epochs as the supernet and fine-tuning
     assert epochs["scratch"] == epochs["supernet"] + epochs["final"] > epochs["final"]
@@ -197,6 +199,36 @@ def test_images_keep_their_aspect(tmp_path: Path) -> None:
     assert resize(test.x, resolution, 2).shape[1:] == (resolution, resolution // 2, 1)
     _check_int8_model(report, tmp_path / "out", test)
     assert report.qemu.bit_exact and report.found.fit.fits
+
+
+def test_series_far_from_zero_are_standardised_for_the_int8_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A pressure and a temperature: as they come, an int8 input blurs both to a step or two.
+
+    Standardised as scikit-learn's StandardScaler does it on the training split, the int8
+    models score as their float ones, LiteRT-exact, and the summary says what they take.
+    """
+    torch.set_num_threads(1)
+    x, y = barometer_series(900, seed=2)
+    path, out = tmp_path / "barometer.npz", tmp_path / "out"
+    np.savez(path, x=x, y=y)
+    build = api.build_for(BOARD)
+    options = SearchOptions(build, limits_for(build, None, None, None), minutes=1, seed=SEED)
+    report = run_search(str(path), options, out)
+    parts = split(load_dataset(str(path)), SEED)
+    scaler = StandardScaler().fit(parts.train.x.reshape(-1, 2))
+    saved = json.loads((out / "report.json").read_text())["input_standardization"]
+    np.testing.assert_allclose(saved["mean"], scaler.mean_, rtol=1e-6)
+    np.testing.assert_allclose(saved["std"], scaler.scale_, rtol=1e-6)
+    test = parts.test
+    scaled = scaler.transform(test.x.reshape(-1, 2)).reshape(test.x.shape).astype(np.float32)
+    _check_int8_model(report, out, dataclasses.replace(test, x=scaled))
+    for model in (report.found, report.baseline):
+        assert model.int8_accuracy >= model.float_accuracy - 0.05 > 0.5
+    assert report.qemu.bit_exact
+    print_summary(report, out, options, Layout.AUTO)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "The models take x standardised per channel, (x - mean) / std" in text
 
 
 def test_float_model_agrees_with_onnxruntime(searched: tuple[SearchReport, Path],

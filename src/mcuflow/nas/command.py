@@ -44,7 +44,9 @@ def search_command(
                           "x H x W grey images, or N x T x C series) and y (labels: numbers, "
                           "text or one-hot rows; sorted, they become output indices), or a "
                           "folder with one sub-folder of images per class (resampled to their "
-                          "most common size). 60/20/20 train/val/test, stratified.")
+                          "most common size). 60/20/20 train/val/test, stratified. Channels "
+                          "an int8 input would blur (far from zero) are standardised, as the "
+                          "summary says.")
     ],
     out_dir: Annotated[
         Path, typer.Option("--output", "-o", help="Directory to write: model.onnx, "
@@ -171,6 +173,8 @@ def print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
     found, baseline, qemu = report.found, report.baseline, report.qemu
     console.print(f"data: {report.samples:,} samples, {escape(report.sample_form())}, "
                   f"{report.classes} classes{_layout_hint(report, layout)}", highlight=False)
+    if report.standardization:
+        console.print(escape(report.standardization.sentence()), highlight=False)
     table = Table(title=f"{report.dataset} on {report.board}: found vs baseline")
     for column in ("", "found", "baseline"):
         table.add_column(column, justify="left" if not column else "right")

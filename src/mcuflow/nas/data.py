@@ -6,7 +6,7 @@ import random
 import zipfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -14,6 +14,8 @@ import numpy as np
 
 from mcuflow.errors import McuflowError
 from mcuflow.nas.space import columns
+from mcuflow.quant.affine import affine_activation
+from mcuflow.quant.calibrate import Range
 
 ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive, as numpy.savez writes a .npz."""
@@ -25,6 +27,9 @@ MNIST1D_SEED = 42
 """The generator seed of MNIST-1D (the package's default: the published dataset)."""
 TRAIN_BATCH = 64
 """Samples per training batch (a training split is trained in batches of this many)."""
+INPUT_STEPS = 8
+"""The fewest int8 steps of the quantised input a channel's standard deviation may span before
+the search standardises the samples (standardization_for)."""
 
 
 class Layout(Enum):
@@ -106,6 +111,88 @@ class Split:
     train: Dataset
     val: Dataset
     test: Dataset
+
+
+@dataclass(frozen=True)
+class Standardization:
+    """The model's input is (x - mean) / std per channel, from the training split's samples.
+
+    `blurred` is the channel whose standard deviation spanned the fewest int8 steps of the
+    input quantised as it came (standardization_for), `steps` how many.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    blurred: int
+    steps: float
+
+    def apply(self, data: Dataset) -> Dataset:
+        """`data` with its samples standardised."""
+        mean, std = np.float32(self.mean), np.float32(self.std)
+        return replace(data, x=((data.x - mean) / std).astype(np.float32))
+
+    def to_json(self) -> dict[str, object]:
+        """The means and standard deviations, by channel."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    def sentence(self) -> str:
+        """What the found model's input is, and why, in one sentence."""
+        channels = len(self.mean)
+        values = (f"means {_numbers(self.mean)} and standard deviations {_numbers(self.std)}"
+                  if channels <= LISTED_CHANNELS else
+                  f"means and standard deviations of its {channels} channels (report.json's "
+                  "input_standardization)")
+        return (f"The models take x standardised per channel, (x - mean) / std, with the "
+                f"training split's {values}: as it came, channel {self.blurred}'s standard "
+                f"deviation spanned {self.steps:.2g} steps of the int8 input, whose range "
+                "must contain zero.")
+
+
+LISTED_CHANNELS = 8
+"""The most channels whose means and standard deviations Standardization.sentence lists."""
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return ", ".join(f"{value:.6g}" for value in values)
+
+
+def standardization_for(train: Dataset) -> Standardization | None:
+    """The standardisation the samples need where their int8 input would blur a channel.
+
+    mcuflow's PTQ quantises the model's input as TFLite does (quant.affine.affine_activation):
+    its range, widened to contain zero, in 255 steps. A channel far from zero, or narrow
+    beside the others, then spans few steps per standard deviation (a barometer's 1,013 hPa
+    +- 1.5: under one). Where a channel that varies spans fewer than INPUT_STEPS over the
+    training samples' range, and every one spans at least that many once the channels are
+    standardised with the training split's mean and standard deviation (a constant channel's
+    taken as 1), that standardisation; else None (a channel of rare outliers, standardised,
+    widens the range as much as it gains).
+    """
+    axes = tuple(range(train.x.ndim - 1))
+    std = train.x.std(axis=axes, dtype=np.float64)
+    varying = np.flatnonzero(std > 0)
+    steps = std / _input_scale(train.x)
+    if not len(varying) or steps[varying].min() >= INPUT_STEPS:
+        return None
+    blurred = int(varying[np.argmin(steps[varying])])
+    mean = train.x.mean(axis=axes, dtype=np.float64)
+    found = Standardization(tuple(mean.tolist()), tuple(np.where(std > 0, std, 1.0).tolist()),
+                            blurred, float(steps[blurred]))
+    x = found.apply(train).x
+    gained = x.std(axis=axes, dtype=np.float64) / _input_scale(x)
+    return found if gained[varying].min() >= INPUT_STEPS else None
+
+
+def _input_scale(x: np.ndarray) -> float:
+    """The scale of the int8 input PTQ would give samples `x` (their range, with zero)."""
+    return affine_activation(Range.including_zero(x.min(), x.max())).scale[0]
+
+
+def standardized(parts: Split, standardization: Standardization | None) -> Split:
+    """The split's samples standardised as given (as they are for None)."""
+    if standardization is None:
+        return parts
+    return Split(*(standardization.apply(part) for part in (parts.train, parts.val, parts.test)))
 
 
 def load_dataset(spec: str, layout: Layout = Layout.AUTO) -> Dataset:

@@ -20,11 +20,14 @@ from mcuflow.nas.data import (
     Dataset,
     Layout,
     Split,
+    Standardization,
     layout_of,
     load_dataset,
     resize,
     sample_form,
     split,
+    standardization_for,
+    standardized,
 )
 from mcuflow.nas.fitcheck import Fit, analyze, firmware_reserve, fit_of, within_firmware
 from mcuflow.nas.report import render_report
@@ -208,6 +211,8 @@ class SearchReport:
     met (`options.limits`) is the board's SRAM, or --sram-budget, less this."""
     paired: Paired
     """The two int8 models' answers on the test samples, compared."""
+    standardization: Standardization | None
+    """What the models' input is where not the samples as they came (standardization_for)."""
 
     @property
     def layout(self) -> Layout:
@@ -225,6 +230,8 @@ class SearchReport:
             "dataset": self.dataset, "samples": self.samples, "classes": self.classes,
             "class_labels": list(self.class_labels), "layout": self.layout.value,
             "sample_shape": list(self.sample_shape),
+            "input_standardization": (self.standardization.to_json()
+                                      if self.standardization else None),
             "board": self.board, "target": self.qemu.target,
             "limits": dataclasses.asdict(options.limits),
             "firmware_reserve_bytes": self.firmware_reserve_bytes,
@@ -270,6 +277,8 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     check_verifiable(options.build)
     data = load_dataset(dataset, layout)
     parts = split(data, options.seed)
+    standardization = standardization_for(parts.train)
+    parts = standardized(parts, standardization)
     space = default_space(data.dims, data.native_size, data.aspect)
     reserve = firmware_reserve(options.build, space, data.input_channels, data.classes)
     options = replace(options, limits=within_firmware(options.limits, reserve))
@@ -279,7 +288,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     with worker_pool(options) as pool:
         result = search(parts, space, options, progress, pool)
         report, files = _deploy(data, parts, space, result, options, budget, reserve, pool,
-                                progress or _silent)
+                                progress or _silent, standardization)
     files["report.json"] = report_json(report)
     files["report.html"] = render_report(report)
     write_directory(files, out_dir, what="search output")
@@ -319,10 +328,12 @@ def _silent(_stage: str, _done: int, _total: int) -> None:
 
 def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResult,
             options: SearchOptions, budget: Budget, reserve: int, pool: Pool,
-            progress: Progress) -> tuple[SearchReport, dict[str, str | bytes]]:
+            progress: Progress, standardization: Standardization | None
+            ) -> tuple[SearchReport, dict[str, str | bytes]]:
     """Train (on `pool`), export, quantise and verify the winner and the baseline; their files.
 
-    `reserve` is the firmware's SRAM beside the arena (firmware_reserve), for the report.
+    `reserve` is the firmware's SRAM beside the arena (firmware_reserve), and `parts` the
+    samples as `standardization` made them from `data`'s, for the report.
     """
 
     def step(done: int) -> None:
@@ -355,7 +366,7 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
                           _deployed(reference, _analysis(reference.quantized, options), options),
                           qemu, epochs, reserve,
                           paired(test.y, found.accuracy.int8_answers,
-                                 reference.accuracy.int8_answers))
+                                 reference.accuracy.int8_answers), standardization)
     files: dict[str, str | bytes] = {
         "model.onnx": found.onnx, "model_int8.tflite": found.quantized.tflite(),
         "baseline.onnx": reference.onnx,

@@ -43,6 +43,7 @@ def render_report(report: SearchReport) -> str:
         f"({_e(', '.join(report.class_labels))}, by output index) &middot; seed "
         f"{report.options.seed} &middot; --minutes {report.options.minutes:g} &middot; "
         f"{report.options.workers} worker(s) &middot; limits: {_limits(report)}</p>",
+        (f"<p>{_e(report.standardization.sentence())}</p>" if report.standardization else ""),
         "<h2 id=comparison>Found model against the baseline</h2>", _comparison(report),
         "<h2 id=space>Search-space optimisation</h2>",
         "<p>Each (width, resolution) space is sampled; the chosen one has the most MACs among "
