@@ -143,9 +143,9 @@ class Standardization:
                   f"means and standard deviations of its {channels} channels (report.json's "
                   "input_standardization)")
         return (f"The models take x standardised per channel, (x - mean) / std, with the "
-                f"training split's {values}: as it came, channel {self.blurred}'s standard "
-                f"deviation spanned {self.steps:.2g} steps of the int8 input, whose range "
-                "must contain zero.")
+                f"training split's {values}: as it came, a standard deviation of "
+                f"x[..., {self.blurred}] spanned {self.steps:.2g} steps of the int8 input, "
+                "whose range must contain zero.")
 
 
 LISTED_CHANNELS = 8
