@@ -128,8 +128,9 @@ class Standardization:
 
     def apply(self, data: Dataset) -> Dataset:
         """`data` with its samples standardised."""
-        mean, std = np.float32(self.mean), np.float32(self.std)
-        return replace(data, x=((data.x - mean) / std).astype(np.float32))
+        x = data.x - np.float32(self.mean)
+        x /= np.float32(self.std)
+        return replace(data, x=x)
 
     def to_json(self) -> dict[str, object]:
         """The means and standard deviations, by channel."""
@@ -327,7 +328,9 @@ def _samples(path: Path, x: np.ndarray, layout: Layout) -> np.ndarray:
     if x.ndim not in (least, least + 1):
         raise McuflowError(f"{path}: x of shape {x.shape} is not {layout.value}: they are "
                            f"{SHAPES[layout]}", "check x's shape, or the --layout given")
-    scaled = x.astype(np.float32) / 255.0 if pixels else x.astype(np.float32)
+    scaled = x.astype(np.float32)
+    if pixels:
+        scaled /= 255.0
     return scaled[..., None] if x.ndim == least else scaled
 
 

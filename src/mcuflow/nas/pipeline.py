@@ -275,19 +275,19 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     check_output(out_dir)
     check_options(options)
     check_verifiable(options.build)
-    data = load_dataset(dataset, layout)
-    parts = split(data, options.seed)
+    parts = split(load_dataset(dataset, layout), options.seed)
     standardization = standardization_for(parts.train)
     parts = standardized(parts, standardization)
-    space = default_space(data.dims, data.native_size, data.aspect)
-    reserve = firmware_reserve(options.build, space, data.input_channels, data.classes)
+    train = parts.train
+    space = default_space(train.dims, train.native_size, train.aspect)
+    reserve = firmware_reserve(options.build, space, train.input_channels, train.classes)
     options = replace(options, limits=within_firmware(options.limits, reserve))
-    space = reachable_space(space, options.build, options.limits, data.input_channels,
-                            data.classes)
+    space = reachable_space(space, options.build, options.limits, train.input_channels,
+                            train.classes)
     budget = budget_for(options.minutes)
     with worker_pool(options) as pool:
         result = search(parts, space, options, progress, pool)
-        report, files = _deploy(data, parts, space, result, options, budget, reserve, pool,
+        report, files = _deploy(parts, space, result, options, budget, reserve, pool,
                                 progress or _silent, standardization)
     files["report.json"] = report_json(report)
     files["report.html"] = render_report(report)
@@ -326,14 +326,14 @@ def _silent(_stage: str, _done: int, _total: int) -> None:
     """No progress to show."""
 
 
-def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResult,
-            options: SearchOptions, budget: Budget, reserve: int, pool: Pool,
-            progress: Progress, standardization: Standardization | None
+def _deploy(parts: Split, space: SearchSpace, result: SearchResult, options: SearchOptions,
+            budget: Budget, reserve: int, pool: Pool, progress: Progress,
+            standardization: Standardization | None
             ) -> tuple[SearchReport, dict[str, str | bytes]]:
     """Train (on `pool`), export, quantise and verify the winner and the baseline; their files.
 
     `reserve` is the firmware's SRAM beside the arena (firmware_reserve), and `parts` the
-    samples as `standardization` made them from `data`'s, for the report.
+    samples as `standardization` made them, for the report.
     """
 
     def step(done: int) -> None:
@@ -359,8 +359,10 @@ def _deploy(data: Dataset, parts: Split, space: SearchSpace, result: SearchResul
         step(2)
         qemu = _qemu(found_analysis, options)
     step(3)
-    labels = tuple(data.label(index) for index in range(data.classes))
-    report = SearchReport(data.name, len(data.y), data.classes, labels, data.x.shape[1:],
+    train = parts.train
+    labels = tuple(train.label(index) for index in range(train.classes))
+    samples = sum(len(part.y) for part in (parts.train, parts.val, parts.test))
+    report = SearchReport(train.name, samples, train.classes, labels, train.x.shape[1:],
                           options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
