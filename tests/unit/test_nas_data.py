@@ -14,6 +14,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from mcuflow.errors import McuflowError
 from mcuflow.nas.data import (
     INPUT_STEPS,
+    SMALLEST_STD,
     Dataset,
     Layout,
     load_dataset,
@@ -309,6 +310,20 @@ def test_standardization_where_the_int8_input_blurs_a_channel(tmp_path: Path) ->
                                scaler.transform(train.x.reshape(-1, 2)), atol=1e-4)
     assert _int8_steps(standardized).min() >= INPUT_STEPS
     assert found.blurred == int(np.argmin(_int8_steps(train.x)))
+
+
+def test_standardization_of_channels_too_small_to_train_on(tmp_path: Path) -> None:
+    """MNIST-1D in millionths: its int8 input keeps its steps, but not its training."""
+    mnist = load_dataset("mnist1d")
+    np.savez(tmp_path / "millionths.npz", x=mnist.x[..., 0] * 1e-6, y=mnist.y)
+    train = split(load_dataset(str(tmp_path / "millionths.npz")), 0).train
+    assert _int8_steps(train.x).min() >= INPUT_STEPS and train.x.std() < SMALLEST_STD
+    found = standardization_for(train)
+    assert found is not None
+    assert "too small beside the batch norms' epsilon (1e-05)" in found.sentence()
+    scaler = StandardScaler().fit(train.x.reshape(-1, 1))
+    np.testing.assert_allclose(found.apply(train).x.reshape(-1, 1),
+                               scaler.transform(train.x.reshape(-1, 1)), atol=1e-4)
 
 
 @pytest.mark.parametrize("spec", ["digits", "mnist1d"])

@@ -45,8 +45,8 @@ def search_command(
                           "text or one-hot rows; sorted, they become output indices), or a "
                           "folder with one sub-folder of images per class (resampled to their "
                           "most common size). 60/20/20 train/val/test, stratified. Channels "
-                          "an int8 input would blur (far from zero) are standardised, as the "
-                          "summary says.")
+                          "an int8 input would blur (far from zero) or too small to train on "
+                          "are standardised, as the summary says.")
     ],
     out_dir: Annotated[
         Path, typer.Option("--output", "-o", help="Directory to write: model.onnx, "

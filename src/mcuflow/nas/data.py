@@ -30,6 +30,11 @@ TRAIN_BATCH = 64
 INPUT_STEPS = 8
 """The fewest int8 steps of the quantised input a channel's standard deviation may span before
 the search standardises the samples (standardization_for)."""
+BATCH_NORM_EPS = 1e-5
+"""The epsilon of the networks' batch norms (nas.supernet; torch's default)."""
+SMALLEST_STD = 10 * BATCH_NORM_EPS ** 0.5
+"""The smallest standard deviation of a channel the search takes as it comes: below it, the
+first batch norm's epsilon weighs on the variance of what the first layer makes of it."""
 
 
 class Layout(Enum):
@@ -117,14 +122,17 @@ class Split:
 class Standardization:
     """The model's input is (x - mean) / std per channel, from the training split's samples.
 
-    `blurred` is the channel whose standard deviation spanned the fewest int8 steps of the
-    input quantised as it came (standardization_for), `steps` how many.
+    `blurred` is the channel that asked for it (standardization_for): one whose standard
+    deviation was under SMALLEST_STD, else the one that spanned the fewest int8 steps of the
+    input quantised as it came; `steps` how many it spanned.
     """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
     blurred: int
     steps: float
+    raw_std: float
+    """The blurred channel's standard deviation as it came."""
 
     def apply(self, data: Dataset) -> Dataset:
         """`data` with its samples standardised."""
@@ -143,10 +151,14 @@ class Standardization:
                   if channels <= LISTED_CHANNELS else
                   f"means and standard deviations of its {channels} channels (report.json's "
                   "input_standardization)")
+        reason = (f"x[..., {self.blurred}]'s standard deviation, {self.raw_std:.2g}, was "
+                  f"too small beside the batch norms' epsilon ({BATCH_NORM_EPS:g}) to train "
+                  "on as it came"
+                  if self.raw_std < SMALLEST_STD else
+                  f"a standard deviation of x[..., {self.blurred}] spanned {self.steps:.2g} "
+                  "steps of the int8 input, whose range must contain zero")
         return (f"The models take x standardised per channel, (x - mean) / std, with the "
-                f"training split's {values}: as it came, a standard deviation of "
-                f"x[..., {self.blurred}] spanned {self.steps:.2g} steps of the int8 input, "
-                "whose range must contain zero.")
+                f"training split's {values}: as it came, {reason}.")
 
 
 LISTED_CHANNELS = 8
@@ -158,27 +170,31 @@ def _numbers(values: tuple[float, ...]) -> str:
 
 
 def standardization_for(train: Dataset) -> Standardization | None:
-    """The standardisation the samples need where their int8 input would blur a channel.
+    """The standardisation the samples need where a channel would be lost as they come.
 
     mcuflow's PTQ quantises the model's input as TFLite does (quant.affine.affine_activation):
     its range, widened to contain zero, in 255 steps. A channel far from zero, or narrow
     beside the others, then spans few steps per standard deviation (a barometer's 1,013 hPa
-    +- 1.5: under one). Where a channel that varies spans fewer than INPUT_STEPS over the
-    training samples' range, and every one spans at least that many once the channels are
-    standardised with the training split's mean and standard deviation (a constant channel's
-    taken as 1), that standardisation; else None (a channel of rare outliers, standardised,
-    widens the range as much as it gains).
+    +- 1.5: under one). A channel of tiny values (a magnetometer's field in tesla) is lost
+    to training already: its standard deviation is under SMALLEST_STD. Where a channel that
+    varies spans fewer than INPUT_STEPS over the training samples' range or is that small,
+    and every one spans at least INPUT_STEPS once the channels are standardised with the
+    training split's mean and standard deviation (a constant channel's taken as 1), that
+    standardisation; else None (a channel of rare outliers, standardised, widens the range
+    as much as it gains).
     """
     axes = tuple(range(train.x.ndim - 1))
     std = train.x.std(axis=axes, dtype=np.float64)
     varying = np.flatnonzero(std > 0)
     steps = std / _input_scale(train.x)
-    if not len(varying) or steps[varying].min() >= INPUT_STEPS:
+    small = varying[std[varying] < SMALLEST_STD]
+    if not len(varying) or (steps[varying].min() >= INPUT_STEPS and not len(small)):
         return None
-    blurred = int(varying[np.argmin(steps[varying])])
+    blurred = int(small[np.argmin(std[small])] if len(small)
+                  else varying[np.argmin(steps[varying])])
     mean = train.x.mean(axis=axes, dtype=np.float64)
     found = Standardization(tuple(mean.tolist()), tuple(np.where(std > 0, std, 1.0).tolist()),
-                            blurred, float(steps[blurred]))
+                            blurred, float(steps[blurred]), float(std[blurred]))
     x = found.apply(train).x
     gained = x.std(axis=axes, dtype=np.float64) / _input_scale(x)
     return found if gained[varying].min() >= INPUT_STEPS else None

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import TRAIN_BATCH, Dataset, Split, resize
+from mcuflow.nas.data import BATCH_NORM_EPS, TRAIN_BATCH, Dataset, Split, resize
 from mcuflow.nas.space import (
     Arch,
     Block,
@@ -69,7 +69,8 @@ def _convolve(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int,
 
 
 def _batch_norm(dims: int, channels: int) -> nn.Module:
-    return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
+    norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    return norm(channels, eps=BATCH_NORM_EPS)
 
 
 def _sliced_batch_norm(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
