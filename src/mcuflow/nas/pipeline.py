@@ -266,7 +266,9 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
                progress: Progress | None = None, layout: Layout = Layout.AUTO) -> SearchReport:
     """Search `dataset` for the board of `options`, deploy the winner and a baseline, report.
 
-    `layout` says how an .npz's x is read (load_dataset).
+    `layout` says how an .npz's x is read (load_dataset). Samples with a channel the models
+    would lose as it comes are standardised first (standardization_for), and the models take
+    them so.
 
     Writes OUT/model.onnx (float), OUT/model_int8.tflite, the baseline's baseline.onnx and
     baseline_int8.tflite, OUT/report.json and OUT/report.html, all or nothing (see
