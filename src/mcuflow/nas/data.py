@@ -183,26 +183,26 @@ def standardization_for(train: Dataset) -> Standardization | None:
     standardisation; else None (a channel of rare outliers, standardised, widens the range
     as much as it gains).
     """
-    axes = tuple(range(train.x.ndim - 1))
-    std = train.x.std(axis=axes, dtype=np.float64)
+    x, axes = train.x, tuple(range(train.x.ndim - 1))
+    std = x.std(axis=axes, dtype=np.float64)
     varying = np.flatnonzero(std > 0)
-    steps = std / _input_scale(train.x)
+    steps = std / _input_scale(x.min(), x.max())
     small = varying[std[varying] < SMALLEST_STD]
     if not len(varying) or (steps[varying].min() >= INPUT_STEPS and not len(small)):
         return None
     blurred = int(small[np.argmin(std[small])] if len(small)
                   else varying[np.argmin(steps[varying])])
-    mean = train.x.mean(axis=axes, dtype=np.float64)
-    found = Standardization(tuple(mean.tolist()), tuple(np.where(std > 0, std, 1.0).tolist()),
-                            blurred, float(steps[blurred]), float(std[blurred]))
-    x = found.apply(train).x
-    gained = x.std(axis=axes, dtype=np.float64) / _input_scale(x)
-    return found if gained[varying].min() >= INPUT_STEPS else None
+    mean, divisor = x.mean(axis=axes, dtype=np.float64), np.where(std > 0, std, 1.0)
+    low, high = ((bound - mean) / divisor for bound in (x.min(axis=axes), x.max(axis=axes)))
+    if 1 / _input_scale(low.min(), high.max()) < INPUT_STEPS:
+        return None  # standardised, every varying channel's deviation is 1: the range decides
+    return Standardization(tuple(mean.tolist()), tuple(divisor.tolist()), blurred,
+                           float(steps[blurred]), float(std[blurred]))
 
 
-def _input_scale(x: np.ndarray) -> float:
-    """The scale of the int8 input PTQ would give samples `x` (their range, with zero)."""
-    return affine_activation(Range.including_zero(x.min(), x.max())).scale[0]
+def _input_scale(low: float, high: float) -> float:
+    """The scale of the int8 input PTQ would give samples from `low` to `high` (with zero)."""
+    return affine_activation(Range.including_zero(low, high)).scale[0]
 
 
 def standardized(parts: Split, standardization: Standardization | None) -> Split:
