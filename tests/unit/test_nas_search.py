@@ -36,7 +36,16 @@ from mcuflow.nas.search import (  # noqa: E402
     training_epochs,
     winner,
 )
-from mcuflow.nas.space import arch_graph, default_space, largest, macs, smallest  # noqa: E402
+from mcuflow.nas.space import (  # noqa: E402
+    Work,
+    arch_graph,
+    default_space,
+    largest,
+    macs,
+    smallest,
+    work,
+)
+from mcuflow.nas.training_cost import reference_share, step_ms  # noqa: E402
 from mcuflow.planning import analyze_graph  # noqa: E402
 
 BOARD_FILE = Path(__file__).parents[2] / "bench/boards/tiny16k.toml"
@@ -264,50 +273,66 @@ def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path)
         search(parts, space, dataclasses.replace(options, checkpoint=broken, resume=True))
 
 
-def test_training_epochs_follow_the_cost_of_an_epoch() -> None:
-    """The table's epochs hold for digits; four times the samples get a quarter of them.
+def test_training_epochs_follow_the_time_of_an_epoch() -> None:
+    """Epochs hold the row's time: four times the samples get a quarter of them.
 
     A costlier architecture gets fewer again: whole epochs down to one, then less than half
-    an epoch where its work calls for less (a share of one epoch's batches). A cheaper one
+    an epoch where its time calls for less (a share of one epoch's batches). A cheaper one
     gets no more on as many samples; a quarter of the samples (5 batches of 64 where digits
-    has 17) get up to 17/5 times the epochs: the reference's optimiser steps.
+    has 17) get up to 17/5 times the epochs: the reference's optimiser steps. Digits' own
+    epochs are the row's times the reference's measured share of its predicted time.
     """
     digits = split(load_dataset("digits"), seed=0)
     assert len(digits.train.y) == REFERENCE_SAMPLES
     native, width, resolution = REFERENCE_ARCH
     space = default_space(2, native)
     reference = SpaceChoice(width, resolution, 1, 1, 0.0, ())
-    assert training_epochs(60, digits, space, reference) == 60
+    own = training_epochs(60, digits, space, reference)
+    assert own == round(60 * reference_share())
     repeat = np.tile(np.arange(len(digits.train.y)), 4)
     more = dataclasses.replace(digits, train=digits.train.subset(repeat))
-    assert training_epochs(60, more, space, reference) == 15
+    assert training_epochs(60, more, space, reference) == round(own / 4)
     wider = SpaceChoice(1.0, 16, 1, 1, 0.0, ())
-    assert 1 <= training_epochs(60, more, space, wider) < 15
+    assert 1 <= training_epochs(60, more, space, wider) < own / 4
     assert 0 < training_epochs(1, more, space, wider) < 0.5
     narrower = SpaceChoice(0.25, 8, 1, 1, 0.0, ())
-    assert training_epochs(60, digits, space, narrower) == 60
     fewer = dataclasses.replace(digits, train=digits.train.subset(
         np.arange(len(digits.train.y) // 4)))
     assert training_epochs(60, fewer, space, narrower) == round(60 * 17 / 5)
-    assert 60 < training_epochs(60, fewer, space, reference) <= round(60 * 17 / 5)
+    assert own < training_epochs(60, fewer, space, reference) <= round(60 * 17 / 5)
+
+
+def test_a_step_costs_its_layers_macs_and_elements() -> None:
+    """The fitted step time grows with layers, MACs of each kind and the batch, per layout.
+
+    The reference's measured share of its predicted time (digits train fast) is a share.
+    """
+    base = Work(dense_macs=100_000, depthwise_macs=20_000, elements=5_000, layers=20)
+    for dims in (1, 2):
+        ms = step_ms(base, dims, 64)
+        for bigger in (dataclasses.replace(base, layers=40),
+                       dataclasses.replace(base, dense_macs=10_000_000),
+                       dataclasses.replace(base, depthwise_macs=2_000_000)):
+            assert step_ms(bigger, dims, 64) > ms
+        assert step_ms(base, dims, 128) >= ms
+    assert 0 < reference_share() <= 1
 
 
 def test_costlier_samples_rank_on_fewer_validation_samples() -> None:
-    """The evaluations' work (samples x MACs) holds the reference's, down to a floor."""
+    """The evaluations' time holds the reference's (its steps as timed on digits), to a floor."""
     digits = split(load_dataset("digits"), seed=0)
     native, width, resolution = REFERENCE_ARCH
     space = default_space(2, native)
-    reference = SpaceChoice(width, resolution, 1, 1, 0.0, ())
-    assert ranked_samples(space, reference, digits.val) == RANKED_SAMPLES
-    assert ranked_samples(space, SpaceChoice(0.25, 8, 1, 1, 0.0, ()), digits.val) \
-        == RANKED_SAMPLES
-    work = RANKED_SAMPLES * macs(largest(space, width, resolution), space, 1, 10)
+    narrow = ranked_samples(space, SpaceChoice(0.25, 8, 1, 1, 0.0, ()), digits.val)
+    assert narrow == RANKED_SAMPLES
     rgb = dataclasses.replace(digits.val, x=np.repeat(digits.val.x, 3, axis=-1))
+    reference = work(largest(space, width, resolution), space, 1, 10)
+    budget = RANKED_SAMPLES * step_ms(reference, 2, 64) * reference_share()
     for native, (width, resolution) in ((8, (1.0, 16)), (32, (1.0, 32)), (32, (0.5, 24))):
         images = default_space(2, native)
         ranked = ranked_samples(images, SpaceChoice(width, resolution, 1, 1, 0.0, ()), rgb)
-        cost = macs(largest(images, width, resolution), images, 3, 10)
-        assert ranked == max(LEAST_RANKED_SAMPLES, round(work / cost)) < RANKED_SAMPLES
+        cost = step_ms(work(largest(images, width, resolution), images, 3, 10), 2, 64)
+        assert ranked == max(LEAST_RANKED_SAMPLES, round(budget / cost)) < RANKED_SAMPLES
 
 
 def _candidate(accuracy: float, model_macs: int) -> Candidate:

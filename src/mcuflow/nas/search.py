@@ -31,7 +31,9 @@ from mcuflow.nas.space import (
     sample,
     smallest,
     stable_seed,
+    work,
 )
+from mcuflow.nas.training_cost import reference_share, step_ms
 from mcuflow.outputs import write_file
 from mcuflow.planning import Build
 
@@ -125,23 +127,23 @@ REFERENCE_ARCH = (8, 0.75, 16)
 
 def training_epochs(epochs: int, split: Split, space: SearchSpace, chosen: SpaceChoice
                     ) -> float:
-    """A table row's `epochs` for this data: as many as hold the row's work on digits.
+    """A table row's `epochs` for this data: as many as take the time they take on digits.
 
-    An epoch's cost is taken as the training samples times the MACs of the chosen space's
-    largest architecture; against the table's reference (REFERENCE_SAMPLES, REFERENCE_ARCH)
-    a costlier epoch gets proportionally fewer epochs, whole ones down to one, below half an
-    epoch that share of one (TrainBudget), so the row's minutes hold roughly on data sets of
-    any size. From half an epoch up, one whole: in one run on 20,000 32 x 32 RGB images,
-    0.6 of an epoch cost the found model its lead over the baseline (90.8 % against 94.5 %;
-    one epoch gave 95.9 % against 95.7 %). A cheaper one gets more only where the data has
-    fewer batches than the reference: at most as many more as keep the reference's optimiser
-    steps, so a few hundred samples still train for the row's steps. So the row's minutes hold
-    on larger images and data sets (digits upscaled to 28 x 28, at width 1, cost four times
-    digits' epoch), and both final models get the same count.
+    An epoch's time is predicted for the chosen space's largest architecture (_epoch_ms: its
+    training batches times a step's fitted time, nas.training_cost); against the table's
+    reference epoch (_reference_epoch_ms) a costlier epoch gets proportionally fewer epochs,
+    whole ones down to one, below half an epoch that share of one (TrainBudget), so the row's
+    minutes hold on data sets of any size and kind. Digits' mostly blank pixels train in about
+    half the time of dense data (training_cost.reference_share), so the search on digits
+    itself trains about half the table's epochs and ends early. From half an epoch up, one
+    whole: in one run on 20,000 32 x 32 RGB images, 0.6 of an epoch cost the found model its
+    lead over the baseline (90.8 % against 94.5 %; one epoch gave 95.9 % against 95.7 %). A
+    cheaper one gets more only where the data has fewer batches than the reference: at most as
+    many more as keep the reference's optimiser steps, so a few hundred samples still train
+    for the row's steps. Both final models get the same count.
     """
     data = split.train
-    work = len(data.y) * _sample_macs(space, chosen, data)
-    scale = REFERENCE_SAMPLES * _reference_macs() / work
+    scale = _reference_epoch_ms() / _epoch_ms(space, chosen, data)
     if scale > 1:
         scale = min(scale, max(1.0, _batches(REFERENCE_SAMPLES) / _batches(len(data.y))))
     scaled = epochs * scale
@@ -154,17 +156,32 @@ def _batches(samples: int) -> int:
 
 
 @functools.cache
-def _reference_macs() -> int:
-    """MACs of a sample on the table's reference architecture (digits: 1 channel, 10 classes)."""
+def _reference_step_ms() -> float:
+    """A training step of the table's reference (REFERENCE_ARCH, digits) as timed on digits.
+
+    The fitted step time (for dense data) times digits' measured share of it.
+    """
     native, width, resolution = REFERENCE_ARCH
     reference = default_space(2, native)
-    return macs(largest(reference, width, resolution), reference, 1, 10)
+    done = work(largest(reference, width, resolution), reference, 1, 10)
+    return step_ms(done, 2, TRAIN_BATCH) * reference_share()
 
 
-def _sample_macs(space: SearchSpace, chosen: SpaceChoice, data: Dataset) -> int:
-    """MACs of a sample of `data` on the chosen space's largest architecture."""
-    return macs(largest(space, chosen.width, chosen.resolution), space, data.input_channels,
+def _reference_epoch_ms() -> float:
+    """The table's epoch: REFERENCE_SAMPLES digits on the reference, as timed on digits."""
+    return _batches(REFERENCE_SAMPLES) * _reference_step_ms()
+
+
+def _sample_step_ms(space: SearchSpace, chosen: SpaceChoice, data: Dataset) -> float:
+    """Predicted time of a training step of `data` on the chosen space's largest architecture."""
+    done = work(largest(space, chosen.width, chosen.resolution), space, data.input_channels,
                 data.classes)
+    return step_ms(done, space.dims, TRAIN_BATCH)
+
+
+def _epoch_ms(space: SearchSpace, chosen: SpaceChoice, data: Dataset) -> float:
+    """Predicted time of a training epoch of `data` (see _sample_step_ms)."""
+    return _batches(len(data.y)) * _sample_step_ms(space, chosen, data)
 
 
 @dataclass(frozen=True)
@@ -638,13 +655,13 @@ def ranking_samples(split: Split, space: SearchSpace, chosen: SpaceChoice, seed:
 def ranked_samples(space: SearchSpace, chosen: SpaceChoice, val: Dataset) -> int:
     """How many validation samples rank the candidates of the chosen space, at most.
 
-    RANKED_SAMPLES where a sample of the space's largest architecture costs (in MACs) no more
-    than one of the table's reference (REFERENCE_ARCH on digits), proportionally fewer where
-    it costs more, down to LEAST_RANKED_SAMPLES: as training_epochs holds the training's work,
-    this holds the evaluations' (2,000 samples of 32 x 32 RGB images at width 1 took 7 s an
-    evaluation, against 0.3 s on digits).
+    RANKED_SAMPLES where a step of the space's largest architecture takes no longer than one
+    of the table's reference as timed on digits (_reference_step_ms), proportionally fewer
+    where it takes longer, down to LEAST_RANKED_SAMPLES: as training_epochs holds the
+    training's time, this holds the evaluations' (2,000 samples of 32 x 32 RGB images at
+    width 1 took 7 s an evaluation, against 0.3 s on digits).
     """
-    share = _reference_macs() / _sample_macs(space, chosen, val)
+    share = _reference_step_ms() / _sample_step_ms(space, chosen, val)
     return max(LEAST_RANKED_SAMPLES, min(RANKED_SAMPLES, round(RANKED_SAMPLES * share)))
 
 

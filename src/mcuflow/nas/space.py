@@ -279,23 +279,55 @@ def _plane(space: SearchSpace, resolution: int) -> tuple[int, int]:
     return (size[0], size[1]) if space.dims == 2 else (1, size[0])
 
 
-def macs(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> int:
-    """Multiply-accumulates of the convolutions, depthwise convolutions and the classifier."""
+@dataclass(frozen=True)
+class Work:
+    """What one sample costs an architecture: its MACs by kind, layer outputs and layers.
+
+    `elements` counts the outputs of its convolutions (each one batch-normalised, most then
+    activated), `layers` its convolutions and the classifier.
+    """
+
+    dense_macs: int
+    depthwise_macs: int
+    elements: int
+    layers: int
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of every layer."""
+        return self.dense_macs + self.depthwise_macs
+
+
+def work(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> Work:
+    """The Work of one sample: stem, blocks (expansion, depthwise, projection), head, classifier."""
     taps = (lambda k: k * k) if space.dims == 2 else (lambda k: k)
     size = _shrink(_plane(space, arch.resolution), space.stem_stride, space.dims)
     channels = make_divisible(space.stem_channels * arch.width)
-    total = size[0] * size[1] * channels * taps(3) * input_channels
+    dense, depthwise = size[0] * size[1] * channels * taps(3) * input_channels, 0
+    elements, layers = size[0] * size[1] * channels, 2
     for block in blocks(arch, space):
         if block.hidden != block.in_channels:
-            total += size[0] * size[1] * block.in_channels * block.hidden
+            dense += size[0] * size[1] * block.in_channels * block.hidden
+            elements += size[0] * size[1] * block.hidden
+            layers += 1
         size = _shrink(size, block.stride, space.dims)
-        total += size[0] * size[1] * block.hidden * (taps(block.kernel) + block.out_channels)
+        depthwise += size[0] * size[1] * block.hidden * taps(block.kernel)
+        dense += size[0] * size[1] * block.hidden * block.out_channels
+        elements += size[0] * size[1] * (block.hidden + block.out_channels)
+        layers += 2
         channels = block.out_channels
     if space.head_channels > 0:
         head = make_divisible(space.head_channels * arch.width)
-        total += size[0] * size[1] * channels * head
+        dense += size[0] * size[1] * channels * head
+        elements += size[0] * size[1] * head
+        layers += 1
         channels = head
-    return total + channels * classes
+    return Work(dense + channels * classes, depthwise, elements, layers)
+
+
+def macs(arch: Arch, space: SearchSpace, input_channels: int, classes: int) -> int:
+    """Multiply-accumulates of the convolutions, depthwise convolutions and the classifier."""
+    return work(arch, space, input_channels, classes).macs
 
 
 def _paddings(size: int, kernel: int, stride: int) -> set[Padding]:
