@@ -33,7 +33,7 @@ from mcuflow.nas.space import (
     stable_seed,
     work,
 )
-from mcuflow.nas.training_cost import reference_share, step_ms
+from mcuflow.nas.training_cost import reference_share, step_costs, step_ms
 from mcuflow.outputs import write_file
 from mcuflow.planning import Build
 
@@ -394,13 +394,16 @@ class _State:
 
 
 def _fingerprint(split: Split, space: SearchSpace, options: SearchOptions, budget: Budget) -> str:
-    """A digest of everything a search's result depends on (not workers or the checkpoint)."""
+    """A digest of everything a search's result depends on (not workers or the checkpoint).
+
+    The training-time model's coefficients are among it: they set the epochs.
+    """
     digest = hashlib.sha256()
     for part in (split.train, split.val, split.test):
         digest.update(np.ascontiguousarray(part.x).tobytes())
         digest.update(np.ascontiguousarray(part.y).tobytes())
     settings = (repr(space), repr(options.limits), repr(options.build), options.seed,
-                repr(budget))
+                repr(budget), repr(step_costs()), reference_share())
     digest.update(repr(settings).encode())
     return digest.hexdigest()
 
