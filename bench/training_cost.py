@@ -132,7 +132,7 @@ def fit(measured: list[Measured]) -> dict[int, StepCost]:
     return costs
 
 
-def reference(seed: int) -> tuple[Arch, SearchSpace, Work]:
+def reference() -> tuple[Arch, SearchSpace, Work]:
     """The search's reference architecture (REFERENCE_ARCH), its space and Work."""
     native, width, resolution = REFERENCE_ARCH
     space = default_space(2, native)
@@ -142,7 +142,7 @@ def reference(seed: int) -> tuple[Arch, SearchSpace, Work]:
 
 def digits_share(costs: dict[int, StepCost], seed: int) -> float:
     """A step of the reference on digits' training samples, measured over the fitted model's."""
-    arch, space, done = reference(seed)
+    arch, space, done = reference()
     train = split(load_dataset("digits"), seed).train
     x = np.moveaxis(resize(train.x, arch.resolution, 2), -1, 1)
     data = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(train.y)

@@ -39,10 +39,15 @@ class StepCost:
 
 
 @functools.cache
+def _tables() -> dict[str, dict[str, float]]:
+    """COSTS_FILE's tables, read once."""
+    return tomllib.loads(resources.files("mcuflow.nas").joinpath(COSTS_FILE).read_text())
+
+
+@functools.cache
 def step_costs() -> dict[int, StepCost]:
     """The fitted StepCost of each dims (2: images, 1: series)."""
-    text = resources.files("mcuflow.nas").joinpath(COSTS_FILE).read_text()
-    tables = tomllib.loads(text)
+    tables = _tables()
     names = [field.name for field in fields(StepCost)]
     return {dims: StepCost(**{name: float(tables[layout][name]) for name in names})
             for dims, layout in LAYOUTS.items()}
@@ -56,8 +61,7 @@ def reference_share() -> float:
     PyTorch's CPU kernels (about half the time), and the search's budget table was sized by
     the clock on digits.
     """
-    text = resources.files("mcuflow.nas").joinpath(COSTS_FILE).read_text()
-    return float(tomllib.loads(text)["reference"]["share"])
+    return float(_tables()["reference"]["share"])
 
 
 def step_ms(work: Work, dims: int, batch: int) -> float:
