@@ -75,11 +75,21 @@ def _interp_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.apply_along_axis(lambda row: np.interp(source, np.arange(length), row), axis, x)
 
 
+def _pil_resized(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """N x H x W x C float images resized by Pillow's bilinear Image.resize, channel by channel."""
+    return np.stack([np.stack([np.asarray(Image.fromarray(image[..., channel], mode="F")
+                                          .resize((columns, rows), Image.Resampling.BILINEAR))
+                               for channel in range(image.shape[-1])], axis=-1)
+                     for image in images.astype(np.float32)])
+
+
 @pytest.mark.parametrize("size", [5, 12])
 def test_resize_matches_separable_half_pixel_interpolation(size: int) -> None:
+    """Enlarged images against numpy's interp, shrunk ones against Pillow (antialiased)."""
     rng = np.random.default_rng(0)
     images = rng.random((3, 8, 8, 2)).astype(np.float32)
-    expected = _interp_axis(_interp_axis(images, size, 1), size, 2)
+    expected = (_interp_axis(_interp_axis(images, size, 1), size, 2) if size > 8 else
+                _pil_resized(images, size, size))
     np.testing.assert_allclose(resize(images, size, 2), expected, atol=1e-5)
     series = rng.random((3, 40, 2)).astype(np.float32)
     np.testing.assert_allclose(resize(series, size * 3, 1), _interp_axis(series, size * 3, 1),
@@ -92,9 +102,9 @@ def test_resize_keeps_the_images_aspect() -> None:
     images = np.random.default_rng(1).random((3, 10, 4, 2)).astype(np.float32)
     data = Dataset("tall", images, np.arange(3), 3)
     assert data.aspect == 0.4
-    for rows, columns in ((5, 2), (20, 8)):
-        expected = _interp_axis(_interp_axis(images, rows, 1), columns, 2)
-        np.testing.assert_allclose(resize(images, rows, 2), expected, atol=1e-5)
+    np.testing.assert_allclose(resize(images, 5, 2), _pil_resized(images, 5, 2), atol=1e-5)
+    expected = _interp_axis(_interp_axis(images, 20, 1), 8, 2)
+    np.testing.assert_allclose(resize(images, 20, 2), expected, atol=1e-5)
 
 
 def _samples(classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -261,9 +271,38 @@ def test_image_folder_of_several_sizes_takes_the_most_common(tmp_path: Path) -> 
     data = load_dataset(str(_write_folder(tmp_path / "sizes", {"b": small, "a": large})))
     assert data.x.shape == (11, 6, 6, 3)
     assert [data.label(i) for i in range(data.classes)] == ["a", "b"]
-    expected = _interp_axis(_interp_axis(large[0] / 255.0, 6, 0), 6, 1)
+    expected = _pil_resized(large[0][None] / 255.0, 6, 6)[0]
     np.testing.assert_allclose(data.x[0], expected, atol=1e-5)
     np.testing.assert_allclose(data.x[5], small[0] / 255.0, atol=1e-7)
+    assert data.stored_shape == ()
+
+
+def test_images_larger_than_the_values_allowed_are_read_smaller(tmp_path: Path) -> None:
+    """Photos for a small board, read at the largest size of their aspect within the limit.
+
+    Shrunk as Pillow shrinks them, from a folder (any size the most common) or a .npz.
+    """
+    rng = np.random.default_rng(6)
+    photos = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(10)]
+    odd = rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    root = _write_folder(tmp_path / "photos", {"a": photos[:5] + [odd], "b": photos[5:]})
+    most = 23 * 31 * 3 - 1  # 23 rows of 4:3 images are 31 columns: one value too many
+    data = load_dataset(str(root), most_values=most)
+    assert (data.x.shape, data.stored_shape) == ((11, 22, 29, 3), (48, 64, 3))
+    np.testing.assert_allclose(data.x[0], _pil_resized(photos[0][None] / 255.0, 22, 29)[0],
+                               atol=1e-5)
+    np.testing.assert_allclose(data.x[5], _pil_resized(odd[None] / 255.0, 22, 29)[0],
+                               atol=1e-5)
+    x = np.stack(photos * 30)
+    np.savez(tmp_path / "photos.npz", x=x, y=np.arange(len(x)) % 3)
+    stored = load_dataset(str(tmp_path / "photos.npz"), most_values=most)
+    assert (stored.x.shape, stored.stored_shape) == ((300, 22, 29, 3), (48, 64, 3))
+    np.testing.assert_allclose(stored.x[[0, 299]], _pil_resized(x[[0, 299]] / 255.0, 22, 29),
+                               atol=1e-5)
+    unlimited = load_dataset(str(tmp_path / "photos.npz"), most_values=48 * 64 * 3)
+    assert (unlimited.x.shape, unlimited.stored_shape) == ((300, 48, 64, 3), ())
+    series = load_dataset("mnist1d", most_values=10)
+    assert (series.x.shape[1:], series.stored_shape) == ((40, 1), ())
 
 
 def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert data["class_labels"] == [str(label) for label in load_digits().target_names]
     rows, columns = load_digits().images.shape[1:]
     assert (data["layout"], data["sample_shape"]) == ("images", [rows, columns, 1])
+    assert data["stored_shape"] is None  # read as stored
     assert data["input_standardization"] is None  # digits' pixels keep their int8 steps
     assert data["search"]["fit_checks"] >= data["search"]["evaluated"] > 0
     epochs = data["epochs"]  # from scratch, as many epochs as the supernet and fine-tuning
@@ -103,6 +104,10 @@ def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(
         page = html.unescape(render_report(shown))
         assert (f"<p>The found model's estimated {note}" in page) == (found > baseline)
     assert report.found.fit.latency_ms != report.baseline.fit.latency_ms
+    photos = dataclasses.replace(report, sample_shape=(90, 120, 3), stored_shape=(480, 640, 3))
+    print_summary(photos, out, report.options, Layout.AUTO)
+    assert ("90 x 120 images of 3 channels (stored 480 x 640, read smaller: the SRAM limit "
+            "holds no larger input)") in " ".join(capsys.readouterr().out.split())
 
 
 def test_int8_model_is_litert_exact_and_scored_as_reported(

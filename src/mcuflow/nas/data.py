@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import zipfile
 import zlib
@@ -61,6 +62,9 @@ class Dataset:
     y: np.ndarray
     classes: int
     labels: tuple[str, ...] = ()
+    stored_shape: tuple[int, ...] = ()
+    """One sample's shape as the data stored it, where larger than read (load_dataset's
+    most_values); empty: as read."""
 
     def label(self, index: int) -> str:
         """The data's name of class `index`."""
@@ -93,7 +97,7 @@ class Dataset:
 
     def subset(self, indices: np.ndarray) -> Dataset:
         """The samples at `indices` (same name, class count and labels)."""
-        return Dataset(self.name, self.x[indices], self.y[indices], self.classes, self.labels)
+        return replace(self, x=self.x[indices], y=self.y[indices])
 
 
 def layout_of(shape: tuple[int, ...]) -> Layout:
@@ -212,20 +216,24 @@ def standardized(parts: Split, standardization: Standardization | None) -> Split
     return Split(*(standardization.apply(part) for part in (parts.train, parts.val, parts.test)))
 
 
-def load_dataset(spec: str, layout: Layout = Layout.AUTO) -> Dataset:
+def load_dataset(spec: str, layout: Layout = Layout.AUTO, most_values: int | None = None
+                 ) -> Dataset:
     """"digits", "mnist1d", a .npz file with x and y, or a folder of one sub-folder per class.
 
     `layout` says how an .npz's x is read; the others have theirs, which it must not contradict.
+    Images of more than `most_values` values (rows x columns x channels) are read at the
+    largest size within it (readable_size), shrunk as `resize` shrinks, a few at a time: a
+    folder of 640 x 480 photos for a board of 32 KB of SRAM never holds them at full size.
     """
     path = Path(spec)
     if path.suffix == ".npz" and path.is_file():
-        return _npz(path, layout)
+        return _npz(path, layout, most_values)
     if spec == "digits":
         data = _digits()
     elif spec == "mnist1d":
         data = _mnist1d()
     elif path.is_dir():
-        data = _image_folder(path)
+        data = _image_folder(path, most_values)
     else:
         raise McuflowError(f"no dataset {spec!r}",
                            "give digits, mnist1d, a .npz file with x and y, or a folder with "
@@ -252,26 +260,53 @@ def split(dataset: Dataset, seed: int) -> Split:
 
 
 def resize(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
-    """Images to R rows, their aspect kept (bilinear), or series to length R (linear).
+    """Images to R rows, their aspect kept, or series to length R (linear, as torch does).
 
-    As torch interpolates; the columns are space.columns of the images' aspect.
+    The columns are space.columns of the images' aspect. Images are enlarged bilinearly and
+    shrunk as PIL's bilinear Image.resize shrinks them (antialiased: each output pixel
+    weighs every input pixel it covers), as a camera's frames would be.
     """
     size = (resolution, columns(resolution, x.shape[2] / x.shape[1])) if dims == 2 else (
         resolution,)
-    mode = "bilinear" if dims == 2 else "linear"
     if x.shape[1:-1] == size:
         return np.array(x, dtype=np.float32)
-    return _interpolated(x, size, mode)
+    return _resampled(x, size)
 
 
-def _interpolated(x: np.ndarray, size: tuple[int, ...], mode: str) -> np.ndarray:
-    """N x ... x C samples resampled to `size` along the middle axes (half-pixel centres)."""
+def readable_size(size: tuple[int, int], channels: int, most_values: int | None
+                  ) -> tuple[int, int]:
+    """`size` (rows, columns), or the largest of its aspect within `most_values` values.
+
+    An image of `channels` channels at the size returned holds at most `most_values` values
+    (at least one row); None: no limit.
+    """
+    rows, aspect = size[0], size[1] / size[0]
+    if most_values is None or rows * size[1] * channels <= most_values:
+        return size
+    rows = min(rows, math.isqrt(max(1, int(most_values / (aspect * channels)))) + 1)
+    while rows > 1 and rows * columns(rows, aspect) * channels > most_values:
+        rows -= 1
+    return rows, columns(rows, aspect)
+
+
+def _resampled(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """N x ... x C samples resampled to `size` along the middle axes (half-pixel centres).
+
+    Shrunk images are antialiased (see resize); enlarged ones and series are not.
+    """
     import torch
 
+    shrunk = len(size) == 2 and any(new < old for new, old in zip(size, x.shape[1:3],
+                                                                   strict=True))
     channels_first = np.ascontiguousarray(np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1))
-    resized = torch.nn.functional.interpolate(torch.from_numpy(channels_first), size=size,
-                                              mode=mode, align_corners=False)
+    resized = torch.nn.functional.interpolate(
+        torch.from_numpy(channels_first), size=size, mode="bilinear" if len(size) == 2
+        else "linear", align_corners=False, antialias=shrunk)
     return np.ascontiguousarray(np.moveaxis(resized.numpy(), 1, -1))
+
+
+READ_CHUNK = 256
+"""Samples resampled at a time where a .npz's images are read smaller (load_dataset)."""
 
 
 def _digits() -> Dataset:
@@ -302,7 +337,7 @@ def _mnist1d() -> Dataset:
     return Dataset("mnist1d", x, y, 10)
 
 
-def _npz(path: Path, layout: Layout) -> Dataset:
+def _npz(path: Path, layout: Layout, most_values: int | None) -> Dataset:
     hint = "write it with numpy.savez(path, x=..., y=...)"
     try:
         with path.open("rb") as file:
@@ -319,7 +354,8 @@ def _npz(path: Path, layout: Layout) -> Dataset:
             x, y = arrays["x"], arrays["y"]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise McuflowError(f"cannot read {path}: {error}", hint) from error
-    return _checked(path, path.stem, _samples(path, x, layout), *_labels(path, y, len(x)))
+    samples, stored = _samples(path, x, layout, most_values)
+    return _checked(path, path.stem, samples, *_labels(path, y, len(x)), stored)
 
 
 SHAPES = {Layout.IMAGES: "N x H x W x C, or N x H x W for grey images",
@@ -327,11 +363,13 @@ SHAPES = {Layout.IMAGES: "N x H x W x C, or N x H x W for grey images",
 """The shapes of x each layout reads, as the user is told them."""
 
 
-def _samples(path: Path, x: np.ndarray, layout: Layout) -> np.ndarray:
-    """x as float32 samples with a channel axis; uint8 is pixels, scaled to [0, 1].
+def _samples(path: Path, x: np.ndarray, layout: Layout, most_values: int | None
+             ) -> tuple[np.ndarray, tuple[int, ...]]:
+    """x as float32 samples with a channel axis, and a sample's stored shape if read smaller.
 
-    Read as `layout` says; AUTO reads N x H x W x C and uint8 N x H x W (grey pixels, as Keras
-    keeps MNIST) as images, N x T and other N x T x C arrays as series.
+    uint8 is pixels, scaled to [0, 1]. The stored shape is () where read as stored (see
+    load_dataset). Read as `layout` says; AUTO reads N x H x W x C and uint8 N x H x W (grey
+    pixels, as Keras keeps MNIST) as images, N x T and other N x T x C arrays as series.
     """
     if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4) or 0 in x.shape[1:]:
         raise McuflowError(f"{path}: x is {x.dtype} of shape {x.shape}",
@@ -344,10 +382,24 @@ def _samples(path: Path, x: np.ndarray, layout: Layout) -> np.ndarray:
     if x.ndim not in (least, least + 1):
         raise McuflowError(f"{path}: x of shape {x.shape} is not {layout.value}: they are "
                            f"{SHAPES[layout]}", "check x's shape, or the --layout given")
+    x = x[..., None] if x.ndim == least else x
+    size = (readable_size(x.shape[1:3], x.shape[-1], most_values)
+            if layout is Layout.IMAGES else x.shape[1:-1])
+    if size == x.shape[1:-1]:
+        return _scaled(x, pixels), ()
+    read = np.empty((len(x), *size, x.shape[-1]), np.float32)
+    for start in range(0, len(x), READ_CHUNK):
+        read[start:start + READ_CHUNK] = _resampled(_scaled(x[start:start + READ_CHUNK],
+                                                            pixels), size)
+    return read, x.shape[1:]
+
+
+def _scaled(x: np.ndarray, pixels: bool) -> np.ndarray:
+    """x as float32, pixels scaled to [0, 1]."""
     scaled = x.astype(np.float32)
     if pixels:
         scaled /= 255.0
-    return scaled[..., None] if x.ndim == least else scaled
+    return scaled
 
 
 def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -383,11 +435,12 @@ def _fractional(y: np.ndarray) -> float:
     return float(y[np.flatnonzero(y != np.round(y))[0]])
 
 
-def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...]
-             ) -> Dataset:
+def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[str, ...],
+             stored_shape: tuple[int, ...]) -> Dataset:
     """The Dataset `name` once the samples of `path` are finite and every class has enough.
 
-    `y` holds class indices 0..K-1 and `labels` their K names.
+    `y` holds class indices 0..K-1 and `labels` their K names; `stored_shape` is the
+    Dataset's.
     """
     if not len(x):
         raise McuflowError(f"{path}: no samples", "give labelled samples of two classes or more")
@@ -406,11 +459,16 @@ def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[
     if np.all(x == x[:1]):
         raise McuflowError(f"{path}: every sample of x is the same",
                            "nothing tells the classes apart: check that x holds the samples")
-    return Dataset(name, np.ascontiguousarray(x), y, len(labels), labels)
+    return Dataset(name, np.ascontiguousarray(x), y, len(labels), labels, stored_shape)
 
 
-def _image_folder(path: Path) -> Dataset:
-    """A class per sub-folder, hidden ones (.ipynb_checkpoints) aside."""
+def _image_folder(path: Path, most_values: int | None) -> Dataset:
+    """A class per sub-folder, hidden ones (.ipynb_checkpoints) aside.
+
+    The images are read at the size most of them have (the smallest such on a tie), or
+    smaller (see load_dataset), one at a time: those of another size are resampled as
+    `resize` resamples. Colour where any image is.
+    """
     folders = sorted(entry for entry in path.iterdir()
                      if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
@@ -422,24 +480,38 @@ def _image_folder(path: Path) -> Dataset:
     if empty:
         raise McuflowError(f"{path}: class folder {empty[0]!r} holds no images",
                            f"images must end in {', '.join(IMAGE_SUFFIXES)}")
-    pixels = [_read_image(file) for images in files for file in images]
-    colour = any(image.ndim == 3 for image in pixels)
-    pixels = [_as_rgb(image) if colour else image[..., None] for image in pixels]
+    paths = [file for images in files for file in images]
+    headers = [_header(file) for file in paths]
+    channels = 1 if all(grey for _, grey in headers) else 3
+    sizes = Counter(size for size, _ in headers)
+    common = min(sizes, key=lambda size: (-sizes[size], size))
+    size = readable_size(common, channels, most_values)
+    x = np.empty((len(paths), *size, channels), np.float32)
+    for index, file in enumerate(paths):
+        pixels = _read_image(file)
+        pixels = _as_rgb(pixels) if channels == 3 else pixels[..., None]
+        x[index] = pixels if pixels.shape[:2] == size else _resampled(pixels[None], size)[0]
     labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
-    return _checked(path, path.name, np.stack(_common_size(pixels)),
-                    labels.astype(np.int64), tuple(folder.name for folder in folders))
+    return _checked(path, path.name, x, labels.astype(np.int64),
+                    tuple(folder.name for folder in folders),
+                    (*common, channels) if size != common else ())
 
 
-def _common_size(pixels: list[np.ndarray]) -> list[np.ndarray]:
-    """The images at the size most of them have (the smallest such on a tie), bilinear.
+def _grey(mode: str) -> bool:
+    """True for PIL's modes of grey images: 1, L and the 16/32-bit I modes."""
+    return mode in ("1", "L") or mode.startswith("I")
 
-    Images of other sizes are resampled as `resize` resamples (half-pixel centres).
-    """
-    sizes = Counter(image.shape[:2] for image in pixels)
-    target = min(sizes, key=lambda size: (-sizes[size], size))
-    return [image if image.shape[:2] == target else _interpolated(image[None], target,
-                                                                  "bilinear")[0]
-            for image in pixels]
+
+def _header(file: Path) -> tuple[tuple[int, int], bool]:
+    """An image's (rows, columns) and whether it is grey, from its header alone."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            return (image.height, image.width), _grey(image.mode)
+    except OSError as error:
+        raise McuflowError(f"cannot read image {file}: {error}",
+                           "remove or repair the file") from error
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -447,29 +519,17 @@ def _read_image(file: Path) -> np.ndarray:
 
     16-bit grey images (PIL's modes I;16 and I) are scaled from their 16-bit range.
     """
-    try:
-        from PIL import Image
+    from PIL import Image
 
+    try:
         with Image.open(file) as image:
             if image.mode.startswith("I"):
-                pixels = np.asarray(image, dtype=np.float32) / 65535.0
-            else:
-                grey = image.mode in ("1", "L")
-                pixels = np.asarray(image.convert("L" if grey else "RGB"),
-                                    dtype=np.float32) / 255.0
-    except ImportError:
-        import matplotlib.image
-
-        pixels = _unit_range(matplotlib.image.imread(file))
+                return np.asarray(image, dtype=np.float32) / 65535.0
+            return np.asarray(image.convert("L" if _grey(image.mode) else "RGB"),
+                              dtype=np.float32) / 255.0
     except OSError as error:
         raise McuflowError(f"cannot read image {file}: {error}",
                            "remove or repair the file") from error
-    return pixels
-
-
-def _unit_range(pixels: np.ndarray) -> np.ndarray:
-    scaled = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 1.0)
-    return scaled[..., :3] if scaled.ndim == 3 else scaled
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

@@ -197,7 +197,10 @@ class SearchReport:
     class_labels: tuple[str, ...]
     """The data's name of each output index (labels sorted, or class folders)."""
     sample_shape: tuple[int, ...]
-    """One sample's axes: H x W x C (images) or T x C (series)."""
+    """One sample's axes as read: H x W x C (images) or T x C (series)."""
+    stored_shape: tuple[int, ...]
+    """One sample's axes as the data stored them, where the images were read smaller (no
+    input larger than the SRAM limit fits the board); empty: as read."""
     board: str
     options: SearchOptions
     budget: Budget
@@ -220,8 +223,12 @@ class SearchReport:
         return layout_of(self.sample_shape)
 
     def sample_form(self) -> str:
-        """One sample in words (data.sample_form)."""
-        return sample_form(self.sample_shape)
+        """One sample in words (data.sample_form), and its stored size where read smaller."""
+        form = sample_form(self.sample_shape)
+        if not self.stored_shape:
+            return form
+        return (f"{form} (stored {self.stored_shape[0]} x {self.stored_shape[1]}, read "
+                "smaller: the SRAM limit holds no larger input)")
 
     def to_json(self) -> dict[str, object]:
         """report.json: accuracies, architectures, the search's tables and figures, checks."""
@@ -230,6 +237,7 @@ class SearchReport:
             "dataset": self.dataset, "samples": self.samples, "classes": self.classes,
             "class_labels": list(self.class_labels), "layout": self.layout.value,
             "sample_shape": list(self.sample_shape),
+            "stored_shape": list(self.stored_shape) or None,
             "input_standardization": (self.standardization.to_json()
                                       if self.standardization else None),
             "board": self.board, "target": self.qemu.target,
@@ -266,9 +274,10 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
                progress: Progress | None = None, layout: Layout = Layout.AUTO) -> SearchReport:
     """Search `dataset` for the board of `options`, deploy the winner and a baseline, report.
 
-    `layout` says how an .npz's x is read (load_dataset). Samples with a channel the models
-    would lose as it comes are standardised first (standardization_for), and the models take
-    them so.
+    `layout` says how an .npz's x is read (load_dataset); images larger than the SRAM limit
+    are read smaller (no board holds a larger input: see load_dataset's most_values). Samples
+    with a channel the models would lose as it comes are standardised first
+    (standardization_for), and the models take them so.
 
     Writes OUT/model.onnx (float), OUT/model_int8.tflite, the baseline's baseline.onnx and
     baseline_int8.tflite, OUT/report.json and OUT/report.html, all or nothing (see
@@ -277,7 +286,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     check_output(out_dir)
     check_options(options)
     check_verifiable(options.build)
-    parts = split(load_dataset(dataset, layout), options.seed)
+    parts = split(load_dataset(dataset, layout, options.limits.sram_bytes), options.seed)
     standardization = standardization_for(parts.train)
     parts = standardized(parts, standardization)
     train = parts.train
@@ -365,6 +374,7 @@ def _deploy(parts: Split, space: SearchSpace, result: SearchResult, options: Sea
     labels = tuple(train.label(index) for index in range(train.classes))
     samples = sum(len(part.y) for part in (parts.train, parts.val, parts.test))
     report = SearchReport(train.name, samples, train.classes, labels, train.x.shape[1:],
+                          train.stored_shape,
                           options.build.board.id,
                           options, budget, result, _deployed(found, found_analysis, options),
                           _deployed(reference, _analysis(reference.quantized, options), options),
