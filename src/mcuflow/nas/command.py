@@ -44,7 +44,8 @@ def search_command(
                           "x H x W grey images, or N x T x C series) and y (labels: numbers, "
                           "text or one-hot rows; sorted, they become output indices), or a "
                           "folder with one sub-folder of images per class (resampled to their "
-                          "most common size). 60/20/20 train/val/test, stratified. Channels "
+                          "most common size). Images larger than the SRAM limit are read "
+                          "smaller. 60/20/20 train/val/test, stratified. Channels "
                           "an int8 input would blur (far from zero) or too small to train on "
                           "are standardised, as the summary says.")
     ],
