@@ -94,6 +94,23 @@ def test_figures_composed_from_other_candidates_equal_the_full_plans(
     assert composed >= 12
 
 
+def test_an_input_over_the_sram_limit_is_rejected_by_the_arena_bound() -> None:
+    """Photos read at 90 x 120 x 3 for a 32 KB board: the input alone is over the limit.
+
+    The bound says so without the patch search; the planner's arena holds the input too.
+    """
+    build = Build(get_board("nucleo-f091rc"))
+    limits = limits_for(build, 30_000, None, None)
+    space = default_space(2, 90, 4 / 3)
+    arch = sample(space, np.random.default_rng(5), 0.25, 90)
+    graph = arch_graph(arch, space, 3, 10)
+    assert arena_bound(graph, build) >= 90 * 120 * 3 > limits.sram_bytes
+    check = FitCheck(build, limits, space, 3, 10)
+    assert not check(arch).fits and check.decided["arena bound"] == 1
+    analysis = analyze_graph(graph, build, PatchRequest(sram_budget=limits.sram_bytes))
+    assert analysis.plan.arena_bytes >= 90 * 120 * 3
+
+
 @pytest.mark.parametrize("case", sorted(BOARDS))
 def test_verdict_and_figures_equal_the_planners(case: str) -> None:
     build = Build(get_board("tiny16k" if case == "tight" else case, BOARDS[case]))
