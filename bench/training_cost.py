@@ -30,7 +30,7 @@ from scipy.optimize import nnls
 from torch.nn import functional
 
 from mcuflow.nas import supernet
-from mcuflow.nas.data import TRAIN_BATCH, load_dataset, resize, split
+from mcuflow.nas.data import TRAIN_BATCH, channels_first, load_dataset, split
 from mcuflow.nas.search import REFERENCE_ARCH, REFERENCE_SAMPLES
 from mcuflow.nas.space import (
     Arch,
@@ -144,8 +144,7 @@ def digits_share(costs: dict[int, StepCost], seed: int) -> float:
     """A step of the reference on digits' training samples, measured over the fitted model's."""
     arch, space, done = reference()
     train = split(load_dataset("digits"), seed).train
-    x = np.moveaxis(resize(train.x, arch.resolution, 2), -1, 1)
-    data = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(train.y)
+    data = torch.from_numpy(channels_first(train.x, arch.resolution, 2)), torch.from_numpy(train.y)
     measured = step_time(arch, space, 1, seed, data)
     predicted = costs[2].ms(done, TRAIN_BATCH)
     print(f"reference on digits: {measured:.1f} ms measured, {predicted:.1f} ms predicted")

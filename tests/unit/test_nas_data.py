@@ -17,6 +17,7 @@ from mcuflow.nas.data import (
     SMALLEST_STD,
     Dataset,
     Layout,
+    channels_first,
     load_dataset,
     resize,
     sample_form,
@@ -95,6 +96,16 @@ def test_resize_matches_separable_half_pixel_interpolation(size: int) -> None:
     np.testing.assert_allclose(resize(series, size * 3, 1), _interp_axis(series, size * 3, 1),
                                atol=1e-5)
     np.testing.assert_array_equal(resize(images, 8, 2), images)
+
+
+def test_channels_first_holds_resizes_values_bit_for_bit() -> None:
+    rng = np.random.default_rng(7)
+    images, series = rng.random((4, 10, 6, 3)), rng.random((4, 40, 2)).astype(np.float32)
+    for x, dims, resolution in ((images, 2, 5), (images, 2, 10), (images, 2, 20),
+                                (series, 1, 24), (series, 1, 40), (series, 1, 60)):
+        moved = channels_first(x, resolution, dims)
+        assert moved.flags.c_contiguous and moved.dtype == np.float32
+        np.testing.assert_array_equal(moved, np.moveaxis(resize(x, resolution, dims), -1, 1))
 
 
 def test_resize_keeps_the_images_aspect() -> None:

@@ -266,11 +266,27 @@ def resize(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
     shrunk as PIL's bilinear Image.resize shrinks them (antialiased: each output pixel
     weighs every input pixel it covers), as a camera's frames would be.
     """
-    size = (resolution, columns(resolution, x.shape[2] / x.shape[1])) if dims == 2 else (
-        resolution,)
+    size = _size(x, resolution, dims)
     if x.shape[1:-1] == size:
         return np.array(x, dtype=np.float32)
     return _resampled(x, size)
+
+
+def channels_first(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
+    """The samples resized as `resize` resizes them, N x C x ..., contiguous: the networks'.
+
+    The values of resize's, moved in one copy where resize and a transpose would make two or
+    three (a training split of large images is held once more, not three times).
+    """
+    size = _size(x, resolution, dims)
+    moved = np.ascontiguousarray(np.moveaxis(x, -1, 1), dtype=np.float32)
+    return moved if x.shape[1:-1] == size else _interpolated(moved, size)
+
+
+def _size(x: np.ndarray, resolution: int, dims: int) -> tuple[int, ...]:
+    """The rows and columns (series: steps) of `x`'s samples at `resolution`."""
+    return ((resolution, columns(resolution, x.shape[2] / x.shape[1])) if dims == 2
+            else (resolution,))
 
 
 def readable_size(size: tuple[int, int], channels: int, most_values: int | None
@@ -290,19 +306,23 @@ def readable_size(size: tuple[int, int], channels: int, most_values: int | None
 
 
 def _resampled(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
-    """N x ... x C samples resampled to `size` along the middle axes (half-pixel centres).
+    """N x ... x C samples resampled to `size` along the middle axes (see _interpolated)."""
+    moved = np.ascontiguousarray(np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1))
+    return np.ascontiguousarray(np.moveaxis(_interpolated(moved, size), 1, -1))
+
+
+def _interpolated(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Contiguous float32 N x C x ... samples resampled to `size` (half-pixel centres).
 
     Shrunk images are antialiased (see resize); enlarged ones and series are not.
     """
     import torch
 
-    shrunk = len(size) == 2 and any(new < old for new, old in zip(size, x.shape[1:3],
+    shrunk = len(size) == 2 and any(new < old for new, old in zip(size, x.shape[2:],
                                                                    strict=True))
-    channels_first = np.ascontiguousarray(np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1))
-    resized = torch.nn.functional.interpolate(
-        torch.from_numpy(channels_first), size=size, mode="bilinear" if len(size) == 2
-        else "linear", align_corners=False, antialias=shrunk)
-    return np.ascontiguousarray(np.moveaxis(resized.numpy(), 1, -1))
+    return torch.nn.functional.interpolate(
+        torch.from_numpy(x), size=size, mode="bilinear" if len(size) == 2 else "linear",
+        align_corners=False, antialias=shrunk).numpy()
 
 
 READ_CHUNK = 256

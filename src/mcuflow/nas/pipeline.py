@@ -21,9 +21,9 @@ from mcuflow.nas.data import (
     Layout,
     Split,
     Standardization,
+    channels_first,
     layout_of,
     load_dataset,
-    resize,
     sample_form,
     split,
     standardization_for,
@@ -574,9 +574,7 @@ def onnx_layout(x: np.ndarray, arch: Arch, dims: int) -> np.ndarray:
 
     The exported model takes NCHW images, or N x C x T series (Conv1d).
     """
-    resized = resize(x, arch.resolution, dims)
-    order = (0, 3, 1, 2) if dims == 2 else (0, 2, 1)
-    return np.ascontiguousarray(resized.transpose(order), dtype=np.float32)
+    return channels_first(x, arch.resolution, dims)
 
 
 def _analysis(quantized: QuantizeResult, options: SearchOptions) -> Analysis:

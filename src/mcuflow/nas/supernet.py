@@ -16,7 +16,14 @@ from torch import nn
 from torch.nn import functional
 
 from mcuflow.errors import McuflowError
-from mcuflow.nas.data import BATCH_NORM_EPS, TRAIN_BATCH, Dataset, Split, resize
+from mcuflow.nas.data import (
+    BATCH_NORM_EPS,
+    TRAIN_BATCH,
+    Dataset,
+    Split,
+    channels_first,
+    resize,
+)
 from mcuflow.nas.space import (
     Arch,
     Block,
@@ -325,8 +332,8 @@ def _one_thread() -> Iterator[None]:
 
 def _tensors(data: Dataset, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The samples resized and channels-first, with their labels."""
-    x = np.moveaxis(resize(data.x, resolution, data.dims), -1, 1)
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(data.y)
+    return (torch.from_numpy(channels_first(data.x, resolution, data.dims)),
+            torch.from_numpy(data.y))
 
 
 def _batches(samples: int, budget: TrainBudget, generator: torch.Generator
