@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +318,15 @@ def test_images_larger_than_the_values_allowed_are_read_smaller(tmp_path: Path) 
     assert (series.x.shape[1:], series.stored_shape) == ((40, 1), ())
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG's signature, IHDR (8-bit RGB) and IEND chunks: its size without its pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
 def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:
     pixels = np.zeros((4, 4), np.uint8)
     cases = {
@@ -327,6 +338,10 @@ def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:
         with pytest.raises(McuflowError, match=messages[name]) as caught:
             load_dataset(str(_write_folder(tmp_path / name, images)))
         assert caught.value.hint
+    bomb = _write_folder(tmp_path / "bomb", {"a": [pixels] * 5, "b": [pixels] * 5})
+    (bomb / "b" / "huge.png").write_bytes(_png_header(30_000, 30_000))
+    with pytest.raises(McuflowError, match="cannot read image .*huge.png.*decompression bomb"):
+        load_dataset(str(bomb))
     (tmp_path / "flat").mkdir()
     with pytest.raises(McuflowError, match="no sub-folders"):
         load_dataset(str(tmp_path / "flat"))

@@ -529,9 +529,8 @@ def _header(file: Path) -> tuple[tuple[int, int], bool]:
     try:
         with Image.open(file) as image:
             return (image.height, image.width), _grey(image.mode)
-    except OSError as error:
-        raise McuflowError(f"cannot read image {file}: {error}",
-                           "remove or repair the file") from error
+    except (OSError, Image.DecompressionBombError) as error:
+        raise _unreadable(file, error) from error
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -547,9 +546,13 @@ def _read_image(file: Path) -> np.ndarray:
                 return np.asarray(image, dtype=np.float32) / 65535.0
             return np.asarray(image.convert("L" if _grey(image.mode) else "RGB"),
                               dtype=np.float32) / 255.0
-    except OSError as error:
-        raise McuflowError(f"cannot read image {file}: {error}",
-                           "remove or repair the file") from error
+    except (OSError, Image.DecompressionBombError) as error:
+        raise _unreadable(file, error) from error
+
+
+def _unreadable(file: Path, error: Exception) -> McuflowError:
+    """The error of an image Pillow cannot read, or will not (a decompression bomb's size)."""
+    return McuflowError(f"cannot read image {file}: {error}", "remove or repair the file")
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

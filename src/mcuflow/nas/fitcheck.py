@@ -215,7 +215,7 @@ def arena_bound(graph: Graph, build: Build, cache: StepCache | None = None) -> i
         return inputs
     problem = build_problem(graph, dsp=build.dsp, cache=cache)
     needs = evaluate(problem, list(range(len(graph.operators))))[1]
-    return max(inputs, *needs[_kept_from(graph):])
+    return max([inputs, *needs[_kept_from(graph):]])
 
 
 def flash_bound(graph: Graph, build: Build, above: int | None = None) -> int:
