@@ -257,6 +257,29 @@ def test_image_folder_grey_and_colour(tmp_path: Path) -> None:
     np.testing.assert_allclose(mixed.x[5, ..., 2], colour["b"][0] / 255.0, atol=1e-7)
 
 
+def test_image_folder_reads_tiff_webp_and_gif(tmp_path: Path) -> None:
+    """Lossless kinds read back as written; a GIF's palette as Pillow converts it to RGB."""
+    rng = np.random.default_rng(8)
+    pixels = {name: [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(5)]
+              for name in ("tif", "webp")}
+    root = tmp_path / "kinds"
+    _write_folder(root, {"tif": pixels["tif"]}, ".TIFF")
+    for index, image in enumerate(pixels["webp"]):
+        (root / "webp").mkdir(exist_ok=True)
+        Image.fromarray(image).save(root / "webp" / f"{index}.webp", lossless=True)
+    gif = _write_folder(tmp_path / "gifs", {"a": pixels["tif"]}, ".gif")
+    data = load_dataset(str(root))
+    np.testing.assert_allclose(data.x, np.stack(pixels["tif"] + pixels["webp"]) / 255.0,
+                               atol=1e-7)
+    (gif / "b").mkdir()
+    for index, image in enumerate(pixels["webp"]):
+        Image.fromarray(image).save(gif / "b" / f"{index}.gif")
+    palette = load_dataset(str(gif))
+    with Image.open(gif / "a" / "0.gif") as first:
+        expected = np.asarray(first.convert("RGB"), dtype=np.float32) / 255.0
+    np.testing.assert_allclose(palette.x[0], expected, atol=1e-7)
+
+
 @pytest.mark.parametrize("labels", [
     np.array(["walk", "run", "sit", "run", "walk"] * 4),
     np.array([9, 3, 3, 9, 7] * 4),

@@ -20,7 +20,7 @@ from mcuflow.quant.calibrate import Range
 
 ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive, as numpy.savez writes a .npz."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 """The image files a class folder may hold (others are ignored)."""
 MIN_PER_CLASS = 5
 """The fewest samples of a class that still give every part of a 60/20/20 split one sample."""
