@@ -264,8 +264,8 @@ def test_image_folder_reads_tiff_webp_and_gif(tmp_path: Path) -> None:
               for name in ("tif", "webp")}
     root = tmp_path / "kinds"
     _write_folder(root, {"tif": pixels["tif"]}, ".TIFF")
+    (root / "webp").mkdir()
     for index, image in enumerate(pixels["webp"]):
-        (root / "webp").mkdir(exist_ok=True)
         Image.fromarray(image).save(root / "webp" / f"{index}.webp", lossless=True)
     gif = _write_folder(tmp_path / "gifs", {"a": pixels["tif"]}, ".gif")
     data = load_dataset(str(root))

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mcuflow import api
 from mcuflow.memory.patch_search import PatchRequest
+from mcuflow.nas import pipeline
 from mcuflow.nas.command import print_summary
 from mcuflow.nas.data import Dataset, Layout, load_dataset, resize, split
 from mcuflow.nas.fitcheck import firmware_reserve, limits_for
@@ -108,6 +109,29 @@ def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(
     print_summary(photos, out, report.options, Layout.AUTO)
     assert ("90 x 120 images of 3 channels (stored 480 x 640, read smaller: the SRAM limit "
             "holds no larger input)") in " ".join(capsys.readouterr().out.split())
+
+
+def test_images_over_the_sram_limit_reach_the_search_read_smaller(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 96 x 128 RGB .npz for a 20,000 B --sram-budget is split read at 70 x 93 x 3."""
+    x = np.random.default_rng(9).integers(0, 256, (40, 96, 128, 3), dtype=np.uint8)
+    np.savez(tmp_path / "photos.npz", x=x, y=np.arange(40) % 2)
+    loaded: list[Dataset] = []
+
+    class Loaded(Exception):
+        """Raised where the search would split what it loaded."""
+
+    def stop(dataset: Dataset, seed: int) -> None:
+        loaded.append(dataset)
+        raise Loaded
+
+    monkeypatch.setattr(pipeline, "split", stop)
+    build = api.build_for(BOARD)
+    options = SearchOptions(build, limits_for(build, 20_000, None, None), minutes=1, seed=SEED)
+    with pytest.raises(Loaded):
+        run_search(str(tmp_path / "photos.npz"), options, tmp_path / "out")
+    assert (loaded[0].x.shape[1:], loaded[0].stored_shape) == ((70, 93, 3), (96, 128, 3))
+    assert 70 * 93 * 3 <= 20_000 < 71 * 95 * 3  # 4:3 rows of 70 and 71: 93 and 95 columns
 
 
 def test_int8_model_is_litert_exact_and_scored_as_reported(
