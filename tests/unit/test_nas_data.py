@@ -280,6 +280,38 @@ def test_image_folder_reads_tiff_webp_and_gif(tmp_path: Path) -> None:
     np.testing.assert_allclose(palette.x[0], expected, atol=1e-7)
 
 
+UPRIGHT = {
+    1: lambda s: s, 2: lambda s: s[:, ::-1], 3: lambda s: s[::-1, ::-1], 4: lambda s: s[::-1],
+    5: lambda s: s.transpose(1, 0, 2), 6: lambda s: np.rot90(s, -1),
+    7: lambda s: s[::-1, ::-1].transpose(1, 0, 2), 8: lambda s: np.rot90(s),
+}
+"""The EXIF (TIFF 6.0) orientations: how the stored rows and columns are shown."""
+
+
+def test_photos_are_read_as_their_exif_orientation_shows_them(tmp_path: Path) -> None:
+    """A phone's portrait photo stored landscape with an orientation tag is read upright.
+
+    Each class holds a 20 x 30 PNG tagged with every orientation and an untagged 30 x 20
+    one: the upright sizes (30 x 20 where the tag turns it a quarter) make 30 x 20 the most
+    common size.
+    """
+    rng = np.random.default_rng(11)
+    stored = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for orientation in UPRIGHT:
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            Image.fromarray(stored).save(tmp_path / label / f"{orientation}.png", exif=exif)
+        Image.fromarray(stored.transpose(1, 0, 2)).save(tmp_path / label / "9.png")
+    data = load_dataset(str(tmp_path))
+    assert data.x.shape == (18, 30, 20, 3) and data.stored_shape == ()
+    for index in (4, 5, 6, 7):
+        orientation = index + 1
+        np.testing.assert_allclose(data.x[index], UPRIGHT[orientation](stored) / 255.0,
+                                   atol=1e-7, err_msg=f"orientation {orientation}")
+
+
 @pytest.mark.parametrize("labels", [
     np.array(["walk", "run", "sit", "run", "walk"] * 4),
     np.array([9, 3, 3, 9, 7] * 4),

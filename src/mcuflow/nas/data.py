@@ -22,6 +22,9 @@ ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive, as numpy.savez writes a .npz."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 """The image files a class folder may hold (others are ignored)."""
+QUARTER_TURNS = frozenset({5, 6, 7, 8})
+"""EXIF orientations that show an image turned a quarter (mirrored or not): rows become
+columns."""
 MIN_PER_CLASS = 5
 """The fewest samples of a class that still give every part of a 60/20/20 split one sample."""
 MNIST1D_SEED = 42
@@ -523,25 +526,34 @@ def _grey(mode: str) -> bool:
 
 
 def _header(file: Path) -> tuple[tuple[int, int], bool]:
-    """An image's (rows, columns) and whether it is grey, from its header alone."""
-    from PIL import Image
+    """An image's upright (rows, columns) and whether it is grey, from its header alone.
+
+    Upright as its EXIF orientation shows it (a phone's portrait photo is often stored
+    landscape with a tag saying to turn it): the orientations that turn it a quarter swap
+    rows and columns.
+    """
+    from PIL import ExifTags, Image
 
     try:
         with Image.open(file) as image:
-            return (image.height, image.width), _grey(image.mode)
+            turned = image.getexif().get(ExifTags.Base.Orientation, 1) in QUARTER_TURNS
+            size = (image.width, image.height) if turned else (image.height, image.width)
+            return size, _grey(image.mode)
     except (OSError, Image.DecompressionBombError) as error:
         raise _unreadable(file, error) from error
 
 
 def _read_image(file: Path) -> np.ndarray:
-    """Pixels in [0, 1]: H x W (grey) or H x W x 3 (colour; alpha dropped).
+    """Pixels in [0, 1]: H x W (grey) or H x W x 3 (colour; alpha dropped), upright.
 
-    16-bit grey images (PIL's modes I;16 and I) are scaled from their 16-bit range.
+    Upright: turned and mirrored as the image's EXIF orientation says (see _header). 16-bit
+    grey images (PIL's modes I;16 and I) are scaled from their 16-bit range.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
-        with Image.open(file) as image:
+        with Image.open(file) as stored:
+            image = ImageOps.exif_transpose(stored)
             if image.mode.startswith("I"):
                 return np.asarray(image, dtype=np.float32) / 65535.0
             return np.asarray(image.convert("L" if _grey(image.mode) else "RGB"),
