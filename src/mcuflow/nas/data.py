@@ -54,8 +54,10 @@ class Layout(Enum):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Labelled samples: x float32 N x H x W x C (images) or N x T x C (series), y int64 N.
+    """Labelled samples: x N x H x W x C (images) or N x T x C (series), y int64 N.
 
+    x is float32, or uint8 pixels as 8-bit data stored them (their values are x / 255: see
+    `values`), a quarter of the memory: 100,000 96 x 96 RGB photos take 2.8 GB, not 11.
     `labels` names the classes 0..K-1 as the data named them (the labels of a .npz file in
     sorted order, or the class folders); empty: the indices themselves.
     """
@@ -143,7 +145,8 @@ class Standardization:
 
     def apply(self, data: Dataset) -> Dataset:
         """`data` with its samples standardised."""
-        x = data.x - np.float32(self.mean)
+        x = values(data.x)
+        x -= np.float32(self.mean)
         x /= np.float32(self.std)
         return replace(data, x=x)
 
@@ -190,21 +193,44 @@ def standardization_for(train: Dataset) -> Standardization | None:
     standardisation; else None (a channel of rare outliers, standardised, widens the range
     as much as it gains).
     """
-    x, axes = train.x, tuple(range(train.x.ndim - 1))
-    std = x.std(axis=axes, dtype=np.float64)
+    mean, std, lowest, highest = _channel_statistics(train.x)
     varying = np.flatnonzero(std > 0)
-    steps = std / _input_scale(x.min(), x.max())
+    steps = std / _input_scale(lowest.min(), highest.max())
     small = varying[std[varying] < SMALLEST_STD]
     if not len(varying) or (steps[varying].min() >= INPUT_STEPS and not len(small)):
         return None
     blurred = int(small[np.argmin(std[small])] if len(small)
                   else varying[np.argmin(steps[varying])])
-    mean, divisor = x.mean(axis=axes, dtype=np.float64), np.where(std > 0, std, 1.0)
-    low, high = ((bound - mean) / divisor for bound in (x.min(axis=axes), x.max(axis=axes)))
+    divisor = np.where(std > 0, std, 1.0)
+    low, high = ((bound - mean) / divisor for bound in (lowest, highest))
     if 1 / _input_scale(low.min(), high.max()) < INPUT_STEPS:
         return None  # standardised, every varying channel's deviation is 1: the range decides
     return Standardization(tuple(mean.tolist()), tuple(divisor.tolist()), blurred,
                            float(steps[blurred]), float(std[blurred]))
+
+
+def _channel_statistics(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per channel of the samples' values: mean, standard deviation, least and most (float64).
+
+    READ_CHUNK samples at a time: float64 copies of a large training split would hold twice
+    its float32 size.
+    """
+    chunks = range(0, len(x), READ_CHUNK)
+
+    def each(chunk: int) -> np.ndarray:
+        part = values(x[chunk:chunk + READ_CHUNK])
+        return part.reshape(-1, part.shape[-1]).astype(np.float64)
+
+    count, total = 0, np.zeros(x.shape[-1])
+    lowest, highest = np.full(x.shape[-1], np.inf), np.full(x.shape[-1], -np.inf)
+    for chunk in chunks:
+        part = each(chunk)
+        count, total = count + len(part), total + part.sum(axis=0)
+        lowest, highest = np.minimum(lowest, part.min(axis=0)), np.maximum(highest,
+                                                                           part.max(axis=0))
+    mean = total / count
+    squares = sum(((each(chunk) - mean) ** 2).sum(axis=0) for chunk in chunks)
+    return mean, np.sqrt(squares / count), lowest, highest
 
 
 def _input_scale(low: float, high: float) -> float:
@@ -271,19 +297,32 @@ def resize(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
     """
     size = _size(x, resolution, dims)
     if x.shape[1:-1] == size:
-        return np.array(x, dtype=np.float32)
+        return values(x)
     return _resampled(x, size)
 
 
 def channels_first(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
     """The samples resized as `resize` resizes them, N x C x ..., contiguous: the networks'.
 
-    The values of resize's, moved in one copy where resize and a transpose would make two or
-    three (a training split of large images is held once more, not three times).
+    The values of resize's, made READ_CHUNK samples at a time into the one array returned:
+    a training split of large images is held once more at the resolution, not two or three
+    times at its own.
     """
     size = _size(x, resolution, dims)
-    moved = np.ascontiguousarray(np.moveaxis(x, -1, 1), dtype=np.float32)
-    return moved if x.shape[1:-1] == size else _interpolated(moved, size)
+    moved = np.empty((len(x), x.shape[-1], *size), np.float32)
+    for start in range(0, len(x), READ_CHUNK):
+        chunk = np.ascontiguousarray(np.moveaxis(values(x[start:start + READ_CHUNK]), -1, 1))
+        moved[start:start + READ_CHUNK] = (chunk if x.shape[1:-1] == size
+                                           else _interpolated(chunk, size))
+    return moved
+
+
+def values(x: np.ndarray) -> np.ndarray:
+    """The float32 values of samples as a Dataset holds them (uint8 pixels: x / 255), a copy."""
+    scaled = x.astype(np.float32)
+    if x.dtype == np.uint8:
+        scaled /= 255.0
+    return scaled
 
 
 def _size(x: np.ndarray, resolution: int, dims: int) -> tuple[int, ...]:
@@ -310,7 +349,7 @@ def readable_size(size: tuple[int, int], channels: int, most_values: int | None
 
 def _resampled(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
     """N x ... x C samples resampled to `size` along the middle axes (see _interpolated)."""
-    moved = np.ascontiguousarray(np.moveaxis(np.asarray(x, dtype=np.float32), -1, 1))
+    moved = np.ascontiguousarray(np.moveaxis(values(x), -1, 1))
     return np.ascontiguousarray(np.moveaxis(_interpolated(moved, size), 1, -1))
 
 
@@ -329,7 +368,8 @@ def _interpolated(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
 
 
 READ_CHUNK = 256
-"""Samples resampled at a time where a .npz's images are read smaller (load_dataset)."""
+"""Samples converted or resampled at a time: a .npz's images read smaller (load_dataset), the
+networks' float samples (channels_first), the statistics of standardization_for."""
 
 
 def _digits() -> Dataset:
@@ -388,11 +428,13 @@ SHAPES = {Layout.IMAGES: "N x H x W x C, or N x H x W for grey images",
 
 def _samples(path: Path, x: np.ndarray, layout: Layout, most_values: int | None
              ) -> tuple[np.ndarray, tuple[int, ...]]:
-    """x as float32 samples with a channel axis, and a sample's stored shape if read smaller.
+    """x as samples with a channel axis, and a sample's stored shape if read smaller.
 
-    uint8 is pixels, scaled to [0, 1]. The stored shape is () where read as stored (see
-    load_dataset). Read as `layout` says; AUTO reads N x H x W x C and uint8 N x H x W (grey
-    pixels, as Keras keeps MNIST) as images, N x T and other N x T x C arrays as series.
+    uint8 is pixels, kept as uint8 (Dataset); read smaller, rounded to 8 bits again (as
+    Pillow's resize of an 8-bit image rounds); other types become float32. The stored shape
+    is () where read as stored (see load_dataset). Read as `layout` says; AUTO reads
+    N x H x W x C and uint8 N x H x W (grey pixels, as Keras keeps MNIST) as images, N x T and
+    other N x T x C arrays as series.
     """
     if x.dtype.kind not in "fiub" or x.ndim not in (2, 3, 4) or 0 in x.shape[1:]:
         raise McuflowError(f"{path}: x is {x.dtype} of shape {x.shape}",
@@ -409,20 +451,17 @@ def _samples(path: Path, x: np.ndarray, layout: Layout, most_values: int | None
     size = (readable_size(x.shape[1:3], x.shape[-1], most_values)
             if layout is Layout.IMAGES else x.shape[1:-1])
     if size == x.shape[1:-1]:
-        return _scaled(x, pixels), ()
-    read = np.empty((len(x), *size, x.shape[-1]), np.float32)
+        return (x if pixels else x.astype(np.float32, copy=False)), ()
+    read = np.empty((len(x), *size, x.shape[-1]), np.uint8 if pixels else np.float32)
     for start in range(0, len(x), READ_CHUNK):
-        read[start:start + READ_CHUNK] = _resampled(_scaled(x[start:start + READ_CHUNK],
-                                                            pixels), size)
+        chunk = _resampled(x[start:start + READ_CHUNK], size)
+        read[start:start + READ_CHUNK] = _pixels(chunk) if pixels else chunk
     return read, x.shape[1:]
 
 
-def _scaled(x: np.ndarray, pixels: bool) -> np.ndarray:
-    """x as float32, pixels scaled to [0, 1]."""
-    scaled = x.astype(np.float32)
-    if pixels:
-        scaled /= 255.0
-    return scaled
+def _pixels(x: np.ndarray) -> np.ndarray:
+    """Float values in [0, 1] as uint8 pixels, rounded to the nearest (values' inverse)."""
+    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
 def _labels(path: Path, y: np.ndarray, samples: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -490,7 +529,8 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
 
     The images are read at the size most of them have (the smallest such on a tie), or
     smaller (see load_dataset), one at a time: those of another size are resampled as
-    `resize` resamples. Colour where any image is.
+    `resize` resamples. Colour where any image is. 8-bit images are kept as uint8 pixels
+    (resampled ones rounded to 8 bits), unless a 16-bit one makes them all float32.
     """
     folders = sorted(entry for entry in path.iterdir()
                      if entry.is_dir() and not entry.name.startswith("."))
@@ -505,15 +545,20 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
                            f"images must end in {', '.join(IMAGE_SUFFIXES)}")
     paths = [file for images in files for file in images]
     headers = [_header(file) for file in paths]
-    channels = 1 if all(grey for _, grey in headers) else 3
+    channels = 1 if all(_grey(mode) for _, mode in headers) else 3
+    deep = any(_deep(mode) for _, mode in headers)
     sizes = Counter(size for size, _ in headers)
     common = min(sizes, key=lambda size: (-sizes[size], size))
     size = readable_size(common, channels, most_values)
-    x = np.empty((len(paths), *size, channels), np.float32)
+    x = np.empty((len(paths), *size, channels), np.float32 if deep else np.uint8)
     for index, file in enumerate(paths):
         pixels = _read_image(file)
         pixels = _as_rgb(pixels) if channels == 3 else pixels[..., None]
-        x[index] = pixels if pixels.shape[:2] == size else _resampled(pixels[None], size)[0]
+        if pixels.shape[:2] != size:
+            resampled = _resampled(pixels[None], size)[0]
+            x[index] = resampled if deep else _pixels(resampled)
+        else:
+            x[index] = values(pixels) if deep else pixels
     labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
     return _checked(path, path.name, x, labels.astype(np.int64),
                     tuple(folder.name for folder in folders),
@@ -522,11 +567,16 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
 
 def _grey(mode: str) -> bool:
     """True for PIL's modes of grey images: 1, L and the 16/32-bit I modes."""
-    return mode in ("1", "L") or mode.startswith("I")
+    return mode in ("1", "L") or _deep(mode)
 
 
-def _header(file: Path) -> tuple[tuple[int, int], bool]:
-    """An image's upright (rows, columns) and whether it is grey, from its header alone.
+def _deep(mode: str) -> bool:
+    """True for PIL's 16/32-bit grey modes (I, I;16 and the like): more than 8 bits."""
+    return mode.startswith("I")
+
+
+def _header(file: Path) -> tuple[tuple[int, int], str]:
+    """An image's upright (rows, columns) and its PIL mode, from its header alone.
 
     Upright as its EXIF orientation shows it (a phone's portrait photo is often stored
     landscape with a tag saying to turn it): the orientations that turn it a quarter swap
@@ -538,26 +588,26 @@ def _header(file: Path) -> tuple[tuple[int, int], bool]:
         with Image.open(file) as image:
             turned = image.getexif().get(ExifTags.Base.Orientation, 1) in QUARTER_TURNS
             size = (image.width, image.height) if turned else (image.height, image.width)
-            return size, _grey(image.mode)
+            return size, image.mode
     except (OSError, Image.DecompressionBombError) as error:
         raise _unreadable(file, error) from error
 
 
 def _read_image(file: Path) -> np.ndarray:
-    """Pixels in [0, 1]: H x W (grey) or H x W x 3 (colour; alpha dropped), upright.
+    """Pixels H x W (grey) or H x W x 3 (colour; alpha dropped), upright: uint8, or float32.
 
     Upright: turned and mirrored as the image's EXIF orientation says (see _header). 16-bit
-    grey images (PIL's modes I;16 and I) are scaled from their 16-bit range.
+    grey images (PIL's modes I;16 and I) are float32 in [0, 1], scaled from their 16-bit
+    range; the rest uint8.
     """
     from PIL import Image, ImageOps
 
     try:
         with Image.open(file) as stored:
             image = ImageOps.exif_transpose(stored)
-            if image.mode.startswith("I"):
+            if _deep(image.mode):
                 return np.asarray(image, dtype=np.float32) / 65535.0
-            return np.asarray(image.convert("L" if _grey(image.mode) else "RGB"),
-                              dtype=np.float32) / 255.0
+            return np.asarray(image.convert("L" if _grey(image.mode) else "RGB"), np.uint8)
     except (OSError, Image.DecompressionBombError) as error:
         raise _unreadable(file, error) from error
 
