@@ -11,8 +11,7 @@ import numpy as np
 
 from mcuflow.bias_correction import LayerMeans, correct_biases, with_biases
 from mcuflow.errors import McuflowError, UnsupportedModelError
-from mcuflow.frontends.onnx_qdq import ModelTypes
-from mcuflow.frontends.onnx_reader import import_onnx
+from mcuflow.frontends.model_types import ModelTypes
 from mcuflow.frontends.tflite_reader import read_tflite
 from mcuflow.frontends.tflite_writer import write_tflite
 from mcuflow.frontends.torch_reader import is_torch_model, torch_to_onnx
@@ -79,8 +78,11 @@ def load_float_model(model: ModelSource, example_inputs: tuple[Any, ...] | None 
     """Read a float (or QDQ) model and run the pass pipeline (fold, fuse, layout).
 
     `model` is a .tflite, .onnx or .pt2 path, or a PyTorch ExportedProgram or nn.Module (with
-    `example_inputs`).
+    `example_inputs`). The ONNX reader is imported here: onnx takes a second to import, which
+    a command that reads no ONNX model should not wait for.
     """
+    from mcuflow.frontends.onnx_reader import import_onnx
+
     if is_torch_model(model):
         imported = import_onnx(torch_to_onnx(model, example_inputs))
         return FloatModel(run_passes(imported.graph), imported.input_perms,

@@ -7,17 +7,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from mcuflow.analysis.metrics import PlannedSteps, Report, analyze
-from mcuflow.analysis.plots import plain_log_scale, save_figure
+from mcuflow.analysis.plots import new_figure, plain_log_scale, save_figure
 from mcuflow.errors import McuflowError
 from mcuflow.hw.board import Board, SleepKind, SleepMode, TierKind
 from mcuflow.hw.storage_io import lifetime_years
 from mcuflow.ir.graph import Graph
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SECONDS_PER_DAY = 86_400.0
 XIP, COPY, RETAINED, ALWAYS_ON = "xip", "copy", "retained", "always-on"
@@ -416,8 +416,7 @@ def check_rate(rate_hz: float, latency_s: float) -> None:
 
 def life_figure(report: EnergyReport, points: int = 200) -> Figure:
     """Battery life (days) of each strategy against inferences per hour, log-log, crossovers."""
-    figure = Figure(figsize=(7.0, 4.5))
-    FigureCanvasAgg(figure)
+    figure = new_figure(7.0, 4.5)
     axes = figure.add_subplot()
     fastest = max((c.max_rate_hz for c in report.options.candidates), default=1.0)
     low = min(1.0 / 86_400, report.rate_hz / 10)

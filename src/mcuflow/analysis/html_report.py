@@ -14,16 +14,16 @@ import re
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
-
-import matplotlib
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from mcuflow.analysis.energy import EnergyReport
 from mcuflow.analysis.metrics import Report
 from mcuflow.ir.graph import Graph
 from mcuflow.quant.qdq import KeptReport
 from mcuflow.quant.report import QuantReport
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                            "base-uri 'none'; form-action 'none'")
@@ -35,11 +35,15 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-s
 
 def literal_text() -> AbstractContextManager[None]:
     """Figures made within draw names from the model literally: a `$` starts no mathtext."""
+    import matplotlib
+
     return matplotlib.rc_context({"text.parse_math": False})
 
 
 def figure_svg(figure: Figure, prefix: str) -> str:
     """`figure` as inline SVG markup (text drawn as paths: no fonts), ids prefixed by `prefix`."""
+    import matplotlib
+
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "mcuflow"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})

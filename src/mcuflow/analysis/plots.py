@@ -2,28 +2,47 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import stat
+from collections.abc import Callable
 from pathlib import Path
-
-from matplotlib.axes import Axes
-from matplotlib.axis import Axis
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import EngFormatter, FuncFormatter
+from typing import TYPE_CHECKING
 
 from mcuflow.analysis.metrics import Report
 from mcuflow.errors import OutputError
 from mcuflow.outputs import write_file
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+
 _FITS_COLOUR = "#4c72b0"
 _OVER_COLOUR = "#c44e52"
-PLOT_FORMATS = tuple(sorted(set(FigureCanvasAgg.get_supported_filetypes()) - {"pgf"}))
-"""What --plot writes, named by the file's suffix: matplotlib's formats but PGF (needs LaTeX)."""
-_FORMAT_HINT = ("end the file name with .png, .svg or .pdf; matplotlib also writes "
-                + ", ".join(f for f in PLOT_FORMATS if f not in ("png", "svg", "pdf")))
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib Figure of `width` x `height` inches, drawn by the Agg canvas.
+
+    matplotlib is imported when a figure is made (it takes a noticeable part of a second,
+    which commands that draw nothing should not wait for).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+@functools.cache
+def plot_formats() -> tuple[str, ...]:
+    """What --plot writes, named by the file's suffix: matplotlib's formats but PGF (LaTeX)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return tuple(sorted(set(FigureCanvasAgg.get_supported_filetypes()) - {"pgf"}))
 
 
 PLAIN_MINOR_DECADES = 2
@@ -36,18 +55,25 @@ def plain_log_scale(axes: Axes, which: str = "x") -> None:
     matplotlib's own log labels are mathtext, which a figure drawn under literal_text (names
     from a model shown as they are) would print as raw `$\\mathdefault{10^{5}}$`.
     """
+    from matplotlib.ticker import FuncFormatter
+
     axis = axes.xaxis if which == "x" else axes.yaxis
     (axes.set_xscale if which == "x" else axes.set_yscale)("log")
     axis.set_major_formatter(FuncFormatter(lambda value, _: plain_number(value)))
     axis.set_minor_formatter(FuncFormatter(lambda value, _: _minor_label(axis, value)))
 
 
-_LARGE = EngFormatter(sep="")
-
-
 def plain_number(value: float) -> str:
     """`value` as a short label: 0.01, 0.5, 20, 999, then 1k, 20k, 3M with SI prefixes."""
-    return _LARGE(value) if abs(value) >= 1000 else f"{value:g}"
+    return _engineering()(value) if abs(value) >= 1000 else f"{value:g}"
+
+
+@functools.cache
+def _engineering() -> Callable[[float], str]:
+    """matplotlib's formatter of SI prefixes, without a space (1k, 20k, 3M)."""
+    from matplotlib.ticker import EngFormatter
+
+    return EngFormatter(sep="")
 
 
 def _minor_label(axis: Axis, value: float) -> str:
@@ -67,9 +93,12 @@ def plot_format(path: Path) -> str:
     if _special(Path(path)):
         write_file(path, b"", "plot")  # raises: write_file writes only regular files
     given = Path(path).suffix
-    if given.lower().removeprefix(".") not in PLOT_FORMATS:
+    if given.lower().removeprefix(".") not in plot_formats():
         problem = f"unknown image format '{given}'" if given else "no image format suffix"
-        raise OutputError(f"cannot write plot '{path}': {problem}", _FORMAT_HINT)
+        others = ", ".join(f for f in plot_formats() if f not in ("png", "svg", "pdf"))
+        raise OutputError(f"cannot write plot '{path}': {problem}",
+                          f"end the file name with .png, .svg or .pdf; matplotlib also writes "
+                          f"{others}")
     return given.lower().removeprefix(".")
 
 
@@ -91,8 +120,9 @@ def save_figure(figure: Figure, path: Path) -> None:
 
 def working_set_figure(report: Report) -> Figure:
     """Bars of each layer's working set (KiB) in execution order, a line at the SRAM size."""
-    figure = Figure(figsize=(max(6.0, 0.18 * len(report.layers) + 2.0), 4.0))
-    FigureCanvasAgg(figure)
+    from matplotlib.patches import Patch
+
+    figure = new_figure(max(6.0, 0.18 * len(report.layers) + 2.0), 4.0)
     axes = figure.add_subplot()
     sizes = [layer.working_set_bytes / 1024 for layer in report.layers]
     colours = [_OVER_COLOUR if layer.working_set_bytes > report.sram_bytes else _FITS_COLOUR

@@ -8,7 +8,7 @@ scales. `quant.qdq` turns that graph into the int8 graph with exactly those para
 uint8 parameters become int8 ones: the same scale, the zero point less 128. int16 ones (ONNX
 Runtime's QInt16 activations, zero point 0) make the graph LiteRT's int16x8 scheme. A uint8 (or
 int8) graph input read by DequantizeLinear, or a graph output written by QuantizeLinear, is the
-model's raw integer I/O: `ModelTypes` records it.
+model's raw integer I/O: `ModelTypes` (frontends.model_types) records it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from mcuflow.errors import ModelFormatError, UnsupportedModelError
+from mcuflow.frontends.model_types import ModelTypes
 from mcuflow.ir.constraints import WEIGHT_AXIS
 from mcuflow.ir.graph import DType, Graph, Operator
 from mcuflow.ir.quantization import MAX_SCALE, MIN_SCALE, QuantParams
@@ -46,16 +47,6 @@ class _Dequantized:
 _ACTIVATION_TYPES = {np.dtype(np.int8): DType.INT8, np.dtype(np.uint8): DType.INT8,
                      np.dtype(np.int16): DType.INT16}
 """The quantised types of Q/DQ activations -> the IR activations they make."""
-
-
-@dataclass(frozen=True)
-class ModelTypes:
-    """The integer types a QDQ model gives its activations and its raw inputs and outputs."""
-
-    activations: DType = DType.INT8
-    """int8, or int16 (LiteRT's int16x8 scheme) when the model quantises activations to int16."""
-    uint8_io: frozenset[str] = frozenset()
-    """IR graph inputs and outputs the model reads or writes as uint8 codes."""
 
 
 @dataclass

@@ -32,6 +32,7 @@ from onnx.reference import ReferenceEvaluator
 import mcuflow.frontends.onnx_gru  # noqa: F401  (registers the GRU converter)
 from mcuflow.errors import McuflowError, ModelFormatError, UnsupportedModelError
 from mcuflow.frontends.files import read_bounded
+from mcuflow.frontends.model_types import ModelTypes
 from mcuflow.frontends.onnx_layout import (
     _FLOAT_TYPES,
     _HINT,
@@ -45,7 +46,7 @@ from mcuflow.frontends.onnx_layout import (
 )
 from mcuflow.frontends.onnx_ops import _CONVERTERS
 from mcuflow.frontends.onnx_ops import MAX_WINDOW as MAX_WINDOW  # re-exported: part of the API
-from mcuflow.frontends.onnx_qdq import ModelQuant, ModelTypes
+from mcuflow.frontends.onnx_qdq import ModelQuant
 from mcuflow.frontends.tflite_reader import MAX_ACTIVATION_BYTES
 from mcuflow.ir.graph import DType, Graph, Operator, Tensor
 from mcuflow.ir.ops import OpAttrs, OpKind, ReshapeAttrs, TransposeAttrs, infer_output_shapes

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from mcuflow.analysis.plots import new_figure, save_figure
+from mcuflow.memory.plan import Plan
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from mcuflow.analysis.plots import save_figure  # noqa: E402
-from mcuflow.memory.plan import Plan  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def plot_arena(plan: Plan, path: str | Path, staging_bytes: int = 0) -> Path:
@@ -22,8 +20,12 @@ def plot_arena(plan: Plan, path: str | Path, staging_bytes: int = 0) -> Path:
     a plan spilling activations gets a mark at each step writing to and reading back from its
     spill tier.
     """
-    figure, axes = plt.subplots(figsize=(10, 5))
-    colours = plt.get_cmap("tab20")
+    import matplotlib
+    from matplotlib.patches import Rectangle
+
+    figure = new_figure(10, 5)
+    axes = figure.add_subplot()
+    colours = matplotlib.colormaps["tab20"]
     for index, buffer in enumerate(sorted(plan.buffers.values(), key=lambda b: b.name)):
         width = buffer.last_step - buffer.first_step + 1
         axes.add_patch(Rectangle(
@@ -47,15 +49,14 @@ def plot_arena(plan: Plan, path: str | Path, staging_bytes: int = 0) -> Path:
     axes.set_title(f"{plan.graph.name}: memory plan")
     axes.legend(loc="center right")
     figure.tight_layout()
-    try:
-        save_figure(figure, Path(path))
-    finally:
-        plt.close(figure)
+    save_figure(figure, Path(path))
     return Path(path)
 
 
-def _draw_staging(axes: plt.Axes, plan: Plan, staging_bytes: int) -> None:
+def _draw_staging(axes: Axes, plan: Plan, staging_bytes: int) -> None:
     """The staging buffer above the arena; a tick per step whose chunk is read into it."""
+    from matplotlib.patches import Rectangle
+
     tier = plan.external.tier if plan.external else ""
     axes.add_patch(Rectangle((-0.5, plan.arena_bytes), len(plan.steps), staging_bytes,
                              facecolor="lightgrey", edgecolor="black", linewidth=0.4,
@@ -65,7 +66,7 @@ def _draw_staging(axes: plt.Axes, plan: Plan, staging_bytes: int) -> None:
               markersize=6)
 
 
-def _draw_spills(axes: plt.Axes, plan: Plan) -> None:
+def _draw_spills(axes: Axes, plan: Plan) -> None:
     """Marks along the bottom at the steps writing (down) and reading back (up) spilled rows."""
     tier = plan.spill_tier.kind.value if plan.spill_tier is not None else "external storage"
     ops = [plan.graph.operators[step.op_index] for step in plan.steps]

@@ -7,10 +7,6 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
 from mcuflow.analysis.html_report import (
     figure_svg,
     html_document,
@@ -18,10 +14,13 @@ from mcuflow.analysis.html_report import (
     html_table,
     literal_text,
 )
-from mcuflow.analysis.plots import plain_log_scale
+from mcuflow.analysis.plots import new_figure, plain_log_scale
 from mcuflow.nas.space import used_slots
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from mcuflow.nas.pipeline import Deployed, SearchReport
     from mcuflow.nas.space import Arch, SearchSpace
 
@@ -230,6 +229,5 @@ def generations_figure(report: SearchReport) -> Figure:
 
 
 def _figure() -> tuple[Figure, Axes]:
-    figure = Figure(figsize=(7.0, 4.2))
-    FigureCanvasAgg(figure)
+    figure = new_figure(7.0, 4.2)
     return figure, figure.add_subplot()
