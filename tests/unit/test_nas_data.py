@@ -235,9 +235,30 @@ def test_sixteen_bit_grey_images_keep_their_range_and_hidden_folders_are_skipped
             for name in ("a", "b")}
     root = _write_folder(tmp_path / "deep", deep)
     (root / ".ipynb_checkpoints").mkdir()
+    (root / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 a Mac's AppleDouble file")
+    (root / "b" / ".cache").mkdir()
+    Image.fromarray(deep["b"][0]).save(root / "b" / ".cache" / "0.png")
     data = load_dataset(str(root))
     assert (data.classes, data.x.shape) == (2, (10, 5, 5, 1))
     np.testing.assert_allclose(data.x[:5, ..., 0], np.stack(deep["a"]) / 65535.0, atol=1e-7)
+
+
+def test_class_folders_are_searched_as_torchvisions_image_folder_searches_them(
+        tmp_path: Path) -> None:
+    """Images in sub-folders of a class folder belong to the class, in the order of the path."""
+    rng = np.random.default_rng(12)
+    pixels = [rng.integers(0, 256, (4, 6), dtype=np.uint8) for _ in range(10)]
+    for index, image in enumerate(pixels):
+        where = tmp_path / ("cat" if index < 5 else "dog") / ("day", "night")[index % 2]
+        where.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(where / f"{index}.png")
+    (tmp_path / "dog" / "loop").symlink_to(tmp_path / "dog")
+    data = load_dataset(str(tmp_path))
+    found = sorted((path.relative_to(tmp_path).parts[0], str(path.relative_to(tmp_path)))
+                   for path in tmp_path.rglob("*.png") if "loop" not in path.parts)
+    order = [int(Path(name).stem) for _, name in found]
+    assert [data.label(int(label)) for label in data.y] == [label for label, _ in found]
+    np.testing.assert_array_equal(data.x[..., 0], np.stack([pixels[i] for i in order]))
 
 
 def _write_folder(root: Path, images: dict[str, list[np.ndarray]], suffix: str = ".png") -> Path:

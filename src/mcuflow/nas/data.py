@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 import zipfile
 import zlib
@@ -527,18 +528,19 @@ def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[
 def _image_folder(path: Path, most_values: int | None) -> Dataset:
     """A class per sub-folder, hidden ones (.ipynb_checkpoints) aside.
 
-    The images are read at the size most of them have (the smallest such on a tie), or
-    smaller (see load_dataset), one at a time: those of another size are resampled as
-    `resize` resamples. Colour where any image is. 8-bit images are kept as uint8 pixels
-    (resampled ones rounded to 8 bits), unless a 16-bit one makes them all float32.
+    A class's images are those anywhere in its folder (as torchvision's ImageFolder finds
+    them), hidden files and folders aside (a Mac's `._photo.jpg`). The images are read at the
+    size most of them have (the smallest such on a tie), or smaller (see load_dataset), one
+    at a time: those of another size are resampled as `resize` resamples. Colour where any
+    image is. 8-bit images are kept as uint8 pixels (resampled ones rounded to 8 bits),
+    unless a 16-bit one makes them all float32.
     """
     folders = sorted(entry for entry in path.iterdir()
                      if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
         raise McuflowError(f"{path} has no sub-folders",
                            "put the images of each class in a sub-folder named after the class")
-    files = [sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-             for folder in folders]
+    files = [_images_in(folder) for folder in folders]
     empty = [folder.name for folder, images in zip(folders, files, strict=True) if not images]
     if empty:
         raise McuflowError(f"{path}: class folder {empty[0]!r} holds no images",
@@ -563,6 +565,19 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
     return _checked(path, path.name, x, labels.astype(np.int64),
                     tuple(folder.name for folder in folders),
                     (*common, channels) if size != common else ())
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The image files in `folder` and its sub-folders, hidden ones aside, sorted by path.
+
+    Symbolic links to folders are not followed (a link to a parent would never end).
+    """
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(root, name) for name in files if not name.startswith(".")
+                  and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
 
 
 def _grey(mode: str) -> bool:
