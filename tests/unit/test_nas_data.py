@@ -339,6 +339,24 @@ def test_photos_are_read_as_their_exif_orientation_shows_them(tmp_path: Path) ->
                                       err_msg=f"orientation {orientation}")
 
 
+def test_jpeg_photos_turned_by_their_exif_orientation(tmp_path: Path) -> None:
+    """A camera's JPEGs (EXIF in the header), each stored 24 x 32 and tagged to turn it."""
+    rows, cols = np.mgrid[0:24, 0:32]
+    smooth = np.stack([rows * 10, cols * 8, rows * 5 + cols * 4], axis=-1).astype(np.uint8)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for index, orientation in enumerate((6, 8, 6, 8, 6)):
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            Image.fromarray(smooth).save(tmp_path / label / f"{index}.jpg", quality=95,
+                                         exif=exif)
+    data = load_dataset(str(tmp_path))
+    assert data.x.shape == (10, 32, 24, 3)
+    for index, orientation in enumerate((6, 8, 6, 8, 6)):
+        error = np.abs(data.x[index].astype(float) - UPRIGHT[orientation](smooth))
+        assert error.mean() < 2, (orientation, error.mean())
+
+
 @pytest.mark.parametrize("labels", [
     np.array(["walk", "run", "sit", "run", "walk"] * 4),
     np.array([9, 3, 3, 9, 7] * 4),

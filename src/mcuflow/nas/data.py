@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from mcuflow.errors import McuflowError
 from mcuflow.nas.space import columns
 from mcuflow.quant.affine import affine_activation
 from mcuflow.quant.calibrate import Range
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PilImage
 
 ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive, as numpy.savez writes a .npz."""
@@ -601,11 +605,22 @@ def _header(file: Path) -> tuple[tuple[int, int], str]:
 
     try:
         with Image.open(file) as image:
-            turned = image.getexif().get(ExifTags.Base.Orientation, 1) in QUARTER_TURNS
+            exif = image.getexif() if _exif_in_header(image) else {}
+            turned = exif.get(ExifTags.Base.Orientation, 1) in QUARTER_TURNS
             size = (image.width, image.height) if turned else (image.height, image.width)
             return size, image.mode
     except (OSError, Image.DecompressionBombError) as error:
         raise _unreadable(file, error) from error
+
+
+def _exif_in_header(image: PilImage) -> bool:
+    """True where Pillow reads the image's EXIF without decoding its pixels.
+
+    All but a PNG without an eXIf chunk before its pixels (Pillow would decode it to look for
+    one after them; phones' photos are JPEGs). Such a late chunk is not read, as a header
+    pass (_header) could not see it.
+    """
+    return image.format != "PNG" or "exif" in image.info
 
 
 def _read_image(file: Path) -> np.ndarray:
@@ -619,7 +634,7 @@ def _read_image(file: Path) -> np.ndarray:
 
     try:
         with Image.open(file) as stored:
-            image = ImageOps.exif_transpose(stored)
+            image = ImageOps.exif_transpose(stored) if _exif_in_header(stored) else stored
             if _deep(image.mode):
                 return np.asarray(image, dtype=np.float32) / 65535.0
             return np.asarray(image.convert("L" if _grey(image.mode) else "RGB"), np.uint8)
