@@ -420,6 +420,32 @@ def test_images_larger_than_the_values_allowed_are_read_smaller(tmp_path: Path) 
     assert (series.x.shape[1:], series.stored_shape) == ((40, 1), ())
 
 
+def test_large_jpegs_read_smaller_are_decoded_at_a_reduced_scale(tmp_path: Path) -> None:
+    """A 96 x 128 JPEG read at 22 x 29 is decoded at a quarter, then resampled.
+
+    The quarter (24 x 32) as Pillow's thumbnail decodes it; the result within a level or two
+    of the full decode's resize.
+    """
+    rows, cols = np.mgrid[0:96, 0:128]
+    smooth = np.stack([rows * 2, cols * 2 - 1, rows + cols], axis=-1).astype(np.uint8)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for index in range(5):
+            Image.fromarray(np.roll(smooth, index * 9, axis=1)).save(
+                tmp_path / label / f"{index}.jpg", quality=95)
+    data = load_dataset(str(tmp_path), most_values=23 * 31 * 3 - 1)
+    assert data.x.shape == (10, 22, 29, 3)
+    with Image.open(tmp_path / "a" / "0.jpg") as image:
+        full = np.asarray(image.convert("RGB"))
+    with Image.open(tmp_path / "a" / "0.jpg") as image:
+        image.draft(None, (29, 22))
+        quarter = np.asarray(image.convert("RGB"))
+    assert quarter.shape == (24, 32, 3)
+    _assert_rounded(data.x[0], _pil_resized(quarter[None] / 255.0, 22, 29)[0])
+    whole = _pil_resized(full[None] / 255.0, 22, 29)[0] * 255
+    assert np.abs(data.x[0] - whole).mean() < 2
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG's signature, IHDR (8-bit RGB) and IEND chunks: its size without its pixels."""
     def chunk(kind: bytes, data: bytes) -> bytes:
