@@ -313,7 +313,11 @@ def channels_first(x: np.ndarray, resolution: int, dims: int) -> np.ndarray:
     a training split of large images is held once more at the resolution, not two or three
     times at its own.
     """
-    size = _size(x, resolution, dims)
+    return _moved(x, _size(x, resolution, dims))
+
+
+def _moved(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """channels_first's samples at `size` (rows and columns, or steps): see _interpolated."""
     moved = np.empty((len(x), x.shape[-1], *size), np.float32)
     for start in range(0, len(x), READ_CHUNK):
         chunk = np.ascontiguousarray(np.moveaxis(values(x[start:start + READ_CHUNK]), -1, 1))
@@ -354,8 +358,7 @@ def readable_size(size: tuple[int, int], channels: int, most_values: int | None
 
 def _resampled(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
     """N x ... x C samples resampled to `size` along the middle axes (see _interpolated)."""
-    moved = np.ascontiguousarray(np.moveaxis(values(x), -1, 1))
-    return np.ascontiguousarray(np.moveaxis(_interpolated(moved, size), 1, -1))
+    return np.ascontiguousarray(np.moveaxis(_moved(x, size), 1, -1))
 
 
 def _interpolated(x: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
