@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -357,6 +358,45 @@ def test_jpeg_photos_turned_by_their_exif_orientation(tmp_path: Path) -> None:
         assert error.mean() < 2, (orientation, error.mean())
 
 
+def test_heic_and_avif_photos_are_read_upright(tmp_path: Path) -> None:
+    """An iPhone's HEIC photos (through pillow-heif) and AVIF ones (Pillow's own).
+
+    Each stored 24 x 32 and tagged to turn a quarter: read 32 x 24, within lossy coding's
+    error of the turned image.
+    """
+    pillow_heif = pytest.importorskip("pillow_heif")
+    rows, cols = np.mgrid[0:24, 0:32]
+    smooth = np.stack([rows * 10, cols * 8, rows * 5 + cols * 4], axis=-1).astype(np.uint8)
+    formats = {"a": (".heic", 6), "b": (".avif", 8)}
+    for label, (suffix, orientation) in formats.items():
+        (tmp_path / label).mkdir()
+        for index in range(5):
+            exif = Image.Exif()
+            exif[0x0112] = orientation
+            file = tmp_path / label / f"{index}{suffix}"
+            if suffix == ".heic":
+                pillow_heif.from_pillow(Image.fromarray(smooth)).save(file, quality=95,
+                                                                      exif=exif.tobytes())
+            else:
+                Image.fromarray(smooth).save(file, quality=95, exif=exif)
+    data = load_dataset(str(tmp_path))
+    assert data.x.shape == (10, 32, 24, 3)
+    for index, (_, orientation) in enumerate([formats["a"]] * 5 + [formats["b"]] * 5):
+        error = np.abs(data.x[index].astype(float) - UPRIGHT[orientation](smooth))
+        assert error.mean() < 3, (index, error.mean())
+
+
+def test_heic_photos_without_pillow_heif_name_the_extra(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _write_folder(tmp_path / "photos", {"a": [np.zeros((4, 4), np.uint8)] * 5,
+                                                 "b": [np.ones((4, 4), np.uint8)] * 5})
+    (folder / "b" / "IMG_0001.HEIC").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)
+    with pytest.raises(McuflowError, match="HEIC/HEIF photos needs the pillow-heif") as caught:
+        load_dataset(str(folder))
+    assert "mcuflow[nas]" in caught.value.hint
+
+
 @pytest.mark.parametrize("labels", [
     np.array(["walk", "run", "sit", "run", "walk"] * 4),
     np.array([9, 3, 3, 9, 7] * 4),
@@ -470,6 +510,13 @@ def test_bad_image_folders_raise_with_a_hint(tmp_path: Path) -> None:
     (bomb / "b" / "huge.png").write_bytes(_png_header(30_000, 30_000))
     with pytest.raises(McuflowError, match="cannot read image .*huge.png.*decompression bomb"):
         load_dataset(str(bomb))
+    noise = np.random.default_rng(5).integers(0, 256, (10, 4, 4), dtype=np.uint8)
+    truncated = _write_folder(tmp_path / "truncated", {"a": list(noise[:5]), "b": list(noise[5:])})
+    whole = (truncated / "a" / "0.png").read_bytes()
+    for name in ("x1.png", "x2.png", "x3.png"):  # read on several threads; named in order
+        (truncated / "b" / name).write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(McuflowError, match=r"cannot read image .*b/x1\.png"):
+        load_dataset(str(truncated))
     (tmp_path / "flat").mkdir()
     with pytest.raises(McuflowError, match="no sub-folders"):
         load_dataset(str(tmp_path / "flat"))

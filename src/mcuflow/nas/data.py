@@ -8,10 +8,12 @@ import random
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -23,10 +25,18 @@ from mcuflow.quant.calibrate import Range
 if TYPE_CHECKING:
     from PIL.Image import Image as PilImage
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive, as numpy.savez writes a .npz."""
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+HEIF_SUFFIXES = (".heic", ".heif")
+"""HEIF photos (an iPhone's default), read through the pillow-heif plug-in (the nas extra)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".gif",
+                  ".avif", *HEIF_SUFFIXES)
 """The image files a class folder may hold (others are ignored)."""
+READ_THREADS = min(4, os.cpu_count() or 1)
+"""Images of a folder decoded at once (Pillow decodes and resizes without holding the GIL)."""
 QUARTER_TURNS = frozenset({5, 6, 7, 8})
 """EXIF orientations that show an image turned a quarter (mirrored or not): rows become
 columns."""
@@ -537,10 +547,11 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
 
     A class's images are those anywhere in its folder (as torchvision's ImageFolder finds
     them), hidden files and folders aside (a Mac's `._photo.jpg`). The images are read at the
-    size most of them have (the smallest such on a tie), or smaller (see load_dataset), one
-    at a time: those of another size are resampled as `resize` resamples. Colour where any
-    image is. 8-bit images are kept as uint8 pixels (resampled ones rounded to 8 bits),
-    unless a 16-bit one makes them all float32.
+    size most of them have (the smallest such on a tie), or smaller (see load_dataset),
+    READ_THREADS at a time, each into its row of the samples: those of another size are
+    resampled as `resize` resamples. HEIF photos need pillow-heif (_open_heif); AVIF is
+    Pillow's own. Colour where any image is. 8-bit images are kept as uint8 pixels
+    (resampled ones rounded to 8 bits), unless a 16-bit one makes them all float32.
     """
     folders = sorted(entry for entry in path.iterdir()
                      if entry.is_dir() and not entry.name.startswith("."))
@@ -553,25 +564,55 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
         raise McuflowError(f"{path}: class folder {empty[0]!r} holds no images",
                            f"images must end in {', '.join(IMAGE_SUFFIXES)}")
     paths = [file for images in files for file in images]
-    headers = [_header(file) for file in paths]
+    if any(file.suffix.lower() in HEIF_SUFFIXES for file in paths):
+        _open_heif()
+    headers = _in_order(_header, paths)
     channels = 1 if all(_grey(mode) for _, mode in headers) else 3
     deep = any(_deep(mode) for _, mode in headers)
     sizes = Counter(size for size, _ in headers)
     common = min(sizes, key=lambda size: (-sizes[size], size))
     size = readable_size(common, channels, most_values)
     x = np.empty((len(paths), *size, channels), np.float32 if deep else np.uint8)
-    for index, file in enumerate(paths):
-        pixels = _read_image(file, size)
+
+    def read(index: int) -> None:
+        pixels = _read_image(paths[index], size)
         pixels = _as_rgb(pixels) if channels == 3 else pixels[..., None]
         if pixels.shape[:2] != size:
             resampled = _resampled(pixels[None], size)[0]
             x[index] = resampled if deep else _pixels(resampled)
         else:
             x[index] = values(pixels) if deep else pixels
+
+    _in_order(read, range(len(paths)))
     labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
     return _checked(path, path.name, x, labels.astype(np.int64),
                     tuple(folder.name for folder in folders),
                     (*common, channels) if size != common else ())
+
+
+def _in_order(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`function` of each item on READ_THREADS threads, results (or the first error) in order.
+
+    On an error the items not started yet are dropped.
+    """
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        futures = [pool.submit(function, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _open_heif() -> None:
+    """Let Pillow read HEIF photos (pillow-heif's opener; it turns them upright as it reads)."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError as error:
+        raise McuflowError("reading HEIC/HEIF photos needs the pillow-heif package",
+                           "pip install 'mcuflow[nas]', or convert the photos to JPEG"
+                           ) from error
+    register_heif_opener()
 
 
 def _images_in(folder: Path) -> list[Path]:
