@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +81,35 @@ def test_in_place_pairs_are_respected(problem: tuple[list[Block], list[Pair]]) -
     assert optimal is not None
     assert_valid(blocks, pairs, optimal, 16)
     assert arena_size(blocks, optimal) <= arena_size(blocks, greedy)
+
+
+def test_the_same_placement_problem_is_solved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A problem asked again is answered from memory, as CP-SAT answered it; another is solved.
+
+    The NAS fit check plans a patch option settled, then in full: one solve serves both.
+    """
+    from ortools.sat.python import cp_model
+
+    solves = []
+    solve = cp_model.CpSolver.solve
+
+    def counted(self: cp_model.CpSolver, model: cp_model.CpModel, *rest: object) -> object:
+        solves.append(model)
+        return solve(self, model, *rest)
+
+    monkeypatch.setattr(cp_model.CpSolver, "solve", counted)
+    blocks = [Block("a", 96, 0, 3), Block("b", 64, 2, 5), Block("c", 80, 4, 7),
+              Block("d", 48, 0, 7), Block("e", 112, 6, 9)]
+    pairs = [Pair(blocks[0], blocks[1], 16)]
+    greedy = place_greedy(blocks, pairs, 16)
+    first = place_optimal(blocks, pairs, 16, 0.5, greedy)
+    assert first is not None and len(solves) == 1
+    assert_valid(blocks, pairs, first, 16)
+    first["a"] = -1
+    again = place_optimal(list(blocks), list(pairs), 16, 0.5, dict(greedy))
+    assert len(solves) == 1 and again is not None and again["a"] >= 0
+    assert arena_size(blocks, again) == arena_size(blocks, place_optimal(blocks, pairs, 16, 0.5,
+                                                                           greedy))
+    wider = [*blocks[:-1], Block("e", 128, 6, 9)]
+    place_optimal(wider, pairs, 16, 0.5, place_greedy(wider, pairs, 16))
+    assert len(solves) == 2

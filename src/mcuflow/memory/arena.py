@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +53,8 @@ class Pair:
 
 
 Placement = dict[str, int]
+SOLVED = 32
+"""CP-SAT placements place_optimal remembers (the most recent)."""
 
 
 def align_up(value: int, alignment: int) -> int:
@@ -58,7 +62,7 @@ def align_up(value: int, alignment: int) -> int:
     return -(-value // alignment) * alignment
 
 
-def arena_size(blocks: list[Block], placement: Placement) -> int:
+def arena_size(blocks: Sequence[Block], placement: Placement) -> int:
     """Bytes of arena a placement needs (end of the highest block)."""
     return max((placement[b.name] + b.size for b in blocks), default=0)
 
@@ -287,10 +291,27 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
     """CP-SAT placement (no-overlap 2D over time slots x bytes) minimising the arena.
 
     `hint` is a feasible placement (e.g. the greedy one); its arena size bounds the search.
-    Returns None when the solver finds nothing within `time_limit_s`.
+    Returns None when the solver finds nothing within `time_limit_s` (deterministic time).
+    The solve depends on its arguments alone (one worker, a work limit), so the last SOLVED
+    problems are answered from memory: the NAS fit check plans a patch option settled, then
+    in full, each time solving the same placement.
+    """
+    placed = _solved(tuple(blocks), tuple(pairs), alignment, time_limit_s,
+                     tuple(hint[block.name] for block in blocks), lower_bound)
+    return None if placed is None else dict(placed)
+
+
+@functools.lru_cache(maxsize=SOLVED)
+def _solved(blocks: tuple[Block, ...], pairs: tuple[Pair, ...], alignment: int,
+            time_limit_s: float, hinted: tuple[int, ...], lower_bound: int
+            ) -> tuple[tuple[str, int], ...] | None:
+    """place_optimal's solve: the placement as (block name, offset) pairs, or None.
+
+    `hinted` holds the hint's offset of each block.
     """
     from ortools.sat.python import cp_model
 
+    hint = {block.name: offset for block, offset in zip(blocks, hinted, strict=True)}
     upper = arena_size(blocks, hint)
     model = cp_model.CpModel()
     arena = model.new_int_var(min(lower_bound, upper), upper, "arena")
@@ -322,7 +343,7 @@ def place_optimal(blocks: list[Block], pairs: list[Pair], alignment: int, time_l
     solver.parameters.catch_sigint_signal = False
     if solver.solve(model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    return {block.name: int(solver.value(offsets[block.name])) for block in blocks}
+    return tuple((block.name, int(solver.value(offsets[block.name]))) for block in blocks)
 
 
 def _add_pair(model: object, pair: Pair, upper: object, lower: object) -> None:
