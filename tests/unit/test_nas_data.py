@@ -274,7 +274,10 @@ def test_image_folder_grey_and_colour(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     grey = {name: [rng.integers(0, 256, (7, 7), dtype=np.uint8) for _ in range(5)]
             for name in ("cat", "dog")}
-    data = load_dataset(str(_write_folder(tmp_path / "grey", grey, ".pgm")))
+    told: list[tuple[int, int]] = []
+    data = load_dataset(str(_write_folder(tmp_path / "grey", grey, ".pgm")),
+                        reading=lambda done, total: told.append((done, total)))
+    assert told == [(done, 10) for done in range(1, 11)]  # the progress bar's "read" stage
     assert (data.classes, data.x.shape, data.name) == (2, (10, 7, 7, 1), "grey")
     np.testing.assert_array_equal(data.x[5:, ..., 0], np.stack(grey["dog"]))
     np.testing.assert_array_equal(data.y, [0] * 5 + [1] * 5)

@@ -30,8 +30,8 @@ from mcuflow.nas.pipeline import Deployed, SearchReport, check_output, report_js
 from mcuflow.nas.report import describe, latency_note
 from mcuflow.nas.search import SearchOptions
 
-STAGES = {"space": "search-space optimisation (fit checks)", "supernet": "training the supernet",
-          "evolution": "evolutionary search (generations)",
+STAGES = {"read": "reading the images", "space": "search-space optimisation (fit checks)",
+          "supernet": "training the supernet", "evolution": "evolutionary search (generations)",
           "deploy": "training, PTQ, QEMU"}
 """What each stage the search reports is called on the progress bars."""
 

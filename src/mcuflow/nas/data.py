@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+Reading = Callable[[int, int], None]
+"""Told (images read, images) as a folder's images are read."""
 
 ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of a zip archive, as numpy.savez writes a .npz."""
@@ -260,14 +262,15 @@ def standardized(parts: Split, standardization: Standardization | None) -> Split
     return Split(*(standardization.apply(part) for part in (parts.train, parts.val, parts.test)))
 
 
-def load_dataset(spec: str, layout: Layout = Layout.AUTO, most_values: int | None = None
-                 ) -> Dataset:
+def load_dataset(spec: str, layout: Layout = Layout.AUTO, most_values: int | None = None,
+                 reading: Reading | None = None) -> Dataset:
     """"digits", "mnist1d", a .npz file with x and y, or a folder of one sub-folder per class.
 
     `layout` says how an .npz's x is read; the others have theirs, which it must not contradict.
     Images of more than `most_values` values (rows x columns x channels) are read at the
     largest size within it (readable_size), shrunk as `resize` shrinks, a few at a time: a
     folder of 640 x 480 photos for a board of 32 KB of SRAM never holds them at full size.
+    `reading` is told how many of a folder's images are read as they are.
     """
     path = Path(spec)
     if path.suffix == ".npz" and path.is_file():
@@ -277,7 +280,7 @@ def load_dataset(spec: str, layout: Layout = Layout.AUTO, most_values: int | Non
     elif spec == "mnist1d":
         data = _mnist1d()
     elif path.is_dir():
-        data = _image_folder(path, most_values)
+        data = _image_folder(path, most_values, reading)
     else:
         raise McuflowError(f"no dataset {spec!r}",
                            "give digits, mnist1d, a .npz file with x and y, or a folder with "
@@ -542,7 +545,7 @@ def _checked(path: Path, name: str, x: np.ndarray, y: np.ndarray, labels: tuple[
     return Dataset(name, np.ascontiguousarray(x), y, len(labels), labels, stored_shape)
 
 
-def _image_folder(path: Path, most_values: int | None) -> Dataset:
+def _image_folder(path: Path, most_values: int | None, reading: Reading | None) -> Dataset:
     """A class per sub-folder, hidden ones (.ipynb_checkpoints) aside.
 
     A class's images are those anywhere in its folder (as torchvision's ImageFolder finds
@@ -583,22 +586,29 @@ def _image_folder(path: Path, most_values: int | None) -> Dataset:
         else:
             x[index] = values(pixels) if deep else pixels
 
-    _in_order(read, range(len(paths)))
+    _in_order(read, range(len(paths)), reading)
     labels = np.concatenate([np.full(len(images), label) for label, images in enumerate(files)])
     return _checked(path, path.name, x, labels.astype(np.int64),
                     tuple(folder.name for folder in folders),
                     (*common, channels) if size != common else ())
 
 
-def _in_order(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+def _in_order(function: Callable[[T], R], items: Sequence[T], reading: Reading | None = None
+              ) -> list[R]:
     """`function` of each item on READ_THREADS threads, results (or the first error) in order.
 
-    On an error the items not started yet are dropped.
+    `reading` is told (items done, items) as each result arrives, in order. On an error the
+    items not started yet are dropped.
     """
     with ThreadPoolExecutor(READ_THREADS) as pool:
         futures = [pool.submit(function, item) for item in items]
         try:
-            return [future.result() for future in futures]
+            found = []
+            for future in futures:
+                found.append(future.result())
+                if reading is not None:
+                    reading(len(found), len(futures))
+            return found
         finally:
             for future in futures:
                 future.cancel()

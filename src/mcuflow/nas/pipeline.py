@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import tempfile
@@ -286,7 +287,8 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     check_output(out_dir)
     check_options(options)
     check_verifiable(options.build)
-    parts = split(load_dataset(dataset, layout, options.limits.sram_bytes), options.seed)
+    reading = None if progress is None else functools.partial(progress, "read")
+    parts = split(load_dataset(dataset, layout, options.limits.sram_bytes, reading), options.seed)
     standardization = standardization_for(parts.train)
     parts = standardized(parts, standardization)
     train = parts.train
