@@ -133,5 +133,6 @@ def test_python_m_mcuflow_has_the_search_command() -> None:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     for option in ("--data", "--board", "--sram-budget", "--flash-budget", "--latency-ms",
-                   "--minutes", "--workers", "--ray-address", "--resume", "--json", "--layout"):
+                   "--minutes", "--workers", "--ray-address", "--resume", "--json", "--layout",
+                   "--space"):
         assert option in done.stdout

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+import sys
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mcuflow.errors import McuflowError
 
@@ -91,3 +94,52 @@ def read_bounded(path: Path | str, label: str, hint: str, limit: int,
         raise error(f"{label} is {max(size, len(data))} bytes, over the limit of {limit} bytes",
                     hint)
     return data
+
+
+_LONG_KEY = re.compile(r"(?<![\w-])(?:(?:[A-Za-z0-9_-]++|\"[^\"\n]*+\"|'[^'\n]*+')[ \t]*+\.[ \t]*+)"
+                       r"{64}")
+"""64 dotted key parts in a row: tomllib takes time quadratic in a key's parts (20,000: 6 s), and
+every part is a level of nesting, so such a key is refused before parsing (in linear time)."""
+
+
+def read_toml(path: Path | str, label: str, hint: str, limit: int, max_depth: int,
+              error: type[McuflowError] = McuflowError) -> dict[str, Any]:
+    """The TOML document in the user's file `path` (read_bounded, UTF-8; see parse_toml)."""
+    data = read_bounded(path, label, "check the path", limit, error)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as failure:
+        raise error(f"cannot read {label}: {failure}", "check the path") from None
+    return parse_toml(text, label, hint, max_depth, error)
+
+
+def parse_toml(text: str, label: str, hint: str, max_depth: int,
+               error: type[McuflowError] = McuflowError) -> dict[str, Any]:
+    """The TOML document; nesting deeper than `max_depth` is refused, however deep."""
+    too_deep = error(f"{label} nests tables or arrays more than {max_depth} levels deep", hint)
+    if _LONG_KEY.search(text):
+        raise too_deep
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as failure:
+        raise error(f"{label} is not valid TOML: {failure}", hint) from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:  # Python refuses to convert integers of more digits than this
+        raise error(f"{label} is not valid TOML: an integer has more than "
+                    f"{sys.get_int_max_str_digits()} digits", hint) from None
+    if _depth(data) > max_depth:
+        raise too_deep
+    return data
+
+
+def _depth(data: dict[str, Any]) -> int:
+    """How deeply tables and arrays nest in `data` (a table alone: 1), walked without recursion."""
+    deepest, pending = 0, [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, dict | list))
+    return deepest

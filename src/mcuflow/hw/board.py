@@ -5,8 +5,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import sys
-import tomllib
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -16,7 +14,7 @@ from statistics import median
 from typing import Any
 
 from mcuflow.errors import BoardError
-from mcuflow.frontends.files import read_bounded
+from mcuflow.frontends.files import parse_toml, read_toml
 from mcuflow.hw.memory_map import (
     ADDRESS_LIMIT,
     CODE_REGION,
@@ -37,10 +35,6 @@ MAX_BOARD_DEPTH = 8
 MAX_BOARD_NUMBER = 1e15
 """No figure of a board comes near this (sizes of SD cards are ~1e11 bytes); derived figures
 (power = current x voltage) then stay finite."""
-_LONG_KEY = re.compile(r"(?<![\w-])(?:(?:[A-Za-z0-9_-]++|\"[^\"\n]*+\"|'[^'\n]*+')[ \t]*+\.[ \t]*+)"
-                       r"{64}")
-"""64 dotted key parts in a row: tomllib takes time quadratic in a key's parts (20,000: 6 s), and
-every part is a level of nesting, so such a key is refused before parsing (in linear time)."""
 
 
 class Core(StrEnum):
@@ -586,55 +580,15 @@ def _parse_console(table: Any, where: str) -> Console | None:
                    tuple(writes), table["source"], table.get("note", ""))
 
 
-def _read_text(path: Path) -> str:
-    """A user's board file: a regular file of at most MAX_BOARD_FILE_BYTES, UTF-8."""
-    where = f"board file {path}"
-    data = read_bounded(path, where, "check the path", MAX_BOARD_FILE_BYTES, BoardError)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise BoardError(f"cannot read {where}: {error}", hint="check the path") from None
-
-
-def _depth(data: dict[str, Any]) -> int:
-    """How deeply tables and arrays nest in `data` (a table alone: 1), walked without recursion."""
-    deepest, pending = 0, [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        deepest = max(deepest, depth)
-        children = value.values() if isinstance(value, dict) else value
-        pending.extend((child, depth + 1) for child in children
-                       if isinstance(child, dict | list))
-    return deepest
-
-
-def _parse_toml(text: str, where: str) -> dict[str, Any]:
-    """The TOML document; nesting deeper than MAX_BOARD_DEPTH is refused, however deep."""
-    too_deep = BoardError(f"{where} nests tables or arrays more than {MAX_BOARD_DEPTH} levels "
-                          "deep", hint=SCHEMA_HINT)
-    if _LONG_KEY.search(text):
-        raise too_deep
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise BoardError(f"{where} is not valid TOML: {error}", hint=SCHEMA_HINT) from None
-    except RecursionError:
-        raise too_deep from None
-    except ValueError:  # Python refuses to convert integers of more digits than this
-        raise BoardError(f"{where} is not valid TOML: an integer has more than "
-                         f"{sys.get_int_max_str_digits()} digits", hint=SCHEMA_HINT) from None
-    if _depth(data) > MAX_BOARD_DEPTH:
-        raise too_deep
-    return data
-
-
 def _read_toml(path: Path | None) -> tuple[dict[str, Any], str]:
     if path is None:
         text = resources.files("mcuflow.hw").joinpath("boards.toml").read_text("utf-8")
         where = "packaged boards.toml"
+        data = parse_toml(text, where, SCHEMA_HINT, MAX_BOARD_DEPTH, BoardError)
     else:
-        text, where = _read_text(Path(path)), f"board file {path}"
-    data = _parse_toml(text, where)
+        where = f"board file {path}"
+        data = read_toml(path, where, SCHEMA_HINT, MAX_BOARD_FILE_BYTES, MAX_BOARD_DEPTH,
+                         BoardError)
     unknown = sorted(set(data) - {"boards", "cores"})
     if unknown:
         raise BoardError(f"{where}: unknown top-level table '{unknown[0]}'",

@@ -29,6 +29,7 @@ from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import Deployed, SearchReport, check_output, report_json, run_search
 from mcuflow.nas.report import describe, latency_note
 from mcuflow.nas.search import SearchOptions
+from mcuflow.nas.space_file import SpaceEdits, read_space
 
 STAGES = {"read": "reading the images", "space": "search-space optimisation (fit checks)",
           "supernet": "training the supernet", "evolution": "evolutionary search (generations)",
@@ -71,6 +72,14 @@ def search_command(
         int | None, typer.Option("--flash-budget", help="Bytes of flash the firmware may use "
                                  "(default: the board's, or the external flash it executes "
                                  "in place from).")
+    ] = None,
+    space_file: Annotated[
+        Path | None, typer.Option("--space", help="A TOML file of the search space's choices: "
+                                  "kernels, expansions, widths, resolutions (an image's rows "
+                                  "or a series' steps), [[stages]] (channels, min_depth, "
+                                  "max_depth, stride), stem_channels, stem_stride, "
+                                  "head_channels. Keys left out keep the ones chosen for the "
+                                  "data (see the README).")
     ] = None,
     latency_ms: Annotated[
         float | None, typer.Option("--latency-ms", help="Largest estimated latency of one "
@@ -117,7 +126,8 @@ def search_command(
     build = api.build_for(board, board_file)
     saved = checkpoint or default_checkpoint(out_dir)
     options = SearchOptions(build, limits_for(build, sram_budget, flash_budget, latency_ms),
-                            minutes, seed, workers, ray_address, saved, resume)
+                            minutes, seed, workers, ray_address, saved, resume,
+                            read_space(space_file) if space_file else SpaceEdits())
     check_output(out_dir)
     _require_torch()
     if resume and not saved.exists():

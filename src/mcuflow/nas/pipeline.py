@@ -47,7 +47,7 @@ from mcuflow.nas.search import (
     training_epochs,
     worker_pool,
 )
-from mcuflow.nas.space import Arch, SearchSpace, default_space, macs
+from mcuflow.nas.space import Arch, SearchSpace, default_space, held, macs
 from mcuflow.outputs import Manifest, write_directory, write_file
 from mcuflow.planning import Analysis, Build
 from mcuflow.ptq import Calibration, QuantizeResult
@@ -257,6 +257,7 @@ class SearchReport:
             "qemu": dataclasses.asdict(self.qemu),
             "pareto": [{"arch": c.arch.to_json(), "val_accuracy": c.accuracy,
                         **c.fit.to_json()} for c in result.pareto],
+            "space": dataclasses.asdict(result.space),
             "spaces": [{"width": s.width, "resolution": s.resolution, "samples": s.samples,
                         "fitting": s.fitting, "mean_macs": s.mean_macs,
                         "chosen": s == result.chosen} for s in result.spaces],
@@ -292,7 +293,7 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     standardization = standardization_for(parts.train)
     parts = standardized(parts, standardization)
     train = parts.train
-    space = default_space(train.dims, train.native_size, train.aspect)
+    space = options.space.applied(default_space(train.dims, train.native_size, train.aspect))
     reserve = firmware_reserve(options.build, space, train.input_channels, train.classes)
     options = replace(options, limits=within_firmware(options.limits, reserve))
     space = reachable_space(space, options.build, options.limits, train.input_channels,
@@ -502,15 +503,16 @@ def training_jobs(role: str, arch: Arch, epochs: TrainingEpochs, result: SearchR
     """The trainings of one final model, the better of which is deployed (_better).
 
     Fine-tuned from the supernet's weights for the `final` epochs where the supernet holds
-    `arch` (the chosen space's width and resolution), and trained from scratch for the
-    supernet's and the fine-tuning's epochs: the same starts for the found model and the
-    baseline. A short supernet is a poor start: on a 20-class series after 1 supernet epoch,
-    the found model fine-tuned for 2 reached 81.5 %, its architecture from scratch for 3
-    reached 99.5 %.
+    `arch` (the chosen space's width and resolution, and its layers: nas.space.held), and
+    trained from scratch for the supernet's and the fine-tuning's epochs: the same starts for
+    the found model and the baseline. A short supernet is a poor start: on a 20-class series
+    after 1 supernet epoch, the found model fine-tuned for 2 reached 81.5 %, its architecture
+    from scratch for 3 reached 99.5 %.
     """
     scratch = TrainingJob(f"{role}-scratch", arch, epochs.scratch,
                           derived_seed(seed, "scratch", arch), None)
-    if (arch.width, arch.resolution) != (result.chosen.width, result.chosen.resolution):
+    chosen = (result.chosen.width, result.chosen.resolution)
+    if (arch.width, arch.resolution) != chosen or not held(arch, result.space):
         return (scratch,)
     return (TrainingJob(f"{role}-supernet", arch, epochs.final,
                         derived_seed(seed, "finetune", arch), result.supernet_state), scratch)

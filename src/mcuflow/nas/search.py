@@ -33,6 +33,7 @@ from mcuflow.nas.space import (
     stable_seed,
     work,
 )
+from mcuflow.nas.space_file import SpaceEdits
 from mcuflow.nas.training_cost import reference_share, step_costs, step_ms
 from mcuflow.outputs import write_file
 from mcuflow.planning import Build
@@ -201,6 +202,8 @@ class SearchOptions:
     ray_address: str | None = None
     checkpoint: Path | None = None
     resume: bool = False
+    space: SpaceEdits = SpaceEdits()
+    """The choices of a space file (`--space`), applied to the space chosen for the data."""
 
 
 @dataclass(frozen=True)

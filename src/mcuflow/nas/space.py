@@ -224,6 +224,20 @@ def largest(space: SearchSpace, width: float, resolution: int) -> Arch:
                 (max(space.kernels),) * space.slots, (max(space.expansions),) * space.slots)
 
 
+def held(arch: Arch, space: SearchSpace) -> bool:
+    """True when `largest` of arch's width holds its layers, as a weight-shared supernet does.
+
+    Each stage's depth at most its maximum, each slot it runs of a kernel and an expansion at
+    most the space's largest (the supernet slices them from its own). A scaled MobileNetV2
+    (kernels 3, expansion 6) is not held by a space of smaller choices.
+    """
+    kernel, expansion = max(space.kernels), max(space.expansions)
+    return (all(depth <= stage.max_depth for depth, stage in
+                zip(arch.depths, space.stages, strict=True))
+            and all(arch.kernels[slot] <= kernel and arch.expansions[slot] <= expansion
+                    for slot in used_slots(arch, space)))
+
+
 def smallest(space: SearchSpace, width: float, resolution: int) -> Arch:
     """Every stage at its minimum depth, the smallest kernel and expansion in every slot."""
     return Arch(width, resolution, tuple(stage.min_depth for stage in space.stages),

@@ -29,6 +29,7 @@ from mcuflow.nas.space import (
     Block,
     SearchSpace,
     blocks,
+    held,
     largest,
     make_divisible,
     sample,
@@ -296,8 +297,12 @@ def extract(net: Supernet, arch: Arch) -> Subnet:
     """`arch` as a standalone plain network holding copies of the supernet's weights.
 
     Leaves `arch` active in `net`. Batch-norm statistics are copied too (the first channels');
-    they mix every subnet trained, so `recalibrate_bn` the result before measuring it.
+    they mix every subnet trained, so `recalibrate_bn` the result before measuring it. An
+    `arch` the supernet does not hold (nas.space.held) raises ValueError: a larger kernel
+    would be copied from the supernet's smaller one tap by tap broadcast.
     """
+    if not held(arch, net.space):
+        raise ValueError(f"{arch.key()} is not a subnet of the supernet's space")
     net.set_active(arch)
     model = Subnet(arch, net.space, net.stem.weight.shape[1], net.classifier.out_features)
     with torch.no_grad():
