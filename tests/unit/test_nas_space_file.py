@@ -112,10 +112,22 @@ def test_the_command_refuses_a_wrong_space_file_before_the_data(
     assert not (tmp_path / "out").exists()
 
 
+TINY = ["--board", "tiny16k", "--board-file",
+        str(Path(__file__).parents[2] / "bench/boards/tiny16k.toml")]
+
+
+@pytest.mark.parametrize(("data", "board", "text", "searched_as"), [
+    ("digits", ["--board", "nucleo-f091rc"], "kernels = [3, 5]\nexpansions = [2, 3]",
+     {"kernels": (3, 5), "expansions": (2, 3), "stages": default_space(2, 8).stages}),
+    # no scaled MobileNetV2 fits tiny16k at 24 steps: without resolutions 12 and 8 would join
+    ("mnist1d", TINY, "resolutions = [24]\nexpansions = [1]\nwidths = [0.5]",
+     {"resolutions": (24,), "expansions": (1,), "kernels": (3, 5, 7)}),
+])
 def test_the_search_runs_in_the_files_space(capsys: pytest.CaptureFixture[str],
-                                            tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The space the search gets is the data's with the file's choices (and is recorded)."""
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            data: str, board: list[str], text: str,
+                                            searched_as: dict[str, object]) -> None:
+    """The space the search gets is the data's with the file's choices; resolutions as given."""
     searched: list[SearchSpace] = []
 
     def search(_parts: object, space: SearchSpace, *_args: object) -> None:
@@ -123,13 +135,10 @@ def test_the_search_runs_in_the_files_space(capsys: pytest.CaptureFixture[str],
         raise McuflowError("stopped here", "the test stops the search")
 
     monkeypatch.setattr(mcuflow.nas.pipeline, "search", search)
-    code, err = run_cli(capsys, ["search", "--data", "digits", "--board", "nucleo-f091rc",
-                                 "--space", str(_file(tmp_path, "kernels = [3, 5]\n"
-                                                                "expansions = [2, 3]")),
-                                 "-o", str(tmp_path / "out")])
+    code, err = run_cli(capsys, ["search", "--data", data, *board, "--space",
+                                 str(_file(tmp_path, text)), "-o", str(tmp_path / "out")])
     assert code == 2 and "stopped here" in err
-    assert (searched[0].kernels, searched[0].expansions) == ((3, 5), (2, 3))
-    assert searched[0].stages == default_space(2, 8).stages
+    assert {key: getattr(searched[0], key) for key in searched_as} == searched_as
 
 
 def _never_called(*_args: object, **_kwargs: object) -> None:

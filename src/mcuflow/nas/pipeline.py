@@ -296,8 +296,9 @@ def run_search(dataset: str, options: SearchOptions, out_dir: Path,
     space = options.space.applied(default_space(train.dims, train.native_size, train.aspect))
     reserve = firmware_reserve(options.build, space, train.input_channels, train.classes)
     options = replace(options, limits=within_firmware(options.limits, reserve))
-    space = reachable_space(space, options.build, options.limits, train.input_channels,
-                            train.classes)
+    if options.space.resolutions is None:
+        space = reachable_space(space, options.build, options.limits, train.input_channels,
+                                train.classes)
     budget = budget_for(options.minutes)
     with worker_pool(options) as pool:
         result = search(parts, space, options, progress, pool)
