@@ -85,6 +85,8 @@ def test_files_and_report_fields(searched: tuple[SearchReport, Path]) -> None:
     assert epochs["scratch"] == epochs["supernet"] + epochs["final"] > epochs["final"]
     page = (out / "report.html").read_text()
     assert "<script" not in page and page.count("<svg") == 3
+    assert (data["space"]["kernels"], data["space"]["expansions"]) == ([3, 5, 7], [3, 4, 6])
+    assert "The space: kernels 3, 5, 7, expansions 3, 4, 6, widths 0.25, 0.35, 0.5" in page
 
 
 def test_summary_names_the_data_and_a_found_model_slower_than_the_baseline(

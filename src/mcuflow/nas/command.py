@@ -27,7 +27,7 @@ from mcuflow.errors import McuflowError
 from mcuflow.nas.data import Layout
 from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import Deployed, SearchReport, check_output, report_json, run_search
-from mcuflow.nas.report import describe, latency_note
+from mcuflow.nas.report import describe, describe_space, latency_note
 from mcuflow.nas.search import SearchOptions
 from mcuflow.nas.space_file import SpaceEdits, read_space
 
@@ -209,6 +209,8 @@ def print_summary(report: SearchReport, out_dir: Path, options: SearchOptions,
     if note:
         console.print(note, highlight=False)
     space = report.result.space
+    if options.space != SpaceEdits():
+        console.print(f"{escape(describe_space(space))} (--space)", highlight=False)
     console.print(f"found: {escape(describe(found.arch, space))}", highlight=False)
     console.print(f"baseline: {escape(describe(baseline.arch, space))}", highlight=False)
     verdict = "[green]bit-exact[/]" if qemu.bit_exact else "[red]MISMATCH[/]"

@@ -48,6 +48,7 @@ def render_report(report: SearchReport) -> str:
         "<p>Each (width, resolution) space is sampled; the chosen one has the most MACs among "
         "its fitting samples (more capacity within the limits). The curves are the "
         "cumulative distribution of the MACs of the samples that fit.</p>",
+        f"<p>{_e(describe_space(report.result.space))}.</p>",
         html_figure(figures[0], "MACs distribution of the fitting samples per space"),
         _spaces(report),
         "<h2 id=pareto>Pareto front</h2>",
@@ -85,6 +86,20 @@ def describe(arch: Arch, space: SearchSpace) -> str:
             f"{'-'.join(map(str, arch.depths))}, kernels "
             f"{''.join(str(arch.kernels[slot]) for slot in used)}, expansions "
             f"{''.join(str(arch.expansions[slot]) for slot in used)}")
+
+
+def describe_space(space: SearchSpace) -> str:
+    """The space searched in a sentence: its choices, then the stem, the stages and the head."""
+    def listed(values: tuple[float, ...]) -> str:
+        return ", ".join(f"{value:g}" for value in values)
+
+    stages = "; ".join(f"{stage.channels} channels, {stage.min_depth}-{stage.max_depth} "
+                       f"blocks, stride {stage.stride}" for stage in space.stages)
+    head = f"{space.head_channels} channels" if space.head_channels else "none"
+    return (f"The space: kernels {listed(space.kernels)}, expansions "
+            f"{listed(space.expansions)}, widths {listed(space.widths)}, resolutions "
+            f"{listed(space.resolutions)}; stem {space.stem_channels} channels, stride "
+            f"{space.stem_stride}; stages (channels before the width): {stages}; head {head}")
 
 
 def latency_note(report: SearchReport) -> str:
