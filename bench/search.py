@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/search.py [--minutes 10] [--workers 2] [--json]
      [--datasets digits,mnist1d,mine.npz] [--layout auto|images|series] [--boards ...]
+     [--board-file my_boards.toml] [--space space.toml]
 For digits and MNIST-1D on NUCLEO-F091RC (32 KB SRAM, 256 KB flash) and bench/boards/tiny16k
 (16 KB SRAM, 64 KB flash), both Cortex-M0: int8 test accuracy of the found model and of the
 baseline trained for as long, McNemar's exact p of their test answers (pipeline.Paired),
@@ -12,7 +13,8 @@ from scratch or fine-tuned from the supernet, whichever scored higher on validat
 search's wall-clock time (printed only: results never depend on it). Then the
 1-vs-2-workers identity check: the same tiny search (the first of --datasets, on tiny16k) on 1
 and on 2 Ray workers must write the same models and report. --datasets takes your own .npz
-files and image folders too, read as `mcuflow search --layout` reads them.
+files and image folders too, read as `mcuflow search --layout` reads them; --boards your own
+boards, from --board-file; --space a search space file, as `mcuflow search --space` reads it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mcuflow.nas.data import Layout
 from mcuflow.nas.fitcheck import limits_for
 from mcuflow.nas.pipeline import SearchReport, report_json, run_search
 from mcuflow.nas.search import SearchOptions
+from mcuflow.nas.space_file import SpaceEdits, read_space
 
 TINY16K = Path(__file__).resolve().parent / "boards" / "tiny16k.toml"
 BOARDS: dict[str, Path | None] = {"nucleo-f091rc": None, "tiny16k": TINY16K}
@@ -63,19 +66,21 @@ class Row:
     error: str | None = None
 
 
-def options_for(board: str, minutes: float, workers: int, seed: int,
+def options_for(board: str, args: argparse.Namespace, minutes: float, workers: int,
                 checkpoint: Path) -> SearchOptions:
-    build = api.build_for(board, BOARDS[board])
-    return SearchOptions(build, limits_for(build, None, None, None), minutes, seed, workers,
-                         checkpoint=checkpoint)
+    """The search's options; a board not in BOARDS comes from --board-file (or the packaged)."""
+    build = api.build_for(board, BOARDS.get(board, args.board_file))
+    space = read_space(args.space) if args.space else SpaceEdits()
+    return SearchOptions(build, limits_for(build, None, None, None), minutes, args.seed,
+                         workers, checkpoint=checkpoint, space=space)
 
 
 def measure(dataset: str, board: str, args: argparse.Namespace, scratch: Path) -> Row:
     row = Row(dataset, board)
-    options = options_for(board, args.minutes, args.workers, args.seed,
-                          scratch / f"{Path(dataset).name}-{board}.checkpoint")
     start = time.perf_counter()
     try:
+        options = options_for(board, args, args.minutes, args.workers,
+                              scratch / f"{Path(dataset).name}-{board}.checkpoint")
         report = run_search(dataset, options, scratch / f"{Path(dataset).name}-{board}",
                             layout=Layout(args.layout))
     except McuflowError as error:
@@ -110,7 +115,7 @@ def differing_across_workers(dataset: str, args: argparse.Namespace, scratch: Pa
     outputs = []
     for workers in (1, 2):
         out = scratch / f"identity-{workers}"
-        options = options_for("tiny16k", 1, workers, args.seed,
+        options = options_for("tiny16k", args, 1, workers,
                               scratch / f"identity-{workers}.checkpoint")
         report = json.loads(report_json(run_search(dataset, options, out,
                                                    layout=Layout(args.layout))))
@@ -162,7 +167,12 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--layout", choices=[layout.value for layout in Layout], default="auto",
                         help="how an .npz's x is read (mcuflow search --layout)")
-    parser.add_argument("--boards", default=",".join(BOARDS))
+    parser.add_argument("--boards", default=",".join(BOARDS),
+                        help="board ids: tiny16k, the packaged boards, or --board-file's")
+    parser.add_argument("--board-file", type=Path,
+                        help="a TOML board database for the boards other than tiny16k")
+    parser.add_argument("--space", type=Path,
+                        help="a search space file for every search (mcuflow search --space)")
     parser.add_argument("--no-identity", action="store_true",
                         help="skip the 1-vs-2-workers identity check (needs ray)")
     parser.add_argument("--json", action="store_true")
