@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+import mcuflow.nas.search as search_module  # noqa: E402
 from mcuflow import api  # noqa: E402
 from mcuflow.errors import McuflowError  # noqa: E402
 from mcuflow.memory.patch_search import PatchRequest  # noqa: E402
@@ -94,7 +97,7 @@ def checkpoint(setting, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_session():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -259,6 +262,73 @@ def test_a_ray_address_nothing_answers_at_is_a_user_error(tmp_path):
     assert done.stderr.startswith(f"mcuflow: error: no Ray cluster answers at '127.0.0.1:{port}'")
     assert "ray start --head" in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+class _RefusingRay:
+    """A ray module whose init logs as Ray's core does for a missing token, then gives up."""
+
+    @staticmethod
+    def is_initialized() -> bool:
+        return False
+
+    @staticmethod
+    def init(**_settings: object) -> None:
+        for _ in range(3):
+            os.write(2, b"gcs_client.cc:210: Failed to get cluster ID from GCS server: "
+                        b"Unauthenticated: RPC error: InvalidAuthToken\n")
+        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6390")
+
+
+def test_a_cluster_asking_for_its_token_is_one_line_saying_how(setting, capfd, monkeypatch):
+    """A cluster `ray start` started (Ray 2.59 and later) wants its token.
+
+    Ray sends it to an explicit address only with RAY_AUTH_MODE=token: the error says so, and
+    Ray's once-a-second log lines stay out.
+    """
+    parts, space, options = setting
+    monkeypatch.setattr(search_module, "_import_ray", lambda: _RefusingRay)
+    monkeypatch.setattr(search_module, "_answers", lambda _address: True)
+    with pytest.raises(McuflowError) as error:
+        search(parts, space, dataclasses.replace(options, ray_address="127.0.0.1:6390"))
+    assert error.value.message == ("the Ray cluster at '127.0.0.1:6390' asks for its "
+                                   "authentication token")
+    assert "RAY_AUTH_MODE=token" in error.value.hint and "auto" in error.value.hint
+    assert "InvalidAuthToken" not in capfd.readouterr().err
+
+
+def test_workers_start_their_own_cluster_beside_one_of_ray_start(tmp_path):
+    """--workers 2 beside a cluster of `ray start` on this machine: a cluster of 2 CPUs.
+
+    Ray joins the cluster `ray start` runs unless told "local", and then refuses the CPUs
+    asked (a ValueError).
+    """
+    pytest.importorskip("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--port",
+         str(port), "--num-cpus", "3", "--include-dashboard=false", "--disable-usage-stats"],
+        env={**os.environ, "HOME": str(tmp_path)}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert head.stdout is not None
+        for line in head.stdout:  # `ray start` says so once the cluster is recorded
+            if "Ray runtime started" in line:
+                break
+        code = ("from mcuflow import api; from mcuflow.nas.fitcheck import limits_for; "
+                "from mcuflow.nas.search import SearchOptions, worker_pool; import ray; "
+                "build = api.build_for('nucleo-f091rc'); "
+                "options = SearchOptions(build, limits_for(build, None, None, None), workers=2); "
+                "pool = worker_pool(options); print(ray.cluster_resources()['CPU']); "
+                "pool.__exit__()")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "HOME": str(tmp_path)})
+    finally:
+        os.killpg(head.pid, signal.SIGINT)  # --block stops its cluster at once on SIGINT
+        head.communicate(timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2.0"]
 
 
 def test_zero_workers_and_a_broken_checkpoint_are_user_errors(setting, tmp_path):

@@ -98,7 +98,10 @@ def search_command(
                           "workers (1: in this process). The result is the same for any number.")
     ] = 1,
     ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="Evaluate on this Ray cluster instead.")
+        str | None, typer.Option("--ray-address", help="Evaluate on this Ray cluster instead "
+                                 "(auto: the one `ray start` runs on this machine; for an "
+                                 "address, Ray 2.59 and later want RAY_AUTH_MODE=token "
+                                 "exported with the cluster's token).")
     ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="The search's checkpoint file (default: "

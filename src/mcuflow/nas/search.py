@@ -8,12 +8,15 @@ import hashlib
 import json
 import logging
 import math
+import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -708,22 +711,60 @@ def _import_ray() -> Any:
 def _init_ray(ray: Any, options: SearchOptions) -> None:
     """Start local Ray with `workers` CPUs, or connect to `ray_address`.
 
+    `--workers` starts a cluster of its own even where `ray start` runs one on this machine
+    (which Ray would join, then refuse the CPUs asked).
+
     Ray's own notices (its start, token authentication) stay out of the command's output;
     its errors still show.
     """
     settings = {"include_dashboard": False, "log_to_driver": False,
                 "logging_level": logging.ERROR}
     if not options.ray_address:
-        ray.init(num_cpus=options.workers, **settings)
+        ray.init(address="local", num_cpus=options.workers, **settings)
         return
-    hint = "start one with `ray start --head` and pass the address it prints, or use --workers"
-    if not _answers(options.ray_address):
-        raise McuflowError(f"no Ray cluster answers at {options.ray_address!r}", hint)
+    address = options.ray_address
+    hint = ("start one with `ray start --head` and pass the address it prints (on its own "
+            "machine: --ray-address auto), or use --workers")
+    if not _answers(address):
+        raise McuflowError(f"no Ray cluster answers at {address!r}", hint)
+    with tempfile.TemporaryFile() as log:
+        try:
+            with _stderr_to(log):
+                ray.init(address=address, **settings)
+        except ConnectionError as error:
+            log.seek(0)
+            if any(word in log.read() for word in (b"InvalidAuthToken", b"Unauthenticated")):
+                raise McuflowError(
+                    f"the Ray cluster at {address!r} asks for its authentication token",
+                    f"export RAY_AUTH_MODE=token (Ray then reads the token from RAY_AUTH_TOKEN "
+                    f"or {AUTH_TOKEN_FILE}; `ray get-auth-token` prints it on the cluster), "
+                    "or on the cluster's machine use --ray-address auto") from error
+            raise McuflowError(f"cannot join the Ray cluster at {address!r}: {error}",
+                               hint) from error
+
+
+AUTH_TOKEN_FILE = "~/.ray/auth_token"
+"""Where Ray keeps the token of the clusters `ray start` starts (Ray 2.59 and later enable
+token authentication for them; a driver sends it to an explicit address only with
+RAY_AUTH_MODE=token, to `auto` by itself)."""
+
+
+@contextmanager
+def _stderr_to(file: BinaryIO) -> Iterator[None]:
+    """File descriptor 2 written to `file` meanwhile.
+
+    Ray's core logs each failed attempt to join a cluster there, once a second, until it gives
+    up: the command's one line says why instead.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
     try:
-        ray.init(address=options.ray_address, **settings)
-    except ConnectionError as error:
-        raise McuflowError(f"cannot join the Ray cluster at {options.ray_address!r}: {error}",
-                           hint) from error
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 RAY_CONNECT_SECONDS = 10.0
