@@ -67,6 +67,7 @@ def test_keys_left_out_keep_the_space_chosen_for_the_data(tmp_path: Path) -> Non
     ("kernels = [3, 4]", "kernels must be a list of distinct odd integers from 1 to 9, "
      "got [3, 4]", "e.g. kernels = [3, 5, 7]"),
     ("kernels = 3", "kernels must be a list of distinct odd integers", "e.g. kernels"),
+    ("kernels = [[3], [3]]", "kernels must be a list of distinct odd integers", "e.g. kernels"),
     ("expansions = []", "expansions must be a list of distinct integers from 1 to 8, got []",
      "e.g. expansions"),
     ("expansions = [3, 3]", "expansions must be a list of distinct", "e.g. expansions"),

@@ -68,14 +68,14 @@ def _options(low: float, high: float, kind: type, odd: bool = False
                   f"{'integers' if kind is int else 'numbers'} from {low:g} to {high:g}")
         if low == 0:
             wanted = f"a list of distinct numbers above 0 up to {high:g}"
-        items = value if isinstance(value, list) else [value]
-        good = (isinstance(value, list) and value and len(set(items)) == len(items)
+        good = (isinstance(value, list) and value
                 and all(_number(item, kind) and low <= item <= high and item != 0
-                        and (not odd or item % 2 == 1) for item in items))
+                        and (not odd or item % 2 == 1) for item in value)
+                and len(set(value)) == len(value))
         if not good:
             raise McuflowError(f"{where}: {key} must be {wanted}, got {value!r}",
                                f"e.g. {key} = {_EXAMPLES[key]}")
-        return tuple(sorted(kind(item) for item in items))
+        return tuple(sorted(kind(item) for item in value))
     return read
 
 
