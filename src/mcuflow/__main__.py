@@ -19,7 +19,13 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+RECEIVED: list[int] = []
+"""The stop signals received: a library that catches every exception (a bare `except:`) may
+swallow the Interrupted raised, and the command would run on to its end as if not stopped."""
+
+
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    RECEIVED.append(signum)
     raise Interrupted(signum)
 
 
@@ -45,12 +51,19 @@ def main() -> None:
         run_cli()
     except BaseException as error:
         stopped = _interrupt_behind(error)
-        if stopped is None:
+        if stopped is None and not RECEIVED:
             raise
-        for signum in STOPPING:
-            signal.signal(signum, signal.SIG_IGN)
-        sys.stderr.write(f"mcuflow: {STOPPING[stopped.signum]}\n")
-        sys.exit(128 + stopped.signum)
+        _stop(stopped.signum if stopped else RECEIVED[0])
+    if RECEIVED:
+        _stop(RECEIVED[0])
+
+
+def _stop(signum: int) -> None:
+    """Say the command was stopped by `signum` and exit with 128 + it."""
+    for stopping in STOPPING:
+        signal.signal(stopping, signal.SIG_IGN)
+    sys.stderr.write(f"mcuflow: {STOPPING[signum]}\n")
+    sys.exit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mcuflow.cli
 from mcuflow import api, outputs
+from mcuflow.__main__ import RECEIVED, STOPPING
+from mcuflow.__main__ import main as mcuflow_main
 from mcuflow.cli import _print_json
 from mcuflow.errors import OutputError
 from mcuflow.outputs import MANIFEST
@@ -295,6 +298,33 @@ def test_ctrl_c_at_any_time_is_one_line(delay: float, tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=60)
     assert (process.returncode, stderr) == (130, "mcuflow: interrupted\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_a_library_swallows_still_stops_the_command(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare `except:` in code the command runs catches the Interrupted Ctrl-C raised.
+
+    `mcuflow verify` then ran to its end and exited 0 (1 of 120 Ctrl-Cs sent at growing
+    delays): the command still says it was interrupted, and exits 130.
+    """
+    def swallowing_cli() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler runs here and raises
+        except:  # noqa: E722  (as the library does)
+            pass
+
+    monkeypatch.setattr(mcuflow.cli, "main", swallowing_cli)
+    saved = {signum: signal.getsignal(signum) for signum in STOPPING}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            mcuflow_main()
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        RECEIVED.clear()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "mcuflow: interrupted\n"
 
 
 def test_json_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
